@@ -1,0 +1,117 @@
+"""The event bus interface: partitioned topics, consumer groups, at-least-once delivery.
+
+Both backends (Redis Streams, Kafka) implement it; handler code never sees which one runs.
+A message is keyed (by aggregate id): one key always lands on one partition, and a partition
+is consumed by one member of a group at a time, so one key's messages arrive in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+
+
+@dataclass
+class Message:
+    # The logical topic name, as given to publish/consumer (without the bus's prefix).
+    topic: str
+    partition: int
+    key: str
+    value: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    # Backend bookkeeping needed to acknowledge this message (stream id / offset).
+    ack_token: Any = None
+    # How many times this message was delivered before (0 on first delivery) when known.
+    redeliveries: int = 0
+
+
+class Consumer(Protocol):
+    """One member of a consumer group, reading some partitions of some topics."""
+
+    async def start(self) -> None: ...
+
+    async def fetch(self, max_messages: int = 100, timeout: float = 1.0) -> list[Message]:
+        """Next messages of the partitions this member owns, in partition order.
+
+        Returns an empty list after `timeout` seconds with nothing to read. Messages that a
+        dead member left unacknowledged are delivered again to whichever member owns the
+        partition now.
+        """
+        ...
+
+    async def ack(self, message: Message) -> None:
+        """Mark the message done for the group; it will not be delivered again."""
+        ...
+
+    async def stop(self) -> None: ...
+
+
+class Bus(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def ensure_topics(self, topics: Sequence[TopicSpec]) -> None:
+        """Create the topics (with their partition counts) if missing."""
+        ...
+
+    async def publish(
+        self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        """Durably append the message to the key's partition (returns once stored)."""
+        ...
+
+    def consumer(self, group: str, topics: Sequence[str], member: str) -> Consumer:
+        """A group member; several members of one group split the partitions between them."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise if the backend cannot be reached."""
+        ...
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """Stable key → partition mapping (murmur2, as Kafka's default partitioner)."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 hash, so both backends place a key on the same partition number."""
+    length = len(data)
+    seed = 0x9747B28C
+    m = 0x5BD1E995
+    r = 24
+    h = (seed ^ length) & 0xFFFFFFFF
+    length4 = length // 4
+    for i in range(length4):
+        i4 = i * 4
+        k = (
+            (data[i4 + 0] & 0xFF)
+            + ((data[i4 + 1] & 0xFF) << 8)
+            + ((data[i4 + 2] & 0xFF) << 16)
+            + ((data[i4 + 3] & 0xFF) << 24)
+        )
+        k = (k * m) & 0xFFFFFFFF
+        k ^= (k % 0x100000000) >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    extra = length % 4
+    if extra >= 3:
+        h ^= (data[(length & ~3) + 2] & 0xFF) << 16
+    if extra >= 2:
+        h ^= (data[(length & ~3) + 1] & 0xFF) << 8
+    if extra >= 1:
+        h ^= data[length & ~3] & 0xFF
+        h = (h * m) & 0xFFFFFFFF
+    h ^= (h % 0x100000000) >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= (h % 0x100000000) >> 15
+    return h

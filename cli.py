@@ -1,0 +1,223 @@
+"""The `eddy` command. Roles mirror Dify's entrypoint MODEs: api, worker, scheduler,
+migration, job; `eddy up` runs all of them on one machine on embedded servers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from config import ConfigError, Mode, Settings, load_settings
+from observability import configure_logging
+
+log = logging.getLogger("eddy")
+
+
+def _install_stop(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def migrate(settings: Settings) -> None:
+    from migrations.runner import upgrade
+
+    dsn = settings.database_dsn().replace("postgresql://", "postgresql+psycopg://", 1)
+    upgrade(dsn)
+    log.info("migrations applied")
+
+
+async def _serve_api(settings: Settings) -> None:
+    import uvicorn
+
+    from bootstrap import build
+    from gateway.app import create_app
+
+    container = await build(settings, listen=True)
+    config = uvicorn.Config(create_app(container), host=settings.DIFY_BIND_ADDRESS,
+                            port=settings.DIFY_PORT, log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    try:
+        await server.serve()
+    finally:
+        await container.close()
+
+
+async def _run_worker(settings: Settings, roles: Sequence[str], member: str | None) -> None:
+    from bootstrap import build
+    from workers.node import start_roles
+
+    container = await build(settings)
+    stop = asyncio.Event()
+    _install_stop(stop)
+    tasks = start_roles(container, roles, stop, member)
+    log.info("worker running", extra={"roles": list(roles)})
+    try:
+        await stop.wait()
+        await asyncio.wait(tasks, timeout=10)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await container.close()
+
+
+def _embedded_env(settings: Settings) -> tuple[dict[str, str], list[object]]:
+    """Start embedded Postgres/Valkey as needed; the env that points children at them."""
+    from adapters.embedded.postgres import EmbeddedPostgres
+    from adapters.embedded.valkey import EmbeddedRedis
+
+    data = settings.EDDY_DATA_DIR.resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    env: dict[str, str] = {}
+    started: list[object] = []
+    if settings.embedded_postgres:
+        print(f"starting embedded Postgres in {data / 'postgres'} …", flush=True)
+        pg = EmbeddedPostgres(data / "postgres").start()
+        pg.create_database(settings.DB_DATABASE)
+        started.append(pg)
+        env.update(DB_HOST=pg.host, DB_PORT=str(pg.port), DB_USERNAME=pg.user, DB_PASSWORD="")
+    if settings.embedded_redis:
+        print(f"starting embedded Redis (Valkey, AOF) in {data / 'redis'} …", flush=True)
+        rs = EmbeddedRedis(data / "redis").start()
+        started.append(rs)
+        env.update(REDIS_HOST=rs.host, REDIS_PORT=str(rs.port), REDIS_PASSWORD="", REDIS_DB="0")
+    if not settings.SECRET_KEY:
+        key_file = data / "secret_key"
+        if not key_file.exists():
+            key_file.write_text(secrets.token_urlsafe(42))
+            key_file.chmod(0o600)
+        env["SECRET_KEY"] = key_file.read_text().strip()
+    return env, started
+
+
+def up(settings: Settings) -> int:
+    """Everything on one machine: embedded servers, migrations, api + worker supervised."""
+    env, started = _embedded_env(settings)
+    child_env = {**os.environ, **env}
+    migrate(load_settings(**{k: v for k, v in env.items() if k in Settings.model_fields}))
+    children = {"api": ["api"], "worker": ["worker"]}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    print(f"Eddy is up: http://{settings.DIFY_BIND_ADDRESS}:{settings.DIFY_PORT} "
+          f"(bus: {settings.bus.value}); Ctrl-C stops it", flush=True)
+    restarts: dict[str, float] = {}
+    try:
+        while not stopping:
+            for name, args in children.items():
+                proc = procs.get(name)
+                if proc is None or proc.poll() is not None:
+                    if proc is not None:
+                        log.error("child exited, restarting", extra={"child": name,
+                                                                     "code": proc.returncode})
+                        if time.monotonic() - restarts.get(name, 0) < 2:
+                            time.sleep(2)  # crash loop: don't spin
+                    restarts[name] = time.monotonic()
+                    procs[name] = subprocess.Popen([sys.executable, "-m", "cli", *args],
+                                                   env=child_env, cwd=Path(__file__).parent)
+            time.sleep(0.5)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=15)
+            if proc.poll() is None:
+                proc.kill()
+        for server in reversed(started):
+            server.stop()  # type: ignore[attr-defined]
+        print("Eddy stopped.", flush=True)
+    return 0
+
+
+def _job(settings: Settings, name: str) -> int:
+    from bootstrap import build
+    from workers.scheduler import JOBS
+
+    if name not in JOBS:
+        print(f"unknown job {name!r}; jobs: {', '.join(JOBS)}", file=sys.stderr)
+        return 2
+
+    async def run() -> None:
+        container = await build(settings)
+        try:
+            await JOBS[name][1](container)
+        finally:
+            await container.close()
+
+    asyncio.run(run())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="eddy", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("up", help="run everything on embedded servers (data in EDDY_DATA_DIR)")
+    sub.add_parser("api", help="serve the HTTP gateway")
+    worker = sub.add_parser("worker", help="run relay / processors / scheduler roles")
+    worker.add_argument("--roles", default=None,
+                        help="comma-separated subset of: relay,commands,projections,scheduler")
+    worker.add_argument("--member", default=None, help="consumer-group member name")
+    sub.add_parser("scheduler", help="run the scheduler role alone")
+    sub.add_parser("migrate", help="apply database migrations")
+    job = sub.add_parser("job", help="run one scheduled job once")
+    job.add_argument("name")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"eddy: {exc}", file=sys.stderr)
+        return 2
+    command = args.command or {
+        Mode.API: "api", Mode.WORKER: "worker", Mode.SCHEDULER: "scheduler",
+        Mode.MIGRATION: "migrate", Mode.JOB: "job", Mode.ALL: "up",
+    }[settings.MODE]
+    configure_logging(settings.LOG_LEVEL, role=command)
+
+    if command == "up":
+        return up(settings)
+    if command in ("api", "worker", "scheduler", "migrate", "job") and (
+        settings.embedded_postgres or settings.embedded_redis
+    ):
+        print("eddy: DB_HOST and REDIS_HOST must be set for this role "
+              "(or use `eddy up` for embedded servers)", file=sys.stderr)
+        return 2
+    if command == "migrate":
+        migrate(settings)
+        return 0
+    if command == "api":
+        if settings.MIGRATION_ENABLED:
+            migrate(settings)
+        asyncio.run(_serve_api(settings))
+        return 0
+    if command == "worker":
+        from workers.node import ALL_ROLES
+
+        roles = args.roles.split(",") if getattr(args, "roles", None) else list(ALL_ROLES)
+        asyncio.run(_run_worker(settings, roles, getattr(args, "member", None)))
+        return 0
+    if command == "scheduler":
+        asyncio.run(_run_worker(settings, ["scheduler"], None))
+        return 0
+    return _job(settings, getattr(args, "name", ""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

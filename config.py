@@ -1,0 +1,121 @@
+"""Configuration, read from the environment with Dify's variable names where they exist."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """Raised at start when a variable is missing or invalid; the message names it."""
+
+
+class EventBusKind(StrEnum):
+    REDIS = "redis"
+    KAFKA = "kafka"
+
+
+class Mode(StrEnum):
+    API = "api"
+    WORKER = "worker"
+    SCHEDULER = "scheduler"
+    MIGRATION = "migration"
+    JOB = "job"
+    ALL = "all"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)
+
+    # Runtime
+    MODE: Mode = Mode.ALL
+    DEPLOY_ENV: str = "PRODUCTION"
+    LOG_LEVEL: str = "INFO"
+    SECRET_KEY: str = Field(default="", description="signs access tokens; generated for embedded")
+    MIGRATION_ENABLED: bool = True
+    DIFY_BIND_ADDRESS: str = "0.0.0.0"
+    DIFY_PORT: int = Field(default=5001, ge=1, le=65535)
+    EDDY_DATA_DIR: Path = Path(".eddy")
+
+    # Postgres (Dify names); unset DB_HOST means "embedded Postgres under EDDY_DATA_DIR"
+    DB_HOST: str | None = None
+    DB_PORT: int = Field(default=5432, ge=1, le=65535)
+    DB_USERNAME: str = "postgres"
+    DB_PASSWORD: str = ""
+    DB_DATABASE: str = "dify"
+    SQLALCHEMY_POOL_SIZE: int = Field(default=10, ge=1)
+
+    # Redis (Dify names); unset REDIS_HOST means "embedded Valkey under EDDY_DATA_DIR"
+    REDIS_HOST: str | None = None
+    REDIS_PORT: int = Field(default=6379, ge=1, le=65535)
+    REDIS_PASSWORD: str = ""
+    REDIS_DB: int = Field(default=0, ge=0)
+
+    # Event bus (Eddy's own)
+    EVENT_BUS: EventBusKind = EventBusKind.REDIS
+    KAFKA_BOOTSTRAP_SERVERS: str | None = None
+    EVENT_TOPIC_PREFIX: str = "eddy."
+    COMMAND_PARTITIONS: int = Field(default=4, ge=1, le=256)
+    EVENT_PARTITIONS: int = Field(default=4, ge=1, le=256)
+    CONSUMER_MAX_ATTEMPTS: int = Field(default=5, ge=1)
+    KAFKA_SESSION_TIMEOUT_MS: int = Field(default=6000, ge=1000)
+
+    # Commands
+    COMMAND_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
+    PROJECTION_WAIT_SECONDS: float = Field(default=10.0, gt=0)
+
+    # Accounts
+    ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=60, ge=1)
+    REFRESH_TOKEN_EXPIRE_DAYS: int = Field(default=30, ge=1)
+    LOGIN_LOCKOUT_ATTEMPTS: int = Field(default=5, ge=1)
+    LOGIN_LOCKOUT_DURATION: int = Field(default=86400, ge=1, description="seconds")
+
+    @field_validator("KAFKA_BOOTSTRAP_SERVERS")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return not self.DB_HOST
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.REDIS_HOST
+
+    @cached_property
+    def bus(self) -> EventBusKind:
+        # Setting KAFKA_BOOTSTRAP_SERVERS alone selects Kafka, as the docs promise.
+        if self.KAFKA_BOOTSTRAP_SERVERS and "EVENT_BUS" not in self.model_fields_set:
+            return EventBusKind.KAFKA
+        return self.EVENT_BUS
+
+    def validate_runtime(self) -> None:
+        if self.bus is EventBusKind.KAFKA and not self.KAFKA_BOOTSTRAP_SERVERS:
+            raise ConfigError("KAFKA_BOOTSTRAP_SERVERS must be set when EVENT_BUS=kafka")
+
+    def database_dsn(self) -> str:
+        """asyncpg-style DSN (postgresql://...)."""
+        auth = self.DB_USERNAME + (f":{self.DB_PASSWORD}" if self.DB_PASSWORD else "")
+        return f"postgresql://{auth}@{self.DB_HOST}:{self.DB_PORT}/{self.DB_DATABASE}"
+
+    def redis_url(self) -> str:
+        auth = f":{self.REDIS_PASSWORD}@" if self.REDIS_PASSWORD else ""
+        return f"redis://{auth}{self.REDIS_HOST}:{self.REDIS_PORT}/{self.REDIS_DB}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; a bad variable becomes a ConfigError naming it."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+    settings.validate_runtime()
+    return settings

@@ -1,0 +1,70 @@
+"""Postgres LISTEN/NOTIFY as wake-up calls: waiters re-check their condition when woken.
+
+A notification is only a hint (it can be missed across a reconnect), so every wait also
+re-checks on a short timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+
+class Notifications:
+    def __init__(self, dsn: str, channels: list[str]) -> None:
+        self.dsn = dsn
+        self.channels = channels
+        self._conn: asyncpg.Connection | None = None
+        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+
+    async def start(self) -> None:
+        self._conn = await asyncpg.connect(self.dsn)
+        for channel in self.channels:
+            await self._conn.add_listener(channel, self._on_notify)
+
+    async def stop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close(timeout=2)
+            self._conn = None
+
+    def _on_notify(self, _conn: object, _pid: int, channel: str, _payload: str) -> None:
+        for event in self._waiters[channel]:
+            event.set()
+
+    async def wait_until(self, channel: str, check: Callable[[], Awaitable[bool]],
+                         timeout: float, recheck_every: float = 0.25) -> bool:
+        """Wait until `check()` is true (re-checked on every notification); False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        woken = asyncio.Event()
+        self._waiters[channel].add(woken)
+        try:
+            while True:
+                woken.clear()
+                if await check():
+                    return True
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), min(remaining, recheck_every))
+        finally:
+            self._waiters[channel].discard(woken)
+
+    async def wait(self, channel: str, timeout: float) -> None:
+        """Sleep until a notification on `channel` or the timeout."""
+        woken = asyncio.Event()
+        self._waiters[channel].add(woken)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), timeout)
+        finally:
+            self._waiters[channel].discard(woken)

@@ -1,0 +1,47 @@
+"""The FastAPI application: routers, error mapping, correlation ids."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from uuid import uuid4
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from bootstrap import Container
+from gateway.commanding import CommandGateway, CommandPending
+from gateway.errors import install_error_handlers
+from gateway.routers import console, health, service
+from observability import correlation_id
+
+
+def create_app(container: Container) -> FastAPI:
+    app = FastAPI(title="Eddy", version="0.1.0")
+    app.state.container = container
+    app.state.command_gateway = CommandGateway(container)
+    install_error_handlers(app)
+
+    @app.exception_handler(CommandPending)
+    async def _pending(request: Request, exc: CommandPending) -> JSONResponse:
+        return JSONResponse(status_code=202, content={
+            "result": "accepted",
+            "command_id": str(exc.command_id),
+            "status_url": f"/console/api/commands/{exc.command_id}",
+        })
+
+    @app.middleware("http")
+    async def _correlate(request: Request,
+                         call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        cid = request.headers.get("X-Request-Id") or str(uuid4())
+        token = correlation_id.set(cid)
+        try:
+            response = await call_next(request)
+        finally:
+            correlation_id.reset(token)
+        response.headers["X-Request-Id"] = cid
+        return response
+
+    app.include_router(console.router)
+    app.include_router(service.router)
+    app.include_router(health.router)
+    return app

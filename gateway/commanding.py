@@ -1,0 +1,131 @@
+"""Sending a command from the gateway and waiting for what became of it.
+
+The gateway publishes the command keyed by its aggregate, waits for the outcome (accepted
+with a position, or rejected with a typed error), and, for read-your-writes, until the read
+model has applied the command's events. Past the timeouts it answers 202 with a status URL.
+An Idempotency-Key fixes the command id, so a retried request finds the first outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID, uuid4, uuid5
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from bootstrap import Container
+from commands.aggregates import EDDY_NAMESPACE
+from commands.errors import EddyError, IdempotencyKeyReused, error_from_dict
+from events.store import OUTCOME_CHANNEL, CommandOutcome
+from observability import correlation_id
+from projections.progress import caught_up
+from projections.runner import PROJECTION_CHANNEL
+from projections.tables import PROJECTION_NAME, idempotency_keys
+from schemas.commands import CommandEnvelope, CommandPayload
+from schemas.topics import COMMANDS
+from workers.processors import projection_aggregate_types
+
+
+class CommandPending(Exception):
+    """The outcome (or its projection) was not ready in time; the client polls status_url."""
+
+    def __init__(self, command_id: UUID) -> None:
+        super().__init__(str(command_id))
+        self.command_id = command_id
+
+
+@dataclass(frozen=True)
+class Accepted:
+    command_id: UUID
+    position: int | None
+    result: dict[str, object]
+
+
+class CommandGateway:
+    def __init__(self, container: Container) -> None:
+        self.c = container
+        assert container.notifications is not None, "the gateway listens for outcomes"
+        self.notifications = container.notifications
+
+    async def send(self, payload: CommandPayload, *, aggregate_id: UUID,
+                   tenant_id: UUID | None, actor_id: UUID | None,
+                   idempotency_key: str | None = None) -> Accepted:
+        command_id = uuid4()
+        if idempotency_key:
+            command_id = await self._claim_idempotency_key(
+                idempotency_key, payload, tenant_id, actor_id, aggregate_id)
+            previous = await asyncio.to_thread(self.c.store.outcome, command_id)
+            if previous is not None:
+                return await self._settle(previous)
+        command = CommandEnvelope.of(
+            payload, aggregate_id=aggregate_id, tenant_id=tenant_id, actor_id=actor_id,
+            correlation_id=UUID(correlation_id.get() or str(uuid4())), command_id=command_id,
+        )
+        await self.c.bus.publish(COMMANDS, str(aggregate_id), command.to_json(),
+                                 {"command_type": command.type,
+                                  "correlation_id": str(command.correlation_id)})
+        outcome = await self.wait_outcome(command_id, self.c.settings.COMMAND_TIMEOUT_SECONDS)
+        if outcome is None:
+            raise CommandPending(command_id)
+        return await self._settle(outcome)
+
+    async def wait_outcome(self, command_id: UUID, timeout: float) -> CommandOutcome | None:
+        found: list[CommandOutcome] = []
+
+        async def check() -> bool:
+            outcome = await asyncio.to_thread(self.c.store.outcome, command_id)
+            if outcome is not None:
+                found.append(outcome)
+            return outcome is not None
+
+        await self.notifications.wait_until(OUTCOME_CHANNEL, check, timeout)
+        return found[0] if found else None
+
+    async def wait_for_projection(self, position: int, timeout: float) -> bool:
+        types = projection_aggregate_types()
+        return await self.notifications.wait_until(
+            PROJECTION_CHANNEL,
+            lambda: caught_up(self.c.engine, PROJECTION_NAME, types, position),
+            timeout,
+        )
+
+    async def _settle(self, outcome: CommandOutcome) -> Accepted:
+        if outcome.status == "rejected":
+            raise _rejection(outcome)
+        if outcome.position is not None and not await self.wait_for_projection(
+            outcome.position, self.c.settings.PROJECTION_WAIT_SECONDS
+        ):
+            raise CommandPending(outcome.command_id)
+        return Accepted(outcome.command_id, outcome.position, outcome.result)
+
+    async def _claim_idempotency_key(self, key: str, payload: CommandPayload,
+                                     tenant_id: UUID | None, actor_id: UUID | None,
+                                     aggregate_id: UUID) -> UUID:
+        scope = f"{tenant_id}:{actor_id}:{payload.command_type}:{key}"
+        command_id = uuid5(EDDY_NAMESPACE, "idempotency:" + scope)
+        # Ids the gateway generated (new app id, token) are not part of the request.
+        request_hash = hashlib.sha256(orjson.dumps(
+            payload.model_dump(mode="json", exclude=_GENERATED_FIELDS),
+            option=orjson.OPT_SORT_KEYS)).hexdigest()
+        async with self.c.engine.begin() as conn:
+            await conn.execute(pg_insert(idempotency_keys).values(
+                scope_key=scope, command_id=command_id, request_hash=request_hash,
+                created_at=datetime.now(UTC),
+            ).on_conflict_do_nothing())
+            stored = (await conn.execute(select(idempotency_keys.c.request_hash)
+                      .where(idempotency_keys.c.scope_key == scope))).scalar_one()
+        if stored != request_hash:
+            raise IdempotencyKeyReused()
+        return command_id
+
+
+_GENERATED_FIELDS = {"app_id", "key_id", "token", "account_id", "workspace_id", "password_hash"}
+
+
+def _rejection(outcome: CommandOutcome) -> EddyError:
+    return error_from_dict(outcome.error or {})

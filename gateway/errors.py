@@ -1,0 +1,54 @@
+"""Every error leaves the gateway in Dify's shape {"code", "message", "status"}; mapped once."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from commands.errors import EddyError
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 413: "request_entity_too_large", 415: "unsupported_media_type",
+    422: "invalid_param", 429: "too_many_requests",
+}
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message, "status": status}, status_code=status)
+
+
+def _describe(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        if err["type"] == "json_invalid":
+            return "Invalid JSON body."
+        loc = ".".join(str(p) for p in err["loc"] if p not in ("body", "query", "path"))
+        parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
+    return "; ".join(parts) or "Invalid parameters."
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(EddyError)
+    async def _eddy(_: Request, exc: EddyError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, "invalid_param", _describe(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response(500, "internal_server_error", "Internal Server Error")

@@ -1,0 +1,66 @@
+"""How far a projection has got, measured against the event store (correct on any broker).
+
+An event is pending for a projection when the projection's tracked version of its aggregate
+is below the event's version. The watermark (every event at or below it applied) bounds the
+scan; it is advanced whenever lag is measured.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+_PENDING = """
+    FROM stored_events e
+    LEFT JOIN projection_tracking t
+      ON t.projection = :projection AND t.aggregate_id = e.originator_id
+    WHERE e.notification_id > :low AND e.notification_id <= :high
+      AND split_part(e.topic, ':', 1) = ANY(:aggregate_types)
+      AND (t.version IS NULL OR t.version < e.originator_version)
+"""
+
+
+async def _watermark(engine: AsyncEngine, projection: str) -> int:
+    async with engine.connect() as conn:
+        value = (await conn.execute(
+            text("SELECT watermark FROM projection_checkpoints WHERE projection = :p"),
+            {"p": projection},
+        )).scalar()
+    return int(value or 0)
+
+
+async def caught_up(engine: AsyncEngine, projection: str, aggregate_types: list[str],
+                    position: int) -> bool:
+    """True when every event up to `position` that the projection follows is applied."""
+    low = await _watermark(engine, projection)
+    if position <= low:
+        return True
+    async with engine.connect() as conn:
+        pending = (await conn.execute(text(f"SELECT EXISTS (SELECT 1 {_PENDING})"), {
+            "projection": projection, "low": low, "high": position,
+            "aggregate_types": aggregate_types,
+        })).scalar()
+    return not pending
+
+
+async def measure_lag(engine: AsyncEngine, projection: str, aggregate_types: list[str]) -> int:
+    """Events the projection has not applied yet; advances its watermark as a side effect."""
+    low = await _watermark(engine, projection)
+    params = {"projection": projection, "low": low, "aggregate_types": aggregate_types}
+    async with engine.begin() as conn:
+        high = int((await conn.execute(
+            text("SELECT coalesce(max(notification_id), 0) FROM stored_events"))).scalar() or 0)
+        params["high"] = high
+        row = (await conn.execute(
+            text(f"SELECT count(*), min(e.notification_id) {_PENDING}"), params)).one()
+        lag, first_pending = int(row[0]), row[1]
+        new_watermark = (first_pending - 1) if first_pending is not None else high
+        await conn.execute(text(
+            "INSERT INTO projection_checkpoints (projection, watermark, updated_at)"
+            " VALUES (:p, :w, :now) ON CONFLICT (projection) DO UPDATE"
+            " SET watermark = greatest(projection_checkpoints.watermark, excluded.watermark),"
+            "     updated_at = excluded.updated_at"
+        ), {"p": projection, "w": new_watermark, "now": datetime.now(UTC)})
+    return lag

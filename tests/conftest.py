@@ -1,0 +1,81 @@
+"""Shared fixtures: real Postgres, Valkey and (on demand) a Kafka-protocol broker.
+
+Servers are started once per session on free loopback ports under pytest's tmp dir and
+stopped at the end. Session fixtures are only created when a test asks for them, so a
+unit-test run never starts anything and the broker only starts for Kafka tests.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from adapters.embedded.postgres import EmbeddedPostgres
+from adapters.embedded.tansu import TansuBroker
+from adapters.embedded.valkey import EmbeddedRedis
+
+
+@pytest.fixture(scope="session")
+def embedded_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Session directory holding the embedded servers' data and logs."""
+    return tmp_path_factory.mktemp("embedded")
+
+
+@pytest.fixture(scope="session")
+def postgres(embedded_root: Path) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(embedded_root / "postgres")
+    try:
+        server.start()
+        yield server
+    finally:
+        # Also after a failed start: pg_ctl may have left a half-started server behind.
+        server.stop()
+
+
+@pytest.fixture
+def fresh_database(postgres: EmbeddedPostgres) -> Callable[..., str]:
+    """`make(name_prefix="t") -> name`: create a new, empty, uniquely named database.
+
+    Databases are not dropped; the whole cluster is thrown away with the session tmp dir.
+    """
+
+    def make(name_prefix: str = "t") -> str:
+        name = f"{name_prefix}_{uuid.uuid4().hex[:12]}"
+        postgres.create_database(name)
+        return name
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def redis_server(embedded_root: Path) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(embedded_root / "valkey")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(embedded_root: Path) -> Iterator[TansuBroker]:
+    # Memory storage: topics live only as long as this session's broker.
+    broker = TansuBroker(log_path=embedded_root / "tansu.log")
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: TansuBroker) -> str:
+    return kafka_broker.bootstrap_servers

@@ -1,0 +1,232 @@
+"""The first slice end to end over HTTP: setup, login, apps, API keys, Service API."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.harness import Node, add_account_with_workspace
+
+APP = {"name": "Support bot", "mode": "chat", "description": "answers tickets"}
+
+
+async def test_setup_creates_the_first_account_once(node: Node) -> None:
+    status = await node.client.get("/console/api/setup")
+    assert status.json()["step"] == "not_started"
+    first = await node.client.post("/console/api/setup", json={
+        "email": "Owner@Example.com", "name": "Owner", "password": "passw0rd1"})
+    assert (first.status_code, first.json()) == (201, {"result": "success"})
+    assert (await node.client.get("/console/api/setup")).json()["step"] == "finished"
+
+    second = await node.client.post("/console/api/setup", json={
+        "email": "other@example.com", "name": "Other", "password": "passw0rd1"})
+    assert second.status_code == 403
+    assert second.json()["code"] == "already_setup"
+    # the second account was not created: it cannot log in
+    login = await node.client.post("/console/api/login",
+                                   json={"email": "other@example.com", "password": "passw0rd1"})
+    assert login.status_code == 400
+    assert login.json() == {"code": "email_or_password_mismatch",
+                            "message": "The email or password is mismatched.", "status": 400}
+
+
+async def test_login_refresh_and_rate_limit(node: Node) -> None:
+    await node.setup_and_login()
+    ok = await node.client.post("/console/api/login",
+                                json={"email": "owner@example.com", "password": "passw0rd1"})
+    tokens = ok.json()["data"]
+    assert ok.json()["result"] == "success" and tokens["access_token"] and tokens["refresh_token"]
+
+    refreshed = await node.client.post("/console/api/refresh-token",
+                                       json={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200
+    assert refreshed.json()["data"]["access_token"]
+    # refresh tokens are single use
+    reused = await node.client.post("/console/api/refresh-token",
+                                    json={"refresh_token": tokens["refresh_token"]})
+    assert reused.status_code == 401
+
+    for _ in range(5):
+        bad = await node.client.post("/console/api/login",
+                                     json={"email": "owner@example.com", "password": "wrong1234"})
+        assert bad.status_code == 400
+    locked = await node.client.post("/console/api/login",
+                                    json={"email": "owner@example.com", "password": "passw0rd1"})
+    assert locked.status_code == 429
+    assert locked.json()["code"] == "email_code_login_limit"
+
+
+async def test_app_lifecycle(node: Node) -> None:
+    auth = await node.setup_and_login()
+    created = await node.client.post("/console/api/apps", json=APP, headers=auth)
+    assert created.status_code == 201, created.text
+    app = created.json()
+    assert (app["name"], app["mode"], app["description"]) == ("Support bot", "chat",
+                                                              "answers tickets")
+    assert app["author_name"] == "Owner"
+
+    # read-your-writes: the list shows it right away
+    listed = (await node.client.get("/console/api/apps", headers=auth)).json()
+    assert listed["total"] == 1 and listed["data"][0]["id"] == app["id"]
+    assert listed["has_more"] is False and listed["page"] == 1
+
+    updated = await node.client.put(f"/console/api/apps/{app['id']}", headers=auth,
+                                    json={"name": "Helpdesk", "description": "v2"})
+    assert updated.status_code == 200
+    assert (updated.json()["name"], updated.json()["description"]) == ("Helpdesk", "v2")
+    fetched = await node.client.get(f"/console/api/apps/{app['id']}", headers=auth)
+    assert fetched.json()["name"] == "Helpdesk"
+
+    deleted = await node.client.delete(f"/console/api/apps/{app['id']}", headers=auth)
+    assert deleted.status_code == 204
+    gone = await node.client.get(f"/console/api/apps/{app['id']}", headers=auth)
+    assert gone.status_code == 404 and gone.json()["code"] == "app_not_found"
+
+
+async def test_app_list_paginates_and_filters(node: Node) -> None:
+    auth = await node.setup_and_login()
+    await asyncio.gather(*[
+        node.client.post("/console/api/apps", headers=auth,
+                         json={"name": f"app {i}", "mode": "chat" if i % 2 else "workflow"})
+        for i in range(5)
+    ])
+    page = (await node.client.get("/console/api/apps?page=1&limit=2", headers=auth)).json()
+    assert (page["total"], len(page["data"]), page["has_more"]) == (5, 2, True)
+    chats = (await node.client.get("/console/api/apps?mode=chat", headers=auth)).json()
+    assert chats["total"] == 2 and {a["mode"] for a in chats["data"]} == {"chat"}
+
+
+async def test_app_api_keys_authenticate_the_service_api(node: Node) -> None:
+    auth = await node.setup_and_login()
+    app = (await node.client.post("/console/api/apps", json=APP, headers=auth)).json()
+    key = await node.client.post(f"/console/api/apps/{app['id']}/api-keys", headers=auth)
+    assert key.status_code == 201
+    body = key.json()
+    assert body["type"] == "app" and body["token"].startswith("app-")
+    assert set(body) == {"id", "type", "token", "last_used_at", "created_at"}
+    service = {"Authorization": f"Bearer {body['token']}"}
+
+    info = await node.client.get("/v1/info", headers=service)
+    assert info.status_code == 200
+    assert info.json() == {"name": "Support bot", "description": "answers tickets", "tags": [],
+                           "mode": "chat", "author_name": "Owner"}
+    params = (await node.client.get("/v1/parameters", headers=service)).json()
+    assert params["system_parameters"]["file_size_limit"] == 15
+    assert "user_input_form" in params
+    assert (await node.client.get("/v1/meta", headers=service)).json() == {"tool_icons": {}}
+
+    keys = (await node.client.get(f"/console/api/apps/{app['id']}/api-keys",
+                                  headers=auth)).json()["data"]
+    assert [k["id"] for k in keys] == [body["id"]] and keys[0]["last_used_at"] is not None
+
+    revoked = await node.client.delete(
+        f"/console/api/apps/{app['id']}/api-keys/{body['id']}", headers=auth)
+    assert revoked.status_code == 204
+    # a revoked key stops working at once
+    after = await node.client.get("/v1/info", headers=service)
+    assert after.status_code == 401
+    assert after.json()["code"] == "unauthorized" and after.json()["status"] == 401
+
+
+async def test_service_api_rejects_missing_wrong_and_dataset_keys(node: Node) -> None:
+    auth = await node.setup_and_login()
+    assert (await node.client.get("/v1/info")).status_code == 401
+    wrong = await node.client.get("/v1/info", headers={"Authorization": "Bearer app-nope"})
+    assert wrong.status_code == 401 and wrong.json()["code"] == "unauthorized"
+
+    dataset_key = await node.client.post("/console/api/datasets/api-keys", headers=auth)
+    assert dataset_key.status_code == 201
+    token = dataset_key.json()["token"]
+    assert token.startswith("dataset-") and dataset_key.json()["type"] == "dataset"
+    # knowledge keys are not app keys
+    as_app = await node.client.get("/v1/info", headers={"Authorization": f"Bearer {token}"})
+    assert as_app.status_code == 401
+    listed = (await node.client.get("/console/api/datasets/api-keys", headers=auth)).json()
+    assert [k["token"] for k in listed["data"]] == [token]
+    removed = await node.client.delete(
+        f"/console/api/datasets/api-keys/{dataset_key.json()['id']}", headers=auth)
+    assert removed.status_code == 204
+    assert (await node.client.get("/console/api/datasets/api-keys", headers=auth)).json() == {
+        "data": []}
+
+
+async def test_bad_input_gets_dify_errors_and_changes_nothing(node: Node) -> None:
+    auth = await node.setup_and_login()
+    events_before = node.container.store.max_position()
+    cases = [
+        ("post", "/console/api/apps", {"content": b"{not json", "headers": {
+            **auth, "Content-Type": "application/json"}}, 400),
+        ("post", "/console/api/apps", {"json": {"mode": "chat"}, "headers": auth}, 400),
+        ("post", "/console/api/apps", {"json": {"name": "x", "mode": "spaceship"},
+                                       "headers": auth}, 400),
+        ("post", "/console/api/apps", {"json": {"name": 5, "mode": "chat"}, "headers": auth},
+         400),
+        ("get", "/console/api/apps?limit=1000", {"headers": auth}, 400),
+        ("get", "/console/api/apps/not-a-uuid", {"headers": auth}, 404),
+        ("get", "/console/api/apps/7b0c8a52-3f0e-4f59-9d6c-2f1d3a4b5c6d", {"headers": auth},
+         404),
+        ("delete", "/console/api/apps/7b0c8a52-3f0e-4f59-9d6c-2f1d3a4b5c6d",
+         {"headers": auth}, 404),
+        ("post", "/console/api/apps", {"json": APP}, 401),
+        ("post", "/console/api/apps", {"json": APP,
+                                       "headers": {"Authorization": "Bearer forged"}}, 401),
+        ("post", "/console/api/setup", {"json": {"email": "not-an-email", "name": "x",
+                                                 "password": "passw0rd1"}}, 400),
+    ]
+    for method, url, kwargs, status in cases:
+        response = await getattr(node.client, method)(url, **kwargs)
+        assert response.status_code == status, (url, response.text)
+        body = response.json()
+        assert set(body) == {"code", "message", "status"} and body["status"] == status
+    listed = (await node.client.get("/console/api/apps", headers=auth)).json()
+    assert listed["total"] == 0
+    assert node.container.store.max_position() == events_before
+
+
+async def test_cross_workspace_ids_are_not_found(node: Node) -> None:
+    auth = await node.setup_and_login()
+    app = (await node.client.post("/console/api/apps", json=APP, headers=auth)).json()
+    key = (await node.client.post(f"/console/api/apps/{app['id']}/api-keys",
+                                  headers=auth)).json()
+    other = await add_account_with_workspace(node, "rival@example.com")
+    events_before = node.container.store.max_position()
+
+    base = f"/console/api/apps/{app['id']}"
+    for method, url, kwargs in [
+        ("get", base, {}),
+        ("put", base, {"json": {"name": "stolen"}}),
+        ("delete", base, {}),
+        ("get", f"{base}/api-keys", {}),
+        ("post", f"{base}/api-keys", {}),
+        ("delete", f"{base}/api-keys/{key['id']}", {}),
+        ("delete", f"/console/api/datasets/api-keys/{key['id']}", {}),
+    ]:
+        response = await getattr(node.client, method)(url, headers=other, **kwargs)
+        assert response.status_code == 404, (method, url, response.text)
+    assert (await node.client.get("/console/api/apps", headers=other)).json()["total"] == 0
+    assert node.container.store.max_position() == events_before
+    mine = await node.client.get(base, headers=auth)
+    assert mine.status_code == 200 and mine.json()["name"] == "Support bot"
+
+
+async def test_idempotency_key_returns_the_first_outcome(node: Node) -> None:
+    auth = await node.setup_and_login()
+    headers = {**auth, "Idempotency-Key": "create-support-bot-1"}
+    first = await node.client.post("/console/api/apps", json=APP, headers=headers)
+    again = await node.client.post("/console/api/apps", json=APP, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.json()["id"] == again.json()["id"]
+    assert (await node.client.get("/console/api/apps", headers=auth)).json()["total"] == 1
+
+    reused = await node.client.post("/console/api/apps", headers=headers,
+                                    json={**APP, "name": "different"})
+    assert reused.status_code == 422 and reused.json()["code"] == "idempotency_key_reused"
+
+
+async def test_health_reports_dependencies_and_lag(node: Node) -> None:
+    await node.setup_and_login()
+    health = await node.client.get("/health")
+    body = health.json()
+    assert health.status_code == 200 and body["status"] == "ok"
+    assert set(body["checks"]) == {"database", "redis", "bus", "projections", "relay"}
+    assert body["checks"]["projections"]["lag"] == {"console_v1": 0}
+    assert (await node.client.get("/ready")).status_code == 200

@@ -1,0 +1,130 @@
+"""An in-process Eddy node on the test servers: gateway (over ASGI) plus worker roles.
+
+Each node gets its own database and topic prefix, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from adapters.embedded.postgres import EmbeddedPostgres
+from bootstrap import Container, build
+from config import Settings, load_settings
+from gateway.app import create_app
+from migrations.runner import upgrade
+from workers.node import ALL_ROLES, start_roles
+
+
+def node_settings(postgres: EmbeddedPostgres, database: str, redis_url: str,
+                  kafka_bootstrap: str | None = None, **overrides: Any) -> Settings:
+    redis_host, redis_port = redis_url.removeprefix("redis://").split("/")[0].split(":")
+    values: dict[str, Any] = {
+        "DB_HOST": postgres.host, "DB_PORT": postgres.port, "DB_USERNAME": postgres.user,
+        "DB_PASSWORD": "", "DB_DATABASE": database,
+        "REDIS_HOST": redis_host, "REDIS_PORT": int(redis_port),
+        "SECRET_KEY": "test-secret-key-which-is-long-enough-for-hs256",
+        "EVENT_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:8]}.",
+        "EVENT_BUS": "kafka" if kafka_bootstrap else "redis",
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap or "",
+        "COMMAND_PARTITIONS": 2, "EVENT_PARTITIONS": 2,
+        "COMMAND_TIMEOUT_SECONDS": 20, "PROJECTION_WAIT_SECONDS": 20,
+        **overrides,
+    }
+    return load_settings(**values)
+
+
+def migrate(settings: Settings) -> None:
+    upgrade(settings.database_dsn().replace("postgresql://", "postgresql+psycopg://", 1))
+
+
+@dataclass
+class Node:
+    container: Container
+    client: httpx.AsyncClient
+    stop: asyncio.Event
+    tasks: list[asyncio.Task[None]]
+
+    async def console_login(self, email: str = "owner@example.com",
+                            password: str = "passw0rd1") -> dict[str, str]:
+        response = await self.client.post("/console/api/login",
+                                          json={"email": email, "password": password})
+        assert response.status_code == 200, response.text
+        token = response.json()["data"]["access_token"]
+        return {"Authorization": f"Bearer {token}"}
+
+    async def setup_and_login(self) -> dict[str, str]:
+        response = await self.client.post("/console/api/setup", json={
+            "email": "owner@example.com", "name": "Owner", "password": "passw0rd1"})
+        assert response.status_code == 201, response.text
+        return await self.console_login()
+
+
+@asynccontextmanager
+async def running_node(settings: Settings, roles: Sequence[str] = ALL_ROLES,
+                       migrate_first: bool = True) -> AsyncIterator[Node]:
+    if migrate_first:
+        await asyncio.to_thread(migrate, settings)
+    container = await build(settings, listen=True)
+    stop = asyncio.Event()
+    tasks = start_roles(container, roles, stop, member=f"test-{uuid.uuid4().hex[:6]}")
+    app = create_app(container)
+    transport = httpx.ASGITransport(app=app)
+    client = httpx.AsyncClient(transport=transport, base_url="http://eddy.test", timeout=60)
+    try:
+        yield Node(container, client, stop, tasks)
+    finally:
+        stop.set()
+        await asyncio.wait(tasks, timeout=15)
+        for task in tasks:
+            task.cancel()
+        await client.aclose()
+        await container.close()
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 20.0,
+                     interval: float = 0.1) -> Any:
+    """Poll an async check until it returns something truthy (for background effects)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
+        await asyncio.sleep(interval)
+
+
+async def add_account_with_workspace(node: Node, email: str,
+                                     password: str = "passw0rd1") -> dict[str, str]:
+    """A second tenant, recorded through the write side's aggregates (the console has no
+    sign-up path yet); returns its console auth headers once projected."""
+    from commands.aggregates import Account, Context, Workspace, account_id_for
+    from commands.unit_of_work import UnitOfWork
+    from events.store import CommandOutcome
+    from gateway.auth import hash_password
+
+    account_id, workspace_id, command_id = account_id_for(email), uuid.uuid4(), uuid.uuid4()
+    ctx = Context(tenant_id=workspace_id, actor_id=account_id, correlation_id=command_id,
+                  causation_id=command_id)
+    uow = UnitOfWork(node.container.store, ctx)
+    uow.get(Account, account_id).register(email, "Rival", hash_password(password), "en-US", ctx)
+    uow.get(Workspace, workspace_id).create("Rival's Workspace", account_id, ctx)
+    node.container.store.append(uow.new_events(), CommandOutcome(
+        command_id=command_id, status="accepted", aggregate_id=account_id,
+        aggregate_version=1, position=None, result={}, error=None))
+    await eventually(lambda: _can_login(node, email, password))
+    return await node.console_login(email, password)
+
+
+async def _can_login(node: Node, email: str, password: str) -> bool:
+    response = await node.client.post("/console/api/login",
+                                      json={"email": email, "password": password})
+    return response.status_code == 200

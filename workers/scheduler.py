@@ -1,0 +1,61 @@
+"""The scheduler (Celery beat's job): periodic jobs, run by one leader at a time.
+
+Jobs are registered in one dict with their interval. Leadership is a Redis lease, so a
+second scheduler stands by and takes over when the leader stops renewing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from projections.progress import measure_lag
+from projections.tables import PROJECTION_NAME
+
+if TYPE_CHECKING:
+    from bootstrap import Container
+
+log = logging.getLogger(__name__)
+LEADER_KEY = "scheduler:leader"
+LEASE_SECONDS = 10
+
+
+async def advance_projection_watermarks(c: Container) -> None:
+    from workers.processors import projection_aggregate_types
+
+    lag = await measure_lag(c.engine, PROJECTION_NAME, projection_aggregate_types())
+    log.debug("projection lag", extra={"projection": PROJECTION_NAME, "lag": lag})
+
+
+# job name -> (interval seconds, job)
+JOBS: dict[str, tuple[float, Callable[[Container], Awaitable[None]]]] = {
+    "advance_projection_watermarks": (5.0, advance_projection_watermarks),
+}
+
+
+async def run_scheduler(c: Container, stop: asyncio.Event) -> None:
+    me = str(uuid.uuid4())
+    key = c.redis_key(LEADER_KEY)
+    loop = asyncio.get_running_loop()
+    next_run = dict.fromkeys(JOBS, 0.0)
+    while not stop.is_set():
+        leader = await c.redis.set(key, me, nx=True, ex=LEASE_SECONDS)
+        if not leader and (await c.redis.get(key) or b"").decode() == me:
+            leader = await c.redis.expire(key, LEASE_SECONDS)
+        if leader:
+            for name, (interval, job) in JOBS.items():
+                if loop.time() >= next_run[name]:
+                    next_run[name] = loop.time() + interval
+                    try:
+                        await job(c)
+                    except Exception:
+                        log.exception("scheduled job failed", extra={"job": name})
+        try:
+            await asyncio.wait_for(stop.wait(), 1.0)
+        except TimeoutError:
+            pass
+    if (await c.redis.get(key) or b"").decode() == me:
+        await c.redis.delete(key)
