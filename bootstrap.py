@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from adapters.bus.base import Bus
@@ -80,3 +84,24 @@ async def build(settings: Settings, *, listen: bool = False) -> Container:
                                                 [OUTCOME_CHANNEL, PROJECTION_CHANNEL])
         await container.notifications.start()
     return container
+
+
+@asynccontextmanager
+async def in_process_node(settings: Settings, roles: Sequence[str] | None = None,
+                          member: str | None = None) -> AsyncIterator[tuple[Container, FastAPI]]:
+    """Gateway app and worker roles in this process (tests, benchmarks, `eddy` dev use)."""
+    from gateway.app import create_app
+    from workers.node import ALL_ROLES, start_roles
+
+    container = await build(settings, listen=True)
+    stop = asyncio.Event()
+    tasks = start_roles(container, ALL_ROLES if roles is None else roles, stop, member)
+    try:
+        yield container, create_app(container)
+    finally:
+        stop.set()
+        if tasks:
+            await asyncio.wait(tasks, timeout=15)
+        for task in tasks:
+            task.cancel()
+        await container.close()

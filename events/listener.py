@@ -22,7 +22,9 @@ class Notifications:
         self.dsn = dsn
         self.channels = channels
         self._conn: asyncpg.Connection | None = None
-        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        # channel -> waiters, each with a filter on the payload: a notification wakes only
+        # the waiters it may concern (no thundering herd of re-checks).
+        self._waiters: dict[str, dict[asyncio.Event, Callable[[str], bool]]] = defaultdict(dict)
 
     async def start(self) -> None:
         self._conn = await asyncpg.connect(self.dsn)
@@ -35,17 +37,21 @@ class Notifications:
                 await self._conn.close(timeout=2)
             self._conn = None
 
-    def _on_notify(self, _conn: object, _pid: int, channel: str, _payload: str) -> None:
-        for event in self._waiters[channel]:
-            event.set()
+    def _on_notify(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
+        for event, concerns in self._waiters[channel].items():
+            if concerns(payload):
+                event.set()
 
     async def wait_until(self, channel: str, check: Callable[[], Awaitable[bool]],
-                         timeout: float, recheck_every: float = 0.25) -> bool:
-        """Wait until `check()` is true (re-checked on every notification); False on timeout."""
+                         timeout: float, concerns: Callable[[str], bool] = lambda _: True,
+                         recheck_every: float = 1.0) -> bool:
+        """Wait until `check()` is true, re-checked when a notification on `channel` whose
+        payload `concerns` this waiter arrives (and every `recheck_every` seconds, in case a
+        notification was missed); False on timeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         woken = asyncio.Event()
-        self._waiters[channel].add(woken)
+        self._waiters[channel][woken] = concerns
         try:
             while True:
                 woken.clear()
@@ -57,14 +63,14 @@ class Notifications:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), min(remaining, recheck_every))
         finally:
-            self._waiters[channel].discard(woken)
+            self._waiters[channel].pop(woken, None)
 
     async def wait(self, channel: str, timeout: float) -> None:
         """Sleep until a notification on `channel` or the timeout."""
         woken = asyncio.Event()
-        self._waiters[channel].add(woken)
+        self._waiters[channel][woken] = lambda _: True
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(woken.wait(), timeout)
         finally:
-            self._waiters[channel].discard(woken)
+            self._waiters[channel].pop(woken, None)

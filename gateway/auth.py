@@ -150,10 +150,10 @@ async def console_user(request: Request) -> ConsoleUser:
     c = get_container(request)
     claims = Tokens(request).decode(_bearer(request), "access")
     account_id = UUID(str(claims["user_id"]))
-    account = await queries.account_by_id(c.engine, account_id)
-    tenant_id = await queries.current_workspace_of(c.engine, account_id)
-    if account is None or tenant_id is None:
+    identity = await queries.console_identity(c.engine, account_id)
+    if identity is None:
         raise Unauthorized("Account not found.")
+    account, tenant_id = identity
     return ConsoleUser(account_id=account_id, tenant_id=tenant_id, name=account["name"])
 
 

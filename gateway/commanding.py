@@ -8,7 +8,6 @@ An Idempotency-Key fixes the command id, so a retried request finds the first ou
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,11 +20,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from bootstrap import Container
 from commands.aggregates import EDDY_NAMESPACE
 from commands.errors import EddyError, IdempotencyKeyReused, error_from_dict
-from events.store import OUTCOME_CHANNEL, CommandOutcome
+from events.store import OUTCOME_CHANNEL, CommandOutcome, outcome_from_row
 from observability import correlation_id
 from projections.progress import caught_up
 from projections.runner import PROJECTION_CHANNEL
-from projections.tables import PROJECTION_NAME, idempotency_keys
+from projections.tables import PROJECTION_NAME, command_outcomes, idempotency_keys
 from schemas.commands import CommandEnvelope, CommandPayload
 from schemas.topics import COMMANDS
 from workers.processors import projection_aggregate_types
@@ -59,7 +58,7 @@ class CommandGateway:
         if idempotency_key:
             command_id = await self._claim_idempotency_key(
                 idempotency_key, payload, tenant_id, actor_id, aggregate_id)
-            previous = await asyncio.to_thread(self.c.store.outcome, command_id)
+            previous = await self.outcome(command_id)
             if previous is not None:
                 return await self._settle(previous)
         command = CommandEnvelope.of(
@@ -74,24 +73,43 @@ class CommandGateway:
             raise CommandPending(command_id)
         return await self._settle(outcome)
 
+    async def outcome(self, command_id: UUID) -> CommandOutcome | None:
+        async with self.c.engine.connect() as conn:
+            row = (await conn.execute(select(command_outcomes).where(
+                command_outcomes.c.command_id == command_id))).mappings().first()
+        return outcome_from_row(row) if row else None
+
     async def wait_outcome(self, command_id: UUID, timeout: float) -> CommandOutcome | None:
         found: list[CommandOutcome] = []
 
         async def check() -> bool:
-            outcome = await asyncio.to_thread(self.c.store.outcome, command_id)
+            outcome = await self.outcome(command_id)
             if outcome is not None:
                 found.append(outcome)
             return outcome is not None
 
-        await self.notifications.wait_until(OUTCOME_CHANNEL, check, timeout)
+        await self.notifications.wait_until(OUTCOME_CHANNEL, check, timeout,
+                                            concerns=lambda payload: payload == str(command_id))
         return found[0] if found else None
 
     async def wait_for_projection(self, position: int, timeout: float) -> bool:
         types = projection_aggregate_types()
+
+        reached = False
+
+        def concerns(payload: str) -> bool:
+            # Payload "<projection>:<position applied>". Until our last event is applied,
+            # nothing else can complete the wait; after it, any earlier straggler may.
+            nonlocal reached
+            name, _, applied = payload.rpartition(":")
+            if name == PROJECTION_NAME and int(applied) >= position:
+                reached = True
+            return reached and name == PROJECTION_NAME
+
         return await self.notifications.wait_until(
             PROJECTION_CHANNEL,
             lambda: caught_up(self.c.engine, PROJECTION_NAME, types, position),
-            timeout,
+            timeout, concerns=concerns,
         )
 
     async def _settle(self, outcome: CommandOutcome) -> Accepted:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 _PENDING = """
     FROM stored_events e
@@ -34,15 +34,27 @@ async def _watermark(engine: AsyncEngine, projection: str) -> int:
 async def caught_up(engine: AsyncEngine, projection: str, aggregate_types: list[str],
                     position: int) -> bool:
     """True when every event up to `position` that the projection follows is applied."""
-    low = await _watermark(engine, projection)
-    if position <= low:
-        return True
-    async with engine.connect() as conn:
-        pending = (await conn.execute(text(f"SELECT EXISTS (SELECT 1 {_PENDING})"), {
-            "projection": projection, "low": low, "high": position,
-            "aggregate_types": aggregate_types,
-        })).scalar()
+    async with engine.begin() as conn:
+        # One round trip: the scan starts at the stored watermark.
+        low = "(SELECT coalesce(max(watermark), 0) FROM projection_checkpoints" \
+              " WHERE projection = :projection)"
+        pending = (await conn.execute(
+            text(f"SELECT EXISTS (SELECT 1 {_PENDING.replace(':low', low)})"), {
+                "projection": projection, "high": position, "aggregate_types": aggregate_types,
+            })).scalar()
+        if not pending:
+            # Everything up to here is applied: later checks need not scan it again.
+            await _advance_watermark(conn, projection, position)
     return not pending
+
+
+async def _advance_watermark(conn: AsyncConnection, projection: str, watermark: int) -> None:
+    await conn.execute(text(
+        "INSERT INTO projection_checkpoints (projection, watermark, updated_at)"
+        " VALUES (:p, :w, :now) ON CONFLICT (projection) DO UPDATE"
+        " SET watermark = greatest(projection_checkpoints.watermark, excluded.watermark),"
+        "     updated_at = excluded.updated_at"
+    ), {"p": projection, "w": watermark, "now": datetime.now(UTC)})
 
 
 async def measure_lag(engine: AsyncEngine, projection: str, aggregate_types: list[str]) -> int:
@@ -57,10 +69,5 @@ async def measure_lag(engine: AsyncEngine, projection: str, aggregate_types: lis
             text(f"SELECT count(*), min(e.notification_id) {_PENDING}"), params)).one()
         lag, first_pending = int(row[0]), row[1]
         new_watermark = (first_pending - 1) if first_pending is not None else high
-        await conn.execute(text(
-            "INSERT INTO projection_checkpoints (projection, watermark, updated_at)"
-            " VALUES (:p, :w, :now) ON CONFLICT (projection) DO UPDATE"
-            " SET watermark = greatest(projection_checkpoints.watermark, excluded.watermark),"
-            "     updated_at = excluded.updated_at"
-        ), {"p": projection, "w": new_watermark, "now": datetime.now(UTC)})
+        await _advance_watermark(conn, projection, new_watermark)
     return lag

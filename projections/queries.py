@@ -32,11 +32,17 @@ async def account_by_email(engine: AsyncEngine, email: str) -> dict[str, Any] | 
     return dict(row) if row else None
 
 
-async def account_by_id(engine: AsyncEngine, account_id: UUID) -> dict[str, Any] | None:
+async def console_identity(engine: AsyncEngine,
+                           account_id: UUID) -> tuple[dict[str, Any], UUID] | None:
+    """The account and its current workspace, in one query (runs on every console request)."""
     async with engine.connect() as conn:
         row = (await conn.execute(
-            select(accounts).where(accounts.c.id == account_id))).mappings().first()
-    return dict(row) if row else None
+            select(accounts, workspace_members.c.workspace_id)
+            .join(workspace_members, workspace_members.c.account_id == accounts.c.id)
+            .where(accounts.c.id == account_id)
+            .order_by(workspace_members.c.created_at).limit(1)
+        )).mappings().first()
+    return (dict(row), row["workspace_id"]) if row else None
 
 
 async def current_workspace_of(engine: AsyncEngine, account_id: UUID) -> UUID | None:

@@ -15,11 +15,9 @@ from typing import Any
 import httpx
 
 from adapters.embedded.postgres import EmbeddedPostgres
-from bootstrap import Container, build
+from bootstrap import Container, in_process_node
 from config import Settings, load_settings
-from gateway.app import create_app
 from migrations.runner import upgrade
-from workers.node import ALL_ROLES, start_roles
 
 
 def node_settings(postgres: EmbeddedPostgres, database: str, redis_url: str,
@@ -48,8 +46,6 @@ def migrate(settings: Settings) -> None:
 class Node:
     container: Container
     client: httpx.AsyncClient
-    stop: asyncio.Event
-    tasks: list[asyncio.Task[None]]
 
     async def console_login(self, email: str = "owner@example.com",
                             password: str = "passw0rd1") -> dict[str, str]:
@@ -67,25 +63,17 @@ class Node:
 
 
 @asynccontextmanager
-async def running_node(settings: Settings, roles: Sequence[str] = ALL_ROLES,
+async def running_node(settings: Settings, roles: Sequence[str] | None = None,
                        migrate_first: bool = True) -> AsyncIterator[Node]:
     if migrate_first:
         await asyncio.to_thread(migrate, settings)
-    container = await build(settings, listen=True)
-    stop = asyncio.Event()
-    tasks = start_roles(container, roles, stop, member=f"test-{uuid.uuid4().hex[:6]}")
-    app = create_app(container)
-    transport = httpx.ASGITransport(app=app)
-    client = httpx.AsyncClient(transport=transport, base_url="http://eddy.test", timeout=60)
-    try:
-        yield Node(container, client, stop, tasks)
-    finally:
-        stop.set()
-        await asyncio.wait(tasks, timeout=15)
-        for task in tasks:
-            task.cancel()
-        await client.aclose()
-        await container.close()
+    async with in_process_node(settings, roles, member=f"test-{uuid.uuid4().hex[:6]}") as (
+        container, app,
+    ):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://eddy.test",
+                                     timeout=60) as client:
+            yield Node(container, client)
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 20.0,

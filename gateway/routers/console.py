@@ -231,7 +231,7 @@ async def command_status(request: Request, command_id: str,
                          user: ConsoleUser = CurrentUser) -> dict[str, Any]:
     target = _uuid(command_id, NotFound)
     gateway = _gateway(request)
-    outcome = await asyncio.to_thread(get_container(request).store.outcome, target)
+    outcome = await gateway.outcome(target)
     if outcome is None:
         return {"id": command_id, "status": "pending"}
     projected = outcome.position is None or await gateway.wait_for_projection(

@@ -1,0 +1,296 @@
+"""Kafka backend of the event bus (aiokafka).
+
+Works against real Kafka and against tansu (the test broker), so it avoids what tansu lacks:
+no idempotent/transactional producer, no "latest" offsets (only `earliest` resets), topics
+pre-created with their partition counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    TopicAlreadyExistsError,
+    for_code,
+)
+from aiokafka.structs import OffsetAndMetadata
+
+from adapters.bus.base import Message, TopicSpec, partition_for
+
+log = logging.getLogger(__name__)
+
+
+class KafkaBus:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        prefix: str = "eddy.",
+        session_timeout_ms: int = 6000,
+        replication_factor: int = 1,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.prefix = prefix
+        self.session_timeout_ms = session_timeout_ms
+        # Used only when creating topics; raise it on a multi-broker cluster.
+        self.replication_factor = replication_factor
+        self._counts: dict[str, int] = {}
+        self._producer: AIOKafkaProducer | None = None
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("KafkaBus.start() was not called")
+        return self._producer
+
+    def topic_name(self, topic: str) -> str:
+        return self.prefix + topic
+
+    async def start(self) -> None:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap_servers,
+                acks="all",
+                # tansu rejects idempotent producers; effects are made idempotent downstream.
+                enable_idempotence=False,
+            )
+            await producer.start()
+            self._producer = producer
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def ping(self) -> None:
+        # Raises KafkaError when no broker answers a metadata request.
+        await self.producer.client.fetch_all_metadata()
+
+    async def ensure_topics(self, topics: Sequence[TopicSpec]) -> None:
+        if not topics:
+            return
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [s for s in topics if self.topic_name(s.name) not in existing]
+            if missing:
+                reply = await admin.create_topics(
+                    [
+                        NewTopic(self.topic_name(s.name), s.partitions, self.replication_factor)
+                        for s in missing
+                    ]
+                )
+                for name, code, *_ in reply.topic_errors:
+                    # Already-exists: another process created it between list and create.
+                    if code not in (0, TopicAlreadyExistsError.errno):
+                        raise for_code(code)(f"creating topic {name}")
+            await self._learn_counts(admin, topics)
+        finally:
+            await admin.close()
+
+    async def _learn_counts(self, admin: AIOKafkaAdminClient, topics: Sequence[TopicSpec]) -> None:
+        """Cache the real partition counts (an existing topic keeps its own count)."""
+        wanted = {self.topic_name(s.name): s for s in topics}
+        deadline = time.monotonic() + 10
+        while True:
+            described = await admin.describe_topics(list(wanted))
+            counts = {t["topic"]: len(t["partitions"]) for t in described if t["partitions"]}
+            if len(counts) == len(wanted) or time.monotonic() > deadline:
+                break
+            # Freshly created topics can take a moment to show up in metadata.
+            await asyncio.sleep(0.2)
+        for name, spec in wanted.items():
+            count = counts.get(name)
+            if count is None:
+                raise LookupError(f"topic {name} has no partitions after creation")
+            if count != spec.partitions:
+                log.warning(
+                    "topic %s exists with %d partitions, not %d", name, count, spec.partitions
+                )
+            self._counts[spec.name] = count
+
+    async def partition_count(self, topic: str) -> int:
+        count = self._counts.get(topic)
+        if count is None:
+            # Not producer.partitions_for: its metadata request auto-creates missing topics
+            # (tansu and default Kafka), with the broker's default partition count.
+            metadata = await self.producer.client.fetch_all_metadata()
+            parts = metadata.partitions_for_topic(self.topic_name(topic))
+            if not parts:
+                raise LookupError(f"unknown topic {topic!r}: call ensure_topics first")
+            count = self._counts[topic] = len(parts)
+        return count
+
+    async def publish(
+        self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        # Explicit partition so Redis and Kafka place a key on the same partition number.
+        partition = partition_for(key, await self.partition_count(topic))
+        await self.producer.send_and_wait(
+            self.topic_name(topic),
+            value,
+            key=key.encode(),
+            partition=partition,
+            headers=[(k, v.encode()) for k, v in (headers or {}).items()],
+        )
+
+    def consumer(self, group: str, topics: Sequence[str], member: str) -> KafkaConsumer:
+        return KafkaConsumer(self, group, list(topics), member)
+
+
+class _Tracking:
+    """Delivered offsets of one partition; commits advance over the acked prefix only.
+
+    Kafka stores one offset per partition, so acking message 5 before 3 must not commit 6:
+    message 3 would be lost if this member died before acking it.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[int, bool] = {}  # offset -> acked, in delivery (= offset) order
+        self.committed = -1
+
+    def delivered(self, offset: int) -> None:
+        self.pending.setdefault(offset, False)
+
+    def acked(self, offset: int) -> int | None:
+        """Mark done; return the offset to commit if the committed point moved."""
+        if offset not in self.pending:
+            return None
+        self.pending[offset] = True
+        commit = None
+        while self.pending:
+            first = next(iter(self.pending))
+            if not self.pending[first]:
+                break
+            del self.pending[first]
+            commit = first + 1
+        if commit is None or commit <= self.committed:
+            return None
+        self.committed = commit
+        return commit
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, consumer: KafkaConsumer) -> None:
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Unacked messages of these partitions go to the next owner from the committed offset.
+        for tp in revoked:
+            self.consumer._tracking.pop(tp, None)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        for tp in assigned:
+            self.consumer._tracking[tp] = _Tracking()
+
+
+class KafkaConsumer:
+    """One group member (`member` becomes the Kafka client id)."""
+
+    def __init__(self, bus: KafkaBus, group: str, topics: list[str], member: str) -> None:
+        self.bus = bus
+        self.group = group
+        self.topics = topics
+        self.member = member
+        self._tracking: dict[TopicPartition, _Tracking] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        session = self.bus.session_timeout_ms
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bus.bootstrap_servers,
+            # Group ids are cluster-wide, so they share the topics' namespace prefix.
+            group_id=self.bus.prefix + self.group,
+            client_id=self.member,
+            enable_auto_commit=False,
+            # tansu reports wrong "latest" offsets; a new group reads from the start.
+            auto_offset_reset="earliest",
+            session_timeout_ms=session,
+            heartbeat_interval_ms=max(100, session // 3),
+        )
+        consumer.subscribe([self.bus.topic_name(t) for t in self.topics], listener=_Listener(self))
+        # aiokafka's start() returns once the group join completed and partitions are assigned.
+        await consumer.start()
+        self._consumer = consumer
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            # Leaves the group, so the others rebalance now instead of after the session timeout.
+            _leave_even_in_generation_zero(self._consumer)
+            await self._consumer.stop()
+            self._consumer = None
+        self._tracking.clear()
+
+    async def fetch(self, max_messages: int = 100, timeout: float = 1.0) -> list[Message]:
+        if self._consumer is None:
+            raise RuntimeError("consumer not started")
+        batches = await self._consumer.getmany(
+            timeout_ms=max(0, int(timeout * 1000)), max_records=max_messages
+        )
+        out: list[Message] = []
+        for tp in sorted(batches, key=lambda tp: (tp.topic, tp.partition)):
+            tracking = self._tracking.setdefault(tp, _Tracking())
+            topic = tp.topic.removeprefix(self.bus.prefix)
+            for record in batches[tp]:
+                tracking.delivered(record.offset)
+                out.append(
+                    Message(
+                        topic=topic,
+                        partition=tp.partition,
+                        key=record.key.decode() if record.key is not None else "",
+                        value=record.value if record.value is not None else b"",
+                        headers={k: v.decode() for k, v in record.headers},
+                        ack_token=(tp, record.offset),
+                    )
+                )
+        return out
+
+    async def ack(self, message: Message) -> None:
+        if self._consumer is None:
+            raise RuntimeError("consumer not started")
+        tp, offset = message.ack_token
+        tracking = self._tracking.get(tp)
+        if tracking is None:
+            # Partition moved to another member since delivery: it will redeliver from the
+            # committed offset (at-least-once).
+            return
+        commit = tracking.acked(offset)
+        if commit is None:
+            return
+        try:
+            await self._consumer.commit({tp: OffsetAndMetadata(commit, "")})
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.warning("member %s: commit of %s@%d failed: %s", self.member, tp, commit, exc)
+
+
+def _leave_even_in_generation_zero(consumer: AIOKafkaConsumer) -> None:
+    """Make aiokafka send LeaveGroup on stop when the broker numbers generations from 0.
+
+    aiokafka leaves only if generation > 0; tansu's first generation is 0, so without this a
+    stopped member stays in the group until its session expires and the remaining members
+    wait that long (plus a join) to get its partitions. Private API, hence the guards: if it
+    changes, stop() simply falls back to the session timeout.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    original = getattr(coordinator, "_maybe_leave_group", None)
+    if coordinator is None or original is None:
+        return
+
+    async def leave() -> None:
+        # Runs inside close() after the heartbeat task stopped, so bumping it is harmless.
+        if coordinator.generation == 0 and coordinator.member_id:
+            coordinator.generation = 1
+        await original()
+
+    coordinator._maybe_leave_group = leave
+
+
+__all__ = ["KafkaBus", "KafkaConsumer"]

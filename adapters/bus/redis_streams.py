@@ -1,0 +1,467 @@
+"""Redis Streams backend of the event bus.
+
+Layout: topic `t` with N partitions is N streams `{prefix}t.0 … {prefix}t.{N-1}`; the partition
+counts live in the hash `{prefix}_meta.topics` so every publisher and consumer agrees on them.
+
+Redis consumer groups alone let every member read every stream, which would break per-key
+order. So members also hold leases: one Redis key per (group, partition) whose value is the
+owning member, with a TTL renewed by a background heartbeat. Only the lease holder reads the
+partition. Live members are a sorted set per group (score = expiry); each member's fair share
+is computed from that set, extras are released and free partitions taken, much like a Kafka
+group rebalance but without a coordinator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from adapters.bus.base import Message, TopicSpec, partition_for
+
+log = logging.getLogger(__name__)
+
+# Refresh our entry in the member set (score = expiry in server time, so clocks of the
+# member hosts do not matter), drop expired members, return the live ones.
+_HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ttl * 2)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
+# Extend the leases we still hold; 1/0 per key (0 = lost it).
+_RENEW = """
+local out = {}
+for i, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then
+    redis.call('PEXPIRE', k, ARGV[2])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+"""
+
+# Take up to ARGV[3] free leases (or ones already ours, e.g. after a restart); 1/0 per key.
+_ACQUIRE = """
+local out = {}
+local left = tonumber(ARGV[3])
+for i, k in ipairs(KEYS) do
+  out[i] = 0
+  if left > 0 then
+    local v = redis.call('GET', k)
+    if v == false or v == ARGV[1] then
+      redis.call('SET', k, ARGV[1], 'PX', ARGV[2])
+      out[i] = 1
+      left = left - 1
+    end
+  end
+end
+return out
+"""
+
+_RELEASE = """
+for _, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
+end
+return 0
+"""
+
+# A member that has not called fetch for this long is considered hung: it stops renewing its
+# leases so others take its partitions (Kafka's max.poll.interval.ms plays the same role).
+MAX_POLL_INTERVAL = 300.0
+
+
+@dataclass(frozen=True)
+class _Partition:
+    topic: str
+    partition: int
+    stream: str
+    lease_key: str
+
+
+class RedisStreamsBus:
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "eddy.",
+        partitions: dict[str, int] | None = None,
+        lease_seconds: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.lease_seconds = lease_seconds
+        # Fallback partition counts for topics nobody registered with ensure_topics.
+        self._default_partitions = dict(partitions or {})
+        self._counts: dict[str, int] = {}
+        self._client: aioredis.Redis | None = None
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            raise RuntimeError("RedisStreamsBus.start() was not called")
+        return self._client
+
+    @property
+    def topics_key(self) -> str:
+        return f"{self.prefix}_meta.topics"
+
+    def stream_name(self, topic: str, partition: int) -> str:
+        return f"{self.prefix}{topic}.{partition}"
+
+    async def start(self) -> None:
+        if self._client is None:
+            # RESP2 pinned: redis-py 8 defaults to RESP3, whose stream replies have other shapes.
+            self._client = aioredis.from_url(self.url, protocol=2)
+
+    async def stop(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def ping(self) -> None:
+        await self.client.ping()
+
+    async def ensure_topics(self, topics: Sequence[TopicSpec]) -> None:
+        if not topics:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for spec in topics:
+                pipe.hsetnx(self.topics_key, spec.name, spec.partitions)
+            await pipe.execute()
+        stored = await self.client.hmget(self.topics_key, [s.name for s in topics])
+        for spec, raw in zip(topics, stored, strict=True):
+            count = int(raw)
+            if count != spec.partitions:
+                # Like Kafka: an existing topic keeps its count (changing it would move keys).
+                log.warning(
+                    "topic %s exists with %d partitions, not %d", spec.name, count, spec.partitions
+                )
+            self._counts[spec.name] = count
+
+    async def partition_count(self, topic: str) -> int:
+        count = self._counts.get(topic)
+        if count is None:
+            raw = await self.client.hget(self.topics_key, topic)
+            if raw is not None:
+                count = int(raw)
+            elif topic in self._default_partitions:
+                count = self._default_partitions[topic]
+            else:
+                raise LookupError(f"unknown topic {topic!r}: call ensure_topics first")
+            self._counts[topic] = count
+        return count
+
+    async def publish(
+        self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        n = await self.partition_count(topic)
+        stream = self.stream_name(topic, partition_for(key, n))
+        await self.client.xadd(
+            stream, {"key": key, "value": value, "headers": json.dumps(headers or {})}
+        )
+
+    def consumer(self, group: str, topics: Sequence[str], member: str) -> RedisStreamsConsumer:
+        return RedisStreamsConsumer(self, group, list(topics), member)
+
+
+class RedisStreamsConsumer:
+    """One group member. `member` must be unique among the live members of its group."""
+
+    def __init__(self, bus: RedisStreamsBus, group: str, topics: list[str], member: str) -> None:
+        self.bus = bus
+        self.group = group
+        self.topics = topics
+        self.member = member
+        self._lease_ms = max(1, int(bus.lease_seconds * 1000))
+        # Renew several times per lease so a couple of slow rounds do not lose it.
+        self._tick = min(1.0, bus.lease_seconds / 5)
+        meta = f"{bus.prefix}_meta.group.{group}"
+        self._members_key = f"{meta}.members"
+        self._lease_prefix = f"{meta}.lease."
+        self._partitions: list[_Partition] = []
+        self._by_stream: dict[str, _Partition] = {}
+        self._owned: set[str] = set()
+        # Streams taken over but whose pending entries are not yet all reclaimed -> cursor.
+        self._reclaim: dict[str, str] = {}
+        self._buffer: list[Message] = []
+        self._members: list[str] = []
+        # Serialises reads with rebalancing, so no read is in flight on a stream we give up.
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._last_fetch = 0.0
+        self._last_sweep = 0.0
+        self._last_round = 0.0  # start of the last successful heartbeat
+        client = bus.client
+        self._hb_script = client.register_script(_HEARTBEAT)
+        self._renew_script = client.register_script(_RENEW)
+        self._acquire_script = client.register_script(_ACQUIRE)
+        self._release_script = client.register_script(_RELEASE)
+
+    # lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        client = self.bus.client
+        for topic in self.topics:
+            for p in range(await self.bus.partition_count(topic)):
+                stream = self.bus.stream_name(topic, p)
+                part = _Partition(topic, p, stream, f"{self._lease_prefix}{topic}.{p}")
+                self._partitions.append(part)
+                self._by_stream[stream] = part
+                try:
+                    await client.xgroup_create(stream, self.group, id="0", mkstream=True)
+                except ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+        self._last_fetch = time.monotonic()
+        # Return once we hold our share (or a lease has had time to expire), so a caller
+        # that starts several members and then publishes sees the final split.
+        deadline = time.monotonic() + self.bus.lease_seconds + 2 * self._tick
+        while True:
+            async with self._lock:
+                await self._heartbeat()
+                await self._rebalance()
+            if len(self._owned) >= self._target() or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(self._tick)
+        self._task = asyncio.create_task(self._run(), name=f"bus-lease-{self.member}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        owned = [self._by_stream[s].lease_key for s in self._owned]
+        self._owned.clear()
+        self._reclaim.clear()
+        self._buffer.clear()
+        # Best effort: if Redis is gone the leases and member entry simply expire.
+        # The consumer is not deleted from the Redis group: that would drop its pending
+        # entries, which the next owner must reclaim.
+        with contextlib.suppress(RedisError, OSError):
+            if owned:
+                await self._release_script(keys=owned, args=[self.member])
+            await self.bus.client.zrem(self._members_key, self.member)
+
+    # delivery --------------------------------------------------------------------------
+
+    async def fetch(self, max_messages: int = 100, timeout: float = 1.0) -> list[Message]:
+        self._last_fetch = time.monotonic()
+        deadline = self._last_fetch + max(0.0, timeout)
+        while True:
+            async with self._lock:
+                if time.monotonic() - self._last_round > self.bus.lease_seconds / 2:
+                    # Background rounds stalled or failed: our leases may have lapsed, so
+                    # confirm them before reading partitions someone else may now own.
+                    await self._heartbeat()
+                    await self._rebalance()
+                if self._buffer:
+                    return self._take(max_messages)
+                # Takeovers first: what a previous owner left pending is older than anything
+                # still unread in that partition.
+                out = await self._reclaim_pending(max_messages)
+                if not out and time.monotonic() - self._last_sweep >= self.bus.lease_seconds:
+                    out = await self._sweep(max_messages)
+                if out:
+                    return out
+                remaining = deadline - time.monotonic()
+                streams = sorted(
+                    (s for s in self._owned if s not in self._reclaim), key=self._order
+                )
+                if streams:
+                    # Block at most one tick so the rebalancer gets the lock regularly.
+                    block = int(min(remaining, self._tick) * 1000)
+                    reply = await self.bus.client.xreadgroup(
+                        self.group,
+                        self.member,
+                        dict.fromkeys(streams, ">"),
+                        count=max_messages,
+                        block=block if block > 0 else None,
+                    )
+                    for raw_stream, entries in reply or []:
+                        stream = raw_stream.decode()
+                        self._buffer.extend(self._message(stream, e, f) for e, f in entries)
+                    if self._buffer:
+                        return self._take(max_messages)
+            if remaining <= 0:
+                return []
+            if not streams:
+                await asyncio.sleep(min(remaining, self._tick))
+
+    async def ack(self, message: Message) -> None:
+        stream, entry_id = message.ack_token
+        await self.bus.client.xack(stream, self.group, entry_id)
+
+    def _take(self, n: int) -> list[Message]:
+        out, self._buffer = self._buffer[:n], self._buffer[n:]
+        return out
+
+    def _message(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> Message:
+        part = self._by_stream[stream]
+        return Message(
+            topic=part.topic,
+            partition=part.partition,
+            key=fields[b"key"].decode(),
+            value=fields[b"value"],
+            headers=json.loads(fields.get(b"headers") or b"{}"),
+            ack_token=(stream, entry_id),
+        )
+
+    async def _reclaim_pending(self, limit: int) -> list[Message]:
+        """Claim entries left pending in partitions we just took over (any consumer's)."""
+        out: list[Message] = []
+        client = self.bus.client
+        for stream in sorted(self._reclaim, key=self._order):
+            if len(out) >= limit:
+                break
+            cursor = self._reclaim[stream]
+            # min-idle 0: holding the lease means the previous owner is gone or gave it up.
+            reply = await client.xautoclaim(
+                stream, self.group, self.member, 0, cursor, count=limit - len(out)
+            )
+            next_cursor, entries = reply[0], reply[1]
+            batch = [self._message(stream, e, f) for e, f in entries if f is not None]
+            await self._set_redeliveries(stream, batch)
+            out.extend(batch)
+            if next_cursor in (b"0-0", "0-0"):
+                del self._reclaim[stream]
+            else:
+                self._reclaim[stream] = next_cursor.decode()
+        return out
+
+    async def _sweep(self, limit: int) -> list[Message]:
+        """Claim entries another member read from our partitions after we took them over.
+
+        Happens only when a member stalled past its lease and read before noticing; after two
+        leases of idleness its entries are treated as abandoned.
+        """
+        self._last_sweep = time.monotonic()
+        out: list[Message] = []
+        client = self.bus.client
+        min_idle = 2 * self._lease_ms
+        for stream in sorted((s for s in self._owned if s not in self._reclaim), key=self._order):
+            if len(out) >= limit:
+                break
+            pending = await client.xpending_range(
+                stream, self.group, "-", "+", limit - len(out), idle=min_idle
+            )
+            ids = [p["message_id"] for p in pending if p["consumer"].decode() != self.member]
+            if not ids:
+                continue
+            entries = await client.xclaim(stream, self.group, self.member, min_idle, ids)
+            batch = [self._message(stream, e, f) for e, f in entries if f is not None]
+            await self._set_redeliveries(stream, batch)
+            out.extend(batch)
+        return out
+
+    async def _set_redeliveries(self, stream: str, batch: list[Message]) -> None:
+        if not batch:
+            return
+        first, last = batch[0].ack_token[1], batch[-1].ack_token[1]
+        pending = await self.bus.client.xpending_range(
+            stream, self.group, first, last, len(batch), consumername=self.member
+        )
+        counts = {p["message_id"]: int(p["times_delivered"]) for p in pending}
+        for m in batch:
+            m.redeliveries = max(0, counts.get(m.ack_token[1], 1) - 1)
+
+    # partition ownership ---------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick)
+            if time.monotonic() - self._last_fetch > MAX_POLL_INTERVAL:
+                # Hung caller: let the leases lapse; fetch resumes heartbeating when called.
+                continue
+            try:
+                async with self._lock:
+                    await self._heartbeat()
+                    await self._rebalance()
+            except (RedisError, OSError) as exc:
+                log.warning("bus member %s: lease round failed: %s", self.member, exc)
+
+    async def _heartbeat(self) -> None:
+        started = time.monotonic()
+        members = await self._hb_script(
+            keys=[self._members_key], args=[self.member, self._lease_ms]
+        )
+        self._members = sorted(m.decode() for m in members)
+        if self._owned:
+            streams = sorted(self._owned)
+            held = await self._renew_script(
+                keys=[self._by_stream[s].lease_key for s in streams],
+                args=[self.member, self._lease_ms],
+            )
+            lost = {s for s, ok in zip(streams, held, strict=True) if not ok}
+            if lost:
+                log.warning("bus member %s lost leases on %s", self.member, sorted(lost))
+                self._drop(lost)
+        self._last_round = started
+
+    def _target(self) -> int:
+        """Our share: partitions split as evenly as possible over the sorted live members.
+
+        Exact shares (not ceil for everyone) so the shares sum to the partition count and no
+        member is starved when the division is uneven.
+        """
+        total = len(self._partitions)
+        members = self._members or [self.member]
+        n = len(members)
+        idx = members.index(self.member) if self.member in members else n - 1
+        return total // n + (1 if idx < total % n else 0)
+
+    async def _rebalance(self) -> None:
+        target = self._target()
+        owned = sorted(self._owned, key=self._order)
+        if len(owned) > target:
+            extra = owned[target:]
+            await self._release_script(
+                keys=[self._by_stream[s].lease_key for s in extra], args=[self.member]
+            )
+            self._drop(set(extra))
+        elif len(owned) < target:
+            # Start looking at a member-specific offset so joiners do not all race for the
+            # same free partitions.
+            total = len(self._partitions)
+            members = self._members or [self.member]
+            idx = members.index(self.member) if self.member in members else 0
+            start = idx * total // len(members)
+            rotated = self._partitions[start:] + self._partitions[:start]
+            candidates = [p for p in rotated if p.stream not in self._owned]
+            if not candidates:
+                return
+            got = await self._acquire_script(
+                keys=[p.lease_key for p in candidates],
+                args=[self.member, self._lease_ms, target - len(owned)],
+            )
+            for part, ok in zip(candidates, got, strict=True):
+                if ok:
+                    self._owned.add(part.stream)
+                    self._reclaim[part.stream] = "0-0"
+
+    def _order(self, stream: str) -> tuple[str, int]:
+        part = self._by_stream[stream]
+        return part.topic, part.partition
+
+    def _drop(self, streams: set[str]) -> None:
+        """Forget partitions we no longer own; unreturned reads stay pending for the next owner."""
+        self._owned -= streams
+        for s in streams:
+            self._reclaim.pop(s, None)
+        self._buffer = [m for m in self._buffer if m.ack_token[0] not in streams]
+
+
+__all__ = ["RedisStreamsBus", "RedisStreamsConsumer"]
