@@ -12,11 +12,16 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from adapters.bus.base import Bus
+from adapters.embeddings.base import EmbeddingProvider
+from adapters.storage.base import Storage
+from adapters.vector.base import VectorStore
+from adapters.vector.pgvector import PgVectorStore
 from config import EventBusKind, Settings
 from events.listener import Notifications
 from events.store import EventStore
 from projections.tables import ACTIVE_READ_SCHEMA, READ
 from schemas.topics import catalogue
+from workers.indexing import IndexingDeps
 
 
 @dataclass
@@ -26,7 +31,16 @@ class Container:
     store: EventStore
     bus: Bus
     redis: aioredis.Redis
+    storage: Storage
+    embeddings: EmbeddingProvider
+    vectors: VectorStore  # VECTOR_STORE: high_quality datasets
+    keywords: PgVectorStore  # Postgres full text: economy datasets
     notifications: Notifications | None = None
+
+    @property
+    def indexing(self) -> IndexingDeps:
+        return IndexingDeps(store=self.store, storage=self.storage, embeddings=self.embeddings,
+                            vectors=self.vectors, keywords=self.keywords)
 
     def redis_key(self, name: str) -> str:
         """Redis keys share the deployment's prefix, so deployments can share one Redis."""
@@ -36,6 +50,9 @@ class Container:
         if self.notifications is not None:
             await self.notifications.stop()
         await self.bus.stop()
+        await self.keywords.close()
+        if self.vectors is not self.keywords:
+            await self.vectors.close()  # type: ignore[attr-defined]
         await self.redis.aclose()
         await self.engine.dispose()
         self.store.close()
@@ -62,6 +79,40 @@ def build_engine(settings: Settings) -> AsyncEngine:
     return engine.execution_options(schema_translate_map={READ: ACTIVE_READ_SCHEMA})
 
 
+def build_storage(settings: Settings) -> Storage:
+    if settings.STORAGE_TYPE == "s3":
+        from adapters.storage.s3 import S3Storage
+
+        return S3Storage(bucket=settings.S3_BUCKET_NAME, endpoint_url=settings.S3_ENDPOINT,
+                         access_key=settings.S3_ACCESS_KEY, secret_key=settings.S3_SECRET_KEY,
+                         region=settings.S3_REGION, address_style=settings.S3_ADDRESS_STYLE)
+    from adapters.storage.local import LocalStorage
+
+    return LocalStorage(settings.OPENDAL_FS_ROOT or settings.EDDY_DATA_DIR / "storage")
+
+
+def build_embeddings(settings: Settings) -> EmbeddingProvider:
+    if settings.EMBEDDING_PROVIDER == "openai_compatible":
+        from adapters.embeddings.openai_compatible import OpenAICompatibleEmbeddings
+
+        assert settings.EMBEDDING_API_BASE
+        return OpenAICompatibleEmbeddings(
+            base_url=settings.EMBEDDING_API_BASE, api_key=settings.EMBEDDING_API_KEY,
+            model=settings.EMBEDDING_MODEL, dimensions=settings.EMBEDDING_DIMENSIONS)
+    from adapters.embeddings.local_minilm import LocalMiniLM
+
+    return LocalMiniLM()
+
+
+def build_vectors(settings: Settings, keywords: PgVectorStore) -> VectorStore:
+    if settings.VECTOR_STORE == "weaviate":
+        from adapters.vector.weaviate import WeaviateStore
+
+        assert settings.WEAVIATE_ENDPOINT
+        return WeaviateStore(settings.WEAVIATE_ENDPOINT, settings.WEAVIATE_API_KEY)
+    return keywords  # pgvector: the same Postgres tables serve vectors and full text
+
+
 async def build(settings: Settings, *, listen: bool = False) -> Container:
     assert settings.DB_HOST and settings.REDIS_HOST, "embedded servers are started by `eddy up`"
     store = EventStore(host=settings.DB_HOST, port=settings.DB_PORT, user=settings.DB_USERNAME,
@@ -69,12 +120,17 @@ async def build(settings: Settings, *, listen: bool = False) -> Container:
     bus = build_bus(settings)
     await bus.start()
     await bus.ensure_topics(catalogue(settings.COMMAND_PARTITIONS, settings.EVENT_PARTITIONS))
+    keywords = PgVectorStore(settings.database_dsn())
     container = Container(
         settings=settings,
         engine=build_engine(settings),
         store=store,
         bus=bus,
         redis=aioredis.from_url(settings.redis_url()),
+        storage=build_storage(settings),
+        embeddings=build_embeddings(settings),
+        vectors=build_vectors(settings, keywords),
+        keywords=keywords,
     )
     if listen:
         from events.store import OUTCOME_CHANNEL

@@ -64,6 +64,32 @@ class Settings(BaseSettings):
     CONSUMER_MAX_ATTEMPTS: int = Field(default=5, ge=1)
     KAFKA_SESSION_TIMEOUT_MS: int = Field(default=6000, ge=1000)
 
+    # Files (Dify names): opendal+fs keeps them in a local folder, s3 in a bucket
+    STORAGE_TYPE: str = Field(default="opendal", pattern="^(opendal|s3)$")
+    OPENDAL_SCHEME: str = Field(default="fs", pattern="^fs$")
+    OPENDAL_FS_ROOT: Path | None = None  # default: EDDY_DATA_DIR/storage
+    S3_ENDPOINT: str | None = None
+    S3_BUCKET_NAME: str = "difyai"
+    S3_ACCESS_KEY: str | None = None
+    S3_SECRET_KEY: str | None = None
+    S3_REGION: str | None = None
+    S3_ADDRESS_STYLE: str = "auto"
+    UPLOAD_FILE_SIZE_LIMIT: int = Field(default=15, ge=1, description="MB")
+    # Documents up to this size go to the priority indexing lane
+    PRIORITY_LANE_MAX_BYTES: int = Field(default=512 * 1024, ge=0)
+
+    # Vector store (Dify names)
+    VECTOR_STORE: str = Field(default="pgvector", pattern="^(pgvector|weaviate)$")
+    WEAVIATE_ENDPOINT: str | None = None
+    WEAVIATE_API_KEY: str | None = None
+
+    # Embeddings: the offline local model by default; any OpenAI-compatible API otherwise
+    EMBEDDING_PROVIDER: str = Field(default="local", pattern="^(local|openai_compatible)$")
+    EMBEDDING_API_BASE: str | None = None
+    EMBEDDING_API_KEY: str = ""
+    EMBEDDING_MODEL: str = "text-embedding-3-small"
+    EMBEDDING_DIMENSIONS: int = Field(default=1536, ge=1)
+
     # Commands
     COMMAND_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
     PROJECTION_WAIT_SECONDS: float = Field(default=10.0, gt=0)
@@ -97,6 +123,11 @@ class Settings(BaseSettings):
     def validate_runtime(self) -> None:
         if self.bus is EventBusKind.KAFKA and not self.KAFKA_BOOTSTRAP_SERVERS:
             raise ConfigError("KAFKA_BOOTSTRAP_SERVERS must be set when EVENT_BUS=kafka")
+        if self.VECTOR_STORE == "weaviate" and not self.WEAVIATE_ENDPOINT:
+            raise ConfigError("WEAVIATE_ENDPOINT must be set when VECTOR_STORE=weaviate")
+        if self.EMBEDDING_PROVIDER == "openai_compatible" and not self.EMBEDDING_API_BASE:
+            raise ConfigError(
+                "EMBEDDING_API_BASE must be set when EMBEDDING_PROVIDER=openai_compatible")
 
     def database_dsn(self) -> str:
         """asyncpg-style DSN (postgresql://...)."""

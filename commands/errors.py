@@ -53,6 +53,40 @@ class ApiKeyNotFound(NotFound):
     code, default_message = "api_key_not_found", "API key not found."
 
 
+class DatasetNotFound(NotFound):
+    code, default_message = "not_found", "Dataset not found."
+
+
+class DocumentNotFound(NotFound):
+    code, default_message = "not_found", "Document not found."
+
+
+class SegmentNotFound(NotFound):
+    code, default_message = "not_found", "Segment not found."
+
+
+class DocumentNotPausable(EddyError):
+    code, status, default_message = (
+        "document_indexing_error", 400, "Document is not being indexed, so it cannot be paused.",
+    )
+
+
+class UnsupportedFileType(EddyError):
+    code, status, default_message = "unsupported_file_type", 415, "File type not allowed."
+
+
+class FileTooLarge(EddyError):
+    code, status, default_message = "file_too_large", 413, "File size exceeded."
+
+
+class NoFileUploaded(EddyError):
+    code, status, default_message = "no_file_uploaded", 400, "Please upload your file."
+
+
+class TooManyFiles(EddyError):
+    code, status, default_message = "too_many_files", 400, "Only one file is allowed."
+
+
 class Conflict(EddyError):
     code, status, default_message = "conflict", 409, "Conflict."
 

@@ -16,7 +16,7 @@ import asyncpg
 from adapters.bus.base import Bus
 from events.listener import Notifications
 from events.store import EVENTS_CHANNEL, EventStore
-from schemas.topics import topic_for_aggregate
+from schemas.topics import topic_for_aggregate, work_topic
 
 log = logging.getLogger(__name__)
 RELAY_LOCK_KEY = 0x6564647952  # "eddyR"
@@ -58,12 +58,12 @@ class Relay:
     async def publish_batch(self, conn: asyncpg.Connection, position: int) -> int:
         events = await asyncio.to_thread(self.store.read_from, position, self.batch_size)
         for event in events:
-            await self.bus.publish(
-                topic_for_aggregate(event.aggregate_type),
-                str(event.aggregate_id),
-                event.to_json(),
-                {"event_type": event.type, "correlation_id": str(event.correlation_id)},
-            )
+            headers = {"event_type": event.type, "correlation_id": str(event.correlation_id)}
+            value = event.to_json()
+            await self.bus.publish(topic_for_aggregate(event.aggregate_type),
+                                   str(event.aggregate_id), value, headers)
+            if work := work_topic(event.type, event.payload):
+                await self.bus.publish(work, str(event.aggregate_id), value, headers)
         if not events:
             return position
         last = events[-1].position

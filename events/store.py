@@ -142,12 +142,13 @@ class EventStore:
             for e in self.recorder.select_events(aggregate_id)
         ]
 
-    def append(self, events: Sequence[Envelope], outcome: CommandOutcome) -> int:
-        """Store events and their command's outcome atomically; returns the last position."""
+    def append(self, events: Sequence[Envelope], outcome: CommandOutcome | None = None) -> int:
+        """Store events (and the outcome of the command that caused them) atomically;
+        returns the last position."""
         try:
             ids = self.recorder.insert_events([_encode(e) for e in events], outcome=outcome)
         except RecordConflict as exc:
-            if self.outcome(outcome.command_id) is not None:
+            if outcome is not None and self.outcome(outcome.command_id) is not None:
                 raise CommandAlreadyRecorded from exc
             raise ConcurrencyConflict(str(exc)) from exc
         except psycopg.errors.UniqueViolation as exc:

@@ -54,6 +54,7 @@ class ApiKeyPrincipal:
     tenant_id: UUID
     key_type: str
     app_id: UUID | None
+    actor_id: UUID  # the workspace owner, on whose behalf Service API calls act
 
 
 class Tokens:
@@ -168,7 +169,7 @@ async def _api_key(request: Request, key_type: str) -> ApiKeyPrincipal:
     # last_used_at is operational data, not domain state: kept in Redis, not as an event.
     await c.redis.hset(c.redis_key("api_key_last_used"), str(key["id"]), int(time.time()))
     return ApiKeyPrincipal(key_id=key["id"], tenant_id=key["tenant_id"], key_type=key_type,
-                           app_id=key["app_id"])
+                           app_id=key["app_id"], actor_id=key["owner_id"])
 
 
 async def app_api_key(request: Request) -> ApiKeyPrincipal:

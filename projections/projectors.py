@@ -13,6 +13,7 @@ from sqlalchemy import delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.envelope import Envelope
+from projections.knowledge import KNOWLEDGE_PROJECTORS
 from projections.tables import accounts, api_keys, apps, setup_state, workspace_members, workspaces
 
 Projector = Callable[[AsyncConnection, Envelope], Awaitable[None]]
@@ -91,4 +92,5 @@ PROJECTORS: dict[str, Projector] = {
     "AppDeleted": project_app_deleted,
     "ApiKeyCreated": project_api_key_created,
     "ApiKeyRevoked": project_api_key_revoked,
+    **KNOWLEDGE_PROJECTORS,
 }

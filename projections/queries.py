@@ -96,7 +96,12 @@ async def list_api_keys(engine: AsyncEngine, tenant_id: UUID, key_type: str,
 
 
 async def api_key_by_token(engine: AsyncEngine, token: str) -> dict[str, Any] | None:
+    """The key and its workspace owner (Service API calls act as the owner, as in Dify)."""
+    owner = (select(workspace_members.c.account_id)
+             .where(workspace_members.c.workspace_id == api_keys.c.tenant_id,
+                    workspace_members.c.role == "owner").limit(1).scalar_subquery())
     async with engine.connect() as conn:
         row = (await conn.execute(
-            select(api_keys).where(api_keys.c.token == token))).mappings().first()
+            select(api_keys, owner.label("owner_id")).where(api_keys.c.token == token)
+        )).mappings().first()
     return dict(row) if row else None

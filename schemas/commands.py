@@ -121,3 +121,136 @@ class CommandEnvelope:
             payload=raw["payload"],
             issued_at=datetime.fromisoformat(raw["issued_at"]),
         )
+
+
+# --- knowledge ------------------------------------------------------------------------------
+
+
+class CreateDataset(CommandPayload):
+    command_type = "CreateDataset"
+    dataset_id: UUID
+    name: str
+    description: str = ""
+    indexing_technique: Literal["high_quality", "economy"] | None = None
+    permission: str = "only_me"
+    embedding_model: str | None = None
+    embedding_model_provider: str | None = None
+    retrieval_model: dict[str, Any]
+
+
+class UpdateDataset(CommandPayload):
+    command_type = "UpdateDataset"
+    dataset_id: UUID
+    name: str | None = None
+    description: str | None = None
+    indexing_technique: Literal["high_quality", "economy"] | None = None
+    permission: str | None = None
+    embedding_model: str | None = None
+    embedding_model_provider: str | None = None
+    retrieval_model: dict[str, Any] | None = None
+
+
+class DeleteDataset(CommandPayload):
+    command_type = "DeleteDataset"
+    dataset_id: UUID
+
+
+class SourceFileData(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    key: str
+    name: str
+    size: int
+    extension: str
+    mime_type: str | None = None
+
+
+class CreateDocument(CommandPayload):
+    command_type = "CreateDocument"
+    dataset_id: UUID
+    document_id: UUID
+    name: str
+    position: int
+    batch: str
+    source: SourceFileData
+    doc_form: str = "text_model"
+    doc_language: str = "English"
+    process_rule: dict[str, Any]
+    indexing_technique: Literal["high_quality", "economy"]
+    lane: Literal["priority", "bulk"]
+
+
+class ReplaceDocumentSource(CommandPayload):
+    command_type = "ReplaceDocumentSource"
+    dataset_id: UUID
+    document_id: UUID
+    name: str | None = None
+    source: SourceFileData
+    process_rule: dict[str, Any] | None = None
+    lane: Literal["priority", "bulk"]
+
+
+class ControlDocumentIndexing(CommandPayload):
+    """pause / resume / retry / reindex one or more documents of a dataset."""
+
+    command_type = "ControlDocumentIndexing"
+    dataset_id: UUID
+    document_ids: list[UUID]
+    action: Literal["pause", "resume", "retry", "reindex"]
+
+
+class UpdateDocumentStatus(CommandPayload):
+    command_type = "UpdateDocumentStatus"
+    dataset_id: UUID
+    document_ids: list[UUID]
+    action: Literal["enable", "disable", "archive", "un_archive"]
+
+
+class RenameDocument(CommandPayload):
+    command_type = "RenameDocument"
+    dataset_id: UUID
+    document_id: UUID
+    name: str
+
+
+class DeleteDocument(CommandPayload):
+    command_type = "DeleteDocument"
+    dataset_id: UUID
+    document_id: UUID
+
+
+class NewSegment(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    segment_id: UUID
+    content: str
+    answer: str = ""
+    keywords: list[str] = []
+    word_count: int
+    tokens: int
+
+
+class CreateSegments(CommandPayload):
+    command_type = "CreateSegments"
+    dataset_id: UUID
+    document_id: UUID
+    first_position: int
+    segments: list[NewSegment]
+
+
+class UpdateSegment(CommandPayload):
+    command_type = "UpdateSegment"
+    dataset_id: UUID
+    document_id: UUID
+    segment_id: UUID
+    content: str | None = None
+    answer: str | None = None
+    keywords: list[str] | None = None
+    enabled: bool | None = None
+    word_count: int | None = None
+    tokens: int | None = None
+
+
+class DeleteSegment(CommandPayload):
+    command_type = "DeleteSegment"
+    dataset_id: UUID
+    document_id: UUID
+    segment_id: UUID

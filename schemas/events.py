@@ -87,6 +87,207 @@ class ApiKeyRevoked(EventPayload):
     event_type = "ApiKeyRevoked"
 
 
+# --- knowledge context: datasets, documents, segments -----------------------------------
+
+
+class DatasetCreated(EventPayload):
+    event_type = "DatasetCreated"
+    name: str
+    description: str = ""
+    indexing_technique: str | None  # "high_quality" | "economy" | None until first document
+    permission: str = "only_me"
+    embedding_model: str | None = None
+    embedding_model_provider: str | None = None
+    retrieval_model: dict[str, Any]
+    created_by: UUID
+
+
+class DatasetUpdated(EventPayload):
+    """Carries the full new settings (not a diff), so projecting it needs no prior state."""
+
+    event_type = "DatasetUpdated"
+    name: str
+    description: str
+    indexing_technique: str | None
+    permission: str
+    embedding_model: str | None
+    embedding_model_provider: str | None
+    retrieval_model: dict[str, Any]
+    updated_by: UUID
+
+
+class DatasetDeleted(EventPayload):
+    event_type = "DatasetDeleted"
+    deleted_by: UUID
+
+
+class SourceFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    key: str  # storage key of the uploaded bytes
+    name: str
+    size: int
+    extension: str
+    mime_type: str | None = None
+
+
+class DocumentCreated(EventPayload):
+    event_type = "DocumentCreated"
+    dataset_id: UUID
+    name: str
+    position: int
+    batch: str
+    data_source_type: str  # "upload_file" (create-by-text stores the text as a file too)
+    source: SourceFile
+    doc_form: str
+    doc_language: str
+    process_rule: dict[str, Any]
+    indexing_technique: str
+    created_from: str
+    created_by: UUID
+
+
+class DocumentSourceReplaced(EventPayload):
+    """update-by-text / update-by-file: new content (and maybe name / rules) to index."""
+
+    event_type = "DocumentSourceReplaced"
+    name: str
+    source: SourceFile
+    process_rule: dict[str, Any]
+    updated_by: UUID
+
+
+class DocumentIndexingRequested(EventPayload):
+    event_type = "DocumentIndexingRequested"
+    attempt: int
+    lane: str  # "priority" | "bulk"
+    reason: str  # "created" | "updated" | "retry" | "reindex"
+
+
+class DocumentProcessingStarted(EventPayload):
+    event_type = "DocumentProcessingStarted"
+    attempt: int
+
+
+class DocumentParsed(EventPayload):
+    event_type = "DocumentParsed"
+    attempt: int
+    text_key: str
+    characters: int
+
+
+class DocumentCleaned(EventPayload):
+    event_type = "DocumentCleaned"
+    attempt: int
+    text_key: str
+    characters: int
+
+
+class DocumentSplit(EventPayload):
+    """Segments of this attempt are recorded in the same transaction."""
+
+    event_type = "DocumentSplit"
+    attempt: int
+    chunks_key: str
+    total_segments: int
+    word_count: int
+    tokens: int
+
+
+class DocumentSegmentsIndexed(EventPayload):
+    event_type = "DocumentSegmentsIndexed"
+    attempt: int
+    segment_ids: list[UUID]
+    completed_segments: int
+
+
+class DocumentIndexingCompleted(EventPayload):
+    event_type = "DocumentIndexingCompleted"
+    attempt: int
+    completed_segments: int
+
+
+class DocumentIndexingFailed(EventPayload):
+    event_type = "DocumentIndexingFailed"
+    attempt: int
+    error: str
+
+
+class DocumentIndexingPaused(EventPayload):
+    event_type = "DocumentIndexingPaused"
+    paused_by: UUID | None = None
+
+
+class DocumentIndexingResumed(EventPayload):
+    event_type = "DocumentIndexingResumed"
+    lane: str
+
+
+class DocumentUpdated(EventPayload):
+    """Name / enabled / archived flags (the documents status actions)."""
+
+    event_type = "DocumentUpdated"
+    name: str
+    enabled: bool
+    archived: bool
+    updated_by: UUID | None = None
+
+
+class DocumentDeleted(EventPayload):
+    event_type = "DocumentDeleted"
+    dataset_id: UUID
+    source_key: str
+
+
+class ChildChunkData(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: UUID
+    content: str
+    position: int
+    word_count: int
+
+
+class SegmentCreated(EventPayload):
+    event_type = "SegmentCreated"
+    dataset_id: UUID
+    document_id: UUID
+    attempt: int  # 0 for segments added by hand through the API
+    position: int
+    content: str
+    answer: str = ""
+    keywords: list[str] = []
+    word_count: int
+    tokens: int
+    index_node_hash: str
+    child_chunks: list[ChildChunkData] = []
+    created_by: UUID | None = None
+
+
+class SegmentUpdated(EventPayload):
+    event_type = "SegmentUpdated"
+    content: str
+    answer: str
+    keywords: list[str]
+    word_count: int
+    tokens: int
+    index_node_hash: str
+    enabled: bool
+    child_chunks: list[ChildChunkData]
+    updated_by: UUID | None = None
+
+
+class SegmentDeleted(EventPayload):
+    event_type = "SegmentDeleted"
+    dataset_id: UUID
+    document_id: UUID
+
+
+class SegmentIndexed(EventPayload):
+    """A single segment's vector written (after a hand edit or addition)."""
+
+    event_type = "SegmentIndexed"
+    index_node_hash: str
+
+
 PAYLOADS: dict[str, type[EventPayload]] = {
     cls.event_type: cls
     for cls in (
@@ -98,6 +299,27 @@ PAYLOADS: dict[str, type[EventPayload]] = {
         AppDeleted,
         ApiKeyCreated,
         ApiKeyRevoked,
+        DatasetCreated,
+        DatasetUpdated,
+        DatasetDeleted,
+        DocumentCreated,
+        DocumentSourceReplaced,
+        DocumentIndexingRequested,
+        DocumentProcessingStarted,
+        DocumentParsed,
+        DocumentCleaned,
+        DocumentSplit,
+        DocumentSegmentsIndexed,
+        DocumentIndexingCompleted,
+        DocumentIndexingFailed,
+        DocumentIndexingPaused,
+        DocumentIndexingResumed,
+        DocumentUpdated,
+        DocumentDeleted,
+        SegmentCreated,
+        SegmentUpdated,
+        SegmentDeleted,
+        SegmentIndexed,
     )
 }
 

@@ -79,3 +79,19 @@ def kafka_broker(embedded_root: Path) -> Iterator[TansuBroker]:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(kafka_broker: TansuBroker) -> str:
     return kafka_broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's real S3 HTTP server on a free loopback port."""
+    from moto.server import ThreadedMotoServer
+
+    from adapters.embedded.ports import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()

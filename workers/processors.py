@@ -6,6 +6,7 @@ Each is a consumer group: run more members (processes) of a group to scale it ou
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from adapters.bus.base import Message
@@ -15,7 +16,16 @@ from events.store import CommandOutcome
 from projections.runner import ProjectionRunner
 from projections.tables import PROJECTION_NAME
 from schemas.commands import CommandEnvelope
-from schemas.topics import COMMANDS, CONTEXT_OF_AGGREGATE, event_topic, event_topics
+from schemas.topics import (
+    CLEANUP,
+    COMMANDS,
+    CONTEXT_OF_AGGREGATE,
+    INDEXING_BULK,
+    INDEXING_PRIORITY,
+    event_topic,
+    event_topics,
+)
+from workers.indexing import cleanup, fail_document, handle_indexing_message
 from workers.runtime import Processor
 
 if TYPE_CHECKING:
@@ -42,7 +52,7 @@ def command_processor(c: Container) -> Processor:
 
 
 # The console read model follows these contexts' topics.
-PROJECTION_CONTEXTS = ("workspace", "apps")
+PROJECTION_CONTEXTS = ("workspace", "apps", "knowledge")
 
 
 def projection_aggregate_types() -> list[str]:
@@ -60,7 +70,38 @@ def projection_processor(c: Container) -> Processor:
     return Processor(group=f"projection.{PROJECTION_NAME}", topics=topics, handle=handle)
 
 
-PROCESSORS = {
+def indexing_processor(lane_topic: str) -> Callable[[Container], Processor]:
+    def build(c: Container) -> Processor:
+        deps = c.indexing
+
+        async def handle(message: Message) -> None:
+            await handle_indexing_message(deps, message)
+
+        async def on_dead_letter(message: Message, exc: BaseException) -> None:
+            await fail_document(deps, message, exc)
+
+        return Processor(group=lane_topic, topics=[lane_topic], handle=handle,
+                         on_dead_letter=on_dead_letter)
+
+    return build
+
+
+def cleanup_processor(c: Container) -> Processor:
+    deps = c.indexing
+
+    async def handle(message: Message) -> None:
+        await cleanup(deps, message)
+
+    return Processor(group=CLEANUP, topics=[CLEANUP], handle=handle)
+
+
+# role name -> processor factory; `eddy worker --roles` picks among these (and relay,
+# scheduler). The two indexing lanes are separate groups, so a bulk backlog never delays
+# a priority job, and each lane scales on its own.
+PROCESSORS: dict[str, Callable[[Container], Processor]] = {
     "commands": command_processor,
     "projections": projection_processor,
+    "indexing-priority": indexing_processor(INDEXING_PRIORITY),
+    "indexing-bulk": indexing_processor(INDEXING_BULK),
+    "cleanup": cleanup_processor,
 }

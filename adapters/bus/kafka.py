@@ -8,6 +8,7 @@ pre-created with their partition counts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -190,6 +191,8 @@ class _Listener(ConsumerRebalanceListener):
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         for tp in assigned:
             self.consumer._tracking[tp] = _Tracking()
+        # Also set for an empty assignment (more members than partitions): the join is done.
+        self.consumer._joined.set()
 
 
 class KafkaConsumer:
@@ -202,6 +205,7 @@ class KafkaConsumer:
         self.member = member
         self._tracking: dict[TopicPartition, _Tracking] = {}
         self._consumer: AIOKafkaConsumer | None = None
+        self._joined = asyncio.Event()
 
     async def start(self) -> None:
         session = self.bus.session_timeout_ms
@@ -216,10 +220,17 @@ class KafkaConsumer:
             session_timeout_ms=session,
             heartbeat_interval_ms=max(100, session // 3),
         )
-        consumer.subscribe([self.bus.topic_name(t) for t in self.topics], listener=_Listener(self))
-        # aiokafka's start() returns once the group join completed and partitions are assigned.
+        # Subscribing after start(): subscribed before, aiokafka's start() waits for the first
+        # assignment with no limit, and a join can stall (e.g. behind a dead member's session).
         await consumer.start()
         self._consumer = consumer
+        consumer.subscribe([self.bus.topic_name(t) for t in self.topics], listener=_Listener(self))
+        # Return once the group join assigned us partitions, so callers that start members
+        # and then publish see the final split; give up waiting after a dead member's session
+        # plus a join (the join goes on in the background and fetch returns [] until then).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2 * session / 1000 + 2):
+                await self._joined.wait()
 
     async def stop(self) -> None:
         if self._consumer is not None:

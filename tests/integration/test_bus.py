@@ -125,12 +125,15 @@ class BusContract:
         ) -> list[Consumer]:
             consumers = [bus.consumer(group, topics, name) for name in names]
             started.extend(consumers)
-            await asyncio.gather(*(c.start() for c in consumers))
+            # Bounded, so a stuck group join fails the test instead of hanging the run.
+            async with asyncio.timeout(30):
+                await asyncio.gather(*(c.start() for c in consumers))
             return consumers
 
         yield start
-        for consumer in started:
-            await consumer.stop()
+        async with asyncio.timeout(30):
+            for consumer in started:
+                await consumer.stop()
 
     async def test_publishing_to_an_unknown_topic_is_refused(self, bus: Bus) -> None:
         # A typo must not silently create a topic with some default partition count.

@@ -1,0 +1,62 @@
+"""Vector stores behind Dify's interface (create, add_texts, delete_by_ids,
+delete_by_document_id, search_by_vector, search_by_full_text).
+
+A collection holds one dataset's chunks. Writes are upserts keyed by chunk id, so writing
+the same chunk twice (a redelivered indexing job) leaves one vector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class VectorDocument:
+    id: str  # the segment / chunk id
+    text: str
+    vector: list[float] | None  # None in keyword-only (economy) collections
+    # always has dataset_id, document_id, segment_id; plus the document's metadata values
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VectorHit:
+    id: str
+    text: str
+    score: float  # higher is better; cosine similarity in [0, 1] for vectors
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+# Metadata filter: every key must match; a list value means "any of".
+MetadataFilter = dict[str, Any]
+
+
+class VectorStore(Protocol):
+    async def create(self, collection: str, dimensions: int) -> None:
+        """Create the collection if missing (idempotent)."""
+        ...
+
+    async def add_texts(self, collection: str, documents: Sequence[VectorDocument]) -> None:
+        """Upsert by id."""
+        ...
+
+    async def delete_by_ids(self, collection: str, ids: Sequence[str]) -> None: ...
+
+    async def delete_by_document_id(self, collection: str, document_id: str) -> None: ...
+
+    async def delete(self, collection: str) -> None:
+        """Drop the whole collection (dataset deleted)."""
+        ...
+
+    async def count(self, collection: str, document_id: str | None = None) -> int: ...
+
+    async def search_by_vector(self, collection: str, vector: Sequence[float], top_k: int,
+                               score_threshold: float = 0.0,
+                               where: MetadataFilter | None = None) -> list[VectorHit]: ...
+
+    async def search_by_full_text(self, collection: str, query: str, top_k: int,
+                                  where: MetadataFilter | None = None) -> list[VectorHit]:
+        """Keyword search; scores normalised to [0, 1]."""
+        ...

@@ -1,0 +1,258 @@
+"""Knowledge aggregates: datasets, documents (with their indexing state machine), segments.
+
+A document's indexing runs in attempts. Every stage of an attempt is an event recorded by
+the indexing processor through the stage methods below, which refuse work that is stale
+(an older attempt, a paused or deleted document): that is how a redelivered or superseded
+job finds out it must stop, without locks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+from uuid import UUID
+
+from commands.aggregates import Aggregate, Context
+from commands.errors import (
+    BadRequest,
+    DatasetNotFound,
+    DocumentNotFound,
+    DocumentNotPausable,
+    SegmentNotFound,
+)
+from schemas import events as ev
+
+# Dify's document states; "processing" ones have an owner that moves them on.
+PROCESSING_STATES = ("waiting", "parsing", "cleaning", "splitting", "indexing")
+
+
+def content_hash(text: str) -> str:
+    """Dify's index_node_hash: tells whether a segment's vector is current."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class StaleWork(Exception):
+    """The indexing job is for an attempt that no longer runs (paused, superseded, deleted)."""
+
+
+class Dataset(Aggregate):
+    type_name = "Dataset"
+    deleted = False
+
+    def apply_DatasetCreated(self, p: dict[str, Any]) -> None:
+        self.settings = {k: v for k, v in p.items() if k != "created_by"}
+
+    def apply_DatasetUpdated(self, p: dict[str, Any]) -> None:
+        self.settings = {k: v for k, v in p.items() if k != "updated_by"}
+
+    def apply_DatasetDeleted(self, p: dict[str, Any]) -> None:
+        self.deleted = True
+
+    def ensure_visible_to(self, tenant_id: UUID | None) -> None:
+        if not self.exists or self.deleted or self.tenant_id != tenant_id:
+            raise DatasetNotFound()
+
+    def create(self, payload: ev.DatasetCreated, ctx: Context) -> None:
+        if self.exists:
+            raise BadRequest("Dataset already exists.")
+        self.record(payload, ctx)
+
+    def update(self, changes: dict[str, Any], ctx: Context) -> None:
+        self.ensure_visible_to(ctx.tenant_id)
+        merged = {**self.settings, **{k: v for k, v in changes.items() if v is not None}}
+        if merged == self.settings:
+            return
+        assert ctx.actor_id is not None
+        self.record(ev.DatasetUpdated(**merged, updated_by=ctx.actor_id), ctx)
+
+    def adopt_indexing_technique(self, technique: str, ctx: Context) -> None:
+        """A dataset created without a technique takes its first document's."""
+        if self.settings.get("indexing_technique") is None:
+            self.update({"indexing_technique": technique}, ctx)
+
+    def delete(self, ctx: Context) -> None:
+        self.ensure_visible_to(ctx.tenant_id)
+        assert ctx.actor_id is not None
+        self.record(ev.DatasetDeleted(deleted_by=ctx.actor_id), ctx)
+
+
+class Document(Aggregate):
+    type_name = "Document"
+
+    def __init__(self, aggregate_id: UUID) -> None:
+        super().__init__(aggregate_id)
+        self.deleted = False
+        self.paused = False
+        self.status = "waiting"
+        self.attempt = 0
+        self.lane = "bulk"
+        self.split_attempt = 0  # the attempt whose segments are live
+        self.text_key: str | None = None
+        self.cleaned_key: str | None = None
+        self.chunks_key: str | None = None
+        self.total_segments = 0
+        self.indexed: set[str] = set()
+        self.enabled = True
+        self.archived = False
+
+    # --- applying events -----------------------------------------------------------------
+
+    def apply_DocumentCreated(self, p: dict[str, Any]) -> None:
+        self.dataset_id = UUID(p["dataset_id"])
+        self.name = p["name"]
+        self.source = p["source"]
+        self.process_rule = p["process_rule"]
+        self.doc_form = p["doc_form"]
+        self.indexing_technique = p["indexing_technique"]
+
+    def apply_DocumentSourceReplaced(self, p: dict[str, Any]) -> None:
+        self.name, self.source, self.process_rule = p["name"], p["source"], p["process_rule"]
+
+    def apply_DocumentIndexingRequested(self, p: dict[str, Any]) -> None:
+        self.attempt, self.lane = p["attempt"], p["lane"]
+        self.status, self.paused = "waiting", False
+        self.text_key = self.cleaned_key = self.chunks_key = None
+        self.indexed = set()
+
+    def apply_DocumentProcessingStarted(self, p: dict[str, Any]) -> None:
+        self.status = "parsing"
+
+    def apply_DocumentParsed(self, p: dict[str, Any]) -> None:
+        self.status, self.text_key = "cleaning", p["text_key"]
+
+    def apply_DocumentCleaned(self, p: dict[str, Any]) -> None:
+        self.status, self.cleaned_key = "splitting", p["text_key"]
+
+    def apply_DocumentSplit(self, p: dict[str, Any]) -> None:
+        self.status, self.chunks_key = "indexing", p["chunks_key"]
+        self.total_segments, self.split_attempt = p["total_segments"], p["attempt"]
+
+    def apply_DocumentSegmentsIndexed(self, p: dict[str, Any]) -> None:
+        self.indexed.update(p["segment_ids"])
+
+    def apply_DocumentIndexingCompleted(self, p: dict[str, Any]) -> None:
+        self.status = "completed"
+
+    def apply_DocumentIndexingFailed(self, p: dict[str, Any]) -> None:
+        self.status = "error"
+
+    def apply_DocumentIndexingPaused(self, p: dict[str, Any]) -> None:
+        self.paused = True
+
+    def apply_DocumentIndexingResumed(self, p: dict[str, Any]) -> None:
+        self.paused, self.lane = False, p["lane"]
+
+    def apply_DocumentUpdated(self, p: dict[str, Any]) -> None:
+        self.name, self.enabled, self.archived = p["name"], p["enabled"], p["archived"]
+
+    def apply_DocumentDeleted(self, p: dict[str, Any]) -> None:
+        self.deleted = True
+
+    # --- API decisions -------------------------------------------------------------------
+
+    def ensure_in(self, dataset_id: UUID, tenant_id: UUID | None) -> None:
+        if (not self.exists or self.deleted or self.tenant_id != tenant_id
+                or self.dataset_id != dataset_id):
+            raise DocumentNotFound()
+
+    def create(self, payload: ev.DocumentCreated, lane: str, ctx: Context) -> None:
+        if self.exists:
+            raise BadRequest("Document already exists.")
+        self.record(payload, ctx)
+        self.record(ev.DocumentIndexingRequested(attempt=1, lane=lane, reason="created"), ctx)
+
+    def replace_source(self, payload: ev.DocumentSourceReplaced, lane: str, ctx: Context) -> None:
+        self.record(payload, ctx)
+        self.record(ev.DocumentIndexingRequested(attempt=self.attempt + 1, lane=lane,
+                                                 reason="updated"), ctx)
+
+    def request_indexing(self, reason: str, ctx: Context) -> None:
+        """Retry (after an error) or re-index (e.g. after segment edits) as a new attempt."""
+        if self.status in PROCESSING_STATES and not self.paused:
+            raise BadRequest("Document is already being indexed.")
+        self.record(ev.DocumentIndexingRequested(attempt=self.attempt + 1, lane=self.lane,
+                                                 reason=reason), ctx)
+
+    @property
+    def processing(self) -> bool:
+        return self.status in PROCESSING_STATES
+
+    def pause(self, ctx: Context) -> None:
+        if not self.processing or self.paused:
+            raise DocumentNotPausable()
+        self.record(ev.DocumentIndexingPaused(paused_by=ctx.actor_id), ctx)
+
+    def resume(self, ctx: Context) -> None:
+        if not self.paused:
+            raise BadRequest("Document is not paused.")
+        self.record(ev.DocumentIndexingResumed(lane=self.lane), ctx)
+
+    def set_flags(self, ctx: Context, *, name: str | None = None, enabled: bool | None = None,
+                  archived: bool | None = None) -> None:
+        new = (name or self.name, self.enabled if enabled is None else enabled,
+               self.archived if archived is None else archived)
+        if new == (self.name, self.enabled, self.archived):
+            return
+        self.record(ev.DocumentUpdated(name=new[0], enabled=new[1], archived=new[2],
+                                       updated_by=ctx.actor_id), ctx)
+
+    def delete(self, ctx: Context) -> None:
+        self.record(ev.DocumentDeleted(dataset_id=self.dataset_id,
+                                       source_key=self.source["key"]), ctx)
+
+    # --- indexing stages (recorded by the indexing processor) ----------------------------
+
+    def ensure_current(self, attempt: int) -> None:
+        if self.deleted or self.paused or attempt != self.attempt or not self.processing:
+            raise StaleWork(f"document {self.id}: attempt {attempt} is not running "
+                            f"(current {self.attempt}, {self.status}, paused={self.paused})")
+
+    def stage(self, attempt: int, payload: ev.EventPayload, ctx: Context) -> None:
+        self.ensure_current(attempt)
+        self.record(payload, ctx)
+
+    def fail(self, attempt: int, error: str, ctx: Context) -> None:
+        if self.deleted or attempt != self.attempt or self.status in ("completed", "error"):
+            return  # nothing to mark: the attempt ended or was replaced
+        self.record(ev.DocumentIndexingFailed(attempt=attempt, error=error[:2000]), ctx)
+
+
+class Segment(Aggregate):
+    type_name = "Segment"
+
+    def __init__(self, aggregate_id: UUID) -> None:
+        super().__init__(aggregate_id)
+        self.deleted = False
+
+    def apply_SegmentCreated(self, p: dict[str, Any]) -> None:
+        self.dataset_id, self.document_id = UUID(p["dataset_id"]), UUID(p["document_id"])
+        self.attempt = p["attempt"]
+        self.data = {k: p[k] for k in ("content", "answer", "keywords", "child_chunks")}
+        self.data["enabled"] = True
+
+    def apply_SegmentUpdated(self, p: dict[str, Any]) -> None:
+        self.data = {k: p[k] for k in ("content", "answer", "keywords", "child_chunks",
+                                       "enabled")}
+
+    def apply_SegmentDeleted(self, p: dict[str, Any]) -> None:
+        self.deleted = True
+
+    def apply_SegmentIndexed(self, p: dict[str, Any]) -> None:
+        pass
+
+    def ensure_live_in(self, document: Document) -> None:
+        if (not self.exists or self.deleted or self.document_id != document.id
+                or self.attempt != document.split_attempt):
+            raise SegmentNotFound()
+
+    def create(self, payload: ev.SegmentCreated, ctx: Context) -> None:
+        if self.exists:
+            raise BadRequest("Segment already exists.")
+        self.record(payload, ctx)
+
+    def update(self, payload: ev.SegmentUpdated, ctx: Context) -> None:
+        self.record(payload, ctx)
+
+    def delete(self, ctx: Context) -> None:
+        self.record(ev.SegmentDeleted(dataset_id=self.dataset_id, document_id=self.document_id),
+                    ctx)

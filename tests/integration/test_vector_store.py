@@ -1,0 +1,419 @@
+"""Vector store contract, run against pgvector on the embedded Postgres.
+
+`VectorStoreContract` is backend-neutral: a backend's test class only supplies the `store`
+fixture (test_weaviate_store.py reuses it against a real Weaviate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+
+from adapters.embedded.postgres import EmbeddedPostgres
+from adapters.vector.base import VectorDocument, VectorStore
+from adapters.vector.pgvector import CollectionNotFound, PgVectorStore
+
+DIM = 4
+
+
+def unit(*values: float) -> list[float]:
+    norm = math.sqrt(sum(v * v for v in values))
+    return [v / norm for v in values]
+
+
+def doc(
+    chunk_id: str,
+    text: str,
+    vector: list[float] | None,
+    document_id: str = "doc-1",
+    **extra: Any,
+) -> VectorDocument:
+    metadata = {
+        "dataset_id": "ds-1",
+        "document_id": document_id,
+        "segment_id": f"seg-{chunk_id}",
+        **extra,
+    }
+    return VectorDocument(id=chunk_id, text=text, vector=vector, metadata=metadata)
+
+
+# Four chunks around the x axis: a is on it, b/c lean away from it, d is orthogonal.
+A = doc("a", "the quick brown fox jumps over the lazy dog", unit(1, 0, 0, 0), "doc-1", lang="en")
+B = doc("b", "a fox den: fox cubs and fox tracks", unit(1, 1, 0, 0), "doc-1", lang="en")
+C = doc("c", "ein schneller brauner Fuchs", unit(1, 0, 1, 1), "doc-2", lang="de")
+D = doc("d", "completely unrelated text about tax returns", unit(0, 0, 0, 1), "doc-3", n=7)
+ALL = [A, B, C, D]
+
+
+class VectorStoreContract:
+    """Behaviour every VectorStore must show. Subclasses provide the `store` fixture."""
+
+    @pytest.fixture
+    def collection(self) -> str:
+        return uuid.uuid4().hex
+
+    @pytest.fixture
+    async def filled(self, store: VectorStore, collection: str) -> str:
+        await store.create(collection, DIM)
+        await store.add_texts(collection, ALL)
+        return collection
+
+    # -- writes -------------------------------------------------------------------------
+
+    async def test_create_is_idempotent(self, store: VectorStore, collection: str) -> None:
+        await store.create(collection, DIM)
+        await store.create(collection, DIM)
+        assert await store.count(collection) == 0
+
+    async def test_upsert_twice_leaves_one_row(self, store: VectorStore, collection: str) -> None:
+        await store.create(collection, DIM)
+        await store.add_texts(collection, [A])
+        changed = doc("a", "rewritten text about otters", unit(0, 1, 0, 0), "doc-9")
+        await store.add_texts(collection, [changed])  # a redelivered / re-indexed chunk
+        assert await store.count(collection) == 1
+        assert await store.count(collection, document_id="doc-1") == 0
+        assert await store.count(collection, document_id="doc-9") == 1
+
+        hits = await store.search_by_vector(collection, unit(0, 1, 0, 0), top_k=5)
+        assert [h.id for h in hits] == ["a"]
+        assert hits[0].text == "rewritten text about otters"
+        assert hits[0].metadata["document_id"] == "doc-9"
+
+    async def test_duplicate_ids_in_one_batch_keep_the_last(
+        self, store: VectorStore, collection: str
+    ) -> None:
+        await store.create(collection, DIM)
+        first = doc("x", "first version", unit(1, 0, 0, 0))
+        last = doc("x", "last version", unit(0, 1, 0, 0))
+        await store.add_texts(collection, [first, last])
+        assert await store.count(collection) == 1
+        hits = await store.search_by_full_text(collection, "version", top_k=5)
+        assert [h.text for h in hits] == ["last version"]
+
+    async def test_empty_batch_is_fine(self, store: VectorStore, filled: str) -> None:
+        await store.add_texts(filled, [])
+        assert await store.count(filled) == len(ALL)
+
+    async def test_count_by_document(self, store: VectorStore, filled: str) -> None:
+        assert await store.count(filled) == 4
+        assert await store.count(filled, document_id="doc-1") == 2
+        assert await store.count(filled, document_id="doc-2") == 1
+        assert await store.count(filled, document_id="nope") == 0
+
+    # -- vector search ------------------------------------------------------------------
+
+    async def test_search_by_vector_nearest_first(self, store: VectorStore, filled: str) -> None:
+        hits = await store.search_by_vector(filled, unit(1, 0, 0, 0), top_k=4)
+        assert [h.id for h in hits] == ["a", "b", "c", "d"]
+        assert hits[0].score == pytest.approx(1.0, abs=1e-5)  # identical vector
+        assert hits[1].score == pytest.approx(1 / math.sqrt(2), abs=1e-4)
+        assert hits[2].score == pytest.approx(1 / math.sqrt(3), abs=1e-4)
+        assert hits[3].score == pytest.approx(0.0, abs=1e-5)  # orthogonal
+        assert all(0.0 <= h.score <= 1.0 for h in hits)
+        assert hits[0].text == A.text
+        assert hits[0].metadata == A.metadata
+
+    async def test_top_k_limits(self, store: VectorStore, filled: str) -> None:
+        hits = await store.search_by_vector(filled, unit(1, 1, 0, 0), top_k=2)
+        assert [h.id for h in hits] == ["b", "a"]
+
+    async def test_score_threshold_filters(self, store: VectorStore, filled: str) -> None:
+        hits = await store.search_by_vector(filled, unit(1, 0, 0, 0), top_k=4, score_threshold=0.65)
+        assert [h.id for h in hits] == ["a", "b"]
+        hits = await store.search_by_vector(filled, unit(1, 0, 0, 0), top_k=4, score_threshold=0.99)
+        assert [h.id for h in hits] == ["a"]
+
+    async def test_vector_search_metadata_filter(self, store: VectorStore, filled: str) -> None:
+        query = unit(1, 0, 0, 0)
+        hits = await store.search_by_vector(filled, query, top_k=4, where={"document_id": "doc-2"})
+        assert [h.id for h in hits] == ["c"]
+
+        hits = await store.search_by_vector(
+            filled, query, top_k=4, where={"document_id": ["doc-2", "doc-3"]}
+        )
+        assert [h.id for h in hits] == ["c", "d"]
+
+        # Every key must match; non-string values compare like JSON scalars.
+        hits = await store.search_by_vector(
+            filled, query, top_k=4, where={"document_id": "doc-1", "lang": "en"}
+        )
+        assert [h.id for h in hits] == ["a", "b"]
+        hits = await store.search_by_vector(filled, query, top_k=4, where={"n": 7})
+        assert [h.id for h in hits] == ["d"]
+        assert await store.search_by_vector(filled, query, top_k=4, where={"document_id": []}) == []
+        assert await store.search_by_vector(filled, query, top_k=4, where={"lang": "fr"}) == []
+
+    async def test_filter_keys_and_values_are_not_sql(
+        self, store: VectorStore, filled: str
+    ) -> None:
+        query = unit(1, 0, 0, 0)
+        hostile = "x' OR '1'='1"
+        assert await store.search_by_vector(filled, query, top_k=4, where={hostile: "a"}) == []
+        assert (
+            await store.search_by_vector(filled, query, top_k=4, where={"document_id": hostile})
+            == []
+        )
+        assert await store.search_by_full_text(filled, "fox", top_k=4, where={hostile: "1"}) == []
+        assert await store.count(filled) == 4
+
+    async def test_filtered_search_finds_rare_matches(
+        self, store: VectorStore, collection: str
+    ) -> None:
+        # A selective filter over many rows: an index that filters after its candidate
+        # walk would return fewer than top_k here.
+        rng = random.Random(7)
+        dim = 8
+        await store.create(collection, dim)
+        docs = [
+            doc(f"n{i}", f"noise {i}", unit(*(rng.uniform(0.5, 1.0) for _ in range(dim))), "bulk")
+            for i in range(400)
+        ]
+        rare = [
+            doc(f"r{i}", f"rare {i}", unit(*([-1.0] * (dim - 1)), 0.1 * i + 0.1), "rare")
+            for i in range(3)
+        ]
+        await store.add_texts(collection, docs + rare)
+        hits = await store.search_by_vector(
+            collection, [1.0 / math.sqrt(dim)] * dim, top_k=3, where={"document_id": "rare"}
+        )
+        assert sorted(h.id for h in hits) == ["r0", "r1", "r2"]
+
+    # -- full-text search ---------------------------------------------------------------
+
+    async def test_full_text_finds_the_word(self, store: VectorStore, filled: str) -> None:
+        hits = await store.search_by_full_text(filled, "Fuchs", top_k=5)
+        assert [h.id for h in hits] == ["c"]
+        assert 0.0 < hits[0].score <= 1.0
+        assert hits[0].metadata == C.metadata
+        assert await store.search_by_full_text(filled, "zebra", top_k=5) == []
+
+    async def test_full_text_ranks_better_matches_higher(
+        self, store: VectorStore, filled: str
+    ) -> None:
+        hits = await store.search_by_full_text(filled, "fox", top_k=5)
+        assert [h.id for h in hits] == ["b", "a"]  # three foxes beat one
+        assert 1.0 >= hits[0].score > hits[1].score > 0.0
+
+        hits = await store.search_by_full_text(filled, "fox", top_k=1)
+        assert [h.id for h in hits] == ["b"]
+
+    async def test_full_text_metadata_filter(self, store: VectorStore, filled: str) -> None:
+        hits = await store.search_by_full_text(
+            filled, "fox", top_k=5, where={"segment_id": "seg-a"}
+        )
+        assert [h.id for h in hits] == ["a"]
+        hits = await store.search_by_full_text(
+            filled, "fox", top_k=5, where={"document_id": ["doc-2", "doc-3"]}
+        )
+        assert hits == []
+
+    async def test_full_text_tolerates_odd_queries(self, store: VectorStore, filled: str) -> None:
+        for query in ['"quick brown', "fox & | !", "-", "   ", "'; DROP TABLE x; --"]:
+            hits = await store.search_by_full_text(filled, query, top_k=5)
+            assert all(0.0 <= h.score <= 1.0 for h in hits)
+        assert await store.count(filled) == 4
+
+    async def test_keyword_only_collection(self, store: VectorStore, collection: str) -> None:
+        await store.create(collection, 0)
+        await store.add_texts(collection, [doc("k1", "keyword only chunk", None)])
+        await store.add_texts(collection, [doc("k1", "keyword only chunk again", None)])
+        assert await store.count(collection) == 1
+        hits = await store.search_by_full_text(collection, "keyword", top_k=3)
+        assert [(h.id, h.text) for h in hits] == [("k1", "keyword only chunk again")]
+
+    # -- deletes ------------------------------------------------------------------------
+
+    async def test_delete_by_ids(self, store: VectorStore, filled: str) -> None:
+        await store.delete_by_ids(filled, ["a", "c", "missing"])
+        await store.delete_by_ids(filled, [])
+        assert await store.count(filled) == 2
+        hits = await store.search_by_vector(filled, unit(1, 0, 0, 0), top_k=4)
+        assert [h.id for h in hits] == ["b", "d"]
+
+    async def test_delete_by_document_id(self, store: VectorStore, filled: str) -> None:
+        await store.delete_by_document_id(filled, "doc-1")
+        await store.delete_by_document_id(filled, "doc-1")  # idempotent
+        assert await store.count(filled) == 2
+        assert await store.count(filled, document_id="doc-1") == 0
+        assert await store.search_by_full_text(filled, "fox", top_k=5) == []
+
+    async def test_delete_drops_the_collection(self, store: VectorStore, filled: str) -> None:
+        await store.delete(filled)
+        assert await store.count(filled) == 0
+        assert await store.search_by_vector(filled, unit(1, 0, 0, 0), top_k=4) == []
+        await store.delete(filled)  # idempotent
+        # It can be created again from scratch.
+        await store.create(filled, DIM)
+        await store.add_texts(filled, [A])
+        assert await store.count(filled) == 1
+
+    async def test_missing_collection(self, store: VectorStore, collection: str) -> None:
+        assert await store.search_by_vector(collection, unit(1, 0, 0, 0), top_k=3) == []
+        assert await store.search_by_full_text(collection, "fox", top_k=3) == []
+        assert await store.count(collection) == 0
+        assert await store.count(collection, document_id="doc-1") == 0
+        await store.delete_by_ids(collection, ["a"])
+        await store.delete_by_document_id(collection, "doc-1")
+        await store.delete(collection)
+
+    async def test_unsafe_collection_names_are_rejected(self, store: VectorStore) -> None:
+        for name in ['x"; DROP TABLE y; --', "../etc", "a b", "", "ü"]:
+            with pytest.raises(ValueError):
+                await store.create(name, DIM)
+            with pytest.raises(ValueError):
+                await store.search_by_vector(name, unit(1, 0, 0, 0), top_k=1)
+
+
+class TestPgVectorStore(VectorStoreContract):
+    @pytest.fixture
+    def database(self, postgres: EmbeddedPostgres, fresh_database: Callable[..., str]) -> str:
+        name = fresh_database("vec")
+        postgres.ensure_extension(name, "vector")
+        return name
+
+    @pytest.fixture
+    async def store(
+        self, postgres: EmbeddedPostgres, database: str
+    ) -> AsyncIterator[PgVectorStore]:
+        store = PgVectorStore(postgres.dsn(database), max_pool_size=4)
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    async def test_layout(
+        self, store: PgVectorStore, filled: str, postgres: EmbeddedPostgres, database: str
+    ) -> None:
+        conn = await asyncpg.connect(postgres.dsn(database))
+        try:
+            table = f"c_{filled}"
+            columns = {
+                r["attname"]: r["type"]
+                for r in await conn.fetch(
+                    "SELECT attname, format_type(atttypid, atttypmod) AS type FROM pg_attribute "
+                    "WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped",
+                    f'vectors."{table}"',
+                )
+            }
+            assert columns == {
+                "id": "text",
+                "text": "text",
+                "meta": "jsonb",
+                "embedding": f"vector({DIM})",
+                "tsv": "tsvector",
+            }
+            indexes = " ".join(
+                r["indexdef"]
+                for r in await conn.fetch(
+                    "SELECT indexdef FROM pg_indexes WHERE schemaname = 'vectors' "
+                    "AND tablename = $1",
+                    table,
+                )
+            )
+            assert "USING hnsw (embedding vector_cosine_ops)" in indexes
+            assert "USING gin (tsv)" in indexes
+        finally:
+            await conn.close()
+
+    async def test_keyword_only_collection_has_no_vector_column(
+        self, store: PgVectorStore, collection: str, postgres: EmbeddedPostgres, database: str
+    ) -> None:
+        await store.create(collection, 0)
+        conn = await asyncpg.connect(postgres.dsn(database))
+        try:
+            has_embedding = await conn.fetchval(
+                "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'vectors' "
+                "AND table_name = $1 AND column_name = 'embedding'",
+                f"c_{collection}",
+            )
+        finally:
+            await conn.close()
+        assert has_embedding == 0
+        assert await store.search_by_vector(collection, unit(1, 0, 0, 0), top_k=3) == []
+        with pytest.raises(ValueError):
+            await store.add_texts(collection, [A])
+
+    async def test_nul_bytes_in_text_are_dropped(
+        self, store: PgVectorStore, collection: str
+    ) -> None:
+        await store.create(collection, DIM)
+        await store.add_texts(collection, [doc("z", "broken\x00pdf text", unit(1, 0, 0, 0))])
+        hits = await store.search_by_full_text(collection, "brokenpdf", top_k=1)
+        assert [h.text for h in hits] == ["brokenpdf text"]
+
+    async def test_dimension_mismatch_is_an_error(
+        self, store: PgVectorStore, collection: str
+    ) -> None:
+        await store.create(collection, DIM)
+        with pytest.raises(ValueError):
+            await store.create(collection, DIM + 1)
+        with pytest.raises(ValueError):
+            await store.add_texts(collection, [doc("z", "too long", [1.0] * (DIM + 1))])
+
+    async def test_writing_to_a_missing_collection_fails(
+        self, store: PgVectorStore, collection: str
+    ) -> None:
+        with pytest.raises(CollectionNotFound):
+            await store.add_texts(collection, [A])
+
+    async def test_concurrent_creates(self, store: PgVectorStore) -> None:
+        # Same and different collections at once: the schema and tables must not race.
+        names = [uuid.uuid4().hex for _ in range(3)]
+        await asyncio.gather(*(store.create(n, DIM) for n in names for _ in range(2)))
+        for name in names:
+            assert await store.count(name) == 0
+
+    async def test_collection_names_keep_case(self, store: PgVectorStore) -> None:
+        # Quoted identifiers: "Ab" and "ab" are different collections, not one.
+        upper, lower = f"Vector_index_{uuid.uuid4().hex}_Node", f"vector_index_{uuid.uuid4().hex}"
+        await store.create(upper, DIM)
+        await store.create(lower, DIM)
+        await store.add_texts(upper, [A])
+        assert (await store.count(upper), await store.count(lower)) == (1, 0)
+
+    async def test_filtered_hnsw_scan_keeps_walking(
+        self, postgres: EmbeddedPostgres, database: str, collection: str
+    ) -> None:
+        # The contract test above is answered from a small table by a plain scan; force
+        # the HNSW index here (no seq scans, filter key without its own index) so the
+        # iterative scan is what delivers the rare rows past the ef_search candidates.
+        store = PgVectorStore(postgres.dsn(database) + "?enable_seqscan=off")
+        try:
+            rng = random.Random(11)
+            dim = 8
+            await store.create(collection, dim)
+            bulk = [
+                doc(f"n{i}", "noise", unit(*(rng.uniform(0.5, 1.0) for _ in range(dim))), tag="b")
+                for i in range(300)
+            ]
+            rare = [
+                doc(f"r{i}", "rare", unit(*([-1.0] * (dim - 1)), 0.1 * i + 0.1), tag="r")
+                for i in range(3)
+            ]
+            await store.add_texts(collection, bulk + rare)
+            hits = await store.search_by_vector(
+                collection, [1.0] * dim, top_k=3, where={"tag": "r"}
+            )
+            assert sorted(h.id for h in hits) == ["r0", "r1", "r2"]
+        finally:
+            await store.close()
+
+    async def test_creates_extension_when_missing(
+        self, postgres: EmbeddedPostgres, fresh_database: Callable[..., str]
+    ) -> None:
+        store = PgVectorStore(postgres.dsn(fresh_database("vecnoext")))
+        try:
+            name = uuid.uuid4().hex
+            await store.create(name, DIM)
+            await store.add_texts(name, [A])
+            hits = await store.search_by_vector(name, unit(1, 0, 0, 0), top_k=1)
+            assert [h.id for h in hits] == ["a"]
+        finally:
+            await store.close()
