@@ -246,12 +246,13 @@ def split_hierarchical(
         whole = _truncate_tokens(text.strip(), FULL_DOC_MAX_TOKENS, count_tokens).strip()
         parents = [whole] if whole else []
     elif parent_mode == "paragraph":
-        parents = split_text(text, parent_rule, count_tokens)
+        parents = split_text(text, parent_rule, count_tokens, merge_pieces=False)
     else:
         raise ValueError(
             f"parent_mode must be one of {', '.join(PARENT_MODES)}, got {parent_mode!r}"
         )
-    return [ParentChunk(p, split_text(p, child_rule, count_tokens)) for p in parents]
+    return [ParentChunk(p, split_text(p, child_rule, count_tokens, merge_pieces=False))
+            for p in parents]
 
 
 def _automatic_pre_processing() -> PreProcessingRules:

@@ -4,6 +4,7 @@ quality on a small fixed corpus, and the operations Celery never had."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -254,3 +255,164 @@ async def test_segment_edit_is_reindexed(node: Node) -> None:
     assert removed.status_code == 204
     listed = (await node.client.get(base, headers=key)).json()
     assert listed["total"] == 3 and first["id"] not in [s["id"] for s in listed["data"]]
+
+
+async def test_pause_resume_and_retry(postgres: EmbeddedPostgres,
+                                      fresh_database: Callable[..., str], redis_url: str,
+                                      tmp_path: Any) -> None:
+    from bootstrap import Container
+    from workers.node import start_roles
+
+    settings = node_settings(postgres, fresh_database("pause"), redis_url,
+                             OPENDAL_FS_ROOT=str(tmp_path / "files"))
+    # No indexer yet: documents wait in the queue, where they can be paused.
+    async with running_node(settings, roles=["relay", "commands", "projections"]) as node:
+        auth = await node.setup_and_login()
+        token = (await node.client.post("/console/api/datasets/api-keys", headers=auth)).json()
+        key = {"Authorization": f"Bearer {token['token']}"}
+        dataset = (await node.client.post("/v1/datasets", headers=key, json={
+            "name": "Ops", "indexing_technique": "high_quality"})).json()
+        ok = (await node.client.post(
+            f"/v1/datasets/{dataset['id']}/document/create-by-text", headers=key,
+            json={"name": "ok", "text": "\n\n".join(f for f, _ in FACTS[:2]),
+                  "process_rule": CUSTOM_RULE})).json()
+        broken = (await node.client.post(
+            f"/v1/datasets/{dataset['id']}/document/create-by-file", headers=key,
+            files={"file": ("broken.pdf", b"%PDF-1.4 this is not a pdf", "application/pdf")},
+        )).json()
+        base = f"/console/api/datasets/{dataset['id']}/documents/{ok['document']['id']}"
+        paused = await node.client.patch(f"{base}/processing/pause", headers=auth)
+        assert paused.status_code == 200, paused.text
+        doc_url = f"/v1/datasets/{dataset['id']}/documents/{ok['document']['id']}"
+        assert (await node.client.get(doc_url, headers=key)).json()["indexing_status"] \
+            == "waiting"
+        status = (await node.client.get(
+            f"/v1/datasets/{dataset['id']}/documents/{ok['batch']}/indexing-status",
+            headers=key)).json()["data"][0]
+        assert status["paused_at"] is not None
+
+        container: Container = node.container
+        stop = asyncio.Event()
+        tasks = start_roles(container, ["indexing-priority", "indexing-bulk"], stop,
+                            member="late-indexer")
+        try:
+            # the broken file fails with a clear error; the paused document does not move
+            [failed] = await wait_indexed(node.client, key, dataset["id"], broken["batch"],
+                                          expect="error")
+            assert failed["error"] and failed["stopped_at"] is not None
+            await asyncio.sleep(1.0)
+            assert (await node.client.get(doc_url, headers=key)).json()[
+                "indexing_status"] == "waiting"
+
+            resumed = await node.client.patch(f"{base}/processing/resume", headers=auth)
+            assert resumed.status_code == 200
+            await wait_indexed(node.client, key, dataset["id"], ok["batch"])
+            again = await node.client.patch(f"{base}/processing/pause", headers=auth)
+            assert again.status_code == 400  # nothing left to pause
+
+            # retry all failed documents: a new attempt runs (and fails the same way)
+            retry = await node.client.post(
+                f"/console/api/datasets/{dataset['id']}/retry-failed", headers=auth)
+            assert retry.status_code == 204
+            doc = f"/v1/datasets/{dataset['id']}/documents/{broken['document']['id']}"
+
+            async def retried() -> bool:
+                row = (await node.client.get(doc, headers=key)).json()
+                return row["indexing_status"] == "error" and row["error"] is not None and \
+                    await _attempt(container, broken["document"]["id"]) == 2
+            await eventually(retried)
+
+            # replacing the broken file with good text re-indexes it to completion
+            fixed = await node.client.post(f"{doc}/update-by-text", headers=key,
+                                           json={"text": FACTS[3][0]})
+            assert fixed.status_code == 200, fixed.text
+            await wait_indexed(node.client, key, dataset["id"], broken["batch"])
+            segs = (await node.client.get(f"{doc}/segments", headers=key)).json()
+            assert [s["content"] for s in segs["data"]] == [FACTS[3][0]]
+        finally:
+            stop.set()
+            await asyncio.wait(tasks, timeout=10)
+
+
+async def _attempt(container: Any, document_id: str) -> int:
+    from sqlalchemy import text
+
+    async with container.engine.connect() as conn:
+        return int((await conn.execute(text(
+            "SELECT attempt FROM console_v1.documents WHERE id = :i"), {"i": document_id}
+        )).scalar() or 0)
+
+
+async def test_document_status_actions_and_hierarchical_chunks(node: Node) -> None:
+    key = await dataset_key(node)
+    dataset = (await node.client.post("/v1/datasets", headers=key, json={
+        "name": "Parents", "indexing_technique": "high_quality"})).json()
+    created = await node.client.post(
+        f"/v1/datasets/{dataset['id']}/document/create-by-text", headers=key, json={
+            "name": "nested", "doc_form": "hierarchical_model",
+            "text": "\n\n".join(f"{a} {b}" for (a, _), (b, _) in zip(FACTS[::2], FACTS[1::2],
+                                                                      strict=True)),
+            "process_rule": {"mode": "hierarchical", "rules": {
+                "pre_processing_rules": [{"id": "remove_extra_spaces", "enabled": True}],
+                "segmentation": {"separator": "\\n\\n", "max_tokens": 500},
+                "parent_mode": "paragraph",
+                "subchunk_segmentation": {"separator": ". ", "max_tokens": 60}}}})
+    assert created.status_code == 200, created.text
+    body = created.json()
+    await wait_indexed(node.client, key, dataset["id"], body["batch"])
+    doc_id = body["document"]["id"]
+    segs = (await node.client.get(
+        f"/v1/datasets/{dataset['id']}/documents/{doc_id}/segments", headers=key)).json()
+    assert segs["doc_form"] == "hierarchical_model" and segs["total"] == 5
+    assert all(len(s["child_chunks"]) == 2 for s in segs["data"])
+
+    # retrieval matches a child chunk and returns its parent with the matched child
+    r = (await node.client.post(f"/v1/datasets/{dataset['id']}/retrieve", headers=key, json={
+        "query": FACTS[4][1]})).json()
+    top = r["records"][0]
+    assert FACTS[4][0] in top["segment"]["content"]
+    assert top["child_chunks"] and top["child_chunks"][0]["content"] in FACTS[4][0]
+
+    url = f"/v1/datasets/{dataset['id']}/documents"
+    disabled = await node.client.patch(f"{url}/status/disable", headers=key,
+                                       json={"document_ids": [doc_id]})
+    assert disabled.json() == {"result": "success"}
+    doc = (await node.client.get(f"{url}/{doc_id}", headers=key)).json()
+    assert (doc["enabled"], doc["display_status"]) == (False, "disabled")
+    assert doc["disabled_at"] is not None
+    # a disabled document is not retrieved
+    r = (await node.client.post(f"/v1/datasets/{dataset['id']}/retrieve", headers=key,
+                                json={"query": FACTS[4][1]})).json()
+    assert r["records"] == []
+    await node.client.patch(f"{url}/status/enable", headers=key, json={"document_ids": [doc_id]})
+    await node.client.patch(f"{url}/status/archive", headers=key, json={"document_ids": [doc_id]})
+    listed = (await node.client.get(f"{url}?status=archived", headers=key)).json()
+    assert [d["id"] for d in listed["data"]] == [doc_id]
+    bad = await node.client.patch(f"{url}/status/explode", headers=key,
+                                  json={"document_ids": [doc_id]})
+    assert bad.status_code == 400
+
+
+async def test_dataset_crud(node: Node) -> None:
+    key = await dataset_key(node)
+    a = await node.client.post("/v1/datasets", headers=key, json={"name": "A"})
+    assert a.status_code == 200 and a.json()["indexing_technique"] is None
+    dup = await node.client.post("/v1/datasets", headers=key, json={"name": "A"})
+    assert (dup.status_code, dup.json()["code"]) == (409, "dataset_name_duplicate")
+    patched = await node.client.patch(f"/v1/datasets/{a.json()['id']}", headers=key, json={
+        "name": "A2", "retrieval_model": {"search_method": "hybrid_search",
+                                          "reranking_enable": False, "top_k": 7,
+                                          "score_threshold_enabled": False}})
+    assert patched.status_code == 200
+    assert patched.json()["name"] == "A2"
+    assert patched.json()["retrieval_model_dict"]["search_method"] == "hybrid_search"
+    no_technique = await node.client.post(
+        f"/v1/datasets/{a.json()['id']}/document/create-by-text", headers=key,
+        json={"name": "x", "text": "hello"})
+    assert no_technique.status_code == 400
+    listed = (await node.client.get("/v1/datasets?page=1&limit=10", headers=key)).json()
+    assert (listed["total"], listed["data"][0]["name"]) == (1, "A2")
+    assert (await node.client.delete(f"/v1/datasets/{a.json()['id']}",
+                                     headers=key)).status_code == 204
+    assert (await node.client.get(f"/v1/datasets/{a.json()['id']}",
+                                  headers=key)).status_code == 404

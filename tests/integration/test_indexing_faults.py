@@ -1,0 +1,116 @@
+"""The indexing worker is SIGKILLed twice while 50 documents are indexed: after restarts every
+document completes, with exactly the segments and vectors a clean run produces."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from uuid import UUID
+
+from sqlalchemy import text
+
+from adapters.embedded.postgres import EmbeddedPostgres
+from adapters.embeddings.local_minilm import LocalMiniLM
+from config import Settings
+from indexing.clean import clean_text
+from indexing.split import ProcessRule, split_text
+from tests.e2e.test_knowledge import CUSTOM_RULE
+from tests.harness import eventually, node_settings, running_node
+from workers.indexing import collection_for
+
+ROOT = Path(__file__).resolve().parents[2]
+WORDS = ("ledger harbor quartz meadow signal copper lantern orbit velvet summit canyon "
+         "prism falcon ember tundra cobalt willow raven glacier saffron").split()
+
+
+def corpus(documents: int) -> list[str]:
+    rng = random.Random(50)
+    return ["\n\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(25, 60)))
+                        for _ in range(rng.randint(4, 10))) for _ in range(documents)]
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    names = ("DB_HOST", "DB_PORT", "DB_USERNAME", "DB_DATABASE", "REDIS_HOST", "REDIS_PORT",
+             "SECRET_KEY", "EVENT_TOPIC_PREFIX", "OPENDAL_FS_ROOT", "STORAGE_TYPE")
+    return {**os.environ, **{k: str(getattr(settings, k)) for k in names},
+            "EVENT_BUS": settings.bus.value, "LOG_LEVEL": "WARNING"}
+
+
+def spawn_indexer(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", "worker", "--roles", "indexing-priority,indexing-bulk",
+         "--member", "indexer-1"], env=env, cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def test_indexing_worker_killed_twice_loses_and_duplicates_nothing(
+    postgres: EmbeddedPostgres, fresh_database: Callable[..., str], redis_url: str,
+    tmp_path: Path,
+) -> None:
+    settings = node_settings(postgres, fresh_database("ixfault"), redis_url,
+                             OPENDAL_FS_ROOT=str(tmp_path / "storage"))
+    texts = corpus(50)
+    rule = ProcessRule.from_dify(CUSTOM_RULE)
+    count = LocalMiniLM().count_tokens
+    expected = [len(split_text(clean_text(t, rule.pre_processing), rule.segmentation, count,
+                               merge_pieces=False)) for t in texts]
+
+    # Everything but indexing runs here; indexing runs in a process we kill.
+    roles = ["relay", "commands", "projections", "cleanup"]
+    async with running_node(settings, roles=roles) as node:
+        auth = await node.setup_and_login()
+        token = (await node.client.post("/console/api/datasets/api-keys", headers=auth)).json()
+        key = {"Authorization": f"Bearer {token['token']}"}
+        dataset = (await node.client.post("/v1/datasets", headers=key, json={
+            "name": "Fault", "indexing_technique": "high_quality"})).json()
+        ids = []
+        for i, body in enumerate(texts):
+            r = await node.client.post(
+                f"/v1/datasets/{dataset['id']}/document/create-by-text", headers=key,
+                json={"name": f"doc-{i:02d}", "text": body, "process_rule": CUSTOM_RULE})
+            assert r.status_code == 200, r.text
+            ids.append(r.json()["document"]["id"])
+
+        async def completed() -> int:
+            async with node.container.engine.connect() as conn:
+                return int((await conn.execute(text(
+                    "SELECT count(*) FROM console_v1.documents WHERE dataset_id = :d"
+                    " AND indexing_status = 'completed'"), {"d": dataset["id"]})).scalar() or 0)
+
+        env = worker_env(settings)
+        worker = spawn_indexer(env)
+        try:
+            for threshold in (5, 25):  # kill mid-run, twice
+                await eventually(lambda t=threshold: _at_least(completed, t), timeout=180)
+                worker.send_signal(signal.SIGKILL)
+                worker.wait()
+                worker = spawn_indexer(env)
+            await eventually(lambda: _at_least(completed, len(texts)), timeout=300, interval=0.5)
+        finally:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+
+        engine, vectors = node.container.engine, node.container.vectors
+        collection = collection_for(UUID(dataset["id"]), economy=False)
+        async with engine.connect() as conn:
+            rows = dict((await conn.execute(text(
+                "SELECT d.id::text, count(s.id) FROM console_v1.documents d"
+                " LEFT JOIN console_v1.segments s ON s.document_id = d.id"
+                " AND s.attempt = d.split_attempt WHERE d.dataset_id = :d GROUP BY d.id"),
+                {"d": dataset["id"]})).all())
+            created_events = (await conn.execute(text(
+                "SELECT count(*) FROM stored_events WHERE topic = 'Segment:SegmentCreated'"
+            ))).scalar()
+        assert [rows[i] for i in ids] == expected
+        assert created_events == sum(expected)  # no segment was recorded twice
+        assert [await vectors.count(collection, i) for i in ids] == expected
+        assert await vectors.count(collection) == sum(expected)
+
+
+async def _at_least(check: Callable[[], object], n: int) -> bool:
+    return await check() >= n  # type: ignore[operator, misc]
