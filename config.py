@@ -33,7 +33,6 @@ class Settings(BaseSettings):
 
     # Runtime
     MODE: Mode = Mode.ALL
-    DEPLOY_ENV: str = "PRODUCTION"
     LOG_LEVEL: str = "INFO"
     SECRET_KEY: str = Field(default="", description="signs access tokens; generated for embedded")
     MIGRATION_ENABLED: bool = True

@@ -32,3 +32,14 @@ def test_dify_names_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.DIFY_PORT == 5001
     assert settings.database_dsn() == "postgresql://dify:s3cret@db.internal:5432/dify"
     assert not settings.embedded_postgres and settings.embedded_redis
+
+
+def test_env_example_documents_every_setting() -> None:
+    from pathlib import Path
+
+    from config import Settings
+
+    documented = {line.split("=", 1)[0] for line in
+                  (Path(__file__).parents[2] / ".env.example").read_text().splitlines()
+                  if line and not line.startswith("#")}
+    assert set(Settings.model_fields) - documented == set()
