@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
-from tests.harness import Node, add_account_with_workspace
+from adapters.embedded.postgres import EmbeddedPostgres
+from tests.harness import Node, add_account_with_workspace, eventually, node_settings, running_node
+from workers.node import start_roles
 
 APP = {"name": "Support bot", "mode": "chat", "description": "answers tickets"}
 
@@ -230,3 +234,35 @@ async def test_health_reports_dependencies_and_lag(node: Node) -> None:
     assert set(body["checks"]) == {"database", "redis", "bus", "projections", "relay"}
     assert body["checks"]["projections"]["lag"] == {"console_v1": 0}
     assert (await node.client.get("/ready")).status_code == 200
+
+
+async def test_slow_command_answers_202_then_status_url_resolves(
+    postgres: EmbeddedPostgres, fresh_database: Callable[..., str], redis_url: str,
+) -> None:
+    settings = node_settings(postgres, fresh_database("slow"), redis_url,
+                             COMMAND_TIMEOUT_SECONDS=0.5)
+    async with running_node(settings) as node:
+        auth = await node.setup_and_login()
+    # The same database, now with no command handlers running: nobody answers in time.
+    async with running_node(settings, roles=["relay", "projections"],
+                            migrate_first=False) as node:
+        created = await node.client.post("/console/api/apps", json=APP, headers=auth)
+        assert created.status_code == 202
+        body = created.json()
+        assert body["result"] == "accepted" and body["status_url"].endswith(body["command_id"])
+        pending = (await node.client.get(body["status_url"], headers=auth)).json()
+        assert pending["status"] == "pending"
+
+        stop = asyncio.Event()
+        tasks = start_roles(node.container, ["commands"], stop, member="late")
+        try:
+            async def accepted() -> dict[str, Any] | None:
+                status = (await node.client.get(body["status_url"], headers=auth)).json()
+                return status if status["status"] == "accepted" else None
+            status = await eventually(accepted)
+            app_id = status["result"]["app_id"]
+            app = await node.client.get(f"/console/api/apps/{app_id}", headers=auth)
+            assert app.status_code == 200 and app.json()["name"] == APP["name"]
+        finally:
+            stop.set()
+            await asyncio.wait(tasks, timeout=10)
