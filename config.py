@@ -128,6 +128,14 @@ class Settings(BaseSettings):
             raise ConfigError(
                 "EMBEDDING_API_BASE must be set when EMBEDDING_PROVIDER=openai_compatible")
 
+    def as_env(self, **extra: str) -> dict[str, str]:
+        """These settings as environment variables, for child processes of the same node
+        (worker processes, benchmarks, fault tests): they see exactly this configuration."""
+        env = {name: str(value.value if isinstance(value, StrEnum) else value)
+               for name, value in self.model_dump().items() if value is not None}
+        env["EVENT_BUS"] = self.bus.value
+        return {**env, **extra}
+
     def database_dsn(self) -> str:
         """asyncpg-style DSN (postgresql://...)."""
         auth = self.DB_USERNAME + (f":{self.DB_PASSWORD}" if self.DB_PASSWORD else "")

@@ -57,10 +57,7 @@ async def _gather_bounded(concurrency: int, jobs: list) -> list:  # type: ignore
 def _worker_process(settings: Settings) -> subprocess.Popen[bytes]:
     """The worker roles in their own process, as deployed: the gateway and the workers get
     a core each instead of sharing one interpreter."""
-    names = ("DB_HOST", "DB_PORT", "DB_USERNAME", "DB_DATABASE", "REDIS_HOST", "REDIS_PORT",
-             "SECRET_KEY", "EVENT_TOPIC_PREFIX", "KAFKA_BOOTSTRAP_SERVERS")
-    env = {**os.environ, **{k: str(getattr(settings, k) or "") for k in names},
-           "EVENT_BUS": settings.bus.value, "LOG_LEVEL": "WARNING"}
+    env = {**os.environ, **settings.as_env(LOG_LEVEL="WARNING")}
     return subprocess.Popen([sys.executable, "-m", "cli", "worker", "--member", "bench-worker"],
                             env=env, cwd=Path(__file__).resolve().parent.parent)
 

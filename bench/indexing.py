@@ -13,7 +13,10 @@ split → embed (the local all-MiniLM-L6-v2) → pgvector, on the embedded Postg
 * The pure embedding cost of the same chunks (in-process, batches of 32), to show what share
   of the pipeline's worker time is the model itself.
 
-    python -m bench.indexing [--documents 40]
+CPU seconds per component (workers, gateway or client, Postgres, Redis) are measured over
+each timed run too: on a shared machine wall time swings with other load, CPU much less.
+
+    python -m bench.indexing [--documents 40] [--workers 1,2]
 
 BLAS runs one thread per process (OPENBLAS_NUM_THREADS=1 unless set): then N worker
 processes means N cores of embedding, for Eddy and Celery alike, instead of several
@@ -32,6 +35,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse
 import asyncio
 import contextlib
+import functools
 import random
 import shutil
 import signal
@@ -46,9 +50,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
+import psutil
 import psycopg
 import redis.asyncio as aioredis
 from celery import Celery
+from sqlalchemy import func, select
 
 from adapters.bus.base import partition_for
 from adapters.embedded.postgres import EmbeddedPostgres
@@ -64,6 +70,7 @@ from indexing.clean import clean_text
 from indexing.extract import extract_text
 from indexing.split import ProcessRule, split_text
 from migrations.runner import upgrade
+from projections.tables import documents as read_documents
 from schemas.topics import INDEXING_BULK
 from workers.indexing import EMBED_BATCH
 
@@ -77,6 +84,7 @@ RULE = ProcessRule.from_dify(PROCESS_RULE)
 CELERY_COLLECTION = "celery_bench"
 UPLOAD_CONCURRENCY = 4  # a client uploading a folder a few files at a time
 PROGRESS_EVERY = 5.0  # seconds between progress lines
+POLL_INTERVAL = 0.3  # completion polling, the same for both systems
 
 
 # --- corpus -------------------------------------------------------------------------------
@@ -255,6 +263,7 @@ class RunResult:
     seconds: float
     upload_seconds: float
     per_worker: list[int]
+    cpu: dict[str, float]  # CPU seconds during the timed run, per group of processes
 
     @property
     def docs_per_s(self) -> float:
@@ -263,6 +272,47 @@ class RunResult:
     @property
     def chunks_per_s(self) -> float:
         return self.chunks / self.seconds
+
+
+def _tree_cpu(pid: int, tree: bool = True) -> float:
+    """CPU seconds of a process (and, with `tree`, all its descendants, dead or alive)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)] if tree else [root]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            t = proc.cpu_times()
+            # children_*: descendants already exited and reaped (Postgres backends, say)
+            total += t.user + t.system + (t.children_user + t.children_system if tree else 0)
+    return total
+
+
+class CpuMeter:
+    """CPU seconds each group of processes uses between start() and stop().
+
+    The machine may be shared, so wall time alone cannot tell a slow pipeline from a busy
+    box; CPU seconds per component can."""
+
+    def __init__(self, pg: EmbeddedPostgres, redis: EmbeddedRedis, workers: Sequence[int],
+                 here: str) -> None:
+        pg_pid = int((pg.data_dir / "postmaster.pid").read_text().split()[0])
+        self._groups: dict[str, Callable[[], float]] = {
+            "workers": lambda: sum(_tree_cpu(w) for w in workers),
+            # this process without its children: those are the workers (and earlier runs')
+            here: lambda: _tree_cpu(os.getpid(), tree=False),
+            "postgres": lambda: _tree_cpu(pg_pid),
+            "redis": lambda: _tree_cpu(redis.pid) if redis.pid else 0.0,
+        }
+        self._start: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._start = {name: read() for name, read in self._groups.items()}
+
+    def stop(self) -> dict[str, float]:
+        return {name: read() - self._start[name] for name, read in self._groups.items()}
 
 
 def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -413,6 +463,7 @@ async def bench_eddy(pg: EmbeddedPostgres, redis: EmbeddedRedis, root: Path, wor
 
             owners = await _wait_for_group(container.redis, settings, workers, alive)
             print(f"  {label}: workers joined, uploading {len(texts)} documents …", flush=True)
+            meter = CpuMeter(pg, redis, [p.pid for p in procs], "gateway")
 
             async def upload(i: int) -> dict[str, Any]:
                 r = await client.post(f"{base}/document/create-by-text", headers=key, json={
@@ -420,30 +471,40 @@ async def bench_eddy(pg: EmbeddedPostgres, redis: EmbeddedRedis, root: Path, wor
                 assert r.status_code == 200, r.text
                 return r.json()  # type: ignore[no-any-return]
 
+            meter.start()
             start = time.perf_counter()
             created = await _gather_bounded(
-                UPLOAD_CONCURRENCY, [lambda i=i: upload(i) for i in range(len(texts))])
+                UPLOAD_CONCURRENCY, [functools.partial(upload, i) for i in range(len(texts))])
             uploaded = time.perf_counter() - start
 
+            dataset_id = uuid.UUID(dataset["id"])
+
             async def completed() -> int:
-                done, page = 0, 1
-                while True:
-                    r = (await client.get(f"{base}/documents", headers=key,
-                                          params={"page": page, "limit": 100})).json()
-                    for d in r["data"]:
-                        if d["indexing_status"] == "error":
-                            raise RuntimeError(f"{d['name']} failed: {d['error']}")
-                        done += d["indexing_status"] == "completed"
-                    if not r["has_more"]:
-                        return done
-                    page += 1
+                # The read model the Service API lists from, read directly: polling the HTTP
+                # list costs ~17 ms of gateway CPU a call, a harness cost Celery's SQL poll
+                # does not pay. The API is checked once at the end.
+                t = read_documents
+                async with container.engine.connect() as conn:
+                    rows = (await conn.execute(
+                        select(t.c.indexing_status, func.count(), func.min(t.c.error))
+                        .where(t.c.dataset_id == dataset_id).group_by(t.c.indexing_status))).all()
+                counts = {status: (n, error) for status, n, error in rows}
+                if "error" in counts:
+                    raise RuntimeError(f"indexing failed: {counts['error'][1]}")
+                return int(counts.get("completed", (0, None))[0])
 
             await _wait_until(label, len(texts), max(180.0, 8.0 * len(texts)), completed,
-                              0.25, alive)
+                              POLL_INTERVAL, alive)
             elapsed = time.perf_counter() - start
+            cpu = meter.stop()
         finally:
             for proc in procs:
                 _stop(proc)
+
+        listed = (await client.get(f"{base}/documents", headers=key,
+                                   params={"limit": 100})).json()
+        assert listed["total"] == len(texts), listed["total"]
+        assert all(d["indexing_status"] == "completed" for d in listed["data"]), listed
 
         chunks = 0
         for c in created:
@@ -458,7 +519,8 @@ async def bench_eddy(pg: EmbeddedPostgres, redis: EmbeddedRedis, root: Path, wor
         owner = owners[partition_for(c["document"]["id"], settings.EVENT_PARTITIONS)]
         if owner in split:
             split[owner] += 1
-    return RunResult("eddy", workers, len(texts), chunks, elapsed, uploaded, list(split.values()))
+    return RunResult("eddy", workers, len(texts), chunks, elapsed, uploaded,
+                     list(split.values()), cpu)
 
 
 # --- Celery ---------------------------------------------------------------------------------
@@ -505,6 +567,7 @@ async def bench_celery(pg: EmbeddedPostgres, redis: EmbeddedRedis, root: Path, w
             if time.monotonic() > deadline:
                 raise TimeoutError("celery worker did not answer ping")
         print(f"  {label}: worker ready, uploading {len(texts)} documents …", flush=True)
+        meter = CpuMeter(pg, redis, [proc.pid], "client")
 
         async def upload(i: int) -> None:
             # Dify's upload request: file to storage, document row, then .delay().
@@ -517,6 +580,7 @@ async def bench_celery(pg: EmbeddedPostgres, redis: EmbeddedRedis, root: Path, w
                                   " (%s, %s, %s)", (document_id, name, source_key))
             await asyncio.to_thread(index_document.delay, document_id)
 
+        meter.start()
         start = time.perf_counter()
         for i in range(len(texts)):
             await upload(i)
@@ -531,9 +595,10 @@ async def bench_celery(pg: EmbeddedPostgres, redis: EmbeddedRedis, root: Path, w
                 raise RuntimeError(f"celery task failed: {counts['error'][1]}")
             return int(counts.get("completed", (0, None))[0])
 
-        await _wait_until(label, len(texts), max(180.0, 8.0 * len(texts)), completed, 0.1,
-                          alive)
+        await _wait_until(label, len(texts), max(180.0, 8.0 * len(texts)), completed,
+                          POLL_INTERVAL, alive)
         elapsed = time.perf_counter() - start
+        cpu = meter.stop()
         async with db_conn.cursor() as cur:
             await cur.execute("SELECT sum(total_segments) FROM documents")
             chunks = int((await cur.fetchone() or [0])[0])
@@ -546,35 +611,45 @@ async def bench_celery(pg: EmbeddedPostgres, redis: EmbeddedRedis, root: Path, w
         _stop(proc)
         await db_conn.close()
         await vectors.close()
-    return RunResult("celery", workers, len(texts), chunks, elapsed, uploaded, split)
+    return RunResult("celery", workers, len(texts), chunks, elapsed, uploaded, split, cpu)
 
 
 # --- embedding alone ------------------------------------------------------------------------
 
 
-async def bench_embedding(chunks: list[str]) -> float:
-    """Seconds LocalMiniLM takes for all chunks in batches of 32 (model already loaded)."""
+@dataclass
+class EmbeddingCost:
+    wall: float
+    cpu: float
+
+
+async def bench_embedding(chunks: list[str]) -> EmbeddingCost:
+    """What LocalMiniLM alone takes for all chunks in batches of 32 (model already loaded)."""
     model = LocalMiniLM()
     await asyncio.to_thread(model.warm_up)
+    cpu_start = _tree_cpu(os.getpid(), tree=False)
     start = last = time.perf_counter()
     for i in range(0, len(chunks), EMBED_BATCH):
         await model.embed_documents(chunks[i:i + EMBED_BATCH])
         if time.perf_counter() - last >= PROGRESS_EVERY:
             last = time.perf_counter()
-            print(f"  embedding: {i + EMBED_BATCH}/{len(chunks)} chunks ({last - start:.0f} s)",
-                  flush=True)
-    return time.perf_counter() - start
+            print(f"  embedding: {min(i + EMBED_BATCH, len(chunks))}/{len(chunks)} chunks "
+                  f"({last - start:.0f} s)", flush=True)
+    return EmbeddingCost(time.perf_counter() - start, _tree_cpu(os.getpid(), tree=False)
+                         - cpu_start)
 
 
 # --- report ---------------------------------------------------------------------------------
 
 
-def _report_run(r: RunResult, embed_s: float) -> None:
-    share = embed_s / (r.workers * r.seconds)
-    print(f"{r.system:>6} {r.workers}w: {r.documents} docs, {r.chunks} chunks in "
-          f"{r.seconds:6.1f} s = {r.docs_per_s:5.2f} docs/s, {r.chunks_per_s:6.1f} chunks/s "
-          f"(uploads {r.upload_seconds:.1f} s; docs per worker {r.per_worker}; "
-          f"embedding {share:.0%} of worker time)", flush=True)
+def _report_run(r: RunResult, embed: EmbeddingCost) -> None:
+    cpu = ", ".join(f"{name} {seconds:.1f}" for name, seconds in r.cpu.items())
+    print(f"  {r.system} {r.workers}w: {r.documents} docs, {r.chunks} chunks in "
+          f"{r.seconds:.1f} s = {r.docs_per_s:.2f} docs/s, {r.chunks_per_s:.1f} chunks/s; "
+          f"uploads took {r.upload_seconds:.1f} s; docs per worker {r.per_worker}\n"
+          f"  {r.system} {r.workers}w: CPU seconds: {cpu}; embedding = "
+          f"{embed.cpu / r.cpu['workers']:.0%} of the workers' CPU; load average now "
+          f"{os.getloadavg()[0]:.1f}", flush=True)  # a shared machine shows up here
 
 
 async def main_async(documents: int, workers: Sequence[int]) -> None:
@@ -589,9 +664,9 @@ async def main_async(documents: int, workers: Sequence[int]) -> None:
           f"{os.getloadavg()[0]:.1f}", flush=True)
 
     print("embedding only (LocalMiniLM in-process, batches of 32) …", flush=True)
-    embed_s = await bench_embedding(chunks)
-    print(f"embedding: {len(chunks)} chunks in {embed_s:.1f} s = "
-          f"{len(chunks) / embed_s:.1f} chunks/s (one process)", flush=True)
+    embed = await bench_embedding(chunks)
+    print(f"embedding: {len(chunks)} chunks in {embed.wall:.1f} s wall, {embed.cpu:.1f} s CPU "
+          f"= {len(chunks) / embed.wall:.1f} chunks/s (one process)", flush=True)
 
     root = Path(tempfile.mkdtemp(prefix="eddy-bench-indexing-"))
     pg: EmbeddedPostgres | None = None
@@ -600,8 +675,8 @@ async def main_async(documents: int, workers: Sequence[int]) -> None:
     try:
         pg = EmbeddedPostgres(root / "pg").start()
         redis = EmbeddedRedis(root / "redis").start()
-        celery_app.conf.update(broker_url=f"{redis.url.rsplit('/', 1)[0]}/1",
-                               result_backend=f"{redis.url.rsplit('/', 1)[0]}/2")
+        server = redis.url.rsplit("/", 1)[0]
+        celery_app.conf.update(broker_url=f"{server}/1", result_backend=f"{server}/2")
         for n in workers:  # interleaved, so a change in machine load hits both systems
             for system, run in (("eddy", bench_eddy), ("celery", bench_celery)):
                 print(f"running {system}, {n} worker process{'es' if n > 1 else ''} …",
@@ -610,7 +685,7 @@ async def main_async(documents: int, workers: Sequence[int]) -> None:
                 if result.chunks != len(chunks):
                     print(f"  warning: {system} made {result.chunks} chunks, expected "
                           f"{len(chunks)}", flush=True)
-                _report_run(result, embed_s)
+                _report_run(result, embed)
                 results.append(result)
     finally:
         if redis is not None:
@@ -619,23 +694,28 @@ async def main_async(documents: int, workers: Sequence[int]) -> None:
             pg.stop()
         shutil.rmtree(root, ignore_errors=True)
 
-    print("\nsummary (wall time from first upload to all documents completed)")
-    print(f"{'':14} {'docs/s':>7} {'chunks/s':>9} {'seconds':>8} {'embedding share':>16}")
+    print("\nsummary: wall time from first upload to every document completed; CPU seconds"
+          " in that time")
+    print(f"{'':10} {'docs/s':>7} {'chunks/s':>9} {'wall s':>7} {'embed/wall':>11} "
+          f"{'worker CPU':>11} {'embed/CPU':>10} {'other CPU':>10}")
     for r in results:
-        print(f"{r.system:>6} {r.workers}w{'':5} {r.docs_per_s:7.2f} {r.chunks_per_s:9.1f} "
-              f"{r.seconds:8.1f} {embed_s / (r.workers * r.seconds):16.0%}")
-    print(f"embedding alone: {embed_s:.1f} s for {len(chunks)} chunks "
-          f"({len(chunks) / embed_s:.1f} chunks/s per core); "
-          "share = embedding time ÷ (workers * wall time)")
+        other = sum(v for k, v in r.cpu.items() if k != "workers")
+        print(f"{r.system:>6} {r.workers}w {r.docs_per_s:7.2f} {r.chunks_per_s:9.1f} "
+              f"{r.seconds:7.1f} {embed.wall / (r.workers * r.seconds):11.0%} "
+              f"{r.cpu['workers']:11.1f} {embed.cpu / r.cpu['workers']:10.0%} {other:10.1f}")
+    print(f"embedding alone: {embed.wall:.1f} s wall, {embed.cpu:.1f} s CPU for {len(chunks)} "
+          "chunks. embed/wall = embedding wall time / (workers * wall time); embed/CPU = "
+          "embedding CPU / the workers' CPU; other = gateway or client, Postgres, Redis")
     by = {(r.system, r.workers): r for r in results}
     for n in workers:
         eddy, celery = by[("eddy", n)], by[("celery", n)]
-        print(f"eddy ÷ celery, {n} worker{'s' if n > 1 else ''}: "
-              f"x{eddy.docs_per_s / celery.docs_per_s:.2f} throughput", flush=True)
+        print(f"eddy / celery, {n} worker{'s' if n > 1 else ''}: "
+              f"x{eddy.docs_per_s / celery.docs_per_s:.2f} throughput, "
+              f"x{eddy.cpu['workers'] / celery.cpu['workers']:.2f} worker CPU", flush=True)
     for system in ("eddy", "celery"):
         one, many = by.get((system, 1)), by.get((system, max(workers)))
         if one and many and many is not one:
-            print(f"{system} scaling 1 → {many.workers} workers: "
+            print(f"{system} scaling 1 -> {many.workers} workers: "
                   f"x{many.docs_per_s / one.docs_per_s:.2f}", flush=True)
 
 

@@ -65,6 +65,23 @@ class SegmentNotFound(NotFound):
     code, default_message = "not_found", "Segment not found."
 
 
+class ChildChunkNotFound(NotFound):
+    code, default_message = "not_found", "Child chunk not found."
+
+
+class TagNotFound(NotFound):
+    code, default_message = "not_found", "Tag not found"
+
+
+class MetadataNotFound(NotFound):
+    code, default_message = "not_found", "Metadata not found."
+
+
+class TagNameDuplicate(BadRequest):
+    # Dify answers a duplicate tag name with 400 invalid_param (not 409).
+    default_message = "Tag name already exists"
+
+
 class DocumentNotPausable(EddyError):
     code, status, default_message = (
         "document_indexing_error", 400, "Document is not being indexed, so it cannot be paused.",

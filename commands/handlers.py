@@ -13,6 +13,8 @@ from uuid import UUID
 from commands.aggregates import SETUP_ID, Account, ApiKey, App, Setup, Workspace
 from commands.errors import BadRequest
 from commands.knowledge import Dataset, Document, Segment, content_hash
+from commands.knowledge_meta import KNOWLEDGE_META_HANDLERS
+from commands.tags import TAG_HANDLERS
 from commands.unit_of_work import UnitOfWork
 from schemas import commands as cmd
 from schemas import events as ev
@@ -221,4 +223,6 @@ HANDLERS: dict[str, tuple[type[cmd.CommandPayload], Handler]] = {
     cmd.CreateSegments.command_type: (cmd.CreateSegments, create_segments),
     cmd.UpdateSegment.command_type: (cmd.UpdateSegment, update_segment),
     cmd.DeleteSegment.command_type: (cmd.DeleteSegment, delete_segment),
+    **KNOWLEDGE_META_HANDLERS,  # metadata fields / values, child chunks
+    **TAG_HANDLERS,
 }

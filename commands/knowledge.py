@@ -18,12 +18,21 @@ from commands.errors import (
     DatasetNotFound,
     DocumentNotFound,
     DocumentNotPausable,
+    MetadataNotFound,
     SegmentNotFound,
 )
 from schemas import events as ev
 
 # Dify's document states; "processing" ones have an owner that moves them on.
 PROCESSING_STATES = ("waiting", "parsing", "cleaning", "splitting", "indexing")
+
+# Dify's built-in document metadata (BuiltInField): name -> type. Custom fields may not
+# take these names; their values come from the document itself when enabled.
+BUILT_IN_METADATA_FIELDS: dict[str, str] = {
+    "document_name": "string", "uploader": "string", "upload_date": "time",
+    "last_update_date": "time", "source": "string",
+}
+METADATA_TYPES = ("string", "number", "time")
 
 
 def content_hash(text: str) -> str:
@@ -38,6 +47,11 @@ class StaleWork(Exception):
 class Dataset(Aggregate):
     type_name = "Dataset"
     deleted = False
+
+    def __init__(self, aggregate_id: UUID) -> None:
+        super().__init__(aggregate_id)
+        self.metadata_fields: dict[str, dict[str, str]] = {}  # field id -> {name, type}
+        self.built_in_field_enabled = False
 
     def apply_DatasetCreated(self, p: dict[str, Any]) -> None:
         self.settings = {k: v for k, v in p.items() if k != "created_by"}
@@ -75,6 +89,68 @@ class Dataset(Aggregate):
         assert ctx.actor_id is not None
         self.record(ev.DatasetDeleted(deleted_by=ctx.actor_id), ctx)
 
+    # --- metadata fields: names are unique within the dataset, decided here -------------
+
+    def apply_DatasetMetadataFieldAdded(self, p: dict[str, Any]) -> None:
+        self.metadata_fields[p["metadata_id"]] = {"name": p["name"], "type": p["type"]}
+
+    def apply_DatasetMetadataFieldRenamed(self, p: dict[str, Any]) -> None:
+        self.metadata_fields[p["metadata_id"]]["name"] = p["name"]
+
+    def apply_DatasetMetadataFieldDeleted(self, p: dict[str, Any]) -> None:
+        self.metadata_fields.pop(p["metadata_id"], None)
+
+    def apply_DatasetBuiltInFieldsToggled(self, p: dict[str, Any]) -> None:
+        self.built_in_field_enabled = p["enabled"]
+
+    def _check_metadata_name(self, name: str, except_id: str | None = None) -> None:
+        # Dify's messages (MetadataService).
+        if not name:
+            raise BadRequest("Metadata name cannot be empty.")
+        if len(name) > 255:
+            raise BadRequest("Metadata name cannot exceed 255 characters.")
+        if name in BUILT_IN_METADATA_FIELDS:
+            raise BadRequest("Metadata name already exists in Built-in fields.")
+        if any(f["name"] == name for i, f in self.metadata_fields.items() if i != except_id):
+            raise BadRequest("Metadata name already exists.")
+
+    def metadata_field(self, metadata_id: UUID) -> dict[str, str]:
+        field = self.metadata_fields.get(str(metadata_id))
+        if field is None:
+            raise MetadataNotFound()
+        return field
+
+    def add_metadata_field(self, metadata_id: UUID, name: str, type_: str,
+                           ctx: Context) -> None:
+        self.ensure_visible_to(ctx.tenant_id)
+        if type_ not in METADATA_TYPES:
+            raise BadRequest(f"Metadata type must be one of {', '.join(METADATA_TYPES)}.")
+        if str(metadata_id) in self.metadata_fields:
+            raise BadRequest("Metadata field already exists.")
+        self._check_metadata_name(name)
+        self.record(ev.DatasetMetadataFieldAdded(metadata_id=metadata_id, name=name, type=type_,
+                                                 created_by=ctx.actor_id), ctx)
+
+    def rename_metadata_field(self, metadata_id: UUID, name: str, ctx: Context) -> None:
+        self.ensure_visible_to(ctx.tenant_id)
+        if self.metadata_field(metadata_id)["name"] == name:
+            return  # nothing changes: no event
+        self._check_metadata_name(name, except_id=str(metadata_id))
+        self.record(ev.DatasetMetadataFieldRenamed(metadata_id=metadata_id, name=name,
+                                                   updated_by=ctx.actor_id), ctx)
+
+    def delete_metadata_field(self, metadata_id: UUID, ctx: Context) -> None:
+        self.ensure_visible_to(ctx.tenant_id)
+        self.metadata_field(metadata_id)
+        self.record(ev.DatasetMetadataFieldDeleted(metadata_id=metadata_id,
+                                                   deleted_by=ctx.actor_id), ctx)
+
+    def toggle_built_in_fields(self, enabled: bool, ctx: Context) -> None:
+        self.ensure_visible_to(ctx.tenant_id)
+        if self.built_in_field_enabled != enabled:
+            self.record(ev.DatasetBuiltInFieldsToggled(enabled=enabled,
+                                                       updated_by=ctx.actor_id), ctx)
+
 
 class Document(Aggregate):
     type_name = "Document"
@@ -94,6 +170,7 @@ class Document(Aggregate):
         self.indexed: set[str] = set()
         self.enabled = True
         self.archived = False
+        self.metadata: dict[str, Any] = {}  # metadata field id -> value
 
     # --- applying events -----------------------------------------------------------------
 
@@ -147,6 +224,14 @@ class Document(Aggregate):
 
     def apply_DocumentDeleted(self, p: dict[str, Any]) -> None:
         self.deleted = True
+
+    def apply_DocumentMetadataUpdated(self, p: dict[str, Any]) -> None:
+        self.metadata = dict(p["values"])
+
+    def set_metadata(self, values: dict[str, Any], ctx: Context) -> None:
+        """Values are already checked against the dataset's fields (see the handler)."""
+        if values != self.metadata:
+            self.record(ev.DocumentMetadataUpdated(values=values, updated_by=ctx.actor_id), ctx)
 
     # --- API decisions -------------------------------------------------------------------
 
@@ -223,16 +308,22 @@ class Segment(Aggregate):
     def __init__(self, aggregate_id: UUID) -> None:
         super().__init__(aggregate_id)
         self.deleted = False
+        # Every child chunk id this segment ever had: the indexer deletes the vectors of
+        # those no longer present.
+        self.child_ids_seen: set[str] = set()
 
     def apply_SegmentCreated(self, p: dict[str, Any]) -> None:
         self.dataset_id, self.document_id = UUID(p["dataset_id"]), UUID(p["document_id"])
         self.attempt = p["attempt"]
-        self.data = {k: p[k] for k in ("content", "answer", "keywords", "child_chunks")}
+        self.data = {k: p[k] for k in ("content", "answer", "keywords", "child_chunks",
+                                       "word_count", "tokens")}
         self.data["enabled"] = True
+        self.child_ids_seen |= {c["id"] for c in p["child_chunks"]}
 
     def apply_SegmentUpdated(self, p: dict[str, Any]) -> None:
         self.data = {k: p[k] for k in ("content", "answer", "keywords", "child_chunks",
-                                       "enabled")}
+                                       "enabled", "word_count", "tokens")}
+        self.child_ids_seen |= {c["id"] for c in p["child_chunks"]}
 
     def apply_SegmentDeleted(self, p: dict[str, Any]) -> None:
         self.deleted = True
@@ -252,6 +343,16 @@ class Segment(Aggregate):
 
     def update(self, payload: ev.SegmentUpdated, ctx: Context) -> None:
         self.record(payload, ctx)
+
+    def set_child_chunks(self, children: list[ev.ChildChunkData], ctx: Context) -> None:
+        """A child chunk added, edited or removed: the segment as it is with the new list
+        (the indexing processor re-embeds it and drops the vectors of removed children)."""
+        d = self.data
+        self.record(ev.SegmentUpdated(
+            content=d["content"], answer=d["answer"], keywords=d["keywords"],
+            word_count=d["word_count"], tokens=d["tokens"],
+            index_node_hash=content_hash(d["content"]), enabled=d["enabled"],
+            child_chunks=children, updated_by=ctx.actor_id), ctx)
 
     def delete(self, ctx: Context) -> None:
         self.record(ev.SegmentDeleted(dataset_id=self.dataset_id, document_id=self.document_id),

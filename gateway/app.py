@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from bootstrap import Container
 from gateway.commanding import CommandGateway, CommandPending
 from gateway.errors import install_error_handlers
-from gateway.routers import console, health, knowledge, service
+from gateway.routers import console, health, knowledge, knowledge_meta, service
 from observability import correlation_id
 
 
@@ -43,6 +43,8 @@ def create_app(container: Container) -> FastAPI:
 
     app.include_router(console.router)
     app.include_router(service.router)
+    # before knowledge.router: /v1/datasets/tags is not a dataset id
+    app.include_router(knowledge_meta.router)
     app.include_router(knowledge.router)
     app.include_router(knowledge.console_router)
     app.include_router(health.router)

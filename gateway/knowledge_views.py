@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from commands.knowledge import BUILT_IN_METADATA_FIELDS
 from gateway.views import timestamp
 from projections.retrieval import RetrievedSegment
 
@@ -40,12 +41,17 @@ def dataset_view(row: dict[str, Any]) -> dict[str, Any]:
         "embedding_model_provider": row["embedding_model_provider"],
         "embedding_available": True,
         "retrieval_model_dict": {**DEFAULT_RETRIEVAL_MODEL, **(row["retrieval_model"] or {})},
-        "tags": [],
+        "tags": [{"id": t["id"], "name": t["name"], "type": t["type"]}
+                 for t in row.get("tags") or []],
         "doc_form": None,
         "external_knowledge_info": None,
         "external_retrieval_model": None,
-        "doc_metadata": [],
-        "built_in_field_enabled": False,
+        # Dify's Dataset.doc_metadata: custom fields, then the built-ins when enabled
+        "doc_metadata": [*(row.get("doc_metadata_fields") or []),
+                         *({"id": "built-in", "name": name, "type": kind}
+                           for name, kind in BUILT_IN_METADATA_FIELDS.items()
+                           if row.get("built_in_field_enabled"))],
+        "built_in_field_enabled": bool(row.get("built_in_field_enabled")),
         "total_documents": row["document_count"],
         "total_available_documents": row["available_document_count"],
         "enable_api": True,
@@ -93,7 +99,7 @@ def document_view(row: dict[str, Any]) -> dict[str, Any]:
         "hit_count": 0,
         "doc_form": row["doc_form"],
         "doc_language": row["doc_language"],
-        "doc_metadata": [],
+        "doc_metadata": document_metadata_view(row),
         "process_rule": row["process_rule"],
         "summary_index_status": None,
         "need_summary": False,
@@ -143,14 +149,45 @@ def segment_view(row: dict[str, Any]) -> dict[str, Any]:
         "completed_at": timestamp(row["completed_at"]),
         "error": None,
         "stopped_at": None,
-        "child_chunks": [
-            {"id": c["id"], "segment_id": str(row["id"]), "content": c["content"],
-             "position": c["position"], "word_count": c["word_count"], "type": "automatic",
-             "created_at": timestamp(row["created_at"]), "updated_at": timestamp(row["updated_at"])}
-            for c in row["child_chunks"]
-        ],
+        "child_chunks": [child_chunk_view(row, c) for c in row["child_chunks"]],
         "attachments": [],
     }
+
+
+def child_chunk_view(segment: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    # Child chunks have no timestamps of their own: their segment's stand in.
+    return {"id": child["id"], "segment_id": str(segment["id"]), "content": child["content"],
+            "position": child["position"], "word_count": child["word_count"],
+            "type": child.get("type", "automatic"),
+            "created_at": timestamp(segment["created_at"]),
+            "updated_at": timestamp(segment["updated_at"])}
+
+
+def document_metadata_view(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """Dify's Document.doc_metadata_details: [{id, name, type, value}], the built-in
+    fields (id "built-in") included when the dataset enables them."""
+    values = list(row.get("doc_metadata_details") or [])
+    if row.get("built_in_field_enabled"):
+        built_in = {
+            "document_name": row["name"], "uploader": row.get("uploader_name"),
+            "upload_date": int(row["created_at"].timestamp()),
+            "last_update_date": int(row["updated_at"].timestamp()),
+            "source": "file_upload" if row["data_source_type"] == "upload_file"
+            else row["data_source_type"],
+        }
+        values += [{"id": "built-in", "name": name, "type": kind, "value": built_in[name]}
+                   for name, kind in BUILT_IN_METADATA_FIELDS.items()]
+    return values
+
+
+def tag_view(row: dict[str, Any]) -> dict[str, Any]:
+    # binding_count is a string in Dify's schema
+    return {"id": str(row["id"]), "name": row["name"], "type": row["type"],
+            "binding_count": str(row.get("binding_count") or 0)}
+
+
+def metadata_field_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": str(row["id"]), "name": row["name"], "type": row["type"]}
 
 
 def retrieval_record_view(found: RetrievedSegment) -> dict[str, Any]:

@@ -10,7 +10,13 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.envelope import Envelope
-from projections.tables import datasets, documents, segments
+from projections.tables import (
+    dataset_metadata_fields,
+    datasets,
+    documents,
+    segments,
+    tag_bindings,
+)
 
 
 async def _document(conn: AsyncConnection, e: Envelope, **values: Any) -> None:
@@ -39,8 +45,10 @@ async def project_dataset_updated(conn: AsyncConnection, e: Envelope) -> None:
 
 
 async def project_dataset_deleted(conn: AsyncConnection, e: Envelope) -> None:
-    for table in (segments, documents):
+    for table in (segments, documents, dataset_metadata_fields):
         await conn.execute(delete(table).where(table.c.dataset_id == e.aggregate_id))
+    # Its tags stay; their bindings to it go.
+    await conn.execute(delete(tag_bindings).where(tag_bindings.c.target_id == e.aggregate_id))
     await conn.execute(delete(datasets).where(datasets.c.id == e.aggregate_id))
 
 

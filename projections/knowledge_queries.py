@@ -9,6 +9,7 @@ from uuid import UUID
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from projections import knowledge_meta_queries as kmq
 from projections.queries import Page
 from projections.tables import accounts, datasets, documents, segments
 
@@ -30,6 +31,7 @@ def _doc_stats() -> Any:
 def _dataset_select() -> Any:
     stats = _doc_stats()
     return (select(datasets, accounts.c.name.label("author_name"),
+                   *kmq.dataset_extra_columns(),  # tags, metadata fields
                    func.coalesce(stats.c.document_count, 0).label("document_count"),
                    func.coalesce(stats.c.word_count, 0).label("word_count"),
                    func.coalesce(stats.c.available_document_count, 0)
@@ -56,10 +58,12 @@ async def dataset_name_taken(engine: AsyncEngine, tenant_id: UUID, name: str,
 
 
 async def list_datasets(engine: AsyncEngine, tenant_id: UUID, *, page: int, limit: int,
-                        keyword: str | None) -> Page:
+                        keyword: str | None, tag_ids: Sequence[UUID] | None = None) -> Page:
     where = [datasets.c.tenant_id == tenant_id]
     if keyword:
         where.append(datasets.c.name.ilike(f"%{keyword}%"))
+    if tag_ids is not None:
+        where.append(kmq.datasets_tagged(tag_ids))
     async with engine.connect() as conn:
         total = (await conn.execute(select(func.count()).select_from(datasets).where(*where)))
         rows = (await conn.execute(_dataset_select().where(*where)
@@ -71,7 +75,7 @@ async def list_datasets(engine: AsyncEngine, tenant_id: UUID, *, page: int, limi
 async def document(engine: AsyncEngine, dataset_id: UUID,
                    document_id: UUID) -> dict[str, Any] | None:
     async with engine.connect() as conn:
-        row = (await conn.execute(select(documents).where(
+        row = (await conn.execute(select(documents, *kmq.document_extra_columns()).where(
             documents.c.id == document_id, documents.c.dataset_id == dataset_id))
         ).mappings().first()
     return dict(row) if row else None
@@ -101,7 +105,8 @@ async def list_documents(engine: AsyncEngine, dataset_id: UUID, *, page: int, li
         where.append(DISPLAY_STATUS_FILTERS[status])
     async with engine.connect() as conn:
         total = (await conn.execute(select(func.count()).select_from(documents).where(*where)))
-        rows = (await conn.execute(select(documents).where(*where)
+        rows = (await conn.execute(select(documents, *kmq.document_extra_columns())
+                                   .where(*where)
                                    .order_by(documents.c.position.desc(), documents.c.id)
                                    .offset((page - 1) * limit).limit(limit))).mappings().all()
         return Page(items=[dict(r) for r in rows], total=int(total.scalar() or 0))

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.envelope import Envelope
 from projections.knowledge import KNOWLEDGE_PROJECTORS
+from projections.knowledge_meta import KNOWLEDGE_META_PROJECTORS
 from projections.tables import accounts, api_keys, apps, setup_state, workspace_members, workspaces
 
 Projector = Callable[[AsyncConnection, Envelope], Awaitable[None]]
@@ -93,4 +94,5 @@ PROJECTORS: dict[str, Projector] = {
     "ApiKeyCreated": project_api_key_created,
     "ApiKeyRevoked": project_api_key_revoked,
     **KNOWLEDGE_PROJECTORS,
+    **KNOWLEDGE_META_PROJECTORS,  # tags, metadata fields and values
 }

@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.embeddings.base import EmbeddingProvider
 from adapters.vector.base import VectorHit, VectorStore
 from projections import knowledge_queries as kq
+from projections.metadata_filter import matching_document_ids, parse_conditions
+from schemas.api import MetadataFilteringConditions
 from workers.indexing import collection_for
 
 DEFAULT_TOP_K = 4
@@ -25,6 +27,8 @@ class RetrievalSettings:
     top_k: int
     score_threshold: float
     vector_weight: float
+    # Dify's retrieval_model.metadata_filtering_conditions (None: no filtering)
+    metadata_filter: MetadataFilteringConditions | None = None
 
     @classmethod
     def from_dify(cls, model: dict[str, Any] | None, dataset_default: dict[str, Any],
@@ -38,7 +42,8 @@ class RetrievalSettings:
         weights = merged.get("weights") or {}
         vector_weight = (weights.get("vector_setting") or {}).get("vector_weight")
         return cls(method, int(merged.get("top_k") or DEFAULT_TOP_K), threshold,
-                   float(DEFAULT_VECTOR_WEIGHT if vector_weight is None else vector_weight))
+                   float(DEFAULT_VECTOR_WEIGHT if vector_weight is None else vector_weight),
+                   parse_conditions(merged.get("metadata_filtering_conditions")))
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,11 @@ class Retriever:
                        settings: RetrievalSettings) -> list[RetrievedSegment]:
         dataset_id: UUID = dataset["id"]
         allowed = await kq.searchable_document_ids(self.engine, dataset_id)
+        if settings.metadata_filter is not None:
+            # Only documents whose metadata match are searched (unknown names: 400).
+            matching = await matching_document_ids(self.engine, dataset,
+                                                   settings.metadata_filter, allowed)
+            allowed = [d for d in allowed if d in matching]
         if not allowed:
             return []
         where = {"document_id": allowed}

@@ -114,6 +114,7 @@ datasets = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_by", Uuid),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("built_in_field_enabled", Boolean, nullable=False, default=False),
     schema=READ,
 )
 
@@ -158,6 +159,44 @@ documents = Table(
     Column("completed_at", DateTime(timezone=True)),
     Column("paused_at", DateTime(timezone=True)),
     Column("stopped_at", DateTime(timezone=True)),
+    # metadata field id -> value; read through dataset_metadata_fields (names, types), so
+    # values of a deleted field are never shown or matched
+    Column("doc_metadata", JSONB, nullable=False, default=dict),
+    schema=READ,
+)
+
+dataset_metadata_fields = Table(
+    "dataset_metadata_fields", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("dataset_id", Uuid, nullable=False, index=True),
+    Column("name", String(255), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("created_by", Uuid),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", Uuid),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    schema=READ,
+)
+
+tags = Table(
+    "tags", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, nullable=False, index=True),
+    Column("type", String(16), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("created_by", Uuid),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    schema=READ,
+)
+
+tag_bindings = Table(
+    "tag_bindings", metadata,
+    Column("tag_id", Uuid, primary_key=True),
+    Column("target_id", Uuid, primary_key=True, index=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("created_by", Uuid),
+    Column("created_at", DateTime(timezone=True), nullable=False),
     schema=READ,
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
 from schemas.commands import AppMode
 
@@ -143,3 +143,94 @@ class UpdateSegmentRequest(Body):
 class RetrieveRequest(Body):
     query: str = Field(min_length=1, max_length=250)
     retrieval_model: RetrievalModelBody | None = None
+
+
+# --- knowledge tags, metadata, child chunks (Service API) ----------------------------------
+# Ids in bodies are plain strings: a malformed id is answered like an unknown one (404, or
+# ignored where Dify ignores unknown ids), not as a validation error.
+
+
+class CreateTagRequest(Body):
+    name: str = Field(min_length=1, max_length=50)
+
+
+class UpdateTagRequest(Body):
+    tag_id: str
+    name: str = Field(min_length=1, max_length=50)
+
+
+class DeleteTagRequest(Body):
+    tag_id: str
+
+
+class TagBindingRequest(Body):
+    tag_ids: list[str] = Field(min_length=1)
+    target_id: str
+
+
+class TagUnbindingRequest(Body):
+    tag_ids: list[str] | None = Field(default=None, min_length=1)
+    tag_id: str | None = None  # deprecated single-tag form, folded into tag_ids
+    target_id: str
+
+    @model_validator(mode="after")
+    def _some_tag(self) -> TagUnbindingRequest:
+        if not self.tag_ids and not self.tag_id:
+            raise ValueError("tag_ids is required")
+        return self
+
+    def all_tag_ids(self) -> list[str]:
+        return [*(self.tag_ids or []), *([self.tag_id] if self.tag_id else [])]
+
+
+MetadataType = Literal["string", "number", "time"]
+
+
+class CreateMetadataRequest(Body):
+    type: MetadataType
+    name: str = Field(min_length=1)  # the 255 limit is checked with Dify's message
+
+
+class UpdateMetadataRequest(Body):
+    name: str = Field(min_length=1)
+
+
+MetadataValueInput = str | int | float | None
+
+
+class DocumentMetadataInput(Body):
+    id: str
+    name: str
+    value: MetadataValueInput = None
+
+
+class DocumentMetadataOperationInput(Body):
+    document_id: str
+    metadata_list: list[DocumentMetadataInput]
+    partial_update: bool = False
+
+
+class UpdateDocumentsMetadataRequest(Body):
+    operation_data: list[DocumentMetadataOperationInput] = Field(max_length=1000)
+
+
+class ChildChunkRequest(Body):
+    content: str = Field(min_length=1)
+
+
+MetadataComparison = Literal[
+    "contains", "not contains", "start with", "end with", "is", "is not", "empty",
+    "not empty", "in", "not in", "=", "≠", ">", "<", "≥", "≤", "before", "after"]
+
+
+class MetadataCondition(Body):
+    name: str = Field(min_length=1)
+    comparison_operator: MetadataComparison
+    value: str | int | float | list[str] | None = None
+
+
+class MetadataFilteringConditions(Body):
+    """retrieval_model.metadata_filtering_conditions (Dify's)."""
+
+    logical_operator: Literal["and", "or"] | None = "and"
+    conditions: list[MetadataCondition] | None = None

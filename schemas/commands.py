@@ -254,3 +254,115 @@ class DeleteSegment(CommandPayload):
     dataset_id: UUID
     document_id: UUID
     segment_id: UUID
+
+
+# --- knowledge: child chunks of hierarchical (parent-child) documents ------------------------
+
+
+class CreateChildChunk(CommandPayload):
+    command_type = "CreateChildChunk"
+    dataset_id: UUID
+    document_id: UUID
+    segment_id: UUID
+    child_chunk_id: UUID
+    content: str
+
+
+class UpdateChildChunk(CommandPayload):
+    command_type = "UpdateChildChunk"
+    dataset_id: UUID
+    document_id: UUID
+    segment_id: UUID
+    child_chunk_id: UUID
+    content: str
+
+
+class DeleteChildChunk(CommandPayload):
+    command_type = "DeleteChildChunk"
+    dataset_id: UUID
+    document_id: UUID
+    segment_id: UUID
+    child_chunk_id: UUID
+
+
+# --- knowledge: metadata fields and document metadata values ---------------------------------
+
+
+class AddMetadataField(CommandPayload):
+    command_type = "AddMetadataField"
+    dataset_id: UUID
+    metadata_id: UUID
+    name: str
+    type: Literal["string", "number", "time"]
+
+
+class RenameMetadataField(CommandPayload):
+    command_type = "RenameMetadataField"
+    dataset_id: UUID
+    metadata_id: UUID
+    name: str
+
+
+class DeleteMetadataField(CommandPayload):
+    command_type = "DeleteMetadataField"
+    dataset_id: UUID
+    metadata_id: UUID
+
+
+class ToggleBuiltInMetadataFields(CommandPayload):
+    command_type = "ToggleBuiltInMetadataFields"
+    dataset_id: UUID
+    enabled: bool
+
+
+class MetadataValue(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    metadata_id: UUID
+    value: str | int | float | None = None
+
+
+class DocumentMetadataOperation(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    document_id: UUID
+    values: list[MetadataValue]
+    partial_update: bool = False
+
+
+class UpdateDocumentsMetadata(CommandPayload):
+    """Dify's batch document metadata update: all documents change, or none."""
+
+    command_type = "UpdateDocumentsMetadata"
+    dataset_id: UUID
+    operations: list[DocumentMetadataOperation]
+
+
+# --- knowledge: tags (workspace-scoped, type "knowledge") ------------------------------------
+
+
+class CreateTag(CommandPayload):
+    command_type = "CreateTag"
+    tag_id: UUID
+    name: str
+
+
+class RenameTag(CommandPayload):
+    command_type = "RenameTag"
+    tag_id: UUID
+    name: str
+
+
+class DeleteTag(CommandPayload):
+    command_type = "DeleteTag"
+    tag_id: UUID
+
+
+class BindTags(CommandPayload):
+    command_type = "BindTags"
+    target_id: UUID  # a dataset
+    tag_ids: list[UUID]
+
+
+class UnbindTags(CommandPayload):
+    command_type = "UnbindTags"
+    target_id: UUID
+    tag_ids: list[UUID]

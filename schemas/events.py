@@ -244,10 +244,14 @@ class ChildChunkData(BaseModel):
     content: str
     position: int
     word_count: int
+    type: str = "automatic"  # "customized" once added or edited through the API
 
 
 class SegmentCreated(EventPayload):
+    """v2: each child chunk says whether it was split ("automatic") or hand-made."""
+
     event_type = "SegmentCreated"
+    schema_version = 2
     dataset_id: UUID
     document_id: UUID
     attempt: int  # 0 for segments added by hand through the API
@@ -263,7 +267,10 @@ class SegmentCreated(EventPayload):
 
 
 class SegmentUpdated(EventPayload):
+    """v2: child chunks carry their type (see SegmentCreated)."""
+
     event_type = "SegmentUpdated"
+    schema_version = 2
     content: str
     answer: str
     keywords: list[str]
@@ -286,6 +293,91 @@ class SegmentIndexed(EventPayload):
 
     event_type = "SegmentIndexed"
     index_node_hash: str
+
+
+# --- knowledge context: metadata fields and values (Dify's dataset metadata) ------------
+
+
+class DatasetMetadataFieldAdded(EventPayload):
+    event_type = "DatasetMetadataFieldAdded"
+    metadata_id: UUID
+    name: str
+    type: str  # "string" | "number" | "time"
+    created_by: UUID | None = None
+
+
+class DatasetMetadataFieldRenamed(EventPayload):
+    event_type = "DatasetMetadataFieldRenamed"
+    metadata_id: UUID
+    name: str
+    updated_by: UUID | None = None
+
+
+class DatasetMetadataFieldDeleted(EventPayload):
+    """Documents' values for the field go with it (values are keyed by field id)."""
+
+    event_type = "DatasetMetadataFieldDeleted"
+    metadata_id: UUID
+    deleted_by: UUID | None = None
+
+
+class DatasetBuiltInFieldsToggled(EventPayload):
+    event_type = "DatasetBuiltInFieldsToggled"
+    enabled: bool
+    updated_by: UUID | None = None
+
+
+class DocumentMetadataUpdated(EventPayload):
+    """The document's full new metadata values, keyed by field id (not a diff)."""
+
+    event_type = "DocumentMetadataUpdated"
+    values: dict[str, Any]
+    updated_by: UUID | None = None
+
+
+# --- knowledge context: tags (workspace-scoped, type "knowledge") -----------------------
+
+
+class TagCreated(EventPayload):
+    event_type = "TagCreated"
+    name: str
+    type: str = "knowledge"
+    created_by: UUID | None = None
+
+
+class TagRenamed(EventPayload):
+    event_type = "TagRenamed"
+    name: str
+    updated_by: UUID | None = None
+
+
+class TagDeleted(EventPayload):
+    event_type = "TagDeleted"
+    deleted_by: UUID | None = None
+
+
+class TagBound(EventPayload):
+    event_type = "TagBound"
+    target_id: UUID
+    created_by: UUID | None = None
+
+
+class TagUnbound(EventPayload):
+    event_type = "TagUnbound"
+    target_id: UUID
+
+
+class TagNameClaimed(EventPayload):
+    """A workspace's tag name is held by one tag (the TagName aggregate's id is derived
+    from workspace, type and name, so the store itself keeps names unique)."""
+
+    event_type = "TagNameClaimed"
+    tag_id: UUID
+
+
+class TagNameReleased(EventPayload):
+    event_type = "TagNameReleased"
+    tag_id: UUID
 
 
 PAYLOADS: dict[str, type[EventPayload]] = {
@@ -320,6 +412,18 @@ PAYLOADS: dict[str, type[EventPayload]] = {
         SegmentUpdated,
         SegmentDeleted,
         SegmentIndexed,
+        DatasetMetadataFieldAdded,
+        DatasetMetadataFieldRenamed,
+        DatasetMetadataFieldDeleted,
+        DatasetBuiltInFieldsToggled,
+        DocumentMetadataUpdated,
+        TagCreated,
+        TagRenamed,
+        TagDeleted,
+        TagBound,
+        TagUnbound,
+        TagNameClaimed,
+        TagNameReleased,
     )
 }
 
@@ -338,9 +442,17 @@ def _app_created_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _segment_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    # v1 child chunks were all made by the splitter.
+    return {**payload, "child_chunks": [{"type": "automatic", **c}
+                                        for c in payload.get("child_chunks", [])]}
+
+
 # (event type, from version) -> function producing the payload of version + 1
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("AppCreated", 1): _app_created_v1_to_v2,
+    ("SegmentCreated", 1): _segment_v1_to_v2,
+    ("SegmentUpdated", 1): _segment_v1_to_v2,
 }
 
 

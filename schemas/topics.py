@@ -17,6 +17,8 @@ CONTEXT_OF_AGGREGATE: dict[str, str] = {
     "Dataset": "knowledge",
     "Document": "knowledge",
     "Segment": "knowledge",
+    "Tag": "knowledge",
+    "TagName": "knowledge",  # a workspace's tag name, claimed by one tag (uniqueness)
 }
 
 # Work topics: besides its context topic, the relay also routes some events to the topic of

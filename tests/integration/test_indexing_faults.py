@@ -16,7 +16,6 @@ from sqlalchemy import text
 
 from adapters.embedded.postgres import EmbeddedPostgres
 from adapters.embeddings.local_minilm import LocalMiniLM
-from config import Settings
 from indexing.clean import clean_text
 from indexing.split import ProcessRule, split_text
 from tests.e2e.test_knowledge import CUSTOM_RULE
@@ -32,13 +31,6 @@ def corpus(documents: int) -> list[str]:
     rng = random.Random(50)
     return ["\n\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(25, 60)))
                         for _ in range(rng.randint(4, 10))) for _ in range(documents)]
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    names = ("DB_HOST", "DB_PORT", "DB_USERNAME", "DB_DATABASE", "REDIS_HOST", "REDIS_PORT",
-             "SECRET_KEY", "EVENT_TOPIC_PREFIX", "OPENDAL_FS_ROOT", "STORAGE_TYPE")
-    return {**os.environ, **{k: str(getattr(settings, k)) for k in names},
-            "EVENT_BUS": settings.bus.value, "LOG_LEVEL": "WARNING"}
 
 
 def spawn_indexer(env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -82,7 +74,7 @@ async def test_indexing_worker_killed_twice_loses_and_duplicates_nothing(
                     "SELECT count(*) FROM console_v1.documents WHERE dataset_id = :d"
                     " AND indexing_status = 'completed'"), {"d": dataset["id"]})).scalar() or 0)
 
-        env = worker_env(settings)
+        env = {**os.environ, **settings.as_env(LOG_LEVEL="WARNING")}
         worker = spawn_indexer(env)
         try:
             for threshold in (5, 25):  # kill mid-run, twice
