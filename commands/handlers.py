@@ -109,7 +109,7 @@ def create_document(c: cmd.CreateDocument, uow: UnitOfWork) -> dict[str, Any]:
     _dataset(c.dataset_id, uow).adopt_indexing_technique(c.indexing_technique, uow.ctx)
     payload = ev.DocumentCreated(
         **c.model_dump(exclude={"document_id", "lane", "source"}),
-        source=ev.SourceFile(**c.source.model_dump()), data_source_type="upload_file",
+        source=c.source, data_source_type="upload_file",
         created_from="api", created_by=uow.ctx.actor_id)
     uow.get(Document, c.document_id).create(payload, c.lane, uow.ctx)
     return {"document_id": str(c.document_id), "batch": c.batch}
@@ -119,7 +119,7 @@ def replace_document_source(c: cmd.ReplaceDocumentSource, uow: UnitOfWork) -> di
     assert uow.ctx.actor_id is not None
     document = _document(c.dataset_id, c.document_id, uow)
     document.replace_source(ev.DocumentSourceReplaced(
-        name=c.name or document.name, source=ev.SourceFile(**c.source.model_dump()),
+        name=c.name or document.name, source=c.source,
         process_rule=c.process_rule or document.process_rule, updated_by=uow.ctx.actor_id,
     ), c.lane, uow.ctx)
     return {"document_id": str(c.document_id)}

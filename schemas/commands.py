@@ -10,6 +10,8 @@ from uuid import UUID, uuid4
 import orjson
 from pydantic import BaseModel, ConfigDict
 
+from schemas.events import SourceFile
+
 AppMode = Literal["completion", "chat", "advanced-chat", "agent-chat", "workflow"]
 
 
@@ -155,15 +157,6 @@ class DeleteDataset(CommandPayload):
     dataset_id: UUID
 
 
-class SourceFileData(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    key: str
-    name: str
-    size: int
-    extension: str
-    mime_type: str | None = None
-
-
 class CreateDocument(CommandPayload):
     command_type = "CreateDocument"
     dataset_id: UUID
@@ -171,7 +164,7 @@ class CreateDocument(CommandPayload):
     name: str
     position: int
     batch: str
-    source: SourceFileData
+    source: SourceFile
     doc_form: str = "text_model"
     doc_language: str = "English"
     process_rule: dict[str, Any]
@@ -184,7 +177,7 @@ class ReplaceDocumentSource(CommandPayload):
     dataset_id: UUID
     document_id: UUID
     name: str | None = None
-    source: SourceFileData
+    source: SourceFile
     process_rule: dict[str, Any] | None = None
     lane: Literal["priority", "bulk"]
 

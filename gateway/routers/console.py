@@ -12,8 +12,7 @@ from commands.aggregates import SETUP_ID, account_id_for
 from commands.errors import AlreadySetup, ApiKeyNotFound, AppNotFound, NotFound
 from gateway import auth
 from gateway.auth import ConsoleUser, CurrentUser
-from gateway.commanding import CommandGateway
-from gateway.deps import get_container
+from gateway.deps import command_gateway, get_container, parse_id
 from gateway.views import api_key_view, app_view
 from projections import queries
 from schemas import api
@@ -22,17 +21,6 @@ from schemas import commands as cmd
 router = APIRouter(prefix="/console/api")
 APP_MODE_FILTER = "^(completion|chat|advanced-chat|workflow|agent-chat|all)$"
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
-
-
-def _gateway(request: Request) -> CommandGateway:
-    return request.app.state.command_gateway  # type: ignore[no-any-return]
-
-
-def _uuid(value: str, missing: type[NotFound]) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise missing() from None
 
 
 # --- setup and authentication -------------------------------------------------------------
@@ -52,7 +40,7 @@ async def setup(request: Request, body: api.SetupRequest,
     if await queries.setup_info(get_container(request).engine) is not None:
         raise AlreadySetup()
     password_hash = await asyncio.to_thread(auth.hash_password, body.password)
-    await _gateway(request).send(
+    await command_gateway(request).send(
         cmd.SetupPlatform(account_id=account_id_for(body.email), workspace_id=uuid4(),
                           email=body.email, name=body.name, password_hash=password_hash,
                           interface_language=body.language),
@@ -106,7 +94,7 @@ async def create_app(request: Request, body: api.CreateAppRequest,
                      user: ConsoleUser = CurrentUser,
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     app_id = uuid4()
-    accepted = await _gateway(request).send(
+    accepted = await command_gateway(request).send(
         cmd.CreateApp(app_id=app_id, **body.model_dump()),
         aggregate_id=app_id, tenant_id=user.tenant_id, actor_id=user.account_id,
         idempotency_key=idempotency_key,
@@ -117,16 +105,16 @@ async def create_app(request: Request, body: api.CreateAppRequest,
 
 @router.get("/apps/{app_id}")
 async def get_app(request: Request, app_id: str, user: ConsoleUser = CurrentUser) -> dict[str, Any]:
-    return app_view(await _app_or_404(request, user, _uuid(app_id, AppNotFound)))
+    return app_view(await _app_or_404(request, user, parse_id(app_id, AppNotFound)))
 
 
 @router.put("/apps/{app_id}")
 async def update_app(request: Request, app_id: str, body: api.UpdateAppRequest,
                      user: ConsoleUser = CurrentUser,
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-    target = _uuid(app_id, AppNotFound)
+    target = parse_id(app_id, AppNotFound)
     await _app_or_404(request, user, target)
-    await _gateway(request).send(
+    await command_gateway(request).send(
         cmd.UpdateApp(app_id=target, **body.model_dump()),
         aggregate_id=target, tenant_id=user.tenant_id, actor_id=user.account_id,
         idempotency_key=idempotency_key,
@@ -137,9 +125,9 @@ async def update_app(request: Request, app_id: str, body: api.UpdateAppRequest,
 @router.delete("/apps/{app_id}", status_code=204)
 async def delete_app(request: Request, app_id: str, user: ConsoleUser = CurrentUser,
                      idempotency_key: IdempotencyKey = None) -> Response:
-    target = _uuid(app_id, AppNotFound)
+    target = parse_id(app_id, AppNotFound)
     await _app_or_404(request, user, target)
-    await _gateway(request).send(
+    await command_gateway(request).send(
         cmd.DeleteApp(app_id=target), aggregate_id=target, tenant_id=user.tenant_id,
         actor_id=user.account_id, idempotency_key=idempotency_key,
     )
@@ -162,7 +150,7 @@ async def _list_keys(request: Request, user: ConsoleUser, key_type: str,
 async def _create_key(request: Request, user: ConsoleUser, key_type: str, app_id: UUID | None,
                       idempotency_key: str | None) -> dict[str, Any]:
     key_id, token = uuid4(), auth.new_api_token(key_type)
-    accepted = await _gateway(request).send(
+    accepted = await command_gateway(request).send(
         cmd.CreateApiKey(key_id=key_id, key_type=key_type, app_id=app_id, token=token),  # type: ignore[arg-type]
         aggregate_id=key_id, tenant_id=user.tenant_id, actor_id=user.account_id,
         idempotency_key=idempotency_key,
@@ -176,8 +164,8 @@ async def _create_key(request: Request, user: ConsoleUser, key_type: str, app_id
 
 async def _revoke_key(request: Request, user: ConsoleUser, key_type: str, app_id: UUID | None,
                       key_id: str) -> Response:
-    target = _uuid(key_id, ApiKeyNotFound)
-    await _gateway(request).send(
+    target = parse_id(key_id, ApiKeyNotFound)
+    await command_gateway(request).send(
         cmd.RevokeApiKey(key_id=target, key_type=key_type, app_id=app_id),  # type: ignore[arg-type]
         aggregate_id=target, tenant_id=user.tenant_id, actor_id=user.account_id,
     )
@@ -187,7 +175,7 @@ async def _revoke_key(request: Request, user: ConsoleUser, key_type: str, app_id
 @router.get("/apps/{app_id}/api-keys")
 async def list_app_keys(request: Request, app_id: str,
                         user: ConsoleUser = CurrentUser) -> dict[str, Any]:
-    target = _uuid(app_id, AppNotFound)
+    target = parse_id(app_id, AppNotFound)
     await _app_or_404(request, user, target)
     return await _list_keys(request, user, "app", target)
 
@@ -195,7 +183,7 @@ async def list_app_keys(request: Request, app_id: str,
 @router.post("/apps/{app_id}/api-keys", status_code=201)
 async def create_app_key(request: Request, app_id: str, user: ConsoleUser = CurrentUser,
                          idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-    target = _uuid(app_id, AppNotFound)
+    target = parse_id(app_id, AppNotFound)
     await _app_or_404(request, user, target)
     return await _create_key(request, user, "app", target, idempotency_key)
 
@@ -203,7 +191,7 @@ async def create_app_key(request: Request, app_id: str, user: ConsoleUser = Curr
 @router.delete("/apps/{app_id}/api-keys/{key_id}", status_code=204)
 async def delete_app_key(request: Request, app_id: str, key_id: str,
                          user: ConsoleUser = CurrentUser) -> Response:
-    return await _revoke_key(request, user, "app", _uuid(app_id, AppNotFound), key_id)
+    return await _revoke_key(request, user, "app", parse_id(app_id, AppNotFound), key_id)
 
 
 @router.get("/datasets/api-keys")
@@ -229,8 +217,8 @@ async def delete_dataset_key(request: Request, key_id: str,
 @router.get("/commands/{command_id}")
 async def command_status(request: Request, command_id: str,
                          user: ConsoleUser = CurrentUser) -> dict[str, Any]:
-    target = _uuid(command_id, NotFound)
-    gateway = _gateway(request)
+    target = parse_id(command_id, NotFound)
+    gateway = command_gateway(request)
     outcome = await gateway.outcome(target)
     if outcome is None:
         return {"id": command_id, "status": "pending"}

@@ -21,14 +21,12 @@ from commands.errors import (
     EddyError,
     FileTooLarge,
     NoFileUploaded,
-    NotFound,
     SegmentNotFound,
     TooManyFiles,
     UnsupportedFileType,
 )
 from gateway.auth import ApiKeyPrincipal, ConsoleUser, CurrentUser, DatasetKey
-from gateway.commanding import CommandGateway
-from gateway.deps import get_container
+from gateway.deps import command_gateway, get_container, maybe_uuid, parse_id
 from gateway.knowledge_views import (
     dataset_view,
     document_view,
@@ -42,6 +40,7 @@ from projections import knowledge_queries as kq
 from projections.retrieval import SEARCH_METHODS, RetrievalSettings, Retriever
 from schemas import api
 from schemas import commands as cmd
+from schemas.events import SourceFile
 from workers.indexing import document_prefix
 
 router = APIRouter(prefix="/v1/datasets")
@@ -53,33 +52,15 @@ class DatasetNameDuplicate(Conflict):
     code, default_message = "dataset_name_duplicate", "The dataset name already exists."
 
 
-def _gateway(request: Request) -> CommandGateway:
-    return request.app.state.command_gateway  # type: ignore[no-any-return]
-
-
-def _uuid(value: str, missing: type[NotFound]) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise missing() from None
-
-
-def _maybe_uuid(value: str) -> UUID | None:
-    try:
-        return UUID(value)
-    except ValueError:
-        return None
-
-
 async def _send(request: Request, key: ApiKeyPrincipal, payload: cmd.CommandPayload,
                 aggregate_id: UUID) -> Any:
-    return await _gateway(request).send(payload, aggregate_id=aggregate_id,
+    return await command_gateway(request).send(payload, aggregate_id=aggregate_id,
                                         tenant_id=key.tenant_id, actor_id=key.actor_id)
 
 
 async def _dataset(request: Request, key: ApiKeyPrincipal, dataset_id: str) -> dict[str, Any]:
     row = await kq.dataset(get_container(request).engine, key.tenant_id,
-                           _uuid(dataset_id, DatasetNotFound))
+                           parse_id(dataset_id, DatasetNotFound))
     if row is None:
         raise DatasetNotFound()
     return row
@@ -88,7 +69,7 @@ async def _dataset(request: Request, key: ApiKeyPrincipal, dataset_id: str) -> d
 async def _document(request: Request, dataset: dict[str, Any],
                     document_id: str) -> dict[str, Any]:
     row = await kq.document(get_container(request).engine, dataset["id"],
-                            _uuid(document_id, DocumentNotFound))
+                            parse_id(document_id, DocumentNotFound))
     if row is None:
         raise DocumentNotFound()
     return row
@@ -123,7 +104,7 @@ async def list_datasets(request: Request, key: ApiKeyPrincipal = DatasetKey,
                         tag_ids: Annotated[list[str] | None, Query()] = None,
                         ) -> dict[str, Any]:
     # tag_ids: datasets bound to any of them; a malformed id matches nothing
-    tags = None if not tag_ids else [t for t in (_maybe_uuid(v) for v in tag_ids) if t]
+    tags = None if not tag_ids else [t for t in (maybe_uuid(v) for v in tag_ids) if t]
     result = await kq.list_datasets(get_container(request).engine, key.tenant_id, page=page,
                                     limit=limit, keyword=keyword, tag_ids=tags)
     return {"data": [dataset_view(r) for r in result.items],
@@ -211,7 +192,7 @@ async def _create_document(request: Request, key: ApiKeyPrincipal, dataset: dict
         await _send(request, key, cmd.CreateDocument(
             dataset_id=dataset["id"], document_id=document_id, name=name,
             position=await kq.next_document_position(c.engine, dataset["id"]), batch=batch,
-            source=cmd.SourceFileData(key=source_key, name=filename, size=len(data),
+            source=SourceFile(key=source_key, name=filename, size=len(data),
                                       extension=extension, mime_type=mime_type),
             doc_form=settings.doc_form, doc_language=settings.doc_language,
             process_rule=process_rule, indexing_technique=technique,
@@ -295,7 +276,7 @@ async def _replace_source(request: Request, key: ApiKeyPrincipal, dataset: dict[
     await c.storage.save(source_key, data)
     await _send(request, key, cmd.ReplaceDocumentSource(
         dataset_id=dataset["id"], document_id=document["id"], name=name,
-        source=cmd.SourceFileData(key=source_key, name=filename, size=len(data),
+        source=SourceFile(key=source_key, name=filename, size=len(data),
                                   extension=extension, mime_type=mime_type),
         process_rule=rule,
         lane="priority" if len(data) <= c.settings.PRIORITY_LANE_MAX_BYTES else "bulk",
@@ -404,7 +385,7 @@ async def delete_document(request: Request, dataset_id: str, document_id: str,
 
 
 async def _segment(request: Request, document: dict[str, Any], segment_id: str) -> dict[str, Any]:
-    target = _uuid(segment_id, SegmentNotFound)
+    target = parse_id(segment_id, SegmentNotFound)
     rows = await kq.segments_by_id(get_container(request).engine, [target])
     row = rows.get(target)
     if row is None or row["document_id"] != document["id"]:
@@ -514,10 +495,10 @@ console_router = APIRouter(prefix="/console/api/datasets")
 async def _control(request: Request, user: ConsoleUser, dataset_id: str,
                    document_ids: list[UUID], action: str) -> None:
     c = get_container(request)
-    dataset = await kq.dataset(c.engine, user.tenant_id, _uuid(dataset_id, DatasetNotFound))
+    dataset = await kq.dataset(c.engine, user.tenant_id, parse_id(dataset_id, DatasetNotFound))
     if dataset is None:
         raise DatasetNotFound()
-    await _gateway(request).send(
+    await command_gateway(request).send(
         cmd.ControlDocumentIndexing(dataset_id=dataset["id"], document_ids=document_ids,
                                     action=action),  # type: ignore[arg-type]
         aggregate_id=document_ids[0] if len(document_ids) == 1 else dataset["id"],
@@ -529,7 +510,7 @@ async def pause_or_resume(request: Request, dataset_id: str, document_id: str, a
                           user: ConsoleUser = CurrentUser) -> dict[str, str]:
     if action not in ("pause", "resume"):
         raise BadRequest(f"Invalid action {action!r}.")
-    await _control(request, user, dataset_id, [_uuid(document_id, DocumentNotFound)], action)
+    await _control(request, user, dataset_id, [parse_id(document_id, DocumentNotFound)], action)
     return {"result": "success"}
 
 
@@ -546,7 +527,7 @@ async def retry_all_failed(request: Request, dataset_id: str,
                            user: ConsoleUser = CurrentUser) -> Response:
     """Every document of the dataset that ended in error gets a new attempt."""
     c = get_container(request)
-    dataset_uuid = _uuid(dataset_id, DatasetNotFound)
+    dataset_uuid = parse_id(dataset_id, DatasetNotFound)
     failed = await kq.list_documents(c.engine, dataset_uuid, page=1, limit=10_000,
                                      keyword=None, status="error")
     if failed.items:
@@ -558,6 +539,6 @@ async def retry_all_failed(request: Request, dataset_id: str,
 async def reindex(request: Request, dataset_id: str, document_id: str,
                   user: ConsoleUser = CurrentUser) -> Response:
     """Index the document again from its source (e.g. after editing its segments)."""
-    await _control(request, user, dataset_id, [_uuid(document_id, DocumentNotFound)],
+    await _control(request, user, dataset_id, [parse_id(document_id, DocumentNotFound)],
                    "reindex")
     return Response(status_code=204)

@@ -22,16 +22,14 @@ from commands.errors import (
 from commands.knowledge import BUILT_IN_METADATA_FIELDS
 from commands.knowledge_meta import HIERARCHICAL
 from gateway.auth import ApiKeyPrincipal, DatasetKey
-from gateway.deps import get_container
+from gateway.deps import get_container, maybe_uuid, parse_id
 from gateway.knowledge_views import child_chunk_view, metadata_field_view, tag_view
 from gateway.routers.knowledge import (
     PageParam,
     _dataset,
     _document,
-    _maybe_uuid,
     _segment,
     _send,
-    _uuid,
 )
 from projections import knowledge_meta_queries as kmq
 from schemas import api
@@ -70,7 +68,7 @@ async def list_tags(request: Request, key: ApiKeyPrincipal = DatasetKey,
 @router.patch("/tags")
 async def update_tag(request: Request, body: api.UpdateTagRequest,
                      key: ApiKeyPrincipal = DatasetKey) -> dict[str, Any]:
-    tag = await _tag(request, key, _uuid(body.tag_id, TagNotFound))
+    tag = await _tag(request, key, parse_id(body.tag_id, TagNotFound))
     await _send(request, key, cmd.RenameTag(tag_id=tag["id"], name=body.name), tag["id"])
     return tag_view(await _tag(request, key, tag["id"]))
 
@@ -78,14 +76,14 @@ async def update_tag(request: Request, body: api.UpdateTagRequest,
 @router.delete("/tags", status_code=204)
 async def delete_tag(request: Request, body: api.DeleteTagRequest,
                      key: ApiKeyPrincipal = DatasetKey) -> Response:
-    tag = await _tag(request, key, _uuid(body.tag_id, TagNotFound))
+    tag = await _tag(request, key, parse_id(body.tag_id, TagNotFound))
     await _send(request, key, cmd.DeleteTag(tag_id=tag["id"]), tag["id"])
     return Response(status_code=204)
 
 
 def _tag_ids(values: list[str]) -> list[UUID]:
     # Unknown (or malformed) tag ids are ignored, as Dify's spec says.
-    return list(dict.fromkeys(t for t in (_maybe_uuid(v) for v in values) if t))
+    return list(dict.fromkeys(t for t in (maybe_uuid(v) for v in values) if t))
 
 
 @router.post("/tags/binding", status_code=204)
@@ -123,7 +121,7 @@ async def dataset_tags(request: Request, dataset_id: str,
 
 async def _field(request: Request, dataset: dict[str, Any], metadata_id: str) -> dict[str, Any]:
     row = await kmq.metadata_field(get_container(request).engine, dataset["id"],
-                                   _uuid(metadata_id, MetadataNotFound))
+                                   parse_id(metadata_id, MetadataNotFound))
     if row is None:
         raise MetadataNotFound()
     return row
@@ -198,14 +196,14 @@ async def update_documents_metadata(request: Request, dataset_id: str,
     fields = {r["id"] for r in await kmq.metadata_fields(engine, dataset["id"])}
     operations = []
     for op in body.operation_data:
-        document_id = _maybe_uuid(op.document_id)
+        document_id = maybe_uuid(op.document_id)
         # Dify answers an unknown document in this batch with 400, not 404.
         if document_id is None or not await kmq.document_ids_in(engine, dataset["id"],
                                                                 [document_id]):
             raise BadRequest("Document not found.")
         values = []
         for item in op.metadata_list:
-            metadata_id = _maybe_uuid(item.id)
+            metadata_id = maybe_uuid(item.id)
             if metadata_id is None or metadata_id not in fields:
                 raise BadRequest(f"Metadata field {item.id} ({item.name}) not found in this "
                                  "knowledge base.")
@@ -236,7 +234,7 @@ async def _parent(request: Request, key: ApiKeyPrincipal, dataset_id: str, docum
 
 
 def _child(segment: dict[str, Any], child_chunk_id: str) -> dict[str, Any]:
-    target = str(_uuid(child_chunk_id, ChildChunkNotFound))
+    target = str(parse_id(child_chunk_id, ChildChunkNotFound))
     child = next((c for c in segment["child_chunks"] if c["id"] == target), None)
     if child is None:
         raise ChildChunkNotFound()
