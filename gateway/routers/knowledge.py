@@ -305,6 +305,7 @@ async def update_by_text(request: Request, dataset_id: str, document_id: str,
                                  body.text.encode(), "text/plain", body.process_rule)
 
 
+@router.patch("/{dataset_id}/documents/{document_id}")  # the spec's canonical file update
 @router.post("/{dataset_id}/documents/{document_id}/update-by-file")
 @router.post("/{dataset_id}/documents/{document_id}/update_by_file", include_in_schema=False)
 async def update_by_file(request: Request, dataset_id: str, document_id: str,

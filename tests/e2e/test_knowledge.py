@@ -416,3 +416,32 @@ async def test_dataset_crud(node: Node) -> None:
                                      headers=key)).status_code == 204
     assert (await node.client.get(f"/v1/datasets/{a.json()['id']}",
                                   headers=key)).status_code == 404
+
+
+async def test_update_by_file_and_dataset_delete_cleanup(node: Node) -> None:
+    key = await dataset_key(node)
+    dataset = (await node.client.post("/v1/datasets", headers=key, json={
+        "name": "Swap", "indexing_technique": "high_quality"})).json()
+    created = (await node.client.post(
+        f"/v1/datasets/{dataset['id']}/document/create-by-text", headers=key,
+        json={"name": "v1", "text": FACTS[0][0], "process_rule": CUSTOM_RULE})).json()
+    await wait_indexed(node.client, key, dataset["id"], created["batch"])
+    doc = f"/v1/datasets/{dataset['id']}/documents/{created['document']['id']}"
+    replaced = await node.client.patch(doc, headers=key, files={
+        "file": ("v2.md", "\n\n".join(f for f, _ in FACTS[1:3]).encode(), "text/markdown")},
+        data={"data": json.dumps({"process_rule": CUSTOM_RULE})})
+    assert replaced.status_code == 200, replaced.text
+    await wait_indexed(node.client, key, dataset["id"], created["batch"])
+    segs = (await node.client.get(f"{doc}/segments", headers=key)).json()
+    assert [s["content"] for s in segs["data"]] == [f for f, _ in FACTS[1:3]]
+    collection = collection_for(UUID(dataset["id"]), economy=False)
+    assert await node.container.vectors.count(collection) == 2  # v1's vector is gone
+
+    assert (await node.client.delete(f"/v1/datasets/{dataset['id']}",
+                                     headers=key)).status_code == 204
+
+    async def all_gone() -> bool:
+        return await node.container.vectors.count(collection) == 0 and not \
+            await node.container.storage.exists(replaced.json()["document"]["data_source_info"][
+                "upload_file_id"])
+    await eventually(all_gone)
