@@ -219,6 +219,9 @@ class KafkaConsumer:
             auto_offset_reset="earliest",
             session_timeout_ms=session,
             heartbeat_interval_ms=max(100, session // 3),
+            # The broker holds a fetch open until data arrives or this long: aiokafka's 500 ms
+            # default puts half a second on every hop of a command's round trip.
+            fetch_max_wait_ms=20,
         )
         # Subscribing after start(): subscribed before, aiokafka's start() waits for the first
         # assignment with no limit, and a join can stall (e.g. behind a dead member's session).
