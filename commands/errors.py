@@ -145,7 +145,8 @@ def _all_subclasses(cls: type[EddyError]) -> list[type[EddyError]]:
 
 def error_from_dict(data: dict[str, object]) -> EddyError:
     """Rebuild a typed error from a stored command rejection."""
-    for cls in [EddyError, *_all_subclasses(EddyError)]:
+    candidates: list[type[EddyError]] = [EddyError, *_all_subclasses(EddyError)]
+    for cls in candidates:
         if cls.code == data.get("code"):
             return cls(str(data.get("message") or cls.default_message))
     return BadRequest(str(data.get("message")))

@@ -139,10 +139,12 @@ def control_document_indexing(c: cmd.ControlDocumentIndexing,
 
 
 def update_document_status(c: cmd.UpdateDocumentStatus, uow: UnitOfWork) -> dict[str, Any]:
-    flags = {"enable": {"enabled": True}, "disable": {"enabled": False},
-             "archive": {"archived": True}, "un_archive": {"archived": False}}[c.action]
+    # action -> (enabled, archived); None leaves the flag as it is
+    enabled, archived = {"enable": (True, None), "disable": (False, None),
+                         "archive": (None, True), "un_archive": (None, False)}[c.action]
     for document_id in c.document_ids:
-        _document(c.dataset_id, document_id, uow).set_flags(uow.ctx, **flags)
+        _document(c.dataset_id, document_id, uow).set_flags(uow.ctx, enabled=enabled,
+                                                           archived=archived)
     return {"document_ids": [str(d) for d in c.document_ids]}
 
 

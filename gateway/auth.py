@@ -93,7 +93,7 @@ class Tokens:
         claims = self.decode(refresh_token, "refresh")
         # Single use: a stolen, already-used refresh token is worthless.
         owner = await self.c.redis.getdel(self.c.redis_key(f"refresh_token:{claims['jti']}"))
-        if owner is None or owner.decode() != claims["user_id"]:
+        if owner is None or owner != str(claims["user_id"]).encode():
             raise Unauthorized("Invalid or expired refresh token.")
         return await self.issue(UUID(str(claims["user_id"])))
 
@@ -120,7 +120,8 @@ class LoginLimiter:
         ttl = self.c.settings.LOGIN_LOCKOUT_DURATION
         async with self.c.redis.pipeline(transaction=True) as pipe:
             for key in self._keys(email):
-                pipe.incr(key).expire(key, ttl)
+                pipe.incr(key)
+                pipe.expire(key, ttl)
             await pipe.execute()
 
     async def succeeded(self, email: str) -> None:

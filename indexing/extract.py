@@ -86,7 +86,7 @@ def decode_text(data: bytes) -> str:
     try:  # optional: present in most installs (requests depends on it)
         from charset_normalizer import from_bytes
     except ImportError:
-        from_bytes = None
+        from_bytes = None  # type: ignore[assignment]
     if from_bytes is not None:
         for match in from_bytes(data):
             # BOM-less UTF-16/32 text always has NUL bytes; without any, the guess is noise.

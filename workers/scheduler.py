@@ -43,7 +43,7 @@ async def run_scheduler(c: Container, stop: asyncio.Event) -> None:
     next_run = dict.fromkeys(JOBS, 0.0)
     while not stop.is_set():
         leader = await c.redis.set(key, me, nx=True, ex=LEASE_SECONDS)
-        if not leader and (await c.redis.get(key) or b"").decode() == me:
+        if not leader and await c.redis.get(key) == me.encode():
             leader = await c.redis.expire(key, LEASE_SECONDS)
         if leader:
             for name, (interval, job) in JOBS.items():
@@ -57,5 +57,5 @@ async def run_scheduler(c: Container, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), 1.0)
         except TimeoutError:
             pass
-    if (await c.redis.get(key) or b"").decode() == me:
+    if await c.redis.get(key) == me.encode():
         await c.redis.delete(key)

@@ -9,7 +9,7 @@ import time
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
@@ -235,7 +235,7 @@ async def _uploaded(request: Request) -> tuple[StarletteUploadFile, dict[str, An
     return files[0], data
 
 
-async def _read_limited(file: UploadFile, limit_mb: int) -> bytes:
+async def _read_limited(file: StarletteUploadFile, limit_mb: int) -> bytes:
     data = await file.read(limit_mb * 1024 * 1024 + 1)
     if len(data) > limit_mb * 1024 * 1024:
         raise FileTooLarge(f"File size exceeded. Max {limit_mb} MB.")
