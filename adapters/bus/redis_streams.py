@@ -18,7 +18,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -78,6 +78,23 @@ for _, k in ipairs(KEYS) do
 end
 return 0
 """
+
+
+@contextlib.asynccontextmanager
+async def _keep_cancellation() -> AsyncIterator[None]:
+    """Re-raise a cancellation that redis-py reported as a connection error.
+
+    A cancel landing while redis-py writes a command surfaces as ConnectionError; without
+    this, a loop that survives connection errors would swallow its own cancellation.
+    """
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError from exc
+        raise
+
 
 # A member that has not called fetch for this long is considered hung: it stops renewing its
 # leases so others take its partitions (Kafka's max.poll.interval.ms plays the same role).
@@ -201,6 +218,9 @@ class RedisStreamsConsumer:
         # Serialises reads with rebalancing, so no read is in flight on a stream we give up.
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        # Checked by the lease task: redis-py can swallow a cancellation, so stop() cannot rely
+        # on cancel() alone.
+        self._closing = False
         self._last_fetch = 0.0
         self._last_sweep = 0.0
         self._last_round = 0.0  # start of the last successful heartbeat
@@ -214,6 +234,7 @@ class RedisStreamsConsumer:
 
     async def start(self) -> None:
         client = self.bus.client
+        self._partitions, self._by_stream = [], {}
         for topic in self.topics:
             for p in range(await self.bus.partition_count(topic)):
                 stream = self.bus.stream_name(topic, p)
@@ -230,19 +251,22 @@ class RedisStreamsConsumer:
         # that starts several members and then publishes sees the final split.
         deadline = time.monotonic() + self.bus.lease_seconds + 2 * self._tick
         while True:
-            async with self._lock:
+            async with self._lock, _keep_cancellation():
                 await self._heartbeat()
                 await self._rebalance()
             if len(self._owned) >= self._target() or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(self._tick)
+        self._closing = False
         self._task = asyncio.create_task(self._run(), name=f"bus-lease-{self.member}")
 
     async def stop(self) -> None:
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # wait() rather than await: the task's CancelledError is not ours to re-raise,
+            # while a cancellation of our caller still propagates.
+            await asyncio.wait({self._task})
             self._task = None
         owned = [self._by_stream[s].lease_key for s in self._owned]
         self._owned.clear()
@@ -262,7 +286,7 @@ class RedisStreamsConsumer:
         self._last_fetch = time.monotonic()
         deadline = self._last_fetch + max(0.0, timeout)
         while True:
-            async with self._lock:
+            async with self._lock, _keep_cancellation():
                 if time.monotonic() - self._last_round > self.bus.lease_seconds / 2:
                     # Background rounds stalled or failed: our leases may have lapsed, so
                     # confirm them before reading partitions someone else may now own.
@@ -381,17 +405,22 @@ class RedisStreamsConsumer:
     # partition ownership ---------------------------------------------------------------
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self._tick)
+            if self._closing:
+                return
             if time.monotonic() - self._last_fetch > MAX_POLL_INTERVAL:
                 # Hung caller: let the leases lapse; fetch resumes heartbeating when called.
                 continue
             try:
-                async with self._lock:
+                async with self._lock, _keep_cancellation():
                     await self._heartbeat()
                     await self._rebalance()
             except (RedisError, OSError) as exc:
                 log.warning("bus member %s: lease round failed: %s", self.member, exc)
+            except Exception:
+                # Keep heartbeating: a dead lease task would silently hand our partitions away.
+                log.exception("bus member %s: lease round failed", self.member)
 
     async def _heartbeat(self) -> None:
         started = time.monotonic()
