@@ -82,6 +82,24 @@ CUSTOM_RULE = {"mode": "custom", "rules": {
     "segmentation": {"separator": "\\n\\n", "max_tokens": 120, "chunk_overlap": 0}}}
 
 
+async def create_dataset(node: Node, key: dict[str, str], name: str,
+                         technique: str = "high_quality") -> dict[str, Any]:
+    r = await node.client.post("/v1/datasets", headers=key, json={
+        "name": name, "indexing_technique": technique})
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def create_text_document(node: Node, key: dict[str, str], dataset_id: str, name: str,
+                               text: str, **settings: Any) -> dict[str, Any]:
+    """create-by-text with the custom paragraph rule (one segment per paragraph)."""
+    r = await node.client.post(f"/v1/datasets/{dataset_id}/document/create-by-text",
+                               headers=key, json={"name": name, "text": text,
+                                                  "process_rule": CUSTOM_RULE, **settings})
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
 async def test_upload_index_and_retrieve(node: Node) -> None:
     key = await dataset_key(node)
     created = await node.client.post("/v1/datasets", headers=key, json={
@@ -150,12 +168,9 @@ async def test_upload_index_and_retrieve(node: Node) -> None:
 
 async def test_delete_document_removes_segments_vectors_and_files(node: Node) -> None:
     key = await dataset_key(node)
-    dataset = (await node.client.post("/v1/datasets", headers=key, json={
-        "name": "Temp", "indexing_technique": "high_quality"})).json()
-    created = (await node.client.post(
-        f"/v1/datasets/{dataset['id']}/document/create-by-text", headers=key,
-        json={"name": "facts", "text": "\n\n".join(f for f, _ in FACTS),
-              "process_rule": CUSTOM_RULE})).json()
+    dataset = await create_dataset(node, key, "Temp", "high_quality")
+    created = await create_text_document(node, key, dataset["id"], "facts",
+                                         "\n\n".join(f for f, _ in FACTS))
     await wait_indexed(node.client, key, dataset["id"], created["batch"])
     c = node.container
     collection = collection_for(UUID(dataset["id"]), economy=False)
@@ -178,8 +193,7 @@ async def test_delete_document_removes_segments_vectors_and_files(node: Node) ->
 
 async def test_bad_uploads_get_clear_errors_and_change_nothing(node: Node) -> None:
     key = await dataset_key(node)
-    dataset = (await node.client.post("/v1/datasets", headers=key, json={
-        "name": "Strict", "indexing_technique": "economy"})).json()
+    dataset = await create_dataset(node, key, "Strict", "economy")
     url = f"/v1/datasets/{dataset['id']}/document"
     cases = [
         (f"{url}/create-by-file", {"files": {"file": ("virus.exe", b"MZ...", "x/y")}}, 415,
@@ -209,12 +223,9 @@ async def test_bad_uploads_get_clear_errors_and_change_nothing(node: Node) -> No
 
 async def test_economy_dataset_uses_keyword_search(node: Node) -> None:
     key = await dataset_key(node)
-    dataset = (await node.client.post("/v1/datasets", headers=key, json={
-        "name": "Cheap", "indexing_technique": "economy"})).json()
-    created = (await node.client.post(
-        f"/v1/datasets/{dataset['id']}/document/create-by-text", headers=key,
-        json={"name": "facts", "text": "\n\n".join(f for f, _ in FACTS),
-              "process_rule": CUSTOM_RULE})).json()
+    dataset = await create_dataset(node, key, "Cheap", "economy")
+    created = await create_text_document(node, key, dataset["id"], "facts",
+                                         "\n\n".join(f for f, _ in FACTS))
     await wait_indexed(node.client, key, dataset["id"], created["batch"])
     r = await node.client.post(f"/v1/datasets/{dataset['id']}/retrieve", headers=key,
                                json={"query": "otter mascot"})
@@ -223,12 +234,9 @@ async def test_economy_dataset_uses_keyword_search(node: Node) -> None:
 
 async def test_segment_edit_is_reindexed(node: Node) -> None:
     key = await dataset_key(node)
-    dataset = (await node.client.post("/v1/datasets", headers=key, json={
-        "name": "Editable", "indexing_technique": "high_quality"})).json()
-    created = (await node.client.post(
-        f"/v1/datasets/{dataset['id']}/document/create-by-text", headers=key,
-        json={"name": "facts", "text": "\n\n".join(f for f, _ in FACTS[:3]),
-              "process_rule": CUSTOM_RULE})).json()
+    dataset = await create_dataset(node, key, "Editable", "high_quality")
+    created = await create_text_document(node, key, dataset["id"], "facts",
+                                         "\n\n".join(f for f, _ in FACTS[:3]))
     await wait_indexed(node.client, key, dataset["id"], created["batch"])
     base = f"/v1/datasets/{dataset['id']}/documents/{created['document']['id']}/segments"
     first = (await node.client.get(base, headers=key)).json()["data"][0]
@@ -270,12 +278,9 @@ async def test_pause_resume_and_retry(postgres: EmbeddedPostgres,
         auth = await node.setup_and_login()
         token = (await node.client.post("/console/api/datasets/api-keys", headers=auth)).json()
         key = {"Authorization": f"Bearer {token['token']}"}
-        dataset = (await node.client.post("/v1/datasets", headers=key, json={
-            "name": "Ops", "indexing_technique": "high_quality"})).json()
-        ok = (await node.client.post(
-            f"/v1/datasets/{dataset['id']}/document/create-by-text", headers=key,
-            json={"name": "ok", "text": "\n\n".join(f for f, _ in FACTS[:2]),
-                  "process_rule": CUSTOM_RULE})).json()
+        dataset = await create_dataset(node, key, "Ops", "high_quality")
+        ok = await create_text_document(node, key, dataset["id"], "ok",
+                                        "\n\n".join(f for f, _ in FACTS[:2]))
         broken = (await node.client.post(
             f"/v1/datasets/{dataset['id']}/document/create-by-file", headers=key,
             files={"file": ("broken.pdf", b"%PDF-1.4 this is not a pdf", "application/pdf")},
@@ -345,8 +350,7 @@ async def _attempt(container: Any, document_id: str) -> int:
 
 async def test_document_status_actions_and_hierarchical_chunks(node: Node) -> None:
     key = await dataset_key(node)
-    dataset = (await node.client.post("/v1/datasets", headers=key, json={
-        "name": "Parents", "indexing_technique": "high_quality"})).json()
+    dataset = await create_dataset(node, key, "Parents", "high_quality")
     created = await node.client.post(
         f"/v1/datasets/{dataset['id']}/document/create-by-text", headers=key, json={
             "name": "nested", "doc_form": "hierarchical_model",
@@ -420,8 +424,7 @@ async def test_dataset_crud(node: Node) -> None:
 
 async def test_update_by_file_and_dataset_delete_cleanup(node: Node) -> None:
     key = await dataset_key(node)
-    dataset = (await node.client.post("/v1/datasets", headers=key, json={
-        "name": "Swap", "indexing_technique": "high_quality"})).json()
+    dataset = await create_dataset(node, key, "Swap", "high_quality")
     created = (await node.client.post(
         f"/v1/datasets/{dataset['id']}/document/create-by-text", headers=key,
         json={"name": "v1", "text": FACTS[0][0], "process_rule": CUSTOM_RULE})).json()

@@ -12,8 +12,9 @@ from uuid import UUID, uuid4
 import httpx
 
 from tests.e2e.test_knowledge import (  # noqa: F401 - `node`: the S3-backed node fixture
-    CUSTOM_RULE,
     FACTS,
+    create_dataset,
+    create_text_document,
     dataset_key,
     node,
     wait_indexed,
@@ -38,30 +39,13 @@ async def _rival_key(node: Node) -> dict[str, str]:
     return {"Authorization": f"Bearer {token['token']}"}
 
 
-async def _dataset(node: Node, key: dict[str, str], name: str,
-                   technique: str = "high_quality") -> dict[str, Any]:
-    r = await node.client.post("/v1/datasets", headers=key, json={
-        "name": name, "indexing_technique": technique})
-    assert r.status_code == 200, r.text
-    return r.json()  # type: ignore[no-any-return]
-
-
-async def _document(node: Node, key: dict[str, str], dataset_id: str, name: str, text: str,
-                    **settings: Any) -> dict[str, Any]:
-    r = await node.client.post(f"/v1/datasets/{dataset_id}/document/create-by-text",
-                               headers=key, json={"name": name, "text": text,
-                                                  "process_rule": CUSTOM_RULE, **settings})
-    assert r.status_code == 200, r.text
-    return r.json()  # type: ignore[no-any-return]
-
-
 # --- tags ---------------------------------------------------------------------------------------
 
 
 async def test_knowledge_tags(node: Node) -> None:
     key = await dataset_key(node)
     c = node.client
-    a, b = await _dataset(node, key, "A"), await _dataset(node, key, "B")
+    a, b = await create_dataset(node, key, "A"), await create_dataset(node, key, "B")
 
     created = await c.post("/v1/datasets/tags", headers=key, json={"name": "Product Docs"})
     assert created.status_code == 200, created.text
@@ -150,7 +134,7 @@ async def test_knowledge_tags(node: Node) -> None:
         "tag_id": docs_tag["id"]}), 404, "not_found")
     _error(await c.post("/v1/datasets/tags/binding", headers=rival, json={
         "tag_ids": [docs_tag["id"]], "target_id": a["id"]}), 404, "not_found")
-    theirs = await _dataset(node, rival, "Theirs")
+    theirs = await create_dataset(node, rival, "Theirs")
     # the same name is free in another workspace
     assert (await c.post("/v1/datasets/tags", headers=rival,
                          json={"name": "Docs"})).status_code == 200
@@ -185,12 +169,13 @@ async def test_knowledge_tags(node: Node) -> None:
 async def test_dataset_metadata(node: Node) -> None:
     key = await dataset_key(node)
     c = node.client
-    dataset = await _dataset(node, key, "Meta", technique="economy")
-    other = await _dataset(node, key, "Other", technique="economy")
+    dataset = await create_dataset(node, key, "Meta", technique="economy")
+    other = await create_dataset(node, key, "Other", technique="economy")
     base = f"/v1/datasets/{dataset['id']}"
-    doc1 = (await _document(node, key, dataset["id"], "alpha", "Alpha text."))["document"]
-    doc2 = (await _document(node, key, dataset["id"], "beta", "Beta text."))["document"]
-    foreign = (await _document(node, key, other["id"], "gamma", "Gamma text."))["document"]
+    add = create_text_document
+    doc1 = (await add(node, key, dataset["id"], "alpha", "Alpha text."))["document"]
+    doc2 = (await add(node, key, dataset["id"], "beta", "Beta text."))["document"]
+    foreign = (await add(node, key, other["id"], "gamma", "Gamma text."))["document"]
 
     r = await c.post(f"{base}/metadata", headers=key, json={"type": "string",
                                                            "name": "category"})
@@ -341,11 +326,11 @@ async def test_dataset_metadata(node: Node) -> None:
 async def test_metadata_filtering_in_retrieval(node: Node) -> None:
     key = await dataset_key(node)
     c = node.client
-    dataset = await _dataset(node, key, "Filtered")
+    dataset = await create_dataset(node, key, "Filtered")
     base = f"/v1/datasets/{dataset['id']}"
     docs = {}
     for name, facts in (("first", FACTS[:5]), ("second", FACTS[5:])):
-        created = await _document(node, key, dataset["id"], name,
+        created = await create_text_document(node, key, dataset["id"], name,
                                   "\n\n".join(f for f, _ in facts))
         await wait_indexed(c, key, dataset["id"], created["batch"])
         docs[name] = created["document"]["id"]
@@ -442,12 +427,12 @@ HIERARCHICAL_RULE = {"mode": "hierarchical", "rules": {
 async def test_child_chunks(node: Node) -> None:
     key = await dataset_key(node)
     c = node.client
-    dataset = await _dataset(node, key, "Parents")
+    dataset = await create_dataset(node, key, "Parents")
     text = "\n\n".join(f"{a} {b}" for (a, _), (b, _) in zip(FACTS[::2], FACTS[1::2],
                                                               strict=True))
-    created = await _document(node, key, dataset["id"], "nested", text,
+    created = await create_text_document(node, key, dataset["id"], "nested", text,
                               doc_form="hierarchical_model", process_rule=HIERARCHICAL_RULE)
-    flat = await _document(node, key, dataset["id"], "flat", "A plain paragraph.")
+    flat = await create_text_document(node, key, dataset["id"], "flat", "A plain paragraph.")
     await wait_indexed(c, key, dataset["id"], created["batch"])
     await wait_indexed(c, key, dataset["id"], flat["batch"])
     doc_id = created["document"]["id"]
