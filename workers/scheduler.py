@@ -30,9 +30,16 @@ async def advance_projection_watermarks(c: Container) -> None:
     log.debug("projection lag", extra={"projection": PROJECTION_NAME, "lag": lag})
 
 
+async def trim_consumed_messages(c: Container) -> None:
+    removed = await c.bus.trim_consumed()
+    if removed:
+        log.info("trimmed consumed messages", extra={"removed": removed})
+
+
 # job name -> (interval seconds, job)
 JOBS: dict[str, tuple[float, Callable[[Container], Awaitable[None]]]] = {
     "advance_projection_watermarks": (5.0, advance_projection_watermarks),
+    "trim_consumed_messages": (60.0, trim_consumed_messages),
 }
 
 

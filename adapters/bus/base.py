@@ -76,6 +76,11 @@ class Bus(Protocol):
         """Raise if the backend cannot be reached."""
         ...
 
+    async def trim_consumed(self) -> int:
+        """Drop messages every consumer group of a topic has acknowledged (topics are a
+        transport; the event store is the record). Returns how many were dropped."""
+        ...
+
 
 def partition_for(key: str, partitions: int) -> int:
     """Stable key → partition mapping (murmur2, as Kafka's default partitioner)."""

@@ -74,6 +74,10 @@ class KafkaBus:
         # Raises KafkaError when no broker answers a metadata request.
         await self.producer.client.fetch_all_metadata()
 
+    async def trim_consumed(self) -> int:
+        # Kafka drops old segments by the topics' retention settings; nothing to do here.
+        return 0
+
     async def ensure_topics(self, topics: Sequence[TopicSpec]) -> None:
         if not topics:
             return

@@ -193,6 +193,40 @@ class RedisStreamsBus:
     def consumer(self, group: str, topics: Sequence[str], member: str) -> RedisStreamsConsumer:
         return RedisStreamsConsumer(self, group, list(topics), member)
 
+    async def trim_consumed(self) -> int:
+        """Streams never shrink on their own: cut each below what all its groups still need,
+        their oldest pending entry or, with none pending, past their last delivered one.
+        A stream no group reads (a dead-letter topic) is kept whole for inspection."""
+        removed = 0
+        for raw_topic, raw_count in (await self.client.hgetall(self.topics_key)).items():
+            for partition in range(int(raw_count)):
+                stream = self.stream_name(raw_topic.decode(), partition)
+                try:
+                    groups = await self.client.xinfo_groups(stream)
+                except ResponseError:
+                    continue  # nothing published to this partition yet
+                if not groups:
+                    continue
+                floors = []
+                for group in groups:
+                    pending = await self.client.xpending(stream, group["name"])
+                    floors.append(_stream_id(pending["min"]) if pending["pending"]
+                                  else _after(_stream_id(group["last-delivered-id"])))
+                floor = min(floors)
+                if floor > (0, 0):
+                    removed += await self.client.xtrim(stream, minid=f"{floor[0]}-{floor[1]}",
+                                                       approximate=False)
+        return removed
+
+
+def _stream_id(raw: bytes | str) -> tuple[int, int]:
+    ms, _, seq = (raw.decode() if isinstance(raw, bytes) else raw).partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _after(entry: tuple[int, int]) -> tuple[int, int]:
+    return (0, 0) if entry == (0, 0) else (entry[0], entry[1] + 1)
+
 
 class RedisStreamsConsumer:
     """One group member. `member` must be unique among the live members of its group."""

@@ -302,6 +302,34 @@ class TestRedisStreamsBus(BusContract):
     async def test_ping(self, bus: RedisStreamsBus) -> None:
         await bus.ping()
 
+    async def test_trim_keeps_what_any_group_still_needs(self, bus: RedisStreamsBus) -> None:
+        await bus.ensure_topics([TopicSpec("trim", 1), TopicSpec("trim.dlq", 1)])
+        for i in range(10):
+            await bus.publish("trim", "k", str(i).encode())
+        await bus.publish("trim.dlq", "k", b"parked")
+        fast, slow = bus.consumer("fast", ["trim"], "f1"), bus.consumer("slow", ["trim"], "s1")
+        await fast.start()
+        await slow.start()
+        try:
+            got = await fast.fetch(max_messages=10, timeout=2)
+            for message in got[:6]:
+                await fast.ack(message)
+            assert await bus.trim_consumed() == 0  # "slow" has read nothing yet
+            for message in await slow.fetch(max_messages=10, timeout=2):
+                await slow.ack(message)
+            # everything "fast" acked goes; its 4 pending stay, as does the dead letter
+            assert await bus.trim_consumed() == 6
+            stream = bus.stream_name("trim", 0)
+            assert await bus.client.xlen(stream) == 4
+            assert await bus.client.xlen(bus.stream_name("trim.dlq", 0)) == 1
+            for message in got[6:]:
+                await fast.ack(message)
+            assert await bus.trim_consumed() == 4
+            assert await bus.client.xlen(stream) == 0
+        finally:
+            await fast.stop()
+            await slow.stop()
+
 
 @pytest.mark.kafka
 class TestKafkaBus(BusContract):
