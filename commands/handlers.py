@@ -12,7 +12,14 @@ from uuid import UUID
 
 from commands.aggregates import SETUP_ID, Account, ApiKey, App, Setup, Workspace
 from commands.errors import BadRequest
-from commands.knowledge import Dataset, Document, Segment, content_hash
+from commands.knowledge import (
+    Dataset,
+    Document,
+    Segment,
+    content_hash,
+    visible_dataset,
+    visible_document,
+)
 from commands.knowledge_meta import KNOWLEDGE_META_HANDLERS
 from commands.tags import TAG_HANDLERS
 from commands.unit_of_work import UnitOfWork
@@ -91,22 +98,9 @@ def delete_dataset(c: cmd.DeleteDataset, uow: UnitOfWork) -> dict[str, Any]:
     return {"dataset_id": str(c.dataset_id)}
 
 
-def _dataset(dataset_id: UUID, uow: UnitOfWork) -> Dataset:
-    dataset = uow.get(Dataset, dataset_id)
-    dataset.ensure_visible_to(uow.ctx.tenant_id)
-    return dataset
-
-
-def _document(dataset_id: UUID, document_id: UUID, uow: UnitOfWork) -> Document:
-    _dataset(dataset_id, uow)
-    document = uow.get(Document, document_id)
-    document.ensure_in(dataset_id, uow.ctx.tenant_id)
-    return document
-
-
 def create_document(c: cmd.CreateDocument, uow: UnitOfWork) -> dict[str, Any]:
     assert uow.ctx.actor_id is not None
-    _dataset(c.dataset_id, uow).adopt_indexing_technique(c.indexing_technique, uow.ctx)
+    visible_dataset(uow, c.dataset_id).adopt_indexing_technique(c.indexing_technique, uow.ctx)
     payload = ev.DocumentCreated(
         **c.model_dump(exclude={"document_id", "lane", "source"}),
         source=c.source, data_source_type="upload_file",
@@ -117,7 +111,7 @@ def create_document(c: cmd.CreateDocument, uow: UnitOfWork) -> dict[str, Any]:
 
 def replace_document_source(c: cmd.ReplaceDocumentSource, uow: UnitOfWork) -> dict[str, Any]:
     assert uow.ctx.actor_id is not None
-    document = _document(c.dataset_id, c.document_id, uow)
+    document = visible_document(uow, c.dataset_id, c.document_id)
     document.replace_source(ev.DocumentSourceReplaced(
         name=c.name or document.name, source=c.source,
         process_rule=c.process_rule or document.process_rule, updated_by=uow.ctx.actor_id,
@@ -128,7 +122,7 @@ def replace_document_source(c: cmd.ReplaceDocumentSource, uow: UnitOfWork) -> di
 def control_document_indexing(c: cmd.ControlDocumentIndexing,
                               uow: UnitOfWork) -> dict[str, Any]:
     for document_id in c.document_ids:
-        document = _document(c.dataset_id, document_id, uow)
+        document = visible_document(uow, c.dataset_id, document_id)
         if c.action == "pause":
             document.pause(uow.ctx)
         elif c.action == "resume":
@@ -143,23 +137,23 @@ def update_document_status(c: cmd.UpdateDocumentStatus, uow: UnitOfWork) -> dict
     enabled, archived = {"enable": (True, None), "disable": (False, None),
                          "archive": (None, True), "un_archive": (None, False)}[c.action]
     for document_id in c.document_ids:
-        _document(c.dataset_id, document_id, uow).set_flags(uow.ctx, enabled=enabled,
+        visible_document(uow, c.dataset_id, document_id).set_flags(uow.ctx, enabled=enabled,
                                                            archived=archived)
     return {"document_ids": [str(d) for d in c.document_ids]}
 
 
 def rename_document(c: cmd.RenameDocument, uow: UnitOfWork) -> dict[str, Any]:
-    _document(c.dataset_id, c.document_id, uow).set_flags(uow.ctx, name=c.name)
+    visible_document(uow, c.dataset_id, c.document_id).set_flags(uow.ctx, name=c.name)
     return {"document_id": str(c.document_id)}
 
 
 def delete_document(c: cmd.DeleteDocument, uow: UnitOfWork) -> dict[str, Any]:
-    _document(c.dataset_id, c.document_id, uow).delete(uow.ctx)
+    visible_document(uow, c.dataset_id, c.document_id).delete(uow.ctx)
     return {"document_id": str(c.document_id)}
 
 
 def create_segments(c: cmd.CreateSegments, uow: UnitOfWork) -> dict[str, Any]:
-    document = _document(c.dataset_id, c.document_id, uow)
+    document = visible_document(uow, c.dataset_id, c.document_id)
     if document.status != "completed":
         raise BadRequest("The document is not indexed yet; add segments once it is completed.")
     for offset, new in enumerate(c.segments):
@@ -174,7 +168,7 @@ def create_segments(c: cmd.CreateSegments, uow: UnitOfWork) -> dict[str, Any]:
 
 
 def update_segment(c: cmd.UpdateSegment, uow: UnitOfWork) -> dict[str, Any]:
-    document = _document(c.dataset_id, c.document_id, uow)
+    document = visible_document(uow, c.dataset_id, c.document_id)
     segment = uow.get(Segment, c.segment_id)
     segment.ensure_live_in(document)
     data = segment.data
@@ -198,7 +192,7 @@ def update_segment(c: cmd.UpdateSegment, uow: UnitOfWork) -> dict[str, Any]:
 
 
 def delete_segment(c: cmd.DeleteSegment, uow: UnitOfWork) -> dict[str, Any]:
-    document = _document(c.dataset_id, c.document_id, uow)
+    document = visible_document(uow, c.dataset_id, c.document_id)
     segment = uow.get(Segment, c.segment_id)
     segment.ensure_live_in(document)
     segment.delete(uow.ctx)

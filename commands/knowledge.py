@@ -9,7 +9,7 @@ job finds out it must stop, without locks.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from commands.aggregates import Aggregate, Context
@@ -22,6 +22,9 @@ from commands.errors import (
     SegmentNotFound,
 )
 from schemas import events as ev
+
+if TYPE_CHECKING:
+    from commands.unit_of_work import UnitOfWork
 
 # Dify's document states; "processing" ones have an owner that moves them on.
 PROCESSING_STATES = ("waiting", "parsing", "cleaning", "splitting", "indexing")
@@ -357,3 +360,18 @@ class Segment(Aggregate):
     def delete(self, ctx: Context) -> None:
         self.record(ev.SegmentDeleted(dataset_id=self.dataset_id, document_id=self.document_id),
                     ctx)
+
+
+def visible_dataset(uow: UnitOfWork, dataset_id: UUID) -> Dataset:
+    """The caller's workspace's dataset, or DatasetNotFound."""
+    dataset = uow.get(Dataset, dataset_id)
+    dataset.ensure_visible_to(uow.ctx.tenant_id)
+    return dataset
+
+
+def visible_document(uow: UnitOfWork, dataset_id: UUID, document_id: UUID) -> Document:
+    """A document of that dataset, or DatasetNotFound / DocumentNotFound."""
+    visible_dataset(uow, dataset_id)
+    document = uow.get(Document, document_id)
+    document.ensure_in(dataset_id, uow.ctx.tenant_id)
+    return document

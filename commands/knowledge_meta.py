@@ -12,10 +12,9 @@ import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 from commands.errors import BadRequest, ChildChunkNotFound, DocumentNotFound
-from commands.knowledge import Dataset, Document, Segment
+from commands.knowledge import Segment, visible_dataset, visible_document
 from commands.unit_of_work import UnitOfWork
 from schemas import commands as cmd
 from schemas import events as ev
@@ -23,40 +22,27 @@ from schemas import events as ev
 HIERARCHICAL = "hierarchical_model"
 
 
-def _dataset(uow: UnitOfWork, dataset_id: UUID) -> Dataset:
-    dataset = uow.get(Dataset, dataset_id)
-    dataset.ensure_visible_to(uow.ctx.tenant_id)
-    return dataset
-
-
-def _document(uow: UnitOfWork, dataset_id: UUID, document_id: UUID) -> Document:
-    _dataset(uow, dataset_id)
-    document = uow.get(Document, document_id)
-    document.ensure_in(dataset_id, uow.ctx.tenant_id)
-    return document
-
-
 # --- metadata fields ----------------------------------------------------------------------------
 
 
 def add_metadata_field(c: cmd.AddMetadataField, uow: UnitOfWork) -> dict[str, Any]:
-    _dataset(uow, c.dataset_id).add_metadata_field(c.metadata_id, c.name, c.type, uow.ctx)
+    visible_dataset(uow, c.dataset_id).add_metadata_field(c.metadata_id, c.name, c.type, uow.ctx)
     return {"metadata_id": str(c.metadata_id)}
 
 
 def rename_metadata_field(c: cmd.RenameMetadataField, uow: UnitOfWork) -> dict[str, Any]:
-    _dataset(uow, c.dataset_id).rename_metadata_field(c.metadata_id, c.name, uow.ctx)
+    visible_dataset(uow, c.dataset_id).rename_metadata_field(c.metadata_id, c.name, uow.ctx)
     return {"metadata_id": str(c.metadata_id)}
 
 
 def delete_metadata_field(c: cmd.DeleteMetadataField, uow: UnitOfWork) -> dict[str, Any]:
-    _dataset(uow, c.dataset_id).delete_metadata_field(c.metadata_id, uow.ctx)
+    visible_dataset(uow, c.dataset_id).delete_metadata_field(c.metadata_id, uow.ctx)
     return {"metadata_id": str(c.metadata_id)}
 
 
 def toggle_built_in_fields(c: cmd.ToggleBuiltInMetadataFields,
                            uow: UnitOfWork) -> dict[str, Any]:
-    _dataset(uow, c.dataset_id).toggle_built_in_fields(c.enabled, uow.ctx)
+    visible_dataset(uow, c.dataset_id).toggle_built_in_fields(c.enabled, uow.ctx)
     return {"dataset_id": str(c.dataset_id)}
 
 
@@ -111,10 +97,10 @@ def to_timestamp(value: Any) -> int | None:
 
 def update_documents_metadata(c: cmd.UpdateDocumentsMetadata,
                               uow: UnitOfWork) -> dict[str, Any]:
-    dataset = _dataset(uow, c.dataset_id)
+    dataset = visible_dataset(uow, c.dataset_id)
     for op in c.operations:
         try:
-            document = _document(uow, c.dataset_id, op.document_id)
+            document = visible_document(uow, c.dataset_id, op.document_id)
         except DocumentNotFound:
             raise BadRequest("Document not found.") from None  # Dify answers 400 here
         new: dict[str, Any] = {}
@@ -135,7 +121,7 @@ def update_documents_metadata(c: cmd.UpdateDocumentsMetadata,
 
 def _parent(uow: UnitOfWork, c: cmd.CreateChildChunk | cmd.UpdateChildChunk
             | cmd.DeleteChildChunk) -> Segment:
-    document = _document(uow, c.dataset_id, c.document_id)
+    document = visible_document(uow, c.dataset_id, c.document_id)
     if document.doc_form != HIERARCHICAL:
         raise BadRequest("Child chunks exist only in documents with doc_form "
                          "hierarchical_model (parent-child chunking).")
