@@ -1,9 +1,10 @@
-"""The composition root: builds every dependency once, from settings, for any role."""
+"""The composition root: builds every dependency once, from settings, for any role, and
+the registries of all bounded contexts from their manifests (`contexts/`)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -16,16 +17,27 @@ from adapters.embeddings.base import EmbeddingProvider
 from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
 from adapters.vector.pgvector import PgVectorStore
+from commands.registry import CommandHandlers
 from config import EventBusKind, Settings
+from contexts import CONTEXTS
+from contexts.manifest import Assembly, ContextManifest, assemble
 from events.listener import Notifications
-from events.store import EventStore
+from events.postgres_store import PostgresEventStore
+from events.registry import EventTypes
+from events.routing import Routing
+from events.store import OUTCOME_CHANNEL, EventStore
+from projections.registry import Projection
+from projections.runner import PROJECTION_CHANNEL
 from projections.tables import ACTIVE_READ_SCHEMA, READ
-from schemas.topics import catalogue
-from workers.indexing import IndexingDeps
+from workers.container import ProcessorFactory
+
+ASSEMBLY: Assembly = assemble(CONTEXTS)
 
 
 @dataclass
 class Container:
+    """Satisfies gateway.container.GatewayContainer and workers.container.WorkerContainer."""
+
     settings: Settings
     engine: AsyncEngine
     store: EventStore
@@ -35,12 +47,32 @@ class Container:
     embeddings: EmbeddingProvider
     vectors: VectorStore  # VECTOR_STORE: high_quality datasets
     keywords: PgVectorStore  # Postgres full text: economy datasets
+    assembly: Assembly = ASSEMBLY
     notifications: Notifications | None = None
 
     @property
-    def indexing(self) -> IndexingDeps:
-        return IndexingDeps(store=self.store, storage=self.storage, embeddings=self.embeddings,
-                            vectors=self.vectors, keywords=self.keywords)
+    def contexts(self) -> Sequence[ContextManifest]:
+        return self.assembly.contexts
+
+    @property
+    def event_types(self) -> EventTypes:
+        return self.assembly.event_types
+
+    @property
+    def handlers(self) -> CommandHandlers:
+        return self.assembly.handlers
+
+    @property
+    def projections(self) -> Mapping[str, Projection]:
+        return self.assembly.projections
+
+    @property
+    def routing(self) -> Routing:
+        return self.assembly.routing
+
+    @property
+    def processors(self) -> Mapping[str, ProcessorFactory]:
+        return self.assembly.processors
 
     def redis_key(self, name: str) -> str:
         """Redis keys share the deployment's prefix, so deployments can share one Redis."""
@@ -115,11 +147,13 @@ def build_vectors(settings: Settings, keywords: PgVectorStore) -> VectorStore:
 
 async def build(settings: Settings, *, listen: bool = False) -> Container:
     assert settings.DB_HOST and settings.REDIS_HOST, "embedded servers are started by `eddy up`"
-    store = EventStore(host=settings.DB_HOST, port=settings.DB_PORT, user=settings.DB_USERNAME,
-                       password=settings.DB_PASSWORD, dbname=settings.DB_DATABASE)
+    store = PostgresEventStore(
+        ASSEMBLY.event_types, host=settings.DB_HOST, port=settings.DB_PORT,
+        user=settings.DB_USERNAME, password=settings.DB_PASSWORD, dbname=settings.DB_DATABASE)
     bus = build_bus(settings)
     await bus.start()
-    await bus.ensure_topics(catalogue(settings.COMMAND_PARTITIONS, settings.EVENT_PARTITIONS))
+    await bus.ensure_topics(ASSEMBLY.topics(settings.COMMAND_PARTITIONS,
+                                            settings.EVENT_PARTITIONS))
     keywords = PgVectorStore(settings.database_dsn())
     container = Container(
         settings=settings,
@@ -133,9 +167,6 @@ async def build(settings: Settings, *, listen: bool = False) -> Container:
         keywords=keywords,
     )
     if listen:
-        from events.store import OUTCOME_CHANNEL
-        from projections.runner import PROJECTION_CHANNEL
-
         container.notifications = Notifications(settings.database_dsn(),
                                                 [OUTCOME_CHANNEL, PROJECTION_CHANNEL])
         await container.notifications.start()
@@ -147,11 +178,12 @@ async def in_process_node(settings: Settings, roles: Sequence[str] | None = None
                           member: str | None = None) -> AsyncIterator[tuple[Container, FastAPI]]:
     """Gateway app and worker roles in this process (tests, benchmarks, `eddy` dev use)."""
     from gateway.app import create_app
-    from workers.node import ALL_ROLES, start_roles
+    from workers.node import all_roles, start_roles
 
     container = await build(settings, listen=True)
     stop = asyncio.Event()
-    tasks = start_roles(container, ALL_ROLES if roles is None else roles, stop, member)
+    roles = all_roles(container.processors) if roles is None else roles
+    tasks = start_roles(container, roles, stop, member)
     try:
         yield container, create_app(container)
     finally:

@@ -28,6 +28,13 @@ def _install_stop(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
+def _roles() -> tuple[str, ...]:
+    from bootstrap import ASSEMBLY
+    from workers.node import all_roles
+
+    return all_roles(ASSEMBLY.processors)
+
+
 def migrate(settings: Settings) -> None:
     from migrations.runner import upgrade
 
@@ -52,11 +59,13 @@ async def _serve_api(settings: Settings) -> None:
         await container.close()
 
 
-async def _run_worker(settings: Settings, roles: Sequence[str], member: str | None) -> None:
+async def _run_worker(settings: Settings, roles: Sequence[str] | None,
+                      member: str | None) -> None:
     from bootstrap import build
-    from workers.node import start_roles
+    from workers.node import all_roles, start_roles
 
     container = await build(settings)
+    roles = all_roles(container.processors) if roles is None else roles
     stop = asyncio.Event()
     _install_stop(stop)
     tasks = start_roles(container, roles, stop, member)
@@ -172,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("api", help="serve the HTTP gateway")
     worker = sub.add_parser("worker", help="run relay / processors / scheduler roles")
     worker.add_argument("--roles", default=None,
-                        help="comma-separated subset of: relay,commands,projections,scheduler")
+                        help=f"comma-separated subset of: {','.join(_roles())} (default: all)")
     worker.add_argument("--member", default=None, help="consumer-group member name")
     sub.add_parser("scheduler", help="run the scheduler role alone")
     sub.add_parser("migrate", help="apply database migrations")
@@ -208,9 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(_serve_api(settings))
         return 0
     if command == "worker":
-        from workers.node import ALL_ROLES
-
-        roles = args.roles.split(",") if getattr(args, "roles", None) else list(ALL_ROLES)
+        roles = args.roles.split(",") if getattr(args, "roles", None) else None
         asyncio.run(_run_worker(settings, roles, getattr(args, "member", None)))
         return 0
     if command == "scheduler":

@@ -28,8 +28,9 @@ from adapters.embedded.valkey import EmbeddedRedis
 from bootstrap import in_process_node
 from config import Settings, load_settings
 from migrations.runner import upgrade
-from projections import queries
-from schemas.commands import CommandEnvelope, CreateApp
+from projections.platform import queries
+from schemas.base import CommandEnvelope
+from schemas.platform.commands import CreateApp
 from schemas.topics import COMMANDS
 
 

@@ -64,15 +64,15 @@ from adapters.storage.local import LocalStorage
 from adapters.vector.base import VectorDocument
 from adapters.vector.pgvector import PgVectorStore
 from bootstrap import in_process_node
-from commands.knowledge import content_hash
 from config import Settings, load_settings
 from indexing.clean import clean_text
 from indexing.extract import extract_text
 from indexing.split import ProcessRule, split_text
 from migrations.runner import upgrade
-from projections.tables import documents as read_documents
-from schemas.topics import INDEXING_BULK
-from workers.indexing import EMBED_BATCH
+from projections.knowledge.tables import documents as read_documents
+from schemas.knowledge.naming import content_hash
+from schemas.knowledge.topics import INDEXING_BULK
+from workers.knowledge.indexing import EMBED_BATCH
 
 ROOT = Path(__file__).resolve().parent.parent
 # tests/e2e/test_knowledge.py's CUSTOM_RULE: one chunk per paragraph, at most 120 tokens.

@@ -10,18 +10,19 @@ import logging
 
 from pydantic import ValidationError
 
-from commands.aggregates import Context
-from commands.errors import BadRequest, EddyError
-from commands.handlers import HANDLERS
+from commands.aggregate import Context
+from commands.registry import CommandHandlers
 from commands.unit_of_work import UnitOfWork
 from events.store import CommandAlreadyRecorded, CommandOutcome, ConcurrencyConflict, EventStore
-from schemas.commands import CommandEnvelope
+from schemas.base import CommandEnvelope
+from schemas.errors import BadRequest, EddyError
 
 log = logging.getLogger(__name__)
 MAX_DECISION_ATTEMPTS = 5
 
 
-def execute(store: EventStore, command: CommandEnvelope) -> CommandOutcome:
+def execute(store: EventStore, handlers: CommandHandlers,
+            command: CommandEnvelope) -> CommandOutcome:
     previous = store.outcome(command.command_id)
     if previous is not None:
         return previous
@@ -34,7 +35,7 @@ def execute(store: EventStore, command: CommandEnvelope) -> CommandOutcome:
     for attempt in range(1, MAX_DECISION_ATTEMPTS + 1):
         uow = UnitOfWork(store, ctx)
         try:
-            result = _decide(command, uow)
+            result = _decide(handlers, command, uow)
         except EddyError as error:
             outcome = _outcome(command, "rejected", error=error.to_dict())
             store.record_without_events(outcome)
@@ -60,8 +61,9 @@ def execute(store: EventStore, command: CommandEnvelope) -> CommandOutcome:
     raise RuntimeError(f"command {command.command_id} kept conflicting")
 
 
-def _decide(command: CommandEnvelope, uow: UnitOfWork) -> dict[str, object]:
-    entry = HANDLERS.get(command.type)
+def _decide(handlers: CommandHandlers, command: CommandEnvelope,
+            uow: UnitOfWork) -> dict[str, object]:
+    entry = handlers.get(command.type)
     if entry is None:
         raise BadRequest(f"Unknown command type {command.type!r}.")
     payload_type, handler = entry

@@ -1,13 +1,14 @@
-"""Loads aggregates for one command and collects the events they record."""
+"""Loads aggregates for one command (or one worker step) and collects the events they record."""
 
 from __future__ import annotations
 
 from typing import TypeVar
 from uuid import UUID
 
-from commands.aggregates import Aggregate, Context
+from commands.aggregate import Aggregate, Context
 from events.envelope import Envelope
 from events.store import EventStore
+from schemas.base import EventPayload
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -19,12 +20,35 @@ class UnitOfWork:
         self._loaded: dict[UUID, Aggregate] = {}
 
     def get(self, cls: type[A], aggregate_id: UUID) -> A:
+        """The aggregate as stored; one that does not exist yet when the id is new, or when
+        it names another kind of aggregate (ids come from requests: another aggregate's id
+        must read as "not found", never be replayed as this kind)."""
         if aggregate_id not in self._loaded:
-            self._loaded[aggregate_id] = cls.replay(aggregate_id, self.store.load(aggregate_id))
+            events = self.store.load(aggregate_id)
+            if events and events[0].aggregate_type != cls.type_name:
+                return cls(aggregate_id)
+            self._loaded[aggregate_id] = cls.replay(aggregate_id, events)
         aggregate = self._loaded[aggregate_id]
         if not isinstance(aggregate, cls):
             raise TypeError(f"{aggregate_id} is a {type(aggregate).__name__}, not {cls.__name__}")
         return aggregate
 
-    def new_events(self) -> list[Envelope]:
+    def new(self, cls: type[A], aggregate_id: UUID) -> A:
+        """An aggregate this unit of work creates under a fresh (derived) id, without
+        loading it: the store refuses the commit if the id is taken after all."""
+        aggregate = cls(aggregate_id)
+        self._loaded[aggregate_id] = aggregate
+        return aggregate
+
+    def new_events(self) -> list[Envelope[EventPayload]]:
         return [e for a in self._loaded.values() for e in a.pending]
+
+    def commit(self) -> int | None:
+        """Append what the loaded aggregates recorded, atomically; the last position."""
+        events = self.new_events()
+        if not events:
+            return None
+        position = self.store.append(events)
+        for aggregate in self._loaded.values():
+            aggregate.pending.clear()
+        return position

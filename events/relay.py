@@ -15,17 +15,19 @@ import asyncpg
 
 from adapters.bus.base import Bus
 from events.listener import Notifications
-from events.store import EVENTS_CHANNEL, EventStore
-from schemas.topics import topic_for_aggregate, work_topic
+from events.postgres_store import EVENTS_CHANNEL
+from events.routing import Routing
+from events.store import EventStore
 
 log = logging.getLogger(__name__)
 RELAY_LOCK_KEY = 0x6564647952  # "eddyR"
 
 
 class Relay:
-    def __init__(self, store: EventStore, bus: Bus, dsn: str, name: str = "relay",
-                 batch_size: int = 500) -> None:
+    def __init__(self, store: EventStore, bus: Bus, routing: Routing, dsn: str,
+                 name: str = "relay", batch_size: int = 500) -> None:
         self.store = store
+        self.routing = routing
         self.bus = bus
         self.dsn = dsn
         self.name = name
@@ -60,10 +62,8 @@ class Relay:
         for event in events:
             headers = {"event_type": event.type, "correlation_id": str(event.correlation_id)}
             value = event.to_json()
-            await self.bus.publish(topic_for_aggregate(event.aggregate_type),
-                                   str(event.aggregate_id), value, headers)
-            if work := work_topic(event.type, event.payload):
-                await self.bus.publish(work, str(event.aggregate_id), value, headers)
+            for topic in self.routing.topics_for(event):
+                await self.bus.publish(topic, str(event.aggregate_id), value, headers)
         if not events:
             return position
         last = events[-1].position

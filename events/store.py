@@ -1,32 +1,22 @@
-"""The event store: eventsourcing's Postgres recorder, holding Eddy's envelopes.
+"""The event store: what the write side, the relay and the workers need of it.
 
-Aggregate events are rows of eventsourcing's `stored_events` table (optimistic concurrency on
-(aggregate id, version); a gap-free, commit-ordered `notification_id` that is the global
-position). The command outcome is written in the same transaction as the events, so a
-command takes effect exactly once however often it is delivered.
+Two implementations keep the same contract (tests/integration/test_event_store.py):
+`PostgresEventStore` (production) and `InMemoryEventStore` (the fast unit tier).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import orjson
-import psycopg
-from eventsourcing.persistence import IntegrityError as RecordConflict
-from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from psycopg.rows import DictRow
 
 from events.envelope import Envelope
-from schemas.events import upcast
+from schemas.base import EventPayload
 
-EVENTS_TABLE = "stored_events"
 OUTCOME_CHANNEL = "eddy_command_outcome"
-EVENTS_CHANNEL = EVENTS_TABLE  # eventsourcing NOTIFYs the table's name on every insert
 
 
 class ConcurrencyConflict(Exception):
@@ -48,138 +38,33 @@ class CommandOutcome:
     error: dict[str, Any] | None
 
 
-class _OutcomeRecorder(PostgresApplicationRecorder):
-    """Writes the command outcome inside the events' transaction (as eventsourcing's
-    process recorder does with tracking records)."""
+class EventStore(Protocol):
+    """Synchronous; async callers use it through a thread."""
 
-    def _fetch_ids_after_insert_events(
-        self, curs: psycopg.Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        outcome: CommandOutcome | None = kwargs.get("outcome")
-        if outcome is not None and ids:
-            _insert_outcome(curs, outcome, position=max(ids))
-        return ids
+    def load(self, aggregate_id: UUID) -> list[Envelope[EventPayload]]:
+        """One aggregate's events in version order (positions not set)."""
+        ...
 
-
-def _insert_outcome(
-    curs: psycopg.Cursor[Any], outcome: CommandOutcome, position: int | None
-) -> None:
-    curs.execute(
-        "INSERT INTO command_outcomes (command_id, status, aggregate_id, aggregate_version,"
-        " position, result, error) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (
-            outcome.command_id,
-            outcome.status,
-            outcome.aggregate_id,
-            outcome.aggregate_version,
-            position,
-            orjson.dumps(outcome.result).decode(),
-            orjson.dumps(outcome.error).decode() if outcome.error else None,
-        ),
-    )
-    curs.execute("SELECT pg_notify(%s, %s)", (OUTCOME_CHANNEL, str(outcome.command_id)))
-
-
-def _encode(envelope: Envelope) -> StoredEvent:
-    state = {
-        "event_id": str(envelope.event_id),
-        "schema_version": envelope.schema_version,
-        "tenant_id": str(envelope.tenant_id) if envelope.tenant_id else None,
-        "occurred_at": envelope.occurred_at.isoformat(),
-        "correlation_id": str(envelope.correlation_id),
-        "causation_id": str(envelope.causation_id),
-        "payload": envelope.payload,
-    }
-    return StoredEvent(
-        originator_id=envelope.aggregate_id,
-        originator_version=envelope.aggregate_version,
-        topic=f"{envelope.aggregate_type}:{envelope.type}",
-        state=orjson.dumps(state),
-    )
-
-
-def decode_stored(
-    aggregate_id: UUID, version: int, topic: str, state: bytes, position: int | None
-) -> Envelope:
-    """Rebuild an envelope from a stored row, upcasting its payload to the current schema."""
-    aggregate_type, event_type = topic.split(":", 1)
-    raw = orjson.loads(state)
-    schema_version, payload = upcast(event_type, raw["schema_version"], raw["payload"])
-    return Envelope(
-        event_id=UUID(raw["event_id"]),
-        type=event_type,
-        schema_version=schema_version,
-        tenant_id=UUID(raw["tenant_id"]) if raw["tenant_id"] else None,
-        aggregate_type=aggregate_type,
-        aggregate_id=aggregate_id,
-        aggregate_version=version,
-        occurred_at=datetime.fromisoformat(raw["occurred_at"]),
-        correlation_id=UUID(raw["correlation_id"]),
-        causation_id=UUID(raw["causation_id"]),
-        payload=payload,
-        position=position,
-    )
-
-
-class EventStore:
-    """Synchronous (psycopg) access; async callers use it through a thread."""
-
-    def __init__(self, *, host: str, port: int, user: str, password: str, dbname: str,
-                 pool_size: int = 4) -> None:
-        self.datastore = PostgresDatastore(
-            dbname=dbname, host=host, port=port, user=user, password=password,
-            pool_size=pool_size, max_overflow=4, pre_ping=True,
-        )
-        self.recorder = _OutcomeRecorder(self.datastore, events_table_name=EVENTS_TABLE)
-
-    def close(self) -> None:
-        self.datastore.close()
-
-    def load(self, aggregate_id: UUID) -> list[Envelope]:
-        return [
-            decode_stored(e.originator_id, e.originator_version, e.topic, e.state, None)
-            for e in self.recorder.select_events(aggregate_id)
-        ]
-
-    def append(self, events: Sequence[Envelope], outcome: CommandOutcome | None = None) -> int:
+    def append(self, events: Sequence[Envelope[EventPayload]],
+               outcome: CommandOutcome | None = None) -> int:
         """Store events (and the outcome of the command that caused them) atomically;
-        returns the last position."""
-        try:
-            ids = self.recorder.insert_events([_encode(e) for e in events], outcome=outcome)
-        except RecordConflict as exc:
-            if outcome is not None and self.outcome(outcome.command_id) is not None:
-                raise CommandAlreadyRecorded from exc
-            raise ConcurrencyConflict(str(exc)) from exc
-        except psycopg.errors.UniqueViolation as exc:
-            raise CommandAlreadyRecorded from exc
-        assert ids
-        return max(ids)
+        returns the last position. ConcurrencyConflict when an aggregate version is taken,
+        CommandAlreadyRecorded when the outcome exists."""
+        ...
 
     def record_without_events(self, outcome: CommandOutcome) -> None:
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(
-                "SELECT 1 FROM command_outcomes WHERE command_id = %s", (outcome.command_id,)
-            )
-            if curs.fetchone() is None:
-                _insert_outcome(curs, outcome, position=None)
+        """Store the outcome of a command that recorded nothing (kept if one exists)."""
+        ...
 
-    def outcome(self, command_id: UUID) -> CommandOutcome | None:
-        with self.datastore.transaction() as curs:
-            curs.execute("SELECT * FROM command_outcomes WHERE command_id = %s", (command_id,))
-            row = curs.fetchone()
-        return outcome_from_row(row) if row else None
+    def outcome(self, command_id: UUID) -> CommandOutcome | None: ...
 
-    def read_from(self, after_position: int, limit: int) -> list[Envelope]:
-        return [
-            decode_stored(n.originator_id, n.originator_version, n.topic, n.state, n.id)
-            for n in self.recorder.select_notifications(
-                after_position, limit, inclusive_of_start=False
-            )
-        ]
+    def read_from(self, after_position: int, limit: int) -> list[Envelope[EventPayload]]:
+        """Events after a global position, in position order."""
+        ...
 
-    def max_position(self) -> int:
-        return self.recorder.max_notification_id() or 0
+    def max_position(self) -> int: ...
+
+    def close(self) -> None: ...
 
 
 def outcome_from_row(row: Any) -> CommandOutcome:

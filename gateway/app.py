@@ -8,14 +8,14 @@ from uuid import uuid4
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from bootstrap import Container
+from gateway import health
 from gateway.commanding import CommandGateway, CommandPending
+from gateway.container import GatewayContainer
 from gateway.errors import install_error_handlers
-from gateway.routers import console, health, knowledge, knowledge_meta, service
 from observability import correlation_id
 
 
-def create_app(container: Container) -> FastAPI:
+def create_app(container: GatewayContainer) -> FastAPI:
     app = FastAPI(title="Eddy", version="0.1.0")
     app.state.container = container
     app.state.command_gateway = CommandGateway(container)
@@ -41,11 +41,8 @@ def create_app(container: Container) -> FastAPI:
         response.headers["X-Request-Id"] = cid
         return response
 
-    app.include_router(console.router)
-    app.include_router(service.router)
-    # before knowledge.router: /v1/datasets/tags is not a dataset id
-    app.include_router(knowledge_meta.router)
-    app.include_router(knowledge.router)
-    app.include_router(knowledge.console_router)
+    for context in container.contexts:
+        for router in context.routers:
+            app.include_router(router)
     app.include_router(health.router)
     return app

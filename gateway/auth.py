@@ -13,14 +13,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from fastapi import Depends, Request
 
-from commands.errors import (
+from gateway.deps import get_container
+from projections.platform import queries
+from schemas.errors import (
     InvalidCredentials,
     LoginRateLimited,
     NotSetup,
     Unauthorized,
 )
-from gateway.deps import get_container
-from projections import queries
 
 _hasher = PasswordHasher()
 _ALGORITHM = "HS256"

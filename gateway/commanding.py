@@ -17,17 +17,16 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from bootstrap import Container
-from commands.aggregates import EDDY_NAMESPACE
-from commands.errors import EddyError, IdempotencyKeyReused, error_from_dict
 from events.store import OUTCOME_CHANNEL, CommandOutcome, outcome_from_row
+from gateway.container import GatewayContainer
+from gateway.deps import console_projection
 from observability import correlation_id
 from projections.progress import caught_up
 from projections.runner import PROJECTION_CHANNEL
-from projections.tables import PROJECTION_NAME, command_outcomes, idempotency_keys
-from schemas.commands import CommandEnvelope, CommandPayload
+from projections.tables import command_outcomes, idempotency_keys
+from schemas.base import EDDY_NAMESPACE, CommandEnvelope, CommandPayload
+from schemas.errors import EddyError, IdempotencyKeyReused, error_from_dict
 from schemas.topics import COMMANDS
-from workers.processors import projection_aggregate_types
 
 
 class CommandPending(Exception):
@@ -46,7 +45,7 @@ class Accepted:
 
 
 class CommandGateway:
-    def __init__(self, container: Container) -> None:
+    def __init__(self, container: GatewayContainer) -> None:
         self.c = container
         assert container.notifications is not None, "the gateway listens for outcomes"
         self.notifications = container.notifications
@@ -93,22 +92,22 @@ class CommandGateway:
         return found[0] if found else None
 
     async def wait_for_projection(self, position: int, timeout: float) -> bool:
-        types = projection_aggregate_types()
-
+        projection = console_projection(self.c)
+        name, types = projection.name, list(projection.aggregate_types)
         reached = False
 
         def concerns(payload: str) -> bool:
             # Payload "<projection>:<position applied>". Until our last event is applied,
             # nothing else can complete the wait; after it, any earlier straggler may.
             nonlocal reached
-            name, _, applied = payload.rpartition(":")
-            if name == PROJECTION_NAME and int(applied) >= position:
+            applied_by, _, applied = payload.rpartition(":")
+            if applied_by == name and int(applied) >= position:
                 reached = True
-            return reached and name == PROJECTION_NAME
+            return reached and applied_by == name
 
         return await self.notifications.wait_until(
             PROJECTION_CHANNEL,
-            lambda: caught_up(self.c.engine, PROJECTION_NAME, types, position),
+            lambda: caught_up(self.c.engine, name, types, position),
             timeout, concerns=concerns,
         )
 

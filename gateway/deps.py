@@ -7,15 +7,22 @@ from uuid import UUID
 
 from fastapi import Request
 
-from commands.errors import NotFound
+from gateway.container import GatewayContainer
+from projections.registry import Projection
+from projections.tables import PROJECTION_NAME
+from schemas.errors import NotFound
 
 if TYPE_CHECKING:
-    from bootstrap import Container
     from gateway.commanding import CommandGateway
 
 
-def get_container(request: Request) -> Container:
+def get_container(request: Request) -> GatewayContainer:
     return request.app.state.container  # type: ignore[no-any-return]
+
+
+def console_projection(c: GatewayContainer) -> Projection:
+    """The read model the console and Service API answer from."""
+    return c.projections[PROJECTION_NAME]
 
 
 def command_gateway(request: Request) -> CommandGateway:

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from commands.errors import EddyError
+from schemas.errors import EddyError
 
 log = logging.getLogger(__name__)
 

@@ -3,43 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 
 def timestamp(value: datetime | None) -> int | None:
     return int(value.timestamp()) if value else None
-
-
-def app_view(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "name": row["name"],
-        "description": row["description"],
-        "mode": row["mode"],
-        "icon_type": row["icon_type"],
-        "icon": row["icon"],
-        "icon_background": row["icon_background"],
-        "icon_url": row["icon"] if row["icon_type"] == "link" else None,
-        "enable_site": True,
-        "enable_api": True,
-        "model_config": None,
-        "workflow": None,
-        "tracing": None,
-        "use_icon_as_answer_icon": False,
-        "tags": [],
-        "author_name": row.get("author_name"),
-        "created_by": str(row["created_by"]),
-        "created_at": timestamp(row["created_at"]),
-        "updated_by": str(row["updated_by"]) if row["updated_by"] else None,
-        "updated_at": timestamp(row["updated_at"]),
-    }
-
-
-def api_key_view(row: dict[str, Any], last_used_at: int | None) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "type": row["type"],
-        "token": row["token"],
-        "last_used_at": last_used_at,
-        "created_at": timestamp(row["created_at"]),
-    }

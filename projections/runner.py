@@ -13,8 +13,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.envelope import Envelope
-from projections.projectors import PROJECTORS, Projector
-from projections.tables import PROJECTION_NAME, projection_tracking
+from projections.registry import Projection
+from projections.tables import projection_tracking
+from schemas.base import EventPayload
 
 PROJECTION_CHANNEL = "eddy_projection"
 
@@ -23,16 +24,22 @@ class EventOutOfOrder(Exception):
     """An earlier event of the aggregate has not been applied yet; retry later."""
 
 
-class ProjectionRunner:
-    def __init__(self, engine: AsyncEngine, name: str = PROJECTION_NAME,
-                 projectors: dict[str, Projector] | None = None) -> None:
-        self.engine = engine
-        self.name = name
-        self.projectors = PROJECTORS if projectors is None else projectors
+class UnhandledEvent(Exception):
+    """The projection has neither a projector nor an "ignored" entry for this event type:
+    a missing registration, which must not silently drop events from the read model."""
 
-    async def apply(self, event: Envelope) -> bool:
+
+class ProjectionRunner:
+    def __init__(self, engine: AsyncEngine, projection: Projection) -> None:
+        self.engine = engine
+        self.projection = projection
+        self.name = projection.name
+
+    async def apply(self, event: Envelope[EventPayload]) -> bool:
         """Apply one event; False when it had been applied already."""
         assert event.position is not None, "only stored events are projected"
+        if not self.projection.follows(type(event.payload)):
+            raise UnhandledEvent(f"{self.name} has no projector for {event.type}")
         t = projection_tracking
         async with self.engine.begin() as conn:
             # Make sure a row exists so FOR UPDATE serialises concurrent appliers.
@@ -51,7 +58,7 @@ class ProjectionRunner:
                     f"{event.aggregate_type} {event.aggregate_id}: have v{current}, "
                     f"got v{event.aggregate_version}"
                 )
-            projector = self.projectors.get(event.type)
+            projector = self.projection.handlers.get(type(event.payload))
             if projector is not None:
                 await projector(conn, event)
             await conn.execute(

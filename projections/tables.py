@@ -1,23 +1,19 @@
 """Read-model tables and the bookkeeping tables of projectors, relay and gateway.
 
-Read models live in a logical schema "read" that is mapped to a versioned Postgres schema
-(console_v1 now): a rebuild can fill console_v2 beside the live one and reads switch to it.
-Only projectors write read-model tables.
+Read models (each context's `tables.py`) live in a logical schema "read" that is mapped to a
+versioned Postgres schema (console_v1 now): a rebuild can fill console_v2 beside the live one
+and reads switch to it. Only projectors write read-model tables.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
-    Boolean,
     Column,
     DateTime,
-    ForeignKey,
-    Integer,
     MetaData,
     String,
     Table,
-    Text,
     Uuid,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -27,205 +23,6 @@ ACTIVE_READ_SCHEMA = "console_v1"
 PROJECTION_NAME = "console_v1"
 
 metadata = MetaData()
-
-# --- read models -----------------------------------------------------------------------
-
-setup_state = Table(
-    "setup_state", metadata,
-    Column("id", Integer, primary_key=True),  # always 1
-    Column("account_id", Uuid, nullable=False),
-    Column("workspace_id", Uuid, nullable=False),
-    Column("setup_at", DateTime(timezone=True), nullable=False),
-    schema=READ,
-)
-
-accounts = Table(
-    "accounts", metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("email", String(255), nullable=False, unique=True),
-    Column("name", String(255), nullable=False),
-    Column("password_hash", Text, nullable=False),
-    Column("interface_language", String(32), nullable=False),
-    Column("timezone", String(64), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    schema=READ,
-)
-
-workspaces = Table(
-    "workspaces", metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("name", String(255), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    schema=READ,
-)
-
-workspace_members = Table(
-    "workspace_members", metadata,
-    Column("workspace_id", Uuid, ForeignKey(f"{READ}.workspaces.id", ondelete="CASCADE"),
-           primary_key=True),
-    Column("account_id", Uuid, primary_key=True),
-    Column("role", String(16), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    schema=READ,
-)
-
-apps = Table(
-    "apps", metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("tenant_id", Uuid, nullable=False, index=True),
-    Column("name", String(255), nullable=False),
-    Column("mode", String(32), nullable=False),
-    Column("description", Text, nullable=False),
-    Column("icon_type", String(16), nullable=False),
-    Column("icon", String(255), nullable=False),
-    Column("icon_background", String(32), nullable=False),
-    Column("created_by", Uuid, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_by", Uuid, nullable=True),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    schema=READ,
-)
-
-api_keys = Table(
-    "api_keys", metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("tenant_id", Uuid, nullable=False, index=True),
-    Column("type", String(16), nullable=False),
-    Column("app_id", Uuid, nullable=True, index=True),
-    Column("token", String(255), nullable=False, unique=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    schema=READ,
-)
-
-datasets = Table(
-    "datasets", metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("tenant_id", Uuid, nullable=False),
-    Column("name", String(255), nullable=False),
-    Column("description", Text, nullable=False),
-    Column("permission", String(32), nullable=False),
-    Column("indexing_technique", String(32)),
-    Column("embedding_model", String(255)),
-    Column("embedding_model_provider", String(255)),
-    Column("retrieval_model", JSONB, nullable=False),
-    Column("created_by", Uuid, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_by", Uuid),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("built_in_field_enabled", Boolean, nullable=False, default=False),
-    schema=READ,
-)
-
-documents = Table(
-    "documents", metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("tenant_id", Uuid, nullable=False),
-    Column("dataset_id", Uuid, nullable=False),
-    Column("position", Integer, nullable=False),
-    Column("name", String(255), nullable=False),
-    Column("batch", String(64), nullable=False),
-    Column("data_source_type", String(32), nullable=False),
-    Column("source", JSONB, nullable=False),
-    Column("doc_form", String(32), nullable=False),
-    Column("doc_language", String(32), nullable=False),
-    Column("process_rule", JSONB, nullable=False),
-    Column("indexing_technique", String(32), nullable=False),
-    Column("created_from", String(32), nullable=False),
-    Column("created_by", Uuid, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("attempt", Integer, nullable=False),
-    # Segments are live when their attempt equals this. Queries join on it, so a segment
-    # event applied out of order across partitions (replays) can never show stale chunks.
-    Column("split_attempt", Integer, nullable=False, default=0),
-    Column("indexing_status", String(32), nullable=False),
-    Column("is_paused", Boolean, nullable=False, default=False),
-    Column("error", Text),
-    Column("enabled", Boolean, nullable=False, default=True),
-    Column("disabled_at", DateTime(timezone=True)),
-    Column("disabled_by", Uuid),
-    Column("archived", Boolean, nullable=False, default=False),
-    Column("archived_at", DateTime(timezone=True)),
-    Column("word_count", Integer, nullable=False, default=0),
-    Column("tokens", Integer, nullable=False, default=0),
-    Column("total_segments", Integer, nullable=False, default=0),
-    Column("completed_segments", Integer, nullable=False, default=0),
-    Column("processing_started_at", DateTime(timezone=True)),
-    Column("parsing_completed_at", DateTime(timezone=True)),
-    Column("cleaning_completed_at", DateTime(timezone=True)),
-    Column("splitting_completed_at", DateTime(timezone=True)),
-    Column("completed_at", DateTime(timezone=True)),
-    Column("paused_at", DateTime(timezone=True)),
-    Column("stopped_at", DateTime(timezone=True)),
-    # metadata field id -> value; read through dataset_metadata_fields (names, types), so
-    # values of a deleted field are never shown or matched
-    Column("doc_metadata", JSONB, nullable=False, default=dict),
-    schema=READ,
-)
-
-dataset_metadata_fields = Table(
-    "dataset_metadata_fields", metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("tenant_id", Uuid, nullable=False),
-    Column("dataset_id", Uuid, nullable=False, index=True),
-    Column("name", String(255), nullable=False),
-    Column("type", String(16), nullable=False),
-    Column("created_by", Uuid),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_by", Uuid),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    schema=READ,
-)
-
-tags = Table(
-    "tags", metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("tenant_id", Uuid, nullable=False, index=True),
-    Column("type", String(16), nullable=False),
-    Column("name", String(255), nullable=False),
-    Column("created_by", Uuid),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    schema=READ,
-)
-
-tag_bindings = Table(
-    "tag_bindings", metadata,
-    Column("tag_id", Uuid, primary_key=True),
-    Column("target_id", Uuid, primary_key=True, index=True),
-    Column("tenant_id", Uuid, nullable=False),
-    Column("created_by", Uuid),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    schema=READ,
-)
-
-segments = Table(
-    "segments", metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("tenant_id", Uuid, nullable=False),
-    Column("dataset_id", Uuid, nullable=False),
-    Column("document_id", Uuid, nullable=False),
-    Column("attempt", Integer, nullable=False),
-    Column("position", Integer, nullable=False),
-    Column("content", Text, nullable=False),
-    Column("answer", Text, nullable=False, default=""),
-    Column("keywords", JSONB, nullable=False, default=list),
-    Column("word_count", Integer, nullable=False),
-    Column("tokens", Integer, nullable=False),
-    Column("index_node_hash", String(64), nullable=False),
-    Column("hit_count", Integer, nullable=False, default=0),
-    Column("enabled", Boolean, nullable=False, default=True),
-    Column("disabled_at", DateTime(timezone=True)),
-    Column("status", String(32), nullable=False),
-    Column("child_chunks", JSONB, nullable=False, default=list),
-    Column("created_by", Uuid),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("indexing_at", DateTime(timezone=True)),
-    Column("completed_at", DateTime(timezone=True)),
-    schema=READ,
-)
 
 # --- bookkeeping (public schema) ---------------------------------------------------------
 

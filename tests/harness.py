@@ -94,10 +94,12 @@ async def add_account_with_workspace(node: Node, email: str,
                                      password: str = "passw0rd1") -> dict[str, str]:
     """A second tenant, recorded through the write side's aggregates (the console has no
     sign-up path yet); returns its console auth headers once projected."""
-    from commands.aggregates import Account, Context, Workspace, account_id_for
+    from commands.aggregate import Context
+    from commands.platform.aggregates import Account, Workspace
     from commands.unit_of_work import UnitOfWork
     from events.store import CommandOutcome
     from gateway.auth import hash_password
+    from schemas.platform.naming import account_id_for
 
     account_id, workspace_id, command_id = account_id_for(email), uuid.uuid4(), uuid.uuid4()
     ctx = Context(tenant_id=workspace_id, actor_id=account_id, correlation_id=command_id,

@@ -7,34 +7,47 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
-from bootstrap import Container
 from events.relay import Relay
-from workers.processors import PROCESSORS
-from workers.runtime import run_processor
+from workers.container import WorkerContainer
+from workers.processors import command_processor, projection_processor
+from workers.runtime import Processor, run_processor
 from workers.scheduler import run_scheduler
 
 log = logging.getLogger(__name__)
 
-ALL_ROLES = ("relay", *PROCESSORS, "scheduler")
+def all_roles(processors: Iterable[str]) -> tuple[str, ...]:
+    """The backbone's roles and those the contexts contribute (`WorkerContainer.processors`)."""
+    return ("relay", "commands", "projections", *processors, "scheduler")
 
 
 def default_member_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def role_runner(c: Container, role: str, member: str) -> Callable[[asyncio.Event], Awaitable[None]]:
+def _processors(c: WorkerContainer, role: str) -> list[Processor]:
+    if role == "commands":
+        return [command_processor(c)]
+    if role == "projections":
+        return [projection_processor(c, p) for p in c.projections.values()]
+    return [c.processors[role](c)]
+
+
+def role_runners(c: WorkerContainer, role: str,
+                 member: str) -> list[Callable[[asyncio.Event], Awaitable[None]]]:
     if role == "relay":
-        relay = Relay(c.store, c.bus, c.settings.database_dsn())
-        return relay.run
+        return [Relay(c.store, c.bus, c.routing, c.settings.database_dsn()).run]
     if role == "scheduler":
-        return lambda stop: run_scheduler(c, stop)
-    if role in PROCESSORS:
-        processor = PROCESSORS[role](c)
+        return [lambda stop: run_scheduler(c, stop)]
+    if role not in all_roles(c.processors):
+        raise ValueError(f"unknown role {role!r}; choose from {', '.join(all_roles(c.processors))}")
+
+    def runner(processor: Processor) -> Callable[[asyncio.Event], Awaitable[None]]:
         return lambda stop: run_processor(c.bus, processor, member, stop,
                                           max_attempts=c.settings.CONSUMER_MAX_ATTEMPTS)
-    raise ValueError(f"unknown role {role!r}; choose from {', '.join(ALL_ROLES)}")
+
+    return [runner(p) for p in _processors(c, role)]
 
 
 async def _supervise(role: str, run: Callable[[asyncio.Event], Awaitable[None]],
@@ -55,10 +68,10 @@ async def _supervise(role: str, run: Callable[[asyncio.Event], Awaitable[None]],
             backoff = min(backoff * 2, 30.0)
 
 
-def start_roles(c: Container, roles: Sequence[str], stop: asyncio.Event,
+def start_roles(c: WorkerContainer, roles: Sequence[str], stop: asyncio.Event,
                 member: str | None = None) -> list[asyncio.Task[None]]:
     member = member or default_member_name()
     return [
-        asyncio.create_task(_supervise(role, role_runner(c, role, member), stop), name=role)
-        for role in roles
+        asyncio.create_task(_supervise(role, run, stop), name=role)
+        for role in roles for run in role_runners(c, role, member)
     ]

@@ -11,18 +11,44 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from adapters.bus.base import Bus, Message
+from events.envelope import Envelope
+from events.registry import EventTypes
 from observability import correlation_id
+from schemas.base import EventPayload
 from schemas.topics import dead_letter_topic
 
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[Message], Awaitable[None]]
+EventHandler = Callable[[Envelope[Any]], Awaitable[None]]
 DeadLetterHook = Callable[[Message, BaseException], Awaitable[None]]
+
+
+def decoding(types: EventTypes, handle: EventHandler) -> MessageHandler:
+    """A message handler that decodes the event once (upcast, typed payload) and hands it on."""
+
+    async def handle_message(message: Message) -> None:
+        await handle(types.envelope_from_json(message.value))
+
+    return handle_message
+
+
+def by_type(handlers: Mapping[type[EventPayload], EventHandler]) -> EventHandler:
+    """Dispatch on the payload's class. A work topic carries only what its processor acts
+    on; on a context topic, types with no handler are other processors' business."""
+
+    async def dispatch(event: Envelope[EventPayload]) -> None:
+        handler = handlers.get(type(event.payload))
+        if handler is not None:
+            await handler(event)
+
+    return dispatch
 
 
 @dataclass

@@ -10,40 +10,35 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from projections.progress import measure_lag
-from projections.tables import PROJECTION_NAME
-
-if TYPE_CHECKING:
-    from bootstrap import Container
+from workers.container import WorkerContainer
 
 log = logging.getLogger(__name__)
 LEADER_KEY = "scheduler:leader"
 LEASE_SECONDS = 10
 
 
-async def advance_projection_watermarks(c: Container) -> None:
-    from workers.processors import projection_aggregate_types
+async def advance_projection_watermarks(c: WorkerContainer) -> None:
+    for projection in c.projections.values():
+        lag = await measure_lag(c.engine, projection.name, list(projection.aggregate_types))
+        log.debug("projection lag", extra={"projection": projection.name, "lag": lag})
 
-    lag = await measure_lag(c.engine, PROJECTION_NAME, projection_aggregate_types())
-    log.debug("projection lag", extra={"projection": PROJECTION_NAME, "lag": lag})
 
-
-async def trim_consumed_messages(c: Container) -> None:
+async def trim_consumed_messages(c: WorkerContainer) -> None:
     removed = await c.bus.trim_consumed()
     if removed:
         log.info("trimmed consumed messages", extra={"removed": removed})
 
 
 # job name -> (interval seconds, job)
-JOBS: dict[str, tuple[float, Callable[[Container], Awaitable[None]]]] = {
+JOBS: dict[str, tuple[float, Callable[[WorkerContainer], Awaitable[None]]]] = {
     "advance_projection_watermarks": (5.0, advance_projection_watermarks),
     "trim_consumed_messages": (60.0, trim_consumed_messages),
 }
 
 
-async def run_scheduler(c: Container, stop: asyncio.Event) -> None:
+async def run_scheduler(c: WorkerContainer, stop: asyncio.Event) -> None:
     me = str(uuid.uuid4())
     key = c.redis_key(LEADER_KEY)
     loop = asyncio.get_running_loop()

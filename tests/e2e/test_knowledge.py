@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from adapters.embedded.postgres import EmbeddedPostgres
+from schemas.knowledge.naming import collection_for
 from tests.files import make_pdf
 from tests.harness import Node, eventually, node_settings, running_node
-from workers.indexing import collection_for
 
 # A fixed corpus: one fact per paragraph, and questions that paraphrase each fact.
 FACTS = [

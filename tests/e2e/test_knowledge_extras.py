@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 
 import httpx
 
+from schemas.knowledge.naming import collection_for
 from tests.e2e.test_knowledge import (  # noqa: F401 - `node`: the S3-backed node fixture
     FACTS,
     create_dataset,
@@ -20,7 +21,6 @@ from tests.e2e.test_knowledge import (  # noqa: F401 - `node`: the S3-backed nod
     wait_indexed,
 )
 from tests.harness import Node, add_account_with_workspace, eventually
-from workers.indexing import collection_for
 
 MISSING = "00000000-0000-0000-0000-000000000000"
 

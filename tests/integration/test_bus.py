@@ -22,6 +22,7 @@ import pytest_asyncio
 
 from adapters.bus.base import Bus, Consumer, Message, TopicSpec, partition_for
 from adapters.bus.kafka import KafkaBus
+from adapters.bus.memory import InMemoryBus
 from adapters.bus.redis_streams import RedisStreamsBus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,6 +112,8 @@ class BusContract:
 
     # Whether Message.redeliveries counts deliveries across members (Kafka cannot know).
     counts_redeliveries = False
+    # Whether a group member can run in another OS process (and so be SIGKILLed there).
+    members_in_other_processes = True
 
     def member_process_config(self, bus: Any) -> dict[str, Any]:
         raise NotImplementedError
@@ -206,6 +209,8 @@ class BusContract:
     async def test_unacked_messages_of_a_killed_member_go_to_another(
         self, bus: Any, members: StartMembers
     ) -> None:
+        if not self.members_in_other_processes:
+            pytest.skip("needs a group member in another process; this bus lives in one process")
         await bus.ensure_topics([TopicSpec(TOPIC, 2)])
         cfg = self.member_process_config(bus) | {
             "group": "g",
@@ -351,3 +356,55 @@ class TestKafkaBus(BusContract):
 
     async def test_ping(self, bus: KafkaBus) -> None:
         await bus.ping()
+
+
+class TestInMemoryBus(BusContract):
+    """The unit tier's bus: no server, so no server fixtures."""
+
+    counts_redeliveries = True
+    members_in_other_processes = False
+
+    @pytest_asyncio.fixture
+    async def bus(self) -> AsyncIterator[InMemoryBus]:
+        bus = InMemoryBus()
+        await bus.start()
+        yield bus
+        await bus.stop()
+
+    async def test_ping(self, bus: InMemoryBus) -> None:
+        await bus.ping()
+        await bus.stop()
+        with pytest.raises(RuntimeError):
+            await bus.ping()
+
+    async def test_trim_keeps_what_any_group_still_needs(self, bus: InMemoryBus) -> None:
+        await bus.ensure_topics([TopicSpec("trim", 1), TopicSpec("trim.dlq", 1)])
+        for i in range(10):
+            await bus.publish("trim", "k", str(i).encode())
+        await bus.publish("trim.dlq", "k", b"parked")
+        fast, slow = bus.consumer("fast", ["trim"], "f1"), bus.consumer("slow", ["trim"], "s1")
+        await fast.start()
+        await slow.start()
+        try:
+            got = await fast.fetch(max_messages=10, timeout=2)
+            for message in got[:6]:
+                await fast.ack(message)
+            assert await bus.trim_consumed() == 0  # "slow" has read nothing yet
+            for message in await slow.fetch(max_messages=10, timeout=2):
+                await slow.ack(message)
+            # everything "fast" acked goes; its 4 pending stay, as does the dead letter
+            assert await bus.trim_consumed() == 6
+            for message in got[6:]:
+                await fast.ack(message)
+            assert await bus.trim_consumed() == 4
+            assert await bus.trim_consumed() == 0
+        finally:
+            await fast.stop()
+            await slow.stop()
+        # Nothing was lost that a group still needed: a new group finds only the dead letter.
+        late = bus.consumer("late", ["trim", "trim.dlq"], "l1")
+        await late.start()
+        try:
+            assert values(await late.fetch(timeout=0.2)) == ["parked"]
+        finally:
+            await late.stop()

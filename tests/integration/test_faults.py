@@ -20,19 +20,21 @@ import pytest
 from sqlalchemy import text
 
 from adapters.embedded.postgres import EmbeddedPostgres
-from bootstrap import build
-from commands.aggregates import App, Context
+from bootstrap import ASSEMBLY, build
+from commands.aggregate import Context
+from commands.platform.aggregates import App
 from commands.unit_of_work import UnitOfWork
 from config import Settings
+from events.postgres_store import PostgresEventStore
 from events.store import CommandOutcome, EventStore
 from projections.progress import measure_lag
 from projections.runner import ProjectionRunner
 from projections.tables import PROJECTION_NAME
-from schemas.commands import CommandEnvelope, CreateApp, UpdateApp
-from schemas.events import AppCreated
+from schemas.base import CommandEnvelope
+from schemas.platform.commands import CreateApp, UpdateApp
+from schemas.platform.events import AppCreated
 from schemas.topics import COMMANDS
 from tests.harness import eventually, migrate, node_settings, running_node
-from workers.processors import projection_aggregate_types
 
 ROOT = Path(__file__).resolve().parents[2]
 READ_TABLES = ("apps", "accounts", "workspaces", "workspace_members", "api_keys", "setup_state")
@@ -88,7 +90,7 @@ async def _clean_replay(settings: Settings) -> None:
             for table in READ_TABLES:
                 await conn.execute(text(f"TRUNCATE console_v1.{table} CASCADE"))
             await conn.execute(text("DELETE FROM projection_tracking"))
-        runner = ProjectionRunner(container.engine, PROJECTION_NAME)
+        runner = ProjectionRunner(container.engine, container.projections[PROJECTION_NAME])
         position = 0
         while batch := await asyncio.to_thread(container.store.read_from, position, 500):
             for event in batch:
@@ -108,8 +110,8 @@ async def test_relay_and_projector_killed_at_random_lose_nothing(
     settings = node_settings(postgres, fresh_database("fault"), redis_url)
     await asyncio.to_thread(migrate, settings)
     env = {**os.environ, **settings.as_env(LOG_LEVEL="WARNING")}
-    store = EventStore(host=postgres.host, port=postgres.port, user=postgres.user, password="",
-                       dbname=settings.DB_DATABASE)
+    store = PostgresEventStore(ASSEMBLY.event_types, host=postgres.host, port=postgres.port,
+                               user=postgres.user, password="", dbname=settings.DB_DATABASE)
     apps = 30 * kills
     producer = asyncio.create_task(
         asyncio.to_thread(_write_app_events, store, uuid4(), apps, 0.03))
@@ -129,8 +131,9 @@ async def test_relay_and_projector_killed_at_random_lose_nothing(
         container = await build(settings)
         try:
             async def caught_up() -> bool:
+                console = container.projections[PROJECTION_NAME]
                 return await measure_lag(container.engine, PROJECTION_NAME,
-                                          projection_aggregate_types()) == 0
+                                         list(console.aggregate_types)) == 0
             await eventually(caught_up, timeout=90, interval=0.5)
         finally:
             await container.close()

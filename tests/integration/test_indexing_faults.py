@@ -18,9 +18,9 @@ from adapters.embedded.postgres import EmbeddedPostgres
 from adapters.embeddings.local_minilm import LocalMiniLM
 from indexing.clean import clean_text
 from indexing.split import ProcessRule, split_text
+from schemas.knowledge.naming import collection_for
 from tests.e2e.test_knowledge import CUSTOM_RULE
 from tests.harness import eventually, node_settings, running_node
-from workers.indexing import collection_for
 
 ROOT = Path(__file__).resolve().parents[2]
 WORDS = ("ledger harbor quartz meadow signal copper lantern orbit velvet summit canyon "

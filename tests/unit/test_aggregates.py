@@ -6,9 +6,10 @@ from uuid import uuid4
 
 import pytest
 
-from commands.aggregates import App, Context, Setup
-from commands.errors import AlreadySetup, AppNotFound
-from schemas.events import AppCreated
+from commands.aggregate import Context
+from commands.platform.aggregates import App, Setup
+from schemas.errors import AlreadySetup, AppNotFound
+from schemas.platform.events import AppCreated
 
 
 def _ctx(tenant: object = None) -> Context:

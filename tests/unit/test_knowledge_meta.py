@@ -7,12 +7,16 @@ from uuid import uuid4
 
 import pytest
 
-from commands.aggregates import Context
-from commands.errors import BadRequest, MetadataNotFound, TagNameDuplicate
-from commands.knowledge import Dataset
-from commands.knowledge_meta import coerce_metadata_value, to_timestamp
-from commands.tags import TagName
-from schemas.events import DatasetCreated, SegmentCreated, SegmentUpdated, upcast
+from bootstrap import ASSEMBLY
+from commands.aggregate import Context
+from commands.knowledge.aggregates import Dataset
+from commands.knowledge.meta_handlers import coerce_metadata_value
+from commands.knowledge.tags import TagName
+from schemas.errors import BadRequest, MetadataNotFound, TagNameDuplicate
+from schemas.knowledge.events import DatasetCreated, SegmentCreated, SegmentUpdated
+from schemas.knowledge.naming import to_timestamp
+
+upcast = ASSEMBLY.event_types.upcast
 
 
 def _ctx(tenant: Any = None) -> Context:

@@ -7,8 +7,12 @@ from uuid import uuid4
 import orjson
 import pytest
 
-from events.store import decode_stored
-from schemas.events import AppCreated, UnknownEventType, upcast
+from bootstrap import ASSEMBLY
+from events.postgres_store import decode_stored
+from events.registry import UnknownEventType
+from schemas.platform.events import AppCreated
+
+TYPES = ASSEMBLY.event_types
 
 
 def _v1_app_created(icon: str) -> bytes:
@@ -22,26 +26,28 @@ def _v1_app_created(icon: str) -> bytes:
 
 
 def test_v1_app_created_is_upcast_to_v2() -> None:
-    event = decode_stored(uuid4(), 1, "App:AppCreated", _v1_app_created("🦜"), position=7)
+    event = decode_stored(TYPES, uuid4(), 1, "App:AppCreated", _v1_app_created("🦜"),
+                          position=7)
     assert event.schema_version == AppCreated.schema_version == 2
-    assert (event.payload["icon_type"], event.payload["icon"]) == ("emoji", "🦜")
-    assert event.payload["icon_background"] == "#FFEAD5"
-    AppCreated.model_validate(event.payload)  # the upcast payload satisfies today's schema
+    # decoding validates the upcast payload against today's schema
+    assert isinstance(event.payload, AppCreated)
+    assert (event.payload.icon_type, event.payload.icon) == ("emoji", "🦜")
+    assert event.payload.icon_background == "#FFEAD5"
     assert event.position == 7
 
 
 def test_v1_image_icon_becomes_image_type() -> None:
-    version, payload = upcast("AppCreated", 1, {"name": "a", "mode": "chat", "description": "",
-                                                "icon": "https://x.test/i.png",
-                                                "created_by": str(uuid4())})
+    version, payload = TYPES.upcast("AppCreated", 1, {
+        "name": "a", "mode": "chat", "description": "", "icon": "https://x.test/i.png",
+        "created_by": str(uuid4())})
     assert version == 2 and payload["icon_type"] == "image"
 
 
 def test_current_version_passes_through_unchanged() -> None:
     payload = {"name": "a", "mode": "chat"}
-    assert upcast("AppDeleted", 1, payload) == (1, payload)
+    assert TYPES.upcast("AppDeleted", 1, payload) == (1, payload)
 
 
 def test_unknown_event_type_is_an_error() -> None:
     with pytest.raises(UnknownEventType):
-        upcast("NoSuchEvent", 1, {})
+        TYPES.upcast("NoSuchEvent", 1, {})

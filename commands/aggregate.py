@@ -1,0 +1,69 @@
+"""Aggregates: consistency boundaries rebuilt from their events, deciding new ones.
+
+Each aggregate applies its own events (`apply_<EventType>`, taking the payload model) and
+records new ones through `record`, which applies them at once so later decisions in the same
+command see them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Self
+from uuid import UUID
+
+from events.envelope import Envelope
+from schemas.base import EventPayload
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who caused the events being recorded."""
+
+    tenant_id: UUID | None
+    actor_id: UUID | None
+    correlation_id: UUID
+    causation_id: UUID
+
+
+class Aggregate:
+    type_name: ClassVar[str]  # the class name: stored with every event of the aggregate
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.type_name = cls.__name__
+
+    def __init__(self, aggregate_id: UUID) -> None:
+        self.id = aggregate_id
+        self.version = 0
+        self.tenant_id: UUID | None = None
+        self.pending: list[Envelope[EventPayload]] = []
+
+    @property
+    def exists(self) -> bool:
+        return self.version > 0
+
+    @classmethod
+    def replay(cls, aggregate_id: UUID, events: Sequence[Envelope[EventPayload]]) -> Self:
+        aggregate = cls(aggregate_id)
+        for event in events:
+            aggregate._apply(event)
+        return aggregate
+
+    def _apply(self, event: Envelope[EventPayload]) -> None:
+        self.version = event.aggregate_version
+        self.tenant_id = event.tenant_id
+        getattr(self, f"apply_{event.type}")(event.payload)
+
+    def record(self, payload: EventPayload, ctx: Context, tenant_id: UUID | None = None) -> None:
+        event = Envelope.new(
+            payload,
+            aggregate_type=self.type_name,
+            aggregate_id=self.id,
+            aggregate_version=self.version + 1,
+            tenant_id=tenant_id or self.tenant_id or ctx.tenant_id,
+            correlation_id=ctx.correlation_id,
+            causation_id=ctx.causation_id,
+        )
+        self._apply(event)
+        self.pending.append(event)

@@ -1,0 +1,67 @@
+"""Command handlers of the platform context: setup, apps, API keys.
+
+A handler gets the command payload and a unit of work; it returns the result the gateway
+answers with. Raising an EddyError rejects the command and records nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from commands.platform.aggregates import Account, ApiKey, App, Setup, Workspace
+from commands.registry import command_handlers
+from commands.unit_of_work import UnitOfWork
+from schemas.platform import commands as cmd
+from schemas.platform import events as ev
+from schemas.platform.naming import SETUP_ID
+
+
+def setup_platform(c: cmd.SetupPlatform, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(Setup, SETUP_ID).complete(c.account_id, c.workspace_id, uow.ctx)
+    uow.get(Account, c.account_id).register(
+        c.email, c.name, c.password_hash, c.interface_language, uow.ctx
+    )
+    uow.get(Workspace, c.workspace_id).create(f"{c.name}'s Workspace", c.account_id, uow.ctx)
+    return {"account_id": str(c.account_id), "workspace_id": str(c.workspace_id)}
+
+
+def create_app(c: cmd.CreateApp, uow: UnitOfWork) -> dict[str, Any]:
+    assert uow.ctx.actor_id is not None
+    payload = ev.AppCreated(
+        **c.model_dump(exclude={"app_id"}), created_by=uow.ctx.actor_id
+    )
+    uow.get(App, c.app_id).create(payload, uow.ctx)
+    return {"app_id": str(c.app_id)}
+
+
+def update_app(c: cmd.UpdateApp, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(App, c.app_id).update(c.model_dump(exclude={"app_id"}), uow.ctx)
+    return {"app_id": str(c.app_id)}
+
+
+def delete_app(c: cmd.DeleteApp, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(App, c.app_id).delete(uow.ctx)
+    return {"app_id": str(c.app_id)}
+
+
+def _ensure_owner_resource(app_id: UUID | None, uow: UnitOfWork) -> None:
+    if app_id is not None:
+        uow.get(App, app_id).ensure_visible_to(uow.ctx.tenant_id)
+
+
+def create_api_key(c: cmd.CreateApiKey, uow: UnitOfWork) -> dict[str, Any]:
+    _ensure_owner_resource(c.app_id, uow)
+    uow.get(ApiKey, c.key_id).create(c.key_type, c.app_id, c.token, uow.ctx)
+    return {"key_id": str(c.key_id)}
+
+
+def revoke_api_key(c: cmd.RevokeApiKey, uow: UnitOfWork) -> dict[str, Any]:
+    _ensure_owner_resource(c.app_id, uow)
+    uow.get(ApiKey, c.key_id).revoke(c.key_type, c.app_id, uow.ctx)
+    return {"key_id": str(c.key_id)}
+
+
+HANDLERS = command_handlers(
+    setup_platform, create_app, update_app, delete_app, create_api_key, revoke_api_key,
+)

@@ -1,0 +1,13 @@
+"""The bounded contexts Eddy is made of. Adding one: its own packages in each layer, a
+manifest (`contexts/<name>.py`), and one line here."""
+
+from __future__ import annotations
+
+from contexts.knowledge import KNOWLEDGE
+from contexts.manifest import ContextManifest
+from contexts.platform import PLATFORM
+
+CONTEXTS: tuple[ContextManifest, ...] = (
+    PLATFORM,
+    KNOWLEDGE,
+)

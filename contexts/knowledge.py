@@ -1,0 +1,57 @@
+"""The knowledge context: datasets, documents and their indexing, segments and child chunks,
+metadata, tags; retrieval. Its work topics replace Dify's `dataset` / `priority_dataset`
+queues and deletion tasks."""
+
+from __future__ import annotations
+
+from commands.knowledge import aggregates, handlers, meta_handlers, tags
+from contexts.manifest import ContextManifest, payloads_in
+from events.routing import WorkRoute
+from gateway.knowledge import datasets, meta
+from projections.knowledge import meta_projectors, projectors
+from projections.tables import PROJECTION_NAME
+from schemas.base import EventPayload
+from schemas.knowledge import events
+from schemas.knowledge.topics import CLEANUP, INDEXING_BULK, INDEXING_PRIORITY
+from workers.knowledge.processors import PROCESSORS
+
+INDEXING_REQUESTS = [events.DocumentIndexingRequested, events.DocumentIndexingResumed]
+
+
+def _priority_lane(p: EventPayload) -> bool:
+    assert isinstance(p, events.DocumentIndexingRequested | events.DocumentIndexingResumed)
+    return p.lane == "priority"
+
+
+def _bulk_lane(p: EventPayload) -> bool:
+    return not _priority_lane(p)
+
+
+def _added_by_hand(p: EventPayload) -> bool:
+    # Segments created by splitting are indexed by their document's job (created by
+    # nobody); hand-made ones are small interactive jobs.
+    assert isinstance(p, events.SegmentCreated)
+    return p.created_by is not None
+
+
+KNOWLEDGE = ContextManifest(
+    name="knowledge",
+    aggregates=[aggregates.Dataset, aggregates.DatasetName, aggregates.Document,
+                aggregates.Segment, tags.Tag, tags.TagName],
+    events=payloads_in(events),
+    upcasters=events.UPCASTERS,
+    handlers=[handlers.HANDLERS, meta_handlers.HANDLERS, tags.HANDLERS],
+    projectors={PROJECTION_NAME: [projectors.PROJECTORS, meta_projectors.PROJECTORS]},
+    # meta first: /v1/datasets/tags and /v1/datasets/metadata are not dataset ids
+    routers=[meta.router, datasets.router, datasets.console_router],
+    work_topics=[INDEXING_PRIORITY, INDEXING_BULK, CLEANUP],
+    routes=[
+        WorkRoute(INDEXING_PRIORITY, INDEXING_REQUESTS, when=_priority_lane),
+        WorkRoute(INDEXING_BULK, INDEXING_REQUESTS, when=_bulk_lane),
+        WorkRoute(INDEXING_PRIORITY, [events.SegmentCreated], when=_added_by_hand),
+        WorkRoute(INDEXING_PRIORITY, [events.SegmentUpdated]),
+        WorkRoute(CLEANUP, [events.DocumentDeleted, events.DatasetDeleted,
+                            events.SegmentDeleted]),
+    ],
+    processors=PROCESSORS,
+)

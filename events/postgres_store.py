@@ -1,0 +1,174 @@
+"""The event store: eventsourcing's Postgres recorder, holding Eddy's envelopes.
+
+Aggregate events are rows of eventsourcing's `stored_events` table (optimistic concurrency on
+(aggregate id, version); a gap-free, commit-ordered `notification_id` that is the global
+position). The command outcome is written in the same transaction as the events, so a
+command takes effect exactly once however often it is delivered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+import psycopg
+from eventsourcing.persistence import IntegrityError as RecordConflict
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg.rows import DictRow
+
+from events.envelope import Envelope
+from events.registry import EventTypes
+from events.store import (
+    OUTCOME_CHANNEL,
+    CommandAlreadyRecorded,
+    CommandOutcome,
+    ConcurrencyConflict,
+    outcome_from_row,
+)
+from schemas.base import EventPayload
+
+EVENTS_TABLE = "stored_events"
+EVENTS_CHANNEL = EVENTS_TABLE  # eventsourcing NOTIFYs the table's name on every insert
+
+
+class _OutcomeRecorder(PostgresApplicationRecorder):
+    """Writes the command outcome inside the events' transaction (as eventsourcing's
+    process recorder does with tracking records)."""
+
+    def _fetch_ids_after_insert_events(
+        self, curs: psycopg.Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        outcome: CommandOutcome | None = kwargs.get("outcome")
+        if outcome is not None and ids:
+            _insert_outcome(curs, outcome, position=max(ids))
+        return ids
+
+
+def _insert_outcome(
+    curs: psycopg.Cursor[Any], outcome: CommandOutcome, position: int | None
+) -> None:
+    curs.execute(
+        "INSERT INTO command_outcomes (command_id, status, aggregate_id, aggregate_version,"
+        " position, result, error) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (
+            outcome.command_id,
+            outcome.status,
+            outcome.aggregate_id,
+            outcome.aggregate_version,
+            position,
+            orjson.dumps(outcome.result).decode(),
+            orjson.dumps(outcome.error).decode() if outcome.error else None,
+        ),
+    )
+    curs.execute("SELECT pg_notify(%s, %s)", (OUTCOME_CHANNEL, str(outcome.command_id)))
+
+
+def _encode(envelope: Envelope[EventPayload]) -> StoredEvent:
+    state = {
+        "event_id": str(envelope.event_id),
+        "schema_version": envelope.schema_version,
+        "tenant_id": str(envelope.tenant_id) if envelope.tenant_id else None,
+        "occurred_at": envelope.occurred_at.isoformat(),
+        "correlation_id": str(envelope.correlation_id),
+        "causation_id": str(envelope.causation_id),
+        "payload": envelope.payload_json(),
+    }
+    return StoredEvent(
+        originator_id=envelope.aggregate_id,
+        originator_version=envelope.aggregate_version,
+        topic=f"{envelope.aggregate_type}:{envelope.type}",
+        state=orjson.dumps(state),
+    )
+
+
+def decode_stored(
+    types: EventTypes, aggregate_id: UUID, version: int, topic: str, state: bytes,
+    position: int | None,
+) -> Envelope[EventPayload]:
+    """Rebuild an envelope from a stored row, upcasting its payload to the current schema."""
+    aggregate_type, event_type = topic.split(":", 1)
+    raw = orjson.loads(state)
+    payload = types.decode(event_type, raw["schema_version"], raw["payload"])
+    return Envelope(
+        event_id=UUID(raw["event_id"]),
+        type=event_type,
+        schema_version=payload.schema_version,
+        tenant_id=UUID(raw["tenant_id"]) if raw["tenant_id"] else None,
+        aggregate_type=aggregate_type,
+        aggregate_id=aggregate_id,
+        aggregate_version=version,
+        occurred_at=datetime.fromisoformat(raw["occurred_at"]),
+        correlation_id=UUID(raw["correlation_id"]),
+        causation_id=UUID(raw["causation_id"]),
+        payload=payload,
+        position=position,
+    )
+
+
+class PostgresEventStore:
+    """Synchronous (psycopg) access; async callers use it through a thread."""
+
+    def __init__(self, types: EventTypes, *, host: str, port: int, user: str, password: str,
+                 dbname: str, pool_size: int = 4) -> None:
+        self.types = types
+        self.datastore = PostgresDatastore(
+            dbname=dbname, host=host, port=port, user=user, password=password,
+            pool_size=pool_size, max_overflow=4, pre_ping=True,
+        )
+        self.recorder = _OutcomeRecorder(self.datastore, events_table_name=EVENTS_TABLE)
+
+    def close(self) -> None:
+        self.datastore.close()
+
+    def load(self, aggregate_id: UUID) -> list[Envelope[EventPayload]]:
+        return [
+            decode_stored(self.types, e.originator_id, e.originator_version, e.topic, e.state, None)
+            for e in self.recorder.select_events(aggregate_id)
+        ]
+
+    def append(self, events: Sequence[Envelope[EventPayload]],
+               outcome: CommandOutcome | None = None) -> int:
+        """Store events (and the outcome of the command that caused them) atomically;
+        returns the last position."""
+        try:
+            ids = self.recorder.insert_events([_encode(e) for e in events], outcome=outcome)
+        except RecordConflict as exc:
+            if outcome is not None and self.outcome(outcome.command_id) is not None:
+                raise CommandAlreadyRecorded from exc
+            raise ConcurrencyConflict(str(exc)) from exc
+        except psycopg.errors.UniqueViolation as exc:
+            raise CommandAlreadyRecorded from exc
+        assert ids
+        return max(ids)
+
+    def record_without_events(self, outcome: CommandOutcome) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                "SELECT 1 FROM command_outcomes WHERE command_id = %s", (outcome.command_id,)
+            )
+            if curs.fetchone() is None:
+                _insert_outcome(curs, outcome, position=None)
+
+    def outcome(self, command_id: UUID) -> CommandOutcome | None:
+        with self.datastore.transaction() as curs:
+            curs.execute("SELECT * FROM command_outcomes WHERE command_id = %s", (command_id,))
+            row = curs.fetchone()
+        return outcome_from_row(row) if row else None
+
+    def read_from(self, after_position: int, limit: int) -> list[Envelope[EventPayload]]:
+        return [
+            decode_stored(self.types, n.originator_id, n.originator_version, n.topic, n.state, n.id)
+            for n in self.recorder.select_notifications(
+                after_position, limit, inclusive_of_start=False
+            )
+        ]
+
+    def max_position(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+

@@ -1,0 +1,114 @@
+"""Projectors of knowledge tags and dataset metadata (fields, built-in switch, document
+values), into the console read model.
+
+Tags and datasets are different aggregates, so on a replay a binding may be applied after
+its dataset's deletion: queries therefore always join bindings to live datasets, and
+document values to their dataset's current fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, insert, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from events.envelope import Envelope
+from projections.knowledge.tables import (
+    dataset_metadata_fields,
+    datasets,
+    documents,
+    tag_bindings,
+    tags,
+)
+from projections.registry import projectors
+from schemas.knowledge import events as ev
+
+# --- tags ------------------------------------------------------------------------------------
+
+
+async def project_tag_created(conn: AsyncConnection, e: Envelope[ev.TagCreated]) -> None:
+    p = e.payload
+    await conn.execute(insert(tags).values(
+        id=e.aggregate_id, tenant_id=e.tenant_id, type=p.type, name=p.name,
+        created_by=p.created_by, created_at=e.occurred_at))
+
+
+async def project_tag_renamed(conn: AsyncConnection, e: Envelope[ev.TagRenamed]) -> None:
+    await conn.execute(update(tags).where(tags.c.id == e.aggregate_id)
+                       .values(name=e.payload.name))
+
+
+async def project_tag_deleted(conn: AsyncConnection, e: Envelope[ev.TagDeleted]) -> None:
+    await conn.execute(delete(tag_bindings).where(tag_bindings.c.tag_id == e.aggregate_id))
+    await conn.execute(delete(tags).where(tags.c.id == e.aggregate_id))
+
+
+async def project_tag_bound(conn: AsyncConnection, e: Envelope[ev.TagBound]) -> None:
+    p = e.payload
+    await conn.execute(pg_insert(tag_bindings).values(
+        tag_id=e.aggregate_id, target_id=p.target_id, tenant_id=e.tenant_id,
+        created_by=p.created_by, created_at=e.occurred_at,
+    ).on_conflict_do_nothing())
+
+
+async def project_tag_unbound(conn: AsyncConnection, e: Envelope[ev.TagUnbound]) -> None:
+    await conn.execute(delete(tag_bindings).where(
+        tag_bindings.c.tag_id == e.aggregate_id,
+        tag_bindings.c.target_id == e.payload.target_id))
+
+
+# --- metadata --------------------------------------------------------------------------------
+
+
+async def project_metadata_field_added(conn: AsyncConnection,
+                                       e: Envelope[ev.DatasetMetadataFieldAdded]) -> None:
+    p = e.payload
+    await conn.execute(insert(dataset_metadata_fields).values(
+        id=p.metadata_id, tenant_id=e.tenant_id, dataset_id=e.aggregate_id,
+        name=p.name, type=p.type, created_by=p.created_by,
+        created_at=e.occurred_at, updated_by=p.created_by, updated_at=e.occurred_at))
+
+
+async def project_metadata_field_renamed(conn: AsyncConnection,
+                                         e: Envelope[ev.DatasetMetadataFieldRenamed]) -> None:
+    p = e.payload
+    await conn.execute(update(dataset_metadata_fields).where(
+        dataset_metadata_fields.c.id == p.metadata_id).values(
+        name=p.name, updated_by=p.updated_by, updated_at=e.occurred_at))
+
+
+async def project_metadata_field_deleted(conn: AsyncConnection,
+                                         e: Envelope[ev.DatasetMetadataFieldDeleted]) -> None:
+    field_id = str(e.payload.metadata_id)
+    await conn.execute(delete(dataset_metadata_fields).where(
+        dataset_metadata_fields.c.id == e.payload.metadata_id))
+    # Tidy the documents' values (reads ignore them anyway once the field is gone).
+    await conn.execute(update(documents).where(
+        documents.c.dataset_id == e.aggregate_id,
+        documents.c.doc_metadata.has_key(field_id),
+    ).values(doc_metadata=documents.c.doc_metadata.op("-")(field_id)))
+
+
+async def project_built_in_fields_toggled(conn: AsyncConnection,
+                                          e: Envelope[ev.DatasetBuiltInFieldsToggled]) -> None:
+    await conn.execute(update(datasets).where(datasets.c.id == e.aggregate_id)
+                       .values(built_in_field_enabled=e.payload.enabled))
+
+
+async def project_document_metadata_updated(conn: AsyncConnection,
+                                            e: Envelope[ev.DocumentMetadataUpdated]) -> None:
+    values: dict[str, Any] = e.payload.values
+    await conn.execute(update(documents).where(documents.c.id == e.aggregate_id)
+                       .values(doc_metadata=values, updated_at=e.occurred_at))
+
+
+PROJECTORS = projectors(
+    project_tag_created, project_tag_renamed, project_tag_deleted, project_tag_bound,
+    project_tag_unbound, project_metadata_field_added, project_metadata_field_renamed,
+    project_metadata_field_deleted, project_built_in_fields_toggled,
+    project_document_metadata_updated,
+    # name claims are write-side uniqueness; the read model shows the tag's name
+    ignore=[ev.TagNameClaimed, ev.TagNameReleased],
+)

@@ -1,0 +1,165 @@
+"""Read-side queries of the knowledge context."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from projections.knowledge import meta_queries as kmq
+from projections.knowledge.tables import datasets, documents, segments
+from projections.page import Page
+from projections.platform.tables import accounts
+
+# Segments are live when they belong to their document's current split.
+_LIVE = and_(documents.c.id == segments.c.document_id,
+             documents.c.split_attempt == segments.c.attempt)
+
+
+def _doc_stats() -> Any:
+    return (select(documents.c.dataset_id,
+                   func.count().label("document_count"),
+                   func.coalesce(func.sum(documents.c.word_count), 0).label("word_count"),
+                   func.count().filter(documents.c.enabled & ~documents.c.archived
+                                       & (documents.c.indexing_status == "completed"))
+                   .label("available_document_count"))
+            .group_by(documents.c.dataset_id).subquery())
+
+
+def _dataset_select() -> Any:
+    stats = _doc_stats()
+    return (select(datasets, accounts.c.name.label("author_name"),
+                   *kmq.dataset_extra_columns(),  # tags, metadata fields
+                   func.coalesce(stats.c.document_count, 0).label("document_count"),
+                   func.coalesce(stats.c.word_count, 0).label("word_count"),
+                   func.coalesce(stats.c.available_document_count, 0)
+                   .label("available_document_count"))
+            .join(accounts, accounts.c.id == datasets.c.created_by, isouter=True)
+            .join(stats, stats.c.dataset_id == datasets.c.id, isouter=True))
+
+
+async def dataset(engine: AsyncEngine, tenant_id: UUID, dataset_id: UUID) -> dict[str, Any] | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(_dataset_select().where(
+            datasets.c.id == dataset_id, datasets.c.tenant_id == tenant_id))).mappings().first()
+    return dict(row) if row else None
+
+
+async def list_datasets(engine: AsyncEngine, tenant_id: UUID, *, page: int, limit: int,
+                        keyword: str | None, tag_ids: Sequence[UUID] | None = None) -> Page:
+    where = [datasets.c.tenant_id == tenant_id]
+    if keyword:
+        where.append(datasets.c.name.ilike(f"%{keyword}%"))
+    if tag_ids is not None:
+        where.append(kmq.datasets_tagged(tag_ids))
+    async with engine.connect() as conn:
+        total = (await conn.execute(select(func.count()).select_from(datasets).where(*where)))
+        rows = (await conn.execute(_dataset_select().where(*where)
+                                   .order_by(datasets.c.created_at.desc(), datasets.c.id)
+                                   .offset((page - 1) * limit).limit(limit))).mappings().all()
+        return Page(items=[dict(r) for r in rows], total=int(total.scalar() or 0))
+
+
+async def document(engine: AsyncEngine, dataset_id: UUID,
+                   document_id: UUID) -> dict[str, Any] | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(documents, *kmq.document_extra_columns()).where(
+            documents.c.id == document_id, documents.c.dataset_id == dataset_id))
+        ).mappings().first()
+    return dict(row) if row else None
+
+
+DISPLAY_STATUS_FILTERS = {
+    "queuing": documents.c.indexing_status == "waiting",
+    "indexing": documents.c.indexing_status.in_(["parsing", "cleaning", "splitting", "indexing"])
+    & ~documents.c.is_paused,
+    "paused": documents.c.indexing_status.in_(["parsing", "cleaning", "splitting", "indexing"])
+    & documents.c.is_paused,
+    "error": documents.c.indexing_status == "error",
+    "available": (documents.c.indexing_status == "completed") & documents.c.enabled
+    & ~documents.c.archived,
+    "disabled": (documents.c.indexing_status == "completed") & ~documents.c.enabled
+    & ~documents.c.archived,
+    "archived": (documents.c.indexing_status == "completed") & documents.c.archived,
+}
+
+
+async def list_documents(engine: AsyncEngine, dataset_id: UUID, *, page: int, limit: int,
+                         keyword: str | None, status: str | None) -> Page:
+    where = [documents.c.dataset_id == dataset_id]
+    if keyword:
+        where.append(documents.c.name.ilike(f"%{keyword}%"))
+    if status:
+        where.append(DISPLAY_STATUS_FILTERS[status])
+    async with engine.connect() as conn:
+        total = (await conn.execute(select(func.count()).select_from(documents).where(*where)))
+        rows = (await conn.execute(select(documents, *kmq.document_extra_columns())
+                                   .where(*where)
+                                   .order_by(documents.c.position.desc(), documents.c.id)
+                                   .offset((page - 1) * limit).limit(limit))).mappings().all()
+        return Page(items=[dict(r) for r in rows], total=int(total.scalar() or 0))
+
+
+async def documents_in_batch(engine: AsyncEngine, dataset_id: UUID,
+                             batch: str) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(documents).where(
+            documents.c.dataset_id == dataset_id, documents.c.batch == batch)
+            .order_by(documents.c.position))).mappings().all()
+    return [dict(r) for r in rows]
+
+
+async def next_document_position(engine: AsyncEngine, dataset_id: UUID) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.coalesce(func.max(documents.c.position), 0))
+                                       .where(documents.c.dataset_id == dataset_id))).scalar()
+                   or 0) + 1
+
+
+async def searchable_document_ids(engine: AsyncEngine, dataset_id: UUID) -> list[str]:
+    """Documents whose chunks retrieval may return: indexed, enabled, not archived."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(documents.c.id).where(
+            documents.c.dataset_id == dataset_id, documents.c.enabled, ~documents.c.archived,
+            documents.c.indexing_status == "completed"))).scalars().all()
+    return [str(r) for r in rows]
+
+
+async def list_segments(engine: AsyncEngine, document_id: UUID, *, page: int, limit: int,
+                        keyword: str | None, status: str | None) -> Page:
+    where = [segments.c.document_id == document_id]
+    if keyword:
+        where.append(segments.c.content.ilike(f"%{keyword}%"))
+    if status:
+        where.append(segments.c.status == status)
+    base = select(segments).join(documents, _LIVE).where(*where)
+    async with engine.connect() as conn:
+        total = (await conn.execute(select(func.count()).select_from(base.subquery())))
+        rows = (await conn.execute(base.order_by(segments.c.position)
+                                   .offset((page - 1) * limit).limit(limit))).mappings().all()
+        return Page(items=[dict(r) for r in rows], total=int(total.scalar() or 0))
+
+
+async def segments_by_id(engine: AsyncEngine, segment_ids: Sequence[UUID],
+                         only_enabled: bool = False) -> dict[UUID, dict[str, Any]]:
+    if not segment_ids:
+        return {}
+    query = (select(segments, documents.c.name.label("document_name"),
+                    documents.c.data_source_type.label("document_data_source_type"))
+             .join(documents, _LIVE).where(segments.c.id.in_(segment_ids)))
+    if only_enabled:
+        query = query.where(segments.c.enabled)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return {r["id"]: dict(r) for r in rows}
+
+
+async def next_segment_position(engine: AsyncEngine, document_id: UUID) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(
+            select(func.coalesce(func.max(segments.c.position), 0)).select_from(segments)
+            .join(documents, _LIVE).where(segments.c.document_id == document_id))).scalar()
+            or 0) + 1

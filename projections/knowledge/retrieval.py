@@ -1,0 +1,132 @@
+"""Retrieval: semantic, full-text, keyword and hybrid search over a dataset's chunks,
+answered in Dify's `records[{segment{…, document{…}}, child_chunks, score}]` shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.embeddings.base import EmbeddingProvider
+from adapters.vector.base import VectorHit, VectorStore
+from projections.knowledge import queries as kq
+from projections.knowledge.metadata_filter import matching_document_ids, parse_conditions
+from schemas.knowledge.api import MetadataFilteringConditions
+from schemas.knowledge.naming import collection_for
+
+DEFAULT_TOP_K = 4
+DEFAULT_VECTOR_WEIGHT = 0.7
+SEARCH_METHODS = ("semantic_search", "full_text_search", "keyword_search", "hybrid_search")
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    search_method: str
+    top_k: int
+    score_threshold: float
+    vector_weight: float
+    # Dify's retrieval_model.metadata_filtering_conditions (None: no filtering)
+    metadata_filter: MetadataFilteringConditions | None = None
+
+    @classmethod
+    def from_dify(cls, model: dict[str, Any] | None, dataset_default: dict[str, Any],
+                  economy: bool) -> RetrievalSettings:
+        merged = {**dataset_default, **(model or {})}
+        method = merged.get("search_method") or "semantic_search"
+        if economy:
+            method = "keyword_search"  # an economy dataset has no vectors to search
+        threshold = float(merged.get("score_threshold") or 0.0) \
+            if merged.get("score_threshold_enabled") else 0.0
+        weights = merged.get("weights") or {}
+        vector_weight = (weights.get("vector_setting") or {}).get("vector_weight")
+        return cls(method, int(merged.get("top_k") or DEFAULT_TOP_K), threshold,
+                   float(DEFAULT_VECTOR_WEIGHT if vector_weight is None else vector_weight),
+                   parse_conditions(merged.get("metadata_filtering_conditions")))
+
+
+@dataclass(frozen=True)
+class RetrievedSegment:
+    row: dict[str, Any]  # the segment's read-model row, with its document's name
+    score: float
+    child_hits: list[tuple[str, float]]  # matched child chunks (hierarchical), best first
+
+
+@dataclass
+class Retriever:
+    engine: AsyncEngine
+    embeddings: EmbeddingProvider
+    vectors: VectorStore
+    keywords: VectorStore
+
+    async def retrieve(self, dataset: dict[str, Any], query: str,
+                       settings: RetrievalSettings) -> list[RetrievedSegment]:
+        dataset_id: UUID = dataset["id"]
+        allowed = await kq.searchable_document_ids(self.engine, dataset_id)
+        if settings.metadata_filter is not None:
+            # Only documents whose metadata match are searched (unknown names: 400).
+            matching = await matching_document_ids(self.engine, dataset,
+                                                   settings.metadata_filter, allowed)
+            allowed = [d for d in allowed if d in matching]
+        if not allowed:
+            return []
+        where = {"document_id": allowed}
+        economy = dataset["indexing_technique"] == "economy"
+        collection = collection_for(dataset_id, economy)
+        # Over-fetch: several hits may be children of one parent or disabled segments.
+        k = settings.top_k * 3
+        if settings.search_method == "keyword_search" or economy:
+            scored = _by_unit(await self.keywords.search_by_full_text(collection, query, k, where))
+        elif settings.search_method == "full_text_search":
+            scored = _by_unit(await self.vectors.search_by_full_text(collection, query, k, where))
+        else:
+            vector = await self.embeddings.embed_query(query)
+            semantic = _by_unit(await self.vectors.search_by_vector(collection, vector, k,
+                                                                    0.0, where))
+            if settings.search_method == "hybrid_search":
+                keyword = _by_unit(await self.vectors.search_by_full_text(collection, query, k,
+                                                                          where))
+                w = settings.vector_weight
+                scored = {
+                    unit: _Unit(hit=(semantic.get(unit) or keyword[unit]).hit,
+                                score=w * (semantic[unit].score if unit in semantic else 0.0)
+                                + (1 - w) * (keyword[unit].score if unit in keyword else 0.0))
+                    for unit in semantic.keys() | keyword.keys()
+                }
+            else:
+                scored = semantic
+        return await self._records(scored, settings)
+
+    async def _records(self, scored: dict[str, _Unit],
+                       settings: RetrievalSettings) -> list[RetrievedSegment]:
+        by_segment: dict[str, list[_Unit]] = {}
+        for unit in scored.values():
+            if unit.score >= settings.score_threshold:
+                by_segment.setdefault(unit.hit.metadata["segment_id"], []).append(unit)
+        ranked = sorted(by_segment.items(), key=lambda kv: -max(u.score for u in kv[1]))
+        rows = await kq.segments_by_id(self.engine, [UUID(s) for s, _ in ranked],
+                                       only_enabled=True)
+        found = []
+        for segment_id, units in ranked:
+            row = rows.get(UUID(segment_id))
+            if row is None:
+                continue  # disabled, or of a document's superseded split
+            children = {c["id"] for c in row["child_chunks"]}
+            found.append(RetrievedSegment(
+                row=row, score=max(u.score for u in units),
+                child_hits=[(u.hit.id, u.score) for u in sorted(units, key=lambda u: -u.score)
+                            if u.hit.id in children]))
+            if len(found) == settings.top_k:
+                break
+        return found
+
+
+@dataclass
+class _Unit:
+    hit: VectorHit
+    score: float
+
+
+def _by_unit(hits: list[VectorHit]) -> dict[str, _Unit]:
+    return {h.id: _Unit(hit=h, score=h.score) for h in hits}

@@ -1,0 +1,107 @@
+"""Read-side queries of the platform context (plain functions over its read models)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from projections.page import Page
+from projections.platform.tables import (
+    accounts,
+    api_keys,
+    apps,
+    setup_state,
+    workspace_members,
+)
+
+
+async def setup_info(engine: AsyncEngine) -> dict[str, Any] | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(setup_state))).mappings().first()
+    return dict(row) if row else None
+
+
+async def account_by_email(engine: AsyncEngine, email: str) -> dict[str, Any] | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(
+            select(accounts).where(accounts.c.email == email.strip().lower())
+        )).mappings().first()
+    return dict(row) if row else None
+
+
+async def console_identity(engine: AsyncEngine,
+                           account_id: UUID) -> tuple[dict[str, Any], UUID] | None:
+    """The account and its current workspace, in one query (runs on every console request)."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(
+            select(accounts, workspace_members.c.workspace_id)
+            .join(workspace_members, workspace_members.c.account_id == accounts.c.id)
+            .where(accounts.c.id == account_id)
+            .order_by(workspace_members.c.created_at).limit(1)
+        )).mappings().first()
+    return (dict(row), row["workspace_id"]) if row else None
+
+
+async def current_workspace_of(engine: AsyncEngine, account_id: UUID) -> UUID | None:
+    async with engine.connect() as conn:
+        return (await conn.execute(
+            select(workspace_members.c.workspace_id)
+            .where(workspace_members.c.account_id == account_id)
+            .order_by(workspace_members.c.created_at).limit(1)
+        )).scalar()
+
+
+async def app_in_workspace(engine: AsyncEngine, tenant_id: UUID,
+                           app_id: UUID) -> dict[str, Any] | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(
+            select(apps, accounts.c.name.label("author_name"))
+            .join(accounts, accounts.c.id == apps.c.created_by, isouter=True)
+            .where(apps.c.id == app_id, apps.c.tenant_id == tenant_id)
+        )).mappings().first()
+    return dict(row) if row else None
+
+
+async def list_apps(engine: AsyncEngine, tenant_id: UUID, *, page: int, limit: int,
+                    mode: str | None, name: str | None) -> Page:
+    where = [apps.c.tenant_id == tenant_id]
+    if mode:
+        where.append(apps.c.mode == mode)
+    if name:
+        where.append(apps.c.name.ilike(f"%{name}%"))
+    async with engine.connect() as conn:
+        total = (await conn.execute(select(func.count()).select_from(apps).where(*where)))
+        rows = (await conn.execute(
+            select(apps, accounts.c.name.label("author_name"))
+            .join(accounts, accounts.c.id == apps.c.created_by, isouter=True)
+            .where(*where).order_by(apps.c.created_at.desc(), apps.c.id)
+            .offset((page - 1) * limit).limit(limit)
+        )).mappings().all()
+        return Page(items=[dict(r) for r in rows], total=int(total.scalar() or 0))
+
+
+async def list_api_keys(engine: AsyncEngine, tenant_id: UUID, key_type: str,
+                        app_id: UUID | None) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(
+            select(api_keys).where(
+                api_keys.c.tenant_id == tenant_id, api_keys.c.type == key_type,
+                api_keys.c.app_id == app_id if app_id else api_keys.c.app_id.is_(None),
+            ).order_by(api_keys.c.created_at)
+        )).mappings().all()
+    return [dict(r) for r in rows]
+
+
+async def api_key_by_token(engine: AsyncEngine, token: str) -> dict[str, Any] | None:
+    """The key and its workspace owner (Service API calls act as the owner, as in Dify)."""
+    owner = (select(workspace_members.c.account_id)
+             .where(workspace_members.c.workspace_id == api_keys.c.tenant_id,
+                    workspace_members.c.role == "owner").limit(1).scalar_subquery())
+    async with engine.connect() as conn:
+        row = (await conn.execute(
+            select(api_keys, owner.label("owner_id")).where(api_keys.c.token == token)
+        )).mappings().first()
+    return dict(row) if row else None

@@ -1,0 +1,77 @@
+"""Read-model tables of the platform context: setup, accounts, workspaces, apps, API
+keys. Only projectors write them."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, DateTime, ForeignKey, Integer, String, Table, Text, Uuid
+
+from projections.tables import READ, metadata
+
+setup_state = Table(
+    "setup_state", metadata,
+    Column("id", Integer, primary_key=True),  # always 1
+    Column("account_id", Uuid, nullable=False),
+    Column("workspace_id", Uuid, nullable=False),
+    Column("setup_at", DateTime(timezone=True), nullable=False),
+    schema=READ,
+)
+
+accounts = Table(
+    "accounts", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("email", String(255), nullable=False, unique=True),
+    Column("name", String(255), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("interface_language", String(32), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    schema=READ,
+)
+
+workspaces = Table(
+    "workspaces", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    schema=READ,
+)
+
+workspace_members = Table(
+    "workspace_members", metadata,
+    Column("workspace_id", Uuid, ForeignKey(f"{READ}.workspaces.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("account_id", Uuid, primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    schema=READ,
+)
+
+apps = Table(
+    "apps", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, nullable=False, index=True),
+    Column("name", String(255), nullable=False),
+    Column("mode", String(32), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("icon_type", String(16), nullable=False),
+    Column("icon", String(255), nullable=False),
+    Column("icon_background", String(32), nullable=False),
+    Column("created_by", Uuid, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", Uuid, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    schema=READ,
+)
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, nullable=False, index=True),
+    Column("type", String(16), nullable=False),
+    Column("app_id", Uuid, nullable=True, index=True),
+    Column("token", String(255), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    schema=READ,
+)

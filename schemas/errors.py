@@ -1,0 +1,156 @@
+"""Typed errors, each with Dify's error code and HTTP status; the gateway maps them once."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class EddyError(Exception):
+    code: ClassVar[str] = "internal_server_error"
+    status: ClassVar[int] = 500
+    default_message: ClassVar[str] = "Internal Server Error"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message, "status": self.status}
+
+
+class BadRequest(EddyError):
+    code, status, default_message = "invalid_param", 400, "Invalid parameters."
+
+
+class Unauthorized(EddyError):
+    code, status, default_message = (
+        "unauthorized", 401,
+        "Access token is invalid. Authorization header must be 'Bearer <api-key>'.",
+    )
+
+
+class Forbidden(EddyError):
+    code, status, default_message = "forbidden", 403, "Forbidden."
+
+
+class AlreadySetup(EddyError):
+    code, status, default_message = "already_setup", 403, "Dify has been successfully installed."
+
+
+class NotSetup(EddyError):
+    code, status, default_message = "not_setup", 401, "Dify has not been set up yet."
+
+
+class NotFound(EddyError):
+    code, status, default_message = "not_found", 404, "Resource not found."
+
+
+class AppNotFound(NotFound):
+    code, default_message = "app_not_found", "App not found."
+
+
+class ApiKeyNotFound(NotFound):
+    code, default_message = "api_key_not_found", "API key not found."
+
+
+class DatasetNotFound(NotFound):
+    code, default_message = "not_found", "Dataset not found."
+
+
+class DocumentNotFound(NotFound):
+    code, default_message = "not_found", "Document not found."
+
+
+class SegmentNotFound(NotFound):
+    code, default_message = "not_found", "Segment not found."
+
+
+class ChildChunkNotFound(NotFound):
+    code, default_message = "not_found", "Child chunk not found."
+
+
+class TagNotFound(NotFound):
+    code, default_message = "not_found", "Tag not found"
+
+
+class MetadataNotFound(NotFound):
+    code, default_message = "not_found", "Metadata not found."
+
+
+class TagNameDuplicate(BadRequest):
+    # Dify answers a duplicate tag name with 400 invalid_param (not 409).
+    default_message = "Tag name already exists"
+
+
+class DocumentNotPausable(EddyError):
+    code, status, default_message = (
+        "document_indexing_error", 400, "Document is not being indexed, so it cannot be paused.",
+    )
+
+
+class UnsupportedFileType(EddyError):
+    code, status, default_message = "unsupported_file_type", 415, "File type not allowed."
+
+
+class FileTooLarge(EddyError):
+    code, status, default_message = "file_too_large", 413, "File size exceeded."
+
+
+class NoFileUploaded(EddyError):
+    code, status, default_message = "no_file_uploaded", 400, "Please upload your file."
+
+
+class TooManyFiles(EddyError):
+    code, status, default_message = "too_many_files", 400, "Only one file is allowed."
+
+
+class Conflict(EddyError):
+    code, status, default_message = "conflict", 409, "Conflict."
+
+
+class DatasetNameDuplicate(Conflict):
+    code, default_message = "dataset_name_duplicate", "The dataset name already exists."
+
+
+class AccountAlreadyExists(Conflict):
+    code, default_message = "account_already_exists", "Account already exists."
+
+
+class IdempotencyKeyReused(EddyError):
+    code, status, default_message = (
+        "idempotency_key_reused", 422,
+        "This Idempotency-Key was used with a different request.",
+    )
+
+
+class InvalidCredentials(EddyError):
+    code, status, default_message = (
+        "email_or_password_mismatch", 400, "The email or password is mismatched.",
+    )
+
+
+class LoginRateLimited(EddyError):
+    code, status, default_message = (
+        "email_code_login_limit", 429,
+        "Too many incorrect password attempts. Please try again later.",
+    )
+
+
+class ServiceUnavailable(EddyError):
+    code, status, default_message = "service_unavailable", 503, "Service unavailable."
+
+
+def _all_subclasses(cls: type[EddyError]) -> list[type[EddyError]]:
+    out: list[type[EddyError]] = []
+    for sub in cls.__subclasses__():
+        out += [sub, *_all_subclasses(sub)]
+    return out
+
+
+def error_from_dict(data: dict[str, object]) -> EddyError:
+    """Rebuild a typed error from a stored command rejection."""
+    candidates: list[type[EddyError]] = [EddyError, *_all_subclasses(EddyError)]
+    for cls in candidates:
+        if cls.code == data.get("code"):
+            return cls(str(data.get("message") or cls.default_message))
+    return BadRequest(str(data.get("message")))

@@ -1,0 +1,1 @@
+"""The knowledge context: datasets, documents, segments, metadata, tags."""

@@ -1,0 +1,221 @@
+"""Command payloads of the knowledge context."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from schemas.base import CommandPayload
+from schemas.knowledge.events import SourceFile
+
+# --- knowledge ------------------------------------------------------------------------------
+
+
+class CreateDataset(CommandPayload):
+    dataset_id: UUID
+    name: str
+    description: str = ""
+    indexing_technique: Literal["high_quality", "economy"] | None = None
+    permission: str = "only_me"
+    embedding_model: str | None = None
+    embedding_model_provider: str | None = None
+    retrieval_model: dict[str, Any]
+
+
+class UpdateDataset(CommandPayload):
+    dataset_id: UUID
+    name: str | None = None
+    description: str | None = None
+    indexing_technique: Literal["high_quality", "economy"] | None = None
+    permission: str | None = None
+    embedding_model: str | None = None
+    embedding_model_provider: str | None = None
+    retrieval_model: dict[str, Any] | None = None
+
+
+class DeleteDataset(CommandPayload):
+    dataset_id: UUID
+
+
+class CreateDocument(CommandPayload):
+    dataset_id: UUID
+    document_id: UUID
+    name: str
+    position: int
+    batch: str
+    source: SourceFile
+    doc_form: str = "text_model"
+    doc_language: str = "English"
+    process_rule: dict[str, Any]
+    indexing_technique: Literal["high_quality", "economy"]
+    lane: Literal["priority", "bulk"]
+
+
+class ReplaceDocumentSource(CommandPayload):
+    dataset_id: UUID
+    document_id: UUID
+    name: str | None = None
+    source: SourceFile
+    process_rule: dict[str, Any] | None = None
+    lane: Literal["priority", "bulk"]
+
+
+class ControlDocumentIndexing(CommandPayload):
+    """pause / resume / retry / reindex one or more documents of a dataset."""
+
+    dataset_id: UUID
+    document_ids: list[UUID]
+    action: Literal["pause", "resume", "retry", "reindex"]
+
+
+class UpdateDocumentStatus(CommandPayload):
+    dataset_id: UUID
+    document_ids: list[UUID]
+    action: Literal["enable", "disable", "archive", "un_archive"]
+
+
+class RenameDocument(CommandPayload):
+    dataset_id: UUID
+    document_id: UUID
+    name: str
+
+
+class DeleteDocument(CommandPayload):
+    dataset_id: UUID
+    document_id: UUID
+
+
+class NewSegment(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    segment_id: UUID
+    content: str
+    answer: str = ""
+    keywords: list[str] = []
+    word_count: int
+    tokens: int
+
+
+class CreateSegments(CommandPayload):
+    dataset_id: UUID
+    document_id: UUID
+    first_position: int
+    segments: list[NewSegment]
+
+
+class UpdateSegment(CommandPayload):
+    dataset_id: UUID
+    document_id: UUID
+    segment_id: UUID
+    content: str | None = None
+    answer: str | None = None
+    keywords: list[str] | None = None
+    enabled: bool | None = None
+    word_count: int | None = None
+    tokens: int | None = None
+
+
+class DeleteSegment(CommandPayload):
+    dataset_id: UUID
+    document_id: UUID
+    segment_id: UUID
+
+
+# --- knowledge: child chunks of hierarchical (parent-child) documents ------------------------
+
+
+class CreateChildChunk(CommandPayload):
+    dataset_id: UUID
+    document_id: UUID
+    segment_id: UUID
+    child_chunk_id: UUID
+    content: str
+
+
+class UpdateChildChunk(CommandPayload):
+    dataset_id: UUID
+    document_id: UUID
+    segment_id: UUID
+    child_chunk_id: UUID
+    content: str
+
+
+class DeleteChildChunk(CommandPayload):
+    dataset_id: UUID
+    document_id: UUID
+    segment_id: UUID
+    child_chunk_id: UUID
+
+
+# --- knowledge: metadata fields and document metadata values ---------------------------------
+
+
+class AddMetadataField(CommandPayload):
+    dataset_id: UUID
+    metadata_id: UUID
+    name: str
+    type: Literal["string", "number", "time"]
+
+
+class RenameMetadataField(CommandPayload):
+    dataset_id: UUID
+    metadata_id: UUID
+    name: str
+
+
+class DeleteMetadataField(CommandPayload):
+    dataset_id: UUID
+    metadata_id: UUID
+
+
+class ToggleBuiltInMetadataFields(CommandPayload):
+    dataset_id: UUID
+    enabled: bool
+
+
+class MetadataValue(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    metadata_id: UUID
+    value: str | int | float | None = None
+
+
+class DocumentMetadataOperation(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    document_id: UUID
+    values: list[MetadataValue]
+    partial_update: bool = False
+
+
+class UpdateDocumentsMetadata(CommandPayload):
+    """Dify's batch document metadata update: all documents change, or none."""
+
+    dataset_id: UUID
+    operations: list[DocumentMetadataOperation]
+
+
+# --- knowledge: tags (workspace-scoped, type "knowledge") ------------------------------------
+
+
+class CreateTag(CommandPayload):
+    tag_id: UUID
+    name: str
+
+
+class RenameTag(CommandPayload):
+    tag_id: UUID
+    name: str
+
+
+class DeleteTag(CommandPayload):
+    tag_id: UUID
+
+
+class BindTags(CommandPayload):
+    target_id: UUID  # a dataset
+    tag_ids: list[UUID]
+
+
+class UnbindTags(CommandPayload):
+    target_id: UUID
+    tag_ids: list[UUID]

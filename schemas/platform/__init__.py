@@ -1,0 +1,1 @@
+"""The platform context: setup, accounts, workspaces, apps, API keys."""

@@ -1,0 +1,50 @@
+"""Request bodies of the platform's HTTP API (console), validated at the edge."""
+
+from __future__ import annotations
+
+from pydantic import EmailStr, Field, field_validator
+
+from schemas.base import Body
+from schemas.platform.commands import AppMode
+
+
+class SetupRequest(Body):
+    email: EmailStr
+    name: str = Field(min_length=1, max_length=30)
+    password: str = Field(min_length=8, max_length=256)
+    language: str = "en-US"
+
+    @field_validator("password")
+    @classmethod
+    def _strong_enough(cls, value: str) -> str:
+        # Dify's rule: letters and digits, at least 8 characters.
+        if not (any(c.isalpha() for c in value) and any(c.isdigit() for c in value)):
+            raise ValueError("Password must contain letters and numbers")
+        return value
+
+
+class LoginRequest(Body):
+    email: EmailStr
+    password: str = Field(min_length=1, max_length=256)
+    remember_me: bool = False
+
+
+class RefreshTokenRequest(Body):
+    refresh_token: str = Field(min_length=1)
+
+
+class CreateAppRequest(Body):
+    name: str = Field(min_length=1, max_length=255)
+    mode: AppMode
+    description: str = Field(default="", max_length=400)
+    icon_type: str = Field(default="emoji", pattern="^(emoji|image|link)$")
+    icon: str = Field(default="🤖", max_length=255)
+    icon_background: str = Field(default="#FFEAD5", max_length=32)
+
+
+class UpdateAppRequest(Body):
+    name: str = Field(min_length=1, max_length=255)
+    description: str | None = Field(default=None, max_length=400)
+    icon_type: str | None = Field(default=None, pattern="^(emoji|image|link)$")
+    icon: str | None = Field(default=None, max_length=255)
+    icon_background: str | None = Field(default=None, max_length=32)

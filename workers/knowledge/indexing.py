@@ -1,0 +1,283 @@
+"""The indexing processor (Dify's `dataset` / `priority_dataset` queues).
+
+A job is "index attempt N of document D". It walks the document through its stages —
+extract → clean → split → embed + index — recording each stage as an event on the Document
+aggregate before starting the next. Every step is idempotent: intermediate results are
+blobs keyed by (document, attempt), segment ids are derived from (document, attempt,
+position), vectors are upserts by segment id. So a job that is killed, redelivered or run
+twice resumes from the last recorded stage and leaves exactly one copy of everything.
+
+Pausing, deleting or re-requesting a document bumps its aggregate version; the job's next
+record then conflicts, it reloads, finds its attempt stale and stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from adapters.embeddings.base import EmbeddingProvider
+from adapters.storage.base import Storage
+from adapters.vector.base import VectorDocument, VectorStore
+from commands.aggregate import Context
+from commands.knowledge.aggregates import Dataset, Document, Segment, StaleWork
+from commands.unit_of_work import UnitOfWork
+from events.envelope import Envelope
+from events.store import ConcurrencyConflict, EventStore
+from indexing.clean import clean_text
+from indexing.extract import ExtractionError, UnsupportedFileType, extract_text
+from indexing.split import ProcessRule, split_hierarchical, split_text
+from schemas.base import EventPayload
+from schemas.knowledge import events as ev
+from schemas.knowledge.naming import (
+    child_id_for,
+    collection_for,
+    content_hash,
+    document_prefix,
+    segment_id_for,
+)
+
+log = logging.getLogger(__name__)
+EMBED_BATCH = 32
+MAX_STAGE_CONFLICTS = 20
+
+
+def caused_by(event: Envelope[EventPayload]) -> Context:
+    """Events a worker records are caused by the event it reacts to, with no actor."""
+    return Context(tenant_id=event.tenant_id, actor_id=None,
+                   correlation_id=event.correlation_id, causation_id=event.event_id)
+
+
+@dataclass
+class Chunk:
+    segment_id: str
+    content: str
+    word_count: int
+    tokens: int
+    children: list[dict[str, Any]]
+
+
+@dataclass
+class IndexingDeps:
+    store: EventStore
+    storage: Storage
+    embeddings: EmbeddingProvider
+    vectors: VectorStore  # high_quality datasets
+    keywords: VectorStore  # economy datasets: Postgres full text
+
+
+class IndexingJob:
+    """One run of one document's current attempt. Each stage loads the document through a
+    unit of work and commits the stage's events (a conflict means someone else moved it:
+    load again and check the attempt still runs)."""
+
+    def __init__(self, deps: IndexingDeps, document_id: UUID,
+                 cause: Envelope[EventPayload]) -> None:
+        self.d = deps
+        self.document_id = document_id
+        self.ctx = caused_by(cause)
+
+    async def _load(self) -> tuple[UnitOfWork, Document]:
+        uow = UnitOfWork(self.d.store, self.ctx)
+        return uow, await asyncio.to_thread(uow.get, Document, self.document_id)
+
+    async def run(self) -> None:
+        uow, doc = await self._load()
+        if not doc.exists or doc.deleted or doc.paused or not doc.processing:
+            return  # a stale message: the attempt ended, or was paused or replaced
+        attempt = doc.attempt
+        dataset = await asyncio.to_thread(uow.get, Dataset, doc.dataset_id)
+        if dataset.deleted:
+            return
+        log.info("indexing document", extra={"document_id": str(doc.id), "attempt": attempt,
+                                             "status": doc.status})
+        conflicts = 0
+        while doc.status != "completed":
+            try:
+                await self._step(uow, doc, attempt)
+            except ConcurrencyConflict:
+                conflicts += 1
+                if conflicts > MAX_STAGE_CONFLICTS:
+                    raise
+                uow, doc = await self._load()
+                doc.ensure_current(attempt)  # StaleWork when paused / replaced / deleted
+            except (UnsupportedFileType, ExtractionError, ValueError) as error:
+                # Permanent: the same input fails the same way; retrying cannot help.
+                uow, doc = await self._load()
+                doc.fail(attempt, str(error), self.ctx)
+                await asyncio.to_thread(uow.commit)
+                return
+
+    async def _record(self, uow: UnitOfWork, doc: Document, attempt: int,
+                      payload: EventPayload) -> None:
+        """Record the stage on the document and commit it with whatever else the unit of
+        work holds (the split's new segments)."""
+        doc.stage(attempt, payload, self.ctx)
+        await asyncio.to_thread(uow.commit)
+
+    async def _step(self, uow: UnitOfWork, doc: Document, attempt: int) -> None:
+        rule = ProcessRule.from_dify(doc.process_rule)
+        base = f"{document_prefix(doc.dataset_id, doc.id)}indexing/{attempt}/"
+        if doc.status == "waiting":
+            await self._record(uow, doc, attempt, ev.DocumentProcessingStarted(attempt=attempt))
+        elif doc.status == "parsing":
+            raw = await self.d.storage.load(doc.source.key)
+            extracted = await asyncio.to_thread(
+                extract_text, raw, doc.source.name, doc.source.mime_type)
+            await self.d.storage.save(base + "extracted.txt", extracted.text.encode())
+            await self._record(uow, doc, attempt, ev.DocumentParsed(
+                attempt=attempt, text_key=base + "extracted.txt",
+                characters=len(extracted.text)))
+        elif doc.status == "cleaning":
+            assert doc.text_key
+            text = (await self.d.storage.load(doc.text_key)).decode()
+            cleaned = clean_text(text, rule.pre_processing)
+            await self.d.storage.save(base + "cleaned.txt", cleaned.encode())
+            await self._record(uow, doc, attempt, ev.DocumentCleaned(
+                attempt=attempt, text_key=base + "cleaned.txt", characters=len(cleaned)))
+        elif doc.status == "splitting":
+            await self._split(uow, doc, rule, attempt, base)
+        elif doc.status == "indexing":
+            await self._index(uow, doc, attempt)
+
+    async def _split(self, uow: UnitOfWork, doc: Document, rule: ProcessRule, attempt: int,
+                     base: str) -> None:
+        assert doc.cleaned_key
+        text = (await self.d.storage.load(doc.cleaned_key)).decode()
+        count = self.d.embeddings.count_tokens
+        if rule.mode == "hierarchical":
+            assert rule.subchunk_segmentation and rule.parent_mode
+            parents = await asyncio.to_thread(
+                split_hierarchical, text, rule.segmentation, rule.subchunk_segmentation, count,
+                rule.parent_mode)
+            pieces = [(p.content, p.children) for p in parents]
+        else:
+            pieces = [(c, []) for c in await asyncio.to_thread(
+                split_text, text, rule.segmentation, count, rule.mode == "automatic")]
+        chunks: list[Chunk] = []
+        for position, (content, children) in enumerate(pieces, start=1):
+            segment_id = segment_id_for(doc.id, attempt, position)
+            child_data = [ev.ChildChunkData(id=child_id_for(segment_id, i), content=c,
+                                            position=i, word_count=len(c))
+                          for i, c in enumerate(children, start=1)]
+            chunk = Chunk(str(segment_id), content, len(content), count(content),
+                          [c.model_dump(mode="json") for c in child_data])
+            chunks.append(chunk)
+            uow.new(Segment, segment_id).create(ev.SegmentCreated(
+                dataset_id=doc.dataset_id, document_id=doc.id, attempt=attempt,
+                position=position, content=content, word_count=chunk.word_count,
+                tokens=chunk.tokens, index_node_hash=content_hash(content), child_chunks=child_data,
+            ), self.ctx)
+        await self.d.storage.save(base + "chunks.json",
+                                  orjson.dumps([c.__dict__ for c in chunks]))
+        # The split and all its segments in one transaction: both or neither.
+        await self._record(uow, doc, attempt, ev.DocumentSplit(
+            attempt=attempt, chunks_key=base + "chunks.json", total_segments=len(chunks),
+            word_count=sum(c.word_count for c in chunks),
+            tokens=sum(c.tokens for c in chunks)))
+
+    async def _index(self, uow: UnitOfWork, doc: Document, attempt: int) -> None:
+        assert doc.chunks_key
+        chunks = [Chunk(**c) for c in orjson.loads(await self.d.storage.load(doc.chunks_key))]
+        economy = doc.indexing_technique == "economy"
+        store = self.d.keywords if economy else self.d.vectors
+        collection = collection_for(doc.dataset_id, economy)
+        await store.create(collection, 0 if economy else self.d.embeddings.dimensions)
+        if not doc.indexed:
+            # Vectors of earlier attempts go before this attempt's arrive.
+            await store.delete_by_document_id(collection, str(doc.id))
+        pending = [c for c in chunks if c.segment_id not in doc.indexed]
+        for start in range(0, len(pending), EMBED_BATCH):
+            batch = pending[start:start + EMBED_BATCH]
+            await store.add_texts(collection, await self._vector_documents(doc, batch, economy))
+            await self._record(uow, doc, attempt, ev.DocumentSegmentsIndexed(
+                attempt=attempt, segment_ids=[UUID(c.segment_id) for c in batch],
+                completed_segments=len(doc.indexed) + len(batch)))
+        await self._record(uow, doc, attempt, ev.DocumentIndexingCompleted(
+            attempt=attempt, completed_segments=len(chunks)))
+
+    async def _vector_documents(self, doc: Document, batch: list[Chunk],
+                                economy: bool) -> list[VectorDocument]:
+        # Hierarchical documents embed their child chunks, each pointing at its parent.
+        units = [(c.segment_id, child["id"], child["content"]) for c in batch
+                 for child in c.children] or [(c.segment_id, c.segment_id, c.content)
+                                              for c in batch]
+        vectors: list[list[float] | None] = (
+            [None] * len(units) if economy
+            else list(await self.d.embeddings.embed_documents([u[2] for u in units])))
+        return [
+            VectorDocument(id=unit_id, text=text, vector=vector, metadata={
+                "dataset_id": str(doc.dataset_id), "document_id": str(doc.id),
+                "segment_id": segment_id, "doc_hash": content_hash(text)})
+            for (segment_id, unit_id, text), vector in zip(units, vectors, strict=True)
+        ]
+
+
+async def index_segment(deps: IndexingDeps,
+                        event: Envelope[ev.SegmentCreated | ev.SegmentUpdated]) -> None:
+    """A segment added or edited by hand: (re)write its vector, then record it indexed."""
+    uow = UnitOfWork(deps.store, caused_by(event))
+    segment = await asyncio.to_thread(uow.get, Segment, event.aggregate_id)
+    if not segment.exists or segment.deleted:
+        return
+    document = await asyncio.to_thread(uow.get, Document, segment.document_id)
+    if document.deleted or segment.attempt != document.split_attempt:
+        return
+    economy = document.indexing_technique == "economy"
+    target = deps.keywords if economy else deps.vectors
+    collection = collection_for(segment.dataset_id, economy)
+    await target.create(collection, 0 if economy else deps.embeddings.dimensions)
+    data = segment.data
+    ids = [str(c.id) for c in data.child_chunks] or [str(segment.id)]
+    # Units this segment no longer has (removed child chunks, or the parent's own vector
+    # once it has children) must not be found any more.
+    stale = (segment.child_ids_seen | {str(segment.id)}) - set(ids)
+    if stale:
+        await target.delete_by_ids(collection, sorted(stale))
+    if not data.enabled:
+        await target.delete_by_ids(collection, ids)
+    else:
+        texts = [c.content for c in data.child_chunks] or [data.content]
+        vectors: list[list[float] | None] = (
+            [None] * len(texts) if economy
+            else list(await deps.embeddings.embed_documents(texts)))
+        await target.add_texts(collection, [
+            VectorDocument(id=i, text=t, vector=v, metadata={
+                "dataset_id": str(segment.dataset_id), "document_id": str(document.id),
+                "segment_id": str(segment.id), "doc_hash": content_hash(t)})
+            for i, t, v in zip(ids, texts, vectors, strict=True)])
+    segment.record(ev.SegmentIndexed(index_node_hash=content_hash(data.content)), uow.ctx)
+    try:
+        await asyncio.to_thread(uow.commit)
+    except ConcurrencyConflict:
+        pass  # edited again meanwhile: that edit's own job writes the newer vector
+
+
+async def run_indexing_job(
+        deps: IndexingDeps,
+        event: Envelope[ev.DocumentIndexingRequested | ev.DocumentIndexingResumed]) -> None:
+    try:
+        await IndexingJob(deps, event.aggregate_id, event).run()
+    except StaleWork as stale:
+        log.info("indexing job stopped: %s", stale)
+
+
+async def fail_document(deps: IndexingDeps, event: Envelope[EventPayload],
+                        exc: BaseException) -> None:
+    """Dead-lettered job: the document must not sit in a processing state forever."""
+    if not isinstance(event.payload, ev.DocumentIndexingRequested | ev.DocumentIndexingResumed):
+        return
+    for _ in range(MAX_STAGE_CONFLICTS):
+        uow = UnitOfWork(deps.store, caused_by(event))
+        doc = await asyncio.to_thread(uow.get, Document, event.aggregate_id)
+        doc.fail(doc.attempt, f"Indexing failed after retries: {exc!r}", uow.ctx)
+        try:
+            await asyncio.to_thread(uow.commit)
+            return
+        except ConcurrencyConflict:
+            continue
