@@ -15,7 +15,8 @@ from schemas.knowledge import events
 from schemas.knowledge.topics import CLEANUP, INDEXING_BULK, INDEXING_PRIORITY
 from workers.knowledge.processors import PROCESSORS
 
-INDEXING_REQUESTS = [events.DocumentIndexingRequested, events.DocumentIndexingResumed]
+INDEXING_REQUESTS: list[type[EventPayload]] = [events.DocumentIndexingRequested,
+                                               events.DocumentIndexingResumed]
 
 
 def _priority_lane(p: EventPayload) -> bool:

@@ -15,7 +15,8 @@ import orjson
 
 from schemas.base import EventPayload
 
-P = TypeVar("P", bound=EventPayload, covariant=True)
+P = TypeVar("P", bound=EventPayload, covariant=True)  # an Envelope[X] is an Envelope[base]
+Q = TypeVar("Q", bound=EventPayload)
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,9 @@ class Envelope(Generic[P]):
     # Global position in the event store; None until the event is stored.
     position: int | None = None
 
-    @classmethod
+    @staticmethod
     def new(
-        cls,
-        payload: P,
+        payload: Q,
         *,
         aggregate_type: str,
         aggregate_id: UUID,
@@ -45,7 +45,7 @@ class Envelope(Generic[P]):
         tenant_id: UUID | None,
         correlation_id: UUID,
         causation_id: UUID,
-    ) -> Envelope[P]:
+    ) -> Envelope[Q]:
         return Envelope(
             event_id=uuid4(),
             type=payload.event_type,

@@ -22,5 +22,8 @@ class ContributesRouters(Protocol):
 
 
 class GatewayContainer(WorkerContainer, Protocol):
-    notifications: Notifications | None
-    contexts: Sequence[ContributesRouters]
+    @property
+    def notifications(self) -> Notifications | None: ...
+
+    @property
+    def contexts(self) -> Sequence[ContributesRouters]: ...

@@ -24,21 +24,52 @@ if TYPE_CHECKING:
 
 
 class WorkerContainer(Protocol):
-    settings: Settings
-    engine: AsyncEngine
-    store: EventStore
-    bus: Bus
-    redis: aioredis.Redis
-    storage: Storage
-    embeddings: EmbeddingProvider
-    vectors: VectorStore  # VECTOR_STORE: high_quality datasets
-    keywords: VectorStore  # Postgres full text: economy datasets
-    event_types: EventTypes
-    handlers: CommandHandlers
-    projections: Mapping[str, Projection]
-    routing: Routing
+    """Read-only views, so a container may hold narrower types (e.g. PgVectorStore)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def engine(self) -> AsyncEngine: ...
+
+    @property
+    def store(self) -> EventStore: ...
+
+    @property
+    def bus(self) -> Bus: ...
+
+    @property
+    def redis(self) -> aioredis.Redis: ...
+
+    @property
+    def storage(self) -> Storage: ...
+
+    @property
+    def embeddings(self) -> EmbeddingProvider: ...
+
+    # VECTOR_STORE: high_quality datasets
+    @property
+    def vectors(self) -> VectorStore: ...
+
+    # Postgres full text: economy datasets
+    @property
+    def keywords(self) -> VectorStore: ...
+
+    @property
+    def event_types(self) -> EventTypes: ...
+
+    @property
+    def handlers(self) -> CommandHandlers: ...
+
+    @property
+    def projections(self) -> Mapping[str, Projection]: ...
+
+    @property
+    def routing(self) -> Routing: ...
+
     # role name -> processor factory, contributed by the contexts' manifests
-    processors: Mapping[str, Callable[[WorkerContainer], Processor]]
+    @property
+    def processors(self) -> Mapping[str, Callable[[WorkerContainer], Processor]]: ...
 
     def redis_key(self, name: str) -> str: ...
 

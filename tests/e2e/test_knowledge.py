@@ -422,6 +422,29 @@ async def test_dataset_crud(node: Node) -> None:
                                   headers=key)).status_code == 404
 
 
+async def test_concurrent_creates_of_one_dataset_name_make_one_dataset(node: Node) -> None:
+    key = await dataset_key(node)
+    answers = await asyncio.gather(*(
+        node.client.post("/v1/datasets", headers=key, json={"name": "Same"}) for _ in range(4)))
+    assert sorted(a.status_code for a in answers) == [200, 409, 409, 409]
+    assert {a.json()["code"] for a in answers if a.status_code == 409} == {
+        "dataset_name_duplicate"}
+    listed = (await node.client.get("/v1/datasets?page=1&limit=10", headers=key)).json()
+    assert [d["name"] for d in listed["data"]] == ["Same"]
+    # Renaming frees the old name; deleting frees the new one.
+    first = next(a.json()["id"] for a in answers if a.status_code == 200)
+    assert (await node.client.patch(f"/v1/datasets/{first}", headers=key,
+                                    json={"name": "Renamed"})).status_code == 200
+    again = await node.client.post("/v1/datasets", headers=key, json={"name": "Same"})
+    assert again.status_code == 200
+    taken = await node.client.patch(f"/v1/datasets/{again.json()['id']}", headers=key,
+                                    json={"name": "Renamed"})
+    assert (taken.status_code, taken.json()["code"]) == (409, "dataset_name_duplicate")
+    assert (await node.client.delete(f"/v1/datasets/{first}", headers=key)).status_code == 204
+    assert (await node.client.post("/v1/datasets", headers=key,
+                                   json={"name": "Renamed"})).status_code == 200
+
+
 async def test_update_by_file_and_dataset_delete_cleanup(node: Node) -> None:
     key = await dataset_key(node)
     dataset = await create_dataset(node, key, "Swap", "high_quality")
