@@ -1,7 +1,8 @@
 """Postgres LISTEN/NOTIFY as wake-up calls: waiters re-check their condition when woken.
 
 A notification is only a hint (it can be missed across a reconnect), so every wait also
-re-checks on a short timer.
+re-checks on a short timer. A lost connection (Postgres restarted) is re-established in the
+background; until then waits rely on their timers.
 """
 
 from __future__ import annotations
@@ -25,13 +26,46 @@ class Notifications:
         # channel -> waiters, each with a filter on the payload: a notification wakes only
         # the waiters it may concern (no thundering herd of re-checks).
         self._waiters: dict[str, dict[asyncio.Event, Callable[[str], bool]]] = defaultdict(dict)
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._stopped = False
 
     async def start(self) -> None:
-        self._conn = await asyncpg.connect(self.dsn)
+        conn = await asyncpg.connect(self.dsn)
         for channel in self.channels:
-            await self._conn.add_listener(channel, self._on_notify)
+            await conn.add_listener(channel, self._on_notify)
+        conn.add_termination_listener(self._on_lost)
+        self._conn = conn
+
+    def _on_lost(self, _conn: object) -> None:
+        if not self._stopped and self._reconnecting is None:
+            self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        backoff = 0.2
+        try:
+            while not self._stopped:
+                try:
+                    await self.start()
+                    log.info("notification listener reconnected")
+                    self._wake_all()  # whatever happened meanwhile: everyone re-checks
+                    return
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    log.warning("notification listener reconnecting",
+                                extra={"error": repr(exc)[:200], "backoff": backoff})
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+        finally:
+            self._reconnecting = None
+
+    def _wake_all(self) -> None:
+        for waiters in self._waiters.values():
+            for event in waiters:
+                event.set()
 
     async def stop(self) -> None:
+        self._stopped = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.close(timeout=2)

@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse
 from gateway import health
 from gateway.commanding import CommandGateway, CommandPending
 from gateway.container import GatewayContainer
-from gateway.errors import install_error_handlers
+from gateway.deps import maybe_uuid
+from gateway.errors import install_error_handlers, unexpected_error_response
 from observability import correlation_id
 
 
@@ -32,10 +33,14 @@ def create_app(container: GatewayContainer) -> FastAPI:
     @app.middleware("http")
     async def _correlate(request: Request,
                          call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        cid = request.headers.get("X-Request-Id") or str(uuid4())
+        # The correlation id travels with commands and events as a UUID: anything else a
+        # client sends is replaced, never trusted.
+        cid = str(maybe_uuid(request.headers.get("X-Request-Id")) or uuid4())
         token = correlation_id.set(cid)
         try:
             response = await call_next(request)
+        except Exception as exc:  # typed errors were answered inside; this is the rest
+            response = unexpected_error_response(exc)
         finally:
             correlation_id.reset(token)
         response.headers["X-Request-Id"] = cid

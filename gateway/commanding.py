@@ -17,6 +17,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from adapters.transient import is_transient
 from events.store import OUTCOME_CHANNEL, CommandOutcome, outcome_from_row
 from gateway.container import GatewayContainer
 from gateway.deps import console_projection
@@ -67,10 +68,18 @@ class CommandGateway:
         await self.c.bus.publish(COMMANDS, str(aggregate_id), command.to_json(),
                                  {"command_type": command.type,
                                   "correlation_id": str(command.correlation_id)})
-        outcome = await self.wait_outcome(command_id, self.c.settings.COMMAND_TIMEOUT_SECONDS)
-        if outcome is None:
-            raise CommandPending(command_id)
-        return await self._settle(outcome)
+        # Published means accepted: from here on, a dependency failing while we wait makes
+        # the answer "pending" (202 + status URL), never an error the client would retry.
+        try:
+            outcome = await self.wait_outcome(command_id,
+                                              self.c.settings.COMMAND_TIMEOUT_SECONDS)
+            if outcome is None:
+                raise CommandPending(command_id)
+            return await self._settle(outcome)
+        except Exception as exc:
+            if is_transient(exc):
+                raise CommandPending(command_id) from exc
+            raise
 
     async def outcome(self, command_id: UUID) -> CommandOutcome | None:
         async with self.c.engine.connect() as conn:

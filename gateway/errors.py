@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from adapters.transient import is_transient
 from schemas.errors import EddyError
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,18 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return error_response(500, "internal_server_error", "Internal Server Error")
+
+RETRY_AFTER_SECONDS = 2
+
+
+def unexpected_error_response(exc: BaseException) -> JSONResponse:
+    """A dependency that is down answers 503 + Retry-After (the client may retry: nothing
+    was accepted); anything else is a bug: 500. Neither echoes the exception's text."""
+    if is_transient(exc):
+        log.warning("dependency unavailable", extra={"error": repr(exc)[:300]})
+        response = error_response(503, "service_unavailable",
+                                  "A service Eddy depends on is unavailable; retry shortly.")
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    log.error("unhandled error", exc_info=exc)
+    return error_response(500, "internal_server_error", "Internal Server Error")

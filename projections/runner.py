@@ -2,17 +2,21 @@
 
 Tracking is per aggregate (last applied version), so it works whatever partition or member
 delivers the event: an event at or below the tracked version is a redelivery or replay and
-is skipped; one above the next expected version means an earlier one is still on its way,
-and is retried later instead of being applied out of order.
+is skipped; one above the next expected version means earlier ones are still on their way,
+so they are read from the event store and applied first (their own delivery is then a
+redelivery).
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.envelope import Envelope
+from events.store import EventStore
 from projections.registry import Projection
 from projections.tables import projection_tracking
 from schemas.base import EventPayload
@@ -21,7 +25,7 @@ PROJECTION_CHANNEL = "eddy_projection"
 
 
 class EventOutOfOrder(Exception):
-    """An earlier event of the aggregate has not been applied yet; retry later."""
+    """A gap the event store cannot fill: the record and the delivered event disagree."""
 
 
 class UnhandledEvent(Exception):
@@ -30,9 +34,10 @@ class UnhandledEvent(Exception):
 
 
 class ProjectionRunner:
-    def __init__(self, engine: AsyncEngine, projection: Projection) -> None:
+    def __init__(self, engine: AsyncEngine, projection: Projection, store: EventStore) -> None:
         self.engine = engine
         self.projection = projection
+        self.store = store  # to fill a version gap from the record
         self.name = projection.name
 
     async def apply(self, event: Envelope[EventPayload]) -> bool:
@@ -53,14 +58,10 @@ class ProjectionRunner:
             )).scalar_one()
             if event.aggregate_version <= current:
                 return False
-            if event.aggregate_version != current + 1:
-                raise EventOutOfOrder(
-                    f"{event.aggregate_type} {event.aggregate_id}: have v{current}, "
-                    f"got v{event.aggregate_version}"
-                )
-            projector = self.projection.handlers.get(type(event.payload))
-            if projector is not None:
-                await projector(conn, event)
+            for step in await self._with_missing(event, current):
+                projector = self.projection.handlers.get(type(step.payload))
+                if projector is not None:
+                    await projector(conn, step)
             await conn.execute(
                 t.update().where(t.c.projection == self.name,
                                  t.c.aggregate_id == event.aggregate_id)
@@ -70,3 +71,18 @@ class ProjectionRunner:
                 "channel": PROJECTION_CHANNEL, "payload": f"{self.name}:{event.position}",
             })
         return True
+
+    async def _with_missing(self, event: Envelope[EventPayload],
+                            current: int) -> list[Envelope[EventPayload]]:
+        """The event, preceded by the aggregate's events between the tracked version and it
+        when some are still on their way (a gap): those are read from the event store, the
+        record, so the projection never waits on the transport's order."""
+        if event.aggregate_version == current + 1:
+            return [event]
+        history = await asyncio.to_thread(self.store.load, event.aggregate_id)
+        missing = [e for e in history if current < e.aggregate_version < event.aggregate_version]
+        if len(missing) != event.aggregate_version - current - 1:
+            raise EventOutOfOrder(f"{event.aggregate_type} {event.aggregate_id}: have "
+                                  f"v{current}, got v{event.aggregate_version}, store has "
+                                  f"{[e.aggregate_version for e in history]}")
+        return [*missing, event]

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from events.relay import Relay
 from workers.container import WorkerContainer
 from workers.processors import command_processor, projection_processor
-from workers.runtime import Processor, run_processor
+from workers.runtime import Processor, RetryPolicy, run_processor
 from workers.scheduler import run_scheduler
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,9 @@ def role_runners(c: WorkerContainer, role: str,
         raise ValueError(f"unknown role {role!r}; choose from {', '.join(all_roles(c.processors))}")
 
     def runner(processor: Processor) -> Callable[[asyncio.Event], Awaitable[None]]:
-        return lambda stop: run_processor(c.bus, processor, member, stop,
-                                          max_attempts=c.settings.CONSUMER_MAX_ATTEMPTS)
+        return lambda stop: run_processor(
+            c.bus, processor, member, stop,
+            RetryPolicy(max_attempts=c.settings.CONSUMER_MAX_ATTEMPTS))
 
     return [runner(p) for p in _processors(c, role)]
 
@@ -65,7 +66,7 @@ async def _supervise(role: str, run: Callable[[asyncio.Event], Awaitable[None]],
                 await asyncio.wait_for(stop.wait(), backoff)
             except TimeoutError:
                 pass
-            backoff = min(backoff * 2, 30.0)
+            backoff = min(backoff * 2, 5.0)  # back within seconds of a dependency's return
 
 
 def start_roles(c: WorkerContainer, roles: Sequence[str], stop: asyncio.Event,

@@ -37,6 +37,6 @@ def command_processor(c: WorkerContainer) -> Processor:
 
 
 def projection_processor(c: WorkerContainer, projection: Projection) -> Processor:
-    runner = ProjectionRunner(c.engine, projection)
+    runner = ProjectionRunner(c.engine, projection, c.store)
     return Processor(group=f"projection.{projection.name}", topics=projection.topics,
                      handle=decoding(c.event_types, runner.apply))  # type: ignore[arg-type]

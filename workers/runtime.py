@@ -1,22 +1,29 @@
 """The processor runtime: a consumer-group member that feeds messages to a handler.
 
-At-least-once: a message is acknowledged only after its handler finished. A failing message
-is retried in place (later messages of its partition wait, keeping per-aggregate order), then
-parked on the topic's dead-letter topic with its error, and the processor's dead-letter hook
-runs so that whoever waits for it learns of the failure.
+At-least-once: a message is acknowledged only after its handler finished; later messages of
+its partition wait, keeping per-aggregate order. The failure policy:
+- transient failures (a dependency unreachable or restarting, see adapters/transient.py) are
+  retried with capped backoff for as long as they last, and never dead-lettered;
+- deterministic failures are retried a few times, then the message is parked on the topic's
+  dead-letter topic with its error and the processor's dead-letter hook runs, so whoever
+  waits for it (a command's caller, a document's status) learns of the failure;
+- a message delivered too often without ever finishing (it kills its worker) is parked too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from adapters.bus.base import Bus, Message
+from adapters.transient import is_transient
 from events.envelope import Envelope
 from events.registry import EventTypes
 from observability import correlation_id
@@ -61,43 +68,101 @@ class Processor:
     on_dead_letter: DeadLetterHook | None = None
 
 
+class PoisonMessage(Exception):
+    """A message delivered again and again without ever being acknowledged: it kills (or
+    hangs) whoever handles it, so it is parked instead of blocking its partition."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5  # deterministic failures (and deliveries that never finish)
+    base_backoff: float = 0.05
+    max_backoff: float = 5.0  # transient failures retry without limit, this far apart
+
+    def backoff(self, attempt: int) -> float:
+        return min(self.max_backoff, self.base_backoff * 2 ** (attempt - 1))
+
+
 async def run_processor(bus: Bus, processor: Processor, member: str, stop: asyncio.Event,
-                        max_attempts: int = 5, base_backoff: float = 0.05) -> None:
+                        policy: RetryPolicy | None = None) -> None:
+    policy = policy or RetryPolicy()
     consumer = bus.consumer(processor.group, processor.topics, member)
     await consumer.start()
     log.info("processor started", extra={"group": processor.group, "member": member})
     try:
         while not stop.is_set():
             for message in await consumer.fetch(max_messages=100, timeout=0.5):
-                if stop.is_set():
-                    return  # unacknowledged: redelivered to whoever owns the partition next
-                await _deliver(bus, processor, message, max_attempts, base_backoff)
+                # Unacknowledged when stopping: redelivered to whoever owns the partition next.
+                if stop.is_set() or not await _deliver(bus, processor, message, policy, stop):
+                    return
                 await consumer.ack(message)
     finally:
         await consumer.stop()
 
 
-async def _deliver(bus: Bus, processor: Processor, message: Message, max_attempts: int,
-                   base_backoff: float) -> None:
+async def _deliver(bus: Bus, processor: Processor, message: Message, policy: RetryPolicy,
+                   stop: asyncio.Event) -> bool:
+    """Handle the message until it is done (handled or dead-lettered): True, or False when
+    told to stop first. Transient failures wait for the dependency without limit."""
     token = correlation_id.set(message.headers.get("correlation_id"))
     try:
-        for attempt in range(1, max_attempts + 1):
+        if message.redeliveries >= policy.max_attempts:
+            poison = PoisonMessage(f"delivered {message.redeliveries + 1} times and never "
+                                   "finished: it kills or hangs its worker")
+            return await _until_done(partial(_dead_letter, bus, processor, message, poison,
+                                             message.redeliveries + 1),
+                                     policy, stop, processor, message)
+        failures = 0
+        while True:
             try:
                 await processor.handle(message)
-                return
+                return True
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if attempt == max_attempts:
-                    await _dead_letter(bus, processor, message, exc, attempt)
-                    return
+                if is_transient(exc):
+                    return await _until_done(partial(processor.handle, message), policy, stop,
+                                             processor, message, first_error=exc)
+                failures += 1
+                if failures >= policy.max_attempts:
+                    return await _until_done(
+                        partial(_dead_letter, bus, processor, message, exc, failures),
+                        policy, stop, processor, message)
                 log.warning("handler failed, retrying", extra={
                     "group": processor.group, "topic": message.topic, "key": message.key,
-                    "attempt": attempt, "error": repr(exc),
+                    "attempt": failures, "error": repr(exc),
                 })
-                await asyncio.sleep(base_backoff * 2 ** (attempt - 1))
+                await asyncio.sleep(policy.backoff(failures))
     finally:
         correlation_id.reset(token)
+
+
+async def _until_done(step: Callable[[], Awaitable[None]], policy: RetryPolicy,
+                      stop: asyncio.Event, processor: Processor, message: Message,
+                      first_error: BaseException | None = None) -> bool:
+    """Run `step` until it succeeds, waiting out transient failures (capped backoff, no
+    limit); a deterministic failure here is re-raised. False when told to stop first."""
+    attempt, error = 0, first_error
+    while True:
+        if error is not None:
+            attempt += 1
+            log.warning("dependency unavailable, waiting", extra={
+                "group": processor.group, "topic": message.topic, "key": message.key,
+                "attempt": attempt, "error": repr(error)[:300],
+            })
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), policy.backoff(attempt))
+            if stop.is_set():
+                return False
+        try:
+            await step()
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            error = exc
 
 
 async def _dead_letter(bus: Bus, processor: Processor, message: Message, exc: BaseException,

@@ -90,7 +90,8 @@ async def _clean_replay(settings: Settings) -> None:
             for table in READ_TABLES:
                 await conn.execute(text(f"TRUNCATE console_v1.{table} CASCADE"))
             await conn.execute(text("DELETE FROM projection_tracking"))
-        runner = ProjectionRunner(container.engine, container.projections[PROJECTION_NAME])
+        runner = ProjectionRunner(container.engine, container.projections[PROJECTION_NAME],
+                                  container.store)
         position = 0
         while batch := await asyncio.to_thread(container.store.read_from, position, 500):
             for event in batch:

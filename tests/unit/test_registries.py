@@ -15,6 +15,7 @@ from commands.unit_of_work import UnitOfWork
 from contexts import CONTEXTS
 from contexts.manifest import ContextManifest, assemble
 from events.envelope import Envelope
+from events.memory_store import InMemoryEventStore
 from projections.registry import Projection, projectors
 from projections.runner import ProjectionRunner, UnhandledEvent
 from schemas.base import CommandPayload, EventPayload
@@ -88,7 +89,8 @@ def test_a_projector_declared_twice_is_refused() -> None:
 async def test_the_runner_refuses_an_event_it_has_no_entry_for() -> None:
     # Nothing is written: the check comes before the transaction (no engine needed).
     runner = ProjectionRunner(engine=None, projection=Projection(  # type: ignore[arg-type]
-        "p", topics=[], aggregate_types=["Tag"], ignored=frozenset({kev.TagNameClaimed})))
+        "p", topics=[], aggregate_types=["Tag"], ignored=frozenset({kev.TagNameClaimed})),
+        store=InMemoryEventStore())
     event = Envelope.new(kev.TagDeleted(), aggregate_type="Tag", aggregate_id=uuid4(),
                          aggregate_version=1, tenant_id=None, correlation_id=uuid4(),
                          causation_id=uuid4()).at(1)
