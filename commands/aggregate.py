@@ -14,6 +14,7 @@ from uuid import UUID
 
 from events.envelope import Envelope
 from schemas.base import EventPayload
+from schemas.errors import BadRequest
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,19 @@ class Aggregate:
         self.version = 0
         self.tenant_id: UUID | None = None
         self.pending: list[Envelope[EventPayload]] = []
+        self.is_foreign = False
 
     @property
     def exists(self) -> bool:
         return self.version > 0
+
+    @classmethod
+    def foreign(cls, aggregate_id: UUID) -> Self:
+        """Stands for an id that another kind of aggregate holds: it does not exist as this
+        kind (every visibility check says "not found"), and nothing can be recorded on it."""
+        aggregate = cls(aggregate_id)
+        aggregate.is_foreign = True
+        return aggregate
 
     @classmethod
     def replay(cls, aggregate_id: UUID, events: Sequence[Envelope[EventPayload]]) -> Self:
@@ -56,6 +66,8 @@ class Aggregate:
         getattr(self, f"apply_{event.type}")(event.payload)
 
     def record(self, payload: EventPayload, ctx: Context, tenant_id: UUID | None = None) -> None:
+        if self.is_foreign:
+            raise BadRequest(f"{self.id} is not a {self.type_name}; that id is taken.")
         event = Envelope.new(
             payload,
             aggregate_type=self.type_name,

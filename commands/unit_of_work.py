@@ -26,11 +26,11 @@ class UnitOfWork:
         if aggregate_id not in self._loaded:
             events = self.store.load(aggregate_id)
             if events and events[0].aggregate_type != cls.type_name:
-                return cls(aggregate_id)
+                return cls.foreign(aggregate_id)
             self._loaded[aggregate_id] = cls.replay(aggregate_id, events)
         aggregate = self._loaded[aggregate_id]
         if not isinstance(aggregate, cls):
-            raise TypeError(f"{aggregate_id} is a {type(aggregate).__name__}, not {cls.__name__}")
+            return cls.foreign(aggregate_id)  # loaded as another kind by this unit of work
         return aggregate
 
     def new(self, cls: type[A], aggregate_id: UUID) -> A:

@@ -1,24 +1,48 @@
 """An event store in process memory, for the fast unit tier: the same contract as the
-Postgres store (optimistic concurrency per aggregate version, gap-free global positions,
-the command outcome stored atomically with its events)."""
+Postgres store, which is the reference (tests/integration/test_event_store.py):
+
+- optimistic concurrency: an append fails when one of its (aggregate, version) keys is
+  taken, as the Postgres primary key does (it does not check that versions are consecutive;
+  aggregates always record the next version);
+- positions are commit-ordered and consecutive within an append; an append that fails still
+  uses up positions, as a Postgres sequence does not roll back, so the log may have gaps:
+  readers page by position;
+- the command outcome is stored atomically with its events, in its JSON form.
+"""
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 from uuid import UUID
+
+import orjson
 
 from events.envelope import Envelope
 from events.store import CommandAlreadyRecorded, CommandOutcome, ConcurrencyConflict
 from schemas.base import EventPayload
 
 
+def _as_json(outcome: CommandOutcome, position: int | None) -> CommandOutcome:
+    """The outcome as the Postgres store gives it back (result and error through JSON)."""
+
+    def through_json(value: Any) -> Any:
+        return orjson.loads(orjson.dumps(value))
+
+    return replace(outcome, position=position, result=through_json(outcome.result) or {},
+                   error=through_json(outcome.error) if outcome.error else None)
+
+
 class InMemoryEventStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()  # callers use the store from worker threads
         self._log: list[Envelope[EventPayload]] = []
-        self._versions: dict[UUID, int] = {}
+        self._positions: list[int] = []  # the log's positions, ascending (for read_from)
+        self._last_issued = 0  # like a Postgres sequence: failed appends use numbers up
+        self._taken: set[tuple[UUID, int]] = set()
         self._outcomes: dict[UUID, CommandOutcome] = {}
 
     def close(self) -> None:
@@ -26,31 +50,49 @@ class InMemoryEventStore:
 
     def load(self, aggregate_id: UUID) -> list[Envelope[EventPayload]]:
         with self._lock:
-            return [replace(e, position=None) for e in self._log
-                    if e.aggregate_id == aggregate_id]
+            events = [e for e in self._log if e.aggregate_id == aggregate_id]
+        return sorted((replace(e, position=None) for e in events),
+                      key=lambda e: e.aggregate_version)
 
     def append(self, events: Sequence[Envelope[EventPayload]],
                outcome: CommandOutcome | None = None) -> int:
         assert events
         with self._lock:
-            if outcome is not None and outcome.command_id in self._outcomes:
+            keys = [(e.aggregate_id, e.aggregate_version) for e in events]
+            conflict = self._first_refused(keys)
+            recorded = outcome is not None and outcome.command_id in self._outcomes
+            if conflict is not None:
+                self._last_issued += conflict + 1  # the rows inserted before the refusal
+                if recorded:
+                    raise CommandAlreadyRecorded()
+                event = events[conflict]
+                raise ConcurrencyConflict(
+                    f"{event.aggregate_type} {event.aggregate_id} v{event.aggregate_version}")
+            if recorded:
+                self._last_issued += len(events)  # the events went in; the outcome did not
                 raise CommandAlreadyRecorded()
-            versions = dict(self._versions)
-            for event in events:
-                if event.aggregate_version != versions.get(event.aggregate_id, 0) + 1:
-                    raise ConcurrencyConflict(
-                        f"{event.aggregate_type} {event.aggregate_id} v{event.aggregate_version}")
-                versions[event.aggregate_id] = event.aggregate_version
-            first = len(self._log) + 1
+            first = self._last_issued + 1
+            self._last_issued += len(events)
             self._log += [e.at(first + i) for i, e in enumerate(events)]
-            self._versions = versions
+            self._positions += range(first, self._last_issued + 1)
+            self._taken.update(keys)
             if outcome is not None:
-                self._outcomes[outcome.command_id] = replace(outcome, position=len(self._log))
-            return len(self._log)
+                self._outcomes[outcome.command_id] = _as_json(outcome, self._last_issued)
+            return self._last_issued
+
+    def _first_refused(self, keys: Sequence[tuple[UUID, int]]) -> int | None:
+        """The first row Postgres would refuse: a key taken before, or earlier in the batch."""
+        batch: set[tuple[UUID, int]] = set()
+        for i, key in enumerate(keys):
+            if key in self._taken or key in batch:
+                return i
+            batch.add(key)
+        return None
 
     def record_without_events(self, outcome: CommandOutcome) -> None:
         with self._lock:
-            self._outcomes.setdefault(outcome.command_id, outcome)
+            if outcome.command_id not in self._outcomes:
+                self._outcomes[outcome.command_id] = _as_json(outcome, None)
 
     def outcome(self, command_id: UUID) -> CommandOutcome | None:
         with self._lock:
@@ -58,8 +100,9 @@ class InMemoryEventStore:
 
     def read_from(self, after_position: int, limit: int) -> list[Envelope[EventPayload]]:
         with self._lock:
-            return self._log[after_position:after_position + limit]
+            start = bisect.bisect_right(self._positions, after_position)
+            return self._log[start:start + limit]
 
     def max_position(self) -> int:
         with self._lock:
-            return len(self._log)
+            return self._positions[-1] if self._positions else 0

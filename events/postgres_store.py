@@ -1,8 +1,8 @@
 """The event store: eventsourcing's Postgres recorder, holding Eddy's envelopes.
 
 Aggregate events are rows of eventsourcing's `stored_events` table (optimistic concurrency on
-(aggregate id, version); a gap-free, commit-ordered `notification_id` that is the global
-position). The command outcome is written in the same transaction as the events, so a
+(aggregate id, version); a commit-ordered `notification_id` that is the global position:
+ascending, with a gap wherever an append failed, so readers page by position). The command outcome is written in the same transaction as the events, so a
 command takes effect exactly once however often it is delivered.
 """
 

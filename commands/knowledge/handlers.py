@@ -129,13 +129,14 @@ def update_segment(c: cmd.UpdateSegment, uow: UnitOfWork) -> dict[str, Any]:
     segment.ensure_live_in(document)
     data = segment.data
     content = c.content if c.content is not None else data.content
+    same_text = content == data.content  # then the counts stay as they are
     changed = ev.SegmentUpdated(
         content=content,
         answer=c.answer if c.answer is not None else data.answer,
         keywords=c.keywords if c.keywords is not None else data.keywords,
         enabled=c.enabled if c.enabled is not None else data.enabled,
         word_count=c.word_count if c.word_count is not None else len(content),
-        tokens=c.tokens if c.tokens is not None else 0,
+        tokens=c.tokens if c.tokens is not None else data.tokens if same_text else 0,
         index_node_hash=content_hash(content),
         child_chunks=data.child_chunks,
         updated_by=uow.ctx.actor_id,

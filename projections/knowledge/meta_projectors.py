@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, insert, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.envelope import Envelope
@@ -47,10 +46,14 @@ async def project_tag_deleted(conn: AsyncConnection, e: Envelope[ev.TagDeleted])
 
 async def project_tag_bound(conn: AsyncConnection, e: Envelope[ev.TagBound]) -> None:
     p = e.payload
-    await conn.execute(pg_insert(tag_bindings).values(
-        tag_id=e.aggregate_id, target_id=p.target_id, tenant_id=e.tenant_id,
-        created_by=p.created_by, created_at=e.occurred_at,
-    ).on_conflict_do_nothing())
+    # Binding a bound target again keeps the first binding. Only this tag's events add
+    # its bindings, and the runner applies them one at a time: reading first is safe.
+    bound = await conn.scalar(select(tag_bindings.c.tag_id).where(
+        tag_bindings.c.tag_id == e.aggregate_id, tag_bindings.c.target_id == p.target_id))
+    if bound is None:
+        await conn.execute(insert(tag_bindings).values(
+            tag_id=e.aggregate_id, target_id=p.target_id, tenant_id=e.tenant_id,
+            created_by=p.created_by, created_at=e.occurred_at))
 
 
 async def project_tag_unbound(conn: AsyncConnection, e: Envelope[ev.TagUnbound]) -> None:
@@ -84,11 +87,16 @@ async def project_metadata_field_deleted(conn: AsyncConnection,
     field_id = str(e.payload.metadata_id)
     await conn.execute(delete(dataset_metadata_fields).where(
         dataset_metadata_fields.c.id == e.payload.metadata_id))
-    # Tidy the documents' values (reads ignore them anyway once the field is gone).
-    await conn.execute(update(documents).where(
-        documents.c.dataset_id == e.aggregate_id,
-        documents.c.doc_metadata.has_key(field_id),
-    ).values(doc_metadata=documents.c.doc_metadata.op("-")(field_id)))
+    # Tidy the documents' values (reads ignore them anyway once the field is gone), in
+    # Python so that it runs on any database. The rows stay locked until commit, so a
+    # document's own metadata event, applied concurrently, cannot be lost (SQLite: no-op).
+    rows = await conn.execute(select(documents.c.id, documents.c.doc_metadata).where(
+        documents.c.dataset_id == e.aggregate_id).with_for_update())
+    tidied = [{"doc_id": doc_id, "values": {k: v for k, v in values.items() if k != field_id}}
+              for doc_id, values in rows if field_id in values]
+    if tidied:
+        await conn.execute(update(documents).where(documents.c.id == bindparam("doc_id"))
+                           .values(doc_metadata=bindparam("values")), tidied)
 
 
 async def project_built_in_fields_toggled(conn: AsyncConnection,
