@@ -123,8 +123,16 @@ def create_segments(c: cmd.CreateSegments, uow: UnitOfWork) -> dict[str, Any]:
     return {"segment_ids": [str(s.segment_id) for s in c.segments]}
 
 
-def update_segment(c: cmd.UpdateSegment, uow: UnitOfWork) -> dict[str, Any]:
+def _indexed_document(uow: UnitOfWork, c: cmd.UpdateSegment | cmd.DeleteSegment) -> Document:
     document = visible_document(uow, c.dataset_id, c.document_id)
+    if document.status != "completed":
+        # A running attempt writes the vectors of its own split; edits would race it.
+        raise BadRequest("The document is not indexed yet; edit segments once it is completed.")
+    return document
+
+
+def update_segment(c: cmd.UpdateSegment, uow: UnitOfWork) -> dict[str, Any]:
+    document = _indexed_document(uow, c)
     segment = uow.get(Segment, c.segment_id)
     segment.ensure_live_in(document)
     data = segment.data
@@ -149,7 +157,7 @@ def update_segment(c: cmd.UpdateSegment, uow: UnitOfWork) -> dict[str, Any]:
 
 
 def delete_segment(c: cmd.DeleteSegment, uow: UnitOfWork) -> dict[str, Any]:
-    document = visible_document(uow, c.dataset_id, c.document_id)
+    document = _indexed_document(uow, c)
     segment = uow.get(Segment, c.segment_id)
     segment.ensure_live_in(document)
     segment.delete(uow.ctx)

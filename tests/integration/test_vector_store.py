@@ -1,4 +1,5 @@
-"""Vector store contract, run against pgvector on the embedded Postgres.
+"""Vector store contract, run against pgvector on the embedded Postgres and against the
+in-process store of the unit tier (no server).
 
 `VectorStoreContract` is backend-neutral: a backend's test class only supplies the `store`
 fixture (test_weaviate_store.py reuses it against a real Weaviate).
@@ -18,6 +19,7 @@ import pytest
 
 from adapters.embedded.postgres import EmbeddedPostgres
 from adapters.vector.base import VectorDocument, VectorStore
+from adapters.vector.memory import InMemoryVectorStore
 from adapters.vector.pgvector import CollectionNotFound, PgVectorStore
 
 DIM = 4
@@ -417,3 +419,103 @@ class TestPgVectorStore(VectorStoreContract):
             assert [h.id for h in hits] == ["a"]
         finally:
             await store.close()
+
+
+class TestInMemoryVectorStore(VectorStoreContract):
+    """The unit tier's store keeps the whole contract; below, pgvector's own checks that
+    are not about Postgres (the table layout, HNSW and the extension are)."""
+
+    @pytest.fixture
+    def store(self) -> InMemoryVectorStore:
+        return InMemoryVectorStore()
+
+    async def test_keyword_only_collection_takes_no_vectors(
+        self, store: InMemoryVectorStore, collection: str
+    ) -> None:
+        await store.create(collection, 0)
+        assert await store.search_by_vector(collection, unit(1, 0, 0, 0), top_k=3) == []
+        with pytest.raises(ValueError):
+            await store.add_texts(collection, [A])
+
+    async def test_nul_bytes_in_text_are_dropped(
+        self, store: InMemoryVectorStore, collection: str
+    ) -> None:
+        await store.create(collection, DIM)
+        await store.add_texts(collection, [doc("z", "broken\x00pdf text", unit(1, 0, 0, 0))])
+        hits = await store.search_by_full_text(collection, "brokenpdf", top_k=1)
+        assert [h.text for h in hits] == ["brokenpdf text"]
+
+    async def test_dimension_mismatch_is_an_error(
+        self, store: InMemoryVectorStore, collection: str
+    ) -> None:
+        await store.create(collection, DIM)
+        with pytest.raises(ValueError):
+            await store.create(collection, DIM + 1)
+        with pytest.raises(ValueError):
+            await store.add_texts(collection, [doc("z", "too long", [1.0] * (DIM + 1))])
+        with pytest.raises(ValueError):
+            await store.add_texts(collection, [doc("z", "not finite", [math.nan] * DIM)])
+        assert await store.count(collection) == 0
+
+    async def test_writing_to_a_missing_collection_fails(
+        self, store: InMemoryVectorStore, collection: str
+    ) -> None:
+        with pytest.raises(CollectionNotFound):
+            await store.add_texts(collection, [A])
+
+    async def test_collection_names_keep_case(self, store: InMemoryVectorStore) -> None:
+        upper, lower = f"Vector_index_{uuid.uuid4().hex}_Node", f"vector_index_{uuid.uuid4().hex}"
+        await store.create(upper, DIM)
+        await store.create(lower, DIM)
+        await store.add_texts(upper, [A])
+        assert (await store.count(upper), await store.count(lower)) == (1, 0)
+
+    async def test_collections_are_isolated(self, store: InMemoryVectorStore) -> None:
+        first, second = uuid.uuid4().hex, uuid.uuid4().hex
+        await store.create(first, DIM)
+        await store.create(second, DIM)
+        await store.add_texts(first, ALL)
+        await store.add_texts(second, [A])
+        await store.delete_by_document_id(second, "doc-1")
+        assert (await store.count(first), await store.count(second)) == (4, 0)
+        await store.delete(first)
+        assert await store.search_by_full_text(second, "fox", top_k=5) == []
+        assert await store.count(first) == 0
+
+    async def test_metadata_comes_back_as_json(
+        self, store: InMemoryVectorStore, collection: str
+    ) -> None:
+        # As from jsonb: non-JSON values as their text, and no aliasing of the caller's dict.
+        await store.create(collection, DIM)
+        marker = uuid.uuid4()
+        written = doc("u", "uuid metadata", unit(1, 0, 0, 0), marker=marker)
+        await store.add_texts(collection, [written])
+        written.metadata["lang"] = "changed later"
+        [hit] = await store.search_by_vector(collection, unit(1, 0, 0, 0), top_k=1)
+        assert hit.metadata["marker"] == str(marker) and "lang" not in hit.metadata
+        assert [h.id for h in await store.search_by_vector(
+            collection, unit(1, 0, 0, 0), top_k=1, where={"marker": str(marker)})] == ["u"]
+
+    async def test_full_text_query_syntax(self, store: InMemoryVectorStore, filled: str) -> None:
+        # websearch_to_tsquery: all words (AND), "phrases" in a row, or, -excluded.
+        async def ids(query: str) -> list[str]:
+            return [h.id for h in await store.search_by_full_text(filled, query, top_k=5)]
+
+        assert await ids("quick fox") == ["a"]
+        assert await ids("QUICK   Fox!") == ["a"]
+        assert await ids('"brown fox"') == ["a"]
+        assert await ids('"fox brown"') == []
+        assert await ids("fox or tax") == ["b", "a", "d"]
+        assert await ids("fox -lazy") == ["b"]
+        assert await ids("fox_den") == ["b"]  # '_' separates words, as in Postgres
+        assert await ids("fox-den") == []  # a hyphenated word is also one word of its own
+        assert await ids("-") == []
+
+    async def test_documents_lists_what_is_stored(
+        self, store: InMemoryVectorStore, filled: str
+    ) -> None:
+        stored = store.documents(filled)
+        assert [d.id for d in stored] == ["a", "b", "c", "d"]
+        assert stored[0] == A
+        assert store.documents(uuid.uuid4().hex) == []
+        assert store.collections() == {filled: DIM}

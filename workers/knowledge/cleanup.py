@@ -10,22 +10,21 @@ from commands.knowledge.aggregates import Segment
 from commands.unit_of_work import UnitOfWork
 from events.envelope import Envelope
 from schemas.knowledge import events as ev
-from schemas.knowledge.naming import collection_for, dataset_prefix, document_prefix
-from workers.knowledge.indexing import IndexingDeps, caused_by
+from schemas.knowledge.naming import collection_for
+from workers.knowledge.indexing import (
+    IndexingDeps,
+    caused_by,
+    remove_dataset_data,
+    remove_document_data,
+)
 
 
 async def document_deleted(deps: IndexingDeps, event: Envelope[ev.DocumentDeleted]) -> None:
-    dataset_id = event.payload.dataset_id
-    for economy, store in ((False, deps.vectors), (True, deps.keywords)):
-        await store.delete_by_document_id(collection_for(dataset_id, economy),
-                                          str(event.aggregate_id))
-    await deps.storage.delete_prefix(document_prefix(dataset_id, event.aggregate_id))
+    await remove_document_data(deps, event.payload.dataset_id, event.aggregate_id)
 
 
 async def dataset_deleted(deps: IndexingDeps, event: Envelope[ev.DatasetDeleted]) -> None:
-    await deps.vectors.delete(collection_for(event.aggregate_id, False))
-    await deps.keywords.delete(collection_for(event.aggregate_id, True))
-    await deps.storage.delete_prefix(dataset_prefix(event.aggregate_id))
+    await remove_dataset_data(deps, event.aggregate_id)
 
 
 async def segment_deleted(deps: IndexingDeps, event: Envelope[ev.SegmentDeleted]) -> None:

@@ -38,6 +38,7 @@ from schemas.knowledge.naming import (
     child_id_for,
     collection_for,
     content_hash,
+    dataset_prefix,
     document_prefix,
     segment_id_for,
 )
@@ -81,6 +82,9 @@ class IndexingJob:
         self.d = deps
         self.document_id = document_id
         self.ctx = caused_by(cause)
+        self.attempt: int | None = None
+        # Index entries this run wrote: (store, collection, ids), for `discard`.
+        self.written: list[tuple[VectorStore, str, list[str]]] = []
 
     async def _load(self) -> tuple[UnitOfWork, Document]:
         uow = UnitOfWork(self.d.store, self.ctx)
@@ -90,7 +94,7 @@ class IndexingJob:
         uow, doc = await self._load()
         if not doc.exists or doc.deleted or doc.paused or not doc.processing:
             return  # a stale message: the attempt ended, or was paused or replaced
-        attempt = doc.attempt
+        attempt = self.attempt = doc.attempt
         dataset = await asyncio.to_thread(uow.get, Dataset, doc.dataset_id)
         if dataset.deleted:
             return
@@ -118,7 +122,29 @@ class IndexingJob:
         """Record the stage on the document and commit it with whatever else the unit of
         work holds (the split's new segments)."""
         doc.stage(attempt, payload, self.ctx)
+        # Deleting a dataset records nothing on its documents: look at it before every record.
+        events = await asyncio.to_thread(self.d.store.load, doc.dataset_id)
+        if Dataset.replay(doc.dataset_id, events).deleted:
+            raise StaleWork(f"document {doc.id}: dataset {doc.dataset_id} was deleted")
         await asyncio.to_thread(uow.commit)
+
+    async def discard(self) -> None:
+        """After StaleWork. Cleanup reacts to a deletion as soon as it is recorded, but this
+        job only noticed at its next record, after writing that stage's output; take back
+        what must not outlive the attempt: everything of a deleted document or dataset
+        (again, as cleanup does), the index entries of a superseded attempt (its successor
+        may have cleared the document's entries already). A paused attempt keeps its
+        writes: resuming it overwrites them."""
+        uow, doc = await self._load()
+        if not doc.exists:
+            return
+        if (await asyncio.to_thread(uow.get, Dataset, doc.dataset_id)).deleted:
+            await remove_dataset_data(self.d, doc.dataset_id)
+        elif doc.deleted:
+            await remove_document_data(self.d, doc.dataset_id, doc.id)
+        elif doc.attempt != self.attempt:
+            for store, collection, ids in self.written:
+                await store.delete_by_ids(collection, ids)
 
     async def _step(self, uow: UnitOfWork, doc: Document, attempt: int) -> None:
         rule = ProcessRule.from_dify(doc.process_rule)
@@ -194,7 +220,9 @@ class IndexingJob:
         pending = [c for c in chunks if c.segment_id not in doc.indexed]
         for start in range(0, len(pending), EMBED_BATCH):
             batch = pending[start:start + EMBED_BATCH]
-            await store.add_texts(collection, await self._vector_documents(doc, batch, economy))
+            units = await self._vector_documents(doc, batch, economy)
+            self.written.append((store, collection, [u.id for u in units]))
+            await store.add_texts(collection, units)
             await self._record(uow, doc, attempt, ev.DocumentSegmentsIndexed(
                 attempt=attempt, segment_ids=[UUID(c.segment_id) for c in batch],
                 completed_segments=len(doc.indexed) + len(batch)))
@@ -228,6 +256,8 @@ async def index_segment(deps: IndexingDeps,
     document = await asyncio.to_thread(uow.get, Document, segment.document_id)
     if document.deleted or segment.attempt != document.split_attempt:
         return
+    if (await asyncio.to_thread(uow.get, Dataset, segment.dataset_id)).deleted:
+        return  # cleanup may have run already: writing would recreate the collection
     economy = document.indexing_technique == "economy"
     target = deps.keywords if economy else deps.vectors
     collection = collection_for(segment.dataset_id, economy)
@@ -256,15 +286,24 @@ async def index_segment(deps: IndexingDeps,
         await asyncio.to_thread(uow.commit)
     except ConcurrencyConflict:
         pass  # edited again meanwhile: that edit's own job writes the newer vector
+    # Deleted while we embedded? Its cleanup may have run before our write: take it back.
+    fresh = UnitOfWork(deps.store, uow.ctx)
+    if (await asyncio.to_thread(fresh.get, Dataset, segment.dataset_id)).deleted:
+        await target.delete(collection)
+    elif ((await asyncio.to_thread(fresh.get, Segment, segment.id)).deleted
+          or (await asyncio.to_thread(fresh.get, Document, document.id)).deleted):
+        await target.delete_by_ids(collection, ids)
 
 
 async def run_indexing_job(
         deps: IndexingDeps,
         event: Envelope[ev.DocumentIndexingRequested | ev.DocumentIndexingResumed]) -> None:
+    job = IndexingJob(deps, event.aggregate_id, event)
     try:
-        await IndexingJob(deps, event.aggregate_id, event).run()
+        await job.run()
     except StaleWork as stale:
         log.info("indexing job stopped: %s", stale)
+        await job.discard()
 
 
 async def fail_document(deps: IndexingDeps, event: Envelope[EventPayload],
@@ -272,12 +311,31 @@ async def fail_document(deps: IndexingDeps, event: Envelope[EventPayload],
     """Dead-lettered job: the document must not sit in a processing state forever."""
     if not isinstance(event.payload, ev.DocumentIndexingRequested | ev.DocumentIndexingResumed):
         return
+    # The attempt the message was about, not the current one: a newer attempt (the document
+    # was updated meanwhile) is not the one that failed.
+    history = await asyncio.to_thread(deps.store.load, event.aggregate_id)
+    attempt = Document.replay(event.aggregate_id, [
+        e for e in history if e.aggregate_version <= event.aggregate_version]).attempt
     for _ in range(MAX_STAGE_CONFLICTS):
         uow = UnitOfWork(deps.store, caused_by(event))
         doc = await asyncio.to_thread(uow.get, Document, event.aggregate_id)
-        doc.fail(doc.attempt, f"Indexing failed after retries: {exc!r}", uow.ctx)
+        doc.fail(attempt, f"Indexing failed after retries: {exc!r}", uow.ctx)
         try:
             await asyncio.to_thread(uow.commit)
             return
         except ConcurrencyConflict:
             continue
+
+
+async def remove_document_data(deps: IndexingDeps, dataset_id: UUID, document_id: UUID) -> None:
+    """A deleted document's index entries (in either kind of collection) and stored files."""
+    for economy, store in ((False, deps.vectors), (True, deps.keywords)):
+        await store.delete_by_document_id(collection_for(dataset_id, economy), str(document_id))
+    await deps.storage.delete_prefix(document_prefix(dataset_id, document_id))
+
+
+async def remove_dataset_data(deps: IndexingDeps, dataset_id: UUID) -> None:
+    """A deleted dataset's collections and stored files."""
+    await deps.vectors.delete(collection_for(dataset_id, False))
+    await deps.keywords.delete(collection_for(dataset_id, True))
+    await deps.storage.delete_prefix(dataset_prefix(dataset_id))

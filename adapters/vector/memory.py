@@ -1,0 +1,355 @@
+"""A vector store in process memory, for the fast unit tier: the pgvector store's semantics
+(tests/integration/test_vector_store.py runs the same contract against both) without a
+server.
+
+* Collections are created explicitly (`dimensions` 0 = keyword-only, as for economy
+  datasets), isolated from each other, and named like pgvector's tables ([A-Za-z0-9_-],
+  1-61 characters; anything else is a ValueError). Writing to a missing collection raises
+  CollectionNotFound; reading, counting or deleting from one is an empty answer / no-op.
+* Writes are upserts by id; within one batch the last copy of an id wins. Text loses NUL
+  characters (Postgres text cannot hold them) and metadata is stored as its JSON form, so
+  what comes back is what pgvector's jsonb gives back (UUIDs become strings).
+* Vector search: exact cosine similarity, clamped to [0, 1], nearest first (ties by id);
+  `score_threshold` applies after `top_k`, as in pgvector (same result: hits are ordered).
+* Full-text search mirrors `websearch_to_tsquery('simple', q)` matched against
+  `to_tsvector('simple', text)`: lower-cased words, no stemming or stop words; every term
+  must occur (AND), `"quoted words"` must occur in a row, `or` separates alternatives and
+  `-word` excludes. The score is a simple term-match score: 0.1 per occurrence (the weight
+  ts_rank_cd gives an unlabelled lexeme), averaged over the query's terms, mapped to [0, 1)
+  with rank / (rank + 1) like ts_rank_cd's normalisation 32. It has the same shape as
+  pgvector's scores, not their exact values beyond single-word queries.
+* Metadata filters compare text forms like `meta->>key = value`: every key must match, a
+  list means "any of" (an empty list matches nothing); values must be str, int, float or
+  bool.
+
+All state lives in the instance; a lock makes it safe to share with worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.vector.base import MetadataFilter, VectorDocument, VectorHit
+from adapters.vector.pgvector import CollectionNotFound  # one error type for all stores
+
+# The same names pgvector accepts (its table names carry a "c_" prefix within 63 bytes).
+_COLLECTION_RE = re.compile(r"[A-Za-z0-9_-]{1,61}")
+# Postgres' default text search parser, roughly: runs of letters and digits ('_' separates
+# words); a hyphenated word is one lexeme followed by its parts ("e-mail": e-mail, e, mail).
+_WORD_RE = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
+_UNLABELLED_WEIGHT = 0.1  # ts_rank_cd's weight for lexemes without a weight label ("D")
+
+
+@dataclass(frozen=True)
+class _Row:
+    id: str
+    text: str
+    vector: tuple[float, ...] | None
+    norm: float
+    metadata: dict[str, Any]
+    words: tuple[str, ...]  # the text's lexemes in order (for phrases and counts)
+
+
+@dataclass
+class _Collection:
+    dimensions: int
+    rows: dict[str, _Row] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Clause:
+    words: tuple[str, ...]  # one word, or a phrase: consecutive words
+    negated: bool
+
+
+class InMemoryVectorStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._collections: dict[str, _Collection] = {}
+
+    # -- VectorStore --------------------------------------------------------------------
+
+    async def create(self, collection: str, dimensions: int) -> None:
+        _check_name(collection)
+        if dimensions < 0:
+            raise ValueError("dimensions must be >= 0 (0 = keyword-only collection)")
+        with self._lock:
+            existing = self._collections.get(collection)
+            if existing is None:
+                self._collections[collection] = _Collection(dimensions)
+            elif existing.dimensions != dimensions:
+                raise ValueError(
+                    f"collection {collection!r} exists with {existing.dimensions} dimensions, "
+                    f"not {dimensions}"
+                )
+
+    async def add_texts(self, collection: str, documents: Sequence[VectorDocument]) -> None:
+        _check_name(collection)
+        if not documents:
+            return
+        unique = list({doc.id: doc for doc in documents}.values())  # the last copy wins
+        with self._lock:
+            target = self._collections.get(collection)
+            if target is None:
+                raise CollectionNotFound(f"vector collection {collection!r} does not exist")
+            rows = [_row(doc, target.dimensions, collection) for doc in unique]  # all or none
+            target.rows.update((row.id, row) for row in rows)
+
+    async def delete_by_ids(self, collection: str, ids: Sequence[str]) -> None:
+        _check_name(collection)
+        with self._lock:
+            target = self._collections.get(collection)
+            if target is not None:
+                for chunk_id in ids:
+                    target.rows.pop(chunk_id, None)
+
+    async def delete_by_document_id(self, collection: str, document_id: str) -> None:
+        _check_name(collection)
+        with self._lock:
+            target = self._collections.get(collection)
+            if target is not None:
+                target.rows = {
+                    i: row for i, row in target.rows.items()
+                    if _text_form(row.metadata.get("document_id")) != document_id
+                }
+
+    async def delete(self, collection: str) -> None:
+        _check_name(collection)
+        with self._lock:
+            self._collections.pop(collection, None)
+
+    async def count(self, collection: str, document_id: str | None = None) -> int:
+        _check_name(collection)
+        with self._lock:
+            target = self._collections.get(collection)
+            if target is None:
+                return 0
+            if document_id is None:
+                return len(target.rows)
+            return sum(
+                1 for row in target.rows.values()
+                if _text_form(row.metadata.get("document_id")) == document_id
+            )
+
+    async def search_by_vector(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        top_k: int,
+        score_threshold: float = 0.0,
+        where: MetadataFilter | None = None,
+    ) -> list[VectorHit]:
+        _check_name(collection)
+        if top_k <= 0:
+            return []
+        query = _finite_vector(vector)
+        matches = _compile_filter(where)
+        with self._lock:
+            target = self._collections.get(collection)
+            if target is None or target.dimensions == 0:
+                return []  # missing, or keyword-only: nothing to compare with
+            if len(query) != target.dimensions:
+                raise ValueError(
+                    f"vector has {len(query)} dimensions, collection has {target.dimensions}"
+                )
+            query_norm = math.sqrt(sum(x * x for x in query))
+            scored: list[tuple[float, str, _Row]] = []
+            for row in target.rows.values():
+                if row.vector is None or not matches(row.metadata):
+                    continue
+                if row.norm == 0.0 or query_norm == 0.0:
+                    distance = math.inf  # undefined (NaN in pgvector): sorts last
+                else:
+                    dot = sum(a * b for a, b in zip(row.vector, query, strict=True))
+                    distance = 1.0 - dot / (row.norm * query_norm)
+                scored.append((distance, row.id, row))
+        scored.sort(key=lambda item: (item[0], item[1]))
+        hits = []
+        for distance, _, row in scored[:top_k]:
+            score = 0.0 if math.isinf(distance) else _clamp01(1.0 - distance)
+            if score >= score_threshold:
+                hits.append(_hit(row, score))
+        return hits
+
+    async def search_by_full_text(
+        self,
+        collection: str,
+        query: str,
+        top_k: int,
+        where: MetadataFilter | None = None,
+    ) -> list[VectorHit]:
+        _check_name(collection)
+        query = query.replace("\x00", "")
+        if top_k <= 0 or not query.strip():
+            return []
+        matches = _compile_filter(where)
+        alternatives = _parse_query(query)
+        if not alternatives:
+            return []  # no words at all ("-", punctuation): matches nothing
+        with self._lock:
+            target = self._collections.get(collection)
+            if target is None:
+                return []
+            scored: list[tuple[float, str, _Row]] = []
+            for row in target.rows.values():
+                if not matches(row.metadata):
+                    continue
+                rank = _rank(row.words, alternatives)
+                if rank is not None:
+                    scored.append((rank, row.id, row))
+        scored.sort(key=lambda item: (-item[0], item[1]))
+        return [_hit(row, _clamp01(rank / (rank + 1.0))) for rank, _, row in scored[:top_k]]
+
+    # -- for tests: what a collection holds -----------------------------------------------
+
+    def documents(self, collection: str) -> list[VectorDocument]:
+        """Every entry of `collection` as stored, by id ([] if it does not exist)."""
+        _check_name(collection)
+        with self._lock:
+            target = self._collections.get(collection)
+            rows = [] if target is None else sorted(target.rows.values(), key=lambda r: r.id)
+        return [
+            VectorDocument(
+                id=row.id,
+                text=row.text,
+                vector=None if row.vector is None else list(row.vector),
+                metadata=json.loads(json.dumps(row.metadata)),
+            )
+            for row in rows
+        ]
+
+    def collections(self) -> dict[str, int]:
+        """The existing collections and their dimensions (0 = keyword-only)."""
+        with self._lock:
+            return {name: c.dimensions for name, c in self._collections.items()}
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _check_name(collection: str) -> None:
+    if not isinstance(collection, str) or not _COLLECTION_RE.fullmatch(collection):
+        raise ValueError(f"invalid collection name {collection!r}: use 1-61 of [A-Za-z0-9_-]")
+
+
+def _finite_vector(vector: Sequence[float]) -> tuple[float, ...]:
+    values = tuple(float(x) for x in vector)
+    if not values or not all(math.isfinite(x) for x in values):
+        raise ValueError("vectors must be non-empty and finite")
+    return values
+
+
+def _row(doc: VectorDocument, dimensions: int, collection: str) -> _Row:
+    vector: tuple[float, ...] | None = None
+    if doc.vector is not None:
+        if dimensions == 0:
+            raise ValueError(f"collection {collection!r} is keyword-only: no vectors")
+        vector = _finite_vector(doc.vector)
+        if len(vector) != dimensions:
+            raise ValueError(f"vector has {len(vector)} dimensions, collection has {dimensions}")
+    text = doc.text.replace("\x00", "")
+    return _Row(
+        id=doc.id,
+        text=text,
+        vector=vector,
+        norm=0.0 if vector is None else math.sqrt(sum(x * x for x in vector)),
+        # What jsonb would give back: a JSON copy, non-JSON values as their str().
+        metadata=json.loads(json.dumps(doc.metadata, default=str)),
+        words=tuple(_words(text)),
+    )
+
+
+def _words(text: str) -> list[str]:
+    words: list[str] = []
+    for word in _WORD_RE.findall(text.lower()):
+        words.append(word)
+        if "-" in word:
+            words += word.split("-")
+    return words
+
+
+def _text_form(value: Any) -> str | None:
+    """What `meta->>key` yields for a stored JSON value (None for JSON null / missing)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _filter_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float):
+        return json.dumps(value)
+    raise ValueError(f"metadata filter values must be str, int, float or bool, not {value!r}")
+
+
+def _compile_filter(where: MetadataFilter | None) -> Callable[[dict[str, Any]], bool]:
+    """A predicate over metadata; values are checked (ValueError) before any search."""
+    wanted: list[tuple[str, frozenset[str]]] = []
+    for key, value in (where or {}).items():
+        if isinstance(value, list | tuple | set | frozenset):
+            wanted.append((str(key), frozenset(_filter_value(v) for v in value)))
+        else:
+            wanted.append((str(key), frozenset([_filter_value(value)])))
+
+    def matches(metadata: dict[str, Any]) -> bool:
+        return all(_text_form(metadata.get(key)) in values for key, values in wanted)
+
+    return matches
+
+
+def _parse_query(query: str) -> list[list[_Clause]]:
+    """websearch_to_tsquery's syntax: alternatives (split by `or`) of AND-ed clauses."""
+    # Quoted phrases (an unterminated quote runs to the end) or bare words.
+    tokens = [(m.group(1), m.group(2)) for m in re.finditer(r'"([^"]*)"?|(\S+)', query)]
+    alternatives: list[list[_Clause]] = [[]]
+    for i, (phrase, bare) in enumerate(tokens):
+        negated = False
+        if bare is not None:
+            # `or` between two terms separates alternatives; first or last, it is a word.
+            if bare.lower() == "or" and alternatives[-1] and i + 1 < len(tokens):
+                alternatives.append([])
+                continue
+            negated = bare.startswith("-")
+            words = _words(bare[1:] if negated else bare)
+        else:
+            words = _words(phrase)
+        if words:  # punctuation-only input is not a term
+            alternatives[-1].append(_Clause(tuple(words), negated))
+    return [clauses for clauses in alternatives if clauses]
+
+
+def _occurrences(words: tuple[str, ...], phrase: tuple[str, ...]) -> int:
+    n = len(phrase)
+    return sum(1 for i in range(len(words) - n + 1) if words[i:i + n] == phrase)
+
+
+def _rank(words: tuple[str, ...], alternatives: list[list[_Clause]]) -> float | None:
+    """The best matching alternative's rank; None when no alternative matches."""
+    best: float | None = None
+    for clauses in alternatives:
+        counts = [(c, _occurrences(words, c.words)) for c in clauses]
+        if any((n > 0) == c.negated for c, n in counts):
+            continue  # a required term is missing, or an excluded one is present
+        positive = [n for c, n in counts if not c.negated]
+        rank = _UNLABELLED_WEIGHT * sum(positive) / len(positive) if positive else 0.0
+        best = rank if best is None else max(best, rank)
+    return best
+
+
+def _hit(row: _Row, score: float) -> VectorHit:
+    return VectorHit(
+        id=row.id, text=row.text, score=score, metadata=json.loads(json.dumps(row.metadata))
+    )
+
+
+def _clamp01(value: float) -> float:
+    return min(1.0, max(0.0, value))
