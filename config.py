@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     COMMAND_PARTITIONS: int = Field(default=4, ge=1, le=256)
     EVENT_PARTITIONS: int = Field(default=4, ge=1, le=256)
     CONSUMER_MAX_ATTEMPTS: int = Field(default=5, ge=1)
+    CONSUMER_CONCURRENCY: int = Field(default=8, ge=1, le=256)
     KAFKA_SESSION_TIMEOUT_MS: int = Field(default=6000, ge=1000)
 
     # Files (Dify names): opendal+fs keeps them in a local folder, s3 in a bucket
@@ -74,6 +75,10 @@ class Settings(BaseSettings):
     S3_REGION: str | None = None
     S3_ADDRESS_STYLE: str = "auto"
     UPLOAD_FILE_SIZE_LIMIT: int = Field(default=15, ge=1, description="MB")
+    # Longest text accepted by create-by-text / update-by-text, and per segment content /
+    # answer (characters); longer input is refused before anything is stored
+    DOCUMENT_TEXT_MAX_LENGTH: int = Field(default=1_000_000, ge=1)
+    SEGMENT_MAX_LENGTH: int = Field(default=100_000, ge=1)
     # Documents up to this size go to the priority indexing lane
     PRIORITY_LANE_MAX_BYTES: int = Field(default=512 * 1024, ge=0)
 

@@ -13,7 +13,7 @@ import logging
 
 import asyncpg
 
-from adapters.bus.base import Bus
+from adapters.bus.base import Bus, OutgoingMessage
 from events.listener import Notifications
 from events.postgres_store import EVENTS_CHANNEL
 from events.routing import Routing
@@ -59,11 +59,14 @@ class Relay:
 
     async def publish_batch(self, conn: asyncpg.Connection, position: int) -> int:
         events = await asyncio.to_thread(self.store.read_from, position, self.batch_size)
+        outgoing = []
         for event in events:
             headers = {"event_type": event.type, "correlation_id": str(event.correlation_id)}
             value = event.to_json()
-            for topic in self.routing.topics_for(event):
-                await self.bus.publish(topic, str(event.aggregate_id), value, headers)
+            outgoing += [OutgoingMessage(topic, str(event.aggregate_id), value, headers)
+                         for topic in self.routing.topics_for(event)]
+        # Pipelined: one round trip per batch; per-key order is the log's order.
+        await self.bus.publish_many(outgoing)
         if not events:
             return position
         last = events[-1].position

@@ -46,7 +46,8 @@ def role_runners(c: WorkerContainer, role: str,
     def runner(processor: Processor) -> Callable[[asyncio.Event], Awaitable[None]]:
         return lambda stop: run_processor(
             c.bus, processor, member, stop,
-            RetryPolicy(max_attempts=c.settings.CONSUMER_MAX_ATTEMPTS))
+            RetryPolicy(max_attempts=c.settings.CONSUMER_MAX_ATTEMPTS),
+            concurrency=c.settings.CONSUMER_CONCURRENCY)
 
     return [runner(p) for p in _processors(c, role)]
 

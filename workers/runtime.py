@@ -84,18 +84,34 @@ class RetryPolicy:
 
 
 async def run_processor(bus: Bus, processor: Processor, member: str, stop: asyncio.Event,
-                        policy: RetryPolicy | None = None) -> None:
+                        policy: RetryPolicy | None = None, concurrency: int = 8) -> None:
+    """Consume until `stop`: partitions are worked concurrently (at most `concurrency` at a
+    time), each partition's messages one after another, so one key's messages stay in order."""
     policy = policy or RetryPolicy()
     consumer = bus.consumer(processor.group, processor.topics, member)
     await consumer.start()
     log.info("processor started", extra={"group": processor.group, "member": member})
+    gate = asyncio.Semaphore(concurrency)
+
+    async def work(partition: list[Message]) -> bool:
+        async with gate:
+            for message in partition:
+                # Unacknowledged when stopping or no longer ours: redelivered to whoever
+                # owns the partition (now or next); a stale member must not race the new one.
+                if stop.is_set() or not await consumer.owns(message):
+                    return False
+                if not await _deliver(bus, processor, message, policy, stop):
+                    return False
+                await consumer.ack(message)
+            return True
+
     try:
         while not stop.is_set():
-            for message in await consumer.fetch(max_messages=100, timeout=0.5):
-                # Unacknowledged when stopping: redelivered to whoever owns the partition next.
-                if stop.is_set() or not await _deliver(bus, processor, message, policy, stop):
-                    return
-                await consumer.ack(message)
+            batch = await consumer.fetch(max_messages=100, timeout=0.5)
+            partitions: dict[tuple[str, int], list[Message]] = {}
+            for message in batch:
+                partitions.setdefault((message.topic, message.partition), []).append(message)
+            await asyncio.gather(*(work(ms) for ms in partitions.values()))
     finally:
         await consumer.stop()
 

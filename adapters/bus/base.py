@@ -18,6 +18,14 @@ class TopicSpec:
     partitions: int
 
 
+@dataclass(frozen=True)
+class OutgoingMessage:
+    topic: str
+    key: str
+    value: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class Message:
     # The logical topic name, as given to publish/consumer (without the bus's prefix).
@@ -50,6 +58,12 @@ class Consumer(Protocol):
         """Mark the message done for the group; it will not be delivered again."""
         ...
 
+    async def owns(self, message: Message) -> bool:
+        """Whether this member still owns the message's partition, confirmed recently enough
+        that no other member can have taken it over. Called before each effect: a member
+        that was stalled past its lease stops instead of racing the new owner."""
+        ...
+
     async def stop(self) -> None: ...
 
 
@@ -66,6 +80,11 @@ class Bus(Protocol):
         self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
     ) -> None:
         """Durably append the message to the key's partition (returns once stored)."""
+        ...
+
+    async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Append all messages, pipelined, each to its key's partition in the given order;
+        returns once all are stored."""
         ...
 
     def consumer(self, group: str, topics: Sequence[str], member: str) -> Consumer:

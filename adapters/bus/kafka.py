@@ -24,7 +24,7 @@ from aiokafka.errors import (
 )
 from aiokafka.structs import OffsetAndMetadata
 
-from adapters.bus.base import Message, TopicSpec, partition_for
+from adapters.bus.base import Message, OutgoingMessage, TopicSpec, partition_for
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,16 @@ class KafkaBus:
             partition=partition,
             headers=[(k, v.encode()) for k, v in (headers or {}).items()],
         )
+
+    async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
+        # Queue every send first (the producer batches them), then wait for all acks.
+        sent = []
+        for m in messages:
+            partition = partition_for(m.key, await self.partition_count(m.topic))
+            sent.append(await self.producer.send(
+                self.topic_name(m.topic), m.value, key=m.key.encode(), partition=partition,
+                headers=[(k, v.encode()) for k, v in m.headers.items()]))
+        await asyncio.gather(*sent)
 
     def consumer(self, group: str, topics: Sequence[str], member: str) -> KafkaConsumer:
         return KafkaConsumer(self, group, list(topics), member)
@@ -270,6 +280,10 @@ class KafkaConsumer:
                     )
                 )
         return out
+
+    async def owns(self, message: Message) -> bool:
+        # Revocation (on_partitions_revoked) drops the partition's tracking.
+        return self._consumer is not None and message.ack_token[0] in self._tracking
 
     async def ack(self, message: Message) -> None:
         if self._consumer is None:

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from adapters.bus.base import Message, TopicSpec, partition_for
+from adapters.bus.base import Message, OutgoingMessage, TopicSpec, partition_for
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,10 @@ class InMemoryBus:
         self._topics[topic][partition].entries.append(entry)
         async with self._changed:
             self._changed.notify_all()
+
+    async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
+        for m in messages:
+            await self.publish(m.topic, m.key, m.value, m.headers)
 
     def consumer(self, group: str, topics: Sequence[str], member: str) -> InMemoryConsumer:
         return InMemoryConsumer(self, group, list(topics), member)
@@ -272,6 +276,12 @@ class InMemoryConsumer:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(remaining):
                         await changed.wait()
+
+    async def owns(self, message: Message) -> bool:
+        topic, partition, _ = message.ack_token
+        group = self.bus._groups.get(self.group)
+        cursor = group.cursors.get((topic, partition)) if group is not None else None
+        return self._group is not None and cursor is not None and cursor.owner == self.member
 
     async def ack(self, message: Message) -> None:
         # Group-wide, like XACK: also valid after the partition moved to another member.

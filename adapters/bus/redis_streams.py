@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from adapters.bus.base import Message, TopicSpec, partition_for
+from adapters.bus.base import Message, OutgoingMessage, TopicSpec, partition_for
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +189,18 @@ class RedisStreamsBus:
         await self.client.xadd(
             stream, {"key": key, "value": value, "headers": json.dumps(headers or {})}
         )
+
+    async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
+        if not messages:
+            return
+        # One round trip; without a transaction (MULTI) entries still land in order.
+        async with self.client.pipeline(transaction=False) as pipe:
+            for m in messages:
+                stream = self.stream_name(m.topic,
+                                          partition_for(m.key, await self.partition_count(m.topic)))
+                pipe.xadd(stream, {"key": m.key, "value": m.value,
+                                   "headers": json.dumps(m.headers)})
+            await pipe.execute()
 
     def consumer(self, group: str, topics: Sequence[str], member: str) -> RedisStreamsConsumer:
         return RedisStreamsConsumer(self, group, list(topics), member)
@@ -362,6 +374,16 @@ class RedisStreamsConsumer:
     async def ack(self, message: Message) -> None:
         stream, entry_id = message.ack_token
         await self.bus.client.xack(stream, self.group, entry_id)
+
+    async def owns(self, message: Message) -> bool:
+        stream = message.ack_token[0]
+        if time.monotonic() - self._last_round > self.bus.lease_seconds / 2:
+            # Not renewed for a while (stalled, or Redis slow): the lease may have lapsed and
+            # another member taken the partition; confirm before doing anything with it.
+            async with self._lock, _keep_cancellation():
+                await self._heartbeat()
+                await self._rebalance()
+        return stream in self._owned
 
     def _take(self, n: int) -> list[Message]:
         out, self._buffer = self._buffer[:n], self._buffer[n:]

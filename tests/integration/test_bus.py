@@ -7,6 +7,7 @@ each other's topics, groups or leases.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -20,7 +21,14 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from adapters.bus.base import Bus, Consumer, Message, TopicSpec, partition_for
+from adapters.bus.base import (
+    Bus,
+    Consumer,
+    Message,
+    OutgoingMessage,
+    TopicSpec,
+    partition_for,
+)
 from adapters.bus.kafka import KafkaBus
 from adapters.bus.memory import InMemoryBus
 from adapters.bus.redis_streams import RedisStreamsBus
@@ -51,6 +59,32 @@ async def main():
         got += await consumer.fetch(timeout=0.5)
     print(json.dumps([m.value.decode() for m in got]), flush=True)
     await asyncio.sleep(3600)  # holds the messages unacked until killed
+
+asyncio.run(main())
+"""
+
+
+# A member that fetches without acking, reports whether it owns what it fetched, then (after
+# the test stalled and resumed it) reports again when asked.
+STALLED_MEMBER = """
+import asyncio, json, sys
+
+async def main():
+    from adapters.bus.redis_streams import RedisStreamsBus
+    bus = RedisStreamsBus("{address}", prefix="{prefix}", lease_seconds=float(sys.argv[1]))
+    await bus.start()
+    consumer = bus.consumer("g", ["events.test"], "stalled")
+    await consumer.start()
+    print("ready", flush=True)
+    got = []
+    while len(got) < 6:
+        got += await consumer.fetch(timeout=0.5)
+    print(json.dumps([await consumer.owns(m) for m in got]), flush=True)
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    await reader.readline()
+    print(json.dumps([await consumer.owns(m) for m in got]), flush=True)
 
 asyncio.run(main())
 """
@@ -170,6 +204,39 @@ class BusContract:
         (got,) = await collect([consumer], 100)
 
         assert by_key(got) == sent
+
+    async def test_publish_many_keeps_key_order_across_topics(
+        self, bus: Bus, members: StartMembers
+    ) -> None:
+        other = TOPIC + ".work"
+        await bus.ensure_topics([TopicSpec(TOPIC, 4), TopicSpec(other, 2)])
+        (consumer,) = await members("g", "m1", topics=(TOPIC, other))
+        batch = [OutgoingMessage(t, f"k{i % 5}", f"{t}:{i}".encode(), {"n": str(i)})
+                 for i in range(40) for t in (TOPIC, other)]
+        await bus.publish_many(batch)
+
+        (got,) = await collect([consumer], len(batch))
+
+        for topic, partitions in ((TOPIC, 4), (other, 2)):
+            mine = [m for m in got if m.topic == topic]
+            assert all(m.partition == partition_for(m.key, partitions) for m in mine)
+            assert by_key(mine) == {
+                k: [m.value.decode() for m in batch if m.topic == topic and m.key == k]
+                for k in {m.key for m in batch}}
+
+    async def test_a_member_owns_only_what_it_still_holds(
+        self, bus: Bus, members: StartMembers
+    ) -> None:
+        await bus.ensure_topics([TopicSpec(TOPIC, 2)])
+        (first,) = await members("g", "first")
+        await publish_spread(bus, keys=6, per_key=1)
+        (held,) = await collect([first], 6, ack=False)
+        assert all([await first.owns(m) for m in held])
+        await first.stop()  # its partitions go to the next member
+        (second,) = await members("g", "second")
+        (again,) = await collect([second], 6)
+        assert all([await second.owns(m) for m in again])
+        assert not any([await first.owns(m) for m in held])
 
     async def test_one_member_per_message_and_every_group_gets_all(
         self, bus: Bus, members: StartMembers
@@ -306,6 +373,36 @@ class TestRedisStreamsBus(BusContract):
 
     async def test_ping(self, bus: RedisStreamsBus) -> None:
         await bus.ping()
+
+    async def test_a_member_stalled_past_its_lease_no_longer_owns_what_it_fetched(
+        self, bus: RedisStreamsBus, members: StartMembers
+    ) -> None:
+        """SIGSTOP a member holding fetched messages past its lease; another member takes
+        them over; on SIGCONT the stalled one must see it owns nothing before any effect."""
+        await bus.ensure_topics([TopicSpec(TOPIC, 2)])
+        script = STALLED_MEMBER.replace("{address}", bus.url).replace("{prefix}", bus.prefix)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, str(self.lease_seconds), cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            assert (await asyncio.wait_for(proc.stdout.readline(), 30)).strip() == b"ready"
+            await publish_spread(bus, keys=6, per_key=1)
+            fetched = json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
+            assert fetched == [True] * 6  # it owned all it fetched
+            os.kill(proc.pid, signal.SIGSTOP)
+            (taker,) = await members("g", "taker")
+            (taken,) = await collect([taker], 6, within=self.lease_seconds * 6)
+            assert len(taken) == 6
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.stdin.write(b"check\n")
+            owned_after = json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
+            assert owned_after == [False] * 6
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGCONT)
+                proc.kill()
+            await proc.wait()
 
     async def test_trim_keeps_what_any_group_still_needs(self, bus: RedisStreamsBus) -> None:
         await bus.ensure_topics([TopicSpec("trim", 1), TopicSpec("trim.dlq", 1)])
