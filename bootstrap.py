@@ -105,7 +105,9 @@ def build_bus(settings: Settings) -> Bus:
 def build_engine(settings: Settings) -> AsyncEngine:
     engine = create_async_engine(
         settings.database_dsn().replace("postgresql://", "postgresql+asyncpg://", 1),
-        pool_size=settings.SQLALCHEMY_POOL_SIZE, max_overflow=10, pool_pre_ping=True,
+        # No pre-ping (a round trip per checkout): a connection a restart broke fails once, as
+        # a transient error (503 / retried), and SQLAlchemy then recycles the whole pool.
+        pool_size=settings.SQLALCHEMY_POOL_SIZE, max_overflow=10,
     )
     # Reads and projectors name the logical schema; this picks the live projection version.
     return engine.execution_options(schema_translate_map={READ: ACTIVE_READ_SCHEMA})

@@ -7,6 +7,8 @@ writer to the same aggregate makes us load again and decide again.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
+from uuid import UUID
 
 from pydantic import ValidationError
 
@@ -23,9 +25,8 @@ MAX_DECISION_ATTEMPTS = 5
 
 def execute(store: EventStore, handlers: CommandHandlers,
             command: CommandEnvelope) -> CommandOutcome:
-    previous = store.outcome(command.command_id)
-    if previous is not None:
-        return previous
+    """Decide and record. No look-up first: a redelivered command decides again, and the
+    store keeps its first outcome (the outcome's key refuses a second, events included)."""
     ctx = Context(
         tenant_id=command.tenant_id,
         actor_id=command.actor_id,
@@ -43,21 +44,22 @@ def execute(store: EventStore, handlers: CommandHandlers,
         events = uow.new_events()
         version = max((e.aggregate_version for e in events
                        if e.aggregate_id == command.aggregate_id), default=None)
-        outcome = _outcome(command, "accepted", result=result, version=version)
+        outcome = _outcome(command, "accepted", result=result, version=version,
+                           aggregates={e.aggregate_id: (e.aggregate_type, e.aggregate_version)
+                                       for e in events})
         if not events:
             store.record_without_events(outcome)
             return store.outcome(command.command_id) or outcome
         try:
-            store.append(events, outcome)
+            return replace(outcome, position=store.append(events, outcome))
         except ConcurrencyConflict:
             log.info("concurrent write, deciding again",
                      extra={"command_id": str(command.command_id), "attempt": attempt})
             continue
         except CommandAlreadyRecorded:
-            pass
-        stored = store.outcome(command.command_id)
-        assert stored is not None
-        return stored
+            stored = store.outcome(command.command_id)
+            assert stored is not None
+            return stored
     raise RuntimeError(f"command {command.command_id} kept conflicting")
 
 
@@ -75,7 +77,8 @@ def _decide(handlers: CommandHandlers, command: CommandEnvelope,
 
 
 def _outcome(command: CommandEnvelope, status: str, *, result: dict[str, object] | None = None,
-             error: dict[str, object] | None = None, version: int | None = None) -> CommandOutcome:
+             error: dict[str, object] | None = None, version: int | None = None,
+             aggregates: dict[UUID, tuple[str, int]] | None = None) -> CommandOutcome:
     return CommandOutcome(
         command_id=command.command_id,
         status=status,
@@ -84,4 +87,5 @@ def _outcome(command: CommandEnvelope, status: str, *, result: dict[str, object]
         position=None,
         result=result or {},
         error=error,
+        aggregates=aggregates or {},
     )

@@ -2,13 +2,15 @@
 
 Aggregate events are rows of eventsourcing's `stored_events` table (optimistic concurrency on
 (aggregate id, version); a commit-ordered `notification_id` that is the global position:
-ascending, with a gap wherever an append failed, so readers page by position). The command outcome is written in the same transaction as the events, so a
-command takes effect exactly once however often it is delivered.
+ascending, with a gap wherever an append failed, so readers page by position). The command
+outcome is written in the same transaction as the events, so a command takes effect exactly
+once however often it is delivered.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -28,6 +30,8 @@ from events.store import (
     CommandOutcome,
     ConcurrencyConflict,
     outcome_from_row,
+    outcome_notice,
+    outcome_row,
 )
 from schemas.base import EventPayload
 
@@ -52,20 +56,15 @@ class _OutcomeRecorder(PostgresApplicationRecorder):
 def _insert_outcome(
     curs: psycopg.Cursor[Any], outcome: CommandOutcome, position: int | None
 ) -> None:
+    row = outcome_row(replace(outcome, position=position))
     curs.execute(
         "INSERT INTO command_outcomes (command_id, status, aggregate_id, aggregate_version,"
-        " position, result, error) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (
-            outcome.command_id,
-            outcome.status,
-            outcome.aggregate_id,
-            outcome.aggregate_version,
-            position,
-            orjson.dumps(outcome.result).decode(),
-            orjson.dumps(outcome.error).decode() if outcome.error else None,
-        ),
+        " position, result, error, aggregates) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (outcome.command_id, outcome.status, outcome.aggregate_id, outcome.aggregate_version,
+         position, *(orjson.dumps(row[k]).decode() if row[k] is not None else None
+                     for k in ("result", "error", "aggregates"))),
     )
-    curs.execute("SELECT pg_notify(%s, %s)", (OUTCOME_CHANNEL, str(outcome.command_id)))
+    curs.execute("SELECT pg_notify(%s, %s)", (OUTCOME_CHANNEL, outcome_notice(row)))
 
 
 def _encode(envelope: Envelope[EventPayload]) -> StoredEvent:

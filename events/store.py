@@ -7,7 +7,7 @@ Two implementations keep the same contract (tests/integration/test_event_store.p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -36,6 +36,8 @@ class CommandOutcome:
     position: int | None
     result: dict[str, Any]
     error: dict[str, Any] | None
+    # Every aggregate the command wrote: id -> (type, version); what read-your-writes waits for.
+    aggregates: dict[UUID, tuple[str, int]] = field(default_factory=dict)
 
 
 class EventStore(Protocol):
@@ -67,16 +69,48 @@ class EventStore(Protocol):
     def close(self) -> None: ...
 
 
+def outcome_row(outcome: CommandOutcome) -> dict[str, Any]:
+    """The outcome as JSON-ready values (its table row, and its notification)."""
+    return {
+        "command_id": str(outcome.command_id), "status": outcome.status,
+        "aggregate_id": str(outcome.aggregate_id) if outcome.aggregate_id else None,
+        "aggregate_version": outcome.aggregate_version, "position": outcome.position,
+        "result": outcome.result, "error": outcome.error or None,
+        "aggregates": {str(k): list(v) for k, v in outcome.aggregates.items()},
+    }
+
+
+# Postgres refuses NOTIFY payloads from 8000 bytes; larger outcomes are read from the table.
+_NOTICE_LIMIT = 7900
+
+
+def outcome_notice(row: dict[str, Any]) -> str:
+    """`<command id>` plus, when small enough, the outcome itself: the waiting gateway then
+    needs no query to learn it."""
+    notice = f"{row['command_id']} {orjson.dumps(row).decode()}"
+    return notice if len(notice.encode()) < _NOTICE_LIMIT else row["command_id"]
+
+
+def outcome_from_notice(payload: str) -> CommandOutcome | None:
+    _, _, body = payload.partition(" ")
+    return outcome_from_row(orjson.loads(body)) if body else None
+
+
 def outcome_from_row(row: Any) -> CommandOutcome:
     def _json(value: Any) -> Any:
         return orjson.loads(value) if isinstance(value, str | bytes) else value
 
+    def _uuid(value: Any) -> UUID | None:
+        return UUID(str(value)) if value else None
+
     return CommandOutcome(
-        command_id=row["command_id"],
+        command_id=UUID(str(row["command_id"])),
         status=row["status"],
-        aggregate_id=row["aggregate_id"],
+        aggregate_id=_uuid(row["aggregate_id"]),
         aggregate_version=row["aggregate_version"],
         position=row["position"],
         result=_json(row["result"]) or {},
         error=_json(row["error"]),
+        aggregates={UUID(k): (t, int(v)) for k, (t, v) in
+                    (_json(row.get("aggregates")) or {}).items()},
     )

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import functools
 import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from fastapi import Depends, Request
 
 from gateway.deps import get_container
 from projections.platform import queries
-from schemas.errors import (
-    InvalidCredentials,
-    LoginRateLimited,
-    NotSetup,
-    Unauthorized,
-)
+from schemas.errors import AuthenticationFailed, LoginRateLimited, NotSetup, Unauthorized
+from schemas.platform.commands import SealedToken
+from schemas.platform.naming import api_token_hash, api_token_hint
 
 _hasher = PasswordHasher()
 _ALGORITHM = "HS256"
@@ -37,8 +41,51 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
+@functools.cache
+def _dummy_password_hash() -> str:
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
+def _check_password(account: dict[str, Any] | None, password: str) -> bool:
+    if account is None:
+        # An unknown e-mail is checked against a dummy hash: it answers as late as a wrong
+        # password does, so timing does not tell which e-mails have accounts.
+        verify_password(_dummy_password_hash(), password)
+        return False
+    return verify_password(account["password_hash"], password)
+
+
 def new_api_token(prefix: str) -> str:
     return f"{prefix}-{secrets.token_urlsafe(18)[:24]}"
+
+
+# --- API tokens at rest: hashed for lookup, encrypted for the console ------------------------
+
+
+@functools.lru_cache(maxsize=4)
+def _token_cipher(secret_key: str) -> Fernet:
+    # A key of its own derived from SECRET_KEY (HKDF), never the JWT signing key itself.
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+               info=b"eddy: api token display").derive(secret_key.encode())
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def seal_api_token(secret_key: str, token: str) -> SealedToken:
+    """The token as commands, events and the read model carry it: never in plaintext."""
+    return SealedToken(sha256=api_token_hash(token), hint=api_token_hint(token),
+                       ciphertext=_token_cipher(secret_key).encrypt(token.encode()).decode())
+
+
+def reveal_api_token(secret_key: str, ciphertext: str | None, hint: str) -> str:
+    """The token for the console (Dify lists keys with their full token). A key created
+    before tokens were encrypted, or under another SECRET_KEY, still authenticates; the
+    console can only show its hint."""
+    if ciphertext:
+        try:
+            return _token_cipher(secret_key).decrypt(ciphertext.encode()).decode()
+        except InvalidToken:
+            pass
+    return hint
 
 
 @dataclass(frozen=True)
@@ -98,44 +145,60 @@ class Tokens:
         return await self.issue(UUID(str(claims["user_id"])))
 
 
+# Count one attempt on each counter; a new counter starts its lockout window (a counter that
+# is already running keeps its expiry: attempts while locked out do not extend the lockout).
+_COUNT_ATTEMPT = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = redis.call('INCR', key)
+  if out[i] == 1 then redis.call('EXPIRE', key, ARGV[1]) end
+end
+return out
+"""
+# Give an attempt back, never creating a counter without expiry.
+_RETURN_ATTEMPT = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
+
 class LoginLimiter:
-    """Failed logins counted per account and per client IP; past the limit, locked out."""
+    """Login attempts per account and per client IP, counted before the password is checked:
+    the count is atomic, so of N concurrent guesses only the first `limit` reach the password
+    check, the rest are refused. A successful login clears the account's count (as Dify
+    does) and gives its attempt back to the IP."""
 
     def __init__(self, request: Request) -> None:
         self.c = get_container(request)
         ip = request.client.host if request.client else "unknown"
         self._ip_key = self.c.redis_key(f"login_fail:ip:{ip}")
 
-    def _keys(self, email: str) -> tuple[str, str]:
-        return self.c.redis_key(f"login_fail:account:{email.strip().lower()}"), self._ip_key
+    def _account_key(self, email: str) -> str:
+        return self.c.redis_key(f"login_fail:account:{email.strip().lower()}")
 
-    async def check(self, email: str) -> None:
+    async def attempt(self, email: str) -> None:
         limit = self.c.settings.LOGIN_LOCKOUT_ATTEMPTS
-        counts = await self.c.redis.mget(self._keys(email))
+        on_account, on_ip = await self.c.redis.eval(
+            _COUNT_ATTEMPT, 2, self._account_key(email), self._ip_key,
+            self.c.settings.LOGIN_LOCKOUT_DURATION)
         # The IP allows more tries than one account: several people may share one address.
-        if int(counts[0] or 0) >= limit or int(counts[1] or 0) >= limit * 4:
+        if int(on_account) > limit or int(on_ip) > limit * 4:
             raise LoginRateLimited()
 
-    async def failed(self, email: str) -> None:
-        ttl = self.c.settings.LOGIN_LOCKOUT_DURATION
-        async with self.c.redis.pipeline(transaction=True) as pipe:
-            for key in self._keys(email):
-                pipe.incr(key)
-                pipe.expire(key, ttl)
-            await pipe.execute()
-
     async def succeeded(self, email: str) -> None:
-        await self.c.redis.delete(self._keys(email)[0])
+        await self.c.redis.delete(self._account_key(email))
+        await self.c.redis.eval(_RETURN_ATTEMPT, 1, self._ip_key)
 
 
 async def login(request: Request, email: str, password: str) -> dict[str, str]:
     c = get_container(request)
     limiter = LoginLimiter(request)
-    await limiter.check(email)
+    await limiter.attempt(email)
     account = await queries.account_by_email(c.engine, email)
-    if account is None or not verify_password(account["password_hash"], password):
-        await limiter.failed(email)
-        raise InvalidCredentials()
+    # argon2 takes tens of milliseconds of CPU: off the event loop.
+    verified = await asyncio.to_thread(_check_password, account, password)
+    if account is None or not verified:
+        raise AuthenticationFailed()
     await limiter.succeeded(email)
     return await Tokens(request).issue(account["id"])
 
@@ -163,8 +226,7 @@ async def _api_key(request: Request, key_type: str) -> ApiKeyPrincipal:
     c = get_container(request)
     if await queries.setup_info(c.engine) is None:
         raise NotSetup()
-    token = _bearer(request)
-    key = await queries.api_key_by_token(c.engine, token)
+    key = await queries.api_key_by_token_hash(c.engine, api_token_hash(_bearer(request)))
     if key is None or key["type"] != key_type:
         raise Unauthorized("Access token is invalid.")
     # last_used_at is operational data, not domain state: kept in Redis, not as an event.

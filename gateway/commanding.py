@@ -18,11 +18,16 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from adapters.transient import is_transient
-from events.store import OUTCOME_CHANNEL, CommandOutcome, outcome_from_row
+from events.store import (
+    OUTCOME_CHANNEL,
+    CommandOutcome,
+    outcome_from_notice,
+    outcome_from_row,
+)
 from gateway.container import GatewayContainer
 from gateway.deps import console_projection
 from observability import correlation_id
-from projections.progress import caught_up
+from projections.progress import aggregates_projected
 from projections.runner import PROJECTION_CHANNEL
 from projections.tables import command_outcomes, idempotency_keys
 from schemas.base import EDDY_NAMESPACE, CommandEnvelope, CommandPayload
@@ -89,42 +94,46 @@ class CommandGateway:
 
     async def wait_outcome(self, command_id: UUID, timeout: float) -> CommandOutcome | None:
         found: list[CommandOutcome] = []
-
-        async def check() -> bool:
-            outcome = await self.outcome(command_id)
-            if outcome is not None:
-                found.append(outcome)
-            return outcome is not None
-
-        await self.notifications.wait_until(OUTCOME_CHANNEL, check, timeout,
-                                            concerns=lambda payload: payload == str(command_id))
-        return found[0] if found else None
-
-    async def wait_for_projection(self, position: int, timeout: float) -> bool:
-        projection = console_projection(self.c)
-        name, types = projection.name, list(projection.aggregate_types)
-        reached = False
+        mine = str(command_id)
 
         def concerns(payload: str) -> bool:
-            # Payload "<projection>:<position applied>". Until our last event is applied,
-            # nothing else can complete the wait; after it, any earlier straggler may.
-            nonlocal reached
-            applied_by, _, applied = payload.rpartition(":")
-            if applied_by == name and int(applied) >= position:
-                reached = True
-            return reached and applied_by == name
+            if payload.split(" ", 1)[0] != mine:
+                return False
+            outcome = outcome_from_notice(payload)  # the notice usually carries it
+            if outcome is not None:
+                found.append(outcome)
+            return True
 
+        async def check() -> bool:
+            if not found and (outcome := await self.outcome(command_id)) is not None:
+                found.append(outcome)
+            return bool(found)
+
+        await self.notifications.wait_until(OUTCOME_CHANNEL, check, timeout, concerns=concerns)
+        return found[0] if found else None
+
+    async def wait_for_projection(self, outcome: CommandOutcome, timeout: float) -> bool:
+        """Wait until the read model shows what the command wrote: its own aggregates, each
+        at its new version, so a stuck aggregate elsewhere never slows this answer."""
+        projection = console_projection(self.c)
+        followed = set(projection.aggregate_types)
+        wanted = {i: v for i, (kind, v) in outcome.aggregates.items() if kind in followed}
+        if not outcome.aggregates and outcome.aggregate_id and outcome.aggregate_version:
+            wanted = {outcome.aggregate_id: outcome.aggregate_version}  # older outcomes
+        if not wanted:
+            return True
+        mine = {f"{projection.name}:{i}" for i in wanted}
         return await self.notifications.wait_until(
             PROJECTION_CHANNEL,
-            lambda: caught_up(self.c.engine, name, types, position),
-            timeout, concerns=concerns,
+            lambda: aggregates_projected(self.c.engine, projection.name, wanted),
+            timeout, concerns=lambda payload: payload in mine,
         )
 
     async def _settle(self, outcome: CommandOutcome) -> Accepted:
         if outcome.status == "rejected":
             raise _rejection(outcome)
         if outcome.position is not None and not await self.wait_for_projection(
-            outcome.position, self.c.settings.PROJECTION_WAIT_SECONDS
+            outcome, self.c.settings.PROJECTION_WAIT_SECONDS
         ):
             raise CommandPending(outcome.command_id)
         return Accepted(outcome.command_id, outcome.position, outcome.result)

@@ -7,7 +7,9 @@ scan; it is advanced whenever lag is measured.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -29,23 +31,6 @@ async def _watermark(engine: AsyncEngine, projection: str) -> int:
             {"p": projection},
         )).scalar()
     return int(value or 0)
-
-
-async def caught_up(engine: AsyncEngine, projection: str, aggregate_types: list[str],
-                    position: int) -> bool:
-    """True when every event up to `position` that the projection follows is applied."""
-    async with engine.begin() as conn:
-        # One round trip: the scan starts at the stored watermark.
-        low = "(SELECT coalesce(max(watermark), 0) FROM projection_checkpoints" \
-              " WHERE projection = :projection)"
-        pending = (await conn.execute(
-            text(f"SELECT EXISTS (SELECT 1 {_PENDING.replace(':low', low)})"), {
-                "projection": projection, "high": position, "aggregate_types": aggregate_types,
-            })).scalar()
-        if not pending:
-            # Everything up to here is applied: later checks need not scan it again.
-            await _advance_watermark(conn, projection, position)
-    return not pending
 
 
 async def _advance_watermark(conn: AsyncConnection, projection: str, watermark: int) -> None:
@@ -71,3 +56,22 @@ async def measure_lag(engine: AsyncEngine, projection: str, aggregate_types: lis
         new_watermark = (first_pending - 1) if first_pending is not None else high
         await _advance_watermark(conn, projection, new_watermark)
     return lag
+
+
+async def aggregates_projected(engine: AsyncEngine, projection: str,
+                               aggregates: Mapping[UUID, int]) -> bool:
+    """True when the projection has applied each aggregate up to at least its version:
+    read-your-writes for one command, one index lookup per aggregate, whatever else is
+    still pending for other tenants."""
+    if not aggregates:
+        return True
+    ids = list(aggregates)
+    async with engine.connect() as conn:
+        done = (await conn.execute(text(
+            "SELECT count(*) FROM projection_tracking t"
+            " JOIN unnest(CAST(:ids AS uuid[]), CAST(:versions AS bigint[])) AS w(id, version)"
+            "   ON t.aggregate_id = w.id"
+            " WHERE t.projection = :projection AND t.version >= w.version"),
+            {"ids": ids, "versions": [aggregates[i] for i in ids], "projection": projection},
+        )).scalar()
+    return int(done or 0) == len(ids)

@@ -10,10 +10,11 @@ redelivery).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.envelope import Envelope
 from events.store import EventStore
@@ -42,34 +43,44 @@ class ProjectionRunner:
 
     async def apply(self, event: Envelope[EventPayload]) -> bool:
         """Apply one event; False when it had been applied already."""
-        assert event.position is not None, "only stored events are projected"
-        if not self.projection.follows(type(event.payload)):
-            raise UnhandledEvent(f"{self.name} has no projector for {event.type}")
-        t = projection_tracking
+        return await self.apply_many([event]) == 1
+
+    async def apply_many(self, events: Sequence[Envelope[EventPayload]]) -> int:
+        """Apply events (one partition's batch, in order) in one transaction: all or none.
+        Returns how many were new (the rest were redeliveries or replays)."""
+        for event in events:
+            assert event.position is not None, "only stored events are projected"
+            if not self.projection.follows(type(event.payload)):
+                raise UnhandledEvent(f"{self.name} has no projector for {event.type}")
+        applied = 0
         async with self.engine.begin() as conn:
-            # Make sure a row exists so FOR UPDATE serialises concurrent appliers.
-            await conn.execute(pg_insert(t).values(
-                projection=self.name, aggregate_id=event.aggregate_id, version=0, position=0,
-            ).on_conflict_do_nothing())
-            current = (await conn.execute(
-                select(t.c.version).where(t.c.projection == self.name,
-                                          t.c.aggregate_id == event.aggregate_id)
-                .with_for_update()
-            )).scalar_one()
-            if event.aggregate_version <= current:
-                return False
-            for step in await self._with_missing(event, current):
-                projector = self.projection.handlers.get(type(step.payload))
-                if projector is not None:
-                    await projector(conn, step)
-            await conn.execute(
-                t.update().where(t.c.projection == self.name,
-                                 t.c.aggregate_id == event.aggregate_id)
-                .values(version=event.aggregate_version, position=event.position)
-            )
-            await conn.execute(text("SELECT pg_notify(:channel, :payload)"), {
-                "channel": PROJECTION_CHANNEL, "payload": f"{self.name}:{event.position}",
-            })
+            for event in events:
+                applied += await self._apply(conn, event)
+        return applied
+
+    async def _apply(self, conn: AsyncConnection, event: Envelope[EventPayload]) -> bool:
+        t = projection_tracking
+        # Creates the tracking row if missing and locks it either way, so concurrent
+        # appliers of one aggregate queue here; returns the version applied so far.
+        current = (await conn.execute(
+            pg_insert(t).values(projection=self.name, aggregate_id=event.aggregate_id,
+                                version=0, position=0)
+            .on_conflict_do_update(index_elements=[t.c.projection, t.c.aggregate_id],
+                                   set_={"version": t.c.version})
+            .returning(t.c.version))).scalar_one()
+        if event.aggregate_version <= current:
+            return False
+        for step in await self._with_missing(event, current):
+            projector = self.projection.handlers.get(type(step.payload))
+            if projector is not None:
+                await projector(conn, step)
+        tracked = (t.update().where(t.c.projection == self.name,
+                                    t.c.aggregate_id == event.aggregate_id)
+                   .values(version=event.aggregate_version, position=event.position)
+                   .returning(t.c.version).cte("tracked"))
+        # whoever waits for this aggregate (read-your-writes) re-checks
+        await conn.execute(select(func.pg_notify(
+            PROJECTION_CHANNEL, f"{self.name}:{event.aggregate_id}")).select_from(tracked))
         return True
 
     async def _with_missing(self, event: Envelope[EventPayload],

@@ -66,5 +66,6 @@ command_outcomes = Table(
     Column("result", JSONB),
     Column("error", JSONB),
     Column("created_at", DateTime(timezone=True)),
+    Column("aggregates", JSONB),  # aggregate id -> [type, version] written by the command
 )
 

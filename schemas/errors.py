@@ -123,10 +123,9 @@ class IdempotencyKeyReused(EddyError):
     )
 
 
-class InvalidCredentials(EddyError):
-    code, status, default_message = (
-        "email_or_password_mismatch", 400, "The email or password is mismatched.",
-    )
+class AuthenticationFailed(EddyError):
+    # Dify's AuthenticationFailedError: one answer for an unknown e-mail and a wrong password.
+    code, status, default_message = "authentication_failed", 401, "Invalid email or password."
 
 
 class LoginRateLimited(EddyError):

@@ -5,6 +5,7 @@ processors through their manifests (e.g. `workers/knowledge/processors.py`)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from adapters.bus.base import Message
 from commands.executor import execute
@@ -38,5 +39,11 @@ def command_processor(c: WorkerContainer) -> Processor:
 
 def projection_processor(c: WorkerContainer, projection: Projection) -> Processor:
     runner = ProjectionRunner(c.engine, projection, c.store)
+
+    async def apply_batch(messages: Sequence[Message]) -> None:
+        await runner.apply_many([c.event_types.envelope_from_json(m.value) for m in messages])
+
+    # Batched: one partition's fetched events in one transaction.
     return Processor(group=f"projection.{projection.name}", topics=projection.topics,
-                     handle=decoding(c.event_types, runner.apply))  # type: ignore[arg-type]
+                     handle=decoding(c.event_types, runner.apply),  # type: ignore[arg-type]
+                     handle_batch=apply_batch)

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from adapters.bus.base import Bus, Message
+from adapters.bus.base import Bus, Consumer, Message
 from adapters.transient import is_transient
 from events.envelope import Envelope
 from events.registry import EventTypes
@@ -66,6 +66,9 @@ class Processor:
     topics: Sequence[str]
     handle: MessageHandler
     on_dead_letter: DeadLetterHook | None = None
+    # Optional: one partition's fetched messages at once (e.g. one transaction for all). On
+    # a failure that is not transient, they are handled one by one to isolate the culprit.
+    handle_batch: Callable[[Sequence[Message]], Awaitable[None]] | None = None
 
 
 class PoisonMessage(Exception):
@@ -95,6 +98,10 @@ async def run_processor(bus: Bus, processor: Processor, member: str, stop: async
 
     async def work(partition: list[Message]) -> bool:
         async with gate:
+            if processor.handle_batch is not None and len(partition) > 1:
+                batch = await _deliver_batch(consumer, processor, partition, policy, stop)
+                if batch is not None:
+                    return batch
             for message in partition:
                 # Unacknowledged when stopping or no longer ours: redelivered to whoever
                 # owns the partition (now or next); a stale member must not race the new one.
@@ -114,6 +121,30 @@ async def run_processor(bus: Bus, processor: Processor, member: str, stop: async
             await asyncio.gather(*(work(ms) for ms in partitions.values()))
     finally:
         await consumer.stop()
+
+
+async def _deliver_batch(consumer: Consumer, processor: Processor, partition: list[Message],
+                         policy: RetryPolicy, stop: asyncio.Event) -> bool | None:
+    """The partition's messages in one go: True when done and acknowledged, False when told
+    to stop or the partition moved, None to fall back to one by one (a message failed)."""
+    assert processor.handle_batch is not None
+    if stop.is_set() or not await consumer.owns(partition[0]):
+        return False
+    if any(m.redeliveries >= policy.max_attempts for m in partition):
+        return None  # a poison candidate: the single path parks it
+    try:
+        done = await _until_done(partial(processor.handle_batch, partition), policy, stop,
+                                 processor, partition[0])
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.info("batch failed, handling its messages one by one", extra={
+            "group": processor.group, "topic": partition[0].topic, "error": repr(exc)[:300]})
+        return None
+    if done:
+        for message in partition:
+            await consumer.ack(message)
+    return done
 
 
 async def _deliver(bus: Bus, processor: Processor, message: Message, policy: RetryPolicy,

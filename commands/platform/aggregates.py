@@ -95,10 +95,10 @@ class ApiKey(Aggregate):
     def apply_ApiKeyRevoked(self, p: ev.ApiKeyRevoked) -> None:
         self.revoked = True
 
-    def create(self, key_type: str, app_id: UUID | None, token: str, ctx: Context) -> None:
+    def create(self, payload: ev.ApiKeyCreated, ctx: Context) -> None:
         if self.exists:
             raise BadRequest("API key already exists.")
-        self.record(ev.ApiKeyCreated(key_type=key_type, app_id=app_id, token=token), ctx)
+        self.record(payload, ctx)
 
     def revoke(self, key_type: str, app_id: UUID | None, ctx: Context) -> None:
         if (

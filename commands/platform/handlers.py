@@ -52,7 +52,9 @@ def _ensure_owner_resource(app_id: UUID | None, uow: UnitOfWork) -> None:
 
 def create_api_key(c: cmd.CreateApiKey, uow: UnitOfWork) -> dict[str, Any]:
     _ensure_owner_resource(c.app_id, uow)
-    uow.get(ApiKey, c.key_id).create(c.key_type, c.app_id, c.token, uow.ctx)
+    payload = ev.ApiKeyCreated(key_type=c.key_type, app_id=c.app_id, token_hash=c.token.sha256,
+                               token_ciphertext=c.token.ciphertext, token_hint=c.token.hint)
+    uow.get(ApiKey, c.key_id).create(payload, uow.ctx)
     return {"key_id": str(c.key_id)}
 
 

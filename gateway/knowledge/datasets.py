@@ -12,6 +12,7 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile as StarletteUploadFile
+from starlette.types import Message, Receive
 
 from gateway.auth import ApiKeyPrincipal, ConsoleUser, CurrentUser, DatasetKey
 from gateway.deps import command_gateway, get_container, maybe_uuid, parse_id
@@ -156,6 +157,12 @@ def _safe_filename(name: str) -> str:
     return re.sub(r"[^\w.\- ]", "_", name).strip() or "file"
 
 
+def _check_length(field: str, value: str | None, limit: int) -> None:
+    """Refuse over-long text before any lookup or write (limits are settings)."""
+    if value is not None and len(value) > limit:
+        raise BadRequest(f"{field} is too long: {len(value)} characters, at most {limit}.")
+
+
 def _check_file(name: str, size: int, limit_mb: int) -> str:
     extension = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
     if extension not in SUPPORTED_EXTENSIONS:
@@ -200,15 +207,49 @@ async def _create_document(request: Request, key: ApiKeyPrincipal, dataset: dict
 @router.post("/{dataset_id}/document/create_by_text", include_in_schema=False)
 async def create_by_text(request: Request, dataset_id: str, body: api.CreateByTextRequest,
                          key: ApiKeyPrincipal = DatasetKey) -> dict[str, Any]:
+    _check_length("text", body.text, get_container(request).settings.DOCUMENT_TEXT_MAX_LENGTH)
     dataset = await _dataset(request, key, dataset_id)
     filename = body.name if body.name.lower().endswith((".txt", ".md")) else f"{body.name}.txt"
     return await _create_document(request, key, dataset, body, body.name, filename,
                                   body.text.encode(), "text/plain")
 
 
-async def _uploaded(request: Request) -> tuple[StarletteUploadFile, dict[str, Any]]:
+# Room in a multipart body for its framing and the small fields around the file (Starlette
+# caps each non-file field at 1 MiB); the file itself is checked exactly once read.
+_FORM_OVERHEAD = 1024 * 1024
+
+
+def _too_large(limit_mb: int) -> FileTooLarge:
+    return FileTooLarge(f"File size exceeded. Max {limit_mb} MB.")
+
+
+def _capped(receive: Receive, cap: int, limit_mb: int) -> Receive:
+    """The request body as it arrives, refused once past `cap` bytes: an oversized upload
+    is stopped while it streams in, never spooled whole first."""
+    seen = 0
+
+    async def counted() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > cap:
+                raise _too_large(limit_mb)
+        return message
+
+    return counted
+
+
+async def _uploaded(request: Request, limit_mb: int,
+                    ) -> tuple[StarletteUploadFile, dict[str, Any]]:
+    cap = limit_mb * 1024 * 1024 + _FORM_OVERHEAD
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise _too_large(limit_mb)  # before reading a byte of the body
     try:
-        form = await request.form()
+        form = await Request(request.scope, _capped(request.receive, cap, limit_mb)).form()
+    except FileTooLarge:
+        raise
     except Exception:
         raise BadRequest("Expected multipart/form-data with a file.") from None
     files = [f for f in form.getlist("file") if isinstance(f, StarletteUploadFile)]
@@ -245,12 +286,13 @@ def _settings(data: dict[str, Any], model: type[api.Body]) -> Any:
 @router.post("/{dataset_id}/document/create_by_file", include_in_schema=False)
 async def create_by_file(request: Request, dataset_id: str,
                          key: ApiKeyPrincipal = DatasetKey) -> dict[str, Any]:
+    limit_mb = get_container(request).settings.UPLOAD_FILE_SIZE_LIMIT
     dataset = await _dataset(request, key, dataset_id)
-    file, data = await _uploaded(request)
+    file, data = await _uploaded(request, limit_mb)
     settings = _settings(data, api.DocumentSettings)
     filename = file.filename or "file"
-    _check_file(filename, 0, get_container(request).settings.UPLOAD_FILE_SIZE_LIMIT)
-    content = await _read_limited(file, get_container(request).settings.UPLOAD_FILE_SIZE_LIMIT)
+    _check_file(filename, 0, limit_mb)
+    content = await _read_limited(file, limit_mb)
     return await _create_document(request, key, dataset, settings, filename, filename, content,
                                   file.content_type)
 
@@ -281,6 +323,7 @@ async def _replace_source(request: Request, key: ApiKeyPrincipal, dataset: dict[
 async def update_by_text(request: Request, dataset_id: str, document_id: str,
                          body: api.UpdateByTextRequest,
                          key: ApiKeyPrincipal = DatasetKey) -> dict[str, Any]:
+    _check_length("text", body.text, get_container(request).settings.DOCUMENT_TEXT_MAX_LENGTH)
     dataset = await _dataset(request, key, dataset_id)
     document = await _document(request, dataset, document_id)
     if body.text is None:
@@ -301,11 +344,12 @@ async def update_by_text(request: Request, dataset_id: str, document_id: str,
 @router.post("/{dataset_id}/documents/{document_id}/update_by_file", include_in_schema=False)
 async def update_by_file(request: Request, dataset_id: str, document_id: str,
                          key: ApiKeyPrincipal = DatasetKey) -> dict[str, Any]:
+    limit_mb = get_container(request).settings.UPLOAD_FILE_SIZE_LIMIT
     dataset = await _dataset(request, key, dataset_id)
     document = await _document(request, dataset, document_id)
-    file, data = await _uploaded(request)
+    file, data = await _uploaded(request, limit_mb)
     filename = file.filename or "file"
-    content = await _read_limited(file, get_container(request).settings.UPLOAD_FILE_SIZE_LIMIT)
+    content = await _read_limited(file, limit_mb)
     return await _replace_source(request, key, dataset, document, data.get("name"), filename,
                                  content, file.content_type, data.get("process_rule"))
 
@@ -390,6 +434,9 @@ async def create_segments(request: Request, dataset_id: str, document_id: str,
                           body: api.CreateSegmentsRequest,
                           key: ApiKeyPrincipal = DatasetKey) -> dict[str, Any]:
     c = get_container(request)
+    for n, s in enumerate(body.segments):
+        _check_length(f"segments.{n}.content", s.content, c.settings.SEGMENT_MAX_LENGTH)
+        _check_length(f"segments.{n}.answer", s.answer, c.settings.SEGMENT_MAX_LENGTH)
     dataset = await _dataset(request, key, dataset_id)
     document = await _document(request, dataset, document_id)
     new = [cmd.NewSegment(segment_id=uuid4(), content=s.content, answer=s.answer,
@@ -434,10 +481,12 @@ async def update_segment(request: Request, dataset_id: str, document_id: str, se
                          body: api.UpdateSegmentRequest,
                          key: ApiKeyPrincipal = DatasetKey) -> dict[str, Any]:
     c = get_container(request)
+    s = body.segment
+    _check_length("segment.content", s.content, c.settings.SEGMENT_MAX_LENGTH)
+    _check_length("segment.answer", s.answer, c.settings.SEGMENT_MAX_LENGTH)
     dataset = await _dataset(request, key, dataset_id)
     document = await _document(request, dataset, document_id)
     segment = await _segment(request, document, segment_id)
-    s = body.segment
     await _send(request, key, cmd.UpdateSegment(
         dataset_id=dataset["id"], document_id=document["id"], segment_id=segment["id"],
         content=s.content, answer=s.answer, keywords=s.keywords, enabled=s.enabled,

@@ -137,29 +137,37 @@ async def delete_app(request: Request, app_id: str, user: ConsoleUser = CurrentU
 # --- API keys (apps: "app-…", workspace knowledge: "dataset-…") ------------------------------
 
 
+def _token_of(request: Request, row: dict[str, Any]) -> str:
+    secret_key = get_container(request).settings.SECRET_KEY
+    return auth.reveal_api_token(secret_key, row["token_ciphertext"], row["token_hint"])
+
+
 async def _list_keys(request: Request, user: ConsoleUser, key_type: str,
                      app_id: UUID | None) -> dict[str, Any]:
     c = get_container(request)
     rows = await queries.list_api_keys(c.engine, user.tenant_id, key_type, app_id)
     used = await c.redis.hmget(c.redis_key("api_key_last_used"),
                                [str(r["id"]) for r in rows]) if rows else []
-    return {"data": [api_key_view(r, int(u) if u else None)
+    return {"data": [api_key_view(r, _token_of(request, r), int(u) if u else None)
                      for r, u in zip(rows, used, strict=True)]}
 
 
 async def _create_key(request: Request, user: ConsoleUser, key_type: str, app_id: UUID | None,
                       idempotency_key: str | None) -> dict[str, Any]:
+    c = get_container(request)
+    # The token is made here and answered here; the command (on a topic) carries it sealed.
     key_id, token = uuid4(), auth.new_api_token(key_type)
     accepted = await command_gateway(request).send(
-        cmd.CreateApiKey(key_id=key_id, key_type=key_type, app_id=app_id, token=token),  # type: ignore[arg-type]
+        cmd.CreateApiKey(key_id=key_id, key_type=key_type, app_id=app_id,  # type: ignore[arg-type]
+                         token=auth.seal_api_token(c.settings.SECRET_KEY, token)),
         aggregate_id=key_id, tenant_id=user.tenant_id, actor_id=user.account_id,
         idempotency_key=idempotency_key,
     )
     created_id = UUID(str(accepted.result["key_id"]))
-    rows = await queries.list_api_keys(get_container(request).engine, user.tenant_id, key_type,
-                                       app_id)
+    rows = await queries.list_api_keys(c.engine, user.tenant_id, key_type, app_id)
     row = next(r for r in rows if r["id"] == created_id)
-    return api_key_view(row, None)
+    # A retried Idempotency-Key answers the key the first request made, not this new token.
+    return api_key_view(row, token if created_id == key_id else _token_of(request, row), None)
 
 
 async def _revoke_key(request: Request, user: ConsoleUser, key_type: str, app_id: UUID | None,
@@ -223,7 +231,7 @@ async def command_status(request: Request, command_id: str,
     if outcome is None:
         return {"id": command_id, "status": "pending"}
     projected = outcome.position is None or await gateway.wait_for_projection(
-        outcome.position, timeout=0)
+        outcome, timeout=0)
     return {
         "id": command_id,
         "status": outcome.status if projected or outcome.status == "rejected" else "pending",

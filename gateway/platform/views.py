@@ -32,11 +32,11 @@ def app_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def api_key_view(row: dict[str, Any], last_used_at: int | None) -> dict[str, Any]:
+def api_key_view(row: dict[str, Any], token: str, last_used_at: int | None) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "type": row["type"],
-        "token": row["token"],
+        "token": token,
         "last_used_at": last_used_at,
         "created_at": timestamp(row["created_at"]),
     }

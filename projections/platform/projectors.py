@@ -80,8 +80,8 @@ async def project_api_key_created(conn: AsyncConnection, e: Envelope[ev.ApiKeyCr
     p = e.payload
     await conn.execute(insert(api_keys).values(
         id=e.aggregate_id, tenant_id=e.tenant_id, type=p.key_type,
-        app_id=p.app_id, token=p.token,
-        created_at=e.occurred_at,
+        app_id=p.app_id, token_hash=p.token_hash, token_ciphertext=p.token_ciphertext,
+        token_hint=p.token_hint, created_at=e.occurred_at,
     ))
 
 

@@ -95,13 +95,15 @@ async def list_api_keys(engine: AsyncEngine, tenant_id: UUID, key_type: str,
     return [dict(r) for r in rows]
 
 
-async def api_key_by_token(engine: AsyncEngine, token: str) -> dict[str, Any] | None:
-    """The key and its workspace owner (Service API calls act as the owner, as in Dify)."""
+async def api_key_by_token_hash(engine: AsyncEngine, token_hash: str) -> dict[str, Any] | None:
+    """The key whose token has this sha256 (the read model never holds the token), and its
+    workspace owner (Service API calls act as the owner, as in Dify)."""
     owner = (select(workspace_members.c.account_id)
              .where(workspace_members.c.workspace_id == api_keys.c.tenant_id,
                     workspace_members.c.role == "owner").limit(1).scalar_subquery())
     async with engine.connect() as conn:
         row = (await conn.execute(
-            select(api_keys, owner.label("owner_id")).where(api_keys.c.token == token)
+            select(api_keys, owner.label("owner_id"))
+            .where(api_keys.c.token_hash == token_hash)
         )).mappings().first()
     return dict(row) if row else None

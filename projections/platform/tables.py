@@ -71,7 +71,11 @@ api_keys = Table(
     Column("tenant_id", Uuid, nullable=False, index=True),
     Column("type", String(16), nullable=False),
     Column("app_id", Uuid, nullable=True, index=True),
-    Column("token", String(255), nullable=False, unique=True),
+    # Never the token itself (migration 0004 dropped that column): its sha256 for lookup,
+    # its ciphertext for the console (None for keys created before), a masked hint.
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("token_ciphertext", Text, nullable=True),
+    Column("token_hint", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     schema=READ,
 )

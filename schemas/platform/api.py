@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
-from pydantic import EmailStr, Field, field_validator
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from schemas.base import Body
 from schemas.platform.commands import AppMode
 
+# Dify's rule (`email` in api/libs/helper.py): a plain pattern, no deliverability or
+# special-use-domain checks, so self-hosted addresses such as admin@corp.local pass.
+_EMAIL = re.compile(r"[\w.!#$%&'*+\-/=?^_`{|}~]+@([\w-]+\.)+[\w-]{2,}")
+
+
+def _dify_email(value: str) -> str:
+    if not _EMAIL.fullmatch(value):
+        raise PydanticCustomError("value_error", "{email} is not a valid email.",
+                                  {"email": value})
+    return value
+
+
+Email = Annotated[str, Field(max_length=255), AfterValidator(_dify_email)]
+
 
 class SetupRequest(Body):
-    email: EmailStr
+    email: Email
     name: str = Field(min_length=1, max_length=30)
     password: str = Field(min_length=8, max_length=256)
     language: str = "en-US"
@@ -24,7 +42,7 @@ class SetupRequest(Body):
 
 
 class LoginRequest(Body):
-    email: EmailStr
+    email: Email
     password: str = Field(min_length=1, max_length=256)
     remember_me: bool = False
 

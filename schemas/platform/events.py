@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from schemas.base import EventPayload, Upcaster
+from schemas.platform.naming import api_token_hash, api_token_hint
 
 # --- workspace context: setup, accounts, workspaces -------------------------------------
 
@@ -58,9 +59,16 @@ class AppDeleted(EventPayload):
 
 
 class ApiKeyCreated(EventPayload):
+    """v2 no longer carries the token (v1 did, in plaintext, onto the topics): its sha256 for
+    lookup, its ciphertext for the console to show it (key derived from SECRET_KEY, opened
+    only by the gateway; None for keys created as v1) and a masked hint."""
+
+    schema_version = 2
     key_type: str  # "app" | "dataset"
     app_id: UUID | None
-    token: str
+    token_hash: str
+    token_ciphertext: str | None = None
+    token_hint: str
 
 
 class ApiKeyRevoked(EventPayload):
@@ -79,6 +87,16 @@ def _app_created_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _api_key_created_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    # Upcasters are pure (no settings), so the plaintext cannot be encrypted here: it is
+    # dropped, keeping what needs no key. Such keys still authenticate; the console shows
+    # their hint. Migration 0004 rewrites stored v1 events into exactly this form.
+    token = payload.pop("token")
+    return {**payload, "token_hash": api_token_hash(token), "token_ciphertext": None,
+            "token_hint": api_token_hint(token)}
+
+
 UPCASTERS: dict[tuple[type[EventPayload], int], Upcaster] = {
     (AppCreated, 1): _app_created_v1_to_v2,
+    (ApiKeyCreated, 1): _api_key_created_v1_to_v2,
 }

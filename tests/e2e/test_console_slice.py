@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import pytest
+from sqlalchemy import text
+
+from adapters.bus.base import OutgoingMessage
 from adapters.embedded.postgres import EmbeddedPostgres
+from gateway import auth as auth_module
 from tests.harness import Node, add_account_with_workspace, eventually, node_settings, running_node
 from workers.node import start_roles
 
 APP = {"name": "Support bot", "mode": "chat", "description": "answers tickets"}
+# Dify's answer to a wrong password and to an unknown e-mail alike (AuthenticationFailedError)
+LOGIN_FAILED = {"code": "authentication_failed", "message": "Invalid email or password.",
+                "status": 401}
 
 
 async def test_setup_creates_the_first_account_once(node: Node) -> None:
@@ -25,12 +33,12 @@ async def test_setup_creates_the_first_account_once(node: Node) -> None:
         "email": "other@example.com", "name": "Other", "password": "passw0rd1"})
     assert second.status_code == 403
     assert second.json()["code"] == "already_setup"
-    # the second account was not created: it cannot log in
+    # the second account was not created: it cannot log in (Dify's AuthenticationFailedError,
+    # the same answer as a wrong password: 401 authentication_failed)
     login = await node.client.post("/console/api/login",
                                    json={"email": "other@example.com", "password": "passw0rd1"})
-    assert login.status_code == 400
-    assert login.json() == {"code": "email_or_password_mismatch",
-                            "message": "The email or password is mismatched.", "status": 400}
+    assert login.status_code == 401
+    assert login.json() == LOGIN_FAILED
 
 
 async def test_login_refresh_and_rate_limit(node: Node) -> None:
@@ -52,7 +60,7 @@ async def test_login_refresh_and_rate_limit(node: Node) -> None:
     for _ in range(5):
         bad = await node.client.post("/console/api/login",
                                      json={"email": "owner@example.com", "password": "wrong1234"})
-        assert bad.status_code == 400
+        assert bad.status_code == 401 and bad.json() == LOGIN_FAILED
     locked = await node.client.post("/console/api/login",
                                     json={"email": "owner@example.com", "password": "passw0rd1"})
     assert locked.status_code == 429
@@ -266,3 +274,151 @@ async def test_slow_command_answers_202_then_status_url_resolves(
         finally:
             stop.set()
             await asyncio.wait(tasks, timeout=10)
+
+
+# --- bad input and secrets (issue "The backbone under faults and load", item 6) -------------
+
+
+async def test_internal_domain_addresses_set_up_and_log_in(node: Node) -> None:
+    # Dify's e-mail rule is a plain pattern: self-hosted domains such as .local/.test pass.
+    for body in ({"email": "not-an-email", "name": "x", "password": "passw0rd1"},
+                 {"email": "admin@corp", "name": "x", "password": "passw0rd1"},
+                 {"email": "a b@corp.local", "name": "x", "password": "passw0rd1"}):
+        for url in ("/console/api/setup", "/console/api/login"):
+            refused = await node.client.post(url, json=body)
+            assert refused.status_code == 400, refused.text
+            assert refused.json() == {"code": "invalid_param", "status": 400, "message":
+                                      f"email: {body['email']} is not a valid email."}
+    assert node.container.store.max_position() == 0  # nothing recorded
+
+    setup = await node.client.post("/console/api/setup", json={
+        "email": "admin@corp.local", "name": "Admin", "password": "passw0rd1"})
+    assert setup.status_code == 201, setup.text
+    auth = await node.console_login("admin@corp.local")
+    assert (await node.client.get("/console/api/apps", headers=auth)).status_code == 200
+    unknown = await node.client.post("/console/api/login",
+                                     json={"email": "x@host.test", "password": "passw0rd1"})
+    assert (unknown.status_code, unknown.json()) == (401, LOGIN_FAILED)
+
+
+async def test_unknown_email_and_wrong_password_answer_alike(
+    node: Node, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await node.setup_and_login()
+    verified = _count_password_checks(monkeypatch)
+    unknown = await node.client.post("/console/api/login",
+                                     json={"email": "nobody@example.com", "password": "passw0rd1"})
+    wrong = await node.client.post("/console/api/login",
+                                   json={"email": "owner@example.com", "password": "wrong1234"})
+    assert (unknown.status_code, unknown.json()) == (wrong.status_code, wrong.json()) == (
+        401, LOGIN_FAILED)
+    # the unknown e-mail was checked against a dummy hash: it costs what a wrong password costs
+    assert verified == ["passw0rd1", "wrong1234"]
+
+
+async def test_concurrent_wrong_logins_cannot_pass_the_limit(
+    node: Node, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await node.setup_and_login()
+    limit = node.container.settings.LOGIN_LOCKOUT_ATTEMPTS
+    assert limit == 5
+    verified = _count_password_checks(monkeypatch)
+    answers = await asyncio.gather(*[
+        node.client.post("/console/api/login",
+                         json={"email": "owner@example.com", "password": f"guess{n:04d}"})
+        for n in range(20)])
+    statuses = sorted(a.status_code for a in answers)
+    # each attempt is counted (atomically) before its password is checked: only `limit` are
+    assert statuses == [401] * limit + [429] * (20 - limit), statuses
+    assert len(verified) == limit
+    assert {a.json()["code"] for a in answers if a.status_code == 429} == {
+        "email_code_login_limit"}
+    # locked out now, even with the right password, which is not even checked
+    locked = await node.client.post("/console/api/login",
+                                    json={"email": "owner@example.com", "password": "passw0rd1"})
+    assert locked.status_code == 429 and len(verified) == limit
+
+
+async def test_api_tokens_are_never_stored_or_published_in_plaintext(
+    node: Node, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    published: list[bytes] = []
+    bus = node.container.bus
+    publish, publish_many = bus.publish, bus.publish_many
+
+    async def recording_publish(topic: str, key: str, value: bytes,
+                                headers: dict[str, str] | None = None) -> None:
+        published.append(value + repr(headers).encode())
+        await publish(topic, key, value, headers)
+
+    async def recording_publish_many(messages: Sequence[OutgoingMessage]) -> None:
+        published.extend(m.value + repr(m.headers).encode() for m in messages)
+        await publish_many(messages)
+
+    monkeypatch.setattr(bus, "publish", recording_publish)
+    monkeypatch.setattr(bus, "publish_many", recording_publish_many)
+
+    auth = await node.setup_and_login()
+    app = (await node.client.post("/console/api/apps", json=APP, headers=auth)).json()
+    once = {**auth, "Idempotency-Key": "key-1"}
+    created = await node.client.post(f"/console/api/apps/{app['id']}/api-keys", headers=once)
+    again = await node.client.post(f"/console/api/apps/{app['id']}/api-keys", headers=once)
+    dataset = await node.client.post("/console/api/datasets/api-keys", headers=auth)
+    assert created.status_code == again.status_code == dataset.status_code == 201
+    token, dataset_token = created.json()["token"], dataset.json()["token"]
+    # a retried Idempotency-Key answers the same key and token (opened from its ciphertext)
+    assert again.json() == created.json() and token.startswith("app-")
+
+    # the key works, and the console still shows it in full (as Dify does)
+    info = await node.client.get("/v1/info", headers={"Authorization": f"Bearer {token}"})
+    assert info.status_code == 200, info.text
+    listed = (await node.client.get(f"/console/api/apps/{app['id']}/api-keys",
+                                    headers=auth)).json()["data"]
+    assert [k["token"] for k in listed] == [token]
+
+    seen = await _everything_recorded(node)
+    seen += published
+    assert published, "the command and events went over the bus"
+    assert any(b"ApiKeyCreated" in blob for blob in seen)
+    for secret in (token, dataset_token):
+        assert not [blob[:200] for blob in seen if secret.encode() in blob], secret
+
+
+def _count_password_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    checked: list[str] = []
+    real = auth_module.verify_password
+
+    def counting(password_hash: str, password: str) -> bool:
+        checked.append(password)
+        return real(password_hash, password)
+
+    monkeypatch.setattr(auth_module, "verify_password", counting)
+    return checked
+
+
+async def _everything_recorded(node: Node) -> list[bytes]:
+    """Every stored event (raw and decoded), command outcome, read-model key row, and every
+    value under this node's Redis prefix (topic streams, dead-letter streams, hashes...)."""
+    blobs = [e.to_json() for e in node.container.store.read_from(0, 10_000)]
+    async with node.container.engine.connect() as conn:
+        blobs += [bytes(s) for s in (await conn.execute(
+            text("SELECT state FROM stored_events"))).scalars()]
+        blobs += [repr(tuple(r)).encode() for r in await conn.execute(
+            text("SELECT result, error FROM command_outcomes"))]
+        blobs += [repr(tuple(r)).encode() for r in await conn.execute(
+            text("SELECT * FROM console_v1.api_keys"))]
+    client = node.container.bus.client  # type: ignore[attr-defined]
+    streams = 0
+    async for key in client.scan_iter(match=f"{node.container.settings.EVENT_TOPIC_PREFIX}*"):
+        kind = (await client.type(key)).decode()
+        if kind == "stream":
+            streams += 1
+            blobs += [repr(fields).encode() for _, fields in await client.xrange(key)]
+        elif kind == "hash":
+            blobs.append(repr(await client.hgetall(key)).encode())
+        elif kind == "string":
+            blobs.append(await client.get(key) or b"")
+        elif kind == "zset":
+            blobs.append(repr(await client.zrange(key, 0, -1)).encode())
+    assert streams, "the Redis Streams topics were scanned"
+    return blobs

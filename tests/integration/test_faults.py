@@ -183,6 +183,7 @@ async def test_redelivered_command_takes_effect_once(
         assert node.container.store.max_position() == before + 2
         versions = [e.aggregate_version for e in node.container.store.load(app_id)]
         assert versions == [1, 2]
-        await gateway.wait_for_projection(before + 2, timeout=20)
+        assert await gateway.wait_for_projection(
+            await gateway.outcome(rename.command_id), timeout=20)
         listed = (await node.client.get("/console/api/apps", headers=auth)).json()
         assert [a["name"] for a in listed["data"]] == ["renamed"]

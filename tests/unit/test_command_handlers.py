@@ -43,7 +43,7 @@ from schemas.knowledge.naming import (
 )
 from schemas.platform import commands as pc
 from schemas.platform import events as pe
-from schemas.platform.naming import SETUP_ID
+from schemas.platform.naming import SETUP_ID, api_token_hash, api_token_hint
 
 P = TypeVar("P", bound=EventPayload)
 TestFunction = TypeVar("TestFunction", bound=Callable[..., None])
@@ -359,38 +359,49 @@ def test_delete_app(world: World) -> None:
 # =========================================================================================
 
 
+def sealed(token: str) -> pc.SealedToken:
+    """A token as the gateway sends it (the ciphertext's content is the gateway's business)."""
+    return pc.SealedToken(sha256=api_token_hash(token), ciphertext=f"opaque:{len(token)}",
+                          hint=api_token_hint(token))
+
+
 @covers(pc.CreateApiKey)
 def test_create_api_key(world: World) -> None:
     key_id = uuid4()
     created = accepted(world.run(pc.CreateApiKey(key_id=key_id, key_type="dataset",
-                                                 token="dataset-abc")), key_id=str(key_id))
-    assert created.one(pe.ApiKeyCreated) == pe.ApiKeyCreated(key_type="dataset", app_id=None,
-                                                             token="dataset-abc")
+                                                 token=sealed("dataset-abcdefgh"))),
+                       key_id=str(key_id))
+    # The command carried no token, and the event carries none: hash, ciphertext, hint.
+    assert created.one(pe.ApiKeyCreated) == pe.ApiKeyCreated(
+        key_type="dataset", app_id=None, token_hash=api_token_hash("dataset-abcdefgh"),
+        token_ciphertext="opaque:16", token_hint="dataset-...efgh")
     assert created.event(pe.ApiKeyCreated).tenant_id == world.me.tenant_id
 
     app_id = world.app()
     app_key = accepted(world.run(pc.CreateApiKey(key_id=uuid4(), key_type="app",
-                                                 app_id=app_id, token="app-abc")))
+                                                 app_id=app_id, token=sealed("app-abc"))))
     assert app_key.one(pe.ApiKeyCreated).app_id == app_id
 
-    rejected(world.run(pc.CreateApiKey(key_id=key_id, key_type="dataset", token="again")),
+    rejected(world.run(pc.CreateApiKey(key_id=key_id, key_type="dataset",
+                                       token=sealed("again"))),
              errors.BadRequest, "API key already exists.")
     rival_app = world.app(as_=world.rival)
     rejected(world.run(pc.CreateApiKey(key_id=uuid4(), key_type="app", app_id=rival_app,
-                                       token="app-x")), errors.AppNotFound)
+                                       token=sealed("app-x"))), errors.AppNotFound)
     rejected(world.run(pc.CreateApiKey(key_id=uuid4(), key_type="app",
-                                       app_id=world.dataset(), token="app-y")),
+                                       app_id=world.dataset(), token=sealed("app-y"))),
              errors.AppNotFound)
     world.given(pc.DeleteApp(app_id=app_id))
     rejected(world.run(pc.CreateApiKey(key_id=uuid4(), key_type="app", app_id=app_id,
-                                       token="app-z")), errors.AppNotFound)
+                                       token=sealed("app-z"))), errors.AppNotFound)
 
 
 @covers(pc.RevokeApiKey)
 def test_revoke_api_key(world: World) -> None:
     app_id = world.app()
     key_id = uuid4()
-    world.given(pc.CreateApiKey(key_id=key_id, key_type="app", app_id=app_id, token="app-k"))
+    world.given(pc.CreateApiKey(key_id=key_id, key_type="app", app_id=app_id,
+                                token=sealed("app-k")))
 
     # The key must be named as what it is: its type and its app.
     rejected(world.run(pc.RevokeApiKey(key_id=key_id, key_type="dataset")),
@@ -400,7 +411,7 @@ def test_revoke_api_key(world: World) -> None:
     rejected(world.run(pc.RevokeApiKey(key_id=key_id, key_type="app", app_id=app_id),
                        as_=world.rival), errors.AppNotFound)
     dataset_key = uuid4()
-    world.given(pc.CreateApiKey(key_id=dataset_key, key_type="dataset", token="ds-k"))
+    world.given(pc.CreateApiKey(key_id=dataset_key, key_type="dataset", token=sealed("ds-k")))
     rejected(world.run(pc.RevokeApiKey(key_id=dataset_key, key_type="dataset"),
                        as_=world.rival), errors.ApiKeyNotFound)
     rejected(world.run(pc.RevokeApiKey(key_id=app_id, key_type="dataset")),

@@ -41,7 +41,7 @@ from schemas.base import EventPayload
 from schemas.knowledge import events as kev
 from schemas.knowledge.naming import content_hash
 from schemas.platform import events as pev
-from schemas.platform.naming import SETUP_ID
+from schemas.platform.naming import SETUP_ID, api_token_hash, api_token_hint
 
 PROJECTION = ASSEMBLY.projections["console_v1"]
 READ_TABLES = [t for t in metadata.sorted_tables if t.schema == READ]
@@ -289,29 +289,42 @@ async def test_apps_and_api_keys_lifecycle(world: World) -> None:
                                name="desk")
     assert [a["id"] for a in chats.items] == [chat] and chats.total == 1
 
+    def key_created(key_type: str, app_id: UUID | None, token: str,
+                    ciphertext: str | None = "opaque") -> pev.ApiKeyCreated:
+        return pev.ApiKeyCreated(key_type=key_type, app_id=app_id,
+                                 token_hash=api_token_hash(token), token_ciphertext=ciphertext,
+                                 token_hint=api_token_hint(token))
+
+    def by_token(token: str) -> Awaitable[dict[str, Any] | None]:
+        return pq.api_key_by_token_hash(world.engine, api_token_hash(token))
+
     app_keys, dataset_key = [uuid4(), uuid4()], uuid4()
     for n, key in enumerate(app_keys):
-        await world.emit("ApiKey", key, pev.ApiKeyCreated(key_type="app", app_id=chat,
-                                                          token=f"app-{n}"))
-    await world.emit("ApiKey", dataset_key, pev.ApiKeyCreated(key_type="dataset", app_id=None,
-                                                              token="dataset-0"))
+        await world.emit("ApiKey", key, key_created("app", chat, f"app-{n}"))
+    # a key created before tokens were sealed (an upcast v1 event) has no ciphertext
+    await world.emit("ApiKey", dataset_key, key_created("dataset", None, "dataset-0", None))
     keys = await pq.list_api_keys(world.engine, world.tenant, "app", chat)
-    assert [(k["id"], k["token"], k["type"]) for k in keys] == [
-        (app_keys[0], "app-0", "app"), (app_keys[1], "app-1", "app")]
-    found = await pq.api_key_by_token(world.engine, "dataset-0")
+    # the read model holds no token: its hash, ciphertext and hint
+    assert [(k["id"], k["token_hash"], k["token_ciphertext"], k["token_hint"], k["type"])
+            for k in keys] == [
+        (app_keys[0], api_token_hash("app-0"), "opaque", "app-...pp-0", "app"),
+        (app_keys[1], api_token_hash("app-1"), "opaque", "app-...pp-1", "app")]
+    assert "token" not in keys[0]
+    found = await by_token("dataset-0")
     assert found is not None
     assert (found["id"], found["tenant_id"], found["app_id"], found["owner_id"]) == (
         dataset_key, world.tenant, None, owner)
+    assert (found["token_ciphertext"], found["token_hint"]) == (None, "dataset-...et-0")
 
     await world.emit("ApiKey", app_keys[0], pev.ApiKeyRevoked())
-    assert await pq.api_key_by_token(world.engine, "app-0") is None
-    assert [k["token"] for k in await pq.list_api_keys(world.engine, world.tenant, "app",
-                                                       chat)] == ["app-1"]
+    assert await by_token("app-0") is None
+    assert [k["id"] for k in await pq.list_api_keys(world.engine, world.tenant, "app",
+                                                    chat)] == [app_keys[1]]
 
     await world.emit("App", chat, pev.AppDeleted(deleted_by=owner))
     assert await pq.app_in_workspace(world.engine, world.tenant, chat) is None
-    assert await pq.api_key_by_token(world.engine, "app-1") is None  # its keys went with it
-    assert await pq.api_key_by_token(world.engine, "dataset-0") is not None
+    assert await by_token("app-1") is None  # its keys went with it
+    assert await by_token("dataset-0") is not None
     assert await pq.app_in_workspace(world.engine, world.tenant, flow) is not None
 
 
