@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypeVar
 from uuid import UUID
 
@@ -14,9 +15,13 @@ A = TypeVar("A", bound=Aggregate)
 
 
 class UnitOfWork:
-    def __init__(self, store: EventStore, ctx: Context) -> None:
+    def __init__(self, store: EventStore, ctx: Context,
+                 load: Callable[[UUID], list[Envelope[EventPayload]]] | None = None) -> None:
         self.store = store
         self.ctx = ctx
+        # Where aggregates' histories come from: the store, or a group commit's view of it
+        # plus what earlier commands of the group decided.
+        self._load = load or store.load
         self._loaded: dict[UUID, Aggregate] = {}
 
     def get(self, cls: type[A], aggregate_id: UUID) -> A:
@@ -24,7 +29,7 @@ class UnitOfWork:
         it names another kind of aggregate (ids come from requests: another aggregate's id
         must read as "not found", never be replayed as this kind)."""
         if aggregate_id not in self._loaded:
-            events = self.store.load(aggregate_id)
+            events = self._load(aggregate_id)
             if events and events[0].aggregate_type != cls.type_name:
                 return cls.foreign(aggregate_id)
             self._loaded[aggregate_id] = cls.replay(aggregate_id, events)

@@ -80,6 +80,34 @@ class InMemoryEventStore:
                 self._outcomes[outcome.command_id] = _as_json(outcome, self._last_issued)
             return self._last_issued
 
+    def append_batch(self, entries: Sequence[tuple[Sequence[Envelope[EventPayload]],
+                                                   CommandOutcome]]) -> list[int | None]:
+        with self._lock:
+            events = [e for own, _ in entries for e in own]
+            keys = [(e.aggregate_id, e.aggregate_version) for e in events]
+            conflict = self._first_refused(keys)
+            recorded = any(o.command_id in self._outcomes for _, o in entries)
+            ids = {o.command_id for _, o in entries}
+            if conflict is not None or recorded or len(ids) < len(entries):
+                self._last_issued += conflict + 1 if conflict is not None else len(events)
+                if recorded or len(ids) < len(entries):
+                    raise CommandAlreadyRecorded()
+                assert conflict is not None
+                event = events[conflict]
+                raise ConcurrencyConflict(
+                    f"{event.aggregate_type} {event.aggregate_id} v{event.aggregate_version}")
+            positions: list[int | None] = []
+            for own, outcome in entries:
+                first = self._last_issued + 1
+                self._last_issued += len(own)
+                self._log += [e.at(first + i) for i, e in enumerate(own)]
+                self._positions += range(first, self._last_issued + 1)
+                position = self._last_issued if own else None
+                self._outcomes[outcome.command_id] = _as_json(outcome, position)
+                positions.append(position)
+            self._taken.update(keys)
+            return positions
+
     def _first_refused(self, keys: Sequence[tuple[UUID, int]]) -> int | None:
         """The first row Postgres would refuse: a key taken before, or earlier in the batch."""
         batch: set[tuple[UUID, int]] = set()

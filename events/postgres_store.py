@@ -47,9 +47,15 @@ class _OutcomeRecorder(PostgresApplicationRecorder):
         self, curs: psycopg.Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        outcome: CommandOutcome | None = kwargs.get("outcome")
-        if outcome is not None and ids:
-            _insert_outcome(curs, outcome, position=max(ids))
+        # (outcome, how many of the events are its own), in the events' order
+        outcomes: Sequence[tuple[CommandOutcome, int]] = kwargs.get("outcomes", ())
+        if outcomes and ids:
+            # Ids come from one sequence under the table lock: ascending in insert order.
+            ordered, start = sorted(ids), 0
+            for outcome, count in outcomes:
+                own = ordered[start:start + count]
+                start += count
+                _insert_outcome(curs, outcome, position=max(own) if own else None)
         return ids
 
 
@@ -134,16 +140,40 @@ class PostgresEventStore:
                outcome: CommandOutcome | None = None) -> int:
         """Store events (and the outcome of the command that caused them) atomically;
         returns the last position."""
+        position = self._insert(list(events), [] if outcome is None
+                                else [(outcome, len(events))])[-1]
+        assert position is not None
+        return position
+
+    def append_batch(self, entries: Sequence[tuple[Sequence[Envelope[EventPayload]],
+                                                   CommandOutcome]]) -> list[int | None]:
+        events = [e for own, _ in entries for e in own]
+        if not events:  # all rejected: outcomes only
+            with self.datastore.transaction(commit=True) as curs:
+                for _, outcome in entries:
+                    _insert_outcome(curs, outcome, position=None)
+            return [None] * len(entries)
+        return self._insert(events, [(outcome, len(own)) for own, outcome in entries])
+
+    def _insert(self, events: list[Envelope[EventPayload]],
+                outcomes: list[tuple[CommandOutcome, int]]) -> list[int | None]:
+        """Insert events and outcomes in one transaction; each outcome's position, or the
+        last event's position alone when there are no outcomes."""
         try:
-            ids = self.recorder.insert_events([_encode(e) for e in events], outcome=outcome)
+            ids = self.recorder.insert_events([_encode(e) for e in events], outcomes=outcomes)
         except RecordConflict as exc:
-            if outcome is not None and self.outcome(outcome.command_id) is not None:
+            if any(self.outcome(o.command_id) is not None for o, _ in outcomes):
                 raise CommandAlreadyRecorded from exc
             raise ConcurrencyConflict(str(exc)) from exc
         except psycopg.errors.UniqueViolation as exc:
             raise CommandAlreadyRecorded from exc
         assert ids
-        return max(ids)
+        ordered, start, positions = sorted(ids), 0, []
+        for _, count in outcomes:
+            own = ordered[start:start + count]
+            start += count
+            positions.append(max(own) if own else None)
+        return positions or [ordered[-1]]
 
     def record_without_events(self, outcome: CommandOutcome) -> None:
         with self.datastore.transaction(commit=True) as curs:

@@ -54,6 +54,13 @@ class EventStore(Protocol):
         CommandAlreadyRecorded when the outcome exists."""
         ...
 
+    def append_batch(self, entries: Sequence[tuple[Sequence[Envelope[EventPayload]],
+                                                   CommandOutcome]]) -> list[int | None]:
+        """Group commit: several commands' events and outcomes in one transaction, all or
+        nothing; each outcome's position (None for one without events). Raises as `append`
+        does when any part conflicts."""
+        ...
+
     def record_without_events(self, outcome: CommandOutcome) -> None:
         """Store the outcome of a command that recorded nothing (kept if one exists)."""
         ...

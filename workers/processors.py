@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Sequence
 
 from adapters.bus.base import Message
-from commands.executor import execute
+from commands.executor import execute, execute_group
 from events.store import CommandOutcome
 from projections.registry import Projection
 from projections.runner import ProjectionRunner
@@ -33,8 +33,13 @@ def command_processor(c: WorkerContainer) -> Processor:
                    "message": f"Command failed after retries: {exc!r}"[:500]},
         ))
 
+    async def handle_group(messages: Sequence[Message]) -> None:
+        # A partition's fetched commands in one transaction (group commit).
+        commands = [CommandEnvelope.from_json(m.value) for m in messages]
+        await asyncio.to_thread(execute_group, c.store, c.handlers, commands)
+
     return Processor(group="commands", topics=[COMMANDS], handle=handle,
-                     on_dead_letter=on_dead_letter)
+                     on_dead_letter=on_dead_letter, handle_batch=handle_group)
 
 
 def projection_processor(c: WorkerContainer, projection: Projection) -> Processor:

@@ -313,6 +313,44 @@ class EventStoreContract:
         assert store.load(a) == []
         assert store.max_position() == 0
 
+    # --- group commit -------------------------------------------------------------------
+
+    def test_a_group_stores_every_commands_events_and_outcome_with_its_own_position(
+        self, store: EventStore,
+    ) -> None:
+        a, b = uuid4(), uuid4()
+        first, rejected, second = uuid4(), uuid4(), uuid4()
+        got = store.append_batch([
+            (history(a, [1, 2]), outcome_for(first, aggregate_id=a)),
+            ([], outcome_for(rejected, status="rejected", error={"code": "x"})),
+            (history(b, [1]), outcome_for(second, aggregate_id=b)),
+        ])
+        assert got == [2, None, 3]
+        assert [store.outcome(c).position for c in (first, rejected, second)] == got  # type: ignore[union-attr]
+        assert store.outcome(rejected).status == "rejected"  # type: ignore[union-attr]
+        assert positions(store.read_from(0, 10)) == [1, 2, 3]
+
+    def test_a_group_with_any_conflict_stores_nothing(self, store: EventStore) -> None:
+        a, taken = uuid4(), uuid4()
+        store.append(history(a, [1]), outcome_for(taken))
+        before = store.max_position()
+        fresh = uuid4()
+        with pytest.raises(ConcurrencyConflict):
+            store.append_batch([(history(uuid4(), [1]), outcome_for(fresh)),
+                                (history(a, [1]), outcome_for(uuid4()))])
+        with pytest.raises(CommandAlreadyRecorded):
+            store.append_batch([(history(uuid4(), [1]), outcome_for(uuid4())),
+                                (history(uuid4(), [1]), outcome_for(taken))])
+        assert store.outcome(fresh) is None
+        assert [e.position for e in store.read_from(0, 100)] == [before]
+
+    def test_a_group_of_rejections_stores_their_outcomes(self, store: EventStore) -> None:
+        ids = [uuid4(), uuid4()]
+        assert store.append_batch([([], outcome_for(i, status="rejected")) for i in ids]) == [
+            None, None]
+        assert all(store.outcome(i) is not None for i in ids)
+        assert store.max_position() == 0
+
     # --- reading the log ----------------------------------------------------------------
 
     def test_read_from_pages_through_the_log(self, store: EventStore) -> None:

@@ -180,7 +180,8 @@ async def test_redelivered_command_takes_effect_once(
         first = await gateway.wait_outcome(command.command_id, timeout=1)
         assert first is not None and first.status == "accepted"
 
-        assert node.container.store.max_position() == before + 2
+        # Two events in all (positions may skip numbers a rolled-back group commit used).
+        assert len(node.container.store.read_from(before, 100)) == 2
         versions = [e.aggregate_version for e in node.container.store.load(app_id)]
         assert versions == [1, 2]
         assert await gateway.wait_for_projection(
