@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     EVENT_PARTITIONS: int = Field(default=4, ge=1, le=256)
     CONSUMER_MAX_ATTEMPTS: int = Field(default=5, ge=1)
     CONSUMER_CONCURRENCY: int = Field(default=8, ge=1, le=256)
+    HEALTH_LAG_STALL_SECONDS: float = Field(default=30.0, gt=0)
     KAFKA_SESSION_TIMEOUT_MS: int = Field(default=6000, ge=1000)
 
     # Files (Dify names): opendal+fs keeps them in a local folder, s3 in a bucket

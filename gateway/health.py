@@ -1,8 +1,13 @@
-"""Liveness and readiness: database, Redis, bus, and how far projections and the relay lag."""
+"""Liveness and readiness: database, Redis, bus, and how far projections and the relay lag.
+
+A lag above zero that has not shrunk for HEALTH_LAG_STALL_SECONDS means its consumer is
+stuck (or hopelessly behind): /health then says "degraded" and names it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,16 +20,44 @@ from projections.progress import measure_lag
 router = APIRouter()
 
 
+class LagWatch:
+    """Remembers, per lag, since when it has been above zero without shrinking."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._since: dict[str, tuple[float, int]] = {}  # name -> (since, lag then)
+
+    def stalled(self, name: str, lag: int, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        start = self._since.get(name)
+        if lag == 0 or start is None or lag < start[1]:
+            # caught up, first seen, or shrinking: a new window starts here
+            if lag == 0:
+                self._since.pop(name, None)
+            else:
+                self._since[name] = (now, lag)
+            return False
+        return now - start[0] >= self.window
+
+
+def _lag_watch(request: Request) -> LagWatch:
+    state = request.app.state
+    if not hasattr(state, "lag_watch"):
+        state.lag_watch = LagWatch(get_container(request).settings.HEALTH_LAG_STALL_SECONDS)
+    return state.lag_watch  # type: ignore[no-any-return]
+
+
 async def _check(name: str, probe: Any) -> tuple[str, dict[str, Any]]:
     try:
         detail = await asyncio.wait_for(probe, timeout=3)
-        return name, {"status": "ok", **(detail or {})}
+        return name, {"status": detail.pop("status", "ok") if detail else "ok", **(detail or {})}
     except Exception as exc:
         return name, {"status": "error", "error": repr(exc)[:300]}
 
 
 async def _checks(request: Request) -> dict[str, dict[str, Any]]:
     c = get_container(request)
+    watch = _lag_watch(request)
 
     async def database() -> None:
         async with c.engine.connect() as conn:
@@ -38,16 +71,18 @@ async def _checks(request: Request) -> dict[str, dict[str, Any]]:
         return {"kind": c.settings.bus.value}
 
     async def projections() -> dict[str, Any]:
-        return {"lag": {p.name: await measure_lag(c.engine, p.name, list(p.aggregate_types))
-                        for p in c.projections.values()}}
+        lags = {p.name: await measure_lag(c.engine, p.name, list(p.aggregate_types))
+                for p in c.projections.values()}
+        stalled = sorted(n for n, lag in lags.items() if watch.stalled(f"projection:{n}", lag))
+        return {"lag": lags, **({"status": "stalled", "stalled": stalled} if stalled else {})}
 
     async def relay() -> dict[str, Any]:
         async with c.engine.connect() as conn:
-            row = (await conn.execute(text(
-                "SELECT (SELECT coalesce(max(notification_id), 0) FROM stored_events)"
-                " - coalesce((SELECT position FROM relay_positions WHERE name = 'relay'), 0)"
-            ))).scalar()
-        return {"lag": int(row or 0)}
+            lag = int((await conn.execute(text(
+                "SELECT count(*) FROM stored_events WHERE notification_id >"
+                " coalesce((SELECT position FROM relay_positions WHERE name = 'relay'), 0)"
+            ))).scalar() or 0)
+        return {"lag": lag, **({"status": "stalled"} if watch.stalled("relay", lag) else {})}
 
     results = await asyncio.gather(
         _check("database", database()), _check("redis", redis()), _check("bus", bus()),
