@@ -44,7 +44,12 @@ class VectorStore(Protocol):
 
     async def delete_by_ids(self, collection: str, ids: Sequence[str]) -> None: ...
 
-    async def delete_by_document_id(self, collection: str, document_id: str) -> None: ...
+    async def delete_by_document_id(self, collection: str, document_id: str,
+                                    before_attempt: int | None = None) -> None:
+        """The document's chunks; with `before_attempt`, only those an earlier indexing
+        attempt wrote (metadata `attempt`, missing = 0), so a late worker of an old attempt
+        never removes a newer attempt's chunks."""
+        ...
 
     async def delete(self, collection: str) -> None:
         """Drop the whole collection (dataset deleted)."""

@@ -109,15 +109,19 @@ class InMemoryVectorStore:
                 for chunk_id in ids:
                     target.rows.pop(chunk_id, None)
 
-    async def delete_by_document_id(self, collection: str, document_id: str) -> None:
+    async def delete_by_document_id(self, collection: str, document_id: str,
+                                    before_attempt: int | None = None) -> None:
         _check_name(collection)
+
+        def doomed(row: _Row) -> bool:
+            if _text_form(row.metadata.get("document_id")) != document_id:
+                return False
+            return before_attempt is None or int(row.metadata.get("attempt") or 0) < before_attempt
+
         with self._lock:
             target = self._collections.get(collection)
             if target is not None:
-                target.rows = {
-                    i: row for i, row in target.rows.items()
-                    if _text_form(row.metadata.get("document_id")) != document_id
-                }
+                target.rows = {i: row for i, row in target.rows.items() if not doomed(row)}
 
     async def delete(self, collection: str) -> None:
         _check_name(collection)

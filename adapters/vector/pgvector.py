@@ -162,11 +162,16 @@ class PgVectorStore:
             return
         await self._execute_if_exists(f"DELETE FROM {table} WHERE id = ANY($1::text[])", list(ids))
 
-    async def delete_by_document_id(self, collection: str, document_id: str) -> None:
+    async def delete_by_document_id(self, collection: str, document_id: str,
+                                    before_attempt: int | None = None) -> None:
         table = _table(collection)
+        if before_attempt is None:
+            await self._execute_if_exists(
+                f"DELETE FROM {table} WHERE meta->>'document_id' = $1", document_id)
+            return
         await self._execute_if_exists(
-            f"DELETE FROM {table} WHERE meta->>'document_id' = $1", document_id
-        )
+            f"DELETE FROM {table} WHERE meta->>'document_id' = $1"
+            " AND coalesce((meta->>'attempt')::int, 0) < $2", document_id, before_attempt)
 
     async def delete(self, collection: str) -> None:
         table = _table(collection)

@@ -57,6 +57,7 @@ _ID_FIELDS = ("dataset_id", "document_id", "segment_id")
 _DELETE_BATCH = 1000
 _INSERT_BATCH = 500
 _RETURN_PROPERTIES = ["chunk_id", "text", "metadata_json"]
+_PAGE = 1000  # objects per read when listing a document's chunks
 
 T = TypeVar("T")
 
@@ -147,8 +148,28 @@ class WeaviateStore:
 
         await self._run_if_exists(name, delete, None)
 
-    async def delete_by_document_id(self, collection: str, document_id: str) -> None:
+    async def delete_by_document_id(self, collection: str, document_id: str,
+                                    before_attempt: int | None = None) -> None:
         name = class_name(collection)
+        if before_attempt is not None:
+            # Attempts live in the metadata JSON: pick the older ones' chunk ids, delete those.
+            def older() -> list[str]:
+                where = Filter.by_property("document_id").equal(document_id)
+                target = self._collection(name)
+                doomed: list[str] = []
+                offset = 0
+                while True:
+                    page = target.query.fetch_objects(
+                        filters=where, limit=_PAGE, offset=offset,
+                        return_properties=["chunk_id", "metadata_json"]).objects
+                    offset += len(page)
+                    doomed += [str(o.properties.get("chunk_id")) for o in page
+                               if _attempt(o.properties) < before_attempt]
+                    if len(page) < _PAGE:
+                        return doomed
+
+            await self.delete_by_ids(collection, await self._run_if_exists(name, older, []))
+            return
 
         def delete() -> None:
             where = Filter.by_property("document_id").equal(document_id)
@@ -402,6 +423,10 @@ def _filters(where: MetadataFilter | None) -> tuple[_Filters | None, bool]:
     if not parts:
         return None, False
     return (parts[0] if len(parts) == 1 else Filter.all_of(parts)), False
+
+
+def _attempt(properties: Any) -> int:
+    return int(json.loads(properties.get("metadata_json") or "{}").get("attempt") or 0)
 
 
 def _hit(properties: Any, score: float) -> VectorHit:

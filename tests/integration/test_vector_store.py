@@ -246,6 +246,24 @@ class VectorStoreContract:
         assert await store.count(filled, document_id="doc-1") == 0
         assert await store.search_by_full_text(filled, "fox", top_k=5) == []
 
+    async def test_delete_by_document_id_before_an_attempt_keeps_newer_attempts(
+        self, store: VectorStore, collection: str
+    ) -> None:
+        await store.create(collection, DIM)
+        await store.add_texts(collection, [
+            doc("legacy", "no attempt recorded", unit(1, 0, 0, 0)),
+            doc("old", "attempt one", unit(0, 1, 0, 0), attempt=1),
+            doc("new", "attempt two", unit(0, 0, 1, 0), attempt=2),
+            doc("other", "another document", unit(0, 0, 0, 1), document_id="doc-2", attempt=1),
+        ])
+        # A late worker of attempt 2 clears only what came before it...
+        await store.delete_by_document_id(collection, "doc-1", before_attempt=2)
+        hits = await store.search_by_vector(collection, unit(0, 0, 1, 0), top_k=10)
+        assert sorted(h.id for h in hits) == ["new", "other"]
+        # ...and one of attempt 1, arriving later still, removes nothing of attempt 2.
+        await store.delete_by_document_id(collection, "doc-1", before_attempt=1)
+        assert await store.count(collection, document_id="doc-1") == 1
+
     async def test_delete_drops_the_collection(self, store: VectorStore, filled: str) -> None:
         await store.delete(filled)
         assert await store.count(filled) == 0

@@ -215,8 +215,9 @@ class IndexingJob:
         collection = collection_for(doc.dataset_id, economy)
         await store.create(collection, 0 if economy else self.d.embeddings.dimensions)
         if not doc.indexed:
-            # Vectors of earlier attempts go before this attempt's arrive.
-            await store.delete_by_document_id(collection, str(doc.id))
+            # Vectors of earlier attempts go before this attempt's arrive; never a newer
+            # attempt's (this worker may be late: it finds out at its next record).
+            await store.delete_by_document_id(collection, str(doc.id), before_attempt=attempt)
         pending = [c for c in chunks if c.segment_id not in doc.indexed]
         for start in range(0, len(pending), EMBED_BATCH):
             batch = pending[start:start + EMBED_BATCH]
@@ -241,7 +242,8 @@ class IndexingJob:
         return [
             VectorDocument(id=unit_id, text=text, vector=vector, metadata={
                 "dataset_id": str(doc.dataset_id), "document_id": str(doc.id),
-                "segment_id": segment_id, "doc_hash": content_hash(text)})
+                "segment_id": segment_id, "doc_hash": content_hash(text),
+                "attempt": doc.attempt})
             for (segment_id, unit_id, text), vector in zip(units, vectors, strict=True)
         ]
 
@@ -279,7 +281,8 @@ async def index_segment(deps: IndexingDeps,
         await target.add_texts(collection, [
             VectorDocument(id=i, text=t, vector=v, metadata={
                 "dataset_id": str(segment.dataset_id), "document_id": str(document.id),
-                "segment_id": str(segment.id), "doc_hash": content_hash(t)})
+                "segment_id": str(segment.id), "doc_hash": content_hash(t),
+                "attempt": segment.attempt})
             for i, t, v in zip(ids, texts, vectors, strict=True)])
     segment.record(ev.SegmentIndexed(index_node_hash=content_hash(data.content)), uow.ctx)
     try:
