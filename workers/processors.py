@@ -29,8 +29,9 @@ def command_processor(c: WorkerContainer) -> Processor:
         await asyncio.to_thread(c.store.record_without_events, CommandOutcome(
             command_id=command.command_id, status="rejected", aggregate_id=command.aggregate_id,
             aggregate_version=None, position=None, result={},
+            # The caller sees Dify's generic 500; the cause is in the dead letter and the log.
             error={"code": "internal_server_error", "status": 500,
-                   "message": f"Command failed after retries: {exc!r}"[:500]},
+                   "message": "Internal Server Error"},
         ))
 
     async def handle_group(messages: Sequence[Message]) -> None:

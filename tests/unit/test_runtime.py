@@ -1,0 +1,138 @@
+"""The processor runtime's failure policy, on the in-memory bus: transient failures wait
+without limit and are never dead-lettered; deterministic ones are parked after N attempts;
+a message that keeps killing its worker is parked by its delivery count; partitions are
+worked concurrently, each in order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+import pytest
+
+from adapters.bus.base import Message, TopicSpec
+from adapters.bus.memory import InMemoryBus
+from workers.runtime import PoisonMessage, Processor, RetryPolicy, run_processor
+
+TOPIC = "work"
+FAST = RetryPolicy(max_attempts=3, base_backoff=0.001, max_backoff=0.01)
+
+
+@pytest.fixture
+async def bus() -> InMemoryBus:
+    bus = InMemoryBus()
+    await bus.start()
+    await bus.ensure_topics([TopicSpec(TOPIC, 4), TopicSpec(TOPIC + ".dlq", 1)])
+    return bus
+
+
+async def run_until(bus: InMemoryBus, processor: Processor, done: asyncio.Event,
+                    concurrency: int = 8) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_processor(bus, processor, "m1", stop, FAST, concurrency))
+    try:
+        await asyncio.wait_for(done.wait(), 10)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def dead_letters(bus: InMemoryBus) -> list[Message]:
+    consumer = bus.consumer("inspect", [TOPIC + ".dlq"], "i")
+    await consumer.start()
+    try:
+        return await consumer.fetch(timeout=0.1)
+    finally:
+        await consumer.stop()
+
+
+async def test_a_transient_failure_is_waited_out_never_dead_lettered(bus: InMemoryBus) -> None:
+    await bus.publish(TOPIC, "k", b"v")
+    calls, done = 0, asyncio.Event()
+
+    async def handle(message: Message) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 10:  # far more than max_attempts
+            raise ConnectionRefusedError("database restarting")
+        done.set()
+
+    await run_until(bus, Processor("g", [TOPIC], handle), done)
+    assert calls == 11
+    assert await dead_letters(bus) == []
+
+
+async def test_a_deterministic_failure_is_parked_after_its_attempts(bus: InMemoryBus) -> None:
+    await bus.publish(TOPIC, "k", b"bad", {"correlation_id": "c-1"})
+    await bus.publish(TOPIC, "k", b"good")
+    seen: list[bytes] = []
+    parked: list[tuple[bytes, str]] = []
+    done = asyncio.Event()
+
+    async def handle(message: Message) -> None:
+        seen.append(message.value)
+        if message.value == b"bad":
+            raise ValueError("cannot parse")
+        done.set()
+
+    async def on_dead_letter(message: Message, exc: BaseException) -> None:
+        parked.append((message.value, repr(exc)))
+
+    await run_until(bus, Processor("g", [TOPIC], handle, on_dead_letter), done)
+    assert seen == [b"bad"] * FAST.max_attempts + [b"good"]  # the partition moved on
+    assert parked == [(b"bad", "ValueError('cannot parse')")]
+    (letter,) = await dead_letters(bus)
+    assert letter.headers["dlq_attempts"] == "3" and letter.headers["dlq_group"] == "g"
+    assert "cannot parse" in letter.headers["dlq_error"]
+    assert letter.headers["correlation_id"] == "c-1"
+
+
+async def test_a_message_that_keeps_killing_its_worker_is_parked(bus: InMemoryBus) -> None:
+    await bus.publish(TOPIC, "k", b"zip-bomb")
+    # Three members in a row fetch it and "die" (stop without acknowledging).
+    for member in ("a", "b", "c"):
+        consumer = bus.consumer("g", [TOPIC], member)
+        await consumer.start()
+        assert [m.value for m in await consumer.fetch(timeout=0.1)] == [b"zip-bomb"]
+        await consumer.stop()
+    handled: list[Message] = []
+    parked: list[BaseException] = []
+    done = asyncio.Event()
+
+    async def handle(message: Message) -> None:
+        handled.append(message)
+
+    async def on_dead_letter(message: Message, exc: BaseException) -> None:
+        parked.append(exc)
+        done.set()
+
+    await run_until(bus, Processor("g", [TOPIC], handle, on_dead_letter), done)
+    assert handled == []  # never handed to the handler again
+    assert len(parked) == 1 and isinstance(parked[0], PoisonMessage)
+    (letter,) = await dead_letters(bus)
+    assert letter.value == b"zip-bomb" and "kills or hangs" in letter.headers["dlq_error"]
+
+
+async def test_partitions_run_concurrently_and_each_stays_in_order(bus: InMemoryBus) -> None:
+    keys = [f"agg-{i}" for i in range(12)]
+    for n in range(5):
+        for key in keys:
+            await bus.publish(TOPIC, key, f"{key}:{n}".encode())
+    order: dict[str, list[int]] = defaultdict(list)
+    running = peak = 0
+    done = asyncio.Event()
+
+    async def handle(message: Message) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.005)
+        key, n = message.value.decode().split(":")
+        order[key].append(int(n))
+        running -= 1
+        if sum(map(len, order.values())) == 60:
+            done.set()
+
+    await run_until(bus, Processor("g", [TOPIC], handle), done, concurrency=4)
+    assert all(order[k] == [0, 1, 2, 3, 4] for k in keys)
+    assert 1 < peak <= 4
