@@ -14,7 +14,7 @@ from uuid import UUID
 
 from events.envelope import Envelope
 from schemas.base import EventPayload
-from schemas.errors import BadRequest
+from schemas.errors import BadRequest, EddyError
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,12 @@ class Context:
 
 class Aggregate:
     type_name: ClassVar[str]  # the class name: stored with every event of the aggregate
+    abstract: ClassVar[bool] = False  # a base for aggregates, not a kind of its own
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         cls.type_name = cls.__name__
+        cls.abstract = cls.__dict__.get("abstract", False)
 
     def __init__(self, aggregate_id: UUID) -> None:
         self.id = aggregate_id
@@ -79,3 +81,31 @@ class Aggregate:
         )
         self._apply(event)
         self.pending.append(event)
+
+
+class NameClaim(Aggregate):
+    """A name unique in its scope (a workspace's tag or dataset names), held by at most one
+    aggregate. Its id is derived from (scope, name), so two concurrent claims of one name
+    both append version 1 of the same claim: the store lets one through, the other command
+    decides again and is refused. Subclasses name their events and their "taken" error."""
+
+    abstract: ClassVar[bool] = True  # not an aggregate type of its own
+    duplicate: ClassVar[type[EddyError]]
+    holder: UUID | None = None
+
+    def claimed(self, holder: UUID) -> EventPayload:
+        raise NotImplementedError
+
+    def released(self, holder: UUID) -> EventPayload:
+        raise NotImplementedError
+
+    def claim(self, holder: UUID, ctx: Context) -> None:
+        if self.holder == holder:
+            return
+        if self.holder is not None:
+            raise self.duplicate()
+        self.record(self.claimed(holder), ctx)
+
+    def release(self, holder: UUID, ctx: Context) -> None:
+        if self.holder == holder:
+            self.record(self.released(holder), ctx)

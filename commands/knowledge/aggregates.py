@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from commands.aggregate import Aggregate, Context
+from commands.aggregate import Aggregate, Context, NameClaim
 from schemas.errors import (
     BadRequest,
     DatasetNameDuplicate,
@@ -36,30 +36,22 @@ class StaleWork(Exception):
     """The indexing job is for an attempt that no longer runs (paused, superseded, deleted)."""
 
 
-class DatasetName(Aggregate):
-    """A workspace's dataset name, held by one dataset. Its id is derived from (workspace,
-    name), so two concurrent creates of one name both append version 1 of the same
-    DatasetName: the store lets one through, the other command decides again and is
-    rejected."""
+class DatasetName(NameClaim):
+    """A workspace's dataset name, held by one dataset (see NameClaim)."""
 
-    holder: UUID | None = None
+    duplicate = DatasetNameDuplicate
+
+    def claimed(self, holder: UUID) -> ev.DatasetNameClaimed:
+        return ev.DatasetNameClaimed(dataset_id=holder)
+
+    def released(self, holder: UUID) -> ev.DatasetNameReleased:
+        return ev.DatasetNameReleased(dataset_id=holder)
 
     def apply_DatasetNameClaimed(self, p: ev.DatasetNameClaimed) -> None:
         self.holder = p.dataset_id
 
     def apply_DatasetNameReleased(self, p: ev.DatasetNameReleased) -> None:
         self.holder = None
-
-    def claim(self, dataset_id: UUID, ctx: Context) -> None:
-        if self.holder == dataset_id:
-            return
-        if self.holder is not None:
-            raise DatasetNameDuplicate()
-        self.record(ev.DatasetNameClaimed(dataset_id=dataset_id), ctx)
-
-    def release(self, dataset_id: UUID, ctx: Context) -> None:
-        if self.holder == dataset_id:
-            self.record(ev.DatasetNameReleased(dataset_id=dataset_id), ctx)
 
 
 class Dataset(Aggregate):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from commands.aggregate import Aggregate, Context
+from commands.aggregate import Aggregate, Context, NameClaim
 from commands.knowledge.aggregates import visible_dataset
 from commands.registry import command_handlers
 from commands.unit_of_work import UnitOfWork
@@ -22,25 +22,20 @@ from schemas.knowledge import events as ev
 from schemas.knowledge.naming import TAG_TYPE, tag_name_id
 
 
-class TagName(Aggregate):
-    holder: UUID | None = None
+class TagName(NameClaim):
+    duplicate = TagNameDuplicate
+
+    def claimed(self, holder: UUID) -> ev.TagNameClaimed:
+        return ev.TagNameClaimed(tag_id=holder)
+
+    def released(self, holder: UUID) -> ev.TagNameReleased:
+        return ev.TagNameReleased(tag_id=holder)
 
     def apply_TagNameClaimed(self, p: ev.TagNameClaimed) -> None:
         self.holder = p.tag_id
 
     def apply_TagNameReleased(self, p: ev.TagNameReleased) -> None:
         self.holder = None
-
-    def claim(self, tag_id: UUID, ctx: Context) -> None:
-        if self.holder == tag_id:
-            return
-        if self.holder is not None:
-            raise TagNameDuplicate()
-        self.record(ev.TagNameClaimed(tag_id=tag_id), ctx)
-
-    def release(self, tag_id: UUID, ctx: Context) -> None:
-        if self.holder == tag_id:
-            self.record(ev.TagNameReleased(tag_id=tag_id), ctx)
 
 
 class Tag(Aggregate):
