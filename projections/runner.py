@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from uuid import UUID
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.envelope import Envelope
 from events.store import EventStore
 from projections.registry import Projection
-from projections.tables import projection_tracking
 from schemas.base import EventPayload
 
 PROJECTION_CHANNEL = "eddy_projection"
@@ -52,36 +51,55 @@ class ProjectionRunner:
             assert event.position is not None, "only stored events are projected"
             if not self.projection.follows(type(event.payload)):
                 raise UnhandledEvent(f"{self.name} has no projector for {event.type}")
-        applied = 0
         async with self.engine.begin() as conn:
+            applied = await self._lock_tracking(conn, {e.aggregate_id for e in events})
+            advanced: dict[UUID, tuple[int, int]] = {}  # aggregate -> (version, position)
+            new = 0
             for event in events:
-                applied += await self._apply(conn, event)
-        return applied
+                current = applied[event.aggregate_id]
+                if event.aggregate_version <= current:
+                    continue  # a redelivery or replay
+                for step in await self._with_missing(event, current):
+                    projector = self.projection.handlers.get(type(step.payload))
+                    if projector is not None:
+                        await projector(conn, step)
+                applied[event.aggregate_id] = event.aggregate_version
+                advanced[event.aggregate_id] = (event.aggregate_version, event.position or 0)
+                new += 1
+            if advanced:
+                await self._advance_tracking(conn, advanced)
+        return new
 
-    async def _apply(self, conn: AsyncConnection, event: Envelope[EventPayload]) -> bool:
-        t = projection_tracking
-        # Creates the tracking row if missing and locks it either way, so concurrent
-        # appliers of one aggregate queue here; returns the version applied so far.
-        current = (await conn.execute(
-            pg_insert(t).values(projection=self.name, aggregate_id=event.aggregate_id,
-                                version=0, position=0)
-            .on_conflict_do_update(index_elements=[t.c.projection, t.c.aggregate_id],
-                                   set_={"version": t.c.version})
-            .returning(t.c.version))).scalar_one()
-        if event.aggregate_version <= current:
-            return False
-        for step in await self._with_missing(event, current):
-            projector = self.projection.handlers.get(type(step.payload))
-            if projector is not None:
-                await projector(conn, step)
-        tracked = (t.update().where(t.c.projection == self.name,
-                                    t.c.aggregate_id == event.aggregate_id)
-                   .values(version=event.aggregate_version, position=event.position)
-                   .returning(t.c.version).cte("tracked"))
-        # whoever waits for this aggregate (read-your-writes) re-checks
-        await conn.execute(select(func.pg_notify(
-            PROJECTION_CHANNEL, f"{self.name}:{event.aggregate_id}")).select_from(tracked))
-        return True
+    async def _lock_tracking(self, conn: AsyncConnection, ids: set[UUID]) -> dict[UUID, int]:
+        """The version applied so far of each aggregate, with its tracking row created if
+        missing and locked either way (in id order, so two appliers cannot deadlock), so
+        concurrent appliers of one aggregate queue here. One statement for the batch."""
+        ordered = sorted(ids)
+        rows = await conn.execute(text(
+            "INSERT INTO projection_tracking (projection, aggregate_id, version, position)"
+            " SELECT :projection, id, 0, 0 FROM unnest(CAST(:ids AS uuid[])) AS id"
+            " ON CONFLICT (projection, aggregate_id)"
+            " DO UPDATE SET version = projection_tracking.version"
+            " RETURNING aggregate_id, version"), {"projection": self.name, "ids": ordered})
+        return {UUID(str(r[0])): int(r[1]) for r in rows}
+
+    async def _advance_tracking(self, conn: AsyncConnection,
+                                advanced: dict[UUID, tuple[int, int]]) -> None:
+        """Record the new versions, and tell whoever waits for one of these aggregates
+        (read-your-writes) to look again: one statement for the batch."""
+        ids = list(advanced)
+        await conn.execute(text(
+            "WITH moved AS ("
+            " UPDATE projection_tracking t SET version = v.version, position = v.position"
+            " FROM unnest(CAST(:ids AS uuid[]), CAST(:versions AS bigint[]),"
+            "             CAST(:positions AS bigint[])) AS v(id, version, position)"
+            " WHERE t.projection = :projection AND t.aggregate_id = v.id"
+            " RETURNING t.aggregate_id)"
+            " SELECT count(pg_notify(:channel, :projection || ':' || aggregate_id::text))"
+            " FROM moved"), {
+                "projection": self.name, "channel": PROJECTION_CHANNEL, "ids": ids,
+                "versions": [advanced[i][0] for i in ids],
+                "positions": [advanced[i][1] for i in ids]})
 
     async def _with_missing(self, event: Envelope[EventPayload],
                             current: int) -> list[Envelope[EventPayload]]:

@@ -62,7 +62,8 @@ async def _supervise(role: str, run: Callable[[asyncio.Event], Awaitable[None]],
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("role crashed, restarting", extra={"role": role, "backoff": backoff})
+            # "role" is taken: every record of a process carries its process role (observability)
+            log.exception("role crashed, restarting", extra={"task": role, "backoff": backoff})
             try:
                 await asyncio.wait_for(stop.wait(), backoff)
             except TimeoutError:

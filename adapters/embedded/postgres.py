@@ -3,8 +3,10 @@
 The wheel's own PostgresServer only listens on a Unix socket, so this drives initdb /
 pg_ctl directly. The server is started detached (pg_ctl daemonizes it): if the Python
 owner is SIGKILLed the server keeps running, and the next `start()` on the same data
-directory adopts it instead of failing on the stale lock. Authentication is `trust`,
-which is only acceptable because the server listens on 127.0.0.1 alone.
+directory adopts it instead of failing on the stale lock. If the server itself was
+SIGKILLed, `start()` clears what it left (orphaned backends, an unreaped postmaster) and
+starts it again on the same port. Authentication is `trust`, which is only acceptable
+because the server listens on 127.0.0.1 alone.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ SUPERUSER = "postgres"
 PORT_FILE = "eddy_port"
 LOG_FILE = "postgres.log"
 _START_ATTEMPTS = 3
+_LEFTOVER_TIMEOUT = 10.0
 # Linux caps a Unix socket path at 107 bytes; leave room for ".s.PGSQL.NNNNN.lock".
 _MAX_SOCKET_DIR = 107 - len("/.s.PGSQL.65535.lock")
 
@@ -113,15 +116,22 @@ class EmbeddedPostgres:
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> Self:
-        """Init the cluster if needed and start it, or adopt one already running here."""
+        """Init the cluster if needed and start it, or adopt one already running here.
+
+        Once this object has served on a port it keeps it: clients configured with that
+        port reconnect after a restart instead of being stranded on a new one.
+        """
+        requested = self._requested_port if self._requested_port is not None else self._port
         self._prepare_data_dir()
         running = self._settled_postmaster()
-        if running is not None:
+        if running is None:
+            self._clear_leftovers()
+        else:
             if (
                 running.status == "ready"
                 and running.listen == self._host
                 and running.port is not None
-                and self._requested_port in (None, running.port)
+                and requested in (None, running.port)
             ):
                 # Left over from an owner that died without stopping it: adopt it.
                 self._port = running.port
@@ -135,12 +145,12 @@ class EmbeddedPostgres:
             self._initdb()
         port_file = self._data_dir / PORT_FILE
         for attempt in range(_START_ATTEMPTS):
-            port = remembered_port(port_file, self._requested_port, self._host)
+            port = remembered_port(port_file, requested, self._host)
             try:
                 self._pg_ctl_start(port)
                 break
             except PortInUseError:
-                if self._requested_port is not None or attempt == _START_ATTEMPTS - 1:
+                if requested is not None or attempt == _START_ATTEMPTS - 1:
                     raise
                 # Someone took the port between our check and postgres binding it.
                 port_file.write_text(f"{free_port(self._host)}\n")
@@ -181,6 +191,38 @@ class EmbeddedPostgres:
                 )
             running = self._postmaster()
         return running
+
+    def _clear_leftovers(self) -> None:
+        """What a SIGKILLed postmaster leaves behind, ended and waited for.
+
+        Its backends outlive it until they notice (a busy one only at its next client
+        read) and keep its shared memory attached, which makes the new postmaster refuse to
+        start; and until the dead postmaster is reaped, its pid in postmaster.pid still
+        looks alive to the new one. Found by working directory: postgres chdirs into PGDATA.
+        """
+        stale_pid, cwd = self._pid_file_pid(), os.path.realpath(self._data_dir)
+        leftovers = []
+        for proc in psutil.process_iter(["name", "cwd"]):
+            if proc.info["name"] == "postgres" and (
+                proc.pid == stale_pid or proc.info["cwd"] == cwd
+            ):
+                leftovers.append(proc)
+        if not leftovers:
+            return
+        log.warning("ending %d processes left by a dead postgres", len(leftovers))
+        for proc in leftovers:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+
+        def gone() -> bool:
+            for proc in leftovers:
+                _reap(proc.pid)
+            # Not just dead: reaped. postgres takes a zombie's pid for a live postmaster.
+            return not any(proc.is_running() for proc in leftovers)
+
+        # Only its parent (or init) can clear a zombie; if nobody does, start() says why.
+        with contextlib.suppress(TimeoutError):
+            wait_until(gone, _LEFTOVER_TIMEOUT, "leftover postgres processes")
 
     def stop(self) -> None:
         """Fast shutdown (rolls back open transactions, keeps committed data)."""
@@ -264,6 +306,12 @@ class EmbeddedPostgres:
 
     # -- internals ----------------------------------------------------------------------
 
+    def _pid_file_pid(self) -> int | None:
+        try:
+            return int((self._data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+
     def _postmaster(self) -> _Postmaster | None:
         """The live server owning this data dir, per postmaster.pid, or None."""
         try:
@@ -272,8 +320,13 @@ class EmbeddedPostgres:
         except (OSError, ValueError, IndexError):
             return None
         try:
-            # A stale pid file's pid may have been recycled by an unrelated process.
-            if psutil.Process(pid).name() != "postgres":
+            # A stale pid file's pid may have been recycled by an unrelated process, or be
+            # a killed postmaster not reaped yet (a zombie keeps its name).
+            proc = psutil.Process(pid)
+            if proc.name() != "postgres":
+                return None
+            if not _alive(proc):
+                _reap(pid)
                 return None
         except psutil.Error:
             return None
@@ -352,6 +405,20 @@ class EmbeddedPostgres:
                 ) from None
             out.seek(0)
             return out.read()
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _reap(pid: int) -> None:
+    """Collect `pid` if it is our child: orphans are reparented to us when we run as PID 1
+    (a container without an init), and nobody else would reap them."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 def _system_account() -> pwd.struct_passwd | None:

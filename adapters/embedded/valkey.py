@@ -7,6 +7,7 @@ restarts, and a server that can be adopted by the next run if its owner died.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import socket
@@ -23,6 +24,7 @@ from adapters.embedded.ports import (
     PortInUseError,
     ensure_port_free,
     free_port,
+    port_is_free,
     read_port_file,
     remembered_port,
     wait_until,
@@ -83,13 +85,21 @@ class EmbeddedRedis:
     @property
     def pid(self) -> int | None:
         """PID of the live server for this data dir, or None."""
+        if self._process is not None and self._process.poll() is not None:
+            self._process = None  # our child died (e.g. SIGKILLed): reaped now
         try:
             pid = int((self._data_dir / PID_FILE).read_text().strip())
         except (OSError, ValueError):
             return None
+        if self._process is not None and self._process.pid == pid:
+            # Ours and not reaped: alive, or its threads are still exiting and holding the
+            # port (a zombie leader does not mean that yet).
+            return pid
         try:
-            # A stale pid file (SIGKILLed server) may name a recycled, unrelated pid.
-            if psutil.Process(pid).name() != _PROCESS_NAME:
+            # A stale pid file (SIGKILLed server) may name a recycled, unrelated pid, or a
+            # dead server its parent has not reaped yet.
+            proc = psutil.Process(pid)
+            if proc.name() != _PROCESS_NAME or proc.status() == psutil.STATUS_ZOMBIE:
                 return None
         except psutil.Error:
             return None
@@ -98,12 +108,17 @@ class EmbeddedRedis:
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> Self:
-        """Start valkey-server, or adopt the one a previous owner left running here."""
+        """Start valkey-server, or adopt the one a previous owner left running here.
+
+        Once this object has served on a port it keeps it: clients configured with that
+        port reconnect after a restart (the AOF brings the data back).
+        """
+        requested = self._requested_port if self._requested_port is not None else self._port
         self._data_dir.mkdir(parents=True, exist_ok=True)
         port_file = self._data_dir / PORT_FILE
         if self.pid is not None:
             running_port = read_port_file(port_file)
-            if running_port is not None and self._requested_port in (None, running_port):
+            if running_port is not None and requested in (None, running_port):
                 self._port = running_port
                 # It may still be replaying its AOF; wait rather than start a second one.
                 wait_until(self.ping, self._timeout, f"valkey on {self._host}:{running_port}")
@@ -112,18 +127,21 @@ class EmbeddedRedis:
             self.stop()  # wrong port or unknown port: replace it with ours
 
         for attempt in range(_START_ATTEMPTS):
-            port = remembered_port(port_file, self._requested_port, self._host)
+            port = remembered_port(port_file, requested, self._host)
             try:
                 self._launch(port)
                 return self
             except PortInUseError:
-                if self._requested_port is not None or attempt == _START_ATTEMPTS - 1:
+                if requested is not None or attempt == _START_ATTEMPTS - 1:
                     raise
                 # Someone grabbed the free port before we bound it: try another one.
                 port_file.write_text(f"{free_port(self._host)}\n")
         raise AssertionError("unreachable")
 
     def _launch(self, port: int) -> None:
+        with contextlib.suppress(TimeoutError):
+            # A server that just died may hold its port until its last thread has exited.
+            wait_until(lambda: port_is_free(port, self._host), 1.0, f"port {port} free")
         ensure_port_free(port, self._host)
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         cmd = [
