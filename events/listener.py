@@ -11,11 +11,36 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import asyncpg
 
 log = logging.getLogger(__name__)
+
+
+class Heard:
+    """Payloads heard on a channel that pass `wanted`, and an event set when one arrives."""
+
+    def __init__(self, wanted: Callable[[str], bool]) -> None:
+        self.wanted = wanted
+        self.payloads: list[str] = []
+        self.woken = asyncio.Event()
+
+    def offer(self, payload: str) -> bool:
+        if not self.wanted(payload):
+            return False
+        self.payloads.append(payload)
+        return True
+
+    async def next(self, timeout: float) -> bool:
+        """Wait for a new payload (True) or the timeout (False)."""
+        try:
+            await asyncio.wait_for(self.woken.wait(), max(timeout, 0))
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self.woken.clear()
 
 
 class Notifications:
@@ -98,6 +123,16 @@ class Notifications:
                     await asyncio.wait_for(woken.wait(), min(remaining, recheck_every))
         finally:
             self._waiters[channel].pop(woken, None)
+
+    @contextlib.contextmanager
+    def hearing(self, channel: str, heard: Heard) -> Iterator[Heard]:
+        """Collect the notifications on `channel` that `heard` is interested in, from now
+        until the block ends: opened before an action, nothing it causes can be missed."""
+        self._waiters[channel][heard.woken] = heard.offer
+        try:
+            yield heard
+        finally:
+            self._waiters[channel].pop(heard.woken, None)
 
     async def wait(self, channel: str, timeout: float) -> None:
         """Sleep until a notification on `channel` or the timeout."""

@@ -8,6 +8,7 @@ An Idempotency-Key fixes the command id, so a retried request finds the first ou
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from adapters.transient import is_transient
+from events.listener import Heard
 from events.store import (
     OUTCOME_CHANNEL,
     CommandOutcome,
@@ -33,6 +35,8 @@ from projections.tables import command_outcomes, idempotency_keys
 from schemas.base import EDDY_NAMESPACE, CommandEnvelope, CommandPayload
 from schemas.errors import EddyError, IdempotencyKeyReused, error_from_dict
 from schemas.topics import COMMANDS
+
+RECHECK_SECONDS = 1.0  # a notification can be lost across a reconnect: look this often
 
 
 class CommandPending(Exception):
@@ -70,21 +74,42 @@ class CommandGateway:
             payload, aggregate_id=aggregate_id, tenant_id=tenant_id, actor_id=actor_id,
             correlation_id=UUID(correlation_id.get() or str(uuid4())), command_id=command_id,
         )
-        await self.c.bus.publish(COMMANDS, str(aggregate_id), command.to_json(),
-                                 {"command_type": command.type,
-                                  "correlation_id": str(command.correlation_id)})
-        # Published means accepted: from here on, a dependency failing while we wait makes
-        # the answer "pending" (202 + status URL), never an error the client would retry.
-        try:
-            outcome = await self.wait_outcome(command_id,
-                                              self.c.settings.COMMAND_TIMEOUT_SECONDS)
-            if outcome is None:
-                raise CommandPending(command_id)
-            return await self._settle(outcome)
-        except Exception as exc:
-            if is_transient(exc):
-                raise CommandPending(command_id) from exc
-            raise
+        projection = console_projection(self.c)
+        outcomes = Heard(lambda p: p.split(" ", 1)[0] == str(command_id))
+        projected = Heard(lambda p: p.startswith(f"{projection.name}:"))
+        # Listening before publishing: whatever the command causes is heard, no query needed.
+        with self.notifications.hearing(OUTCOME_CHANNEL, outcomes), \
+                self.notifications.hearing(PROJECTION_CHANNEL, projected):
+            await self.c.bus.publish(COMMANDS, str(aggregate_id), command.to_json(),
+                                     {"command_type": command.type,
+                                      "correlation_id": str(command.correlation_id)})
+            # Published means accepted: from here on, a dependency failing while we wait
+            # makes the answer "pending" (202 + status URL), never an error to retry.
+            try:
+                outcome = await self._outcome_heard(
+                    command_id, outcomes, self.c.settings.COMMAND_TIMEOUT_SECONDS)
+                if outcome is None:
+                    raise CommandPending(command_id)
+                return await self._settle(outcome, projected)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise CommandPending(command_id) from exc
+                raise
+
+    async def _outcome_heard(self, command_id: UUID, heard: Heard,
+                             timeout: float) -> CommandOutcome | None:
+        """The outcome from its notification; from the table when the notice was too big to
+        carry it, or when none came within a second (one may be lost across a reconnect)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            if heard.payloads:
+                return outcome_from_notice(heard.payloads[0]) or await self.outcome(command_id)
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return None
+            if not await heard.next(min(remaining, RECHECK_SECONDS)) and (
+                    outcome := await self.outcome(command_id)) is not None:
+                return outcome
 
     async def outcome(self, command_id: UUID) -> CommandOutcome | None:
         async with self.c.engine.connect() as conn:
@@ -112,28 +137,44 @@ class CommandGateway:
         await self.notifications.wait_until(OUTCOME_CHANNEL, check, timeout, concerns=concerns)
         return found[0] if found else None
 
-    async def wait_for_projection(self, outcome: CommandOutcome, timeout: float) -> bool:
+    async def wait_for_projection(self, outcome: CommandOutcome, timeout: float,
+                                  heard: Heard | None = None) -> bool:
         """Wait until the read model shows what the command wrote: its own aggregates, each
-        at its new version, so a stuck aggregate elsewhere never slows this answer."""
+        at its new version, so a stuck aggregate elsewhere never slows this answer. With
+        what was `heard` since before the command, usually without a query."""
         projection = console_projection(self.c)
         followed = set(projection.aggregate_types)
         wanted = {i: v for i, (kind, v) in outcome.aggregates.items() if kind in followed}
         if not outcome.aggregates and outcome.aggregate_id and outcome.aggregate_version:
             wanted = {outcome.aggregate_id: outcome.aggregate_version}  # older outcomes
-        if not wanted:
-            return True
-        mine = {f"{projection.name}:{i}" for i in wanted}
-        return await self.notifications.wait_until(
-            PROJECTION_CHANNEL,
-            lambda: aggregates_projected(self.c.engine, projection.name, wanted),
-            timeout, concerns=lambda payload: payload in mine,
-        )
+        if heard is None:
+            heard = Heard(lambda p: p.startswith(f"{projection.name}:"))
+        with self.notifications.hearing(PROJECTION_CHANNEL, heard):
+            deadline = asyncio.get_running_loop().time() + timeout
+            checked = False
+            while True:
+                for payload in heard.payloads:
+                    _, aggregate, version = payload.rsplit(":", 2)
+                    if wanted.get(UUID(aggregate), int(version) + 1) <= int(version):
+                        del wanted[UUID(aggregate)]
+                heard.payloads.clear()
+                if not wanted:
+                    return True
+                remaining = deadline - asyncio.get_running_loop().time()
+                if not checked or remaining <= 0 or not await heard.next(
+                        min(remaining, RECHECK_SECONDS)):
+                    # first look, timer, or the end: ask the tracking table itself
+                    checked = True
+                    if await aggregates_projected(self.c.engine, projection.name, wanted):
+                        return True
+                    if remaining <= 0:
+                        return False
 
-    async def _settle(self, outcome: CommandOutcome) -> Accepted:
+    async def _settle(self, outcome: CommandOutcome, heard: Heard | None = None) -> Accepted:
         if outcome.status == "rejected":
             raise _rejection(outcome)
         if outcome.position is not None and not await self.wait_for_projection(
-            outcome, self.c.settings.PROJECTION_WAIT_SECONDS
+            outcome, self.c.settings.PROJECTION_WAIT_SECONDS, heard
         ):
             raise CommandPending(outcome.command_id)
         return Accepted(outcome.command_id, outcome.position, outcome.result)

@@ -86,7 +86,8 @@ class ProjectionRunner:
     async def _advance_tracking(self, conn: AsyncConnection,
                                 advanced: dict[UUID, tuple[int, int]]) -> None:
         """Record the new versions, and tell whoever waits for one of these aggregates
-        (read-your-writes) to look again: one statement for the batch."""
+        (read-your-writes) that it reached its version ("<projection>:<id>:<version>"):
+        one statement for the batch."""
         ids = list(advanced)
         await conn.execute(text(
             "WITH moved AS ("
@@ -94,8 +95,9 @@ class ProjectionRunner:
             " FROM unnest(CAST(:ids AS uuid[]), CAST(:versions AS bigint[]),"
             "             CAST(:positions AS bigint[])) AS v(id, version, position)"
             " WHERE t.projection = :projection AND t.aggregate_id = v.id"
-            " RETURNING t.aggregate_id)"
-            " SELECT count(pg_notify(:channel, :projection || ':' || aggregate_id::text))"
+            " RETURNING t.aggregate_id, t.version)"
+            " SELECT count(pg_notify(:channel,"
+            "   :projection || ':' || aggregate_id::text || ':' || version::text))"
             " FROM moved"), {
                 "projection": self.name, "channel": PROJECTION_CHANNEL, "ids": ids,
                 "versions": [advanced[i][0] for i in ids],

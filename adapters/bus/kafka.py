@@ -3,6 +3,12 @@
 Works against real Kafka and against tansu (the test broker), so it avoids what tansu lacks:
 no idempotent/transactional producer, no "latest" offsets (only `earliest` resets), topics
 pre-created with their partition counts.
+
+Broker outages heal by themselves: aiokafka's producer and consumers reconnect, and a
+consumer rejoins its group when the coordinator is back. What this module adds: a publish
+fails fast with `BrokerUnavailable` (transient: 503 at the gateway, retried by workers)
+instead of queueing for the producer's whole timeout, and aiokafka errors that mean "no
+broker answers" but are not marked retriable are raised as `BrokerUnavailable` too.
 """
 
 from __future__ import annotations
@@ -16,9 +22,14 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.cluster import ClusterMetadata
 from aiokafka.errors import (
+    BrokerNotAvailableError,
     CommitFailedError,
     IllegalStateError,
+    KafkaError,
+    KafkaTimeoutError,
+    KafkaUnavailableError,
     TopicAlreadyExistsError,
     for_code,
 )
@@ -29,6 +40,17 @@ from adapters.bus.base import Message, OutgoingMessage, TopicSpec, partition_for
 log = logging.getLogger(__name__)
 
 
+class BrokerUnavailable(ConnectionError):
+    """No Kafka broker answers. A ConnectionError, so adapters/transient.py counts it as
+    transient even where aiokafka's own error for the outage is not marked retriable."""
+
+
+# Non-retriable in aiokafka, yet raised when the broker is gone: a send whose queue never
+# drains (KafkaTimeoutError), a broker-side "not available".
+_BROKER_GONE: tuple[type[KafkaError], ...] = (
+    KafkaTimeoutError, KafkaUnavailableError, BrokerNotAvailableError)
+
+
 class KafkaBus:
     def __init__(
         self,
@@ -36,12 +58,16 @@ class KafkaBus:
         prefix: str = "eddy.",
         session_timeout_ms: int = 6000,
         replication_factor: int = 1,
+        publish_timeout_ms: int = 10_000,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.prefix = prefix
         self.session_timeout_ms = session_timeout_ms
         # Used only when creating topics; raise it on a multi-broker cluster.
         self.replication_factor = replication_factor
+        # Longest a publish waits for its acks (aiokafka's 40 s default would hold a request
+        # that long when the broker dies mid-send).
+        self.publish_timeout_ms = publish_timeout_ms
         self._counts: dict[str, int] = {}
         self._producer: AIOKafkaProducer | None = None
 
@@ -61,8 +87,13 @@ class KafkaBus:
                 acks="all",
                 # tansu rejects idempotent producers; effects are made idempotent downstream.
                 enable_idempotence=False,
+                request_timeout_ms=self.publish_timeout_ms,
             )
-            await producer.start()
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()  # its client may hold connections and tasks
+                raise
             self._producer = producer
 
     async def stop(self) -> None:
@@ -71,8 +102,16 @@ class KafkaBus:
             self._producer = None
 
     async def ping(self) -> None:
-        # Raises KafkaError when no broker answers a metadata request.
-        await self.producer.client.fetch_all_metadata()
+        await self._metadata()
+
+    async def _metadata(self) -> ClusterMetadata:
+        try:
+            return await self.producer.client.fetch_all_metadata()
+        except KafkaError as exc:
+            # Its only own error is a bare KafkaError: "no broker answered".
+            if type(exc) is KafkaError:
+                raise BrokerUnavailable(f"no Kafka broker at {self.bootstrap_servers}") from exc
+            raise
 
     async def trim_consumed(self) -> int:
         # Kafka drops old segments by the topics' retention settings; nothing to do here.
@@ -127,7 +166,7 @@ class KafkaBus:
         if count is None:
             # Not producer.partitions_for: its metadata request auto-creates missing topics
             # (tansu and default Kafka), with the broker's default partition count.
-            metadata = await self.producer.client.fetch_all_metadata()
+            metadata = await self._metadata()
             parts = metadata.partitions_for_topic(self.topic_name(topic))
             if not parts:
                 raise LookupError(f"unknown topic {topic!r}: call ensure_topics first")
@@ -137,25 +176,34 @@ class KafkaBus:
     async def publish(
         self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
     ) -> None:
-        # Explicit partition so Redis and Kafka place a key on the same partition number.
-        partition = partition_for(key, await self.partition_count(topic))
-        await self.producer.send_and_wait(
-            self.topic_name(topic),
-            value,
-            key=key.encode(),
-            partition=partition,
-            headers=[(k, v.encode()) for k, v in (headers or {}).items()],
-        )
+        await self.publish_many([OutgoingMessage(topic, key, value, headers or {})])
 
     async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
-        # Queue every send first (the producer batches them), then wait for all acks.
-        sent = []
-        for m in messages:
-            partition = partition_for(m.key, await self.partition_count(m.topic))
-            sent.append(await self.producer.send(
-                self.topic_name(m.topic), m.value, key=m.key.encode(), partition=partition,
-                headers=[(k, v.encode()) for k, v in m.headers.items()]))
-        await asyncio.gather(*sent)
+        # Explicit partition so Redis and Kafka place a key on the same partition number.
+        placed = [(TopicPartition(self.topic_name(m.topic),
+                                  partition_for(m.key, await self.partition_count(m.topic))), m)
+                  for m in messages]
+        await self._ensure_reachable({tp for tp, _ in placed})
+        try:
+            # Queue every send first (the producer batches them), then wait for all acks.
+            sent = [await self.producer.send(
+                tp.topic, m.value, key=m.key.encode(), partition=tp.partition,
+                headers=[(k, v.encode()) for k, v in m.headers.items()]) for tp, m in placed]
+            await asyncio.gather(*sent)
+        except _BROKER_GONE as exc:
+            raise BrokerUnavailable(f"Kafka broker unavailable: {exc}") from exc
+
+    async def _ensure_reachable(self, partitions: set[TopicPartition]) -> None:
+        """Refuse to queue messages for a leader we cannot connect to. aiokafka would hold
+        them (and the caller) for the whole publish timeout, and a caller that gives up
+        meanwhile (a client disconnecting) cannot unqueue them: they would be delivered on
+        the broker's return although the request failed. Refused here, nothing was sent."""
+        client = self.producer.client
+        for node in {client.cluster.leader_for_partition(tp) for tp in partitions}:
+            # Unknown leader (None / -1): the producer looks it up itself, bounded by its timeout.
+            if node is not None and node >= 0 and not await client.ready(node):
+                raise BrokerUnavailable(
+                    f"Kafka broker {node} unreachable (bootstrap {self.bootstrap_servers})")
 
     def consumer(self, group: str, topics: Sequence[str], member: str) -> KafkaConsumer:
         return KafkaConsumer(self, group, list(topics), member)
@@ -239,7 +287,11 @@ class KafkaConsumer:
         )
         # Subscribing after start(): subscribed before, aiokafka's start() waits for the first
         # assignment with no limit, and a join can stall (e.g. behind a dead member's session).
-        await consumer.start()
+        try:
+            await consumer.start()  # fails while no broker answers (a transient error)
+        except BaseException:
+            await consumer.stop()  # else it stays open; the supervisor makes a new one
+            raise
         self._consumer = consumer
         consumer.subscribe([self.bus.topic_name(t) for t in self.topics], listener=_Listener(self))
         # Return once the group join assigned us partitions, so callers that start members

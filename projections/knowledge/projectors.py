@@ -1,12 +1,19 @@
 """Projectors of the knowledge context into the console read model: datasets, documents
-and their indexing status, segments. (Tags and metadata: `meta_projectors.py`.)"""
+and their indexing status, segments. (Tags and metadata: `meta_projectors.py`.)
+
+Datasets, documents and segments are different aggregates, applied in any relative order
+(see `projections.platform.projectors`): deletions leave tombstones that children check,
+a late segment of a superseded split stays out, the indexing of a segment not applied yet
+waits for it (`segments_indexed_early`), and a document's counts are its split's plus its
+hand edits (`segment_edits`), whichever of the two is applied first.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.envelope import Envelope
@@ -14,9 +21,12 @@ from projections.knowledge.tables import (
     dataset_metadata_fields,
     datasets,
     documents,
+    segment_edits,
     segments,
+    segments_indexed_early,
     tag_bindings,
 )
+from projections.platform.projectors import buried, bury, lock
 from projections.registry import projectors
 from schemas.base import EventPayload
 from schemas.knowledge import events as ev
@@ -48,7 +58,11 @@ async def project_dataset_updated(conn: AsyncConnection, e: Envelope[ev.DatasetU
 
 
 async def project_dataset_deleted(conn: AsyncConnection, e: Envelope[ev.DatasetDeleted]) -> None:
-    for table in (segments, documents, dataset_metadata_fields):
+    # Its documents, segments and bindings may still arrive (other partitions): the
+    # tombstone keeps them out. (Its metadata fields are its own events: none can follow.)
+    await lock(conn, e.aggregate_id, exclusive=True)
+    await bury(conn, e.aggregate_id, e.aggregate_type, e.occurred_at)
+    for table in (segment_edits, segments, documents, dataset_metadata_fields):
         await conn.execute(delete(table).where(table.c.dataset_id == e.aggregate_id))
     # Its tags stay; their bindings to it go.
     await conn.execute(delete(tag_bindings).where(tag_bindings.c.target_id == e.aggregate_id))
@@ -57,6 +71,9 @@ async def project_dataset_deleted(conn: AsyncConnection, e: Envelope[ev.DatasetD
 
 async def project_document_created(conn: AsyncConnection, e: Envelope[ev.DocumentCreated]) -> None:
     p = e.payload
+    await lock(conn, p.dataset_id)
+    if await buried(conn, [p.dataset_id]):
+        return  # applied after its dataset's deletion: gone with it (its later events too)
     await conn.execute(insert(documents).values(
         id=e.aggregate_id, tenant_id=e.tenant_id, dataset_id=p.dataset_id,
         position=p.position, name=p.name, batch=p.batch,
@@ -99,28 +116,69 @@ async def project_cleaned(conn: AsyncConnection, e: Envelope[ev.DocumentCleaned]
 
 async def project_split(conn: AsyncConnection, e: Envelope[ev.DocumentSplit]) -> None:
     p = e.payload
-    # The new attempt's segments replace all earlier ones (recorded in the same transaction
-    # as this event, so they are already applied or follow on this aggregate's partition).
-    await conn.execute(delete(segments).where(segments.c.document_id == e.aggregate_id,
-                                              segments.c.attempt < p.attempt))
+    # Exclusive: a segment of an older attempt or a hand edit, applied concurrently, is
+    # either already here (removed / added up below) or waits and sees the new split.
+    await lock(conn, e.aggregate_id, exclusive=True)
+    # The new attempt's segments replace all earlier ones. Its own segments (recorded in the
+    # same transaction) arrive from their own partitions, before or after this: the payload
+    # counts them either way.
+    for table in (segments, segment_edits):
+        await conn.execute(delete(table).where(table.c.document_id == e.aggregate_id,
+                                               table.c.attempt < p.attempt))
+    edited = (await conn.execute(select(
+        func.coalesce(func.sum(segment_edits.c.segments), 0),
+        func.coalesce(func.sum(segment_edits.c.word_count), 0),
+        func.coalesce(func.sum(segment_edits.c.tokens), 0)).where(
+        segment_edits.c.document_id == e.aggregate_id,
+        segment_edits.c.attempt == p.attempt))).one()  # edits applied before this split
     await _document(conn, e, indexing_status="indexing", splitting_completed_at=e.occurred_at,
-                    split_attempt=p.attempt,
-                    total_segments=p.total_segments, word_count=p.word_count,
-                    tokens=p.tokens, completed_segments=0)
+                    split_attempt=p.attempt, total_segments=p.total_segments + edited[0],
+                    word_count=p.word_count + edited[1], tokens=p.tokens + edited[2],
+                    completed_segments=0)
 
 
 async def project_segments_indexed(conn: AsyncConnection,
                                    e: Envelope[ev.DocumentSegmentsIndexed]) -> None:
     p = e.payload
-    await conn.execute(update(segments).where(segments.c.id.in_(p.segment_ids)).values(
-        status="completed", completed_at=e.occurred_at))
     await _document(conn, e, completed_segments=p.completed_segments)
+    ids = set(p.segment_ids)
+    missing = ids - await _complete_split_segments(conn, ids, e)
+    if not missing:
+        return
+    # Some of them are not applied yet (their partitions run late): once they are, they
+    # must come out completed. Exclusive, so that a creation applied concurrently has
+    # either committed (and is completed now) or finds the mark.
+    dataset_id = await conn.scalar(select(documents.c.dataset_id).where(
+        documents.c.id == e.aggregate_id))
+    if dataset_id is None:
+        return  # deleted with its dataset, and its segments with it
+    await lock(conn, dataset_id)
+    await lock(conn, e.aggregate_id, exclusive=True)
+    if await buried(conn, [dataset_id]):
+        return
+    missing -= await _complete_split_segments(conn, missing, e)
+    missing -= await buried(conn, missing)  # deleted by hand already: nothing to mark
+    if missing:
+        await conn.execute(insert(segments_indexed_early), [
+            {"segment_id": s, "completed_at": e.occurred_at} for s in sorted(missing)])
+
+
+async def _complete_split_segments(conn: AsyncConnection, ids: set[UUID],
+                                   e: Envelope[ev.DocumentSegmentsIndexed]) -> set[UUID]:
+    """Marks those of the segments that are applied completed (unless edited by hand since:
+    their own SegmentIndexed says); returns the ids applied."""
+    await conn.execute(update(segments).where(segments.c.id.in_(ids), ~segments.c.edited)
+                       .values(status="completed", completed_at=e.occurred_at))
+    found = await conn.execute(select(segments.c.id).where(segments.c.id.in_(ids)))
+    return set(found.scalars())
 
 
 async def project_indexing_completed(conn: AsyncConnection,
                                      e: Envelope[ev.DocumentIndexingCompleted]) -> None:
+    # Every live segment, hand edits applied before this included: the payload's number
+    # is the split's (the same when no edit came first).
     await _document(conn, e, indexing_status="completed", completed_at=e.occurred_at,
-                    completed_segments=e.payload.completed_segments)
+                    completed_segments=documents.c.total_segments)
 
 
 async def project_indexing_failed(conn: AsyncConnection,
@@ -142,7 +200,9 @@ async def project_indexing_resumed(conn: AsyncConnection,
 async def project_document_updated(conn: AsyncConnection, e: Envelope[ev.DocumentUpdated]) -> None:
     p = e.payload
     current = (await conn.execute(select(documents.c.enabled, documents.c.archived).where(
-        documents.c.id == e.aggregate_id))).one()
+        documents.c.id == e.aggregate_id))).first()
+    if current is None:
+        return  # deleted with its dataset (applied first, from another partition)
     values: dict[str, Any] = {"name": p.name, "enabled": p.enabled,
                               "archived": p.archived}
     if current.enabled and not p.enabled:
@@ -156,36 +216,71 @@ async def project_document_updated(conn: AsyncConnection, e: Envelope[ev.Documen
 
 
 async def project_document_deleted(conn: AsyncConnection, e: Envelope[ev.DocumentDeleted]) -> None:
-    await conn.execute(delete(segments).where(segments.c.document_id == e.aggregate_id))
+    # Its segments may still arrive (other partitions): the tombstone keeps them out.
+    await lock(conn, e.aggregate_id, exclusive=True)
+    await bury(conn, e.aggregate_id, e.aggregate_type, e.occurred_at)
+    for table in (segment_edits, segments):
+        await conn.execute(delete(table).where(table.c.document_id == e.aggregate_id))
     await conn.execute(delete(documents).where(documents.c.id == e.aggregate_id))
 
 
 async def project_segment_created(conn: AsyncConnection, e: Envelope[ev.SegmentCreated]) -> None:
     p = e.payload
+    # Shared: segments of one document are created concurrently; its deletion, its split
+    # and its indexing's marks (exclusive) are not.
+    await lock(conn, p.dataset_id)
+    await lock(conn, p.document_id)
+    indexed_at = await conn.scalar(delete(segments_indexed_early).where(
+        segments_indexed_early.c.segment_id == e.aggregate_id)
+        .returning(segments_indexed_early.c.completed_at))
+    if await buried(conn, [p.dataset_id, p.document_id]):
+        return  # applied after its document's or dataset's deletion: gone with it
+    split_attempt = await conn.scalar(select(documents.c.split_attempt).where(
+        documents.c.id == p.document_id))
+    if split_attempt is not None and split_attempt > p.attempt:
+        return  # a later split, applied first, replaced this attempt's segments
     await conn.execute(insert(segments).values(
         id=e.aggregate_id, tenant_id=e.tenant_id, dataset_id=p.dataset_id,
         document_id=p.document_id, attempt=p.attempt, position=p.position,
         content=p.content, answer=p.answer, keywords=p.keywords,
         word_count=p.word_count, tokens=p.tokens, index_node_hash=p.index_node_hash,
-        child_chunks=_children(p), status="indexing", indexing_at=e.occurred_at,
+        child_chunks=_children(p), indexing_at=e.occurred_at,
+        status="indexing" if indexed_at is None else "completed", completed_at=indexed_at,
         created_by=p.created_by,
         created_at=e.occurred_at, updated_at=e.occurred_at))
-    if p.created_by:  # added by hand: the document's counts grow
-        await _recount_document(conn, p.document_id)
+    if p.created_by:  # added by hand: the document's counts grow (split ones: see the split)
+        await _count_edit(conn, e.aggregate_id, p.dataset_id, p.document_id, p.attempt,
+                          1, p.word_count, p.tokens)
+
+
+async def _locked_segment(conn: AsyncConnection, segment_id: UUID) -> Any:
+    """The segment's row, read again once its dataset and document are locked (as its
+    creation locks them); None when it was removed (its document or dataset deleted, a
+    later split) or never added (applied after such a removal)."""
+    row = (await conn.execute(select(segments.c.dataset_id, segments.c.document_id).where(
+        segments.c.id == segment_id))).first()
+    if row is None:
+        return None
+    await lock(conn, row.dataset_id)
+    await lock(conn, row.document_id)
+    return (await conn.execute(select(segments).where(segments.c.id == segment_id))).first()
 
 
 async def project_segment_updated(conn: AsyncConnection, e: Envelope[ev.SegmentUpdated]) -> None:
     p = e.payload
-    current = (await conn.execute(select(segments.c.enabled, segments.c.document_id).where(
-        segments.c.id == e.aggregate_id))).one()
+    current = await _locked_segment(conn, e.aggregate_id)
+    if current is None:
+        return
     disabled_at = None if p.enabled else e.occurred_at
     await conn.execute(update(segments).where(segments.c.id == e.aggregate_id).values(
         content=p.content, answer=p.answer, keywords=p.keywords,
         word_count=p.word_count, tokens=p.tokens, index_node_hash=p.index_node_hash,
         enabled=p.enabled, child_chunks=_children(p), updated_at=e.occurred_at,
         disabled_at=disabled_at if current.enabled != p.enabled else segments.c.disabled_at,
-        status="indexing", indexing_at=e.occurred_at, completed_at=None))
-    await _recount_document(conn, current.document_id)
+        status="indexing", indexing_at=e.occurred_at, completed_at=None, edited=True))
+    await _count_edit(conn, e.aggregate_id, current.dataset_id, current.document_id,
+                      current.attempt, 0, p.word_count - current.word_count,
+                      p.tokens - current.tokens)
 
 
 async def project_segment_indexed(conn: AsyncConnection, e: Envelope[ev.SegmentIndexed]) -> None:
@@ -196,24 +291,47 @@ async def project_segment_indexed(conn: AsyncConnection, e: Envelope[ev.SegmentI
 
 
 async def project_segment_deleted(conn: AsyncConnection, e: Envelope[ev.SegmentDeleted]) -> None:
+    p = e.payload
+    await lock(conn, p.dataset_id)
+    await lock(conn, p.document_id)
+    # Its document's indexing, applied later, must not mark it as still to come.
+    await bury(conn, e.aggregate_id, e.aggregate_type, e.occurred_at)
+    current = (await conn.execute(select(segments).where(segments.c.id == e.aggregate_id))
+               ).first()
+    if current is None:
+        return
     await conn.execute(delete(segments).where(segments.c.id == e.aggregate_id))
-    await _recount_document(conn, e.payload.document_id)
+    await _count_edit(conn, e.aggregate_id, p.dataset_id, p.document_id, current.attempt,
+                      -1, -current.word_count, -current.tokens)
 
 
 def _children(p: ev.SegmentCreated | ev.SegmentUpdated) -> list[dict[str, Any]]:
     return [c.model_dump(mode="json") for c in p.child_chunks]
 
 
-async def _recount_document(conn: AsyncConnection, document_id: UUID) -> None:
-    """Word count and segment totals after hand edits (Dify recomputes them too)."""
-    live = select(func.count(), func.coalesce(func.sum(segments.c.word_count), 0),
-                  func.coalesce(func.sum(segments.c.tokens), 0)).join(
-        documents, (documents.c.id == segments.c.document_id)
-        & (documents.c.split_attempt == segments.c.attempt)).where(
-        segments.c.document_id == document_id)
-    count, words, tokens = (await conn.execute(live)).one()
-    await conn.execute(update(documents).where(documents.c.id == document_id).values(
-        total_segments=count, completed_segments=count, word_count=words, tokens=tokens))
+async def _count_edit(conn: AsyncConnection, segment_id: UUID, dataset_id: UUID,
+                      document_id: UUID, attempt: int, count: int, words: int,
+                      tokens: int) -> None:
+    """A hand edit's change to its document's counts (Dify recomputes them too): recorded
+    per segment, and shown now when the document's split is this attempt's; otherwise
+    DocumentSplit adds the edits up when it is applied."""
+    t = segment_edits
+    changed = await conn.execute(update(t).where(t.c.segment_id == segment_id).values(
+        segments=t.c.segments + count, word_count=t.c.word_count + words,
+        tokens=t.c.tokens + tokens))
+    if not changed.rowcount:
+        await conn.execute(insert(t).values(
+            segment_id=segment_id, dataset_id=dataset_id, document_id=document_id,
+            attempt=attempt, segments=count, word_count=words, tokens=tokens))
+    d = documents.c
+    await conn.execute(update(documents).where(d.id == document_id, d.split_attempt == attempt)
+                       .values(total_segments=d.total_segments + count,
+                               word_count=d.word_count + words, tokens=d.tokens + tokens,
+                               # all of them while completed; the job's progress otherwise
+                               completed_segments=case(
+                                   (d.indexing_status == "completed",
+                                    d.completed_segments + count),
+                                   else_=d.completed_segments)))
 
 
 PROJECTORS = projectors(

@@ -3,7 +3,7 @@ fields, tags. Only projectors write them."""
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, DateTime, Integer, String, Table, Text, Uuid
+from sqlalchemy import Boolean, Column, DateTime, Index, Integer, String, Table, Text, Uuid
 from sqlalchemy.dialects.postgresql import JSONB
 
 from projections.tables import READ, metadata
@@ -133,5 +133,38 @@ segments = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("indexing_at", DateTime(timezone=True)),
     Column("completed_at", DateTime(timezone=True)),
+    # Edited by hand (SegmentUpdated) since its split: from then on only its own events
+    # (SegmentIndexed) set its status, never its document's DocumentSegmentsIndexed, which
+    # may be applied later than the edit (another partition).
+    Column("edited", Boolean, nullable=False, default=False),
+    schema=READ,
+)
+
+# What hand edits (segments added, edited or deleted through the API) changed in their
+# document's counts, per segment; the document shows its split's counts (DocumentSplit) plus
+# the edits of that attempt. Kept apart from the segment rows because a deleted segment
+# still counts (minus its words), and because an edit may be applied before its document's
+# split (another partition): DocumentSplit then adds it up. Split-made segments never write
+# here, so bulk indexing does not contend on the document row.
+segment_edits = Table(
+    "segment_edits", metadata,
+    Column("segment_id", Uuid, primary_key=True),
+    Column("dataset_id", Uuid, nullable=False, index=True),
+    Column("document_id", Uuid, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("segments", Integer, nullable=False),
+    Column("word_count", Integer, nullable=False),
+    Column("tokens", Integer, nullable=False),
+    Index("segment_edits_document_idx", "document_id", "attempt"),
+    schema=READ,
+)
+
+# Segments a document's DocumentSegmentsIndexed named before their SegmentCreated was
+# applied (another partition, running late): their creation is applied as completed, at
+# the document's time, and removes the row. Empty once every event is applied.
+segments_indexed_early = Table(
+    "segments_indexed_early", metadata,
+    Column("segment_id", Uuid, primary_key=True),
+    Column("completed_at", DateTime(timezone=True), nullable=False),
     schema=READ,
 )

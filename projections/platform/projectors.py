@@ -3,11 +3,20 @@ workspaces, apps, API keys.
 
 Each runs inside the transaction that also advances the projection's tracking, so applying
 an event is all-or-nothing and a redelivered event is skipped before reaching here.
+
+Events of different aggregates are applied in any relative order (partitions are consumed
+concurrently), so a projector that removes other aggregates' rows leaves a tombstone, and
+one that adds a row under another aggregate checks it: the read model is the same whatever
+the interleaving. `lock`, `bury` and `buried` are that protocol, for every context.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import delete, insert, update
+from collections.abc import Iterable
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.envelope import Envelope
@@ -16,11 +25,48 @@ from projections.platform.tables import (
     api_keys,
     apps,
     setup_state,
+    tombstones,
     workspace_members,
     workspaces,
 )
 from projections.registry import projectors
 from schemas.platform import events as ev
+
+# --- tombstones (used by every context's projectors) -----------------------------------------
+
+_LOCK_SPACE = 0x45646479  # "Eddy": the first key of the projectors' two-key advisory locks
+
+
+async def lock(conn: AsyncConnection, aggregate_id: UUID, *, exclusive: bool = False) -> None:
+    """Until commit, on Postgres: a deletion takes its aggregate's lock exclusively, projectors
+    adding rows under that aggregate take it shared. Otherwise a child inserted concurrently
+    with its parent's deletion (other partitions, other transactions) could miss the
+    tombstone while the deletion misses the uncommitted child. The next statement, in a
+    fresh snapshot (READ COMMITTED), sees what the other committed. Parents are locked
+    before children. SQLite runs one writer at a time: nothing to do."""
+    if conn.dialect.name != "postgresql":
+        return
+    key = int.from_bytes(aggregate_id.bytes[:4], "big", signed=True)  # a clash only waits
+    take = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
+    await conn.execute(select(take(_LOCK_SPACE, key)))
+
+
+async def bury(conn: AsyncConnection, deleted_id: UUID, kind: str, at: datetime) -> None:
+    """Records a deletion (the rows under it are gone, and must stay gone)."""
+    if not await buried(conn, [deleted_id]):
+        await conn.execute(insert(tombstones).values(id=deleted_id, kind=kind, deleted_at=at))
+
+
+async def buried(conn: AsyncConnection, ids: Iterable[UUID]) -> set[UUID]:
+    """Which of these ids were deleted."""
+    wanted = set(ids)
+    if not wanted:
+        return set()
+    found = await conn.execute(select(tombstones.c.id).where(tombstones.c.id.in_(wanted)))
+    return set(found.scalars())
+
+
+# --- setup, accounts, workspaces, apps, API keys ---------------------------------------------
 
 
 async def project_setup_completed(conn: AsyncConnection, e: Envelope[ev.SetupCompleted]) -> None:
@@ -71,6 +117,8 @@ async def project_app_updated(conn: AsyncConnection, e: Envelope[ev.AppUpdated])
 
 
 async def project_app_deleted(conn: AsyncConnection, e: Envelope[ev.AppDeleted]) -> None:
+    await lock(conn, e.aggregate_id, exclusive=True)
+    await bury(conn, e.aggregate_id, e.aggregate_type, e.occurred_at)
     await conn.execute(delete(apps).where(apps.c.id == e.aggregate_id))
     # An app's keys die with it (Dify deletes them in the same request).
     await conn.execute(delete(api_keys).where(api_keys.c.app_id == e.aggregate_id))
@@ -78,6 +126,10 @@ async def project_app_deleted(conn: AsyncConnection, e: Envelope[ev.AppDeleted])
 
 async def project_api_key_created(conn: AsyncConnection, e: Envelope[ev.ApiKeyCreated]) -> None:
     p = e.payload
+    if p.app_id is not None:
+        await lock(conn, p.app_id)
+        if await buried(conn, [p.app_id]):
+            return  # applied after its app's deletion (another partition): gone with it
     await conn.execute(insert(api_keys).values(
         id=e.aggregate_id, tenant_id=e.tenant_id, type=p.key_type,
         app_id=p.app_id, token_hash=p.token_hash, token_ciphertext=p.token_ciphertext,

@@ -79,3 +79,16 @@ api_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     schema=READ,
 )
+
+# Ids of deleted aggregates (and of deleted parts, such as a dataset's metadata fields), for
+# every context of this read model. Events of different aggregates are applied in any
+# relative order (each travels in its own aggregate's partition), so a child's event may be
+# applied after its parent's deletion removed the rows under it: the projector adding a
+# child row looks its parent up here first instead of bringing the child back.
+tombstones = Table(
+    "tombstones", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("kind", String(32), nullable=False),  # the aggregate type, or the part's name
+    Column("deleted_at", DateTime(timezone=True), nullable=False),  # the event's time
+    schema=READ,
+)

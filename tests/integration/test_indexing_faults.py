@@ -1,15 +1,18 @@
-"""The indexing worker is SIGKILLed twice while 50 documents are indexed: after restarts every
-document completes, with exactly the segments and vectors a clean run produces."""
+"""The indexing worker is SIGKILLed twice while 50 documents are indexed, or paused (SIGSTOP)
+past its partition lease while another member takes over and then resumed: every document
+completes, with exactly the segments and vectors a clean run produces."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import text
@@ -23,6 +26,7 @@ from tests.e2e.test_knowledge import CUSTOM_RULE
 from tests.harness import eventually, node_settings, running_node
 
 ROOT = Path(__file__).resolve().parents[2]
+LEASE_SECONDS = 5.0  # the Redis bus's partition lease (RedisStreamsBus default)
 WORDS = ("ledger harbor quartz meadow signal copper lantern orbit velvet summit canyon "
          "prism falcon ember tundra cobalt willow raven glacier saffron").split()
 
@@ -33,10 +37,10 @@ def corpus(documents: int) -> list[str]:
                         for _ in range(rng.randint(4, 10))) for _ in range(documents)]
 
 
-def spawn_indexer(env: dict[str, str]) -> subprocess.Popen[bytes]:
+def spawn_indexer(env: dict[str, str], member: str = "indexer-1") -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "cli", "worker", "--roles", "indexing-priority,indexing-bulk",
-         "--member", "indexer-1"], env=env, cwd=ROOT,
+         "--member", member], env=env, cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -44,15 +48,62 @@ async def test_indexing_worker_killed_twice_loses_and_duplicates_nothing(
     postgres: EmbeddedPostgres, fresh_database: Callable[..., str], redis_url: str,
     tmp_path: Path,
 ) -> None:
+    async def kill_twice(env: dict[str, str], completed: Callable[[], Any]) -> None:
+        worker = spawn_indexer(env)
+        try:
+            for threshold in (5, 25):  # kill mid-run, twice
+                await eventually(lambda t=threshold: _at_least(completed, t), timeout=180)
+                worker.send_signal(signal.SIGKILL)
+                worker.wait()
+                worker = spawn_indexer(env)
+            await eventually(lambda: _at_least(completed, 50), timeout=300, interval=0.5)
+        finally:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+
+    await _index_under_fault(postgres, fresh_database, redis_url, tmp_path, 50, kill_twice)
+
+
+async def test_indexing_worker_paused_past_its_lease_loses_and_duplicates_nothing(
+    postgres: EmbeddedPostgres, fresh_database: Callable[..., str], redis_url: str,
+    tmp_path: Path,
+) -> None:
+    """Two members split the partitions; one is stopped (SIGSTOP) mid-run for longer than
+    its lease, the other takes its partitions over; then the first resumes (SIGCONT) with
+    its half-done jobs, and must not undo or duplicate the new owner's work."""
+
+    async def pause_one(env: dict[str, str], completed: Callable[[], Any]) -> None:
+        first, second = spawn_indexer(env, "indexer-1"), spawn_indexer(env, "indexer-2")
+        try:
+            await eventually(lambda: _at_least(completed, 3), timeout=180)
+            first.send_signal(signal.SIGSTOP)
+            await asyncio.sleep(LEASE_SECONDS * 2)  # its leases lapse; the other takes over
+            await eventually(lambda: _at_least(completed, 12), timeout=180)
+            first.send_signal(signal.SIGCONT)
+            await eventually(lambda: _at_least(completed, 24), timeout=300, interval=0.5)
+        finally:
+            for worker in (first, second):
+                worker.send_signal(signal.SIGCONT)
+                worker.send_signal(signal.SIGKILL)
+                worker.wait()
+
+    await _index_under_fault(postgres, fresh_database, redis_url, tmp_path, 24, pause_one)
+
+
+async def _index_under_fault(
+    postgres: EmbeddedPostgres, fresh_database: Callable[..., str], redis_url: str,
+    tmp_path: Path, documents: int,
+    fault: Callable[[dict[str, str], Callable[[], Any]], Awaitable[None]],
+) -> None:
     settings = node_settings(postgres, fresh_database("ixfault"), redis_url,
                              OPENDAL_FS_ROOT=str(tmp_path / "storage"))
-    texts = corpus(50)
+    texts = corpus(documents)
     rule = ProcessRule.from_dify(CUSTOM_RULE)
     count = LocalMiniLM().count_tokens
     expected = [len(split_text(clean_text(t, rule.pre_processing), rule.segmentation, count,
                                merge_pieces=False)) for t in texts]
 
-    # Everything but indexing runs here; indexing runs in a process we kill.
+    # Everything but indexing runs here; indexing runs in processes the fault acts on.
     roles = ["relay", "commands", "projections", "cleanup"]
     async with running_node(settings, roles=roles) as node:
         auth = await node.setup_and_login()
@@ -74,18 +125,7 @@ async def test_indexing_worker_killed_twice_loses_and_duplicates_nothing(
                     "SELECT count(*) FROM console_v1.documents WHERE dataset_id = :d"
                     " AND indexing_status = 'completed'"), {"d": dataset["id"]})).scalar() or 0)
 
-        env = {**os.environ, **settings.as_env(LOG_LEVEL="WARNING")}
-        worker = spawn_indexer(env)
-        try:
-            for threshold in (5, 25):  # kill mid-run, twice
-                await eventually(lambda t=threshold: _at_least(completed, t), timeout=180)
-                worker.send_signal(signal.SIGKILL)
-                worker.wait()
-                worker = spawn_indexer(env)
-            await eventually(lambda: _at_least(completed, len(texts)), timeout=300, interval=0.5)
-        finally:
-            worker.send_signal(signal.SIGKILL)
-            worker.wait()
+        await fault({**os.environ, **settings.as_env(LOG_LEVEL="WARNING")}, completed)
 
         engine, vectors = node.container.engine, node.container.vectors
         collection = collection_for(UUID(dataset["id"]), economy=False)

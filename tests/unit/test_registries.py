@@ -7,6 +7,7 @@ from __future__ import annotations
 from uuid import uuid4
 
 import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bootstrap import ASSEMBLY
 from commands.aggregate import Aggregate
@@ -87,8 +88,9 @@ def test_a_projector_declared_twice_is_refused() -> None:
 
 
 async def test_the_runner_refuses_an_event_it_has_no_entry_for() -> None:
-    # Nothing is written: the check comes before the transaction (no engine needed).
-    runner = ProjectionRunner(engine=None, projection=Projection(  # type: ignore[arg-type]
+    # Nothing is written: the check comes before any connection (none could be made here).
+    unreachable = create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:9/none")
+    runner = ProjectionRunner(engine=unreachable, projection=Projection(
         "p", topics=[], aggregate_types=["Tag"], ignored=frozenset({kev.TagNameClaimed})),
         store=InMemoryEventStore())
     event = Envelope.new(kev.TagDeleted(), aggregate_type="Tag", aggregate_id=uuid4(),
