@@ -9,6 +9,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
+from adapters.transient import is_transient
 from events.relay import Relay
 from workers.container import WorkerContainer
 from workers.processors import command_processor, projection_processor
@@ -61,9 +62,13 @@ async def _supervise(role: str, run: Callable[[asyncio.Event], Awaitable[None]],
             backoff = 0.5
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             # "role" is taken: every record of a process carries its process role (observability)
-            log.exception("role crashed, restarting", extra={"task": role, "backoff": backoff})
+            if is_transient(exc):  # a dependency is down: expected, no traceback each time
+                log.warning("role waiting for a dependency, restarting", extra={
+                    "task": role, "backoff": backoff, "error": repr(exc)[:300]})
+            else:
+                log.exception("role crashed, restarting", extra={"task": role, "backoff": backoff})
             try:
                 await asyncio.wait_for(stop.wait(), backoff)
             except TimeoutError:
