@@ -16,10 +16,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from config import ConfigError, Mode, Settings, load_settings
 from observability import configure_logging
+
+if TYPE_CHECKING:
+    from events.inspect import EventFilter
+    from workers.dead_letters import DeadLetterQueues
 
 log = logging.getLogger("eddy")
 
@@ -239,6 +243,201 @@ def _job(settings: Settings, name: str) -> int:
     return 0
 
 
+# operations: `eddy events …`, `eddy dlq …` -------------------------------------------------
+
+
+class OperationError(Exception):
+    """Bad input or a missing thing: printed as `eddy: <message>`, exit code 2 (1 if not found)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _emit(record: dict[str, object], as_json: bool, human: str) -> None:
+    import orjson
+
+    print(orjson.dumps(record, default=str).decode() if as_json else human, flush=True)
+
+
+_EVENT_HEADER = f"{'POSITION':>9}  {'OCCURRED_AT':<19}  {'TENANT':<36}  {'AGGREGATE':<60}  TYPE"
+
+
+def _event_line(summary: dict[str, object]) -> str:
+    aggregate = (f"{summary['aggregate_type']}:{summary['aggregate_id']}"
+                 f"@{summary['aggregate_version']}")
+    return (f"{summary['position']:>9}  {str(summary['occurred_at'])[:19]:<19}  "
+            f"{summary['tenant_id'] or '-':<36}  {aggregate:<60}  {summary['type']}")
+
+
+def _event_filter(args: argparse.Namespace) -> EventFilter:
+    from events.inspect import EventFilter, parse_time, parse_uuid
+
+    for name in ("from_position", "to_position"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise OperationError(f"--{name.replace('_', '-')} must be 1 or more")
+    return EventFilter(
+        tenant=parse_uuid(args.tenant, "--tenant") if args.tenant else None,
+        aggregate=parse_uuid(args.aggregate, "--aggregate") if args.aggregate else None,
+        type=args.type, from_position=args.from_position, to_position=args.to_position,
+        since=parse_time(args.since) if args.since else None,
+        until=parse_time(args.until) if args.until else None)
+
+
+def _events(settings: Settings, args: argparse.Namespace) -> int:
+    import orjson
+    import psycopg
+
+    from bootstrap import ASSEMBLY
+    from events.inspect import EventQueryError, find_event, follow, list_events
+
+    try:
+        with psycopg.connect(settings.database_dsn(), autocommit=True) as conn:
+            if args.action == "show":
+                row = find_event(conn, args.ref)
+                if row is None:
+                    raise OperationError(f"no event {args.ref}", code=1)
+                envelope = row.envelope(ASSEMBLY.event_types)
+                print(orjson.dumps(envelope, option=0 if args.json else orjson.OPT_INDENT_2,
+                                   default=str).decode(), flush=True)
+                return 0
+            event_filter = _event_filter(args)
+            if not args.json:
+                print(_EVENT_HEADER, flush=True)
+            if args.action == "list":
+                rows = list_events(conn, event_filter, args.limit)
+            else:
+                rows = follow(conn, event_filter)
+            for count, row in enumerate(rows, start=1):
+                _emit(row.summary(), args.json, _event_line(row.summary()))
+                if args.action == "tail" and args.count and count >= args.count:
+                    break
+    except EventQueryError as exc:
+        raise OperationError(str(exc)) from exc
+    except KeyboardInterrupt:
+        pass  # tail: Ctrl-C is the way out
+    return 0
+
+
+def _dlq_line(summary: dict[str, object]) -> str:
+    error = str(summary["error"]).replace("\n", " ")
+    return (f"{summary['topic']}  {summary['id']}  key={summary['key']}  "
+            f"group={summary['group']}  attempts={summary['attempts']}  "
+            f"replays={summary['replays']}  first={summary['first_failed_at']}  "
+            f"last={summary['last_failed_at']}\n    {error[:200]}")
+
+
+async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
+    from adapters.bus.redis_streams import RedisStreamsBus
+    from bootstrap import ASSEMBLY, build_bus
+    from workers.dead_letters import DeadLetterError, DeadLetterQueues
+
+    bus = build_bus(settings)
+    if not isinstance(bus, RedisStreamsBus):
+        raise OperationError("`eddy dlq` needs the Redis Streams bus (EVENT_BUS=redis); on "
+                             "Kafka read `<topic>.dlq` with your Kafka tools (a consumer "
+                             "group of your own, so the DLQ is not consumed for others)")
+    await bus.start()
+    try:
+        await bus.ensure_topics(ASSEMBLY.topics(settings.COMMAND_PARTITIONS,
+                                                settings.EVENT_PARTITIONS))
+        queues = DeadLetterQueues(bus)
+        try:
+            return await _dlq_action(queues, args)
+        except DeadLetterError as exc:
+            raise OperationError(str(exc), code=1) from exc
+    finally:
+        await bus.stop()
+
+
+async def _dlq_action(queues: DeadLetterQueues, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        topics = [args.topic] if args.topic else await queues.topics()
+        total = 0
+        for topic in topics:
+            for letter in await queues.list(topic, args.group):
+                total += 1
+                _emit(letter.summary(), args.json, _dlq_line(letter.summary()))
+        if not args.json:
+            print(f"{total} dead letter(s)", flush=True)
+        return 0
+    if args.action == "show":
+        import orjson
+
+        detail = (await queues.get(args.topic, args.id)).detail()
+        print(orjson.dumps(detail, option=0 if args.json else orjson.OPT_INDENT_2,
+                           default=str).decode(), flush=True)
+        return 0
+    if args.action == "drop" and not (args.reason or "").strip():
+        raise OperationError("dlq drop needs --reason \"why this message is given up\"")
+    if bool(args.id) == bool(args.all):
+        raise OperationError(f"dlq {args.action}: give one dead-letter id or --all")
+    letters = (await queues.list(args.topic) if args.all
+               else [await queues.get(args.topic, args.id)])
+    for done, letter in enumerate(letters, start=1):
+        if args.action == "replay":
+            await queues.replay(letter)
+            verb = f"replayed to {letter.source_topic}"
+        else:
+            await queues.drop(letter, args.reason)
+            verb = "dropped"
+        print(f"[{done}/{len(letters)}] {letter.topic} {letter.id} {verb}", flush=True)
+    return 0
+
+
+def _add_operations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    events = sub.add_parser("events", help="read the event store (list, show, tail)")
+    eactions = events.add_subparsers(dest="action", required=True)
+    for name, text in (("list", "matching events (the latest --limit; from --from-position on)"),
+                       ("tail", "follow new matching events until Ctrl-C")):
+        action = eactions.add_parser(name, help=text)
+        action.add_argument("--tenant", help="tenant (workspace) id")
+        action.add_argument("--aggregate", help="aggregate id: its whole history")
+        action.add_argument("--type", help="event type, or AggregateType:EventType")
+        action.add_argument("--from-position", type=int, help="first position (inclusive)")
+        action.add_argument("--to-position", type=int, help="last position (inclusive)")
+        action.add_argument("--since", help="occurred at or after (ISO-8601; UTC if no zone)")
+        action.add_argument("--until", help="occurred before (ISO-8601; UTC if no zone)")
+        action.add_argument("--json", action="store_true", help="JSON lines")
+        if name == "list":
+            action.add_argument("--limit", type=int, default=50)
+        else:
+            action.add_argument("--count", type=int, default=0,
+                                help="stop after this many events (default: never)")
+    show = eactions.add_parser("show", help="one event: full envelope and payload")
+    show.add_argument("ref", help="global position or event id")
+    show.add_argument("--json", action="store_true", help="one JSON line")
+
+    dlq = sub.add_parser("dlq", help="dead letters (list, show, replay, drop); Redis bus")
+    dactions = dlq.add_subparsers(dest="action", required=True)
+    dlist = dactions.add_parser("list", help="dead letters per topic")
+    dlist.add_argument("--topic", help="topic (or its .dlq); default: all")
+    dlist.add_argument("--group", help="only those this consumer group failed")
+    dlist.add_argument("--json", action="store_true", help="JSON lines")
+    dshow = dactions.add_parser("show", help="one dead letter, with its traceback")
+    dshow.add_argument("topic")
+    dshow.add_argument("id")
+    dshow.add_argument("--json", action="store_true", help="one JSON line")
+    for name, text in (("replay", "publish to the source topic again, then remove"),
+                       ("drop", "give up on it (recorded on <topic>.dlq.dropped)")):
+        action = dactions.add_parser(name, help=text)
+        action.add_argument("topic")
+        action.add_argument("id", nargs="?")
+        action.add_argument("--all", action="store_true", help="every dead letter of topic")
+        if name == "drop":
+            action.add_argument("--reason", help="why (required; recorded)")
+
+
+def _operations(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        if args.command == "events":
+            return _events(settings, args)
+        return asyncio.run(_dlq(settings, args))
+    except OperationError as exc:
+        print(f"eddy {args.command} {args.action}: {exc}", file=sys.stderr)
+        return exc.code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="eddy", description=__doc__)
     sub = parser.add_subparsers(dest="command")
@@ -252,6 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply database migrations")
     job = sub.add_parser("job", help="run one scheduled job once")
     job.add_argument("name")
+    _add_operations(sub)
     args = parser.parse_args(argv)
 
     try:
@@ -267,12 +467,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if command == "up":
         return up(settings)
-    if command in ("api", "worker", "scheduler", "migrate", "job") and (
+    if command in ("api", "worker", "scheduler", "migrate", "job", "events", "dlq") and (
         settings.embedded_postgres or settings.embedded_redis
     ):
         print("eddy: DB_HOST and REDIS_HOST must be set for this role "
               "(or use `eddy up` for embedded servers)", file=sys.stderr)
         return 2
+    if command in ("events", "dlq"):
+        return _operations(settings, args)
     if command == "migrate":
         migrate(settings)
         return 0
