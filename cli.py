@@ -70,6 +70,10 @@ async def _run_worker(settings: Settings, roles: Sequence[str] | None,
     from bootstrap import build
     from workers.node import all_roles, start_roles
 
+    if settings.WORKER_METRICS_PORT:
+        import prometheus_client
+
+        prometheus_client.start_http_server(settings.WORKER_METRICS_PORT)
     container = await build(settings)
     roles = all_roles(container.processors) if roles is None else roles
     stop = asyncio.Event()

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     CONSUMER_CONCURRENCY: int = Field(default=8, ge=1, le=256)
     HEALTH_LAG_STALL_SECONDS: float = Field(default=30.0, gt=0)
     KAFKA_SESSION_TIMEOUT_MS: int = Field(default=6000, ge=1000)
+    # Worker processes serve Prometheus /metrics on this port; 0 = off
+    WORKER_METRICS_PORT: int = Field(default=0, ge=0, le=65535)
 
     # Files (Dify names): opendal+fs keeps them in a local folder, s3 in a bucket
     STORAGE_TYPE: str = Field(default="opendal", pattern="^(opendal|s3)$")

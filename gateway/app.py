@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from uuid import uuid4
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from gateway import health
+from gateway import health, metrics
 from gateway.commanding import CommandGateway, CommandPending
 from gateway.container import GatewayContainer
 from gateway.deps import maybe_uuid
@@ -37,12 +38,14 @@ def create_app(container: GatewayContainer) -> FastAPI:
         # client sends is replaced, never trusted.
         cid = str(maybe_uuid(request.headers.get("X-Request-Id")) or uuid4())
         token = correlation_id.set(cid)
+        started = time.perf_counter()
         try:
             response = await call_next(request)
         except Exception as exc:  # typed errors were answered inside; this is the rest
             response = unexpected_error_response(exc)
         finally:
             correlation_id.reset(token)
+        metrics.observe_request(request, response.status_code, time.perf_counter() - started)
         response.headers["X-Request-Id"] = cid
         return response
 
@@ -50,4 +53,5 @@ def create_app(container: GatewayContainer) -> FastAPI:
         for router in context.routers:
             app.include_router(router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     return app

@@ -28,6 +28,7 @@ from events.store import (
 )
 from gateway.container import GatewayContainer
 from gateway.deps import console_projection
+from gateway.metrics import COMMAND_OUTCOMES
 from observability import correlation_id
 from projections.progress import aggregates_projected
 from projections.runner import PROJECTION_CHANNEL
@@ -90,6 +91,7 @@ class CommandGateway:
                     command_id, outcomes, self.c.settings.COMMAND_TIMEOUT_SECONDS)
                 if outcome is None:
                     raise CommandPending(command_id)
+                COMMAND_OUTCOMES.labels(payload.command_type, outcome.status).inc()
                 return await self._settle(outcome, projected)
             except Exception as exc:
                 if is_transient(exc):

@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from prometheus_client import Counter, Histogram
+
 from adapters.bus.base import Bus, Consumer, Message
 from adapters.transient import is_transient
 from events.envelope import Envelope
@@ -35,6 +37,13 @@ log = logging.getLogger(__name__)
 MessageHandler = Callable[[Message], Awaitable[None]]
 EventHandler = Callable[[Envelope[Any]], Awaitable[None]]
 DeadLetterHook = Callable[[Message, BaseException], Awaitable[None]]
+
+# Observed only (process-wide registry): served by the gateway's /metrics in-process, and by
+# WORKER_METRICS_PORT in a worker process.
+HANDLER_SECONDS = Histogram("eddy_handler_duration_seconds",
+                            "One handler call: a message, or a partition's batch", ["group"])
+DEAD_LETTERED = Counter("eddy_dead_lettered_total", "Messages parked on a dead-letter topic",
+                        ["group", "topic"])
 
 
 def decoding(types: EventTypes, handle: EventHandler) -> MessageHandler:
@@ -133,8 +142,9 @@ async def _deliver_batch(consumer: Consumer, processor: Processor, partition: li
     if any(m.redeliveries >= policy.max_attempts for m in partition):
         return None  # a poison candidate: the single path parks it
     try:
-        done = await _until_done(partial(processor.handle_batch, partition), policy, stop,
-                                 processor, partition[0])
+        with HANDLER_SECONDS.labels(processor.group).time():
+            done = await _until_done(partial(processor.handle_batch, partition), policy, stop,
+                                     processor, partition[0])
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -162,7 +172,8 @@ async def _deliver(bus: Bus, processor: Processor, message: Message, policy: Ret
         failures = 0
         while True:
             try:
-                await processor.handle(message)
+                with HANDLER_SECONDS.labels(processor.group).time():
+                    await processor.handle(message)
                 return True
             except asyncio.CancelledError:
                 raise
@@ -228,5 +239,6 @@ async def _dead_letter(bus: Bus, processor: Processor, message: Message, exc: Ba
         "dlq_failed_at": datetime.now(UTC).isoformat(),
     }
     await bus.publish(dead_letter_topic(message.topic), message.key, message.value, headers)
+    DEAD_LETTERED.labels(processor.group, message.topic).inc()
     if processor.on_dead_letter is not None:
         await processor.on_dead_letter(message, exc)

@@ -487,6 +487,7 @@ def random_order(seed: int) -> Callable[[Sequence[Event]], list[Event]]:
 
 
 SEEDS = range(50)
+QUICK_SEEDS = 10  # the rest run with `pytest -m slow`, to keep the unit tier fast
 ORDERS: dict[str, Callable[[Sequence[Event]], list[Event]]] = {
     "parents-first": lambda log: aggregates_at_once(log, reverse=False),
     "children-first": lambda log: aggregates_at_once(log, reverse=True),
@@ -562,7 +563,10 @@ def test_the_store_order_read_model_is_the_expected_one(history: History,
         kept["unindexed edit"]}
 
 
-@pytest.mark.parametrize("name", list(ORDERS))
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=[pytest.mark.slow] if name.startswith("seed-")
+                 and int(name.removeprefix("seed-")) >= QUICK_SEEDS else [])
+    for name in ORDERS])
 async def test_any_interleaving_gives_the_same_read_model(history: History,
                                                           reference: ReadModel,
                                                           name: str) -> None:
