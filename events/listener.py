@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import asyncpg
 
@@ -100,29 +100,6 @@ class Notifications:
         for event, concerns in self._waiters[channel].items():
             if concerns(payload):
                 event.set()
-
-    async def wait_until(self, channel: str, check: Callable[[], Awaitable[bool]],
-                         timeout: float, concerns: Callable[[str], bool] = lambda _: True,
-                         recheck_every: float = 1.0) -> bool:
-        """Wait until `check()` is true, re-checked when a notification on `channel` whose
-        payload `concerns` this waiter arrives (and every `recheck_every` seconds, in case a
-        notification was missed); False on timeout."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        woken = asyncio.Event()
-        self._waiters[channel][woken] = concerns
-        try:
-            while True:
-                woken.clear()
-                if await check():
-                    return True
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return False
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), min(remaining, recheck_every))
-        finally:
-            self._waiters[channel].pop(woken, None)
 
     @contextlib.contextmanager
     def hearing(self, channel: str, heard: Heard) -> Iterator[Heard]:

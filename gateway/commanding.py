@@ -120,25 +120,11 @@ class CommandGateway:
         return outcome_from_row(row) if row else None
 
     async def wait_outcome(self, command_id: UUID, timeout: float) -> CommandOutcome | None:
-        found: list[CommandOutcome] = []
-        mine = str(command_id)
-
-        def concerns(payload: str) -> bool:
-            if payload.split(" ", 1)[0] != mine:
-                return False
-            outcome = outcome_from_notice(payload)  # the notice usually carries it
-            if outcome is not None:
-                found.append(outcome)
-            return True
-
-        async def check() -> bool:
-            if not found and (outcome := await self.outcome(command_id)) is not None:
-                found.append(outcome)
-            return bool(found)
-
-        await self.notifications.wait_until(OUTCOME_CHANNEL, check, timeout, concerns=concerns)
-        return found[0] if found else None
-
+        """The outcome of a command published earlier (a status poll, a benchmark)."""
+        heard = Heard(lambda p: p.split(" ", 1)[0] == str(command_id))
+        with self.notifications.hearing(OUTCOME_CHANNEL, heard):
+            return await self.outcome(command_id) or await self._outcome_heard(
+                command_id, heard, timeout)
     async def wait_for_projection(self, outcome: CommandOutcome, timeout: float,
                                   heard: Heard | None = None) -> bool:
         """Wait until the read model shows what the command wrote: its own aggregates, each

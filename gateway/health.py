@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from gateway.deps import get_container
-from projections.progress import measure_lag
+from projections.progress import measure_lag, relay_lag
 
 router = APIRouter()
 
@@ -77,11 +77,7 @@ async def _checks(request: Request) -> dict[str, dict[str, Any]]:
         return {"lag": lags, **({"status": "stalled", "stalled": stalled} if stalled else {})}
 
     async def relay() -> dict[str, Any]:
-        async with c.engine.connect() as conn:
-            lag = int((await conn.execute(text(
-                "SELECT count(*) FROM stored_events WHERE notification_id >"
-                " coalesce((SELECT position FROM relay_positions WHERE name = 'relay'), 0)"
-            ))).scalar() or 0)
+        lag = await relay_lag(c.engine)
         return {"lag": lag, **({"status": "stalled"} if watch.stalled("relay", lag) else {})}
 
     results = await asyncio.gather(

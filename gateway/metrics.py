@@ -23,7 +23,7 @@ from sqlalchemy import text
 from adapters.bus.redis_streams import RedisStreamsBus
 from gateway.container import GatewayContainer
 from gateway.deps import get_container
-from projections.progress import measure_lag
+from projections.progress import measure_lag, relay_lag
 from schemas.topics import DEAD_LETTER_SUFFIX
 
 router = APIRouter()
@@ -35,11 +35,7 @@ COMMAND_OUTCOMES = Counter(
     "eddy_command_outcomes_total", "Command outcomes the gateway waited for",
     ["command_type", "status"])
 
-_LOG_POSITIONS = text(
-    "SELECT coalesce(max(notification_id), 0),"
-    " (SELECT count(*) FROM stored_events WHERE notification_id >"
-    "  coalesce((SELECT position FROM relay_positions WHERE name = 'relay'), 0))"
-    " FROM stored_events")
+_LOG_END = text("SELECT coalesce(max(notification_id), 0) FROM stored_events")
 
 
 def route_template(request: Request) -> str:
@@ -58,11 +54,11 @@ def observe_request(request: Request, status: int, seconds: float) -> None:
 async def _scrape_time(c: GatewayContainer) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
     async with c.engine.connect() as conn:
-        high, relay_lag = (await conn.execute(_LOG_POSITIONS)).one()
+        high = (await conn.execute(_LOG_END)).scalar_one()
     Gauge("eddy_events_appended", "Events in the store (its highest position)",
           registry=registry).set(int(high))
     Gauge("eddy_relay_lag_events", "Stored events the relay has not published yet",
-          registry=registry).set(int(relay_lag))
+          registry=registry).set(await relay_lag(c.engine))
     lag = Gauge("eddy_projection_lag_events", "Events a projection has not applied yet",
                 ["projection"], registry=registry)
     for p in c.projections.values():

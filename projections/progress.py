@@ -75,3 +75,12 @@ async def aggregates_projected(engine: AsyncEngine, projection: str,
             {"ids": ids, "versions": [aggregates[i] for i in ids], "projection": projection},
         )).scalar()
     return int(done or 0) == len(ids)
+
+
+async def relay_lag(engine: AsyncEngine) -> int:
+    """Stored events the relay has not published yet."""
+    async with engine.connect() as conn:
+        return int((await conn.execute(text(
+            "SELECT count(*) FROM stored_events WHERE notification_id >"
+            " coalesce((SELECT position FROM relay_positions WHERE name = 'relay'), 0)"
+        ))).scalar() or 0)

@@ -7,6 +7,7 @@ the same chunk twice (a redelivered indexing job) leaves one vector.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -31,6 +32,21 @@ class VectorHit:
 
 # Metadata filter: every key must match; a list value means "any of".
 MetadataFilter = dict[str, Any]
+
+
+def filter_value(value: Any) -> str:
+    """A filter value's text form, as Postgres' `meta->>key` yields it for a JSON scalar, so
+    every store compares like for like."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float):
+        return json.dumps(value)
+    raise ValueError(f"metadata filter values must be str, int, float or bool, not {value!r}")
+
+
+def clamp01(value: float) -> float:
+    # Float rounding gives 1.0000001 for identical vectors; opposite ones would go below 0.
+    return min(1.0, max(0.0, value))
 
 
 class VectorStore(Protocol):

@@ -35,11 +35,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.vector.base import MetadataFilter, VectorDocument, VectorHit
-from adapters.vector.pgvector import CollectionNotFound  # one error type for all stores
+from adapters.vector.base import MetadataFilter, VectorDocument, VectorHit, clamp01, filter_value
 
-# The same names pgvector accepts (its table names carry a "c_" prefix within 63 bytes).
-_COLLECTION_RE = re.compile(r"[A-Za-z0-9_-]{1,61}")
+# One error type, and the collection names pgvector accepts (this store mirrors it).
+from adapters.vector.pgvector import CollectionNotFound, check_collection_name
+
 # Postgres' default text search parser, roughly: runs of letters and digits ('_' separates
 # words); a hyphenated word is one lexeme followed by its parts ("e-mail": e-mail, e, mail).
 _WORD_RE = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
@@ -76,7 +76,7 @@ class InMemoryVectorStore:
     # -- VectorStore --------------------------------------------------------------------
 
     async def create(self, collection: str, dimensions: int) -> None:
-        _check_name(collection)
+        check_collection_name(collection)
         if dimensions < 0:
             raise ValueError("dimensions must be >= 0 (0 = keyword-only collection)")
         with self._lock:
@@ -90,7 +90,7 @@ class InMemoryVectorStore:
                 )
 
     async def add_texts(self, collection: str, documents: Sequence[VectorDocument]) -> None:
-        _check_name(collection)
+        check_collection_name(collection)
         if not documents:
             return
         unique = list({doc.id: doc for doc in documents}.values())  # the last copy wins
@@ -102,7 +102,7 @@ class InMemoryVectorStore:
             target.rows.update((row.id, row) for row in rows)
 
     async def delete_by_ids(self, collection: str, ids: Sequence[str]) -> None:
-        _check_name(collection)
+        check_collection_name(collection)
         with self._lock:
             target = self._collections.get(collection)
             if target is not None:
@@ -111,7 +111,7 @@ class InMemoryVectorStore:
 
     async def delete_by_document_id(self, collection: str, document_id: str,
                                     before_attempt: int | None = None) -> None:
-        _check_name(collection)
+        check_collection_name(collection)
 
         def doomed(row: _Row) -> bool:
             if _text_form(row.metadata.get("document_id")) != document_id:
@@ -124,12 +124,12 @@ class InMemoryVectorStore:
                 target.rows = {i: row for i, row in target.rows.items() if not doomed(row)}
 
     async def delete(self, collection: str) -> None:
-        _check_name(collection)
+        check_collection_name(collection)
         with self._lock:
             self._collections.pop(collection, None)
 
     async def count(self, collection: str, document_id: str | None = None) -> int:
-        _check_name(collection)
+        check_collection_name(collection)
         with self._lock:
             target = self._collections.get(collection)
             if target is None:
@@ -149,7 +149,7 @@ class InMemoryVectorStore:
         score_threshold: float = 0.0,
         where: MetadataFilter | None = None,
     ) -> list[VectorHit]:
-        _check_name(collection)
+        check_collection_name(collection)
         if top_k <= 0:
             return []
         query = _finite_vector(vector)
@@ -176,7 +176,7 @@ class InMemoryVectorStore:
         scored.sort(key=lambda item: (item[0], item[1]))
         hits = []
         for distance, _, row in scored[:top_k]:
-            score = 0.0 if math.isinf(distance) else _clamp01(1.0 - distance)
+            score = 0.0 if math.isinf(distance) else clamp01(1.0 - distance)
             if score >= score_threshold:
                 hits.append(_hit(row, score))
         return hits
@@ -188,7 +188,7 @@ class InMemoryVectorStore:
         top_k: int,
         where: MetadataFilter | None = None,
     ) -> list[VectorHit]:
-        _check_name(collection)
+        check_collection_name(collection)
         query = query.replace("\x00", "")
         if top_k <= 0 or not query.strip():
             return []
@@ -208,13 +208,13 @@ class InMemoryVectorStore:
                 if rank is not None:
                     scored.append((rank, row.id, row))
         scored.sort(key=lambda item: (-item[0], item[1]))
-        return [_hit(row, _clamp01(rank / (rank + 1.0))) for rank, _, row in scored[:top_k]]
+        return [_hit(row, clamp01(rank / (rank + 1.0))) for rank, _, row in scored[:top_k]]
 
     # -- for tests: what a collection holds -----------------------------------------------
 
     def documents(self, collection: str) -> list[VectorDocument]:
         """Every entry of `collection` as stored, by id ([] if it does not exist)."""
-        _check_name(collection)
+        check_collection_name(collection)
         with self._lock:
             target = self._collections.get(collection)
             rows = [] if target is None else sorted(target.rows.values(), key=lambda r: r.id)
@@ -235,11 +235,6 @@ class InMemoryVectorStore:
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def _check_name(collection: str) -> None:
-    if not isinstance(collection, str) or not _COLLECTION_RE.fullmatch(collection):
-        raise ValueError(f"invalid collection name {collection!r}: use 1-61 of [A-Za-z0-9_-]")
 
 
 def _finite_vector(vector: Sequence[float]) -> tuple[float, ...]:
@@ -287,22 +282,15 @@ def _text_form(value: Any) -> str | None:
     return json.dumps(value)
 
 
-def _filter_value(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool | int | float):
-        return json.dumps(value)
-    raise ValueError(f"metadata filter values must be str, int, float or bool, not {value!r}")
-
 
 def _compile_filter(where: MetadataFilter | None) -> Callable[[dict[str, Any]], bool]:
     """A predicate over metadata; values are checked (ValueError) before any search."""
     wanted: list[tuple[str, frozenset[str]]] = []
     for key, value in (where or {}).items():
         if isinstance(value, list | tuple | set | frozenset):
-            wanted.append((str(key), frozenset(_filter_value(v) for v in value)))
+            wanted.append((str(key), frozenset(filter_value(v) for v in value)))
         else:
-            wanted.append((str(key), frozenset([_filter_value(value)])))
+            wanted.append((str(key), frozenset([filter_value(value)])))
 
     def matches(metadata: dict[str, Any]) -> bool:
         return all(_text_form(metadata.get(key)) in values for key, values in wanted)
@@ -354,6 +342,3 @@ def _hit(row: _Row, score: float) -> VectorHit:
         id=row.id, text=row.text, score=score, metadata=json.loads(json.dumps(row.metadata))
     )
 
-
-def _clamp01(value: float) -> float:
-    return min(1.0, max(0.0, value))

@@ -33,7 +33,7 @@ from typing import Any
 
 import asyncpg
 
-from adapters.vector.base import MetadataFilter, VectorDocument, VectorHit
+from adapters.vector.base import MetadataFilter, VectorDocument, VectorHit, clamp01, filter_value
 
 SCHEMA = "vectors"
 # 63-byte identifier limit minus the "c_" prefix: longer names would be truncated silently
@@ -230,7 +230,7 @@ class PgVectorStore:
         # Threshold after LIMIT, as in Dify: the index delivers the top_k nearest, then weak
         # ones are dropped. Same result as filtering first, since order is by distance.
         for row in rows:
-            score = _clamp01(1.0 - float(row["distance"]))
+            score = clamp01(1.0 - float(row["distance"]))
             if score >= score_threshold:
                 hits.append(_hit(row, score))
         return hits
@@ -265,7 +265,7 @@ class PgVectorStore:
                 return []
             except asyncpg.UndefinedFunctionError:
                 continue
-            return [_hit(row, _clamp01(float(row["rank"]))) for row in rows]
+            return [_hit(row, clamp01(float(row["rank"]))) for row in rows]
         raise RuntimeError("the server has neither websearch_to_tsquery nor plainto_tsquery")
 
     # -- internals ----------------------------------------------------------------------
@@ -297,10 +297,15 @@ class PgVectorStore:
         return self._iterative_scan
 
 
-def _table(collection: str) -> str:
-    """The quoted, schema-qualified table of `collection`; ValueError for unsafe names."""
+def check_collection_name(collection: str) -> None:
+    """ValueError for names that are unsafe or too long for a table name."""
     if not isinstance(collection, str) or not _COLLECTION_RE.fullmatch(collection):
         raise ValueError(f"invalid collection name {collection!r}: use 1-61 of [A-Za-z0-9_-]")
+
+
+def _table(collection: str) -> str:
+    """The quoted, schema-qualified table of `collection`; ValueError for unsafe names."""
+    check_collection_name(collection)
     return f'{SCHEMA}."c_{collection}"'
 
 
@@ -345,14 +350,6 @@ def _vector_literal(vector: Sequence[float], dimensions: int | None) -> str:
     return "[" + ",".join(repr(x) for x in values) + "]"
 
 
-def _filter_value(value: Any) -> str:
-    """The text `meta->>key` yields for a JSON scalar, so filters compare like for like."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool | int | float):
-        return json.dumps(value)
-    raise ValueError(f"metadata filter values must be str, int, float or bool, not {value!r}")
-
 
 def _filter_sql(where: MetadataFilter | None, params: list[Any]) -> list[str]:
     """SQL conditions for `where`, appending their bind values to `params`."""
@@ -361,10 +358,10 @@ def _filter_sql(where: MetadataFilter | None, params: list[Any]) -> list[str]:
         params.append(str(key))
         key_ref = f"(${len(params)}::text)"  # typed: ->> also has an integer form
         if isinstance(value, list | tuple | set | frozenset):
-            params.append([_filter_value(v) for v in value])
+            params.append([filter_value(v) for v in value])
             conditions.append(f"meta->>{key_ref} = ANY(${len(params)}::text[])")
         else:
-            params.append(_filter_value(value))
+            params.append(filter_value(value))
             conditions.append(f"meta->>{key_ref} = ${len(params)}")
     return conditions
 
@@ -372,7 +369,3 @@ def _filter_sql(where: MetadataFilter | None, params: list[Any]) -> list[str]:
 def _hit(row: asyncpg.Record, score: float) -> VectorHit:
     return VectorHit(id=row["id"], text=row["text"], score=score, metadata=json.loads(row["meta"]))
 
-
-def _clamp01(value: float) -> float:
-    # Float rounding gives 1.0000001 for identical vectors; opposite ones would go below 0.
-    return min(1.0, max(0.0, value))

@@ -45,7 +45,7 @@ from weaviate.collections.classes.data import DataObject
 from weaviate.collections.classes.filters import _Filters
 from weaviate.exceptions import WeaviateBaseError
 
-from adapters.vector.base import MetadataFilter, VectorDocument, VectorHit
+from adapters.vector.base import MetadataFilter, VectorDocument, VectorHit, clamp01, filter_value
 from adapters.vector.pgvector import CollectionNotFound  # one error type for all stores
 
 _COLLECTION_RE = re.compile(r"[A-Za-z0-9_-]{1,200}")
@@ -230,7 +230,7 @@ class WeaviateStore:
             hits = []
             for obj in result.objects:
                 distance = obj.metadata.distance
-                score = _clamp01(1.0 - float(distance if distance is not None else 1.0))
+                score = clamp01(1.0 - float(distance if distance is not None else 1.0))
                 if score >= score_threshold:
                     hits.append(_hit(obj.properties, score))
             return hits
@@ -398,17 +398,9 @@ def _data_object(doc: VectorDocument) -> DataObject[dict[str, Any], None]:
     return DataObject(uuid=object_uuid(doc.id), properties=properties, vector=vector)
 
 
-def _filter_value(value: Any) -> str:
-    """Same text form as pgvector's `meta->>key` for a JSON scalar."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool | int | float):
-        return json.dumps(value)
-    raise ValueError(f"metadata filter values must be str, int, float or bool, not {value!r}")
-
 
 def _pair(key: str, value: Any) -> str:
-    return f"{key}={_filter_value(value)}"
+    return f"{key}={filter_value(value)}"
 
 
 def _filters(where: MetadataFilter | None) -> tuple[_Filters | None, bool]:
@@ -438,6 +430,3 @@ def _hit(properties: Any, score: float) -> VectorHit:
         metadata=json.loads(raw_meta),
     )
 
-
-def _clamp01(value: float) -> float:
-    return min(1.0, max(0.0, value))
