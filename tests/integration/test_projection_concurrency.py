@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.embedded.postgres import EmbeddedPostgres
@@ -30,26 +30,16 @@ from projections.runner import ProjectionRunner
 from tests.harness import migrate, node_settings
 from tests.unit.test_projection_interleaving import (
     PROJECTION,
-    READ_TABLES,
     Event,
     History,
     ReadModel,
     differences,
+    read_model,
     record,
 )
 
 PARTITIONS = 4
 SEEDS = range(6)
-
-
-async def read_model(engine: AsyncEngine) -> ReadModel:
-    model: ReadModel = {}
-    async with engine.connect() as conn:
-        for table in READ_TABLES:
-            key = [c.name for c in table.primary_key.columns]
-            rows = [dict(r) for r in (await conn.execute(select(table))).mappings()]
-            model[table.name] = sorted(rows, key=lambda r: tuple(str(r[k]) for k in key))
-    return model
 
 
 async def applied(engine: AsyncEngine, history: History,

@@ -291,7 +291,39 @@ class VectorStoreContract:
                 await store.search_by_vector(name, unit(1, 0, 0, 0), top_k=1)
 
 
-class TestPgVectorStore(VectorStoreContract):
+class PostgresLikeStoreChecks:
+    """Behaviour of pgvector that the in-memory store mirrors (not the Postgres layout)."""
+
+    async def test_nul_bytes_in_text_are_dropped(self, store: VectorStore,
+                                                 collection: str) -> None:
+        await store.create(collection, DIM)
+        await store.add_texts(collection, [doc("z", "broken\x00pdf text", unit(1, 0, 0, 0))])
+        hits = await store.search_by_full_text(collection, "brokenpdf", top_k=1)
+        assert [h.text for h in hits] == ["brokenpdf text"]
+
+    async def test_dimension_mismatch_is_an_error(self, store: VectorStore,
+                                                  collection: str) -> None:
+        await store.create(collection, DIM)
+        with pytest.raises(ValueError):
+            await store.create(collection, DIM + 1)
+        with pytest.raises(ValueError):
+            await store.add_texts(collection, [doc("z", "too long", [1.0] * (DIM + 1))])
+
+    async def test_writing_to_a_missing_collection_fails(self, store: VectorStore,
+                                                         collection: str) -> None:
+        with pytest.raises(CollectionNotFound):
+            await store.add_texts(collection, [A])
+
+    async def test_collection_names_keep_case(self, store: VectorStore) -> None:
+        # Quoted identifiers: "Ab" and "ab" are different collections, not one.
+        upper, lower = f"Vector_index_{uuid.uuid4().hex}_Node", f"vector_index_{uuid.uuid4().hex}"
+        await store.create(upper, DIM)
+        await store.create(lower, DIM)
+        await store.add_texts(upper, [A])
+        assert (await store.count(upper), await store.count(lower)) == (1, 0)
+
+
+class TestPgVectorStore(PostgresLikeStoreChecks, VectorStoreContract):
     @pytest.fixture
     def database(self, postgres: EmbeddedPostgres, fresh_database: Callable[..., str]) -> str:
         name = fresh_database("vec")
@@ -360,43 +392,12 @@ class TestPgVectorStore(VectorStoreContract):
         with pytest.raises(ValueError):
             await store.add_texts(collection, [A])
 
-    async def test_nul_bytes_in_text_are_dropped(
-        self, store: PgVectorStore, collection: str
-    ) -> None:
-        await store.create(collection, DIM)
-        await store.add_texts(collection, [doc("z", "broken\x00pdf text", unit(1, 0, 0, 0))])
-        hits = await store.search_by_full_text(collection, "brokenpdf", top_k=1)
-        assert [h.text for h in hits] == ["brokenpdf text"]
-
-    async def test_dimension_mismatch_is_an_error(
-        self, store: PgVectorStore, collection: str
-    ) -> None:
-        await store.create(collection, DIM)
-        with pytest.raises(ValueError):
-            await store.create(collection, DIM + 1)
-        with pytest.raises(ValueError):
-            await store.add_texts(collection, [doc("z", "too long", [1.0] * (DIM + 1))])
-
-    async def test_writing_to_a_missing_collection_fails(
-        self, store: PgVectorStore, collection: str
-    ) -> None:
-        with pytest.raises(CollectionNotFound):
-            await store.add_texts(collection, [A])
-
     async def test_concurrent_creates(self, store: PgVectorStore) -> None:
         # Same and different collections at once: the schema and tables must not race.
         names = [uuid.uuid4().hex for _ in range(3)]
         await asyncio.gather(*(store.create(n, DIM) for n in names for _ in range(2)))
         for name in names:
             assert await store.count(name) == 0
-
-    async def test_collection_names_keep_case(self, store: PgVectorStore) -> None:
-        # Quoted identifiers: "Ab" and "ab" are different collections, not one.
-        upper, lower = f"Vector_index_{uuid.uuid4().hex}_Node", f"vector_index_{uuid.uuid4().hex}"
-        await store.create(upper, DIM)
-        await store.create(lower, DIM)
-        await store.add_texts(upper, [A])
-        assert (await store.count(upper), await store.count(lower)) == (1, 0)
 
     async def test_filtered_hnsw_scan_keeps_walking(
         self, postgres: EmbeddedPostgres, database: str, collection: str
@@ -439,9 +440,9 @@ class TestPgVectorStore(VectorStoreContract):
             await store.close()
 
 
-class TestInMemoryVectorStore(VectorStoreContract):
-    """The unit tier's store keeps the whole contract; below, pgvector's own checks that
-    are not about Postgres (the table layout, HNSW and the extension are)."""
+class TestInMemoryVectorStore(PostgresLikeStoreChecks, VectorStoreContract):
+    """The unit tier's store keeps the whole contract and pgvector's checks that are not
+    about Postgres itself; below, its own."""
 
     @pytest.fixture
     def store(self) -> InMemoryVectorStore:
@@ -455,38 +456,13 @@ class TestInMemoryVectorStore(VectorStoreContract):
         with pytest.raises(ValueError):
             await store.add_texts(collection, [A])
 
-    async def test_nul_bytes_in_text_are_dropped(
+    async def test_non_finite_vectors_are_an_error(
         self, store: InMemoryVectorStore, collection: str
     ) -> None:
         await store.create(collection, DIM)
-        await store.add_texts(collection, [doc("z", "broken\x00pdf text", unit(1, 0, 0, 0))])
-        hits = await store.search_by_full_text(collection, "brokenpdf", top_k=1)
-        assert [h.text for h in hits] == ["brokenpdf text"]
-
-    async def test_dimension_mismatch_is_an_error(
-        self, store: InMemoryVectorStore, collection: str
-    ) -> None:
-        await store.create(collection, DIM)
-        with pytest.raises(ValueError):
-            await store.create(collection, DIM + 1)
-        with pytest.raises(ValueError):
-            await store.add_texts(collection, [doc("z", "too long", [1.0] * (DIM + 1))])
         with pytest.raises(ValueError):
             await store.add_texts(collection, [doc("z", "not finite", [math.nan] * DIM)])
         assert await store.count(collection) == 0
-
-    async def test_writing_to_a_missing_collection_fails(
-        self, store: InMemoryVectorStore, collection: str
-    ) -> None:
-        with pytest.raises(CollectionNotFound):
-            await store.add_texts(collection, [A])
-
-    async def test_collection_names_keep_case(self, store: InMemoryVectorStore) -> None:
-        upper, lower = f"Vector_index_{uuid.uuid4().hex}_Node", f"vector_index_{uuid.uuid4().hex}"
-        await store.create(upper, DIM)
-        await store.create(lower, DIM)
-        await store.add_texts(upper, [A])
-        assert (await store.count(upper), await store.count(lower)) == (1, 0)
 
     async def test_collections_are_isolated(self, store: InMemoryVectorStore) -> None:
         first, second = uuid.uuid4().hex, uuid.uuid4().hex
