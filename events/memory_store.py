@@ -57,42 +57,29 @@ class InMemoryEventStore:
     def append(self, events: Sequence[Envelope[EventPayload]],
                outcome: CommandOutcome | None = None) -> int:
         assert events
-        with self._lock:
-            keys = [(e.aggregate_id, e.aggregate_version) for e in events]
-            conflict = self._first_refused(keys)
-            recorded = outcome is not None and outcome.command_id in self._outcomes
-            if conflict is not None:
-                self._last_issued += conflict + 1  # the rows inserted before the refusal
-                if recorded:
-                    raise CommandAlreadyRecorded()
-                event = events[conflict]
-                raise ConcurrencyConflict(
-                    f"{event.aggregate_type} {event.aggregate_id} v{event.aggregate_version}")
-            if recorded:
-                self._last_issued += len(events)  # the events went in; the outcome did not
-                raise CommandAlreadyRecorded()
-            first = self._last_issued + 1
-            self._last_issued += len(events)
-            self._log += [e.at(first + i) for i, e in enumerate(events)]
-            self._positions += range(first, self._last_issued + 1)
-            self._taken.update(keys)
-            if outcome is not None:
-                self._outcomes[outcome.command_id] = _as_json(outcome, self._last_issued)
-            return self._last_issued
+        position = self._insert([(events, outcome)])[0]
+        assert position is not None
+        return position
 
     def append_batch(self, entries: Sequence[tuple[Sequence[Envelope[EventPayload]],
                                                    CommandOutcome]]) -> list[int | None]:
+        return self._insert(entries)
+
+    def _insert(self, entries: Sequence[tuple[Sequence[Envelope[EventPayload]],
+                                              CommandOutcome | None]]) -> list[int | None]:
+        """All entries' events and outcomes, or nothing; each entry's last position."""
         with self._lock:
             events = [e for own, _ in entries for e in own]
             keys = [(e.aggregate_id, e.aggregate_version) for e in events]
             conflict = self._first_refused(keys)
-            recorded = any(o.command_id in self._outcomes for _, o in entries)
-            ids = {o.command_id for _, o in entries}
-            if conflict is not None or recorded or len(ids) < len(entries):
+            ids = [o.command_id for _, o in entries if o is not None]
+            recorded = len(set(ids)) < len(ids) or any(i in self._outcomes for i in ids)
+            if conflict is not None or recorded:
+                # Postgres' sequence keeps the numbers the refused rows took: the rows before
+                # a refused event, or all of them when only an outcome was refused.
                 self._last_issued += conflict + 1 if conflict is not None else len(events)
-                if recorded or len(ids) < len(entries):
+                if recorded or conflict is None:
                     raise CommandAlreadyRecorded()
-                assert conflict is not None
                 event = events[conflict]
                 raise ConcurrencyConflict(
                     f"{event.aggregate_type} {event.aggregate_id} v{event.aggregate_version}")
@@ -103,7 +90,8 @@ class InMemoryEventStore:
                 self._log += [e.at(first + i) for i, e in enumerate(own)]
                 self._positions += range(first, self._last_issued + 1)
                 position = self._last_issued if own else None
-                self._outcomes[outcome.command_id] = _as_json(outcome, position)
+                if outcome is not None:
+                    self._outcomes[outcome.command_id] = _as_json(outcome, position)
                 positions.append(position)
             self._taken.update(keys)
             return positions
