@@ -7,20 +7,12 @@ Response: {"data": [{"index": i, "embedding": [...]}, ...], "usage": {...}}
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
-from urllib.parse import urlsplit
-
-import httpx
 
 from adapters.embeddings.base import EmbeddingError
-
-# Statuses worth another try: rate limiting and server-side trouble.
-_RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
-_MAX_RETRY_AFTER = 20.0  # never sleep longer than this on a server's Retry-After
+from adapters.llm.openai_protocol import OpenAIProtocolClient, ProviderError
 
 # count_tokens: see the method. Letter runs, digit runs, and every other visible character.
 _TOKEN_PIECES = re.compile(r"[A-Za-z]+|[0-9]+|[^\sA-Za-z0-9]")
@@ -33,20 +25,6 @@ class EmbeddingHTTPError(EmbeddingError):
         super().__init__(f"embeddings request failed: HTTP {status_code}: {message}")
         self.status_code = status_code
         self.message = message
-
-
-def embeddings_url(base_url: str) -> str:
-    """Where to POST, following the OpenAI SDK's convention for `base_url`.
-
-    "https://api.openai.com/v1" (the SDK's form) -> ".../v1/embeddings"; a bare host such as
-    "http://127.0.0.1:8000" -> ".../v1/embeddings"; a full ".../embeddings" URL is kept.
-    """
-    url = base_url.rstrip("/")
-    if url.endswith("/embeddings"):
-        return url
-    if urlsplit(url).path in ("", "/"):
-        return url + "/v1/embeddings"
-    return url + "/embeddings"
 
 
 class OpenAICompatibleEmbeddings:
@@ -63,18 +41,13 @@ class OpenAICompatibleEmbeddings:
                  retry_backoff: float = 0.5, send_dimensions: bool = False) -> None:
         if dimensions < 1 or batch_size < 1 or max_retries < 0:
             raise ValueError("dimensions and batch_size must be >= 1, max_retries >= 0")
-        self._url = embeddings_url(base_url)
-        self._api_key = api_key
+        self._client = OpenAIProtocolClient(base_url, api_key, timeout=timeout,
+                                            max_retries=max_retries,
+                                            retry_backoff=retry_backoff)
         self._model = model
         self._dimensions = dimensions
         self._batch_size = batch_size
-        self._timeout = timeout
-        self._max_retries = max_retries
-        self._retry_backoff = retry_backoff
         self._send_dimensions = send_dimensions
-        # Created on first use, inside the running loop: an httpx pool belongs to one loop.
-        self._client: httpx.AsyncClient | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def model_name(self) -> str:
@@ -116,84 +89,23 @@ class OpenAICompatibleEmbeddings:
         return (await self.embed_documents([text]))[0]
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-            self._client_loop = None
-
-    # -- internals ------------------------------------------------------------------------
-
-    def _http(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            # A client made on another (likely closed) loop cannot be reused or closed here.
-            self._client = httpx.AsyncClient(timeout=self._timeout)
-            self._client_loop = loop
-        return self._client
+        await self._client.aclose()
 
     async def _embed_batch(self, texts: list[str]) -> list[list[float]]:
-        # OpenAI rejects empty strings in `input`; a space embeds as "no content" instead.
-        payload: dict[str, Any] = {
-            "model": self._model,
-            "input": [t if t.strip() else " " for t in texts],
-            "encoding_format": "float",
-        }
-        if self._send_dimensions:
-            payload["dimensions"] = self._dimensions
-        body = await self._post(payload)
-        return self._parse(body, len(texts))
-
-    async def _post(self, payload: dict[str, Any]) -> Any:
-        headers = {"Authorization": f"Bearer {self._api_key}"}
-        attempt = 0
-        while True:
-            try:
-                response = await self._http().post(self._url, json=payload, headers=headers)
-            except httpx.TimeoutException as exc:
-                # Not retried: a retry would multiply an already long wait.
-                raise EmbeddingError(
-                    f"embeddings request to {self._url} timed out after {self._timeout}s"
-                ) from exc
-            except httpx.TransportError as exc:
-                if attempt < self._max_retries:  # connection refused/reset: often transient
-                    await asyncio.sleep(self._backoff(attempt, None))
-                    attempt += 1
-                    continue
-                raise EmbeddingError(f"embeddings request to {self._url} failed: {exc!r}") from exc
-            if response.status_code == 200:
-                try:
-                    return response.json()
-                except ValueError as exc:
-                    raise EmbeddingError("embeddings response is not JSON") from exc
-            if response.status_code in _RETRY_STATUSES and attempt < self._max_retries:
-                await asyncio.sleep(self._backoff(attempt, response.headers.get("retry-after")))
-                attempt += 1
-                continue
-            raise EmbeddingHTTPError(response.status_code, _error_message(response))
-
-    def _backoff(self, attempt: int, retry_after: str | None) -> float:
-        if retry_after is not None:
-            try:
-                return min(max(float(retry_after), 0.0), _MAX_RETRY_AFTER)
-            except ValueError:
-                pass  # an HTTP date: fall back to our own schedule
-        return float(self._retry_backoff * (2 ** attempt))
-
-    def _parse(self, body: Any, expected: int) -> list[list[float]]:
         try:
-            items = sorted(body["data"], key=lambda item: int(item["index"]))
-            vectors = [[float(x) for x in item["embedding"]] for item in items]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise EmbeddingError(f"malformed embeddings response: {exc!r}") from exc
-        if len(vectors) != expected:
-            raise EmbeddingError(f"asked for {expected} embeddings, got {len(vectors)}")
-        for vector in vectors:
+            answer = await self._client.embeddings(
+                self._model, texts, dimensions=self._dimensions if self._send_dimensions else None)
+        except ProviderError as exc:
+            if exc.status_code is not None:
+                raise EmbeddingHTTPError(exc.status_code, exc.message) from exc
+            raise EmbeddingError(f"embeddings request failed: {exc.message}") from exc
+        for vector in answer.vectors:
             if len(vector) != self._dimensions:
                 raise EmbeddingError(
                     f"model {self._model} returned {len(vector)} dimensions, "
                     f"expected {self._dimensions}"
                 )
-        return [_normalise(v) for v in vectors]
+        return [_normalise(v) for v in answer.vectors]
 
 
 def _normalise(vector: list[float]) -> list[float]:
@@ -202,17 +114,3 @@ def _normalise(vector: list[float]) -> list[float]:
     if norm == 0.0 or not math.isfinite(norm):
         raise EmbeddingError("embedding has zero or non-finite norm")
     return [x / norm for x in vector]
-
-
-def _error_message(response: httpx.Response) -> str:
-    """The `error.message` of OpenAI's error shape, else the start of the body."""
-    try:
-        body = response.json()
-        error = body.get("error") if isinstance(body, dict) else None
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        if isinstance(error, str):
-            return error
-    except ValueError:
-        pass
-    return response.text[:500] or response.reason_phrase

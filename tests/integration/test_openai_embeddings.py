@@ -13,8 +13,8 @@ from adapters.embeddings.base import EmbeddingError, EmbeddingProvider
 from adapters.embeddings.openai_compatible import (
     EmbeddingHTTPError,
     OpenAICompatibleEmbeddings,
-    embeddings_url,
 )
+from adapters.llm.openai_protocol import api_url
 from tests.fakes.openai_server import FakeOpenAIServer, bag_of_words_vector
 
 KEY = "sk-test-key"
@@ -158,11 +158,15 @@ async def test_send_dimensions_and_empty_inputs(fake: FakeOpenAIServer) -> None:
     assert len(fake.embedding_requests) == 1
 
 
-def test_embeddings_url_follows_the_sdk_convention() -> None:
-    assert embeddings_url("https://api.openai.com/v1") == "https://api.openai.com/v1/embeddings"
-    assert embeddings_url("https://api.openai.com/v1/") == "https://api.openai.com/v1/embeddings"
-    assert embeddings_url("http://127.0.0.1:8000") == "http://127.0.0.1:8000/v1/embeddings"
-    assert embeddings_url("http://h/api/v1/embeddings") == "http://h/api/v1/embeddings"
+def test_endpoint_urls_follow_the_sdk_convention() -> None:
+    assert api_url("https://api.openai.com/v1", "embeddings") == \
+        "https://api.openai.com/v1/embeddings"
+    assert api_url("https://api.openai.com/v1/", "embeddings") == \
+        "https://api.openai.com/v1/embeddings"
+    assert api_url("http://127.0.0.1:8000", "embeddings") == "http://127.0.0.1:8000/v1/embeddings"
+    assert api_url("http://h/api/v1/embeddings", "embeddings") == "http://h/api/v1/embeddings"
+    assert api_url("http://127.0.0.1:11434/v1", "chat/completions") == \
+        "http://127.0.0.1:11434/v1/chat/completions"
 
 
 def test_count_tokens_is_a_cautious_estimate() -> None:
