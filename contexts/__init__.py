@@ -3,6 +3,7 @@ manifest (`contexts/<name>.py`), and one line here."""
 
 from __future__ import annotations
 
+from contexts.conversation import CONVERSATION
 from contexts.knowledge import KNOWLEDGE
 from contexts.manifest import ContextManifest
 from contexts.platform import PLATFORM
@@ -10,4 +11,5 @@ from contexts.platform import PLATFORM
 CONTEXTS: tuple[ContextManifest, ...] = (
     PLATFORM,
     KNOWLEDGE,
+    CONVERSATION,
 )

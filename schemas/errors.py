@@ -88,6 +88,38 @@ class DocumentNotPausable(EddyError):
     )
 
 
+class ConversationNotFound(NotFound):
+    code, default_message = "not_found", "Conversation Not Exists."
+
+
+class MessageNotFound(NotFound):
+    code, default_message = "not_found", "Message Not Exists."
+
+
+class EndUserNotFound(NotFound):
+    code, default_message = "end_user_not_found", "End user not found."
+
+
+class NotChatApp(EddyError):
+    code, status, default_message = (
+        "not_chat_app", 400, "Please check if your app mode matches the right API route.")
+
+
+class NotCompletionApp(EddyError):
+    code, status, default_message = (
+        "not_completion_app", 400, "Please check if your Completion app mode matches the right "
+        "API route.")
+
+
+class AppUnavailable(EddyError):
+    code, status, default_message = (
+        "app_unavailable", 400, "App unavailable, please check your app configurations.")
+
+
+class CompletionRequestError(EddyError):
+    code, status, default_message = "completion_request_error", 400, "Completion request failed."
+
+
 class UnsupportedFileType(EddyError):
     code, status, default_message = "unsupported_file_type", 415, "File type not allowed."
 

@@ -82,7 +82,7 @@ async def list_apps(
     }
 
 
-async def _app_or_404(request: Request, user: ConsoleUser, app_id: UUID) -> dict[str, Any]:
+async def console_app(request: Request, user: ConsoleUser, app_id: UUID) -> dict[str, Any]:
     row = await queries.app_in_workspace(get_container(request).engine, user.tenant_id, app_id)
     if row is None:
         raise AppNotFound()
@@ -100,12 +100,12 @@ async def create_app(request: Request, body: api.CreateAppRequest,
         idempotency_key=idempotency_key,
     )
     # A retried Idempotency-Key answers with the app the first request created.
-    return app_view(await _app_or_404(request, user, UUID(str(accepted.result["app_id"]))))
+    return app_view(await console_app(request, user, UUID(str(accepted.result["app_id"]))))
 
 
 @router.get("/apps/{app_id}")
 async def get_app(request: Request, app_id: str, user: ConsoleUser = CurrentUser) -> dict[str, Any]:
-    return app_view(await _app_or_404(request, user, parse_id(app_id, AppNotFound)))
+    return app_view(await console_app(request, user, parse_id(app_id, AppNotFound)))
 
 
 @router.put("/apps/{app_id}")
@@ -113,20 +113,20 @@ async def update_app(request: Request, app_id: str, body: api.UpdateAppRequest,
                      user: ConsoleUser = CurrentUser,
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     target = parse_id(app_id, AppNotFound)
-    await _app_or_404(request, user, target)
+    await console_app(request, user, target)
     await command_gateway(request).send(
         cmd.UpdateApp(app_id=target, **body.model_dump()),
         aggregate_id=target, tenant_id=user.tenant_id, actor_id=user.account_id,
         idempotency_key=idempotency_key,
     )
-    return app_view(await _app_or_404(request, user, target))
+    return app_view(await console_app(request, user, target))
 
 
 @router.delete("/apps/{app_id}", status_code=204)
 async def delete_app(request: Request, app_id: str, user: ConsoleUser = CurrentUser,
                      idempotency_key: IdempotencyKey = None) -> Response:
     target = parse_id(app_id, AppNotFound)
-    await _app_or_404(request, user, target)
+    await console_app(request, user, target)
     await command_gateway(request).send(
         cmd.DeleteApp(app_id=target), aggregate_id=target, tenant_id=user.tenant_id,
         actor_id=user.account_id, idempotency_key=idempotency_key,
@@ -184,7 +184,7 @@ async def _revoke_key(request: Request, user: ConsoleUser, key_type: str, app_id
 async def list_app_keys(request: Request, app_id: str,
                         user: ConsoleUser = CurrentUser) -> dict[str, Any]:
     target = parse_id(app_id, AppNotFound)
-    await _app_or_404(request, user, target)
+    await console_app(request, user, target)
     return await _list_keys(request, user, "app", target)
 
 
@@ -192,7 +192,7 @@ async def list_app_keys(request: Request, app_id: str,
 async def create_app_key(request: Request, app_id: str, user: ConsoleUser = CurrentUser,
                          idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     target = parse_id(app_id, AppNotFound)
-    await _app_or_404(request, user, target)
+    await console_app(request, user, target)
     return await _create_key(request, user, "app", target, idempotency_key)
 
 

@@ -30,6 +30,9 @@ from events.memory_store import InMemoryEventStore
 from events.store import CommandOutcome
 from schemas import errors
 from schemas.base import CommandEnvelope, CommandPayload, EventPayload
+from schemas.conversation import commands as cc
+from schemas.conversation import events as ce
+from schemas.conversation.naming import app_config_id_for, end_user_id_for
 from schemas.knowledge import commands as kc
 from schemas.knowledge import events as ke
 from schemas.knowledge.naming import (
@@ -142,7 +145,10 @@ def partition_key(payload: CommandPayload) -> UUID:
     """The aggregate id a command travels under, as the gateway chooses it."""
     if isinstance(payload, pc.SetupPlatform):
         return SETUP_ID
-    for name in ("document_id", "tag_id", "target_id", "dataset_id", "app_id", "key_id"):
+    if isinstance(payload, cc.ConfigureAppModel | cc.ConfigureAppSite):
+        return app_config_id_for(payload.app_id)
+    for name in ("conversation_id", "document_id", "tag_id", "target_id", "dataset_id",
+                 "app_id", "key_id"):
         value = getattr(payload, name, None)
         if isinstance(value, UUID):
             return value
@@ -1219,6 +1225,120 @@ def test_creating_under_an_id_of_another_kind_is_refused(world: World) -> None:
     ran = world.execute(pc.CreateApp(app_id=dataset_id, name="Clash", mode="chat"))
     # Accepted-with-nothing-stored would tell the caller the app exists when it does not.
     assert ran.outcome.status == "rejected"
+
+
+# =========================================================================================
+# conversation: app configuration
+# =========================================================================================
+
+CONFIG = {"model": {"provider": "openai", "name": "gpt-4o-mini", "mode": "chat",
+                    "completion_params": {}}, "pre_prompt": "Be brief."}
+
+
+@covers(cc.ConfigureAppModel)
+def test_configure_app_model(world: World) -> None:
+    app_id = world.app()
+    ran = accepted(world.run(cc.ConfigureAppModel(app_id=app_id, config=CONFIG)),
+                   app_id=str(app_id))
+    assert ran.one(ce.AppModelConfigured) == ce.AppModelConfigured(
+        app_id=app_id, config=CONFIG, updated_by=world.me.actor_id)
+    assert ran.event(ce.AppModelConfigured).aggregate_id == app_config_id_for(app_id)
+    unchanged(world.run(cc.ConfigureAppModel(app_id=app_id, config=CONFIG)))
+    rejected(world.run(cc.ConfigureAppModel(app_id=app_id, config=CONFIG), as_=world.rival),
+             errors.AppNotFound)
+    rejected(world.run(cc.ConfigureAppModel(app_id=world.dataset(), config=CONFIG)),
+             errors.AppNotFound)
+
+
+@covers(cc.ConfigureAppSite)
+def test_configure_app_site_merges_what_is_sent(world: World) -> None:
+    app_id = world.app()
+    first = accepted(world.run(cc.ConfigureAppSite(app_id=app_id, changes={"title": "Guide"})))
+    assert first.one(ce.AppSiteConfigured).site == {"title": "Guide"}
+    second = accepted(world.run(cc.ConfigureAppSite(app_id=app_id,
+                                                    changes={"copyright": "2026"})))
+    assert second.one(ce.AppSiteConfigured).site == {"title": "Guide", "copyright": "2026"}
+    unchanged(world.run(cc.ConfigureAppSite(app_id=app_id, changes={"title": "Guide"})))
+    world.given(pc.DeleteApp(app_id=app_id))
+    rejected(world.run(cc.ConfigureAppSite(app_id=app_id, changes={"title": "x"})),
+             errors.AppNotFound)
+
+
+# =========================================================================================
+# conversation: messages, renames, deletions, feedback
+# =========================================================================================
+
+
+def ask(app_id: UUID, conversation_id: UUID, query: str = "Hi?", *, user: str = "u1",
+        new: bool = True) -> cc.SendMessage:
+    return cc.SendMessage(conversation_id=conversation_id, message_id=uuid4(), task_id=uuid4(),
+                          app_id=app_id, mode="chat", user=user, query=query, inputs={"a": "b"},
+                          config=CONFIG, new_conversation=new)
+
+
+@covers(cc.SendMessage)
+def test_send_message_starts_and_continues_a_conversation(world: World) -> None:
+    app_id, conversation_id = world.app(), uuid4()
+    first = ask(app_id, conversation_id, "What time is it in " + "a very long place " * 5)
+    ran = accepted(world.run(first), conversation_id=str(conversation_id),
+                   message_id=str(first.message_id), task_id=str(first.task_id))
+    assert ran.types == ["ConversationStarted", "MessageCreated"]
+    started = ran.one(ce.ConversationStarted)
+    assert started.end_user_id == end_user_id_for(app_id, "u1") and started.user == "u1"
+    assert len(started.name) == 50 and started.name.endswith("...")
+    created = ran.one(ce.MessageCreated)
+    assert (created.message_id, created.task_id, created.config, created.inputs) == (
+        first.message_id, first.task_id, CONFIG, {"a": "b"})
+
+    follow = accepted(world.run(ask(app_id, conversation_id, "And now?", new=False)))
+    assert follow.types == ["MessageCreated"]
+    # another end user, another app, a missing conversation: all "Conversation Not Exists."
+    rejected(world.run(ask(app_id, conversation_id, user="u2", new=False)),
+             errors.ConversationNotFound)
+    rejected(world.run(ask(world.app("Other"), conversation_id, new=False)),
+             errors.ConversationNotFound)
+    rejected(world.run(ask(app_id, uuid4(), new=False)), errors.ConversationNotFound)
+    rejected(world.run(ask(app_id, uuid4()), as_=world.rival), errors.AppNotFound)
+
+
+@covers(cc.RenameConversation, cc.DeleteConversation)
+def test_rename_and_delete_conversation(world: World) -> None:
+    app_id, conversation_id = world.app(), uuid4()
+    world.given(ask(app_id, conversation_id))
+    renamed = accepted(world.run(cc.RenameConversation(
+        conversation_id=conversation_id, app_id=app_id, user="u1", name="Trip")))
+    assert renamed.one(ce.ConversationRenamed).name == "Trip"
+    rejected(world.run(cc.RenameConversation(conversation_id=conversation_id, app_id=app_id,
+                                             user="u2", name="Mine")),
+             errors.ConversationNotFound)
+    rejected(world.run(cc.DeleteConversation(conversation_id=conversation_id, app_id=app_id,
+                                             user="u2")), errors.ConversationNotFound)
+    deleted = accepted(world.run(cc.DeleteConversation(conversation_id=conversation_id,
+                                                       app_id=app_id, user="u1")))
+    assert deleted.types == ["ConversationDeleted"]
+    rejected(world.run(ask(app_id, conversation_id, new=False)), errors.ConversationNotFound)
+    rejected(world.run(cc.DeleteConversation(conversation_id=conversation_id, app_id=app_id,
+                                             user="u1")), errors.ConversationNotFound)
+
+
+@covers(cc.GiveMessageFeedback)
+def test_message_feedback(world: World) -> None:
+    app_id, conversation_id = world.app(), uuid4()
+    question = ask(app_id, conversation_id)
+    world.given(question)
+
+    def feedback(rating: str | None, user: str = "u1",
+                 message_id: UUID | None = None) -> cc.GiveMessageFeedback:
+        return cc.GiveMessageFeedback(conversation_id=conversation_id, app_id=app_id, user=user,
+                                      message_id=message_id or question.message_id,
+                                      rating=rating, content="great")  # type: ignore[arg-type]
+
+    liked = accepted(world.run(feedback("like")))
+    assert liked.one(ce.MessageFeedbackGiven) == ce.MessageFeedbackGiven(
+        message_id=question.message_id, rating="like", content="great")
+    assert accepted(world.run(feedback(None))).one(ce.MessageFeedbackGiven).rating is None
+    rejected(world.run(feedback("like", message_id=uuid4())), errors.MessageNotFound)
+    rejected(world.run(feedback("like", user="u2")), errors.ConversationNotFound)
 
 
 # =========================================================================================

@@ -42,12 +42,18 @@ from sqlalchemy.pool import StaticPool
 from adapters.storage.local import LocalStorage
 from adapters.vector.memory import InMemoryVectorStore
 from bootstrap import ASSEMBLY
+from commands.aggregate import Context
+from commands.conversation.aggregates import Conversation
 from commands.executor import execute
 from commands.knowledge.aggregates import Document, Segment
+from commands.unit_of_work import UnitOfWork
 from events.envelope import Envelope
 from events.memory_store import InMemoryEventStore
 from projections.tables import READ, metadata
 from schemas.base import CommandEnvelope, CommandPayload, EventPayload
+from schemas.conversation import commands as cc
+from schemas.conversation import events as cev
+from schemas.conversation.naming import app_config_id_for
 from schemas.knowledge import commands as kc
 from schemas.knowledge import events as kev
 from schemas.knowledge.naming import HIERARCHICAL, document_prefix
@@ -132,6 +138,15 @@ class Recorder:
             payload, aggregate_id=aggregate_id, tenant_id=self.tenant, actor_id=self.owner,
             correlation_id=uuid4()))
         assert outcome.status == "accepted", (payload.command_type, outcome.error)
+
+    def finish(self, conversation: UUID, payload: cev.MessageAnswered | cev.MessageStopped
+               | cev.MessageFailed) -> None:
+        """How the chat processor records a message's end."""
+        cause = uuid4()
+        uow = UnitOfWork(self.store, Context(tenant_id=self.tenant, actor_id=None,
+                                             correlation_id=cause, causation_id=cause))
+        assert uow.get(Conversation, conversation).finish(payload, uow.ctx)
+        uow.commit()
 
     async def upload(self, dataset: UUID, document: UUID, name: str,
                      content: str) -> kev.SourceFile:
@@ -220,6 +235,31 @@ async def record(root: Path) -> History:
     run(pc.CreateApiKey(key_id=dataset_key, key_type="dataset", token=sealed("dataset-0")),
         dataset_key)
     run(pc.RevokeApiKey(key_id=chat_keys[0], key_type="app", app_id=chat), chat_keys[0])
+
+    # conversation: the chat app's configuration; two end users' conversations, their
+    # messages answered, stopped and failed (as the chat processor records them), feedback
+    run(cc.ConfigureAppModel(app_id=chat, config={"pre_prompt": "Be kind."}),
+        app_config_id_for(chat))
+    run(cc.ConfigureAppSite(app_id=chat, changes={"title": "Help"}), app_config_id_for(chat))
+    run(cc.ConfigureAppSite(app_id=flow, changes={"copyright": "2026"}), app_config_id_for(flow))
+    talks = []
+    for user, query in (("ann", "Hello?"), ("ann", "Opening hours?"), ("bob", "Refunds?")):
+        conversation, message = uuid4(), uuid4()
+        run(cc.SendMessage(conversation_id=conversation, message_id=message, task_id=uuid4(),
+                           app_id=chat, mode="chat", user=user, query=query, inputs={},
+                           config={}, new_conversation=True), conversation)
+        talks.append((conversation, message, user))
+    usage = {"total_tokens": 9, "latency": 0.25}
+    r.finish(talks[0][0], cev.MessageAnswered(message_id=talks[0][1], answer="Hi.", usage=usage))
+    r.finish(talks[1][0], cev.MessageStopped(message_id=talks[1][1], answer="Nine", usage=usage))
+    r.finish(talks[2][0], cev.MessageFailed(message_id=talks[2][1], code="x", status=400,
+                                            error="model down"))
+    run(cc.GiveMessageFeedback(conversation_id=talks[0][0], message_id=talks[0][1], app_id=chat,
+                               user="ann", rating="like", content="Thanks"), talks[0][0])
+    run(cc.RenameConversation(conversation_id=talks[0][0], app_id=chat, user="ann",
+                              name="Greeting"), talks[0][0])
+    run(cc.DeleteConversation(conversation_id=talks[2][0], app_id=chat, user="bob"),
+        talks[2][0])
 
     # knowledge: datasets (the archive adopts its first document's technique), metadata, tags
     handbook, archive = uuid4(), uuid4()

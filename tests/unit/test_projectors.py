@@ -25,6 +25,8 @@ from sqlalchemy.pool import StaticPool
 
 from bootstrap import ASSEMBLY
 from events.envelope import Envelope
+from projections.conversation import queries as cq
+from projections.conversation.tables import conversations, end_users, messages
 from projections.knowledge import queries as kq
 from projections.knowledge.tables import (
     dataset_metadata_fields,
@@ -38,6 +40,8 @@ from projections.platform import queries as pq
 from projections.platform.tables import workspace_members, workspaces
 from projections.tables import READ, metadata
 from schemas.base import EventPayload
+from schemas.conversation import events as cev
+from schemas.conversation.naming import app_config_id_for, end_user_id_for
 from schemas.knowledge import events as kev
 from schemas.knowledge.naming import content_hash
 from schemas.platform import events as pev
@@ -778,6 +782,106 @@ async def test_metadata_fields_and_document_values(world: World) -> None:
 
 
 # --- the guard -----------------------------------------------------------------------------------
+
+
+
+# --- conversation ------------------------------------------------------------------------------
+
+
+@exercises(cev.AppModelConfigured, cev.AppSiteConfigured)
+async def test_app_model_config_and_site(world: World) -> None:
+    app_id = uuid4()
+    config_id = app_config_id_for(app_id)
+    await world.emit("AppConfig", config_id, cev.AppModelConfigured(
+        app_id=app_id, config={"pre_prompt": "one"}, updated_by=world.actor))
+    await world.emit("AppConfig", config_id, cev.AppModelConfigured(
+        app_id=app_id, config={"pre_prompt": "two"}, updated_by=world.actor))
+    assert await cq.app_model_config(world.engine, app_id) == {"pre_prompt": "two"}
+    assert await cq.app_model_config(world.engine, uuid4()) is None
+    assert await cq.app_site(world.engine, app_id) == {}
+    await world.emit("AppConfig", config_id, cev.AppSiteConfigured(
+        app_id=app_id, site={"title": "Guide"}, updated_by=world.actor))
+    assert await cq.app_site(world.engine, app_id) == {"title": "Guide"}
+
+
+async def conversation_with_message(w: World, app_id: UUID, user: str = "u1",
+                                    query: str = "Hi?") -> tuple[UUID, UUID]:
+    conversation_id, message_id = uuid4(), uuid4()
+    end_user_id = end_user_id_for(app_id, user)
+    await w.emit("Conversation", conversation_id, cev.ConversationStarted(
+        app_id=app_id, end_user_id=end_user_id, user=user, mode="chat", name=query,
+        inputs={"city": "Oslo"}))
+    await w.emit("Conversation", conversation_id, cev.MessageCreated(
+        message_id=message_id, task_id=uuid4(), app_id=app_id, end_user_id=end_user_id,
+        mode="chat", query=query, inputs={"city": "Oslo"}, config={}))
+    return conversation_id, message_id
+
+
+@exercises(cev.ConversationStarted, cev.MessageCreated, cev.MessageAnswered,
+           cev.MessageStopped, cev.MessageFailed)
+async def test_conversation_and_its_messages(world: World) -> None:
+    app_id = uuid4()
+    conversation_id, first = await conversation_with_message(world, app_id)
+    row = await world.one(messages, first)
+    assert (row["status"], row["answer"], row["query"]) == ("pending", "", "Hi?")
+    usage = {"total_tokens": 12, "latency": 0.5}
+    resources = [{"position": 1, "document_name": "guide.txt"}]
+    await world.emit("Conversation", conversation_id, cev.MessageAnswered(
+        message_id=first, answer="Hello.", usage=usage, retriever_resources=resources))
+    row = await world.one(messages, first)
+    assert (row["status"], row["answer"], row["usage"], row["retriever_resources"],
+            row["latency"]) == ("normal", "Hello.", usage, resources, 0.5)
+
+    end_user_id = end_user_id_for(app_id, "u1")
+    stopped, failed = uuid4(), uuid4()
+    for message_id in (stopped, failed):
+        await world.emit("Conversation", conversation_id, cev.MessageCreated(
+            message_id=message_id, task_id=uuid4(), app_id=app_id, end_user_id=end_user_id,
+            mode="chat", query="More?", inputs={}, config={}))
+    await world.emit("Conversation", conversation_id, cev.MessageStopped(
+        message_id=stopped, answer="Partial", usage=usage))
+    await world.emit("Conversation", conversation_id, cev.MessageFailed(
+        message_id=failed, code="completion_request_error", status=400, error="boom"))
+    assert (await world.one(messages, stopped))["status"] == "stopped"
+    assert [(r["status"], r["error"]) for r in [await world.one(messages, failed)]] == [
+        ("error", "boom")]
+
+    assert (await world.one(end_users, end_user_id))["session_id"] == "u1"
+    page = await cq.conversation_messages(world.engine, conversation_id, first_id=None, limit=2)
+    assert page is not None and [m["id"] for m in page.items] == [stopped, failed]
+    assert page.total == 1  # older ones remain
+    older = await cq.conversation_messages(world.engine, conversation_id, first_id=stopped,
+                                           limit=2)
+    assert older is not None and [m["id"] for m in older.items] == [first] and older.total == 0
+
+
+@exercises(cev.ConversationRenamed, cev.ConversationDeleted, cev.MessageFeedbackGiven)
+async def test_renamed_feedback_and_deleted(world: World) -> None:
+    app_id = uuid4()
+    conversation_id, message_id = await conversation_with_message(world, app_id)
+    other, _ = await conversation_with_message(world, app_id, query="Second")
+    await world.emit("Conversation", conversation_id, cev.ConversationRenamed(name="Trip"))
+    assert (await world.one(conversations, conversation_id))["name"] == "Trip"
+    listed = await cq.list_conversations(world.engine, app_id, end_user_id_for(app_id, "u1"),
+                                         last_id=None, limit=1, sort_by="-updated_at")
+    assert listed is not None and [c["id"] for c in listed.items] == [conversation_id]
+    assert listed.total == 1
+    rest = await cq.list_conversations(world.engine, app_id, end_user_id_for(app_id, "u1"),
+                                       last_id=conversation_id, limit=5, sort_by="-updated_at")
+    assert rest is not None and [c["id"] for c in rest.items] == [other]
+
+    await world.emit("Conversation", conversation_id, cev.MessageFeedbackGiven(
+        message_id=message_id, rating="like", content="nice"))
+    feedbacks = await cq.app_feedbacks(world.engine, app_id, page=1, limit=10)
+    assert [(f["id"], f["feedback_rating"]) for f in feedbacks.items] == [(message_id, "like")]
+    await world.emit("Conversation", conversation_id, cev.MessageFeedbackGiven(
+        message_id=message_id, rating=None))
+    assert (await cq.app_feedbacks(world.engine, app_id, page=1, limit=10)).total == 0
+
+    await world.emit("Conversation", conversation_id, cev.ConversationDeleted())
+    assert await world.row(conversations, conversation_id) is None
+    assert await world.row(messages, message_id) is None
+    assert await world.row(conversations, other) is not None
 
 
 @pytest.mark.parametrize("event_type", [pytest.param(t, id=t.__name__) for t in sorted(

@@ -1,0 +1,1 @@
+"""The conversation context: app configuration, conversations and messages."""

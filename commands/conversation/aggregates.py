@@ -1,0 +1,145 @@
+"""Conversation aggregates: an app's configuration, and conversations with their messages.
+
+A conversation holds its messages: their history is what the model is given as memory,
+read from the event store (consistent, no read-model lag), and one conversation's
+messages are decided in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from commands.aggregate import Aggregate, Context
+from schemas.conversation import events as ev
+from schemas.errors import ConversationNotFound, MessageNotFound
+
+
+class AppConfig(Aggregate):
+    """One per app (id derived from the app's): its model config and web site settings."""
+
+    config: dict[str, Any] | None = None
+    site: dict[str, Any] | None = None
+
+    def apply_AppModelConfigured(self, p: ev.AppModelConfigured) -> None:
+        self.config = p.config
+
+    def apply_AppSiteConfigured(self, p: ev.AppSiteConfigured) -> None:
+        self.site = p.site
+
+    def configure_model(self, app_id: UUID, config: dict[str, Any], ctx: Context) -> None:
+        if config == self.config:
+            return
+        assert ctx.actor_id is not None
+        self.record(ev.AppModelConfigured(app_id=app_id, config=config,
+                                          updated_by=ctx.actor_id), ctx)
+
+    def configure_site(self, app_id: UUID, changes: dict[str, Any], ctx: Context) -> None:
+        site = {**(self.site or {}), **changes}
+        if site == self.site or (self.site is None and not changes):
+            return
+        assert ctx.actor_id is not None
+        self.record(ev.AppSiteConfigured(app_id=app_id, site=site, updated_by=ctx.actor_id), ctx)
+
+
+@dataclass
+class MessageState:
+    query: str
+    status: str = "pending"  # pending | answered | stopped | failed
+    answer: str = ""
+    task_id: UUID | None = None
+
+
+class Conversation(Aggregate):
+    app_id: UUID | None = None
+    end_user_id: UUID | None = None
+    deleted = False
+
+    def __init__(self, aggregate_id: UUID) -> None:
+        super().__init__(aggregate_id)
+        self.messages: dict[UUID, MessageState] = {}
+
+    def apply_ConversationStarted(self, p: ev.ConversationStarted) -> None:
+        self.app_id, self.end_user_id, self.name = p.app_id, p.end_user_id, p.name
+
+    def apply_MessageCreated(self, p: ev.MessageCreated) -> None:
+        self.messages[p.message_id] = MessageState(query=p.query, task_id=p.task_id)
+
+    def apply_MessageAnswered(self, p: ev.MessageAnswered) -> None:
+        self._end(p.message_id, "answered", p.answer)
+
+    def apply_MessageStopped(self, p: ev.MessageStopped) -> None:
+        self._end(p.message_id, "stopped", p.answer)
+
+    def apply_MessageFailed(self, p: ev.MessageFailed) -> None:
+        self._end(p.message_id, "failed", "")
+
+    def apply_ConversationRenamed(self, p: ev.ConversationRenamed) -> None:
+        self.name = p.name
+
+    def apply_ConversationDeleted(self, p: ev.ConversationDeleted) -> None:
+        self.deleted = True
+
+    def apply_MessageFeedbackGiven(self, p: ev.MessageFeedbackGiven) -> None:
+        pass
+
+    def _end(self, message_id: UUID, status: str, answer: str) -> None:
+        message = self.messages[message_id]
+        message.status, message.answer = status, answer
+
+    # --- decisions -------------------------------------------------------------------------
+
+    def ensure_visible_to(self, app_id: UUID, end_user_id: UUID) -> None:
+        """Another app's or end user's conversation is indistinguishable from a missing one."""
+        if not self.exists or self.deleted or self.app_id != app_id \
+                or self.end_user_id != end_user_id:
+            raise ConversationNotFound()
+
+    def start(self, payload: ev.ConversationStarted, ctx: Context) -> None:
+        if self.exists:
+            raise ConversationNotFound()  # ids are made by the gateway: a clash is a bug
+        self.record(payload, ctx)
+
+    def ask(self, payload: ev.MessageCreated, ctx: Context) -> None:
+        self.ensure_visible_to(payload.app_id, payload.end_user_id)
+        if payload.message_id in self.messages:
+            return  # the same request decided again
+        self.record(payload, ctx)
+
+    def awaits_answer(self, message_id: UUID) -> bool:
+        message = self.messages.get(message_id)
+        return message is not None and message.status == "pending"
+
+    def finish(self, payload: ev.MessageAnswered | ev.MessageStopped | ev.MessageFailed,
+               ctx: Context) -> bool:
+        """Record how a pending message ended; False when it had already ended (a worker
+        redelivered, or a stop and an answer racing): the first end stands."""
+        if not self.awaits_answer(payload.message_id):
+            return False
+        self.record(payload, ctx)
+        return True
+
+    def history(self, before: UUID) -> list[tuple[str, str]]:
+        """Earlier turns (question, answer) that got an answer, oldest first."""
+        turns = []
+        for message_id, message in self.messages.items():
+            if message_id == before:
+                break
+            if message.status in ("answered", "stopped") and message.answer:
+                turns.append((message.query, message.answer))
+        return turns
+
+    def rename(self, name: str, ctx: Context) -> None:
+        if name != self.name:
+            self.record(ev.ConversationRenamed(name=name), ctx)
+
+    def delete(self, ctx: Context) -> None:
+        self.record(ev.ConversationDeleted(), ctx)
+
+    def give_feedback(self, message_id: UUID, rating: str | None, content: str | None,
+                      ctx: Context) -> None:
+        if message_id not in self.messages:
+            raise MessageNotFound()
+        self.record(ev.MessageFeedbackGiven(message_id=message_id, rating=rating,
+                                            content=content), ctx)

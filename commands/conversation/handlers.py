@@ -1,0 +1,75 @@
+"""Command handlers of the conversation context: app configuration, questions, renames,
+deletions and feedback. Answers are recorded by the chat processor, not by commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from commands.conversation.aggregates import AppConfig, Conversation
+from commands.platform.aggregates import App
+from commands.registry import command_handlers
+from commands.unit_of_work import UnitOfWork
+from schemas.conversation import commands as cmd
+from schemas.conversation import events as ev
+from schemas.conversation.naming import app_config_id_for, end_user_id_for
+
+
+def configure_app_model(c: cmd.ConfigureAppModel, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(App, c.app_id).ensure_visible_to(uow.ctx.tenant_id)
+    uow.get(AppConfig, app_config_id_for(c.app_id)).configure_model(c.app_id, c.config, uow.ctx)
+    return {"app_id": str(c.app_id)}
+
+
+def configure_app_site(c: cmd.ConfigureAppSite, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(App, c.app_id).ensure_visible_to(uow.ctx.tenant_id)
+    uow.get(AppConfig, app_config_id_for(c.app_id)).configure_site(c.app_id, c.changes, uow.ctx)
+    return {"app_id": str(c.app_id)}
+
+
+def send_message(c: cmd.SendMessage, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(App, c.app_id).ensure_visible_to(uow.ctx.tenant_id)
+    end_user_id = end_user_id_for(c.app_id, c.user)
+    conversation = uow.get(Conversation, c.conversation_id)
+    if c.new_conversation:
+        conversation.start(ev.ConversationStarted(
+            app_id=c.app_id, end_user_id=end_user_id, user=c.user, mode=c.mode,
+            name=_first_name(c.query), inputs=c.inputs), uow.ctx)
+    conversation.ask(ev.MessageCreated(
+        message_id=c.message_id, task_id=c.task_id, app_id=c.app_id, end_user_id=end_user_id,
+        mode=c.mode, query=c.query, inputs=c.inputs, config=c.config, files=c.files), uow.ctx)
+    return {"conversation_id": str(c.conversation_id), "message_id": str(c.message_id),
+            "task_id": str(c.task_id)}
+
+
+def _first_name(query: str) -> str:
+    # Until it is renamed (or named by the model), a conversation is called by its question.
+    name = " ".join(query.split())
+    return name if len(name) <= 50 else name[:47] + "..."
+
+
+def _visible(c: cmd.RenameConversation | cmd.DeleteConversation | cmd.GiveMessageFeedback,
+             uow: UnitOfWork) -> Conversation:
+    conversation = uow.get(Conversation, c.conversation_id)
+    conversation.ensure_visible_to(c.app_id, end_user_id_for(c.app_id, c.user))
+    return conversation
+
+
+def rename_conversation(c: cmd.RenameConversation, uow: UnitOfWork) -> dict[str, Any]:
+    _visible(c, uow).rename(c.name, uow.ctx)
+    return {"conversation_id": str(c.conversation_id)}
+
+
+def delete_conversation(c: cmd.DeleteConversation, uow: UnitOfWork) -> dict[str, Any]:
+    _visible(c, uow).delete(uow.ctx)
+    return {"conversation_id": str(c.conversation_id)}
+
+
+def give_message_feedback(c: cmd.GiveMessageFeedback, uow: UnitOfWork) -> dict[str, Any]:
+    _visible(c, uow).give_feedback(c.message_id, c.rating, c.content, uow.ctx)
+    return {"message_id": str(c.message_id)}
+
+
+HANDLERS = command_handlers(
+    configure_app_model, configure_app_site, send_message, rename_conversation,
+    delete_conversation, give_message_feedback,
+)

@@ -1,0 +1,22 @@
+"""The conversation context: how an app runs (model config, web site), end users,
+conversations and messages. Its chat processor replaces Dify's request-thread LLM calls
+and its `conversation` queue."""
+
+from __future__ import annotations
+
+from commands.conversation import aggregates, handlers
+from contexts.manifest import ContextManifest, payloads_in
+from gateway.conversation import config
+from projections.conversation import projectors
+from projections.tables import PROJECTION_NAME
+from schemas.conversation import events
+
+CONVERSATION = ContextManifest(
+    name="conversation",
+    aggregates=[aggregates.AppConfig, aggregates.Conversation],
+    events=payloads_in(events),
+    upcasters=events.UPCASTERS,
+    handlers=[handlers.HANDLERS],
+    projectors={PROJECTION_NAME: [projectors.PROJECTORS]},
+    routers=[config.console_router, config.service_router],
+)

@@ -1,0 +1,138 @@
+"""Projectors of the conversation context into the console read model: app configuration,
+end users, conversations, messages and feedback. A conversation's messages are events of
+the conversation itself, so they arrive in order after it started."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from events.envelope import Envelope
+from projections.conversation.tables import (
+    app_model_configs,
+    app_sites,
+    conversations,
+    end_users,
+    messages,
+)
+from projections.registry import projectors
+from schemas.conversation import events as ev
+
+
+async def _upsert(conn: AsyncConnection, table: Any, app_id: UUID,
+                  values: dict[str, Any]) -> None:
+    found = await conn.execute(select(table.c.app_id).where(table.c.app_id == app_id))
+    if found.first() is None:
+        await conn.execute(insert(table).values(app_id=app_id, **values))
+    else:
+        await conn.execute(update(table).where(table.c.app_id == app_id).values(**values))
+
+
+async def project_app_model_configured(conn: AsyncConnection,
+                                       e: Envelope[ev.AppModelConfigured]) -> None:
+    await _upsert(conn, app_model_configs, e.payload.app_id, {
+        "tenant_id": e.tenant_id, "config": e.payload.config,
+        "updated_by": e.payload.updated_by, "updated_at": e.occurred_at})
+
+
+async def project_app_site_configured(conn: AsyncConnection,
+                                      e: Envelope[ev.AppSiteConfigured]) -> None:
+    await _upsert(conn, app_sites, e.payload.app_id, {
+        "tenant_id": e.tenant_id, "site": e.payload.site, "updated_at": e.occurred_at})
+
+
+async def project_conversation_started(conn: AsyncConnection,
+                                       e: Envelope[ev.ConversationStarted]) -> None:
+    p = e.payload
+    # An end user's conversations are other aggregates, applied in any order: the end user
+    # was created with the earliest of them.
+    known = (await conn.execute(select(end_users.c.created_at)
+                                .where(end_users.c.id == p.end_user_id))).first()
+    if known is None:
+        await conn.execute(insert(end_users).values(
+            id=p.end_user_id, tenant_id=e.tenant_id, app_id=p.app_id, session_id=p.user,
+            type="service_api", created_at=e.occurred_at))
+    elif _aware(known[0]) > e.occurred_at:
+        await conn.execute(update(end_users).where(end_users.c.id == p.end_user_id)
+                           .values(created_at=e.occurred_at))
+    await conn.execute(insert(conversations).values(
+        id=e.aggregate_id, tenant_id=e.tenant_id, app_id=p.app_id, end_user_id=p.end_user_id,
+        mode=p.mode, name=p.name, inputs=p.inputs, status="normal",
+        created_at=e.occurred_at, updated_at=e.occurred_at))
+
+
+def _aware(at: datetime) -> datetime:
+    # SQLite hands times back without their zone; they were stored in UTC.
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+async def _touch(conn: AsyncConnection, conversation_id: UUID, at: datetime) -> None:
+    await conn.execute(update(conversations).where(conversations.c.id == conversation_id)
+                       .values(updated_at=at))
+
+
+async def project_message_created(conn: AsyncConnection, e: Envelope[ev.MessageCreated]) -> None:
+    p = e.payload
+    await conn.execute(insert(messages).values(
+        id=p.message_id, tenant_id=e.tenant_id, app_id=p.app_id, conversation_id=e.aggregate_id,
+        end_user_id=p.end_user_id, task_id=p.task_id, query=p.query, inputs=p.inputs,
+        files=p.files, answer="", status="pending", retriever_resources=[],
+        created_at=e.occurred_at, updated_at=e.occurred_at))
+    await _touch(conn, e.aggregate_id, e.occurred_at)
+
+
+async def _end_message(conn: AsyncConnection, message_id: UUID, at: datetime,
+                       **values: Any) -> None:
+    await conn.execute(update(messages).where(messages.c.id == message_id)
+                       .values(updated_at=at, **values))
+
+
+async def project_message_answered(conn: AsyncConnection,
+                                   e: Envelope[ev.MessageAnswered]) -> None:
+    p = e.payload
+    await _end_message(conn, p.message_id, e.occurred_at, status="normal", answer=p.answer,
+                       usage=p.usage, retriever_resources=p.retriever_resources,
+                       latency=p.usage.get("latency"))
+
+
+async def project_message_stopped(conn: AsyncConnection, e: Envelope[ev.MessageStopped]) -> None:
+    p = e.payload
+    await _end_message(conn, p.message_id, e.occurred_at, status="stopped", answer=p.answer,
+                       usage=p.usage, latency=p.usage.get("latency"))
+
+
+async def project_message_failed(conn: AsyncConnection, e: Envelope[ev.MessageFailed]) -> None:
+    await _end_message(conn, e.payload.message_id, e.occurred_at, status="error",
+                       error=e.payload.error)
+
+
+async def project_conversation_renamed(conn: AsyncConnection,
+                                       e: Envelope[ev.ConversationRenamed]) -> None:
+    await conn.execute(update(conversations).where(conversations.c.id == e.aggregate_id)
+                       .values(name=e.payload.name, updated_at=e.occurred_at))
+
+
+async def project_conversation_deleted(conn: AsyncConnection,
+                                       e: Envelope[ev.ConversationDeleted]) -> None:
+    await conn.execute(delete(messages).where(messages.c.conversation_id == e.aggregate_id))
+    await conn.execute(delete(conversations).where(conversations.c.id == e.aggregate_id))
+
+
+async def project_message_feedback_given(conn: AsyncConnection,
+                                         e: Envelope[ev.MessageFeedbackGiven]) -> None:
+    p = e.payload
+    await conn.execute(update(messages).where(messages.c.id == p.message_id).values(
+        feedback_rating=p.rating, feedback_content=p.content if p.rating else None,
+        feedback_at=e.occurred_at if p.rating else None))
+
+
+PROJECTORS = projectors(
+    project_app_model_configured, project_app_site_configured, project_conversation_started,
+    project_message_created, project_message_answered, project_message_stopped,
+    project_message_failed, project_conversation_renamed, project_conversation_deleted,
+    project_message_feedback_given,
+)

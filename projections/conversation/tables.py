@@ -1,0 +1,83 @@
+"""Read-model tables of the conversation context: app configuration, end users,
+conversations and messages. Only projectors write them."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, DateTime, Float, Index, String, Table, Text, Uuid
+from sqlalchemy.dialects.postgresql import JSONB
+
+from projections.tables import READ, metadata
+
+app_model_configs = Table(
+    "app_model_configs", metadata,
+    Column("app_id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("config", JSONB, nullable=False),
+    Column("updated_by", Uuid, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    schema=READ,
+)
+
+app_sites = Table(
+    "app_sites", metadata,
+    Column("app_id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("site", JSONB, nullable=False),  # the fields set; the rest default from the app
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    schema=READ,
+)
+
+end_users = Table(
+    "end_users", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("app_id", Uuid, nullable=False, index=True),
+    Column("session_id", String(255), nullable=False),  # the Service API's `user`
+    Column("type", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    schema=READ,
+)
+
+conversations = Table(
+    "conversations", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("app_id", Uuid, nullable=False),
+    Column("end_user_id", Uuid, nullable=False),
+    Column("mode", String(32), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("inputs", JSONB, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_conversations_end_user", "app_id", "end_user_id", "updated_at"),
+    schema=READ,
+)
+
+messages = Table(
+    "messages", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("app_id", Uuid, nullable=False),
+    Column("conversation_id", Uuid, nullable=False),
+    Column("end_user_id", Uuid, nullable=False),
+    Column("task_id", Uuid, nullable=False),
+    Column("query", Text, nullable=False),
+    Column("inputs", JSONB, nullable=False),
+    Column("files", JSONB, nullable=False),
+    Column("answer", Text, nullable=False),
+    # pending -> normal (answered) | stopped | error, as Dify's message status
+    Column("status", String(16), nullable=False),
+    Column("error", Text, nullable=True),
+    Column("usage", JSONB, nullable=True),
+    Column("retriever_resources", JSONB, nullable=False),
+    Column("latency", Float, nullable=True),
+    Column("feedback_rating", String(16), nullable=True),
+    Column("feedback_content", Text, nullable=True),
+    Column("feedback_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_messages_conversation", "conversation_id", "created_at"),
+    Index("ix_messages_app_feedback", "app_id", "feedback_at"),
+    schema=READ,
+)

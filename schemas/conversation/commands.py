@@ -1,0 +1,56 @@
+"""Command payloads of the conversation context."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+from schemas.base import CommandPayload
+
+
+class ConfigureAppModel(CommandPayload):
+    app_id: UUID
+    config: dict[str, Any]  # AppModelConfig, validated and normalised by the gateway
+
+
+class ConfigureAppSite(CommandPayload):
+    app_id: UUID
+    changes: dict[str, Any]  # the SiteSettings fields sent
+
+
+class SendMessage(CommandPayload):
+    """Ask a question: starts the conversation when `new_conversation`."""
+
+    conversation_id: UUID
+    message_id: UUID
+    task_id: UUID
+    app_id: UUID
+    mode: str
+    user: str
+    query: str
+    inputs: dict[str, Any]
+    config: dict[str, Any]
+    new_conversation: bool
+    files: list[dict[str, Any]] = []
+
+
+class RenameConversation(CommandPayload):
+    conversation_id: UUID
+    app_id: UUID
+    user: str
+    name: str
+
+
+class DeleteConversation(CommandPayload):
+    conversation_id: UUID
+    app_id: UUID
+    user: str
+
+
+class GiveMessageFeedback(CommandPayload):
+    conversation_id: UUID
+    message_id: UUID
+    app_id: UUID
+    user: str
+    rating: Literal["like", "dislike"] | None
+    content: str | None = None

@@ -1,0 +1,92 @@
+"""Event payloads of the conversation context: app configuration, conversations and their
+messages. Token chunks are not events (they travel on the task's Redis stream); a
+message's durable facts are."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from schemas.base import EventPayload, Upcaster
+
+# --- app configuration (aggregate AppConfig, one per app) ----------------------------------
+
+
+class AppModelConfigured(EventPayload):
+    app_id: UUID
+    config: dict[str, Any]  # AppModelConfig, normalised
+    updated_by: UUID
+
+
+class AppSiteConfigured(EventPayload):
+    app_id: UUID
+    site: dict[str, Any]  # the SiteSettings fields set so far
+    updated_by: UUID
+
+
+# --- conversations and their messages (aggregate Conversation) ------------------------------
+
+
+class ConversationStarted(EventPayload):
+    app_id: UUID
+    end_user_id: UUID
+    user: str  # the Service API's `user` the end user is known by
+    mode: str  # the app's mode
+    name: str
+    inputs: dict[str, Any]
+
+
+class MessageCreated(EventPayload):
+    """A question to answer: the chat processor's work. `config` is the app's model config
+    as it was when asked (credentials are resolved by the worker, never carried here)."""
+
+    message_id: UUID
+    task_id: UUID
+    app_id: UUID
+    end_user_id: UUID
+    mode: str
+    query: str
+    inputs: dict[str, Any]
+    config: dict[str, Any]
+    files: list[dict[str, Any]] = []
+
+
+class MessageAnswered(EventPayload):
+    message_id: UUID
+    answer: str
+    usage: dict[str, Any]  # Dify's Usage: tokens, prices, currency, latency
+    retriever_resources: list[dict[str, Any]] = []
+
+
+class MessageStopped(EventPayload):
+    """Stopped by its user (POST …/{task_id}/stop): the answer so far is kept."""
+
+    message_id: UUID
+    answer: str
+    usage: dict[str, Any]
+
+
+class MessageFailed(EventPayload):
+    message_id: UUID
+    code: str
+    status: int
+    error: str
+
+
+class ConversationRenamed(EventPayload):
+    name: str
+
+
+class ConversationDeleted(EventPayload):
+    pass
+
+
+class MessageFeedbackGiven(EventPayload):
+    """rating None withdraws the feedback."""
+
+    message_id: UUID
+    rating: str | None
+    content: str | None = None
+
+
+UPCASTERS: dict[tuple[type[EventPayload], int], Upcaster] = {}

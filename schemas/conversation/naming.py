@@ -1,0 +1,41 @@
+"""Ids and names of the conversation context that the gateway, the write side, the read
+side and the workers agree on: derived ids and the per-task Redis stream's keys. No I/O."""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid5
+
+from schemas.base import EDDY_NAMESPACE
+
+
+def app_config_id_for(app_id: UUID) -> UUID:
+    """The AppConfig aggregate of an app (one per app; the app's id is the App's own)."""
+    return uuid5(EDDY_NAMESPACE, f"app-config:{app_id}")
+
+
+def end_user_id_for(app_id: UUID, user: str) -> UUID:
+    """Dify's end user: the Service API's `user` string, scoped to its app."""
+    return uuid5(EDDY_NAMESPACE, f"end-user:{app_id}:{user}")
+
+
+# The per-task stream of SSE events (tokens and the closing event): short-lived, never in
+# the event store. Keys get the deployment's Redis prefix.
+def task_stream_key(task_id: UUID) -> str:
+    return f"task.{task_id}.events"
+
+
+def task_stop_key(task_id: UUID) -> str:
+    """Set by any gateway process to ask the task's worker to stop; holds "app:end_user"."""
+    return f"task.{task_id}.stop"
+
+
+def task_owner_key(task_id: UUID) -> str:
+    """"app:end_user" of a task, for reading its events back (GET …/{task_id}/events)."""
+    return f"task.{task_id}.owner"
+
+
+def task_owner(app_id: UUID, end_user_id: UUID) -> str:
+    return f"{app_id}:{end_user_id}"
+
+
+TERMINAL_STREAM_EVENTS = ("message_end", "error")

@@ -1,0 +1,7 @@
+"""Work topics of the conversation context (what Dify's request threads and its
+`conversation` queue did)."""
+
+from __future__ import annotations
+
+# MessageCreated: the chat processor answers it (a consumer group; scale it with members).
+CHAT = "conversation.chat"

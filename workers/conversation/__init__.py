@@ -1,0 +1,1 @@
+"""Stream processors of the conversation context."""
