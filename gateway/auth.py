@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import secrets
 import time
@@ -15,11 +14,9 @@ from uuid import UUID
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from fastapi import Depends, Request
 
+from adapters.secrets import SecretUnreadable, seal, unseal
 from gateway.deps import get_container
 from projections.platform import queries
 from schemas.errors import AuthenticationFailed, LoginRateLimited, NotSetup, Unauthorized
@@ -62,18 +59,13 @@ def new_api_token(prefix: str) -> str:
 # --- API tokens at rest: hashed for lookup, encrypted for the console ------------------------
 
 
-@functools.lru_cache(maxsize=4)
-def _token_cipher(secret_key: str) -> Fernet:
-    # A key of its own derived from SECRET_KEY (HKDF), never the JWT signing key itself.
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-               info=b"eddy: api token display").derive(secret_key.encode())
-    return Fernet(base64.urlsafe_b64encode(key))
+_TOKEN_PURPOSE = "api token display"
 
 
 def seal_api_token(secret_key: str, token: str) -> SealedToken:
     """The token as commands, events and the read model carry it: never in plaintext."""
     return SealedToken(sha256=api_token_hash(token), hint=api_token_hint(token),
-                       ciphertext=_token_cipher(secret_key).encrypt(token.encode()).decode())
+                       ciphertext=seal(secret_key, _TOKEN_PURPOSE, token))
 
 
 def reveal_api_token(secret_key: str, ciphertext: str | None, hint: str) -> str:
@@ -82,8 +74,8 @@ def reveal_api_token(secret_key: str, ciphertext: str | None, hint: str) -> str:
     console can only show its hint."""
     if ciphertext:
         try:
-            return _token_cipher(secret_key).decrypt(ciphertext.encode()).decode()
-        except InvalidToken:
+            return unseal(secret_key, _TOKEN_PURPOSE, ciphertext)
+        except SecretUnreadable:
             pass
     return hint
 

@@ -167,6 +167,15 @@ class LoginRateLimited(EddyError):
     )
 
 
+class ProviderNotInitialized(EddyError):
+    # Dify's ProviderNotInitializeError: the workspace has no model of the type asked for.
+    code, status, default_message = (
+        "provider_not_initialize", 400,
+        "No valid model provider credentials found. Please go to Settings -> Model Provider "
+        "to complete your provider credentials.",
+    )
+
+
 class ServiceUnavailable(EddyError):
     code, status, default_message = "service_unavailable", 503, "Service unavailable."
 

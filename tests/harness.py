@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
+from sqlalchemy import text
 
+from adapters.bus.base import OutgoingMessage
 from adapters.embedded.postgres import EmbeddedPostgres
 from bootstrap import Container, in_process_node
 from config import Settings, load_settings
@@ -118,3 +121,53 @@ async def _can_login(node: Node, email: str, password: str) -> bool:
     response = await node.client.post("/console/api/login",
                                       json={"email": email, "password": password})
     return response.status_code == 200
+
+
+def record_publishes(node: Node, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """From now on, every message this node's bus publishes (value and headers)."""
+    published: list[bytes] = []
+    bus = node.container.bus
+    publish, publish_many = bus.publish, bus.publish_many
+
+    async def recording_publish(topic: str, key: str, value: bytes,
+                                headers: dict[str, str] | None = None) -> None:
+        published.append(value + repr(headers).encode())
+        await publish(topic, key, value, headers)
+
+    async def recording_publish_many(messages: Sequence[OutgoingMessage]) -> None:
+        published.extend(m.value + repr(m.headers).encode() for m in messages)
+        await publish_many(messages)
+
+    monkeypatch.setattr(bus, "publish", recording_publish)
+    monkeypatch.setattr(bus, "publish_many", recording_publish_many)
+    return published
+
+
+async def everything_recorded(node: Node, *read_tables: str) -> list[bytes]:
+    """Every stored event (raw and decoded), command outcome, the rows of `read_tables`, and
+    every value under this node's Redis prefix (topic streams, dead-letter streams,
+    hashes...): where a secret must never appear in plaintext."""
+    blobs = [e.to_json() for e in node.container.store.read_from(0, 10_000)]
+    async with node.container.engine.connect() as conn:
+        blobs += [bytes(s) for s in (await conn.execute(
+            text("SELECT state FROM stored_events"))).scalars()]
+        blobs += [repr(tuple(r)).encode() for r in await conn.execute(
+            text("SELECT result, error FROM command_outcomes"))]
+        for table in read_tables:
+            blobs += [repr(tuple(r)).encode() for r in await conn.execute(
+                text(f"SELECT * FROM {table}"))]
+    client = node.container.bus.client  # type: ignore[attr-defined]
+    streams = 0
+    async for key in client.scan_iter(match=f"{node.container.settings.EVENT_TOPIC_PREFIX}*"):
+        kind = (await client.type(key)).decode()
+        if kind == "stream":
+            streams += 1
+            blobs += [repr(fields).encode() for _, fields in await client.xrange(key)]
+        elif kind == "hash":
+            blobs.append(repr(await client.hgetall(key)).encode())
+        elif kind == "string":
+            blobs.append(await client.get(key) or b"")
+        elif kind == "zset":
+            blobs.append(repr(await client.zrange(key, 0, -1)).encode())
+    assert streams, "the Redis Streams topics were scanned"
+    return blobs

@@ -6,8 +6,10 @@ from typing import Any
 from uuid import UUID
 
 from commands.aggregate import Aggregate, Context
-from schemas.errors import AlreadySetup, ApiKeyNotFound, AppNotFound, BadRequest
+from schemas.errors import AlreadySetup, ApiKeyNotFound, AppNotFound, BadRequest, NotFound
 from schemas.platform import events as ev
+from schemas.platform.commands import SealedCredentials
+from schemas.platform.providers import ProviderSpec, provider_spec
 
 
 class Setup(Aggregate):
@@ -39,14 +41,99 @@ class Account(Aggregate):
 
 
 class Workspace(Aggregate):
+    """A workspace and its settings: the model providers it connected (credentials arrive
+    sealed and validated by the gateway) and its default model per type."""
+
+    def __init__(self, aggregate_id: UUID) -> None:
+        super().__init__(aggregate_id)
+        self.credentialed: set[str] = set()  # predefined-model providers with credentials
+        self.custom_models: set[tuple[str, str, str]] = set()  # (provider, model, type)
+        self.defaults: dict[str, tuple[str, str]] = {}  # model type -> (provider, model)
+
     def apply_WorkspaceCreated(self, p: ev.WorkspaceCreated) -> None:
         self.name = p.name
+
+    def apply_ProviderCredentialsSaved(self, p: ev.ProviderCredentialsSaved) -> None:
+        self.credentialed.add(p.provider)
+
+    def apply_ProviderCredentialsDeleted(self, p: ev.ProviderCredentialsDeleted) -> None:
+        self.credentialed.discard(p.provider)
+
+    def apply_CustomModelSaved(self, p: ev.CustomModelSaved) -> None:
+        self.custom_models.add((p.provider, p.model, p.model_type))
+
+    def apply_CustomModelDeleted(self, p: ev.CustomModelDeleted) -> None:
+        self.custom_models.discard((p.provider, p.model, p.model_type))
+
+    def apply_DefaultModelSet(self, p: ev.DefaultModelSet) -> None:
+        self.defaults[p.model_type] = (p.provider, p.model)
 
     def create(self, name: str, owner_account_id: UUID, ctx: Context) -> None:
         self.record(
             ev.WorkspaceCreated(name=name, owner_account_id=owner_account_id), ctx,
             tenant_id=self.id,
         )
+
+    def _ensure_mine(self, ctx: Context) -> None:
+        if not self.exists or self.id != ctx.tenant_id:
+            raise NotFound("Workspace not found.")
+
+    def _spec(self, provider: str, method: str) -> ProviderSpec:
+        spec = provider_spec(provider)
+        if spec is None or spec.name != provider:
+            raise BadRequest(f"Provider {provider} does not exist.")
+        if method not in spec.configurate_methods:
+            raise BadRequest(f"Provider {provider} does not support {method}.")
+        return spec
+
+    def save_provider_credentials(self, provider: str, sealed: SealedCredentials,
+                                  ctx: Context) -> None:
+        self._ensure_mine(ctx)
+        self._spec(provider, "predefined-model")
+        self.record(ev.ProviderCredentialsSaved(
+            provider=provider, credentials_ciphertext=sealed.ciphertext,
+            credentials_masked=sealed.masked), ctx)
+
+    def delete_provider_credentials(self, provider: str, ctx: Context) -> None:
+        self._ensure_mine(ctx)
+        if provider in self.credentialed:
+            self.record(ev.ProviderCredentialsDeleted(provider=provider), ctx)
+
+    def save_custom_model(self, provider: str, model: str, model_type: str,
+                          sealed: SealedCredentials, ctx: Context) -> None:
+        self._ensure_mine(ctx)
+        spec = self._spec(provider, "customizable-model")
+        if model_type not in spec.model_types:
+            raise BadRequest(f"Provider {provider} has no {model_type} models.")
+        self.record(ev.CustomModelSaved(
+            provider=provider, model=model, model_type=model_type,
+            credentials_ciphertext=sealed.ciphertext, credentials_masked=sealed.masked), ctx)
+
+    def delete_custom_model(self, provider: str, model: str, model_type: str,
+                            ctx: Context) -> None:
+        self._ensure_mine(ctx)
+        if (provider, model, model_type) in self.custom_models:
+            self.record(ev.CustomModelDeleted(provider=provider, model=model,
+                                              model_type=model_type), ctx)
+
+    def available(self, provider: str, model: str, model_type: str) -> bool:
+        """A model this workspace can use: a custom model it saved, or one of a
+        credentialed provider's types (any model name: providers add models faster than
+        a list here could follow)."""
+        spec = provider_spec(provider)
+        return (provider, model, model_type) in self.custom_models or (
+            spec is not None and provider in self.credentialed
+            and model_type in spec.model_types)
+
+    def set_default_model(self, model_type: str, provider: str, model: str,
+                          ctx: Context) -> None:
+        self._ensure_mine(ctx)
+        if not self.available(provider, model, model_type):
+            raise BadRequest(f"Model {model} ({model_type}) of provider {provider} is not "
+                             "configured in this workspace.")
+        if self.defaults.get(model_type) != (provider, model):
+            self.record(ev.DefaultModelSet(model_type=model_type, provider=provider,
+                                           model=model), ctx)
 
 
 class App(Aggregate):

@@ -64,6 +64,43 @@ def revoke_api_key(c: cmd.RevokeApiKey, uow: UnitOfWork) -> dict[str, Any]:
     return {"key_id": str(c.key_id)}
 
 
+# --- model providers -------------------------------------------------------------------------
+
+
+def save_provider_credentials(c: cmd.SaveProviderCredentials, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(Workspace, c.workspace_id).save_provider_credentials(c.provider, c.credentials,
+                                                                 uow.ctx)
+    return {"result": "success"}
+
+
+def delete_provider_credentials(c: cmd.DeleteProviderCredentials,
+                                uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(Workspace, c.workspace_id).delete_provider_credentials(c.provider, uow.ctx)
+    return {"result": "success"}
+
+
+def save_custom_model(c: cmd.SaveCustomModel, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(Workspace, c.workspace_id).save_custom_model(c.provider, c.model, c.model_type,
+                                                         c.credentials, uow.ctx)
+    return {"result": "success"}
+
+
+def delete_custom_model(c: cmd.DeleteCustomModel, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(Workspace, c.workspace_id).delete_custom_model(c.provider, c.model, c.model_type,
+                                                           uow.ctx)
+    return {"result": "success"}
+
+
+def set_default_models(c: cmd.SetDefaultModels, uow: UnitOfWork) -> dict[str, Any]:
+    workspace = uow.get(Workspace, c.workspace_id)
+    for setting in c.settings:  # all or none: a refused one records nothing
+        workspace.set_default_model(setting.model_type, setting.provider, setting.model,
+                                    uow.ctx)
+    return {"result": "success"}
+
+
 HANDLERS = command_handlers(
     setup_platform, create_app, update_app, delete_app, create_api_key, revoke_api_key,
+    save_provider_credentials, delete_provider_credentials, save_custom_model,
+    delete_custom_model, set_default_models,
 )

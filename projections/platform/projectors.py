@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import delete, func, insert, select, update
@@ -24,6 +25,9 @@ from projections.platform.tables import (
     accounts,
     api_keys,
     apps,
+    custom_models,
+    default_models,
+    provider_credentials,
     setup_state,
     tombstones,
     workspace_members,
@@ -141,8 +145,69 @@ async def project_api_key_revoked(conn: AsyncConnection, e: Envelope[ev.ApiKeyRe
     await conn.execute(delete(api_keys).where(api_keys.c.id == e.aggregate_id))
 
 
+# --- model providers -------------------------------------------------------------------------
+
+
+async def project_provider_credentials_saved(conn: AsyncConnection,
+                                             e: Envelope[ev.ProviderCredentialsSaved]) -> None:
+    p = e.payload
+    key = (provider_credentials.c.tenant_id == e.aggregate_id,
+           provider_credentials.c.provider == p.provider)
+    await conn.execute(delete(provider_credentials).where(*key))
+    await conn.execute(insert(provider_credentials).values(
+        tenant_id=e.aggregate_id, provider=p.provider,
+        credentials_ciphertext=p.credentials_ciphertext,
+        credentials_masked=p.credentials_masked, updated_at=e.occurred_at))
+
+
+async def project_provider_credentials_deleted(
+        conn: AsyncConnection, e: Envelope[ev.ProviderCredentialsDeleted]) -> None:
+    await conn.execute(delete(provider_credentials).where(
+        provider_credentials.c.tenant_id == e.aggregate_id,
+        provider_credentials.c.provider == e.payload.provider))
+
+
+def _custom_model_key(tenant_id: UUID, provider: str, model: str, model_type: str) -> tuple[
+        Any, ...]:
+    return (custom_models.c.tenant_id == tenant_id, custom_models.c.provider == provider,
+            custom_models.c.model == model, custom_models.c.model_type == model_type)
+
+
+async def project_custom_model_saved(conn: AsyncConnection,
+                                     e: Envelope[ev.CustomModelSaved]) -> None:
+    p = e.payload
+    key = _custom_model_key(e.aggregate_id, p.provider, p.model, p.model_type)
+    created = (await conn.execute(select(custom_models.c.created_at).where(*key))).scalar()
+    await conn.execute(delete(custom_models).where(*key))
+    await conn.execute(insert(custom_models).values(
+        tenant_id=e.aggregate_id, provider=p.provider, model=p.model, model_type=p.model_type,
+        credentials_ciphertext=p.credentials_ciphertext,
+        credentials_masked=p.credentials_masked, created_at=created or e.occurred_at,
+        updated_at=e.occurred_at))
+
+
+async def project_custom_model_deleted(conn: AsyncConnection,
+                                       e: Envelope[ev.CustomModelDeleted]) -> None:
+    p = e.payload
+    await conn.execute(delete(custom_models).where(
+        *_custom_model_key(e.aggregate_id, p.provider, p.model, p.model_type)))
+
+
+async def project_default_model_set(conn: AsyncConnection,
+                                    e: Envelope[ev.DefaultModelSet]) -> None:
+    p = e.payload
+    await conn.execute(delete(default_models).where(
+        default_models.c.tenant_id == e.aggregate_id,
+        default_models.c.model_type == p.model_type))
+    await conn.execute(insert(default_models).values(
+        tenant_id=e.aggregate_id, model_type=p.model_type, provider=p.provider,
+        model=p.model, updated_at=e.occurred_at))
+
+
 PROJECTORS = projectors(
     project_setup_completed, project_account_registered, project_workspace_created,
     project_app_created, project_app_updated, project_app_deleted, project_api_key_created,
-    project_api_key_revoked,
+    project_api_key_revoked, project_provider_credentials_saved,
+    project_provider_credentials_deleted, project_custom_model_saved,
+    project_custom_model_deleted, project_default_model_set,
 )

@@ -4,6 +4,7 @@ keys. Only projectors write them."""
 from __future__ import annotations
 
 from sqlalchemy import Column, DateTime, ForeignKey, Integer, String, Table, Text, Uuid
+from sqlalchemy.dialects.postgresql import JSONB
 
 from projections.tables import READ, metadata
 
@@ -77,6 +78,41 @@ api_keys = Table(
     Column("token_ciphertext", Text, nullable=True),
     Column("token_hint", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    schema=READ,
+)
+
+# Model providers of a workspace. Credentials only sealed with the workspace's key (opened
+# by `projections.platform.models`) and masked for display.
+provider_credentials = Table(
+    "provider_credentials", metadata,
+    Column("tenant_id", Uuid, primary_key=True),
+    Column("provider", String(255), primary_key=True),
+    Column("credentials_ciphertext", Text, nullable=False),
+    Column("credentials_masked", JSONB, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    schema=READ,
+)
+
+custom_models = Table(
+    "custom_models", metadata,
+    Column("tenant_id", Uuid, primary_key=True),
+    Column("provider", String(255), primary_key=True),
+    Column("model", String(255), primary_key=True),
+    Column("model_type", String(32), primary_key=True),
+    Column("credentials_ciphertext", Text, nullable=False),
+    Column("credentials_masked", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    schema=READ,
+)
+
+default_models = Table(
+    "default_models", metadata,
+    Column("tenant_id", Uuid, primary_key=True),
+    Column("model_type", String(32), primary_key=True),
+    Column("provider", String(255), nullable=False),
+    Column("model", String(255), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
     schema=READ,
 )
 

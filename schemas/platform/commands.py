@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.base import CommandPayload
+from schemas.platform.providers import ModelType
 
 AppMode = Literal["completion", "chat", "advanced-chat", "agent-chat", "workflow"]
 
@@ -66,3 +67,58 @@ class RevokeApiKey(CommandPayload):
     key_id: UUID
     key_type: Literal["app", "dataset"]
     app_id: UUID | None = None
+
+
+# --- model providers (workspace settings) ------------------------------------------------
+
+
+class SealedCredentials(BaseModel):
+    """Provider credentials as everything past the gateway sees them: sealed with the
+    workspace's key, and masked (secret fields obfuscated) for display."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    ciphertext: str
+    masked: dict[str, Any]
+
+
+class SaveProviderCredentials(CommandPayload):
+    """A predefined-model provider's credentials (`openai`), validated by the gateway."""
+
+    workspace_id: UUID
+    provider: str  # canonical (plugin-style) name
+    credentials: SealedCredentials
+
+
+class DeleteProviderCredentials(CommandPayload):
+    workspace_id: UUID
+    provider: str
+
+
+class SaveCustomModel(CommandPayload):
+    """A customizable-model provider's model (`openai_api_compatible`) with its own
+    credentials, validated by the gateway."""
+
+    workspace_id: UUID
+    provider: str
+    model: str = Field(min_length=1, max_length=255)
+    model_type: ModelType
+    credentials: SealedCredentials
+
+
+class DeleteCustomModel(CommandPayload):
+    workspace_id: UUID
+    provider: str
+    model: str
+    model_type: ModelType
+
+
+class DefaultModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_type: ModelType
+    provider: str
+    model: str
+
+
+class SetDefaultModels(CommandPayload):
+    workspace_id: UUID
+    settings: list[DefaultModel]

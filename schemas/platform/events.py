@@ -29,6 +29,39 @@ class WorkspaceCreated(EventPayload):
     owner_account_id: UUID
 
 
+class ProviderCredentialsSaved(EventPayload):
+    """A predefined-model provider's credentials: sealed with the workspace's key, and the
+    masked form the console shows. Never the secret itself."""
+
+    provider: str
+    credentials_ciphertext: str
+    credentials_masked: dict[str, Any]
+
+
+class ProviderCredentialsDeleted(EventPayload):
+    provider: str
+
+
+class CustomModelSaved(EventPayload):
+    provider: str
+    model: str
+    model_type: str
+    credentials_ciphertext: str
+    credentials_masked: dict[str, Any]
+
+
+class CustomModelDeleted(EventPayload):
+    provider: str
+    model: str
+    model_type: str
+
+
+class DefaultModelSet(EventPayload):
+    model_type: str
+    provider: str
+    model: str
+
+
 # --- apps context: apps and API keys ----------------------------------------------------
 
 

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
-from adapters.bus.base import OutgoingMessage
 from adapters.embedded.postgres import EmbeddedPostgres
 from gateway import auth as auth_module
-from tests.harness import Node, add_account_with_workspace, eventually, node_settings, running_node
+from tests.harness import (
+    Node,
+    add_account_with_workspace,
+    eventually,
+    everything_recorded,
+    node_settings,
+    record_publishes,
+    running_node,
+)
 from workers.node import start_roles
 
 APP = {"name": "Support bot", "mode": "chat", "description": "answers tickets"}
@@ -342,22 +348,7 @@ async def test_concurrent_wrong_logins_cannot_pass_the_limit(
 async def test_api_tokens_are_never_stored_or_published_in_plaintext(
     node: Node, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    published: list[bytes] = []
-    bus = node.container.bus
-    publish, publish_many = bus.publish, bus.publish_many
-
-    async def recording_publish(topic: str, key: str, value: bytes,
-                                headers: dict[str, str] | None = None) -> None:
-        published.append(value + repr(headers).encode())
-        await publish(topic, key, value, headers)
-
-    async def recording_publish_many(messages: Sequence[OutgoingMessage]) -> None:
-        published.extend(m.value + repr(m.headers).encode() for m in messages)
-        await publish_many(messages)
-
-    monkeypatch.setattr(bus, "publish", recording_publish)
-    monkeypatch.setattr(bus, "publish_many", recording_publish_many)
-
+    published = record_publishes(node, monkeypatch)
     auth = await node.setup_and_login()
     app = (await node.client.post("/console/api/apps", json=APP, headers=auth)).json()
     once = {**auth, "Idempotency-Key": "key-1"}
@@ -376,7 +367,7 @@ async def test_api_tokens_are_never_stored_or_published_in_plaintext(
                                     headers=auth)).json()["data"]
     assert [k["token"] for k in listed] == [token]
 
-    seen = await _everything_recorded(node)
+    seen = await everything_recorded(node, "console_v1.api_keys")
     seen += published
     assert published, "the command and events went over the bus"
     assert any(b"ApiKeyCreated" in blob for blob in seen)
@@ -394,31 +385,3 @@ def _count_password_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(auth_module, "verify_password", counting)
     return checked
-
-
-async def _everything_recorded(node: Node) -> list[bytes]:
-    """Every stored event (raw and decoded), command outcome, read-model key row, and every
-    value under this node's Redis prefix (topic streams, dead-letter streams, hashes...)."""
-    blobs = [e.to_json() for e in node.container.store.read_from(0, 10_000)]
-    async with node.container.engine.connect() as conn:
-        blobs += [bytes(s) for s in (await conn.execute(
-            text("SELECT state FROM stored_events"))).scalars()]
-        blobs += [repr(tuple(r)).encode() for r in await conn.execute(
-            text("SELECT result, error FROM command_outcomes"))]
-        blobs += [repr(tuple(r)).encode() for r in await conn.execute(
-            text("SELECT * FROM console_v1.api_keys"))]
-    client = node.container.bus.client  # type: ignore[attr-defined]
-    streams = 0
-    async for key in client.scan_iter(match=f"{node.container.settings.EVENT_TOPIC_PREFIX}*"):
-        kind = (await client.type(key)).decode()
-        if kind == "stream":
-            streams += 1
-            blobs += [repr(fields).encode() for _, fields in await client.xrange(key)]
-        elif kind == "hash":
-            blobs.append(repr(await client.hgetall(key)).encode())
-        elif kind == "string":
-            blobs.append(await client.get(key) or b"")
-        elif kind == "zset":
-            blobs.append(repr(await client.zrange(key, 0, -1)).encode())
-    assert streams, "the Redis Streams topics were scanned"
-    return blobs

@@ -24,6 +24,7 @@ from bootstrap import ASSEMBLY
 from commands.aggregate import Context
 from commands.executor import execute
 from commands.knowledge.aggregates import Document, Segment
+from commands.platform.aggregates import Workspace as WorkspaceAggregate
 from commands.unit_of_work import UnitOfWork
 from events.envelope import Envelope
 from events.memory_store import InMemoryEventStore
@@ -148,7 +149,7 @@ def partition_key(payload: CommandPayload) -> UUID:
     if isinstance(payload, cc.ConfigureAppModel | cc.ConfigureAppSite):
         return app_config_id_for(payload.app_id)
     for name in ("conversation_id", "document_id", "tag_id", "target_id", "dataset_id",
-                 "app_id", "key_id"):
+                 "app_id", "key_id", "workspace_id"):
         value = getattr(payload, name, None)
         if isinstance(value, UUID):
             return value
@@ -259,6 +260,17 @@ class World:
         tag_id = uuid4()
         self.given(kc.CreateTag(tag_id=tag_id, name=name), as_)
         return tag_id
+
+    def workspace(self, who: Workspace | None = None) -> UUID:
+        """The workspace aggregate of `who` (as the one-time setup creates it)."""
+        who = who or self.me
+        cause = uuid4()
+        ctx = Context(tenant_id=who.tenant_id, actor_id=who.actor_id, correlation_id=cause,
+                      causation_id=cause)
+        uow = UnitOfWork(self.store, ctx)
+        uow.new(WorkspaceAggregate, who.tenant_id).create("Team", who.actor_id, ctx)
+        uow.commit()
+        return who.tenant_id
 
     def metadata_field(self, dataset_id: UUID, name: str, type_: str = "string") -> UUID:
         metadata_id = uuid4()
@@ -430,6 +442,134 @@ def test_revoke_api_key(world: World) -> None:
     rejected(world.run(pc.RevokeApiKey(key_id=key_id, key_type="app", app_id=app_id)),
              errors.ApiKeyNotFound)
     accepted(world.run(pc.RevokeApiKey(key_id=dataset_key, key_type="dataset")))
+
+
+# =========================================================================================
+# platform: model providers (workspace settings)
+# =========================================================================================
+
+OPENAI = "langgenius/openai/openai"
+COMPATIBLE = "langgenius/openai_api_compatible/openai_api_compatible"
+
+
+def credentials(masked_key: str = "sk-abc************yz") -> pc.SealedCredentials:
+    """Credentials as the gateway sends them: sealed (opaque here) and masked."""
+    return pc.SealedCredentials(ciphertext="opaque-ciphertext",
+                                masked={"api_key": masked_key, "endpoint_url": "http://llm"})
+
+
+@covers(pc.SaveProviderCredentials)
+def test_save_provider_credentials(world: World) -> None:
+    workspace = world.workspace()
+    saved = accepted(world.run(pc.SaveProviderCredentials(
+        workspace_id=workspace, provider=OPENAI, credentials=credentials())),
+        result="success")
+    assert saved.one(pe.ProviderCredentialsSaved) == pe.ProviderCredentialsSaved(
+        provider=OPENAI, credentials_ciphertext="opaque-ciphertext",
+        credentials_masked={"api_key": "sk-abc************yz", "endpoint_url": "http://llm"})
+    event = saved.event(pe.ProviderCredentialsSaved)
+    assert event.aggregate_id == event.tenant_id == workspace
+    # a customizable-model provider has no provider credentials; bare names are the
+    # gateway's business (it canonicalises), unknown ones are refused
+    rejected(world.run(pc.SaveProviderCredentials(
+        workspace_id=workspace, provider=COMPATIBLE, credentials=credentials())),
+        errors.BadRequest, f"Provider {COMPATIBLE} does not support predefined-model.")
+    rejected(world.run(pc.SaveProviderCredentials(
+        workspace_id=workspace, provider="openai", credentials=credentials())),
+        errors.BadRequest, "Provider openai does not exist.")
+    # another workspace's settings are not reachable
+    world.workspace(world.rival)
+    rejected(world.run(pc.SaveProviderCredentials(
+        workspace_id=workspace, provider=OPENAI, credentials=credentials()), as_=world.rival),
+        errors.NotFound, "Workspace not found.")
+
+
+@covers(pc.DeleteProviderCredentials)
+def test_delete_provider_credentials(world: World) -> None:
+    workspace = world.workspace()
+    unchanged(world.run(pc.DeleteProviderCredentials(workspace_id=workspace,
+                                                     provider=OPENAI)))
+    world.given(pc.SaveProviderCredentials(workspace_id=workspace, provider=OPENAI,
+                                           credentials=credentials()))
+    deleted = accepted(world.run(pc.DeleteProviderCredentials(workspace_id=workspace,
+                                                              provider=OPENAI)))
+    assert deleted.one(pe.ProviderCredentialsDeleted).provider == OPENAI
+    # without credentials, openai's models are no longer a valid default
+    rejected(world.run(pc.SetDefaultModels(workspace_id=workspace, settings=[
+        pc.DefaultModel(model_type="llm", provider=OPENAI, model="gpt-4o")])),
+        errors.BadRequest,
+        f"Model gpt-4o (llm) of provider {OPENAI} is not configured in this workspace.")
+
+
+@covers(pc.SaveCustomModel)
+def test_save_custom_model(world: World) -> None:
+    workspace = world.workspace()
+    saved = accepted(world.run(pc.SaveCustomModel(
+        workspace_id=workspace, provider=COMPATIBLE, model="qwen2.5", model_type="llm",
+        credentials=credentials())))
+    assert saved.one(pe.CustomModelSaved) == pe.CustomModelSaved(
+        provider=COMPATIBLE, model="qwen2.5", model_type="llm",
+        credentials_ciphertext="opaque-ciphertext",
+        credentials_masked={"api_key": "sk-abc************yz", "endpoint_url": "http://llm"})
+    # saved again (new key): a new event, the latest wins in the read model
+    again = accepted(world.run(pc.SaveCustomModel(
+        workspace_id=workspace, provider=COMPATIBLE, model="qwen2.5", model_type="llm",
+        credentials=credentials("sk-new************zz"))))
+    assert again.one(pe.CustomModelSaved).credentials_masked["api_key"] == "sk-new************zz"
+    rejected(world.run(pc.SaveCustomModel(
+        workspace_id=workspace, provider=OPENAI, model="gpt-x", model_type="llm",
+        credentials=credentials())),
+        errors.BadRequest, f"Provider {OPENAI} does not support customizable-model.")
+    rejected(world.run(pc.SaveCustomModel(
+        workspace_id=uuid4(), provider=COMPATIBLE, model="m", model_type="llm",
+        credentials=credentials())), errors.NotFound, "Workspace not found.")
+
+
+@covers(pc.DeleteCustomModel)
+def test_delete_custom_model(world: World) -> None:
+    workspace = world.workspace()
+    world.given(pc.SaveCustomModel(workspace_id=workspace, provider=COMPATIBLE,
+                                   model="bge-m3", model_type="text-embedding",
+                                   credentials=credentials()))
+    # the same name as another type is another model
+    unchanged(world.run(pc.DeleteCustomModel(workspace_id=workspace, provider=COMPATIBLE,
+                                             model="bge-m3", model_type="rerank")))
+    deleted = accepted(world.run(pc.DeleteCustomModel(
+        workspace_id=workspace, provider=COMPATIBLE, model="bge-m3",
+        model_type="text-embedding")))
+    assert deleted.one(pe.CustomModelDeleted) == pe.CustomModelDeleted(
+        provider=COMPATIBLE, model="bge-m3", model_type="text-embedding")
+    unchanged(world.run(pc.DeleteCustomModel(workspace_id=workspace, provider=COMPATIBLE,
+                                             model="bge-m3", model_type="text-embedding")))
+
+
+@covers(pc.SetDefaultModels)
+def test_set_default_models(world: World) -> None:
+    workspace = world.workspace()
+    world.given(pc.SaveCustomModel(workspace_id=workspace, provider=COMPATIBLE,
+                                   model="qwen2.5", model_type="llm",
+                                   credentials=credentials()))
+    world.given(pc.SaveProviderCredentials(workspace_id=workspace, provider=OPENAI,
+                                           credentials=credentials()))
+    both = [pc.DefaultModel(model_type="llm", provider=COMPATIBLE, model="qwen2.5"),
+            pc.DefaultModel(model_type="text-embedding", provider=OPENAI,
+                            model="text-embedding-3-small")]
+    ran = accepted(world.run(pc.SetDefaultModels(workspace_id=workspace, settings=both)))
+    assert [(p.model_type, p.provider, p.model) for p in (
+        e.payload for e in ran.events if isinstance(e.payload, pe.DefaultModelSet))] == [
+        ("llm", COMPATIBLE, "qwen2.5"), ("text-embedding", OPENAI, "text-embedding-3-small")]
+    unchanged(world.run(pc.SetDefaultModels(workspace_id=workspace, settings=both)))
+    # one unknown model refuses the whole request: nothing recorded
+    rejected(world.run(pc.SetDefaultModels(workspace_id=workspace, settings=[
+        pc.DefaultModel(model_type="llm", provider=OPENAI, model="gpt-4o"),
+        pc.DefaultModel(model_type="rerank", provider=COMPATIBLE, model="nope")])),
+        errors.BadRequest,
+        f"Model nope (rerank) of provider {COMPATIBLE} is not configured in this workspace.")
+    # openai has no rerank models, whatever its credentials
+    rejected(world.run(pc.SetDefaultModels(workspace_id=workspace, settings=[
+        pc.DefaultModel(model_type="rerank", provider=OPENAI, model="any")])),
+        errors.BadRequest,
+        f"Model any (rerank) of provider {OPENAI} is not configured in this workspace.")
 
 
 # =========================================================================================

@@ -235,6 +235,23 @@ async def record(root: Path) -> History:
     run(pc.CreateApiKey(key_id=dataset_key, key_type="dataset", token=sealed("dataset-0")),
         dataset_key)
     run(pc.RevokeApiKey(key_id=chat_keys[0], key_type="app", app_id=chat), chat_keys[0])
+    # the workspace's model providers: a key, custom models (one removed), defaults
+    openai, compatible = "langgenius/openai/openai", \
+        "langgenius/openai_api_compatible/openai_api_compatible"
+    sealed_credentials = pc.SealedCredentials(ciphertext="opaque", masked={"api_key": "sk-***"})
+    run(pc.SaveProviderCredentials(workspace_id=r.tenant, provider=openai,
+                                   credentials=sealed_credentials), r.tenant)
+    for model, model_type in (("qwen2.5", "llm"), ("bge-m3", "text-embedding"),
+                              ("bge-reranker", "rerank")):
+        run(pc.SaveCustomModel(workspace_id=r.tenant, provider=compatible, model=model,
+                               model_type=model_type, credentials=sealed_credentials), r.tenant)
+    run(pc.DeleteCustomModel(workspace_id=r.tenant, provider=compatible, model="bge-m3",
+                             model_type="text-embedding"), r.tenant)
+    run(pc.SetDefaultModels(workspace_id=r.tenant, settings=[
+        pc.DefaultModel(model_type="llm", provider=compatible, model="qwen2.5"),
+        pc.DefaultModel(model_type="text-embedding", provider=openai,
+                        model="text-embedding-3-small")]), r.tenant)
+    run(pc.DeleteProviderCredentials(workspace_id=r.tenant, provider=openai), r.tenant)
 
     # conversation: the chat app's configuration; two end users' conversations, their
     # messages answered, stopped and failed (as the chat processor records them), feedback

@@ -12,6 +12,7 @@ for a projector that no test exercises.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from sqlalchemy import RowMapping, Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from adapters.secrets import seal
 from bootstrap import ASSEMBLY
 from events.envelope import Envelope
 from projections.conversation import queries as cq
@@ -36,9 +38,11 @@ from projections.knowledge.tables import (
     tag_bindings,
     tags,
 )
+from projections.platform import models as pm
 from projections.platform import queries as pq
 from projections.platform.tables import workspace_members, workspaces
 from projections.tables import READ, metadata
+from schemas import errors
 from schemas.base import EventPayload
 from schemas.conversation import events as cev
 from schemas.conversation.naming import app_config_id_for, end_user_id_for
@@ -46,6 +50,7 @@ from schemas.knowledge import events as kev
 from schemas.knowledge.naming import content_hash
 from schemas.platform import events as pev
 from schemas.platform.naming import SETUP_ID, api_token_hash, api_token_hint
+from schemas.platform.providers import credentials_purpose, masked, provider_spec
 
 PROJECTION = ASSEMBLY.projections["console_v1"]
 READ_TABLES = [t for t in metadata.sorted_tables if t.schema == READ]
@@ -330,6 +335,83 @@ async def test_apps_and_api_keys_lifecycle(world: World) -> None:
     assert await by_token("app-1") is None  # its keys went with it
     assert await by_token("dataset-0") is not None
     assert await pq.app_in_workspace(world.engine, world.tenant, flow) is not None
+
+
+# --- platform: model providers -----------------------------------------------------------------
+
+OPENAI = "langgenius/openai/openai"
+COMPATIBLE = "langgenius/openai_api_compatible/openai_api_compatible"
+SECRET_KEY = "test-secret-key-which-is-long-enough-for-hs256"
+
+
+def sealed_event(w: World, credentials: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Credentials sealed with the workspace's key, as the gateway seals them, and masked."""
+    fields = (provider_spec(COMPATIBLE).model_fields  # type: ignore[union-attr]
+              if "endpoint_url" in credentials
+              else provider_spec(OPENAI).provider_fields)  # type: ignore[union-attr]
+    return (seal(SECRET_KEY, credentials_purpose(w.tenant), json.dumps(credentials)),
+            masked(credentials, fields))
+
+
+@exercises(pev.ProviderCredentialsSaved, pev.ProviderCredentialsDeleted, pev.CustomModelSaved,
+           pev.CustomModelDeleted, pev.DefaultModelSet)
+async def test_model_providers_and_the_model_lookup(world: World) -> None:
+    await setup(world)
+    with pytest.raises(errors.ProviderNotInitialized):
+        await pm.resolve_model(world.engine, SECRET_KEY, world.tenant, "llm")
+
+    local = {"api_key": "sk-local-0123456789", "endpoint_url": "http://127.0.0.1:8000/v1",
+             "mode": "chat", "context_size": "32768", "max_tokens_to_sample": "2048"}
+    ciphertext, shown = sealed_event(world, local)
+    assert shown["api_key"] == "sk-loc************89" and shown["context_size"] == "32768"
+    await world.emit("Workspace", world.tenant, pev.CustomModelSaved(
+        provider=COMPATIBLE, model="qwen2.5", model_type="llm",
+        credentials_ciphertext=ciphertext, credentials_masked=shown), tenant_id=world.tenant)
+
+    # no default set: the first available model of the type, as Dify picks it
+    model = await pm.resolve_model(world.engine, SECRET_KEY, world.tenant, "llm")
+    assert (model.provider, model.provider_kind, model.model, model.endpoint_url,
+            model.api_key, model.context_size, model.mode, model.max_tokens) == (
+        COMPATIBLE, "openai_api_compatible", "qwen2.5", "http://127.0.0.1:8000/v1",
+        "sk-local-0123456789", 32768, "chat", 2048)
+    assert "sk-local" not in repr(model)  # safe to log
+    # another workspace's key does not open these credentials
+    with pytest.raises(errors.ProviderNotInitialized):
+        await pm.resolve_model(world.engine, "another-secret", world.tenant, "llm")
+
+    openai_key = {"openai_api_key": "sk-openai-abcdefgh"}
+    ciphertext, shown = sealed_event(world, openai_key)
+    await world.emit("Workspace", world.tenant, pev.ProviderCredentialsSaved(
+        provider=OPENAI, credentials_ciphertext=ciphertext, credentials_masked=shown),
+        tenant_id=world.tenant)
+    await world.emit("Workspace", world.tenant, pev.DefaultModelSet(
+        model_type="llm", provider=OPENAI, model="gpt-4o-mini"), tenant_id=world.tenant)
+    assert await pm.default_model(world.engine, world.tenant, "llm") == (OPENAI, "gpt-4o-mini")
+    model = await pm.resolve_model(world.engine, SECRET_KEY, world.tenant, "llm")
+    assert (model.provider_kind, model.model, model.endpoint_url, model.api_key,
+            model.context_size) == ("openai", "gpt-4o-mini", "https://api.openai.com/v1",
+                                    "sk-openai-abcdefgh", 128000)
+    # a model named explicitly, in either form of the provider's name
+    named = await pm.resolve_model(world.engine, SECRET_KEY, world.tenant, "llm",
+                                   "openai_api_compatible", "qwen2.5")
+    assert named.api_key == "sk-local-0123456789"
+
+    listed = await pm.available_models(world.engine, world.tenant, "llm")
+    assert [(m.provider, m.model, m.fetch_from) for m in listed][:2] == [
+        (COMPATIBLE, "qwen2.5", "customizable-model"), (OPENAI, "gpt-4o", "predefined-model")]
+    assert await pm.available_models(world.engine, world.tenant, "rerank") == []
+    configured = await pm.configured_providers(world.engine, world.tenant)
+    assert configured == {COMPATIBLE: True, OPENAI: {"openai_api_key": "sk-ope************gh"}}
+
+    await world.emit("Workspace", world.tenant, pev.ProviderCredentialsDeleted(
+        provider=OPENAI), tenant_id=world.tenant)
+    # the default names a provider that is gone: no model, not a silent fallback
+    with pytest.raises(errors.ProviderNotInitialized, match="gpt-4o-mini"):
+        await pm.resolve_model(world.engine, SECRET_KEY, world.tenant, "llm")
+    await world.emit("Workspace", world.tenant, pev.CustomModelDeleted(
+        provider=COMPATIBLE, model="qwen2.5", model_type="llm"), tenant_id=world.tenant)
+    assert await pm.available_models(world.engine, world.tenant) == []
+    assert await pm.configured_providers(world.engine, world.tenant) == {}
 
 
 # --- knowledge: datasets, documents, segments -----------------------------------------------
