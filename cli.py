@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from config import ConfigError, Mode, Settings, load_settings
 from observability import configure_logging
+from operations import OperationError, emit
 
 if TYPE_CHECKING:
     from events.inspect import EventFilter
@@ -250,20 +251,6 @@ def _job(settings: Settings, name: str) -> int:
 # operations: `eddy events …`, `eddy dlq …` -------------------------------------------------
 
 
-class OperationError(Exception):
-    """Bad input or a missing thing: printed as `eddy: <message>`, exit code 2 (1 if not found)."""
-
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _emit(record: dict[str, object], as_json: bool, human: str) -> None:
-    import orjson
-
-    print(orjson.dumps(record, default=str).decode() if as_json else human, flush=True)
-
-
 _EVENT_HEADER = f"{'POSITION':>9}  {'OCCURRED_AT':<19}  {'TENANT':<36}  {'AGGREGATE':<60}  TYPE"
 
 
@@ -285,7 +272,8 @@ def _event_filter(args: argparse.Namespace) -> EventFilter:
         aggregate=parse_uuid(args.aggregate, "--aggregate") if args.aggregate else None,
         type=args.type, from_position=args.from_position, to_position=args.to_position,
         since=parse_time(args.since) if args.since else None,
-        until=parse_time(args.until) if args.until else None)
+        until=parse_time(args.until) if args.until else None,
+        dataset=parse_uuid(args.dataset, "--dataset") if args.dataset else None)
 
 
 def _events(settings: Settings, args: argparse.Namespace) -> int:
@@ -296,6 +284,12 @@ def _events(settings: Settings, args: argparse.Namespace) -> int:
     from events.inspect import EventQueryError, find_event, follow, list_events
 
     try:
+        if args.action == "replay":
+            from operations import replay_events
+
+            return asyncio.run(replay_events(
+                settings, _event_filter(args), args.group, args.dry_run,
+                args.allow_side_effects, args.json))
         with psycopg.connect(settings.database_dsn(), autocommit=True) as conn:
             if args.action == "show":
                 row = find_event(conn, args.ref)
@@ -313,7 +307,7 @@ def _events(settings: Settings, args: argparse.Namespace) -> int:
             else:
                 rows = follow(conn, event_filter)
             for count, row in enumerate(rows, start=1):
-                _emit(row.summary(), args.json, _event_line(row.summary()))
+                emit(row.summary(), args.json, _event_line(row.summary()))
                 if args.action == "tail" and args.count and count >= args.count:
                     break
     except EventQueryError as exc:
@@ -361,7 +355,7 @@ async def _dlq_action(queues: DeadLetterQueues, args: argparse.Namespace) -> int
         for topic in topics:
             for letter in await queues.list(topic, args.group):
                 total += 1
-                _emit(letter.summary(), args.json, _dlq_line(letter.summary()))
+                emit(letter.summary(), args.json, _dlq_line(letter.summary()))
         if not args.json:
             print(f"{total} dead letter(s)", flush=True)
         return 0
@@ -393,7 +387,8 @@ def _add_operations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     events = sub.add_parser("events", help="read the event store (list, show, tail)")
     eactions = events.add_subparsers(dest="action", required=True)
     for name, text in (("list", "matching events (the latest --limit; from --from-position on)"),
-                       ("tail", "follow new matching events until Ctrl-C")):
+                       ("tail", "follow new matching events until Ctrl-C"),
+                       ("replay", "re-deliver matching events to one group or all")):
         action = eactions.add_parser(name, help=text)
         action.add_argument("--tenant", help="tenant (workspace) id")
         action.add_argument("--aggregate", help="aggregate id: its whole history")
@@ -402,12 +397,23 @@ def _add_operations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action.add_argument("--to-position", type=int, help="last position (inclusive)")
         action.add_argument("--since", help="occurred at or after (ISO-8601; UTC if no zone)")
         action.add_argument("--until", help="occurred before (ISO-8601; UTC if no zone)")
+        action.add_argument("--dataset", help="a dataset's events and its documents' and "
+                                              "segments' (scans the event store)")
         action.add_argument("--json", action="store_true", help="JSON lines")
         if name == "list":
             action.add_argument("--limit", type=int, default=50)
-        else:
+        elif name == "tail":
             action.add_argument("--count", type=int, default=0,
                                 help="stop after this many events (default: never)")
+        else:
+            target = action.add_mutually_exclusive_group(required=True)
+            target.add_argument("--group", help="only this consumer group handles them")
+            target.add_argument("--republish", action="store_true",
+                                help="to their topics: every group there handles them")
+            action.add_argument("--dry-run", action="store_true",
+                                help="print counts per event type and receiving group only")
+            action.add_argument("--allow-side-effects", action="store_true",
+                                help="side-effecting groups (mail, webhooks, LLM) act too")
     show = eactions.add_parser("show", help="one event: full envelope and payload")
     show.add_argument("ref", help="global position or event id")
     show.add_argument("--json", action="store_true", help="one JSON line")

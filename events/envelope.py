@@ -34,6 +34,8 @@ class Envelope(Generic[P]):
     payload: P
     # Global position in the event store; None until the event is stored.
     position: int | None = None
+    # Set on a message `eddy events replay` sent (never stored): the replay's id.
+    replay_id: str | None = None
 
     @staticmethod
     def new(
@@ -83,4 +85,5 @@ def envelope_fields(raw: dict[str, Any]) -> dict[str, Any]:
         "correlation_id": UUID(raw["correlation_id"]),
         "causation_id": UUID(raw["causation_id"]),
         "position": raw.get("position"),
+        "replay_id": raw.get("replay_id"),
     }

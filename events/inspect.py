@@ -40,6 +40,9 @@ class EventFilter:
     to_position: int | None = None  # inclusive
     since: datetime | None = None  # occurred_at >= since
     until: datetime | None = None  # occurred_at < until
+    # the dataset's own events and those of every aggregate an event of which names it
+    # (`payload.dataset_id`: its documents, segments, name claims)
+    dataset: UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,10 @@ def _conditions(f: EventFilter, after: int | None = None,
     if f.until is not None:
         where.append(f"({_STATE}->>'occurred_at')::timestamptz < %s")
         params.append(f.until)
+    if f.dataset is not None:
+        where.append(f"(originator_id = %s OR originator_id IN (SELECT originator_id"
+                     f" FROM {EVENTS_TABLE} WHERE {_STATE}->'payload'->>'dataset_id' = %s))")
+        params += [f.dataset, str(f.dataset)]
     return where, params
 
 
@@ -186,6 +193,24 @@ def max_position(conn: psycopg.Connection[Any]) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+def count_events(conn: psycopg.Connection[Any], f: EventFilter, upto: int) -> int:
+    where, params = _conditions(f, upto=upto)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    row = conn.execute(f"SELECT count(*) FROM {EVENTS_TABLE}{clause}", params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def walk(conn: psycopg.Connection[Any], f: EventFilter, after: int, upto: int,
+         batch: int = 500) -> Iterator[list[StoredEventRow]]:
+    """Matching events after `after` up to `upto`, in position order, `batch` at a time."""
+    while after < upto:
+        where, params = _conditions(f, after=after, upto=upto)
+        rows = [_row(r) for r in conn.execute(_select(where, "ASC", batch), params).fetchall()]
+        if rows:
+            yield rows
+        after = rows[-1].position if len(rows) == batch else upto
+
+
 def follow(conn: psycopg.Connection[Any], f: EventFilter, *, poll_seconds: float = 0.5,
            batch: int = 500, sleep: Callable[[float], None] = time.sleep
            ) -> Iterator[StoredEventRow]:
@@ -199,12 +224,9 @@ def follow(conn: psycopg.Connection[Any], f: EventFilter, *, poll_seconds: float
         upto = max_position(conn)
         if f.to_position is not None:
             upto = min(upto, f.to_position)
-        while after < upto:
-            where, params = _conditions(f, after=after, upto=upto)
-            rows = [_row(r) for r in conn.execute(_select(where, "ASC", batch),
-                                                  params).fetchall()]
+        for rows in walk(conn, f, after, upto, batch):
             yield from rows
-            after = rows[-1].position if len(rows) == batch else upto
+        after = max(after, upto)
         if f.to_position is not None and after >= f.to_position:
             return
         sleep(poll_seconds)

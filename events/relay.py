@@ -14,13 +14,20 @@ import logging
 import asyncpg
 
 from adapters.bus.base import Bus, OutgoingMessage
+from events.envelope import Envelope
 from events.listener import Notifications
 from events.postgres_store import EVENTS_CHANNEL
 from events.routing import Routing
 from events.store import EventStore
+from schemas.base import EventPayload
 
 log = logging.getLogger(__name__)
 RELAY_LOCK_KEY = 0x6564647952  # "eddyR"
+
+
+def message_headers(event: Envelope[EventPayload]) -> dict[str, str]:
+    """The headers of an event's messages on its topics."""
+    return {"event_type": event.type, "correlation_id": str(event.correlation_id)}
 
 
 class Relay:
@@ -61,8 +68,7 @@ class Relay:
         events = await asyncio.to_thread(self.store.read_from, position, self.batch_size)
         outgoing = []
         for event in events:
-            headers = {"event_type": event.type, "correlation_id": str(event.correlation_id)}
-            value = event.to_json()
+            headers, value = message_headers(event), event.to_json()
             outgoing += [OutgoingMessage(topic, str(event.aggregate_id), value, headers)
                          for topic in self.routing.topics_for(event)]
         # Pipelined: one round trip per batch; per-key order is the log's order.

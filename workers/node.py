@@ -27,11 +27,14 @@ def default_member_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def _processors(c: WorkerContainer, role: str) -> list[Processor]:
+def processors_of(c: WorkerContainer, role: str) -> list[Processor]:
+    """The processors (consumer groups) a role runs; none for relay and scheduler."""
     if role == "commands":
         return [command_processor(c)]
     if role == "projections":
         return [projection_processor(c, p) for p in c.projections.values()]
+    if role in ("relay", "scheduler"):
+        return []
     return [c.processors[role](c)]
 
 
@@ -50,7 +53,7 @@ def role_runners(c: WorkerContainer, role: str,
             RetryPolicy(max_attempts=c.settings.CONSUMER_MAX_ATTEMPTS),
             concurrency=c.settings.CONSUMER_CONCURRENCY)
 
-    return [runner(p) for p in _processors(c, role)]
+    return [runner(p) for p in processors_of(c, role)]
 
 
 async def _supervise(role: str, run: Callable[[asyncio.Event], Awaitable[None]],

@@ -28,6 +28,7 @@ from adapters.bus.base import Bus, Consumer, Message
 from adapters.transient import is_transient
 from events.envelope import Envelope
 from events.registry import EventTypes
+from events.replay import REPLAY_ID, skip_reason
 from observability import correlation_id
 from schemas.base import EventPayload
 from schemas.topics import dead_letter_topic
@@ -44,6 +45,10 @@ HANDLER_SECONDS = Histogram("eddy_handler_duration_seconds",
                             "One handler call: a message, or a partition's batch", ["group"])
 DEAD_LETTERED = Counter("eddy_dead_lettered_total", "Messages parked on a dead-letter topic",
                         ["group", "topic"])
+REPLAYED = Counter("eddy_replayed_messages_total",
+                   "Replayed messages a group received: passed to its handler (handled), or "
+                   "skipped (meant for another group, or side effects not allowed)",
+                   ["group", "outcome"])
 
 
 def decoding(types: EventTypes, handle: EventHandler) -> MessageHandler:
@@ -78,6 +83,9 @@ class Processor:
     # Optional: one partition's fetched messages at once (e.g. one transaction for all). On
     # a failure that is not transient, they are handled one by one to isolate the culprit.
     handle_batch: Callable[[Sequence[Message]], Awaitable[None]] | None = None
+    # Acts outside Eddy in a way that must not repeat (sends mail, calls webhooks or paid
+    # LLM APIs): replayed messages are skipped unless the replay allows side effects.
+    side_effects: bool = False
 
 
 class PoisonMessage(Exception):
@@ -107,6 +115,9 @@ async def run_processor(bus: Bus, processor: Processor, member: str, stop: async
 
     async def work(partition: list[Message]) -> bool:
         async with gate:
+            partition = await _skip_replays(consumer, processor, partition)
+            if not partition:
+                return True
             if processor.handle_batch is not None and len(partition) > 1:
                 batch = await _deliver_batch(consumer, processor, partition, policy, stop)
                 if batch is not None:
@@ -130,6 +141,25 @@ async def run_processor(bus: Bus, processor: Processor, member: str, stop: async
             await asyncio.gather(*(work(ms) for ms in partitions.values()))
     finally:
         await consumer.stop()
+
+
+async def _skip_replays(consumer: Consumer, processor: Processor,
+                        partition: list[Message]) -> list[Message]:
+    """Acknowledge the replayed messages this group must not handle; the rest, in order."""
+    out = []
+    for message in partition:
+        reason = skip_reason(message.headers, processor.group, processor.side_effects)
+        if reason is None:
+            if REPLAY_ID in message.headers:
+                REPLAYED.labels(processor.group, "handled").inc()
+            out.append(message)
+            continue
+        log.debug("replayed message skipped", extra={
+            "group": processor.group, "topic": message.topic, "key": message.key,
+            "replay_id": message.headers[REPLAY_ID], "reason": reason})
+        REPLAYED.labels(processor.group, "skipped").inc()
+        await consumer.ack(message)
+    return out
 
 
 async def _deliver_batch(consumer: Consumer, processor: Processor, partition: list[Message],

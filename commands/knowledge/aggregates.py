@@ -330,6 +330,7 @@ class Segment(Aggregate):
         # Every child chunk id this segment ever had: the indexer deletes the vectors of
         # those no longer present.
         self.child_ids_seen: set[str] = set()
+        self.indexed_hash: str | None = None  # content hash last recorded indexed
 
     def apply_SegmentCreated(self, p: ev.SegmentCreated) -> None:
         self.dataset_id, self.document_id, self.attempt = p.dataset_id, p.document_id, p.attempt
@@ -338,6 +339,7 @@ class Segment(Aggregate):
             child_chunks=list(p.child_chunks), enabled=True, word_count=p.word_count,
             tokens=p.tokens)
         self.child_ids_seen |= {str(c.id) for c in p.child_chunks}
+        self.indexed_hash = None
 
     def apply_SegmentUpdated(self, p: ev.SegmentUpdated) -> None:
         self.data = SegmentContent(
@@ -345,12 +347,13 @@ class Segment(Aggregate):
             child_chunks=list(p.child_chunks), enabled=p.enabled, word_count=p.word_count,
             tokens=p.tokens)
         self.child_ids_seen |= {str(c.id) for c in p.child_chunks}
+        self.indexed_hash = None
 
     def apply_SegmentDeleted(self, p: ev.SegmentDeleted) -> None:
         self.deleted = True
 
     def apply_SegmentIndexed(self, p: ev.SegmentIndexed) -> None:
-        pass
+        self.indexed_hash = p.index_node_hash
 
     def ensure_live_in(self, document: Document) -> None:
         if (not self.exists or self.deleted or self.document_id != document.id

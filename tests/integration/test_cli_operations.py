@@ -8,33 +8,18 @@ import contextlib
 import io
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-import pytest
 
 import cli
 from adapters.bus.base import Message, TopicSpec
 from adapters.bus.redis_streams import RedisStreamsBus
-from adapters.embedded.postgres import EmbeddedPostgres
 from config import Settings
-from tests.harness import add_account_with_workspace, eventually, node_settings, running_node
+from tests.harness import add_account_with_workspace, eventually, running_node
 from workers.dead_letters import DeadLetterQueues
 from workers.runtime import Processor, RetryPolicy, run_processor
-
-_ENV = ("DB_HOST", "DB_PORT", "DB_USERNAME", "DB_PASSWORD", "DB_DATABASE", "REDIS_HOST",
-        "REDIS_PORT", "SECRET_KEY", "EVENT_TOPIC_PREFIX", "EVENT_BUS",
-        "KAFKA_BOOTSTRAP_SERVERS", "COMMAND_PARTITIONS", "EVENT_PARTITIONS")
-
-
-@pytest.fixture
-def settings(postgres: EmbeddedPostgres, fresh_database: Callable[..., str], redis_url: str,
-             monkeypatch: pytest.MonkeyPatch) -> Settings:
-    s = node_settings(postgres, fresh_database("ops"), redis_url)
-    for name in _ENV:
-        monkeypatch.setenv(name, str(getattr(s, name)))
-    return s
 
 
 async def eddy(*argv: str) -> tuple[int, str, str]:

@@ -82,6 +82,7 @@ class IndexingJob:
         self.d = deps
         self.document_id = document_id
         self.ctx = caused_by(cause)
+        self.cause = cause
         self.attempt: int | None = None
         # Index entries this run wrote: (store, collection, ids), for `discard`.
         self.written: list[tuple[VectorStore, str, list[str]]] = []
@@ -92,11 +93,18 @@ class IndexingJob:
 
     async def run(self) -> None:
         uow, doc = await self._load()
-        if not doc.exists or doc.deleted or doc.paused or not doc.processing:
-            return  # a stale message: the attempt ended, or was paused or replaced
+        if not doc.exists or doc.deleted or doc.paused or doc.status == "error":
+            return  # a stale message: the attempt failed, or was paused or replaced
         attempt = self.attempt = doc.attempt
         dataset = await asyncio.to_thread(uow.get, Dataset, doc.dataset_id)
         if dataset.deleted:
+            return
+        if doc.status == "completed":
+            # A redelivery has nothing to do. A replay (`eddy events replay`, e.g. after the
+            # vector store lost data) of the completed attempt writes its index again.
+            if (self.cause.replay_id is not None
+                    and getattr(self.cause.payload, "attempt", attempt) == attempt):
+                await self._rewrite_index(uow, doc)
             return
         log.info("indexing document", extra={"document_id": str(doc.id), "attempt": attempt,
                                              "status": doc.status})
@@ -116,6 +124,21 @@ class IndexingJob:
                 doc.fail(attempt, str(error), self.ctx)
                 await asyncio.to_thread(uow.commit)
                 return
+
+    async def _rewrite_index(self, uow: UnitOfWork, doc: Document) -> None:
+        """The completed attempt's segments as they are now (edited, disabled or deleted
+        since), and no other attempt's units; records nothing, so a replay changes nothing
+        when the index is whole."""
+        economy = doc.indexing_technique == "economy"
+        store = self.d.keywords if economy else self.d.vectors
+        collection = collection_for(doc.dataset_id, economy)
+        await store.create(collection, 0 if economy else self.d.embeddings.dimensions)
+        await store.delete_by_document_id(collection, str(doc.id),
+                                          before_attempt=doc.split_attempt)
+        for segment_id in sorted(doc.indexed):
+            segment = await asyncio.to_thread(uow.get, Segment, UUID(segment_id))
+            if segment.exists and not segment.deleted:
+                await write_segment_units(self.d, self.ctx, segment, doc)
 
     async def _record(self, uow: UnitOfWork, doc: Document, attempt: int,
                       payload: EventPayload) -> None:
@@ -250,7 +273,8 @@ class IndexingJob:
 
 async def index_segment(deps: IndexingDeps,
                         event: Envelope[ev.SegmentCreated | ev.SegmentUpdated]) -> None:
-    """A segment added or edited by hand: (re)write its vector, then record it indexed."""
+    """A segment added or edited by hand: (re)write its vector, then record it indexed
+    (unless that content is recorded indexed already: a redelivery or replay)."""
     uow = UnitOfWork(deps.store, caused_by(event))
     segment = await asyncio.to_thread(uow.get, Segment, event.aggregate_id)
     if not segment.exists or segment.deleted:
@@ -260,6 +284,21 @@ async def index_segment(deps: IndexingDeps,
         return
     if (await asyncio.to_thread(uow.get, Dataset, segment.dataset_id)).deleted:
         return  # cleanup may have run already: writing would recreate the collection
+    await write_segment_units(deps, uow.ctx, segment, document)
+    indexed_hash = content_hash(segment.data.content)
+    if segment.indexed_hash == indexed_hash:
+        return
+    segment.record(ev.SegmentIndexed(index_node_hash=indexed_hash), uow.ctx)
+    try:
+        await asyncio.to_thread(uow.commit)
+    except ConcurrencyConflict:
+        pass  # edited again meanwhile: that edit's own job writes the newer vector
+
+
+async def write_segment_units(deps: IndexingDeps, ctx: Context, segment: Segment,
+                              document: Document) -> None:
+    """Make the index hold exactly the segment's current units (upserts by unit id, so
+    writing twice leaves one copy), then take them back if it was deleted meanwhile."""
     economy = document.indexing_technique == "economy"
     target = deps.keywords if economy else deps.vectors
     collection = collection_for(segment.dataset_id, economy)
@@ -284,13 +323,8 @@ async def index_segment(deps: IndexingDeps,
                 "segment_id": str(segment.id), "doc_hash": content_hash(t),
                 "attempt": segment.attempt})
             for i, t, v in zip(ids, texts, vectors, strict=True)])
-    segment.record(ev.SegmentIndexed(index_node_hash=content_hash(data.content)), uow.ctx)
-    try:
-        await asyncio.to_thread(uow.commit)
-    except ConcurrencyConflict:
-        pass  # edited again meanwhile: that edit's own job writes the newer vector
     # Deleted while we embedded? Its cleanup may have run before our write: take it back.
-    fresh = UnitOfWork(deps.store, uow.ctx)
+    fresh = UnitOfWork(deps.store, ctx)
     if (await asyncio.to_thread(fresh.get, Dataset, segment.dataset_id)).deleted:
         await target.delete(collection)
     elif ((await asyncio.to_thread(fresh.get, Segment, segment.id)).deleted
