@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.types import Message, Receive
 
+from adapters.llm.openai_protocol import ProviderError
 from gateway.auth import ApiKeyPrincipal, ConsoleUser, CurrentUser, DatasetKey
 from gateway.deps import command_gateway, get_container, maybe_uuid, parse_id
 from gateway.knowledge.views import (
@@ -26,10 +27,16 @@ from gateway.knowledge.views import (
 from indexing.extract import SUPPORTED_EXTENSIONS
 from indexing.split import ProcessRule
 from projections.knowledge import queries as kq
-from projections.knowledge.retrieval import SEARCH_METHODS, RetrievalSettings, Retriever
+from projections.knowledge.retrieval import (
+    SEARCH_METHODS,
+    RetrievalSettings,
+    Retriever,
+    workspace_reranker,
+)
 from schemas.base import CommandPayload
 from schemas.errors import (
     BadRequest,
+    CompletionRequestError,
     DatasetNotFound,
     DocumentNotFound,
     EddyError,
@@ -522,8 +529,16 @@ async def retrieve(request: Request, dataset_id: str, body: api.RetrieveRequest,
     settings = RetrievalSettings.from_dify(model, dataset["retrieval_model"] or {},
                                            economy=dataset["indexing_technique"] == "economy")
     assert settings.search_method in SEARCH_METHODS
-    retriever = Retriever(c.engine, c.embeddings, c.vectors, c.keywords)
-    found = await retriever.retrieve(dataset, body.query, settings)
+    reranker = None if settings.rerank is None else await workspace_reranker(
+        c.engine, c.settings.SECRET_KEY, key.tenant_id, settings.rerank)
+    retriever = Retriever(c.engine, c.embeddings, c.vectors, c.keywords, reranker)
+    try:
+        found = await retriever.retrieve(dataset, body.query, settings)
+    except ProviderError as exc:  # the rerank model failed (Dify: completion_request_error)
+        raise CompletionRequestError(exc.message or str(exc)) from exc
+    finally:
+        if reranker is not None:
+            await reranker.aclose()
     return {"query": {"content": body.query},
             "records": [retrieval_record_view(f) for f in found]}
 

@@ -3,32 +3,47 @@ answered in Dify's `records[{segment{…, document{…}}, child_chunks, score}]`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.embeddings.base import EmbeddingProvider
+from adapters.llm.rerank import HTTPReranker, Ranked
 from adapters.vector.base import VectorHit, VectorStore
 from projections.knowledge import queries as kq
 from projections.knowledge.metadata_filter import matching_document_ids, parse_conditions
+from projections.platform.models import resolve_model
+from schemas.errors import ProviderNotInitialized
 from schemas.knowledge.api import MetadataFilteringConditions
 from schemas.knowledge.naming import collection_for
 
 DEFAULT_TOP_K = 4
 DEFAULT_VECTOR_WEIGHT = 0.7
+RERANK_TIMEOUT = 30.0  # seconds; a retrieval waits for its reranker
 SEARCH_METHODS = ("semantic_search", "full_text_search", "keyword_search", "hybrid_search")
+
+
+@dataclass(frozen=True)
+class RerankModel:
+    """The rerank model a request names; empty names: the workspace's default one."""
+    provider: str
+    model: str
 
 
 @dataclass(frozen=True)
 class RetrievalSettings:
     search_method: str
     top_k: int
-    score_threshold: float
+    score_threshold: float  # on the final scores: when reranked, on the reranker's
+    # hybrid search scores vector_weight * semantic + keyword_weight * keyword
     vector_weight: float
     # Dify's retrieval_model.metadata_filtering_conditions (None: no filtering)
     metadata_filter: MetadataFilteringConditions | None = None
+    keyword_weight: float = 1 - DEFAULT_VECTOR_WEIGHT
+    rerank: RerankModel | None = None  # reranking_enable with reranking_mode reranking_model
 
     @classmethod
     def from_dify(cls, model: dict[str, Any] | None, dataset_default: dict[str, Any],
@@ -39,11 +54,42 @@ class RetrievalSettings:
             method = "keyword_search"  # an economy dataset has no vectors to search
         threshold = float(merged.get("score_threshold") or 0.0) \
             if merged.get("score_threshold_enabled") else 0.0
+        # Dify's `weights` (reranking_mode weighted_score): the two halves of hybrid search
         weights = merged.get("weights") or {}
         vector_weight = (weights.get("vector_setting") or {}).get("vector_weight")
-        return cls(method, int(merged.get("top_k") or DEFAULT_TOP_K), threshold,
-                   float(DEFAULT_VECTOR_WEIGHT if vector_weight is None else vector_weight),
-                   parse_conditions(merged.get("metadata_filtering_conditions")))
+        vector_weight = float(DEFAULT_VECTOR_WEIGHT if vector_weight is None else vector_weight)
+        keyword_weight = (weights.get("keyword_setting") or {}).get("keyword_weight")
+        rerank = None
+        if merged.get("reranking_enable") and \
+                (merged.get("reranking_mode") or "reranking_model") == "reranking_model":
+            named = merged.get("reranking_model") or {}
+            rerank = RerankModel(str(named.get("reranking_provider_name") or ""),
+                                 str(named.get("reranking_model_name") or ""))
+        return cls(method, int(merged.get("top_k") or DEFAULT_TOP_K), threshold, vector_weight,
+                   parse_conditions(merged.get("metadata_filtering_conditions")),
+                   float(1 - vector_weight if keyword_weight is None else keyword_weight),
+                   rerank)
+
+
+class Reranker(Protocol):
+    async def rerank(self, query: str, documents: Sequence[str],
+                     top_n: int | None = None) -> list[Ranked]: ...
+
+
+NO_RERANK_MODEL = ("No Embedding Model or Reranking Model available. Please configure a valid "
+                   "provider in the Settings -> Model Provider.")  # Dify's words
+
+
+async def workspace_reranker(engine: AsyncEngine, secret_key: str, tenant_id: UUID,
+                             wanted: RerankModel) -> HTTPReranker:
+    """The rerank model a request names, else the workspace's default one; none is Dify's
+    `provider_not_initialize`, never a silent retrieval without reranking."""
+    try:
+        model = await resolve_model(engine, secret_key, tenant_id, "rerank",
+                                    wanted.provider or None, wanted.model or None)
+    except ProviderNotInitialized as exc:
+        raise ProviderNotInitialized(NO_RERANK_MODEL) from exc
+    return HTTPReranker(model.client(timeout=RERANK_TIMEOUT, max_retries=1), model.model)
 
 
 @dataclass(frozen=True)
@@ -59,6 +105,7 @@ class Retriever:
     embeddings: EmbeddingProvider
     vectors: VectorStore
     keywords: VectorStore
+    reranker: Reranker | None = None  # for settings with `rerank`
 
     async def retrieve(self, dataset: dict[str, Any], query: str,
                        settings: RetrievalSettings) -> list[RetrievedSegment]:
@@ -87,22 +134,26 @@ class Retriever:
             if settings.search_method == "hybrid_search":
                 keyword = _by_unit(await self.vectors.search_by_full_text(collection, query, k,
                                                                           where))
-                w = settings.vector_weight
+                vw, kw = settings.vector_weight, settings.keyword_weight
                 scored = {
                     unit: _Unit(hit=(semantic.get(unit) or keyword[unit]).hit,
-                                score=w * (semantic[unit].score if unit in semantic else 0.0)
-                                + (1 - w) * (keyword[unit].score if unit in keyword else 0.0))
+                                score=vw * (semantic[unit].score if unit in semantic else 0.0)
+                                + kw * (keyword[unit].score if unit in keyword else 0.0))
                     for unit in semantic.keys() | keyword.keys()
                 }
             else:
                 scored = semantic
-        return await self._records(scored, settings)
+        return await self._records(scored, settings, query)
 
-    async def _records(self, scored: dict[str, _Unit],
-                       settings: RetrievalSettings) -> list[RetrievedSegment]:
+    async def _records(self, scored: dict[str, _Unit], settings: RetrievalSettings,
+                       query: str) -> list[RetrievedSegment]:
+        rerank = settings.rerank is not None
+        if rerank and self.reranker is None:
+            raise ValueError("settings ask for reranking: the retriever needs a reranker")
         by_segment: dict[str, list[_Unit]] = {}
         for unit in scored.values():
-            if unit.score >= settings.score_threshold:
+            # Reranked, the threshold applies to the reranker's scores, not to these.
+            if rerank or unit.score >= settings.score_threshold:
                 by_segment.setdefault(unit.hit.metadata["segment_id"], []).append(unit)
         ranked = sorted(by_segment.items(), key=lambda kv: -max(u.score for u in kv[1]))
         rows = await kq.segments_by_id(self.engine, [UUID(s) for s, _ in ranked],
@@ -117,9 +168,16 @@ class Retriever:
                 row=row, score=max(u.score for u in units),
                 child_hits=[(u.hit.id, u.score) for u in sorted(units, key=lambda u: -u.score)
                             if u.hit.id in children]))
-            if len(found) == settings.top_k:
+            if len(found) == settings.top_k and not rerank:
                 break
-        return found
+        if rerank and found:
+            assert self.reranker is not None
+            # The reranker sees every candidate and decides the order and the scores.
+            ranks = await self.reranker.rerank(query, [f.row["content"] for f in found],
+                                               top_n=settings.top_k)
+            found = [replace(found[r.index], score=r.score) for r in ranks
+                     if r.score >= settings.score_threshold]
+        return found[:settings.top_k]
 
 
 @dataclass

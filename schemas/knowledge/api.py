@@ -14,11 +14,18 @@ from schemas.base import Body
 IndexingTechnique = Literal["high_quality", "economy"]
 
 
+class RerankingModelBody(Body):
+    reranking_provider_name: str = Field(default="", max_length=255)
+    reranking_model_name: str = Field(default="", max_length=255)
+
+
 class RetrievalModelBody(Body):
     model_config = ConfigDict(extra="allow")
     search_method: Literal["keyword_search", "semantic_search", "full_text_search",
                            "hybrid_search"] = "semantic_search"
     reranking_enable: bool = False
+    reranking_mode: Literal["reranking_model", "weighted_score"] | None = None
+    reranking_model: RerankingModelBody = Field(default_factory=RerankingModelBody)
     top_k: int = Field(default=4, ge=1, le=100)
     score_threshold_enabled: bool = False
     score_threshold: float | None = Field(default=None, ge=0, le=1)

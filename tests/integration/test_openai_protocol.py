@@ -23,6 +23,7 @@ from adapters.llm.openai_protocol import (
     retry_after_seconds,
     text_part,
 )
+from adapters.llm.rerank import HTTPReranker
 from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
 
 KEY = "sk-protocol-test"
@@ -237,3 +238,16 @@ def test_retry_after_forms() -> None:
     assert waited is not None and 3.0 < waited <= 5.0
     assert retry_after_seconds(httpx.Headers({"retry-after": "soon"})) is None
     assert retry_after_seconds(httpx.Headers({})) is None
+
+
+async def test_reranker_speaks_the_cohere_jina_protocol(fake: FakeOpenAIServer) -> None:
+    fake.rerank_scorer = lambda query, doc: {"tea": 0.9, "coffee": 0.2, "water": 0.5}[doc]
+    reranker = HTTPReranker(client(fake), "rerank-1")
+    ranked = await reranker.rerank("a hot drink", ["coffee", "tea", "water"], top_n=2)
+    assert [(r.index, r.score) for r in ranked] == [(1, 0.9), (2, 0.5)]
+    (request,) = fake.requests_to("/rerank")
+    assert request.body == {"model": "rerank-1", "query": "a hot drink",
+                            "documents": ["coffee", "tea", "water"], "top_n": 2,
+                            "return_documents": False}
+    assert await reranker.rerank("nothing to rank", []) == []
+    assert fake.calls("/rerank") == 1
