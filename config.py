@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     EVENT_PARTITIONS: int = Field(default=4, ge=1, le=256)
     CONSUMER_MAX_ATTEMPTS: int = Field(default=5, ge=1)
     CONSUMER_CONCURRENCY: int = Field(default=8, ge=1, le=256)
+    # Messages one chat processor member answers at once (each a model call held open)
+    CHAT_CONCURRENCY: int = Field(default=32, ge=1, le=1024)
+    # A task's stream of SSE events lives this long after its last event (reconnects)
+    TASK_STREAM_TTL_SECONDS: int = Field(default=600, ge=10)
     HEALTH_LAG_STALL_SECONDS: float = Field(default=30.0, gt=0)
     KAFKA_SESSION_TIMEOUT_MS: int = Field(default=6000, ge=1000)
     # Worker processes serve Prometheus /metrics on this port; 0 = off

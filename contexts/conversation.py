@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from commands.conversation import aggregates, handlers
 from contexts.manifest import ContextManifest, payloads_in
-from gateway.conversation import config
+from events.routing import WorkRoute
+from gateway.conversation import config, conversations, messages
 from projections.conversation import projectors
 from projections.tables import PROJECTION_NAME
 from schemas.conversation import events
+from schemas.conversation.topics import CHAT
+from workers.conversation.processors import PROCESSORS
 
 CONVERSATION = ContextManifest(
     name="conversation",
@@ -18,5 +21,9 @@ CONVERSATION = ContextManifest(
     upcasters=events.UPCASTERS,
     handlers=[handlers.HANDLERS],
     projectors={PROJECTION_NAME: [projectors.PROJECTORS]},
-    routers=[config.console_router, config.service_router],
+    routers=[config.console_router, config.service_router, messages.router,
+             conversations.router],
+    work_topics=[CHAT],
+    routes=[WorkRoute(CHAT, [events.MessageCreated])],
+    processors=PROCESSORS,
 )

@@ -63,7 +63,10 @@ class CommandGateway:
 
     async def send(self, payload: CommandPayload, *, aggregate_id: UUID,
                    tenant_id: UUID | None, actor_id: UUID | None,
-                   idempotency_key: str | None = None) -> Accepted:
+                   idempotency_key: str | None = None,
+                   read_your_writes: bool = True) -> Accepted:
+        """Publish and wait for the outcome; with `read_your_writes`, also until the read
+        model shows what the command wrote (a caller that reads elsewhere need not wait)."""
         command_id = uuid4()
         if idempotency_key:
             command_id = await self._claim_idempotency_key(
@@ -92,7 +95,8 @@ class CommandGateway:
                 if outcome is None:
                     raise CommandPending(command_id)
                 COMMAND_OUTCOMES.labels(payload.command_type, outcome.status).inc()
-                return await self._settle(outcome, projected)
+                return await self._settle(outcome, projected if read_your_writes else None,
+                                          wait=read_your_writes)
             except Exception as exc:
                 if is_transient(exc):
                     raise CommandPending(command_id) from exc
@@ -158,10 +162,11 @@ class CommandGateway:
                     if remaining <= 0:
                         return False
 
-    async def _settle(self, outcome: CommandOutcome, heard: Heard | None = None) -> Accepted:
+    async def _settle(self, outcome: CommandOutcome, heard: Heard | None = None,
+                      wait: bool = True) -> Accepted:
         if outcome.status == "rejected":
             raise _rejection(outcome)
-        if outcome.position is not None and not await self.wait_for_projection(
+        if wait and outcome.position is not None and not await self.wait_for_projection(
             outcome, self.c.settings.PROJECTION_WAIT_SECONDS, heard
         ):
             raise CommandPending(outcome.command_id)

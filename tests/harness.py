@@ -6,6 +6,7 @@ Each node gets its own database and topic prefix, so tests never see each other'
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -14,6 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from sqlalchemy import text
 
 from adapters.bus.base import OutgoingMessage
@@ -48,7 +51,8 @@ def migrate(settings: Settings) -> None:
 @dataclass
 class Node:
     container: Container
-    client: httpx.AsyncClient
+    client: httpx.AsyncClient  # over ASGI: answers arrive whole (no streaming)
+    app: FastAPI
 
     async def console_login(self, email: str = "owner@example.com",
                             password: str = "passw0rd1") -> dict[str, str]:
@@ -76,7 +80,29 @@ async def running_node(settings: Settings, roles: Sequence[str] | None = None,
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://eddy.test",
                                      timeout=60) as client:
-            yield Node(container, client)
+            yield Node(container, client, app)
+
+
+@asynccontextmanager
+async def served(app: FastAPI) -> AsyncIterator[str]:
+    """The app over real HTTP on a free loopback port, in this event loop (streamed answers
+    arrive as they are written; clients in threads, such as `requests`, can call it)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
+                                           timeout_graceful_shutdown=1))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 20.0,

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import traceback
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -86,6 +87,11 @@ class Processor:
     # Acts outside Eddy in a way that must not repeat (sends mail, calls webhooks or paid
     # LLM APIs): replayed messages are skipped unless the replay allows side effects.
     side_effects: bool = False
+    # > 0: up to this many messages in flight at once, within partitions too (one key's
+    # messages still one after another), acknowledged in partition order; fetching goes on
+    # while they run. For long handlers (a model's answer) that must not queue behind each
+    # other in a partition.
+    overlap: int = 0
 
 
 class PoisonMessage(Exception):
@@ -111,6 +117,9 @@ async def run_processor(bus: Bus, processor: Processor, member: str, stop: async
     consumer = bus.consumer(processor.group, processor.topics, member)
     await consumer.start()
     log.info("processor started", extra={"group": processor.group, "member": member})
+    if processor.overlap > 0:
+        await _run_overlapping(bus, consumer, processor, policy, stop)
+        return
     gate = asyncio.Semaphore(concurrency)
 
     async def work(partition: list[Message]) -> bool:
@@ -160,6 +169,81 @@ async def _skip_replays(consumer: Consumer, processor: Processor,
         REPLAYED.labels(processor.group, "skipped").inc()
         await consumer.ack(message)
     return out
+
+
+OVERLAP_GRACE_SECONDS = 10.0  # on stop, in-flight handlers get this long before cancelling
+
+
+async def _run_overlapping(bus: Bus, consumer: Consumer, processor: Processor,
+                           policy: RetryPolicy, stop: asyncio.Event) -> None:
+    """`processor.overlap` messages in flight; each partition acknowledged in order, up to
+    its first message that did not finish (it and those after it are delivered again)."""
+    in_flight: set[asyncio.Task[None]] = set()
+    room = asyncio.Event()
+    room.set()
+    tails: dict[str, asyncio.Task[None]] = {}  # a key's latest message: the next one waits
+    unacked: dict[tuple[str, int], deque[tuple[Message, asyncio.Future[bool]]]] = {}
+
+    async def acknowledge(partition: tuple[str, int]) -> None:
+        queue = unacked[partition]
+        while queue and queue[0][1].done():
+            message, finished = queue.popleft()
+            if finished.result():
+                await consumer.ack(message)
+            else:
+                # Stopping, or the partition moved: it and what follows are delivered again.
+                queue.clear()
+
+    async def work(message: Message, before: asyncio.Task[None] | None,
+                   finished: asyncio.Future[bool]) -> None:
+        done = False
+        try:
+            if before is not None:
+                await asyncio.wait({before})
+            if not stop.is_set() and await consumer.owns(message):
+                done = await _deliver(bus, processor, message, policy, stop)
+        finally:
+            finished.set_result(done)
+            if tails.get(message.key) is asyncio.current_task():
+                del tails[message.key]
+        await acknowledge((message.topic, message.partition))
+
+    def finished_one(task: asyncio.Task[None]) -> None:
+        in_flight.discard(task)
+        room.set()
+
+    def start(message: Message) -> None:
+        finished: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        unacked.setdefault((message.topic, message.partition), deque()).append(
+            (message, finished))
+        task = asyncio.create_task(work(message, tails.get(message.key), finished))
+        tails[message.key] = task
+        in_flight.add(task)
+        task.add_done_callback(finished_one)
+
+    try:
+        while not stop.is_set():
+            free = processor.overlap - len(in_flight)
+            if free <= 0:
+                room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(room.wait(), 0.5)
+                continue
+            fetched = await consumer.fetch(max_messages=free, timeout=0.5)
+            by_partition: dict[tuple[str, int], list[Message]] = {}
+            for message in fetched:
+                by_partition.setdefault((message.topic, message.partition), []).append(message)
+            for messages in by_partition.values():
+                for message in await _skip_replays(consumer, processor, messages):
+                    start(message)
+    finally:
+        if in_flight:
+            _, late = await asyncio.wait(in_flight, timeout=OVERLAP_GRACE_SECONDS)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+        await consumer.stop()
 
 
 async def _deliver_batch(consumer: Consumer, processor: Processor, partition: list[Message],

@@ -7,7 +7,7 @@ messages are decided in order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -49,6 +49,10 @@ class MessageState:
     status: str = "pending"  # pending | answered | stopped | failed
     answer: str = ""
     task_id: UUID | None = None
+    # how it ended, for closing its stream again after a redelivery
+    usage: dict[str, Any] = field(default_factory=dict)
+    retriever_resources: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, Any] = field(default_factory=dict)  # status, code, message
 
 
 class Conversation(Aggregate):
@@ -67,13 +71,15 @@ class Conversation(Aggregate):
         self.messages[p.message_id] = MessageState(query=p.query, task_id=p.task_id)
 
     def apply_MessageAnswered(self, p: ev.MessageAnswered) -> None:
-        self._end(p.message_id, "answered", p.answer)
+        message = self._end(p.message_id, "answered", p.answer)
+        message.usage, message.retriever_resources = p.usage, p.retriever_resources
 
     def apply_MessageStopped(self, p: ev.MessageStopped) -> None:
-        self._end(p.message_id, "stopped", p.answer)
+        self._end(p.message_id, "stopped", p.answer).usage = p.usage
 
     def apply_MessageFailed(self, p: ev.MessageFailed) -> None:
-        self._end(p.message_id, "failed", "")
+        self._end(p.message_id, "failed", "").error = {
+            "status": p.status, "code": p.code, "message": p.error}
 
     def apply_ConversationRenamed(self, p: ev.ConversationRenamed) -> None:
         self.name = p.name
@@ -84,9 +90,10 @@ class Conversation(Aggregate):
     def apply_MessageFeedbackGiven(self, p: ev.MessageFeedbackGiven) -> None:
         pass
 
-    def _end(self, message_id: UUID, status: str, answer: str) -> None:
+    def _end(self, message_id: UUID, status: str, answer: str) -> MessageState:
         message = self.messages[message_id]
         message.status, message.answer = status, answer
+        return message
 
     # --- decisions -------------------------------------------------------------------------
 

@@ -1,0 +1,322 @@
+"""Chat and completion messages end to end over HTTP, answered by the chat processor
+through a fake OpenAI-protocol provider: blocking and streaming (every SSE event and every
+blocking answer checked against Dify's spec), conversation memory, input validation,
+stop, reconnect with Last-Event-ID, knowledge in the prompt and in retriever_resources."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.e2e.test_app_config import app_with_key
+from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
+from tests.harness import Node, eventually, served
+from tests.spec import chat_event_schema, completion_event_schema, validate
+
+KEY = "sk-fake-provider-key-0123456789"
+MODEL = "qwen2.5"
+PROVIDERS = "/console/api/workspaces/current/model-providers"
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(api_key=KEY, models={MODEL, "bge-m3"}) as fake:
+        yield fake
+
+
+@dataclass
+class Chat:
+    node: Node
+    auth: dict[str, str]
+    app_id: str
+    key: dict[str, str]
+    provider: FakeOpenAIServer
+
+    async def configure(self, **config: Any) -> None:
+        body = {"model": {"provider": "openai_api_compatible", "name": MODEL, "mode": "chat",
+                          "completion_params": {"temperature": 0.1}}, **config}
+        saved = await self.node.client.post(f"/console/api/apps/{self.app_id}/model-config",
+                                            headers=self.auth, json=body)
+        assert saved.status_code == 200, saved.text
+
+    async def send(self, query: str, mode: str = "blocking", path: str = "/v1/chat-messages",
+                   **body: Any) -> Any:
+        return await self.node.client.post(path, headers=self.key, json={
+            "inputs": {}, "query": query, "user": "ann", "response_mode": mode, **body})
+
+
+async def connect_provider(node: Node, auth: dict[str, str], provider: FakeOpenAIServer,
+                           context_size: int = 32768) -> None:
+    saved = await node.client.post(
+        f"{PROVIDERS}/openai_api_compatible/models", headers=auth, json={
+            "model": MODEL, "model_type": "llm", "credentials": {
+                "api_key": KEY, "endpoint_url": provider.base_url, "mode": "chat",
+                "context_size": str(context_size), "max_tokens_to_sample": "512"}})
+    assert saved.status_code == 200, saved.text
+
+
+@pytest.fixture
+async def chat(node: Node, provider: FakeOpenAIServer) -> AsyncIterator[Chat]:
+    auth = await node.setup_and_login()
+    await connect_provider(node, auth, provider)
+    app_id, key = await app_with_key(node, auth)
+    provider.reset()
+    yield Chat(node, auth, app_id, key, provider)
+
+
+def sse_events(raw: bytes) -> list[tuple[str | None, dict[str, Any] | None]]:
+    """(id, event) per SSE block; a ping is (None, None)."""
+    out: list[tuple[str | None, dict[str, Any] | None]] = []
+    for block in raw.decode().split("\n\n"):
+        if not block.strip():
+            continue
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        if lines.get("event") == "ping":
+            out.append((None, None))
+            continue
+        out.append((lines.get("id"), orjson.loads(lines["data"])))
+    return out
+
+
+def check_chat_events(events: list[dict[str, Any]]) -> None:
+    for event in events:
+        validate(chat_event_schema(event["event"]), event)
+        assert {"task_id", "message_id", "conversation_id", "created_at"} <= event.keys()
+
+
+async def test_chat_blocking_then_streaming_with_memory(chat: Chat) -> None:
+    await chat.configure(pre_prompt="You are a tour guide.")
+    first = await chat.send("Where is the old town?")
+    assert first.status_code == 200, first.text
+    body = first.json()
+    validate("ChatCompletionResponse", body)
+    assert body["answer"] == "Echo: Where is the old town?" and body["mode"] == "chat"
+    usage = body["metadata"]["usage"]
+    validate("Usage", usage)
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
+    assert usage["latency"] > 0 and usage["currency"] == "USD"
+
+    chat.provider.script_chat(ScriptedChat("It opens at nine.", chunks=["It ", "opens ",
+                                                                        "at nine."]))
+    second = await chat.send("When does it open?", mode="streaming",
+                             conversation_id=body["conversation_id"])
+    assert second.status_code == 200
+    assert second.headers["content-type"].startswith("text/event-stream")
+    events = [e for _, e in sse_events(second.content) if e is not None]
+    check_chat_events(events)
+    assert [e["event"] for e in events] == ["message"] * 3 + ["message_end"]
+    assert "".join(e["answer"] for e in events[:-1]) == "It opens at nine."
+    assert {e["conversation_id"] for e in events} == {body["conversation_id"]}
+    validate("Usage", events[-1]["metadata"]["usage"])
+
+    # the model saw the system prompt and the earlier turn (memory from the event store)
+    sent = chat.provider.chat_requests[-1].body["messages"]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+    assert sent[0]["content"] == "You are a tour guide."
+    assert sent[1:3] == [{"role": "user", "content": "Where is the old town?"},
+                         {"role": "assistant", "content": "Echo: Where is the old town?"}]
+    assert chat.provider.chat_requests[-1].body["temperature"] == 0.1
+
+
+async def test_memory_stays_within_the_context_size(node: Node,
+                                                    provider: FakeOpenAIServer) -> None:
+    auth = await node.setup_and_login()
+    await connect_provider(node, auth, provider, context_size=700)
+    app_id, key = await app_with_key(node, auth)
+    c = Chat(node, auth, app_id, key, provider)
+    await c.configure()
+    conversation = None
+    for n in range(6):
+        answer = await c.send(f"question {n} " + "word " * 40,
+                              **({"conversation_id": conversation} if conversation else {}))
+        assert answer.status_code == 200, answer.text
+        conversation = answer.json()["conversation_id"]
+    sent = provider.chat_requests[-1].body["messages"]
+    # 700 tokens - 512 for the answer leaves room for the question and one earlier turn
+    assert len(sent) == 3 and sent[0]["content"].startswith("question 4")
+
+
+async def test_inputs_are_validated_against_the_form(chat: Chat) -> None:
+    await chat.configure(pre_prompt="Guide for {{city}} in a {{tone}} tone.", user_input_form=[
+        {"text-input": {"label": "City", "variable": "city", "required": True,
+                        "max_length": 10}},
+        {"select": {"label": "Tone", "variable": "tone", "options": ["formal", "casual"]}}])
+    for inputs, message in (
+        ({}, "city is required in input form"),
+        ({"city": "A" * 11}, "city in input form must be less than 10 characters"),
+        ({"city": 42}, "city in input form must be a string"),
+        ({"city": "Oslo", "tone": "rude"},
+         "tone in input form must be one of the following: ['formal', 'casual']"),
+    ):
+        refused = await chat.send("Hi", inputs=inputs)
+        assert refused.status_code == 400, refused.text
+        assert refused.json() == {"code": "invalid_param", "status": 400, "message": message}
+    assert chat.provider.chat_requests == []
+    ok = await chat.send("Hi", inputs={"city": "Oslo", "tone": "casual"})
+    assert ok.status_code == 200, ok.text
+    assert chat.provider.chat_requests[-1].body["messages"][0]["content"] == \
+        "Guide for Oslo in a casual tone."
+
+
+async def test_wrong_app_kinds_and_missing_things_are_clear_400s(chat: Chat) -> None:
+    n = chat.node
+    _, agent_key = await app_with_key(n, chat.auth, mode="agent-chat", name="Agent")
+    agent = await n.client.post("/v1/chat-messages", headers=agent_key, json={
+        "inputs": {}, "query": "Hi", "user": "ann"})
+    assert agent.status_code == 400 and agent.json()["code"] == "app_unavailable"
+    assert "Agent apps are not supported" in agent.json()["message"]
+    wrong = await chat.send("Hi", path="/v1/completion-messages")
+    assert wrong.status_code == 400 and wrong.json()["code"] == "not_completion_app"
+    missing = await chat.send("Hi", conversation_id="6a8f1c3e-0000-4000-8000-000000000000")
+    assert missing.status_code == 404
+    assert missing.json() == {"code": "not_found", "status": 404,
+                              "message": "Conversation Not Exists."}
+    assert (await chat.send("", mode="blocking")).status_code == 400
+
+    # another end user cannot continue ann's conversation
+    mine = (await chat.send("Hello")).json()["conversation_id"]
+    theirs = await n.client.post("/v1/chat-messages", headers=chat.key, json={
+        "inputs": {}, "query": "Hi", "user": "bob", "conversation_id": mine})
+    assert theirs.status_code == 404
+
+
+async def test_no_model_is_provider_not_initialize(node: Node) -> None:
+    auth = await node.setup_and_login()
+    _, key = await app_with_key(node, auth)
+    answer = await node.client.post("/v1/chat-messages", headers=key, json={
+        "inputs": {}, "query": "Hi", "user": "ann"})
+    assert answer.status_code == 400 and answer.json()["code"] == "provider_not_initialize"
+
+
+async def test_app_without_config_answers_with_the_workspace_default(chat: Chat) -> None:
+    answer = await chat.send("Default?")  # never configured
+    assert answer.status_code == 200, answer.text
+    assert chat.provider.chat_requests[-1].body["model"] == MODEL
+
+
+async def test_stop_from_another_request_ends_the_stream(chat: Chat) -> None:
+    await chat.configure()
+    chat.provider.script_chat(ScriptedChat("one two three four five six seven eight nine ten",
+                                           chunk_delay=0.3))
+    seen: list[dict[str, Any]] = []
+    async with served(chat.node.app) as url, httpx.AsyncClient(base_url=url) as http, \
+            http.stream("POST", "/v1/chat-messages", headers=chat.key, json={
+                "inputs": {}, "query": "Count", "user": "ann",
+                "response_mode": "streaming"}) as r:
+        buffer = b""
+        async for piece in r.aiter_bytes():
+            buffer += piece
+            while b"\n\n" in buffer:
+                block, buffer = buffer.split(b"\n\n", 1)
+                ((_, event),) = sse_events(block + b"\n\n")
+                if event is None:
+                    continue
+                seen.append(event)
+                if len(seen) == 2:
+                    # another user's stop does nothing; the right user's stops it
+                    for user in ("bob", "ann"):
+                        stop = await chat.node.client.post(
+                            f"/v1/chat-messages/{event['task_id']}/stop", headers=chat.key,
+                            json={"user": user})
+                        assert stop.json() == {"result": "success"}
+    check_chat_events(seen)
+    assert seen[-1]["event"] == "message_end"
+    streamed = "".join(e["answer"] for e in seen if e["event"] == "message")
+    assert 0 < len(streamed.split()) < 10
+
+    async def ended() -> Any:
+        r = await chat.node.client.get("/v1/messages", headers=chat.key, params={
+            "user": "ann", "conversation_id": seen[0]["conversation_id"]})
+        found = r.json()["data"] if r.status_code == 200 else []
+        return found[0] if found and found[0]["status"] != "pending" else None
+
+    stored = await eventually(ended)
+    assert stored["status"] == "stopped" and stored["answer"] == streamed
+
+
+async def test_reconnect_with_last_event_id_has_no_gaps_or_repeats(chat: Chat) -> None:
+    await chat.configure()
+    words = [f"w{i} " for i in range(12)]
+    chat.provider.script_chat(ScriptedChat("".join(words), chunks=words, chunk_delay=0.05))
+    kept: list[tuple[str, dict[str, Any]]] = []
+    async with served(chat.node.app) as url, httpx.AsyncClient(base_url=url) as http, \
+            http.stream("POST", "/v1/chat-messages", headers=chat.key, json={
+                "inputs": {}, "query": "Words", "user": "ann",
+                "response_mode": "streaming"}) as r:
+        buffer = b""
+        async for piece in r.aiter_bytes():
+            buffer += piece
+            while b"\n\n" in buffer and len(kept) < 4:
+                block, buffer = buffer.split(b"\n\n", 1)
+                for event_id, event in sse_events(block + b"\n\n"):
+                    if event is not None:
+                        kept.append((str(event_id), event))
+            if len(kept) >= 4:
+                break  # the client drops the connection
+    assert kept[-1][1]["event"] == "message"  # dropped mid-answer
+    task_id = kept[0][1]["task_id"]
+    url = f"/v1/chat-messages/{task_id}/events"
+    rest = await chat.node.client.get(url, headers={**chat.key, "Last-Event-ID": kept[-1][0]},
+                                      params={"user": "ann"})
+    assert rest.status_code == 200 and rest.headers["content-type"].startswith("text/event-stream")
+    later = [(i, e) for i, e in sse_events(rest.content) if e is not None]
+    ids = [i for i, _ in kept + later]
+    assert len(ids) == len(set(ids)) and ids == sorted(ids, key=lambda i: tuple(
+        map(int, i.split("-"))))
+    events = [e for _, e in kept + later]
+    check_chat_events(events)
+    assert "".join(e["answer"] for e in events if e["event"] == "message") == "".join(words)
+    assert events[-1]["event"] == "message_end"
+    # from the start without the header; another user's or an unknown task: 404
+    again = await chat.node.client.get(url, headers=chat.key, params={"user": "ann"})
+    assert [e for _, e in sse_events(again.content) if e] == events
+    assert (await chat.node.client.get(url, headers=chat.key,
+                                       params={"user": "bob"})).status_code == 404
+
+
+async def test_completion_app_blocking_and_streaming(chat: Chat) -> None:
+    n = chat.node
+    app_id, key = await app_with_key(n, chat.auth, mode="completion", name="Writer")
+    c = Chat(n, chat.auth, app_id, key, chat.provider)
+    await c.configure(pre_prompt="Write a haiku about {{topic}}.", user_input_form=[
+        {"text-input": {"label": "Topic", "variable": "topic", "required": True}}])
+    blocking = await c.send("", path="/v1/completion-messages", inputs={"topic": "tea"})
+    assert blocking.status_code == 200, blocking.text
+    validate("CompletionResponse", blocking.json())
+    assert blocking.json()["answer"] == "Echo: Write a haiku about tea."
+    assert blocking.json()["mode"] == "completion" and "conversation_id" not in blocking.json()
+    streaming = await c.send("", mode="streaming", path="/v1/completion-messages",
+                             inputs={"topic": "rain"})
+    events = [e for _, e in sse_events(streaming.content) if e is not None]
+    for event in events:
+        validate(completion_event_schema(event["event"]), event)
+    assert "".join(e["answer"] for e in events if e["event"] == "message") == \
+        "Echo: Write a haiku about rain."
+    assert (await c.send("Hi", path="/v1/chat-messages")).json()["code"] == "not_chat_app"
+
+
+async def test_provider_failure_is_an_error_event_and_a_failed_message(chat: Chat) -> None:
+    await chat.configure()
+    chat.provider.fail_next(10, status=400, path="/chat/completions")
+    streamed = await chat.send("Hi", mode="streaming")
+    (event,) = [e for _, e in sse_events(streamed.content) if e is not None]
+    validate(chat_event_schema("error"), event)
+    assert (event["event"], event["code"], event["status"]) == (
+        "error", "completion_request_error", 400)
+    blocking = await chat.send("Hi again")
+    assert blocking.status_code == 400
+    assert blocking.json()["code"] == "completion_request_error"
+
+    async def failed() -> Any:
+        r = await chat.node.client.get("/v1/messages", headers=chat.key, params={
+            "user": "ann", "conversation_id": event["conversation_id"]})
+        data = r.json()["data"] if r.status_code == 200 else []
+        return data if data and data[0]["status"] != "pending" else None
+
+    (stored,) = await eventually(failed)
+    assert stored["status"] == "error" and stored["error"]

@@ -1,0 +1,38 @@
+"""The conversation context's stream processor: the chat processor (a consumer group on the
+`conversation.chat` work topic; run more members to answer more messages at once)."""
+
+from __future__ import annotations
+
+from functools import partial
+from uuid import UUID
+
+from adapters.bus.base import Message
+from projections.knowledge.retrieval import Retriever
+from projections.platform.models import resolve_model
+from schemas.conversation import events as ev
+from schemas.conversation.topics import CHAT
+from workers.container import ProcessorFactory, WorkerContainer
+from workers.conversation.chat import ChatDeps, ChatModel, answer_message, fail_message
+from workers.runtime import Processor, by_type, decoding
+
+
+def chat_processor(c: WorkerContainer) -> Processor:
+    async def resolve(tenant_id: UUID, provider: str | None, model: str | None) -> ChatModel:
+        return await resolve_model(c.engine, c.settings.SECRET_KEY, tenant_id, "llm",
+                                   provider, model)
+
+    deps = ChatDeps(store=c.store, redis=c.redis, redis_key=c.redis_key, engine=c.engine,
+                    retriever=Retriever(c.engine, c.embeddings, c.vectors, c.keywords),
+                    resolve=resolve, stream_ttl=c.settings.TASK_STREAM_TTL_SECONDS)
+
+    async def on_dead_letter(message: Message, exc: BaseException) -> None:
+        await fail_message(deps, c.event_types.envelope_from_json(message.value), exc)
+
+    return Processor(group=CHAT, topics=[CHAT], on_dead_letter=on_dead_letter,
+                     overlap=c.settings.CHAT_CONCURRENCY,
+                     handle=decoding(c.event_types, by_type({
+                         ev.MessageCreated: partial(answer_message, deps)})))
+
+
+# role name -> processor factory (`eddy worker --roles chat`)
+PROCESSORS: dict[str, ProcessorFactory] = {"chat": chat_processor}
