@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
@@ -28,7 +28,8 @@ from events.routing import Routing
 from events.store import OUTCOME_CHANNEL, EventStore
 from projections.registry import Projection
 from projections.runner import PROJECTION_CHANNEL
-from projections.tables import ACTIVE_READ_SCHEMA, READ
+from projections.tables import VERSIONS_CHANNEL
+from projections.versions import ReadModels
 from workers.container import ProcessorFactory
 
 ASSEMBLY: Assembly = assemble(CONTEXTS)
@@ -39,7 +40,7 @@ class Container:
     """Satisfies gateway.container.GatewayContainer and workers.container.WorkerContainer."""
 
     settings: Settings
-    engine: AsyncEngine
+    read_models: ReadModels
     store: EventStore
     bus: Bus
     redis: aioredis.Redis
@@ -49,6 +50,13 @@ class Container:
     keywords: PgVectorStore  # Postgres full text: economy datasets
     assembly: Assembly = ASSEMBLY
     notifications: Notifications | None = None
+    following: asyncio.Task[None] | None = None  # ReadModels.follow
+    stop_following: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """Reads (and bookkeeping) on the active read-model version, as last heard."""
+        return self.read_models.engine
 
     @property
     def contexts(self) -> Sequence[ContextManifest]:
@@ -79,6 +87,9 @@ class Container:
         return self.settings.EVENT_TOPIC_PREFIX + name
 
     async def close(self) -> None:
+        self.stop_following.set()
+        if self.following is not None:
+            self.following.cancel()
         if self.notifications is not None:
             await self.notifications.stop()
         await self.bus.stop()
@@ -86,7 +97,7 @@ class Container:
         if self.vectors is not self.keywords:
             await self.vectors.close()  # type: ignore[attr-defined]
         await self.redis.aclose()
-        await self.engine.dispose()
+        await self.read_models.database.dispose()
         self.store.close()
 
 
@@ -103,14 +114,13 @@ def build_bus(settings: Settings) -> Bus:
 
 
 def build_engine(settings: Settings) -> AsyncEngine:
-    engine = create_async_engine(
+    """The database, with no read-model version mapped: `ReadModels` maps versions."""
+    return create_async_engine(
         settings.database_dsn().replace("postgresql://", "postgresql+asyncpg://", 1),
         # No pre-ping (a round trip per checkout): a connection a restart broke fails once, as
         # a transient error (503 / retried), and SQLAlchemy then recycles the whole pool.
         pool_size=settings.SQLALCHEMY_POOL_SIZE, max_overflow=10,
     )
-    # Reads and projectors name the logical schema; this picks the live projection version.
-    return engine.execution_options(schema_translate_map={READ: ACTIVE_READ_SCHEMA})
 
 
 def build_storage(settings: Settings) -> Storage:
@@ -157,9 +167,11 @@ async def build(settings: Settings, *, listen: bool = False) -> Container:
     await bus.ensure_topics(ASSEMBLY.topics(settings.COMMAND_PARTITIONS,
                                             settings.EVENT_PARTITIONS))
     keywords = PgVectorStore(settings.database_dsn())
+    read_models = ReadModels(build_engine(settings))
+    await read_models.refresh()
     container = Container(
         settings=settings,
-        engine=build_engine(settings),
+        read_models=read_models,
         store=store,
         bus=bus,
         redis=aioredis.from_url(settings.redis_url()),
@@ -169,9 +181,12 @@ async def build(settings: Settings, *, listen: bool = False) -> Container:
         keywords=keywords,
     )
     if listen:
-        container.notifications = Notifications(settings.database_dsn(),
-                                                [OUTCOME_CHANNEL, PROJECTION_CHANNEL])
+        container.notifications = Notifications(
+            settings.database_dsn(), [OUTCOME_CHANNEL, PROJECTION_CHANNEL, VERSIONS_CHANNEL])
         await container.notifications.start()
+    # Every process follows switches between read-model versions without a restart.
+    container.following = asyncio.get_running_loop().create_task(
+        read_models.follow(container.stop_following, container.notifications))
     return container
 
 

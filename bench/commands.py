@@ -57,7 +57,7 @@ from events.relay import Relay
 from gateway.commanding import CommandGateway
 from migrations.runner import upgrade
 from projections.platform import queries
-from projections.progress import measure_lag
+from projections.versions import maintained_lags
 from schemas.base import CommandEnvelope
 from schemas.platform.commands import CreateApp
 from schemas.platform.events import AppCreated
@@ -565,8 +565,7 @@ async def projection_catch_up(c: Container, timeout: float, cpu: CpuProbes) -> T
     projections = list(c.projections.values())
 
     async def lag() -> int:
-        return sum([await measure_lag(c.engine, p.name, list(p.aggregate_types))
-                    for p in projections])
+        return sum((await maintained_lags(c.engine, projections)).values())
 
     pending = await lag()
     if pending == 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID, uuid4, uuid5
@@ -31,6 +32,7 @@ from gateway.deps import console_projection
 from gateway.metrics import COMMAND_OUTCOMES
 from observability import correlation_id
 from projections.progress import aggregates_projected
+from projections.registry import Projection
 from projections.runner import PROJECTION_CHANNEL
 from projections.tables import command_outcomes, idempotency_keys
 from schemas.base import EDDY_NAMESPACE, CommandEnvelope, CommandPayload
@@ -78,9 +80,8 @@ class CommandGateway:
             payload, aggregate_id=aggregate_id, tenant_id=tenant_id, actor_id=actor_id,
             correlation_id=UUID(correlation_id.get() or str(uuid4())), command_id=command_id,
         )
-        projection = console_projection(self.c)
         outcomes = Heard(lambda p: p.split(" ", 1)[0] == str(command_id))
-        projected = Heard(lambda p: p.startswith(f"{projection.name}:"))
+        projected = Heard(_versions_of(console_projection(self.c)))
         # Listening before publishing: whatever the command causes is heard, no query needed.
         with self.notifications.hearing(OUTCOME_CHANNEL, outcomes), \
                 self.notifications.hearing(PROJECTION_CHANNEL, projected):
@@ -140,13 +141,17 @@ class CommandGateway:
         if not outcome.aggregates and outcome.aggregate_id and outcome.aggregate_version:
             wanted = {outcome.aggregate_id: outcome.aggregate_version}  # older outcomes
         if heard is None:
-            heard = Heard(lambda p: p.startswith(f"{projection.name}:"))
+            heard = Heard(_versions_of(projection))
         with self.notifications.hearing(PROJECTION_CHANNEL, heard):
             deadline = asyncio.get_running_loop().time() + timeout
             checked = False
             while True:
+                # reads use the active version (it may switch meanwhile: ask each time)
+                active = self.c.read_models.active(projection.name).schema
                 for payload in heard.payloads:
-                    _, aggregate, version = payload.rsplit(":", 2)
+                    name, aggregate, version = payload.rsplit(":", 2)
+                    if name != active:
+                        continue
                     if wanted.get(UUID(aggregate), int(version) + 1) <= int(version):
                         del wanted[UUID(aggregate)]
                 heard.payloads.clear()
@@ -157,7 +162,7 @@ class CommandGateway:
                         min(remaining, RECHECK_SECONDS)):
                     # first look, timer, or the end: ask the tracking table itself
                     checked = True
-                    if await aggregates_projected(self.c.engine, projection.name, wanted):
+                    if await aggregates_projected(self.c.engine, active, wanted):
                         return True
                     if remaining <= 0:
                         return False
@@ -194,6 +199,16 @@ class CommandGateway:
 
 
 _GENERATED_FIELDS = {"app_id", "key_id", "token", "account_id", "workspace_id", "password_hash"}
+
+
+def _versions_of(projection: Projection) -> Callable[[str], bool]:
+    """Notices of any version of the projection ("<projection>_v<n>:<id>:<version>")."""
+    return lambda payload: payload.startswith(f"{projection.name}_v")
+
+
+def _versions_of(projection: Projection) -> Callable[[str], bool]:
+    """Notices of any version of the projection ("<projection>_v<n>:<id>:<version>")."""
+    return lambda payload: payload.startswith(f"{projection.name}_v")
 
 
 def _rejection(outcome: CommandOutcome) -> EddyError:

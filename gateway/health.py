@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from gateway.deps import get_container
-from projections.progress import measure_lag, relay_lag
+from projections.progress import relay_lag
+from projections.versions import maintained_lags
 
 router = APIRouter()
 
@@ -71,8 +72,7 @@ async def _checks(request: Request) -> dict[str, dict[str, Any]]:
         return {"kind": c.settings.bus.value}
 
     async def projections() -> dict[str, Any]:
-        lags = {p.name: await measure_lag(c.engine, p.name, list(p.aggregate_types))
-                for p in c.projections.values()}
+        lags = await maintained_lags(c.engine, c.projections.values())
         stalled = sorted(n for n, lag in lags.items() if watch.stalled(f"projection:{n}", lag))
         return {"lag": lags, **({"status": "stalled", "stalled": stalled} if stalled else {})}
 

@@ -23,7 +23,8 @@ from sqlalchemy import text
 from adapters.bus.redis_streams import RedisStreamsBus
 from gateway.container import GatewayContainer
 from gateway.deps import get_container
-from projections.progress import measure_lag, relay_lag
+from projections.progress import relay_lag
+from projections.versions import maintained_lags
 from schemas.topics import DEAD_LETTER_SUFFIX
 
 router = APIRouter()
@@ -61,8 +62,8 @@ async def _scrape_time(c: GatewayContainer) -> CollectorRegistry:
           registry=registry).set(await relay_lag(c.engine))
     lag = Gauge("eddy_projection_lag_events", "Events a projection has not applied yet",
                 ["projection"], registry=registry)
-    for p in c.projections.values():
-        lag.labels(p.name).set(await measure_lag(c.engine, p.name, list(p.aggregate_types)))
+    for version, events in (await maintained_lags(c.engine, c.projections.values())).items():
+        lag.labels(version).set(events)
     if isinstance(c.bus, RedisStreamsBus):
         dead = Gauge("eddy_dead_letters", "Messages parked on a topic's dead-letter topic",
                      ["topic"], registry=registry)

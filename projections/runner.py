@@ -5,6 +5,9 @@ delivers the event: an event at or below the tracked version is a redelivery or 
 is skipped; one above the next expected version means earlier ones are still on their way,
 so they are read from the event store and applied first (their own delivery is then a
 redelivery).
+
+A runner applies to one version of the projection (`projections/versions.py`): its engine is
+mapped to the version's schema, and its tracking rows carry the version's name.
 """
 
 from __future__ import annotations
@@ -34,11 +37,12 @@ class UnhandledEvent(Exception):
 
 
 class ProjectionRunner:
-    def __init__(self, engine: AsyncEngine, projection: Projection, store: EventStore) -> None:
-        self.engine = engine
+    def __init__(self, engine: AsyncEngine, projection: Projection, store: EventStore,
+                 name: str) -> None:
+        self.engine = engine  # mapped to the version's schema (projections.layout)
         self.projection = projection
         self.store = store  # to fill a version gap from the record
-        self.name = projection.name
+        self.name = name  # the version's tracking name (its schema)
 
     async def apply(self, event: Envelope[EventPayload]) -> bool:
         """Apply one event; False when it had been applied already."""

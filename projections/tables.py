@@ -1,16 +1,19 @@
 """Read-model tables and the bookkeeping tables of projectors, relay and gateway.
 
 Read models (each context's `tables.py`) live in a logical schema "read" that is mapped to a
-versioned Postgres schema (console_v1 now): a rebuild can fill console_v2 beside the live one
-and reads switch to it. Only projectors write read-model tables.
+versioned Postgres schema (console_v1, console_v2, ...): a rebuild fills a new version beside
+the live one and reads switch to it (`projections/versions.py`, `projections/rebuild.py`).
+Only projectors write read-model tables.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
+    Integer,
     MetaData,
     String,
     Table,
@@ -18,13 +21,30 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-READ = "read"  # logical schema name, translated at connect time
-ACTIVE_READ_SCHEMA = "console_v1"
-PROJECTION_NAME = "console_v1"
+READ = "read"  # logical schema name, translated to a version's schema at connect time
+PROJECTION_NAME = "console"  # the read model the console and Service API answer from
+VERSIONS_CHANNEL = "eddy_projection_versions"  # NOTIFYed when a version changes state
 
 metadata = MetaData()
 
 # --- bookkeeping (public schema) ---------------------------------------------------------
+
+# The versions of each projection: the one reads use (active), the others still maintained
+# (a rebuild catching up, or the previous one kept for rollback), one being built.
+projection_versions = Table(
+    "projection_versions", metadata,
+    Column("projection", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    # its Postgres schema, also its name in projection_tracking and projection_checkpoints
+    Column("schema_name", String(64), nullable=False, unique=True),
+    Column("layout", Integer, nullable=False),  # see projections/layout.py
+    Column("state", String(16), nullable=False),  # building | catching_up | live
+    Column("active", Boolean, nullable=False),
+    Column("built_position", BigInteger),  # the store position its bulk load went up to
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("built_at", DateTime(timezone=True)),
+    Column("activated_at", DateTime(timezone=True)),
+)
 
 projection_tracking = Table(
     "projection_tracking", metadata,

@@ -18,6 +18,7 @@ from events.registry import EventTypes
 from events.routing import Routing
 from events.store import EventStore
 from projections.registry import Projection
+from projections.versions import ReadModels
 
 if TYPE_CHECKING:
     from workers.runtime import Processor
@@ -29,8 +30,12 @@ class WorkerContainer(Protocol):
     @property
     def settings(self) -> Settings: ...
 
+    # reads and writes of the active read-model version (and the public bookkeeping tables)
     @property
     def engine(self) -> AsyncEngine: ...
+    # every version of every projection: which is active, an engine per version
+    @property
+    def read_models(self) -> ReadModels: ...
 
     @property
     def store(self) -> EventStore: ...

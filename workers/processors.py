@@ -9,10 +9,12 @@ from collections.abc import Sequence
 
 from adapters.bus.base import Message
 from commands.executor import execute, execute_group
+from events.envelope import Envelope
 from events.store import CommandOutcome
 from projections.registry import Projection
 from projections.runner import ProjectionRunner
-from schemas.base import CommandEnvelope
+from projections.versions import ProjectionVersion, maintained_versions
+from schemas.base import CommandEnvelope, EventPayload
 from schemas.topics import COMMANDS
 from workers.container import WorkerContainer
 from workers.runtime import Processor, decoding
@@ -44,12 +46,31 @@ def command_processor(c: WorkerContainer) -> Processor:
 
 
 def projection_processor(c: WorkerContainer, projection: Projection) -> Processor:
-    runner = ProjectionRunner(c.engine, projection, c.store)
+    """One consumer group per projection, applying each batch to every maintained version
+    of it (`projections/versions.py`): those a rebuild is catching up or kept for rollback
+    first, the active one last. The registry is read per batch, so a version a rebuild
+    registers gets every event delivered after that (the rebuild's own catch-up from the
+    event store covers the ones before)."""
+    runners: dict[tuple[str, int], ProjectionRunner] = {}
+
+    def runner(version: ProjectionVersion) -> ProjectionRunner:
+        key = (version.schema, version.layout)
+        if key not in runners:
+            runners[key] = ProjectionRunner(c.read_models.engine_for(version), projection,
+                                            c.store, version.schema)
+        return runners[key]
+
+    async def apply(events: Sequence[Envelope[EventPayload]]) -> None:
+        # Each version in a transaction of its own: one failing never holds the others back.
+        for version in await maintained_versions(c.read_models.database, projection.name):
+            await runner(version).apply_many(events)
 
     async def apply_batch(messages: Sequence[Message]) -> None:
-        await runner.apply_many([c.event_types.envelope_from_json(m.value) for m in messages])
+        await apply([c.event_types.envelope_from_json(m.value) for m in messages])
 
-    # Batched: one partition's fetched events in one transaction.
+    async def apply_one(event: Envelope[EventPayload]) -> None:
+        await apply([event])
+
+    # Batched: one partition's fetched events in one transaction per version.
     return Processor(group=f"projection.{projection.name}", topics=projection.topics,
-                     handle=decoding(c.event_types, runner.apply),  # type: ignore[arg-type]
-                     handle_batch=apply_batch)
+                     handle=decoding(c.event_types, apply_one), handle_batch=apply_batch)

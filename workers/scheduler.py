@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 
-from projections.progress import measure_lag
+from projections.versions import maintained_lags
 from workers.container import WorkerContainer
 
 log = logging.getLogger(__name__)
@@ -20,9 +20,8 @@ LEASE_SECONDS = 10
 
 
 async def advance_projection_watermarks(c: WorkerContainer) -> None:
-    for projection in c.projections.values():
-        lag = await measure_lag(c.engine, projection.name, list(projection.aggregate_types))
-        log.debug("projection lag", extra={"projection": projection.name, "lag": lag})
+    for version, lag in (await maintained_lags(c.engine, c.projections.values())).items():
+        log.debug("projection lag", extra={"projection": version, "lag": lag})
 
 
 async def trim_consumed_messages(c: WorkerContainer) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.envelope import Envelope
 from projections.knowledge.tables import (
+    AVAILABLE_DOCUMENT,
     dataset_metadata_fields,
     datasets,
     documents,
@@ -26,6 +27,7 @@ from projections.knowledge.tables import (
     segments_indexed_early,
     tag_bindings,
 )
+from projections.layout import has
 from projections.platform.projectors import buried, bury, lock
 from projections.registry import projectors
 from schemas.base import EventPayload
@@ -33,8 +35,28 @@ from schemas.knowledge import events as ev
 
 
 async def _document(conn: AsyncConnection, e: Envelope[EventPayload], **values: Any) -> None:
-    await conn.execute(update(documents).where(documents.c.id == e.aggregate_id)
-                       .values(updated_at=e.occurred_at, **values))
+    changed = await conn.execute(update(documents).where(documents.c.id == e.aggregate_id)
+                                 .values(updated_at=e.occurred_at, **values)
+                                 .returning(documents.c.dataset_id))
+    await _recount(conn, changed.scalar())
+
+
+async def _recount(conn: AsyncConnection, dataset_id: UUID | None) -> None:
+    """A dataset's document counts (layout 2), after one of its documents changed: counted
+    again rather than adjusted, so they are right whatever order documents' events of
+    different partitions are applied in. The row is locked first, so the count, a statement
+    of its own (READ COMMITTED), sees what a concurrent recount committed."""
+    if dataset_id is None or not has(conn, datasets.c.document_count):
+        return
+    d = documents.c
+    await conn.execute(select(datasets.c.id).where(datasets.c.id == dataset_id)
+                       .with_for_update())
+    of_dataset = select(func.count()).where(d.dataset_id == dataset_id)
+    await conn.execute(update(datasets).where(datasets.c.id == dataset_id).values(
+        document_count=of_dataset.scalar_subquery(),
+        word_count=select(func.coalesce(func.sum(d.word_count), 0))
+        .where(d.dataset_id == dataset_id).scalar_subquery(),
+        available_document_count=of_dataset.where(AVAILABLE_DOCUMENT).scalar_subquery()))
 
 
 def _dataset_settings(p: ev.DatasetCreated | ev.DatasetUpdated) -> dict[str, Any]:
@@ -83,6 +105,7 @@ async def project_document_created(conn: AsyncConnection, e: Envelope[ev.Documen
         indexing_technique=p.indexing_technique, created_from=p.created_from,
         created_by=p.created_by, created_at=e.occurred_at, updated_at=e.occurred_at,
         attempt=0, indexing_status="waiting"))
+    await _recount(conn, p.dataset_id)
 
 
 async def project_document_source_replaced(conn: AsyncConnection,
@@ -221,7 +244,9 @@ async def project_document_deleted(conn: AsyncConnection, e: Envelope[ev.Documen
     await bury(conn, e.aggregate_id, e.aggregate_type, e.occurred_at)
     for table in (segment_edits, segments):
         await conn.execute(delete(table).where(table.c.document_id == e.aggregate_id))
-    await conn.execute(delete(documents).where(documents.c.id == e.aggregate_id))
+    deleted = await conn.execute(delete(documents).where(documents.c.id == e.aggregate_id)
+                                 .returning(documents.c.dataset_id))
+    await _recount(conn, deleted.scalar())
 
 
 async def project_segment_created(conn: AsyncConnection, e: Envelope[ev.SegmentCreated]) -> None:
@@ -324,14 +349,19 @@ async def _count_edit(conn: AsyncConnection, segment_id: UUID, dataset_id: UUID,
             segment_id=segment_id, dataset_id=dataset_id, document_id=document_id,
             attempt=attempt, segments=count, word_count=words, tokens=tokens))
     d = documents.c
-    await conn.execute(update(documents).where(d.id == document_id, d.split_attempt == attempt)
-                       .values(total_segments=d.total_segments + count,
-                               word_count=d.word_count + words, tokens=d.tokens + tokens,
-                               # all of them while completed; the job's progress otherwise
-                               completed_segments=case(
-                                   (d.indexing_status == "completed",
-                                    d.completed_segments + count),
-                                   else_=d.completed_segments)))
+    shown = await conn.execute(update(documents).where(d.id == document_id,
+                                                       d.split_attempt == attempt)
+                               .values(total_segments=d.total_segments + count,
+                                       word_count=d.word_count + words,
+                                       tokens=d.tokens + tokens,
+                                       # all of them while completed; the job's progress
+                                       # otherwise
+                                       completed_segments=case(
+                                           (d.indexing_status == "completed",
+                                            d.completed_segments + count),
+                                           else_=d.completed_segments)))
+    if shown.rowcount:
+        await _recount(conn, dataset_id)
 
 
 PROJECTORS = projectors(

@@ -10,7 +10,8 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.knowledge import meta_queries as kmq
-from projections.knowledge.tables import datasets, documents, segments
+from projections.knowledge.tables import AVAILABLE_DOCUMENT, datasets, documents, segments
+from projections.layout import columns_in, has, layout_of
 from projections.page import Page
 from projections.platform.tables import accounts
 
@@ -19,31 +20,29 @@ _LIVE = and_(documents.c.id == segments.c.document_id,
              documents.c.split_attempt == segments.c.attempt)
 
 
-def _doc_stats() -> Any:
-    return (select(documents.c.dataset_id,
-                   func.count().label("document_count"),
-                   func.coalesce(func.sum(documents.c.word_count), 0).label("word_count"),
-                   func.count().filter(documents.c.enabled & ~documents.c.archived
-                                       & (documents.c.indexing_status == "completed"))
-                   .label("available_document_count"))
-            .group_by(documents.c.dataset_id).subquery())
-
-
-def _dataset_select() -> Any:
-    stats = _doc_stats()
-    return (select(datasets, accounts.c.name.label("author_name"),
-                   *kmq.dataset_extra_columns(),  # tags, metadata fields
-                   func.coalesce(stats.c.document_count, 0).label("document_count"),
-                   func.coalesce(stats.c.word_count, 0).label("word_count"),
-                   func.coalesce(stats.c.available_document_count, 0)
-                   .label("available_document_count"))
-            .join(accounts, accounts.c.id == datasets.c.created_by, isouter=True)
+def _dataset_select(engine: AsyncEngine) -> Any:
+    """Datasets with their author, tags, metadata fields and document counts: kept on the
+    row from layout 2 on, counted over the documents in a version of layout 1."""
+    columns = columns_in(datasets, layout_of(engine))
+    query = (select(*columns, accounts.c.name.label("author_name"),
+                    *kmq.dataset_extra_columns())  # tags, metadata fields
+             .join(accounts, accounts.c.id == datasets.c.created_by, isouter=True))
+    if has(engine, datasets.c.document_count):
+        return query
+    stats = (select(documents.c.dataset_id,
+                    func.count().label("document_count"),
+                    func.coalesce(func.sum(documents.c.word_count), 0).label("word_count"),
+                    func.count().filter(AVAILABLE_DOCUMENT).label("available_document_count"))
+             .group_by(documents.c.dataset_id).subquery())
+    return (query.add_columns(
+        *(func.coalesce(stats.c[name], 0).label(name)
+          for name in ("document_count", "word_count", "available_document_count")))
             .join(stats, stats.c.dataset_id == datasets.c.id, isouter=True))
 
 
 async def dataset(engine: AsyncEngine, tenant_id: UUID, dataset_id: UUID) -> dict[str, Any] | None:
     async with engine.connect() as conn:
-        row = (await conn.execute(_dataset_select().where(
+        row = (await conn.execute(_dataset_select(engine).where(
             datasets.c.id == dataset_id, datasets.c.tenant_id == tenant_id))).mappings().first()
     return dict(row) if row else None
 
@@ -57,7 +56,7 @@ async def list_datasets(engine: AsyncEngine, tenant_id: UUID, *, page: int, limi
         where.append(kmq.datasets_tagged(tag_ids))
     async with engine.connect() as conn:
         total = (await conn.execute(select(func.count()).select_from(datasets).where(*where)))
-        rows = (await conn.execute(_dataset_select().where(*where)
+        rows = (await conn.execute(_dataset_select(engine).where(*where)
                                    .order_by(datasets.c.created_at.desc(), datasets.c.id)
                                    .offset((page - 1) * limit).limit(limit))).mappings().all()
         return Page(items=[dict(r) for r in rows], total=int(total.scalar() or 0))
@@ -79,8 +78,7 @@ DISPLAY_STATUS_FILTERS = {
     "paused": documents.c.indexing_status.in_(["parsing", "cleaning", "splitting", "indexing"])
     & documents.c.is_paused,
     "error": documents.c.indexing_status == "error",
-    "available": (documents.c.indexing_status == "completed") & documents.c.enabled
-    & ~documents.c.archived,
+    "available": AVAILABLE_DOCUMENT,
     "disabled": (documents.c.indexing_status == "completed") & ~documents.c.enabled
     & ~documents.c.archived,
     "archived": (documents.c.indexing_status == "completed") & documents.c.archived,

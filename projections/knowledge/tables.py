@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import Boolean, Column, DateTime, Index, Integer, String, Table, Text, Uuid
 from sqlalchemy.dialects.postgresql import JSONB
 
+from projections.layout import since
 from projections.tables import READ, metadata
 
 datasets = Table(
@@ -24,6 +25,13 @@ datasets = Table(
     Column("updated_by", Uuid),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("built_in_field_enabled", Boolean, nullable=False, default=False),
+    # Layout 2: counts of its documents, kept by the projectors (recounted whenever one of
+    # its documents changes) instead of aggregated over its documents on every read.
+    Column("document_count", Integer, nullable=False, server_default="0", info=since(2)),
+    Column("word_count", Integer, nullable=False, server_default="0", info=since(2)),
+    # enabled, not archived, indexed: Dify's total_available_documents
+    Column("available_document_count", Integer, nullable=False, server_default="0",
+           info=since(2)),
     schema=READ,
 )
 
@@ -73,6 +81,10 @@ documents = Table(
     Column("doc_metadata", JSONB, nullable=False, default=dict),
     schema=READ,
 )
+
+# Documents counted in a dataset's total_available_documents (Dify's "available").
+AVAILABLE_DOCUMENT = (documents.c.enabled & ~documents.c.archived
+                      & (documents.c.indexing_status == "completed"))
 
 dataset_metadata_fields = Table(
     "dataset_metadata_fields", metadata,

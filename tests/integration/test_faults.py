@@ -90,8 +90,9 @@ async def _clean_replay(settings: Settings) -> None:
             for table in READ_TABLES:
                 await conn.execute(text(f"TRUNCATE console_v1.{table} CASCADE"))
             await conn.execute(text("DELETE FROM projection_tracking"))
+        active = container.read_models.active()
         runner = ProjectionRunner(container.engine, container.projections[PROJECTION_NAME],
-                                  container.store)
+                                  container.store, active.schema)
         position = 0
         while batch := await asyncio.to_thread(container.store.read_from, position, 500):
             for event in batch:
@@ -133,7 +134,7 @@ async def test_relay_and_projector_killed_at_random_lose_nothing(
         try:
             async def caught_up() -> bool:
                 console = container.projections[PROJECTION_NAME]
-                return await measure_lag(container.engine, PROJECTION_NAME,
+                return await measure_lag(container.engine, container.read_models.active().schema,
                                          list(console.aggregate_types)) == 0
             await eventually(caught_up, timeout=90, interval=0.5)
         finally:

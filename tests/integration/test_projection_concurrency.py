@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.embedded.postgres import EmbeddedPostgres
 from adapters.transient import is_transient
 from bootstrap import build_engine
+from projections.layout import FIRST_LAYOUT, version_engine
 from projections.runner import ProjectionRunner
 from tests.harness import migrate, node_settings
 from tests.unit.test_projection_interleaving import (
@@ -46,7 +47,7 @@ async def applied(engine: AsyncEngine, history: History,
                   lanes: Sequence[Sequence[Event]], seed: int) -> ReadModel:
     """Each lane (a partition's events, in order) applied by its own task in random-sized
     batches, one transaction each, all lanes at once."""
-    runner = ProjectionRunner(engine, PROJECTION, history.store)
+    runner = ProjectionRunner(engine, PROJECTION, history.store, "console_v1")
 
     async def consume(lane: Sequence[Event], rng: random.Random) -> None:
         i = 0
@@ -82,7 +83,7 @@ async def test_concurrent_partitions_on_postgres_give_the_store_order_read_model
         database = fresh_database(name)
         settings = node_settings(postgres, database, "redis://127.0.0.1:1/0")
         await asyncio.to_thread(migrate, settings)
-        engine = build_engine(settings)
+        engine = version_engine(build_engine(settings), "console_v1", FIRST_LAYOUT)
         async with engine.begin() as conn:  # deadlocks are retried: find them sooner than 1 s
             await conn.execute(text(f"ALTER DATABASE {database} SET deadlock_timeout = '50ms'"))
         await engine.dispose()  # new connections take the setting

@@ -49,7 +49,7 @@ from commands.knowledge.aggregates import Document, Segment
 from commands.unit_of_work import UnitOfWork
 from events.envelope import Envelope
 from events.memory_store import InMemoryEventStore
-from projections.tables import READ, metadata
+from projections.tables import PROJECTION_NAME, READ, metadata
 from schemas.base import CommandEnvelope, CommandPayload, EventPayload
 from schemas.conversation import commands as cc
 from schemas.conversation import events as cev
@@ -62,7 +62,7 @@ from schemas.platform import events as pev
 from schemas.platform.naming import SETUP_ID, api_token_hash, api_token_hint
 from workers.knowledge.indexing import IndexingDeps, index_segment, run_indexing_job
 
-PROJECTION = ASSEMBLY.projections["console_v1"]
+PROJECTION = ASSEMBLY.projections[PROJECTION_NAME]
 READ_TABLES = [t for t in metadata.sorted_tables if t.schema == READ]
 Event = Envelope[EventPayload]
 ReadModel = dict[str, list[dict[str, Any]]]

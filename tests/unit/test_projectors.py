@@ -41,7 +41,7 @@ from projections.knowledge.tables import (
 from projections.platform import models as pm
 from projections.platform import queries as pq
 from projections.platform.tables import workspace_members, workspaces
-from projections.tables import READ, metadata
+from projections.tables import PROJECTION_NAME, READ, metadata
 from schemas import errors
 from schemas.base import EventPayload
 from schemas.conversation import events as cev
@@ -52,7 +52,7 @@ from schemas.platform import events as pev
 from schemas.platform.naming import SETUP_ID, api_token_hash, api_token_hint
 from schemas.platform.providers import credentials_purpose, masked, provider_spec
 
-PROJECTION = ASSEMBLY.projections["console_v1"]
+PROJECTION = ASSEMBLY.projections[PROJECTION_NAME]
 READ_TABLES = [t for t in metadata.sorted_tables if t.schema == READ]
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 P = TypeVar("P", bound=EventPayload)

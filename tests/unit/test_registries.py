@@ -92,7 +92,7 @@ async def test_the_runner_refuses_an_event_it_has_no_entry_for() -> None:
     unreachable = create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:9/none")
     runner = ProjectionRunner(engine=unreachable, projection=Projection(
         "p", topics=[], aggregate_types=["Tag"], ignored=frozenset({kev.TagNameClaimed})),
-        store=InMemoryEventStore())
+        store=InMemoryEventStore(), name="p_v1")
     event = Envelope.new(kev.TagDeleted(), aggregate_type="Tag", aggregate_id=uuid4(),
                          aggregate_version=1, tenant_id=None, correlation_id=uuid4(),
                          causation_id=uuid4()).at(1)

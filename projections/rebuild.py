@@ -1,0 +1,419 @@
+"""Rebuild a projection into a new version beside the live one (`eddy projections rebuild`).
+
+1. The next version (`console_v2`) is registered as `building`, with the newest layout the
+   code declares (`projections/layout.py`). Its schema gets the active version's tables
+   (`CREATE TABLE ... (LIKE ...)`: no keys or indexes yet) plus the tables and columns the
+   newer layout adds.
+2. Bulk load: the event store up to its current position is read in position order, in
+   chunks, and folded by the projection's own projectors into an in-memory SQLite database
+   (the same code that projects live events, on a synchronous connection: no round trip
+   per statement). Its tables and the version's tracking rows are then COPYed into the new
+   schema, and only then are keys, foreign keys and secondary indexes created.
+3. Catch-up: the version becomes `catching_up`, so the projection processor applies every
+   batch it receives to it as well; the events appended since the bulk load's position are
+   read from the event store and applied through the `ProjectionRunner` (tracking makes the
+   two appliers' overlap harmless). Then it is `live`: `eddy projections switch` may use it.
+
+Progress (events done, rate, ETA) is reported per chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import logging
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from sqlalchemy import Connection, Index, Table, create_engine
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
+
+from adapters.transient import is_transient
+from events.envelope import Envelope
+from events.postgres_store import decode_stored
+from events.registry import EventTypes
+from events.store import EventStore
+from projections.layout import LAYOUT_OPTION, newest_layout, read_tables, version_engine
+from projections.registry import Projection
+from projections.runner import ProjectionRunner, UnhandledEvent
+from projections.tables import READ, metadata  # each context's tables.py registers in it
+from projections.versions import (
+    CATCHING_UP,
+    LIVE,
+    ProjectionVersion,
+    begin_build,
+    list_versions,
+    set_state,
+)
+from schemas.base import EventPayload
+
+log = logging.getLogger(__name__)
+
+CHUNK = 5_000  # events read and folded per step of the bulk load
+CATCH_UP_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Progress:
+    phase: str  # "load", "copy", "index", "catch-up"
+    done: int
+    total: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        return (self.total - self.done) / self.rate if self.rate > 0 else None
+
+
+Report = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    version: ProjectionVersion
+    events_loaded: int  # by the bulk load
+    events_caught_up: int
+    load_seconds: float  # reading, folding, copying and indexing
+    rows: dict[str, int]  # per table of the new version
+
+
+async def rebuild(database: AsyncEngine, dsn: str, store: EventStore, types: EventTypes,
+                  projection: Projection, report: Report | None = None) -> RebuildResult:
+    """Builds the next version of `projection`, caught up and `live` (not switched to)."""
+    layout = newest_layout(metadata)
+    version = await begin_build(database, projection.name, layout)
+    active = next(v for v in await list_versions(database, projection.name) if v.active)
+    log.info("rebuild started", extra={"projection": projection.name,
+                                       "version": version.schema, "layout": layout})
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SET TIME ZONE 'UTC'")  # SQLite keeps UTC times without a zone
+        started = time.perf_counter()
+        async with conn.transaction():
+            await _create_tables(conn, active.schema, version)
+        loaded, rows = await _bulk_load(conn, types, projection, version, report)
+        await _index(conn, active.schema, version.schema, report, started, loaded)
+        load_seconds = time.perf_counter() - started
+    finally:
+        await conn.close()
+    await set_state(database, version, CATCHING_UP, built_position=loaded.position)
+    caught_up = await catch_up(database, store, projection, version, loaded.position, report)
+    await set_state(database, version, LIVE)
+    log.info("rebuild done", extra={"version": version.schema, "events": loaded.events,
+                                    "caught_up": caught_up, "seconds": round(load_seconds, 2)})
+    return RebuildResult(await _reread(database, version), loaded.events, caught_up,
+                         load_seconds, rows)
+
+
+async def _reread(database: AsyncEngine, version: ProjectionVersion) -> ProjectionVersion:
+    return next(v for v in await list_versions(database, version.projection)
+                if v.version == version.version)
+
+
+# --- 1. tables --------------------------------------------------------------------------------
+
+
+async def _columns(conn: asyncpg.Connection, schema: str) -> dict[str, list[str]]:
+    rows = await conn.fetch(
+        "SELECT c.table_name, c.column_name FROM information_schema.columns c"
+        " JOIN information_schema.tables t USING (table_schema, table_name)"
+        " WHERE c.table_schema = $1 AND t.table_type = 'BASE TABLE'"
+        " ORDER BY c.table_name, c.ordinal_position", schema)
+    found: dict[str, list[str]] = {}
+    for row in rows:
+        found.setdefault(row["table_name"], []).append(row["column_name"])
+    return found
+
+
+async def _create_tables(conn: asyncpg.Connection, source: str,
+                         version: ProjectionVersion) -> None:
+    """The source version's tables without keys or indexes (loaded first, indexed after),
+    then what the newer layout declares on top."""
+    target = version.schema
+    existing = await _columns(conn, source)
+    await conn.execute(f'CREATE SCHEMA "{target}"')
+    for table in existing:
+        await conn.execute(f'CREATE TABLE "{target}"."{table}" (LIKE "{source}"."{table}"'
+                           " INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+    dialect = postgresql.dialect()
+    for table in read_tables(metadata):
+        if table.name not in existing:
+            ddl = CreateTable(table, include_foreign_key_constraints=[])
+            await conn.execute(str(ddl.compile(
+                dialect=dialect, schema_translate_map={READ: target})))  # type: ignore[call-arg]
+            continue
+        for column in table.columns:
+            if column.name not in existing[table.name]:
+                await conn.execute(f'ALTER TABLE "{target}"."{table.name}" ADD COLUMN '
+                                   f"{CreateColumn(column).compile(dialect=dialect)}")
+
+
+# --- 2. bulk load -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    position: int  # every event at or below it is in the version
+    events: int
+
+
+class _SyncConnection:
+    """What projectors use of an AsyncConnection, on a synchronous SQLite connection: each
+    awaited call completes at once, so the fold needs no event loop round trip."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.dialect = conn.dialect
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        return self.conn.execute(statement, parameters)
+
+    async def scalar(self, statement: Any, parameters: Any = None) -> Any:
+        return self.conn.scalar(statement, parameters)
+
+    def get_execution_options(self) -> Any:
+        return self.conn.get_execution_options()
+
+
+def _finish(step: Coroutine[Any, Any, None]) -> None:
+    """Runs a projector's coroutine on `_SyncConnection` (it never suspends)."""
+    try:
+        step.send(None)
+    except StopIteration:
+        return
+    step.close()
+    raise RuntimeError("a projector awaited something other than its connection")
+
+
+class _Fold:
+    """The projection's projectors applied in store order to a SQLite database in memory,
+    with the tracking the runner would have written."""
+
+    def __init__(self, projection: Projection, layout: int, indexes: Sequence[Index]) -> None:
+        self.projection = projection
+        self.engine = create_engine("sqlite://", poolclass=StaticPool).execution_options(
+            schema_translate_map={READ: None}, **{LAYOUT_OPTION: layout})
+        self.sqlite = self.engine.connect()
+        self.sqlite.exec_driver_sql("PRAGMA journal_mode = OFF")
+        self.sqlite.exec_driver_sql("PRAGMA synchronous = OFF")
+        self.tables = read_tables(metadata)
+        metadata.create_all(self.sqlite, tables=self.tables)
+        for index in indexes:  # the Postgres version's lookups, or folding is quadratic
+            index.create(self.sqlite, checkfirst=True)
+        self.conn = _SyncConnection(self.sqlite)
+        self.tracking: dict[UUID, tuple[int, int]] = {}  # aggregate -> (version, position)
+
+    def apply(self, events: Sequence[Envelope[EventPayload]]) -> None:
+        handlers = self.projection.handlers
+        for event in events:
+            payload_type = type(event.payload)
+            projector = handlers.get(payload_type)
+            if projector is not None:
+                _finish(projector(self.conn, event))  # type: ignore[arg-type]
+            elif not self.projection.follows(payload_type):
+                raise UnhandledEvent(f"{self.projection.name} has no projector for {event.type}")
+            self.tracking[event.aggregate_id] = (event.aggregate_version, event.position or 0)
+
+    def rows_as_csv(self, table: str, columns: Sequence[str]) -> tuple[bytes, int]:
+        """The table's rows in COPY's CSV: SQLite's stored values are already what Postgres
+        reads (hex uuids, ISO times, JSON text, 0/1 booleans); strings are quoted, so an
+        empty string stays one and an unquoted empty field is NULL."""
+        cursor = self.sqlite.connection.driver_connection.execute(  # type: ignore[union-attr]
+            f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in columns)} FROM \"{table}\"")
+        out = io.StringIO()
+        writer = csv.writer(out, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+        count = 0
+        while batch := cursor.fetchmany(10_000):
+            writer.writerows(batch)
+            count += len(batch)
+        return out.getvalue().encode(), count
+
+    def close(self) -> None:
+        self.sqlite.close()
+        self.engine.dispose()
+
+
+async def _source_indexes(conn: asyncpg.Connection, schema: str) -> list[Index]:
+    """The plain column indexes of a version, as SQLAlchemy indexes for the fold."""
+    rows = await conn.fetch("""
+        SELECT c.relname AS table_name, i.relname AS index_name,
+               array_agg(a.attname ORDER BY k.ord) AS columns
+        FROM pg_index x
+        JOIN pg_class i ON i.oid = x.indexrelid
+        JOIN pg_class c ON c.oid = x.indrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        CROSS JOIN LATERAL unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+        WHERE n.nspname = $1 AND x.indexprs IS NULL AND x.indpred IS NULL
+        GROUP BY 1, 2""", schema)
+    tables = {t.name: t for t in read_tables(metadata)}
+    indexes = []
+    for row in rows:
+        table: Table | None = tables.get(row["table_name"])
+        if table is None or not all(c in table.c for c in row["columns"]):
+            continue
+        indexes.append(Index(f"fold_{row['index_name']}", *(table.c[c] for c in row["columns"]),
+                             _table=table))
+    return indexes
+
+
+async def _bulk_load(conn: asyncpg.Connection, types: EventTypes, projection: Projection,
+                     version: ProjectionVersion, report: Report | None
+                     ) -> tuple[_Loaded, dict[str, int]]:
+    high = int(await conn.fetchval(
+        "SELECT coalesce(max(notification_id), 0) FROM stored_events"))
+    aggregate_types = list(projection.aggregate_types)
+    total = int(await conn.fetchval(
+        "SELECT count(*) FROM stored_events WHERE notification_id <= $1"
+        " AND split_part(topic, ':', 1) = ANY($2)", high, aggregate_types))
+    active = next(v for v in await _versions(conn, projection.name) if v["active"])
+    fold = _Fold(projection, version.layout, await _source_indexes(conn, active["schema_name"]))
+    started, done, position = time.perf_counter(), 0, 0
+    try:
+        while position < high:
+            rows = await conn.fetch(
+                "SELECT originator_id, originator_version, topic, state, notification_id"
+                " FROM stored_events WHERE notification_id > $1 AND notification_id <= $2"
+                "  AND split_part(topic, ':', 1) = ANY($3)"
+                " ORDER BY notification_id LIMIT $4", position, high, aggregate_types, CHUNK)
+            if not rows:
+                break
+            fold.apply([decode_stored(types, r[0], r[1], r[2], r[3], r[4]) for r in rows])
+            position, done = rows[-1][4], done + len(rows)
+            if report:
+                report(Progress("load", done, total, time.perf_counter() - started))
+        rows_copied = await _copy(conn, fold, version)
+    finally:
+        fold.close()
+    await _copy_tracking(conn, fold.tracking, version.schema)
+    await _advance_watermark_raw(conn, version.schema, high)
+    return _Loaded(high, done), rows_copied
+
+
+async def _versions(conn: asyncpg.Connection, projection: str) -> list[asyncpg.Record]:
+    return list(await conn.fetch(
+        "SELECT schema_name, active FROM projection_versions WHERE projection = $1",
+        projection))
+
+
+async def _copy(conn: asyncpg.Connection, fold: _Fold,
+                version: ProjectionVersion) -> dict[str, int]:
+    target = await _columns(conn, version.schema)
+    declared = {t.name: t for t in fold.tables}
+    copied = {}
+    for name, columns in target.items():
+        table = declared.get(name)
+        if table is None or any(c not in table.c for c in columns):
+            raise UnhandledEvent(f"{version.schema}.{name}: a table or column that no "
+                                 "projection declares cannot be rebuilt")
+        data, count = fold.rows_as_csv(name, columns)
+        if count:
+            await conn.copy_to_table(name, schema_name=version.schema, columns=columns,
+                                     source=io.BytesIO(data), format="csv")
+        copied[name] = count
+    return copied
+
+
+async def _copy_tracking(conn: asyncpg.Connection, tracking: dict[UUID, tuple[int, int]],
+                         name: str) -> None:
+    await conn.copy_records_to_table(
+        "projection_tracking", columns=["projection", "aggregate_id", "version", "position"],
+        records=[(name, aggregate, v, p) for aggregate, (v, p) in tracking.items()])
+
+
+async def _advance_watermark_raw(conn: asyncpg.Connection, name: str, watermark: int) -> None:
+    await conn.execute(
+        "INSERT INTO projection_checkpoints (projection, watermark, updated_at)"
+        " VALUES ($1, $2, now()) ON CONFLICT (projection) DO UPDATE"
+        " SET watermark = excluded.watermark, updated_at = excluded.updated_at",
+        name, watermark)
+
+
+# --- keys and indexes after the load ----------------------------------------------------------
+
+
+async def _index(conn: asyncpg.Connection, source: str, target: str, report: Report | None,
+                 started: float, loaded: _Loaded) -> None:
+    """The source version's keys, unique and secondary indexes and foreign keys (in that
+    order), and those of tables the newer layout adds; then fresh statistics."""
+    constraints = await conn.fetch(
+        "SELECT conrelid::regclass::text AS relation, c.relname AS table_name, conname,"
+        "       contype, pg_get_constraintdef(x.oid) AS definition"
+        " FROM pg_constraint x JOIN pg_class c ON c.oid = x.conrelid"
+        " WHERE x.connamespace = $1::regnamespace AND contype IN ('p', 'u', 'f')"
+        " ORDER BY contype = 'f', conname", source)
+    indexes = await conn.fetch(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname NOT IN"
+        " (SELECT conname FROM pg_constraint WHERE connamespace = $1::regnamespace)"
+        " ORDER BY indexname", source)
+    statements = [
+        f'ALTER TABLE "{target}"."{c["table_name"]}" ADD CONSTRAINT "{c["conname"]}" '
+        + c["definition"].replace(f"REFERENCES {source}.", f"REFERENCES {target}.")
+        for c in constraints if c["contype"] != "f"]
+    statements += [i["indexdef"].replace(f" ON {source}.", f" ON {target}.") for i in indexes]
+    statements += [
+        f'ALTER TABLE "{target}"."{c["table_name"]}" ADD CONSTRAINT "{c["conname"]}" '
+        + c["definition"].replace(f"REFERENCES {source}.", f"REFERENCES {target}.")
+        for c in constraints if c["contype"] == "f"]
+    existing = await _columns(conn, source)
+    dialect = postgresql.dialect()
+    for table in read_tables(metadata):
+        if table.name in existing:
+            continue
+        if table.primary_key.columns:
+            columns = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
+            statements.append(f'ALTER TABLE "{target}"."{table.name}" ADD PRIMARY KEY ({columns})')
+        statements += [str(CreateIndex(index).compile(  # type: ignore[call-arg]
+            dialect=dialect, schema_translate_map={READ: target})) for index in table.indexes]
+    for done, statement in enumerate(statements, 1):
+        await conn.execute(statement)
+        if report:
+            report(Progress("index", done, len(statements), time.perf_counter() - started))
+    for table in await _columns(conn, target):
+        await conn.execute(f'ANALYZE "{target}"."{table}"')
+
+
+# --- 3. catch-up ------------------------------------------------------------------------------
+
+
+async def catch_up(database: AsyncEngine, store: EventStore, projection: Projection,
+                   version: ProjectionVersion, position: int,
+                   report: Report | None = None) -> int:
+    """Applies the events after `position` to the version, from the event store, until it
+    has read to the end (the processor applies whatever is appended after that)."""
+    engine = version_engine(database, version.schema, version.layout)
+    runner = ProjectionRunner(engine, projection, store, version.schema)
+    followed = set(projection.aggregate_types)
+    start, high = position, await asyncio.to_thread(store.max_position)
+    started, applied = time.perf_counter(), 0
+    while True:
+        events = await asyncio.to_thread(store.read_from, position, CATCH_UP_BATCH)
+        if not events:
+            return applied
+        ours = [e for e in events if e.aggregate_type in followed]
+        while ours:
+            try:
+                await runner.apply_many(ours)
+                break
+            except Exception as exc:  # e.g. a deadlock with the processor's batch: again
+                if not is_transient(exc):
+                    raise
+                await asyncio.sleep(0.1)
+        applied += len(ours)
+        position = events[-1].position or position
+        if report:
+            report(Progress("catch-up", min(position, high) - start, max(high - start, 0),
+                            time.perf_counter() - started))
+
