@@ -20,7 +20,6 @@ Progress (events done, rate, ETA) is reported per chunk.
 from __future__ import annotations
 
 import asyncio
-import csv
 import io
 import logging
 import time
@@ -228,21 +227,26 @@ class _Fold:
 
     def rows_as_csv(self, table: str, columns: Sequence[str]) -> tuple[bytes, int]:
         """The table's rows in COPY's CSV: SQLite's stored values are already what Postgres
-        reads (hex uuids, ISO times, JSON text, 0/1 booleans); strings are quoted, so an
-        empty string stays one and an unquoted empty field is NULL."""
+        reads (hex uuids, ISO times, JSON text, 0/1 booleans). Strings are quoted, so an
+        empty string stays one; NULL is an unquoted empty field."""
         cursor = self.sqlite.connection.driver_connection.execute(  # type: ignore[union-attr]
             f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in columns)} FROM \"{table}\"")
-        out = io.StringIO()
-        writer = csv.writer(out, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
-        count = 0
+        lines: list[str] = []
         while batch := cursor.fetchmany(10_000):
-            writer.writerows(batch)
-            count += len(batch)
-        return out.getvalue().encode(), count
+            lines += [",".join(_csv_field(v) for v in row) for row in batch]
+        return ("\n".join(lines) + "\n").encode(), len(lines)
 
     def close(self) -> None:
         self.sqlite.close()
         self.engine.dispose()
+
+
+def _csv_field(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return '"' + value.replace('"', '""') + '"'
+    return str(value)
 
 
 async def _source_indexes(conn: asyncpg.Connection, schema: str) -> list[Index]:
