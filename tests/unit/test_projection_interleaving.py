@@ -49,6 +49,7 @@ from commands.knowledge.aggregates import Document, Segment
 from commands.unit_of_work import UnitOfWork
 from events.envelope import Envelope
 from events.memory_store import InMemoryEventStore
+from projections.layout import columns_in, layout_of
 from projections.tables import PROJECTION_NAME, READ, metadata
 from schemas.base import CommandEnvelope, CommandPayload, EventPayload
 from schemas.conversation import commands as cc
@@ -462,12 +463,14 @@ async def project(history: History, deliveries: Iterable[Event]) -> ReadModel:
 
 
 async def read_model(engine: AsyncEngine) -> ReadModel:
-    """Every read-model table's rows (all columns), in primary-key order."""
+    """Every read-model table's rows (all columns of the engine's layout), in primary-key
+    order."""
     model: ReadModel = {}
     async with engine.connect() as conn:
         for table in READ_TABLES:
             key = [c.name for c in table.primary_key.columns]
-            rows = [dict(r) for r in (await conn.execute(select(table))).mappings()]
+            columns = columns_in(table, layout_of(engine))
+            rows = [dict(r) for r in (await conn.execute(select(*columns))).mappings()]
             model[table.name] = sorted(rows, key=lambda r: tuple(str(r[k]) for k in key))
     return model
 
