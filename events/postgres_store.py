@@ -73,7 +73,7 @@ def _insert_outcome(
     curs.execute("SELECT pg_notify(%s, %s)", (OUTCOME_CHANNEL, outcome_notice(row)))
 
 
-def _encode(envelope: Envelope[EventPayload]) -> StoredEvent:
+def encode_stored(envelope: Envelope[EventPayload]) -> StoredEvent:
     state = {
         "event_id": str(envelope.event_id),
         "schema_version": envelope.schema_version,
@@ -160,7 +160,8 @@ class PostgresEventStore:
         """Insert events and outcomes in one transaction; each outcome's position, or the
         last event's position alone when there are no outcomes."""
         try:
-            ids = self.recorder.insert_events([_encode(e) for e in events], outcomes=outcomes)
+            ids = self.recorder.insert_events([encode_stored(e) for e in events],
+                                              outcomes=outcomes)
         except RecordConflict as exc:
             if any(self.outcome(o.command_id) is not None for o, _ in outcomes):
                 raise CommandAlreadyRecorded from exc
