@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from projections.tables import READ
 
 LAYOUT_OPTION = "eddy_layout"
+BULK_LOAD_OPTION = "eddy_bulk_load"  # set on the connection a rebuild folds events with
 FIRST_LAYOUT = 1
 
 
@@ -53,14 +54,24 @@ def version_engine(engine: AsyncEngine, schema: str, layout: int) -> AsyncEngine
                                     **{LAYOUT_OPTION: layout})
 
 
+def _options(bind: AsyncEngine | AsyncConnection | Any) -> Any:
+    # projectors get an AsyncConnection, or a synchronous one in a rebuild's bulk load;
+    # queries get an AsyncEngine
+    return (bind.sync_connection if isinstance(bind, AsyncConnection) else bind
+            ).get_execution_options()
+
+
 def layout_of(bind: AsyncEngine | AsyncConnection | Any) -> int:
-    """The layout of the version an engine or connection is mapped to (projectors get an
-    AsyncConnection, or a synchronous one in a rebuild; queries get an AsyncEngine)."""
-    options = (bind.sync_connection if isinstance(bind, AsyncConnection) else bind
-               ).get_execution_options()
-    return int(options.get(LAYOUT_OPTION, FIRST_LAYOUT))
+    """The layout of the version an engine or connection is mapped to."""
+    return int(_options(bind).get(LAYOUT_OPTION, FIRST_LAYOUT))
 
 
 def has(bind: AsyncEngine | AsyncConnection | Any, column: Column[Any]) -> bool:
     """Whether the version `bind` is mapped to has this column."""
     return layout_of(bind) >= introduced(column)
+
+
+def in_bulk_load(bind: AsyncEngine | AsyncConnection | Any) -> bool:
+    """Whether projectors run in a rebuild's bulk load (one writer, store order): work that
+    can be done once at its end (`projectors(..., after_bulk_load=...)`) may be skipped."""
+    return bool(_options(bind).get(BULK_LOAD_OPTION, False))

@@ -29,7 +29,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from sqlalchemy import Connection, Index, Table, create_engine
+from sqlalchemy import Connection, create_engine
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import StaticPool
@@ -40,7 +40,13 @@ from events.envelope import Envelope
 from events.postgres_store import decode_stored
 from events.registry import EventTypes
 from events.store import EventStore
-from projections.layout import LAYOUT_OPTION, newest_layout, read_tables, version_engine
+from projections.layout import (
+    BULK_LOAD_OPTION,
+    LAYOUT_OPTION,
+    newest_layout,
+    read_tables,
+    version_engine,
+)
 from projections.registry import Projection
 from projections.runner import ProjectionRunner, UnhandledEvent
 from projections.tables import READ, metadata  # each context's tables.py registers in it
@@ -200,17 +206,18 @@ class _Fold:
     """The projection's projectors applied in store order to a SQLite database in memory,
     with the tracking the runner would have written."""
 
-    def __init__(self, projection: Projection, layout: int, indexes: Sequence[Index]) -> None:
+    def __init__(self, projection: Projection, layout: int, lookups: Sequence[_Lookup]) -> None:
         self.projection = projection
         self.engine = create_engine("sqlite://", poolclass=StaticPool).execution_options(
-            schema_translate_map={READ: None}, **{LAYOUT_OPTION: layout})
+            schema_translate_map={READ: None}, **{LAYOUT_OPTION: layout, BULK_LOAD_OPTION: True})
         self.sqlite = self.engine.connect()
         self.sqlite.exec_driver_sql("PRAGMA journal_mode = OFF")
         self.sqlite.exec_driver_sql("PRAGMA synchronous = OFF")
         self.tables = read_tables(metadata)
         metadata.create_all(self.sqlite, tables=self.tables)
-        for index in indexes:  # the Postgres version's lookups, or folding is quadratic
-            index.create(self.sqlite, checkfirst=True)
+        for lookup in lookups:  # the Postgres version's lookups, or folding is quadratic
+            if lookup.table in {t.name for t in self.tables}:
+                self.sqlite.exec_driver_sql(lookup.sqlite_ddl)
         self.conn = _SyncConnection(self.sqlite)
         self.tracking: dict[UUID, tuple[int, int]] = {}  # aggregate -> (version, position)
 
@@ -224,6 +231,10 @@ class _Fold:
             elif not self.projection.follows(payload_type):
                 raise UnhandledEvent(f"{self.projection.name} has no projector for {event.type}")
             self.tracking[event.aggregate_id] = (event.aggregate_version, event.position or 0)
+
+    def finish(self) -> None:
+        for step in self.projection.after_bulk_load:
+            _finish(step(self.conn))  # type: ignore[arg-type]
 
     def rows_as_csv(self, table: str, columns: Sequence[str]) -> tuple[bytes, int]:
         """The table's rows in COPY's CSV: SQLite's stored values are already what Postgres
@@ -249,8 +260,21 @@ def _csv_field(value: object) -> str:
     return str(value)
 
 
-async def _source_indexes(conn: asyncpg.Connection, schema: str) -> list[Index]:
-    """The plain column indexes of a version, as SQLAlchemy indexes for the fold."""
+@dataclass(frozen=True)
+class _Lookup:
+    """A plain column index of a version: the fold's SQLite gets the same one."""
+
+    table: str
+    name: str
+    columns: tuple[str, ...]
+
+    @property
+    def sqlite_ddl(self) -> str:
+        columns = ", ".join(f'"{c}"' for c in self.columns)
+        return f'CREATE INDEX IF NOT EXISTS "fold_{self.name}" ON "{self.table}" ({columns})'
+
+
+async def _source_indexes(conn: asyncpg.Connection, schema: str) -> list[_Lookup]:
     rows = await conn.fetch("""
         SELECT c.relname AS table_name, i.relname AS index_name,
                array_agg(a.attname ORDER BY k.ord) AS columns
@@ -262,15 +286,7 @@ async def _source_indexes(conn: asyncpg.Connection, schema: str) -> list[Index]:
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
         WHERE n.nspname = $1 AND x.indexprs IS NULL AND x.indpred IS NULL
         GROUP BY 1, 2""", schema)
-    tables = {t.name: t for t in read_tables(metadata)}
-    indexes = []
-    for row in rows:
-        table: Table | None = tables.get(row["table_name"])
-        if table is None or not all(c in table.c for c in row["columns"]):
-            continue
-        indexes.append(Index(f"fold_{row['index_name']}", *(table.c[c] for c in row["columns"]),
-                             _table=table))
-    return indexes
+    return [_Lookup(r["table_name"], r["index_name"], tuple(r["columns"])) for r in rows]
 
 
 async def _bulk_load(conn: asyncpg.Connection, types: EventTypes, projection: Projection,
@@ -298,6 +314,7 @@ async def _bulk_load(conn: asyncpg.Connection, types: EventTypes, projection: Pr
             position, done = rows[-1][4], done + len(rows)
             if report:
                 report(Progress("load", done, total, time.perf_counter() - started))
+        fold.finish()
         rows_copied = await _copy(conn, fold, version)
     finally:
         fold.close()

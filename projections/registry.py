@@ -20,6 +20,9 @@ from events.envelope import Envelope
 from schemas.base import EventPayload
 
 Projector = Callable[[AsyncConnection, Envelope[Any]], Awaitable[None]]
+# Run once at the end of a rebuild's bulk load, for work projectors skip during it
+# (`projections.layout.in_bulk_load`), e.g. counts done once over all rows.
+BulkLoadStep = Callable[[AsyncConnection], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -28,9 +31,11 @@ class Projectors:
 
     handlers: Mapping[type[EventPayload], Projector]
     ignored: frozenset[type[EventPayload]] = frozenset()
+    after_bulk_load: tuple[BulkLoadStep, ...] = ()
 
 
-def projectors(*handlers: Projector, ignore: Iterable[type[EventPayload]] = ()) -> Projectors:
+def projectors(*handlers: Projector, ignore: Iterable[type[EventPayload]] = (),
+               after_bulk_load: Iterable[BulkLoadStep] = ()) -> Projectors:
     registry: dict[type[EventPayload], Projector] = {}
     for handler in handlers:
         event = _event_class(handler)
@@ -41,7 +46,7 @@ def projectors(*handlers: Projector, ignore: Iterable[type[EventPayload]] = ()) 
     ignored = frozenset(ignore)
     if ignored & registry.keys():
         raise ValueError(f"projected and ignored: {sorted(e.event_type for e in ignored)}")
-    return Projectors(registry, ignored)
+    return Projectors(registry, ignored, tuple(after_bulk_load))
 
 
 def _event_class(handler: Projector) -> type[EventPayload]:
@@ -63,12 +68,14 @@ class Projection:
     aggregate_types: Sequence[str]
     handlers: Mapping[type[EventPayload], Projector] = field(default_factory=dict)
     ignored: frozenset[type[EventPayload]] = frozenset()
+    after_bulk_load: tuple[BulkLoadStep, ...] = ()
 
     @classmethod
     def merge(cls, name: str, topics: Sequence[str], aggregate_types: Sequence[str],
               parts: Iterable[Projectors]) -> Projection:
         handlers: dict[type[EventPayload], Projector] = {}
         ignored: set[type[EventPayload]] = set()
+        after: list[BulkLoadStep] = []
         for part in parts:
             twice = (handlers.keys() | ignored) & (part.handlers.keys() | part.ignored)
             if twice:
@@ -76,8 +83,9 @@ class Projection:
                                  "two contexts")
             handlers.update(part.handlers)
             ignored |= part.ignored
+            after += part.after_bulk_load
         return cls(name, tuple(topics), tuple(sorted(aggregate_types)), handlers,
-                   frozenset(ignored))
+                   frozenset(ignored), tuple(after))
 
     def follows(self, event_type: type[EventPayload]) -> bool:
         return event_type in self.handlers or event_type in self.ignored

@@ -27,7 +27,7 @@ from projections.knowledge.tables import (
     segments_indexed_early,
     tag_bindings,
 )
-from projections.layout import has
+from projections.layout import has, in_bulk_load
 from projections.platform.projectors import buried, bury, lock
 from projections.registry import projectors
 from schemas.base import EventPayload
@@ -44,19 +44,32 @@ async def _document(conn: AsyncConnection, e: Envelope[EventPayload], **values: 
 async def _recount(conn: AsyncConnection, dataset_id: UUID | None) -> None:
     """A dataset's document counts (layout 2), after one of its documents changed: counted
     again rather than adjusted, so they are right whatever order documents' events of
-    different partitions are applied in. The row is locked first, so the count, a statement
-    of its own (READ COMMITTED), sees what a concurrent recount committed."""
-    if dataset_id is None or not has(conn, datasets.c.document_count):
+    different partitions are applied in. On Postgres the row is locked first, so the count,
+    a statement of its own (READ COMMITTED), sees what a concurrent recount committed. A
+    bulk load counts once at its end (`recount_datasets`)."""
+    if dataset_id is None or not has(conn, datasets.c.document_count) or in_bulk_load(conn):
         return
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(datasets.c.id).where(datasets.c.id == dataset_id)
+                           .with_for_update())
+    await conn.execute(update(datasets).where(datasets.c.id == dataset_id)
+                       .values(**_document_counts()))
+
+
+async def recount_datasets(conn: AsyncConnection) -> None:
+    """Every dataset's document counts at once (layout 2): the end of a bulk load."""
+    if has(conn, datasets.c.document_count):
+        await conn.execute(update(datasets).values(**_document_counts()))
+
+
+def _document_counts() -> dict[str, Any]:
+    """The counts of the dataset row being updated, over its documents."""
     d = documents.c
-    await conn.execute(select(datasets.c.id).where(datasets.c.id == dataset_id)
-                       .with_for_update())
-    of_dataset = select(func.count()).where(d.dataset_id == dataset_id)
-    await conn.execute(update(datasets).where(datasets.c.id == dataset_id).values(
-        document_count=of_dataset.scalar_subquery(),
-        word_count=select(func.coalesce(func.sum(d.word_count), 0))
-        .where(d.dataset_id == dataset_id).scalar_subquery(),
-        available_document_count=of_dataset.where(AVAILABLE_DOCUMENT).scalar_subquery()))
+    of_dataset = select(func.count()).where(d.dataset_id == datasets.c.id)
+    return {"document_count": of_dataset.scalar_subquery(),
+            "word_count": select(func.coalesce(func.sum(d.word_count), 0))
+            .where(d.dataset_id == datasets.c.id).scalar_subquery(),
+            "available_document_count": of_dataset.where(AVAILABLE_DOCUMENT).scalar_subquery()}
 
 
 def _dataset_settings(p: ev.DatasetCreated | ev.DatasetUpdated) -> dict[str, Any]:
@@ -374,4 +387,5 @@ PROJECTORS = projectors(
     project_segment_indexed, project_segment_deleted,
     # name claims are write-side uniqueness; the read model shows the dataset's name
     ignore=[ev.DatasetNameClaimed, ev.DatasetNameReleased],
+    after_bulk_load=[recount_datasets],
 )
