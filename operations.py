@@ -102,3 +102,101 @@ def _report(plan: ReplayPlan, title: str, as_json: bool, dry_run: bool,
         emit({**plan.as_json(), "dry_run": dry_run, **extra}, True, "")
     else:
         _print_plan(title, plan)
+
+
+# --- eddy projections ------------------------------------------------------------------------
+
+
+def _version_number(projection: str, ref: str) -> int:
+    number = ref.removeprefix(f"{projection}_v")
+    if not number.isdigit():
+        raise OperationError(f"{ref!r} is no version of {projection} (say 2 or {projection}_v2)")
+    return int(number)
+
+
+def _version_record(v: object) -> dict[str, object]:
+    from dataclasses import asdict
+
+    return asdict(v)  # type: ignore[call-overload,no-any-return]
+
+
+_VERSION_HEADER = (f"{'PROJECTION':<12} {'VERSION':<14} {'LAYOUT':>6}  {'STATE':<12} "
+                   f"{'ACTIVE':<6} {'LAG':>8}  {'BUILT_AT':<19}  ACTIVATED_AT")
+
+
+async def projections_command(settings: Settings, action: str, projection: str,
+                              version: str, switch: bool, as_json: bool) -> int:
+    """`eddy projections list|status|rebuild|switch|rollback|drop`."""
+    from bootstrap import ASSEMBLY, build_engine
+    from events.postgres_store import PostgresEventStore
+    from projections import versions as pv
+    from projections.layout import newest_layout
+    from projections.rebuild import Progress, rebuild
+    from projections.tables import metadata
+
+    engine = build_engine(settings)
+    try:
+        if action in ("list", "status"):
+            found = await pv.status(engine, ASSEMBLY.projections.values())
+            if not as_json:
+                print(_VERSION_HEADER)
+            for s in found:
+                v = s.version
+                lag = "-" if s.lag_events is None else str(s.lag_events)
+                emit({**_version_record(v), "lag_events": s.lag_events}, as_json,
+                      f"{v.projection:<12} {v.schema:<14} {v.layout:>6}  {v.state:<12} "
+                      f"{'yes' if v.active else '':<6} {lag:>8}  "
+                      f"{str(v.built_at or '-')[:19]:<19}  {str(v.activated_at or '-')[:19]}")
+            newest = newest_layout(metadata)
+            stale = sorted({s.version.projection for s in found
+                            if s.version.active and s.version.layout < newest})
+            if action == "status" and stale and not as_json:
+                print(f"the code writes layout {newest}: rebuild {', '.join(stale)} to use it")
+            return 0
+        if action == "rebuild":
+            def show(p: Progress) -> None:
+                eta = "-" if p.eta_seconds is None else f"{p.eta_seconds:,.0f} s"
+                print(f"\r{p.phase:<9} {p.done:>10,}/{p.total:<10,} {p.rate:>10,.0f}/s "
+                      f"ETA {eta:<8}", end="", file=sys.stderr, flush=True)
+
+            store = PostgresEventStore(
+                ASSEMBLY.event_types, host=settings.DB_HOST or "", port=settings.DB_PORT,
+                user=settings.DB_USERNAME, password=settings.DB_PASSWORD,
+                dbname=settings.DB_DATABASE)
+            try:
+                result = await rebuild(engine, settings.database_dsn(), store,
+                                       ASSEMBLY.event_types, ASSEMBLY.projections[projection],
+                                       show)
+            finally:
+                store.close()
+            print(file=sys.stderr)
+            v = result.version
+            print(f"{v.schema} (layout {v.layout}) is live: {result.events_loaded:,} events "
+                  f"loaded in {result.load_seconds:.1f} s "
+                  f"({result.events_loaded / max(result.load_seconds, 1e-9):,.0f}/s), "
+                  f"{result.events_caught_up:,} caught up; "
+                  f"{sum(result.rows.values()):,} rows", flush=True)
+            if switch:
+                await pv.switch(engine, v.projection, v.version)
+                print(f"reads now use {v.schema}")
+            else:
+                print(f"switch reads to it: eddy projections switch {v.projection} {v.version}")
+            return 0
+        if action == "rollback":
+            v = await pv.rollback(engine, projection)
+            print(f"reads now use {v.schema}")
+            return 0
+        number = _version_number(projection, version)
+        if action == "switch":
+            v = await pv.switch(engine, projection, number)
+            print(f"reads now use {v.schema}")
+        else:
+            v = await pv.drop(engine, projection, number)
+            print(f"dropped {v.schema}")
+        return 0
+    except pv.VersionNotFound as exc:
+        raise OperationError(str(exc), code=1) from exc
+    except pv.VersionRefused as exc:
+        raise OperationError(str(exc)) from exc
+    finally:
+        await engine.dispose()

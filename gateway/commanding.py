@@ -206,10 +206,5 @@ def _versions_of(projection: Projection) -> Callable[[str], bool]:
     return lambda payload: payload.startswith(f"{projection.name}_v")
 
 
-def _versions_of(projection: Projection) -> Callable[[str], bool]:
-    """Notices of any version of the projection ("<projection>_v<n>:<id>:<version>")."""
-    return lambda payload: payload.startswith(f"{projection.name}_v")
-
-
 def _rejection(outcome: CommandOutcome) -> EddyError:
     return error_from_dict(outcome.error or {})

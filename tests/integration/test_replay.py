@@ -16,7 +16,8 @@ from sqlalchemy import text
 
 from adapters.vector.pgvector import _table
 from config import Settings
-from projections.progress import measure_lag, relay_lag
+from projections.progress import relay_lag
+from projections.versions import maintained_lags
 from schemas.knowledge.naming import collection_for
 from schemas.knowledge.topics import INDEXING_BULK, INDEXING_PRIORITY
 from tests.e2e.test_knowledge import (
@@ -100,8 +101,7 @@ async def quiet(node: Node) -> None:
     async def still() -> bool:
         nonlocal last
         end, lag = await log_end(node), await relay_lag(engine)
-        for p in node.container.projections.values():
-            lag += await measure_lag(engine, p.name, list(p.aggregate_types))
+        lag += sum((await maintained_lags(engine, node.container.projections.values())).values())
         settled, last = end == last and lag == 0, end
         return settled
 

@@ -4,14 +4,14 @@ reads use, and which are still maintained (`eddy projections ...`).
 The existing console_v1 becomes version 1 (layout 1) of the projection "console", active.
 Its tracking rows keep their name: a version's tracking name is its schema.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0009
+Revises: 0008
 """
 
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
