@@ -163,8 +163,9 @@ async def app_feedbacks(request: Request, key: ApiKeyPrincipal = AppKey,
         "conversation_id": str(r["conversation_id"]), "message_id": str(r["id"]),
         "rating": r["feedback_rating"], "content": r["feedback_content"],
         "from_source": "api", "from_end_user_id": str(r["end_user_id"]),
-        "from_account_id": None, "created_at": timestamp(r["feedback_at"]),
-        "updated_at": timestamp(r["feedback_at"]),
+        # this listing's times are ISO 8601 strings in Dify's spec
+        "from_account_id": None, "created_at": r["feedback_at"].isoformat(),
+        "updated_at": r["feedback_at"].isoformat(),
     } for r in found.items]}
 
 
@@ -180,5 +181,5 @@ async def end_user(request: Request, end_user_id: str,
     return {"id": str(row["id"]), "tenant_id": str(row["tenant_id"]),
             "app_id": str(row["app_id"]), "type": row["type"],
             "external_user_id": row["session_id"], "name": None, "is_anonymous": False,
-            "session_id": row["session_id"], "created_at": timestamp(row["created_at"]),
-            "updated_at": timestamp(row["created_at"])}
+            "session_id": row["session_id"], "created_at": row["created_at"].isoformat(),
+            "updated_at": row["created_at"].isoformat()}

@@ -55,7 +55,7 @@ async def project_conversation_started(conn: AsyncConnection,
     if known is None:
         await conn.execute(insert(end_users).values(
             id=p.end_user_id, tenant_id=e.tenant_id, app_id=p.app_id, session_id=p.user,
-            type="service_api", created_at=e.occurred_at))
+            type="service-api", created_at=e.occurred_at))
     elif _aware(known[0]) > e.occurred_at:
         await conn.execute(update(end_users).where(end_users.c.id == p.end_user_id)
                            .values(created_at=e.occurred_at))

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
 from adapters.embedded.postgres import EmbeddedPostgres
+from tests.chat import KEY, MODEL, Chat, app_with_key, connect_provider
+from tests.fakes.openai_server import FakeOpenAIServer
 from tests.harness import Node, node_settings, running_node
 
 
@@ -14,3 +16,20 @@ async def node(postgres: EmbeddedPostgres, fresh_database: Callable[..., str],
     settings = node_settings(postgres, fresh_database("e2e"), redis_url)
     async with running_node(settings) as n:
         yield n
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[FakeOpenAIServer]:
+    """A fake OpenAI-protocol provider serving an LLM and an embedding model."""
+    with FakeOpenAIServer(api_key=KEY, models={MODEL, "bge-m3"}) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def chat(node: Node, provider: FakeOpenAIServer) -> AsyncIterator[Chat]:
+    """A set-up workspace with the provider connected and a chat app with its key."""
+    auth = await node.setup_and_login()
+    await connect_provider(node, auth, provider)
+    app_id, key = await app_with_key(node, auth)
+    provider.reset()
+    yield Chat(node, auth, app_id, key, provider)

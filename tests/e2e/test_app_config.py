@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.chat import app_with_key
 from tests.harness import Node, add_account_with_workspace
 from tests.spec import validate
 
@@ -34,16 +35,6 @@ def model_config(**changes: Any) -> dict[str, Any]:
                                   "transfer_methods": ["local_file"]}},
         **changes,
     }
-
-
-async def app_with_key(node: Node, auth: dict[str, str], mode: str = "chat",
-                       name: str = "City guide") -> tuple[str, dict[str, str]]:
-    app = await node.client.post("/console/api/apps", headers=auth,
-                                 json={"name": name, "mode": mode, "icon": "🏙"})
-    assert app.status_code == 201, app.text
-    app_id = app.json()["id"]
-    key = await node.client.post(f"/console/api/apps/{app_id}/api-keys", headers=auth)
-    return app_id, {"Authorization": f"Bearer {key.json()['token']}"}
 
 
 async def test_model_config_drives_parameters(node: Node) -> None:

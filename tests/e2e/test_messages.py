@@ -5,68 +5,16 @@ stop, reconnect with Last-Event-ID, knowledge in the prompt and in retriever_res
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
-import pytest
 
-from tests.e2e.test_app_config import app_with_key
+from tests.chat import MODEL, Chat, app_with_key, connect_provider
+from tests.e2e.test_knowledge import create_dataset, create_text_document, wait_indexed
 from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
 from tests.harness import Node, eventually, served
 from tests.spec import chat_event_schema, completion_event_schema, validate
-
-KEY = "sk-fake-provider-key-0123456789"
-MODEL = "qwen2.5"
-PROVIDERS = "/console/api/workspaces/current/model-providers"
-
-
-@pytest.fixture(scope="module")
-def provider() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(api_key=KEY, models={MODEL, "bge-m3"}) as fake:
-        yield fake
-
-
-@dataclass
-class Chat:
-    node: Node
-    auth: dict[str, str]
-    app_id: str
-    key: dict[str, str]
-    provider: FakeOpenAIServer
-
-    async def configure(self, **config: Any) -> None:
-        body = {"model": {"provider": "openai_api_compatible", "name": MODEL, "mode": "chat",
-                          "completion_params": {"temperature": 0.1}}, **config}
-        saved = await self.node.client.post(f"/console/api/apps/{self.app_id}/model-config",
-                                            headers=self.auth, json=body)
-        assert saved.status_code == 200, saved.text
-
-    async def send(self, query: str, mode: str = "blocking", path: str = "/v1/chat-messages",
-                   **body: Any) -> Any:
-        return await self.node.client.post(path, headers=self.key, json={
-            "inputs": {}, "query": query, "user": "ann", "response_mode": mode, **body})
-
-
-async def connect_provider(node: Node, auth: dict[str, str], provider: FakeOpenAIServer,
-                           context_size: int = 32768) -> None:
-    saved = await node.client.post(
-        f"{PROVIDERS}/openai_api_compatible/models", headers=auth, json={
-            "model": MODEL, "model_type": "llm", "credentials": {
-                "api_key": KEY, "endpoint_url": provider.base_url, "mode": "chat",
-                "context_size": str(context_size), "max_tokens_to_sample": "512"}})
-    assert saved.status_code == 200, saved.text
-
-
-@pytest.fixture
-async def chat(node: Node, provider: FakeOpenAIServer) -> AsyncIterator[Chat]:
-    auth = await node.setup_and_login()
-    await connect_provider(node, auth, provider)
-    app_id, key = await app_with_key(node, auth)
-    provider.reset()
-    yield Chat(node, auth, app_id, key, provider)
 
 
 def sse_events(raw: bytes) -> list[tuple[str | None, dict[str, Any] | None]]:
@@ -320,3 +268,36 @@ async def test_provider_failure_is_an_error_event_and_a_failed_message(chat: Cha
 
     (stored,) = await eventually(failed)
     assert stored["status"] == "error" and stored["error"]
+
+
+async def test_knowledge_goes_into_the_prompt_and_retriever_resources(chat: Chat) -> None:
+    n = chat.node
+    dataset_key = (await n.client.post("/console/api/datasets/api-keys",
+                                       headers=chat.auth)).json()["token"]
+    key = {"Authorization": f"Bearer {dataset_key}"}
+    dataset = await create_dataset(n, key, "Travel")
+    facts = {"trains.txt": "The night train from Vienna to Venice departs at 21:40.",
+             "office.txt": "The office cafeteria serves vegetarian lasagna every Wednesday."}
+    for name, text in facts.items():
+        document = await create_text_document(n, key, dataset["id"], name, text)
+        await wait_indexed(n.client, key, dataset["id"], document["batch"])
+    await chat.configure(dataset_configs={"top_k": 1, "datasets": {"datasets": [
+        {"dataset": {"enabled": True, "id": dataset["id"]}}]}})
+
+    answer = await chat.send("When does the night train to Venice leave?", mode="streaming")
+    events = [e for _, e in sse_events(answer.content) if e is not None]
+    check_chat_events(events)
+    (resource,) = events[-1]["metadata"]["retriever_resources"]
+    validate("RetrieverResource", resource)
+    assert (resource["document_name"], resource["dataset_id"], resource["position"]) == (
+        "trains.txt", dataset["id"], 1)
+    assert resource["content"] == facts["trains.txt"] and resource["score"] > 0
+    system = chat.provider.chat_requests[-1].body["messages"][0]["content"]
+    assert facts["trains.txt"] in system and facts["office.txt"] not in system
+
+    # retriever_resource disabled: the knowledge still informs the answer, unnamed
+    await chat.configure(retriever_resource={"enabled": False}, dataset_configs={
+        "datasets": {"datasets": [{"dataset": {"enabled": True, "id": dataset["id"]}}]}})
+    quiet = (await chat.send("What is served on Wednesday?")).json()
+    assert quiet["metadata"]["retriever_resources"] == []
+    assert facts["office.txt"] in chat.provider.chat_requests[-1].body["messages"][0]["content"]
