@@ -5,6 +5,7 @@ replay its events (`GET /v1/chat-messages/{task_id}/events` with Last-Event-ID).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from uuid import UUID, uuid4
@@ -40,7 +41,8 @@ from schemas.errors import (
 )
 
 router = APIRouter(prefix="/v1")
-PING_SECONDS = 10.0
+PING_SECONDS = 10.0  # Dify's keep-alive: `event: ping` after this long without an event
+READ_BLOCK_MS = 1000
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -122,14 +124,20 @@ async def _ask(request: Request, key: ApiKeyPrincipal, app: dict[str, Any],
 
 async def _entries(request: Request, stream: str, after: str) -> AsyncIterator[
         tuple[str, dict[str, Any] | None]]:
-    """The task's events after `after` as (id, event), and (\"\", None) each PING_SECONDS
-    without one; ends after the closing event."""
+    """The task's events after `after` as (id, event), and ("", None) after each
+    PING_SECONDS without one; ends after the closing event."""
     redis = get_container(request).redis
+    loop = asyncio.get_running_loop()
+    quiet_since = loop.time()
     while True:
-        reply = await redis.xread({stream: after}, count=100, block=int(PING_SECONDS * 1000))
+        # Short blocking reads: the Redis client's socket timeout (5 s) bounds them.
+        reply = await redis.xread({stream: after}, count=100, block=READ_BLOCK_MS)
         if not reply:
-            yield "", None
+            if loop.time() - quiet_since >= PING_SECONDS:
+                quiet_since = loop.time()
+                yield "", None
             continue
+        quiet_since = loop.time()
         for entry_id, fields in reply[0][1]:
             after = entry_id.decode()
             event = orjson.loads(fields[b"data"])
