@@ -28,6 +28,7 @@ def provider() -> Iterator[FakeOpenAIServer]:
 @pytest.fixture
 async def chat(node: Node, provider: FakeOpenAIServer) -> AsyncIterator[Chat]:
     """A set-up workspace with the provider connected and a chat app with its key."""
+    provider.reset()  # the module's provider: nothing scripted or failing from a test before
     auth = await node.setup_and_login()
     await connect_provider(node, auth, provider)
     app_id, key = await app_with_key(node, auth)
