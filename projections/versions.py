@@ -8,6 +8,7 @@ tracking name (the schema's name). Its state:
 - `catching_up`: loaded; the projection processor applies live events to it, and the
   rebuild applies what was appended since the load, from the event store.
 - `live`: caught up and maintained by the projection processor with every event.
+- `dropping`: `drop` is removing it; nothing applies to it any more.
 
 Exactly one version per projection is `active`: reads use it. A switch is one transaction on
 the registry, announced on `VERSIONS_CHANNEL`; every process maps reads to the active version
@@ -27,6 +28,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -40,10 +42,11 @@ from projections.tables import PROJECTION_NAME, VERSIONS_CHANNEL, projection_ver
 
 log = logging.getLogger(__name__)
 
-BUILDING, CATCHING_UP, LIVE = "building", "catching_up", "live"
+BUILDING, CATCHING_UP, LIVE, DROPPING = "building", "catching_up", "live", "dropping"
 MAINTAINED = (CATCHING_UP, LIVE)
 REFRESH_SECONDS = 2.0  # a process re-reads the registry this often even without a NOTIFY
 SWITCH_WAIT_SECONDS = 10.0
+_LOCK_SPACE, _REGISTRY_LOCK = 0x45646479, 0x56455253  # "Eddy", "VERS"
 
 
 class VersionNotFound(Exception):
@@ -86,14 +89,12 @@ def schema_of(projection: str, version: int) -> str:
     return f"{projection}_v{version}"
 
 
-def _row(r: Mapping[str, object]) -> ProjectionVersion:
+def _row(r: Mapping[str, Any]) -> ProjectionVersion:
     return ProjectionVersion(
-        projection=str(r["projection"]), version=int(r["version"]),  # type: ignore[call-overload]
-        schema=str(r["schema_name"]), layout=int(r["layout"]),  # type: ignore[call-overload]
-        state=str(r["state"]), active=bool(r["active"]),
-        built_position=r["built_position"],  # type: ignore[arg-type]
-        created_at=r["created_at"], built_at=r["built_at"],  # type: ignore[arg-type]
-        activated_at=r["activated_at"])  # type: ignore[arg-type]
+        projection=r["projection"], version=r["version"], schema=r["schema_name"],
+        layout=r["layout"], state=r["state"], active=r["active"],
+        built_position=r["built_position"], created_at=r["created_at"],
+        built_at=r["built_at"], activated_at=r["activated_at"])
 
 
 async def list_versions(engine: AsyncEngine | AsyncConnection,
@@ -130,7 +131,8 @@ async def _notify(conn: AsyncConnection, projection: str) -> None:
 async def begin_build(engine: AsyncEngine, projection: str, layout: int) -> ProjectionVersion:
     """Registers the next version as `building` (one rebuild at a time per projection)."""
     async with engine.begin() as conn:
-        await conn.execute(select(func.pg_advisory_xact_lock(0x45646479, 0x56455253)))  # "VERS"
+        # one registration at a time, so two rebuilds cannot take the same number
+        await conn.execute(select(func.pg_advisory_xact_lock(_LOCK_SPACE, _REGISTRY_LOCK)))
         existing = await list_versions(conn, projection)
         busy = [v.schema for v in existing if not v.active and v.state != LIVE]
         if busy:
@@ -218,7 +220,7 @@ async def drop(engine: AsyncEngine, projection: str, version: int) -> Projection
     v = projection_versions.c
     async with engine.begin() as conn:
         await conn.execute(update(projection_versions).where(
-            v.projection == projection, v.version == version).values(state=BUILDING))
+            v.projection == projection, v.version == version).values(state=DROPPING))
         await _notify(conn, projection)  # processors stop applying to it
     async with engine.begin() as conn:
         # Waits for a processor's transaction still writing to it.
