@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     EMBEDDING_MODEL: str = "text-embedding-3-small"
     EMBEDDING_DIMENSIONS: int = Field(default=1536, ge=1)
 
+    # Retrieval hit counts go out as one event per dataset per window of this many seconds
+    HIT_COUNT_FLUSH_SECONDS: float = Field(default=1.0, gt=0)
+
     # Commands
     COMMAND_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
     PROJECTION_WAIT_SECONDS: float = Field(default=10.0, gt=0)

@@ -38,7 +38,7 @@ def _added_by_hand(p: EventPayload) -> bool:
 KNOWLEDGE = ContextManifest(
     name="knowledge",
     aggregates=[aggregates.Dataset, aggregates.DatasetName, aggregates.Document,
-                aggregates.Segment, tags.Tag, tags.TagName],
+                aggregates.Segment, aggregates.RetrievalHits, tags.Tag, tags.TagName],
     events=payloads_in(events),
     upcasters=events.UPCASTERS,
     handlers=[handlers.HANDLERS, meta_handlers.HANDLERS, tags.HANDLERS],

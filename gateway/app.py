@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from uuid import uuid4
 
 from fastapi import FastAPI, Request, Response
@@ -17,10 +18,18 @@ from gateway.errors import install_error_handlers, unexpected_error_response
 from observability import correlation_id
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    for hook in app.state.on_shutdown:  # e.g. what is still batched goes out before the end
+        await hook()
+
+
 def create_app(container: GatewayContainer) -> FastAPI:
-    app = FastAPI(title="Eddy", version="0.1.0")
+    app = FastAPI(title="Eddy", version="0.1.0", lifespan=_lifespan)
     app.state.container = container
     app.state.command_gateway = CommandGateway(container)
+    app.state.on_shutdown = []  # async callables, run when the server stops
     install_error_handlers(app)
 
     @app.exception_handler(CommandPending)

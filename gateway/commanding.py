@@ -76,18 +76,13 @@ class CommandGateway:
             previous = await self.outcome(command_id)
             if previous is not None:
                 return await self._settle(previous)
-        command = CommandEnvelope.of(
-            payload, aggregate_id=aggregate_id, tenant_id=tenant_id, actor_id=actor_id,
-            correlation_id=UUID(correlation_id.get() or str(uuid4())), command_id=command_id,
-        )
         outcomes = Heard(lambda p: p.split(" ", 1)[0] == str(command_id))
         projected = Heard(_versions_of(console_projection(self.c)))
         # Listening before publishing: whatever the command causes is heard, no query needed.
         with self.notifications.hearing(OUTCOME_CHANNEL, outcomes), \
                 self.notifications.hearing(PROJECTION_CHANNEL, projected):
-            await self.c.bus.publish(COMMANDS, str(aggregate_id), command.to_json(),
-                                     {"command_type": command.type,
-                                      "correlation_id": str(command.correlation_id)})
+            await self.post(payload, aggregate_id=aggregate_id, tenant_id=tenant_id,
+                            actor_id=actor_id, command_id=command_id)
             # Published means accepted: from here on, a dependency failing while we wait
             # makes the answer "pending" (202 + status URL), never an error to retry.
             try:
@@ -102,6 +97,20 @@ class CommandGateway:
                 if is_transient(exc):
                     raise CommandPending(command_id) from exc
                 raise
+
+    async def post(self, payload: CommandPayload, *, aggregate_id: UUID,
+                   tenant_id: UUID | None, actor_id: UUID | None,
+                   command_id: UUID | None = None) -> UUID:
+        """Publish the command and return its id, without waiting for what becomes of it
+        (for effects no answer depends on, such as retrieval hit counts)."""
+        command = CommandEnvelope.of(
+            payload, aggregate_id=aggregate_id, tenant_id=tenant_id, actor_id=actor_id,
+            correlation_id=UUID(correlation_id.get() or str(uuid4())), command_id=command_id,
+        )
+        await self.c.bus.publish(COMMANDS, str(aggregate_id), command.to_json(),
+                                 {"command_type": command.type,
+                                  "correlation_id": str(command.correlation_id)})
+        return command.command_id
 
     async def _outcome_heard(self, command_id: UUID, heard: Heard,
                              timeout: float) -> CommandOutcome | None:

@@ -383,6 +383,18 @@ class Segment(Aggregate):
                     ctx)
 
 
+class RetrievalHits(Aggregate):
+    """One batch of retrieval hits, recorded under a fresh id with `UnitOfWork.new`: no
+    history to load, so recording costs one append however many batches came before (the
+    store refuses the id if it is taken)."""
+
+    def apply_SegmentsHit(self, p: ev.SegmentsHit) -> None:
+        pass
+
+    def record_hits(self, dataset_id: UUID, hits: list[ev.SegmentHits], ctx: Context) -> None:
+        self.record(ev.SegmentsHit(dataset_id=dataset_id, hits=hits), ctx)
+
+
 def visible_dataset(uow: UnitOfWork, dataset_id: UUID) -> Dataset:
     """The caller's workspace's dataset, or DatasetNotFound."""
     dataset = uow.get(Dataset, dataset_id)

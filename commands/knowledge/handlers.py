@@ -11,6 +11,7 @@ from commands.knowledge.aggregates import (
     Dataset,
     DatasetName,
     Document,
+    RetrievalHits,
     Segment,
     visible_dataset,
     visible_document,
@@ -164,8 +165,14 @@ def delete_segment(c: cmd.DeleteSegment, uow: UnitOfWork) -> dict[str, Any]:
     return {"segment_id": str(c.segment_id)}
 
 
+def record_segment_hits(c: cmd.RecordSegmentHits, uow: UnitOfWork) -> dict[str, Any]:
+    visible_dataset(uow, c.dataset_id)  # a deleted dataset's late hits are dropped here
+    uow.new(RetrievalHits, c.batch_id).record_hits(c.dataset_id, c.hits, uow.ctx)
+    return {"batch_id": str(c.batch_id)}
+
+
 HANDLERS = command_handlers(
     create_dataset, update_dataset, delete_dataset, create_document, replace_document_source,
     control_document_indexing, update_document_status, rename_document, delete_document,
-    create_segments, update_segment, delete_segment,
+    create_segments, update_segment, delete_segment, record_segment_hits,
 )

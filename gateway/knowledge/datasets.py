@@ -17,6 +17,7 @@ from starlette.types import Message, Receive
 from adapters.llm.openai_protocol import ProviderError
 from gateway.auth import ApiKeyPrincipal, ConsoleUser, CurrentUser, DatasetKey
 from gateway.deps import command_gateway, get_container, maybe_uuid, parse_id
+from gateway.knowledge.hits import segment_hit_batcher
 from gateway.knowledge.views import (
     dataset_view,
     document_view,
@@ -539,6 +540,8 @@ async def retrieve(request: Request, dataset_id: str, body: api.RetrieveRequest,
     finally:
         if reranker is not None:
             await reranker.aclose()
+    segment_hit_batcher(request).record(key.tenant_id, dataset["id"],
+                                        [(f.row["document_id"], f.row["id"]) for f in found])
     return {"query": {"content": body.query},
             "records": [retrieval_record_view(f) for f in found]}
 

@@ -14,6 +14,8 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.envelope import Envelope
@@ -23,6 +25,7 @@ from projections.knowledge.tables import (
     datasets,
     documents,
     segment_edits,
+    segment_hits,
     segments,
     segments_indexed_early,
     tag_bindings,
@@ -97,7 +100,7 @@ async def project_dataset_deleted(conn: AsyncConnection, e: Envelope[ev.DatasetD
     # tombstone keeps them out. (Its metadata fields are its own events: none can follow.)
     await lock(conn, e.aggregate_id, exclusive=True)
     await bury(conn, e.aggregate_id, e.aggregate_type, e.occurred_at)
-    for table in (segment_edits, segments, documents, dataset_metadata_fields):
+    for table in (segment_edits, segment_hits, segments, documents, dataset_metadata_fields):
         await conn.execute(delete(table).where(table.c.dataset_id == e.aggregate_id))
     # Its tags stay; their bindings to it go.
     await conn.execute(delete(tag_bindings).where(tag_bindings.c.target_id == e.aggregate_id))
@@ -255,7 +258,7 @@ async def project_document_deleted(conn: AsyncConnection, e: Envelope[ev.Documen
     # Its segments may still arrive (other partitions): the tombstone keeps them out.
     await lock(conn, e.aggregate_id, exclusive=True)
     await bury(conn, e.aggregate_id, e.aggregate_type, e.occurred_at)
-    for table in (segment_edits, segments):
+    for table in (segment_edits, segment_hits, segments):
         await conn.execute(delete(table).where(table.c.document_id == e.aggregate_id))
     deleted = await conn.execute(delete(documents).where(documents.c.id == e.aggregate_id)
                                  .returning(documents.c.dataset_id))
@@ -343,6 +346,30 @@ async def project_segment_deleted(conn: AsyncConnection, e: Envelope[ev.SegmentD
                       -1, -current.word_count, -current.tokens)
 
 
+async def project_segments_hit(conn: AsyncConnection, e: Envelope[ev.SegmentsHit]) -> None:
+    """Adds a batch's hits. Replay-safe as every projector is: the runner applies each
+    event once per projection (its tracking commits with this change), and a rebuild starts
+    from no counts."""
+    p = e.payload
+    document_ids = sorted({h.document_id for h in p.hits})
+    await lock(conn, p.dataset_id)
+    for document_id in document_ids:
+        await lock(conn, document_id)
+    gone = await buried(conn, [p.dataset_id, *document_ids])
+    if p.dataset_id in gone:
+        return
+    rows = [{"segment_id": h.segment_id, "dataset_id": p.dataset_id,
+             "document_id": h.document_id, "hit_count": h.count}
+            for h in sorted(p.hits, key=lambda h: h.segment_id)  # one lock order: no deadlock
+            if h.document_id not in gone]
+    if not rows:
+        return
+    upsert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(segment_hits)
+    await conn.execute(upsert.on_conflict_do_update(
+        index_elements=[segment_hits.c.segment_id],
+        set_={"hit_count": segment_hits.c.hit_count + upsert.excluded.hit_count}), rows)
+
+
 def _children(p: ev.SegmentCreated | ev.SegmentUpdated) -> list[dict[str, Any]]:
     return [c.model_dump(mode="json") for c in p.child_chunks]
 
@@ -384,7 +411,7 @@ PROJECTORS = projectors(
     project_segments_indexed, project_indexing_completed, project_indexing_failed,
     project_indexing_paused, project_indexing_resumed, project_document_updated,
     project_document_deleted, project_segment_created, project_segment_updated,
-    project_segment_indexed, project_segment_deleted,
+    project_segment_indexed, project_segment_deleted, project_segments_hit,
     # name claims are write-side uniqueness; the read model shows the dataset's name
     ignore=[ev.DatasetNameClaimed, ev.DatasetNameReleased],
     after_bulk_load=[recount_datasets],

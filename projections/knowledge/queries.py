@@ -10,7 +10,13 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.knowledge import meta_queries as kmq
-from projections.knowledge.tables import AVAILABLE_DOCUMENT, datasets, documents, segments
+from projections.knowledge.tables import (
+    AVAILABLE_DOCUMENT,
+    datasets,
+    documents,
+    segment_hits,
+    segments,
+)
 from projections.layout import columns_in, has, layout_of
 from projections.page import Page
 from projections.platform.tables import accounts
@@ -126,6 +132,11 @@ async def searchable_document_ids(engine: AsyncEngine, dataset_id: UUID) -> list
     return [str(r) for r in rows]
 
 
+# A segment row with its hit count (none recorded yet: 0).
+_SEGMENT_WITH_HITS = (segments, func.coalesce(segment_hits.c.hit_count, 0).label("hit_count"))
+_HITS = segment_hits.c.segment_id == segments.c.id
+
+
 async def list_segments(engine: AsyncEngine, document_id: UUID, *, page: int, limit: int,
                         keyword: str | None, status: str | None) -> Page:
     where = [segments.c.document_id == document_id]
@@ -133,7 +144,8 @@ async def list_segments(engine: AsyncEngine, document_id: UUID, *, page: int, li
         where.append(segments.c.content.ilike(f"%{keyword}%"))
     if status:
         where.append(segments.c.status == status)
-    base = select(segments).join(documents, _LIVE).where(*where)
+    base = (select(*_SEGMENT_WITH_HITS).join(documents, _LIVE).outerjoin(segment_hits, _HITS)
+            .where(*where))
     async with engine.connect() as conn:
         total = (await conn.execute(select(func.count()).select_from(base.subquery())))
         rows = (await conn.execute(base.order_by(segments.c.position)
@@ -145,9 +157,10 @@ async def segments_by_id(engine: AsyncEngine, segment_ids: Sequence[UUID],
                          only_enabled: bool = False) -> dict[UUID, dict[str, Any]]:
     if not segment_ids:
         return {}
-    query = (select(segments, documents.c.name.label("document_name"),
+    query = (select(*_SEGMENT_WITH_HITS, documents.c.name.label("document_name"),
                     documents.c.data_source_type.label("document_data_source_type"))
-             .join(documents, _LIVE).where(segments.c.id.in_(segment_ids)))
+             .join(documents, _LIVE).outerjoin(segment_hits, _HITS)
+             .where(segments.c.id.in_(segment_ids)))
     if only_enabled:
         query = query.where(segments.c.enabled)
     async with engine.connect() as conn:

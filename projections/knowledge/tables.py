@@ -135,7 +135,6 @@ segments = Table(
     Column("word_count", Integer, nullable=False),
     Column("tokens", Integer, nullable=False),
     Column("index_node_hash", String(64), nullable=False),
-    Column("hit_count", Integer, nullable=False, default=0),
     Column("enabled", Boolean, nullable=False, default=True),
     Column("disabled_at", DateTime(timezone=True)),
     Column("status", String(32), nullable=False),
@@ -149,6 +148,20 @@ segments = Table(
     # (SegmentIndexed) set its status, never its document's DocumentSegmentsIndexed, which
     # may be applied later than the edit (another partition).
     Column("edited", Boolean, nullable=False, default=False),
+    schema=READ,
+)
+
+# How often retrieval returned each segment (SegmentsHit, batched), beside the segment rows
+# rather than in them: a batch applied in any order relative to the segment's creation (a
+# rebuild) still counts, and counting never contends with indexing's updates of the row.
+# Rows go with their dataset or document; a segment deleted on its own leaves its (unseen)
+# count behind until then.
+segment_hits = Table(
+    "segment_hits", metadata,
+    Column("segment_id", Uuid, primary_key=True),
+    Column("dataset_id", Uuid, nullable=False, index=True),
+    Column("document_id", Uuid, nullable=False, index=True),
+    Column("hit_count", Integer, nullable=False),
     schema=READ,
 )
 

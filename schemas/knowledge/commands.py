@@ -8,7 +8,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 from schemas.base import CommandPayload
-from schemas.knowledge.events import SourceFile
+from schemas.knowledge.events import SegmentHits, SourceFile
 
 # --- knowledge ------------------------------------------------------------------------------
 
@@ -219,3 +219,12 @@ class BindTags(CommandPayload):
 class UnbindTags(CommandPayload):
     target_id: UUID
     tag_ids: list[UUID]
+
+
+class RecordSegmentHits(CommandPayload):
+    """What retrievals of a dataset returned, batched by the gateway (see SegmentsHit).
+    `batch_id` is the new aggregate the batch is recorded as."""
+
+    batch_id: UUID
+    dataset_id: UUID
+    hits: list[SegmentHits]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.base import EventPayload, Upcaster
 
@@ -199,6 +199,21 @@ class SegmentUpdated(EventPayload):
 class SegmentDeleted(EventPayload):
     dataset_id: UUID
     document_id: UUID
+
+
+class SegmentHits(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    document_id: UUID
+    segment_id: UUID
+    count: int = Field(ge=1)
+
+
+class SegmentsHit(EventPayload):
+    """Retrievals of a dataset returned these segments (`count` times each), batched by the
+    gateway over a short window: the projection adds them to the segments' hit counts."""
+
+    dataset_id: UUID
+    hits: list[SegmentHits]
 
 
 class SegmentIndexed(EventPayload):

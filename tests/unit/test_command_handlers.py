@@ -149,7 +149,7 @@ def partition_key(payload: CommandPayload) -> UUID:
     if isinstance(payload, cc.ConfigureAppModel | cc.ConfigureAppSite):
         return app_config_id_for(payload.app_id)
     for name in ("conversation_id", "document_id", "tag_id", "target_id", "dataset_id",
-                 "app_id", "key_id", "workspace_id"):
+                 "app_id", "key_id", "workspace_id", "batch_id"):
         value = getattr(payload, name, None)
         if isinstance(value, UUID):
             return value
@@ -998,6 +998,28 @@ def test_delete_segment(world: World) -> None:
     assert deleted.one(ke.SegmentDeleted) == ke.SegmentDeleted(dataset_id=dataset_id,
                                                                document_id=document_id)
     rejected(delete(segment_id), errors.SegmentNotFound)
+
+
+@covers(kc.RecordSegmentHits)
+def test_record_segment_hits(world: World) -> None:
+    dataset_id = world.dataset()
+    document_id, (segment_id, other) = world.indexed_document(dataset_id)
+    hits = [ke.SegmentHits(document_id=document_id, segment_id=segment_id, count=3),
+            ke.SegmentHits(document_id=document_id, segment_id=other, count=1)]
+    batch = uuid4()
+    recorded = accepted(world.run(kc.RecordSegmentHits(batch_id=batch, dataset_id=dataset_id,
+                                                       hits=hits)), batch_id=str(batch))
+    event = recorded.event(ke.SegmentsHit)
+    assert (event.aggregate_type, event.aggregate_id, event.aggregate_version) == (
+        "RetrievalHits", batch, 1)  # a batch of its own: nothing loaded, one append
+    assert recorded.one(ke.SegmentsHit) == ke.SegmentsHit(dataset_id=dataset_id, hits=hits)
+    # another workspace's dataset, a deleted one: refused, nothing recorded
+    rejected(world.run(kc.RecordSegmentHits(batch_id=uuid4(), dataset_id=dataset_id,
+                                            hits=hits), as_=world.rival),
+             errors.DatasetNotFound)
+    world.given(kc.DeleteDataset(dataset_id=dataset_id))
+    rejected(world.run(kc.RecordSegmentHits(batch_id=uuid4(), dataset_id=dataset_id,
+                                            hits=hits)), errors.DatasetNotFound)
 
 
 # =========================================================================================

@@ -388,6 +388,18 @@ async def record(root: Path) -> History:
                                                                       (year, 2025)))]),
         handbook)
 
+    # retrievals' hits, in batches: twice the same segment, a segment deleted since, the
+    # segments of a document and of a dataset deleted next
+    def hits(dataset: UUID, *pairs: tuple[UUID, UUID]) -> None:
+        batch = uuid4()
+        run(kc.RecordSegmentHits(batch_id=batch, dataset_id=dataset, hits=[
+            kev.SegmentHits(document_id=d, segment_id=s, count=n + 1)
+            for n, (d, s) in enumerate(pairs)]), batch)
+
+    hits(handbook, (guide, split_2[0]), (guide, split_2[1]), (notes, r.segments(notes)[0]))
+    hits(handbook, (guide, split_2[0]), (faq, r.segments(faq)[0]))
+    hits(archive, (old_docs[0], old_split[1]))
+
     # deletions: a metadata field (values tidied), a document, a tag, a dataset, an app
     run(kc.DeleteMetadataField(dataset_id=handbook, metadata_id=author), handbook)
     run(kc.DeleteDocument(dataset_id=handbook, document_id=notes), notes)

@@ -34,6 +34,7 @@ from projections.knowledge.tables import (
     dataset_metadata_fields,
     datasets,
     documents,
+    segment_hits,
     segments,
     tag_bindings,
     tags,
@@ -683,6 +684,41 @@ async def test_document_deleted_with_its_segments(world: World) -> None:
     assert await world.rows(segments, segments.c.document_id == gone) == []
     assert [s["content"] for s in await live_segments(world, kept)] == ["c"]
     assert await kq.searchable_document_ids(world.engine, dataset_id) == [str(kept)]
+
+
+@exercises(kev.SegmentsHit)
+async def test_retrieval_hits_add_up_per_segment(world: World) -> None:
+    dataset_id = await new_dataset(world)
+    kept, gone = await new_document(world, dataset_id), await new_document(world, dataset_id)
+    first, second = await indexed(world, dataset_id, kept, "alpha", "beta")
+    (lost,) = await indexed(world, dataset_id, gone, "gamma")
+
+    async def counts() -> dict[str, int]:
+        found = await kq.segments_by_id(world.engine, [first, second, lost])
+        page = await kq.list_segments(world.engine, kept, page=1, limit=10, keyword=None,
+                                      status=None)
+        assert {r["id"]: r["hit_count"] for r in page.items} == {
+            i: found[i]["hit_count"] for i in (first, second)}  # both reads agree
+        return {found[i]["content"]: found[i]["hit_count"] for i in found}
+
+    assert await counts() == {"alpha": 0, "beta": 0, "gamma": 0}
+
+    def batch(*hits: tuple[UUID, UUID, int]) -> kev.SegmentsHit:
+        return kev.SegmentsHit(dataset_id=dataset_id, hits=[
+            kev.SegmentHits(document_id=d, segment_id=s, count=n) for d, s, n in hits])
+
+    await world.emit("RetrievalHits", uuid4(), batch((kept, first, 3), (gone, lost, 1)))
+    await world.emit("RetrievalHits", uuid4(), batch((kept, first, 2), (kept, second, 1)))
+    assert await counts() == {"alpha": 5, "beta": 1, "gamma": 1}
+    # a deleted document's hits go with it, and later batches naming it count nothing
+    await world.emit("Document", gone, kev.DocumentDeleted(dataset_id=dataset_id,
+                                                           source_key="uploads/x"))
+    await world.emit("RetrievalHits", uuid4(), batch((gone, lost, 4), (kept, second, 1)))
+    assert await counts() == {"alpha": 5, "beta": 2}
+    assert [r["segment_id"] for r in await world.rows(segment_hits)] != []
+    await world.emit("Dataset", dataset_id, kev.DatasetDeleted(deleted_by=world.actor))
+    await world.emit("RetrievalHits", uuid4(), batch((kept, first, 1)))
+    assert await world.rows(segment_hits) == []
 
 
 @exercises(kev.SegmentCreated, kev.SegmentIndexed, kev.SegmentUpdated, kev.SegmentDeleted)
