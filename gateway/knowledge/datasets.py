@@ -32,7 +32,6 @@ from projections.knowledge.retrieval import (
     SEARCH_METHODS,
     RetrievalSettings,
     Retriever,
-    workspace_reranker,
 )
 from schemas.base import CommandPayload
 from schemas.errors import (
@@ -530,16 +529,12 @@ async def retrieve(request: Request, dataset_id: str, body: api.RetrieveRequest,
     settings = RetrievalSettings.from_dify(model, dataset["retrieval_model"] or {},
                                            economy=dataset["indexing_technique"] == "economy")
     assert settings.search_method in SEARCH_METHODS
-    reranker = None if settings.rerank is None else await workspace_reranker(
-        c.engine, c.settings.SECRET_KEY, key.tenant_id, settings.rerank)
-    retriever = Retriever(c.engine, c.embeddings, c.vectors, c.keywords, reranker)
+    retriever = Retriever(c.engine, c.embeddings, c.vectors, c.keywords,
+                          c.settings.SECRET_KEY)
     try:
         found = await retriever.retrieve(dataset, body.query, settings)
     except ProviderError as exc:  # the rerank model failed (Dify: completion_request_error)
         raise CompletionRequestError(exc.message or str(exc)) from exc
-    finally:
-        if reranker is not None:
-            await reranker.aclose()
     segment_hit_batcher(request).record(key.tenant_id, dataset["id"],
                                         [(f.row["document_id"], f.row["id"]) for f in found])
     return {"query": {"content": body.query},

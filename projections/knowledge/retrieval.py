@@ -105,10 +105,23 @@ class Retriever:
     embeddings: EmbeddingProvider
     vectors: VectorStore
     keywords: VectorStore
-    reranker: Reranker | None = None  # for settings with `rerank`
+    secret_key: str  # opens the workspace's rerank model credentials
 
     async def retrieve(self, dataset: dict[str, Any], query: str,
                        settings: RetrievalSettings) -> list[RetrievedSegment]:
+        """The dataset's best segments for the query. With `settings.rerank`, the
+        workspace's rerank model orders them (resolved first: no model, no search)."""
+        reranker = None if settings.rerank is None else await workspace_reranker(
+            self.engine, self.secret_key, dataset["tenant_id"], settings.rerank)
+        try:
+            scored = await self._search(dataset, query, settings)
+            return await self._records(scored, settings, query, reranker)
+        finally:
+            if reranker is not None:
+                await reranker.aclose()
+
+    async def _search(self, dataset: dict[str, Any], query: str,
+                      settings: RetrievalSettings) -> dict[str, _Unit]:
         dataset_id: UUID = dataset["id"]
         allowed = await kq.searchable_document_ids(self.engine, dataset_id)
         if settings.metadata_filter is not None:
@@ -117,7 +130,7 @@ class Retriever:
                                                    settings.metadata_filter, allowed)
             allowed = [d for d in allowed if d in matching]
         if not allowed:
-            return []
+            return {}
         where = {"document_id": allowed}
         economy = dataset["indexing_technique"] == "economy"
         collection = collection_for(dataset_id, economy)
@@ -143,13 +156,11 @@ class Retriever:
                 }
             else:
                 scored = semantic
-        return await self._records(scored, settings, query)
+        return scored
 
     async def _records(self, scored: dict[str, _Unit], settings: RetrievalSettings,
-                       query: str) -> list[RetrievedSegment]:
-        rerank = settings.rerank is not None
-        if rerank and self.reranker is None:
-            raise ValueError("settings ask for reranking: the retriever needs a reranker")
+                       query: str, reranker: Reranker | None) -> list[RetrievedSegment]:
+        rerank = reranker is not None
         by_segment: dict[str, list[_Unit]] = {}
         for unit in scored.values():
             # Reranked, the threshold applies to the reranker's scores, not to these.
@@ -170,10 +181,9 @@ class Retriever:
                             if u.hit.id in children]))
             if len(found) == settings.top_k and not rerank:
                 break
-        if rerank and found:
-            assert self.reranker is not None
+        if reranker is not None and found:
             # The reranker sees every candidate and decides the order and the scores.
-            ranks = await self.reranker.rerank(query, [f.row["content"] for f in found],
+            ranks = await reranker.rerank(query, [f.row["content"] for f in found],
                                                top_n=settings.top_k)
             found = [replace(found[r.index], score=r.score) for r in ranks
                      if r.score >= settings.score_threshold]

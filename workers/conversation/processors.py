@@ -22,7 +22,8 @@ def chat_processor(c: WorkerContainer) -> Processor:
                                    provider, model)
 
     deps = ChatDeps(store=c.store, redis=c.redis, redis_key=c.redis_key, engine=c.engine,
-                    retriever=Retriever(c.engine, c.embeddings, c.vectors, c.keywords),
+                    retriever=Retriever(c.engine, c.embeddings, c.vectors, c.keywords,
+                                        c.settings.SECRET_KEY),
                     resolve=resolve, stream_ttl=c.settings.TASK_STREAM_TTL_SECONDS)
 
     async def on_dead_letter(message: Message, exc: BaseException) -> None:
