@@ -76,8 +76,9 @@ async def test_retrievals_count_hits_per_segment_once(node: Node) -> None:
         returned.items())
 
     # the same event applied again (a redelivery, a replay into the live projection)
-    runner = ProjectionRunner(node.container.engine,
-                              node.container.projections[PROJECTION_NAME], store)
+    active = node.container.read_models.active()
+    runner = ProjectionRunner(node.container.engine, node.container.projections[PROJECTION_NAME],
+                              store, active.schema)
     assert await runner.apply(batches[0]) is False
     await asyncio.sleep(0.2)
     assert await hit_counts() == dict(returned)
