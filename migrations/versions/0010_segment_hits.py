@@ -11,7 +11,8 @@ Revises: 0009
 """
 
 from alembic import op
-from sqlalchemy import text
+
+from migrations.read_models import read_model_schemas
 
 revision = "0010"
 down_revision = "0009"
@@ -20,8 +21,7 @@ depends_on = None
 
 
 def _versions() -> list[str]:
-    return list(op.get_bind().execute(text(
-        "SELECT schema_name FROM projection_versions WHERE projection = 'console'")).scalars())
+    return read_model_schemas(op.get_bind(), "console")
 
 
 def upgrade() -> None:
