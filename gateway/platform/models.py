@@ -27,6 +27,7 @@ from schemas.base import Body, CommandPayload
 from schemas.errors import BadRequest
 from schemas.platform import commands as cmd
 from schemas.platform.providers import (
+    DIMENSIONS,
     HIDDEN_VALUE,
     MODEL_TYPES,
     PROVIDERS,
@@ -118,9 +119,10 @@ def _checked_form(fields: tuple[CredentialField, ...], given: dict[str, Any],
     return out
 
 
-async def _validate(resolved: pm.ResolvedModel) -> None:
+async def _validate(resolved: pm.ResolvedModel) -> dict[str, str]:
     """One small real request of the model's kind, as Dify's validate_credentials does;
-    the provider's refusal becomes a 400 with its message."""
+    the provider's refusal becomes a 400 with its message. Returns what it measured (a
+    text-embedding model's dimensions)."""
     client = resolved.client(timeout=VALIDATION_TIMEOUT, max_retries=1)
     try:
         match resolved.model_type:
@@ -131,7 +133,8 @@ async def _validate(resolved: pm.ResolvedModel) -> None:
                 await client.chat(resolved.model, [{"role": "user", "content": "ping"}],
                                   max_tokens=5)
             case "text-embedding":
-                await client.embeddings(resolved.model, ["ping"])
+                probe = await client.embeddings(resolved.model, ["ping"])
+                return {DIMENSIONS: str(len(probe.vectors[0]))}
             case "rerank":
                 await client.post_json("rerank", {"model": resolved.model, "query": "ping",
                                                   "documents": ["ping"], "top_n": 1})
@@ -149,6 +152,7 @@ async def _validate(resolved: pm.ResolvedModel) -> None:
         raise BadRequest(exc.message or str(exc)) from exc
     finally:
         await client.aclose()
+    return {}
 
 
 def _sealed(secret_key: str, tenant_id: UUID, credentials: dict[str, Any],
@@ -308,8 +312,8 @@ async def save_custom_model(request: Request, provider: str, body: CustomModelRe
     stored = await pm.stored_credentials(c.engine, c.settings.SECRET_KEY, user.tenant_id,
                                          spec.name, body.model, body.model_type)
     credentials = _checked_form(spec.model_fields, body.credentials, stored)
-    await _validate(pm.resolved_model(user.tenant_id, spec, body.model, body.model_type,
-                                      credentials))
+    credentials |= await _validate(pm.resolved_model(user.tenant_id, spec, body.model,
+                                                     body.model_type, credentials))
     await _send(request, user, cmd.SaveCustomModel(
         workspace_id=user.tenant_id, provider=spec.name, model=body.model,
         model_type=body.model_type,

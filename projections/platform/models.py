@@ -19,11 +19,13 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.embeddings.openai_compatible import OpenAICompatibleEmbeddings
 from adapters.llm.openai_protocol import OpenAIProtocolClient
 from adapters.secrets import SecretUnreadable, unseal
 from projections.platform.tables import custom_models, default_models, provider_credentials
 from schemas.errors import ProviderNotInitialized
 from schemas.platform.providers import (
+    DIMENSIONS,
     PROVIDERS,
     ProviderSpec,
     credentials_purpose,
@@ -57,6 +59,7 @@ class ResolvedModel:
     context_size: int | None
     mode: str | None  # llm: "chat" | "completion"
     max_tokens: int | None
+    dimensions: int | None  # text-embedding: the vectors' size
     api_key: str = field(repr=False)
     credentials: dict[str, Any] = field(repr=False)  # all of them, opened
 
@@ -68,6 +71,14 @@ class ResolvedModel:
             headers["OpenAI-Organization"] = str(organization)
         return OpenAIProtocolClient(self.endpoint_url, self.api_key, extra_headers=headers,
                                     **options)
+
+    def embeddings(self) -> OpenAICompatibleEmbeddings:
+        """This text-embedding model as an EmbeddingProvider (indexing, retrieval)."""
+        if self.model_type != "text-embedding" or not self.dimensions:
+            raise ProviderNotInitialized(f"Model {self.model} is not a text-embedding model "
+                                         "of known size; save it again.")
+        return OpenAICompatibleEmbeddings(self.endpoint_url, self.api_key, self.model,
+                                          self.dimensions)
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -209,7 +220,8 @@ def resolved_model(tenant_id: UUID, spec: ProviderSpec, model: str, model_type: 
             endpoint_url=str(credentials.get("openai_api_base") or OPENAI_DEFAULT_BASE),
             context_size=predefined.context_size if predefined else None,
             mode=predefined.mode if predefined else ("chat" if model_type == "llm" else None),
-            max_tokens=None, api_key=str(credentials.get("openai_api_key") or ""),
+            max_tokens=None, dimensions=predefined.dimensions if predefined else None,
+            api_key=str(credentials.get("openai_api_key") or ""),
             credentials=credentials)
     return ResolvedModel(
         tenant_id, spec.name, spec.short_name, model, model_type,
@@ -217,4 +229,5 @@ def resolved_model(tenant_id: UUID, spec: ProviderSpec, model: str, model_type: 
         context_size=_int_or_none(credentials.get("context_size")),
         mode=str(credentials.get("mode") or "chat") if model_type == "llm" else None,
         max_tokens=_int_or_none(credentials.get("max_tokens_to_sample")),
+        dimensions=_int_or_none(credentials.get(DIMENSIONS)),
         api_key=str(credentials.get("api_key") or ""), credentials=credentials)

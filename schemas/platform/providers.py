@@ -18,6 +18,9 @@ ModelType = Literal["llm", "text-embedding", "rerank", "tts", "speech2text"]
 MODEL_TYPES: tuple[str, ...] = ("llm", "text-embedding", "rerank", "tts", "speech2text")
 
 HIDDEN_VALUE = "[__HIDDEN__]"  # what Dify's console sends back for an unchanged secret
+# Not a form field: a custom text-embedding model's vector size, measured when it is saved
+# (an index must know it before the first vector), kept with its credentials.
+DIMENSIONS = "dimensions"
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class PredefinedModel:
     context_size: int | None = None
     mode: str | None = None  # llm: chat | completion
     features: tuple[str, ...] = ()
+    dimensions: int | None = None  # text-embedding: the vectors' size
 
 
 @dataclass(frozen=True)
@@ -92,9 +96,9 @@ OPENAI = ProviderSpec(
         PredefinedModel("gpt-4.1-mini", "llm", 1047576, "chat", ("vision", "tool-call",
                                                                   "stream-tool-call")),
         PredefinedModel("gpt-3.5-turbo", "llm", 16385, "chat", ("tool-call",)),
-        PredefinedModel("text-embedding-3-small", "text-embedding", 8191),
-        PredefinedModel("text-embedding-3-large", "text-embedding", 8191),
-        PredefinedModel("text-embedding-ada-002", "text-embedding", 8097),
+        PredefinedModel("text-embedding-3-small", "text-embedding", 8191, dimensions=1536),
+        PredefinedModel("text-embedding-3-large", "text-embedding", 8191, dimensions=3072),
+        PredefinedModel("text-embedding-ada-002", "text-embedding", 8097, dimensions=1536),
         PredefinedModel("tts-1", "tts"),
         PredefinedModel("tts-1-hd", "tts"),
         PredefinedModel("whisper-1", "speech2text"),

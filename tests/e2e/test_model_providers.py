@@ -121,6 +121,11 @@ async def test_custom_models_are_validated_listed_masked_and_resolved(
     assert answer.content == "Echo: hi"
     with pytest.raises(ProviderNotInitialized):
         await resolve_model(engine, secret, tenant, "speech2text")
+    # a text-embedding model's size was measured when it was saved: it can index at once
+    embedding = await resolve_model(engine, secret, tenant, "text-embedding")
+    assert (embedding.model, embedding.dimensions) == ("bge-m3", provider.dimensions)
+    vector = await embedding.embeddings().embed_query("hello there")
+    assert len(vector) == provider.dimensions
 
     # saved again with the secret left hidden, as Dify's console sends it: the stored key
     # is kept (and checked again), the other fields change
