@@ -12,13 +12,13 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from adapters.bus.base import Bus
+from adapters.bus.base import Bus, TopicSpec
 from adapters.embeddings.base import EmbeddingProvider
 from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
 from adapters.vector.pgvector import PgVectorStore
 from commands.registry import CommandHandlers
-from config import EventBusKind, Settings
+from config import ConfigError, EventBusKind, Settings
 from contexts import CONTEXTS
 from contexts.manifest import Assembly, ContextManifest, assemble
 from events.listener import Notifications
@@ -101,6 +101,28 @@ class Container:
         self.store.close()
 
 
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic with the partition count the configuration asks for."""
+    return ASSEMBLY.topics(settings.COMMAND_PARTITIONS, settings.EVENT_PARTITIONS,
+                           settings.topic_partitions)
+
+
+class TopicsTooSmall(ConfigError):
+    """A topic has fewer partitions than configured: `eddy topics ensure` grows it."""
+
+
+async def check_topics(bus: Bus, specs: Sequence[TopicSpec]) -> None:
+    """Create missing topics; refuse to start on one with fewer partitions than configured
+    (more members than partitions would idle, and keys would map to missing partitions)."""
+    await bus.ensure_topics(specs)
+    counts = await bus.topic_partitions([s.name for s in specs])
+    short = [f"{s.name} has {counts.get(s.name, 0)}, configured {s.partitions}"
+             for s in specs if counts.get(s.name, 0) < s.partitions]
+    if short:
+        raise TopicsTooSmall(f"topics with fewer partitions than configured ({'; '.join(short)})"
+                             ": run `eddy topics ensure` to grow them, then restart")
+
+
 def build_bus(settings: Settings) -> Bus:
     if settings.bus is EventBusKind.KAFKA:
         from adapters.bus.kafka import KafkaBus
@@ -164,8 +186,11 @@ async def build(settings: Settings, *, listen: bool = False) -> Container:
         user=settings.DB_USERNAME, password=settings.DB_PASSWORD, dbname=settings.DB_DATABASE)
     bus = build_bus(settings)
     await bus.start()
-    await bus.ensure_topics(ASSEMBLY.topics(settings.COMMAND_PARTITIONS,
-                                            settings.EVENT_PARTITIONS))
+    try:
+        await check_topics(bus, topic_specs(settings))
+    except BaseException:
+        await bus.stop()
+        raise
     keywords = PgVectorStore(settings.database_dsn())
     read_models = ReadModels(build_engine(settings))
     await read_models.refresh()

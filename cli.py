@@ -67,7 +67,7 @@ async def _serve_api(settings: Settings) -> None:
 
 
 async def _run_worker(settings: Settings, roles: Sequence[str] | None,
-                      member: str | None) -> None:
+                      member: str | None, concurrency: int = 1) -> None:
     from bootstrap import build
     from workers.node import all_roles, start_roles
 
@@ -79,7 +79,7 @@ async def _run_worker(settings: Settings, roles: Sequence[str] | None,
     roles = all_roles(container.processors) if roles is None else roles
     stop = asyncio.Event()
     _install_stop(stop)
-    tasks = start_roles(container, roles, stop, member)
+    tasks = start_roles(container, roles, stop, member, concurrency)
     log.info("worker running", extra={"roles": list(roles)})
     try:
         await stop.wait()
@@ -327,7 +327,7 @@ def _dlq_line(summary: dict[str, object]) -> str:
 
 async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
     from adapters.bus.redis_streams import RedisStreamsBus
-    from bootstrap import ASSEMBLY, build_bus
+    from bootstrap import build_bus, topic_specs
     from workers.dead_letters import DeadLetterError, DeadLetterQueues
 
     bus = build_bus(settings)
@@ -337,8 +337,7 @@ async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
                              "group of your own, so the DLQ is not consumed for others)")
     await bus.start()
     try:
-        await bus.ensure_topics(ASSEMBLY.topics(settings.COMMAND_PARTITIONS,
-                                                settings.EVENT_PARTITIONS))
+        await bus.ensure_topics(topic_specs(settings))
         queues = DeadLetterQueues(bus)
         try:
             return await _dlq_action(queues, args)
@@ -438,6 +437,19 @@ def _add_operations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             action.add_argument("--reason", help="why (required; recorded)")
 
 
+    groups = sub.add_parser("groups", help="consumer groups: members, partitions, lag, rate")
+    groups.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    groups.add_argument("--interval", type=float, default=1.0,
+                        help="seconds between samples (throughput is measured over it)")
+    groups.add_argument("--json", action="store_true", help="JSON lines, one per group")
+    groups.set_defaults(action="show")
+    topics = sub.add_parser("topics", help="topics and their partition counts")
+    tactions = topics.add_subparsers(dest="action", required=True)
+    ensure = tactions.add_parser("ensure", help="create missing topics, grow those with "
+                                               "fewer partitions than configured")
+    ensure.add_argument("--json", action="store_true", help="JSON lines")
+
+
 def _add_projections(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from bootstrap import ASSEMBLY
 
@@ -463,10 +475,12 @@ def _add_projections(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     rollback.add_argument("projection", choices=names)
 
 
-OPERATIONS = ("events", "dlq", "projections")
+OPERATIONS = ("events", "dlq", "projections", "groups", "topics")
 
 
 def _operations(settings: Settings, args: argparse.Namespace) -> int:
+    from operations import ensure_topics, show_groups
+
     try:
         if args.command == "events":
             return _events(settings, args)
@@ -477,6 +491,10 @@ def _operations(settings: Settings, args: argparse.Namespace) -> int:
                 settings, args.action, getattr(args, "projection", ""),
                 getattr(args, "version", ""), getattr(args, "switch", False),
                 getattr(args, "json", False)))
+        if args.command == "groups":
+            return asyncio.run(show_groups(settings, args.json, args.watch, args.interval))
+        if args.command == "topics":
+            return asyncio.run(ensure_topics(settings, args.json))
         return asyncio.run(_dlq(settings, args))
     except OperationError as exc:
         print(f"eddy {args.command} {args.action}: {exc}", file=sys.stderr)
@@ -492,6 +510,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument("--roles", default=None,
                         help=f"comma-separated subset of: {','.join(_roles())} (default: all)")
     worker.add_argument("--member", default=None, help="consumer-group member name")
+    worker.add_argument("--concurrency", type=int, default=1,
+                        help="members per consumer group in this process (named <member>.1…N)")
     sub.add_parser("scheduler", help="run the scheduler role alone")
     sub.add_parser("migrate", help="apply database migrations")
     job = sub.add_parser("job", help="run one scheduled job once")
@@ -524,18 +544,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "migrate":
         migrate(settings)
         return 0
-    if command == "api":
-        if settings.MIGRATION_ENABLED:
-            migrate(settings)
-        asyncio.run(_serve_api(settings))
-        return 0
-    if command == "worker":
-        roles = args.roles.split(",") if getattr(args, "roles", None) else None
-        asyncio.run(_run_worker(settings, roles, getattr(args, "member", None)))
-        return 0
-    if command == "scheduler":
-        asyncio.run(_run_worker(settings, ["scheduler"], None))
-        return 0
+    try:
+        if command == "api":
+            if settings.MIGRATION_ENABLED:
+                migrate(settings)
+            asyncio.run(_serve_api(settings))
+            return 0
+        if command == "worker":
+            roles = args.roles.split(",") if getattr(args, "roles", None) else None
+            concurrency = getattr(args, "concurrency", 1)
+            if concurrency < 1:
+                print("eddy worker: --concurrency must be 1 or more", file=sys.stderr)
+                return 2
+            asyncio.run(_run_worker(settings, roles, getattr(args, "member", None), concurrency))
+            return 0
+        if command == "scheduler":
+            asyncio.run(_run_worker(settings, ["scheduler"], None))
+            return 0
+    except ConfigError as exc:  # e.g. a topic with fewer partitions than configured
+        print(f"eddy {command}: {exc}", file=sys.stderr)
+        return 2
     return _job(settings, getattr(args, "name", ""))
 
 

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     EVENT_TOPIC_PREFIX: str = "eddy."
     COMMAND_PARTITIONS: int = Field(default=4, ge=1, le=256)
     EVENT_PARTITIONS: int = Field(default=4, ge=1, le=256)
+    # Per-topic partition counts over those two: "indexing.bulk=8,events.knowledge=6"
+    TOPIC_PARTITIONS: str = ""
     CONSUMER_MAX_ATTEMPTS: int = Field(default=5, ge=1)
     CONSUMER_CONCURRENCY: int = Field(default=8, ge=1, le=256)
     # Messages one chat processor member answers at once (each a model call held open)
@@ -119,6 +121,16 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
 
+    @field_validator("TOPIC_PARTITIONS")
+    @classmethod
+    def _topic_partitions_format(cls, value: str) -> str:
+        _parse_topic_partitions(value)
+        return value
+
+    @property
+    def topic_partitions(self) -> dict[str, int]:
+        return _parse_topic_partitions(self.TOPIC_PARTITIONS)
+
     @property
     def embedded_postgres(self) -> bool:
         return not self.DB_HOST
@@ -159,6 +171,16 @@ class Settings(BaseSettings):
     def redis_url(self) -> str:
         auth = f":{self.REDIS_PASSWORD}@" if self.REDIS_PASSWORD else ""
         return f"redis://{auth}{self.REDIS_HOST}:{self.REDIS_PORT}/{self.REDIS_DB}"
+
+
+def _parse_topic_partitions(value: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        topic, _, count = item.partition("=")
+        if not topic.strip() or not count.strip().isdigit() or not 1 <= int(count) <= 256:
+            raise ValueError(f"expected topic=partitions (1-256), comma-separated; got {item!r}")
+        out[topic.strip()] = int(count)
+    return out
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -200,3 +200,90 @@ async def projections_command(settings: Settings, action: str, projection: str,
         raise OperationError(str(exc)) from exc
     finally:
         await engine.dispose()
+
+
+async def ensure_topics(settings: Settings, as_json: bool) -> int:
+    """Create missing topics and grow those with fewer partitions than configured."""
+    from bootstrap import build_bus, topic_specs
+
+    bus = build_bus(settings)
+    await bus.start()
+    try:
+        specs = topic_specs(settings)
+        before = await bus.topic_partitions([s.name for s in specs])
+        await bus.ensure_topics(specs)
+        grown = False
+        for spec in specs:
+            had = before.get(spec.name)
+            if had is None:
+                action = "created"
+            elif had < spec.partitions:
+                try:
+                    await bus.add_partitions(spec.name, spec.partitions)
+                except Exception as exc:
+                    raise OperationError(f"growing {spec.name} from {had} to "
+                                         f"{spec.partitions} partitions failed: {exc}") from exc
+                action, grown = f"grown from {had}", True
+            elif had > spec.partitions:
+                action = f"kept at {had} (more than configured; partitions never shrink)"
+            else:
+                action = "ok"
+            emit({"topic": spec.name, "partitions": max(had or 0, spec.partitions),
+                  "action": action}, as_json,
+                 f"{spec.name:<40} {max(had or 0, spec.partitions):>4}  {action}")
+        if grown and not as_json:
+            print("restart the api and the workers: keys now map to the new partition count")
+        return 0
+    finally:
+        await bus.stop()
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
+
+
+def groups_table(groups: list[Any]) -> str:
+    """`eddy groups` for people: one line per group, then its members and partitions."""
+    lines = [f"{'GROUP':<32} {'LAG':>8} {'EVENTS/S':>9} {'OLDEST UNACKED':>15}  MEMBERS"]
+    for g in sorted(groups, key=lambda g: g.name):
+        rate = "-" if g.throughput is None else f"{g.throughput:,.1f}"
+        lines.append(f"{g.name:<32} {g.lag:>8} {rate:>9} {_age(g.oldest_unacked_age):>15}  "
+                     f"{len(g.members)}")
+        for member, parts in sorted(g.members.items()):
+            owned = ", ".join(f"{t}:{p}" for t, p in sorted(parts)) or "(none)"
+            lines.append(f"    {member:<28} {owned}")
+    return "\n".join(lines)
+
+
+async def show_groups(settings: Settings, as_json: bool, watch: bool, interval: float) -> int:
+    import asyncio
+
+    from bootstrap import build_bus, build_engine
+    from events.consumer_groups import GroupsSampler
+
+    if interval <= 0:
+        raise OperationError("--interval must be positive")
+    bus, engine = build_bus(settings), build_engine(settings)
+    await bus.start()
+    try:
+        sampler = GroupsSampler(engine, bus)
+        await sampler.sample()  # throughput needs two samples
+        while True:
+            await asyncio.sleep(interval)
+            groups = await sampler.sample()
+            if as_json:
+                for g in sorted(groups, key=lambda g: g.name):
+                    emit(g.as_json(), True, "")
+            else:
+                if watch:
+                    print("\x1b[2J\x1b[H", end="")  # clear the screen, as watch(1) does
+                print(groups_table(groups), flush=True)
+            if not watch:
+                return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        await bus.stop()
+        await engine.dispose()

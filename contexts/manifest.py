@@ -63,10 +63,13 @@ class Assembly:
     routing: Routing
     processors: Mapping[str, ProcessorFactory]
 
-    def topics(self, command_partitions: int, event_partitions: int) -> list[TopicSpec]:
-        """Every topic with its partition count, each with its dead-letter topic."""
-        specs = [TopicSpec(COMMANDS, command_partitions)]
-        specs += [TopicSpec(t, event_partitions) for c in self.contexts
+    def topics(self, command_partitions: int, event_partitions: int,
+               per_topic: Mapping[str, int] | None = None) -> list[TopicSpec]:
+        """Every topic with its partition count (`per_topic` overrides the two defaults),
+        each with its dead-letter topic."""
+        chosen = dict(per_topic or {})
+        specs = [TopicSpec(COMMANDS, chosen.get(COMMANDS, command_partitions))]
+        specs += [TopicSpec(t, chosen.get(t, event_partitions)) for c in self.contexts
                   for t in (c.topic, *c.work_topics)]
         return specs + [TopicSpec(dead_letter_topic(s.name), 1) for s in specs]
 

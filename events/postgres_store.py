@@ -20,6 +20,7 @@ import psycopg
 from eventsourcing.persistence import IntegrityError as RecordConflict
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from prometheus_client import Counter
 from psycopg.rows import DictRow
 
 from events.envelope import Envelope
@@ -115,6 +116,12 @@ def decode_stored(
     )
 
 
+# Counted where events are appended (command handlers, processors): a worker's
+# WORKER_METRICS_PORT, or /metrics for what the api process appends.
+EVENTS_APPENDED = Counter("eddy_events_appended_total", "Events appended to the store",
+                          ["type"])
+
+
 class PostgresEventStore:
     """Synchronous (psycopg) access; async callers use it through a thread."""
 
@@ -169,6 +176,8 @@ class PostgresEventStore:
         except psycopg.errors.UniqueViolation as exc:
             raise CommandAlreadyRecorded from exc
         assert ids
+        for event in events:
+            EVENTS_APPENDED.labels(event.type).inc()
         ordered, start, positions = sorted(ids), 0, []
         for _, count in outcomes:
             own = ordered[start:start + count]

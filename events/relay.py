@@ -4,6 +4,11 @@ One relay leads at a time (a Postgres advisory lock; standbys wait for it). It r
 after its tracked position, publishes each to its context's topic keyed by aggregate id,
 then records the new position. A crash between the two publishes some events again, which
 consumers recognise by aggregate version: at least once, never lost.
+
+It also numbers the messages of each topic partition (header `seq`), recorded with its
+position; consumer groups record the highest number they handled, so a group's lag comes
+from Postgres on any broker (`events/consumer_groups.py`). Republished after a crash, a
+message gets its number again.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import logging
 
 import asyncpg
 
-from adapters.bus.base import Bus, OutgoingMessage
+from adapters.bus.base import Bus, OutgoingMessage, partition_for
 from events.envelope import Envelope
 from events.listener import Notifications
 from events.postgres_store import EVENTS_CHANNEL
@@ -23,6 +28,7 @@ from schemas.base import EventPayload
 
 log = logging.getLogger(__name__)
 RELAY_LOCK_KEY = 0x6564647952  # "eddyR"
+SEQ_HEADER = "seq"
 
 
 def message_headers(event: Envelope[EventPayload]) -> dict[str, str]:
@@ -39,6 +45,9 @@ class Relay:
         self.dsn = dsn
         self.name = name
         self.batch_size = batch_size
+        # (topic, partition) -> the last message number recorded; loaded when leading
+        self._seqs: dict[tuple[str, int], int] | None = None
+        self._partitions: dict[str, int] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         conn = await asyncpg.connect(self.dsn)
@@ -50,6 +59,7 @@ class Relay:
                     return
                 await asyncio.sleep(1.0)  # standby: another relay leads
             log.info("relay leading", extra={"relay": self.name})
+            self._seqs = None  # another relay may have led meanwhile
             await conn.execute(
                 "INSERT INTO relay_positions (name, position) VALUES ($1, 0)"
                 " ON CONFLICT DO NOTHING", self.name)
@@ -66,17 +76,39 @@ class Relay:
 
     async def publish_batch(self, conn: asyncpg.Connection, position: int) -> int:
         events = await asyncio.to_thread(self.store.read_from, position, self.batch_size)
+        if self._seqs is None:
+            self._seqs = {(r["topic"], r["partition"]): r["seq"] for r in await conn.fetch(
+                "SELECT topic, partition, seq FROM topic_partition_seqs")}
+        seqs = dict(self._seqs)  # kept once recorded
         outgoing = []
         for event in events:
-            headers, value = message_headers(event), event.to_json()
-            outgoing += [OutgoingMessage(topic, str(event.aggregate_id), value, headers)
-                         for topic in self.routing.topics_for(event)]
+            headers, value, key = message_headers(event), event.to_json(), str(event.aggregate_id)
+            for topic in self.routing.topics_for(event):
+                where = (topic, partition_for(key, await self._partition_count(topic)))
+                seqs[where] = seqs.get(where, 0) + 1
+                outgoing.append(OutgoingMessage(topic, key, value,
+                                                {**headers, SEQ_HEADER: str(seqs[where])}))
         # Pipelined: one round trip per batch; per-key order is the log's order.
         await self.bus.publish_many(outgoing)
         if not events:
             return position
         last = events[-1].position
         assert last is not None
-        await conn.execute("UPDATE relay_positions SET position = $2 WHERE name = $1",
-                           self.name, last)
+        moved = [w for w, n in seqs.items() if self._seqs.get(w) != n]
+        async with conn.transaction():
+            await conn.execute("UPDATE relay_positions SET position = $2 WHERE name = $1",
+                               self.name, last)
+            await conn.execute(
+                "INSERT INTO topic_partition_seqs (topic, partition, seq)"
+                " SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])"
+                " ON CONFLICT (topic, partition) DO UPDATE SET seq = excluded.seq",
+                [w[0] for w in moved], [w[1] for w in moved], [seqs[w] for w in moved])
+        self._seqs = seqs
         return last
+
+    async def _partition_count(self, topic: str) -> int:
+        # Fixed while this relay leads: a grown topic is picked up on restart (as publishers
+        # and members do), so one key never lands on two partitions in one run.
+        if topic not in self._partitions:
+            self._partitions.update(await self.bus.topic_partitions([topic]))
+        return self._partitions[topic]

@@ -21,6 +21,7 @@ from prometheus_client import (
 from sqlalchemy import text
 
 from adapters.bus.redis_streams import RedisStreamsBus
+from events.consumer_groups import group_lags
 from gateway.container import GatewayContainer
 from gateway.deps import get_container
 from projections.progress import relay_lag
@@ -64,6 +65,15 @@ async def _scrape_time(c: GatewayContainer) -> CollectorRegistry:
                 ["projection"], registry=registry)
     for version, events in (await maintained_lags(c.engine, c.projections.values())).items():
         lag.labels(version).set(events)
+    groups = await group_lags(c.engine)
+    group_lag = Gauge("eddy_group_lag_events", "Relayed events a consumer group has not handled",
+                      ["group"], registry=registry)
+    handled = Gauge("eddy_group_events_handled", "Relayed events a consumer group has handled "
+                    "(rate() of it is its throughput, from any process)", ["group"],
+                    registry=registry)
+    for g in groups.values():
+        group_lag.labels(g.name).set(g.lag)
+        handled.labels(g.name).set(g.handled)
     if isinstance(c.bus, RedisStreamsBus):
         dead = Gauge("eddy_dead_letters", "Messages parked on a topic's dead-letter topic",
                      ["topic"], registry=registry)

@@ -10,6 +10,7 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from adapters.transient import is_transient
+from events.consumer_groups import GroupProgress
 from events.relay import Relay
 from workers.container import WorkerContainer
 from workers.processors import command_processor, projection_processor
@@ -38,8 +39,9 @@ def processors_of(c: WorkerContainer, role: str) -> list[Processor]:
     return [c.processors[role](c)]
 
 
-def role_runners(c: WorkerContainer, role: str,
-                 member: str) -> list[Callable[[asyncio.Event], Awaitable[None]]]:
+def role_runners(c: WorkerContainer, role: str, member: str,
+                 concurrency: int = 1) -> list[Callable[[asyncio.Event], Awaitable[None]]]:
+    """The role's tasks; a processor's group gets `concurrency` members in this process."""
     if role == "relay":
         return [Relay(c.store, c.bus, c.routing, c.settings.database_dsn()).run]
     if role == "scheduler":
@@ -47,13 +49,15 @@ def role_runners(c: WorkerContainer, role: str,
     if role not in all_roles(c.processors):
         raise ValueError(f"unknown role {role!r}; choose from {', '.join(all_roles(c.processors))}")
 
-    def runner(processor: Processor) -> Callable[[asyncio.Event], Awaitable[None]]:
+    def runner(processor: Processor, name: str) -> Callable[[asyncio.Event], Awaitable[None]]:
         return lambda stop: run_processor(
-            c.bus, processor, member, stop,
+            c.bus, processor, name, stop,
             RetryPolicy(max_attempts=c.settings.CONSUMER_MAX_ATTEMPTS),
-            concurrency=c.settings.CONSUMER_CONCURRENCY)
+            concurrency=c.settings.CONSUMER_CONCURRENCY,
+            progress=GroupProgress(c.engine, processor.group))
 
-    return [runner(p) for p in processors_of(c, role)]
+    names = [member] if concurrency == 1 else [f"{member}.{i}" for i in range(1, concurrency + 1)]
+    return [runner(p, name) for p in processors_of(c, role) for name in names]
 
 
 async def _supervise(role: str, run: Callable[[asyncio.Event], Awaitable[None]],
@@ -80,9 +84,9 @@ async def _supervise(role: str, run: Callable[[asyncio.Event], Awaitable[None]],
 
 
 def start_roles(c: WorkerContainer, roles: Sequence[str], stop: asyncio.Event,
-                member: str | None = None) -> list[asyncio.Task[None]]:
+                member: str | None = None, concurrency: int = 1) -> list[asyncio.Task[None]]:
     member = member or default_member_name()
     return [
         asyncio.create_task(_supervise(role, run, stop), name=role)
-        for role in roles for run in role_runners(c, role, member)
+        for role in roles for run in role_runners(c, role, member, concurrency)
     ]

@@ -27,6 +27,7 @@ from prometheus_client import Counter, Histogram
 
 from adapters.bus.base import Bus, Consumer, Message
 from adapters.transient import is_transient
+from events.consumer_groups import GroupProgress
 from events.envelope import Envelope
 from events.registry import EventTypes
 from events.replay import REPLAY_ID, skip_reason
@@ -46,6 +47,9 @@ HANDLER_SECONDS = Histogram("eddy_handler_duration_seconds",
                             "One handler call: a message, or a partition's batch", ["group"])
 DEAD_LETTERED = Counter("eddy_dead_lettered_total", "Messages parked on a dead-letter topic",
                         ["group", "topic"])
+HANDLED = Counter("eddy_group_messages_handled_total",
+                  "Messages a consumer group handled and acknowledged (its throughput)",
+                  ["group"])
 REPLAYED = Counter("eddy_replayed_messages_total",
                    "Replayed messages a group received: passed to its handler (handled), or "
                    "skipped (meant for another group, or side effects not allowed)",
@@ -110,16 +114,43 @@ class RetryPolicy:
 
 
 async def run_processor(bus: Bus, processor: Processor, member: str, stop: asyncio.Event,
-                        policy: RetryPolicy | None = None, concurrency: int = 8) -> None:
+                        policy: RetryPolicy | None = None, concurrency: int = 8,
+                        progress: GroupProgress | None = None) -> None:
     """Consume until `stop`: partitions are worked concurrently (at most `concurrency` at a
-    time), each partition's messages one after another, so one key's messages stay in order."""
+    time), each partition's messages one after another, so one key's messages stay in order.
+    With `progress`, what the group handled is recorded for its lag (`eddy groups`)."""
     policy = policy or RetryPolicy()
     consumer = bus.consumer(processor.group, processor.topics, member)
     await consumer.start()
     log.info("processor started", extra={"group": processor.group, "member": member})
-    if processor.overlap > 0:
-        await _run_overlapping(bus, consumer, processor, policy, stop)
-        return
+    if progress is not None:
+        try:
+            await progress.start(await bus.topic_partitions(processor.topics))
+        except BaseException:
+            await consumer.stop()
+            raise
+
+    async def done(message: Message) -> None:
+        await consumer.ack(message)
+        HANDLED.labels(processor.group).inc()
+        if progress is not None:
+            progress.handled(message.topic, message.partition, message.headers)
+
+    try:
+        if processor.overlap > 0:
+            await _run_overlapping(bus, consumer, done, processor, policy, stop)
+        else:
+            await _run_partitions(bus, consumer, done, processor, policy, stop, concurrency)
+    finally:
+        if progress is not None:
+            await progress.stop()
+
+
+async def _run_partitions(bus: Bus, consumer: Consumer, done: MessageHandler,
+                          processor: Processor, policy: RetryPolicy, stop: asyncio.Event,
+                          concurrency: int) -> None:
+    """Partitions worked concurrently (at most `concurrency` at a time), each partition's
+    messages one after another."""
     gate = asyncio.Semaphore(concurrency)
 
     async def work(partition: list[Message]) -> bool:
@@ -128,7 +159,8 @@ async def run_processor(bus: Bus, processor: Processor, member: str, stop: async
             if not partition:
                 return True
             if processor.handle_batch is not None and len(partition) > 1:
-                batch = await _deliver_batch(consumer, processor, partition, policy, stop)
+                batch = await _deliver_batch(consumer, done, processor, partition, policy,
+                                             stop)
                 if batch is not None:
                     return batch
             for message in partition:
@@ -138,7 +170,7 @@ async def run_processor(bus: Bus, processor: Processor, member: str, stop: async
                     return False
                 if not await _deliver(bus, processor, message, policy, stop):
                     return False
-                await consumer.ack(message)
+                await done(message)
             return True
 
     try:
@@ -174,8 +206,9 @@ async def _skip_replays(consumer: Consumer, processor: Processor,
 OVERLAP_GRACE_SECONDS = 10.0  # on stop, in-flight handlers get this long before cancelling
 
 
-async def _run_overlapping(bus: Bus, consumer: Consumer, processor: Processor,
-                           policy: RetryPolicy, stop: asyncio.Event) -> None:
+async def _run_overlapping(bus: Bus, consumer: Consumer, done: MessageHandler,
+                           processor: Processor, policy: RetryPolicy,
+                           stop: asyncio.Event) -> None:
     """`processor.overlap` messages in flight; each partition acknowledged in order, up to
     its first message that did not finish (it and those after it are delivered again)."""
     in_flight: set[asyncio.Task[None]] = set()
@@ -189,21 +222,21 @@ async def _run_overlapping(bus: Bus, consumer: Consumer, processor: Processor,
         while queue and queue[0][1].done():
             message, finished = queue.popleft()
             if finished.result():
-                await consumer.ack(message)
+                await done(message)
             else:
                 # Stopping, or the partition moved: it and what follows are delivered again.
                 queue.clear()
 
     async def work(message: Message, before: asyncio.Task[None] | None,
                    finished: asyncio.Future[bool]) -> None:
-        done = False
+        handled = False
         try:
             if before is not None:
                 await asyncio.wait({before})
             if not stop.is_set() and await consumer.owns(message):
-                done = await _deliver(bus, processor, message, policy, stop)
+                handled = await _deliver(bus, processor, message, policy, stop)
         finally:
-            finished.set_result(done)
+            finished.set_result(handled)
             if tails.get(message.key) is asyncio.current_task():
                 del tails[message.key]
         await acknowledge((message.topic, message.partition))
@@ -246,8 +279,9 @@ async def _run_overlapping(bus: Bus, consumer: Consumer, processor: Processor,
         await consumer.stop()
 
 
-async def _deliver_batch(consumer: Consumer, processor: Processor, partition: list[Message],
-                         policy: RetryPolicy, stop: asyncio.Event) -> bool | None:
+async def _deliver_batch(consumer: Consumer, done: MessageHandler, processor: Processor,
+                         partition: list[Message], policy: RetryPolicy,
+                         stop: asyncio.Event) -> bool | None:
     """The partition's messages in one go: True when done and acknowledged, False when told
     to stop or the partition moved, None to fall back to one by one (a message failed)."""
     assert processor.handle_batch is not None
@@ -257,18 +291,18 @@ async def _deliver_batch(consumer: Consumer, processor: Processor, partition: li
         return None  # a poison candidate: the single path parks it
     try:
         with HANDLER_SECONDS.labels(processor.group).time():
-            done = await _until_done(partial(processor.handle_batch, partition), policy, stop,
-                                     processor, partition[0])
+            handled = await _until_done(partial(processor.handle_batch, partition), policy,
+                                        stop, processor, partition[0])
     except asyncio.CancelledError:
         raise
     except Exception as exc:
         log.info("batch failed, handling its messages one by one", extra={
             "group": processor.group, "topic": partition[0].topic, "error": repr(exc)[:300]})
         return None
-    if done:
+    if handled:
         for message in partition:
-            await consumer.ack(message)
-    return done
+            await done(message)
+    return handled
 
 
 async def _deliver(bus: Bus, processor: Processor, message: Message, policy: RetryPolicy,

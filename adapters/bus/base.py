@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 
@@ -38,6 +39,17 @@ class Message:
     ack_token: Any = None
     # How many times this message was delivered before (0 on first delivery) when known.
     redeliveries: int = 0
+
+
+@dataclass(frozen=True)
+class GroupState:
+    """A consumer group as the broker sees it."""
+
+    # live member -> the (topic, partition)s it owns now
+    members: dict[str, list[tuple[str, int]]]
+    # publish time of the oldest message of its topics the group has not acknowledged
+    # (delivered and pending, or not yet delivered); None when it has acknowledged all
+    oldest_unacked: datetime | None
 
 
 class Consumer(Protocol):
@@ -74,6 +86,19 @@ class Bus(Protocol):
 
     async def ensure_topics(self, topics: Sequence[TopicSpec]) -> None:
         """Create the topics (with their partition counts) if missing."""
+        ...
+
+    async def topic_partitions(self, topics: Sequence[str]) -> dict[str, int]:
+        """The partition counts of those of these topics that exist."""
+        ...
+
+    async def add_partitions(self, topic: str, partitions: int) -> None:
+        """Grow an existing topic to `partitions`. Keys then map to other partitions, so
+        publishers and members must restart to see the new count (`eddy topics ensure`)."""
+        ...
+
+    async def group_state(self, group: str, topics: Sequence[str]) -> GroupState:
+        """Who in the group owns which partitions now, and its oldest unacknowledged message."""
         ...
 
     async def publish(

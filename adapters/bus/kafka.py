@@ -16,13 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.cluster import ClusterMetadata
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import (
     BrokerNotAvailableError,
     CommitFailedError,
@@ -35,7 +38,7 @@ from aiokafka.errors import (
 )
 from aiokafka.structs import OffsetAndMetadata
 
-from adapters.bus.base import Message, OutgoingMessage, TopicSpec, partition_for
+from adapters.bus.base import GroupState, Message, OutgoingMessage, TopicSpec, partition_for
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +163,75 @@ class KafkaBus:
                     "topic %s exists with %d partitions, not %d", name, count, spec.partitions
                 )
             self._counts[spec.name] = count
+
+    async def topic_partitions(self, topics: Sequence[str]) -> dict[str, int]:
+        metadata = await self._metadata()
+        found = {t: metadata.partitions_for_topic(self.topic_name(t)) for t in topics}
+        return {t: len(parts) for t, parts in found.items() if parts}
+
+    async def add_partitions(self, topic: str, partitions: int) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        await admin.start()
+        try:
+            reply = await admin.create_partitions(
+                {self.topic_name(topic): NewPartitions(total_count=partitions)})
+            for name, code, message in reply.topic_errors:
+                if code:
+                    raise for_code(code)(f"growing topic {name} to {partitions}: {message}")
+        finally:
+            await admin.close()
+        self._counts[topic] = partitions
+
+    async def group_state(self, group: str, topics: Sequence[str]) -> GroupState:
+        group_id = self.prefix + group
+        counts = await self.topic_partitions(topics)
+        parts = [TopicPartition(self.topic_name(t), p) for t, n in counts.items()
+                 for p in range(n)]
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        await admin.start()
+        try:
+            described = [m for response in await admin.describe_consumer_groups([group_id])
+                         for g in response.groups for m in g[5]]
+        finally:
+            await admin.close()
+        # (member_id, client_id, host, metadata, assignment)
+        assigned = {m[0]: [tp for tp in ConsumerProtocolMemberAssignment.decode(m[4])
+                           .partitions() if tp in parts] if m[4] else [] for m in described}
+        if described and not any(assigned.values()):
+            # tansu reports no assignments: derive them as the group leader did (aiokafka's
+            # default round-robin assignor; all our members subscribe to the same topics)
+            ids = sorted(assigned)
+            for i, tp in enumerate(sorted(parts)):
+                assigned[ids[i % len(ids)]].append(tp)
+        names = {m[0]: _member_name(m[0], m[1]) for m in described}
+        members = {names[i]: [(tp.topic.removeprefix(self.prefix), tp.partition) for tp in tps]
+                   for i, tps in assigned.items()}
+        return GroupState(members, await self._oldest_unread(group_id, parts))
+
+    async def _oldest_unread(self, group_id: str,
+                             parts: list[TopicPartition]) -> datetime | None:
+        """The oldest timestamp among the records at the group's committed offsets (the
+        next ones it reads). The reader names the group to read its offsets but never joins
+        it; tansu's wrong end offsets rule out comparing with the log end, so a partition
+        read to its end simply has no record there."""
+        if not parts:
+            return None
+        reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=group_id,
+                                  enable_auto_commit=False, auto_offset_reset="earliest")
+        await reader.start()
+        try:
+            reader.assign(parts)
+            offsets = {}
+            for tp in parts:
+                committed = await reader.committed(tp)
+                offsets[tp] = committed if committed is not None and committed >= 0 else 0
+                reader.seek(tp, offsets[tp])
+            batches = await reader.getmany(timeout_ms=1000, max_records=len(parts) * 10)
+        finally:
+            await reader.stop()
+        times = [records[0].timestamp for tp, records in batches.items()
+                 if records and records[0].offset == offsets[tp]]
+        return datetime.fromtimestamp(min(times) / 1000, UTC) if times else None
 
     async def partition_count(self, topic: str) -> int:
         count = self._counts.get(topic)
@@ -353,6 +425,12 @@ class KafkaConsumer:
             await self._consumer.commit({tp: OffsetAndMetadata(commit, "")})
         except (CommitFailedError, IllegalStateError) as exc:
             log.warning("member %s: commit of %s@%d failed: %s", self.member, tp, commit, exc)
+
+
+def _member_name(member_id: str, client_id: str) -> str:
+    """The member's name as Eddy gave it (the client id); tansu reports no client id, but
+    its member ids are `<client id>-<uuid>`, as Kafka's are."""
+    return client_id or re.sub(r"-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$", "", member_id)
 
 
 def _leave_even_in_generation_zero(consumer: AIOKafkaConsumer) -> None:

@@ -18,8 +18,9 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from adapters.bus.base import Message, OutgoingMessage, TopicSpec, partition_for
+from adapters.bus.base import GroupState, Message, OutgoingMessage, TopicSpec, partition_for
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class _Entry:
     key: str
     value: bytes
     headers: dict[str, str]
+    published_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass
@@ -118,6 +120,35 @@ class InMemoryBus:
                     len(existing),
                     spec.partitions,
                 )
+
+    async def topic_partitions(self, topics: Sequence[str]) -> dict[str, int]:
+        return {t: len(self._topics[t]) for t in topics if t in self._topics}
+
+    async def add_partitions(self, topic: str, partitions: int) -> None:
+        logs = self._topics.get(topic)
+        if logs is None:
+            raise LookupError(f"unknown topic {topic!r}: call ensure_topics first")
+        if partitions < len(logs):
+            raise ValueError(f"topic {topic} has {len(logs)} partitions: it cannot shrink")
+        logs += [_Log() for _ in range(partitions - len(logs))]
+
+    async def group_state(self, group: str, topics: Sequence[str]) -> GroupState:
+        state = self._groups.get(group)
+        if state is None:
+            return GroupState({}, None)
+        members: dict[str, list[tuple[str, int]]] = {m: [] for m in sorted(state.members)}
+        oldest: datetime | None = None
+        for (topic, partition), cursor in sorted(state.cursors.items()):
+            if topic not in topics:
+                continue
+            if cursor.owner is not None:
+                members.setdefault(cursor.owner, []).append((topic, partition))
+            entries = self._topics[topic][partition]
+            first = min([*cursor.pending, cursor.next]) if cursor.pending else cursor.next
+            if first < entries.end:
+                at = entries.entries[first - entries.base].published_at
+                oldest = at if oldest is None else min(oldest, at)
+        return GroupState(members, oldest)
 
     def partition_count(self, topic: str) -> int:
         try:

@@ -20,11 +20,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from adapters.bus.base import Message, OutgoingMessage, TopicSpec, partition_for
+from adapters.bus.base import GroupState, Message, OutgoingMessage, TopicSpec, partition_for
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,59 @@ class RedisStreamsBus:
                     "topic %s exists with %d partitions, not %d", spec.name, count, spec.partitions
                 )
             self._counts[spec.name] = count
+
+    async def topic_partitions(self, topics: Sequence[str]) -> dict[str, int]:
+        if not topics:
+            return {}
+        stored = await self.client.hmget(self.topics_key, list(topics))
+        return {t: int(raw) for t, raw in zip(topics, stored, strict=True) if raw is not None}
+
+    async def add_partitions(self, topic: str, partitions: int) -> None:
+        current = (await self.topic_partitions([topic])).get(topic)
+        if current is None:
+            raise LookupError(f"unknown topic {topic!r}: call ensure_topics first")
+        if partitions < current:
+            raise ValueError(f"topic {topic} has {current} partitions: it cannot shrink")
+        await self.client.hset(self.topics_key, topic, partitions)
+        self._counts[topic] = partitions
+
+    async def group_state(self, group: str, topics: Sequence[str]) -> GroupState:
+        meta = f"{self.prefix}_meta.group.{group}"
+        now_s, now_us = await self.client.time()
+        live = await self.client.zrangebyscore(f"{meta}.members", now_s * 1000 + now_us // 1000,
+                                               "+inf")
+        members: dict[str, list[tuple[str, int]]] = {m.decode(): [] for m in live}
+        counts = await self.topic_partitions(topics)
+        parts = [(t, p) for t in topics for p in range(counts.get(t, 0))]
+        owners = await self.client.mget([f"{meta}.lease.{t}.{p}" for t, p in parts]) if parts \
+            else []
+        oldest: tuple[int, int] | None = None
+        for (topic, partition), owner in zip(parts, owners, strict=True):
+            if owner is not None:
+                members.setdefault(owner.decode(), []).append((topic, partition))
+            first = await self._oldest_unacked(self.stream_name(topic, partition), group)
+            if first is not None and (oldest is None or first < oldest):
+                oldest = first
+        return GroupState(members, None if oldest is None
+                          else datetime.fromtimestamp(oldest[0] / 1000, UTC))
+
+    async def _oldest_unacked(self, stream: str, group: str) -> tuple[int, int] | None:
+        """The id (its time part is when it was added) of the stream's oldest entry the
+        group has not acknowledged: its oldest pending one, else the first not delivered."""
+        try:
+            groups = await self.client.xinfo_groups(stream)
+        except ResponseError:
+            return None  # nothing published to this partition yet
+        info = next((g for g in groups if g["name"].decode() == group), None)
+        if info is None:
+            return None
+        if info["pending"]:
+            oldest = (await self.client.xpending(stream, group))["min"]
+            if oldest is not None:  # else acknowledged since XINFO
+                return _stream_id(oldest)
+        last = _stream_id(info["last-delivered-id"])
+        entries = await self.client.xrange(stream, min=f"({last[0]}-{last[1]}", count=1)
+        return _stream_id(entries[0][0]) if entries else None
 
     async def partition_count(self, topic: str) -> int:
         count = self._counts.get(topic)

@@ -58,3 +58,10 @@ async def test_metrics_show_requests_commands_lags_and_handlers(node: Node) -> N
     assert dead["commands"] == 0
 
     assert _value(m["eddy_handler_duration_seconds_count"], group="commands") >= 3
+    assert _value(m["eddy_events_appended_total"], type="AppCreated") >= 1
+    assert _value(m["eddy_events_appended_total"], type="DatasetCreated") >= 1
+    lags = {s.labels["group"]: s.value for s in m["eddy_group_lag_events"]}
+    assert {"commands", "projection.console", "indexing.priority"} <= lags.keys()
+    assert all(lag >= 0 for lag in lags.values())
+    assert {s.labels["group"] for s in m["eddy_group_events_handled"]} == lags.keys()
+    assert _value(m["eddy_group_messages_handled_total"], group="commands") >= 3

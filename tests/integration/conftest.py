@@ -12,14 +12,18 @@ from tests.harness import node_settings
 
 _ENV = ("DB_HOST", "DB_PORT", "DB_USERNAME", "DB_PASSWORD", "DB_DATABASE", "REDIS_HOST",
         "REDIS_PORT", "SECRET_KEY", "EVENT_TOPIC_PREFIX", "EVENT_BUS",
-        "KAFKA_BOOTSTRAP_SERVERS", "COMMAND_PARTITIONS", "EVENT_PARTITIONS")
+        "KAFKA_BOOTSTRAP_SERVERS", "COMMAND_PARTITIONS", "EVENT_PARTITIONS", "TOPIC_PARTITIONS")
+
+
+def operator_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Settings:
+    """Put a node's settings in the environment, where the `eddy` commands read them."""
+    for name in _ENV:
+        monkeypatch.setenv(name, str(getattr(settings, name)))
+    return settings
 
 
 @pytest.fixture
 def settings(postgres: EmbeddedPostgres, fresh_database: Callable[..., str], redis_url: str,
              monkeypatch: pytest.MonkeyPatch) -> Settings:
     """A node's settings, also in the environment, where the `eddy` commands read them."""
-    s = node_settings(postgres, fresh_database("ops"), redis_url)
-    for name in _ENV:
-        monkeypatch.setenv(name, str(getattr(s, name)))
-    return s
+    return operator_env(monkeypatch, node_settings(postgres, fresh_database("ops"), redis_url))

@@ -15,6 +15,7 @@ import sys
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -348,6 +349,28 @@ class BusContract:
         owned1 = {m.partition for m in got1}
         assert owned1.isdisjoint({m.partition for m in got2})
 
+    async def test_group_state_shows_owners_and_the_oldest_unacknowledged(
+        self, bus: Bus, members: StartMembers
+    ) -> None:
+        await bus.ensure_topics([TopicSpec(TOPIC, 4)])
+        assert await bus.topic_partitions([TOPIC, "never.created"]) == {TOPIC: 4}
+        m1, m2 = await members("g", "m1", "m2")
+        state = await bus.group_state("g", [TOPIC])
+        assert set(state.members) == {"m1", "m2"}
+        assert sorted(p for parts in state.members.values() for p in parts) == [
+            (TOPIC, p) for p in range(4)]
+        assert state.oldest_unacked is None  # nothing published
+
+        before = datetime.now(UTC) - timedelta(seconds=1)
+        await publish_spread(bus, keys=8, per_key=2)
+        got = await collect([m1, m2], 16, ack=False)
+        oldest = (await bus.group_state("g", [TOPIC])).oldest_unacked
+        assert oldest is not None and before <= oldest <= datetime.now(UTC)
+        for consumer, messages in zip((m1, m2), got, strict=True):
+            for m in messages:
+                await consumer.ack(m)
+        assert (await bus.group_state("g", [TOPIC])).oldest_unacked is None
+
 
 class TestRedisStreamsBus(BusContract):
     counts_redeliveries = True
@@ -373,6 +396,13 @@ class TestRedisStreamsBus(BusContract):
 
     async def test_ping(self, bus: RedisStreamsBus) -> None:
         await bus.ping()
+
+    async def test_a_topic_grows_and_never_shrinks(self, bus: RedisStreamsBus) -> None:
+        await bus.ensure_topics([TopicSpec(TOPIC, 2)])
+        await bus.add_partitions(TOPIC, 5)
+        assert await bus.topic_partitions([TOPIC]) == {TOPIC: 5}
+        with pytest.raises(ValueError, match="cannot shrink"):
+            await bus.add_partitions(TOPIC, 3)
 
     async def test_a_member_stalled_past_its_lease_no_longer_owns_what_it_fetched(
         self, bus: RedisStreamsBus, members: StartMembers
