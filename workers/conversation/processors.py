@@ -31,6 +31,9 @@ def chat_processor(c: WorkerContainer) -> Processor:
 
     return Processor(group=CHAT, topics=[CHAT], on_dead_letter=on_dead_letter,
                      overlap=c.settings.CHAT_CONCURRENCY,
+                     # LLM calls cost money and answer users: a replay never repeats them
+                     # unless it allows side effects
+                     side_effects=True,
                      handle=decoding(c.event_types, by_type({
                          ev.MessageCreated: partial(answer_message, deps)})))
 
