@@ -31,7 +31,8 @@ OPENAI = "langgenius/openai/openai"
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(api_key=KEY, models={"qwen2.5", "bge-m3", "rerank-1"}) as fake:
+    with FakeOpenAIServer(api_key=KEY, models={"qwen2.5", "qwen2.5-base", "bge-m3",
+                                               "rerank-1"}) as fake:
         yield fake
 
 
@@ -73,6 +74,14 @@ async def test_custom_models_are_validated_listed_masked_and_resolved(
     assert saved.json() == {"result": "success"}
     (check,) = provider.chat_requests  # validated with one small real request
     assert check.body["model"] == "qwen2.5" and check.body["max_tokens"] == 5
+    # a completion-mode model is checked on the legacy /completions endpoint
+    completion = await c.post(models_url, headers=auth, json=compatible(
+        provider, "qwen2.5-base", "llm", mode="completion"))
+    assert completion.status_code == 200, completion.text
+    assert provider.requests_to("/v1/completions")[0].body == {
+        "model": "qwen2.5-base", "prompt": "ping", "max_tokens": 5}
+    await c.request("DELETE", models_url, headers=auth,
+                    json={"model": "qwen2.5-base", "model_type": "llm"})
     for model, model_type in (("bge-m3", "text-embedding"), ("rerank-1", "rerank")):
         response = await c.post(models_url, headers=auth,
                                 json=compatible(provider, model, model_type))

@@ -7,6 +7,7 @@ server-sent events, errors) of:
                                    get similar vectors, so retrieval can be asserted)
     POST /v1/chat/completions      blocking or streamed (`data:` chunks, `[DONE]`, usage with
                                    `stream_options.include_usage`), tool calls, vision parts
+    POST /v1/completions           the legacy text completion (blocking), echoing the prompt
     POST /v1/audio/speech          fake audio bytes that carry the text
     POST /v1/audio/transcriptions  multipart; fake audio from /audio/speech is heard back
     POST /v1/rerank  (also /rerank) Cohere / Jina rerank protocol
@@ -275,6 +276,7 @@ class FakeOpenAIServer:
         return Starlette(routes=[
             Route("/v1/embeddings", self._embeddings, methods=["POST"]),
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
+            Route("/v1/completions", self._completions, methods=["POST"]),
             Route("/v1/audio/speech", self._speech, methods=["POST"]),
             Route("/v1/audio/transcriptions", self._transcriptions, methods=["POST"]),
             Route("/v1/rerank", self._rerank, methods=["POST"]),
@@ -441,6 +443,23 @@ class FakeOpenAIServer:
         if usage is not None:
             yield event([], usage=usage)
         yield "data: [DONE]\n\n"
+
+    async def _completions(self, request: Request) -> Response:
+        """The legacy text completion endpoint (blocking): the prompt's echo."""
+        body, refusal = await self._admit(request)
+        if refusal is not None:
+            return refusal
+        if not isinstance(body, dict) or not isinstance(body.get("prompt"), str) \
+                or not isinstance(body.get("model"), str):
+            return _bad_request("'prompt' must be a string and 'model' a string.")
+        text = f"Echo: {body['prompt']}"
+        prompt, completion = count_words(body["prompt"]), count_words(text)
+        return JSONResponse({
+            "id": f"cmpl-{next(self._ids)}", "object": "text_completion",
+            "created": int(time.time()), "model": body["model"],
+            "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                      "total_tokens": prompt + completion}})
 
     # -- audio ----------------------------------------------------------------------------
 
