@@ -116,6 +116,10 @@ class AppUnavailable(EddyError):
         "app_unavailable", 400, "App unavailable, please check your app configurations.")
 
 
+class SuggestedQuestionsDisabled(EddyError):
+    code, status, default_message = "bad_request", 400, "Suggested Questions Is Disabled."
+
+
 class CompletionRequestError(EddyError):
     code, status, default_message = "completion_request_error", 400, "Completion request failed."
 

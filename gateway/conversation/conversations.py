@@ -31,7 +31,7 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 SORT = "^-?(created_at|updated_at)$"
 
 
-async def _chat_app(request: Request, key: ApiKeyPrincipal) -> dict[str, Any]:
+async def chat_app(request: Request, key: ApiKeyPrincipal) -> dict[str, Any]:
     app = await app_of_key(request, key)
     if app["mode"] not in ("chat", "agent-chat", "advanced-chat"):
         raise NotChatApp()
@@ -62,7 +62,7 @@ async def list_conversations(request: Request, user: User, key: ApiKeyPrincipal 
                              last_id: str | None = None, limit: Limit = 20,
                              sort_by: Annotated[str, Query(pattern=SORT)] = "-updated_at",
                              pinned: bool | None = None) -> dict[str, Any]:
-    app = await _chat_app(request, key)
+    app = await chat_app(request, key)
     last = parse_id(last_id, ConversationNotFound) if last_id else None
     page = await queries.list_conversations(
         get_container(request).engine, app["id"], end_user_id_for(app["id"], user),
@@ -79,7 +79,7 @@ async def list_conversations(request: Request, user: User, key: ApiKeyPrincipal 
 async def list_messages(request: Request, user: User, conversation_id: str,
                         key: ApiKeyPrincipal = AppKey, first_id: str | None = None,
                         limit: Limit = 20) -> dict[str, Any]:
-    app = await _chat_app(request, key)
+    app = await chat_app(request, key)
     engine = get_container(request).engine
     target = parse_id(conversation_id, ConversationNotFound)
     if await queries.conversation(engine, app["id"], end_user_id_for(app["id"], user),
@@ -103,7 +103,7 @@ async def _conversation_command(request: Request, key: ApiKeyPrincipal,
 @router.post("/conversations/{conversation_id}/name")
 async def rename(request: Request, conversation_id: str, body: api.RenameConversationRequest,
                  key: ApiKeyPrincipal = AppKey) -> dict[str, Any]:
-    app = await _chat_app(request, key)
+    app = await chat_app(request, key)
     target = parse_id(conversation_id, ConversationNotFound)
     engine = get_container(request).engine
     end_user_id = end_user_id_for(app["id"], body.user)
@@ -128,7 +128,7 @@ async def rename(request: Request, conversation_id: str, body: api.RenameConvers
 @router.delete("/conversations/{conversation_id}", status_code=204)
 async def delete(request: Request, conversation_id: str, body: api.UserRequest,
                  key: ApiKeyPrincipal = AppKey) -> Response:
-    app = await _chat_app(request, key)
+    app = await chat_app(request, key)
     await _conversation_command(request, key, cmd.DeleteConversation(
         conversation_id=parse_id(conversation_id, ConversationNotFound), app_id=app["id"],
         user=body.user))

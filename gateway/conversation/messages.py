@@ -18,7 +18,7 @@ from gateway.auth import ApiKeyPrincipal, AppKey
 from gateway.conversation.config import app_config
 from gateway.deps import command_gateway, get_container, maybe_uuid
 from gateway.platform.service import app_of_key
-from projections.platform.models import default_model, resolve_model
+from projections.platform.models import ResolvedModel, default_model, resolve_model
 from schemas.conversation import api
 from schemas.conversation import commands as cmd
 from schemas.conversation.config import AppModelConfig, ModelSettings
@@ -75,10 +75,9 @@ def validate_inputs(config: AppModelConfig, inputs: dict[str, Any]) -> dict[str,
     return checked
 
 
-async def _with_model(request: Request, tenant_id: UUID,
-                      config: AppModelConfig) -> AppModelConfig:
-    """The config with the model that will answer: the app's, or (never configured) the
-    workspace's default LLM. No usable model: Dify's provider_not_initialize, now."""
+async def model_for(request: Request, tenant_id: UUID, config: AppModelConfig) -> ResolvedModel:
+    """The model that answers for the app: its own, or (never configured) the workspace's
+    default LLM. None usable: Dify's provider_not_initialize."""
     c = get_container(request)
     model = config.model
     if model is None:
@@ -86,12 +85,20 @@ async def _with_model(request: Request, tenant_id: UUID,
         provider, name = default if default else (None, None)
     else:
         provider, name = model.provider, model.name
-    resolved = await resolve_model(c.engine, c.settings.SECRET_KEY, tenant_id, "llm",
-                                   provider, name)
-    if model is None:
-        model = ModelSettings(provider=resolved.provider, name=resolved.model,
-                              mode="completion" if resolved.mode == "completion" else "chat")
-    return config.model_copy(update={"model": model})
+    return await resolve_model(c.engine, c.settings.SECRET_KEY, tenant_id, "llm", provider,
+                               name)
+
+
+async def _with_model(request: Request, tenant_id: UUID,
+                      config: AppModelConfig) -> AppModelConfig:
+    """The config naming the model that will answer (checked now: a missing one is a 400
+    before anything is recorded)."""
+    resolved = await model_for(request, tenant_id, config)
+    if config.model is not None:
+        return config
+    return config.model_copy(update={"model": ModelSettings(
+        provider=resolved.provider, name=resolved.model,
+        mode="completion" if resolved.mode == "completion" else "chat")})
 
 
 async def _ask(request: Request, key: ApiKeyPrincipal, app: dict[str, Any],

@@ -142,3 +142,28 @@ async def test_feedback_and_end_users_are_scoped_to_their_app(chat: Chat) -> Non
                                             headers=chat.key, json={"rating": None, "user": "ann"})
     assert withdrawn.status_code == 200
     assert (await get(chat, "/v1/app/feedbacks")).json()["data"] == []
+
+
+async def test_suggested_questions_after_an_answer(chat: Chat) -> None:
+    answer = await ask(chat, "Tell me about Oslo")
+    message = answer["message_id"]
+    await settled(chat, answer["conversation_id"], 1)
+    path = f"/v1/messages/{message}/suggested"
+    disabled = await get(chat, path, user="ann")
+    assert disabled.status_code == 400
+    assert disabled.json() == {"code": "bad_request", "status": 400,
+                               "message": "Suggested Questions Is Disabled."}
+
+    await chat.configure(suggested_questions_after_answer={"enabled": True})
+    chat.provider.script_chat('Sure: ["Best museums?", "Where to eat?", "Is it pricey?"]')
+    found = await get(chat, path, user="ann")
+    assert found.status_code == 200, found.text
+    validate("SuggestedQuestionsResponse", found.json())
+    assert found.json() == {"result": "success",
+                            "data": ["Best museums?", "Where to eat?", "Is it pricey?"]}
+    prompt = chat.provider.chat_requests[-1].body["messages"][0]["content"]
+    assert "Human: Tell me about Oslo" in prompt and "three most likely questions" in prompt
+
+    chat.provider.script_chat("no list here")
+    assert (await get(chat, path, user="ann")).json() == {"result": "success", "data": []}
+    assert (await get(chat, path, user="bob")).status_code == 404
