@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     S3_REGION: str | None = None
     S3_ADDRESS_STYLE: str = "auto"
     UPLOAD_FILE_SIZE_LIMIT: int = Field(default=15, ge=1, description="MB")
+    # Service API /files/upload, per kind of file (Dify's names and defaults)
+    UPLOAD_IMAGE_FILE_SIZE_LIMIT: int = Field(default=10, ge=1, description="MB")
+    UPLOAD_AUDIO_FILE_SIZE_LIMIT: int = Field(default=50, ge=1, description="MB")
+    UPLOAD_VIDEO_FILE_SIZE_LIMIT: int = Field(default=100, ge=1, description="MB")
     # Longest text accepted by create-by-text / update-by-text, and per segment content /
     # answer (characters); longer input is refused before anything is stored
     DOCUMENT_TEXT_MAX_LENGTH: int = Field(default=1_000_000, ge=1)

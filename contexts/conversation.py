@@ -7,7 +7,7 @@ from __future__ import annotations
 from commands.conversation import aggregates, handlers
 from contexts.manifest import ContextManifest, payloads_in
 from events.routing import WorkRoute
-from gateway.conversation import config, conversations, messages, suggested
+from gateway.conversation import config, conversations, files, messages, suggested
 from projections.conversation import projectors
 from projections.tables import PROJECTION_NAME
 from schemas.conversation import events
@@ -16,13 +16,13 @@ from workers.conversation.processors import PROCESSORS
 
 CONVERSATION = ContextManifest(
     name="conversation",
-    aggregates=[aggregates.AppConfig, aggregates.Conversation],
+    aggregates=[aggregates.AppConfig, aggregates.Conversation, aggregates.UploadFile],
     events=payloads_in(events),
     upcasters=events.UPCASTERS,
     handlers=[handlers.HANDLERS],
     projectors={PROJECTION_NAME: [projectors.PROJECTORS]},
     routers=[config.console_router, config.service_router, messages.router,
-             conversations.router, suggested.router],
+             conversations.router, suggested.router, files.router],
     work_topics=[CHAT],
     routes=[WorkRoute(CHAT, [events.MessageCreated])],
     processors=PROCESSORS,

@@ -88,6 +88,15 @@ class DocumentNotPausable(EddyError):
     )
 
 
+class UploadFileNotFound(NotFound):
+    code, default_message = "file_not_found", "The requested file was not found."
+
+
+class FilenameMissing(EddyError):
+    code, status, default_message = (
+        "filename_not_exists_error", 400, "The specified filename does not exist.")
+
+
 class ConversationNotFound(NotFound):
     code, default_message = "not_found", "Conversation Not Exists."
 

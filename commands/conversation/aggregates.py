@@ -43,6 +43,18 @@ class AppConfig(Aggregate):
         self.record(ev.AppSiteConfigured(app_id=app_id, site=site, updated_by=ctx.actor_id), ctx)
 
 
+class UploadFile(Aggregate):
+    """A file an end user uploaded to an app, for its messages."""
+
+    def apply_FileUploaded(self, p: ev.FileUploaded) -> None:
+        self.app_id = p.app_id
+
+    def record_upload(self, payload: ev.FileUploaded, ctx: Context) -> None:
+        if self.exists:
+            return  # the same upload decided again
+        self.record(payload, ctx)
+
+
 @dataclass
 class MessageState:
     query: str

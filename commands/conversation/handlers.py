@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from commands.conversation.aggregates import AppConfig, Conversation
+from commands.conversation.aggregates import AppConfig, Conversation, UploadFile
 from commands.platform.aggregates import App
 from commands.registry import command_handlers
 from commands.unit_of_work import UnitOfWork
@@ -41,6 +41,14 @@ def send_message(c: cmd.SendMessage, uow: UnitOfWork) -> dict[str, Any]:
             "task_id": str(c.task_id)}
 
 
+def record_file_upload(c: cmd.RecordFileUpload, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(App, c.app_id).ensure_visible_to(uow.ctx.tenant_id)
+    uow.get(UploadFile, c.file_id).record_upload(ev.FileUploaded(
+        app_id=c.app_id, end_user_id=end_user_id_for(c.app_id, c.user), name=c.name,
+        size=c.size, extension=c.extension, mime_type=c.mime_type, key=c.key), uow.ctx)
+    return {"file_id": str(c.file_id)}
+
+
 def _first_name(query: str) -> str:
     # Until it is renamed (or named by the model), a conversation is called by its question.
     name = " ".join(query.split())
@@ -71,5 +79,5 @@ def give_message_feedback(c: cmd.GiveMessageFeedback, uow: UnitOfWork) -> dict[s
 
 HANDLERS = command_handlers(
     configure_app_model, configure_app_site, send_message, rename_conversation,
-    delete_conversation, give_message_feedback,
+    delete_conversation, give_message_feedback, record_file_upload,
 )

@@ -120,9 +120,9 @@ async def parameters(request: Request, key: ApiKeyPrincipal = AppKey) -> dict[st
         "file_upload": config.file_upload.model_dump(mode="json"),
         "system_parameters": {
             "file_size_limit": c.UPLOAD_FILE_SIZE_LIMIT,
-            "image_file_size_limit": 10,
-            "audio_file_size_limit": 50,
-            "video_file_size_limit": 100,
+            "image_file_size_limit": c.UPLOAD_IMAGE_FILE_SIZE_LIMIT,
+            "audio_file_size_limit": c.UPLOAD_AUDIO_FILE_SIZE_LIMIT,
+            "video_file_size_limit": c.UPLOAD_VIDEO_FILE_SIZE_LIMIT,
             "workflow_file_upload_limit": 10,
         },
     }

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from gateway.auth import ApiKeyPrincipal, AppKey
 from gateway.conversation.config import app_config
+from gateway.conversation.files import message_files
 from gateway.deps import command_gateway, get_container, maybe_uuid
 from gateway.platform.service import app_of_key
 from projections.platform.models import ResolvedModel, default_model, resolve_model
@@ -106,6 +107,8 @@ async def _ask(request: Request, key: ApiKeyPrincipal, app: dict[str, Any],
     c = get_container(request)
     config = await _with_model(request, key.tenant_id, await app_config(request, app))
     inputs = validate_inputs(config, body.inputs)
+    files = await message_files(request, app, body.user, body.files or [],
+                                config.file_upload.image)
     conversation_id = maybe_uuid(conversation) if conversation else uuid4()
     if conversation_id is None:
         raise ConversationNotFound()
@@ -119,7 +122,7 @@ async def _ask(request: Request, key: ApiKeyPrincipal, app: dict[str, Any],
         cmd.SendMessage(conversation_id=conversation_id, message_id=message_id, task_id=task_id,
                         app_id=app["id"], mode=app["mode"], user=body.user, query=body.query,
                         inputs=inputs, config=config.model_dump(mode="json"),
-                        new_conversation=not conversation),
+                        new_conversation=not conversation, files=files),
         aggregate_id=conversation_id, tenant_id=key.tenant_id, actor_id=key.actor_id,
         read_your_writes=False)
     stream = c.redis_key(task_stream_key(task_id))

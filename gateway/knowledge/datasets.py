@@ -12,7 +12,6 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile as StarletteUploadFile
-from starlette.types import Message, Receive
 
 from adapters.llm.openai_protocol import ProviderError
 from gateway.auth import ApiKeyPrincipal, ConsoleUser, CurrentUser, DatasetKey
@@ -25,6 +24,7 @@ from gateway.knowledge.views import (
     retrieval_record_view,
     segment_view,
 )
+from gateway.uploads import one_file, read_limited
 from indexing.extract import SUPPORTED_EXTENSIONS
 from indexing.split import ProcessRule
 from projections.knowledge import queries as kq
@@ -41,9 +41,7 @@ from schemas.errors import (
     DocumentNotFound,
     EddyError,
     FileTooLarge,
-    NoFileUploaded,
     SegmentNotFound,
-    TooManyFiles,
     UnsupportedFileType,
 )
 from schemas.knowledge import api
@@ -221,49 +219,9 @@ async def create_by_text(request: Request, dataset_id: str, body: api.CreateByTe
                                   body.text.encode(), "text/plain")
 
 
-# Room in a multipart body for its framing and the small fields around the file (Starlette
-# caps each non-file field at 1 MiB); the file itself is checked exactly once read.
-_FORM_OVERHEAD = 1024 * 1024
-
-
-def _too_large(limit_mb: int) -> FileTooLarge:
-    return FileTooLarge(f"File size exceeded. Max {limit_mb} MB.")
-
-
-def _capped(receive: Receive, cap: int, limit_mb: int) -> Receive:
-    """The request body as it arrives, refused once past `cap` bytes: an oversized upload
-    is stopped while it streams in, never spooled whole first."""
-    seen = 0
-
-    async def counted() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > cap:
-                raise _too_large(limit_mb)
-        return message
-
-    return counted
-
-
 async def _uploaded(request: Request, limit_mb: int,
                     ) -> tuple[StarletteUploadFile, dict[str, Any]]:
-    cap = limit_mb * 1024 * 1024 + _FORM_OVERHEAD
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > cap:
-        raise _too_large(limit_mb)  # before reading a byte of the body
-    try:
-        form = await Request(request.scope, _capped(request.receive, cap, limit_mb)).form()
-    except FileTooLarge:
-        raise
-    except Exception:
-        raise BadRequest("Expected multipart/form-data with a file.") from None
-    files = [f for f in form.getlist("file") if isinstance(f, StarletteUploadFile)]
-    if not files:
-        raise NoFileUploaded()
-    if len(files) > 1:
-        raise TooManyFiles()
+    file, form = await one_file(request, limit_mb)
     raw = form.get("data")
     try:
         data = json.loads(raw) if isinstance(raw, str) and raw.strip() else {}
@@ -271,14 +229,7 @@ async def _uploaded(request: Request, limit_mb: int,
         raise BadRequest("data must be a JSON string.") from None
     if not isinstance(data, dict):
         raise BadRequest("data must be a JSON object.")
-    return files[0], data
-
-
-async def _read_limited(file: StarletteUploadFile, limit_mb: int) -> bytes:
-    data = await file.read(limit_mb * 1024 * 1024 + 1)
-    if len(data) > limit_mb * 1024 * 1024:
-        raise FileTooLarge(f"File size exceeded. Max {limit_mb} MB.")
-    return data
+    return file, data
 
 
 def _settings(data: dict[str, Any], model: type[api.Body]) -> Any:
@@ -299,7 +250,7 @@ async def create_by_file(request: Request, dataset_id: str,
     settings = _settings(data, api.DocumentSettings)
     filename = file.filename or "file"
     _check_file(filename, 0, limit_mb)
-    content = await _read_limited(file, limit_mb)
+    content = await read_limited(file, limit_mb)
     return await _create_document(request, key, dataset, settings, filename, filename, content,
                                   file.content_type)
 
@@ -356,7 +307,7 @@ async def update_by_file(request: Request, dataset_id: str, document_id: str,
     document = await _document(request, dataset, document_id)
     file, data = await _uploaded(request, limit_mb)
     filename = file.filename or "file"
-    content = await _read_limited(file, limit_mb)
+    content = await read_limited(file, limit_mb)
     return await _replace_source(request, key, dataset, document, data.get("name"), filename,
                                  content, file.content_type, data.get("process_rule"))
 

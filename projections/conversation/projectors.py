@@ -18,6 +18,7 @@ from projections.conversation.tables import (
     conversations,
     end_users,
     messages,
+    upload_files,
 )
 from projections.registry import projectors
 from schemas.conversation import events as ev
@@ -130,9 +131,17 @@ async def project_message_feedback_given(conn: AsyncConnection,
         feedback_at=e.occurred_at if p.rating else None))
 
 
+async def project_file_uploaded(conn: AsyncConnection, e: Envelope[ev.FileUploaded]) -> None:
+    p = e.payload
+    await conn.execute(insert(upload_files).values(
+        id=e.aggregate_id, tenant_id=e.tenant_id, app_id=p.app_id, end_user_id=p.end_user_id,
+        name=p.name, size=p.size, extension=p.extension, mime_type=p.mime_type, key=p.key,
+        created_at=e.occurred_at))
+
+
 PROJECTORS = projectors(
     project_app_model_configured, project_app_site_configured, project_conversation_started,
     project_message_created, project_message_answered, project_message_stopped,
     project_message_failed, project_conversation_renamed, project_conversation_deleted,
-    project_message_feedback_given,
+    project_message_feedback_given, project_file_uploaded,
 )

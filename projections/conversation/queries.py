@@ -14,6 +14,7 @@ from projections.conversation.tables import (
     conversations,
     end_users,
     messages,
+    upload_files,
 )
 from projections.page import Page
 
@@ -107,3 +108,9 @@ async def app_feedbacks(engine: AsyncEngine, app_id: UUID, *, page: int, limit: 
             messages.c.feedback_at.desc()).offset((page - 1) * limit).limit(limit)
         )).mappings().all()
         return Page(items=[dict(r) for r in rows], total=int(total.scalar() or 0))
+
+
+async def upload_file(engine: AsyncEngine, app_id: UUID, file_id: UUID) -> dict[str, Any] | None:
+    """A file uploaded to this app (another app's is as unknown as a missing one)."""
+    return await _one(engine, select(upload_files).where(
+        upload_files.c.id == file_id, upload_files.c.app_id == app_id))

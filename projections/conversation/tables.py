@@ -3,7 +3,7 @@ conversations and messages. Only projectors write them."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Float, Index, String, Table, Text, Uuid
+from sqlalchemy import Column, DateTime, Float, Index, Integer, String, Table, Text, Uuid
 from sqlalchemy.dialects.postgresql import JSONB
 
 from projections.tables import READ, metadata
@@ -51,6 +51,21 @@ conversations = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_conversations_end_user", "app_id", "end_user_id", "updated_at"),
+    schema=READ,
+)
+
+upload_files = Table(
+    "upload_files", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("app_id", Uuid, nullable=False),
+    Column("end_user_id", Uuid, nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("extension", String(32), nullable=False),
+    Column("mime_type", String(255), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
     schema=READ,
 )
 

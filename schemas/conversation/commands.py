@@ -34,6 +34,19 @@ class SendMessage(CommandPayload):
     files: list[dict[str, Any]] = []
 
 
+class RecordFileUpload(CommandPayload):
+    """A file the gateway stored for an end user (Service API /files/upload)."""
+
+    file_id: UUID
+    app_id: UUID
+    user: str
+    name: str
+    size: int
+    extension: str
+    mime_type: str
+    key: str
+
+
 class RenameConversation(CommandPayload):
     conversation_id: UUID
     app_id: UUID

@@ -89,4 +89,17 @@ class MessageFeedbackGiven(EventPayload):
     content: str | None = None
 
 
+# --- files uploaded for messages (aggregate UploadFile) -------------------------------------
+
+
+class FileUploaded(EventPayload):
+    app_id: UUID
+    end_user_id: UUID
+    name: str
+    size: int
+    extension: str
+    mime_type: str
+    key: str  # where the storage holds it
+
+
 UPCASTERS: dict[tuple[type[EventPayload], int], Upcaster] = {}

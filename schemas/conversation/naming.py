@@ -38,4 +38,15 @@ def task_owner(app_id: UUID, end_user_id: UUID) -> str:
     return f"{app_id}:{end_user_id}"
 
 
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "svg")
+AUDIO_EXTENSIONS = ("mp3", "m4a", "wav", "amr", "mpga")
+VIDEO_EXTENSIONS = ("mp4", "mov", "mpeg", "webm")
+
+
+def upload_key(tenant_id: UUID, file_id: UUID, extension: str) -> str:
+    """Where an uploaded file's bytes are kept (the name is not trusted in a key)."""
+    return f"upload_files/{tenant_id}/{file_id}.{extension}" if extension \
+        else f"upload_files/{tenant_id}/{file_id}"
+
+
 TERMINAL_STREAM_EVENTS = ("message_end", "error")

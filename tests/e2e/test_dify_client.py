@@ -1,6 +1,6 @@
 """Dify's official Python SDK (`dify_client` 0.1.10, unmodified) against Eddy over real HTTP:
-chat (blocking and streaming), completion, conversations, history, rename, feedback and
-parameters. The SDK is synchronous (`requests`), so it runs in threads."""
+chat (blocking and streaming), completion, conversations, history, rename, feedback,
+parameters and file upload. The SDK is synchronous (`requests`), so it runs in threads."""
 
 from __future__ import annotations
 
@@ -69,6 +69,11 @@ async def test_official_sdk_chat_completion_conversations_feedback(chat: Chat) -
         assert liked.json() == {"result": "success"}
         feedback = await chat.node.client.get("/v1/app/feedbacks", headers=chat.key)
         assert [f["rating"] for f in feedback.json()["data"]] == ["like"]
+
+        uploaded = await call(client.file_upload, "ann",
+                              {"file": ("notes.txt", b"hello", "text/plain")})
+        assert uploaded.status_code == 201, uploaded.text
+        assert (uploaded.json()["name"], uploaded.json()["size"]) == ("notes.txt", 5)
 
         written = await call(writer.create_completion_message, {}, "blocking", "ann")
         assert written.status_code == 200, written.text

@@ -148,8 +148,8 @@ def partition_key(payload: CommandPayload) -> UUID:
         return SETUP_ID
     if isinstance(payload, cc.ConfigureAppModel | cc.ConfigureAppSite):
         return app_config_id_for(payload.app_id)
-    for name in ("conversation_id", "document_id", "tag_id", "target_id", "dataset_id",
-                 "app_id", "key_id", "workspace_id", "batch_id"):
+    for name in ("conversation_id", "file_id", "document_id", "tag_id", "target_id",
+                 "dataset_id", "app_id", "key_id", "workspace_id", "batch_id"):
         value = getattr(payload, name, None)
         if isinstance(value, UUID):
             return value
@@ -1501,6 +1501,20 @@ def test_message_feedback(world: World) -> None:
     assert accepted(world.run(feedback(None))).one(ce.MessageFeedbackGiven).rating is None
     rejected(world.run(feedback("like", message_id=uuid4())), errors.MessageNotFound)
     rejected(world.run(feedback("like", user="u2")), errors.ConversationNotFound)
+
+
+@covers(cc.RecordFileUpload)
+def test_record_file_upload(world: World) -> None:
+    app_id, file_id = world.app(), uuid4()
+    upload = cc.RecordFileUpload(file_id=file_id, app_id=app_id, user="ann", name="cat.png",
+                                 size=3, extension="png", mime_type="image/png", key="k")
+    ran = accepted(world.run(upload), file_id=str(file_id))
+    assert ran.one(ce.FileUploaded) == ce.FileUploaded(
+        app_id=app_id, end_user_id=end_user_id_for(app_id, "ann"), name="cat.png", size=3,
+        extension="png", mime_type="image/png", key="k")
+    unchanged(world.run(upload))
+    rejected(world.run(upload.model_copy(update={"file_id": uuid4()}), as_=world.rival),
+             errors.AppNotFound)
 
 
 # =========================================================================================

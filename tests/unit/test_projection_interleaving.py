@@ -278,6 +278,10 @@ async def record(root: Path) -> History:
                               name="Greeting"), talks[0][0])
     run(cc.DeleteConversation(conversation_id=talks[2][0], app_id=chat, user="bob"),
         talks[2][0])
+    picture = uuid4()
+    run(cc.RecordFileUpload(file_id=picture, app_id=chat, user="ann", name="cat.png", size=3,
+                            extension="png", mime_type="image/png", key="upload_files/cat.png"),
+        picture)
 
     # knowledge: datasets (the archive adopts its first document's technique), metadata, tags
     handbook, archive = uuid4(), uuid4()

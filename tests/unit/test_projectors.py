@@ -973,6 +973,18 @@ async def test_conversation_and_its_messages(world: World) -> None:
     assert older is not None and [m["id"] for m in older.items] == [first] and older.total == 0
 
 
+@exercises(cev.FileUploaded)
+async def test_file_uploaded(world: World) -> None:
+    app_id, file_id = uuid4(), uuid4()
+    await world.emit("UploadFile", file_id, cev.FileUploaded(
+        app_id=app_id, end_user_id=end_user_id_for(app_id, "ann"), name="cat.png", size=3,
+        extension="png", mime_type="image/png", key="upload_files/x.png"))
+    row = await cq.upload_file(world.engine, app_id, file_id)
+    assert row is not None and (row["name"], row["size"], row["key"]) == (
+        "cat.png", 3, "upload_files/x.png")
+    assert await cq.upload_file(world.engine, uuid4(), file_id) is None  # another app's
+
+
 @exercises(cev.ConversationRenamed, cev.ConversationDeleted, cev.MessageFeedbackGiven)
 async def test_renamed_feedback_and_deleted(world: World) -> None:
     app_id = uuid4()

@@ -15,6 +15,7 @@ dead-letter hook, so none stays pending.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import re
 import time
@@ -26,7 +27,14 @@ from uuid import UUID
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.llm.openai_protocol import OpenAIProtocolClient, ProviderError, Usage
+from adapters.llm.openai_protocol import (
+    OpenAIProtocolClient,
+    ProviderError,
+    Usage,
+    image_part,
+    text_part,
+)
+from adapters.storage.base import Storage
 from commands.conversation.aggregates import Conversation
 from commands.unit_of_work import UnitOfWork
 from events.envelope import Envelope
@@ -80,6 +88,7 @@ class ChatDeps:
     redis: aioredis.Redis
     redis_key: Callable[[str], str]
     engine: AsyncEngine
+    storage: Storage
     retriever: Retriever
     resolve: ResolveModel
     stream_ttl: int
@@ -164,7 +173,8 @@ class MessageAnswer:
                                      config.model.name if config.model else None)
         resources, context = await self._retrieve(config)
         params = dict(config.model.completion_params) if config.model else {}
-        messages = self._prompt(config, conversation, context, model, params)
+        messages = self._prompt(config, conversation, context, model, params,
+                                await self._images())
         parts: list[str] = []
         usage: Usage | None = None
         stopped = False
@@ -183,7 +193,7 @@ class MessageAnswer:
             answer = replaced
             await self.stream.publish({"event": "message_replace", **self.fields,
                                        "answer": answer, "reason": "output moderation"})
-        prompt_tokens = sum(count_tokens_approx(str(m["content"])) for m in messages)
+        prompt_tokens = sum(count_tokens_approx(_text_of(m["content"])) for m in messages)
         if usage is None:  # the provider sent none (or we stopped first): estimated
             completion = count_tokens_approx(answer)
             usage = Usage(prompt_tokens, completion, prompt_tokens + completion)
@@ -196,8 +206,22 @@ class MessageAnswer:
                 message_id=self.p.message_id, answer=answer, usage=dify_usage(usage, latency),
                 retriever_resources=resources), resources)
 
+    async def _images(self) -> list[dict[str, Any]]:
+        """The message's images as the model's vision content: a stored file inline (a data
+        URL: the model never reaches Eddy's storage), a remote one by its URL."""
+        parts = []
+        for f in self.p.files:
+            if f["transfer_method"] == "remote_url":
+                parts.append(image_part(f["url"], f["detail"]))
+            else:
+                data = await self.d.storage.load(f["key"])
+                url = f"data:{f['mime_type']};base64,{base64.b64encode(data).decode()}"
+                parts.append(image_part(url, f["detail"]))
+        return parts
+
     def _prompt(self, config: AppModelConfig, conversation: Conversation, context: str,
-                model: ChatModel, params: dict[str, Any]) -> list[dict[str, Any]]:
+                model: ChatModel, params: dict[str, Any],
+                images: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Dify's simple prompt: the pre-prompt with the inputs filled in and the retrieved
         context as the system message, as many earlier turns as the context size leaves
         room for (newest kept), then the question."""
@@ -211,6 +235,8 @@ class MessageAnswer:
             query, system = "\n\n".join(s for s in (system, query) if s) or " ", ""
         head = [{"role": "system", "content": system}] if system else []
         tail = [{"role": "user", "content": query}]
+        if images:
+            tail[0]["content"] = [text_part(query), *images]
         max_tokens = int(params.get("max_tokens") or model.max_tokens or DEFAULT_MAX_TOKENS)
         budget = (model.context_size or DEFAULT_CONTEXT_SIZE) - max_tokens \
             - count_tokens_approx(system) - count_tokens_approx(query)
@@ -310,6 +336,12 @@ class MessageAnswer:
         else:
             await self.stream.publish({"event": "message_end", **self.fields, "metadata": {
                 "usage": ended.usage, "retriever_resources": ended.retriever_resources}})
+
+
+def _text_of(content: str | list[dict[str, Any]]) -> str:
+    if isinstance(content, str):
+        return content
+    return " ".join(p["text"] for p in content if p.get("type") == "text")
 
 
 def _blocked_input(config: AppModelConfig, query: str, inputs: dict[str, Any]) -> str | None:
