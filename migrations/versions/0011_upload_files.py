@@ -40,4 +40,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for schema in _versions():
-        op.execute(f"DROP TABLE "{schema}".upload_files")
+        op.execute(f'DROP TABLE "{schema}".upload_files')
