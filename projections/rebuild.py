@@ -54,6 +54,7 @@ from projections.versions import (
     CATCHING_UP,
     LIVE,
     ProjectionVersion,
+    VersionRefused,
     begin_build,
     list_versions,
     set_state,
@@ -108,8 +109,9 @@ async def rebuild(database: AsyncEngine, dsn: str, store: EventStore, types: Eve
         started = time.perf_counter()
         async with conn.transaction():
             await _create_tables(conn, active.schema, version)
-        loaded, rows = await _bulk_load(conn, types, projection, version, report)
-        await _index(conn, active.schema, version.schema, report, started, loaded)
+        loaded, rows = await _bulk_load(conn, types, projection, active.schema, version,
+                                        report, started)
+        await _index(conn, active.schema, version.schema, report, started)
         load_seconds = time.perf_counter() - started
     finally:
         await conn.close()
@@ -290,17 +292,16 @@ async def _source_indexes(conn: asyncpg.Connection, schema: str) -> list[_Lookup
 
 
 async def _bulk_load(conn: asyncpg.Connection, types: EventTypes, projection: Projection,
-                     version: ProjectionVersion, report: Report | None
-                     ) -> tuple[_Loaded, dict[str, int]]:
+                     source: str, version: ProjectionVersion, report: Report | None,
+                     started: float) -> tuple[_Loaded, dict[str, int]]:
     high = int(await conn.fetchval(
         "SELECT coalesce(max(notification_id), 0) FROM stored_events"))
     aggregate_types = list(projection.aggregate_types)
     total = int(await conn.fetchval(
         "SELECT count(*) FROM stored_events WHERE notification_id <= $1"
         " AND split_part(topic, ':', 1) = ANY($2)", high, aggregate_types))
-    active = next(v for v in await _versions(conn, projection.name) if v["active"])
-    fold = _Fold(projection, version.layout, await _source_indexes(conn, active["schema_name"]))
-    started, done, position = time.perf_counter(), 0, 0
+    fold = _Fold(projection, version.layout, await _source_indexes(conn, source))
+    done, position = 0, 0
     try:
         while position < high:
             rows = await conn.fetch(
@@ -315,35 +316,31 @@ async def _bulk_load(conn: asyncpg.Connection, types: EventTypes, projection: Pr
             if report:
                 report(Progress("load", done, total, time.perf_counter() - started))
         fold.finish()
-        rows_copied = await _copy(conn, fold, version)
+        rows_copied = await _copy(conn, fold, version, report, started)
     finally:
         fold.close()
     await _copy_tracking(conn, fold.tracking, version.schema)
-    await _advance_watermark_raw(conn, version.schema, high)
+    await _set_watermark(conn, version.schema, high)
     return _Loaded(high, done), rows_copied
 
 
-async def _versions(conn: asyncpg.Connection, projection: str) -> list[asyncpg.Record]:
-    return list(await conn.fetch(
-        "SELECT schema_name, active FROM projection_versions WHERE projection = $1",
-        projection))
-
-
-async def _copy(conn: asyncpg.Connection, fold: _Fold,
-                version: ProjectionVersion) -> dict[str, int]:
+async def _copy(conn: asyncpg.Connection, fold: _Fold, version: ProjectionVersion,
+                report: Report | None, started: float) -> dict[str, int]:
     target = await _columns(conn, version.schema)
     declared = {t.name: t for t in fold.tables}
     copied = {}
-    for name, columns in target.items():
+    for done, (name, columns) in enumerate(target.items(), 1):
         table = declared.get(name)
         if table is None or any(c not in table.c for c in columns):
-            raise UnhandledEvent(f"{version.schema}.{name}: a table or column that no "
+            raise VersionRefused(f"{version.schema}.{name}: a table or column that no "
                                  "projection declares cannot be rebuilt")
         data, count = fold.rows_as_csv(name, columns)
         if count:
             await conn.copy_to_table(name, schema_name=version.schema, columns=columns,
                                      source=io.BytesIO(data), format="csv")
         copied[name] = count
+        if report:
+            report(Progress("copy", done, len(target), time.perf_counter() - started))
     return copied
 
 
@@ -354,7 +351,7 @@ async def _copy_tracking(conn: asyncpg.Connection, tracking: dict[UUID, tuple[in
         records=[(name, aggregate, v, p) for aggregate, (v, p) in tracking.items()])
 
 
-async def _advance_watermark_raw(conn: asyncpg.Connection, name: str, watermark: int) -> None:
+async def _set_watermark(conn: asyncpg.Connection, name: str, watermark: int) -> None:
     await conn.execute(
         "INSERT INTO projection_checkpoints (projection, watermark, updated_at)"
         " VALUES ($1, $2, now()) ON CONFLICT (projection) DO UPDATE"
@@ -366,7 +363,7 @@ async def _advance_watermark_raw(conn: asyncpg.Connection, name: str, watermark:
 
 
 async def _index(conn: asyncpg.Connection, source: str, target: str, report: Report | None,
-                 started: float, loaded: _Loaded) -> None:
+                 started: float) -> None:
     """The source version's keys, unique and secondary indexes and foreign keys (in that
     order), and those of tables the newer layout adds; then fresh statistics."""
     constraints = await conn.fetch(
