@@ -10,7 +10,7 @@ from uuid import uuid4
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from gateway import health, metrics
+from gateway import health, metrics, status
 from gateway.commanding import CommandGateway, CommandPending
 from gateway.container import GatewayContainer
 from gateway.deps import maybe_uuid
@@ -63,4 +63,5 @@ def create_app(container: GatewayContainer) -> FastAPI:
             app.include_router(router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(status.router)
     return app

@@ -56,7 +56,7 @@ async def _check(name: str, probe: Any) -> tuple[str, dict[str, Any]]:
         return name, {"status": "error", "error": repr(exc)[:300]}
 
 
-async def _checks(request: Request) -> dict[str, dict[str, Any]]:
+async def dependency_checks(request: Request) -> dict[str, dict[str, Any]]:
     c = get_container(request)
     watch = _lag_watch(request)
 
@@ -89,7 +89,7 @@ async def _checks(request: Request) -> dict[str, dict[str, Any]]:
 
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
-    checks = await _checks(request)
+    checks = await dependency_checks(request)
     ok = all(v["status"] == "ok" for v in checks.values())
     return JSONResponse({"status": "ok" if ok else "degraded", "checks": checks},
                         status_code=200 if ok else 503)
@@ -97,6 +97,6 @@ async def health(request: Request) -> JSONResponse:
 
 @router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
-    checks = await _checks(request)
+    checks = await dependency_checks(request)
     serving = all(checks[k]["status"] == "ok" for k in ("database", "redis", "bus"))
     return JSONResponse({"ready": serving, "checks": checks}, status_code=200 if serving else 503)

@@ -77,12 +77,12 @@ async def _scrape_time(c: GatewayContainer) -> CollectorRegistry:
     if isinstance(c.bus, RedisStreamsBus):
         dead = Gauge("eddy_dead_letters", "Messages parked on a topic's dead-letter topic",
                      ["topic"], registry=registry)
-        for topic, count in (await _dead_letters(c.bus)).items():
+        for topic, count in (await dead_letters(c.bus)).items():
             dead.labels(topic).set(count)
     return registry
 
 
-async def _dead_letters(bus: RedisStreamsBus) -> dict[str, int]:
+async def dead_letters(bus: RedisStreamsBus) -> dict[str, int]:
     """Per source topic, XLEN summed over its `.dlq` topic's partition streams."""
     topics = await bus.client.hgetall(bus.topics_key)
     names = {(k.decode() if isinstance(k, bytes) else k): int(n) for k, n in topics.items()}
