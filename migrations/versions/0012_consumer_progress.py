@@ -3,14 +3,14 @@ numbers the events it publishes per topic partition (`topic_partition_seqs`), ea
 records the highest number it handled per partition (`consumer_group_progress`); a
 group's lag is the difference.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 """
 
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
