@@ -1,16 +1,16 @@
 """Files end users upload to an app for its messages (Service API /files/upload), in every
 version of the console read model.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0011
+Revises: 0010
 """
 
 from alembic import op
 
 from migrations.read_models import read_model_schemas
 
-revision = "0012"
-down_revision = "0011"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
