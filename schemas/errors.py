@@ -82,6 +82,16 @@ class TagNameDuplicate(BadRequest):
     default_message = "Tag name already exists"
 
 
+class InvalidMetadata(EddyError):
+    code, status, default_message = "invalid_metadata", 400, "Invalid metadata value."
+
+
+class PipelineNotSupported(BadRequest):
+    # What Dify answers for a knowledge base without a pipeline (all of Eddy's).
+    default_message = ("Pipeline not found: knowledge pipelines are not supported here; "
+                       "add documents with create-by-text or create-by-file.")
+
+
 class DocumentNotPausable(EddyError):
     code, status, default_message = (
         "document_indexing_error", 400, "Document is not being indexed, so it cannot be paused.",

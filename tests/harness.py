@@ -24,6 +24,7 @@ from adapters.embedded.postgres import EmbeddedPostgres
 from bootstrap import Container, in_process_node
 from config import Settings, load_settings
 from migrations.runner import upgrade
+from tests.spec_conformance import KNOWLEDGE_PREFIX, check_answer
 
 
 def node_settings(postgres: EmbeddedPostgres, database: str, redis_url: str,
@@ -79,7 +80,8 @@ async def running_node(settings: Settings, roles: Sequence[str] | None = None,
     ):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://eddy.test",
-                                     timeout=60) as client:
+                                     timeout=60,
+                                     event_hooks={"response": [conforms_to_spec]}) as client:
             yield Node(container, client, app)
 
 
@@ -103,6 +105,19 @@ async def served(app: FastAPI) -> AsyncIterator[str]:
         server.should_exit = True
         await task
         sock.close()
+
+
+async def conforms_to_spec(response: httpx.Response) -> None:
+    """Every knowledge answer a test receives must match Dify's spec (schema and the keys
+    of its examples); a test that receives one that does not fails here."""
+    request = response.request
+    if not request.url.path.startswith(KNOWLEDGE_PREFIX):
+        return
+    await response.aread()
+    problems = check_answer(request.method, request.url.path, dict(request.url.params),
+                            response.status_code, response.headers.get("content-type", ""),
+                            response.content)
+    assert not problems, "answer departs from Dify's spec:\n" + "\n".join(problems)
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 20.0,

@@ -186,12 +186,13 @@ class Document(Aggregate):
         self.dataset_id = p.dataset_id
         self.name = p.name
         self.source = p.source
-        self.process_rule = p.process_rule
+        self.process_rule, self.process_rule_id = p.process_rule, p.process_rule_id
         self.doc_form = p.doc_form
         self.indexing_technique = p.indexing_technique
 
     def apply_DocumentSourceReplaced(self, p: ev.DocumentSourceReplaced) -> None:
-        self.name, self.source, self.process_rule = p.name, p.source, p.process_rule
+        self.name, self.source = p.name, p.source
+        self.process_rule, self.process_rule_id = p.process_rule, p.process_rule_id
 
     def apply_DocumentIndexingRequested(self, p: ev.DocumentIndexingRequested) -> None:
         self.attempt, self.lane = p.attempt, p.lane

@@ -71,7 +71,9 @@ def replace_document_source(c: cmd.ReplaceDocumentSource, uow: UnitOfWork) -> di
     document = visible_document(uow, c.dataset_id, c.document_id)
     document.replace_source(ev.DocumentSourceReplaced(
         name=c.name or document.name, source=c.source,
-        process_rule=c.process_rule or document.process_rule, updated_by=uow.ctx.actor_id,
+        process_rule=c.process_rule or document.process_rule,
+        process_rule_id=c.process_rule_id or document.process_rule_id,
+        updated_by=uow.ctx.actor_id,
     ), c.lane, uow.ctx)
     return {"document_id": str(c.document_id)}
 

@@ -19,6 +19,7 @@ from gateway.deps import command_gateway, get_container, maybe_uuid, parse_id
 from gateway.knowledge.hits import segment_hit_batcher
 from gateway.knowledge.views import (
     dataset_view,
+    document_detail_view,
     document_view,
     indexing_status_view,
     retrieval_record_view,
@@ -41,6 +42,7 @@ from schemas.errors import (
     DocumentNotFound,
     EddyError,
     FileTooLarge,
+    InvalidMetadata,
     SegmentNotFound,
     UnsupportedFileType,
 )
@@ -51,7 +53,12 @@ from schemas.knowledge.naming import document_prefix
 
 router = APIRouter(prefix="/v1/datasets")
 PageParam = Annotated[int, Query(ge=1, le=99999)]
-LimitParam = Annotated[int, Query(ge=1, le=100)]
+LimitParam = Annotated[int, Query(ge=1)]
+MAX_PAGE_SIZE = 100  # Dify caps a larger `limit` to this (max_per_page), it does not refuse it
+
+
+def page_size(limit: int) -> int:
+    return min(limit, MAX_PAGE_SIZE)
 
 
 async def _send(request: Request, key: ApiKeyPrincipal, payload: CommandPayload,
@@ -103,6 +110,7 @@ async def list_datasets(request: Request, key: ApiKeyPrincipal = DatasetKey,
                         keyword: Annotated[str | None, Query(max_length=255)] = None,
                         tag_ids: Annotated[list[str] | None, Query()] = None,
                         ) -> dict[str, Any]:
+    limit = page_size(limit)
     # tag_ids: datasets bound to any of them; a malformed id matches nothing
     tags = None if not tag_ids else [t for t in (maybe_uuid(v) for v in tag_ids) if t]
     result = await kq.list_datasets(get_container(request).engine, key.tenant_id, page=page,
@@ -195,10 +203,10 @@ async def _create_document(request: Request, key: ApiKeyPrincipal, dataset: dict
         await _send(request, key, cmd.CreateDocument(
             dataset_id=dataset["id"], document_id=document_id, name=name,
             position=await kq.next_document_position(c.engine, dataset["id"]), batch=batch,
-            source=SourceFile(key=source_key, name=filename, size=len(data),
-                                      extension=extension, mime_type=mime_type),
+            source=SourceFile(id=uuid4(), key=source_key, name=filename, size=len(data),
+                              extension=extension, mime_type=mime_type),
             doc_form=settings.doc_form, doc_language=settings.doc_language,
-            process_rule=process_rule, indexing_technique=technique,
+            process_rule=process_rule, process_rule_id=uuid4(), indexing_technique=technique,
             lane="priority" if len(data) <= c.settings.PRIORITY_LANE_MAX_BYTES else "bulk",
         ), document_id)
     except EddyError:
@@ -267,9 +275,9 @@ async def _replace_source(request: Request, key: ApiKeyPrincipal, dataset: dict[
     await c.storage.save(source_key, data)
     await _send(request, key, cmd.ReplaceDocumentSource(
         dataset_id=dataset["id"], document_id=document["id"], name=name,
-        source=SourceFile(key=source_key, name=filename, size=len(data),
-                                  extension=extension, mime_type=mime_type),
-        process_rule=rule,
+        source=SourceFile(id=uuid4(), key=source_key, name=filename, size=len(data),
+                          extension=extension, mime_type=mime_type),
+        process_rule=rule, process_rule_id=uuid4() if rule else None,
         lane="priority" if len(data) <= c.settings.PRIORITY_LANE_MAX_BYTES else "bulk",
     ), document["id"])
     updated = await _document(request, dataset, str(document["id"]))
@@ -320,6 +328,7 @@ async def list_documents(
     status: Annotated[str | None, Query(
         pattern="^(queuing|indexing|paused|error|available|disabled|archived)$")] = None,
 ) -> dict[str, Any]:
+    limit = page_size(limit)
     dataset = await _dataset(request, key, dataset_id)
     result = await kq.list_documents(get_container(request).engine, dataset["id"], page=page,
                                      limit=limit, keyword=keyword, status=status)
@@ -353,16 +362,21 @@ async def document_status(request: Request, dataset_id: str, action: str,
 
 @router.get("/{dataset_id}/documents/{document_id}")
 async def get_document(request: Request, dataset_id: str, document_id: str,
-                       key: ApiKeyPrincipal = DatasetKey) -> dict[str, Any]:
+                       key: ApiKeyPrincipal = DatasetKey,
+                       metadata: Annotated[str, Query()] = "all") -> dict[str, Any]:
+    """Dify's DocumentApi.get: `metadata=only` answers id, doc_type and doc_metadata;
+    `without` leaves those two out."""
+    if metadata not in ("all", "only", "without"):
+        raise InvalidMetadata(f"Invalid metadata value: {metadata}")
     dataset = await _dataset(request, key, dataset_id)
     row = await _document(request, dataset, document_id)
-    return {**document_view(row), "dataset_id": str(dataset["id"]),
-            "completed_segments": row["completed_segments"],
-            "total_segments": row["total_segments"],
-            "segment_count": row["total_segments"],
-            "indexing_latency": (row["completed_at"] - row["processing_started_at"]
-                                 ).total_seconds()
-            if row["completed_at"] and row["processing_started_at"] else None}
+    detail = document_detail_view(
+        row, await kq.latest_process_rule(get_container(request).engine, dataset["id"]))
+    if metadata == "only":
+        return {k: detail[k] for k in ("id", "doc_type", "doc_metadata")}
+    if metadata == "without":
+        return {k: v for k, v in detail.items() if k not in ("doc_type", "doc_metadata")}
+    return detail
 
 
 @router.delete("/{dataset_id}/documents/{document_id}", status_code=204)
@@ -416,6 +430,7 @@ async def list_segments(
     keyword: Annotated[str | None, Query(max_length=255)] = None,
     status: Annotated[str | None, Query(max_length=32)] = None,
 ) -> dict[str, Any]:
+    limit = page_size(limit)
     dataset = await _dataset(request, key, dataset_id)
     document = await _document(request, dataset, document_id)
     result = await kq.list_segments(get_container(request).engine, document["id"], page=page,

@@ -16,11 +16,13 @@ from fastapi import APIRouter, Query, Request, Response
 from gateway.auth import ApiKeyPrincipal, DatasetKey
 from gateway.deps import get_container, maybe_uuid, parse_id
 from gateway.knowledge.datasets import (
+    LimitParam,
     PageParam,
     _dataset,
     _document,
     _segment,
     _send,
+    page_size,
 )
 from gateway.knowledge.views import child_chunk_view, metadata_field_view, tag_view
 from projections.knowledge import meta_queries as kmq
@@ -35,7 +37,6 @@ from schemas.knowledge import commands as cmd
 from schemas.knowledge.naming import BUILT_IN_METADATA_FIELDS, HIERARCHICAL
 
 router = APIRouter(prefix="/v1/datasets")
-MAX_CHILD_CHUNK_PAGE = 100  # Dify caps the page size rather than rejecting it
 
 
 # --- tags ---------------------------------------------------------------------------------------
@@ -257,11 +258,11 @@ async def create_child_chunk(request: Request, dataset_id: str, document_id: str
 @router.get(CHILD_CHUNKS)
 async def list_child_chunks(request: Request, dataset_id: str, document_id: str,
                             segment_id: str, key: ApiKeyPrincipal = DatasetKey,
-                            page: PageParam = 1, limit: Annotated[int, Query(ge=1)] = 20,
+                            page: PageParam = 1, limit: LimitParam = 20,
                             keyword: Annotated[str | None, Query(max_length=255)] = None,
                             ) -> dict[str, Any]:
     _, _, segment = await _parent(request, key, dataset_id, document_id, segment_id)
-    limit = min(limit, MAX_CHILD_CHUNK_PAGE)
+    limit = page_size(limit)
     children = sorted(segment["child_chunks"], key=lambda c: c["position"])
     if keyword:
         children = [c for c in children if keyword.lower() in c["content"].lower()]

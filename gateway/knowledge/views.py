@@ -16,8 +16,15 @@ DEFAULT_RETRIEVAL_MODEL: dict[str, Any] = {
     "weights": None,
     "top_k": 4,
     "score_threshold_enabled": False,
-    "score_threshold": None,
+    "score_threshold": 0.0,  # Dify's RetrievalModel default; a number, never null
 }
+
+
+def retrieval_model_view(stored: dict[str, Any] | None) -> dict[str, Any]:
+    model = {**DEFAULT_RETRIEVAL_MODEL, **(stored or {})}
+    threshold = model["score_threshold"]
+    model["score_threshold"] = 0.0 if threshold is None else float(threshold)
+    return model
 
 
 def dataset_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -40,10 +47,10 @@ def dataset_view(row: dict[str, Any]) -> dict[str, Any]:
         "embedding_model": row["embedding_model"],
         "embedding_model_provider": row["embedding_model_provider"],
         "embedding_available": True,
-        "retrieval_model_dict": {**DEFAULT_RETRIEVAL_MODEL, **(row["retrieval_model"] or {})},
+        "retrieval_model_dict": retrieval_model_view(row["retrieval_model"]),
         "tags": [{"id": t["id"], "name": t["name"], "type": t["type"]}
                  for t in row.get("tags") or []],
-        "doc_form": None,
+        "doc_form": row.get("doc_form"),
         "external_knowledge_info": None,
         "external_retrieval_model": None,
         # Dify's Dataset.doc_metadata: custom fields, then the built-ins when enabled
@@ -52,9 +59,21 @@ def dataset_view(row: dict[str, Any]) -> dict[str, Any]:
                            for name, kind in BUILT_IN_METADATA_FIELDS.items()
                            if row.get("built_in_field_enabled"))],
         "built_in_field_enabled": bool(row.get("built_in_field_enabled")),
+        # Knowledge pipelines, summary indexes and multimodal datasets do not exist here:
+        # every dataset is a classic ("general") one, as Dify's created through this API.
+        "pipeline_id": None,
+        "runtime_mode": "general",
+        "chunk_structure": None,
+        "icon_info": None,
+        "summary_index_setting": None,
+        "is_published": False,
         "total_documents": row["document_count"],
         "total_available_documents": row["available_document_count"],
         "enable_api": True,
+        "is_multimodal": False,
+        "maintainer": row.get("author_name"),
+        # members are not kept: "partial_members" datasets list none
+        "partial_member_list": [],
     }
 
 
@@ -72,17 +91,22 @@ def display_status(row: dict[str, Any]) -> str:
     return "available" if row["enabled"] else "disabled"
 
 
+def upload_file_view(source: dict[str, Any]) -> dict[str, Any]:
+    """Dify's UploadFile as documents show it."""
+    return {"id": source["id"], "name": source["name"], "size": source["size"],
+            "extension": source["extension"], "mime_type": source.get("mime_type"),
+            "created_by": source["created_by"], "created_at": source["created_at"]}
+
+
 def document_view(row: dict[str, Any]) -> dict[str, Any]:
     source = row["source"]
     return {
         "id": str(row["id"]),
         "position": row["position"],
         "data_source_type": row["data_source_type"],
-        "data_source_info": {"upload_file_id": source["key"]},
-        "data_source_detail_dict": {"upload_file": {
-            "name": source["name"], "size": source["size"], "extension": source["extension"],
-            "mime_type": source.get("mime_type")}},
-        "dataset_process_rule_id": None,
+        "data_source_info": {"upload_file_id": source["id"]},
+        "data_source_detail_dict": {"upload_file": upload_file_view(source)},
+        "dataset_process_rule_id": str(row["process_rule_id"]),
         "name": row["name"],
         "created_from": row["created_from"],
         "created_by": str(row["created_by"]),
@@ -106,6 +130,39 @@ def document_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def process_rule_view(rule_id: Any, rule: dict[str, Any], dataset_id: Any) -> dict[str, Any]:
+    """Dify's DatasetProcessRule.to_dict."""
+    return {"id": str(rule_id), "dataset_id": str(dataset_id), "mode": rule["mode"],
+            "rules": rule.get("rules")}
+
+
+def document_detail_view(row: dict[str, Any],
+                         dataset_rule: dict[str, Any] | None) -> dict[str, Any]:
+    """Dify's DocumentApi.get answer: the file object itself under data_source_info, both
+    process rules (the dataset's latest and the document's own), progress and timings."""
+    segments = row["total_segments"]
+    document_rule = process_rule_view(row["process_rule_id"], row["process_rule"],
+                                      row["dataset_id"])
+    return {
+        **document_view(row),
+        "data_source_info": {"upload_file": upload_file_view(row["source"])},
+        "dataset_id": str(row["dataset_id"]),
+        "dataset_process_rule": process_rule_view(
+            dataset_rule["process_rule_id"], dataset_rule["process_rule"], row["dataset_id"])
+        if dataset_rule else document_rule,
+        "document_process_rule": document_rule,
+        "doc_type": None,  # Dify's legacy document types are not kept
+        "completed_at": timestamp(row["completed_at"]),
+        "updated_at": timestamp(row["updated_at"]),
+        "indexing_latency": (row["completed_at"] - row["processing_started_at"]).total_seconds()
+        if row["completed_at"] and row["processing_started_at"] else None,
+        "completed_segments": row["completed_segments"],
+        "total_segments": segments,
+        "segment_count": segments,
+        "average_segment_length": row["word_count"] // segments if segments else 0,
+    }
+
+
 def indexing_status_view(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
@@ -124,6 +181,8 @@ def indexing_status_view(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def segment_view(row: dict[str, Any]) -> dict[str, Any]:
+    # A segment the split made is its document's creator's (as in Dify's IndexingRunner).
+    created_by = row["created_by"] or row["document_created_by"]
     return {
         "id": str(row["id"]),
         "position": row["position"],
@@ -141,16 +200,18 @@ def segment_view(row: dict[str, Any]) -> dict[str, Any]:
         "disabled_at": timestamp(row["disabled_at"]),
         "disabled_by": None,
         "status": row["status"],
-        "created_by": str(row["created_by"]) if row["created_by"] else None,
+        "created_by": str(created_by),
         "created_at": timestamp(row["created_at"]),
         "updated_at": timestamp(row["updated_at"]),
-        "updated_by": None,
+        # the last to change it: its creator until someone edits it
+        "updated_by": str(row["updated_by"] or created_by),
         "indexing_at": timestamp(row["indexing_at"]),
         "completed_at": timestamp(row["completed_at"]),
         "error": None,
         "stopped_at": None,
         "child_chunks": [child_chunk_view(row, c) for c in row["child_chunks"]],
         "attachments": [],
+        "summary": None,  # no summary index
     }
 
 
@@ -170,8 +231,9 @@ def document_metadata_view(row: dict[str, Any]) -> list[dict[str, Any]]:
     if row.get("built_in_field_enabled"):
         built_in = {
             "document_name": row["name"], "uploader": row.get("uploader_name"),
-            "upload_date": int(row["created_at"].timestamp()),
-            "last_update_date": int(row["updated_at"].timestamp()),
+            # strings, as Dify's Document.get_built_in_fields gives them
+            "upload_date": str(row["created_at"].timestamp()),
+            "last_update_date": str(row["updated_at"].timestamp()),
             "source": "file_upload" if row["data_source_type"] == "upload_file"
             else row["data_source_type"],
         }
@@ -209,4 +271,5 @@ def retrieval_record_view(found: RetrievedSegment) -> dict[str, Any]:
         "score": found.score,
         "tsne_position": None,
         "files": [],
+        "summary": None,  # no summary index
     }

@@ -107,6 +107,12 @@ async def project_dataset_deleted(conn: AsyncConnection, e: Envelope[ev.DatasetD
     await conn.execute(delete(datasets).where(datasets.c.id == e.aggregate_id))
 
 
+def _source(source: ev.SourceFile, by: UUID, e: Envelope[EventPayload]) -> dict[str, Any]:
+    """The file as the read model keeps it: who uploaded it and when, with it."""
+    return {**source.model_dump(mode="json"), "created_by": str(by),
+            "created_at": int(e.occurred_at.timestamp())}
+
+
 async def project_document_created(conn: AsyncConnection, e: Envelope[ev.DocumentCreated]) -> None:
     p = e.payload
     await lock(conn, p.dataset_id)
@@ -115,9 +121,9 @@ async def project_document_created(conn: AsyncConnection, e: Envelope[ev.Documen
     await conn.execute(insert(documents).values(
         id=e.aggregate_id, tenant_id=e.tenant_id, dataset_id=p.dataset_id,
         position=p.position, name=p.name, batch=p.batch,
-        data_source_type=p.data_source_type, source=p.source.model_dump(mode="json"),
-        doc_form=p.doc_form,
-        doc_language=p.doc_language, process_rule=p.process_rule,
+        data_source_type=p.data_source_type, source=_source(p.source, p.created_by, e),
+        doc_form=p.doc_form, doc_language=p.doc_language,
+        process_rule=p.process_rule, process_rule_id=p.process_rule_id,
         indexing_technique=p.indexing_technique, created_from=p.created_from,
         created_by=p.created_by, created_at=e.occurred_at, updated_at=e.occurred_at,
         attempt=0, indexing_status="waiting"))
@@ -127,8 +133,8 @@ async def project_document_created(conn: AsyncConnection, e: Envelope[ev.Documen
 async def project_document_source_replaced(conn: AsyncConnection,
                                            e: Envelope[ev.DocumentSourceReplaced]) -> None:
     p = e.payload
-    await _document(conn, e, name=p.name, source=p.source.model_dump(mode="json"),
-                    process_rule=p.process_rule)
+    await _document(conn, e, name=p.name, source=_source(p.source, p.updated_by, e),
+                    process_rule=p.process_rule, process_rule_id=p.process_rule_id)
 
 
 async def project_indexing_requested(conn: AsyncConnection,
@@ -317,6 +323,7 @@ async def project_segment_updated(conn: AsyncConnection, e: Envelope[ev.SegmentU
         content=p.content, answer=p.answer, keywords=p.keywords,
         word_count=p.word_count, tokens=p.tokens, index_node_hash=p.index_node_hash,
         enabled=p.enabled, child_chunks=_children(p), updated_at=e.occurred_at,
+        updated_by=p.updated_by,
         disabled_at=disabled_at if current.enabled != p.enabled else segments.c.disabled_at,
         status="indexing", indexing_at=e.occurred_at, completed_at=None, edited=True))
     await _count_edit(conn, e.aggregate_id, current.dataset_id, current.document_id,

@@ -30,7 +30,11 @@ def _dataset_select(engine: AsyncEngine) -> Any:
     """Datasets with their author, tags, metadata fields and document counts: kept on the
     row from layout 2 on, counted over the documents in a version of layout 1."""
     columns = columns_in(datasets, layout_of(engine))
-    query = (select(*columns, accounts.c.name.label("author_name"),
+    # Dify's Dataset.doc_form: its first document's
+    doc_form = (select(documents.c.doc_form).where(documents.c.dataset_id == datasets.c.id)
+                .order_by(documents.c.position).limit(1)
+                .correlate(datasets).scalar_subquery().label("doc_form"))
+    query = (select(*columns, accounts.c.name.label("author_name"), doc_form,
                     *kmq.dataset_extra_columns())  # tags, metadata fields
              .join(accounts, accounts.c.id == datasets.c.created_by, isouter=True))
     if has(engine, datasets.c.document_count):
@@ -74,6 +78,34 @@ async def document(engine: AsyncEngine, dataset_id: UUID,
         row = (await conn.execute(select(documents, *kmq.document_extra_columns()).where(
             documents.c.id == document_id, documents.c.dataset_id == dataset_id))
         ).mappings().first()
+    return dict(row) if row else None
+
+
+async def document_by_file(engine: AsyncEngine, file_id: UUID) -> dict[str, Any] | None:
+    """The document whose current source is that uploaded file (signed download links)."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(documents).where(
+            documents.c.source["id"].astext == str(file_id)))).mappings().first()
+    return dict(row) if row else None
+
+
+async def documents_by_id(engine: AsyncEngine, dataset_id: UUID,
+                          document_ids: Sequence[UUID]) -> dict[UUID, dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(documents).where(
+            documents.c.dataset_id == dataset_id, documents.c.id.in_(document_ids)))
+        ).mappings().all()
+    return {r["id"]: dict(r) for r in rows}
+
+
+async def latest_process_rule(engine: AsyncEngine, dataset_id: UUID) -> dict[str, Any] | None:
+    """The dataset's process rule (Dify's Dataset.latest_process_rule): the one its newest
+    document was made with."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(
+            select(documents.c.process_rule_id, documents.c.process_rule)
+            .where(documents.c.dataset_id == dataset_id)
+            .order_by(documents.c.position.desc()).limit(1))).mappings().first()
     return dict(row) if row else None
 
 
@@ -133,7 +165,9 @@ async def searchable_document_ids(engine: AsyncEngine, dataset_id: UUID) -> list
 
 
 # A segment row with its hit count (none recorded yet: 0).
-_SEGMENT_WITH_HITS = (segments, func.coalesce(segment_hits.c.hit_count, 0).label("hit_count"))
+_SEGMENT_WITH_HITS = (segments, func.coalesce(segment_hits.c.hit_count, 0).label("hit_count"),
+                      # a split's segments are their document's creator's
+                      documents.c.created_by.label("document_created_by"))
 _HITS = segment_hits.c.segment_id == segments.c.id
 
 

@@ -44,10 +44,12 @@ documents = Table(
     Column("name", String(255), nullable=False),
     Column("batch", String(64), nullable=False),
     Column("data_source_type", String(32), nullable=False),
+    # the uploaded file: SourceFile plus who uploaded it and when (Unix seconds)
     Column("source", JSONB, nullable=False),
     Column("doc_form", String(32), nullable=False),
     Column("doc_language", String(32), nullable=False),
     Column("process_rule", JSONB, nullable=False),
+    Column("process_rule_id", Uuid, nullable=False),
     Column("indexing_technique", String(32), nullable=False),
     Column("created_from", String(32), nullable=False),
     Column("created_by", Uuid, nullable=False),
@@ -139,8 +141,9 @@ segments = Table(
     Column("disabled_at", DateTime(timezone=True)),
     Column("status", String(32), nullable=False),
     Column("child_chunks", JSONB, nullable=False, default=list),
-    Column("created_by", Uuid),
+    Column("created_by", Uuid),  # None for the split's own: their document's creator's
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", Uuid),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("indexing_at", DateTime(timezone=True)),
     Column("completed_at", DateTime(timezone=True)),

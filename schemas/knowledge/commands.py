@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from schemas.base import CommandPayload
 from schemas.knowledge.events import SegmentHits, SourceFile
@@ -49,6 +49,7 @@ class CreateDocument(CommandPayload):
     doc_form: str = "text_model"
     doc_language: str = "English"
     process_rule: dict[str, Any]
+    process_rule_id: UUID
     indexing_technique: Literal["high_quality", "economy"]
     lane: Literal["priority", "bulk"]
 
@@ -58,8 +59,15 @@ class ReplaceDocumentSource(CommandPayload):
     document_id: UUID
     name: str | None = None
     source: SourceFile
-    process_rule: dict[str, Any] | None = None
+    process_rule: dict[str, Any] | None = None  # None: the document keeps its rule (and id)
+    process_rule_id: UUID | None = None  # the new rule's id, with process_rule
     lane: Literal["priority", "bulk"]
+
+    @model_validator(mode="after")
+    def _rule_with_its_id(self) -> ReplaceDocumentSource:
+        if (self.process_rule is None) != (self.process_rule_id is None):
+            raise ValueError("process_rule and process_rule_id go together")
+        return self
 
 
 class ControlDocumentIndexing(CommandPayload):

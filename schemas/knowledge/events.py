@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.base import EventPayload, Upcaster
+from schemas.knowledge.naming import legacy_process_rule_id, legacy_upload_file_id
 
 # --- knowledge context: datasets, documents, segments -----------------------------------
 
@@ -52,7 +53,10 @@ class DatasetNameReleased(EventPayload):
 
 
 class SourceFile(BaseModel):
+    """An uploaded file (Dify's UploadFile): `id` is what the API shows as `upload_file_id`."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+    id: UUID
     key: str  # storage key of the uploaded bytes
     name: str
     size: int
@@ -61,6 +65,10 @@ class SourceFile(BaseModel):
 
 
 class DocumentCreated(EventPayload):
+    """v2: the source file has an id, and the process rule an id of its own (Dify's
+    DatasetProcessRule, shown as `dataset_process_rule_id`)."""
+
+    schema_version = 2
     dataset_id: UUID
     name: str
     position: int
@@ -70,17 +78,21 @@ class DocumentCreated(EventPayload):
     doc_form: str
     doc_language: str
     process_rule: dict[str, Any]
+    process_rule_id: UUID
     indexing_technique: str
     created_from: str
     created_by: UUID
 
 
 class DocumentSourceReplaced(EventPayload):
-    """update-by-text / update-by-file: new content (and maybe name / rules) to index."""
+    """update-by-text / update-by-file: new content (and maybe name / rules) to index.
+    v2: ids for the file and the rule, as DocumentCreated."""
 
+    schema_version = 2
     name: str
     source: SourceFile
     process_rule: dict[str, Any]
+    process_rule_id: UUID  # unchanged when the update brings no new rule
     updated_by: UUID
 
 
@@ -301,9 +313,16 @@ def _segment_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
                                         for c in payload.get("child_chunks", [])]}
 
 
+def _source_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    # v1 named the file by its storage key only: ids derived from that key stand in.
+    key = payload["source"]["key"]
+    return {**payload, "source": {"id": str(legacy_upload_file_id(key)), **payload["source"]},
+            "process_rule_id": str(legacy_process_rule_id(key))}
 
 
 UPCASTERS: dict[tuple[type[EventPayload], int], Upcaster] = {
     (SegmentCreated, 1): _segment_v1_to_v2,
     (SegmentUpdated, 1): _segment_v1_to_v2,
+    (DocumentCreated, 1): _source_v1_to_v2,
+    (DocumentSourceReplaced, 1): _source_v1_to_v2,
 }

@@ -42,6 +42,16 @@ def dataset_prefix(dataset_id: UUID) -> str:
     return f"datasets/{dataset_id}/"
 
 
+def legacy_upload_file_id(source_key: str) -> UUID:
+    """The id of a file recorded before files had ids (its storage key is unique)."""
+    return uuid5(EDDY_NAMESPACE, f"upload-file:{source_key}")
+
+
+def legacy_process_rule_id(source_key: str) -> UUID:
+    """The id of a process rule recorded before rules had ids (with its document's file)."""
+    return uuid5(EDDY_NAMESPACE, f"process-rule:{source_key}")
+
+
 def segment_id_for(document_id: UUID, attempt: int, position: int) -> UUID:
     return uuid5(document_id, f"segment:{attempt}:{position}")
 

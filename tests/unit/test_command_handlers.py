@@ -162,7 +162,7 @@ AUTOMATIC_RULE: dict[str, Any] = {"mode": "automatic"}
 
 
 def source(name: str = "notes.txt") -> ke.SourceFile:
-    return ke.SourceFile(key=f"uploads/{uuid4().hex}/{name}", name=name, size=42,
+    return ke.SourceFile(id=uuid4(), key=f"uploads/{uuid4().hex}/{name}", name=name, size=42,
                          extension=name.rsplit(".", 1)[-1], mime_type="text/plain")
 
 
@@ -214,7 +214,7 @@ class World:
         self.given(kc.CreateDocument(
             dataset_id=dataset_id, document_id=document_id, name=name, position=1,
             batch="b1", source=source(name), doc_form=doc_form, process_rule=AUTOMATIC_RULE,
-            indexing_technique="high_quality", lane="priority"), as_)
+            process_rule_id=uuid4(), indexing_technique="high_quality", lane="priority"), as_)
         return document_id
 
     def index(self, document_id: UUID, contents: Sequence[str] = ("alpha text", "beta text"),
@@ -708,8 +708,8 @@ def create_document(dataset_id: UUID, document_id: UUID | None = None, *,
     return kc.CreateDocument(
         dataset_id=dataset_id, document_id=document_id or uuid4(), name="notes.txt",
         position=3, batch="20250101000000123456", source=source(), doc_form=doc_form,
-        process_rule=AUTOMATIC_RULE, indexing_technique=technique,  # type: ignore[arg-type]
-        lane=lane)  # type: ignore[arg-type]
+        process_rule=AUTOMATIC_RULE, process_rule_id=uuid4(),
+        indexing_technique=technique, lane=lane)  # type: ignore[arg-type]
 
 
 @covers(kc.CreateDocument)
@@ -723,7 +723,8 @@ def test_create_document_requests_its_indexing(world: World) -> None:
         dataset_id=dataset_id, name="notes.txt", position=3, batch=command.batch,
         data_source_type="upload_file", source=command.source, doc_form="text_model",
         doc_language="English", process_rule=AUTOMATIC_RULE,
-        indexing_technique="high_quality", created_from="api", created_by=world.me.actor_id)
+        process_rule_id=command.process_rule_id, indexing_technique="high_quality",
+        created_from="api", created_by=world.me.actor_id)
     assert created.one(ke.DocumentIndexingRequested) == ke.DocumentIndexingRequested(
         attempt=1, lane="bulk", reason="created")
     assert created.outcome.aggregate_version == 2
@@ -752,23 +753,28 @@ def test_a_dataset_without_technique_takes_its_first_documents(world: World) -> 
 def test_replace_document_source_starts_a_new_attempt(world: World) -> None:
     dataset_id = world.dataset()
     document_id = world.document(dataset_id, name="old.txt")
+    created = world.store.load(document_id)[0].payload
+    assert isinstance(created, ke.DocumentCreated)
+    rule_id = created.process_rule_id
     new_source = source("new.md")
     replaced = accepted(world.run(kc.ReplaceDocumentSource(
         dataset_id=dataset_id, document_id=document_id, source=new_source, lane="bulk")),
         document_id=str(document_id))
     assert replaced.types == ["DocumentSourceReplaced", "DocumentIndexingRequested"]
-    # Name and rules stay unless given.
+    # Name and rules (with the rule's id) stay unless given.
     assert replaced.one(ke.DocumentSourceReplaced) == ke.DocumentSourceReplaced(
         name="old.txt", source=new_source, process_rule=AUTOMATIC_RULE,
-        updated_by=world.me.actor_id)
+        process_rule_id=rule_id, updated_by=world.me.actor_id)
     assert replaced.one(ke.DocumentIndexingRequested) == ke.DocumentIndexingRequested(
         attempt=2, lane="bulk", reason="updated")
     custom = {"mode": "custom", "rules": {"segmentation": {"separator": "\n"}}}
+    new_rule_id = uuid4()
     renamed = accepted(world.run(kc.ReplaceDocumentSource(
         dataset_id=dataset_id, document_id=document_id, name="new.md", source=new_source,
-        process_rule=custom, lane="priority")))
+        process_rule=custom, process_rule_id=new_rule_id, lane="priority")))
     assert renamed.one(ke.DocumentSourceReplaced).name == "new.md"
     assert renamed.one(ke.DocumentSourceReplaced).process_rule == custom
+    assert renamed.one(ke.DocumentSourceReplaced).process_rule_id == new_rule_id
     assert renamed.one(ke.DocumentIndexingRequested).attempt == 3
 
     def replace(dataset: UUID, document: UUID, as_: Workspace | None = None) -> Ran:

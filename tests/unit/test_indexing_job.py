@@ -251,7 +251,8 @@ class World:
         self.run(kc.CreateDocument(
             dataset_id=dataset, document_id=document, name=filename, position=1, batch="b",
             source=source(key, filename), doc_form=doc_form, process_rule=rule or RULE,
-            indexing_technique=self.technique[dataset], lane="priority"), document)
+            process_rule_id=uuid4(), indexing_technique=self.technique[dataset],
+            lane="priority"), document)
         return document
 
     async def upload(self, dataset: UUID, document: UUID, filename: str, data: bytes) -> str:
@@ -339,7 +340,8 @@ class World:
 
 
 def source(key: str, filename: str) -> ev.SourceFile:
-    return ev.SourceFile(key=key, name=filename, size=1, extension=filename.rpartition(".")[2])
+    return ev.SourceFile(id=uuid4(), key=key, name=filename, size=1,
+                         extension=filename.rpartition(".")[2])
 
 
 def assert_indexed(w: World, dataset: UUID, document: UUID, contents: list[str]) -> None:

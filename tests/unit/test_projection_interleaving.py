@@ -153,7 +153,7 @@ class Recorder:
                      content: str) -> kev.SourceFile:
         key = f"{document_prefix(dataset, document)}source/{uuid4().hex[:6]}-{name}"
         await self.storage.save(key, content.encode())
-        return kev.SourceFile(key=key, name=name, size=len(content),
+        return kev.SourceFile(id=uuid4(), key=key, name=name, size=len(content),
                               extension=name.rpartition(".")[2])
 
     async def document(self, dataset: UUID, name: str, content: str, *,
@@ -164,7 +164,8 @@ class Recorder:
         self.run(kc.CreateDocument(
             dataset_id=dataset, document_id=document, name=name, position=1, batch="b",
             source=await self.upload(dataset, document, name, content), doc_form=doc_form,
-            process_rule=rule or RULE, indexing_technique=technique, lane="priority"), document)
+            process_rule=rule or RULE, process_rule_id=uuid4(), indexing_technique=technique,
+            lane="priority"), document)
         if index:
             await self.index(document)
         return document

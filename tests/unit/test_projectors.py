@@ -150,10 +150,12 @@ def exercises(*event_types: type[EventPayload]) -> Callable[[Scenario], Scenario
 
 RETRIEVAL = {"search_method": "semantic_search", "top_k": 3, "reranking_enable": False}
 RULE = {"mode": "automatic", "rules": {}}
+RULE_ID = uuid4()
 
 
 def source(name: str) -> kev.SourceFile:
-    return kev.SourceFile(key=f"uploads/{uuid4()}", name=name, size=120, extension="txt",
+    return kev.SourceFile(id=uuid4(), key=f"uploads/{uuid4()}", name=name, size=120,
+                          extension="txt",
                           mime_type="text/plain")
 
 
@@ -172,8 +174,8 @@ async def new_document(w: World, dataset_id: UUID, name: str = "guide.txt",
     await w.emit("Document", document_id, kev.DocumentCreated(
         dataset_id=dataset_id, name=name, position=position, batch="20250301090000123456",
         data_source_type="upload_file", source=source(name), doc_form="text_model",
-        doc_language="English", process_rule=RULE, indexing_technique="high_quality",
-        created_from="api", created_by=w.actor))
+        doc_language="English", process_rule=RULE, process_rule_id=uuid4(),
+        indexing_technique="high_quality", created_from="api", created_by=w.actor))
     await w.emit("Document", document_id, kev.DocumentIndexingRequested(
         attempt=1, lane="priority", reason="created"))
     return document_id
@@ -484,25 +486,28 @@ async def test_document_moves_through_the_indexing_stages(world: World) -> None:
     created = await world.emit("Document", document_id, kev.DocumentCreated(
         dataset_id=dataset_id, name="guide.txt", position=3, batch="b1",
         data_source_type="upload_file", source=source("guide.txt"), doc_form="text_model",
-        doc_language="English", process_rule=RULE, indexing_technique="high_quality",
-        created_from="web", created_by=world.actor))
+        doc_language="English", process_rule=RULE, process_rule_id=RULE_ID,
+        indexing_technique="high_quality", created_from="web", created_by=world.actor))
     doc = await world.one(documents, document_id)
     assert {k: doc[k] for k in ("tenant_id", "dataset_id", "position", "name", "batch",
                                 "data_source_type", "doc_form", "doc_language",
-                                "process_rule", "indexing_technique", "created_from",
-                                "created_by", "attempt", "split_attempt", "indexing_status",
+                                "process_rule", "process_rule_id", "indexing_technique",
+                                "created_from", "created_by", "attempt", "split_attempt",
+                                "indexing_status",
                                 "is_paused", "error", "enabled", "archived", "word_count",
                                 "tokens", "total_segments", "completed_segments",
                                 "doc_metadata")} == {
         "tenant_id": world.tenant, "dataset_id": dataset_id, "position": 3,
         "name": "guide.txt", "batch": "b1", "data_source_type": "upload_file",
         "doc_form": "text_model", "doc_language": "English", "process_rule": RULE,
-        "indexing_technique": "high_quality", "created_from": "web",
+        "process_rule_id": RULE_ID, "indexing_technique": "high_quality", "created_from": "web",
         "created_by": world.actor, "attempt": 0, "split_attempt": 0,
         "indexing_status": "waiting", "is_paused": False, "error": None, "enabled": True,
         "archived": False, "word_count": 0, "tokens": 0, "total_segments": 0,
         "completed_segments": 0, "doc_metadata": {}}
-    assert doc["source"] == created.payload.source.model_dump(mode="json")
+    assert doc["source"] == {**created.payload.source.model_dump(mode="json"),
+                             "created_by": str(world.actor),
+                             "created_at": int(created.occurred_at.timestamp())}
     assert doc["created_at"] == doc["updated_at"] == stored(created)
     assert [d["id"] for d in await kq.documents_in_batch(world.engine, dataset_id, "b1")] == [
         document_id]
@@ -628,11 +633,17 @@ async def test_source_replaced_shows_the_new_file_and_rules(world: World) -> Non
     custom = {"mode": "custom", "rules": {"segmentation": {"separator": "\n",
                                                            "max_tokens": 500}}}
     new_source = source("final.txt")
+    custom_id = uuid4()
     replaced = await world.emit("Document", document_id, kev.DocumentSourceReplaced(
-        name="final.txt", source=new_source, process_rule=custom, updated_by=world.actor))
+        name="final.txt", source=new_source, process_rule=custom, process_rule_id=custom_id,
+        updated_by=world.actor))
     doc = await world.one(documents, document_id)
-    assert (doc["name"], doc["source"], doc["process_rule"], doc["updated_at"]) == (
-        "final.txt", new_source.model_dump(mode="json"), custom, stored(replaced))
+    assert (doc["name"], doc["process_rule"], doc["process_rule_id"], doc["updated_at"]) == (
+        "final.txt", custom, custom_id, stored(replaced))
+    # the file, with who uploaded it and when
+    assert doc["source"] == {**new_source.model_dump(mode="json"),
+                             "created_by": str(world.actor),
+                             "created_at": int(replaced.occurred_at.timestamp())}
     assert (doc["created_at"], doc["position"], doc["batch"]) == (
         before["created_at"], before["position"], before["batch"])
 
