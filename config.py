@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     UPLOAD_IMAGE_FILE_SIZE_LIMIT: int = Field(default=10, ge=1, description="MB")
     UPLOAD_AUDIO_FILE_SIZE_LIMIT: int = Field(default=50, ge=1, description="MB")
     UPLOAD_VIDEO_FILE_SIZE_LIMIT: int = Field(default=100, ge=1, description="MB")
+    # Signed file links (document downloads): their base URL (empty: the URL the request
+    # came to) and how long they work, in seconds
+    FILES_URL: str = ""
+    FILES_ACCESS_TIMEOUT: int = Field(default=300, ge=1)
     # Longest text accepted by create-by-text / update-by-text, and per segment content /
     # answer (characters); longer input is refused before anything is stored
     DOCUMENT_TEXT_MAX_LENGTH: int = Field(default=1_000_000, ge=1)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from commands.knowledge import aggregates, handlers, meta_handlers, tags
 from contexts.manifest import ContextManifest, payloads_in
 from events.routing import WorkRoute
-from gateway.knowledge import datasets, meta
+from gateway.knowledge import datasets, files, meta, pipelines
 from projections.knowledge import meta_projectors, projectors
 from projections.tables import PROJECTION_NAME
 from schemas.base import EventPayload
@@ -44,7 +44,8 @@ KNOWLEDGE = ContextManifest(
     handlers=[handlers.HANDLERS, meta_handlers.HANDLERS, tags.HANDLERS],
     projectors={PROJECTION_NAME: [projectors.PROJECTORS, meta_projectors.PROJECTORS]},
     # meta first: /v1/datasets/tags and /v1/datasets/metadata are not dataset ids
-    routers=[meta.router, datasets.router, datasets.console_router],
+    routers=[meta.router, pipelines.router, files.router, datasets.router,
+             datasets.console_router, files.preview_router],
     work_topics=[INDEXING_PRIORITY, INDEXING_BULK, CLEANUP],
     routes=[
         WorkRoute(INDEXING_PRIORITY, INDEXING_REQUESTS, when=_priority_lane),

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Protocol
+
+# Bytes read (and sent on) at a time when an object is streamed.
+STREAM_CHUNK_SIZE = 256 * 1024
 
 
 class FileNotFoundInStorage(Exception):
@@ -16,6 +20,12 @@ class Storage(Protocol):
 
     async def load(self, key: str) -> bytes:
         """Raises FileNotFoundInStorage when missing."""
+        ...
+
+    def stream(self, key: str, chunk_size: int = STREAM_CHUNK_SIZE) -> AsyncIterator[bytes]:
+        """The object's bytes, `chunk_size` at a time, read as they are consumed (never the
+        whole object in memory). Raises FileNotFoundInStorage, before the first chunk, when
+        missing."""
         ...
 
     async def exists(self, key: str) -> bool: ...

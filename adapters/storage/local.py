@@ -11,9 +11,11 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
-from adapters.storage.base import FileNotFoundInStorage
+from adapters.storage.base import STREAM_CHUNK_SIZE, FileNotFoundInStorage
 
 # Temp files live next to their target (os.replace is only atomic within one filesystem);
 # the prefix marks leftovers of a crash so an operator can spot and sweep them.
@@ -41,6 +43,15 @@ class LocalStorage:
 
     async def load(self, key: str) -> bytes:
         return await asyncio.to_thread(self._load, key)
+
+    async def stream(self, key: str, chunk_size: int = STREAM_CHUNK_SIZE,
+                     ) -> AsyncIterator[bytes]:
+        handle = await asyncio.to_thread(self._open, key)
+        try:
+            while chunk := await asyncio.to_thread(handle.read, chunk_size):
+                yield chunk
+        finally:
+            await asyncio.to_thread(handle.close)
 
     async def exists(self, key: str) -> bool:
         return await asyncio.to_thread(lambda: self._path(key).is_file())
@@ -93,9 +104,13 @@ class LocalStorage:
             raise
 
     def _load(self, key: str) -> bytes:
+        with self._open(key) as handle:
+            return handle.read()
+
+    def _open(self, key: str) -> BinaryIO:
         path = self._path(key)
         try:
-            return path.read_bytes()
+            return path.open("rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise FileNotFoundInStorage(key) from exc
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 import boto3
@@ -15,7 +16,7 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from adapters.storage.base import FileNotFoundInStorage
+from adapters.storage.base import STREAM_CHUNK_SIZE, FileNotFoundInStorage
 
 # S3 refuses more than 1000 keys per DeleteObjects request.
 _DELETE_BATCH = 1000
@@ -66,6 +67,16 @@ class S3Storage:
         _check_key(key)
         return await asyncio.to_thread(self._load, key)
 
+    async def stream(self, key: str, chunk_size: int = STREAM_CHUNK_SIZE,
+                     ) -> AsyncIterator[bytes]:
+        _check_key(key)
+        body = await asyncio.to_thread(self._body, key)
+        try:
+            while chunk := await asyncio.to_thread(body.read, chunk_size):
+                yield bytes(chunk)
+        finally:
+            await asyncio.to_thread(body.close)
+
     async def exists(self, key: str) -> bool:
         _check_key(key)
         try:
@@ -100,17 +111,21 @@ class S3Storage:
         return getattr(self._ensure_client(), operation)(**kwargs)
 
     def _load(self, key: str) -> bytes:
+        body = self._body(key)
+        try:
+            return bytes(body.read())
+        finally:
+            body.close()
+
+    def _body(self, key: str) -> Any:
+        """The object's body, a stream read as it is consumed (boto3's StreamingBody)."""
         try:
             response = self._ensure_client().get_object(Bucket=self._bucket, Key=key)
         except ClientError as exc:
             if _error_code(exc) in _MISSING_KEY_CODES:
                 raise FileNotFoundInStorage(key) from exc
             raise
-        body = response["Body"]
-        try:
-            return bytes(body.read())
-        finally:
-            body.close()
+        return response["Body"]
 
     def _delete_prefix(self, prefix: str) -> None:
         client = self._ensure_client()

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from adapters.embedded.postgres import EmbeddedPostgres
+from projections.knowledge import queries as kq
 from schemas.knowledge.naming import collection_for
 from tests.files import make_pdf
 from tests.harness import Node, eventually, node_settings, running_node
@@ -462,12 +463,14 @@ async def test_update_by_file_and_dataset_delete_cleanup(node: Node) -> None:
     assert [s["content"] for s in segs["data"]] == [f for f, _ in FACTS[1:3]]
     collection = collection_for(UUID(dataset["id"]), economy=False)
     assert await node.container.vectors.count(collection) == 2  # v1's vector is gone
+    row = await kq.document(node.container.engine, UUID(dataset["id"]),
+                            UUID(created["document"]["id"]))
+    assert row is not None and await node.container.storage.exists(row["source"]["key"])
 
     assert (await node.client.delete(f"/v1/datasets/{dataset['id']}",
                                      headers=key)).status_code == 204
 
     async def all_gone() -> bool:
         return await node.container.vectors.count(collection) == 0 and not \
-            await node.container.storage.exists(replaced.json()["document"]["data_source_info"][
-                "upload_file_id"])
+            await node.container.storage.exists(row["source"]["key"])
     await eventually(all_gone)

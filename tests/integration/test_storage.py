@@ -83,6 +83,19 @@ class StorageContract:
         await asyncio.gather(*(storage.save("race.bin", p) for p in payloads))
         assert await storage.load("race.bin") in payloads  # one whole version, never a mix
 
+    async def test_stream_reads_in_chunks(self, storage: Storage) -> None:
+        data = os.urandom(100_000)
+        await storage.save("big/blob.bin", data)
+        chunks = [c async for c in storage.stream("big/blob.bin", chunk_size=30_000)]
+        assert [len(c) for c in chunks] == [30_000, 30_000, 30_000, 10_000]
+        assert b"".join(chunks) == data
+        await storage.save("empty", b"")
+        assert [c async for c in storage.stream("empty")] == []
+
+    async def test_stream_of_a_missing_key(self, storage: Storage) -> None:
+        with pytest.raises(FileNotFoundInStorage):
+            await anext(aiter(storage.stream("nope/missing.bin")))
+
     async def test_unicode_keys(self, storage: Storage) -> None:
         await storage.save("tenant/报告 final (1).pdf", b"x")
         assert await storage.load("tenant/报告 final (1).pdf") == b"x"

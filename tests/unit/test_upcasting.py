@@ -10,6 +10,8 @@ import pytest
 from bootstrap import ASSEMBLY
 from events.postgres_store import decode_stored
 from events.registry import UnknownEventType
+from schemas.knowledge.events import DocumentCreated, DocumentSourceReplaced
+from schemas.knowledge.naming import legacy_process_rule_id, legacy_upload_file_id
 from schemas.platform.events import AppCreated
 
 TYPES = ASSEMBLY.event_types
@@ -51,3 +53,27 @@ def test_current_version_passes_through_unchanged() -> None:
 def test_unknown_event_type_is_an_error() -> None:
     with pytest.raises(UnknownEventType):
         TYPES.upcast("NoSuchEvent", 1, {})
+
+
+def test_v1_document_events_get_file_and_rule_ids_from_their_file() -> None:
+    key = f"datasets/{uuid4()}/{uuid4()}/source/notes.txt"
+    source = {"key": key, "name": "notes.txt", "size": 5, "extension": "txt"}
+    created = {"dataset_id": str(uuid4()), "name": "notes.txt", "position": 1, "batch": "b",
+               "data_source_type": "upload_file", "source": source, "doc_form": "text_model",
+               "doc_language": "English", "process_rule": {"mode": "automatic"},
+               "indexing_technique": "economy", "created_from": "api",
+               "created_by": str(uuid4())}
+    version, payload = TYPES.upcast("DocumentCreated", 1, created)
+    event = DocumentCreated.model_validate(payload)
+    assert version == DocumentCreated.schema_version == 2
+    assert event.source.id == legacy_upload_file_id(key)
+    assert event.process_rule_id == legacy_process_rule_id(key)
+    # the same file always gets the same ids (a rebuilt read model shows what it showed)
+    assert TYPES.upcast("DocumentCreated", 1, created) == (version, payload)
+
+    replaced = {"name": "v2.txt", "source": {**source, "key": key + "2"},
+                "process_rule": {"mode": "automatic"}, "updated_by": str(uuid4())}
+    version, payload = TYPES.upcast("DocumentSourceReplaced", 1, replaced)
+    event2 = DocumentSourceReplaced.model_validate(payload)
+    assert version == 2 and event2.source.id == legacy_upload_file_id(key + "2")
+    assert event2.source.id != event.source.id
