@@ -4,8 +4,8 @@ link) and their process rule's id; segments show who last edited them.
 Existing rows are backfilled with the ids the v1 → v2 upcasters derive from the file's
 storage key, so a rebuild from the event store gives the same values.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0009
+Revises: 0008
 """
 
 import json
@@ -15,8 +15,8 @@ from alembic import op
 
 from schemas.knowledge.naming import legacy_process_rule_id, legacy_upload_file_id
 
-revision = "0007"
-down_revision = "0006"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
