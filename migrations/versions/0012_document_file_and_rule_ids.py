@@ -6,8 +6,8 @@ existing rows are backfilled with the ids the v1 → v2 upcasters derive from th
 storage key, so a rebuild from the event store gives the same values. A rebuild copies the
 columns and the index from the version it starts from.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 """
 
 import json
@@ -17,8 +17,8 @@ from alembic import op
 
 from schemas.knowledge.naming import legacy_process_rule_id, legacy_upload_file_id
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
