@@ -6,8 +6,8 @@ existing rows are backfilled with the ids the v1 → v2 upcasters derive from th
 storage key, so a rebuild from the event store gives the same values. A rebuild copies the
 columns and the index from the version it starts from.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 """
 
 import json
@@ -15,18 +15,17 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.read_models import read_model_schemas
 from schemas.knowledge.naming import legacy_process_rule_id, legacy_upload_file_id
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
 
 def _versions() -> list[str]:
-    rows = op.get_bind().execute(sa.text(
-        "SELECT schema_name FROM projection_versions WHERE projection = 'console'"))
-    return [r[0] for r in rows]
+    return read_model_schemas(op.get_bind(), "console")
 
 
 def upgrade() -> None:
