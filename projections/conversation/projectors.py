@@ -20,6 +20,7 @@ from projections.conversation.tables import (
     messages,
     upload_files,
 )
+from projections.platform.projectors import lock
 from projections.registry import projectors
 from schemas.conversation import events as ev
 
@@ -49,8 +50,10 @@ async def project_app_site_configured(conn: AsyncConnection,
 async def project_conversation_started(conn: AsyncConnection,
                                        e: Envelope[ev.ConversationStarted]) -> None:
     p = e.payload
-    # An end user's conversations are other aggregates, applied in any order: the end user
-    # was created with the earliest of them.
+    # An end user's conversations are other aggregates, applied in any order (and
+    # concurrently, from other partitions: the lock makes the first one create the end user
+    # and the others see it): the end user was created with the earliest of them.
+    await lock(conn, p.end_user_id, exclusive=True)
     known = (await conn.execute(select(end_users.c.created_at)
                                 .where(end_users.c.id == p.end_user_id))).first()
     if known is None:
