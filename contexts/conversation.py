@@ -11,7 +11,8 @@ from gateway.conversation import config, conversations, files, messages, suggest
 from projections.conversation import projectors
 from projections.tables import PROJECTION_NAME
 from schemas.conversation import events
-from schemas.conversation.topics import CHAT
+from schemas.conversation.topics import CHAT, CLEANUP
+from schemas.platform import events as platform_events
 from workers.conversation.processors import PROCESSORS
 
 CONVERSATION = ContextManifest(
@@ -23,7 +24,8 @@ CONVERSATION = ContextManifest(
     projectors={PROJECTION_NAME: [projectors.PROJECTORS]},
     routers=[config.console_router, config.service_router, messages.router,
              conversations.router, suggested.router, files.router],
-    work_topics=[CHAT],
-    routes=[WorkRoute(CHAT, [events.MessageCreated])],
+    work_topics=[CHAT, CLEANUP],
+    routes=[WorkRoute(CHAT, [events.MessageCreated]),
+            WorkRoute(CLEANUP, [platform_events.AppDeleted])],
     processors=PROCESSORS,
 )

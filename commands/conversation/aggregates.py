@@ -47,7 +47,16 @@ class UploadFile(Aggregate):
     """A file an end user uploaded to an app, for its messages."""
 
     def apply_FileUploaded(self, p: ev.FileUploaded) -> None:
-        self.app_id = p.app_id
+        self.app_id, self.key = p.app_id, p.key
+
+    deleted = False
+
+    def apply_FileDeleted(self, p: ev.FileDeleted) -> None:
+        self.deleted = True
+
+    def delete(self, ctx: Context) -> None:
+        if self.exists and not self.deleted:
+            self.record(ev.FileDeleted(), ctx)
 
     def record_upload(self, payload: ev.FileUploaded, ctx: Context) -> None:
         if self.exists:
@@ -154,7 +163,8 @@ class Conversation(Aggregate):
             self.record(ev.ConversationRenamed(name=name), ctx)
 
     def delete(self, ctx: Context) -> None:
-        self.record(ev.ConversationDeleted(), ctx)
+        if not self.deleted:
+            self.record(ev.ConversationDeleted(), ctx)
 
     def give_feedback(self, message_id: UUID, rating: str | None, content: str | None,
                       ctx: Context) -> None:

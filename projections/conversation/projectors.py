@@ -142,9 +142,13 @@ async def project_file_uploaded(conn: AsyncConnection, e: Envelope[ev.FileUpload
         created_at=e.occurred_at))
 
 
+async def project_file_deleted(conn: AsyncConnection, e: Envelope[ev.FileDeleted]) -> None:
+    await conn.execute(delete(upload_files).where(upload_files.c.id == e.aggregate_id))
+
+
 PROJECTORS = projectors(
     project_app_model_configured, project_app_site_configured, project_conversation_started,
     project_message_created, project_message_answered, project_message_stopped,
     project_message_failed, project_conversation_renamed, project_conversation_deleted,
-    project_message_feedback_given, project_file_uploaded,
+    project_message_feedback_given, project_file_uploaded, project_file_deleted,
 )

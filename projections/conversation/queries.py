@@ -114,3 +114,13 @@ async def upload_file(engine: AsyncEngine, app_id: UUID, file_id: UUID) -> dict[
     """A file uploaded to this app (another app's is as unknown as a missing one)."""
     return await _one(engine, select(upload_files).where(
         upload_files.c.id == file_id, upload_files.c.app_id == app_id))
+
+
+async def app_leftovers(engine: AsyncEngine, app_id: UUID) -> tuple[list[UUID], list[UUID]]:
+    """An app's conversations and uploaded files (what goes when the app is deleted)."""
+    async with engine.connect() as conn:
+        found = (await conn.execute(select(conversations.c.id)
+                                    .where(conversations.c.app_id == app_id))).scalars().all()
+        files = (await conn.execute(select(upload_files.c.id)
+                                    .where(upload_files.c.app_id == app_id))).scalars().all()
+    return list(found), list(files)

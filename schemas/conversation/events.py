@@ -102,4 +102,8 @@ class FileUploaded(EventPayload):
     key: str  # where the storage holds it
 
 
+class FileDeleted(EventPayload):
+    """Its app was deleted; the stored bytes are gone."""
+
+
 UPCASTERS: dict[tuple[type[EventPayload], int], Upcaster] = {}

@@ -5,3 +5,5 @@ from __future__ import annotations
 
 # MessageCreated: the chat processor answers it (a consumer group; scale it with members).
 CHAT = "conversation.chat"
+# AppDeleted (platform): the app's conversations, messages and files go with it.
+CLEANUP = "conversation.cleanup"

@@ -1,11 +1,16 @@
 """Files for messages over HTTP: upload (Dify's limits and error codes), preview scoped to
-the app, and images in a chat message reaching the model as vision content."""
+the app, images in a chat message reaching the model as vision content, and an app's
+deletion taking its conversations and files with it."""
 
 from __future__ import annotations
 
 import base64
+from typing import Any
+from uuid import UUID
 
+from projections.conversation import queries
 from tests.chat import Chat, app_with_key
+from tests.harness import eventually
 from tests.spec import validate
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9Q"
@@ -79,3 +84,28 @@ async def test_images_in_a_chat_message_reach_the_model(chat: Chat) -> None:
     assert bobs.status_code == 404 and bobs.json()["code"] == "file_not_found"
     too_many = await chat.send("Three?", files=[*files, files[1]])
     assert too_many.status_code == 400
+
+
+async def test_deleting_the_app_takes_its_conversations_and_files(chat: Chat) -> None:
+    uploaded = await upload(chat, "pixel.png", PNG)
+    answer = await chat.send("Hello")
+    assert answer.status_code == 200
+    c = chat.node.container
+    app_id, file_id = UUID(chat.app_id), UUID(str(uploaded["id"]))
+    stored = await eventually(lambda: queries.upload_file(c.engine, app_id, file_id))
+    assert await c.storage.exists(stored["key"])
+    await eventually(lambda: _has_conversation(c.engine, app_id))
+
+    deleted = await chat.node.client.delete(f"/console/api/apps/{chat.app_id}",
+                                            headers=chat.auth)
+    assert deleted.status_code == 204
+
+    async def gone() -> bool:
+        return await queries.app_leftovers(c.engine, app_id) == ([], [])
+
+    await eventually(gone)
+    assert not await c.storage.exists(stored["key"])
+
+
+async def _has_conversation(engine: Any, app_id: UUID) -> bool:
+    return bool((await queries.app_leftovers(engine, app_id))[0])

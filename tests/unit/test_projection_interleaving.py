@@ -43,7 +43,7 @@ from adapters.storage.local import LocalStorage
 from adapters.vector.memory import InMemoryVectorStore
 from bootstrap import ASSEMBLY
 from commands.aggregate import Context
-from commands.conversation.aggregates import Conversation
+from commands.conversation.aggregates import Conversation, UploadFile
 from commands.executor import execute
 from commands.knowledge.aggregates import Document, Segment
 from commands.unit_of_work import UnitOfWork
@@ -139,6 +139,19 @@ class Recorder:
             payload, aggregate_id=aggregate_id, tenant_id=self.tenant, actor_id=self.owner,
             correlation_id=uuid4()))
         assert outcome.status == "accepted", (payload.command_type, outcome.error)
+
+    def clean_up(self, *ids: UUID) -> None:
+        """What the conversation cleanup records for a deleted app's conversations and
+        files."""
+        cause = uuid4()
+        ctx = Context(tenant_id=self.tenant, actor_id=None, correlation_id=cause,
+                      causation_id=cause)
+        for aggregate_id in ids:
+            uow = UnitOfWork(self.store, ctx)
+            kind = Conversation if self.store.load(aggregate_id)[0].aggregate_type == \
+                "Conversation" else UploadFile
+            uow.get(kind, aggregate_id).delete(ctx)
+            uow.commit()
 
     def finish(self, conversation: UUID, payload: cev.MessageAnswered | cev.MessageStopped
                | cev.MessageFailed) -> None:
@@ -411,6 +424,7 @@ async def record(root: Path) -> History:
     run(kc.DeleteTag(tag_id=old), old)
     run(kc.DeleteDataset(dataset_id=archive), archive)
     run(pc.DeleteApp(app_id=chat), chat)
+    r.clean_up(talks[0][0], talks[1][0], picture)  # as the conversation cleanup does
     # and life goes on
     run(kc.BindTags(target_id=handbook, tag_ids=[it]), handbook)
     late_key = uuid4()

@@ -984,8 +984,8 @@ async def test_conversation_and_its_messages(world: World) -> None:
     assert older is not None and [m["id"] for m in older.items] == [first] and older.total == 0
 
 
-@exercises(cev.FileUploaded)
-async def test_file_uploaded(world: World) -> None:
+@exercises(cev.FileUploaded, cev.FileDeleted)
+async def test_file_uploaded_and_deleted(world: World) -> None:
     app_id, file_id = uuid4(), uuid4()
     await world.emit("UploadFile", file_id, cev.FileUploaded(
         app_id=app_id, end_user_id=end_user_id_for(app_id, "ann"), name="cat.png", size=3,
@@ -994,6 +994,9 @@ async def test_file_uploaded(world: World) -> None:
     assert row is not None and (row["name"], row["size"], row["key"]) == (
         "cat.png", 3, "upload_files/x.png")
     assert await cq.upload_file(world.engine, uuid4(), file_id) is None  # another app's
+    assert await cq.app_leftovers(world.engine, app_id) == ([], [file_id])
+    await world.emit("UploadFile", file_id, cev.FileDeleted())
+    assert await cq.upload_file(world.engine, app_id, file_id) is None
 
 
 @exercises(cev.ConversationRenamed, cev.ConversationDeleted, cev.MessageFeedbackGiven)

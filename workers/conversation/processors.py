@@ -10,9 +10,12 @@ from adapters.bus.base import Message
 from projections.knowledge.retrieval import Retriever
 from projections.platform.models import resolve_model
 from schemas.conversation import events as ev
-from schemas.conversation.topics import CHAT
+from schemas.conversation.topics import CHAT, CLEANUP
+from schemas.platform import events as platform
 from workers.container import ProcessorFactory, WorkerContainer
+from workers.conversation import cleanup
 from workers.conversation.chat import ChatDeps, ChatModel, answer_message, fail_message
+from workers.conversation.cleanup import CleanupDeps
 from workers.runtime import Processor, by_type, decoding
 
 
@@ -39,5 +42,12 @@ def chat_processor(c: WorkerContainer) -> Processor:
                          ev.MessageCreated: partial(answer_message, deps)})))
 
 
+def cleanup_processor(c: WorkerContainer) -> Processor:
+    deps = CleanupDeps(store=c.store, engine=c.engine, storage=c.storage)
+    return Processor(group=CLEANUP, topics=[CLEANUP], handle=decoding(c.event_types, by_type({
+        platform.AppDeleted: partial(cleanup.app_deleted, deps)})))
+
+
 # role name -> processor factory (`eddy worker --roles chat`)
-PROCESSORS: dict[str, ProcessorFactory] = {"chat": chat_processor}
+PROCESSORS: dict[str, ProcessorFactory] = {"chat": chat_processor,
+                                           "conversation-cleanup": cleanup_processor}
