@@ -7,7 +7,7 @@ from __future__ import annotations
 from commands.conversation import aggregates, handlers
 from contexts.manifest import ContextManifest, payloads_in
 from events.routing import WorkRoute
-from gateway.conversation import config, conversations, files, messages, suggested
+from gateway.conversation import audio, config, conversations, files, messages, suggested
 from projections.conversation import projectors
 from projections.tables import PROJECTION_NAME
 from schemas.conversation import events
@@ -23,7 +23,7 @@ CONVERSATION = ContextManifest(
     handlers=[handlers.HANDLERS],
     projectors={PROJECTION_NAME: [projectors.PROJECTORS]},
     routers=[config.console_router, config.service_router, messages.router,
-             conversations.router, suggested.router, files.router],
+             conversations.router, suggested.router, files.router, audio.router],
     work_topics=[CHAT, CLEANUP],
     routes=[WorkRoute(CHAT, [events.MessageCreated]),
             WorkRoute(CLEANUP, [platform_events.AppDeleted])],

@@ -139,6 +139,22 @@ class SuggestedQuestionsDisabled(EddyError):
     code, status, default_message = "bad_request", 400, "Suggested Questions Is Disabled."
 
 
+class SpeechToTextDisabled(EddyError):
+    code, status, default_message = "speech_to_text_disabled", 400, "Speech to text is disabled."
+
+
+class NoAudioUploaded(EddyError):
+    code, status, default_message = "no_audio_uploaded", 400, "Please upload your audio."
+
+
+class AudioTooLarge(EddyError):
+    code, status, default_message = "audio_too_large", 413, "Audio size exceeded."
+
+
+class UnsupportedAudioType(EddyError):
+    code, status, default_message = "unsupported_audio_type", 415, "Audio type not allowed."
+
+
 class CompletionRequestError(EddyError):
     code, status, default_message = "completion_request_error", 400, "Completion request failed."
 

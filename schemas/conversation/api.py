@@ -48,5 +48,13 @@ class RenameConversationRequest(Body):
     user: str = USER
 
 
+class TextToAudioRequest(Body):
+    message_id: str | None = None
+    text: str | None = Field(default=None, max_length=10_000)
+    user: str = USER
+    voice: str | None = Field(default=None, max_length=64)
+    streaming: bool = False
+
+
 class UserRequest(Body):
     user: str = USER

@@ -20,8 +20,9 @@ async def node(postgres: EmbeddedPostgres, fresh_database: Callable[..., str],
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[FakeOpenAIServer]:
-    """A fake OpenAI-protocol provider serving an LLM and an embedding model."""
-    with FakeOpenAIServer(api_key=KEY, models={MODEL, "bge-m3"}) as fake:
+    """A fake OpenAI-protocol provider serving an LLM, embedding, tts and speech2text
+    models."""
+    with FakeOpenAIServer(api_key=KEY, models={MODEL, "bge-m3", "tts-1", "whisper-1"}) as fake:
         yield fake
 
 

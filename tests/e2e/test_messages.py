@@ -301,3 +301,16 @@ async def test_knowledge_goes_into_the_prompt_and_retriever_resources(chat: Chat
     quiet = (await chat.send("What is served on Wednesday?")).json()
     assert quiet["metadata"]["retriever_resources"] == []
     assert facts["office.txt"] in chat.provider.chat_requests[-1].body["messages"][0]["content"]
+
+
+async def test_a_quiet_stream_is_kept_alive_with_pings(chat: Chat) -> None:
+    await chat.configure()
+    chat.provider.delay_next(10.5)  # the model is slow to start answering
+    async with served(chat.node.app) as url, httpx.AsyncClient(base_url=url, timeout=60) as http:
+        answer = await http.post("/v1/chat-messages", headers=chat.key, json={
+            "inputs": {}, "query": "Slow?", "user": "ann", "response_mode": "streaming"})
+    blocks = [b for b in answer.text.split("\n\n") if b.strip()]
+    assert blocks[0] == "event: ping"  # Dify's keep-alive: no data, no id
+    events = [e for _, e in sse_events(answer.content) if e is not None]
+    check_chat_events(events)
+    assert events[-1]["event"] == "message_end"
