@@ -84,10 +84,10 @@ class Relay:
         for event in events:
             headers, value, key = message_headers(event), event.to_json(), str(event.aggregate_id)
             for topic in self.routing.topics_for(event):
-                where = (topic, partition_for(key, await self._partition_count(topic)))
-                seqs[where] = seqs.get(where, 0) + 1
+                partition = partition_for(key, await self._partition_count(topic))
+                seqs[(topic, partition)] = seq = seqs.get((topic, partition), 0) + 1
                 outgoing.append(OutgoingMessage(topic, key, value,
-                                                {**headers, SEQ_HEADER: str(seqs[where])}))
+                                                {**headers, SEQ_HEADER: str(seq)}, partition))
         # Pipelined: one round trip per batch; per-key order is the log's order.
         await self.bus.publish_many(outgoing)
         if not events:

@@ -25,6 +25,9 @@ class OutgoingMessage:
     key: str
     value: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    # `partition_for(key, <the topic's count>)` when the caller computed it already (the
+    # relay numbers each partition's messages); the bus computes it otherwise
+    partition: int | None = None
 
 
 @dataclass

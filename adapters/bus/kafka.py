@@ -252,9 +252,9 @@ class KafkaBus:
 
     async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
         # Explicit partition so Redis and Kafka place a key on the same partition number.
-        placed = [(TopicPartition(self.topic_name(m.topic),
-                                  partition_for(m.key, await self.partition_count(m.topic))), m)
-                  for m in messages]
+        placed = [(TopicPartition(self.topic_name(m.topic), m.partition if m.partition is not None
+                                  else partition_for(m.key, await self.partition_count(m.topic))),
+                   m) for m in messages]
         await self._ensure_reachable({tp for tp, _ in placed})
         try:
             # Queue every send first (the producer batches them), then wait for all acks.

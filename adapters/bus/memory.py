@@ -160,7 +160,11 @@ class InMemoryBus:
         self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
     ) -> None:
         self._check_running()
-        partition = partition_for(key, self.partition_count(topic))
+        await self._append(topic, partition_for(key, self.partition_count(topic)), key, value,
+                           headers)
+
+    async def _append(self, topic: str, partition: int, key: str, value: bytes,
+                      headers: dict[str, str] | None) -> None:
         # Copies, so the caller mutating its dict later does not change the stored message.
         entry = _Entry(key, bytes(value), dict(headers or {}))
         self._topics[topic][partition].entries.append(entry)
@@ -168,8 +172,11 @@ class InMemoryBus:
             self._changed.notify_all()
 
     async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
+        self._check_running()
         for m in messages:
-            await self.publish(m.topic, m.key, m.value, m.headers)
+            partition = (m.partition if m.partition is not None
+                         else partition_for(m.key, self.partition_count(m.topic)))
+            await self._append(m.topic, partition, m.key, m.value, m.headers)
 
     def consumer(self, group: str, topics: Sequence[str], member: str) -> InMemoryConsumer:
         return InMemoryConsumer(self, group, list(topics), member)

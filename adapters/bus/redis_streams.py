@@ -250,8 +250,9 @@ class RedisStreamsBus:
         # One round trip; without a transaction (MULTI) entries still land in order.
         async with self.client.pipeline(transaction=False) as pipe:
             for m in messages:
-                stream = self.stream_name(m.topic,
-                                          partition_for(m.key, await self.partition_count(m.topic)))
+                partition = (m.partition if m.partition is not None
+                             else partition_for(m.key, await self.partition_count(m.topic)))
+                stream = self.stream_name(m.topic, partition)
                 pipe.xadd(stream, {"key": m.key, "value": m.value,
                                    "headers": json.dumps(m.headers)})
             await pipe.execute()
