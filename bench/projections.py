@@ -90,9 +90,10 @@ def _history(events: int) -> Iterator[tuple[str, UUID, int, UUID, EventPayload]]
                     ke.DocumentCreated(
                         dataset_id=dataset, name=f"doc {n}.txt", position=n + 1, batch="b",
                         data_source_type="upload_file",
-                        source=ke.SourceFile(key=f"k/{document}", name="doc.txt", size=100,
-                                             extension="txt"),
+                        source=ke.SourceFile(id=uuid4(), key=f"k/{document}", name="doc.txt",
+                                             size=100, extension="txt"),
                         doc_form="text_model", doc_language="English", process_rule={},
+                        process_rule_id=uuid4(),
                         indexing_technique="economy", created_from="api", created_by=owner),
                     ke.DocumentIndexingRequested(attempt=1, lane="bulk", reason="created"),
                     ke.DocumentProcessingStarted(attempt=1),

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.envelope import Envelope
@@ -58,15 +58,19 @@ async def lock(conn: AsyncConnection, aggregate_id: UUID, *, exclusive: bool = F
 async def bury(conn: AsyncConnection, deleted_id: UUID, kind: str, at: datetime) -> None:
     """Records a deletion (the rows under it are gone, and must stay gone)."""
     if not await buried(conn, [deleted_id]):
-        await conn.execute(insert(tombstones).values(id=deleted_id, kind=kind, deleted_at=at))
+        await conn.execute(insert(tombstones), {"id": deleted_id, "kind": kind, "deleted_at": at})
+
+
+# The ids as a bound parameter: compiled once, not coerced and cache-keyed on every call.
+_BURIED = select(tombstones.c.id).where(tombstones.c.id.in_(bindparam("ids", expanding=True)))
 
 
 async def buried(conn: AsyncConnection, ids: Iterable[UUID]) -> set[UUID]:
     """Which of these ids were deleted."""
-    wanted = set(ids)
+    wanted = list(set(ids))
     if not wanted:
         return set()
-    found = await conn.execute(select(tombstones.c.id).where(tombstones.c.id.in_(wanted)))
+    found = await conn.execute(_BURIED, {"ids": wanted})
     return set(found.scalars())
 
 
@@ -83,41 +87,42 @@ async def project_setup_completed(conn: AsyncConnection, e: Envelope[ev.SetupCom
 async def project_account_registered(conn: AsyncConnection,
                                      e: Envelope[ev.AccountRegistered]) -> None:
     p = e.payload
-    await conn.execute(insert(accounts).values(
-        id=e.aggregate_id, email=p.email.lower(), name=p.name,
-        password_hash=p.password_hash, interface_language=p.interface_language,
-        timezone=p.timezone, status="active", created_at=e.occurred_at,
-    ))
+    await conn.execute(insert(accounts), {
+        "id": e.aggregate_id, "email": p.email.lower(), "name": p.name,
+        "password_hash": p.password_hash, "interface_language": p.interface_language,
+        "timezone": p.timezone, "status": "active", "created_at": e.occurred_at,
+    })
 
 
 async def project_workspace_created(conn: AsyncConnection,
                                     e: Envelope[ev.WorkspaceCreated]) -> None:
-    await conn.execute(insert(workspaces).values(
-        id=e.aggregate_id, name=e.payload.name, status="normal", created_at=e.occurred_at,
-    ))
-    await conn.execute(insert(workspace_members).values(
-        workspace_id=e.aggregate_id, account_id=e.payload.owner_account_id,
-        role="owner", created_at=e.occurred_at,
-    ))
+    await conn.execute(insert(workspaces), {
+        "id": e.aggregate_id, "name": e.payload.name, "status": "normal",
+        "created_at": e.occurred_at,
+    })
+    await conn.execute(insert(workspace_members), {
+        "workspace_id": e.aggregate_id, "account_id": e.payload.owner_account_id,
+        "role": "owner", "created_at": e.occurred_at,
+    })
 
 
 async def project_app_created(conn: AsyncConnection, e: Envelope[ev.AppCreated]) -> None:
     p = e.payload
-    await conn.execute(insert(apps).values(
-        id=e.aggregate_id, tenant_id=e.tenant_id, name=p.name, mode=p.mode,
-        description=p.description, icon_type=p.icon_type, icon=p.icon,
-        icon_background=p.icon_background, created_by=p.created_by,
-        created_at=e.occurred_at, updated_by=p.created_by, updated_at=e.occurred_at,
-    ))
+    await conn.execute(insert(apps), {
+        "id": e.aggregate_id, "tenant_id": e.tenant_id, "name": p.name, "mode": p.mode,
+        "description": p.description, "icon_type": p.icon_type, "icon": p.icon,
+        "icon_background": p.icon_background, "created_by": p.created_by,
+        "created_at": e.occurred_at, "updated_by": p.created_by, "updated_at": e.occurred_at,
+    })
 
 
 async def project_app_updated(conn: AsyncConnection, e: Envelope[ev.AppUpdated]) -> None:
     p = e.payload
-    await conn.execute(update(apps).where(apps.c.id == e.aggregate_id).values(
-        name=p.name, description=p.description, icon_type=p.icon_type, icon=p.icon,
-        icon_background=p.icon_background, updated_by=p.updated_by,
-        updated_at=e.occurred_at,
-    ))
+    await conn.execute(update(apps).where(apps.c.id == bindparam("app_id")), {
+        "app_id": e.aggregate_id, "name": p.name, "description": p.description,
+        "icon_type": p.icon_type, "icon": p.icon, "icon_background": p.icon_background,
+        "updated_by": p.updated_by, "updated_at": e.occurred_at,
+    })
 
 
 async def project_app_deleted(conn: AsyncConnection, e: Envelope[ev.AppDeleted]) -> None:
@@ -134,11 +139,11 @@ async def project_api_key_created(conn: AsyncConnection, e: Envelope[ev.ApiKeyCr
         await lock(conn, p.app_id)
         if await buried(conn, [p.app_id]):
             return  # applied after its app's deletion (another partition): gone with it
-    await conn.execute(insert(api_keys).values(
-        id=e.aggregate_id, tenant_id=e.tenant_id, type=p.key_type,
-        app_id=p.app_id, token_hash=p.token_hash, token_ciphertext=p.token_ciphertext,
-        token_hint=p.token_hint, created_at=e.occurred_at,
-    ))
+    await conn.execute(insert(api_keys), {
+        "id": e.aggregate_id, "tenant_id": e.tenant_id, "type": p.key_type,
+        "app_id": p.app_id, "token_hash": p.token_hash, "token_ciphertext": p.token_ciphertext,
+        "token_hint": p.token_hint, "created_at": e.occurred_at,
+    })
 
 
 async def project_api_key_revoked(conn: AsyncConnection, e: Envelope[ev.ApiKeyRevoked]) -> None:
