@@ -1,0 +1,201 @@
+"""Time to first token added by Eddy, and blocking messages per second.
+
+    .venv/bin/python -m bench.chat [--streams 1,50] [--rounds 3] [--messages 200]
+
+One run starts embedded Postgres and Valkey, the fake OpenAI-protocol provider
+(tests/fakes/openai_server.py, a real HTTP server streaming 20 chunks, one every 5 ms),
+`eddy api` and `eddy worker` (all roles, chat included) as processes, and the baseline
+(bench/chat_proxy.py: a bare FastAPI streaming proxy, in its own uvicorn process). For each
+concurrency (closed loop: each virtual user sends its next message when the previous one
+ended), it measures time to first token (TTFT) three ways, in alternating rounds:
+
+- provider: streaming from the provider directly (what a client would get without us);
+- baseline: through the bare proxy;
+- eddy: `POST /v1/chat-messages` streaming (command, chat processor, task stream, SSE).
+
+and prints p50 / p99 of each, and what Eddy and the proxy add over the provider at that
+concurrency (target: Eddy's p99 added ≤ 50 ms at 50 streams). Then blocking messages/s
+through Eddy with the same fast model. Stops everything it started, by PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import httpx
+
+from adapters.embedded.ports import LOOPBACK
+from adapters.embedded.postgres import EmbeddedPostgres
+from adapters.embedded.valkey import EmbeddedRedis
+from bench.commands import (
+    _check_alive,
+    _console_auth,
+    _migrate,
+    _percentile,
+    _settings,
+    _spawn,
+    _start_server,
+    _stop,
+    _stop_children,
+)
+from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
+
+KEY, MODEL = "sk-bench-0123456789", "bench-model"
+CHUNKS = [f"token{i} " for i in range(20)]
+TARGET_ADDED_P99_MS = 50.0
+
+
+async def first_token(client: httpx.AsyncClient, url: str, headers: dict[str, str],
+                      body: dict[str, object], marker: bytes) -> float:
+    """Seconds from sending until the first line containing `marker` (then read to the end)."""
+    started = time.perf_counter()
+    ttft = None
+    async with client.stream("POST", url, headers=headers, json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if ttft is None and marker.decode() in line:
+                ttft = time.perf_counter() - started
+    assert ttft is not None, f"{url}: no token"
+    return ttft
+
+
+async def closed_loop(users: int, per_user: int,
+                      one: Callable[[httpx.AsyncClient], Awaitable[float]]) -> list[float]:
+    async def user() -> list[float]:
+        async with httpx.AsyncClient(timeout=120) as client:
+            return [await one(client) for _ in range(per_user)]
+
+    return [t for ts in await asyncio.gather(*(user() for _ in range(users))) for t in ts]
+
+
+def fmt(values: Sequence[float]) -> str:
+    return (f"p50 {_percentile(sorted(values), 0.5) * 1000:7.1f} ms  "
+            f"p99 {_percentile(sorted(values), 0.99) * 1000:7.1f} ms")
+
+
+async def main_async(streams: Sequence[int], rounds: int, messages: int) -> bool:
+    root = Path(tempfile.mkdtemp(prefix="eddy-bench-chat-"))
+    pg = EmbeddedPostgres(root / "pg").start()
+    redis = EmbeddedRedis(root / "redis").start()
+    provider = FakeOpenAIServer(api_key=KEY, models={MODEL}).start()
+    # every reply: 20 chunks, one every 5 ms
+    provider.chat_responder = lambda body: ScriptedChat("".join(CHUNKS), chunks=CHUNKS,
+                                                        chunk_delay=0.005)
+    ok = False
+    try:
+        pg.create_database("bench_chat")
+        settings = _settings(pg, "bench_chat", redis, None, root / "data")
+        await _migrate(settings)
+        env = {**os.environ, **settings.as_env(LOG_LEVEL="WARNING")}
+        worker_log = root / "worker.log"
+        worker = _spawn(["-m", "cli", "worker", "--member", "bench-worker"], env, worker_log)
+        api = await _start_server(
+            "eddy api", lambda port: ["-m", "cli", "api"],
+            lambda port: {**env, "DIFY_BIND_ADDRESS": LOOPBACK, "DIFY_PORT": str(port)},
+            "/ready", root / "api.log",
+            alive=lambda: _check_alive(worker, "eddy worker", worker_log))
+        proxy = await _start_server(
+            "baseline", lambda port: ["-m", "uvicorn", "bench.chat_proxy:app", "--host",
+                                      LOOPBACK, "--port", str(port), "--log-level", "warning",
+                                      "--no-access-log"],
+            lambda port: {**os.environ, "BENCH_PROVIDER_URL": provider.base_url,
+                          "BENCH_PROVIDER_KEY": KEY, "BENCH_MODEL": MODEL},
+            "/health", root / "proxy.log")
+        auth = await _console_auth(api.url, lambda: None)
+        async with httpx.AsyncClient(base_url=api.url, timeout=60) as c:
+            saved = await c.post(
+                "/console/api/workspaces/current/model-providers/openai_api_compatible/models",
+                headers=auth, json={"model": MODEL, "model_type": "llm", "credentials": {
+                    "api_key": KEY, "endpoint_url": provider.base_url, "mode": "chat",
+                    "context_size": "8192"}})
+            saved.raise_for_status()
+            app = (await c.post("/console/api/apps", headers=auth,
+                                json={"name": "Bench", "mode": "chat"})).json()
+            token = (await c.post(f"/console/api/apps/{app['id']}/api-keys",
+                                  headers=auth)).json()["token"]
+        key = {"Authorization": f"Bearer {token}"}
+        ask = {"inputs": {}, "query": "Hello", "user": "bench", "response_mode": "streaming"}
+        direct = {"model": MODEL, "stream": True,
+                  "messages": [{"role": "user", "content": "Hello"}]}
+        ways: dict[str, Callable[[httpx.AsyncClient], Awaitable[float]]] = {
+            "provider": lambda cl: first_token(cl, f"{provider.base_url}/chat/completions",
+                                               {"Authorization": f"Bearer {KEY}"}, direct,
+                                               b'"content": "token'),
+            "baseline": lambda cl: first_token(cl, f"{proxy.url}/v1/chat-messages", {}, ask,
+                                               b'"event":"message"'),
+            "eddy": lambda cl: first_token(cl, f"{api.url}/v1/chat-messages", key, ask,
+                                           b'"event":"message"'),
+        }
+        await closed_loop(4, 5, ways["eddy"])  # warm up
+        verdict = True
+        for users in streams:
+            per_user = max(2, 100 // users)
+            ttft: dict[str, list[float]] = {name: [] for name in ways}
+            for r in range(rounds):
+                for name, one in ways.items():
+                    ttft[name] += await closed_loop(users, per_user, one)
+                print(f"{users} streams, round {r + 1}: " + "  ".join(
+                    f"{n} {_percentile(sorted(t), 0.5) * 1000:.1f} ms" for n, t in ttft.items()),
+                    flush=True)
+            base = {q: _percentile(sorted(ttft["provider"]), q) for q in (0.5, 0.99)}
+            print(f"\n== {users} concurrent streams ({len(ttft['eddy'])} messages each) ==")
+            for name, values in ttft.items():
+                added = "" if name == "provider" else "   added: " + "  ".join(
+                    f"p{int(q * 100)} {(_percentile(sorted(values), q) - base[q]) * 1000:.1f}"
+                    " ms" for q in (0.5, 0.99))
+                print(f"  {name:9s} TTFT {fmt(values)}{added}")
+            if users >= 50:
+                added_p99 = (_percentile(sorted(ttft["eddy"]), 0.99) - base[0.99]) * 1000
+                met = added_p99 <= TARGET_ADDED_P99_MS
+                verdict &= met
+                print(f"  target: Eddy's p99 added ≤ {TARGET_ADDED_P99_MS:.0f} ms at 50 streams:"
+                      f" {'yes' if met else 'NO'} ({added_p99:.1f} ms)")
+        blocking = {**ask, "response_mode": "blocking"}
+
+        async def one_blocking(cl: httpx.AsyncClient) -> float:
+            r = await cl.post(f"{api.url}/v1/chat-messages", headers=key, json=blocking)
+            r.raise_for_status()
+            return 0.0
+
+        started = time.perf_counter()
+        await closed_loop(16, max(1, messages // 16), one_blocking)
+        elapsed = time.perf_counter() - started
+        print(f"\nblocking: {16 * max(1, messages // 16) / elapsed:.1f} messages/s "
+              f"(16 users, fake model streaming 20 chunks 5 ms apart)")
+        print(f"all targets met: {'yes' if verdict else 'NO'}")
+        api.stop()
+        proxy.stop()
+        _stop(worker)
+        ok = True
+        return verdict
+    finally:
+        _stop_children()
+        provider.stop()
+        redis.stop()
+        pg.stop()
+        if ok:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"logs kept in {root}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--streams", default="1,50")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--messages", type=int, default=200)
+    args = parser.parse_args()
+    asyncio.run(main_async([int(s) for s in args.streams.split(",")], args.rounds,
+                           args.messages))
+
+
+if __name__ == "__main__":
+    main()
