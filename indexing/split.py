@@ -21,8 +21,14 @@ MIN_MAX_TOKENS = 50
 MAX_MAX_TOKENS = 4000
 # Dify truncates the single parent of a "full-doc" hierarchical split at this many tokens.
 FULL_DOC_MAX_TOKENS = 10000
-# Fallbacks of Dify's FixedRecursiveCharacterTextSplitter, tried in order on oversize pieces.
-FALLBACK_SEPARATORS: tuple[str, ...] = ("\n\n", "\n", "。", ". ", " ", "")
+# Fallbacks of Dify's FixedRecursiveCharacterTextSplitter, tried in order on oversize pieces;
+# Chinese text has no spaces, so its other sentence ends (full-width ! and ?) come before
+# the last resort of cutting between characters.
+_FULLWIDTH_EXCLAMATION, _FULLWIDTH_QUESTION = "\uff01", "\uff1f"
+FALLBACK_SEPARATORS: tuple[str, ...] = (
+    "\n\n", "\n", "。", _FULLWIDTH_EXCLAMATION, _FULLWIDTH_QUESTION, ". ", " ", "")
+# Where _fit may halve a chunk: after a space or after CJK sentence / clause punctuation.
+_BREAK_AFTER = frozenset(" 。\uff01\uff1f\uff1b\uff0c")
 
 _ESCAPES = (("\\n", "\n"), ("\\t", "\t"), ("\\r", "\r"))
 
@@ -189,12 +195,14 @@ class _Splitter:
 
     def _fit(self, chunk: str) -> list[str]:
         """Safety net for tokenizers whose counts are not additive over pieces: halve at
-        the whitespace nearest the middle until every part is within max_tokens."""
+        the break (a space, or after CJK punctuation) nearest the middle until every part
+        is within max_tokens."""
         if len(chunk) < 2 or self._count(chunk) <= self._max:
             return [chunk]
         mid = len(chunk) // 2
-        left_ws, right_ws = chunk.rfind(" ", 0, mid), chunk.find(" ", mid)
-        candidates = [i for i in (left_ws, right_ws) if i > 0]
+        left = next((i + 1 for i in range(mid - 1, 0, -1) if chunk[i] in _BREAK_AFTER), 0)
+        right = next((i + 1 for i in range(mid, len(chunk) - 1) if chunk[i] in _BREAK_AFTER), 0)
+        candidates = [i for i in (left, right) if i > 0]
         cut = min(candidates, key=lambda i: abs(i - mid)) if candidates else mid
         halves = (chunk[:cut].strip(), chunk[cut:].strip())
         return [part for half in halves if half for part in self._fit(half)]

@@ -20,6 +20,9 @@ class VectorDocument:
     vector: list[float] | None  # None in keyword-only (economy) collections
     # always has dataset_id, document_id, segment_id; plus the document's metadata values
     metadata: dict[str, Any] = field(default_factory=dict)
+    # What full-text search indexes instead of `text`: the text with its CJK runs cut into
+    # space-separated words (indexing/lexical.py). None: the text itself.
+    terms: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,5 +82,6 @@ class VectorStore(Protocol):
 
     async def search_by_full_text(self, collection: str, query: str, top_k: int,
                                   where: MetadataFilter | None = None) -> list[VectorHit]:
-        """Keyword search; scores normalised to [0, 1]."""
+        """Keyword search over the documents' `terms` (or text); scores normalised to
+        [0, 1]. A CJK query must arrive cut into words the same way (lexical.query_terms)."""
         ...

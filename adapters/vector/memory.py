@@ -12,11 +12,11 @@ server.
 * Vector search: exact cosine similarity, clamped to [0, 1], nearest first (ties by id);
   `score_threshold` applies after `top_k`, as in pgvector (same result: hits are ordered).
 * Full-text search mirrors `websearch_to_tsquery('simple', q)` matched against
-  `to_tsvector('simple', text)`: lower-cased words, no stemming or stop words; every term
-  must occur (AND), `"quoted words"` must occur in a row, `or` separates alternatives and
-  `-word` excludes. The score is a simple term-match score: 0.1 per occurrence (the weight
-  ts_rank_cd gives an unlabelled lexeme), averaged over the query's terms, mapped to [0, 1)
-  with rank / (rank + 1) like ts_rank_cd's normalisation 32. It has the same shape as
+  `to_tsvector('simple', coalesce(terms, text))` (VectorDocument.terms): lower-cased
+  words, no stemming or stop words; every term must occur (AND), `"quoted words"` must
+  occur in a row, `or` separates alternatives and `-word` excludes. The score is a simple
+  term-match score: 0.1 per occurrence (the weight ts_rank_cd gives an unlabelled lexeme),
+  averaged over the query's terms, mapped to [0, 1) with rank / (rank + 1) like ts_rank_cd's normalisation 32. It has the same shape as
   pgvector's scores, not their exact values beyond single-word queries.
 * Metadata filters compare text forms like `meta->>key = value`: every key must match, a
   list means "any of" (an empty list matches nothing); values must be str, int, float or
@@ -260,7 +260,7 @@ def _row(doc: VectorDocument, dimensions: int, collection: str) -> _Row:
         norm=0.0 if vector is None else math.sqrt(sum(x * x for x in vector)),
         # What jsonb would give back: a JSON copy, non-JSON values as their str().
         metadata=json.loads(json.dumps(doc.metadata, default=str)),
-        words=tuple(_words(text)),
+        words=tuple(_words(text if doc.terms is None else doc.terms.replace("\x00", ""))),
     )
 
 

@@ -5,7 +5,9 @@ Table `vectors."c_<collection>"`:
     text      text NOT NULL
     meta      jsonb NOT NULL            -- dataset_id, document_id, segment_id, doc metadata
     embedding vector(dim) NULL          -- only when the collection has dimensions > 0
-    tsv       tsvector GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED
+    terms     text NULL                 -- the words to index when they are not the text's
+                                           own (CJK cut into words); NULL = text
+    tsv       tsvector GENERATED ALWAYS AS (to_tsvector('simple', coalesce(terms, text)))
 
 Indexes: HNSW (vector_cosine_ops) on embedding, GIN on tsv, btree on meta->>'document_id'.
 
@@ -42,6 +44,8 @@ _COLLECTION_RE = re.compile(r"[A-Za-z0-9_-]{1,61}")
 # pgvector's HNSW index supports at most 2000 dimensions; above that we scan exactly.
 _HNSW_MAX_DIMENSIONS = 2000
 _TEXT_CONFIG = "simple"  # language-agnostic: no stemming or stop words, like Dify's pgvector
+_TSV = (f"tsv tsvector GENERATED ALWAYS AS (to_tsvector('{_TEXT_CONFIG}', coalesce(terms, text)))"
+        " STORED")
 
 
 class CollectionNotFound(LookupError):
@@ -76,12 +80,14 @@ class PgVectorStore:
             # on a unique index). Creating collections is rare, so one lock for all is fine.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('eddy:vectors:create'))")
             existing = await _embedding_dimensions(conn, collection)
+            index = _index_prefix(collection)
             if existing is not None:
                 if existing != dimensions:
                     raise ValueError(
                         f"collection {collection!r} exists with {existing} dimensions, "
                         f"not {dimensions}"
                     )
+                await _add_terms_column(conn, collection, table, index)
                 return
             if dimensions > 0:
                 await _ensure_vector_extension(conn)
@@ -93,10 +99,10 @@ class PgVectorStore:
                     text text NOT NULL,
                     meta jsonb NOT NULL DEFAULT '{{}}'::jsonb,
                     {embedding}
-                    tsv tsvector GENERATED ALWAYS AS (to_tsvector('{_TEXT_CONFIG}', text)) STORED
+                    terms text NULL,
+                    {_TSV}
                 )"""
             )
-            index = _index_prefix(collection)
             await conn.execute(f"CREATE INDEX IF NOT EXISTS {index}_tsv ON {table} USING gin (tsv)")
             await conn.execute(
                 f"CREATE INDEX IF NOT EXISTS {index}_doc ON {table} ((meta->>'document_id'))"
@@ -123,18 +129,23 @@ class PgVectorStore:
             # Postgres text cannot hold NUL, which PDF extraction sometimes produces.
             texts = [doc.text.replace("\x00", "") for doc in unique]
             metas = [json.dumps(doc.metadata, default=str) for doc in unique]
+            terms = [None if doc.terms is None else doc.terms.replace("\x00", "")
+                     for doc in unique]
             if dimensions == 0:
                 if any(doc.vector is not None for doc in unique):
                     raise ValueError(f"collection {collection!r} is keyword-only: no vectors")
                 await conn.execute(
-                    f"""INSERT INTO {table} (id, text, meta)
-                        SELECT i, t, m::jsonb FROM unnest($1::text[], $2::text[], $3::text[])
-                            AS u(i, t, m)
+                    f"""INSERT INTO {table} (id, text, meta, terms)
+                        SELECT i, t, m::jsonb, w
+                        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                            AS u(i, t, m, w)
                         ON CONFLICT (id) DO UPDATE
-                            SET text = EXCLUDED.text, meta = EXCLUDED.meta""",
+                            SET text = EXCLUDED.text, meta = EXCLUDED.meta,
+                                terms = EXCLUDED.terms""",
                     ids,
                     texts,
                     metas,
+                    terms,
                 )
                 return
             vectors = [
@@ -144,16 +155,18 @@ class PgVectorStore:
             # Vectors travel as pgvector text literals and are cast server-side: no codec
             # to register, and it works whichever schema the extension lives in.
             await conn.execute(
-                f"""INSERT INTO {table} (id, text, meta, embedding)
-                    SELECT i, t, m::jsonb, e::vector
-                    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(i, t, m, e)
+                f"""INSERT INTO {table} (id, text, meta, embedding, terms)
+                    SELECT i, t, m::jsonb, e::vector, w
+                    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+                        AS u(i, t, m, e, w)
                     ON CONFLICT (id) DO UPDATE
                         SET text = EXCLUDED.text, meta = EXCLUDED.meta,
-                            embedding = EXCLUDED.embedding""",
+                            embedding = EXCLUDED.embedding, terms = EXCLUDED.terms""",
                 ids,
                 texts,
                 metas,
                 vectors,
+                terms,
             )
 
     async def delete_by_ids(self, collection: str, ids: Sequence[str]) -> None:
@@ -331,6 +344,23 @@ async def _embedding_dimensions(conn: asyncpg.Connection, collection: str) -> in
         return None
     # pgvector stores the dimension count as the column's type modifier.
     return 0 if row["atttypmod"] is None else max(int(row["atttypmod"]), 0)
+
+
+async def _add_terms_column(conn: asyncpg.Connection, collection: str, table: str,
+                            index: str) -> None:
+    """Tables created before `terms` existed index `text` only: add the column and index
+    coalesce(terms, text) instead. Their rows keep the same words (terms is NULL) until the
+    next write of each row."""
+    if await conn.fetchval(
+        "SELECT 1 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = 'terms' AND NOT a.attisdropped",
+        SCHEMA, f"c_{collection}",
+    ):
+        return
+    await conn.execute(f"ALTER TABLE {table} ADD COLUMN terms text NULL, DROP COLUMN tsv")
+    await conn.execute(f"ALTER TABLE {table} ADD COLUMN {_TSV}")
+    await conn.execute(f"CREATE INDEX IF NOT EXISTS {index}_tsv ON {table} USING gin (tsv)")
 
 
 async def _ensure_vector_extension(conn: asyncpg.Connection) -> None:

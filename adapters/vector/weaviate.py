@@ -4,7 +4,8 @@
   class names must start with an uppercase letter; '-' becomes '_', as Dify does for ids).
 * Vectors are ours (self-provided, no vectorizer), in a named vector "default" with an
   HNSW index using cosine distance.
-* Properties: text (BM25-searchable), chunk_id (our id), dataset_id / document_id /
+* Properties: text, terms (what BM25 searches: the text with CJK cut into words, see
+  VectorDocument.terms; word tokenization), chunk_id (our id), dataset_id / document_id /
   segment_id (exact-match filterable), metadata_json (all metadata, returned as is) and
   meta_pairs: "key=value" strings for every scalar metadata value, so any metadata key
   can be filtered exactly like the pgvector store's `meta->>key = value`, without
@@ -57,6 +58,10 @@ _ID_FIELDS = ("dataset_id", "document_id", "segment_id")
 _DELETE_BATCH = 1000
 _INSERT_BATCH = 500
 _RETURN_PROPERTIES = ["chunk_id", "text", "metadata_json"]
+_TERMS = "terms"
+# Weaviate's word tokenization splits on everything but letters and digits, so the words
+# we set apart with spaces (CJK ones included) are its tokens, as in Postgres.
+_TERMS_PROPERTY = Property(name=_TERMS, data_type=DataType.TEXT, tokenization=Tokenization.WORD)
 _PAGE = 1000  # objects per read when listing a document's chunks
 
 T = TypeVar("T")
@@ -252,7 +257,7 @@ class WeaviateStore:
         def search() -> list[VectorHit]:
             result = self._collection(name).query.bm25(
                 query=query,
-                query_properties=["text"],
+                query_properties=[_TERMS],
                 limit=top_k,
                 filters=filters,
                 return_metadata=MetadataQuery(score=True),
@@ -304,6 +309,11 @@ class WeaviateStore:
     def _create(self, name: str) -> None:
         client = self._connect()
         if client.collections.exists(name):
+            # Collections from before `terms` existed: add it (their objects are found by
+            # full text again once rewritten, e.g. by a reindex).
+            existing = client.collections.get(name)
+            if all(p.name != _TERMS for p in existing.config.get().properties):
+                existing.config.add_property(_TERMS_PROPERTY)
             return
         try:
             client.collections.create(
@@ -316,6 +326,7 @@ class WeaviateStore:
                 ),
                 properties=[
                     Property(name="text", data_type=DataType.TEXT),
+                    _TERMS_PROPERTY,
                     Property(
                         name="chunk_id",
                         data_type=DataType.TEXT,
@@ -383,6 +394,7 @@ def _data_object(doc: VectorDocument) -> DataObject[dict[str, Any], None]:
     metadata = dict(doc.metadata)
     properties: dict[str, Any] = {
         "text": doc.text,
+        _TERMS: doc.text if doc.terms is None else doc.terms,
         "chunk_id": doc.id,
         "metadata_json": json.dumps(metadata, default=str),
         "meta_pairs": [

@@ -3,6 +3,7 @@ answered in Dify's `records[{segment{…, document{…}}, child_chunks, score}]`
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.embeddings.base import EmbeddingProvider
 from adapters.llm.rerank import HTTPReranker, Ranked
 from adapters.vector.base import VectorHit, VectorStore
+from indexing.lexical import query_terms
 from projections.knowledge import queries as kq
 from projections.knowledge.metadata_filter import matching_document_ids, parse_conditions
 from projections.platform.models import resolve_model
@@ -136,16 +138,18 @@ class Retriever:
         collection = collection_for(dataset_id, economy)
         # Over-fetch: several hits may be children of one parent or disabled segments.
         k = settings.top_k * 3
+        # The index holds CJK text cut into words; the query's words are cut the same way.
+        terms = await asyncio.to_thread(query_terms, query)
         if settings.search_method == "keyword_search" or economy:
-            scored = _by_unit(await self.keywords.search_by_full_text(collection, query, k, where))
+            scored = _by_unit(await self.keywords.search_by_full_text(collection, terms, k, where))
         elif settings.search_method == "full_text_search":
-            scored = _by_unit(await self.vectors.search_by_full_text(collection, query, k, where))
+            scored = _by_unit(await self.vectors.search_by_full_text(collection, terms, k, where))
         else:
             vector = await self.embeddings.embed_query(query)
             semantic = _by_unit(await self.vectors.search_by_vector(collection, vector, k,
                                                                     0.0, where))
             if settings.search_method == "hybrid_search":
-                keyword = _by_unit(await self.vectors.search_by_full_text(collection, query, k,
+                keyword = _by_unit(await self.vectors.search_by_full_text(collection, terms, k,
                                                                           where))
                 vw, kw = settings.vector_weight, settings.keyword_weight
                 scored = {

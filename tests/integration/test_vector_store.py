@@ -21,6 +21,7 @@ from adapters.embedded.postgres import EmbeddedPostgres
 from adapters.vector.base import VectorDocument, VectorStore
 from adapters.vector.memory import InMemoryVectorStore
 from adapters.vector.pgvector import CollectionNotFound, PgVectorStore
+from indexing.lexical import index_terms, query_terms
 
 DIM = 4
 
@@ -222,6 +223,25 @@ class VectorStoreContract:
             assert all(0.0 <= h.score <= 1.0 for h in hits)
         assert await store.count(filled) == 4
 
+    async def test_full_text_searches_terms_of_cjk_text(self, store: VectorStore,
+                                                        collection: str) -> None:
+        # The raw text has no spaces between words: only the indexed terms make them words.
+        texts = {"zh-1": "我们的知识库支持向量检索和全文检索。",
+                 "zh-2": "今天的天气很好，适合出去散步。",
+                 "ja": "このシステムはベクトル検索に対応しています。",
+                 "ko": "이 시스템은 벡터 검색을 지원합니다."}
+        await store.create(collection, 0)
+        await store.add_texts(collection, [
+            VectorDocument(id=i, text=t, vector=None, terms=index_terms(t),
+                           metadata={"document_id": i}) for i, t in texts.items()])
+        for query, expected in [("向量检索", ["zh-1"]), ("知识库", ["zh-1"]),
+                                ("什么是全文检索？", ["zh-1"]), ("天气", ["zh-2"]),
+                                ("ベクトル検索", ["ja"]), ("검색", ["ko"]),
+                                ("知识库 -天气", ["zh-1"]), ("散步 -天气", [])]:
+            hits = await store.search_by_full_text(collection, query_terms(query), top_k=5)
+            assert [h.id for h in hits] == expected, query
+            assert all(h.text == texts[h.id] for h in hits)  # the text comes back as written
+
     async def test_keyword_only_collection(self, store: VectorStore, collection: str) -> None:
         await store.create(collection, 0)
         await store.add_texts(collection, [doc("k1", "keyword only chunk", None)])
@@ -359,6 +379,7 @@ class TestPgVectorStore(PostgresLikeStoreChecks, VectorStoreContract):
                 "text": "text",
                 "meta": "jsonb",
                 "embedding": f"vector({DIM})",
+                "terms": "text",
                 "tsv": "tsvector",
             }
             indexes = " ".join(
@@ -391,6 +412,28 @@ class TestPgVectorStore(PostgresLikeStoreChecks, VectorStoreContract):
         assert await store.search_by_vector(collection, unit(1, 0, 0, 0), top_k=3) == []
         with pytest.raises(ValueError):
             await store.add_texts(collection, [A])
+
+    async def test_tables_from_before_terms_are_upgraded(
+        self, store: PgVectorStore, collection: str, postgres: EmbeddedPostgres, database: str
+    ) -> None:
+        conn = await asyncpg.connect(postgres.dsn(database))
+        try:  # the layout collections had before `terms`, with one row in it
+            await conn.execute("CREATE SCHEMA IF NOT EXISTS vectors")
+            await conn.execute(
+                f"""CREATE TABLE vectors."c_{collection}" (id text PRIMARY KEY,
+                    text text NOT NULL, meta jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+                    tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED)""")
+            await conn.execute(f"""INSERT INTO vectors."c_{collection}" (id, text, meta)
+                                   VALUES ('old', 'an old fox', '{{}}')""")
+        finally:
+            await conn.close()
+        await store.create(collection, 0)
+        text = "新的知识库"
+        await store.add_texts(collection, [VectorDocument(id="new", text=text, vector=None,
+                                                          terms=index_terms(text))])
+        assert [h.id for h in await store.search_by_full_text(collection, "fox", 5)] == ["old"]
+        hits = await store.search_by_full_text(collection, query_terms("知识库"), 5)
+        assert [h.id for h in hits] == ["new"]
 
     async def test_concurrent_creates(self, store: PgVectorStore) -> None:
         # Same and different collections at once: the schema and tables must not race.

@@ -222,6 +222,51 @@ def test_consecutive_chunks_overlap() -> None:
     assert " ".join(no_overlap) == text
 
 
+CHINESE_SENTENCES = [
+    "向量检索把文本变成向量。", "然后按距离找出最相近的文本！", "这样能找到意思相近的内容吗？",
+    "知识库支持全文检索和混合检索。", "关键词检索适合经济模式的数据集！", "分段的长度按词元计算？",
+]
+
+
+@pytest.mark.parametrize("counter", [count_tokens_approx, len])
+def test_chinese_text_is_cut_after_its_sentence_ends(counter: object) -> None:
+    # No spaces and no newlines: the cuts must fall after 。！？, never inside a sentence
+    # or before its punctuation (a chunk starting with "？").
+    assert callable(counter)
+    text = "".join(CHINESE_SENTENCES * 3)
+    chunks = split_text(text, SegmentationRule(max_tokens=50, chunk_overlap=0), counter)
+    assert len(chunks) > 1
+    assert "".join(chunks) == text  # no overlap: the chunks tile the text
+    for chunk in chunks:
+        assert counter(chunk) <= 50
+        assert chunk[-1] in "。\uff01\uff1f" and chunk[0] not in "。\uff01\uff1f", chunk
+        assert all(s in CHINESE_SENTENCES for s in _sentences(chunk))
+
+
+def _sentences(chunk: str) -> list[str]:
+    out, current = [], ""
+    for char in chunk:
+        current += char
+        if char in "。\uff01\uff1f":
+            out.append(current)
+            current = ""
+    return out + ([current] if current else [])
+
+
+def test_chinese_overlap_is_whole_sentences_counted_in_tokens() -> None:
+    # Without 。 the cut falls after every ！, and the overlap carries whole sentences.
+    text = "".join(s[:-1] + "\uff01" for s in CHINESE_SENTENCES) * 2
+    chunks = split_text(text, SegmentationRule(max_tokens=50, chunk_overlap=20))
+    assert len(chunks) > 2
+    for previous, current in pairwise(chunks):
+        head = _sentences(current)[0]
+        assert head[:-1] in [s[:-1] for s in CHINESE_SENTENCES] and previous.endswith(head)
+        assert count_tokens_approx(head) <= 20
+    # every CJK character and every full-width punctuation mark is one token
+    assert count_tokens_approx("向量检索。") == 5
+    assert count_tokens_approx("对吗\uff1f对\uff01") == 5
+
+
 def test_custom_separator_is_honoured() -> None:
     sections = [prose(3, seed) for seed in range(5)]
     text = "***".join(sections)

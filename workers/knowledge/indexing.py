@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -31,6 +32,7 @@ from events.envelope import Envelope
 from events.store import ConcurrencyConflict, EventStore
 from indexing.clean import clean_text
 from indexing.extract import ExtractionError, UnsupportedFileType, extract_text
+from indexing.lexical import extract_keywords, index_terms
 from indexing.split import ProcessRule, split_hierarchical, split_text
 from schemas.base import EventPayload
 from schemas.knowledge import events as ev
@@ -208,8 +210,14 @@ class IndexingJob:
         else:
             pieces = [(c, []) for c in await asyncio.to_thread(
                 split_text, text, rule.segmentation, count, rule.mode == "automatic")]
+        # Economy datasets are searched by keyword: each segment gets its keywords, as
+        # Dify's keyword table extracts them (jieba TF-IDF, any language).
+        keywords: list[list[str]] = (
+            await asyncio.to_thread(lambda: [extract_keywords(c) for c, _ in pieces])
+            if doc.indexing_technique == "economy" else [[] for _ in pieces])
         chunks: list[Chunk] = []
-        for position, (content, children) in enumerate(pieces, start=1):
+        for position, ((content, children), words) in enumerate(
+                zip(pieces, keywords, strict=True), start=1):
             segment_id = segment_id_for(doc.id, attempt, position)
             child_data = [ev.ChildChunkData(id=child_id_for(segment_id, i), content=c,
                                             position=i, word_count=len(c))
@@ -220,7 +228,8 @@ class IndexingJob:
             uow.new(Segment, segment_id).create(ev.SegmentCreated(
                 dataset_id=doc.dataset_id, document_id=doc.id, attempt=attempt,
                 position=position, content=content, word_count=chunk.word_count,
-                tokens=chunk.tokens, index_node_hash=content_hash(content), child_chunks=child_data,
+                tokens=chunk.tokens, index_node_hash=content_hash(content), keywords=words,
+                child_chunks=child_data,
             ), self.ctx)
         await self.d.storage.save(base + "chunks.json",
                                   orjson.dumps([c.__dict__ for c in chunks]))
@@ -262,13 +271,23 @@ class IndexingJob:
         vectors: list[list[float] | None] = (
             [None] * len(units) if economy
             else list(await self.d.embeddings.embed_documents([u[2] for u in units])))
-        return [
-            VectorDocument(id=unit_id, text=text, vector=vector, metadata={
-                "dataset_id": str(doc.dataset_id), "document_id": str(doc.id),
-                "segment_id": segment_id, "doc_hash": content_hash(text),
-                "attempt": doc.attempt})
-            for (segment_id, unit_id, text), vector in zip(units, vectors, strict=True)
-        ]
+        return await vector_documents(
+            [(unit_id, text, vector) for (_, unit_id, text), vector in zip(units, vectors,
+                                                                          strict=True)],
+            lambda i: {"dataset_id": str(doc.dataset_id), "document_id": str(doc.id),
+                       "segment_id": units[i][0], "attempt": doc.attempt})
+
+
+async def vector_documents(units: list[tuple[str, str, list[float] | None]],
+                           metadata: Callable[[int], dict[str, Any]]) -> list[VectorDocument]:
+    """Index entries for (id, text, vector) units; `metadata(i)` is unit i's metadata, to
+    which its text's hash is added. Full-text search indexes the text's words (CJK cut by
+    jieba / n-grams), computed in a thread: jieba is CPU work."""
+    terms = await asyncio.to_thread(lambda: [index_terms(text) for _, text, _ in units])
+    return [VectorDocument(id=unit_id, text=text, vector=vector,
+                           terms=None if words == text else words,
+                           metadata={**metadata(i), "doc_hash": content_hash(text)})
+            for i, ((unit_id, text, vector), words) in enumerate(zip(units, terms, strict=True))]
 
 
 async def index_segment(deps: IndexingDeps,
@@ -317,12 +336,10 @@ async def write_segment_units(deps: IndexingDeps, ctx: Context, segment: Segment
         vectors: list[list[float] | None] = (
             [None] * len(texts) if economy
             else list(await deps.embeddings.embed_documents(texts)))
-        await target.add_texts(collection, [
-            VectorDocument(id=i, text=t, vector=v, metadata={
-                "dataset_id": str(segment.dataset_id), "document_id": str(document.id),
-                "segment_id": str(segment.id), "doc_hash": content_hash(t),
-                "attempt": segment.attempt})
-            for i, t, v in zip(ids, texts, vectors, strict=True)])
+        await target.add_texts(collection, await vector_documents(
+            list(zip(ids, texts, vectors, strict=True)),
+            lambda _: {"dataset_id": str(segment.dataset_id), "document_id": str(document.id),
+                       "segment_id": str(segment.id), "attempt": segment.attempt}))
     # Deleted while we embedded? Its cleanup may have run before our write: take it back.
     fresh = UnitOfWork(deps.store, ctx)
     if (await asyncio.to_thread(fresh.get, Dataset, segment.dataset_id)).deleted:
