@@ -4,7 +4,7 @@ the registries of all bounded contexts from their manifests (`contexts/`)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from adapters.bus.base import Bus, TopicSpec
 from adapters.embeddings.base import EmbeddingProvider
+from adapters.embeddings.models import LOCAL_PROVIDER, EmbeddingModels
 from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
 from adapters.vector.pgvector import PgVectorStore
@@ -45,7 +46,7 @@ class Container:
     bus: Bus
     redis: aioredis.Redis
     storage: Storage
-    embeddings: EmbeddingProvider
+    embedding_models: EmbeddingModels
     vectors: VectorStore  # VECTOR_STORE: high_quality datasets
     keywords: PgVectorStore  # Postgres full text: economy datasets
     assembly: Assembly = ASSEMBLY
@@ -157,17 +158,27 @@ def build_storage(settings: Settings) -> Storage:
     return LocalStorage(settings.OPENDAL_FS_ROOT or settings.EDDY_DATA_DIR / "storage")
 
 
-def build_embeddings(settings: Settings) -> EmbeddingProvider:
+def build_embedding_models(settings: Settings) -> EmbeddingModels:
+    """The local models (always offered: they ship in Python packages) and the configured
+    OpenAI-compatible one; the default is EMBEDDING_PROVIDER's model."""
+    from adapters.embeddings.local_minilm import LocalMiniLM
+    from adapters.embeddings.local_use import LocalUSE
+
+    factories: dict[tuple[str, str], Callable[[], EmbeddingProvider]] = {
+        (LOCAL_PROVIDER, LocalMiniLM.MODEL_NAME): LocalMiniLM,
+        (LOCAL_PROVIDER, LocalUSE.MODEL_NAME): LocalUSE,
+    }
+    default = (LOCAL_PROVIDER, settings.EMBEDDING_LOCAL_MODEL)
     if settings.EMBEDDING_PROVIDER == "openai_compatible":
         from adapters.embeddings.openai_compatible import OpenAICompatibleEmbeddings
 
-        assert settings.EMBEDDING_API_BASE
-        return OpenAICompatibleEmbeddings(
-            base_url=settings.EMBEDDING_API_BASE, api_key=settings.EMBEDDING_API_KEY,
+        base_url = settings.EMBEDDING_API_BASE
+        assert base_url
+        default = (settings.EMBEDDING_PROVIDER, settings.EMBEDDING_MODEL)
+        factories[default] = lambda: OpenAICompatibleEmbeddings(
+            base_url=base_url, api_key=settings.EMBEDDING_API_KEY,
             model=settings.EMBEDDING_MODEL, dimensions=settings.EMBEDDING_DIMENSIONS)
-    from adapters.embeddings.local_minilm import LocalMiniLM
-
-    return LocalMiniLM()
+    return EmbeddingModels(factories, default)
 
 
 def build_vectors(settings: Settings, keywords: PgVectorStore) -> VectorStore:
@@ -201,7 +212,7 @@ async def build(settings: Settings, *, listen: bool = False) -> Container:
         bus=bus,
         redis=aioredis.from_url(settings.redis_url()),
         storage=build_storage(settings),
-        embeddings=build_embeddings(settings),
+        embedding_models=build_embedding_models(settings),
         vectors=build_vectors(settings, keywords),
         keywords=keywords,
     )

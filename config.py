@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -104,8 +105,14 @@ class Settings(BaseSettings):
     WEAVIATE_ENDPOINT: str | None = None
     WEAVIATE_API_KEY: str | None = None
 
-    # Embeddings: the offline local model by default; any OpenAI-compatible API otherwise
+    # Embeddings: the offline local models by default; any OpenAI-compatible API otherwise.
+    # EMBEDDING_PROVIDER's model is the default of new datasets; a dataset may name another
+    # (`embedding_model_provider` / `embedding_model`): the local ones are always offered.
     EMBEDDING_PROVIDER: str = Field(default="local", pattern="^(local|openai_compatible)$")
+    # The local default: English MiniLM or the multilingual Universal Sentence Encoder
+    EMBEDDING_LOCAL_MODEL: Literal["all-MiniLM-L6-v2",
+                                   "universal-sentence-encoder-multilingual-3"] = (
+        "all-MiniLM-L6-v2")
     EMBEDDING_API_BASE: str | None = None
     EMBEDDING_API_KEY: str = ""
     EMBEDDING_MODEL: str = "text-embedding-3-small"

@@ -52,8 +52,9 @@ KNOWLEDGE = ContextManifest(
         WorkRoute(INDEXING_BULK, INDEXING_REQUESTS, when=_bulk_lane),
         WorkRoute(INDEXING_PRIORITY, [events.SegmentCreated], when=_added_by_hand),
         WorkRoute(INDEXING_PRIORITY, [events.SegmentUpdated]),
+        # DatasetUpdated: a switch of embedding model leaves the old model's collection to drop
         WorkRoute(CLEANUP, [events.DocumentDeleted, events.DatasetDeleted,
-                            events.SegmentDeleted]),
+                            events.SegmentDeleted, events.DatasetUpdated]),
     ],
     processors=PROCESSORS,
 )

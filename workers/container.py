@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.bus.base import Bus
-from adapters.embeddings.base import EmbeddingProvider
+from adapters.embeddings.models import EmbeddingModels
 from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
 from commands.registry import CommandHandlers
@@ -49,8 +49,9 @@ class WorkerContainer(Protocol):
     @property
     def storage(self) -> Storage: ...
 
+    # the embedding models datasets may name (`embedding_model_provider`, `embedding_model`)
     @property
-    def embeddings(self) -> EmbeddingProvider: ...
+    def embedding_models(self) -> EmbeddingModels: ...
 
     # VECTOR_STORE: high_quality datasets
     @property

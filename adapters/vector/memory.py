@@ -16,8 +16,9 @@ server.
   words, no stemming or stop words; every term must occur (AND), `"quoted words"` must
   occur in a row, `or` separates alternatives and `-word` excludes. The score is a simple
   term-match score: 0.1 per occurrence (the weight ts_rank_cd gives an unlabelled lexeme),
-  averaged over the query's terms, mapped to [0, 1) with rank / (rank + 1) like ts_rank_cd's normalisation 32. It has the same shape as
-  pgvector's scores, not their exact values beyond single-word queries.
+  averaged over the query's terms, mapped to [0, 1) with rank / (rank + 1) like
+  ts_rank_cd's normalisation 32. It has the same shape as pgvector's scores, not their
+  exact values beyond single-word queries.
 * Metadata filters compare text forms like `meta->>key = value`: every key must match, a
   list means "any of" (an empty list matches nothing); values must be str, int, float or
   bool.

@@ -88,6 +88,11 @@ class Dataset(Aggregate):
         assert ctx.actor_id is not None
         self.record(ev.DatasetUpdated(**merged, updated_by=ctx.actor_id), ctx)
 
+    @property
+    def embedding_model(self) -> tuple[str | None, str | None]:
+        return (self.settings.get("embedding_model_provider"),
+                self.settings.get("embedding_model"))
+
     def adopt_indexing_technique(self, technique: str, ctx: Context) -> None:
         """A dataset created without a technique takes its first document's."""
         if self.settings.get("indexing_technique") is None:
@@ -260,9 +265,10 @@ class Document(Aggregate):
         self.record(ev.DocumentIndexingRequested(attempt=self.attempt + 1, lane=lane,
                                                  reason="updated"), ctx)
 
-    def request_indexing(self, reason: str, ctx: Context) -> None:
-        """Retry (after an error) or re-index (e.g. after segment edits) as a new attempt."""
-        if self.status in PROCESSING_STATES and not self.paused:
+    def request_indexing(self, reason: str, ctx: Context, *, supersede: bool = False) -> None:
+        """Retry (after an error) or re-index (e.g. after segment edits) as a new attempt.
+        `supersede`: also replace a running attempt (its job stops at its next record)."""
+        if self.status in PROCESSING_STATES and not self.paused and not supersede:
             raise BadRequest("Document is already being indexed.")
         self.record(ev.DocumentIndexingRequested(attempt=self.attempt + 1, lane=self.lane,
                                                  reason=reason), ctx)

@@ -41,7 +41,16 @@ def update_dataset(c: cmd.UpdateDataset, uow: UnitOfWork) -> dict[str, Any]:
                                                                               uow.ctx)
         uow.get(DatasetName, dataset_name_id(uow.ctx.tenant_id, old_name)).release(dataset.id,
                                                                                   uow.ctx)
-    dataset.update(c.model_dump(exclude={"dataset_id"}), uow.ctx)
+    model_before = dataset.embedding_model
+    dataset.update(c.model_dump(exclude={"dataset_id", "document_ids"}), uow.ctx)
+    if (dataset.embedding_model != model_before
+            and dataset.settings.get("indexing_technique") == "high_quality"):
+        # Vectors of two models never mix: every document is embedded again by the new one
+        # (into its own collection; cleanup drops the old model's).
+        for document_id in c.document_ids:
+            document = uow.get(Document, document_id)
+            if document.exists and not document.deleted and document.dataset_id == dataset.id:
+                document.request_indexing("embedding_model_changed", uow.ctx, supersede=True)
     return {"dataset_id": str(c.dataset_id)}
 
 

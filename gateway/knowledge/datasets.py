@@ -13,6 +13,8 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
+from adapters.embeddings.base import EmbeddingProvider
+from adapters.embeddings.models import UnknownEmbeddingModel
 from adapters.llm.openai_protocol import ProviderError
 from gateway.auth import ApiKeyPrincipal, ConsoleUser, CurrentUser, DatasetKey
 from gateway.deps import command_gateway, get_container, maybe_uuid, parse_id
@@ -87,18 +89,36 @@ async def _document(request: Request, dataset: dict[str, Any],
 # --- datasets -----------------------------------------------------------------------------------
 
 
+def _embedding_model(request: Request, provider: str | None,
+                     model: str | None) -> tuple[str, str]:
+    """The offered (provider, model) a request names; unset: the configured default."""
+    try:
+        return get_container(request).embedding_models.key(provider, model)
+    except UnknownEmbeddingModel as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _embeddings_of(request: Request, dataset: dict[str, Any]) -> EmbeddingProvider:
+    """The dataset's model: its token counts size the segments written by hand."""
+    try:
+        return get_container(request).embedding_models.get(
+            dataset["embedding_model_provider"], dataset["embedding_model"]).embeddings
+    except UnknownEmbeddingModel as exc:
+        raise BadRequest(str(exc)) from None
+
+
 @router.post("")
 async def create_dataset(request: Request, body: api.CreateDatasetRequest,
                          key: ApiKeyPrincipal = DatasetKey) -> dict[str, Any]:
-    c = get_container(request)
     if body.provider == "external":
         raise BadRequest("External knowledge bases are not supported.")
+    provider, model = _embedding_model(request, body.embedding_model_provider,
+                                       body.embedding_model)
     dataset_id = uuid4()
     await _send(request, key, cmd.CreateDataset(
         dataset_id=dataset_id, name=body.name, description=body.description,
         indexing_technique=body.indexing_technique, permission=body.permission,
-        embedding_model=body.embedding_model or c.embeddings.model_name,
-        embedding_model_provider=body.embedding_model_provider or c.settings.EMBEDDING_PROVIDER,
+        embedding_model=model, embedding_model_provider=provider,
         retrieval_model=(body.retrieval_model or api.RetrievalModelBody()).model_dump(),
     ), dataset_id)
     return dataset_view(await _dataset(request, key, str(dataset_id)))
@@ -133,6 +153,15 @@ async def update_dataset(request: Request, dataset_id: str, body: api.UpdateData
     changes = body.model_dump(exclude_unset=True)
     if body.retrieval_model is not None:
         changes["retrieval_model"] = body.retrieval_model.model_dump()
+    if body.embedding_model is not None or body.embedding_model_provider is not None:
+        # A new model re-embeds every document: the handler re-indexes those listed here.
+        provider, model = _embedding_model(
+            request, body.embedding_model_provider or (
+                None if body.embedding_model else dataset["embedding_model_provider"]),
+            body.embedding_model)
+        changes.update(embedding_model_provider=provider, embedding_model=model,
+                       document_ids=await kq.document_ids(get_container(request).engine,
+                                                          dataset["id"]))
     await _send(request, key, cmd.UpdateDataset(dataset_id=dataset["id"], **changes),
                 dataset["id"])
     return dataset_view(await _dataset(request, key, dataset_id))
@@ -411,9 +440,10 @@ async def create_segments(request: Request, dataset_id: str, document_id: str,
         _check_length(f"segments.{n}.answer", s.answer, c.settings.SEGMENT_MAX_LENGTH)
     dataset = await _dataset(request, key, dataset_id)
     document = await _document(request, dataset, document_id)
+    embeddings = _embeddings_of(request, dataset)
     new = [cmd.NewSegment(segment_id=uuid4(), content=s.content, answer=s.answer,
                           keywords=s.keywords, word_count=len(s.content),
-                          tokens=c.embeddings.count_tokens(s.content)) for s in body.segments]
+                          tokens=embeddings.count_tokens(s.content)) for s in body.segments]
     await _send(request, key, cmd.CreateSegments(
         dataset_id=dataset["id"], document_id=document["id"],
         first_position=await kq.next_segment_position(c.engine, document["id"]), segments=new),
@@ -464,7 +494,7 @@ async def update_segment(request: Request, dataset_id: str, document_id: str, se
         dataset_id=dataset["id"], document_id=document["id"], segment_id=segment["id"],
         content=s.content, answer=s.answer, keywords=s.keywords, enabled=s.enabled,
         word_count=len(s.content) if s.content else None,
-        tokens=c.embeddings.count_tokens(s.content) if s.content else None,
+        tokens=_embeddings_of(request, dataset).count_tokens(s.content) if s.content else None,
     ), document["id"])
     return {"data": segment_view(await _segment(request, document, segment_id)),
             "doc_form": document["doc_form"]}
@@ -495,7 +525,7 @@ async def retrieve(request: Request, dataset_id: str, body: api.RetrieveRequest,
     settings = RetrievalSettings.from_dify(model, dataset["retrieval_model"] or {},
                                            economy=dataset["indexing_technique"] == "economy")
     assert settings.search_method in SEARCH_METHODS
-    retriever = Retriever(c.engine, c.embeddings, c.vectors, c.keywords,
+    retriever = Retriever(c.engine, c.embedding_models, c.vectors, c.keywords,
                           c.settings.SECRET_KEY)
     try:
         found = await retriever.retrieve(dataset, body.query, settings)

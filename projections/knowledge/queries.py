@@ -155,6 +155,13 @@ async def next_document_position(engine: AsyncEngine, dataset_id: UUID) -> int:
                    or 0) + 1
 
 
+async def document_ids(engine: AsyncEngine, dataset_id: UUID) -> list[UUID]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(documents.c.id).where(
+            documents.c.dataset_id == dataset_id))).scalars().all()
+    return list(rows)
+
+
 async def searchable_document_ids(engine: AsyncEngine, dataset_id: UUID) -> list[str]:
     """Documents whose chunks retrieval may return: indexed, enabled, not archived."""
     async with engine.connect() as conn:

@@ -11,16 +11,16 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.embeddings.base import EmbeddingProvider
+from adapters.embeddings.models import EmbeddingModels, UnknownEmbeddingModel
 from adapters.llm.rerank import HTTPReranker, Ranked
 from adapters.vector.base import VectorHit, VectorStore
 from indexing.lexical import query_terms
 from projections.knowledge import queries as kq
 from projections.knowledge.metadata_filter import matching_document_ids, parse_conditions
 from projections.platform.models import resolve_model
-from schemas.errors import ProviderNotInitialized
+from schemas.errors import BadRequest, ProviderNotInitialized
 from schemas.knowledge.api import MetadataFilteringConditions
-from schemas.knowledge.naming import collection_for
+from schemas.knowledge.naming import keyword_collection, vector_collection
 
 DEFAULT_TOP_K = 4
 DEFAULT_VECTOR_WEIGHT = 0.7
@@ -104,7 +104,7 @@ class RetrievedSegment:
 @dataclass
 class Retriever:
     engine: AsyncEngine
-    embeddings: EmbeddingProvider
+    embedding_models: EmbeddingModels
     vectors: VectorStore
     keywords: VectorStore
     secret_key: str  # opens the workspace's rerank model credentials
@@ -135,7 +135,16 @@ class Retriever:
             return {}
         where = {"document_id": allowed}
         economy = dataset["indexing_technique"] == "economy"
-        collection = collection_for(dataset_id, economy)
+        if economy:
+            collection = keyword_collection(dataset_id)
+        else:
+            try:
+                model = self.embedding_models.get(dataset["embedding_model_provider"],
+                                                  dataset["embedding_model"])
+            except UnknownEmbeddingModel as exc:
+                raise BadRequest(str(exc)) from None
+            # The collection of the dataset's model: the query is embedded in the same space.
+            collection = vector_collection(dataset_id, model.provider, model.name)
         # Over-fetch: several hits may be children of one parent or disabled segments.
         k = settings.top_k * 3
         # The index holds CJK text cut into words; the query's words are cut the same way.
@@ -145,7 +154,7 @@ class Retriever:
         elif settings.search_method == "full_text_search":
             scored = _by_unit(await self.vectors.search_by_full_text(collection, terms, k, where))
         else:
-            vector = await self.embeddings.embed_query(query)
+            vector = await model.embeddings.embed_query(query)
             semantic = _by_unit(await self.vectors.search_by_vector(collection, vector, k,
                                                                     0.0, where))
             if settings.search_method == "hybrid_search":

@@ -33,6 +33,9 @@ class UpdateDataset(CommandPayload):
     embedding_model: str | None = None
     embedding_model_provider: str | None = None
     retrieval_model: dict[str, Any] | None = None
+    # The dataset's documents as the gateway read them: re-indexed when this update
+    # switches a high_quality dataset to another embedding model.
+    document_ids: list[UUID] = []
 
 
 class DeleteDataset(CommandPayload):

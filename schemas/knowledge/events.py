@@ -99,7 +99,7 @@ class DocumentSourceReplaced(EventPayload):
 class DocumentIndexingRequested(EventPayload):
     attempt: int
     lane: str  # "priority" | "bulk"
-    reason: str  # "created" | "updated" | "retry" | "reindex"
+    reason: str  # "created" | "updated" | "retry" | "reindex" | "embedding_model_changed"
 
 
 class DocumentProcessingStarted(EventPayload):

@@ -28,9 +28,17 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def collection_for(dataset_id: UUID, economy: bool) -> str:
-    """The vector (or keyword) collection holding a dataset's chunks."""
-    return f"{'kw' if economy else 'vec'}_{dataset_id.hex}"
+def keyword_collection(dataset_id: UUID) -> str:
+    """The full-text collection holding an economy dataset's chunks."""
+    return f"kw_{dataset_id.hex}"
+
+
+def vector_collection(dataset_id: UUID, provider: str, model: str) -> str:
+    """The collection holding a dataset's chunks embedded by one model. The model is part of
+    the name, so vectors of two models never share a collection: switching a dataset's
+    model fills a new one (a re-index) and drops the old."""
+    space = hashlib.sha256(f"{provider}\n{model}".encode()).hexdigest()[:12]
+    return f"vec_{dataset_id.hex}_{space}"
 
 
 def document_prefix(dataset_id: UUID, document_id: UUID) -> str:

@@ -16,7 +16,7 @@ import pytest
 
 from adapters.embedded.postgres import EmbeddedPostgres
 from projections.knowledge import queries as kq
-from schemas.knowledge.naming import collection_for
+from schemas.knowledge.naming import vector_collection
 from tests.files import make_pdf
 from tests.harness import Node, eventually, node_settings, running_node
 
@@ -174,7 +174,8 @@ async def test_delete_document_removes_segments_vectors_and_files(node: Node) ->
                                          "\n\n".join(f for f, _ in FACTS))
     await wait_indexed(node.client, key, dataset["id"], created["batch"])
     c = node.container
-    collection = collection_for(UUID(dataset["id"]), economy=False)
+    collection = vector_collection(UUID(dataset["id"]), dataset["embedding_model_provider"],
+                                   dataset["embedding_model"])
     doc_id = created["document"]["id"]
     assert await c.vectors.count(collection, doc_id) == len(FACTS)
     source_key = f"datasets/{dataset['id']}/{doc_id}/"
@@ -461,7 +462,8 @@ async def test_update_by_file_and_dataset_delete_cleanup(node: Node) -> None:
     await wait_indexed(node.client, key, dataset["id"], created["batch"])
     segs = (await node.client.get(f"{doc}/segments", headers=key)).json()
     assert [s["content"] for s in segs["data"]] == [f for f, _ in FACTS[1:3]]
-    collection = collection_for(UUID(dataset["id"]), economy=False)
+    collection = vector_collection(UUID(dataset["id"]), dataset["embedding_model_provider"],
+                                   dataset["embedding_model"])
     assert await node.container.vectors.count(collection) == 2  # v1's vector is gone
     row = await kq.document(node.container.engine, UUID(dataset["id"]),
                             UUID(created["document"]["id"]))

@@ -11,7 +11,7 @@ from uuid import UUID, uuid4
 
 import httpx
 
-from schemas.knowledge.naming import collection_for
+from schemas.knowledge.naming import vector_collection
 from tests.e2e.test_knowledge import (  # noqa: F401 - `node`: the S3-backed node fixture
     FACTS,
     create_dataset,
@@ -440,7 +440,8 @@ async def test_child_chunks(node: Node) -> None:
     segments = (await c.get(segments_url, headers=key)).json()["data"]
     parent, neighbour = segments[0], segments[1]
     url = f"{segments_url}/{parent['id']}/child_chunks"
-    collection = collection_for(UUID(dataset["id"]), economy=False)
+    collection = vector_collection(UUID(dataset["id"]), dataset["embedding_model_provider"],
+                                   dataset["embedding_model"])
     vectors = node.container.vectors
     assert await vectors.count(collection, doc_id) == 10  # two children per parent
 

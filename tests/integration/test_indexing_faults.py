@@ -21,7 +21,7 @@ from adapters.embedded.postgres import EmbeddedPostgres
 from adapters.embeddings.local_minilm import LocalMiniLM
 from indexing.clean import clean_text
 from indexing.split import ProcessRule, split_text
-from schemas.knowledge.naming import collection_for
+from schemas.knowledge.naming import vector_collection
 from tests.e2e.test_knowledge import CUSTOM_RULE
 from tests.harness import eventually, node_settings, running_node
 
@@ -128,7 +128,8 @@ async def _index_under_fault(
         await fault({**os.environ, **settings.as_env(LOG_LEVEL="WARNING")}, completed)
 
         engine, vectors = node.container.engine, node.container.vectors
-        collection = collection_for(UUID(dataset["id"]), economy=False)
+        collection = vector_collection(UUID(dataset["id"]), dataset["embedding_model_provider"],
+                                   dataset["embedding_model"])
         async with engine.connect() as conn:
             rows = dict((await conn.execute(text(
                 "SELECT d.id::text, count(s.id) FROM console_v1.documents d"

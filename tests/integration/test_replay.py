@@ -14,11 +14,13 @@ from uuid import UUID
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
+from adapters.embeddings.local_minilm import LocalMiniLM
+from adapters.embeddings.models import LOCAL_PROVIDER
 from adapters.vector.pgvector import _table
 from config import Settings
 from projections.progress import relay_lag
 from projections.versions import maintained_lags
-from schemas.knowledge.naming import collection_for
+from schemas.knowledge.naming import vector_collection
 from schemas.knowledge.topics import INDEXING_BULK, INDEXING_PRIORITY
 from tests.e2e.test_knowledge import (
     FACTS,
@@ -35,9 +37,14 @@ from workers.runtime import run_processor
 BACKBONE = ["relay", "commands", "projections", "cleanup"]
 
 
+def vectors_of(dataset_id: str) -> str:
+    """The collection of a dataset of the default model (MiniLM)."""
+    return vector_collection(UUID(dataset_id), LOCAL_PROVIDER, LocalMiniLM.MODEL_NAME)
+
+
 async def index_snapshot(node: Node, dataset_id: str) -> list[tuple[str, str, str]]:
     """Every unit of the dataset's vector collection: (id, text, attempt)."""
-    table = _table(collection_for(UUID(dataset_id), economy=False))
+    table = _table(vectors_of(dataset_id))
     async with node.container.engine.connect() as conn:
         exists = (await conn.execute(text("SELECT to_regclass(:t)"), {"t": table})).scalar()
         if exists is None:
@@ -130,7 +137,7 @@ async def test_replaying_a_dataset_to_its_indexing_group_rebuilds_its_index_exac
         assert code == 0 and "projection.console" in out and INDEXING_PRIORITY in out
 
         # the index is lost; the replay rebuilds it unit for unit
-        await node.container.vectors.delete(collection_for(UUID(dataset_id), economy=False))
+        await node.container.vectors.delete(vectors_of(dataset_id))
         assert await index_snapshot(node, dataset_id) == []
         code, out, err = await eddy("events", "replay", "--dataset", dataset_id, "--group",
                                     INDEXING_PRIORITY, "--json")
@@ -141,7 +148,7 @@ async def test_replaying_a_dataset_to_its_indexing_group_rebuilds_its_index_exac
         # again, to every group (projections too), after losing one document's units
         first_doc = (await read_model(node, dataset_id))[0].id
         await node.container.vectors.delete_by_document_id(
-            collection_for(UUID(dataset_id), economy=False), str(first_doc))
+            vectors_of(dataset_id), str(first_doc))
         code, _, err = await eddy("events", "replay", "--dataset", dataset_id, "--republish")
         assert code == 0, err
         await eventually(lambda: _equals(index_snapshot(node, dataset_id), before))
@@ -185,7 +192,7 @@ async def test_a_replay_never_repeats_side_effects_unless_allowed(settings: Sett
     async with running_node(settings, roles=BACKBONE) as node, side_effecting_indexers(node):
         _, dataset_id, _ = await indexed_dataset(node)  # live events: handled as usual
         before, end = await index_snapshot(node, dataset_id), await log_end(node)
-        await node.container.vectors.delete(collection_for(UUID(dataset_id), economy=False))
+        await node.container.vectors.delete(vectors_of(dataset_id))
 
         skipped = replayed(INDEXING_PRIORITY, "skipped")
         code, _, err = await eddy("events", "replay", "--dataset", dataset_id, "--group",

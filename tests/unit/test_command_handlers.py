@@ -681,6 +681,38 @@ def test_renaming_a_dataset_moves_its_name_claim(world: World) -> None:
     accepted(world.run(kc.UpdateDataset(dataset_id=dataset_id, name="Guide")))
 
 
+@covers(kc.UpdateDataset)
+def test_switching_the_embedding_model_reindexes_every_document(world: World) -> None:
+    dataset_id = world.dataset()
+    ready, running = world.document(dataset_id), world.document(dataset_id)
+    gone, elsewhere = world.document(dataset_id), world.document(world.dataset())
+    world.given(kc.DeleteDocument(dataset_id=dataset_id, document_id=gone))
+    # Both are still being indexed (attempt 1): a running attempt is superseded too.
+    use = "universal-sentence-encoder-multilingual-3"
+    switched = accepted(world.run(kc.UpdateDataset(
+        dataset_id=dataset_id, embedding_model=use, embedding_model_provider="local",
+        document_ids=[ready, running, gone, elsewhere, uuid4()])))
+    assert switched.one(ke.DatasetUpdated).embedding_model == use
+    requested = [e for e in switched.events if isinstance(e.payload, ke.DocumentIndexingRequested)]
+    assert sorted(e.aggregate_id for e in requested) == sorted([ready, running])
+    assert {(e.payload.attempt, e.payload.reason) for e in requested} == {
+        (2, "embedding_model_changed")}
+
+    # The same model again, or other settings: nothing is re-indexed.
+    unchanged(world.run(kc.UpdateDataset(dataset_id=dataset_id, embedding_model=use,
+                                         embedding_model_provider="local",
+                                         document_ids=[ready])))
+    renamed = accepted(world.run(kc.UpdateDataset(dataset_id=dataset_id, name="Other",
+                                                  document_ids=[ready])))
+    assert "DocumentIndexingRequested" not in renamed.types
+    # An economy dataset has no vectors to redo.
+    economy = world.dataset(technique="economy")
+    cheap = world.document(economy)
+    switched = accepted(world.run(kc.UpdateDataset(dataset_id=economy, embedding_model=use,
+                                                   document_ids=[cheap])))
+    assert switched.types == ["DatasetUpdated"]
+
+
 @covers(kc.DeleteDataset)
 def test_delete_dataset_frees_its_name(world: World) -> None:
     dataset_id = world.dataset("Handbook")

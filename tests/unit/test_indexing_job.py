@@ -20,6 +20,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from adapters.embeddings.local_minilm import LocalMiniLM
+from adapters.embeddings.models import LOCAL_PROVIDER, EmbeddingModels
 from adapters.storage.base import FileNotFoundInStorage
 from adapters.storage.local import LocalStorage
 from adapters.vector.base import VectorDocument
@@ -33,7 +34,12 @@ from events.store import CommandOutcome
 from schemas.base import CommandEnvelope, CommandPayload, EventPayload
 from schemas.knowledge import commands as kc
 from schemas.knowledge import events as ev
-from schemas.knowledge.naming import collection_for, dataset_prefix, document_prefix
+from schemas.knowledge.naming import (
+    dataset_prefix,
+    document_prefix,
+    keyword_collection,
+    vector_collection,
+)
 from workers.knowledge import cleanup, indexing
 from workers.knowledge.indexing import (
     IndexingDeps,
@@ -80,6 +86,12 @@ Trigger = Envelope[ev.DocumentIndexingRequested | ev.DocumentIndexingResumed]
 Technique = Literal["high_quality", "economy"]
 Action = Literal["pause", "resume", "retry", "reindex"]
 Hook = Callable[[], Awaitable[None]]
+
+
+def collection_for(dataset: UUID, economy: bool) -> str:
+    """Where the World's datasets (default model: MiniLM) keep their chunks."""
+    return (keyword_collection(dataset) if economy
+            else vector_collection(dataset, LOCAL_PROVIDER, LocalMiniLM.MODEL_NAME))
 
 
 class Crash(Exception):
@@ -218,7 +230,8 @@ class World:
         self.store = HookedEventStore()
         self.storage = HookedStorage(root)
         self.vectors = HookedVectorStore()
-        self.deps = IndexingDeps(store=self.store, storage=self.storage, embeddings=embeddings,
+        self.deps = IndexingDeps(store=self.store, storage=self.storage,
+                                 embedding_models=EmbeddingModels.of(LOCAL_PROVIDER, embeddings),
                                  vectors=self.vectors, keywords=self.vectors)
         self.embeddings = embeddings
         self.tenant, self.actor = uuid4(), uuid4()

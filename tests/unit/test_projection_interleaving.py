@@ -39,6 +39,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from adapters.embeddings.models import EmbeddingModels
 from adapters.storage.local import LocalStorage
 from adapters.vector.memory import InMemoryVectorStore
 from bootstrap import ASSEMBLY
@@ -130,7 +131,8 @@ class Recorder:
         self.store = InMemoryEventStore()
         self.storage = LocalStorage(root, fsync=False)
         self.deps = IndexingDeps(store=self.store, storage=self.storage,
-                                 embeddings=HashEmbeddings(), vectors=InMemoryVectorStore(),
+                                 embedding_models=EmbeddingModels.of("local", HashEmbeddings()),
+                                 vectors=InMemoryVectorStore(),
                                  keywords=InMemoryVectorStore())
         self.tenant, self.owner = uuid4(), uuid4()
 

@@ -26,7 +26,7 @@ def chat_processor(c: WorkerContainer) -> Processor:
 
     deps = ChatDeps(store=c.store, redis=c.redis, redis_key=c.redis_key, engine=c.engine,
                     storage=c.storage,
-                    retriever=Retriever(c.engine, c.embeddings, c.vectors, c.keywords,
+                    retriever=Retriever(c.engine, c.embedding_models, c.vectors, c.keywords,
                                         c.settings.SECRET_KEY),
                     resolve=resolve, stream_ttl=c.settings.TASK_STREAM_TTL_SECONDS)
 

@@ -22,7 +22,7 @@ from uuid import UUID
 
 import orjson
 
-from adapters.embeddings.base import EmbeddingProvider
+from adapters.embeddings.models import EmbeddingModel, EmbeddingModels, UnknownEmbeddingModel
 from adapters.storage.base import Storage
 from adapters.vector.base import VectorDocument, VectorStore
 from commands.aggregate import Context
@@ -38,11 +38,12 @@ from schemas.base import EventPayload
 from schemas.knowledge import events as ev
 from schemas.knowledge.naming import (
     child_id_for,
-    collection_for,
     content_hash,
     dataset_prefix,
     document_prefix,
+    keyword_collection,
     segment_id_for,
+    vector_collection,
 )
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,42 @@ class Chunk:
 class IndexingDeps:
     store: EventStore
     storage: Storage
-    embeddings: EmbeddingProvider
+    embedding_models: EmbeddingModels  # each dataset names its own
     vectors: VectorStore  # high_quality datasets
     keywords: VectorStore  # economy datasets: Postgres full text
+
+    def model_of(self, dataset: Dataset) -> EmbeddingModel:
+        """The dataset's embedding model (UnknownEmbeddingModel, a ValueError, if this
+        deployment does not offer it: its documents fail with that message)."""
+        settings = dataset.settings
+        return self.embedding_models.get(settings.get("embedding_model_provider"),
+                                         settings.get("embedding_model"))
+
+    def target(self, dataset: Dataset, economy: bool) -> IndexTarget:
+        if economy:
+            return IndexTarget(self.keywords, keyword_collection(dataset.id), None)
+        model = self.model_of(dataset)
+        return IndexTarget(self.vectors, vector_collection(dataset.id, model.provider,
+                                                           model.name), model)
+
+
+@dataclass(frozen=True)
+class IndexTarget:
+    """Where a dataset's chunks go: the store, the collection and, for vectors, the model
+    whose space the collection holds (None: economy, full text only)."""
+
+    store: VectorStore
+    collection: str
+    model: EmbeddingModel | None
+
+    async def create(self) -> None:
+        dimensions = 0 if self.model is None else self.model.embeddings.dimensions
+        await self.store.create(self.collection, dimensions)
+
+    async def vectors(self, texts: list[str]) -> list[list[float] | None]:
+        if self.model is None:
+            return [None] * len(texts)
+        return list(await self.model.embeddings.embed_documents(texts))
 
 
 class IndexingJob:
@@ -131,16 +165,15 @@ class IndexingJob:
         """The completed attempt's segments as they are now (edited, disabled or deleted
         since), and no other attempt's units; records nothing, so a replay changes nothing
         when the index is whole."""
-        economy = doc.indexing_technique == "economy"
-        store = self.d.keywords if economy else self.d.vectors
-        collection = collection_for(doc.dataset_id, economy)
-        await store.create(collection, 0 if economy else self.d.embeddings.dimensions)
-        await store.delete_by_document_id(collection, str(doc.id),
-                                          before_attempt=doc.split_attempt)
+        dataset = await asyncio.to_thread(uow.get, Dataset, doc.dataset_id)
+        index = self.d.target(dataset, doc.indexing_technique == "economy")
+        await index.create()
+        await index.store.delete_by_document_id(index.collection, str(doc.id),
+                                                before_attempt=doc.split_attempt)
         for segment_id in sorted(doc.indexed):
             segment = await asyncio.to_thread(uow.get, Segment, UUID(segment_id))
             if segment.exists and not segment.deleted:
-                await write_segment_units(self.d, self.ctx, segment, doc)
+                await write_segment_units(self.d, self.ctx, segment, doc, index)
 
     async def _record(self, uow: UnitOfWork, doc: Document, attempt: int,
                       payload: EventPayload) -> None:
@@ -200,7 +233,9 @@ class IndexingJob:
                      base: str) -> None:
         assert doc.cleaned_key
         text = (await self.d.storage.load(doc.cleaned_key)).decode()
-        count = self.d.embeddings.count_tokens
+        # Chunk sizes are tokens of the dataset's own model.
+        dataset = await asyncio.to_thread(uow.get, Dataset, doc.dataset_id)
+        count = self.d.model_of(dataset).embeddings.count_tokens
         if rule.mode == "hierarchical":
             assert rule.subchunk_segmentation and rule.parent_mode
             parents = await asyncio.to_thread(
@@ -242,10 +277,10 @@ class IndexingJob:
     async def _index(self, uow: UnitOfWork, doc: Document, attempt: int) -> None:
         assert doc.chunks_key
         chunks = [Chunk(**c) for c in orjson.loads(await self.d.storage.load(doc.chunks_key))]
-        economy = doc.indexing_technique == "economy"
-        store = self.d.keywords if economy else self.d.vectors
-        collection = collection_for(doc.dataset_id, economy)
-        await store.create(collection, 0 if economy else self.d.embeddings.dimensions)
+        dataset = await asyncio.to_thread(uow.get, Dataset, doc.dataset_id)
+        target = self.d.target(dataset, doc.indexing_technique == "economy")
+        store, collection = target.store, target.collection
+        await target.create()
         if not doc.indexed:
             # Vectors of earlier attempts go before this attempt's arrive; never a newer
             # attempt's (this worker may be late: it finds out at its next record).
@@ -253,7 +288,7 @@ class IndexingJob:
         pending = [c for c in chunks if c.segment_id not in doc.indexed]
         for start in range(0, len(pending), EMBED_BATCH):
             batch = pending[start:start + EMBED_BATCH]
-            units = await self._vector_documents(doc, batch, economy)
+            units = await self._vector_documents(doc, batch, target)
             self.written.append((store, collection, [u.id for u in units]))
             await store.add_texts(collection, units)
             await self._record(uow, doc, attempt, ev.DocumentSegmentsIndexed(
@@ -263,14 +298,12 @@ class IndexingJob:
             attempt=attempt, completed_segments=len(chunks)))
 
     async def _vector_documents(self, doc: Document, batch: list[Chunk],
-                                economy: bool) -> list[VectorDocument]:
+                                target: IndexTarget) -> list[VectorDocument]:
         # Hierarchical documents embed their child chunks, each pointing at its parent.
         units = [(c.segment_id, child["id"], child["content"]) for c in batch
                  for child in c.children] or [(c.segment_id, c.segment_id, c.content)
                                               for c in batch]
-        vectors: list[list[float] | None] = (
-            [None] * len(units) if economy
-            else list(await self.d.embeddings.embed_documents([u[2] for u in units])))
+        vectors = await target.vectors([u[2] for u in units])
         return await vector_documents(
             [(unit_id, text, vector) for (_, unit_id, text), vector in zip(units, vectors,
                                                                           strict=True)],
@@ -301,9 +334,11 @@ async def index_segment(deps: IndexingDeps,
     document = await asyncio.to_thread(uow.get, Document, segment.document_id)
     if document.deleted or segment.attempt != document.split_attempt:
         return
-    if (await asyncio.to_thread(uow.get, Dataset, segment.dataset_id)).deleted:
+    dataset = await asyncio.to_thread(uow.get, Dataset, segment.dataset_id)
+    if dataset.deleted:
         return  # cleanup may have run already: writing would recreate the collection
-    await write_segment_units(deps, uow.ctx, segment, document)
+    index = deps.target(dataset, document.indexing_technique == "economy")
+    await write_segment_units(deps, uow.ctx, segment, document, index)
     indexed_hash = content_hash(segment.data.content)
     if segment.indexed_hash == indexed_hash:
         return
@@ -315,13 +350,11 @@ async def index_segment(deps: IndexingDeps,
 
 
 async def write_segment_units(deps: IndexingDeps, ctx: Context, segment: Segment,
-                              document: Document) -> None:
+                              document: Document, index: IndexTarget) -> None:
     """Make the index hold exactly the segment's current units (upserts by unit id, so
     writing twice leaves one copy), then take them back if it was deleted meanwhile."""
-    economy = document.indexing_technique == "economy"
-    target = deps.keywords if economy else deps.vectors
-    collection = collection_for(segment.dataset_id, economy)
-    await target.create(collection, 0 if economy else deps.embeddings.dimensions)
+    target, collection = index.store, index.collection
+    await index.create()
     data = segment.data
     ids = [str(c.id) for c in data.child_chunks] or [str(segment.id)]
     # Units this segment no longer has (removed child chunks, or the parent's own vector
@@ -333,9 +366,7 @@ async def write_segment_units(deps: IndexingDeps, ctx: Context, segment: Segment
         await target.delete_by_ids(collection, ids)
     else:
         texts = [c.content for c in data.child_chunks] or [data.content]
-        vectors: list[list[float] | None] = (
-            [None] * len(texts) if economy
-            else list(await deps.embeddings.embed_documents(texts)))
+        vectors = await index.vectors(texts)
         await target.add_texts(collection, await vector_documents(
             list(zip(ids, texts, vectors, strict=True)),
             lambda _: {"dataset_id": str(segment.dataset_id), "document_id": str(document.id),
@@ -381,15 +412,33 @@ async def fail_document(deps: IndexingDeps, event: Envelope[EventPayload],
             continue
 
 
+async def collections_of(deps: IndexingDeps,
+                         dataset_id: UUID) -> tuple[Dataset, list[tuple[VectorStore, str]]]:
+    """The dataset (as its history says now) and every collection it may have: a vector one
+    per embedding model it ever named, then the keyword one."""
+    history = await asyncio.to_thread(deps.store.load, dataset_id)
+    models: list[tuple[str, str]] = []
+    for event in history:
+        if isinstance(event.payload, ev.DatasetCreated | ev.DatasetUpdated):
+            provider, model = event.payload.embedding_model_provider, event.payload.embedding_model
+            try:
+                models.append(deps.embedding_models.key(provider, model))
+            except UnknownEmbeddingModel:
+                models.append((provider or "", model or ""))  # named, never offered here
+    vectors = [(deps.vectors, vector_collection(dataset_id, *m)) for m in dict.fromkeys(models)]
+    return (Dataset.replay(dataset_id, history),
+            [*vectors, (deps.keywords, keyword_collection(dataset_id))])
+
+
 async def remove_document_data(deps: IndexingDeps, dataset_id: UUID, document_id: UUID) -> None:
-    """A deleted document's index entries (in either kind of collection) and stored files."""
-    for economy, store in ((False, deps.vectors), (True, deps.keywords)):
-        await store.delete_by_document_id(collection_for(dataset_id, economy), str(document_id))
+    """A deleted document's index entries (in any collection) and stored files."""
+    for store, collection in (await collections_of(deps, dataset_id))[1]:
+        await store.delete_by_document_id(collection, str(document_id))
     await deps.storage.delete_prefix(document_prefix(dataset_id, document_id))
 
 
 async def remove_dataset_data(deps: IndexingDeps, dataset_id: UUID) -> None:
     """A deleted dataset's collections and stored files."""
-    await deps.vectors.delete(collection_for(dataset_id, False))
-    await deps.keywords.delete(collection_for(dataset_id, True))
+    for store, collection in (await collections_of(deps, dataset_id))[1]:
+        await store.delete(collection)
     await deps.storage.delete_prefix(dataset_prefix(dataset_id))

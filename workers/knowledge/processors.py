@@ -23,7 +23,7 @@ from workers.runtime import Processor, by_type, decoding
 
 
 def _deps(c: WorkerContainer) -> IndexingDeps:
-    return IndexingDeps(store=c.store, storage=c.storage, embeddings=c.embeddings,
+    return IndexingDeps(store=c.store, storage=c.storage, embedding_models=c.embedding_models,
                         vectors=c.vectors, keywords=c.keywords)
 
 
@@ -50,6 +50,7 @@ def cleanup_processor(c: WorkerContainer) -> Processor:
     return Processor(group=CLEANUP, topics=[CLEANUP], handle=decoding(c.event_types, by_type({
         ev.DocumentDeleted: partial(cleanup.document_deleted, deps),
         ev.DatasetDeleted: partial(cleanup.dataset_deleted, deps),
+        ev.DatasetUpdated: partial(cleanup.dataset_updated, deps),
         ev.SegmentDeleted: partial(cleanup.segment_deleted, deps),
     })))
 
