@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
@@ -29,6 +30,7 @@ from gateway.knowledge.views import (
 )
 from gateway.uploads import one_file, read_limited
 from indexing.extract import SUPPORTED_EXTENSIONS
+from indexing.lexical import extract_keywords
 from indexing.split import ProcessRule
 from projections.knowledge import queries as kq
 from projections.knowledge.retrieval import (
@@ -430,6 +432,16 @@ async def _segment(request: Request, document: dict[str, Any], segment_id: str) 
     return row
 
 
+async def _keywords(dataset: dict[str, Any], content: str | None,
+                    given: list[str] | None) -> list[str] | None:
+    """A segment's keywords: the ones given, else, in an economy dataset (searched by
+    keyword), those extracted from its new content, as Dify does (jieba TF-IDF; None when
+    nothing changes)."""
+    if given is not None or not content or dataset["indexing_technique"] != "economy":
+        return given
+    return await asyncio.to_thread(extract_keywords, content)
+
+
 @router.post("/{dataset_id}/documents/{document_id}/segments")
 async def create_segments(request: Request, dataset_id: str, document_id: str,
                           body: api.CreateSegmentsRequest,
@@ -442,8 +454,9 @@ async def create_segments(request: Request, dataset_id: str, document_id: str,
     document = await _document(request, dataset, document_id)
     embeddings = _embeddings_of(request, dataset)
     new = [cmd.NewSegment(segment_id=uuid4(), content=s.content, answer=s.answer,
-                          keywords=s.keywords, word_count=len(s.content),
-                          tokens=embeddings.count_tokens(s.content)) for s in body.segments]
+                          keywords=await _keywords(dataset, s.content, s.keywords or None) or [],
+                          word_count=len(s.content), tokens=embeddings.count_tokens(s.content))
+           for s in body.segments]
     await _send(request, key, cmd.CreateSegments(
         dataset_id=dataset["id"], document_id=document["id"],
         first_position=await kq.next_segment_position(c.engine, document["id"]), segments=new),
@@ -492,7 +505,8 @@ async def update_segment(request: Request, dataset_id: str, document_id: str, se
     segment = await _segment(request, document, segment_id)
     await _send(request, key, cmd.UpdateSegment(
         dataset_id=dataset["id"], document_id=document["id"], segment_id=segment["id"],
-        content=s.content, answer=s.answer, keywords=s.keywords, enabled=s.enabled,
+        content=s.content, answer=s.answer, enabled=s.enabled,
+        keywords=await _keywords(dataset, s.content, s.keywords),
         word_count=len(s.content) if s.content else None,
         tokens=_embeddings_of(request, dataset).count_tokens(s.content) if s.content else None,
     ), document["id"])

@@ -107,6 +107,14 @@ async def test_economy_keyword_search_in_chinese_japanese_and_korean(node: Node)
     [segment] = (await node.client.get(f"/v1/datasets/{dataset['id']}/documents/{doc['id']}"
                                        "/segments", headers=key)).json()["data"]
     assert {"知识库", "段落", "索引"} <= set(segment["keywords"])
+    # ... and so do segments added by hand without keywords; given ones are kept
+    segments = f"/v1/datasets/{dataset['id']}/documents/{doc['id']}/segments"
+    added = await node.client.post(segments, headers=key, json={"segments": [
+        {"content": "备份服务器每天凌晨三点自动备份数据库。"},
+        {"content": "冷却系统每周检查一次。", "keywords": ["冷却"]}]})
+    assert added.status_code == 200, added.text
+    [extracted, kept] = added.json()["data"]
+    assert {"备份", "数据库"} <= set(extracted["keywords"]) and kept["keywords"] == ["冷却"]
 
     # Japanese and Korean by character pairs
     for name, text in [("ja", "このシステムはベクトル検索と全文検索に対応しています。"),

@@ -100,6 +100,10 @@ def test_objects_and_filters() -> None:
         "segment_id=s",
     ]
     assert json.loads(obj.properties["metadata_json"]) == document.metadata
+    # BM25 searches `terms`: the text itself, or the words full-text search indexes
+    assert obj.properties["terms"] == "hello"
+    words = _data_object(VectorDocument(id="c2", text="知识库", vector=None, terms="知识 知识库"))
+    assert words.properties is not None and words.properties["terms"] == "知识 知识库"
 
     assert _filters(None) == (None, False)
     assert _filters({"document_id": []}) == (None, True)
