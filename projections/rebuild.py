@@ -224,15 +224,11 @@ class _Fold:
         self.tracking: dict[UUID, tuple[int, int]] = {}  # aggregate -> (version, position)
 
     def apply(self, events: Sequence[Envelope[EventPayload]]) -> None:
-        handlers = self.projection.handlers
         for event in events:
-            payload_type = type(event.payload)
-            projector = handlers.get(payload_type)
-            if projector is not None:
-                _finish(projector(self.conn, event))  # type: ignore[arg-type]
-            elif not self.projection.follows(payload_type):
+            if not self.projection.follows(type(event.payload)):
                 raise UnhandledEvent(f"{self.projection.name} has no projector for {event.type}")
             self.tracking[event.aggregate_id] = (event.aggregate_version, event.position or 0)
+        _finish(self.projection.apply(self.conn, events))  # type: ignore[arg-type]
 
     def finish(self) -> None:
         for step in self.projection.after_bulk_load:

@@ -5,6 +5,11 @@ A context declares, per projection it feeds, its projectors and the event types 
 deliberately ignores (`projectors(project_app_created, ..., ignore=[TagNameClaimed])`). The
 composition root merges them into one `Projection` per name; the runner refuses an event
 that is neither projected nor ignored, so a forgotten registration fails loudly.
+
+A projector may also have a run form (`projectors(..., runs=[project_segments_created])`,
+`(conn, events: Sequence[Envelope[X]])`): consecutive events of its type are applied by one
+call, with one statement of each kind for all of them instead of one per event. The single
+projector is then that run form applied to one event, so there is one copy of the logic.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, get_args, get_type_hints
+from itertools import groupby
+from typing import Any, get_args, get_origin, get_type_hints
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,6 +26,7 @@ from events.envelope import Envelope
 from schemas.base import EventPayload
 
 Projector = Callable[[AsyncConnection, Envelope[Any]], Awaitable[None]]
+RunProjector = Callable[[AsyncConnection, Sequence[Envelope[Any]]], Awaitable[None]]
 # Run once at the end of a rebuild's bulk load, for work projectors skip during it
 # (`projections.layout.in_bulk_load`), e.g. counts done once over all rows.
 BulkLoadStep = Callable[[AsyncConnection], Awaitable[None]]
@@ -32,10 +39,12 @@ class Projectors:
     handlers: Mapping[type[EventPayload], Projector]
     ignored: frozenset[type[EventPayload]] = frozenset()
     after_bulk_load: tuple[BulkLoadStep, ...] = ()
+    runs: Mapping[type[EventPayload], RunProjector] = field(default_factory=dict)
 
 
 def projectors(*handlers: Projector, ignore: Iterable[type[EventPayload]] = (),
-               after_bulk_load: Iterable[BulkLoadStep] = ()) -> Projectors:
+               after_bulk_load: Iterable[BulkLoadStep] = (),
+               runs: Iterable[RunProjector] = ()) -> Projectors:
     registry: dict[type[EventPayload], Projector] = {}
     for handler in handlers:
         event = _event_class(handler)
@@ -46,15 +55,27 @@ def projectors(*handlers: Projector, ignore: Iterable[type[EventPayload]] = (),
     ignored = frozenset(ignore)
     if ignored & registry.keys():
         raise ValueError(f"projected and ignored: {sorted(e.event_type for e in ignored)}")
-    return Projectors(registry, ignored, tuple(after_bulk_load))
+    run_registry: dict[type[EventPayload], RunProjector] = {}
+    for run in runs:
+        event = _event_class(run, of_runs=True)
+        if event not in registry or event in run_registry:
+            raise ValueError(f"{run.__name__}: a run form needs one single projector of "
+                             f"{event.event_type} (the run form applied to one event)")
+        run_registry[event] = run
+    return Projectors(registry, ignored, tuple(after_bulk_load), run_registry)
 
 
-def _event_class(handler: Projector) -> type[EventPayload]:
-    """X from the projector's `(conn, e: Envelope[X])` signature."""
+def _event_class(handler: Callable[..., Any], of_runs: bool = False) -> type[EventPayload]:
+    """X from the projector's `(conn, e: Envelope[X])` signature, or a run form's
+    `(conn, events: Sequence[Envelope[X]])`."""
     second = list(inspect.signature(handler).parameters)[1]
-    args = get_args(get_type_hints(handler)[second])
+    hint = get_type_hints(handler)[second]
+    if of_runs:
+        hint = get_args(hint)[0] if get_origin(hint) is Sequence else None
+    args = get_args(hint)
     if len(args) != 1 or not issubclass(args[0], EventPayload):
-        raise TypeError(f"{handler.__name__}: its event parameter must be Envelope[<payload>]")
+        shape = "Sequence[Envelope[<payload>]]" if of_runs else "Envelope[<payload>]"
+        raise TypeError(f"{handler.__name__}: its event parameter must be {shape}")
     return args[0]  # type: ignore[no-any-return]
 
 
@@ -69,6 +90,7 @@ class Projection:
     handlers: Mapping[type[EventPayload], Projector] = field(default_factory=dict)
     ignored: frozenset[type[EventPayload]] = frozenset()
     after_bulk_load: tuple[BulkLoadStep, ...] = ()
+    runs: Mapping[type[EventPayload], RunProjector] = field(default_factory=dict)
 
     @classmethod
     def merge(cls, name: str, topics: Sequence[str], aggregate_types: Sequence[str],
@@ -76,6 +98,7 @@ class Projection:
         handlers: dict[type[EventPayload], Projector] = {}
         ignored: set[type[EventPayload]] = set()
         after: list[BulkLoadStep] = []
+        runs: dict[type[EventPayload], RunProjector] = {}
         for part in parts:
             twice = (handlers.keys() | ignored) & (part.handlers.keys() | part.ignored)
             if twice:
@@ -84,8 +107,23 @@ class Projection:
             handlers.update(part.handlers)
             ignored |= part.ignored
             after += part.after_bulk_load
+            runs.update(part.runs)
         return cls(name, tuple(topics), tuple(sorted(aggregate_types)), handlers,
-                   frozenset(ignored), tuple(after))
+                   frozenset(ignored), tuple(after), runs)
 
     def follows(self, event_type: type[EventPayload]) -> bool:
         return event_type in self.handlers or event_type in self.ignored
+
+    async def apply(self, conn: AsyncConnection, events: Sequence[Envelope[Any]]) -> None:
+        """Applies events in their order: a run of consecutive events of a type with a run
+        form in one call, the others one at a time; ignored types are skipped."""
+        for payload_type, same in groupby(events, key=lambda e: type(e.payload)):
+            run = list(same)
+            run_projector = self.runs.get(payload_type)
+            if run_projector is not None and len(run) > 1:
+                await run_projector(conn, run)
+                continue
+            projector = self.handlers.get(payload_type)
+            if projector is not None:
+                for event in run:
+                    await projector(conn, event)

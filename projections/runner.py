@@ -58,18 +58,17 @@ class ProjectionRunner:
         async with self.engine.begin() as conn:
             applied = await self._lock_tracking(conn, {e.aggregate_id for e in events})
             advanced: dict[UUID, tuple[int, int]] = {}  # aggregate -> (version, position)
+            steps: list[Envelope[EventPayload]] = []  # what to apply, gaps filled
             new = 0
             for event in events:
                 current = applied[event.aggregate_id]
                 if event.aggregate_version <= current:
                     continue  # a redelivery or replay
-                for step in await self._with_missing(event, current):
-                    projector = self.projection.handlers.get(type(step.payload))
-                    if projector is not None:
-                        await projector(conn, step)
+                steps += await self._with_missing(event, current)
                 applied[event.aggregate_id] = event.aggregate_version
                 advanced[event.aggregate_id] = (event.aggregate_version, event.position or 0)
                 new += 1
+            await self.projection.apply(conn, steps)
             if advanced:
                 await self._advance_tracking(conn, advanced)
         return new

@@ -10,6 +10,8 @@ hand edits (`segment_edits`), whichever of the two is applied first.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -287,21 +289,48 @@ async def project_document_deleted(conn: AsyncConnection, e: Envelope[ev.Documen
 
 
 async def project_segment_created(conn: AsyncConnection, e: Envelope[ev.SegmentCreated]) -> None:
-    p = e.payload
+    await project_segments_created(conn, [e])
+
+
+async def project_segments_created(conn: AsyncConnection,
+                                   run: Sequence[Envelope[ev.SegmentCreated]]) -> None:
+    """Consecutive segment creations (a split's segments arrive together), each kind of
+    statement once for all of them. None of them changes what another one checks: each
+    segment is its own aggregate, and creations bury nothing and split nothing."""
     # Shared: segments of one document are created concurrently; its deletion, its split
-    # and its indexing's marks (exclusive) are not.
-    await lock(conn, p.dataset_id)
-    await lock(conn, p.document_id)
-    indexed_at = await conn.scalar(delete(segments_indexed_early).where(
-        segments_indexed_early.c.segment_id == bindparam("segment_id"))
-        .returning(segments_indexed_early.c.completed_at), {"segment_id": e.aggregate_id})
-    if await buried(conn, [p.dataset_id, p.document_id]):
-        return  # applied after its document's or dataset's deletion: gone with it
-    split_attempt = await conn.scalar(select(documents.c.split_attempt).where(
-        documents.c.id == _DOCUMENT_ID), {"document_id": p.document_id})
-    if split_attempt is not None and split_attempt > p.attempt:
-        return  # a later split, applied first, replaced this attempt's segments
-    await conn.execute(insert(segments), {
+    # and its indexing's marks (exclusive) are not. Parents before children.
+    dataset_ids = sorted({e.payload.dataset_id for e in run})
+    document_ids = sorted({e.payload.document_id for e in run})
+    for parent in (*dataset_ids, *document_ids):
+        await lock(conn, parent)
+    early = segments_indexed_early.c
+    indexed_at = dict((await conn.execute(
+        delete(segments_indexed_early).where(early.segment_id.in_(_SEGMENT_IDS))
+        .returning(early.segment_id, early.completed_at),
+        {"segment_ids": [e.aggregate_id for e in run]})).all())
+    gone = await buried(conn, [*dataset_ids, *document_ids])
+    split_attempts = dict((await conn.execute(
+        select(documents.c.id, documents.c.split_attempt)
+        .where(documents.c.id.in_(bindparam("document_ids", expanding=True))),
+        {"document_ids": document_ids})).all())
+    # Left out: those applied after their document's or dataset's deletion (gone with it),
+    # and those of an attempt a later split, applied first, replaced.
+    created = [e for e in run if not {e.payload.dataset_id, e.payload.document_id} & gone
+               and (split_attempts.get(e.payload.document_id) or 0) <= e.payload.attempt]
+    if not created:
+        return
+    await conn.execute(insert(segments), [_segment_row(e, indexed_at.get(e.aggregate_id))
+                                          for e in created])
+    for e in created:
+        p = e.payload
+        if p.created_by:  # added by hand: the document's counts grow (split ones: the split)
+            await _count_edit(conn, e.aggregate_id, p.dataset_id, p.document_id, p.attempt,
+                              1, p.word_count, p.tokens)
+
+
+def _segment_row(e: Envelope[ev.SegmentCreated], indexed_at: datetime | None) -> dict[str, Any]:
+    p = e.payload
+    return {
         "id": e.aggregate_id, "tenant_id": e.tenant_id, "dataset_id": p.dataset_id,
         "document_id": p.document_id, "attempt": p.attempt, "position": p.position,
         "content": p.content, "answer": p.answer, "keywords": p.keywords,
@@ -309,10 +338,7 @@ async def project_segment_created(conn: AsyncConnection, e: Envelope[ev.SegmentC
         "child_chunks": _children(p), "indexing_at": e.occurred_at,
         "status": "indexing" if indexed_at is None else "completed",
         "completed_at": indexed_at, "created_by": p.created_by,
-        "created_at": e.occurred_at, "updated_at": e.occurred_at})
-    if p.created_by:  # added by hand: the document's counts grow (split ones: see the split)
-        await _count_edit(conn, e.aggregate_id, p.dataset_id, p.document_id, p.attempt,
-                          1, p.word_count, p.tokens)
+        "created_at": e.occurred_at, "updated_at": e.occurred_at}
 
 
 async def _locked_segment(conn: AsyncConnection, segment_id: UUID) -> Any:
@@ -437,4 +463,5 @@ PROJECTORS = projectors(
     # name claims are write-side uniqueness; the read model shows the dataset's name
     ignore=[ev.DatasetNameClaimed, ev.DatasetNameReleased],
     after_bulk_load=[recount_datasets],
+    runs=[project_segments_created],
 )
