@@ -20,7 +20,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -75,6 +75,12 @@ class ChatModel(Protocol):
     @property
     def max_tokens(self) -> int | None: ...
 
+    @property
+    def endpoint_url(self) -> str: ...
+
+    @property
+    def api_key(self) -> str: ...
+
     def client(self) -> OpenAIProtocolClient: ...
 
 
@@ -92,6 +98,15 @@ class ChatDeps:
     retriever: Retriever
     resolve: ResolveModel
     stream_ttl: int
+    # One client (one connection pool) per endpoint and key, kept for the process's life: a
+    # new client per message would pay for its TLS context and connection every time.
+    clients: dict[tuple[str, str], OpenAIProtocolClient] = field(default_factory=dict)
+
+    def client_for(self, model: ChatModel) -> OpenAIProtocolClient:
+        key = (model.endpoint_url, model.api_key)
+        if key not in self.clients:
+            self.clients[key] = model.client()
+        return self.clients[key]
 
 
 def task_stream(deps: ChatDeps, p: ev.MessageCreated) -> TaskStream:
@@ -178,7 +193,8 @@ class MessageAnswer:
         parts: list[str] = []
         usage: Usage | None = None
         stopped = False
-        async for chunk in model.client().stream_chat(model.model, messages, **params):
+        async for chunk in self.d.client_for(model).stream_chat(model.model, messages,
+                                                                **params):
             if chunk.content:
                 parts.append(chunk.content)
                 await self.stream.publish({"event": "message", **self.fields,
