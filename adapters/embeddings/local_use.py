@@ -81,8 +81,9 @@ class LocalUSE:
     # -- EmbeddingProvider ----------------------------------------------------------------
 
     def count_tokens(self, text: str) -> int:
-        """SentencePiece pieces of `text` as the model sees them (without BOS/EOS)."""
-        return len(self._token_ids(text))
+        """SentencePiece pieces of `text` as the model sees them (without BOS/EOS); blank
+        text has none (the tokenizer would answer one unknown piece)."""
+        return len(self._token_ids(text)) if text.strip() else 0
 
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         if isinstance(texts, str):
