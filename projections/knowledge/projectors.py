@@ -45,6 +45,25 @@ _UPDATE_DOCUMENT = (update(documents).where(documents.c.id == bindparam("documen
                     .returning(documents.c.dataset_id))
 _DOCUMENT_ID = bindparam("document_id")
 _SEGMENT_IDS = bindparam("segment_ids", expanding=True)
+# (Built once, not per event: a statement object keeps its cache key.)
+_EARLIER_SPLITS = [delete(t).where(t.c.document_id == _DOCUMENT_ID,
+                                   t.c.attempt < bindparam("attempt"))
+                   for t in (segments, segment_edits)]
+_EDITS_OF_SPLIT = select(
+    func.coalesce(func.sum(segment_edits.c.segments), 0),
+    func.coalesce(func.sum(segment_edits.c.word_count), 0),
+    func.coalesce(func.sum(segment_edits.c.tokens), 0)).where(
+    segment_edits.c.document_id == _DOCUMENT_ID,
+    segment_edits.c.attempt == bindparam("attempt"))
+_COMPLETE_SEGMENTS = update(segments).where(segments.c.id.in_(_SEGMENT_IDS), ~segments.c.edited)
+_APPLIED_SEGMENTS = select(segments.c.id).where(segments.c.id.in_(_SEGMENT_IDS))
+_TAKE_INDEXED_EARLY = (
+    delete(segments_indexed_early).where(segments_indexed_early.c.segment_id.in_(_SEGMENT_IDS))
+    .returning(segments_indexed_early.c.segment_id, segments_indexed_early.c.completed_at))
+_SPLIT_ATTEMPTS = select(documents.c.id, documents.c.split_attempt).where(
+    documents.c.id.in_(bindparam("document_ids", expanding=True)))
+_INSERT_DOCUMENT = insert(documents)
+_INSERT_SEGMENTS = insert(segments)
 
 
 async def _document(conn: AsyncConnection, e: Envelope[EventPayload], **values: Any) -> None:
@@ -132,7 +151,7 @@ async def project_document_created(conn: AsyncConnection, e: Envelope[ev.Documen
     await lock(conn, p.dataset_id)
     if await buried(conn, [p.dataset_id]):
         return  # applied after its dataset's deletion: gone with it (its later events too)
-    await conn.execute(insert(documents), {
+    await conn.execute(_INSERT_DOCUMENT, {
         "id": e.aggregate_id, "tenant_id": e.tenant_id, "dataset_id": p.dataset_id,
         "position": p.position, "name": p.name, "batch": p.batch,
         "data_source_type": p.data_source_type, "source": _source(p.source, p.created_by, e),
@@ -182,15 +201,9 @@ async def project_split(conn: AsyncConnection, e: Envelope[ev.DocumentSplit]) ->
     # same transaction) arrive from their own partitions, before or after this: the payload
     # counts them either way.
     split = {"document_id": e.aggregate_id, "attempt": p.attempt}
-    for table in (segments, segment_edits):
-        await conn.execute(delete(table).where(table.c.document_id == _DOCUMENT_ID,
-                                               table.c.attempt < bindparam("attempt")), split)
-    edited = (await conn.execute(select(  # edits applied before this split
-        func.coalesce(func.sum(segment_edits.c.segments), 0),
-        func.coalesce(func.sum(segment_edits.c.word_count), 0),
-        func.coalesce(func.sum(segment_edits.c.tokens), 0)).where(
-        segment_edits.c.document_id == _DOCUMENT_ID,
-        segment_edits.c.attempt == bindparam("attempt")), split)).one()
+    for statement in _EARLIER_SPLITS:
+        await conn.execute(statement, split)
+    edited = (await conn.execute(_EDITS_OF_SPLIT, split)).one()  # applied before the split
     await _document(conn, e, indexing_status="indexing", splitting_completed_at=e.occurred_at,
                     split_attempt=p.attempt, total_segments=p.total_segments + edited[0],
                     word_count=p.word_count + edited[1], tokens=p.tokens + edited[2],
@@ -227,11 +240,9 @@ async def _complete_split_segments(conn: AsyncConnection, ids: set[UUID],
                                    e: Envelope[ev.DocumentSegmentsIndexed]) -> set[UUID]:
     """Marks those of the segments that are applied completed (unless edited by hand since:
     their own SegmentIndexed says); returns the ids applied."""
-    await conn.execute(
-        update(segments).where(segments.c.id.in_(_SEGMENT_IDS), ~segments.c.edited),
-        {"segment_ids": list(ids), "status": "completed", "completed_at": e.occurred_at})
-    found = await conn.execute(select(segments.c.id).where(segments.c.id.in_(_SEGMENT_IDS)),
-                               {"segment_ids": list(ids)})
+    await conn.execute(_COMPLETE_SEGMENTS, {
+        "segment_ids": list(ids), "status": "completed", "completed_at": e.occurred_at})
+    found = await conn.execute(_APPLIED_SEGMENTS, {"segment_ids": list(ids)})
     return set(found.scalars())
 
 
@@ -303,23 +314,18 @@ async def project_segments_created(conn: AsyncConnection,
     document_ids = sorted({e.payload.document_id for e in run})
     for parent in (*dataset_ids, *document_ids):
         await lock(conn, parent)
-    early = segments_indexed_early.c
     indexed_at = dict((await conn.execute(
-        delete(segments_indexed_early).where(early.segment_id.in_(_SEGMENT_IDS))
-        .returning(early.segment_id, early.completed_at),
-        {"segment_ids": [e.aggregate_id for e in run]})).all())
+        _TAKE_INDEXED_EARLY, {"segment_ids": [e.aggregate_id for e in run]})).all())
     gone = await buried(conn, [*dataset_ids, *document_ids])
     split_attempts = dict((await conn.execute(
-        select(documents.c.id, documents.c.split_attempt)
-        .where(documents.c.id.in_(bindparam("document_ids", expanding=True))),
-        {"document_ids": document_ids})).all())
+        _SPLIT_ATTEMPTS, {"document_ids": document_ids})).all())
     # Left out: those applied after their document's or dataset's deletion (gone with it),
     # and those of an attempt a later split, applied first, replaced.
     created = [e for e in run if not {e.payload.dataset_id, e.payload.document_id} & gone
                and (split_attempts.get(e.payload.document_id) or 0) <= e.payload.attempt]
     if not created:
         return
-    await conn.execute(insert(segments), [_segment_row(e, indexed_at.get(e.aggregate_id))
+    await conn.execute(_INSERT_SEGMENTS, [_segment_row(e, indexed_at.get(e.aggregate_id))
                                           for e in created])
     for e in created:
         p = e.payload
