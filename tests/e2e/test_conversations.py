@@ -76,6 +76,11 @@ async def test_conversation_list_history_rename_delete(chat: Chat) -> None:
     bobs = (await get(chat, "/v1/conversations", user="bob")).json()["data"]
     assert [c["name"] for c in bobs] == ["Bob here"]
 
+    variables = await get(chat, f"/v1/conversations/{conversation}/variables", user="ann")
+    validate("ConversationVariablesResponse", variables.json())
+    assert variables.json()["data"] == []  # a chat app's conversations have none
+    assert (await get(chat, f"/v1/conversations/{conversation}/variables",
+                      user="bob")).status_code == 404
     renamed = await chat.node.client.post(f"/v1/conversations/{conversation}/name",
                                           headers=chat.key, json={"name": "Trip", "user": "ann"})
     assert renamed.status_code == 200 and renamed.json()["name"] == "Trip"
