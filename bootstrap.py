@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from adapters.bus.base import Bus, TopicSpec
 from adapters.embeddings.base import EmbeddingProvider
-from adapters.embeddings.models import LOCAL_PROVIDER, EmbeddingModels
+from adapters.embeddings.models import LOCAL_PROVIDER, EmbeddingModels, WorkspaceModels
 from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
 from adapters.vector.pgvector import PgVectorStore
@@ -27,6 +27,7 @@ from events.postgres_store import PostgresEventStore
 from events.registry import EventTypes
 from events.routing import Routing
 from events.store import OUTCOME_CHANNEL, EventStore
+from projections.platform.models import WorkspaceEmbeddingModels
 from projections.registry import Projection
 from projections.runner import PROJECTION_CHANNEL
 from projections.tables import VERSIONS_CHANNEL
@@ -158,9 +159,11 @@ def build_storage(settings: Settings) -> Storage:
     return LocalStorage(settings.OPENDAL_FS_ROOT or settings.EDDY_DATA_DIR / "storage")
 
 
-def build_embedding_models(settings: Settings) -> EmbeddingModels:
+def build_embedding_models(settings: Settings,
+                           workspace: WorkspaceModels | None = None) -> EmbeddingModels:
     """The local models (always offered: they ship in Python packages) and the configured
-    OpenAI-compatible one; the default is EMBEDDING_PROVIDER's model."""
+    OpenAI-compatible one; the default is EMBEDDING_PROVIDER's model. With `workspace`,
+    datasets may also name a model their workspace connected (its model providers)."""
     from adapters.embeddings.local_minilm import LocalMiniLM
     from adapters.embeddings.local_use import LocalUSE
 
@@ -178,7 +181,7 @@ def build_embedding_models(settings: Settings) -> EmbeddingModels:
         factories[default] = lambda: OpenAICompatibleEmbeddings(
             base_url=base_url, api_key=settings.EMBEDDING_API_KEY,
             model=settings.EMBEDDING_MODEL, dimensions=settings.EMBEDDING_DIMENSIONS)
-    return EmbeddingModels(factories, default)
+    return EmbeddingModels(factories, default, workspace)
 
 
 def build_vectors(settings: Settings, keywords: PgVectorStore) -> VectorStore:
@@ -205,6 +208,7 @@ async def build(settings: Settings, *, listen: bool = False) -> Container:
     keywords = PgVectorStore(settings.database_dsn())
     read_models = ReadModels(build_engine(settings))
     await read_models.refresh()
+    workspace_models = WorkspaceEmbeddingModels(lambda: read_models.engine, settings.SECRET_KEY)
     container = Container(
         settings=settings,
         read_models=read_models,
@@ -212,7 +216,7 @@ async def build(settings: Settings, *, listen: bool = False) -> Container:
         bus=bus,
         redis=aioredis.from_url(settings.redis_url()),
         storage=build_storage(settings),
-        embedding_models=build_embedding_models(settings),
+        embedding_models=build_embedding_models(settings, workspace_models),
         vectors=build_vectors(settings, keywords),
         keywords=keywords,
     )

@@ -11,6 +11,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
+from uuid import UUID
 
 from adapters.embeddings.base import EmbeddingProvider
 
@@ -28,13 +30,27 @@ class EmbeddingModel:
     embeddings: EmbeddingProvider
 
 
+class WorkspaceModels(Protocol):
+    """The models workspaces connect themselves (their model providers), per workspace."""
+
+    def offers(self, provider: str | None) -> bool:
+        """Whether `provider` names a provider workspaces connect."""
+        ...
+
+    def canonical(self, provider: str) -> str: ...
+
+    async def embeddings(self, tenant_id: UUID, provider: str,
+                         model: str) -> EmbeddingProvider: ...
+
+
 class EmbeddingModels:
     def __init__(self, factories: Mapping[tuple[str, str], Callable[[], EmbeddingProvider]],
-                 default: tuple[str, str]) -> None:
+                 default: tuple[str, str], workspace: WorkspaceModels | None = None) -> None:
         if default not in factories:
             raise ValueError(f"the default embedding model {default} is not offered")
         self._factories = dict(factories)
         self._default = default
+        self._workspace = workspace
         self._built: dict[tuple[str, str], EmbeddingProvider] = {}
         self._lock = threading.Lock()
 
@@ -55,7 +71,14 @@ class EmbeddingModels:
     def key(self, provider: str | None, model: str | None) -> tuple[str, str]:
         """The offered (provider, model) a dataset's settings name. Both unset: the default;
         a model without a provider: the one provider offering it; a provider without a
-        model: its default only for the default provider."""
+        model: its default only for the default provider. A workspace's own provider
+        (`openai`, `openai_api_compatible`): its canonical name, the model as named."""
+        if self._workspace is not None and self._workspace.offers(provider):
+            assert provider is not None
+            if model is None:
+                raise UnknownEmbeddingModel(
+                    f"embedding_model is required for provider {provider!r}")
+            return self._workspace.canonical(provider), model
         if model is None:
             if provider in (None, self._default[0]):
                 return self._default
@@ -69,8 +92,21 @@ class EmbeddingModels:
             raise UnknownEmbeddingModel(self._unknown(provider, model))
         return provider, model
 
+    async def resolve(self, tenant_id: UUID, provider: str | None,
+                      model: str | None) -> EmbeddingModel:
+        """A dataset's model: one this deployment offers, or one its workspace connected
+        (not connected there: the workspace lookup's error)."""
+        if self._workspace is not None and self._workspace.offers(provider):
+            key = self.key(provider, model)
+            return EmbeddingModel(provider=key[0], name=key[1],
+                                  embeddings=await self._workspace.embeddings(tenant_id, *key))
+        return self.get(provider, model)
+
     def get(self, provider: str | None, model: str | None) -> EmbeddingModel:
+        """A model this deployment offers (a workspace's own: `resolve`)."""
         key = self.key(provider, model)
+        if key not in self._factories:
+            raise UnknownEmbeddingModel(self._unknown(provider, key[1]))
         built = self._built.get(key)
         if built is None:
             with self._lock:

@@ -91,22 +91,29 @@ async def _document(request: Request, dataset: dict[str, Any],
 # --- datasets -----------------------------------------------------------------------------------
 
 
-def _embedding_model(request: Request, provider: str | None,
-                     model: str | None) -> tuple[str, str]:
-    """The offered (provider, model) a request names; unset: the configured default."""
+async def _embedding_model(request: Request, tenant_id: UUID, provider: str | None,
+                           model: str | None) -> tuple[str, str]:
+    """The (provider, model) a request names; unset: the configured default. A model of
+    the workspace's own providers must be connected there (else provider_not_initialize)."""
+    models = get_container(request).embedding_models
     try:
-        return get_container(request).embedding_models.key(provider, model)
+        named = models.key(provider, model)
+        if named not in models.offered:
+            await models.resolve(tenant_id, *named)
     except UnknownEmbeddingModel as exc:
         raise BadRequest(str(exc)) from None
+    return named
 
 
-def _embeddings_of(request: Request, dataset: dict[str, Any]) -> EmbeddingProvider:
+async def _embeddings_of(request: Request, dataset: dict[str, Any]) -> EmbeddingProvider:
     """The dataset's model: its token counts size the segments written by hand."""
     try:
-        return get_container(request).embedding_models.get(
-            dataset["embedding_model_provider"], dataset["embedding_model"]).embeddings
+        model = await get_container(request).embedding_models.resolve(
+            dataset["tenant_id"], dataset["embedding_model_provider"],
+            dataset["embedding_model"])
     except UnknownEmbeddingModel as exc:
         raise BadRequest(str(exc)) from None
+    return model.embeddings
 
 
 @router.post("")
@@ -114,8 +121,8 @@ async def create_dataset(request: Request, body: api.CreateDatasetRequest,
                          key: ApiKeyPrincipal = DatasetKey) -> dict[str, Any]:
     if body.provider == "external":
         raise BadRequest("External knowledge bases are not supported.")
-    provider, model = _embedding_model(request, body.embedding_model_provider,
-                                       body.embedding_model)
+    provider, model = await _embedding_model(request, key.tenant_id,
+                                             body.embedding_model_provider, body.embedding_model)
     dataset_id = uuid4()
     await _send(request, key, cmd.CreateDataset(
         dataset_id=dataset_id, name=body.name, description=body.description,
@@ -157,8 +164,8 @@ async def update_dataset(request: Request, dataset_id: str, body: api.UpdateData
         changes["retrieval_model"] = body.retrieval_model.model_dump()
     if body.embedding_model is not None or body.embedding_model_provider is not None:
         # A new model re-embeds every document: the handler re-indexes those listed here.
-        provider, model = _embedding_model(
-            request, body.embedding_model_provider or (
+        provider, model = await _embedding_model(
+            request, key.tenant_id, body.embedding_model_provider or (
                 None if body.embedding_model else dataset["embedding_model_provider"]),
             body.embedding_model)
         changes.update(embedding_model_provider=provider, embedding_model=model,
@@ -452,7 +459,7 @@ async def create_segments(request: Request, dataset_id: str, document_id: str,
         _check_length(f"segments.{n}.answer", s.answer, c.settings.SEGMENT_MAX_LENGTH)
     dataset = await _dataset(request, key, dataset_id)
     document = await _document(request, dataset, document_id)
-    embeddings = _embeddings_of(request, dataset)
+    embeddings = await _embeddings_of(request, dataset)
     new = [cmd.NewSegment(segment_id=uuid4(), content=s.content, answer=s.answer,
                           keywords=await _keywords(dataset, s.content, s.keywords or None) or [],
                           word_count=len(s.content), tokens=embeddings.count_tokens(s.content))
@@ -508,7 +515,8 @@ async def update_segment(request: Request, dataset_id: str, document_id: str, se
         content=s.content, answer=s.answer, enabled=s.enabled,
         keywords=await _keywords(dataset, s.content, s.keywords),
         word_count=len(s.content) if s.content else None,
-        tokens=_embeddings_of(request, dataset).count_tokens(s.content) if s.content else None,
+        tokens=(await _embeddings_of(request, dataset)).count_tokens(s.content)
+        if s.content else None,
     ), document["id"])
     return {"data": segment_view(await _segment(request, document, segment_id)),
             "doc_form": document["doc_form"]}

@@ -139,8 +139,9 @@ class Retriever:
             collection = keyword_collection(dataset_id)
         else:
             try:
-                model = self.embedding_models.get(dataset["embedding_model_provider"],
-                                                  dataset["embedding_model"])
+                model = await self.embedding_models.resolve(
+                    dataset["tenant_id"], dataset["embedding_model_provider"],
+                    dataset["embedding_model"])
             except UnknownEmbeddingModel as exc:
                 raise BadRequest(str(exc)) from None
             # The collection of the dataset's model: the query is embedded in the same space.

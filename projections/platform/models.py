@@ -11,7 +11,10 @@ only in the returned object (kept out of its repr) and is never stored or logged
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -231,3 +234,41 @@ def resolved_model(tenant_id: UUID, spec: ProviderSpec, model: str, model_type: 
         max_tokens=_int_or_none(credentials.get("max_tokens_to_sample")),
         dimensions=_int_or_none(credentials.get(DIMENSIONS)),
         api_key=str(credentials.get("api_key") or ""), credentials=credentials)
+
+
+class WorkspaceEmbeddingModels:
+    """The workspaces' text-embedding models, for datasets that name one
+    (`embedding_model_provider` of a connected provider, `embedding_model`): indexing and
+    retrieval embed with it. One client per model and credentials, reused (saving new
+    credentials makes a new one)."""
+
+    CACHED = 64
+
+    def __init__(self, engine: Callable[[], AsyncEngine], secret_key: str) -> None:
+        self._engine = engine  # the active read-model version's, asked at each lookup
+        self._secret_key = secret_key
+        self._clients: OrderedDict[tuple[Any, ...], OpenAICompatibleEmbeddings] = OrderedDict()
+
+    def offers(self, provider: str | None) -> bool:
+        """Whether the name is a provider workspaces connect (either form of it)."""
+        return provider is not None and provider_spec(provider) is not None
+
+    def canonical(self, provider: str) -> str:
+        spec = provider_spec(provider)
+        assert spec is not None, provider
+        return spec.name
+
+    async def embeddings(self, tenant_id: UUID, provider: str,
+                         model: str) -> OpenAICompatibleEmbeddings:
+        """The model as the workspace connected it; not connected: provider_not_initialize."""
+        resolved = await resolve_model(self._engine(), self._secret_key, tenant_id,
+                                       "text-embedding", provider, model)
+        key = (tenant_id, resolved.provider, resolved.model, resolved.endpoint_url,
+               resolved.dimensions, hashlib.sha256(resolved.api_key.encode()).hexdigest())
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = resolved.embeddings()
+            while len(self._clients) > self.CACHED:
+                self._clients.popitem(last=False)
+        self._clients.move_to_end(key)
+        return client

@@ -15,6 +15,7 @@ from projections.platform import queries
 from projections.platform.models import resolve_model
 from schemas.errors import ProviderNotInitialized
 from schemas.platform.naming import account_id_for
+from tests.e2e.test_knowledge import create_text_document, wait_indexed
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.harness import (
     Node,
@@ -233,3 +234,44 @@ async def test_provider_keys_never_appear_in_plaintext(
     for secret in (KEY, "sk-refused-secret-987654"):
         assert not [blob[:200] for blob in seen if secret.encode() in blob], secret
         assert not [line[:200] for line in logged if secret in line], secret
+
+
+async def test_a_dataset_embeds_with_the_workspace_model(
+        node: Node, provider: FakeOpenAIServer) -> None:
+    auth = await node.setup_and_login()
+    c = node.client
+    saved = await c.post(f"{BASE}/model-providers/{COMPATIBLE}/models", headers=auth,
+                         json=compatible(provider, "bge-m3", "text-embedding"))
+    assert saved.status_code == 200, saved.text
+    token = (await c.post("/console/api/datasets/api-keys", headers=auth)).json()["token"]
+    key = {"Authorization": f"Bearer {token}"}
+
+    unknown = await c.post("/v1/datasets", headers=key, json={
+        "name": "Nope", "indexing_technique": "high_quality",
+        "embedding_model_provider": "openai_api_compatible", "embedding_model": "bge-xl"})
+    assert unknown.status_code == 400
+    assert unknown.json()["code"] == "provider_not_initialize"
+
+    created = await c.post("/v1/datasets", headers=key, json={
+        "name": "Remote", "indexing_technique": "high_quality",
+        "embedding_model_provider": "openai_api_compatible", "embedding_model": "bge-m3"})
+    assert created.status_code == 200, created.text
+    dataset = created.json()
+    assert (dataset["embedding_model_provider"], dataset["embedding_model"]) == (
+        COMPATIBLE, "bge-m3")
+    provider.reset()
+    paragraphs = ["Kettles boil water for green tea.", "Bicycles need oil on the chain.",
+                  "Servers log every request they answer."]
+    document = await create_text_document(node, key, dataset["id"], "notes",
+                                          "\n\n".join(paragraphs))
+    await wait_indexed(node.client, key, dataset["id"], document["batch"])
+    embedded = [t for r in provider.embedding_requests for t in r.body["input"]]
+    assert sorted(embedded) == sorted(paragraphs)  # the workspace's model embedded them
+    assert {r.body["model"] for r in provider.embedding_requests} == {"bge-m3"}
+
+    found = await c.post(f"/v1/datasets/{dataset['id']}/retrieve", headers=key, json={
+        "query": "oil for the bicycle chain", "retrieval_model": {
+            "search_method": "semantic_search", "top_k": 1}})
+    assert found.status_code == 200, found.text
+    assert [r["segment"]["content"] for r in found.json()["records"]] == [paragraphs[1]]
+    assert provider.embedding_requests[-1].body["input"] == ["oil for the bicycle chain"]

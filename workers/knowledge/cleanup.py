@@ -11,6 +11,7 @@ from commands.knowledge.aggregates import Segment
 from commands.unit_of_work import UnitOfWork
 from events.envelope import Envelope
 from schemas.knowledge import events as ev
+from schemas.knowledge.naming import vector_collection
 from workers.knowledge.indexing import (
     IndexingDeps,
     caused_by,
@@ -36,8 +37,10 @@ async def dataset_updated(deps: IndexingDeps, event: Envelope[ev.DatasetUpdated]
     dataset, collections = await collections_of(deps, event.aggregate_id)
     if dataset.deleted:
         return  # dataset_deleted removes everything
+    settings = dataset.settings
     try:
-        current = deps.target(dataset, economy=False).collection
+        current = vector_collection(dataset.id, *deps.embedding_models.key(
+            settings.get("embedding_model_provider"), settings.get("embedding_model")))
     except UnknownEmbeddingModel:
         current = None  # a model this deployment lacks has no collection worth keeping
     *vectors, _keywords = collections

@@ -74,17 +74,19 @@ class IndexingDeps:
     vectors: VectorStore  # high_quality datasets
     keywords: VectorStore  # economy datasets: Postgres full text
 
-    def model_of(self, dataset: Dataset) -> EmbeddingModel:
+    async def model_of(self, dataset: Dataset) -> EmbeddingModel:
         """The dataset's embedding model (UnknownEmbeddingModel, a ValueError, if this
-        deployment does not offer it: its documents fail with that message)."""
+        deployment does not offer it, or provider_not_initialize if its workspace no
+        longer has it: its documents fail with that message)."""
         settings = dataset.settings
-        return self.embedding_models.get(settings.get("embedding_model_provider"),
-                                         settings.get("embedding_model"))
+        return await self.embedding_models.resolve(
+            dataset.tenant_id, settings.get("embedding_model_provider"),
+            settings.get("embedding_model"))
 
-    def target(self, dataset: Dataset, economy: bool) -> IndexTarget:
+    async def target(self, dataset: Dataset, economy: bool) -> IndexTarget:
         if economy:
             return IndexTarget(self.keywords, keyword_collection(dataset.id), None)
-        model = self.model_of(dataset)
+        model = await self.model_of(dataset)
         return IndexTarget(self.vectors, vector_collection(dataset.id, model.provider,
                                                            model.name), model)
 
@@ -166,7 +168,7 @@ class IndexingJob:
         since), and no other attempt's units; records nothing, so a replay changes nothing
         when the index is whole."""
         dataset = await asyncio.to_thread(uow.get, Dataset, doc.dataset_id)
-        index = self.d.target(dataset, doc.indexing_technique == "economy")
+        index = await self.d.target(dataset, doc.indexing_technique == "economy")
         await index.create()
         await index.store.delete_by_document_id(index.collection, str(doc.id),
                                                 before_attempt=doc.split_attempt)
@@ -235,7 +237,7 @@ class IndexingJob:
         text = (await self.d.storage.load(doc.cleaned_key)).decode()
         # Chunk sizes are tokens of the dataset's own model.
         dataset = await asyncio.to_thread(uow.get, Dataset, doc.dataset_id)
-        count = self.d.model_of(dataset).embeddings.count_tokens
+        count = (await self.d.model_of(dataset)).embeddings.count_tokens
         if rule.mode == "hierarchical":
             assert rule.subchunk_segmentation and rule.parent_mode
             parents = await asyncio.to_thread(
@@ -278,7 +280,7 @@ class IndexingJob:
         assert doc.chunks_key
         chunks = [Chunk(**c) for c in orjson.loads(await self.d.storage.load(doc.chunks_key))]
         dataset = await asyncio.to_thread(uow.get, Dataset, doc.dataset_id)
-        target = self.d.target(dataset, doc.indexing_technique == "economy")
+        target = await self.d.target(dataset, doc.indexing_technique == "economy")
         store, collection = target.store, target.collection
         await target.create()
         if not doc.indexed:
@@ -337,7 +339,7 @@ async def index_segment(deps: IndexingDeps,
     dataset = await asyncio.to_thread(uow.get, Dataset, segment.dataset_id)
     if dataset.deleted:
         return  # cleanup may have run already: writing would recreate the collection
-    index = deps.target(dataset, document.indexing_technique == "economy")
+    index = await deps.target(dataset, document.indexing_technique == "economy")
     await write_segment_units(deps, uow.ctx, segment, document, index)
     indexed_hash = content_hash(segment.data.content)
     if segment.indexed_hash == indexed_hash:
