@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     CONSUMER_MAX_ATTEMPTS: int = Field(default=5, ge=1)
     CONSUMER_CONCURRENCY: int = Field(default=8, ge=1, le=256)
     # Messages one chat processor member answers at once (each a model call held open)
-    CHAT_CONCURRENCY: int = Field(default=32, ge=1, le=1024)
+    CHAT_CONCURRENCY: int = Field(default=100, ge=1, le=1024)
     # A task's stream of SSE events lives this long after its last event (reconnects)
     TASK_STREAM_TTL_SECONDS: int = Field(default=600, ge=10)
     HEALTH_LAG_STALL_SECONDS: float = Field(default=30.0, gt=0)

@@ -51,6 +51,9 @@ class Notifications:
         # channel -> waiters, each with a filter on the payload: a notification wakes only
         # the waiters it may concern (no thundering herd of re-checks).
         self._waiters: dict[str, dict[asyncio.Event, Callable[[str], bool]]] = defaultdict(dict)
+        # channel -> callbacks for every notification, for the listener's life (caches)
+        self._followers: dict[str, list[Callable[[str], None]]] = defaultdict(list)
+        self._gap_followers: list[Callable[[], None]] = []
         self._reconnecting: asyncio.Task[None] | None = None
         self._stopped = False
 
@@ -72,6 +75,8 @@ class Notifications:
                 try:
                     await self.start()
                     log.info("notification listener reconnected")
+                    for on_gap in self._gap_followers:
+                        on_gap()
                     self._wake_all()  # whatever happened meanwhile: everyone re-checks
                     return
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -96,7 +101,16 @@ class Notifications:
                 await self._conn.close(timeout=2)
             self._conn = None
 
+    def follow(self, channel: str, on_payload: Callable[[str], None],
+               on_gap: Callable[[], None]) -> None:
+        """Call `on_payload` with every notification on `channel` from now on, and `on_gap`
+        after a reconnect (notifications may have been missed meanwhile)."""
+        self._followers[channel].append(on_payload)
+        self._gap_followers.append(on_gap)
+
     def _on_notify(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
+        for on_payload in self._followers[channel]:
+            on_payload(payload)
         for event, concerns in self._waiters[channel].items():
             if concerns(payload):
                 event.set()

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from gateway.auth import ApiKeyPrincipal, AppKey
 from gateway.conversation.config import app_config
 from gateway.conversation.files import message_files
+from gateway.conversation.run_configs import run_configs
 from gateway.deps import command_gateway, get_container, maybe_uuid
 from gateway.platform.service import app_of_key
 from projections.platform.models import ResolvedModel, default_model, resolve_model
@@ -102,10 +103,24 @@ async def _with_model(request: Request, tenant_id: UUID,
         mode="completion" if resolved.mode == "completion" else "chat")})
 
 
+async def _run_config(request: Request, tenant_id: UUID, app: dict[str, Any]) -> AppModelConfig:
+    """The app's config naming the model that will answer, from this process's cache when
+    nothing it was read from changed since."""
+    cache = run_configs(request)
+    cached = cache.get(app["id"]) if cache is not None else None
+    if cached is not None:
+        return cached
+    generation = cache.generation if cache is not None else 0
+    config = await _with_model(request, tenant_id, await app_config(request, app))
+    if cache is not None:
+        cache.keep(app["id"], tenant_id, config, generation)
+    return config
+
+
 async def _ask(request: Request, key: ApiKeyPrincipal, app: dict[str, Any],
                body: api.CompletionMessageRequest, conversation: str | None) -> Any:
     c = get_container(request)
-    config = await _with_model(request, key.tenant_id, await app_config(request, app))
+    config = await _run_config(request, key.tenant_id, app)
     inputs = validate_inputs(config, body.inputs)
     files = await message_files(request, app, body.user, body.files or [],
                                 config.file_upload.image)
@@ -133,9 +148,10 @@ async def _ask(request: Request, key: ApiKeyPrincipal, app: dict[str, Any],
 
 
 async def _entries(request: Request, stream: str, after: str) -> AsyncIterator[
-        tuple[str, dict[str, Any] | None]]:
-    """The task's events after `after` as (id, event), and ("", None) after each
-    PING_SECONDS without one; ends after the closing event."""
+        list[tuple[str, dict[str, Any]]]]:
+    """The task's events after `after` as lists of (id, event), one list per read (what
+    arrived together goes out together: one write to the client, not one per token), and
+    an empty list after each PING_SECONDS without one; ends after the closing event."""
     redis = get_container(request).redis
     loop = asyncio.get_running_loop()
     quiet_since = loop.time()
@@ -145,44 +161,47 @@ async def _entries(request: Request, stream: str, after: str) -> AsyncIterator[
         if not reply:
             if loop.time() - quiet_since >= PING_SECONDS:
                 quiet_since = loop.time()
-                yield "", None
+                yield []
             continue
         quiet_since = loop.time()
+        read = []
         for entry_id, fields in reply[0][1]:
             after = entry_id.decode()
-            event = orjson.loads(fields[b"data"])
-            yield after, event
-            if event["event"] in TERMINAL_STREAM_EVENTS:
+            read.append((after, orjson.loads(fields[b"data"])))
+            if read[-1][1]["event"] in TERMINAL_STREAM_EVENTS:
+                yield read
                 return
+        yield read
 
 
 async def _sse(request: Request, stream: str, after: str) -> AsyncIterator[bytes]:
-    async for entry_id, event in _entries(request, stream, after):
-        if event is None:
+    async for read in _entries(request, stream, after):
+        if not read:
             yield b"event: ping\n\n"
-        else:
-            yield b"id: " + entry_id.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+            continue
+        yield b"".join(b"id: " + entry_id.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+                       for entry_id, event in read)
 
 
 async def _blocking(request: Request, stream: str, mode: str) -> Any:
     answer: list[str] = []
-    async for _, event in _entries(request, stream, "0"):
-        if event is None:
-            continue
-        if event["event"] == "message":
-            answer.append(event["answer"])
-        elif event["event"] == "message_replace":
-            answer = [event["answer"]]
-        elif event["event"] == "error":
-            return JSONResponse({k: event[k] for k in ("code", "message", "status")},
-                                status_code=event["status"])
-        elif event["event"] == "message_end":
-            reply = {"event": "message", "task_id": event["task_id"], "id": event["message_id"],
-                     "message_id": event["message_id"], "mode": mode, "answer": "".join(answer),
-                     "metadata": event["metadata"], "created_at": event["created_at"]}
-            if "conversation_id" in event:
-                reply["conversation_id"] = event["conversation_id"]
-            return reply
+    async for read in _entries(request, stream, "0"):
+        for _, event in read:
+            if event["event"] == "message":
+                answer.append(event["answer"])
+            elif event["event"] == "message_replace":
+                answer = [event["answer"]]
+            elif event["event"] == "error":
+                return JSONResponse({k: event[k] for k in ("code", "message", "status")},
+                                    status_code=event["status"])
+            elif event["event"] == "message_end":
+                reply = {"event": "message", "task_id": event["task_id"],
+                         "id": event["message_id"], "message_id": event["message_id"],
+                         "mode": mode, "answer": "".join(answer),
+                         "metadata": event["metadata"], "created_at": event["created_at"]}
+                if "conversation_id" in event:
+                    reply["conversation_id"] = event["conversation_id"]
+                return reply
     raise EddyError()  # the stream ends only after its closing event
 
 

@@ -71,6 +71,21 @@ async def test_chat_blocking_then_streaming_with_memory(chat: Chat) -> None:
     assert chat.provider.chat_requests[-1].body["temperature"] == 0.1
 
 
+async def test_the_next_message_follows_a_changed_config(chat: Chat) -> None:
+    # the gateway keeps each app's config between messages: a change must reach the next one
+    for pre_prompt in ("You are a tour guide.", "You are a chef."):
+        await chat.configure(pre_prompt=pre_prompt)
+        for _ in range(2):
+            answer = await chat.send("Hello")
+            assert answer.status_code == 200, answer.text
+            assert chat.provider.chat_requests[-1].body["messages"][0] == {
+                "role": "system", "content": pre_prompt}
+    await chat.configure(model={"provider": "openai_api_compatible", "name": "not-connected",
+                                "mode": "chat"})
+    refused = await chat.send("Hello")
+    assert refused.status_code == 400 and refused.json()["code"] == "provider_not_initialize"
+
+
 async def test_memory_stays_within_the_context_size(node: Node,
                                                     provider: FakeOpenAIServer) -> None:
     auth = await node.setup_and_login()

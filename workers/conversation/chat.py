@@ -50,7 +50,7 @@ from schemas.conversation.naming import (
     task_stream_key,
 )
 from schemas.errors import EddyError
-from workers.conversation.task_stream import TaskStream
+from workers.conversation.task_stream import TaskStream, TokenWriter
 from workers.knowledge.indexing import caused_by
 
 log = logging.getLogger(__name__)
@@ -151,15 +151,17 @@ class MessageAnswer:
         self.started = time.monotonic()
 
     async def run(self) -> None:
-        conversation = await self._conversation()
+        # Independent reads at once: each is a round trip the first token waits for.
+        conversation, stop_requested, streamed = await asyncio.gather(
+            self._conversation(), self.stream.stop_requested(), self.stream.length())
         if not conversation.awaits_answer(self.p.message_id):
             await self._close_ended(conversation)
             return
-        if await self.stream.stop_requested():
+        if stop_requested:
             await self._end(ev.MessageStopped(message_id=self.p.message_id, answer="",
                                               usage=dify_usage(Usage(), 0.0)), [])
             return
-        if await self.stream.length():
+        if streamed:
             # An earlier attempt died mid-answer: its tokens are void.
             await self.stream.publish({"event": "message_replace", **self.fields, "answer": "",
                                        "reason": "answer restarted"})
@@ -193,16 +195,19 @@ class MessageAnswer:
         parts: list[str] = []
         usage: Usage | None = None
         stopped = False
-        async for chunk in self.d.client_for(model).stream_chat(model.model, messages,
-                                                                **params):
-            if chunk.content:
-                parts.append(chunk.content)
-                await self.stream.publish({"event": "message", **self.fields,
-                                           "answer": chunk.content})
-            usage = chunk.usage or usage
-            if await self.stream.stop_requested(throttle=True):
-                stopped = True
-                break
+        tokens = TokenWriter(self.stream)
+        try:
+            async for chunk in self.d.client_for(model).stream_chat(model.model, messages,
+                                                                    **params):
+                if chunk.content:
+                    parts.append(chunk.content)
+                    tokens.add({"event": "message", **self.fields, "answer": chunk.content})
+                usage = chunk.usage or usage
+                if await self.stream.stop_requested(throttle=True):
+                    stopped = True
+                    break
+        finally:  # every token streamed is on the stream before what ends it
+            await tokens.drain()
         answer = "".join(parts)
         replaced = _blocked_output(config, answer)
         if replaced is not None:

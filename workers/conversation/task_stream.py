@@ -7,8 +7,10 @@ ids, so a client resumes with Last-Event-ID without gaps or repeats.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -29,8 +31,13 @@ class TaskStream:
     _checked_stop_at: float = 0.0
 
     async def publish(self, event: dict[str, Any]) -> None:
+        await self.publish_many([event])
+
+    async def publish_many(self, events: Sequence[dict[str, Any]]) -> None:
+        """In order, one entry each, in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(self.key, {"data": orjson.dumps(event)})
+            for event in events:
+                pipe.xadd(self.key, {"data": orjson.dumps(event)})
             pipe.expire(self.key, self.ttl)
             await pipe.execute()
 
@@ -48,3 +55,34 @@ class TaskStream:
         self._checked_stop_at = time.monotonic()
         asked_by = await self.redis.get(self.stop_key)
         return asked_by is not None and asked_by.decode() == self.owner
+
+
+@dataclass
+class TokenWriter:
+    """Tokens onto a task stream without waiting for Redis per token: the first is written
+    at once; those arriving while a write is under way go together in the next one (one
+    round trip for many tokens when the model is faster than Redis answers). Each stays its
+    own entry, so event ids and Last-Event-ID resumption are unchanged. `drain` before
+    anything that must come after the tokens (the closing event)."""
+
+    stream: TaskStream
+    _pending: list[dict[str, Any]] = field(default_factory=list)
+    _writing: asyncio.Task[None] | None = None
+
+    def add(self, event: dict[str, Any]) -> None:
+        self._pending.append(event)
+        if self._writing is None:
+            self._writing = asyncio.create_task(self._write())
+        elif self._writing.done():
+            self._writing.result()  # a failed write fails the answer (it is retried whole)
+            self._writing = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            await self.stream.publish_many(batch)
+
+    async def drain(self) -> None:
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            await writing
