@@ -239,10 +239,14 @@ async def project_segments_indexed(conn: AsyncConnection,
 async def _complete_split_segments(conn: AsyncConnection, ids: set[UUID],
                                    e: Envelope[ev.DocumentSegmentsIndexed]) -> set[UUID]:
     """Marks those of the segments that are applied completed (unless edited by hand since:
-    their own SegmentIndexed says); returns the ids applied."""
+    their own SegmentIndexed says); returns the ids applied.
+
+    Read before the update, not after: each statement sees what had committed when it
+    began, so a segment committed in between is updated but not reported, and goes the
+    locked way; read after, it would be reported applied though the update missed it."""
+    found = await conn.execute(_APPLIED_SEGMENTS, {"segment_ids": list(ids)})
     await conn.execute(_COMPLETE_SEGMENTS, {
         "segment_ids": list(ids), "status": "completed", "completed_at": e.occurred_at})
-    found = await conn.execute(_APPLIED_SEGMENTS, {"segment_ids": list(ids)})
     return set(found.scalars())
 
 
