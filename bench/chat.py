@@ -14,8 +14,11 @@ ended), it measures time to first token (TTFT) three ways, in alternating rounds
 - eddy: `POST /v1/chat-messages` streaming (command, chat processor, task stream, SSE).
 
 and prints p50 / p99 of each, and what Eddy and the proxy add over the provider at that
-concurrency (target: Eddy's p99 added ≤ 50 ms at 50 streams). Then blocking messages/s
-through Eddy with the same fast model. Stops everything it started, by PID.
+concurrency (target: Eddy's p99 added ≤ 50 ms at 50 streams), with the CPU milliseconds
+each way's servers spent per message (on a shared, busy machine wall time mixes our cost
+with everyone else's; CPU time does not). The provider and the load generator run in this
+script ("bench"). Then blocking messages/s through Eddy with the same fast model. Stops
+everything it started, by PID.
 """
 
 from __future__ import annotations
@@ -35,15 +38,22 @@ from adapters.embedded.ports import LOOPBACK
 from adapters.embedded.postgres import EmbeddedPostgres
 from adapters.embedded.valkey import EmbeddedRedis
 from bench.commands import (
+    CpuMeter,
+    CpuProbes,
     _check_alive,
     _console_auth,
+    _fmt_cpu,
     _migrate,
     _percentile,
+    _postmaster_pid,
     _settings,
     _spawn,
     _start_server,
     _stop,
     _stop_children,
+    _this_process,
+    _tree_cpu,
+    _valkey_cpu,
 )
 from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
 
@@ -133,14 +143,27 @@ async def main_async(streams: Sequence[int], rounds: int, messages: int) -> bool
             "eddy": lambda cl: first_token(cl, f"{api.url}/v1/chat-messages", key, ask,
                                            b'"event":"message"'),
         }
+        postgres = _postmaster_pid(pg)
+        cpu_probes: dict[str, CpuProbes] = {
+            "provider": {"bench": _this_process},
+            "baseline": {"proxy": lambda: _tree_cpu(proxy.proc.pid), "bench": _this_process},
+            "eddy": {"api": lambda: _tree_cpu(api.proc.pid),
+                     "worker": lambda: _tree_cpu(worker.pid),
+                     "postgres": lambda: _tree_cpu(postgres),
+                     "redis": lambda: _valkey_cpu(redis), "bench": _this_process},
+        }
         await closed_loop(4, 5, ways["eddy"])  # warm up
         verdict = True
         for users in streams:
             per_user = max(2, 100 // users)
             ttft: dict[str, list[float]] = {name: [] for name in ways}
+            cpu: dict[str, dict[str, float]] = {name: {} for name in ways}
             for r in range(rounds):
                 for name, one in ways.items():
+                    meter = CpuMeter(cpu_probes[name])
                     ttft[name] += await closed_loop(users, per_user, one)
+                    for part, seconds in meter.used().items():
+                        cpu[name][part] = cpu[name].get(part, 0.0) + seconds
                 print(f"{users} streams, round {r + 1}: " + "  ".join(
                     f"{n} {_percentile(sorted(t), 0.5) * 1000:.1f} ms" for n, t in ttft.items()),
                     flush=True)
@@ -151,6 +174,8 @@ async def main_async(streams: Sequence[int], rounds: int, messages: int) -> bool
                     f"p{int(q * 100)} {(_percentile(sorted(values), q) - base[q]) * 1000:.1f}"
                     " ms" for q in (0.5, 0.99))
                 print(f"  {name:9s} TTFT {fmt(values)}{added}")
+            for name, used in cpu.items():
+                print(f"  {name:9s} CPU per message: {_fmt_cpu(used, len(ttft[name]), 'ms')}")
             if users >= 50:
                 added_p99 = (_percentile(sorted(ttft["eddy"]), 0.99) - base[0.99]) * 1000
                 met = added_p99 <= TARGET_ADDED_P99_MS
