@@ -7,25 +7,37 @@ from __future__ import annotations
 from commands.conversation import aggregates, handlers
 from contexts.manifest import ContextManifest, payloads_in
 from events.routing import WorkRoute
-from gateway.conversation import audio, config, conversations, files, messages, suggested
+from gateway.conversation import (
+    annotations,
+    audio,
+    config,
+    conversations,
+    files,
+    messages,
+    suggested,
+)
 from projections.conversation import projectors
 from projections.tables import PROJECTION_NAME
 from schemas.conversation import events
-from schemas.conversation.topics import CHAT, CLEANUP
+from schemas.conversation.topics import ANNOTATIONS, CHAT, CLEANUP
 from schemas.platform import events as platform_events
 from workers.conversation.processors import PROCESSORS
 
 CONVERSATION = ContextManifest(
     name="conversation",
-    aggregates=[aggregates.AppConfig, aggregates.Conversation, aggregates.UploadFile],
+    aggregates=[aggregates.AppConfig, aggregates.Conversation, aggregates.UploadFile,
+                aggregates.AnnotationSet],
     events=payloads_in(events),
     upcasters=events.UPCASTERS,
     handlers=[handlers.HANDLERS],
     projectors={PROJECTION_NAME: [projectors.PROJECTORS]},
     routers=[config.console_router, config.service_router, messages.router,
-             conversations.router, suggested.router, files.router, audio.router],
-    work_topics=[CHAT, CLEANUP],
+             conversations.router, suggested.router, files.router, audio.router,
+             annotations.router],
+    work_topics=[CHAT, ANNOTATIONS, CLEANUP],
     routes=[WorkRoute(CHAT, [events.MessageCreated]),
+            WorkRoute(ANNOTATIONS, [events.AnnotationReplyRequested, events.AnnotationCreated,
+                                    events.AnnotationUpdated, events.AnnotationDeleted]),
             WorkRoute(CLEANUP, [platform_events.AppDeleted])],
     processors=PROCESSORS,
 )

@@ -115,6 +115,14 @@ class MessageNotFound(NotFound):
     code, default_message = "not_found", "Message Not Exists."
 
 
+class AnnotationNotFound(NotFound):
+    code, default_message = "not_found", "Annotation not found"
+
+
+class AnnotationJobNotFound(BadRequest):
+    default_message = "The job does not exist."
+
+
 class EndUserNotFound(NotFound):
     code, default_message = "end_user_not_found", "End user not found."
 

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from commands.aggregate import Aggregate, Context
 from schemas.conversation import events as ev
-from schemas.errors import ConversationNotFound, MessageNotFound
+from schemas.errors import AnnotationNotFound, ConversationNotFound, MessageNotFound
 
 
 class AppConfig(Aggregate):
@@ -64,6 +64,97 @@ class UploadFile(Aggregate):
         self.record(payload, ctx)
 
 
+@dataclass(frozen=True)
+class ReplySetting:
+    score_threshold: float
+    embedding_provider_name: str
+    embedding_model_name: str
+
+
+class AnnotationSet(Aggregate):
+    """One per app (id derived from the app's): its annotations and whether annotation reply
+    is on. One stream per app orders every change the reply index must follow (the worker
+    reads them in that order), and an enable job embeds a consistent snapshot of it."""
+
+    def __init__(self, aggregate_id: UUID) -> None:
+        super().__init__(aggregate_id)
+        self.annotations: dict[UUID, tuple[str, str]] = {}  # id -> (question, answer)
+        self.jobs: dict[UUID, ev.AnnotationReplyRequested] = {}
+        self.ended_jobs: set[UUID] = set()
+        self.reply: ReplySetting | None = None  # None: annotation reply is off
+
+    def apply_AnnotationCreated(self, p: ev.AnnotationCreated) -> None:
+        self.annotations[p.annotation_id] = (p.question, p.answer)
+
+    def apply_AnnotationUpdated(self, p: ev.AnnotationUpdated) -> None:
+        self.annotations[p.annotation_id] = (p.question, p.answer)
+
+    def apply_AnnotationDeleted(self, p: ev.AnnotationDeleted) -> None:
+        del self.annotations[p.annotation_id]
+
+    def apply_AnnotationReplyRequested(self, p: ev.AnnotationReplyRequested) -> None:
+        self.jobs[p.job_id] = p
+
+    def apply_AnnotationReplyJobStarted(self, p: ev.AnnotationReplyJobStarted) -> None:
+        pass
+
+    def apply_AnnotationReplyJobEnded(self, p: ev.AnnotationReplyJobEnded) -> None:
+        self.ended_jobs.add(p.job_id)
+        job = self.jobs[p.job_id]
+        if p.status != "completed":
+            return
+        self.reply = ReplySetting(job.score_threshold, job.embedding_provider_name,
+                                  job.embedding_model_name) if job.action == "enable" else None
+
+    # --- decisions -------------------------------------------------------------------------
+
+    def create(self, app_id: UUID, annotation_id: UUID, question: str, answer: str,
+               ctx: Context) -> None:
+        if annotation_id in self.annotations:
+            return  # the same request decided again (ids are made by the gateway)
+        self.record(ev.AnnotationCreated(app_id=app_id, annotation_id=annotation_id,
+                                         question=question, answer=answer), ctx)
+
+    def update(self, app_id: UUID, annotation_id: UUID, question: str, answer: str,
+               ctx: Context) -> None:
+        if annotation_id not in self.annotations:
+            raise AnnotationNotFound()
+        if self.annotations[annotation_id] != (question, answer):
+            self.record(ev.AnnotationUpdated(app_id=app_id, annotation_id=annotation_id,
+                                             question=question, answer=answer), ctx)
+
+    def delete(self, app_id: UUID, annotation_id: UUID, ctx: Context) -> None:
+        if annotation_id not in self.annotations:
+            raise AnnotationNotFound()
+        self.record(ev.AnnotationDeleted(app_id=app_id, annotation_id=annotation_id), ctx)
+
+    def delete_all(self, app_id: UUID, ctx: Context) -> None:
+        """The app was deleted: its annotations go with it."""
+        for annotation_id in list(self.annotations):
+            self.delete(app_id, annotation_id, ctx)
+
+    def request_reply(self, payload: ev.AnnotationReplyRequested, ctx: Context) -> None:
+        if payload.job_id not in self.jobs:
+            self.record(payload, ctx)
+
+    def start_job(self, job_id: UUID, ctx: Context) -> bool:
+        """False when the job ended already (a redelivery)."""
+        if job_id in self.ended_jobs:
+            return False
+        self.record(ev.AnnotationReplyJobStarted(app_id=self.jobs[job_id].app_id,
+                                                 job_id=job_id), ctx)
+        return True
+
+    def end_job(self, job_id: UUID, error: str | None, ctx: Context) -> bool:
+        """False when it had ended already (a redelivery)."""
+        if job_id in self.ended_jobs:
+            return False
+        self.record(ev.AnnotationReplyJobEnded(
+            app_id=self.jobs[job_id].app_id, job_id=job_id,
+            status="error" if error else "completed", error=error or ""), ctx)
+        return True
+
+
 @dataclass
 class MessageState:
     query: str
@@ -111,6 +202,9 @@ class Conversation(Aggregate):
     def apply_MessageFeedbackGiven(self, p: ev.MessageFeedbackGiven) -> None:
         pass
 
+    def apply_AnnotationHit(self, p: ev.AnnotationHit) -> None:
+        pass
+
     def _end(self, message_id: UUID, status: str, answer: str) -> MessageState:
         message = self.messages[message_id]
         message.status, message.answer = status, answer
@@ -140,11 +234,14 @@ class Conversation(Aggregate):
         return message is not None and message.status == "pending"
 
     def finish(self, payload: ev.MessageAnswered | ev.MessageStopped | ev.MessageFailed,
-               ctx: Context) -> bool:
-        """Record how a pending message ended; False when it had already ended (a worker
-        redelivered, or a stop and an answer racing): the first end stands."""
+               ctx: Context, hit: ev.AnnotationHit | None = None) -> bool:
+        """Record how a pending message ended (with the annotation hit that answered it);
+        False when it had already ended (a worker redelivered, or a stop and an answer
+        racing): the first end stands, and a hit counts once."""
         if not self.awaits_answer(payload.message_id):
             return False
+        if hit is not None:
+            self.record(hit, ctx)
         self.record(payload, ctx)
         return True
 

@@ -4,14 +4,19 @@ deletions and feedback. Answers are recorded by the chat processor, not by comma
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
-from commands.conversation.aggregates import AppConfig, Conversation, UploadFile
+from commands.conversation.aggregates import AnnotationSet, AppConfig, Conversation, UploadFile
 from commands.platform.aggregates import App
 from commands.registry import command_handlers
 from commands.unit_of_work import UnitOfWork
 from schemas.conversation import commands as cmd
 from schemas.conversation import events as ev
-from schemas.conversation.naming import app_config_id_for, end_user_id_for
+from schemas.conversation.naming import (
+    annotation_set_id_for,
+    app_config_id_for,
+    end_user_id_for,
+)
 
 
 def configure_app_model(c: cmd.ConfigureAppModel, uow: UnitOfWork) -> dict[str, Any]:
@@ -77,7 +82,39 @@ def give_message_feedback(c: cmd.GiveMessageFeedback, uow: UnitOfWork) -> dict[s
     return {"message_id": str(c.message_id)}
 
 
+def _annotations(app_id: UUID, uow: UnitOfWork) -> AnnotationSet:
+    uow.get(App, app_id).ensure_visible_to(uow.ctx.tenant_id)
+    return uow.get(AnnotationSet, annotation_set_id_for(app_id))
+
+
+def create_annotation(c: cmd.CreateAnnotation, uow: UnitOfWork) -> dict[str, Any]:
+    _annotations(c.app_id, uow).create(c.app_id, c.annotation_id, c.question, c.answer,
+                                       uow.ctx)
+    return {"annotation_id": str(c.annotation_id)}
+
+
+def update_annotation(c: cmd.UpdateAnnotation, uow: UnitOfWork) -> dict[str, Any]:
+    _annotations(c.app_id, uow).update(c.app_id, c.annotation_id, c.question, c.answer,
+                                       uow.ctx)
+    return {"annotation_id": str(c.annotation_id)}
+
+
+def delete_annotation(c: cmd.DeleteAnnotation, uow: UnitOfWork) -> dict[str, Any]:
+    _annotations(c.app_id, uow).delete(c.app_id, c.annotation_id, uow.ctx)
+    return {"annotation_id": str(c.annotation_id)}
+
+
+def configure_annotation_reply(c: cmd.ConfigureAnnotationReply,
+                               uow: UnitOfWork) -> dict[str, Any]:
+    _annotations(c.app_id, uow).request_reply(ev.AnnotationReplyRequested(
+        app_id=c.app_id, job_id=c.job_id, action=c.action, score_threshold=c.score_threshold,
+        embedding_provider_name=c.embedding_provider_name,
+        embedding_model_name=c.embedding_model_name), uow.ctx)
+    return {"job_id": str(c.job_id)}
+
+
 HANDLERS = command_handlers(
     configure_app_model, configure_app_site, send_message, rename_conversation,
-    delete_conversation, give_message_feedback, record_file_upload,
+    delete_conversation, give_message_feedback, record_file_upload, create_annotation,
+    update_annotation, delete_annotation, configure_annotation_reply,
 )

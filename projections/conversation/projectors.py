@@ -13,6 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.envelope import Envelope
 from projections.conversation.tables import (
+    annotation_reply_jobs,
+    annotation_reply_settings,
+    annotations,
     app_model_configs,
     app_sites,
     conversations,
@@ -146,9 +149,72 @@ async def project_file_deleted(conn: AsyncConnection, e: Envelope[ev.FileDeleted
     await conn.execute(delete(upload_files).where(upload_files.c.id == e.aggregate_id))
 
 
+async def project_annotation_created(conn: AsyncConnection,
+                                     e: Envelope[ev.AnnotationCreated]) -> None:
+    p = e.payload
+    await conn.execute(insert(annotations).values(
+        id=p.annotation_id, tenant_id=e.tenant_id, app_id=p.app_id, question=p.question,
+        answer=p.answer, hit_count=0, created_at=e.occurred_at))
+
+
+async def project_annotation_updated(conn: AsyncConnection,
+                                     e: Envelope[ev.AnnotationUpdated]) -> None:
+    p = e.payload
+    await conn.execute(update(annotations).where(annotations.c.id == p.annotation_id)
+                       .values(question=p.question, answer=p.answer))
+
+
+async def project_annotation_deleted(conn: AsyncConnection,
+                                     e: Envelope[ev.AnnotationDeleted]) -> None:
+    await conn.execute(delete(annotations).where(annotations.c.id == e.payload.annotation_id))
+
+
+async def project_annotation_hit(conn: AsyncConnection, e: Envelope[ev.AnnotationHit]) -> None:
+    await conn.execute(update(annotations).where(annotations.c.id == e.payload.annotation_id)
+                       .values(hit_count=annotations.c.hit_count + 1))
+
+
+async def project_annotation_reply_requested(
+        conn: AsyncConnection, e: Envelope[ev.AnnotationReplyRequested]) -> None:
+    p = e.payload
+    await conn.execute(insert(annotation_reply_jobs).values(
+        id=p.job_id, app_id=p.app_id, action=p.action, status="waiting", error="",
+        score_threshold=p.score_threshold, embedding_provider_name=p.embedding_provider_name,
+        embedding_model_name=p.embedding_model_name, created_at=e.occurred_at))
+
+
+async def project_annotation_reply_job_started(
+        conn: AsyncConnection, e: Envelope[ev.AnnotationReplyJobStarted]) -> None:
+    await conn.execute(update(annotation_reply_jobs)
+                       .where(annotation_reply_jobs.c.id == e.payload.job_id)
+                       .values(status="processing"))
+
+
+async def project_annotation_reply_job_ended(
+        conn: AsyncConnection, e: Envelope[ev.AnnotationReplyJobEnded]) -> None:
+    """A completed job puts its setting in force (enable) or removes it (disable)."""
+    p = e.payload
+    job = (await conn.execute(update(annotation_reply_jobs)
+                              .where(annotation_reply_jobs.c.id == p.job_id)
+                              .values(status=p.status, error=p.error)
+                              .returning(*annotation_reply_jobs.c))).mappings().one()
+    if p.status != "completed":
+        return
+    await conn.execute(delete(annotation_reply_settings)
+                       .where(annotation_reply_settings.c.app_id == p.app_id))
+    if job["action"] == "enable":
+        await conn.execute(insert(annotation_reply_settings).values(
+            app_id=p.app_id, score_threshold=job["score_threshold"],
+            embedding_provider_name=job["embedding_provider_name"],
+            embedding_model_name=job["embedding_model_name"], updated_at=e.occurred_at))
+
+
 PROJECTORS = projectors(
     project_app_model_configured, project_app_site_configured, project_conversation_started,
     project_message_created, project_message_answered, project_message_stopped,
     project_message_failed, project_conversation_renamed, project_conversation_deleted,
     project_message_feedback_given, project_file_uploaded, project_file_deleted,
+    project_annotation_created, project_annotation_updated, project_annotation_deleted,
+    project_annotation_hit, project_annotation_reply_requested,
+    project_annotation_reply_job_started, project_annotation_reply_job_ended,
 )

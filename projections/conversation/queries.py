@@ -9,6 +9,9 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.conversation.tables import (
+    annotation_reply_jobs,
+    annotation_reply_settings,
+    annotations,
     app_model_configs,
     app_sites,
     conversations,
@@ -124,3 +127,39 @@ async def app_leftovers(engine: AsyncEngine, app_id: UUID) -> tuple[list[UUID], 
         files = (await conn.execute(select(upload_files.c.id)
                                     .where(upload_files.c.app_id == app_id))).scalars().all()
     return list(found), list(files)
+
+
+async def list_annotations(engine: AsyncEngine, app_id: UUID, keyword: str, page: int,
+                           limit: int) -> tuple[list[dict[str, Any]], int]:
+    """Dify's order (newest first); a keyword matches the question or the answer."""
+    where = [annotations.c.app_id == app_id]
+    if keyword:
+        where.append(or_(annotations.c.question.icontains(keyword, autoescape=True),
+                         annotations.c.answer.icontains(keyword, autoescape=True)))
+    async with engine.connect() as conn:
+        total = (await conn.execute(select(func.count()).select_from(annotations)
+                                    .where(*where))).scalar_one()
+        rows = (await conn.execute(
+            select(annotations).where(*where)
+            .order_by(annotations.c.created_at.desc(), annotations.c.id)
+            .offset((page - 1) * limit).limit(limit))).mappings().all()
+    return [dict(r) for r in rows], total
+
+
+async def annotation(engine: AsyncEngine, app_id: UUID,
+                     annotation_id: UUID) -> dict[str, Any] | None:
+    return await _one(engine, select(annotations).where(
+        annotations.c.app_id == app_id, annotations.c.id == annotation_id))
+
+
+async def annotation_reply_job(engine: AsyncEngine, app_id: UUID, action: str,
+                               job_id: UUID) -> dict[str, Any] | None:
+    return await _one(engine, select(annotation_reply_jobs).where(
+        annotation_reply_jobs.c.app_id == app_id, annotation_reply_jobs.c.action == action,
+        annotation_reply_jobs.c.id == job_id))
+
+
+async def annotation_reply_setting(engine: AsyncEngine, app_id: UUID) -> dict[str, Any] | None:
+    """The app's annotation reply setting; None while annotation reply is off."""
+    return await _one(engine, select(annotation_reply_settings)
+                      .where(annotation_reply_settings.c.app_id == app_id))

@@ -96,3 +96,42 @@ messages = Table(
     Index("ix_messages_app_feedback", "app_id", "feedback_at"),
     schema=READ,
 )
+
+annotations = Table(
+    "annotations", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("app_id", Uuid, nullable=False),
+    Column("question", Text, nullable=False),
+    Column("answer", Text, nullable=False),
+    Column("hit_count", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_annotations_app_created", "app_id", "created_at"),
+    schema=READ,
+)
+
+# one row per enable/disable request: its status for GET …/annotation-reply/…/status/{job}
+annotation_reply_jobs = Table(
+    "annotation_reply_jobs", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("app_id", Uuid, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("status", String(16), nullable=False),  # waiting | processing | completed | error
+    Column("error", Text, nullable=False, default=""),
+    Column("score_threshold", Float, nullable=False),
+    Column("embedding_provider_name", String(255), nullable=False),
+    Column("embedding_model_name", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    schema=READ,
+)
+
+# present while annotation reply is on (what the chat processor checks per question)
+annotation_reply_settings = Table(
+    "annotation_reply_settings", metadata,
+    Column("app_id", Uuid, primary_key=True),
+    Column("score_threshold", Float, nullable=False),
+    Column("embedding_provider_name", String(255), nullable=False),
+    Column("embedding_model_name", String(255), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    schema=READ,
+)

@@ -58,3 +58,16 @@ class TextToAudioRequest(Body):
 
 class UserRequest(Body):
     user: str = USER
+
+
+class AnnotationRequest(Body):
+    question: str = Field(min_length=1, max_length=100_000)
+    answer: str = Field(min_length=1, max_length=100_000)
+
+
+class AnnotationReplyRequest(Body):
+    """Required for both actions, as Dify validates the body before the action."""
+
+    score_threshold: float = Field(ge=0, le=1)
+    embedding_provider_name: str = Field(min_length=1, max_length=255)
+    embedding_model_name: str = Field(min_length=1, max_length=255)

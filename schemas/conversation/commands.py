@@ -67,3 +67,34 @@ class GiveMessageFeedback(CommandPayload):
     user: str
     rating: Literal["like", "dislike"] | None
     content: str | None = None
+
+
+class CreateAnnotation(CommandPayload):
+    app_id: UUID
+    annotation_id: UUID
+    question: str
+    answer: str
+
+
+class UpdateAnnotation(CommandPayload):
+    app_id: UUID
+    annotation_id: UUID
+    question: str
+    answer: str
+
+
+class DeleteAnnotation(CommandPayload):
+    app_id: UUID
+    annotation_id: UUID
+
+
+class ConfigureAnnotationReply(CommandPayload):
+    """Start job `job_id`: enable or disable annotation reply (Dify's body is required for
+    both actions)."""
+
+    app_id: UUID
+    job_id: UUID
+    action: Literal["enable", "disable"]
+    score_threshold: float
+    embedding_provider_name: str
+    embedding_model_name: str

@@ -106,4 +106,63 @@ class FileDeleted(EventPayload):
     """Its app was deleted; the stored bytes are gone."""
 
 
+# --- an app's annotations and their reply setting (aggregate AnnotationSet, one per app) ----
+
+
+class AnnotationCreated(EventPayload):
+    app_id: UUID
+    annotation_id: UUID
+    question: str
+    answer: str
+
+
+class AnnotationUpdated(EventPayload):
+    app_id: UUID
+    annotation_id: UUID
+    question: str
+    answer: str
+
+
+class AnnotationDeleted(EventPayload):
+    app_id: UUID
+    annotation_id: UUID
+
+
+class AnnotationReplyRequested(EventPayload):
+    """Annotation reply to be enabled (the app's annotations embedded into its collection)
+    or disabled; the annotation worker's job `job_id`."""
+
+    app_id: UUID
+    job_id: UUID
+    action: str  # enable | disable
+    score_threshold: float
+    embedding_provider_name: str
+    embedding_model_name: str
+
+
+class AnnotationReplyJobStarted(EventPayload):
+    app_id: UUID
+    job_id: UUID
+
+
+class AnnotationReplyJobEnded(EventPayload):
+    """status completed: the request's setting is in force; error: nothing changed."""
+
+    app_id: UUID
+    job_id: UUID
+    status: str  # completed | error
+    error: str = ""
+
+
+class AnnotationHit(EventPayload):
+    """A question answered with the annotation instead of the model: an event of the
+    message's conversation, recorded with its MessageAnswered."""
+
+    app_id: UUID
+    annotation_id: UUID
+    message_id: UUID
+    question: str
+    score: float
+
+
 UPCASTERS: dict[tuple[type[EventPayload], int], Upcaster] = {}

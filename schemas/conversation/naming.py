@@ -13,6 +13,16 @@ def app_config_id_for(app_id: UUID) -> UUID:
     return uuid5(EDDY_NAMESPACE, f"app-config:{app_id}")
 
 
+def annotation_set_id_for(app_id: UUID) -> UUID:
+    """The AnnotationSet aggregate of an app: its annotations and reply setting."""
+    return uuid5(EDDY_NAMESPACE, f"annotation-set:{app_id}")
+
+
+def annotation_collection(app_id: UUID) -> str:
+    """The vector collection annotation reply searches (the annotated questions)."""
+    return f"annotations_{app_id.hex}"
+
+
 def end_user_id_for(app_id: UUID, user: str) -> UUID:
     """Dify's end user: the Service API's `user` string, scoped to its app."""
     return uuid5(EDDY_NAMESPACE, f"end-user:{app_id}:{user}")

@@ -7,3 +7,5 @@ from __future__ import annotations
 CHAT = "conversation.chat"
 # AppDeleted (platform): the app's conversations, messages and files go with it.
 CLEANUP = "conversation.cleanup"
+# An app's annotation events (one app's in order): annotation reply jobs and the reply index.
+ANNOTATIONS = "conversation.annotations"

@@ -33,7 +33,11 @@ from schemas import errors
 from schemas.base import CommandEnvelope, CommandPayload, EventPayload
 from schemas.conversation import commands as cc
 from schemas.conversation import events as ce
-from schemas.conversation.naming import app_config_id_for, end_user_id_for
+from schemas.conversation.naming import (
+    annotation_set_id_for,
+    app_config_id_for,
+    end_user_id_for,
+)
 from schemas.knowledge import commands as kc
 from schemas.knowledge import events as ke
 from schemas.knowledge.naming import (
@@ -148,6 +152,9 @@ def partition_key(payload: CommandPayload) -> UUID:
         return SETUP_ID
     if isinstance(payload, cc.ConfigureAppModel | cc.ConfigureAppSite):
         return app_config_id_for(payload.app_id)
+    if isinstance(payload, cc.CreateAnnotation | cc.UpdateAnnotation | cc.DeleteAnnotation
+                  | cc.ConfigureAnnotationReply):
+        return annotation_set_id_for(payload.app_id)
     for name in ("conversation_id", "file_id", "document_id", "tag_id", "target_id",
                  "dataset_id", "app_id", "key_id", "workspace_id", "batch_id"):
         value = getattr(payload, name, None)
@@ -1552,6 +1559,44 @@ def test_record_file_upload(world: World) -> None:
         extension="png", mime_type="image/png", key="k")
     unchanged(world.run(upload))
     rejected(world.run(upload.model_copy(update={"file_id": uuid4()}), as_=world.rival),
+             errors.AppNotFound)
+
+
+@covers(cc.CreateAnnotation, cc.UpdateAnnotation, cc.DeleteAnnotation)
+def test_annotations_created_updated_and_deleted(world: World) -> None:
+    app_id, annotation_id = world.app(), uuid4()
+    create = cc.CreateAnnotation(app_id=app_id, annotation_id=annotation_id,
+                                 question="Opening hours?", answer="9 to 5.")
+    ran = accepted(world.run(create), annotation_id=str(annotation_id))
+    assert ran.one(ce.AnnotationCreated) == ce.AnnotationCreated(
+        app_id=app_id, annotation_id=annotation_id, question="Opening hours?", answer="9 to 5.")
+    unchanged(world.run(create))  # the same request decided again
+    update = cc.UpdateAnnotation(app_id=app_id, annotation_id=annotation_id,
+                                 question="Opening hours?", answer="9 to 6.")
+    assert accepted(world.run(update)).one(ce.AnnotationUpdated).answer == "9 to 6."
+    unchanged(world.run(update))
+    # another app's annotation, another workspace's app: not found
+    rejected(world.run(update.model_copy(update={"app_id": world.app("Other")})),
+             errors.AnnotationNotFound)
+    rejected(world.run(update, as_=world.rival), errors.AppNotFound)
+    delete = cc.DeleteAnnotation(app_id=app_id, annotation_id=annotation_id)
+    assert accepted(world.run(delete)).types == ["AnnotationDeleted"]
+    rejected(world.run(delete), errors.AnnotationNotFound)
+    rejected(world.run(update), errors.AnnotationNotFound)
+
+
+@covers(cc.ConfigureAnnotationReply)
+def test_configure_annotation_reply_requests_a_job(world: World) -> None:
+    app_id, job_id = world.app(), uuid4()
+    enable = cc.ConfigureAnnotationReply(
+        app_id=app_id, job_id=job_id, action="enable", score_threshold=0.9,
+        embedding_provider_name="openai", embedding_model_name="text-embedding-3-small")
+    ran = accepted(world.run(enable), job_id=str(job_id))
+    assert ran.one(ce.AnnotationReplyRequested) == ce.AnnotationReplyRequested(
+        app_id=app_id, job_id=job_id, action="enable", score_threshold=0.9,
+        embedding_provider_name="openai", embedding_model_name="text-embedding-3-small")
+    unchanged(world.run(enable))
+    rejected(world.run(enable.model_copy(update={"job_id": uuid4()}), as_=world.rival),
              errors.AppNotFound)
 
 

@@ -46,7 +46,11 @@ from projections.tables import PROJECTION_NAME, READ, metadata
 from schemas import errors
 from schemas.base import EventPayload
 from schemas.conversation import events as cev
-from schemas.conversation.naming import app_config_id_for, end_user_id_for
+from schemas.conversation.naming import (
+    annotation_set_id_for,
+    app_config_id_for,
+    end_user_id_for,
+)
 from schemas.knowledge import events as kev
 from schemas.knowledge.naming import content_hash
 from schemas.platform import events as pev
@@ -982,6 +986,90 @@ async def test_conversation_and_its_messages(world: World) -> None:
     older = await cq.conversation_messages(world.engine, conversation_id, first_id=stopped,
                                            limit=2)
     assert older is not None and [m["id"] for m in older.items] == [first] and older.total == 0
+
+
+@exercises(cev.AnnotationCreated, cev.AnnotationUpdated, cev.AnnotationDeleted,
+           cev.AnnotationHit)
+async def test_annotations_listed_with_keyword_and_hits(world: World) -> None:
+    app_id, other_app = uuid4(), uuid4()
+    set_id = annotation_set_id_for(app_id)
+    ids = [uuid4() for _ in range(3)]
+    for annotation_id, (question, answer) in zip(ids, [
+            ("Opening hours?", "9 to 5."), ("Where is it?", "Main St 100%"),
+            ("Parking?", "Free after 5.")], strict=True):
+        await world.emit("AnnotationSet", set_id, cev.AnnotationCreated(
+            app_id=app_id, annotation_id=annotation_id, question=question, answer=answer))
+    await world.emit("AnnotationSet", annotation_set_id_for(other_app), cev.AnnotationCreated(
+        app_id=other_app, annotation_id=uuid4(), question="Opening hours?", answer="Never."))
+    rows, total = await cq.list_annotations(world.engine, app_id, "", page=1, limit=2)
+    assert [r["id"] for r in rows] == [ids[2], ids[1]] and total == 3  # newest first
+    rows, total = await cq.list_annotations(world.engine, app_id, "", page=2, limit=2)
+    assert [r["id"] for r in rows] == [ids[0]] and total == 3
+    # the keyword matches the question or the answer, case-insensitively; % is literal
+    for keyword, expected in (("hours", [ids[0]]), ("after 5", [ids[2]]), ("100%", [ids[1]]),
+                              ("%", [ids[1]]), ("nothing", [])):
+        rows, total = await cq.list_annotations(world.engine, app_id, keyword, 1, 20)
+        assert [r["id"] for r in rows] == expected and total == len(expected), keyword
+
+    await world.emit("AnnotationSet", set_id, cev.AnnotationUpdated(
+        app_id=app_id, annotation_id=ids[0], question="When open?", answer="9 to 6."))
+    conversation_id, message_id = await conversation_with_message(world, app_id)
+    for _ in range(2):
+        await world.emit("Conversation", conversation_id, cev.AnnotationHit(
+            app_id=app_id, annotation_id=ids[0], message_id=message_id, question="Hours?",
+            score=0.97))
+    row = await cq.annotation(world.engine, app_id, ids[0])
+    assert row is not None and (row["question"], row["answer"], row["hit_count"]) == (
+        "When open?", "9 to 6.", 2)
+    assert await cq.annotation(world.engine, other_app, ids[0]) is None  # another app's
+    await world.emit("AnnotationSet", set_id, cev.AnnotationDeleted(app_id=app_id,
+                                                                    annotation_id=ids[0]))
+    assert await cq.annotation(world.engine, app_id, ids[0]) is None
+    assert (await cq.list_annotations(world.engine, app_id, "", 1, 20))[1] == 2
+
+
+@exercises(cev.AnnotationReplyRequested, cev.AnnotationReplyJobStarted,
+           cev.AnnotationReplyJobEnded)
+async def test_annotation_reply_jobs_and_setting(world: World) -> None:
+    app_id = uuid4()
+    set_id = annotation_set_id_for(app_id)
+
+    async def request(action: str, threshold: float = 0.8) -> UUID:
+        job_id = uuid4()
+        await world.emit("AnnotationSet", set_id, cev.AnnotationReplyRequested(
+            app_id=app_id, job_id=job_id, action=action, score_threshold=threshold,
+            embedding_provider_name="openai_api_compatible", embedding_model_name="bge-m3"))
+        return job_id
+
+    async def status(action: str, job_id: UUID) -> tuple[str, str] | None:
+        job = await cq.annotation_reply_job(world.engine, app_id, action, job_id)
+        return None if job is None else (job["status"], job["error"])
+
+    enable = await request("enable")
+    assert await status("enable", enable) == ("waiting", "")
+    assert await status("disable", enable) is None  # asked under the other action
+    await world.emit("AnnotationSet", set_id, cev.AnnotationReplyJobStarted(app_id=app_id,
+                                                                            job_id=enable))
+    assert await status("enable", enable) == ("processing", "")
+    assert await cq.annotation_reply_setting(world.engine, app_id) is None  # not yet on
+    await world.emit("AnnotationSet", set_id, cev.AnnotationReplyJobEnded(
+        app_id=app_id, job_id=enable, status="completed"))
+    assert await status("enable", enable) == ("completed", "")
+    setting = await cq.annotation_reply_setting(world.engine, app_id)
+    assert setting is not None and (setting["score_threshold"],
+                                    setting["embedding_model_name"]) == (0.8, "bge-m3")
+
+    failed = await request("enable", threshold=0.5)
+    await world.emit("AnnotationSet", set_id, cev.AnnotationReplyJobEnded(
+        app_id=app_id, job_id=failed, status="error", error="no such model"))
+    assert await status("enable", failed) == ("error", "no such model")
+    setting = await cq.annotation_reply_setting(world.engine, app_id)
+    assert setting is not None and setting["score_threshold"] == 0.8  # unchanged
+
+    disable = await request("disable")
+    await world.emit("AnnotationSet", set_id, cev.AnnotationReplyJobEnded(
+        app_id=app_id, job_id=disable, status="completed"))
+    assert await cq.annotation_reply_setting(world.engine, app_id) is None
 
 
 @exercises(cev.FileUploaded, cev.FileDeleted)

@@ -50,6 +50,7 @@ from schemas.conversation.naming import (
     task_stream_key,
 )
 from schemas.errors import EddyError
+from workers.conversation.annotations import AnnotationDeps, find_reply
 from workers.conversation.task_stream import TaskStream, TokenWriter
 from workers.knowledge.indexing import caused_by
 
@@ -98,6 +99,7 @@ class ChatDeps:
     retriever: Retriever
     resolve: ResolveModel
     stream_ttl: int
+    annotations: AnnotationDeps
     # One client (one connection pool) per endpoint and key, kept for the process's life: a
     # new client per message would pay for its TLS context and connection every time.
     clients: dict[tuple[str, str], OpenAIProtocolClient] = field(default_factory=dict)
@@ -185,6 +187,8 @@ class MessageAnswer:
                 message_id=self.p.message_id, answer=blocked,
                 usage=dify_usage(Usage(), time.monotonic() - self.started)), [])
             return
+        if self.p.mode != "completion" and await self._annotation_reply():
+            return
         model = await self.d.resolve(self.event.tenant_id,  # type: ignore[arg-type]
                                      config.model.provider if config.model else None,
                                      config.model.name if config.model else None)
@@ -226,6 +230,18 @@ class MessageAnswer:
             await self._end(ev.MessageAnswered(
                 message_id=self.p.message_id, answer=answer, usage=dify_usage(usage, latency),
                 retriever_resources=resources), resources)
+
+    async def _annotation_reply(self) -> bool:
+        """Answer with a matching annotation (no model call), as Dify's chat apps do."""
+        found = await find_reply(self.d.annotations, self.event)
+        if found is None:
+            return False
+        hit, answer = found
+        await self.stream.publish({"event": "message", **self.fields, "answer": answer})
+        await self._end(ev.MessageAnswered(
+            message_id=self.p.message_id, answer=answer,
+            usage=dify_usage(Usage(), time.monotonic() - self.started)), [], hit)
+        return True
 
     async def _images(self) -> list[dict[str, Any]]:
         """The message's images as the model's vision content: a stored file inline (a data
@@ -311,14 +327,14 @@ class MessageAnswer:
     # --- ending ------------------------------------------------------------------------------
 
     async def _record(self, payload: ev.MessageAnswered | ev.MessageStopped
-                      | ev.MessageFailed) -> bool:
+                      | ev.MessageFailed, hit: ev.AnnotationHit | None = None) -> bool:
         """Record the end on the conversation (others may write it meanwhile: feedback,
         renames, next questions); False when the message had ended already."""
         for _ in range(MAX_RECORD_CONFLICTS):
             uow = UnitOfWork(self.d.store, self.ctx)
             conversation = await asyncio.to_thread(uow.get, Conversation,
                                                    self.event.aggregate_id)
-            if not conversation.finish(payload, self.ctx):
+            if not conversation.finish(payload, self.ctx, hit):
                 return False
             try:
                 await asyncio.to_thread(uow.commit)
@@ -328,11 +344,13 @@ class MessageAnswer:
         raise ConcurrencyConflict(f"conversation {self.event.aggregate_id} kept changing")
 
     async def _end(self, payload: ev.MessageAnswered | ev.MessageStopped,
-                   resources: list[dict[str, Any]]) -> None:
-        if await self._record(payload):
-            await self.stream.publish({
-                "event": "message_end", **self.fields,
-                "metadata": {"usage": payload.usage, "retriever_resources": resources}})
+                   resources: list[dict[str, Any]], hit: ev.AnnotationHit | None = None) -> None:
+        if await self._record(payload, hit):
+            metadata: dict[str, Any] = {"usage": payload.usage, "retriever_resources": resources}
+            if hit is not None:
+                metadata["annotation_reply"] = {"id": str(hit.annotation_id)}
+            await self.stream.publish({"event": "message_end", **self.fields,
+                                       "metadata": metadata})
         else:
             await self._close_ended(await self._conversation())
 

@@ -1,6 +1,7 @@
 """The conversation context's cleanup (Dify's app-deletion task): a deleted app's
-conversations (with their messages) and uploaded files are deleted, each as an event of its
-own aggregate, and the files' bytes leave the storage. Idempotent: a redelivery finds them
+conversations (with their messages), uploaded files and annotations are deleted, each as an
+event of its own aggregate; the files' bytes leave the storage, the annotation reply index
+its vector store. Idempotent: a redelivery finds them
 deleted and records nothing."""
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.storage.base import Storage
-from commands.conversation.aggregates import Conversation, UploadFile
+from adapters.vector.base import VectorStore
+from commands.conversation.aggregates import AnnotationSet, Conversation, UploadFile
 from commands.unit_of_work import UnitOfWork
 from events.envelope import Envelope
 from events.store import EventStore
 from projections.conversation import queries
+from schemas.conversation.naming import annotation_collection, annotation_set_id_for
 from schemas.platform import events as platform
 from workers.knowledge.indexing import caused_by
 
@@ -25,6 +28,7 @@ class CleanupDeps:
     store: EventStore
     engine: AsyncEngine
     storage: Storage
+    vectors: VectorStore
 
 
 async def app_deleted(deps: CleanupDeps, event: Envelope[platform.AppDeleted]) -> None:
@@ -41,3 +45,8 @@ async def app_deleted(deps: CleanupDeps, event: Envelope[platform.AppDeleted]) -
             await deps.storage.delete(upload.key)
         upload.delete(ctx)
         await asyncio.to_thread(uow.commit)
+    uow = UnitOfWork(deps.store, ctx)
+    (await asyncio.to_thread(uow.get, AnnotationSet, annotation_set_id_for(event.aggregate_id))
+     ).delete_all(event.aggregate_id, ctx)
+    await asyncio.to_thread(uow.commit)
+    await deps.vectors.delete(annotation_collection(event.aggregate_id))
