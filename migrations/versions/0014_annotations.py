@@ -30,8 +30,13 @@ def upgrade() -> None:
             app_id uuid NOT NULL,
             question text NOT NULL,
             answer text NOT NULL,
-            hit_count integer NOT NULL DEFAULT 0,
             created_at timestamptz NOT NULL)
+        """)
+        op.execute(f"""
+        CREATE TABLE "{schema}".annotation_hits (
+            annotation_id uuid PRIMARY KEY,
+            app_id uuid NOT NULL,
+            hit_count integer NOT NULL)
         """)
         op.execute(f'CREATE INDEX ix_annotations_app_created ON "{schema}".annotations '
                    "(app_id, created_at)")
@@ -59,5 +64,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for schema in _versions():
-        for table in ("annotation_reply_settings", "annotation_reply_jobs", "annotations"):
+        for table in ("annotation_reply_settings", "annotation_reply_jobs", "annotation_hits",
+                      "annotations"):
             op.execute(f'DROP TABLE "{schema}".{table}')

@@ -9,10 +9,13 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.envelope import Envelope
 from projections.conversation.tables import (
+    annotation_hits,
     annotation_reply_jobs,
     annotation_reply_settings,
     annotations,
@@ -23,7 +26,7 @@ from projections.conversation.tables import (
     messages,
     upload_files,
 )
-from projections.platform.projectors import lock
+from projections.platform.projectors import buried, bury, lock
 from projections.registry import projectors
 from schemas.conversation import events as ev
 
@@ -154,7 +157,7 @@ async def project_annotation_created(conn: AsyncConnection,
     p = e.payload
     await conn.execute(insert(annotations).values(
         id=p.annotation_id, tenant_id=e.tenant_id, app_id=p.app_id, question=p.question,
-        answer=p.answer, hit_count=0, created_at=e.occurred_at))
+        answer=p.answer, created_at=e.occurred_at))
 
 
 async def project_annotation_updated(conn: AsyncConnection,
@@ -166,12 +169,26 @@ async def project_annotation_updated(conn: AsyncConnection,
 
 async def project_annotation_deleted(conn: AsyncConnection,
                                      e: Envelope[ev.AnnotationDeleted]) -> None:
-    await conn.execute(delete(annotations).where(annotations.c.id == e.payload.annotation_id))
+    """With its hit history (Dify's too); hits still on their way stay out (tombstone)."""
+    annotation_id = e.payload.annotation_id
+    await lock(conn, annotation_id, exclusive=True)
+    await bury(conn, annotation_id, "Annotation", e.occurred_at)
+    await conn.execute(delete(annotation_hits)
+                       .where(annotation_hits.c.annotation_id == annotation_id))
+    await conn.execute(delete(annotations).where(annotations.c.id == annotation_id))
 
 
 async def project_annotation_hit(conn: AsyncConnection, e: Envelope[ev.AnnotationHit]) -> None:
-    await conn.execute(update(annotations).where(annotations.c.id == e.payload.annotation_id)
-                       .values(hit_count=annotations.c.hit_count + 1))
+    p = e.payload
+    await lock(conn, p.annotation_id)
+    if await buried(conn, [p.annotation_id]):
+        return
+    upsert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(
+        annotation_hits)
+    await conn.execute(upsert.values(annotation_id=p.annotation_id, app_id=p.app_id,
+                                     hit_count=1).on_conflict_do_update(
+        index_elements=[annotation_hits.c.annotation_id],
+        set_={"hit_count": annotation_hits.c.hit_count + 1}))
 
 
 async def project_annotation_reply_requested(

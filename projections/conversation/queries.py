@@ -9,6 +9,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.conversation.tables import (
+    annotation_hits,
     annotation_reply_jobs,
     annotation_reply_settings,
     annotations,
@@ -129,6 +130,11 @@ async def app_leftovers(engine: AsyncEngine, app_id: UUID) -> tuple[list[UUID], 
     return list(found), list(files)
 
 
+_ANNOTATION_WITH_HITS = select(
+    annotations, func.coalesce(annotation_hits.c.hit_count, 0).label("hit_count"),
+).outerjoin(annotation_hits, annotation_hits.c.annotation_id == annotations.c.id)
+
+
 async def list_annotations(engine: AsyncEngine, app_id: UUID, keyword: str, page: int,
                            limit: int) -> tuple[list[dict[str, Any]], int]:
     """Dify's order (newest first); a keyword matches the question or the answer."""
@@ -140,7 +146,7 @@ async def list_annotations(engine: AsyncEngine, app_id: UUID, keyword: str, page
         total = (await conn.execute(select(func.count()).select_from(annotations)
                                     .where(*where))).scalar_one()
         rows = (await conn.execute(
-            select(annotations).where(*where)
+            _ANNOTATION_WITH_HITS.where(*where)
             .order_by(annotations.c.created_at.desc(), annotations.c.id)
             .offset((page - 1) * limit).limit(limit))).mappings().all()
     return [dict(r) for r in rows], total
@@ -148,7 +154,7 @@ async def list_annotations(engine: AsyncEngine, app_id: UUID, keyword: str, page
 
 async def annotation(engine: AsyncEngine, app_id: UUID,
                      annotation_id: UUID) -> dict[str, Any] | None:
-    return await _one(engine, select(annotations).where(
+    return await _one(engine, _ANNOTATION_WITH_HITS.where(
         annotations.c.app_id == app_id, annotations.c.id == annotation_id))
 
 

@@ -104,9 +104,19 @@ annotations = Table(
     Column("app_id", Uuid, nullable=False),
     Column("question", Text, nullable=False),
     Column("answer", Text, nullable=False),
-    Column("hit_count", Integer, nullable=False, default=0),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_annotations_app_created", "app_id", "created_at"),
+    schema=READ,
+)
+
+# Hits are events of conversations (other partitions than the annotation's): counted apart,
+# so a hit applied before its annotation's creation still counts; a deleted annotation's
+# tombstone keeps later ones out.
+annotation_hits = Table(
+    "annotation_hits", metadata,
+    Column("annotation_id", Uuid, primary_key=True),
+    Column("app_id", Uuid, nullable=False),
+    Column("hit_count", Integer, nullable=False),
     schema=READ,
 )
 

@@ -6,7 +6,10 @@ streaming, per the spec), counted as a hit; the index following edits while enab
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
+from projections.conversation import queries
+from schemas.conversation.naming import annotation_collection
 from tests.chat import KEY, PROVIDERS, Chat
 from tests.e2e.test_messages import check_chat_events, sse_events
 from tests.harness import eventually
@@ -205,3 +208,23 @@ async def test_annotations_list_update_delete_and_bad_input(chat: Chat) -> None:
     llm_calls = chat.provider.calls("/chat/completions")
     assert await answer(chat, PARKING[0]) == f"Echo: {PARKING[0]}"
     assert chat.provider.calls("/chat/completions") == llm_calls + 1
+
+
+async def test_deleting_the_app_takes_its_annotations_and_their_index(chat: Chat) -> None:
+    await connect_embeddings(chat)
+    for question, reply in (HOURS, PARKING):
+        await create(chat, question, reply)
+    assert (await run_job(chat, "enable"))["job_status"] == "completed"
+    c = chat.node.container
+    app_id = UUID(chat.app_id)
+    assert await c.vectors.count(annotation_collection(app_id)) == 2
+
+    deleted = await chat.node.client.delete(f"/console/api/apps/{chat.app_id}",
+                                            headers=chat.auth)
+    assert deleted.status_code == 204
+
+    async def gone() -> bool:
+        return (await queries.list_annotations(c.engine, app_id, "", 1, 20))[1] == 0 \
+            and await c.vectors.count(annotation_collection(app_id)) == 0
+
+    await eventually(gone)

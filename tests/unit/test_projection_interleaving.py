@@ -44,7 +44,7 @@ from adapters.storage.local import LocalStorage
 from adapters.vector.memory import InMemoryVectorStore
 from bootstrap import ASSEMBLY
 from commands.aggregate import Context
-from commands.conversation.aggregates import Conversation, UploadFile
+from commands.conversation.aggregates import AnnotationSet, Conversation, UploadFile
 from commands.executor import execute
 from commands.knowledge.aggregates import Document, Segment
 from commands.unit_of_work import UnitOfWork
@@ -55,7 +55,7 @@ from projections.tables import PROJECTION_NAME, READ, metadata
 from schemas.base import CommandEnvelope, CommandPayload, EventPayload
 from schemas.conversation import commands as cc
 from schemas.conversation import events as cev
-from schemas.conversation.naming import app_config_id_for
+from schemas.conversation.naming import annotation_set_id_for, app_config_id_for
 from schemas.knowledge import commands as kc
 from schemas.knowledge import events as kev
 from schemas.knowledge.naming import HIERARCHICAL, document_prefix
@@ -156,13 +156,24 @@ class Recorder:
             uow.commit()
 
     def finish(self, conversation: UUID, payload: cev.MessageAnswered | cev.MessageStopped
-               | cev.MessageFailed) -> None:
-        """How the chat processor records a message's end."""
+               | cev.MessageFailed, hit: cev.AnnotationHit | None = None) -> None:
+        """How the chat processor records a message's end (answered by an annotation)."""
         cause = uuid4()
         uow = UnitOfWork(self.store, Context(tenant_id=self.tenant, actor_id=None,
                                              correlation_id=cause, causation_id=cause))
-        assert uow.get(Conversation, conversation).finish(payload, uow.ctx)
+        assert uow.get(Conversation, conversation).finish(payload, uow.ctx, hit)
         uow.commit()
+
+    def annotation_job(self, app_id: UUID, job_id: UUID, error: str | None = None) -> None:
+        """How the annotation worker records a reply job's run."""
+        cause = uuid4()
+        ctx = Context(tenant_id=self.tenant, actor_id=None, correlation_id=cause,
+                      causation_id=cause)
+        for decide in (lambda s: s.start_job(job_id, ctx),
+                       lambda s: s.end_job(job_id, error, ctx)):
+            uow = UnitOfWork(self.store, ctx)
+            assert decide(uow.get(AnnotationSet, annotation_set_id_for(app_id)))
+            uow.commit()
 
     async def upload(self, dataset: UUID, document: UUID, name: str,
                      content: str) -> kev.SourceFile:
@@ -294,6 +305,33 @@ async def record(root: Path) -> History:
                               name="Greeting"), talks[0][0])
     run(cc.DeleteConversation(conversation_id=talks[2][0], app_id=chat, user="bob"),
         talks[2][0])
+    # annotations: created, edited, deleted; reply enabled (and a failed attempt) as the
+    # annotation worker records it; questions answered by an annotation, counted as hits
+    # (on their conversations: other partitions than the annotations')
+    annotation_set = annotation_set_id_for(chat)
+    notes_ids = [uuid4() for _ in range(3)]
+    for annotation_id, question in zip(notes_ids, ("Hours?", "Parking?", "Tickets?"),
+                                       strict=True):
+        run(cc.CreateAnnotation(app_id=chat, annotation_id=annotation_id, question=question,
+                                answer=f"About {question}"), annotation_set)
+    run(cc.UpdateAnnotation(app_id=chat, annotation_id=notes_ids[0], question="Hours?",
+                            answer="Nine to five."), annotation_set)
+    for job_id, error in ((uuid4(), "no such model"), (uuid4(), None)):
+        run(cc.ConfigureAnnotationReply(app_id=chat, job_id=job_id, action="enable",
+                                        score_threshold=0.9, embedding_provider_name="local",
+                                        embedding_model_name="hash"), annotation_set)
+        r.annotation_job(chat, job_id, error)
+    for annotation_id, query in ((notes_ids[0], "Hours today?"), (notes_ids[0], "Hours?"),
+                                 (notes_ids[1], "Parking?")):
+        conversation, message = uuid4(), uuid4()
+        run(cc.SendMessage(conversation_id=conversation, message_id=message, task_id=uuid4(),
+                           app_id=chat, mode="chat", user="cy", query=query, inputs={},
+                           config={}, new_conversation=True), conversation)
+        r.finish(conversation, cev.MessageAnswered(message_id=message, answer="Annotated.",
+                                                   usage=usage),
+                 cev.AnnotationHit(app_id=chat, annotation_id=annotation_id,
+                                   message_id=message, question=query, score=0.95))
+    run(cc.DeleteAnnotation(app_id=chat, annotation_id=notes_ids[1]), annotation_set)
     picture = uuid4()
     run(cc.RecordFileUpload(file_id=picture, app_id=chat, user="ann", name="cat.png", size=3,
                             extension="png", mime_type="image/png", key="upload_files/cat.png"),
@@ -436,10 +474,11 @@ async def record(root: Path) -> History:
     return History(
         store=r.store, log=r.log(),
         deleted={"app": chat, "dataset": archive, "document": notes, "tag": old,
-                 "field": author},
+                 "field": author, "annotation": notes_ids[1]},
         deleted_segments=[split_1[2], added[1].segment_id, split_2[1]],
         kept={"app": flow, "dataset": handbook, "guide": guide, "faq": faq,
-              "waiting": waiting, "broken": broken, "unindexed edit": split_2[0]})
+              "waiting": waiting, "broken": broken, "unindexed edit": split_2[0],
+              "annotation": notes_ids[0]})
 
 
 # --- applying it -----------------------------------------------------------------------------
@@ -634,8 +673,12 @@ def test_the_store_order_read_model_is_the_expected_one(history: History,
     assert all(str(gone["field"]) not in d["doc_metadata"] for d in reference["documents"])
     # (a tag's bindings are its own rows: its deletion needs no tombstone)
     assert {t["id"] for t in reference["tombstones"]} == {
-        gone["app"], gone["dataset"], gone["document"], gone["field"],
+        gone["app"], gone["dataset"], gone["document"], gone["field"], gone["annotation"],
         *history.deleted_segments}
+    # an annotation's hits (events of conversations) count; a deleted one's are gone
+    assert [(h["annotation_id"], h["hit_count"]) for h in reference["annotation_hits"]] == [
+        (kept["annotation"], 2)]
+    assert not _rows(reference, "annotations", id=gone["annotation"])
     assert reference["segments_indexed_early"] == []  # every segment's creation is applied
 
     # Each document shows its live segments' counts: the split's plus the hand edits.

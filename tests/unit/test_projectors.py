@@ -28,7 +28,12 @@ from adapters.secrets import seal
 from bootstrap import ASSEMBLY
 from events.envelope import Envelope
 from projections.conversation import queries as cq
-from projections.conversation.tables import conversations, end_users, messages
+from projections.conversation.tables import (
+    annotation_hits,
+    conversations,
+    end_users,
+    messages,
+)
 from projections.knowledge import queries as kq
 from projections.knowledge.tables import (
     dataset_metadata_fields,
@@ -1026,6 +1031,21 @@ async def test_annotations_listed_with_keyword_and_hits(world: World) -> None:
                                                                     annotation_id=ids[0]))
     assert await cq.annotation(world.engine, app_id, ids[0]) is None
     assert (await cq.list_annotations(world.engine, app_id, "", 1, 20))[1] == 2
+    # hits are other partitions' events: one applied after the deletion stays out, one
+    # applied before its annotation's creation counts
+    late, early = uuid4(), uuid4()
+    for annotation_id in (ids[0], late):
+        await world.emit("Conversation", conversation_id, cev.AnnotationHit(
+            app_id=app_id, annotation_id=annotation_id, message_id=message_id,
+            question="Hours?", score=0.97))
+    await world.emit("AnnotationSet", set_id, cev.AnnotationCreated(
+        app_id=app_id, annotation_id=late, question="Late?", answer="Yes."))
+    row = await cq.annotation(world.engine, app_id, late)
+    assert row is not None and row["hit_count"] == 1
+    await world.emit("AnnotationSet", set_id, cev.AnnotationCreated(
+        app_id=app_id, annotation_id=early, question="Early?", answer="No."))
+    assert (await cq.annotation(world.engine, app_id, early))["hit_count"] == 0  # type: ignore[index]
+    assert [r["annotation_id"] for r in await world.rows(annotation_hits)] == [late]
 
 
 @exercises(cev.AnnotationReplyRequested, cev.AnnotationReplyJobStarted,
