@@ -126,7 +126,27 @@ def _embedded_env(settings: Settings) -> tuple[dict[str, str], dict[str, _Server
             key_file.write_text(secrets.token_urlsafe(42))
             key_file.chmod(0o600)
         env["SECRET_KEY"] = key_file.read_text().strip()
+    # The servers' ports change from one start to the next: the operations commands
+    # (`eddy events …` in another terminal) read them here while `eddy up` runs.
+    servers_env = data / SERVERS_ENV
+    servers_env.touch(mode=0o600)
+    servers_env.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     return env, started
+
+
+SERVERS_ENV = "servers.env"
+
+
+def _servers_of_running_up(settings: Settings) -> Settings:
+    """An operations command run beside `eddy up` without DB_HOST / REDIS_HOST: the
+    settings of the servers that `eddy up` started."""
+    servers_env = settings.EDDY_DATA_DIR.resolve() / SERVERS_ENV
+    if not (settings.embedded_postgres or settings.embedded_redis) or not servers_env.exists():
+        return settings
+    for line in servers_env.read_text().splitlines():
+        key, _, value = line.partition("=")
+        os.environ.setdefault(key, value)
+    return load_settings()
 
 
 _SUPERVISE_INTERVAL = 0.5
@@ -225,6 +245,7 @@ def up(settings: Settings) -> int:
                 proc.kill()
         for srv in reversed(servers.values()):
             srv.stop()
+        (settings.EDDY_DATA_DIR.resolve() / SERVERS_ENV).unlink(missing_ok=True)
         print("Eddy stopped.", flush=True)
     return 0
 
@@ -533,11 +554,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if command == "up":
         return up(settings)
+    if command in OPERATIONS:
+        settings = _servers_of_running_up(settings)
     if command in ("api", "worker", "scheduler", "migrate", "job", *OPERATIONS) and (
         settings.embedded_postgres or settings.embedded_redis
     ):
         print("eddy: DB_HOST and REDIS_HOST must be set for this role "
-              "(or use `eddy up` for embedded servers)", file=sys.stderr)
+              "(or use `eddy up` for embedded servers; an operations command run beside "
+              "`eddy up`, in the same folder, finds its servers)", file=sys.stderr)
         return 2
     if command in OPERATIONS:
         return _operations(settings, args)

@@ -190,6 +190,15 @@ def test_up_restarts_killed_valkey_and_postgres(eddy_up: Up) -> None:
         _kill_and_heal(client, auth, up, "valkey", up.valkey_pid)
         _kill_and_heal(client, auth, up, "postgres", up.postmaster_pid)
 
+    # An operator's terminal beside it: no DB_HOST / REDIS_HOST, the same data folder.
+    env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
+    env["EDDY_DATA_DIR"] = str(up.data)
+    listed = subprocess.run([sys.executable, "-m", "cli", "events", "list", "--json",
+                             "--type", "AppCreated"], env=env, cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert '"AppCreated"' in listed.stdout and listed.stdout.count("\n") >= 3, listed.stdout
+
     up.proc.send_signal(signal.SIGTERM)
     assert up.proc.wait(timeout=60) == 0, up.output()
     output = up.log.read_text(errors="replace")
@@ -197,3 +206,4 @@ def test_up_restarts_killed_valkey_and_postgres(eddy_up: Up) -> None:
     assert output.count('"msg":"service restarted"') == 2, output[-6000:]  # none while stopping
     assert not EmbeddedRedis(up.data / "redis").is_running()
     assert not EmbeddedPostgres(up.data / "postgres").is_running()
+    assert not (up.data / "servers.env").exists()  # nothing points at stopped servers
