@@ -7,8 +7,8 @@ from __future__ import annotations
 from commands.conversation import aggregates, handlers
 from contexts.manifest import ContextManifest, payloads_in
 from events.routing import WorkRoute
+from gateway.conversation import annotations as annotation_routes
 from gateway.conversation import (
-    annotations,
     audio,
     config,
     conversations,
@@ -33,7 +33,7 @@ CONVERSATION = ContextManifest(
     projectors={PROJECTION_NAME: [projectors.PROJECTORS]},
     routers=[config.console_router, config.service_router, messages.router,
              conversations.router, suggested.router, files.router, audio.router,
-             annotations.router],
+             annotation_routes.router],
     work_topics=[CHAT, ANNOTATIONS, CLEANUP],
     routes=[WorkRoute(CHAT, [events.MessageCreated]),
             WorkRoute(ANNOTATIONS, [events.AnnotationReplyRequested, events.AnnotationCreated,

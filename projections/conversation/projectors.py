@@ -18,7 +18,7 @@ from projections.conversation.tables import (
     annotation_hits,
     annotation_reply_jobs,
     annotation_reply_settings,
-    annotations,
+    app_annotations,
     app_model_configs,
     app_sites,
     conversations,
@@ -155,7 +155,7 @@ async def project_file_deleted(conn: AsyncConnection, e: Envelope[ev.FileDeleted
 async def project_annotation_created(conn: AsyncConnection,
                                      e: Envelope[ev.AnnotationCreated]) -> None:
     p = e.payload
-    await conn.execute(insert(annotations).values(
+    await conn.execute(insert(app_annotations).values(
         id=p.annotation_id, tenant_id=e.tenant_id, app_id=p.app_id, question=p.question,
         answer=p.answer, created_at=e.occurred_at))
 
@@ -163,7 +163,7 @@ async def project_annotation_created(conn: AsyncConnection,
 async def project_annotation_updated(conn: AsyncConnection,
                                      e: Envelope[ev.AnnotationUpdated]) -> None:
     p = e.payload
-    await conn.execute(update(annotations).where(annotations.c.id == p.annotation_id)
+    await conn.execute(update(app_annotations).where(app_annotations.c.id == p.annotation_id)
                        .values(question=p.question, answer=p.answer))
 
 
@@ -175,7 +175,7 @@ async def project_annotation_deleted(conn: AsyncConnection,
     await bury(conn, annotation_id, "Annotation", e.occurred_at)
     await conn.execute(delete(annotation_hits)
                        .where(annotation_hits.c.annotation_id == annotation_id))
-    await conn.execute(delete(annotations).where(annotations.c.id == annotation_id))
+    await conn.execute(delete(app_annotations).where(app_annotations.c.id == annotation_id))
 
 
 async def project_annotation_hit(conn: AsyncConnection, e: Envelope[ev.AnnotationHit]) -> None:

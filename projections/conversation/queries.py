@@ -12,7 +12,7 @@ from projections.conversation.tables import (
     annotation_hits,
     annotation_reply_jobs,
     annotation_reply_settings,
-    annotations,
+    app_annotations,
     app_model_configs,
     app_sites,
     conversations,
@@ -131,23 +131,23 @@ async def app_leftovers(engine: AsyncEngine, app_id: UUID) -> tuple[list[UUID], 
 
 
 _ANNOTATION_WITH_HITS = select(
-    annotations, func.coalesce(annotation_hits.c.hit_count, 0).label("hit_count"),
-).outerjoin(annotation_hits, annotation_hits.c.annotation_id == annotations.c.id)
+    app_annotations, func.coalesce(annotation_hits.c.hit_count, 0).label("hit_count"),
+).outerjoin(annotation_hits, annotation_hits.c.annotation_id == app_annotations.c.id)
 
 
 async def list_annotations(engine: AsyncEngine, app_id: UUID, keyword: str, page: int,
                            limit: int) -> tuple[list[dict[str, Any]], int]:
     """Dify's order (newest first); a keyword matches the question or the answer."""
-    where = [annotations.c.app_id == app_id]
+    where = [app_annotations.c.app_id == app_id]
     if keyword:
-        where.append(or_(annotations.c.question.icontains(keyword, autoescape=True),
-                         annotations.c.answer.icontains(keyword, autoescape=True)))
+        where.append(or_(app_annotations.c.question.icontains(keyword, autoescape=True),
+                         app_annotations.c.answer.icontains(keyword, autoescape=True)))
     async with engine.connect() as conn:
-        total = (await conn.execute(select(func.count()).select_from(annotations)
+        total = (await conn.execute(select(func.count()).select_from(app_annotations)
                                     .where(*where))).scalar_one()
         rows = (await conn.execute(
             _ANNOTATION_WITH_HITS.where(*where)
-            .order_by(annotations.c.created_at.desc(), annotations.c.id)
+            .order_by(app_annotations.c.created_at.desc(), app_annotations.c.id)
             .offset((page - 1) * limit).limit(limit))).mappings().all()
     return [dict(r) for r in rows], total
 
@@ -155,7 +155,7 @@ async def list_annotations(engine: AsyncEngine, app_id: UUID, keyword: str, page
 async def annotation(engine: AsyncEngine, app_id: UUID,
                      annotation_id: UUID) -> dict[str, Any] | None:
     return await _one(engine, _ANNOTATION_WITH_HITS.where(
-        annotations.c.app_id == app_id, annotations.c.id == annotation_id))
+        app_annotations.c.app_id == app_id, app_annotations.c.id == annotation_id))
 
 
 async def annotation_reply_job(engine: AsyncEngine, app_id: UUID, action: str,

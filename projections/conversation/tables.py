@@ -97,7 +97,7 @@ messages = Table(
     schema=READ,
 )
 
-annotations = Table(
+app_annotations = Table(
     "annotations", metadata,
     Column("id", Uuid, primary_key=True),
     Column("tenant_id", Uuid, nullable=False),

@@ -14,8 +14,8 @@ from schemas.conversation import events as ev
 from schemas.conversation.topics import ANNOTATIONS, CHAT, CLEANUP
 from schemas.platform import events as platform
 from workers.container import ProcessorFactory, WorkerContainer
-from workers.conversation import annotations, cleanup
-from workers.conversation.annotations import AnnotationDeps
+from workers.conversation import cleanup
+from workers.conversation.annotations import AnnotationDeps, annotation_changed, reply_requested
 from workers.conversation.chat import ChatDeps, ChatModel, answer_message, fail_message
 from workers.conversation.cleanup import CleanupDeps
 from workers.runtime import Processor, by_type, decoding
@@ -52,10 +52,10 @@ def annotation_deps(c: WorkerContainer) -> AnnotationDeps:
 
 def annotation_processor(c: WorkerContainer) -> Processor:
     deps = annotation_deps(c)
-    changed = partial(annotations.annotation_changed, deps)
+    changed = partial(annotation_changed, deps)
     return Processor(group=ANNOTATIONS, topics=[ANNOTATIONS],
                      handle=decoding(c.event_types, by_type({
-                         ev.AnnotationReplyRequested: partial(annotations.reply_requested, deps),
+                         ev.AnnotationReplyRequested: partial(reply_requested, deps),
                          ev.AnnotationCreated: changed, ev.AnnotationUpdated: changed,
                          ev.AnnotationDeleted: changed})))
 
