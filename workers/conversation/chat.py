@@ -151,6 +151,10 @@ class MessageAnswer:
         self.stream = task_stream(deps, self.p)
         self.fields = stream_fields(event)
         self.started = time.monotonic()
+        # The conversation as loaded before answering, with its unit of work: the end is
+        # first tried on it (the store refuses it if anything was written since, and then
+        # the end is recorded on the conversation as it is now): one load fewer per message.
+        self._loaded: UnitOfWork | None = None
 
     async def run(self) -> None:
         # Independent reads at once: each is a round trip the first token waits for.
@@ -176,7 +180,9 @@ class MessageAnswer:
 
     async def _conversation(self) -> Conversation:
         uow = UnitOfWork(self.d.store, self.ctx)
-        return await asyncio.to_thread(uow.get, Conversation, self.event.aggregate_id)
+        conversation = await asyncio.to_thread(uow.get, Conversation, self.event.aggregate_id)
+        self._loaded = uow
+        return conversation
 
     async def _answer(self, conversation: Conversation) -> None:
         config = AppModelConfig.model_validate(self.p.config)
@@ -331,7 +337,7 @@ class MessageAnswer:
         """Record the end on the conversation (others may write it meanwhile: feedback,
         renames, next questions); False when the message had ended already."""
         for _ in range(MAX_RECORD_CONFLICTS):
-            uow = UnitOfWork(self.d.store, self.ctx)
+            uow, self._loaded = self._loaded or UnitOfWork(self.d.store, self.ctx), None
             conversation = await asyncio.to_thread(uow.get, Conversation,
                                                    self.event.aggregate_id)
             if not conversation.finish(payload, self.ctx, hit):
