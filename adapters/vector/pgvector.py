@@ -80,7 +80,7 @@ class PgVectorStore:
             # on a unique index). Creating collections is rare, so one lock for all is fine.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('eddy:vectors:create'))")
             existing = await _embedding_dimensions(conn, collection)
-            index = _index_prefix(collection)
+            index = index_prefix(collection)
             if existing is not None:
                 if existing != dimensions:
                     raise ValueError(
@@ -322,7 +322,7 @@ def _table(collection: str) -> str:
     return f'{SCHEMA}."c_{collection}"'
 
 
-def _index_prefix(collection: str) -> str:
+def index_prefix(collection: str) -> str:
     # Index names share the 63-byte limit with a suffix; a digest keeps them short and
     # unique per collection (case included, since the table names are quoted).
     return "ix_" + hashlib.sha1(collection.encode()).hexdigest()[:24]
