@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     UPLOAD_IMAGE_FILE_SIZE_LIMIT: int = Field(default=10, ge=1, description="MB")
     UPLOAD_AUDIO_FILE_SIZE_LIMIT: int = Field(default=50, ge=1, description="MB")
     UPLOAD_VIDEO_FILE_SIZE_LIMIT: int = Field(default=100, ge=1, description="MB")
+    # Remote files (a message's remote_url images) are fetched only from public addresses;
+    # these host names, IPs and CIDR networks are allowed even if private (comma-separated)
+    SSRF_ALLOWED_HOSTS: str = ""
     # Signed file links (document downloads): their base URL (empty: the URL the request
     # came to) and how long they work, in seconds
     FILES_URL: str = ""

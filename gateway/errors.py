@@ -9,8 +9,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from adapters.http.ssrf_guard import UrlRefused
 from adapters.transient import is_transient
-from schemas.errors import EddyError
+from schemas.errors import EddyError, RemoteFileRefused
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(EddyError)
     async def _eddy(_: Request, exc: EddyError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(UrlRefused)
+    async def _url_refused(_: Request, exc: UrlRefused) -> JSONResponse:
+        refused = RemoteFileRefused(str(exc))
+        return error_response(refused.status, refused.code, refused.message)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -22,6 +22,13 @@ class BadRequest(EddyError):
     code, status, default_message = "invalid_param", 400, "Invalid parameters."
 
 
+class RemoteFileRefused(BadRequest):
+    """A message's remote_url file may not be fetched (not a public address, unreachable)
+    or is not what it claims (type, size)."""
+
+    default_message = "The remote file is not allowed."
+
+
 class Unauthorized(EddyError):
     code, status, default_message = (
         "unauthorized", 401,

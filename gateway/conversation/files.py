@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import mimetypes
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import uuid4
 
 from fastapi import APIRouter, Request, Response
 
+from adapters.http.ssrf_guard import AllowList, guarded_request
 from config import Settings
 from gateway.auth import ApiKeyPrincipal, AppKey
 from gateway.deps import command_gateway, get_container, parse_id
@@ -24,7 +26,13 @@ from schemas.conversation.naming import (
     end_user_id_for,
     upload_key,
 )
-from schemas.errors import BadRequest, FilenameMissing, UnsupportedFileType, UploadFileNotFound
+from schemas.errors import (
+    BadRequest,
+    FilenameMissing,
+    RemoteFileRefused,
+    UnsupportedFileType,
+    UploadFileNotFound,
+)
 
 router = APIRouter(prefix="/v1")
 
@@ -101,6 +109,29 @@ async def preview(request: Request, file_id: str, as_attachment: bool = False,
     return Response(data, media_type=row["mime_type"], headers=headers)
 
 
+async def check_remote_image(settings: Settings, url: str) -> None:
+    """Like Dify, learn a remote file's type and size before the model is sent to it: a
+    HEAD (a one-byte ranged GET where HEAD is not allowed) through the SSRF guard. Not an
+    image, larger than UPLOAD_IMAGE_FILE_SIZE_LIMIT, or unreachable: RemoteFileRefused."""
+    allow = AllowList.parse(settings.SSRF_ALLOWED_HOSTS)
+    limit = settings.UPLOAD_IMAGE_FILE_SIZE_LIMIT * 1024 * 1024
+    head = await guarded_request("HEAD", url, allow, max_bytes=0)
+    if head.status in (405, 501):
+        head = await guarded_request("GET", url, allow, max_bytes=limit,
+                                     headers={"Range": "bytes=0-0"})
+    if not 200 <= head.status < 300:
+        raise RemoteFileRefused(f"The file URL answered HTTP {head.status}.")
+    mime_type = (head.headers.get("content-type", "").split(";")[0].strip().lower()
+                 or mimetypes.guess_type(urlsplit(head.url).path)[0] or "")
+    if not mime_type.startswith("image/"):
+        raise RemoteFileRefused(f"The file URL is not an image ({mime_type or 'no type'}).")
+    total = head.headers.get("content-range", "").rpartition("/")[2]
+    size = int(total) if total.isdigit() else int(head.headers.get("content-length") or 0)
+    if size > limit:
+        raise RemoteFileRefused(f"The image is larger than {settings.UPLOAD_IMAGE_FILE_SIZE_LIMIT}"
+                                " MB.")
+
+
 async def message_files(request: Request, app: dict[str, Any], user: str,
                         files: list[Any], image: Any) -> list[dict[str, Any]]:
     """A message's `files`, checked against the app's file_upload settings: what the chat
@@ -118,8 +149,9 @@ async def message_files(request: Request, app: dict[str, Any], user: str,
         if f.transfer_method not in image.transfer_methods:
             raise BadRequest(f"transfer_method {f.transfer_method} is not allowed by this app.")
         if f.transfer_method == "remote_url":
-            if not f.url or not f.url.startswith(("https://", "http://")):
-                raise BadRequest("url must be an http(s) URL.")
+            if not f.url:
+                raise BadRequest("url is required for a remote_url file.")
+            await check_remote_image(get_container(request).settings, f.url)
             out.append({"type": "image", "transfer_method": "remote_url", "url": f.url,
                         "detail": image.detail})
             continue

@@ -11,9 +11,12 @@ from tests.harness import Node, node_settings, running_node
 
 
 @pytest.fixture
-async def node(postgres: EmbeddedPostgres, fresh_database: Callable[..., str],
-               redis_url: str) -> AsyncIterator[Node]:
-    settings = node_settings(postgres, fresh_database("e2e"), redis_url)
+async def node(request: pytest.FixtureRequest, postgres: EmbeddedPostgres,
+               fresh_database: Callable[..., str], redis_url: str) -> AsyncIterator[Node]:
+    """A node; `@pytest.mark.settings(NAME=value, ...)` on a test overrides its settings."""
+    marker = request.node.get_closest_marker("settings")
+    settings = node_settings(postgres, fresh_database("e2e"), redis_url,
+                             **(marker.kwargs if marker else {}))
     async with running_node(settings) as n:
         yield n
 

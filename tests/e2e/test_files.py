@@ -5,8 +5,13 @@ deletion taking its conversations and files with it."""
 from __future__ import annotations
 
 import base64
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from uuid import UUID
+
+import pytest
 
 from projections.conversation import queries
 from tests.chat import Chat, app_with_key
@@ -15,6 +20,59 @@ from tests.spec import validate
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9Q"
                        "DwADhgGAWjR9awAAAABJRU5ErkJggg==")
+
+
+class _Images(BaseHTTPRequestHandler):
+    """A remote file host: /cat.png (a PNG), /nohead.png (HEAD not allowed: answers a
+    ranged GET), /page.html (not an image), /big.png (over the 10 MB image limit)."""
+
+    seen: list[tuple[str, str]] = []
+
+    def do_HEAD(self) -> None:
+        self.seen.append(("HEAD", self.path))
+        if self.path == "/nohead.png":
+            self._answer(405, "text/plain", b"")
+        elif self.path == "/big.png":
+            self._answer(200, "image/png", b"", length=10 * 1024 * 1024 + 1)
+        else:
+            self._answer(200, "text/html" if self.path == "/page.html" else "image/png", b"",
+                         length=len(PNG))
+
+    def do_GET(self) -> None:
+        self.seen.append(("GET", self.path))
+        if self.headers.get("Range") == "bytes=0-0":
+            self._answer(206, "image/png", PNG[:1], total=len(PNG))
+        else:
+            self._answer(200, "image/png", PNG)
+
+    def _answer(self, status: int, mime: str, body: bytes, length: int | None = None,
+                total: int | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", mime)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        if total is not None:
+            self.send_header("Content-Range", f"bytes 0-{len(body) - 1}/{total}")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def images() -> Iterator[str]:
+    """The base URL of a local remote-file host on 127.0.0.1."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Images)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    _Images.seen.clear()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def remote(url: str) -> dict[str, str]:
+    return {"type": "image", "transfer_method": "remote_url", "url": url}
 
 
 async def upload(c: Chat, name: str, data: bytes, mime: str | None = "image/png",
@@ -55,19 +113,21 @@ async def test_upload_preview_and_limits(chat: Chat) -> None:
     assert (two.status_code, two.json()["code"]) == (400, "too_many_files")
 
 
-async def test_images_in_a_chat_message_reach_the_model(chat: Chat) -> None:
+IMAGES_ALLOWED = pytest.mark.settings(SSRF_ALLOWED_HOSTS="127.0.0.1")
+BOTH_METHODS = {"image": {"enabled": True, "number_limits": 2, "detail": "low",
+                          "transfer_methods": ["local_file", "remote_url"]}}
+
+
+@IMAGES_ALLOWED
+async def test_images_in_a_chat_message_reach_the_model(chat: Chat, images: str) -> None:
     uploaded = await upload(chat, "pixel.png", PNG)
+    cat = f"{images}/cat.png"
     files = [{"type": "image", "transfer_method": "local_file",
-              "upload_file_id": uploaded["id"]},
-             {"type": "image", "transfer_method": "remote_url",
-              "url": "https://example.com/cat.png"}]
+              "upload_file_id": uploaded["id"]}, remote(cat)]
     refused = await chat.send("What is this?", files=files)
     assert refused.status_code == 400 and "not enabled" in refused.json()["message"]
 
-    await chat.configure(file_upload={"image": {"enabled": True, "number_limits": 2,
-                                                "detail": "low",
-                                                "transfer_methods": ["local_file",
-                                                                     "remote_url"]}})
+    await chat.configure(file_upload=BOTH_METHODS)
     answer = await chat.send("What is this?", files=files)
     assert answer.status_code == 200, answer.text
     content = chat.provider.chat_requests[-1].body["messages"][-1]["content"]
@@ -75,15 +135,53 @@ async def test_images_in_a_chat_message_reach_the_model(chat: Chat) -> None:
         {"type": "text", "text": "What is this?"},
         {"type": "image_url", "image_url": {
             "url": "data:image/png;base64," + base64.b64encode(PNG).decode(), "detail": "low"}},
-        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png",
-                                            "detail": "low"}}]
-    assert "[image: https://example.com/cat.png]" in answer.json()["answer"]
+        {"type": "image_url", "image_url": {"url": cat, "detail": "low"}}]
+    assert f"[image: {cat}]" in answer.json()["answer"]
+    assert _Images.seen == [("HEAD", "/cat.png")]  # vetted by Eddy; the model fetches it
 
     bobs = await chat.node.client.post("/v1/chat-messages", headers=chat.key, json={
         "inputs": {}, "query": "Mine?", "user": "bob", "files": files[:1]})
     assert bobs.status_code == 404 and bobs.json()["code"] == "file_not_found"
     too_many = await chat.send("Three?", files=[*files, files[1]])
     assert too_many.status_code == 400
+
+
+async def test_a_remote_image_on_an_internal_address_is_refused(chat: Chat,
+                                                                 images: str) -> None:
+    await chat.configure(file_upload=BOTH_METHODS)
+    for url, reason in ((f"{images}/cat.png", "host 127.0.0.1 is not a public address"),
+                        ("http://169.254.169.254/latest/meta-data/", "not a public address"),
+                        ("http://[::ffff:127.0.0.1]/cat.png", "not a public address"),
+                        ("file:///etc/passwd", "must be http or https")):
+        refused = await chat.send("What is this?", files=[remote(url)])
+        assert refused.json() == {"code": "invalid_param", "status": 400,
+                                  "message": refused.json()["message"]}, url
+        assert reason in refused.json()["message"], url
+    assert _Images.seen == [] and chat.provider.chat_requests == []  # never contacted
+
+    # nothing was recorded: the user's only conversation is the one a plain message starts
+    fine = await chat.send("Hello")
+    assert fine.status_code == 200, fine.text
+    listed = await chat.node.client.get("/v1/conversations", headers=chat.key,
+                                        params={"user": "ann"})
+    assert [c["id"] for c in listed.json()["data"]] == [fine.json()["conversation_id"]]
+    messages = await chat.node.client.get("/v1/messages", headers=chat.key, params={
+        "user": "ann", "conversation_id": fine.json()["conversation_id"]})
+    assert [m["query"] for m in messages.json()["data"]] == ["Hello"]
+
+
+@IMAGES_ALLOWED
+async def test_a_remote_image_is_checked_for_type_and_size(chat: Chat, images: str) -> None:
+    await chat.configure(file_upload=BOTH_METHODS)
+    page = await chat.send("What is this?", files=[remote(f"{images}/page.html")])
+    assert page.status_code == 400 and "not an image (text/html)" in page.json()["message"]
+    big = await chat.send("What is this?", files=[remote(f"{images}/big.png")])
+    assert big.status_code == 400 and "larger than 10 MB" in big.json()["message"]
+    ranged = await chat.send("What is this?", files=[remote(f"{images}/nohead.png")])
+    assert ranged.status_code == 200, ranged.text
+    assert ("GET", "/nohead.png") in _Images.seen  # HEAD refused: a one-byte ranged GET
+    content = chat.provider.chat_requests[-1].body["messages"][-1]["content"]
+    assert content[-1]["image_url"]["url"] == f"{images}/nohead.png"
 
 
 async def test_deleting_the_app_takes_its_conversations_and_files(chat: Chat) -> None:

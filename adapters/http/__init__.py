@@ -1,0 +1,1 @@
+"""Outbound HTTP to addresses users give us (remote files), behind an SSRF guard."""

@@ -1,0 +1,171 @@
+"""Fetching a URL a user gave us without letting them reach our own network (SSRF).
+
+A URL is vetted before every request: http(s) only, no credentials, and every address its
+host resolves to must be public (not loopback, private, link-local, cloud metadata,
+multicast, reserved or unspecified) unless `SSRF_ALLOWED_HOSTS` allows it. The request then
+goes to the vetted address itself (the Host header and TLS server name keep the host name),
+so a second DNS answer cannot swap in an internal address (DNS rebinding). Redirects are
+followed by hand, each hop vetted again, at most `MAX_REDIRECTS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+MAX_REDIRECTS = 3
+TIMEOUT_SECONDS = 10.0
+_REDIRECTS = {301, 302, 303, 307, 308}
+# Cloud metadata services (AWS/GCP/Azure/OpenStack; AWS's IPv6 one). The IPv4 one is
+# link-local, the IPv6 one unique-local, so both are refused as such too: named for clarity.
+_METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+
+
+class UrlRefused(Exception):
+    """The URL may not be fetched, or fetching it failed; the message says why."""
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """`SSRF_ALLOWED_HOSTS`: host names, IP addresses and CIDR networks that may be
+    fetched even though they are not public (tests, images on a self-hosted LAN)."""
+
+    hosts: frozenset[str] = frozenset()
+    networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def parse(cls, value: str) -> AllowList:
+        hosts, networks = set(), []
+        for item in filter(None, (part.strip().lower() for part in value.split(","))):
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                hosts.add(item.rstrip("."))
+        return cls(frozenset(hosts), tuple(networks))
+
+    def allows(self, host: str, address: IPAddress) -> bool:
+        return host in self.hosts or any(address in n for n in self.networks
+                                         if n.version == address.version)
+
+
+def is_public(address: IPAddress) -> bool:
+    """Whether an address is on the public internet (an IPv4-mapped IPv6 address is judged
+    as the IPv4 address it carries)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not (address in _METADATA or address.is_loopback or address.is_private
+                or address.is_link_local or address.is_multicast or address.is_reserved
+                or address.is_unspecified or not address.is_global)
+
+
+@dataclass(frozen=True)
+class VettedUrl:
+    url: str
+    host: str  # as in the URL, lower case, IPv6 without brackets
+    addresses: tuple[IPAddress, ...]  # where the request may go (pinned), in order
+
+
+async def vet_url(url: str, allow: AllowList) -> VettedUrl:
+    """The URL with the address to fetch it from, or UrlRefused."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise UrlRefused("The file URL is malformed.") from None
+    if parts.scheme not in ("http", "https"):
+        raise UrlRefused("The file URL must be http or https.")
+    if parts.username is not None or parts.password is not None:
+        raise UrlRefused("The file URL must not contain credentials.")
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise UrlRefused("The file URL has no host.")
+    addresses = await _resolve(host, port or (443 if parts.scheme == "https" else 80))
+    for address in addresses:
+        if not (is_public(address) or allow.allows(host, address)):
+            raise UrlRefused(f"The file URL's host {host} is not a public address.")
+    return VettedUrl(url, host, tuple(addresses))
+
+
+async def _resolve(host: str, port: int) -> list[IPAddress]:
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port,
+                                                             type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise UrlRefused(f"The file URL's host {host} could not be resolved.") from None
+    # getaddrinfo may add a scope to link-local IPv6 ("fe80::1%eth0"): drop it to parse
+    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+
+
+@dataclass(frozen=True)
+class FetchedHead:
+    """A response's status and headers, and at most `max_bytes` of its body."""
+
+    url: str  # after redirects
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
+
+async def guarded_request(method: str, url: str, allow: AllowList, *, max_bytes: int,
+                          headers: dict[str, str] | None = None,
+                          timeout: float = TIMEOUT_SECONDS) -> FetchedHead:
+    """`method` on a vetted URL (redirects vetted hop by hop). A body longer than
+    `max_bytes` is refused rather than read on."""
+    async with httpx.AsyncClient(trust_env=False, follow_redirects=False,
+                                 timeout=timeout) as client:
+        for _ in range(MAX_REDIRECTS + 1):
+            vetted = await vet_url(url, allow)
+            fetched = await _pinned(client, method, vetted, headers or {}, max_bytes)
+            location = fetched.headers.get("location")
+            if fetched.status not in _REDIRECTS or not location:
+                return fetched
+            url = urljoin(url, location)
+    raise UrlRefused(f"The file URL redirects more than {MAX_REDIRECTS} times.")
+
+
+async def _pinned(client: httpx.AsyncClient, method: str, vetted: VettedUrl,
+                  headers: dict[str, str], max_bytes: int) -> FetchedHead:
+    """The request sent to the vetted addresses in turn until one connects."""
+    failure: httpx.HTTPError | None = None
+    for address in vetted.addresses:
+        try:
+            return await _send(client, method, vetted, address, headers, max_bytes)
+        except httpx.HTTPError as exc:
+            failure = exc
+            if not isinstance(exc, httpx.ConnectError):  # only an unreachable address
+                break                                     # is worth trying the next one
+    raise UrlRefused(f"The file URL could not be fetched ({type(failure).__name__}).")
+
+
+async def _send(client: httpx.AsyncClient, method: str, vetted: VettedUrl, ip: IPAddress,
+                headers: dict[str, str], max_bytes: int) -> FetchedHead:
+    """The request sent to one vetted address, with the original Host header and (https)
+    TLS server name, so the certificate is still checked against the host name."""
+    original = httpx.URL(vetted.url)
+    pinned = original.copy_with(host=str(ip))
+    extensions = {"sni_hostname": vetted.host} if original.scheme == "https" else {}
+    request = client.build_request(method, pinned, extensions=extensions,
+                                   headers={**headers, "Host": original.netloc.decode()})
+    response = await client.send(request, stream=True)
+    try:
+        body = b""
+        if method != "HEAD":
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise UrlRefused(f"The file is larger than {max_bytes} bytes.")
+        return FetchedHead(vetted.url, response.status_code, response.headers, body)
+    finally:
+        await response.aclose()
