@@ -27,13 +27,15 @@ NOTHING = AllowList()
     "192.168.1.1", "169.254.169.254", "169.254.1.1", "fd00:ec2::254", "fe80::1",
     "::ffff:127.0.0.1", "::ffff:10.0.0.1", "0.0.0.0", "::", "224.0.0.1", "ff02::1",
     "240.0.0.1", "255.255.255.255", "100.64.0.1", "fc00::1",
+    "2002:7f00:1::1", "2002:a00:1::1", "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe",
 ])
 def test_internal_addresses_are_not_public(address: str) -> None:
     assert not is_public(ipaddress.ip_address(address))
 
 
 @pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "172.32.0.1",
-                                     "2606:4700:4700::1111", "::ffff:8.8.8.8"])
+                                     "2606:4700:4700::1111", "::ffff:8.8.8.8",
+                                     "64:ff9b::808:808", "2002:808:808::1"])
 def test_public_addresses_are_allowed(address: str) -> None:
     assert is_public(ipaddress.ip_address(address))
 
