@@ -46,8 +46,14 @@ def _nullable(node: Any) -> Any:
 
 
 @functools.cache
+def spec_document() -> dict[str, Any]:
+    """The spec as published (read once; callers must not change it)."""
+    return json.loads(_spec_path().read_text())  # type: ignore[no-any-return]
+
+
+@functools.cache
 def _registry() -> tuple[dict[str, Any], Registry]:
-    spec = _nullable(copy.deepcopy(json.loads(_spec_path().read_text())))
+    spec = _nullable(copy.deepcopy(spec_document()))
     resource = Resource(contents=spec, specification=DRAFT202012)
     return spec, Registry().with_resource(_URI, resource)
 
@@ -63,12 +69,12 @@ def validate(component: str, instance: Any) -> None:
 
 def chat_event_schema(event: str) -> str:
     """The component an SSE event of a chat app must match (the spec's discriminator)."""
-    mapping = json.loads(_spec_path().read_text())["components"]["schemas"]["ChunkChatEvent"][
-        "discriminator"]["mapping"]
+    mapping = spec_document()["components"]["schemas"]["ChunkChatEvent"]["discriminator"][
+        "mapping"]
     return str(mapping[event]).rsplit("/", 1)[1]
 
 
 def completion_event_schema(event: str) -> str:
-    mapping = json.loads(_spec_path().read_text())["components"]["schemas"][
-        "ChunkCompletionEvent"]["discriminator"]["mapping"]
+    mapping = spec_document()["components"]["schemas"]["ChunkCompletionEvent"][
+        "discriminator"]["mapping"]
     return str(mapping[event]).rsplit("/", 1)[1]

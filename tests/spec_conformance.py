@@ -18,12 +18,12 @@ import json
 import re
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "dify" / "openapi_service.json"
+from tests.spec import spec_document
+
 SERVICE_PREFIX = "/v1"
 KNOWLEDGE_PREFIX = "/v1/datasets"
 
@@ -62,14 +62,9 @@ class Operation:
 
 
 @cache
-def _spec() -> dict[str, Any]:
-    return json.loads(SPEC_PATH.read_text())  # type: ignore[no-any-return]
-
-
-@cache
 def _operations() -> tuple[Operation, ...]:
     ops = []
-    for template, item in _spec()["paths"].items():
+    for template, item in spec_document()["paths"].items():
         segments = template.strip("/").split("/")
         regex = "/".join("[^/]+" if s.startswith("{") else re.escape(s) for s in segments)
         for method, op in item.items():
@@ -95,7 +90,7 @@ def knowledge_operations() -> list[Operation]:
 
 @cache
 def _components() -> dict[str, Any]:
-    schemas = copy.deepcopy(_spec()["components"]["schemas"])
+    schemas = copy.deepcopy(spec_document()["components"]["schemas"])
     for (name, prop), schema in DIFY_ANSWERS.items():
         schemas[name]["properties"][prop] = schema
     return schemas  # type: ignore[no-any-return]
