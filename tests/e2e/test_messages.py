@@ -293,9 +293,11 @@ async def test_knowledge_goes_into_the_prompt_and_retriever_resources(chat: Chat
     dataset = await create_dataset(n, key, "Travel")
     facts = {"trains.txt": "The night train from Vienna to Venice departs at 21:40.",
              "office.txt": "The office cafeteria serves vegetarian lasagna every Wednesday."}
+    documents = {}
     for name, text in facts.items():
         document = await create_text_document(n, key, dataset["id"], name, text)
         await wait_indexed(n.client, key, dataset["id"], document["batch"])
+        documents[name] = document["document"]["id"]
     await chat.configure(dataset_configs={"top_k": 1, "datasets": {"datasets": [
         {"dataset": {"enabled": True, "id": dataset["id"]}}]}})
 
@@ -316,6 +318,17 @@ async def test_knowledge_goes_into_the_prompt_and_retriever_resources(chat: Chat
     quiet = (await chat.send("What is served on Wednesday?")).json()
     assert quiet["metadata"]["retriever_resources"] == []
     assert facts["office.txt"] in chat.provider.chat_requests[-1].body["messages"][0]["content"]
+
+    # each answer's segments count as hits, as a retrieval's do
+    async def hit_counts() -> dict[str, int] | None:
+        counts = {}
+        for name, document_id in documents.items():
+            r = await n.client.get(
+                f"/v1/datasets/{dataset['id']}/documents/{document_id}/segments", headers=key)
+            counts[name] = sum(s["hit_count"] for s in r.json()["data"])
+        return counts if counts == {"trains.txt": 1, "office.txt": 1} else None
+
+    await eventually(hit_counts, timeout=60)
 
 
 async def test_a_quiet_stream_is_kept_alive_with_pings(chat: Chat) -> None:

@@ -19,10 +19,11 @@ import base64
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from uuid import UUID
+from uuid import UUID, uuid5
 
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -36,6 +37,7 @@ from adapters.llm.openai_protocol import (
 )
 from adapters.storage.base import Storage
 from commands.conversation.aggregates import Conversation
+from commands.knowledge.aggregates import RetrievalHits
 from commands.unit_of_work import UnitOfWork
 from events.envelope import Envelope
 from events.store import ConcurrencyConflict, EventStore
@@ -50,6 +52,7 @@ from schemas.conversation.naming import (
     task_stream_key,
 )
 from schemas.errors import EddyError
+from schemas.knowledge.events import SegmentHits
 from workers.conversation.annotations import AnnotationDeps, find_reply
 from workers.conversation.task_stream import TaskStream, TokenWriter
 from workers.knowledge.indexing import caused_by
@@ -155,6 +158,8 @@ class MessageAnswer:
         # first tried on it (the store refuses it if anything was written since, and then
         # the end is recorded on the conversation as it is now): one load fewer per message.
         self._loaded: UnitOfWork | None = None
+        # dataset -> (document, segment) -> hits: what retrieval returned for the prompt
+        self._segment_hits: dict[UUID, Counter[tuple[UUID, UUID]]] = {}
 
     async def run(self) -> None:
         # Independent reads at once: each is a round trip the first token waits for.
@@ -315,6 +320,9 @@ class MessageAnswer:
                 found.append((dataset, hit))
         found.sort(key=lambda f: -f[1].score)
         found = found[:settings.top_k]
+        for dataset, hit in found:
+            self._segment_hits.setdefault(dataset["id"], Counter())[
+                (hit.row["document_id"], hit.row["id"])] += 1
         context = "\n\n".join(hit.row["content"] for _, hit in found)
         if not config.retriever_resource.enabled:
             return [], context
@@ -342,12 +350,24 @@ class MessageAnswer:
                                                    self.event.aggregate_id)
             if not conversation.finish(payload, self.ctx, hit):
                 return False
+            if isinstance(payload, ev.MessageAnswered):
+                self._count_segment_hits(uow)
             try:
                 await asyncio.to_thread(uow.commit)
                 return True
             except ConcurrencyConflict:
                 continue
         raise ConcurrencyConflict(f"conversation {self.event.aggregate_id} kept changing")
+
+    def _count_segment_hits(self, uow: UnitOfWork) -> None:
+        """The segments the answer was given, counted as hits in the answer's own commit
+        (as a retrieval's are, one batch per dataset): a redelivered message, already
+        answered, counts nothing again."""
+        for dataset_id, counter in self._segment_hits.items():
+            batch = uow.new(RetrievalHits, uuid5(self.p.message_id, f"segment-hits:{dataset_id}"))
+            batch.record_hits(dataset_id, [
+                SegmentHits(document_id=d, segment_id=s, count=n)
+                for (d, s), n in sorted(counter.items())], uow.ctx)
 
     async def _end(self, payload: ev.MessageAnswered | ev.MessageStopped,
                    resources: list[dict[str, Any]], hit: ev.AnnotationHit | None = None) -> None:
