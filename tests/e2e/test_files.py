@@ -5,9 +5,8 @@ deletion taking its conversations and files with it."""
 from __future__ import annotations
 
 import base64
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from uuid import UUID
 
@@ -16,6 +15,7 @@ import pytest
 from projections.conversation import queries
 from tests.chat import Chat, app_with_key
 from tests.harness import eventually
+from tests.local_http import serving
 from tests.spec import validate
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9Q"
@@ -62,13 +62,9 @@ class _Images(BaseHTTPRequestHandler):
 @pytest.fixture
 def images() -> Iterator[str]:
     """The base URL of a local remote-file host on 127.0.0.1."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Images)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
     _Images.seen.clear()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(_Images) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def remote(url: str) -> dict[str, str]:

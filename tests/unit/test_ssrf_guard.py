@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import ipaddress
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -18,6 +17,7 @@ from adapters.http.ssrf_guard import (
     is_public,
     vet_url,
 )
+from tests.local_http import serving
 
 NOTHING = AllowList()
 
@@ -111,13 +111,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
     _Handler.hosts.clear()
-    yield f"127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(_Handler) as port:
+        yield f"127.0.0.1:{port}"
 
 
 async def test_fetching_goes_to_the_vetted_address_with_the_host_name_kept(server: str) -> None:
