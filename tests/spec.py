@@ -1,4 +1,4 @@
-"""Dify's published Service API spec (`../shared/dify/openapi_service.json`) as JSON
+"""Dify's published Service API spec (`docs/dify/openapi_service.json`, vendored) as JSON
 Schema: validate answers and SSE events against its component schemas.
 
 OpenAPI 3.0's `nullable: true` becomes "or null", and a `oneOf` whose branches require no
@@ -22,12 +22,7 @@ _URI = "urn:dify:openapi_service"
 
 
 def _spec_path() -> Path:
-    # worktrees live beside shared/ (../shared), the main checkout too
-    for base in Path(__file__).resolve().parents:
-        candidate = base / "shared" / "dify" / "openapi_service.json"
-        if candidate.exists():
-            return candidate
-    raise FileNotFoundError("shared/dify/openapi_service.json")
+    return Path(__file__).resolve().parents[1] / "docs" / "dify" / "openapi_service.json"
 
 
 def _nullable(node: Any) -> Any:

@@ -1,5 +1,5 @@
 """Checks an answer of the Knowledge Service API against Dify's published spec
-(`../shared/dify/openapi_service.json`): the operation's response schema for that status,
+(`docs/dify/openapi_service.json`): the operation's response schema for that status,
 and every key of the spec's examples for it, recursively.
 
 The harness runs `check_answer` on every `/v1/datasets…` answer an e2e test receives, so a
