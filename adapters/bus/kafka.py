@@ -18,7 +18,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -288,9 +288,10 @@ class _Tracking:
     message 3 would be lost if this member died before acking it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, fence: int) -> None:
         self.pending: dict[int, bool] = {}  # offset -> acked, in delivery (= offset) order
         self.committed = -1
+        self.fence = fence  # the group generation that assigned us the partition
 
     def delivered(self, offset: int) -> None:
         self.pending.setdefault(offset, False)
@@ -323,8 +324,9 @@ class _Listener(ConsumerRebalanceListener):
             self.consumer._tracking.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        fence = self.consumer._generation()
         for tp in assigned:
-            self.consumer._tracking[tp] = _Tracking()
+            self.consumer._tracking[tp] = _Tracking(fence)
         # Also set for an empty assignment (more members than partitions): the join is done.
         self.consumer._joined.set()
 
@@ -389,7 +391,7 @@ class KafkaConsumer:
         )
         out: list[Message] = []
         for tp in sorted(batches, key=lambda tp: (tp.topic, tp.partition)):
-            tracking = self._tracking.setdefault(tp, _Tracking())
+            tracking = self._tracking.setdefault(tp, _Tracking(self._generation()))
             topic = tp.topic.removeprefix(self.bus.prefix)
             for record in batches[tp]:
                 tracking.delivered(record.offset)
@@ -401,13 +403,38 @@ class KafkaConsumer:
                         value=record.value if record.value is not None else b"",
                         headers={k: v.decode() for k, v in record.headers},
                         ack_token=(tp, record.offset),
+                        fence=tracking.fence,
                     )
                 )
         return out
 
     async def owns(self, message: Message) -> bool:
-        # Revocation (on_partitions_revoked) drops the partition's tracking.
-        return self._consumer is not None and message.ack_token[0] in self._tracking
+        # Revocation (on_partitions_revoked) drops the partition's tracking; a new
+        # assignment (which delivers again from the committed offset) has a new fence.
+        tracking = self._tracking.get(message.ack_token[0])
+        return (self._consumer is not None and tracking is not None
+                and tracking.fence == message.fence)
+
+    @contextlib.contextmanager
+    def working(self) -> Iterator[None]:
+        # aiokafka leaves the group when getmany is not called for max_poll_interval_ms,
+        # unless a fetch is under way: work in flight counts as one.
+        subscription = getattr(self._consumer, "_subscription", None)
+        fetching = getattr(subscription, "fetch_context", None)
+        context = fetching() if fetching is not None else contextlib.nullcontext()
+        context.__enter__()
+        try:
+            yield
+        finally:
+            # Exited as after success: aiokafka's context skips its own exit on an error,
+            # which would leave the member counted as fetching for good.
+            context.__exit__(None, None, None)
+
+    def _generation(self) -> int:
+        """The group generation we are a member of (aiokafka keeps it private; each
+        rebalance raises it, so a later owner of a partition has a higher one)."""
+        generation = getattr(getattr(self._consumer, "_coordinator", None), "generation", 0)
+        return max(0, int(generation))
 
     async def ack(self, message: Message) -> None:
         if self._consumer is None:

@@ -56,6 +56,7 @@ from schemas.knowledge.events import SegmentHits
 from workers.conversation.annotations import AnnotationDeps, find_reply
 from workers.conversation.task_stream import TaskStream, TokenWriter
 from workers.knowledge.indexing import caused_by
+from workers.ownership import current_fence, still_owner
 
 log = logging.getLogger(__name__)
 DEFAULT_CONTEXT_SIZE = 4096
@@ -117,7 +118,7 @@ class ChatDeps:
 def task_stream(deps: ChatDeps, p: ev.MessageCreated) -> TaskStream:
     return TaskStream(deps.redis, deps.redis_key(task_stream_key(p.task_id)),
                       deps.redis_key(task_stop_key(p.task_id)),
-                      task_owner(p.app_id, p.end_user_id), deps.stream_ttl)
+                      task_owner(p.app_id, p.end_user_id), deps.stream_ttl, current_fence())
 
 
 def stream_fields(event: Envelope[ev.MessageCreated]) -> dict[str, Any]:
@@ -162,9 +163,10 @@ class MessageAnswer:
         self._segment_hits: dict[UUID, Counter[tuple[UUID, UUID]]] = {}
 
     async def run(self) -> None:
-        # Independent reads at once: each is a round trip the first token waits for.
+        # Independent reads at once: each is a round trip the first token waits for. The
+        # claim fences off an earlier attempt still running (its worker stalled).
         conversation, stop_requested, streamed = await asyncio.gather(
-            self._conversation(), self.stream.stop_requested(), self.stream.length())
+            self._conversation(), self.stream.stop_requested(), self.stream.claim())
         if not conversation.awaits_answer(self.p.message_id):
             await self._close_ended(conversation)
             return
@@ -211,6 +213,7 @@ class MessageAnswer:
         usage: Usage | None = None
         stopped = False
         tokens = TokenWriter(self.stream)
+        await still_owner()  # the model costs money: not for a message moved elsewhere
         try:
             async for chunk in self.d.client_for(model).stream_chat(model.model, messages,
                                                                     **params):
@@ -352,6 +355,7 @@ class MessageAnswer:
                 return False
             if isinstance(payload, ev.MessageAnswered):
                 self._count_segment_hits(uow)
+            await still_owner()
             try:
                 await asyncio.to_thread(uow.commit)
                 return True
@@ -436,5 +440,6 @@ async def answer_message(deps: ChatDeps, event: Envelope[ev.MessageCreated]) -> 
 async def fail_message(deps: ChatDeps, event: Envelope[ev.MessageCreated],
                        exc: BaseException) -> None:
     """Dead-letter hook: the message will not be answered; its user hears why."""
-    await MessageAnswer(deps, event).fail("internal_server_error", 500,
-                                          "The message could not be answered.")
+    answer = MessageAnswer(deps, event)
+    await answer.stream.claim()
+    await answer.fail("internal_server_error", 500, "The message could not be answered.")

@@ -3,6 +3,11 @@ closing `message_end` or `error`) and every gateway process can read from any po
 
 Short-lived: it expires `ttl` seconds after its last write. Entry ids are the SSE event
 ids, so a client resumes with Last-Event-ID without gaps or repeats.
+
+Fenced: the attempt answering the task claims the stream with its message's fence (see
+workers/ownership.py), and a write succeeds only while the stream's fence is the writer's.
+A stale attempt (its worker stalled past its lease, another took the message over) can
+neither write after the new attempt's claim nor claim the stream back.
 """
 
 from __future__ import annotations
@@ -15,10 +20,31 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 
 from schemas.conversation.naming import TERMINAL_STREAM_EVENTS
+from workers.ownership import LostOwnership
 
 STOP_CHECK_SECONDS = 0.2  # how often a running answer looks for a stop request
+
+# KEYS: stream, fence key; ARGV: fence, ttl. Take the stream unless a later attempt holds
+# it; the number of entries written so far, or -1 when refused.
+_CLAIM = """
+local held = redis.call('GET', KEYS[2])
+if held and tonumber(held) > tonumber(ARGV[1]) then return -1 end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+return redis.call('XLEN', KEYS[1])
+"""
+
+# KEYS: stream, fence key; ARGV: fence, ttl, then the entries' data. Append them all if the
+# stream is still ours; 1, or 0 when refused.
+_APPEND = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+for i = 3, #ARGV do redis.call('XADD', KEYS[1], '*', 'data', ARGV[i]) end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
 
 
 @dataclass
@@ -28,21 +54,37 @@ class TaskStream:
     stop_key: str
     owner: str  # "app:end_user": only its own user stops a task
     ttl: int
+    fence: int  # the writing attempt's (its message's fence)
     _checked_stop_at: float = 0.0
+    _claim: AsyncScript = field(init=False)
+    _append: AsyncScript = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._claim = self.redis.register_script(_CLAIM)
+        self._append = self.redis.register_script(_APPEND)
+
+    @property
+    def fence_key(self) -> str:
+        return f"{self.key}.fence"
+
+    async def claim(self) -> int:
+        """Make the stream this attempt's; how many entries earlier attempts wrote.
+        LostOwnership if a later attempt has claimed it."""
+        written = int(await self._claim(keys=[self.key, self.fence_key],
+                                        args=[self.fence, self.ttl]))
+        if written < 0:
+            raise LostOwnership(f"task stream {self.key} was taken by a later attempt")
+        return written
 
     async def publish(self, event: dict[str, Any]) -> None:
         await self.publish_many([event])
 
     async def publish_many(self, events: Sequence[dict[str, Any]]) -> None:
-        """In order, one entry each, in one round trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for event in events:
-                pipe.xadd(self.key, {"data": orjson.dumps(event)})
-            pipe.expire(self.key, self.ttl)
-            await pipe.execute()
-
-    async def length(self) -> int:
-        return int(await self.redis.xlen(self.key))
+        """In order, one entry each, in one round trip; LostOwnership if the stream was
+        taken by a later attempt (nothing is written)."""
+        if not await self._append(keys=[self.key, self.fence_key],
+                                  args=[self.fence, self.ttl, *map(orjson.dumps, events)]):
+            raise LostOwnership(f"task stream {self.key} was taken by a later attempt")
 
     async def closed(self) -> bool:
         """Whether the closing event was written (a redelivered task must not write two)."""
