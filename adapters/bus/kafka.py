@@ -62,6 +62,7 @@ class KafkaBus:
         session_timeout_ms: int = 6000,
         replication_factor: int = 1,
         publish_timeout_ms: int = 10_000,
+        max_poll_interval_ms: int = 300_000,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.prefix = prefix
@@ -71,6 +72,9 @@ class KafkaBus:
         # Longest a publish waits for its acks (aiokafka's 40 s default would hold a request
         # that long when the broker dies mid-send).
         self.publish_timeout_ms = publish_timeout_ms
+        # No fetch (and no work in flight, see KafkaConsumer.working) for this long: the
+        # member leaves the group, taken for hung.
+        self.max_poll_interval_ms = max_poll_interval_ms
         self._counts: dict[str, int] = {}
         self._producer: AIOKafkaProducer | None = None
 
@@ -355,6 +359,7 @@ class KafkaConsumer:
             auto_offset_reset="earliest",
             session_timeout_ms=session,
             heartbeat_interval_ms=max(100, session // 3),
+            max_poll_interval_ms=self.bus.max_poll_interval_ms,
             # The broker holds a fetch open until data arrives or this long: aiokafka's 500 ms
             # default puts half a second on every hop of a command's round trip.
             fetch_max_wait_ms=20,
