@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID, uuid4, uuid5
 
 import orjson
@@ -43,11 +44,13 @@ RECHECK_SECONDS = 1.0  # a notification can be lost across a reconnect: look thi
 
 
 class CommandPending(Exception):
-    """The outcome (or its projection) was not ready in time; the client polls status_url."""
+    """The outcome (or its projection) was not ready in time; the client polls status_url.
+    `details`: what else the client needs to follow the request (ids it can use)."""
 
-    def __init__(self, command_id: UUID) -> None:
+    def __init__(self, command_id: UUID, **details: str) -> None:
         super().__init__(str(command_id))
         self.command_id = command_id
+        self.details = details
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,23 @@ class CommandGateway:
             row = (await conn.execute(select(command_outcomes).where(
                 command_outcomes.c.command_id == command_id))).mappings().first()
         return outcome_from_row(row) if row else None
+
+    async def status(self, command_id: UUID) -> dict[str, Any]:
+        """What a 202's status_url answers: pending until the outcome is known and, when
+        accepted, until the read model shows it."""
+        outcome = await self.outcome(command_id)
+        if outcome is None:
+            return {"id": str(command_id), "status": "pending"}
+        projected = outcome.position is None or await self.wait_for_projection(
+            outcome, timeout=0)
+        return {
+            "id": str(command_id),
+            "status": outcome.status if projected or outcome.status == "rejected"
+            else "pending",
+            "position": outcome.position,
+            "result": outcome.result,
+            "error": outcome.error,
+        }
 
     async def wait_outcome(self, command_id: UUID, timeout: float) -> CommandOutcome | None:
         """The outcome of a command published earlier (a status poll, a benchmark)."""

@@ -1,7 +1,9 @@
 """Liveness and readiness: database, Redis, bus, and how far projections and the relay lag.
 
 A lag above zero that has not shrunk for HEALTH_LAG_STALL_SECONDS means its consumer is
-stuck (or hopelessly behind): /health then says "degraded" and names it.
+stuck (or hopelessly behind): /health then says "degraded" and names it. So does a consumer
+group whose unacknowledged messages wait, that long, in partitions no live member owns (its
+workers died or stalled).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from events.consumer_groups import group_lags
 from gateway.deps import get_container
 from projections.progress import relay_lag
 from projections.versions import maintained_lags
@@ -80,9 +83,22 @@ async def dependency_checks(request: Request) -> dict[str, dict[str, Any]]:
         lag = await relay_lag(c.engine)
         return {"lag": lag, **({"status": "stalled"} if watch.stalled("relay", lag) else {})}
 
+    async def consumers() -> dict[str, Any]:
+        groups = list((await group_lags(c.engine)).values())
+        states = await asyncio.gather(*(c.bus.group_state(g.name, g.topics) for g in groups))
+        stalled = []
+        for group, state in zip(groups, states, strict=True):
+            owned = {tp for parts in state.members.values() for tp in parts}
+            orphaned = state.oldest_unacked is not None and any(
+                tp not in owned for tp in group.partition_lag)
+            if watch.stalled(f"group:{group.name}", int(orphaned)):
+                stalled.append(group.name)
+        return {"status": "stalled", "stalled": sorted(stalled)} if stalled else {}
+
     results = await asyncio.gather(
         _check("database", database()), _check("redis", redis()), _check("bus", bus()),
         _check("projections", projections()), _check("relay", relay()),
+        _check("consumers", consumers()),
     )
     return dict(results)
 

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from gateway.auth import ApiKeyPrincipal, AppKey
+from gateway.commanding import CommandPending
 from gateway.conversation.config import app_config
 from gateway.conversation.files import message_files
 from gateway.conversation.run_configs import run_configs
@@ -133,13 +134,22 @@ async def _ask(request: Request, key: ApiKeyPrincipal, app: dict[str, Any],
     await c.redis.set(c.redis_key(task_owner_key(task_id)), owner, ex=ttl)
     # Accepted once decided (a missing conversation is refused here, as an HTTP error); the
     # answer is read from the task's stream, not from the read model: no projection wait.
-    await command_gateway(request).send(
-        cmd.SendMessage(conversation_id=conversation_id, message_id=message_id, task_id=task_id,
-                        app_id=app["id"], mode=app["mode"], user=body.user, query=body.query,
-                        inputs=inputs, config=config.model_dump(mode="json"),
-                        new_conversation=not conversation, files=files),
-        aggregate_id=conversation_id, tenant_id=key.tenant_id, actor_id=key.actor_id,
-        read_your_writes=False)
+    try:
+        await command_gateway(request).send(
+            cmd.SendMessage(conversation_id=conversation_id, message_id=message_id,
+                            task_id=task_id, app_id=app["id"], mode=app["mode"],
+                            user=body.user, query=body.query, inputs=inputs,
+                            config=config.model_dump(mode="json"),
+                            new_conversation=not conversation, files=files),
+            aggregate_id=conversation_id, tenant_id=key.tenant_id, actor_id=key.actor_id,
+            read_your_writes=False)
+    except CommandPending as pending:
+        # Not decided in time (the command handlers are slow or down): the client gets what
+        # it needs to follow the answer once it comes (the task's events, its message).
+        ids = {"task_id": str(task_id), "message_id": str(message_id)}
+        if app["mode"] != "completion":
+            ids["conversation_id"] = str(conversation_id)
+        raise CommandPending(pending.command_id, **ids) from pending
     stream = c.redis_key(task_stream_key(task_id))
     if body.response_mode == "streaming":
         return StreamingResponse(_sse(request, stream, "0"), media_type="text/event-stream",
