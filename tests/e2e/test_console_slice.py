@@ -245,7 +245,8 @@ async def test_health_reports_dependencies_and_lag(node: Node) -> None:
     health = await node.client.get("/health")
     body = health.json()
     assert health.status_code == 200 and body["status"] == "ok"
-    assert set(body["checks"]) == {"database", "redis", "bus", "projections", "relay"}
+    assert set(body["checks"]) == {"database", "redis", "bus", "projections", "relay",
+                                   "consumers"}
     assert body["checks"]["projections"]["lag"] == {"console_v1": 0}
     assert (await node.client.get("/ready")).status_code == 200
 
