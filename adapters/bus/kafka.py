@@ -321,16 +321,30 @@ class _Tracking:
 class _Listener(ConsumerRebalanceListener):
     def __init__(self, consumer: KafkaConsumer) -> None:
         self.consumer = consumer
+        # What the last revocation took: its partitions' fences, and the generation then
+        self._revoked: dict[TopicPartition, int] = {}
+        self._revoked_in = -1
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         # Unacked messages of these partitions go to the next owner from the committed offset.
+        self._revoked_in = self.consumer._generation()
+        self._revoked = {}
         for tp in revoked:
-            self.consumer._tracking.pop(tp, None)
+            tracking = self.consumer._tracking.pop(tp, None)
+            if tracking is not None:
+                self._revoked[tp] = tracking.fence
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        fence = self.consumer._generation()
+        generation = self.consumer._generation()
+        # A partition we had in the generation just before this one stayed ours throughout
+        # (one owner per generation): it keeps its fence, so the rebalance does not stop
+        # our work in flight on it. After a gap (we were expelled, say stalled past our
+        # session, and others had it meanwhile) it gets a new one.
+        kept = self._revoked if self._revoked_in >= 0 and \
+            generation == self._revoked_in + 1 else {}
         for tp in assigned:
-            self.consumer._tracking[tp] = _Tracking(fence)
+            self.consumer._tracking[tp] = _Tracking(kept.get(tp, generation))
+        self._revoked = {}
         # Also set for an empty assignment (more members than partitions): the join is done.
         self.consumer._joined.set()
 
@@ -396,7 +410,9 @@ class KafkaConsumer:
         )
         out: list[Message] = []
         for tp in sorted(batches, key=lambda tp: (tp.topic, tp.partition)):
-            tracking = self._tracking.setdefault(tp, _Tracking(self._generation()))
+            tracking = self._tracking.get(tp)
+            if tracking is None:
+                continue  # fetched before it was revoked: its owner reads it again
             topic = tp.topic.removeprefix(self.bus.prefix)
             for record in batches[tp]:
                 tracking.delivered(record.offset)
@@ -414,8 +430,8 @@ class KafkaConsumer:
         return out
 
     async def owns(self, message: Message) -> bool:
-        # Revocation (on_partitions_revoked) drops the partition's tracking; a new
-        # assignment (which delivers again from the committed offset) has a new fence.
+        # Revocation (on_partitions_revoked) drops the partition's tracking; an assignment
+        # after others may have had it comes with a new fence.
         tracking = self._tracking.get(message.ack_token[0])
         return (self._consumer is not None and tracking is not None
                 and tracking.fence == message.fence)
@@ -438,8 +454,8 @@ class KafkaConsumer:
     def _generation(self) -> int:
         """The group generation we are a member of (aiokafka keeps it private; each
         rebalance raises it, so a later owner of a partition has a higher one)."""
-        generation = getattr(getattr(self._consumer, "_coordinator", None), "generation", 0)
-        return max(0, int(generation))
+        generation = getattr(getattr(self._consumer, "_coordinator", None), "generation", -1)
+        return int(generation)  # -1: none (not joined, or expelled)
 
     async def ack(self, message: Message) -> None:
         if self._consumer is None:

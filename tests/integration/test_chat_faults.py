@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from sqlalchemy import text
 
 from adapters.embedded.postgres import EmbeddedPostgres
@@ -55,32 +56,53 @@ async def test_chat_worker_killed_mid_answer_answers_once_elsewhere(
     await _answer_under_fault(postgres, fresh_database, redis_url, kill, 0.15)
 
 
-async def test_chat_worker_paused_past_its_lease_stops_when_resumed(
-    postgres: EmbeddedPostgres, fresh_database: Callable[..., str], redis_url: str,
-) -> None:
-    """Paused mid-answer until the new owner streams its own answer, then resumed: the
-    stale worker finds its lease lost before its next effect and stops."""
-    resumed = False
+class PauseUntilTakenOver:
+    """Pause the worker mid-answer until the new owner streams its own answer, then resume
+    it: the stale worker finds its partition lost before its next effect and stops."""
 
-    def pause(workers: list[subprocess.Popen[bytes]], events: list[dict[str, Any]],
-              spawn: Callable[[str], subprocess.Popen[bytes]]) -> None:
-        nonlocal resumed
+    def __init__(self) -> None:
+        self.resumed = False
+
+    def __call__(self, workers: list[subprocess.Popen[bytes]], events: list[dict[str, Any]],
+                 spawn: Callable[[str], subprocess.Popen[bytes]]) -> None:
         if len(events) == 5:  # mid-answer
             workers[0].send_signal(signal.SIGSTOP)
             workers.append(spawn("chat-2"))  # takes the partition once the lease lapses
         kinds = [e["event"] for e in events]
-        if not resumed and "message_replace" in kinds \
+        if not self.resumed and "message_replace" in kinds \
                 and kinds[kinds.index("message_replace"):].count("message") == 3:
             workers[0].send_signal(signal.SIGCONT)  # while the new owner is mid-answer
-            resumed = True
+            self.resumed = True
 
+
+async def test_chat_worker_paused_past_its_lease_stops_when_resumed(
+    postgres: EmbeddedPostgres, fresh_database: Callable[..., str], redis_url: str,
+) -> None:
+    pause = PauseUntilTakenOver()
     await _answer_under_fault(postgres, fresh_database, redis_url, pause, 0.3)
-    assert resumed
+    assert pause.resumed
+
+
+@pytest.mark.kafka
+async def test_chat_worker_paused_past_its_session_stops_when_resumed_on_kafka(
+    postgres: EmbeddedPostgres, fresh_database: Callable[..., str], redis_url: str,
+    kafka_bootstrap: str,
+) -> None:
+    """The same on Kafka: the group expels the paused member after its session, the new
+    owner's deliveries carry a later generation. The resumed member rejoins, and that
+    rebalance may move the partition again (Kafka's assignor is not sticky): then its new
+    owner answers once more, after another `message_replace`, never the stale attempt."""
+    pause = PauseUntilTakenOver()
+    await _answer_under_fault(postgres, fresh_database, redis_url, pause, 0.5, kafka_bootstrap,
+                              rebalance_may_restart=True)
+    assert pause.resumed
 
 
 async def _answer_under_fault(postgres: EmbeddedPostgres, fresh_database: Callable[..., str],
-                              redis_url: str, fault: Fault, takeover_delay: float) -> None:
-    settings = node_settings(postgres, fresh_database("chatfault"), redis_url)
+                              redis_url: str, fault: Fault, takeover_delay: float,
+                              kafka_bootstrap: str | None = None,
+                              rebalance_may_restart: bool = False) -> None:
+    settings = node_settings(postgres, fresh_database("chatfault"), redis_url, kafka_bootstrap)
     # Everything but the chat processor runs here; it runs in processes the fault acts on.
     roles = ["relay", "commands", "projections"]
     with FakeOpenAIServer(api_key=KEY, models={MODEL}) as provider:
@@ -94,8 +116,8 @@ async def _answer_under_fault(postgres: EmbeddedPostgres, fresh_database: Callab
             # The failing attempt's reply, then the next one's (slower: the stale worker
             # resumes while it streams).
             provider.script_chat(ScriptedChat("".join(FIRST), chunks=FIRST, chunk_delay=0.15),
-                                 ScriptedChat("".join(WORDS), chunks=WORDS,
-                                              chunk_delay=takeover_delay))
+                                 *[ScriptedChat("".join(WORDS), chunks=WORDS,
+                                                chunk_delay=takeover_delay)] * 2)
 
             env = {**os.environ, **settings.as_env(LOG_LEVEL="WARNING")}
             workers = [spawn_chat_worker(env, "chat-1")]
@@ -117,20 +139,26 @@ async def _answer_under_fault(postgres: EmbeddedPostgres, fresh_database: Callab
                     worker.send_signal(signal.SIGCONT)
                     worker.kill()
                     worker.wait()
-            await _answered_once(node, key, events, provider)
+            await _answered_once(node, key, events, provider, rebalance_may_restart)
 
 
 async def _answered_once(node: Node, key: dict[str, str], events: list[dict[str, Any]],
-                         provider: FakeOpenAIServer) -> None:
+                         provider: FakeOpenAIServer, rebalance_may_restart: bool) -> None:
     kinds = [e["event"] for e in events]
     assert kinds[-1] == "message_end" and "error" not in kinds
-    assert kinds.count("message_replace") == 1
-    replaced = kinds.index("message_replace")
-    before = "".join(e["answer"] for e in events[:replaced] if e["event"] == "message")
+    attempts = provider.calls("/chat/completions")
+    assert attempts in ((2, 3) if rebalance_may_restart else (2,))
+    assert kinds.count("message_replace") == attempts - 1
+    first = kinds.index("message_replace")
+    before = "".join(e["answer"] for e in events[:first] if e["event"] == "message")
     assert len(before.split()) >= 5 and set(before.split()) <= {w.strip() for w in FIRST}
-    assert events[replaced]["answer"] == ""
-    final = "".join(e["answer"] for e in events[replaced + 1:] if e["event"] == "message")
-    assert final == "".join(WORDS)  # the new attempt's tokens alone, none of the first's
+    # Nothing of the first attempt after it was replaced: its worker stopped when resumed.
+    after = "".join(e["answer"] for e in events[first:] if e["event"] == "message")
+    assert not set(after.split()) & {w.strip() for w in FIRST}
+    last = len(kinds) - 1 - kinds[::-1].index("message_replace")
+    assert all(e["answer"] == "" for e in events if e["event"] == "message_replace")
+    final = "".join(e["answer"] for e in events[last + 1:] if e["event"] == "message")
+    assert final == "".join(WORDS)  # one attempt's tokens alone, whole
 
     conversation = events[0]["conversation_id"]
 
@@ -148,7 +176,6 @@ async def _answered_once(node: Node, key: dict[str, str], events: list[dict[str,
             " AND topic IN ('Conversation:MessageAnswered', 'Conversation:MessageFailed',"
             " 'Conversation:MessageStopped')"), {"c": conversation})).scalar()
     assert ends == 1
-    assert provider.calls("/chat/completions") == 2
 
     async def nothing_pending() -> bool:
         state = await node.container.bus.group_state(CHAT, [CHAT])
