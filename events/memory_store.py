@@ -1,5 +1,5 @@
 """An event store in process memory, for the fast unit tier: the same contract as the
-Postgres store, which is the reference (tests/integration/test_event_store.py):
+Postgres store, which is the reference (tests/contracts/event_store.py):
 
 - optimistic concurrency: an append fails when one of its (aggregate, version) keys is
   taken, as the Postgres primary key does (it does not check that versions are consecutive;
