@@ -307,12 +307,21 @@ class BusContract:
                 await consumer.ack(m)
         assert (await bus.group_state("g", [TOPIC])).oldest_unacked is None
 
-    async def test_a_topic_grows_and_never_shrinks(self, bus: Bus) -> None:
+    async def test_a_topic_grows(self, bus: Bus) -> None:
         await bus.ensure_topics([TopicSpec(TOPIC, 2)])
         await bus.add_partitions(TOPIC, 5)
         assert await bus.topic_partitions([TOPIC]) == {TOPIC: 5}
+
+    async def test_a_topic_never_shrinks_and_an_unknown_one_never_appears(
+        self, bus: Bus
+    ) -> None:
+        await bus.ensure_topics([TopicSpec(TOPIC, 2)])
         with pytest.raises(ValueError, match="cannot shrink"):
-            await bus.add_partitions(TOPIC, 3)
+            await bus.add_partitions(TOPIC, 1)
+        await bus.add_partitions(TOPIC, 2)  # already there: nothing to do
+        with pytest.raises(LookupError):
+            await bus.add_partitions("never.created", 3)
+        assert await bus.topic_partitions([TOPIC, "never.created"]) == {TOPIC: 2}
 
 
 class MembersInOtherProcessesContract(BusContract):

@@ -130,5 +130,5 @@ class TestKafkaBus(MembersInOtherProcessesContract):
             "session": 3000,
         }
 
-    async def test_a_topic_grows_and_never_shrinks(self, bus: KafkaBus) -> None:
+    async def test_a_topic_grows(self, bus: KafkaBus) -> None:
         pytest.skip("tansu, the test broker, does not implement CreatePartitions")
