@@ -10,6 +10,7 @@ positions, version order, optimistic concurrency, atomic batches, command outcom
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from itertools import pairwise
 from uuid import UUID, uuid4
 
@@ -234,6 +235,16 @@ class EventStoreContract:
         store.append(history(a, [1, 2]), outcome)
         stored = store.outcome(cid)
         assert stored is not None and stored.aggregate_version == 2
+
+    def test_an_outcome_keeps_the_aggregates_it_wrote(self, store: EventStore) -> None:
+        """What read-your-writes waits for: each aggregate the command wrote, at its version."""
+        a, b, cid = uuid4(), uuid4(), uuid4()
+        wrote = {a: ("App", 2), b: ("App", 1)}
+        store.append([*history(a, [1, 2]), app_event(b, 1)],
+                     replace(outcome_for(cid, aggregate_id=a), aggregates=wrote))
+        wrote[uuid4()] = ("App", 9)  # the caller's dict is not what was stored
+        stored = store.outcome(cid)
+        assert stored is not None and stored.aggregates == {a: ("App", 2), b: ("App", 1)}
 
     def test_outcome_results_come_back_as_json(self, store: EventStore) -> None:
         """What a command answers travels as JSON (over the outcome table, to the gateway):

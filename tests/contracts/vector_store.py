@@ -439,7 +439,8 @@ class PostgresLikeStoreChecks:
 
     async def test_collection_names_keep_case(self, store: VectorStore) -> None:
         # Quoted identifiers: "Ab" and "ab" are different collections, not one.
-        upper, lower = f"Vector_index_{uuid.uuid4().hex}_Node", f"vector_index_{uuid.uuid4().hex}"
+        upper = f"Vector_index_{uuid.uuid4().hex}_Node"
+        lower = upper.lower()
         await store.create(upper, DIM)
         await store.create(lower, DIM)
         await store.add_texts(upper, [A])
