@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     CHAT_CONCURRENCY: int = Field(default=100, ge=1, le=1024)
     # A task's stream of SSE events lives this long after its last event (reconnects)
     TASK_STREAM_TTL_SECONDS: int = Field(default=600, ge=10)
+    # A client's SSE stream rides out Redis being unreachable this long, then ends with an
+    # `error` event naming how to resume (a blocking request answers 202 with the task)
+    TASK_STREAM_OUTAGE_SECONDS: float = Field(default=20.0, gt=0)
     HEALTH_LAG_STALL_SECONDS: float = Field(default=30.0, gt=0)
     KAFKA_SESSION_TIMEOUT_MS: int = Field(default=6000, ge=1000)
     # Worker processes serve Prometheus /metrics on this port; 0 = off
