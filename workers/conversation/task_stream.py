@@ -74,7 +74,12 @@ class TaskStream:
         if throttle and time.monotonic() - self._checked_stop_at < STOP_CHECK_SECONDS:
             return False
         self._checked_stop_at = time.monotonic()
-        asked_by = await self.redis.get(self.stop_key)
+        try:
+            asked_by = await self.redis.get(self.stop_key)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            return False  # unknown while Redis is away: asked again at the next check
         return asked_by is not None and asked_by.decode() == self.owner
 
 
