@@ -45,6 +45,7 @@ from schemas.errors import (
     NotChatApp,
     NotCompletionApp,
     NotFound,
+    ServerBusy,
 )
 
 router = APIRouter(prefix="/v1")
@@ -54,6 +55,30 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _MAX_STREAM_ID_PART = 2**64 - 1
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
                                                max_length=255)]
+
+
+class AnswerSlots:
+    """Answers this gateway process relays at once (CHAT_MAX_OPEN_STREAMS). A message past
+    the limit is refused before anything is recorded (503 + Retry-After): back-pressure at
+    the door rather than a connection pool failing mid-answer."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.open = limit, 0
+
+    def take(self) -> None:
+        if self.open >= self.limit:
+            raise ServerBusy("Too many answers are streaming from this server; retry shortly.")
+        self.open += 1
+
+    def give(self) -> None:
+        self.open -= 1
+
+
+def _slots(request: Request) -> AnswerSlots:
+    state = request.app.state
+    if not hasattr(state, "answer_slots"):
+        state.answer_slots = AnswerSlots(get_container(request).settings.CHAT_MAX_OPEN_STREAMS)
+    return state.answer_slots  # type: ignore[no-any-return]
 
 
 class StreamInterrupted(Exception):
@@ -162,6 +187,33 @@ def _task_ids(app_id: UUID, user: str, conversation: UUID | None,
 async def _ask(request: Request, key: ApiKeyPrincipal, app: dict[str, Any],
                body: api.CompletionMessageRequest, conversation: str | None,
                idempotency_key: str | None) -> Any:
+    slots = _slots(request)
+    slots.take()
+    try:
+        answer = await _accept(request, key, app, body, conversation, idempotency_key)
+    except BaseException:
+        slots.give()
+        raise
+    if isinstance(answer, StreamingResponse):
+        answer.body_iterator = _giving_back(answer.body_iterator, slots)
+    else:
+        slots.give()
+    return answer
+
+
+async def _giving_back(body: AsyncIterator[Any], slots: AnswerSlots) -> AsyncIterator[Any]:
+    """The stream's chunks; its slot is given back however the stream ends (done, the
+    client gone, cancelled)."""
+    try:
+        async for chunk in body:
+            yield chunk
+    finally:
+        slots.give()
+
+
+async def _accept(request: Request, key: ApiKeyPrincipal, app: dict[str, Any],
+                  body: api.CompletionMessageRequest, conversation: str | None,
+                  idempotency_key: str | None) -> Any:
     c = get_container(request)
     config = await _run_config(request, key.tenant_id, app)
     inputs = validate_inputs(config, body.inputs)

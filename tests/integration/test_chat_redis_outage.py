@@ -166,3 +166,21 @@ async def test_a_long_outage_ends_a_stream_with_an_error_then_it_resumes(
     text = "".join(e["answer"] for e in before + later if e["event"] == "message")
     assert text == "".join(WORDS)
     assert len(chat.provider.chat_requests) == 1
+
+
+async def test_after_a_restart_no_request_fails_on_a_stale_pooled_connection(
+        chat: Chat, own_redis: EmbeddedRedis) -> None:
+    # many connections pooled: concurrent answers each hold one while reading their stream
+    answers = await asyncio.gather(*[chat.send(f"warm {i}") for i in range(20)])
+    assert {a.status_code for a in answers} == {200}
+    await asyncio.to_thread(own_redis.stop)
+    await asyncio.to_thread(own_redis.start)
+
+    async def ready() -> bool:
+        return (await chat.node.client.get("/ready")).status_code == 200
+
+    await eventually(ready, timeout=30)
+    after = [await chat.send(f"after {i}") for i in range(10)]
+    after += await asyncio.gather(*[chat.send(f"together {i}") for i in range(20)])
+    assert [a.status_code for a in after] == [200] * 30, [a.text for a in after
+                                                          if a.status_code != 200]
