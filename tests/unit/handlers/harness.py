@@ -150,6 +150,10 @@ def partition_key(payload: CommandPayload) -> UUID:
         value = getattr(payload, name, None)
         if isinstance(value, UUID):
             return value
+    # A command of a context not named above travels under its first id.
+    for name, value in payload:
+        if name.endswith("_id") and isinstance(value, UUID):
+            return value
     raise AssertionError(f"no partition key for {payload.command_type}")
 
 
