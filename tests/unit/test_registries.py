@@ -5,6 +5,7 @@ Manifests that contradict each other are refused by `assemble`, naming the culpr
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from uuid import uuid4
 
 import pytest
@@ -26,7 +27,9 @@ from schemas.knowledge import events as kev
 from schemas.platform import commands as pcmd
 from schemas.platform import events as pev
 from workers.declarations import Job, WorkTopic
+from workers.node import all_roles, work_processor
 from workers.runtime import Processor
+from workers.scheduler import run_job
 
 
 def _all_subclasses(cls: type) -> set[type]:
@@ -129,6 +132,10 @@ def _processor(topic: str, *, store: object) -> Processor:
 async def _job(*, bus: object) -> None: ...
 
 
+async def _never(message: object) -> None:
+    raise AssertionError("nothing is consumed here")
+
+
 def _context(name: str, work: list[WorkTopic] | None = None,
              jobs: list[Job] | None = None) -> ContextManifest:
     return ContextManifest(name=name, aggregates=[], events=[], upcasters={}, handlers=[],
@@ -149,6 +156,25 @@ def test_a_context_declares_its_work_topics_roles_and_the_routes_to_them() -> No
                          correlation_id=uuid4(), causation_id=uuid4())
     assert "mail.outbox" in assembly.routing.topics_for(event)
     assert {"mail.outbox", "mail.outbox.dlq"} <= {t.name for t in assembly.topics(1, 1)}
+    assert "mail.outbox" in all_roles(assembly.work)
+
+
+async def test_processors_and_jobs_get_only_the_dependencies_they_declare() -> None:
+    given: dict[str, object] = {}
+
+    def outbox(topic: str, *, store: object) -> Processor:
+        given.update(topic=topic, store=store)
+        return Processor(group=topic, topics=[topic], handle=_never)
+
+    async def digest(*, bus: object) -> None:
+        given.update(bus=bus)
+
+    container = SimpleNamespace(store="the store", bus="the bus", storage="the storage")
+    processor = work_processor(container,  # type: ignore[arg-type]
+                               _work("mail.outbox", processor=outbox))
+    await run_job(container, Job("digest", 60.0, digest))  # type: ignore[arg-type]
+    assert (processor.group, list(processor.topics)) == ("mail.outbox", ["mail.outbox"])
+    assert given == {"topic": "mail.outbox", "store": "the store", "bus": "the bus"}
 
 
 def test_roles_are_named_after_their_context() -> None:
