@@ -245,3 +245,10 @@ def test_a_job_asking_for_what_the_container_lacks_is_refused() -> None:
 
     with pytest.raises(ValueError, match=r"job 'digest' asks for \['mailer'\]"):
         assemble([_context("mail", jobs=[Job("digest", 60.0, needy)])])
+
+
+def test_a_job_taking_the_whole_container_is_refused() -> None:
+    async def old_style(c: object) -> None: ...
+
+    with pytest.raises(ValueError, match="job 'digest' takes only its dependencies"):
+        assemble([_context("mail", jobs=[Job("digest", 60.0, old_style)])])
