@@ -21,6 +21,7 @@ from events.registry import EventTypes
 from events.store import EventStore
 from projections.knowledge.retrieval import Retriever
 from projections.platform.models import resolve_model
+from projections.versions import ReadModels
 from schemas.conversation import events as ev
 from schemas.platform import events as platform
 from workers.conversation import cleanup
@@ -31,12 +32,14 @@ from workers.runtime import Processor, by_type, decoding
 
 
 def chat_processor(topic: str, *, settings: Settings, event_types: EventTypes,
-                   store: EventStore, engine: AsyncEngine, redis: aioredis.Redis,
+                   store: EventStore, engine: AsyncEngine, read_models: ReadModels,
+                   redis: aioredis.Redis,
                    redis_key: Callable[[str], str], storage: Storage,
                    embedding_models: EmbeddingModels, vectors: VectorStore,
                    keywords: VectorStore) -> Processor:
     async def resolve(tenant_id: UUID, provider: str | None, model: str | None) -> ChatModel:
-        return await resolve_model(engine, settings.SECRET_KEY, tenant_id, "llm",
+        # the active read-model version as of this message
+        return await resolve_model(read_models.engine, settings.SECRET_KEY, tenant_id, "llm",
                                    provider, model)
 
     deps = ChatDeps(store=store, redis=redis, redis_key=redis_key, engine=engine,
