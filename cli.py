@@ -39,7 +39,7 @@ def _roles() -> tuple[str, ...]:
     from bootstrap import ASSEMBLY
     from workers.node import all_roles
 
-    return all_roles(ASSEMBLY.processors)
+    return all_roles(ASSEMBLY.work)
 
 
 def migrate(settings: Settings) -> None:
@@ -76,7 +76,7 @@ async def _run_worker(settings: Settings, roles: Sequence[str] | None,
 
         prometheus_client.start_http_server(settings.WORKER_METRICS_PORT)
     container = await build(settings)
-    roles = all_roles(container.processors) if roles is None else roles
+    roles = all_roles(container.work) if roles is None else roles
     stop = asyncio.Event()
     _install_stop(stop)
     tasks = start_roles(container, roles, stop, member, concurrency)
@@ -251,17 +251,17 @@ def up(settings: Settings) -> int:
 
 
 def _job(settings: Settings, name: str) -> int:
-    from bootstrap import build
-    from workers.scheduler import JOBS
+    from bootstrap import ASSEMBLY, build
+    from workers.scheduler import run_job
 
-    if name not in JOBS:
-        print(f"unknown job {name!r}; jobs: {', '.join(JOBS)}", file=sys.stderr)
+    if name not in ASSEMBLY.jobs:
+        print(f"unknown job {name!r}; jobs: {', '.join(ASSEMBLY.jobs)}", file=sys.stderr)
         return 2
 
     async def run() -> None:
         container = await build(settings)
         try:
-            await JOBS[name][1](container)
+            await run_job(container, ASSEMBLY.jobs[name])
         finally:
             await container.close()
 

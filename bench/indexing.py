@@ -65,13 +65,13 @@ from adapters.vector.base import VectorDocument
 from adapters.vector.pgvector import PgVectorStore
 from bootstrap import in_process_node
 from config import Settings, load_settings
+from contexts.knowledge import INDEXING_BULK
 from indexing.clean import clean_text
 from indexing.extract import extract_text
 from indexing.split import ProcessRule, split_text
 from migrations.runner import upgrade
 from projections.knowledge.tables import documents as read_documents
 from schemas.knowledge.naming import content_hash
-from schemas.knowledge.topics import INDEXING_BULK
 from workers.knowledge.indexing import EMBED_BATCH
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -400,14 +400,15 @@ def _eddy_worker(settings: Settings, member: str, log: Path) -> subprocess.Popen
              "VECTOR_STORE", "EMBEDDING_PROVIDER", "COMMAND_PARTITIONS", "EVENT_PARTITIONS")
     env = {**os.environ, **{k: str(getattr(settings, k) or "") for k in names},
            "EVENT_BUS": settings.bus.value, "LOG_LEVEL": "WARNING"}
-    return _spawn(["-m", "cli", "worker", "--roles", "indexing-bulk,indexing-priority",
-                   "--member", member], env, log)
+    return _spawn(["-m", "cli", "worker", "--roles",
+                   "knowledge.indexing-bulk,knowledge.indexing-priority", "--member", member],
+                  env, log)
 
 
 def _lease_keys(settings: Settings) -> list[str]:
     # adapters/bus/redis_streams.py's lease layout for the bulk lane's consumer group.
-    meta = f"{settings.EVENT_TOPIC_PREFIX}_meta.group.{INDEXING_BULK}"
-    return [f"{meta}.lease.{INDEXING_BULK}.{p}" for p in range(settings.EVENT_PARTITIONS)]
+    meta = f"{settings.EVENT_TOPIC_PREFIX}_meta.group.{INDEXING_BULK.name}"
+    return [f"{meta}.lease.{INDEXING_BULK.name}.{p}" for p in range(settings.EVENT_PARTITIONS)]
 
 
 async def _lease_owners(client: aioredis.Redis, settings: Settings) -> list[str | None]:
