@@ -26,6 +26,10 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"code": code, "message": message, "status": status}, status_code=status)
 
 
+def eddy_error_response(exc: EddyError) -> JSONResponse:
+    return error_response(exc.status, exc.code, exc.message)
+
+
 def _describe(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -39,12 +43,11 @@ def _describe(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(EddyError)
     async def _eddy(_: Request, exc: EddyError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message)
+        return eddy_error_response(exc)
 
     @app.exception_handler(UrlRefused)
     async def _url_refused(_: Request, exc: UrlRefused) -> JSONResponse:
-        refused = RemoteFileRefused(str(exc))
-        return error_response(refused.status, refused.code, refused.message)
+        return eddy_error_response(RemoteFileRefused(str(exc)))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
