@@ -85,8 +85,9 @@ class ProjectionRunner:
                     found = await self._with_missing(event, current)
                 steps += found
                 applied[event.aggregate_id] = found[-1].aggregate_version
+                # loaded events carry no position: the delivered one's is the latest known
                 advanced[event.aggregate_id] = (found[-1].aggregate_version,
-                                                found[-1].position or 0)
+                                                found[-1].position or event.position or 0)
                 new += 1
             await self.projection.apply(conn, steps)
             if advanced:
@@ -160,11 +161,22 @@ class ProjectionRunner:
                 return False
         history = await asyncio.to_thread(self.store.load, event.aggregate_id)
         for later in (e for e in history if e.aggregate_version > event.aggregate_version):
-            try:
-                await self.apply(later)  # one at a time: a failure parks that one alone
+            try:  # one at a time: a failure parks that one alone
+                await self._apply_loaded(later, event.position or 0)
             except Exception as exc:
                 if is_transient(exc):
                     raise
                 await park(self.engine, self.name, later, exc)
                 break
         return True
+
+    async def _apply_loaded(self, event: Envelope[EventPayload], position: int) -> None:
+        """An event loaded from the store (loaded events carry no position: `position`, the
+        latest known, is tracked), if it is the aggregate's next one."""
+        async with self.engine.begin() as conn:
+            [(version, parked)] = (await self._lock_tracking(conn, {event.aggregate_id})).values()
+            if event.aggregate_version != version + 1 or parked is not None:
+                return
+            await self.projection.apply(conn, [event])
+            await self._advance_tracking(conn, {event.aggregate_id: (event.aggregate_version,
+                                                                     position)})
