@@ -197,6 +197,8 @@ async def test_a_poisoned_event_is_parked_visibly_and_the_operator_skips_or_repl
         assert status["projections"][0]["parked"] == 2
         panel = await node.client.get("/status/panel", headers=auth)
         assert "Parked events" in panel.text and "projector bug" in panel.text
+        metrics = await node.client.get("/metrics")
+        assert 'eddy_projection_parked_events{projection="console_v1"} 2.0' in metrics.text
 
         by_key = {d["key"]: d for d in letters}
         skip = by_key[apps["skipped"]]
