@@ -348,8 +348,10 @@ def _dlq_line(summary: dict[str, object]) -> str:
 
 async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
     from adapters.bus.redis_streams import RedisStreamsBus
-    from bootstrap import build_bus, topic_specs
-    from workers.dead_letters import DeadLetterError, DeadLetterQueues
+    from bootstrap import ASSEMBLY, build_bus, build_engine, topic_specs
+    from events.postgres_store import PostgresEventStore
+    from projections.versions import ReadModels
+    from workers.dead_letters import DeadLetterError, DeadLetterQueues, ParkedSkips
 
     bus = build_bus(settings)
     if not isinstance(bus, RedisStreamsBus):
@@ -357,14 +359,21 @@ async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
                              "Kafka read `<topic>.dlq` with your Kafka tools (a consumer "
                              "group of your own, so the DLQ is not consumed for others)")
     await bus.start()
+    read_models = ReadModels(build_engine(settings))
+    store = PostgresEventStore(
+        ASSEMBLY.event_types, host=settings.DB_HOST or "", port=settings.DB_PORT,
+        user=settings.DB_USERNAME, password=settings.DB_PASSWORD, dbname=settings.DB_DATABASE)
     try:
         await bus.ensure_topics(topic_specs(settings))
-        queues = DeadLetterQueues(bus)
+        queues = DeadLetterQueues(bus, ParkedSkips(read_models, store, ASSEMBLY.event_types,
+                                                   ASSEMBLY.projections))
         try:
             return await _dlq_action(queues, args)
         except DeadLetterError as exc:
             raise OperationError(str(exc), code=1) from exc
     finally:
+        store.close()
+        await read_models.database.dispose()
         await bus.stop()
 
 
@@ -397,8 +406,9 @@ async def _dlq_action(queues: DeadLetterQueues, args: argparse.Namespace) -> int
             await queues.replay(letter)
             verb = f"replayed to {letter.source_topic}"
         else:
-            await queues.drop(letter, args.reason)
-            verb = "dropped"
+            skipped = await queues.drop(letter, args.reason)
+            verb = "dropped" + (f"; skipped where parked: {', '.join(skipped)}"
+                                if skipped else "")
         print(f"[{done}/{len(letters)}] {letter.topic} {letter.id} {verb}", flush=True)
     return 0
 

@@ -121,7 +121,7 @@ def _version_record(v: object) -> dict[str, object]:
 
 
 _VERSION_HEADER = (f"{'PROJECTION':<12} {'VERSION':<14} {'LAYOUT':>6}  {'STATE':<12} "
-                   f"{'ACTIVE':<6} {'LAG':>8}  {'BUILT_AT':<19}  ACTIVATED_AT")
+                   f"{'ACTIVE':<6} {'LAG':>8} {'PARKED':>7}  {'BUILT_AT':<19}  ACTIVATED_AT")
 
 
 async def projections_command(settings: Settings, action: str, projection: str,
@@ -143,10 +143,20 @@ async def projections_command(settings: Settings, action: str, projection: str,
             for s in found:
                 v = s.version
                 lag = "-" if s.lag_events is None else str(s.lag_events)
-                emit({**_version_record(v), "lag_events": s.lag_events}, as_json,
-                      f"{v.projection:<12} {v.schema:<14} {v.layout:>6}  {v.state:<12} "
-                      f"{'yes' if v.active else '':<6} {lag:>8}  "
-                      f"{str(v.built_at or '-')[:19]:<19}  {str(v.activated_at or '-')[:19]}")
+                emit({**_version_record(v), "lag_events": s.lag_events,
+                      "parked": [p.as_json() for p in s.parked],
+                      "waiting_events": s.waiting_events}, as_json,
+                     f"{v.projection:<12} {v.schema:<14} {v.layout:>6}  {v.state:<12} "
+                     f"{'yes' if v.active else '':<6} {lag:>8} {len(s.parked):>7}  "
+                     f"{str(v.built_at or '-')[:19]:<19}  {str(v.activated_at or '-')[:19]}")
+                if not as_json:
+                    for p in s.parked:
+                        print(f"    parked: {p.aggregate_type} {p.aggregate_id} "
+                              f"v{p.aggregate_version} {p.event_type} (position {p.position}"
+                              f", {s.waiting_events} event(s) waiting): {p.error[:200]}")
+            if not as_json and any(s.parked for s in found):
+                print("parked events wait for you: `eddy dlq replay` once fixed, or `eddy dlq "
+                      "drop … --reason` to skip them")
             newest = newest_layout(metadata)
             stale = sorted({s.version.projection for s in found
                             if s.version.active and s.version.layout < newest})
