@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import psycopg
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from events.inspect import EventFilter
+    from events.listing import EventFilter
     from events.replay import ReplayPlan
     from workers.dead_letters import DeadLetterQueues
 
@@ -64,7 +64,7 @@ def _event_line(summary: dict[str, object]) -> str:
 @contextlib.contextmanager
 def _event_queries() -> Iterator[None]:
     """A query the event store refuses (a bad id, time or limit) is bad input."""
-    from events.inspect import EventQueryError
+    from events.listing import EventQueryError
 
     try:
         yield
@@ -73,7 +73,7 @@ def _event_queries() -> Iterator[None]:
 
 
 def _event_filter(args: argparse.Namespace) -> EventFilter:
-    from events.inspect import EventFilter, parse_time, parse_uuid
+    from events.listing import EventFilter, parse_time, parse_uuid
 
     for name in ("from_position", "to_position"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
@@ -98,7 +98,7 @@ def _event_store(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
 
 def list_events(settings: Settings, args: argparse.Namespace) -> int:
     """`eddy events list`: the latest --limit matching events (from --from-position on)."""
-    from events.inspect import list_events as matching
+    from events.listing import list_events as matching
 
     with _event_store(settings) as conn:
         event_filter = _event_filter(args)
@@ -111,7 +111,7 @@ def list_events(settings: Settings, args: argparse.Namespace) -> int:
 
 def tail_events(settings: Settings, args: argparse.Namespace) -> int:
     """`eddy events tail`: new matching events as they are stored, until Ctrl-C or --count."""
-    from events.inspect import follow
+    from events.listing import follow
 
     with contextlib.suppress(KeyboardInterrupt), _event_store(settings) as conn:
         event_filter = _event_filter(args)
@@ -127,7 +127,7 @@ def tail_events(settings: Settings, args: argparse.Namespace) -> int:
 def show_event(settings: Settings, args: argparse.Namespace) -> int:
     """`eddy events show`: one event by position or id, its whole envelope."""
     from bootstrap import ASSEMBLY
-    from events.inspect import find_event
+    from events.listing import find_event
 
     with _event_store(settings) as conn:
         row = find_event(conn, args.ref)
