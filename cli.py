@@ -291,16 +291,14 @@ def _add_projections(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     rebuild.set_defaults(run=_operation(operations.rebuild_version))
     rebuild.add_argument("projection", choices=names)
     rebuild.add_argument("--switch", action="store_true", help="switch reads to it when done")
-    for name, text, run in (
-            ("switch", "make reads use this version (caught up, live)",
-             operations.switch_version),
-            ("drop", "remove a version reads do not use", operations.drop_version)):
+    for name, text in (("switch", "make reads use this version (caught up, live)"),
+                       ("drop", "remove a version reads do not use")):
         action = pactions.add_parser(name, help=text)
-        action.set_defaults(run=_operation(run))
+        action.set_defaults(run=_operation(operations.change_version))
         action.add_argument("projection", choices=names)
         action.add_argument("version", help="its number (2) or schema (console_v2)")
     rollback = pactions.add_parser("rollback", help="switch back to the version active before")
-    rollback.set_defaults(run=_operation(operations.rollback_version))
+    rollback.set_defaults(run=_operation(operations.change_version))
     rollback.add_argument("projection", choices=names)
 
 

@@ -324,37 +324,19 @@ def rebuild_version(settings: Settings, args: argparse.Namespace) -> int:
     return _on_versions(settings, work)
 
 
-def switch_version(settings: Settings, args: argparse.Namespace) -> int:
-    """`eddy projections switch`: reads use this version from now on."""
+def change_version(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy projections switch|rollback|drop`: which version reads use (this one, or the
+    one active before), or one version less."""
     from projections import versions as pv
 
     async def work(engine: AsyncEngine) -> None:
-        number = _version_number(args.projection, args.version)
-        v = await pv.switch(engine, args.projection, number)
-        print(f"reads now use {v.schema}")
-
-    return _on_versions(settings, work)
-
-
-def rollback_version(settings: Settings, args: argparse.Namespace) -> int:
-    """`eddy projections rollback`: reads go back to the version active before."""
-    from projections import versions as pv
-
-    async def work(engine: AsyncEngine) -> None:
-        v = await pv.rollback(engine, args.projection)
-        print(f"reads now use {v.schema}")
-
-    return _on_versions(settings, work)
-
-
-def drop_version(settings: Settings, args: argparse.Namespace) -> int:
-    """`eddy projections drop`: remove a version that reads do not use."""
-    from projections import versions as pv
-
-    async def work(engine: AsyncEngine) -> None:
-        number = _version_number(args.projection, args.version)
-        v = await pv.drop(engine, args.projection, number)
-        print(f"dropped {v.schema}")
+        if args.action == "rollback":
+            v = await pv.rollback(engine, args.projection)
+        else:
+            change = pv.switch if args.action == "switch" else pv.drop
+            v = await change(engine, args.projection,
+                             _version_number(args.projection, args.version))
+        print(f"dropped {v.schema}" if args.action == "drop" else f"reads now use {v.schema}")
 
     return _on_versions(settings, work)
 
