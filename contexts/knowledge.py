@@ -7,7 +7,18 @@ from __future__ import annotations
 from commands.knowledge import aggregates, handlers, meta_handlers, tags
 from contexts.manifest import ContextManifest, payloads_in
 from events.routing import Route
-from gateway.knowledge import datasets, files, meta, pipelines
+from gateway.knowledge import (
+    child_chunks,
+    datasets,
+    documents,
+    files,
+    metadata,
+    pipelines,
+    processing,
+    retrieval,
+    segments,
+)
+from gateway.knowledge import tags as tag_routes
 from projections.knowledge import meta_projectors, projectors
 from projections.tables import PROJECTION_NAME
 from schemas.base import EventPayload
@@ -58,8 +69,10 @@ KNOWLEDGE = ContextManifest(
     upcasters=events.UPCASTERS,
     handlers=[handlers.HANDLERS, meta_handlers.HANDLERS, tags.HANDLERS],
     projectors={PROJECTION_NAME: [projectors.PROJECTORS, meta_projectors.PROJECTORS]},
-    # meta first: /v1/datasets/tags and /v1/datasets/metadata are not dataset ids
-    routers=[meta.router, pipelines.router, files.router, datasets.router,
-             datasets.console_router, files.preview_router],
+    # tags first: /v1/datasets/tags is not a dataset id (nor /v1/datasets/pipeline/…)
+    routers=[tag_routes.router, metadata.router, child_chunks.router, pipelines.router,
+             files.router, datasets.router, documents.router, processing.router,
+             segments.router, retrieval.router, processing.console_router,
+             files.preview_router],
     work=[INDEXING_PRIORITY, INDEXING_BULK, CLEANUP],
 )
