@@ -1,7 +1,10 @@
 """Liveness and readiness: database, Redis, bus, and how far projections and the relay lag.
 
 A lag above zero that has not shrunk for HEALTH_LAG_STALL_SECONDS means its consumer is
-stuck (or hopelessly behind): /health then says "degraded" and names it.
+stuck (or hopelessly behind): /health then says "degraded" and marks that check "stalled".
+/health and /ready answer anyone, so they show each check's state only ("ok", "down",
+"stalled"); the details (errors, which may name hosts, ports and users; lags) are on the
+authenticated status page (gateway/status.py).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ async def _check(name: str, probe: Any) -> tuple[str, dict[str, Any]]:
         detail = await asyncio.wait_for(probe, timeout=3)
         return name, {"status": detail.pop("status", "ok") if detail else "ok", **(detail or {})}
     except Exception as exc:
-        return name, {"status": "error", "error": repr(exc)[:300]}
+        return name, {"status": "down", "error": repr(exc)[:300]}
 
 
 async def dependency_checks(request: Request) -> dict[str, dict[str, Any]]:
@@ -87,16 +90,20 @@ async def dependency_checks(request: Request) -> dict[str, dict[str, Any]]:
     return dict(results)
 
 
+def _states(checks: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return {name: check["status"] for name, check in checks.items()}
+
+
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
-    checks = await dependency_checks(request)
-    ok = all(v["status"] == "ok" for v in checks.values())
+    checks = _states(await dependency_checks(request))
+    ok = all(state == "ok" for state in checks.values())
     return JSONResponse({"status": "ok" if ok else "degraded", "checks": checks},
                         status_code=200 if ok else 503)
 
 
 @router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
-    checks = await dependency_checks(request)
-    serving = all(checks[k]["status"] == "ok" for k in ("database", "redis", "bus"))
+    checks = _states(await dependency_checks(request))
+    serving = all(checks[k] == "ok" for k in ("database", "redis", "bus"))
     return JSONResponse({"ready": serving, "checks": checks}, status_code=200 if serving else 503)
