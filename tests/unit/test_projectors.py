@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 import pytest
-from sqlalchemy import RowMapping, Table, select
+from sqlalchemy import RowMapping, Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -47,7 +47,7 @@ from projections.knowledge.tables import (
 from projections.platform import models as pm
 from projections.platform import queries as pq
 from projections.platform.tables import workspace_members, workspaces
-from projections.tables import PROJECTION_NAME, READ, metadata
+from projections.tables import PROJECTION_NAME, READ, account_credentials, metadata
 from schemas import errors
 from schemas.base import EventPayload
 from schemas.conversation import events as cev
@@ -128,7 +128,7 @@ async def world() -> AsyncIterator[World]:
     engine = create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool)
     engine = engine.execution_options(schema_translate_map={READ: None})
     async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all, tables=READ_TABLES)
+        await conn.run_sync(metadata.create_all, tables=[*READ_TABLES, account_credentials])
     yield World(engine)
     await engine.dispose()
 
@@ -233,10 +233,13 @@ async def live_segments(w: World, document_id: UUID) -> list[dict[str, Any]]:
 
 async def setup(w: World) -> UUID:
     """The one-time setup: the owner's account and workspace (whose id is the tenant)."""
-    owner = w.actor
+    owner, credentials = w.actor, uuid4()
+    async with w.engine.begin() as conn:  # as the gateway stores it, beside the store
+        await conn.execute(insert(account_credentials).values(
+            id=credentials, account_id=owner, password_hash="argon2$hash", created_at=T0))
     await w.emit("Setup", SETUP_ID, pev.SetupCompleted(account_id=owner, workspace_id=w.tenant))
     await w.emit("Account", owner, pev.AccountRegistered(
-        email="Owner@Example.COM", name="Olga", password_hash="argon2$hash",
+        email="Owner@Example.COM", name="Olga", credentials_id=credentials,
         interface_language="de-DE"))
     await w.emit("Workspace", w.tenant, pev.WorkspaceCreated(
         name="Olga's Workspace", owner_account_id=owner), tenant_id=w.tenant)
