@@ -61,7 +61,7 @@ def annotation_processor(c: WorkerContainer) -> Processor:
 
 
 def cleanup_processor(c: WorkerContainer) -> Processor:
-    deps = CleanupDeps(store=c.store, engine=c.engine, storage=c.storage, vectors=c.vectors)
+    deps = CleanupDeps(store=c.store, storage=c.storage, vectors=c.vectors)
     return Processor(group=CLEANUP, topics=[CLEANUP], handle=decoding(c.event_types, by_type({
         platform.AppDeleted: partial(cleanup.app_deleted, deps)})))
 
