@@ -18,7 +18,7 @@ from commands.unit_of_work import UnitOfWork
 from events.envelope import Envelope
 from events.store import EventStore
 from schemas.conversation import events as ev
-from schemas.conversation.naming import annotation_collection, annotation_set_id_for
+from schemas.conversation.naming import annotation_set_id_for
 from schemas.platform import events as platform
 from workers.knowledge.indexing import caused_by
 
@@ -49,7 +49,9 @@ async def app_deleted(deps: CleanupDeps, event: Envelope[platform.AppDeleted]) -
         upload.delete(ctx)
         await asyncio.to_thread(uow.commit)
     uow = UnitOfWork(deps.store, ctx)
-    (await asyncio.to_thread(uow.get, AnnotationSet, annotation_set_id_for(event.aggregate_id))
-     ).delete_all(event.aggregate_id, ctx)
+    annotations = await asyncio.to_thread(uow.get, AnnotationSet,
+                                          annotation_set_id_for(event.aggregate_id))
+    annotations.delete_all(event.aggregate_id, ctx)
     await asyncio.to_thread(uow.commit)
-    await deps.vectors.delete(annotation_collection(event.aggregate_id))
+    for collection in sorted(annotations.collections(event.aggregate_id)):
+        await deps.vectors.delete(collection)
