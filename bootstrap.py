@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from adapters.bus.base import Bus, TopicSpec
 from adapters.embeddings.base import EmbeddingProvider
 from adapters.embeddings.models import LOCAL_PROVIDER, EmbeddingModels, WorkspaceModels
+from adapters.redis_client import redis_client
 from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
 from adapters.vector.pgvector import PgVectorStore
@@ -32,7 +33,7 @@ from projections.registry import Projection
 from projections.runner import PROJECTION_CHANNEL
 from projections.tables import VERSIONS_CHANNEL
 from projections.versions import ReadModels
-from workers.container import ProcessorFactory
+from workers.declarations import Job, WorkTopic
 
 ASSEMBLY: Assembly = assemble(CONTEXTS)
 
@@ -81,8 +82,12 @@ class Container:
         return self.assembly.routing
 
     @property
-    def processors(self) -> Mapping[str, ProcessorFactory]:
-        return self.assembly.processors
+    def work(self) -> Mapping[str, WorkTopic]:
+        return self.assembly.work
+
+    @property
+    def jobs(self) -> Mapping[str, Job]:
+        return self.assembly.jobs
 
     def redis_key(self, name: str) -> str:
         """Redis keys share the deployment's prefix, so deployments can share one Redis."""
@@ -138,7 +143,8 @@ def build_bus(settings: Settings) -> Bus:
 
     return RedisStreamsBus(settings.redis_url(), prefix=settings.EVENT_TOPIC_PREFIX,
                            lease_seconds=settings.REDIS_BUS_LEASE_SECONDS,
-                           max_poll_interval=settings.CONSUMER_MAX_POLL_INTERVAL_SECONDS)
+                           max_poll_interval=settings.CONSUMER_MAX_POLL_INTERVAL_SECONDS,
+                           max_connections=settings.redis_max_connections)
 
 
 def build_engine(settings: Settings) -> AsyncEngine:
@@ -218,7 +224,8 @@ async def build(settings: Settings, *, listen: bool = False) -> Container:
         read_models=read_models,
         store=store,
         bus=bus,
-        redis=aioredis.from_url(settings.redis_url()),
+        redis=redis_client(settings.redis_url(),
+                           max_connections=settings.redis_max_connections),
         storage=build_storage(settings),
         embedding_models=build_embedding_models(settings, workspace_models),
         vectors=build_vectors(settings, keywords),
@@ -243,7 +250,7 @@ async def in_process_node(settings: Settings, roles: Sequence[str] | None = None
 
     container = await build(settings, listen=True)
     stop = asyncio.Event()
-    roles = all_roles(container.processors) if roles is None else roles
+    roles = all_roles(container.work) if roles is None else roles
     tasks = start_roles(container, roles, stop, member)
     try:
         yield container, create_app(container)

@@ -44,13 +44,11 @@ RECHECK_SECONDS = 1.0  # a notification can be lost across a reconnect: look thi
 
 
 class CommandPending(Exception):
-    """The outcome (or its projection) was not ready in time; the client polls status_url.
-    `details`: what else the client needs to follow the request (ids it can use)."""
+    """The outcome (or its projection) was not ready in time; the client polls status_url."""
 
-    def __init__(self, command_id: UUID, **details: str) -> None:
+    def __init__(self, command_id: UUID) -> None:
         super().__init__(str(command_id))
         self.command_id = command_id
-        self.details = details
 
 
 @dataclass(frozen=True)
@@ -227,7 +225,8 @@ class CommandGateway:
         return command_id
 
 
-_GENERATED_FIELDS = {"app_id", "key_id", "token", "account_id", "workspace_id", "password_hash"}
+_GENERATED_FIELDS = {"app_id", "key_id", "token", "account_id", "workspace_id",
+                     "credentials_id"}
 
 
 def _versions_of(projection: Projection) -> Callable[[str], bool]:

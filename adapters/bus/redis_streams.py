@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from adapters.bus.base import GroupState, Message, OutgoingMessage, TopicSpec, partition_for
+from adapters.redis_client import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +124,10 @@ class RedisStreamsBus:
         partitions: dict[str, int] | None = None,
         lease_seconds: float = 5.0,
         max_poll_interval: float = MAX_POLL_INTERVAL,
+        max_connections: int = 200,
     ) -> None:
         self.url = url
+        self.max_connections = max_connections
         self.prefix = prefix
         self.lease_seconds = lease_seconds
         self.max_poll_interval = max_poll_interval
@@ -149,7 +152,8 @@ class RedisStreamsBus:
     async def start(self) -> None:
         if self._client is None:
             # RESP2 pinned: redis-py 8 defaults to RESP3, whose stream replies have other shapes.
-            self._client = aioredis.from_url(self.url, protocol=2)
+            self._client = redis_client(self.url, max_connections=self.max_connections,
+                                        protocol=2)
 
     async def stop(self) -> None:
         if self._client is not None:

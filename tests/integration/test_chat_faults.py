@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from schemas.conversation.topics import CHAT
 from sqlalchemy import text
 
 from adapters.embedded.postgres import EmbeddedPostgres
-from schemas.conversation.topics import CHAT
 from tests.chat import KEY, MODEL, Chat, app_with_key, connect_provider
 from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
 from tests.harness import Node, eventually, node_settings, running_node, served
@@ -39,7 +39,7 @@ Fault = Callable[[list[subprocess.Popen[bytes]], list[dict[str, Any]],
 
 def spawn_chat_worker(env: dict[str, str], member: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "cli", "worker", "--roles", "chat", "--member", member],
+        [sys.executable, "-m", "cli", "worker", "--roles", "conversation.chat", "--member", member],
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

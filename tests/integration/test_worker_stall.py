@@ -1,7 +1,7 @@
-"""The command handlers' worker stalls (SIGSTOP) past its lease: a Service API client's
-chat message is accepted with a 202 it can follow with its own app key (the task's id and
-a /v1 status URL), /health names the stalled consumer group, and once the worker resumes
-the command is decided and the message answered."""
+"""The command handlers' worker stalls (SIGSTOP) past its lease: Service API requests are
+accepted with a 202 their own key can follow (a chat message's task events, a command's
+/v1 status URL), /health marks the consumers stalled and the status page names the group;
+once the worker resumes, the commands are decided and the message answered."""
 
 from __future__ import annotations
 
@@ -42,44 +42,50 @@ async def test_stalled_command_worker_leaves_service_api_clients_a_way_to_follow
                 app_id, key = await app_with_key(node, auth)
                 await Chat(node, auth, app_id, key, provider).configure()
                 provider.script_chat(ScriptedChat("Back again"))
+                token = (await node.client.post("/console/api/datasets/api-keys",
+                                                headers=auth)).json()["token"]
+                dataset_key = {"Authorization": f"Bearer {token}"}
 
                 worker.send_signal(signal.SIGSTOP)
                 r = await node.client.post("/v1/chat-messages", headers=key, json={
                     "inputs": {}, "query": "Still there?", "user": "ann",
                     "response_mode": "streaming"})
                 assert r.status_code == 202, r.text
+                message = r.json()
+                r = await node.client.post("/v1/datasets", headers=dataset_key,
+                                           json={"name": "During the stall"})
+                assert r.status_code == 202, r.text
                 accepted = r.json()
                 assert accepted["status_url"] == f"/v1/commands/{accepted['command_id']}"
-                assert {"task_id", "message_id", "conversation_id"} <= accepted.keys()
-                status = await node.client.get(accepted["status_url"], headers=key)
+                status = await node.client.get(accepted["status_url"], headers=dataset_key)
                 assert status.status_code == 200, status.text
                 assert status.json()["status"] == "pending"
 
                 async def stalled() -> Any:
                     health = await node.client.get("/health")
-                    consumers = health.json()["checks"]["consumers"]
-                    return health.status_code == 503 and "commands" in consumers.get(
-                        "stalled", [])
+                    return health.status_code == 503 \
+                        and health.json()["checks"]["consumers"] == "stalled"
 
                 await eventually(stalled, timeout=30, interval=0.5)
+                page = (await node.client.get("/status.json", headers=auth)).json()
+                assert "commands" in page["dependencies"]["consumers"]["stalled"]
 
                 worker.send_signal(signal.SIGCONT)
 
                 async def decided() -> Any:
-                    body = (await node.client.get(accepted["status_url"], headers=key)).json()
+                    body = (await node.client.get(accepted["status_url"],
+                                                  headers=dataset_key)).json()
                     return body if body["status"] != "pending" else None
 
                 assert (await eventually(decided, timeout=60))["status"] == "accepted"
-                events = await node.client.get(
-                    f"/v1/chat-messages/{accepted['task_id']}/events", headers=key,
-                    params={"user": "ann"}, timeout=60)
+                events = await node.client.get(message["events_url"], headers=key, timeout=60)
                 assert events.status_code == 200
                 sent = [orjson.loads(line[len("data: "):]) for line in events.text.splitlines()
                         if line.startswith("data: ")]
                 assert "".join(e["answer"] for e in sent if e["event"] == "message") \
                     == "Back again"
                 assert sent[-1]["event"] == "message_end"
-                assert sent[-1]["task_id"] == accepted["task_id"]
+                assert sent[-1]["task_id"] == message["task_id"]
 
                 async def healthy() -> Any:
                     return (await node.client.get("/health")).status_code == 200

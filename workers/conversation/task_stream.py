@@ -13,6 +13,7 @@ neither write after the new attempt's claim nor claim the stream back.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,10 +23,15 @@ import orjson
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
+from adapters.transient import is_transient
 from schemas.conversation.naming import TERMINAL_STREAM_EVENTS
 from workers.ownership import LostOwnership
 
+log = logging.getLogger(__name__)
 STOP_CHECK_SECONDS = 0.2  # how often a running answer looks for a stop request
+# Redis unreachable for this long fails the answer (it is then retried whole); shorter
+# outages are ridden out, so a Redis restart never pays for the model's answer twice.
+WRITE_OUTAGE_SECONDS = 60.0
 
 # KEYS: stream, fence key; ARGV: fence, ttl. Take the stream unless a later attempt holds
 # it; the number of entries written so far, or -1 when refused.
@@ -80,10 +86,27 @@ class TaskStream:
         await self.publish_many([event])
 
     async def publish_many(self, events: Sequence[dict[str, Any]]) -> None:
-        """In order, one entry each, in one round trip; LostOwnership if the stream was
-        taken by a later attempt (nothing is written)."""
-        if not await self._append(keys=[self.key, self.fence_key],
-                                  args=[self.fence, self.ttl, *map(orjson.dumps, events)]):
+        """In order, one entry each, in one round trip (one script: all or none, so a retry
+        after a failed write adds no partial batch); LostOwnership if the stream was taken
+        by a later attempt (nothing is written). A write that fails because Redis is
+        unreachable is retried with backoff for WRITE_OUTAGE_SECONDS; the model's answer
+        meanwhile waits in the HTTP stream instead of being asked for again."""
+        started = time.monotonic()
+        backoff = 0.05
+        while True:
+            try:
+                written = await self._append(keys=[self.key, self.fence_key],
+                                             args=[self.fence, self.ttl,
+                                                   *map(orjson.dumps, events)])
+                break
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() - started > WRITE_OUTAGE_SECONDS:
+                    raise
+                log.warning("task stream write failed, retrying", extra={
+                    "stream": self.key, "error": repr(exc)})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+        if not written:
             raise LostOwnership(f"task stream {self.key} was taken by a later attempt")
 
     async def closed(self) -> bool:
@@ -95,7 +118,12 @@ class TaskStream:
         if throttle and time.monotonic() - self._checked_stop_at < STOP_CHECK_SECONDS:
             return False
         self._checked_stop_at = time.monotonic()
-        asked_by = await self.redis.get(self.stop_key)
+        try:
+            asked_by = await self.redis.get(self.stop_key)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            return False  # unknown while Redis is away: asked again at the next check
         return asked_by is not None and asked_by.decode() == self.owner
 
 
