@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from schemas.conversation.topics import CHAT
 from sqlalchemy import text
 
 from adapters.embedded.postgres import EmbeddedPostgres
+from contexts.conversation import CHAT
 from tests.chat import KEY, MODEL, Chat, app_with_key, connect_provider
 from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
 from tests.harness import Node, eventually, node_settings, running_node, served
@@ -178,7 +178,7 @@ async def _answered_once(node: Node, key: dict[str, str], events: list[dict[str,
     assert ends == 1
 
     async def nothing_pending() -> bool:
-        state = await node.container.bus.group_state(CHAT, [CHAT])
+        state = await node.container.bus.group_state(CHAT.name, [CHAT.name])
         return state.oldest_unacked is None
 
     await eventually(nothing_pending)

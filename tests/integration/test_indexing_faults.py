@@ -108,7 +108,7 @@ async def test_indexing_attempt_longer_than_the_lease_is_not_started_twice(
             EMBEDDING_API_BASE=embeddings.base_url, EMBEDDING_API_KEY="sk-embed",
             EMBEDDING_DIMENSIONS=64, REDIS_BUS_LEASE_SECONDS=1.0,
             CONSUMER_MAX_POLL_INTERVAL_SECONDS=1.0)
-        roles = ["relay", "commands", "projections", "cleanup"]
+        roles = ["relay", "commands", "projections", "knowledge.cleanup"]
         async with running_node(settings, roles=roles) as node:
             auth = await node.setup_and_login()
             token = (await node.client.post("/console/api/datasets/api-keys",

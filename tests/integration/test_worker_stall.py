@@ -32,7 +32,8 @@ async def test_stalled_command_worker_leaves_service_api_clients_a_way_to_follow
                              REDIS_BUS_LEASE_SECONDS=1)
     with FakeOpenAIServer(api_key=KEY, models={MODEL}) as provider:
         # Everything but the command handlers runs here; they run in a process we pause.
-        async with running_node(settings, roles=["relay", "projections", "chat"]) as node:
+        roles = ["relay", "projections", "conversation.chat"]
+        async with running_node(settings, roles=roles) as node:
             worker = spawn_command_worker({**os.environ,
                                            **settings.as_env(LOG_LEVEL="WARNING")})
             try:
@@ -42,9 +43,6 @@ async def test_stalled_command_worker_leaves_service_api_clients_a_way_to_follow
                 app_id, key = await app_with_key(node, auth)
                 await Chat(node, auth, app_id, key, provider).configure()
                 provider.script_chat(ScriptedChat("Back again"))
-                token = (await node.client.post("/console/api/datasets/api-keys",
-                                                headers=auth)).json()["token"]
-                dataset_key = {"Authorization": f"Bearer {token}"}
 
                 worker.send_signal(signal.SIGSTOP)
                 r = await node.client.post("/v1/chat-messages", headers=key, json={
@@ -52,12 +50,12 @@ async def test_stalled_command_worker_leaves_service_api_clients_a_way_to_follow
                     "response_mode": "streaming"})
                 assert r.status_code == 202, r.text
                 message = r.json()
-                r = await node.client.post("/v1/datasets", headers=dataset_key,
-                                           json={"name": "During the stall"})
+                r = await node.client.post("/v1/apps/annotations", headers=key,
+                                           json={"question": "Stalled?", "answer": "Yes"})
                 assert r.status_code == 202, r.text
                 accepted = r.json()
                 assert accepted["status_url"] == f"/v1/commands/{accepted['command_id']}"
-                status = await node.client.get(accepted["status_url"], headers=dataset_key)
+                status = await node.client.get(accepted["status_url"], headers=key)
                 assert status.status_code == 200, status.text
                 assert status.json()["status"] == "pending"
 
@@ -73,8 +71,7 @@ async def test_stalled_command_worker_leaves_service_api_clients_a_way_to_follow
                 worker.send_signal(signal.SIGCONT)
 
                 async def decided() -> Any:
-                    body = (await node.client.get(accepted["status_url"],
-                                                  headers=dataset_key)).json()
+                    body = (await node.client.get(accepted["status_url"], headers=key)).json()
                     return body if body["status"] != "pending" else None
 
                 assert (await eventually(decided, timeout=60))["status"] == "accepted"
