@@ -8,8 +8,12 @@ MessageFailed; then it closes the stream with `message_end` or `error`.
 At-least-once: a redelivered message that already ended only makes sure its stream is
 closed. One whose worker died mid-answer is answered again from the start, after a
 `message_replace` that empties what the dead attempt streamed; the stored answer is the
-new attempt's alone. A message that keeps failing is parked and recorded as failed by the
-dead-letter hook, so none stays pending.
+new attempt's alone. An attempt whose worker stalled past its lease (the message moved to
+another member) stops at its next effect: each attempt claims the task stream with its
+message's fence, a stream takes writes only from its latest claimant, and the answer is
+committed only while the message is still this member's (workers/ownership.py). A message
+that keeps failing is parked and recorded as failed by the dead-letter hook, so none stays
+pending.
 """
 
 from __future__ import annotations
