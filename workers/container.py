@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
-import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.bus.base import Bus
 from adapters.embeddings.models import EmbeddingModels
+from adapters.kv.base import KeyValueStore
 from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
 from commands.registry import CommandHandlers
@@ -43,8 +43,9 @@ class WorkerContainer(Protocol):
     @property
     def bus(self) -> Bus: ...
 
+    # short-lived operational state and task streams (Redis in production)
     @property
-    def redis(self) -> aioredis.Redis: ...
+    def kv(self) -> KeyValueStore: ...
 
     @property
     def storage(self) -> Storage: ...
@@ -76,8 +77,6 @@ class WorkerContainer(Protocol):
     # role name -> processor factory, contributed by the contexts' manifests
     @property
     def processors(self) -> Mapping[str, Callable[[WorkerContainer], Processor]]: ...
-
-    def redis_key(self, name: str) -> str: ...
 
 
 ProcessorFactory = Callable[[WorkerContainer], "Processor"]

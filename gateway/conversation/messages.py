@@ -1,5 +1,5 @@
 """Chat and completion messages (Service API): a question is a command; the chat processor
-answers it onto the task's Redis stream, which this relays as server-sent events
+answers it onto the task's stream (key-value store), which this relays as server-sent events
 (streaming) or folds into one answer (blocking). Any gateway process can stop a task or
 replay its events (`GET /v1/chat-messages/{task_id}/events` with Last-Event-ID)."""
 
@@ -130,7 +130,7 @@ async def _ask(request: Request, key: ApiKeyPrincipal, app: dict[str, Any],
     task_id, message_id = uuid4(), uuid4()
     owner = task_owner(app["id"], end_user_id_for(app["id"], body.user))
     ttl = c.settings.TASK_STREAM_TTL_SECONDS
-    await c.redis.set(c.redis_key(task_owner_key(task_id)), owner, ex=ttl)
+    await c.kv.set(task_owner_key(task_id), owner, ttl=ttl)
     # Accepted once decided (a missing conversation is refused here, as an HTTP error); the
     # answer is read from the task's stream, not from the read model: no projection wait.
     await command_gateway(request).send(
@@ -140,7 +140,7 @@ async def _ask(request: Request, key: ApiKeyPrincipal, app: dict[str, Any],
                         new_conversation=not conversation, files=files),
         aggregate_id=conversation_id, tenant_id=key.tenant_id, actor_id=key.actor_id,
         read_your_writes=False)
-    stream = c.redis_key(task_stream_key(task_id))
+    stream = task_stream_key(task_id)
     if body.response_mode == "streaming":
         return StreamingResponse(_sse(request, stream, "0"), media_type="text/event-stream",
                                  headers=SSE_HEADERS)
@@ -152,12 +152,11 @@ async def _entries(request: Request, stream: str, after: str) -> AsyncIterator[
     """The task's events after `after` as lists of (id, event), one list per read (what
     arrived together goes out together: one write to the client, not one per token), and
     an empty list after each PING_SECONDS without one; ends after the closing event."""
-    redis = get_container(request).redis
+    kv = get_container(request).kv
     loop = asyncio.get_running_loop()
     quiet_since = loop.time()
     while True:
-        # Short blocking reads: the Redis client's socket timeout (5 s) bounds them.
-        reply = await redis.xread({stream: after}, count=100, block=READ_BLOCK_MS)
+        reply = await kv.read(stream, after, count=100, block_ms=READ_BLOCK_MS)
         if not reply:
             if loop.time() - quiet_since >= PING_SECONDS:
                 quiet_since = loop.time()
@@ -165,9 +164,8 @@ async def _entries(request: Request, stream: str, after: str) -> AsyncIterator[
             continue
         quiet_since = loop.time()
         read = []
-        for entry_id, fields in reply[0][1]:
-            after = entry_id.decode()
-            read.append((after, orjson.loads(fields[b"data"])))
+        for after, entry in reply:
+            read.append((after, orjson.loads(entry)))
             if read[-1][1]["event"] in TERMINAL_STREAM_EVENTS:
                 yield read
                 return
@@ -232,9 +230,9 @@ async def _stop(request: Request, key: ApiKeyPrincipal, task_id: str, user: str)
     parsed = maybe_uuid(task_id)
     if parsed is not None:
         assert key.app_id is not None
-        await c.redis.set(c.redis_key(task_stop_key(parsed)),
-                          task_owner(key.app_id, end_user_id_for(key.app_id, user)),
-                          ex=c.settings.TASK_STREAM_TTL_SECONDS)
+        await c.kv.set(task_stop_key(parsed),
+                       task_owner(key.app_id, end_user_id_for(key.app_id, user)),
+                       ttl=c.settings.TASK_STREAM_TTL_SECONDS)
     return {"result": "success"}
 
 
@@ -265,14 +263,13 @@ async def task_events(request: Request, task_id: str,
     c = get_container(request)
     parsed = maybe_uuid(task_id)
     assert key.app_id is not None
-    owner = await c.redis.get(c.redis_key(task_owner_key(parsed))) if parsed else None
-    if owner is None or owner.decode() != task_owner(key.app_id,
-                                                     end_user_id_for(key.app_id, user)):
+    owner = await c.kv.get(task_owner_key(parsed)) if parsed else None
+    if owner is None or owner != task_owner(key.app_id, end_user_id_for(key.app_id, user)):
         raise NotFound("Task not found (unknown, another user's, or expired).")
     after = last_event_id or "0"
     if not _is_stream_id(after):
         raise BadRequest("Last-Event-ID must be an event id of this stream.")
-    return StreamingResponse(_sse(request, c.redis_key(task_stream_key(parsed)), after),  # type: ignore[arg-type]
+    return StreamingResponse(_sse(request, task_stream_key(parsed), after),  # type: ignore[arg-type]
                              media_type="text/event-stream", headers=SSE_HEADERS)
 
 

@@ -26,8 +26,7 @@ def chat_processor(c: WorkerContainer) -> Processor:
         return await resolve_model(c.engine, c.settings.SECRET_KEY, tenant_id, "llm",
                                    provider, model)
 
-    deps = ChatDeps(store=c.store, redis=c.redis, redis_key=c.redis_key, engine=c.engine,
-                    storage=c.storage,
+    deps = ChatDeps(store=c.store, kv=c.kv, engine=c.engine, storage=c.storage,
                     retriever=Retriever(c.engine, c.embedding_models, c.vectors, c.keywords,
                                         c.settings.SECRET_KEY),
                     resolve=resolve, stream_ttl=c.settings.TASK_STREAM_TTL_SECONDS,

@@ -1,5 +1,6 @@
-"""A task's stream of SSE events on Redis: what the chat processor writes (tokens, then one
-closing `message_end` or `error`) and every gateway process can read from any point.
+"""A task's stream of SSE events in the key-value store (Redis in production): what the chat
+processor writes (tokens, then one closing `message_end` or `error`) and every gateway
+process can read from any point.
 
 Short-lived: it expires `ttl` seconds after its last write. Entry ids are the SSE event
 ids, so a client resumes with Last-Event-ID without gaps or repeats.
@@ -14,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
+from adapters.kv.base import KeyValueStore
 from schemas.conversation.naming import TERMINAL_STREAM_EVENTS
 
 STOP_CHECK_SECONDS = 0.2  # how often a running answer looks for a stop request
@@ -23,7 +24,7 @@ STOP_CHECK_SECONDS = 0.2  # how often a running answer looks for a stop request
 
 @dataclass
 class TaskStream:
-    redis: aioredis.Redis
+    kv: KeyValueStore
     key: str
     stop_key: str
     owner: str  # "app:end_user": only its own user stops a task
@@ -35,26 +36,21 @@ class TaskStream:
 
     async def publish_many(self, events: Sequence[dict[str, Any]]) -> None:
         """In order, one entry each, in one round trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for event in events:
-                pipe.xadd(self.key, {"data": orjson.dumps(event)})
-            pipe.expire(self.key, self.ttl)
-            await pipe.execute()
+        await self.kv.append(self.key, [orjson.dumps(event) for event in events], self.ttl)
 
     async def length(self) -> int:
-        return int(await self.redis.xlen(self.key))
+        return await self.kv.length(self.key)
 
     async def closed(self) -> bool:
         """Whether the closing event was written (a redelivered task must not write two)."""
-        last = await self.redis.xrevrange(self.key, count=1)
-        return bool(last) and orjson.loads(last[0][1][b"data"])["event"] in TERMINAL_STREAM_EVENTS
+        last = await self.kv.last(self.key)
+        return last is not None and orjson.loads(last)["event"] in TERMINAL_STREAM_EVENTS
 
     async def stop_requested(self, *, throttle: bool = False) -> bool:
         if throttle and time.monotonic() - self._checked_stop_at < STOP_CHECK_SECONDS:
             return False
         self._checked_stop_at = time.monotonic()
-        asked_by = await self.redis.get(self.stop_key)
-        return asked_by is not None and asked_by.decode() == self.owner
+        return await self.kv.get(self.stop_key) == self.owner
 
 
 @dataclass
