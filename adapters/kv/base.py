@@ -58,8 +58,8 @@ class KeyValueStore(Protocol):
     async def read(self, stream: str, after: str, count: int,
                    block_ms: int) -> list[tuple[str, bytes]]:
         """Up to `count` entries with ids after `after` ("0": from the start) as (id, entry),
-        waiting up to `block_ms` for one when there is none yet (then an empty list). Ids
-        are "<milliseconds>-<sequence>", increasing along the stream."""
+        waiting up to `block_ms` (0: not at all) for one when there is none yet (then an
+        empty list). Ids are "<milliseconds>-<sequence>", increasing along the stream."""
         ...
 
     async def ping(self) -> None: ...

@@ -85,9 +85,10 @@ class RedisKeyValueStore:
 
     async def read(self, stream: str, after: str, count: int,
                    block_ms: int) -> list[tuple[str, bytes]]:
-        # Short blocking reads: the client's socket timeout (5 s) bounds them.
+        # Short blocking reads: the client's socket timeout (5 s) bounds them. (BLOCK 0
+        # would wait forever: no wait at all is no BLOCK.)
         reply = await self.client.xread({self._key(stream): after}, count=count,
-                                        block=block_ms)
+                                        block=block_ms if block_ms > 0 else None)
         return [(entry_id.decode(), fields[_FIELD]) for entry_id, fields in reply[0][1]
                 ] if reply else []
 
