@@ -1,17 +1,19 @@
 """The conversation context's routes on the in-memory node (tests/memory.py): an app's
 config and site, a chat answered by the real chat processor on the memory bus through the
 fake model provider (its task stream in the memory key-value store: blocking, streaming,
-replay with Last-Event-ID), conversations and messages, through the real FastAPI app.
-tests/e2e covers the same context on Postgres and Redis."""
+replay with Last-Event-ID, stop from another request), conversations and messages, through
+the real FastAPI app. tests/e2e covers the same context on Postgres and Redis."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import orjson
 
 from tests.chat import Chat
 from tests.fakes.openai_server import ScriptedChat
+from tests.harness import eventually, served
 from tests.spec import validate
 
 
@@ -90,3 +92,68 @@ async def test_chat_blocking_then_streaming_remembers_the_conversation(chat: Cha
         "user": "ann", "conversation_id": body["conversation_id"]})).json()
     assert [m["answer"] for m in history["data"]] == ["Echo: Where is the old town?",
                                                       "It opens at nine."]
+
+
+async def test_stop_from_another_request_ends_the_stream(chat: Chat) -> None:
+    await chat.configure()
+    chat.provider.script_chat(ScriptedChat(" ".join(f"w{i}" for i in range(40)),
+                                           chunk_delay=0.05))
+    seen: list[dict[str, Any]] = []
+    async with served(chat.node.app) as url, httpx.AsyncClient(base_url=url) as http, \
+            http.stream("POST", "/v1/chat-messages", headers=chat.key, json={
+                "inputs": {}, "query": "Count", "user": "ann",
+                "response_mode": "streaming"}) as r:
+        buffer = b""
+        async for piece in r.aiter_bytes():
+            buffer += piece
+            while b"\n\n" in buffer:
+                block, buffer = buffer.split(b"\n\n", 1)
+                seen += [e for _, e in sse_events(block + b"\n\n")]
+                if len(seen) == 2:
+                    # another user's stop does nothing; the right user's stops it
+                    for user in ("bob", "ann"):
+                        stop = await chat.node.client.post(
+                            f"/v1/chat-messages/{seen[0]['task_id']}/stop", headers=chat.key,
+                            json={"user": user})
+                        assert stop.json() == {"result": "success"}
+    assert seen[-1]["event"] == "message_end"
+    streamed = "".join(e["answer"] for e in seen if e["event"] == "message")
+    assert 0 < len(streamed.split()) < 40
+
+    async def ended() -> Any:
+        found = (await chat.node.client.get("/v1/messages", headers=chat.key, params={
+            "user": "ann", "conversation_id": seen[0]["conversation_id"]})).json()["data"]
+        return found[0] if found and found[0]["status"] != "pending" else None
+
+    stored = await eventually(ended, timeout=10, interval=0.05)
+    assert stored["status"] == "stopped" and stored["answer"] == streamed
+
+
+async def test_conversations_are_renamed_rated_and_deleted_per_user(chat: Chat) -> None:
+    await chat.configure()
+    answers = [(await chat.send(q)).json() for q in ("Trip plans", "Dinner ideas")]
+    trip, dinner = (a["conversation_id"] for a in answers)
+
+    renamed = await chat.node.client.post(f"/v1/conversations/{trip}/name", headers=chat.key,
+                                          json={"name": "Trip", "user": "ann"})
+    assert renamed.status_code == 200 and renamed.json()["name"] == "Trip"
+    stolen = await chat.node.client.post(f"/v1/conversations/{trip}/name", headers=chat.key,
+                                         json={"name": "x", "user": "bob"})
+    assert stolen.status_code == 404
+
+    rated = await chat.node.client.post(
+        f"/v1/messages/{answers[0]['message_id']}/feedbacks", headers=chat.key,
+        json={"rating": "like", "user": "ann"})
+    assert rated.status_code == 200 and rated.json() == {"result": "success"}
+    history = (await chat.node.client.get("/v1/messages", headers=chat.key, params={
+        "user": "ann", "conversation_id": trip})).json()["data"]
+    assert history[0]["feedback"] == {"rating": "like"}
+
+    deleted = await chat.node.client.request(
+        "DELETE", f"/v1/conversations/{dinner}", headers=chat.key, json={"user": "ann"})
+    assert deleted.status_code == 204
+    listed = (await chat.node.client.get("/v1/conversations", headers=chat.key,
+                                         params={"user": "ann"})).json()["data"]
+    assert [(c["id"], c["name"]) for c in listed] == [(trip, "Trip")]
+    refused = await chat.send("More?", conversation_id=dinner)
+    assert refused.status_code == 404
