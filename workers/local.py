@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy import update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -34,6 +35,7 @@ from workers.container import WorkerContainer
 from workers.node import processors_of
 from workers.runtime import RetryPolicy, run_processor
 
+log = logging.getLogger(__name__)
 BATCH = 500
 IDLE_SECONDS = 0.005  # how often an idle loop looks at the store again
 
@@ -106,4 +108,13 @@ def start_local_roles(c: WorkerContainer, notifications: Notifications,
                 c.bus, p, member, stop,
                 RetryPolicy(max_attempts=c.settings.CONSUMER_MAX_ATTEMPTS),
                 concurrency=c.settings.CONSUMER_CONCURRENCY))
-    return [asyncio.create_task(run(stop), name="local") for run in runners]
+    return [asyncio.create_task(_logged(run, stop), name="local") for run in runners]
+
+
+async def _logged(run: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event) -> None:
+    # No supervisor restarts it here: a crash shows in the log (and in the test that waits).
+    try:
+        await run(stop)
+    except Exception:
+        log.exception("local role crashed")
+        raise
