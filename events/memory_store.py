@@ -72,9 +72,9 @@ class InMemoryEventStore:
                                               CommandOutcome | None]]) -> list[int | None]:
         """All entries' events and outcomes, or nothing; each entry's last position."""
         positions = self._insert_locked(entries)
-        for (_, outcome), position in zip(entries, positions, strict=True):
+        for _, outcome in entries:
             if outcome is not None:
-                self._announce(_as_json(outcome, position))
+                self._announce(self._outcomes[outcome.command_id])
         return positions
 
     def _announce(self, outcome: CommandOutcome) -> None:
@@ -127,7 +127,7 @@ class InMemoryEventStore:
             if new:
                 self._outcomes[outcome.command_id] = _as_json(outcome, None)
         if new:
-            self._announce(_as_json(outcome, None))
+            self._announce(self._outcomes[outcome.command_id])
 
     def outcome(self, command_id: UUID) -> CommandOutcome | None:
         with self._lock:
