@@ -1,8 +1,9 @@
 """The conversation context's routes on the in-memory node (tests/memory.py): an app's
 config and site, a chat answered by the real chat processor on the memory bus through the
 fake model provider (its task stream in the memory key-value store: blocking, streaming,
-replay with Last-Event-ID, stop from another request), conversations and messages, through
-the real FastAPI app. tests/e2e covers the same context on Postgres and Redis."""
+replay with Last-Event-ID, stop from another request), conversations and messages,
+annotations and uploaded files, through the real FastAPI app. tests/e2e covers the same
+context on Postgres and Redis."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import httpx
 import orjson
 
-from tests.chat import Chat
+from tests.chat import Chat, app_with_key
 from tests.fakes.openai_server import ScriptedChat
 from tests.harness import eventually, served
 from tests.spec import validate
@@ -157,3 +158,28 @@ async def test_conversations_are_renamed_rated_and_deleted_per_user(chat: Chat) 
     assert [(c["id"], c["name"]) for c in listed] == [(trip, "Trip")]
     refused = await chat.send("More?", conversation_id=dinner)
     assert refused.status_code == 404
+
+
+async def test_annotations_and_uploaded_files_belong_to_their_app(chat: Chat) -> None:
+    c = chat.node.client
+    created = await c.post("/v1/apps/annotations", headers=chat.key,
+                           json={"question": "Where do I park?", "answer": "East entrance."})
+    assert created.status_code == 201, created.text
+    refused = await c.post("/v1/apps/annotations", headers=chat.key,
+                           json={"question": "only a question"})
+    assert refused.status_code == 400 and refused.json()["code"] == "invalid_param"
+    found = (await c.get("/v1/apps/annotations", headers=chat.key,
+                         params={"keyword": "EAST"})).json()
+    assert [a["id"] for a in found["data"]] == [created.json()["id"]] and found["total"] == 1
+
+    png = b"\x89PNG\r\n\x1a\n" + bytes(64)
+    uploaded = await c.post("/v1/files/upload", headers=chat.key, data={"user": "ann"},
+                            files={"file": ("pixel.png", png, "image/png")})
+    assert uploaded.status_code == 201, uploaded.text
+    shown = await c.get(f"/v1/files/{uploaded.json()['id']}/preview", headers=chat.key)
+    assert shown.status_code == 200 and shown.content == png
+
+    _, other = await app_with_key(chat.node, chat.auth, name="Other")
+    assert (await c.get("/v1/apps/annotations", headers=other)).json()["total"] == 0
+    elsewhere = await c.get(f"/v1/files/{uploaded.json()['id']}/preview", headers=other)
+    assert elsewhere.status_code == 404 and elsewhere.json()["code"] == "file_not_found"
