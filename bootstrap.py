@@ -16,6 +16,7 @@ from adapters.embeddings.base import EmbeddingProvider
 from adapters.embeddings.models import LOCAL_PROVIDER, EmbeddingModels, WorkspaceModels
 from adapters.kv.base import KeyValueStore
 from adapters.kv.redis import RedisKeyValueStore
+from adapters.redis_client import redis_client
 from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
 from adapters.vector.pgvector import PgVectorStore
@@ -132,7 +133,8 @@ def build_bus(settings: Settings) -> Bus:
                         session_timeout_ms=settings.KAFKA_SESSION_TIMEOUT_MS)
     from adapters.bus.redis_streams import RedisStreamsBus
 
-    return RedisStreamsBus(settings.redis_url(), prefix=settings.EVENT_TOPIC_PREFIX)
+    return RedisStreamsBus(settings.redis_url(), prefix=settings.EVENT_TOPIC_PREFIX,
+                           max_connections=settings.redis_max_connections)
 
 
 def build_engine(settings: Settings) -> AsyncEngine:
@@ -232,7 +234,9 @@ async def build(settings: Settings, *, listen: bool = False, store: EventStore |
             closers.append(vectors.close)  # type: ignore[attr-defined]
     if kv is None:
         _needs(settings, "REDIS")
-        kv = RedisKeyValueStore(settings.redis_url(), prefix=settings.EVENT_TOPIC_PREFIX)
+        kv = RedisKeyValueStore(redis_client(settings.redis_url(),
+                                             max_connections=settings.redis_max_connections),
+                                prefix=settings.EVENT_TOPIC_PREFIX)
     if read_db is None:
         _needs(settings, "DB")
         read_db = build_engine(settings)

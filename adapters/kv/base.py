@@ -45,14 +45,19 @@ class KeyValueStore(Protocol):
     async def get_fields(self, key: str, fields: Sequence[str]) -> list[str | None]: ...
 
     async def append(self, stream: str, entries: Sequence[bytes], ttl: int) -> None:
-        """Entries onto a stream, in order, in one round trip; the stream expires `ttl`
-        seconds after this write."""
+        """Entries onto a stream, in order, in one round trip, all or none; the stream
+        expires `ttl` seconds after this write."""
         ...
 
     async def length(self, stream: str) -> int: ...
 
-    async def last(self, stream: str) -> bytes | None:
-        """The newest entry, or None for an empty (or expired) stream."""
+    async def newest(self, stream: str, count: int) -> list[tuple[str, bytes]]:
+        """The newest `count` entries as (id, entry), newest first (none for an empty or
+        expired stream)."""
+        ...
+
+    async def has(self, stream: str, entry_id: str) -> bool:
+        """Whether the stream holds an entry with this id."""
         ...
 
     async def read(self, stream: str, after: str, count: int,

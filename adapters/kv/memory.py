@@ -21,6 +21,10 @@ def _parse_id(value: str) -> StreamId:
     return int(millis), int(sequence or 0)
 
 
+def _format_id(value: StreamId) -> str:
+    return f"{value[0]}-{value[1]}"
+
+
 @dataclass
 class _Stream:
     entries: list[tuple[StreamId, bytes]] = field(default_factory=list)
@@ -116,14 +120,20 @@ class MemoryKeyValueStore:
         found = self._live(stream)
         return len(found.entries) if found is not None else 0
 
-    async def last(self, stream: str) -> bytes | None:
+    async def newest(self, stream: str, count: int) -> list[tuple[str, bytes]]:
         found = self._live(stream)
-        return found.entries[-1][1] if found is not None and found.entries else None
+        entries = found.entries[-count:] if found is not None else []
+        return [(_format_id(i), entry) for i, entry in reversed(entries)]
+
+    async def has(self, stream: str, entry_id: str) -> bool:
+        found = self._live(stream)
+        wanted = _parse_id(entry_id)
+        return found is not None and any(i == wanted for i, _ in found.entries)
 
     def _after(self, stream: str, after: StreamId, count: int) -> list[tuple[str, bytes]]:
         found = self._live(stream)
         entries = found.entries if found is not None else []
-        return [(f"{i[0]}-{i[1]}", entry) for i, entry in entries if i > after][:count]
+        return [(_format_id(i), entry) for i, entry in entries if i > after][:count]
 
     async def read(self, stream: str, after: str, count: int,
                    block_ms: int) -> list[tuple[str, bytes]]:

@@ -30,8 +30,8 @@ def _text(value: bytes | None) -> str | None:
 
 
 class RedisKeyValueStore:
-    def __init__(self, url: str, prefix: str = "") -> None:
-        self.client = aioredis.from_url(url)
+    def __init__(self, client: aioredis.Redis, prefix: str = "") -> None:
+        self.client = client  # adapters/redis_client.py
         self.prefix = prefix
 
     def _key(self, key: str) -> str:
@@ -70,7 +70,7 @@ class RedisKeyValueStore:
 
     async def append(self, stream: str, entries: Sequence[bytes], ttl: int) -> None:
         key = self._key(stream)
-        async with self.client.pipeline(transaction=False) as pipe:
+        async with self.client.pipeline(transaction=True) as pipe:  # MULTI/EXEC
             for entry in entries:
                 pipe.xadd(key, {_FIELD: entry})
             pipe.expire(key, ttl)
@@ -79,9 +79,13 @@ class RedisKeyValueStore:
     async def length(self, stream: str) -> int:
         return int(await self.client.xlen(self._key(stream)))
 
-    async def last(self, stream: str) -> bytes | None:
-        newest = await self.client.xrevrange(self._key(stream), count=1)
-        return newest[0][1][_FIELD] if newest else None
+    async def newest(self, stream: str, count: int) -> list[tuple[str, bytes]]:
+        found = await self.client.xrevrange(self._key(stream), count=count)
+        return [(entry_id.decode(), fields[_FIELD]) for entry_id, fields in found]
+
+    async def has(self, stream: str, entry_id: str) -> bool:
+        return bool(await self.client.xrange(self._key(stream), min=entry_id, max=entry_id,
+                                             count=1))
 
     async def read(self, stream: str, after: str, count: int,
                    block_ms: int) -> list[tuple[str, bytes]]:

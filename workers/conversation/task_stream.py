@@ -9,6 +9,7 @@ ids, so a client resumes with Last-Event-ID without gaps or repeats.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,9 +18,14 @@ from typing import Any
 import orjson
 
 from adapters.kv.base import KeyValueStore
+from adapters.transient import is_transient
 from schemas.conversation.naming import TERMINAL_STREAM_EVENTS
 
+log = logging.getLogger(__name__)
 STOP_CHECK_SECONDS = 0.2  # how often a running answer looks for a stop request
+# Redis unreachable for this long fails the answer (it is then retried whole); shorter
+# outages are ridden out, so a Redis restart never pays for the model's answer twice.
+WRITE_OUTAGE_SECONDS = 60.0
 
 
 @dataclass
@@ -35,22 +41,43 @@ class TaskStream:
         await self.publish_many([event])
 
     async def publish_many(self, events: Sequence[dict[str, Any]]) -> None:
-        """In order, one entry each, in one round trip."""
-        await self.kv.append(self.key, [orjson.dumps(event) for event in events], self.ttl)
+        """In order, one entry each, in one round trip (all or none, so a retry after a
+        failed write adds no partial batch). A write that fails because Redis is
+        unreachable is retried with backoff for WRITE_OUTAGE_SECONDS; the model's answer
+        meanwhile waits in the HTTP stream instead of being asked for again."""
+        started = time.monotonic()
+        backoff = 0.05
+        while True:
+            try:
+                await self.kv.append(self.key, [orjson.dumps(e) for e in events], self.ttl)
+                return
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() - started > WRITE_OUTAGE_SECONDS:
+                    raise
+                log.warning("task stream write failed, retrying", extra={
+                    "stream": self.key, "error": repr(exc)})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
 
     async def length(self) -> int:
         return await self.kv.length(self.key)
 
     async def closed(self) -> bool:
         """Whether the closing event was written (a redelivered task must not write two)."""
-        last = await self.kv.last(self.key)
-        return last is not None and orjson.loads(last)["event"] in TERMINAL_STREAM_EVENTS
+        last = await self.kv.newest(self.key, 1)
+        return bool(last) and orjson.loads(last[0][1])["event"] in TERMINAL_STREAM_EVENTS
 
     async def stop_requested(self, *, throttle: bool = False) -> bool:
         if throttle and time.monotonic() - self._checked_stop_at < STOP_CHECK_SECONDS:
             return False
         self._checked_stop_at = time.monotonic()
-        return await self.kv.get(self.stop_key) == self.owner
+        try:
+            asked_by = await self.kv.get(self.stop_key)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            return False  # unknown while Redis is away: asked again at the next check
+        return asked_by == self.owner
 
 
 @dataclass
