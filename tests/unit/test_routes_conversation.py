@@ -82,6 +82,14 @@ async def test_chat_blocking_then_streaming_remembers_the_conversation(chat: Cha
                                       headers={**chat.key, "Last-Event-ID": ids[1]},
                                       params={"user": "ann"})
     assert [i for i, _ in sse_events(rest.content)] == ids[2:]
+    closed = await chat.node.client.get(f"/v1/chat-messages/{task_id}/events",
+                                        headers={**chat.key, "Last-Event-ID": ids[-1]},
+                                        params={"user": "ann"})
+    assert [e["event"] for _, e in sse_events(closed.content)] == ["message_end"]
+    never = await chat.node.client.get(f"/v1/chat-messages/{task_id}/events",
+                                       headers={**chat.key, "Last-Event-ID": "1-0"},
+                                       params={"user": "ann"})
+    assert never.status_code == 400 and never.json()["code"] == "invalid_param"
     others = await chat.node.client.get(f"/v1/chat-messages/{task_id}/events",
                                         headers=chat.key, params={"user": "bob"})
     assert others.status_code == 404
