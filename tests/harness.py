@@ -23,7 +23,7 @@ from adapters.bus.base import OutgoingMessage
 from adapters.embedded.postgres import EmbeddedPostgres
 from bootstrap import Container, in_process_node
 from config import Settings, load_settings
-from migrations.runner import upgrade
+from migrations.runner import migrate
 from tests.spec_conformance import KNOWLEDGE_PREFIX, check_answer
 
 
@@ -43,10 +43,6 @@ def node_settings(postgres: EmbeddedPostgres, database: str, redis_url: str,
         **overrides,
     }
     return load_settings(**values)
-
-
-def migrate(settings: Settings) -> None:
-    upgrade(settings.database_dsn().replace("postgresql://", "postgresql+psycopg://", 1))
 
 
 @dataclass

@@ -102,7 +102,7 @@ def start_local_roles(c: WorkerContainer, notifications: Notifications,
     projects and relays (the scheduler's jobs measure Postgres: not run here)."""
     member = "local"
     runners = [ProjectAndRelay(c, notifications).run]
-    for role in ("commands", *c.processors):
+    for role in ("commands", *c.work):
         for processor in processors_of(c, role):
             runners.append(lambda stop, p=processor: run_processor(
                 c.bus, p, member, stop,

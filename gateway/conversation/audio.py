@@ -13,6 +13,7 @@ from adapters.llm.openai_protocol import ProviderError
 from gateway.auth import ApiKeyPrincipal, AppKey
 from gateway.conversation.config import app_config
 from gateway.deps import get_container, maybe_uuid
+from gateway.nul_guard import refuse_nul_in_form
 from gateway.platform.service import app_of_key
 from gateway.uploads import read_limited
 from projections.conversation import queries
@@ -44,6 +45,7 @@ async def audio_to_text(request: Request, key: ApiKeyPrincipal = AppKey) -> dict
     if declared.isdigit() and int(declared) > (AUDIO_LIMIT_MB + 1) * 1024 * 1024:
         raise AudioTooLarge()
     form = await request.form()
+    refuse_nul_in_form(form)
     files = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
     if not files:
         raise NoAudioUploaded()

@@ -13,7 +13,7 @@ values and tags; documents split and indexed (plain and parent-child), paused an
 failed and retried, re-indexed and re-sourced, with segments added, edited and deleted by
 hand; then a metadata field, a segment, a document, a tag, a dataset and an app (with its
 keys) deleted. Its log is applied to the read model (the projectors on in-memory SQLite, as
-in test_projectors) in store order, in two extreme orders and in 50 seeded random ones that
+in tests/unit/projectors/) in store order, in two extreme orders and in 50 seeded random ones that
 keep each aggregate's order (delivered with redeliveries and early deliveries, as a bus
 does), always through the runner's per-aggregate tracking. Every read-model table must come
 out identical, every row and every column: no column depends on when an event is applied
