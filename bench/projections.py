@@ -61,7 +61,7 @@ def _history(events: int) -> Iterator[tuple[str, UUID, int, UUID, EventPayload]]
         tenant, owner = uuid4(), uuid4()
         items: list[tuple[str, UUID, int, EventPayload]] = [
             ("Account", owner, 1, pe.AccountRegistered(email=f"o{t}@example.com", name="O",
-                                                       password_hash="x")),
+                                                       credentials_id=uuid4())),
             ("Workspace", tenant, 1, pe.WorkspaceCreated(name=f"w{t}", owner_account_id=owner)),
         ]
         for a in range(5):

@@ -209,7 +209,8 @@ def _insert(conn: AsyncConnection, table: Any) -> Insert:
     return dialect.insert(table)  # type: ignore[no-any-return]
 
 
-_GENERATED_FIELDS = {"app_id", "key_id", "token", "account_id", "workspace_id", "password_hash"}
+_GENERATED_FIELDS = {"app_id", "key_id", "token", "account_id", "workspace_id",
+                     "credentials_id"}
 
 
 def _versions_of(projection: Projection) -> Callable[[str], bool]:

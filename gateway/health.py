@@ -1,13 +1,17 @@
 """Liveness and readiness: database, Redis, bus, and how far projections and the relay lag.
 
 A lag above zero that has not shrunk for HEALTH_LAG_STALL_SECONDS means its consumer is
-stuck (or hopelessly behind): /health then says "degraded" and names it (503).
+stuck (or hopelessly behind): /health then says "degraded" and marks that check "stalled"
+(503).
 
 A parked event (`projections/parking.py`: an apply that failed for good) is no such thing:
 its aggregate waits for an operator, the rest goes on, and restarting Eddy would not fix it.
-The projections check then says "parked", with the count per version and the way out;
-/health says "degraded" but answers 200, so a liveness probe does not restart Eddy in a
-loop over a data problem.
+The projections check then says "parked"; /health says "degraded" but answers 200, so a
+liveness probe does not restart Eddy in a loop over a data problem.
+
+/health and /ready answer anyone, so they show each check's state only ("ok", "down",
+"stalled", "parked"); the details (errors, which may name hosts, ports and users; lags,
+parked events and the way out) are on the authenticated status page (gateway/status.py).
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ async def _check(name: str, probe: Any) -> tuple[str, dict[str, Any]]:
         detail = await asyncio.wait_for(probe, timeout=3)
         return name, {"status": detail.pop("status", "ok") if detail else "ok", **(detail or {})}
     except Exception as exc:
-        return name, {"status": "error", "error": repr(exc)[:300]}
+        return name, {"status": "down", "error": repr(exc)[:300]}
 
 
 async def dependency_checks(request: Request) -> dict[str, dict[str, Any]]:
@@ -105,17 +109,21 @@ async def dependency_checks(request: Request) -> dict[str, dict[str, Any]]:
     return dict(results)
 
 
+def _states(checks: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return {name: check["status"] for name, check in checks.items()}
+
+
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
-    checks = await dependency_checks(request)
-    ok = all(v["status"] == "ok" for v in checks.values())
-    failing = any(v["status"] not in ("ok", PARKED) for v in checks.values())
+    checks = _states(await dependency_checks(request))
+    ok = all(state == "ok" for state in checks.values())
+    failing = any(state not in ("ok", PARKED) for state in checks.values())
     return JSONResponse({"status": "ok" if ok else "degraded", "checks": checks},
                         status_code=503 if failing else 200)
 
 
 @router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
-    checks = await dependency_checks(request)
-    serving = all(checks[k]["status"] == "ok" for k in ("database", "redis", "bus"))
+    checks = _states(await dependency_checks(request))
+    serving = all(checks[k] == "ok" for k in ("database", "redis", "bus"))
     return JSONResponse({"ready": serving, "checks": checks}, status_code=200 if serving else 503)

@@ -109,3 +109,15 @@ command_outcomes = Table(
     Column("aggregates", JSONB),  # aggregate id -> [type, version] written by the command
 )
 
+
+# Password hashes, beside the store and never in an event or command (both reach topics,
+# dead letters and `eddy events show`). The gateway writes a row before it sends the command
+# registering the account; the event names the row (`credentials_id`), so a read model
+# rebuilt from the store still finds it. Not a read model: no rebuild drops or refills it.
+account_credentials = Table(
+    "account_credentials", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("account_id", Uuid, nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

@@ -29,6 +29,7 @@ from projections.layout import newest_layout, read_tables
 from projections.tables import (
     PROJECTION_NAME,
     READ,
+    account_credentials,
     idempotency_keys,
     metadata,
     projection_tracking,
@@ -38,7 +39,7 @@ from projections.versions import LIVE, schema_of
 from tests.harness import Node, conforms_to_spec
 
 VERSION = schema_of(PROJECTION_NAME, 1)
-BOOKKEEPING = [projection_versions, projection_tracking, idempotency_keys]
+BOOKKEEPING = [projection_versions, projection_tracking, idempotency_keys, account_credentials]
 
 
 def _engine(directory: Path) -> AsyncEngine:

@@ -19,6 +19,7 @@ from gateway.uploads import read_limited
 from projections.conversation import queries
 from projections.platform.models import resolve_model
 from schemas.conversation import api
+from schemas.conversation.naming import end_user_id_for
 from schemas.errors import (
     AudioTooLarge,
     BadRequest,
@@ -81,7 +82,9 @@ async def text_to_audio(request: Request, body: api.TextToAudioRequest,
         parsed = maybe_uuid(body.message_id)
         if parsed is not None:
             message = await queries.message(c.engine, app["id"], parsed)
-        if message is None:
+        # An end user hears only their own messages (as feedback scopes them): another's
+        # message is as unknown as a missing one.
+        if message is None or message["end_user_id"] != end_user_id_for(app["id"], body.user):
             raise MessageNotFound()
         text = message["answer"]
     if not text:

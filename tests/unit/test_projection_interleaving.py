@@ -248,7 +248,7 @@ async def record(root: Path) -> History:
 
     # platform: the workspace, two apps, their API keys and a dataset key
     run(pc.SetupPlatform(account_id=r.owner, workspace_id=r.tenant, email="olga@example.com",
-                         name="Olga", password_hash="argon2$h"), SETUP_ID)
+                         name="Olga", credentials_id=uuid4()), SETUP_ID)
     chat, flow = uuid4(), uuid4()
     run(pc.CreateApp(app_id=chat, name="Support Bot", mode="chat"), chat)
     run(pc.CreateApp(app_id=flow, name="Pipeline", mode="workflow"), flow)

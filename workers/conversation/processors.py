@@ -73,7 +73,7 @@ def annotation_processor(topic: str, *, event_types: EventTypes, store: EventSto
 
 
 def cleanup_processor(topic: str, *, event_types: EventTypes, store: EventStore,
-                      engine: AsyncEngine, storage: Storage, vectors: VectorStore) -> Processor:
-    deps = CleanupDeps(store=store, engine=engine, storage=storage, vectors=vectors)
+                      storage: Storage, vectors: VectorStore) -> Processor:
+    deps = CleanupDeps(store=store, storage=storage, vectors=vectors)
     return Processor(group=topic, topics=[topic], handle=decoding(event_types, by_type({
         platform.AppDeleted: partial(cleanup.app_deleted, deps)})))

@@ -23,17 +23,18 @@ from tests.unit.handlers.harness import (
 
 @covers(pc.SetupPlatform)
 def test_setup_registers_the_owner_and_their_workspace_once(world: World) -> None:
-    account_id, workspace_id = uuid4(), uuid4()
+    account_id, workspace_id, credentials_id = uuid4(), uuid4(), uuid4()
     setup = accepted(world.run(pc.SetupPlatform(
         account_id=account_id, workspace_id=workspace_id, email="owner@example.com",
-        name="Owner", password_hash="argon2-hash", interface_language="de-DE")),
+        name="Owner", credentials_id=credentials_id, interface_language="de-DE")),
         account_id=str(account_id), workspace_id=str(workspace_id))
     assert setup.types == ["SetupCompleted", "AccountRegistered", "WorkspaceCreated"]
     assert setup.one(pe.SetupCompleted) == pe.SetupCompleted(account_id=account_id,
                                                              workspace_id=workspace_id)
     account = setup.one(pe.AccountRegistered)
-    assert (account.email, account.name, account.password_hash,
-            account.interface_language) == ("owner@example.com", "Owner", "argon2-hash", "de-DE")
+    assert account == pe.AccountRegistered(email="owner@example.com", name="Owner",
+                                           credentials_id=credentials_id,
+                                           interface_language="de-DE")
     assert setup.event(pe.AccountRegistered).aggregate_id == account_id
     workspace = setup.event(pe.WorkspaceCreated)
     assert workspace.aggregate_id == workspace.tenant_id == workspace_id
@@ -42,7 +43,7 @@ def test_setup_registers_the_owner_and_their_workspace_once(world: World) -> Non
 
     again = world.run(pc.SetupPlatform(
         account_id=uuid4(), workspace_id=uuid4(), email="intruder@example.com",
-        name="Intruder", password_hash="h"))
+        name="Intruder", credentials_id=uuid4()))
     rejected(again, errors.AlreadySetup)
     assert again.outcome.error is not None and again.outcome.error["status"] == 403
 

@@ -173,11 +173,12 @@ async def test_annotation_reply_jobs_and_setting(world: World) -> None:
     assert await status("enable", enable) == ("processing", "")
     assert await cq.annotation_reply_setting(world.engine, app_id) is None  # not yet on
     await world.emit("AnnotationSet", set_id, cev.AnnotationReplyJobEnded(
-        app_id=app_id, job_id=enable, status="completed"))
+        app_id=app_id, job_id=enable, status="completed", collection="annotations_built"))
     assert await status("enable", enable) == ("completed", "")
     setting = await cq.annotation_reply_setting(world.engine, app_id)
-    assert setting is not None and (setting["score_threshold"],
-                                    setting["embedding_model_name"]) == (0.8, "bge-m3")
+    assert setting is not None and (
+        setting["score_threshold"], setting["embedding_model_name"], setting["collection"]
+    ) == (0.8, "bge-m3", "annotations_built")
 
     failed = await request("enable", threshold=0.5)
     await world.emit("AnnotationSet", set_id, cev.AnnotationReplyJobEnded(

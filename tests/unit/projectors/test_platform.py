@@ -9,16 +9,19 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from sqlalchemy import insert
 
 from adapters.secrets import seal
 from projections.platform import models as pm
 from projections.platform import queries as pq
 from projections.platform.tables import workspace_members, workspaces
+from projections.tables import account_credentials
 from schemas import errors
 from schemas.platform import events as pev
 from schemas.platform.naming import SETUP_ID, api_token_hash, api_token_hint
 from schemas.platform.providers import credentials_purpose, masked, provider_spec
 from tests.unit.projectors.harness import (
+    T0,
     World,
     exercises,
     stored,
@@ -29,10 +32,13 @@ from tests.unit.projectors.harness import (
 
 async def setup(w: World) -> UUID:
     """The one-time setup: the owner's account and workspace (whose id is the tenant)."""
-    owner = w.actor
+    owner, credentials = w.actor, uuid4()
+    async with w.engine.begin() as conn:  # as the gateway stores it, beside the store
+        await conn.execute(insert(account_credentials).values(
+            id=credentials, account_id=owner, password_hash="argon2$hash", created_at=T0))
     await w.emit("Setup", SETUP_ID, pev.SetupCompleted(account_id=owner, workspace_id=w.tenant))
     await w.emit("Account", owner, pev.AccountRegistered(
-        email="Owner@Example.COM", name="Olga", password_hash="argon2$hash",
+        email="Owner@Example.COM", name="Olga", credentials_id=credentials,
         interface_language="de-DE"))
     await w.emit("Workspace", w.tenant, pev.WorkspaceCreated(
         name="Olga's Workspace", owner_account_id=owner), tenant_id=w.tenant)
