@@ -1,13 +1,14 @@
-"""A task's stream of SSE events on Redis: what the chat processor writes (tokens, then one
-closing `message_end` or `error`) and every gateway process can read from any point.
+"""A task's stream of SSE events in the key-value store (Redis in production): what the chat
+processor writes (tokens, then one closing `message_end` or `error`) and every gateway
+process can read from any point.
 
 Short-lived: it expires `ttl` seconds after its last write. Entry ids are the SSE event
 ids, so a client resumes with Last-Event-ID without gaps or repeats.
 
 Fenced: the attempt answering the task claims the stream with its message's fence (see
-workers/ownership.py), and a write succeeds only while the stream's fence is the writer's.
-A stale attempt (its worker stalled past its lease, another took the message over) can
-neither write after the new attempt's claim nor claim the stream back.
+workers/ownership.py), and a write succeeds only while the stream is that fence's. A stale
+attempt (its worker stalled past its lease, another took the message over) can neither
+write after the new attempt's claim nor claim the stream back.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
 
+from adapters.kv.base import KeyValueStore
 from adapters.transient import is_transient
 from schemas.conversation.naming import TERMINAL_STREAM_EVENTS
 from workers.ownership import LostOwnership
@@ -33,52 +33,22 @@ STOP_CHECK_SECONDS = 0.2  # how often a running answer looks for a stop request
 # outages are ridden out, so a Redis restart never pays for the model's answer twice.
 WRITE_OUTAGE_SECONDS = 60.0
 
-# KEYS: stream, fence key; ARGV: fence, ttl. Take the stream unless a later attempt holds
-# it; the number of entries written so far, or -1 when refused.
-_CLAIM = """
-local held = redis.call('GET', KEYS[2])
-if held and tonumber(held) > tonumber(ARGV[1]) then return -1 end
-redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-return redis.call('XLEN', KEYS[1])
-"""
-
-# KEYS: stream, fence key; ARGV: fence, ttl, then the entries' data. Append them all if the
-# stream is still ours; 1, or 0 when refused.
-_APPEND = """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-for i = 3, #ARGV do redis.call('XADD', KEYS[1], '*', 'data', ARGV[i]) end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-return 1
-"""
-
 
 @dataclass
 class TaskStream:
-    redis: aioredis.Redis
+    kv: KeyValueStore
     key: str
     stop_key: str
     owner: str  # "app:end_user": only its own user stops a task
     ttl: int
     fence: int  # the writing attempt's (its message's fence)
     _checked_stop_at: float = 0.0
-    _claim: AsyncScript = field(init=False)
-    _append: AsyncScript = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._claim = self.redis.register_script(_CLAIM)
-        self._append = self.redis.register_script(_APPEND)
-
-    @property
-    def fence_key(self) -> str:
-        return f"{self.key}.fence"
 
     async def claim(self) -> int:
         """Make the stream this attempt's; how many entries earlier attempts wrote.
         LostOwnership if a later attempt has claimed it."""
-        written = int(await self._claim(keys=[self.key, self.fence_key],
-                                        args=[self.fence, self.ttl]))
-        if written < 0:
+        written = await self.kv.claim(self.key, self.fence, self.ttl)
+        if written is None:
             raise LostOwnership(f"task stream {self.key} was taken by a later attempt")
         return written
 
@@ -86,18 +56,17 @@ class TaskStream:
         await self.publish_many([event])
 
     async def publish_many(self, events: Sequence[dict[str, Any]]) -> None:
-        """In order, one entry each, in one round trip (one script: all or none, so a retry
-        after a failed write adds no partial batch); LostOwnership if the stream was taken
-        by a later attempt (nothing is written). A write that fails because Redis is
-        unreachable is retried with backoff for WRITE_OUTAGE_SECONDS; the model's answer
-        meanwhile waits in the HTTP stream instead of being asked for again."""
+        """In order, one entry each, in one round trip (all or none, so a retry after a
+        failed write adds no partial batch); LostOwnership, nothing written, if a later
+        attempt has claimed the stream. A write that fails because Redis is unreachable is
+        retried with backoff for WRITE_OUTAGE_SECONDS; the model's answer meanwhile waits
+        in the HTTP stream instead of being asked for again."""
         started = time.monotonic()
         backoff = 0.05
         while True:
             try:
-                written = await self._append(keys=[self.key, self.fence_key],
-                                             args=[self.fence, self.ttl,
-                                                   *map(orjson.dumps, events)])
+                written = await self.kv.append(self.key, [orjson.dumps(e) for e in events],
+                                               self.ttl, fence=self.fence)
                 break
             except Exception as exc:
                 if not is_transient(exc) or time.monotonic() - started > WRITE_OUTAGE_SECONDS:
@@ -111,20 +80,20 @@ class TaskStream:
 
     async def closed(self) -> bool:
         """Whether the closing event was written (a redelivered task must not write two)."""
-        last = await self.redis.xrevrange(self.key, count=1)
-        return bool(last) and orjson.loads(last[0][1][b"data"])["event"] in TERMINAL_STREAM_EVENTS
+        last = await self.kv.newest(self.key, 1)
+        return bool(last) and orjson.loads(last[0][1])["event"] in TERMINAL_STREAM_EVENTS
 
     async def stop_requested(self, *, throttle: bool = False) -> bool:
         if throttle and time.monotonic() - self._checked_stop_at < STOP_CHECK_SECONDS:
             return False
         self._checked_stop_at = time.monotonic()
         try:
-            asked_by = await self.redis.get(self.stop_key)
+            asked_by = await self.kv.get(self.stop_key)
         except Exception as exc:
             if not is_transient(exc):
                 raise
             return False  # unknown while Redis is away: asked again at the next check
-        return asked_by is not None and asked_by.decode() == self.owner
+        return asked_by == self.owner
 
 
 @dataclass
