@@ -43,12 +43,22 @@ redis.call('PEXPIRE', KEYS[1], ttl * 2)
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
 
-# Extend the leases we still hold; 1/0 per key (0 = lost it).
+# Extend the leases we still hold; 1/0 per key (0 = lost it). KEYS: the n lease keys, then
+# their n epoch keys; ARGV: member, ttl, then the epoch we hold each at. A lease that lapsed
+# while Redis was away (or a round was late) and that nobody took since (its epoch is still
+# ours: every take increments it) is ours again with the same epoch, so a Redis restart
+# does not fence off, and pay again for, the work in flight.
 _RENEW = """
 local out = {}
-for i, k in ipairs(KEYS) do
-  if redis.call('GET', k) == ARGV[1] then
+local n = #KEYS / 2
+for i = 1, n do
+  local k = KEYS[i]
+  local v = redis.call('GET', k)
+  if v == ARGV[1] then
     redis.call('PEXPIRE', k, ARGV[2])
+    out[i] = 1
+  elseif v == false and redis.call('GET', KEYS[n + i]) == ARGV[2 + i] then
+    redis.call('SET', k, ARGV[1], 'PX', ARGV[2])
     out[i] = 1
   else
     out[i] = 0
@@ -564,8 +574,9 @@ class RedisStreamsConsumer:
         if self._owned:
             streams = sorted(self._owned)
             held = await self._renew_script(
-                keys=[self._by_stream[s].lease_key for s in streams],
-                args=[self.member, self._lease_ms],
+                keys=[self._by_stream[s].lease_key for s in streams]
+                + [f"{self._by_stream[s].lease_key}.epoch" for s in streams],
+                args=[self.member, self._lease_ms, *(self._owned[s] for s in streams)],
             )
             lost = {s for s, ok in zip(streams, held, strict=True) if not ok}
             if lost:

@@ -81,6 +81,29 @@ class TestRedisStreamsBus(MembersInOtherProcessesContract, TrimsConsumedContract
             "lease": self.lease_seconds,
         }
 
+    async def test_a_lapsed_lease_nobody_took_stays_ours_with_its_fence(
+        self, bus: RedisStreamsBus, members: StartMembers
+    ) -> None:
+        """Redis away past the lease's TTL (its keys expire meanwhile): the member that held
+        the partition keeps it, fence and all, when nobody took it in between, so its work in
+        flight goes on; once another took it (the epoch moved on), it is no longer ours."""
+        await bus.ensure_topics([TopicSpec(TOPIC, 1)])
+        (member,) = await members("g", "m1")
+        await publish_spread(bus, keys=1, per_key=1)
+        [[message]] = await collect([member], 1, ack=False)
+        lease = f"{bus.prefix}_meta.group.g.lease.{TOPIC}.0"
+        assert await bus.client.get(lease) == b"m1"
+
+        await bus.client.delete(lease)  # lapsed, as after a Redis restart
+        await asyncio.sleep(self.lease_seconds)  # renewal rounds run
+        assert await bus.client.get(lease) == b"m1"
+        assert await member.owns(message)
+
+        await bus.client.delete(lease)
+        await bus.client.incr(f"{lease}.epoch")  # taken (and let go) by someone else
+        await asyncio.sleep(self.lease_seconds)
+        assert not await member.owns(message)
+
     async def test_a_member_stalled_past_its_lease_no_longer_owns_what_it_fetched(
         self, bus: RedisStreamsBus, members: StartMembers
     ) -> None:
