@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import orjson
 
-from tests.fakes.openai_server import FakeOpenAIServer
-from tests.harness import Node, served
+from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
+from tests.harness import Node, eventually, served
 from tests.spec import chat_event_schema, validate
 
 # (id, event) of one SSE block; the id is None on an event that is no stream entry (an
@@ -98,6 +98,40 @@ async def live_answer(chat: Chat, query: str,
             yield events
         finally:
             await events.aclose()
+
+
+
+async def check_stop_from_another_request(chat: Chat, words: int,
+                                          chunk_delay: float) -> list[dict[str, Any]]:
+    """A streamed answer of `words` words is stopped after its second event: by another
+    user first (nothing happens), then by its own. The stream ends with message_end after
+    part of the answer, and that part is stored as a stopped message. Returns the events."""
+    await chat.configure()
+    chat.provider.script_chat(ScriptedChat(" ".join(f"w{i}" for i in range(words)),
+                                           chunk_delay=chunk_delay))
+    seen: list[dict[str, Any]] = []
+    async with live_answer(chat, "Count") as events:
+        async for _, event in events:
+            seen.append(event)
+            if len(seen) == 2:
+                for user in ("bob", "ann"):
+                    stop = await chat.node.client.post(
+                        f"/v1/chat-messages/{event['task_id']}/stop", headers=chat.key,
+                        json={"user": user})
+                    assert stop.json() == {"result": "success"}
+    assert seen[-1]["event"] == "message_end"
+    streamed = "".join(e["answer"] for e in seen if e["event"] == "message")
+    assert 0 < len(streamed.split()) < words
+
+    async def ended() -> Any:
+        r = await chat.node.client.get("/v1/messages", headers=chat.key, params={
+            "user": "ann", "conversation_id": seen[0]["conversation_id"]})
+        found = r.json()["data"] if r.status_code == 200 else []
+        return found[0] if found and found[0]["status"] != "pending" else None
+
+    stored = await eventually(ended, interval=0.05)
+    assert stored["status"] == "stopped" and stored["answer"] == streamed
+    return seen
 
 
 async def _arriving(response: httpx.Response) -> AsyncIterator[SseEvent]:

@@ -14,6 +14,7 @@ from tests.chat import (
     Chat,
     app_with_key,
     check_chat_events,
+    check_stop_from_another_request,
     connect_provider,
     live_answer,
     sse_events,
@@ -150,33 +151,7 @@ async def test_app_without_config_answers_with_the_workspace_default(chat: Chat)
 
 
 async def test_stop_from_another_request_ends_the_stream(chat: Chat) -> None:
-    await chat.configure()
-    chat.provider.script_chat(ScriptedChat("one two three four five six seven eight nine ten",
-                                           chunk_delay=0.3))
-    seen: list[dict[str, Any]] = []
-    async with live_answer(chat, "Count") as events:
-        async for _, event in events:
-            seen.append(event)
-            if len(seen) == 2:
-                # another user's stop does nothing; the right user's stops it
-                for user in ("bob", "ann"):
-                    stop = await chat.node.client.post(
-                        f"/v1/chat-messages/{event['task_id']}/stop", headers=chat.key,
-                        json={"user": user})
-                    assert stop.json() == {"result": "success"}
-    check_chat_events(seen)
-    assert seen[-1]["event"] == "message_end"
-    streamed = "".join(e["answer"] for e in seen if e["event"] == "message")
-    assert 0 < len(streamed.split()) < 10
-
-    async def ended() -> Any:
-        r = await chat.node.client.get("/v1/messages", headers=chat.key, params={
-            "user": "ann", "conversation_id": seen[0]["conversation_id"]})
-        found = r.json()["data"] if r.status_code == 200 else []
-        return found[0] if found and found[0]["status"] != "pending" else None
-
-    stored = await eventually(ended)
-    assert stored["status"] == "stopped" and stored["answer"] == streamed
+    check_chat_events(await check_stop_from_another_request(chat, words=10, chunk_delay=0.3))
 
 
 async def test_reconnect_with_last_event_id_has_no_gaps_or_repeats(chat: Chat) -> None:

@@ -7,11 +7,8 @@ context on Postgres and Redis."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from tests.chat import Chat, app_with_key, live_answer, sse_events
+from tests.chat import Chat, app_with_key, check_stop_from_another_request, sse_events
 from tests.fakes.openai_server import ScriptedChat
-from tests.harness import eventually
 from tests.spec import validate
 
 
@@ -91,31 +88,7 @@ async def test_chat_blocking_then_streaming_remembers_the_conversation(chat: Cha
 
 
 async def test_stop_from_another_request_ends_the_stream(chat: Chat) -> None:
-    await chat.configure()
-    chat.provider.script_chat(ScriptedChat(" ".join(f"w{i}" for i in range(40)),
-                                           chunk_delay=0.05))
-    seen: list[dict[str, Any]] = []
-    async with live_answer(chat, "Count") as events:
-        async for _, event in events:
-            seen.append(event)
-            if len(seen) == 2:
-                # another user's stop does nothing; the right user's stops it
-                for user in ("bob", "ann"):
-                    stop = await chat.node.client.post(
-                        f"/v1/chat-messages/{seen[0]['task_id']}/stop", headers=chat.key,
-                        json={"user": user})
-                    assert stop.json() == {"result": "success"}
-    assert seen[-1]["event"] == "message_end"
-    streamed = "".join(e["answer"] for e in seen if e["event"] == "message")
-    assert 0 < len(streamed.split()) < 40
-
-    async def ended() -> Any:
-        found = (await chat.node.client.get("/v1/messages", headers=chat.key, params={
-            "user": "ann", "conversation_id": seen[0]["conversation_id"]})).json()["data"]
-        return found[0] if found and found[0]["status"] != "pending" else None
-
-    stored = await eventually(ended, timeout=10, interval=0.05)
-    assert stored["status"] == "stopped" and stored["answer"] == streamed
+    await check_stop_from_another_request(chat, words=40, chunk_delay=0.05)
 
 
 async def test_conversations_are_renamed_rated_and_deleted_per_user(chat: Chat) -> None:
