@@ -1,14 +1,16 @@
 """A worker's memory under bulk indexing and chat bursts, and after them.
 
-    .venv/bin/python -m bench.memory [--documents 20] [--paragraphs 60] [--bursts 4]
+    .venv/bin/python -m bench.memory [--documents 12] [--paragraphs 60] [--bursts 3]
+                                     [--rounds 2]
 
 One run starts embedded Postgres and Valkey, the fake OpenAI-protocol provider, `eddy api`
-and `eddy worker` (all roles) as processes. It samples the worker's RSS every second while
-it indexes `--documents` documents with the local embedding model and answers `--bursts`
-bursts of 100 concurrent chat messages, then for 30 s of quiet. It prints the idle RSS
-(the baseline, measured in the same run), the peak and the RSS after the quiet, each with
-its ratio to the baseline: memory a worker takes for such work and never gives back shows
-as an "after" well above the baseline. Stops everything it started, by PID.
+and `eddy worker` (all roles) as processes. It samples the worker's RSS every second. Each
+round indexes `--documents` documents with the local embedding model and answers
+`--bursts` bursts of 100 concurrent chat messages, then waits 30 s of quiet. It prints the
+idle RSS (the baseline, measured in the same run) and each round's peak and RSS after the
+quiet, with their ratios to the baseline. The first round adds the embedding model (about
+120 MB, loaded on first use); memory the worker takes for such work and never gives back
+shows as later rounds ending higher than the first. Stops everything it started, by PID.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def rss_mb(pid: int) -> float:
     return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)]) / 2**20
 
 
-async def main_async(documents: int, paragraphs: int, bursts: int) -> None:
+async def main_async(documents: int, paragraphs: int, bursts: int, rounds: int) -> None:
     async with chat_node("memory") as node:
         worker, api, auth, app_key = node.worker, node.api, node.auth, node.app_key
         samples: list[float] = []
@@ -51,12 +53,6 @@ async def main_async(documents: int, paragraphs: int, bursts: int) -> None:
             paragraph = " ".join(f"word{i} about memory and the indexing of long documents"
                                  for i in range(40))
             text = "\n\n".join(f"{paragraph} {j}" for j in range(paragraphs))
-            for d in range(documents):
-                (await c.post(f"/v1/datasets/{dataset['id']}/document/create-by-text",
-                              headers=dataset_key, json={
-                                  "name": f"doc {d}", "text": text,
-                                  "indexing_technique": "high_quality",
-                                  "process_rule": {"mode": "automatic"}})).raise_for_status()
 
             async def ask(i: int) -> int:
                 r = await c.post("/v1/chat-messages", headers=app_key, json={
@@ -64,36 +60,49 @@ async def main_async(documents: int, paragraphs: int, bursts: int) -> None:
                     "response_mode": "streaming"})
                 return r.status_code
 
-            for burst in range(bursts):
-                codes = await asyncio.gather(*(ask(i) for i in range(100)))
-                print(f"chat burst {burst + 1}: {codes.count(200)}/100 answered, "
-                      f"worker {samples[-1]:.0f} MB", flush=True)
-            deadline = time.monotonic() + 900
-            while time.monotonic() < deadline:
-                docs = (await c.get(f"/v1/datasets/{dataset['id']}/documents",
-                                    headers=dataset_key, params={"limit": 100})).json()["data"]
-                if all(d["indexing_status"] in ("completed", "error") for d in docs):
-                    break
-                await asyncio.sleep(2)
-            print(f"indexed {sum(d['indexing_status'] == 'completed' for d in docs)}/"
-                  f"{documents} documents", flush=True)
-            peak = max(samples)
-            await asyncio.sleep(QUIET_SECONDS)
-            after = samples[-1]
+            results: list[tuple[float, float]] = []  # (peak, after) per round
+            for round_ in range(1, rounds + 1):
+                first = len(samples)
+                for d in range(documents):
+                    (await c.post(f"/v1/datasets/{dataset['id']}/document/create-by-text",
+                                  headers=dataset_key, json={
+                                      "name": f"doc {round_}.{d}", "text": text,
+                                      "indexing_technique": "high_quality",
+                                      "process_rule": {"mode": "automatic"}})
+                     ).raise_for_status()
+                for _ in range(bursts):
+                    codes = await asyncio.gather(*(ask(i) for i in range(100)))
+                    assert codes.count(200) == 100, codes
+                deadline = time.monotonic() + 900
+                while time.monotonic() < deadline:
+                    docs = (await c.get(f"/v1/datasets/{dataset['id']}/documents",
+                                        headers=dataset_key, params={"limit": 100})
+                            ).json()["data"]
+                    if all(d["indexing_status"] in ("completed", "error") for d in docs):
+                        break
+                    await asyncio.sleep(2)
+                completed_docs = sum(d["indexing_status"] == "completed" for d in docs)
+                peak = max(samples[first:])
+                await asyncio.sleep(QUIET_SECONDS)
+                results.append((peak, samples[-1]))
+                print(f"round {round_}: {completed_docs} documents indexed, {bursts} x 100 "
+                      f"answers; worker peak {peak:.0f} MB, after {QUIET_SECONDS} s quiet "
+                      f"{samples[-1]:.0f} MB", flush=True)
         sampler.cancel()
-        print(f"\nworker RSS   idle (baseline) {idle:6.0f} MB\n"
-              f"             peak            {peak:6.0f} MB  {peak / idle:4.2f}x\n"
-              f"             after {QUIET_SECONDS} s quiet  {after:6.0f} MB  "
-              f"{after / idle:4.2f}x")
+        print(f"\nworker RSS, idle (the baseline): {idle:.0f} MB")
+        for round_, (peak, after) in enumerate(results, start=1):
+            print(f"round {round_}: peak {peak:5.0f} MB ({peak / idle:4.2f}x), after quiet "
+                  f"{after:5.0f} MB ({after / idle:4.2f}x)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--documents", type=int, default=20)
+    parser.add_argument("--documents", type=int, default=12)
     parser.add_argument("--paragraphs", type=int, default=60)
-    parser.add_argument("--bursts", type=int, default=4)
+    parser.add_argument("--bursts", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    asyncio.run(main_async(args.documents, args.paragraphs, args.bursts))
+    asyncio.run(main_async(args.documents, args.paragraphs, args.bursts, args.rounds))
 
 
 if __name__ == "__main__":
