@@ -25,7 +25,9 @@ from schemas.platform.api import CreateAppRequest
 DSN_ENV = "BENCH_BASELINE_DSN"
 POOL_ENV = "BENCH_BASELINE_POOL"
 
-# The columns of Eddy's read-model `apps` table (projections/platform/tables.py).
+# The columns of Eddy's read-model `apps` table (projections/platform/tables.py), written
+# out on purpose rather than derived from it or its migration: the baseline stands for a
+# bare service with hand-written SQL, and lets the database fill the timestamps.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS apps (
     id uuid PRIMARY KEY,

@@ -26,28 +26,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 
 import httpx
 
 from adapters.embedded.ports import LOOPBACK
-from adapters.embedded.postgres import EmbeddedPostgres
-from adapters.embedded.valkey import EmbeddedRedis
 from bench import procs
-from bench.commands import (
-    _console_auth,
-    _migrate,
-    _percentile,
-    _settings,
-    _start_server,
-)
-from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
+from bench.chat_node import KEY, MODEL, chat_node
+from bench.commands import _percentile, _start_server
 
-KEY, MODEL = "sk-bench-0123456789", "bench-model"
-CHUNKS = [f"token{i} " for i in range(20)]
 TARGET_ADDED_P99_MS = 50.0
 
 
@@ -80,46 +68,15 @@ def fmt(values: Sequence[float]) -> str:
 
 
 async def main_async(streams: Sequence[int], rounds: int, messages: int) -> bool:
-    root = Path(tempfile.mkdtemp(prefix="eddy-bench-chat-"))
-    pg = EmbeddedPostgres(root / "pg").start()
-    redis = EmbeddedRedis(root / "redis").start()
-    provider = FakeOpenAIServer(api_key=KEY, models={MODEL}).start()
-    # every reply: 20 chunks, one every 5 ms
-    provider.chat_responder = lambda body: ScriptedChat("".join(CHUNKS), chunks=CHUNKS,
-                                                        chunk_delay=0.005)
-    ok = False
-    try:
-        pg.create_database("bench_chat")
-        settings = _settings(pg, "bench_chat", redis, None, root / "data")
-        await _migrate(settings)
-        env = {**os.environ, **settings.as_env(LOG_LEVEL="WARNING")}
-        worker_log = root / "worker.log"
-        worker = procs.spawn(["-m", "cli", "worker", "--member", "bench-worker"], env, worker_log)
-        api = await _start_server(
-            "eddy api", lambda port: ["-m", "cli", "api"],
-            lambda port: {**env, "DIFY_BIND_ADDRESS": LOOPBACK, "DIFY_PORT": str(port)},
-            "/ready", root / "api.log",
-            alive=lambda: procs.check_alive(worker, "eddy worker", worker_log))
+    async with chat_node("chat") as node:
+        api, worker, provider, key = node.api, node.worker, node.provider, node.app_key
         proxy = await _start_server(
             "baseline", lambda port: ["-m", "uvicorn", "bench.chat_proxy:app", "--host",
                                       LOOPBACK, "--port", str(port), "--log-level", "warning",
                                       "--no-access-log"],
             lambda port: {**os.environ, "BENCH_PROVIDER_URL": provider.base_url,
                           "BENCH_PROVIDER_KEY": KEY, "BENCH_MODEL": MODEL},
-            "/health", root / "proxy.log")
-        auth = await _console_auth(api.url, lambda: None)
-        async with httpx.AsyncClient(base_url=api.url, timeout=60) as c:
-            saved = await c.post(
-                "/console/api/workspaces/current/model-providers/openai_api_compatible/models",
-                headers=auth, json={"model": MODEL, "model_type": "llm", "credentials": {
-                    "api_key": KEY, "endpoint_url": provider.base_url, "mode": "chat",
-                    "context_size": "8192"}})
-            saved.raise_for_status()
-            app = (await c.post("/console/api/apps", headers=auth,
-                                json={"name": "Bench", "mode": "chat"})).json()
-            token = (await c.post(f"/console/api/apps/{app['id']}/api-keys",
-                                  headers=auth)).json()["token"]
-        key = {"Authorization": f"Bearer {token}"}
+            "/health", node.root / "proxy.log")
         ask = {"inputs": {}, "query": "Hello", "user": "bench", "response_mode": "streaming"}
         direct = {"model": MODEL, "stream": True,
                   "messages": [{"role": "user", "content": "Hello"}]}
@@ -132,7 +89,7 @@ async def main_async(streams: Sequence[int], rounds: int, messages: int) -> bool
             "eddy": lambda cl: first_token(cl, f"{api.url}/v1/chat-messages", key, ask,
                                            b'"event":"message"'),
         }
-        postgres = procs.postmaster_pid(pg)
+        postgres = procs.postmaster_pid(node.pg)
         cpu_probes: dict[str, procs.CpuProbes] = {
             "provider": {"bench": procs.this_process},
             "baseline": {"proxy": lambda: procs.tree_cpu(proxy.proc.pid),
@@ -140,7 +97,7 @@ async def main_async(streams: Sequence[int], rounds: int, messages: int) -> bool
             "eddy": {"api": lambda: procs.tree_cpu(api.proc.pid),
                      "worker": lambda: procs.tree_cpu(worker.pid),
                      "postgres": lambda: procs.tree_cpu(postgres),
-                     "redis": lambda: procs.tree_cpu(redis.pid), "bench": procs.this_process},
+                     "redis": lambda: procs.tree_cpu(node.redis.pid), "bench": procs.this_process},
         }
         await closed_loop(4, 5, ways["eddy"])  # warm up
         verdict = True
@@ -186,17 +143,7 @@ async def main_async(streams: Sequence[int], rounds: int, messages: int) -> bool
         print(f"\nblocking: {16 * max(1, messages // 16) / elapsed:.1f} messages/s "
               f"(16 users, fake model streaming 20 chunks 5 ms apart)")
         print(f"all targets met: {'yes' if verdict else 'NO'}")
-        api.stop()
-        proxy.stop()
-        procs.stop(worker)
-        ok = True
         return verdict
-    finally:
-        procs.stop_children()
-        provider.stop()
-        redis.stop()
-        pg.stop()
-        procs.finish(root, ok)
 
 
 def main() -> None:

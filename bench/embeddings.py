@@ -29,7 +29,7 @@ from typing import Protocol
 
 from adapters.embeddings.local_minilm import LocalMiniLM
 from adapters.embeddings.local_use import LocalUSE
-from bench.indexing import EMBED_BATCH, chunk_text, corpus
+from bench.indexing import EMBED_BATCH, chunk_text, corpus, generated_texts
 
 _ZH_SUBJECTS = ("仓库管理员", "财务部门", "值班工程师", "客服团队", "图书馆员", "数据中心的员工",
                 "市场部的同事", "安全委员会", "新来的实习生", "北方办公室")
@@ -41,22 +41,16 @@ _ZH_TAILS = ("在每个月底之前", "每当天气变化的时候", "在每次�
              "每年至少两次", "为了让保险费保持在较低水平", "远在旺季开始之前")
 
 
+def _chinese_paragraph(rng: random.Random) -> str:
+    return "".join(
+        f"{rng.choice(_ZH_SUBJECTS)}{rng.choice(_ZH_TAILS)}{rng.choice(_ZH_VERBS)}"
+        f"{rng.choice(_ZH_OBJECTS)}。" for _ in range(rng.randint(3, 6)))
+
+
 def chinese_corpus(documents: int, seed: int = 2024) -> list[str]:
     """`documents` Chinese texts of 1-2 thousand characters, the same every run."""
-    rng = random.Random(seed)
-    texts = []
-    for i in range(documents):
-        target = rng.randint(1000, 2000)
-        paragraphs = [f"运营笔记 第 {i + 1} 卷"]
-        size = len(paragraphs[0])
-        while size < target:
-            paragraph = "".join(
-                f"{rng.choice(_ZH_SUBJECTS)}{rng.choice(_ZH_TAILS)}{rng.choice(_ZH_VERBS)}"
-                f"{rng.choice(_ZH_OBJECTS)}。" for _ in range(rng.randint(3, 6)))
-            paragraphs.append(paragraph)
-            size += len(paragraph) + 2
-        texts.append("\n\n".join(paragraphs))
-    return texts
+    return generated_texts(documents, lambda i: f"运营笔记 第 {i + 1} 卷", _chinese_paragraph,
+                           (1000, 2000), seed)
 
 
 class Model(Protocol):

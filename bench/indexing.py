@@ -123,27 +123,39 @@ _TAILS = ("before the end of each month", "whenever the weather turns", "after e
           "to keep the insurance premium low", "long before the busy season begins")
 
 
-def corpus(documents: int, seed: int = 2024) -> list[str]:
-    """`documents` texts of 3-6 KB: paragraphs of 3-6 plain sentences, the same every run."""
+def generated_texts(documents: int, title: Callable[[int], str],
+                    paragraph: Callable[[random.Random], str], sizes: tuple[int, int],
+                    seed: int) -> list[str]:
+    """`documents` texts: a title (of the text's index), then paragraphs until the text is
+    as long as a size drawn from `sizes` (characters); the same every run for a seed."""
     rng = random.Random(seed)
     texts = []
     for i in range(documents):
-        target = rng.randint(3000, 6000)
-        paragraphs = [f"Operations notes, volume {i + 1}"]
+        target = rng.randint(*sizes)
+        paragraphs = [title(i)]
         size = len(paragraphs[0])
         while size < target:
-            sentences = []
-            for _ in range(rng.randint(3, 6)):
-                opener = rng.choice(_OPENERS)
-                subject = rng.choice(_SUBJECTS)
-                subject = subject if opener else subject[0].upper() + subject[1:]
-                sentences.append(f"{opener}{subject} {rng.choice(_VERBS)} "
-                                 f"{rng.choice(_OBJECTS)} {rng.choice(_TAILS)}.")
-            paragraph = " ".join(sentences)
-            paragraphs.append(paragraph)
-            size += len(paragraph) + 2
+            paragraphs.append(paragraph(rng))
+            size += len(paragraphs[-1]) + 2
         texts.append("\n\n".join(paragraphs))
     return texts
+
+
+def _english_paragraph(rng: random.Random) -> str:
+    sentences = []
+    for _ in range(rng.randint(3, 6)):
+        opener = rng.choice(_OPENERS)
+        subject = rng.choice(_SUBJECTS)
+        subject = subject if opener else subject[0].upper() + subject[1:]
+        sentences.append(f"{opener}{subject} {rng.choice(_VERBS)} "
+                         f"{rng.choice(_OBJECTS)} {rng.choice(_TAILS)}.")
+    return " ".join(sentences)
+
+
+def corpus(documents: int, seed: int = 2024) -> list[str]:
+    """`documents` texts of 3-6 KB: paragraphs of 3-6 plain sentences, the same every run."""
+    return generated_texts(documents, lambda i: f"Operations notes, volume {i + 1}",
+                           _english_paragraph, (3000, 6000), seed)
 
 
 def chunk_text(raw: bytes, filename: str, count_tokens: Callable[[str], int]) -> list[str]:

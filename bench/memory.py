@@ -17,24 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 import psutil
 
-from adapters.embedded.ports import LOOPBACK
-from adapters.embedded.postgres import EmbeddedPostgres
-from adapters.embedded.valkey import EmbeddedRedis
-from bench import procs
-from bench.commands import _console_auth, _migrate, _settings, _start_server
-from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
+from bench.chat_node import chat_node
 
-KEY, MODEL = "sk-bench-0123456789", "bench-model"
-CHUNKS = [f"token{i} " for i in range(20)]
 QUIET_SECONDS = 30
 
 
@@ -44,30 +33,8 @@ def rss_mb(pid: int) -> float:
 
 
 async def main_async(documents: int, paragraphs: int, bursts: int, rounds: int) -> None:
-    root = Path(tempfile.mkdtemp(prefix="eddy-bench-memory-"))
-    pg = EmbeddedPostgres(root / "pg").start()
-    redis = EmbeddedRedis(root / "redis").start()
-    provider = FakeOpenAIServer(api_key=KEY, models={MODEL}).start()
-    provider.chat_responder = lambda body: ScriptedChat("".join(CHUNKS), chunks=CHUNKS,
-                                                        chunk_delay=0.005)
-    started: list[subprocess.Popen[bytes]] = []
-    completed = False
-    try:
-        pg.create_database("bench_memory")
-        settings = _settings(pg, "bench_memory", redis, None, root / "data")
-        await _migrate(settings)
-        env = {**os.environ, **settings.as_env(LOG_LEVEL="WARNING")}
-        worker_log = root / "worker.log"
-        worker = procs.spawn(["-m", "cli", "worker", "--member", "bench-memory"], env,
-                             worker_log)
-        started.append(worker)
-        api = await _start_server(
-            "eddy api", lambda port: ["-m", "cli", "api"],
-            lambda port: {**env, "DIFY_BIND_ADDRESS": LOOPBACK, "DIFY_PORT": str(port)},
-            "/ready", root / "api.log",
-            alive=lambda: procs.check_alive(worker, "eddy worker", worker_log))
-        started.append(api.proc)
-        auth = await _console_auth(api.url, lambda: None)
+    async with chat_node("memory") as node:
+        worker, api, auth, app_key = node.worker, node.api, node.auth, node.app_key
         samples: list[float] = []
 
         async def sample() -> None:
@@ -77,15 +44,6 @@ async def main_async(documents: int, paragraphs: int, bursts: int, rounds: int) 
 
         sampler = asyncio.create_task(sample())
         async with httpx.AsyncClient(base_url=api.url, timeout=120) as c:
-            (await c.post(
-                "/console/api/workspaces/current/model-providers/openai_api_compatible/models",
-                headers=auth, json={"model": MODEL, "model_type": "llm", "credentials": {
-                    "api_key": KEY, "endpoint_url": provider.base_url, "mode": "chat",
-                    "context_size": "8192"}})).raise_for_status()
-            app = (await c.post("/console/api/apps", headers=auth,
-                                json={"name": "Bench", "mode": "chat"})).json()
-            app_key = {"Authorization": "Bearer " + (await c.post(
-                f"/console/api/apps/{app['id']}/api-keys", headers=auth)).json()["token"]}
             dataset_key = {"Authorization": "Bearer " + (await c.post(
                 "/console/api/datasets/api-keys", headers=auth)).json()["token"]}
             dataset = (await c.post("/v1/datasets", headers=dataset_key, json={
@@ -135,14 +93,6 @@ async def main_async(documents: int, paragraphs: int, bursts: int, rounds: int) 
         for round_, (peak, after) in enumerate(results, start=1):
             print(f"round {round_}: peak {peak:5.0f} MB ({peak / idle:4.2f}x), after quiet "
                   f"{after:5.0f} MB ({after / idle:4.2f}x)")
-        completed = True
-    finally:
-        for proc in started:
-            procs.stop(proc)
-        provider.stop()
-        redis.stop()
-        pg.stop()
-        procs.finish(root, completed)
 
 
 def main() -> None:

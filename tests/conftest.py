@@ -12,10 +12,12 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from adapters.embedded.postgres import EmbeddedPostgres
+from adapters.embedded.process import LoopbackServer
 from adapters.embedded.tansu import TansuBroker
 from adapters.embedded.valkey import EmbeddedRedis
 
@@ -33,15 +35,22 @@ def embedded_root() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def postgres(embedded_root: Path) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(embedded_root / "postgres")
+Server = TypeVar("Server", bound=LoopbackServer)
+
+
+def _serving(server: Server) -> Iterator[Server]:
+    """A fixture's body: `server` started, and stopped afterwards."""
     try:
         server.start()
         yield server
     finally:
-        # Also after a failed start: pg_ctl may have left a half-started server behind.
+        # Also after a failed start: it may have left a half-started server behind.
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(embedded_root: Path) -> Iterator[EmbeddedPostgres]:
+    yield from _serving(EmbeddedPostgres(embedded_root / "postgres"))
 
 
 @pytest.fixture
@@ -61,12 +70,7 @@ def fresh_database(postgres: EmbeddedPostgres) -> Callable[..., str]:
 
 @pytest.fixture(scope="session")
 def redis_server(embedded_root: Path) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(embedded_root / "valkey")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+    yield from _serving(EmbeddedRedis(embedded_root / "valkey"))
 
 
 @pytest.fixture(scope="session")
@@ -77,12 +81,19 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
 @pytest.fixture(scope="session")
 def kafka_broker(embedded_root: Path) -> Iterator[TansuBroker]:
     # Memory storage: topics live only as long as this session's broker.
-    broker = TansuBroker(log_path=embedded_root / "tansu.log")
-    try:
-        broker.start()
-        yield broker
-    finally:
-        broker.stop()
+    yield from _serving(TansuBroker(log_path=embedded_root / "tansu.log"))
+
+
+@pytest.fixture
+def own_postgres(embedded_root: Path) -> Iterator[EmbeddedPostgres]:
+    """A Postgres of the test's own, which it may stop, kill and start again."""
+    yield from _serving(EmbeddedPostgres(embedded_root / f"pg-{uuid.uuid4().hex[:6]}"))
+
+
+@pytest.fixture
+def own_redis(embedded_root: Path) -> Iterator[EmbeddedRedis]:
+    """A Valkey of the test's own, which it may stop, kill and start again."""
+    yield from _serving(EmbeddedRedis(embedded_root / f"valkey-{uuid.uuid4().hex[:6]}"))
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +21,11 @@ from sqlalchemy import text
 
 from adapters.bus.base import OutgoingMessage
 from adapters.embedded.postgres import EmbeddedPostgres
-from bootstrap import Container, in_process_node
+from bootstrap import ASSEMBLY, Container, in_process_node
 from config import Settings, load_settings
-from migrations.runner import migrate
+from events.envelope import Envelope
+from events.postgres_store import PostgresEventStore
+from migrations.runner import migrate, upgrade
 from tests.spec_conformance import KNOWLEDGE_PREFIX, check_answer
 
 
@@ -43,6 +45,33 @@ def node_settings(postgres: EmbeddedPostgres, database: str, redis_url: str,
         **overrides,
     }
     return load_settings(**values)
+
+
+def migrated(postgres: EmbeddedPostgres, database: str, revision: str = "head") -> str:
+    """Upgrade `database` to `revision`; returns its SQLAlchemy URL, for later upgrades."""
+    url = postgres.dsn(database).replace("postgresql://", "postgresql+psycopg://", 1)
+    upgrade(url, revision)
+    return url
+
+
+@contextmanager
+def event_store(postgres: EmbeddedPostgres, database: str,
+                **options: Any) -> Iterator[PostgresEventStore]:
+    """`database`'s event store, closed after the block."""
+    store = PostgresEventStore(ASSEMBLY.event_types, host=postgres.host, port=postgres.port,
+                               user=postgres.user, password="", dbname=database, **options)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def events_across_upgrade(store: PostgresEventStore, url: str,
+                          ) -> tuple[list[Envelope[Any]], list[Envelope[Any]]]:
+    """What readers of `store` see before and after its database (`url`) goes to head."""
+    before = store.read_from(0, 100)
+    upgrade(url)
+    return before, store.read_from(0, 100)
 
 
 @dataclass

@@ -19,3 +19,19 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler for `serving` that keeps its access log off the test output."""
+
+    def reply(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
+        """Answer `status` with exactly these headers (a Content-Length may promise more
+        than `body` holds, as a HEAD answer's does)."""
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass

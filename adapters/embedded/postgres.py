@@ -23,7 +23,6 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import psutil
@@ -32,13 +31,12 @@ from psycopg import errors, sql
 from psycopg.rows import TupleRow
 
 from adapters.embedded.ports import (
-    LOOPBACK,
     PortInUseError,
-    free_port,
     port_accepts,
     remembered_port,
     wait_until,
 )
+from adapters.embedded.process import DataDirServer, launch_on_remembered_port, log_since
 
 with warnings.catch_warnings():
     # The package __init__ resolves a runtime dir for its own server class, which we don't
@@ -52,7 +50,6 @@ SYSTEM_USER = "eddy_postgres"
 SUPERUSER = "postgres"
 PORT_FILE = "eddy_port"
 LOG_FILE = "postgres.log"
-_START_ATTEMPTS = 3
 _LEFTOVER_TIMEOUT = 10.0
 # Linux caps a Unix socket path at 107 bytes; leave room for ".s.PGSQL.NNNNN.lock".
 _MAX_SOCKET_DIR = 107 - len("/.s.PGSQL.65535.lock")
@@ -68,46 +65,17 @@ class _Postmaster:
     status: str
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(DataDirServer):
     """One PostgreSQL cluster in `data_dir`, served on `host:port` over TCP."""
 
-    def __init__(
-        self,
-        data_dir: Path,
-        port: int | None = None,
-        host: str = LOOPBACK,
-        *,
-        timeout: float = 60.0,
-    ) -> None:
-        self._data_dir = Path(data_dir).absolute()
-        self._requested_port = port
-        self._host = host
-        self._port: int | None = None
-        self._timeout = timeout
+    log_name = LOG_FILE
+    default_timeout = 60.0
 
     # -- properties ---------------------------------------------------------------------
 
     @property
-    def host(self) -> str:
-        return self._host
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("EmbeddedPostgres has no port yet: call start() first")
-        return self._port
-
-    @property
     def user(self) -> str:
         return SUPERUSER
-
-    @property
-    def data_dir(self) -> Path:
-        return self._data_dir
-
-    @property
-    def log_path(self) -> Path:
-        return self._data_dir / LOG_FILE
 
     def dsn(self, database: str = "postgres") -> str:
         """libpq/asyncpg URL for `database` (no password: trust auth on loopback)."""
@@ -143,17 +111,9 @@ class EmbeddedPostgres:
 
         if not (self._data_dir / "PG_VERSION").exists():
             self._initdb()
-        port_file = self._data_dir / PORT_FILE
-        for attempt in range(_START_ATTEMPTS):
-            port = remembered_port(port_file, requested, self._host)
-            try:
-                self._pg_ctl_start(port)
-                break
-            except PortInUseError:
-                if requested is not None or attempt == _START_ATTEMPTS - 1:
-                    raise
-                # Someone took the port between our check and postgres binding it.
-                port_file.write_text(f"{free_port(self._host)}\n")
+        port = launch_on_remembered_port(
+            self._data_dir / PORT_FILE, requested, self._host, self._pg_ctl_start
+        )
         log.info("postgres started on %s:%s (data %s)", self._host, port, self._data_dir)
         return self
 
@@ -165,12 +125,10 @@ class EmbeddedPostgres:
         try:
             self._pg_ctl("start", "-l", str(self.log_path), "-o", options)
         except RuntimeError as exc:
-            with self.log_path.open("rb") as f:
-                f.seek(log_offset)
-                server_log = f.read().decode(errors="replace")
+            server_log = log_since(self.log_path, log_offset)
             if "Address already in use" in server_log:
                 raise PortInUseError(f"postgres could not bind {self._host}:{port}") from exc
-            raise RuntimeError(f"{exc}\n{server_log[-4000:]}") from None
+            raise RuntimeError(f"{exc}\n{server_log}") from None
         self._port = port
         wait_until(
             lambda: port_accepts(port, self._host),
@@ -252,17 +210,6 @@ class EmbeddedPostgres:
 
     def is_running(self) -> bool:
         return self._postmaster() is not None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- databases ----------------------------------------------------------------------
 

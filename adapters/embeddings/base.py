@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -56,3 +58,44 @@ class InferenceThread:
             self._executor, embed_sync, list(texts))
         result: list[list[float]] = vectors.tolist()
         return result
+
+
+class LocalModel(ABC):
+    """An EmbeddingProvider computed on the CPU in this process (MODEL_NAME, DIMENSIONS).
+
+    Its files load lazily under `_load_lock`, each once per instance. Its forward passes
+    run on its own InferenceThread, one at a time under `_infer_lock`: a pass already uses
+    every core it may, so two concurrent ones would only thrash; locking per pass keeps
+    callers fair.
+    """
+
+    MODEL_NAME: ClassVar[str]
+    DIMENSIONS: ClassVar[int]
+
+    def __init__(self, thread_name: str) -> None:
+        self._load_lock = threading.Lock()
+        self._infer_lock = threading.Lock()
+        self._inference = InferenceThread(thread_name)
+
+    @property
+    def model_name(self) -> str:
+        return self.MODEL_NAME
+
+    @property
+    def dimensions(self) -> int:
+        return self.DIMENSIONS
+
+    @abstractmethod
+    def count_tokens(self, text: str) -> int: ...
+
+    @abstractmethod
+    def embed_sync(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """(len(texts), DIMENSIONS) float32 unit vectors. Blocking: runs on the model's
+        thread."""
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        return await self._inference.embed(self.embed_sync, texts)
+
+    async def embed_query(self, text: str) -> list[float]:
+        # The local models are symmetric: queries and documents are embedded the same way.
+        return (await self.embed_documents([text]))[0]

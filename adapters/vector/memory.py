@@ -38,6 +38,7 @@ from adapters.vector.base import (
     VectorHit,
     checked_vector,
     clamp01,
+    cosine_hits,
     filter_terms,
     upsert_batch,
 )
@@ -178,12 +179,8 @@ class InMemoryVectorStore:
                     distance = 1.0 - dot / (row.norm * query_norm)
                 scored.append((distance, row.id, row))
         scored.sort(key=lambda item: (item[0], item[1]))
-        hits = []
-        for distance, _, row in scored[:top_k]:
-            score = 0.0 if math.isinf(distance) else clamp01(1.0 - distance)
-            if score >= score_threshold:
-                hits.append(_hit(row, score))
-        return hits
+        return cosine_hits(((distance, row) for distance, _, row in scored[:top_k]),
+                           score_threshold, _hit)
 
     async def search_by_full_text(
         self,

@@ -41,6 +41,7 @@ from adapters.vector.base import (
     VectorHit,
     checked_vector,
     clamp01,
+    cosine_hits,
     filter_terms,
     upsert_batch,
 )
@@ -235,14 +236,10 @@ class PgVectorStore:
             asyncpg.UndefinedObjectError,  # no pgvector at all, so no vector collections
         ):
             return []
-        hits = []
         # Threshold after LIMIT, as in Dify: the index delivers the top_k nearest, then weak
         # ones are dropped. Same result as filtering first, since order is by distance.
-        for row in rows:
-            score = clamp01(1.0 - float(row["distance"]))
-            if score >= score_threshold:
-                hits.append(_hit(row, score))
-        return hits
+        return cosine_hits(((float(row["distance"]), row) for row in rows), score_threshold,
+                           _hit)
 
     async def search_by_full_text(
         self,

@@ -56,7 +56,7 @@ from adapters.vector.base import (
     VectorDocument,
     VectorHit,
     checked_vector,
-    clamp01,
+    cosine_hits,
     filter_terms,
     filter_value,
     upsert_batch,
@@ -247,13 +247,8 @@ class WeaviateStore:
                 return_metadata=MetadataQuery(distance=True),
                 return_properties=_RETURN_PROPERTIES,
             )
-            hits = []
-            for obj in result.objects:
-                distance = obj.metadata.distance
-                score = clamp01(1.0 - float(distance if distance is not None else 1.0))
-                if score >= score_threshold:
-                    hits.append(_hit(obj.properties, score))
-            return hits
+            return cosine_hits(((obj.metadata.distance, obj.properties)
+                                for obj in result.objects), score_threshold, _hit)
 
         return await self._run_if_exists(name, search, [])
 

@@ -9,6 +9,7 @@ other command decides again and is rejected.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -134,26 +135,25 @@ def delete_tag(c: cmd.DeleteTag, uow: UnitOfWork) -> dict[str, Any]:
     return {"tag_id": str(c.tag_id)}
 
 
-def _target(uow: UnitOfWork, target_id: UUID) -> None:
-    visible_dataset(uow, target_id)
-
-
-def bind_tags(c: cmd.BindTags, uow: UnitOfWork) -> dict[str, Any]:
-    _target(uow, c.target_id)
-    # Unknown tag ids are ignored, as Dify's spec says.
+def _tags_of_binding(uow: UnitOfWork, c: cmd.BindTags | cmd.UnbindTags) -> Iterator[Tag]:
+    """The visible tags a (un)binding names, each once, after checking its dataset is
+    visible. Unknown tag ids are ignored, as Dify's spec says."""
+    visible_dataset(uow, c.target_id)
     for tag_id in dict.fromkeys(c.tag_ids):
         tag = _visible_tag(uow, tag_id)
         if tag is not None:
-            tag.bind(c.target_id, uow.ctx)
+            yield tag
+
+
+def bind_tags(c: cmd.BindTags, uow: UnitOfWork) -> dict[str, Any]:
+    for tag in _tags_of_binding(uow, c):
+        tag.bind(c.target_id, uow.ctx)
     return {"target_id": str(c.target_id)}
 
 
 def unbind_tags(c: cmd.UnbindTags, uow: UnitOfWork) -> dict[str, Any]:
-    _target(uow, c.target_id)
-    for tag_id in dict.fromkeys(c.tag_ids):
-        tag = _visible_tag(uow, tag_id)
-        if tag is not None:
-            tag.unbind(c.target_id, uow.ctx)
+    for tag in _tags_of_binding(uow, c):
+        tag.unbind(c.target_id, uow.ctx)
     return {"target_id": str(c.target_id)}
 
 

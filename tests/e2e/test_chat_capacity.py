@@ -8,8 +8,7 @@ import asyncio
 
 import pytest
 
-from tests.chat import Chat
-from tests.e2e.test_messages import sse_events
+from tests.chat import Chat, sse_events
 from tests.fakes.openai_server import ScriptedChat
 from tests.harness import eventually
 
@@ -30,7 +29,7 @@ async def test_past_the_open_stream_limit_a_message_is_refused_unrecorded(chat: 
     assert refused.json()["code"] == "service_unavailable"
     assert refused.headers["Retry-After"]
     for done in await asyncio.gather(*streams):
-        events = [e for _, e in sse_events(done.content) if e]
+        events = [e for _, e in sse_events(done.content)]
         assert events[-1]["event"] == "message_end"
     assert len(chat.provider.chat_requests) == 3  # the refused one never reached the model
     conversations = await chat.node.client.get("/v1/conversations", headers=chat.key,
@@ -53,6 +52,6 @@ async def test_more_answers_at_once_than_redis_py_pools_are_each_answered_once(
     for answer in answers:
         assert answer.status_code == 200, answer.text
         if answer.headers["content-type"].startswith("text/event-stream"):
-            events = [e for _, e in sse_events(answer.content) if e]
+            events = [e for _, e in sse_events(answer.content)]
             assert events and events[0]["task_id"] and events[-1]["event"] == "message_end"
     assert len(chat.provider.chat_requests) == count  # no answer was asked for twice

@@ -5,21 +5,18 @@ first one's task instead of asking the model again."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import httpx
 
-from tests.chat import Chat, app_with_key
-from tests.e2e.test_messages import check_chat_events, sse_events
+from tests.chat import Chat, SseEvent, app_with_key, check_chat_events, live_answer, sse_events
 from tests.fakes.openai_server import ScriptedChat
-from tests.harness import served
 
 
-def _events(response: httpx.Response) -> list[tuple[str | None, dict[str, Any]]]:
-    return [(i, e) for i, e in sse_events(response.content) if e is not None]
+def _events(response: httpx.Response) -> list[SseEvent]:
+    return sse_events(response.content)
 
 
-async def _answered(chat: Chat) -> tuple[str, list[tuple[str | None, dict[str, Any]]]]:
+async def _answered(chat: Chat) -> tuple[str, list[SseEvent]]:
     await chat.configure()
     chat.provider.script_chat(ScriptedChat("one two three", chunks=["one ", "two ", "three"]))
     sent = await chat.send("Count", mode="streaming")
@@ -64,16 +61,8 @@ async def test_an_id_beyond_an_open_stream_is_a_400(chat: Chat) -> None:
     await chat.configure()
     chat.provider.script_chat(ScriptedChat("slow words here", chunks=["slow ", "words ", "here"],
                                            chunk_delay=1.0))
-    async with served(chat.node.app) as url, httpx.AsyncClient(base_url=url) as http, \
-            http.stream("POST", "/v1/chat-messages", headers=chat.key, json={
-                "inputs": {}, "query": "Slowly", "user": "ann",
-                "response_mode": "streaming"}) as r:
-        buffer = b""
-        async for piece in r.aiter_bytes():
-            buffer += piece
-            if b"\n\n" in buffer:
-                break
-        first_id, first = _events(httpx.Response(200, content=buffer))[0]
+    async with live_answer(chat, "Slowly") as events:
+        first_id, first = await anext(events)
         millis = int(str(first_id).split("-")[0])
         refused = await _resume(chat, first["task_id"], f"{millis + 60_000}-0")
         assert refused.status_code == 400, refused.text

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from uuid import UUID
 
@@ -18,7 +17,7 @@ from schemas.conversation import events as cev
 from tests.chat import Chat, app_with_key, connect_provider
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.harness import eventually, node_settings, running_node
-from tests.local_http import serving
+from tests.local_http import QuietHandler, serving
 from tests.spec import validate
 from workers.node import all_roles
 
@@ -26,7 +25,7 @@ PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4
                        "DwADhgGAWjR9awAAAABJRU5ErkJggg==")
 
 
-class _Images(BaseHTTPRequestHandler):
+class _Images(QuietHandler):
     """A remote file host: /cat.png (a PNG), /nohead.png (HEAD not allowed: answers a
     ranged GET), /page.html (not an image), /big.png (over the 10 MB image limit)."""
 
@@ -51,16 +50,11 @@ class _Images(BaseHTTPRequestHandler):
 
     def _answer(self, status: int, mime: str, body: bytes, length: int | None = None,
                 total: int | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", mime)
-        self.send_header("Content-Length", str(len(body) if length is None else length))
+        headers = {"Content-Type": mime,
+                   "Content-Length": str(len(body) if length is None else length)}
         if total is not None:
-            self.send_header("Content-Range", f"bytes 0-{len(body) - 1}/{total}")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_: object) -> None:
-        pass
+            headers["Content-Range"] = f"bytes 0-{len(body) - 1}/{total}"
+        self.reply(status, headers, body)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from adapters.embedded.postgres import EmbeddedPostgres
+from tests.e2e.test_knowledge import dataset_key
 from tests.harness import Node, eventually, node_settings, running_node
 
 MB = 1024 * 1024
@@ -28,12 +29,6 @@ async def node(postgres: EmbeddedPostgres, fresh_database: Callable[..., str], r
         DOCUMENT_TEXT_MAX_LENGTH=TEXT_LIMIT, SEGMENT_MAX_LENGTH=SEGMENT_LIMIT)
     async with running_node(settings) as n:
         yield n
-
-
-async def _key(node: Node) -> dict[str, str]:
-    auth = await node.setup_and_login()
-    token = (await node.client.post("/console/api/datasets/api-keys", headers=auth)).json()
-    return {"Authorization": f"Bearer {token['token']}"}
 
 
 def _refused(response: httpx.Response, status: int, code: str) -> None:
@@ -63,7 +58,7 @@ async def _completed_document(node: Node, key: dict[str, str]) -> tuple[str, str
 
 
 async def test_over_long_text_and_segments_are_refused_and_change_nothing(node: Node) -> None:
-    key = await _key(node)
+    key = await dataset_key(node)
     dataset_id, document_id = await _completed_document(node, key)
     docs = f"/v1/datasets/{dataset_id}/documents"
     segments = f"{docs}/{document_id}/segments"
@@ -112,7 +107,7 @@ async def _multipart(size: int, sent: list[int]) -> AsyncIterator[bytes]:
 
 
 async def test_oversized_upload_is_refused_while_streaming(node: Node) -> None:
-    key = await _key(node)
+    key = await dataset_key(node)
     dataset = (await node.client.post("/v1/datasets", headers=key, json={
         "name": "Uploads", "indexing_technique": "economy"})).json()
     url = f"/v1/datasets/{dataset['id']}/document/create-by-file"

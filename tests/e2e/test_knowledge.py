@@ -101,6 +101,17 @@ async def create_text_document(node: Node, key: dict[str, str], dataset_id: str,
     return r.json()  # type: ignore[no-any-return]
 
 
+async def indexed_facts(node: Node, key: dict[str, str], name: str,
+                        technique: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A dataset (`technique`) holding FACTS as one document, once it is indexed: the
+    dataset and the create-by-text answer."""
+    dataset = await create_dataset(node, key, name, technique)
+    created = await create_text_document(node, key, dataset["id"], "facts",
+                                         "\n\n".join(f for f, _ in FACTS))
+    await wait_indexed(node.client, key, dataset["id"], created["batch"])
+    return dataset, created
+
+
 async def test_upload_index_and_retrieve(node: Node) -> None:
     key = await dataset_key(node)
     created = await node.client.post("/v1/datasets", headers=key, json={
@@ -169,10 +180,7 @@ async def test_upload_index_and_retrieve(node: Node) -> None:
 
 async def test_delete_document_removes_segments_vectors_and_files(node: Node) -> None:
     key = await dataset_key(node)
-    dataset = await create_dataset(node, key, "Temp", "high_quality")
-    created = await create_text_document(node, key, dataset["id"], "facts",
-                                         "\n\n".join(f for f, _ in FACTS))
-    await wait_indexed(node.client, key, dataset["id"], created["batch"])
+    dataset, created = await indexed_facts(node, key, "Temp", "high_quality")
     c = node.container
     collection = vector_collection(UUID(dataset["id"]), dataset["embedding_model_provider"],
                                    dataset["embedding_model"])
@@ -225,10 +233,7 @@ async def test_bad_uploads_get_clear_errors_and_change_nothing(node: Node) -> No
 
 async def test_economy_dataset_uses_keyword_search(node: Node) -> None:
     key = await dataset_key(node)
-    dataset = await create_dataset(node, key, "Cheap", "economy")
-    created = await create_text_document(node, key, dataset["id"], "facts",
-                                         "\n\n".join(f for f, _ in FACTS))
-    await wait_indexed(node.client, key, dataset["id"], created["batch"])
+    dataset, _ = await indexed_facts(node, key, "Cheap", "economy")
     r = await node.client.post(f"/v1/datasets/{dataset['id']}/retrieve", headers=key,
                                json={"query": "otter mascot"})
     assert "otter" in r.json()["records"][0]["segment"]["content"]

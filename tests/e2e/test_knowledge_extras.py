@@ -21,6 +21,7 @@ from tests.e2e.test_knowledge import (  # noqa: F401 - `node`: the S3-backed nod
     wait_indexed,
 )
 from tests.harness import Node, add_account_with_workspace, eventually
+from tests.process_rules import HIERARCHICAL_RULE
 
 MISSING = "00000000-0000-0000-0000-000000000000"
 
@@ -416,13 +417,6 @@ async def test_metadata_filtering_in_retrieval(node: Node) -> None:
 
 
 # --- child chunks -------------------------------------------------------------------------------
-
-HIERARCHICAL_RULE = {"mode": "hierarchical", "rules": {
-    "pre_processing_rules": [{"id": "remove_extra_spaces", "enabled": True}],
-    "segmentation": {"separator": "\\n\\n", "max_tokens": 500},
-    "parent_mode": "paragraph",
-    "subchunk_segmentation": {"separator": ". ", "max_tokens": 60}}}
-
 
 async def test_child_chunks(node: Node) -> None:
     key = await dataset_key(node)

@@ -8,33 +8,21 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import orjson
 
-from tests.chat import MODEL, Chat, app_with_key, connect_provider
+from tests.chat import (
+    MODEL,
+    Chat,
+    app_with_key,
+    check_chat_events,
+    check_stop_from_another_request,
+    connect_provider,
+    live_answer,
+    sse_events,
+)
 from tests.e2e.test_knowledge import create_dataset, create_text_document, wait_indexed
 from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
 from tests.harness import Node, eventually, served
 from tests.spec import chat_event_schema, completion_event_schema, validate
-
-
-def sse_events(raw: bytes) -> list[tuple[str | None, dict[str, Any] | None]]:
-    """(id, event) per SSE block; a ping is (None, None)."""
-    out: list[tuple[str | None, dict[str, Any] | None]] = []
-    for block in raw.decode().split("\n\n"):
-        if not block.strip():
-            continue
-        lines = dict(line.split(": ", 1) for line in block.splitlines())
-        if lines.get("event") == "ping":
-            out.append((None, None))
-            continue
-        out.append((lines.get("id"), orjson.loads(lines["data"])))
-    return out
-
-
-def check_chat_events(events: list[dict[str, Any]]) -> None:
-    for event in events:
-        validate(chat_event_schema(event["event"]), event)
-        assert {"task_id", "message_id", "conversation_id", "created_at"} <= event.keys()
 
 
 async def test_chat_blocking_then_streaming_with_memory(chat: Chat) -> None:
@@ -55,7 +43,7 @@ async def test_chat_blocking_then_streaming_with_memory(chat: Chat) -> None:
                              conversation_id=body["conversation_id"])
     assert second.status_code == 200
     assert second.headers["content-type"].startswith("text/event-stream")
-    events = [e for _, e in sse_events(second.content) if e is not None]
+    events = [e for _, e in sse_events(second.content)]
     check_chat_events(events)
     assert [e["event"] for e in events] == ["message"] * 3 + ["message_end"]
     assert "".join(e["answer"] for e in events[:-1]) == "It opens at nine."
@@ -163,43 +151,7 @@ async def test_app_without_config_answers_with_the_workspace_default(chat: Chat)
 
 
 async def test_stop_from_another_request_ends_the_stream(chat: Chat) -> None:
-    await chat.configure()
-    chat.provider.script_chat(ScriptedChat("one two three four five six seven eight nine ten",
-                                           chunk_delay=0.3))
-    seen: list[dict[str, Any]] = []
-    async with served(chat.node.app) as url, httpx.AsyncClient(base_url=url) as http, \
-            http.stream("POST", "/v1/chat-messages", headers=chat.key, json={
-                "inputs": {}, "query": "Count", "user": "ann",
-                "response_mode": "streaming"}) as r:
-        buffer = b""
-        async for piece in r.aiter_bytes():
-            buffer += piece
-            while b"\n\n" in buffer:
-                block, buffer = buffer.split(b"\n\n", 1)
-                ((_, event),) = sse_events(block + b"\n\n")
-                if event is None:
-                    continue
-                seen.append(event)
-                if len(seen) == 2:
-                    # another user's stop does nothing; the right user's stops it
-                    for user in ("bob", "ann"):
-                        stop = await chat.node.client.post(
-                            f"/v1/chat-messages/{event['task_id']}/stop", headers=chat.key,
-                            json={"user": user})
-                        assert stop.json() == {"result": "success"}
-    check_chat_events(seen)
-    assert seen[-1]["event"] == "message_end"
-    streamed = "".join(e["answer"] for e in seen if e["event"] == "message")
-    assert 0 < len(streamed.split()) < 10
-
-    async def ended() -> Any:
-        r = await chat.node.client.get("/v1/messages", headers=chat.key, params={
-            "user": "ann", "conversation_id": seen[0]["conversation_id"]})
-        found = r.json()["data"] if r.status_code == 200 else []
-        return found[0] if found and found[0]["status"] != "pending" else None
-
-    stored = await eventually(ended)
-    assert stored["status"] == "stopped" and stored["answer"] == streamed
+    check_chat_events(await check_stop_from_another_request(chat, words=10, chunk_delay=0.3))
 
 
 async def test_reconnect_with_last_event_id_has_no_gaps_or_repeats(chat: Chat) -> None:
@@ -207,18 +159,9 @@ async def test_reconnect_with_last_event_id_has_no_gaps_or_repeats(chat: Chat) -
     words = [f"w{i} " for i in range(12)]
     chat.provider.script_chat(ScriptedChat("".join(words), chunks=words, chunk_delay=0.05))
     kept: list[tuple[str, dict[str, Any]]] = []
-    async with served(chat.node.app) as url, httpx.AsyncClient(base_url=url) as http, \
-            http.stream("POST", "/v1/chat-messages", headers=chat.key, json={
-                "inputs": {}, "query": "Words", "user": "ann",
-                "response_mode": "streaming"}) as r:
-        buffer = b""
-        async for piece in r.aiter_bytes():
-            buffer += piece
-            while b"\n\n" in buffer and len(kept) < 4:
-                block, buffer = buffer.split(b"\n\n", 1)
-                for event_id, event in sse_events(block + b"\n\n"):
-                    if event is not None:
-                        kept.append((str(event_id), event))
+    async with live_answer(chat, "Words") as events:
+        async for event_id, event in events:
+            kept.append((str(event_id), event))
             if len(kept) >= 4:
                 break  # the client drops the connection
     assert kept[-1][1]["event"] == "message"  # dropped mid-answer
@@ -227,7 +170,7 @@ async def test_reconnect_with_last_event_id_has_no_gaps_or_repeats(chat: Chat) -
     rest = await chat.node.client.get(url, headers={**chat.key, "Last-Event-ID": kept[-1][0]},
                                       params={"user": "ann"})
     assert rest.status_code == 200 and rest.headers["content-type"].startswith("text/event-stream")
-    later = [(i, e) for i, e in sse_events(rest.content) if e is not None]
+    later = sse_events(rest.content)
     ids = [i for i, _ in kept + later]
     assert len(ids) == len(set(ids)) and ids == sorted(ids, key=lambda i: tuple(
         map(int, i.split("-"))))
@@ -237,7 +180,7 @@ async def test_reconnect_with_last_event_id_has_no_gaps_or_repeats(chat: Chat) -
     assert events[-1]["event"] == "message_end"
     # from the start without the header; another user's or an unknown task: 404
     again = await chat.node.client.get(url, headers=chat.key, params={"user": "ann"})
-    assert [e for _, e in sse_events(again.content) if e] == events
+    assert [e for _, e in sse_events(again.content)] == events
     assert (await chat.node.client.get(url, headers=chat.key,
                                        params={"user": "bob"})).status_code == 404
 
@@ -255,7 +198,7 @@ async def test_completion_app_blocking_and_streaming(chat: Chat) -> None:
     assert blocking.json()["mode"] == "completion" and "conversation_id" not in blocking.json()
     streaming = await c.send("", mode="streaming", path="/v1/completion-messages",
                              inputs={"topic": "rain"})
-    events = [e for _, e in sse_events(streaming.content) if e is not None]
+    events = [e for _, e in sse_events(streaming.content)]
     for event in events:
         validate(completion_event_schema(event["event"]), event)
     assert "".join(e["answer"] for e in events if e["event"] == "message") == \
@@ -267,7 +210,7 @@ async def test_provider_failure_is_an_error_event_and_a_failed_message(chat: Cha
     await chat.configure()
     chat.provider.fail_next(10, status=400, path="/chat/completions")
     streamed = await chat.send("Hi", mode="streaming")
-    (event,) = [e for _, e in sse_events(streamed.content) if e is not None]
+    (event,) = [e for _, e in sse_events(streamed.content)]
     validate(chat_event_schema("error"), event)
     assert (event["event"], event["code"], event["status"]) == (
         "error", "completion_request_error", 400)
@@ -302,7 +245,7 @@ async def test_knowledge_goes_into_the_prompt_and_retriever_resources(chat: Chat
         {"dataset": {"enabled": True, "id": dataset["id"]}}]}})
 
     answer = await chat.send("When does the night train to Venice leave?", mode="streaming")
-    events = [e for _, e in sse_events(answer.content) if e is not None]
+    events = [e for _, e in sse_events(answer.content)]
     check_chat_events(events)
     (resource,) = events[-1]["metadata"]["retriever_resources"]
     validate("RetrieverResource", resource)
@@ -339,6 +282,6 @@ async def test_a_quiet_stream_is_kept_alive_with_pings(chat: Chat) -> None:
             "inputs": {}, "query": "Slow?", "user": "ann", "response_mode": "streaming"})
     blocks = [b for b in answer.text.split("\n\n") if b.strip()]
     assert blocks[0] == "event: ping"  # Dify's keep-alive: no data, no id
-    events = [e for _, e in sse_events(answer.content) if e is not None]
+    events = [e for _, e in sse_events(answer.content)]
     check_chat_events(events)
     assert events[-1]["event"] == "message_end"

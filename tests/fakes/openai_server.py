@@ -167,6 +167,7 @@ class FakeOpenAIServer:
         # Answer `data` in reverse index order, to check clients sort by `index`.
         self.reverse_order = reverse_order
         self.models = models
+        self._started_with = (reverse_order, models)  # what reset() goes back to
         self.chat_responder: Callable[[dict[str, Any]], ScriptedChat] = echo_reply
         self.rerank_scorer: Callable[[str, str], float] = word_overlap
         self.transcript: str | None = None  # what /audio/transcriptions hears, when set
@@ -207,6 +208,8 @@ class FakeOpenAIServer:
                                   for r in replies)
 
     def reset(self) -> None:
+        """Forget requests and scripts; answer as the server was started to."""
+        self.reverse_order, self.models = self._started_with
         with self._lock:
             self.requests.clear()
             self._failures.clear()

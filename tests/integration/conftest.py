@@ -8,6 +8,7 @@ import pytest
 
 from adapters.embedded.postgres import EmbeddedPostgres
 from config import Settings
+from tests.fakes.openai_server import FakeOpenAIServer
 from tests.harness import node_settings
 
 _ENV = ("DB_HOST", "DB_PORT", "DB_USERNAME", "DB_PASSWORD", "DB_DATABASE", "REDIS_HOST",
@@ -27,3 +28,10 @@ def settings(postgres: EmbeddedPostgres, fresh_database: Callable[..., str], red
              monkeypatch: pytest.MonkeyPatch) -> Settings:
     """A node's settings, also in the environment, where the `eddy` commands read them."""
     return operator_env(monkeypatch, node_settings(postgres, fresh_database("ops"), redis_url))
+
+
+@pytest.fixture
+def fake(server: FakeOpenAIServer) -> FakeOpenAIServer:
+    """The test module's fake provider (its `server` fixture), reset for this test."""
+    server.reset()
+    return server

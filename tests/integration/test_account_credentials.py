@@ -17,17 +17,22 @@ from sqlalchemy import select
 
 from adapters.bus.redis_streams import RedisStreamsBus
 from adapters.embedded.postgres import EmbeddedPostgres
-from bootstrap import ASSEMBLY
 from config import Settings
 from events.envelope import Envelope
-from events.postgres_store import PostgresEventStore
 from gateway.auth import hash_password
-from migrations.runner import upgrade
 from projections.tables import account_credentials
 from schemas.platform import events as pe
 from schemas.platform.naming import SETUP_ID, account_id_for
 from schemas.topics import event_topic
-from tests.harness import Node, eventually, node_settings, running_node
+from tests.harness import (
+    Node,
+    event_store,
+    events_across_upgrade,
+    eventually,
+    migrated,
+    node_settings,
+    running_node,
+)
 from tests.integration.conftest import operator_env
 from tests.integration.test_cli_operations import eddy, json_lines
 from workers.runtime import Processor, RetryPolicy, run_processor
@@ -127,13 +132,10 @@ async def test_accounts_registered_with_a_hashed_event_keep_logging_in(
         monkeypatch: pytest.MonkeyPatch) -> None:
     settings = operator_env(monkeypatch, node_settings(
         postgres, fresh_database("creds"), redis_url))
-    url = settings.database_dsn().replace("postgresql://", "postgresql+psycopg://", 1)
-    upgrade(url, "0015")
+    url = migrated(postgres, settings.DB_DATABASE, "0015")
     account_id, workspace_id = account_id_for("owner@example.com"), uuid4()
     legacy_hash = hash_password(PASSWORD)
-    store = PostgresEventStore(ASSEMBLY.event_types, host=postgres.host, port=postgres.port,
-                               user=postgres.user, password="", dbname=settings.DB_DATABASE)
-    try:
+    with event_store(postgres, settings.DB_DATABASE) as store:
         setup = [
             ("Setup", SETUP_ID, None, pe.SetupCompleted(account_id=account_id,
                                                         workspace_id=workspace_id)),
@@ -156,11 +158,7 @@ async def test_accounts_registered_with_a_hashed_event_keep_logging_in(
                 WHERE originator_id = old.id AND topic = 'Account:AccountRegistered'""",
                          (legacy_hash,))
             conn.commit()
-        before = store.read_from(0, 100)
-        upgrade(url)
-        after = store.read_from(0, 100)
-    finally:
-        store.close()
+        before, after = events_across_upgrade(store, url)
     # what readers see is what the v1 upcaster showed them before
     assert [e.payload for e in after] == [e.payload for e in before]
     with psycopg.connect(settings.database_dsn()) as conn:

@@ -15,10 +15,8 @@ import orjson
 import psycopg
 
 from adapters.embedded.postgres import EmbeddedPostgres
-from bootstrap import ASSEMBLY
-from events.postgres_store import PostgresEventStore
-from migrations.runner import upgrade
 from schemas.platform.naming import api_token_hash, api_token_hint
+from tests.harness import event_store, events_across_upgrade, migrated
 
 TOKENS = ["app-Zm9vYmFyYmF6cXV4cXV1eA", "dataset-ÄnnéSecret-tail"]
 
@@ -27,8 +25,7 @@ def test_0004_hashes_keys_and_scrubs_stored_events(
     postgres: EmbeddedPostgres, fresh_database: Callable[..., str],
 ) -> None:
     database = fresh_database("mig")
-    url = postgres.dsn(database).replace("postgresql://", "postgresql+psycopg://", 1)
-    upgrade(url, "0003")
+    url = migrated(postgres, database, "0003")
 
     tenant, app_id = uuid4(), uuid4()
     key_ids = [uuid4() for _ in TOKENS]
@@ -51,14 +48,8 @@ def test_0004_hashes_keys_and_scrubs_stored_events(
                           (key_id, orjson.dumps(state)))
         # what readers saw before the migration: the v1 rows, upcast on read
         conn.commit()
-    store = PostgresEventStore(ASSEMBLY.event_types, host=postgres.host, port=postgres.port,
-                               user=postgres.user, password="", dbname=database)
-    try:
-        before = store.read_from(0, 100)
-        upgrade(url)
-        after = store.read_from(0, 100)
-    finally:
-        store.close()
+    with event_store(postgres, database) as store:
+        before, after = events_across_upgrade(store, url)
 
     assert [e.payload for e in after] == [e.payload for e in before]
     assert [(e.event_id, e.position, e.aggregate_version) for e in after] == [

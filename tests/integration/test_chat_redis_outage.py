@@ -7,32 +7,27 @@ way the model is asked once and the answer is stored once."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from adapters.embedded.postgres import EmbeddedPostgres
 from adapters.embedded.valkey import EmbeddedRedis
-from tests.chat import KEY, MODEL, Chat, app_with_key, connect_provider
-from tests.e2e.test_messages import sse_events
+from tests.chat import (
+    KEY,
+    MODEL,
+    Chat,
+    SseEvent,
+    app_with_key,
+    connect_provider,
+    live_answer,
+    sse_events,
+)
 from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
-from tests.harness import eventually, node_settings, running_node, served
+from tests.harness import eventually, node_settings, running_node
 
 WORDS = [f"w{i} " for i in range(24)]
-
-
-@pytest.fixture
-def own_redis(embedded_root: Path) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(embedded_root / f"valkey-{uuid.uuid4().hex[:6]}")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -68,17 +63,10 @@ async def test_a_short_outage_mid_answer_loses_and_repeats_nothing(
         chat: Chat, own_redis: EmbeddedRedis) -> None:
     chat.provider.script_chat(ScriptedChat("".join(WORDS), chunks=WORDS, chunk_delay=0.15))
     events: list[dict[str, Any]] = []
-    async with served(chat.node.app) as url, httpx.AsyncClient(base_url=url,
-                                                               timeout=60) as http, \
-            http.stream("POST", "/v1/chat-messages", headers=chat.key, json={
-                "inputs": {}, "query": "Count", "user": "ann",
-                "response_mode": "streaming"}) as r:
+    async with live_answer(chat, "Count", timeout=60) as arriving:
         outage: asyncio.Task[None] | None = None
-        buffer = b""
-        async for piece in r.aiter_bytes():
-            buffer += piece
-            blocks, _, buffer = buffer.rpartition(b"\n\n")
-            events += [e for _, e in sse_events(blocks + b"\n\n") if e] if blocks else []
+        async for _, event in arriving:
+            events.append(event)
             if outage is None and len(events) >= 3:
                 outage = asyncio.create_task(_outage(own_redis, 1.0))
         assert outage is not None
@@ -125,25 +113,18 @@ async def test_a_long_outage_gives_blocking_clients_the_task_to_follow(
 
 async def _ended(chat: Chat, events_url: str) -> list[dict[str, Any]] | None:
     r = await chat.node.client.get(events_url, headers=chat.key, timeout=30)
-    events = [e for _, e in sse_events(r.content) if e] if r.status_code == 200 else []
+    events = [e for _, e in sse_events(r.content)] if r.status_code == 200 else []
     return events if events and events[-1]["event"] == "message_end" else None
 
 
 async def test_a_long_outage_ends_a_stream_with_an_error_then_it_resumes(
         chat: Chat, own_redis: EmbeddedRedis) -> None:
     chat.provider.script_chat(ScriptedChat("".join(WORDS), chunks=WORDS, chunk_delay=0.2))
-    kept: list[tuple[str | None, dict[str, Any]]] = []
-    async with served(chat.node.app) as url, httpx.AsyncClient(base_url=url,
-                                                               timeout=60) as http, \
-            http.stream("POST", "/v1/chat-messages", headers=chat.key, json={
-                "inputs": {}, "query": "Count", "user": "ann",
-                "response_mode": "streaming"}) as r:
+    kept: list[SseEvent] = []
+    async with live_answer(chat, "Count", timeout=60) as arriving:
         stopped = False
-        buffer = b""
-        async for piece in r.aiter_bytes():
-            buffer += piece
-            blocks, _, buffer = buffer.rpartition(b"\n\n")
-            kept += [(i, e) for i, e in sse_events(blocks + b"\n\n") if e] if blocks else []
+        async for event_id, event in arriving:
+            kept.append((event_id, event))
             if not stopped and len(kept) >= 2:
                 stopped = True
                 await asyncio.to_thread(own_redis.stop)
@@ -158,7 +139,7 @@ async def test_a_long_outage_ends_a_stream_with_an_error_then_it_resumes(
         r = await chat.node.client.get(f"/v1/chat-messages/{task_id}/events",
                                        params={"user": "ann"}, timeout=30,
                                        headers={**chat.key, "Last-Event-ID": resume_from})
-        events = [e for _, e in sse_events(r.content) if e] if r.status_code == 200 else []
+        events = [e for _, e in sse_events(r.content)] if r.status_code == 200 else []
         return events if events and events[-1]["event"] == "message_end" else None
 
     later = await eventually(rest, timeout=60)

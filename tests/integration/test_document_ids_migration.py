@@ -12,10 +12,9 @@ import orjson
 import psycopg
 
 from adapters.embedded.postgres import EmbeddedPostgres
-from bootstrap import ASSEMBLY
-from events.postgres_store import PostgresEventStore
 from migrations.runner import upgrade
 from schemas.knowledge.events import DocumentCreated, DocumentSourceReplaced
+from tests.harness import event_store, migrated
 
 
 def _v1(tenant: UUID, payload: dict[str, object]) -> bytes:
@@ -29,8 +28,7 @@ def test_0013_gives_old_documents_the_ids_their_events_are_upcast_to(
     postgres: EmbeddedPostgres, fresh_database: Callable[..., str],
 ) -> None:
     database = fresh_database("mig")
-    url = postgres.dsn(database).replace("postgresql://", "postgresql+psycopg://", 1)
-    upgrade(url, "0012")
+    url = migrated(postgres, database, "0012")
 
     tenant, dataset, document, owner = uuid4(), uuid4(), uuid4(), uuid4()
     first = {"key": f"datasets/{dataset}/{document}/source/a.txt", "name": "a.txt",
@@ -65,12 +63,8 @@ def test_0013_gives_old_documents_the_ids_their_events_are_upcast_to(
 
     upgrade(url)
 
-    store = PostgresEventStore(ASSEMBLY.event_types, host=postgres.host, port=postgres.port,
-                               user=postgres.user, password="", dbname=database)
-    try:
+    with event_store(postgres, database) as store:
         created, replaced = (e.payload for e in store.read_from(0, 10))
-    finally:
-        store.close()
     assert isinstance(created, DocumentCreated)
     assert isinstance(replaced, DocumentSourceReplaced)
     with psycopg.connect(postgres.dsn(database)) as conn:

@@ -7,10 +7,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from adapters.embedded.postgres import EmbeddedPostgres
-from bootstrap import ASSEMBLY
 from events.postgres_store import PostgresEventStore
-from migrations.runner import upgrade
 from tests.contracts.event_store import EventStoreContract
+from tests.harness import event_store, migrated
 
 
 class TestPostgresEventStore(EventStoreContract):
@@ -18,9 +17,6 @@ class TestPostgresEventStore(EventStoreContract):
     def store(self, postgres: EmbeddedPostgres,
               fresh_database: Callable[..., str]) -> Iterator[PostgresEventStore]:
         database = fresh_database("evstore")
-        upgrade(postgres.dsn(database).replace("postgresql://", "postgresql+psycopg://", 1))
-        store = PostgresEventStore(ASSEMBLY.event_types, host=postgres.host,
-                                   port=postgres.port, user=postgres.user, password="",
-                                   dbname=database, pool_size=2)
-        yield store
-        store.close()
+        migrated(postgres, database)
+        with event_store(postgres, database, pool_size=2) as store:
+            yield store

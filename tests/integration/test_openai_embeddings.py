@@ -27,13 +27,6 @@ def server() -> Iterator[FakeOpenAIServer]:
         yield fake
 
 
-@pytest.fixture
-def fake(server: FakeOpenAIServer) -> FakeOpenAIServer:
-    server.reset()
-    server.reverse_order = False
-    return server
-
-
 def client(fake: FakeOpenAIServer, **kwargs: object) -> OpenAICompatibleEmbeddings:
     options: dict[str, object] = {"batch_size": 64, "timeout": 5.0, "retry_backoff": 0.01}
     options.update(kwargs)

@@ -37,13 +37,6 @@ def server() -> Iterator[FakeOpenAIServer]:
         yield fake
 
 
-@pytest.fixture
-def fake(server: FakeOpenAIServer) -> FakeOpenAIServer:
-    server.reset()
-    server.models = None
-    return server
-
-
 def client(fake: FakeOpenAIServer, **kwargs: object) -> OpenAIProtocolClient:
     options: dict[str, object] = {"timeout": 5.0, "retry_backoff": 0.01}
     options.update(kwargs)

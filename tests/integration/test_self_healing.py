@@ -32,26 +32,6 @@ PARAGRAPHS = "\n\n".join(
 
 
 @pytest.fixture
-def own_postgres(embedded_root: Path) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(embedded_root / f"pg-{uuid.uuid4().hex[:6]}")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def own_redis(embedded_root: Path) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(embedded_root / f"valkey-{uuid.uuid4().hex[:6]}")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def durable_kafka(embedded_root: Path, s3_endpoint: str) -> Iterator[TansuBroker]:
     """A tansu broker of its own on S3 (moto) storage, so it keeps its topics, messages
     and group offsets across a restart (memory storage would lose them all)."""

@@ -16,6 +16,7 @@ from adapters.vector.base import VectorDocument
 from adapters.vector.pgvector import SCHEMA, PgVectorStore, index_prefix
 from migrations.runner import upgrade
 from schemas.knowledge.naming import vector_collection
+from tests.harness import migrated
 
 
 async def test_0015_renames_old_collections_to_their_models_names(
@@ -23,8 +24,7 @@ async def test_0015_renames_old_collections_to_their_models_names(
 ) -> None:
     database = fresh_database("mig")
     postgres.ensure_extension(database, "vector")
-    url = postgres.dsn(database).replace("postgresql://", "postgresql+psycopg://", 1)
-    upgrade(url, "0014")
+    url = migrated(postgres, database, "0014")
 
     dataset, orphan, tenant, owner = uuid4(), uuid4(), uuid4(), uuid4()
     old, orphan_collection = f"vec_{dataset.hex}", f"vec_{orphan.hex}"

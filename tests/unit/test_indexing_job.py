@@ -40,6 +40,7 @@ from schemas.knowledge.naming import (
     keyword_collection,
     vector_collection,
 )
+from tests.process_rules import HIERARCHICAL_RULE, PARAGRAPH_RULE
 from workers.knowledge import cleanup, indexing
 from workers.knowledge.indexing import (
     IndexingDeps,
@@ -59,16 +60,6 @@ NEW_PARAGRAPHS = [
     "Glaciers carve deep valleys as they creep downhill over thousands of years.",
     "A violin's tone depends on the spruce top, the maple back and the varnish.",
 ]
-# One segment per paragraph (custom mode does not merge pieces).
-RULE: dict[str, Any] = {"mode": "custom", "rules": {
-    "pre_processing_rules": [{"id": "remove_extra_spaces", "enabled": True}],
-    "segmentation": {"separator": "\\n\\n", "max_tokens": 60, "chunk_overlap": 0}}}
-# Parents are paragraphs, children their sentences.
-HIERARCHICAL_RULE: dict[str, Any] = {"mode": "hierarchical", "rules": {
-    "pre_processing_rules": [{"id": "remove_extra_spaces", "enabled": True}],
-    "segmentation": {"separator": "\\n\\n", "max_tokens": 500},
-    "parent_mode": "paragraph",
-    "subchunk_segmentation": {"separator": ". ", "max_tokens": 60}}}
 NESTED_PARAGRAPHS = [
     "Bees dance to show the hive where flowers are. The angle of the dance gives the way",
     "Tides rise twice a day. The moon pulls the oceans toward itself",
@@ -263,7 +254,8 @@ class World:
                                 else data)
         self.run(kc.CreateDocument(
             dataset_id=dataset, document_id=document, name=filename, position=1, batch="b",
-            source=source(key, filename), doc_form=doc_form, process_rule=rule or RULE,
+            source=source(key, filename), doc_form=doc_form,
+            process_rule=rule or PARAGRAPH_RULE,
             process_rule_id=uuid4(), indexing_technique=self.technique[dataset],
             lane="priority"), document)
         return document

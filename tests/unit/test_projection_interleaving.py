@@ -62,6 +62,7 @@ from schemas.knowledge.naming import HIERARCHICAL, document_prefix
 from schemas.platform import commands as pc
 from schemas.platform import events as pev
 from schemas.platform.naming import SETUP_ID, api_token_hash, api_token_hint
+from tests.process_rules import HIERARCHICAL_RULE, PARAGRAPH_RULE
 from workers.knowledge.indexing import IndexingDeps, index_segment, run_indexing_job
 
 PROJECTION = ASSEMBLY.projections[PROJECTION_NAME]
@@ -70,14 +71,6 @@ Event = Envelope[EventPayload]
 ReadModel = dict[str, list[dict[str, Any]]]
 
 RETRIEVAL = {"search_method": "semantic_search", "top_k": 3, "reranking_enable": False}
-RULE: dict[str, Any] = {"mode": "custom", "rules": {  # one segment per paragraph
-    "pre_processing_rules": [{"id": "remove_extra_spaces", "enabled": True}],
-    "segmentation": {"separator": "\\n\\n", "max_tokens": 60, "chunk_overlap": 0}}}
-PARENT_CHILD_RULE: dict[str, Any] = {"mode": "hierarchical", "rules": {
-    "pre_processing_rules": [{"id": "remove_extra_spaces", "enabled": True}],
-    "segmentation": {"separator": "\\n\\n", "max_tokens": 500},
-    "parent_mode": "paragraph",
-    "subchunk_segmentation": {"separator": ". ", "max_tokens": 60}}}
 
 
 def text(*paragraphs: str) -> str:
@@ -190,7 +183,8 @@ class Recorder:
         self.run(kc.CreateDocument(
             dataset_id=dataset, document_id=document, name=name, position=1, batch="b",
             source=await self.upload(dataset, document, name, content), doc_form=doc_form,
-            process_rule=rule or RULE, process_rule_id=uuid4(), indexing_technique=technique,
+            process_rule=rule or PARAGRAPH_RULE, process_rule_id=uuid4(),
+            indexing_technique=technique,
             lane="priority"), document)
         if index:
             await self.index(document)
@@ -363,7 +357,7 @@ async def record(root: Path) -> History:
 
     # documents: split and indexed; parent-child; paused then resumed; failing
     guide = await r.document(handbook, "guide.txt", GUIDE)
-    faq = await r.document(handbook, "faq.txt", FAQ, rule=PARENT_CHILD_RULE,
+    faq = await r.document(handbook, "faq.txt", FAQ, rule=HIERARCHICAL_RULE,
                            doc_form=HIERARCHICAL)
     notes = await r.document(handbook, "notes.txt", NOTES)
     waiting = await r.document(handbook, "waiting.txt", NOTES, index=False)

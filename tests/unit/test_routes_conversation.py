@@ -7,25 +7,9 @@ context on Postgres and Redis."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
-import orjson
-
-from tests.chat import Chat, app_with_key
+from tests.chat import Chat, app_with_key, check_stop_from_another_request, sse_events
 from tests.fakes.openai_server import ScriptedChat
-from tests.harness import eventually, served
 from tests.spec import validate
-
-
-def sse_events(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
-    """(id, event) per SSE block, pings left out."""
-    out = []
-    for block in raw.decode().split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
-        if "data" in lines:
-            out.append((lines["id"], orjson.loads(lines["data"])))
-    return out
 
 
 async def test_model_config_and_site_drive_parameters_and_site(chat: Chat) -> None:
@@ -104,38 +88,7 @@ async def test_chat_blocking_then_streaming_remembers_the_conversation(chat: Cha
 
 
 async def test_stop_from_another_request_ends_the_stream(chat: Chat) -> None:
-    await chat.configure()
-    chat.provider.script_chat(ScriptedChat(" ".join(f"w{i}" for i in range(40)),
-                                           chunk_delay=0.05))
-    seen: list[dict[str, Any]] = []
-    async with served(chat.node.app) as url, httpx.AsyncClient(base_url=url) as http, \
-            http.stream("POST", "/v1/chat-messages", headers=chat.key, json={
-                "inputs": {}, "query": "Count", "user": "ann",
-                "response_mode": "streaming"}) as r:
-        buffer = b""
-        async for piece in r.aiter_bytes():
-            buffer += piece
-            while b"\n\n" in buffer:
-                block, buffer = buffer.split(b"\n\n", 1)
-                seen += [e for _, e in sse_events(block + b"\n\n")]
-                if len(seen) == 2:
-                    # another user's stop does nothing; the right user's stops it
-                    for user in ("bob", "ann"):
-                        stop = await chat.node.client.post(
-                            f"/v1/chat-messages/{seen[0]['task_id']}/stop", headers=chat.key,
-                            json={"user": user})
-                        assert stop.json() == {"result": "success"}
-    assert seen[-1]["event"] == "message_end"
-    streamed = "".join(e["answer"] for e in seen if e["event"] == "message")
-    assert 0 < len(streamed.split()) < 40
-
-    async def ended() -> Any:
-        found = (await chat.node.client.get("/v1/messages", headers=chat.key, params={
-            "user": "ann", "conversation_id": seen[0]["conversation_id"]})).json()["data"]
-        return found[0] if found and found[0]["status"] != "pending" else None
-
-    stored = await eventually(ended, timeout=10, interval=0.05)
-    assert stored["status"] == "stopped" and stored["answer"] == streamed
+    await check_stop_from_another_request(chat, words=40, chunk_delay=0.05)
 
 
 async def test_conversations_are_renamed_rated_and_deleted_per_user(chat: Chat) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -17,7 +16,7 @@ from adapters.http.ssrf_guard import (
     is_public,
     vet_url,
 )
-from tests.local_http import serving
+from tests.local_http import QuietHandler, serving
 
 NOTHING = AllowList()
 
@@ -79,7 +78,7 @@ async def test_the_allow_list_admits_hosts_ips_and_networks() -> None:
         await vet_url("http://127.0.0.2/a.png", AllowList.parse("127.0.0.1"))
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     """/img: a 2 KB PNG; /hop/N: N redirects then /img; /away: a redirect to 127.0.0.2."""
 
     hosts: list[str] = []
@@ -93,20 +92,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path == "/away":
             self._redirect(f"http://127.0.0.2:{port}/img")
         else:
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", "2048")
-            self.end_headers()
-            self.wfile.write(b"\x89PNG" + b"\0" * 2044)
+            self.reply(200, {"Content-Type": "image/png", "Content-Length": "2048"},
+                       b"\x89PNG" + b"\0" * 2044)
 
     def _redirect(self, location: str) -> None:
-        self.send_response(302)
-        self.send_header("Location", location)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *_: object) -> None:
-        pass
+        self.reply(302, {"Location": location, "Content-Length": "0"})
 
 
 @pytest.fixture
