@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from adapters import outside
 from adapters.bus.base import Bus, TopicSpec
 from adapters.embeddings.base import EmbeddingProvider
 from adapters.embeddings.models import LOCAL_PROVIDER, EmbeddingModels, WorkspaceModels
@@ -149,6 +150,13 @@ def build_engine(settings: Settings) -> AsyncEngine:
     )
 
 
+def outside_limits(settings: Settings) -> outside.OutsideCallLimits:
+    return outside.OutsideCallLimits(
+        connect_timeout=settings.PROVIDER_CONNECT_TIMEOUT,
+        read_timeout=settings.PROVIDER_READ_TIMEOUT,
+        deadline=settings.PROVIDER_REQUEST_DEADLINE, max_retries=settings.PROVIDER_MAX_RETRIES)
+
+
 def build_storage(settings: Settings) -> Storage:
     if settings.STORAGE_TYPE == "s3":
         from adapters.storage.s3 import S3Storage
@@ -197,6 +205,7 @@ def build_vectors(settings: Settings, keywords: PgVectorStore) -> VectorStore:
 
 async def build(settings: Settings, *, listen: bool = False) -> Container:
     assert settings.DB_HOST and settings.REDIS_HOST, "embedded servers are started by `eddy up`"
+    outside.configure(outside_limits(settings))
     store = PostgresEventStore(
         ASSEMBLY.event_types, host=settings.DB_HOST, port=settings.DB_PORT,
         user=settings.DB_USERNAME, password=settings.DB_PASSWORD, dbname=settings.DB_DATABASE)
