@@ -322,8 +322,8 @@ class FakeOpenAIServer:
             if hang is not None:
                 self._hangs.remove(hang)
             released = self._released
-        while hang is not None and not released.is_set():
-            await asyncio.sleep(0.05)
+        if hang is not None:
+            await asyncio.to_thread(released.wait)
         if delay:
             await asyncio.sleep(delay)
         if self.api_key is not None and \

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from adapters.embeddings.base import EmbeddingError
+from adapters.embeddings.openai_compatible import OpenAICompatibleEmbeddings
 from adapters.llm.openai_protocol import (
     ChatChunk,
     OpenAIProtocolClient,
@@ -24,8 +26,6 @@ from adapters.llm.openai_protocol import (
     retry_after_seconds,
     text_part,
 )
-from adapters.embeddings.base import EmbeddingError
-from adapters.embeddings.openai_compatible import OpenAICompatibleEmbeddings
 from adapters.llm.rerank import HTTPReranker
 from adapters.transient import is_transient
 from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
@@ -210,9 +210,9 @@ async def test_a_server_that_never_answers_fails_the_call_for_good() -> None:
     error that no worker retries without limit (it is not an outage of Eddy's own)."""
     with SilentServer() as silent:
         provider = OpenAIProtocolClient(silent.base_url, KEY, timeout=30.0, deadline=0.5)
-        with pytest.raises(ProviderTimeoutError, match="within 0.5 s") as blocking:
+        with pytest.raises(ProviderTimeoutError, match=r"within 0\.5 s") as blocking:
             await provider.chat(MODEL, HELLO)
-        with pytest.raises(ProviderTimeoutError, match="within 0.5 s") as streamed:
+        with pytest.raises(ProviderTimeoutError, match=r"within 0\.5 s") as streamed:
             async for _ in provider.stream_chat(MODEL, HELLO):
                 pass
         embeddings = OpenAICompatibleEmbeddings(silent.base_url, KEY, "bge-m3", 8,
