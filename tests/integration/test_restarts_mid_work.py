@@ -63,14 +63,16 @@ def servers(embedded_root: Path) -> Iterator[Servers]:
         postgres.stop()
 
 
-def answer_to(query: str) -> str:
-    return f"{query}: " + "".join(WORDS)
+def answer_to(query: str, faults: int = 1) -> str:
+    return f"{query}: " + "".join(WORDS * faults)
 
 
-def slow_answer(body: dict[str, Any]) -> ScriptedChat:
-    """The question back, then words a tenth of a second apart (time to fail mid-answer)."""
+def slow_answer(faults: int, body: dict[str, Any]) -> ScriptedChat:
+    """The question back, then words a tenth of a second apart: time for `faults` failures
+    mid-answer."""
     query = body["messages"][-1]["content"]
-    return ScriptedChat(answer_to(query), chunks=[f"{query}: ", *WORDS], chunk_delay=0.1)
+    return ScriptedChat(answer_to(query, faults), chunks=[f"{query}: ", *WORDS * faults],
+                        chunk_delay=0.1)
 
 
 @pytest.fixture
@@ -156,36 +158,53 @@ async def stored(chat: Chat, conversation_id: str) -> list[dict[str, Any]] | Non
 @pytest.mark.parametrize("fault", FAULTS)
 async def test_streamed_answers_end_once_when_a_server_fails_mid_answer(
         chat: Chat, servers: Servers, fault: str) -> None:
-    chat.provider.chat_responder = slow_answer
-    queries = [f"question {i}" for i in range(STREAMS)]
+    await streams_through(chat, servers, [fault], STREAMS)
+
+
+@pytest.mark.slow
+async def test_many_streamed_answers_end_once_through_repeated_failures(
+        chat: Chat, servers: Servers) -> None:
+    await streams_through(chat, servers, [*FAULTS, *FAULTS], 4 * STREAMS)
+
+
+async def streams_through(chat: Chat, servers: Servers, faults: list[str],
+                          count: int) -> None:
+    """`count` answers streamed at once; each fault of `faults` in turn once every stream
+    is mid-answer (the answers are long enough for all of them)."""
+    chat.provider.chat_responder = partial(slow_answer, len(faults))
+    queries = [f"question {i}" for i in range(count)]
     streams: list[list[dict[str, Any]]] = [[] for _ in queries]
     async with served(chat.node.app) as url, httpx.AsyncClient(base_url=url,
                                                                timeout=120) as http:
         clients = [asyncio.create_task(stream_answer(http, chat, q, events))
                    for q, events in zip(queries, streams, strict=True)]
+        for fault in faults:
+            tokens = [sum(e["event"] == "message" for e in s) for s in streams]
 
-        async def all_mid_answer() -> bool:
-            return all(sum(e["event"] == "message" for e in s) >= 2 for s in streams)
+            async def all_mid_answer(before: list[int] = tokens) -> bool:
+                return all(sum(e["event"] == "message" for e in s) >= n + 2
+                           for s, n in zip(streams, before, strict=True))
 
-        await eventually(all_mid_answer, timeout=30, interval=0.05)
-        await FAULTS[fault](servers)
-        await asyncio.wait_for(asyncio.gather(*clients), timeout=120)
+            await eventually(all_mid_answer, timeout=60, interval=0.05)
+            await FAULTS[fault](servers)
+        await asyncio.wait_for(asyncio.gather(*clients), timeout=180)
 
     asked = Counter(r.body["messages"][-1]["content"] for r in chat.provider.chat_requests)
     for query, events in zip(queries, streams, strict=True):
         kinds = [e["event"] for e in events]
         assert kinds[-1] in ("message_end", "error"), (query, kinds)  # never a silent end
         assert kinds.count("message_end") + kinds.count("error") == 1, (query, kinds)
-        # asked again only with the retry shown to the client
+        # asked again only with the retry shown to the client, once per fault at most
         assert asked[query] <= 1 + kinds.count("message_replace"), (query, asked, kinds)
-        assert asked[query] <= 2, (query, asked)
+        assert asked[query] <= 1 + len(faults), (query, asked)
         conversation_id = events[0]["conversation_id"]
         messages = await eventually(partial(stored, chat, conversation_id), timeout=60)
         assert len(messages) == 1, messages  # one message, one answer
         (message,) = messages
         assert message["id"] == events[0]["message_id"]
         if kinds[-1] == "message_end":
-            assert message["answer"] == shown(events) == answer_to(query), (query, kinds)
+            assert message["answer"] == shown(events) == answer_to(query, len(faults)), (
+                query, kinds)
         else:
             assert message["status"] == "error" and message["error"], message
 
