@@ -9,9 +9,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from adapters.embeddings.base import EmbeddingError
 from adapters.http.ssrf_guard import UrlRefused
+from adapters.outside import OutsideServiceError
 from adapters.transient import is_transient
-from schemas.errors import EddyError, RemoteFileRefused, ServiceUnavailable
+from schemas.errors import CompletionRequestError, EddyError, RemoteFileRefused, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _url_refused(_: Request, exc: UrlRefused) -> JSONResponse:
         refused = RemoteFileRefused(str(exc))
         return error_response(refused.status, refused.code, refused.message)
+
+    @app.exception_handler(OutsideServiceError)
+    @app.exception_handler(EmbeddingError)
+    async def _model_failed(_: Request, exc: Exception) -> JSONResponse:
+        # A model provider failed within its deadline and retries (timed out, 5xx, a bad
+        # answer): the request fails as Dify's model invocation errors do.
+        failed = CompletionRequestError(str(exc))
+        return error_response(failed.status, failed.code, failed.message)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -361,8 +361,8 @@ class OpenAIProtocolClient:
             async with asyncio.timeout(self._deadline):
                 return await self._send_retrying(method, url, stream, **kwargs)
         except TimeoutError as exc:
-            raise ProviderTimeoutError(f"no answer from {url} within {self._deadline:g} s"
-                                       ) from exc
+            raise ProviderTimeoutError(f"no answer from the provider's {endpoint} endpoint "
+                                       f"within {self._deadline:g} s") from exc
 
     async def _send_retrying(self, method: str, url: str, stream: bool,
                              **kwargs: Any) -> httpx.Response:

@@ -98,3 +98,17 @@ async def test_a_hung_embedding_endpoint_fails_the_indexing_attempt(chat: Chat) 
                                    expect="error")
     assert "no answer from" in status["error"]
     assert chat.provider.calls("/embeddings") == before + 2  # one per attempt, no more
+
+
+@pytest.mark.settings(PROVIDER_READ_TIMEOUT=30.0, PROVIDER_REQUEST_DEADLINE=1.0,
+                      PROVIDER_MAX_RETRIES=0)
+async def test_a_retrieval_whose_embedding_hangs_fails_with_a_clear_error(chat: Chat) -> None:
+    dataset_id = await dataset_on_the_provider(chat)
+    token = await chat.node.client.post("/console/api/datasets/api-keys", headers=chat.auth)
+    key = {"Authorization": f"Bearer {token.json()['token']}"}
+    chat.provider.hang_next(1, "/embeddings")
+    r = await chat.node.client.post(f"/v1/datasets/{dataset_id}/retrieve", headers=key,
+                                    json={"query": QUESTION})
+    assert r.status_code == 400, r.text  # not a 503 asking to retry, not a 500
+    assert r.json()["code"] == "completion_request_error"
+    assert "no answer from the provider's embeddings endpoint" in r.json()["message"]
