@@ -34,7 +34,7 @@ from projections.registry import Projection
 from projections.runner import PROJECTION_CHANNEL
 from projections.tables import VERSIONS_CHANNEL
 from projections.versions import ReadModels
-from workers.container import ProcessorFactory
+from workers.declarations import Job, WorkTopic
 
 ASSEMBLY: Assembly = assemble(CONTEXTS)
 
@@ -83,8 +83,12 @@ class Container:
         return self.assembly.routing
 
     @property
-    def processors(self) -> Mapping[str, ProcessorFactory]:
-        return self.assembly.processors
+    def work(self) -> Mapping[str, WorkTopic]:
+        return self.assembly.work
+
+    @property
+    def jobs(self) -> Mapping[str, Job]:
+        return self.assembly.jobs
 
     def redis_key(self, name: str) -> str:
         """Redis keys share the deployment's prefix, so deployments can share one Redis."""
@@ -251,7 +255,7 @@ async def in_process_node(settings: Settings, roles: Sequence[str] | None = None
 
     container = await build(settings, listen=True)
     stop = asyncio.Event()
-    roles = all_roles(container.processors) if roles is None else roles
+    roles = all_roles(container.work) if roles is None else roles
     tasks = start_roles(container, roles, stop, member)
     try:
         yield container, create_app(container)

@@ -121,6 +121,12 @@ class InMemoryEventStore:
             start = bisect.bisect_right(self._positions, after_position)
             return self._log[start:start + limit]
 
+    def events_naming(self, event_types: Sequence[str], field: str,
+                      value: UUID) -> list[Envelope[EventPayload]]:
+        with self._lock:
+            return [e for e in self._log if e.type in event_types
+                    and str(getattr(e.payload, field, None)) == str(value)]
+
     def max_position(self) -> int:
         with self._lock:
             return self._positions[-1] if self._positions else 0

@@ -9,16 +9,19 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from fastapi import Depends, Request
+from sqlalchemy import delete, insert
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.secrets import SecretUnreadable, seal, unseal
 from gateway.deps import get_container
 from projections.platform import queries
+from projections.tables import account_credentials
 from schemas.errors import AuthenticationFailed, LoginRateLimited, NotSetup, Unauthorized
 from schemas.platform.commands import SealedToken
 from schemas.platform.naming import api_token_hash, api_token_hint
@@ -44,12 +47,32 @@ def _dummy_password_hash() -> str:
 
 
 def _check_password(account: dict[str, Any] | None, password: str) -> bool:
-    if account is None:
+    if account is None or account["password_hash"] is None:
         # An unknown e-mail is checked against a dummy hash: it answers as late as a wrong
         # password does, so timing does not tell which e-mails have accounts.
         verify_password(_dummy_password_hash(), password)
         return False
     return verify_password(account["password_hash"], password)
+
+
+async def store_credentials(engine: AsyncEngine, account_id: UUID, password: str) -> UUID:
+    """Hash the password and keep the hash beside the store, under a new id for the command
+    to name (never the hash itself: commands and events reach topics and dead letters).
+    Each attempt has its own row, so of two racing setups only the accepted one's counts."""
+    password_hash = await asyncio.to_thread(hash_password, password)
+    credentials_id = uuid4()
+    async with engine.begin() as conn:
+        await conn.execute(insert(account_credentials).values(
+            id=credentials_id, account_id=account_id, password_hash=password_hash,
+            created_at=datetime.now(UTC)))
+    return credentials_id
+
+
+async def discard_credentials(engine: AsyncEngine, credentials_id: UUID) -> None:
+    """Those of a registration that was refused: nothing names them."""
+    async with engine.begin() as conn:
+        await conn.execute(delete(account_credentials).where(
+            account_credentials.c.id == credentials_id))
 
 
 def new_api_token(prefix: str) -> str:

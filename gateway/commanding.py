@@ -207,7 +207,8 @@ class CommandGateway:
         return command_id
 
 
-_GENERATED_FIELDS = {"app_id", "key_id", "token", "account_id", "workspace_id", "password_hash"}
+_GENERATED_FIELDS = {"app_id", "key_id", "token", "account_id", "workspace_id",
+                     "credentials_id"}
 
 
 def _versions_of(projection: Projection) -> Callable[[str], bool]:

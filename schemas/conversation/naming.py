@@ -18,9 +18,12 @@ def annotation_set_id_for(app_id: UUID) -> UUID:
     return uuid5(EDDY_NAMESPACE, f"annotation-set:{app_id}")
 
 
-def annotation_collection(app_id: UUID) -> str:
-    """The vector collection annotation reply searches (the annotated questions)."""
-    return f"annotations_{app_id.hex}"
+def annotation_collection(app_id: UUID, job_id: UUID | None = None) -> str:
+    """The vector collection an enable job builds the annotated questions' index in, beside
+    the one in force, which it replaces only once complete. Without a job: the one collection
+    per app that jobs built before (`AnnotationReplyJobEnded` v1). Within the 61 characters
+    a pgvector collection may have."""
+    return f"annotations_{app_id.hex}" + (f"_{job_id.hex[:12]}" if job_id else "")
 
 
 def end_user_id_for(app_id: UUID, user: str) -> UUID:
