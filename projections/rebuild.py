@@ -72,6 +72,11 @@ log = logging.getLogger(__name__)
 CHUNK = 5_000  # events read and folded per step of the bulk load
 CATCH_UP_BATCH = 500
 REDO_MAX_BACKOFF = 5.0  # seconds between attempts while the database is away
+LOST_CONNECTION_GRACE = 0.5  # seconds for a failed bulk load's connection to show it is lost
+
+
+class ConnectionLost(ConnectionError):
+    """The database went away under the bulk load (a transient failure: built again)."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,14 @@ async def _build(database: AsyncEngine, dsn: str, store: EventStore, types: Even
                                         report, started)
         await _index(conn, active.schema, version.schema, report, started)
         load_seconds = time.perf_counter() - started
+    except Exception as exc:
+        # A server shutting down may first show as an asyncpg protocol error (a COPY
+        # refused "while another operation is in progress"); the socket closes right after.
+        if not is_transient(exc):
+            await asyncio.sleep(LOST_CONNECTION_GRACE)
+        if conn.is_closed():
+            raise ConnectionLost(f"the bulk load's connection was lost: {exc!r}") from exc
+        raise
     finally:
         await conn.close()
     await set_state(database, version, CATCHING_UP, built_position=loaded.position)

@@ -250,7 +250,8 @@ async def test_an_annotation_reply_job_ends_consistent_when_a_server_fails_mid_j
 
     annotations = await listed(chat, limit=100, page=1)
     assert annotations["total"] == len(created)
-    collection = annotation_collection(uuid.UUID(chat.app_id))
+    collection = annotation_collection(uuid.UUID(chat.app_id),
+                                       uuid.UUID(started.json()["job_id"]))
     async with chat.node.container.engine.connect() as conn:
         ids = (await conn.execute(text(f'SELECT id FROM vectors."c_{collection}"'))).scalars().all()
     assert sorted(map(str, ids)) == sorted(created)  # every annotation, once
