@@ -413,7 +413,11 @@ async def bench_eddy(pg: EmbeddedPostgres, redis: EmbeddedRedis, root: Path, wor
             def alive() -> None:
                 _check_alive(procs, logs)
 
-            owners = await _wait_for_group(container.redis, settings, workers, alive)
+            leases = aioredis.from_url(settings.redis_url())  # the bus's own keys
+            try:
+                owners = await _wait_for_group(leases, settings, workers, alive)
+            finally:
+                await leases.aclose()
             print(f"  {label}: workers joined, uploading {len(texts)} documents …", flush=True)
             probes = _cpu_probes(pg, redis, [p.pid for p in procs], "gateway")
 

@@ -28,6 +28,7 @@ from schemas.platform.naming import api_token_hash, api_token_hint
 
 _hasher = PasswordHasher()
 _ALGORITHM = "HS256"
+API_KEY_LAST_USED = "api_key_last_used"  # key id -> unix time of its last use
 
 
 def hash_password(password: str) -> str:
@@ -132,8 +133,8 @@ class Tokens:
     async def issue(self, account_id: UUID) -> dict[str, str]:
         jti = secrets.token_hex(16)
         ttl = timedelta(days=self.settings.REFRESH_TOKEN_EXPIRE_DAYS)
-        await self.c.redis.set(self.c.redis_key(f"refresh_token:{jti}"), str(account_id),
-                               ex=int(ttl.total_seconds()))
+        await self.c.kv.set(f"refresh_token:{jti}", str(account_id),
+                            ttl=int(ttl.total_seconds()))
         return {
             "access_token": self._encode(
                 {"user_id": str(account_id), "sub": "Console API Passport", "type": "access"},
@@ -154,27 +155,10 @@ class Tokens:
     async def refresh(self, refresh_token: str) -> dict[str, str]:
         claims = self.decode(refresh_token, "refresh")
         # Single use: a stolen, already-used refresh token is worthless.
-        owner = await self.c.redis.getdel(self.c.redis_key(f"refresh_token:{claims['jti']}"))
-        if owner is None or owner != str(claims["user_id"]).encode():
+        owner = await self.c.kv.take(f"refresh_token:{claims['jti']}")
+        if owner is None or owner != str(claims["user_id"]):
             raise Unauthorized("Invalid or expired refresh token.")
         return await self.issue(UUID(str(claims["user_id"])))
-
-
-# Count one attempt on each counter; a new counter starts its lockout window (a counter that
-# is already running keeps its expiry: attempts while locked out do not extend the lockout).
-_COUNT_ATTEMPT = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  out[i] = redis.call('INCR', key)
-  if out[i] == 1 then redis.call('EXPIRE', key, ARGV[1]) end
-end
-return out
-"""
-# Give an attempt back, never creating a counter without expiry.
-_RETURN_ATTEMPT = """
-if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
-return 0
-"""
 
 
 class LoginLimiter:
@@ -186,23 +170,23 @@ class LoginLimiter:
     def __init__(self, request: Request) -> None:
         self.c = get_container(request)
         ip = request.client.host if request.client else "unknown"
-        self._ip_key = self.c.redis_key(f"login_fail:ip:{ip}")
+        self._ip_key = f"login_fail:ip:{ip}"
 
     def _account_key(self, email: str) -> str:
-        return self.c.redis_key(f"login_fail:account:{email.strip().lower()}")
+        return f"login_fail:account:{email.strip().lower()}"
 
     async def attempt(self, email: str) -> None:
         limit = self.c.settings.LOGIN_LOCKOUT_ATTEMPTS
-        on_account, on_ip = await self.c.redis.eval(
-            _COUNT_ATTEMPT, 2, self._account_key(email), self._ip_key,
-            self.c.settings.LOGIN_LOCKOUT_DURATION)
+        # A new counter starts its lockout window; attempts while locked out do not extend it.
+        on_account, on_ip = await self.c.kv.count(
+            [self._account_key(email), self._ip_key], self.c.settings.LOGIN_LOCKOUT_DURATION)
         # The IP allows more tries than one account: several people may share one address.
-        if int(on_account) > limit or int(on_ip) > limit * 4:
+        if on_account > limit or on_ip > limit * 4:
             raise LoginRateLimited()
 
     async def succeeded(self, email: str) -> None:
-        await self.c.redis.delete(self._account_key(email))
-        await self.c.redis.eval(_RETURN_ATTEMPT, 1, self._ip_key)
+        await self.c.kv.delete(self._account_key(email))
+        await self.c.kv.uncount(self._ip_key)
 
 
 async def login(request: Request, email: str, password: str) -> dict[str, str]:
@@ -244,8 +228,9 @@ async def _api_key(request: Request, key_type: str) -> ApiKeyPrincipal:
     key = await queries.api_key_by_token_hash(c.engine, api_token_hash(_bearer(request)))
     if key is None or key["type"] != key_type:
         raise Unauthorized("Access token is invalid.")
-    # last_used_at is operational data, not domain state: kept in Redis, not as an event.
-    await c.redis.hset(c.redis_key("api_key_last_used"), str(key["id"]), int(time.time()))
+    # last_used_at is operational data, not domain state: kept in the key-value store, not
+    # as an event.
+    await c.kv.set_field(API_KEY_LAST_USED, str(key["id"]), str(int(time.time())))
     return ApiKeyPrincipal(key_id=key["id"], tenant_id=key["tenant_id"], key_type=key_type,
                            app_id=key["app_id"], actor_id=key["owner_id"])
 

@@ -76,8 +76,8 @@ async def dependency_checks(request: Request) -> dict[str, dict[str, Any]]:
         async with c.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
-    async def redis() -> None:
-        await c.redis.ping()
+    async def kv() -> None:
+        await c.kv.ping()
 
     async def bus() -> dict[str, Any]:
         await c.bus.ping()
@@ -103,7 +103,7 @@ async def dependency_checks(request: Request) -> dict[str, dict[str, Any]]:
         return {"lag": lag, **({"status": "stalled"} if watch.stalled("relay", lag) else {})}
 
     results = await asyncio.gather(
-        _check("database", database()), _check("redis", redis()), _check("bus", bus()),
+        _check("database", database()), _check("redis", kv()), _check("bus", bus()),
         _check("projections", projections()), _check("relay", relay()),
     )
     return dict(results)

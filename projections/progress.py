@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from projections.tables import projection_tracking
 
 _PENDING = """
     FROM stored_events e
@@ -82,16 +84,11 @@ async def aggregates_projected(engine: AsyncEngine, projection: str,
     still pending for other tenants."""
     if not aggregates:
         return True
-    ids = list(aggregates)
+    t = projection_tracking.c
     async with engine.connect() as conn:
-        done = (await conn.execute(text(
-            "SELECT count(*) FROM projection_tracking t"
-            " JOIN unnest(CAST(:ids AS uuid[]), CAST(:versions AS bigint[])) AS w(id, version)"
-            "   ON t.aggregate_id = w.id"
-            " WHERE t.projection = :projection AND t.version >= w.version"),
-            {"ids": ids, "versions": [aggregates[i] for i in ids], "projection": projection},
-        )).scalar()
-    return int(done or 0) == len(ids)
+        applied = dict((await conn.execute(select(t.aggregate_id, t.version).where(
+            t.projection == projection, t.aggregate_id.in_(list(aggregates))))).all())
+    return all(applied.get(i, 0) >= version for i, version in aggregates.items())
 
 
 async def relay_lag(engine: AsyncEngine) -> int:

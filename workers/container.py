@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol, TypeVar
 
-import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.bus.base import Bus
 from adapters.embeddings.models import EmbeddingModels
+from adapters.kv.base import KeyValueStore
 from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
 from commands.registry import CommandHandlers
@@ -43,8 +43,9 @@ class WorkerContainer(Protocol):
     @property
     def bus(self) -> Bus: ...
 
+    # short-lived operational state and task streams (Redis in production)
     @property
-    def redis(self) -> aioredis.Redis: ...
+    def kv(self) -> KeyValueStore: ...
 
     @property
     def storage(self) -> Storage: ...
@@ -80,8 +81,6 @@ class WorkerContainer(Protocol):
     # job name -> the job, the backbone's and the contexts'
     @property
     def jobs(self) -> Mapping[str, Job]: ...
-
-    def redis_key(self, name: str) -> str: ...
 
 
 # What a processor factory or a job may ask for: the members of a worker container.

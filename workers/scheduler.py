@@ -1,8 +1,8 @@
 """The scheduler (Celery beat's job): periodic jobs, run by one leader at a time.
 
 The jobs are the backbone's (below) and those the contexts' manifests declare (`jobs=[…]`),
-each with its interval. Leadership is a Redis lease, so a second scheduler stands by and
-takes over when the leader stops renewing.
+each with its interval. Leadership is a lease in the key-value store, so a second scheduler
+stands by and takes over when the leader stops renewing.
 """
 
 from __future__ import annotations
@@ -47,13 +47,12 @@ async def run_job(c: WorkerContainer, job: Job) -> None:
 
 async def run_scheduler(c: WorkerContainer, stop: asyncio.Event) -> None:
     me = str(uuid.uuid4())
-    key = c.redis_key(LEADER_KEY)
     loop = asyncio.get_running_loop()
     next_run = dict.fromkeys(c.jobs, 0.0)
     while not stop.is_set():
-        leader = await c.redis.set(key, me, nx=True, ex=LEASE_SECONDS)
-        if not leader and await c.redis.get(key) == me.encode():
-            leader = await c.redis.expire(key, LEASE_SECONDS)
+        leader = await c.kv.set(LEADER_KEY, me, ttl=LEASE_SECONDS, only_if_new=True)
+        if not leader and await c.kv.get(LEADER_KEY) == me:
+            leader = await c.kv.expire(LEADER_KEY, LEASE_SECONDS)
         if leader:
             for name, job in c.jobs.items():
                 if loop.time() >= next_run[name]:
@@ -66,5 +65,5 @@ async def run_scheduler(c: WorkerContainer, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), 1.0)
         except TimeoutError:
             pass
-    if await c.redis.get(key) == me.encode():
-        await c.redis.delete(key)
+    if await c.kv.get(LEADER_KEY) == me:
+        await c.kv.delete(LEADER_KEY)

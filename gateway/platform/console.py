@@ -152,8 +152,7 @@ async def _list_keys(request: Request, user: ConsoleUser, key_type: str,
                      app_id: UUID | None) -> dict[str, Any]:
     c = get_container(request)
     rows = await queries.list_api_keys(c.engine, user.tenant_id, key_type, app_id)
-    used = await c.redis.hmget(c.redis_key("api_key_last_used"),
-                               [str(r["id"]) for r in rows]) if rows else []
+    used = await c.kv.get_fields(auth.API_KEY_LAST_USED, [str(r["id"]) for r in rows])
     return {"data": [api_key_view(r, _token_of(request, r), int(u) if u else None)
                      for r, u in zip(rows, used, strict=True)]}
 

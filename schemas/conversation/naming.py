@@ -32,7 +32,7 @@ def end_user_id_for(app_id: UUID, user: str) -> UUID:
 
 
 # The per-task stream of SSE events (tokens and the closing event): short-lived, never in
-# the event store. Keys get the deployment's Redis prefix.
+# the event store. The key-value store adds the deployment's prefix.
 def task_stream_key(task_id: UUID) -> str:
     return f"task.{task_id}.events"
 

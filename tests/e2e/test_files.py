@@ -222,7 +222,7 @@ async def test_deleting_the_app_while_projections_are_down_takes_what_it_made_me
         await connect_provider(node, auth, provider)
         app_id, key = await app_with_key(node, auth)
         await Chat(node, auth, app_id, key, provider).configure()
-        roles = [r for r in all_roles(node.container.processors) if r != "projections"]
+        roles = [r for r in all_roles(node.container.work) if r != "projections"]
 
     async with running_node(settings, roles=roles, migrate_first=False) as node:
         chat = Chat(node, auth, app_id, key, provider)

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID, uuid5
 
-import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.embeddings.base import EmbeddingError
+from adapters.kv.base import KeyValueStore
 from adapters.llm.openai_protocol import (
     OpenAIProtocolClient,
     ProviderError,
@@ -96,8 +96,7 @@ ResolveModel = Callable[[UUID, str | None, str | None], Awaitable[ChatModel]]
 @dataclass
 class ChatDeps:
     store: EventStore
-    redis: aioredis.Redis
-    redis_key: Callable[[str], str]
+    kv: KeyValueStore
     engine: AsyncEngine
     storage: Storage
     retriever: Retriever
@@ -116,8 +115,7 @@ class ChatDeps:
 
 
 def task_stream(deps: ChatDeps, p: ev.MessageCreated) -> TaskStream:
-    return TaskStream(deps.redis, deps.redis_key(task_stream_key(p.task_id)),
-                      deps.redis_key(task_stop_key(p.task_id)),
+    return TaskStream(deps.kv, task_stream_key(p.task_id), task_stop_key(p.task_id),
                       task_owner(p.app_id, p.end_user_id), deps.stream_ttl)
 
 

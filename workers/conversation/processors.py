@@ -5,15 +5,14 @@ index) and the app-deletion cleanup. Their work topics, routes and roles are dec
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 from uuid import UUID
 
-import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.bus.base import Message
 from adapters.embeddings.models import EmbeddingModels
+from adapters.kv.base import KeyValueStore
 from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
 from config import Settings
@@ -33,8 +32,7 @@ from workers.runtime import Processor, by_type, decoding
 
 def chat_processor(topic: str, *, settings: Settings, event_types: EventTypes,
                    store: EventStore, engine: AsyncEngine, read_models: ReadModels,
-                   redis: aioredis.Redis,
-                   redis_key: Callable[[str], str], storage: Storage,
+                   kv: KeyValueStore, storage: Storage,
                    embedding_models: EmbeddingModels, vectors: VectorStore,
                    keywords: VectorStore) -> Processor:
     async def resolve(tenant_id: UUID, provider: str | None, model: str | None) -> ChatModel:
@@ -42,8 +40,7 @@ def chat_processor(topic: str, *, settings: Settings, event_types: EventTypes,
         return await resolve_model(read_models.engine, settings.SECRET_KEY, tenant_id, "llm",
                                    provider, model)
 
-    deps = ChatDeps(store=store, redis=redis, redis_key=redis_key, engine=engine,
-                    storage=storage,
+    deps = ChatDeps(store=store, kv=kv, engine=engine, storage=storage,
                     retriever=Retriever(engine, embedding_models, vectors, keywords,
                                         settings.SECRET_KEY),
                     resolve=resolve, stream_ttl=settings.TASK_STREAM_TTL_SECONDS,
