@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from adapters import outside
 from adapters.bus.base import Bus, TopicSpec
 from adapters.embeddings.base import EmbeddingProvider
 from adapters.embeddings.models import LOCAL_PROVIDER, EmbeddingModels, WorkspaceModels
@@ -155,6 +156,13 @@ def build_engine(settings: Settings) -> AsyncEngine:
     )
 
 
+def outside_limits(settings: Settings) -> outside.OutsideCallLimits:
+    return outside.OutsideCallLimits(
+        connect_timeout=settings.PROVIDER_CONNECT_TIMEOUT,
+        read_timeout=settings.PROVIDER_READ_TIMEOUT,
+        deadline=settings.PROVIDER_REQUEST_DEADLINE, max_retries=settings.PROVIDER_MAX_RETRIES)
+
+
 def build_storage(settings: Settings) -> Storage:
     if settings.STORAGE_TYPE == "s3":
         from adapters.storage.s3 import S3Storage
@@ -215,6 +223,7 @@ async def build(settings: Settings, *, listen: bool = False, store: EventStore |
     """Every dependency, from settings; a part given is used instead (the unit tier gives
     in-memory ones: `memory_node`). `listen` starts Postgres LISTEN, unless `notifications`
     are given (a node without Postgres publishes its own)."""
+    outside.configure(outside_limits(settings))
     closers: list[Callable[[], Awaitable[None]]] = []
     if store is None:
         _needs(settings, "DB")

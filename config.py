@@ -123,6 +123,19 @@ class Settings(BaseSettings):
     WEAVIATE_ENDPOINT: str | None = None
     WEAVIATE_API_KEY: str | None = None
 
+    # Calls to services Eddy does not run (model providers, embedding and rerank endpoints):
+    # connect and per-read timeouts (a stream's wait for its next chunk), the deadline of a
+    # whole call with its retries (a stream: until its first byte), and the retries of
+    # unreachable or 408/409/429/5xx answers. Past them the message or indexing attempt
+    # fails visibly (it is not retried as an outage of Eddy's own servers would be).
+    PROVIDER_CONNECT_TIMEOUT: float = Field(default=10.0, gt=0)
+    PROVIDER_READ_TIMEOUT: float = Field(default=60.0, gt=0)
+    PROVIDER_REQUEST_DEADLINE: float = Field(default=120.0, gt=0)
+    PROVIDER_MAX_RETRIES: int = Field(default=2, ge=0, le=10)
+    # A blocking chat request waits this long for its answer, then answers 202 with the
+    # task to follow (the answer goes on)
+    CHAT_BLOCKING_TIMEOUT_SECONDS: float = Field(default=300.0, gt=0)
+
     # Embeddings: the offline local models by default; any OpenAI-compatible API otherwise.
     # EMBEDDING_PROVIDER's model is the default of new datasets; a dataset may name another
     # (`embedding_model_provider` / `embedding_model`): the local ones are always offered.

@@ -3,7 +3,8 @@
 
 Such failures are retried without limit and never dead-lettered; the gateway answers them
 with 503 + Retry-After. Everything else is deterministic: retrying the same input fails
-the same way.
+the same way. A service Eddy does not run that timed out is not transient either: it had
+its deadline and retry budget (adapters/outside.py), its failure is final for the attempt.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import redis.exceptions
 import sqlalchemy.exc
 from aiokafka.errors import KafkaError
 from eventsourcing import persistence
+
+from adapters.outside import OutsideServiceError
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
     ConnectionError,  # refused, reset, aborted, broken pipe
@@ -44,6 +47,8 @@ def is_transient(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        if isinstance(current, OutsideServiceError):  # whatever timeout or reset it wraps
+            return False
         if isinstance(current, _TRANSIENT):
             return True
         if isinstance(current, KafkaError) and current.retriable:

@@ -9,9 +9,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from adapters.embeddings.base import EmbeddingError
 from adapters.http.ssrf_guard import UrlRefused
+from adapters.llm.openai_protocol import ProviderError
+from adapters.outside import OutsideServiceError
 from adapters.transient import is_transient
-from schemas.errors import EddyError, RemoteFileRefused, ServiceUnavailable
+from schemas.errors import CompletionRequestError, EddyError, RemoteFileRefused, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,23 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UrlRefused)
     async def _url_refused(_: Request, exc: UrlRefused) -> JSONResponse:
         return eddy_error_response(RemoteFileRefused(str(exc)))
+
+    @app.exception_handler(ProviderError)
+    @app.exception_handler(EmbeddingError)
+    async def _model_failed(_: Request, exc: Exception) -> JSONResponse:
+        # A model provider failed within its deadline and retries (timed out, 5xx, a bad
+        # answer): the request fails as Dify's model invocation errors do.
+        failed = CompletionRequestError(str(exc))
+        return error_response(failed.status, failed.code, failed.message)
+
+    @app.exception_handler(OutsideServiceError)
+    async def _outside_failed(_: Request, exc: OutsideServiceError) -> JSONResponse:
+        # Another outside service (S3) spent its budget: nothing was accepted, try later.
+        log.warning("outside service failed", extra={"error": repr(exc)[:300]})
+        response = error_response(503, "service_unavailable",
+                                  "A service Eddy depends on did not answer; retry shortly.")
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -16,7 +16,9 @@
    read from the event store and applied through the `ProjectionRunner` (tracking makes the
    two appliers' overlap harmless). Then it is `live`: `eddy projections switch` may use it.
 
-Progress (events done, rate, ETA) is reported per chunk.
+Progress (events done, rate, ETA) is reported per chunk. A rebuild that Postgres going away
+interrupts (a transient failure) drops what it built and starts again once the database
+answers: no version is left `building` for an operator to find and drop.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from projections.versions import (
     ProjectionVersion,
     VersionRefused,
     begin_build,
+    drop,
     list_versions,
     set_state,
 )
@@ -68,6 +71,12 @@ log = logging.getLogger(__name__)
 
 CHUNK = 5_000  # events read and folded per step of the bulk load
 CATCH_UP_BATCH = 500
+REDO_MAX_BACKOFF = 5.0  # seconds between attempts while the database is away
+LOST_CONNECTION_GRACE = 0.5  # seconds for a failed bulk load's connection to show it is lost
+
+
+class ConnectionLost(ConnectionError):
+    """The database went away under the bulk load (a transient failure: built again)."""
 
 
 @dataclass(frozen=True)
@@ -100,9 +109,44 @@ class RebuildResult:
 
 async def rebuild(database: AsyncEngine, dsn: str, store: EventStore, types: EventTypes,
                   projection: Projection, report: Report | None = None) -> RebuildResult:
-    """Builds the next version of `projection`, caught up and `live` (not switched to)."""
-    layout = newest_layout(metadata)
-    version = await begin_build(database, projection.name, layout)
+    """Builds the next version of `projection`, caught up and `live` (not switched to);
+    built again from the start when an outage interrupts it."""
+    interruptions = 0
+    while True:
+        version: ProjectionVersion | None = None
+        try:
+            version = await begin_build(database, projection.name, newest_layout(metadata))
+            return await _build(database, dsn, store, types, projection, version, report)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            interruptions += 1
+            log.warning("rebuild interrupted, building again", extra={
+                "projection": projection.name, "attempt": interruptions,
+                "version": version.schema if version else None, "error": repr(exc)[:300]})
+            await asyncio.sleep(min(REDO_MAX_BACKOFF, 0.5 * interruptions))
+            if version is not None:
+                await _drop_half_built(database, version)
+
+
+async def _drop_half_built(database: AsyncEngine, version: ProjectionVersion) -> None:
+    """Drops the interrupted version, waiting for the database as long as it takes."""
+    waited = 0
+    while True:
+        try:
+            await drop(database, version.projection, version.version)
+            return
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            waited += 1
+            await asyncio.sleep(min(REDO_MAX_BACKOFF, 0.5 * waited))
+
+
+async def _build(database: AsyncEngine, dsn: str, store: EventStore, types: EventTypes,
+                 projection: Projection, version: ProjectionVersion,
+                 report: Report | None) -> RebuildResult:
+    layout = version.layout
     active = next(v for v in await list_versions(database, projection.name) if v.active)
     log.info("rebuild started", extra={"projection": projection.name,
                                        "version": version.schema, "layout": layout})
@@ -116,6 +160,14 @@ async def rebuild(database: AsyncEngine, dsn: str, store: EventStore, types: Eve
                                         report, started)
         await _index(conn, active.schema, version.schema, report, started)
         load_seconds = time.perf_counter() - started
+    except Exception as exc:
+        # A server shutting down may first show as an asyncpg protocol error (a COPY
+        # refused "while another operation is in progress"); the socket closes right after.
+        if not is_transient(exc):
+            await asyncio.sleep(LOST_CONNECTION_GRACE)
+        if conn.is_closed():
+            raise ConnectionLost(f"the bulk load's connection was lost: {exc!r}") from exc
+        raise
     finally:
         await conn.close()
     await set_state(database, version, CATCHING_UP, built_position=loaded.position)

@@ -19,6 +19,7 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from adapters import outside
 from adapters.bus.base import OutgoingMessage
 from adapters.embedded.postgres import EmbeddedPostgres
 from bootstrap import ASSEMBLY, Container, in_process_node
@@ -100,14 +101,20 @@ async def running_node(settings: Settings, roles: Sequence[str] | None = None,
                        migrate_first: bool = True) -> AsyncIterator[Node]:
     if migrate_first:
         await asyncio.to_thread(migrate, settings)
-    async with in_process_node(settings, roles, member=f"test-{uuid.uuid4().hex[:6]}") as (
-        container, app,
-    ):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://eddy.test",
-                                     timeout=60,
-                                     event_hooks={"response": [conforms_to_spec]}) as client:
-            yield Node(container, client, app)
+    # The outside-call limits are the process's, set from the node's settings: a test that
+    # overrides them must not leave them to the tests after it.
+    limits = outside.limits()
+    try:
+        async with in_process_node(settings, roles, member=f"test-{uuid.uuid4().hex[:6]}") as (
+            container, app,
+        ):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://eddy.test",
+                                         timeout=60, event_hooks={
+                                             "response": [conforms_to_spec]}) as client:
+                yield Node(container, client, app)
+    finally:
+        outside.configure(limits)
 
 
 @asynccontextmanager

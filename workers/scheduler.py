@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.bus.base import Bus
+from adapters.transient import is_transient
 from projections.registry import Projection
 from projections.versions import maintained_lags
 from workers.container import WorkerContainer, provide
@@ -59,8 +60,11 @@ async def run_scheduler(c: WorkerContainer, stop: asyncio.Event) -> None:
                     next_run[name] = loop.time() + job.every
                     try:
                         await run_job(c, job)
-                    except Exception:
-                        log.exception("scheduled job failed", extra={"job": name})
+                    except Exception as exc:
+                        # a dependency restarting: expected, run again next time, no traceback
+                        log.log(logging.WARNING if is_transient(exc) else logging.ERROR,
+                                "scheduled job failed", extra={"job": name},
+                                exc_info=not is_transient(exc))
         try:
             await asyncio.wait_for(stop.wait(), 1.0)
         except TimeoutError:

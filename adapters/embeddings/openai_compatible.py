@@ -37,10 +37,13 @@ class OpenAICompatibleEmbeddings:
     """
 
     def __init__(self, base_url: str, api_key: str, model: str, dimensions: int,
-                 batch_size: int = 64, timeout: float = 30, *, max_retries: int = 2,
-                 retry_backoff: float = 0.5, send_dimensions: bool = False) -> None:
-        if dimensions < 1 or batch_size < 1 or max_retries < 0:
-            raise ValueError("dimensions and batch_size must be >= 1, max_retries >= 0")
+                 batch_size: int = 64, timeout: float | None = None, *,
+                 max_retries: int | None = None, retry_backoff: float = 0.5,
+                 send_dimensions: bool = False) -> None:
+        """Limits not given (timeout: each read; retries) are the process's
+        (adapters/outside.py), as is each request's deadline."""
+        if dimensions < 1 or batch_size < 1:
+            raise ValueError("dimensions and batch_size must be >= 1")
         self._client = OpenAIProtocolClient(base_url, api_key, timeout=timeout,
                                             max_retries=max_retries,
                                             retry_backoff=retry_backoff)

@@ -22,7 +22,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MAX_REDIRECTS = 3
-TIMEOUT_SECONDS = 10.0
+TIMEOUT_SECONDS = 10.0  # each connect and read
+DEADLINE_SECONDS = 30.0  # a whole fetch with its redirects: a server dripping bytes ends too
 _REDIRECTS = {301, 302, 303, 307, 308}
 # Cloud metadata services (AWS/GCP/Azure/OpenStack; AWS's IPv6 one). The IPv4 one is
 # link-local, the IPv6 one unique-local, so both are refused as such too: named for clarity.
@@ -134,14 +135,25 @@ class FetchedHead:
 
 async def guarded_request(method: str, url: str, allow: AllowList, *, max_bytes: int,
                           headers: dict[str, str] | None = None,
-                          timeout: float = TIMEOUT_SECONDS) -> FetchedHead:
-    """`method` on a vetted URL (redirects vetted hop by hop). A body longer than
-    `max_bytes` is refused rather than read on."""
+                          timeout: float = TIMEOUT_SECONDS,
+                          deadline: float = DEADLINE_SECONDS) -> FetchedHead:
+    """`method` on a vetted URL (redirects vetted hop by hop), within `deadline`. A body
+    longer than `max_bytes` is refused rather than read on."""
+    try:
+        async with asyncio.timeout(deadline):
+            return await _following(method, url, allow, max_bytes, headers or {}, timeout)
+    except TimeoutError:
+        pass  # refused below, outside the handler: the refusal wraps no timeout
+    raise UrlRefused(f"The file URL did not answer within {deadline:g} s.")
+
+
+async def _following(method: str, url: str, allow: AllowList, max_bytes: int,
+                     headers: dict[str, str], timeout: float) -> FetchedHead:
     async with httpx.AsyncClient(trust_env=False, follow_redirects=False,
                                  timeout=timeout) as client:
         for _ in range(MAX_REDIRECTS + 1):
             vetted = await vet_url(url, allow)
-            fetched = await _pinned(client, method, vetted, headers or {}, max_bytes)
+            fetched = await _pinned(client, method, vetted, headers, max_bytes)
             location = fetched.headers.get("location")
             if fetched.status not in _REDIRECTS or not location:
                 return fetched

@@ -5,12 +5,15 @@ endpoints `/audio/speech` and `/audio/transcriptions`.
 
 Requests that fail with 408/409/429/5xx, or cannot connect, are retried with exponential
 backoff, honouring `Retry-After` (capped). A stream is retried only before its first byte:
-once tokens have been handed out, a retry would repeat them. Failures are typed:
+once tokens have been handed out, a retry would repeat them. A call with its retries has a
+deadline (a stream: until its first byte; then each chunk has the read timeout). Failures
+are typed, and never transient (adapters/outside.py):
 
     ProviderAuthError         401/403: the key is wrong or lacks access (provider's message)
     ProviderRateLimitError    429 after the retries
     ProviderBadRequestError   other 4xx: the request itself is wrong (model name, params)
     ProviderUnavailableError  5xx after the retries, unreachable, timed out, malformed answer
+    ProviderTimeoutError      no answer within the deadline or a read timeout (unavailable)
 
 Messages are passed in the protocol's own JSON shape (this client is the edge to the
 outside): `{"role": "user", "content": "..."}` or, for vision, content parts built with
@@ -30,6 +33,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from adapters.outside import OutsideServiceError, OutsideServiceTimeout, limits
+
 # Statuses worth another try: rate limiting and server-side trouble.
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 20.0  # never sleep longer than this on a server's Retry-After
@@ -39,7 +44,7 @@ Message = dict[str, Any]  # one chat message in the protocol's JSON shape
 
 # -- errors ---------------------------------------------------------------------------------
 
-class ProviderError(Exception):
+class ProviderError(OutsideServiceError):
     """The model provider failed. `message` is the provider's own words when it gave any."""
 
     def __init__(self, message: str, status_code: int | None = None) -> None:
@@ -62,6 +67,10 @@ class ProviderBadRequestError(ProviderError):
 
 class ProviderUnavailableError(ProviderError):
     """5xx after the retries, unreachable, timed out, or an answer that breaks the protocol."""
+
+
+class ProviderTimeoutError(ProviderUnavailableError, OutsideServiceTimeout):
+    """No answer within the call's deadline, retries included."""
 
 
 def _error_for(status: int, message: str) -> ProviderError:
@@ -193,17 +202,23 @@ class OpenAIProtocolClient:
     """A connection to one provider endpoint with one key. Safe to share between tasks of
     one event loop; the HTTP pool is made on first use inside the running loop."""
 
-    def __init__(self, base_url: str, api_key: str, *, timeout: float = 60.0,
-                 connect_timeout: float = 10.0, max_retries: int = 2,
-                 retry_backoff: float = 0.5,
+    def __init__(self, base_url: str, api_key: str, *, timeout: float | None = None,
+                 connect_timeout: float | None = None, deadline: float | None = None,
+                 max_retries: int | None = None, retry_backoff: float = 0.5,
                  extra_headers: Mapping[str, str] | None = None) -> None:
+        """Limits not given are the process's (adapters/outside.py)."""
+        defaults = limits()
+        max_retries = defaults.max_retries if max_retries is None else max_retries
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
         self.base_url = base_url
         self._api_key = api_key
         # `timeout` bounds each read (for a stream: the wait for the next chunk), not the
         # whole answer, so a long generation that keeps talking is not cut off.
-        self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
+        self._timeout = httpx.Timeout(
+            defaults.read_timeout if timeout is None else timeout,
+            connect=defaults.connect_timeout if connect_timeout is None else connect_timeout)
+        self._deadline = defaults.deadline if deadline is None else deadline
         self._max_retries = max_retries
         self._retry_backoff = retry_backoff
         self._headers = dict(extra_headers or {})
@@ -338,9 +353,19 @@ class OpenAIProtocolClient:
 
     async def _request(self, method: str, endpoint: str, *, stream: bool = False,
                        **kwargs: Any) -> httpx.Response:
-        """Send, retrying as the module says. With `stream`, the answer's body is left
-        unread for the caller (who must close it); retries happen only before that."""
+        """Send, retrying as the module says, within the deadline. With `stream`, the
+        answer's body is left unread for the caller (who must close it); retries happen
+        only before that."""
         url = api_url(self.base_url, endpoint)
+        try:
+            async with asyncio.timeout(self._deadline):
+                return await self._send_retrying(method, url, stream, **kwargs)
+        except TimeoutError as exc:
+            raise ProviderTimeoutError(f"no answer from the provider's {endpoint} endpoint "
+                                       f"within {self._deadline:g} s") from exc
+
+    async def _send_retrying(self, method: str, url: str, stream: bool,
+                             **kwargs: Any) -> httpx.Response:
         attempt = 0
         while True:
             http = self._http()
@@ -349,7 +374,7 @@ class OpenAIProtocolClient:
                 response = await http.send(request, stream=stream)
             except httpx.TimeoutException as exc:
                 # Not retried: a retry would multiply an already long wait.
-                raise ProviderUnavailableError(f"request to {url} timed out") from exc
+                raise ProviderTimeoutError(f"request to {url} timed out") from exc
             except httpx.TransportError as exc:
                 if attempt < self._max_retries:  # connection refused/reset: often transient
                     await asyncio.sleep(self._backoff(attempt, None))
@@ -389,8 +414,7 @@ async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
         if lines:
             yield "\n".join(lines)
     except httpx.TimeoutException as exc:
-        raise ProviderUnavailableError("stream stalled: no chunk within the read timeout"
-                                       ) from exc
+        raise ProviderTimeoutError("stream stalled: no chunk within the read timeout") from exc
     except httpx.TransportError as exc:
         raise ProviderUnavailableError(f"stream broke off: {exc!r}") from exc
 

@@ -2,26 +2,45 @@
 
 boto3 is synchronous; each call runs in a worker thread. One client is shared by all
 threads (boto3 clients are thread-safe, sessions and resources are not).
+
+Each request has connect and read timeouts and a few attempts. A server that accepts and
+never answers (or stops answering mid-body) then fails the call with `StorageTimeout`, not
+transient: the work that needed the object fails visibly instead of waiting without limit.
+An S3 that refuses connections is an outage like any other, waited out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
 
+from adapters.outside import OutsideServiceTimeout
 from adapters.storage.base import STREAM_CHUNK_SIZE, FileNotFoundInStorage
 
 # S3 refuses more than 1000 keys per DeleteObjects request.
 _DELETE_BATCH = 1000
 _MISSING_KEY_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _MISSING_BUCKET_CODES = frozenset({"NoSuchBucket", "404", "NotFound"})
+
+
+class StorageTimeout(OutsideServiceTimeout):
+    """S3 gave no answer within the timeouts of each attempt."""
+
+
+@contextlib.contextmanager
+def _timeouts_end(operation: str) -> Iterator[None]:
+    try:
+        yield
+    except (ConnectTimeoutError, ReadTimeoutError) as exc:
+        raise StorageTimeout(f"S3 {operation}: no answer within the timeouts") from exc
 
 
 class S3Storage:
@@ -35,6 +54,9 @@ class S3Storage:
         address_style: str = "auto",
         *,
         create_bucket: bool = False,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        max_attempts: int = 3,
     ) -> None:
         if not bucket:
             raise ValueError("S3Storage needs a bucket name")
@@ -48,6 +70,8 @@ class S3Storage:
         self._address_style = address_style
         # Dify expects the bucket to exist; creating it is a convenience for dev/embedded.
         self._create_bucket = create_bucket
+        self._limits = {"connect_timeout": connect_timeout, "read_timeout": read_timeout,
+                        "retries": {"max_attempts": max_attempts, "mode": "standard"}}
         self._client: BaseClient | None = None
         self._bucket_ready = not create_bucket
         self._lock = threading.Lock()
@@ -72,7 +96,7 @@ class S3Storage:
         _check_key(key)
         body = await asyncio.to_thread(self._body, key)
         try:
-            while chunk := await asyncio.to_thread(body.read, chunk_size):
+            while chunk := await asyncio.to_thread(self._read, body, chunk_size):
                 yield bytes(chunk)
         finally:
             await asyncio.to_thread(body.close)
@@ -108,19 +132,26 @@ class S3Storage:
         return await asyncio.to_thread(self._invoke, operation, kwargs)
 
     def _invoke(self, operation: str, kwargs: dict[str, Any]) -> Any:
-        return getattr(self._ensure_client(), operation)(**kwargs)
+        with _timeouts_end(operation):
+            return getattr(self._ensure_client(), operation)(**kwargs)
 
     def _load(self, key: str) -> bytes:
         body = self._body(key)
         try:
-            return bytes(body.read())
+            return bytes(self._read(body))
         finally:
             body.close()
+
+    @staticmethod
+    def _read(body: Any, size: int | None = None) -> bytes:
+        with _timeouts_end("get_object"):
+            return bytes(body.read(size))
 
     def _body(self, key: str) -> Any:
         """The object's body, a stream read as it is consumed (boto3's StreamingBody)."""
         try:
-            response = self._ensure_client().get_object(Bucket=self._bucket, Key=key)
+            with _timeouts_end("get_object"):
+                response = self._ensure_client().get_object(Bucket=self._bucket, Key=key)
         except ClientError as exc:
             if _error_code(exc) in _MISSING_KEY_CODES:
                 raise FileNotFoundInStorage(key) from exc
@@ -128,6 +159,10 @@ class S3Storage:
         return response["Body"]
 
     def _delete_prefix(self, prefix: str) -> None:
+        with _timeouts_end("delete_prefix"):
+            self._delete_all(prefix)
+
+    def _delete_all(self, prefix: str) -> None:
         client = self._ensure_client()
         paginator = client.get_paginator("list_objects_v2")
         # Deleting while paginating is fine: the continuation token is a key position,
@@ -169,7 +204,7 @@ class S3Storage:
         config = Config(
             signature_version="s3v4",
             s3={"addressing_style": self._address_style},
-            retries={"max_attempts": 5, "mode": "standard"},
+            **self._limits,
         )
         # A dedicated session: boto3's default session is shared global state.
         session = boto3.session.Session()

@@ -248,8 +248,10 @@ async def _accept(request: Request, key: ApiKeyPrincipal, app: dict[str, Any],
         return StreamingResponse(_sse(request, stream, "0", task_id),
                                  media_type="text/event-stream", headers=SSE_HEADERS)
     try:
-        return await _blocking(request, stream, app["mode"])
-    except StreamInterrupted:
+        # A server-side limit: a client is never held longer (a hung model, an outage).
+        async with asyncio.timeout(c.settings.CHAT_BLOCKING_TIMEOUT_SECONDS):
+            return await _blocking(request, stream, app["mode"])
+    except (StreamInterrupted, TimeoutError):
         return task.pending()
 
 

@@ -175,8 +175,10 @@ class FakeOpenAIServer:
         self._lock = threading.Lock()
         self._failures: deque[_Failure] = deque()
         self._delays: deque[float] = deque()
+        self._hangs: list[str] = []  # one entry per request to hold, by path suffix
         self._scripted: deque[ScriptedChat] = deque()
         self._ids = itertools.count(1)
+        self._released = threading.Event()  # set: requests held by `hang_next` end
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -201,6 +203,12 @@ class FakeOpenAIServer:
         with self._lock:
             self._delays.extend([seconds] * count)
 
+    def hang_next(self, count: int, path: str) -> None:
+        """Accept the next `count` requests to paths ending with `path` and never answer
+        them (until `reset` or `stop`): a provider that hung."""
+        with self._lock:
+            self._hangs.extend([path] * count)
+
     def script_chat(self, *replies: ScriptedChat | str) -> None:
         """Queue the next chat replies, in order; after them, `chat_responder` answers."""
         with self._lock:
@@ -214,7 +222,10 @@ class FakeOpenAIServer:
             self.requests.clear()
             self._failures.clear()
             self._delays.clear()
+            self._hangs.clear()
             self._scripted.clear()
+        self._released.set()
+        self._released = threading.Event()
         self.chat_responder = echo_reply
         self.rerank_scorer = word_overlap
         self.transcript = None
@@ -258,6 +269,7 @@ class FakeOpenAIServer:
         return self
 
     def stop(self) -> None:
+        self._released.set()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -309,6 +321,12 @@ class FakeOpenAIServer:
                             if f.path is None or path.endswith(f.path)), None)
             if failure is not None:
                 self._failures.remove(failure)
+            hang = next((h for h in self._hangs if path.endswith(h)), None)
+            if hang is not None:
+                self._hangs.remove(hang)
+            released = self._released
+        if hang is not None:
+            await asyncio.to_thread(released.wait)
         if delay:
             await asyncio.sleep(delay)
         if self.api_key is not None and \

@@ -11,12 +11,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from adapters.embeddings.base import EmbeddingError
+from adapters.embeddings.openai_compatible import OpenAICompatibleEmbeddings
 from adapters.llm.openai_protocol import (
     ChatChunk,
     OpenAIProtocolClient,
     ProviderAuthError,
     ProviderBadRequestError,
     ProviderRateLimitError,
+    ProviderTimeoutError,
     ProviderUnavailableError,
     StreamAccumulator,
     image_part,
@@ -24,7 +27,9 @@ from adapters.llm.openai_protocol import (
     text_part,
 )
 from adapters.llm.rerank import HTTPReranker
+from adapters.transient import is_transient
 from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
+from tests.fakes.silent_server import SilentServer
 
 KEY = "sk-protocol-test"
 MODEL = "fake-chat"
@@ -191,6 +196,33 @@ async def test_timeouts_are_typed(fake: FakeOpenAIServer) -> None:
     with pytest.raises(ProviderUnavailableError, match="stalled"):
         async for _ in client(fake, timeout=0.3).stream_chat(MODEL, HELLO):
             pass
+
+
+async def test_a_server_that_never_answers_fails_the_call_for_good() -> None:
+    """Accepts the connection, never answers: the call ends at its deadline with a typed
+    error that no worker retries without limit (it is not an outage of Eddy's own)."""
+    with SilentServer() as silent:
+        provider = OpenAIProtocolClient(silent.base_url, KEY, timeout=30.0, deadline=0.5)
+        with pytest.raises(ProviderTimeoutError, match=r"within 0\.5 s") as blocking:
+            await provider.chat(MODEL, HELLO)
+        with pytest.raises(ProviderTimeoutError, match=r"within 0\.5 s") as streamed:
+            async for _ in provider.stream_chat(MODEL, HELLO):
+                pass
+        embeddings = OpenAICompatibleEmbeddings(silent.base_url, KEY, "bge-m3", 8,
+                                                timeout=0.3)
+        with pytest.raises(EmbeddingError, match="timed out") as embedding:
+            await embeddings.embed_query("hello")
+        await provider.aclose()
+        await embeddings.aclose()
+    for failure in (blocking.value, streamed.value, embedding.value):
+        assert not is_transient(failure)
+
+
+async def test_retries_stop_at_the_deadline(fake: FakeOpenAIServer) -> None:
+    fake.fail_next(10, status=503, retry_after=5)  # each retry asked to wait 5 s
+    with pytest.raises(ProviderTimeoutError, match="chat/completions endpoint within 1 s"):
+        await client(fake, max_retries=10, deadline=1.0).chat(MODEL, HELLO)
+    assert fake.calls("/chat/completions") == 1  # the first wait ran past the deadline
 
 
 async def test_unreachable_server_is_unavailable() -> None:

@@ -12,8 +12,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from adapters.storage.s3 import S3Storage
+from adapters.storage.s3 import S3Storage, StorageTimeout
+from adapters.transient import is_transient
 from tests.contracts.storage import StorageContract
+from tests.fakes.silent_server import SilentServer
 
 # moto accepts any credentials; they go through the constructor, never the environment.
 FAKE_KEY, FAKE_SECRET = "testing-access-key", "testing-secret-key"
@@ -94,3 +96,21 @@ class TestS3Storage(StorageContract):
             S3Storage("", None, None, None, None)
         with pytest.raises(ValueError):
             S3Storage("b", None, None, None, None, address_style="sideways")
+
+
+async def test_an_s3_that_never_answers_fails_the_call_for_good() -> None:
+    """Accepts connections, never answers: each call ends after its attempts' timeouts
+    with a typed error no worker retries without limit."""
+    with SilentServer() as silent:
+        storage = S3Storage(bucket="eddy-silent", endpoint_url=f"http://127.0.0.1:{silent.port}",
+                            access_key=FAKE_KEY, secret_key=FAKE_SECRET, region="us-east-1",
+                            address_style="path", connect_timeout=0.5, read_timeout=0.3,
+                            max_attempts=2)
+        try:
+            with pytest.raises(StorageTimeout) as loading:
+                await storage.load("files/a.png")
+            with pytest.raises(StorageTimeout) as saving:
+                await storage.save("files/b.png", b"png")
+        finally:
+            await storage.close()
+    assert not is_transient(loading.value) and not is_transient(saving.value)

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -79,7 +81,8 @@ async def test_the_allow_list_admits_hosts_ips_and_networks() -> None:
 
 
 class _Handler(QuietHandler):
-    """/img: a 2 KB PNG; /hop/N: N redirects then /img; /away: a redirect to 127.0.0.2."""
+    """/img: a 2 KB PNG; /hop/N: N redirects then /img; /away: a redirect to 127.0.0.2;
+    /drip: 2 KB a byte at a time."""
 
     hosts: list[str] = []
 
@@ -91,6 +94,15 @@ class _Handler(QuietHandler):
             self._redirect(f"/hop/{left - 1}" if left > 1 else "/img")
         elif self.path == "/away":
             self._redirect(f"http://127.0.0.2:{port}/img")
+        elif self.path == "/drip":  # a byte at a time, each well within the read timeout
+            self.send_response(200)
+            self.send_header("Content-Length", "2048")
+            self.end_headers()
+            with contextlib.suppress(ConnectionError):  # the client gave up: expected
+                for _ in range(2048):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.05)
         else:
             self.reply(200, {"Content-Type": "image/png", "Content-Length": "2048"},
                        b"\x89PNG" + b"\0" * 2044)
@@ -136,3 +148,9 @@ async def test_a_body_over_the_cap_is_refused_and_a_closed_port_is_a_refusal(
         await guarded_request("GET", f"http://{server}/img", allow, max_bytes=1000)
     with pytest.raises(UrlRefused, match="could not be fetched"):
         await guarded_request("GET", "http://127.0.0.1:9/img", allow, max_bytes=1000)
+
+
+async def test_a_server_dripping_its_answer_is_cut_off_at_the_deadline(server: str) -> None:
+    with pytest.raises(UrlRefused, match=r"did not answer within 0\.5 s"):
+        await guarded_request("GET", f"http://{server}/drip", AllowList.parse("127.0.0.1"),
+                              max_bytes=4096, timeout=1.0, deadline=0.5)

@@ -31,6 +31,7 @@ from uuid import UUID, uuid5
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.embeddings.base import EmbeddingError
 from adapters.kv.base import KeyValueStore
 from adapters.llm.openai_protocol import (
     OpenAIProtocolClient,
@@ -186,6 +187,9 @@ class MessageAnswer:
             await self.fail(error.code, error.status, error.message)
         except ProviderError as error:
             await self.fail("completion_request_error", 400, error.message)
+        except EmbeddingError as error:  # the question could not be searched for
+            await self.fail("completion_request_error", 400,
+                            f"Knowledge retrieval failed: {error}")
 
     async def _conversation(self) -> Conversation:
         uow = UnitOfWork(self.d.store, self.ctx)
