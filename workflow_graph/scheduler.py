@@ -76,6 +76,7 @@ class RunStatus(StrEnum):
 @dataclass(frozen=True)
 class RunState:
     status: RunStatus
+    inputs: Mapping[str, Any]  # the run's inputs, which the start node passes on
     pool: VariablePool
     finished: tuple[str, ...]  # in the order their results were recorded
     in_flight: tuple[str, ...]  # started, no result recorded (a dead member's work)
@@ -141,9 +142,9 @@ def fold(graph: Graph, history: Sequence[Fact], limits: Limits = Limits(),
     if error is None and (steps > limits.max_execution_steps
                           or (ready and steps >= limits.max_execution_steps)):
         error = f"Max steps {limits.max_execution_steps} reached."
-    state = RunState(status=RunStatus.RUNNING, pool=pool, finished=tuple(finished),
-                     in_flight=in_flight, ready=tuple(ready), skipped=frozenset(skipped),
-                     steps=steps)
+    state = RunState(status=RunStatus.RUNNING, inputs=begun.inputs, pool=pool,
+                     finished=tuple(finished), in_flight=in_flight, ready=tuple(ready),
+                     skipped=frozenset(skipped), steps=steps)
     if error is not None:
         return replace(state, status=RunStatus.FAILED, ready=(), error=error)
     if ready or in_flight:
@@ -187,7 +188,11 @@ def _frontier(graph: Graph, started: Iterable[str], handles: Mapping[str, str]
     for edge in edges:
         if edge.source in handles:
             (taken if edge.source_handle == handles[edge.source] else skipped_edges).add(edge.id)
-    skipped: set[str] = set()
+    # Top-level nodes with no in-edge other than the start node never run (Dify marks the
+    # branches of inactive roots skipped), so nothing downstream waits for them.
+    start = graph.start_node()
+    skipped = {n for n, ins in incoming.items() if not ins and (start is None or n != start.id)}
+    skipped_edges.update(e.id for e in edges if e.source in skipped)
     changed = True
     while changed:  # a skipped node skips its out-edges, which may skip more nodes
         changed = False
@@ -198,15 +203,13 @@ def _frontier(graph: Graph, started: Iterable[str], handles: Mapping[str, str]
             changed = True
             skipped_edges.update(e.id for e in edges if e.source == node_id)
     started_set = set(started)
-    start = graph.start_node()
     ready = []
     for node in graph.top_level():
         if node.id in started_set or node.id in skipped:
             continue
         ins = incoming[node.id]
         if not ins:
-            if start is not None and node.id == start.id:
-                ready.append(node.id)
+            ready.append(node.id)  # the start node: the others without in-edges are skipped
         elif all(e.id in taken or e.id in skipped_edges for e in ins) and any(
                 e.id in taken for e in ins):
             ready.append(node.id)
