@@ -6,9 +6,10 @@ is a pure function of the graph and that history, so any member that takes a run
 another died computes the same state and starts exactly `state.to_start`: the nodes in flight
 when the history was cut, then the newly ready ones; a finished node is never among them.
 
-Readiness follows Dify's graph engine (edge states taken / skipped / unknown): a succeeded
-node takes the out-edges whose source handle is the one it chose (`source` for most nodes, a
-case id for if-else) and skips the others; a node whose in-edges are all skipped is skipped,
+Readiness follows Dify's graph engine (edge states taken / skipped / unknown): a branch node
+(if-else, question-classifier, human-input, or any node whose error strategy is fail-branch)
+takes the out-edges whose source handle is the one it chose and skips the others; any other
+node takes all its out-edges; a node whose in-edges are all skipped is skipped,
 and so are its out-edges, recursively; a node is ready once none of its in-edges is unknown
 and at least one is taken, which is the join (parallel branches meet there and it waits for
 all of them). Only top-level nodes are scheduled here; an iteration or loop container is one
@@ -22,10 +23,12 @@ from enum import StrEnum
 from typing import Any
 
 from workflow_graph.errors import HistoryError
-from workflow_graph.graph import DEFAULT_SOURCE_HANDLE, Edge, Graph
+from workflow_graph.graph import DEFAULT_SOURCE_HANDLE, Edge, Graph, Node
 from workflow_graph.variables import VariablePool
 
 FAIL_BRANCH_HANDLE = "fail-branch"
+# Nodes that choose among their out-edges by handle; the others take every out-edge.
+BRANCH_NODE_TYPES = frozenset({"if-else", "question-classifier", "human-input"})
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class NodeStarted:
 class NodeSucceeded:
     node_id: str
     outputs: Mapping[str, Any] = field(default_factory=dict)
-    handle: str = DEFAULT_SOURCE_HANDLE  # the out-edges this result follows
+    handle: str = DEFAULT_SOURCE_HANDLE  # the out-edges a branch node follows
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,10 @@ def fold(graph: Graph, history: Sequence[Fact], limits: Limits = Limits(),
     return replace(state, status=RunStatus.SUCCEEDED, outputs=outputs, answer=answer)
 
 
+def is_branch(node: Node) -> bool:
+    return node.type in BRANCH_NODE_TYPES or node.data.get("error_strategy") == "fail-branch"
+
+
 def _outcome_of_failure(graph: Graph, fact: NodeFailed
                         ) -> tuple[Mapping[str, Any], str] | None:
     """A node's error strategy decides whether its failure ends the run (None) or the run goes
@@ -186,8 +193,12 @@ def _frontier(graph: Graph, started: Iterable[str], handles: Mapping[str, str]
     taken: set[str] = set()
     skipped_edges: set[str] = set()
     for edge in edges:
-        if edge.source in handles:
-            (taken if edge.source_handle == handles[edge.source] else skipped_edges).add(edge.id)
+        handle = handles.get(edge.source)
+        if handle is None:
+            continue
+        follows = handle != "" and (edge.source_handle == handle
+                                    or not is_branch(graph.node(edge.source)))
+        (taken if follows else skipped_edges).add(edge.id)
     # Top-level nodes with no in-edge other than the start node never run (Dify marks the
     # branches of inactive roots skipped), so nothing downstream waits for them.
     start = graph.start_node()

@@ -84,13 +84,19 @@ class VariablePool:
 
 
 def to_text(value: Any) -> str:
-    """A value as Dify's segments print it: None as nothing, objects and arrays as JSON."""
+    """A value as Dify's segments print it (`Segment.text`): None and an empty array as
+    nothing, an object and an array of strings as JSON, any other array and a boolean as
+    Python prints them (`[1, 2]`, `True`)."""
     if value is None:
         return ""
     if isinstance(value, str):
         return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (Mapping, list, tuple)):
+    if isinstance(value, Mapping):
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return ""
+        if all(isinstance(item, str) for item in value):
+            return json.dumps(list(value), ensure_ascii=False)
+        return str(list(value))
     return str(value)

@@ -172,6 +172,18 @@ def test_error_strategies_keep_the_run_going() -> None:
     assert state.pool.get("d.text") == "fallback"
 
 
+def test_plain_nodes_take_every_out_edge_whatever_handle_they_record() -> None:
+    graph = build({"s": "start", "c": "code", "x": "llm", "y": "llm", "h": "http-request",
+                   "ok": "code", "oops": "code"},
+                  [("s", "c"), ("c", "x"), ("c", "y", "other"), ("s", "h"), ("h", "ok"),
+                   ("h", "oops", "fail-branch")],
+                  {"h": {"error_strategy": "fail-branch"}})
+    history = run(graph, [RunStarted()], executor(graph, {"c": NodeSucceeded("c", {}, "x")}))
+    state = fold(graph, history)
+    assert set(state.finished) == {"s", "c", "x", "y", "h", "ok"}
+    assert state.skipped == {"oops"}  # a fail-branch node that succeeds skips that branch
+
+
 def test_max_steps_fails_the_run_with_the_reason() -> None:
     limits = Limits(max_execution_steps=3)
     history = run(PARALLEL, [RunStarted()], executor(PARALLEL), limits)
@@ -212,7 +224,8 @@ def test_inconsistent_histories_are_refused(history: list[Fact], words: str) -> 
 def runs(draw: st.DrawFn) -> tuple[Graph, dict[str, str], list[int]]:
     size = draw(st.integers(2, 9))
     ids = [f"n{i}" for i in range(size)]
-    nodes = {ids[0]: "start", **{i: "code" for i in ids[1:]}}
+    nodes = {ids[0]: "start",
+             **{i: draw(st.sampled_from(["code", "question-classifier"])) for i in ids[1:]}}
     edges: list[tuple[str, str, str]] = []
     for j in range(1, size):
         sources = draw(st.sets(st.integers(0, j - 1), min_size=0, max_size=3))
@@ -278,7 +291,8 @@ def test_every_node_is_finished_or_skipped_as_its_edges_decide(
     finished = set(state.finished)
 
     def taken(node_id: str) -> list[bool]:
-        return [e.source in finished and handles[e.source] == e.source_handle
+        return [e.source in finished and (handles[e.source] == e.source_handle
+                                          or graph.node(e.source).type != "question-classifier")
                 for e in graph.incoming(node_id)]
 
     for node in graph.nodes:

@@ -42,8 +42,15 @@ def test_outputs_of_a_later_result_do_not_change_an_earlier_pool() -> None:
 def test_templates_render_values_as_text() -> None:
     rendered = POOL.render("Q: {{#sys.query#}} / A: {{#1711.text#}} x{{#1711.n#}} "
                            "{{#1711.ok#}} {{#1711.items#}} {{#1711.doc#}}")
-    assert rendered == ('Q: hello / A: answer x3 true [1, 2] '
+    assert rendered == ('Q: hello / A: answer x3 True [1, 2] '
                         '{"title": "T", "tags": ["a", "b"]}')
+
+
+def test_arrays_render_as_dify_segments_print_them() -> None:
+    pool = VariablePool().with_outputs("n", {"words": ["你", "好"], "rows": [{"a": 1}],
+                                             "none": []})
+    assert pool.render("{{#n.words#}}|{{#n.rows#}}|{{#n.none#}}") == (
+        '["你", "好"]|[{\'a\': 1}]|')
 
 
 def test_template_references_to_nothing_stay_as_their_selector() -> None:
