@@ -52,7 +52,9 @@ class Edge:
 
 
 @dataclass(frozen=True)
-class Warning:
+class GraphWarning:
+    """Saved anyway, but the node cannot run here yet."""
+
     node_id: str
     message: str
 
@@ -124,17 +126,20 @@ def _parse_node(item: Any, path: str) -> Node | None:
 def _parse_edge(item: Any, path: str) -> Edge:
     if not isinstance(item, Mapping):
         raise DslError(path, "must be a mapping")
-    source, target = item.get("source"), item.get("target")
-    for name, value in (("source", source), ("target", target)):
-        if not isinstance(value, str) or not value:
-            raise DslError(f"{path}.{name}", "must be a non-empty string")
-    assert isinstance(source, str) and isinstance(target, str)
+    source, target = _endpoint(item, "source", path), _endpoint(item, "target", path)
     handle = item.get("sourceHandle") or DEFAULT_SOURCE_HANDLE
     return Edge(id=str(item.get("id") or f"{source}-{handle}-{target}"), source=source,
                 target=target, source_handle=str(handle))
 
 
-def validate(graph: Graph, mode: str) -> list[Warning]:
+def _endpoint(item: Mapping[str, Any], end: str, path: str) -> str:
+    value = item.get(end)
+    if not isinstance(value, str) or not value:
+        raise DslError(f"{path}.{end}", "must be a non-empty string")
+    return value
+
+
+def validate(graph: Graph, mode: str) -> list[GraphWarning]:
     """Check the graph as Dify does when a draft is saved; raise the first error, return the
     warnings (nodes that need a plugin)."""
     seen: set[str] = set()
@@ -152,7 +157,7 @@ def validate(graph: Graph, mode: str) -> list[Warning]:
     _refuse_cycles(graph)
     if mode in {"workflow", "advanced-chat"} and graph.start_node() is None:
         raise MissingStartNode(mode)
-    return [Warning(n.id, f"{n.type} node {n.title or n.id!r} needs a plugin "
+    return [GraphWarning(n.id, f"{n.type} node {n.title or n.id!r} needs a plugin "
                           f"({_plugin_name(n)}) that is not installed")
             for n in graph.nodes if n.type in PLUGIN_NODE_TYPES]
 
