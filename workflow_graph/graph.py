@@ -1,0 +1,198 @@
+"""A workflow graph (`graph {nodes, edges}` of Dify's DSL) and its validation when a draft is
+saved: unknown node types, duplicate ids, dangling edges, cycles outside loop/iteration
+containers and a missing start node are errors; tool and agent nodes are warnings (they need a
+plugin Eddy does not have)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from workflow_graph.errors import (
+    DanglingEdge,
+    DslError,
+    DuplicateNode,
+    GraphCycle,
+    MissingStartNode,
+    UnknownNodeType,
+)
+
+NODE_TYPES = frozenset({
+    "start", "end", "answer", "llm", "knowledge-retrieval", "question-classifier",
+    "parameter-extractor", "if-else", "code", "template-transform", "http-request",
+    "variable-aggregator", "variable-assigner", "assigner", "iteration", "iteration-start",
+    "loop", "loop-start", "loop-end", "list-operator", "document-extractor", "human-input",
+    "tool", "agent",
+})
+PLUGIN_NODE_TYPES = frozenset({"tool", "agent"})
+CONTAINER_NODE_TYPES = frozenset({"iteration", "loop"})
+# Canvas notes are drawn on the graph but are not nodes (Dify drops them when it builds one).
+NOTE_NODE_TYPE = "custom-note"
+DEFAULT_SOURCE_HANDLE = "source"
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    type: str
+    title: str
+    data: Mapping[str, Any]
+    # The iteration or loop node this node runs inside; None at the top level.
+    parent_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Edge:
+    id: str
+    source: str
+    target: str
+    source_handle: str = DEFAULT_SOURCE_HANDLE
+
+
+@dataclass(frozen=True)
+class GraphWarning:
+    """Saved anyway, but the node cannot run here yet."""
+
+    node_id: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Graph:
+    nodes: tuple[Node, ...]
+    edges: tuple[Edge, ...]
+    # The mappings as read, so an export writes back what was imported (positions, sizes…).
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def node(self, node_id: str) -> Node:
+        return self._by_id[node_id]
+
+    @cached_property
+    def _by_id(self) -> dict[str, Node]:
+        return {n.id: n for n in self.nodes}
+
+    def top_level(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.parent_id is None)
+
+    def incoming(self, node_id: str) -> tuple[Edge, ...]:
+        return tuple(e for e in self.edges if e.target == node_id)
+
+    def outgoing(self, node_id: str) -> tuple[Edge, ...]:
+        return tuple(e for e in self.edges if e.source == node_id)
+
+    def start_node(self) -> Node | None:
+        return next((n for n in self.top_level() if n.type == "start"), None)
+
+
+def parse_graph(raw: Any, path: str = "workflow.graph") -> Graph:
+    """Read `graph {nodes, edges}` into dataclasses; shape errors name the field."""
+    if not isinstance(raw, Mapping):
+        raise DslError(path, "must be a mapping with nodes and edges")
+    raw_nodes = raw.get("nodes") or []
+    raw_edges = raw.get("edges") or []
+    if not isinstance(raw_nodes, list):
+        raise DslError(f"{path}.nodes", "must be a list")
+    if not isinstance(raw_edges, list):
+        raise DslError(f"{path}.edges", "must be a list")
+    nodes = tuple(
+        node for i, item in enumerate(raw_nodes)
+        if (node := _parse_node(item, f"{path}.nodes[{i}]")) is not None
+    )
+    edges = tuple(_parse_edge(item, f"{path}.edges[{i}]") for i, item in enumerate(raw_edges))
+    return Graph(nodes=nodes, edges=edges, raw=raw)
+
+
+def _parse_node(item: Any, path: str) -> Node | None:
+    if not isinstance(item, Mapping):
+        raise DslError(path, "must be a mapping")
+    if item.get("type") == NOTE_NODE_TYPE:
+        return None
+    node_id = item.get("id")
+    if not isinstance(node_id, str) or not node_id:
+        raise DslError(f"{path}.id", "must be a non-empty string")
+    data = item.get("data")
+    if not isinstance(data, Mapping):
+        raise DslError(f"{path}.data", "must be a mapping")
+    node_type = data.get("type")
+    if not isinstance(node_type, str):
+        raise DslError(f"{path}.data.type", "must be a string")
+    parent = item.get("parentId") or data.get("iteration_id") or data.get("loop_id")
+    return Node(id=node_id, type=node_type, title=str(data.get("title") or ""), data=data,
+                parent_id=parent if isinstance(parent, str) and parent else None)
+
+
+def _parse_edge(item: Any, path: str) -> Edge:
+    if not isinstance(item, Mapping):
+        raise DslError(path, "must be a mapping")
+    source, target = _endpoint(item, "source", path), _endpoint(item, "target", path)
+    handle = item.get("sourceHandle") or DEFAULT_SOURCE_HANDLE
+    return Edge(id=str(item.get("id") or f"{source}-{handle}-{target}"), source=source,
+                target=target, source_handle=str(handle))
+
+
+def _endpoint(item: Mapping[str, Any], end: str, path: str) -> str:
+    value = item.get(end)
+    if not isinstance(value, str) or not value:
+        raise DslError(f"{path}.{end}", "must be a non-empty string")
+    return value
+
+
+def validate(graph: Graph, mode: str) -> list[GraphWarning]:
+    """Check the graph as Dify does when a draft is saved; raise the first error, return the
+    warnings (nodes that need a plugin)."""
+    seen: set[str] = set()
+    for node in graph.nodes:
+        if node.id in seen:
+            raise DuplicateNode(node.id)
+        seen.add(node.id)
+        if node.type not in NODE_TYPES:
+            raise UnknownNodeType(node.id, node.type)
+    for edge in graph.edges:
+        if edge.source not in seen:
+            raise DanglingEdge(edge.id, edge.source, "source")
+        if edge.target not in seen:
+            raise DanglingEdge(edge.id, edge.target, "target")
+    _refuse_cycles(graph)
+    if mode in {"workflow", "advanced-chat"} and graph.start_node() is None:
+        raise MissingStartNode(mode)
+    return [GraphWarning(n.id, f"{n.type} node {n.title or n.id!r} needs a plugin "
+                          f"({_plugin_name(n)}) that is not installed")
+            for n in graph.nodes if n.type in PLUGIN_NODE_TYPES]
+
+
+def _plugin_name(node: Node) -> str:
+    data = node.data
+    for key in ("provider_id", "provider_name", "agent_strategy_provider_name", "plugin_id"):
+        if isinstance(data.get(key), str) and data[key]:
+            return str(data[key])
+    return "unknown provider"
+
+
+def _refuse_cycles(graph: Graph) -> None:
+    """A loop is a container node, never a back edge: within one scope (the top level or one
+    container's body) the edges must form a DAG."""
+    parent = {n.id: n.parent_id for n in graph.nodes}
+    successors: dict[str, list[str]] = {n.id: [] for n in graph.nodes}
+    for edge in graph.edges:
+        if parent[edge.source] == parent[edge.target]:
+            successors[edge.source].append(edge.target)
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+    for root in successors:
+        if root in state:
+            continue
+        path: list[str] = [root]
+        stack: list[Iterator[str]] = [iter(successors[root])]
+        state[root] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                raise GraphCycle(path[path.index(nxt):])
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(successors[nxt]))
