@@ -65,14 +65,17 @@ class CommandGateway:
 
     async def send(self, payload: CommandPayload, *, aggregate_id: UUID,
                    tenant_id: UUID | None, actor_id: UUID | None,
-                   idempotency_key: str | None = None,
+                   idempotency_key: str | None = None, creates: bool = False,
                    read_your_writes: bool = True) -> Accepted:
         """Publish and wait for the outcome; with `read_your_writes`, also until the read
-        model shows what the command wrote (a caller that reads elsewhere need not wait)."""
+        model shows what the command wrote (a caller that reads elsewhere need not wait).
+        `creates`: the aggregate id was made for this request (a retry makes another), so
+        an Idempotency-Key does not tie the request to it."""
         command_id = uuid4()
         if idempotency_key:
             command_id = await self._claim_idempotency_key(
-                idempotency_key, payload, tenant_id, actor_id, aggregate_id)
+                idempotency_key, payload, tenant_id, actor_id,
+                None if creates else aggregate_id)
             previous = await self.outcome(command_id)
             if previous is not None:
                 return await self._settle(previous)
@@ -188,12 +191,14 @@ class CommandGateway:
 
     async def _claim_idempotency_key(self, key: str, payload: CommandPayload,
                                      tenant_id: UUID | None, actor_id: UUID | None,
-                                     aggregate_id: UUID) -> UUID:
+                                     target: UUID | None) -> UUID:
         scope = f"{tenant_id}:{actor_id}:{payload.command_type}:{key}"
         command_id = uuid5(EDDY_NAMESPACE, "idempotency:" + scope)
-        # Ids the gateway generated (new app id, token) are not part of the request.
+        # Ids the gateway generated (new app id, token) are not part of the request; the
+        # target it names is (the same key on another app is another request).
         request_hash = hashlib.sha256(orjson.dumps(
-            payload.model_dump(mode="json", exclude=_GENERATED_FIELDS),
+            {"payload": payload.model_dump(mode="json", exclude=_GENERATED_FIELDS),
+             "target": str(target) if target else None},
             option=orjson.OPT_SORT_KEYS)).hexdigest()
         async with self.c.engine.begin() as conn:
             await conn.execute(pg_insert(idempotency_keys).values(

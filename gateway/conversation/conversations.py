@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from gateway.auth import ApiKeyPrincipal, AppKey
 from gateway.deps import command_gateway, get_container, maybe_uuid, parse_id
+from gateway.params import Page
 from gateway.platform.service import app_of_key
 from gateway.views import timestamp
 from projections.conversation import queries
@@ -60,8 +61,8 @@ def message_view(row: dict[str, Any]) -> dict[str, Any]:
 @router.get("/conversations")
 async def list_conversations(request: Request, user: User, key: ApiKeyPrincipal = AppKey,
                              last_id: str | None = None, limit: Limit = 20,
-                             sort_by: Annotated[str, Query(pattern=SORT)] = "-updated_at",
-                             pinned: bool | None = None) -> dict[str, Any]:
+                             sort_by: Annotated[str, Query(pattern=SORT)] = "-updated_at"
+                             ) -> dict[str, Any]:
     app = await chat_app(request, key)
     last = parse_id(last_id, ConversationNotFound) if last_id else None
     page = await queries.list_conversations(
@@ -69,8 +70,6 @@ async def list_conversations(request: Request, user: User, key: ApiKeyPrincipal 
         last_id=last, limit=limit, sort_by=sort_by)
     if page is None:
         raise NotFound("Last Conversation Not Exists.")
-    if pinned:  # nothing is pinned through the Service API
-        return {"limit": limit, "has_more": False, "data": []}
     return {"limit": limit, "has_more": page.total > 0,
             "data": [conversation_view(r) for r in page.items]}
 
@@ -182,7 +181,7 @@ async def feedback(request: Request, message_id: str, body: api.FeedbackRequest,
 
 @router.get("/app/feedbacks")
 async def app_feedbacks(request: Request, key: ApiKeyPrincipal = AppKey,
-                        page: Annotated[int, Query(ge=1, le=99999)] = 1,
+                        page: Page = 1,
                         limit: Limit = 20) -> dict[str, Any]:
     app = await app_of_key(request, key)
     found = await queries.app_feedbacks(get_container(request).engine, app["id"], page=page,

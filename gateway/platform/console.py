@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from gateway import auth
 from gateway.auth import ConsoleUser, CurrentUser
 from gateway.deps import command_gateway, get_container, parse_id
+from gateway.params import Page
 from gateway.platform.views import api_key_view, app_view
 from projections.platform import queries
 from schemas.errors import AlreadySetup, ApiKeyNotFound, AppNotFound, NotFound
@@ -68,7 +69,7 @@ async def refresh_token(request: Request, body: api.RefreshTokenRequest) -> dict
 async def list_apps(
     request: Request,
     user: ConsoleUser = CurrentUser,
-    page: Annotated[int, Query(ge=1, le=99999)] = 1,
+    page: Page = 1,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     mode: Annotated[str, Query(pattern=APP_MODE_FILTER)] = "all",
     name: Annotated[str | None, Query(max_length=255)] = None,
@@ -97,7 +98,7 @@ async def create_app(request: Request, body: api.CreateAppRequest,
     accepted = await command_gateway(request).send(
         cmd.CreateApp(app_id=app_id, **body.model_dump()),
         aggregate_id=app_id, tenant_id=user.tenant_id, actor_id=user.account_id,
-        idempotency_key=idempotency_key,
+        idempotency_key=idempotency_key, creates=True,
     )
     # A retried Idempotency-Key answers with the app the first request created.
     return app_view(await console_app(request, user, UUID(str(accepted.result["app_id"]))))
