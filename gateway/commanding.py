@@ -74,8 +74,7 @@ class CommandGateway:
         command_id = uuid4()
         if idempotency_key:
             command_id = await self._claim_idempotency_key(
-                idempotency_key, payload, tenant_id, actor_id,
-                None if creates else aggregate_id)
+                idempotency_key, payload, tenant_id, actor_id, aggregate_id, creates)
             previous = await self.outcome(command_id)
             if previous is not None:
                 return await self._settle(previous)
@@ -191,14 +190,16 @@ class CommandGateway:
 
     async def _claim_idempotency_key(self, key: str, payload: CommandPayload,
                                      tenant_id: UUID | None, actor_id: UUID | None,
-                                     target: UUID | None) -> UUID:
+                                     aggregate_id: UUID, creates: bool) -> UUID:
         scope = f"{tenant_id}:{actor_id}:{payload.command_type}:{key}"
         command_id = uuid5(EDDY_NAMESPACE, "idempotency:" + scope)
-        # Ids the gateway generated (new app id, token) are not part of the request; the
-        # target it names is (the same key on another app is another request).
+        # Values the gateway generated (a new aggregate's id, a token) are not part of the
+        # request; the ids it names are (the same key on another app is another request).
+        fields = payload.model_dump(mode="json", exclude=_GENERATED_FIELDS)
+        if creates:
+            fields = {k: v for k, v in fields.items() if v != str(aggregate_id)}
         request_hash = hashlib.sha256(orjson.dumps(
-            {"payload": payload.model_dump(mode="json", exclude=_GENERATED_FIELDS),
-             "target": str(target) if target else None},
+            {"payload": fields, "target": None if creates else str(aggregate_id)},
             option=orjson.OPT_SORT_KEYS)).hexdigest()
         async with self.c.engine.begin() as conn:
             await conn.execute(pg_insert(idempotency_keys).values(
@@ -212,7 +213,7 @@ class CommandGateway:
         return command_id
 
 
-_GENERATED_FIELDS = {"app_id", "key_id", "token", "account_id", "workspace_id", "password_hash"}
+_GENERATED_FIELDS = {"token", "workspace_id", "password_hash"}
 
 
 def _versions_of(projection: Projection) -> Callable[[str], bool]:

@@ -162,7 +162,7 @@ async def _create_key(request: Request, user: ConsoleUser, key_type: str, app_id
         cmd.CreateApiKey(key_id=key_id, key_type=key_type, app_id=app_id,  # type: ignore[arg-type]
                          token=auth.seal_api_token(c.settings.SECRET_KEY, token)),
         aggregate_id=key_id, tenant_id=user.tenant_id, actor_id=user.account_id,
-        idempotency_key=idempotency_key,
+        idempotency_key=idempotency_key, creates=True,
     )
     created_id = UUID(str(accepted.result["key_id"]))
     rows = await queries.list_api_keys(c.engine, user.tenant_id, key_type, app_id)

@@ -194,3 +194,11 @@ async def test_an_idempotency_key_reused_on_another_app_is_refused(
     assert_refused(await http.delete(f"/console/api/apps/{second}", headers={
         **chat.auth, "Idempotency-Key": "delete-once"}), 422)
     assert (await http.get(f"/console/api/apps/{second}", headers=chat.auth)).status_code == 200
+    keyed = {**chat.auth, "Idempotency-Key": "one-key"}
+    for _ in range(2):
+        created = await http.post(f"/console/api/apps/{second}/api-keys", headers=keyed)
+        assert created.status_code == 201, created.text
+    third, _ = await app_with_key(chat.node, chat.auth, name="Third")
+    assert_refused(await http.post(f"/console/api/apps/{third}/api-keys", headers=keyed), 422)
+    listed = await http.get(f"/console/api/apps/{second}/api-keys", headers=chat.auth)
+    assert len(listed.json()["data"]) == 2  # app_with_key's and the one made once
