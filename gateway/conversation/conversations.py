@@ -16,7 +16,7 @@ from gateway.views import timestamp
 from projections.conversation import queries
 from schemas.conversation import api
 from schemas.conversation import commands as cmd
-from schemas.conversation.naming import end_user_id_for
+from schemas.conversation.naming import DEFAULT_END_USER, end_user_id_for
 from schemas.errors import (
     BadRequest,
     ConversationNotFound,
@@ -27,6 +27,7 @@ from schemas.errors import (
 )
 
 router = APIRouter(prefix="/v1")
+# Optional, as Dify reads it: a read without `user` is the default end user's.
 User = Annotated[str, Query(min_length=1, max_length=255)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 SORT = "^-?(created_at|updated_at)$"
@@ -59,7 +60,8 @@ def message_view(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/conversations")
-async def list_conversations(request: Request, user: User, key: ApiKeyPrincipal = AppKey,
+async def list_conversations(request: Request, user: User = DEFAULT_END_USER,
+                             key: ApiKeyPrincipal = AppKey,
                              last_id: str | None = None, limit: Limit = 20,
                              sort_by: Annotated[str, Query(pattern=SORT)] = "-updated_at"
                              ) -> dict[str, Any]:
@@ -75,9 +77,9 @@ async def list_conversations(request: Request, user: User, key: ApiKeyPrincipal 
 
 
 @router.get("/messages")
-async def list_messages(request: Request, user: User, conversation_id: str,
-                        key: ApiKeyPrincipal = AppKey, first_id: str | None = None,
-                        limit: Limit = 20) -> dict[str, Any]:
+async def list_messages(request: Request, conversation_id: str,
+                        user: User = DEFAULT_END_USER, key: ApiKeyPrincipal = AppKey,
+                        first_id: str | None = None, limit: Limit = 20) -> dict[str, Any]:
     app = await chat_app(request, key)
     engine = get_container(request).engine
     target = parse_id(conversation_id, ConversationNotFound)
@@ -146,7 +148,8 @@ async def _visible_conversation(request: Request, key: ApiKeyPrincipal, conversa
 
 
 @router.get("/conversations/{conversation_id}/variables")
-async def conversation_variables(request: Request, conversation_id: str, user: User,
+async def conversation_variables(request: Request, conversation_id: str,
+                                 user: User = DEFAULT_END_USER,
                                  key: ApiKeyPrincipal = AppKey,
                                  limit: Limit = 20) -> dict[str, Any]:
     """Conversation variables belong to chatflow (advanced-chat) apps' workflows; a chat

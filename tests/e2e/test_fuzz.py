@@ -71,6 +71,7 @@ def fuzzed_schema() -> schemathesis.schemas.BaseSchema:
 class Findings:
     requests: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
+    answered: dict[str, Counter[int]] = field(default_factory=dict)  # operation -> statuses
     operations: set[str] = field(default_factory=set)
     problems: dict[str, str] = field(default_factory=dict)  # one example per kind of problem
 
@@ -111,7 +112,9 @@ class Fuzzer:
         strategies = [operation.as_strategy(generation_mode=mode)
                       for mode in schemathesis.GenerationMode]
         if known:
-            strategies.append(operation.as_strategy(path_parameters=known, query=user))
+            strategies += [operation.as_strategy(generation_mode=mode, path_parameters=known,
+                                                 query=user)
+                           for mode in schemathesis.GenerationMode]
 
         @hypothesis.settings(max_examples=max_examples, derandomize=derandomize,
                              deadline=None, database=None, phases=[hypothesis.Phase.generate],
@@ -135,6 +138,7 @@ class Fuzzer:
             self.findings.add(f"hang {label}", case.as_curl_command(headers))
             return
         self.findings.statuses[response.status_code] += 1
+        self.findings.answered.setdefault(label, Counter())[response.status_code] += 1
         checks = [not_a_server_error]
         if 200 <= response.status_code < 300:
             checks.append(response_schema_conformance)
@@ -200,6 +204,8 @@ async def run_fuzz(chat: Chat, max_examples: int, derandomize: bool) -> Findings
         findings = await asyncio.to_thread(fuzzer.run, max_examples, derandomize)
     print(f"fuzzed {len(findings.operations)} operations, {findings.requests} requests, "
           f"statuses {dict(sorted(findings.statuses.items()))}")
+    for label, statuses in sorted(findings.answered.items()):
+        print(f"  {label}: {dict(sorted(statuses.items()))}")
     return findings
 
 

@@ -58,6 +58,10 @@ async def test_conversation_list_ignores_pinned_and_empty_optional_parameters(
         listed = await http.get(f"/v1/conversations?{query}", headers=chat.key)
         assert listed.status_code == 200, (query, listed.text)
         assert [c["id"] for c in listed.json()["data"]] == [conversation], query
+    for query in ("", "?user=", "?limit=5"):  # no user: Dify's default end user's, not u's
+        anonymous = await http.get(f"/v1/conversations{query}", headers=chat.key)
+        assert anonymous.status_code == 200, (query, anonymous.text)
+        assert anonymous.json()["data"] == [], query
     messages = await http.get(
         f"/v1/messages?user=u&conversation_id={conversation}&first_id=&limit=", headers=chat.key)
     assert messages.status_code == 200, messages.text
