@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from schemas.knowledge.naming import document_prefix
-from tests.chat import PROVIDERS, Chat, app_with_key
+from tests.chat import MODEL, PROVIDERS, Chat, app_with_key
 from tests.harness import served
 
 
@@ -206,3 +206,19 @@ async def test_an_idempotency_key_reused_on_another_app_is_refused(
     assert_refused(await http.post(f"/console/api/apps/{third}/api-keys", headers=keyed), 422)
     listed = await http.get(f"/console/api/apps/{second}/api-keys", headers=chat.auth)
     assert len(listed.json()["data"]) == 2  # app_with_key's and the one made once
+
+
+async def test_completion_params_that_would_break_every_answer_are_refused(
+        chat: Chat, http: httpx.AsyncClient) -> None:
+    await chat.configure()
+    for params in ({"max_tokens": "lots"}, {"temperature": 9}, {"model": "another"},
+                   {"stream": False}, {"stop": ["a", "b", "c", "d", "e"]}):
+        refused = await http.post(f"/console/api/apps/{chat.app_id}/model-config",
+                                  headers=chat.auth, json={"model": {
+                                      "provider": "openai_api_compatible", "name": MODEL,
+                                      "mode": "chat", "completion_params": params}})
+        assert_refused(refused)
+    answered = await http.post("/v1/chat-messages", headers=chat.key, json={
+        "inputs": {}, "query": "Still there?", "user": "u", "response_mode": "blocking"})
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["answer"] == "Echo: Still there?"
