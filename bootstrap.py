@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from adapters.bus.base import Bus, TopicSpec
 from adapters.embeddings.base import EmbeddingProvider
 from adapters.embeddings.models import LOCAL_PROVIDER, EmbeddingModels, WorkspaceModels
+from adapters.redis_client import redis_client
 from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
 from adapters.vector.pgvector import PgVectorStore
@@ -134,7 +135,8 @@ def build_bus(settings: Settings) -> Bus:
                         session_timeout_ms=settings.KAFKA_SESSION_TIMEOUT_MS)
     from adapters.bus.redis_streams import RedisStreamsBus
 
-    return RedisStreamsBus(settings.redis_url(), prefix=settings.EVENT_TOPIC_PREFIX)
+    return RedisStreamsBus(settings.redis_url(), prefix=settings.EVENT_TOPIC_PREFIX,
+                           max_connections=settings.redis_max_connections)
 
 
 def build_engine(settings: Settings) -> AsyncEngine:
@@ -214,7 +216,8 @@ async def build(settings: Settings, *, listen: bool = False) -> Container:
         read_models=read_models,
         store=store,
         bus=bus,
-        redis=aioredis.from_url(settings.redis_url()),
+        redis=redis_client(settings.redis_url(),
+                           max_connections=settings.redis_max_connections),
         storage=build_storage(settings),
         embedding_models=build_embedding_models(settings, workspace_models),
         vectors=build_vectors(settings, keywords),

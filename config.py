@@ -69,6 +69,15 @@ class Settings(BaseSettings):
     CHAT_CONCURRENCY: int = Field(default=100, ge=1, le=1024)
     # A task's stream of SSE events lives this long after its last event (reconnects)
     TASK_STREAM_TTL_SECONDS: int = Field(default=600, ge=10)
+    # A client's SSE stream rides out Redis being unreachable this long, then ends with an
+    # `error` event naming how to resume (a blocking request answers 202 with the task)
+    TASK_STREAM_OUTAGE_SECONDS: float = Field(default=20.0, gt=0)
+    # Answers one gateway process relays at once (each holds a Redis connection while it
+    # waits for tokens); past it a new message is refused with 503 + Retry-After, unrecorded
+    CHAT_MAX_OPEN_STREAMS: int = Field(default=400, ge=1, le=10000)
+    # Connections per Redis client (each process has one for the bus, one for keys and task
+    # streams); 0 = enough for CHAT_CONCURRENCY and CHAT_MAX_OPEN_STREAMS
+    REDIS_MAX_CONNECTIONS: int = Field(default=0, ge=0)
     HEALTH_LAG_STALL_SECONDS: float = Field(default=30.0, gt=0)
     KAFKA_SESSION_TIMEOUT_MS: int = Field(default=6000, ge=1000)
     # Worker processes serve Prometheus /metrics on this port; 0 = off
@@ -185,6 +194,12 @@ class Settings(BaseSettings):
         """asyncpg-style DSN (postgresql://...)."""
         auth = self.DB_USERNAME + (f":{self.DB_PASSWORD}" if self.DB_PASSWORD else "")
         return f"postgresql://{auth}@{self.DB_HOST}:{self.DB_PORT}/{self.DB_DATABASE}"
+
+    @property
+    def redis_max_connections(self) -> int:
+        # every streamed answer and every answer in flight may hold one, plus the rest
+        return self.REDIS_MAX_CONNECTIONS or (
+            self.CHAT_MAX_OPEN_STREAMS + self.CHAT_CONCURRENCY + 64)
 
     def redis_url(self) -> str:
         auth = f":{self.REDIS_PASSWORD}@" if self.REDIS_PASSWORD else ""

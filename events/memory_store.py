@@ -1,5 +1,5 @@
 """An event store in process memory, for the fast unit tier: the same contract as the
-Postgres store, which is the reference (tests/integration/test_event_store.py):
+Postgres store, which is the reference (tests/contracts/event_store.py):
 
 - optimistic concurrency: an append fails when one of its (aggregate, version) keys is
   taken, as the Postgres primary key does (it does not check that versions are consecutive;
@@ -16,24 +16,26 @@ import bisect
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 from uuid import UUID
 
 import orjson
 
 from events.envelope import Envelope
-from events.store import CommandAlreadyRecorded, CommandOutcome, ConcurrencyConflict
+from events.store import (
+    CommandAlreadyRecorded,
+    CommandOutcome,
+    ConcurrencyConflict,
+    outcome_from_row,
+    outcome_row,
+)
 from schemas.base import EventPayload
 
 
 def _as_json(outcome: CommandOutcome, position: int | None) -> CommandOutcome:
-    """The outcome as the Postgres store gives it back (result and error through JSON)."""
-
-    def through_json(value: Any) -> Any:
-        return orjson.loads(orjson.dumps(value))
-
-    return replace(outcome, position=position, result=through_json(outcome.result) or {},
-                   error=through_json(outcome.error) if outcome.error else None)
+    """The outcome as the Postgres store gives it back: its row, through JSON (a copy, never
+    the caller's dicts)."""
+    row = outcome_row(replace(outcome, position=position))
+    return outcome_from_row(orjson.loads(orjson.dumps(row)))
 
 
 class InMemoryEventStore:

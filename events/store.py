@@ -1,6 +1,6 @@
 """The event store: what the write side, the relay and the workers need of it.
 
-Two implementations keep the same contract (tests/integration/test_event_store.py):
+Two implementations keep the same contract (tests/contracts/event_store.py):
 `PostgresEventStore` (production) and `InMemoryEventStore` (the fast unit tier).
 """
 

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adapters.http.ssrf_guard import UrlRefused
 from adapters.transient import is_transient
-from schemas.errors import EddyError, RemoteFileRefused
+from schemas.errors import EddyError, RemoteFileRefused, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,10 @@ def _describe(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(EddyError)
     async def _eddy(_: Request, exc: EddyError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message)
+        response = error_response(exc.status, exc.code, exc.message)
+        if isinstance(exc, ServiceUnavailable):
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
 
     @app.exception_handler(UrlRefused)
     async def _url_refused(_: Request, exc: UrlRefused) -> JSONResponse:

@@ -234,6 +234,10 @@ class ServiceUnavailable(EddyError):
     code, status, default_message = "service_unavailable", 503, "Service unavailable."
 
 
+class ServerBusy(ServiceUnavailable):
+    """At capacity: nothing was recorded, and the client may retry (Retry-After)."""
+
+
 def _all_subclasses(cls: type[EddyError]) -> list[type[EddyError]]:
     out: list[type[EddyError]] = []
     for sub in cls.__subclasses__():

@@ -60,16 +60,23 @@ def role_runners(c: WorkerContainer, role: str, member: str,
     return [runner(p, name) for p in processors_of(c, role) for name in names]
 
 
+HEALTHY_SECONDS = 60.0  # a role that ran this long before failing starts a new incident
+
+
 async def _supervise(role: str, run: Callable[[asyncio.Event], Awaitable[None]],
                      stop: asyncio.Event) -> None:
     backoff = 0.5
+    loop = asyncio.get_running_loop()
     while not stop.is_set():
+        started = loop.time()
         try:
             await run(stop)
             backoff = 0.5
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if loop.time() - started >= HEALTHY_SECONDS:
+                backoff = 0.5  # a new incident: come back fast, as after the first one
             # "role" is taken: every record of a process carries its process role (observability)
             if is_transient(exc):  # a dependency is down: expected, no traceback each time
                 log.warning("role waiting for a dependency, restarting", extra={

@@ -131,7 +131,8 @@ async def run_processor(bus: Bus, processor: Processor, member: str, stop: async
             raise
 
     async def done(message: Message) -> None:
-        await consumer.ack(message)
+        # The broker being down must not fail finished work: wait for it to take the ack.
+        await _until_done(partial(consumer.ack, message), policy, stop, processor, message)
         HANDLED.labels(processor.group).inc()
         if progress is not None:
             progress.handled(message.topic, message.partition, message.headers)
@@ -175,13 +176,32 @@ async def _run_partitions(bus: Bus, consumer: Consumer, done: MessageHandler,
 
     try:
         while not stop.is_set():
-            batch = await consumer.fetch(max_messages=100, timeout=0.5)
+            batch = await _fetch(consumer, processor, 100, policy, stop)
             partitions: dict[tuple[str, int], list[Message]] = {}
             for message in batch:
                 partitions.setdefault((message.topic, message.partition), []).append(message)
             await asyncio.gather(*(work(ms) for ms in partitions.values()))
     finally:
         await consumer.stop()
+
+
+async def _fetch(consumer: Consumer, processor: Processor, max_messages: int,
+                 policy: RetryPolicy, stop: asyncio.Event) -> list[Message]:
+    """The next messages; a broker outage is waited out here, inside the member, so the
+    work in flight goes on (a restarted member would cancel it and pay for it again)."""
+    attempt = 0
+    while not stop.is_set():
+        try:
+            return await consumer.fetch(max_messages=max_messages, timeout=0.5)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            attempt += 1
+            log.warning("fetch failed, waiting for the broker", extra={
+                "group": processor.group, "attempt": attempt, "error": repr(exc)[:300]})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), policy.backoff(attempt))
+    return []
 
 
 async def _skip_replays(consumer: Consumer, processor: Processor,
@@ -262,7 +282,7 @@ async def _run_overlapping(bus: Bus, consumer: Consumer, done: MessageHandler,
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(room.wait(), 0.5)
                 continue
-            fetched = await consumer.fetch(max_messages=free, timeout=0.5)
+            fetched = await _fetch(consumer, processor, free, policy, stop)
             by_partition: dict[tuple[str, int], list[Message]] = {}
             for message in fetched:
                 by_partition.setdefault((message.topic, message.partition), []).append(message)

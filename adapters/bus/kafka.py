@@ -170,6 +170,14 @@ class KafkaBus:
         return {t: len(parts) for t, parts in found.items() if parts}
 
     async def add_partitions(self, topic: str, partitions: int) -> None:
+        # Checked here, as the other backends do: Kafka itself refuses the current count too.
+        current = (await self.topic_partitions([topic])).get(topic)
+        if current is None:
+            raise LookupError(f"unknown topic {topic!r}: call ensure_topics first")
+        if partitions < current:
+            raise ValueError(f"topic {topic} has {current} partitions: it cannot shrink")
+        if partitions == current:
+            return
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
         await admin.start()
         try:

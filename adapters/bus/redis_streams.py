@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from adapters.bus.base import GroupState, Message, OutgoingMessage, TopicSpec, partition_for
+from adapters.redis_client import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +118,10 @@ class RedisStreamsBus:
         prefix: str = "eddy.",
         partitions: dict[str, int] | None = None,
         lease_seconds: float = 5.0,
+        max_connections: int = 200,
     ) -> None:
         self.url = url
+        self.max_connections = max_connections
         self.prefix = prefix
         self.lease_seconds = lease_seconds
         # Fallback partition counts for topics nobody registered with ensure_topics.
@@ -142,7 +145,8 @@ class RedisStreamsBus:
     async def start(self) -> None:
         if self._client is None:
             # RESP2 pinned: redis-py 8 defaults to RESP3, whose stream replies have other shapes.
-            self._client = aioredis.from_url(self.url, protocol=2)
+            self._client = redis_client(self.url, max_connections=self.max_connections,
+                                        protocol=2)
 
     async def stop(self) -> None:
         if self._client is not None:

@@ -1,14 +1,11 @@
 """A vector store in process memory, for the fast unit tier: the pgvector store's semantics
-(tests/integration/test_vector_store.py runs the same contract against both) without a
-server.
+(the contract of tests/contracts/vector_store.py runs against both) without a server.
 
 * Collections are created explicitly (`dimensions` 0 = keyword-only, as for economy
   datasets), isolated from each other, and named like pgvector's tables ([A-Za-z0-9_-],
   1-61 characters; anything else is a ValueError). Writing to a missing collection raises
   CollectionNotFound; reading, counting or deleting from one is an empty answer / no-op.
-* Writes are upserts by id; within one batch the last copy of an id wins. Text loses NUL
-  characters (Postgres text cannot hold them) and metadata is stored as its JSON form, so
-  what comes back is what pgvector's jsonb gives back (UUIDs become strings).
+* Writes are upserts by id, checked and normalised by `upsert_batch` as in every store.
 * Vector search: exact cosine similarity, clamped to [0, 1], nearest first (ties by id);
   `score_threshold` applies after `top_k`, as in pgvector (same result: hits are ordered).
 * Full-text search mirrors `websearch_to_tsquery('simple', q)` matched against
@@ -19,9 +16,7 @@ server.
   averaged over the query's terms, mapped to [0, 1) with rank / (rank + 1) like
   ts_rank_cd's normalisation 32. It has the same shape as pgvector's scores, not their
   exact values beyond single-word queries.
-* Metadata filters compare text forms like `meta->>key = value`: every key must match, a
-  list means "any of" (an empty list matches nothing); values must be str, int, float or
-  bool.
+* Metadata filters (`filter_terms`) compare text forms, as `meta->>key = value` does.
 
 All state lives in the instance; a lock makes it safe to share with worker threads.
 """
@@ -36,10 +31,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.vector.base import MetadataFilter, VectorDocument, VectorHit, clamp01, filter_value
+from adapters.vector.base import (
+    CollectionNotFound,
+    MetadataFilter,
+    VectorDocument,
+    VectorHit,
+    checked_vector,
+    clamp01,
+    filter_terms,
+    upsert_batch,
+)
 
-# One error type, and the collection names pgvector accepts (this store mirrors it).
-from adapters.vector.pgvector import CollectionNotFound, check_collection_name
+# The collection names pgvector accepts (this store mirrors it).
+from adapters.vector.pgvector import check_collection_name
 
 # Postgres' default text search parser, roughly: runs of letters and digits ('_' separates
 # words); a hyphenated word is one lexeme followed by its parts ("e-mail": e-mail, e, mail).
@@ -94,12 +98,11 @@ class InMemoryVectorStore:
         check_collection_name(collection)
         if not documents:
             return
-        unique = list({doc.id: doc for doc in documents}.values())  # the last copy wins
         with self._lock:
             target = self._collections.get(collection)
             if target is None:
                 raise CollectionNotFound(f"vector collection {collection!r} does not exist")
-            rows = [_row(doc, target.dimensions, collection) for doc in unique]  # all or none
+            rows = [_row(doc) for doc in upsert_batch(collection, documents, target.dimensions)]
             target.rows.update((row.id, row) for row in rows)
 
     async def delete_by_ids(self, collection: str, ids: Sequence[str]) -> None:
@@ -153,7 +156,7 @@ class InMemoryVectorStore:
         check_collection_name(collection)
         if top_k <= 0:
             return []
-        query = _finite_vector(vector)
+        query = checked_vector(vector)
         matches = _compile_filter(where)
         with self._lock:
             target = self._collections.get(collection)
@@ -238,30 +241,16 @@ class InMemoryVectorStore:
 # -- helpers ---------------------------------------------------------------------------
 
 
-def _finite_vector(vector: Sequence[float]) -> tuple[float, ...]:
-    values = tuple(float(x) for x in vector)
-    if not values or not all(math.isfinite(x) for x in values):
-        raise ValueError("vectors must be non-empty and finite")
-    return values
-
-
-def _row(doc: VectorDocument, dimensions: int, collection: str) -> _Row:
-    vector: tuple[float, ...] | None = None
-    if doc.vector is not None:
-        if dimensions == 0:
-            raise ValueError(f"collection {collection!r} is keyword-only: no vectors")
-        vector = _finite_vector(doc.vector)
-        if len(vector) != dimensions:
-            raise ValueError(f"vector has {len(vector)} dimensions, collection has {dimensions}")
-    text = doc.text.replace("\x00", "")
+def _row(doc: VectorDocument) -> _Row:
+    """A document as `upsert_batch` gave it (checked, in its JSON form) stored."""
+    vector = None if doc.vector is None else tuple(doc.vector)
     return _Row(
         id=doc.id,
-        text=text,
+        text=doc.text,
         vector=vector,
         norm=0.0 if vector is None else math.sqrt(sum(x * x for x in vector)),
-        # What jsonb would give back: a JSON copy, non-JSON values as their str().
-        metadata=json.loads(json.dumps(doc.metadata, default=str)),
-        words=tuple(_words(text if doc.terms is None else doc.terms.replace("\x00", ""))),
+        metadata=doc.metadata,
+        words=tuple(_words(doc.text if doc.terms is None else doc.terms)),
     )
 
 
@@ -286,12 +275,7 @@ def _text_form(value: Any) -> str | None:
 
 def _compile_filter(where: MetadataFilter | None) -> Callable[[dict[str, Any]], bool]:
     """A predicate over metadata; values are checked (ValueError) before any search."""
-    wanted: list[tuple[str, frozenset[str]]] = []
-    for key, value in (where or {}).items():
-        if isinstance(value, list | tuple | set | frozenset):
-            wanted.append((str(key), frozenset(filter_value(v) for v in value)))
-        else:
-            wanted.append((str(key), frozenset([filter_value(value)])))
+    wanted = [(key, frozenset(values)) for key, values in filter_terms(where)]
 
     def matches(metadata: dict[str, Any]) -> bool:
         return all(_text_form(metadata.get(key)) in values for key, values in wanted)

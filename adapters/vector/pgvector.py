@@ -28,14 +28,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import math
 import re
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
-from adapters.vector.base import MetadataFilter, VectorDocument, VectorHit, clamp01, filter_value
+from adapters.vector.base import (
+    CollectionNotFound,
+    MetadataFilter,
+    VectorDocument,
+    VectorHit,
+    checked_vector,
+    clamp01,
+    filter_terms,
+    upsert_batch,
+)
 
 SCHEMA = "vectors"
 # 63-byte identifier limit minus the "c_" prefix: longer names would be truncated silently
@@ -46,10 +54,6 @@ _HNSW_MAX_DIMENSIONS = 2000
 _TEXT_CONFIG = "simple"  # language-agnostic: no stemming or stop words, like Dify's pgvector
 _TSV = (f"tsv tsvector GENERATED ALWAYS AS (to_tsvector('{_TEXT_CONFIG}', coalesce(terms, text)))"
         " STORED")
-
-
-class CollectionNotFound(LookupError):
-    """Writing to a collection that was never created (or was deleted)."""
 
 
 class PgVectorStore:
@@ -117,23 +121,17 @@ class PgVectorStore:
         table = _table(collection)
         if not documents:
             return
-        # ON CONFLICT cannot touch the same row twice in one statement; the last copy of a
-        # repeated id wins, as if the batch had been written one by one.
-        unique = list({doc.id: doc for doc in documents}.values())
         pool = await self._get_pool()
         async with pool.acquire() as conn:
             dimensions = await _embedding_dimensions(conn, collection)
             if dimensions is None:
                 raise CollectionNotFound(f"vector collection {collection!r} does not exist")
+            unique = upsert_batch(collection, documents, dimensions)
             ids = [doc.id for doc in unique]
-            # Postgres text cannot hold NUL, which PDF extraction sometimes produces.
-            texts = [doc.text.replace("\x00", "") for doc in unique]
-            metas = [json.dumps(doc.metadata, default=str) for doc in unique]
-            terms = [None if doc.terms is None else doc.terms.replace("\x00", "")
-                     for doc in unique]
+            texts = [doc.text for doc in unique]
+            metas = [json.dumps(doc.metadata) for doc in unique]
+            terms = [doc.terms for doc in unique]
             if dimensions == 0:
-                if any(doc.vector is not None for doc in unique):
-                    raise ValueError(f"collection {collection!r} is keyword-only: no vectors")
                 await conn.execute(
                     f"""INSERT INTO {table} (id, text, meta, terms)
                         SELECT i, t, m::jsonb, w
@@ -148,10 +146,8 @@ class PgVectorStore:
                     terms,
                 )
                 return
-            vectors = [
-                None if doc.vector is None else _vector_literal(doc.vector, dimensions)
-                for doc in unique
-            ]
+            vectors = [None if doc.vector is None else _vector_literal(doc.vector)
+                       for doc in unique]
             # Vectors travel as pgvector text literals and are cast server-side: no codec
             # to register, and it works whichever schema the extension lives in.
             await conn.execute(
@@ -217,7 +213,7 @@ class PgVectorStore:
         table = _table(collection)
         if top_k <= 0:
             return []
-        params: list[Any] = [_vector_literal(vector, None), top_k]
+        params: list[Any] = [_vector_literal(checked_vector(vector)), top_k]
         conditions = ["embedding IS NOT NULL", *_filter_sql(where, params)]
         sql = (
             f"SELECT id, text, meta::text AS meta, embedding <=> $1::vector AS distance "
@@ -371,28 +367,19 @@ async def _ensure_vector_extension(conn: asyncpg.Connection) -> None:
     await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
 
 
-def _vector_literal(vector: Sequence[float], dimensions: int | None) -> str:
-    if dimensions is not None and len(vector) != dimensions:
-        raise ValueError(f"vector has {len(vector)} dimensions, collection has {dimensions}")
-    values = [float(x) for x in vector]
-    if not values or not all(math.isfinite(x) for x in values):
-        raise ValueError("vectors must be non-empty and finite")
-    return "[" + ",".join(repr(x) for x in values) + "]"
-
+def _vector_literal(vector: Sequence[float]) -> str:
+    """pgvector's text form of a vector `checked_vector` let through."""
+    return "[" + ",".join(repr(x) for x in vector) + "]"
 
 
 def _filter_sql(where: MetadataFilter | None, params: list[Any]) -> list[str]:
     """SQL conditions for `where`, appending their bind values to `params`."""
     conditions: list[str] = []
-    for key, value in (where or {}).items():
-        params.append(str(key))
+    for key, values in filter_terms(where):
+        params.append(key)
         key_ref = f"(${len(params)}::text)"  # typed: ->> also has an integer form
-        if isinstance(value, list | tuple | set | frozenset):
-            params.append([filter_value(v) for v in value])
-            conditions.append(f"meta->>{key_ref} = ANY(${len(params)}::text[])")
-        else:
-            params.append(filter_value(value))
-            conditions.append(f"meta->>{key_ref} = ${len(params)}")
+        params.append(values)
+        conditions.append(f"meta->>{key_ref} = ANY(${len(params)}::text[])")
     return conditions
 
 

@@ -11,6 +11,10 @@
   can be filtered exactly like the pgvector store's `meta->>key = value`, without
   auto-schema guessing a property type per key.
 * Object UUIDs are uuid5(chunk id), so writing a chunk again overwrites it (upsert).
+* Weaviate learns a collection's vector length from its first vector; the length given to
+  `create` is kept in the collection's description ("eddy:dimensions=<n>") so that every
+  batch is checked against it before it is sent, as in the other stores. Collections
+  created before that have no such description: their batches go unchecked for length.
 
 Scores: vector hits are 1 - cosine distance, clamped to [0, 1]; BM25 scores are unbounded
 and mapped to [0, 1) with score / (score + 1), the same shape as pgvector's ts_rank_cd
@@ -46,8 +50,17 @@ from weaviate.collections.classes.data import DataObject
 from weaviate.collections.classes.filters import _Filters
 from weaviate.exceptions import WeaviateBaseError
 
-from adapters.vector.base import MetadataFilter, VectorDocument, VectorHit, clamp01, filter_value
-from adapters.vector.pgvector import CollectionNotFound  # one error type for all stores
+from adapters.vector.base import (
+    CollectionNotFound,
+    MetadataFilter,
+    VectorDocument,
+    VectorHit,
+    checked_vector,
+    clamp01,
+    filter_terms,
+    filter_value,
+    upsert_batch,
+)
 
 _COLLECTION_RE = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _VECTOR_NAME = "default"
@@ -63,6 +76,7 @@ _TERMS = "terms"
 # we set apart with spaces (CJK ones included) are its tokens, as in Postgres.
 _TERMS_PROPERTY = Property(name=_TERMS, data_type=DataType.TEXT, tokenization=Tokenization.WORD)
 _PAGE = 1000  # objects per read when listing a document's chunks
+_DIMENSIONS_RE = re.compile(r"eddy:dimensions=(\d+)")
 
 T = TypeVar("T")
 
@@ -109,17 +123,15 @@ class WeaviateStore:
     # -- VectorStore --------------------------------------------------------------------
 
     async def create(self, collection: str, dimensions: int) -> None:
-        # Weaviate learns the dimension count from the first vector; dimensions == 0
-        # (keyword-only) simply never gets one.
         name = class_name(collection)
-        await asyncio.to_thread(self._create, name)
+        if dimensions < 0:
+            raise ValueError("dimensions must be >= 0 (0 = keyword-only collection)")
+        await asyncio.to_thread(self._create, name, dimensions)
 
     async def add_texts(self, collection: str, documents: Sequence[VectorDocument]) -> None:
         name = class_name(collection)
         if not documents:
             return
-        unique = list({doc.id: doc for doc in documents}.values())
-        objects = [_data_object(doc) for doc in unique]
 
         def insert() -> None:
             client = self._connect()
@@ -128,6 +140,9 @@ class WeaviateStore:
             if not client.collections.exists(name):
                 raise CollectionNotFound(f"vector collection {collection!r} does not exist")
             target = client.collections.get(name)
+            dimensions = _dimensions(target.config.get().description)
+            objects = [_data_object(doc)
+                       for doc in upsert_batch(collection, documents, dimensions)]
             for start in range(0, len(objects), _INSERT_BATCH):
                 result = target.data.insert_many(objects[start : start + _INSERT_BATCH])
                 if result.has_errors:
@@ -221,7 +236,7 @@ class WeaviateStore:
         filters, impossible = _filters(where)
         if top_k <= 0 or impossible:
             return []
-        query_vector = [float(x) for x in vector]
+        query_vector = checked_vector(vector)
 
         def search() -> list[VectorHit]:
             result = self._collection(name).query.near_vector(
@@ -306,18 +321,24 @@ class WeaviateStore:
     def _collection(self, name: str) -> Collection[Any, Any]:
         return self._connect().collections.get(name)
 
-    def _create(self, name: str) -> None:
+    def _create(self, name: str, dimensions: int) -> None:
         client = self._connect()
         if client.collections.exists(name):
+            existing = client.collections.get(name)
+            config = existing.config.get()
+            known = _dimensions(config.description)
+            if known is not None and known != dimensions:
+                raise ValueError(
+                    f"collection {name!r} exists with {known} dimensions, not {dimensions}")
             # Collections from before `terms` existed: add it (their objects are found by
             # full text again once rewritten, e.g. by a reindex).
-            existing = client.collections.get(name)
-            if all(p.name != _TERMS for p in existing.config.get().properties):
+            if all(p.name != _TERMS for p in config.properties):
                 existing.config.add_property(_TERMS_PROPERTY)
             return
         try:
             client.collections.create(
                 name,
+                description=f"eddy:dimensions={dimensions}",
                 vector_config=Configure.Vectors.self_provided(
                     name=_VECTOR_NAME,
                     vector_index_config=Configure.VectorIndex.hnsw(
@@ -361,6 +382,7 @@ class WeaviateStore:
             # Lost a race with another creator: fine if the collection exists now.
             if not client.collections.exists(name):
                 raise
+            self._create(name, dimensions)  # and then its dimensions must agree
 
     async def _run_if_exists(self, name: str, work: Callable[[], T], missing: T) -> T:
         """Run `work`; if it fails because the collection is missing, return `missing`.
@@ -398,7 +420,7 @@ def _data_object(doc: VectorDocument) -> DataObject[dict[str, Any], None]:
         "chunk_id": doc.id,
         "metadata_json": json.dumps(metadata, default=str),
         "meta_pairs": [
-            _pair(key, value)
+            _pair(key, filter_value(value))
             for key, value in metadata.items()
             if isinstance(value, str | bool | int | float)
         ],
@@ -411,19 +433,24 @@ def _data_object(doc: VectorDocument) -> DataObject[dict[str, Any], None]:
 
 
 
-def _pair(key: str, value: Any) -> str:
-    return f"{key}={filter_value(value)}"
+def _dimensions(description: str | None) -> int | None:
+    """The vector length `create` recorded; None for collections from before it did."""
+    found = _DIMENSIONS_RE.fullmatch(description or "")
+    return int(found.group(1)) if found else None
+
+
+def _pair(key: str, text: str) -> str:
+    """A `meta_pairs` entry: a key and a value's text form (`filter_value`)."""
+    return f"{key}={text}"
 
 
 def _filters(where: MetadataFilter | None) -> tuple[_Filters | None, bool]:
     """(Weaviate filter, impossible): an empty "any of" list can match nothing."""
     parts: list[_Filters] = []
-    for key, value in (where or {}).items():
-        values = list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
+    for key, values in filter_terms(where):
         if not values:
             return None, True
-        pairs = [_pair(str(key), v) for v in values]
-        parts.append(Filter.by_property("meta_pairs").contains_any(pairs))
+        parts.append(Filter.by_property("meta_pairs").contains_any([_pair(key, v) for v in values]))
     if not parts:
         return None, False
     return (parts[0] if len(parts) == 1 else Filter.all_of(parts)), False

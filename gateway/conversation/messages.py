@@ -7,20 +7,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any
-from uuid import UUID, uuid4
+from urllib.parse import quote
+from uuid import UUID, uuid4, uuid5
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from adapters.transient import is_transient
 from gateway.auth import ApiKeyPrincipal, AppKey
+from gateway.commanding import CommandPending
 from gateway.conversation.config import app_config
 from gateway.conversation.files import message_files
 from gateway.conversation.run_configs import run_configs
 from gateway.deps import command_gateway, get_container, maybe_uuid
 from gateway.platform.service import app_of_key
 from projections.platform.models import ResolvedModel, default_model, resolve_model
+from schemas.base import EDDY_NAMESPACE
 from schemas.conversation import api
 from schemas.conversation import commands as cmd
 from schemas.conversation.config import AppModelConfig, ModelSettings
@@ -40,12 +45,44 @@ from schemas.errors import (
     NotChatApp,
     NotCompletionApp,
     NotFound,
+    ServerBusy,
 )
 
 router = APIRouter(prefix="/v1")
 PING_SECONDS = 10.0  # Dify's keep-alive: `event: ping` after this long without an event
 READ_BLOCK_MS = 1000
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_MAX_STREAM_ID_PART = 2**64 - 1
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
+                                               max_length=255)]
+
+
+class AnswerSlots:
+    """Answers this gateway process relays at once (CHAT_MAX_OPEN_STREAMS). A message past
+    the limit is refused before anything is recorded (503 + Retry-After): back-pressure at
+    the door rather than a connection pool failing mid-answer."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.open = limit, 0
+
+    def take(self) -> None:
+        if self.open >= self.limit:
+            raise ServerBusy("Too many answers are streaming from this server; retry shortly.")
+        self.open += 1
+
+    def give(self) -> None:
+        self.open -= 1
+
+
+def _slots(request: Request) -> AnswerSlots:
+    state = request.app.state
+    if not hasattr(state, "answer_slots"):
+        state.answer_slots = AnswerSlots(get_container(request).settings.CHAT_MAX_OPEN_STREAMS)
+    return state.answer_slots  # type: ignore[no-any-return]
+
+
+class StreamInterrupted(Exception):
+    """The task's stream could not be read for TASK_STREAM_OUTAGE_SECONDS (Redis down)."""
 
 
 def validate_inputs(config: AppModelConfig, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -117,47 +154,134 @@ async def _run_config(request: Request, tenant_id: UUID, app: dict[str, Any]) ->
     return config
 
 
+@dataclass(frozen=True)
+class _Task:
+    """What a client needs to follow an accepted message from elsewhere."""
+
+    task_id: UUID
+    message_id: UUID
+    conversation_id: UUID
+    user: str
+
+    def pending(self) -> JSONResponse:
+        """202: the message was accepted and is answered whatever happens to this request;
+        its events (and so its answer) can be read with the app's own key."""
+        return JSONResponse(status_code=202, content={
+            "result": "accepted", "task_id": str(self.task_id),
+            "message_id": str(self.message_id), "conversation_id": str(self.conversation_id),
+            "events_url": f"/v1/chat-messages/{self.task_id}/events?user={quote(self.user)}",
+        })
+
+
+def _task_ids(app_id: UUID, user: str, conversation: UUID | None,
+              idempotency_key: str | None) -> tuple[UUID, UUID, UUID]:
+    """(task, message, conversation) ids: new ones, or with an Idempotency-Key the same
+    ones for every retry of the request (so retries join the first one's task)."""
+    if not idempotency_key:
+        return uuid4(), uuid4(), conversation or uuid4()
+    scope = uuid5(EDDY_NAMESPACE, f"chat-idempotency:{app_id}:{user}:{idempotency_key}")
+    return (uuid5(scope, "task"), uuid5(scope, "message"),
+            conversation or uuid5(scope, "conversation"))
+
+
 async def _ask(request: Request, key: ApiKeyPrincipal, app: dict[str, Any],
-               body: api.CompletionMessageRequest, conversation: str | None) -> Any:
+               body: api.CompletionMessageRequest, conversation: str | None,
+               idempotency_key: str | None) -> Any:
+    slots = _slots(request)
+    slots.take()
+    try:
+        answer = await _accept(request, key, app, body, conversation, idempotency_key)
+    except BaseException:
+        slots.give()
+        raise
+    if isinstance(answer, StreamingResponse):
+        answer.body_iterator = _giving_back(answer.body_iterator, slots)
+    else:
+        slots.give()
+    return answer
+
+
+async def _giving_back(body: AsyncIterator[Any], slots: AnswerSlots) -> AsyncIterator[Any]:
+    """The stream's chunks; its slot is given back however the stream ends (done, the
+    client gone, cancelled)."""
+    try:
+        async for chunk in body:
+            yield chunk
+    finally:
+        slots.give()
+
+
+async def _accept(request: Request, key: ApiKeyPrincipal, app: dict[str, Any],
+                  body: api.CompletionMessageRequest, conversation: str | None,
+                  idempotency_key: str | None) -> Any:
     c = get_container(request)
     config = await _run_config(request, key.tenant_id, app)
     inputs = validate_inputs(config, body.inputs)
     files = await message_files(request, app, body.user, body.files or [],
                                 config.file_upload.image)
-    conversation_id = maybe_uuid(conversation) if conversation else uuid4()
-    if conversation_id is None:
+    existing = maybe_uuid(conversation) if conversation else None
+    if conversation and existing is None:
         raise ConversationNotFound()
-    task_id, message_id = uuid4(), uuid4()
+    task_id, message_id, conversation_id = _task_ids(app["id"], body.user, existing,
+                                                     idempotency_key)
+    task = _Task(task_id, message_id, conversation_id, body.user)
     owner = task_owner(app["id"], end_user_id_for(app["id"], body.user))
     ttl = c.settings.TASK_STREAM_TTL_SECONDS
     await c.redis.set(c.redis_key(task_owner_key(task_id)), owner, ex=ttl)
     # Accepted once decided (a missing conversation is refused here, as an HTTP error); the
     # answer is read from the task's stream, not from the read model: no projection wait.
-    await command_gateway(request).send(
-        cmd.SendMessage(conversation_id=conversation_id, message_id=message_id, task_id=task_id,
-                        app_id=app["id"], mode=app["mode"], user=body.user, query=body.query,
-                        inputs=inputs, config=config.model_dump(mode="json"),
-                        new_conversation=not conversation, files=files),
-        aggregate_id=conversation_id, tenant_id=key.tenant_id, actor_id=key.actor_id,
-        read_your_writes=False)
+    try:
+        await command_gateway(request).send(
+            cmd.SendMessage(conversation_id=conversation_id, message_id=message_id,
+                            task_id=task_id, app_id=app["id"], mode=app["mode"],
+                            user=body.user, query=body.query, inputs=inputs,
+                            config=config.model_dump(mode="json"),
+                            new_conversation=existing is None, files=files),
+            aggregate_id=conversation_id, tenant_id=key.tenant_id, actor_id=key.actor_id,
+            idempotency_key=idempotency_key and f"{app['id']}:{body.user}:{idempotency_key}",
+            read_your_writes=False)
+    except CommandPending:
+        return task.pending()  # published: the app key can follow the task, not a console URL
     stream = c.redis_key(task_stream_key(task_id))
     if body.response_mode == "streaming":
-        return StreamingResponse(_sse(request, stream, "0"), media_type="text/event-stream",
-                                 headers=SSE_HEADERS)
-    return await _blocking(request, stream, app["mode"])
+        return StreamingResponse(_sse(request, stream, "0", task_id),
+                                 media_type="text/event-stream", headers=SSE_HEADERS)
+    try:
+        return await _blocking(request, stream, app["mode"])
+    except StreamInterrupted:
+        return task.pending()
 
 
 async def _entries(request: Request, stream: str, after: str) -> AsyncIterator[
         list[tuple[str, dict[str, Any]]]]:
     """The task's events after `after` as lists of (id, event), one list per read (what
     arrived together goes out together: one write to the client, not one per token), and
-    an empty list after each PING_SECONDS without one; ends after the closing event."""
-    redis = get_container(request).redis
+    an empty list after each PING_SECONDS without one; ends after the closing event.
+
+    Redis going away is ridden out (reads resume from the last id, so nothing is lost or
+    repeated); past TASK_STREAM_OUTAGE_SECONDS without a successful read it raises
+    StreamInterrupted: the work goes on regardless, the client is told how to come back."""
+    c = get_container(request)
+    redis, outage = c.redis, c.settings.TASK_STREAM_OUTAGE_SECONDS
     loop = asyncio.get_running_loop()
     quiet_since = loop.time()
+    failing_since: float | None = None
+    backoff = 0.1
     while True:
-        # Short blocking reads: the Redis client's socket timeout (5 s) bounds them.
-        reply = await redis.xread({stream: after}, count=100, block=READ_BLOCK_MS)
+        try:
+            # Short blocking reads: the Redis client's socket timeout (5 s) bounds them.
+            reply = await redis.xread({stream: after}, count=100, block=READ_BLOCK_MS)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            failing_since = failing_since if failing_since is not None else loop.time()
+            if loop.time() - failing_since >= outage:
+                raise StreamInterrupted() from exc
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+            reply = None
+        else:
+            failing_since, backoff = None, 0.1
         if not reply:
             if loop.time() - quiet_since >= PING_SECONDS:
                 quiet_since = loop.time()
@@ -174,13 +298,27 @@ async def _entries(request: Request, stream: str, after: str) -> AsyncIterator[
         yield read
 
 
-async def _sse(request: Request, stream: str, after: str) -> AsyncIterator[bytes]:
-    async for read in _entries(request, stream, after):
-        if not read:
-            yield b"event: ping\n\n"
-            continue
-        yield b"".join(b"id: " + entry_id.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
-                       for entry_id, event in read)
+async def _sse(request: Request, stream: str, after: str,
+               task_id: UUID) -> AsyncIterator[bytes]:
+    try:
+        async for read in _entries(request, stream, after):
+            if not read:
+                yield b"event: ping\n\n"
+                continue
+            yield b"".join(_sse_event(entry_id, event) for entry_id, event in read)
+    except StreamInterrupted:
+        # Headers are sent: the client learns in-band that this stream broke, not the task,
+        # and how to get the rest (its last id) once Redis is back.
+        yield _sse_event(None, {
+            "event": "error", "task_id": str(task_id), "status": 503,
+            "code": "stream_interrupted",
+            "message": "The answer goes on, but its stream cannot be read now: resume with "
+                       f"GET /v1/chat-messages/{task_id}/events and Last-Event-ID."})
+
+
+def _sse_event(entry_id: str | None, event: dict[str, Any]) -> bytes:
+    head = b"id: " + entry_id.encode() + b"\n" if entry_id is not None else b""
+    return head + b"data: " + orjson.dumps(event) + b"\n\n"
 
 
 async def _blocking(request: Request, stream: str, mode: str) -> Any:
@@ -207,22 +345,24 @@ async def _blocking(request: Request, stream: str, mode: str) -> Any:
 
 @router.post("/chat-messages")
 async def chat_message(request: Request, body: api.ChatMessageRequest,
-                       key: ApiKeyPrincipal = AppKey) -> Any:
+                       key: ApiKeyPrincipal = AppKey,
+                       idempotency_key: IdempotencyKey = None) -> Any:
     app = await app_of_key(request, key)
     if app["mode"] == "agent-chat":
         raise AppUnavailable("Agent apps are not supported yet: use a chat or completion app.")
     if app["mode"] != "chat":
         raise NotChatApp()
-    return await _ask(request, key, app, body, body.conversation_id or None)
+    return await _ask(request, key, app, body, body.conversation_id or None, idempotency_key)
 
 
 @router.post("/completion-messages")
 async def completion_message(request: Request, body: api.CompletionMessageRequest,
-                             key: ApiKeyPrincipal = AppKey) -> Any:
+                             key: ApiKeyPrincipal = AppKey,
+                             idempotency_key: IdempotencyKey = None) -> Any:
     app = await app_of_key(request, key)
     if app["mode"] != "completion":
         raise NotCompletionApp()
-    return await _ask(request, key, app, body, None)
+    return await _ask(request, key, app, body, None, idempotency_key)
 
 
 async def _stop(request: Request, key: ApiKeyPrincipal, task_id: str, user: str) -> dict[str, str]:
@@ -269,13 +409,38 @@ async def task_events(request: Request, task_id: str,
     if owner is None or owner.decode() != task_owner(key.app_id,
                                                      end_user_id_for(key.app_id, user)):
         raise NotFound("Task not found (unknown, another user's, or expired).")
-    after = last_event_id or "0"
-    if not _is_stream_id(after):
-        raise BadRequest("Last-Event-ID must be an event id of this stream.")
-    return StreamingResponse(_sse(request, c.redis_key(task_stream_key(parsed)), after),  # type: ignore[arg-type]
+    stream = c.redis_key(task_stream_key(parsed))  # type: ignore[arg-type]
+    after = await _resume_point(c.redis, stream, last_event_id)
+    return StreamingResponse(_sse(request, stream, after, parsed),  # type: ignore[arg-type]
                              media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-def _is_stream_id(value: str) -> bool:
+async def _resume_point(redis: Any, stream: str, last_event_id: str | None) -> str:
+    """Where a resumed stream starts reading, checked before any header is sent: an id
+    this stream never gave is a 400; at or past the closing event, the close is sent
+    again (so the client ends instead of waiting for events that will never come)."""
+    if not last_event_id:
+        return "0"
+    resume = _stream_id(last_event_id)
+    if resume is None:
+        raise BadRequest("Last-Event-ID must be an event id of this stream.")
+    last = await redis.xrevrange(stream, count=1)
+    if last:
+        last_id, fields = last[0]
+        closing = orjson.loads(fields[b"data"])["event"] in TERMINAL_STREAM_EVENTS
+        if closing and resume >= _stream_id(last_id.decode()):  # type: ignore[operator]
+            before_close = await redis.xrevrange(stream, count=2)
+            return before_close[1][0].decode() if len(before_close) > 1 else "0"
+    text = f"{resume[0]}-{resume[1]}"
+    if not await redis.xrange(stream, min=text, max=text, count=1):
+        raise BadRequest("Last-Event-ID must be an event id of this stream.")
+    return text
+
+
+def _stream_id(value: str) -> tuple[int, int] | None:
+    """A Redis stream entry id ("<millis>-<seq>", or "<millis>"), within its 64-bit parts."""
     millis, _, sequence = value.partition("-")
-    return millis.isdigit() and (sequence == "" or sequence.isdigit())
+    if not millis.isdigit() or not (sequence == "" or sequence.isdigit()):
+        return None
+    parts = (int(millis), int(sequence or 0))
+    return parts if max(parts) <= _MAX_STREAM_ID_PART else None

@@ -18,11 +18,12 @@ from adapters.vector.base import VectorDocument
 from adapters.vector.weaviate import (
     WeaviateStore,
     _data_object,
+    _dimensions,
     _filters,
     class_name,
     object_uuid,
 )
-from tests.integration.test_vector_store import VectorStoreContract
+from tests.contracts.vector_store import VectorStoreContract
 
 ENDPOINT = os.environ.get("WEAVIATE_ENDPOINT", "")
 
@@ -61,6 +62,14 @@ def test_names_follow_dify() -> None:
 
 def test_object_uuid_is_deterministic() -> None:
     assert object_uuid("seg-1") == object_uuid("seg-1") != object_uuid("seg-2")
+
+
+def test_dimensions_are_read_from_the_description() -> None:
+    # What `create` records; collections made before it have another (or no) description.
+    assert _dimensions("eddy:dimensions=384") == 384
+    assert _dimensions("eddy:dimensions=0") == 0
+    assert _dimensions(None) is None
+    assert _dimensions("a collection of chunks") is None
 
 
 def test_endpoints() -> None:

@@ -1,4 +1,4 @@
-"""What the in-memory bus adds to the shared contract (tests/integration/test_bus.py)."""
+"""The in-memory bus: the shared contract (tests/contracts/bus.py), and what it adds."""
 
 from __future__ import annotations
 
@@ -11,8 +11,20 @@ import pytest_asyncio
 
 from adapters.bus.base import TopicSpec, partition_for
 from adapters.bus.memory import InMemoryBus
+from tests.contracts.bus import TOPIC, TrimsConsumedContract
 
-TOPIC = "events.test"
+
+class TestInMemoryBus(TrimsConsumedContract):
+    """The unit tier's bus keeps the contract; its members live in this process only."""
+
+    counts_redeliveries = True
+
+    @pytest_asyncio.fixture
+    async def bus(self) -> AsyncIterator[InMemoryBus]:
+        bus = InMemoryBus()
+        await bus.start()
+        yield bus
+        await bus.stop()
 
 
 @pytest_asyncio.fixture

@@ -8,6 +8,7 @@ ids, so a client resumes with Last-Event-ID without gaps or repeats.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,9 +17,14 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from adapters.transient import is_transient
 from schemas.conversation.naming import TERMINAL_STREAM_EVENTS
 
+log = logging.getLogger(__name__)
 STOP_CHECK_SECONDS = 0.2  # how often a running answer looks for a stop request
+# Redis unreachable for this long fails the answer (it is then retried whole); shorter
+# outages are ridden out, so a Redis restart never pays for the model's answer twice.
+WRITE_OUTAGE_SECONDS = 60.0
 
 
 @dataclass
@@ -34,12 +40,27 @@ class TaskStream:
         await self.publish_many([event])
 
     async def publish_many(self, events: Sequence[dict[str, Any]]) -> None:
-        """In order, one entry each, in one round trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for event in events:
-                pipe.xadd(self.key, {"data": orjson.dumps(event)})
-            pipe.expire(self.key, self.ttl)
-            await pipe.execute()
+        """In order, one entry each, in one round trip (MULTI/EXEC: all or none, so a retry
+        after a failed write adds no partial batch). A write that fails because Redis is
+        unreachable is retried with backoff for WRITE_OUTAGE_SECONDS; the model's answer
+        meanwhile waits in the HTTP stream instead of being asked for again."""
+        started = time.monotonic()
+        backoff = 0.05
+        while True:
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    for event in events:
+                        pipe.xadd(self.key, {"data": orjson.dumps(event)})
+                    pipe.expire(self.key, self.ttl)
+                    await pipe.execute()
+                return
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() - started > WRITE_OUTAGE_SECONDS:
+                    raise
+                log.warning("task stream write failed, retrying", extra={
+                    "stream": self.key, "error": repr(exc)})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
 
     async def length(self) -> int:
         return int(await self.redis.xlen(self.key))
@@ -53,7 +74,12 @@ class TaskStream:
         if throttle and time.monotonic() - self._checked_stop_at < STOP_CHECK_SECONDS:
             return False
         self._checked_stop_at = time.monotonic()
-        asked_by = await self.redis.get(self.stop_key)
+        try:
+            asked_by = await self.redis.get(self.stop_key)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            return False  # unknown while Redis is away: asked again at the next check
         return asked_by is not None and asked_by.decode() == self.owner
 
 
