@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +75,7 @@ class Findings:
     answered: dict[str, Counter[int]] = field(default_factory=dict)  # operation -> statuses
     operations: set[str] = field(default_factory=set)
     problems: dict[str, str] = field(default_factory=dict)  # one example per kind of problem
+    slowest: list[tuple[float, str]] = field(default_factory=list)  # reported, not asserted
 
     def add(self, kind: str, detail: str) -> None:
         self.problems.setdefault(kind, detail)
@@ -131,12 +133,16 @@ class Fuzzer:
             else self.app_key
         headers = {"Authorization": f"Bearer {key}"}
         self.findings.requests += 1
+        started = time.monotonic()
         try:
             response = case.call(base_url=self.base_url, session=self.session, headers=headers,
                                  timeout=REQUEST_TIMEOUT_SECONDS)
         except requests.Timeout:
             self.findings.add(f"hang {label}", case.as_curl_command(headers))
             return
+        self.findings.slowest = sorted([*self.findings.slowest, (
+            time.monotonic() - started, f"{response.status_code} {case.as_curl_command()}")],
+            reverse=True)[:5]
         self.findings.statuses[response.status_code] += 1
         self.findings.answered.setdefault(label, Counter())[response.status_code] += 1
         checks = [not_a_server_error]
@@ -206,6 +212,8 @@ async def run_fuzz(chat: Chat, max_examples: int, derandomize: bool) -> Findings
           f"statuses {dict(sorted(findings.statuses.items()))}")
     for label, statuses in sorted(findings.answered.items()):
         print(f"  {label}: {dict(sorted(statuses.items()))}")
+    for seconds, request in findings.slowest:
+        print(f"slow: {seconds:.1f}s {request[:400]}")
     return findings
 
 
