@@ -146,7 +146,12 @@ class Fuzzer:
         self.findings.statuses[response.status_code] += 1
         self.findings.answered.setdefault(label, Counter())[response.status_code] += 1
         checks = [not_a_server_error]
-        if 200 <= response.status_code < 300:
+        # The spec's defect: a text/event-stream answer's schema is `type: string` (the whole
+        # stream), which schemathesis applies to each parsed event, so none can match. The
+        # events are checked against the spec's event schemas by tests/spec.py instead.
+        streamed = response.headers.get("content-type", [""])[0].startswith(
+            "text/event-stream")
+        if 200 <= response.status_code < 300 and not streamed:
             checks.append(response_schema_conformance)
         try:
             case.validate_response(response, checks=checks, headers=headers)
