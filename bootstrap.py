@@ -4,17 +4,18 @@ the registries of all bounded contexts from their manifests (`contexts/`)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from adapters.bus.base import Bus, TopicSpec
 from adapters.embeddings.base import EmbeddingProvider
 from adapters.embeddings.models import LOCAL_PROVIDER, EmbeddingModels, WorkspaceModels
+from adapters.kv.base import KeyValueStore
+from adapters.kv.redis import RedisKeyValueStore
 from adapters.redis_client import redis_client
 from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
@@ -33,7 +34,7 @@ from projections.registry import Projection
 from projections.runner import PROJECTION_CHANNEL
 from projections.tables import VERSIONS_CHANNEL
 from projections.versions import ReadModels
-from workers.container import ProcessorFactory
+from workers.declarations import Job, WorkTopic
 
 ASSEMBLY: Assembly = assemble(CONTEXTS)
 
@@ -46,12 +47,14 @@ class Container:
     read_models: ReadModels
     store: EventStore
     bus: Bus
-    redis: aioredis.Redis
+    kv: KeyValueStore  # short-lived operational state and task streams (Redis)
     storage: Storage
     embedding_models: EmbeddingModels
     vectors: VectorStore  # VECTOR_STORE: high_quality datasets
-    keywords: PgVectorStore  # Postgres full text: economy datasets
+    keywords: VectorStore  # Postgres full text: economy datasets
     assembly: Assembly = ASSEMBLY
+    # what closes the parts `build` made (the parts a caller gave are the caller's)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     notifications: Notifications | None = None
     following: asyncio.Task[None] | None = None  # ReadModels.follow
     stop_following: asyncio.Event = field(default_factory=asyncio.Event)
@@ -82,12 +85,12 @@ class Container:
         return self.assembly.routing
 
     @property
-    def processors(self) -> Mapping[str, ProcessorFactory]:
-        return self.assembly.processors
+    def work(self) -> Mapping[str, WorkTopic]:
+        return self.assembly.work
 
-    def redis_key(self, name: str) -> str:
-        """Redis keys share the deployment's prefix, so deployments can share one Redis."""
-        return self.settings.EVENT_TOPIC_PREFIX + name
+    @property
+    def jobs(self) -> Mapping[str, Job]:
+        return self.assembly.jobs
 
     async def close(self) -> None:
         self.stop_following.set()
@@ -96,10 +99,9 @@ class Container:
         if self.notifications is not None:
             await self.notifications.stop()
         await self.bus.stop()
-        await self.keywords.close()
-        if self.vectors is not self.keywords:
-            await self.vectors.close()  # type: ignore[attr-defined]
-        await self.redis.aclose()
+        for closing in self.closers:
+            await closing()
+        await self.kv.close()
         await self.read_models.database.dispose()
         self.store.close()
 
@@ -195,20 +197,54 @@ def build_vectors(settings: Settings, keywords: PgVectorStore) -> VectorStore:
     return keywords  # pgvector: the same Postgres tables serve vectors and full text
 
 
-async def build(settings: Settings, *, listen: bool = False) -> Container:
-    assert settings.DB_HOST and settings.REDIS_HOST, "embedded servers are started by `eddy up`"
-    store = PostgresEventStore(
-        ASSEMBLY.event_types, host=settings.DB_HOST, port=settings.DB_PORT,
-        user=settings.DB_USERNAME, password=settings.DB_PASSWORD, dbname=settings.DB_DATABASE)
-    bus = build_bus(settings)
+def _needs(settings: Settings, server: str) -> None:
+    if not getattr(settings, f"{server}_HOST"):
+        raise ConfigError(f"{server}_HOST is not set (embedded servers are started by `eddy "
+                          "up`), and no part that replaces it was given")
+
+
+async def build(settings: Settings, *, listen: bool = False, store: EventStore | None = None,
+                bus: Bus | None = None, vectors: VectorStore | None = None,
+                keywords: VectorStore | None = None, kv: KeyValueStore | None = None,
+                read_db: AsyncEngine | None = None, storage: Storage | None = None,
+                notifications: Notifications | None = None) -> Container:
+    """Every dependency, from settings; a part given is used instead (the unit tier gives
+    in-memory ones: `memory_node`). `listen` starts Postgres LISTEN, unless `notifications`
+    are given (a node without Postgres publishes its own)."""
+    closers: list[Callable[[], Awaitable[None]]] = []
+    if store is None:
+        _needs(settings, "DB")
+        store = PostgresEventStore(
+            ASSEMBLY.event_types, host=settings.DB_HOST, port=settings.DB_PORT,
+            user=settings.DB_USERNAME, password=settings.DB_PASSWORD,
+            dbname=settings.DB_DATABASE)
+    if bus is None:
+        if settings.bus is EventBusKind.REDIS:
+            _needs(settings, "REDIS")
+        bus = build_bus(settings)
     await bus.start()
     try:
         await check_topics(bus, topic_specs(settings))
     except BaseException:
         await bus.stop()
         raise
-    keywords = PgVectorStore(settings.database_dsn())
-    read_models = ReadModels(build_engine(settings))
+    if keywords is None:
+        _needs(settings, "DB")
+        pg = keywords = PgVectorStore(settings.database_dsn())
+        closers.append(pg.close)
+    if vectors is None:
+        vectors = build_vectors(settings, keywords)
+        if vectors is not keywords:
+            closers.append(vectors.close)  # type: ignore[attr-defined]
+    if kv is None:
+        _needs(settings, "REDIS")
+        kv = RedisKeyValueStore(redis_client(settings.redis_url(),
+                                             max_connections=settings.redis_max_connections),
+                                prefix=settings.EVENT_TOPIC_PREFIX)
+    if read_db is None:
+        _needs(settings, "DB")
+        read_db = build_engine(settings)
+    read_models = ReadModels(read_db)
     await read_models.refresh()
     workspace_models = WorkspaceEmbeddingModels(lambda: read_models.engine, settings.SECRET_KEY)
     container = Container(
@@ -216,14 +252,15 @@ async def build(settings: Settings, *, listen: bool = False) -> Container:
         read_models=read_models,
         store=store,
         bus=bus,
-        redis=redis_client(settings.redis_url(),
-                           max_connections=settings.redis_max_connections),
-        storage=build_storage(settings),
+        kv=kv,
+        storage=storage or build_storage(settings),
         embedding_models=build_embedding_models(settings, workspace_models),
-        vectors=build_vectors(settings, keywords),
+        vectors=vectors,
         keywords=keywords,
+        closers=closers,
+        notifications=notifications,
     )
-    if listen:
+    if listen and notifications is None:
         container.notifications = Notifications(
             settings.database_dsn(), [OUTCOME_CHANNEL, PROJECTION_CHANNEL, VERSIONS_CHANNEL])
         await container.notifications.start()
@@ -242,7 +279,7 @@ async def in_process_node(settings: Settings, roles: Sequence[str] | None = None
 
     container = await build(settings, listen=True)
     stop = asyncio.Event()
-    roles = all_roles(container.processors) if roles is None else roles
+    roles = all_roles(container.work) if roles is None else roles
     tasks = start_roles(container, roles, stop, member)
     try:
         yield container, create_app(container)
@@ -252,4 +289,35 @@ async def in_process_node(settings: Settings, roles: Sequence[str] | None = None
             await asyncio.wait(tasks, timeout=15)
         for task in tasks:
             task.cancel()
+        await container.close()
+
+
+@asynccontextmanager
+async def memory_node(settings: Settings, read_db: AsyncEngine,
+                      storage: Storage | None = None) -> AsyncIterator[tuple[Container, FastAPI]]:
+    """Gateway app and workers in this process without any server: memory event store, bus,
+    vectors and key-value store, the read model in `read_db` (SQLite with the read-model and
+    bookkeeping tables, its active versions registered); see workers/local.py."""
+    from adapters.bus.memory import InMemoryBus
+    from adapters.kv.memory import MemoryKeyValueStore
+    from adapters.vector.memory import InMemoryVectorStore
+    from events.memory_store import InMemoryEventStore
+    from gateway.app import create_app
+    from workers.local import announce_outcomes, start_local_roles
+
+    store, vectors = InMemoryEventStore(), InMemoryVectorStore()
+    notifications = Notifications(None, [])
+    container = await build(settings, store=store, bus=InMemoryBus(), vectors=vectors,
+                            keywords=vectors, kv=MemoryKeyValueStore(), read_db=read_db,
+                            storage=storage, notifications=notifications)
+    announce_outcomes(store, notifications)
+    stop = asyncio.Event()
+    tasks = start_local_roles(container, notifications, stop)
+    try:
+        yield container, create_app(container)
+    finally:
+        stop.set()
+        for task in tasks:  # nothing outlives the process here: no need to finish work
+            task.cancel()
+        await asyncio.wait(tasks)
         await container.close()

@@ -1,19 +1,30 @@
-"""What the operations commands do (`eddy events replay`, `eddy groups`, `eddy topics`):
-wiring from the composition root to the layers' modules, and their terminal output.
-`cli.py` only registers the arguments."""
+"""What the operations commands do (`eddy events`, `eddy dlq`, `eddy projections`,
+`eddy groups`, `eddy topics`): wiring from the composition root to the layers' modules, and
+their terminal output. Each action is a function of (settings, parsed arguments) returning
+the exit code; `cli.py` only registers the arguments and names the function."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
 from config import Settings
 
 if TYPE_CHECKING:
-    from events.inspect import EventFilter
+    import psycopg
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from events.listing import EventFilter
     from events.replay import ReplayPlan
+    from workers.dead_letters import DeadLetterQueues
+
+T = TypeVar("T")
 
 # The heavy imports (the composition root, rich) are made by the commands that need them,
 # so `eddy --help` and the other roles start without them.
@@ -31,6 +42,101 @@ def emit(record: dict[str, object], as_json: bool, human: str) -> None:
     print(orjson.dumps(record, default=str).decode() if as_json else human, flush=True)
 
 
+def _print_document(document: dict[str, Any], as_json: bool) -> None:
+    """One record whole: a JSON line, or indented JSON for people."""
+    print(orjson.dumps(document, option=0 if as_json else orjson.OPT_INDENT_2,
+                       default=str).decode(), flush=True)
+
+
+# --- eddy events list|tail|show|replay --------------------------------------------------------
+
+
+_EVENT_HEADER = f"{'POSITION':>9}  {'OCCURRED_AT':<19}  {'TENANT':<36}  {'AGGREGATE':<60}  TYPE"
+
+
+def _event_line(summary: dict[str, object]) -> str:
+    aggregate = (f"{summary['aggregate_type']}:{summary['aggregate_id']}"
+                 f"@{summary['aggregate_version']}")
+    return (f"{summary['position']:>9}  {str(summary['occurred_at'])[:19]:<19}  "
+            f"{summary['tenant_id'] or '-':<36}  {aggregate:<60}  {summary['type']}")
+
+
+@contextlib.contextmanager
+def _event_queries() -> Iterator[None]:
+    """A query the event store refuses (a bad id, time or limit) is bad input."""
+    from events.listing import EventQueryError
+
+    try:
+        yield
+    except EventQueryError as exc:
+        raise OperationError(str(exc)) from exc
+
+
+def _event_filter(args: argparse.Namespace) -> EventFilter:
+    from events.listing import EventFilter, parse_time, parse_uuid
+
+    for name in ("from_position", "to_position"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise OperationError(f"--{name.replace('_', '-')} must be 1 or more")
+    with _event_queries():
+        return EventFilter(
+            tenant=parse_uuid(args.tenant, "--tenant") if args.tenant else None,
+            aggregate=parse_uuid(args.aggregate, "--aggregate") if args.aggregate else None,
+            type=args.type, from_position=args.from_position, to_position=args.to_position,
+            since=parse_time(args.since) if args.since else None,
+            until=parse_time(args.until) if args.until else None,
+            dataset=parse_uuid(args.dataset, "--dataset") if args.dataset else None)
+
+
+@contextlib.contextmanager
+def _event_store(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
+    import psycopg
+
+    with _event_queries(), psycopg.connect(settings.database_dsn(), autocommit=True) as conn:
+        yield conn
+
+
+def list_events(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy events list`: the latest --limit matching events (from --from-position on)."""
+    from events.listing import list_events as matching
+
+    with _event_store(settings) as conn:
+        event_filter = _event_filter(args)
+        if not args.json:
+            print(_EVENT_HEADER, flush=True)
+        for row in matching(conn, event_filter, args.limit):
+            emit(row.summary(), args.json, _event_line(row.summary()))
+    return 0
+
+
+def tail_events(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy events tail`: new matching events as they are stored, until Ctrl-C or --count."""
+    from events.listing import follow
+
+    with contextlib.suppress(KeyboardInterrupt), _event_store(settings) as conn:
+        event_filter = _event_filter(args)
+        if not args.json:
+            print(_EVENT_HEADER, flush=True)
+        for count, row in enumerate(follow(conn, event_filter), start=1):
+            emit(row.summary(), args.json, _event_line(row.summary()))
+            if args.count and count >= args.count:
+                break
+    return 0
+
+
+def show_event(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy events show`: one event by position or id, its whole envelope."""
+    from bootstrap import ASSEMBLY
+    from events.listing import find_event
+
+    with _event_store(settings) as conn:
+        row = find_event(conn, args.ref)
+    if row is None:
+        raise OperationError(f"no event {args.ref}", code=1)
+    _print_document(row.envelope(ASSEMBLY.event_types), args.json)
+    return 0
+
+
 def _print_plan(title: str, plan: ReplayPlan) -> None:
     print(f"{title}: {plan.events} event(s), {plan.messages} message(s)")
     print("  per event type:")
@@ -43,8 +149,14 @@ def _print_plan(title: str, plan: ReplayPlan) -> None:
         print(f"    {count:>8}  {name} (skips them: side effects not allowed)")
 
 
-async def replay_events(settings: Settings, selection: EventFilter, group: str | None,
-                        dry_run: bool, allow_side_effects: bool, as_json: bool) -> int:
+def replay_events(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy events replay`: matching events again, to one group or all of their topics."""
+    return asyncio.run(_replay(settings, _event_filter(args), args.group, args.dry_run,
+                               args.allow_side_effects, args.json))
+
+
+async def _replay(settings: Settings, selection: EventFilter, group: str | None,
+                  dry_run: bool, allow_side_effects: bool, as_json: bool) -> int:
     import psycopg
     from rich.console import Console
     from rich.progress import (
@@ -121,89 +233,131 @@ def _version_record(v: object) -> dict[str, object]:
 
 
 _VERSION_HEADER = (f"{'PROJECTION':<12} {'VERSION':<14} {'LAYOUT':>6}  {'STATE':<12} "
-                   f"{'ACTIVE':<6} {'LAG':>8}  {'BUILT_AT':<19}  ACTIVATED_AT")
+                   f"{'ACTIVE':<6} {'LAG':>8} {'PARKED':>7}  {'BUILT_AT':<19}  ACTIVATED_AT")
 
 
-async def projections_command(settings: Settings, action: str, projection: str,
-                              version: str, switch: bool, as_json: bool) -> int:
-    """`eddy projections list|status|rebuild|switch|rollback|drop`."""
-    from bootstrap import ASSEMBLY, build_engine
-    from events.postgres_store import PostgresEventStore
+def _on_versions(settings: Settings,
+                 work: Callable[[AsyncEngine], Awaitable[None]]) -> int:
+    """Run one `eddy projections` action on the read-model database; a version that is not
+    there, or a change the versions refuse, is the operator's mistake."""
+    from bootstrap import build_engine
+    from projections import versions as pv
+
+    async def run() -> None:
+        engine = build_engine(settings)
+        try:
+            await work(engine)
+        except pv.VersionNotFound as exc:
+            raise OperationError(str(exc), code=1) from exc
+        except pv.VersionRefused as exc:
+            raise OperationError(str(exc)) from exc
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    return 0
+
+
+def list_versions(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy projections list|status`: every version; status also names the stale ones."""
+    from bootstrap import ASSEMBLY
     from projections import versions as pv
     from projections.layout import newest_layout
-    from projections.rebuild import Progress, rebuild
     from projections.tables import metadata
 
-    engine = build_engine(settings)
-    try:
-        if action in ("list", "status"):
-            found = await pv.status(engine, ASSEMBLY.projections.values())
-            if not as_json:
-                print(_VERSION_HEADER)
-            for s in found:
-                v = s.version
-                lag = "-" if s.lag_events is None else str(s.lag_events)
-                emit({**_version_record(v), "lag_events": s.lag_events}, as_json,
-                      f"{v.projection:<12} {v.schema:<14} {v.layout:>6}  {v.state:<12} "
-                      f"{'yes' if v.active else '':<6} {lag:>8}  "
-                      f"{str(v.built_at or '-')[:19]:<19}  {str(v.activated_at or '-')[:19]}")
-            newest = newest_layout(metadata)
-            stale = sorted({s.version.projection for s in found
-                            if s.version.active and s.version.layout < newest})
-            if action == "status" and stale and not as_json:
-                print(f"the code writes layout {newest}: rebuild {', '.join(stale)} to use it")
-            return 0
-        if action == "rebuild":
-            def show(p: Progress) -> None:
-                eta = "-" if p.eta_seconds is None else f"{p.eta_seconds:,.0f} s"
-                print(f"\r{p.phase:<9} {p.done:>10,}/{p.total:<10,} {p.rate:>10,.0f}/s "
-                      f"ETA {eta:<8}", end="", file=sys.stderr, flush=True)
+    async def work(engine: AsyncEngine) -> None:
+        found = await pv.status(engine, ASSEMBLY.projections.values())
+        if not args.json:
+            print(_VERSION_HEADER)
+        for s in found:
+            v = s.version
+            lag = "-" if s.lag_events is None else str(s.lag_events)
+            emit({**_version_record(v), "lag_events": s.lag_events,
+                  "parked": [p.as_json() for p in s.parked],
+                  "waiting_events": s.waiting_events}, args.json,
+                 f"{v.projection:<12} {v.schema:<14} {v.layout:>6}  {v.state:<12} "
+                 f"{'yes' if v.active else '':<6} {lag:>8} {len(s.parked):>7}  "
+                 f"{str(v.built_at or '-')[:19]:<19}  {str(v.activated_at or '-')[:19]}")
+            if not args.json:
+                for p in s.parked:
+                    print(f"    parked: {p.aggregate_type} {p.aggregate_id} "
+                          f"v{p.aggregate_version} {p.event_type} (position {p.position}"
+                          f", {s.waiting_events} event(s) waiting): {p.error[:200]}")
+        if not args.json and any(s.parked for s in found):
+            print("parked events wait for you: `eddy dlq replay` once fixed, or `eddy dlq "
+                  "drop … --reason` to skip them")
+        newest = newest_layout(metadata)
+        stale = sorted({s.version.projection for s in found
+                        if s.version.active and s.version.layout < newest})
+        if args.action == "status" and stale and not args.json:
+            print(f"the code writes layout {newest}: rebuild {', '.join(stale)} to use it")
 
-            store = PostgresEventStore(
-                ASSEMBLY.event_types, host=settings.DB_HOST or "", port=settings.DB_PORT,
-                user=settings.DB_USERNAME, password=settings.DB_PASSWORD,
-                dbname=settings.DB_DATABASE)
-            try:
-                result = await rebuild(engine, settings.database_dsn(), store,
-                                       ASSEMBLY.event_types, ASSEMBLY.projections[projection],
-                                       show)
-            finally:
-                store.close()
-            print(file=sys.stderr)
-            v = result.version
-            print(f"{v.schema} (layout {v.layout}) is live: {result.events_loaded:,} events "
-                  f"loaded in {result.load_seconds:.1f} s "
-                  f"({result.events_loaded / max(result.load_seconds, 1e-9):,.0f}/s), "
-                  f"{result.events_caught_up:,} caught up; "
-                  f"{sum(result.rows.values()):,} rows", flush=True)
-            if switch:
-                await pv.switch(engine, v.projection, v.version)
-                print(f"reads now use {v.schema}")
-            else:
-                print(f"switch reads to it: eddy projections switch {v.projection} {v.version}")
-            return 0
-        if action == "rollback":
-            v = await pv.rollback(engine, projection)
-            print(f"reads now use {v.schema}")
-            return 0
-        number = _version_number(projection, version)
-        if action == "switch":
-            v = await pv.switch(engine, projection, number)
+    return _on_versions(settings, work)
+
+
+def rebuild_version(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy projections rebuild`: the next version from the event store, caught up."""
+    from bootstrap import ASSEMBLY
+    from events.postgres_store import PostgresEventStore
+    from projections import versions as pv
+    from projections.rebuild import Progress, rebuild
+
+    def show(p: Progress) -> None:
+        eta = "-" if p.eta_seconds is None else f"{p.eta_seconds:,.0f} s"
+        print(f"\r{p.phase:<9} {p.done:>10,}/{p.total:<10,} {p.rate:>10,.0f}/s "
+              f"ETA {eta:<8}", end="", file=sys.stderr, flush=True)
+
+    async def work(engine: AsyncEngine) -> None:
+        store = PostgresEventStore(
+            ASSEMBLY.event_types, host=settings.DB_HOST or "", port=settings.DB_PORT,
+            user=settings.DB_USERNAME, password=settings.DB_PASSWORD,
+            dbname=settings.DB_DATABASE)
+        try:
+            result = await rebuild(engine, settings.database_dsn(), store,
+                                   ASSEMBLY.event_types, ASSEMBLY.projections[args.projection],
+                                   show)
+        finally:
+            store.close()
+        print(file=sys.stderr)
+        v = result.version
+        print(f"{v.schema} (layout {v.layout}) is live: {result.events_loaded:,} events "
+              f"loaded in {result.load_seconds:.1f} s "
+              f"({result.events_loaded / max(result.load_seconds, 1e-9):,.0f}/s), "
+              f"{result.events_caught_up:,} caught up; "
+              f"{sum(result.rows.values()):,} rows", flush=True)
+        if args.switch:
+            await pv.switch(engine, v.projection, v.version)
             print(f"reads now use {v.schema}")
         else:
-            v = await pv.drop(engine, projection, number)
-            print(f"dropped {v.schema}")
-        return 0
-    except pv.VersionNotFound as exc:
-        raise OperationError(str(exc), code=1) from exc
-    except pv.VersionRefused as exc:
-        raise OperationError(str(exc)) from exc
-    finally:
-        await engine.dispose()
+            print(f"switch reads to it: eddy projections switch {v.projection} {v.version}")
+
+    return _on_versions(settings, work)
 
 
-async def ensure_topics(settings: Settings, as_json: bool) -> int:
-    """Create missing topics and grow those with fewer partitions than configured."""
+def change_version(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy projections switch|rollback|drop`: which version reads use (this one, or the
+    one active before), or one version less."""
+    from projections import versions as pv
+
+    async def work(engine: AsyncEngine) -> None:
+        if args.action == "rollback":
+            v = await pv.rollback(engine, args.projection)
+        else:
+            change = pv.switch if args.action == "switch" else pv.drop
+            v = await change(engine, args.projection,
+                             _version_number(args.projection, args.version))
+        print(f"dropped {v.schema}" if args.action == "drop" else f"reads now use {v.schema}")
+
+    return _on_versions(settings, work)
+
+
+def ensure_topics(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy topics ensure`: create missing topics and grow those with fewer partitions
+    than configured."""
+    return asyncio.run(_ensure_topics(settings, args.json))
+
+
+async def _ensure_topics(settings: Settings, as_json: bool) -> int:
     from bootstrap import build_bus, topic_specs
 
     bus = build_bus(settings)
@@ -257,9 +411,12 @@ def groups_table(groups: list[Any]) -> str:
     return "\n".join(lines)
 
 
-async def show_groups(settings: Settings, as_json: bool, watch: bool, interval: float) -> int:
-    import asyncio
+def show_groups(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy groups`: consumer groups, their members, partitions, lag and rate."""
+    return asyncio.run(_show_groups(settings, args.json, args.watch, args.interval))
 
+
+async def _show_groups(settings: Settings, as_json: bool, watch: bool, interval: float) -> int:
     from bootstrap import build_bus, build_engine
     from events.consumer_groups import GroupsSampler
 
@@ -287,3 +444,102 @@ async def show_groups(settings: Settings, as_json: bool, watch: bool, interval: 
     finally:
         await bus.stop()
         await engine.dispose()
+
+
+# --- eddy dlq list|show|replay|drop ----------------------------------------------------------
+
+
+def _dlq_line(summary: dict[str, object]) -> str:
+    error = str(summary["error"]).replace("\n", " ")
+    return (f"{summary['topic']}  {summary['id']}  key={summary['key']}  "
+            f"group={summary['group']}  attempts={summary['attempts']}  "
+            f"replays={summary['replays']}  first={summary['first_failed_at']}  "
+            f"last={summary['last_failed_at']}\n    {error[:200]}")
+
+
+def _on_dead_letters(settings: Settings,
+                     work: Callable[[DeadLetterQueues], Awaitable[None]]) -> int:
+    """Run one `eddy dlq` action on the dead-letter queues of the Redis Streams bus."""
+    from adapters.bus.redis_streams import RedisStreamsBus
+    from bootstrap import ASSEMBLY, build_bus, build_engine, topic_specs
+    from events.postgres_store import PostgresEventStore
+    from projections.versions import ReadModels
+    from workers.dead_letters import DeadLetterError, DeadLetterQueues, ParkedSkips
+
+    async def run() -> None:
+        bus = build_bus(settings)
+        if not isinstance(bus, RedisStreamsBus):
+            raise OperationError("`eddy dlq` needs the Redis Streams bus (EVENT_BUS=redis); on "
+                                 "Kafka read `<topic>.dlq` with your Kafka tools (a consumer "
+                                 "group of your own, so the DLQ is not consumed for others)")
+        await bus.start()
+        # a projection's dead letter is a parked event: settling it moves that projection on
+        read_models = ReadModels(build_engine(settings))
+        store = PostgresEventStore(
+            ASSEMBLY.event_types, host=settings.DB_HOST or "", port=settings.DB_PORT,
+            user=settings.DB_USERNAME, password=settings.DB_PASSWORD,
+            dbname=settings.DB_DATABASE)
+        try:
+            await bus.ensure_topics(topic_specs(settings))
+            queues = DeadLetterQueues(bus, ParkedSkips(read_models, store, ASSEMBLY.event_types,
+                                                       ASSEMBLY.projections))
+            try:
+                await work(queues)
+            except DeadLetterError as exc:
+                raise OperationError(str(exc), code=1) from exc
+        finally:
+            store.close()
+            await read_models.database.dispose()
+            await bus.stop()
+
+    asyncio.run(run())
+    return 0
+
+
+def list_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy dlq list`: dead letters per topic (of one --group)."""
+
+    async def work(queues: DeadLetterQueues) -> None:
+        topics = [args.topic] if args.topic else await queues.topics()
+        total = 0
+        for topic in topics:
+            for letter in await queues.list(topic, args.group):
+                total += 1
+                emit(letter.summary(), args.json, _dlq_line(letter.summary()))
+        if not args.json:
+            print(f"{total} dead letter(s)", flush=True)
+
+    return _on_dead_letters(settings, work)
+
+
+def show_dead_letter(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy dlq show`: one dead letter, with its traceback."""
+
+    async def work(queues: DeadLetterQueues) -> None:
+        _print_document((await queues.get(args.topic, args.id)).detail(), args.json)
+
+    return _on_dead_letters(settings, work)
+
+
+def settle_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy dlq replay|drop`: one dead letter (or --all of a topic) published to its source
+    topic again, or given up for --reason; either way it leaves the queue."""
+
+    async def work(queues: DeadLetterQueues) -> None:
+        if args.action == "drop" and not (args.reason or "").strip():
+            raise OperationError("dlq drop needs --reason \"why this message is given up\"")
+        if bool(args.id) == bool(args.all):
+            raise OperationError(f"dlq {args.action}: give one dead-letter id or --all")
+        letters = (await queues.list(args.topic) if args.all
+                   else [await queues.get(args.topic, args.id)])
+        for done, letter in enumerate(letters, start=1):
+            if args.action == "replay":
+                await queues.replay(letter)
+                verb = f"replayed to {letter.source_topic}"
+            else:
+                skipped = await queues.drop(letter, args.reason)
+                verb = "dropped" + (f"; skipped where parked: {', '.join(skipped)}"
+                                    if skipped else "")
+            print(f"[{done}/{len(letters)}] {letter.topic} {letter.id} {verb}", flush=True)
+
+    return _on_dead_letters(settings, work)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,23 +36,13 @@ import httpx
 from adapters.embedded.ports import LOOPBACK
 from adapters.embedded.postgres import EmbeddedPostgres
 from adapters.embedded.valkey import EmbeddedRedis
+from bench import procs
 from bench.commands import (
-    CpuMeter,
-    CpuProbes,
-    _check_alive,
     _console_auth,
-    _fmt_cpu,
     _migrate,
     _percentile,
-    _postmaster_pid,
     _settings,
-    _spawn,
     _start_server,
-    _stop,
-    _stop_children,
-    _this_process,
-    _tree_cpu,
-    _valkey_cpu,
 )
 from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
 
@@ -105,12 +94,12 @@ async def main_async(streams: Sequence[int], rounds: int, messages: int) -> bool
         await _migrate(settings)
         env = {**os.environ, **settings.as_env(LOG_LEVEL="WARNING")}
         worker_log = root / "worker.log"
-        worker = _spawn(["-m", "cli", "worker", "--member", "bench-worker"], env, worker_log)
+        worker = procs.spawn(["-m", "cli", "worker", "--member", "bench-worker"], env, worker_log)
         api = await _start_server(
             "eddy api", lambda port: ["-m", "cli", "api"],
             lambda port: {**env, "DIFY_BIND_ADDRESS": LOOPBACK, "DIFY_PORT": str(port)},
             "/ready", root / "api.log",
-            alive=lambda: _check_alive(worker, "eddy worker", worker_log))
+            alive=lambda: procs.check_alive(worker, "eddy worker", worker_log))
         proxy = await _start_server(
             "baseline", lambda port: ["-m", "uvicorn", "bench.chat_proxy:app", "--host",
                                       LOOPBACK, "--port", str(port), "--log-level", "warning",
@@ -143,14 +132,15 @@ async def main_async(streams: Sequence[int], rounds: int, messages: int) -> bool
             "eddy": lambda cl: first_token(cl, f"{api.url}/v1/chat-messages", key, ask,
                                            b'"event":"message"'),
         }
-        postgres = _postmaster_pid(pg)
-        cpu_probes: dict[str, CpuProbes] = {
-            "provider": {"bench": _this_process},
-            "baseline": {"proxy": lambda: _tree_cpu(proxy.proc.pid), "bench": _this_process},
-            "eddy": {"api": lambda: _tree_cpu(api.proc.pid),
-                     "worker": lambda: _tree_cpu(worker.pid),
-                     "postgres": lambda: _tree_cpu(postgres),
-                     "redis": lambda: _valkey_cpu(redis), "bench": _this_process},
+        postgres = procs.postmaster_pid(pg)
+        cpu_probes: dict[str, procs.CpuProbes] = {
+            "provider": {"bench": procs.this_process},
+            "baseline": {"proxy": lambda: procs.tree_cpu(proxy.proc.pid),
+                         "bench": procs.this_process},
+            "eddy": {"api": lambda: procs.tree_cpu(api.proc.pid),
+                     "worker": lambda: procs.tree_cpu(worker.pid),
+                     "postgres": lambda: procs.tree_cpu(postgres),
+                     "redis": lambda: procs.tree_cpu(redis.pid), "bench": procs.this_process},
         }
         await closed_loop(4, 5, ways["eddy"])  # warm up
         verdict = True
@@ -160,7 +150,7 @@ async def main_async(streams: Sequence[int], rounds: int, messages: int) -> bool
             cpu: dict[str, dict[str, float]] = {name: {} for name in ways}
             for r in range(rounds):
                 for name, one in ways.items():
-                    meter = CpuMeter(cpu_probes[name])
+                    meter = procs.CpuMeter(cpu_probes[name])
                     ttft[name] += await closed_loop(users, per_user, one)
                     for part, seconds in meter.used().items():
                         cpu[name][part] = cpu[name].get(part, 0.0) + seconds
@@ -175,7 +165,8 @@ async def main_async(streams: Sequence[int], rounds: int, messages: int) -> bool
                     " ms" for q in (0.5, 0.99))
                 print(f"  {name:9s} TTFT {fmt(values)}{added}")
             for name, used in cpu.items():
-                print(f"  {name:9s} CPU per message: {_fmt_cpu(used, len(ttft[name]), 'ms')}")
+                per_message = procs.format_cpu(used, len(ttft[name]), "ms")
+                print(f"  {name:9s} CPU per message: {per_message}")
             if users >= 50:
                 added_p99 = (_percentile(sorted(ttft["eddy"]), 0.99) - base[0.99]) * 1000
                 met = added_p99 <= TARGET_ADDED_P99_MS
@@ -197,18 +188,15 @@ async def main_async(streams: Sequence[int], rounds: int, messages: int) -> bool
         print(f"all targets met: {'yes' if verdict else 'NO'}")
         api.stop()
         proxy.stop()
-        _stop(worker)
+        procs.stop(worker)
         ok = True
         return verdict
     finally:
-        _stop_children()
+        procs.stop_children()
         provider.stop()
         redis.stop()
         pg.stop()
-        if ok:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"logs kept in {root}", flush=True)
+        procs.finish(root, ok)
 
 
 def main() -> None:

@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import contextlib
 import functools
 import importlib.util
 import math
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -42,12 +40,12 @@ from typing import Any
 
 import asyncpg
 import httpx
-import psutil
 
 from adapters.embedded.ports import LOOPBACK, free_port
 from adapters.embedded.postgres import EmbeddedPostgres
 from adapters.embedded.tansu import TansuBroker
 from adapters.embedded.valkey import EmbeddedRedis
+from bench import procs
 from bench.baseline_app import DSN_ENV, POOL_ENV
 from bootstrap import Container, build
 from commands.platform.aggregates import App
@@ -55,7 +53,7 @@ from config import Settings, load_settings
 from events.envelope import Envelope
 from events.relay import Relay
 from gateway.commanding import CommandGateway
-from migrations.runner import upgrade
+from migrations.runner import migrate
 from projections.platform import queries
 from projections.versions import maintained_lags
 from schemas.base import CommandEnvelope
@@ -65,7 +63,6 @@ from schemas.topics import COMMANDS
 from workers.processors import projection_processor
 from workers.runtime import RetryPolicy, run_processor
 
-ROOT = Path(__file__).resolve().parent.parent
 BUSES = ("redis", "kafka")
 EMAIL, PASSWORD = "bench@example.com", "passw0rd1"
 CREATE_APP = "/console/api/apps"
@@ -82,54 +79,6 @@ APPEND_BATCH = 500  # events per event-store append when filling the log
 LAG_POLL_INTERVAL = 0.1  # at least; longer when the lag query itself is slow
 
 
-# --- child processes: started here, stopped here, by PID ------------------------------------
-
-_children: dict[int, subprocess.Popen[bytes]] = {}
-
-
-def _spawn(args: list[str], env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """A Python child in its own session (Ctrl-C reaches only this script, which then stops
-    the child and anything it started, by process group), its output in `log_path`."""
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen([sys.executable, *args], env=dict(env), cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    _children[proc.pid] = proc
-    return proc
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    """SIGTERM (graceful: uvicorn drains, workers leave their groups), then SIGKILL to
-    whatever is left of the child's process group."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=timeout)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # its own session: process group id == its pid
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
-    _children.pop(proc.pid, None)
-
-
-@atexit.register
-def _stop_children() -> None:
-    for proc in list(_children.values()):
-        _stop(proc, timeout=5)
-
-
-def _tail(path: Path, chars: int = 3000) -> str:
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except OSError:
-        return ""
-
-
-def _check_alive(proc: subprocess.Popen[bytes], name: str, log: Path) -> None:
-    if proc.poll() is not None:
-        raise RuntimeError(f"{name} exited with {proc.returncode}; log {log}:\n{_tail(log)}")
-
-
 @dataclass
 class Server:
     """An HTTP server this script started: uvicorn in a child process on a loopback port."""
@@ -140,10 +89,10 @@ class Server:
     log: Path
 
     def check_alive(self) -> None:
-        _check_alive(self.proc, self.name, self.log)
+        procs.check_alive(self.proc, self.name, self.log)
 
     def stop(self) -> None:
-        _stop(self.proc)
+        procs.stop(self.proc)
 
 
 async def _start_server(name: str, args: Callable[[int], list[str]],
@@ -153,83 +102,30 @@ async def _start_server(name: str, args: Callable[[int], list[str]],
     A port taken between choosing and binding it costs a retry on another one."""
     for attempt in range(3):
         port = free_port()
-        proc = _spawn(args(port), env(port), log)
+        proc = procs.spawn(args(port), env(port), log)
         url = f"http://{LOOPBACK}:{port}"
         deadline = time.monotonic() + STARTUP_TIMEOUT
         try:
             async with httpx.AsyncClient(base_url=url, timeout=5) as client:
                 while True:
                     if proc.poll() is not None:
-                        if "address already in use" in _tail(log).lower() and attempt < 2:
+                        if "address already in use" in procs.tail(log).lower() and attempt < 2:
                             break
-                        _check_alive(proc, name, log)
+                        procs.check_alive(proc, name, log)
                     alive()
                     with contextlib.suppress(httpx.TransportError):
                         if (await client.get(ready_path)).status_code == 200:
                             return Server(name, proc, url, log)
                     if time.monotonic() > deadline:
-                        raise TimeoutError(f"{name}: {ready_path} not ready after "
-                                           f"{STARTUP_TIMEOUT:.0f} s; log {log}:\n{_tail(log)}")
+                        raise TimeoutError(
+                            f"{name}: {ready_path} not ready after {STARTUP_TIMEOUT:.0f} s; "
+                            f"log {log}:\n{procs.tail(log)}")
                     await asyncio.sleep(0.1)
         except BaseException:
-            _stop(proc)
+            procs.stop(proc)
             raise
-        _stop(proc)
+        procs.stop(proc)
     raise RuntimeError(f"{name}: no free port after 3 attempts")
-
-
-# --- CPU seconds per process: wall time alone cannot tell a slow path from a busy box ---------
-
-
-def _tree_cpu(pid: int | None) -> float:
-    """CPU seconds of a process and its descendants, live or exited and reaped (Postgres
-    backends of closed connections)."""
-    if pid is None:
-        return 0.0
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    total = 0.0
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            t = proc.cpu_times()
-            total += t.user + t.system + t.children_user + t.children_system
-    return total
-
-
-CpuProbes = dict[str, Callable[[], float]]
-
-
-def _this_process() -> float:
-    """This script's CPU seconds (all its threads): the load generator, or the relay and
-    projection processors when they run here."""
-    return time.process_time()
-
-
-class CpuMeter:
-    def __init__(self, probes: CpuProbes) -> None:
-        self.probes = probes
-        self.start = {name: probe() for name, probe in probes.items()}
-
-    def used(self) -> dict[str, float]:
-        return {name: probe() - self.start[name] for name, probe in self.probes.items()}
-
-
-IDLE_EDDY = "idle eddy"  # Eddy's processes (and its bus) while the baseline runs: not its cost
-
-
-def _fmt_cpu(cpu: Mapping[str, float], per: int, unit: str) -> str:
-    """`a 1.2 + b 3.4 = 4.6 ms` per request (or event); IDLE_EDDY apart, outside the sum.
-    psutil reads CPU time in clock ticks (10 ms): short runs round small shares to 0."""
-    scale, digits = {"ms": (1e3, 1), "µs": (1e6, 0)}[unit]
-    own = {name: seconds for name, seconds in cpu.items() if name != IDLE_EDDY}
-    text = " + ".join(f"{name} {seconds / per * scale:.{digits}f}" for name, seconds in own.items())
-    text += f" = {sum(own.values()) / per * scale:.{digits}f} {unit}"
-    if IDLE_EDDY in cpu:
-        text += f" (meanwhile {IDLE_EDDY} {cpu[IDLE_EDDY] / per * scale:.{digits}f})"
-    return text
 
 
 # --- the load generator: the same for Eddy and the baseline ---------------------------------
@@ -264,7 +160,7 @@ class LoadGenerator:
     answered. A client per user, not one shared pool: the pool's bookkeeping costs more CPU
     per request than a bare server spends (encode/httpx#3215), on the same two cores."""
 
-    def __init__(self, url: str, concurrency: int, probe: str, cpu: CpuProbes) -> None:
+    def __init__(self, url: str, concurrency: int, probe: str, cpu: procs.CpuProbes) -> None:
         self.url = url
         self.probe = probe  # a cheap GET that opens each user's connection before timing
         self.cpu = cpu
@@ -323,7 +219,7 @@ class LoadGenerator:
                     errors.append(f"{response.status_code} {response.text[:300]}")
 
         await self.prime()
-        meter = CpuMeter(self.cpu)
+        meter = procs.CpuMeter(self.cpu)
         start = time.perf_counter()
         async with asyncio.timeout(REQUEST_TIMEOUT + requests * 1.0), asyncio.TaskGroup() as g:
             for client in self.clients:
@@ -383,7 +279,7 @@ def _fmt_load(load: Load) -> str:
     text = (f"{load.per_s:7.1f} req/s  p50 {_percentile(load.latencies, 0.5) * 1000:6.1f} ms"
             f"  p99 {_percentile(load.latencies, 0.99) * 1000:6.1f} ms")
     if load.latencies:
-        text += f"; CPU per request: {_fmt_cpu(load.cpu, len(load.latencies), 'ms')}"
+        text += f"; CPU per request: {procs.format_cpu(load.cpu, len(load.latencies), 'ms')}"
     if load.errors:
         text += f"  {load.errors} errors (first: {load.first_error})"
     return text
@@ -427,8 +323,7 @@ def _settings(pg: EmbeddedPostgres, db: str, redis: EmbeddedRedis, kafka: str | 
 
 
 async def _migrate(settings: Settings) -> None:
-    await asyncio.to_thread(
-        upgrade, settings.database_dsn().replace("postgresql://", "postgresql+psycopg://", 1))
+    await asyncio.to_thread(migrate, settings)
 
 
 async def _console_auth(url: str, alive: Callable[[], None]) -> dict[str, str]:
@@ -535,12 +430,12 @@ def _raise_if_stopped(tasks: Sequence[asyncio.Task[None]], what: str) -> None:
 
 
 async def relay_into_bus(c: Container, end: int, events: int, timeout: float,
-                         cpu: CpuProbes) -> Throughput:
+                         cpu: procs.CpuProbes) -> Throughput:
     """The relay from position 0: seconds until its recorded position reaches `end`."""
     relay = Relay(c.store, c.bus, c.routing, c.settings.database_dsn())
     conn = await asyncpg.connect(c.settings.database_dsn())
     stop = asyncio.Event()
-    meter = CpuMeter(cpu)
+    meter = procs.CpuMeter(cpu)
     start = time.perf_counter()
     task = asyncio.create_task(relay.run(stop), name="bench-relay")
     try:
@@ -559,7 +454,7 @@ async def relay_into_bus(c: Container, end: int, events: int, timeout: float,
         await conn.close()
 
 
-async def projection_catch_up(c: Container, timeout: float, cpu: CpuProbes) -> Throughput:
+async def projection_catch_up(c: Container, timeout: float, cpu: procs.CpuProbes) -> Throughput:
     """Every projection's processor from zero (new consumer groups, empty tracking) on the
     topics the relay filled: seconds until `measure_lag` reports nothing pending."""
     projections = list(c.projections.values())
@@ -572,7 +467,7 @@ async def projection_catch_up(c: Container, timeout: float, cpu: CpuProbes) -> T
         raise RuntimeError("nothing to project")
     stop = asyncio.Event()
     policy = RetryPolicy(max_attempts=c.settings.CONSUMER_MAX_ATTEMPTS)
-    meter = CpuMeter(cpu)
+    meter = procs.CpuMeter(cpu)
     start = time.perf_counter()
     # What a worker's `projections` role runs (workers/node.py), here in this process.
     tasks = [asyncio.create_task(run_processor(
@@ -600,7 +495,7 @@ async def projection_catch_up(c: Container, timeout: float, cpu: CpuProbes) -> T
 
 
 async def replay(settings: Settings, events: int,
-                 infra: CpuProbes) -> tuple[Throughput, Throughput]:
+                 infra: procs.CpuProbes) -> tuple[Throughput, Throughput]:
     """Relay and catch-up on a deployment of their own (database, topics), nothing else
     running: the relay and the projection processors run in this process, one at a time."""
     await _migrate(settings)
@@ -611,12 +506,14 @@ async def replay(settings: Settings, events: int,
         print(f"  appended {events} events in {time.perf_counter() - appending:.1f} s; "
               "relaying …", flush=True)
         timeout = max(300.0, events / 50)  # a safety net: 50 events/s is far below normal
-        relayed = await relay_into_bus(c, end, events, timeout, {"relay": _this_process, **infra})
+        relayed = await relay_into_bus(c, end, events, timeout,
+                                       {"relay": procs.this_process, **infra})
         print(f"  relay: {relayed.per_s:,.0f} events/s; CPU per event: "
-              f"{_fmt_cpu(relayed.cpu, events, 'µs')}", flush=True)
-        projected = await projection_catch_up(c, timeout, {"processors": _this_process, **infra})
+              f"{procs.format_cpu(relayed.cpu, events, 'µs')}", flush=True)
+        projected = await projection_catch_up(c, timeout,
+                                              {"processors": procs.this_process, **infra})
         print(f"  catch-up: {projected.per_s:,.0f} events/s ({projected.note}); CPU per "
-              f"event: {_fmt_cpu(projected.cpu, projected.events, 'µs')}", flush=True)
+              f"event: {procs.format_cpu(projected.cpu, projected.events, 'µs')}", flush=True)
         return relayed, projected
     finally:
         await c.close()
@@ -645,17 +542,17 @@ class Options:
 
 
 async def bench_bus(bus: str, settings: Settings, replay_settings: Settings, baseline: Server,
-                    postgres: Callable[[], float], bus_servers: CpuProbes, root: Path,
+                    postgres: Callable[[], float], bus_servers: procs.CpuProbes, root: Path,
                     opts: Options) -> BusResult:
     """`bus_servers`: CPU probes of the servers behind the bus (valkey; tansu on Kafka)."""
     await _migrate(settings)
     worker_log, api_log = root / f"{bus}-worker.log", root / f"{bus}-api.log"
     env = {**os.environ, **settings.as_env(LOG_LEVEL="WARNING")}
     # All the worker roles in one process of their own, as `eddy worker` deploys them.
-    worker = _spawn(["-m", "cli", "worker", "--member", "bench-worker"], env, worker_log)
+    worker = procs.spawn(["-m", "cli", "worker", "--member", "bench-worker"], env, worker_log)
     try:
         def worker_alive() -> None:
-            _check_alive(worker, "eddy worker", worker_log)
+            procs.check_alive(worker, "eddy worker", worker_log)
 
         api = await _start_server(
             "eddy api", lambda port: ["-m", "cli", "api"],
@@ -670,14 +567,15 @@ async def bench_bus(bus: str, settings: Settings, replay_settings: Settings, bas
             headers = await _console_auth(api.url, alive)
             print(f"  eddy api {api.url} (pid {api.proc.pid}), eddy worker pid {worker.pid}, "
                   f"baseline {baseline.url} (pid {baseline.proc.pid})", flush=True)
-            eddy_cpu: CpuProbes = {"api": lambda: _tree_cpu(api.proc.pid),
-                                   "worker": lambda: _tree_cpu(worker.pid), "postgres": postgres,
-                                   **bus_servers, "generator": _this_process}
-            baseline_cpu: CpuProbes = {
-                "server": lambda: _tree_cpu(baseline.proc.pid), "postgres": postgres,
-                "generator": _this_process,
-                IDLE_EDDY: lambda: sum(eddy_cpu[name]() for name in ("api", "worker",
-                                                                      *bus_servers))}
+            eddy_cpu: procs.CpuProbes = {"api": lambda: procs.tree_cpu(api.proc.pid),
+                                         "worker": lambda: procs.tree_cpu(worker.pid),
+                                         "postgres": postgres,
+                                         **bus_servers, "generator": procs.this_process}
+            baseline_cpu: procs.CpuProbes = {
+                "server": lambda: procs.tree_cpu(baseline.proc.pid), "postgres": postgres,
+                "generator": procs.this_process,
+                procs.IDLE_EDDY: lambda: sum(eddy_cpu[name]()
+                                             for name in ("api", "worker", *bus_servers))}
             async with LoadGenerator(api.url, opts.concurrency, "/console/api/setup",
                                      eddy_cpu) as eddy_load, \
                     LoadGenerator(baseline.url, opts.concurrency, "/health",
@@ -692,7 +590,7 @@ async def bench_bus(bus: str, settings: Settings, replay_settings: Settings, bas
         finally:
             api.stop()
     finally:
-        _stop(worker)
+        procs.stop(worker)
     relay, catch_up = await replay(replay_settings, opts.events,
                                    {"postgres": postgres, **bus_servers})
     return BusResult(bus, http, tuple(read_model), relay, catch_up)
@@ -724,7 +622,7 @@ def report(results: Mapping[str, BusResult | BaseException], opts: Options) -> b
                          f"  p99 {h.latency_ms(side, 0.99):.1f} ms"
                          + (f"  {errors} errors" if errors else ""), "", ""))
             cpu, served = h.cpu(side)
-            rows.append(("", "  CPU per request", _fmt_cpu(cpu, served, "ms"), "", ""))
+            rows.append(("", "  CPU per request", procs.format_cpu(cpu, served, "ms"), "", ""))
         ratio_ok = h.ratio >= TARGET_HTTP_RATIO and not h.errors("eddy")
         rows.append((bus, "Eddy ÷ baseline, req/s", f"{h.ratio:.2f}",
                      f"≥ {TARGET_HTTP_RATIO:.2f}", _met(ratio_ok)))
@@ -739,7 +637,8 @@ def report(results: Mapping[str, BusResult | BaseException], opts: Options) -> b
             rows.append((bus, label, f"{run.per_s:,.0f} events/s ({run.events} in "
                          f"{run.elapsed:.2f} s)", f"≥ {target:,.0f}/s",
                          _met(run.per_s >= target)))
-            rows.append(("", "  CPU per event", _fmt_cpu(run.cpu, run.events, "µs"), "", ""))
+            per_event = procs.format_cpu(run.cpu, run.events, "µs")
+            rows.append(("", "  CPU per event", per_event, "", ""))
         all_met &= (ratio_ok and p99 <= p99_target and result.relay.per_s >= TARGET_RELAY_PER_S
                     and result.catch_up.per_s >= TARGET_CATCH_UP_PER_S)
     header = ("bus", "measure", "result", "target", "reached")
@@ -764,21 +663,6 @@ def report(results: Mapping[str, BusResult | BaseException], opts: Options) -> b
 # --- main ------------------------------------------------------------------------------------
 
 
-def _broker_cpu(broker: TansuBroker) -> float:
-    return _tree_cpu(broker.pid)
-
-
-def _valkey_cpu(valkey: EmbeddedRedis) -> float:
-    return _tree_cpu(valkey.pid)
-
-
-def _postmaster_pid(pg: EmbeddedPostgres) -> int | None:
-    try:
-        return int((pg.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
-    except (OSError, ValueError):
-        return None
-
-
 async def main_async(opts: Options, buses: Sequence[str]) -> bool:
     """True when every bus was measured (targets missed are results, not failures)."""
     task = asyncio.current_task()
@@ -796,8 +680,8 @@ async def main_async(opts: Options, buses: Sequence[str]) -> bool:
         redis = EmbeddedRedis(root / "redis").start()
         if "kafka" in buses:
             kafka = TansuBroker(log_path=root / "tansu.log").start()
-        pg_pid, valkey = _postmaster_pid(pg), redis
-        postgres = functools.partial(_tree_cpu, pg_pid)
+        pg_pid, valkey = procs.postmaster_pid(pg), redis
+        postgres = functools.partial(procs.tree_cpu, pg_pid)
         pg.create_database("bench_baseline")
         baseline_env = {**os.environ, DSN_ENV: pg.dsn("bench_baseline"),
                         POOL_ENV: str(opts.concurrency)}
@@ -810,9 +694,9 @@ async def main_async(opts: Options, buses: Sequence[str]) -> bool:
         for bus in buses:
             print(f"{bus}:", flush=True)
             servers = kafka.bootstrap_servers if bus == "kafka" and kafka else None
-            bus_servers: CpuProbes = {"valkey": functools.partial(_valkey_cpu, valkey)}
+            bus_servers: procs.CpuProbes = {"valkey": functools.partial(procs.tree_cpu, valkey.pid)}
             if servers and kafka:
-                bus_servers["tansu"] = functools.partial(_broker_cpu, kafka)
+                bus_servers["tansu"] = functools.partial(procs.tree_cpu, kafka.pid)
             for db in (f"bench_{bus}", f"bench_{bus}_replay"):
                 pg.create_database(db)
             try:
@@ -829,16 +713,13 @@ async def main_async(opts: Options, buses: Sequence[str]) -> bool:
     finally:
         if baseline is not None:
             baseline.stop()
-        _stop_children()
+        procs.stop_children()
         if kafka is not None:
             kafka.stop()
         if redis is not None:
             redis.stop()
         pg.stop()
-        if completed:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"logs kept in {root}", flush=True)
+        procs.finish(root, completed)
 
 
 def main() -> None:

@@ -34,7 +34,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
 import asyncio
-import contextlib
 import functools
 import random
 import shutil
@@ -50,7 +49,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
-import psutil
 import psycopg
 import redis.asyncio as aioredis
 from celery import Celery
@@ -63,18 +61,27 @@ from adapters.embeddings.local_minilm import LocalMiniLM
 from adapters.storage.local import LocalStorage
 from adapters.vector.base import VectorDocument
 from adapters.vector.pgvector import PgVectorStore
+from bench.procs import (
+    CpuMeter,
+    CpuProbes,
+    check_alive,
+    postmaster_pid,
+    spawn,
+    stop,
+    this_process,
+    tree_cpu,
+)
 from bootstrap import in_process_node
 from config import Settings, load_settings
+from contexts.knowledge import INDEXING_BULK
 from indexing.clean import clean_text
 from indexing.extract import extract_text
 from indexing.split import ProcessRule, split_text
-from migrations.runner import upgrade
+from migrations.runner import migrate
 from projections.knowledge.tables import documents as read_documents
 from schemas.knowledge.naming import content_hash
-from schemas.knowledge.topics import INDEXING_BULK
 from workers.knowledge.indexing import EMBED_BATCH
 
-ROOT = Path(__file__).resolve().parent.parent
 # tests/e2e/test_knowledge.py's CUSTOM_RULE: one chunk per paragraph, at most 120 tokens.
 PROCESS_RULE: dict[str, Any] = {"mode": "custom", "rules": {
     "pre_processing_rules": [{"id": "remove_extra_spaces", "enabled": True},
@@ -274,73 +281,18 @@ class RunResult:
         return self.chunks / self.seconds
 
 
-def _tree_cpu(pid: int, tree: bool = True) -> float:
-    """CPU seconds of a process (and, with `tree`, all its descendants, dead or alive)."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)] if tree else [root]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            t = proc.cpu_times()
-            # children_*: descendants already exited and reaped (Postgres backends, say)
-            total += t.user + t.system + (t.children_user + t.children_system if tree else 0)
-    return total
-
-
-class CpuMeter:
-    """CPU seconds each group of processes uses between start() and stop().
-
-    The machine may be shared, so wall time alone cannot tell a slow pipeline from a busy
-    box; CPU seconds per component can."""
-
-    def __init__(self, pg: EmbeddedPostgres, redis: EmbeddedRedis, workers: Sequence[int],
-                 here: str) -> None:
-        pg_pid = int((pg.data_dir / "postmaster.pid").read_text().split()[0])
-        self._groups: dict[str, Callable[[], float]] = {
-            "workers": lambda: sum(_tree_cpu(w) for w in workers),
-            # this process without its children: those are the workers (and earlier runs')
-            here: lambda: _tree_cpu(os.getpid(), tree=False),
-            "postgres": lambda: _tree_cpu(pg_pid),
-            "redis": lambda: _tree_cpu(redis.pid) if redis.pid else 0.0,
-        }
-        self._start: dict[str, float] = {}
-
-    def start(self) -> None:
-        self._start = {name: read() for name, read in self._groups.items()}
-
-    def stop(self) -> dict[str, float]:
-        return {name: read() - self._start[name] for name, read in self._groups.items()}
-
-
-def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    # Own session: Ctrl-C reaches only this script, which then stops the child and its
-    # children (Celery's pool) by process group.
-    with log_path.open("ab") as log:
-        return subprocess.Popen([sys.executable, *args], env=env, cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=timeout)
-    # Whatever is left of its group (a hung worker, pool children) goes too.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
+def _cpu_probes(pg: EmbeddedPostgres, redis: EmbeddedRedis, workers: Sequence[int],
+                here: str) -> CpuProbes:
+    """The CPU of a run's groups of processes: its workers, this process (named `here`:
+    what it does in the run), Postgres, Redis."""
+    pg_pid = postmaster_pid(pg)
+    return {"workers": lambda: sum(tree_cpu(w) for w in workers), here: this_process,
+            "postgres": lambda: tree_cpu(pg_pid), "redis": lambda: tree_cpu(redis.pid)}
 
 
 def _check_alive(procs: Sequence[subprocess.Popen[bytes]], logs: Sequence[Path]) -> None:
     for proc, log in zip(procs, logs, strict=True):
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"worker exited with {proc.returncode}; log {log}:\n{tail}")
+        check_alive(proc, "worker", log)
 
 
 async def _wait_until(label: str, total: int, timeout: float,
@@ -400,14 +352,15 @@ def _eddy_worker(settings: Settings, member: str, log: Path) -> subprocess.Popen
              "VECTOR_STORE", "EMBEDDING_PROVIDER", "COMMAND_PARTITIONS", "EVENT_PARTITIONS")
     env = {**os.environ, **{k: str(getattr(settings, k) or "") for k in names},
            "EVENT_BUS": settings.bus.value, "LOG_LEVEL": "WARNING"}
-    return _spawn(["-m", "cli", "worker", "--roles", "indexing-bulk,indexing-priority",
-                   "--member", member], env, log)
+    return spawn(["-m", "cli", "worker", "--roles",
+                  "knowledge.indexing-bulk,knowledge.indexing-priority", "--member", member],
+                 env, log)
 
 
 def _lease_keys(settings: Settings) -> list[str]:
     # adapters/bus/redis_streams.py's lease layout for the bulk lane's consumer group.
-    meta = f"{settings.EVENT_TOPIC_PREFIX}_meta.group.{INDEXING_BULK}"
-    return [f"{meta}.lease.{INDEXING_BULK}.{p}" for p in range(settings.EVENT_PARTITIONS)]
+    meta = f"{settings.EVENT_TOPIC_PREFIX}_meta.group.{INDEXING_BULK.name}"
+    return [f"{meta}.lease.{INDEXING_BULK.name}.{p}" for p in range(settings.EVENT_PARTITIONS)]
 
 
 async def _lease_owners(client: aioredis.Redis, settings: Settings) -> list[str | None]:
@@ -434,8 +387,7 @@ async def bench_eddy(pg: EmbeddedPostgres, redis: EmbeddedRedis, root: Path, wor
     db = f"bench_eddy_{workers}w"
     pg.create_database(db)
     settings = _eddy_settings(pg, db, redis, root / f"storage-eddy-{workers}w")
-    await asyncio.to_thread(
-        upgrade, settings.database_dsn().replace("postgresql://", "postgresql+psycopg://", 1))
+    await asyncio.to_thread(migrate, settings)
     label = f"eddy {workers}w"
     async with in_process_node(settings, roles=["relay", "commands", "projections"],
                                member="bench-gateway") as (container, app):
@@ -461,9 +413,13 @@ async def bench_eddy(pg: EmbeddedPostgres, redis: EmbeddedRedis, root: Path, wor
             def alive() -> None:
                 _check_alive(procs, logs)
 
-            owners = await _wait_for_group(container.redis, settings, workers, alive)
+            leases = aioredis.from_url(settings.redis_url())  # the bus's own keys
+            try:
+                owners = await _wait_for_group(leases, settings, workers, alive)
+            finally:
+                await leases.aclose()
             print(f"  {label}: workers joined, uploading {len(texts)} documents …", flush=True)
-            meter = CpuMeter(pg, redis, [p.pid for p in procs], "gateway")
+            probes = _cpu_probes(pg, redis, [p.pid for p in procs], "gateway")
 
             async def upload(i: int) -> dict[str, Any]:
                 r = await client.post(f"{base}/document/create-by-text", headers=key, json={
@@ -471,7 +427,7 @@ async def bench_eddy(pg: EmbeddedPostgres, redis: EmbeddedRedis, root: Path, wor
                 assert r.status_code == 200, r.text
                 return r.json()  # type: ignore[no-any-return]
 
-            meter.start()
+            meter = CpuMeter(probes)
             start = time.perf_counter()
             created = await _gather_bounded(
                 UPLOAD_CONCURRENCY, [functools.partial(upload, i) for i in range(len(texts))])
@@ -496,10 +452,10 @@ async def bench_eddy(pg: EmbeddedPostgres, redis: EmbeddedRedis, root: Path, wor
             await _wait_until(label, len(texts), max(180.0, 8.0 * len(texts)), completed,
                               POLL_INTERVAL, alive)
             elapsed = time.perf_counter() - start
-            cpu = meter.stop()
+            cpu = meter.used()
         finally:
             for proc in procs:
-                _stop(proc)
+                stop(proc)
 
         listed = (await client.get(f"{base}/documents", headers=key,
                                    params={"limit": 100})).json()
@@ -552,7 +508,7 @@ async def bench_celery(pg: EmbeddedPostgres, redis: EmbeddedRedis, root: Path, w
            "BENCH_DB_DSN": dsn, "BENCH_STORAGE_ROOT": str(storage_root)}
     log = root / f"celery-{workers}w.log"
     # One worker node with `workers` prefork processes (Celery's way to use more cores).
-    proc = _spawn(["-m", "celery", "-A", "bench.indexing:celery_app", "worker",
+    proc = spawn(["-m", "celery", "-A", "bench.indexing:celery_app", "worker",
                    "-P", "prefork", "--concurrency", str(workers), "--loglevel", "WARNING",
                    "--without-gossip", "--without-mingle", "-n", f"bench{workers}@%h"], env, log)
     storage = LocalStorage(storage_root)
@@ -567,7 +523,7 @@ async def bench_celery(pg: EmbeddedPostgres, redis: EmbeddedRedis, root: Path, w
             if time.monotonic() > deadline:
                 raise TimeoutError("celery worker did not answer ping")
         print(f"  {label}: worker ready, uploading {len(texts)} documents …", flush=True)
-        meter = CpuMeter(pg, redis, [proc.pid], "client")
+        probes = _cpu_probes(pg, redis, [proc.pid], "client")
 
         async def upload(i: int) -> None:
             # Dify's upload request: file to storage, document row, then .delay().
@@ -580,7 +536,7 @@ async def bench_celery(pg: EmbeddedPostgres, redis: EmbeddedRedis, root: Path, w
                                   " (%s, %s, %s)", (document_id, name, source_key))
             await asyncio.to_thread(index_document.delay, document_id)
 
-        meter.start()
+        meter = CpuMeter(probes)
         start = time.perf_counter()
         for i in range(len(texts)):
             await upload(i)
@@ -598,7 +554,7 @@ async def bench_celery(pg: EmbeddedPostgres, redis: EmbeddedRedis, root: Path, w
         await _wait_until(label, len(texts), max(180.0, 8.0 * len(texts)), completed,
                           POLL_INTERVAL, alive)
         elapsed = time.perf_counter() - start
-        cpu = meter.stop()
+        cpu = meter.used()
         async with db_conn.cursor() as cur:
             await cur.execute("SELECT sum(total_segments) FROM documents")
             chunks = int((await cur.fetchone() or [0])[0])
@@ -608,7 +564,7 @@ async def bench_celery(pg: EmbeddedPostgres, redis: EmbeddedRedis, root: Path, w
         if stored != chunks:
             raise RuntimeError(f"celery run stored {stored} vectors for {chunks} chunks")
     finally:
-        _stop(proc)
+        stop(proc)
         await db_conn.close()
         await vectors.close()
     return RunResult("celery", workers, len(texts), chunks, elapsed, uploaded, split, cpu)
@@ -627,7 +583,7 @@ async def bench_embedding(chunks: list[str]) -> EmbeddingCost:
     """What LocalMiniLM alone takes for all chunks in batches of 32 (model already loaded)."""
     model = LocalMiniLM()
     await asyncio.to_thread(model.warm_up)
-    cpu_start = _tree_cpu(os.getpid(), tree=False)
+    cpu_start = this_process()
     start = last = time.perf_counter()
     for i in range(0, len(chunks), EMBED_BATCH):
         await model.embed_documents(chunks[i:i + EMBED_BATCH])
@@ -635,8 +591,7 @@ async def bench_embedding(chunks: list[str]) -> EmbeddingCost:
             last = time.perf_counter()
             print(f"  embedding: {min(i + EMBED_BATCH, len(chunks))}/{len(chunks)} chunks "
                   f"({last - start:.0f} s)", flush=True)
-    return EmbeddingCost(time.perf_counter() - start, _tree_cpu(os.getpid(), tree=False)
-                         - cpu_start)
+    return EmbeddingCost(time.perf_counter() - start, this_process() - cpu_start)
 
 
 # --- report ---------------------------------------------------------------------------------

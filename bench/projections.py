@@ -41,7 +41,7 @@ from bootstrap import ASSEMBLY, build_engine
 from config import load_settings
 from events.envelope import Envelope
 from events.postgres_store import PostgresEventStore, encode_stored
-from migrations.runner import upgrade
+from migrations.runner import migrate
 from projections.rebuild import Progress, rebuild
 from projections.tables import PROJECTION_NAME
 from schemas.base import EventPayload
@@ -61,7 +61,7 @@ def _history(events: int) -> Iterator[tuple[str, UUID, int, UUID, EventPayload]]
         tenant, owner = uuid4(), uuid4()
         items: list[tuple[str, UUID, int, EventPayload]] = [
             ("Account", owner, 1, pe.AccountRegistered(email=f"o{t}@example.com", name="O",
-                                                       password_hash="x")),
+                                                       credentials_id=uuid4())),
             ("Workspace", tenant, 1, pe.WorkspaceCreated(name=f"w{t}", owner_account_id=owner)),
         ]
         for a in range(5):
@@ -179,7 +179,7 @@ async def main(events: int) -> int:
                                  DB_PASSWORD="", DB_DATABASE="bench_rebuild",
                                  REDIS_HOST="127.0.0.1", SECRET_KEY="x" * 40)
         dsn = settings.database_dsn()
-        await asyncio.to_thread(upgrade, dsn.replace("postgresql://", "postgresql+psycopg://", 1))
+        await asyncio.to_thread(migrate, settings)
         conn = await asyncpg.connect(dsn)
         try:
             started = time.perf_counter()

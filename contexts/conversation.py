@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from commands.conversation import aggregates, handlers
 from contexts.manifest import ContextManifest, payloads_in
-from events.routing import WorkRoute
+from events.routing import Route
 from gateway.conversation import annotations as annotation_routes
 from gateway.conversation import (
     audio,
@@ -19,9 +19,25 @@ from gateway.conversation import (
 from projections.conversation import projectors
 from projections.tables import PROJECTION_NAME
 from schemas.conversation import events
-from schemas.conversation.topics import ANNOTATIONS, CHAT, CLEANUP
 from schemas.platform import events as platform_events
-from workers.conversation.processors import PROCESSORS
+from workers.conversation.processors import (
+    annotation_processor,
+    chat_processor,
+    cleanup_processor,
+)
+from workers.declarations import WorkTopic
+
+# MessageCreated: the chat processor answers it (what Dify's request threads did).
+CHAT = WorkTopic("conversation.chat", role="chat", processor=chat_processor,
+                 routes=[Route([events.MessageCreated])])
+# An app's annotation events (one app's in order): annotation reply jobs and the reply index.
+ANNOTATIONS = WorkTopic("conversation.annotations", role="annotations",
+                        processor=annotation_processor, routes=[Route([
+                            events.AnnotationReplyRequested, events.AnnotationCreated,
+                            events.AnnotationUpdated, events.AnnotationDeleted])])
+# AppDeleted (platform): the app's conversations, messages and files go with it.
+CLEANUP = WorkTopic("conversation.cleanup", role="cleanup", processor=cleanup_processor,
+                    routes=[Route([platform_events.AppDeleted])])
 
 CONVERSATION = ContextManifest(
     name="conversation",
@@ -34,10 +50,5 @@ CONVERSATION = ContextManifest(
     routers=[config.console_router, config.service_router, messages.router,
              conversations.router, suggested.router, files.router, audio.router,
              annotation_routes.router],
-    work_topics=[CHAT, ANNOTATIONS, CLEANUP],
-    routes=[WorkRoute(CHAT, [events.MessageCreated]),
-            WorkRoute(ANNOTATIONS, [events.AnnotationReplyRequested, events.AnnotationCreated,
-                                    events.AnnotationUpdated, events.AnnotationDeleted]),
-            WorkRoute(CLEANUP, [platform_events.AppDeleted])],
-    processors=PROCESSORS,
+    work=[CHAT, ANNOTATIONS, CLEANUP],
 )

@@ -6,14 +6,25 @@ from __future__ import annotations
 
 from commands.knowledge import aggregates, handlers, meta_handlers, tags
 from contexts.manifest import ContextManifest, payloads_in
-from events.routing import WorkRoute
-from gateway.knowledge import datasets, files, meta, pipelines
+from events.routing import Route
+from gateway.knowledge import (
+    child_chunks,
+    datasets,
+    documents,
+    files,
+    metadata,
+    pipelines,
+    processing,
+    retrieval,
+    segments,
+)
+from gateway.knowledge import tags as tag_routes
 from projections.knowledge import meta_projectors, projectors
 from projections.tables import PROJECTION_NAME
 from schemas.base import EventPayload
 from schemas.knowledge import events
-from schemas.knowledge.topics import CLEANUP, INDEXING_BULK, INDEXING_PRIORITY
-from workers.knowledge.processors import PROCESSORS
+from workers.declarations import WorkTopic
+from workers.knowledge.processors import cleanup_processor, indexing_processor
 
 INDEXING_REQUESTS: list[type[EventPayload]] = [events.DocumentIndexingRequested,
                                                events.DocumentIndexingResumed]
@@ -35,6 +46,21 @@ def _added_by_hand(p: EventPayload) -> bool:
     return p.created_by is not None
 
 
+INDEXING_PRIORITY = WorkTopic(
+    # small and interactive jobs: never behind a bulk backlog
+    "indexing.priority", role="indexing-priority", processor=indexing_processor, routes=[
+        Route(INDEXING_REQUESTS, when=_priority_lane),
+        Route([events.SegmentCreated], when=_added_by_hand),
+        Route([events.SegmentUpdated]),
+    ])
+INDEXING_BULK = WorkTopic("indexing.bulk", role="indexing-bulk", processor=indexing_processor,
+                          routes=[Route(INDEXING_REQUESTS, when=_bulk_lane)])
+CLEANUP = WorkTopic("cleanup", role="cleanup", processor=cleanup_processor, routes=[
+    # DatasetUpdated: a switch of embedding model leaves the old model's collection to drop
+    Route([events.DocumentDeleted, events.DatasetDeleted, events.SegmentDeleted,
+           events.DatasetUpdated]),
+])
+
 KNOWLEDGE = ContextManifest(
     name="knowledge",
     aggregates=[aggregates.Dataset, aggregates.DatasetName, aggregates.Document,
@@ -43,18 +69,10 @@ KNOWLEDGE = ContextManifest(
     upcasters=events.UPCASTERS,
     handlers=[handlers.HANDLERS, meta_handlers.HANDLERS, tags.HANDLERS],
     projectors={PROJECTION_NAME: [projectors.PROJECTORS, meta_projectors.PROJECTORS]},
-    # meta first: /v1/datasets/tags and /v1/datasets/metadata are not dataset ids
-    routers=[meta.router, pipelines.router, files.router, datasets.router,
-             datasets.console_router, files.preview_router],
-    work_topics=[INDEXING_PRIORITY, INDEXING_BULK, CLEANUP],
-    routes=[
-        WorkRoute(INDEXING_PRIORITY, INDEXING_REQUESTS, when=_priority_lane),
-        WorkRoute(INDEXING_BULK, INDEXING_REQUESTS, when=_bulk_lane),
-        WorkRoute(INDEXING_PRIORITY, [events.SegmentCreated], when=_added_by_hand),
-        WorkRoute(INDEXING_PRIORITY, [events.SegmentUpdated]),
-        # DatasetUpdated: a switch of embedding model leaves the old model's collection to drop
-        WorkRoute(CLEANUP, [events.DocumentDeleted, events.DatasetDeleted,
-                            events.SegmentDeleted, events.DatasetUpdated]),
-    ],
-    processors=PROCESSORS,
+    # tags first: /v1/datasets/tags is not a dataset id (nor /v1/datasets/pipeline/…)
+    routers=[tag_routes.router, metadata.router, child_chunks.router, pipelines.router,
+             files.router, datasets.router, documents.router, processing.router,
+             segments.router, retrieval.router, processing.console_router,
+             files.preview_router],
+    work=[INDEXING_PRIORITY, INDEXING_BULK, CLEANUP],
 )

@@ -2,15 +2,17 @@
 
 `assemble` merges the manifests into the registries the layers use: event types with their
 upcasters, command handlers, projections, routing to topics, the topic catalogue, worker
-roles and HTTP routers. Each registry is keyed by type and refuses duplicates; the
-completeness tests (tests/unit/test_registries.py) check nothing is missing.
+roles, scheduled jobs and HTTP routers. It refuses manifests that contradict each other (a
+name declared twice, a route for an event no context declares, a dependency the worker
+container does not provide) with a message naming the culprit; the completeness tests
+(tests/unit/test_registries.py) check nothing is missing.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 
 from fastapi import APIRouter
@@ -19,11 +21,18 @@ from adapters.bus.base import TopicSpec
 from commands.aggregate import Aggregate
 from commands.registry import CommandHandlers, HandlerMap
 from events.registry import EventTypes
-from events.routing import Routing, WorkRoute
+from events.routing import Routing
 from projections.registry import Projection, Projectors
 from schemas.base import EventPayload, Upcaster
 from schemas.topics import COMMANDS, dead_letter_topic, event_topic
-from workers.container import ProcessorFactory
+from workers.container import PROVIDED
+from workers.declarations import (
+    Job,
+    WorkTopic,
+    dependencies_of,
+    positional_parameters,
+)
+from workers.scheduler import BACKBONE_JOBS
 
 
 @dataclass(frozen=True)
@@ -36,14 +45,16 @@ class ContextManifest:
     # projection name -> this context's projectors for it
     projectors: Mapping[str, Sequence[Projectors]]
     routers: Sequence[APIRouter] = ()
-    # events that also go to a work topic, and the processors (worker roles) consuming them
-    work_topics: Sequence[str] = ()
-    routes: Sequence[WorkRoute] = ()
-    processors: Mapping[str, ProcessorFactory] = field(default_factory=dict)
+    # the work topics its events are routed to, each with the processor consuming it
+    work: Sequence[WorkTopic] = ()
+    jobs: Sequence[Job] = ()
 
     @property
     def topic(self) -> str:
         return event_topic(self.name)
+
+    def role(self, work: WorkTopic) -> str:
+        return f"{self.name}.{work.role}"
 
 
 def payloads_in(module: ModuleType) -> list[type[EventPayload]]:
@@ -61,7 +72,9 @@ class Assembly:
     handlers: CommandHandlers
     projections: Mapping[str, Projection]
     routing: Routing
-    processors: Mapping[str, ProcessorFactory]
+    # worker role (`<context>.<role>`) -> the work topic its processor consumes
+    work: Mapping[str, WorkTopic]
+    jobs: Mapping[str, Job]
 
     def topics(self, command_partitions: int, event_partitions: int,
                per_topic: Mapping[str, int] | None = None) -> list[TopicSpec]:
@@ -70,7 +83,7 @@ class Assembly:
         chosen = dict(per_topic or {})
         specs = [TopicSpec(COMMANDS, chosen.get(COMMANDS, command_partitions))]
         specs += [TopicSpec(t, chosen.get(t, event_partitions)) for c in self.contexts
-                  for t in (c.topic, *c.work_topics)]
+                  for t in (c.topic, *(w.name for w in c.work))]
         return specs + [TopicSpec(dead_letter_topic(s.name), 1) for s in specs]
 
 
@@ -84,11 +97,9 @@ def assemble(contexts: Sequence[ContextManifest]) -> Assembly:
             if aggregate.type_name in topic_of_aggregate:
                 raise ValueError(f"aggregate {aggregate.type_name} is in two contexts")
             topic_of_aggregate[aggregate.type_name] = context.topic
-    processors: dict[str, ProcessorFactory] = {}
-    for context in contexts:
-        if processors.keys() & context.processors.keys():
-            raise ValueError(f"{context.name}: worker role declared twice")
-        processors.update(context.processors)
+    event_types = EventTypes([e for c in contexts for e in c.events],
+                             {k: v for c in contexts for k, v in c.upcasters.items()})
+    work = _work_by_role(contexts, set(event_types.by_name.values()))
     projection_names = {n for c in contexts for n in c.projectors}
     projections = {
         name: Projection.merge(
@@ -101,10 +112,63 @@ def assemble(contexts: Sequence[ContextManifest]) -> Assembly:
     }
     return Assembly(
         contexts=tuple(contexts),
-        event_types=EventTypes([e for c in contexts for e in c.events],
-                               {k: v for c in contexts for k, v in c.upcasters.items()}),
+        event_types=event_types,
         handlers=CommandHandlers([h for c in contexts for h in c.handlers]),
         projections=projections,
-        routing=Routing(topic_of_aggregate, [r for c in contexts for r in c.routes]),
-        processors=processors,
+        routing=Routing(topic_of_aggregate, {w.name: w.routes for w in work.values()}),
+        work=work,
+        jobs=_jobs_by_name(contexts),
     )
+
+
+def _work_by_role(contexts: Sequence[ContextManifest],
+                  declared_events: set[type[EventPayload]]) -> dict[str, WorkTopic]:
+    """The work topics by worker role, each checked: its name is no other topic's, its
+    routes carry declared events, its processor asks only for what the container provides."""
+    topics = {COMMANDS: "the backbone", **{c.topic: c.name for c in contexts}}
+    work: dict[str, WorkTopic] = {}
+    for context in contexts:
+        for w in context.work:
+            role = context.role(w)
+            if w.name in topics:
+                raise ValueError(f"{context.name}: work topic {w.name!r} is already declared "
+                                 f"by {topics[w.name]}")
+            topics[w.name] = context.name
+            if role in work:
+                raise ValueError(f"{context.name}: worker role {role!r} is declared twice")
+            if not w.routes or not all(r.events for r in w.routes):
+                raise ValueError(f"{role}: work topic {w.name!r} needs routes, each with "
+                                 "event types (nothing would reach it)")
+            stray = sorted(e.__name__ for r in w.routes for e in r.events
+                           if e not in declared_events)
+            if stray:
+                raise ValueError(f"{role}: work topic {w.name!r} routes {stray}, which no "
+                                 "context declares")
+            if positional_parameters(w.processor) != ["topic"]:
+                raise ValueError(f"{role}: its processor factory takes `topic` (the work "
+                                 "topic's name), then its dependencies as keyword-only "
+                                 "parameters")
+            _check_dependencies(role, w.processor)
+            work[role] = w
+    return work
+
+
+def _jobs_by_name(contexts: Sequence[ContextManifest]) -> dict[str, Job]:
+    jobs: dict[str, Job] = {}
+    for owner, job in [("the backbone", j) for j in BACKBONE_JOBS] + [
+            (c.name, j) for c in contexts for j in c.jobs]:
+        if job.name in jobs:
+            raise ValueError(f"{owner}: job {job.name!r} is declared twice")
+        if positional_parameters(job.run):
+            raise ValueError(f"{owner}: job {job.name!r} takes only its dependencies, "
+                             "as keywords")
+        _check_dependencies(f"job {job.name!r}", job.run)
+        jobs[job.name] = job
+    return jobs
+
+
+def _check_dependencies(who: str, factory: Callable[..., object]) -> None:
+    unknown = sorted(set(dependencies_of(factory)) - PROVIDED)
+    if unknown:
+        raise ValueError(f"{who} asks for {unknown}, which the worker container does not "
+                         f"provide (it provides {sorted(PROVIDED)})")

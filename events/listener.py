@@ -3,6 +3,9 @@
 A notification is only a hint (it can be missed across a reconnect), so every wait also
 re-checks on a short timer. A lost connection (Postgres restarted) is re-established in the
 background; until then waits rely on their timers.
+
+Without a database (`dsn` None: one process, such as the unit tier) nothing is listened to;
+the process's own writers `publish` instead.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ class Heard:
 
 
 class Notifications:
-    def __init__(self, dsn: str, channels: list[str]) -> None:
+    def __init__(self, dsn: str | None, channels: list[str]) -> None:
         self.dsn = dsn
         self.channels = channels
         self._conn: asyncpg.Connection | None = None
@@ -58,6 +61,8 @@ class Notifications:
         self._stopped = False
 
     async def start(self) -> None:
+        if self.dsn is None:
+            return
         conn = await asyncpg.connect(self.dsn)
         for channel in self.channels:
             await conn.add_listener(channel, self._on_notify)
@@ -107,6 +112,10 @@ class Notifications:
         after a reconnect (notifications may have been missed meanwhile)."""
         self._followers[channel].append(on_payload)
         self._gap_followers.append(on_gap)
+
+    def publish(self, channel: str, payload: str) -> None:
+        """A notification from this process (in-process listeners, `dsn` None)."""
+        self._on_notify(None, 0, channel, payload)
 
     def _on_notify(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
         for on_payload in self._followers[channel]:

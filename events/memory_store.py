@@ -7,14 +7,15 @@ Postgres store, which is the reference (tests/contracts/event_store.py):
 - positions are commit-ordered and consecutive within an append; an append that fails still
   uses up positions, as a Postgres sequence does not roll back, so the log may have gaps:
   readers page by position;
-- the command outcome is stored atomically with its events, in its JSON form.
+- the command outcome is stored atomically with its events, in its JSON form, and
+  announced once stored (`on_outcome`, as the Postgres store NOTIFYs it).
 """
 
 from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from uuid import UUID
 
@@ -40,6 +41,8 @@ def _as_json(outcome: CommandOutcome, position: int | None) -> CommandOutcome:
 
 class InMemoryEventStore:
     def __init__(self) -> None:
+        # called with each outcome once stored, from the appending thread
+        self.on_outcome: Callable[[CommandOutcome], None] | None = None
         self._lock = threading.Lock()  # callers use the store from worker threads
         self._log: list[Envelope[EventPayload]] = []
         self._positions: list[int] = []  # the log's positions, ascending (for read_from)
@@ -70,6 +73,19 @@ class InMemoryEventStore:
     def _insert(self, entries: Sequence[tuple[Sequence[Envelope[EventPayload]],
                                               CommandOutcome | None]]) -> list[int | None]:
         """All entries' events and outcomes, or nothing; each entry's last position."""
+        positions = self._insert_locked(entries)
+        for _, outcome in entries:
+            if outcome is not None:
+                self._announce(self._outcomes[outcome.command_id])
+        return positions
+
+    def _announce(self, outcome: CommandOutcome) -> None:
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+
+    def _insert_locked(self, entries: Sequence[tuple[Sequence[Envelope[EventPayload]],
+                                                     CommandOutcome | None]]
+                       ) -> list[int | None]:
         with self._lock:
             events = [e for own, _ in entries for e in own]
             keys = [(e.aggregate_id, e.aggregate_version) for e in events]
@@ -109,8 +125,11 @@ class InMemoryEventStore:
 
     def record_without_events(self, outcome: CommandOutcome) -> None:
         with self._lock:
-            if outcome.command_id not in self._outcomes:
+            new = outcome.command_id not in self._outcomes
+            if new:
                 self._outcomes[outcome.command_id] = _as_json(outcome, None)
+        if new:
+            self._announce(self._outcomes[outcome.command_id])
 
     def outcome(self, command_id: UUID) -> CommandOutcome | None:
         with self._lock:
@@ -120,6 +139,12 @@ class InMemoryEventStore:
         with self._lock:
             start = bisect.bisect_right(self._positions, after_position)
             return self._log[start:start + limit]
+
+    def events_naming(self, event_types: Sequence[str], field: str,
+                      value: UUID) -> list[Envelope[EventPayload]]:
+        with self._lock:
+            return [e for e in self._log if e.type in event_types
+                    and str(getattr(e.payload, field, None)) == str(value)]
 
     def max_position(self) -> int:
         with self._lock:

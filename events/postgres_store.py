@@ -210,4 +210,19 @@ class PostgresEventStore:
     def max_position(self) -> int:
         return self.recorder.max_notification_id() or 0
 
+    def events_naming(self, event_types: Sequence[str], field: str,
+                      value: UUID) -> list[Envelope[EventPayload]]:
+        # No index on the payload: one pass over the table, for rare work (an app's
+        # deletion), in Postgres rather than decoding every event here.
+        with self.datastore.transaction() as curs:
+            curs.execute(
+                f"SELECT notification_id, originator_id, originator_version, topic, state"
+                f" FROM {EVENTS_TABLE} WHERE split_part(topic, ':', 2) = ANY(%s)"
+                f" AND convert_from(state, 'UTF8')::jsonb -> 'payload' ->> %s = %s"
+                f" ORDER BY notification_id", (list(event_types), field, str(value)))
+            rows = curs.fetchall()
+        return [decode_stored(self.types, r["originator_id"], r["originator_version"],
+                              r["topic"], bytes(r["state"]), r["notification_id"])
+                for r in rows]
+
 

@@ -25,7 +25,7 @@ import psycopg
 
 from adapters.bus.base import Bus, OutgoingMessage
 from events.envelope import Envelope
-from events.inspect import EventFilter, StoredEventRow, count_events, max_position, walk
+from events.listing import EventFilter, StoredEventRow, count_events, max_position, walk
 from events.postgres_store import decode_stored
 from events.registry import EventTypes
 from events.relay import message_headers

@@ -1,6 +1,6 @@
 """Where the relay publishes each event: its context's topic, and the work topics of the
 processors that do the work it asks for (what Dify's Celery queues were). Built from the
-contexts' manifests."""
+contexts' manifests, where each work topic declares its routes."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ def always(payload: EventPayload) -> bool:
 
 
 @dataclass(frozen=True)
-class WorkRoute:
-    """Events of these types whose payload passes `when` also go to `topic`."""
+class Route:
+    """Events of these types whose payload passes `when` (also) go to the work topic that
+    declares the route."""
 
-    topic: str
     events: Sequence[type[EventPayload]]
     when: Callable[[EventPayload], bool] = always
 
@@ -30,16 +30,18 @@ class UnknownAggregateType(Exception):
 
 class Routing:
     def __init__(self, topic_of_aggregate: Mapping[str, str],
-                 routes: Sequence[WorkRoute]) -> None:
+                 routes: Mapping[str, Sequence[Route]]) -> None:
+        """`routes`: work topic -> the routes that feed it."""
         self.topic_of_aggregate = dict(topic_of_aggregate)
-        self._routes: dict[type[EventPayload], list[WorkRoute]] = {}
-        for route in routes:
-            for event in route.events:
-                self._routes.setdefault(event, []).append(route)
+        self._routes: dict[type[EventPayload], list[tuple[str, Route]]] = {}
+        for topic, feeding in routes.items():
+            for route in feeding:
+                for event in route.events:
+                    self._routes.setdefault(event, []).append((topic, route))
 
     def topics_for(self, event: Envelope[EventPayload]) -> list[str]:
         context_topic = self.topic_of_aggregate.get(event.aggregate_type)
         if context_topic is None:
             raise UnknownAggregateType(event.aggregate_type)
-        return [context_topic, *(r.topic for r in self._routes.get(type(event.payload), ())
+        return [context_topic, *(topic for topic, r in self._routes.get(type(event.payload), ())
                                  if r.when(event.payload))]

@@ -73,6 +73,14 @@ class EventStore(Protocol):
 
     def max_position(self) -> int: ...
 
+    def events_naming(self, event_types: Sequence[str], field: str,
+                      value: UUID) -> list[Envelope[EventPayload]]:
+        """The events of these types whose payload's `field` is `value`, in position order:
+        what belongs to something, as the store (never a read model, which may lag) says,
+        such as the conversations an app started. Every stored version of these events
+        must carry `field` under that name."""
+        ...
+
     def close(self) -> None: ...
 
 

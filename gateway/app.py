@@ -15,6 +15,7 @@ from gateway.commanding import CommandGateway, CommandPending
 from gateway.container import GatewayContainer
 from gateway.deps import maybe_uuid
 from gateway.errors import install_error_handlers, unexpected_error_response
+from gateway.nul_guard import RefuseNul
 from gateway.params import without_empty_values
 from observability import correlation_id
 
@@ -32,6 +33,7 @@ def create_app(container: GatewayContainer) -> FastAPI:
     app.state.command_gateway = CommandGateway(container)
     app.state.on_shutdown = []  # async callables, run when the server stops
     install_error_handlers(app)
+    app.add_middleware(RefuseNul)  # inside _correlate below: refusals get ids and metrics
 
     @app.exception_handler(CommandPending)
     async def _pending(request: Request, exc: CommandPending) -> JSONResponse:

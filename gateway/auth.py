@@ -9,22 +9,26 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from fastapi import Depends, Request
+from sqlalchemy import delete, insert
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.secrets import SecretUnreadable, seal, unseal
 from gateway.deps import get_container
 from projections.platform import queries
+from projections.tables import account_credentials
 from schemas.errors import AuthenticationFailed, LoginRateLimited, NotSetup, Unauthorized
 from schemas.platform.commands import SealedToken
 from schemas.platform.naming import api_token_hash, api_token_hint
 
 _hasher = PasswordHasher()
 _ALGORITHM = "HS256"
+API_KEY_LAST_USED = "api_key_last_used"  # key id -> unix time of its last use
 
 
 def hash_password(password: str) -> str:
@@ -44,12 +48,32 @@ def _dummy_password_hash() -> str:
 
 
 def _check_password(account: dict[str, Any] | None, password: str) -> bool:
-    if account is None:
+    if account is None or account["password_hash"] is None:
         # An unknown e-mail is checked against a dummy hash: it answers as late as a wrong
         # password does, so timing does not tell which e-mails have accounts.
         verify_password(_dummy_password_hash(), password)
         return False
     return verify_password(account["password_hash"], password)
+
+
+async def store_credentials(engine: AsyncEngine, account_id: UUID, password: str) -> UUID:
+    """Hash the password and keep the hash beside the store, under a new id for the command
+    to name (never the hash itself: commands and events reach topics and dead letters).
+    Each attempt has its own row, so of two racing setups only the accepted one's counts."""
+    password_hash = await asyncio.to_thread(hash_password, password)
+    credentials_id = uuid4()
+    async with engine.begin() as conn:
+        await conn.execute(insert(account_credentials).values(
+            id=credentials_id, account_id=account_id, password_hash=password_hash,
+            created_at=datetime.now(UTC)))
+    return credentials_id
+
+
+async def discard_credentials(engine: AsyncEngine, credentials_id: UUID) -> None:
+    """Those of a registration that was refused: nothing names them."""
+    async with engine.begin() as conn:
+        await conn.execute(delete(account_credentials).where(
+            account_credentials.c.id == credentials_id))
 
 
 def new_api_token(prefix: str) -> str:
@@ -109,8 +133,8 @@ class Tokens:
     async def issue(self, account_id: UUID) -> dict[str, str]:
         jti = secrets.token_hex(16)
         ttl = timedelta(days=self.settings.REFRESH_TOKEN_EXPIRE_DAYS)
-        await self.c.redis.set(self.c.redis_key(f"refresh_token:{jti}"), str(account_id),
-                               ex=int(ttl.total_seconds()))
+        await self.c.kv.set(f"refresh_token:{jti}", str(account_id),
+                            ttl=int(ttl.total_seconds()))
         return {
             "access_token": self._encode(
                 {"user_id": str(account_id), "sub": "Console API Passport", "type": "access"},
@@ -131,27 +155,10 @@ class Tokens:
     async def refresh(self, refresh_token: str) -> dict[str, str]:
         claims = self.decode(refresh_token, "refresh")
         # Single use: a stolen, already-used refresh token is worthless.
-        owner = await self.c.redis.getdel(self.c.redis_key(f"refresh_token:{claims['jti']}"))
-        if owner is None or owner != str(claims["user_id"]).encode():
+        owner = await self.c.kv.take(f"refresh_token:{claims['jti']}")
+        if owner is None or owner != str(claims["user_id"]):
             raise Unauthorized("Invalid or expired refresh token.")
         return await self.issue(UUID(str(claims["user_id"])))
-
-
-# Count one attempt on each counter; a new counter starts its lockout window (a counter that
-# is already running keeps its expiry: attempts while locked out do not extend the lockout).
-_COUNT_ATTEMPT = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  out[i] = redis.call('INCR', key)
-  if out[i] == 1 then redis.call('EXPIRE', key, ARGV[1]) end
-end
-return out
-"""
-# Give an attempt back, never creating a counter without expiry.
-_RETURN_ATTEMPT = """
-if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
-return 0
-"""
 
 
 class LoginLimiter:
@@ -163,23 +170,23 @@ class LoginLimiter:
     def __init__(self, request: Request) -> None:
         self.c = get_container(request)
         ip = request.client.host if request.client else "unknown"
-        self._ip_key = self.c.redis_key(f"login_fail:ip:{ip}")
+        self._ip_key = f"login_fail:ip:{ip}"
 
     def _account_key(self, email: str) -> str:
-        return self.c.redis_key(f"login_fail:account:{email.strip().lower()}")
+        return f"login_fail:account:{email.strip().lower()}"
 
     async def attempt(self, email: str) -> None:
         limit = self.c.settings.LOGIN_LOCKOUT_ATTEMPTS
-        on_account, on_ip = await self.c.redis.eval(
-            _COUNT_ATTEMPT, 2, self._account_key(email), self._ip_key,
-            self.c.settings.LOGIN_LOCKOUT_DURATION)
+        # A new counter starts its lockout window; attempts while locked out do not extend it.
+        on_account, on_ip = await self.c.kv.count(
+            [self._account_key(email), self._ip_key], self.c.settings.LOGIN_LOCKOUT_DURATION)
         # The IP allows more tries than one account: several people may share one address.
-        if int(on_account) > limit or int(on_ip) > limit * 4:
+        if on_account > limit or on_ip > limit * 4:
             raise LoginRateLimited()
 
     async def succeeded(self, email: str) -> None:
-        await self.c.redis.delete(self._account_key(email))
-        await self.c.redis.eval(_RETURN_ATTEMPT, 1, self._ip_key)
+        await self.c.kv.delete(self._account_key(email))
+        await self.c.kv.uncount(self._ip_key)
 
 
 async def login(request: Request, email: str, password: str) -> dict[str, str]:
@@ -221,8 +228,9 @@ async def _api_key(request: Request, key_type: str) -> ApiKeyPrincipal:
     key = await queries.api_key_by_token_hash(c.engine, api_token_hash(_bearer(request)))
     if key is None or key["type"] != key_type:
         raise Unauthorized("Access token is invalid.")
-    # last_used_at is operational data, not domain state: kept in Redis, not as an event.
-    await c.redis.hset(c.redis_key("api_key_last_used"), str(key["id"]), int(time.time()))
+    # last_used_at is operational data, not domain state: kept in the key-value store, not
+    # as an event.
+    await c.kv.set_field(API_KEY_LAST_USED, str(key["id"]), str(int(time.time())))
     return ApiKeyPrincipal(key_id=key["id"], tenant_id=key["tenant_id"], key_type=key_type,
                            app_id=key["app_id"], actor_id=key["owner_id"])
 

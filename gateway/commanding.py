@@ -13,20 +13,17 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID, uuid4, uuid5
 
 import orjson
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.transient import is_transient
 from events.listener import Heard
-from events.store import (
-    OUTCOME_CHANNEL,
-    CommandOutcome,
-    outcome_from_notice,
-    outcome_from_row,
-)
+from events.store import OUTCOME_CHANNEL, CommandOutcome, outcome_from_notice
 from gateway.container import GatewayContainer
 from gateway.deps import console_projection
 from gateway.metrics import COMMAND_OUTCOMES
@@ -34,7 +31,7 @@ from observability import correlation_id
 from projections.progress import aggregates_projected
 from projections.registry import Projection
 from projections.runner import PROJECTION_CHANNEL
-from projections.tables import command_outcomes, idempotency_keys
+from projections.tables import idempotency_keys
 from schemas.base import EDDY_NAMESPACE, CommandEnvelope, CommandPayload
 from schemas.errors import EddyError, IdempotencyKeyReused, error_from_dict
 from schemas.topics import COMMANDS
@@ -130,10 +127,8 @@ class CommandGateway:
                 return outcome
 
     async def outcome(self, command_id: UUID) -> CommandOutcome | None:
-        async with self.c.engine.connect() as conn:
-            row = (await conn.execute(select(command_outcomes).where(
-                command_outcomes.c.command_id == command_id))).mappings().first()
-        return outcome_from_row(row) if row else None
+        """The event store's record of it (stored with the command's events)."""
+        return await asyncio.to_thread(self.c.store.outcome, command_id)
 
     async def wait_outcome(self, command_id: UUID, timeout: float) -> CommandOutcome | None:
         """The outcome of a command published earlier (a status poll, a benchmark)."""
@@ -202,7 +197,7 @@ class CommandGateway:
             {"payload": fields, "target": None if creates else str(aggregate_id)},
             option=orjson.OPT_SORT_KEYS)).hexdigest()
         async with self.c.engine.begin() as conn:
-            await conn.execute(pg_insert(idempotency_keys).values(
+            await conn.execute(_insert(conn, idempotency_keys).values(
                 scope_key=scope, command_id=command_id, request_hash=request_hash,
                 created_at=datetime.now(UTC),
             ).on_conflict_do_nothing())
@@ -213,7 +208,14 @@ class CommandGateway:
         return command_id
 
 
-_GENERATED_FIELDS = {"token", "workspace_id", "password_hash"}
+def _insert(conn: AsyncConnection, table: Any) -> Insert:
+    """An INSERT that can skip conflicting rows, in the database's dialect (Postgres; SQLite
+    for a node without Postgres, such as the unit tier)."""
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    return dialect.insert(table)  # type: ignore[no-any-return]
+
+
+_GENERATED_FIELDS = {"token", "workspace_id", "credentials_id"}
 
 
 def _versions_of(projection: Projection) -> Callable[[str], bool]:

@@ -22,8 +22,18 @@ _HTTP_CODES = {
 }
 
 
+RETRY_AFTER_SECONDS = 2
+
+
 def error_response(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"code": code, "message": message, "status": status}, status_code=status)
+
+
+def eddy_error_response(exc: EddyError) -> JSONResponse:
+    response = error_response(exc.status, exc.code, exc.message)
+    if isinstance(exc, ServiceUnavailable):
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def _describe(exc: RequestValidationError) -> str:
@@ -39,15 +49,11 @@ def _describe(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(EddyError)
     async def _eddy(_: Request, exc: EddyError) -> JSONResponse:
-        response = error_response(exc.status, exc.code, exc.message)
-        if isinstance(exc, ServiceUnavailable):
-            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
+        return eddy_error_response(exc)
 
     @app.exception_handler(UrlRefused)
     async def _url_refused(_: Request, exc: UrlRefused) -> JSONResponse:
-        refused = RemoteFileRefused(str(exc))
-        return error_response(refused.status, refused.code, refused.message)
+        return eddy_error_response(RemoteFileRefused(str(exc)))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -58,8 +64,6 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
 
-
-RETRY_AFTER_SECONDS = 2
 
 
 def unexpected_error_response(exc: BaseException) -> JSONResponse:

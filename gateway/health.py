@@ -1,7 +1,17 @@
 """Liveness and readiness: database, Redis, bus, and how far projections and the relay lag.
 
 A lag above zero that has not shrunk for HEALTH_LAG_STALL_SECONDS means its consumer is
-stuck (or hopelessly behind): /health then says "degraded" and names it.
+stuck (or hopelessly behind): /health then says "degraded" and marks that check "stalled"
+(503).
+
+A parked event (`projections/parking.py`: an apply that failed for good) is no such thing:
+its aggregate waits for an operator, the rest goes on, and restarting Eddy would not fix it.
+The projections check then says "parked"; /health says "degraded" but answers 200, so a
+liveness probe does not restart Eddy in a loop over a data problem.
+
+/health and /ready answer anyone, so they show each check's state only ("ok", "down",
+"stalled", "parked"); the details (errors, which may name hosts, ports and users; lags,
+parked events and the way out) are on the authenticated status page (gateway/status.py).
 """
 
 from __future__ import annotations
@@ -16,9 +26,11 @@ from sqlalchemy import text
 
 from gateway.deps import get_container
 from projections.progress import relay_lag
-from projections.versions import maintained_lags
+from projections.versions import status as projection_status
 
 router = APIRouter()
+
+PARKED = "parked"  # a check's status that needs an operator, not a restart
 
 
 class LagWatch:
@@ -53,7 +65,7 @@ async def _check(name: str, probe: Any) -> tuple[str, dict[str, Any]]:
         detail = await asyncio.wait_for(probe, timeout=3)
         return name, {"status": detail.pop("status", "ok") if detail else "ok", **(detail or {})}
     except Exception as exc:
-        return name, {"status": "error", "error": repr(exc)[:300]}
+        return name, {"status": "down", "error": repr(exc)[:300]}
 
 
 async def dependency_checks(request: Request) -> dict[str, dict[str, Any]]:
@@ -64,39 +76,54 @@ async def dependency_checks(request: Request) -> dict[str, dict[str, Any]]:
         async with c.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
-    async def redis() -> None:
-        await c.redis.ping()
+    async def kv() -> None:
+        await c.kv.ping()
 
     async def bus() -> dict[str, Any]:
         await c.bus.ping()
         return {"kind": c.settings.bus.value}
 
     async def projections() -> dict[str, Any]:
-        lags = await maintained_lags(c.engine, c.projections.values())
+        found = await projection_status(c.engine, c.projections.values())
+        lags = {s.version.schema: s.lag_events for s in found if s.lag_events is not None}
         stalled = sorted(n for n, lag in lags.items() if watch.stalled(f"projection:{n}", lag))
-        return {"lag": lags, **({"status": "stalled", "stalled": stalled} if stalled else {})}
+        if stalled:
+            return {"lag": lags, "status": "stalled", "stalled": stalled}
+        parked = {s.version.schema: len(s.parked) for s in found if s.parked}
+        if parked:
+            return {"lag": lags, "status": PARKED, "parked": parked,
+                    "waiting": {s.version.schema: s.waiting_events for s in found if s.parked},
+                    "reason": "events whose apply failed for good are parked, their "
+                              "aggregates wait: see `eddy projections status`, then `eddy "
+                              "dlq replay` (after a fix) or `eddy dlq drop` (skip)"}
+        return {"lag": lags}
 
     async def relay() -> dict[str, Any]:
         lag = await relay_lag(c.engine)
         return {"lag": lag, **({"status": "stalled"} if watch.stalled("relay", lag) else {})}
 
     results = await asyncio.gather(
-        _check("database", database()), _check("redis", redis()), _check("bus", bus()),
+        _check("database", database()), _check("redis", kv()), _check("bus", bus()),
         _check("projections", projections()), _check("relay", relay()),
     )
     return dict(results)
 
 
+def _states(checks: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return {name: check["status"] for name, check in checks.items()}
+
+
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
-    checks = await dependency_checks(request)
-    ok = all(v["status"] == "ok" for v in checks.values())
+    checks = _states(await dependency_checks(request))
+    ok = all(state == "ok" for state in checks.values())
+    failing = any(state not in ("ok", PARKED) for state in checks.values())
     return JSONResponse({"status": "ok" if ok else "degraded", "checks": checks},
-                        status_code=200 if ok else 503)
+                        status_code=503 if failing else 200)
 
 
 @router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
-    checks = await dependency_checks(request)
-    serving = all(checks[k]["status"] == "ok" for k in ("database", "redis", "bus"))
+    checks = _states(await dependency_checks(request))
+    serving = all(checks[k] == "ok" for k in ("database", "redis", "bus"))
     return JSONResponse({"ready": serving, "checks": checks}, status_code=200 if serving else 503)

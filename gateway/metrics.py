@@ -24,6 +24,7 @@ from adapters.bus.redis_streams import RedisStreamsBus
 from events.consumer_groups import group_lags
 from gateway.container import GatewayContainer
 from gateway.deps import get_container
+from projections.parking import parked_events
 from projections.progress import relay_lag
 from projections.versions import maintained_lags
 from schemas.topics import DEAD_LETTER_SUFFIX
@@ -65,6 +66,11 @@ async def _scrape_time(c: GatewayContainer) -> CollectorRegistry:
                 ["projection"], registry=registry)
     for version, events in (await maintained_lags(c.engine, c.projections.values())).items():
         lag.labels(version).set(events)
+    parked = Gauge("eddy_projection_parked_events",
+                   "Events a projection version parked (an apply failed for good): they wait "
+                   "for an operator (eddy dlq replay | drop)", ["projection"], registry=registry)
+    for event in await parked_events(c.engine):
+        parked.labels(event.projection).inc()
     groups = await group_lags(c.engine)
     group_lag = Gauge("eddy_group_lag_events", "Relayed events a consumer group has not handled",
                       ["group"], registry=registry)

@@ -1,6 +1,7 @@
 """`GET /status`: the operators' page. One glance shows each dependency's health, the relay's
-position, every projection version with its lag, the consumer groups with their members,
-lag and throughput, and the dead letters waiting.
+position, every projection version with its lag and its parked events (each with its error
+and the way out), the consumer groups with their members, lag and throughput, and the dead
+letters waiting.
 
 The page itself is a static shell: it asks for a console access token (the console's login,
 or `/status#token=<access token>`, kept in the tab's sessionStorage and never sent in a URL)
@@ -61,7 +62,10 @@ async def _status(request: Request) -> dict[str, Any]:
                   "lag": int(end) - int(position)},
         "projections": [{"projection": s.version.projection, "version": s.version.version,
                          "schema": s.version.schema, "state": s.version.state,
-                         "active": s.version.active, "lag": s.lag_events} for s in versions],
+                         "active": s.version.active, "lag": s.lag_events,
+                         "parked": len(s.parked), "waiting": s.waiting_events}
+                        for s in versions],
+        "parked_events": [p.as_json() for s in versions for p in s.parked],
         "groups": [g.as_json() for g in sorted(groups, key=lambda g: g.name)],
         # Redis Streams only: Kafka's dead-letter topics are read with Kafka tooling
         "dead_letters": (await dead_letters(c.bus)
@@ -97,6 +101,12 @@ def _lag(value: int | None) -> str:
     return f'<span class="num {"ok" if value == 0 else "warn"}">{value:,}</span>'
 
 
+def _parked(parked: int, waiting: int) -> str:
+    if not parked:
+        return '<span class="num ok">0</span>'
+    return f'<span class="num bad">{parked:,}</span> <span class="muted">({waiting:,})</span>'
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return '<span class="muted">none</span>'
@@ -107,6 +117,8 @@ def _detail(check: dict[str, Any]) -> str:
     """A dependency's error, or its lag (one number, or one per projection version)."""
     if "error" in check:
         return str(check["error"])
+    if "reason" in check:
+        return str(check["reason"])
     lag = check.get("lag")
     if isinstance(lag, dict):
         return "lag " + ", ".join(f"{name}: {events:,}" for name, events in lag.items())
@@ -134,7 +146,19 @@ def render_panel(s: dict[str, Any]) -> str:
     projections = "".join(
         f"<tr><td>{escape(p['projection'])}</td><td>{escape(p['schema'])}</td>"
         f"<td>{escape(p['state'])}</td><td>{'reads' if p['active'] else ''}</td>"
-        f"<td>{_lag(p['lag'])}</td></tr>" for p in s["projections"])
+        f"<td>{_lag(p['lag'])}</td><td>{_parked(p['parked'], p['waiting'])}</td></tr>"
+        for p in s["projections"])
+    parked = "".join(
+        f"<tr><td>{escape(p['version'])}</td><td>{escape(p['aggregate_type'])} "
+        f"{escape(p['aggregate_id'])} v{p['aggregate_version']}</td>"
+        f"<td>{escape(p['event_type'])}</td><td class=\"num\">{p['position']:,}</td>"
+        f'<td class="muted">{escape(p["error"][:300])}</td></tr>' for p in s["parked_events"])
+    parked_section = "" if not parked else (
+        '<section id="parked"><h2>Parked events</h2><p class="muted">Their apply failed for '
+        "good; their aggregates wait. After a fix: <code>eddy dlq replay</code>; to skip: "
+        "<code>eddy dlq drop … --reason</code>.</p><table><tr><th>version</th>"
+        "<th>aggregate</th><th>event</th><th>position</th><th>error</th></tr>"
+        f"{parked}</table></section>")
     groups = "".join(_group_row(g) for g in s["groups"])
     if s["dead_letters"] is None:
         dead = '<p class="muted">Kafka: read the .dlq topics with Kafka tooling.</p>'
@@ -157,7 +181,8 @@ def render_panel(s: dict[str, Any]) -> str:
   {relay['log_end']:,}</b> events &middot; lag {_lag(relay['lag'])}</p></section>
 <section id="projections"><h2>Projections</h2>
   <table><tr><th>projection</th><th>version</th><th>state</th><th></th><th>lag (events)</th>
-  </tr>{projections}</table></section>
+  <th>parked (waiting)</th></tr>{projections}</table></section>
+{parked_section}
 <section id="groups"><h2>Consumer groups</h2>
   <table><tr><th>group</th><th>lag (events)</th><th>events/s</th><th>oldest unacked</th>
   <th>members and partitions</th></tr>{groups}</table></section>

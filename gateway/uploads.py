@@ -8,6 +8,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.types import Message, Receive
 
+from gateway.nul_guard import refuse_nul_in_form
 from schemas.errors import BadRequest, FileTooLarge, NoFileUploaded, TooManyFiles
 
 # Room in a multipart body for its framing and the small fields around the file (Starlette
@@ -46,6 +47,7 @@ async def one_file(request: Request, limit_mb: int) -> tuple[UploadFile, FormDat
         raise
     except Exception:
         raise BadRequest("Expected multipart/form-data with a file.") from None
+    refuse_nul_in_form(form)
     files = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
     if not files:
         raise NoFileUploaded()

@@ -225,10 +225,14 @@ def extract_text(data: bytes, filename: str, mime_type: str | None = None) -> Ex
     """
     extractor = _EXTRACTORS[_resolve_extension(filename, mime_type)]
     try:
-        return extractor(data)
+        extracted = extractor(data)
     except ExtractionError:
         raise
     except Exception as exc:
         # Third-party parsers raise anything (KeyError, zipfile.BadZipFile, struct.error...)
         # on malformed input; callers need one type to report "corrupt file".
         raise ExtractionError(f"could not read {filename or 'file'}: {exc}") from exc
+    # A NUL (a PDF's or a UTF-16 file's padding) is no text, and Postgres text refuses it.
+    if "\x00" in extracted.text:
+        return ExtractedDocument(extracted.text.replace("\x00", ""), extracted.pages)
+    return extracted

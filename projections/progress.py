@@ -1,18 +1,23 @@
 """How far a projection has got, measured against the event store (correct on any broker).
 
 An event is pending for a projection when the projection's tracked version of its aggregate
-is below the event's version. The watermark (every event at or below it applied) bounds the
-scan; it is advanced whenever lag is measured.
+is below the event's version. Pending events of an aggregate with a parked event
+(`projections/parking.py`) wait for an operator: they are counted apart (`waiting`), not as
+lag, which is what the projection can still catch up on by itself. The watermark (every
+event at or below it applied) bounds the scan; it is advanced whenever lag is measured.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from projections.tables import projection_tracking
 
 _PENDING = """
     FROM stored_events e
@@ -42,7 +47,14 @@ async def _advance_watermark(conn: AsyncConnection, projection: str, watermark: 
     ), {"p": projection, "w": watermark, "now": datetime.now(UTC)})
 
 
-async def measure_lag(engine: AsyncEngine, projection: str, aggregate_types: list[str]) -> int:
+@dataclass(frozen=True)
+class Backlog:
+    lag: int  # pending events the projection will apply by itself
+    waiting: int  # pending events behind a parked one (parked ones included)
+
+
+async def measure_backlog(engine: AsyncEngine, projection: str,
+                          aggregate_types: list[str]) -> Backlog:
     """Events the projection has not applied yet; advances its watermark as a side effect."""
     low = await _watermark(engine, projection)
     params = {"projection": projection, "low": low, "aggregate_types": aggregate_types}
@@ -50,12 +62,19 @@ async def measure_lag(engine: AsyncEngine, projection: str, aggregate_types: lis
         high = int((await conn.execute(
             text("SELECT coalesce(max(notification_id), 0) FROM stored_events"))).scalar() or 0)
         params["high"] = high
-        row = (await conn.execute(
-            text(f"SELECT count(*), min(e.notification_id) {_PENDING}"), params)).one()
-        lag, first_pending = int(row[0]), row[1]
+        row = (await conn.execute(text(
+            "SELECT count(*) FILTER (WHERE t.parked_version IS NULL),"
+            "       count(*) FILTER (WHERE t.parked_version IS NOT NULL),"
+            f"      min(e.notification_id) {_PENDING}"), params)).one()
+        lag, waiting, first_pending = int(row[0]), int(row[1]), row[2]
         new_watermark = (first_pending - 1) if first_pending is not None else high
         await _advance_watermark(conn, projection, new_watermark)
-    return lag
+    return Backlog(lag, waiting)
+
+
+async def measure_lag(engine: AsyncEngine, projection: str, aggregate_types: list[str]) -> int:
+    """Events the projection has not applied yet and will apply by itself."""
+    return (await measure_backlog(engine, projection, aggregate_types)).lag
 
 
 async def aggregates_projected(engine: AsyncEngine, projection: str,
@@ -65,16 +84,11 @@ async def aggregates_projected(engine: AsyncEngine, projection: str,
     still pending for other tenants."""
     if not aggregates:
         return True
-    ids = list(aggregates)
+    t = projection_tracking.c
     async with engine.connect() as conn:
-        done = (await conn.execute(text(
-            "SELECT count(*) FROM projection_tracking t"
-            " JOIN unnest(CAST(:ids AS uuid[]), CAST(:versions AS bigint[])) AS w(id, version)"
-            "   ON t.aggregate_id = w.id"
-            " WHERE t.projection = :projection AND t.version >= w.version"),
-            {"ids": ids, "versions": [aggregates[i] for i in ids], "projection": projection},
-        )).scalar()
-    return int(done or 0) == len(ids)
+        applied = dict((await conn.execute(select(t.aggregate_id, t.version).where(
+            t.projection == projection, t.aggregate_id.in_(list(aggregates))))).all())
+    return all(applied.get(i, 0) >= version for i, version in aggregates.items())
 
 
 async def relay_lag(engine: AsyncEngine) -> int:

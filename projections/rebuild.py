@@ -49,6 +49,7 @@ from projections.layout import (
     read_tables,
     version_engine,
 )
+from projections.parking import park
 from projections.registry import Projection
 from projections.runner import ProjectionRunner, UnhandledEvent
 from projections.tables import READ, metadata  # each context's tables.py registers in it
@@ -424,12 +425,27 @@ async def catch_up(database: AsyncEngine, store: EventStore, projection: Project
                 await runner.apply_many(ours)
                 break
             except Exception as exc:  # e.g. a deadlock with the processor's batch: again
-                if not is_transient(exc):
-                    raise
-                await asyncio.sleep(0.1)
+                if is_transient(exc):
+                    await asyncio.sleep(0.1)
+                    continue
+                await _apply_or_park(runner, ours)
+                break
         applied += len(ours)
         position = events[-1].position or position
         if report:
             report(Progress("catch-up", min(position, high) - start, max(high - start, 0),
                             time.perf_counter() - started))
 
+
+
+async def _apply_or_park(runner: ProjectionRunner, events: Sequence[Envelope[EventPayload]]
+                         ) -> None:
+    """One by one, parking each event whose apply fails for good (as the processor does),
+    so one poisoned aggregate does not stop the rebuild."""
+    for event in events:
+        try:
+            await runner.apply(event)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            await park(runner.engine, runner.name, event, exc)

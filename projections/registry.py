@@ -10,16 +10,23 @@ A projector may also have a run form (`projectors(..., runs=[project_segments_cr
 `(conn, events: Sequence[Envelope[X]])`): consecutive events of its type are applied by one
 call, with one statement of each kind for all of them instead of one per event. The single
 projector is then that run form applied to one event, so there is one copy of the logic.
+
+Projectors never see a NUL character: Postgres text and jsonb cannot hold one, and the edge
+refuses it (`gateway/nul_guard.py`), but the store may hold events recorded before that or
+by other writers. `Projection.apply`, the one way events reach projectors (live, catch-up
+and a rebuild's fold alike), hands them a copy with each NUL replaced by U+FFFD, so the
+read model shows where one was instead of failing on it for good.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import groupby
 from typing import Any, get_args, get_origin, get_type_hints
 
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.envelope import Envelope
@@ -30,6 +37,8 @@ RunProjector = Callable[[AsyncConnection, Sequence[Envelope[Any]]], Awaitable[No
 # Run once at the end of a rebuild's bulk load, for work projectors skip during it
 # (`projections.layout.in_bulk_load`), e.g. counts done once over all rows.
 BulkLoadStep = Callable[[AsyncConnection], Awaitable[None]]
+
+NUL, NUL_SHOWN_AS = "\x00", "\ufffd"
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,7 @@ class Projection:
     async def apply(self, conn: AsyncConnection, events: Sequence[Envelope[Any]]) -> None:
         """Applies events in their order: a run of consecutive events of a type with a run
         form in one call, the others one at a time; ignored types are skipped."""
+        events = [without_nul(e) for e in events]
         for payload_type, same in groupby(events, key=lambda e: type(e.payload)):
             run = list(same)
             run_projector = self.runs.get(payload_type)
@@ -127,3 +137,34 @@ class Projection:
             if projector is not None:
                 for event in run:
                     await projector(conn, event)
+
+
+def _holds_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return NUL in value
+    if isinstance(value, BaseModel):
+        return any(_holds_nul(v) for v in value.__dict__.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    return False
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace(NUL, NUL_SHOWN_AS)
+    if isinstance(value, BaseModel):
+        return value.model_copy(update={k: _shown(v) for k, v in value.__dict__.items()})
+    if isinstance(value, list | tuple):
+        return type(value)(_shown(v) for v in value)
+    if isinstance(value, dict):
+        return {_shown(k): _shown(v) for k, v in value.items()}
+    return value
+
+
+def without_nul(event: Envelope[Any]) -> Envelope[Any]:
+    """The event itself, or when its payload holds a NUL a copy with U+FFFD in its place."""
+    if not _holds_nul(event.payload):
+        return event
+    return replace(event, payload=_shown(event.payload))

@@ -17,6 +17,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     Uuid,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -52,6 +53,25 @@ projection_tracking = Table(
     Column("aggregate_id", Uuid, primary_key=True),
     Column("version", BigInteger, nullable=False),
     Column("position", BigInteger, nullable=False),
+    # set while an event of the aggregate is parked here (projections/parking.py): the
+    # version of that event; the aggregate's later events wait behind it
+    Column("parked_version", BigInteger),
+)
+
+# Every event a version parked: its error, and how the operator resolved it.
+projection_parked = Table(
+    "projection_parked", metadata,
+    Column("projection", String(64), primary_key=True),  # the version's name (its schema)
+    Column("aggregate_id", Uuid, primary_key=True),
+    Column("aggregate_version", BigInteger, primary_key=True),
+    Column("aggregate_type", String(255), nullable=False),
+    Column("event_type", String(255), nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("parked_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("resolution", String(16)),  # retried | skipped
+    Column("reason", Text),  # the operator's, for a skip
 )
 
 projection_checkpoints = Table(
@@ -89,3 +109,15 @@ command_outcomes = Table(
     Column("aggregates", JSONB),  # aggregate id -> [type, version] written by the command
 )
 
+
+# Password hashes, beside the store and never in an event or command (both reach topics,
+# dead letters and `eddy events show`). The gateway writes a row before it sends the command
+# registering the account; the event names the row (`credentials_id`), so a read model
+# rebuilt from the store still finds it. Not a read model: no rebuild drops or refills it.
+account_credentials = Table(
+    "account_credentials", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("account_id", Uuid, nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

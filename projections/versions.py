@@ -17,7 +17,9 @@ when it hears that (`ReadModels`), and re-reads the registry every few seconds a
 The processor applies each batch to the inactive maintained versions first, the active one
 last, so any version is at least as far along as the active one: a switch or a rollback
 never shows a reader an older state than it saw, and the previous version, maintained until
-`drop`, can be switched back to at once.
+`drop`, can be switched back to at once. Each version applies in its own transaction and
+parks its own failures (`projections/parking.py`), so one failing never holds another back;
+a version with parked events cannot be switched to until they are resolved.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from adapters.transient import is_transient
 from events.listener import Notifications
 from projections.layout import version_engine
-from projections.progress import measure_lag
+from projections.parking import ParkedEvent, parked_events
+from projections.progress import measure_backlog
 from projections.registry import Projection
 from projections.tables import PROJECTION_NAME, VERSIONS_CHANNEL, projection_versions
 
@@ -79,10 +82,13 @@ class ProjectionVersion:
 @dataclass(frozen=True)
 class VersionStatus:
     """A version and how far behind the event store it is (None while it is being built:
-    the rebuild reports its own progress)."""
+    the rebuild reports its own progress): events it will apply by itself (lag), its parked
+    events, and the events waiting behind them (parked ones included)."""
 
     version: ProjectionVersion
     lag_events: int | None
+    parked: tuple[ParkedEvent, ...] = ()
+    waiting_events: int = 0
 
 
 def schema_of(projection: str, version: int) -> str:
@@ -181,6 +187,10 @@ async def switch(engine: AsyncEngine, projection: str, version: int,
     if target.state != LIVE:
         raise VersionRefused(f"{target.schema} is {target.state}: it can be switched to once "
                              "its rebuild has caught up")
+    parked = await parked_events(engine, target.schema)
+    if parked:
+        raise VersionRefused(f"{target.schema} has {len(parked)} parked event(s) (eddy "
+                             "projections status): replay or drop their dead letters first")
     current = next((v for v in await list_versions(engine, projection) if v.active), None)
     if current is not None:
         deadline = asyncio.get_running_loop().time() + wait_seconds
@@ -225,7 +235,7 @@ async def drop(engine: AsyncEngine, projection: str, version: int) -> Projection
     async with engine.begin() as conn:
         # Waits for a processor's transaction still writing to it.
         await conn.execute(text(f'DROP SCHEMA IF EXISTS "{target.schema}" CASCADE'))
-        for table in ("projection_tracking", "projection_checkpoints"):
+        for table in ("projection_tracking", "projection_checkpoints", "projection_parked"):
             await conn.execute(text(f"DELETE FROM {table} WHERE projection = :p"),
                                {"p": target.schema})
         await conn.execute(projection_versions.delete().where(
@@ -237,13 +247,20 @@ async def drop(engine: AsyncEngine, projection: str, version: int) -> Projection
 
 async def status(engine: AsyncEngine,
                  projections: Iterable[Projection]) -> list[VersionStatus]:
-    """Every version of these projections with its lag (`eddy projections status`, /status)."""
+    """Every version of these projections with its lag and parked events (`eddy projections
+    status`, /status, /health)."""
     result = []
+    parked = await parked_events(engine)
     for projection in projections:
         for version in await list_versions(engine, projection.name):
-            lag = (await measure_lag(engine, version.schema, list(projection.aggregate_types))
-                   if version.maintained else None)
-            result.append(VersionStatus(version, lag))
+            if not version.maintained:
+                result.append(VersionStatus(version, None))
+                continue
+            backlog = await measure_backlog(engine, version.schema,
+                                            list(projection.aggregate_types))
+            result.append(VersionStatus(
+                version, backlog.lag, tuple(p for p in parked if p.projection == version.schema),
+                backlog.waiting))
     return result
 
 

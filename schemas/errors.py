@@ -22,6 +22,13 @@ class BadRequest(EddyError):
     code, status, default_message = "invalid_param", 400, "Invalid parameters."
 
 
+class NulCharacter(BadRequest):
+    """Text carrying a NUL (U+0000): no field means one, and Postgres text and jsonb cannot
+    hold it, so it is refused before anything is recorded."""
+
+    default_message = "Text must not contain the NUL character (\\u0000)."
+
+
 class RemoteFileRefused(BadRequest):
     """A message's remote_url file may not be fetched (not a public address, unreachable)
     or is not what it claims (type, size)."""

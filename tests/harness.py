@@ -23,7 +23,7 @@ from adapters.bus.base import OutgoingMessage
 from adapters.embedded.postgres import EmbeddedPostgres
 from bootstrap import Container, in_process_node
 from config import Settings, load_settings
-from migrations.runner import upgrade
+from migrations.runner import migrate
 from tests.spec_conformance import KNOWLEDGE_PREFIX, check_answer
 
 
@@ -43,10 +43,6 @@ def node_settings(postgres: EmbeddedPostgres, database: str, redis_url: str,
         **overrides,
     }
     return load_settings(**values)
-
-
-def migrate(settings: Settings) -> None:
-    upgrade(settings.database_dsn().replace("postgresql://", "postgresql+psycopg://", 1))
 
 
 @dataclass
@@ -142,14 +138,15 @@ async def add_account_with_workspace(node: Node, email: str,
     from commands.platform.aggregates import Account, Workspace
     from commands.unit_of_work import UnitOfWork
     from events.store import CommandOutcome
-    from gateway.auth import hash_password
+    from gateway.auth import store_credentials
     from schemas.platform.naming import account_id_for
 
     account_id, workspace_id, command_id = account_id_for(email), uuid.uuid4(), uuid.uuid4()
+    credentials_id = await store_credentials(node.container.engine, account_id, password)
     ctx = Context(tenant_id=workspace_id, actor_id=account_id, correlation_id=command_id,
                   causation_id=command_id)
     uow = UnitOfWork(node.container.store, ctx)
-    uow.get(Account, account_id).register(email, "Rival", hash_password(password), "en-US", ctx)
+    uow.get(Account, account_id).register(email, "Rival", credentials_id, "en-US", ctx)
     uow.get(Workspace, workspace_id).create("Rival's Workspace", account_id, ctx)
     node.container.store.append(uow.new_events(), CommandOutcome(
         command_id=command_id, status="accepted", aggregate_id=account_id,

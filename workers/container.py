@@ -1,15 +1,17 @@
-"""What workers need from the composition root (bootstrap.Container provides it)."""
+"""What workers need from the composition root (bootstrap.Container provides it). Processor
+factories and jobs name the members they use (`workers/declarations.py`); `provide` passes
+them exactly those."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol, TypeVar
 
-import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.bus.base import Bus
 from adapters.embeddings.models import EmbeddingModels
+from adapters.kv.base import KeyValueStore
 from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
 from commands.registry import CommandHandlers
@@ -19,9 +21,7 @@ from events.routing import Routing
 from events.store import EventStore
 from projections.registry import Projection
 from projections.versions import ReadModels
-
-if TYPE_CHECKING:
-    from workers.runtime import Processor
+from workers.declarations import Job, WorkTopic, dependencies_of
 
 
 class WorkerContainer(Protocol):
@@ -43,8 +43,9 @@ class WorkerContainer(Protocol):
     @property
     def bus(self) -> Bus: ...
 
+    # short-lived operational state and task streams (Redis in production)
     @property
-    def redis(self) -> aioredis.Redis: ...
+    def kv(self) -> KeyValueStore: ...
 
     @property
     def storage(self) -> Storage: ...
@@ -73,11 +74,20 @@ class WorkerContainer(Protocol):
     @property
     def routing(self) -> Routing: ...
 
-    # role name -> processor factory, contributed by the contexts' manifests
+    # worker role (`<context>.<role>`) -> the work topic its processor consumes
     @property
-    def processors(self) -> Mapping[str, Callable[[WorkerContainer], Processor]]: ...
+    def work(self) -> Mapping[str, WorkTopic]: ...
 
-    def redis_key(self, name: str) -> str: ...
+    # job name -> the job, the backbone's and the contexts'
+    @property
+    def jobs(self) -> Mapping[str, Job]: ...
 
 
-ProcessorFactory = Callable[[WorkerContainer], "Processor"]
+# What a processor factory or a job may ask for: the members of a worker container.
+PROVIDED: frozenset[str] = frozenset(n for n in vars(WorkerContainer) if not n.startswith("_"))
+T = TypeVar("T")
+
+
+def provide(c: WorkerContainer, factory: Callable[..., T], *args: object) -> T:
+    """Calls `factory` with `args` and the dependencies it declares, taken from `c`."""
+    return factory(*args, **{name: getattr(c, name) for name in dependencies_of(factory)})

@@ -16,6 +16,9 @@ it was replayed or its drop recorded. Its id is `<partition>:<stream entry id>`.
 - drop: requires a reason; the dead letter is appended, with `dropped_reason`, `dropped_at`,
   `dropped_by` headers, to `<topic>.dlq.dropped` (a stream no group reads, so
   `trim_consumed` keeps it whole), a warning is logged, then it is deleted from the DLQ.
+  A projection's dead letter is an event parked in the versions that could not apply it
+  (`projections/parking.py`): dropping it skips it there (`ParkedSkips`), so its
+  aggregate's later events are applied and the read model moves on.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,7 +35,13 @@ from redis.exceptions import ResponseError
 
 from adapters.bus.base import TopicSpec
 from adapters.bus.redis_streams import RedisStreamsBus
+from events.registry import EventTypes
+from events.store import EventStore
+from projections.registry import Projection
+from projections.runner import ProjectionRunner
+from projections.versions import ReadModels, maintained_versions
 from schemas.topics import DEAD_LETTER_SUFFIX, dead_letter_topic
+from workers.processors import projection_of_group
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +117,37 @@ def _split_id(letter_id: str) -> tuple[int, str]:
     return int(partition), entry
 
 
+class ParkedSkips:
+    """What dropping a projection's dead letter means: its event, parked in the versions of
+    that projection that could not apply it, is skipped there (the operator's decision)."""
+
+    def __init__(self, read_models: ReadModels, store: EventStore, types: EventTypes,
+                 projections: Mapping[str, Projection]) -> None:
+        self.read_models, self.store, self.types = read_models, store, types
+        self.projections = projections
+
+    async def skip(self, letter: DeadLetter, reason: str) -> list[str]:
+        """The versions where the letter's event was parked and is now skipped."""
+        projection = self.projections.get(
+            projection_of_group(letter.headers.get("dlq_group", "")) or "")
+        if projection is None:
+            return []
+        event = self.types.envelope_from_json(letter.value)
+        skipped = []
+        for version in await maintained_versions(self.read_models.database, projection.name):
+            runner = ProjectionRunner(self.read_models.engine_for(version), projection,
+                                      self.store, version.schema)
+            if await runner.skip_parked(event, reason):
+                skipped.append(version.schema)
+        return skipped
+
+
 class DeadLetterQueues:
     """The DLQ topics of one deployment (its topic prefix), on Redis Streams."""
 
-    def __init__(self, bus: RedisStreamsBus) -> None:
+    def __init__(self, bus: RedisStreamsBus, skips: ParkedSkips | None = None) -> None:
         self.bus = bus
+        self.skips = skips  # without it, dropping a projection's dead letter skips nothing
 
     async def topics(self) -> list[str]:
         """Every registered DLQ topic."""
@@ -165,8 +201,9 @@ class DeadLetterQueues:
             "topic": letter.topic, "id": letter.id, "source_topic": letter.source_topic,
             "key": letter.key})
 
-    async def drop(self, letter: DeadLetter, reason: str, by: str | None = None) -> None:
-        """Record the drop on `<dlq>.dropped` (with the reason), then remove it."""
+    async def drop(self, letter: DeadLetter, reason: str, by: str | None = None) -> list[str]:
+        """Record the drop on `<dlq>.dropped` (with the reason), skip its event where it is
+        parked, then remove it. Returns the read-model versions that skipped it."""
         if not reason.strip():
             raise ValueError("a drop needs a reason")
         record = dropped_topic(letter.topic)
@@ -175,10 +212,12 @@ class DeadLetterQueues:
         await self.bus.publish(record, letter.key, letter.value, {
             **letter.headers, "dropped_reason": reason, "dropped_by": who,
             "dropped_at": datetime.now(UTC).isoformat(), "dropped_id": letter.id})
+        skipped = await self.skips.skip(letter, reason) if self.skips is not None else []
         await self._delete(letter)
         log.warning("dead letter dropped", extra={
             "topic": letter.topic, "id": letter.id, "key": letter.key, "reason": reason,
-            "by": who, "recorded_on": record})
+            "by": who, "recorded_on": record, "skipped_in": skipped})
+        return skipped
 
     async def dropped(self, topic: str) -> list[DeadLetter]:
         """The drop records of a topic's DLQ."""

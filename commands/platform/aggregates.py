@@ -28,13 +28,14 @@ class Account(Aggregate):
     def apply_AccountRegistered(self, p: ev.AccountRegistered) -> None:
         self.email = p.email
 
-    def register(self, email: str, name: str, password_hash: str, language: str,
+    def register(self, email: str, name: str, credentials_id: UUID, language: str,
                  ctx: Context) -> None:
         if self.exists:
             raise BadRequest("Account already exists.")
         self.record(
             ev.AccountRegistered(
-                email=email, name=name, password_hash=password_hash, interface_language=language
+                email=email, name=name, credentials_id=credentials_id,
+                interface_language=language,
             ),
             ctx,
         )

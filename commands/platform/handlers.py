@@ -20,7 +20,7 @@ from schemas.platform.naming import SETUP_ID
 def setup_platform(c: cmd.SetupPlatform, uow: UnitOfWork) -> dict[str, Any]:
     uow.get(Setup, SETUP_ID).complete(c.account_id, c.workspace_id, uow.ctx)
     uow.get(Account, c.account_id).register(
-        c.email, c.name, c.password_hash, c.interface_language, uow.ctx
+        c.email, c.name, c.credentials_id, c.interface_language, uow.ctx
     )
     uow.get(Workspace, c.workspace_id).create(f"{c.name}'s Workspace", c.account_id, uow.ctx)
     return {"account_id": str(c.account_id), "workspace_id": str(c.workspace_id)}

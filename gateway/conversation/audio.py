@@ -13,11 +13,13 @@ from adapters.llm.openai_protocol import ProviderError
 from gateway.auth import ApiKeyPrincipal, AppKey
 from gateway.conversation.config import app_config
 from gateway.deps import get_container, maybe_uuid
+from gateway.nul_guard import refuse_nul_in_form
 from gateway.platform.service import app_of_key
 from gateway.uploads import read_limited
 from projections.conversation import queries
 from projections.platform.models import resolve_model
 from schemas.conversation import api
+from schemas.conversation.naming import end_user_id_for
 from schemas.errors import (
     AudioTooLarge,
     BadRequest,
@@ -44,6 +46,7 @@ async def audio_to_text(request: Request, key: ApiKeyPrincipal = AppKey) -> dict
     if declared.isdigit() and int(declared) > (AUDIO_LIMIT_MB + 1) * 1024 * 1024:
         raise AudioTooLarge()
     form = await request.form()
+    refuse_nul_in_form(form)
     files = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
     if not files:
         raise NoAudioUploaded()
@@ -79,7 +82,9 @@ async def text_to_audio(request: Request, body: api.TextToAudioRequest,
         parsed = maybe_uuid(body.message_id)
         if parsed is not None:
             message = await queries.message(c.engine, app["id"], parsed)
-        if message is None:
+        # An end user hears only their own messages (as feedback scopes them): another's
+        # message is as unknown as a missing one.
+        if message is None or message["end_user_id"] != end_user_id_for(app["id"], body.user):
             raise MessageNotFound()
         text = message["answer"]
     if not text:

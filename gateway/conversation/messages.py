@@ -1,5 +1,5 @@
 """Chat and completion messages (Service API): a question is a command; the chat processor
-answers it onto the task's Redis stream, which this relays as server-sent events
+answers it onto the task's stream (key-value store), which this relays as server-sent events
 (streaming) or folds into one answer (blocking). Any gateway process can stop a task or
 replay its events (`GET /v1/chat-messages/{task_id}/events` with Last-Event-ID)."""
 
@@ -16,6 +16,7 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from adapters.kv.base import KeyValueStore
 from adapters.transient import is_transient
 from gateway.auth import ApiKeyPrincipal, AppKey
 from gateway.commanding import CommandPending
@@ -227,7 +228,7 @@ async def _accept(request: Request, key: ApiKeyPrincipal, app: dict[str, Any],
     task = _Task(task_id, message_id, conversation_id, body.user)
     owner = task_owner(app["id"], end_user_id_for(app["id"], body.user))
     ttl = c.settings.TASK_STREAM_TTL_SECONDS
-    await c.redis.set(c.redis_key(task_owner_key(task_id)), owner, ex=ttl)
+    await c.kv.set(task_owner_key(task_id), owner, ttl=ttl)
     # Accepted once decided (a missing conversation is refused here, as an HTTP error); the
     # answer is read from the task's stream, not from the read model: no projection wait.
     try:
@@ -242,7 +243,7 @@ async def _accept(request: Request, key: ApiKeyPrincipal, app: dict[str, Any],
             read_your_writes=False)
     except CommandPending:
         return task.pending()  # published: the app key can follow the task, not a console URL
-    stream = c.redis_key(task_stream_key(task_id))
+    stream = task_stream_key(task_id)
     if body.response_mode == "streaming":
         return StreamingResponse(_sse(request, stream, "0", task_id),
                                  media_type="text/event-stream", headers=SSE_HEADERS)
@@ -262,15 +263,14 @@ async def _entries(request: Request, stream: str, after: str) -> AsyncIterator[
     repeated); past TASK_STREAM_OUTAGE_SECONDS without a successful read it raises
     StreamInterrupted: the work goes on regardless, the client is told how to come back."""
     c = get_container(request)
-    redis, outage = c.redis, c.settings.TASK_STREAM_OUTAGE_SECONDS
+    kv, outage = c.kv, c.settings.TASK_STREAM_OUTAGE_SECONDS
     loop = asyncio.get_running_loop()
     quiet_since = loop.time()
     failing_since: float | None = None
     backoff = 0.1
     while True:
         try:
-            # Short blocking reads: the Redis client's socket timeout (5 s) bounds them.
-            reply = await redis.xread({stream: after}, count=100, block=READ_BLOCK_MS)
+            reply = await kv.read(stream, after, count=100, block_ms=READ_BLOCK_MS)
         except Exception as exc:
             if not is_transient(exc):
                 raise
@@ -289,9 +289,8 @@ async def _entries(request: Request, stream: str, after: str) -> AsyncIterator[
             continue
         quiet_since = loop.time()
         read = []
-        for entry_id, fields in reply[0][1]:
-            after = entry_id.decode()
-            read.append((after, orjson.loads(fields[b"data"])))
+        for after, entry in reply:
+            read.append((after, orjson.loads(entry)))
             if read[-1][1]["event"] in TERMINAL_STREAM_EVENTS:
                 yield read
                 return
@@ -372,9 +371,9 @@ async def _stop(request: Request, key: ApiKeyPrincipal, task_id: str, user: str)
     parsed = maybe_uuid(task_id)
     if parsed is not None:
         assert key.app_id is not None
-        await c.redis.set(c.redis_key(task_stop_key(parsed)),
-                          task_owner(key.app_id, end_user_id_for(key.app_id, user)),
-                          ex=c.settings.TASK_STREAM_TTL_SECONDS)
+        await c.kv.set(task_stop_key(parsed),
+                       task_owner(key.app_id, end_user_id_for(key.app_id, user)),
+                       ttl=c.settings.TASK_STREAM_TTL_SECONDS)
     return {"result": "success"}
 
 
@@ -405,17 +404,16 @@ async def task_events(request: Request, task_id: str,
     c = get_container(request)
     parsed = maybe_uuid(task_id)
     assert key.app_id is not None
-    owner = await c.redis.get(c.redis_key(task_owner_key(parsed))) if parsed else None
-    if owner is None or owner.decode() != task_owner(key.app_id,
-                                                     end_user_id_for(key.app_id, user)):
+    owner = await c.kv.get(task_owner_key(parsed)) if parsed else None
+    if owner is None or owner != task_owner(key.app_id, end_user_id_for(key.app_id, user)):
         raise NotFound("Task not found (unknown, another user's, or expired).")
-    stream = c.redis_key(task_stream_key(parsed))  # type: ignore[arg-type]
-    after = await _resume_point(c.redis, stream, last_event_id)
+    stream = task_stream_key(parsed)  # type: ignore[arg-type]
+    after = await _resume_point(c.kv, stream, last_event_id)
     return StreamingResponse(_sse(request, stream, after, parsed),  # type: ignore[arg-type]
                              media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-async def _resume_point(redis: Any, stream: str, last_event_id: str | None) -> str:
+async def _resume_point(kv: KeyValueStore, stream: str, last_event_id: str | None) -> str:
     """Where a resumed stream starts reading, checked before any header is sent: an id
     this stream never gave is a 400; at or past the closing event, the close is sent
     again (so the client ends instead of waiting for events that will never come)."""
@@ -424,21 +422,20 @@ async def _resume_point(redis: Any, stream: str, last_event_id: str | None) -> s
     resume = _stream_id(last_event_id)
     if resume is None:
         raise BadRequest("Last-Event-ID must be an event id of this stream.")
-    last = await redis.xrevrange(stream, count=1)
-    if last:
-        last_id, fields = last[0]
-        closing = orjson.loads(fields[b"data"])["event"] in TERMINAL_STREAM_EVENTS
-        if closing and resume >= _stream_id(last_id.decode()):  # type: ignore[operator]
-            before_close = await redis.xrevrange(stream, count=2)
-            return before_close[1][0].decode() if len(before_close) > 1 else "0"
+    newest = await kv.newest(stream, 2)
+    if newest:
+        last_id, entry = newest[0]
+        closing = orjson.loads(entry)["event"] in TERMINAL_STREAM_EVENTS
+        if closing and resume >= _stream_id(last_id):  # type: ignore[operator]
+            return newest[1][0] if len(newest) > 1 else "0"
     text = f"{resume[0]}-{resume[1]}"
-    if not await redis.xrange(stream, min=text, max=text, count=1):
+    if not await kv.has(stream, text):
         raise BadRequest("Last-Event-ID must be an event id of this stream.")
     return text
 
 
 def _stream_id(value: str) -> tuple[int, int] | None:
-    """A Redis stream entry id ("<millis>-<seq>", or "<millis>"), within its 64-bit parts."""
+    """A stream entry id ("<millis>-<seq>", or "<millis>"), within its 64-bit parts."""
     millis, _, sequence = value.partition("-")
     if not millis.isdigit() or not (sequence == "" or sequence.isdigit()):
         return None

@@ -28,7 +28,7 @@ from fastapi.responses import StreamingResponse
 from adapters.storage.base import FileNotFoundInStorage, Storage
 from gateway.auth import ApiKeyPrincipal, DatasetKey
 from gateway.deps import get_container, maybe_uuid
-from gateway.knowledge.datasets import _dataset, _document
+from gateway.knowledge.lookups import dataset_of, document_of
 from gateway.views import content_disposition
 from projections.knowledge import queries as kq
 from schemas.errors import DocumentNotFound, NotFound
@@ -82,8 +82,8 @@ def signature_valid(secret: str, file_id: str, timestamp: str, nonce: str, sign:
 async def download_document(request: Request, dataset_id: str, document_id: str,
                             key: ApiKeyPrincipal = DatasetKey) -> dict[str, str]:
     c = get_container(request)
-    dataset = await _dataset(request, key, dataset_id)
-    document = await _document(request, dataset, document_id)
+    dataset = await dataset_of(request, key, dataset_id)
+    document = await document_of(request, dataset, document_id)
     if not await c.storage.exists(document["source"]["key"]):
         raise UploadedFileMissing()
     base_url = c.settings.FILES_URL or str(request.base_url)
@@ -145,7 +145,7 @@ async def download_zip(request: Request, dataset_id: str, body: api.DocumentIdsR
     """Dify's DocumentBatchDownloadZipApi: the documents' files in the order asked, entry
     names made safe and unique, the archive named `<random>.zip`."""
     c = get_container(request)
-    dataset = await _dataset(request, key, dataset_id)
+    dataset = await dataset_of(request, key, dataset_id)
     wanted = list(dict.fromkeys(body.document_ids))
     found = await kq.documents_by_id(c.engine, dataset["id"], wanted)
     if len(found) != len(wanted):

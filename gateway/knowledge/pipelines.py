@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from gateway.auth import ApiKeyPrincipal, DatasetKey
-from gateway.knowledge.datasets import _dataset
+from gateway.knowledge.lookups import dataset_of
 from schemas.errors import PipelineNotSupported
 
 router = APIRouter(prefix="/v1/datasets")
@@ -27,5 +27,5 @@ async def upload_pipeline_file(key: ApiKeyPrincipal = DatasetKey) -> None:
 @router.post("/{dataset_id}/pipeline/run")
 async def pipeline_operation(request: Request, dataset_id: str,
                              key: ApiKeyPrincipal = DatasetKey) -> None:
-    await _dataset(request, key, dataset_id)
+    await dataset_of(request, key, dataset_id)
     raise PipelineNotSupported()

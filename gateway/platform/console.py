@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
@@ -14,7 +13,7 @@ from gateway.deps import command_gateway, get_container, parse_id
 from gateway.params import Page
 from gateway.platform.views import api_key_view, app_view
 from projections.platform import queries
-from schemas.errors import AlreadySetup, ApiKeyNotFound, AppNotFound, NotFound
+from schemas.errors import AlreadySetup, ApiKeyNotFound, AppNotFound, EddyError, NotFound
 from schemas.platform import api
 from schemas.platform import commands as cmd
 from schemas.platform.naming import SETUP_ID, account_id_for
@@ -40,13 +39,20 @@ async def setup(request: Request, body: api.SetupRequest,
                 idempotency_key: IdempotencyKey = None) -> dict[str, str]:
     if await queries.setup_info(get_container(request).engine) is not None:
         raise AlreadySetup()
-    password_hash = await asyncio.to_thread(auth.hash_password, body.password)
-    await command_gateway(request).send(
-        cmd.SetupPlatform(account_id=account_id_for(body.email), workspace_id=uuid4(),
-                          email=body.email, name=body.name, password_hash=password_hash,
-                          interface_language=body.language),
-        aggregate_id=SETUP_ID, tenant_id=None, actor_id=None, idempotency_key=idempotency_key,
-    )
+    engine = get_container(request).engine
+    account_id = account_id_for(body.email)
+    credentials_id = await auth.store_credentials(engine, account_id, body.password)
+    try:
+        await command_gateway(request).send(
+            cmd.SetupPlatform(account_id=account_id, workspace_id=uuid4(), email=body.email,
+                              name=body.name, credentials_id=credentials_id,
+                              interface_language=body.language),
+            aggregate_id=SETUP_ID, tenant_id=None, actor_id=None,
+            idempotency_key=idempotency_key,
+        )
+    except EddyError:
+        await auth.discard_credentials(engine, credentials_id)
+        raise
     return {"result": "success"}
 
 
@@ -147,8 +153,7 @@ async def _list_keys(request: Request, user: ConsoleUser, key_type: str,
                      app_id: UUID | None) -> dict[str, Any]:
     c = get_container(request)
     rows = await queries.list_api_keys(c.engine, user.tenant_id, key_type, app_id)
-    used = await c.redis.hmget(c.redis_key("api_key_last_used"),
-                               [str(r["id"]) for r in rows]) if rows else []
+    used = await c.kv.get_fields(auth.API_KEY_LAST_USED, [str(r["id"]) for r in rows])
     return {"data": [api_key_view(r, _token_of(request, r), int(u) if u else None)
                      for r, u in zip(rows, used, strict=True)]}
 

@@ -223,7 +223,8 @@ async def project_annotation_reply_job_ended(
         await conn.execute(insert(annotation_reply_settings).values(
             app_id=p.app_id, score_threshold=job["score_threshold"],
             embedding_provider_name=job["embedding_provider_name"],
-            embedding_model_name=job["embedding_model_name"], updated_at=e.occurred_at))
+            embedding_model_name=job["embedding_model_name"], collection=p.collection,
+            updated_at=e.occurred_at))
 
 
 PROJECTORS = projectors(

@@ -142,6 +142,7 @@ annotation_reply_settings = Table(
     Column("score_threshold", Float, nullable=False),
     Column("embedding_provider_name", String(255), nullable=False),
     Column("embedding_model_name", String(255), nullable=False),
+    Column("collection", String(64), nullable=False),  # the index the chat searches
     Column("updated_at", DateTime(timezone=True), nullable=False),
     schema=READ,
 )

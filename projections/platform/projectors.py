@@ -89,7 +89,7 @@ async def project_account_registered(conn: AsyncConnection,
     p = e.payload
     await conn.execute(insert(accounts), {
         "id": e.aggregate_id, "email": p.email.lower(), "name": p.name,
-        "password_hash": p.password_hash, "interface_language": p.interface_language,
+        "credentials_id": p.credentials_id, "interface_language": p.interface_language,
         "timezone": p.timezone, "status": "active", "created_at": e.occurred_at,
     })
 

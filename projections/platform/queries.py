@@ -16,6 +16,7 @@ from projections.platform.tables import (
     setup_state,
     workspace_members,
 )
+from projections.tables import account_credentials
 
 
 async def setup_info(engine: AsyncEngine) -> dict[str, Any] | None:
@@ -25,9 +26,12 @@ async def setup_info(engine: AsyncEngine) -> dict[str, Any] | None:
 
 
 async def account_by_email(engine: AsyncEngine, email: str) -> dict[str, Any] | None:
+    """The account with its `password_hash` (None if its credentials are missing)."""
     async with engine.connect() as conn:
         row = (await conn.execute(
-            select(accounts).where(accounts.c.email == email.strip().lower())
+            select(accounts, account_credentials.c.password_hash)
+            .outerjoin(account_credentials, account_credentials.c.id == accounts.c.credentials_id)
+            .where(accounts.c.email == email.strip().lower())
         )).mappings().first()
     return dict(row) if row else None
 

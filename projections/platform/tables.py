@@ -22,7 +22,8 @@ accounts = Table(
     Column("id", Uuid, primary_key=True),
     Column("email", String(255), nullable=False, unique=True),
     Column("name", String(255), nullable=False),
-    Column("password_hash", Text, nullable=False),
+    # the row of `account_credentials` (beside the store, not a read model) with its hash
+    Column("credentials_id", Uuid, nullable=False),
     Column("interface_language", String(32), nullable=False),
     Column("timezone", String(64), nullable=False),
     Column("status", String(16), nullable=False),

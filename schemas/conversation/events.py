@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from schemas.base import EventPayload, Upcaster
+from schemas.conversation.naming import annotation_collection
 
 # --- app configuration (aggregate AppConfig, one per app) ----------------------------------
 
@@ -146,12 +147,16 @@ class AnnotationReplyJobStarted(EventPayload):
 
 
 class AnnotationReplyJobEnded(EventPayload):
-    """status completed: the request's setting is in force; error: nothing changed."""
+    """status completed: the request's setting is in force; error: nothing changed. v2
+    names the collection a completed enable job built and switched to (v1's jobs all built
+    the app's one collection, dropping the one in force first)."""
 
+    schema_version = 2
     app_id: UUID
     job_id: UUID
     status: str  # completed | error
     error: str = ""
+    collection: str = ""  # in force from now on (a completed enable job); else ""
 
 
 class AnnotationHit(EventPayload):
@@ -165,4 +170,13 @@ class AnnotationHit(EventPayload):
     score: float
 
 
-UPCASTERS: dict[tuple[type[EventPayload], int], Upcaster] = {}
+def _annotation_reply_job_ended_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    completed = payload["status"] == "completed"
+    return {**payload,
+            "collection": annotation_collection(UUID(str(payload["app_id"]))) if completed
+            else ""}
+
+
+UPCASTERS: dict[tuple[type[EventPayload], int], Upcaster] = {
+    (AnnotationReplyJobEnded, 1): _annotation_reply_job_ended_v1_to_v2,
+}

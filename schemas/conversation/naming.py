@@ -18,9 +18,12 @@ def annotation_set_id_for(app_id: UUID) -> UUID:
     return uuid5(EDDY_NAMESPACE, f"annotation-set:{app_id}")
 
 
-def annotation_collection(app_id: UUID) -> str:
-    """The vector collection annotation reply searches (the annotated questions)."""
-    return f"annotations_{app_id.hex}"
+def annotation_collection(app_id: UUID, job_id: UUID | None = None) -> str:
+    """The vector collection an enable job builds the annotated questions' index in, beside
+    the one in force, which it replaces only once complete. Without a job: the one collection
+    per app that jobs built before (`AnnotationReplyJobEnded` v1). Within the 61 characters
+    a pgvector collection may have."""
+    return f"annotations_{app_id.hex}" + (f"_{job_id.hex[:12]}" if job_id else "")
 
 
 # The end user of a Service API read that names none (Dify's DefaultEndUserSessionID).
@@ -33,7 +36,7 @@ def end_user_id_for(app_id: UUID, user: str) -> UUID:
 
 
 # The per-task stream of SSE events (tokens and the closing event): short-lived, never in
-# the event store. Keys get the deployment's Redis prefix.
+# the event store. The key-value store adds the deployment's prefix.
 def task_stream_key(task_id: UUID) -> str:
     return f"task.{task_id}.events"
 

@@ -18,7 +18,9 @@ class SetupPlatform(CommandPayload):
     workspace_id: UUID
     email: str
     name: str
-    password_hash: str
+    # Commands travel on a topic, so never the password's hash: the gateway stored it in
+    # `account_credentials` under this id (generated, like the other ids here).
+    credentials_id: UUID
     interface_language: str = "en-US"
 
 

@@ -6,7 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from schemas.base import EventPayload, Upcaster
-from schemas.platform.naming import api_token_hash, api_token_hint
+from schemas.platform.naming import account_id_for, api_token_hash, api_token_hint
 
 # --- workspace context: setup, accounts, workspaces -------------------------------------
 
@@ -17,9 +17,14 @@ class SetupCompleted(EventPayload):
 
 
 class AccountRegistered(EventPayload):
+    """v2 no longer carries the password's hash (v1 did, onto the topics, into dead letters
+    and `eddy events show`): it names the row of `account_credentials` that holds it, a
+    table beside the store that no read-model rebuild touches."""
+
+    schema_version = 2
     email: str
     name: str
-    password_hash: str
+    credentials_id: UUID
     interface_language: str = "en-US"
     timezone: str = "UTC"
 
@@ -129,7 +134,15 @@ def _api_key_created_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
             "token_hint": api_token_hint(token)}
 
 
+def _account_registered_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    # Migration 0016 moved each v1 hash into `account_credentials` under the account's own
+    # id (derived from the e-mail) and rewrote the stored events into exactly this form.
+    payload.pop("password_hash", None)
+    return {**payload, "credentials_id": str(account_id_for(payload["email"]))}
+
+
 UPCASTERS: dict[tuple[type[EventPayload], int], Upcaster] = {
     (AppCreated, 1): _app_created_v1_to_v2,
+    (AccountRegistered, 1): _account_registered_v1_to_v2,
     (ApiKeyCreated, 1): _api_key_created_v1_to_v2,
 }

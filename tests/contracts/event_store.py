@@ -401,3 +401,18 @@ class EventStoreContract:
             store.append([app_event(uuid4(), 1), *history(uuid4(), [1, 1])])
         assert store.max_position() == 2
         assert store.append(history(uuid4(), [1])) > 2
+
+    # --- what belongs to something ---------------------------------------------------------
+
+    def test_events_naming_finds_the_events_of_a_type_whose_field_names_a_value(
+        self, store: EventStore,
+    ) -> None:
+        ours, theirs = app_event(uuid4(), 1), app_event(uuid4(), 1)
+        renamed = app_event(ours.aggregate_id, 2)
+        store.append([ours, theirs, renamed])
+        creator = ours.payload.created_by  # type: ignore[attr-defined]
+        [found] = store.events_naming(["AppCreated"], "created_by", creator)
+        assert (found.event_id, found.aggregate_id, found.position) == (
+            ours.event_id, ours.aggregate_id, 1)
+        assert store.events_naming(["AppUpdated"], "created_by", creator) == []
+        assert store.events_naming(["AppCreated"], "created_by", uuid4()) == []

@@ -9,7 +9,6 @@ from typing import Any
 from uuid import UUID
 
 from projections.conversation import queries
-from schemas.conversation.naming import annotation_collection
 from tests.chat import KEY, PROVIDERS, Chat
 from tests.e2e.test_messages import check_chat_events, sse_events
 from tests.harness import eventually
@@ -67,6 +66,13 @@ async def run_job(c: Chat, action: str, **settings: Any) -> dict[str, Any]:
         return body if body["job_status"] in ("completed", "error") else None
 
     return await eventually(ended)  # type: ignore[no-any-return]
+
+
+async def in_force(c: Chat) -> str:
+    """The collection annotation reply searches now."""
+    setting = await queries.annotation_reply_setting(c.node.container.engine, UUID(c.app_id))
+    assert setting is not None
+    return str(setting["collection"])
 
 
 async def answer(c: Chat, query: str) -> str:
@@ -217,7 +223,8 @@ async def test_deleting_the_app_takes_its_annotations_and_their_index(chat: Chat
     assert (await run_job(chat, "enable"))["job_status"] == "completed"
     c = chat.node.container
     app_id = UUID(chat.app_id)
-    assert await c.vectors.count(annotation_collection(app_id)) == 2
+    collection = await in_force(chat)
+    assert await c.vectors.count(collection) == 2
 
     deleted = await chat.node.client.delete(f"/console/api/apps/{chat.app_id}",
                                             headers=chat.auth)
@@ -225,6 +232,49 @@ async def test_deleting_the_app_takes_its_annotations_and_their_index(chat: Chat
 
     async def gone() -> bool:
         return (await queries.list_annotations(c.engine, app_id, "", 1, 20))[1] == 0 \
-            and await c.vectors.count(annotation_collection(app_id)) == 0
+            and await c.vectors.count(collection) == 0
 
     await eventually(gone)
+
+
+async def test_a_failed_enable_job_leaves_reply_working_as_it_was(chat: Chat) -> None:
+    """Enabling again builds a new index beside the one in force and switches only once it
+    is complete: the embedding endpoint failing mid-job changes nothing users notice, and
+    later annotation writes still reach the index."""
+    await connect_embeddings(chat)
+    for question, reply in (HOURS, PARKING):
+        await create(chat, question, reply)
+    assert (await run_job(chat, "enable"))["job_status"] == "completed"
+    working = await in_force(chat)
+    vectors = chat.node.container.vectors
+
+    chat.provider.fail_next(5, status=400, path="/embeddings")  # no retry: the job fails
+    failed = await run_job(chat, "enable", threshold=0.5)
+    assert failed["job_status"] == "error" and failed["error_msg"]
+    chat.provider.reset()
+    assert await in_force(chat) == working and await vectors.count(working) == 2
+    setting = await queries.annotation_reply_setting(chat.node.container.engine,
+                                                     UUID(chat.app_id))
+    assert setting is not None and setting["score_threshold"] == 0.85  # the one in force
+    llm_calls = chat.provider.calls("/chat/completions")
+    assert await answer(chat, "what are the museum opening hours") == HOURS[1]
+    assert chat.provider.calls("/chat/completions") == llm_calls
+
+    # a later annotation write reaches the index in force (not a dead letter)
+    ceiling = await create(chat, "Who painted the ceiling?", "Tiepolo, in 1753.")
+
+    await eventually(lambda: _count_is(vectors, working, 3))
+    assert await answer(chat, "Who painted the ceiling?") == "Tiepolo, in 1753."
+
+    # enabling again, successfully: the new index replaces the old, which goes
+    assert (await run_job(chat, "enable", threshold=0.8))["job_status"] == "completed"
+    rebuilt = await in_force(chat)
+    assert rebuilt != working
+    assert (await vectors.count(rebuilt), await vectors.count(working)) == (3, 0)
+    r = await chat.node.client.delete(f"{ANNOTATIONS}/{ceiling['id']}", headers=chat.key)
+    assert r.status_code == 204, r.text
+    await eventually(lambda: _count_is(vectors, rebuilt, 2))
+
+
+async def _count_is(vectors: Any, collection: str, expected: int) -> bool:
+    return await vectors.count(collection) == expected

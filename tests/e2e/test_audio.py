@@ -62,3 +62,11 @@ async def test_text_to_audio_and_back(chat: Chat) -> None:
 
     await eventually(read_aloud)
     assert chat.provider.requests_to("/audio/speech")[-1].body["input"] == answer["answer"]
+
+    # another end user of the app cannot have ann's answer read to them: as with feedback,
+    # her message is unknown to him, and nothing reaches the provider
+    spoken_before = len(chat.provider.requests_to("/audio/speech"))
+    foreign = await n.client.post("/v1/text-to-audio", headers=chat.key, json={
+        "message_id": answer["message_id"], "user": "bob"})
+    assert (foreign.status_code, foreign.json()["code"]) == (404, "not_found")
+    assert len(chat.provider.requests_to("/audio/speech")) == spoken_before

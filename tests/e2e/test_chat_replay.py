@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
-from schemas.conversation.topics import CHAT
+from contexts.conversation import CHAT
 from tests.chat import Chat
 from tests.harness import eventually
 from tests.integration.conftest import operator_env
@@ -36,16 +36,16 @@ async def test_a_replay_never_asks_the_llm_again(chat: Chat,
     assert code == 0, err
     [plan] = json_lines(out)
     assert plan["by_type"] == {"MessageCreated": 2}
-    assert plan["skipped_by_group"] == {CHAT: 2}  # declared side-effecting
+    assert plan["skipped_by_group"] == {CHAT.name: 2}  # declared side-effecting
     assert plan["by_group"]["projection.console"] == 2
 
-    skipped = replayed(CHAT, "skipped")
+    skipped = replayed(CHAT.name, "skipped")
     projected = replayed("projection.console", "handled")
     code, _, err = await eddy("events", "replay", "--type", "MessageCreated", "--republish")
     assert code == 0, err
 
     async def delivered() -> bool:
-        return (replayed(CHAT, "skipped") >= skipped + 2
+        return (replayed(CHAT.name, "skipped") >= skipped + 2
                 and replayed("projection.console", "handled") >= projected + 2)
 
     await eventually(delivered)

@@ -5,18 +5,22 @@ deletion taking its conversations and files with it."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from uuid import UUID
 
 import pytest
 
+from adapters.embedded.postgres import EmbeddedPostgres
 from projections.conversation import queries
-from tests.chat import Chat, app_with_key
-from tests.harness import eventually
+from schemas.conversation import events as cev
+from tests.chat import Chat, app_with_key, connect_provider
+from tests.fakes.openai_server import FakeOpenAIServer
+from tests.harness import eventually, node_settings, running_node
 from tests.local_http import serving
 from tests.spec import validate
+from workers.node import all_roles
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9Q"
                        "DwADhgGAWjR9awAAAABJRU5ErkJggg==")
@@ -204,3 +208,42 @@ async def test_deleting_the_app_takes_its_conversations_and_files(chat: Chat) ->
 
 async def _has_conversation(engine: Any, app_id: UUID) -> bool:
     return bool((await queries.app_leftovers(engine, app_id))[0])
+
+
+async def test_deleting_the_app_while_projections_are_down_takes_what_it_made_meanwhile(
+        postgres: EmbeddedPostgres, fresh_database: Callable[..., str], redis_url: str,
+        provider: FakeOpenAIServer) -> None:
+    """The read model does not yet know the conversation and upload made just before the
+    deletion (its projectors are down): the cleanup, reading the store, takes them all."""
+    settings = node_settings(postgres, fresh_database("cleanup"), redis_url,
+                             PROJECTION_WAIT_SECONDS=0.5)
+    provider.reset()
+    async with running_node(settings) as node:
+        auth = await node.setup_and_login()
+        await connect_provider(node, auth, provider)
+        app_id, key = await app_with_key(node, auth)
+        await Chat(node, auth, app_id, key, provider).configure()
+        roles = [r for r in all_roles(node.container.work) if r != "projections"]
+
+    async with running_node(settings, roles=roles, migrate_first=False) as node:
+        chat = Chat(node, auth, app_id, key, provider)
+        made = await upload(chat, "pixel.png", PNG)
+        assert made["status"] == 202  # recorded; the read model cannot show it
+        answer = await chat.send("Hello")
+        assert answer.status_code == 200, answer.text
+        conversation_id = UUID(answer.json()["conversation_id"])
+        c = node.container
+        [upload_event] = [e for e in c.store.read_from(0, 1000)
+                          if isinstance(e.payload, cev.FileUploaded)]
+        assert await c.storage.exists(upload_event.payload.key)
+
+        deleted = await node.client.delete(f"/console/api/apps/{app_id}", headers=auth)
+        assert deleted.status_code in (202, 204), deleted.text
+
+        async def cleaned() -> bool:
+            conversation = [e.type for e in c.store.load(conversation_id)]
+            file = [e.type for e in c.store.load(upload_event.aggregate_id)]
+            return conversation[-1] == "ConversationDeleted" and file[-1] == "FileDeleted"
+
+        await eventually(cleaned, timeout=20)
+        assert not await c.storage.exists(upload_event.payload.key)

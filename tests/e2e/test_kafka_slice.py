@@ -33,6 +33,6 @@ async def test_console_slice_over_kafka(postgres: EmbeddedPostgres,
                                          headers=auth)).status_code == 204
         # deleting the app revoked its keys with it
         assert (await node.client.get("/v1/info", headers=service)).status_code == 401
-        health = (await node.client.get("/health")).json()
-        assert health["checks"]["bus"] == {"status": "ok", "kind": "kafka"}
-        assert health["checks"]["projections"]["lag"] == {"console_v1": 0}
+        status = (await node.client.get("/status.json", headers=auth)).json()
+        assert status["dependencies"]["bus"] == {"status": "ok", "kind": "kafka"}
+        assert status["dependencies"]["projections"]["lag"] == {"console_v1": 0}

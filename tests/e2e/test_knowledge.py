@@ -300,8 +300,8 @@ async def test_pause_resume_and_retry(postgres: EmbeddedPostgres,
 
         container: Container = node.container
         stop = asyncio.Event()
-        tasks = start_roles(container, ["indexing-priority", "indexing-bulk"], stop,
-                            member="late-indexer")
+        tasks = start_roles(container, ["knowledge.indexing-priority",
+                                        "knowledge.indexing-bulk"], stop, member="late-indexer")
         try:
             # the broken file fails with a clear error; the paused document does not move
             [failed] = await wait_indexed(node.client, key, dataset["id"], broken["batch"],

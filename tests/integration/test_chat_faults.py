@@ -28,7 +28,7 @@ WORDS = [f"word{i} " for i in range(30)]
 
 def spawn_chat_worker(env: dict[str, str], member: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "cli", "worker", "--roles", "chat", "--member", member],
+        [sys.executable, "-m", "cli", "worker", "--roles", "conversation.chat", "--member", member],
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -229,3 +229,12 @@ async def _async(value: bool) -> bool:
 
 async def _refailed(old_id: str) -> list[dict[str, Any]]:
     return [d for d in await dead_letters() if d["id"] != old_id]
+
+
+async def test_eddy_job_runs_a_declared_job_once_and_names_them_all(settings: Settings) -> None:
+    async with running_node(settings, roles=[]):
+        code, _, err = await eddy("job", "trim_consumed_messages")
+        assert code == 0, err
+        code, _, err = await eddy("job", "send_newsletters")
+        assert code == 2
+        assert "unknown job 'send_newsletters'" in err and "advance_projection_watermarks" in err

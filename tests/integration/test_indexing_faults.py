@@ -39,8 +39,9 @@ def corpus(documents: int) -> list[str]:
 
 def spawn_indexer(env: dict[str, str], member: str = "indexer-1") -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "cli", "worker", "--roles", "indexing-priority,indexing-bulk",
-         "--member", member], env=env, cwd=ROOT,
+        [sys.executable, "-m", "cli", "worker", "--roles",
+         "knowledge.indexing-priority,knowledge.indexing-bulk", "--member", member],
+        env=env, cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -104,7 +105,7 @@ async def _index_under_fault(
                                merge_pieces=False)) for t in texts]
 
     # Everything but indexing runs here; indexing runs in processes the fault acts on.
-    roles = ["relay", "commands", "projections", "cleanup"]
+    roles = ["relay", "commands", "projections", "knowledge.cleanup"]
     async with running_node(settings, roles=roles) as node:
         auth = await node.setup_and_login()
         token = (await node.client.post("/console/api/datasets/api-keys", headers=auth)).json()

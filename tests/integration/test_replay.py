@@ -18,10 +18,10 @@ from adapters.embeddings.local_minilm import LocalMiniLM
 from adapters.embeddings.models import LOCAL_PROVIDER
 from adapters.vector.pgvector import _table
 from config import Settings
+from contexts.knowledge import INDEXING_BULK, INDEXING_PRIORITY
 from projections.progress import relay_lag
 from projections.versions import maintained_lags
 from schemas.knowledge.naming import vector_collection
-from schemas.knowledge.topics import INDEXING_BULK, INDEXING_PRIORITY
 from tests.e2e.test_knowledge import (
     FACTS,
     create_dataset,
@@ -31,10 +31,10 @@ from tests.e2e.test_knowledge import (
 )
 from tests.harness import Node, eventually, running_node
 from tests.integration.test_cli_operations import eddy, json_lines
-from workers.knowledge.processors import indexing_processor
+from workers.node import work_processor
 from workers.runtime import run_processor
 
-BACKBONE = ["relay", "commands", "projections", "cleanup"]
+BACKBONE = ["relay", "commands", "projections", "knowledge.cleanup"]
 
 
 def vectors_of(dataset_id: str) -> str:
@@ -125,24 +125,24 @@ async def test_replaying_a_dataset_to_its_indexing_group_rebuilds_its_index_exac
 
         # dry run: counts only the dataset's events the group reads; sends nothing
         code, out, err = await eddy("events", "replay", "--dataset", dataset_id, "--group",
-                                    INDEXING_PRIORITY, "--dry-run", "--json")
+                                    INDEXING_PRIORITY.name, "--dry-run", "--json")
         assert code == 0, err
         [dry] = json_lines(out)
         # two indexing requests, the edit and the segment added by hand (small: priority)
         assert dry["by_type"] == {"DocumentIndexingRequested": 2, "SegmentCreated": 1,
                                   "SegmentUpdated": 1}
-        assert dry["by_group"] == {INDEXING_PRIORITY: 4} and dry["dry_run"] is True
+        assert dry["by_group"] == {INDEXING_PRIORITY.name: 4} and dry["dry_run"] is True
         code, out, _ = await eddy("events", "replay", "--dataset", dataset_id, "--republish",
                                   "--dry-run")
-        assert code == 0 and "projection.console" in out and INDEXING_PRIORITY in out
+        assert code == 0 and "projection.console" in out and INDEXING_PRIORITY.name in out
 
         # the index is lost; the replay rebuilds it unit for unit
         await node.container.vectors.delete(vectors_of(dataset_id))
         assert await index_snapshot(node, dataset_id) == []
         code, out, err = await eddy("events", "replay", "--dataset", dataset_id, "--group",
-                                    INDEXING_PRIORITY, "--json")
+                                    INDEXING_PRIORITY.name, "--json")
         assert code == 0, err
-        assert json_lines(out)[0]["by_group"] == {INDEXING_PRIORITY: 4}
+        assert json_lines(out)[0]["by_group"] == {INDEXING_PRIORITY.name: 4}
         await eventually(lambda: _equals(index_snapshot(node, dataset_id), before))
 
         # again, to every group (projections too), after losing one document's units
@@ -179,7 +179,7 @@ async def side_effecting_indexers(node: Node) -> AsyncIterator[None]:
     processor is), run as the worker runs them."""
     stop = asyncio.Event()
     tasks = [asyncio.create_task(run_processor(
-        node.container.bus, replace(indexing_processor(lane)(node.container), side_effects=True),
+        node.container.bus, replace(work_processor(node.container, lane), side_effects=True),
         "indexer", stop)) for lane in (INDEXING_PRIORITY, INDEXING_BULK)]
     try:
         yield
@@ -194,17 +194,17 @@ async def test_a_replay_never_repeats_side_effects_unless_allowed(settings: Sett
         before, end = await index_snapshot(node, dataset_id), await log_end(node)
         await node.container.vectors.delete(vectors_of(dataset_id))
 
-        skipped = replayed(INDEXING_PRIORITY, "skipped")
+        skipped = replayed(INDEXING_PRIORITY.name, "skipped")
         code, _, err = await eddy("events", "replay", "--dataset", dataset_id, "--group",
-                                  INDEXING_PRIORITY)
+                                  INDEXING_PRIORITY.name)
         assert code == 0, err
-        await eventually(lambda: _at_least(replayed(INDEXING_PRIORITY, "skipped"),
+        await eventually(lambda: _at_least(replayed(INDEXING_PRIORITY.name, "skipped"),
                                            skipped + 4))
         await asyncio.sleep(1.0)
         assert await index_snapshot(node, dataset_id) == []  # acknowledged, not acted on
 
         code, _, err = await eddy("events", "replay", "--dataset", dataset_id, "--group",
-                                  INDEXING_PRIORITY, "--allow-side-effects")
+                                  INDEXING_PRIORITY.name, "--allow-side-effects")
         assert code == 0, err
         await eventually(lambda: _equals(index_snapshot(node, dataset_id), before))
         assert await log_end(node) == end

@@ -88,11 +88,12 @@ async def _start_documents(node: Node, key: dict[str, str], count: int) -> tuple
     return dataset["id"], batch
 
 
-async def _caught_up(node: Node, key: dict[str, str], dataset_id: str, documents: int) -> Any:
-    health = await node.client.get("/health")
-    if health.status_code != 200:
+async def _caught_up(node: Node, auth: dict[str, str], key: dict[str, str], dataset_id: str,
+                     documents: int) -> Any:
+    status = await node.client.get("/status.json", headers=auth)
+    if status.status_code != 200 or status.json()["status"] != "ok":
         return None
-    checks = health.json()["checks"]
+    checks = status.json()["dependencies"]
     if checks["relay"]["lag"] or any(checks["projections"]["lag"].values()):
         return None
     listed = (await node.client.get(f"/v1/datasets/{dataset_id}/documents?limit=100",
@@ -122,7 +123,8 @@ async def test_postgres_restart_under_load_heals_without_losing_anything(
         await asyncio.sleep(2)
         await asyncio.to_thread(own_postgres.start)
 
-        await eventually(lambda: _caught_up(node, key, dataset_id, 6), timeout=30, interval=0.5)
+        await eventually(lambda: _caught_up(node, auth, key, dataset_id, 6), timeout=30,
+                         interval=0.5)
         if accepted.status_code == 202:  # the accepted command took effect exactly once
             status = await eventually(lambda: _settled(node, auth, accepted.json()["status_url"]),
                                       timeout=30)
@@ -157,7 +159,8 @@ async def test_redis_restart_under_load_heals_without_losing_anything(
         await asyncio.sleep(1)
         await asyncio.to_thread(own_redis.start)
 
-        await eventually(lambda: _caught_up(node, key, dataset_id, 6), timeout=30, interval=0.5)
+        await eventually(lambda: _caught_up(node, auth, key, dataset_id, 6), timeout=30,
+                         interval=0.5)
         after = await node.client.post("/console/api/apps", headers=auth,
                                        json={"name": "after", "mode": "chat"})
         assert after.status_code == 201, after.text
@@ -272,7 +275,7 @@ async def test_kafka_broker_restart_under_load_heals_without_losing_anything(
             stop_writing.set()
             await asyncio.gather(*writers)
         # Everything within 45 s of the broker's return (about 5 s in practice).
-        await eventually(lambda: _caught_up(node, key, dataset_id, 6),
+        await eventually(lambda: _caught_up(node, auth, key, dataset_id, 6),
                          timeout=45 - (time.monotonic() - back), interval=0.5)
         codes = {w.name: w.response.status_code for w in writes}
         assert set(codes.values()) <= {201, 202, 503}, codes

@@ -10,6 +10,7 @@ from commands.aggregate import Context
 from commands.conversation.aggregates import AnnotationSet
 from commands.platform.aggregates import App, Setup
 from schemas.conversation.events import AnnotationReplyRequested
+from schemas.conversation.naming import annotation_collection
 from schemas.errors import AlreadySetup, AnnotationNotFound, AppNotFound
 from schemas.platform.events import AppCreated
 
@@ -67,6 +68,10 @@ def test_annotation_reply_jobs_run_once_and_set_the_reply() -> None:
     assert annotations.reply is None  # on only once the job completed
     assert annotations.end_job(enable.job_id, None, ctx)
     assert annotations.reply is not None and annotations.reply.score_threshold == 0.9
+    # in force: the collection the job built beside the one before (of the old scheme)
+    built = annotation_collection(app_id, enable.job_id)
+    assert annotations.reply.collection == built
+    assert annotations.replaced_collections(app_id) == {annotation_collection(app_id)}
     # a redelivered job neither starts nor ends again
     assert not annotations.start_job(enable.job_id, ctx)
     assert not annotations.end_job(enable.job_id, "late failure", ctx)
@@ -75,11 +80,15 @@ def test_annotation_reply_jobs_run_once_and_set_the_reply() -> None:
     annotations.request_reply(failed, ctx)
     assert annotations.end_job(failed.job_id, "no such model", ctx)
     assert annotations.reply.score_threshold == 0.9  # a failed job changes nothing
+    assert annotations.reply.collection == built  # and its own collection is to go
+    assert annotations.replaced_collections(app_id) == {
+        annotation_collection(app_id), annotation_collection(app_id, failed.job_id)}
 
     disable = _reply_request(app_id, "disable")
     annotations.request_reply(disable, ctx)
     annotations.end_job(disable.job_id, None, ctx)
     assert annotations.reply is None
+    assert annotations.replaced_collections(app_id) == annotations.collections(app_id)
     replayed = AnnotationSet.replay(annotations.id, annotations.pending)
     assert replayed.reply is None and replayed.annotations == {
         annotation_id: ("Hours?", "Nine to five.")}

@@ -108,6 +108,13 @@ def test_pdf_pages_are_extracted_and_joined() -> None:
     assert last == "Page three (final)"
 
 
+def test_nul_characters_in_extracted_text_are_removed() -> None:
+    """A NUL in a file's text (Postgres text refuses it) is dropped, not a failed document."""
+    assert extract_text(b"before\x00after", "notes.txt").text == "beforeafter"
+    pdf = extract_text(make_pdf([["Hello\x00PDF world"]]), "report.pdf")
+    assert "\x00" not in pdf.text and "HelloPDF world" in pdf.text
+
+
 def test_docx_paragraphs_and_tables_in_order() -> None:
     text = extract_text(make_docx(), "report.docx").text
     assert text == (

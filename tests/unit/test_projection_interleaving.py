@@ -13,7 +13,7 @@ values and tags; documents split and indexed (plain and parent-child), paused an
 failed and retried, re-indexed and re-sourced, with segments added, edited and deleted by
 hand; then a metadata field, a segment, a document, a tag, a dataset and an app (with its
 keys) deleted. Its log is applied to the read model (the projectors on in-memory SQLite, as
-in test_projectors) in store order, in two extreme orders and in 50 seeded random ones that
+in tests/unit/projectors/) in store order, in two extreme orders and in 50 seeded random ones that
 keep each aggregate's order (delivered with redeliveries and early deliveries, as a bus
 does), always through the runner's per-aggregate tracking. Every read-model table must come
 out identical, every row and every column: no column depends on when an event is applied
@@ -248,7 +248,7 @@ async def record(root: Path) -> History:
 
     # platform: the workspace, two apps, their API keys and a dataset key
     run(pc.SetupPlatform(account_id=r.owner, workspace_id=r.tenant, email="olga@example.com",
-                         name="Olga", password_hash="argon2$h"), SETUP_ID)
+                         name="Olga", credentials_id=uuid4()), SETUP_ID)
     chat, flow = uuid4(), uuid4()
     run(pc.CreateApp(app_id=chat, name="Support Bot", mode="chat"), chat)
     run(pc.CreateApp(app_id=flow, name="Pipeline", mode="workflow"), flow)

@@ -1,9 +1,11 @@
 """The contexts' registries are complete and unambiguous: every command type has exactly one
 handler, every event a projection follows has a projector or an explicit "ignored" entry,
-every aggregate type belongs to a context, and a forgotten registration fails loudly."""
+every aggregate type belongs to a context, and a forgotten registration fails loudly.
+Manifests that contradict each other are refused by `assemble`, naming the culprit."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from uuid import uuid4
 
 import pytest
@@ -17,12 +19,17 @@ from contexts import CONTEXTS
 from contexts.manifest import ContextManifest, assemble
 from events.envelope import Envelope
 from events.memory_store import InMemoryEventStore
+from events.routing import Route
 from projections.registry import Projection, projectors
 from projections.runner import ProjectionRunner, UnhandledEvent
 from schemas.base import CommandPayload, EventPayload
 from schemas.knowledge import events as kev
 from schemas.platform import commands as pcmd
 from schemas.platform import events as pev
+from workers.declarations import Job, WorkTopic
+from workers.node import all_roles, work_processor
+from workers.runtime import Processor
+from workers.scheduler import run_job
 
 
 def _all_subclasses(cls: type) -> set[type]:
@@ -110,6 +117,138 @@ def test_an_aggregate_in_two_contexts_is_refused() -> None:
 def test_topics_cover_every_context_and_work_topic_with_dead_letters() -> None:
     names = {t.name for t in ASSEMBLY.topics(4, 8)}
     for context in CONTEXTS:
-        for topic in (context.topic, *context.work_topics):
+        for topic in (context.topic, *(w.name for w in context.work)):
             assert {topic, topic + ".dlq"} <= names
     assert {"commands", "commands.dlq"} <= names
+
+
+# --- assemble refuses manifests that contradict each other -----------------------------
+
+
+def _processor(topic: str, *, store: object) -> Processor:
+    raise AssertionError("assemble never builds a processor")
+
+
+async def _job(*, bus: object) -> None: ...
+
+
+async def _never(message: object) -> None:
+    raise AssertionError("nothing is consumed here")
+
+
+def _context(name: str, work: list[WorkTopic] | None = None,
+             jobs: list[Job] | None = None) -> ContextManifest:
+    return ContextManifest(name=name, aggregates=[], events=[], upcasters={}, handlers=[],
+                           projectors={}, work=work or [], jobs=jobs or [])
+
+
+def _work(name: str = "mail.outbox", role: str = "outbox",
+          routes: list[Route] | None = None, processor: object = _processor) -> WorkTopic:
+    return WorkTopic(name, role=role, processor=processor,  # type: ignore[arg-type]
+                     routes=[Route([pev.AppDeleted])] if routes is None else routes)
+
+
+def test_a_context_declares_its_work_topics_roles_and_the_routes_to_them() -> None:
+    assembly = assemble([*CONTEXTS, _context("mail", [_work()])])
+    assert assembly.work["mail.outbox"].name == "mail.outbox"
+    event = Envelope.new(pev.AppDeleted(deleted_by=uuid4()), aggregate_type="App",
+                         aggregate_id=uuid4(), aggregate_version=2, tenant_id=None,
+                         correlation_id=uuid4(), causation_id=uuid4())
+    assert "mail.outbox" in assembly.routing.topics_for(event)
+    assert {"mail.outbox", "mail.outbox.dlq"} <= {t.name for t in assembly.topics(1, 1)}
+    assert "mail.outbox" in all_roles(assembly.work)
+
+
+async def test_processors_and_jobs_get_only_the_dependencies_they_declare() -> None:
+    given: dict[str, object] = {}
+
+    def outbox(topic: str, *, store: object) -> Processor:
+        given.update(topic=topic, store=store)
+        return Processor(group=topic, topics=[topic], handle=_never)
+
+    async def digest(*, bus: object) -> None:
+        given.update(bus=bus)
+
+    container = SimpleNamespace(store="the store", bus="the bus", storage="the storage")
+    processor = work_processor(container,  # type: ignore[arg-type]
+                               _work("mail.outbox", processor=outbox))
+    await run_job(container, Job("digest", 60.0, digest))  # type: ignore[arg-type]
+    assert (processor.group, list(processor.topics)) == ("mail.outbox", ["mail.outbox"])
+    assert given == {"topic": "mail.outbox", "store": "the store", "bus": "the bus"}
+
+
+def test_roles_are_named_after_their_context() -> None:
+    assert set(ASSEMBLY.work) == {"knowledge.indexing-priority", "knowledge.indexing-bulk",
+                                  "knowledge.cleanup", "conversation.chat",
+                                  "conversation.annotations", "conversation.cleanup"}
+
+
+def test_a_role_declared_twice_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"worker role 'mail\.outbox' is declared twice"):
+        assemble([*CONTEXTS, _context("mail", [_work("mail.a"), _work("mail.b")])])
+
+
+@pytest.mark.parametrize("taken", ["cleanup", "events.knowledge", "commands"])
+def test_a_work_topic_named_like_another_topic_is_refused(taken: str) -> None:
+    with pytest.raises(ValueError, match=f"work topic '{taken}' is already declared by"):
+        assemble([*CONTEXTS, _context("mail", [_work(taken)])])
+
+
+def test_a_route_of_an_event_no_context_declares_is_refused() -> None:
+    class MailBounced(EventPayload):
+        pass
+
+    with pytest.raises(ValueError, match=r"routes \['MailBounced'\], which no context declares"):
+        assemble([*CONTEXTS, _context("mail", [_work(routes=[Route([MailBounced])])])])
+
+
+@pytest.mark.parametrize("routes", [[], [Route([])]])
+def test_a_work_topic_nothing_is_routed_to_is_refused(routes: list[Route]) -> None:
+    with pytest.raises(ValueError, match="needs routes"):
+        assemble([*CONTEXTS, _context("mail", [_work(routes=routes)])])
+
+
+def test_a_processor_asking_for_what_the_container_lacks_is_refused() -> None:
+    def needy(topic: str, *, store: object, smtp: object) -> Processor:
+        raise AssertionError
+
+    with pytest.raises(ValueError, match=r"mail.outbox asks for \['smtp'\], which the worker "
+                                         "container does not provide"):
+        assemble([*CONTEXTS, _context("mail", [_work(processor=needy)])])
+
+
+def test_a_processor_taking_the_whole_container_is_refused() -> None:
+    def old_style(c: object) -> Processor:
+        raise AssertionError
+
+    def no_topic(*, store: object) -> Processor:
+        raise AssertionError
+
+    for factory in (old_style, no_topic):
+        with pytest.raises(ValueError, match="takes `topic`"):
+            assemble([*CONTEXTS, _context("mail", [_work(processor=factory)])])
+
+
+def test_jobs_come_from_the_backbone_and_the_manifests_each_name_once() -> None:
+    assembly = assemble([*CONTEXTS, _context("mail", jobs=[Job("send_digest", 60.0, _job)])])
+    assert set(assembly.jobs) == {"advance_projection_watermarks", "trim_consumed_messages",
+                                  "send_digest"}
+    with pytest.raises(ValueError, match="mail: job 'trim_consumed_messages' is declared twice"):
+        assemble([_context("mail", jobs=[Job("trim_consumed_messages", 60.0, _job)])])
+    with pytest.raises(ValueError, match="b: job 'send_digest' is declared twice"):
+        assemble([_context("a", jobs=[Job("send_digest", 60.0, _job)]),
+                  _context("b", jobs=[Job("send_digest", 60.0, _job)])])
+
+
+def test_a_job_asking_for_what_the_container_lacks_is_refused() -> None:
+    async def needy(*, mailer: object) -> None: ...
+
+    with pytest.raises(ValueError, match=r"job 'digest' asks for \['mailer'\]"):
+        assemble([_context("mail", jobs=[Job("digest", 60.0, needy)])])
+
+
+def test_a_job_taking_the_whole_container_is_refused() -> None:
+    async def old_style(c: object) -> None: ...
+
+    with pytest.raises(ValueError, match="job 'digest' takes only its dependencies"):
+        assemble([_context("mail", jobs=[Job("digest", 60.0, old_style)])])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from events.inspect import EventFilter
+from events.listing import EventFilter
 from events.replay import REPLAY_ID, ReceivingGroup, Replay, ReplayError, skip_reason
 
 GROUPS = [ReceivingGroup("projection.console_v1", ("events.knowledge",)),

@@ -10,9 +10,11 @@ import pytest
 from bootstrap import ASSEMBLY
 from events.postgres_store import decode_stored
 from events.registry import UnknownEventType
+from schemas.conversation.naming import annotation_collection
 from schemas.knowledge.events import DocumentCreated, DocumentSourceReplaced
 from schemas.knowledge.naming import legacy_process_rule_id, legacy_upload_file_id
 from schemas.platform.events import AppCreated
+from schemas.platform.naming import account_id_for
 
 TYPES = ASSEMBLY.event_types
 
@@ -77,3 +79,19 @@ def test_v1_document_events_get_file_and_rule_ids_from_their_file() -> None:
     event2 = DocumentSourceReplaced.model_validate(payload)
     assert version == 2 and event2.source.id == legacy_upload_file_id(key + "2")
     assert event2.source.id != event.source.id
+
+
+def test_v1_account_registered_loses_its_hash_and_names_its_credentials() -> None:
+    version, payload = TYPES.upcast("AccountRegistered", 1, {
+        "email": "Owner@Example.com", "name": "Owner", "password_hash": "$argon2id$v=19$x"})
+    assert version == 2 and "password_hash" not in payload
+    # migration 0016 moved the hash to the row keyed by the account's own id
+    assert payload["credentials_id"] == str(account_id_for("owner@example.com"))
+
+
+def test_v1_annotation_reply_job_ended_names_the_one_collection_of_before() -> None:
+    app_id, job_id = uuid4(), uuid4()
+    for status, collection in (("completed", annotation_collection(app_id)), ("error", "")):
+        version, payload = TYPES.upcast("AnnotationReplyJobEnded", 1, {
+            "app_id": str(app_id), "job_id": str(job_id), "status": status, "error": ""})
+        assert (version, payload["collection"]) == (2, collection)

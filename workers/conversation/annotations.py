@@ -5,8 +5,11 @@ processor makes before calling the model.
 The annotation worker runs on the `conversation.annotations` work topic, which carries one
 app's annotation events in order: an enable/disable request is a job (started, then ended
 completed or error); a created, updated or deleted annotation brings its vector in step
-while reply is on. Each reads the app's AnnotationSet as it is now, so a redelivery or an
-event that a later job's snapshot already covered converges on the same index.
+while reply is on. An enable job builds a collection of its own beside the one in force and
+switches to it only when complete: a failed job leaves reply working as it was, and the
+collection its setting names always exists. Each reads the app's AnnotationSet as it is
+now, so a redelivery or an event that a later job's snapshot already covered converges on
+the same index.
 """
 
 from __future__ import annotations
@@ -79,32 +82,41 @@ async def reply_requested(deps: AnnotationDeps,
     p, ctx = event.payload, caused_by(event)
     annotations, started = await change_set(deps.store, ctx, p.app_id,
                                             lambda s: s.start_job(p.job_id, ctx))
-    if not started:
-        return  # ended before (a redelivery)
-    collection = annotation_collection(p.app_id)
-    error = None
-    try:
-        # Enabling again (maybe with another model, of another size) starts afresh.
-        await deps.vectors.delete(collection)
+    if started:
+        error = None
         if p.action == "enable":
-            model = await deps.embedding_models.resolve(
-                event.tenant_id,  # type: ignore[arg-type]
-                p.embedding_provider_name, p.embedding_model_name)
-            await deps.vectors.create(collection, model.embeddings.dimensions)
-            items = list(annotations.annotations.items())
-            for start in range(0, len(items), EMBED_BATCH):
-                batch = items[start:start + EMBED_BATCH]
-                vectors = await model.embeddings.embed_documents([q for _, (q, _) in batch])
-                await deps.vectors.add_texts(collection, [
-                    _document(p.app_id, annotation_id, question, vector)
-                    for (annotation_id, (question, _)), vector in zip(batch, vectors,
-                                                                       strict=True)])
-    except (EddyError, UnknownEmbeddingModel, EmbeddingError) as failure:
-        error = getattr(failure, "message", None) or str(failure)
-        log.warning("annotation reply job failed", extra={
-            "job_id": str(p.job_id), "app_id": str(p.app_id), "error": error[:300]})
-    await change_set(deps.store, ctx, p.app_id,
-                     lambda s: s.end_job(p.job_id, error, ctx))
+            try:
+                await _build(deps, event, annotations)
+            except (EddyError, UnknownEmbeddingModel, EmbeddingError) as failure:
+                error = getattr(failure, "message", None) or str(failure)
+                log.warning("annotation reply job failed", extra={
+                    "job_id": str(p.job_id), "app_id": str(p.app_id), "error": error[:300]})
+        annotations, _ = await change_set(deps.store, ctx, p.app_id,
+                                          lambda s: s.end_job(p.job_id, error, ctx))
+    # After the switch (also on a redelivery, in case the first delivery stopped here):
+    # what the setting no longer names goes, a failed job's half-built collection with it.
+    for collection in sorted(annotations.replaced_collections(p.app_id)):
+        await deps.vectors.delete(collection)
+
+
+async def _build(deps: AnnotationDeps, event: Envelope[ev.AnnotationReplyRequested],
+                 annotations: AnnotationSet) -> None:
+    """The job's own collection, from the annotations as the job started; a redelivered
+    job starts it afresh."""
+    p = event.payload
+    collection = annotation_collection(p.app_id, p.job_id)
+    await deps.vectors.delete(collection)
+    model = await deps.embedding_models.resolve(
+        event.tenant_id,  # type: ignore[arg-type]
+        p.embedding_provider_name, p.embedding_model_name)
+    await deps.vectors.create(collection, model.embeddings.dimensions)
+    items = list(annotations.annotations.items())
+    for start in range(0, len(items), EMBED_BATCH):
+        batch = items[start:start + EMBED_BATCH]
+        vectors = await model.embeddings.embed_documents([q for _, (q, _) in batch])
+        await deps.vectors.add_texts(collection, [
+            _document(p.app_id, annotation_id, question, vector)
+            for (annotation_id, (question, _)), vector in zip(batch, vectors, strict=True)])
 
 
 async def annotation_changed(deps: AnnotationDeps,
@@ -116,7 +128,7 @@ async def annotation_changed(deps: AnnotationDeps,
     reply = annotations.reply
     if reply is None:
         return
-    collection = annotation_collection(p.app_id)
+    collection = reply.collection
     current = annotations.annotations.get(p.annotation_id)
     if current is None:
         await deps.vectors.delete_by_ids(collection, [str(p.annotation_id)])
@@ -143,7 +155,7 @@ async def find_reply(deps: AnnotationDeps, event: Envelope[ev.MessageCreated]
             event.tenant_id,  # type: ignore[arg-type]
             setting["embedding_provider_name"], setting["embedding_model_name"])
         hits = await deps.vectors.search_by_vector(
-            annotation_collection(p.app_id), await model.embeddings.embed_query(p.query),
+            setting["collection"], await model.embeddings.embed_query(p.query),
             top_k=1, score_threshold=setting["score_threshold"])
     except (EddyError, UnknownEmbeddingModel, EmbeddingError) as failure:
         # As in Dify, a failed lookup is no reason to leave the question unanswered.

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID, uuid5
 
-import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.kv.base import KeyValueStore
 from adapters.llm.openai_protocol import (
     OpenAIProtocolClient,
     ProviderError,
@@ -95,8 +95,7 @@ ResolveModel = Callable[[UUID, str | None, str | None], Awaitable[ChatModel]]
 @dataclass
 class ChatDeps:
     store: EventStore
-    redis: aioredis.Redis
-    redis_key: Callable[[str], str]
+    kv: KeyValueStore
     engine: AsyncEngine
     storage: Storage
     retriever: Retriever
@@ -115,8 +114,7 @@ class ChatDeps:
 
 
 def task_stream(deps: ChatDeps, p: ev.MessageCreated) -> TaskStream:
-    return TaskStream(deps.redis, deps.redis_key(task_stream_key(p.task_id)),
-                      deps.redis_key(task_stop_key(p.task_id)),
+    return TaskStream(deps.kv, task_stream_key(p.task_id), task_stop_key(p.task_id),
                       task_owner(p.app_id, p.end_user_id), deps.stream_ttl)
 
 

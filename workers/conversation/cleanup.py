@@ -1,15 +1,15 @@
 """The conversation context's cleanup (Dify's app-deletion task): a deleted app's
 conversations (with their messages), uploaded files and annotations are deleted, each as an
 event of its own aggregate; the files' bytes leave the storage, the annotation reply index
-its vector store. Idempotent: a redelivery finds them
-deleted and records nothing."""
+its vector store. What belongs to the app comes from the event store, never from the read
+model: one that lags (or whose projectors are down) would leave the conversations and
+uploads made just before the deletion behind. Idempotent: a redelivery finds them deleted
+and records nothing."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
@@ -17,8 +17,8 @@ from commands.conversation.aggregates import AnnotationSet, Conversation, Upload
 from commands.unit_of_work import UnitOfWork
 from events.envelope import Envelope
 from events.store import EventStore
-from projections.conversation import queries
-from schemas.conversation.naming import annotation_collection, annotation_set_id_for
+from schemas.conversation import events as ev
+from schemas.conversation.naming import annotation_set_id_for
 from schemas.platform import events as platform
 from workers.knowledge.indexing import caused_by
 
@@ -26,13 +26,16 @@ from workers.knowledge.indexing import caused_by
 @dataclass
 class CleanupDeps:
     store: EventStore
-    engine: AsyncEngine
     storage: Storage
     vectors: VectorStore
 
 
 async def app_deleted(deps: CleanupDeps, event: Envelope[platform.AppDeleted]) -> None:
-    conversations, files = await queries.app_leftovers(deps.engine, event.aggregate_id)
+    owned = await asyncio.to_thread(
+        deps.store.events_naming, [ev.ConversationStarted.__name__, ev.FileUploaded.__name__],
+        "app_id", event.aggregate_id)
+    conversations = [e.aggregate_id for e in owned if isinstance(e.payload, ev.ConversationStarted)]
+    files = [e.aggregate_id for e in owned if isinstance(e.payload, ev.FileUploaded)]
     ctx = caused_by(event)
     for conversation_id in conversations:
         uow = UnitOfWork(deps.store, ctx)
@@ -46,7 +49,9 @@ async def app_deleted(deps: CleanupDeps, event: Envelope[platform.AppDeleted]) -
         upload.delete(ctx)
         await asyncio.to_thread(uow.commit)
     uow = UnitOfWork(deps.store, ctx)
-    (await asyncio.to_thread(uow.get, AnnotationSet, annotation_set_id_for(event.aggregate_id))
-     ).delete_all(event.aggregate_id, ctx)
+    annotations = await asyncio.to_thread(uow.get, AnnotationSet,
+                                          annotation_set_id_for(event.aggregate_id))
+    annotations.delete_all(event.aggregate_id, ctx)
     await asyncio.to_thread(uow.commit)
-    await deps.vectors.delete(annotation_collection(event.aggregate_id))
+    for collection in sorted(annotations.collections(event.aggregate_id)):
+        await deps.vectors.delete(collection)

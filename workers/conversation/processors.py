@@ -1,19 +1,28 @@
-"""The conversation context's stream processors: the chat processor (a consumer group on the
-`conversation.chat` work topic; run more members to answer more messages at once), the
-annotation worker (annotation reply jobs and index) and the app-deletion cleanup."""
+"""The conversation context's stream processors: the chat processor (run more members of its
+group to answer more messages at once), the annotation worker (annotation reply jobs and
+index) and the app-deletion cleanup. Their work topics, routes and roles are declared in
+`contexts/conversation.py`."""
 
 from __future__ import annotations
 
 from functools import partial
 from uuid import UUID
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from adapters.bus.base import Message
+from adapters.embeddings.models import EmbeddingModels
+from adapters.kv.base import KeyValueStore
+from adapters.storage.base import Storage
+from adapters.vector.base import VectorStore
+from config import Settings
+from events.registry import EventTypes
+from events.store import EventStore
 from projections.knowledge.retrieval import Retriever
 from projections.platform.models import resolve_model
+from projections.versions import ReadModels
 from schemas.conversation import events as ev
-from schemas.conversation.topics import ANNOTATIONS, CHAT, CLEANUP
 from schemas.platform import events as platform
-from workers.container import ProcessorFactory, WorkerContainer
 from workers.conversation import cleanup
 from workers.conversation.annotations import AnnotationDeps, annotation_changed, reply_requested
 from workers.conversation.chat import ChatDeps, ChatModel, answer_message, fail_message
@@ -21,52 +30,50 @@ from workers.conversation.cleanup import CleanupDeps
 from workers.runtime import Processor, by_type, decoding
 
 
-def chat_processor(c: WorkerContainer) -> Processor:
+def chat_processor(topic: str, *, settings: Settings, event_types: EventTypes,
+                   store: EventStore, engine: AsyncEngine, read_models: ReadModels,
+                   kv: KeyValueStore, storage: Storage,
+                   embedding_models: EmbeddingModels, vectors: VectorStore,
+                   keywords: VectorStore) -> Processor:
     async def resolve(tenant_id: UUID, provider: str | None, model: str | None) -> ChatModel:
-        return await resolve_model(c.engine, c.settings.SECRET_KEY, tenant_id, "llm",
+        # the active read-model version as of this message
+        return await resolve_model(read_models.engine, settings.SECRET_KEY, tenant_id, "llm",
                                    provider, model)
 
-    deps = ChatDeps(store=c.store, redis=c.redis, redis_key=c.redis_key, engine=c.engine,
-                    storage=c.storage,
-                    retriever=Retriever(c.engine, c.embedding_models, c.vectors, c.keywords,
-                                        c.settings.SECRET_KEY),
-                    resolve=resolve, stream_ttl=c.settings.TASK_STREAM_TTL_SECONDS,
-                    annotations=annotation_deps(c))
+    deps = ChatDeps(store=store, kv=kv, engine=engine, storage=storage,
+                    retriever=Retriever(engine, embedding_models, vectors, keywords,
+                                        settings.SECRET_KEY),
+                    resolve=resolve, stream_ttl=settings.TASK_STREAM_TTL_SECONDS,
+                    annotations=AnnotationDeps(store=store, engine=engine, vectors=vectors,
+                                               embedding_models=embedding_models))
 
     async def on_dead_letter(message: Message, exc: BaseException) -> None:
-        await fail_message(deps, c.event_types.envelope_from_json(message.value), exc)
+        await fail_message(deps, event_types.envelope_from_json(message.value), exc)
 
-    return Processor(group=CHAT, topics=[CHAT], on_dead_letter=on_dead_letter,
-                     overlap=c.settings.CHAT_CONCURRENCY,
+    return Processor(group=topic, topics=[topic], on_dead_letter=on_dead_letter,
+                     overlap=settings.CHAT_CONCURRENCY,
                      # LLM calls cost money and answer users: a replay never repeats them
                      # unless it allows side effects
                      side_effects=True,
-                     handle=decoding(c.event_types, by_type({
+                     handle=decoding(event_types, by_type({
                          ev.MessageCreated: partial(answer_message, deps)})))
 
 
-def annotation_deps(c: WorkerContainer) -> AnnotationDeps:
-    return AnnotationDeps(store=c.store, engine=c.engine, vectors=c.vectors,
-                          embedding_models=c.embedding_models)
-
-
-def annotation_processor(c: WorkerContainer) -> Processor:
-    deps = annotation_deps(c)
+def annotation_processor(topic: str, *, event_types: EventTypes, store: EventStore,
+                         engine: AsyncEngine, vectors: VectorStore,
+                         embedding_models: EmbeddingModels) -> Processor:
+    deps = AnnotationDeps(store=store, engine=engine, vectors=vectors,
+                          embedding_models=embedding_models)
     changed = partial(annotation_changed, deps)
-    return Processor(group=ANNOTATIONS, topics=[ANNOTATIONS],
-                     handle=decoding(c.event_types, by_type({
+    return Processor(group=topic, topics=[topic],
+                     handle=decoding(event_types, by_type({
                          ev.AnnotationReplyRequested: partial(reply_requested, deps),
                          ev.AnnotationCreated: changed, ev.AnnotationUpdated: changed,
                          ev.AnnotationDeleted: changed})))
 
 
-def cleanup_processor(c: WorkerContainer) -> Processor:
-    deps = CleanupDeps(store=c.store, engine=c.engine, storage=c.storage, vectors=c.vectors)
-    return Processor(group=CLEANUP, topics=[CLEANUP], handle=decoding(c.event_types, by_type({
+def cleanup_processor(topic: str, *, event_types: EventTypes, store: EventStore,
+                      storage: Storage, vectors: VectorStore) -> Processor:
+    deps = CleanupDeps(store=store, storage=storage, vectors=vectors)
+    return Processor(group=topic, topics=[topic], handle=decoding(event_types, by_type({
         platform.AppDeleted: partial(cleanup.app_deleted, deps)})))
-
-
-# role name -> processor factory (`eddy worker --roles chat`)
-PROCESSORS: dict[str, ProcessorFactory] = {"chat": chat_processor,
-                                           "annotations": annotation_processor,
-                                           "conversation-cleanup": cleanup_processor}

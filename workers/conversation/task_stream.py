@@ -1,5 +1,6 @@
-"""A task's stream of SSE events on Redis: what the chat processor writes (tokens, then one
-closing `message_end` or `error`) and every gateway process can read from any point.
+"""A task's stream of SSE events in the key-value store (Redis in production): what the chat
+processor writes (tokens, then one closing `message_end` or `error`) and every gateway
+process can read from any point.
 
 Short-lived: it expires `ttl` seconds after its last write. Entry ids are the SSE event
 ids, so a client resumes with Last-Event-ID without gaps or repeats.
@@ -15,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
+from adapters.kv.base import KeyValueStore
 from adapters.transient import is_transient
 from schemas.conversation.naming import TERMINAL_STREAM_EVENTS
 
@@ -29,7 +30,7 @@ WRITE_OUTAGE_SECONDS = 60.0
 
 @dataclass
 class TaskStream:
-    redis: aioredis.Redis
+    kv: KeyValueStore
     key: str
     stop_key: str
     owner: str  # "app:end_user": only its own user stops a task
@@ -40,19 +41,15 @@ class TaskStream:
         await self.publish_many([event])
 
     async def publish_many(self, events: Sequence[dict[str, Any]]) -> None:
-        """In order, one entry each, in one round trip (MULTI/EXEC: all or none, so a retry
-        after a failed write adds no partial batch). A write that fails because Redis is
+        """In order, one entry each, in one round trip (all or none, so a retry after a
+        failed write adds no partial batch). A write that fails because Redis is
         unreachable is retried with backoff for WRITE_OUTAGE_SECONDS; the model's answer
         meanwhile waits in the HTTP stream instead of being asked for again."""
         started = time.monotonic()
         backoff = 0.05
         while True:
             try:
-                async with self.redis.pipeline(transaction=True) as pipe:
-                    for event in events:
-                        pipe.xadd(self.key, {"data": orjson.dumps(event)})
-                    pipe.expire(self.key, self.ttl)
-                    await pipe.execute()
+                await self.kv.append(self.key, [orjson.dumps(e) for e in events], self.ttl)
                 return
             except Exception as exc:
                 if not is_transient(exc) or time.monotonic() - started > WRITE_OUTAGE_SECONDS:
@@ -63,24 +60,24 @@ class TaskStream:
                 backoff = min(backoff * 2, 2.0)
 
     async def length(self) -> int:
-        return int(await self.redis.xlen(self.key))
+        return await self.kv.length(self.key)
 
     async def closed(self) -> bool:
         """Whether the closing event was written (a redelivered task must not write two)."""
-        last = await self.redis.xrevrange(self.key, count=1)
-        return bool(last) and orjson.loads(last[0][1][b"data"])["event"] in TERMINAL_STREAM_EVENTS
+        last = await self.kv.newest(self.key, 1)
+        return bool(last) and orjson.loads(last[0][1])["event"] in TERMINAL_STREAM_EVENTS
 
     async def stop_requested(self, *, throttle: bool = False) -> bool:
         if throttle and time.monotonic() - self._checked_stop_at < STOP_CHECK_SECONDS:
             return False
         self._checked_stop_at = time.monotonic()
         try:
-            asked_by = await self.redis.get(self.stop_key)
+            asked_by = await self.kv.get(self.stop_key)
         except Exception as exc:
             if not is_transient(exc):
                 raise
             return False  # unknown while Redis is away: asked again at the next check
-        return asked_by is not None and asked_by.decode() == self.owner
+        return asked_by == self.owner
 
 
 @dataclass

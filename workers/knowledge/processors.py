@@ -1,4 +1,5 @@
-"""The knowledge context's stream processors: the two indexing lanes and cleanup.
+"""The knowledge context's stream processors: the two indexing lanes and cleanup. Their work
+topics, routes and roles are declared in `contexts/knowledge.py`.
 
 The lanes are separate consumer groups, so a bulk backlog never delays a priority job and
 each lane scales on its own.
@@ -9,9 +10,12 @@ from __future__ import annotations
 from functools import partial
 
 from adapters.bus.base import Message
+from adapters.embeddings.models import EmbeddingModels
+from adapters.storage.base import Storage
+from adapters.vector.base import VectorStore
+from events.registry import EventTypes
+from events.store import EventStore
 from schemas.knowledge import events as ev
-from schemas.knowledge.topics import CLEANUP, INDEXING_BULK, INDEXING_PRIORITY
-from workers.container import ProcessorFactory, WorkerContainer
 from workers.knowledge import cleanup
 from workers.knowledge.indexing import (
     IndexingDeps,
@@ -22,42 +26,32 @@ from workers.knowledge.indexing import (
 from workers.runtime import Processor, by_type, decoding
 
 
-def _deps(c: WorkerContainer) -> IndexingDeps:
-    return IndexingDeps(store=c.store, storage=c.storage, embedding_models=c.embedding_models,
-                        vectors=c.vectors, keywords=c.keywords)
+def indexing_processor(topic: str, *, event_types: EventTypes, store: EventStore,
+                       storage: Storage, embedding_models: EmbeddingModels,
+                       vectors: VectorStore, keywords: VectorStore) -> Processor:
+    deps = IndexingDeps(store=store, storage=storage, embedding_models=embedding_models,
+                        vectors=vectors, keywords=keywords)
+
+    async def on_dead_letter(message: Message, exc: BaseException) -> None:
+        await fail_document(deps, event_types.envelope_from_json(message.value), exc)
+
+    return Processor(group=topic, topics=[topic], on_dead_letter=on_dead_letter,
+                     handle=decoding(event_types, by_type({
+                         ev.DocumentIndexingRequested: partial(run_indexing_job, deps),
+                         ev.DocumentIndexingResumed: partial(run_indexing_job, deps),
+                         ev.SegmentCreated: partial(index_segment, deps),
+                         ev.SegmentUpdated: partial(index_segment, deps),
+                     })))
 
 
-def indexing_processor(lane_topic: str) -> ProcessorFactory:
-    def build(c: WorkerContainer) -> Processor:
-        deps = _deps(c)
-
-        async def on_dead_letter(message: Message, exc: BaseException) -> None:
-            await fail_document(deps, c.event_types.envelope_from_json(message.value), exc)
-
-        return Processor(group=lane_topic, topics=[lane_topic], on_dead_letter=on_dead_letter,
-                         handle=decoding(c.event_types, by_type({
-                             ev.DocumentIndexingRequested: partial(run_indexing_job, deps),
-                             ev.DocumentIndexingResumed: partial(run_indexing_job, deps),
-                             ev.SegmentCreated: partial(index_segment, deps),
-                             ev.SegmentUpdated: partial(index_segment, deps),
-                         })))
-
-    return build
-
-
-def cleanup_processor(c: WorkerContainer) -> Processor:
-    deps = _deps(c)
-    return Processor(group=CLEANUP, topics=[CLEANUP], handle=decoding(c.event_types, by_type({
+def cleanup_processor(topic: str, *, event_types: EventTypes, store: EventStore,
+                      storage: Storage, embedding_models: EmbeddingModels,
+                      vectors: VectorStore, keywords: VectorStore) -> Processor:
+    deps = IndexingDeps(store=store, storage=storage, embedding_models=embedding_models,
+                        vectors=vectors, keywords=keywords)
+    return Processor(group=topic, topics=[topic], handle=decoding(event_types, by_type({
         ev.DocumentDeleted: partial(cleanup.document_deleted, deps),
         ev.DatasetDeleted: partial(cleanup.dataset_deleted, deps),
         ev.DatasetUpdated: partial(cleanup.dataset_updated, deps),
         ev.SegmentDeleted: partial(cleanup.segment_deleted, deps),
     })))
-
-
-# role name -> processor factory (`eddy worker --roles …`)
-PROCESSORS: dict[str, ProcessorFactory] = {
-    "indexing-priority": indexing_processor(INDEXING_PRIORITY),
-    "indexing-bulk": indexing_processor(INDEXING_BULK),
-    "cleanup": cleanup_processor,
-}
