@@ -153,6 +153,11 @@ class Fuzzer:
             "text/event-stream")
         if 200 <= response.status_code < 300 and not streamed:
             checks.append(response_schema_conformance)
+        if response.status_code == 202 and "202" not in case.operation.definition.raw.get(
+                "responses", {}):
+            # Eddy's answer when a write's outcome is not seen in time: here, a stall (a
+            # poisoned projection stalls every later write of the app or dataset too).
+            self.findings.add(f"pending {label}", case.as_curl_command())
         try:
             case.validate_response(response, checks=checks, headers=headers)
         except FailureGroup as failed:
