@@ -134,10 +134,14 @@ def build_bus(settings: Settings) -> Bus:
 
         assert settings.KAFKA_BOOTSTRAP_SERVERS
         return KafkaBus(settings.KAFKA_BOOTSTRAP_SERVERS, prefix=settings.EVENT_TOPIC_PREFIX,
-                        session_timeout_ms=settings.KAFKA_SESSION_TIMEOUT_MS)
+                        session_timeout_ms=settings.KAFKA_SESSION_TIMEOUT_MS,
+                        max_poll_interval_ms=int(
+                            settings.CONSUMER_MAX_POLL_INTERVAL_SECONDS * 1000))
     from adapters.bus.redis_streams import RedisStreamsBus
 
     return RedisStreamsBus(settings.redis_url(), prefix=settings.EVENT_TOPIC_PREFIX,
+                           lease_seconds=settings.REDIS_BUS_LEASE_SECONDS,
+                           max_poll_interval=settings.CONSUMER_MAX_POLL_INTERVAL_SECONDS,
                            max_connections=settings.redis_max_connections)
 
 

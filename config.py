@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     REDIS_MAX_CONNECTIONS: int = Field(default=0, ge=0)
     HEALTH_LAG_STALL_SECONDS: float = Field(default=30.0, gt=0)
     KAFKA_SESSION_TIMEOUT_MS: int = Field(default=6000, ge=1000)
+    # Redis bus: a member's partition leases last this long unless renewed (a stalled
+    # member's partitions move after it)
+    REDIS_BUS_LEASE_SECONDS: float = Field(default=5.0, ge=0.5)
+    # A member that stops fetching for this long with no message in flight is taken for hung
+    # and gives its partitions up (both buses; work in flight keeps them however long it runs)
+    CONSUMER_MAX_POLL_INTERVAL_SECONDS: float = Field(default=300.0, ge=1.0)
     # Worker processes serve Prometheus /metrics on this port; 0 = off
     WORKER_METRICS_PORT: int = Field(default=0, ge=0, le=65535)
 

@@ -37,10 +37,13 @@ def create_app(container: GatewayContainer) -> FastAPI:
 
     @app.exception_handler(CommandPending)
     async def _pending(request: Request, exc: CommandPending) -> JSONResponse:
+        # Each API's own status URL: a Service API key cannot call the console's.
+        service_api = request.url.path.startswith("/v1/")
         return JSONResponse(status_code=202, content={
             "result": "accepted",
             "command_id": str(exc.command_id),
-            "status_url": f"/console/api/commands/{exc.command_id}",
+            "status_url": f"/v1/commands/{exc.command_id}" if service_api
+            else f"/console/api/commands/{exc.command_id}",
         })
 
     @app.middleware("http")

@@ -221,13 +221,14 @@ async def console_user(request: Request) -> ConsoleUser:
     return ConsoleUser(account_id=account_id, tenant_id=tenant_id, name=account["name"])
 
 
-async def _api_key(request: Request, key_type: str) -> ApiKeyPrincipal:
+async def _api_key(request: Request, *key_types: str) -> ApiKeyPrincipal:
     c = get_container(request)
     if await queries.setup_info(c.engine) is None:
         raise NotSetup()
     key = await queries.api_key_by_token_hash(c.engine, api_token_hash(_bearer(request)))
-    if key is None or key["type"] != key_type:
+    if key is None or key["type"] not in key_types:
         raise Unauthorized("Access token is invalid.")
+    key_type = key["type"]
     # last_used_at is operational data, not domain state: kept in the key-value store, not
     # as an event.
     await c.kv.set_field(API_KEY_LAST_USED, str(key["id"]), str(int(time.time())))
@@ -243,6 +244,12 @@ async def dataset_api_key(request: Request) -> ApiKeyPrincipal:
     return await _api_key(request, "dataset")
 
 
+async def service_api_key(request: Request) -> ApiKeyPrincipal:
+    """Either kind of Service API key (for what both APIs share: a command's status)."""
+    return await _api_key(request, "app", "dataset")
+
+
 CurrentUser = Depends(console_user)
 AppKey = Depends(app_api_key)
 DatasetKey = Depends(dataset_api_key)
+ServiceKey = Depends(service_api_key)

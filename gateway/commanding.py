@@ -130,6 +130,23 @@ class CommandGateway:
         """The event store's record of it (stored with the command's events)."""
         return await asyncio.to_thread(self.c.store.outcome, command_id)
 
+    async def status(self, command_id: UUID) -> dict[str, Any]:
+        """What a 202's status_url answers: pending until the outcome is known and, when
+        accepted, until the read model shows it."""
+        outcome = await self.outcome(command_id)
+        if outcome is None:
+            return {"id": str(command_id), "status": "pending"}
+        projected = outcome.position is None or await self.wait_for_projection(
+            outcome, timeout=0)
+        return {
+            "id": str(command_id),
+            "status": outcome.status if projected or outcome.status == "rejected"
+            else "pending",
+            "position": outcome.position,
+            "result": outcome.result,
+            "error": outcome.error,
+        }
+
     async def wait_outcome(self, command_id: UUID, timeout: float) -> CommandOutcome | None:
         """The outcome of a command published earlier (a status poll, a benchmark)."""
         heard = Heard(lambda p: p.split(" ", 1)[0] == str(command_id))

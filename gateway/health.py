@@ -2,7 +2,8 @@
 
 A lag above zero that has not shrunk for HEALTH_LAG_STALL_SECONDS means its consumer is
 stuck (or hopelessly behind): /health then says "degraded" and marks that check "stalled"
-(503).
+(503). So is the consumers check when a consumer group's unacknowledged messages wait, that
+long, in partitions no live member owns (its workers died or stalled).
 
 A parked event (`projections/parking.py`: an apply that failed for good) is no such thing:
 its aggregate waits for an operator, the rest goes on, and restarting Eddy would not fix it.
@@ -11,7 +12,8 @@ liveness probe does not restart Eddy in a loop over a data problem.
 
 /health and /ready answer anyone, so they show each check's state only ("ok", "down",
 "stalled", "parked"); the details (errors, which may name hosts, ports and users; lags,
-parked events and the way out) are on the authenticated status page (gateway/status.py).
+parked events, stalled groups and the way out) are on the authenticated status page
+(gateway/status.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from events.consumer_groups import group_lags
 from gateway.deps import get_container
 from projections.progress import relay_lag
 from projections.versions import status as projection_status
@@ -102,9 +105,22 @@ async def dependency_checks(request: Request) -> dict[str, dict[str, Any]]:
         lag = await relay_lag(c.engine)
         return {"lag": lag, **({"status": "stalled"} if watch.stalled("relay", lag) else {})}
 
+    async def consumers() -> dict[str, Any]:
+        groups = list((await group_lags(c.engine)).values())
+        states = await asyncio.gather(*(c.bus.group_state(g.name, g.topics) for g in groups))
+        stalled = []
+        for group, state in zip(groups, states, strict=True):
+            owned = {tp for parts in state.members.values() for tp in parts}
+            orphaned = state.oldest_unacked is not None and any(
+                tp not in owned for tp in group.partition_lag)
+            if watch.stalled(f"group:{group.name}", int(orphaned)):
+                stalled.append(group.name)
+        return {"status": "stalled", "stalled": sorted(stalled)} if stalled else {}
+
     results = await asyncio.gather(
         _check("database", database()), _check("redis", kv()), _check("bus", bus()),
         _check("projections", projections()), _check("relay", relay()),
+        _check("consumers", consumers()),
     )
     return dict(results)
 

@@ -8,6 +8,11 @@ its partition wait, keeping per-aggregate order. The failure policy:
   dead-letter topic with its error and the processor's dead-letter hook runs, so whoever
   waits for it (a command's caller, a document's status) learns of the failure;
 - a message delivered too often without ever finishing (it kills its worker) is parked too.
+
+Ownership: a handler runs under its message's `Ownership` (workers/ownership.py) while the
+member keeps its partition (leases renewed however long the work takes). A watcher cancels
+the handler the moment the partition is found to have moved (the member stalled past its
+lease): the stale member stops instead of finishing, and acknowledges nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from events.replay import REPLAY_ID, skip_reason
 from observability import correlation_id
 from schemas.base import EventPayload
 from schemas.topics import dead_letter_topic
+from workers.ownership import LostOwnership, Ownership, owning
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +175,7 @@ async def _run_partitions(bus: Bus, consumer: Consumer, done: MessageHandler,
                 # owns the partition (now or next); a stale member must not race the new one.
                 if stop.is_set() or not await consumer.owns(message):
                     return False
-                if not await _deliver(bus, processor, message, policy, stop):
+                if not await _deliver(bus, consumer, processor, message, policy, stop):
                     return False
                 await done(message)
             return True
@@ -254,7 +260,7 @@ async def _run_overlapping(bus: Bus, consumer: Consumer, done: MessageHandler,
             if before is not None:
                 await asyncio.wait({before})
             if not stop.is_set() and await consumer.owns(message):
-                handled = await _deliver(bus, processor, message, policy, stop)
+                handled = await _deliver(bus, consumer, processor, message, policy, stop)
         finally:
             finished.set_result(handled)
             if tails.get(message.key) is asyncio.current_task():
@@ -311,10 +317,15 @@ async def _deliver_batch(consumer: Consumer, done: MessageHandler, processor: Pr
         return None  # a poison candidate: the single path parks it
     try:
         with HANDLER_SECONDS.labels(processor.group).time():
-            handled = await _until_done(partial(processor.handle_batch, partition), policy,
-                                        stop, processor, partition[0])
+            handled = await _until_done(
+                partial(_owned, consumer, partition[0],
+                        partial(processor.handle_batch, partition)),
+                policy, stop, processor, partition[0])
     except asyncio.CancelledError:
         raise
+    except LostOwnership as lost:
+        _log_lost(processor, partition[0], lost)
+        return False
     except Exception as exc:
         log.info("batch failed, handling its messages one by one", extra={
             "group": processor.group, "topic": partition[0].topic, "error": repr(exc)[:300]})
@@ -325,42 +336,92 @@ async def _deliver_batch(consumer: Consumer, done: MessageHandler, processor: Pr
     return handled
 
 
-async def _deliver(bus: Bus, processor: Processor, message: Message, policy: RetryPolicy,
-                   stop: asyncio.Event) -> bool:
+async def _deliver(bus: Bus, consumer: Consumer, processor: Processor, message: Message,
+                   policy: RetryPolicy, stop: asyncio.Event) -> bool:
     """Handle the message until it is done (handled or dead-lettered): True, or False when
-    told to stop first. Transient failures wait for the dependency without limit."""
+    told to stop first or the message moved to another member. Transient failures wait for
+    the dependency without limit."""
     token = correlation_id.set(message.headers.get("correlation_id"))
+    handle = partial(_owned, consumer, message, partial(processor.handle, message))
+
+    def dead_letter(exc: BaseException, attempts: int) -> Callable[[], Awaitable[None]]:
+        return partial(_owned, consumer, message,
+                       partial(_dead_letter, bus, processor, message, exc, attempts))
+
     try:
         if message.redeliveries >= policy.max_attempts:
             poison = PoisonMessage(f"delivered {message.redeliveries + 1} times and never "
                                    "finished: it kills or hangs its worker")
-            return await _until_done(partial(_dead_letter, bus, processor, message, poison,
-                                             message.redeliveries + 1),
+            return await _until_done(dead_letter(poison, message.redeliveries + 1),
                                      policy, stop, processor, message)
         failures = 0
         while True:
             try:
                 with HANDLER_SECONDS.labels(processor.group).time():
-                    await processor.handle(message)
+                    await handle()
                 return True
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, LostOwnership):
                 raise
             except Exception as exc:
                 if is_transient(exc):
-                    return await _until_done(partial(processor.handle, message), policy, stop,
-                                             processor, message, first_error=exc)
+                    return await _until_done(handle, policy, stop, processor, message,
+                                             first_error=exc)
                 failures += 1
                 if failures >= policy.max_attempts:
-                    return await _until_done(
-                        partial(_dead_letter, bus, processor, message, exc, failures),
-                        policy, stop, processor, message)
+                    return await _until_done(dead_letter(exc, failures),
+                                             policy, stop, processor, message)
                 log.warning("handler failed, retrying", extra={
                     "group": processor.group, "topic": message.topic, "key": message.key,
                     "attempt": failures, "error": repr(exc),
                 })
                 await asyncio.sleep(policy.backoff(failures))
+    except LostOwnership as lost:
+        _log_lost(processor, message, lost)
+        return False
     finally:
         correlation_id.reset(token)
+
+
+# How often a running handler's ownership is confirmed (no I/O while the member's lease
+# rounds are on time; a round trip when they are late, e.g. after the process stalled).
+OWNERSHIP_CHECK_SECONDS = 0.5
+
+
+async def _owned(consumer: Consumer, message: Message,
+                 step: Callable[[], Awaitable[None]]) -> None:
+    """Run `step` as the message's owner: the member keeps its partition meanwhile (see
+    Consumer.working), the step sees its Ownership, and is cancelled, raising
+    LostOwnership, as soon as the partition is found to have moved."""
+    with consumer.working():
+        with owning(Ownership(consumer, message)):
+            task = asyncio.create_task(step())  # inherits the ownership (context variables)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=OWNERSHIP_CHECK_SECONDS)
+                if done:
+                    return task.result()
+                try:
+                    owned = await consumer.owns(message)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # cannot tell now (bus unreachable): keep on
+                    log.debug("ownership check failed", extra={"error": repr(exc)[:300]})
+                    continue
+                if not owned:
+                    task.cancel()
+                    await asyncio.wait({task})
+                    raise LostOwnership(f"{message.topic}[{message.partition}] moved to "
+                                        "another member")
+        finally:
+            if not task.done():  # we were cancelled (stopping): so is the step
+                task.cancel()
+                await asyncio.wait({task})
+
+
+def _log_lost(processor: Processor, message: Message, lost: LostOwnership) -> None:
+    log.warning("handler stopped: its message moved to another member", extra={
+        "group": processor.group, "topic": message.topic, "key": message.key,
+        "error": str(lost)})
 
 
 async def _until_done(step: Callable[[], Awaitable[None]], policy: RetryPolicy,

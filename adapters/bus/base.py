@@ -8,6 +8,7 @@ is consumed by one member of a group at a time, so one key's messages arrive in 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -42,6 +43,10 @@ class Message:
     ack_token: Any = None
     # How many times this message was delivered before (0 on first delivery) when known.
     redeliveries: int = 0
+    # The ownership generation of its partition when it was delivered: a member that takes
+    # a partition over delivers with a higher one than any earlier owner did, so an effect
+    # stamped with it can be refused to a stale member (see workers/ownership.py).
+    fence: int = 0
 
 
 @dataclass(frozen=True)
@@ -74,9 +79,16 @@ class Consumer(Protocol):
         ...
 
     async def owns(self, message: Message) -> bool:
-        """Whether this member still owns the message's partition, confirmed recently enough
-        that no other member can have taken it over. Called before each effect: a member
-        that was stalled past its lease stops instead of racing the new owner."""
+        """Whether this member still owns the message's partition in the generation it was
+        delivered in (`message.fence`), confirmed recently enough that no other member can
+        have taken it over. Called before each effect: a member that was stalled past its
+        lease stops instead of racing the new owner."""
+        ...
+
+    def working(self) -> AbstractContextManager[None]:
+        """Held while a delivered message is being handled: the member keeps its partitions
+        (renews its leases) without fetching. Without work in flight, a member that stops
+        fetching for long is taken for hung and gives its partitions up."""
         ...
 
     async def stop(self) -> None: ...

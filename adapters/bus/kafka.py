@@ -18,7 +18,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -62,6 +62,7 @@ class KafkaBus:
         session_timeout_ms: int = 6000,
         replication_factor: int = 1,
         publish_timeout_ms: int = 10_000,
+        max_poll_interval_ms: int = 300_000,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.prefix = prefix
@@ -71,6 +72,9 @@ class KafkaBus:
         # Longest a publish waits for its acks (aiokafka's 40 s default would hold a request
         # that long when the broker dies mid-send).
         self.publish_timeout_ms = publish_timeout_ms
+        # No fetch (and no work in flight, see KafkaConsumer.working) for this long: the
+        # member leaves the group, taken for hung.
+        self.max_poll_interval_ms = max_poll_interval_ms
         self._counts: dict[str, int] = {}
         self._producer: AIOKafkaProducer | None = None
 
@@ -296,9 +300,10 @@ class _Tracking:
     message 3 would be lost if this member died before acking it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, fence: int) -> None:
         self.pending: dict[int, bool] = {}  # offset -> acked, in delivery (= offset) order
         self.committed = -1
+        self.fence = fence  # the group generation that assigned us the partition
 
     def delivered(self, offset: int) -> None:
         self.pending.setdefault(offset, False)
@@ -324,15 +329,30 @@ class _Tracking:
 class _Listener(ConsumerRebalanceListener):
     def __init__(self, consumer: KafkaConsumer) -> None:
         self.consumer = consumer
+        # What the last revocation took: its partitions' fences, and the generation then
+        self._revoked: dict[TopicPartition, int] = {}
+        self._revoked_in = -1
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         # Unacked messages of these partitions go to the next owner from the committed offset.
+        self._revoked_in = self.consumer._generation()
+        self._revoked = {}
         for tp in revoked:
-            self.consumer._tracking.pop(tp, None)
+            tracking = self.consumer._tracking.pop(tp, None)
+            if tracking is not None:
+                self._revoked[tp] = tracking.fence
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        generation = self.consumer._generation()
+        # A partition we had in the generation just before this one stayed ours throughout
+        # (one owner per generation): it keeps its fence, so the rebalance does not stop
+        # our work in flight on it. After a gap (we were expelled, say stalled past our
+        # session, and others had it meanwhile) it gets a new one.
+        kept = self._revoked if self._revoked_in >= 0 and \
+            generation == self._revoked_in + 1 else {}
         for tp in assigned:
-            self.consumer._tracking[tp] = _Tracking()
+            self.consumer._tracking[tp] = _Tracking(kept.get(tp, generation))
+        self._revoked = {}
         # Also set for an empty assignment (more members than partitions): the join is done.
         self.consumer._joined.set()
 
@@ -361,6 +381,7 @@ class KafkaConsumer:
             auto_offset_reset="earliest",
             session_timeout_ms=session,
             heartbeat_interval_ms=max(100, session // 3),
+            max_poll_interval_ms=self.bus.max_poll_interval_ms,
             # The broker holds a fetch open until data arrives or this long: aiokafka's 500 ms
             # default puts half a second on every hop of a command's round trip.
             fetch_max_wait_ms=20,
@@ -397,7 +418,9 @@ class KafkaConsumer:
         )
         out: list[Message] = []
         for tp in sorted(batches, key=lambda tp: (tp.topic, tp.partition)):
-            tracking = self._tracking.setdefault(tp, _Tracking())
+            tracking = self._tracking.get(tp)
+            if tracking is None:
+                continue  # fetched before it was revoked: its owner reads it again
             topic = tp.topic.removeprefix(self.bus.prefix)
             for record in batches[tp]:
                 tracking.delivered(record.offset)
@@ -409,13 +432,38 @@ class KafkaConsumer:
                         value=record.value if record.value is not None else b"",
                         headers={k: v.decode() for k, v in record.headers},
                         ack_token=(tp, record.offset),
+                        fence=tracking.fence,
                     )
                 )
         return out
 
     async def owns(self, message: Message) -> bool:
-        # Revocation (on_partitions_revoked) drops the partition's tracking.
-        return self._consumer is not None and message.ack_token[0] in self._tracking
+        # Revocation (on_partitions_revoked) drops the partition's tracking; an assignment
+        # after others may have had it comes with a new fence.
+        tracking = self._tracking.get(message.ack_token[0])
+        return (self._consumer is not None and tracking is not None
+                and tracking.fence == message.fence)
+
+    @contextlib.contextmanager
+    def working(self) -> Iterator[None]:
+        # aiokafka leaves the group when getmany is not called for max_poll_interval_ms,
+        # unless a fetch is under way: work in flight counts as one.
+        subscription = getattr(self._consumer, "_subscription", None)
+        fetching = getattr(subscription, "fetch_context", None)
+        context = fetching() if fetching is not None else contextlib.nullcontext()
+        context.__enter__()
+        try:
+            yield
+        finally:
+            # Exited as after success: aiokafka's context skips its own exit on an error,
+            # which would leave the member counted as fetching for good.
+            context.__exit__(None, None, None)
+
+    def _generation(self) -> int:
+        """The group generation we are a member of (aiokafka keeps it private; each
+        rebalance raises it, so a later owner of a partition has a higher one)."""
+        generation = getattr(getattr(self._consumer, "_coordinator", None), "generation", -1)
+        return int(generation)  # -1: none (not joined, or expelled)
 
     async def ack(self, message: Message) -> None:
         if self._consumer is None:

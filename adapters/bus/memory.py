@@ -64,10 +64,12 @@ class _Cursor:
     pending: dict[int, int] = field(default_factory=dict)
     # Pending offsets the current owner has not been given yet (left by a previous owner).
     redo: deque[int] = field(default_factory=deque)
+    epoch: int = 0  # raised on every change of owner: the fence of its deliveries
 
     def hand_to(self, owner: str | None) -> None:
         if owner != self.owner:
             self.owner = owner
+            self.epoch += 1
             # The previous owner may never ack what it holds: the new one gets it again.
             self.redo = deque(sorted(self.pending))
 
@@ -270,6 +272,7 @@ class InMemoryBus:
             headers=dict(entry.headers),
             ack_token=(topic, partition, offset),
             redeliveries=deliveries - 1,
+            fence=cursor.epoch,
         )
 
 
@@ -319,7 +322,11 @@ class InMemoryConsumer:
         topic, partition, _ = message.ack_token
         group = self.bus._groups.get(self.group)
         cursor = group.cursors.get((topic, partition)) if group is not None else None
-        return self._group is not None and cursor is not None and cursor.owner == self.member
+        return (self._group is not None and cursor is not None and cursor.owner == self.member
+                and cursor.epoch == message.fence)
+
+    def working(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # nothing expires here
 
     async def ack(self, message: Message) -> None:
         # Group-wide, like XACK: also valid after the partition moved to another member.

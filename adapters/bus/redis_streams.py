@@ -8,7 +8,8 @@ order. So members also hold leases: one Redis key per (group, partition) whose v
 owning member, with a TTL renewed by a background heartbeat. Only the lease holder reads the
 partition. Live members are a sorted set per group (score = expiry); each member's fair share
 is computed from that set, extras are released and free partitions taken, much like a Kafka
-group rebalance but without a coordinator.
+group rebalance but without a coordinator. Each take of a lease increments the partition's
+epoch, the fence its messages are delivered with (Kafka's group generation plays that role).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -56,17 +57,20 @@ end
 return out
 """
 
-# Take up to ARGV[3] free leases (or ones already ours, e.g. after a restart); 1/0 per key.
+# Take up to ARGV[3] free leases (or ones already ours, e.g. after a restart). KEYS: the n
+# lease keys, then their n epoch keys. Per lease: its new epoch if taken, else 0.
 _ACQUIRE = """
 local out = {}
 local left = tonumber(ARGV[3])
-for i, k in ipairs(KEYS) do
+local n = #KEYS / 2
+for i = 1, n do
+  local k = KEYS[i]
   out[i] = 0
   if left > 0 then
     local v = redis.call('GET', k)
     if v == false or v == ARGV[1] then
       redis.call('SET', k, ARGV[1], 'PX', ARGV[2])
-      out[i] = 1
+      out[i] = redis.call('INCR', KEYS[n + i])
       left = left - 1
     end
   end
@@ -98,8 +102,9 @@ async def _keep_cancellation() -> AsyncIterator[None]:
         raise
 
 
-# A member that has not called fetch for this long is considered hung: it stops renewing its
-# leases so others take its partitions (Kafka's max.poll.interval.ms plays the same role).
+# A member that has not called fetch for this long, with no message in flight, is considered
+# hung: it stops renewing its leases so others take its partitions (Kafka's
+# max.poll.interval.ms plays the same role). Work in flight renews them however long it runs.
 MAX_POLL_INTERVAL = 300.0
 
 
@@ -118,12 +123,14 @@ class RedisStreamsBus:
         prefix: str = "eddy.",
         partitions: dict[str, int] | None = None,
         lease_seconds: float = 5.0,
+        max_poll_interval: float = MAX_POLL_INTERVAL,
         max_connections: int = 200,
     ) -> None:
         self.url = url
         self.max_connections = max_connections
         self.prefix = prefix
         self.lease_seconds = lease_seconds
+        self.max_poll_interval = max_poll_interval
         # Fallback partition counts for topics nobody registered with ensure_topics.
         self._default_partitions = dict(partitions or {})
         self._counts: dict[str, int] = {}
@@ -315,7 +322,8 @@ class RedisStreamsConsumer:
         self._lease_prefix = f"{meta}.lease."
         self._partitions: list[_Partition] = []
         self._by_stream: dict[str, _Partition] = {}
-        self._owned: set[str] = set()
+        self._owned: dict[str, int] = {}  # stream -> the epoch we took it in
+        self._working = 0  # messages in flight (see working())
         # Streams taken over but whose pending entries are not yet all reclaimed -> cursor.
         self._reclaim: dict[str, str] = {}
         self._buffer: list[Message] = []
@@ -434,6 +442,14 @@ class RedisStreamsConsumer:
         stream, entry_id = message.ack_token
         await self.bus.client.xack(stream, self.group, entry_id)
 
+    @contextlib.contextmanager
+    def working(self) -> Iterator[None]:
+        self._working += 1
+        try:
+            yield
+        finally:
+            self._working -= 1
+
     async def owns(self, message: Message) -> bool:
         stream = message.ack_token[0]
         if time.monotonic() - self._last_round > self.bus.lease_seconds / 2:
@@ -442,7 +458,7 @@ class RedisStreamsConsumer:
             async with self._lock, _keep_cancellation():
                 await self._heartbeat()
                 await self._rebalance()
-        return stream in self._owned
+        return self._owned.get(stream) == message.fence
 
     def _take(self, n: int) -> list[Message]:
         out, self._buffer = self._buffer[:n], self._buffer[n:]
@@ -457,6 +473,7 @@ class RedisStreamsConsumer:
             value=fields[b"value"],
             headers=json.loads(fields.get(b"headers") or b"{}"),
             ack_token=(stream, entry_id),
+            fence=self._owned.get(stream, 0),
         )
 
     async def _reclaim_pending(self, limit: int) -> list[Message]:
@@ -524,7 +541,8 @@ class RedisStreamsConsumer:
             await asyncio.sleep(self._tick)
             if self._closing:
                 return
-            if time.monotonic() - self._last_fetch > MAX_POLL_INTERVAL:
+            if (not self._working
+                    and time.monotonic() - self._last_fetch > self.bus.max_poll_interval):
                 # Hung caller: let the leases lapse; fetch resumes heartbeating when called.
                 continue
             try:
@@ -588,12 +606,13 @@ class RedisStreamsConsumer:
             if not candidates:
                 return
             got = await self._acquire_script(
-                keys=[p.lease_key for p in candidates],
+                keys=[p.lease_key for p in candidates]
+                + [f"{p.lease_key}.epoch" for p in candidates],
                 args=[self.member, self._lease_ms, target - len(owned)],
             )
-            for part, ok in zip(candidates, got, strict=True):
-                if ok:
-                    self._owned.add(part.stream)
+            for part, epoch in zip(candidates, got, strict=True):
+                if epoch:
+                    self._owned[part.stream] = int(epoch)
                     self._reclaim[part.stream] = "0-0"
 
     def _order(self, stream: str) -> tuple[str, int]:
@@ -602,8 +621,8 @@ class RedisStreamsConsumer:
 
     def _drop(self, streams: set[str]) -> None:
         """Forget partitions we no longer own; unreturned reads stay pending for the next owner."""
-        self._owned -= streams
         for s in streams:
+            self._owned.pop(s, None)
             self._reclaim.pop(s, None)
         self._buffer = [m for m in self._buffer if m.ack_token[0] not in streams]
 

@@ -44,9 +44,18 @@ class KeyValueStore(Protocol):
 
     async def get_fields(self, key: str, fields: Sequence[str]) -> list[str | None]: ...
 
-    async def append(self, stream: str, entries: Sequence[bytes], ttl: int) -> None:
+    async def append(self, stream: str, entries: Sequence[bytes], ttl: int,
+                     fence: int | None = None) -> bool:
         """Entries onto a stream, in order, in one round trip, all or none; the stream
-        expires `ttl` seconds after this write."""
+        expires `ttl` seconds after this write. With `fence`: only while the stream's
+        writer is that fence (see `claim`); False, nothing written, otherwise."""
+        ...
+
+    async def claim(self, stream: str, fence: int, ttl: int) -> int | None:
+        """Make the holder of `fence` the stream's writer unless a higher fence is: the
+        number of entries written so far, or None (refused). A stale writer, fenced off by
+        a later one, can neither write nor claim the stream back. The claim expires with
+        the stream (`ttl` seconds after its last write)."""
         ...
 
     async def length(self, stream: str) -> int: ...

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 StreamId = tuple[int, int]
+_FENCE = ".fence"  # beside a stream: the fence of its writer (see claim)
 
 
 def _parse_id(value: str) -> StreamId:
@@ -103,7 +104,12 @@ class MemoryKeyValueStore:
         found = self._live(key) or {}
         return [found.get(f) for f in fields]
 
-    async def append(self, stream: str, entries: Sequence[bytes], ttl: int) -> None:
+    async def append(self, stream: str, entries: Sequence[bytes], ttl: int,
+                     fence: int | None = None) -> bool:
+        if fence is not None:
+            if self._live(stream + _FENCE) != str(fence):
+                return False
+            self._expires[stream + _FENCE] = time.monotonic() + ttl
         found = self._live(stream)
         if found is None:
             found = _Stream()
@@ -115,6 +121,14 @@ class MemoryKeyValueStore:
         self._put(stream, found, ttl)
         for woken in self._appended.get(stream, ()):
             woken.set()
+        return True
+
+    async def claim(self, stream: str, fence: int, ttl: int) -> int | None:
+        held = self._live(stream + _FENCE)
+        if held is not None and int(held) > fence:
+            return None
+        self._put(stream + _FENCE, str(fence), ttl)
+        return await self.length(stream)
 
     async def length(self, stream: str) -> int:
         found = self._live(stream)

@@ -23,6 +23,25 @@ if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[
 return 0
 """
 _FIELD = b"data"  # a task stream entry's one field
+_FENCE = ".fence"  # beside a stream: the fence of its writer (see claim)
+
+# KEYS: stream, its fence; ARGV: fence, ttl. Take the stream unless a higher fence holds it;
+# its length, or -1 when refused.
+_CLAIM = """
+local held = redis.call('GET', KEYS[2])
+if held and tonumber(held) > tonumber(ARGV[1]) then return -1 end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+return redis.call('XLEN', KEYS[1])
+"""
+# KEYS: stream, its fence; ARGV: fence, ttl, entries. Append all while the fence holds the
+# stream: 1, or 0 (nothing written).
+_FENCED_APPEND = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+for i = 3, #ARGV do redis.call('XADD', KEYS[1], '*', 'data', ARGV[i]) end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
 
 
 def _text(value: bytes | None) -> str | None:
@@ -33,6 +52,8 @@ class RedisKeyValueStore:
     def __init__(self, client: aioredis.Redis, prefix: str = "") -> None:
         self.client = client  # adapters/redis_client.py
         self.prefix = prefix
+        self._claim = client.register_script(_CLAIM)
+        self._fenced_append = client.register_script(_FENCED_APPEND)
 
     def _key(self, key: str) -> str:
         return self.prefix + key
@@ -68,13 +89,23 @@ class RedisKeyValueStore:
             return []
         return [_text(v) for v in await self.client.hmget(self._key(key), list(fields))]
 
-    async def append(self, stream: str, entries: Sequence[bytes], ttl: int) -> None:
+    async def append(self, stream: str, entries: Sequence[bytes], ttl: int,
+                     fence: int | None = None) -> bool:
         key = self._key(stream)
+        if fence is not None:
+            return bool(await self._fenced_append(keys=[key, key + _FENCE],
+                                                  args=[fence, ttl, *entries]))
         async with self.client.pipeline(transaction=True) as pipe:  # MULTI/EXEC
             for entry in entries:
                 pipe.xadd(key, {_FIELD: entry})
             pipe.expire(key, ttl)
             await pipe.execute()
+        return True
+
+    async def claim(self, stream: str, fence: int, ttl: int) -> int | None:
+        key = self._key(stream)
+        written = int(await self._claim(keys=[key, key + _FENCE], args=[fence, ttl]))
+        return None if written < 0 else written
 
     async def length(self, stream: str) -> int:
         return int(await self.client.xlen(self._key(stream)))

@@ -231,18 +231,5 @@ async def delete_dataset_key(request: Request, key_id: str,
 @router.get("/commands/{command_id}")
 async def command_status(request: Request, command_id: str,
                          user: ConsoleUser = CurrentUser) -> dict[str, Any]:
-    target = parse_id(command_id, NotFound)
-    gateway = command_gateway(request)
-    outcome = await gateway.outcome(target)
-    if outcome is None:
-        return {"id": command_id, "status": "pending"}
-    projected = outcome.position is None or await gateway.wait_for_projection(
-        outcome, timeout=0)
-    return {
-        "id": command_id,
-        "status": outcome.status if projected or outcome.status == "rejected" else "pending",
-        "position": outcome.position,
-        "result": outcome.result,
-        "error": outcome.error,
-    }
+    return await command_gateway(request).status(parse_id(command_id, NotFound))
 

@@ -7,10 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from gateway.auth import ApiKeyPrincipal, AppKey
-from gateway.deps import get_container
+from gateway.auth import ApiKeyPrincipal, AppKey, ServiceKey
+from gateway.deps import command_gateway, get_container, parse_id
 from projections.platform import queries
-from schemas.errors import Unauthorized
+from schemas.errors import NotFound, Unauthorized
 
 router = APIRouter(prefix="/v1")
 
@@ -21,6 +21,14 @@ async def app_of_key(request: Request, key: ApiKeyPrincipal) -> dict[str, Any]:
     if row is None:  # the app went away with its keys
         raise Unauthorized("Access token is invalid.")
     return row
+
+
+@router.get("/commands/{command_id}")
+async def command_status(request: Request, command_id: str,
+                         key: ApiKeyPrincipal = ServiceKey) -> dict[str, Any]:
+    """The status_url of a Service API 202 (the command was accepted, its outcome was not
+    ready in time)."""
+    return await command_gateway(request).status(parse_id(command_id, NotFound))
 
 
 @router.get("/info")

@@ -213,6 +213,8 @@ class BusContract:
         (again,) = await collect([second], 6)
         assert all([await second.owns(m) for m in again])
         assert not any([await first.owns(m) for m in held])
+        # The new owner's deliveries carry a later fence: a store can refuse the old one's.
+        assert min(m.fence for m in again) > max(m.fence for m in held)
 
     async def test_one_member_per_message_and_every_group_gets_all(
         self, bus: Bus, members: StartMembers

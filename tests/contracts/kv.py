@@ -64,6 +64,19 @@ class KeyValueContract:
         assert await kv.newest("s", 2) == entries[:0:-1]  # newest first
         assert await kv.has("s", entries[1][0]) and not await kv.has("s", "1-0")
 
+    async def test_a_stream_takes_writes_only_from_its_latest_claimant(
+            self, kv: KeyValueStore) -> None:
+        assert not await kv.append("s", [b"unclaimed"], ttl=60, fence=1)
+        assert await kv.claim("s", 1, ttl=60) == 0
+        assert await kv.append("s", [b"first"], ttl=60, fence=1)
+        assert await kv.claim("s", 2, ttl=60) == 1  # a later attempt takes over
+        assert not await kv.append("s", [b"stale"], ttl=60, fence=1)
+        assert await kv.claim("s", 1, ttl=60) is None  # and cannot be taken back
+        assert await kv.append("s", [b"second"], ttl=60, fence=2)
+        assert await kv.claim("s", 2, ttl=60) == 2  # claiming again is harmless
+        assert [e for _, e in await kv.read("s", "0", count=10, block_ms=0)] == [
+            b"first", b"second"]
+
     async def test_a_blocked_read_wakes_on_append(self, kv: KeyValueStore) -> None:
         reader = asyncio.create_task(kv.read("s", "0", count=10, block_ms=5000))
         await asyncio.sleep(0.1)

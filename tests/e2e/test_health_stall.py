@@ -30,7 +30,7 @@ async def test_a_lag_that_stops_shrinking_makes_health_degraded(
         assert health.status_code == 503
         assert health.json() == {"status": "degraded", "checks": {
             "database": "ok", "redis": "ok", "bus": "ok", "projections": "stalled",
-            "relay": "ok"}}
+            "relay": "ok", "consumers": "ok"}}
         assert (await node.client.get("/ready")).status_code == 200
 
 

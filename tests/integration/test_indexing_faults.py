@@ -1,6 +1,8 @@
 """The indexing worker is SIGKILLed twice while 50 documents are indexed, or paused (SIGSTOP)
 past its partition lease while another member takes over and then resumed: every document
-completes, with exactly the segments and vectors a clean run produces."""
+completes, with exactly the segments and vectors a clean run produces. An attempt that
+outlasts the lease while its worker is alive keeps its partition: it is never started
+twice."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from indexing.clean import clean_text
 from indexing.split import ProcessRule, split_text
 from schemas.knowledge.naming import vector_collection
 from tests.e2e.test_knowledge import CUSTOM_RULE
+from tests.fakes.openai_server import FakeOpenAIServer
 from tests.harness import eventually, node_settings, running_node
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,6 +92,64 @@ async def test_indexing_worker_paused_past_its_lease_loses_and_duplicates_nothin
                 worker.wait()
 
     await _index_under_fault(postgres, fresh_database, redis_url, tmp_path, 24, pause_one)
+
+
+async def test_indexing_attempt_longer_than_the_lease_is_not_started_twice(
+    postgres: EmbeddedPostgres, fresh_database: Callable[..., str], redis_url: str,
+    tmp_path: Path,
+) -> None:
+    """Two members; one document's attempt waits on a slow embedding endpoint for several
+    leases and poll intervals (no fetch meanwhile). Its member keeps renewing the lease, so
+    the other member never takes the job over: each chunk is embedded once."""
+    with FakeOpenAIServer(api_key="sk-embed", dimensions=64) as embeddings:
+        settings = node_settings(
+            postgres, fresh_database("ixlease"), redis_url,
+            OPENDAL_FS_ROOT=str(tmp_path / "storage"), EMBEDDING_PROVIDER="openai_compatible",
+            EMBEDDING_API_BASE=embeddings.base_url, EMBEDDING_API_KEY="sk-embed",
+            # A lease long enough for a loaded machine's late rounds; no fetch for 1 s would
+            # be taken for a hung member if work in flight did not count.
+            EMBEDDING_DIMENSIONS=64, REDIS_BUS_LEASE_SECONDS=3.0,
+            CONSUMER_MAX_POLL_INTERVAL_SECONDS=1.0)
+        roles = ["relay", "commands", "projections", "knowledge.cleanup"]
+        async with running_node(settings, roles=roles) as node:
+            auth = await node.setup_and_login()
+            token = (await node.client.post("/console/api/datasets/api-keys",
+                                            headers=auth)).json()
+            key = {"Authorization": f"Bearer {token['token']}"}
+            dataset = (await node.client.post("/v1/datasets", headers=key, json={
+                "name": "Slow", "indexing_technique": "high_quality"})).json()
+            env = {**os.environ, **settings.as_env(LOG_LEVEL="WARNING")}
+            workers = [spawn_indexer(env, "indexer-1"), spawn_indexer(env, "indexer-2")]
+            try:
+                embeddings.reset()
+                embeddings.delay_next(4.0, count=3)  # each of the attempt's batches
+                body = "\n\n".join(" ".join(WORDS[(i + j) % len(WORDS)] for j in range(12))
+                                    for i in range(70))
+                r = await node.client.post(
+                    f"/v1/datasets/{dataset['id']}/document/create-by-text", headers=key,
+                    json={"name": "slow", "text": body, "process_rule": CUSTOM_RULE})
+                assert r.status_code == 200, r.text
+                document = r.json()["document"]["id"]
+
+                async def completed() -> int:
+                    async with node.container.engine.connect() as conn:
+                        return int((await conn.execute(text(
+                            "SELECT count(*) FROM console_v1.documents WHERE id = :d"
+                            " AND indexing_status = 'completed'"),
+                            {"d": document})).scalar() or 0)
+
+                await eventually(completed, timeout=120, interval=0.5)
+            finally:
+                for worker in workers:
+                    worker.send_signal(signal.SIGKILL)
+                    worker.wait()
+            async with node.container.engine.connect() as conn:
+                segments = (await conn.execute(text(
+                    "SELECT count(*) FROM console_v1.segments WHERE document_id = :d"),
+                    {"d": document})).scalar()
+            embedded = [t for r in embeddings.embedding_requests for t in r.body["input"]]
+            assert segments is not None and segments > 64  # three batches, each slow
+            assert len(embedded) == segments  # every chunk once: no second run of the job
 
 
 async def _index_under_fault(

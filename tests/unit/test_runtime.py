@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 
 import pytest
 
 from adapters.bus.base import Message, TopicSpec
 from adapters.bus.memory import InMemoryBus
+from workers.ownership import current_fence
 from workers.runtime import PoisonMessage, Processor, RetryPolicy, run_processor
 
 TOPIC = "work"
@@ -136,3 +138,50 @@ async def test_partitions_run_concurrently_and_each_stays_in_order(bus: InMemory
     await run_until(bus, Processor("g", [TOPIC], handle), done, concurrency=4)
     assert all(order[k] == [0, 1, 2, 3, 4] for k in keys)
     assert 1 < peak <= 4
+
+
+async def test_a_handler_whose_partition_moves_is_stopped_and_its_message_handled_elsewhere(
+        bus: InMemoryBus) -> None:
+    """Member m1 is mid-message when m2 joins and takes some partitions over: m1's handlers
+    on the moved partitions are cancelled (nothing after that takes effect), and m2 handles
+    those messages from the start; every message finishes exactly once."""
+    for key in ("a", "b", "c", "d", "e", "f", "g", "h"):
+        await bus.publish(TOPIC, key, key.encode())
+    started: dict[str, list[str]] = defaultdict(list)
+    finished: dict[str, list[str]] = defaultdict(list)
+    cancelled: list[str] = []
+    release = asyncio.Event()
+
+    def processor(member: str) -> Processor:
+        async def handle(message: Message) -> None:
+            started[message.key].append(member)
+            assert current_fence() == message.fence
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                cancelled.append(message.key)
+                raise
+            finished[message.key].append(member)
+
+        return Processor("g", [TOPIC], handle, overlap=8)  # all eight in flight at once
+
+    stop = asyncio.Event()
+    first = asyncio.create_task(run_processor(bus, processor("m1"), "m1", stop, FAST))
+    await _until(lambda: len(started) == 8)  # all in flight on m1
+    second = asyncio.create_task(run_processor(bus, processor("m2"), "m2", stop, FAST))
+    await _until(lambda: cancelled and all(
+        "m2" in started[k] for k in cancelled))  # moved ones restarted on m2
+    release.set()
+    await _until(lambda: len(finished) == 8)
+    stop.set()
+    await asyncio.gather(first, second)
+    assert all(len(members) == 1 for members in finished.values())
+    assert sorted(k for k, members in finished.items() if members == ["m2"]) == sorted(cancelled)
+
+
+async def _until(check: Callable[[], object], polls: int = 1000) -> None:
+    for _ in range(polls):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")

@@ -8,8 +8,12 @@ MessageFailed; then it closes the stream with `message_end` or `error`.
 At-least-once: a redelivered message that already ended only makes sure its stream is
 closed. One whose worker died mid-answer is answered again from the start, after a
 `message_replace` that empties what the dead attempt streamed; the stored answer is the
-new attempt's alone. A message that keeps failing is parked and recorded as failed by the
-dead-letter hook, so none stays pending.
+new attempt's alone. An attempt whose worker stalled past its lease (the message moved to
+another member) stops at its next effect: each attempt claims the task stream with its
+message's fence, a stream takes writes only from its latest claimant, and the answer is
+committed only while the message is still this member's (workers/ownership.py). A message
+that keeps failing is parked and recorded as failed by the dead-letter hook, so none stays
+pending.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from schemas.knowledge.events import SegmentHits
 from workers.conversation.annotations import AnnotationDeps, find_reply
 from workers.conversation.task_stream import TaskStream, TokenWriter
 from workers.knowledge.indexing import caused_by
+from workers.ownership import current_fence, still_owner
 
 log = logging.getLogger(__name__)
 DEFAULT_CONTEXT_SIZE = 4096
@@ -115,7 +120,7 @@ class ChatDeps:
 
 def task_stream(deps: ChatDeps, p: ev.MessageCreated) -> TaskStream:
     return TaskStream(deps.kv, task_stream_key(p.task_id), task_stop_key(p.task_id),
-                      task_owner(p.app_id, p.end_user_id), deps.stream_ttl)
+                      task_owner(p.app_id, p.end_user_id), deps.stream_ttl, current_fence())
 
 
 def stream_fields(event: Envelope[ev.MessageCreated]) -> dict[str, Any]:
@@ -160,9 +165,10 @@ class MessageAnswer:
         self._segment_hits: dict[UUID, Counter[tuple[UUID, UUID]]] = {}
 
     async def run(self) -> None:
-        # Independent reads at once: each is a round trip the first token waits for.
+        # Independent reads at once: each is a round trip the first token waits for. The
+        # claim fences off an earlier attempt still running (its worker stalled).
         conversation, stop_requested, streamed = await asyncio.gather(
-            self._conversation(), self.stream.stop_requested(), self.stream.length())
+            self._conversation(), self.stream.stop_requested(), self.stream.claim())
         if not conversation.awaits_answer(self.p.message_id):
             await self._close_ended(conversation)
             return
@@ -209,6 +215,7 @@ class MessageAnswer:
         usage: Usage | None = None
         stopped = False
         tokens = TokenWriter(self.stream)
+        await still_owner()  # the model costs money: not for a message moved elsewhere
         try:
             async for chunk in self.d.client_for(model).stream_chat(model.model, messages,
                                                                     **params):
@@ -350,6 +357,7 @@ class MessageAnswer:
                 return False
             if isinstance(payload, ev.MessageAnswered):
                 self._count_segment_hits(uow)
+            await still_owner()
             try:
                 await asyncio.to_thread(uow.commit)
                 return True
@@ -434,5 +442,6 @@ async def answer_message(deps: ChatDeps, event: Envelope[ev.MessageCreated]) -> 
 async def fail_message(deps: ChatDeps, event: Envelope[ev.MessageCreated],
                        exc: BaseException) -> None:
     """Dead-letter hook: the message will not be answered; its user hears why."""
-    await MessageAnswer(deps, event).fail("internal_server_error", 500,
-                                          "The message could not be answered.")
+    answer = MessageAnswer(deps, event)
+    await answer.stream.claim()
+    await answer.fail("internal_server_error", 500, "The message could not be answered.")

@@ -4,6 +4,11 @@ process can read from any point.
 
 Short-lived: it expires `ttl` seconds after its last write. Entry ids are the SSE event
 ids, so a client resumes with Last-Event-ID without gaps or repeats.
+
+Fenced: the attempt answering the task claims the stream with its message's fence (see
+workers/ownership.py), and a write succeeds only while the stream is that fence's. A stale
+attempt (its worker stalled past its lease, another took the message over) can neither
+write after the new attempt's claim nor claim the stream back.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import orjson
 from adapters.kv.base import KeyValueStore
 from adapters.transient import is_transient
 from schemas.conversation.naming import TERMINAL_STREAM_EVENTS
+from workers.ownership import LostOwnership
 
 log = logging.getLogger(__name__)
 STOP_CHECK_SECONDS = 0.2  # how often a running answer looks for a stop request
@@ -35,22 +41,33 @@ class TaskStream:
     stop_key: str
     owner: str  # "app:end_user": only its own user stops a task
     ttl: int
+    fence: int  # the writing attempt's (its message's fence)
     _checked_stop_at: float = 0.0
+
+    async def claim(self) -> int:
+        """Make the stream this attempt's; how many entries earlier attempts wrote.
+        LostOwnership if a later attempt has claimed it."""
+        written = await self.kv.claim(self.key, self.fence, self.ttl)
+        if written is None:
+            raise LostOwnership(f"task stream {self.key} was taken by a later attempt")
+        return written
 
     async def publish(self, event: dict[str, Any]) -> None:
         await self.publish_many([event])
 
     async def publish_many(self, events: Sequence[dict[str, Any]]) -> None:
         """In order, one entry each, in one round trip (all or none, so a retry after a
-        failed write adds no partial batch). A write that fails because Redis is
-        unreachable is retried with backoff for WRITE_OUTAGE_SECONDS; the model's answer
-        meanwhile waits in the HTTP stream instead of being asked for again."""
+        failed write adds no partial batch); LostOwnership, nothing written, if a later
+        attempt has claimed the stream. A write that fails because Redis is unreachable is
+        retried with backoff for WRITE_OUTAGE_SECONDS; the model's answer meanwhile waits
+        in the HTTP stream instead of being asked for again."""
         started = time.monotonic()
         backoff = 0.05
         while True:
             try:
-                await self.kv.append(self.key, [orjson.dumps(e) for e in events], self.ttl)
-                return
+                written = await self.kv.append(self.key, [orjson.dumps(e) for e in events],
+                                               self.ttl, fence=self.fence)
+                break
             except Exception as exc:
                 if not is_transient(exc) or time.monotonic() - started > WRITE_OUTAGE_SECONDS:
                     raise
@@ -58,9 +75,8 @@ class TaskStream:
                     "stream": self.key, "error": repr(exc)})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
-
-    async def length(self) -> int:
-        return await self.kv.length(self.key)
+        if not written:
+            raise LostOwnership(f"task stream {self.key} was taken by a later attempt")
 
     async def closed(self) -> bool:
         """Whether the closing event was written (a redelivered task must not write two)."""

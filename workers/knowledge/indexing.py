@@ -45,6 +45,7 @@ from schemas.knowledge.naming import (
     segment_id_for,
     vector_collection,
 )
+from workers.ownership import still_owner
 
 log = logging.getLogger(__name__)
 EMBED_BATCH = 32
@@ -186,6 +187,7 @@ class IndexingJob:
         events = await asyncio.to_thread(self.d.store.load, doc.dataset_id)
         if Dataset.replay(doc.dataset_id, events).deleted:
             raise StaleWork(f"document {doc.id}: dataset {doc.dataset_id} was deleted")
+        await still_owner()
         await asyncio.to_thread(uow.commit)
 
     async def discard(self) -> None:
@@ -291,6 +293,7 @@ class IndexingJob:
         for start in range(0, len(pending), EMBED_BATCH):
             batch = pending[start:start + EMBED_BATCH]
             units = await self._vector_documents(doc, batch, target)
+            await still_owner()  # the job may have moved to another member while we embedded
             self.written.append((store, collection, [u.id for u in units]))
             await store.add_texts(collection, units)
             await self._record(uow, doc, attempt, ev.DocumentSegmentsIndexed(
