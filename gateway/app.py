@@ -16,6 +16,7 @@ from gateway.container import GatewayContainer
 from gateway.deps import maybe_uuid
 from gateway.errors import install_error_handlers, unexpected_error_response
 from gateway.nul_guard import RefuseNul
+from gateway.params import without_empty_values
 from observability import correlation_id
 
 
@@ -62,6 +63,13 @@ def create_app(container: GatewayContainer) -> FastAPI:
         metrics.observe_request(request, response.status_code, time.perf_counter() - started)
         response.headers["X-Request-Id"] = cid
         return response
+
+    @app.middleware("http")
+    async def _empty_query_values_absent(
+            request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if request.url.path.startswith("/v1/") and request.scope["query_string"]:
+            request.scope["query_string"] = without_empty_values(request.scope["query_string"])
+        return await call_next(request)
 
     for context in container.contexts:
         for router in context.routers:

@@ -62,14 +62,16 @@ class CommandGateway:
 
     async def send(self, payload: CommandPayload, *, aggregate_id: UUID,
                    tenant_id: UUID | None, actor_id: UUID | None,
-                   idempotency_key: str | None = None,
+                   idempotency_key: str | None = None, creates: bool = False,
                    read_your_writes: bool = True) -> Accepted:
         """Publish and wait for the outcome; with `read_your_writes`, also until the read
-        model shows what the command wrote (a caller that reads elsewhere need not wait)."""
+        model shows what the command wrote (a caller that reads elsewhere need not wait).
+        `creates`: the aggregate id was made for this request (a retry makes another), so
+        an Idempotency-Key does not tie the request to it."""
         command_id = uuid4()
         if idempotency_key:
             command_id = await self._claim_idempotency_key(
-                idempotency_key, payload, tenant_id, actor_id, aggregate_id)
+                idempotency_key, payload, tenant_id, actor_id, aggregate_id, creates)
             previous = await self.outcome(command_id)
             if previous is not None:
                 return await self._settle(previous)
@@ -200,12 +202,16 @@ class CommandGateway:
 
     async def _claim_idempotency_key(self, key: str, payload: CommandPayload,
                                      tenant_id: UUID | None, actor_id: UUID | None,
-                                     aggregate_id: UUID) -> UUID:
+                                     aggregate_id: UUID, creates: bool) -> UUID:
         scope = f"{tenant_id}:{actor_id}:{payload.command_type}:{key}"
         command_id = uuid5(EDDY_NAMESPACE, "idempotency:" + scope)
-        # Ids the gateway generated (new app id, token) are not part of the request.
+        # Values the gateway generated (a new aggregate's id, a token) are not part of the
+        # request; the ids it names are (the same key on another app is another request).
+        fields = payload.model_dump(mode="json", exclude=_GENERATED_FIELDS)
+        if creates:
+            fields = {k: v for k, v in fields.items() if v != str(aggregate_id)}
         request_hash = hashlib.sha256(orjson.dumps(
-            payload.model_dump(mode="json", exclude=_GENERATED_FIELDS),
+            {"payload": fields, "target": None if creates else str(aggregate_id)},
             option=orjson.OPT_SORT_KEYS)).hexdigest()
         async with self.c.engine.begin() as conn:
             await conn.execute(_insert(conn, idempotency_keys).values(
@@ -226,8 +232,7 @@ def _insert(conn: AsyncConnection, table: Any) -> Insert:
     return dialect.insert(table)  # type: ignore[no-any-return]
 
 
-_GENERATED_FIELDS = {"app_id", "key_id", "token", "account_id", "workspace_id",
-                     "credentials_id"}
+_GENERATED_FIELDS = {"token", "workspace_id", "credentials_id"}
 
 
 def _versions_of(projection: Projection) -> Callable[[str], bool]:

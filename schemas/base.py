@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from uuid import UUID, uuid4
 
 import orjson
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 # Namespace for ids derived from natural keys (singletons, e-mails, unique names).
 EDDY_NAMESPACE = UUID("5f0c3a4e-6c1b-4d8a-9a57-0e2f1d7b9c11")
@@ -41,10 +41,32 @@ class CommandPayload(BaseModel):
         cls.command_type = cls.__name__
 
 
+INT64 = range(-(2**63), 2**63)
+
+
+def _beyond_int64(value: Any) -> bool:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value not in INT64
+    if isinstance(value, dict):
+        return any(_beyond_int64(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_beyond_int64(v) for v in value)
+    return False
+
+
 class Body(BaseModel):
     """An HTTP request body: unknown fields are ignored, as Dify does."""
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integers_fit_64_bits(cls, data: Any) -> Any:
+        # Everywhere in the body, free-form parts included: a wider integer is refused here
+        # rather than failing later in Postgres, orjson or a stored event.
+        if _beyond_int64(data):
+            raise ValueError("integers must fit in 64 bits")
+        return data
 
 
 @dataclass(frozen=True)

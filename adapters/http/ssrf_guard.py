@@ -90,6 +90,10 @@ class VettedUrl:
 
 async def vet_url(url: str, allow: AllowList) -> VettedUrl:
     """The URL with the address to fetch it from, or UrlRefused."""
+    # urlsplit drops tabs and newlines and keeps other control characters, which the HTTP
+    # client then refuses with an error of its own: refused here, like any malformed URL.
+    if any(not c.isprintable() or c.isspace() for c in url):
+        raise UrlRefused("The file URL contains spaces or control characters.")
     try:
         parts = urlsplit(url)
         port = parts.port

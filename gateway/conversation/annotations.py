@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from gateway.auth import ApiKeyPrincipal, AppKey
 from gateway.deps import command_gateway, get_container, maybe_uuid, parse_id
+from gateway.params import Page
 from gateway.platform.service import app_of_key
 from gateway.views import timestamp
 from projections.conversation import queries
@@ -55,7 +56,7 @@ async def create(request: Request, body: api.AnnotationRequest,
 
 @router.get("/apps/annotations")
 async def list_annotations(request: Request, key: ApiKeyPrincipal = AppKey,
-                           page: Annotated[int, Query(ge=1)] = 1,
+                           page: Page = 1,
                            limit: Annotated[int, Query(ge=1)] = 20,
                            keyword: str = "") -> dict[str, Any]:
     app = await app_of_key(request, key)

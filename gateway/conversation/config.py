@@ -15,7 +15,12 @@ from gateway.platform.service import app_of_key
 from projections.conversation import queries
 from projections.knowledge import queries as knowledge
 from schemas.conversation import commands as cmd
-from schemas.conversation.config import SITE_FIELDS, AppModelConfig, SiteSettings
+from schemas.conversation.config import (
+    SITE_FIELDS,
+    AppModelConfig,
+    CompletionParams,
+    SiteSettings,
+)
 from schemas.conversation.naming import app_config_id_for
 from schemas.errors import AppNotFound, BadRequest
 
@@ -41,6 +46,8 @@ async def configure_model(request: Request, app_id: str, body: dict[str, Any],
         raise BadRequest(f"A {app['mode']} app is configured by its workflow, not a model config.")
     try:
         config = AppModelConfig.model_validate(body)
+        if config.model:
+            CompletionParams.model_validate(config.model.completion_params)
     except ValidationError as exc:
         raise BadRequest(_describe(exc)) from None
     engine = get_container(request).engine

@@ -10,12 +10,13 @@ from fastapi import APIRouter, Query, Request, Response
 
 from gateway.auth import ApiKeyPrincipal, AppKey
 from gateway.deps import command_gateway, get_container, maybe_uuid, parse_id
+from gateway.params import Page
 from gateway.platform.service import app_of_key
 from gateway.views import timestamp
 from projections.conversation import queries
 from schemas.conversation import api
 from schemas.conversation import commands as cmd
-from schemas.conversation.naming import end_user_id_for
+from schemas.conversation.naming import DEFAULT_END_USER, end_user_id_for
 from schemas.errors import (
     BadRequest,
     ConversationNotFound,
@@ -26,6 +27,7 @@ from schemas.errors import (
 )
 
 router = APIRouter(prefix="/v1")
+# Optional, as Dify reads it: a read without `user` is the default end user's.
 User = Annotated[str, Query(min_length=1, max_length=255)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 SORT = "^-?(created_at|updated_at)$"
@@ -58,10 +60,11 @@ def message_view(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/conversations")
-async def list_conversations(request: Request, user: User, key: ApiKeyPrincipal = AppKey,
+async def list_conversations(request: Request, user: User = DEFAULT_END_USER,
+                             key: ApiKeyPrincipal = AppKey,
                              last_id: str | None = None, limit: Limit = 20,
-                             sort_by: Annotated[str, Query(pattern=SORT)] = "-updated_at",
-                             pinned: bool | None = None) -> dict[str, Any]:
+                             sort_by: Annotated[str, Query(pattern=SORT)] = "-updated_at"
+                             ) -> dict[str, Any]:
     app = await chat_app(request, key)
     last = parse_id(last_id, ConversationNotFound) if last_id else None
     page = await queries.list_conversations(
@@ -69,16 +72,14 @@ async def list_conversations(request: Request, user: User, key: ApiKeyPrincipal 
         last_id=last, limit=limit, sort_by=sort_by)
     if page is None:
         raise NotFound("Last Conversation Not Exists.")
-    if pinned:  # nothing is pinned through the Service API
-        return {"limit": limit, "has_more": False, "data": []}
     return {"limit": limit, "has_more": page.total > 0,
             "data": [conversation_view(r) for r in page.items]}
 
 
 @router.get("/messages")
-async def list_messages(request: Request, user: User, conversation_id: str,
-                        key: ApiKeyPrincipal = AppKey, first_id: str | None = None,
-                        limit: Limit = 20) -> dict[str, Any]:
+async def list_messages(request: Request, conversation_id: str,
+                        user: User = DEFAULT_END_USER, key: ApiKeyPrincipal = AppKey,
+                        first_id: str | None = None, limit: Limit = 20) -> dict[str, Any]:
     app = await chat_app(request, key)
     engine = get_container(request).engine
     target = parse_id(conversation_id, ConversationNotFound)
@@ -147,7 +148,8 @@ async def _visible_conversation(request: Request, key: ApiKeyPrincipal, conversa
 
 
 @router.get("/conversations/{conversation_id}/variables")
-async def conversation_variables(request: Request, conversation_id: str, user: User,
+async def conversation_variables(request: Request, conversation_id: str,
+                                 user: User = DEFAULT_END_USER,
                                  key: ApiKeyPrincipal = AppKey,
                                  limit: Limit = 20) -> dict[str, Any]:
     """Conversation variables belong to chatflow (advanced-chat) apps' workflows; a chat
@@ -182,7 +184,7 @@ async def feedback(request: Request, message_id: str, body: api.FeedbackRequest,
 
 @router.get("/app/feedbacks")
 async def app_feedbacks(request: Request, key: ApiKeyPrincipal = AppKey,
-                        page: Annotated[int, Query(ge=1, le=99999)] = 1,
+                        page: Page = 1,
                         limit: Limit = 20) -> dict[str, Any]:
     app = await app_of_key(request, key)
     found = await queries.app_feedbacks(get_container(request).engine, app["id"], page=page,

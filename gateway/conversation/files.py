@@ -17,6 +17,7 @@ from gateway.auth import ApiKeyPrincipal, AppKey
 from gateway.deps import command_gateway, get_container, parse_id
 from gateway.platform.service import app_of_key
 from gateway.uploads import one_file, read_limited, too_large
+from gateway.views import content_disposition
 from projections.conversation import queries
 from schemas.conversation import commands as cmd
 from schemas.conversation.naming import (
@@ -104,7 +105,7 @@ async def preview(request: Request, file_id: str, as_attachment: bool = False,
     if row is None:
         raise UploadFileNotFound()
     data = await c.storage.load(row["key"])
-    headers = {"Content-Disposition": f'attachment; filename="{row["name"]}"'} \
+    headers = {"Content-Disposition": content_disposition("attachment", row["name"])} \
         if as_attachment else {}
     return Response(data, media_type=row["mime_type"], headers=headers)
 

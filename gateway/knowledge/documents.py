@@ -190,10 +190,11 @@ async def update_by_file(request: Request, dataset_id: str, document_id: str,
     dataset = await dataset_of(request, key, dataset_id)
     document = await document_of(request, dataset, document_id)
     file, data = await _uploaded(request, limit_mb)
+    settings = _settings(data, api.UpdateDocumentSettings)
     filename = file.filename or "file"
     content = await read_limited(file, limit_mb)
-    return await _replace_source(request, key, dataset, document, data.get("name"), filename,
-                                 content, file.content_type, data.get("process_rule"))
+    return await _replace_source(request, key, dataset, document, settings.name, filename,
+                                 content, file.content_type, settings.process_rule)
 
 
 @router.get("/{dataset_id}/documents")

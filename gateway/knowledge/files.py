@@ -19,7 +19,7 @@ import time
 import zipfile
 from collections.abc import AsyncIterator, Iterable
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Query, Request
@@ -29,6 +29,7 @@ from adapters.storage.base import FileNotFoundInStorage, Storage
 from gateway.auth import ApiKeyPrincipal, DatasetKey
 from gateway.deps import get_container, maybe_uuid
 from gateway.knowledge.lookups import dataset_of, document_of
+from gateway.views import content_disposition
 from projections.knowledge import queries as kq
 from schemas.errors import DocumentNotFound, NotFound
 from schemas.knowledge import api
@@ -72,14 +73,6 @@ def signature_valid(secret: str, file_id: str, timestamp: str, nonce: str, sign:
     if not timestamp.isdigit() or time.time() - int(timestamp) > timeout_seconds:
         return False
     return hmac.compare_digest(_signature(secret, file_id, timestamp, nonce), sign)
-
-
-def content_disposition(kind: str, filename: str) -> str:
-    """RFC 6266 / RFC 5987: an ASCII fallback for old clients, the real (UTF-8) name in
-    `filename*`."""
-    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_"
-                       for c in filename)
-    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 # --- single document: a signed link ----------------------------------------------------------

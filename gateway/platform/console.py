@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from gateway import auth
 from gateway.auth import ConsoleUser, CurrentUser
 from gateway.deps import command_gateway, get_container, parse_id
+from gateway.params import Page
 from gateway.platform.views import api_key_view, app_view
 from projections.platform import queries
 from schemas.errors import AlreadySetup, ApiKeyNotFound, AppNotFound, EddyError, NotFound
@@ -74,7 +75,7 @@ async def refresh_token(request: Request, body: api.RefreshTokenRequest) -> dict
 async def list_apps(
     request: Request,
     user: ConsoleUser = CurrentUser,
-    page: Annotated[int, Query(ge=1, le=99999)] = 1,
+    page: Page = 1,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     mode: Annotated[str, Query(pattern=APP_MODE_FILTER)] = "all",
     name: Annotated[str | None, Query(max_length=255)] = None,
@@ -103,7 +104,7 @@ async def create_app(request: Request, body: api.CreateAppRequest,
     accepted = await command_gateway(request).send(
         cmd.CreateApp(app_id=app_id, **body.model_dump()),
         aggregate_id=app_id, tenant_id=user.tenant_id, actor_id=user.account_id,
-        idempotency_key=idempotency_key,
+        idempotency_key=idempotency_key, creates=True,
     )
     # A retried Idempotency-Key answers with the app the first request created.
     return app_view(await console_app(request, user, UUID(str(accepted.result["app_id"]))))
@@ -166,7 +167,7 @@ async def _create_key(request: Request, user: ConsoleUser, key_type: str, app_id
         cmd.CreateApiKey(key_id=key_id, key_type=key_type, app_id=app_id,  # type: ignore[arg-type]
                          token=auth.seal_api_token(c.settings.SECRET_KEY, token)),
         aggregate_id=key_id, tenant_id=user.tenant_id, actor_id=user.account_id,
-        idempotency_key=idempotency_key,
+        idempotency_key=idempotency_key, creates=True,
     )
     created_id = UUID(str(accepted.result["key_id"]))
     rows = await queries.list_api_keys(c.engine, user.tenant_id, key_type, app_id)

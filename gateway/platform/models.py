@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
@@ -116,7 +117,25 @@ def _checked_form(fields: tuple[CredentialField, ...], given: dict[str, Any],
     for number in ("context_size", "max_tokens_to_sample"):
         if number in out and not str(out[number]).isdigit():
             raise BadRequest(f"Variable {number} must be a positive integer")
+    for url in _URL_FIELDS & out.keys():
+        _check_url(url, out[url])
     return out
+
+
+_URL_FIELDS = {"endpoint_url", "openai_api_base"}
+
+
+def _check_url(variable: str, url: str) -> None:
+    """An http(s) URL with a host: anything else would fail on every later call of the
+    model (`http://[x` as a 500), so it is refused when saved."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- parsing the port is what refuses `http://h:x`
+    except ValueError:
+        raise BadRequest(f"Variable {variable} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname \
+            or any(not c.isprintable() or c.isspace() for c in url):
+        raise BadRequest(f"Variable {variable} must be an http or https URL")
 
 
 async def _validate(resolved: pm.ResolvedModel) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from schemas.base import Body
 
@@ -33,6 +33,32 @@ class ModelSettings(Body):
     name: str = Field(min_length=1, max_length=255)
     mode: Literal["chat", "completion"] = "chat"
     completion_params: dict[str, Any] = Field(default_factory=dict)
+
+
+# Keys of the model request Eddy sets itself; as completion params they would replace them.
+RESERVED_PARAMS = frozenset({"model", "messages", "stream", "stream_options", "tools",
+                             "include_usage"})
+
+
+class CompletionParams(Body):
+    """`model.completion_params`, checked when a config is saved: the chat processor sends
+    them with every answer of the app, so a malformed one would fail each later message.
+    (Configs already stored are read without this check.)"""
+
+    model_config = ConfigDict(extra="allow")
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    max_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
+    stop: list[str] | None = Field(default=None, max_length=4)
+
+    @model_validator(mode="after")
+    def _no_reserved_keys(self) -> CompletionParams:
+        reserved = sorted(RESERVED_PARAMS & (self.model_extra or {}).keys())
+        if reserved:
+            raise ValueError(f"completion_params may not set {', '.join(reserved)}")
+        return self
 
 
 class FormControl(Body):

@@ -26,6 +26,10 @@ def annotation_collection(app_id: UUID, job_id: UUID | None = None) -> str:
     return f"annotations_{app_id.hex}" + (f"_{job_id.hex[:12]}" if job_id else "")
 
 
+# The end user of a Service API read that names none (Dify's DefaultEndUserSessionID).
+DEFAULT_END_USER = "DEFAULT-USER"
+
+
 def end_user_id_for(app_id: UUID, user: str) -> UUID:
     """Dify's end user: the Service API's `user` string, scoped to its app."""
     return uuid5(EDDY_NAMESPACE, f"end-user:{app_id}:{user}")

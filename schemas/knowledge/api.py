@@ -19,6 +19,28 @@ class RerankingModelBody(Body):
     reranking_model_name: str = Field(default="", max_length=255)
 
 
+class VectorSetting(Body):
+    model_config = ConfigDict(extra="allow")
+    vector_weight: float | None = Field(default=None, ge=0, le=1)
+    embedding_provider_name: str = Field(default="", max_length=255)
+    embedding_model_name: str = Field(default="", max_length=255)
+
+
+class KeywordSetting(Body):
+    model_config = ConfigDict(extra="allow")
+    keyword_weight: float | None = Field(default=None, ge=0, le=1)
+
+
+class RetrievalWeights(Body):
+    """Dify's `weights` of hybrid search: stored with the dataset and read by every later
+    retrieval, so its shape is checked here."""
+
+    model_config = ConfigDict(extra="allow")
+    weight_type: str | None = Field(default=None, max_length=255)
+    vector_setting: VectorSetting | None = None
+    keyword_setting: KeywordSetting | None = None
+
+
 class RetrievalModelBody(Body):
     model_config = ConfigDict(extra="allow")
     search_method: Literal["keyword_search", "semantic_search", "full_text_search",
@@ -29,7 +51,8 @@ class RetrievalModelBody(Body):
     top_k: int = Field(default=4, ge=1, le=100)
     score_threshold_enabled: bool = False
     score_threshold: float | None = Field(default=None, ge=0, le=1)
-    weights: dict[str, Any] | None = None
+    weights: RetrievalWeights | None = None
+    metadata_filtering_conditions: MetadataFilteringConditions | None = None
 
 
 class CreateDatasetRequest(Body):
@@ -68,10 +91,15 @@ class CreateByTextRequest(DocumentSettings):
     text: str = Field(min_length=1)
 
 
-class UpdateByTextRequest(Body):
+class UpdateDocumentSettings(Body):
+    """update-by-file's `data`; checked before the file is stored."""
+
     name: str | None = Field(default=None, min_length=1, max_length=255)
-    text: str | None = Field(default=None, min_length=1)
     process_rule: dict[str, Any] | None = None
+
+
+class UpdateByTextRequest(UpdateDocumentSettings):
+    text: str | None = Field(default=None, min_length=1)
 
 
 class DocumentIdsRequest(Body):

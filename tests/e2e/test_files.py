@@ -88,7 +88,8 @@ async def test_upload_preview_and_limits(chat: Chat) -> None:
     assert shown.headers["content-type"] == "image/png"
     attached = await chat.node.client.get(f"/v1/files/{uploaded['id']}/preview",
                                           headers=chat.key, params={"as_attachment": "true"})
-    assert attached.headers["content-disposition"] == 'attachment; filename="pixel.png"'
+    assert attached.headers["content-disposition"] == \
+        "attachment; filename=\"pixel.png\"; filename*=UTF-8''pixel.png"
     _, other_key = await app_with_key(chat.node, chat.auth, name="Other")
     elsewhere = await chat.node.client.get(f"/v1/files/{uploaded['id']}/preview",
                                            headers=other_key)
