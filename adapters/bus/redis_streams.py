@@ -337,6 +337,10 @@ class RedisStreamsConsumer:
         # Streams taken over but whose pending entries are not yet all reclaimed -> cursor.
         self._reclaim: dict[str, str] = {}
         self._buffer: list[Message] = []
+        # Entries handed to our caller and not acknowledged yet. Any other entry pending
+        # under our name is a read whose reply never reached us (a stall or a broken
+        # connection mid-read): the sweep takes those back instead of leaving them stuck.
+        self._delivered: set[tuple[str, bytes]] = set()
         self._members: list[str] = []
         # Serialises reads with rebalancing, so no read is in flight on a stream we give up.
         self._lock = asyncio.Lock()
@@ -451,6 +455,7 @@ class RedisStreamsConsumer:
     async def ack(self, message: Message) -> None:
         stream, entry_id = message.ack_token
         await self.bus.client.xack(stream, self.group, entry_id)
+        self._delivered.discard((stream, entry_id))
 
     @contextlib.contextmanager
     def working(self) -> Iterator[None]:
@@ -476,6 +481,7 @@ class RedisStreamsConsumer:
 
     def _message(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> Message:
         part = self._by_stream[stream]
+        self._delivered.add((stream, entry_id))
         return Message(
             topic=part.topic,
             partition=part.partition,
@@ -509,10 +515,10 @@ class RedisStreamsConsumer:
         return out
 
     async def _sweep(self, limit: int) -> list[Message]:
-        """Claim entries another member read from our partitions after we took them over.
-
-        Happens only when a member stalled past its lease and read before noticing; after two
-        leases of idleness its entries are treated as abandoned.
+        """Claim entries another member read from our partitions after we took them over
+        (it stalled past its lease and read before noticing), and entries read under our
+        own name whose reply we never got; after two leases of idleness they are treated as
+        abandoned.
         """
         self._last_sweep = time.monotonic()
         out: list[Message] = []
@@ -524,7 +530,9 @@ class RedisStreamsConsumer:
             pending = await client.xpending_range(
                 stream, self.group, "-", "+", limit - len(out), idle=min_idle
             )
-            ids = [p["message_id"] for p in pending if p["consumer"].decode() != self.member]
+            ids = [p["message_id"] for p in pending
+                   if p["consumer"].decode() != self.member
+                   or (stream, p["message_id"]) not in self._delivered]
             if not ids:
                 continue
             entries = await client.xclaim(stream, self.group, self.member, min_idle, ids)
@@ -636,6 +644,7 @@ class RedisStreamsConsumer:
             self._owned.pop(s, None)
             self._reclaim.pop(s, None)
         self._buffer = [m for m in self._buffer if m.ack_token[0] not in streams]
+        self._delivered = {d for d in self._delivered if d[0] not in streams}
 
 
 __all__ = ["RedisStreamsBus", "RedisStreamsConsumer"]
