@@ -165,8 +165,9 @@ async def test_update_by_file_with_a_non_string_name_is_refused_and_stores_nothi
     assert created.status_code == 200, created.text
     document = created.json()["document"]["id"]
     settings = chat.node.container.settings
+    # the document's sources (its indexing writes artifacts beside them meanwhile)
     root = (settings.OPENDAL_FS_ROOT or settings.EDDY_DATA_DIR / "storage") / document_prefix(
-        UUID(dataset), UUID(document))
+        UUID(dataset), UUID(document)) / "source"
     stored_before = sorted(p for p in root.rglob("*") if p.is_file())
     assert stored_before  # the first source
     for data in ('{"name": 5}', '{"name": ["a"]}', '{"process_rule": "fast"}'):
