@@ -157,7 +157,9 @@ def _kill_and_heal(client: httpx.Client, auth: dict[str, str], up: Up, server: s
     os.kill(killed, signal.SIGKILL)
     started = time.monotonic()
     health = _call(client, "GET", "/health")
-    assert health.status_code == 503, health.text  # down: seen, and reported
+    # down: seen and reported, unless `eddy up` had it back within the check's reconnect
+    # retries (Redis commands retry a dead connection on a fresh one for ~0.4 s)
+    assert health.status_code == 503 or pid_of() != killed, health.text
     seen = [health.status_code]
     # A write while it is down: refused, or accepted (202: pending until the worker gets
     # through); never 500.
