@@ -608,7 +608,13 @@ class RedisStreamsConsumer:
         target = self._target()
         owned = sorted(self._owned, key=self._order)
         if len(owned) > target:
-            extra = owned[target:]
+            # Give away idle partitions, never one with work in flight: releasing it would
+            # fence that work off and have it done (and paid for) again by the taker. A busy
+            # one goes at a later round, once its work is acknowledged.
+            busy = {stream for stream, _ in self._delivered}
+            extra = [s for s in reversed(owned) if s not in busy][:len(owned) - target]
+            if not extra:
+                return
             await self._release_script(
                 keys=[self._by_stream[s].lease_key for s in extra], args=[self.member]
             )

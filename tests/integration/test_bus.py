@@ -81,6 +81,33 @@ class TestRedisStreamsBus(MembersInOtherProcessesContract, TrimsConsumedContract
             "lease": self.lease_seconds,
         }
 
+    async def test_a_joining_member_gets_no_partition_with_work_in_flight(
+        self, bus: RedisStreamsBus, members: StartMembers
+    ) -> None:
+        """Rebalancing gives a newcomer idle partitions only: one whose messages are still
+        being handled stays with its member (giving it away would fence that work off and
+        have it done twice) until they are acknowledged."""
+        await bus.ensure_topics([TopicSpec(TOPIC, 2)])
+        (first,) = await members("g", "a")
+        await publish_spread(bus, keys=8, per_key=1)
+        [in_flight] = await collect([first], 8, ack=False)
+        assert {m.partition for m in in_flight} == {0, 1}
+        await members("g", "b")
+        await asyncio.sleep(self.lease_seconds * 2)  # several rebalancing rounds
+        assert all([await first.owns(m) for m in in_flight])
+        leases = [f"{bus.prefix}_meta.group.g.lease.{TOPIC}.{p}" for p in (0, 1)]
+        for message in in_flight:
+            await first.ack(message)
+
+        async def split() -> bool:
+            return set(await bus.client.mget(leases)) == {b"a", b"b"}
+
+        for _ in range(int(self.lease_seconds * 10)):  # idle now: the newcomer's share goes
+            if await split():
+                break
+            await asyncio.sleep(0.2)
+        assert await split()
+
     async def test_a_lapsed_lease_nobody_took_stays_ours_with_its_fence(
         self, bus: RedisStreamsBus, members: StartMembers
     ) -> None:
