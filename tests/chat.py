@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import orjson
 
+from config import Settings
 from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
-from tests.harness import Node, eventually, served
+from tests.harness import Node, eventually, running_node, served
 from tests.spec import chat_event_schema, validate
 
 # (id, event) of one SSE block; the id is None on an event that is no stream entry (an
@@ -141,3 +142,19 @@ async def _arriving(response: httpx.Response) -> AsyncIterator[SseEvent]:
         blocks, _, buffer = buffer.rpartition(b"\n\n")
         for event in sse_events(blocks):
             yield event
+
+
+@asynccontextmanager
+async def chat_node(settings: Settings, models: frozenset[str] = frozenset({MODEL})
+                    ) -> AsyncIterator[Chat]:
+    """A node on `settings` (all roles) with the fake provider connected and a chat app
+    configured on it; the provider forgets the set-up's requests."""
+    with FakeOpenAIServer(api_key=KEY, models=set(models)) as provider:
+        async with running_node(settings) as node:
+            auth = await node.setup_and_login()
+            await connect_provider(node, auth, provider)
+            app_id, key = await app_with_key(node, auth)
+            chat = Chat(node, auth, app_id, key, provider)
+            await chat.configure()
+            provider.reset()
+            yield chat

@@ -15,17 +15,14 @@ import pytest
 from adapters.embedded.postgres import EmbeddedPostgres
 from adapters.embedded.valkey import EmbeddedRedis
 from tests.chat import (
-    KEY,
-    MODEL,
     Chat,
     SseEvent,
-    app_with_key,
-    connect_provider,
+    chat_node,
     live_answer,
     sse_events,
 )
-from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
-from tests.harness import eventually, node_settings, running_node
+from tests.fakes.openai_server import ScriptedChat
+from tests.harness import eventually, node_settings
 
 WORDS = [f"w{i} " for i in range(24)]
 
@@ -35,15 +32,8 @@ async def chat(postgres: EmbeddedPostgres, fresh_database: Callable[..., str],
                own_redis: EmbeddedRedis) -> AsyncIterator[Chat]:
     settings = node_settings(postgres, fresh_database("outage"), own_redis.url,
                              TASK_STREAM_OUTAGE_SECONDS=2)
-    with FakeOpenAIServer(api_key=KEY, models={MODEL}) as provider:
-        async with running_node(settings) as node:
-            auth = await node.setup_and_login()
-            await connect_provider(node, auth, provider)
-            app_id, key = await app_with_key(node, auth)
-            c = Chat(node, auth, app_id, key, provider)
-            await c.configure()
-            provider.reset()
-            yield c
+    async with chat_node(settings) as chat:
+        yield chat
 
 
 async def _stored_answers(chat: Chat, conversation_id: str) -> list[dict[str, Any]]:

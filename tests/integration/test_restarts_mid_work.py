@@ -29,12 +29,11 @@ from projections import versions as pv
 from projections.rebuild import rebuild
 from projections.tables import PROJECTION_NAME
 from schemas.conversation.naming import annotation_collection
-from tests.chat import KEY, MODEL, Chat, app_with_key, connect_provider
+from tests.chat import MODEL, Chat, chat_node, sse_events
 from tests.e2e.test_annotations import REPLY, connect_embeddings, listed, reply_settings
 from tests.e2e.test_knowledge import create_dataset, create_text_document
-from tests.e2e.test_messages import sse_events
-from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
-from tests.harness import eventually, node_settings, running_node, served
+from tests.fakes.openai_server import ScriptedChat
+from tests.harness import eventually, node_settings, served
 
 WORDS = [f"w{i} " for i in range(30)]
 STREAMS = 4
@@ -81,15 +80,8 @@ async def chat(servers: Servers) -> AsyncIterator[Chat]:
     servers.postgres.create_database(database)
     settings = node_settings(servers.postgres, database, servers.redis.url,
                              COMMAND_TIMEOUT_SECONDS=5, PROJECTION_WAIT_SECONDS=5)
-    with FakeOpenAIServer(api_key=KEY, models={MODEL, "bge-m3"}) as provider:
-        async with running_node(settings) as node:
-            auth = await node.setup_and_login()
-            await connect_provider(node, auth, provider)
-            app_id, key = await app_with_key(node, auth)
-            c = Chat(node, auth, app_id, key, provider)
-            await c.configure()
-            provider.reset()
-            yield c
+    async with chat_node(settings, frozenset({MODEL, "bge-m3"})) as chat:
+        yield chat
 
 
 # -- the faults ---------------------------------------------------------------------------
