@@ -18,8 +18,8 @@ from tests.harness import eventually
 QUESTION = "When does the ferry to the island leave?"
 
 
-async def dataset_on_the_provider(chat: Chat) -> str:
-    """A dataset embedded by the workspace's model on the fake provider, indexed."""
+async def empty_dataset_on_the_provider(chat: Chat) -> tuple[dict[str, str], str]:
+    """(dataset key, id) of a new dataset embedded by the workspace's model on the fake."""
     await connect_embeddings(chat)
     token = await chat.node.client.post("/console/api/datasets/api-keys", headers=chat.auth)
     key = {"Authorization": f"Bearer {token.json()['token']}"}
@@ -28,6 +28,12 @@ async def dataset_on_the_provider(chat: Chat) -> str:
         "embedding_model_provider": "openai_api_compatible", "embedding_model": "bge-m3"})
     assert created.status_code == 200, created.text
     dataset_id: str = created.json()["id"]
+    return key, dataset_id
+
+
+async def dataset_on_the_provider(chat: Chat) -> str:
+    """A dataset embedded by the workspace's model on the fake provider, indexed."""
+    key, dataset_id = await empty_dataset_on_the_provider(chat)
     document = await create_text_document(chat.node, key, dataset_id, "ferries",
                                           "The ferry to the island leaves at nine.")
     await wait_indexed(chat.node.client, key, dataset_id, document["batch"])
@@ -83,13 +89,7 @@ async def test_a_hung_embedding_endpoint_fails_the_message_and_the_next_follows(
 @pytest.mark.settings(PROVIDER_READ_TIMEOUT=30.0, PROVIDER_REQUEST_DEADLINE=1.0,
                       PROVIDER_MAX_RETRIES=0, CONSUMER_MAX_ATTEMPTS=2)
 async def test_a_hung_embedding_endpoint_fails_the_indexing_attempt(chat: Chat) -> None:
-    await connect_embeddings(chat)
-    token = await chat.node.client.post("/console/api/datasets/api-keys", headers=chat.auth)
-    key = {"Authorization": f"Bearer {token.json()['token']}"}
-    created = await chat.node.client.post("/v1/datasets", headers=key, json={
-        "name": "Timetable", "indexing_technique": "high_quality",
-        "embedding_model_provider": "openai_api_compatible", "embedding_model": "bge-m3"})
-    dataset_id = created.json()["id"]
+    key, dataset_id = await empty_dataset_on_the_provider(chat)
     chat.provider.hang_next(100, "/embeddings")
     before = chat.provider.calls("/embeddings")
     document = await create_text_document(chat.node, key, dataset_id, "ferries",
