@@ -136,6 +136,30 @@ class Settings(BaseSettings):
     # task to follow (the answer goes on)
     CHAT_BLOCKING_TIMEOUT_SECONDS: float = Field(default=300.0, gt=0)
 
+    # Workflows: Dify's limits, same names and defaults
+    WORKFLOW_MAX_EXECUTION_STEPS: int = Field(default=500, ge=1)
+    WORKFLOW_MAX_EXECUTION_TIME: float = Field(default=1200.0, gt=0)  # seconds
+    WORKFLOW_CALL_MAX_DEPTH: int = Field(default=5, ge=1)
+    WORKFLOW_PARALLEL_DEPTH_LIMIT: int = Field(default=3, ge=1)
+    # runs one engine member executes at once
+    WORKFLOW_CONCURRENCY: int = Field(default=100, ge=1, le=1024)
+    # node outputs larger than this (JSON bytes) go to storage, referenced from the event
+    WORKFLOW_EVENT_INLINE_BYTES: int = Field(default=64 * 1024, ge=1024)
+    CODE_EXECUTION_TIMEOUT: float = Field(default=15.0, gt=0)  # seconds of a code node
+    CODE_MAX_STRING_LENGTH: int = Field(default=80000, ge=1)
+    CODE_MAX_NUMBER: int = 9223372036854775807
+    CODE_MIN_NUMBER: int = -9223372036854775808
+    CODE_MAX_DEPTH: int = Field(default=5, ge=1)
+    CODE_MAX_STRING_ARRAY_LENGTH: int = Field(default=30, ge=1)
+    CODE_MAX_OBJECT_ARRAY_LENGTH: int = Field(default=30, ge=1)
+    CODE_MAX_NUMBER_ARRAY_LENGTH: int = Field(default=1000, ge=1)
+    CODE_MAX_MEMORY_MB: int = Field(default=256, ge=16)  # address space of a code node
+    HTTP_REQUEST_NODE_MAX_TEXT_SIZE: int = Field(default=1024 * 1024, ge=1)
+    HTTP_REQUEST_NODE_MAX_BINARY_SIZE: int = Field(default=10 * 1024 * 1024, ge=1)
+    HTTP_REQUEST_MAX_CONNECT_TIMEOUT: float = Field(default=10.0, gt=0)
+    HTTP_REQUEST_MAX_READ_TIMEOUT: float = Field(default=60.0, gt=0)
+    HTTP_REQUEST_MAX_WRITE_TIMEOUT: float = Field(default=20.0, gt=0)
+
     # Embeddings: the offline local models by default; any OpenAI-compatible API otherwise.
     # EMBEDDING_PROVIDER's model is the default of new datasets; a dataset may name another
     # (`embedding_model_provider` / `embedding_model`): the local ones are always offered.

@@ -7,9 +7,11 @@ from contexts.conversation import CONVERSATION
 from contexts.knowledge import KNOWLEDGE
 from contexts.manifest import ContextManifest
 from contexts.platform import PLATFORM
+from contexts.workflow import WORKFLOW
 
 CONTEXTS: tuple[ContextManifest, ...] = (
     PLATFORM,
     KNOWLEDGE,
     CONVERSATION,
+    WORKFLOW,
 )

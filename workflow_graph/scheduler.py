@@ -50,6 +50,8 @@ class NodeSucceeded:
     node_id: str
     outputs: Mapping[str, Any] = field(default_factory=dict)
     handle: str = DEFAULT_SOURCE_HANDLE  # the out-edges a branch node follows
+    # variables of other scopes the node wrote (variable-assigner: {"conversation": {...}})
+    updates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,8 @@ def fold(graph: Graph, history: Sequence[Fact], limits: Limits = Limits(),
             continue
         if isinstance(fact, NodeSucceeded):
             outcome: tuple[Mapping[str, Any], str] | None = (fact.outputs, fact.handle)
+            for scope, values in fact.updates.items():
+                pool = pool.with_outputs(scope, values)
         else:
             outcome = _outcome_of_failure(graph, fact)
             if outcome is None and error is None:

@@ -1,0 +1,113 @@
+"""Workflow aggregates: an app's draft (and which version it publishes), immutable versions,
+and runs. A run's events are its history, folded by the engine
+(`workflow_graph.scheduler.fold`); the aggregate here guards what may be recorded (nothing
+after the run ended, a node's result once)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from commands.aggregate import Aggregate, Context
+from schemas.workflow import events as ev
+
+RUN_ENDED = frozenset({"succeeded", "failed", "stopped"})
+
+
+class WorkflowDraft(Aggregate):
+    """One per app: the draft as last synced and the published version."""
+
+    draft: ev.WorkflowDraftSynced | None = None
+    published: UUID | None = None
+
+    def apply_WorkflowDraftSynced(self, p: ev.WorkflowDraftSynced) -> None:
+        self.draft = p
+
+    def apply_WorkflowPublished(self, p: ev.WorkflowPublished) -> None:
+        self.published = p.workflow_id
+
+    def sync(self, payload: ev.WorkflowDraftSynced, ctx: Context) -> None:
+        self.record(payload, ctx)
+
+    def publish(self, payload: ev.WorkflowPublished, ctx: Context) -> None:
+        self.record(payload, ctx)
+
+
+class WorkflowVersion(Aggregate):
+    """One immutable graph (Dify's `workflow_id`)."""
+
+    spec: ev.WorkflowVersionCreated | None = None
+
+    def apply_WorkflowVersionCreated(self, p: ev.WorkflowVersionCreated) -> None:
+        self.spec = p
+
+    def create(self, payload: ev.WorkflowVersionCreated, ctx: Context) -> None:
+        if not self.exists:
+            self.record(payload, ctx)
+
+
+class WorkflowRun(Aggregate):
+    """A run's history. `status` is Dify's: running, paused, succeeded, failed, stopped."""
+
+    started: ev.WorkflowRunStarted | None = None
+    status: str = "running"
+    # node id -> its result, once recorded (a node's result is recorded once)
+    results: dict[str, ev.WorkflowNodeSucceeded | ev.WorkflowNodeFailed]
+    paused: ev.WorkflowRunPaused | None = None
+
+    def __init__(self, aggregate_id: UUID) -> None:
+        super().__init__(aggregate_id)
+        self.results = {}
+
+    @property
+    def ended(self) -> bool:
+        return self.status in RUN_ENDED
+
+    def apply_WorkflowRunStarted(self, p: ev.WorkflowRunStarted) -> None:
+        self.started = p
+
+    def apply_WorkflowNodeStarted(self, p: ev.WorkflowNodeStarted) -> None:
+        pass
+
+    def apply_WorkflowNodeSucceeded(self, p: ev.WorkflowNodeSucceeded) -> None:
+        self.results[p.node_id] = p
+
+    def apply_WorkflowNodeFailed(self, p: ev.WorkflowNodeFailed) -> None:
+        self.results[p.node_id] = p
+
+    def apply_WorkflowNodeRetried(self, p: ev.WorkflowNodeRetried) -> None:
+        pass
+
+    def apply_WorkflowRunPaused(self, p: ev.WorkflowRunPaused) -> None:
+        self.status, self.paused = "paused", p
+
+    def apply_WorkflowHumanInputSubmitted(self, p: ev.WorkflowHumanInputSubmitted) -> None:
+        self.status, self.paused = "running", None
+
+    def apply_WorkflowHumanInputTimedOut(self, p: ev.WorkflowHumanInputTimedOut) -> None:
+        self.status, self.paused = "running", None
+
+    def apply_WorkflowRunSucceeded(self, p: ev.WorkflowRunSucceeded) -> None:
+        self.status = "succeeded"
+
+    def apply_WorkflowRunFailed(self, p: ev.WorkflowRunFailed) -> None:
+        self.status = "failed"
+
+    def apply_WorkflowRunStopped(self, p: ev.WorkflowRunStopped) -> None:
+        self.status = "stopped"
+
+    def start(self, payload: ev.WorkflowRunStarted, ctx: Context) -> None:
+        if not self.exists:
+            self.record(payload, ctx)
+
+    def note(self, payload: Any, ctx: Context) -> bool:
+        """Record a fact of the running run; False (nothing recorded) once it ended, or for a
+        second result of one node (a redelivered attempt's)."""
+        if self.ended:
+            return False
+        node_id = getattr(payload, "node_id", None)
+        if isinstance(payload, ev.WorkflowNodeSucceeded | ev.WorkflowNodeFailed) \
+                and node_id in self.results:
+            return False
+        self.record(payload, ctx)
+        return True

@@ -1,0 +1,20 @@
+"""The workflow context: drafts, published versions, DSL import/export, and runs executed by
+the graph engine, a consumer group (what Dify's `workflow`, `workflow_storage` and
+`triggered_workflow_dispatcher` queues did)."""
+
+from __future__ import annotations
+
+from commands.workflow import aggregates
+from contexts.manifest import ContextManifest, payloads_in
+from schemas.workflow import events
+
+WORKFLOW = ContextManifest(
+    name="workflow",
+    aggregates=[aggregates.WorkflowDraft, aggregates.WorkflowVersion, aggregates.WorkflowRun],
+    events=payloads_in(events),
+    upcasters=events.UPCASTERS,
+    handlers=[],
+    projectors={},
+    routers=[],
+    work=[],
+)

@@ -1,0 +1,104 @@
+"""What a node executor is: an async function from a `NodeCall` to a `NodeResult`, raising
+`NodeError` when the node fails (the engine then applies the node's error strategy: retry,
+default value, fail branch, or the run fails).
+
+Executors are registered by node type in `workers/workflow/nodes/__init__.py`. They never
+record events or write the task stream themselves: the engine records each result before
+anything that depends on it starts, and streams what executors `emit`. An executor with an
+outside effect passes `call.idempotency_key` along (the same on every retry and takeover)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.kv.base import KeyValueStore
+from adapters.storage.base import Storage
+from config import Settings
+from workflow_graph.graph import DEFAULT_SOURCE_HANDLE, Graph, Node
+from workflow_graph.variables import VariablePool
+
+
+class NodeError(Exception):
+    """The node failed; `error_type` is Dify's (shown in node_finished and the run's logs)."""
+
+    def __init__(self, message: str, error_type: str = "NodeError") -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_type = error_type
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    handle: str = DEFAULT_SOURCE_HANDLE  # a branch node's chosen out-edge handle
+    inputs: Mapping[str, Any] = field(default_factory=dict)  # shown in logs (node_finished)
+    process_data: Mapping[str, Any] = field(default_factory=dict)
+    # variables of other scopes written (variable-assigner: {"conversation": {name: value}})
+    updates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    usage: Mapping[str, Any] | None = None  # Dify's LLM usage when the node called a model
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The run a node executes in."""
+
+    run_id: UUID
+    task_id: UUID
+    app_id: UUID
+    tenant_id: UUID
+    workflow_id: UUID
+    mode: str  # "workflow" | "advanced-chat"
+    user: str
+    end_user_id: UUID | None
+    conversation_id: UUID | None = None
+    message_id: UUID | None = None
+    call_depth: int = 0  # WORKFLOW_CALL_MAX_DEPTH
+
+
+class NodeServices(Protocol):
+    """What executors may use, wired once by the engine's processor factory."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def engine(self) -> AsyncEngine: ...  # read models (datasets, models, conversations)
+
+    @property
+    def kv(self) -> KeyValueStore: ...
+
+    @property
+    def storage(self) -> Storage: ...
+
+    # Further members (the model resolver, the retriever, the code sandbox, the HTTP client)
+    # are added by the executors that need them, with their types, on the engine's
+    # services dataclass (workers/workflow/services.py).
+
+
+# Streams an event of the node to the run's task stream: ("text_chunk", {"text": ...}) for an
+# LLM node's tokens, ("iteration_next", {...}) for a container's steps.
+Emit = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class NodeCall:
+    node: Node
+    graph: Graph  # the whole graph (containers run their body nodes from it)
+    pool: VariablePool
+    run: RunInfo
+    services: Any  # workers/workflow/services.py's WorkflowServices (NodeServices and more)
+    idempotency_key: str
+    emit: Emit
+    # node type -> executor: how containers (iteration, loop) execute their body's nodes
+    executors: Mapping[str, Executor]
+    attempt: int = 0
+    # inside an iteration/loop: its index path, part of the idempotency key of body nodes
+    scope: str = ""
+
+
+Executor = Callable[[NodeCall], Awaitable[NodeResult]]
