@@ -102,3 +102,17 @@ class NodeCall:
 
 
 Executor = Callable[[NodeCall], Awaitable[NodeResult]]
+
+
+class HumanInputRequired(Exception):
+    """Raised by the human-input executor: the engine records the run paused at this node
+    (`WorkflowRunPaused` with a new form token), streams `human_input_required` and
+    `workflow_paused`, and lets the run's message go (no worker is held). When the form is
+    submitted (or times out), the engine records the node's result from the submission
+    (outputs: the submitted inputs and `__action`; handle: the action chosen, or "timeout")
+    without running the executor again."""
+
+    def __init__(self, form: Mapping[str, Any], timeout_seconds: float) -> None:
+        super().__init__("waiting for human input")
+        self.form = form
+        self.timeout_seconds = timeout_seconds

@@ -1,0 +1,25 @@
+"""Commands of the workflow context."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from schemas.base import CommandPayload
+
+# --- runs ---------------------------------------------------------------------------------
+
+
+class StartWorkflowRun(CommandPayload):
+    """Run a version of an app's workflow (its aggregate: the new run's id)."""
+
+    run_id: UUID
+    app_id: UUID
+    workflow_id: UUID
+    task_id: UUID
+    mode: str
+    triggered_from: str  # "app-run" | "debugging"
+    user: str
+    inputs: dict[str, Any]
+    files: list[dict[str, Any]] = []
+    node_id: str | None = None  # a single-node debug run
