@@ -4,7 +4,7 @@ the graph engine, a consumer group (what Dify's `workflow`, `workflow_storage` a
 
 from __future__ import annotations
 
-from commands.workflow import aggregates
+from commands.workflow import aggregates, runs
 from contexts.manifest import ContextManifest, payloads_in
 from schemas.workflow import events
 
@@ -13,7 +13,7 @@ WORKFLOW = ContextManifest(
     aggregates=[aggregates.WorkflowDraft, aggregates.WorkflowVersion, aggregates.WorkflowRun],
     events=payloads_in(events),
     upcasters=events.UPCASTERS,
-    handlers=[],
+    handlers=[runs.HANDLERS],
     projectors={},
     routers=[],
     work=[],

@@ -1,0 +1,32 @@
+"""Command handlers of workflow runs: a run starts on a version of the app's workflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from commands.platform.aggregates import App
+from commands.registry import command_handlers
+from commands.unit_of_work import UnitOfWork
+from commands.workflow.aggregates import WorkflowRun, WorkflowVersion
+from schemas.conversation.naming import end_user_id_for
+from schemas.errors import NotFound
+from schemas.workflow import commands as cmd
+from schemas.workflow import events as ev
+
+
+def start_workflow_run(c: cmd.StartWorkflowRun, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(App, c.app_id).ensure_visible_to(uow.ctx.tenant_id)
+    version = uow.get(WorkflowVersion, c.workflow_id)
+    if version.spec is None or version.spec.app_id != c.app_id:
+        raise NotFound("Workflow not found.")
+    end_user = end_user_id_for(c.app_id, c.user) if c.triggered_from == "app-run" else None
+    system = {"user_id": c.user, "app_id": str(c.app_id), "workflow_id": str(c.workflow_id),
+              "workflow_run_id": str(c.run_id), "files": c.files}
+    uow.get(WorkflowRun, c.run_id).start(ev.WorkflowRunStarted(
+        app_id=c.app_id, workflow_id=c.workflow_id, task_id=c.task_id, mode=c.mode,
+        triggered_from=c.triggered_from, user=c.user, end_user_id=end_user, inputs=c.inputs,
+        system=system, files=c.files, node_id=c.node_id), uow.ctx)
+    return {"workflow_run_id": str(c.run_id), "task_id": str(c.task_id)}
+
+
+HANDLERS = command_handlers(start_workflow_run)
