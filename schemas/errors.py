@@ -63,6 +63,10 @@ class AppNotFound(NotFound):
     code, default_message = "app_not_found", "App not found."
 
 
+class WorkflowNotFound(NotFound):
+    default_message = "Workflow not found."
+
+
 class ApiKeyNotFound(NotFound):
     code, default_message = "api_key_not_found", "API key not found."
 

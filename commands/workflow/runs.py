@@ -9,7 +9,7 @@ from commands.registry import command_handlers
 from commands.unit_of_work import UnitOfWork
 from commands.workflow.aggregates import WorkflowRun, WorkflowVersion
 from schemas.conversation.naming import end_user_id_for
-from schemas.errors import NotFound
+from schemas.errors import WorkflowNotFound
 from schemas.workflow import commands as cmd
 from schemas.workflow import events as ev
 
@@ -18,7 +18,7 @@ def start_workflow_run(c: cmd.StartWorkflowRun, uow: UnitOfWork) -> dict[str, An
     uow.get(App, c.app_id).ensure_visible_to(uow.ctx.tenant_id)
     version = uow.get(WorkflowVersion, c.workflow_id)
     if version.spec is None or version.spec.app_id != c.app_id:
-        raise NotFound("Workflow not found.")
+        raise WorkflowNotFound()
     end_user = end_user_id_for(c.app_id, c.user) if c.triggered_from == "app-run" else None
     system = {"user_id": c.user, "app_id": str(c.app_id), "workflow_id": str(c.workflow_id),
               "workflow_run_id": str(c.run_id), "files": c.files}

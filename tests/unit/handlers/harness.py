@@ -145,7 +145,7 @@ def partition_key(payload: CommandPayload) -> UUID:
     if isinstance(payload, cc.CreateAnnotation | cc.UpdateAnnotation | cc.DeleteAnnotation
                   | cc.ConfigureAnnotationReply):
         return annotation_set_id_for(payload.app_id)
-    for name in ("conversation_id", "file_id", "document_id", "tag_id", "target_id",
+    for name in ("run_id", "conversation_id", "file_id", "document_id", "tag_id", "target_id",
                  "dataset_id", "app_id", "key_id", "workspace_id", "batch_id"):
         value = getattr(payload, name, None)
         if isinstance(value, UUID):
