@@ -10,7 +10,8 @@ from schemas.workflow import events
 
 WORKFLOW = ContextManifest(
     name="workflow",
-    aggregates=[aggregates.WorkflowDraft, aggregates.WorkflowVersion, aggregates.WorkflowRun],
+    aggregates=[aggregates.WorkflowDraft, aggregates.PublishedWorkflow,
+                aggregates.WorkflowVersion, aggregates.WorkflowRun],
     events=payloads_in(events),
     upcasters=events.UPCASTERS,
     handlers=[runs.HANDLERS],

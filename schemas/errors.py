@@ -161,6 +161,10 @@ class AppUnavailable(EddyError):
         "app_unavailable", 400, "App unavailable, please check your app configurations.")
 
 
+class WorkflowNotPublished(AppUnavailable):
+    """What Dify's Service API answers to a run of an app that published no workflow."""
+
+
 class SuggestedQuestionsDisabled(EddyError):
     code, status, default_message = "bad_request", 400, "Suggested Questions Is Disabled."
 

@@ -15,22 +15,28 @@ RUN_ENDED = frozenset({"succeeded", "failed", "stopped"})
 
 
 class WorkflowDraft(Aggregate):
-    """One per app: the draft as last synced and the published version."""
+    """One per app: the draft as last synced."""
 
     draft: ev.WorkflowDraftSynced | None = None
-    published: UUID | None = None
 
     def apply_WorkflowDraftSynced(self, p: ev.WorkflowDraftSynced) -> None:
         self.draft = p
 
-    def apply_WorkflowPublished(self, p: ev.WorkflowPublished) -> None:
-        self.published = p.workflow_id
-
     def sync(self, payload: ev.WorkflowDraftSynced, ctx: Context) -> None:
         self.record(payload, ctx)
 
+
+class PublishedWorkflow(Aggregate):
+    """One per app: the version it runs."""
+
+    workflow_id: UUID | None = None
+
+    def apply_WorkflowPublished(self, p: ev.WorkflowPublished) -> None:
+        self.workflow_id = p.workflow_id
+
     def publish(self, payload: ev.WorkflowPublished, ctx: Context) -> None:
-        self.record(payload, ctx)
+        if payload.workflow_id != self.workflow_id:
+            self.record(payload, ctx)
 
 
 class WorkflowVersion(Aggregate):

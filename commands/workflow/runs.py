@@ -7,26 +7,32 @@ from typing import Any
 from commands.platform.aggregates import App
 from commands.registry import command_handlers
 from commands.unit_of_work import UnitOfWork
-from commands.workflow.aggregates import WorkflowRun, WorkflowVersion
+from commands.workflow.aggregates import PublishedWorkflow, WorkflowRun, WorkflowVersion
 from schemas.conversation.naming import end_user_id_for
-from schemas.errors import WorkflowNotFound
+from schemas.errors import WorkflowNotFound, WorkflowNotPublished
 from schemas.workflow import commands as cmd
 from schemas.workflow import events as ev
+from schemas.workflow.naming import published_workflow_id_for
 
 
 def start_workflow_run(c: cmd.StartWorkflowRun, uow: UnitOfWork) -> dict[str, Any]:
     uow.get(App, c.app_id).ensure_visible_to(uow.ctx.tenant_id)
-    version = uow.get(WorkflowVersion, c.workflow_id)
+    workflow_id = c.workflow_id or uow.get(PublishedWorkflow,
+                                           published_workflow_id_for(c.app_id)).workflow_id
+    if workflow_id is None:
+        raise WorkflowNotPublished()
+    version = uow.get(WorkflowVersion, workflow_id)
     if version.spec is None or version.spec.app_id != c.app_id:
         raise WorkflowNotFound()
     end_user = end_user_id_for(c.app_id, c.user) if c.triggered_from == "app-run" else None
-    system = {"user_id": c.user, "app_id": str(c.app_id), "workflow_id": str(c.workflow_id),
+    system = {"user_id": c.user, "app_id": str(c.app_id), "workflow_id": str(workflow_id),
               "workflow_run_id": str(c.run_id), "files": c.files}
     uow.get(WorkflowRun, c.run_id).start(ev.WorkflowRunStarted(
-        app_id=c.app_id, workflow_id=c.workflow_id, task_id=c.task_id, mode=c.mode,
+        app_id=c.app_id, workflow_id=workflow_id, task_id=c.task_id, mode=c.mode,
         triggered_from=c.triggered_from, user=c.user, end_user_id=end_user, inputs=c.inputs,
         system=system, files=c.files, node_id=c.node_id), uow.ctx)
-    return {"workflow_run_id": str(c.run_id), "task_id": str(c.task_id)}
+    return {"workflow_run_id": str(c.run_id), "task_id": str(c.task_id),
+            "workflow_id": str(workflow_id)}
 
 
 HANDLERS = command_handlers(start_workflow_run)

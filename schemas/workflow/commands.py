@@ -11,11 +11,12 @@ from schemas.base import CommandPayload
 
 
 class StartWorkflowRun(CommandPayload):
-    """Run a version of an app's workflow (its aggregate: the new run's id)."""
+    """Run a version of an app's workflow (its aggregate: the new run's id); without
+    `workflow_id`, the version the app has published."""
 
     run_id: UUID
     app_id: UUID
-    workflow_id: UUID
+    workflow_id: UUID | None = None
     task_id: UUID
     mode: str
     triggered_from: str  # "app-run" | "debugging"

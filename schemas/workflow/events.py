@@ -1,8 +1,10 @@
 """Event payloads of the workflow context.
 
-Three aggregates:
+Four aggregates:
 - `WorkflowDraft` (one per app, `workflow_draft_id_for`): the draft as last synced (its
-  `hash` guards concurrent editors) and which version is published.
+  `hash` guards concurrent editors).
+- `PublishedWorkflow` (one per app, `published_workflow_id_for`): which version the app runs
+  (small: a run's start reads it).
 - `WorkflowVersion` (id = Dify's `workflow_id`): one immutable graph, created when a draft is
   published, or snapshotted for a debug run of the draft; the engine loads a run's graph from
   it (one event, cached by id).
@@ -50,7 +52,7 @@ class WorkflowVersionCreated(EventPayload):
 
 
 class WorkflowPublished(EventPayload):
-    """On the app's WorkflowDraft: `workflow_id` (a WorkflowVersion) is what the app runs now."""
+    """On the app's PublishedWorkflow: `workflow_id` (a WorkflowVersion) is what it runs now."""
 
     app_id: UUID
     workflow_id: UUID

@@ -9,9 +9,13 @@ from schemas.base import EDDY_NAMESPACE
 
 
 def workflow_draft_id_for(app_id: UUID) -> UUID:
-    """The WorkflowDraft aggregate of a workflow or advanced-chat app (one per app): its draft
-    and which version is published."""
+    """The WorkflowDraft aggregate of a workflow or advanced-chat app (one per app)."""
     return uuid5(EDDY_NAMESPACE, f"workflow-draft:{app_id}")
+
+
+def published_workflow_id_for(app_id: UUID) -> UUID:
+    """The PublishedWorkflow aggregate of an app: which version it runs."""
+    return uuid5(EDDY_NAMESPACE, f"published-workflow:{app_id}")
 
 
 def node_idempotency_key(run_id: UUID, node_id: str, scope: str = "") -> str:

@@ -31,7 +31,8 @@ def version(world: World, app_id: UUID) -> UUID:
     return workflow_id
 
 
-def start(app_id: UUID, workflow_id: UUID, run_id: UUID | None = None) -> wc.StartWorkflowRun:
+def start(app_id: UUID, workflow_id: UUID | None,
+          run_id: UUID | None = None) -> wc.StartWorkflowRun:
     return wc.StartWorkflowRun(run_id=run_id or uuid4(), app_id=app_id, workflow_id=workflow_id,
                                task_id=uuid4(), mode="workflow", triggered_from="app-run",
                                user="alice", inputs={"q": "hi"})
@@ -44,7 +45,7 @@ def test_a_run_starts_on_a_version_of_the_apps_workflow(world: World) -> None:
     workflow_id = version(world, app_id)
     command = start(app_id, workflow_id)
     ran = accepted(world.run(command), workflow_run_id=str(command.run_id),
-                   task_id=str(command.task_id))
+                   task_id=str(command.task_id), workflow_id=str(workflow_id))
     started = ran.one(we.WorkflowRunStarted)
     assert (started.inputs, started.end_user_id) == ({"q": "hi"}, end_user_id_for(app_id, "alice"))
     assert started.system["workflow_run_id"] == str(command.run_id)
@@ -55,3 +56,5 @@ def test_a_run_starts_on_a_version_of_the_apps_workflow(world: World) -> None:
     world.given(pc.CreateApp(app_id=other_app, name="Other", mode="workflow"))
     rejected(world.run(start(other_app, workflow_id)), errors.WorkflowNotFound)
     rejected(world.run(start(app_id, workflow_id), as_=world.rival), errors.AppNotFound)
+    # without a version: the published one, and none published is Dify's app_unavailable
+    rejected(world.run(start(app_id, None)), errors.WorkflowNotPublished)
