@@ -3,6 +3,9 @@ the engine agree on. No I/O."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from typing import Any
 from uuid import UUID, uuid5
 
 from schemas.base import EDDY_NAMESPACE
@@ -23,3 +26,26 @@ def node_idempotency_key(run_id: UUID, node_id: str, scope: str = "") -> str:
     same on every retry and every takeover of the run, so the receiver can tell a repeat.
     `scope` tells apart the executions of one node inside an iteration or loop."""
     return str(uuid5(EDDY_NAMESPACE, f"workflow-node:{run_id}:{node_id}:{scope}"))
+
+
+# What the editor sends back for a secret environment variable it did not change (Dify's
+# `HIDDEN_VALUE`): the value saved before stays.
+HIDDEN_VALUE = "[__HIDDEN__]"
+SECRET_VALUE_TYPE = "secret"
+
+
+def environment_secret_purpose(tenant_id: UUID) -> str:
+    """The sealing purpose (adapters/secrets.py) of a workspace's secret environment
+    variables: events and read models hold them sealed with it, the engine unseals them."""
+    return f"workflow-environment:{tenant_id}"
+
+
+def import_key(import_id: UUID) -> str:
+    """Key-value key of a DSL import waiting for its confirmation (Dify keeps it in Redis)."""
+    return f"app_import_info:{import_id}"
+
+
+def draft_hash(graph: dict[str, Any], features: dict[str, Any]) -> str:
+    """Dify's `unique_hash` of a draft: of its graph and features, as JSON."""
+    text = json.dumps({"graph": graph, "features": features}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,64 @@
+"""Request bodies of the workflow context's console API, validated at the edge."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import Field, field_validator
+
+from schemas.base import Body
+
+
+class EnvironmentVariable(Body):
+    """Dify's environment variable: each has an id of its own (a secret sent back unchanged
+    as HIDDEN_VALUE is found by it)."""
+
+    id: str = Field(min_length=1, max_length=255)
+    name: str = Field(min_length=1, max_length=255)
+    value_type: Literal["string", "number", "secret"]
+    value: Any = None
+    description: str = ""
+    selector: list[str] = []
+
+
+class SyncDraftRequest(Body):
+    graph: dict[str, Any]
+    features: dict[str, Any] = {}
+    environment_variables: list[EnvironmentVariable] = []
+    conversation_variables: list[dict[str, Any]] = []
+    hash: str | None = None
+
+    @field_validator("environment_variables")
+    @classmethod
+    def _unique_names(cls, value: list[EnvironmentVariable]) -> list[EnvironmentVariable]:
+        names = [v.name for v in value]
+        if len(set(names)) != len(names):
+            raise ValueError("environment variable names must be unique")
+        return value
+
+
+class PublishRequest(Body):
+    marked_name: str = Field(default="", max_length=20)
+    marked_comment: str = Field(default="", max_length=100)
+
+
+class DraftRunRequest(Body):
+    inputs: dict[str, Any] = {}
+    files: list[dict[str, Any]] = []
+
+
+class NodeRunRequest(Body):
+    inputs: dict[str, Any] = {}
+
+
+class ImportRequest(Body):
+    mode: Literal["yaml-content", "yaml-url"]
+    yaml_content: str | None = None
+    yaml_url: str | None = Field(default=None, max_length=2048)
+    name: str | None = Field(default=None, max_length=255)
+    description: str | None = Field(default=None, max_length=400)
+    icon_type: str | None = None
+    icon: str | None = Field(default=None, max_length=255)
+    icon_background: str | None = Field(default=None, max_length=32)
+    app_id: UUID | None = None
