@@ -25,10 +25,11 @@ class WorkflowDraft(Aggregate):
         self.draft = p
 
     def sync(self, payload: ev.WorkflowDraftSynced, started_from: str | None, overwrite: bool,
-             ctx: Context) -> None:
+             dependencies: list[dict[str, Any]] | None, ctx: Context) -> None:
         """Save what the editor sent, if it started from the draft as saved (`started_from`
         is that draft's hash; an import `overwrite`s regardless). A secret it sent back as
-        HIDDEN_VALUE keeps its saved value (renamed if the name changed)."""
+        HIDDEN_VALUE keeps its saved value (renamed if the name changed); without
+        `dependencies` (the editor sends none), the saved ones stay."""
         if self.draft is not None and not overwrite and started_from != self.draft.hash:
             raise DraftWorkflowNotSync()
         saved = {v.get("id"): v for v in self.draft.environment_variables} if self.draft else {}
@@ -41,7 +42,10 @@ class WorkflowDraft(Aggregate):
                                      "saved value to keep.")
                 variable = {**before, "name": variable.get("name")}
             kept.append(variable)
-        self.record(payload.model_copy(update={"environment_variables": kept}), ctx)
+        update: dict[str, Any] = {"environment_variables": kept}
+        if dependencies is None and self.draft is not None:
+            update["dependencies"] = self.draft.dependencies
+        self.record(payload.model_copy(update=update), ctx)
 
 
 class PublishedWorkflow(Aggregate):

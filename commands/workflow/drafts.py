@@ -49,9 +49,10 @@ def sync_workflow_draft(c: cmd.SyncWorkflowDraft, uow: UnitOfWork) -> dict[str, 
         app_id=c.app_id, graph=c.graph, features=c.features,
         environment_variables=c.environment_variables,
         conversation_variables=c.conversation_variables,
-        hash=draft_hash(c.graph, c.features), synced_by=uow.ctx.actor_id)
-    uow.get(WorkflowDraft, workflow_draft_id_for(c.app_id)).sync(payload, c.hash, c.overwrite,
-                                                                 uow.ctx)
+        hash=draft_hash(c.graph, c.features), synced_by=uow.ctx.actor_id,
+        dependencies=c.dependencies or [])
+    uow.get(WorkflowDraft, workflow_draft_id_for(c.app_id)).sync(
+        payload, c.hash, c.overwrite, c.dependencies, uow.ctx)
     return {"hash": payload.hash}
 
 

@@ -38,6 +38,7 @@ from schemas.workflow import commands as cmd
 from schemas.workflow.naming import (
     SECRET_VALUE_TYPE,
     environment_secret_purpose,
+    import_dependencies_key,
     import_key,
     workflow_draft_id_for,
 )
@@ -199,13 +200,18 @@ async def _apply(request: Request, user: ConsoleUser, dsl: AppDsl,
         await sender.send(cmd.SyncWorkflowDraft(
             app_id=app_id, graph=graph, features=features,
             environment_variables=sealed_environment(request, user.tenant_id, environment),
-            conversation_variables=conversation, overwrite=True),
+            conversation_variables=conversation, overwrite=True,
+            dependencies=list(dsl.dependencies)),
             aggregate_id=workflow_draft_id_for(app_id), tenant_id=user.tenant_id,
             actor_id=user.account_id)
     if model_config is not None:
         await sender.send(conversation_cmd.ConfigureAppModel(app_id=app_id, config=model_config),
                           aggregate_id=app_config_id_for(app_id), tenant_id=user.tenant_id,
                           actor_id=user.account_id)
+    if dsl.dependencies:
+        await get_container(request).kv.set(import_dependencies_key(app_id),
+                                            json.dumps(list(dsl.dependencies)),
+                                            ttl=PENDING_IMPORT_SECONDS)
     return await console_app(request, user, app_id), warnings
 
 
@@ -266,6 +272,16 @@ async def confirm_import(request: Request, import_id: str,
                    warnings=warnings)
 
 
+@router.get("/apps/imports/{app_id}/check-dependencies")
+async def check_dependencies(request: Request, app_id: str,
+                             user: ConsoleUser = CurrentUser) -> dict[str, Any]:
+    """The plugins the app's last import named that are not installed: all of them (Eddy
+    has no plugins), for as long as Dify keeps the list."""
+    app = await console_app(request, user, parse_id(app_id, AppNotFound))
+    stored = await get_container(request).kv.get(import_dependencies_key(app["id"]))
+    return {"leaked_dependencies": json.loads(stored) if stored else []}
+
+
 def _unsealed(secret_key: str, tenant_id: UUID,
               variables: list[dict[str, Any]]) -> list[dict[str, Any]]:
     purpose = environment_secret_purpose(tenant_id)
@@ -284,6 +300,7 @@ async def export_app(request: Request, app_id: str, include_secret: bool = False
                 "icon_type": app["icon_type"], "icon_background": app["icon_background"],
                 "description": app["description"], "use_icon_as_answer_icon": False},
     }
+    data["dependencies"] = []
     if app["mode"] in ("workflow", "advanced-chat"):
         draft = await queries.workflow_draft(c.engine, app["id"])
         data["workflow"] = {
@@ -293,6 +310,7 @@ async def export_app(request: Request, app_id: str, include_secret: bool = False
                                                draft["environment_variables"]) if draft else [],
             "conversation_variables": draft["conversation_variables"] if draft else [],
         }
+        data["dependencies"] = draft["dependencies"] if draft else []
     else:
         data["model_config"] = await conversation_queries.app_model_config(
             c.engine, app["id"]) or AppModelConfig().model_dump(mode="json")

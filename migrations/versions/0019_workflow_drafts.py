@@ -28,6 +28,7 @@ def upgrade() -> None:
             environment_variables jsonb NOT NULL,
             conversation_variables jsonb NOT NULL,
             hash varchar(64) NOT NULL,
+            dependencies jsonb NOT NULL,
             created_by uuid,
             created_at timestamptz NOT NULL,
             updated_by uuid,

@@ -18,6 +18,7 @@ async def project_workflow_draft_synced(conn: AsyncConnection,
     values = {"graph": p.graph, "features": p.features,
               "environment_variables": p.environment_variables,
               "conversation_variables": p.conversation_variables, "hash": p.hash,
+              "dependencies": p.dependencies,
               "updated_by": p.synced_by, "updated_at": e.occurred_at}
     found = await conn.execute(select(workflow_drafts.c.app_id)
                                .where(workflow_drafts.c.app_id == p.app_id))

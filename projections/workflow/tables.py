@@ -19,6 +19,7 @@ workflow_drafts = Table(
     Column("environment_variables", JSONB, nullable=False),
     Column("conversation_variables", JSONB, nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("dependencies", JSONB, nullable=False),
     Column("created_by", Uuid),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_by", Uuid),

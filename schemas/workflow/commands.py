@@ -42,6 +42,8 @@ class SyncWorkflowDraft(CommandPayload):
     conversation_variables: list[dict[str, Any]]
     hash: str | None = None
     overwrite: bool = False
+    # An import's DSL `dependencies`; None (the editor's saves) keeps the saved ones.
+    dependencies: list[dict[str, Any]] | None = None
 
 
 class PublishWorkflow(CommandPayload):

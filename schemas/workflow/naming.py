@@ -45,6 +45,12 @@ def import_key(import_id: UUID) -> str:
     return f"app_import_info:{import_id}"
 
 
+def import_dependencies_key(app_id: UUID) -> str:
+    """Key-value key of the plugins an app's last import named (Dify's
+    `app_check_dependencies:`), for the editor's check of missing ones."""
+    return f"app_check_dependencies:{app_id}"
+
+
 def draft_hash(graph: dict[str, Any], features: dict[str, Any]) -> str:
     """Dify's `unique_hash` of a draft: of its graph and features, as JSON."""
     text = json.dumps({"graph": graph, "features": features}, sort_keys=True)

@@ -182,6 +182,11 @@ async def test_real_exports_import_and_export_again_unchanged(node: Node, fixtur
     for part in ("graph", "features", "conversation_variables"):
         assert document["workflow"][part] == (original["workflow"].get(part) or
                                               ({} if part == "features" else [])), part
+    assert document["dependencies"] == (original.get("dependencies") or [])
+    # the editor's check for plugins the import named: none is installed here
+    leaked = await node.client.get(
+        f"/console/api/apps/imports/{answer['app_id']}/check-dependencies", headers=auth)
+    assert leaked.json() == {"leaked_dependencies": original.get("dependencies") or []}
     status, again = await import_yaml(node, auth, exported.json()["data"])
     assert status == 200 and again["app_id"] != answer["app_id"]
     reexported = await node.client.get(f"/console/api/apps/{again['app_id']}/export",

@@ -88,10 +88,17 @@ def test_a_draft_saves_over_the_one_its_editor_started_from(world: World) -> Non
     second = accepted(world.run(renamed)).one(we.WorkflowDraftSynced)
     assert second.environment_variables[0] == {"id": "v1", "name": "token",
                                                "value_type": "secret", "value": "sealed-1"}
-    # an import overwrites whatever the draft is
+    # an import overwrites whatever the draft is, with the plugins its DSL names, which
+    # the editor's next save keeps
     graph = {**GRAPH, "nodes": [*GRAPH["nodes"],  # type: ignore[list-item]
                                 {"id": "end", "data": {"type": "end", "title": "End"}}]}
-    accepted(world.run(sync(app_id, "anything", graph=graph, overwrite=True)))
+    plugins = [{"type": "marketplace", "value": {"marketplace_plugin_unique_identifier": "x"}}]
+    imported = accepted(world.run(sync(app_id, "anything", graph=graph, overwrite=True).model_copy(
+        update={"dependencies": plugins}))).one(we.WorkflowDraftSynced)
+    assert imported.dependencies == plugins
+    edited = accepted(world.run(sync(app_id, imported.hash, graph=graph))).one(
+        we.WorkflowDraftSynced)
+    assert edited.dependencies == plugins
     # a hidden secret with nothing saved under its id is refused
     rejected(world.run(sync(app_id, None, secret=HIDDEN_VALUE, overwrite=True).model_copy(
         update={"environment_variables": [{"id": "v9", "name": "new", "value_type": "secret",
