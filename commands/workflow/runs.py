@@ -22,7 +22,9 @@ def start_workflow_run(c: cmd.StartWorkflowRun, uow: UnitOfWork) -> dict[str, An
     if workflow_id is None:
         raise WorkflowNotPublished()
     version = uow.get(WorkflowVersion, workflow_id)
-    if version.spec is None or version.spec.app_id != c.app_id:
+    # A draft's snapshot runs only as the console's debug run it was made for.
+    if version.spec is None or version.spec.app_id != c.app_id or (
+            version.spec.kind == "draft" and c.triggered_from != "debugging"):
         raise WorkflowNotFound()
     end_user = end_user_id_for(c.app_id, c.user) if c.triggered_from == "app-run" else None
     system = {"user_id": c.user, "app_id": str(c.app_id), "workflow_id": str(workflow_id),

@@ -119,7 +119,9 @@ async def sync_draft(request: Request, app_id: str, body: api.SyncDraftRequest,
         cmd.SyncWorkflowDraft(
             app_id=app["id"], graph=body.graph, features=body.features,
             environment_variables=sealed_environment(request, user.tenant_id, variables),
-            conversation_variables=body.conversation_variables, hash=body.hash),
+            conversation_variables=[v.model_dump(mode="json")
+                                    for v in body.conversation_variables],
+            hash=body.hash),
         aggregate_id=workflow_draft_id_for(app["id"]), tenant_id=user.tenant_id,
         actor_id=user.account_id)
     row = await queries.workflow_draft(get_container(request).engine, app["id"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import Field, field_validator
+from pydantic import Field, model_validator
 
 from schemas.base import Body
 
@@ -22,20 +22,44 @@ class EnvironmentVariable(Body):
     selector: list[str] = []
 
 
+    @model_validator(mode="after")
+    def _number_is_a_number(self) -> EnvironmentVariable:
+        if self.value_type == "number" and (isinstance(self.value, bool)
+                                            or not isinstance(self.value, int | float)):
+            raise ValueError(f"environment variable {self.name!r} must have a number value")
+        return self
+
+
+class ConversationVariable(Body):
+    """Dify's conversation variable (advanced-chat): what a conversation starts with."""
+
+    id: str = Field(min_length=1, max_length=255)
+    name: str = Field(min_length=1, max_length=255)
+    value_type: Literal["string", "number", "object", "boolean", "array[string]",
+                        "array[number]", "array[object]", "array[boolean]"]
+    value: Any = None
+    description: str = ""
+    selector: list[str] = []
+
+
+def _unique_names(variables: list[Any], kind: str) -> None:
+    names = [v.name for v in variables]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{kind} variable names must be unique")
+
+
 class SyncDraftRequest(Body):
     graph: dict[str, Any]
     features: dict[str, Any] = {}
     environment_variables: list[EnvironmentVariable] = []
-    conversation_variables: list[dict[str, Any]] = []
+    conversation_variables: list[ConversationVariable] = []
     hash: str | None = None
 
-    @field_validator("environment_variables")
-    @classmethod
-    def _unique_names(cls, value: list[EnvironmentVariable]) -> list[EnvironmentVariable]:
-        names = [v.name for v in value]
-        if len(set(names)) != len(names):
-            raise ValueError("environment variable names must be unique")
-        return value
+    @model_validator(mode="after")
+    def _unique(self) -> SyncDraftRequest:
+        _unique_names(self.environment_variables, "environment")
+        _unique_names(self.conversation_variables, "conversation")
+        return self
 
 
 class PublishRequest(Body):

@@ -285,3 +285,27 @@ async def test_a_dsl_url_is_fetched_through_the_ssrf_guard(tmp_path: Path) -> No
                                                 json={"mode": "yaml-url",
                                                       "yaml_url": f"{base}/none.yml"})
             assert missing.json()["error"] == "Error fetching YAML from URL: HTTP 404"
+
+
+@pytest.mark.parametrize(("variables", "words"), [
+    ({"environment_variables": [{"id": "a", "name": "n", "value_type": "number",
+                                 "value": "ten"}]}, "'n' must have a number value"),
+    ({"environment_variables": [{"id": "a", "name": "n", "value_type": "string", "value": ""},
+                                {"id": "b", "name": "n", "value_type": "string", "value": ""}]},
+     "environment variable names must be unique"),
+    ({"environment_variables": [{"name": "n", "value_type": "string", "value": ""}]},
+     "environment_variables.0.id: Field required"),
+    ({"conversation_variables": [{"id": "c", "name": "turns", "value_type": "matrix"}]},
+     "conversation_variables.0.value_type"),
+])
+async def test_variables_are_checked_before_anything_is_saved(
+        node: Node, variables: dict[str, Any], words: str) -> None:
+    auth = await node.setup_and_login()
+    app_id = await new_app(node, auth, "advanced-chat")
+    before = await draft(node, auth, app_id)
+    refused = await node.client.post(f"/console/api/apps/{app_id}/workflows/draft",
+                                     headers=auth, json={"graph": before["graph"],
+                                                         "hash": before["hash"], **variables})
+    assert refused.status_code == 400 and refused.json()["code"] == "invalid_param"
+    assert words in refused.json()["message"], refused.json()
+    assert await draft(node, auth, app_id) == before
