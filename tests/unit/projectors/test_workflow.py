@@ -27,13 +27,16 @@ async def test_the_draft_is_its_last_save_and_keeps_its_creation(world: World) -
     assert await wq.workflow_draft(world.engine, app_id) is None
     first = await world.emit("WorkflowDraft", workflow_draft_id_for(app_id),
                              synced(app_id, "one", world.actor))
+    plugins = [{"type": "marketplace", "value": {"marketplace_plugin_unique_identifier": "x"}}]
     second = await world.emit("WorkflowDraft", workflow_draft_id_for(app_id),
-                              synced(app_id, "two", editor))
+                              synced(app_id, "two", editor).model_copy(
+                                  update={"dependencies": plugins}))
     draft = await wq.workflow_draft(world.engine, app_id)
     assert draft is not None
     assert (draft["id"], draft["hash"], draft["features"]) == (
         workflow_draft_id_for(app_id), "hash-two", {"opening_statement": "two"})
     assert draft["environment_variables"] == [SECRET]  # sealed, as recorded
+    assert draft["dependencies"] == plugins
     assert (draft["created_by"], draft["created_at"]) == (world.actor, stored(first))
     assert (draft["updated_by"], draft["updated_at"]) == (editor, stored(second))
 
