@@ -17,6 +17,7 @@ from gateway.deps import command_gateway, get_container, parse_id
 from gateway.params import Page
 from gateway.platform.console import console_app
 from gateway.views import timestamp
+from projections.platform import queries as platform_queries
 from projections.workflow import queries
 from schemas.errors import AppNotFound
 from schemas.workflow import api
@@ -67,13 +68,20 @@ def _masked(variables: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for v in variables]
 
 
-def _account(account_id: UUID | None) -> dict[str, Any] | None:
-    return {"id": str(account_id)} if account_id else None
+async def workflow_views(request: Request, rows: list[dict[str, Any]], *,
+                         draft: bool) -> list[dict[str, Any]]:
+    """Dify's workflow fields, of the draft (a `workflow_drafts` row) or versions, with
+    their authors' simple account fields."""
+    authors = await platform_queries.account_summaries(
+        get_container(request).engine,
+        {r[k] for r in rows for k in ("created_by", "updated_by") if r.get(k)})
+    return [_workflow_view(row, authors, draft=draft) for row in rows]
 
 
-def workflow_view(row: dict[str, Any], *, draft: bool) -> dict[str, Any]:
-    """Dify's workflow fields, of the draft (a `workflow_drafts` row) or a version."""
+def _workflow_view(row: dict[str, Any], authors: dict[UUID, dict[str, Any]], *,
+                   draft: bool) -> dict[str, Any]:
     updated_at = row["updated_at"] if draft else row["created_at"]
+    updated_by = row["updated_by"] if draft else row["created_by"]
     return {
         "id": str(row["id"]),
         "graph": row["graph"],
@@ -82,9 +90,9 @@ def workflow_view(row: dict[str, Any], *, draft: bool) -> dict[str, Any]:
         "version": "draft" if draft else row["version"],
         "marked_name": "" if draft else row["marked_name"],
         "marked_comment": "" if draft else row["marked_comment"],
-        "created_by": _account(row["created_by"]),
+        "created_by": authors.get(row["created_by"]),
         "created_at": timestamp(row["created_at"]),
-        "updated_by": _account(row["updated_by"] if draft else row["created_by"]),
+        "updated_by": authors.get(updated_by),
         "updated_at": timestamp(updated_at),
         "tool_published": False,
         "environment_variables": _masked(row["environment_variables"]),
@@ -92,13 +100,13 @@ def workflow_view(row: dict[str, Any], *, draft: bool) -> dict[str, Any]:
     }
 
 
-def _default_draft_view(app: dict[str, Any]) -> dict[str, Any]:
+def _default_draft(app: dict[str, Any]) -> dict[str, Any]:
     graph, features = default_graph(app["mode"]), dict(DEFAULT_FEATURES)
-    return workflow_view({
+    return {
         "id": workflow_draft_id_for(app["id"]), "graph": graph, "features": features,
         "hash": draft_hash(graph, features), "environment_variables": [],
         "conversation_variables": [], "created_by": None, "created_at": app["created_at"],
-        "updated_by": None, "updated_at": app["created_at"]}, draft=True)
+        "updated_by": None, "updated_at": app["created_at"]}
 
 
 @router.get("/apps/{app_id}/workflows/draft")
@@ -106,7 +114,7 @@ async def get_draft(request: Request, app_id: str,
                     user: ConsoleUser = CurrentUser) -> dict[str, Any]:
     app = await workflow_app(request, user, app_id)
     row = await queries.workflow_draft(get_container(request).engine, app["id"])
-    return workflow_view(row, draft=True) if row else _default_draft_view(app)
+    return (await workflow_views(request, [row or _default_draft(app)], draft=True))[0]
 
 
 @router.post("/apps/{app_id}/workflows/draft")
@@ -152,7 +160,7 @@ async def get_published(request: Request, app_id: str,
                         user: ConsoleUser = CurrentUser) -> dict[str, Any] | None:
     app = await workflow_app(request, user, app_id)
     row = await queries.published_workflow(get_container(request).engine, app["id"])
-    return workflow_view(row, draft=False) if row else None
+    return (await workflow_views(request, [row], draft=False))[0] if row else None
 
 
 @router.get("/apps/{app_id}/workflows")
@@ -164,7 +172,7 @@ async def list_versions(request: Request, app_id: str, user: ConsoleUser = Curre
     rows, has_more = await queries.published_versions(
         get_container(request).engine, app["id"], page=page, limit=limit,
         named_only=named_only, created_by=user_id)
-    return {"items": [workflow_view(r, draft=False) for r in rows], "page": page,
+    return {"items": await workflow_views(request, rows, draft=False), "page": page,
             "limit": limit, "has_more": has_more}
 
 

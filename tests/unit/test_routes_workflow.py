@@ -135,6 +135,8 @@ async def test_publishing_freezes_the_draft_into_the_version_history(node: Node)
 
     current = (await node.client.get(f"{base}/publish", headers=auth)).json()
     assert current["graph"] == graph and current["version"] != "draft"
+    assert current["created_by"]["email"] == "owner@example.com"
+    assert (await draft(node, auth, app_id))["updated_by"]["name"] == "Owner"
     assert current["created_at"] >= published.json()["created_at"]
     page = (await node.client.get(base, headers=auth, params={"limit": 1})).json()
     assert (page["page"], page["limit"], page["has_more"]) == (1, 1, True)
