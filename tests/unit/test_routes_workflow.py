@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 import yaml
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 
+from gateway.auth import ConsoleUser
+from gateway.workflow.drafts import start_draft_run
+from projections.platform import queries as platform_queries
+from schemas.platform.naming import account_id_for
+from schemas.workflow import events as we
 from tests.harness import Node, served
 from tests.memory import memory_app
 
@@ -311,3 +317,31 @@ async def test_variables_are_checked_before_anything_is_saved(
     assert refused.status_code == 400 and refused.json()["code"] == "invalid_param"
     assert words in refused.json()["message"], refused.json()
     assert await draft(node, auth, app_id) == before
+
+
+async def test_a_debug_run_starts_on_a_snapshot_of_the_draft(node: Node) -> None:
+    """The draft-run routes' start (they stream the run's task stream once the engine
+    serves it): the draft as it is now, frozen, then a run triggered from debugging."""
+    auth = await node.setup_and_login()
+    app_id = UUID(await new_app(node, auth, "workflow"))
+    owner = account_id_for("owner@example.com")
+    tenant = await platform_queries.current_workspace_of(node.container.engine, owner)
+    assert tenant is not None
+    user = ConsoleUser(account_id=owner, tenant_id=tenant, name="Owner")
+    app = await platform_queries.app_in_workspace(node.container.engine, tenant, app_id)
+    assert app is not None
+    request = Request({"type": "http", "app": node.app})
+    before = node.container.store.max_position()
+    started = await start_draft_run(request, user, app, {"q": "hi"}, [], node_id="start")
+    recorded = [e.payload for e in node.container.store.read_from(before, 100)]
+    snapshot = next(p for p in recorded if isinstance(p, we.WorkflowVersionCreated))
+    run = next(p for p in recorded if isinstance(p, we.WorkflowRunStarted))
+    assert (snapshot.kind, snapshot.graph) == ("draft", (await draft(node, auth, str(app_id)))[
+        "graph"])
+    assert (run.triggered_from, run.node_id, run.inputs, run.user) == (
+        "debugging", "start", {"q": "hi"}, str(owner))
+    assert started.result["workflow_id"] == str(run.workflow_id)
+    assert started.result["workflow_run_id"] == str(run.system["workflow_run_id"])
+    # the snapshot is no published version
+    assert (await node.client.get(f"/console/api/apps/{app_id}/workflows",
+                                  headers=auth)).json()["items"] == []
