@@ -21,13 +21,13 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from adapters.http.ssrf_guard import AllowList, UrlRefused, guarded_request
-from adapters.secrets import unseal
 from gateway.auth import ConsoleUser, CurrentUser
 from gateway.deps import command_gateway, get_container, maybe_uuid, parse_id
 from gateway.platform.console import console_app
 from gateway.workflow.drafts import checked_graph, sealed_environment
 from projections.conversation import queries as conversation_queries
 from projections.workflow import queries
+from projections.workflow.environment import unsealed_environment
 from schemas.conversation import commands as conversation_cmd
 from schemas.conversation.config import AppModelConfig
 from schemas.conversation.naming import app_config_id_for
@@ -36,8 +36,6 @@ from schemas.platform import commands as platform_cmd
 from schemas.workflow import api
 from schemas.workflow import commands as cmd
 from schemas.workflow.naming import (
-    SECRET_VALUE_TYPE,
-    environment_secret_purpose,
     import_dependencies_key,
     import_key,
     workflow_draft_id_for,
@@ -282,13 +280,6 @@ async def check_dependencies(request: Request, app_id: str,
     return {"leaked_dependencies": json.loads(stored) if stored else []}
 
 
-def _unsealed(secret_key: str, tenant_id: UUID,
-              variables: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    purpose = environment_secret_purpose(tenant_id)
-    return [{**v, "value": unseal(secret_key, purpose, v["value"]) if v.get("value") else ""}
-            if v.get("value_type") == SECRET_VALUE_TYPE else v for v in variables]
-
-
 @router.get("/apps/{app_id}/export")
 async def export_app(request: Request, app_id: str, include_secret: bool = False,
                      user: ConsoleUser = CurrentUser) -> dict[str, str]:
@@ -306,8 +297,9 @@ async def export_app(request: Request, app_id: str, include_secret: bool = False
         data["workflow"] = {
             "graph": draft["graph"] if draft else default_graph(app["mode"]),
             "features": draft["features"] if draft else DEFAULT_FEATURES,
-            "environment_variables": _unsealed(c.settings.SECRET_KEY, user.tenant_id,
-                                               draft["environment_variables"]) if draft else [],
+            "environment_variables": unsealed_environment(
+                c.settings.SECRET_KEY, user.tenant_id, draft["environment_variables"])
+            if draft else [],
             "conversation_variables": draft["conversation_variables"] if draft else [],
         }
         data["dependencies"] = draft["dependencies"] if draft else []
