@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 import yaml
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -31,7 +31,7 @@ from projections.workflow.environment import unsealed_environment
 from schemas.conversation import commands as conversation_cmd
 from schemas.conversation.config import AppModelConfig
 from schemas.conversation.naming import app_config_id_for
-from schemas.errors import AppNotFound, EddyError
+from schemas.errors import AppNotFound, EddyError, WorkflowNotFound
 from schemas.platform import commands as platform_cmd
 from schemas.workflow import api
 from schemas.workflow import commands as cmd
@@ -280,8 +280,29 @@ async def check_dependencies(request: Request, app_id: str,
     return {"leaked_dependencies": json.loads(stored) if stored else []}
 
 
+async def _exported_workflow(request: Request, user: ConsoleUser, app: dict[str, Any],
+                             workflow_id: UUID | None) -> dict[str, Any]:
+    """The draft (its mode's default if never saved), or the published version named."""
+    c = get_container(request)
+    if workflow_id is None:
+        row = await queries.workflow_draft(c.engine, app["id"])
+    else:
+        row = await queries.workflow_version(c.engine, app["id"], workflow_id)
+        if row is None or row["kind"] != "workflow":
+            raise WorkflowNotFound()
+    if row is None:
+        return {"graph": default_graph(app["mode"]), "features": DEFAULT_FEATURES,
+                "environment_variables": [], "conversation_variables": []}
+    return {"graph": row["graph"], "features": row["features"],
+            "environment_variables": unsealed_environment(
+                c.settings.SECRET_KEY, user.tenant_id, row["environment_variables"]),
+            "conversation_variables": row["conversation_variables"],
+            "dependencies": row.get("dependencies", [])}
+
+
 @router.get("/apps/{app_id}/export")
 async def export_app(request: Request, app_id: str, include_secret: bool = False,
+                     workflow_id: Annotated[UUID | None, Query()] = None,
                      user: ConsoleUser = CurrentUser) -> dict[str, str]:
     app = await console_app(request, user, parse_id(app_id, AppNotFound))
     c = get_container(request)
@@ -291,18 +312,10 @@ async def export_app(request: Request, app_id: str, include_secret: bool = False
                 "icon_type": app["icon_type"], "icon_background": app["icon_background"],
                 "description": app["description"], "use_icon_as_answer_icon": False},
     }
-    data["dependencies"] = []
     if app["mode"] in ("workflow", "advanced-chat"):
-        draft = await queries.workflow_draft(c.engine, app["id"])
-        data["workflow"] = {
-            "graph": draft["graph"] if draft else default_graph(app["mode"]),
-            "features": draft["features"] if draft else DEFAULT_FEATURES,
-            "environment_variables": unsealed_environment(
-                c.settings.SECRET_KEY, user.tenant_id, draft["environment_variables"])
-            if draft else [],
-            "conversation_variables": draft["conversation_variables"] if draft else [],
-        }
-        data["dependencies"] = draft["dependencies"] if draft else []
+        workflow = await _exported_workflow(request, user, app, workflow_id)
+        data["dependencies"] = workflow.pop("dependencies", [])
+        data["workflow"] = workflow
     else:
         data["model_config"] = await conversation_queries.app_model_config(
             c.engine, app["id"]) or AppModelConfig().model_dump(mode="json")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 import yaml
@@ -151,6 +151,14 @@ async def test_publishing_freezes_the_draft_into_the_version_history(node: Node)
     assert [v["marked_name"] for v in rest["items"]] == ["first"] and not rest["has_more"]
     named = (await node.client.get(base, headers=auth, params={"named_only": "true"})).json()
     assert [v["marked_comment"] for v in named["items"]] == ["ok"]
+    # a published version exports as it was published, not as the draft is now
+    old = await node.client.get(f"/console/api/apps/{app_id}/export", headers=auth,
+                                params={"workflow_id": rest["items"][0]["id"]})
+    assert [n["id"] for n in yaml.safe_load(old.json()["data"])["workflow"]["graph"]["nodes"]] \
+        == ["start"]
+    unknown = await node.client.get(f"/console/api/apps/{app_id}/export", headers=auth,
+                                    params={"workflow_id": str(uuid4())})
+    assert unknown.status_code == 404
     too_long = await node.client.post(f"{base}/publish", headers=auth,
                                       json={"marked_name": "x" * 21})
     assert too_long.status_code == 400
