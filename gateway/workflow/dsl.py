@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
@@ -158,11 +159,17 @@ def _model_config_of(dsl: AppDsl) -> dict[str, Any]:
         raise ImportFailed(f"model_config: {problems}") from None
 
 
-async def _apply(request: Request, user: ConsoleUser, dsl: AppDsl,
-                 options: dict[str, Any], app: dict[str, Any] | None) -> tuple[dict[str, Any],
-                                                                               list[str]]:
-    """Create (or overwrite) the app from the document; the app and the warnings. Everything
-    is checked before the first command, so a failed import leaves nothing behind."""
+@dataclass(frozen=True)
+class Imported:
+    app: dict[str, Any]  # the app's console row
+    warnings: list[str]
+
+
+async def _apply(request: Request, user: ConsoleUser, dsl: AppDsl, options: api.ImportRequest,
+                 app: dict[str, Any] | None) -> Imported:
+    """Create (or overwrite) the app from the document, with the request's name, icon…
+    before the document's. Everything is checked before the first command, so a failed
+    import leaves nothing behind."""
     warnings = _plugin_warnings(dsl)
     workflow = model_config = None
     if dsl.mode.has_workflow:
@@ -175,13 +182,13 @@ async def _apply(request: Request, user: ConsoleUser, dsl: AppDsl,
         model_config = _model_config_of(dsl)
     sender = command_gateway(request)
     meta = dsl.app
-    icon_type = options.get("icon_type") or meta.get("icon_type")
+    icon_type = options.icon_type or meta.get("icon_type")
     fields = {
-        "name": options.get("name") or dsl.name or (app["name"] if app else "Imported app"),
-        "description": options.get("description") or str(meta.get("description") or ""),
+        "name": options.name or dsl.name or (app["name"] if app else "Imported app"),
+        "description": options.description or str(meta.get("description") or ""),
         "icon_type": icon_type if icon_type in ICON_TYPES else "emoji",
-        "icon": options.get("icon") or str(meta.get("icon") or "🤖"),
-        "icon_background": options.get("icon_background")
+        "icon": options.icon or str(meta.get("icon") or "🤖"),
+        "icon_background": options.icon_background
         or str(meta.get("icon_background") or "#FFEAD5"),
     }
     if app is None:
@@ -210,7 +217,7 @@ async def _apply(request: Request, user: ConsoleUser, dsl: AppDsl,
         await get_container(request).kv.set(import_dependencies_key(app_id),
                                             json.dumps(list(dsl.dependencies)),
                                             ttl=PENDING_IMPORT_SECONDS)
-    return await console_app(request, user, app_id), warnings
+    return Imported(await console_app(request, user, app_id), warnings)
 
 
 def _status(dsl: AppDsl, warnings: list[str]) -> ImportStatus:
@@ -230,44 +237,42 @@ async def import_app(request: Request, body: api.ImportRequest,
         version = dsl.version
         app = await _target(request, user, body.app_id, dsl)
         if dsl.status is ImportStatus.PENDING:
-            pending = {"tenant_id": str(user.tenant_id), "account_id": str(user.account_id),
-                       "yaml_content": content,
-                       "options": body.model_dump(mode="json", exclude={"mode", "yaml_content",
-                                                                        "yaml_url"})}
-            await get_container(request).kv.set(import_key(import_id), json.dumps(pending),
+            # What the confirmation imports: the document itself (a URL is not fetched again).
+            waiting = body.model_copy(update={"mode": "yaml-content", "yaml_content": content,
+                                              "yaml_url": None})
+            await get_container(request).kv.set(import_key(user.tenant_id, import_id),
+                                                waiting.model_dump_json(),
                                                 ttl=PENDING_IMPORT_SECONDS)
             return _answer(import_id, ImportStatus.PENDING, app=app, imported_version=version)
-        created, warnings = await _apply(request, user, dsl, body.model_dump(), app)
+        imported = await _apply(request, user, dsl, body, app)
     except ImportFailed as failed:
         return _answer(import_id, ImportStatus.FAILED, imported_version=version,
                        error=str(failed))
-    log.info("app imported", extra={"app_id": str(created["id"]), "dsl_version": version})
-    return _answer(import_id, _status(dsl, warnings), app=created, imported_version=version,
-                   warnings=warnings)
+    log.info("app imported", extra={"app_id": str(imported.app["id"]), "dsl_version": version})
+    return _answer(import_id, _status(dsl, imported.warnings), app=imported.app,
+                   imported_version=version, warnings=imported.warnings)
 
 
 @router.post("/apps/imports/{import_id}/confirm")
 async def confirm_import(request: Request, import_id: str,
                          user: ConsoleUser = CurrentUser) -> JSONResponse:
-    kv = get_container(request).kv
     target = maybe_uuid(import_id)
-    stored = await kv.get(import_key(target)) if target else None
-    pending = json.loads(stored) if stored else None
-    # Another workspace's pending import is as unknown as an expired one.
-    if target is None or pending is None or pending["tenant_id"] != str(user.tenant_id):
+    # Taken, not read: two confirmations of one import never make two apps. Another
+    # workspace's pending import is as unknown as an expired one.
+    stored = await get_container(request).kv.take(
+        import_key(user.tenant_id, target)) if target else None
+    if target is None or stored is None:
         return _answer(target or uuid4(), ImportStatus.FAILED,
                        error="Import information expired or does not exist")
+    waiting = api.ImportRequest.model_validate_json(stored)
     try:
-        dsl = _read(pending["yaml_content"])
-        options = pending["options"]
-        app_id = UUID(options["app_id"]) if options.get("app_id") else None
-        app = await _target(request, user, app_id, dsl)
-        created, warnings = await _apply(request, user, dsl, options, app)
+        dsl = _read(waiting.yaml_content or "")
+        app = await _target(request, user, waiting.app_id, dsl)
+        imported = await _apply(request, user, dsl, waiting, app)
     except ImportFailed as failed:
         return _answer(target, ImportStatus.FAILED, error=str(failed))
-    await kv.delete(import_key(target))
-    return _answer(target, ImportStatus.COMPLETED, app=created, imported_version=dsl.version,
-                   warnings=warnings)
+    return _answer(target, ImportStatus.COMPLETED, app=imported.app,
+                   imported_version=dsl.version, warnings=imported.warnings)
 
 
 @router.get("/apps/imports/{app_id}/check-dependencies")

@@ -40,9 +40,10 @@ def environment_secret_purpose(tenant_id: UUID) -> str:
     return f"workflow-environment:{tenant_id}"
 
 
-def import_key(import_id: UUID) -> str:
-    """Key-value key of a DSL import waiting for its confirmation (Dify keeps it in Redis)."""
-    return f"app_import_info:{import_id}"
+def import_key(tenant_id: UUID, import_id: UUID) -> str:
+    """Key-value key of a workspace's DSL import waiting for its confirmation (Dify keeps it
+    in Redis)."""
+    return f"app_import_info:{tenant_id}:{import_id}"
 
 
 def import_dependencies_key(app_id: UUID) -> str:

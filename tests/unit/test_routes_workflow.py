@@ -20,7 +20,7 @@ from gateway.workflow.drafts import start_draft_run
 from projections.platform import queries as platform_queries
 from schemas.platform.naming import account_id_for
 from schemas.workflow import events as we
-from tests.harness import Node, served
+from tests.harness import Node, add_account_with_workspace, served
 from tests.memory import memory_app
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "dify_dsl"
@@ -235,6 +235,10 @@ async def test_a_newer_dsl_waits_for_confirmation_and_bad_ones_fail(node: Node) 
     assert pending["imported_dsl_version"] == "0.6.0"
     assert (await node.client.get("/console/api/apps", headers=auth)).json()["total"] \
         == apps_before
+    rival = await add_account_with_workspace(node, "rival@example.com")
+    theirs = await node.client.post(f"/console/api/apps/imports/{pending['id']}/confirm",
+                                    headers=rival)
+    assert (theirs.status_code, theirs.json()["status"]) == (400, "failed")
     confirmed = await node.client.post(f"/console/api/apps/imports/{pending['id']}/confirm",
                                        headers=auth)
     assert confirmed.status_code == 200 and confirmed.json()["status"] == "completed"
