@@ -14,10 +14,13 @@ from commands.workflow.aggregates import PublishedWorkflow, WorkflowDraft, Workf
 from schemas.errors import AppNotFound
 from schemas.workflow import commands as cmd
 from schemas.workflow import events as ev
-from schemas.workflow.naming import draft_hash, published_workflow_id_for, workflow_draft_id_for
+from schemas.workflow.naming import (
+    WORKFLOW_APP_MODES,
+    draft_hash,
+    published_workflow_id_for,
+    workflow_draft_id_for,
+)
 from workflow_graph.defaults import DEFAULT_FEATURES, default_graph
-
-WORKFLOW_MODES = ("workflow", "advanced-chat")
 
 
 def workflow_app(uow: UnitOfWork, app_id: UUID) -> str:
@@ -26,8 +29,9 @@ def workflow_app(uow: UnitOfWork, app_id: UUID) -> str:
     app = uow.get(App, app_id)
     app.ensure_visible_to(uow.ctx.tenant_id)
     mode = str(app.state["mode"])
-    if mode not in WORKFLOW_MODES:
-        raise AppNotFound(f"App mode is not in the supported list: {', '.join(WORKFLOW_MODES)}")
+    if mode not in WORKFLOW_APP_MODES:
+        raise AppNotFound("App mode is not in the supported list: "
+                          f"{', '.join(WORKFLOW_APP_MODES)}")
     return mode
 
 

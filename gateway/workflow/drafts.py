@@ -25,6 +25,7 @@ from schemas.workflow import commands as cmd
 from schemas.workflow.naming import (
     HIDDEN_VALUE,
     SECRET_VALUE_TYPE,
+    WORKFLOW_APP_MODES,
     draft_hash,
     environment_secret_purpose,
     published_workflow_id_for,
@@ -34,14 +35,14 @@ from workflow_graph.defaults import DEFAULT_FEATURES, default_graph
 from workflow_graph.graph import parse_graph, validate
 
 router = APIRouter(prefix="/console/api")
-WORKFLOW_MODES = ("workflow", "advanced-chat")
 
 
 async def workflow_app(request: Request, user: ConsoleUser, app_id: str) -> dict[str, Any]:
     """The workspace's app named in the path, if it is a workflow or advanced-chat app."""
     app = await console_app(request, user, parse_id(app_id, AppNotFound))
-    if app["mode"] not in WORKFLOW_MODES:
-        raise AppNotFound(f"App mode is not in the supported list: {', '.join(WORKFLOW_MODES)}")
+    if app["mode"] not in WORKFLOW_APP_MODES:
+        raise AppNotFound("App mode is not in the supported list: "
+                          f"{', '.join(WORKFLOW_APP_MODES)}")
     return app
 
 

@@ -37,6 +37,7 @@ from schemas.platform import commands as platform_cmd
 from schemas.workflow import api
 from schemas.workflow import commands as cmd
 from schemas.workflow.naming import (
+    WORKFLOW_APP_MODES,
     import_dependencies_key,
     import_key,
     workflow_draft_id_for,
@@ -120,7 +121,7 @@ async def _target(request: Request, user: ConsoleUser, app_id: UUID | None,
         app = await console_app(request, user, app_id)
     except AppNotFound:
         raise ImportFailed("App not found") from None
-    if app["mode"] not in ("workflow", "advanced-chat"):
+    if app["mode"] not in WORKFLOW_APP_MODES:
         raise ImportFailed("Only workflow or advanced chat apps can be overwritten")
     if app["mode"] != dsl.mode.value:
         raise ImportFailed(f"The DSL is of a {dsl.mode.value} app; this app is "
@@ -317,7 +318,7 @@ async def export_app(request: Request, app_id: str, include_secret: bool = False
                 "icon_type": app["icon_type"], "icon_background": app["icon_background"],
                 "description": app["description"], "use_icon_as_answer_icon": False},
     }
-    if app["mode"] in ("workflow", "advanced-chat"):
+    if app["mode"] in WORKFLOW_APP_MODES:
         workflow = await _exported_workflow(request, user, app, workflow_id)
         data["dependencies"] = workflow.pop("dependencies", [])
         data["workflow"] = workflow

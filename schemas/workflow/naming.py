@@ -28,6 +28,9 @@ def node_idempotency_key(run_id: UUID, node_id: str, scope: str = "") -> str:
     return str(uuid5(EDDY_NAMESPACE, f"workflow-node:{run_id}:{node_id}:{scope}"))
 
 
+# The app modes that run a workflow (the others run a model config).
+WORKFLOW_APP_MODES = ("workflow", "advanced-chat")
+
 # What the editor sends back for a secret environment variable it did not change (Dify's
 # `HIDDEN_VALUE`): the value saved before stays.
 HIDDEN_VALUE = "[__HIDDEN__]"
