@@ -69,7 +69,7 @@ def _masked(variables: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for v in variables]
 
 
-async def workflow_views(request: Request, rows: list[dict[str, Any]], *,
+async def _workflow_views(request: Request, rows: list[dict[str, Any]], *,
                          draft: bool) -> list[dict[str, Any]]:
     """Dify's workflow fields, of the draft (a `workflow_drafts` row) or versions, with
     their authors' simple account fields."""
@@ -115,7 +115,7 @@ async def get_draft(request: Request, app_id: str,
                     user: ConsoleUser = CurrentUser) -> dict[str, Any]:
     app = await workflow_app(request, user, app_id)
     row = await queries.workflow_draft(get_container(request).engine, app["id"])
-    return (await workflow_views(request, [row or _default_draft(app)], draft=True))[0]
+    return (await _workflow_views(request, [row or _default_draft(app)], draft=True))[0]
 
 
 @router.post("/apps/{app_id}/workflows/draft")
@@ -161,7 +161,7 @@ async def get_published(request: Request, app_id: str,
                         user: ConsoleUser = CurrentUser) -> dict[str, Any] | None:
     app = await workflow_app(request, user, app_id)
     row = await queries.published_workflow(get_container(request).engine, app["id"])
-    return (await workflow_views(request, [row], draft=False))[0] if row else None
+    return (await _workflow_views(request, [row], draft=False))[0] if row else None
 
 
 @router.get("/apps/{app_id}/workflows")
@@ -173,7 +173,7 @@ async def list_versions(request: Request, app_id: str, user: ConsoleUser = Curre
     rows, has_more = await queries.published_versions(
         get_container(request).engine, app["id"], page=page, limit=limit,
         named_only=named_only, created_by=user_id)
-    return {"items": await workflow_views(request, rows, draft=False), "page": page,
+    return {"items": await _workflow_views(request, rows, draft=False), "page": page,
             "limit": limit, "has_more": has_more}
 
 
