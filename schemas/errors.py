@@ -67,9 +67,8 @@ class WorkflowNotFound(NotFound):
     default_message = "Workflow not found."
 
 
-class DraftWorkflowNotExist(NotFound):
-    code, default_message = ("draft_workflow_not_exist",
-                             "Draft workflow need to be initialized.")
+class WorkflowNodeNotFound(NotFound):
+    default_message = "Node not found in the workflow."
 
 
 class ApiKeyNotFound(NotFound):

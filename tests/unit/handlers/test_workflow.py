@@ -154,6 +154,8 @@ def test_a_debug_run_runs_a_snapshot_of_the_draft_not_the_published_version(
     started = accepted(world.run(one_node)).one(we.WorkflowRunStarted)
     assert (started.workflow_id, started.node_id, started.end_user_id) == (
         snapshot_id, "start", None)
+    rejected(world.run(one_node.model_copy(update={"run_id": uuid4(), "node_id": "ghost"})),
+             errors.WorkflowNodeNotFound)
     # the Service API cannot name a snapshot to run the draft
     rejected(world.run(start(app_id, snapshot_id)), errors.WorkflowNotFound)
     rejected(world.run(wc.SnapshotWorkflowDraft(app_id=app_id, workflow_id=uuid4()),
