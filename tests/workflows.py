@@ -19,7 +19,7 @@ from tests.harness import Node
 from tests.spec import validate, workflow_event_schema
 
 
-def node(node_id: str, node_type: str, title: str = "", **data: Any) -> dict[str, Any]:
+def graph_node(node_id: str, node_type: str, title: str = "", **data: Any) -> dict[str, Any]:
     return {"id": node_id, "type": "custom", "position": {"x": 0, "y": 0},
             "data": {"type": node_type, "title": title or node_id, **data}}
 

@@ -49,7 +49,7 @@ from workers.conversation.task_stream import TokenWriter
 from workers.knowledge.indexing import caused_by
 from workers.ownership import LostOwnership, current_fence, still_owner
 from workers.workflow.history import (
-    Environment,
+    Secrets,
     active_since,
     conversation_defaults,
     facts_of,
@@ -184,19 +184,37 @@ class RunExecution:
 
     async def _load(self) -> bool:
         """The run's history, version and stream; False when there is no run to drive."""
+        history = await self._load_run()
+        if history is None:
+            return False
+        p = self.begun
+        self.version = await self.e.versions.get(p.workflow_id)
+        self.graph = self.version.graph
+        self.environment = open_environment(self.version.spec.environment_variables,
+                                            self.s.settings.SECRET_KEY, self.tenant_id)
+        self.mask = self.environment.secrets.mask
+        facts = await facts_of(history, self.s.storage, self.environment.values,
+                               conversation_defaults(self.version.spec.conversation_variables))
+        outputs = {f.node_id: f.outputs for f in facts if isinstance(f, NodeSucceeded)}
+        for event in history:
+            self._absorb(event, outputs)
+        self.facts = facts
+        await self.stream.claim()
+        # What an earlier attempt recorded but did not stream (it died in between).
+        await self._publish(history)
+        return True
+
+    async def _load_run(self) -> list[Envelope[EventPayload]] | None:
+        """The run's history, aggregate and stream (not its graph: a run whose version
+        cannot be read can still be failed)."""
         history = await asyncio.to_thread(self.s.store.load, self.run_id)
         self.uow = UnitOfWork(self.s.store, self.ctx, load=lambda _: history)
         self.run = self.uow.get(WorkflowRun, self.run_id)
         if self.run.started is None:
-            return False
+            return None
         p = self.begun = self.run.started
         self.tenant_id = self.run.tenant_id
-        self.version = await self.e.versions.get(p.workflow_id)
-        self.graph = self.version.graph
-        self.environment: Environment = open_environment(
-            self.version.spec.environment_variables, self.s.settings.SECRET_KEY,
-            self.tenant_id)
-        self.mask = self.environment.secrets.mask
+        self.mask = Secrets().mask
         self.began_at = active_since(history)
         self.head = StreamHead(task_id=p.task_id, run_id=self.run_id,
                                workflow_id=p.workflow_id, mode=p.mode,
@@ -210,16 +228,7 @@ class RunExecution:
         self.stream = RunStream.of(self.s.kv, p.task_id, run_owner(p.app_id, p.end_user_id),
                                    self.s.settings.TASK_STREAM_TTL_SECONDS, self.fence)
         self.tokens = TokenWriter(self.stream.stream)
-        facts = await facts_of(history, self.s.storage, self.environment.values,
-                               conversation_defaults(self.version.spec.conversation_variables))
-        outputs = {f.node_id: f.outputs for f in facts if isinstance(f, NodeSucceeded)}
-        for event in history:
-            self._absorb(event, outputs)
-        self.facts = facts
-        await self.stream.claim()
-        # What an earlier attempt recorded but did not stream (it died in between).
-        await self._publish(history)
-        return True
+        return history
 
     def _absorb(self, event: Envelope[EventPayload],
                 outputs: Mapping[str, Mapping[str, Any]]) -> None:
@@ -230,7 +239,7 @@ class RunExecution:
             self.started[p.node_id] = event  # type: ignore[assignment]
         elif isinstance(p, ev.WorkflowNodeSucceeded):
             self.finished.add(p.node_id)
-            self.outputs[p.node_id] = outputs[p.node_id]
+            self.outputs[p.node_id] = outputs.get(p.node_id, p.outputs)
             self.total_tokens += int((p.usage or {}).get("total_tokens") or 0)
         elif isinstance(p, ev.WorkflowNodeFailed):
             self.finished.add(p.node_id)
@@ -263,8 +272,12 @@ class RunExecution:
             await self.tokens.drain()
 
     async def fail(self, reason: str) -> None:
-        if not await self._load() or self.run.ended:
+        history = await self._load_run()
+        if history is None or self.run.ended:
             return
+        for event in history:
+            self._absorb(event, {})
+        await self.stream.claim()
         await self._record([self._failed_run(reason)])
 
     async def settle(self) -> None:
@@ -589,7 +602,8 @@ class RunExecution:
         if isinstance(p, ev.WorkflowRunPaused):
             node = self.graph.node(p.node_id)
             return [head.event("human_input_required", {
-                **p.form, "node_id": p.node_id, "node_title": node.title,
+                **p.form, "form_id": str(node_execution_id(self.run_id, p.node_id)),
+                "node_id": p.node_id, "node_title": node.title,
                 "form_token": p.form_token, "expiration_time": int(p.expires_at)}, fact),
                 head.event("workflow_paused", {
                     "workflow_run_id": str(self.run_id), "paused_nodes": [p.node_id],
@@ -604,7 +618,8 @@ class RunExecution:
                 "action_id": p.action, "submitted_data": self.mask(p.inputs)}, fact)]
         if isinstance(p, ev.WorkflowHumanInputTimedOut):
             return [head.event("human_input_form_timeout", {
-                "node_id": p.node_id, "node_title": self.graph.node(p.node_id).title}, fact)]
+                "node_id": p.node_id, "node_title": self.graph.node(p.node_id).title,
+                "expiration_time": int(self.paused.expires_at) if self.paused else 0}, fact)]
         if isinstance(p, ev.WorkflowRunSucceeded):
             return [head.workflow_finished(
                 status="succeeded", outputs=self.outputs.get("", p.outputs), error=None,
