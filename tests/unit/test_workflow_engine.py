@@ -5,15 +5,25 @@ streaming; the events on the run's task stream as Dify's spec has them."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import orjson
 import pytest
+from argon2 import PasswordHasher
 
-from schemas.conversation.naming import task_stream_key
+from commands.aggregate import Context
+from commands.unit_of_work import UnitOfWork
+from commands.workflow.aggregates import WorkflowRun
+from gateway import auth as gateway_auth
+from schemas.conversation.naming import FACT_FIELD, task_stream_key
+from schemas.workflow import events as ev
+from schemas.workflow.naming import node_execution_id, node_idempotency_key
 from tests.chat import app_with_key, sse_events
-from tests.harness import Node
+from tests.harness import Node, eventually
+from tests.memory import memory_app
 from tests.spec import validate
 from tests.workflows import (
     check_workflow_events,
@@ -22,10 +32,18 @@ from tests.workflows import (
     graph,
     graph_node,
     publish,
+    tenant_of,
     text_input,
 )
 from workers.workflow.nodes import EXECUTORS
-from workers.workflow.nodes.base import Executor, NodeCall, NodeError, NodeResult
+from workers.workflow.nodes.base import (
+    Executor,
+    HumanInputRequired,
+    NodeCall,
+    NodeError,
+    NodeResult,
+)
+from workers.workflow.nodes.pure import run_pure
 
 GREETING = graph(
     [graph_node("start", "start", variables=[text_input("name"), text_input("mood", False)]),
@@ -304,3 +322,221 @@ async def test_fail_branch_and_default_value_strategies_go_on_after_a_failure(
     assert failed["status"] == "failed"
     assert failed["error"] == ("node 'search' failed: tool node 'Search' needs a plugin "
                                "(tavily) that is not installed")
+
+
+# --- limits, secrets, large outputs (a node with small limits) ------------------------------
+
+
+@pytest.fixture
+async def strict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Node]:
+    """A node whose runs may take 3 steps and 1 second, with events inlining 1 KiB."""
+    monkeypatch.setattr(gateway_auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024,
+                                                                parallelism=1))
+    async with memory_app(tmp_path, WORKFLOW_MAX_EXECUTION_STEPS=3,
+                          WORKFLOW_MAX_EXECUTION_TIME=1,
+                          WORKFLOW_EVENT_INLINE_BYTES=1024) as n:
+        yield n
+
+
+ECHO = graph([graph_node("start", "start", variables=[text_input("name")]),
+              graph_node("say", "answer", answer="Dear {{#start.name#}}"),
+              graph_node("end", "end", outputs=end_outputs(("said", ["say", "answer"])))],
+             [edge("start", "say"), edge("say", "end")])
+
+
+async def test_runs_end_failed_past_their_steps_or_time(
+        strict: Node, executors: Callable[[str, Executor], None]) -> None:
+    auth = await strict.setup_and_login()
+    app_id, key = await workflow_app(strict, auth, GREETING)  # 4 steps
+    too_long = (await run(strict, key, {"name": "Ed"})).json()["data"]
+    assert (too_long["status"], too_long["error"]) == ("failed", "Max steps 3 reached.")
+
+    gate = Gate()
+    executors("code", gate)
+    publish(strict, app_id, through("code"))
+    too_slow = (await run(strict, key, {})).json()["data"]
+    assert (too_slow["status"], too_slow["error"]) == ("failed",
+                                                       "Max execution time 1s reached.")
+    assert len(gate.calls) == 1
+
+
+async def test_large_outputs_are_kept_in_storage_and_referenced(strict: Node) -> None:
+    auth = await strict.setup_and_login()
+    _, key = await workflow_app(strict, auth, ECHO)
+    name = "x" * 3000
+    answer = (await run(strict, key, {"name": name})).json()
+    assert answer["data"]["outputs"] == {"said": f"Dear {name}"}
+    history = {e.type: e.payload for e in stored_run(strict, answer["workflow_run_id"])}
+    ended = history["WorkflowRunSucceeded"]
+    assert ended.outputs == {} and ended.outputs_ref is not None
+    kept = orjson.loads(await strict.container.storage.load(ended.outputs_ref))
+    assert kept == {"said": f"Dear {name}"}
+
+
+async def test_secret_environment_variables_are_masked_in_events_and_streams(
+        node: Node, auth: dict[str, str]) -> None:
+    secret = "sk-live-0123456789abcdef"
+    dsl = graph([graph_node("start", "start", variables=[]),
+                 graph_node("say", "answer", answer="{{#env.region#}} {{#env.api_key#}}"),
+                 graph_node("end", "end", outputs=end_outputs(("said", ["say", "answer"])))],
+                [edge("start", "say"), edge("say", "end")])
+    app_id, key = await app_with_key(node, auth, mode="workflow", name="Secretive")
+    publish(node, app_id, dsl, secrets={"api_key": secret},
+            environment=[{"name": "region", "value": "eu", "value_type": "string"}])
+    events = await events_of(node, key, {})
+    assert events[-1]["data"]["outputs"] == {"said": "eu ******"}
+    assert secret not in orjson.dumps(events).decode()
+    recorded = [e.to_json() for e in node.container.store.read_from(0, 10_000)]
+    assert recorded and not any(secret.encode() in e for e in recorded)
+    streamed = await node.container.kv.read(task_stream_key(UUID(events[0]["task_id"])), "0",
+                                            count=1000, block_ms=0)
+    assert streamed and not any(secret.encode() in entry for _, entry in streamed)
+
+
+# --- takeover, pause and resume, single-node runs -------------------------------------------
+
+
+def record(node_: Node, app_id: str, run_id: UUID, *payloads: Any) -> None:
+    """Events of a run, recorded as the engine (or the form routes) would."""
+    ctx = Context(tenant_id=tenant_of(node_, app_id), actor_id=None, correlation_id=uuid4(),
+                  causation_id=uuid4())
+    uow = UnitOfWork(node_.container.store, ctx)
+    run_ = uow.get(WorkflowRun, run_id)
+    for payload in payloads:
+        if isinstance(payload, ev.WorkflowRunStarted):
+            run_.start(payload, ctx)
+        else:
+            assert run_.note(payload, ctx)
+    uow.commit()
+
+
+def started_run(app_id: str, workflow_id: UUID, run_id: UUID, task_id: UUID,
+                **more: Any) -> ev.WorkflowRunStarted:
+    return ev.WorkflowRunStarted(
+        app_id=UUID(app_id), workflow_id=workflow_id, task_id=task_id, mode="workflow",
+        triggered_from="app-run", user="ann", end_user_id=None,
+        inputs=more.pop("inputs", {}), system={}, **more)
+
+
+async def stream_of(node_: Node, task_id: UUID, until: str = "workflow_finished"
+                    ) -> list[dict[str, Any]]:
+    async def closed() -> list[dict[str, Any]] | None:
+        read = await node_.container.kv.read(task_stream_key(task_id), "0", count=1000,
+                                             block_ms=0)
+        events = [orjson.loads(entry) for _, entry in read]
+        return events if events and events[-1]["event"] == until else None
+    return await eventually(closed, interval=0.02)  # type: ignore[no-any-return]
+
+
+async def test_a_run_taken_over_restarts_only_its_node_in_flight(
+        node: Node, auth: dict[str, str], executors: Callable[[str, Executor], None]) -> None:
+    """A member died after recording the start node's result and the next node's start,
+    having streamed only the run's start: the next member runs only the interrupted node
+    (attempt 1, same idempotency key) and what follows, and streams every fact once."""
+    starts: list[NodeCall] = []
+
+    async def counted_start(call: NodeCall) -> NodeResult:
+        starts.append(call)
+        return await run_pure(call)
+
+    gate = Gate()
+    gate.release.set()
+    executors("start", counted_start)
+    executors("code", gate)
+    app_id, _ = await app_with_key(node, auth, mode="workflow", name="Taken over")
+    workflow_id = publish(node, app_id, through("code"))
+    run_id, task_id = uuid4(), uuid4()
+    await node.container.kv.append(task_stream_key(task_id), [orjson.dumps({
+        "event": "workflow_started", "task_id": str(task_id), "workflow_run_id": str(run_id),
+        "data": {}, FACT_FIELD: 1})], ttl=600)
+    record(node, app_id, run_id, started_run(app_id, workflow_id, run_id, task_id),
+           ev.WorkflowNodeStarted(node_id="start", node_type="start", title="start",
+                                  execution_id=node_execution_id(run_id, "start"), index=1),
+           ev.WorkflowNodeSucceeded(node_id="start",
+                                    execution_id=node_execution_id(run_id, "start")),
+           ev.WorkflowNodeStarted(node_id="work", node_type="code", title="work",
+                                  execution_id=node_execution_id(run_id, "work"), index=2,
+                                  predecessor_node_id="start"))
+    events = await stream_of(node, task_id)
+    assert [(e["event"], e.get("data", {}).get("node_id")) for e in events] == [
+        ("workflow_started", None), ("node_started", "start"), ("node_finished", "start"),
+        ("node_started", "work"), ("node_finished", "work"), ("node_started", "end"), ("node_finished", "end"),
+        ("workflow_finished", None)]
+    assert starts == []
+    assert [(c.attempt, c.idempotency_key) for c in gate.calls] == [
+        (1, node_idempotency_key(run_id, "work"))]
+    assert events[-1]["data"]["outputs"] == {"result": "done"}
+
+
+HUMAN_FORM = {"form_content": "Approve the draft?", "inputs": [{
+    "type": "paragraph", "output_variable_name": "comment", "default": None}],
+    "actions": [{"id": "approve", "title": "Approve", "button_style": "primary"},
+                {"id": "reject", "title": "Reject", "button_style": "default"}],
+    "display_in_ui": True}
+
+
+async def test_a_paused_run_resumes_from_the_submitted_form(
+        node: Node, auth: dict[str, str], executors: Callable[[str, Executor], None]) -> None:
+    asked: list[NodeCall] = []
+
+    async def ask(call: NodeCall) -> NodeResult:
+        asked.append(call)
+        raise HumanInputRequired(HUMAN_FORM, timeout_seconds=3600)
+
+    executors("human-input", ask)
+    dsl = graph([graph_node("start", "start", variables=[]),
+                 graph_node("review", "human-input", "Review"),
+                 graph_node("yes", "answer", answer="approved: {{#review.comment#}}"),
+                 graph_node("no", "answer", answer="rejected"),
+                 graph_node("end", "end", outputs=end_outputs(("verdict", ["yes", "answer"])))],
+                [edge("start", "review"), edge("review", "yes", "approve"),
+                 edge("review", "no", "reject"), edge("yes", "end")])
+    app_id, key = await workflow_app(node, auth, dsl)
+    paused = await run(node, key, {}, mode="streaming")
+    events = [e for _, e in sse_events(paused.content)]
+    check_workflow_events(events)
+    assert [e["event"] for e in events][-2:] == ["human_input_required", "workflow_paused"]
+    required = events[-2]["data"]
+    assert required["form_content"] == "Approve the draft?" and required["form_token"]
+    run_id = UUID(events[0]["workflow_run_id"])
+    assert stored_run(node, str(run_id))[-1].type == "WorkflowRunPaused"
+
+    record(node, app_id, run_id, ev.WorkflowHumanInputSubmitted(
+        node_id="review", form_token=required["form_token"], action="approve",
+        inputs={"comment": "looks good"}, submitted_by="ann"))
+    ids = [i for i, _ in sse_events(paused.content)]
+    rest = await node.client.get(f"/v1/workflow/{run_id}/events", params={"user": "ann"},
+                                 headers={**key, "Last-Event-ID": ids[-1]})
+    resumed = [e for _, e in sse_events(rest.content)]
+    check_workflow_events(resumed)
+    assert [(e["event"], e["data"].get("node_id")) for e in resumed] == [
+        ("human_input_form_filled", "review"), ("node_finished", "review"),
+        ("node_started", "yes"), ("node_finished", "yes"), ("node_started", "end"),
+        ("node_finished", "end"), ("workflow_finished", None)]
+    assert resumed[1]["data"]["outputs"] == {"comment": "looks good", "__action": "approve"}
+    assert resumed[-1]["data"]["outputs"] == {"verdict": "approved: looks good"}
+    assert len(asked) == 1  # the form's answer is recorded, the node is not asked again
+
+
+async def test_a_single_node_runs_alone_on_the_given_variables(
+        node: Node, auth: dict[str, str]) -> None:
+    app_id, _ = await app_with_key(node, auth, mode="workflow", name="Debugged")
+    workflow_id = publish(node, app_id, GREETING)
+    run_id, task_id = uuid4(), uuid4()
+    record(node, app_id, run_id, started_run(app_id, workflow_id, run_id, task_id,
+                                             inputs={"#start.mood#": "happy"},
+                                             node_id="check"))
+    events = await stream_of(node, task_id)
+    assert [(e["event"], e.get("data", {}).get("node_id")) for e in events] == [
+        ("workflow_started", None), ("node_started", "check"), ("node_finished", "check"),
+        ("workflow_finished", None)]
+    assert events[-1]["data"]["outputs"] == {"result": True, "selected_case_id": "happy"}
+
+
+async def test_a_run_whose_message_keeps_failing_ends_failed(
+        node: Node, auth: dict[str, str]) -> None:
+    app_id, key = await app_with_key(node, auth, mode="workflow", name="Broken")
+    publish(node, app_id, {"nodes": [{"id": "start", "data": "not a mapping"}], "edges": []})
+    answer = (await run(node, key, {})).json()
+    assert answer["data"]["status"] == "failed"
+    assert "could not be executed" in answer["data"]["error"]

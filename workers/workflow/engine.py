@@ -568,6 +568,8 @@ class RunExecution:
         if isinstance(p, ev.WorkflowRunStarted):
             return [head.workflow_started(self.mask(p.inputs), "initial", fact)]
         if isinstance(p, ev.WorkflowNodeStarted):
+            if p.attempt > 0:  # a takeover's restart: the execution's start was shown
+                return []
             return [head.event("node_started", {
                 **self._node_fields(p.node_id), "inputs": None,
                 "extras": {}}, fact)]
