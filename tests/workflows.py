@@ -4,10 +4,13 @@ server-sent events."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID, uuid4
+
+import pytest
 
 from adapters.secrets import seal
 from commands.aggregate import Context
@@ -17,6 +20,8 @@ from schemas.workflow import events as ev
 from schemas.workflow.naming import environment_secret_purpose, published_workflow_id_for
 from tests.harness import Node
 from tests.spec import validate, workflow_event_schema
+from workers.workflow.nodes import EXECUTORS
+from workers.workflow.nodes.base import Executor, NodeCall, NodeResult
 
 
 def graph_node(node_id: str, node_type: str, title: str = "", **data: Any) -> dict[str, Any]:
@@ -78,3 +83,37 @@ def check_workflow_events(events: Sequence[dict[str, Any]]) -> None:
     for event in events:
         validate(workflow_event_schema(event["event"]), event)
         assert {"task_id", "workflow_run_id", "data"} <= event.keys(), event
+
+
+# --- helpers: node executors the tests control (the real ones are other modules') -------
+
+
+class Gate:
+    """An executor that waits until released (or forever), counting its calls."""
+
+    def __init__(self, outputs: dict[str, Any] | None = None) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.calls: list[NodeCall] = []
+        self.outputs = outputs or {"result": "done"}
+
+    async def __call__(self, call: NodeCall) -> NodeResult:
+        self.calls.append(call)
+        self.entered.set()
+        await self.release.wait()
+        return NodeResult(outputs=self.outputs)
+
+
+def through(node_type: str, **data: Any) -> dict[str, Any]:
+    """start → `node_type` node `work` → end (outputs: work.result)."""
+    return graph([graph_node("start", "start", variables=[]), graph_node("work", node_type, **data),
+                  graph_node("end", "end", outputs=end_outputs(("result", ["work", "result"])))],
+                 [edge("start", "work"), edge("work", "end")])
+
+
+def executors_on(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, Executor], None]:
+    """Registers a test's executor for a node type in the engine's registry (the engine of
+    a node in this process), for the test only."""
+    def register(node_type: str, executor: Executor) -> None:
+        monkeypatch.setitem(EXECUTORS, node_type, executor)
+    return register

@@ -26,16 +26,18 @@ from tests.harness import Node, eventually
 from tests.memory import memory_app
 from tests.spec import validate
 from tests.workflows import (
+    Gate,
     check_workflow_events,
     edge,
     end_outputs,
+    executors_on,
     graph,
     graph_node,
     publish,
     tenant_of,
     text_input,
+    through,
 )
-from workers.workflow.nodes import EXECUTORS
 from workers.workflow.nodes.base import (
     Executor,
     HumanInputRequired,
@@ -105,37 +107,9 @@ async def test_a_published_workflow_runs_blocking_and_streaming(
     assert [e["data"]["index"] for e in events if e["event"] == "node_started"] == [1, 2, 3, 4]
 
 
-# --- helpers: node executors the tests control (the real ones are other modules') -------
-
-
-class Gate:
-    """An executor that waits until released (or forever), counting its calls."""
-
-    def __init__(self, outputs: dict[str, Any] | None = None) -> None:
-        self.entered = asyncio.Event()
-        self.release = asyncio.Event()
-        self.calls: list[NodeCall] = []
-        self.outputs = outputs or {"result": "done"}
-
-    async def __call__(self, call: NodeCall) -> NodeResult:
-        self.calls.append(call)
-        self.entered.set()
-        await self.release.wait()
-        return NodeResult(outputs=self.outputs)
-
-
-def through(node_type: str, **data: Any) -> dict[str, Any]:
-    """start → `node_type` node `work` → end (outputs: work.result)."""
-    return graph([graph_node("start", "start", variables=[]), graph_node("work", node_type, **data),
-                  graph_node("end", "end", outputs=end_outputs(("result", ["work", "result"])))],
-                 [edge("start", "work"), edge("work", "end")])
-
-
 @pytest.fixture
 def executors(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, Executor], None]:
-    def register(node_type: str, executor: Executor) -> None:
-        monkeypatch.setitem(EXECUTORS, node_type, executor)
-    return register
+    return executors_on(monkeypatch)
 
 
 async def events_of(node_: Node, key: dict[str, str], inputs: dict[str, Any]
@@ -460,8 +434,8 @@ async def test_a_run_taken_over_restarts_only_its_node_in_flight(
     events = await stream_of(node, task_id)
     assert [(e["event"], e.get("data", {}).get("node_id")) for e in events] == [
         ("workflow_started", None), ("node_started", "start"), ("node_finished", "start"),
-        ("node_started", "work"), ("node_finished", "work"), ("node_started", "end"), ("node_finished", "end"),
-        ("workflow_finished", None)]
+        ("node_started", "work"), ("node_finished", "work"), ("node_started", "end"),
+        ("node_finished", "end"), ("workflow_finished", None)]
     assert starts == []
     assert [(c.attempt, c.idempotency_key) for c in gate.calls] == [
         (1, node_idempotency_key(run_id, "work"))]
