@@ -1,4 +1,5 @@
-"""Request bodies of the workflow context's console API, validated at the edge."""
+"""Request bodies of the workflow context's HTTP API (console and Service API), validated
+at the edge."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from uuid import UUID
 from pydantic import Field, model_validator
 
 from schemas.base import Body
+from schemas.conversation.api import USER, InputFile
 
 
 class EnvironmentVariable(Body):
@@ -86,3 +88,13 @@ class ImportRequest(Body):
     icon: str | None = Field(default=None, max_length=255)
     icon_background: str | None = Field(default=None, max_length=32)
     app_id: UUID | None = None
+
+
+class WorkflowRunRequest(Body):
+    """POST /v1/workflows/run, /v1/workflows/{workflow_id}/run (Dify's
+    WorkflowExecutionRequest)."""
+
+    inputs: dict[str, Any]
+    response_mode: Literal["streaming", "blocking"] | None = None
+    user: str = USER
+    files: list[InputFile] | None = None
