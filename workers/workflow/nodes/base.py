@@ -32,6 +32,31 @@ class NodeError(Exception):
         self.error_type = error_type
 
 
+class StepLimitReached(NodeError):
+    """WORKFLOW_MAX_EXECUTION_STEPS reached inside a container's body: the run fails, whatever
+    the container's error handling (an iteration's continue-on-error does not swallow it)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Max steps {limit} reached.", "WorkflowStepLimitError")
+
+
+@dataclass
+class StepBudget:
+    """The run's WORKFLOW_MAX_EXECUTION_STEPS, shared by the nodes of every scope: the engine
+    passes `used` = the run's steps so far, containers take one per body node they start
+    (nested and parallel steps share the one budget)."""
+
+    limit: int
+    used: int = 0
+
+    def take(self) -> int:
+        """Count one more node started; its execution index (1-based) in the run."""
+        if self.used >= self.limit:
+            raise StepLimitReached(self.limit)
+        self.used += 1
+        return self.used
+
+
 @dataclass(frozen=True)
 class NodeResult:
     outputs: Mapping[str, Any] = field(default_factory=dict)
@@ -99,6 +124,8 @@ class NodeCall:
     attempt: int = 0
     # inside an iteration/loop: its index path, part of the idempotency key of body nodes
     scope: str = ""
+    # the run's step budget; None: a container starts one from WORKFLOW_MAX_EXECUTION_STEPS
+    steps: StepBudget | None = None
 
 
 Executor = Callable[[NodeCall], Awaitable[NodeResult]]
