@@ -443,6 +443,20 @@ async def test_an_iteration_nested_in_a_loop() -> None:
     assert started.count("iteration_started") == 2 and started.count("loop_started") == 1
 
 
+async def test_body_text_chunks_are_not_the_runs_text() -> None:
+    async def speak(call: NodeCall) -> NodeResult:
+        await call.emit("text_chunk", {"text": "inner"})
+        await call.emit("agent_log", {"label": "kept"})
+        return NodeResult(outputs={"text": "inner"})
+
+    graph = iteration_graph(node("s", "speak", "it"), body_edges=[edge("it-start", "s")],
+                            output=["s", "text"])
+    rec = Recorder()
+    await EXECUTORS["iteration"](call_of(graph, "it", rec, items([1]),
+                                         executors(rec, speak=speak)))
+    assert not rec.named("text_chunk") and rec.named("agent_log") == [{"label": "kept"}]
+
+
 async def test_body_writes_to_outer_scopes_are_passed_on() -> None:
     async def remember(call: NodeCall) -> NodeResult:
         return NodeResult(updates={"conversation": {"last": call.pool.get(["it", "item"])}})

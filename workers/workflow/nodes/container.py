@@ -24,6 +24,7 @@ from typing import Any
 
 from schemas.workflow.naming import node_idempotency_key
 from workers.workflow.nodes.base import (
+    Emit,
     Executor,
     HumanInputRequired,
     NodeCall,
@@ -131,7 +132,7 @@ async def _execute(call: NodeCall, body: Graph, node: Node, state: RunState, sco
     if streamed:
         await call.emit("node_started", {**event, "inputs": None})
     inner = replace(call, node=node, pool=state.pool, idempotency_key=key, scope=scope,
-                    attempt=0, steps=budget)
+                    attempt=0, steps=budget, emit=_without_text(call.emit))
     retry = node.data.get("retry_config") or {}
     retries = int(retry.get("max_retries") or 0) if retry.get("retry_enabled") else 0
     while True:
@@ -179,6 +180,15 @@ async def _failed(call: NodeCall, node: Node, event: Mapping[str, Any], started_
             "execution_metadata": _position(at),
         })
     return NodeFailed(node.id, error.message, error.error_type)
+
+
+def _without_text(emit: Emit) -> Emit:
+    """A body node's text chunks are not the run's text (the run answers with the
+    container's output, as Dify's does); its other events pass."""
+    async def forward(name: str, data: Mapping[str, Any]) -> None:
+        if name != "text_chunk":
+            await emit(name, data)
+    return forward
 
 
 def _position(at: Pass) -> dict[str, Any]:
