@@ -6,6 +6,7 @@ per index, a stop that stops the body, and Dify's container and body-node events
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,7 @@ from workers.workflow.nodes.base import (
     StepLimitReached,
 )
 from workflow_graph.graph import Graph, parse_graph
-from workflow_graph.scheduler import NodeStarted, NodeSucceeded, RunStarted, fold
+from workflow_graph.scheduler import Fact, NodeStarted, NodeSucceeded, RunStarted, fold
 from workflow_graph.variables import MISSING, VariablePool
 
 RUN_ID = uuid4()
@@ -504,6 +505,65 @@ async def test_a_body_nodes_fail_branch_takes_its_error_path() -> None:
     assert result.outputs == {"output": [1, None]}
     statuses = [(e["node_id"], e["status"]) for e in rec.named("node_finished")]
     assert statuses == [("f", "succeeded"), ("f", "exception"), ("fallback", "succeeded")]
+
+
+@dataclass
+class MemoryJournal:
+    """The engine's record of body facts, as a member that dies leaves it."""
+
+    facts: dict[str, list[Fact]] = field(default_factory=dict)
+
+    def recorded(self, scope: str) -> list[Fact]:
+        return list(self.facts.get(scope, []))
+
+    async def record(self, scope: str, fact: Fact) -> None:
+        self.facts.setdefault(scope, []).append(fact)
+
+
+@pytest.mark.parametrize("container", ["iteration", "loop"])
+async def test_a_takeover_replays_recorded_passes_and_reruns_only_the_node_in_flight(
+        container: str) -> None:
+    journal, entered = MemoryJournal(), asyncio.Event()
+    ran: list[tuple[int, str]] = []
+
+    def gated(hang_on: int | None) -> Executor:
+        async def double(call: NodeCall) -> NodeResult:
+            item = call.pool.get(call.node.data["of"])
+            ran.append((item, call.idempotency_key))
+            if item == hang_on:
+                entered.set()
+                await asyncio.Event().wait()  # the member dies here
+            return NodeResult(outputs={"result": item * 2})
+        return double
+
+    if container == "iteration":
+        graph = iteration_graph(node("d", "gated", "it", of=["it", "item"]),
+                                body_edges=[edge("it-start", "d")], output=["d", "result"])
+        pool, scope, expected = items([1, 2, 3]), "/it[2]", {"output": [2, 4, 6]}
+    else:  # each round adds one to n, then doubles it
+        graph = loop_graph(node("inc", "add", "lp", variable=["lp", "n"]),
+                           node("d", "gated", "lp", of=["lp", "n"]),
+                           body_edges=[edge("lp-start", "inc"), edge("inc", "d")],
+                           loop_count=3, break_conditions=[], logical_operator="and",
+                           **COUNTER)
+        pool, scope, expected = VariablePool.for_run(), "/lp[2]", {"n": 3, "loop_round": 3}
+    container_id = graph.nodes[1].id
+    rec = Recorder()
+    first = dataclasses.replace(call_of(graph, container_id, rec, pool, executors(
+        rec, gated=gated(hang_on=3))), journal=journal)
+    task = asyncio.create_task(EXECUTORS[container](first))
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [item for item, _ in ran] == [1, 2, 3]
+    ran.clear()
+    others = sum(map(len, rec.keys.values()))  # the loop's `inc` ran 3 times
+    taken_over = dataclasses.replace(first, executors=executors(rec, gated=gated(None)))
+    result = await EXECUTORS[container](taken_over)
+    assert result.outputs == expected
+    assert ran == [(3, node_idempotency_key(RUN_ID, "d", scope))]
+    assert sum(map(len, rec.keys.values())) == others
 
 
 def test_a_body_is_a_graph_rooted_at_its_start_node() -> None:

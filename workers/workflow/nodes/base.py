@@ -9,7 +9,7 @@ outside effect passes `call.idempotency_key` along (the same on every retry and 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
@@ -20,6 +20,7 @@ from adapters.kv.base import KeyValueStore
 from adapters.storage.base import Storage
 from config import Settings
 from workflow_graph.graph import DEFAULT_SOURCE_HANDLE, Graph, Node
+from workflow_graph.scheduler import Fact
 from workflow_graph.variables import VariablePool
 
 
@@ -105,6 +106,17 @@ class NodeServices(Protocol):
     # services dataclass (workers/workflow/services.py).
 
 
+class BodyJournal(Protocol):
+    """Where the facts of a container's body are recorded, by body scope (the engine: events
+    of the run carrying the scope). A member that takes the run over replays a body's
+    recorded facts: finished body nodes never run again, only those left in flight do. The
+    engine counts recorded body starts in the step budget it passes."""
+
+    def recorded(self, scope: str) -> Sequence[Fact]: ...
+
+    async def record(self, scope: str, fact: Fact) -> None: ...
+
+
 # Streams an event of the node to the run's task stream: ("text_chunk", {"text": ...}) for an
 # LLM node's tokens, ("iteration_next", {...}) for a container's steps.
 Emit = Callable[[str, Mapping[str, Any]], Awaitable[None]]
@@ -126,6 +138,8 @@ class NodeCall:
     scope: str = ""
     # the run's step budget; None: a container starts one from WORKFLOW_MAX_EXECUTION_STEPS
     steps: StepBudget | None = None
+    # where body facts are recorded for a takeover; None: a container reruns its body
+    journal: BodyJournal | None = None
 
 
 Executor = Callable[[NodeCall], Awaitable[NodeResult]]

@@ -12,7 +12,11 @@ in node_finished's execution_metadata). The start node of a body (iteration-star
 loop-start) runs but is not streamed, as in Dify.
 
 Every body node started takes a step of the run's budget (WORKFLOW_MAX_EXECUTION_STEPS);
-a stop cancels the task running the container, which cancels the body's nodes."""
+a stop cancels the task running the container, which cancels the body's nodes. With a
+journal (`NodeCall.journal`), each body fact is recorded before anything depending on it
+starts, and a pass begins from what is recorded for its scope: after a takeover finished body
+nodes are replayed from their facts, not run again (loop variables included, since they are
+folded from the recorded assigner writes)."""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from typing import Any
 
 from schemas.workflow.naming import node_idempotency_key
 from workers.workflow.nodes.base import (
+    BodyJournal,
     Emit,
     Executor,
     HumanInputRequired,
@@ -82,16 +87,22 @@ async def run_pass(call: NodeCall, body: Graph, pool: VariablePool, at: Pass,
     own); StepLimitReached and cancellation propagate, a failed body node is the result's
     error."""
     scope = f"{call.scope}/{at.container_id}[{at.index}]"
-    history: list[Fact] = [RunStarted()]
+    journal = call.journal
+    history: list[Fact] = [RunStarted(), *(journal.recorded(scope) if journal else ())]
     # The budget decides the steps; fold's own count (this pass only) stays under it.
     limits = Limits(max_execution_steps=budget.limit)
     running: dict[asyncio.Task[tuple[Fact, int]], str] = {}
     tokens = 0
     try:
         while (state := fold(body, history, limits, pool=pool)).status is RunStatus.RUNNING:
-            for node_id in state.ready:
-                index = budget.take()
-                history.append(NodeStarted(node_id))
+            for node_id in state.to_start:
+                if node_id in running.values():
+                    continue
+                if node_id in state.ready:
+                    index = budget.take()
+                    await _record(journal, scope, NodeStarted(node_id), history)
+                else:  # left in flight by a member that died: its start was counted
+                    index = budget.used
                 task = asyncio.create_task(_execute(
                     call, body, body.node(node_id), state, scope, at, index, budget))
                 running[task] = node_id
@@ -99,7 +110,8 @@ async def run_pass(call: NodeCall, body: Graph, pool: VariablePool, at: Pass,
             for task in done:
                 del running[task]
                 fact, used = task.result()
-                history.append(fact)
+                # recorded before anything that depends on it starts
+                await _record(journal, scope, fact, history)
                 tokens += used
     finally:
         for task in running:  # a failed pass or a stop: the other branches stop too
@@ -114,6 +126,13 @@ async def run_pass(call: NodeCall, body: Graph, pool: VariablePool, at: Pass,
                                     if target not in body_ids})
     return PassResult(pool=state.pool, finished=tuple(body.node(n) for n in state.finished),
                       error=state.error, updates=updates, total_tokens=tokens)
+
+
+async def _record(journal: BodyJournal | None, scope: str, fact: Fact,
+                  history: list[Fact]) -> None:
+    if journal is not None:
+        await journal.record(scope, fact)
+    history.append(fact)
 
 
 async def _execute(call: NodeCall, body: Graph, node: Node, state: RunState, scope: str,
