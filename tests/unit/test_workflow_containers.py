@@ -19,6 +19,7 @@ from schemas.workflow.naming import node_idempotency_key
 from workers.workflow.nodes import EXECUTORS
 from workers.workflow.nodes.base import (
     Executor,
+    HumanInputRequired,
     NodeCall,
     NodeError,
     NodeResult,
@@ -487,6 +488,19 @@ async def test_a_body_node_retries_as_configured() -> None:
                                                   executors(rec, flaky=flaky)))
     assert result.outputs == {"output": ["a"]} and tries == [0, 1, 2]
     assert [e["retry_index"] for e in rec.named("node_retry")] == [1, 2]
+
+
+async def test_a_body_node_cannot_pause_for_human_input() -> None:
+    async def ask(call: NodeCall) -> NodeResult:
+        raise HumanInputRequired({"inputs": []}, timeout_seconds=60)
+
+    graph = iteration_graph(node("ask", "human-input", "it"),
+                            body_edges=[edge("it-start", "ask")], output=["ask", "x"])
+    rec = Recorder()
+    with pytest.raises(NodeError) as failure:
+        await EXECUTORS["iteration"](call_of(graph, "it", rec, items([1]),
+                                             executors(rec, **{"human-input": ask})))
+    assert "cannot wait for human input inside iteration it" in failure.value.message
 
 
 async def test_a_body_nodes_fail_branch_takes_its_error_path() -> None:

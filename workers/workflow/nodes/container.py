@@ -162,8 +162,8 @@ async def _execute(call: NodeCall, body: Graph, node: Node, state: RunState, sco
             raise
         except HumanInputRequired:
             # A paused run holds no worker; a body's pass cannot be cut and resumed.
-            error = NodeError(f"{node.type} cannot wait for human input inside an {at.kind}",
-                              "HumanInputNotSupported")
+            error = NodeError(f"{node.type} cannot wait for human input inside {at.kind} "
+                              f"{at.container_id}", "HumanInputNotSupported")
             return await _failed(call, node, event, started_at, error, at, streamed), 0
         except NodeError as error:
             if inner.attempt >= retries:
@@ -174,17 +174,16 @@ async def _execute(call: NodeCall, body: Graph, node: Node, state: RunState, sco
                     "retry_index": inner.attempt + 1, "elapsed_time": time.time() - started_at})
             await asyncio.sleep(float(retry.get("retry_interval") or 0) / 1000)
             inner = replace(inner, attempt=inner.attempt + 1)
-    usage = result.usage or {}
+    tokens = int((result.usage or {}).get("total_tokens") or 0)
     if streamed:
         await call.emit("node_finished", {
             **event, "inputs": dict(result.inputs), "process_data": dict(result.process_data),
             "outputs": dict(result.outputs), "status": "succeeded", "error": None,
             "elapsed_time": time.time() - started_at, "finished_at": int(time.time()),
-            "execution_metadata": {**_position(at), **({"total_tokens": usage["total_tokens"]}
-                                                       if "total_tokens" in usage else {})},
+            "execution_metadata": {**_position(at), **({"total_tokens": tokens} if tokens
+                                                       else {})},
         })
-    fact = NodeSucceeded(node.id, result.outputs, result.handle, result.updates)
-    return fact, int(usage.get("total_tokens") or 0)
+    return NodeSucceeded(node.id, result.outputs, result.handle, result.updates), tokens
 
 
 async def _failed(call: NodeCall, node: Node, event: Mapping[str, Any], started_at: float,
