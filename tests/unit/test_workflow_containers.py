@@ -156,6 +156,24 @@ async def test_a_sequential_iteration_runs_its_body_per_item_in_order() -> None:
         "succeeded", 3, {"output": [2, 4, 6]})
 
 
+async def test_a_body_without_iteration_start_starts_at_start_node_id() -> None:
+    """DSLs from before iteration-start name the first body node; body nodes say which
+    iteration they are in by `iteration_id` (no parentId)."""
+    graph = parse_graph({
+        "nodes": [node("start", "start"),
+                  node("it", "iteration", iterator_selector=["start", "items"],
+                       output_selector=["d2", "result"], start_node_id="d1"),
+                  node("d1", "double", iteration_id="it", isInIteration=True,
+                       of=["it", "item"]),
+                  node("d2", "double", iteration_id="it", isInIteration=True,
+                       of=["d1", "result"])],
+        "edges": [edge("start", "it"), edge("d1", "d2")]})
+    rec = Recorder()
+    result = await EXECUTORS["iteration"](call_of(graph, "it", rec, items([1, 2])))
+    assert result.outputs == {"output": [4, 8]}
+    assert [e["node_id"] for e in rec.named("node_finished")] == ["d1", "d2"] * 2
+
+
 async def test_body_nodes_get_an_idempotency_key_per_index() -> None:
     rec = Recorder()
     await EXECUTORS["iteration"](call_of(DOUBLING, "it", rec, items([5, 5, 5])))
