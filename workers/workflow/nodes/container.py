@@ -169,9 +169,10 @@ async def _execute(call: NodeCall, body: Graph, node: Node, state: RunState, sco
             if inner.attempt >= retries:
                 return await _failed(call, node, event, started_at, error, at, streamed), 0
             if streamed:
-                await call.emit("node_retry", {
+                await call.emit("node_retry", {  # the spec's retry_index is zero-based
                     **event, "status": "retry", "error": error.message,
-                    "retry_index": inner.attempt + 1, "elapsed_time": time.time() - started_at})
+                    "retry_index": inner.attempt, "elapsed_time": time.time() - started_at,
+                    "finished_at": int(time.time()), "execution_metadata": _position(at)})
             await asyncio.sleep(float(retry.get("retry_interval") or 0) / 1000)
             inner = replace(inner, attempt=inner.attempt + 1)
     tokens = int((result.usage or {}).get("total_tokens") or 0)
