@@ -27,6 +27,8 @@ from workflow_graph.graph import DEFAULT_SOURCE_HANDLE, Edge, Graph, Node
 from workflow_graph.variables import VariablePool
 
 FAIL_BRANCH_HANDLE = "fail-branch"
+# Error strategies under which a failed node's run goes on (Dify shows it as "exception").
+EXCEPTION_STRATEGIES = frozenset({"fail-branch", "default-value"})
 # Nodes that choose among their out-edges by handle; the others take every out-edge.
 BRANCH_NODE_TYPES = frozenset({"if-else", "question-classifier", "human-input"})
 

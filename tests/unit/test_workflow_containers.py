@@ -15,7 +15,8 @@ from uuid import uuid4
 import pytest
 
 from config import Settings
-from schemas.workflow.naming import node_idempotency_key
+from schemas.workflow.naming import node_execution_id, node_idempotency_key
+from tests.spec import validate, workflow_event_schema
 from workers.workflow.nodes import EXECUTORS
 from workers.workflow.nodes.base import (
     Executor,
@@ -51,6 +52,13 @@ class Recorder:
 
     async def emit(self, name: str, data: Mapping[str, Any]) -> None:
         self.events.append((name, dict(data)))
+
+    def check_spec(self) -> None:
+        """Each event as the engine streams it (StreamHead's envelope) is Dify's."""
+        for name, data in self.events:
+            validate(workflow_event_schema(name), {
+                "event": name, "task_id": str(uuid4()), "workflow_run_id": str(RUN_ID),
+                "data": data})
 
     def named(self, name: str) -> list[dict[str, Any]]:
         return [data for event, data in self.events if event == name]
@@ -154,6 +162,7 @@ async def test_a_sequential_iteration_runs_its_body_per_item_in_order() -> None:
     completed = rec.named("iteration_completed")[0]
     assert (completed["status"], completed["steps"], completed["outputs"]) == (
         "succeeded", 3, {"output": [2, 4, 6]})
+    rec.check_spec()
 
 
 async def test_a_body_without_iteration_start_starts_at_start_node_id() -> None:
@@ -179,7 +188,9 @@ async def test_body_nodes_get_an_idempotency_key_per_index() -> None:
     await EXECUTORS["iteration"](call_of(DOUBLING, "it", rec, items([5, 5, 5])))
     assert rec.keys["d"] == [node_idempotency_key(RUN_ID, "d", f"/it[{i}]") for i in range(3)]
     assert len(set(rec.keys["d"])) == 3
-    assert [e["id"] for e in rec.named("node_finished")] == rec.keys["d"]
+    assert [e["id"] for e in rec.named("node_finished")] == [
+        str(node_execution_id(RUN_ID, "d", f"/it[{i}]")) for i in range(3)]
+    assert rec.named("iteration_started")[0]["id"] == str(node_execution_id(RUN_ID, "it"))
 
 
 async def test_a_parallel_iteration_keeps_index_order_within_its_width() -> None:
@@ -228,6 +239,7 @@ async def test_terminated_fails_the_iteration_at_the_first_failure(parallel: boo
     assert len(rec.keys["f"]) == 2  # items 3 and 4 never ran
     completed = rec.named("iteration_completed")[0]
     assert completed["status"] == "failed" and "cannot take 2" in completed["error"]
+    rec.check_spec()
 
 
 @pytest.mark.parametrize(("flatten", "output"), [(True, [1, 1, 2, 2]),
@@ -362,6 +374,7 @@ async def test_a_loop_carries_its_variables_until_the_break_condition() -> None:
     completed = rec.named("loop_completed")[0]
     assert (completed["status"], completed["steps"], completed["outputs"]) == (
         "succeeded", 3, {"n": 3, "loop_round": 3})
+    rec.check_spec()
     assert rec.keys["inc"] == [node_idempotency_key(RUN_ID, "inc", f"/lp[{i}]")
                                for i in range(3)]
 
@@ -506,6 +519,7 @@ async def test_a_body_node_retries_as_configured() -> None:
                                                   executors(rec, flaky=flaky)))
     assert result.outputs == {"output": ["a"]} and tries == [0, 1, 2]
     assert [e["retry_index"] for e in rec.named("node_retry")] == [0, 1]
+    rec.check_spec()
 
 
 async def test_a_body_node_cannot_pause_for_human_input() -> None:
@@ -537,6 +551,7 @@ async def test_a_body_nodes_fail_branch_takes_its_error_path() -> None:
     assert result.outputs == {"output": [1, None]}
     statuses = [(e["node_id"], e["status"]) for e in rec.named("node_finished")]
     assert statuses == [("f", "succeeded"), ("f", "exception"), ("fallback", "succeeded")]
+    rec.check_spec()
 
 
 @dataclass

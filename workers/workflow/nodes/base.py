@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.kv.base import KeyValueStore
 from adapters.storage.base import Storage
 from config import Settings
-from workflow_graph.graph import DEFAULT_SOURCE_HANDLE, Graph, Node
+from workflow_graph.graph import DEFAULT_SOURCE_HANDLE, PLUGIN_NODE_TYPES, Graph, Node
 from workflow_graph.scheduler import Fact
 from workflow_graph.variables import VariablePool
 
@@ -31,6 +31,17 @@ class NodeError(Exception):
         super().__init__(message)
         self.message = message
         self.error_type = error_type
+
+
+def unsupported(node: Node) -> NodeError:
+    """Why a node whose type has no executor fails (tool and agent nodes need plugins)."""
+    if node.type in PLUGIN_NODE_TYPES:
+        provider = next((str(node.data[k]) for k in (
+            "provider_id", "provider_name", "agent_strategy_provider_name", "plugin_id")
+            if isinstance(node.data.get(k), str) and node.data[k]), "unknown provider")
+        return NodeError(f"{node.type} node {node.title or node.id!r} needs a plugin "
+                         f"({provider}) that is not installed", "PluginNotInstalled")
+    return NodeError(f"node type {node.type!r} cannot run here", "NodeTypeNotSupported")
 
 
 class StepLimitReached(NodeError):
@@ -84,6 +95,7 @@ class RunInfo:
     conversation_id: UUID | None = None
     message_id: UUID | None = None
     call_depth: int = 0  # WORKFLOW_CALL_MAX_DEPTH
+    inputs: Mapping[str, Any] = field(default_factory=dict)  # the run's (the start node's)
 
 
 class NodeServices(Protocol):

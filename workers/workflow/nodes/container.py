@@ -26,22 +26,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from schemas.workflow.naming import node_idempotency_key
+from schemas.workflow.naming import node_execution_id, node_idempotency_key
+from schemas.workflow.stream import node_fields, node_finished_fields
 from workers.workflow.nodes.base import (
     BodyJournal,
     Emit,
-    Executor,
     HumanInputRequired,
     NodeCall,
     NodeError,
     NodeResult,
     StepBudget,
     StepLimitReached,
+    unsupported,
 )
-from workflow_graph.errors import WorkflowGraphError
 from workflow_graph.graph import BODY_START_TYPES, Graph, Node
-from workflow_graph.pure_nodes import PURE_NODE_TYPES, run_pure_node
 from workflow_graph.scheduler import (
+    EXCEPTION_STRATEGIES,
     Fact,
     Limits,
     NodeFailed,
@@ -138,25 +138,27 @@ async def _record(journal: BodyJournal | None, scope: str, fact: Fact,
 async def _execute(call: NodeCall, body: Graph, node: Node, state: RunState, scope: str,
                    at: Pass, index: int, budget: StepBudget) -> tuple[Fact, int]:
     """One body node: its events, its executor with retries as configured, its fact."""
-    key = node_idempotency_key(call.run.run_id, node.id, scope)
     started_at = time.time()
     predecessor = next((e.source for e in body.incoming(node.id) if e.source in state.finished),
                        None)
-    event: dict[str, Any] = {
-        "id": key, "node_id": node.id, "node_type": node.type, "title": node.title,
-        "index": index, "predecessor_node_id": predecessor, "created_at": int(started_at),
-        "extras": {}, f"{at.kind}_id": at.container_id,
-    }
+    event = {**node_fields(node_id=node.id, node_type=node.type, title=node.title,
+                           execution_id=node_execution_id(call.run.run_id, node.id, scope),
+                           index=index, predecessor=predecessor, created_at=int(started_at)),
+             f"{at.kind}_id": at.container_id}
     streamed = node.type not in BODY_START_TYPES
     if streamed:
-        await call.emit("node_started", {**event, "inputs": None})
-    inner = replace(call, node=node, pool=state.pool, idempotency_key=key, scope=scope,
-                    attempt=0, steps=budget, emit=_without_text(call.emit))
+        await call.emit("node_started", {**event, "inputs": None, "extras": {}})
+    executor = call.executors.get(node.type)
+    if executor is None:
+        return await _failed(call, node, event, started_at, unsupported(node), at, streamed), 0
+    inner = replace(call, node=node, pool=state.pool, scope=scope, attempt=0, steps=budget,
+                    idempotency_key=node_idempotency_key(call.run.run_id, node.id, scope),
+                    emit=_without_text(call.emit))
     retry = node.data.get("retry_config") or {}
     retries = int(retry.get("max_retries") or 0) if retry.get("retry_enabled") else 0
     while True:
         try:
-            result = await _executor_of(call, node)(inner)
+            result = await executor(inner)
             break
         except StepLimitReached:
             raise
@@ -171,34 +173,42 @@ async def _execute(call: NodeCall, body: Graph, node: Node, state: RunState, sco
             if streamed:
                 await call.emit("node_retry", {  # the spec's retry_index is zero-based
                     **event, "status": "retry", "error": error.message,
-                    "retry_index": inner.attempt, "elapsed_time": time.time() - started_at,
-                    "finished_at": int(time.time()), "execution_metadata": _position(at)})
+                    "retry_index": inner.attempt, "inputs": None, "outputs": None,
+                    "process_data": None, "elapsed_time": time.time() - started_at,
+                    "finished_at": int(time.time()), "execution_metadata": _position(at),
+                    "files": []})
             await asyncio.sleep(float(retry.get("retry_interval") or 0) / 1000)
             inner = replace(inner, attempt=inner.attempt + 1)
-    tokens = int((result.usage or {}).get("total_tokens") or 0)
     if streamed:
-        await call.emit("node_finished", {
-            **event, "inputs": dict(result.inputs), "process_data": dict(result.process_data),
-            "outputs": dict(result.outputs), "status": "succeeded", "error": None,
-            "elapsed_time": time.time() - started_at, "finished_at": int(time.time()),
-            "execution_metadata": {**_position(at), **({"total_tokens": tokens} if tokens
-                                                       else {})},
-        })
+        await call.emit("node_finished", _finished(event, at, node_finished_fields(
+            status="succeeded", inputs=result.inputs, process_data=result.process_data,
+            outputs=result.outputs, error=None, elapsed_time=time.time() - started_at,
+            usage=result.usage, finished_at=int(time.time()))))
+    tokens = int((result.usage or {}).get("total_tokens") or 0)
     return NodeSucceeded(node.id, result.outputs, result.handle, result.updates), tokens
 
 
 async def _failed(call: NodeCall, node: Node, event: Mapping[str, Any], started_at: float,
                   error: NodeError, at: Pass, streamed: bool) -> NodeFailed:
     if streamed:
-        # Dify's status for a failure its error strategy handles is "exception".
-        handled = node.data.get("error_strategy") in {"fail-branch", "default-value"}
-        await call.emit("node_finished", {
-            **event, "inputs": None, "process_data": None, "outputs": None,
-            "status": "exception" if handled else "failed", "error": error.message,
-            "elapsed_time": time.time() - started_at, "finished_at": int(time.time()),
-            "execution_metadata": _position(at),
-        })
+        handled = node.data.get("error_strategy") in EXCEPTION_STRATEGIES
+        await call.emit("node_finished", _finished(event, at, node_finished_fields(
+            status="exception" if handled else "failed", inputs={}, process_data={},
+            outputs=None, error=error.message, elapsed_time=time.time() - started_at,
+            usage=None, finished_at=int(time.time()))))
     return NodeFailed(node.id, error.message, error.error_type)
+
+
+def _finished(event: Mapping[str, Any], at: Pass,
+              fields: Mapping[str, Any]) -> dict[str, Any]:
+    """node_finished of a body node: its execution_metadata names the container and index,
+    as Dify's does."""
+    return {**event, **fields,
+            "execution_metadata": {**(fields["execution_metadata"] or {}), **_position(at)}}
+
+
+def _position(at: Pass) -> dict[str, Any]:
+    return {f"{at.kind}_id": at.container_id, f"{at.kind}_index": at.index}
 
 
 def _without_text(emit: Emit) -> Emit:
@@ -208,33 +218,6 @@ def _without_text(emit: Emit) -> Emit:
         if name != "text_chunk":
             await emit(name, data)
     return forward
-
-
-def _position(at: Pass) -> dict[str, Any]:
-    return {f"{at.kind}_id": at.container_id, f"{at.kind}_index": at.index}
-
-
-def _executor_of(call: NodeCall, node: Node) -> Executor:
-    executor = call.executors.get(node.type)
-    if executor is not None:
-        return executor
-    if node.type in PURE_NODE_TYPES:
-        return _run_pure
-    return _unsupported
-
-
-async def _run_pure(call: NodeCall) -> NodeResult:
-    """start/end/answer/if-else inside a body, computed from the pool as at the top level."""
-    try:
-        fact = run_pure_node(call.node, call.pool, {})
-    except WorkflowGraphError as error:
-        raise NodeError(str(error), type(error).__name__) from error
-    return NodeResult(outputs=fact.outputs, handle=fact.handle)
-
-
-async def _unsupported(call: NodeCall) -> NodeResult:
-    raise NodeError(f"node type {call.node.type!r} cannot run in this deployment",
-                    "NodeTypeNotSupported")
 
 
 async def run_body_start(call: NodeCall) -> NodeResult:
@@ -247,7 +230,7 @@ async def run_body_start(call: NodeCall) -> NodeResult:
 class ContainerEvents:
     """The container's own SSE events, as Dify streams them (`iteration_started`,
     `iteration_next`, `iteration_completed`; `loop_*` alike). `id` is the container's
-    execution id: its idempotency key, as for body nodes."""
+    execution id, as in its node_started."""
 
     call: NodeCall
     kind: str
@@ -255,7 +238,8 @@ class ContainerEvents:
 
     def _event(self) -> dict[str, Any]:
         node = self.call.node
-        return {"id": self.call.idempotency_key, "node_id": node.id, "node_type": node.type,
+        execution_id = node_execution_id(self.call.run.run_id, node.id, self.call.scope)
+        return {"id": str(execution_id), "node_id": node.id, "node_type": node.type,
                 "title": node.title, "extras": {}}
 
     async def started(self, inputs: Mapping[str, Any], metadata: Mapping[str, Any]) -> None:
