@@ -1,0 +1,86 @@
+"""An iteration workflow run by the engine on the in-memory node, through the Service API:
+the container's body runs per item and its events reach the run's stream as Dify's spec has
+them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.chat import app_with_key, sse_events
+from tests.harness import Node
+from tests.workflows import (
+    check_workflow_events,
+    edge,
+    end_outputs,
+    executors_on,
+    graph,
+    graph_node,
+    publish,
+    text_input,
+)
+from workers.workflow.nodes.base import NodeCall, NodeResult
+
+
+def in_iteration(node: dict[str, Any], iteration_id: str) -> dict[str, Any]:
+    """A body node as Dify's editor writes it."""
+    return {**node, "parentId": iteration_id,
+            "data": {**node["data"], "iteration_id": iteration_id, "isInIteration": True}}
+
+
+SHOUT = graph(
+    [graph_node("start", "start", variables=[text_input("words")]),
+     graph_node("split", "code"),
+     graph_node("it", "iteration", iterator_selector=["split", "items"],
+                output_selector=["up", "result"], start_node_id="it-start",
+                is_parallel=True, parallel_nums=2, error_handle_mode="terminated"),
+     in_iteration(graph_node("it-start", "iteration-start"), "it"),
+     in_iteration(graph_node("up", "code"), "it"),
+     graph_node("end", "end", outputs=end_outputs(("shouted", ["it", "output"])))],
+    [edge("start", "split"), edge("split", "it"), edge("it", "end"), edge("it-start", "up")])
+
+
+@pytest.fixture
+def code_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`split` splits the input on commas, `up` upper-cases the iteration's item."""
+    async def code(call: NodeCall) -> NodeResult:
+        if call.node.id == "split":
+            return NodeResult(outputs={"items": str(call.pool.get(["start", "words"]))
+                                       .split(",")})
+        return NodeResult(outputs={"result": str(call.pool.get(["it", "item"])).upper()})
+
+    executors_on(monkeypatch)("code", code)
+
+
+@pytest.mark.usefixtures("code_nodes")
+async def test_an_iteration_workflow_runs_and_streams_its_steps(node: Node) -> None:
+    auth = await node.setup_and_login()
+    app_id, key = await app_with_key(node, auth, mode="workflow", name="Shouter")
+    publish(node, app_id, SHOUT)
+    body = {"inputs": {"words": "a,b,c"}, "user": "ann"}
+
+    blocking = await node.client.post("/v1/workflows/run", headers=key,
+                                      json={**body, "response_mode": "blocking"})
+    assert blocking.status_code == 200, blocking.text
+    assert blocking.json()["data"]["outputs"] == {"shouted": ["A", "B", "C"]}
+
+    streaming = await node.client.post("/v1/workflows/run", headers=key,
+                                       json={**body, "response_mode": "streaming"})
+    events = [e for _, e in sse_events(streaming.content)]
+    check_workflow_events(events)
+    names = [e["event"] for e in events]
+    assert names.count("iteration_next") == 3
+    assert names.index("iteration_started") < names.index("iteration_completed")
+    body_finished = [e["data"] for e in events if e["event"] == "node_finished"
+                     and e["data"]["node_id"] == "up"]
+    assert sorted((e["execution_metadata"]["iteration_index"], e["outputs"]["result"])
+                  for e in body_finished) == [(0, "A"), (1, "B"), (2, "C")]
+    assert all(e["iteration_id"] == "it" for e in body_finished)
+    container = next(e["data"] for e in events
+                     if e["event"] == "node_started" and e["data"]["node_id"] == "it")
+    completed = next(e["data"] for e in events if e["event"] == "iteration_completed")
+    assert completed["id"] == container["id"]  # one execution of the container
+    assert completed["outputs"] == {"output": ["A", "B", "C"]}
+    assert events[-1]["event"] == "workflow_finished"
+    assert events[-1]["data"]["outputs"] == {"shouted": ["A", "B", "C"]}
