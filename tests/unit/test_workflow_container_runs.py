@@ -4,12 +4,17 @@ them."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 
+from gateway import auth as gateway_auth
 from tests.chat import app_with_key, sse_events
 from tests.harness import Node
+from tests.memory import memory_app
 from tests.workflows import (
     check_workflow_events,
     edge,
@@ -84,3 +89,24 @@ async def test_an_iteration_workflow_runs_and_streams_its_steps(node: Node) -> N
     assert completed["outputs"] == {"output": ["A", "B", "C"]}
     assert events[-1]["event"] == "workflow_finished"
     assert events[-1]["data"]["outputs"] == {"shouted": ["A", "B", "C"]}
+
+
+@pytest.fixture
+async def five_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Node]:
+    """A node whose runs may take 5 steps."""
+    monkeypatch.setattr(gateway_auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024,
+                                                                parallelism=1))
+    async with memory_app(tmp_path, WORKFLOW_MAX_EXECUTION_STEPS=5) as n:
+        yield n
+
+
+@pytest.mark.usefixtures("code_nodes")
+async def test_body_steps_count_against_the_runs_steps(five_steps: Node) -> None:
+    """start, split and it take 3 of the 5 steps; two items' bodies take 4 more."""
+    auth = await five_steps.setup_and_login()
+    app_id, key = await app_with_key(five_steps, auth, mode="workflow", name="Shouter")
+    publish(five_steps, app_id, SHOUT)
+    answer = await five_steps.client.post("/v1/workflows/run", headers=key, json={
+        "inputs": {"words": "a,b"}, "user": "ann", "response_mode": "blocking"})
+    data = answer.json()["data"]
+    assert data["status"] == "failed" and "Max steps 5 reached." in data["error"]

@@ -62,6 +62,7 @@ from workers.workflow.nodes.base import (
     NodeError,
     NodeResult,
     RunInfo,
+    StepBudget,
     unsupported,
 )
 from workers.workflow.run_stream import RunStream
@@ -177,6 +178,9 @@ class RunExecution:
         self.finished: set[str] = set()
         self.retries: dict[str, int] = {}
         self.total_tokens = 0
+        # WORKFLOW_MAX_EXECUTION_STEPS shared with iteration/loop bodies: top-level starts
+        # and body starts (body starts are not recorded: a takeover counts the top level's)
+        self.steps = StepBudget(engine.limits.max_execution_steps)
         self.paused: ev.WorkflowRunPaused | None = None
         self.resolution: ev.WorkflowHumanInputSubmitted | ev.WorkflowHumanInputTimedOut | \
             None = None
@@ -321,6 +325,8 @@ class RunExecution:
                 else:
                     starts = [self.graph.node(n) for n in state.to_start if n not in running]
                     payloads += self._starts(starts)
+                    self.steps.used = max(self.steps.used, state.steps) + sum(
+                        n.id in state.ready for n in starts)
                 batch = []
                 await self._record(payloads)
                 if self.run.ended or self.run.status == "paused":
@@ -398,7 +404,7 @@ class RunExecution:
             call = NodeCall(node=node, graph=self.graph, pool=pool, run=self.info,
                             services=self.s, idempotency_key=node_idempotency_key(
                                 self.run_id, node.id), emit=self._emit, attempt=attempt,
-                            executors=self.e.executors)
+                            executors=self.e.executors, steps=self.steps)
             try:
                 result = await executor(call)
                 return NodeOutcome(node.id, result=result,
