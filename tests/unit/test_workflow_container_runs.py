@@ -7,14 +7,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from argon2 import PasswordHasher
 
 from gateway import auth as gateway_auth
+from schemas.workflow import events as ev
+from schemas.workflow.naming import node_execution_id, node_idempotency_key
 from tests.chat import app_with_key, sse_events
 from tests.harness import Node
 from tests.memory import memory_app
+from tests.unit.test_workflow_engine import record, started_run, stream_of
 from tests.workflows import (
     check_workflow_events,
     edge,
@@ -25,7 +29,9 @@ from tests.workflows import (
     publish,
     text_input,
 )
+from workers.workflow.body_journal import KvBodyJournal
 from workers.workflow.nodes.base import NodeCall, NodeResult
+from workflow_graph.scheduler import NodeStarted, NodeSucceeded
 
 
 def in_iteration(node: dict[str, Any], iteration_id: str) -> dict[str, Any]:
@@ -110,3 +116,49 @@ async def test_body_steps_count_against_the_runs_steps(five_steps: Node) -> None
         "inputs": {"words": "a,b"}, "user": "ann", "response_mode": "blocking"})
     data = answer.json()["data"]
     assert data["status"] == "failed" and "Max steps 5 reached." in data["error"]
+
+
+async def test_a_run_taken_over_mid_iteration_reruns_only_the_body_node_in_flight(
+        node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A member died with item 0's pass recorded and item 1's `up` in flight: the next
+    member replays item 0, reruns item 1's `up` (same idempotency key) and runs item 2."""
+    shouted: list[tuple[str, str]] = []
+
+    async def code(call: NodeCall) -> NodeResult:
+        assert call.node.id == "up"  # split finished before the member died
+        item = str(call.pool.get(["it", "item"]))
+        shouted.append((item, call.idempotency_key))
+        return NodeResult(outputs={"result": item.upper()})
+
+    executors_on(monkeypatch)("code", code)
+    auth = await node.setup_and_login()
+    app_id, _ = await app_with_key(node, auth, mode="workflow", name="Shouter")
+    workflow_id = publish(node, app_id, SHOUT)
+    run_id, task_id = uuid4(), uuid4()
+    journal = KvBodyJournal(node.container.kv, run_id, ttl=600, mask=lambda v: v)
+    for scope, facts in {
+            "/it[0]": [NodeStarted("it-start"), NodeSucceeded("it-start"), NodeStarted("up"),
+                       NodeSucceeded("up", {"result": "A"})],
+            "/it[1]": [NodeStarted("it-start"), NodeSucceeded("it-start"),
+                       NodeStarted("up")]}.items():
+        for fact in facts:
+            await journal.record(scope, fact)
+
+    def started(node_id: str, node_type: str, index: int) -> ev.WorkflowNodeStarted:
+        return ev.WorkflowNodeStarted(node_id=node_id, node_type=node_type, title=node_id,
+                                      execution_id=node_execution_id(run_id, node_id),
+                                      index=index)
+
+    record(node, app_id, run_id,
+           started_run(app_id, workflow_id, run_id, task_id, inputs={"words": "a,b,c"}),
+           started("start", "start", 1),
+           ev.WorkflowNodeSucceeded(node_id="start", outputs={"words": "a,b,c"},
+                                    execution_id=node_execution_id(run_id, "start")),
+           started("split", "code", 2),
+           ev.WorkflowNodeSucceeded(node_id="split", outputs={"items": ["a", "b", "c"]},
+                                    execution_id=node_execution_id(run_id, "split")),
+           started("it", "iteration", 3))
+    events = await stream_of(node, task_id)
+    assert events[-1]["data"]["outputs"] == {"shouted": ["A", "B", "C"]}
+    assert sorted(shouted) == [("b", node_idempotency_key(run_id, "up", "/it[1]")),
+                               ("c", node_idempotency_key(run_id, "up", "/it[2]"))]

@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import uuid4
 
+import orjson
 import pytest
 
+from adapters.kv.memory import MemoryKeyValueStore
 from config import Settings
 from schemas.workflow.naming import node_execution_id, node_idempotency_key
 from tests.spec import validate, workflow_event_schema
+from workers.workflow.body_journal import KvBodyJournal
 from workers.workflow.nodes import EXECUTORS
 from workers.workflow.nodes.base import (
     Executor,
@@ -29,7 +32,14 @@ from workers.workflow.nodes.base import (
     StepLimitReached,
 )
 from workflow_graph.graph import Graph, parse_graph
-from workflow_graph.scheduler import Fact, NodeStarted, NodeSucceeded, RunStarted, fold
+from workflow_graph.scheduler import (
+    Fact,
+    NodeFailed,
+    NodeStarted,
+    NodeSucceeded,
+    RunStarted,
+    fold,
+)
 from workflow_graph.variables import MISSING, VariablePool
 
 RUN_ID = uuid4()
@@ -566,6 +576,9 @@ class MemoryJournal:
     async def record(self, scope: str, fact: Fact) -> None:
         self.facts.setdefault(scope, []).append(fact)
 
+    async def forget(self, scope: str) -> None:
+        self.facts.pop(scope, None)
+
 
 @pytest.mark.parametrize("container", ["iteration", "loop"])
 async def test_a_takeover_replays_recorded_passes_and_reruns_only_the_node_in_flight(
@@ -611,6 +624,44 @@ async def test_a_takeover_replays_recorded_passes_and_reruns_only_the_node_in_fl
     assert result.outputs == expected
     assert ran == [(3, node_idempotency_key(RUN_ID, "d", scope))]
     assert sum(map(len, rec.keys.values())) == others
+
+
+async def test_a_retried_container_replays_passed_items_and_reruns_the_failed_one() -> None:
+    journal, rec = MemoryJournal(), Recorder()
+    first = dataclasses.replace(call_of(FAILING, "it", rec, items([1, 2, 3])), journal=journal)
+    with pytest.raises(NodeError):
+        await EXECUTORS["iteration"](first)
+    assert len(rec.keys["f"]) == 2  # item 1 passed, item 2 failed
+    fixed = dataclasses.replace(FAILING.node("f"), data={**FAILING.node("f").data, "bad": 0})
+    retried = dataclasses.replace(first, graph=dataclasses.replace(
+        FAILING, nodes=tuple(fixed if n.id == "f" else n for n in FAILING.nodes)),
+        attempt=1)
+    result = await EXECUTORS["iteration"](retried)
+    assert result.outputs == {"output": [1, 2, 3]}
+    assert rec.keys["f"][2:] == [node_idempotency_key(RUN_ID, "f", f"/it[{i}]")
+                                 for i in (1, 2)]
+
+
+async def test_the_engines_journal_keeps_body_facts_across_members() -> None:
+    """What one member records (masked), a member loading the run later reads back; a
+    forgotten scope stays forgotten."""
+    kv = MemoryKeyValueStore()
+    writer = KvBodyJournal(kv, RUN_ID, ttl=60,
+                           mask=lambda v: orjson.loads(orjson.dumps(v).replace(b"s3cret",
+                                                                               b"***")))
+    facts: list[Fact] = [NodeStarted("d"), NodeSucceeded("d", {"token": "s3cret"}, "true",
+                                                          {"lp": {"n": 1}}),
+                         NodeFailed("e", "boom", "TestError")]
+    for fact in facts:
+        await writer.record("/it[0]", fact)
+    await writer.record("/it[1]", NodeStarted("d"))
+    await writer.forget("/it[1]")
+    reader = KvBodyJournal(kv, RUN_ID, ttl=60, mask=lambda v: v)
+    await reader.load()
+    assert reader.recorded("/it[0]") == (
+        NodeStarted("d"), NodeSucceeded("d", {"token": "***"}, "true", {"lp": {"n": 1}}),
+        NodeFailed("e", "boom", "TestError"))
+    assert reader.recorded("/it[1]") == () and reader.starts == 1
 
 
 def test_a_body_is_a_graph_rooted_at_its_start_node() -> None:

@@ -48,6 +48,7 @@ from schemas.workflow.stream import StreamHead, node_fields, node_finished_field
 from workers.conversation.task_stream import TokenWriter
 from workers.knowledge.indexing import caused_by
 from workers.ownership import LostOwnership, current_fence, still_owner
+from workers.workflow.body_journal import KvBodyJournal
 from workers.workflow.history import (
     Secrets,
     active_since,
@@ -67,7 +68,7 @@ from workers.workflow.nodes.base import (
 )
 from workers.workflow.run_stream import RunStream
 from workers.workflow.services import WorkflowServices
-from workflow_graph.graph import Graph, Node, parallel_depth, parse_graph
+from workflow_graph.graph import CONTAINER_NODE_TYPES, Graph, Node, parallel_depth, parse_graph
 from workflow_graph.scheduler import (
     EXCEPTION_STRATEGIES,
     Fact,
@@ -179,8 +180,9 @@ class RunExecution:
         self.retries: dict[str, int] = {}
         self.total_tokens = 0
         # WORKFLOW_MAX_EXECUTION_STEPS shared with iteration/loop bodies: top-level starts
-        # and body starts (body starts are not recorded: a takeover counts the top level's)
-        self.steps = StepBudget(engine.limits.max_execution_steps)
+        # and body starts (counted from the history and the body journal at the first fold)
+        self.steps: StepBudget | None = None
+        self.journal: KvBodyJournal | None = None  # when the graph has iteration/loop nodes
         self.paused: ev.WorkflowRunPaused | None = None
         self.resolution: ev.WorkflowHumanInputSubmitted | ev.WorkflowHumanInputTimedOut | \
             None = None
@@ -204,6 +206,11 @@ class RunExecution:
         for event in history:
             self._absorb(event, outputs)
         self.facts = facts
+        if any(n.type in CONTAINER_NODE_TYPES for n in self.graph.nodes):
+            self.journal = KvBodyJournal(
+                self.s.kv, self.run_id, mask=self.mask,
+                ttl=int(2 * self.s.settings.WORKFLOW_MAX_EXECUTION_TIME))
+            await self.journal.load()
         await self.stream.claim()
         # What an earlier attempt recorded but did not stream (it died in between).
         await self._publish(history)
@@ -325,8 +332,10 @@ class RunExecution:
                 else:
                     starts = [self.graph.node(n) for n in state.to_start if n not in running]
                     payloads += self._starts(starts)
-                    self.steps.used = max(self.steps.used, state.steps) + sum(
-                        n.id in state.ready for n in starts)
+                    if self.steps is None:
+                        self.steps = StepBudget(self.e.limits.max_execution_steps, used=(
+                            state.steps + (self.journal.starts if self.journal else 0)))
+                    self.steps.used += sum(n.id in state.ready for n in starts)
                 batch = []
                 await self._record(payloads)
                 if self.run.ended or self.run.status == "paused":
@@ -404,7 +413,8 @@ class RunExecution:
             call = NodeCall(node=node, graph=self.graph, pool=pool, run=self.info,
                             services=self.s, idempotency_key=node_idempotency_key(
                                 self.run_id, node.id), emit=self._emit, attempt=attempt,
-                            executors=self.e.executors, steps=self.steps)
+                            executors=self.e.executors, steps=self.steps,
+                            journal=self.journal)
             try:
                 result = await executor(call)
                 return NodeOutcome(node.id, result=result,

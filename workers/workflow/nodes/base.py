@@ -128,6 +128,9 @@ class BodyJournal(Protocol):
 
     async def record(self, scope: str, fact: Fact) -> None: ...
 
+    async def forget(self, scope: str) -> None:
+        """Drop a scope's facts: a failed pass runs anew when its container runs again."""
+
 
 # Streams an event of the node to the run's task stream: ("text_chunk", {"text": ...}) for an
 # LLM node's tokens, ("iteration_next", {...}) for a container's steps.

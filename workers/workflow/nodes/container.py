@@ -88,9 +88,14 @@ async def run_pass(call: NodeCall, body: Graph, pool: VariablePool, at: Pass,
     error."""
     scope = f"{call.scope}/{at.container_id}[{at.index}]"
     journal = call.journal
-    history: list[Fact] = [RunStarted(), *(journal.recorded(scope) if journal else ())]
     # The budget decides the steps; fold's own count (this pass only) stays under it.
     limits = Limits(max_execution_steps=budget.limit)
+    history: list[Fact] = [RunStarted(), *(journal.recorded(scope) if journal else ())]
+    if journal and fold(body, history, limits, pool=pool).status is RunStatus.FAILED:
+        # The container runs again after a failed pass (its error strategy retries it):
+        # the passes that succeeded are replayed, the failed one runs anew.
+        await journal.forget(scope)
+        history = [RunStarted()]
     running: dict[asyncio.Task[tuple[Fact, int]], str] = {}
     tokens = 0
     try:
