@@ -11,6 +11,7 @@ or null iterator answers `output: []` at once, without iteration events, as Dify
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -111,7 +112,7 @@ async def run_iteration(call: NodeCall) -> NodeResult:
 
 
 def _output(outcomes: dict[int, _Outcome], mode: ErrorHandleMode,
-            data: Any) -> list[Any]:
+            data: Mapping[str, Any]) -> list[Any]:
     values = [outcomes[i].output for i in sorted(outcomes)
               if not (outcomes[i].failed and mode is ErrorHandleMode.REMOVE_ABNORMAL_OUTPUT)]
     present = [v for v in values if v is not None]
