@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-CodeLanguage = Literal["python3", "javascript"]
-LANGUAGES: tuple[CodeLanguage, ...] = ("python3", "javascript")
+# jinja2: `code` is a template rendered with the inputs, answered as {"result": text}
+CodeLanguage = Literal["python3", "javascript", "jinja2"]
+CODE_NODE_LANGUAGES: tuple[CodeLanguage, ...] = ("python3", "javascript")
 
 
 @dataclass(frozen=True)
@@ -59,5 +60,6 @@ class CodeSandbox(Protocol):
     async def run(self, language: CodeLanguage, code: str, inputs: Mapping[str, Any],
                   limits: SandboxLimits) -> dict[str, Any]:
         """Run `code` (defining `main`) with `inputs` as its keyword arguments (Python) or
-        its one object argument (JavaScript); answer what `main` returned."""
+        its one object argument (JavaScript); answer what `main` returned. For jinja2,
+        render the template `code` with `inputs`: {"result": text}."""
         ...

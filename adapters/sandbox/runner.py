@@ -1,5 +1,7 @@
 """Runs inside the cage, as `python3 -I -S runner.py RESULT_FD` under an unprivileged user:
-reads `{"code", "inputs"}` as JSON on stdin, defines the code, calls `main(**inputs)` and
+reads `{"language", "code", "inputs"}` as JSON on stdin; for python3 defines the code and
+calls `main(**inputs)`, for jinja2 renders the code as a template of the inputs (Jinja2's
+sandboxed environment, bound read-only at /sandbox/site) answering `{"result": text}`;
 writes `{"outputs": ...}` or `{"error", "kind"}` as JSON to RESULT_FD (what the program
 prints goes to stdout and stays there).
 
@@ -21,7 +23,16 @@ def _deny(event: str, args: tuple) -> None:
         raise PermissionError(f"{event} is not allowed in the code sandbox")
 
 
+def _render(request: dict) -> dict:
+    from jinja2.sandbox import SandboxedEnvironment
+
+    template = SandboxedEnvironment().from_string(request["code"])
+    return {"outputs": {"result": template.render(**request["inputs"])}}
+
+
 def _run(request: dict) -> dict:
+    if request["language"] == "jinja2":
+        return _render(request)
     namespace: dict = {"__name__": "__main__", "__builtins__": __builtins__}
     exec(compile(request["code"], "<code>", "exec"), namespace)
     entry = namespace.get("main")
@@ -38,6 +49,9 @@ def main() -> None:
     request = json.loads(sys.stdin.buffer.read())
     sys.stdin.close()
     runner = os.getpid()
+    if request["language"] == "jinja2":
+        sys.path.insert(0, "/sandbox/site")
+        import jinja2.sandbox  # noqa: F401  (imported before the hook: it loads freely)
     sys.addaudithook(_deny)
     try:
         payload = json.dumps(_run(request), ensure_ascii=False, allow_nan=False)
