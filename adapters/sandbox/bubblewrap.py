@@ -188,7 +188,8 @@ class BubblewrapSandbox:
         # worker process on the machine gets another range. Reuse after 64 runs in flight
         # only makes two runs share one process budget: stricter, never looser.
         first = uid_base + (os.getpid() % 30_000) * _UIDS_PER_PROCESS
-        self._uids = itertools.cycle(range(first, first + _UIDS_PER_PROCESS))
+        self.uid_range = range(first, first + _UIDS_PER_PROCESS)
+        self._uids = itertools.cycle(self.uid_range)
 
     async def _ready_cage(self) -> _Cage:
         if self._cage is None:

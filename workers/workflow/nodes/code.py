@@ -141,13 +141,16 @@ class _Checker:
             name = f"{prefix}{dot}{key}"
             if key not in result:
                 raise OutputValidationError(f"Output {name} is missing.")
-            checked[key] = self._value(result[key], declaration or {}, name, depth)
+            checked[key] = self._value(result[key], declaration or {}, name,
+                                       f"{prefix}.{key}", depth)
         if len(checked) != len(result):
             raise NodeError("Not all output parameters are validated.", "CodeNodeError")
         return checked
 
     def _value(self, value: Any, declaration: Mapping[str, Any], name: str,
-               depth: int) -> Any:
+               object_prefix: str, depth: int) -> Any:
+        """`name` is the value's path in messages; an object's members are named after
+        `object_prefix` (Dify's: `.user.name` for a member of a top-level object)."""
         kind = declaration.get("type")
         children = declaration.get("children")
         settings = self.settings
@@ -164,8 +167,8 @@ class _Checker:
                 raise OutputValidationError(f"Output {name} is not an object, got "
                                             f"{type(value)} instead.")
             if children is None:
-                return self.undeclared(value, name, depth + 1)
-            return self.declared(value, children, name, depth + 1)
+                return self.undeclared(value, object_prefix, depth + 1)
+            return self.declared(value, children, object_prefix, depth + 1)
         if kind == "array[string]":
             values = self._array(value, name, settings.CODE_MAX_STRING_ARRAY_LENGTH)
             return None if values is None else [
