@@ -4,9 +4,11 @@
 Why bubblewrap: one exec builds the whole cage (mount, PID, network, IPC, UTS and cgroup
 namespaces, binds, a tmpfs, `--die-with-parent`), and the wheel makes it a dependency like
 any other. util-linux `unshare` would need a shell script in the cage to assemble the same
-mounts. Measured on the 2-core development machine: a cage costs ~8 ms over the bare
-interpreter; a Python run of a trivial `main` takes ~20-25 ms end to end, a JavaScript run
-~40-60 ms (node's own start-up). `python -m bench.sandbox` measures it again.
+mounts. Measured by `python -m bench.sandbox` on the shared 2-core development machine
+(load ~5): the cage costs ~11 ms over starting the same interpreter bare (fastest of 40
+runs; ~20 ms at p50); a whole run of a trivial `main` takes 24 ms fastest / 33 ms p50 in
+Python, 30 / 63 ms in JavaScript (node's start-up), 60 / 72 ms for a template (importing
+Jinja2).
 
 Each run is
 
