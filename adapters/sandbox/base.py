@@ -6,6 +6,7 @@ the same program on the same inputs fails the same way."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -23,12 +24,15 @@ class SandboxLimits:
     max_output_bytes: int = 4 * 1024 * 1024  # the outputs' JSON
     max_file_bytes: int = 16 * 1024 * 1024  # any one file it writes, and its /tmp in all
     max_open_files: int = 64
+    # CPU time (RLIMIT_CPU); None: the wall clock's, rounded up. A single thread meets the
+    # wall clock first; this stops one spinning several threads at once.
+    cpu_limit_seconds: int | None = None
 
     @property
     def cpu_seconds(self) -> int:
-        # CPU time never exceeds wall time with one thread; a spinning program meets the
-        # wall clock first unless it uses several threads.
-        return max(1, int(self.timeout_seconds + 0.999))
+        if self.cpu_limit_seconds is not None:
+            return self.cpu_limit_seconds
+        return max(1, math.ceil(self.timeout_seconds))
 
 
 class SandboxError(Exception):

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from adapters.sandbox.base import CodeOutputTooLarge, SandboxLimits
+from adapters.sandbox.base import CodeOutputTooLarge, CodeTimeout, SandboxLimits
 from adapters.sandbox.bubblewrap import BubblewrapSandbox
 from config import Settings
 from tests.code_nodes import SandboxServices, run_node
@@ -252,6 +252,13 @@ async def test_an_endless_loop_is_killed_at_the_timeout(services: SandboxService
                                                         language: str, code: str) -> None:
     error = await fails(services, language, code)
     assert error.message == f"Code execution timed out after {TIMEOUT:g} seconds"
+
+
+async def test_a_program_past_its_cpu_time_is_killed(sandbox: BubblewrapSandbox) -> None:
+    with pytest.raises(CodeTimeout) as caught:
+        await sandbox.run("python3", "def main():\n    while True:\n        pass", {},
+                          SandboxLimits(timeout_seconds=30, cpu_limit_seconds=1))
+    assert str(caught.value) == "CPU time limit of 1 seconds exceeded"
 
 
 @pytest.mark.parametrize(("language", "code", "message"), [
