@@ -70,7 +70,7 @@ _SETPRIV = f"{_CAGE}/setpriv"
 # capped with --max-old-space-size.
 _NODE_RESERVED_MB = 2048
 _ZONEINFO = "/usr/share/zoneinfo"
-_UIDS_PER_PROCESS = 64
+_UIDS_PER_PROCESS = 256
 _KEPT_OUTPUT = 4096  # bytes of stderr kept to explain a failure
 _STDIN_LIMIT = 64 * 1024 * 1024
 
@@ -191,7 +191,7 @@ class BubblewrapSandbox:
         self._cage: _Cage | None = None
         self._cage_lock = asyncio.Lock()
         # A uid of its own for each concurrent run (RLIMIT_NPROC counts per user); another
-        # worker process on the machine gets another range. Reuse after 64 runs in flight
+        # worker process on the machine gets another range. Reuse after 256 runs in flight
         # only makes two runs share one process budget: stricter, never looser.
         first = uid_base + (os.getpid() % 30_000) * _UIDS_PER_PROCESS
         self.uid_range = range(first, first + _UIDS_PER_PROCESS)
