@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from adapters.sandbox.bubblewrap import BubblewrapSandbox
 from config import Settings
+from tests.code_nodes import SandboxServices, run_node
 from workers.workflow.nodes.base import NodeError
 from workers.workflow.nodes.code import check_outputs, selected_inputs
 from workflow_graph.variables import VariablePool
@@ -106,3 +108,12 @@ def test_inputs_are_the_selected_values_and_none_for_a_missing_one() -> None:
                  {"variable": "empty", "value_selector": []}]
     assert selected_inputs(pool, variables) == {"q": "q", "age": 3, "gone": None,
                                                 "empty": None}
+
+
+async def test_a_language_the_code_node_does_not_offer_fails_it() -> None:
+    services = SandboxServices(Settings(), BubblewrapSandbox())
+    with pytest.raises(NodeError) as caught:
+        await run_node(services, "code", {"code_language": "jinja2", "code": "{{ 1 }}"},
+                       VariablePool())
+    assert (caught.value.error_type, caught.value.message) == (
+        "CodeNodeError", "Unsupported code language: jinja2")
