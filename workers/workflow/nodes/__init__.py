@@ -4,11 +4,13 @@ plugins Eddy does not have)."""
 
 from __future__ import annotations
 
+from workers.workflow.nodes import pure
 from workers.workflow.nodes.base import Executor
 from workers.workflow.nodes.code import execute_code
 from workers.workflow.nodes.template_transform import execute_template_transform
 
 EXECUTORS: dict[str, Executor] = {
+    **pure.EXECUTORS,
     "code": execute_code,
     "template-transform": execute_template_transform,
 }
