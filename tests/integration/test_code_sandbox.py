@@ -13,7 +13,12 @@ from typing import Any
 
 import pytest
 
-from adapters.sandbox.base import CodeOutputTooLarge, CodeTimeout, SandboxLimits
+from adapters.sandbox.base import (
+    CodeExecutionError,
+    CodeOutputTooLarge,
+    CodeTimeout,
+    SandboxLimits,
+)
 from adapters.sandbox.bubblewrap import BubblewrapSandbox
 from config import Settings
 from tests.code_nodes import SandboxServices, run_node
@@ -356,3 +361,15 @@ async def test_a_template_longer_than_its_limit_fails(sandbox: BubblewrapSandbox
         await run_node(services, "template-transform", template_node("{{ 'x' * 11 }}"),
                        pool())
     assert caught.value.message == "Output length exceeds 10 characters"
+
+
+@pytest.mark.skipif(not Path("/usr/bin/node").exists(), reason="Debian's nodejs not installed")
+async def test_debians_node_runs_in_the_same_cage() -> None:
+    debian = BubblewrapSandbox(node="/usr/bin/node")
+    limits = SandboxLimits(timeout_seconds=TIMEOUT)
+    outputs = await debian.run("javascript", "function main({a}) { return {a, v: "
+                               "process.execPath} }", {"a": 1}, limits)
+    assert outputs == {"a": 1, "v": "/sandbox/node"}
+    with pytest.raises(CodeExecutionError, match="Access to this API has been restricted"):
+        await debian.run("javascript", "function main() { return {p: require('fs')"
+                         ".readFileSync('/etc/passwd', 'utf8')} }", {}, limits)
