@@ -24,15 +24,15 @@ class SandboxLimits:
     max_output_bytes: int = 4 * 1024 * 1024  # the outputs' JSON
     max_file_bytes: int = 16 * 1024 * 1024  # any one file it writes, and its /tmp in all
     max_open_files: int = 64
-    # CPU time (RLIMIT_CPU); None: the wall clock's, rounded up. A single thread meets the
-    # wall clock first; this stops one spinning several threads at once.
+    # CPU time (RLIMIT_CPU); None: a second more than the wall clock's, so that a single
+    # thread always meets the wall clock first; this stops one spinning several threads.
     cpu_limit_seconds: int | None = None
 
     @property
     def cpu_seconds(self) -> int:
         if self.cpu_limit_seconds is not None:
             return self.cpu_limit_seconds
-        return max(1, math.ceil(self.timeout_seconds))
+        return math.ceil(self.timeout_seconds) + 1
 
 
 class SandboxError(Exception):
