@@ -44,6 +44,18 @@ def _run(request: dict) -> dict:
     return {"outputs": outputs}
 
 
+def _describe(error: BaseException) -> str:
+    """`Type: message`, with the line of the program where it was raised."""
+    line = None
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_filename == "<code>":
+            line = frame.tb_lineno
+        frame = frame.tb_next
+    text = f"{type(error).__name__}: {error}"
+    return text if line is None else f"{text} (line {line})"
+
+
 def main() -> None:
     result = os.fdopen(int(sys.argv[1]), "w", encoding="utf-8")
     request = json.loads(sys.stdin.buffer.read())
@@ -59,7 +71,7 @@ def main() -> None:
         if os.getpid() != runner:  # a child that escaped the hook: never a second answer
             os._exit(1)
         kind = "memory" if isinstance(error, MemoryError) else "error"
-        payload = json.dumps({"error": f"{type(error).__name__}: {error}", "kind": kind})
+        payload = json.dumps({"error": _describe(error), "kind": kind})
     result.write(payload)
     result.close()
 

@@ -62,5 +62,5 @@ async def test_a_program_reading_host_files_fails_the_run(node: Node,
     data = await run_blocking(node, auth, SNOOP, {})
     assert data["status"] == "failed"
     assert data["error"] == ("node 'snoop' failed: FileNotFoundError: [Errno 2] No such file "
-                             "or directory: '/etc/passwd'")
+                             "or directory: '/etc/passwd' (line 2)")
     assert data["outputs"] in (None, {})
