@@ -13,6 +13,15 @@ function answer(payload) {
   fs.closeSync(resultFd);
 }
 
+// `Type: message`, with the line of the program where it was thrown (new Function puts
+// two lines of its own before the program's).
+function describe(error) {
+  if (!(error instanceof Error)) return String(error);
+  const text = `${error.name}: ${error.message}`;
+  const at = /<anonymous>:(\d+):\d+/.exec(String(error.stack));
+  return at ? `${text} (line ${Number(at[1]) - 2})` : text;
+}
+
 async function run() {
   const define = new Function('require',
     `${request.code}\n;return typeof main === 'function' ? main : undefined;`);
@@ -30,7 +39,6 @@ run().then(
   (error) => {
     const kind = error instanceof RangeError && /allocation failed|memory/i.test(String(error.message))
       ? 'memory' : 'error';
-    const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-    answer(JSON.stringify({ error: message, kind }));
+    answer(JSON.stringify({ error: describe(error), kind }));
   },
 );

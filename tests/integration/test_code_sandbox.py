@@ -320,8 +320,9 @@ async def test_outputs_past_the_byte_limit_end_the_program(
 async def test_the_program_errors_are_the_node_errors(services: SandboxServices) -> None:
     error = await fails(services, "python3", "def main(**_):\n    return {'leak': 1 / 0}")
     assert error.message == "ZeroDivisionError: division by zero (line 2)"
-    error = await fails(services, "javascript", "function main() { null.x }")
-    assert error.message.startswith("TypeError: Cannot read properties of null")
+    error = await fails(services, "javascript", "// the answer\nfunction main() { null.x }")
+    assert error.message == ("TypeError: Cannot read properties of null (reading 'x') "
+                             "(line 2)")
     error = await fails(services, "python3", "x = 1")
     assert error.message == "NameError: the code defines no function `main`"
 
