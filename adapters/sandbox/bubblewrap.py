@@ -13,7 +13,8 @@ Jinja2).
 Each run is
 
     prlimit (CPU, address space, processes, file size, open files, no core)
-      → bwrap (new namespaces, a root holding only what the interpreter needs)
+      → bwrap (new namespaces, a root holding only what the interpreter needs, the
+               seccomp filter of seccomp.py)
         → setpriv (drop from root to a user id of the run's own, no capabilities)
           → python3 -I -S runner.py | node runner.js
 
@@ -59,6 +60,7 @@ from adapters.sandbox.base import (
     SandboxLimits,
     SandboxUnavailable,
 )
+from adapters.sandbox.seccomp import filter_program
 
 _HERE = Path(__file__).resolve().parent
 _CAGE = "/sandbox"
@@ -83,6 +85,7 @@ class _Cage:
     prlimit: str
     binds: tuple[str, ...]
     node_flags: tuple[str, ...]  # node's permission model, by the version's spelling
+    seccomp: bytes | None  # the compiled filter (seccomp.py), None on other architectures
 
 
 def _bundled_bwrap() -> str | None:
@@ -170,7 +173,8 @@ def _build_cage(node: str | None) -> _Cage:
     site_packages = f"{_PYTHON_HOME}/lib/{version}/site-packages"
     args += ["--tmpfs", site_packages, "--remount-ro", site_packages]
     return _Cage(bwrap=bwrap, prlimit=prlimit, binds=tuple(args),
-                 node_flags=_node_permission_flags(node) if node else ())
+                 node_flags=_node_permission_flags(node) if node else (),
+                 seccomp=filter_program())
 
 
 def _node_permission_flags(node: str) -> tuple[str, ...]:
@@ -223,7 +227,7 @@ class BubblewrapSandbox:
         raise CodeExecutionError(f"Unsupported code language: {language}")
 
     def _command(self, cage: _Cage, program: list[str], address_space: int,
-                 limits: SandboxLimits) -> list[str]:
+                 limits: SandboxLimits, filter_fd: int | None) -> list[str]:
         uid = next(self._uids)
         cpu = limits.cpu_seconds
         return [
@@ -237,7 +241,8 @@ class BubblewrapSandbox:
             "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8",
             "--setenv", "UV_THREADPOOL_SIZE", "1",
             "--dev", "/dev", "--perms", "1777", "--size", str(limits.max_file_bytes),
-            "--tmpfs", "/tmp", *cage.binds, "--chdir", "/tmp", "--",
+            "--tmpfs", "/tmp", *cage.binds, "--chdir", "/tmp",
+            *(["--seccomp", str(filter_fd)] if filter_fd is not None else []), "--",
             _SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
             "--inh-caps=-all", "--", *program,
         ]
@@ -251,18 +256,22 @@ class BubblewrapSandbox:
         if len(request) > _STDIN_LIMIT:
             raise CodeExecutionError("the code and its inputs exceed 64 MB")
         read_end, write_end = os.pipe()
+        filter_fd = _filter_pipe(cage.seccomp)
         try:
             program, address_space = self._interpreter(cage, language, limits, write_end)
             process = await asyncio.create_subprocess_exec(
-                *self._command(cage, program, address_space, limits),
+                *self._command(cage, program, address_space, limits, filter_fd),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, pass_fds=(write_end,), process_group=0,
-                umask=0o022)
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(write_end,) if filter_fd is None else (write_end, filter_fd),
+                process_group=0, umask=0o022)
         except BaseException:
             os.close(read_end)
             raise
         finally:
             os.close(write_end)
+            if filter_fd is not None:
+                os.close(filter_fd)
         result = _BoundedReader(limits.max_output_bytes)
         stderr = _BoundedReader(_KEPT_OUTPUT)
         stdout = _BoundedReader(0)  # printed text is drained, not kept: it is not output
@@ -284,6 +293,18 @@ class BubblewrapSandbox:
             raise CodeOutputTooLarge(
                 f"The outputs exceed the limit of {limits.max_output_bytes} bytes")
         return _outcome(result.data, status, stderr.data, limits)
+
+
+def _filter_pipe(program: bytes | None) -> int | None:
+    """A pipe's read end holding the seccomp filter, which bwrap reads to its end."""
+    if program is None:
+        return None
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, program)  # a few hundred bytes: within the pipe's buffer
+    finally:
+        os.close(write_end)
+    return read_end
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:

@@ -7,6 +7,8 @@ worker) healthy, with nothing of the program left running."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import json
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -247,6 +249,44 @@ async def test_a_fork_bomb_past_the_hook_meets_the_process_limit(
     limit = services.settings.CODE_MAX_PROCESSES
     assert result.outputs == {"started": limit - 1,  # the program itself is one
                               "error": "[Errno 11] Resource temporarily unavailable"}
+
+
+# Past the audit hook, a Python child with ctypes: the seccomp filter refuses a user
+# namespace (which an unprivileged process may otherwise create) and ptrace.
+SYSCALLS_PAST_THE_HOOK = '''
+import _posixsubprocess, os, sys
+CHILD = """
+import ctypes, json
+libc = ctypes.CDLL(None, use_errno=True)
+answers = {}
+for name, call in (("unshare_user", lambda: libc.unshare(0x10000000)),
+                   ("ptrace_traceme", lambda: libc.ptrace(0, 0, 0, 0)),
+                   ("getppid", lambda: min(libc.getppid(), 1))):
+    ctypes.set_errno(0)
+    answers[name] = [call(), ctypes.get_errno()]
+print(json.dumps(answers))
+"""
+def main(**_):
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid = _posixsubprocess.fork_exec(
+        [sys.executable, "-I", "-S", "-c", CHILD], [sys.executable.encode()], True, (),
+        None, None, -1, -1, -1, out_w, -1, -1, err_r, err_w, True, False, -1, None, None,
+        None, -1, None, False)
+    os.close(out_w)
+    os.close(err_w)
+    answers = os.read(out_r, 65536).decode()
+    os.waitpid(pid, 0)
+    return {"answers": answers}
+'''
+
+
+async def test_the_seccomp_filter_refuses_namespaces_and_ptrace(
+        services: SandboxServices) -> None:
+    result = await run_code(services, "python3", SYSCALLS_PAST_THE_HOOK, {"answers": "string"})
+    assert json.loads(result.outputs["answers"]) == {
+        "unshare_user": [-1, errno.EPERM], "ptrace_traceme": [-1, errno.EPERM],
+        "getppid": [1, 0]}
 
 
 @pytest.mark.parametrize(("language", "code"), [
