@@ -2,7 +2,9 @@
 programs see their inputs and answer their declared outputs; every escape the issue lists
 (host files, a socket, a process, a fork bomb, an endless loop, a 4 GB allocation) fails
 the node with a clear error, leaks nothing into outputs, and leaves this process (the
-worker) healthy, with nothing of the program left running."""
+worker) healthy, with nothing of the program left running. Past the interpreters' own
+guards (a Python child started without the audit hook), the kernel's limits and the
+seccomp filter still hold."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from tests.code_nodes import SandboxServices, run_node
 from workers.workflow.nodes.base import NodeError, NodeResult
 from workflow_graph.variables import VariablePool
 
-REPO_FILE = Path(__file__).resolve()  # a file of the repository, under /work
+REPO_FILE = Path(__file__).resolve()  # a file of the repository (this one)
 TIMEOUT = 2.0
 
 
