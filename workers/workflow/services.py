@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.embeddings.models import EmbeddingModels
 from adapters.kv.base import KeyValueStore
+from adapters.sandbox.base import CodeSandbox
+from adapters.sandbox.bubblewrap import BubblewrapSandbox
 from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
 from config import Settings
@@ -29,6 +31,7 @@ class WorkflowServices:
     embedding_models: EmbeddingModels
     vectors: VectorStore
     keywords: VectorStore
+    sandbox: CodeSandbox  # code and template-transform nodes (adapters/sandbox/)
 
 
 def workflow_services(*, settings: Settings, engine: AsyncEngine, read_models: ReadModels,
@@ -37,4 +40,4 @@ def workflow_services(*, settings: Settings, engine: AsyncEngine, read_models: R
                       keywords: VectorStore) -> WorkflowServices:
     return WorkflowServices(settings=settings, engine=engine, read_models=read_models, kv=kv,
                             storage=storage, store=store, embedding_models=embedding_models,
-                            vectors=vectors, keywords=keywords)
+                            vectors=vectors, keywords=keywords, sandbox=BubblewrapSandbox())

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from workers.workflow.nodes import pure
 from workers.workflow.nodes.base import Executor
+from workers.workflow.nodes.code import execute_code
 from workers.workflow.nodes.container import run_body_start
 from workers.workflow.nodes.iteration import run_iteration
 from workers.workflow.nodes.loop import run_loop
+from workers.workflow.nodes.template_transform import execute_template_transform
 
 EXECUTORS: dict[str, Executor] = {
     **pure.EXECUTORS,
+    "code": execute_code,
+    "template-transform": execute_template_transform,
     "iteration": run_iteration,
     "iteration-start": run_body_start,
     "loop": run_loop,
