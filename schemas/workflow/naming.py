@@ -23,3 +23,8 @@ def node_idempotency_key(run_id: UUID, node_id: str, scope: str = "") -> str:
     same on every retry and every takeover of the run, so the receiver can tell a repeat.
     `scope` tells apart the executions of one node inside an iteration or loop."""
     return str(uuid5(EDDY_NAMESPACE, f"workflow-node:{run_id}:{node_id}:{scope}"))
+
+
+def tool_file_key(tenant_id: UUID, file_id: UUID, extension: str) -> str:
+    """Where a file a node made (an HTTP answer's body) is kept; `extension` with its dot."""
+    return f"tool_files/{tenant_id}/{file_id}{extension}"

@@ -4,6 +4,20 @@ plugins Eddy does not have)."""
 
 from __future__ import annotations
 
+from workers.workflow.nodes import (
+    document_extractor,
+    http_request,
+    list_operator,
+    variable_aggregator,
+    variable_assigner,
+)
 from workers.workflow.nodes.base import Executor
 
-EXECUTORS: dict[str, Executor] = {}
+EXECUTORS: dict[str, Executor] = {
+    "http-request": http_request.run,
+    "document-extractor": document_extractor.run,
+    "list-operator": list_operator.run,
+    "variable-aggregator": variable_aggregator.run,
+    "variable-assigner": variable_aggregator.run,  # the aggregator's name in older DSLs
+    "assigner": variable_assigner.run,
+}
