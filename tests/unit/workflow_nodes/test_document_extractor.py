@@ -88,7 +88,7 @@ async def test_a_remote_file_is_fetched_through_the_ssrf_guard(tmp_path: Path) -
                 "extension": ".txt", "filename": "r.txt"}
         allowed = services(tmp_path, SSRF_ALLOWED_HOSTS="127.0.0.1")
         assert await _extract(allowed, file) == "remote"
-        with pytest.raises(NodeError, match="127.0.0.1 is not a public address") as refused:
+        with pytest.raises(NodeError, match=r"127\.0\.0\.1 is not a public address") as refused:
             await _extract(services(tmp_path), file)
     assert refused.value.error_type == "FileDownloadError"
 
@@ -116,7 +116,7 @@ async def test_a_file_of_another_tenant_or_gone_from_storage_is_not_found(
     await svc.storage.save(upload_key(other_tenant, UUID(theirs["related_id"]), "txt"),
                            b"secret")
     await svc.storage.delete(upload_key(TENANT, UUID(theirs["related_id"]), "txt"))
-    with pytest.raises(NodeError, match="theirs.txt is not in storage"):
+    with pytest.raises(NodeError, match=r"theirs\.txt is not in storage"):
         await _extract(svc, theirs)  # looked up under the run's tenant only
 
 
