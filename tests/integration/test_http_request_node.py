@@ -281,8 +281,16 @@ async def test_every_attempt_carries_the_same_idempotency_key(
     assert received[-1].headers["idempotency-key"] == "mine"
 
 
-async def test_a_bad_method_or_url_fails_clearly(svc: Services) -> None:
+async def test_a_rendered_url_is_percent_encoded(origin: str, received: list[Received],
+                                                 svc: Services) -> None:
+    await _send(svc, _node(f"{origin}/search?q={{{{#sys.query#}}}}&city=Tromsø"))
+    assert received[0].query == {"q": "weather in Oslo", "city": "Tromsø"}
+
+
+async def test_a_bad_method_url_or_header_fails_clearly(svc: Services) -> None:
     with pytest.raises(NodeError, match="Invalid http method trace"):
         await _send(svc, _node("http://127.0.0.1/", method="trace"))
     with pytest.raises(NodeError, match="url should start with http:// or https://"):
         await _send(svc, _node("ftp://127.0.0.1/"))
+    with pytest.raises(NodeError, match="Header X-Name holds characters HTTP headers cannot"):
+        await _send(svc, _node("http://127.0.0.1/", headers="X-Name: Grüße"))

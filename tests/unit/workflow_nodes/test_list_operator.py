@@ -52,6 +52,14 @@ async def test_numbers_compare_as_numbers_and_extract_takes_the_nth(tmp_path: Pa
     assert result.outputs == {"result": [10], "first_record": 10, "last_record": 10}
 
 
+async def test_booleans_filter_by_is_and_is_not(tmp_path: Path) -> None:
+    data = _data(filter_by={"enabled": True, "conditions": [
+                     {"comparison_operator": "is not", "value": False}]})
+    result = await execute("list-operator", data, _pool([True, False, True]),
+                           services(tmp_path))
+    assert result.outputs["result"] == [True, True]
+
+
 async def test_files_filter_and_order_by_their_attributes(tmp_path: Path) -> None:
     files = [_file("b.pdf", 30), _file("a.png", 10, "image"), _file("c.pdf", 20)]
     data = _data(filter_by={"enabled": True, "conditions": [
@@ -70,7 +78,9 @@ async def test_an_empty_array_gives_empty_outputs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("value", "data", "message"), [
     (["a"], _data(variable=["start", "nope"]), "Variable not found for selector"),
-    ([{"x": 1}], _data(), "is not an ArrayFileSegment, ArrayNumberSegment or ArrayString"),
+    ([{"x": 1}], _data(), "is not an ArrayFileSegment, ArrayNumberSegment, ArrayString"),
+    ([True], _data(filter_by={"enabled": True, "conditions": [
+        {"comparison_operator": "is", "value": "true"}]}), "Invalid filter value: true"),
     (["a"], _data(extract_by={"enabled": True, "serial": "3"}),
      "Invalid serial index: must be <= 1, got 3"),
     (["a"], _data(filter_by={"enabled": True, "conditions": [

@@ -73,6 +73,10 @@ async def run(call: NodeCall) -> NodeResult:
         headers["Content-Type"] = body.content_type
     if not _has(headers, IDEMPOTENCY_HEADER):
         headers[IDEMPOTENCY_HEADER] = call.idempotency_key
+    for name, value in headers.items():
+        if not (name + value).isascii():
+            raise _fail(f"Header {name} holds characters HTTP headers cannot carry (only "
+                        "ASCII): percent-encode its value", "InvalidHeaderError")
     timeout, deadline = _timeout(settings, data.get("timeout") or {})
     text_limit = settings.HTTP_REQUEST_NODE_MAX_TEXT_SIZE
     binary_limit = settings.HTTP_REQUEST_NODE_MAX_BINARY_SIZE
@@ -119,10 +123,10 @@ def _url(pool: VariablePool, data: Mapping[str, Any]) -> str:
         key, _, value = line.strip().partition(":")
         if key.strip():
             params.append((pool.render(key.strip()), pool.render(value.strip())))
-    if not params:
-        return url
     try:
-        return str(httpx.URL(url).copy_merge_params(params))
+        # percent-encoded, as httpx sends it (a rendered value may hold spaces or accents)
+        parsed = httpx.URL(url)
+        return str(parsed.copy_merge_params(params) if params else parsed)
     except httpx.InvalidURL as error:
         raise _fail(f"Invalid URL {url}: {error}", "InvalidURLError") from None
 
@@ -131,8 +135,8 @@ def _headers(pool: VariablePool, template: str) -> dict[str, str]:
     """Dify's header text: one `name: value` a line, the whole text rendered first."""
     headers: dict[str, str] = {}
     for line in pool.render(template).splitlines():
-        if line.strip():
-            name, _, value = line.partition(":")
+        name, _, value = line.partition(":")
+        if name.strip():
             headers[name.strip()] = value.strip()
     return headers
 

@@ -1,5 +1,5 @@
 """The `list-operator` node, as Dify's (core/workflow/nodes/list_operator): on an array of
-strings, numbers or files, in this order: filter_by (every condition in turn), extract_by
+strings, numbers, booleans or files, in this order: filter_by (every condition in turn), extract_by
 (the n-th item, from 1), order_by, limit. Outputs `result`, `first_record`, `last_record`."""
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ async def run(call: NodeCall) -> NodeResult:
                           inputs={"variable": []}, process_data={"variable": []})
     kind = _kind(value)
     if kind is None:
-        raise NodeError(f"Variable {selector} is not an ArrayFileSegment, ArrayNumberSegment "
-                        "or ArrayStringSegment")
+        raise NodeError(f"Variable {selector} is not an ArrayFileSegment, ArrayNumberSegment, "
+                        "ArrayStringSegment or ArrayBooleanSegment")
     items = list(value)
     if _enabled(data, "filter_by"):
         for condition in data["filter_by"].get("conditions") or []:
@@ -54,6 +54,8 @@ def _kind(value: Any) -> str | None:
         return None
     if all(isinstance(v, str) for v in value):
         return "string"
+    if all(isinstance(v, bool) for v in value):
+        return "boolean"
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         return "number"
     if all(is_file(v) for v in value):
@@ -65,6 +67,11 @@ def _filter(kind: str, condition: Mapping[str, Any], pool: VariablePool
             ) -> Callable[[Any], bool]:
     operator = str(condition.get("comparison_operator") or "contains")
     expected = condition.get("value", "")
+    if kind == "boolean":
+        if not isinstance(expected, bool):
+            raise NodeError(f"Invalid filter value: {expected}", "InvalidFilterValueError")
+        return _chosen({"is": lambda x: x is expected, "is not": lambda x: x is not expected},
+                       operator)
     if kind != "file":
         if not isinstance(expected, str):
             raise NodeError(f"Invalid filter value: {expected}", "InvalidFilterValueError")
