@@ -5,8 +5,9 @@ host resolves to must be public (not loopback, private, link-local, cloud metada
 multicast, reserved or unspecified) unless `SSRF_ALLOWED_HOSTS` allows it. The request then
 goes to the vetted address itself (the Host header and TLS server name keep the host name),
 so a second DNS answer cannot swap in an internal address (DNS rebinding). Redirects are
-followed by hand, each hop vetted again, at most `MAX_REDIRECTS` (a 303, or a 301/302 of a
-POST, goes on as a GET without the body, as browsers and httpx do).
+followed by hand, each hop vetted again, at most `MAX_REDIRECTS`, as httpx follows them: a
+303 or 302 (or a 301 of a POST) goes on as a GET without the body, and the Authorization
+header does not go to another origin.
 """
 
 from __future__ import annotations
@@ -156,12 +157,15 @@ class Outgoing:
     headers: dict[str, str]
     content: bytes | None = None
 
-    def redirected(self, status: int) -> Outgoing:
-        if status == 303 or (status in (301, 302) and self.method == "POST"):
-            kept = {k: v for k, v in self.headers.items()
+    def redirected(self, status: int, same_origin: bool) -> Outgoing:
+        headers = self.headers if same_origin else {
+            k: v for k, v in self.headers.items() if k.lower() != "authorization"}
+        if self.method != "HEAD" and (status in (302, 303)
+                                      or (status == 301 and self.method == "POST")):
+            kept = {k: v for k, v in headers.items()
                     if k.lower() not in ("content-type", "content-length")}
-            return Outgoing("HEAD" if self.method == "HEAD" else "GET", kept)
-        return self
+            return Outgoing("GET", kept)
+        return Outgoing(self.method, headers, self.content)
 
 
 async def guarded_request(method: str, url: str, allow: AllowList, *, max_bytes: int,
@@ -191,9 +195,15 @@ async def _following(outgoing: Outgoing, url: str, allow: AllowList, max_bytes: 
             location = fetched.headers.get("location")
             if fetched.status not in _REDIRECTS or not location:
                 return fetched
-            url = urljoin(url, location)
-            outgoing = outgoing.redirected(fetched.status)
+            target = urljoin(url, location)
+            outgoing = outgoing.redirected(fetched.status, _origin(target) == _origin(url))
+            url = target
     raise UrlRefused(f"The URL redirects more than {MAX_REDIRECTS} times.")
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port
 
 
 async def _pinned(client: httpx.AsyncClient, outgoing: Outgoing, vetted: VettedUrl,

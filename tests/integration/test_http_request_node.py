@@ -63,6 +63,11 @@ class _Server(QuietHandler):
             body = b"x" * int(seen.query["size"])
             self.reply(200, {"Content-Type": "text/plain", "Content-Length": str(len(body))},
                        body)
+        elif seen.path in ("/see-other", "/elsewhere"):
+            target = "/in" if seen.path == "/see-other" else \
+                f"http://localhost:{self.server.server_address[1]}/in"
+            self.reply(303 if seen.path == "/see-other" else 307,
+                       {"Location": target, "Content-Length": "0"})
         elif seen.path == "/image":
             self.reply(200, {"Content-Type": "image/png", "Content-Length": str(len(PNG)),
                              "Content-Disposition": 'attachment; filename="chart.png"'}, PNG)
@@ -279,6 +284,24 @@ async def test_every_attempt_carries_the_same_idempotency_key(
     await _send(svc, {**data, "headers": "Idempotency-Key: mine"},
                 idempotency_key="run-7-charge")
     assert received[-1].headers["idempotency-key"] == "mine"
+
+
+async def test_redirects_are_followed_as_httpx_follows_them(
+        origin: str, received: list[Received], tmp_path: Path) -> None:
+    svc = services(tmp_path, SSRF_ALLOWED_HOSTS="127.0.0.1,localhost")
+    post = _node(f"{origin}/see-other", method="post",
+                 authorization={"type": "api-key", "config": {"type": "bearer", "api_key": "k"}},
+                 body=_body("raw-text", {"type": "text", "value": "payload"}))
+    await _send(svc, post)
+    await _send(svc, {**post, "url": f"{origin}/elsewhere"})
+    _, see_other, _, elsewhere = received
+    # 303: a GET without the body, same origin so the credential stays
+    assert (see_other.method, see_other.body) == ("GET", b"")
+    assert see_other.headers["authorization"] == "Bearer k"
+    # 307 to another origin: method and body kept, the credential not sent there
+    assert (elsewhere.method, elsewhere.body) == ("POST", b"payload")
+    assert elsewhere.headers["host"].startswith("localhost:")
+    assert "authorization" not in elsewhere.headers
 
 
 async def test_a_rendered_url_is_percent_encoded(origin: str, received: list[Received],
