@@ -97,7 +97,8 @@ async def test_a_remote_file_is_fetched_through_the_ssrf_guard(tmp_path: Path) -
     ("sheet.xlsx", b"PK", "Unsupported Extension Type: .xlsx", "UnsupportedFileTypeError"),
     ("noext", b"x", "Unable to determine file type", "UnsupportedFileTypeError"),
     ("bad.json", b"{nope", "Failed to extract text from JSON", "TextExtractionError"),
-    ("broken.pdf", b"%PDF-1.4 garbage", "Failed to extract text from PDF",
+    ("broken.pdf", b"%PDF-1.4 garbage", "Failed to extract text from PDF: could not read "
+     "broken.pdf",
      "TextExtractionError"),
 ])
 async def test_a_file_that_cannot_be_read_fails_the_node_saying_why(

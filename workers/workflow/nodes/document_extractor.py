@@ -76,7 +76,9 @@ async def _text_of(call: NodeCall, file: Mapping[str, Any]) -> str:
         if mime_type not in _MIME_EXTENSIONS:
             raise NodeError(f"Unsupported MIME type: {mime_type}", "UnsupportedFileTypeError")
         extension = _MIME_EXTENSIONS[mime_type]
-    extractor = _extractor(extension)
+    name = str(file.get("filename") or "file")
+    extractor = _extractor(extension, name if name.lower().endswith(extension)
+                           else name + extension)
     try:
         data = await load_file(call, file)
     except FileUnavailable as error:
@@ -89,11 +91,12 @@ async def _text_of(call: NodeCall, file: Mapping[str, Any]) -> str:
                         f"{error}", "TextExtractionError") from None
 
 
-def _extractor(extension: str) -> Callable[[bytes], str]:
+def _extractor(extension: str, filename: str) -> Callable[[bytes], str]:
+    """How to read a file of this extension; `filename` ends with it."""
     if extension in _PLAIN_EXTENSIONS:
         return decode_text
     if extension in (".pdf", ".docx"):
-        return lambda data: extract_text(data, f"document{extension}").text
+        return lambda data: extract_text(data, filename).text
     known: dict[str, Callable[[bytes], str]] = {
         ".json": _json, ".yaml": _yaml, ".yml": _yaml, ".csv": _csv_table,
         ".properties": _properties,
