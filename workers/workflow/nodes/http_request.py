@@ -100,10 +100,10 @@ async def run(call: NodeCall) -> NodeResult:
     limit = binary_limit if file_answer else text_limit
     if len(answer.body) > limit:
         raise _too_large(file_answer, limit, _readable_size(len(answer.body)))
-    files = [await _store_answer(call, answer.url, answer.headers, answer.body)] \
-        if file_answer else []
     if not 200 <= answer.status < 300 and _fails_on_bad_status(data):
         raise _fail(f"Request failed with status code {answer.status}", "HTTPResponseCodeError")
+    files = [await _store_answer(call, answer.url, answer.headers, answer.body)] \
+        if file_answer else []
     return NodeResult(outputs={
         "status_code": answer.status,
         "body": "" if files else _text(answer.headers, answer.body),
