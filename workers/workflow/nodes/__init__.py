@@ -8,12 +8,14 @@ from workers.workflow.nodes import (
     document_extractor,
     http_request,
     list_operator,
+    pure,
     variable_aggregator,
     variable_assigner,
 )
 from workers.workflow.nodes.base import Executor
 
 EXECUTORS: dict[str, Executor] = {
+    **pure.EXECUTORS,
     "http-request": http_request.run,
     "document-extractor": document_extractor.run,
     "list-operator": list_operator.run,
