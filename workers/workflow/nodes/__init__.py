@@ -4,7 +4,14 @@ plugins Eddy does not have)."""
 
 from __future__ import annotations
 
-from workers.workflow.nodes import pure
+from workers.workflow.nodes import (
+    document_extractor,
+    http_request,
+    list_operator,
+    pure,
+    variable_aggregator,
+    variable_assigner,
+)
 from workers.workflow.nodes.base import Executor
 from workers.workflow.nodes.code import execute_code
 from workers.workflow.nodes.container import run_body_start
@@ -21,4 +28,10 @@ EXECUTORS: dict[str, Executor] = {
     "loop": run_loop,
     "loop-start": run_body_start,
     "loop-end": run_body_start,
+    "http-request": http_request.run,
+    "document-extractor": document_extractor.run,
+    "list-operator": list_operator.run,
+    "variable-aggregator": variable_aggregator.run,
+    "variable-assigner": variable_aggregator.run,  # the aggregator's name in older DSLs
+    "assigner": variable_assigner.run,
 }
