@@ -65,6 +65,7 @@ class ResolvedModel:
     dimensions: int | None  # text-embedding: the vectors' size
     api_key: str = field(repr=False)
     credentials: dict[str, Any] = field(repr=False)  # all of them, opened
+    features: tuple[str, ...] = ()  # Dify's model features: "tool-call", "structured-output"
 
     def client(self, **options: Any) -> OpenAIProtocolClient:
         """A client for this model's endpoint (options: timeout, max_retries, ...)."""
@@ -225,7 +226,7 @@ def resolved_model(tenant_id: UUID, spec: ProviderSpec, model: str, model_type: 
             mode=predefined.mode if predefined else ("chat" if model_type == "llm" else None),
             max_tokens=None, dimensions=predefined.dimensions if predefined else None,
             api_key=str(credentials.get("openai_api_key") or ""),
-            credentials=credentials)
+            credentials=credentials, features=predefined.features if predefined else ())
     return ResolvedModel(
         tenant_id, spec.name, spec.short_name, model, model_type,
         endpoint_url=str(credentials["endpoint_url"]),
@@ -233,7 +234,18 @@ def resolved_model(tenant_id: UUID, spec: ProviderSpec, model: str, model_type: 
         mode=str(credentials.get("mode") or "chat") if model_type == "llm" else None,
         max_tokens=_int_or_none(credentials.get("max_tokens_to_sample")),
         dimensions=_int_or_none(credentials.get(DIMENSIONS)),
-        api_key=str(credentials.get("api_key") or ""), credentials=credentials)
+        api_key=str(credentials.get("api_key") or ""), credentials=credentials,
+        features=_custom_features(credentials))
+
+
+def _custom_features(credentials: dict[str, Any]) -> tuple[str, ...]:
+    """What a custom model's credentials say it can do (Dify's form fields)."""
+    features = []
+    if credentials.get("function_calling_type") in ("function_call", "tool_call"):
+        features.append("tool-call")
+    if credentials.get("structured_output_support") == "supported":
+        features.append("structured-output")
+    return tuple(features)
 
 
 class WorkspaceEmbeddingModels:

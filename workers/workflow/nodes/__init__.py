@@ -4,6 +4,17 @@ plugins Eddy does not have)."""
 
 from __future__ import annotations
 
+from workers.workflow.nodes import (
+    knowledge_retrieval,
+    llm,
+    parameter_extractor,
+    question_classifier,
+)
 from workers.workflow.nodes.base import Executor
 
-EXECUTORS: dict[str, Executor] = {}
+EXECUTORS: dict[str, Executor] = {
+    "llm": llm.run,
+    "question-classifier": question_classifier.run,
+    "parameter-extractor": parameter_extractor.run,
+    "knowledge-retrieval": knowledge_retrieval.run,
+}

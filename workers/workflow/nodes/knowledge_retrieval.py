@@ -1,0 +1,168 @@
+"""The `knowledge-retrieval` node, as Dify's: the query searched in the node's datasets.
+
+`multiple` mode searches every dataset with the node's `multiple_retrieval_config` (top_k,
+score threshold, reranking by the workspace's rerank model or Dify's weighted score) and
+keeps the best `top_k` overall; `single` mode has the node's model pick the one dataset that
+fits the query (a tool per dataset) and searches it with that dataset's own settings.
+`metadata_filtering_mode: manual` searches only documents whose metadata match the
+conditions (their values may reference variables). `result` is Dify's list of
+{content, title, metadata{_source, dataset_id, document_id, segment_id, score, ...}}."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+from adapters.llm.openai_protocol import ProviderError
+from projections.knowledge import queries as knowledge
+from projections.knowledge.retrieval import RetrievalSettings, RetrievedSegment
+from schemas.errors import EddyError
+from workers.workflow.nodes.base import NodeCall, NodeError, NodeResult
+from workers.workflow.nodes.model_calls import ask, json_in, node_model, selected, services
+from workflow_graph.variables import to_text
+
+ERROR_TYPE = "KnowledgeRetrievalNodeError"
+ROUTER_PROMPT = ("Pick the one knowledge base that best answers the user's question by "
+                 "calling its function.")
+ROUTER_PROMPT_JSON = ("Pick the one knowledge base that best answers the user's question. "
+                      "Answer only with JSON: {{\"dataset_id\": \"...\"}}. Knowledge bases:\n"
+                      "{datasets}")
+_TOOL_NAME = re.compile(r"[^a-zA-Z0-9_-]")
+
+Dataset = dict[str, Any]
+
+
+async def run(call: NodeCall) -> NodeResult:
+    data = call.node.data
+    query = to_text(selected(call, data.get("query_variable_selector")))
+    if not query:
+        raise NodeError("Query is required.", "QueryIsRequiredError")
+    datasets = await _datasets(call, data.get("dataset_ids") or [])
+    usage: dict[str, Any] | None = None
+    conditions = _metadata_conditions(call, data)
+    try:
+        if not datasets:
+            found: list[tuple[Dataset, RetrievedSegment]] = []
+        elif data.get("retrieval_mode") == "single":
+            chosen, usage = await _route(call, data, datasets, query)
+            found = [] if chosen is None else await _search(call, chosen, query, {
+                "metadata_filtering_conditions": conditions}, chosen["retrieval_model"] or {})
+        else:
+            found = await _multiple(call, data, datasets, query, conditions)
+    except ProviderError as exc:  # the embedding or rerank model failed
+        raise NodeError(exc.message or str(exc), ERROR_TYPE) from exc
+    except EddyError as exc:  # no rerank model, a bad metadata condition
+        raise NodeError(exc.message, ERROR_TYPE) from exc
+    result = [_source(position, dataset, hit)
+              for position, (dataset, hit) in enumerate(found, start=1)]
+    return NodeResult(outputs={"result": result}, inputs={"query": query}, usage=usage,
+                      process_data={"usage": usage} if usage else {})
+
+
+async def _datasets(call: NodeCall, ids: Sequence[str]) -> list[Dataset]:
+    """The workspace's datasets among `ids` (deleted ones are skipped, as in Dify)."""
+    found = []
+    for raw in ids:
+        try:
+            dataset_id = UUID(str(raw))
+        except ValueError:
+            continue
+        dataset = await knowledge.dataset(services(call).engine, call.run.tenant_id, dataset_id)
+        if dataset is not None:
+            found.append(dataset)
+    return found
+
+
+def _metadata_conditions(call: NodeCall, data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Manual filtering's conditions, string values rendered (`{{#node.var#}}`)."""
+    if data.get("metadata_filtering_mode") != "manual":
+        return None
+    raw = data.get("metadata_filtering_conditions") or {}
+    return {"logical_operator": raw.get("logical_operator") or "and", "conditions": [
+        {**c, "value": call.pool.render(c["value"]) if isinstance(c.get("value"), str)
+         else c.get("value")} for c in raw.get("conditions") or []]}
+
+
+async def _search(call: NodeCall, dataset: Dataset, query: str, wanted: dict[str, Any],
+                  dataset_default: dict[str, Any]) -> list[tuple[Dataset, RetrievedSegment]]:
+    settings = RetrievalSettings.from_dify(wanted, dataset_default,
+                                           dataset["indexing_technique"] == "economy")
+    hits = await services(call).retriever.retrieve(dataset, query, settings)
+    return [(dataset, hit) for hit in hits]
+
+
+async def _multiple(call: NodeCall, data: Mapping[str, Any], datasets: list[Dataset],
+                    query: str, conditions: dict[str, Any] | None,
+                    ) -> list[tuple[Dataset, RetrievedSegment]]:
+    config = data.get("multiple_retrieval_config") or {}
+    top_k = int(config.get("top_k") or 4)
+    threshold = config.get("score_threshold")
+    rerank = config.get("reranking_model") or {}
+    wanted: dict[str, Any] = {
+        "top_k": top_k, "score_threshold": threshold,
+        "score_threshold_enabled": threshold is not None,
+        "reranking_enable": bool(config.get("reranking_enable", bool(rerank))),
+        "reranking_mode": config.get("reranking_mode") or "reranking_model",
+        "reranking_model": {"reranking_provider_name": rerank.get("provider"),
+                            "reranking_model_name": rerank.get("model")},
+        "metadata_filtering_conditions": conditions}
+    if config.get("reranking_mode") == "weighted_score" and config.get("weights"):
+        # Dify's weighted score: hybrid search, its halves weighed as the node says
+        wanted |= {"search_method": "hybrid_search", "weights": config["weights"]}
+    found = []
+    for dataset in datasets:
+        found += await _search(call, dataset, query, wanted, dataset["retrieval_model"] or {})
+    found.sort(key=lambda f: -f[1].score)  # one rerank model's scores compare across sets
+    return found[:top_k]
+
+
+async def _route(call: NodeCall, data: Mapping[str, Any], datasets: list[Dataset],
+                 query: str) -> tuple[Dataset | None, dict[str, Any] | None]:
+    """Single mode: the dataset the model picks for the query (one dataset: that one)."""
+    if len(datasets) == 1:
+        return datasets[0], None
+    model = await node_model(call, (data.get("single_retrieval_config") or {}).get("model"))
+    by_tool = {_TOOL_NAME.sub("_", f"dataset_{d['id']}"): d for d in datasets}
+    if "tool-call" in model.features:
+        answer = await ask(call, model, [
+            {"role": "system", "content": ROUTER_PROMPT}, {"role": "user", "content": query}],
+            tools=[{"type": "function", "function": {
+                "name": name, "description": d["description"] or d["name"],
+                "parameters": {"type": "object", "properties": {}}}}
+                for name, d in by_tool.items()])
+        chosen = next((by_tool[c.name] for c in answer.tool_calls if c.name in by_tool), None)
+        return chosen, answer.usage
+    listing = "\n".join(f"- {d['id']}: {d['name']}. {d['description']}" for d in datasets)
+    answer = await ask(call, model, [
+        {"role": "system", "content": ROUTER_PROMPT_JSON.format(datasets=listing)},
+        {"role": "user", "content": query}])
+    picked = json_in(answer.text)
+    wanted = str(picked.get("dataset_id")) if isinstance(picked, dict) else answer.text
+    return next((d for d in datasets if str(d["id"]) in wanted), None), answer.usage
+
+
+def _source(position: int, dataset: Dataset, hit: RetrievedSegment) -> dict[str, Any]:
+    """One result as Dify's knowledge-retrieval node gives it (what an LLM node's context
+    reads: `content`)."""
+    row = hit.row
+    content = row["content"]
+    if row.get("answer"):  # a Q&A segment
+        content = f"question:{content} answer:{row['answer']}"
+    children = {c["id"]: c for c in row.get("child_chunks") or []}
+    metadata: dict[str, Any] = {
+        "_source": "knowledge", "position": position,
+        "dataset_id": str(dataset["id"]), "dataset_name": dataset["name"],
+        "document_id": str(row["document_id"]), "document_name": row["document_name"],
+        "data_source_type": row["document_data_source_type"],
+        "segment_id": str(row["id"]), "retriever_from": "workflow", "score": hit.score,
+        "segment_hit_count": row["hit_count"], "segment_word_count": row["word_count"],
+        "segment_position": row["position"], "segment_index_node_hash": row["index_node_hash"],
+        "doc_metadata": row.get("doc_metadata"),
+    }
+    if hit.child_hits:
+        metadata["child_chunks"] = [{"id": cid, "content": children[cid]["content"],
+                                     "position": children[cid]["position"], "score": score}
+                                    for cid, score in hit.child_hits if cid in children]
+    return {"metadata": metadata, "title": row["document_name"], "content": content}
