@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -211,6 +211,19 @@ async def resolve_model(engine: AsyncEngine, secret_key: str, tenant_id: UUID,
             f"Model {name} ({model_type}) of provider {spec.name} is not configured in this "
             "workspace.")
     return resolved_model(tenant_id, spec, name, model_type, credentials)
+
+
+ResolveModel = Callable[[UUID, str | None, str | None], Awaitable[ResolvedModel]]
+
+
+def model_resolver(engine: Callable[[], AsyncEngine], secret_key: str,
+                   model_type: str) -> ResolveModel:
+    """`resolve_model` for one model type, as processors call it: (tenant, provider, model),
+    read on the read-model version active at each call."""
+    async def resolve(tenant_id: UUID, provider: str | None, model: str | None
+                      ) -> ResolvedModel:
+        return await resolve_model(engine(), secret_key, tenant_id, model_type, provider, model)
+    return resolve
 
 
 def resolved_model(tenant_id: UUID, spec: ProviderSpec, model: str, model_type: str,

@@ -22,7 +22,7 @@ from adapters.storage.base import Storage
 from config import Settings
 from events.store import EventStore
 from projections.knowledge.retrieval import Retriever
-from projections.platform.models import ResolvedModel, resolve_model
+from projections.platform.models import ResolveModel, model_resolver
 from projections.platform.tables import workspaces
 from tests.chat import KEY, MODEL, PROVIDERS, Chat, app_with_key, connect_provider
 from tests.e2e.test_knowledge import FACTS, create_dataset, create_text_document, wait_indexed
@@ -54,12 +54,8 @@ class Services:
     storage: Storage
     store: EventStore
     retriever: Retriever
+    resolve_model: ResolveModel
     llm_clients: ModelClients = field(default_factory=ModelClients)
-
-    async def resolve_model(self, tenant_id: UUID, provider: str | None,
-                            model: str | None) -> ResolvedModel:
-        return await resolve_model(self.engine, self.settings.SECRET_KEY, tenant_id, "llm",
-                                   provider, model)
 
 
 @dataclass
@@ -116,7 +112,8 @@ async def ws(node: Node, provider: FakeOpenAIServer) -> AsyncIterator[Workspace]
     async with c.engine.connect() as conn:
         tenant_id = (await conn.execute(select(workspaces.c.id))).scalar_one()
     services = Services(c.settings, c.engine, c.kv, c.storage, c.store, Retriever(
-        c.engine, c.embedding_models, c.vectors, c.keywords, c.settings.SECRET_KEY))
+        c.engine, c.embedding_models, c.vectors, c.keywords, c.settings.SECRET_KEY),
+        model_resolver(lambda: c.engine, c.settings.SECRET_KEY, "llm"))
     provider.reset()
     yield Workspace(node, auth, tenant_id, services, provider)
     await services.llm_clients.aclose()
@@ -182,6 +179,17 @@ async def test_llm_completion_prompt_is_one_text(ws: Workspace) -> None:
     await ws.run("llm", data, {"start": {"text": "a long day"}})
     assert ws.sent()["messages"] == [{"role": "user", "content": "Summarise: a long day"}]
 
+    ws.provider.script_chat("<think>short is best</think>\nA day.")
+    separated = await ws.run("llm", {**data, "reasoning_format": "separated"},
+                             {"start": {"text": "a long day"}})
+    assert separated.outputs["text"] == "A day."
+    assert separated.outputs["reasoning_content"] == "short is best"
+
+    with pytest.raises(NodeError) as failed:
+        await ws.run("llm", llm([{"role": "user", "text": "{{#start.nothing#}}"}]),
+                     {"start": {"nothing": ""}})
+    assert failed.value.error_type == "NoPromptFoundError"
+
 
 async def test_llm_memory_is_the_conversations_latest_turns_then_the_query(
         ws: Workspace) -> None:
@@ -229,12 +237,22 @@ async def test_llm_vision_sends_the_selected_images(ws: Workspace) -> None:
                             vision={"enabled": True, "configs": {
                                 "variable_selector": ["start", "photos"], "detail": "low"}}),
                  {"start": {"photos": files}})
-    assert ws.sent()["messages"] == [{"role": "user", "content": [
-        {"type": "text", "text": "What animals?"},
+    dog, cat = (
         {"type": "image_url", "image_url": {"url": "https://img.example/dog.png",
                                             "detail": "low"}},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORy1jYXQ=",
-                                            "detail": "low"}}]}]
+                                            "detail": "low"}})
+    assert ws.sent()["messages"] == [{"role": "user", "content": [
+        dog, cat, {"type": "text", "text": "What animals?"}]}]
+
+    # a prompt ending with the assistant: the images are the user's message of their own
+    await ws.run("llm", llm([{"role": "system", "text": "Look."},
+                             {"role": "assistant", "text": "Show me."}],
+                            vision={"enabled": True}), {"sys": {"files": files[:1]}})
+    assert ws.sent()["messages"][1:] == [{"role": "assistant", "content": "Show me."},
+                                         {"role": "user", "content": [
+                                             {**dog, "image_url": {**dog["image_url"],
+                                                                   "detail": "high"}}]}]
 
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"},

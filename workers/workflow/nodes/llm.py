@@ -8,6 +8,7 @@ for in the prompt). Tokens stream as the node's `text_chunk`s."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,6 +35,8 @@ from workflow_graph.variables import to_text
 
 CONTEXT_MARK = "{{#context#}}"
 HISTORIES_MARK = "#histories#"  # where a completion prompt takes the memory
+SYS_QUERY_MARK = "#sys.query#"  # and the query
+THINKING = re.compile(r"<think[^>]*>(.*?)</think>\s*", re.IGNORECASE | re.DOTALL)
 STRUCTURED_OUTPUT_PROMPT = (
     "Answer only with one JSON object that is valid against the JSON schema below: no "
     "prose, no markdown fences, nothing before or after it.\nSchema:\n{schema}")
@@ -56,8 +59,12 @@ async def run(call: NodeCall) -> NodeResult:
             messages.insert(0, {"role": "system", "content": STRUCTURED_OUTPUT_PROMPT.format(
                 schema=json.dumps(schema, ensure_ascii=False))})
     answer = await ask(call, model, messages, stream=True, **extra)
-    outputs: dict[str, Any] = {"text": answer.text, "usage": answer.usage,
-                               "finish_reason": answer.finish_reason}
+    text, reasoning = answer.text, ""
+    if data.get("reasoning_format") == "separated":  # Dify's: <think> apart from the text
+        reasoning = "\n".join(m.strip() for m in THINKING.findall(text))
+        text = THINKING.sub("", text)
+    outputs: dict[str, Any] = {"text": text, "reasoning_content": reasoning,
+                               "usage": answer.usage, "finish_reason": answer.finish_reason}
     if schema is not None:
         parsed = json_in(answer.text)
         if not isinstance(parsed, dict):
@@ -144,11 +151,15 @@ async def _prompt(call: NodeCall, model: NodeModel, context: str) -> list[Messag
             history = memory_text(await memory_turns(call, memory, model, _tokens(text)),
                                   memory)
             text = text.replace(HISTORIES_MARK, history) if HISTORIES_MARK in text \
-                else "\n".join(p for p in (history, text) if p)
-        messages = [{"role": "user", "content": text or " "}]
+                else f"{history}\n{text}"
+            text = text.replace(SYS_QUERY_MARK, query)
+        messages = [{"role": "user", "content": text}] if text else []
     vision = data.get("vision") or {}
     if vision.get("enabled"):
         await _attach_images(call, messages, vision.get("configs") or {})
+    if not messages:
+        raise NodeError("No prompt found in the LLM configuration. Please ensure a prompt is "
+                        "properly configured before proceeding.", "NoPromptFoundError")
     return messages
 
 
@@ -175,20 +186,18 @@ def _render_jinja(source: str, values: Mapping[str, Any]) -> str:
 
 async def _attach_images(call: NodeCall, messages: list[Message],
                          configs: Mapping[str, Any]) -> None:
-    """The selector's image files as vision parts of the last user message (a message of
-    their own when the prompt has none)."""
+    """The selector's image files as vision parts of the prompt's last message when the
+    user says it, else of a user message of their own."""
     value = selected(call, configs.get("variable_selector") or ["sys", "files"])
     files: Sequence[Any] = value if isinstance(value, list) else [value] if value else []
     images = [f for f in files if isinstance(f, Mapping) and _is_image(f)]
     if not images:
         return
     parts = await image_parts(services(call).storage, images, configs.get("detail") or "high")
-    last = next((m for m in reversed(messages) if m["role"] == "user"), None)
-    if last is None:
-        messages.append({"role": "user", "content": parts})
+    if messages and messages[-1]["role"] == "user":  # as Dify: the files first
+        messages[-1]["content"] = [*parts, text_part(message_text(messages[-1]))]
     else:
-        text = message_text(last)
-        last["content"] = [text_part(text), *parts] if text else parts
+        messages.append({"role": "user", "content": parts})
 
 
 def _is_image(file: Mapping[str, Any]) -> bool:

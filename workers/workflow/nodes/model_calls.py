@@ -9,10 +9,9 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from uuid import UUID
 
 from adapters.llm.clients import ModelClients
 from adapters.llm.openai_protocol import (
@@ -26,14 +25,11 @@ from commands.conversation.aggregates import Conversation
 from events.store import EventStore
 from indexing.tokens import count_tokens_approx
 from projections.knowledge.retrieval import Retriever
-from projections.platform.models import ResolvedModel
+from projections.platform.models import ResolvedModel, ResolveModel
 from schemas.errors import ProviderNotInitialized
 from workers.conversation.chat import DEFAULT_CONTEXT_SIZE, DEFAULT_MAX_TOKENS, dify_usage
 from workers.workflow.nodes.base import NodeCall, NodeError, NodeServices
 from workflow_graph.variables import MISSING
-
-# (tenant, provider, model name) -> the workspace's llm; raises ProviderNotInitialized
-ResolveModel = Callable[[UUID, str | None, str | None], Awaitable[ResolvedModel]]
 
 
 class ModelServices(NodeServices, Protocol):
@@ -43,7 +39,7 @@ class ModelServices(NodeServices, Protocol):
     def store(self) -> EventStore: ...  # the conversation's history (memory)
 
     @property
-    def resolve_model(self) -> ResolveModel: ...
+    def resolve_model(self) -> ResolveModel: ...  # model_resolver(..., "llm")
 
     @property
     def llm_clients(self) -> ModelClients: ...  # one client per endpoint and key
