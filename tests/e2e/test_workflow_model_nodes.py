@@ -224,6 +224,24 @@ async def test_llm_memory_is_the_conversations_latest_turns_then_the_query(
         "Where is the tower?", "Echo: Where is the tower?", "How tall is it?",
         "Echo: How tall is it?", "Who built it?"]
 
+    # a completion prompt takes the turns as text where it says #histories#
+    completion = llm({"text": "Chat so far:\n#histories#\nNow: #sys.query#"},
+                     memory={"window": {"enabled": True, "size": 1},
+                             "role_prefix": {"user": "Visitor", "assistant": "Guide"}})
+    completion["model"]["mode"] = "completion"
+    await ws.run("llm", completion, {"sys": {"query": "Is it open?"}},
+                 conversation_id=UUID(conversation))
+    assert ws.sent()["messages"] == [{"role": "user", "content": (
+        "Chat so far:\nVisitor: Who built it?\nGuide: Echo: Who built it?\n"
+        "Now: Is it open?")}]
+
+    # the classifier reads the turns too
+    await ws.run("question-classifier", {**CLASSES, "memory": {"window": {
+        "enabled": True, "size": 1}}}, {"sys": {"query": "And the price?"}},
+        conversation_id=UUID(conversation))
+    assert "Human: Who built it?\nAssistant: Echo: Who built it?" in \
+        ws.sent()["messages"][0]["content"]
+
 
 async def test_llm_vision_sends_the_selected_images(ws: Workspace) -> None:
     await ws.services.storage.save("upload/cat.png", b"\x89PNG-cat")
@@ -365,23 +383,39 @@ async def test_parameter_extractor_reads_json_from_the_prompt_answer(ws: Workspa
                        "nights", "city": "Lisbon", "nights": 2, "breakfast": True,
                        "room": "double", "extras": ["late checkout"]}
 
-    ws.provider.script_chat('{"city": "Porto", "nights": 3}')
+    ws.provider.script_chat('{"city": "Porto", "nights": 3.5, "breakfast": false, '
+                            '"room": "single", "extras": []}')
     result = await ws.run("parameter-extractor", extractor(), values)
     assert {k: v for k, v in result.outputs.items() if k != "__usage"} == {
-        "__is_success": 1, "__reason": None, "city": "Porto", "nights": 3,
-        "breakfast": False, "room": "", "extras": []}
+        "__is_success": 1, "__reason": None, "city": "Porto", "nights": 3.5,
+        "breakfast": False, "room": "single", "extras": []}
 
-    ws.provider.script_chat('{"nights": 3}')
-    result = await ws.run("parameter-extractor", extractor(), values)
-    assert (result.outputs["__is_success"], result.outputs["__reason"]) == (
-        0, "Parameter city is required")
+    # as in Dify, every parameter must be answered, and a select within its options
+    for answer, reason in (
+            ('{"city": "Porto", "nights": 3}', "Invalid number of parameters"),
+            ('{"nights": 3, "breakfast": false, "room": "single", "extras": [], "x": 1}',
+             "Parameter city is required"),
+            ('{"city": "Porto", "nights": 3, "breakfast": false, "room": "suite", '
+             '"extras": []}', "Invalid `select` value for parameter room"),
+            ('{"city": "Porto", "nights": 3, "breakfast": false, "room": "single", '
+             '"extras": [1]}', "Invalid `array[string]` value for parameter extras"),
+            ("No booking here.", "Failed to extract result from function call or text "
+                                 "response, using empty result.")):
+        ws.provider.script_chat(answer)
+        result = await ws.run("parameter-extractor", extractor(), values)
+        assert (result.outputs["__is_success"], result.outputs["__reason"]) == (0, reason)
+    # values are still given, each of its parameter's type
+    assert {k: result.outputs[k] for k in ("city", "nights", "breakfast", "room",
+                                           "extras")} == {
+        "city": "", "nights": 0, "breakfast": False, "room": "", "extras": []}
 
 
 async def test_parameter_extractor_function_call_mode_uses_a_forced_tool(
         ws: Workspace) -> None:
     ws.provider.script_chat(ScriptedChat(tool_calls=[{
         "name": "extract_parameters", "arguments": json.dumps(
-            {"city": "Riga", "nights": 1, "room": "single"})}]))
+            {"city": "Riga", "nights": 1, "breakfast": True, "room": "single",
+             "extras": []})}]))
     result = await ws.run("parameter-extractor", extractor(TOOLS_MODEL, "function_call"),
                           {"start": {"text": "One night in Riga, single", "hotel": "H"}})
     sent = ws.sent()
@@ -394,6 +428,13 @@ async def test_parameter_extractor_function_call_mode_uses_a_forced_tool(
     assert result.outputs["__is_success"] == 1
     assert (result.outputs["city"], result.outputs["nights"], result.outputs["room"]) == (
         "Riga", 1, "single")
+
+    # the model answers in text instead of calling: its JSON is read
+    ws.provider.script_chat('Sure: {"city": "Riga", "nights": 2}')
+    result = await ws.run("parameter-extractor", extractor(TOOLS_MODEL, "function_call"),
+                          {"start": {"text": "Two nights in Riga", "hotel": "H"}})
+    assert (result.outputs["city"], result.outputs["nights"]) == ("Riga", 2)
+    assert result.outputs["__reason"] == "Invalid number of parameters"
 
     # the same node on a model without tool calls: asked in the prompt instead
     ws.provider.script_chat('{"city": "Riga", "nights": 1}')

@@ -72,8 +72,10 @@ async def run(call: NodeCall) -> NodeResult:
             "name": TOOL_NAME, "description": "Extract parameters from the text",
             "parameters": schema}}], tool_choice={"type": "function",
                                                  "function": {"name": TOOL_NAME}})
+        # no tool call: the JSON in the text, as in Dify
         found = next((json_in(c.arguments) for c in answer.tool_calls
-                      if c.name == TOOL_NAME), None)
+                      if c.name == TOOL_NAME), None) if answer.tool_calls \
+            else json_in(answer.text)
     else:
         answer = await ask(call, model, messages)
         found = json_in(answer.text)
@@ -114,26 +116,37 @@ def _schema(parameters: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _invalid(parameters: Sequence[Mapping[str, Any]], found: Mapping[str, Any]) -> str:
-    """Why the extracted values do not fit the parameters (Dify's messages), or ""."""
+    """Why the extracted values do not fit the parameters, or "". As in Dify, every
+    parameter must be there (optional ones too) and of its type."""
+    if len(parameters) != len(found):
+        return "Invalid number of parameters"
     for p in parameters:
         name, kind = str(p["name"]), str(p.get("type") or "string")
-        if name not in found:
-            if p.get("required"):
-                return f"Parameter {name} is required"
-            continue
-        value = found[name]
-        if kind == "number" and (isinstance(value, bool)
-                                 or not isinstance(value, (int, float))):
+        value = found.get(name)
+        if p.get("required") and name not in found:
+            return f"Parameter {name} is required"
+        if kind == "select" and p.get("options") and value not in p["options"]:
+            return f"Invalid `select` value for parameter {name}"
+        if kind == "number" and not _is_number(value):
             return f"Invalid `number` value for parameter {name}"
         if kind in ("bool", "boolean") and not isinstance(value, bool):
             return f"Invalid `bool` value for parameter {name}"
-        if kind == "select" and value not in (p.get("options") or []):
-            return f"Invalid `select` value for parameter {name}"
         if kind == "string" and not isinstance(value, str):
             return f"Invalid `string` value for parameter {name}"
-        if kind.startswith("array[") and not isinstance(value, list):
-            return f"Invalid `array` value for parameter {name}"
+        if kind.startswith("array["):
+            if not isinstance(value, list):
+                return f"Invalid `array` value for parameter {name}"
+            item = kind[6:-1]
+            fits = {"number": _is_number, "string": lambda v: isinstance(v, str),
+                    "object": lambda v: isinstance(v, dict),
+                    "bool": lambda v: isinstance(v, bool)}.get(item, lambda v: True)
+            if not all(fits(v) for v in value):
+                return f"Invalid `{kind}` value for parameter {name}"
     return ""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _typed(parameters: Sequence[Mapping[str, Any]], found: Mapping[str, Any]) -> dict[str, Any]:
@@ -149,7 +162,7 @@ def _typed(parameters: Sequence[Mapping[str, Any]], found: Mapping[str, Any]) ->
 
 def _converted(kind: str, value: Any) -> Any:
     if kind == "number":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if _is_number(value):
             return value
         try:
             number = float(str(value))
@@ -163,4 +176,6 @@ def _converted(kind: str, value: Any) -> Any:
         items = value if isinstance(value, list) else []
         return [v for v in (_converted(item, v) if item != "object" else v for v in items)
                 if item != "object" or isinstance(v, dict)]
-    return to_text(value) if kind in ("string", "select") else value
+    if kind in ("string", "select"):
+        return value if isinstance(value, str) else ""
+    return value
