@@ -461,9 +461,10 @@ async def indexed(ws: Workspace, name: str, documents: Mapping[str, str]) -> dic
         await wait_indexed(ws.node.client, key, dataset["id"], created["batch"])
         operations.append({"document_id": created["document"]["id"], "metadata_list": [
             {"id": field_["id"], "name": "category", "value": doc_name}]})
-    r = await ws.node.client.post(f"{base}/documents/metadata", headers=key,
-                                  json={"operation_data": operations})
-    assert r.status_code == 200, r.text
+    if operations:
+        r = await ws.node.client.post(f"{base}/documents/metadata", headers=key,
+                                      json={"operation_data": operations})
+        assert r.status_code == 200, r.text
     return dataset
 
 
@@ -529,15 +530,19 @@ async def test_knowledge_retrieval_single_mode_lets_the_model_pick_the_dataset(
         ws: Workspace) -> None:
     travel = await indexed(ws, "Travel", {"trains": FACTS[8][0]})
     support = await indexed(ws, "Support", {"hours": FACTS[9][0]})
+    empty = await indexed(ws, "Empty", {})
     ws.provider.script_chat(ScriptedChat(tool_calls=[{
-        "name": f"dataset_{support['id']}", "arguments": "{}"}]))
+        "name": support["id"], "arguments": "{}"}]))
     single = {"retrieval_mode": "single", "single_retrieval_config": {"model": {
         "provider": "openai_api_compatible", "name": TOOLS_MODEL, "mode": "chat"}}}
-    result = await ws.run("knowledge-retrieval", retrieval(travel["id"], support["id"],
-                                                           **single),
-                          {"sys": {"query": "When can I call the help line?"}})
-    tools = [t["function"]["name"] for t in ws.sent()["tools"]]
-    assert tools == [f"dataset_{travel['id']}", f"dataset_{support['id']}"]
+    result = await ws.run("knowledge-retrieval", retrieval(
+        travel["id"], empty["id"], str(uuid.uuid4()), support["id"], **single),
+        {"sys": {"query": "When can I call the help line?"}})
+    # the empty and the unknown dataset are not offered
+    tools = {t["function"]["name"]: t["function"]["description"] for t in ws.sent()["tools"]}
+    assert tools == {
+        travel["id"]: "useful for when you want to answer queries about the Travel",
+        support["id"]: "useful for when you want to answer queries about the Support"}
     assert [r["content"] for r in result.outputs["result"]] == [FACTS[9][0]]
     assert result.usage is not None
 

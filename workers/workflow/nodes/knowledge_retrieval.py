@@ -10,7 +10,6 @@ conditions (their values may reference variables). `result` is Dify's list of
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -29,7 +28,6 @@ ROUTER_PROMPT = ("Pick the one knowledge base that best answers the user's quest
 ROUTER_PROMPT_JSON = ("Pick the one knowledge base that best answers the user's question. "
                       "Answer only with JSON: {{\"dataset_id\": \"...\"}}. Knowledge bases:\n"
                       "{datasets}")
-_TOOL_NAME = re.compile(r"[^a-zA-Z0-9_-]")
 
 Dataset = dict[str, Any]
 
@@ -62,15 +60,17 @@ async def run(call: NodeCall) -> NodeResult:
 
 
 async def _datasets(call: NodeCall, ids: Sequence[str]) -> list[Dataset]:
-    """The workspace's datasets among `ids` (deleted ones are skipped, as in Dify)."""
+    """The workspace's datasets among `ids` that have documents to search (as in Dify,
+    deleted and empty ones are left out: the single mode's router is not offered them)."""
+    engine = services(call).engine
     found = []
     for raw in ids:
         try:
             dataset_id = UUID(str(raw))
         except ValueError:
             continue
-        dataset = await knowledge.dataset(services(call).engine, call.run.tenant_id, dataset_id)
-        if dataset is not None:
+        dataset = await knowledge.dataset(engine, call.run.tenant_id, dataset_id)
+        if dataset is not None and await knowledge.searchable_document_ids(engine, dataset_id):
             found.append(dataset)
     return found
 
@@ -124,17 +124,17 @@ async def _route(call: NodeCall, data: Mapping[str, Any], datasets: list[Dataset
     if len(datasets) == 1:
         return datasets[0], None
     model = await node_model(call, (data.get("single_retrieval_config") or {}).get("model"))
-    by_tool = {_TOOL_NAME.sub("_", f"dataset_{d['id']}"): d for d in datasets}
+    by_tool = {str(d["id"]): d for d in datasets}  # a tool per dataset, named by its id
     if "tool-call" in model.features:
         answer = await ask(call, model, [
             {"role": "system", "content": ROUTER_PROMPT}, {"role": "user", "content": query}],
             tools=[{"type": "function", "function": {
-                "name": name, "description": d["description"] or d["name"],
-                "parameters": {"type": "object", "properties": {}}}}
+                "name": name, "description": _description(d),
+                "parameters": {"type": "object", "properties": {}, "required": []}}}
                 for name, d in by_tool.items()])
         chosen = next((by_tool[c.name] for c in answer.tool_calls if c.name in by_tool), None)
         return chosen, answer.usage
-    listing = "\n".join(f"- {d['id']}: {d['name']}. {d['description']}" for d in datasets)
+    listing = "\n".join(f"- {d['id']}: {_description(d)}" for d in datasets)
     answer = await ask(call, model, [
         {"role": "system", "content": ROUTER_PROMPT_JSON.format(datasets=listing)},
         {"role": "user", "content": query}])
@@ -143,13 +143,20 @@ async def _route(call: NodeCall, data: Mapping[str, Any], datasets: list[Dataset
     return next((d for d in datasets if str(d["id"]) in wanted), None), answer.usage
 
 
+def _description(dataset: Dataset) -> str:
+    """What the router is told a dataset is for (Dify's default when it has none)."""
+    text = dataset["description"] or \
+        f"useful for when you want to answer queries about the {dataset['name']}"
+    return text.replace("\n", "").replace("\r", "")
+
+
 def _source(position: int, dataset: Dataset, hit: RetrievedSegment) -> dict[str, Any]:
     """One result as Dify's knowledge-retrieval node gives it (what an LLM node's context
     reads: `content`)."""
     row = hit.row
     content = row["content"]
     if row.get("answer"):  # a Q&A segment
-        content = f"question:{content} answer:{row['answer']}"
+        content = f"question:{content} \nanswer:{row['answer']}"
     children = {c["id"]: c for c in row.get("child_chunks") or []}
     metadata: dict[str, Any] = {
         "_source": "knowledge", "position": position,
