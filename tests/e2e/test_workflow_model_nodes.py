@@ -288,6 +288,13 @@ async def test_llm_structured_output(ws: Workspace) -> None:
         "name": "structured_output", "schema": SCHEMA}}
     assert result.outputs["structured_output"] == {"city": "Rome", "days": 3}
 
+    # Dify's completion_params name the format; the protocol takes an object
+    named = llm([{"role": "user", "text": "Plan"}])
+    named["model"]["completion_params"] = {"response_format": "json_object", "stop": []}
+    await ws.run("llm", named)
+    assert ws.sent()["response_format"] == {"type": "json_object"}
+    assert "stop" not in ws.sent()
+
     # one without: the schema goes into the prompt, the JSON is read out of the answer
     ws.provider.script_chat('Here it is:\n```json\n{"city": "Oslo", "days": 2}\n```')
     result = await ws.run("llm", llm([{"role": "user", "text": "Plan Oslo"}],

@@ -94,10 +94,9 @@ async def ask(call: NodeCall, model: NodeModel, messages: Sequence[Message], *,
     started = time.monotonic()
     client = services(call).llm_clients.client_for(model.resolved)
     folded = StreamAccumulator(model.resolved.model)
-    params = {k: v for k, v in model.params.items() if k != "stop" or v}
     try:
         async for chunk in client.stream_chat(model.resolved.model, messages, tools=tools,
-                                              **params, **extra):
+                                              **{**protocol_params(model.params), **extra}):
             folded.add(chunk)
             if stream and chunk.content:
                 await call.emit("text_chunk", {"text": chunk.content,
@@ -112,6 +111,25 @@ async def ask(call: NodeCall, model: NodeModel, messages: Sequence[Message], *,
         usage = Usage(prompt, completion, prompt + completion)
     return Answer(answer.content, dify_usage(usage, time.monotonic() - started),
                   answer.finish_reason, answer.tool_calls)
+
+
+def protocol_params(completion_params: Mapping[str, Any]) -> dict[str, Any]:
+    """Dify's completion_params as the protocol takes them: `response_format` is a name
+    there ("json_object", or "json_schema" with the schema's JSON text in `json_schema`)."""
+    params = {k: v for k, v in completion_params.items()
+              if v is not None and k != "json_schema" and (k != "stop" or v)}
+    named = params.get("response_format")
+    if named == "json_schema" and completion_params.get("json_schema"):
+        schema = completion_params["json_schema"]
+        try:
+            schema = json.loads(schema) if isinstance(schema, str) else schema
+        except ValueError as exc:
+            raise NodeError(f"completion_params.json_schema is not valid JSON: {exc}",
+                            "LLMNodeError") from exc
+        params["response_format"] = {"type": "json_schema", "json_schema": schema}
+    elif isinstance(named, str):
+        params["response_format"] = {"type": named}
+    return params
 
 
 def message_text(message: Message) -> str:
