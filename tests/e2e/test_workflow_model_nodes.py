@@ -423,9 +423,15 @@ async def test_parameter_extractor_function_call_mode_uses_a_forced_tool(
         "name": "extract_parameters", "arguments": json.dumps(
             {"city": "Riga", "nights": 1, "breakfast": True, "room": "single",
              "extras": []})}]))
-    result = await ws.run("parameter-extractor", extractor(TOOLS_MODEL, "function_call"),
-                          {"start": {"text": "One night in Riga, single", "hotel": "H"}})
+    photo = {"type": "image", "transfer_method": "remote_url", "mime_type": "image/png",
+             "url": "https://img.example/booking.png"}
+    result = await ws.run("parameter-extractor", {
+        **extractor(TOOLS_MODEL, "function_call"), "vision": {"enabled": True}},
+        {"start": {"text": "One night in Riga, single", "hotel": "H"}, "sys": {"files": [photo]}})
     sent = ws.sent()
+    assert sent["messages"][-1] == {"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": photo["url"], "detail": "high"}},
+        {"type": "text", "text": "One night in Riga, single"}]}
     assert sent["tool_choice"] == {"type": "function",
                                    "function": {"name": "extract_parameters"}}
     schema = sent["tools"][0]["function"]["parameters"]

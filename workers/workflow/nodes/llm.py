@@ -15,13 +15,13 @@ from typing import Any
 from jinja2 import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
-from adapters.llm.openai_protocol import Message, text_part
+from adapters.llm.openai_protocol import Message
 from indexing.tokens import count_tokens_approx
-from workers.conversation.chat import image_parts
 from workers.workflow.nodes.base import NodeCall, NodeError, NodeResult
 from workers.workflow.nodes.model_calls import (
     NodeModel,
     ask,
+    attach_images,
     json_in,
     memory_messages,
     memory_text,
@@ -29,7 +29,6 @@ from workers.workflow.nodes.model_calls import (
     message_text,
     node_model,
     selected,
-    services,
 )
 from workflow_graph.variables import to_text
 
@@ -156,7 +155,7 @@ async def _prompt(call: NodeCall, model: NodeModel, context: str) -> list[Messag
         messages = [{"role": "user", "content": text}] if text else []
     vision = data.get("vision") or {}
     if vision.get("enabled"):
-        await _attach_images(call, messages, vision.get("configs") or {})
+        await attach_images(call, messages, vision.get("configs") or {})
     if not messages:
         raise NodeError("No prompt found in the LLM configuration. Please ensure a prompt is "
                         "properly configured before proceeding.", "NoPromptFoundError")
@@ -182,23 +181,3 @@ def _render_jinja(source: str, values: Mapping[str, Any]) -> str:
         return _JINJA.from_string(source).render(**values)
     except TemplateError as exc:
         raise NodeError(f"Jinja2 prompt failed: {exc}", "TemplateRenderError") from exc
-
-
-async def _attach_images(call: NodeCall, messages: list[Message],
-                         configs: Mapping[str, Any]) -> None:
-    """The selector's image files as vision parts of the prompt's last message when the
-    user says it, else of a user message of their own."""
-    value = selected(call, configs.get("variable_selector") or ["sys", "files"])
-    files: Sequence[Any] = value if isinstance(value, list) else [value] if value else []
-    images = [f for f in files if isinstance(f, Mapping) and _is_image(f)]
-    if not images:
-        return
-    parts = await image_parts(services(call).storage, images, configs.get("detail") or "high")
-    if messages and messages[-1]["role"] == "user":  # as Dify: the files first
-        messages[-1]["content"] = [*parts, text_part(message_text(messages[-1]))]
-    else:
-        messages.append({"role": "user", "content": parts})
-
-
-def _is_image(file: Mapping[str, Any]) -> bool:
-    return file.get("type") == "image" or str(file.get("mime_type") or "").startswith("image/")

@@ -20,6 +20,7 @@ from adapters.llm.openai_protocol import (
     StreamAccumulator,
     ToolCall,
     Usage,
+    text_part,
 )
 from commands.conversation.aggregates import Conversation
 from events.store import EventStore
@@ -27,7 +28,12 @@ from indexing.tokens import count_tokens_approx
 from projections.knowledge.retrieval import Retriever
 from projections.platform.models import ResolvedModel, ResolveModel
 from schemas.errors import ProviderNotInitialized
-from workers.conversation.chat import DEFAULT_CONTEXT_SIZE, DEFAULT_MAX_TOKENS, dify_usage
+from workers.conversation.chat import (
+    DEFAULT_CONTEXT_SIZE,
+    DEFAULT_MAX_TOKENS,
+    dify_usage,
+    image_parts,
+)
 from workers.workflow.nodes.base import NodeCall, NodeError, NodeServices
 from workflow_graph.variables import MISSING
 
@@ -182,6 +188,28 @@ def memory_text(turns: Sequence[tuple[str, str]], memory: Mapping[str, Any] | No
     user = prefixes.get("user") or "Human"
     assistant = prefixes.get("assistant") or "Assistant"
     return "\n".join(f"{user}: {q}\n{assistant}: {a}" for q, a in turns)
+
+
+# -- vision ----------------------------------------------------------------------------------
+
+async def attach_images(call: NodeCall, messages: list[Message],
+                         configs: Mapping[str, Any]) -> None:
+    """The selector's image files as vision parts of the prompt's last message when the
+    user says it, else of a user message of their own."""
+    value = selected(call, configs.get("variable_selector") or ["sys", "files"])
+    files: Sequence[Any] = value if isinstance(value, list) else [value] if value else []
+    images = [f for f in files if isinstance(f, Mapping) and is_image(f)]
+    if not images:
+        return
+    parts = await image_parts(services(call).storage, images, configs.get("detail") or "high")
+    if messages and messages[-1]["role"] == "user":  # as Dify: the files first
+        messages[-1]["content"] = [*parts, text_part(message_text(messages[-1]))]
+    else:
+        messages.append({"role": "user", "content": parts})
+
+
+def is_image(file: Mapping[str, Any]) -> bool:
+    return file.get("type") == "image" or str(file.get("mime_type") or "").startswith("image/")
 
 
 # -- reading values ---------------------------------------------------------------------------

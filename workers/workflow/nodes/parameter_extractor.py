@@ -15,6 +15,7 @@ from adapters.llm.openai_protocol import Message
 from workers.workflow.nodes.base import NodeCall, NodeResult
 from workers.workflow.nodes.model_calls import (
     ask,
+    attach_images,
     json_in,
     memory_text,
     memory_turns,
@@ -67,6 +68,9 @@ async def run(call: NodeCall) -> NodeResult:
         messages = [{"role": "user", "content": f"{system}\n\nText:\n{query}\n\nJSON:"}]
     else:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": query}]
+    vision = data.get("vision") or {}
+    if vision.get("enabled"):  # the images go with the user's text
+        await attach_images(call, messages, vision.get("configs") or {})
     if by_tool:
         answer = await ask(call, model, messages, tools=[{"type": "function", "function": {
             "name": TOOL_NAME, "description": "Extract parameters from the text",

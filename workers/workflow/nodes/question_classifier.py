@@ -12,6 +12,7 @@ from adapters.llm.openai_protocol import Message
 from workers.workflow.nodes.base import NodeCall, NodeError, NodeResult
 from workers.workflow.nodes.model_calls import (
     ask,
+    attach_images,
     json_in,
     memory_text,
     memory_turns,
@@ -68,6 +69,9 @@ async def run(call: NodeCall) -> NodeResult:
                     {"role": "user", "content": EXAMPLE_QUESTION},
                     {"role": "assistant", "content": EXAMPLE_ANSWER},
                     {"role": "user", "content": question}]
+    vision = data.get("vision") or {}
+    if vision.get("enabled"):  # the images go with the user's text
+        await attach_images(call, messages, vision.get("configs") or {})
     answer = await ask(call, model, messages)
     chosen = _chosen(json_in(answer.text), categories)
     return NodeResult(
