@@ -514,6 +514,18 @@ async def test_knowledge_retrieval_multiple_mode_filters_and_reranks(ws: Workspa
              "value": "{{#start.topic#}}"}]}), query)).outputs["result"]
     assert filtered and {r["title"] for r in filtered} == {"office"}
 
+    # automatic: the model writes the conditions from the query (unknown fields dropped)
+    ws.provider.script_chat(json.dumps({"conditions": [
+        {"name": "category", "comparison_operator": "is", "value": "office"},
+        {"name": "colour", "comparison_operator": "is", "value": "blue"}]}))
+    automatic = await ws.run("knowledge-retrieval", retrieval(
+        handbook["id"], metadata_filtering_mode="automatic", metadata_model_config={
+            "provider": "openai_api_compatible", "name": MODEL, "mode": "chat"}), query)
+    assert {r["title"] for r in automatic.outputs["result"]} == {"office"}
+    assert '"category": "string"' in ws.sent()["messages"][0]["content"]
+    assert ws.sent()["messages"][1] == {"role": "user", "content": QUESTION}
+    assert automatic.usage is not None
+
     # reranked by the workspace's rerank model: its order and scores
     saved = await ws.node.client.post(f"{PROVIDERS}/openai_api_compatible/models",
                                       headers=ws.auth, json={

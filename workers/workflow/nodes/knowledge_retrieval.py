@@ -5,24 +5,37 @@ score threshold, reranking by the workspace's rerank model or Dify's weighted sc
 keeps the best `top_k` overall; `single` mode has the node's model pick the one dataset that
 fits the query (a tool per dataset) and searches it with that dataset's own settings.
 `metadata_filtering_mode: manual` searches only documents whose metadata match the
-conditions (their values may reference variables). `result` is Dify's list of
+conditions (their values may reference variables); `automatic` has a model write the
+conditions from the query. `result` is Dify's list of
 {content, title, metadata{_source, dataset_id, document_id, segment_id, score, ...}}."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, get_args
 from uuid import UUID
 
 from adapters.llm.openai_protocol import ProviderError
+from projections.knowledge import meta_queries as metadata
 from projections.knowledge import queries as knowledge
 from projections.knowledge.retrieval import RetrievalSettings, RetrievedSegment
 from schemas.errors import EddyError
+from schemas.knowledge.api import MetadataComparison
 from workers.workflow.nodes.base import NodeCall, NodeError, NodeResult
 from workers.workflow.nodes.model_calls import ask, json_in, node_model, selected, services
 from workflow_graph.variables import to_text
 
 ERROR_TYPE = "KnowledgeRetrievalNodeError"
+OPERATORS = frozenset(get_args(MetadataComparison))
+AUTO_FILTER_PROMPT = (
+    "Turn the user's question into filters on the documents' metadata, where it names "
+    "something one of the fields below can match. Answer only with JSON: "
+    '{{"conditions": [{{"name": "<field>", "comparison_operator": "<operator>", '
+    '"value": "<value>"}}]}}, or {{"conditions": []}} when nothing applies.\n'
+    "Operators: for string fields contains, not contains, start with, end with, is, is not; "
+    "for number fields =, ≠, >, <, ≥, ≤; for time fields before, after.\n"
+    "Fields (name: type): {fields}")
 ROUTER_PROMPT = ("Pick the one knowledge base that best answers the user's question by "
                  "calling its function.")
 ROUTER_PROMPT_JSON = ("Pick the one knowledge base that best answers the user's question. "
@@ -39,16 +52,18 @@ async def run(call: NodeCall) -> NodeResult:
         raise NodeError("Query is required.", "QueryIsRequiredError")
     datasets = await _datasets(call, data.get("dataset_ids") or [])
     usage: dict[str, Any] | None = None
-    conditions = _metadata_conditions(call, data)
     try:
+        filters, filter_usage = await _metadata_filters(call, data, datasets, query)
         if not datasets:
             found: list[tuple[Dataset, RetrievedSegment]] = []
         elif data.get("retrieval_mode") == "single":
             chosen, usage = await _route(call, data, datasets, query)
             found = [] if chosen is None else await _search(call, chosen, query, {
-                "metadata_filtering_conditions": conditions}, chosen["retrieval_model"] or {})
+                "metadata_filtering_conditions": filters.get(chosen["id"])},
+                chosen["retrieval_model"] or {})
         else:
-            found = await _multiple(call, data, datasets, query, conditions)
+            found = await _multiple(call, data, datasets, query, filters)
+        usage = usage or filter_usage
     except ProviderError as exc:  # the embedding or rerank model failed
         raise NodeError(exc.message or str(exc), ERROR_TYPE) from exc
     except EddyError as exc:  # no rerank model, a bad metadata condition
@@ -75,14 +90,39 @@ async def _datasets(call: NodeCall, ids: Sequence[str]) -> list[Dataset]:
     return found
 
 
-def _metadata_conditions(call: NodeCall, data: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Manual filtering's conditions, string values rendered (`{{#node.var#}}`)."""
-    if data.get("metadata_filtering_mode") != "manual":
-        return None
-    raw = data.get("metadata_filtering_conditions") or {}
-    return {"logical_operator": raw.get("logical_operator") or "and", "conditions": [
-        {**c, "value": call.pool.render(c["value"]) if isinstance(c.get("value"), str)
-         else c.get("value")} for c in raw.get("conditions") or []]}
+async def _metadata_filters(call: NodeCall, data: Mapping[str, Any], datasets: list[Dataset],
+                            query: str) -> tuple[dict[UUID, Any], dict[str, Any] | None]:
+    """The metadata conditions per dataset, and the usage of the model that wrote them:
+    `manual` takes the node's (string values may reference variables), `automatic` has
+    the node's `metadata_model_config` model write them from the query and the datasets'
+    fields (each dataset filtered by the conditions on fields it has)."""
+    mode = data.get("metadata_filtering_mode")
+    if mode == "manual":
+        raw = data.get("metadata_filtering_conditions") or {}
+        conditions = {"logical_operator": raw.get("logical_operator") or "and", "conditions": [
+            {**c, "value": call.pool.render(c["value"]) if isinstance(c.get("value"), str)
+             else c.get("value")} for c in raw.get("conditions") or []]}
+        return {d["id"]: conditions for d in datasets}, None
+    if mode != "automatic" or not datasets:
+        return {}, None
+    engine = services(call).engine
+    fields = {d["id"]: {f["name"]: f["type"] for f in await metadata.metadata_fields(
+        engine, d["id"])} for d in datasets}
+    known = {name: kind for named in fields.values() for name, kind in named.items()}
+    if not known:
+        return {}, None
+    model = await node_model(call, data.get("metadata_model_config"))
+    answer = await ask(call, model, [
+        {"role": "system", "content": AUTO_FILTER_PROMPT.format(fields=json.dumps(
+            known, ensure_ascii=False))}, {"role": "user", "content": query}])
+    written = json_in(answer.text)
+    conditions = [c for c in (written.get("conditions") if isinstance(written, dict)
+                              else None) or []
+                  if isinstance(c, dict) and c.get("name") in known
+                  and c.get("comparison_operator") in OPERATORS]
+    return {dataset_id: {"logical_operator": "and", "conditions": [
+        c for c in conditions if c["name"] in named]} for dataset_id, named in fields.items()
+    }, answer.usage
 
 
 async def _search(call: NodeCall, dataset: Dataset, query: str, wanted: dict[str, Any],
@@ -94,7 +134,7 @@ async def _search(call: NodeCall, dataset: Dataset, query: str, wanted: dict[str
 
 
 async def _multiple(call: NodeCall, data: Mapping[str, Any], datasets: list[Dataset],
-                    query: str, conditions: dict[str, Any] | None,
+                    query: str, filters: dict[UUID, Any],
                     ) -> list[tuple[Dataset, RetrievedSegment]]:
     config = data.get("multiple_retrieval_config") or {}
     top_k = int(config.get("top_k") or 4)
@@ -106,14 +146,15 @@ async def _multiple(call: NodeCall, data: Mapping[str, Any], datasets: list[Data
         "reranking_enable": bool(config.get("reranking_enable", bool(rerank))),
         "reranking_mode": config.get("reranking_mode") or "reranking_model",
         "reranking_model": {"reranking_provider_name": rerank.get("provider"),
-                            "reranking_model_name": rerank.get("model")},
-        "metadata_filtering_conditions": conditions}
+                            "reranking_model_name": rerank.get("model")}}
     if config.get("reranking_mode") == "weighted_score" and config.get("weights"):
         # Dify's weighted score: hybrid search, its halves weighed as the node says
         wanted |= {"search_method": "hybrid_search", "weights": config["weights"]}
     found = []
     for dataset in datasets:
-        found += await _search(call, dataset, query, wanted, dataset["retrieval_model"] or {})
+        found += await _search(call, dataset, query, {
+            **wanted, "metadata_filtering_conditions": filters.get(dataset["id"])},
+            dataset["retrieval_model"] or {})
     found.sort(key=lambda f: -f[1].score)  # one rerank model's scores compare across sets
     return found[:top_k]
 
