@@ -105,9 +105,11 @@ def _context(call: NodeCall, config: Mapping[str, Any]) -> str:
 
 
 def _schema(data: Mapping[str, Any]) -> dict[str, Any] | None:
-    if not data.get("structured_output_enabled"):
+    """The structured output's JSON schema; None when it is off (as in Dify: switched off,
+    or switched on with no `structured_output` set)."""
+    if not data.get("structured_output_enabled") or data.get("structured_output") is None:
         return None
-    schema = (data.get("structured_output") or {}).get("schema")
+    schema = data["structured_output"].get("schema")
     if isinstance(schema, str):
         try:
             schema = json.loads(schema)

@@ -194,8 +194,8 @@ def memory_text(turns: Sequence[tuple[str, str]], memory: Mapping[str, Any] | No
 
 async def attach_images(call: NodeCall, messages: list[Message],
                          configs: Mapping[str, Any]) -> None:
-    """The selector's image files as vision parts of the prompt's last message when the
-    user says it, else of a user message of their own."""
+    """The selector's image files as vision parts: of the prompt's last message when it is
+    the user's, else of a user message of their own."""
     value = selected(call, configs.get("variable_selector") or ["sys", "files"])
     files: Sequence[Any] = value if isinstance(value, list) else [value] if value else []
     images = [f for f in files if isinstance(f, Mapping) and is_image(f)]
