@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
+from adapters.llm.openai_protocol import Usage
+from workers.conversation.chat import dify_usage
 from workers.workflow.nodes.base import NodeError
-from workers.workflow.nodes.model_calls import json_in, protocol_params
+from workers.workflow.nodes.model_calls import json_in, protocol_params, total_usage
 
 
 @pytest.mark.parametrize(("answer", "parsed"), [
@@ -36,3 +38,10 @@ def test_completion_params_become_protocol_params() -> None:
         "response_format": {"type": "json_schema", "json_schema": schema}}
     with pytest.raises(NodeError, match="json_schema is not valid JSON"):
         protocol_params({"response_format": "json_schema", "json_schema": "{nope"})
+
+
+def test_usage_of_several_calls_adds_up() -> None:
+    first = dify_usage(Usage(10, 2, 12), 0.5)
+    second = dify_usage(Usage(5, 1, 6), 0.25)
+    assert total_usage(first, None, second) == dify_usage(Usage(15, 3, 18), 0.75)
+    assert total_usage(None, None) is None

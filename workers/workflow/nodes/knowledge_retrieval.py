@@ -23,7 +23,14 @@ from projections.knowledge.retrieval import RetrievalSettings, RetrievedSegment
 from schemas.errors import EddyError
 from schemas.knowledge.api import MetadataComparison
 from workers.workflow.nodes.base import NodeCall, NodeError, NodeResult
-from workers.workflow.nodes.model_calls import ask, json_in, node_model, selected, services
+from workers.workflow.nodes.model_calls import (
+    ask,
+    json_in,
+    node_model,
+    selected,
+    services,
+    total_usage,
+)
 from workflow_graph.variables import to_text
 
 ERROR_TYPE = "KnowledgeRetrievalNodeError"
@@ -63,7 +70,7 @@ async def run(call: NodeCall) -> NodeResult:
                 chosen["retrieval_model"] or {})
         else:
             found = await _multiple(call, data, datasets, query, filters)
-        usage = usage or filter_usage
+        usage = total_usage(filter_usage, usage)
     except ProviderError as exc:  # the embedding or rerank model failed
         raise NodeError(exc.message or str(exc), ERROR_TYPE) from exc
     except EddyError as exc:  # no rerank model, a bad metadata condition

@@ -119,6 +119,17 @@ async def ask(call: NodeCall, model: NodeModel, messages: Sequence[Message], *,
                   answer.finish_reason, answer.tool_calls)
 
 
+def total_usage(*usages: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The usage of several calls of one node as one (Dify's shape); None for no call."""
+    called = [u for u in usages if u]
+    if not called:
+        return None
+    tokens = {k: sum(int(u[k]) for u in called)
+              for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    latency = sum(float(u["latency"]) for u in called)
+    return dify_usage(Usage(**tokens), latency)
+
+
 def protocol_params(completion_params: Mapping[str, Any]) -> dict[str, Any]:
     """Dify's completion_params as the protocol takes them: `response_format` is a name
     there ("json_object", or "json_schema" with the schema's JSON text in `json_schema`)."""
