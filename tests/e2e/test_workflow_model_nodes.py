@@ -429,6 +429,8 @@ async def test_parameter_extractor_function_call_mode_uses_a_forced_tool(
         **extractor(TOOLS_MODEL, "function_call"), "vision": {"enabled": True}},
         {"start": {"text": "One night in Riga, single", "hotel": "H"}, "sys": {"files": [photo]}})
     sent = ws.sent()
+    assert [m["role"] for m in sent["messages"]] == [
+        "system", "user", "assistant", "tool", "assistant", "user"]  # a worked example first
     assert sent["messages"][-1] == {"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": photo["url"], "detail": "high"}},
         {"type": "text", "text": "One night in Riga, single"}]}

@@ -42,6 +42,17 @@ The chat history between the user and the assistant so far is inside <histories>
 ANSWER_BY_TOOL = f"Answer by calling the `{TOOL_NAME}` function."
 ANSWER_AS_JSON = ("Answer only with one JSON object holding the parameters: no prose, no "
                   "markdown fences.")
+# A worked example of the forced call (the protocol's tool-call turn: call, result, reply)
+TOOL_EXAMPLE: list[Message] = [
+    {"role": "user", "content": "Table for four at Luigi's tomorrow at 8 pm, please."},
+    {"role": "assistant", "content": "", "tool_calls": [{
+        "id": "call_example", "type": "function", "function": {
+            "name": TOOL_NAME, "arguments": json.dumps(
+                {"restaurant": "Luigi's", "people": 4, "time": "tomorrow 20:00"})}}]},
+    {"role": "tool", "tool_call_id": "call_example",
+     "content": "Great! You have called the function with the correct parameters."},
+    {"role": "assistant", "content": "I have extracted the parameters, let's move on."},
+]
 NO_RESULT = "Failed to extract result from function call or text response, using empty result."
 
 _JSON_TYPES = {"string": "string", "select": "string", "number": "number", "bool": "boolean",
@@ -72,6 +83,7 @@ async def run(call: NodeCall) -> NodeResult:
     if vision.get("enabled"):  # the images go with the user's text
         await attach_images(call, messages, vision.get("configs") or {})
     if by_tool:
+        messages[-1:-1] = TOOL_EXAMPLE  # as Dify: one worked call before the user's text
         answer = await ask(call, model, messages, tools=[{"type": "function", "function": {
             "name": TOOL_NAME, "description": "Extract parameters from the text",
             "parameters": schema}}], tool_choice={"type": "function",
