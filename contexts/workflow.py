@@ -6,7 +6,17 @@ from __future__ import annotations
 
 from commands.workflow import aggregates, runs
 from contexts.manifest import ContextManifest, payloads_in
+from events.routing import Route
+from gateway.workflow import runs as run_routes
 from schemas.workflow import events
+from workers.declarations import Job, WorkTopic
+from workers.workflow.processors import SWEEP_EVERY_SECONDS, fail_overdue_runs, run_processor
+
+# A run's messages (all on its WorkflowRun aggregate: one run's in order): the engine drives
+# the run from its history.
+RUNS = WorkTopic("workflow.runs", role="runs", processor=run_processor,
+                 routes=[Route([events.WorkflowRunStarted, events.WorkflowHumanInputSubmitted,
+                                events.WorkflowHumanInputTimedOut])])
 
 WORKFLOW = ContextManifest(
     name="workflow",
@@ -16,6 +26,7 @@ WORKFLOW = ContextManifest(
     upcasters=events.UPCASTERS,
     handlers=[runs.HANDLERS],
     projectors={},
-    routers=[],
-    work=[],
+    routers=[run_routes.router],
+    work=[RUNS],
+    jobs=[Job("fail_overdue_workflow_runs", every=SWEEP_EVERY_SECONDS, run=fail_overdue_runs)],
 )

@@ -14,15 +14,7 @@ from uuid import UUID
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.kv.base import KeyValueStore
-from adapters.llm.clients import ModelClients
-from adapters.storage.base import Storage
-from config import Settings
-from events.store import EventStore
-from projections.knowledge.retrieval import Retriever
-from projections.platform.models import ResolveModel, model_resolver
 from projections.platform.tables import workspaces
 from tests.chat import KEY, MODEL, PROVIDERS, Chat, app_with_key, connect_provider
 from tests.e2e.test_knowledge import FACTS, create_dataset, create_text_document, wait_indexed
@@ -30,6 +22,7 @@ from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
 from tests.harness import Node
 from workers.workflow.nodes import EXECUTORS
 from workers.workflow.nodes.base import NodeCall, NodeError, NodeResult, RunInfo
+from workers.workflow.services import WorkflowServices, workflow_services
 from workflow_graph.graph import Graph
 from workflow_graph.graph import Node as GraphNode
 from workflow_graph.variables import VariablePool
@@ -46,24 +39,11 @@ def provider() -> Iterator[FakeOpenAIServer]:
 
 
 @dataclass
-class Services:
-    """The engine's services members these executors use."""
-    settings: Settings
-    engine: AsyncEngine
-    kv: KeyValueStore
-    storage: Storage
-    store: EventStore
-    retriever: Retriever
-    resolve_model: ResolveModel
-    llm_clients: ModelClients = field(default_factory=ModelClients)
-
-
-@dataclass
 class Workspace:
     node: Node
     auth: dict[str, str]
     tenant_id: UUID
-    services: Services
+    services: WorkflowServices
     provider: FakeOpenAIServer
     emitted: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
@@ -111,9 +91,10 @@ async def ws(node: Node, provider: FakeOpenAIServer) -> AsyncIterator[Workspace]
     c = node.container
     async with c.engine.connect() as conn:
         tenant_id = (await conn.execute(select(workspaces.c.id))).scalar_one()
-    services = Services(c.settings, c.engine, c.kv, c.storage, c.store, Retriever(
-        c.engine, c.embedding_models, c.vectors, c.keywords, c.settings.SECRET_KEY),
-        model_resolver(lambda: c.engine, c.settings.SECRET_KEY, "llm"))
+    services = workflow_services(
+        settings=c.settings, engine=c.engine, read_models=c.read_models, kv=c.kv,
+        storage=c.storage, store=c.store, embedding_models=c.embedding_models,
+        vectors=c.vectors, keywords=c.keywords)
     provider.reset()
     yield Workspace(node, auth, tenant_id, services, provider)
     await services.llm_clients.aclose()

@@ -8,11 +8,13 @@ from workers.workflow.nodes import (
     knowledge_retrieval,
     llm,
     parameter_extractor,
+    pure,
     question_classifier,
 )
 from workers.workflow.nodes.base import Executor
 
 EXECUTORS: dict[str, Executor] = {
+    **pure.EXECUTORS,
     "llm": llm.run,
     "question-classifier": question_classifier.run,
     "parameter-extractor": parameter_extractor.run,
