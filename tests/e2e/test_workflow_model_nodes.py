@@ -12,14 +12,24 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
 from sqlalchemy import select
 
 from projections.platform.tables import workspaces
-from tests.chat import KEY, MODEL, PROVIDERS, Chat, app_with_key, connect_provider
+from tests.chat import KEY, MODEL, PROVIDERS, Chat, app_with_key, connect_provider, sse_events
 from tests.e2e.test_knowledge import FACTS, create_dataset, create_text_document, wait_indexed
 from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
-from tests.harness import Node
+from tests.harness import Node, served
+from tests.workflows import (
+    check_workflow_events,
+    edge,
+    end_outputs,
+    graph,
+    graph_node,
+    publish,
+    text_input,
+)
 from workers.workflow.nodes import EXECUTORS
 from workers.workflow.nodes.base import NodeCall, NodeError, NodeResult, RunInfo
 from workers.workflow.services import WorkflowServices, workflow_services
@@ -564,3 +574,45 @@ async def test_knowledge_retrieval_single_mode_lets_the_model_pick_the_dataset(
     with pytest.raises(NodeError, match="Query is required"):
         await ws.run("knowledge-retrieval", retrieval(travel["id"]), {"sys": {"query": ""}})
 
+
+
+# -- through the engine -----------------------------------------------------------------------
+
+HELPDESK = graph(
+    [graph_node("start", "start", variables=[text_input("question")]),
+     graph_node("classify", "question-classifier", **{
+         **CLASSES, "query_variable_selector": ["start", "question"]}),
+     graph_node("refunds", "llm", **llm([{"role": "user",
+                                          "text": "Refund: {{#start.question#}}"}])),
+     graph_node("shipping", "llm", **llm([
+         {"role": "system", "text": "You track parcels."},
+         {"role": "user", "text": "{{#start.question#}}"}])),
+     graph_node("end_refunds", "end", outputs=end_outputs(("answer", ["refunds", "text"]))),
+     graph_node("end_shipping", "end", outputs=end_outputs(("answer", ["shipping", "text"])))],
+    [edge("start", "classify"), edge("classify", "refunds", "1"),
+     edge("classify", "shipping", "2"), edge("refunds", "end_refunds"),
+     edge("shipping", "end_shipping")])
+
+
+async def test_a_published_workflow_classifies_then_answers_streaming(ws: Workspace) -> None:
+    app_id, key = await app_with_key(ws.node, ws.auth, mode="workflow", name="Helpdesk")
+    publish(ws.node, app_id, HELPDESK)
+    ws.provider.script_chat('{"category_id": "2", "category_name": "Shipping"}',
+                            "Your parcel ships today.")
+    async with served(ws.node.app) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        streamed = await http.post("/v1/workflows/run", headers=key, json={
+            "inputs": {"question": "Where is my parcel?"}, "user": "ann",
+            "response_mode": "streaming"})
+    events = [e for _, e in sse_events(streamed.content)]
+    check_workflow_events(events)
+    assert "".join(e["data"]["text"] for e in events if e["event"] == "text_chunk") == \
+        "Your parcel ships today."
+    finished = {e["data"]["node_id"]: e["data"] for e in events
+                if e["event"] == "node_finished"}
+    assert finished["classify"]["outputs"]["class_name"] == "Shipping"
+    assert "refunds" not in finished
+    assert finished["shipping"]["outputs"]["usage"]["total_tokens"] > 0
+    assert events[-1]["event"] == "workflow_finished"
+    assert events[-1]["data"]["outputs"] == {"answer": "Your parcel ships today."}
+    assert ws.sent()["messages"] == [{"role": "system", "content": "You track parcels."},
+                                     {"role": "user", "content": "Where is my parcel?"}]
