@@ -7,8 +7,12 @@ from __future__ import annotations
 from workers.workflow.nodes import (
     document_extractor,
     http_request,
+    knowledge_retrieval,
     list_operator,
+    llm,
+    parameter_extractor,
     pure,
+    question_classifier,
     variable_aggregator,
     variable_assigner,
 )
@@ -34,4 +38,8 @@ EXECUTORS: dict[str, Executor] = {
     "variable-aggregator": variable_aggregator.run,
     "variable-assigner": variable_aggregator.run,  # the aggregator's name in older DSLs
     "assigner": variable_assigner.run,
+    "llm": llm.run,
+    "question-classifier": question_classifier.run,
+    "parameter-extractor": parameter_extractor.run,
+    "knowledge-retrieval": knowledge_retrieval.run,
 }
