@@ -1,0 +1,271 @@
+"""The showcase: Dify DSL files written as Dify exports them (tests/fixtures/workflows), which
+together use every node type, each imported through the console, pointed at this workspace
+(the configured model, a dataset, the environment's values: edited in the draft as a user
+does after an import), published and run over real HTTP, blocking and streaming, every
+answer and event checked against Dify's spec; exported and imported again, the copy runs the
+same. Dify's SDKs drive them unmodified: dify-client-python's workflow calls (run blocking,
+streaming, stop) and dify_client's ChatClient against the advanced-chat app."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.chat import sse_events
+from tests.clients import run_dify_client_python
+from tests.harness import Node, served
+from tests.local_http import QuietHandler, serving
+from tests.spec import validate
+from tests.workflows import check_workflow_events
+
+WORKFLOWS = Path(__file__).parent.parent / "fixtures" / "workflows"
+HOOK_TOKEN = "trip-hook-secret-7f3a"
+NOTES = b"# Stops\n- harbour walk\n- old town\n- fish market\n- castle hill\n"
+LOCAL_HOSTS = pytest.mark.settings(SSRF_ALLOWED_HOSTS="127.0.0.1")
+
+
+@dataclass
+class Received:
+    """What the local trip service was sent."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class TripService:
+    url: str
+    received: list[Received] = field(default_factory=list)
+    # a request for this city is held until released (a run to stop mid-node)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+@pytest.fixture
+def trip_service() -> Iterator[TripService]:
+    service = TripService("")
+
+    class Handler(QuietHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            service.received.append(Received("POST", self.path, dict(self.headers), body))
+            if body.get("city") == "Slowtown":
+                service.release.wait(30)
+            self.reply(200, {"Content-Type": "application/json"},
+                       json.dumps({"accepted": True, "trip": body["city"]}).encode())
+
+    with serving(Handler) as port:
+        service.url = f"http://127.0.0.1:{port}"
+        yield service
+        service.release.set()
+
+
+# -- the console, as a user goes through it ---------------------------------------------------
+
+
+async def import_dsl(node: Node, auth: dict[str, str], text: str) -> str:
+    imported = await node.client.post("/console/api/apps/imports", headers=auth, json={
+        "mode": "yaml-content", "yaml_content": text})
+    assert imported.status_code == 200, imported.text
+    assert imported.json()["status"] in ("completed", "completed-with-warnings"), imported.text
+    return str(imported.json()["app_id"])
+
+
+async def edit_and_publish(node: Node, auth: dict[str, str], app_id: str,
+                           edit: Callable[[dict[str, Any]], None]) -> None:
+    """The draft as the console shows it, changed by `edit`, saved with its hash, then
+    published."""
+    base = f"/console/api/apps/{app_id}/workflows"
+    draft = (await node.client.get(f"{base}/draft", headers=auth)).json()
+    edit(draft)
+    saved = await node.client.post(f"{base}/draft", headers=auth, json={
+        key: draft[key] for key in ("graph", "features", "environment_variables",
+                                    "conversation_variables", "hash")})
+    assert saved.status_code == 200, saved.text
+    published = await node.client.post(f"{base}/publish", headers=auth, json={})
+    assert published.status_code == 200, published.text
+
+
+async def service_key(node: Node, auth: dict[str, str], app_id: str) -> dict[str, str]:
+    key = await node.client.post(f"/console/api/apps/{app_id}/api-keys", headers=auth)
+    assert key.status_code in (200, 201), key.text
+    return {"Authorization": f"Bearer {key.json()['token']}"}
+
+
+async def export(node: Node, auth: dict[str, str], app_id: str, **params: Any) -> str:
+    exported = await node.client.get(f"/console/api/apps/{app_id}/export", headers=auth,
+                                     params=params)
+    assert exported.status_code == 200, exported.text
+    return str(exported.json()["data"])
+
+
+def nodes_of(draft: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n["id"]: n["data"] for n in draft["graph"]["nodes"]}
+
+
+def set_environment(draft: dict[str, Any], **values: str) -> None:
+    for variable in draft["environment_variables"]:
+        if variable["name"] in values:
+            variable["value"] = values[variable["name"]]
+
+
+# -- trip digest: every node that needs no model ----------------------------------------------
+
+
+async def trip_app(node: Node, auth: dict[str, str], service: TripService,
+                   text: str) -> dict[str, str]:
+    """The trip digest imported from `text`, its environment filled in, published: its key."""
+    app_id = await import_dsl(node, auth, text)
+    await edit_and_publish(node, auth, app_id, lambda draft: set_environment(
+        draft, HOOK_URL=service.url, HOOK_TOKEN=HOOK_TOKEN))
+    return await service_key(node, auth, app_id)
+
+
+async def run_trip(http: httpx.AsyncClient, key: dict[str, str], city: str, budget: int,
+                   mode: str) -> Any:
+    notes = await upload_notes_over(http, key)
+    answer = await http.post("/v1/workflows/run", headers=key, json={
+        "inputs": {"city": city, "budget": budget, "notes": notes}, "user": "ann",
+        "response_mode": mode})
+    assert answer.status_code == 200, answer.text
+    if mode == "blocking":
+        validate("WorkflowBlockingResponse", answer.json())
+        return answer.json()
+    events = [e for _, e in sse_events(answer.content)]
+    check_workflow_events(events)
+    return events
+
+
+async def upload_notes_over(http: httpx.AsyncClient, key: dict[str, str]) -> dict[str, Any]:
+    uploaded = await http.post("/v1/files/upload", headers=key, data={"user": "ann"},
+                               files={"file": ("trip.md", NOTES, "text/markdown")})
+    assert uploaded.status_code == 201, uploaded.text
+    return {"type": "document", "transfer_method": "local_file",
+            "upload_file_id": uploaded.json()["id"]}
+
+
+BERGEN = {
+    "answer": '{"accepted": true, "trip": "Bergen"}',
+    "summary": "Bergen after 3 saving rounds (120 EUR): 4. CASTLE HILL, 2. OLD TOWN",
+    "stops": ["4. CASTLE HILL", "2. OLD TOWN"], "top": "4. CASTLE HILL", "count": 4,
+    "rounds": 3, "saved": 120}
+
+
+@LOCAL_HOSTS
+async def test_trip_digest_runs_blocking_and_streaming_and_survives_export(
+        node: Node, trip_service: TripService) -> None:
+    auth = await node.setup_and_login()
+    text = (WORKFLOWS / "trip_digest_workflow.yml").read_text()
+    key = await trip_app(node, auth, trip_service, text)
+    async with served(node.app) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        # budget 100, four stops: the notify case; the trip service gets the summary
+        blocking = await run_trip(http, key, "Bergen", 100, "blocking")
+        assert blocking["data"]["status"] == "succeeded", blocking
+        assert blocking["data"]["outputs"] == BERGEN
+        [sent] = trip_service.received
+        assert (sent.method, sent.path) == ("POST", "/trips?source=eddy")
+        assert sent.headers["Authorization"] == f"Bearer {HOOK_TOKEN}"
+        assert sent.headers["X-Trip-City"] == "Bergen"
+        assert sent.headers["Idempotency-Key"]
+        assert sent.body == {"city": "Bergen", "summary": BERGEN["summary"], "stops": 4}
+
+        # a city in the north with a small budget: the second case, no request
+        events = await run_trip(http, key, "Tromsø", 50, "streaming")
+        kinds = [e["event"] for e in events]
+        assert kinds[0] == "workflow_started" and kinds[-1] == "workflow_finished"
+        assert {"iteration_started", "iteration_next", "iteration_completed", "loop_started",
+                "loop_next", "loop_completed"} <= set(kinds), kinds
+        finished = {e["data"]["node_id"]: e["data"] for e in events
+                    if e["event"] == "node_finished" and not e["data"].get("iteration_id")
+                    and not e["data"].get("loop_id")}
+        assert finished["route"]["outputs"]["selected_case_id"] == "north"
+        assert "notify" not in finished
+        labels = sorted(e["data"]["outputs"]["label"] for e in events
+                        if e["event"] == "node_finished" and e["data"]["node_id"] == "label")
+        assert labels == ["1. HARBOUR WALK", "2. OLD TOWN", "3. FISH MARKET", "4. CASTLE HILL"]
+        assert events[-1]["data"]["outputs"] == {
+            "answer": "Welcome to Tromsø, no notification needed.",
+            "summary": "Tromsø after 2 saving rounds (80 EUR): 4. CASTLE HILL, 2. OLD TOWN",
+            "stops": BERGEN["stops"], "top": BERGEN["top"], "count": 4, "rounds": 2,
+            "saved": 80}
+        assert len(trip_service.received) == 1
+        # the secret never travels in an event
+        assert HOOK_TOKEN not in json.dumps(events)
+
+        # exported: no secret unless asked for; the export with it imports and runs the same
+        assert HOOK_TOKEN not in await export(node, auth, await app_of(node, auth, text))
+        copy = await export(node, auth, await app_of(node, auth, text), include_secret="true")
+        assert yaml.safe_load(copy)["workflow"]["graph"] == \
+            yaml.safe_load(text)["workflow"]["graph"]
+        again = await service_key(node, auth, await import_and_publish(node, auth, copy))
+        blocking = await run_trip(http, again, "Bergen", 100, "blocking")
+        assert blocking["data"]["outputs"] == BERGEN
+        assert trip_service.received[-1].headers["Authorization"] == f"Bearer {HOOK_TOKEN}"
+
+
+async def app_of(node: Node, auth: dict[str, str], text: str) -> str:
+    """The id of the app imported from `text` first (by its name)."""
+    name = yaml.safe_load(text)["app"]["name"]
+    apps = (await node.client.get("/console/api/apps", headers=auth,
+                                  params={"name": name, "limit": 100})).json()["data"]
+    return str(sorted(apps, key=lambda a: a["created_at"])[0]["id"])
+
+
+async def import_and_publish(node: Node, auth: dict[str, str], text: str) -> str:
+    app_id = await import_dsl(node, auth, text)
+    published = await node.client.post(f"/console/api/apps/{app_id}/workflows/publish",
+                                       headers=auth, json={})
+    assert published.status_code == 200, published.text
+    return app_id
+
+
+@LOCAL_HOSTS
+async def test_dify_client_python_runs_and_stops_the_trip_digest(
+        node: Node, trip_service: TripService) -> None:
+    auth = await node.setup_and_login()
+    key = await trip_app(node, auth, trip_service,
+                         (WORKFLOWS / "trip_digest_workflow.yml").read_text())
+    async with served(node.app) as url:
+        result = await run_dify_client_python("""
+            from dify_client import Client, models
+            client = Client(api_key=API_KEY, api_base=BASE_URL + "/v1")
+
+            def notes():
+                uploaded = client.upload_files(("trip.md", NOTES, "text/markdown"),
+                                             models.UploadFileRequest(user="ann"))
+                return {"type": "document", "transfer_method": "local_file",
+                        "upload_file_id": uploaded.id}
+
+            def run(city, budget, mode):
+                return client.run_workflows(models.WorkflowsRunRequest(
+                    inputs={"city": city, "budget": budget, "notes": notes()},
+                    response_mode=mode, user="ann"))
+
+            blocking = run("Bergen", 100, "blocking")
+            streamed = [e.event for e in run("Oslo", 50, "streaming")]
+            stopped = None
+            for e in run("Slowtown", 100, "streaming"):
+                data = e.data if isinstance(e.data, dict) else e.data.model_dump()
+                if e.event == "node_started" and data["node_id"] == "notify":
+                    client.stop_workflows(e.task_id, models.StopRequest(user="ann"))
+                if e.event == "workflow_finished":
+                    stopped = data["status"]
+            emit({"status": blocking.data.status, "outputs": blocking.data.outputs,
+                  "streamed": streamed, "stopped": stopped})
+        """.replace("NOTES", repr(NOTES)), base_url=url,
+            api_key=key["Authorization"].removeprefix("Bearer "))
+    assert result["status"] == "succeeded"
+    assert result["outputs"] == BERGEN
+    assert result["streamed"][0] == "workflow_started"
+    assert result["streamed"][-1] == "workflow_finished"
+    assert result["stopped"] == "stopped"
+    assert [r.body["city"] for r in trip_service.received] == ["Bergen", "Slowtown"]
