@@ -19,8 +19,10 @@ import httpx
 import pytest
 import yaml
 
-from tests.chat import sse_events
+from tests.chat import MODEL, connect_provider, sse_events
 from tests.clients import run_dify_client_python
+from tests.e2e.test_knowledge import FACTS, create_dataset, create_text_document, wait_indexed
+from tests.fakes.openai_server import FakeOpenAIServer
 from tests.harness import Node, served
 from tests.local_http import QuietHandler, serving
 from tests.spec import validate
@@ -269,3 +271,101 @@ async def test_dify_client_python_runs_and_stops_the_trip_digest(
     assert result["streamed"][-1] == "workflow_finished"
     assert result["stopped"] == "stopped"
     assert [r.body["city"] for r in trip_service.received] == ["Bergen", "Slowtown"]
+
+
+# -- support desk: the model nodes ------------------------------------------------------------
+
+REFUND_FACT, REFUND_QUESTION = FACTS[1]
+LUNCH_FACT = FACTS[2][0]
+
+
+@pytest.fixture
+async def workspace(node: Node, provider: FakeOpenAIServer) -> dict[str, str]:
+    """A set-up workspace with the fake model provider connected: its console auth."""
+    provider.reset()
+    auth = await node.setup_and_login()
+    await connect_provider(node, auth, provider)
+    return auth
+
+
+async def policies_dataset(node: Node, auth: dict[str, str]) -> str:
+    """A dataset of one indexed document, `policies`: the refund and the lunch paragraphs."""
+    token = (await node.client.post("/console/api/datasets/api-keys",
+                                    headers=auth)).json()["token"]
+    key = {"Authorization": f"Bearer {token}"}
+    dataset = await create_dataset(node, key, "Shop policies")
+    created = await create_text_document(node, key, dataset["id"], "policies",
+                                         f"{REFUND_FACT}\n\n{LUNCH_FACT}")
+    await wait_indexed(node.client, key, dataset["id"], created["batch"])
+    return str(dataset["id"])
+
+
+def on_this_workspace(dataset_id: str) -> Callable[[dict[str, Any]], None]:
+    """The edit after an import: model nodes on the configured model, the retrieval node on
+    this workspace's dataset."""
+    def edit(draft: dict[str, Any]) -> None:
+        for data in nodes_of(draft).values():
+            if "model" in data:
+                data["model"] = {**data["model"], "provider": "openai_api_compatible",
+                                 "name": MODEL}
+            if data["type"] == "knowledge-retrieval":
+                data["dataset_ids"] = [dataset_id]
+    return edit
+
+
+async def test_support_desk_runs_the_model_nodes_blocking_and_streaming(
+        node: Node, workspace: dict[str, str], provider: FakeOpenAIServer) -> None:
+    auth = workspace
+    dataset_id = await policies_dataset(node, auth)
+    app_id = await import_dsl(node, auth, (WORKFLOWS / "support_desk_workflow.yml").read_text())
+    await edit_and_publish(node, auth, app_id, on_this_workspace(dataset_id))
+    key = await service_key(node, auth, app_id)
+
+    async def refund(http: httpx.AsyncClient, key: dict[str, str]) -> dict[str, Any]:
+        provider.script_chat('{"category_id": "refund", "category_name": "Refunds"}',
+                             '{"order_id": "A-1001", "amount": 25}')
+        answer = await http.post("/v1/workflows/run", headers=key, json={
+            "inputs": {"question": REFUND_QUESTION,
+                       "ticket": "Order A-1001 arrived broken, I want my 25 EUR back."},
+            "user": "ann", "response_mode": "blocking"})
+        assert answer.status_code == 200, answer.text
+        validate("WorkflowBlockingResponse", answer.json())
+        assert answer.json()["data"]["status"] == "succeeded", answer.text
+        return dict(answer.json()["data"]["outputs"])
+
+    refund_prompt = f"Order A-1001 wants 25 EUR back: {REFUND_QUESTION}"
+    async with served(node.app) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        outputs = await refund(http, key)
+        assert outputs == {"reply": f"Echo: {refund_prompt}", "order": "A-1001", "amount": 25,
+                           "sources": [f"[1] policies: {REFUND_FACT[:24]}",
+                                       f"[2] policies: {LUNCH_FACT[:24]}"]}
+        classified, extracted, answered = (r.body for r in provider.chat_requests[-3:])
+        assert REFUND_QUESTION in classified["messages"][-1]["content"]
+        assert "Orders of the web shop" in extracted["messages"][0]["content"]
+        assert extracted["messages"][-1]["content"] == \
+            "Order A-1001 arrived broken, I want my 25 EUR back."
+        assert answered["messages"] == [
+            {"role": "system", "content": "You answer refund requests. Policy:\n"
+                                          f"{REFUND_FACT}\n{LUNCH_FACT}"},
+            {"role": "user", "content": refund_prompt}]
+
+        # anything else: the jinja2 prompt, its tokens streamed
+        provider.script_chat('{"category_id": "other", "category_name": "Anything else"}')
+        streamed = await http.post("/v1/workflows/run", headers=key, json={
+            "inputs": {"question": "when is lasagna served?", "ticket": ""}, "user": "ann",
+            "response_mode": "streaming"})
+        events = [e for _, e in sse_events(streamed.content)]
+        check_workflow_events(events)
+        reply = "Echo: Question: WHEN IS LASAGNA SERVED?"
+        assert provider.chat_requests[-1].body["messages"] == [
+            {"role": "user", "content": "Question: WHEN IS LASAGNA SERVED?"}]
+        assert "".join(e["data"]["text"] for e in events if e["event"] == "text_chunk") == reply
+        finished = {e["data"]["node_id"]: e["data"] for e in events
+                    if e["event"] == "node_finished"}
+        assert finished["triage"]["outputs"]["class_name"] == "Anything else"
+        assert "details" not in finished and "reply" not in finished
+        assert events[-1]["data"]["outputs"]["reply"] == reply
+
+        # the export keeps the edits: imported again, it runs the same
+        copy = await import_and_publish(node, auth, await export(node, auth, app_id))
+        assert await refund(http, await service_key(node, auth, copy)) == outputs
