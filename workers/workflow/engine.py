@@ -333,6 +333,7 @@ class RunExecution:
                     running.values(), return_when=asyncio.FIRST_COMPLETED,
                     timeout=max(0.0, min(STOP_POLL_SECONDS, deadline - time.time())))
                 done = [t.result() for t in finished]
+                await self.stream.keep()
                 if await self.stream.stop_requested():
                     await self._cancel(running)
                     await self._stop([await self._result(o) for o in done

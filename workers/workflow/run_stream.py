@@ -8,6 +8,7 @@ the others, so a client misses none and sees none twice."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -28,6 +29,7 @@ class RunStream:
     def __init__(self, stream: TaskStream) -> None:
         self.stream = stream
         self.streamed: set[int] = set()  # facts (run event versions) already on the stream
+        self.kept_at = time.monotonic()
 
     @classmethod
     def of(cls, kv: KeyValueStore, task_id: UUID, owner: str, ttl: int,
@@ -59,6 +61,17 @@ class RunStream:
             return
         await self.stream.publish_many(fresh)
         self.streamed.update(e[FACT_FIELD] for e in fresh if FACT_FIELD in e)
+        self.kept_at = time.monotonic()
+
+    async def keep(self) -> None:
+        """A stream (and this attempt's claim) expires TASK_STREAM_TTL_SECONDS after its last
+        write: while a node runs longer than a third of that without a word, the claim is
+        renewed (LostOwnership if a later attempt took the stream) and the stream kept."""
+        if time.monotonic() - self.kept_at < self.stream.ttl / 3:
+            return
+        await self.stream.claim()
+        await self.stream.kv.expire(self.stream.key, self.stream.ttl)
+        self.kept_at = time.monotonic()
 
     async def stop_requested(self) -> bool:
         return await self.stream.stop_requested(throttle=True)
