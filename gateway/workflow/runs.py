@@ -26,6 +26,7 @@ from gateway.workflow.inputs import start_variables, validate_run_inputs
 from schemas.base import EDDY_NAMESPACE, EventPayload
 from schemas.conversation import api as conversation_api
 from schemas.conversation.naming import (
+    TERMINAL_STREAM_EVENTS,
     end_user_id_for,
     task_owner_key,
     task_stop_key,
@@ -245,7 +246,10 @@ async def run_events(request: Request, workflow_run_id: str,
             or begun.end_user_id != end_user_id_for(app["id"], user):
         raise NotFound("Workflow run not found")
     assert run_id is not None
-    closing = WORKFLOW_END_STREAM_EVENTS if continue_on_pause else RUN_CLOSING
+    # an advanced-chat run's stream ends with its message's end (after workflow_finished)
+    ends = TERMINAL_STREAM_EVENTS if begun.mode == "advanced-chat" \
+        else WORKFLOW_END_STREAM_EVENTS
+    closing = ends if continue_on_pause else (*ends, WORKFLOW_PAUSE_STREAM_EVENT)
     stream = task_stream_key(begun.task_id)
     if not await c.kv.length(stream) and isinstance(history[-1].payload, RUN_ENDS):
         return StreamingResponse(_ended(history), media_type="text/event-stream",

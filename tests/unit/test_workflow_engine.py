@@ -614,3 +614,19 @@ async def test_the_sweep_fails_runs_left_running_past_the_time_limit(node: Node)
     streamed = await c.kv.read(task_stream_key(tasks[forgotten]), "0", count=10, block_ms=0)
     (closing,) = [orjson.loads(entry) for _, entry in streamed]
     assert (closing["event"], closing["data"]["status"]) == ("workflow_finished", "failed")
+
+
+async def test_a_retried_request_with_an_idempotency_key_joins_the_first_run(
+        node: Node, auth: dict[str, str]) -> None:
+    _, key = await workflow_app(node, auth, GREETING)
+    headers = {**key, "Idempotency-Key": "order-17"}
+    body = {"inputs": {"name": "Flo"}, "user": "ann", "response_mode": "blocking"}
+    first = await node.client.post("/v1/workflows/run", headers=headers, json=body)
+    again = await node.client.post("/v1/workflows/run", headers=headers, json=body)
+    assert again.json() == first.json()
+    other = await node.client.post("/v1/workflows/run", headers={**key, "Idempotency-Key": "x"},
+                                   json=body)
+    assert other.json()["workflow_run_id"] != first.json()["workflow_run_id"]
+    runs = {e.aggregate_id for e in node.container.store.read_from(0, 10_000)
+            if e.type == "WorkflowRunStarted"}
+    assert len(runs) == 2
