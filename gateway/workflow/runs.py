@@ -252,7 +252,7 @@ async def run_events(request: Request, workflow_run_id: str,
     closing = ends if continue_on_pause else (*ends, WORKFLOW_PAUSE_STREAM_EVENT)
     stream = task_stream_key(begun.task_id)
     if not await c.kv.length(stream) and isinstance(history[-1].payload, RUN_ENDS):
-        return StreamingResponse(_ended(history), media_type="text/event-stream",
+        return StreamingResponse(_ended(request, history), media_type="text/event-stream",
                                  headers=SSE_HEADERS)
     after = await resume_point(c.kv, stream, last_event_id, closing)
     return StreamingResponse(
@@ -263,9 +263,9 @@ async def run_events(request: Request, workflow_run_id: str,
 RUN_ENDS = (ev.WorkflowRunSucceeded, ev.WorkflowRunFailed, ev.WorkflowRunStopped)
 
 
-async def _ended(history: list[Envelope[EventPayload]]) -> AsyncIterator[bytes]:
-    """The end of a run whose stream expired, as its one event (outputs kept in storage
-    are not loaded back: the run's detail has them)."""
+async def _ended(request: Request, history: list[Envelope[EventPayload]]
+                 ) -> AsyncIterator[bytes]:
+    """The end of a run whose stream expired, as its one event."""
     first, last = history[0], history[-1]
     begun, end = first.payload, last.payload
     assert isinstance(begun, ev.WorkflowRunStarted) and isinstance(end, RUN_ENDS)
@@ -275,9 +275,13 @@ async def _ended(history: list[Envelope[EventPayload]]) -> AsyncIterator[bytes]:
                       conversation_id=begun.conversation_id, message_id=begun.message_id)
     status = {ev.WorkflowRunSucceeded: "succeeded", ev.WorkflowRunFailed: "failed",
               ev.WorkflowRunStopped: "stopped"}[type(end)]
+    outputs = None
+    if isinstance(end, ev.WorkflowRunSucceeded):
+        outputs = orjson.loads(await get_container(request).storage.load(end.outputs_ref)) \
+            if end.outputs_ref else end.outputs
     event = head.workflow_finished(
-        status=status, outputs=end.outputs if isinstance(end, ev.WorkflowRunSucceeded)
-        else None, error=end.error if isinstance(end, ev.WorkflowRunFailed) else None,
+        status=status, outputs=outputs,
+        error=end.error if isinstance(end, ev.WorkflowRunFailed) else None,
         elapsed_time=end.elapsed_time, total_tokens=end.total_tokens,
         total_steps=end.total_steps, finished_at=int(last.occurred_at.timestamp()),
         fact=None)

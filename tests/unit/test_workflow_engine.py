@@ -350,6 +350,12 @@ async def test_large_outputs_are_kept_in_storage_and_referenced(strict: Node) ->
     assert ended.outputs == {} and ended.outputs_ref is not None
     kept = orjson.loads(await strict.container.storage.load(ended.outputs_ref))
     assert kept == {"said": f"Dear {name}"}
+    # read again once its stream expired: the run's end, its outputs loaded back
+    await strict.container.kv.delete(task_stream_key(UUID(answer["task_id"])))
+    again = await strict.client.get(f"/v1/workflow/{answer['workflow_run_id']}/events",
+                                    headers=key, params={"user": "ann"})
+    (end,) = [e for _, e in sse_events(again.content)]
+    assert end["data"]["outputs"] == {"said": f"Dear {name}"}
 
 
 async def test_secret_environment_variables_are_masked_in_events_and_streams(
@@ -510,6 +516,20 @@ async def test_a_single_node_runs_alone_on_the_given_variables(
         ("workflow_started", None), ("node_started", "check"), ("node_finished", "check"),
         ("workflow_finished", None)]
     assert events[-1]["data"]["outputs"] == {"result": True, "selected_case_id": "happy"}
+
+
+async def test_a_run_nested_deeper_than_the_call_depth_limit_fails(
+        node: Node, auth: dict[str, str]) -> None:
+    app_id, _ = await app_with_key(node, auth, mode="workflow", name="Nested")
+    workflow_id = publish(node, app_id, GREETING)
+    run_id, task_id = uuid4(), uuid4()
+    depth = node.container.settings.WORKFLOW_CALL_MAX_DEPTH + 1
+    record(node, app_id, run_id, started_run(app_id, workflow_id, run_id, task_id,
+                                             call_depth=depth, inputs={"name": "Gus"}))
+    events = await stream_of(node, task_id)
+    assert [e["event"] for e in events] == ["workflow_started", "workflow_finished"]
+    assert events[-1]["data"]["error"] == (
+        f"Max workflow call depth {depth - 1} reached.")
 
 
 async def test_a_run_whose_message_keeps_failing_ends_failed(

@@ -23,6 +23,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +84,7 @@ STOP_POLL_SECONDS = 0.2  # a stop request takes effect within this (plus a commi
 RUN_END = (ev.WorkflowRunSucceeded, ev.WorkflowRunFailed, ev.WorkflowRunStopped)
 TIMEOUT_HANDLE = "timeout"  # the branch a human-input node takes when its form expires
 EXCEPTION_STRATEGIES = frozenset({"fail-branch", "default-value"})
+VERSION_CACHE_SIZE = 512
 
 
 @dataclass(frozen=True)
@@ -92,19 +94,24 @@ class Version:
 
 
 class Versions:
-    """Workflow versions are immutable: each is read from the store once per process."""
+    """Workflow versions are immutable: each is read from the store once per process (the
+    VERSION_CACHE_SIZE most recently used kept)."""
 
     def __init__(self, services: WorkflowServices) -> None:
         self.services = services
-        self._cache: dict[UUID, Version] = {}
+        self._cache: OrderedDict[UUID, Version] = OrderedDict()
 
     async def get(self, workflow_id: UUID) -> Version:
-        if workflow_id not in self._cache:
-            events = await asyncio.to_thread(self.services.store.load, workflow_id)
-            version = WorkflowVersion.replay(workflow_id, events)
-            if version.spec is None:
-                raise LookupError(f"workflow version {workflow_id} does not exist")
-            self._cache[workflow_id] = Version(version.spec, parse_graph(version.spec.graph))
+        if workflow_id in self._cache:
+            self._cache.move_to_end(workflow_id)
+            return self._cache[workflow_id]
+        events = await asyncio.to_thread(self.services.store.load, workflow_id)
+        version = WorkflowVersion.replay(workflow_id, events)
+        if version.spec is None:
+            raise LookupError(f"workflow version {workflow_id} does not exist")
+        self._cache[workflow_id] = Version(version.spec, parse_graph(version.spec.graph))
+        if len(self._cache) > VERSION_CACHE_SIZE:
+            self._cache.popitem(last=False)
         return self._cache[workflow_id]
 
 
@@ -176,6 +183,7 @@ class RunExecution:
         self.finished: set[str] = set()
         self.retries: dict[str, int] = {}
         self.total_tokens = 0
+        self.run_outputs: Mapping[str, Any] | None = None  # kept in storage when large
         self.paused: ev.WorkflowRunPaused | None = None
         self.resolution: ev.WorkflowHumanInputSubmitted | ev.WorkflowHumanInputTimedOut | \
             None = None
@@ -199,6 +207,9 @@ class RunExecution:
         for event in history:
             self._absorb(event, outputs)
         self.facts = facts
+        ended = history[-1].payload
+        if isinstance(ended, ev.WorkflowRunSucceeded) and ended.outputs_ref is not None:
+            self.run_outputs = orjson.loads(await self.s.storage.load(ended.outputs_ref))
         await self.stream.claim()
         # What an earlier attempt recorded but did not stream (it died in between).
         await self._publish(history)
@@ -518,7 +529,7 @@ class RunExecution:
         if len(encoded) > self.s.settings.WORKFLOW_EVENT_INLINE_BYTES:
             ref = node_outputs_key(self.tenant_id, self.run_id, self.run_id)
             await self.s.storage.save(ref, encoded)
-        self.outputs[""] = outputs  # the run's own, for its workflow_finished
+        self.run_outputs = outputs
         return ev.WorkflowRunSucceeded(
             outputs={} if ref else outputs, outputs_ref=ref, answer=self.mask(state.answer),
             elapsed_time=self._elapsed(), total_tokens=self.total_tokens,
@@ -629,7 +640,7 @@ class RunExecution:
                 "expiration_time": int(self.paused.expires_at) if self.paused else 0}, fact)]
         if isinstance(p, ev.WorkflowRunSucceeded):
             return [head.workflow_finished(
-                status="succeeded", outputs=self.outputs.get("", p.outputs), error=None,
+                status="succeeded", outputs=self.run_outputs or p.outputs, error=None,
                 elapsed_time=p.elapsed_time, total_tokens=p.total_tokens,
                 total_steps=p.total_steps, finished_at=at, fact=fact)]
         if isinstance(p, ev.WorkflowRunFailed):
