@@ -502,6 +502,25 @@ async def test_a_paused_run_resumes_from_the_submitted_form(
     assert resumed[-1]["data"]["outputs"] == {"verdict": "approved: looks good"}
     assert len(asked) == 1  # the form's answer is recorded, the node is not asked again
 
+    # a form left unanswered: the run goes on along the node's timeout branch
+    publish(node, app_id, graph(
+        [graph_node("start", "start", variables=[]),
+         graph_node("review", "human-input", "Review"),
+         graph_node("late", "answer", answer="no answer"),
+         graph_node("end", "end", outputs=end_outputs(("verdict", ["late", "answer"])))],
+        [edge("start", "review"), edge("review", "late", "timeout"), edge("late", "end")]))
+    waiting = (await run(node, key, {})).json()
+    validate("WorkflowBlockingResponse", waiting)
+    assert waiting["data"]["status"] == "paused"
+    run_id = UUID(waiting["workflow_run_id"])
+    token = stored_run(node, str(run_id))[-1].payload.form_token
+    record(node, app_id, run_id, ev.WorkflowHumanInputTimedOut(node_id="review",
+                                                               form_token=token))
+    events = await stream_of(node, UUID(waiting["task_id"]))
+    check_workflow_events(events)
+    assert "human_input_form_timeout" in [e["event"] for e in events]
+    assert events[-1]["data"]["outputs"] == {"verdict": "no answer"}
+
 
 async def test_a_single_node_runs_alone_on_the_given_variables(
         node: Node, auth: dict[str, str]) -> None:
