@@ -555,10 +555,16 @@ class RunExecution:
             if not events:
                 return
             await still_owner()
+            commit = asyncio.ensure_future(asyncio.to_thread(self.uow.commit))
             try:
-                await asyncio.to_thread(self.uow.commit)
+                await asyncio.shield(commit)
             except ConcurrencyConflict as conflict:
                 raise RunChanged(str(conflict)) from conflict
+            except asyncio.CancelledError:
+                # (a node task stopped while recording its retry) the commit finishes
+                # before the lock is let go: the next commit builds on it
+                await asyncio.wait({commit})
+                raise
             for event in events:
                 self._absorb(event, self.outputs)
                 self.facts.extend(_facts_of_live(event.payload, self.outputs))
