@@ -216,3 +216,22 @@ async def test_error_strategies_and_limits_over_http(
         assert (too_slow["data"]["status"], too_slow["data"]["error"]) == (
             "failed", "Max execution time 2s reached.")
         assert len(gate.calls) == 1
+
+
+@pytest.mark.settings(TASK_STREAM_TTL_SECONDS=10)
+async def test_a_node_outlasting_the_streams_ttl_keeps_the_run_streaming(
+        node: Node, executors: Callable[[str, Executor], None]) -> None:
+    """A task stream (and its writer's claim) expires TASK_STREAM_TTL_SECONDS after its last
+    write: a node running longer without a word must not cost the run its stream."""
+    gate = Gate({"result": "late"})
+    executors("code", gate)
+    key = await workflow_key(node)
+    asyncio.get_running_loop().call_later(12, gate.release.set)
+    answer = (await node.client.post("/v1/workflows/run", headers=key, json={
+        "inputs": {"name": "Slow"}, "user": "ann", "response_mode": "blocking"})).json()
+    assert answer["data"]["status"] == "succeeded"
+    assert answer["data"]["outputs"] == {"result": "late"}
+    again = await node.client.get(f"/v1/workflow/{answer['workflow_run_id']}/events",
+                                  headers=key, params={"user": "ann"})
+    kinds = [e["event"] for _, e in sse_events(again.content)]  # the whole stream, kept
+    assert (kinds[0], kinds[-1], len(kinds)) == ("workflow_started", "workflow_finished", 10)
