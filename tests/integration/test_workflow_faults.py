@@ -118,7 +118,7 @@ async def _run_under_fault(postgres: EmbeddedPostgres, fresh_database: Callable[
     async with running_node(settings, roles=["relay", "commands", "projections"]) as node:
         auth = await node.setup_and_login()
         app_id, key = await app_with_key(node, auth, mode="workflow", name="Steps")
-        publish(node, app_id, STEPS)
+        await publish(node, auth, app_id, STEPS)
         env = {**os.environ, **settings.as_env(LOG_LEVEL="WARNING"),
                "EDDY_TEST_EXECUTIONS": str(log), "EDDY_TEST_STEP_SECONDS": "1"}
         workers = [spawn(env, "engine-1")]
