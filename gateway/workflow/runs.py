@@ -140,16 +140,21 @@ async def _run(request: Request, key: ApiKeyPrincipal, body: api.WorkflowRunRequ
             read_your_writes=False)
     except CommandPending:
         return _pending(run_id, task_id, body.user)
-    stream = task_stream_key(task_id)
     if body.response_mode == "streaming":
-        return StreamingResponse(
-            sse(request, stream, "0", RUN_CLOSING, _interrupted(task_id, run_id)),
-            media_type="text/event-stream", headers=SSE_HEADERS)
+        return streamed_run(request, run_id, task_id)
     try:
         async with asyncio.timeout(c.settings.CHAT_BLOCKING_TIMEOUT_SECONDS):
-            return await _blocking(request, stream)
+            return await _blocking(request, task_stream_key(task_id))
     except (StreamInterrupted, TimeoutError):
         return _pending(run_id, task_id, body.user)
+
+
+def streamed_run(request: Request, run_id: UUID, task_id: UUID) -> StreamingResponse:
+    """A run's events from its start as server-sent events, until it ends or pauses (the
+    console's debug runs answer the same way)."""
+    return StreamingResponse(
+        sse(request, task_stream_key(task_id), "0", RUN_CLOSING, _interrupted(task_id, run_id)),
+        media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 def _pending(run_id: UUID, task_id: UUID, user: str) -> JSONResponse:
