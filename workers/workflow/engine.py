@@ -225,6 +225,7 @@ class RunExecution:
             return None
         p = self.begun = self.run.started
         self.tenant_id = self.run.tenant_id
+        self.graph = Graph(nodes=(), edges=())  # read by _load (a run may fail without it)
         self.mask = Secrets().mask
         self.began_at = active_since(history)
         self.head = StreamHead(task_id=p.task_id, run_id=self.run_id,
@@ -648,18 +649,29 @@ class RunExecution:
             return [head.workflow_finished(
                 status="succeeded", outputs=self.run_outputs or p.outputs, error=None,
                 elapsed_time=p.elapsed_time, total_tokens=p.total_tokens,
-                total_steps=p.total_steps, finished_at=at, fact=fact)]
+                total_steps=p.total_steps, finished_at=at, fact=fact,
+                exceptions_count=self._exceptions())]
         if isinstance(p, ev.WorkflowRunFailed):
             return [head.workflow_finished(
                 status="failed", outputs=None, error=p.error, elapsed_time=p.elapsed_time,
                 total_tokens=p.total_tokens, total_steps=p.total_steps, finished_at=at,
-                fact=fact)]
+                fact=fact, exceptions_count=self._exceptions())]
         if isinstance(p, ev.WorkflowRunStopped):
             return [head.workflow_finished(
                 status="stopped", outputs=None, error="Workflow execution stopped by user.",
                 elapsed_time=p.elapsed_time, total_tokens=p.total_tokens,
-                total_steps=p.total_steps, finished_at=at, fact=fact)]
+                total_steps=p.total_steps, finished_at=at, fact=fact,
+                exceptions_count=self._exceptions())]
         return []
+
+    def _exceptions(self) -> int | None:
+        """Nodes that failed and went on by their error strategy (Dify's exceptions_count);
+        None for a run failed without reading its graph."""
+        if not self.graph.nodes:
+            return None
+        return sum(1 for e in self.history if isinstance(e.payload, ev.WorkflowNodeFailed)
+                   and self.graph.node(e.payload.node_id).data.get("error_strategy")
+                   in EXCEPTION_STRATEGIES)
 
     def _node_fields(self, node_id: str) -> dict[str, Any]:
         started, node = self.started[node_id], self.graph.node(node_id)
