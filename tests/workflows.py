@@ -1,16 +1,24 @@
 """Workflow apps for tests: graphs written as Dify's DSL writes them, published through the
-console (draft, then publish), their runs' server-sent events checked against the spec, and
-node executors a test controls."""
+console as its editor does (draft, then publish), or straight through the write side's
+aggregates (the version and the app's published pointer), and their runs' server-sent
+events."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 
+from adapters.secrets import seal
+from commands.aggregate import Context
+from commands.unit_of_work import UnitOfWork
+from commands.workflow.aggregates import PublishedWorkflow, WorkflowVersion
+from schemas.workflow import events as ev
+from schemas.workflow.naming import environment_secret_purpose, published_workflow_id_for
 from tests.harness import Node
 from tests.spec import validate, workflow_event_schema
 from workers.workflow.nodes import EXECUTORS
@@ -46,9 +54,35 @@ def tenant_of(node: Node, app_id: str) -> UUID:
     return tenant
 
 
-async def publish(node: Node, auth: dict[str, str], app_id: str, dsl_graph: dict[str, Any], *,
-                  environment: Sequence[dict[str, Any]] = (),
-                  secrets: dict[str, str] | None = None) -> UUID:
+def publish(node: Node, app_id: str, dsl_graph: dict[str, Any], *,
+            environment: Sequence[dict[str, Any]] = (),
+            secrets: dict[str, str] | None = None) -> UUID:
+    """A published version of the app with this graph (its id); `secrets`: secret
+    environment variables, sealed as the console seals them."""
+    tenant = tenant_of(node, app_id)
+    sealed = [{"name": name, "value": seal(node.container.settings.SECRET_KEY,
+                                           environment_secret_purpose(tenant), value),
+               "value_type": "secret", "id": str(uuid4()), "description": ""}
+              for name, value in (secrets or {}).items()]
+    ctx = Context(tenant_id=tenant, actor_id=None, correlation_id=uuid4(),
+                  causation_id=uuid4())
+    uow = UnitOfWork(node.container.store, ctx)
+    workflow_id = uuid4()
+    uow.get(WorkflowVersion, workflow_id).create(ev.WorkflowVersionCreated(
+        app_id=UUID(app_id), kind="workflow", version=str(time.time()), graph=dsl_graph,
+        features={}, environment_variables=[*environment, *sealed],
+        conversation_variables=[], created_by=None), ctx)
+    uow.get(PublishedWorkflow, published_workflow_id_for(UUID(app_id))).publish(
+        ev.WorkflowPublished(app_id=UUID(app_id), workflow_id=workflow_id, published_by=None),
+        ctx)
+    uow.commit()
+    return workflow_id
+
+
+async def publish_in_console(node: Node, auth: dict[str, str], app_id: str,
+                             dsl_graph: dict[str, Any], *,
+                             environment: Sequence[dict[str, Any]] = (),
+                             secrets: dict[str, str] | None = None) -> UUID:
     """Save `dsl_graph` as the app's draft and publish it through the console, as its
     editor does; the published version's id. `secrets`: secret environment variables."""
     base = f"/console/api/apps/{app_id}/workflows"

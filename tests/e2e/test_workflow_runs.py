@@ -24,7 +24,7 @@ from tests.workflows import (
     executors_on,
     graph,
     graph_node,
-    publish,
+    publish_in_console,
     text_input,
 )
 from workers.workflow.nodes.base import Executor, NodeCall, NodeError, NodeResult
@@ -53,7 +53,7 @@ def executors(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, Executor], None
 async def workflow_key(node: Node) -> dict[str, str]:
     auth = await node.setup_and_login()
     app_id, key = await app_with_key(node, auth, mode="workflow", name="Greeter")
-    await publish(node, auth, app_id, BRANCHES)
+    await publish_in_console(node, auth, app_id, BRANCHES)
     return key
 
 
@@ -184,7 +184,7 @@ async def test_error_strategies_and_limits_over_http(
     executors("code", gate)
     auth = await node.setup_and_login()
     app_id, key = await app_with_key(node, auth, mode="workflow", name="Strategies")
-    await publish(node, auth, app_id, STRATEGIES)
+    await publish_in_console(node, auth, app_id, STRATEGIES)
     async with served(node.app) as url, httpx.AsyncClient(base_url=url, timeout=15) as http:
         async def run(mode: str) -> httpx.Response:
             return await http.post("/v1/workflows/run", headers=key, json={
@@ -201,7 +201,7 @@ async def test_error_strategies_and_limits_over_http(
         assert events[-1]["data"]["outputs"] == {
             "fetched": "fetched", "fallback": "fallback (PluginNotInstalled)", "text": "n/a"}
 
-        await publish(node, auth, app_id, graph(  # 7 steps: one too many
+        await publish_in_console(node, auth, app_id, graph(  # 7 steps: one too many
             [graph_node("start", "start", variables=[]),
              *(graph_node(f"say{i}", "answer", answer=str(i)) for i in range(5)),
              graph_node("end", "end", outputs=[])],
@@ -210,7 +210,7 @@ async def test_error_strategies_and_limits_over_http(
         too_long = (await run("blocking")).json()["data"]
         assert (too_long["status"], too_long["error"]) == ("failed", "Max steps 6 reached.")
 
-        await publish(node, auth, app_id, BRANCHES)  # its code node never ends
+        await publish_in_console(node, auth, app_id, BRANCHES)  # its code node never ends
         too_slow = (await http.post("/v1/workflows/run", headers=key, json={
             "inputs": {"name": "Eve"}, "user": "ann", "response_mode": "blocking"})).json()
         assert (too_slow["data"]["status"], too_slow["data"]["error"]) == (

@@ -19,16 +19,12 @@ from argon2 import PasswordHasher
 
 from commands.aggregate import Context
 from commands.unit_of_work import UnitOfWork
-from commands.workflow.aggregates import PublishedWorkflow, WorkflowRun, WorkflowVersion
+from commands.workflow.aggregates import WorkflowRun
 from events.memory_store import InMemoryEventStore
 from gateway import auth as gateway_auth
 from schemas.conversation.naming import FACT_FIELD, task_stream_key
 from schemas.workflow import events as ev
-from schemas.workflow.naming import (
-    node_execution_id,
-    node_idempotency_key,
-    published_workflow_id_for,
-)
+from schemas.workflow.naming import node_execution_id, node_idempotency_key
 from tests.chat import app_with_key, sse_events
 from tests.harness import Node, eventually
 from tests.memory import memory_app
@@ -42,6 +38,7 @@ from tests.workflows import (
     graph,
     graph_node,
     publish,
+    publish_in_console,
     tenant_of,
     text_input,
     through,
@@ -79,7 +76,7 @@ async def workflow_app(node_: Node, auth: dict[str, str], dsl: dict[str, Any]
                        ) -> tuple[str, dict[str, str]]:
     """A workflow app publishing `dsl`, and its Service API key."""
     app_id, key = await app_with_key(node_, auth, mode="workflow", name="Greeter")
-    await publish(node_, auth, app_id, dsl)
+    await publish_in_console(node_, auth, app_id, dsl)
     return app_id, key
 
 
@@ -176,7 +173,7 @@ async def test_only_workflow_apps_with_a_published_version_run(
     unpublished = await run(node, key, {})
     assert (unpublished.status_code, unpublished.json()["code"]) == (400, "app_unavailable")
 
-    workflow_id = await publish(node, auth, app_id, GREETING)
+    workflow_id = await publish_in_console(node, auth, app_id, GREETING)
     by_id = await run(node, key, {"name": "Cy"}, path=f"/v1/workflows/{workflow_id}/run")
     assert by_id.json()["data"]["workflow_id"] == str(workflow_id)
     unknown = await run(node, key, {"name": "Cy"}, path=f"/v1/workflows/{uuid4()}/run")
@@ -262,7 +259,7 @@ async def test_a_failing_node_is_retried_as_its_strategy_says(
     assert events[-1]["data"]["outputs"] == {"result": "third time"}
 
     attempts.clear()
-    await publish(node, auth, app_id, through("http-request", retry_config={
+    await publish_in_console(node, auth, app_id, through("http-request", retry_config={
         "retry_enabled": True, "max_retries": 1, "retry_interval": 10}))
     exhausted = (await run(node, key, {})).json()
     assert exhausted["data"]["status"] == "failed"
@@ -301,7 +298,7 @@ async def test_fail_branch_and_default_value_strategies_go_on_after_a_failure(
                    graph_node("search", "tool", "Search", **search),
                    graph_node("end", "end", outputs=[])],
                   [edge("start", "search"), edge("search", "end")])
-    await publish(node, auth, app_id, plain)
+    await publish_in_console(node, auth, app_id, plain)
     failed = (await run(node, key, {})).json()["data"]
     assert failed["status"] == "failed"
     assert failed["error"] == ("node 'search' failed: tool node 'Search' needs a plugin "
@@ -337,7 +334,7 @@ async def test_runs_end_failed_past_their_steps_or_time(
 
     gate = Gate()
     executors("code", gate)
-    await publish(strict, auth, app_id, through("code"))
+    await publish_in_console(strict, auth, app_id, through("code"))
     too_slow = (await run(strict, key, {})).json()["data"]
     assert (too_slow["status"], too_slow["error"]) == ("failed",
                                                        "Max execution time 1s reached.")
@@ -371,7 +368,7 @@ async def test_secret_environment_variables_are_masked_in_events_and_streams(
                  graph_node("end", "end", outputs=end_outputs(("said", ["say", "answer"])))],
                 [edge("start", "say"), edge("say", "end")])
     app_id, key = await app_with_key(node, auth, mode="workflow", name="Secretive")
-    await publish(node, auth, app_id, dsl, secrets={"api_key": secret},
+    await publish_in_console(node, auth, app_id, dsl, secrets={"api_key": secret},
             environment=[{"name": "region", "value": "eu", "value_type": "string"}])
     events = await events_of(node, key, {})
     assert events[-1]["data"]["outputs"] == {"said": "eu ******"}
@@ -434,7 +431,7 @@ async def test_a_run_taken_over_restarts_only_its_node_in_flight(
     executors("start", counted_start)
     executors("code", gate)
     app_id, _ = await app_with_key(node, auth, mode="workflow", name="Taken over")
-    workflow_id = await publish(node, auth, app_id, through("code"))
+    workflow_id = await publish_in_console(node, auth, app_id, through("code"))
     run_id, task_id = uuid4(), uuid4()
     await node.container.kv.append(task_stream_key(task_id), [orjson.dumps({
         "event": "workflow_started", "task_id": str(task_id), "workflow_run_id": str(run_id),
@@ -514,7 +511,7 @@ async def test_a_paused_run_resumes_from_the_submitted_form(
     assert len(asked) == 1  # the form's answer is recorded, the node is not asked again
 
     # a form left unanswered: the run goes on along the node's timeout branch
-    await publish(node, auth, app_id, graph(
+    await publish_in_console(node, auth, app_id, graph(
         [graph_node("start", "start", variables=[]),
          graph_node("review", "human-input", "Review"),
          graph_node("late", "answer", answer="no answer"),
@@ -536,7 +533,7 @@ async def test_a_paused_run_resumes_from_the_submitted_form(
 async def test_a_single_node_runs_alone_on_the_given_variables(
         node: Node, auth: dict[str, str]) -> None:
     app_id, _ = await app_with_key(node, auth, mode="workflow", name="Debugged")
-    workflow_id = await publish(node, auth, app_id, GREETING)
+    workflow_id = await publish_in_console(node, auth, app_id, GREETING)
     run_id, task_id = uuid4(), uuid4()
     record(node, app_id, run_id, started_run(app_id, workflow_id, run_id, task_id,
                                              inputs={"#start.mood#": "happy"},
@@ -551,7 +548,7 @@ async def test_a_single_node_runs_alone_on_the_given_variables(
 async def test_a_run_nested_deeper_than_the_call_depth_limit_fails(
         node: Node, auth: dict[str, str]) -> None:
     app_id, _ = await app_with_key(node, auth, mode="workflow", name="Nested")
-    workflow_id = await publish(node, auth, app_id, GREETING)
+    workflow_id = await publish_in_console(node, auth, app_id, GREETING)
     run_id, task_id = uuid4(), uuid4()
     depth = node.container.settings.WORKFLOW_CALL_MAX_DEPTH + 1
     record(node, app_id, run_id, started_run(app_id, workflow_id, run_id, task_id,
@@ -565,19 +562,8 @@ async def test_a_run_nested_deeper_than_the_call_depth_limit_fails(
 async def test_a_run_whose_message_keeps_failing_ends_failed(
         node: Node, auth: dict[str, str]) -> None:
     app_id, key = await app_with_key(node, auth, mode="workflow", name="Broken")
-    # a version the console refuses now (stored by an older release, say): recorded as is
-    tenant, workflow_id = tenant_of(node, app_id), uuid4()
-    ctx = Context(tenant_id=tenant, actor_id=None, correlation_id=uuid4(),
-                  causation_id=uuid4())
-    uow = UnitOfWork(node.container.store, ctx)
-    uow.get(WorkflowVersion, workflow_id).create(ev.WorkflowVersionCreated(
-        app_id=UUID(app_id), kind="workflow", version="1", features={},
-        graph={"nodes": [{"id": "start", "data": "not a mapping"}], "edges": []},
-        environment_variables=[], conversation_variables=[], created_by=None), ctx)
-    uow.get(PublishedWorkflow, published_workflow_id_for(UUID(app_id))).publish(
-        ev.WorkflowPublished(app_id=UUID(app_id), workflow_id=workflow_id, published_by=None),
-        ctx)
-    uow.commit()
+    # a version the console would refuse now (stored by an older release, say)
+    publish(node, app_id, {"nodes": [{"id": "start", "data": "not a mapping"}], "edges": []})
     answer = (await run(node, key, {})).json()
     assert answer["data"]["status"] == "failed"
     assert "could not be executed" in answer["data"]["error"]
@@ -601,7 +587,7 @@ async def test_parallel_branches_nest_no_deeper_than_the_limit(
 
     app_id, key = await workflow_app(node, auth, fanning(3))
     assert (await run(node, key, {})).json()["data"]["status"] == "succeeded"
-    await publish(node, auth, app_id, fanning(4))
+    await publish_in_console(node, auth, app_id, fanning(4))
     too_deep = (await run(node, key, {})).json()["data"]
     assert (too_deep["status"], too_deep["error"]) == (
         "failed", "Exceeds the maximum parallel depth limit of 3.")
@@ -630,7 +616,7 @@ async def test_executors_stream_text_chunks_and_advanced_chat_answers_are_messag
         kinds.index("node_finished", kinds.index("text_chunk")) > kinds.index("text_chunk")
 
     # an advanced-chat run: the answer node's text is the message, tokens are not repeated
-    workflow_id = await publish(node, auth, app_id, story)
+    workflow_id = await publish_in_console(node, auth, app_id, story)
     run_id, task_id, message_id, conversation_id = uuid4(), uuid4(), uuid4(), uuid4()
     record(node, app_id, run_id, started_run(
         app_id, workflow_id, run_id, task_id, mode="advanced-chat",
