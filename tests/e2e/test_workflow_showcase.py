@@ -8,6 +8,7 @@ streaming, stop) and dify_client's ChatClient against the advanced-chat app."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -18,14 +19,15 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from dify_client import ChatClient
 
 from tests.chat import MODEL, connect_provider, sse_events
 from tests.clients import run_dify_client_python
 from tests.e2e.test_knowledge import FACTS, create_dataset, create_text_document, wait_indexed
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.harness import Node, served
+from tests.harness import Node, eventually, served
 from tests.local_http import QuietHandler, serving
-from tests.spec import validate
+from tests.spec import chat_event_schema, validate
 from tests.workflows import check_workflow_events
 
 WORKFLOWS = Path(__file__).parent.parent / "fixtures" / "workflows"
@@ -369,3 +371,129 @@ async def test_support_desk_runs_the_model_nodes_blocking_and_streaming(
         # the export keeps the edits: imported again, it runs the same
         copy = await import_and_publish(node, auth, await export(node, auth, app_id))
         assert await refund(http, await service_key(node, auth, copy)) == outputs
+
+
+# -- tea concierge: an advanced-chat app and its conversation variables -----------------------
+
+
+def stream_events(response: Any) -> list[dict[str, Any]]:
+    """The events of a streamed answer the SDK returned (a requests response)."""
+    return [json.loads(line[len(b"data: "):]) for line in response.iter_lines()
+            if line.startswith(b"data: ")]
+
+
+async def test_tea_concierge_chats_through_dify_client_keeping_its_variables(
+        node: Node, workspace: dict[str, str], provider: FakeOpenAIServer) -> None:
+    auth = workspace
+    text = (WORKFLOWS / "tea_concierge_advanced_chat.yml").read_text()
+    app_id = await import_dsl(node, auth, text)
+    await edit_and_publish(node, auth, app_id, on_this_workspace(""))
+    key = await service_key(node, auth, app_id)
+    async with served(node.app) as url:
+        client = ChatClient(key["Authorization"].removeprefix("Bearer "))
+        client.base_url = f"{url}/v1"
+        first = await asyncio.to_thread(client.create_chat_message, {}, "green tea?", "ann")
+        assert first.status_code == 200, first.text
+        validate("ChatCompletionResponse", first.json())
+        assert (first.json()["answer"], first.json()["mode"]) == (
+            "Echo: green tea? (visit 1)", "advanced-chat")
+        assert provider.chat_requests[-1].body["messages"] == [
+            {"role": "system", "content": "You are a tea concierge. Last question: none yet"},
+            {"role": "user", "content": "green tea?"}]
+        conversation = first.json()["conversation_id"]
+
+        async def answered(count: int) -> bool:
+            listed = await asyncio.to_thread(client.get_conversation_messages, "ann",
+                                             conversation)
+            return len(listed.json()["data"]) == count
+        await eventually(lambda: answered(1))  # the turn is in the conversation's history
+
+        second = await asyncio.to_thread(
+            client.create_chat_message, {}, "oolong?", "ann", response_mode="streaming",
+            conversation_id=conversation)
+        events = await asyncio.to_thread(stream_events, second)
+    for event in events:
+        validate(chat_event_schema(event["event"]), event)
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "workflow_started"
+    assert kinds[-2:] == ["workflow_finished", "message_end"], kinds
+    assert "".join(e["answer"] for e in events if e["event"] == "message") == \
+        "Echo: oolong? (visit 2)"
+    # the model got the turn before as memory, the question before in the system prompt
+    assert provider.chat_requests[-1].body["messages"] == [
+        {"role": "system", "content": "You are a tea concierge. Last question: green tea?"},
+        {"role": "user", "content": "green tea?"},
+        {"role": "assistant", "content": "Echo: green tea? (visit 1)"},
+        {"role": "user", "content": "oolong?"}]
+    variables = await node.client.get(f"/v1/conversations/{conversation}/variables",
+                                      headers=key, params={"user": "ann"})
+    assert {v["name"]: v["value"] for v in variables.json()["data"]} == {
+        "visits": 2, "topics": ["green tea?", "oolong?"], "last_question": "oolong?"}
+
+    # exported and imported again: a new conversation starts from the declared values
+    copy = await service_key(node, auth, await import_and_publish(
+        node, auth, await export(node, auth, app_id)))
+    again = await node.client.post("/v1/chat-messages", headers=copy, json={
+        "inputs": {}, "query": "green tea?", "user": "ann", "response_mode": "blocking"})
+    assert again.status_code == 200, again.text
+    assert again.json()["answer"] == "Echo: green tea? (visit 1)"
+
+
+# -- expense approval: human input --------------------------------------------------------------
+
+
+async def test_expense_approval_pauses_for_a_manager_and_resumes_on_the_chosen_branch(
+        node: Node) -> None:
+    auth = await node.setup_and_login()
+    text = (WORKFLOWS / "expense_approval_workflow.yml").read_text()
+    key = await service_key(node, auth, await import_and_publish(node, auth, text))
+
+    async def paused(amount: int, reason: str, mode: str) -> tuple[str, str]:
+        """A run up to its pause: (its id, its form's token)."""
+        answer = await node.client.post("/v1/workflows/run", headers=key, json={
+            "inputs": {"amount": amount, "reason": reason}, "user": "ann",
+            "response_mode": mode})
+        assert answer.status_code == 200, answer.text
+        if mode == "blocking":
+            validate("WorkflowBlockingResponse", answer.json())
+            assert answer.json()["data"]["status"] == "paused"
+            run_id = answer.json()["workflow_run_id"]
+            events = [e for _, e in sse_events((await node.client.get(
+                f"/v1/workflow/{run_id}/events", headers=key,
+                params={"user": "ann"})).content)]
+        else:
+            events = [e for _, e in sse_events(answer.content)]
+        check_workflow_events(events)
+        assert [e["event"] for e in events][-2:] == ["human_input_required", "workflow_paused"]
+        return events[0]["workflow_run_id"], events[-2]["data"]["form_token"]
+
+    async def finished(run_id: str) -> dict[str, Any]:
+        """The run's events once it ended, across its pause."""
+        async def ended() -> list[dict[str, Any]] | None:
+            events = [e for _, e in sse_events((await node.client.get(
+                f"/v1/workflow/{run_id}/events", headers=key,
+                params={"user": "ann", "continue_on_pause": "true"})).content)]
+            return events if events and events[-1]["event"] == "workflow_finished" else None
+        events = await eventually(ended)
+        check_workflow_events(events)
+        return dict(events[-1]["data"])
+
+    run_id, token = await paused(120, "team lunch", "streaming")
+    form = await node.client.get(f"/v1/form/human_input/{token}", headers=key)
+    assert form.status_code == 200, form.text
+    assert form.json()["form_content"] == \
+        "Approve 120 EUR for team lunch?\n{{#$outputs.note#}}"
+    assert [a["id"] for a in form.json()["user_actions"]] == ["approve", "reject"]
+    submitted = await node.client.post(f"/v1/form/human_input/{token}", headers=key, json={
+        "inputs": {"note": "once a year"}, "action": "approve", "user": "boss"})
+    assert submitted.status_code == 200, submitted.text
+    done = await finished(run_id)
+    assert (done["status"], done["outputs"]) == ("succeeded", {
+        "result": "Booked 120 EUR (once a year)", "action": "approve"})
+
+    run_id, token = await paused(9000, "a new car", "blocking")
+    submitted = await node.client.post(f"/v1/form/human_input/{token}", headers=key, json={
+        "inputs": {"note": "no"}, "action": "reject", "user": "boss"})
+    assert submitted.status_code == 200, submitted.text
+    done = await finished(run_id)
+    assert done["outputs"] == {"note": "no", "action": "reject"}
