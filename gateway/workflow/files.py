@@ -31,10 +31,27 @@ async def input_files(engine: AsyncEngine, app_id: UUID, tenant_id: UUID, user: 
         value = resolved.get(name)
         if variable.get("type") not in FILE_INPUT_TYPES or not value:
             continue
-        resolved[name] = await run_files(engine, app_id, tenant_id, user, value) \
-            if isinstance(value, list) else \
-            (await run_files(engine, app_id, tenant_id, user, [value]))[0]
+        given = value if isinstance(value, list) else [value]
+        files = await run_files(engine, app_id, tenant_id, user, given)
+        for requested, file in zip(given, files, strict=True):
+            _check_allowed(variable, requested, file)
+        resolved[name] = files if isinstance(value, list) else files[0]
     return resolved
+
+
+def _check_allowed(variable: Mapping[str, Any], requested: Mapping[str, Any],
+                   file: Mapping[str, Any]) -> None:
+    """Dify's check of a file input against its declaration (file_factory's
+    `_is_file_valid_with_config`): the type the request names is one the input allows (a
+    `custom` file: its extension is one allowed), and so is its transfer method."""
+    kind = str(requested.get("type") or "custom")
+    types = variable.get("allowed_file_types") or []
+    extensions = {str(e).lower() for e in variable.get("allowed_file_extensions") or []}
+    methods = variable.get("allowed_file_upload_methods") or []
+    if (types and kind != "custom" and kind not in types) \
+            or (types and kind == "custom" and str(file["extension"]).lower() not in extensions) \
+            or (methods and file["transfer_method"] not in methods):
+        raise BadRequest(f"File validation failed for file: {file['filename']}")
 
 
 async def run_files(engine: AsyncEngine, app_id: UUID, tenant_id: UUID, user: str,

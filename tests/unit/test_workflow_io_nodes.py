@@ -107,3 +107,31 @@ async def test_another_users_upload_is_refused_before_the_run(node: Node,
         "user": "ann", "response_mode": "blocking"})
     assert (ran.status_code, ran.json()["code"]) == (404, "file_not_found")
     assert _Receiver.posted == []
+
+
+async def test_a_file_the_input_does_not_allow_is_refused_before_the_run(
+        node: Node, receiver: str) -> None:
+    """As Dify checks a file input against its declaration: its type (a `custom` file: its
+    extension) and transfer method among the allowed ones."""
+    declared = _workflow(receiver)
+    declared["nodes"][0]["data"]["variables"][0].update(
+        allowed_file_types=["document", "custom"], allowed_file_extensions=[".csv"],
+        allowed_file_upload_methods=["local_file"])
+    auth = await node.setup_and_login()
+    app_id, key = await app_with_key(node, auth, mode="workflow", name="Filer")
+    publish(node, app_id, declared)
+    file_id = await _upload(node, key, "ann")
+    for refused in ({"type": "image", "transfer_method": "local_file", "upload_file_id": file_id},
+                    {"type": "custom", "transfer_method": "local_file", "upload_file_id": file_id},
+                    {"type": "document", "transfer_method": "remote_url",
+                     "url": f"{receiver}/notes.md"}):
+        ran = await node.client.post("/v1/workflows/run", headers=key, json={
+            "inputs": {"doc": refused}, "user": "ann", "response_mode": "blocking"})
+        assert (ran.status_code, ran.json()["code"]) == (400, "invalid_param"), refused
+        assert ran.json()["message"].startswith("File validation failed for file: ")
+    assert _Receiver.posted == []
+    ran = await node.client.post("/v1/workflows/run", headers=key, json={
+        "inputs": {"doc": {"type": "document", "transfer_method": "local_file",
+                           "upload_file_id": file_id}},
+        "user": "ann", "response_mode": "blocking"})
+    assert ran.json()["data"]["status"] == "succeeded", ran.text
