@@ -4,9 +4,22 @@ the graph engine, a consumer group (what Dify's `workflow`, `workflow_storage` a
 
 from __future__ import annotations
 
-from commands.workflow import aggregates, runs
+from commands.workflow import aggregates, human_input, runs
 from contexts.manifest import ContextManifest, payloads_in
+from events.routing import Route
+from gateway.workflow import human_input as human_input_routes
 from schemas.workflow import events
+from workers.declarations import Job, WorkTopic
+from workers.workflow.forms import (
+    FORM_TIMEOUT_CHECK_SECONDS,
+    form_deadlines_processor,
+    time_out_human_input_forms,
+)
+
+# WorkflowRunPaused: its form filed under the minute it expires, for the form timeout job.
+FORM_DEADLINES = WorkTopic("workflow.form_deadlines", role="form-deadlines",
+                           processor=form_deadlines_processor,
+                           routes=[Route([events.WorkflowRunPaused])])
 
 WORKFLOW = ContextManifest(
     name="workflow",
@@ -14,8 +27,10 @@ WORKFLOW = ContextManifest(
                 aggregates.WorkflowVersion, aggregates.WorkflowRun],
     events=payloads_in(events),
     upcasters=events.UPCASTERS,
-    handlers=[runs.HANDLERS],
+    handlers=[runs.HANDLERS, human_input.HANDLERS],
     projectors={},
-    routers=[],
-    work=[],
+    routers=[human_input_routes.router],
+    work=[FORM_DEADLINES],
+    jobs=[Job("time_out_human_input_forms", every=FORM_TIMEOUT_CHECK_SECONDS,
+              run=time_out_human_input_forms)],
 )

@@ -80,6 +80,9 @@ class WorkflowRunStarted(EventPayload):
     message_id: UUID | None = None  # advanced-chat
     # A single-node debug run: only this node runs, with `inputs` as its variable values.
     node_id: str | None = None
+    # advanced-chat: the conversation variables (name -> value) as the conversation's
+    # previous run left them (its definitions' defaults on the first turn)
+    conversation_variables: dict[str, Any] = {}
 
 
 class WorkflowNodeStarted(EventPayload):
@@ -170,6 +173,19 @@ class WorkflowRunStopped(EventPayload):
     elapsed_time: float
     total_tokens: int = 0
     total_steps: int = 0
+
+
+def conversation_variables_left(history: list[EventPayload]) -> dict[str, Any] | None:
+    """The conversation variables as a run left them: those it started with, changed by each
+    node that wrote some (a variable assigner's write stands even if a later node fails, as
+    in Dify); None for a history that is not a started run."""
+    if not history or not isinstance(history[0], WorkflowRunStarted):
+        return None
+    variables = dict(history[0].conversation_variables)
+    for payload in history[1:]:
+        if isinstance(payload, WorkflowNodeSucceeded):
+            variables.update(payload.updates.get("conversation", {}))
+    return variables
 
 
 UPCASTERS: dict[tuple[type[EventPayload], int], Upcaster] = {}

@@ -5,5 +5,8 @@ plugins Eddy does not have)."""
 from __future__ import annotations
 
 from workers.workflow.nodes.base import Executor
+from workers.workflow.nodes.human_input import human_input
 
-EXECUTORS: dict[str, Executor] = {}
+EXECUTORS: dict[str, Executor] = {
+    "human-input": human_input,
+}
