@@ -7,9 +7,12 @@ from __future__ import annotations
 from commands.workflow import aggregates, human_input, runs
 from contexts.manifest import ContextManifest, payloads_in
 from events.routing import Route
+from gateway.workflow import conversation_variables
 from gateway.workflow import human_input as human_input_routes
+from schemas.conversation import events as conversation_events
 from schemas.workflow import events
 from workers.declarations import Job, WorkTopic
+from workers.workflow.chatflow import chatflow_processor, is_chatflow_message
 from workers.workflow.forms import (
     FORM_TIMEOUT_CHECK_SECONDS,
     form_deadlines_processor,
@@ -21,6 +24,12 @@ FORM_DEADLINES = WorkTopic("workflow.form_deadlines", role="form-deadlines",
                            processor=form_deadlines_processor,
                            routes=[Route([events.WorkflowRunPaused])])
 
+# An advanced-chat app's MessageCreated: its workflow run is started (the chat processor
+# skips those).
+CHATFLOW = WorkTopic("workflow.chatflow", role="chatflow", processor=chatflow_processor,
+                     routes=[Route([conversation_events.MessageCreated],
+                                   when=is_chatflow_message)])
+
 WORKFLOW = ContextManifest(
     name="workflow",
     aggregates=[aggregates.WorkflowDraft, aggregates.PublishedWorkflow,
@@ -29,8 +38,8 @@ WORKFLOW = ContextManifest(
     upcasters=events.UPCASTERS,
     handlers=[runs.HANDLERS, human_input.HANDLERS],
     projectors={},
-    routers=[human_input_routes.router],
-    work=[FORM_DEADLINES],
+    routers=[human_input_routes.router, conversation_variables.router],
+    work=[CHATFLOW, FORM_DEADLINES],
     jobs=[Job("time_out_human_input_forms", every=FORM_TIMEOUT_CHECK_SECONDS,
               run=time_out_human_input_forms)],
 )

@@ -54,6 +54,8 @@ PING_SECONDS = 10.0  # Dify's keep-alive: `event: ping` after this long without 
 READ_BLOCK_MS = 1000
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _MAX_STREAM_ID_PART = 2**64 - 1
+ADVANCED_CHAT = "advanced-chat"  # chatflow: a workflow run answers (the workflow context)
+CHAT_MODES = ("chat", ADVANCED_CHAT)
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
                                                max_length=255)]
 
@@ -216,8 +218,13 @@ async def _accept(request: Request, key: ApiKeyPrincipal, app: dict[str, Any],
                   body: api.CompletionMessageRequest, conversation: str | None,
                   idempotency_key: str | None) -> Any:
     c = get_container(request)
-    config = await _run_config(request, key.tenant_id, app)
-    inputs = validate_inputs(config, body.inputs)
+    if app["mode"] == ADVANCED_CHAT:
+        # Answered by a run of the app's workflow, which has no model config; its start
+        # node declares (and the run checks) the inputs.
+        config, inputs = AppModelConfig(), dict(body.inputs)
+    else:
+        config = await _run_config(request, key.tenant_id, app)
+        inputs = validate_inputs(config, body.inputs)
     files = await message_files(request, app, body.user, body.files or [],
                                 config.file_upload.image)
     existing = maybe_uuid(conversation) if conversation else None
@@ -351,7 +358,7 @@ async def chat_message(request: Request, body: api.ChatMessageRequest,
     app = await app_of_key(request, key)
     if app["mode"] == "agent-chat":
         raise AppUnavailable("Agent apps are not supported yet: use a chat or completion app.")
-    if app["mode"] != "chat":
+    if app["mode"] not in CHAT_MODES:
         raise NotChatApp()
     return await _ask(request, key, app, body, body.conversation_id or None, idempotency_key)
 
@@ -382,7 +389,7 @@ async def _stop(request: Request, key: ApiKeyPrincipal, task_id: str, user: str)
 @router.post("/chat-messages/{task_id}/stop")
 async def stop_chat(request: Request, task_id: str, body: api.StopRequest,
                     key: ApiKeyPrincipal = AppKey) -> dict[str, str]:
-    if (await app_of_key(request, key))["mode"] != "chat":
+    if (await app_of_key(request, key))["mode"] not in CHAT_MODES:
         raise NotChatApp()
     return await _stop(request, key, task_id, body.user)
 

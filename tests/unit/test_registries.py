@@ -181,7 +181,7 @@ def test_roles_are_named_after_their_context() -> None:
     assert set(ASSEMBLY.work) == {"knowledge.indexing-priority", "knowledge.indexing-bulk",
                                   "knowledge.cleanup", "conversation.chat",
                                   "conversation.annotations", "conversation.cleanup",
-                                  "workflow.form-deadlines"}
+                                  "workflow.chatflow", "workflow.form-deadlines"}
 
 
 def test_a_role_declared_twice_is_refused() -> None:
