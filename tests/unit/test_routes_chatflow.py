@@ -81,10 +81,11 @@ async def answer_as_the_engine(node: Node, answer: str, topic: str) -> dict[str,
               "message_id": str(p.message_id), "conversation_id": str(p.conversation_id),
               "created_at": 0}
     closing = finish_chat_message(node.container.store, started, ended, c)
-    assert closing is not None
     await stream.publish_many([{"event": "message", **fields, "answer": answer}, closing])
-    # a redelivered end records and streams nothing again
-    assert finish_chat_message(node.container.store, started, ended, c) is None
+    # a redelivered end records nothing again, and closes the stream the same way
+    before = len(node.container.store.load(p.conversation_id))
+    assert finish_chat_message(node.container.store, started, ended, c) == closing
+    assert len(node.container.store.load(p.conversation_id)) == before
     return {"system": p.system, "variables": p.conversation_variables}
 
 

@@ -17,12 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
+from uuid import UUID
 
 from adapters.bus.base import Message
 from adapters.kv.base import KeyValueStore
 from adapters.llm.openai_protocol import Usage
 from commands.aggregate import Context
-from commands.conversation.aggregates import Conversation
+from commands.conversation.aggregates import Conversation, MessageState
 from commands.unit_of_work import UnitOfWork
 from commands.workflow.aggregates import WorkflowVersion
 from commands.workflow.runs import start_run, version_to_run
@@ -30,6 +31,7 @@ from config import Settings
 from events.envelope import Envelope
 from events.registry import EventTypes
 from events.store import ConcurrencyConflict, EventStore
+from schemas.base import EventPayload
 from schemas.conversation import events as cev
 from schemas.conversation.naming import task_owner, task_stop_key, task_stream_key
 from schemas.errors import EddyError
@@ -115,9 +117,9 @@ def _decide_start(store: EventStore, uow: UnitOfWork,
     return True
 
 
-def conversation_variables_for(load: Callable[[Any], list[Envelope[Any]]],
+def conversation_variables_for(load: Callable[[UUID], list[Envelope[EventPayload]]],
                                version: WorkflowVersion,
-                               earlier_messages: list[Any]) -> dict[str, Any]:
+                               earlier_messages: list[UUID]) -> dict[str, Any]:
     """The conversation variables a new turn starts with: as the latest earlier run left
     them (a message whose run never started is passed over), over the defaults of the
     version's definitions (a variable the version added since starts at its default)."""
@@ -140,60 +142,61 @@ async def fail_chat_message(deps: ChatflowDeps, event: Envelope[cev.MessageCreat
                                                   "code": code, "error": message[:300]})
     failed = cev.MessageFailed(message_id=p.message_id, code=code, status=status,
                                error=message)
-    if await asyncio.to_thread(record_message_end, deps.store, event.aggregate_id, failed,
-                               caused_by(event)):
-        stream = TaskStream(deps.kv, task_stream_key(p.task_id), task_stop_key(p.task_id),
-                            task_owner(p.app_id, p.end_user_id), deps.stream_ttl,
-                            current_fence())
-        await stream.claim()
-        await stream.publish({"event": "error", **stream_fields(event), "status": status,
-                              "code": code, "message": message})
+    ended = await asyncio.to_thread(record_message_end, deps.store, event.aggregate_id, failed,
+                                    caused_by(event))
+    if ended.status != "failed":
+        return  # it ended otherwise before (stopped by its user): that end stands
+    stream = TaskStream(deps.kv, task_stream_key(p.task_id), task_stop_key(p.task_id),
+                        task_owner(p.app_id, p.end_user_id), deps.stream_ttl, current_fence())
+    await stream.claim()
+    if not await stream.closed():  # a redelivery after the error was streamed: once
+        await stream.publish({"event": "error", **stream_fields(event), **ended.error})
 
 
-def record_message_end(store: EventStore, conversation_id: Any,
+def record_message_end(store: EventStore, conversation_id: UUID,
                        payload: cev.MessageAnswered | cev.MessageStopped | cev.MessageFailed,
-                       ctx: Context) -> bool:
-    """How the message ended, on its conversation (others write it meanwhile: feedback,
-    renames, next questions); False when it had ended already (a redelivery)."""
+                       ctx: Context) -> MessageState:
+    """Record how the message ended on its conversation (others write it meanwhile:
+    feedback, renames, next questions), unless it had ended already (a redelivery, or a stop
+    racing the answer: the first end stands); how it ended."""
     for _ in range(MAX_RECORD_CONFLICTS):
         uow = UnitOfWork(store, ctx)
-        if not uow.get(Conversation, conversation_id).finish(payload, ctx):
-            return False
-        try:
-            uow.commit()
-            return True
-        except ConcurrencyConflict:
-            continue
+        conversation = uow.get(Conversation, conversation_id)
+        if conversation.finish(payload, ctx):
+            try:
+                uow.commit()
+            except ConcurrencyConflict:
+                continue
+        return conversation.messages[payload.message_id]
     raise ConcurrencyConflict(f"conversation {conversation_id} kept changing")
 
 
 def finish_chat_message(store: EventStore, started: Envelope[ev.WorkflowRunStarted],
                         ended: ev.WorkflowRunSucceeded | ev.WorkflowRunFailed
                         | ev.WorkflowRunStopped, ctx: Context,
-                        usage: Usage | None = None) -> dict[str, Any] | None:
+                        usage: Usage | None = None) -> dict[str, Any]:
     """For the engine, at the end of an advanced-chat run: record how its message ended on
     the conversation (answered with the answer nodes' text, stopped, or failed) and give
-    the closing event to stream after `workflow_finished`: `message_end` (or `error`).
-    None when the message had ended already (a redelivered end: nothing to stream again).
-    `usage`: the run's LLM usage summed, when the engine has it (else its total tokens)."""
+    the closing event to stream right after `workflow_finished`, in the same write (so a
+    takeover streams both or neither): `message_end`, or `error`. The same event again
+    for a redelivered end. `usage`: the run's LLM usage summed, when the engine has it
+    (else its total tokens)."""
     p = started.payload
     assert p.conversation_id is not None and p.message_id is not None
-    usage = usage or Usage(total_tokens=ended.total_tokens)
+    dify = dify_usage(usage or Usage(total_tokens=ended.total_tokens), ended.elapsed_time)
+    end: cev.MessageAnswered | cev.MessageStopped | cev.MessageFailed
+    if isinstance(ended, ev.WorkflowRunSucceeded):
+        end = cev.MessageAnswered(message_id=p.message_id, answer=ended.answer, usage=dify)
+    elif isinstance(ended, ev.WorkflowRunStopped):
+        end = cev.MessageStopped(message_id=p.message_id, answer="", usage=dify)
+    else:
+        end = cev.MessageFailed(message_id=p.message_id, code="completion_request_error",
+                                status=400, error=ended.error)
+    message = record_message_end(store, p.conversation_id, end, ctx)
     fields = {"task_id": str(p.task_id), "id": str(p.message_id),
               "message_id": str(p.message_id), "conversation_id": str(p.conversation_id),
               "created_at": int(started.occurred_at.timestamp())}
-    end: cev.MessageAnswered | cev.MessageStopped | cev.MessageFailed
-    if isinstance(ended, ev.WorkflowRunFailed):
-        end = cev.MessageFailed(message_id=p.message_id, code="completion_request_error",
-                                status=400, error=ended.error)
-        closing: dict[str, Any] = {"event": "error", **fields, "status": 400,
-                                   "code": end.code, "message": ended.error}
-    else:
-        answer = ended.answer if isinstance(ended, ev.WorkflowRunSucceeded) else ""
-        dify = dify_usage(usage, ended.elapsed_time)
-        end = (cev.MessageAnswered(message_id=p.message_id, answer=answer, usage=dify)
-               if isinstance(ended, ev.WorkflowRunSucceeded)
-               else cev.MessageStopped(message_id=p.message_id, answer=answer, usage=dify))
-        closing = {"event": "message_end", **fields,
-                   "metadata": {"usage": dify, "retriever_resources": []}, "files": []}
-    return closing if record_message_end(store, p.conversation_id, end, ctx) else None
+    if message.status == "failed":
+        return {"event": "error", **fields, **message.error}
+    return {"event": "message_end", **fields, "files": [], "metadata": {
+        "usage": message.usage, "retriever_resources": message.retriever_resources}}
