@@ -5,6 +5,7 @@ it. No I/O."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,8 @@ from schemas.workflow import events as ev
 TEXT_INPUTS = frozenset({"paragraph", "text_input"})  # text_input: Dify's older DSL name
 FILE_INPUTS = frozenset({"file", "file-list"})
 TIMEOUT_HANDLE = "timeout"  # the branch a form left unanswered past its expiry takes
+# where a form's content shows an input's value once submitted (Dify's `{{#$outputs.x#}}`)
+OUTPUT_PLACEHOLDER = re.compile(r"\{\{#\$outputs\.([a-zA-Z_][a-zA-Z0-9_]{0,29})#\}\}")
 
 
 class FormSubmission(Body):
@@ -84,6 +87,31 @@ class RunForms:
         paused = self.paused
         return paused if paused is not None and paused.form_token == token \
             and now >= paused.expires_at else None
+
+
+def required_event_data(paused: ev.WorkflowRunPaused) -> dict[str, Any]:
+    """`human_input_required`'s data (the stream's, and what a client shows the form by)."""
+    form = paused.form
+    return {"form_id": paused.form_token[32:], "node_id": paused.node_id,
+            "node_title": form["node_title"], "form_content": form["form_content"],
+            "inputs": form["inputs"], "actions": form["user_actions"], "display_in_ui": True,
+            "form_token": paused.form_token,
+            "resolved_default_values": form["resolved_default_values"],
+            "expiration_time": int(paused.expires_at)}
+
+
+def filled_event_data(paused: ev.WorkflowRunPaused,
+                      answer: ev.WorkflowHumanInputSubmitted) -> dict[str, Any]:
+    """`human_input_form_filled`'s data: the form's content with the answer's values in
+    place of its `{{#$outputs.name#}}` placeholders, and the action chosen."""
+    form = paused.form
+    rendered = OUTPUT_PLACEHOLDER.sub(
+        lambda m: str(answer.inputs.get(m.group(1), m.group(0))), form["form_content"])
+    title = next((a["title"] for a in form["user_actions"] if a["id"] == answer.action),
+                 answer.action)
+    return {"node_id": paused.node_id, "node_title": form["node_title"],
+            "rendered_content": rendered, "action_id": answer.action, "action_text": title,
+            "submitted_data": answer.inputs}
 
 
 def form_view(form: Mapping[str, Any], expires_at: float) -> dict[str, Any]:

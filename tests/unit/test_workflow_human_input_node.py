@@ -10,6 +10,7 @@ from uuid import uuid4
 import pytest
 
 from schemas.workflow import events as we
+from schemas.workflow.forms import filled_event_data, required_event_data
 from workers.workflow.nodes import EXECUTORS
 from workers.workflow.nodes.base import HumanInputRequired, NodeCall, NodeError, RunInfo
 from workers.workflow.nodes.human_input import result_of_answer
@@ -101,3 +102,21 @@ def test_an_answer_is_the_nodes_result_and_its_action_the_branch() -> None:
     timed_out = result_of_answer(we.WorkflowHumanInputTimedOut(node_id="review",
                                                                form_token="t"))
     assert timed_out.handle == "timeout"
+
+
+async def test_the_stream_shows_the_form_and_then_how_it_was_filled() -> None:
+    form = (await run({"form_content": "Why? {{#$outputs.why#}} ({{#$outputs.gone#}})",
+                       "inputs": [{"type": "paragraph", "output_variable_name": "why"}],
+                       "user_actions": [{"id": "ok", "title": "Sounds good"}]})).form
+    paused = we.WorkflowRunPaused(node_id="review", form_token="a" * 64, form=dict(form),
+                                  expires_at=1_800_000_000.5)
+    required = required_event_data(paused)
+    assert (required["node_title"], required["form_token"], required["expiration_time"]) == (
+        "Review", "a" * 64, 1_800_000_000)
+    assert required["actions"] == [{"id": "ok", "title": "Sounds good",
+                                    "button_style": "default"}]
+    filled = filled_event_data(paused, we.WorkflowHumanInputSubmitted(
+        node_id="review", form_token="a" * 64, action="ok", inputs={"why": "because"},
+        submitted_by="bob"))
+    assert (filled["rendered_content"], filled["action_text"], filled["submitted_data"]) == (
+        "Why? because ({{#$outputs.gone#}})", "Sounds good", {"why": "because"})
