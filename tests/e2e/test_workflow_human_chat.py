@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID, uuid4
 
 from dify_client import ChatClient
 
+from adapters.embedded.postgres import EmbeddedPostgres
 from commands.executor import execute
 from schemas.base import CommandEnvelope
 from schemas.workflow import commands as wc
 from schemas.workflow import events as we
 from tests.chat import Chat, app_with_key, sse_events
-from tests.harness import Node, eventually, served
+from tests.harness import Node, eventually, node_settings, running_node, served
 from tests.spec import chat_event_schema, validate
 from tests.workflows import check_workflow_events, edge, end_outputs, graph, node, publish
 
@@ -65,34 +67,39 @@ async def run_ended(node_: Node, run_id: UUID) -> we.WorkflowRunSucceeded:
 
 
 async def test_a_run_paused_at_human_input_holds_no_worker_and_resumes_on_submit(
-        chat: Chat) -> None:
-    node_ = chat.node
-    app_id, key = await app_with_key(node_, chat.auth, mode="workflow", name="Review flow")
-    publish(node_, app_id, REVIEWED)
-    run_id, required = await paused_run(node_, key)
+        postgres: EmbeddedPostgres, fresh_database: Callable[..., str],
+        redis_url: str) -> None:
+    settings = node_settings(postgres, fresh_database("e2e"), redis_url)
+    async with running_node(settings) as first:
+        auth = await first.setup_and_login()
+        app_id, key = await app_with_key(first, auth, mode="workflow", name="Review flow")
+        publish(first, app_id, REVIEWED)
+        run_id, required = await paused_run(first, key)
+
+        async def idle() -> bool:
+            state = await first.container.bus.group_state("workflow.runs", ["workflow.runs"])
+            return state.oldest_unacked is None
+        await eventually(idle)  # the engine let the run's message go: nothing holds the run
     form_url = f"/v1/form/human_input/{required['form_token']}"
 
-    async def idle() -> bool:
-        state = await node_.container.bus.group_state("workflow.runs", ["workflow.runs"])
-        return state.oldest_unacked is None
-    await eventually(idle)  # the engine let the run's message go: nothing holds the run
+    # The member that paused the run is gone; another one shows the form and resumes it.
+    async with running_node(settings, migrate_first=False) as second:
+        shown = await second.client.get(form_url, headers=key)
+        assert shown.status_code == 200, shown.text
+        assert shown.json()["form_content"] == "Publish the spring issue? {{#$outputs.note#}}"
+        assert shown.json()["resolved_default_values"] == {"note": "looks fine"}
+        refused = await second.client.post(form_url, headers=key, json={
+            "inputs": {"note": "ok"}, "action": "merge", "user": "bob"})
+        assert (refused.status_code, refused.json()["code"]) == (400, "invalid_form_data")
 
-    shown = await node_.client.get(form_url, headers=key)
-    assert shown.status_code == 200, shown.text
-    assert shown.json()["form_content"] == "Publish the spring issue? {{#$outputs.note#}}"
-    assert shown.json()["resolved_default_values"] == {"note": "looks fine"}
-    refused = await node_.client.post(form_url, headers=key, json={
-        "inputs": {"note": "ok"}, "action": "merge", "user": "bob"})
-    assert (refused.status_code, refused.json()["code"]) == (400, "invalid_form_data")
-
-    submitted = await node_.client.post(form_url, headers=key, json={
-        "inputs": {"note": "ship it"}, "action": "approve", "user": "bob"})
-    assert (submitted.status_code, submitted.json()) == (200, {})
-    end = await run_ended(node_, run_id)
-    assert end.outputs == {"note": "ship it", "action": "approve"}
-    again = await node_.client.post(form_url, headers=key, json={
-        "inputs": {"note": "no"}, "action": "reject", "user": "carl"})
-    assert (again.status_code, again.json()["code"]) == (412, "human_input_form_submitted")
+        submitted = await second.client.post(form_url, headers=key, json={
+            "inputs": {"note": "ship it"}, "action": "approve", "user": "bob"})
+        assert (submitted.status_code, submitted.json()) == (200, {})
+        end = await run_ended(second, run_id)
+        assert end.outputs == {"note": "ship it", "action": "approve"}
+        again = await second.client.post(form_url, headers=key, json={
+            "inputs": {"note": "no"}, "action": "reject", "user": "carl"})
+        assert (again.status_code, again.json()["code"]) == (412, "human_input_form_submitted")
 
 
 async def test_a_form_past_its_expiry_ends_on_the_timeout_branch(chat: Chat) -> None:
