@@ -9,6 +9,7 @@ from contexts.manifest import ContextManifest, payloads_in
 from events.routing import Route
 from gateway.workflow import conversation_variables
 from gateway.workflow import human_input as human_input_routes
+from gateway.workflow import runs as run_routes
 from schemas.conversation import events as conversation_events
 from schemas.workflow import events
 from workers.declarations import Job, WorkTopic
@@ -18,6 +19,13 @@ from workers.workflow.forms import (
     form_deadlines_processor,
     time_out_human_input_forms,
 )
+from workers.workflow.processors import SWEEP_EVERY_SECONDS, fail_overdue_runs, run_processor
+
+# A run's messages (all on its WorkflowRun aggregate: one run's in order): the engine drives
+# the run from its history.
+RUNS = WorkTopic("workflow.runs", role="runs", processor=run_processor,
+                 routes=[Route([events.WorkflowRunStarted, events.WorkflowHumanInputSubmitted,
+                                events.WorkflowHumanInputTimedOut])])
 
 # WorkflowRunPaused: its form filed under the minute it expires, for the form timeout job.
 FORM_DEADLINES = WorkTopic("workflow.form_deadlines", role="form-deadlines",
@@ -38,8 +46,9 @@ WORKFLOW = ContextManifest(
     upcasters=events.UPCASTERS,
     handlers=[runs.HANDLERS, human_input.HANDLERS],
     projectors={},
-    routers=[human_input_routes.router, conversation_variables.router],
-    work=[CHATFLOW, FORM_DEADLINES],
-    jobs=[Job("time_out_human_input_forms", every=FORM_TIMEOUT_CHECK_SECONDS,
+    routers=[run_routes.router, human_input_routes.router, conversation_variables.router],
+    work=[RUNS, CHATFLOW, FORM_DEADLINES],
+    jobs=[Job("fail_overdue_workflow_runs", every=SWEEP_EVERY_SECONDS, run=fail_overdue_runs),
+          Job("time_out_human_input_forms", every=FORM_TIMEOUT_CHECK_SECONDS,
               run=time_out_human_input_forms)],
 )

@@ -156,6 +156,17 @@ class NotCompletionApp(EddyError):
         "API route.")
 
 
+class NotWorkflowApp(EddyError):
+    code, status, default_message = (
+        "not_workflow_app", 400, "Please check if your app mode matches the right API route.")
+
+
+class DraftWorkflowNotRunnable(EddyError):
+    """A Service API run naming a draft's snapshot instead of a published version."""
+
+    code, status = "bad_request", 400
+
+
 class AppUnavailable(EddyError):
     code, status, default_message = (
         "app_unavailable", 400, "App unavailable, please check your app configurations.")

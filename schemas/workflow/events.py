@@ -80,6 +80,8 @@ class WorkflowRunStarted(EventPayload):
     message_id: UUID | None = None  # advanced-chat
     # A single-node debug run: only this node runs, with `inputs` as its variable values.
     node_id: str | None = None
+    # How deep in nested workflow calls this run is (WORKFLOW_CALL_MAX_DEPTH).
+    call_depth: int = 0
     # advanced-chat: the conversation variables (name -> value) as the conversation's
     # previous run left them (its definitions' defaults on the first turn)
     conversation_variables: dict[str, Any] = {}

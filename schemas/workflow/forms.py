@@ -89,10 +89,10 @@ class RunForms:
             and now >= paused.expires_at else None
 
 
-def required_event_data(paused: ev.WorkflowRunPaused) -> dict[str, Any]:
+def required_event_data(paused: ev.WorkflowRunPaused, form_id: str) -> dict[str, Any]:
     """`human_input_required`'s data (the stream's, and what a client shows the form by)."""
     form = paused.form
-    return {"form_id": paused.form_token[32:], "node_id": paused.node_id,
+    return {"form_id": form_id, "node_id": paused.node_id,
             "node_title": form["node_title"], "form_content": form["form_content"],
             "inputs": form["inputs"], "actions": form["user_actions"], "display_in_ui": True,
             "form_token": paused.form_token,

@@ -110,7 +110,7 @@ async def test_the_stream_shows_the_form_and_then_how_it_was_filled() -> None:
                        "user_actions": [{"id": "ok", "title": "Sounds good"}]})).form
     paused = we.WorkflowRunPaused(node_id="review", form_token="a" * 64, form=dict(form),
                                   expires_at=1_800_000_000.5)
-    required = required_event_data(paused)
+    required = required_event_data(paused, "form-1")
     assert (required["node_title"], required["form_token"], required["expiration_time"]) == (
         "Review", "a" * 64, 1_800_000_000)
     assert required["actions"] == [{"id": "ok", "title": "Sounds good",

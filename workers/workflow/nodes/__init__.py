@@ -4,9 +4,11 @@ plugins Eddy does not have)."""
 
 from __future__ import annotations
 
+from workers.workflow.nodes import pure
 from workers.workflow.nodes.base import Executor
 from workers.workflow.nodes.human_input import human_input
 
 EXECUTORS: dict[str, Executor] = {
+    **pure.EXECUTORS,
     "human-input": human_input,
 }
