@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID, uuid4
 
+import pytest
 from dify_client import ChatClient
 
 from adapters.embedded.postgres import EmbeddedPostgres
@@ -23,23 +24,33 @@ from schemas.workflow import events as we
 from tests.chat import Chat, app_with_key, sse_events
 from tests.harness import Node, eventually, node_settings, running_node, served
 from tests.spec import chat_event_schema, validate
-from tests.workflows import check_workflow_events, edge, end_outputs, graph, node, publish
+from tests.workflows import (
+    check_workflow_events,
+    edge,
+    end_outputs,
+    executors_on,
+    graph,
+    graph_node,
+    publish,
+)
+from workers.workflow.nodes.base import NodeCall, NodeResult
 
-REVIEW = node("review", "human-input", "Review",
+REVIEW = graph_node("review", "human-input", "Review",
               form_content="Publish {{#start.topic#}}? {{#$outputs.note#}}",
               inputs=[{"type": "paragraph", "output_variable_name": "note",
                        "default": {"type": "constant", "value": "looks fine"}}],
               user_actions=[{"id": "approve", "title": "Approve", "button_style": "primary"},
                             {"id": "reject", "title": "Reject"}],
               timeout=1, timeout_unit="hour")
+ACTION = end_outputs(("action", ["review", "action_id"]))
 REVIEWED = graph(
-    [node("start", "start", "Start", variables=[
+    [graph_node("start", "start", "Start", variables=[
         {"variable": "topic", "label": "topic", "type": "text-input", "required": True}]),
      REVIEW,
-     node("published", "end", "Published", outputs=end_outputs(
+     graph_node("published", "end", "Published", outputs=end_outputs(
          ("note", ["review", "note"]), ("action", ["review", "action_id"]))),
-     node("dropped", "end", "Dropped", outputs=end_outputs(("action", ["review", "action_id"]))),
-     node("late", "end", "Late", outputs=end_outputs(("action", ["review", "action_id"])))],
+     graph_node("dropped", "end", "Dropped", outputs=ACTION),
+     graph_node("late", "end", "Late", outputs=ACTION)],
     [edge("start", "review"), edge("review", "published", "approve"),
      edge("review", "dropped", "reject"), edge("review", "late", "timeout")])
 
@@ -108,9 +119,9 @@ async def test_a_form_past_its_expiry_ends_on_the_timeout_branch(chat: Chat) -> 
     publish(node_, app_id, REVIEWED)
     run_id, required = await paused_run(node_, key)
     # What the form timeout job sends once the form's minute passed (the job itself is
-    # tested in the unit tier): here as of the form's expiry, an hour from now.
+    # tested in the unit tier): here as of just past the form's expiry, an hour from now.
     command = wc.TimeOutHumanInput(run_id=run_id, form_token=required["form_token"],
-                                   now=float(required["expiration_time"]))
+                                   now=float(required["expiration_time"] + 1))
     outcome = await asyncio.to_thread(
         execute, node_.container.store, node_.container.handlers, CommandEnvelope.of(
             command, aggregate_id=run_id, tenant_id=None, actor_id=None,
@@ -127,12 +138,15 @@ async def test_a_form_past_its_expiry_ends_on_the_timeout_branch(chat: Chat) -> 
 TOPIC = {"id": str(uuid4()), "name": "topic", "value_type": "string", "value": "nothing yet",
          "description": "What the user last asked about"}
 REMEMBERING = graph(
-    [node("start", "start", "Start", variables=[]),
-     node("say", "answer", "Say", answer="Last time: {{#conversation.topic#}}."),
-     node("remember", "assigner", "Remember", version="1", write_mode="over-write",
-          assigned_variable_selector=["conversation", "topic"],
-          input_variable_selector=["sys", "query"])],
+    [graph_node("start", "start", "Start", variables=[]),
+     graph_node("say", "answer", "Say", answer="Last time: {{#conversation.topic#}}."),
+     graph_node("remember", "remember", "Remember")],
     [edge("start", "say"), edge("say", "remember")])
+
+
+async def remember(call: NodeCall) -> NodeResult:
+    """A test's variable assigner: conversation.topic := sys.query."""
+    return NodeResult(updates={"conversation": {"topic": call.pool.get(["sys", "query"])}})
 
 
 def stream_events(response: Any) -> list[dict[str, Any]]:
@@ -141,7 +155,8 @@ def stream_events(response: Any) -> list[dict[str, Any]]:
 
 
 async def test_a_chatflow_app_answers_two_turns_carrying_its_conversation_variable(
-        chat: Chat) -> None:
+        chat: Chat, monkeypatch: pytest.MonkeyPatch) -> None:
+    executors_on(monkeypatch)("remember", remember)
     node_ = chat.node
     app_id, key = await app_with_key(node_, chat.auth, mode="advanced-chat", name="Tea bot")
     publish(node_, app_id, REMEMBERING, conversation_variables=[TOPIC])
