@@ -30,8 +30,9 @@ from workers.runtime import Processor, by_type, decoding
 log = logging.getLogger(__name__)
 FORM_TIMEOUT_CHECK_SECONDS = 30.0
 DEADLINES_CURSOR_KEY = "workflow:form-deadlines:done"  # the last minute gone through
-# A first pass (no cursor yet) looks this far back: forms filed before the job ever ran.
-FIRST_PASS_MINUTES = 7 * 24 * 60
+# A first pass (no cursor yet: the job never ran here) looks this far back. Each minute is
+# a round trip to the key-value store: a short look back keeps the scheduler's pass short.
+FIRST_PASS_MINUTES = 60
 KEEP_PAST_EXPIRY_SECONDS = 7 * 86400  # a minute's list outlives its minute by this much
 READ_BATCH = 500
 
@@ -75,7 +76,9 @@ async def time_out_human_input_forms(*, kv: KeyValueStore, store: EventStore,
             if outcome.result.get("timed_out"):
                 log.info("human input form timed out",
                          extra={"workflow_run_id": str(run_id), "minute": minute})
-        await kv.set(DEADLINES_CURSOR_KEY, str(minute))
+    if first <= last_done:
+        # once the pass is through (one cut short goes through its minutes again)
+        await kv.set(DEADLINES_CURSOR_KEY, str(last_done))
 
 
 async def _filed(kv: KeyValueStore, key: str) -> list[tuple[UUID, str]]:
