@@ -4,12 +4,16 @@ the graph engine, a consumer group (what Dify's `workflow`, `workflow_storage` a
 
 from __future__ import annotations
 
-from commands.workflow import aggregates, human_input, runs
+from commands.workflow import aggregates, drafts, human_input, runs
 from contexts.manifest import ContextManifest, payloads_in
 from events.routing import Route
 from gateway.workflow import conversation_variables
+from gateway.workflow import drafts as draft_routes
+from gateway.workflow import dsl as dsl_routes
 from gateway.workflow import human_input as human_input_routes
 from gateway.workflow import runs as run_routes
+from projections.tables import PROJECTION_NAME
+from projections.workflow import drafts as draft_projectors
 from schemas.conversation import events as conversation_events
 from schemas.workflow import events
 from workers.declarations import Job, WorkTopic
@@ -44,9 +48,10 @@ WORKFLOW = ContextManifest(
                 aggregates.WorkflowVersion, aggregates.WorkflowRun],
     events=payloads_in(events),
     upcasters=events.UPCASTERS,
-    handlers=[runs.HANDLERS, human_input.HANDLERS],
-    projectors={},
-    routers=[run_routes.router, human_input_routes.router, conversation_variables.router],
+    handlers=[runs.HANDLERS, drafts.HANDLERS, human_input.HANDLERS],
+    projectors={PROJECTION_NAME: [draft_projectors.PROJECTORS]},
+    routers=[run_routes.router, draft_routes.router, dsl_routes.router,
+             human_input_routes.router, conversation_variables.router],
     work=[RUNS, CHATFLOW, FORM_DEADLINES],
     jobs=[Job("fail_overdue_workflow_runs", every=SWEEP_EVERY_SECONDS, run=fail_overdue_runs),
           Job("time_out_human_input_forms", every=FORM_TIMEOUT_CHECK_SECONDS,

@@ -12,21 +12,26 @@ from commands.registry import command_handlers
 from commands.unit_of_work import UnitOfWork
 from commands.workflow.aggregates import PublishedWorkflow, WorkflowRun, WorkflowVersion
 from schemas.conversation.naming import end_user_id_for
-from schemas.errors import WorkflowNotFound, WorkflowNotPublished
+from schemas.errors import WorkflowNodeNotFound, WorkflowNotFound, WorkflowNotPublished
 from schemas.workflow import commands as cmd
 from schemas.workflow import events as ev
 from schemas.workflow.naming import published_workflow_id_for
 
 
-def version_to_run(uow: UnitOfWork, app_id: UUID, workflow_id: UUID | None) -> WorkflowVersion:
-    """The version a run of the app runs: the one named, or the one it published."""
-    workflow_id = workflow_id or uow.get(PublishedWorkflow,
-                                         published_workflow_id_for(app_id)).workflow_id
+def version_to_run(uow: UnitOfWork, c: cmd.StartWorkflowRun) -> WorkflowVersion:
+    """The version the run runs: the one named, or the one the app published."""
+    workflow_id = c.workflow_id or uow.get(PublishedWorkflow,
+                                           published_workflow_id_for(c.app_id)).workflow_id
     if workflow_id is None:
         raise WorkflowNotPublished()
     version = uow.get(WorkflowVersion, workflow_id)
-    if version.spec is None or version.spec.app_id != app_id:
+    # A draft's snapshot runs only as the console's debug run it was made for.
+    if version.spec is None or version.spec.app_id != c.app_id or (
+            version.spec.kind == "draft" and c.triggered_from != "debugging"):
         raise WorkflowNotFound()
+    if c.node_id is not None and c.node_id not in {
+            node.get("id") for node in version.spec.graph.get("nodes", [])}:
+        raise WorkflowNodeNotFound()
     return version
 
 
@@ -48,7 +53,7 @@ def start_run(uow: UnitOfWork, c: cmd.StartWorkflowRun, version: WorkflowVersion
 
 def start_workflow_run(c: cmd.StartWorkflowRun, uow: UnitOfWork) -> dict[str, Any]:
     uow.get(App, c.app_id).ensure_visible_to(uow.ctx.tenant_id)
-    version = version_to_run(uow, c.app_id, c.workflow_id)
+    version = version_to_run(uow, c)
     start_run(uow, c, version)
     return {"workflow_run_id": str(c.run_id), "task_id": str(c.task_id),
             "workflow_id": str(version.id)}

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -17,6 +20,7 @@ from argon2 import PasswordHasher
 from commands.aggregate import Context
 from commands.unit_of_work import UnitOfWork
 from commands.workflow.aggregates import WorkflowRun
+from events.memory_store import InMemoryEventStore
 from gateway import auth as gateway_auth
 from schemas.conversation.naming import FACT_FIELD, task_stream_key
 from schemas.workflow import events as ev
@@ -24,7 +28,7 @@ from schemas.workflow.naming import node_execution_id, node_idempotency_key
 from tests.chat import app_with_key, sse_events
 from tests.harness import Node, eventually
 from tests.memory import memory_app
-from tests.spec import validate
+from tests.spec import chat_event_schema, validate
 from tests.workflows import (
     Gate,
     check_workflow_events,
@@ -46,6 +50,7 @@ from workers.workflow.nodes.base import (
     NodeResult,
 )
 from workers.workflow.nodes.pure import run_pure
+from workers.workflow.processors import fail_overdue_runs
 
 GREETING = graph(
     [graph_node("start", "start", variables=[text_input("name"), text_input("mood", False)]),
@@ -387,9 +392,9 @@ def record(node_: Node, app_id: str, run_id: UUID, *payloads: Any) -> None:
 def started_run(app_id: str, workflow_id: UUID, run_id: UUID, task_id: UUID,
                 **more: Any) -> ev.WorkflowRunStarted:
     return ev.WorkflowRunStarted(
-        app_id=UUID(app_id), workflow_id=workflow_id, task_id=task_id, mode="workflow",
-        triggered_from="app-run", user="ann", end_user_id=None,
-        inputs=more.pop("inputs", {}), system={}, **more)
+        app_id=UUID(app_id), workflow_id=workflow_id, task_id=task_id,
+        mode=more.pop("mode", "workflow"), triggered_from="app-run", user="ann",
+        end_user_id=None, inputs=more.pop("inputs", {}), system={}, **more)
 
 
 async def stream_of(node_: Node, task_id: UUID, until: str = "workflow_finished"
@@ -480,6 +485,11 @@ async def test_a_paused_run_resumes_from_the_submitted_form(
     record(node, app_id, run_id, ev.WorkflowHumanInputSubmitted(
         node_id="review", form_token=required["form_token"], action="approve",
         inputs={"comment": "looks good"}, submitted_by="ann"))
+    # Until the engine takes the submission up, a resume would end at workflow_paused again.
+    async def resumed_and_ended() -> bool:
+        return bool(stored_run(node, str(run_id))[-1].type == "WorkflowRunSucceeded")
+
+    await eventually(resumed_and_ended)
     ids = [i for i, _ in sse_events(paused.content)]
     rest = await node.client.get(f"/v1/workflow/{run_id}/events", params={"user": "ann"},
                                  headers={**key, "Last-Event-ID": ids[-1]})
@@ -517,3 +527,98 @@ async def test_a_run_whose_message_keeps_failing_ends_failed(
     answer = (await run(node, key, {})).json()
     assert answer["data"]["status"] == "failed"
     assert "could not be executed" in answer["data"]["error"]
+
+
+async def test_parallel_branches_nest_no_deeper_than_the_limit(
+        node: Node, auth: dict[str, str]) -> None:
+    def fanning(levels: int) -> dict[str, Any]:
+        """start fans out to two answers, the first of which fans out again, `levels` deep;
+        every branch ends at the end node."""
+        nodes = [graph_node("start", "start", variables=[]),
+                 graph_node("end", "end", outputs=[])]
+        edges, parent = [], "start"
+        for level in range(levels):
+            first, second = f"l{level}a", f"l{level}b"
+            nodes += [graph_node(first, "answer", answer=first),
+                      graph_node(second, "answer", answer=second)]
+            edges += [edge(parent, first), edge(parent, second), edge(second, "end")]
+            parent = first
+        return graph(nodes, [*edges, edge(parent, "end")])
+
+    app_id, key = await workflow_app(node, auth, fanning(3))
+    assert (await run(node, key, {})).json()["data"]["status"] == "succeeded"
+    publish(node, app_id, fanning(4))
+    too_deep = (await run(node, key, {})).json()["data"]
+    assert (too_deep["status"], too_deep["error"]) == (
+        "failed", "Exceeds the maximum parallel depth limit of 3.")
+
+
+async def test_executors_stream_text_chunks_and_advanced_chat_answers_are_messages(
+        node: Node, auth: dict[str, str], executors: Callable[[str, Executor], None]) -> None:
+    async def writer(call: NodeCall) -> NodeResult:
+        for piece in ("Once ", "upon ", "a time"):
+            await call.emit("text_chunk", {"text": piece,
+                                           "from_variable_selector": [call.node.id, "text"]})
+        return NodeResult(outputs={"text": "Once upon a time"})
+
+    executors("llm", writer)
+    story = graph([graph_node("start", "start", variables=[]), graph_node("write", "llm"),
+                   graph_node("say", "answer", answer="{{#write.text#}}."),
+                   graph_node("end", "end", outputs=end_outputs(("story", ["write", "text"])))],
+                  [edge("start", "write"), edge("write", "say"), edge("say", "end")])
+    app_id, key = await workflow_app(node, auth, story)
+    events = await events_of(node, key, {})
+    chunks = [e for e in events if e["event"] == "text_chunk"]
+    assert "".join(e["data"]["text"] for e in chunks) == "Once upon a time"
+    assert chunks[0]["data"]["from_variable_selector"] == ["write", "text"]
+    kinds = [e["event"] for e in events]
+    assert kinds.index("text_chunk") > kinds.index("node_started") and \
+        kinds.index("node_finished", kinds.index("text_chunk")) > kinds.index("text_chunk")
+
+    # an advanced-chat run: the answer node's text is the message, tokens are not repeated
+    workflow_id = publish(node, app_id, story)
+    run_id, task_id, message_id, conversation_id = uuid4(), uuid4(), uuid4(), uuid4()
+    record(node, app_id, run_id, started_run(
+        app_id, workflow_id, run_id, task_id, mode="advanced-chat",
+        conversation_id=conversation_id, message_id=message_id))
+    chat_events = await stream_of(node, task_id)
+    assert not any(e["event"] == "text_chunk" for e in chat_events)
+    (message,) = [e for e in chat_events if e["event"] == "message"]
+    validate(chat_event_schema("message"), message)
+    assert (message["answer"], message["message_id"], message["conversation_id"]) == (
+        "Once upon a time.", str(message_id), str(conversation_id))
+    for event in chat_events:
+        validate(chat_event_schema(event["event"]), event)
+
+
+async def test_the_sweep_fails_runs_left_running_past_the_time_limit(node: Node) -> None:
+    """Runs no engine member ended (none was up): the sweep fails those running longer than
+    WORKFLOW_MAX_EXECUTION_TIME and closes their streams; paused and recent runs stay."""
+    store = InMemoryEventStore()  # a log no engine follows
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    forgotten, paused, recent = uuid4(), uuid4(), uuid4()
+    tasks = {run_id: uuid4() for run_id in (forgotten, paused, recent)}
+    ctx = Context(tenant_id=uuid4(), actor_id=None, correlation_id=uuid4(),
+                  causation_id=uuid4())
+    for run_id, since in ((forgotten, hour_ago), (paused, hour_ago),
+                          (recent, datetime.now(UTC))):
+        run_ = WorkflowRun(run_id)
+        run_.start(started_run(str(uuid4()), uuid4(), run_id, tasks[run_id]), ctx)
+        if run_id == paused:
+            run_.note(ev.WorkflowRunPaused(node_id="review", form_token="t", form={},
+                                           expires_at=0), ctx)
+        store.append([replace(e, occurred_at=since) for e in run_.pending])
+    c = node.container
+    sweep = partial(fail_overdue_runs, settings=c.settings, store=store, engine=c.engine,
+                    read_models=c.read_models, kv=c.kv, storage=c.storage,
+                    embedding_models=c.embedding_models, vectors=c.vectors,
+                    keywords=c.keywords)
+    await sweep()
+    await sweep()  # the cursor moved on: nothing is failed twice
+    ends = [(e.aggregate_id, e.payload) for e in store.read_from(0, 100)
+            if isinstance(e.payload, ev.WorkflowRunFailed)]
+    assert [(run_id, p.error) for run_id, p in ends] == [
+        (forgotten, f"Max execution time {c.settings.WORKFLOW_MAX_EXECUTION_TIME:g}s reached.")]
+    streamed = await c.kv.read(task_stream_key(tasks[forgotten]), "0", count=10, block_ms=0)
+    (closing,) = [orjson.loads(entry) for _, entry in streamed]
+    assert (closing["event"], closing["data"]["status"]) == ("workflow_finished", "failed")

@@ -102,13 +102,13 @@ def _decide_start(store: EventStore, uow: UnitOfWork,
     conversation = uow.get(Conversation, event.aggregate_id)
     if not conversation.awaits_answer(p.message_id):
         return False
-    version = version_to_run(uow, p.app_id, None)
+    command = cmd.StartWorkflowRun(
+        run_id=chat_run_id_for(p.message_id), app_id=p.app_id, task_id=p.task_id,
+        mode=ADVANCED_CHAT, triggered_from="app-run", user=conversation.user,
+        inputs=p.inputs, files=p.files)
+    version = version_to_run(uow, command)
     turns = list(conversation.messages)
     earlier = turns[:turns.index(p.message_id)]
-    command = cmd.StartWorkflowRun(
-        run_id=chat_run_id_for(p.message_id), app_id=p.app_id, workflow_id=version.id,
-        task_id=p.task_id, mode=ADVANCED_CHAT, triggered_from="app-run",
-        user=conversation.user, inputs=p.inputs, files=p.files)
     start_run(uow, command, version,
               system={"query": p.query, "conversation_id": str(event.aggregate_id),
                       "dialogue_count": len(earlier) + 1},
@@ -144,7 +144,7 @@ async def fail_chat_message(deps: ChatflowDeps, event: Envelope[cev.MessageCreat
                                error=message)
     ended = await asyncio.to_thread(record_message_end, deps.store, event.aggregate_id, failed,
                                     caused_by(event))
-    if ended.status != "failed":
+    if ended is None or ended.status != "failed":
         return  # it ended otherwise before (stopped by its user): that end stands
     stream = TaskStream(deps.kv, task_stream_key(p.task_id), task_stop_key(p.task_id),
                         task_owner(p.app_id, p.end_user_id), deps.stream_ttl, current_fence())
@@ -155,13 +155,16 @@ async def fail_chat_message(deps: ChatflowDeps, event: Envelope[cev.MessageCreat
 
 def record_message_end(store: EventStore, conversation_id: UUID,
                        payload: cev.MessageAnswered | cev.MessageStopped | cev.MessageFailed,
-                       ctx: Context) -> MessageState:
+                       ctx: Context) -> MessageState | None:
     """Record how the message ended on its conversation (others write it meanwhile:
     feedback, renames, next questions), unless it had ended already (a redelivery, or a stop
-    racing the answer: the first end stands); how it ended."""
+    racing the answer: the first end stands); how it ended. None: the conversation holds no
+    such message (a run recorded without one: nothing to answer)."""
     for _ in range(MAX_RECORD_CONFLICTS):
         uow = UnitOfWork(store, ctx)
         conversation = uow.get(Conversation, conversation_id)
+        if payload.message_id not in conversation.messages:
+            return None
         if conversation.finish(payload, ctx):
             try:
                 uow.commit()
@@ -174,13 +177,13 @@ def record_message_end(store: EventStore, conversation_id: UUID,
 def finish_chat_message(store: EventStore, started: Envelope[ev.WorkflowRunStarted],
                         ended: ev.WorkflowRunSucceeded | ev.WorkflowRunFailed
                         | ev.WorkflowRunStopped, ctx: Context,
-                        usage: Usage | None = None) -> dict[str, Any]:
+                        usage: Usage | None = None) -> dict[str, Any] | None:
     """For the engine, at the end of an advanced-chat run: record how its message ended on
     the conversation (answered with the answer nodes' text, stopped, or failed) and give
     the closing event to stream right after `workflow_finished`, in the same write (so a
     takeover streams both or neither): `message_end`, or `error`. The same event again
-    for a redelivered end. `usage`: the run's LLM usage summed, when the engine has it
-    (else its total tokens)."""
+    for a redelivered end; None when the conversation holds no such message. `usage`: the
+    run's LLM usage summed, when the engine has it (else its total tokens)."""
     p = started.payload
     assert p.conversation_id is not None and p.message_id is not None
     dify = dify_usage(usage or Usage(total_tokens=ended.total_tokens), ended.elapsed_time)
@@ -193,6 +196,8 @@ def finish_chat_message(store: EventStore, started: Envelope[ev.WorkflowRunStart
         end = cev.MessageFailed(message_id=p.message_id, code="completion_request_error",
                                 status=400, error=ended.error)
     message = record_message_end(store, p.conversation_id, end, ctx)
+    if message is None:
+        return None
     fields = {"task_id": str(p.task_id), "id": str(p.message_id),
               "message_id": str(p.message_id), "conversation_id": str(p.conversation_id),
               "created_at": int(started.occurred_at.timestamp())}

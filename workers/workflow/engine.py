@@ -69,7 +69,7 @@ from workers.workflow.nodes.base import (
 from workers.workflow.nodes.human_input import result_of_answer
 from workers.workflow.run_stream import RunStream
 from workers.workflow.services import WorkflowServices
-from workflow_graph.graph import PLUGIN_NODE_TYPES, Graph, Node, parse_graph
+from workflow_graph.graph import PLUGIN_NODE_TYPES, Graph, Node, parallel_depth, parse_graph
 from workflow_graph.scheduler import (
     Fact,
     Limits,
@@ -272,6 +272,10 @@ class RunExecution:
                     "reached.")])
             elif self.begun.node_id is not None:
                 await self._single_node(self.begun.node_id)
+            elif parallel_depth(self.graph) > self.s.settings.WORKFLOW_PARALLEL_DEPTH_LIMIT:
+                await self._record([self._failed_run(
+                    "Exceeds the maximum parallel depth limit of "
+                    f"{self.s.settings.WORKFLOW_PARALLEL_DEPTH_LIMIT}.")])
             else:
                 await self._run()
         finally:
@@ -576,7 +580,7 @@ class RunExecution:
                 closing = await asyncio.to_thread(
                     finish_chat_message, self.s.store, self.history[0], event.payload,
                     self.ctx)
-                return [{**closing, FACT_FIELD: event.aggregate_version}]
+                return [{**closing, FACT_FIELD: event.aggregate_version}] if closing else []
         return []
 
     def _shown(self, event: Envelope[EventPayload],
