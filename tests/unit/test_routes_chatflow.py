@@ -6,6 +6,7 @@ stream as Dify's spec has them, the conversation's history and its variables fol
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID, uuid4
@@ -17,7 +18,7 @@ from schemas.workflow.naming import chat_run_id_for
 from tests.chat import app_with_key, sse_events
 from tests.harness import Node, eventually
 from tests.spec import chat_event_schema, validate
-from tests.workflows import edge, executors_on, graph, graph_node, publish
+from tests.workflows import Gate, edge, executors_on, graph, graph_node, publish
 from workers.workflow.nodes.base import Executor, NodeCall, NodeResult
 
 TOPIC = {"id": str(uuid4()), "name": "topic", "value_type": "string", "value": "nothing yet",
@@ -101,3 +102,27 @@ async def test_a_chatflow_app_with_no_published_workflow_fails_the_message(
     answer = await node.client.post("/v1/chat-messages", headers=key, json={
         "inputs": {}, "query": "hello", "user": "ann", "response_mode": "blocking"})
     assert (answer.status_code, answer.json()["code"]) == (400, "app_unavailable")
+
+
+async def test_a_chatflow_message_is_stopped_from_another_request(
+        node: Node, executors: Callable[[str, Executor], None]) -> None:
+    gate = Gate()
+    executors("slow", gate)
+    auth = await node.setup_and_login()
+    app_id, key = await app_with_key(node, auth, mode="advanced-chat", name="Slow bot")
+    publish(node, app_id, graph(
+        [graph_node("start", "start", variables=[]), graph_node("think", "slow"),
+         graph_node("say", "answer", answer="{{#think.result#}}")],
+        [edge("start", "think"), edge("think", "say")]))
+    asked = asyncio.create_task(node.client.post("/v1/chat-messages", headers=key, json={
+        "inputs": {}, "query": "take your time", "user": "ann",
+        "response_mode": "streaming"}))
+    await asyncio.wait_for(gate.entered.wait(), 20)
+    task_id = gate.calls[0].run.task_id
+    stopped = await node.client.post(f"/v1/chat-messages/{task_id}/stop", headers=key,
+                                     json={"user": "ann"})
+    assert stopped.json() == {"result": "success"}
+    events = [e for _, e in sse_events((await asyncio.wait_for(asked, 20)).content)]
+    assert [e["event"] for e in events][-2:] == ["workflow_finished", "message_end"]
+    assert events[-2]["data"]["status"] == "stopped"
+    assert not any(e["event"] == "message" for e in events)  # the answer never came
