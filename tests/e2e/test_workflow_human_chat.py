@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID, uuid4
 
-import pytest
 from dify_client import ChatClient
 
 from adapters.embedded.postgres import EmbeddedPostgres
@@ -28,12 +27,10 @@ from tests.workflows import (
     check_workflow_events,
     edge,
     end_outputs,
-    executors_on,
     graph,
     graph_node,
     publish,
 )
-from workers.workflow.nodes.base import NodeCall, NodeResult
 
 REVIEW = graph_node("review", "human-input", "Review",
               form_content="Publish {{#start.topic#}}? {{#$outputs.note#}}",
@@ -140,13 +137,10 @@ TOPIC = {"id": str(uuid4()), "name": "topic", "value_type": "string", "value": "
 REMEMBERING = graph(
     [graph_node("start", "start", "Start", variables=[]),
      graph_node("say", "answer", "Say", answer="Last time: {{#conversation.topic#}}."),
-     graph_node("remember", "remember", "Remember")],
+     graph_node("remember", "assigner", "Remember", version="1", write_mode="over-write",
+                assigned_variable_selector=["conversation", "topic"],
+                input_variable_selector=["sys", "query"])],
     [edge("start", "say"), edge("say", "remember")])
-
-
-async def remember(call: NodeCall) -> NodeResult:
-    """A test's variable assigner: conversation.topic := sys.query."""
-    return NodeResult(updates={"conversation": {"topic": call.pool.get(["sys", "query"])}})
 
 
 def stream_events(response: Any) -> list[dict[str, Any]]:
@@ -155,8 +149,7 @@ def stream_events(response: Any) -> list[dict[str, Any]]:
 
 
 async def test_a_chatflow_app_answers_two_turns_carrying_its_conversation_variable(
-        chat: Chat, monkeypatch: pytest.MonkeyPatch) -> None:
-    executors_on(monkeypatch)("remember", remember)
+        chat: Chat) -> None:
     node_ = chat.node
     app_id, key = await app_with_key(node_, chat.auth, mode="advanced-chat", name="Tea bot")
     publish(node_, app_id, REMEMBERING, conversation_variables=[TOPIC])
