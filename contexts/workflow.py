@@ -7,7 +7,7 @@ from __future__ import annotations
 from commands.workflow import aggregates, drafts, human_input, runs
 from contexts.manifest import ContextManifest, payloads_in
 from events.routing import Route
-from gateway.workflow import conversation_variables
+from gateway.workflow import chat_messages, conversation_variables
 from gateway.workflow import drafts as draft_routes
 from gateway.workflow import dsl as dsl_routes
 from gateway.workflow import human_input as human_input_routes
@@ -41,6 +41,10 @@ FORM_DEADLINES = WorkTopic("workflow.form_deadlines", role="form-deadlines",
 CHATFLOW = WorkTopic("workflow.chatflow", role="chatflow", processor=chatflow_processor,
                      routes=[Route([conversation_events.MessageCreated],
                                    when=is_chatflow_message)])
+
+# /v1/chat-messages (the conversation context's) checks an advanced-chat message's inputs
+# and files against the app's published workflow.
+chat_messages.register()
 
 WORKFLOW = ContextManifest(
     name="workflow",

@@ -6,7 +6,7 @@ replay its events (`GET /v1/chat-messages/{task_id}/events` with Last-Event-ID).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -54,8 +54,14 @@ from schemas.errors import (
 )
 
 router = APIRouter(prefix="/v1")
-ADVANCED_CHAT = "advanced-chat"  # chatflow: a workflow run answers (the workflow context)
-CHAT_MODES = ("chat", ADVANCED_CHAT)
+CHAT_MODES = ("chat", "advanced-chat")  # advanced-chat: a workflow run answers
+# (request, app, key, body) -> the message's (inputs, files), checked before anything is
+# recorded (Dify's 400s), for an app mode whose messages another context answers: the
+# workflow context registers advanced-chat's (its published version's start node).
+MessagePreparer = Callable[[Request, dict[str, Any], ApiKeyPrincipal,
+                            api.CompletionMessageRequest],
+                           Awaitable[tuple[dict[str, Any], list[dict[str, Any]]]]]
+MESSAGE_PREPARERS: dict[str, MessagePreparer] = {}
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
                                                max_length=255)]
 
@@ -214,15 +220,15 @@ async def _accept(request: Request, key: ApiKeyPrincipal, app: dict[str, Any],
                   body: api.CompletionMessageRequest, conversation: str | None,
                   idempotency_key: str | None) -> Any:
     c = get_container(request)
-    if app["mode"] == ADVANCED_CHAT:
-        # Answered by a run of the app's workflow, which has no model config; its start
-        # node declares (and the run checks) the inputs.
-        config, inputs = AppModelConfig(), dict(body.inputs)
+    prepare = MESSAGE_PREPARERS.get(app["mode"])
+    if prepare is not None:  # answered by another context, which has no model config here
+        config = AppModelConfig()
+        inputs, files = await prepare(request, app, key, body)
     else:
         config = await _run_config(request, key.tenant_id, app)
         inputs = validate_inputs(config, body.inputs)
-    files = await message_files(request, app, body.user, body.files or [],
-                                config.file_upload.image)
+        files = await message_files(request, app, body.user, body.files or [],
+                                    config.file_upload.image)
     existing = maybe_uuid(conversation) if conversation else None
     if conversation and existing is None:
         raise ConversationNotFound()

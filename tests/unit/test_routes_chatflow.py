@@ -126,3 +126,22 @@ async def test_a_chatflow_message_is_stopped_from_another_request(
     assert [e["event"] for e in events][-2:] == ["workflow_finished", "message_end"]
     assert events[-2]["data"]["status"] == "stopped"
     assert not any(e["event"] == "message" for e in events)  # the answer never came
+
+
+async def test_a_chatflow_message_is_checked_against_the_start_nodes_inputs(
+        node: Node) -> None:
+    auth = await node.setup_and_login()
+    app_id, key = await app_with_key(node, auth, mode="advanced-chat", name="Greeter")
+    publish(node, app_id, graph(
+        [graph_node("start", "start", variables=[
+            {"variable": "name", "label": "name", "type": "text-input", "required": True}]),
+         graph_node("say", "answer", answer="Hello {{#start.name#}}: {{#sys.query#}}")],
+        [edge("start", "say")]))
+    refused = await node.client.post("/v1/chat-messages", headers=key, json={
+        "inputs": {}, "query": "hi", "user": "ann", "response_mode": "blocking"})
+    assert (refused.status_code, refused.json()["code"]) == (400, "invalid_param")
+    listed = await node.client.get("/v1/conversations", headers=key, params={"user": "ann"})
+    assert listed.json()["data"] == []  # nothing was recorded
+    answered = await node.client.post("/v1/chat-messages", headers=key, json={
+        "inputs": {"name": "Ann"}, "query": "hi", "user": "ann", "response_mode": "blocking"})
+    assert answered.json()["answer"] == "Hello Ann: hi"
