@@ -84,9 +84,11 @@ def publish(node: Node, app_id: str, dsl_graph: dict[str, Any], *,
 async def publish_in_console(node: Node, auth: dict[str, str], app_id: str,
                              dsl_graph: dict[str, Any], *,
                              environment: Sequence[dict[str, Any]] = (),
-                             secrets: dict[str, str] | None = None) -> UUID:
+                             secrets: dict[str, str] | None = None,
+                             conversation_variables: Sequence[dict[str, Any]] = ()) -> UUID:
     """Save `dsl_graph` as the app's draft and publish it through the console, as its
-    editor does; the published version's id. `secrets`: secret environment variables."""
+    editor does; the published version's id. `secrets`: secret environment variables;
+    `conversation_variables`: an advanced-chat app's definitions."""
     base = f"/console/api/apps/{app_id}/workflows"
     draft = await node.client.get(f"{base}/draft", headers=auth)
     assert draft.status_code == 200, draft.text
@@ -95,7 +97,7 @@ async def publish_in_console(node: Node, auth: dict[str, str], app_id: str,
          "description": ""} for name, value in (secrets or {}).items()]
     saved = await node.client.post(f"{base}/draft", headers=auth, json={
         "graph": dsl_graph, "features": {}, "environment_variables": variables,
-        "conversation_variables": [], "hash": draft.json()["hash"]})
+        "conversation_variables": list(conversation_variables), "hash": draft.json()["hash"]})
     assert saved.status_code == 200, saved.text
     published = await node.client.post(f"{base}/publish", headers=auth, json={})
     assert published.status_code == 200, published.text

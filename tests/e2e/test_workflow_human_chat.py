@@ -29,7 +29,7 @@ from tests.workflows import (
     end_outputs,
     graph,
     graph_node,
-    publish,
+    publish_in_console,
 )
 
 REVIEW = graph_node("review", "human-input", "Review",
@@ -81,7 +81,7 @@ async def test_a_run_paused_at_human_input_holds_no_worker_and_resumes_on_submit
     async with running_node(settings) as first:
         auth = await first.setup_and_login()
         app_id, key = await app_with_key(first, auth, mode="workflow", name="Review flow")
-        publish(first, app_id, REVIEWED)
+        await publish_in_console(first, auth, app_id, REVIEWED)
         run_id, required = await paused_run(first, key)
 
         async def idle() -> bool:
@@ -113,7 +113,7 @@ async def test_a_run_paused_at_human_input_holds_no_worker_and_resumes_on_submit
 async def test_a_form_past_its_expiry_ends_on_the_timeout_branch(chat: Chat) -> None:
     node_ = chat.node
     app_id, key = await app_with_key(node_, chat.auth, mode="workflow", name="Review flow")
-    publish(node_, app_id, REVIEWED)
+    await publish_in_console(node_, chat.auth, app_id, REVIEWED)
     run_id, required = await paused_run(node_, key)
     # What the form timeout job sends once the form's minute passed (the job itself is
     # tested in the unit tier): here as of just past the form's expiry, an hour from now.
@@ -152,7 +152,8 @@ async def test_a_chatflow_app_answers_two_turns_carrying_its_conversation_variab
         chat: Chat) -> None:
     node_ = chat.node
     app_id, key = await app_with_key(node_, chat.auth, mode="advanced-chat", name="Tea bot")
-    publish(node_, app_id, REMEMBERING, conversation_variables=[TOPIC])
+    await publish_in_console(node_, chat.auth, app_id, REMEMBERING,
+                             conversation_variables=[TOPIC])
     async with served(node_.app) as url:
         client = ChatClient(key["Authorization"].removeprefix("Bearer "))
         client.base_url = f"{url}/v1"
