@@ -443,8 +443,11 @@ async def test_tea_concierge_chats_through_dify_client_keeping_its_variables(
         {"role": "user", "content": "oolong?"}]
     variables = await node.client.get(f"/v1/conversations/{conversation}/variables",
                                       headers=key, params={"user": "ann"})
-    assert {v["name"]: v["value"] for v in variables.json()["data"]} == {
-        "visits": 2, "topics": ["green tea?", "oolong?"], "last_question": "oolong?"}
+    validate("ConversationVariablesResponse", variables.json())
+    # as the spec has them: each value a string, JSON for a number or an array
+    assert {v["name"]: (v["value_type"], v["value"]) for v in variables.json()["data"]} == {
+        "visits": ("number", "2"), "topics": ("array[string]", '["green tea?", "oolong?"]'),
+        "last_question": ("string", "oolong?")}
 
     # exported and imported again: a new conversation starts from the declared values
     copy = await service_key(node, auth, await import_and_publish(
