@@ -7,7 +7,7 @@ from __future__ import annotations
 from commands.workflow import aggregates, drafts, human_input, runs
 from contexts.manifest import ContextManifest, payloads_in
 from events.routing import Route
-from gateway.workflow import chat_messages, conversation_variables
+from gateway.workflow import app_form, chat_messages, conversation_variables
 from gateway.workflow import drafts as draft_routes
 from gateway.workflow import dsl as dsl_routes
 from gateway.workflow import human_input as human_input_routes
@@ -45,6 +45,9 @@ CHATFLOW = WorkTopic("workflow.chatflow", role="chatflow", processor=chatflow_pr
 # /v1/chat-messages (the conversation context's) checks an advanced-chat message's inputs
 # and files against the app's published workflow.
 chat_messages.register()
+# /v1/parameters (the conversation context's) answers these apps' form from their published
+# workflow.
+app_form.register()
 
 WORKFLOW = ContextManifest(
     name="workflow",

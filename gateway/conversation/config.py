@@ -3,11 +3,13 @@ API's /parameters and /site, which answer from them."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
+from config import Settings
 from gateway.auth import ApiKeyPrincipal, AppKey, ConsoleUser, CurrentUser
 from gateway.deps import command_gateway, get_container, maybe_uuid, parse_id
 from gateway.platform.console import console_app
@@ -27,6 +29,12 @@ from schemas.errors import AppNotFound, BadRequest
 console_router = APIRouter(prefix="/console/api")
 service_router = APIRouter(prefix="/v1")
 CONFIGURABLE_MODES = ("chat", "completion", "agent-chat")
+# (request, app) -> (features, user_input_form) of an app mode another context configures:
+# the workflow context registers workflow and advanced-chat's (its published version's
+# features and start node), which /parameters answers from as Dify's AppParameterApi does.
+AppFormSource = Callable[[Request, dict[str, Any]],
+                         Awaitable[tuple[dict[str, Any], list[dict[str, Any]]]]]
+APP_FORM_SOURCES: dict[str, AppFormSource] = {}
 
 
 async def app_config(request: Request, app: dict[str, Any]) -> AppModelConfig:
@@ -110,8 +118,29 @@ async def configure_site(request: Request, app_id: str, body: SiteSettings,
 
 @service_router.get("/parameters")
 async def parameters(request: Request, key: ApiKeyPrincipal = AppKey) -> dict[str, Any]:
-    config = await app_config(request, await app_of_key(request, key))
-    c = get_container(request).settings
+    app = await app_of_key(request, key)
+    settings = get_container(request).settings
+    source = APP_FORM_SOURCES.get(app["mode"])
+    if source is not None:
+        features, form = await source(request, app)
+        return {
+            "opening_statement": features.get("opening_statement"),
+            "suggested_questions": features.get("suggested_questions", []),
+            "suggested_questions_after_answer": features.get(
+                "suggested_questions_after_answer", {"enabled": False}),
+            "speech_to_text": features.get("speech_to_text", {"enabled": False}),
+            "text_to_speech": features.get("text_to_speech", {"enabled": False}),
+            "retriever_resource": features.get("retriever_resource", {"enabled": False}),
+            "annotation_reply": features.get("annotation_reply", {"enabled": False}),
+            "more_like_this": features.get("more_like_this", {"enabled": False}),
+            "user_input_form": form,
+            "sensitive_word_avoidance": features.get(
+                "sensitive_word_avoidance", {"enabled": False, "type": "", "configs": []}),
+            "file_upload": features.get("file_upload", AppModelConfig().file_upload.model_dump(
+                mode="json")),
+            "system_parameters": _system_parameters(settings),
+        }
+    config = await app_config(request, app)
     return {
         "opening_statement": config.opening_statement,
         "suggested_questions": config.suggested_questions,
@@ -125,13 +154,17 @@ async def parameters(request: Request, key: ApiKeyPrincipal = AppKey) -> dict[st
         "user_input_form": [{kind: control.model_dump(mode="json", exclude_none=True)}
                             for kind, control in config.form_controls()],
         "file_upload": config.file_upload.model_dump(mode="json"),
-        "system_parameters": {
-            "file_size_limit": c.UPLOAD_FILE_SIZE_LIMIT,
-            "image_file_size_limit": c.UPLOAD_IMAGE_FILE_SIZE_LIMIT,
-            "audio_file_size_limit": c.UPLOAD_AUDIO_FILE_SIZE_LIMIT,
-            "video_file_size_limit": c.UPLOAD_VIDEO_FILE_SIZE_LIMIT,
-            "workflow_file_upload_limit": 10,
-        },
+        "system_parameters": _system_parameters(settings),
+    }
+
+
+def _system_parameters(settings: Settings) -> dict[str, int]:
+    return {
+        "file_size_limit": settings.UPLOAD_FILE_SIZE_LIMIT,
+        "image_file_size_limit": settings.UPLOAD_IMAGE_FILE_SIZE_LIMIT,
+        "audio_file_size_limit": settings.UPLOAD_AUDIO_FILE_SIZE_LIMIT,
+        "video_file_size_limit": settings.UPLOAD_VIDEO_FILE_SIZE_LIMIT,
+        "workflow_file_upload_limit": 10,
     }
 
 

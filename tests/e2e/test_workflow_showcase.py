@@ -275,20 +275,25 @@ async def test_dify_client_python_runs_and_stops_the_trip_digest(
     assert [r.body["city"] for r in trip_service.received] == ["Bergen", "Slowtown"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "/v1/parameters answers a workflow app from the chat apps' model config (an empty "
-    "user_input_form), not from its published workflow's start node and features as Dify's "
-    "AppParameterApi does: the conversation context's route knows nothing of workflows"))
 async def test_the_parameters_of_the_trip_digest_are_its_start_form(node: Node) -> None:
+    """As Dify's: the published workflow's start node and features (a client builds its
+    form from them); none published, the app is unavailable."""
     auth = await node.setup_and_login()
-    key = await service_key(node, auth, await import_and_publish(
-        node, auth, (WORKFLOWS / "trip_digest_workflow.yml").read_text()))
+    app_id = await import_dsl(node, auth, (WORKFLOWS / "trip_digest_workflow.yml").read_text())
+    key = await service_key(node, auth, app_id)
+    unpublished = await node.client.get("/v1/parameters", headers=key)
+    assert (unpublished.status_code, unpublished.json()["code"]) == (400, "app_unavailable")
+    published = await node.client.post(f"/console/api/apps/{app_id}/workflows/publish",
+                                       headers=auth, json={})
+    assert published.status_code == 200, published.text
     parameters = await node.client.get("/v1/parameters", headers=key)
     assert parameters.status_code == 200, parameters.text
     validate("AppParametersResponse", parameters.json())
     form = [(kind, control["variable"]) for item in parameters.json()["user_input_form"]
             for kind, control in item.items()]
     assert form == [("text-input", "city"), ("number", "budget"), ("file", "notes")]
+    assert parameters.json()["user_input_form"][2]["file"]["allowed_file_types"] == ["document"]
+    assert parameters.json()["retriever_resource"] == {"enabled": True}  # the DSL's features
 
 
 # -- support desk: the model nodes ------------------------------------------------------------
