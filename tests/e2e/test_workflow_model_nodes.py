@@ -164,6 +164,21 @@ async def test_llm_jinja2_prompt_is_rendered_in_a_sandbox(ws: Workspace) -> None
     assert ws.provider.calls("/chat/completions") == calls  # the model is never asked
 
 
+@pytest.mark.settings(CODE_EXECUTION_TIMEOUT=2)
+async def test_a_runaway_jinja2_prompt_fails_its_node_in_the_sandbox(ws: Workspace) -> None:
+    endless = llm([{"role": "user", "edition_type": "jinja2", "jinja2_text": (
+        "{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}"
+        "{% endfor %}")}])
+    with pytest.raises(NodeError) as failed:
+        await ws.run("llm", endless)
+    assert failed.value.error_type == "TemplateRenderError"
+    assert ws.provider.calls("/chat/completions") == 0
+    # the worker is fine: the next prompt renders
+    await ws.run("llm", llm([{"role": "user", "edition_type": "jinja2",
+                              "jinja2_text": "{{ 6 * 7 }}"}]))
+    assert ws.sent()["messages"] == [{"role": "user", "content": "42"}]
+
+
 async def test_llm_completion_prompt_is_one_text(ws: Workspace) -> None:
     data = llm({"text": "Summarise: {{#start.text#}}"})
     data["model"]["mode"] = "completion"
