@@ -484,7 +484,9 @@ async def test_a_paused_run_resumes_from_the_submitted_form(
         node_id="review", form_token=required["form_token"], action="approve",
         inputs={"comment": "looks good"}, submitted_by="ann"))
     ids = [i for i, _ in sse_events(paused.content)]
-    rest = await node.client.get(f"/v1/workflow/{run_id}/events", params={"user": "ann"},
+    # following the run across its pause: the rest comes whenever the engine resumes it
+    rest = await node.client.get(f"/v1/workflow/{run_id}/events",
+                                 params={"user": "ann", "continue_on_pause": "true"},
                                  headers={**key, "Last-Event-ID": ids[-1]})
     resumed = [e for _, e in sse_events(rest.content)]
     check_workflow_events(resumed)
