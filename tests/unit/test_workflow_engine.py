@@ -483,6 +483,11 @@ async def test_a_paused_run_resumes_from_the_submitted_form(
     record(node, app_id, run_id, ev.WorkflowHumanInputSubmitted(
         node_id="review", form_token=required["form_token"], action="approve",
         inputs={"comment": "looks good"}, submitted_by="ann"))
+    # Until the engine takes the submission up, a resume would end at workflow_paused again.
+    async def resumed_and_ended() -> bool:
+        return bool(stored_run(node, str(run_id))[-1].type == "WorkflowRunSucceeded")
+
+    await eventually(resumed_and_ended)
     ids = [i for i, _ in sse_events(paused.content)]
     # following the run across its pause: the rest comes whenever the engine resumes it
     rest = await node.client.get(f"/v1/workflow/{run_id}/events",
