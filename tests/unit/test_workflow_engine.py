@@ -489,9 +489,7 @@ async def test_a_paused_run_resumes_from_the_submitted_form(
 
     await eventually(resumed_and_ended)
     ids = [i for i, _ in sse_events(paused.content)]
-    # following the run across its pause: the rest comes whenever the engine resumes it
-    rest = await node.client.get(f"/v1/workflow/{run_id}/events",
-                                 params={"user": "ann", "continue_on_pause": "true"},
+    rest = await node.client.get(f"/v1/workflow/{run_id}/events", params={"user": "ann"},
                                  headers={**key, "Last-Event-ID": ids[-1]})
     resumed = [e for _, e in sse_events(rest.content)]
     check_workflow_events(resumed)
