@@ -419,3 +419,24 @@ async def test_a_debug_run_is_stopped_from_the_console(node: Node) -> None:
     stopped = await node.client.post(f"/console/api/apps/{app_id}/{stop}", headers=auth)
     assert stopped.json() == {"result": "success"}
     assert await node.container.kv.get(task_stop_key(run.task_id)) is not None
+
+
+async def test_a_debug_run_uses_the_drafts_secrets_and_never_shows_them(node: Node) -> None:
+    auth = await node.setup_and_login()
+    app_id = await new_app(node, auth, "workflow")
+    base = f"/console/api/apps/{app_id}/workflows"
+    flow = graph([graph_node("start", "start", variables=[]),
+                  graph_node("say", "answer", answer="{{#env.region#}}:{{#env.api_key#}}"),
+                  graph_node("end", "end", outputs=end_outputs(("said", ["say", "answer"])))],
+                 [edge("start", "say"), edge("say", "end")])
+    loaded = await draft(node, auth, app_id)
+    saved = await node.client.post(f"{base}/draft", headers=auth, json={
+        "graph": flow, "hash": loaded["hash"], "environment_variables": [
+            {"id": "k", "name": "api_key", "value_type": "secret", "value": "s3cr3t-value"},
+            {"id": "r", "name": "region", "value_type": "string", "value": "eu"}]})
+    assert saved.status_code == 200, saved.text
+    ran = await node.client.post(f"{base}/draft/run", headers=auth, json={"inputs": {}})
+    events = [e for _, e in sse_events(ran.content)]
+    # opened for the run (the answer has it), masked wherever it leaves the engine
+    assert events[-1]["data"]["outputs"] == {"said": "eu:******"}
+    assert "s3cr3t-value" not in ran.text
