@@ -29,7 +29,7 @@ from gateway.workflow.runs import RUN_CLOSING
 from projections.platform import queries as platform_queries
 from projections.workflow import queries
 from schemas.conversation.naming import task_owner_key, task_stop_key, task_stream_key
-from schemas.errors import AppNotFound
+from schemas.errors import AppNotFound, EddyError
 from schemas.workflow import api
 from schemas.workflow import commands as cmd
 from schemas.workflow.naming import (
@@ -276,8 +276,8 @@ async def run_draft_node(request: Request, app_id: str, node_id: str,
                         return JSONResponse({k: event[k] for k in ("code", "message", "status")},
                                             status_code=event["status"])
     except (StreamInterrupted, TimeoutError):
-        pass
-    return _accepted(run)
+        return _accepted(run)
+    raise EddyError()  # a single-node run's stream has the node's end before its own
 
 
 @router.post("/apps/{app_id}/workflow-runs/tasks/{task_id}/stop")
