@@ -89,3 +89,8 @@ def run_owner(app_id: UUID, end_user_id: UUID | None) -> str:
     """Who a run's task belongs to (the value of its stop request and owner keys): the app's
     end user, or for a debug run (no end user) the app's console."""
     return f"{app_id}:{end_user_id or 'console'}"
+
+
+def tool_file_key(tenant_id: UUID, file_id: UUID, extension: str) -> str:
+    """Where a file a node made (an HTTP answer's body) is kept; `extension` with its dot."""
+    return f"tool_files/{tenant_id}/{file_id}{extension}"

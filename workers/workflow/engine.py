@@ -23,6 +23,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +87,7 @@ log = logging.getLogger(__name__)
 STOP_POLL_SECONDS = 0.2  # a stop request takes effect within this (plus a commit)
 RUN_END = (ev.WorkflowRunSucceeded, ev.WorkflowRunFailed, ev.WorkflowRunStopped)
 TIMEOUT_HANDLE = "timeout"  # the branch a human-input node takes when its form expires
+VERSION_CACHE_SIZE = 512
 
 
 @dataclass(frozen=True)
@@ -95,19 +97,24 @@ class Version:
 
 
 class Versions:
-    """Workflow versions are immutable: each is read from the store once per process."""
+    """Workflow versions are immutable: each is read from the store once per process (the
+    VERSION_CACHE_SIZE most recently used kept)."""
 
     def __init__(self, services: WorkflowServices) -> None:
         self.services = services
-        self._cache: dict[UUID, Version] = {}
+        self._cache: OrderedDict[UUID, Version] = OrderedDict()
 
     async def get(self, workflow_id: UUID) -> Version:
-        if workflow_id not in self._cache:
-            events = await asyncio.to_thread(self.services.store.load, workflow_id)
-            version = WorkflowVersion.replay(workflow_id, events)
-            if version.spec is None:
-                raise LookupError(f"workflow version {workflow_id} does not exist")
-            self._cache[workflow_id] = Version(version.spec, parse_graph(version.spec.graph))
+        if workflow_id in self._cache:
+            self._cache.move_to_end(workflow_id)
+            return self._cache[workflow_id]
+        events = await asyncio.to_thread(self.services.store.load, workflow_id)
+        version = WorkflowVersion.replay(workflow_id, events)
+        if version.spec is None:
+            raise LookupError(f"workflow version {workflow_id} does not exist")
+        self._cache[workflow_id] = Version(version.spec, parse_graph(version.spec.graph))
+        if len(self._cache) > VERSION_CACHE_SIZE:
+            self._cache.popitem(last=False)
         return self._cache[workflow_id]
 
 
@@ -179,6 +186,7 @@ class RunExecution:
         self.finished: set[str] = set()
         self.retries: dict[str, int] = {}
         self.total_tokens = 0
+        self.run_outputs: Mapping[str, Any] | None = None  # kept in storage when large
         # WORKFLOW_MAX_EXECUTION_STEPS shared with iteration/loop bodies: top-level starts
         # and body starts (counted from the history and the body journal at the first fold)
         self.steps: StepBudget | None = None
@@ -206,6 +214,9 @@ class RunExecution:
         for event in history:
             self._absorb(event, outputs)
         self.facts = facts
+        ended = history[-1].payload
+        if isinstance(ended, ev.WorkflowRunSucceeded) and ended.outputs_ref is not None:
+            self.run_outputs = orjson.loads(await self.s.storage.load(ended.outputs_ref))
         if any(n.type in CONTAINER_NODE_TYPES for n in self.graph.nodes):
             self.journal = KvBodyJournal(
                 self.s.kv, self.run_id, mask=self.mask,
@@ -226,6 +237,7 @@ class RunExecution:
             return None
         p = self.begun = self.run.started
         self.tenant_id = self.run.tenant_id
+        self.graph = Graph(nodes=(), edges=())  # read by _load (a run may fail without it)
         self.mask = Secrets().mask
         self.began_at = active_since(history)
         self.head = StreamHead(task_id=p.task_id, run_id=self.run_id,
@@ -349,6 +361,7 @@ class RunExecution:
                     running.values(), return_when=asyncio.FIRST_COMPLETED,
                     timeout=max(0.0, min(STOP_POLL_SECONDS, deadline - time.time())))
                 done = [t.result() for t in finished]
+                await self.stream.keep()
                 if await self.stream.stop_requested():
                     await self._cancel(running)
                     await self._stop([await self._result(o) for o in done
@@ -534,7 +547,7 @@ class RunExecution:
         if len(encoded) > self.s.settings.WORKFLOW_EVENT_INLINE_BYTES:
             ref = node_outputs_key(self.tenant_id, self.run_id, self.run_id)
             await self.s.storage.save(ref, encoded)
-        self.outputs[""] = outputs  # the run's own, for its workflow_finished
+        self.run_outputs = outputs
         return ev.WorkflowRunSucceeded(
             outputs={} if ref else outputs, outputs_ref=ref, answer=self.mask(state.answer),
             elapsed_time=self._elapsed(), total_tokens=self.total_tokens,
@@ -560,10 +573,16 @@ class RunExecution:
             if not events:
                 return
             await still_owner()
+            commit = asyncio.ensure_future(asyncio.to_thread(self.uow.commit))
             try:
-                await asyncio.to_thread(self.uow.commit)
+                await asyncio.shield(commit)
             except ConcurrencyConflict as conflict:
                 raise RunChanged(str(conflict)) from conflict
+            except asyncio.CancelledError:
+                # (a node task stopped while recording its retry) the commit finishes
+                # before the lock is let go: the next commit builds on it
+                await asyncio.wait({commit})
+                raise
             for event in events:
                 self._absorb(event, self.outputs)
                 self.facts.extend(_facts_of_live(event.payload, self.outputs))
@@ -645,20 +664,31 @@ class RunExecution:
                 "expiration_time": int(self.paused.expires_at) if self.paused else 0}, fact)]
         if isinstance(p, ev.WorkflowRunSucceeded):
             return [head.workflow_finished(
-                status="succeeded", outputs=self.outputs.get("", p.outputs), error=None,
+                status="succeeded", outputs=self.run_outputs or p.outputs, error=None,
                 elapsed_time=p.elapsed_time, total_tokens=p.total_tokens,
-                total_steps=p.total_steps, finished_at=at, fact=fact)]
+                total_steps=p.total_steps, finished_at=at, fact=fact,
+                exceptions_count=self._exceptions())]
         if isinstance(p, ev.WorkflowRunFailed):
             return [head.workflow_finished(
                 status="failed", outputs=None, error=p.error, elapsed_time=p.elapsed_time,
                 total_tokens=p.total_tokens, total_steps=p.total_steps, finished_at=at,
-                fact=fact)]
+                fact=fact, exceptions_count=self._exceptions())]
         if isinstance(p, ev.WorkflowRunStopped):
             return [head.workflow_finished(
                 status="stopped", outputs=None, error="Workflow execution stopped by user.",
                 elapsed_time=p.elapsed_time, total_tokens=p.total_tokens,
-                total_steps=p.total_steps, finished_at=at, fact=fact)]
+                total_steps=p.total_steps, finished_at=at, fact=fact,
+                exceptions_count=self._exceptions())]
         return []
+
+    def _exceptions(self) -> int | None:
+        """Nodes that failed and went on by their error strategy (Dify's exceptions_count);
+        None for a run failed without reading its graph."""
+        if not self.graph.nodes:
+            return None
+        return sum(1 for e in self.history if isinstance(e.payload, ev.WorkflowNodeFailed)
+                   and self.graph.node(e.payload.node_id).data.get("error_strategy")
+                   in EXCEPTION_STRATEGIES)
 
     def _node_fields(self, node_id: str) -> dict[str, Any]:
         started, node = self.started[node_id], self.graph.node(node_id)

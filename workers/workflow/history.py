@@ -56,6 +56,7 @@ def open_environment(variables: Sequence[Mapping[str, Any]], secret_key: str,
     """`env.*` values of a version: secret ones unsealed with the workspace's key."""
     opened = unsealed_environment(secret_key, tenant_id, variables)
     values = {str(v.get("name", "")): v.get("value") for v in opened}
+    # an empty secret hides nothing (and masking "" would mask everything)
     secrets = [str(v["value"]) for v in opened
                if v.get("value_type") == SECRET_VALUE_TYPE and v.get("value")]
     # the longest first, so a secret containing another is masked whole
