@@ -63,6 +63,10 @@ class AppNotFound(NotFound):
     code, default_message = "app_not_found", "App not found."
 
 
+class ConversationVariableNotFound(NotFound):
+    default_message = "Conversation Variable Not Exists."
+
+
 class WorkflowNotFound(NotFound):
     default_message = "Workflow not found."
 
@@ -237,6 +241,26 @@ class DatasetNameDuplicate(Conflict):
 
 class AccountAlreadyExists(Conflict):
     code, default_message = "account_already_exists", "Account already exists."
+
+
+class HumanInputFormNotFound(NotFound):
+    default_message = "Form not found"
+
+
+class HumanInputFormSubmitted(EddyError):
+    """Forms are one-shot: the first response (or the timeout) wins."""
+
+    code, status, default_message = (
+        "human_input_form_submitted", 412, "This form has already been submitted.")
+
+
+class HumanInputFormExpired(EddyError):
+    code, status, default_message = "human_input_form_expired", 412, "This form has expired."
+
+
+class InvalidFormData(EddyError):
+    code, status, default_message = (
+        "invalid_form_data", 400, "The submission does not match the form.")
 
 
 class IdempotencyKeyReused(EddyError):

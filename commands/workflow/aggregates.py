@@ -9,8 +9,11 @@ from typing import Any
 from uuid import UUID
 
 from commands.aggregate import Aggregate, Context
+from events.envelope import Envelope
+from schemas.base import EventPayload
 from schemas.errors import BadRequest, DraftWorkflowNotSync
 from schemas.workflow import events as ev
+from schemas.workflow.forms import RunForms, checked_submission
 from schemas.workflow.naming import HIDDEN_VALUE
 
 RUN_ENDED = frozenset({"succeeded", "failed", "stopped"})
@@ -82,10 +85,18 @@ class WorkflowRun(Aggregate):
     # node id -> its result, once recorded (a node's result is recorded once)
     results: dict[str, ev.WorkflowNodeSucceeded | ev.WorkflowNodeFailed]
     paused: ev.WorkflowRunPaused | None = None
+    forms: RunForms  # its human-input forms: waiting, answered
 
     def __init__(self, aggregate_id: UUID) -> None:
         super().__init__(aggregate_id)
         self.results = {}
+        self.forms = RunForms()
+        # as the run leaves them (`ev.conversation_variables_left`), for chatflow runs
+        self.conversation_variables: dict[str, Any] = {}
+
+    def _apply(self, event: Envelope[EventPayload]) -> None:
+        super()._apply(event)
+        self.forms.note(event.payload)
 
     @property
     def ended(self) -> bool:
@@ -93,12 +104,14 @@ class WorkflowRun(Aggregate):
 
     def apply_WorkflowRunStarted(self, p: ev.WorkflowRunStarted) -> None:
         self.started = p
+        self.conversation_variables = dict(p.conversation_variables)
 
     def apply_WorkflowNodeStarted(self, p: ev.WorkflowNodeStarted) -> None:
         pass
 
     def apply_WorkflowNodeSucceeded(self, p: ev.WorkflowNodeSucceeded) -> None:
         self.results[p.node_id] = p
+        self.conversation_variables.update(p.updates.get("conversation", {}))
 
     def apply_WorkflowNodeFailed(self, p: ev.WorkflowNodeFailed) -> None:
         self.results[p.node_id] = p
@@ -124,9 +137,26 @@ class WorkflowRun(Aggregate):
     def apply_WorkflowRunStopped(self, p: ev.WorkflowRunStopped) -> None:
         self.status = "stopped"
 
+    def apply_WorkflowConversationVariableUpdated(
+            self, p: ev.WorkflowConversationVariableUpdated) -> None:
+        self.conversation_variables[p.name] = p.value
+
     def start(self, payload: ev.WorkflowRunStarted, ctx: Context) -> None:
         if not self.exists:
             self.record(payload, ctx)
+
+    def update_conversation_variable(self, conversation_id: UUID, name: str, value: Any,
+                                     user: str, ctx: Context) -> bool:
+        """Set a conversation variable on the run that left the conversation's variables (at
+        any status: its own writes came first); False when unchanged or not that
+        conversation's run."""
+        if self.started is None or self.started.conversation_id != conversation_id:
+            return False
+        if name in self.conversation_variables and self.conversation_variables[name] == value:
+            return False
+        self.record(ev.WorkflowConversationVariableUpdated(name=name, value=value,
+                                                           updated_by=user), ctx)
+        return True
 
     def note(self, payload: Any, ctx: Context) -> bool:
         """Record a fact of the running run; False (nothing recorded) once it ended, or for a
@@ -138,4 +168,23 @@ class WorkflowRun(Aggregate):
                 and node_id in self.results:
             return False
         self.record(payload, ctx)
+        return True
+
+    def submit_form(self, app_id: UUID, token: str, action: str, inputs: dict[str, Any],
+                    user: str, now: float, ctx: Context) -> None:
+        """Answer a waiting form: refused (Dify's 4xx, nothing recorded) for a form unknown
+        to the app, answered already or expired, and for a submission the form does not
+        accept (an unknown action, a required input missing)."""
+        paused = self.forms.waiting(token, app_id, now)
+        self.record(ev.WorkflowHumanInputSubmitted(
+            node_id=paused.node_id, form_token=token, action=action,
+            inputs=checked_submission(paused.form, action, inputs), submitted_by=user), ctx)
+
+    def time_out_form(self, token: str, now: float, ctx: Context) -> bool:
+        """Record the timeout of a form waiting past its expiry; False (nothing recorded)
+        when it was answered, the run went on or ended, or it is not due yet."""
+        due = self.forms.due(token, now)
+        if due is None:
+            return False
+        self.record(ev.WorkflowHumanInputTimedOut(node_id=due.node_id, form_token=token), ctx)
         return True
