@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from commands.workflow import aggregates, runs
 from contexts.manifest import ContextManifest, payloads_in
+from gateway.workflow import runs as run_routes
+from projections.tables import PROJECTION_NAME
+from projections.workflow.runs import projectors as run_projectors
 from schemas.workflow import events
 
 WORKFLOW = ContextManifest(
@@ -15,7 +18,7 @@ WORKFLOW = ContextManifest(
     events=payloads_in(events),
     upcasters=events.UPCASTERS,
     handlers=[runs.HANDLERS],
-    projectors={},
-    routers=[],
+    projectors={PROJECTION_NAME: [run_projectors.PROJECTORS]},
+    routers=[run_routes.service_router, run_routes.console_router],
     work=[],
 )

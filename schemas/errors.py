@@ -67,6 +67,10 @@ class WorkflowNotFound(NotFound):
     default_message = "Workflow not found."
 
 
+class WorkflowRunNotFound(NotFound):
+    default_message = "Workflow run not found."
+
+
 class ApiKeyNotFound(NotFound):
     code, default_message = "api_key_not_found", "API key not found."
 
@@ -148,6 +152,11 @@ class EndUserNotFound(NotFound):
 class NotChatApp(EddyError):
     code, status, default_message = (
         "not_chat_app", 400, "Please check if your app mode matches the right API route.")
+
+
+class NotWorkflowApp(EddyError):
+    code, status, default_message = (
+        "not_workflow_app", 400, "Please check if your app mode matches the right API route.")
 
 
 class NotCompletionApp(EddyError):

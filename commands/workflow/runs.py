@@ -30,7 +30,8 @@ def start_workflow_run(c: cmd.StartWorkflowRun, uow: UnitOfWork) -> dict[str, An
     uow.get(WorkflowRun, c.run_id).start(ev.WorkflowRunStarted(
         app_id=c.app_id, workflow_id=workflow_id, task_id=c.task_id, mode=c.mode,
         triggered_from=c.triggered_from, user=c.user, end_user_id=end_user, inputs=c.inputs,
-        system=system, files=c.files, node_id=c.node_id), uow.ctx)
+        system=system, files=c.files, node_id=c.node_id,
+        version=version.spec.version), uow.ctx)
     return {"workflow_run_id": str(c.run_id), "task_id": str(c.task_id),
             "workflow_id": str(workflow_id)}
 

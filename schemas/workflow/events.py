@@ -80,6 +80,7 @@ class WorkflowRunStarted(EventPayload):
     message_id: UUID | None = None  # advanced-chat
     # A single-node debug run: only this node runs, with `inputs` as its variable values.
     node_id: str | None = None
+    version: str = ""  # the workflow version's Dify version string (what run lists show)
 
 
 class WorkflowNodeStarted(EventPayload):

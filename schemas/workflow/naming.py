@@ -23,3 +23,9 @@ def node_idempotency_key(run_id: UUID, node_id: str, scope: str = "") -> str:
     same on every retry and every takeover of the run, so the receiver can tell a repeat.
     `scope` tells apart the executions of one node inside an iteration or loop."""
     return str(uuid5(EDDY_NAMESPACE, f"workflow-node:{run_id}:{node_id}:{scope}"))
+
+
+def workflow_app_log_id_for(run_id: UUID) -> UUID:
+    """The log entry of an app's run (Dify's `workflow_app_logs` row): one per run, the same
+    id in every rebuild of the read model."""
+    return uuid5(EDDY_NAMESPACE, f"workflow-app-log:{run_id}")
