@@ -1,0 +1,90 @@
+"""Run histories of workflow apps, recorded straight to a node's event store through the
+write side's WorkflowRun aggregate, as the engine records them: for the read side's tests,
+which need runs of every shape without running a graph. Each history is recorded whole (the
+run has ended by the time any processor sees its start, so nothing acts on it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID, uuid4
+
+from commands.aggregate import Context
+from commands.unit_of_work import UnitOfWork
+from commands.workflow.aggregates import WorkflowRun
+from events.store import CommandOutcome
+from schemas.conversation.naming import end_user_id_for
+from schemas.platform import events as pev
+from schemas.workflow import events as ev
+from tests.harness import Node
+
+VERSION = "2025-03-01 09:00:00.000000"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One node's execution: it succeeds with `outputs`, or fails with `error` (the run then
+    fails), after a failed attempt per entry of `retries`."""
+
+    node_id: str
+    node_type: str = "code"
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    retries: tuple[str, ...] = ()
+    usage: dict[str, Any] | None = None
+
+
+def owner(node: Node) -> tuple[UUID, UUID]:
+    """(account, workspace) of the set-up owner, from the event store."""
+    setup = next(e for e in node.container.store.read_from(0, 1000)
+                 if isinstance(e.payload, pev.SetupCompleted))
+    return setup.payload.account_id, setup.payload.workspace_id
+
+
+def record_run(node: Node, app_id: str | UUID, *, user: str = "alice", debugging: bool = False,
+               inputs: dict[str, Any] | None = None, steps: tuple[Step, ...] = (),
+               stopped: bool = False, outputs: dict[str, Any] | None = None) -> UUID:
+    """A whole run of the app in the owner's workspace; a debugging run is the owner's."""
+    account, workspace = owner(node)
+    app, run_id, command_id = UUID(str(app_id)), uuid4(), uuid4()
+    ctx = Context(tenant_id=workspace, actor_id=account, correlation_id=command_id,
+                  causation_id=command_id)
+    uow = UnitOfWork(node.container.store, ctx)
+    run = uow.get(WorkflowRun, run_id)
+    run.start(ev.WorkflowRunStarted(
+        app_id=app, workflow_id=uuid4(), task_id=uuid4(), mode="workflow",
+        triggered_from="debugging" if debugging else "app-run",
+        user=str(account) if debugging else user,
+        end_user_id=None if debugging else end_user_id_for(app, user),
+        inputs=inputs if inputs is not None else {}, system={}, version=VERSION), ctx)
+    failed, tokens, previous = None, 0, None
+    for index, step in enumerate(steps, 1):
+        execution = uuid4()
+        run.note(ev.WorkflowNodeStarted(
+            node_id=step.node_id, node_type=step.node_type, title=step.node_id.title(),
+            execution_id=execution, index=index, predecessor_node_id=previous), ctx)
+        for attempt, error in enumerate(step.retries, 1):
+            run.note(ev.WorkflowNodeRetried(node_id=step.node_id, execution_id=execution,
+                                            attempt=attempt, error=error), ctx)
+        if step.error is not None:
+            run.note(ev.WorkflowNodeFailed(node_id=step.node_id, execution_id=execution,
+                                           error=step.error, elapsed_time=0.1), ctx)
+            failed = f"Node {step.node_id.title()} run failed: {step.error}"
+            break
+        run.note(ev.WorkflowNodeSucceeded(node_id=step.node_id, execution_id=execution,
+                                          outputs=step.outputs, elapsed_time=0.1,
+                                          usage=step.usage), ctx)
+        tokens += (step.usage or {}).get("total_tokens", 0)
+        previous = step.node_id
+    ended = {"elapsed_time": 0.1 * len(steps) + 0.05, "total_tokens": tokens,
+             "total_steps": len(steps)}
+    if stopped:
+        run.note(ev.WorkflowRunStopped(**ended), ctx)
+    elif failed is not None:
+        run.note(ev.WorkflowRunFailed(error=failed, **ended), ctx)
+    else:
+        run.note(ev.WorkflowRunSucceeded(outputs=outputs or {}, **ended), ctx)
+    node.container.store.append(uow.new_events(), CommandOutcome(
+        command_id=command_id, status="accepted", aggregate_id=run_id, aggregate_version=None,
+        position=None, result={}, error=None))
+    return run_id
