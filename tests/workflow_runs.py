@@ -16,7 +16,7 @@ from events.store import CommandOutcome
 from schemas.conversation.naming import end_user_id_for
 from schemas.platform import events as pev
 from schemas.workflow import events as ev
-from tests.harness import Node
+from tests.harness import Node, eventually
 
 VERSION = "2025-03-01 09:00:00.000000"
 
@@ -88,3 +88,27 @@ def record_run(node: Node, app_id: str | UUID, *, user: str = "alice", debugging
         command_id=command_id, status="accepted", aggregate_id=run_id, aggregate_version=None,
         position=None, result={}, error=None))
     return run_id
+
+
+class Workflow:
+    def __init__(self, node: Node, auth: dict[str, str], app_id: str,
+                 key: dict[str, str]) -> None:
+        self.node, self.auth, self.app_id, self.key = node, auth, app_id, key
+
+    async def detail(self, run_id: Any, key: dict[str, str] | None = None) -> Any:
+        return await self.node.client.get(f"/v1/workflows/run/{run_id}",
+                                          headers=key or self.key)
+
+    async def logs(self, **params: Any) -> Any:
+        return await self.node.client.get("/v1/workflows/logs", headers=self.key,
+                                          params=params)
+
+    async def console(self, path: str, **params: Any) -> Any:
+        return await self.node.client.get(f"/console/api/apps/{self.app_id}{path}",
+                                          headers=self.auth, params=params)
+
+    async def projected(self, run_id: Any) -> None:
+        async def ended() -> bool:
+            r = await self.detail(run_id)
+            return r.status_code == 200 and r.json()["status"] != "running"
+        await eventually(ended)

@@ -13,34 +13,10 @@ import pytest
 from tests.chat import app_with_key
 from tests.harness import Node, add_account_with_workspace, eventually
 from tests.spec import validate
-from tests.workflow_runs import VERSION, Step, owner, record_run
+from tests.workflow_runs import VERSION, Step, Workflow, owner, record_run
 
 LLM = Step("llm", "llm", outputs={"text": "Sunny"},
            usage={"total_tokens": 42, "total_price": "0.001", "currency": "USD"})
-
-
-class Workflow:
-    def __init__(self, node: Node, auth: dict[str, str], app_id: str,
-                 key: dict[str, str]) -> None:
-        self.node, self.auth, self.app_id, self.key = node, auth, app_id, key
-
-    async def detail(self, run_id: Any, key: dict[str, str] | None = None) -> Any:
-        return await self.node.client.get(f"/v1/workflows/run/{run_id}",
-                                          headers=key or self.key)
-
-    async def logs(self, **params: Any) -> Any:
-        return await self.node.client.get("/v1/workflows/logs", headers=self.key,
-                                          params=params)
-
-    async def console(self, path: str, **params: Any) -> Any:
-        return await self.node.client.get(f"/console/api/apps/{self.app_id}{path}",
-                                          headers=self.auth, params=params)
-
-    async def projected(self, run_id: Any) -> None:
-        async def ended() -> bool:
-            r = await self.detail(run_id)
-            return r.status_code == 200 and r.json()["status"] != "running"
-        await eventually(ended)
 
 
 @pytest.fixture

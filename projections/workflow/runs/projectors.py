@@ -4,10 +4,11 @@ run ends. A run's events are one aggregate's, so they arrive in order."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid5
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.envelope import Envelope
@@ -35,17 +36,28 @@ def _creator(p: ev.WorkflowRunStarted) -> tuple[str, UUID | None]:
         return "account", None
 
 
+def _started_before(created_at: datetime, run_id: UUID) -> Any:
+    return or_(workflow_runs.c.created_at < created_at,
+               and_(workflow_runs.c.created_at == created_at, workflow_runs.c.id < run_id))
+
+
 async def project_run_started(conn: AsyncConnection, e: Envelope[ev.WorkflowRunStarted]) -> None:
+    """The run's row, numbered among its app's runs by when they started (Dify's
+    sequence number): runs of one app are other aggregates, applied in any order and
+    concurrently, so the app's lock serializes them and a run applied after a later one
+    takes its place and moves the later ones up; every rebuild numbers them alike."""
     p = e.payload
-    # Runs of one app are other aggregates, applied concurrently: the app's lock makes
-    # each see the sequence number the one before it took.
     await lock(conn, p.app_id, exclusive=True)
-    last = await conn.scalar(select(func.max(workflow_runs.c.sequence_number))
-                             .where(workflow_runs.c.app_id == p.app_id))
+    of_app = workflow_runs.c.app_id == p.app_id
+    earlier = await conn.scalar(select(func.count()).select_from(workflow_runs).where(
+        of_app, _started_before(e.occurred_at, e.aggregate_id)))
+    await conn.execute(update(workflow_runs).where(
+        of_app, not_(_started_before(e.occurred_at, e.aggregate_id)))
+        .values(sequence_number=workflow_runs.c.sequence_number + 1))
     role, created_by = _creator(p)
     await conn.execute(insert(workflow_runs).values(
         id=e.aggregate_id, tenant_id=e.tenant_id, app_id=p.app_id, workflow_id=p.workflow_id,
-        version=p.version, sequence_number=(last or 0) + 1, mode=p.mode,
+        version=p.version, sequence_number=int(earlier or 0) + 1, mode=p.mode,
         triggered_from=p.triggered_from, status=RUNNING, inputs=p.inputs,
         elapsed_time=0.0, total_tokens=0, total_steps=0, exceptions_count=0,
         created_by_role=role, created_by=created_by, session_id=p.user,

@@ -19,7 +19,7 @@ from schemas.conversation.naming import end_user_id_for
 from schemas.platform import events as pev
 from schemas.workflow import events as wev
 from schemas.workflow.naming import workflow_app_log_id_for
-from tests.unit.projectors.harness import PROJECTION, T0, World, exercises, stored
+from tests.unit.projectors.harness import PROJECTION, T0, World, apply, exercises, stored
 
 RUN = "WorkflowRun"
 
@@ -113,6 +113,22 @@ async def test_a_run_its_node_executions_and_its_log(world: World) -> None:
     assert (await world.one(workflow_runs, later))["sequence_number"] == 2
     other_app_run = await two_node_run(world, uuid4())
     assert (await world.one(workflow_runs, other_app_run))["sequence_number"] == 1
+
+
+@exercises(wev.WorkflowRunStarted)
+async def test_runs_numbered_by_start_whatever_order_they_are_applied_in(world: World) -> None:
+    """Runs are other aggregates, on other partitions: a live version may apply a later run
+    first; a rebuild applies them in store order. Both number them alike."""
+    app_id = uuid4()
+    started = [await world.envelope(RUN, uuid4(), wev.WorkflowRunStarted(
+        app_id=app_id, workflow_id=uuid4(), task_id=uuid4(), mode="workflow",
+        triggered_from="app-run", user="u", end_user_id=None, inputs={}, system={}))
+        for _ in range(4)]
+    for event in (started[2], started[0], started[3], started[1]):
+        await apply(world, event)
+    numbers = [(await world.one(workflow_runs, e.aggregate_id))["sequence_number"]
+               for e in started]
+    assert numbers == [1, 2, 3, 4]
 
 
 @exercises(wev.WorkflowNodeRetried, wev.WorkflowNodeFailed, wev.WorkflowRunFailed)

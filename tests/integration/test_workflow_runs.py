@@ -1,0 +1,100 @@
+"""Workflow run read models on Postgres: run histories recorded through the WorkflowRun
+aggregate (tests/workflow_runs.py) on a running node (Redis bus, two partitions), read
+through the Service API (against Dify's spec) and the console, then rebuilt into a new
+version (`eddy projections rebuild`'s code) that answers the same, row for row."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import text
+
+from config import Settings
+from projections import versions as pv
+from projections.rebuild import rebuild
+from projections.registry import NUL_SHOWN_AS
+from projections.tables import PROJECTION_NAME
+from tests.chat import app_with_key
+from tests.harness import Node, eventually, running_node
+from tests.spec import validate
+from tests.workflow_runs import Step, Workflow, record_run
+
+TABLES = ("workflow_runs", "workflow_node_executions", "workflow_app_logs")
+STEPS = (Step("start", "start"), Step("fetch", "http-request", retries=("503", "502"),
+                                      outputs={"status_code": 200}),
+         Step("llm", "llm", outputs={"text": "Sunny"}, usage={"total_tokens": 7}))
+
+
+async def _rows(node: Node, schema: str, table: str) -> list[tuple[Any, ...]]:
+    async with node.container.read_models.database.connect() as conn:
+        return [tuple(r) for r in (await conn.execute(text(
+            f'SELECT * FROM "{schema}"."{table}" ORDER BY id'))).all()]
+
+
+async def _answers(wf: Workflow, runs: list[Any]) -> list[Any]:
+    """What the Service API and the console show of these runs."""
+    answers = [(await wf.logs(limit=100)).json(), (await wf.logs(keyword="bergen")).json(),
+               (await wf.console("/workflow-runs", limit=100)).json(),
+               (await wf.console("/workflow-app-logs", limit=100)).json()]
+    for run_id in runs:
+        answers += [(await wf.detail(run_id)).json(),
+                    (await wf.console(f"/workflow-runs/{run_id}")).json(),
+                    (await wf.console(f"/workflow-runs/{run_id}/node-executions")).json()]
+    return answers
+
+
+async def test_runs_projected_read_and_rebuilt_alike(settings: Settings) -> None:
+    async with running_node(settings) as node:
+        auth = await node.setup_and_login()
+        app_id, key = await app_with_key(node, auth, mode="workflow", name="Weather")
+        wf = Workflow(node, auth, app_id, key)
+        # recorded together: two partitions apply them concurrently
+        runs = [record_run(node, app_id, user=f"user-{i}", steps=STEPS,
+                           inputs={"city": "Bergen" if i == 3 else "Oslo"},
+                           outputs={"answer": f"Sunny {i}"}) for i in range(10)]
+        runs.append(record_run(node, app_id, user="nul", inputs={"q": "a\x00b"},
+                               steps=(Step("code", error="bad \x00 byte"),)))
+        runs.append(record_run(node, app_id, debugging=True, steps=STEPS))
+        for run_id in runs:
+            await wf.projected(run_id)
+
+        async with node.container.read_models.database.connect() as conn:
+            numbers = (await conn.execute(text(
+                "SELECT sequence_number FROM console_v1.workflow_runs WHERE app_id = :a"
+                " ORDER BY created_at, id"), {"a": app_id})).scalars().all()
+        assert numbers == list(range(1, 13))
+
+        detail = (await wf.detail(runs[0])).json()
+        validate("WorkflowRunDetailResponse", detail)
+        assert (detail["status"], detail["outputs"], detail["total_tokens"]) == (
+            "succeeded", {"answer": "Sunny 0"}, 7)
+        poisoned = (await wf.detail(runs[10])).json()
+        validate("WorkflowRunDetailResponse", poisoned)
+        assert (poisoned["status"], poisoned["inputs"], poisoned["error"]) == (
+            "failed", f'{{"q": "a{NUL_SHOWN_AS}b"}}',
+            f"Node Code run failed: bad {NUL_SHOWN_AS} byte")
+        logs = (await wf.logs(limit=100)).json()
+        validate("WorkflowLogsResponse", logs)
+        assert logs["total"] == 11  # the debugging run is no log entry
+        found = (await wf.logs(keyword="bergen")).json()  # in jsonb inputs, any case
+        assert [e["workflow_run"]["id"] for e in found["data"]] == [str(runs[3])]
+        executions = (await wf.console(f"/workflow-runs/{runs[11]}/node-executions")).json()
+        assert [(e["node_id"], e["status"]) for e in executions["data"]] == [
+            ("llm", "succeeded"), ("fetch", "succeeded"), ("fetch", "retry"), ("fetch", "retry"),
+            ("start", "succeeded")]
+        before = await _answers(wf, runs)
+
+        c = node.container
+        result = await rebuild(c.read_models.database, settings.database_dsn(), c.store,
+                               c.event_types, c.projections[PROJECTION_NAME])
+        assert {t: result.rows[t] for t in TABLES} == {
+            "workflow_runs": 12, "workflow_node_executions": 3 * 11 + 2 * 11 + 1,
+            "workflow_app_logs": 11}
+        for table in TABLES:
+            assert await _rows(node, "console_v2", table) == \
+                await _rows(node, "console_v1", table), table
+        await pv.switch(c.read_models.database, PROJECTION_NAME, 2)
+        await eventually(lambda: asyncio.sleep(0, c.read_models.active().schema
+                                               == "console_v2"), timeout=5)
+        assert await _answers(wf, runs) == before
