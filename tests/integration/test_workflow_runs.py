@@ -17,6 +17,8 @@ from projections.registry import NUL_SHOWN_AS
 from projections.tables import PROJECTION_NAME
 from tests.chat import app_with_key
 from tests.harness import Node, eventually, running_node
+from tests.integration.test_cli_operations import eddy, json_lines
+from tests.integration.test_replay import replayed
 from tests.spec import validate
 from tests.workflow_runs import Step, Workflow, record_run
 
@@ -98,3 +100,62 @@ async def test_runs_projected_read_and_rebuilt_alike(settings: Settings) -> None
         await eventually(lambda: asyncio.sleep(0, c.read_models.active().schema
                                                == "console_v2"), timeout=5)
         assert await _answers(wf, runs) == before
+
+
+async def test_eddy_events_list_show_and_replay_an_apps_runs(settings: Settings) -> None:
+    async with running_node(settings) as node:
+        auth = await node.setup_and_login()
+        app_id, key = await app_with_key(node, auth, mode="workflow", name="Weather")
+        other_app, _ = await app_with_key(node, auth, mode="workflow", name="Other")
+        wf = Workflow(node, auth, app_id, key)
+        runs = [record_run(node, app_id, steps=STEPS, outputs={"answer": "Sunny"}),
+                record_run(node, app_id, steps=(Step("code", error="boom"),))]
+        theirs = record_run(node, other_app)
+        for run_id in runs:
+            await wf.projected(run_id)
+
+        code, out, err = await eddy("events", "list", "--aggregate", str(runs[0]), "--json")
+        assert code == 0, err
+        history = json_lines(out)
+        assert [e["type"] for e in history] == [
+            "WorkflowRunStarted", "WorkflowNodeStarted", "WorkflowNodeSucceeded",
+            "WorkflowNodeStarted", "WorkflowNodeRetried", "WorkflowNodeRetried",
+            "WorkflowNodeSucceeded", "WorkflowNodeStarted", "WorkflowNodeSucceeded",
+            "WorkflowRunSucceeded"]
+        code, out, err = await eddy("events", "show", str(history[-1]["position"]), "--json")
+        assert code == 0, err
+        assert json_lines(out)[0]["payload"]["outputs"] == {"answer": "Sunny"}
+
+        # an app's events: its own and its runs' (every event of a run, though only the
+        # first names the app), no other app's
+        code, out, err = await eddy("events", "list", "--app", app_id, "--limit", "1000",
+                                    "--json")
+        assert code == 0, err
+        aggregates = {e["aggregate_id"] for e in json_lines(out)}
+        assert {str(r) for r in runs} | {app_id} <= aggregates and str(theirs) not in aggregates
+        assert len([e for e in json_lines(out) if e["aggregate_id"] == str(runs[0])]) == 10
+
+        code, out, err = await eddy("events", "replay", "--app", app_id, "--type",
+                                    "WorkflowRunStarted", "--republish", "--dry-run", "--json")
+        assert code == 0, err
+        assert json_lines(out)[0]["by_type"] == {"WorkflowRunStarted": 2}
+
+        # replayed, the runs' events change nothing: the projection skips what it applied,
+        # and nothing is recorded
+        code, out, err = await eddy("events", "replay", "--app", app_id, "--republish",
+                                    "--dry-run", "--json")
+        assert code == 0, err
+        plan = json_lines(out)[0]
+        receiving = plan["by_group"]
+        assert receiving == {f"projection.{PROJECTION_NAME}": plan["events"]}
+        before, end = await _answers(wf, runs), node.container.store.max_position()
+        handled = {g: replayed(g, "handled") for g in receiving}
+        code, out, err = await eddy("events", "replay", "--app", app_id, "--republish",
+                                    "--json")
+        assert code == 0, err
+
+        async def all_handled() -> bool:
+            return all(replayed(g, "handled") >= handled[g] + n for g, n in receiving.items())
+        await eventually(all_handled)
+        assert await _answers(wf, runs) == before
+        assert node.container.store.max_position() == end
