@@ -43,8 +43,10 @@ def owner(node: Node) -> tuple[UUID, UUID]:
 
 def record_run(node: Node, app_id: str | UUID, *, user: str = "alice", debugging: bool = False,
                inputs: dict[str, Any] | None = None, steps: tuple[Step, ...] = (),
-               stopped: bool = False, outputs: dict[str, Any] | None = None) -> UUID:
-    """A whole run of the app in the owner's workspace; a debugging run is the owner's."""
+               stopped: bool = False, outputs: dict[str, Any] | None = None,
+               conversation_id: UUID | None = None) -> UUID:
+    """A whole run of the app in the owner's workspace; a debugging run is the owner's; one
+    in a conversation is an advanced-chat app's."""
     account, workspace = owner(node)
     app, run_id, command_id = UUID(str(app_id)), uuid4(), uuid4()
     ctx = Context(tenant_id=workspace, actor_id=account, correlation_id=command_id,
@@ -52,7 +54,9 @@ def record_run(node: Node, app_id: str | UUID, *, user: str = "alice", debugging
     uow = UnitOfWork(node.container.store, ctx)
     run = uow.get(WorkflowRun, run_id)
     run.start(ev.WorkflowRunStarted(
-        app_id=app, workflow_id=uuid4(), task_id=uuid4(), mode="workflow",
+        app_id=app, workflow_id=uuid4(), task_id=uuid4(),
+        mode="workflow" if conversation_id is None else "advanced-chat",
+        conversation_id=conversation_id, message_id=conversation_id and uuid4(),
         triggered_from="debugging" if debugging else "app-run",
         user=str(account) if debugging else user,
         end_user_id=None if debugging else end_user_id_for(app, user),

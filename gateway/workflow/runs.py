@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -186,15 +187,9 @@ async def _console_run(request: Request, user: ConsoleUser, app_id: str,
     return row
 
 
-@console_router.get("/apps/{app_id}/workflow-runs")
-async def console_runs(request: Request, app_id: str, user: ConsoleUser = CurrentUser,
-                       last_id: str | None = None, limit: Limit = 20,
-                       status: Annotated[str | None, Query(pattern=RUN_STATUS)] = None,
-                       triggered_from: Annotated[str, Query(pattern=TRIGGERS)] = "debugging",
-                       ) -> dict[str, Any]:
-    """Newest first, paged by `last_id`; the draft's debug runs unless `triggered_from`
-    says app-run (Dify's default)."""
-    app = await _console_app(request, user, app_id)
+async def _runs_page(request: Request, app: dict[str, Any], *, last_id: str | None,
+                     limit: int, status: str | None, triggered_from: str,
+                     of_chats: bool) -> dict[str, Any]:
     page = await queries.list_runs(
         get_container(request).engine, app["id"], triggered_from=triggered_from,
         status=status, last_id=parse_id(last_id, WorkflowRunNotFound) if last_id else None,
@@ -205,12 +200,61 @@ async def console_runs(request: Request, app_id: str, user: ConsoleUser = Curren
         {**run_summary(r), "handoff_duration": 0.0, "created_by_account": account_view(r),
          "retry_index": None,
          **({"conversation_id": _text(r["conversation_id"]),
-             "message_id": _text(r["message_id"])} if app["mode"] == "advanced-chat" else {})}
+             "message_id": _text(r["message_id"])} if of_chats else {})}
         for r in page.items]}
 
 
 def _text(value: UUID | None) -> str | None:
     return str(value) if value is not None else None
+
+
+RunStatus = Annotated[str | None, Query(pattern=RUN_STATUS)]
+Trigger = Annotated[str, Query(pattern=TRIGGERS)]
+
+
+@console_router.get("/apps/{app_id}/workflow-runs")
+async def console_runs(request: Request, app_id: str, user: ConsoleUser = CurrentUser,
+                       last_id: str | None = None, limit: Limit = 20, status: RunStatus = None,
+                       triggered_from: Trigger = "debugging") -> dict[str, Any]:
+    """Newest first, paged by `last_id`; the draft's debug runs unless `triggered_from`
+    says app-run (Dify's default)."""
+    app = await _console_app(request, user, app_id)
+    return await _runs_page(request, app, last_id=last_id, limit=limit, status=status,
+                            triggered_from=triggered_from, of_chats=False)
+
+
+@console_router.get("/apps/{app_id}/advanced-chat/workflow-runs")
+async def console_chat_runs(request: Request, app_id: str, user: ConsoleUser = CurrentUser,
+                            last_id: str | None = None, limit: Limit = 20,
+                            status: RunStatus = None,
+                            triggered_from: Trigger = "debugging") -> dict[str, Any]:
+    """An advanced-chat app's runs, each with its conversation and message."""
+    app = await _console_app(request, user, app_id, ("advanced-chat",))
+    return await _runs_page(request, app, last_id=last_id, limit=limit, status=status,
+                            triggered_from=triggered_from, of_chats=True)
+
+
+DURATION = re.compile(r"^(\d+)([dhms])$")
+SECONDS_IN = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+@console_router.get("/apps/{app_id}/workflow-runs/count")
+async def console_run_counts(request: Request, app_id: str, user: ConsoleUser = CurrentUser,
+                             status: RunStatus = None,
+                             time_range: Annotated[str | None, Query(pattern=DURATION.pattern)]
+                             = None, triggered_from: Trigger = "debugging") -> dict[str, int]:
+    """The app's runs per status, those started within `time_range` (7d, 4h, 30m, 30s)."""
+    app = await _console_app(request, user, app_id)
+    since = None
+    if time_range is not None:
+        amount, unit = DURATION.fullmatch(time_range).groups()  # type: ignore[union-attr]
+        since = datetime.now(UTC) - timedelta(seconds=int(amount) * SECONDS_IN[unit])
+    counts = await queries.count_runs(get_container(request).engine, app["id"],
+                                      triggered_from=triggered_from, status=status, since=since)
+    return {"total": sum(counts.values()), "running": counts.get("running", 0),
+            "succeeded": counts.get("succeeded", 0), "failed": counts.get("failed", 0),
+            "stopped": counts.get("stopped", 0),
+            "partial_succeeded": counts.get("partial-succeeded", 0)}
 
 
 @console_router.get("/apps/{app_id}/workflow-runs/{run_id}")

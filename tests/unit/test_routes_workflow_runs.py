@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from uuid import uuid4
 
 import pytest
 
@@ -186,3 +187,37 @@ async def test_console_sees_only_its_workspaces_workflow_apps(workflow: Workflow
     assert (not_workflow.status_code, not_workflow.json()["code"]) == (404, "app_not_found")
     missing = await workflow.console("/workflow-runs/00000000-0000-0000-0000-000000000000")
     assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
+
+
+async def test_console_run_counts_and_an_advanced_chat_apps_runs(workflow: Workflow) -> None:
+    node = workflow.node
+    runs = [record_run(node, workflow.app_id, debugging=True),
+            record_run(node, workflow.app_id, debugging=True, stopped=True),
+            record_run(node, workflow.app_id, debugging=True, steps=(Step("code", error="x"),)),
+            record_run(node, workflow.app_id)]
+    for run_id in runs:
+        await workflow.projected(run_id)
+    counts = await workflow.console("/workflow-runs/count")
+    assert counts.json() == {"total": 3, "running": 0, "succeeded": 1, "failed": 1,
+                             "stopped": 1, "partial_succeeded": 0}
+    app_runs = await workflow.console("/workflow-runs/count", triggered_from="app-run",
+                                      time_range="1h")
+    assert app_runs.json()["total"] == app_runs.json()["succeeded"] == 1
+    stale = await workflow.console("/workflow-runs/count", time_range="0s")
+    assert stale.json()["total"] == 0
+    bad = await workflow.console("/workflow-runs/count", time_range="1 week")
+    assert (bad.status_code, bad.json()["code"]) == (400, "invalid_param")
+
+    chat_app, chat_key = await app_with_key(node, workflow.auth, mode="advanced-chat")
+    chatflow = Workflow(node, workflow.auth, chat_app, chat_key)
+    conversation = uuid4()
+    in_chat = record_run(node, chat_app, debugging=True, conversation_id=conversation)
+    await chatflow.projected(in_chat)
+    listed = (await chatflow.console("/advanced-chat/workflow-runs")).json()
+    assert [(r["id"], r["conversation_id"]) for r in listed["data"]] == [
+        (str(in_chat), str(conversation))]
+    assert listed["data"][0]["message_id"] is not None
+    plain = (await chatflow.console("/workflow-runs")).json()["data"][0]
+    assert plain["id"] == str(in_chat) and "conversation_id" not in plain
+    not_chat = await workflow.console("/advanced-chat/workflow-runs")
+    assert (not_chat.status_code, not_chat.json()["code"]) == (404, "app_not_found")

@@ -61,6 +61,20 @@ async def list_runs(engine: AsyncEngine, app_id: UUID, *, triggered_from: str,
     return Page(items=[dict(r) for r in rows[:limit]], total=int(len(rows) > limit))
 
 
+async def count_runs(engine: AsyncEngine, app_id: UUID, *, triggered_from: str,
+                     status: str | None, since: datetime | None) -> dict[str, int]:
+    """How many of the app's runs are in each status (started `since`, if given)."""
+    where = [workflow_runs.c.app_id == app_id, workflow_runs.c.triggered_from == triggered_from]
+    if status is not None:
+        where.append(workflow_runs.c.status == status)
+    if since is not None:
+        where.append(workflow_runs.c.created_at >= since)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(workflow_runs.c.status, func.count()).where(*where)
+                                   .group_by(workflow_runs.c.status))).all()
+    return {str(status): int(count) for status, count in rows}
+
+
 async def node_executions(engine: AsyncEngine, run_id: UUID) -> list[dict[str, Any]]:
     """The run's node executions, latest first (Dify's order), a retried node's failed
     attempts after its execution's own row."""
