@@ -138,7 +138,9 @@ async def project_node_retried(conn: AsyncConnection,
     that settles it; the execution's own row goes on running."""
     p = e.payload
     execution = (await conn.execute(select(workflow_node_executions).where(
-        workflow_node_executions.c.id == p.execution_id))).mappings().one()
+        workflow_node_executions.c.id == p.execution_id))).mappings().first()
+    if execution is None:
+        return  # an attempt of an execution never recorded as started: nothing to show it by
     await conn.execute(insert(workflow_node_executions).values({
         **execution, "id": retry_execution_id(p.execution_id, p.attempt), "status": "retry",
         "error": p.error, "retry_index": p.attempt, "finished_at": e.occurred_at}))

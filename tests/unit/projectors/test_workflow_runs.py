@@ -1,4 +1,4 @@
-"""The workflow context's projectors: runs, node executions (retries, pauses), app logs,
+"""The workflow context's run projectors: runs, node executions (retries, pauses), app logs,
 and the read side's queries over them."""
 
 from __future__ import annotations
