@@ -157,7 +157,7 @@ async def test_console_run_history_detail_and_node_executions(workflow: Workflow
         f"/workflow-runs/{debug_runs[0]}/node-executions")).json()["data"]
     assert [(e["node_id"], e["index"], e["status"], e.get("retry_index"))
             for e in executions] == [("llm", 3, "succeeded", None),
-                                     ("fetch", 2, "succeeded", None), ("fetch", 2, "retry", 1),
+                                     ("fetch", 2, "succeeded", None), ("fetch", 2, "retry", 0),
                                      ("start", 1, "succeeded", None)]
     llm = executions[0]
     assert (llm["predecessor_node_id"], llm["outputs"], llm["execution_metadata"]) == (

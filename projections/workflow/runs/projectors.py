@@ -143,7 +143,8 @@ async def project_node_retried(conn: AsyncConnection,
         return  # an attempt of an execution never recorded as started: nothing to show it by
     await conn.execute(insert(workflow_node_executions).values({
         **execution, "id": retry_execution_id(p.execution_id, p.attempt), "status": "retry",
-        "error": p.error, "retry_index": p.attempt, "finished_at": e.occurred_at}))
+        "error": p.error, "retry_index": p.attempt - 1,  # Dify counts retries from 0
+        "finished_at": e.occurred_at}))
 
 
 async def _set_node_status(conn: AsyncConnection, run_id: UUID, node_id: str, before: str,

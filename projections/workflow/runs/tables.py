@@ -61,7 +61,7 @@ workflow_node_executions = Table(
     Column("error", Text, nullable=True),
     Column("elapsed_time", Float, nullable=False),
     Column("execution_metadata", JSONB, nullable=True),
-    Column("retry_index", Integer, nullable=True),  # set on the row of a failed attempt
+    Column("retry_index", Integer, nullable=True),  # a failed attempt's row: 0, 1, ...
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Index("ix_workflow_node_executions_run", "workflow_run_id", "index"),

@@ -150,7 +150,7 @@ async def test_retries_exceptions_and_failures(world: World) -> None:
             execution["retry_index"]) == (fetch, "exception", "still 503", None)
     assert (attempt["id"], attempt["status"], attempt["error"], attempt["retry_index"],
             attempt["node_id"], attempt["index"]) == (
-        retry_execution_id(fetch, 1), "retry", "503 from upstream", 1, "fetch", 1)
+        retry_execution_id(fetch, 1), "retry", "503 from upstream", 0, "fetch", 1)
     run = await world.one(workflow_runs, run_id)
     # a run in which a node failed and went on by its error strategy: Dify's partial success
     assert (run["status"], run["exceptions_count"]) == ("partial-succeeded", 1)
