@@ -6,10 +6,20 @@ from __future__ import annotations
 
 from commands.workflow import aggregates, runs
 from contexts.manifest import ContextManifest, payloads_in
+from events.routing import Route
+from gateway.workflow import run_history
 from gateway.workflow import runs as run_routes
 from projections.tables import PROJECTION_NAME
 from projections.workflow.runs import projectors as run_projectors
 from schemas.workflow import events
+from workers.declarations import Job, WorkTopic
+from workers.workflow.processors import SWEEP_EVERY_SECONDS, fail_overdue_runs, run_processor
+
+# A run's messages (all on its WorkflowRun aggregate: one run's in order): the engine drives
+# the run from its history.
+RUNS = WorkTopic("workflow.runs", role="runs", processor=run_processor,
+                 routes=[Route([events.WorkflowRunStarted, events.WorkflowHumanInputSubmitted,
+                                events.WorkflowHumanInputTimedOut])])
 
 WORKFLOW = ContextManifest(
     name="workflow",
@@ -19,6 +29,7 @@ WORKFLOW = ContextManifest(
     upcasters=events.UPCASTERS,
     handlers=[runs.HANDLERS],
     projectors={PROJECTION_NAME: [run_projectors.PROJECTORS]},
-    routers=[run_routes.service_router, run_routes.console_router],
-    work=[],
+    routers=[run_routes.router, run_history.service_router, run_history.console_router],
+    work=[RUNS],
+    jobs=[Job("fail_overdue_workflow_runs", every=SWEEP_EVERY_SECONDS, run=fail_overdue_runs)],
 )

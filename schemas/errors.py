@@ -165,6 +165,12 @@ class NotCompletionApp(EddyError):
         "API route.")
 
 
+class DraftWorkflowNotRunnable(EddyError):
+    """A Service API run naming a draft's snapshot instead of a published version."""
+
+    code, status = "bad_request", 400
+
+
 class AppUnavailable(EddyError):
     code, status, default_message = (
         "app_unavailable", 400, "App unavailable, please check your app configurations.")

@@ -69,6 +69,13 @@ def chat_event_schema(event: str) -> str:
     return str(mapping[event]).rsplit("/", 1)[1]
 
 
+def workflow_event_schema(event: str) -> str:
+    """The component an SSE event of a workflow app must match."""
+    mapping = spec_document()["components"]["schemas"]["ChunkWorkflowEvent"][
+        "discriminator"]["mapping"]
+    return str(mapping[event]).rsplit("/", 1)[1]
+
+
 def completion_event_schema(event: str) -> str:
     mapping = spec_document()["components"]["schemas"]["ChunkCompletionEvent"][
         "discriminator"]["mapping"]

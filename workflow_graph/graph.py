@@ -196,3 +196,35 @@ def _refuse_cycles(graph: Graph) -> None:
                 state[nxt] = 1
                 path.append(nxt)
                 stack.append(iter(successors[nxt]))
+
+
+def parallel_depth(graph: Graph) -> int:
+    """How deeply parallel branches nest at the top level (WORKFLOW_PARALLEL_DEPTH_LIMIT):
+    a node sending one handle's edges to two or more nodes opens a level, a node two or
+    more edges join closes one; the deepest level open along any path."""
+    top = {n.id for n in graph.top_level()}
+    edges = [e for e in graph.edges if e.source in top and e.target in top]
+    incoming: dict[str, list[Edge]] = {n: [] for n in top}
+    outgoing: dict[str, list[Edge]] = {n: [] for n in top}
+    for edge in edges:
+        incoming[edge.target].append(edge)
+        outgoing[edge.source].append(edge)
+    entry: dict[str, int] = {}
+    exit_: dict[str, int] = {}
+    waiting = {n: len(ins) for n, ins in incoming.items()}
+    ready = [n for n, count in waiting.items() if count == 0]
+    while ready:  # topological order (a cycle is refused when the draft is saved)
+        node_id = ready.pop()
+        ins = incoming[node_id]
+        depth = max((exit_[e.source] for e in ins), default=0)
+        entry[node_id] = max(0, depth - 1) if len(ins) > 1 else depth
+        targets: dict[str, set[str]] = {}
+        for edge in outgoing[node_id]:
+            targets.setdefault(edge.source_handle, set()).add(edge.target)
+        fans_out = any(len(t) > 1 for t in targets.values())
+        exit_[node_id] = entry[node_id] + (1 if fans_out else 0)
+        for edge in outgoing[node_id]:
+            waiting[edge.target] -= 1
+            if waiting[edge.target] == 0:
+                ready.append(edge.target)
+    return max(exit_.values(), default=0)

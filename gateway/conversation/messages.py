@@ -6,18 +6,15 @@ replay its events (`GET /v1/chat-messages/{task_id}/events` with Last-Event-ID).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
 from uuid import UUID, uuid4, uuid5
 
-import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from adapters.kv.base import KeyValueStore
-from adapters.transient import is_transient
 from gateway.auth import ApiKeyPrincipal, AppKey
 from gateway.commanding import CommandPending
 from gateway.conversation.config import app_config
@@ -25,6 +22,13 @@ from gateway.conversation.files import message_files
 from gateway.conversation.run_configs import run_configs
 from gateway.deps import command_gateway, get_container, maybe_uuid
 from gateway.platform.service import app_of_key
+from gateway.task_events import (
+    SSE_HEADERS,
+    StreamInterrupted,
+    entries,
+    resume_point,
+    sse,
+)
 from projections.platform.models import ResolvedModel, default_model, resolve_model
 from schemas.base import EDDY_NAMESPACE
 from schemas.conversation import api
@@ -50,10 +54,6 @@ from schemas.errors import (
 )
 
 router = APIRouter(prefix="/v1")
-PING_SECONDS = 10.0  # Dify's keep-alive: `event: ping` after this long without an event
-READ_BLOCK_MS = 1000
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-_MAX_STREAM_ID_PART = 2**64 - 1
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
                                                max_length=255)]
 
@@ -80,10 +80,6 @@ def _slots(request: Request) -> AnswerSlots:
     if not hasattr(state, "answer_slots"):
         state.answer_slots = AnswerSlots(get_container(request).settings.CHAT_MAX_OPEN_STREAMS)
     return state.answer_slots  # type: ignore[no-any-return]
-
-
-class StreamInterrupted(Exception):
-    """The task's stream could not be read for TASK_STREAM_OUTAGE_SECONDS (Redis down)."""
 
 
 def validate_inputs(config: AppModelConfig, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -255,76 +251,22 @@ async def _accept(request: Request, key: ApiKeyPrincipal, app: dict[str, Any],
         return task.pending()
 
 
-async def _entries(request: Request, stream: str, after: str) -> AsyncIterator[
-        list[tuple[str, dict[str, Any]]]]:
-    """The task's events after `after` as lists of (id, event), one list per read (what
-    arrived together goes out together: one write to the client, not one per token), and
-    an empty list after each PING_SECONDS without one; ends after the closing event.
-
-    Redis going away is ridden out (reads resume from the last id, so nothing is lost or
-    repeated); past TASK_STREAM_OUTAGE_SECONDS without a successful read it raises
-    StreamInterrupted: the work goes on regardless, the client is told how to come back."""
-    c = get_container(request)
-    kv, outage = c.kv, c.settings.TASK_STREAM_OUTAGE_SECONDS
-    loop = asyncio.get_running_loop()
-    quiet_since = loop.time()
-    failing_since: float | None = None
-    backoff = 0.1
-    while True:
-        try:
-            reply = await kv.read(stream, after, count=100, block_ms=READ_BLOCK_MS)
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            failing_since = failing_since if failing_since is not None else loop.time()
-            if loop.time() - failing_since >= outage:
-                raise StreamInterrupted() from exc
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
-            reply = None
-        else:
-            failing_since, backoff = None, 0.1
-        if not reply:
-            if loop.time() - quiet_since >= PING_SECONDS:
-                quiet_since = loop.time()
-                yield []
-            continue
-        quiet_since = loop.time()
-        read = []
-        for after, entry in reply:
-            read.append((after, orjson.loads(entry)))
-            if read[-1][1]["event"] in TERMINAL_STREAM_EVENTS:
-                yield read
-                return
-        yield read
+def _interrupted(task_id: UUID) -> Callable[[], dict[str, Any]]:
+    def event() -> dict[str, Any]:
+        return {"event": "error", "task_id": str(task_id), "status": 503,
+                "code": "stream_interrupted",
+                "message": "The answer goes on, but its stream cannot be read now: resume "
+                           f"with GET /v1/chat-messages/{task_id}/events and Last-Event-ID."}
+    return event
 
 
-async def _sse(request: Request, stream: str, after: str,
-               task_id: UUID) -> AsyncIterator[bytes]:
-    try:
-        async for read in _entries(request, stream, after):
-            if not read:
-                yield b"event: ping\n\n"
-                continue
-            yield b"".join(_sse_event(entry_id, event) for entry_id, event in read)
-    except StreamInterrupted:
-        # Headers are sent: the client learns in-band that this stream broke, not the task,
-        # and how to get the rest (its last id) once Redis is back.
-        yield _sse_event(None, {
-            "event": "error", "task_id": str(task_id), "status": 503,
-            "code": "stream_interrupted",
-            "message": "The answer goes on, but its stream cannot be read now: resume with "
-                       f"GET /v1/chat-messages/{task_id}/events and Last-Event-ID."})
-
-
-def _sse_event(entry_id: str | None, event: dict[str, Any]) -> bytes:
-    head = b"id: " + entry_id.encode() + b"\n" if entry_id is not None else b""
-    return head + b"data: " + orjson.dumps(event) + b"\n\n"
+def _sse(request: Request, stream: str, after: str, task_id: UUID) -> AsyncIterator[bytes]:
+    return sse(request, stream, after, TERMINAL_STREAM_EVENTS, _interrupted(task_id))
 
 
 async def _blocking(request: Request, stream: str, mode: str) -> Any:
     answer: list[str] = []
-    async for read in _entries(request, stream, "0"):
+    async for read in entries(request, stream, "0", TERMINAL_STREAM_EVENTS):
         for _, event in read:
             if event["event"] == "message":
                 answer.append(event["answer"])
@@ -410,36 +352,6 @@ async def task_events(request: Request, task_id: str,
     if owner is None or owner != task_owner(key.app_id, end_user_id_for(key.app_id, user)):
         raise NotFound("Task not found (unknown, another user's, or expired).")
     stream = task_stream_key(parsed)  # type: ignore[arg-type]
-    after = await _resume_point(c.kv, stream, last_event_id)
+    after = await resume_point(c.kv, stream, last_event_id, TERMINAL_STREAM_EVENTS)
     return StreamingResponse(_sse(request, stream, after, parsed),  # type: ignore[arg-type]
                              media_type="text/event-stream", headers=SSE_HEADERS)
-
-
-async def _resume_point(kv: KeyValueStore, stream: str, last_event_id: str | None) -> str:
-    """Where a resumed stream starts reading, checked before any header is sent: an id
-    this stream never gave is a 400; at or past the closing event, the close is sent
-    again (so the client ends instead of waiting for events that will never come)."""
-    if not last_event_id:
-        return "0"
-    resume = _stream_id(last_event_id)
-    if resume is None:
-        raise BadRequest("Last-Event-ID must be an event id of this stream.")
-    newest = await kv.newest(stream, 2)
-    if newest:
-        last_id, entry = newest[0]
-        closing = orjson.loads(entry)["event"] in TERMINAL_STREAM_EVENTS
-        if closing and resume >= _stream_id(last_id):  # type: ignore[operator]
-            return newest[1][0] if len(newest) > 1 else "0"
-    text = f"{resume[0]}-{resume[1]}"
-    if not await kv.has(stream, text):
-        raise BadRequest("Last-Event-ID must be an event id of this stream.")
-    return text
-
-
-def _stream_id(value: str) -> tuple[int, int] | None:
-    """A stream entry id ("<millis>-<seq>", or "<millis>"), within its 64-bit parts."""
-    millis, _, sequence = value.partition("-")
-    if not millis.isdigit() or not (sequence == "" or sequence.isdigit()):
-        return None
-    parts = (int(millis), int(sequence or 0))
-    return parts if max(parts) <= _MAX_STREAM_ID_PART else None

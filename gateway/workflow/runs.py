@@ -1,308 +1,280 @@
-"""Workflow runs as the read model shows them: a run's detail and an app's run logs
-(Service API), and the console's run history, run detail, node executions and logs, in
-Dify's shapes. A key or a workspace sees only its own app's runs."""
+"""Workflow runs (Service API): a run is a command; the engine (a consumer group) executes it
+onto the run's task stream (key-value store), which this relays as server-sent events
+(streaming) or folds into the finished run (blocking). Any gateway process can stop a task
+or relay a run's events again (`GET /v1/workflow/{workflow_run_id}/events`, Last-Event-ID).
+The run's inputs are checked against the version's start node before anything is recorded."""
 
 from __future__ import annotations
 
-import json
-import logging
-import re
-from datetime import UTC, datetime, timedelta
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
-from uuid import UUID
+from urllib.parse import quote
+from uuid import UUID, uuid4, uuid5
 
-from fastapi import APIRouter, Query, Request
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
 
-from adapters.storage.base import FileNotFoundInStorage
-from gateway.auth import ApiKeyPrincipal, AppKey, ConsoleUser, CurrentUser
-from gateway.deps import get_container, parse_id
-from gateway.params import Page
-from gateway.platform.console import console_app
+from events.envelope import Envelope
+from gateway.auth import ApiKeyPrincipal, AppKey
+from gateway.commanding import CommandPending
+from gateway.deps import command_gateway, get_container, maybe_uuid
 from gateway.platform.service import app_of_key
-from gateway.views import timestamp
-from projections.platform import queries as platform
-from projections.workflow.runs import queries
+from gateway.task_events import SSE_HEADERS, StreamInterrupted, entries, resume_point, sse
+from gateway.workflow.inputs import start_variables, validate_run_inputs
+from schemas.base import EDDY_NAMESPACE, EventPayload
+from schemas.conversation import api as conversation_api
+from schemas.conversation.naming import (
+    end_user_id_for,
+    task_owner_key,
+    task_stop_key,
+    task_stream_key,
+)
 from schemas.errors import (
-    AppNotFound,
-    BadRequest,
+    DraftWorkflowNotRunnable,
+    EddyError,
     NotFound,
     NotWorkflowApp,
-    WorkflowRunNotFound,
+    WorkflowNotFound,
+    WorkflowNotPublished,
 )
+from schemas.workflow import api
+from schemas.workflow import commands as cmd
+from schemas.workflow import events as ev
+from schemas.workflow.naming import (
+    WORKFLOW_END_STREAM_EVENTS,
+    WORKFLOW_PAUSE_STREAM_EVENT,
+    published_workflow_id_for,
+    run_owner,
+)
+from schemas.workflow.stream import StreamHead
 
-log = logging.getLogger(__name__)
-service_router = APIRouter(prefix="/v1")
-console_router = APIRouter(prefix="/console/api")
-
-WORKFLOW_MODES = ("workflow", "advanced-chat")
-Limit = Annotated[int, Query(ge=1, le=100)]
-Text = Annotated[str | None, Query(max_length=255)]
-# what a logs page filters on: the Service API's enum; the console adds partial success
-SERVICE_LOG_STATUS = "^(succeeded|failed|stopped)$"
-CONSOLE_LOG_STATUS = "^(succeeded|failed|stopped|partial-succeeded)$"
-RUN_STATUS = "^(running|succeeded|failed|stopped|partial-succeeded|paused)$"
-TRIGGERS = "^(debugging|app-run)$"
-
-
-# --- views ------------------------------------------------------------------------------------
-
-
-async def outputs_of(request: Request, row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """What a run or node execution returned: in its row, or in storage (`outputs_ref`) when
-    it was too large for an event."""
-    ref = row[f"{prefix}outputs_ref"]
-    if not ref:
-        return row[f"{prefix}outputs"] or {}
-    try:
-        return json.loads(await get_container(request).storage.load(ref))  # type: ignore[no-any-return]
-    except FileNotFoundInStorage:
-        log.warning("workflow outputs missing from storage", extra={"key": ref})
-        return {}
+router = APIRouter(prefix="/v1")
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
+                                               max_length=255)]
+# A client's stream of a run ends at its end, or at a pause (Dify's), unless it follows the
+# run across pauses.
+RUN_CLOSING = (*WORKFLOW_END_STREAM_EVENTS, WORKFLOW_PAUSE_STREAM_EVENT)
+VERSION_CACHE_SIZE = 256
 
 
-def account_view(row: dict[str, Any]) -> dict[str, Any] | None:
-    if row["account_email"] is None:
-        return None
-    return {"id": str(row["created_by"]), "name": row["account_name"],
-            "email": row["account_email"]}
-
-
-def end_user_view(row: dict[str, Any], prefix: str = "") -> dict[str, Any] | None:
-    if row[f"{prefix}created_by_role"] != "end_user":
-        return None
-    return {"id": str(row[f"{prefix}created_by"]), "type": "service-api", "is_anonymous": False,
-            "session_id": row[f"{prefix}session_id"]}
-
-
-def run_summary(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """The fields every run listing shows (`prefix`: where the run's columns are named so)."""
-    def get(name: str) -> Any:
-        return row[prefix + name]
-    return {"id": str(get("id")), "version": get("version"), "status": get("status"),
-            "error": get("error"), "elapsed_time": get("elapsed_time"),
-            "total_tokens": get("total_tokens"), "total_steps": get("total_steps"),
-            "created_at": timestamp(get("created_at")),
-            "finished_at": timestamp(get("finished_at")),
-            "exceptions_count": get("exceptions_count")}
-
-
-def log_view(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": str(row["id"]),
-            "workflow_run": {**run_summary(row, "run_"),
-                             "triggered_from": row["run_triggered_from"]},
-            "created_from": row["created_from"], "created_by_role": row["created_by_role"],
-            "created_by_account": account_view(row),
-            "created_by_end_user": end_user_view(row, "run_"),
-            "created_at": timestamp(row["created_at"]), "details": None}
-
-
-def _instant(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadRequest(f"{name}: not an ISO 8601 timestamp.") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-async def _logs_page(request: Request, app_id: UUID, *, keyword: str | None,
-                     status: str | None, before: str | None, after: str | None,
-                     session_id: str | None, account_email: str | None, page: int,
-                     limit: int) -> dict[str, Any]:
-    engine = get_container(request).engine
-    account_id = None
-    if account_email:
-        account = await platform.account_by_email(engine, account_email)
-        if account is None:
-            raise BadRequest(f"Account not found: {account_email}")
-        account_id = account["id"]
-    found = await queries.app_logs(engine, app_id, queries.LogFilter(
-        keyword=keyword, status=status, created_before=_instant(before, "created_at__before"),
-        created_after=_instant(after, "created_at__after"), session_id=session_id,
-        account_id=account_id), page=page, limit=limit)
-    return {"page": page, "limit": limit, "total": found.total,
-            "has_more": page * limit < found.total,
-            "data": [log_view(r) for r in found.items]}
-
-
-# --- Service API ----------------------------------------------------------------------------
-
-
-async def workflow_app_of_key(request: Request, key: ApiKeyPrincipal) -> dict[str, Any]:
+async def _workflow_app(request: Request, key: ApiKeyPrincipal,
+                        modes: tuple[str, ...] = ("workflow",)) -> dict[str, Any]:
     app = await app_of_key(request, key)
-    if app["mode"] not in WORKFLOW_MODES:
+    if app["mode"] not in modes:
         raise NotWorkflowApp()
     return app
 
 
-@service_router.get("/workflows/run/{workflow_run_id}")
-async def run_detail(request: Request, workflow_run_id: str,
-                     key: ApiKeyPrincipal = AppKey) -> dict[str, Any]:
-    app = await workflow_app_of_key(request, key)
-    row = await queries.run(get_container(request).engine, app["id"],
-                            parse_id(workflow_run_id, WorkflowRunNotFound))
-    if row is None:
-        raise WorkflowRunNotFound()
-    return {"id": str(row["id"]), "workflow_id": str(row["workflow_id"]),
-            "status": row["status"], "inputs": json.dumps(row["inputs"], ensure_ascii=False),
-            "outputs": await outputs_of(request, row), "error": row["error"],
-            "total_steps": row["total_steps"], "total_tokens": row["total_tokens"],
-            "created_at": timestamp(row["created_at"]),
-            "finished_at": timestamp(row["finished_at"]), "elapsed_time": row["elapsed_time"]}
+async def _version(request: Request, app_id: UUID,
+                   workflow_id: str | None) -> tuple[UUID, ev.WorkflowVersionCreated]:
+    """The version a run would execute: the app's published one, or the one named (a
+    published version of this app)."""
+    store = get_container(request).store
+    if workflow_id is None:
+        published = [e.payload for e in await asyncio.to_thread(
+            store.load, published_workflow_id_for(app_id))
+            if isinstance(e.payload, ev.WorkflowPublished)]
+        if not published:
+            raise WorkflowNotPublished()
+        chosen = published[-1].workflow_id
+    else:
+        parsed = maybe_uuid(workflow_id)
+        if parsed is None:
+            raise DraftWorkflowNotRunnable(f"Invalid workflow ID format: {workflow_id}.")
+        chosen = parsed
+    cache: dict[UUID, ev.WorkflowVersionCreated] = _versions(request)
+    if chosen not in cache:
+        created = [e.payload for e in await asyncio.to_thread(store.load, chosen)
+                   if isinstance(e.payload, ev.WorkflowVersionCreated)]
+        if not created:
+            raise WorkflowNotFound(f"Workflow not found with id: {chosen}")
+        if len(cache) >= VERSION_CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        cache[chosen] = created[0]  # immutable: kept
+    version = cache[chosen]
+    if version.app_id != app_id:
+        raise WorkflowNotFound(f"Workflow not found with id: {chosen}")
+    if version.kind == "draft":
+        raise DraftWorkflowNotRunnable(
+            f"Cannot use draft workflow version. Workflow ID: {chosen}. Please use a "
+            "published workflow version or leave workflow_id empty.")
+    return chosen, version
 
 
-@service_router.get("/workflows/logs")
-async def service_logs(
-        request: Request, key: ApiKeyPrincipal = AppKey, keyword: Text = None,
-        status: Annotated[str | None, Query(pattern=SERVICE_LOG_STATUS)] = None,
-        created_at__before: str | None = None, created_at__after: str | None = None,
-        created_by_end_user_session_id: Text = None, created_by_account: Text = None,
-        page: Page = 1, limit: Limit = 20) -> dict[str, Any]:
-    app = await workflow_app_of_key(request, key)
-    return await _logs_page(
-        request, app["id"], keyword=keyword, status=status, before=created_at__before,
-        after=created_at__after, session_id=created_by_end_user_session_id,
-        account_email=created_by_account, page=page, limit=limit)
+def _versions(request: Request) -> dict[UUID, ev.WorkflowVersionCreated]:
+    state = request.app.state
+    if not hasattr(state, "workflow_versions"):
+        state.workflow_versions = {}
+    return state.workflow_versions  # type: ignore[no-any-return]
 
 
-# --- console --------------------------------------------------------------------------------
+def _run_ids(app_id: UUID, user: str, idempotency_key: str | None) -> tuple[UUID, UUID]:
+    """(run, task) ids: new ones, or with an Idempotency-Key the same for every retry of
+    the request (so retries join the first one's run)."""
+    if not idempotency_key:
+        return uuid4(), uuid4()
+    scope = uuid5(EDDY_NAMESPACE, f"workflow-idempotency:{app_id}:{user}:{idempotency_key}")
+    return uuid5(scope, "run"), uuid5(scope, "task")
 
 
-async def _console_app(request: Request, user: ConsoleUser, app_id: str,
-                       modes: tuple[str, ...] = WORKFLOW_MODES) -> dict[str, Any]:
-    app = await console_app(request, user, parse_id(app_id, AppNotFound))
-    if app["mode"] not in modes:
-        raise AppNotFound(f"App mode is not in the supported list: {sorted(modes)}")
-    return app
+async def _run(request: Request, key: ApiKeyPrincipal, body: api.WorkflowRunRequest,
+               workflow_id: str | None, idempotency_key: str | None) -> Any:
+    c = get_container(request)
+    app = await _workflow_app(request, key)
+    chosen, version = await _version(request, app["id"], workflow_id)
+    inputs = validate_run_inputs(start_variables(version.graph), body.inputs)
+    run_id, task_id = _run_ids(app["id"], body.user, idempotency_key)
+    owner = run_owner(app["id"], end_user_id_for(app["id"], body.user))
+    await c.kv.set(task_owner_key(task_id), owner, ttl=c.settings.TASK_STREAM_TTL_SECONDS)
+    try:
+        await command_gateway(request).send(
+            cmd.StartWorkflowRun(run_id=run_id, app_id=app["id"], workflow_id=chosen,
+                                 task_id=task_id, mode="workflow", triggered_from="app-run",
+                                 user=body.user, inputs=inputs,
+                                 files=[f.model_dump() for f in body.files or []]),
+            aggregate_id=run_id, tenant_id=key.tenant_id, actor_id=key.actor_id,
+            idempotency_key=idempotency_key and f"{app['id']}:{body.user}:{idempotency_key}",
+            read_your_writes=False)
+    except CommandPending:
+        return _pending(run_id, task_id, body.user)
+    stream = task_stream_key(task_id)
+    if body.response_mode == "streaming":
+        return StreamingResponse(
+            sse(request, stream, "0", RUN_CLOSING, _interrupted(task_id, run_id)),
+            media_type="text/event-stream", headers=SSE_HEADERS)
+    try:
+        async with asyncio.timeout(c.settings.CHAT_BLOCKING_TIMEOUT_SECONDS):
+            return await _blocking(request, stream)
+    except (StreamInterrupted, TimeoutError):
+        return _pending(run_id, task_id, body.user)
 
 
-async def _console_run(request: Request, user: ConsoleUser, app_id: str,
-                       run_id: str) -> dict[str, Any]:
-    app = await _console_app(request, user, app_id)
-    row = await queries.run(get_container(request).engine, app["id"],
-                            parse_id(run_id, WorkflowRunNotFound))
-    if row is None:
-        raise WorkflowRunNotFound()
-    return row
+def _pending(run_id: UUID, task_id: UUID, user: str) -> JSONResponse:
+    """202: the run was accepted and goes on whatever happens to this request; its events
+    can be read with the app's key."""
+    return JSONResponse(status_code=202, content={
+        "result": "accepted", "workflow_run_id": str(run_id), "task_id": str(task_id),
+        "events_url": f"/v1/workflow/{run_id}/events?user={quote(user)}"})
 
 
-async def _runs_page(request: Request, app: dict[str, Any], *, last_id: str | None,
-                     limit: int, status: str | None, triggered_from: str,
-                     of_chats: bool) -> dict[str, Any]:
-    page = await queries.list_runs(
-        get_container(request).engine, app["id"], triggered_from=triggered_from,
-        status=status, last_id=parse_id(last_id, WorkflowRunNotFound) if last_id else None,
-        limit=limit)
-    if page is None:
-        raise NotFound("Last workflow run not exists.")
-    return {"limit": limit, "has_more": page.total > 0, "data": [
-        {**run_summary(r), "handoff_duration": 0.0, "created_by_account": account_view(r),
-         "retry_index": None,
-         **({"conversation_id": _text(r["conversation_id"]),
-             "message_id": _text(r["message_id"])} if of_chats else {})}
-        for r in page.items]}
+def _interrupted(task_id: UUID, run_id: UUID) -> Callable[[], dict[str, Any]]:
+    def event() -> dict[str, Any]:
+        return {"event": "error", "task_id": str(task_id), "workflow_run_id": str(run_id),
+                "status": 503, "code": "stream_interrupted",
+                "message": "The run goes on, but its stream cannot be read now: resume with "
+                           f"GET /v1/workflow/{run_id}/events and Last-Event-ID."}
+    return event
 
 
-def _text(value: UUID | None) -> str | None:
-    return str(value) if value is not None else None
+async def _blocking(request: Request, stream: str) -> Any:
+    workflow_id = None
+    async for read in entries(request, stream, "0", RUN_CLOSING):
+        for _, event in read:
+            if event["event"] == "workflow_started":
+                workflow_id = event["data"]["workflow_id"]
+            elif event["event"] == "error":
+                return JSONResponse({k: event[k] for k in ("code", "message", "status")},
+                                    status_code=event["status"])
+            if event["event"] == "workflow_finished":
+                return {"task_id": event["task_id"],
+                        "workflow_run_id": event["workflow_run_id"], "data": {
+                            k: event["data"][k] for k in (
+                                "id", "workflow_id", "status", "outputs", "error",
+                                "elapsed_time", "total_tokens", "total_steps",
+                                "created_at", "finished_at")}}
+            if event["event"] == WORKFLOW_PAUSE_STREAM_EVENT:
+                data = event["data"]
+                return {"task_id": event["task_id"],
+                        "workflow_run_id": event["workflow_run_id"], "data": {
+                            "id": event["workflow_run_id"], "workflow_id": workflow_id,
+                            "status": "paused", "outputs": data["outputs"], "error": None,
+                            "elapsed_time": data["elapsed_time"],
+                            "total_tokens": data["total_tokens"],
+                            "total_steps": data["total_steps"],
+                            "created_at": data["created_at"], "finished_at": None}}
+    raise EddyError()  # the stream ends only after its closing event
 
 
-RunStatus = Annotated[str | None, Query(pattern=RUN_STATUS)]
-Trigger = Annotated[str, Query(pattern=TRIGGERS)]
+@router.post("/workflows/run")
+async def run_published(request: Request, body: api.WorkflowRunRequest,
+                        key: ApiKeyPrincipal = AppKey,
+                        idempotency_key: IdempotencyKey = None) -> Any:
+    return await _run(request, key, body, None, idempotency_key)
 
 
-@console_router.get("/apps/{app_id}/workflow-runs")
-async def console_runs(request: Request, app_id: str, user: ConsoleUser = CurrentUser,
-                       last_id: str | None = None, limit: Limit = 20, status: RunStatus = None,
-                       triggered_from: Trigger = "debugging") -> dict[str, Any]:
-    """Newest first, paged by `last_id`; the draft's debug runs unless `triggered_from`
-    says app-run (Dify's default)."""
-    app = await _console_app(request, user, app_id)
-    return await _runs_page(request, app, last_id=last_id, limit=limit, status=status,
-                            triggered_from=triggered_from, of_chats=False)
+@router.post("/workflows/{workflow_id}/run")
+async def run_version(request: Request, workflow_id: str, body: api.WorkflowRunRequest,
+                      key: ApiKeyPrincipal = AppKey,
+                      idempotency_key: IdempotencyKey = None) -> Any:
+    return await _run(request, key, body, workflow_id, idempotency_key)
 
 
-@console_router.get("/apps/{app_id}/advanced-chat/workflow-runs")
-async def console_chat_runs(request: Request, app_id: str, user: ConsoleUser = CurrentUser,
-                            last_id: str | None = None, limit: Limit = 20,
-                            status: RunStatus = None,
-                            triggered_from: Trigger = "debugging") -> dict[str, Any]:
-    """An advanced-chat app's runs, each with its conversation and message."""
-    app = await _console_app(request, user, app_id, ("advanced-chat",))
-    return await _runs_page(request, app, last_id=last_id, limit=limit, status=status,
-                            triggered_from=triggered_from, of_chats=True)
+@router.post("/workflows/tasks/{task_id}/stop")
+async def stop_run(request: Request, task_id: str, body: conversation_api.StopRequest,
+                   key: ApiKeyPrincipal = AppKey) -> dict[str, str]:
+    """Any gateway process; the engine sees the request within STOP_POLL_SECONDS. As Dify,
+    the stop applies to the app's task whichever user asks; another app's (or none) is
+    silently not stopped."""
+    app = await _workflow_app(request, key)
+    c = get_container(request)
+    parsed = maybe_uuid(task_id)
+    owner = await c.kv.get(task_owner_key(parsed)) if parsed else None
+    if parsed is not None and owner is not None and owner.startswith(f"{app['id']}:"):
+        await c.kv.set(task_stop_key(parsed), owner, ttl=c.settings.TASK_STREAM_TTL_SECONDS)
+    return {"result": "success"}
 
 
-DURATION = re.compile(r"^(\d+)([dhms])$")
-SECONDS_IN = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+@router.get("/workflow/{workflow_run_id}/events")
+async def run_events(request: Request, workflow_run_id: str,
+                     user: Annotated[str, Query(min_length=1, max_length=255)],
+                     continue_on_pause: bool = False,
+                     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID",
+                                                                 max_length=64)] = None,
+                     key: ApiKeyPrincipal = AppKey) -> StreamingResponse:
+    """A run's events again, after Last-Event-ID (from the start without it): a client
+    whose stream dropped gets the rest, without gaps or repeats. A run whose stream
+    expired answers its end alone."""
+    c = get_container(request)
+    app = await _workflow_app(request, key, ("workflow", "advanced-chat"))
+    run_id = maybe_uuid(workflow_run_id)
+    history = await asyncio.to_thread(c.store.load, run_id) if run_id else []
+    begun = history[0].payload if history else None
+    if not isinstance(begun, ev.WorkflowRunStarted) or begun.app_id != app["id"] \
+            or begun.end_user_id != end_user_id_for(app["id"], user):
+        raise NotFound("Workflow run not found")
+    assert run_id is not None
+    closing = WORKFLOW_END_STREAM_EVENTS if continue_on_pause else RUN_CLOSING
+    stream = task_stream_key(begun.task_id)
+    if not await c.kv.length(stream) and isinstance(history[-1].payload, RUN_ENDS):
+        return StreamingResponse(_ended(history), media_type="text/event-stream",
+                                 headers=SSE_HEADERS)
+    after = await resume_point(c.kv, stream, last_event_id, closing)
+    return StreamingResponse(
+        sse(request, stream, after, closing, _interrupted(begun.task_id, run_id)),
+        media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-@console_router.get("/apps/{app_id}/workflow-runs/count")
-async def console_run_counts(request: Request, app_id: str, user: ConsoleUser = CurrentUser,
-                             status: RunStatus = None,
-                             time_range: Annotated[str | None, Query(pattern=DURATION.pattern)]
-                             = None, triggered_from: Trigger = "debugging") -> dict[str, int]:
-    """The app's runs per status, those started within `time_range` (7d, 4h, 30m, 30s)."""
-    app = await _console_app(request, user, app_id)
-    since = None
-    if time_range is not None:
-        amount, unit = DURATION.fullmatch(time_range).groups()  # type: ignore[union-attr]
-        since = datetime.now(UTC) - timedelta(seconds=int(amount) * SECONDS_IN[unit])
-    counts = await queries.count_runs(get_container(request).engine, app["id"],
-                                      triggered_from=triggered_from, status=status, since=since)
-    return {"total": sum(counts.values()), "running": counts.get("running", 0),
-            "succeeded": counts.get("succeeded", 0), "failed": counts.get("failed", 0),
-            "stopped": counts.get("stopped", 0),
-            "partial_succeeded": counts.get("partial-succeeded", 0)}
+RUN_ENDS = (ev.WorkflowRunSucceeded, ev.WorkflowRunFailed, ev.WorkflowRunStopped)
 
 
-@console_router.get("/apps/{app_id}/workflow-runs/{run_id}")
-async def console_run(request: Request, app_id: str, run_id: str,
-                      user: ConsoleUser = CurrentUser) -> dict[str, Any]:
-    row = await _console_run(request, user, app_id, run_id)
-    return {**run_summary(row), "graph": None, "inputs": row["inputs"],
-            "outputs": await outputs_of(request, row), "handoff_duration": 0.0,
-            "created_by_role": row["created_by_role"], "created_by_account": account_view(row),
-            "created_by_end_user": end_user_view(row)}
-
-
-@console_router.get("/apps/{app_id}/workflow-runs/{run_id}/node-executions")
-async def console_node_executions(request: Request, app_id: str, run_id: str,
-                                  user: ConsoleUser = CurrentUser) -> dict[str, Any]:
-    run = await _console_run(request, user, app_id, run_id)
-    rows = await queries.node_executions(get_container(request).engine, run["id"])
-    return {"data": [await _node_execution_view(request, run, r) for r in rows]}
-
-
-async def _node_execution_view(request: Request, run: dict[str, Any],
-                               row: dict[str, Any]) -> dict[str, Any]:
-    view = {
-        "id": str(row["id"]), "index": row["index"],
-        "predecessor_node_id": row["predecessor_node_id"], "node_id": row["node_id"],
-        "node_type": row["node_type"], "title": row["title"], "inputs": row["inputs"],
-        "process_data": row["process_data"], "outputs": await outputs_of(request, row),
-        "status": row["status"], "error": row["error"], "elapsed_time": row["elapsed_time"],
-        "execution_metadata": row["execution_metadata"], "extras": {},
-        "created_at": timestamp(row["created_at"]),
-        "created_by_role": run["created_by_role"], "created_by_account": account_view(run),
-        "created_by_end_user": end_user_view(run),
-        "finished_at": timestamp(row["finished_at"]), "inputs_truncated": False,
-        "outputs_truncated": False, "process_data_truncated": False}
-    if row["retry_index"] is not None:
-        view["retry_index"] = row["retry_index"]
-    return view
-
-
-@console_router.get("/apps/{app_id}/workflow-app-logs")
-async def console_logs(
-        request: Request, app_id: str, user: ConsoleUser = CurrentUser, keyword: Text = None,
-        status: Annotated[str | None, Query(pattern=CONSOLE_LOG_STATUS)] = None,
-        created_at__before: str | None = None, created_at__after: str | None = None,
-        created_by_end_user_session_id: Text = None, created_by_account: Text = None,
-        page: Page = 1, limit: Limit = 20) -> dict[str, Any]:
-    app = await _console_app(request, user, app_id, ("workflow",))
-    return await _logs_page(
-        request, app["id"], keyword=keyword, status=status, before=created_at__before,
-        after=created_at__after, session_id=created_by_end_user_session_id,
-        account_email=created_by_account, page=page, limit=limit)
+async def _ended(history: list[Envelope[EventPayload]]) -> AsyncIterator[bytes]:
+    """The end of a run whose stream expired, as its one event (outputs kept in storage
+    are not loaded back: the run's detail has them)."""
+    first, last = history[0], history[-1]
+    begun, end = first.payload, last.payload
+    assert isinstance(begun, ev.WorkflowRunStarted) and isinstance(end, RUN_ENDS)
+    head = StreamHead(task_id=begun.task_id, run_id=first.aggregate_id,
+                      workflow_id=begun.workflow_id, mode=begun.mode,
+                      created_at=int(first.occurred_at.timestamp()),
+                      conversation_id=begun.conversation_id, message_id=begun.message_id)
+    status = {ev.WorkflowRunSucceeded: "succeeded", ev.WorkflowRunFailed: "failed",
+              ev.WorkflowRunStopped: "stopped"}[type(end)]
+    event = head.workflow_finished(
+        status=status, outputs=end.outputs if isinstance(end, ev.WorkflowRunSucceeded)
+        else None, error=end.error if isinstance(end, ev.WorkflowRunFailed) else None,
+        elapsed_time=end.elapsed_time, total_tokens=end.total_tokens,
+        total_steps=end.total_steps, finished_at=int(last.occurred_at.timestamp()),
+        fact=None)
+    yield b"data: " + orjson.dumps(event) + b"\n\n"

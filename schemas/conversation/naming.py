@@ -67,3 +67,7 @@ def upload_key(tenant_id: UUID, file_id: UUID, extension: str) -> str:
 
 
 TERMINAL_STREAM_EVENTS = ("message_end", "error")
+# On a stream entry that shows a recorded fact (a workflow run's event): that event's version
+# in its aggregate. For the writers' bookkeeping (a takeover streams only what was not): the
+# gateway leaves it out of what clients receive.
+FACT_FIELD = "_fact"

@@ -80,6 +80,8 @@ class WorkflowRunStarted(EventPayload):
     message_id: UUID | None = None  # advanced-chat
     # A single-node debug run: only this node runs, with `inputs` as its variable values.
     node_id: str | None = None
+    # How deep in nested workflow calls this run is (WORKFLOW_CALL_MAX_DEPTH).
+    call_depth: int = 0
     version: str = ""  # the workflow version's Dify version string (what run lists show)
 
 

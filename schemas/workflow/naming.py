@@ -25,6 +25,36 @@ def node_idempotency_key(run_id: UUID, node_id: str, scope: str = "") -> str:
     return str(uuid5(EDDY_NAMESPACE, f"workflow-node:{run_id}:{node_id}:{scope}"))
 
 
+def environment_secret_purpose(tenant_id: object) -> str:
+    """The sealing purpose (adapters/secrets.py) of a workspace's secret environment
+    variables: a key per workspace, so one workspace's ciphertext opens under no other's."""
+    return f"workflow environment secrets {tenant_id}"
+
+
+# A run's events stream on its task's stream (schemas/conversation/naming.py task_stream_key),
+# as a chat answer's do. What ends a client's stream of a workflow run (a pause ends it too,
+# unless the client asks to follow the run across pauses).
+WORKFLOW_END_STREAM_EVENTS = ("workflow_finished", "error")
+WORKFLOW_PAUSE_STREAM_EVENT = "workflow_paused"
+
+
+def node_outputs_key(tenant_id: UUID | None, run_id: UUID, execution_id: UUID) -> str:
+    """Where a node's outputs too large for its event are kept (`outputs_ref`)."""
+    return f"workflow_runs/{tenant_id}/{run_id}/{execution_id}.json"
+
+
+def node_execution_id(run_id: UUID, node_id: str) -> UUID:
+    """A top-level node's execution id in a run (one execution per node and run): the same
+    on a takeover's restart, so its started and finished events name one execution."""
+    return uuid5(run_id, f"node-execution:{node_id}")
+
+
+def run_owner(app_id: UUID, end_user_id: UUID | None) -> str:
+    """Who a run's task belongs to (the value of its stop request and owner keys): the app's
+    end user, or for a debug run (no end user) the app's console."""
+    return f"{app_id}:{end_user_id or 'console'}"
+
+
 def workflow_app_log_id_for(run_id: UUID) -> UUID:
     """The log entry of an app's run (Dify's `workflow_app_logs` row): one per run, the same
     id in every rebuild of the read model."""

@@ -4,6 +4,9 @@ plugins Eddy does not have)."""
 
 from __future__ import annotations
 
+from workers.workflow.nodes import pure
 from workers.workflow.nodes.base import Executor
 
-EXECUTORS: dict[str, Executor] = {}
+EXECUTORS: dict[str, Executor] = {
+    **pure.EXECUTORS,
+}

@@ -58,6 +58,7 @@ class RunInfo:
     conversation_id: UUID | None = None
     message_id: UUID | None = None
     call_depth: int = 0  # WORKFLOW_CALL_MAX_DEPTH
+    inputs: Mapping[str, Any] = field(default_factory=dict)  # the run's (the start node's)
 
 
 class NodeServices(Protocol):

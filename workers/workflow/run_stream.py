@@ -1,0 +1,64 @@
+"""A run's task stream, written by the engine (the events' shapes:
+schemas/workflow/stream.py).
+
+Every event that shows a recorded fact (a node started or finished, the run's end) carries
+`FACT_FIELD`, the version of the run's event it shows (the gateway leaves it out of what it
+sends): a member taking the run over reads which facts the dead attempt streamed and streams
+the others, so a client misses none and sees none twice."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from adapters.kv.base import KeyValueStore
+from schemas.conversation.naming import FACT_FIELD, task_stop_key, task_stream_key
+from workers.conversation.task_stream import TaskStream
+
+READ_BATCH = 1000
+
+
+class RunStream:
+    """The run's task stream, fenced as chat's (workers/conversation/task_stream.py): this
+    attempt claims it, and writes only while no later attempt has."""
+
+    def __init__(self, stream: TaskStream) -> None:
+        self.stream = stream
+        self.streamed: set[int] = set()  # facts (run event versions) already on the stream
+
+    @classmethod
+    def of(cls, kv: KeyValueStore, task_id: UUID, owner: str, ttl: int,
+           fence: int) -> RunStream:
+        return cls(TaskStream(kv, task_stream_key(task_id), task_stop_key(task_id), owner,
+                              ttl, fence))
+
+    async def claim(self) -> None:
+        """Make the stream this attempt's; learn which facts earlier attempts streamed."""
+        if await self.stream.claim() == 0:
+            return
+        after = "0"
+        while True:
+            read = await self.stream.kv.read(self.stream.key, after, count=READ_BATCH,
+                                             block_ms=0)
+            if not read:
+                return
+            for _, entry in read:
+                fact = orjson.loads(entry).get(FACT_FIELD)
+                if fact is not None:
+                    self.streamed.add(fact)
+            after = read[-1][0]
+
+    async def publish(self, events: Sequence[dict[str, Any]]) -> None:
+        """The events not streamed yet, in one write."""
+        fresh = [e for e in events if e.get(FACT_FIELD) not in self.streamed
+                 or FACT_FIELD not in e]
+        if not fresh:
+            return
+        await self.stream.publish_many(fresh)
+        self.streamed.update(e[FACT_FIELD] for e in fresh if FACT_FIELD in e)
+
+    async def stop_requested(self) -> bool:
+        return await self.stream.stop_requested(throttle=True)

@@ -1,0 +1,40 @@
+"""What node executors may use (`NodeCall.services`): one dataclass, built once per engine
+process by `workflow_services` from the worker container's members. An executor family
+that needs something more adds a member here (with its type) and one line to
+`workflow_services`; the engine's processor factory passes the container's members through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.embeddings.models import EmbeddingModels
+from adapters.kv.base import KeyValueStore
+from adapters.storage.base import Storage
+from adapters.vector.base import VectorStore
+from config import Settings
+from events.store import EventStore
+from projections.versions import ReadModels
+
+
+@dataclass(frozen=True)
+class WorkflowServices:
+    settings: Settings
+    engine: AsyncEngine  # the active read model (datasets, models, conversations)
+    read_models: ReadModels
+    kv: KeyValueStore  # task streams, stop requests
+    storage: Storage  # large node outputs, uploaded files
+    store: EventStore  # the runs' histories
+    embedding_models: EmbeddingModels
+    vectors: VectorStore
+    keywords: VectorStore
+
+
+def workflow_services(*, settings: Settings, engine: AsyncEngine, read_models: ReadModels,
+                      kv: KeyValueStore, storage: Storage, store: EventStore,
+                      embedding_models: EmbeddingModels, vectors: VectorStore,
+                      keywords: VectorStore) -> WorkflowServices:
+    return WorkflowServices(settings=settings, engine=engine, read_models=read_models, kv=kv,
+                            storage=storage, store=store, embedding_models=embedding_models,
+                            vectors=vectors, keywords=keywords)
