@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from config import Settings
+from contexts.workflow import RUNS
 from projections import versions as pv
 from projections.rebuild import rebuild
 from projections.registry import NUL_SHOWN_AS
@@ -21,6 +23,7 @@ from tests.integration.test_cli_operations import eddy, json_lines
 from tests.integration.test_replay import replayed
 from tests.spec import validate
 from tests.workflow_runs import Step, Workflow, record_run
+from tests.workflows import Gate, edge, end_outputs, executors_on, graph, graph_node, publish
 
 TABLES = ("workflow_runs", "workflow_node_executions", "workflow_app_logs")
 STEPS = (Step("start", "start"), Step("fetch", "http-request", retries=("503", "502"),
@@ -148,6 +151,7 @@ async def test_eddy_events_list_show_and_replay_an_apps_runs(settings: Settings)
         plan = json_lines(out)[0]
         receiving = plan["by_group"]
         assert receiving == {f"projection.{PROJECTION_NAME}": plan["events"]}
+        assert plan["skipped_by_group"] == {RUNS.name: 2}  # the engine never reruns a run
         before, end = await _answers(wf, runs), node.container.store.max_position()
         handled = {g: replayed(g, "handled") for g in receiving}
         code, out, err = await eddy("events", "replay", "--app", app_id, "--republish",
@@ -159,3 +163,46 @@ async def test_eddy_events_list_show_and_replay_an_apps_runs(settings: Settings)
         await eventually(all_handled)
         assert await _answers(wf, runs) == before
         assert node.container.store.max_position() == end
+
+
+async def test_a_replayed_real_run_is_projected_again_and_never_run_again(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine (a side-effecting group) acknowledges a replay of a run's events without
+    acting: no node runs again, nothing is recorded; the projection handles them."""
+    step = Gate(outputs={"result": "computed"})
+    step.release.set()
+    executors_on(monkeypatch)("code", step)
+    async with running_node(settings) as node:
+        auth = await node.setup_and_login()
+        app_id, key = await app_with_key(node, auth, mode="workflow", name="Runner")
+        publish(node, app_id, graph(
+            [graph_node("start", "start", variables=[]), graph_node("step", "code"),
+             graph_node("end", "end", outputs=end_outputs(("result", ["step", "result"])))],
+            [edge("start", "step"), edge("step", "end")]))
+        answer = await node.client.post("/v1/workflows/run", headers=key, json={
+            "inputs": {}, "user": "ann", "response_mode": "blocking"})
+        assert answer.status_code == 200, answer.text
+        run_id = answer.json()["workflow_run_id"]
+        wf = Workflow(node, auth, app_id, key)
+        await wf.projected(run_id)
+        before, end = await _answers(wf, [run_id]), node.container.store.max_position()
+        assert len(step.calls) == 1
+
+        code, out, err = await eddy("events", "replay", "--aggregate", run_id, "--republish",
+                                    "--dry-run", "--json")
+        assert code == 0, err
+        plan = json_lines(out)[0]
+        assert plan["by_group"] == {f"projection.{PROJECTION_NAME}": plan["events"]}
+        assert plan["skipped_by_group"] == {RUNS.name: 1}  # its start, the engine's work
+        skipped = replayed(RUNS.name, "skipped")
+        handled = replayed(f"projection.{PROJECTION_NAME}", "handled")
+        code, _, err = await eddy("events", "replay", "--aggregate", run_id, "--republish")
+        assert code == 0, err
+
+        async def delivered() -> bool:
+            return replayed(RUNS.name, "skipped") >= skipped + 1 and replayed(
+                f"projection.{PROJECTION_NAME}", "handled") >= handled + plan["events"]
+        await eventually(delivered)
+        assert len(step.calls) == 1
+        assert node.container.store.max_position() == end
+        assert await _answers(wf, [run_id]) == before
