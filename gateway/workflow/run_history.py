@@ -18,15 +18,14 @@ from gateway.auth import ApiKeyPrincipal, AppKey, ConsoleUser, CurrentUser
 from gateway.deps import get_container, parse_id
 from gateway.params import Page
 from gateway.platform.console import console_app
-from gateway.platform.service import app_of_key
 from gateway.views import timestamp
+from gateway.workflow.runs import workflow_app_of_key
 from projections.platform import queries as platform
 from projections.workflow.runs import queries
 from schemas.errors import (
     AppNotFound,
     BadRequest,
     NotFound,
-    NotWorkflowApp,
     WorkflowRunNotFound,
 )
 
@@ -129,17 +128,10 @@ async def _logs_page(request: Request, app_id: UUID, *, keyword: str | None,
 # --- Service API ----------------------------------------------------------------------------
 
 
-async def workflow_app_of_key(request: Request, key: ApiKeyPrincipal) -> dict[str, Any]:
-    app = await app_of_key(request, key)
-    if app["mode"] not in WORKFLOW_MODES:
-        raise NotWorkflowApp()
-    return app
-
-
 @service_router.get("/workflows/run/{workflow_run_id}")
 async def run_detail(request: Request, workflow_run_id: str,
                      key: ApiKeyPrincipal = AppKey) -> dict[str, Any]:
-    app = await workflow_app_of_key(request, key)
+    app = await workflow_app_of_key(request, key, WORKFLOW_MODES)
     row = await queries.run(get_container(request).engine, app["id"],
                             parse_id(workflow_run_id, WorkflowRunNotFound))
     if row is None:
@@ -159,7 +151,7 @@ async def service_logs(
         created_at__before: str | None = None, created_at__after: str | None = None,
         created_by_end_user_session_id: Text = None, created_by_account: Text = None,
         page: Page = 1, limit: Limit = 20) -> dict[str, Any]:
-    app = await workflow_app_of_key(request, key)
+    app = await workflow_app_of_key(request, key, WORKFLOW_MODES)
     return await _logs_page(
         request, app["id"], keyword=keyword, status=status, before=created_at__before,
         after=created_at__after, session_id=created_by_end_user_session_id,
