@@ -206,3 +206,20 @@ async def test_a_replayed_real_run_is_projected_again_and_never_run_again(
         assert len(step.calls) == 1
         assert node.container.store.max_position() == end
         assert await _answers(wf, [run_id]) == before
+
+
+async def test_long_titles_and_users_are_projected_not_parked(settings: Settings) -> None:
+    """Text the engine records as given (a DSL's node title, a Service API user) is never
+    too long for the read model: refused there, it would park the run's events for good."""
+    async with running_node(settings) as node:
+        auth = await node.setup_and_login()
+        app_id, key = await app_with_key(node, auth, mode="workflow")
+        wf = Workflow(node, auth, app_id, key)
+        long_id, user = "n" * 400, "u" * 300
+        run_id = record_run(node, app_id, user=user, steps=(Step(long_id),))
+        await wf.projected(run_id)
+        [execution] = (await wf.console(f"/workflow-runs/{run_id}/node-executions")).json()[
+            "data"]
+        assert (execution["node_id"], execution["title"]) == (long_id, long_id.title())
+        logs = (await wf.logs()).json()
+        assert logs["data"][0]["created_by_end_user"]["session_id"] == user
