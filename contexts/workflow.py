@@ -4,12 +4,15 @@ the graph engine, a consumer group (what Dify's `workflow`, `workflow_storage` a
 
 from __future__ import annotations
 
-from commands.workflow import aggregates, runs
+from commands.workflow import aggregates, drafts, runs
 from contexts.manifest import ContextManifest, payloads_in
 from events.routing import Route
+from gateway.workflow import drafts as draft_routes
+from gateway.workflow import dsl as dsl_routes
 from gateway.workflow import run_history
 from gateway.workflow import runs as run_routes
 from projections.tables import PROJECTION_NAME
+from projections.workflow import drafts as draft_projectors
 from projections.workflow.runs import projectors as run_projectors
 from schemas.workflow import events
 from workers.declarations import Job, WorkTopic
@@ -27,9 +30,10 @@ WORKFLOW = ContextManifest(
                 aggregates.WorkflowVersion, aggregates.WorkflowRun],
     events=payloads_in(events),
     upcasters=events.UPCASTERS,
-    handlers=[runs.HANDLERS],
-    projectors={PROJECTION_NAME: [run_projectors.PROJECTORS]},
-    routers=[run_routes.router, run_history.service_router, run_history.console_router],
+    handlers=[runs.HANDLERS, drafts.HANDLERS],
+    projectors={PROJECTION_NAME: [draft_projectors.PROJECTORS, run_projectors.PROJECTORS]},
+    routers=[run_routes.router, run_history.service_router, run_history.console_router,
+             draft_routes.router, dsl_routes.router],
     work=[RUNS],
     jobs=[Job("fail_overdue_workflow_runs", every=SWEEP_EVERY_SECONDS, run=fail_overdue_runs)],
 )

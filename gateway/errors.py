@@ -14,7 +14,14 @@ from adapters.http.ssrf_guard import UrlRefused
 from adapters.llm.openai_protocol import ProviderError
 from adapters.outside import OutsideServiceError
 from adapters.transient import is_transient
-from schemas.errors import CompletionRequestError, EddyError, RemoteFileRefused, ServiceUnavailable
+from schemas.errors import (
+    BadRequest,
+    CompletionRequestError,
+    EddyError,
+    RemoteFileRefused,
+    ServiceUnavailable,
+)
+from workflow_graph.errors import WorkflowGraphError
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UrlRefused)
     async def _url_refused(_: Request, exc: UrlRefused) -> JSONResponse:
         return eddy_error_response(RemoteFileRefused(str(exc)))
+
+    @app.exception_handler(WorkflowGraphError)
+    async def _bad_graph(_: Request, exc: WorkflowGraphError) -> JSONResponse:
+        # A draft's graph or a DSL document that cannot be saved: the message names the
+        # node, edge or field.
+        return eddy_error_response(BadRequest(str(exc)))
 
     @app.exception_handler(ProviderError)
     @app.exception_handler(EmbeddingError)

@@ -71,6 +71,10 @@ class WorkflowRunNotFound(NotFound):
     default_message = "Workflow run not found."
 
 
+class WorkflowNodeNotFound(NotFound):
+    default_message = "Node not found in the workflow."
+
+
 class ApiKeyNotFound(NotFound):
     code, default_message = "api_key_not_found", "API key not found."
 
@@ -222,6 +226,13 @@ class TooManyFiles(EddyError):
 
 class Conflict(EddyError):
     code, status, default_message = "conflict", 409, "Conflict."
+
+
+class DraftWorkflowNotSync(Conflict):
+    """The draft changed since the editor loaded it (its `hash` is not the draft's)."""
+
+    code, default_message = ("draft_workflow_not_sync", "Workflow graph might have been "
+                             "modified, please refresh and resubmit.")
 
 
 class DatasetNameDuplicate(Conflict):

@@ -18,7 +18,8 @@ import yaml
 from workflow_graph.errors import DslError
 from workflow_graph.graph import Graph, parse_graph
 
-CURRENT_DSL_VERSION = "0.4.0"
+# Dify's (api/services/app_dsl_service.py)
+CURRENT_DSL_VERSION = "0.5.0"
 _VERSION = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?$")
 
 
@@ -38,6 +39,7 @@ class ImportStatus(StrEnum):
     COMPLETED = "completed"
     COMPLETED_WITH_WARNINGS = "completed-with-warnings"  # an older minor version
     PENDING = "pending"  # a newer version, or an older major one: the user confirms
+    FAILED = "failed"  # not imported: the answer's `error` says why
 
 
 @dataclass(frozen=True)

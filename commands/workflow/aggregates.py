@@ -9,7 +9,9 @@ from typing import Any
 from uuid import UUID
 
 from commands.aggregate import Aggregate, Context
+from schemas.errors import BadRequest, DraftWorkflowNotSync
 from schemas.workflow import events as ev
+from schemas.workflow.naming import HIDDEN_VALUE
 
 RUN_ENDED = frozenset({"succeeded", "failed", "stopped"})
 
@@ -22,8 +24,28 @@ class WorkflowDraft(Aggregate):
     def apply_WorkflowDraftSynced(self, p: ev.WorkflowDraftSynced) -> None:
         self.draft = p
 
-    def sync(self, payload: ev.WorkflowDraftSynced, ctx: Context) -> None:
-        self.record(payload, ctx)
+    def sync(self, payload: ev.WorkflowDraftSynced, started_from: str | None, overwrite: bool,
+             dependencies: list[dict[str, Any]] | None, ctx: Context) -> None:
+        """Save what the editor sent, if it started from the draft as saved (`started_from`
+        is that draft's hash; an import `overwrite`s regardless). A secret it sent back as
+        HIDDEN_VALUE keeps its saved value (renamed if the name changed); without
+        `dependencies` (the editor sends none), the saved ones stay."""
+        if self.draft is not None and not overwrite and started_from != self.draft.hash:
+            raise DraftWorkflowNotSync()
+        saved = {v.get("id"): v for v in self.draft.environment_variables} if self.draft else {}
+        kept = []
+        for variable in payload.environment_variables:
+            if variable.get("value") == HIDDEN_VALUE:
+                before = saved.get(variable.get("id"))
+                if before is None:
+                    raise BadRequest(f"Environment variable {variable.get('name')!r} has no "
+                                     "saved value to keep.")
+                variable = {**before, "name": variable.get("name")}
+            kept.append(variable)
+        update: dict[str, Any] = {"environment_variables": kept}
+        if dependencies is None and self.draft is not None:
+            update["dependencies"] = self.draft.dependencies
+        self.record(payload.model_copy(update=update), ctx)
 
 
 class PublishedWorkflow(Aggregate):

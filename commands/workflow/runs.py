@@ -9,7 +9,7 @@ from commands.registry import command_handlers
 from commands.unit_of_work import UnitOfWork
 from commands.workflow.aggregates import PublishedWorkflow, WorkflowRun, WorkflowVersion
 from schemas.conversation.naming import end_user_id_for
-from schemas.errors import WorkflowNotFound, WorkflowNotPublished
+from schemas.errors import WorkflowNodeNotFound, WorkflowNotFound, WorkflowNotPublished
 from schemas.workflow import commands as cmd
 from schemas.workflow import events as ev
 from schemas.workflow.naming import published_workflow_id_for
@@ -22,8 +22,13 @@ def start_workflow_run(c: cmd.StartWorkflowRun, uow: UnitOfWork) -> dict[str, An
     if workflow_id is None:
         raise WorkflowNotPublished()
     version = uow.get(WorkflowVersion, workflow_id)
-    if version.spec is None or version.spec.app_id != c.app_id:
+    # A draft's snapshot runs only as the console's debug run it was made for.
+    if version.spec is None or version.spec.app_id != c.app_id or (
+            version.spec.kind == "draft" and c.triggered_from != "debugging"):
         raise WorkflowNotFound()
+    if c.node_id is not None and c.node_id not in {
+            node.get("id") for node in version.spec.graph.get("nodes", [])}:
+        raise WorkflowNodeNotFound()
     end_user = end_user_id_for(c.app_id, c.user) if c.triggered_from == "app-run" else None
     system = {"user_id": c.user, "app_id": str(c.app_id), "workflow_id": str(workflow_id),
               "workflow_run_id": str(c.run_id), "files": c.files}

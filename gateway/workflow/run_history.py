@@ -21,6 +21,7 @@ from gateway.platform.console import console_app
 from gateway.views import timestamp
 from gateway.workflow.runs import workflow_app_of_key
 from projections.platform import queries as platform
+from projections.workflow import queries as workflow_queries
 from projections.workflow.runs import queries
 from schemas.errors import (
     AppNotFound,
@@ -253,7 +254,11 @@ async def console_run_counts(request: Request, app_id: str, user: ConsoleUser = 
 async def console_run(request: Request, app_id: str, run_id: str,
                       user: ConsoleUser = CurrentUser) -> dict[str, Any]:
     row = await _console_run(request, user, app_id, run_id)
-    return {**run_summary(row), "graph": None, "inputs": row["inputs"],
+    # the graph the run executed: its version's (published, or the draft's debug snapshot)
+    version = await workflow_queries.workflow_version(get_container(request).engine,
+                                                      row["app_id"], row["workflow_id"])
+    return {**run_summary(row), "graph": version["graph"] if version else None,
+            "inputs": row["inputs"],
             "outputs": await outputs_of(request, row), "handoff_duration": 0.0,
             "created_by_role": row["created_by_role"], "created_by_account": account_view(row),
             "created_by_end_user": end_user_view(row)}

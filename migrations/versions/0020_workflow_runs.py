@@ -4,7 +4,7 @@ console read model. No run was recorded before this revision: each version is co
 the tables empty.
 
 Revision ID: 0020
-Revises: 0018 (0019 is the workflow drafts' revision, merged separately: chain to it then)
+Revises: 0019
 """
 
 from alembic import op
@@ -12,7 +12,7 @@ from alembic import op
 from migrations.read_models import read_model_schemas
 
 revision = "0020"
-down_revision = "0018"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
@@ -47,6 +48,19 @@ async def console_identity(engine: AsyncEngine,
             .order_by(workspace_members.c.created_at).limit(1)
         )).mappings().first()
     return (dict(row), row["workspace_id"]) if row else None
+
+
+async def account_summaries(engine: AsyncEngine,
+                            account_ids: Iterable[UUID]) -> dict[UUID, dict[str, Any]]:
+    """Dify's simple account fields (id, name, email) of these accounts, by id."""
+    wanted = set(account_ids)
+    if not wanted:
+        return {}
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(accounts.c.id, accounts.c.name, accounts.c.email)
+                                   .where(accounts.c.id.in_(wanted)))).mappings().all()
+    return {r["id"]: {"id": str(r["id"]), "name": r["name"], "email": r["email"]}
+            for r in rows}
 
 
 async def current_workspace_of(engine: AsyncEngine, account_id: UUID) -> UUID | None:

@@ -24,3 +24,41 @@ class StartWorkflowRun(CommandPayload):
     inputs: dict[str, Any]
     files: list[dict[str, Any]] = []
     node_id: str | None = None  # a single-node debug run
+
+
+# --- drafts and versions --------------------------------------------------------------------
+
+
+class SyncWorkflowDraft(CommandPayload):
+    """Save an app's draft (aggregate: `workflow_draft_id_for(app_id)`). The gateway has
+    validated the graph and sealed new secret values; a secret sent as `HIDDEN_VALUE` keeps
+    the value saved before under its id. `hash` is the draft the editor started from: another
+    one is refused (`draft_workflow_not_sync`) unless `overwrite` (a DSL import)."""
+
+    app_id: UUID
+    graph: dict[str, Any]
+    features: dict[str, Any]
+    environment_variables: list[dict[str, Any]]
+    conversation_variables: list[dict[str, Any]]
+    hash: str | None = None
+    overwrite: bool = False
+    # An import's DSL `dependencies`; None (the editor's saves) keeps the saved ones.
+    dependencies: list[dict[str, Any]] | None = None
+
+
+class PublishWorkflow(CommandPayload):
+    """Freeze the draft as version `workflow_id` (Dify's version string: the publish time)
+    and make it the one the app runs."""
+
+    app_id: UUID
+    workflow_id: UUID
+    version: str
+    marked_name: str = ""
+    marked_comment: str = ""
+
+
+class SnapshotWorkflowDraft(CommandPayload):
+    """Freeze the draft as `workflow_id` (kind "draft") for a debug run of it."""
+
+    app_id: UUID
+    workflow_id: UUID

@@ -33,6 +33,8 @@ class WorkflowDraftSynced(EventPayload):
     conversation_variables: list[dict[str, Any]]
     hash: str  # of what was synced: a save naming an older hash is refused (409)
     synced_by: UUID | None
+    # The plugins the imported DSL named (Dify's `dependencies`), exported again with it.
+    dependencies: list[dict[str, Any]] = []
 
 
 class WorkflowVersionCreated(EventPayload):

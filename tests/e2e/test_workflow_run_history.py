@@ -103,8 +103,8 @@ async def test_a_real_runs_detail_logs_and_node_executions_read_back(
         assert [_node(x) for x in executions] == [_node(x) for x in reversed(finished)]
         assert [x["node_id"] for x in executions] == ["end", "step", "check", "start"]
         run = (await http.get(f"{console}/workflow-runs/{bob_run}", headers=auth)).json()
-        assert (run["status"], run["outputs"], run["created_by_end_user"]["session_id"]) == (
-            "succeeded", {"result": "computed"}, "bob")
+        assert (run["status"], run["outputs"], run["created_by_end_user"]["session_id"],
+                run["graph"]) == ("succeeded", {"result": "computed"}, "bob", FLOW)
     assert len(step.calls) == 2
 
 

@@ -11,8 +11,9 @@ The history is recorded by the real command handlers and indexing job over the i
 event store: a workspace with apps and API keys; two datasets with metadata fields and
 values and tags; documents split and indexed (plain and parent-child), paused and resumed,
 failed and retried, re-indexed and re-sourced, with segments added, edited and deleted by
-hand; then a metadata field, a segment, a document, a tag, a dataset and an app (with its
-keys) deleted. Its log is applied to the read model (the projectors on in-memory SQLite, as
+hand; a workflow app's drafts, versions and publications; then a metadata field, a
+segment, a document, a tag, a dataset and an app (with its keys) deleted. Its log is
+applied to the read model (the projectors on in-memory SQLite, as
 in tests/unit/projectors/) in store order, in two extreme orders and in 50 seeded random ones that
 keep each aggregate's order (delivered with redeliveries and early deliveries, as a bus
 does), always through the runner's per-aggregate tracking. Every read-model table must come
@@ -67,7 +68,9 @@ from schemas.knowledge.naming import HIERARCHICAL, document_prefix
 from schemas.platform import commands as pc
 from schemas.platform import events as pev
 from schemas.platform.naming import SETUP_ID, api_token_hash, api_token_hint
+from schemas.workflow import commands as wc
 from schemas.workflow import events as wev
+from schemas.workflow.naming import published_workflow_id_for, workflow_draft_id_for
 from tests.process_rules import HIERARCHICAL_RULE, PARAGRAPH_RULE
 from workers.knowledge.indexing import IndexingDeps, index_segment, run_indexing_job
 
@@ -304,6 +307,19 @@ async def record(root: Path) -> History:
         app_config_id_for(chat))
     run(cc.ConfigureAppSite(app_id=chat, changes={"title": "Help"}), app_config_id_for(chat))
     run(cc.ConfigureAppSite(app_id=flow, changes={"copyright": "2026"}), app_config_id_for(flow))
+    # workflow: the flow app's draft saved twice, published twice, snapshotted for a debug run
+    graph = {"nodes": [{"id": "start", "data": {"type": "start", "title": "Start"}}],
+             "edges": []}
+    first_draft = wc.SyncWorkflowDraft(app_id=flow, graph=graph, features={},
+                                       environment_variables=[], conversation_variables=[])
+    run(first_draft, workflow_draft_id_for(flow))
+    run(first_draft.model_copy(update={"features": {"opening_statement": "Hi"},
+                                       "overwrite": True}), workflow_draft_id_for(flow))
+    for n in range(2):
+        run(wc.PublishWorkflow(app_id=flow, workflow_id=uuid4(), version=f"2026-12-05 0{n}:00"),
+            published_workflow_id_for(flow))
+    snapshot = uuid4()
+    run(wc.SnapshotWorkflowDraft(app_id=flow, workflow_id=snapshot), snapshot)
     talks = []
     for user, query in (("ann", "Hello?"), ("ann", "Opening hours?"), ("bob", "Refunds?")):
         conversation, message = uuid4(), uuid4()

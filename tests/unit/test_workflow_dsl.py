@@ -88,7 +88,7 @@ workflow:
 
 def test_chat_apps_carry_their_model_config() -> None:
     dsl = load_dsl("""
-version: 0.4.0
+version: 0.5.0
 kind: app
 app: {mode: chat, name: helper}
 model_config:

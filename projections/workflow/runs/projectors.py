@@ -219,6 +219,4 @@ PROJECTORS = projectors(
     project_node_retried, project_run_paused, project_human_input_submitted,
     project_human_input_timed_out, project_run_succeeded, project_run_failed,
     project_run_stopped,
-    # drafts and versions: not a run's (their read model is the console's workflow pages)
-    ignore=[ev.WorkflowDraftSynced, ev.WorkflowVersionCreated, ev.WorkflowPublished],
 )

@@ -1,4 +1,4 @@
-"""The workflow context's command handlers: runs."""
+"""The workflow context's command handlers: drafts, publishing, debug snapshots, runs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from schemas.conversation.naming import end_user_id_for
 from schemas.platform import commands as pc
 from schemas.workflow import commands as wc
 from schemas.workflow import events as we
+from schemas.workflow.naming import HIDDEN_VALUE, draft_hash
 from tests.unit.handlers.harness import World, accepted, covers, rejected
+from workflow_graph.defaults import DEFAULT_FEATURES, default_graph
 
 GRAPH = {"nodes": [{"id": "start", "data": {"type": "start", "title": "Start"}}], "edges": []}
 
@@ -58,3 +60,103 @@ def test_a_run_starts_on_a_version_of_the_apps_workflow(world: World) -> None:
     rejected(world.run(start(app_id, workflow_id), as_=world.rival), errors.AppNotFound)
     # without a version: the published one, and none published is Dify's app_unavailable
     rejected(world.run(start(app_id, None)), errors.WorkflowNotPublished)
+
+
+def sync(app_id: UUID, started_from: str | None, *, graph: dict[str, object] | None = None,
+         secret: str = "sealed-1", overwrite: bool = False) -> wc.SyncWorkflowDraft:
+    return wc.SyncWorkflowDraft(
+        app_id=app_id, graph=graph or GRAPH, features={"opening_statement": "hi"},
+        environment_variables=[
+            {"id": "v1", "name": "api_key", "value_type": "secret", "value": secret},
+            {"id": "v2", "name": "region", "value_type": "string", "value": "eu"}],
+        conversation_variables=[], hash=started_from, overwrite=overwrite)
+
+
+@covers(wc.SyncWorkflowDraft)
+def test_a_draft_saves_over_the_one_its_editor_started_from(world: World) -> None:
+    app_id = uuid4()
+    world.given(pc.CreateApp(app_id=app_id, name="Flow", mode="workflow"))
+    first = accepted(world.run(sync(app_id, None))).one(we.WorkflowDraftSynced)
+    assert first.hash == draft_hash(GRAPH, {"opening_statement": "hi"})
+    # an editor that loaded an older draft (or none) is refused: the user reloads
+    rejected(world.run(sync(app_id, "stale")), errors.DraftWorkflowNotSync)
+    rejected(world.run(sync(app_id, None)), errors.DraftWorkflowNotSync)
+    # the secret sent back hidden keeps its saved value (under a new name, if renamed)
+    kept = sync(app_id, first.hash, secret=HIDDEN_VALUE)
+    renamed = kept.model_copy(update={"environment_variables": [
+        {**kept.environment_variables[0], "name": "token"}, kept.environment_variables[1]]})
+    second = accepted(world.run(renamed)).one(we.WorkflowDraftSynced)
+    assert second.environment_variables[0] == {"id": "v1", "name": "token",
+                                               "value_type": "secret", "value": "sealed-1"}
+    # an import overwrites whatever the draft is, with the plugins its DSL names, which
+    # the editor's next save keeps
+    graph = {**GRAPH, "nodes": [*GRAPH["nodes"],  # type: ignore[list-item]
+                                {"id": "end", "data": {"type": "end", "title": "End"}}]}
+    plugins = [{"type": "marketplace", "value": {"marketplace_plugin_unique_identifier": "x"}}]
+    imported = accepted(world.run(sync(app_id, "anything", graph=graph, overwrite=True).model_copy(
+        update={"dependencies": plugins}))).one(we.WorkflowDraftSynced)
+    assert imported.dependencies == plugins
+    edited = accepted(world.run(sync(app_id, imported.hash, graph=graph))).one(
+        we.WorkflowDraftSynced)
+    assert edited.dependencies == plugins
+    # a hidden secret with nothing saved under its id is refused
+    rejected(world.run(sync(app_id, None, secret=HIDDEN_VALUE, overwrite=True).model_copy(
+        update={"environment_variables": [{"id": "v9", "name": "new", "value_type": "secret",
+                                           "value": HIDDEN_VALUE}]})), errors.BadRequest,
+             "Environment variable 'new' has no saved value to keep.")
+    chat_app = world.app()
+    rejected(world.run(sync(chat_app, None)), errors.AppNotFound,
+             "App mode is not in the supported list: workflow, advanced-chat")
+    rejected(world.run(sync(app_id, None, overwrite=True), as_=world.rival), errors.AppNotFound)
+
+
+@covers(wc.PublishWorkflow)
+def test_publishing_freezes_the_draft_and_the_app_runs_it(world: World) -> None:
+    app_id = uuid4()
+    world.given(pc.CreateApp(app_id=app_id, name="Chatflow", mode="advanced-chat"))
+    # never saved: the app's draft is its mode's default (start -> llm -> answer)
+    first_id = uuid4()
+    published = accepted(world.run(wc.PublishWorkflow(
+        app_id=app_id, workflow_id=first_id, version="2026-12-05 04:30:00.000001",
+        marked_name="v1", marked_comment="first")), workflow_id=str(first_id))
+    frozen = published.one(we.WorkflowVersionCreated)
+    assert (frozen.kind, frozen.graph, frozen.features) == (
+        "workflow", default_graph("advanced-chat"), DEFAULT_FEATURES)
+    assert [n["data"]["type"] for n in frozen.graph["nodes"]] == ["start", "llm", "answer"]
+    assert (frozen.marked_name, frozen.marked_comment) == ("v1", "first")
+    assert published.one(we.WorkflowPublished).workflow_id == first_id
+    # a saved draft is what the next version freezes, and runs start on it
+    world.given(sync(app_id, None))
+    second_id = uuid4()
+    again = accepted(world.run(wc.PublishWorkflow(app_id=app_id, workflow_id=second_id,
+                                                  version="2026-12-05 04:31:00.000001")))
+    assert again.one(we.WorkflowVersionCreated).graph == GRAPH
+    run = start(app_id, None)
+    assert accepted(world.run(run)).outcome.result["workflow_id"] == str(second_id)
+    rejected(world.run(wc.PublishWorkflow(app_id=app_id, workflow_id=uuid4(), version="x"),
+                       as_=world.rival), errors.AppNotFound)
+
+
+@covers(wc.SnapshotWorkflowDraft, wc.StartWorkflowRun)
+def test_a_debug_run_runs_a_snapshot_of_the_draft_not_the_published_version(
+        world: World) -> None:
+    app_id = uuid4()
+    world.given(pc.CreateApp(app_id=app_id, name="Flow", mode="workflow"))
+    world.given(sync(app_id, None))
+    snapshot_id = uuid4()
+    snapped = accepted(world.run(wc.SnapshotWorkflowDraft(app_id=app_id,
+                                                          workflow_id=snapshot_id)))
+    frozen = snapped.one(we.WorkflowVersionCreated)
+    assert (frozen.kind, frozen.version, frozen.graph) == ("draft", "draft", GRAPH)
+    assert snapped.types == ["WorkflowVersionCreated"]  # nothing is published
+    one_node = start(app_id, snapshot_id).model_copy(
+        update={"triggered_from": "debugging", "node_id": "start"})
+    started = accepted(world.run(one_node)).one(we.WorkflowRunStarted)
+    assert (started.workflow_id, started.node_id, started.end_user_id) == (
+        snapshot_id, "start", None)
+    rejected(world.run(one_node.model_copy(update={"run_id": uuid4(), "node_id": "ghost"})),
+             errors.WorkflowNodeNotFound)
+    # the Service API cannot name a snapshot to run the draft
+    rejected(world.run(start(app_id, snapshot_id)), errors.WorkflowNotFound)
+    rejected(world.run(wc.SnapshotWorkflowDraft(app_id=app_id, workflow_id=uuid4()),
+                       as_=world.rival), errors.AppNotFound)

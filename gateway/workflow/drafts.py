@@ -1,0 +1,198 @@
+"""Console API of a workflow or advanced-chat app's draft and versions (Dify's paths and
+shapes): GET/POST /workflows/draft, POST/GET /workflows/publish, GET /workflows, and the
+debug run's start (a snapshot of the draft, then the run on it)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, Query, Request
+
+from adapters.secrets import seal
+from gateway.auth import ConsoleUser, CurrentUser
+from gateway.commanding import Accepted
+from gateway.deps import command_gateway, get_container, parse_id
+from gateway.params import Page
+from gateway.platform.console import console_app
+from gateway.views import timestamp
+from projections.platform import queries as platform_queries
+from projections.workflow import queries
+from schemas.errors import AppNotFound
+from schemas.workflow import api
+from schemas.workflow import commands as cmd
+from schemas.workflow.naming import (
+    HIDDEN_VALUE,
+    SECRET_VALUE_TYPE,
+    WORKFLOW_APP_MODES,
+    draft_hash,
+    environment_secret_purpose,
+    published_workflow_id_for,
+    workflow_draft_id_for,
+)
+from workflow_graph.defaults import DEFAULT_FEATURES, default_graph
+from workflow_graph.graph import parse_graph, validate
+
+router = APIRouter(prefix="/console/api")
+
+
+async def workflow_app(request: Request, user: ConsoleUser, app_id: str) -> dict[str, Any]:
+    """The workspace's app named in the path, if it is a workflow or advanced-chat app."""
+    app = await console_app(request, user, parse_id(app_id, AppNotFound))
+    if app["mode"] not in WORKFLOW_APP_MODES:
+        raise AppNotFound("App mode is not in the supported list: "
+                          f"{', '.join(WORKFLOW_APP_MODES)}")
+    return app
+
+
+def checked_graph(graph: dict[str, Any], mode: str) -> list[str]:
+    """Validate a graph as a draft of a `mode` app (workflow_graph's typed errors become
+    400s in gateway/errors.py); the warnings (nodes needing a plugin)."""
+    return [w.message for w in validate(parse_graph(graph, "graph"), mode)]
+
+
+def sealed_environment(request: Request, tenant_id: UUID,
+                       variables: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Secret values sealed before they travel in a command (HIDDEN_VALUE, "keep the saved
+    one", stays as it is for the draft to resolve)."""
+    secret_key = get_container(request).settings.SECRET_KEY
+    purpose = environment_secret_purpose(tenant_id)
+    return [{**v, "value": seal(secret_key, purpose, str(v.get("value") or ""))}
+            if v.get("value_type") == SECRET_VALUE_TYPE and v.get("value") != HIDDEN_VALUE
+            else v for v in variables]
+
+
+def _masked(variables: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Secrets are never shown: the editor sends HIDDEN_VALUE back to keep one unchanged."""
+    return [{**v, "value": HIDDEN_VALUE} if v.get("value_type") == SECRET_VALUE_TYPE else v
+            for v in variables]
+
+
+async def _workflow_views(request: Request, rows: list[dict[str, Any]], *,
+                         draft: bool) -> list[dict[str, Any]]:
+    """Dify's workflow fields, of the draft (a `workflow_drafts` row) or versions, with
+    their authors' simple account fields."""
+    authors = await platform_queries.account_summaries(
+        get_container(request).engine,
+        {r[k] for r in rows for k in ("created_by", "updated_by") if r.get(k)})
+    return [_workflow_view(row, authors, draft=draft) for row in rows]
+
+
+def _workflow_view(row: dict[str, Any], authors: dict[UUID, dict[str, Any]], *,
+                   draft: bool) -> dict[str, Any]:
+    updated_at = row["updated_at"] if draft else row["created_at"]
+    updated_by = row["updated_by"] if draft else row["created_by"]
+    return {
+        "id": str(row["id"]),
+        "graph": row["graph"],
+        "features": row["features"],
+        "hash": row["hash"] if draft else draft_hash(row["graph"], row["features"]),
+        "version": "draft" if draft else row["version"],
+        "marked_name": "" if draft else row["marked_name"],
+        "marked_comment": "" if draft else row["marked_comment"],
+        "created_by": authors.get(row["created_by"]),
+        "created_at": timestamp(row["created_at"]),
+        "updated_by": authors.get(updated_by),
+        "updated_at": timestamp(updated_at),
+        "tool_published": False,
+        "environment_variables": _masked(row["environment_variables"]),
+        "conversation_variables": row["conversation_variables"],
+    }
+
+
+def _default_draft(app: dict[str, Any]) -> dict[str, Any]:
+    graph, features = default_graph(app["mode"]), dict(DEFAULT_FEATURES)
+    return {
+        "id": workflow_draft_id_for(app["id"]), "graph": graph, "features": features,
+        "hash": draft_hash(graph, features), "environment_variables": [],
+        "conversation_variables": [], "created_by": None, "created_at": app["created_at"],
+        "updated_by": None, "updated_at": app["created_at"]}
+
+
+@router.get("/apps/{app_id}/workflows/draft")
+async def get_draft(request: Request, app_id: str,
+                    user: ConsoleUser = CurrentUser) -> dict[str, Any]:
+    app = await workflow_app(request, user, app_id)
+    row = await queries.workflow_draft(get_container(request).engine, app["id"])
+    return (await _workflow_views(request, [row or _default_draft(app)], draft=True))[0]
+
+
+@router.post("/apps/{app_id}/workflows/draft")
+async def sync_draft(request: Request, app_id: str, body: api.SyncDraftRequest,
+                     user: ConsoleUser = CurrentUser) -> dict[str, Any]:
+    app = await workflow_app(request, user, app_id)
+    checked_graph(body.graph, app["mode"])
+    variables = [v.model_dump(mode="json") for v in body.environment_variables]
+    await command_gateway(request).send(
+        cmd.SyncWorkflowDraft(
+            app_id=app["id"], graph=body.graph, features=body.features,
+            environment_variables=sealed_environment(request, user.tenant_id, variables),
+            conversation_variables=[v.model_dump(mode="json")
+                                    for v in body.conversation_variables],
+            hash=body.hash),
+        aggregate_id=workflow_draft_id_for(app["id"]), tenant_id=user.tenant_id,
+        actor_id=user.account_id)
+    row = await queries.workflow_draft(get_container(request).engine, app["id"])
+    assert row is not None, "read your writes: the draft is projected"
+    return {"result": "success", "hash": row["hash"], "updated_at": timestamp(row["updated_at"])}
+
+
+@router.post("/apps/{app_id}/workflows/publish")
+async def publish(request: Request, app_id: str, body: api.PublishRequest | None = None,
+                  user: ConsoleUser = CurrentUser) -> dict[str, Any]:
+    app = await workflow_app(request, user, app_id)
+    body = body or api.PublishRequest()
+    workflow_id = uuid4()
+    await command_gateway(request).send(
+        # Dify's version string of a published workflow: when it was published.
+        cmd.PublishWorkflow(app_id=app["id"], workflow_id=workflow_id,
+                            version=str(datetime.now(UTC).replace(tzinfo=None)),
+                            marked_name=body.marked_name, marked_comment=body.marked_comment),
+        aggregate_id=published_workflow_id_for(app["id"]), tenant_id=user.tenant_id,
+        actor_id=user.account_id)
+    row = await queries.workflow_version(get_container(request).engine, app["id"], workflow_id)
+    assert row is not None, "read your writes: the version is projected"
+    return {"result": "success", "created_at": timestamp(row["created_at"])}
+
+
+@router.get("/apps/{app_id}/workflows/publish")
+async def get_published(request: Request, app_id: str,
+                        user: ConsoleUser = CurrentUser) -> dict[str, Any] | None:
+    app = await workflow_app(request, user, app_id)
+    row = await queries.published_workflow(get_container(request).engine, app["id"])
+    return (await _workflow_views(request, [row], draft=False))[0] if row else None
+
+
+@router.get("/apps/{app_id}/workflows")
+async def list_versions(request: Request, app_id: str, user: ConsoleUser = CurrentUser,
+                        page: Page = 1, limit: Annotated[int, Query(ge=1, le=100)] = 10,
+                        named_only: bool = False,
+                        user_id: Annotated[UUID | None, Query()] = None) -> dict[str, Any]:
+    app = await workflow_app(request, user, app_id)
+    rows, has_more = await queries.published_versions(
+        get_container(request).engine, app["id"], page=page, limit=limit,
+        named_only=named_only, created_by=user_id)
+    return {"items": await _workflow_views(request, rows, draft=False), "page": page,
+            "limit": limit, "has_more": has_more}
+
+
+async def start_draft_run(request: Request, user: ConsoleUser, app: dict[str, Any],
+                          inputs: dict[str, Any], files: list[dict[str, Any]],
+                          node_id: str | None = None) -> Accepted:
+    """A debug run of the draft as it is now (or of one node of it, with `inputs` as that
+    node's variable values): the draft frozen as a version of kind "draft", then a run on it
+    triggered from "debugging". The result names `workflow_run_id`, `task_id` and
+    `workflow_id`; the run's task stream is the engine's."""
+    snapshot_id, run_id, task_id = uuid4(), uuid4(), uuid4()
+    sender = command_gateway(request)
+    await sender.send(cmd.SnapshotWorkflowDraft(app_id=app["id"], workflow_id=snapshot_id),
+                      aggregate_id=snapshot_id, tenant_id=user.tenant_id,
+                      actor_id=user.account_id, read_your_writes=False)
+    return await sender.send(
+        cmd.StartWorkflowRun(run_id=run_id, app_id=app["id"], workflow_id=snapshot_id,
+                             task_id=task_id, mode=app["mode"], triggered_from="debugging",
+                             user=str(user.account_id), inputs=inputs, files=files,
+                             node_id=node_id),
+        aggregate_id=run_id, tenant_id=user.tenant_id, actor_id=user.account_id,
+        read_your_writes=False)

@@ -1,0 +1,60 @@
+"""Projectors of drafts and versions into the console read model. A draft's row is
+replaced by each save (it keeps when it was first saved, as Dify's draft row does)."""
+
+from __future__ import annotations
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from events.envelope import Envelope
+from projections.registry import projectors
+from projections.workflow.tables import published_workflows, workflow_drafts, workflow_versions
+from schemas.workflow import events as ev
+
+
+async def project_workflow_draft_synced(conn: AsyncConnection,
+                                        e: Envelope[ev.WorkflowDraftSynced]) -> None:
+    p = e.payload
+    values = {"graph": p.graph, "features": p.features,
+              "environment_variables": p.environment_variables,
+              "conversation_variables": p.conversation_variables, "hash": p.hash,
+              "dependencies": p.dependencies,
+              "updated_by": p.synced_by, "updated_at": e.occurred_at}
+    found = await conn.execute(select(workflow_drafts.c.app_id)
+                               .where(workflow_drafts.c.app_id == p.app_id))
+    if found.first() is None:
+        await conn.execute(insert(workflow_drafts).values(
+            app_id=p.app_id, id=e.aggregate_id, tenant_id=e.tenant_id,
+            created_by=p.synced_by, created_at=e.occurred_at, **values))
+    else:
+        await conn.execute(update(workflow_drafts)
+                           .where(workflow_drafts.c.app_id == p.app_id).values(**values))
+
+
+async def project_workflow_version_created(conn: AsyncConnection,
+                                           e: Envelope[ev.WorkflowVersionCreated]) -> None:
+    p = e.payload
+    await conn.execute(insert(workflow_versions).values(
+        id=e.aggregate_id, tenant_id=e.tenant_id, app_id=p.app_id, kind=p.kind,
+        version=p.version, graph=p.graph, features=p.features,
+        environment_variables=p.environment_variables,
+        conversation_variables=p.conversation_variables, marked_name=p.marked_name,
+        marked_comment=p.marked_comment, created_by=p.created_by, created_at=e.occurred_at))
+
+
+async def project_workflow_published(conn: AsyncConnection,
+                                     e: Envelope[ev.WorkflowPublished]) -> None:
+    p = e.payload
+    values = {"workflow_id": p.workflow_id, "published_by": p.published_by,
+              "published_at": e.occurred_at}
+    found = await conn.execute(select(published_workflows.c.app_id)
+                               .where(published_workflows.c.app_id == p.app_id))
+    if found.first() is None:
+        await conn.execute(insert(published_workflows).values(app_id=p.app_id, **values))
+    else:
+        await conn.execute(update(published_workflows)
+                           .where(published_workflows.c.app_id == p.app_id).values(**values))
+
+
+PROJECTORS = projectors(project_workflow_draft_synced, project_workflow_version_created,
+                        project_workflow_published)

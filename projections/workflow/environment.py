@@ -1,0 +1,20 @@
+"""A workflow's environment variables with their secret values opened: what a run's
+`env.*` variables hold and what an export with `include_secret` writes. Everywhere else
+(commands, events, read models) secret values stay sealed with the workspace's purpose."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from adapters.secrets import unseal
+from schemas.workflow.naming import SECRET_VALUE_TYPE, environment_secret_purpose
+
+
+def unsealed_environment(secret_key: str, tenant_id: UUID,
+                         variables: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The variables as declared, each secret with its plain value ("" when none was set;
+    SecretUnreadable when sealed under another SECRET_KEY or workspace)."""
+    purpose = environment_secret_purpose(tenant_id)
+    return [{**v, "value": unseal(secret_key, purpose, v["value"]) if v.get("value") else ""}
+            if v.get("value_type") == SECRET_VALUE_TYPE else v for v in variables]
