@@ -154,6 +154,9 @@ class Settings(BaseSettings):
     CODE_MAX_OBJECT_ARRAY_LENGTH: int = Field(default=30, ge=1)
     CODE_MAX_NUMBER_ARRAY_LENGTH: int = Field(default=1000, ge=1)
     CODE_MAX_MEMORY_MB: int = Field(default=256, ge=16)  # address space of a code node
+    CODE_MAX_PRECISION: int = Field(default=20, ge=1)  # decimal places of a float output
+    CODE_MAX_PROCESSES: int = Field(default=16, ge=2)  # tasks (processes, threads) of a code node
+    TEMPLATE_TRANSFORM_MAX_LENGTH: int = Field(default=80000, ge=1)  # characters
     HTTP_REQUEST_NODE_MAX_TEXT_SIZE: int = Field(default=1024 * 1024, ge=1)
     HTTP_REQUEST_NODE_MAX_BINARY_SIZE: int = Field(default=10 * 1024 * 1024, ge=1)
     HTTP_REQUEST_MAX_CONNECT_TIMEOUT: float = Field(default=10.0, gt=0)

@@ -6,7 +6,7 @@ plugin Eddy does not have)."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -28,6 +28,8 @@ NODE_TYPES = frozenset({
 })
 PLUGIN_NODE_TYPES = frozenset({"tool", "agent"})
 CONTAINER_NODE_TYPES = frozenset({"iteration", "loop"})
+# The node a container's body starts from (DSLs before these types name `start_node_id` only).
+BODY_START_TYPES = frozenset({"iteration-start", "loop-start"})
 # Canvas notes are drawn on the graph but are not nodes (Dify drops them when it builds one).
 NOTE_NODE_TYPE = "custom-note"
 DEFAULT_SOURCE_HANDLE = "source"
@@ -65,6 +67,8 @@ class Graph:
     edges: tuple[Edge, ...]
     # The mappings as read, so an export writes back what was imported (positions, sizes…).
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # A container's body (see `body`) starts here instead of at the "start" node.
+    root_id: str | None = None
 
     def node(self, node_id: str) -> Node:
         return self._by_id[node_id]
@@ -83,7 +87,23 @@ class Graph:
         return tuple(e for e in self.edges if e.source == node_id)
 
     def start_node(self) -> Node | None:
+        if self.root_id is not None:
+            return self._by_id.get(self.root_id)
         return next((n for n in self.top_level() if n.type == "start"), None)
+
+    def body(self, container_id: str) -> Graph:
+        """The body of an iteration or loop as a graph of its own: its nodes at the top level
+        (so the scheduler schedules them), the edges between them, rooted at the container's
+        `start_node_id` or else its iteration-start/loop-start node. The root is None when
+        the body has neither (the container's executor fails it)."""
+        nodes = tuple(replace(n, parent_id=None) for n in self.nodes
+                      if n.parent_id == container_id)
+        ids = {n.id for n in nodes}
+        edges = tuple(e for e in self.edges if e.source in ids and e.target in ids)
+        named = self.node(container_id).data.get("start_node_id")
+        root = named if isinstance(named, str) and named in ids else next(
+            (n.id for n in nodes if n.type in BODY_START_TYPES), None)
+        return Graph(nodes=nodes, edges=edges, root_id=root)
 
 
 def parse_graph(raw: Any, path: str = "workflow.graph") -> Graph:

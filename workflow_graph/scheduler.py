@@ -13,7 +13,7 @@ node takes all its out-edges; a node whose in-edges are all skipped is skipped,
 and so are its out-edges, recursively; a node is ready once none of its in-edges is unknown
 and at least one is taken, which is the join (parallel branches meet there and it waits for
 all of them). Only top-level nodes are scheduled here; an iteration or loop container is one
-node whose body its own executor runs."""
+node whose body its own executor runs, folding the body (`Graph.body`) the same way."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ from workflow_graph.graph import DEFAULT_SOURCE_HANDLE, Edge, Graph, Node
 from workflow_graph.variables import VariablePool
 
 FAIL_BRANCH_HANDLE = "fail-branch"
+# Error strategies under which a failed node's run goes on (Dify shows it as "exception").
+EXCEPTION_STRATEGIES = frozenset({"fail-branch", "default-value"})
 # Nodes that choose among their out-edges by handle; the others take every out-edge.
 BRANCH_NODE_TYPES = frozenset({"if-else", "question-classifier", "human-input"})
 
@@ -100,14 +102,18 @@ class RunState:
 
 
 def fold(graph: Graph, history: Sequence[Fact], limits: Limits = Limits(),
-         now: float | None = None) -> RunState:
+         now: float | None = None, pool: VariablePool | None = None) -> RunState:
     """The run's state after its history. Facts repeated by an at-least-once delivery are
-    applied once; a fact about a node the graph does not schedule is a HistoryError."""
+    applied once; a fact about a node the graph does not schedule is a HistoryError.
+    `pool` is where the values start when the graph is a container's body (`Graph.body`):
+    the run's values so far and the container's own (item, index, loop variables); a run's
+    graph starts from the variables of its RunStarted."""
     if not history or not isinstance(history[0], RunStarted):
         raise HistoryError("a run's history begins with RunStarted")
     begun = history[0]
-    pool = VariablePool.for_run(system=begun.system, environment=begun.environment,
-                                conversation=begun.conversation)
+    if pool is None:
+        pool = VariablePool.for_run(system=begun.system, environment=begun.environment,
+                                    conversation=begun.conversation)
     scheduled = {n.id for n in graph.top_level()}
     started: list[str] = []
     handles: dict[str, str] = {}  # finished node → the handle it took

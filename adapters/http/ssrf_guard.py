@@ -5,7 +5,9 @@ host resolves to must be public (not loopback, private, link-local, cloud metada
 multicast, reserved or unspecified) unless `SSRF_ALLOWED_HOSTS` allows it. The request then
 goes to the vetted address itself (the Host header and TLS server name keep the host name),
 so a second DNS answer cannot swap in an internal address (DNS rebinding). Redirects are
-followed by hand, each hop vetted again, at most `MAX_REDIRECTS`.
+followed by hand, each hop vetted again, at most `MAX_REDIRECTS`, as httpx follows them: a
+303 or 302 (or a 301 of a POST) goes on as a GET without the body, and the Authorization
+header does not go to another origin.
 """
 
 from __future__ import annotations
@@ -32,6 +34,16 @@ _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00
 
 class UrlRefused(Exception):
     """The URL may not be fetched, or fetching it failed; the message says why."""
+
+
+class BodyTooLarge(UrlRefused):
+    """The answer's body is longer than the caller's cap: refused rather than read on. The
+    status and headers are known (a caller may word the refusal by the content's type)."""
+
+    def __init__(self, max_bytes: int, headers: httpx.Headers) -> None:
+        super().__init__(f"The file is larger than {max_bytes} bytes.")
+        self.max_bytes = max_bytes
+        self.headers = headers
 
 
 @dataclass(frozen=True)
@@ -93,23 +105,23 @@ async def vet_url(url: str, allow: AllowList) -> VettedUrl:
     # urlsplit drops tabs and newlines and keeps other control characters, which the HTTP
     # client then refuses with an error of its own: refused here, like any malformed URL.
     if any(not c.isprintable() or c.isspace() for c in url):
-        raise UrlRefused("The file URL contains spaces or control characters.")
+        raise UrlRefused("The URL contains spaces or control characters.")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise UrlRefused("The file URL is malformed.") from None
+        raise UrlRefused("The URL is malformed.") from None
     if parts.scheme not in ("http", "https"):
-        raise UrlRefused("The file URL must be http or https.")
+        raise UrlRefused("The URL must be http or https.")
     if parts.username is not None or parts.password is not None:
-        raise UrlRefused("The file URL must not contain credentials.")
+        raise UrlRefused("The URL must not contain credentials.")
     host = (parts.hostname or "").rstrip(".")
     if not host:
-        raise UrlRefused("The file URL has no host.")
+        raise UrlRefused("The URL has no host.")
     addresses = await _resolve(host, port or (443 if parts.scheme == "https" else 80))
     for address in addresses:
         if not (is_public(address) or allow.allows(host, address)):
-            raise UrlRefused(f"The file URL's host {host} is not a public address.")
+            raise UrlRefused(f"The URL's host {host} is not a public address.")
     return VettedUrl(url, host, tuple(addresses))
 
 
@@ -122,7 +134,7 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port,
                                                              type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
-        raise UrlRefused(f"The file URL's host {host} could not be resolved.") from None
+        raise UrlRefused(f"The URL's host {host} could not be resolved.") from None
     # getaddrinfo may add a scope to link-local IPv6 ("fe80::1%eth0"): drop it to parse
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
@@ -137,65 +149,96 @@ class FetchedHead:
     body: bytes
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """What is sent on every hop (the body only while the method keeps it)."""
+
+    method: str
+    headers: dict[str, str]
+    content: bytes | None = None
+
+    def redirected(self, status: int, same_origin: bool) -> Outgoing:
+        headers = self.headers if same_origin else {
+            k: v for k, v in self.headers.items() if k.lower() != "authorization"}
+        if self.method != "HEAD" and (status in (302, 303)
+                                      or (status == 301 and self.method == "POST")):
+            kept = {k: v for k, v in headers.items()
+                    if k.lower() not in ("content-type", "content-length")}
+            return Outgoing("GET", kept)
+        return Outgoing(self.method, headers, self.content)
+
+
 async def guarded_request(method: str, url: str, allow: AllowList, *, max_bytes: int,
                           headers: dict[str, str] | None = None,
-                          timeout: float = TIMEOUT_SECONDS,
-                          deadline: float = DEADLINE_SECONDS) -> FetchedHead:
+                          content: bytes | None = None,
+                          timeout: float | httpx.Timeout = TIMEOUT_SECONDS,
+                          deadline: float = DEADLINE_SECONDS,
+                          verify: bool = True) -> FetchedHead:
     """`method` on a vetted URL (redirects vetted hop by hop), within `deadline`. A body
-    longer than `max_bytes` is refused rather than read on."""
+    longer than `max_bytes` is refused (BodyTooLarge) rather than read on."""
+    outgoing = Outgoing(method.upper(), dict(headers or {}), content)
     try:
         async with asyncio.timeout(deadline):
-            return await _following(method, url, allow, max_bytes, headers or {}, timeout)
+            return await _following(outgoing, url, allow, max_bytes, timeout, verify)
     except TimeoutError:
         pass  # refused below, outside the handler: the refusal wraps no timeout
-    raise UrlRefused(f"The file URL did not answer within {deadline:g} s.")
+    raise UrlRefused(f"The URL did not answer within {deadline:g} s.")
 
 
-async def _following(method: str, url: str, allow: AllowList, max_bytes: int,
-                     headers: dict[str, str], timeout: float) -> FetchedHead:
+async def _following(outgoing: Outgoing, url: str, allow: AllowList, max_bytes: int,
+                     timeout: float | httpx.Timeout, verify: bool) -> FetchedHead:
     async with httpx.AsyncClient(trust_env=False, follow_redirects=False,
-                                 timeout=timeout) as client:
+                                 timeout=timeout, verify=verify) as client:
         for _ in range(MAX_REDIRECTS + 1):
             vetted = await vet_url(url, allow)
-            fetched = await _pinned(client, method, vetted, headers, max_bytes)
+            fetched = await _pinned(client, outgoing, vetted, max_bytes)
             location = fetched.headers.get("location")
             if fetched.status not in _REDIRECTS or not location:
                 return fetched
-            url = urljoin(url, location)
-    raise UrlRefused(f"The file URL redirects more than {MAX_REDIRECTS} times.")
+            target = urljoin(url, location)
+            outgoing = outgoing.redirected(fetched.status, _origin(target) == _origin(url))
+            url = target
+    raise UrlRefused(f"The URL redirects more than {MAX_REDIRECTS} times.")
 
 
-async def _pinned(client: httpx.AsyncClient, method: str, vetted: VettedUrl,
-                  headers: dict[str, str], max_bytes: int) -> FetchedHead:
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port
+
+
+async def _pinned(client: httpx.AsyncClient, outgoing: Outgoing, vetted: VettedUrl,
+                  max_bytes: int) -> FetchedHead:
     """The request sent to the vetted addresses in turn until one connects."""
     failure: httpx.HTTPError | None = None
     for address in vetted.addresses:
         try:
-            return await _send(client, method, vetted, address, headers, max_bytes)
+            return await _send(client, outgoing, vetted, address, max_bytes)
         except httpx.HTTPError as exc:
             failure = exc
             if not isinstance(exc, httpx.ConnectError):  # only an unreachable address
                 break                                     # is worth trying the next one
-    raise UrlRefused(f"The file URL could not be fetched ({type(failure).__name__}).")
+    raise UrlRefused(f"The URL could not be fetched ({type(failure).__name__}).")
 
 
-async def _send(client: httpx.AsyncClient, method: str, vetted: VettedUrl, ip: IPAddress,
-                headers: dict[str, str], max_bytes: int) -> FetchedHead:
+async def _send(client: httpx.AsyncClient, outgoing: Outgoing, vetted: VettedUrl,
+                ip: IPAddress, max_bytes: int) -> FetchedHead:
     """The request sent to one vetted address, with the original Host header and (https)
     TLS server name, so the certificate is still checked against the host name."""
     original = httpx.URL(vetted.url)
     pinned = original.copy_with(host=str(ip))
     extensions = {"sni_hostname": vetted.host} if original.scheme == "https" else {}
-    request = client.build_request(method, pinned, extensions=extensions,
-                                   headers={**headers, "Host": original.netloc.decode()})
+    request = client.build_request(outgoing.method, pinned, extensions=extensions,
+                                   content=outgoing.content,
+                                   headers={**outgoing.headers,
+                                            "Host": original.netloc.decode()})
     response = await client.send(request, stream=True)
     try:
-        body = b""
-        if method != "HEAD":
+        body = bytearray()
+        if outgoing.method != "HEAD":
             async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > max_bytes:
-                    raise UrlRefused(f"The file is larger than {max_bytes} bytes.")
-        return FetchedHead(vetted.url, response.status_code, response.headers, body)
+                    raise BodyTooLarge(max_bytes, response.headers)
+        return FetchedHead(vetted.url, response.status_code, response.headers, bytes(body))
     finally:
         await response.aclose()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -65,6 +65,7 @@ class ResolvedModel:
     dimensions: int | None  # text-embedding: the vectors' size
     api_key: str = field(repr=False)
     credentials: dict[str, Any] = field(repr=False)  # all of them, opened
+    features: tuple[str, ...] = ()  # Dify's model features: "tool-call", "structured-output"
 
     def client(self, **options: Any) -> OpenAIProtocolClient:
         """A client for this model's endpoint (options: timeout, max_retries, ...)."""
@@ -212,6 +213,19 @@ async def resolve_model(engine: AsyncEngine, secret_key: str, tenant_id: UUID,
     return resolved_model(tenant_id, spec, name, model_type, credentials)
 
 
+ResolveModel = Callable[[UUID, str | None, str | None], Awaitable[ResolvedModel]]
+
+
+def model_resolver(engine: Callable[[], AsyncEngine], secret_key: str,
+                   model_type: str) -> ResolveModel:
+    """`resolve_model` for one model type, as processors call it: (tenant, provider, model),
+    read on the read-model version active at each call."""
+    async def resolve(tenant_id: UUID, provider: str | None, model: str | None
+                      ) -> ResolvedModel:
+        return await resolve_model(engine(), secret_key, tenant_id, model_type, provider, model)
+    return resolve
+
+
 def resolved_model(tenant_id: UUID, spec: ProviderSpec, model: str, model_type: str,
                    credentials: dict[str, Any]) -> ResolvedModel:
     """A model of `spec` with these (opened) credentials: a custom model's own, or the
@@ -225,7 +239,7 @@ def resolved_model(tenant_id: UUID, spec: ProviderSpec, model: str, model_type: 
             mode=predefined.mode if predefined else ("chat" if model_type == "llm" else None),
             max_tokens=None, dimensions=predefined.dimensions if predefined else None,
             api_key=str(credentials.get("openai_api_key") or ""),
-            credentials=credentials)
+            credentials=credentials, features=predefined.features if predefined else ())
     return ResolvedModel(
         tenant_id, spec.name, spec.short_name, model, model_type,
         endpoint_url=str(credentials["endpoint_url"]),
@@ -233,7 +247,18 @@ def resolved_model(tenant_id: UUID, spec: ProviderSpec, model: str, model_type: 
         mode=str(credentials.get("mode") or "chat") if model_type == "llm" else None,
         max_tokens=_int_or_none(credentials.get("max_tokens_to_sample")),
         dimensions=_int_or_none(credentials.get(DIMENSIONS)),
-        api_key=str(credentials.get("api_key") or ""), credentials=credentials)
+        api_key=str(credentials.get("api_key") or ""), credentials=credentials,
+        features=_custom_features(credentials))
+
+
+def _custom_features(credentials: dict[str, Any]) -> tuple[str, ...]:
+    """What a custom model's credentials say it can do (Dify's form fields)."""
+    features = []
+    if credentials.get("function_calling_type") in ("function_call", "tool_call"):
+        features.append("tool-call")
+    if credentials.get("structured_output_support") == "supported":
+        features.append("structured-output")
+    return tuple(features)
 
 
 class WorkspaceEmbeddingModels:

@@ -118,6 +118,11 @@ OPENAI_API_COMPATIBLE = ProviderSpec(
         CredentialField("context_size", "Model context size", "text-input", default="4096"),
         CredentialField("max_tokens_to_sample", "Upper bound for max tokens", "text-input",
                         default="4096"),
+        # Dify's: what the served model can do (tool calls, JSON-schema answers)
+        CredentialField("function_calling_type", "Function calling", "select",
+                        default="no_call", options=("function_call", "tool_call", "no_call")),
+        CredentialField("structured_output_support", "Structured output", "select",
+                        default="unsupported", options=("supported", "unsupported")),
     ),
 )
 

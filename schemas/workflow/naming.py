@@ -68,21 +68,32 @@ WORKFLOW_END_STREAM_EVENTS = ("workflow_finished", "error")
 WORKFLOW_PAUSE_STREAM_EVENT = "workflow_paused"
 
 
+def body_journal_key(run_id: UUID) -> str:
+    """The key-value stream recording the facts of a run's iteration and loop bodies."""
+    return f"workflow-body-journal:{run_id}"
+
+
 def node_outputs_key(tenant_id: UUID | None, run_id: UUID, execution_id: UUID) -> str:
     """Where a node's outputs too large for its event are kept (`outputs_ref`)."""
     return f"workflow_runs/{tenant_id}/{run_id}/{execution_id}.json"
 
 
-def node_execution_id(run_id: UUID, node_id: str) -> UUID:
-    """A top-level node's execution id in a run (one execution per node and run): the same
-    on a takeover's restart, so its started and finished events name one execution."""
-    return uuid5(run_id, f"node-execution:{node_id}")
+def node_execution_id(run_id: UUID, node_id: str, scope: str = "") -> UUID:
+    """A node's execution id in a run (one execution per node and run, and per index inside
+    an iteration or loop: `scope` as in `node_idempotency_key`): the same on a takeover's
+    restart, so its started and finished events name one execution."""
+    return uuid5(run_id, f"node-execution:{node_id}{scope}")
 
 
 def run_owner(app_id: UUID, end_user_id: UUID | None) -> str:
     """Who a run's task belongs to (the value of its stop request and owner keys): the app's
     end user, or for a debug run (no end user) the app's console."""
     return f"{app_id}:{end_user_id or 'console'}"
+
+
+def tool_file_key(tenant_id: UUID, file_id: UUID, extension: str) -> str:
+    """Where a file a node made (an HTTP answer's body) is kept; `extension` with its dot."""
+    return f"tool_files/{tenant_id}/{file_id}{extension}"
 
 
 def workflow_app_log_id_for(run_id: UUID) -> UUID:

@@ -107,7 +107,8 @@ async def test_custom_models_are_validated_listed_masked_and_resolved(
     assert status == {OPENAI: "no-configure", COMPATIBLE: "active"}
     form = next(p for p in providers if p["provider"] == COMPATIBLE)["model_credential_schema"]
     assert [f["variable"] for f in form["credential_form_schemas"]] == [
-        "api_key", "endpoint_url", "mode", "context_size", "max_tokens_to_sample"]
+        "api_key", "endpoint_url", "mode", "context_size", "max_tokens_to_sample",
+        "function_calling_type", "structured_output_support"]
 
     # the default model, then the lookup everything that calls a model uses
     default = await c.post(f"{BASE}/default-model", headers=auth, json={"model_settings": [

@@ -483,10 +483,11 @@ async def test_a_paused_run_resumes_from_the_submitted_form(
     record(node, app_id, run_id, ev.WorkflowHumanInputSubmitted(
         node_id="review", form_token=required["form_token"], action="approve",
         inputs={"comment": "looks good"}, submitted_by="ann"))
-    # the engine resumes it on its own time (after the read model, on this node): once it
-    # has, the rest of the stream is there to read
-    await eventually(lambda: asyncio.sleep(0, stored_run(node, str(run_id))[-1].type
-                                           == "WorkflowRunSucceeded"))
+    # Until the engine takes the submission up, a resume would end at workflow_paused again.
+    async def resumed_and_ended() -> bool:
+        return bool(stored_run(node, str(run_id))[-1].type == "WorkflowRunSucceeded")
+
+    await eventually(resumed_and_ended)
     ids = [i for i, _ in sse_events(paused.content)]
     rest = await node.client.get(f"/v1/workflow/{run_id}/events", params={"user": "ann"},
                                  headers={**key, "Last-Event-ID": ids[-1]})

@@ -24,7 +24,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID, uuid5
@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.embeddings.base import EmbeddingError
 from adapters.kv.base import KeyValueStore
+from adapters.llm.clients import ModelClients
 from adapters.llm.openai_protocol import (
     OpenAIProtocolClient,
     ProviderError,
@@ -108,15 +109,7 @@ class ChatDeps:
     resolve: ResolveModel
     stream_ttl: int
     annotations: AnnotationDeps
-    # One client (one connection pool) per endpoint and key, kept for the process's life: a
-    # new client per message would pay for its TLS context and connection every time.
-    clients: dict[tuple[str, str], OpenAIProtocolClient] = field(default_factory=dict)
-
-    def client_for(self, model: ChatModel) -> OpenAIProtocolClient:
-        key = (model.endpoint_url, model.api_key)
-        if key not in self.clients:
-            self.clients[key] = model.client()
-        return self.clients[key]
+    clients: ModelClients = field(default_factory=ModelClients)
 
 
 def task_stream(deps: ChatDeps, p: ev.MessageCreated) -> TaskStream:
@@ -221,7 +214,7 @@ class MessageAnswer:
         tokens = TokenWriter(self.stream)
         await still_owner()  # the model costs money: not for a message moved elsewhere
         try:
-            async for chunk in self.d.client_for(model).stream_chat(model.model, messages,
+            async for chunk in self.d.clients.client_for(model).stream_chat(model.model, messages,
                                                                     **params):
                 if chunk.content:
                     parts.append(chunk.content)
@@ -264,17 +257,7 @@ class MessageAnswer:
         return True
 
     async def _images(self) -> list[dict[str, Any]]:
-        """The message's images as the model's vision content: a stored file inline (a data
-        URL: the model never reaches Eddy's storage), a remote one by its URL."""
-        parts = []
-        for f in self.p.files:
-            if f["transfer_method"] == "remote_url":
-                parts.append(image_part(f["url"], f["detail"]))
-            else:
-                data = await self.d.storage.load(f["key"])
-                url = f"data:{f['mime_type']};base64,{base64.b64encode(data).decode()}"
-                parts.append(image_part(url, f["detail"]))
-        return parts
+        return await image_parts(self.d.storage, self.p.files)
 
     def _prompt(self, config: AppModelConfig, conversation: Conversation, context: str,
                 model: ChatModel, params: dict[str, Any],
@@ -411,6 +394,23 @@ class MessageAnswer:
         else:
             await self.stream.publish({"event": "message_end", **self.fields, "metadata": {
                 "usage": ended.usage, "retriever_resources": ended.retriever_resources}})
+
+
+async def image_parts(storage: Storage, files: Sequence[Mapping[str, Any]],
+                      detail: str | None = None) -> list[dict[str, Any]]:
+    """Image files as the model's vision content: a stored file inline (a data URL: the
+    model never reaches Eddy's storage), a remote one by its URL. `detail` overrides each
+    file's own."""
+    parts = []
+    for f in files:
+        wanted = detail or f.get("detail") or "auto"
+        if f["transfer_method"] == "remote_url":
+            parts.append(image_part(f["url"], wanted))
+        else:
+            data = await storage.load(f["key"])
+            url = f"data:{f['mime_type']};base64,{base64.b64encode(data).decode()}"
+            parts.append(image_part(url, wanted))
+    return parts
 
 
 def _text_of(content: str | list[dict[str, Any]]) -> str:

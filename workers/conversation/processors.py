@@ -6,7 +6,6 @@ index) and the app-deletion cleanup. Their work topics, routes and roles are dec
 from __future__ import annotations
 
 from functools import partial
-from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,13 +18,13 @@ from config import Settings
 from events.registry import EventTypes
 from events.store import EventStore
 from projections.knowledge.retrieval import Retriever
-from projections.platform.models import resolve_model
+from projections.platform.models import model_resolver
 from projections.versions import ReadModels
 from schemas.conversation import events as ev
 from schemas.platform import events as platform
 from workers.conversation import cleanup
 from workers.conversation.annotations import AnnotationDeps, annotation_changed, reply_requested
-from workers.conversation.chat import ChatDeps, ChatModel, answer_message, fail_message
+from workers.conversation.chat import ChatDeps, answer_message, fail_message
 from workers.conversation.cleanup import CleanupDeps
 from workers.runtime import Processor, by_type, decoding
 
@@ -35,15 +34,11 @@ def chat_processor(topic: str, *, settings: Settings, event_types: EventTypes,
                    kv: KeyValueStore, storage: Storage,
                    embedding_models: EmbeddingModels, vectors: VectorStore,
                    keywords: VectorStore) -> Processor:
-    async def resolve(tenant_id: UUID, provider: str | None, model: str | None) -> ChatModel:
-        # the active read-model version as of this message
-        return await resolve_model(read_models.engine, settings.SECRET_KEY, tenant_id, "llm",
-                                   provider, model)
-
     deps = ChatDeps(store=store, kv=kv, engine=engine, storage=storage,
                     retriever=Retriever(engine, embedding_models, vectors, keywords,
                                         settings.SECRET_KEY),
-                    resolve=resolve, stream_ttl=settings.TASK_STREAM_TTL_SECONDS,
+                    resolve=model_resolver(lambda: read_models.engine, settings.SECRET_KEY, "llm"),
+                    stream_ttl=settings.TASK_STREAM_TTL_SECONDS,
                     annotations=AnnotationDeps(store=store, engine=engine, vectors=vectors,
                                                embedding_models=embedding_models))
 

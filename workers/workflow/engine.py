@@ -48,6 +48,7 @@ from schemas.workflow.stream import StreamHead, node_fields, node_finished_field
 from workers.conversation.task_stream import TokenWriter
 from workers.knowledge.indexing import caused_by
 from workers.ownership import LostOwnership, current_fence, still_owner
+from workers.workflow.body_journal import KvBodyJournal
 from workers.workflow.history import (
     Secrets,
     active_since,
@@ -62,11 +63,14 @@ from workers.workflow.nodes.base import (
     NodeError,
     NodeResult,
     RunInfo,
+    StepBudget,
+    unsupported,
 )
 from workers.workflow.run_stream import RunStream
 from workers.workflow.services import WorkflowServices
-from workflow_graph.graph import PLUGIN_NODE_TYPES, Graph, Node, parallel_depth, parse_graph
+from workflow_graph.graph import CONTAINER_NODE_TYPES, Graph, Node, parallel_depth, parse_graph
 from workflow_graph.scheduler import (
+    EXCEPTION_STRATEGIES,
     Fact,
     Limits,
     NodeFailed,
@@ -82,7 +86,6 @@ log = logging.getLogger(__name__)
 STOP_POLL_SECONDS = 0.2  # a stop request takes effect within this (plus a commit)
 RUN_END = (ev.WorkflowRunSucceeded, ev.WorkflowRunFailed, ev.WorkflowRunStopped)
 TIMEOUT_HANDLE = "timeout"  # the branch a human-input node takes when its form expires
-EXCEPTION_STRATEGIES = frozenset({"fail-branch", "default-value"})
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,10 @@ class RunExecution:
         self.finished: set[str] = set()
         self.retries: dict[str, int] = {}
         self.total_tokens = 0
+        # WORKFLOW_MAX_EXECUTION_STEPS shared with iteration/loop bodies: top-level starts
+        # and body starts (counted from the history and the body journal at the first fold)
+        self.steps: StepBudget | None = None
+        self.journal: KvBodyJournal | None = None  # when the graph has iteration/loop nodes
         self.paused: ev.WorkflowRunPaused | None = None
         self.resolution: ev.WorkflowHumanInputSubmitted | ev.WorkflowHumanInputTimedOut | \
             None = None
@@ -199,6 +206,11 @@ class RunExecution:
         for event in history:
             self._absorb(event, outputs)
         self.facts = facts
+        if any(n.type in CONTAINER_NODE_TYPES for n in self.graph.nodes):
+            self.journal = KvBodyJournal(
+                self.s.kv, self.run_id, mask=self.mask,
+                ttl=int(2 * self.s.settings.WORKFLOW_MAX_EXECUTION_TIME))
+            await self.journal.load()
         await self.stream.claim()
         # What an earlier attempt recorded but did not stream (it died in between).
         await self._publish(history)
@@ -320,6 +332,10 @@ class RunExecution:
                 else:
                     starts = [self.graph.node(n) for n in state.to_start if n not in running]
                     payloads += self._starts(starts)
+                    if self.steps is None:
+                        self.steps = StepBudget(self.e.limits.max_execution_steps, used=(
+                            state.steps + (self.journal.starts if self.journal else 0)))
+                    self.steps.used += sum(n.id in state.ready for n in starts)
                 batch = []
                 await self._record(payloads)
                 if self.run.ended or self.run.status == "paused":
@@ -388,7 +404,7 @@ class RunExecution:
         executor = self.e.executors.get(node.type)
         started = time.monotonic()
         if executor is None:
-            return NodeOutcome(node.id, error=_unsupported(node))
+            return NodeOutcome(node.id, error=unsupported(node))
         retry = node.data.get("retry_config") or {}
         max_retries = int(retry.get("max_retries") or 0) if retry.get("retry_enabled") else 0
         interval = float(retry.get("retry_interval") or 0) / 1000
@@ -397,7 +413,8 @@ class RunExecution:
             call = NodeCall(node=node, graph=self.graph, pool=pool, run=self.info,
                             services=self.s, idempotency_key=node_idempotency_key(
                                 self.run_id, node.id), emit=self._emit, attempt=attempt,
-                            executors=self.e.executors)
+                            executors=self.e.executors, steps=self.steps,
+                            journal=self.journal)
             try:
                 result = await executor(call)
                 return NodeOutcome(node.id, result=result,
@@ -660,14 +677,3 @@ def _facts_of_live(p: EventPayload, outputs: Mapping[str, Mapping[str, Any]]) ->
     if isinstance(p, ev.WorkflowNodeFailed):
         return [NodeFailed(p.node_id, p.error, p.error_type)]
     return []
-
-
-def _unsupported(node: Node) -> NodeError:
-    if node.type in PLUGIN_NODE_TYPES:
-        provider = next((str(node.data[k]) for k in (
-            "provider_id", "provider_name", "agent_strategy_provider_name", "plugin_id")
-            if isinstance(node.data.get(k), str) and node.data[k]), "unknown provider")
-        return NodeError(f"{node.type} node {node.title or node.id!r} needs a plugin "
-                         f"({provider}) that is not installed", "PluginNotInstalled")
-    return NodeError(f"node type {node.type!r} cannot run here", "NodeTypeNotSupported")
-

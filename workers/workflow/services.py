@@ -11,10 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.embeddings.models import EmbeddingModels
 from adapters.kv.base import KeyValueStore
+from adapters.llm.clients import ModelClients
+from adapters.sandbox.base import CodeSandbox
+from adapters.sandbox.bubblewrap import BubblewrapSandbox
 from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
 from config import Settings
 from events.store import EventStore
+from projections.knowledge.retrieval import Retriever
+from projections.platform.models import ResolveModel, model_resolver
 from projections.versions import ReadModels
 
 
@@ -29,12 +34,21 @@ class WorkflowServices:
     embedding_models: EmbeddingModels
     vectors: VectorStore
     keywords: VectorStore
+    sandbox: CodeSandbox  # code and template-transform nodes (adapters/sandbox/)
+    # the model nodes (llm, question-classifier, parameter-extractor, knowledge-retrieval)
+    resolve_model: ResolveModel  # the workspace's llm by (tenant, provider, name)
+    retriever: Retriever  # knowledge retrieval over the datasets' indexes
+    llm_clients: ModelClients  # one client per model endpoint and key, for the process
 
 
 def workflow_services(*, settings: Settings, engine: AsyncEngine, read_models: ReadModels,
                       kv: KeyValueStore, storage: Storage, store: EventStore,
                       embedding_models: EmbeddingModels, vectors: VectorStore,
                       keywords: VectorStore) -> WorkflowServices:
-    return WorkflowServices(settings=settings, engine=engine, read_models=read_models, kv=kv,
-                            storage=storage, store=store, embedding_models=embedding_models,
-                            vectors=vectors, keywords=keywords)
+    return WorkflowServices(
+        settings=settings, engine=engine, read_models=read_models, kv=kv, storage=storage,
+        store=store, embedding_models=embedding_models, vectors=vectors, keywords=keywords,
+        sandbox=BubblewrapSandbox(),
+        resolve_model=model_resolver(lambda: read_models.engine, settings.SECRET_KEY, "llm"),
+        retriever=Retriever(engine, embedding_models, vectors, keywords, settings.SECRET_KEY),
+        llm_clients=ModelClients())

@@ -9,7 +9,7 @@ outside effect passes `call.idempotency_key` along (the same on every retry and 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.kv.base import KeyValueStore
 from adapters.storage.base import Storage
 from config import Settings
-from workflow_graph.graph import DEFAULT_SOURCE_HANDLE, Graph, Node
+from workflow_graph.graph import DEFAULT_SOURCE_HANDLE, PLUGIN_NODE_TYPES, Graph, Node
+from workflow_graph.scheduler import Fact
 from workflow_graph.variables import VariablePool
 
 
@@ -30,6 +31,42 @@ class NodeError(Exception):
         super().__init__(message)
         self.message = message
         self.error_type = error_type
+
+
+def unsupported(node: Node) -> NodeError:
+    """Why a node whose type has no executor fails (tool and agent nodes need plugins)."""
+    if node.type in PLUGIN_NODE_TYPES:
+        provider = next((str(node.data[k]) for k in (
+            "provider_id", "provider_name", "agent_strategy_provider_name", "plugin_id")
+            if isinstance(node.data.get(k), str) and node.data[k]), "unknown provider")
+        return NodeError(f"{node.type} node {node.title or node.id!r} needs a plugin "
+                         f"({provider}) that is not installed", "PluginNotInstalled")
+    return NodeError(f"node type {node.type!r} cannot run here", "NodeTypeNotSupported")
+
+
+class StepLimitReached(NodeError):
+    """WORKFLOW_MAX_EXECUTION_STEPS reached inside a container's body: the run fails, whatever
+    the container's error handling (an iteration's continue-on-error does not swallow it)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Max steps {limit} reached.", "WorkflowStepLimitError")
+
+
+@dataclass
+class StepBudget:
+    """The run's WORKFLOW_MAX_EXECUTION_STEPS, shared by the nodes of every scope: the engine
+    passes `used` = the run's steps so far, containers take one per body node they start
+    (nested and parallel steps share the one budget)."""
+
+    limit: int
+    used: int = 0
+
+    def take(self) -> int:
+        """Count one more node started; its execution index (1-based) in the run."""
+        if self.used >= self.limit:
+            raise StepLimitReached(self.limit)
+        self.used += 1
+        return self.used
 
 
 @dataclass(frozen=True)
@@ -81,6 +118,20 @@ class NodeServices(Protocol):
     # services dataclass (workers/workflow/services.py).
 
 
+class BodyJournal(Protocol):
+    """Where the facts of a container's body are recorded, by body scope (the engine: events
+    of the run carrying the scope). A member that takes the run over replays a body's
+    recorded facts: finished body nodes never run again, only those left in flight do. The
+    engine counts recorded body starts in the step budget it passes."""
+
+    def recorded(self, scope: str) -> Sequence[Fact]: ...
+
+    async def record(self, scope: str, fact: Fact) -> None: ...
+
+    async def forget(self, scope: str) -> None:
+        """Drop a scope's facts: a failed pass runs anew when its container runs again."""
+
+
 # Streams an event of the node to the run's task stream: ("text_chunk", {"text": ...}) for an
 # LLM node's tokens, ("iteration_next", {...}) for a container's steps.
 Emit = Callable[[str, Mapping[str, Any]], Awaitable[None]]
@@ -100,6 +151,10 @@ class NodeCall:
     attempt: int = 0
     # inside an iteration/loop: its index path, part of the idempotency key of body nodes
     scope: str = ""
+    # the run's step budget; None: a container starts one from WORKFLOW_MAX_EXECUTION_STEPS
+    steps: StepBudget | None = None
+    # where body facts are recorded for a takeover; None: a container reruns its body
+    journal: BodyJournal | None = None
 
 
 Executor = Callable[[NodeCall], Awaitable[NodeResult]]
