@@ -1,7 +1,9 @@
 """Real runs read back over real HTTP on Postgres and Redis: a published workflow run by the
 engine (blocking and streaming), then its detail and logs on the Service API (as Dify's spec
 has them, agreeing with what the run answered) and its history and node executions on the
-console (agreeing with the streamed node events)."""
+console (agreeing with the streamed node events); a run calling the model (the fake
+OpenAI-protocol server) shows its tokens, and `eddy events replay` of it reaches the read
+model again but never the model."""
 
 from __future__ import annotations
 
@@ -11,8 +13,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.chat import app_with_key, sse_events
+from contexts.workflow import RUNS
+from projections.tables import PROJECTION_NAME
+from tests.chat import MODEL, app_with_key, connect_provider, sse_events
+from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
 from tests.harness import Node, eventually, served
+from tests.integration.conftest import operator_env
+from tests.integration.test_cli_operations import eddy, json_lines
+from tests.integration.test_replay import replayed
 from tests.spec import validate
 from tests.workflows import (
     Gate,
@@ -111,3 +119,57 @@ async def test_a_real_runs_detail_logs_and_node_executions_read_back(
 def _node(execution: dict[str, Any]) -> tuple[Any, ...]:
     return (execution["id"], execution["node_id"], execution["node_type"], execution["index"],
             execution["status"], execution["outputs"])
+
+
+ASK = graph(
+    [graph_node("start", "start", variables=[text_input("question")]),
+     graph_node("llm", "llm", "Ask", model={
+         "provider": "openai_api_compatible", "name": MODEL, "mode": "chat",
+         "completion_params": {}}, prompt_template=[
+         {"role": "user", "text": "{{#start.question#}}"}], context={"enabled": False}),
+     graph_node("end", "end", outputs=end_outputs(("answer", ["llm", "text"])))],
+    [edge("start", "llm"), edge("llm", "end")])
+
+
+async def test_a_model_calling_run_read_back_and_replayed_never_calls_the_model_again(
+        node: Node, provider: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    provider.reset()
+    operator_env(monkeypatch, node.container.settings)  # where `eddy` finds this node
+    auth = await node.setup_and_login()
+    await connect_provider(node, auth, provider)
+    app_id, key = await app_with_key(node, auth, mode="workflow", name="Asker")
+    publish(node, app_id, ASK)
+    provider.script_chat(ScriptedChat("Nine to five.", usage={
+        "prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16}))
+    answer = await node.client.post("/v1/workflows/run", headers=key, json={
+        "inputs": {"question": "Opening hours?"}, "user": "ann",
+        "response_mode": "blocking"})
+    assert answer.status_code == 200, answer.text
+    run_id = answer.json()["workflow_run_id"]
+    await eventually(lambda: _ended(node.client, key, run_id))
+    detail = (await node.client.get(f"/v1/workflows/run/{run_id}", headers=key)).json()
+    validate("WorkflowRunDetailResponse", detail)
+    assert (detail["outputs"], detail["total_tokens"]) == ({"answer": "Nine to five."}, 16)
+    console = f"/console/api/apps/{app_id}/workflow-runs/{run_id}/node-executions"
+    executions = (await node.client.get(console, headers=auth)).json()["data"]
+    llm = next(x for x in executions if x["node_id"] == "llm")
+    assert llm["execution_metadata"]["total_tokens"] == 16 and llm["outputs"]["text"] == \
+        "Nine to five."
+    calls, before = len(provider.chat_requests), executions
+
+    # to every group (the engine's acknowledges without acting), then to the engine's alone
+    projection = f"projection.{PROJECTION_NAME}"
+    skipped, handled = replayed(RUNS.name, "skipped"), replayed(projection, "handled")
+    code, out, err = await eddy("events", "replay", "--aggregate", run_id, "--republish",
+                                "--json")
+    assert code == 0, err
+    events = json_lines(out)[-1]["events"]
+    code, _, err = await eddy("events", "replay", "--aggregate", run_id, "--group", RUNS.name)
+    assert code == 0, err
+
+    async def delivered() -> bool:
+        return replayed(RUNS.name, "skipped") >= skipped + 2 and \
+            replayed(projection, "handled") >= handled + events
+    await eventually(delivered)
+    assert len(provider.chat_requests) == calls  # the model was not asked again
+    assert (await node.client.get(console, headers=auth)).json()["data"] == before
