@@ -44,7 +44,7 @@ def owner(node: Node) -> tuple[UUID, UUID]:
 def record_run(node: Node, app_id: str | UUID, *, user: str = "alice", debugging: bool = False,
                inputs: dict[str, Any] | None = None, steps: tuple[Step, ...] = (),
                stopped: bool = False, outputs: dict[str, Any] | None = None,
-               conversation_id: UUID | None = None) -> UUID:
+               conversation_id: UUID | None = None, outputs_ref: str | None = None) -> UUID:
     """A whole run of the app in the owner's workspace; a debugging run is the owner's; one
     in a conversation is an advanced-chat app's."""
     account, workspace = owner(node)
@@ -87,7 +87,8 @@ def record_run(node: Node, app_id: str | UUID, *, user: str = "alice", debugging
     elif failed is not None:
         run.note(ev.WorkflowRunFailed(error=failed, **ended), ctx)
     else:
-        run.note(ev.WorkflowRunSucceeded(outputs=outputs or {}, **ended), ctx)
+        run.note(ev.WorkflowRunSucceeded(outputs=outputs or {}, outputs_ref=outputs_ref,
+                                         **ended), ctx)
     node.container.store.append(uow.new_events(), CommandOutcome(
         command_id=command_id, status="accepted", aggregate_id=run_id, aggregate_version=None,
         position=None, result={}, error=None))

@@ -36,7 +36,7 @@ console_router = APIRouter(prefix="/console/api")
 
 WORKFLOW_MODES = ("workflow", "advanced-chat")
 Limit = Annotated[int, Query(ge=1, le=100)]
-Text = Annotated[str | None, Query(max_length=255)]
+TextFilter = Annotated[str | None, Query(max_length=255)]
 # what a logs page filters on: the Service API's enum; the console adds partial success
 SERVICE_LOG_STATUS = "^(succeeded|failed|stopped)$"
 CONSOLE_LOG_STATUS = "^(succeeded|failed|stopped|partial-succeeded)$"
@@ -47,12 +47,12 @@ TRIGGERS = "^(debugging|app-run)$"
 # --- views ------------------------------------------------------------------------------------
 
 
-async def outputs_of(request: Request, row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+async def outputs_of(request: Request, row: dict[str, Any]) -> dict[str, Any]:
     """What a run or node execution returned: in its row, or in storage (`outputs_ref`) when
     it was too large for an event."""
-    ref = row[f"{prefix}outputs_ref"]
+    ref = row["outputs_ref"]
     if not ref:
-        return row[f"{prefix}outputs"] or {}
+        return row["outputs"] or {}
     try:
         return json.loads(await get_container(request).storage.load(ref))  # type: ignore[no-any-return]
     except FileNotFoundInStorage:
@@ -147,10 +147,10 @@ async def run_detail(request: Request, workflow_run_id: str,
 
 @service_router.get("/workflows/logs")
 async def service_logs(
-        request: Request, key: ApiKeyPrincipal = AppKey, keyword: Text = None,
+        request: Request, key: ApiKeyPrincipal = AppKey, keyword: TextFilter = None,
         status: Annotated[str | None, Query(pattern=SERVICE_LOG_STATUS)] = None,
         created_at__before: str | None = None, created_at__after: str | None = None,
-        created_by_end_user_session_id: Text = None, created_by_account: Text = None,
+        created_by_end_user_session_id: TextFilter = None, created_by_account: TextFilter = None,
         page: Page = 1, limit: Limit = 20) -> dict[str, Any]:
     app = await workflow_app_of_key(request, key, WORKFLOW_MODES)
     return await _logs_page(
@@ -293,10 +293,10 @@ async def _node_execution_view(request: Request, run: dict[str, Any],
 
 @console_router.get("/apps/{app_id}/workflow-app-logs")
 async def console_logs(
-        request: Request, app_id: str, user: ConsoleUser = CurrentUser, keyword: Text = None,
+        request: Request, app_id: str, user: ConsoleUser = CurrentUser, keyword: TextFilter = None,
         status: Annotated[str | None, Query(pattern=CONSOLE_LOG_STATUS)] = None,
         created_at__before: str | None = None, created_at__after: str | None = None,
-        created_by_end_user_session_id: Text = None, created_by_account: Text = None,
+        created_by_end_user_session_id: TextFilter = None, created_by_account: TextFilter = None,
         page: Page = 1, limit: Limit = 20) -> dict[str, Any]:
     app = await _console_app(request, user, app_id, ("workflow",))
     return await _logs_page(

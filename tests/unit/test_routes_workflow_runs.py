@@ -221,3 +221,21 @@ async def test_console_run_counts_and_an_advanced_chat_apps_runs(workflow: Workf
     assert plain["id"] == str(in_chat) and "conversation_id" not in plain
     not_chat = await workflow.console("/advanced-chat/workflow-runs")
     assert (not_chat.status_code, not_chat.json()["code"]) == (404, "app_not_found")
+
+
+async def test_outputs_kept_in_storage_are_shown(workflow: Workflow) -> None:
+    """Outputs too large for an event are in storage (`outputs_ref`), as the engine puts
+    them; the detail shows them from there."""
+    big = {"text": "x" * 100_000}
+    await workflow.node.container.storage.save("workflow_runs/big.json",
+                                               json.dumps(big).encode())
+    stored = record_run(workflow.node, workflow.app_id, outputs_ref="workflow_runs/big.json")
+    lost = record_run(workflow.node, workflow.app_id, outputs_ref="workflow_runs/gone.json")
+    for run_id in (stored, lost):
+        await workflow.projected(run_id)
+    detail = (await workflow.detail(stored)).json()
+    validate("WorkflowRunDetailResponse", detail)
+    assert detail["outputs"] == big
+    assert (await workflow.console(f"/workflow-runs/{stored}")).json()["outputs"] == big
+    # a blob gone from storage: the run is still shown, without its outputs
+    assert (await workflow.detail(lost)).json()["outputs"] == {}
