@@ -31,6 +31,7 @@ def upgrade() -> None:
             sequence_number integer NOT NULL,
             mode varchar(32) NOT NULL,
             triggered_from varchar(32) NOT NULL,
+            node_id text,
             status varchar(32) NOT NULL,
             inputs jsonb NOT NULL,
             outputs jsonb,

@@ -58,7 +58,7 @@ async def project_run_started(conn: AsyncConnection, e: Envelope[ev.WorkflowRunS
     await conn.execute(insert(workflow_runs).values(
         id=e.aggregate_id, tenant_id=e.tenant_id, app_id=p.app_id, workflow_id=p.workflow_id,
         version=p.version, sequence_number=int(earlier or 0) + 1, mode=p.mode,
-        triggered_from=p.triggered_from, status=RUNNING, inputs=p.inputs,
+        triggered_from=p.triggered_from, node_id=p.node_id, status=RUNNING, inputs=p.inputs,
         elapsed_time=0.0, total_tokens=0, total_steps=0, exceptions_count=0,
         created_by_role=role, created_by=created_by, session_id=p.user,
         conversation_id=p.conversation_id, message_id=p.message_id,

@@ -38,11 +38,17 @@ async def run(engine: AsyncEngine, app_id: UUID, run_id: UUID) -> dict[str, Any]
     return dict(row) if row else None
 
 
+def _history(app_id: UUID, triggered_from: str) -> list[Any]:
+    """The app's runs of the run history: single-node debug runs are not in it."""
+    return [workflow_runs.c.app_id == app_id, workflow_runs.c.triggered_from == triggered_from,
+            workflow_runs.c.node_id.is_(None)]
+
+
 async def list_runs(engine: AsyncEngine, app_id: UUID, *, triggered_from: str,
                     status: str | None, last_id: UUID | None, limit: int) -> Page | None:
     """Newest first, the page after `last_id` (Dify's console run history); `total` is 1
     when there are more. None: `last_id` is none of the app's runs."""
-    where = [workflow_runs.c.app_id == app_id, workflow_runs.c.triggered_from == triggered_from]
+    where = _history(app_id, triggered_from)
     if status is not None:
         where.append(workflow_runs.c.status == status)
     async with engine.connect() as conn:
@@ -64,7 +70,7 @@ async def list_runs(engine: AsyncEngine, app_id: UUID, *, triggered_from: str,
 async def count_runs(engine: AsyncEngine, app_id: UUID, *, triggered_from: str,
                      status: str | None, since: datetime | None) -> dict[str, int]:
     """How many of the app's runs are in each status (started `since`, if given)."""
-    where = [workflow_runs.c.app_id == app_id, workflow_runs.c.triggered_from == triggered_from]
+    where = _history(app_id, triggered_from)
     if status is not None:
         where.append(workflow_runs.c.status == status)
     if since is not None:

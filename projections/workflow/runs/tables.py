@@ -19,6 +19,8 @@ workflow_runs = Table(
     Column("sequence_number", Integer, nullable=False),  # 1, 2, ... per app, as Dify's
     Column("mode", String(32), nullable=False),  # workflow | advanced-chat
     Column("triggered_from", String(32), nullable=False),  # debugging | app-run
+    # a single-node debug run's node: not in the run history (Dify's single step is no run)
+    Column("node_id", Text, nullable=True),
     # running | paused | succeeded | partial-succeeded | failed | stopped
     Column("status", String(32), nullable=False),
     Column("inputs", JSONB, nullable=False),

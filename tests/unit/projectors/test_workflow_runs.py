@@ -229,6 +229,17 @@ async def test_runs_listed_newest_first_by_trigger_and_status(world: World) -> N
     assert app_runs is not None and [r["id"] for r in app_runs.items] == [app_run]
     assert await rq.list_runs(world.engine, app_id, triggered_from="debugging", status=None,
                               last_id=uuid4(), limit=2) is None
+    single = uuid4()  # a single-node debug run: Dify's single step, no run of the history
+    await world.emit(RUN, single, wev.WorkflowRunStarted(
+        app_id=app_id, workflow_id=uuid4(), task_id=uuid4(), mode="workflow",
+        triggered_from="debugging", user=str(world.actor), end_user_id=None, inputs={},
+        system={}, node_id="llm"))
+    listed = await rq.list_runs(world.engine, app_id, triggered_from="debugging", status=None,
+                                last_id=None, limit=20)
+    assert listed is not None and single not in {r["id"] for r in listed.items}
+    assert await rq.count_runs(world.engine, app_id, triggered_from="debugging", status=None,
+                               since=None) == {"succeeded": 1, "running": 2}
+    assert await rq.run(world.engine, app_id, single) is not None
     assert await rq.list_runs(world.engine, app_id, triggered_from="debugging", status=None,
                               last_id=app_run, limit=2) is not None
 
