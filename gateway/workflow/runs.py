@@ -27,6 +27,7 @@ from gateway.workflow.inputs import start_variables, validate_run_inputs
 from schemas.base import EDDY_NAMESPACE, EventPayload
 from schemas.conversation import api as conversation_api
 from schemas.conversation.naming import (
+    TERMINAL_STREAM_EVENTS,
     end_user_id_for,
     task_owner_key,
     task_stop_key,
@@ -104,6 +105,11 @@ async def _version(request: Request, app_id: UUID,
     return chosen, version
 
 
+async def published_version(request: Request, app_id: UUID) -> ev.WorkflowVersionCreated:
+    """The version the app's runs execute now (WorkflowNotPublished: none)."""
+    return (await _version(request, app_id, None))[1]
+
+
 def _versions(request: Request) -> dict[UUID, ev.WorkflowVersionCreated]:
     state = request.app.state
     if not hasattr(state, "workflow_versions"):
@@ -144,16 +150,21 @@ async def _run(request: Request, key: ApiKeyPrincipal, body: api.WorkflowRunRequ
             read_your_writes=False)
     except CommandPending:
         return _pending(run_id, task_id, body.user)
-    stream = task_stream_key(task_id)
     if body.response_mode == "streaming":
-        return StreamingResponse(
-            sse(request, stream, "0", RUN_CLOSING, _interrupted(task_id, run_id)),
-            media_type="text/event-stream", headers=SSE_HEADERS)
+        return streamed_run(request, run_id, task_id)
     try:
         async with asyncio.timeout(c.settings.CHAT_BLOCKING_TIMEOUT_SECONDS):
-            return await _blocking(request, stream)
+            return await _blocking(request, task_stream_key(task_id))
     except (StreamInterrupted, TimeoutError):
         return _pending(run_id, task_id, body.user)
+
+
+def streamed_run(request: Request, run_id: UUID, task_id: UUID) -> StreamingResponse:
+    """A run's events from its start as server-sent events, until it ends or pauses (the
+    console's debug runs answer the same way)."""
+    return StreamingResponse(
+        sse(request, task_stream_key(task_id), "0", RUN_CLOSING, _interrupted(task_id, run_id)),
+        media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 def _pending(run_id: UUID, task_id: UUID, user: str) -> JSONResponse:
@@ -250,10 +261,13 @@ async def run_events(request: Request, workflow_run_id: str,
             or begun.end_user_id != end_user_id_for(app["id"], user):
         raise NotFound("Workflow run not found")
     assert run_id is not None
-    closing = WORKFLOW_END_STREAM_EVENTS if continue_on_pause else RUN_CLOSING
+    # an advanced-chat run's stream ends with its message's end (after workflow_finished)
+    ends = TERMINAL_STREAM_EVENTS if begun.mode == "advanced-chat" \
+        else WORKFLOW_END_STREAM_EVENTS
+    closing = ends if continue_on_pause else (*ends, WORKFLOW_PAUSE_STREAM_EVENT)
     stream = task_stream_key(begun.task_id)
     if not await c.kv.length(stream) and isinstance(history[-1].payload, RUN_ENDS):
-        return StreamingResponse(_ended(history), media_type="text/event-stream",
+        return StreamingResponse(_ended(request, history), media_type="text/event-stream",
                                  headers=SSE_HEADERS)
     after = await resume_point(c.kv, stream, last_event_id, closing)
     return StreamingResponse(
@@ -264,9 +278,9 @@ async def run_events(request: Request, workflow_run_id: str,
 RUN_ENDS = (ev.WorkflowRunSucceeded, ev.WorkflowRunFailed, ev.WorkflowRunStopped)
 
 
-async def _ended(history: list[Envelope[EventPayload]]) -> AsyncIterator[bytes]:
-    """The end of a run whose stream expired, as its one event (outputs kept in storage
-    are not loaded back: the run's detail has them)."""
+async def _ended(request: Request, history: list[Envelope[EventPayload]]
+                 ) -> AsyncIterator[bytes]:
+    """The end of a run whose stream expired, as its one event."""
     first, last = history[0], history[-1]
     begun, end = first.payload, last.payload
     assert isinstance(begun, ev.WorkflowRunStarted) and isinstance(end, RUN_ENDS)
@@ -276,9 +290,13 @@ async def _ended(history: list[Envelope[EventPayload]]) -> AsyncIterator[bytes]:
                       conversation_id=begun.conversation_id, message_id=begun.message_id)
     status = {ev.WorkflowRunSucceeded: "succeeded", ev.WorkflowRunFailed: "failed",
               ev.WorkflowRunStopped: "stopped"}[type(end)]
+    outputs = None
+    if isinstance(end, ev.WorkflowRunSucceeded):
+        outputs = orjson.loads(await get_container(request).storage.load(end.outputs_ref)) \
+            if end.outputs_ref else end.outputs
     event = head.workflow_finished(
-        status=status, outputs=end.outputs if isinstance(end, ev.WorkflowRunSucceeded)
-        else None, error=end.error if isinstance(end, ev.WorkflowRunFailed) else None,
+        status=status, outputs=outputs,
+        error=end.error if isinstance(end, ev.WorkflowRunFailed) else None,
         elapsed_time=end.elapsed_time, total_tokens=end.total_tokens,
         total_steps=end.total_steps, finished_at=int(last.occurred_at.timestamp()),
         fact=None)

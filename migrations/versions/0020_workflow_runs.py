@@ -24,7 +24,7 @@ def upgrade() -> None:
         op.execute(f"""
         CREATE TABLE "{schema}".workflow_runs (
             id uuid PRIMARY KEY,
-            tenant_id uuid NOT NULL,
+            tenant_id uuid,
             app_id uuid NOT NULL,
             workflow_id uuid NOT NULL,
             version varchar(255) NOT NULL,
@@ -54,7 +54,7 @@ def upgrade() -> None:
         op.execute(f"""
         CREATE TABLE "{schema}".workflow_node_executions (
             id uuid PRIMARY KEY,
-            tenant_id uuid NOT NULL,
+            tenant_id uuid,
             app_id uuid NOT NULL,
             workflow_id uuid NOT NULL,
             workflow_run_id uuid NOT NULL,
@@ -80,7 +80,7 @@ def upgrade() -> None:
         op.execute(f"""
         CREATE TABLE "{schema}".workflow_app_logs (
             id uuid PRIMARY KEY,
-            tenant_id uuid NOT NULL,
+            tenant_id uuid,
             app_id uuid NOT NULL,
             workflow_id uuid NOT NULL,
             workflow_run_id uuid NOT NULL,

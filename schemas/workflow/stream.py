@@ -46,14 +46,15 @@ class StreamHead:
 
     def workflow_finished(self, *, status: str, outputs: Mapping[str, Any] | None,
                           error: str | None, elapsed_time: float, total_tokens: int,
-                          total_steps: int, finished_at: int,
-                          fact: int | None) -> dict[str, Any]:
+                          total_steps: int, finished_at: int, fact: int | None,
+                          exceptions_count: int | None = None) -> dict[str, Any]:
         return self.event("workflow_finished", {
             "id": str(self.run_id), "workflow_id": str(self.workflow_id), "status": status,
             "outputs": None if outputs is None else dict(outputs), "error": error,
             "elapsed_time": elapsed_time, "total_tokens": total_tokens,
             "total_steps": total_steps, "created_at": self.created_at,
-            "finished_at": finished_at, "exceptions_count": 0, "files": []}, fact)
+            "finished_at": finished_at, "exceptions_count": exceptions_count, "files": []},
+            fact)
 
 
 def node_fields(*, node_id: str, node_type: str, title: str, execution_id: UUID, index: int,

@@ -1,7 +1,7 @@
 """Workflow runs over real HTTP on Postgres and Redis: a published workflow run blocking and
 streaming (every event as Dify's spec has it), stopped mid-node from another request, and
 driven by dify-client-python (unmodified, in its own process): run blocking, streaming, and
-stop."""
+stop; error strategies (retry, fail branch, default value) and the step and time limits."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ from tests.workflows import (
     executors_on,
     graph,
     graph_node,
-    publish,
+    publish_in_console,
     text_input,
 )
-from workers.workflow.nodes.base import Executor
+from workers.workflow.nodes.base import Executor, NodeCall, NodeError, NodeResult
 
 # start → if-else → one of two answers → its end; then a slow node on the other path
 BRANCHES = graph(
@@ -53,7 +53,7 @@ def executors(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, Executor], None
 async def workflow_key(node: Node) -> dict[str, str]:
     auth = await node.setup_and_login()
     app_id, key = await app_with_key(node, auth, mode="workflow", name="Greeter")
-    publish(node, app_id, BRANCHES)
+    await publish_in_console(node, auth, app_id, BRANCHES)
     return key
 
 
@@ -147,3 +147,91 @@ async def test_a_blocking_answer_and_its_events_read_again_agree(node: Node) -> 
     check_workflow_events(events)
     assert events[-1]["data"]["outputs"] == answer["data"]["outputs"]
     assert events[-1]["data"]["elapsed_time"] == answer["data"]["elapsed_time"]
+
+
+SEARCH = {"provider_id": "tavily", "provider_name": "tavily", "tool_name": "search"}
+# a flaky step retried, a tool without its plugin on a fail branch, another with a default
+STRATEGIES = graph(
+    [graph_node("start", "start", variables=[]),
+     graph_node("fetch", "http-request", "Fetch", retry_config={
+         "retry_enabled": True, "max_retries": 2, "retry_interval": 50}),
+     graph_node("search", "tool", "Search", error_strategy="fail-branch", **SEARCH),
+     graph_node("found", "answer", answer="found"),
+     graph_node("fallback", "answer", answer="fallback ({{#search.error_type#}})"),
+     graph_node("lookup", "tool", "Lookup", error_strategy="default-value",
+                default_value=[{"key": "text", "type": "string", "value": "n/a"}], **SEARCH),
+     graph_node("end", "end", outputs=end_outputs(
+         ("fetched", ["fetch", "result"]), ("fallback", ["fallback", "answer"]),
+         ("text", ["lookup", "text"])))],
+    [edge("start", "fetch"), edge("fetch", "search"), edge("search", "found"),
+     edge("search", "fallback", "fail-branch"), edge("fallback", "lookup"),
+     edge("lookup", "end")])
+
+
+@pytest.mark.settings(WORKFLOW_MAX_EXECUTION_STEPS=6, WORKFLOW_MAX_EXECUTION_TIME=2)
+async def test_error_strategies_and_limits_over_http(
+        node: Node, executors: Callable[[str, Executor], None]) -> None:
+    attempts: list[int] = []
+
+    async def flaky(call: NodeCall) -> NodeResult:
+        attempts.append(call.attempt)
+        if len(attempts) == 1:
+            raise NodeError("503 from upstream", "HTTPResponseCodeError")
+        return NodeResult(outputs={"result": "fetched"})
+
+    executors("http-request", flaky)
+    gate = Gate()
+    executors("code", gate)
+    auth = await node.setup_and_login()
+    app_id, key = await app_with_key(node, auth, mode="workflow", name="Strategies")
+    await publish_in_console(node, auth, app_id, STRATEGIES)
+    async with served(node.app) as url, httpx.AsyncClient(base_url=url, timeout=15) as http:
+        async def run(mode: str) -> httpx.Response:
+            return await http.post("/v1/workflows/run", headers=key, json={
+                "inputs": {}, "user": "ann", "response_mode": mode})
+
+        events = [e for _, e in sse_events((await run("streaming")).content)]
+        check_workflow_events(events)
+        assert [e["data"]["retry_index"] for e in events if e["event"] == "node_retry"] == [0]
+        statuses = {e["data"]["node_id"]: e["data"]["status"] for e in events
+                    if e["event"] == "node_finished"}
+        assert statuses == {"start": "succeeded", "fetch": "succeeded",
+                            "search": "exception", "fallback": "succeeded",
+                            "lookup": "exception", "end": "succeeded"}
+        assert events[-1]["data"]["outputs"] == {
+            "fetched": "fetched", "fallback": "fallback (PluginNotInstalled)", "text": "n/a"}
+
+        await publish_in_console(node, auth, app_id, graph(  # 7 steps: one too many
+            [graph_node("start", "start", variables=[]),
+             *(graph_node(f"say{i}", "answer", answer=str(i)) for i in range(5)),
+             graph_node("end", "end", outputs=[])],
+            [edge("start", "say0"), *(edge(f"say{i}", f"say{i + 1}") for i in range(4)),
+             edge("say4", "end")]))
+        too_long = (await run("blocking")).json()["data"]
+        assert (too_long["status"], too_long["error"]) == ("failed", "Max steps 6 reached.")
+
+        await publish_in_console(node, auth, app_id, BRANCHES)  # its code node never ends
+        too_slow = (await http.post("/v1/workflows/run", headers=key, json={
+            "inputs": {"name": "Eve"}, "user": "ann", "response_mode": "blocking"})).json()
+        assert (too_slow["data"]["status"], too_slow["data"]["error"]) == (
+            "failed", "Max execution time 2s reached.")
+        assert len(gate.calls) == 1
+
+
+@pytest.mark.settings(TASK_STREAM_TTL_SECONDS=10)
+async def test_a_node_outlasting_the_streams_ttl_keeps_the_run_streaming(
+        node: Node, executors: Callable[[str, Executor], None]) -> None:
+    """A task stream (and its writer's claim) expires TASK_STREAM_TTL_SECONDS after its last
+    write: a node running longer without a word must not cost the run its stream."""
+    gate = Gate({"result": "late"})
+    executors("code", gate)
+    key = await workflow_key(node)
+    asyncio.get_running_loop().call_later(12, gate.release.set)
+    answer = (await node.client.post("/v1/workflows/run", headers=key, json={
+        "inputs": {"name": "Slow"}, "user": "ann", "response_mode": "blocking"})).json()
+    assert answer["data"]["status"] == "succeeded"
+    assert answer["data"]["outputs"] == {"result": "late"}
+    again = await node.client.get(f"/v1/workflow/{answer['workflow_run_id']}/events",
+                                  headers=key, params={"user": "ann"})
+    kinds = [e["event"] for _, e in sse_events(again.content)]  # the whole stream, kept
+    assert (kinds[0], kinds[-1], len(kinds)) == ("workflow_started", "workflow_finished", 10)

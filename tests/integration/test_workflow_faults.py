@@ -25,7 +25,14 @@ from adapters.embedded.postgres import EmbeddedPostgres
 from contexts.workflow import RUNS
 from tests.chat import app_with_key
 from tests.harness import eventually, node_settings, running_node, served
-from tests.workflows import check_workflow_events, edge, end_outputs, graph, graph_node, publish
+from tests.workflows import (
+    check_workflow_events,
+    edge,
+    end_outputs,
+    graph,
+    graph_node,
+    publish_in_console,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 # start → a → (b ∥ c) → d → end: parallel branches and a join, each step a second long
@@ -118,7 +125,7 @@ async def _run_under_fault(postgres: EmbeddedPostgres, fresh_database: Callable[
     async with running_node(settings, roles=["relay", "commands", "projections"]) as node:
         auth = await node.setup_and_login()
         app_id, key = await app_with_key(node, auth, mode="workflow", name="Steps")
-        publish(node, app_id, STEPS)
+        await publish_in_console(node, auth, app_id, STEPS)
         env = {**os.environ, **settings.as_env(LOG_LEVEL="WARNING"),
                "EDDY_TEST_EXECUTIONS": str(log), "EDDY_TEST_STEP_SECONDS": "1"}
         workers = [spawn(env, "engine-1")]

@@ -38,6 +38,7 @@ from tests.workflows import (
     graph,
     graph_node,
     publish,
+    publish_in_console,
     tenant_of,
     text_input,
     through,
@@ -75,7 +76,7 @@ async def workflow_app(node_: Node, auth: dict[str, str], dsl: dict[str, Any]
                        ) -> tuple[str, dict[str, str]]:
     """A workflow app publishing `dsl`, and its Service API key."""
     app_id, key = await app_with_key(node_, auth, mode="workflow", name="Greeter")
-    publish(node_, app_id, dsl)
+    await publish_in_console(node_, auth, app_id, dsl)
     return app_id, key
 
 
@@ -172,7 +173,7 @@ async def test_only_workflow_apps_with_a_published_version_run(
     unpublished = await run(node, key, {})
     assert (unpublished.status_code, unpublished.json()["code"]) == (400, "app_unavailable")
 
-    workflow_id = publish(node, app_id, GREETING)
+    workflow_id = await publish_in_console(node, auth, app_id, GREETING)
     by_id = await run(node, key, {"name": "Cy"}, path=f"/v1/workflows/{workflow_id}/run")
     assert by_id.json()["data"]["workflow_id"] == str(workflow_id)
     unknown = await run(node, key, {"name": "Cy"}, path=f"/v1/workflows/{uuid4()}/run")
@@ -258,7 +259,7 @@ async def test_a_failing_node_is_retried_as_its_strategy_says(
     assert events[-1]["data"]["outputs"] == {"result": "third time"}
 
     attempts.clear()
-    publish(node, app_id, through("http-request", retry_config={
+    await publish_in_console(node, auth, app_id, through("http-request", retry_config={
         "retry_enabled": True, "max_retries": 1, "retry_interval": 10}))
     exhausted = (await run(node, key, {})).json()
     assert exhausted["data"]["status"] == "failed"
@@ -288,6 +289,7 @@ async def test_fail_branch_and_default_value_strategies_go_on_after_a_failure(
     assert "needs a plugin (tavily) that is not installed" in finished["search"]["error"]
     assert finished["lookup"]["outputs"]["text"] == "n/a"
     assert events[-1]["data"]["status"] == "succeeded"
+    assert events[-1]["data"]["exceptions_count"] == 2
     assert events[-1]["data"]["outputs"] == {"fallback": "fallback: PluginNotInstalled",
                                              "text": "n/a"}
 
@@ -296,7 +298,7 @@ async def test_fail_branch_and_default_value_strategies_go_on_after_a_failure(
                    graph_node("search", "tool", "Search", **search),
                    graph_node("end", "end", outputs=[])],
                   [edge("start", "search"), edge("search", "end")])
-    publish(node, app_id, plain)
+    await publish_in_console(node, auth, app_id, plain)
     failed = (await run(node, key, {})).json()["data"]
     assert failed["status"] == "failed"
     assert failed["error"] == ("node 'search' failed: tool node 'Search' needs a plugin "
@@ -332,7 +334,7 @@ async def test_runs_end_failed_past_their_steps_or_time(
 
     gate = Gate()
     executors("code", gate)
-    publish(strict, app_id, through("code"))
+    await publish_in_console(strict, auth, app_id, through("code"))
     too_slow = (await run(strict, key, {})).json()["data"]
     assert (too_slow["status"], too_slow["error"]) == ("failed",
                                                        "Max execution time 1s reached.")
@@ -350,6 +352,12 @@ async def test_large_outputs_are_kept_in_storage_and_referenced(strict: Node) ->
     assert ended.outputs == {} and ended.outputs_ref is not None
     kept = orjson.loads(await strict.container.storage.load(ended.outputs_ref))
     assert kept == {"said": f"Dear {name}"}
+    # read again once its stream expired: the run's end, its outputs loaded back
+    await strict.container.kv.delete(task_stream_key(UUID(answer["task_id"])))
+    again = await strict.client.get(f"/v1/workflow/{answer['workflow_run_id']}/events",
+                                    headers=key, params={"user": "ann"})
+    (end,) = [e for _, e in sse_events(again.content)]
+    assert end["data"]["outputs"] == {"said": f"Dear {name}"}
 
 
 async def test_secret_environment_variables_are_masked_in_events_and_streams(
@@ -360,7 +368,7 @@ async def test_secret_environment_variables_are_masked_in_events_and_streams(
                  graph_node("end", "end", outputs=end_outputs(("said", ["say", "answer"])))],
                 [edge("start", "say"), edge("say", "end")])
     app_id, key = await app_with_key(node, auth, mode="workflow", name="Secretive")
-    publish(node, app_id, dsl, secrets={"api_key": secret},
+    await publish_in_console(node, auth, app_id, dsl, secrets={"api_key": secret},
             environment=[{"name": "region", "value": "eu", "value_type": "string"}])
     events = await events_of(node, key, {})
     assert events[-1]["data"]["outputs"] == {"said": "eu ******"}
@@ -423,7 +431,7 @@ async def test_a_run_taken_over_restarts_only_its_node_in_flight(
     executors("start", counted_start)
     executors("code", gate)
     app_id, _ = await app_with_key(node, auth, mode="workflow", name="Taken over")
-    workflow_id = publish(node, app_id, through("code"))
+    workflow_id = await publish_in_console(node, auth, app_id, through("code"))
     run_id, task_id = uuid4(), uuid4()
     await node.container.kv.append(task_stream_key(task_id), [orjson.dumps({
         "event": "workflow_started", "task_id": str(task_id), "workflow_run_id": str(run_id),
@@ -447,11 +455,13 @@ async def test_a_run_taken_over_restarts_only_its_node_in_flight(
     assert events[-1]["data"]["outputs"] == {"result": "done"}
 
 
-HUMAN_FORM = {"form_content": "Approve the draft?", "inputs": [{
-    "type": "paragraph", "output_variable_name": "comment", "default": None}],
-    "actions": [{"id": "approve", "title": "Approve", "button_style": "primary"},
-                {"id": "reject", "title": "Reject", "button_style": "default"}],
-    "display_in_ui": True}
+# as the human-input executor builds it (workers/workflow/nodes/human_input.py)
+HUMAN_FORM = {"node_id": "review", "node_title": "Review", "form_content": "Approve the draft?",
+              "inputs": [{"type": "paragraph", "output_variable_name": "comment",
+                          "default": None}],
+              "user_actions": [{"id": "approve", "title": "Approve", "button_style": "primary"},
+                               {"id": "reject", "title": "Reject", "button_style": "default"}],
+              "resolved_default_values": {}, "options": {}}
 
 
 async def test_a_paused_run_resumes_from_the_submitted_form(
@@ -489,23 +499,44 @@ async def test_a_paused_run_resumes_from_the_submitted_form(
 
     await eventually(resumed_and_ended)
     ids = [i for i, _ in sse_events(paused.content)]
-    rest = await node.client.get(f"/v1/workflow/{run_id}/events", params={"user": "ann"},
-                                 headers={**key, "Last-Event-ID": ids[-1]})
+    # after the pause, following the run on (a pause ends a stream unless asked not to)
+    rest = await node.client.get(f"/v1/workflow/{run_id}/events", params={
+        "user": "ann", "continue_on_pause": "true"}, headers={**key, "Last-Event-ID": ids[-1]})
     resumed = [e for _, e in sse_events(rest.content)]
     check_workflow_events(resumed)
     assert [(e["event"], e["data"].get("node_id")) for e in resumed] == [
         ("human_input_form_filled", "review"), ("node_finished", "review"),
         ("node_started", "yes"), ("node_finished", "yes"), ("node_started", "end"),
         ("node_finished", "end"), ("workflow_finished", None)]
-    assert resumed[1]["data"]["outputs"] == {"comment": "looks good", "__action": "approve"}
+    assert resumed[1]["data"]["outputs"] == {"comment": "looks good", "action_id": "approve",
+                                             "__action_id": "approve"}
     assert resumed[-1]["data"]["outputs"] == {"verdict": "approved: looks good"}
     assert len(asked) == 1  # the form's answer is recorded, the node is not asked again
+
+    # a form left unanswered: the run goes on along the node's timeout branch
+    await publish_in_console(node, auth, app_id, graph(
+        [graph_node("start", "start", variables=[]),
+         graph_node("review", "human-input", "Review"),
+         graph_node("late", "answer", answer="no answer"),
+         graph_node("end", "end", outputs=end_outputs(("verdict", ["late", "answer"])))],
+        [edge("start", "review"), edge("review", "late", "timeout"), edge("late", "end")]))
+    waiting = (await run(node, key, {})).json()
+    validate("WorkflowBlockingResponse", waiting)
+    assert waiting["data"]["status"] == "paused"
+    run_id = UUID(waiting["workflow_run_id"])
+    token = stored_run(node, str(run_id))[-1].payload.form_token
+    record(node, app_id, run_id, ev.WorkflowHumanInputTimedOut(node_id="review",
+                                                               form_token=token))
+    events = await stream_of(node, UUID(waiting["task_id"]))
+    check_workflow_events(events)
+    assert "human_input_form_timeout" in [e["event"] for e in events]
+    assert events[-1]["data"]["outputs"] == {"verdict": "no answer"}
 
 
 async def test_a_single_node_runs_alone_on_the_given_variables(
         node: Node, auth: dict[str, str]) -> None:
     app_id, _ = await app_with_key(node, auth, mode="workflow", name="Debugged")
-    workflow_id = publish(node, app_id, GREETING)
+    workflow_id = await publish_in_console(node, auth, app_id, GREETING)
     run_id, task_id = uuid4(), uuid4()
     record(node, app_id, run_id, started_run(app_id, workflow_id, run_id, task_id,
                                              inputs={"#start.mood#": "happy"},
@@ -517,9 +548,24 @@ async def test_a_single_node_runs_alone_on_the_given_variables(
     assert events[-1]["data"]["outputs"] == {"result": True, "selected_case_id": "happy"}
 
 
+async def test_a_run_nested_deeper_than_the_call_depth_limit_fails(
+        node: Node, auth: dict[str, str]) -> None:
+    app_id, _ = await app_with_key(node, auth, mode="workflow", name="Nested")
+    workflow_id = await publish_in_console(node, auth, app_id, GREETING)
+    run_id, task_id = uuid4(), uuid4()
+    depth = node.container.settings.WORKFLOW_CALL_MAX_DEPTH + 1
+    record(node, app_id, run_id, started_run(app_id, workflow_id, run_id, task_id,
+                                             call_depth=depth, inputs={"name": "Gus"}))
+    events = await stream_of(node, task_id)
+    assert [e["event"] for e in events] == ["workflow_started", "workflow_finished"]
+    assert events[-1]["data"]["error"] == (
+        f"Max workflow call depth {depth - 1} reached.")
+
+
 async def test_a_run_whose_message_keeps_failing_ends_failed(
         node: Node, auth: dict[str, str]) -> None:
     app_id, key = await app_with_key(node, auth, mode="workflow", name="Broken")
+    # a version the console would refuse now (stored by an older release, say)
     publish(node, app_id, {"nodes": [{"id": "start", "data": "not a mapping"}], "edges": []})
     answer = (await run(node, key, {})).json()
     assert answer["data"]["status"] == "failed"
@@ -544,7 +590,7 @@ async def test_parallel_branches_nest_no_deeper_than_the_limit(
 
     app_id, key = await workflow_app(node, auth, fanning(3))
     assert (await run(node, key, {})).json()["data"]["status"] == "succeeded"
-    publish(node, app_id, fanning(4))
+    await publish_in_console(node, auth, app_id, fanning(4))
     too_deep = (await run(node, key, {})).json()["data"]
     assert (too_deep["status"], too_deep["error"]) == (
         "failed", "Exceeds the maximum parallel depth limit of 3.")
@@ -573,7 +619,7 @@ async def test_executors_stream_text_chunks_and_advanced_chat_answers_are_messag
         kinds.index("node_finished", kinds.index("text_chunk")) > kinds.index("text_chunk")
 
     # an advanced-chat run: the answer node's text is the message, tokens are not repeated
-    workflow_id = publish(node, app_id, story)
+    workflow_id = await publish_in_console(node, auth, app_id, story)
     run_id, task_id, message_id, conversation_id = uuid4(), uuid4(), uuid4(), uuid4()
     record(node, app_id, run_id, started_run(
         app_id, workflow_id, run_id, task_id, mode="advanced-chat",
@@ -619,3 +665,19 @@ async def test_the_sweep_fails_runs_left_running_past_the_time_limit(node: Node)
     streamed = await c.kv.read(task_stream_key(tasks[forgotten]), "0", count=10, block_ms=0)
     (closing,) = [orjson.loads(entry) for _, entry in streamed]
     assert (closing["event"], closing["data"]["status"]) == ("workflow_finished", "failed")
+
+
+async def test_a_retried_request_with_an_idempotency_key_joins_the_first_run(
+        node: Node, auth: dict[str, str]) -> None:
+    _, key = await workflow_app(node, auth, GREETING)
+    headers = {**key, "Idempotency-Key": "order-17"}
+    body = {"inputs": {"name": "Flo"}, "user": "ann", "response_mode": "blocking"}
+    first = await node.client.post("/v1/workflows/run", headers=headers, json=body)
+    again = await node.client.post("/v1/workflows/run", headers=headers, json=body)
+    assert again.json() == first.json()
+    other = await node.client.post("/v1/workflows/run", headers={**key, "Idempotency-Key": "x"},
+                                   json=body)
+    assert other.json()["workflow_run_id"] != first.json()["workflow_run_id"]
+    runs = {e.aggregate_id for e in node.container.store.read_from(0, 10_000)
+            if e.type == "WorkflowRunStarted"}
+    assert len(runs) == 2

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,8 +37,11 @@ from commands.workflow.aggregates import WorkflowRun, WorkflowVersion
 from events.envelope import Envelope
 from events.store import ConcurrencyConflict
 from schemas.base import EventPayload
+from schemas.conversation.naming import FACT_FIELD
 from schemas.workflow import events as ev
+from schemas.workflow.forms import filled_event_data, required_event_data
 from schemas.workflow.naming import (
+    new_form_token,
     node_execution_id,
     node_idempotency_key,
     node_outputs_key,
@@ -49,6 +52,7 @@ from workers.conversation.task_stream import TokenWriter
 from workers.knowledge.indexing import caused_by
 from workers.ownership import LostOwnership, current_fence, still_owner
 from workers.workflow.body_journal import KvBodyJournal
+from workers.workflow.chatflow import finish_chat_message
 from workers.workflow.history import (
     Secrets,
     active_since,
@@ -66,6 +70,7 @@ from workers.workflow.nodes.base import (
     StepBudget,
     unsupported,
 )
+from workers.workflow.nodes.human_input import result_of_answer
 from workers.workflow.run_stream import RunStream
 from workers.workflow.services import WorkflowServices
 from workflow_graph.graph import CONTAINER_NODE_TYPES, Graph, Node, parallel_depth, parse_graph
@@ -85,7 +90,7 @@ from workflow_graph.variables import VariablePool
 log = logging.getLogger(__name__)
 STOP_POLL_SECONDS = 0.2  # a stop request takes effect within this (plus a commit)
 RUN_END = (ev.WorkflowRunSucceeded, ev.WorkflowRunFailed, ev.WorkflowRunStopped)
-TIMEOUT_HANDLE = "timeout"  # the branch a human-input node takes when its form expires
+VERSION_CACHE_SIZE = 512
 
 
 @dataclass(frozen=True)
@@ -95,19 +100,24 @@ class Version:
 
 
 class Versions:
-    """Workflow versions are immutable: each is read from the store once per process."""
+    """Workflow versions are immutable: each is read from the store once per process (the
+    VERSION_CACHE_SIZE most recently used kept)."""
 
     def __init__(self, services: WorkflowServices) -> None:
         self.services = services
-        self._cache: dict[UUID, Version] = {}
+        self._cache: OrderedDict[UUID, Version] = OrderedDict()
 
     async def get(self, workflow_id: UUID) -> Version:
-        if workflow_id not in self._cache:
-            events = await asyncio.to_thread(self.services.store.load, workflow_id)
-            version = WorkflowVersion.replay(workflow_id, events)
-            if version.spec is None:
-                raise LookupError(f"workflow version {workflow_id} does not exist")
-            self._cache[workflow_id] = Version(version.spec, parse_graph(version.spec.graph))
+        if workflow_id in self._cache:
+            self._cache.move_to_end(workflow_id)
+            return self._cache[workflow_id]
+        events = await asyncio.to_thread(self.services.store.load, workflow_id)
+        version = WorkflowVersion.replay(workflow_id, events)
+        if version.spec is None:
+            raise LookupError(f"workflow version {workflow_id} does not exist")
+        self._cache[workflow_id] = Version(version.spec, parse_graph(version.spec.graph))
+        if len(self._cache) > VERSION_CACHE_SIZE:
+            self._cache.popitem(last=False)
         return self._cache[workflow_id]
 
 
@@ -179,6 +189,7 @@ class RunExecution:
         self.finished: set[str] = set()
         self.retries: dict[str, int] = {}
         self.total_tokens = 0
+        self.run_outputs: Mapping[str, Any] | None = None  # kept in storage when large
         # WORKFLOW_MAX_EXECUTION_STEPS shared with iteration/loop bodies: top-level starts
         # and body starts (counted from the history and the body journal at the first fold)
         self.steps: StepBudget | None = None
@@ -200,12 +211,18 @@ class RunExecution:
         self.environment = open_environment(self.version.spec.environment_variables,
                                             self.s.settings.SECRET_KEY, self.tenant_id)
         self.mask = self.environment.secrets.mask
-        facts = await facts_of(history, self.s.storage, self.environment.values,
-                               conversation_defaults(self.version.spec.conversation_variables))
+        # advanced-chat: the conversation variables as the conversation's previous run left
+        # them (the chatflow processor read them), over the version's defaults
+        facts = await facts_of(history, self.s.storage, self.environment.values, {
+            **conversation_defaults(self.version.spec.conversation_variables),
+            **self.begun.conversation_variables})
         outputs = {f.node_id: f.outputs for f in facts if isinstance(f, NodeSucceeded)}
         for event in history:
             self._absorb(event, outputs)
         self.facts = facts
+        ended = history[-1].payload
+        if isinstance(ended, ev.WorkflowRunSucceeded) and ended.outputs_ref is not None:
+            self.run_outputs = orjson.loads(await self.s.storage.load(ended.outputs_ref))
         if any(n.type in CONTAINER_NODE_TYPES for n in self.graph.nodes):
             self.journal = KvBodyJournal(
                 self.s.kv, self.run_id, mask=self.mask,
@@ -226,6 +243,7 @@ class RunExecution:
             return None
         p = self.begun = self.run.started
         self.tenant_id = self.run.tenant_id
+        self.graph = Graph(nodes=(), edges=())  # read by _load (a run may fail without it)
         self.mask = Secrets().mask
         self.began_at = active_since(history)
         self.head = StreamHead(task_id=p.task_id, run_id=self.run_id,
@@ -349,6 +367,7 @@ class RunExecution:
                     running.values(), return_when=asyncio.FIRST_COMPLETED,
                     timeout=max(0.0, min(STOP_POLL_SECONDS, deadline - time.time())))
                 done = [t.result() for t in finished]
+                await self.stream.keep()
                 if await self.stream.stop_requested():
                     await self._cancel(running)
                     await self._stop([await self._result(o) for o in done
@@ -482,12 +501,8 @@ class RunExecution:
                 or self.paused.node_id in self.finished:
             return []
         node_id = self.paused.node_id
-        if isinstance(self.resolution, ev.WorkflowHumanInputSubmitted):
-            outputs = {**self.resolution.inputs, "__action": self.resolution.action}
-            handle = self.resolution.action
-        else:
-            outputs, handle = {"__action": TIMEOUT_HANDLE}, TIMEOUT_HANDLE
-        outputs = self.mask(outputs)
+        answered = result_of_answer(self.resolution)
+        outputs, handle = self.mask(dict(answered.outputs)), answered.handle
         self.outputs[node_id] = outputs
         return [(ev.WorkflowNodeSucceeded(
             node_id=node_id, execution_id=node_execution_id(self.run_id, node_id),
@@ -518,7 +533,8 @@ class RunExecution:
     def _paused(self, outcome: NodeOutcome) -> ev.WorkflowRunPaused:
         assert outcome.pause is not None
         return ev.WorkflowRunPaused(
-            node_id=outcome.node_id, form_token=secrets.token_urlsafe(24),
+            # the token names the run: the form routes find the form from it
+            node_id=outcome.node_id, form_token=new_form_token(self.run_id),
             form=self.mask(dict(outcome.pause.form)),
             expires_at=time.time() + outcome.pause.timeout_seconds)
 
@@ -534,7 +550,7 @@ class RunExecution:
         if len(encoded) > self.s.settings.WORKFLOW_EVENT_INLINE_BYTES:
             ref = node_outputs_key(self.tenant_id, self.run_id, self.run_id)
             await self.s.storage.save(ref, encoded)
-        self.outputs[""] = outputs  # the run's own, for its workflow_finished
+        self.run_outputs = outputs
         return ev.WorkflowRunSucceeded(
             outputs={} if ref else outputs, outputs_ref=ref, answer=self.mask(state.answer),
             elapsed_time=self._elapsed(), total_tokens=self.total_tokens,
@@ -560,10 +576,16 @@ class RunExecution:
             if not events:
                 return
             await still_owner()
+            commit = asyncio.ensure_future(asyncio.to_thread(self.uow.commit))
             try:
-                await asyncio.to_thread(self.uow.commit)
+                await asyncio.shield(commit)
             except ConcurrencyConflict as conflict:
                 raise RunChanged(str(conflict)) from conflict
+            except asyncio.CancelledError:
+                # (a node task stopped while recording its retry) the commit finishes
+                # before the lock is let go: the next commit builds on it
+                await asyncio.wait({commit})
+                raise
             for event in events:
                 self._absorb(event, self.outputs)
                 self.facts.extend(_facts_of_live(event.payload, self.outputs))
@@ -579,8 +601,23 @@ class RunExecution:
         out: list[dict[str, Any]] = []
         for event in events:
             out += self._shown(event, pool)
+        if self.begun.conversation_id is not None:
+            out += await self._message_end(events)
         await self.tokens.drain()
         await self.stream.publish(out)
+
+    async def _message_end(self, events: Sequence[Envelope[EventPayload]]
+                           ) -> list[dict[str, Any]]:
+        """An advanced-chat run's end: its message's end recorded on the conversation and its
+        closing event (`message_end` or `error`) streamed after `workflow_finished`, with the
+        same fact (a takeover streams both or neither; workers/workflow/chatflow.py)."""
+        for event in events:
+            if isinstance(event.payload, RUN_END):
+                closing = await asyncio.to_thread(
+                    finish_chat_message, self.s.store, self.history[0], event.payload,
+                    self.ctx)
+                return [{**closing, FACT_FIELD: event.aggregate_version}] if closing else []
+        return []
 
     def _shown(self, event: Envelope[EventPayload],
                pool: VariablePool | None) -> list[dict[str, Any]]:
@@ -623,11 +660,8 @@ class RunExecution:
                 "process_data": None, "elapsed_time": 0.0, "finished_at": at,
                 "execution_metadata": None, "files": []}, fact)]
         if isinstance(p, ev.WorkflowRunPaused):
-            node = self.graph.node(p.node_id)
-            return [head.event("human_input_required", {
-                **p.form, "form_id": str(node_execution_id(self.run_id, p.node_id)),
-                "node_id": p.node_id, "node_title": node.title,
-                "form_token": p.form_token, "expiration_time": int(p.expires_at)}, fact),
+            return [head.event("human_input_required", self.mask(required_event_data(
+                p, str(node_execution_id(self.run_id, p.node_id)))), fact),
                 head.event("workflow_paused", {
                     "workflow_run_id": str(self.run_id), "paused_nodes": [p.node_id],
                     "outputs": {}, "reasons": [{"type": "human_input_required",
@@ -636,29 +670,42 @@ class RunExecution:
                     "elapsed_time": self._elapsed(), "total_tokens": self.total_tokens,
                     "total_steps": len(self.started)}, fact)]
         if isinstance(p, ev.WorkflowHumanInputSubmitted):
-            return [head.event("human_input_form_filled", {
-                "node_id": p.node_id, "node_title": self.graph.node(p.node_id).title,
-                "action_id": p.action, "submitted_data": self.mask(p.inputs)}, fact)]
+            asked = next(e.payload for e in self.history
+                         if isinstance(e.payload, ev.WorkflowRunPaused)
+                         and e.payload.form_token == p.form_token)
+            return [head.event("human_input_form_filled",
+                               self.mask(filled_event_data(asked, p)), fact)]
         if isinstance(p, ev.WorkflowHumanInputTimedOut):
             return [head.event("human_input_form_timeout", {
                 "node_id": p.node_id, "node_title": self.graph.node(p.node_id).title,
                 "expiration_time": int(self.paused.expires_at) if self.paused else 0}, fact)]
         if isinstance(p, ev.WorkflowRunSucceeded):
             return [head.workflow_finished(
-                status="succeeded", outputs=self.outputs.get("", p.outputs), error=None,
+                status="succeeded", outputs=self.run_outputs or p.outputs, error=None,
                 elapsed_time=p.elapsed_time, total_tokens=p.total_tokens,
-                total_steps=p.total_steps, finished_at=at, fact=fact)]
+                total_steps=p.total_steps, finished_at=at, fact=fact,
+                exceptions_count=self._exceptions())]
         if isinstance(p, ev.WorkflowRunFailed):
             return [head.workflow_finished(
                 status="failed", outputs=None, error=p.error, elapsed_time=p.elapsed_time,
                 total_tokens=p.total_tokens, total_steps=p.total_steps, finished_at=at,
-                fact=fact)]
+                fact=fact, exceptions_count=self._exceptions())]
         if isinstance(p, ev.WorkflowRunStopped):
             return [head.workflow_finished(
                 status="stopped", outputs=None, error="Workflow execution stopped by user.",
                 elapsed_time=p.elapsed_time, total_tokens=p.total_tokens,
-                total_steps=p.total_steps, finished_at=at, fact=fact)]
+                total_steps=p.total_steps, finished_at=at, fact=fact,
+                exceptions_count=self._exceptions())]
         return []
+
+    def _exceptions(self) -> int | None:
+        """Nodes that failed and went on by their error strategy (Dify's exceptions_count);
+        None for a run failed without reading its graph."""
+        if not self.graph.nodes:
+            return None
+        return sum(1 for e in self.history if isinstance(e.payload, ev.WorkflowNodeFailed)
+                   and self.graph.node(e.payload.node_id).data.get("error_strategy")
+                   in EXCEPTION_STRATEGIES)
 
     def _node_fields(self, node_id: str) -> dict[str, Any]:
         started, node = self.started[node_id], self.graph.node(node_id)

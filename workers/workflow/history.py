@@ -17,11 +17,10 @@ from adapters.storage.base import Storage
 from events.envelope import Envelope
 from schemas.base import EventPayload
 from schemas.workflow import events as ev
-from schemas.workflow.naming import environment_secret_purpose
+from schemas.workflow.naming import SECRET_VALUE_TYPE, environment_secret_purpose
 from workflow_graph.scheduler import Fact, NodeFailed, NodeStarted, NodeSucceeded, RunStarted
 
 MASK = "******"
-SECRET_TYPE = "secret"
 
 
 @dataclass(frozen=True)
@@ -58,9 +57,11 @@ def open_environment(variables: Sequence[Mapping[str, Any]], secret_key: str,
     secrets: list[str] = []
     for variable in variables:
         name, value = str(variable.get("name", "")), variable.get("value")
-        if variable.get("value_type") == SECRET_TYPE and isinstance(value, str) and value:
+        if variable.get("value_type") == SECRET_VALUE_TYPE and isinstance(value, str) \
+                and value:
             value = unseal(secret_key, environment_secret_purpose(tenant_id), value)
-            secrets.append(value)
+            if value:  # an empty secret hides nothing (and masking "" would mask all)
+                secrets.append(value)
         values[name] = value
     # the longest first, so a secret containing another is masked whole
     return Environment(values, Secrets(tuple(sorted(secrets, key=len, reverse=True))))

@@ -8,6 +8,7 @@ the others, so a client misses none and sees none twice."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -15,7 +16,12 @@ from uuid import UUID
 import orjson
 
 from adapters.kv.base import KeyValueStore
-from schemas.conversation.naming import FACT_FIELD, task_stop_key, task_stream_key
+from schemas.conversation.naming import (
+    FACT_FIELD,
+    task_owner_key,
+    task_stop_key,
+    task_stream_key,
+)
 from workers.conversation.task_stream import TaskStream
 
 READ_BATCH = 1000
@@ -25,15 +31,17 @@ class RunStream:
     """The run's task stream, fenced as chat's (workers/conversation/task_stream.py): this
     attempt claims it, and writes only while no later attempt has."""
 
-    def __init__(self, stream: TaskStream) -> None:
+    def __init__(self, stream: TaskStream, owner_key: str) -> None:
         self.stream = stream
+        self.owner_key = owner_key  # whose task it is: what a stop request is checked against
         self.streamed: set[int] = set()  # facts (run event versions) already on the stream
+        self.kept_at = time.monotonic()
 
     @classmethod
     def of(cls, kv: KeyValueStore, task_id: UUID, owner: str, ttl: int,
            fence: int) -> RunStream:
         return cls(TaskStream(kv, task_stream_key(task_id), task_stop_key(task_id), owner,
-                              ttl, fence))
+                              ttl, fence), task_owner_key(task_id))
 
     async def claim(self) -> None:
         """Make the stream this attempt's; learn which facts earlier attempts streamed."""
@@ -59,6 +67,19 @@ class RunStream:
             return
         await self.stream.publish_many(fresh)
         self.streamed.update(e[FACT_FIELD] for e in fresh if FACT_FIELD in e)
+        self.kept_at = time.monotonic()
+
+    async def keep(self) -> None:
+        """A stream (and this attempt's claim) expires TASK_STREAM_TTL_SECONDS after its last
+        write: while a node runs longer than a third of that without a word, the claim is
+        renewed (LostOwnership if a later attempt took the stream), the stream kept, and the
+        task's owner too (a stop request names the task alone)."""
+        if time.monotonic() - self.kept_at < self.stream.ttl / 3:
+            return
+        await self.stream.claim()
+        await self.stream.kv.expire(self.stream.key, self.stream.ttl)
+        await self.stream.kv.expire(self.owner_key, self.stream.ttl)
+        self.kept_at = time.monotonic()
 
     async def stop_requested(self) -> bool:
         return await self.stream.stop_requested(throttle=True)

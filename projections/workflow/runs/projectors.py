@@ -85,7 +85,7 @@ async def project_node_started(conn: AsyncConnection,
         return
     run = await _run(conn, e.aggregate_id)
     await conn.execute(insert(workflow_node_executions).values(
-        id=p.execution_id, tenant_id=e.tenant_id, app_id=run["app_id"],
+        id=p.execution_id, tenant_id=run["tenant_id"], app_id=run["app_id"],
         workflow_id=run["workflow_id"], workflow_run_id=e.aggregate_id, index=p.index,
         predecessor_node_id=p.predecessor_node_id, node_id=p.node_id, node_type=p.node_type,
         title=p.title, status=RUNNING, elapsed_time=0.0, created_at=e.occurred_at))

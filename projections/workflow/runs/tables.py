@@ -12,7 +12,9 @@ from projections.tables import READ, metadata
 workflow_runs = Table(
     "workflow_runs", metadata,
     Column("id", Uuid, primary_key=True),
-    Column("tenant_id", Uuid, nullable=False),
+    # the workspace the run's start was recorded in (a writer may record none: reads go by
+    # app, so a run without one is shown, never refused)
+    Column("tenant_id", Uuid, nullable=True),
     Column("app_id", Uuid, nullable=False),
     Column("workflow_id", Uuid, nullable=False),
     Column("version", String(255), nullable=False),  # the workflow version's string
@@ -45,7 +47,7 @@ workflow_runs = Table(
 workflow_node_executions = Table(
     "workflow_node_executions", metadata,
     Column("id", Uuid, primary_key=True),  # the execution id of node_started/node_finished
-    Column("tenant_id", Uuid, nullable=False),
+    Column("tenant_id", Uuid, nullable=True),  # the run's
     Column("app_id", Uuid, nullable=False),
     Column("workflow_id", Uuid, nullable=False),
     Column("workflow_run_id", Uuid, nullable=False),
@@ -75,7 +77,7 @@ workflow_node_executions = Table(
 workflow_app_logs = Table(
     "workflow_app_logs", metadata,
     Column("id", Uuid, primary_key=True),  # schemas.workflow.naming.workflow_app_log_id_for
-    Column("tenant_id", Uuid, nullable=False),
+    Column("tenant_id", Uuid, nullable=True),  # the run's
     Column("app_id", Uuid, nullable=False),
     Column("workflow_id", Uuid, nullable=False),
     Column("workflow_run_id", Uuid, nullable=False),

@@ -3,6 +3,7 @@ and the read side's queries over them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -305,3 +306,23 @@ async def test_a_stored_nul_shows_as_a_replacement_character(world: World) -> No
     execution = await world.one(workflow_node_executions, execution_id)
     assert (execution["title"], execution["outputs"]) == (
         f"Co{NUL_SHOWN_AS}de", {"out": [NUL_SHOWN_AS]})
+
+
+@exercises(wev.WorkflowRunStarted, wev.WorkflowNodeStarted, wev.WorkflowRunSucceeded)
+async def test_a_run_recorded_without_a_workspace_is_shown_not_refused(world: World) -> None:
+    """A writer may record a run's events with no tenant: refused, the run's later events
+    would wait behind it for good; reads go by app."""
+    app_id, run_id, execution_id = uuid4(), uuid4(), uuid4()
+    for payload in (wev.WorkflowRunStarted(
+            app_id=app_id, workflow_id=uuid4(), task_id=uuid4(), mode="workflow",
+            triggered_from="app-run", user="ann", end_user_id=end_user_id_for(app_id, "ann"),
+            inputs={}, system={}),
+            wev.WorkflowNodeStarted(node_id="start", node_type="start", title="Start",
+                                    execution_id=execution_id, index=1),
+            wev.WorkflowRunSucceeded(outputs={}, elapsed_time=0.1)):
+        await apply(world, replace(await world.envelope(RUN, run_id, payload), tenant_id=None))
+    found = await rq.run(world.engine, app_id, run_id)
+    assert found is not None and (found["status"], found["tenant_id"]) == ("succeeded", None)
+    assert [e["id"] for e in await rq.node_executions(world.engine, run_id)] == [execution_id]
+    page = await rq.app_logs(world.engine, app_id, rq.LogFilter(), page=1, limit=20)
+    assert [r["workflow_run_id"] for r in page.items] == [run_id]
