@@ -219,4 +219,7 @@ PROJECTORS = projectors(
     project_node_retried, project_run_paused, project_human_input_submitted,
     project_human_input_timed_out, project_run_succeeded, project_run_failed,
     project_run_stopped,
+    # a chatflow conversation's variable set between turns: the conversation's, not the
+    # run's history (the runs read model shows what the run did)
+    ignore=[ev.WorkflowConversationVariableUpdated],
 )
