@@ -63,8 +63,16 @@ class AppNotFound(NotFound):
     code, default_message = "app_not_found", "App not found."
 
 
+class ConversationVariableNotFound(NotFound):
+    default_message = "Conversation Variable Not Exists."
+
+
 class WorkflowNotFound(NotFound):
     default_message = "Workflow not found."
+
+
+class WorkflowRunNotFound(NotFound):
+    default_message = "Workflow run not found."
 
 
 class WorkflowNodeNotFound(NotFound):
@@ -154,15 +162,15 @@ class NotChatApp(EddyError):
         "not_chat_app", 400, "Please check if your app mode matches the right API route.")
 
 
+class NotWorkflowApp(EddyError):
+    code, status, default_message = (
+        "not_workflow_app", 400, "Please check if your app mode matches the right API route.")
+
+
 class NotCompletionApp(EddyError):
     code, status, default_message = (
         "not_completion_app", 400, "Please check if your Completion app mode matches the right "
         "API route.")
-
-
-class NotWorkflowApp(EddyError):
-    code, status, default_message = (
-        "not_workflow_app", 400, "Please check if your app mode matches the right API route.")
 
 
 class DraftWorkflowNotRunnable(EddyError):

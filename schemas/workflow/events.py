@@ -87,6 +87,7 @@ class WorkflowRunStarted(EventPayload):
     # advanced-chat: the conversation variables (name -> value) as the conversation's
     # previous run left them (its definitions' defaults on the first turn)
     conversation_variables: dict[str, Any] = {}
+    version: str = ""  # the workflow version's Dify version string (what run lists show)
 
 
 class WorkflowNodeStarted(EventPayload):
@@ -155,6 +156,15 @@ class WorkflowHumanInputTimedOut(EventPayload):
     form_token: str
 
 
+class WorkflowConversationVariableUpdated(EventPayload):
+    """A chatflow conversation's variable set through the Service API, on the run that last
+    left the conversation's variables: the next turn starts from it (the latest write wins)."""
+
+    name: str
+    value: Any
+    updated_by: str  # the Service API's `user`
+
+
 class WorkflowRunSucceeded(EventPayload):
     outputs: dict[str, Any]
     outputs_ref: str | None = None
@@ -189,6 +199,8 @@ def conversation_variables_left(history: list[EventPayload]) -> dict[str, Any] |
     for payload in history[1:]:
         if isinstance(payload, WorkflowNodeSucceeded):
             variables.update(payload.updates.get("conversation", {}))
+        elif isinstance(payload, WorkflowConversationVariableUpdated):
+            variables[payload.name] = payload.value
     return variables
 
 
