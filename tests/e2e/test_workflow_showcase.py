@@ -182,6 +182,17 @@ async def test_trip_digest_runs_blocking_and_streaming_and_survives_export(
         assert sent.headers["Idempotency-Key"]
         assert sent.body == {"city": "Bergen", "summary": BERGEN["summary"], "stops": 4}
 
+        # the run's detail (a read model) shows what the answer said
+        async def detail() -> dict[str, Any] | None:
+            shown = await http.get(f"/v1/workflows/run/{blocking['workflow_run_id']}",
+                                   headers=key)
+            return shown.json() if shown.status_code == 200 \
+                and shown.json()["status"] == "succeeded" else None
+        shown = await eventually(detail)
+        validate("WorkflowRunDetailResponse", shown)
+        assert shown["outputs"] == BERGEN
+        assert shown["total_steps"] == blocking["data"]["total_steps"]
+
         # a city in the north with a small budget: the second case, no request
         events = await run_trip(http, key, "Tromsø", 50, "streaming")
         kinds = [e["event"] for e in events]
