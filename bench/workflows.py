@@ -30,7 +30,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -127,6 +127,7 @@ class Sample:
 
     latency: float
     outside_executors: float
+    parts: dict[str, float] = field(default_factory=dict)  # eddy's: see `breakdown`
 
 
 class InProcess:
@@ -213,10 +214,31 @@ async def users(concurrency: int, per_user: int,
     return [s for ss in await asyncio.gather(*(user() for _ in range(concurrency))) for s in ss]
 
 
-def executors_took(container: Container, run_id: UUID) -> float:
-    """The seconds the run's executors took, as the engine recorded them."""
-    return sum(e.payload.elapsed_time for e in container.store.load(run_id)
-               if isinstance(e.payload, ev.WorkflowNodeSucceeded))
+PARTS = ("accepted", "picked up", "around nodes", "answered")
+
+
+def breakdown(container: Container, run_id: UUID, sent: float, received: float
+              ) -> tuple[float, dict[str, float]]:
+    """The seconds the run's executors took, as the engine recorded them, and where the rest
+    of the client's wait went, by the run's recorded events (wall clock, one host): the
+    gateway's command until the run was recorded (accepted), until an engine member recorded
+    its first node (picked up), the engine's time around each node beyond its executor
+    (recording its start and result, streaming them), and from the run's end to the
+    client's answer (answered)."""
+    events = container.store.load(run_id)
+    at = [e.occurred_at.timestamp() for e in events]
+    started: dict[str, float] = {}
+    around = took = 0.0
+    for event, when in zip(events, at, strict=True):
+        p = event.payload
+        if isinstance(p, ev.WorkflowNodeStarted):
+            started[p.node_id] = when
+        elif isinstance(p, ev.WorkflowNodeSucceeded):
+            took += p.elapsed_time
+            around += when - started[p.node_id] - p.elapsed_time
+    first_node = min(started.values())
+    return took, {"accepted": at[0] - sent, "picked up": first_node - at[0],
+                  "around nodes": around, "answered": received - at[-1]}
 
 
 def percentiles(values: Sequence[float]) -> dict[float, float]:
@@ -233,15 +255,16 @@ async def main_async(concurrency: int, runs: int, rounds: int, stops: int) -> bo
         body = {"inputs": {"x": "hello"}, "user": "bench", "response_mode": "blocking"}
 
         async def eddy_run(client: httpx.AsyncClient) -> Sample:
-            started = time.perf_counter()
+            sent, started = time.time(), time.perf_counter()
             r = await client.post(f"{node.api.url}/v1/workflows/run", headers=key, json=body)
-            latency = time.perf_counter() - started
+            latency, received = time.perf_counter() - started, time.time()
             r.raise_for_status()
             data = r.json()["data"]
             assert data["status"] == "succeeded", data
             assert data["outputs"] == {"result": "fast answer!"}, data
-            took = await asyncio.to_thread(executors_took, container, UUID(data["id"]))
-            return Sample(latency, latency - took)
+            took, parts = await asyncio.to_thread(breakdown, container, UUID(data["id"]),
+                                                  sent, received)
+            return Sample(latency, latency - took, parts)
 
         async def local_run(_: httpx.AsyncClient) -> Sample:
             started = time.perf_counter()
@@ -281,6 +304,10 @@ async def main_async(concurrency: int, runs: int, rounds: int, stops: int) -> bo
             print(f"  {name:10s} run {fmt([v.latency for v in values])}  "
                   f"{len(values) / elapsed[name]:6.1f} runs/s   outside the executors "
                   f"{fmt([v.outside_executors for v in values])}")
+        print("  eddy outside the executors: " + "  ".join(
+            f"{part} p50 {percentiles([v.parts[part] for v in samples['eddy']])[0.5] * 1000:.1f}"
+            f" / p99 {percentiles([v.parts[part] for v in samples['eddy']])[0.99] * 1000:.1f} ms"
+            for part in PARTS))
         run = {n: percentiles([v.latency for v in vs]) for n, vs in samples.items()}
         own = {n: percentiles([v.outside_executors for v in vs]) for n, vs in samples.items()}
         print("  eddy / in process: " + "  ".join(
@@ -312,7 +339,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--runs", type=int, default=200, help="per round and way")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--stops", type=int, default=10)
+    parser.add_argument("--stops", type=int, default=10, choices=range(1, 101),
+                        metavar="1..100")
     args = parser.parse_args(argv)
     asyncio.run(main_async(args.concurrency, args.runs, args.rounds, args.stops))
 
