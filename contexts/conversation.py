@@ -27,9 +27,11 @@ from workers.conversation.processors import (
 )
 from workers.declarations import WorkTopic
 
-# MessageCreated: the chat processor answers it (what Dify's request threads did).
+# MessageCreated: the chat processor answers it (what Dify's request threads did), except an
+# advanced-chat app's, which a workflow run answers (the workflow context routes those).
 CHAT = WorkTopic("conversation.chat", role="chat", processor=chat_processor,
-                 routes=[Route([events.MessageCreated])])
+                 routes=[Route([events.MessageCreated],
+                               when=lambda p: getattr(p, "mode", None) != "advanced-chat")])
 # An app's annotation events (one app's in order): annotation reply jobs and the reply index.
 ANNOTATIONS = WorkTopic("conversation.annotations", role="annotations",
                         processor=annotation_processor, routes=[Route([

@@ -4,16 +4,25 @@ the graph engine, a consumer group (what Dify's `workflow`, `workflow_storage` a
 
 from __future__ import annotations
 
-from commands.workflow import aggregates, drafts, runs
+from commands.workflow import aggregates, drafts, human_input, runs
 from contexts.manifest import ContextManifest, payloads_in
 from events.routing import Route
+from gateway.workflow import chat_messages, conversation_variables
 from gateway.workflow import drafts as draft_routes
 from gateway.workflow import dsl as dsl_routes
+from gateway.workflow import human_input as human_input_routes
 from gateway.workflow import runs as run_routes
 from projections.tables import PROJECTION_NAME
 from projections.workflow import drafts as draft_projectors
+from schemas.conversation import events as conversation_events
 from schemas.workflow import events
 from workers.declarations import Job, WorkTopic
+from workers.workflow.chatflow import chatflow_processor, is_chatflow_message
+from workers.workflow.forms import (
+    FORM_TIMEOUT_CHECK_SECONDS,
+    form_deadlines_processor,
+    time_out_human_input_forms,
+)
 from workers.workflow.processors import SWEEP_EVERY_SECONDS, fail_overdue_runs, run_processor
 
 # A run's messages (all on its WorkflowRun aggregate: one run's in order): the engine drives
@@ -22,15 +31,33 @@ RUNS = WorkTopic("workflow.runs", role="runs", processor=run_processor,
                  routes=[Route([events.WorkflowRunStarted, events.WorkflowHumanInputSubmitted,
                                 events.WorkflowHumanInputTimedOut])])
 
+# WorkflowRunPaused: its form filed under the minute it expires, for the form timeout job.
+FORM_DEADLINES = WorkTopic("workflow.form_deadlines", role="form-deadlines",
+                           processor=form_deadlines_processor,
+                           routes=[Route([events.WorkflowRunPaused])])
+
+# An advanced-chat app's MessageCreated: its workflow run is started (the chat processor
+# skips those).
+CHATFLOW = WorkTopic("workflow.chatflow", role="chatflow", processor=chatflow_processor,
+                     routes=[Route([conversation_events.MessageCreated],
+                                   when=is_chatflow_message)])
+
+# /v1/chat-messages (the conversation context's) checks an advanced-chat message's inputs
+# and files against the app's published workflow.
+chat_messages.register()
+
 WORKFLOW = ContextManifest(
     name="workflow",
     aggregates=[aggregates.WorkflowDraft, aggregates.PublishedWorkflow,
                 aggregates.WorkflowVersion, aggregates.WorkflowRun],
     events=payloads_in(events),
     upcasters=events.UPCASTERS,
-    handlers=[runs.HANDLERS, drafts.HANDLERS],
+    handlers=[runs.HANDLERS, drafts.HANDLERS, human_input.HANDLERS],
     projectors={PROJECTION_NAME: [draft_projectors.PROJECTORS]},
-    routers=[run_routes.router, draft_routes.router, dsl_routes.router],
-    work=[RUNS],
-    jobs=[Job("fail_overdue_workflow_runs", every=SWEEP_EVERY_SECONDS, run=fail_overdue_runs)],
+    routers=[run_routes.router, draft_routes.router, dsl_routes.router,
+             human_input_routes.router, conversation_variables.router],
+    work=[RUNS, CHATFLOW, FORM_DEADLINES],
+    jobs=[Job("fail_overdue_workflow_runs", every=SWEEP_EVERY_SECONDS, run=fail_overdue_runs),
+          Job("time_out_human_input_forms", every=FORM_TIMEOUT_CHECK_SECONDS,
+              run=time_out_human_input_forms)],
 )

@@ -239,6 +239,26 @@ class AccountAlreadyExists(Conflict):
     code, default_message = "account_already_exists", "Account already exists."
 
 
+class HumanInputFormNotFound(NotFound):
+    default_message = "Form not found"
+
+
+class HumanInputFormSubmitted(EddyError):
+    """Forms are one-shot: the first response (or the timeout) wins."""
+
+    code, status, default_message = (
+        "human_input_form_submitted", 412, "This form has already been submitted.")
+
+
+class HumanInputFormExpired(EddyError):
+    code, status, default_message = "human_input_form_expired", 412, "This form has expired."
+
+
+class InvalidFormData(EddyError):
+    code, status, default_message = (
+        "invalid_form_data", 400, "The submission does not match the form.")
+
+
 class IdempotencyKeyReused(EddyError):
     code, status, default_message = (
         "idempotency_key_reused", 422,

@@ -56,9 +56,11 @@ def tenant_of(node: Node, app_id: str) -> UUID:
 
 def publish(node: Node, app_id: str, dsl_graph: dict[str, Any], *,
             environment: Sequence[dict[str, Any]] = (),
-            secrets: dict[str, str] | None = None) -> UUID:
+            secrets: dict[str, str] | None = None,
+            conversation_variables: Sequence[dict[str, Any]] = ()) -> UUID:
     """A published version of the app with this graph (its id); `secrets`: secret
-    environment variables, sealed as the console seals them."""
+    environment variables, sealed as the console seals them; `conversation_variables`: an
+    advanced-chat app's definitions."""
     tenant = tenant_of(node, app_id)
     sealed = [{"name": name, "value": seal(node.container.settings.SECRET_KEY,
                                            environment_secret_purpose(tenant), value),
@@ -71,7 +73,7 @@ def publish(node: Node, app_id: str, dsl_graph: dict[str, Any], *,
     uow.get(WorkflowVersion, workflow_id).create(ev.WorkflowVersionCreated(
         app_id=UUID(app_id), kind="workflow", version=str(time.time()), graph=dsl_graph,
         features={}, environment_variables=[*environment, *sealed],
-        conversation_variables=[], created_by=None), ctx)
+        conversation_variables=list(conversation_variables), created_by=None), ctx)
     uow.get(PublishedWorkflow, published_workflow_id_for(UUID(app_id))).publish(
         ev.WorkflowPublished(app_id=UUID(app_id), workflow_id=workflow_id, published_by=None),
         ctx)
@@ -82,9 +84,11 @@ def publish(node: Node, app_id: str, dsl_graph: dict[str, Any], *,
 async def publish_in_console(node: Node, auth: dict[str, str], app_id: str,
                              dsl_graph: dict[str, Any], *,
                              environment: Sequence[dict[str, Any]] = (),
-                             secrets: dict[str, str] | None = None) -> UUID:
+                             secrets: dict[str, str] | None = None,
+                             conversation_variables: Sequence[dict[str, Any]] = ()) -> UUID:
     """Save `dsl_graph` as the app's draft and publish it through the console, as its
-    editor does; the published version's id. `secrets`: secret environment variables."""
+    editor does; the published version's id. `secrets`: secret environment variables;
+    `conversation_variables`: an advanced-chat app's definitions."""
     base = f"/console/api/apps/{app_id}/workflows"
     draft = await node.client.get(f"{base}/draft", headers=auth)
     assert draft.status_code == 200, draft.text
@@ -93,7 +97,7 @@ async def publish_in_console(node: Node, auth: dict[str, str], app_id: str,
          "description": ""} for name, value in (secrets or {}).items()]
     saved = await node.client.post(f"{base}/draft", headers=auth, json={
         "graph": dsl_graph, "features": {}, "environment_variables": variables,
-        "conversation_variables": [], "hash": draft.json()["hash"]})
+        "conversation_variables": list(conversation_variables), "hash": draft.json()["hash"]})
     assert saved.status_code == 200, saved.text
     published = await node.client.post(f"{base}/publish", headers=auth, json={})
     assert published.status_code == 200, published.text

@@ -4,11 +4,10 @@
 Why bubblewrap: one exec builds the whole cage (mount, PID, network, IPC, UTS and cgroup
 namespaces, binds, a tmpfs, `--die-with-parent`), and the wheel makes it a dependency like
 any other. util-linux `unshare` would need a shell script in the cage to assemble the same
-mounts. Measured by `python -m bench.sandbox` on the shared 2-core development machine
-(load ~5): the cage costs ~11 ms over starting the same interpreter bare (fastest of 40
-runs; ~20 ms at p50); a whole run of a trivial `main` takes 24 ms fastest / 33 ms p50 in
-Python, 30 / 63 ms in JavaScript (node's start-up), 60 / 72 ms for a template (importing
-Jinja2).
+mounts. Measured by `python -m bench.sandbox` on the 2-core development machine (load
+~2, 40 runs): the cage costs ~11-15 ms over starting the same interpreter bare; a whole run
+of a trivial `main` takes 27 ms at p50 in Python, 35 ms in JavaScript (node's start-up),
+63 ms for a template (importing Jinja2).
 
 Each run is
 

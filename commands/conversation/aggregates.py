@@ -189,6 +189,7 @@ class MessageState:
 class Conversation(Aggregate):
     app_id: UUID | None = None
     end_user_id: UUID | None = None
+    user = ""  # the Service API's `user` its end user is known by
     deleted = False
 
     def __init__(self, aggregate_id: UUID) -> None:
@@ -197,6 +198,7 @@ class Conversation(Aggregate):
 
     def apply_ConversationStarted(self, p: ev.ConversationStarted) -> None:
         self.app_id, self.end_user_id, self.name = p.app_id, p.end_user_id, p.name
+        self.user = p.user
 
     def apply_MessageCreated(self, p: ev.MessageCreated) -> None:
         self.messages[p.message_id] = MessageState(query=p.query, task_id=p.task_id)

@@ -9,8 +9,11 @@ from typing import Any
 from uuid import UUID
 
 from commands.aggregate import Aggregate, Context
+from events.envelope import Envelope
+from schemas.base import EventPayload
 from schemas.errors import BadRequest, DraftWorkflowNotSync
 from schemas.workflow import events as ev
+from schemas.workflow.forms import RunForms, checked_submission
 from schemas.workflow.naming import HIDDEN_VALUE
 
 RUN_ENDED = frozenset({"succeeded", "failed", "stopped"})
@@ -82,10 +85,16 @@ class WorkflowRun(Aggregate):
     # node id -> its result, once recorded (a node's result is recorded once)
     results: dict[str, ev.WorkflowNodeSucceeded | ev.WorkflowNodeFailed]
     paused: ev.WorkflowRunPaused | None = None
+    forms: RunForms  # its human-input forms: waiting, answered
 
     def __init__(self, aggregate_id: UUID) -> None:
         super().__init__(aggregate_id)
         self.results = {}
+        self.forms = RunForms()
+
+    def _apply(self, event: Envelope[EventPayload]) -> None:
+        super()._apply(event)
+        self.forms.note(event.payload)
 
     @property
     def ended(self) -> bool:
@@ -138,4 +147,23 @@ class WorkflowRun(Aggregate):
                 and node_id in self.results:
             return False
         self.record(payload, ctx)
+        return True
+
+    def submit_form(self, app_id: UUID, token: str, action: str, inputs: dict[str, Any],
+                    user: str, now: float, ctx: Context) -> None:
+        """Answer a waiting form: refused (Dify's 4xx, nothing recorded) for a form unknown
+        to the app, answered already or expired, and for a submission the form does not
+        accept (an unknown action, a required input missing)."""
+        paused = self.forms.waiting(token, app_id, now)
+        self.record(ev.WorkflowHumanInputSubmitted(
+            node_id=paused.node_id, form_token=token, action=action,
+            inputs=checked_submission(paused.form, action, inputs), submitted_by=user), ctx)
+
+    def time_out_form(self, token: str, now: float, ctx: Context) -> bool:
+        """Record the timeout of a form waiting past its expiry; False (nothing recorded)
+        when it was answered, the run went on or ended, or it is not due yet."""
+        due = self.forms.due(token, now)
+        if due is None:
+            return False
+        self.record(ev.WorkflowHumanInputTimedOut(node_id=due.node_id, form_token=token), ctx)
         return True

@@ -1,8 +1,11 @@
-"""Command handlers of workflow runs: a run starts on a version of the app's workflow."""
+"""Command handlers of workflow runs: a run starts on a version of the app's workflow (a
+Service API or debug run here; an advanced-chat message's run is started the same way by
+the chatflow processor, `start_run`)."""
 
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from commands.platform.aggregates import App
 from commands.registry import command_handlers
@@ -15,8 +18,8 @@ from schemas.workflow import events as ev
 from schemas.workflow.naming import published_workflow_id_for
 
 
-def start_workflow_run(c: cmd.StartWorkflowRun, uow: UnitOfWork) -> dict[str, Any]:
-    uow.get(App, c.app_id).ensure_visible_to(uow.ctx.tenant_id)
+def version_to_run(uow: UnitOfWork, c: cmd.StartWorkflowRun) -> WorkflowVersion:
+    """The version the run runs: the one named, or the one the app published."""
     workflow_id = c.workflow_id or uow.get(PublishedWorkflow,
                                            published_workflow_id_for(c.app_id)).workflow_id
     if workflow_id is None:
@@ -29,15 +32,31 @@ def start_workflow_run(c: cmd.StartWorkflowRun, uow: UnitOfWork) -> dict[str, An
     if c.node_id is not None and c.node_id not in {
             node.get("id") for node in version.spec.graph.get("nodes", [])}:
         raise WorkflowNodeNotFound()
+    return version
+
+
+def start_run(uow: UnitOfWork, c: cmd.StartWorkflowRun, version: WorkflowVersion, *,
+              system: dict[str, Any] | None = None, conversation_id: UUID | None = None,
+              message_id: UUID | None = None,
+              conversation_variables: dict[str, Any] | None = None) -> None:
+    """Record the run's start (once: a redelivered start records nothing). `system`: the
+    `sys.*` variables beyond those every run has (advanced-chat's query, conversation…)."""
     end_user = end_user_id_for(c.app_id, c.user) if c.triggered_from == "app-run" else None
-    system = {"user_id": c.user, "app_id": str(c.app_id), "workflow_id": str(workflow_id),
-              "workflow_run_id": str(c.run_id), "files": c.files}
     uow.get(WorkflowRun, c.run_id).start(ev.WorkflowRunStarted(
-        app_id=c.app_id, workflow_id=workflow_id, task_id=c.task_id, mode=c.mode,
+        app_id=c.app_id, workflow_id=version.id, task_id=c.task_id, mode=c.mode,
         triggered_from=c.triggered_from, user=c.user, end_user_id=end_user, inputs=c.inputs,
-        system=system, files=c.files, node_id=c.node_id), uow.ctx)
+        system={"user_id": c.user, "app_id": str(c.app_id), "workflow_id": str(version.id),
+                "workflow_run_id": str(c.run_id), "files": c.files, **(system or {})},
+        files=c.files, node_id=c.node_id, conversation_id=conversation_id,
+        message_id=message_id, conversation_variables=conversation_variables or {}), uow.ctx)
+
+
+def start_workflow_run(c: cmd.StartWorkflowRun, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(App, c.app_id).ensure_visible_to(uow.ctx.tenant_id)
+    version = version_to_run(uow, c)
+    start_run(uow, c, version)
     return {"workflow_run_id": str(c.run_id), "task_id": str(c.task_id),
-            "workflow_id": str(workflow_id)}
+            "workflow_id": str(version.id)}
 
 
 HANDLERS = command_handlers(start_workflow_run)

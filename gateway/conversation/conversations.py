@@ -136,8 +136,8 @@ async def delete(request: Request, conversation_id: str, body: api.UserRequest,
     return Response(status_code=204)
 
 
-async def _visible_conversation(request: Request, key: ApiKeyPrincipal, conversation_id: str,
-                                user: str) -> dict[str, Any]:
+async def visible_conversation(request: Request, key: ApiKeyPrincipal, conversation_id: str,
+                               user: str) -> dict[str, Any]:
     app = await chat_app(request, key)
     row = await queries.conversation(get_container(request).engine, app["id"],
                                      end_user_id_for(app["id"], user),
@@ -147,22 +147,11 @@ async def _visible_conversation(request: Request, key: ApiKeyPrincipal, conversa
     return row
 
 
-@router.get("/conversations/{conversation_id}/variables")
-async def conversation_variables(request: Request, conversation_id: str,
-                                 user: User = DEFAULT_END_USER,
-                                 key: ApiKeyPrincipal = AppKey,
-                                 limit: Limit = 20) -> dict[str, Any]:
-    """Conversation variables belong to chatflow (advanced-chat) apps' workflows; a chat
-    app's conversations have none."""
-    await _visible_conversation(request, key, conversation_id, user)
-    return {"limit": limit, "has_more": False, "data": []}
-
-
 @router.put("/conversations/{conversation_id}/variables/{variable_id}")
 async def update_conversation_variable(request: Request, conversation_id: str,
                                        variable_id: str, body: api.UserRequest,
                                        key: ApiKeyPrincipal = AppKey) -> dict[str, Any]:
-    await _visible_conversation(request, key, conversation_id, body.user)
+    await visible_conversation(request, key, conversation_id, body.user)
     raise NotFound("Conversation variable not found.")
 
 

@@ -6,7 +6,7 @@ replay its events (`GET /v1/chat-messages/{task_id}/events` with Last-Event-ID).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -54,6 +54,14 @@ from schemas.errors import (
 )
 
 router = APIRouter(prefix="/v1")
+CHAT_MODES = ("chat", "advanced-chat")  # advanced-chat: a workflow run answers
+# (request, app, key, body) -> the message's (inputs, files), checked before anything is
+# recorded (Dify's 400s), for an app mode whose messages another context answers: the
+# workflow context registers advanced-chat's (its published version's start node).
+MessagePreparer = Callable[[Request, dict[str, Any], ApiKeyPrincipal,
+                            api.CompletionMessageRequest],
+                           Awaitable[tuple[dict[str, Any], list[dict[str, Any]]]]]
+MESSAGE_PREPARERS: dict[str, MessagePreparer] = {}
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
                                                max_length=255)]
 
@@ -212,10 +220,15 @@ async def _accept(request: Request, key: ApiKeyPrincipal, app: dict[str, Any],
                   body: api.CompletionMessageRequest, conversation: str | None,
                   idempotency_key: str | None) -> Any:
     c = get_container(request)
-    config = await _run_config(request, key.tenant_id, app)
-    inputs = validate_inputs(config, body.inputs)
-    files = await message_files(request, app, body.user, body.files or [],
-                                config.file_upload.image)
+    prepare = MESSAGE_PREPARERS.get(app["mode"])
+    if prepare is not None:  # answered by another context, which has no model config here
+        config = AppModelConfig()
+        inputs, files = await prepare(request, app, key, body)
+    else:
+        config = await _run_config(request, key.tenant_id, app)
+        inputs = validate_inputs(config, body.inputs)
+        files = await message_files(request, app, body.user, body.files or [],
+                                    config.file_upload.image)
     existing = maybe_uuid(conversation) if conversation else None
     if conversation and existing is None:
         raise ConversationNotFound()
@@ -293,7 +306,7 @@ async def chat_message(request: Request, body: api.ChatMessageRequest,
     app = await app_of_key(request, key)
     if app["mode"] == "agent-chat":
         raise AppUnavailable("Agent apps are not supported yet: use a chat or completion app.")
-    if app["mode"] != "chat":
+    if app["mode"] not in CHAT_MODES:
         raise NotChatApp()
     return await _ask(request, key, app, body, body.conversation_id or None, idempotency_key)
 
@@ -324,7 +337,7 @@ async def _stop(request: Request, key: ApiKeyPrincipal, task_id: str, user: str)
 @router.post("/chat-messages/{task_id}/stop")
 async def stop_chat(request: Request, task_id: str, body: api.StopRequest,
                     key: ApiKeyPrincipal = AppKey) -> dict[str, str]:
-    if (await app_of_key(request, key))["mode"] != "chat":
+    if (await app_of_key(request, key))["mode"] not in CHAT_MODES:
         raise NotChatApp()
     return await _stop(request, key, task_id, body.user)
 

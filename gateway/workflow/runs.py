@@ -105,6 +105,11 @@ async def _version(request: Request, app_id: UUID,
     return chosen, version
 
 
+async def published_version(request: Request, app_id: UUID) -> ev.WorkflowVersionCreated:
+    """The version the app's runs execute now (WorkflowNotPublished: none)."""
+    return (await _version(request, app_id, None))[1]
+
+
 def _versions(request: Request) -> dict[UUID, ev.WorkflowVersionCreated]:
     state = request.app.state
     if not hasattr(state, "workflow_versions"):

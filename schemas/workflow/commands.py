@@ -62,3 +62,26 @@ class SnapshotWorkflowDraft(CommandPayload):
 
     app_id: UUID
     workflow_id: UUID
+
+
+# --- human input -----------------------------------------------------------------------------
+
+
+class SubmitHumanInput(CommandPayload):
+    """The answer to a paused run's form (Service API POST /v1/form/human_input/{token})."""
+
+    run_id: UUID
+    app_id: UUID
+    form_token: str
+    action: str
+    inputs: dict[str, Any]
+    user: str
+    submitted_at: float  # seconds since the epoch: a form past its expiry is refused
+
+
+class TimeOutHumanInput(CommandPayload):
+    """A paused run's form passed its expiry unanswered (the form timeout job)."""
+
+    run_id: UUID
+    form_token: str
+    now: float  # seconds since the epoch, as the job saw it

@@ -84,6 +84,9 @@ class WorkflowRunStarted(EventPayload):
     node_id: str | None = None
     # How deep in nested workflow calls this run is (WORKFLOW_CALL_MAX_DEPTH).
     call_depth: int = 0
+    # advanced-chat: the conversation variables (name -> value) as the conversation's
+    # previous run left them (its definitions' defaults on the first turn)
+    conversation_variables: dict[str, Any] = {}
 
 
 class WorkflowNodeStarted(EventPayload):
@@ -174,6 +177,19 @@ class WorkflowRunStopped(EventPayload):
     elapsed_time: float
     total_tokens: int = 0
     total_steps: int = 0
+
+
+def conversation_variables_left(history: list[EventPayload]) -> dict[str, Any] | None:
+    """The conversation variables as a run left them: those it started with, changed by each
+    node that wrote some (a variable assigner's write stands even if a later node fails, as
+    in Dify); None for a history that is not a started run."""
+    if not history or not isinstance(history[0], WorkflowRunStarted):
+        return None
+    variables = dict(history[0].conversation_variables)
+    for payload in history[1:]:
+        if isinstance(payload, WorkflowNodeSucceeded):
+            variables.update(payload.updates.get("conversation", {}))
+    return variables
 
 
 UPCASTERS: dict[tuple[type[EventPayload], int], Upcaster] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -53,6 +54,25 @@ def draft_hash(graph: dict[str, Any], features: dict[str, Any]) -> str:
     """Dify's `unique_hash` of a draft: of its graph and features, as JSON."""
     text = json.dumps({"graph": graph, "features": features}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def new_form_token(run_id: UUID) -> str:
+    """A human-input form's token: the run's id (where the form lives, no look-up table)
+    and 128 random bits (what makes it unguessable). Made once, when the run pauses."""
+    return run_id.hex + secrets.token_hex(16)
+
+
+def run_id_of_form_token(token: str) -> UUID | None:
+    """The run a form token names; None for anything that is not a form token."""
+    if len(token) != 64 or any(c not in "0123456789abcdef" for c in token):
+        return None
+    return UUID(hex=token[:32])
+
+
+def chat_run_id_for(message_id: UUID) -> UUID:
+    """The workflow run answering an advanced-chat message (one per message: a redelivered
+    message finds the run it started)."""
+    return uuid5(EDDY_NAMESPACE, f"chat-workflow-run:{message_id}")
 
 
 def environment_secret_purpose(tenant_id: object) -> str:

@@ -181,7 +181,7 @@ def test_roles_are_named_after_their_context() -> None:
     assert set(ASSEMBLY.work) == {"knowledge.indexing-priority", "knowledge.indexing-bulk",
                                   "knowledge.cleanup", "conversation.chat",
                                   "conversation.annotations", "conversation.cleanup",
-                                  "workflow.runs"}
+                                  "workflow.chatflow", "workflow.form-deadlines", "workflow.runs"}
 
 
 def test_a_role_declared_twice_is_refused() -> None:
@@ -233,7 +233,8 @@ def test_a_processor_taking_the_whole_container_is_refused() -> None:
 def test_jobs_come_from_the_backbone_and_the_manifests_each_name_once() -> None:
     assembly = assemble([*CONTEXTS, _context("mail", jobs=[Job("send_digest", 60.0, _job)])])
     assert set(assembly.jobs) == {"advance_projection_watermarks", "trim_consumed_messages",
-                                  "fail_overdue_workflow_runs", "send_digest"}
+                                  "time_out_human_input_forms", "fail_overdue_workflow_runs",
+                                  "send_digest"}
     with pytest.raises(ValueError, match="mail: job 'trim_consumed_messages' is declared twice"):
         assemble([_context("mail", jobs=[Job("trim_consumed_messages", 60.0, _job)])])
     with pytest.raises(ValueError, match="b: job 'send_digest' is declared twice"):

@@ -455,11 +455,13 @@ async def test_a_run_taken_over_restarts_only_its_node_in_flight(
     assert events[-1]["data"]["outputs"] == {"result": "done"}
 
 
-HUMAN_FORM = {"form_content": "Approve the draft?", "inputs": [{
-    "type": "paragraph", "output_variable_name": "comment", "default": None}],
-    "actions": [{"id": "approve", "title": "Approve", "button_style": "primary"},
-                {"id": "reject", "title": "Reject", "button_style": "default"}],
-    "display_in_ui": True}
+# as the human-input executor builds it (workers/workflow/nodes/human_input.py)
+HUMAN_FORM = {"node_id": "review", "node_title": "Review", "form_content": "Approve the draft?",
+              "inputs": [{"type": "paragraph", "output_variable_name": "comment",
+                          "default": None}],
+              "user_actions": [{"id": "approve", "title": "Approve", "button_style": "primary"},
+                               {"id": "reject", "title": "Reject", "button_style": "default"}],
+              "resolved_default_values": {}, "options": {}}
 
 
 async def test_a_paused_run_resumes_from_the_submitted_form(
@@ -506,7 +508,8 @@ async def test_a_paused_run_resumes_from_the_submitted_form(
         ("human_input_form_filled", "review"), ("node_finished", "review"),
         ("node_started", "yes"), ("node_finished", "yes"), ("node_started", "end"),
         ("node_finished", "end"), ("workflow_finished", None)]
-    assert resumed[1]["data"]["outputs"] == {"comment": "looks good", "__action": "approve"}
+    assert resumed[1]["data"]["outputs"] == {"comment": "looks good", "action_id": "approve",
+                                             "__action_id": "approve"}
     assert resumed[-1]["data"]["outputs"] == {"verdict": "approved: looks good"}
     assert len(asked) == 1  # the form's answer is recorded, the node is not asked again
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -38,8 +37,11 @@ from commands.workflow.aggregates import WorkflowRun, WorkflowVersion
 from events.envelope import Envelope
 from events.store import ConcurrencyConflict
 from schemas.base import EventPayload
+from schemas.conversation.naming import FACT_FIELD
 from schemas.workflow import events as ev
+from schemas.workflow.forms import filled_event_data, required_event_data
 from schemas.workflow.naming import (
+    new_form_token,
     node_execution_id,
     node_idempotency_key,
     node_outputs_key,
@@ -50,6 +52,7 @@ from workers.conversation.task_stream import TokenWriter
 from workers.knowledge.indexing import caused_by
 from workers.ownership import LostOwnership, current_fence, still_owner
 from workers.workflow.body_journal import KvBodyJournal
+from workers.workflow.chatflow import finish_chat_message
 from workers.workflow.history import (
     Secrets,
     active_since,
@@ -67,6 +70,7 @@ from workers.workflow.nodes.base import (
     StepBudget,
     unsupported,
 )
+from workers.workflow.nodes.human_input import result_of_answer
 from workers.workflow.run_stream import RunStream
 from workers.workflow.services import WorkflowServices
 from workflow_graph.graph import CONTAINER_NODE_TYPES, Graph, Node, parallel_depth, parse_graph
@@ -86,7 +90,6 @@ from workflow_graph.variables import VariablePool
 log = logging.getLogger(__name__)
 STOP_POLL_SECONDS = 0.2  # a stop request takes effect within this (plus a commit)
 RUN_END = (ev.WorkflowRunSucceeded, ev.WorkflowRunFailed, ev.WorkflowRunStopped)
-TIMEOUT_HANDLE = "timeout"  # the branch a human-input node takes when its form expires
 VERSION_CACHE_SIZE = 512
 
 
@@ -208,8 +211,11 @@ class RunExecution:
         self.environment = open_environment(self.version.spec.environment_variables,
                                             self.s.settings.SECRET_KEY, self.tenant_id)
         self.mask = self.environment.secrets.mask
-        facts = await facts_of(history, self.s.storage, self.environment.values,
-                               conversation_defaults(self.version.spec.conversation_variables))
+        # advanced-chat: the conversation variables as the conversation's previous run left
+        # them (the chatflow processor read them), over the version's defaults
+        facts = await facts_of(history, self.s.storage, self.environment.values, {
+            **conversation_defaults(self.version.spec.conversation_variables),
+            **self.begun.conversation_variables})
         outputs = {f.node_id: f.outputs for f in facts if isinstance(f, NodeSucceeded)}
         for event in history:
             self._absorb(event, outputs)
@@ -495,12 +501,8 @@ class RunExecution:
                 or self.paused.node_id in self.finished:
             return []
         node_id = self.paused.node_id
-        if isinstance(self.resolution, ev.WorkflowHumanInputSubmitted):
-            outputs = {**self.resolution.inputs, "__action": self.resolution.action}
-            handle = self.resolution.action
-        else:
-            outputs, handle = {"__action": TIMEOUT_HANDLE}, TIMEOUT_HANDLE
-        outputs = self.mask(outputs)
+        answered = result_of_answer(self.resolution)
+        outputs, handle = self.mask(dict(answered.outputs)), answered.handle
         self.outputs[node_id] = outputs
         return [(ev.WorkflowNodeSucceeded(
             node_id=node_id, execution_id=node_execution_id(self.run_id, node_id),
@@ -531,7 +533,8 @@ class RunExecution:
     def _paused(self, outcome: NodeOutcome) -> ev.WorkflowRunPaused:
         assert outcome.pause is not None
         return ev.WorkflowRunPaused(
-            node_id=outcome.node_id, form_token=secrets.token_urlsafe(24),
+            # the token names the run: the form routes find the form from it
+            node_id=outcome.node_id, form_token=new_form_token(self.run_id),
             form=self.mask(dict(outcome.pause.form)),
             expires_at=time.time() + outcome.pause.timeout_seconds)
 
@@ -598,8 +601,23 @@ class RunExecution:
         out: list[dict[str, Any]] = []
         for event in events:
             out += self._shown(event, pool)
+        if self.begun.conversation_id is not None:
+            out += await self._message_end(events)
         await self.tokens.drain()
         await self.stream.publish(out)
+
+    async def _message_end(self, events: Sequence[Envelope[EventPayload]]
+                           ) -> list[dict[str, Any]]:
+        """An advanced-chat run's end: its message's end recorded on the conversation and its
+        closing event (`message_end` or `error`) streamed after `workflow_finished`, with the
+        same fact (a takeover streams both or neither; workers/workflow/chatflow.py)."""
+        for event in events:
+            if isinstance(event.payload, RUN_END):
+                closing = await asyncio.to_thread(
+                    finish_chat_message, self.s.store, self.history[0], event.payload,
+                    self.ctx)
+                return [{**closing, FACT_FIELD: event.aggregate_version}] if closing else []
+        return []
 
     def _shown(self, event: Envelope[EventPayload],
                pool: VariablePool | None) -> list[dict[str, Any]]:
@@ -642,11 +660,8 @@ class RunExecution:
                 "process_data": None, "elapsed_time": 0.0, "finished_at": at,
                 "execution_metadata": None, "files": []}, fact)]
         if isinstance(p, ev.WorkflowRunPaused):
-            node = self.graph.node(p.node_id)
-            return [head.event("human_input_required", {
-                **p.form, "form_id": str(node_execution_id(self.run_id, p.node_id)),
-                "node_id": p.node_id, "node_title": node.title,
-                "form_token": p.form_token, "expiration_time": int(p.expires_at)}, fact),
+            return [head.event("human_input_required", self.mask(required_event_data(
+                p, str(node_execution_id(self.run_id, p.node_id)))), fact),
                 head.event("workflow_paused", {
                     "workflow_run_id": str(self.run_id), "paused_nodes": [p.node_id],
                     "outputs": {}, "reasons": [{"type": "human_input_required",
@@ -655,9 +670,11 @@ class RunExecution:
                     "elapsed_time": self._elapsed(), "total_tokens": self.total_tokens,
                     "total_steps": len(self.started)}, fact)]
         if isinstance(p, ev.WorkflowHumanInputSubmitted):
-            return [head.event("human_input_form_filled", {
-                "node_id": p.node_id, "node_title": self.graph.node(p.node_id).title,
-                "action_id": p.action, "submitted_data": self.mask(p.inputs)}, fact)]
+            asked = next(e.payload for e in self.history
+                         if isinstance(e.payload, ev.WorkflowRunPaused)
+                         and e.payload.form_token == p.form_token)
+            return [head.event("human_input_form_filled",
+                               self.mask(filled_event_data(asked, p)), fact)]
         if isinstance(p, ev.WorkflowHumanInputTimedOut):
             return [head.event("human_input_form_timeout", {
                 "node_id": p.node_id, "node_title": self.graph.node(p.node_id).title,

@@ -8,7 +8,17 @@ from typing import Any
 
 import pytest
 
+from tests.unit.test_workflow_containers import (
+    COUNTER,
+    Recorder,
+    call_of,
+    edge,
+    loop_graph,
+    n_at_least,
+    node,
+)
 from tests.workflow_nodes import execute, services
+from workers.workflow.nodes import EXECUTORS
 from workers.workflow.nodes.base import NodeError
 from workflow_graph.graph import Node
 from workflow_graph.variables import VariablePool
@@ -127,3 +137,19 @@ async def test_version_1_refuses_a_missing_input(tmp_path: Path) -> None:
             "input_variable_selector": ["llm", "absent"]}
     with pytest.raises(NodeError, match="input value not found"):
         await execute("assigner", data, POOL, services(tmp_path))
+
+
+async def test_inside_a_real_loop_it_counts_the_loop_variable_and_logs_each_round() -> None:
+    graph = loop_graph(
+        node("inc", "assigner", "lp", version="2", items=[
+            {"variable_selector": ["lp", "n"], "operation": "+=", "input_type": "constant",
+             "value": 1},
+            {"variable_selector": ["conversation", "tags"], "operation": "append",
+             "input_type": "variable", "value": ["lp", "n"]}]),
+        body_edges=[edge("lp-start", "inc")], loop_count=10,
+        break_conditions=n_at_least(3), logical_operator="and", **COUNTER)
+    pool = VariablePool.for_run(conversation={"tags": []})
+    result = await EXECUTORS["loop"](call_of(graph, "lp", Recorder(), pool))
+    assert result.outputs == {"n": 3, "loop_round": 3}
+    # the conversation variable leaves the loop as its update; the loop's own stays inside
+    assert result.updates == {"conversation": {"tags": [1, 2, 3]}}

@@ -19,6 +19,7 @@ from workers.workflow.nodes import (
 from workers.workflow.nodes.base import Executor
 from workers.workflow.nodes.code import execute_code
 from workers.workflow.nodes.container import run_body_start
+from workers.workflow.nodes.human_input import human_input
 from workers.workflow.nodes.iteration import run_iteration
 from workers.workflow.nodes.loop import run_loop
 from workers.workflow.nodes.template_transform import execute_template_transform
@@ -42,4 +43,5 @@ EXECUTORS: dict[str, Executor] = {
     "question-classifier": question_classifier.run,
     "parameter-extractor": parameter_extractor.run,
     "knowledge-retrieval": knowledge_retrieval.run,
+    "human-input": human_input,
 }

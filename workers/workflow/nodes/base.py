@@ -165,8 +165,8 @@ class HumanInputRequired(Exception):
     (`WorkflowRunPaused` with a new form token), streams `human_input_required` and
     `workflow_paused`, and lets the run's message go (no worker is held). When the form is
     submitted (or times out), the engine records the node's result from the submission
-    (outputs: the submitted inputs and `__action`; handle: the action chosen, or "timeout")
-    without running the executor again."""
+    without running the executor again (`human_input.result_of_answer`: the submitted
+    inputs and Dify's `action_id` / `__action_id`; handle: the action, or "timeout")."""
 
     def __init__(self, form: Mapping[str, Any], timeout_seconds: float) -> None:
         super().__init__("waiting for human input")
