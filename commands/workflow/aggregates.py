@@ -91,6 +91,8 @@ class WorkflowRun(Aggregate):
         super().__init__(aggregate_id)
         self.results = {}
         self.forms = RunForms()
+        # as the run leaves them (`ev.conversation_variables_left`), for chatflow runs
+        self.conversation_variables: dict[str, Any] = {}
 
     def _apply(self, event: Envelope[EventPayload]) -> None:
         super()._apply(event)
@@ -102,12 +104,14 @@ class WorkflowRun(Aggregate):
 
     def apply_WorkflowRunStarted(self, p: ev.WorkflowRunStarted) -> None:
         self.started = p
+        self.conversation_variables = dict(p.conversation_variables)
 
     def apply_WorkflowNodeStarted(self, p: ev.WorkflowNodeStarted) -> None:
         pass
 
     def apply_WorkflowNodeSucceeded(self, p: ev.WorkflowNodeSucceeded) -> None:
         self.results[p.node_id] = p
+        self.conversation_variables.update(p.updates.get("conversation", {}))
 
     def apply_WorkflowNodeFailed(self, p: ev.WorkflowNodeFailed) -> None:
         self.results[p.node_id] = p
@@ -133,9 +137,26 @@ class WorkflowRun(Aggregate):
     def apply_WorkflowRunStopped(self, p: ev.WorkflowRunStopped) -> None:
         self.status = "stopped"
 
+    def apply_WorkflowConversationVariableUpdated(
+            self, p: ev.WorkflowConversationVariableUpdated) -> None:
+        self.conversation_variables[p.name] = p.value
+
     def start(self, payload: ev.WorkflowRunStarted, ctx: Context) -> None:
         if not self.exists:
             self.record(payload, ctx)
+
+    def update_conversation_variable(self, conversation_id: UUID, name: str, value: Any,
+                                     user: str, ctx: Context) -> bool:
+        """Set a conversation variable on the run that left the conversation's variables (at
+        any status: its own writes came first); False when unchanged or not that
+        conversation's run."""
+        if self.started is None or self.started.conversation_id != conversation_id:
+            return False
+        if name in self.conversation_variables and self.conversation_variables[name] == value:
+            return False
+        self.record(ev.WorkflowConversationVariableUpdated(name=name, value=value,
+                                                           updated_by=user), ctx)
+        return True
 
     def note(self, payload: Any, ctx: Context) -> bool:
         """Record a fact of the running run; False (nothing recorded) once it ended, or for a

@@ -12,7 +12,12 @@ from commands.registry import command_handlers
 from commands.unit_of_work import UnitOfWork
 from commands.workflow.aggregates import PublishedWorkflow, WorkflowRun, WorkflowVersion
 from schemas.conversation.naming import end_user_id_for
-from schemas.errors import WorkflowNodeNotFound, WorkflowNotFound, WorkflowNotPublished
+from schemas.errors import (
+    ConversationVariableNotFound,
+    WorkflowNodeNotFound,
+    WorkflowNotFound,
+    WorkflowNotPublished,
+)
 from schemas.workflow import commands as cmd
 from schemas.workflow import events as ev
 from schemas.workflow.naming import published_workflow_id_for
@@ -59,4 +64,14 @@ def start_workflow_run(c: cmd.StartWorkflowRun, uow: UnitOfWork) -> dict[str, An
             "workflow_id": str(version.id)}
 
 
-HANDLERS = command_handlers(start_workflow_run)
+def update_conversation_variable(c: cmd.UpdateConversationVariable,
+                                 uow: UnitOfWork) -> dict[str, Any]:
+    run = uow.get(WorkflowRun, c.run_id)
+    if run.started is None or run.started.conversation_id != c.conversation_id:
+        raise ConversationVariableNotFound()
+    uow.get(App, run.started.app_id).ensure_visible_to(uow.ctx.tenant_id)
+    run.update_conversation_variable(c.conversation_id, c.name, c.value, c.user, uow.ctx)
+    return {"workflow_run_id": str(c.run_id), "name": c.name}
+
+
+HANDLERS = command_handlers(start_workflow_run, update_conversation_variable)
