@@ -67,6 +67,10 @@ class WorkflowNotFound(NotFound):
     default_message = "Workflow not found."
 
 
+class WorkflowRunNotFound(NotFound):
+    default_message = "Workflow run not found."
+
+
 class WorkflowNodeNotFound(NotFound):
     default_message = "Node not found in the workflow."
 

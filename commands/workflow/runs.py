@@ -12,7 +12,12 @@ from commands.registry import command_handlers
 from commands.unit_of_work import UnitOfWork
 from commands.workflow.aggregates import PublishedWorkflow, WorkflowRun, WorkflowVersion
 from schemas.conversation.naming import end_user_id_for
-from schemas.errors import WorkflowNodeNotFound, WorkflowNotFound, WorkflowNotPublished
+from schemas.errors import (
+    WorkflowNodeNotFound,
+    WorkflowNotFound,
+    WorkflowNotPublished,
+    WorkflowRunNotFound,
+)
 from schemas.workflow import commands as cmd
 from schemas.workflow import events as ev
 from schemas.workflow.naming import published_workflow_id_for
@@ -59,4 +64,11 @@ def start_workflow_run(c: cmd.StartWorkflowRun, uow: UnitOfWork) -> dict[str, An
             "workflow_id": str(version.id)}
 
 
-HANDLERS = command_handlers(start_workflow_run)
+def stop_workflow_run(c: cmd.StopWorkflowRun, uow: UnitOfWork) -> dict[str, Any]:
+    run = uow.get(WorkflowRun, c.run_id)
+    if run.started is None or run.started.app_id != c.app_id:
+        raise WorkflowRunNotFound()
+    return {"stopped": run.stop_paused(uow.ctx)}
+
+
+HANDLERS = command_handlers(start_workflow_run, stop_workflow_run)

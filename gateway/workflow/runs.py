@@ -238,8 +238,24 @@ async def stop_run(request: Request, task_id: str, body: conversation_api.StopRe
     parsed = maybe_uuid(task_id)
     owner = await c.kv.get(task_owner_key(parsed)) if parsed else None
     if parsed is not None and owner is not None and owner.startswith(f"{app['id']}:"):
-        await c.kv.set(task_stop_key(parsed), owner, ttl=c.settings.TASK_STREAM_TTL_SECONDS)
+        await stop_task(request, app["id"], parsed, owner, key.tenant_id, key.actor_id)
     return {"result": "success"}
+
+
+async def stop_task(request: Request, app_id: UUID, task_id: UUID, owner: str,
+                    tenant_id: UUID, actor_id: UUID | None) -> None:
+    """Stop an app's task (its owner checked by the caller): the engine driving it sees the
+    request within STOP_POLL_SECONDS; a run paused for human input, which no member holds,
+    is ended stopped here and now (the run's id is on its stream's first event)."""
+    c = get_container(request)
+    await c.kv.set(task_stop_key(task_id), owner, ttl=c.settings.TASK_STREAM_TTL_SECONDS)
+    first = await c.kv.read(task_stream_key(task_id), "0", count=1, block_ms=0)
+    run_id = maybe_uuid(str(orjson.loads(first[0][1]).get("workflow_run_id"))) \
+        if first else None
+    if run_id is not None:
+        await command_gateway(request).send(
+            cmd.StopWorkflowRun(run_id=run_id, app_id=app_id), aggregate_id=run_id,
+            tenant_id=tenant_id, actor_id=actor_id, read_your_writes=False)
 
 
 @router.get("/workflow/{workflow_run_id}/events")

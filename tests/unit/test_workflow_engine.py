@@ -533,6 +533,39 @@ async def test_a_paused_run_resumes_from_the_submitted_form(
     assert events[-1]["data"]["outputs"] == {"verdict": "no answer"}
 
 
+async def test_a_paused_run_stopped_ends_stopped_at_once(
+        node: Node, auth: dict[str, str], executors: Callable[[str, Executor], None]) -> None:
+    """No member holds a paused run, so nothing would see the stop request until the form is
+    answered: the stop itself ends the run, its stream says so, and its form is gone."""
+    async def ask(call: NodeCall) -> NodeResult:
+        raise HumanInputRequired(HUMAN_FORM, timeout_seconds=3600)
+
+    executors("human-input", ask)
+    _, key = await workflow_app(node, auth, graph(
+        [graph_node("start", "start", variables=[]),
+         graph_node("review", "human-input", "Review"),
+         graph_node("yes", "answer", answer="approved"),
+         graph_node("end", "end", outputs=end_outputs(("verdict", ["yes", "answer"])))],
+        [edge("start", "review"), edge("review", "yes", "approve"), edge("yes", "end")]))
+    waiting = (await run(node, key, {})).json()
+    assert waiting["data"]["status"] == "paused"
+    run_id = waiting["workflow_run_id"]
+    token = stored_run(node, run_id)[-1].payload.form_token
+
+    stop = await node.client.post(f"/v1/workflows/tasks/{waiting['task_id']}/stop",
+                                  headers=key, json={"user": "ann"})
+    assert stop.json() == {"result": "success"}
+    assert stored_run(node, run_id)[-1].type == "WorkflowRunStopped"
+    events = await stream_of(node, UUID(waiting["task_id"]))
+    check_workflow_events(events)
+    assert events[-1]["data"]["status"] == "stopped"
+    assert events[-1]["data"]["total_steps"] == 2
+    late = await node.client.post(f"/v1/form/human_input/{token}", headers=key,
+                                  json={"action": "approve", "inputs": {}, "user": "ann"})
+    assert late.status_code == 404
+    assert [e.type for e in stored_run(node, run_id)].count("WorkflowRunStopped") == 1
+
+
 async def test_a_single_node_runs_alone_on_the_given_variables(
         node: Node, auth: dict[str, str]) -> None:
     app_id, _ = await app_with_key(node, auth, mode="workflow", name="Debugged")
