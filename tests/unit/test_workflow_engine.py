@@ -20,7 +20,9 @@ from argon2 import PasswordHasher
 from commands.aggregate import Context
 from commands.unit_of_work import UnitOfWork
 from commands.workflow.aggregates import WorkflowRun
+from events.listing import EventFilter
 from events.memory_store import InMemoryEventStore
+from events.replay import Replay
 from gateway import auth as gateway_auth
 from schemas.conversation.naming import FACT_FIELD, task_stream_key
 from schemas.workflow import events as ev
@@ -43,6 +45,7 @@ from tests.workflows import (
     text_input,
     through,
 )
+from workers.groups import declared_groups
 from workers.workflow.nodes.base import (
     Executor,
     HumanInputRequired,
@@ -714,3 +717,14 @@ async def test_a_retried_request_with_an_idempotency_key_joins_the_first_run(
     runs = {e.aggregate_id for e in node.container.store.read_from(0, 10_000)
             if e.type == "WorkflowRunStarted"}
     assert len(runs) == 2
+
+
+def test_a_replay_of_workflow_events_executes_no_node_unless_allowed(node: Node) -> None:
+    """`eddy events replay` plans the engine's group as acknowledging, not acting: a replayed
+    run start would otherwise call its models and URLs again."""
+    groups = declared_groups(node.container)
+    engine = next(g for g in groups if g.name == "workflow.runs")
+    for allowed in (False, True):
+        planned = dict(Replay(EventFilter(), groups, allow_side_effects=allowed).receivers(
+            list(engine.topics)))
+        assert planned[engine] is allowed
