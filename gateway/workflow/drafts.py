@@ -1,25 +1,35 @@
 """Console API of a workflow or advanced-chat app's draft and versions (Dify's paths and
 shapes): GET/POST /workflows/draft, POST/GET /workflows/publish, GET /workflows, and the
-debug run's start (a snapshot of the draft, then the run on it)."""
+editor's debug runs: the draft frozen as a snapshot, then a run on it streamed as the Service
+API streams runs (/workflows/draft/run), or one node of it answered when it finished
+(/workflows/draft/nodes/{node_id}/run); /workflow-runs/tasks/{task_id}/stop stops one."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from adapters.secrets import seal
 from gateway.auth import ConsoleUser, CurrentUser
-from gateway.commanding import Accepted
-from gateway.deps import command_gateway, get_container, parse_id
+from gateway.commanding import CommandPending
+from gateway.deps import command_gateway, get_container, maybe_uuid, parse_id
 from gateway.params import Page
 from gateway.platform.console import console_app
+from gateway.task_events import SSE_HEADERS, StreamInterrupted, entries, sse
 from gateway.views import timestamp
+from gateway.workflow.inputs import start_variables, validate_run_inputs
+from gateway.workflow.runs import RUN_CLOSING
 from projections.platform import queries as platform_queries
 from projections.workflow import queries
-from schemas.errors import AppNotFound
+from schemas.conversation.naming import task_owner_key, task_stop_key, task_stream_key
+from schemas.errors import AppNotFound, EddyError
 from schemas.workflow import api
 from schemas.workflow import commands as cmd
 from schemas.workflow.naming import (
@@ -29,6 +39,7 @@ from schemas.workflow.naming import (
     draft_hash,
     environment_secret_purpose,
     published_workflow_id_for,
+    run_owner,
     workflow_draft_id_for,
 )
 from workflow_graph.defaults import DEFAULT_FEATURES, default_graph
@@ -37,12 +48,13 @@ from workflow_graph.graph import parse_graph, validate
 router = APIRouter(prefix="/console/api")
 
 
-async def workflow_app(request: Request, user: ConsoleUser, app_id: str) -> dict[str, Any]:
-    """The workspace's app named in the path, if it is a workflow or advanced-chat app."""
+async def workflow_app(request: Request, user: ConsoleUser, app_id: str,
+                       modes: tuple[str, ...] = WORKFLOW_APP_MODES) -> dict[str, Any]:
+    """The workspace's app named in the path, if it is of one of `modes` (by default, a
+    workflow or advanced-chat app)."""
     app = await console_app(request, user, parse_id(app_id, AppNotFound))
-    if app["mode"] not in WORKFLOW_APP_MODES:
-        raise AppNotFound("App mode is not in the supported list: "
-                          f"{', '.join(WORKFLOW_APP_MODES)}")
+    if app["mode"] not in modes:
+        raise AppNotFound(f"App mode is not in the supported list: {', '.join(modes)}")
     return app
 
 
@@ -177,22 +189,106 @@ async def list_versions(request: Request, app_id: str, user: ConsoleUser = Curre
             "limit": limit, "has_more": has_more}
 
 
+@dataclass(frozen=True)
+class DraftRun:
+    run_id: UUID
+    task_id: UUID
+    started: bool  # False: the start was sent, but its outcome not known in time
+
+
 async def start_draft_run(request: Request, user: ConsoleUser, app: dict[str, Any],
                           inputs: dict[str, Any], files: list[dict[str, Any]],
-                          node_id: str | None = None) -> Accepted:
+                          node_id: str | None = None) -> DraftRun:
     """A debug run of the draft as it is now (or of one node of it, with `inputs` as that
     node's variable values): the draft frozen as a version of kind "draft", then a run on it
-    triggered from "debugging". The result names `workflow_run_id`, `task_id` and
-    `workflow_id`; the run's task stream is the engine's."""
+    triggered from "debugging", owned by the app's console (its stop route)."""
+    c = get_container(request)
     snapshot_id, run_id, task_id = uuid4(), uuid4(), uuid4()
+    await c.kv.set(task_owner_key(task_id), run_owner(app["id"], None),
+                   ttl=c.settings.TASK_STREAM_TTL_SECONDS)
     sender = command_gateway(request)
     await sender.send(cmd.SnapshotWorkflowDraft(app_id=app["id"], workflow_id=snapshot_id),
                       aggregate_id=snapshot_id, tenant_id=user.tenant_id,
                       actor_id=user.account_id, read_your_writes=False)
-    return await sender.send(
-        cmd.StartWorkflowRun(run_id=run_id, app_id=app["id"], workflow_id=snapshot_id,
-                             task_id=task_id, mode=app["mode"], triggered_from="debugging",
-                             user=str(user.account_id), inputs=inputs, files=files,
-                             node_id=node_id),
-        aggregate_id=run_id, tenant_id=user.tenant_id, actor_id=user.account_id,
-        read_your_writes=False)
+    try:
+        await sender.send(
+            cmd.StartWorkflowRun(run_id=run_id, app_id=app["id"], workflow_id=snapshot_id,
+                                 task_id=task_id, mode=app["mode"],
+                                 triggered_from="debugging", user=str(user.account_id),
+                                 inputs=inputs, files=files, node_id=node_id),
+            aggregate_id=run_id, tenant_id=user.tenant_id, actor_id=user.account_id,
+            read_your_writes=False)
+    except CommandPending:
+        return DraftRun(run_id, task_id, started=False)
+    return DraftRun(run_id, task_id, started=True)
+
+
+def _accepted(run: DraftRun) -> JSONResponse:
+    """202: the run goes on; the console follows it in its run list."""
+    return JSONResponse(status_code=202, content={
+        "result": "accepted", "workflow_run_id": str(run.run_id), "task_id": str(run.task_id)})
+
+
+def _interrupted(task_id: UUID, run_id: UUID) -> Callable[[], dict[str, Any]]:
+    def event() -> dict[str, Any]:
+        return {"event": "error", "task_id": str(task_id), "workflow_run_id": str(run_id),
+                "status": 503, "code": "stream_interrupted",
+                "message": "The run goes on, but its stream cannot be read now."}
+    return event
+
+
+@router.post("/apps/{app_id}/workflows/draft/run")
+async def run_draft(request: Request, app_id: str, body: api.DraftRunRequest,
+                    user: ConsoleUser = CurrentUser) -> Any:
+    """The editor's debug run, streamed as the Service API streams a run (Dify: workflow
+    apps; an advanced-chat app's debug run is a chat message)."""
+    app = await workflow_app(request, user, app_id, modes=("workflow",))
+    row = await queries.workflow_draft(get_container(request).engine, app["id"])
+    graph = row["graph"] if row else default_graph(app["mode"])
+    inputs = validate_run_inputs(start_variables(graph), body.inputs)
+    run = await start_draft_run(request, user, app, inputs,
+                                [f.model_dump() for f in body.files or []])
+    if not run.started:
+        return _accepted(run)
+    return StreamingResponse(
+        sse(request, task_stream_key(run.task_id), "0", RUN_CLOSING,
+            _interrupted(run.task_id, run.run_id)),
+        media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@router.post("/apps/{app_id}/workflows/draft/nodes/{node_id}/run")
+async def run_draft_node(request: Request, app_id: str, node_id: str,
+                         body: api.NodeRunRequest, user: ConsoleUser = CurrentUser) -> Any:
+    """One node of the draft on the given variable values, answered when it finished: its
+    execution (Dify's node execution fields)."""
+    app = await workflow_app(request, user, app_id)
+    run = await start_draft_run(request, user, app, body.inputs, [], node_id=node_id)
+    if not run.started:
+        return _accepted(run)
+    limit = get_container(request).settings.CHAT_BLOCKING_TIMEOUT_SECONDS
+    try:
+        async with asyncio.timeout(limit):
+            async for read in entries(request, task_stream_key(run.task_id), "0", RUN_CLOSING):
+                for _, event in read:
+                    if event["event"] == "node_finished":
+                        return event["data"]
+                    if event["event"] == "error":
+                        return JSONResponse({k: event[k] for k in ("code", "message", "status")},
+                                            status_code=event["status"])
+    except (StreamInterrupted, TimeoutError):
+        return _accepted(run)
+    raise EddyError()  # a single-node run's stream has the node's end before its own
+
+
+@router.post("/apps/{app_id}/workflow-runs/tasks/{task_id}/stop")
+async def stop_draft_run(request: Request, app_id: str, task_id: str,
+                         user: ConsoleUser = CurrentUser) -> dict[str, str]:
+    """Stop a debug run (any gateway process); another app's task is silently not stopped,
+    as the Service API's stop does."""
+    app = await workflow_app(request, user, app_id)
+    c = get_container(request)
+    parsed = maybe_uuid(task_id)
+    owner = await c.kv.get(task_owner_key(parsed)) if parsed else None
+    if parsed is not None and owner == run_owner(app["id"], None):
+        await c.kv.set(task_stop_key(parsed), owner, ttl=c.settings.TASK_STREAM_TTL_SECONDS)
+    return {"result": "success"}

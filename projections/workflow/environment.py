@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -11,10 +12,10 @@ from adapters.secrets import unseal
 from schemas.workflow.naming import SECRET_VALUE_TYPE, environment_secret_purpose
 
 
-def unsealed_environment(secret_key: str, tenant_id: UUID,
-                         variables: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def unsealed_environment(secret_key: str, tenant_id: UUID | None,
+                         variables: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The variables as declared, each secret with its plain value ("" when none was set;
     SecretUnreadable when sealed under another SECRET_KEY or workspace)."""
     purpose = environment_secret_purpose(tenant_id)
     return [{**v, "value": unseal(secret_key, purpose, v["value"]) if v.get("value") else ""}
-            if v.get("value_type") == SECRET_VALUE_TYPE else v for v in variables]
+            if v.get("value_type") == SECRET_VALUE_TYPE else dict(v) for v in variables]

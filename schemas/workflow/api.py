@@ -71,7 +71,7 @@ class PublishRequest(Body):
 
 class DraftRunRequest(Body):
     inputs: dict[str, Any] = {}
-    files: list[dict[str, Any]] = []
+    files: list[InputFile] | None = None
 
 
 class NodeRunRequest(Body):

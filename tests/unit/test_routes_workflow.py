@@ -18,18 +18,24 @@ from fastapi.responses import PlainTextResponse
 from gateway.auth import ConsoleUser
 from gateway.workflow.drafts import start_draft_run
 from projections.platform import queries as platform_queries
+from schemas.conversation.naming import task_stop_key
 from schemas.platform.naming import account_id_for
 from schemas.workflow import events as we
+from tests.chat import sse_events
 from tests.harness import Node, add_account_with_workspace, served
 from tests.memory import memory_app
+from tests.workflows import (
+    check_workflow_events,
+    edge,
+    end_outputs,
+    graph,
+    graph_node,
+    text_input,
+)
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "dify_dsl"
 START = {"id": "start", "data": {"type": "start", "title": "Start", "variables": []}}
 END = {"id": "end", "data": {"type": "end", "title": "End", "outputs": []}}
-
-
-def edge(source: str, target: str) -> dict[str, str]:
-    return {"id": f"{source}-{target}", "source": source, "target": target}
 
 
 async def new_app(node: Node, auth: dict[str, str], mode: str, name: str = "Flow") -> str:
@@ -105,7 +111,7 @@ async def test_a_draft_saves_over_the_one_its_editor_loaded(node: Node) -> None:
     ({"nodes": [START, {"id": "n1", "data": {"type": "teleport", "title": "T"}}], "edges": []},
      "node 'n1' has an unknown type 'teleport'"),
     ({"nodes": [START], "edges": [edge("start", "ghost")]},
-     "edge 'start-ghost' has a target 'ghost' that is not a node"),
+     "edge 'start-source-ghost' has a target 'ghost' that is not a node"),
     ({"nodes": [START, END, {"id": "x", "data": {"type": "code", "title": "X"}}],
       "edges": [edge("start", "x"), edge("x", "end"), edge("end", "x")]},
      "the graph has a cycle outside a loop or iteration: x -> end -> x"),
@@ -331,29 +337,106 @@ async def test_variables_are_checked_before_anything_is_saved(
     assert await draft(node, auth, app_id) == before
 
 
-async def test_a_debug_run_starts_on_a_snapshot_of_the_draft(node: Node) -> None:
-    """The draft-run routes' start (they stream the run's task stream once the engine
-    serves it): the draft as it is now, frozen, then a run triggered from debugging."""
+GREETING = graph(
+    [graph_node("start", "start", variables=[text_input("name"), text_input("mood", False)]),
+     graph_node("check", "if-else", cases=[{
+         "case_id": "happy", "logical_operator": "and", "conditions": [{
+             "variable_selector": ["start", "mood"], "comparison_operator": "is",
+             "value": "happy"}]}]),
+     graph_node("cheer", "answer", answer="Great to see you, {{#start.name#}}!"),
+     graph_node("plain", "answer", answer="Hello {{#start.name#}}."),
+     graph_node("end_happy", "end", outputs=end_outputs(("greeting", ["cheer", "answer"]))),
+     graph_node("end_plain", "end", outputs=end_outputs(("greeting", ["plain", "answer"])))],
+    [edge("start", "check"), edge("check", "cheer", "happy"), edge("check", "plain", "false"),
+     edge("cheer", "end_happy"), edge("plain", "end_plain")])
+
+
+async def test_the_editor_runs_its_draft_and_one_node_of_it(node: Node) -> None:
     auth = await node.setup_and_login()
-    app_id = UUID(await new_app(node, auth, "workflow"))
+    app_id = await new_app(node, auth, "workflow")
+    base = f"/console/api/apps/{app_id}/workflows"
+    loaded = await draft(node, auth, app_id)
+    assert (await node.client.post(f"{base}/draft", headers=auth, json={
+        "graph": GREETING, "hash": loaded["hash"]})).status_code == 200
+
+    before = node.container.store.max_position()
+    ran = await node.client.post(f"{base}/draft/run", headers=auth,
+                                 json={"inputs": {"name": "Ann", "mood": "happy"}})
+    assert ran.status_code == 200, ran.text
+    events = [e for _, e in sse_events(ran.content)]
+    check_workflow_events(events)
+    assert (events[0]["event"], events[-1]["event"]) == ("workflow_started",
+                                                         "workflow_finished")
+    assert events[-1]["data"]["outputs"] == {"greeting": "Great to see you, Ann!"}
+    # it ran a snapshot of the draft, as a debug run; nothing was published
+    recorded = [e.payload for e in node.container.store.read_from(before, 1000)]
+    snapshot = next(p for p in recorded if isinstance(p, we.WorkflowVersionCreated))
+    started = next(p for p in recorded if isinstance(p, we.WorkflowRunStarted))
+    assert (snapshot.kind, snapshot.graph) == ("draft", GREETING)
+    assert (started.workflow_id, started.triggered_from) == (
+        UUID(events[0]["data"]["workflow_id"]), "debugging")
+    assert (await node.client.get(base, headers=auth)).json()["items"] == []
+
+    # inputs are checked against the draft's start node before anything is recorded
+    before = node.container.store.max_position()
+    missing = await node.client.post(f"{base}/draft/run", headers=auth, json={"inputs": {}})
+    assert missing.status_code == 400 and missing.json()["code"] == "invalid_param"
+    assert node.container.store.max_position() == before
+
+    one = await node.client.post(f"{base}/draft/nodes/check/run", headers=auth,
+                                 json={"inputs": {"#start.mood#": "happy"}})
+    assert one.status_code == 200, one.text
+    assert (one.json()["node_id"], one.json()["status"]) == ("check", "succeeded")
+    assert one.json()["outputs"] == {"result": True, "selected_case_id": "happy"}
+    ghost = await node.client.post(f"{base}/draft/nodes/ghost/run", headers=auth,
+                                   json={"inputs": {}})
+    assert ghost.status_code == 404 and ghost.json()["message"] == \
+        "Node not found in the workflow."
+
+    chatflow = await new_app(node, auth, "advanced-chat")
+    elsewhere = await node.client.post(f"/console/api/apps/{chatflow}/workflows/draft/run",
+                                       headers=auth, json={"inputs": {}})
+    assert elsewhere.status_code == 404
+
+
+async def test_a_debug_run_is_stopped_from_the_console(node: Node) -> None:
+    auth = await node.setup_and_login()
+    app_id, other = await new_app(node, auth, "workflow"), await new_app(node, auth, "workflow")
     owner = account_id_for("owner@example.com")
     tenant = await platform_queries.current_workspace_of(node.container.engine, owner)
     assert tenant is not None
-    user = ConsoleUser(account_id=owner, tenant_id=tenant, name="Owner")
-    app = await platform_queries.app_in_workspace(node.container.engine, tenant, app_id)
+    app = await platform_queries.app_in_workspace(node.container.engine, tenant, UUID(app_id))
     assert app is not None
-    request = Request({"type": "http", "app": node.app})
-    before = node.container.store.max_position()
-    started = await start_draft_run(request, user, app, {"q": "hi"}, [], node_id="start")
-    recorded = [e.payload for e in node.container.store.read_from(before, 100)]
-    snapshot = next(p for p in recorded if isinstance(p, we.WorkflowVersionCreated))
-    run = next(p for p in recorded if isinstance(p, we.WorkflowRunStarted))
-    assert (snapshot.kind, snapshot.graph) == ("draft", (await draft(node, auth, str(app_id)))[
-        "graph"])
-    assert (run.triggered_from, run.node_id, run.inputs, run.user) == (
-        "debugging", "start", {"q": "hi"}, str(owner))
-    assert started.result["workflow_id"] == str(run.workflow_id)
-    assert started.result["workflow_run_id"] == str(run.system["workflow_run_id"])
-    # the snapshot is no published version
-    assert (await node.client.get(f"/console/api/apps/{app_id}/workflows",
-                                  headers=auth)).json()["items"] == []
+    # the start alone (the run itself ends at once here): what the stop route acts on
+    run = await start_draft_run(Request({"type": "http", "app": node.app}),
+                                ConsoleUser(account_id=owner, tenant_id=tenant, name="Owner"),
+                                app, {}, [], node_id="start")
+    assert run.started
+    stop = f"workflow-runs/tasks/{run.task_id}/stop"
+    ignored = await node.client.post(f"/console/api/apps/{other}/{stop}", headers=auth)
+    assert ignored.json() == {"result": "success"}
+    assert await node.container.kv.get(task_stop_key(run.task_id)) is None
+    stopped = await node.client.post(f"/console/api/apps/{app_id}/{stop}", headers=auth)
+    assert stopped.json() == {"result": "success"}
+    assert await node.container.kv.get(task_stop_key(run.task_id)) is not None
+
+
+async def test_a_debug_run_uses_the_drafts_secrets_and_never_shows_them(node: Node) -> None:
+    auth = await node.setup_and_login()
+    app_id = await new_app(node, auth, "workflow")
+    base = f"/console/api/apps/{app_id}/workflows"
+    flow = graph([graph_node("start", "start", variables=[]),
+                  graph_node("say", "answer", answer="{{#env.region#}}:{{#env.api_key#}}"),
+                  graph_node("end", "end", outputs=end_outputs(("said", ["say", "answer"])))],
+                 [edge("start", "say"), edge("say", "end")])
+    loaded = await draft(node, auth, app_id)
+    saved = await node.client.post(f"{base}/draft", headers=auth, json={
+        "graph": flow, "hash": loaded["hash"], "environment_variables": [
+            {"id": "k", "name": "api_key", "value_type": "secret", "value": "s3cr3t-value"},
+            {"id": "r", "name": "region", "value_type": "string", "value": "eu"}]})
+    assert saved.status_code == 200, saved.text
+    ran = await node.client.post(f"{base}/draft/run", headers=auth, json={"inputs": {}})
+    events = [e for _, e in sse_events(ran.content)]
+    # opened for the run (the answer has it), masked wherever it leaves the engine
+    assert events[-1]["data"]["outputs"] == {"said": "eu:******"}
+    assert "s3cr3t-value" not in ran.text

@@ -9,15 +9,16 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 import orjson
 
-from adapters.secrets import unseal
 from adapters.storage.base import Storage
 from events.envelope import Envelope
+from projections.workflow.environment import unsealed_environment
 from schemas.base import EventPayload
 from schemas.workflow import events as ev
-from schemas.workflow.naming import SECRET_VALUE_TYPE, environment_secret_purpose
+from schemas.workflow.naming import SECRET_VALUE_TYPE
 from workflow_graph.scheduler import Fact, NodeFailed, NodeStarted, NodeSucceeded, RunStarted
 
 MASK = "******"
@@ -51,18 +52,13 @@ class Environment:
 
 
 def open_environment(variables: Sequence[Mapping[str, Any]], secret_key: str,
-                     tenant_id: object) -> Environment:
+                     tenant_id: UUID | None) -> Environment:
     """`env.*` values of a version: secret ones unsealed with the workspace's key."""
-    values: dict[str, Any] = {}
-    secrets: list[str] = []
-    for variable in variables:
-        name, value = str(variable.get("name", "")), variable.get("value")
-        if variable.get("value_type") == SECRET_VALUE_TYPE and isinstance(value, str) \
-                and value:
-            value = unseal(secret_key, environment_secret_purpose(tenant_id), value)
-            if value:  # an empty secret hides nothing (and masking "" would mask all)
-                secrets.append(value)
-        values[name] = value
+    opened = unsealed_environment(secret_key, tenant_id, variables)
+    values = {str(v.get("name", "")): v.get("value") for v in opened}
+    # an empty secret hides nothing (and masking "" would mask everything)
+    secrets = [str(v["value"]) for v in opened
+               if v.get("value_type") == SECRET_VALUE_TYPE and v.get("value")]
     # the longest first, so a secret containing another is masked whole
     return Environment(values, Secrets(tuple(sorted(secrets, key=len, reverse=True))))
 
