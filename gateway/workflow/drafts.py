@@ -24,7 +24,7 @@ from gateway.params import Page
 from gateway.platform.console import console_app
 from gateway.task_events import SSE_HEADERS, StreamInterrupted, entries, sse
 from gateway.views import timestamp
-from gateway.workflow.inputs import start_variables, validate_run_inputs
+from gateway.workflow.files import run_arguments
 from gateway.workflow.runs import RUN_CLOSING
 from projections.platform import queries as platform_queries
 from projections.workflow import queries
@@ -243,11 +243,12 @@ async def run_draft(request: Request, app_id: str, body: api.DraftRunRequest,
     """The editor's debug run, streamed as the Service API streams a run (Dify: workflow
     apps; an advanced-chat app's debug run is a chat message)."""
     app = await workflow_app(request, user, app_id, modes=("workflow",))
-    row = await queries.workflow_draft(get_container(request).engine, app["id"])
-    graph = row["graph"] if row else default_graph(app["mode"])
-    inputs = validate_run_inputs(start_variables(graph), body.inputs)
-    run = await start_draft_run(request, user, app, inputs,
-                                [f.model_dump() for f in body.files or []])
+    engine = get_container(request).engine
+    row = await queries.workflow_draft(engine, app["id"])
+    inputs, files = await run_arguments(
+        engine, app["id"], user.tenant_id, str(user.account_id),
+        row["graph"] if row else default_graph(app["mode"]), body.inputs, body.files)
+    run = await start_draft_run(request, user, app, inputs, files)
     if not run.started:
         return _accepted(run)
     return StreamingResponse(

@@ -22,8 +22,7 @@ from gateway.commanding import CommandPending
 from gateway.deps import command_gateway, get_container, maybe_uuid
 from gateway.platform.service import app_of_key
 from gateway.task_events import SSE_HEADERS, StreamInterrupted, entries, resume_point, sse
-from gateway.workflow.files import input_files, run_files
-from gateway.workflow.inputs import start_variables, validate_run_inputs
+from gateway.workflow.files import run_arguments
 from schemas.base import EDDY_NAMESPACE, EventPayload
 from schemas.conversation import api as conversation_api
 from schemas.conversation.naming import (
@@ -131,11 +130,8 @@ async def _run(request: Request, key: ApiKeyPrincipal, body: api.WorkflowRunRequ
     c = get_container(request)
     app = await _workflow_app(request, key)
     chosen, version = await _version(request, app["id"], workflow_id)
-    variables = start_variables(version.graph)
-    inputs = await input_files(c.engine, app["id"], key.tenant_id, body.user, variables,
-                               validate_run_inputs(variables, body.inputs))
-    files = await run_files(c.engine, app["id"], key.tenant_id, body.user,
-                            [f.model_dump() for f in body.files or []])
+    inputs, files = await run_arguments(c.engine, app["id"], key.tenant_id, body.user,
+                                        version.graph, body.inputs, body.files)
     run_id, task_id = _run_ids(app["id"], body.user, idempotency_key)
     owner = run_owner(app["id"], end_user_id_for(app["id"], body.user))
     await c.kv.set(task_owner_key(task_id), owner, ttl=c.settings.TASK_STREAM_TTL_SECONDS)
