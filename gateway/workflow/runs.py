@@ -155,11 +155,13 @@ async def _run(request: Request, key: ApiKeyPrincipal, body: api.WorkflowRunRequ
         return _pending(run_id, task_id, body.user)
 
 
-def streamed_run(request: Request, run_id: UUID, task_id: UUID) -> StreamingResponse:
+def streamed_run(request: Request, run_id: UUID, task_id: UUID,
+                 resume: str | None = None) -> StreamingResponse:
     """A run's events from its start as server-sent events, until it ends or pauses (the
-    console's debug runs answer the same way)."""
+    console's debug runs answer the same way, `resume` saying where to read the rest)."""
     return StreamingResponse(
-        sse(request, task_stream_key(task_id), "0", RUN_CLOSING, _interrupted(task_id, run_id)),
+        sse(request, task_stream_key(task_id), "0", RUN_CLOSING,
+            _interrupted(task_id, run_id, resume)),
         media_type="text/event-stream", headers=SSE_HEADERS)
 
 
@@ -171,12 +173,14 @@ def _pending(run_id: UUID, task_id: UUID, user: str) -> JSONResponse:
         "events_url": f"/v1/workflow/{run_id}/events?user={quote(user)}"})
 
 
-def _interrupted(task_id: UUID, run_id: UUID) -> Callable[[], dict[str, Any]]:
+def _interrupted(task_id: UUID, run_id: UUID,
+                 resume: str | None = None) -> Callable[[], dict[str, Any]]:
+    resume = resume or f"resume with GET /v1/workflow/{run_id}/events and Last-Event-ID."
+
     def event() -> dict[str, Any]:
         return {"event": "error", "task_id": str(task_id), "workflow_run_id": str(run_id),
                 "status": 503, "code": "stream_interrupted",
-                "message": "The run goes on, but its stream cannot be read now: resume with "
-                           f"GET /v1/workflow/{run_id}/events and Last-Event-ID."}
+                "message": f"The run goes on, but its stream cannot be read now: {resume}"}
     return event
 
 

@@ -476,3 +476,27 @@ async def test_a_debug_runs_files_are_the_mappings_nodes_read(node: Node) -> Non
                                      json={"inputs": {"doc": remote}, "files": [unknown]})
     assert refused.status_code == 404, refused.text
     assert node.container.store.max_position() == before
+
+
+async def test_a_paused_debug_run_stopped_from_the_console_ends_stopped(node: Node) -> None:
+    auth = await node.setup_and_login()
+    app_id = await new_app(node, auth, "workflow")
+    base = f"/console/api/apps/{app_id}/workflows"
+    flow = graph([graph_node("start", "start", variables=[]),
+                  graph_node("review", "human-input", "Review", form_content="Go on?",
+                             inputs=[], user_actions=[{"id": "go", "title": "Go"}],
+                             timeout=1, timeout_unit="hour"),
+                  graph_node("end", "end", outputs=[])],
+                 [edge("start", "review"), edge("review", "end", "go")])
+    loaded = await draft(node, auth, app_id)
+    assert (await node.client.post(f"{base}/draft", headers=auth, json={
+        "graph": flow, "hash": loaded["hash"]})).status_code == 200
+    ran = await node.client.post(f"{base}/draft/run", headers=auth, json={"inputs": {}})
+    events = [e for _, e in sse_events(ran.content)]
+    assert events[-1]["event"] == "workflow_paused", events[-1]
+    stopped = await node.client.post(
+        f"/console/api/apps/{app_id}/workflow-runs/tasks/{events[0]['task_id']}/stop",
+        headers=auth)
+    assert stopped.json() == {"result": "success"}
+    run = node.container.store.load(UUID(events[0]["workflow_run_id"]))
+    assert run[-1].type == "WorkflowRunStopped"
