@@ -63,6 +63,10 @@ class AppNotFound(NotFound):
     code, default_message = "app_not_found", "App not found."
 
 
+class ConversationVariableNotFound(NotFound):
+    default_message = "Conversation Variable Not Exists."
+
+
 class WorkflowNotFound(NotFound):
     default_message = "Workflow not found."
 

@@ -98,6 +98,8 @@ class WorkflowRun(Aggregate):
         self.results = {}
         self.forms = RunForms()
         self.nodes_started = set()
+        # as the run leaves them (`ev.conversation_variables_left`), for chatflow runs
+        self.conversation_variables: dict[str, Any] = {}
 
     def _apply(self, event: Envelope[EventPayload]) -> None:
         super()._apply(event)
@@ -115,6 +117,7 @@ class WorkflowRun(Aggregate):
 
     def apply_WorkflowRunStarted(self, p: ev.WorkflowRunStarted) -> None:
         self.started = p
+        self.conversation_variables = dict(p.conversation_variables)
 
     def apply_WorkflowNodeStarted(self, p: ev.WorkflowNodeStarted) -> None:
         self.nodes_started.add(p.node_id)
@@ -122,6 +125,7 @@ class WorkflowRun(Aggregate):
     def apply_WorkflowNodeSucceeded(self, p: ev.WorkflowNodeSucceeded) -> None:
         self.results[p.node_id] = p
         self.total_tokens += int((p.usage or {}).get("total_tokens") or 0)
+        self.conversation_variables.update(p.updates.get("conversation", {}))
 
     def apply_WorkflowNodeFailed(self, p: ev.WorkflowNodeFailed) -> None:
         self.results[p.node_id] = p
@@ -147,6 +151,10 @@ class WorkflowRun(Aggregate):
     def apply_WorkflowRunStopped(self, p: ev.WorkflowRunStopped) -> None:
         self.status = "stopped"
 
+    def apply_WorkflowConversationVariableUpdated(
+            self, p: ev.WorkflowConversationVariableUpdated) -> None:
+        self.conversation_variables[p.name] = p.value
+
     def start(self, payload: ev.WorkflowRunStarted, ctx: Context) -> None:
         if not self.exists:
             self.record(payload, ctx)
@@ -159,6 +167,19 @@ class WorkflowRun(Aggregate):
         self.record(ev.WorkflowRunStopped(
             elapsed_time=round(self.active_seconds, 6), total_tokens=self.total_tokens,
             total_steps=len(self.nodes_started)), ctx)
+        return True
+
+    def update_conversation_variable(self, conversation_id: UUID, name: str, value: Any,
+                                     user: str, ctx: Context) -> bool:
+        """Set a conversation variable on the run that left the conversation's variables (at
+        any status: its own writes came first); False when unchanged or not that
+        conversation's run."""
+        if self.started is None or self.started.conversation_id != conversation_id:
+            return False
+        if name in self.conversation_variables and self.conversation_variables[name] == value:
+            return False
+        self.record(ev.WorkflowConversationVariableUpdated(name=name, value=value,
+                                                           updated_by=user), ctx)
         return True
 
     def note(self, payload: Any, ctx: Context) -> bool:

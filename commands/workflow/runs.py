@@ -13,6 +13,7 @@ from commands.unit_of_work import UnitOfWork
 from commands.workflow.aggregates import PublishedWorkflow, WorkflowRun, WorkflowVersion
 from schemas.conversation.naming import end_user_id_for
 from schemas.errors import (
+    ConversationVariableNotFound,
     WorkflowNodeNotFound,
     WorkflowNotFound,
     WorkflowNotPublished,
@@ -71,4 +72,15 @@ def stop_workflow_run(c: cmd.StopWorkflowRun, uow: UnitOfWork) -> dict[str, Any]
     return {"stopped": run.stop_paused(uow.ctx)}
 
 
-HANDLERS = command_handlers(start_workflow_run, stop_workflow_run)
+def update_conversation_variable(c: cmd.UpdateConversationVariable,
+                                 uow: UnitOfWork) -> dict[str, Any]:
+    run = uow.get(WorkflowRun, c.run_id)
+    if run.started is None or run.started.conversation_id != c.conversation_id:
+        raise ConversationVariableNotFound()
+    uow.get(App, run.started.app_id).ensure_visible_to(uow.ctx.tenant_id)
+    run.update_conversation_variable(c.conversation_id, c.name, c.value, c.user, uow.ctx)
+    return {"workflow_run_id": str(c.run_id), "name": c.name}
+
+
+HANDLERS = command_handlers(start_workflow_run, stop_workflow_run,
+                            update_conversation_variable)

@@ -147,14 +147,6 @@ async def visible_conversation(request: Request, key: ApiKeyPrincipal, conversat
     return row
 
 
-@router.put("/conversations/{conversation_id}/variables/{variable_id}")
-async def update_conversation_variable(request: Request, conversation_id: str,
-                                       variable_id: str, body: api.UserRequest,
-                                       key: ApiKeyPrincipal = AppKey) -> dict[str, Any]:
-    await visible_conversation(request, key, conversation_id, body.user)
-    raise NotFound("Conversation variable not found.")
-
-
 @router.post("/messages/{message_id}/feedbacks")
 async def feedback(request: Request, message_id: str, body: api.FeedbackRequest,
                    key: ApiKeyPrincipal = AppKey) -> dict[str, str]:

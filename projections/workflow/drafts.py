@@ -60,7 +60,8 @@ async def project_workflow_published(conn: AsyncConnection,
 RUN_EVENTS = [ev.WorkflowRunStarted, ev.WorkflowNodeStarted, ev.WorkflowNodeSucceeded,
               ev.WorkflowNodeFailed, ev.WorkflowNodeRetried, ev.WorkflowRunPaused,
               ev.WorkflowHumanInputSubmitted, ev.WorkflowHumanInputTimedOut,
-              ev.WorkflowRunSucceeded, ev.WorkflowRunFailed, ev.WorkflowRunStopped]
+              ev.WorkflowRunSucceeded, ev.WorkflowRunFailed, ev.WorkflowRunStopped,
+              ev.WorkflowConversationVariableUpdated]
 
 PROJECTORS = projectors(project_workflow_draft_synced, project_workflow_version_created,
                         project_workflow_published, ignore=RUN_EVENTS)

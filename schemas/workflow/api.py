@@ -98,3 +98,10 @@ class WorkflowRunRequest(Body):
     response_mode: Literal["streaming", "blocking"] | None = None
     user: str = USER
     files: list[InputFile] | None = None
+
+
+class ConversationVariableUpdateRequest(Body):
+    """PUT /v1/conversations/{conversation_id}/variables/{variable_id}"""
+
+    value: Any
+    user: str = USER

@@ -94,3 +94,17 @@ class TimeOutHumanInput(CommandPayload):
     run_id: UUID
     form_token: str
     now: float  # seconds since the epoch, as the job saw it
+
+
+# --- conversation variables (chatflow) -----------------------------------------------------
+
+
+class UpdateConversationVariable(CommandPayload):
+    """Set a chatflow conversation's variable (Service API PUT …/variables/{variable_id}), on
+    `run_id`, the run that last left the conversation's variables."""
+
+    run_id: UUID
+    conversation_id: UUID
+    name: str
+    value: Any
+    user: str

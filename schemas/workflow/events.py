@@ -155,6 +155,15 @@ class WorkflowHumanInputTimedOut(EventPayload):
     form_token: str
 
 
+class WorkflowConversationVariableUpdated(EventPayload):
+    """A chatflow conversation's variable set through the Service API, on the run that last
+    left the conversation's variables: the next turn starts from it (the latest write wins)."""
+
+    name: str
+    value: Any
+    updated_by: str  # the Service API's `user`
+
+
 class WorkflowRunSucceeded(EventPayload):
     outputs: dict[str, Any]
     outputs_ref: str | None = None
@@ -189,6 +198,8 @@ def conversation_variables_left(history: list[EventPayload]) -> dict[str, Any] |
     for payload in history[1:]:
         if isinstance(payload, WorkflowNodeSucceeded):
             variables.update(payload.updates.get("conversation", {}))
+        elif isinstance(payload, WorkflowConversationVariableUpdated):
+            variables[payload.name] = payload.value
     return variables
 
 

@@ -20,7 +20,7 @@ from projections.platform.tables import workspaces
 from tests.chat import KEY, MODEL, PROVIDERS, Chat, app_with_key, connect_provider, sse_events
 from tests.e2e.test_knowledge import FACTS, create_dataset, create_text_document, wait_indexed
 from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
-from tests.harness import Node, served
+from tests.harness import Node, eventually, served
 from tests.workflows import (
     check_workflow_events,
     edge,
@@ -28,6 +28,7 @@ from tests.workflows import (
     graph,
     graph_node,
     publish,
+    publish_in_console,
     text_input,
 )
 from workers.workflow.nodes import EXECUTORS
@@ -162,6 +163,21 @@ async def test_llm_jinja2_prompt_is_rendered_in_a_sandbox(ws: Workspace) -> None
         await ws.run("llm", escape)
     assert failed.value.error_type == "TemplateRenderError"
     assert ws.provider.calls("/chat/completions") == calls  # the model is never asked
+
+
+@pytest.mark.settings(CODE_EXECUTION_TIMEOUT=2)
+async def test_a_runaway_jinja2_prompt_fails_its_node_in_the_sandbox(ws: Workspace) -> None:
+    endless = llm([{"role": "user", "edition_type": "jinja2", "jinja2_text": (
+        "{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}"
+        "{% endfor %}")}])
+    with pytest.raises(NodeError) as failed:
+        await ws.run("llm", endless)
+    assert failed.value.error_type == "TemplateRenderError"
+    assert ws.provider.calls("/chat/completions") == 0
+    # the worker is fine: the next prompt renders
+    await ws.run("llm", llm([{"role": "user", "edition_type": "jinja2",
+                              "jinja2_text": "{{ 6 * 7 }}"}]))
+    assert ws.sent()["messages"] == [{"role": "user", "content": "42"}]
 
 
 async def test_llm_completion_prompt_is_one_text(ws: Workspace) -> None:
@@ -616,3 +632,43 @@ async def test_a_published_workflow_classifies_then_answers_streaming(ws: Worksp
     assert events[-1]["data"]["outputs"] == {"answer": "Your parcel ships today."}
     assert ws.sent()["messages"] == [{"role": "system", "content": "You track parcels."},
                                      {"role": "user", "content": "Where is my parcel?"}]
+
+
+REMEMBERING = graph(
+    [graph_node("start", "start", variables=[]),
+     graph_node("reply", "llm", **llm([{"role": "system", "text": "Be brief."}],
+                                      memory={"window": {"enabled": True, "size": 5}})),
+     graph_node("say", "answer", answer="{{#reply.text#}}")],
+    [edge("start", "reply"), edge("reply", "say")])
+
+
+async def test_a_chatflow_llm_remembers_the_conversations_earlier_turns(
+        ws: Workspace) -> None:
+    app_id, key = await app_with_key(ws.node, ws.auth, mode="advanced-chat", name="Tea bot")
+    await publish_in_console(ws.node, ws.auth, app_id, REMEMBERING)
+
+    async def ask_chat(query: str, conversation: str = "") -> dict[str, Any]:
+        r = await ws.node.client.post("/v1/chat-messages", headers=key, json={
+            "inputs": {}, "query": query, "user": "ann", "response_mode": "blocking",
+            "conversation_id": conversation})
+        assert r.status_code == 200, r.text
+        answer: dict[str, Any] = r.json()
+        return answer
+
+    first = await ask_chat("green tea")
+    assert first["answer"] == "Echo: green tea"
+    conversation = first["conversation_id"]
+
+    async def answered() -> bool:
+        r = await ws.node.client.get("/v1/messages", headers=key, params={
+            "user": "ann", "conversation_id": conversation})
+        return [m["answer"] for m in r.json()["data"]] == ["Echo: green tea"]
+    await eventually(answered)
+
+    second = await ask_chat("oolong", conversation)
+    assert second["answer"] == "Echo: oolong"
+    assert ws.sent()["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "green tea"},
+        {"role": "assistant", "content": "Echo: green tea"},
+        {"role": "user", "content": "oolong"}]

@@ -95,6 +95,45 @@ async def test_a_chatflow_app_answers_through_its_runs_and_keeps_conversation_va
     assert others.status_code == 404
 
 
+async def test_a_conversation_variable_set_through_the_api_is_what_the_next_turn_starts_from(
+        node: Node, executors: Callable[[str, Executor], None]) -> None:
+    executors("remember", remember)
+    auth = await node.setup_and_login()
+    app_id, key = await app_with_key(node, auth, mode="advanced-chat", name="Tea bot")
+    publish(node, app_id, REMEMBERING, conversation_variables=[TOPIC])
+
+    async def ask(query: str, **body: Any) -> Any:
+        return await node.client.post("/v1/chat-messages", headers=key, json={
+            "inputs": {}, "query": query, "user": "ann", "response_mode": "blocking", **body})
+
+    conversation = (await ask("green tea")).json()["conversation_id"]
+    url = f"/v1/conversations/{conversation}/variables/{TOPIC['id']}"
+
+    async def put(value: Any, user: str = "ann", variable: str = url) -> Any:
+        return await node.client.put(variable, headers=key, json={"value": value, "user": user})
+
+    async def visible() -> bool:  # the read model follows the conversation's events
+        listed = await node.client.get(f"/v1/conversations/{conversation}/variables",
+                                       headers=key, params={"user": "ann"})
+        return listed.status_code == 200 and bool(listed.json()["data"])
+    await eventually(visible)
+    mismatch = await put(42)
+    assert (mismatch.status_code, mismatch.json()["message"]) == (
+        400, "Type mismatch: variable 'topic' expects string, but got number type")
+    assert (await put("x", variable=url.rsplit("/", 1)[0] + f"/{uuid4()}")).status_code == 404
+    assert (await put("x", user="bob")).status_code == 404  # another user's conversation
+    changed = await put("matcha")
+    assert changed.status_code == 200, changed.text
+    item = changed.json()
+    assert (item["id"], item["name"], item["value"]) == (
+        TOPIC["id"], "topic", "matcha")
+    listed = await node.client.get(f"/v1/conversations/{conversation}/variables",
+                                   headers=key, params={"user": "ann"})
+    assert [v["value"] for v in listed.json()["data"]] == ["matcha"]
+    second = await ask("oolong", conversation_id=conversation)
+    assert second.json()["answer"] == "Last time: matcha."
+
+
 async def test_a_chatflow_app_with_no_published_workflow_fails_the_message(
         node: Node) -> None:
     auth = await node.setup_and_login()

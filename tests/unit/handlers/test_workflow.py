@@ -7,6 +7,7 @@ from uuid import UUID, uuid4
 from commands.aggregate import Context
 from commands.unit_of_work import UnitOfWork
 from commands.workflow.aggregates import WorkflowRun, WorkflowVersion
+from commands.workflow.runs import start_run
 from schemas import errors
 from schemas.conversation.naming import end_user_id_for
 from schemas.platform import commands as pc
@@ -259,3 +260,31 @@ def test_a_debug_run_runs_a_snapshot_of_the_draft_not_the_published_version(
     rejected(world.run(start(app_id, snapshot_id)), errors.WorkflowNotFound)
     rejected(world.run(wc.SnapshotWorkflowDraft(app_id=app_id, workflow_id=uuid4()),
                        as_=world.rival), errors.AppNotFound)
+
+
+@covers(wc.UpdateConversationVariable)
+def test_a_conversation_variable_is_set_on_the_run_that_left_it(world: World) -> None:
+    app_id = uuid4()
+    world.given(pc.CreateApp(app_id=app_id, name="Tea bot", mode="advanced-chat"))
+    command = start(app_id, version(world, app_id))
+    conversation_id = uuid4()
+    cause = uuid4()
+    uow = UnitOfWork(world.store, Context(tenant_id=world.me.tenant_id, actor_id=None,
+                                          correlation_id=cause, causation_id=cause))
+    start_run(uow, command, uow.get(WorkflowVersion, command.workflow_id),  # type: ignore[arg-type]
+              conversation_id=conversation_id, conversation_variables={"topic": "green tea"})
+    uow.commit()
+
+    def update(value: object,
+               conversation: UUID = conversation_id) -> wc.UpdateConversationVariable:
+        return wc.UpdateConversationVariable(run_id=command.run_id, conversation_id=conversation,
+                                             name="topic", value=value, user="ann")
+
+    ran = accepted(world.run(update("matcha")))
+    assert ran.one(we.WorkflowConversationVariableUpdated) == \
+        we.WorkflowConversationVariableUpdated(name="topic", value="matcha", updated_by="ann")
+    history = [e.payload for e in world.store.load(command.run_id)]
+    assert we.conversation_variables_left(history) == {"topic": "matcha"}
+    assert world.run(update("matcha")).events == []  # unchanged: nothing recorded
+    rejected(world.run(update("x", uuid4())), errors.ConversationVariableNotFound)
+    rejected(world.run(update("x"), as_=world.rival), errors.AppNotFound)

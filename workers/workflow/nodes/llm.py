@@ -1,6 +1,6 @@
 """The `llm` node, as Dify's: the prompt template (chat: role messages; completion: one
-text) with `{{#node.var#}}` references or Jinja2 (`edition_type: jinja2`, sandboxed, fed
-`prompt_config.jinja2_variables`), the context variable as `{{#context#}}`, the
+text) with `{{#node.var#}}` references or Jinja2 (`edition_type: jinja2`, rendered in the
+code sandbox, fed `prompt_config.jinja2_variables`), the context variable as `{{#context#}}`, the
 conversation's earlier turns (memory) followed by the user's query, images from the vision
 selector, and structured output (the model's JSON-schema mode when it has one, else asked
 for in the prompt). Tokens stream as the node's `text_chunk`s."""
@@ -12,12 +12,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jinja2 import TemplateError
-from jinja2.sandbox import SandboxedEnvironment
-
 from adapters.llm.openai_protocol import Message
+from adapters.sandbox.base import SandboxError
 from indexing.tokens import count_tokens_approx
 from workers.workflow.nodes.base import NodeCall, NodeError, NodeResult
+from workers.workflow.nodes.code import sandbox_limits
 from workers.workflow.nodes.model_calls import (
     NodeModel,
     ask,
@@ -29,6 +28,7 @@ from workers.workflow.nodes.model_calls import (
     message_text,
     node_model,
     selected,
+    services,
 )
 from workflow_graph.variables import to_text
 
@@ -39,8 +39,6 @@ THINKING = re.compile(r"<think[^>]*>(.*?)</think>\s*", re.IGNORECASE | re.DOTALL
 STRUCTURED_OUTPUT_PROMPT = (
     "Answer only with one JSON object that is valid against the JSON schema below: no "
     "prose, no markdown fences, nothing before or after it.\nSchema:\n{schema}")
-# Jinja2 in the prompt is the user's code: sandboxed (no attribute tricks, no unsafe calls)
-_JINJA = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
 
 
 async def run(call: NodeCall) -> NodeResult:
@@ -127,9 +125,9 @@ async def _prompt(call: NodeCall, model: NodeModel, context: str) -> list[Messag
     jinja_values = {v["variable"]: selected(call, v.get("value_selector"))
                     for v in (data.get("prompt_config") or {}).get("jinja2_variables") or []}
 
-    def text_of(piece: Mapping[str, Any]) -> str:
+    async def text_of(piece: Mapping[str, Any]) -> str:
         if piece.get("edition_type") == "jinja2":
-            text = _render_jinja(piece.get("jinja2_text") or "", jinja_values)
+            text = await _render_jinja(call, piece.get("jinja2_text") or "", jinja_values)
         else:
             text = call.pool.render(piece.get("text") or "")
         # after the references: a `{{#x.y#}}` in the retrieved text stays as it is
@@ -141,13 +139,13 @@ async def _prompt(call: NodeCall, model: NodeModel, context: str) -> list[Messag
     messages: list[Message]
     if isinstance(template, list):
         messages = [{"role": str(m.get("role") or "user"), "content": text}
-                    for m in template if (text := text_of(m))]
+                    for m in template if (text := await text_of(m))]
         turns = await memory_turns(call, memory, model, _tokens(messages) + _tokens(query))
         messages += memory_messages(turns)
         if query:
             messages.append({"role": "user", "content": query})
     else:
-        text = text_of(template)
+        text = await text_of(template)
         if memory:
             history = memory_text(await memory_turns(call, memory, model, _tokens(text)),
                                   memory)
@@ -178,8 +176,14 @@ def _query(call: NodeCall, memory: Mapping[str, Any] | None) -> str:
     return call.pool.render(memory.get("query_prompt_template") or "{{#sys.query#}}")
 
 
-def _render_jinja(source: str, values: Mapping[str, Any]) -> str:
+async def _render_jinja(call: NodeCall, source: str, values: Mapping[str, Any]) -> str:
+    """A Jinja2 prompt rendered as Dify renders it: in the code sandbox (a template that
+    loops forever or builds a huge string meets the code limits, not this worker)."""
+    if not source:
+        return ""
     try:
-        return _JINJA.from_string(source).render(**values)
-    except TemplateError as exc:
+        rendered = await services(call).sandbox.run("jinja2", source, values,
+                                                    sandbox_limits(services(call).settings))
+    except SandboxError as exc:
         raise NodeError(f"Jinja2 prompt failed: {exc}", "TemplateRenderError") from exc
+    return str(rendered.get("result") or "")

@@ -22,6 +22,7 @@ from adapters.llm.openai_protocol import (
     Usage,
     text_part,
 )
+from adapters.sandbox.base import CodeSandbox
 from commands.conversation.aggregates import Conversation
 from events.store import EventStore
 from indexing.tokens import count_tokens_approx
@@ -52,6 +53,9 @@ class ModelServices(NodeServices, Protocol):
 
     @property
     def retriever(self) -> Retriever: ...
+
+    @property
+    def sandbox(self) -> CodeSandbox: ...  # jinja2 prompts
 
 
 def services(call: NodeCall) -> ModelServices:

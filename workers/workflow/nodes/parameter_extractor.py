@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from adapters.llm.openai_protocol import Message
+from indexing.tokens import count_tokens_approx
 from workers.workflow.nodes.base import NodeCall, NodeResult
 from workers.workflow.nodes.model_calls import (
     ask,
@@ -26,9 +27,9 @@ from workers.workflow.nodes.model_calls import (
 from workflow_graph.variables import to_text
 
 TOOL_NAME = "extract_parameters"
-SYSTEM_PROMPT = """You extract structured information from the user's text. Fill the \
-parameters of this JSON schema from the text; leave out a parameter the text says nothing \
-about, never invent values.
+SYSTEM_PROMPT = """You extract structured information from the user's text. Fill every \
+parameter of this JSON schema from the text; give one the text says nothing about its empty \
+value ("", 0, false or []), never an invented one.
 {schema}
 {answer_as}
 Instructions from the workflow's author (may be empty):
@@ -69,7 +70,8 @@ async def run(call: NodeCall) -> NodeResult:
     schema = _schema(parameters)
     by_tool = data.get("reasoning_mode") == "function_call" and "tool-call" in model.features
     memory = data.get("memory")
-    turns = await memory_turns(call, memory, model, len(query) // 4 + len(str(schema)) // 4)
+    turns = await memory_turns(call, memory, model,
+                               count_tokens_approx(query) + count_tokens_approx(str(schema)))
     system = SYSTEM_PROMPT.format(schema=json.dumps(schema, ensure_ascii=False),
                                   answer_as=ANSWER_BY_TOOL if by_tool else ANSWER_AS_JSON,
                                   instruction=call.pool.render(data.get("instruction") or ""),

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from adapters.llm.openai_protocol import Message
+from indexing.tokens import count_tokens_approx
 from workers.workflow.nodes.base import NodeCall, NodeError, NodeResult
 from workers.workflow.nodes.model_calls import (
     ask,
@@ -56,7 +57,7 @@ async def run(call: NodeCall) -> NodeResult:
                                   categories=json.dumps(categories, ensure_ascii=False),
                                   instructions=json.dumps(instruction, ensure_ascii=False))
     memory = data.get("memory")
-    histories = memory_text(await memory_turns(call, memory, model, len(question) // 4),
+    histories = memory_text(await memory_turns(call, memory, model, count_tokens_approx(question)),
                             memory)
     system = SYSTEM_PROMPT.format(histories=histories)
     messages: list[Message]
