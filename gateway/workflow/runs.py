@@ -282,7 +282,7 @@ async def run_events(request: Request, workflow_run_id: str,
         else WORKFLOW_END_STREAM_EVENTS
     closing = ends if continue_on_pause else (*ends, WORKFLOW_PAUSE_STREAM_EVENT)
     stream = task_stream_key(begun.task_id)
-    if not await c.kv.length(stream) and isinstance(history[-1].payload, RUN_ENDS):
+    if not await c.kv.length(stream) and isinstance(history[-1].payload, ev.RUN_ENDS):
         return StreamingResponse(_ended(request, history), media_type="text/event-stream",
                                  headers=SSE_HEADERS)
     after = await resume_point(c.kv, stream, last_event_id, closing)
@@ -291,15 +291,12 @@ async def run_events(request: Request, workflow_run_id: str,
         media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-RUN_ENDS = (ev.WorkflowRunSucceeded, ev.WorkflowRunFailed, ev.WorkflowRunStopped)
-
-
 async def _ended(request: Request, history: list[Envelope[EventPayload]]
                  ) -> AsyncIterator[bytes]:
     """The end of a run whose stream expired, as its one event."""
     first, last = history[0], history[-1]
     begun, end = first.payload, last.payload
-    assert isinstance(begun, ev.WorkflowRunStarted) and isinstance(end, RUN_ENDS)
+    assert isinstance(begun, ev.WorkflowRunStarted) and isinstance(end, ev.RUN_ENDS)
     head = StreamHead(task_id=begun.task_id, run_id=first.aggregate_id,
                       workflow_id=begun.workflow_id, mode=begun.mode,
                       created_at=int(first.occurred_at.timestamp()),

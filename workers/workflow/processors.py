@@ -85,8 +85,7 @@ async def fail_overdue_runs(*, settings: Settings, store: EventStore, engine: As
                 running[run] = [at, None]
             elif run not in running:
                 continue
-            elif isinstance(p, ev.WorkflowRunSucceeded | ev.WorkflowRunFailed
-                            | ev.WorkflowRunStopped):
+            elif isinstance(p, ev.RUN_ENDS):
                 del running[run]
             elif isinstance(p, ev.WorkflowRunPaused):
                 running[run][1] = at
