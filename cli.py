@@ -217,6 +217,8 @@ def _add_operations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action.add_argument("--until", help="occurred before (ISO-8601; UTC if no zone)")
         action.add_argument("--dataset", help="a dataset's events and its documents' and "
                                               "segments' (scans the event store)")
+        action.add_argument("--app", help="an app's events and its workflow runs', drafts', "
+                                          "conversations'... (scans the event store)")
         action.add_argument("--json", action="store_true", help="JSON lines")
         if name == "list":
             action.add_argument("--limit", type=int, default=50)

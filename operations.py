@@ -85,7 +85,8 @@ def _event_filter(args: argparse.Namespace) -> EventFilter:
             type=args.type, from_position=args.from_position, to_position=args.to_position,
             since=parse_time(args.since) if args.since else None,
             until=parse_time(args.until) if args.until else None,
-            dataset=parse_uuid(args.dataset, "--dataset") if args.dataset else None)
+            dataset=parse_uuid(args.dataset, "--dataset") if args.dataset else None,
+            app=parse_uuid(args.app, "--app") if args.app else None)
 
 
 @contextlib.contextmanager

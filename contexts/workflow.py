@@ -7,13 +7,14 @@ from __future__ import annotations
 from commands.workflow import aggregates, drafts, human_input, runs
 from contexts.manifest import ContextManifest, payloads_in
 from events.routing import Route
-from gateway.workflow import chat_messages, conversation_variables
+from gateway.workflow import chat_messages, conversation_variables, run_history
 from gateway.workflow import drafts as draft_routes
 from gateway.workflow import dsl as dsl_routes
 from gateway.workflow import human_input as human_input_routes
 from gateway.workflow import runs as run_routes
 from projections.tables import PROJECTION_NAME
 from projections.workflow import drafts as draft_projectors
+from projections.workflow.runs import projectors as run_projectors
 from schemas.conversation import events as conversation_events
 from schemas.workflow import events
 from workers.declarations import Job, WorkTopic
@@ -53,9 +54,10 @@ WORKFLOW = ContextManifest(
     events=payloads_in(events),
     upcasters=events.UPCASTERS,
     handlers=[runs.HANDLERS, drafts.HANDLERS, human_input.HANDLERS],
-    projectors={PROJECTION_NAME: [draft_projectors.PROJECTORS]},
-    routers=[run_routes.router, draft_routes.router, dsl_routes.router,
-             human_input_routes.router, conversation_variables.router],
+    projectors={PROJECTION_NAME: [draft_projectors.PROJECTORS, run_projectors.PROJECTORS]},
+    routers=[run_routes.router, run_history.service_router, run_history.console_router,
+             draft_routes.router, dsl_routes.router, human_input_routes.router,
+             conversation_variables.router],
     work=[RUNS, CHATFLOW, FORM_DEADLINES],
     jobs=[Job("fail_overdue_workflow_runs", every=SWEEP_EVERY_SECONDS, run=fail_overdue_runs),
           Job("time_out_human_input_forms", every=FORM_TIMEOUT_CHECK_SECONDS,

@@ -43,6 +43,9 @@ class EventFilter:
     # the dataset's own events and those of every aggregate an event of which names it
     # (`payload.dataset_id`: its documents, segments, name claims)
     dataset: UUID | None = None
+    # the same for an app (`payload.app_id`): its workflow runs, drafts and versions,
+    # conversations, configuration
+    app: UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -148,10 +151,11 @@ def _conditions(f: EventFilter, after: int | None = None,
     if f.until is not None:
         where.append(f"({_STATE}->>'occurred_at')::timestamptz < %s")
         params.append(f.until)
-    if f.dataset is not None:
-        where.append(f"(originator_id = %s OR originator_id IN (SELECT originator_id"
-                     f" FROM {EVENTS_TABLE} WHERE {_STATE}->'payload'->>'dataset_id' = %s))")
-        params += [f.dataset, str(f.dataset)]
+    for owner, field_name in ((f.dataset, "dataset_id"), (f.app, "app_id")):
+        if owner is not None:
+            where.append(f"(originator_id = %s OR originator_id IN (SELECT originator_id"
+                         f" FROM {EVENTS_TABLE} WHERE {_STATE}->'payload'->>'{field_name}' = %s))")
+            params += [owner, str(owner)]
     return where, params
 
 

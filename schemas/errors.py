@@ -162,15 +162,15 @@ class NotChatApp(EddyError):
         "not_chat_app", 400, "Please check if your app mode matches the right API route.")
 
 
+class NotWorkflowApp(EddyError):
+    code, status, default_message = (
+        "not_workflow_app", 400, "Please check if your app mode matches the right API route.")
+
+
 class NotCompletionApp(EddyError):
     code, status, default_message = (
         "not_completion_app", 400, "Please check if your Completion app mode matches the right "
         "API route.")
-
-
-class NotWorkflowApp(EddyError):
-    code, status, default_message = (
-        "not_workflow_app", 400, "Please check if your app mode matches the right API route.")
 
 
 class DraftWorkflowNotRunnable(EddyError):

@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-ROOT = Path(__file__).resolve().parents[1]
-DIFY_CLIENT_PYTHON = ROOT / ".venv" / "clients" / "dify-client-python"
+# beside the running venv's packages (the README's test command installs it there)
+DIFY_CLIENT_PYTHON = Path(sys.prefix) / "clients" / "dify-client-python"
 
 
 async def run_dify_client_python(script: str, *, base_url: str, api_key: str,

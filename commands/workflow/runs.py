@@ -54,7 +54,8 @@ def start_run(uow: UnitOfWork, c: cmd.StartWorkflowRun, version: WorkflowVersion
         system={"user_id": c.user, "app_id": str(c.app_id), "workflow_id": str(version.id),
                 "workflow_run_id": str(c.run_id), "files": c.files, **(system or {})},
         files=c.files, node_id=c.node_id, conversation_id=conversation_id,
-        message_id=message_id, conversation_variables=conversation_variables or {}), uow.ctx)
+        message_id=message_id, conversation_variables=conversation_variables or {},
+        version=version.spec.version), uow.ctx)
 
 
 def start_workflow_run(c: cmd.StartWorkflowRun, uow: UnitOfWork) -> dict[str, Any]:

@@ -60,7 +60,7 @@ RUN_CLOSING = (*WORKFLOW_END_STREAM_EVENTS, WORKFLOW_PAUSE_STREAM_EVENT)
 VERSION_CACHE_SIZE = 256
 
 
-async def _workflow_app(request: Request, key: ApiKeyPrincipal,
+async def workflow_app_of_key(request: Request, key: ApiKeyPrincipal,
                         modes: tuple[str, ...] = ("workflow",)) -> dict[str, Any]:
     app = await app_of_key(request, key)
     if app["mode"] not in modes:
@@ -128,7 +128,7 @@ def _run_ids(app_id: UUID, user: str, idempotency_key: str | None) -> tuple[UUID
 async def _run(request: Request, key: ApiKeyPrincipal, body: api.WorkflowRunRequest,
                workflow_id: str | None, idempotency_key: str | None) -> Any:
     c = get_container(request)
-    app = await _workflow_app(request, key)
+    app = await workflow_app_of_key(request, key)
     chosen, version = await _version(request, app["id"], workflow_id)
     inputs, files = await run_arguments(c.engine, app["id"], key.tenant_id, body.user,
                                         version.graph, body.inputs, body.files)
@@ -233,7 +233,7 @@ async def stop_run(request: Request, task_id: str, body: conversation_api.StopRe
     """Any gateway process; the engine sees the request within STOP_POLL_SECONDS. As Dify,
     the stop applies to the app's task whichever user asks; another app's (or none) is
     silently not stopped."""
-    app = await _workflow_app(request, key)
+    app = await workflow_app_of_key(request, key)
     c = get_container(request)
     parsed = maybe_uuid(task_id)
     owner = await c.kv.get(task_owner_key(parsed)) if parsed else None
@@ -269,7 +269,7 @@ async def run_events(request: Request, workflow_run_id: str,
     whose stream dropped gets the rest, without gaps or repeats. A run whose stream
     expired answers its end alone."""
     c = get_container(request)
-    app = await _workflow_app(request, key, ("workflow", "advanced-chat"))
+    app = await workflow_app_of_key(request, key, ("workflow", "advanced-chat"))
     run_id = maybe_uuid(workflow_run_id)
     history = await asyncio.to_thread(c.store.load, run_id) if run_id else []
     begun = history[0].payload if history else None

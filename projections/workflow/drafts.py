@@ -56,12 +56,5 @@ async def project_workflow_published(conn: AsyncConnection,
                            .where(published_workflows.c.app_id == p.app_id).values(**values))
 
 
-# A run's events feed the runs read model (wf-readmodels), not this one.
-RUN_EVENTS = [ev.WorkflowRunStarted, ev.WorkflowNodeStarted, ev.WorkflowNodeSucceeded,
-              ev.WorkflowNodeFailed, ev.WorkflowNodeRetried, ev.WorkflowRunPaused,
-              ev.WorkflowHumanInputSubmitted, ev.WorkflowHumanInputTimedOut,
-              ev.WorkflowRunSucceeded, ev.WorkflowRunFailed, ev.WorkflowRunStopped,
-              ev.WorkflowConversationVariableUpdated]
-
 PROJECTORS = projectors(project_workflow_draft_synced, project_workflow_version_created,
-                        project_workflow_published, ignore=RUN_EVENTS)
+                        project_workflow_published)

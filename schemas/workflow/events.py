@@ -87,6 +87,7 @@ class WorkflowRunStarted(EventPayload):
     # advanced-chat: the conversation variables (name -> value) as the conversation's
     # previous run left them (its definitions' defaults on the first turn)
     conversation_variables: dict[str, Any] = {}
+    version: str = ""  # the workflow version's Dify version string (what run lists show)
 
 
 class WorkflowNodeStarted(EventPayload):

@@ -114,3 +114,9 @@ def run_owner(app_id: UUID, end_user_id: UUID | None) -> str:
 def tool_file_key(tenant_id: UUID, file_id: UUID, extension: str) -> str:
     """Where a file a node made (an HTTP answer's body) is kept; `extension` with its dot."""
     return f"tool_files/{tenant_id}/{file_id}{extension}"
+
+
+def workflow_app_log_id_for(run_id: UUID) -> UUID:
+    """The log entry of an app's run (Dify's `workflow_app_logs` row): one per run, the same
+    id in every rebuild of the read model."""
+    return uuid5(EDDY_NAMESPACE, f"workflow-app-log:{run_id}")

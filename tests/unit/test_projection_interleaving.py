@@ -49,6 +49,7 @@ from commands.conversation.aggregates import AnnotationSet, Conversation, Upload
 from commands.executor import execute
 from commands.knowledge.aggregates import Document, Segment
 from commands.unit_of_work import UnitOfWork
+from commands.workflow.aggregates import WorkflowRun
 from events.envelope import Envelope
 from events.memory_store import InMemoryEventStore
 from projections.layout import columns_in, layout_of
@@ -56,7 +57,11 @@ from projections.tables import PROJECTION_NAME, READ, metadata
 from schemas.base import CommandEnvelope, CommandPayload, EventPayload
 from schemas.conversation import commands as cc
 from schemas.conversation import events as cev
-from schemas.conversation.naming import annotation_set_id_for, app_config_id_for
+from schemas.conversation.naming import (
+    annotation_set_id_for,
+    app_config_id_for,
+    end_user_id_for,
+)
 from schemas.knowledge import commands as kc
 from schemas.knowledge import events as kev
 from schemas.knowledge.naming import HIERARCHICAL, document_prefix
@@ -64,6 +69,7 @@ from schemas.platform import commands as pc
 from schemas.platform import events as pev
 from schemas.platform.naming import SETUP_ID, api_token_hash, api_token_hint
 from schemas.workflow import commands as wc
+from schemas.workflow import events as wev
 from schemas.workflow.naming import published_workflow_id_for, workflow_draft_id_for
 from tests.process_rules import HIERARCHICAL_RULE, PARAGRAPH_RULE
 from workers.knowledge.indexing import IndexingDeps, index_segment, run_indexing_job
@@ -170,6 +176,23 @@ class Recorder:
             uow = UnitOfWork(self.store, ctx)
             assert decide(uow.get(AnnotationSet, annotation_set_id_for(app_id)))
             uow.commit()
+
+    def workflow_run(self, app_id: UUID, user: str, facts: Sequence[EventPayload]) -> UUID:
+        """How the engine records a run: its start, then each fact in a commit of its own."""
+        run_id, cause = uuid4(), uuid4()
+        ctx = Context(tenant_id=self.tenant, actor_id=None, correlation_id=cause,
+                      causation_id=cause)
+        uow = UnitOfWork(self.store, ctx)
+        uow.get(WorkflowRun, run_id).start(wev.WorkflowRunStarted(
+            app_id=app_id, workflow_id=uuid4(), task_id=uuid4(), mode="workflow",
+            triggered_from="app-run", user=user, end_user_id=end_user_id_for(app_id, user),
+            inputs={"q": user}, system={}), ctx)
+        uow.commit()
+        for fact in facts:
+            uow = UnitOfWork(self.store, ctx)
+            assert uow.get(WorkflowRun, run_id).note(fact, ctx)
+            uow.commit()
+        return run_id
 
     async def upload(self, dataset: UUID, document: UUID, name: str,
                      content: str) -> kev.SourceFile:
@@ -346,6 +369,40 @@ async def record(root: Path) -> History:
     run(cc.RecordFileUpload(file_id=picture, app_id=chat, user="ann", name="cat.png", size=3,
                             extension="png", mime_type="image/png", key="upload_files/cat.png"),
         picture)
+    # workflow runs of the flow app (other aggregates, numbered by their start): one
+    # retried, paused for input and resumed; one with a handled failure, paused until its
+    # form timed out, stopped; one failed
+    fetch, review, code = uuid4(), uuid4(), uuid4()
+    r.workflow_run(flow, "ann", [
+        wev.WorkflowNodeStarted(node_id="fetch", node_type="http-request", title="Fetch",
+                                execution_id=fetch, index=1),
+        wev.WorkflowNodeRetried(node_id="fetch", execution_id=fetch, attempt=1, error="503"),
+        wev.WorkflowNodeSucceeded(node_id="fetch", execution_id=fetch, outputs={"body": "ok"},
+                                  usage={"total_tokens": 3}),
+        wev.WorkflowNodeStarted(node_id="review", node_type="human-input", title="Review",
+                                execution_id=review, index=2, predecessor_node_id="fetch"),
+        wev.WorkflowRunPaused(node_id="review", form_token="t1", form={}, expires_at=0.0),
+        wev.WorkflowHumanInputSubmitted(node_id="review", form_token="t1", action="approve",
+                                        inputs={}, submitted_by="ann"),
+        wev.WorkflowNodeSucceeded(node_id="review", execution_id=review),
+        wev.WorkflowRunSucceeded(outputs={"body": "ok"}, elapsed_time=2.0, total_tokens=3,
+                                 total_steps=2)])
+    lenient, waiting = uuid4(), uuid4()
+    r.workflow_run(flow, "bob", [
+        wev.WorkflowNodeStarted(node_id="code", node_type="code", title="Code",
+                                execution_id=lenient, index=1),
+        wev.WorkflowNodeSucceeded(node_id="code", execution_id=lenient, status="exception",
+                                  outputs={"error_message": "x"}),
+        wev.WorkflowNodeStarted(node_id="review", node_type="human-input", title="Review",
+                                execution_id=waiting, index=2),
+        wev.WorkflowRunPaused(node_id="review", form_token="t2", form={}, expires_at=0.0),
+        wev.WorkflowHumanInputTimedOut(node_id="review", form_token="t2"),
+        wev.WorkflowRunStopped(elapsed_time=5.0, total_steps=2)])
+    r.workflow_run(flow, "ann", [
+        wev.WorkflowNodeStarted(node_id="code", node_type="code", title="Code",
+                                execution_id=code, index=1),
+        wev.WorkflowNodeFailed(node_id="code", execution_id=code, error="boom"),
+        wev.WorkflowRunFailed(error="Node Code run failed: boom", elapsed_time=0.5)])
 
     # knowledge: datasets (the archive adopts its first document's technique), metadata, tags
     handbook, archive = uuid4(), uuid4()
@@ -690,6 +747,13 @@ def test_the_store_order_read_model_is_the_expected_one(history: History,
         (kept["annotation"], 2)]
     assert not _rows(reference, "annotations", id=gone["annotation"])
     assert reference["segments_indexed_early"] == []  # every segment's creation is applied
+    runs = sorted(_rows(reference, "workflow_runs", app_id=kept["app"]),
+                  key=lambda r: r["sequence_number"])
+    assert [(r["sequence_number"], r["status"], r["exceptions_count"]) for r in runs] == [
+        (1, "succeeded", 0), (2, "stopped", 1), (3, "failed", 0)]
+    assert len(_rows(reference, "workflow_app_logs", app_id=kept["app"])) == 3
+    assert {e["status"] for e in reference["workflow_node_executions"]} == {
+        "succeeded", "retry", "exception", "stopped", "failed"}
 
     # Each document shows its live segments' counts: the split's plus the hand edits.
     for doc in reference["documents"]:

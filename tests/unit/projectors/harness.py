@@ -49,16 +49,21 @@ class World:
     async def emit(self, aggregate_type: str, aggregate_id: UUID, payload: P,
                    tenant_id: UUID | None = None) -> Envelope[P]:
         """The aggregate's next event (one second after the previous one), applied."""
+        event = await self.envelope(aggregate_type, aggregate_id, payload, tenant_id)
+        await apply(self, event)
+        return event
+
+    async def envelope(self, aggregate_type: str, aggregate_id: UUID, payload: P,
+                       tenant_id: UUID | None = None) -> Envelope[P]:
+        """The aggregate's next event (one second after the previous one), not applied."""
         self._position += 1
         version = self._versions[aggregate_id] = self._versions.get(aggregate_id, 0) + 1
         cid = uuid4()
         event = Envelope.new(payload, aggregate_type=aggregate_type, aggregate_id=aggregate_id,
                              aggregate_version=version, tenant_id=tenant_id or self.tenant,
                              correlation_id=cid, causation_id=cid)
-        event = replace(event, occurred_at=T0 + timedelta(seconds=self._position),
-                        position=self._position)
-        await apply(self, event)
-        return event
+        return replace(event, occurred_at=T0 + timedelta(seconds=self._position),
+                       position=self._position)
 
     async def row(self, table: Table, key: UUID) -> RowMapping | None:
         async with self.engine.connect() as conn:

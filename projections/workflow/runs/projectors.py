@@ -1,0 +1,225 @@
+"""Projectors of workflow runs into the console read model: a run's row, one row per node
+execution (and one per failed attempt of a retried node), and the app's log entry when the
+run ends. A run's events are one aggregate's, so they arrive in order."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+from sqlalchemy import and_, func, insert, not_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from events.envelope import Envelope
+from projections.platform.projectors import lock
+from projections.registry import projectors
+from projections.workflow.runs.tables import (
+    workflow_app_logs,
+    workflow_node_executions,
+    workflow_runs,
+)
+from schemas.workflow import events as ev
+from schemas.workflow.naming import workflow_app_log_id_for
+
+RUNNING, PAUSED = "running", "paused"
+
+
+def _creator(p: ev.WorkflowRunStarted) -> tuple[str, UUID | None]:
+    """(created_by_role, created_by): an app run's end user, or the console account that
+    debugged the draft (its id is the run's `user`)."""
+    if p.end_user_id is not None:
+        return "end_user", p.end_user_id
+    try:
+        return "account", UUID(p.user)
+    except ValueError:
+        return "account", None
+
+
+def _started_before(created_at: datetime, run_id: UUID) -> Any:
+    return or_(workflow_runs.c.created_at < created_at,
+               and_(workflow_runs.c.created_at == created_at, workflow_runs.c.id < run_id))
+
+
+async def project_run_started(conn: AsyncConnection, e: Envelope[ev.WorkflowRunStarted]) -> None:
+    """The run's row, numbered among its app's runs by when they started (Dify's
+    sequence number): runs of one app are other aggregates, applied in any order and
+    concurrently, so the app's lock serializes them and a run applied after a later one
+    takes its place and moves the later ones up; every rebuild numbers them alike."""
+    p = e.payload
+    await lock(conn, p.app_id, exclusive=True)
+    of_app = workflow_runs.c.app_id == p.app_id
+    earlier = await conn.scalar(select(func.count()).select_from(workflow_runs).where(
+        of_app, _started_before(e.occurred_at, e.aggregate_id)))
+    await conn.execute(update(workflow_runs).where(
+        of_app, not_(_started_before(e.occurred_at, e.aggregate_id)))
+        .values(sequence_number=workflow_runs.c.sequence_number + 1))
+    role, created_by = _creator(p)
+    await conn.execute(insert(workflow_runs).values(
+        id=e.aggregate_id, tenant_id=e.tenant_id, app_id=p.app_id, workflow_id=p.workflow_id,
+        version=p.version, sequence_number=int(earlier or 0) + 1, mode=p.mode,
+        triggered_from=p.triggered_from, node_id=p.node_id, status=RUNNING, inputs=p.inputs,
+        elapsed_time=0.0, total_tokens=0, total_steps=0, exceptions_count=0,
+        created_by_role=role, created_by=created_by, session_id=p.user,
+        conversation_id=p.conversation_id, message_id=p.message_id,
+        created_at=e.occurred_at))
+
+
+async def _run(conn: AsyncConnection, run_id: UUID) -> dict[str, Any]:
+    row = (await conn.execute(select(workflow_runs).where(workflow_runs.c.id == run_id))
+           ).mappings().one()
+    return dict(row)
+
+
+async def project_node_started(conn: AsyncConnection,
+                               e: Envelope[ev.WorkflowNodeStarted]) -> None:
+    """A node's execution starts; the same execution started again (a retry or a member
+    taking the run over) is the same row, running again."""
+    p = e.payload
+    known = await conn.scalar(select(workflow_node_executions.c.id)
+                              .where(workflow_node_executions.c.id == p.execution_id))
+    if known is not None:
+        await conn.execute(update(workflow_node_executions)
+                           .where(workflow_node_executions.c.id == p.execution_id)
+                           .values(status=RUNNING, error=None, finished_at=None))
+        return
+    run = await _run(conn, e.aggregate_id)
+    await conn.execute(insert(workflow_node_executions).values(
+        id=p.execution_id, tenant_id=run["tenant_id"], app_id=run["app_id"],
+        workflow_id=run["workflow_id"], workflow_run_id=e.aggregate_id, index=p.index,
+        predecessor_node_id=p.predecessor_node_id, node_id=p.node_id, node_type=p.node_type,
+        title=p.title, status=RUNNING, elapsed_time=0.0, created_at=e.occurred_at))
+
+
+def _metadata(usage: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Dify's execution_metadata of a node that called a model: tokens, price, currency."""
+    if not usage:
+        return None
+    found = {"total_tokens": usage.get("total_tokens"), "total_price": usage.get("total_price"),
+             "currency": usage.get("currency")}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+async def project_node_succeeded(conn: AsyncConnection,
+                                 e: Envelope[ev.WorkflowNodeSucceeded]) -> None:
+    """Succeeded, or `exception`: failed and went on by its error strategy (default value,
+    fail branch), its error in the outputs Dify gives such a node."""
+    p = e.payload
+    error = (str(p.outputs.get("error_message", "")) or None) if p.status == "exception" \
+        else None
+    await conn.execute(update(workflow_node_executions)
+                       .where(workflow_node_executions.c.id == p.execution_id)
+                       .values(status=p.status, inputs=p.inputs, process_data=p.process_data,
+                               outputs=p.outputs, outputs_ref=p.outputs_ref, error=error,
+                               elapsed_time=p.elapsed_time,
+                               execution_metadata=_metadata(p.usage),
+                               finished_at=e.occurred_at))
+    if p.status == "exception":
+        await conn.execute(update(workflow_runs).where(workflow_runs.c.id == e.aggregate_id)
+                           .values(exceptions_count=workflow_runs.c.exceptions_count + 1))
+
+
+async def project_node_failed(conn: AsyncConnection, e: Envelope[ev.WorkflowNodeFailed]) -> None:
+    p = e.payload
+    await conn.execute(update(workflow_node_executions)
+                       .where(workflow_node_executions.c.id == p.execution_id)
+                       .values(status="failed", inputs=p.inputs, error=p.error,
+                               elapsed_time=p.elapsed_time, finished_at=e.occurred_at))
+
+
+def retry_execution_id(execution_id: UUID, attempt: int) -> UUID:
+    """The row of a retried node's failed attempt, beside the execution's own row."""
+    return uuid5(execution_id, f"retry:{attempt}")
+
+
+async def project_node_retried(conn: AsyncConnection,
+                               e: Envelope[ev.WorkflowNodeRetried]) -> None:
+    """Dify lists each failed attempt of a retried node (status `retry`) before the attempt
+    that settles it; the execution's own row goes on running."""
+    p = e.payload
+    execution = (await conn.execute(select(workflow_node_executions).where(
+        workflow_node_executions.c.id == p.execution_id))).mappings().first()
+    if execution is None:
+        return  # an attempt of an execution never recorded as started: nothing to show it by
+    await conn.execute(insert(workflow_node_executions).values({
+        **execution, "id": retry_execution_id(p.execution_id, p.attempt), "status": "retry",
+        "error": p.error, "retry_index": p.attempt - 1,  # Dify counts retries from 0
+        "finished_at": e.occurred_at}))
+
+
+async def _set_node_status(conn: AsyncConnection, run_id: UUID, node_id: str, before: str,
+                           after: str) -> None:
+    await conn.execute(update(workflow_node_executions).where(
+        workflow_node_executions.c.workflow_run_id == run_id,
+        workflow_node_executions.c.node_id == node_id,
+        workflow_node_executions.c.status == before).values(status=after))
+
+
+async def project_run_paused(conn: AsyncConnection, e: Envelope[ev.WorkflowRunPaused]) -> None:
+    await conn.execute(update(workflow_runs).where(workflow_runs.c.id == e.aggregate_id)
+                       .values(status=PAUSED))
+    await _set_node_status(conn, e.aggregate_id, e.payload.node_id, RUNNING, PAUSED)
+
+
+async def _resumed(conn: AsyncConnection, run_id: UUID, node_id: str) -> None:
+    await conn.execute(update(workflow_runs).where(workflow_runs.c.id == run_id)
+                       .values(status=RUNNING))
+    await _set_node_status(conn, run_id, node_id, PAUSED, RUNNING)
+
+
+async def project_human_input_submitted(
+        conn: AsyncConnection, e: Envelope[ev.WorkflowHumanInputSubmitted]) -> None:
+    await _resumed(conn, e.aggregate_id, e.payload.node_id)
+
+
+async def project_human_input_timed_out(
+        conn: AsyncConnection, e: Envelope[ev.WorkflowHumanInputTimedOut]) -> None:
+    await _resumed(conn, e.aggregate_id, e.payload.node_id)
+
+
+async def _end(conn: AsyncConnection, e: Envelope[Any], status: str, *,
+               leftover: str, **values: Any) -> None:
+    """The run ends: its row, the executions still open (a node in flight when the run was
+    stopped or failed) closed as `leftover`, and the app's log entry."""
+    run = await _run(conn, e.aggregate_id)
+    if status == "succeeded" and run["exceptions_count"]:
+        status = "partial-succeeded"  # Dify's name for a run some nodes failed in and went on
+    await conn.execute(update(workflow_runs).where(workflow_runs.c.id == e.aggregate_id).values(
+        status=status, elapsed_time=e.payload.elapsed_time, total_tokens=e.payload.total_tokens,
+        total_steps=e.payload.total_steps, finished_at=e.occurred_at, **values))
+    await conn.execute(update(workflow_node_executions).where(
+        workflow_node_executions.c.workflow_run_id == e.aggregate_id,
+        workflow_node_executions.c.status.in_([RUNNING, PAUSED])).values(
+        status=leftover, error=values.get("error"), finished_at=e.occurred_at))
+    if run["mode"] == "workflow" and run["triggered_from"] != "debugging":
+        await conn.execute(insert(workflow_app_logs).values(
+            id=workflow_app_log_id_for(e.aggregate_id), tenant_id=run["tenant_id"],
+            app_id=run["app_id"], workflow_id=run["workflow_id"],
+            workflow_run_id=e.aggregate_id, created_from="service-api",
+            created_by_role=run["created_by_role"], created_by=run["created_by"],
+            created_at=e.occurred_at))
+
+
+async def project_run_succeeded(conn: AsyncConnection,
+                                e: Envelope[ev.WorkflowRunSucceeded]) -> None:
+    await _end(conn, e, "succeeded", leftover="stopped", outputs=e.payload.outputs,
+               outputs_ref=e.payload.outputs_ref)
+
+
+async def project_run_failed(conn: AsyncConnection, e: Envelope[ev.WorkflowRunFailed]) -> None:
+    await _end(conn, e, "failed", leftover="failed", error=e.payload.error)
+
+
+async def project_run_stopped(conn: AsyncConnection, e: Envelope[ev.WorkflowRunStopped]) -> None:
+    await _end(conn, e, "stopped", leftover="stopped")
+
+
+PROJECTORS = projectors(
+    project_run_started, project_node_started, project_node_succeeded, project_node_failed,
+    project_node_retried, project_run_paused, project_human_input_submitted,
+    project_human_input_timed_out, project_run_succeeded, project_run_failed,
+    project_run_stopped,
+    # a chatflow conversation's variable set between turns: the conversation's, not the
+    # run's history (the runs read model shows what the run did)
+    ignore=[ev.WorkflowConversationVariableUpdated],
+)
