@@ -20,6 +20,7 @@ from adapters.embedded.postgres import EmbeddedPostgres
 from adapters.embedded.valkey import EmbeddedRedis
 from bench import procs
 from bench.commands import Server, _console_auth, _migrate, _settings, _start_server
+from config import Settings
 from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
 
 KEY, MODEL = "sk-bench-0123456789", "bench-model"
@@ -29,6 +30,7 @@ CHUNKS = [f"token{i} " for i in range(20)]
 @dataclass(frozen=True)
 class ChatNode:
     root: Path  # the run's work dir: data and logs
+    settings: Settings  # the node's (a benchmark's in-process parts use the same servers)
     pg: EmbeddedPostgres
     redis: EmbeddedRedis
     provider: FakeOpenAIServer
@@ -73,7 +75,7 @@ async def chat_node(name: str) -> AsyncIterator[ChatNode]:
                                 json={"name": "Bench", "mode": "chat"})).json()
             token = (await c.post(f"/console/api/apps/{app['id']}/api-keys",
                                   headers=auth)).json()["token"]
-        yield ChatNode(root, pg, redis, provider, worker, api, auth,
+        yield ChatNode(root, settings, pg, redis, provider, worker, api, auth,
                        {"Authorization": f"Bearer {token}"})
         completed = True
     finally:
