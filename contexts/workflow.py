@@ -27,10 +27,10 @@ from workers.workflow.forms import (
 from workers.workflow.processors import SWEEP_EVERY_SECONDS, fail_overdue_runs, run_processor
 
 # A run's messages (all on its WorkflowRun aggregate: one run's in order): the engine drives
-# the run from its history.
+# the run from its history (a paused run stopped: it streams the end).
 RUNS = WorkTopic("workflow.runs", role="runs", processor=run_processor,
                  routes=[Route([events.WorkflowRunStarted, events.WorkflowHumanInputSubmitted,
-                                events.WorkflowHumanInputTimedOut])])
+                                events.WorkflowHumanInputTimedOut, events.WorkflowRunStopped])])
 
 # WorkflowRunPaused: its form filed under the minute it expires, for the form timeout job.
 FORM_DEADLINES = WorkTopic("workflow.form_deadlines", role="form-deadlines",

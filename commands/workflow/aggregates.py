@@ -86,17 +86,30 @@ class WorkflowRun(Aggregate):
     results: dict[str, ev.WorkflowNodeSucceeded | ev.WorkflowNodeFailed]
     paused: ev.WorkflowRunPaused | None = None
     forms: RunForms  # its human-input forms: waiting, answered
+    # what a stop of the paused run reports: the nodes started, the tokens used, and the
+    # seconds it was active (a pause does not count, as for WORKFLOW_MAX_EXECUTION_TIME)
+    nodes_started: set[str]
+    total_tokens: int = 0
+    active_seconds: float = 0.0
+    active_since: float = 0.0
 
     def __init__(self, aggregate_id: UUID) -> None:
         super().__init__(aggregate_id)
         self.results = {}
         self.forms = RunForms()
+        self.nodes_started = set()
         # as the run leaves them (`ev.conversation_variables_left`), for chatflow runs
         self.conversation_variables: dict[str, Any] = {}
 
     def _apply(self, event: Envelope[EventPayload]) -> None:
         super()._apply(event)
         self.forms.note(event.payload)
+        at = event.occurred_at.timestamp()
+        if isinstance(event.payload, ev.WorkflowRunStarted | ev.WorkflowHumanInputSubmitted
+                      | ev.WorkflowHumanInputTimedOut):
+            self.active_since = at
+        elif isinstance(event.payload, ev.WorkflowRunPaused):
+            self.active_seconds += at - self.active_since
 
     @property
     def ended(self) -> bool:
@@ -107,10 +120,11 @@ class WorkflowRun(Aggregate):
         self.conversation_variables = dict(p.conversation_variables)
 
     def apply_WorkflowNodeStarted(self, p: ev.WorkflowNodeStarted) -> None:
-        pass
+        self.nodes_started.add(p.node_id)
 
     def apply_WorkflowNodeSucceeded(self, p: ev.WorkflowNodeSucceeded) -> None:
         self.results[p.node_id] = p
+        self.total_tokens += int((p.usage or {}).get("total_tokens") or 0)
         self.conversation_variables.update(p.updates.get("conversation", {}))
 
     def apply_WorkflowNodeFailed(self, p: ev.WorkflowNodeFailed) -> None:
@@ -144,6 +158,16 @@ class WorkflowRun(Aggregate):
     def start(self, payload: ev.WorkflowRunStarted, ctx: Context) -> None:
         if not self.exists:
             self.record(payload, ctx)
+
+    def stop_paused(self, ctx: Context) -> bool:
+        """End the run stopped if it waits for human input; False (nothing recorded) for any
+        other: a running run is stopped by the engine driving it, an ended one stays so."""
+        if self.status != "paused":
+            return False
+        self.record(ev.WorkflowRunStopped(
+            elapsed_time=round(self.active_seconds, 6), total_tokens=self.total_tokens,
+            total_steps=len(self.nodes_started)), ctx)
+        return True
 
     def update_conversation_variable(self, conversation_id: UUID, name: str, value: Any,
                                      user: str, ctx: Context) -> bool:

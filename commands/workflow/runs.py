@@ -17,6 +17,7 @@ from schemas.errors import (
     WorkflowNodeNotFound,
     WorkflowNotFound,
     WorkflowNotPublished,
+    WorkflowRunNotFound,
 )
 from schemas.workflow import commands as cmd
 from schemas.workflow import events as ev
@@ -65,6 +66,13 @@ def start_workflow_run(c: cmd.StartWorkflowRun, uow: UnitOfWork) -> dict[str, An
             "workflow_id": str(version.id)}
 
 
+def stop_workflow_run(c: cmd.StopWorkflowRun, uow: UnitOfWork) -> dict[str, Any]:
+    run = uow.get(WorkflowRun, c.run_id)
+    if run.started is None or run.started.app_id != c.app_id:
+        raise WorkflowRunNotFound()
+    return {"stopped": run.stop_paused(uow.ctx)}
+
+
 def update_conversation_variable(c: cmd.UpdateConversationVariable,
                                  uow: UnitOfWork) -> dict[str, Any]:
     run = uow.get(WorkflowRun, c.run_id)
@@ -75,4 +83,5 @@ def update_conversation_variable(c: cmd.UpdateConversationVariable,
     return {"workflow_run_id": str(c.run_id), "name": c.name}
 
 
-HANDLERS = command_handlers(start_workflow_run, update_conversation_variable)
+HANDLERS = command_handlers(start_workflow_run, stop_workflow_run,
+                            update_conversation_variable)

@@ -13,8 +13,7 @@ from fastapi import Request
 from gateway.auth import ApiKeyPrincipal
 from gateway.conversation.messages import MESSAGE_PREPARERS
 from gateway.deps import get_container
-from gateway.workflow.files import input_files, run_files
-from gateway.workflow.inputs import start_variables, validate_run_inputs
+from gateway.workflow.files import run_arguments
 from gateway.workflow.runs import published_version
 from schemas.conversation import api
 
@@ -22,14 +21,9 @@ from schemas.conversation import api
 async def prepare_chatflow_message(request: Request, app: dict[str, Any],
                                    key: ApiKeyPrincipal, body: api.CompletionMessageRequest
                                    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    c = get_container(request)
     version = await published_version(request, app["id"])
-    variables = start_variables(version.graph)
-    inputs = await input_files(c.engine, app["id"], key.tenant_id, body.user, variables,
-                               validate_run_inputs(variables, body.inputs))
-    files = await run_files(c.engine, app["id"], key.tenant_id, body.user,
-                            [f.model_dump() for f in body.files or []])
-    return inputs, files
+    return await run_arguments(get_container(request).engine, app["id"], key.tenant_id,
+                               body.user, version.graph, body.inputs, body.files)
 
 
 def register() -> None:

@@ -7,14 +7,13 @@ API streams runs (/workflows/draft/run), or one node of it answered when it fini
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from adapters.secrets import seal
 from gateway.auth import ConsoleUser, CurrentUser
@@ -22,13 +21,13 @@ from gateway.commanding import CommandPending
 from gateway.deps import command_gateway, get_container, maybe_uuid, parse_id
 from gateway.params import Page
 from gateway.platform.console import console_app
-from gateway.task_events import SSE_HEADERS, StreamInterrupted, entries, sse
+from gateway.task_events import StreamInterrupted, entries
 from gateway.views import timestamp
-from gateway.workflow.inputs import start_variables, validate_run_inputs
-from gateway.workflow.runs import RUN_CLOSING
+from gateway.workflow.files import run_arguments
+from gateway.workflow.runs import RUN_CLOSING, stop_task, streamed_run
 from projections.platform import queries as platform_queries
 from projections.workflow import queries
-from schemas.conversation.naming import task_owner_key, task_stop_key, task_stream_key
+from schemas.conversation.naming import task_owner_key, task_stream_key
 from schemas.errors import AppNotFound, EddyError
 from schemas.workflow import api
 from schemas.workflow import commands as cmd
@@ -229,31 +228,22 @@ def _accepted(run: DraftRun) -> JSONResponse:
         "result": "accepted", "workflow_run_id": str(run.run_id), "task_id": str(run.task_id)})
 
 
-def _interrupted(task_id: UUID, run_id: UUID) -> Callable[[], dict[str, Any]]:
-    def event() -> dict[str, Any]:
-        return {"event": "error", "task_id": str(task_id), "workflow_run_id": str(run_id),
-                "status": 503, "code": "stream_interrupted",
-                "message": "The run goes on, but its stream cannot be read now."}
-    return event
-
-
 @router.post("/apps/{app_id}/workflows/draft/run")
 async def run_draft(request: Request, app_id: str, body: api.DraftRunRequest,
                     user: ConsoleUser = CurrentUser) -> Any:
     """The editor's debug run, streamed as the Service API streams a run (Dify: workflow
     apps; an advanced-chat app's debug run is a chat message)."""
     app = await workflow_app(request, user, app_id, modes=("workflow",))
-    row = await queries.workflow_draft(get_container(request).engine, app["id"])
-    graph = row["graph"] if row else default_graph(app["mode"])
-    inputs = validate_run_inputs(start_variables(graph), body.inputs)
-    run = await start_draft_run(request, user, app, inputs,
-                                [f.model_dump() for f in body.files or []])
+    engine = get_container(request).engine
+    row = await queries.workflow_draft(engine, app["id"])
+    inputs, files = await run_arguments(
+        engine, app["id"], user.tenant_id, str(user.account_id),
+        row["graph"] if row else default_graph(app["mode"]), body.inputs, body.files)
+    run = await start_draft_run(request, user, app, inputs, files)
     if not run.started:
         return _accepted(run)
-    return StreamingResponse(
-        sse(request, task_stream_key(run.task_id), "0", RUN_CLOSING,
-            _interrupted(run.task_id, run.run_id)),
-        media_type="text/event-stream", headers=SSE_HEADERS)
+    return streamed_run(request, run.run_id, run.task_id,
+                        resume="follow it in the app's run history.")
 
 
 @router.post("/apps/{app_id}/workflows/draft/nodes/{node_id}/run")
@@ -283,12 +273,11 @@ async def run_draft_node(request: Request, app_id: str, node_id: str,
 @router.post("/apps/{app_id}/workflow-runs/tasks/{task_id}/stop")
 async def stop_draft_run(request: Request, app_id: str, task_id: str,
                          user: ConsoleUser = CurrentUser) -> dict[str, str]:
-    """Stop a debug run (any gateway process); another app's task is silently not stopped,
-    as the Service API's stop does."""
+    """Stop a debug run (any gateway process; a paused one at once); another app's task is
+    silently not stopped, as the Service API's stop does."""
     app = await workflow_app(request, user, app_id)
-    c = get_container(request)
     parsed = maybe_uuid(task_id)
-    owner = await c.kv.get(task_owner_key(parsed)) if parsed else None
+    owner = await get_container(request).kv.get(task_owner_key(parsed)) if parsed else None
     if parsed is not None and owner == run_owner(app["id"], None):
-        await c.kv.set(task_stop_key(parsed), owner, ttl=c.settings.TASK_STREAM_TTL_SECONDS)
+        await stop_task(request, app["id"], parsed, owner, user.tenant_id, user.account_id)
     return {"result": "success"}

@@ -56,7 +56,8 @@ _HTTP_STATUS = {ImportStatus.FAILED: 400, ImportStatus.PENDING: 202}
 
 
 class ImportFailed(Exception):
-    """The import cannot go on: its answer is `failed` with this message."""
+    """The import cannot go on: its answer is `failed` with this message (so is it for a
+    WorkflowGraphError, a document or graph that cannot be read, naming what is wrong)."""
 
 
 def _answer(import_id: UUID, status: ImportStatus, *, app: dict[str, Any] | None = None,
@@ -106,10 +107,7 @@ def _read(content: str) -> AppDsl:
         raise ImportFailed(f"Invalid YAML format: {error}") from None
     if not isinstance(data, dict):
         raise ImportFailed("Invalid YAML format: content must be a mapping")
-    try:
-        return parse_dsl(data)
-    except WorkflowGraphError as error:
-        raise ImportFailed(str(error)) from None
+    return parse_dsl(data)
 
 
 async def _target(request: Request, user: ConsoleUser, app_id: UUID | None,
@@ -175,10 +173,7 @@ async def _apply(request: Request, user: ConsoleUser, dsl: AppDsl, options: api.
     workflow = model_config = None
     if dsl.mode.has_workflow:
         workflow = _workflow_of(dsl)
-        try:
-            warnings = checked_graph(workflow[0], dsl.mode.value) + warnings
-        except WorkflowGraphError as error:
-            raise ImportFailed(str(error)) from None
+        warnings = checked_graph(workflow[0], dsl.mode.value) + warnings
     else:
         model_config = _model_config_of(dsl)
     sender = command_gateway(request)
@@ -246,7 +241,7 @@ async def import_app(request: Request, body: api.ImportRequest,
                                                 ttl=PENDING_IMPORT_SECONDS)
             return _answer(import_id, ImportStatus.PENDING, app=app, imported_version=version)
         imported = await _apply(request, user, dsl, body, app)
-    except ImportFailed as failed:
+    except (ImportFailed, WorkflowGraphError) as failed:
         return _answer(import_id, ImportStatus.FAILED, imported_version=version,
                        error=str(failed))
     log.info("app imported", extra={"app_id": str(imported.app["id"]), "dsl_version": version})
@@ -270,7 +265,7 @@ async def confirm_import(request: Request, import_id: str,
         dsl = _read(waiting.yaml_content or "")
         app = await _target(request, user, waiting.app_id, dsl)
         imported = await _apply(request, user, dsl, waiting, app)
-    except ImportFailed as failed:
+    except (ImportFailed, WorkflowGraphError) as failed:
         return _answer(target, ImportStatus.FAILED, error=str(failed))
     return _answer(target, ImportStatus.COMPLETED, app=imported.app,
                    imported_version=dsl.version, warnings=imported.warnings)

@@ -13,12 +13,27 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.deps import parse_id
+from gateway.workflow.inputs import start_variables, validate_run_inputs
 from projections.conversation import queries
+from schemas.conversation.api import InputFile
 from schemas.conversation.naming import end_user_id_for
 from schemas.errors import BadRequest, UploadFileNotFound
 from workflow_graph.files import LOCAL_FILE, REMOTE_URL, remote_file, uploaded_file
 
 FILE_INPUT_TYPES = frozenset({"file", "file-list"})
+
+
+async def run_arguments(engine: AsyncEngine, app_id: UUID, tenant_id: UUID, user: str,
+                        graph: Mapping[str, Any], inputs: Mapping[str, Any],
+                        files: Sequence[InputFile] | None
+                        ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """What a run records of a request's `inputs` and `files`: the inputs checked against
+    the graph's start node, with their files as mappings, and the files (`sys.files`)."""
+    variables = start_variables(graph)
+    checked = await input_files(engine, app_id, tenant_id, user, variables,
+                                validate_run_inputs(variables, inputs))
+    return checked, await run_files(engine, app_id, tenant_id, user,
+                                    [f.model_dump() for f in files or []])
 
 
 async def input_files(engine: AsyncEngine, app_id: UUID, tenant_id: UUID, user: str,

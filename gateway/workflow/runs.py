@@ -22,8 +22,7 @@ from gateway.commanding import CommandPending
 from gateway.deps import command_gateway, get_container, maybe_uuid
 from gateway.platform.service import app_of_key
 from gateway.task_events import SSE_HEADERS, StreamInterrupted, entries, resume_point, sse
-from gateway.workflow.files import input_files, run_files
-from gateway.workflow.inputs import start_variables, validate_run_inputs
+from gateway.workflow.files import run_arguments
 from schemas.base import EDDY_NAMESPACE, EventPayload
 from schemas.conversation import api as conversation_api
 from schemas.conversation.naming import (
@@ -131,11 +130,8 @@ async def _run(request: Request, key: ApiKeyPrincipal, body: api.WorkflowRunRequ
     c = get_container(request)
     app = await workflow_app_of_key(request, key)
     chosen, version = await _version(request, app["id"], workflow_id)
-    variables = start_variables(version.graph)
-    inputs = await input_files(c.engine, app["id"], key.tenant_id, body.user, variables,
-                               validate_run_inputs(variables, body.inputs))
-    files = await run_files(c.engine, app["id"], key.tenant_id, body.user,
-                            [f.model_dump() for f in body.files or []])
+    inputs, files = await run_arguments(c.engine, app["id"], key.tenant_id, body.user,
+                                        version.graph, body.inputs, body.files)
     run_id, task_id = _run_ids(app["id"], body.user, idempotency_key)
     owner = run_owner(app["id"], end_user_id_for(app["id"], body.user))
     await c.kv.set(task_owner_key(task_id), owner, ttl=c.settings.TASK_STREAM_TTL_SECONDS)
@@ -159,11 +155,13 @@ async def _run(request: Request, key: ApiKeyPrincipal, body: api.WorkflowRunRequ
         return _pending(run_id, task_id, body.user)
 
 
-def streamed_run(request: Request, run_id: UUID, task_id: UUID) -> StreamingResponse:
+def streamed_run(request: Request, run_id: UUID, task_id: UUID,
+                 resume: str | None = None) -> StreamingResponse:
     """A run's events from its start as server-sent events, until it ends or pauses (the
-    console's debug runs answer the same way)."""
+    console's debug runs answer the same way, `resume` saying where to read the rest)."""
     return StreamingResponse(
-        sse(request, task_stream_key(task_id), "0", RUN_CLOSING, _interrupted(task_id, run_id)),
+        sse(request, task_stream_key(task_id), "0", RUN_CLOSING,
+            _interrupted(task_id, run_id, resume)),
         media_type="text/event-stream", headers=SSE_HEADERS)
 
 
@@ -175,12 +173,14 @@ def _pending(run_id: UUID, task_id: UUID, user: str) -> JSONResponse:
         "events_url": f"/v1/workflow/{run_id}/events?user={quote(user)}"})
 
 
-def _interrupted(task_id: UUID, run_id: UUID) -> Callable[[], dict[str, Any]]:
+def _interrupted(task_id: UUID, run_id: UUID,
+                 resume: str | None = None) -> Callable[[], dict[str, Any]]:
+    resume = resume or f"resume with GET /v1/workflow/{run_id}/events and Last-Event-ID."
+
     def event() -> dict[str, Any]:
         return {"event": "error", "task_id": str(task_id), "workflow_run_id": str(run_id),
                 "status": 503, "code": "stream_interrupted",
-                "message": "The run goes on, but its stream cannot be read now: resume with "
-                           f"GET /v1/workflow/{run_id}/events and Last-Event-ID."}
+                "message": f"The run goes on, but its stream cannot be read now: {resume}"}
     return event
 
 
@@ -238,8 +238,24 @@ async def stop_run(request: Request, task_id: str, body: conversation_api.StopRe
     parsed = maybe_uuid(task_id)
     owner = await c.kv.get(task_owner_key(parsed)) if parsed else None
     if parsed is not None and owner is not None and owner.startswith(f"{app['id']}:"):
-        await c.kv.set(task_stop_key(parsed), owner, ttl=c.settings.TASK_STREAM_TTL_SECONDS)
+        await stop_task(request, app["id"], parsed, owner, key.tenant_id, key.actor_id)
     return {"result": "success"}
+
+
+async def stop_task(request: Request, app_id: UUID, task_id: UUID, owner: str,
+                    tenant_id: UUID, actor_id: UUID | None) -> None:
+    """Stop an app's task (its owner checked by the caller): the engine driving it sees the
+    request within STOP_POLL_SECONDS; a run paused for human input, which no member holds,
+    is ended stopped here and now (the run's id is on its stream's first event)."""
+    c = get_container(request)
+    await c.kv.set(task_stop_key(task_id), owner, ttl=c.settings.TASK_STREAM_TTL_SECONDS)
+    first = await c.kv.read(task_stream_key(task_id), "0", count=1, block_ms=0)
+    run_id = maybe_uuid(str(orjson.loads(first[0][1]).get("workflow_run_id"))) \
+        if first else None
+    if run_id is not None:
+        await command_gateway(request).send(
+            cmd.StopWorkflowRun(run_id=run_id, app_id=app_id), aggregate_id=run_id,
+            tenant_id=tenant_id, actor_id=actor_id, read_your_writes=False)
 
 
 @router.get("/workflow/{workflow_run_id}/events")
@@ -266,7 +282,7 @@ async def run_events(request: Request, workflow_run_id: str,
         else WORKFLOW_END_STREAM_EVENTS
     closing = ends if continue_on_pause else (*ends, WORKFLOW_PAUSE_STREAM_EVENT)
     stream = task_stream_key(begun.task_id)
-    if not await c.kv.length(stream) and isinstance(history[-1].payload, RUN_ENDS):
+    if not await c.kv.length(stream) and isinstance(history[-1].payload, ev.RUN_ENDS):
         return StreamingResponse(_ended(request, history), media_type="text/event-stream",
                                  headers=SSE_HEADERS)
     after = await resume_point(c.kv, stream, last_event_id, closing)
@@ -275,15 +291,12 @@ async def run_events(request: Request, workflow_run_id: str,
         media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-RUN_ENDS = (ev.WorkflowRunSucceeded, ev.WorkflowRunFailed, ev.WorkflowRunStopped)
-
-
 async def _ended(request: Request, history: list[Envelope[EventPayload]]
                  ) -> AsyncIterator[bytes]:
     """The end of a run whose stream expired, as its one event."""
     first, last = history[0], history[-1]
     begun, end = first.payload, last.payload
-    assert isinstance(begun, ev.WorkflowRunStarted) and isinstance(end, RUN_ENDS)
+    assert isinstance(begun, ev.WorkflowRunStarted) and isinstance(end, ev.RUN_ENDS)
     head = StreamHead(task_id=begun.task_id, run_id=first.aggregate_id,
                       workflow_id=begun.workflow_id, mode=begun.mode,
                       created_at=int(first.occurred_at.timestamp()),

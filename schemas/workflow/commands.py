@@ -26,6 +26,15 @@ class StartWorkflowRun(CommandPayload):
     node_id: str | None = None  # a single-node debug run
 
 
+class StopWorkflowRun(CommandPayload):
+    """Stop an app's run at once if it waits for human input (no member holds a paused run
+    to see the stop request the engine looks for while nodes run); any other run is left to
+    the engine."""
+
+    run_id: UUID
+    app_id: UUID
+
+
 # --- drafts and versions --------------------------------------------------------------------
 
 

@@ -204,4 +204,7 @@ def conversation_variables_left(history: list[EventPayload]) -> dict[str, Any] |
     return variables
 
 
+# A run's end: one of these, once.
+RUN_ENDS = (WorkflowRunSucceeded, WorkflowRunFailed, WorkflowRunStopped)
+
 UPCASTERS: dict[tuple[type[EventPayload], int], Upcaster] = {}

@@ -64,8 +64,7 @@ class RunForms:
             self.paused, self.answered[payload.form_token] = None, "submitted"
         elif isinstance(payload, ev.WorkflowHumanInputTimedOut):
             self.paused, self.answered[payload.form_token] = None, "timeout"
-        elif isinstance(payload, ev.WorkflowRunSucceeded | ev.WorkflowRunFailed
-                        | ev.WorkflowRunStopped):
+        elif isinstance(payload, ev.RUN_ENDS):
             self.paused, self.ended = None, True
 
     def waiting(self, token: str, app_id: UUID, now: float) -> ev.WorkflowRunPaused:

@@ -440,3 +440,63 @@ async def test_a_debug_run_uses_the_drafts_secrets_and_never_shows_them(node: No
     # opened for the run (the answer has it), masked wherever it leaves the engine
     assert events[-1]["data"]["outputs"] == {"said": "eu:******"}
     assert "s3cr3t-value" not in ran.text
+
+
+async def test_a_debug_runs_files_are_the_mappings_nodes_read(node: Node) -> None:
+    """As the Service API's runs: a file input and `files` (`sys.files`) become Dify's file
+    mappings before the run is recorded; an upload the user does not have is a 404 with
+    nothing recorded."""
+    auth = await node.setup_and_login()
+    app_id = await new_app(node, auth, "workflow")
+    base = f"/console/api/apps/{app_id}/workflows"
+    flow = graph([graph_node("start", "start", variables=[
+        {"variable": "doc", "label": "doc", "type": "file", "required": True,
+         "allowed_file_types": ["document"], "allowed_file_upload_methods": ["remote_url"]}]),
+                  graph_node("end", "end", outputs=end_outputs(
+                      ("doc", ["start", "doc"]), ("all", ["sys", "files"])))],
+                 [edge("start", "end")])
+    loaded = await draft(node, auth, app_id)
+    assert (await node.client.post(f"{base}/draft", headers=auth, json={
+        "graph": flow, "hash": loaded["hash"]})).status_code == 200
+    remote = {"type": "document", "transfer_method": "remote_url",
+              "url": "https://example.com/report.pdf"}
+    ran = await node.client.post(f"{base}/draft/run", headers=auth,
+                                 json={"inputs": {"doc": remote}, "files": [remote]})
+    assert ran.status_code == 200, ran.text
+    outputs = [e for _, e in sse_events(ran.content)][-1]["data"]["outputs"]
+    for file in (outputs["doc"], *outputs["all"]):
+        assert (file["dify_model_identity"], file["transfer_method"], file["remote_url"],
+                file["filename"]) == ("__dify__file__", "remote_url",
+                                      "https://example.com/report.pdf", "report.pdf")
+
+    before = node.container.store.max_position()
+    unknown = {"type": "document", "transfer_method": "local_file",
+               "upload_file_id": str(uuid4())}
+    refused = await node.client.post(f"{base}/draft/run", headers=auth,
+                                     json={"inputs": {"doc": remote}, "files": [unknown]})
+    assert refused.status_code == 404, refused.text
+    assert node.container.store.max_position() == before
+
+
+async def test_a_paused_debug_run_stopped_from_the_console_ends_stopped(node: Node) -> None:
+    auth = await node.setup_and_login()
+    app_id = await new_app(node, auth, "workflow")
+    base = f"/console/api/apps/{app_id}/workflows"
+    flow = graph([graph_node("start", "start", variables=[]),
+                  graph_node("review", "human-input", "Review", form_content="Go on?",
+                             inputs=[], user_actions=[{"id": "go", "title": "Go"}],
+                             timeout=1, timeout_unit="hour"),
+                  graph_node("end", "end", outputs=[])],
+                 [edge("start", "review"), edge("review", "end", "go")])
+    loaded = await draft(node, auth, app_id)
+    assert (await node.client.post(f"{base}/draft", headers=auth, json={
+        "graph": flow, "hash": loaded["hash"]})).status_code == 200
+    ran = await node.client.post(f"{base}/draft/run", headers=auth, json={"inputs": {}})
+    events = [e for _, e in sse_events(ran.content)]
+    assert events[-1]["event"] == "workflow_paused", events[-1]
+    stopped = await node.client.post(
+        f"/console/api/apps/{app_id}/workflow-runs/tasks/{events[0]['task_id']}/stop",
+        headers=auth)
+    assert stopped.json() == {"result": "success"}
+    run = node.container.store.load(UUID(events[0]["workflow_run_id"]))
+    assert run[-1].type == "WorkflowRunStopped"

@@ -20,7 +20,9 @@ from argon2 import PasswordHasher
 from commands.aggregate import Context
 from commands.unit_of_work import UnitOfWork
 from commands.workflow.aggregates import WorkflowRun
+from events.listing import EventFilter
 from events.memory_store import InMemoryEventStore
+from events.replay import Replay
 from gateway import auth as gateway_auth
 from schemas.conversation.naming import FACT_FIELD, task_stream_key
 from schemas.workflow import events as ev
@@ -43,6 +45,7 @@ from tests.workflows import (
     text_input,
     through,
 )
+from workers.groups import declared_groups
 from workers.workflow.nodes.base import (
     Executor,
     HumanInputRequired,
@@ -533,6 +536,39 @@ async def test_a_paused_run_resumes_from_the_submitted_form(
     assert events[-1]["data"]["outputs"] == {"verdict": "no answer"}
 
 
+async def test_a_paused_run_stopped_ends_stopped_at_once(
+        node: Node, auth: dict[str, str], executors: Callable[[str, Executor], None]) -> None:
+    """No member holds a paused run, so nothing would see the stop request until the form is
+    answered: the stop itself ends the run, its stream says so, and its form is gone."""
+    async def ask(call: NodeCall) -> NodeResult:
+        raise HumanInputRequired(HUMAN_FORM, timeout_seconds=3600)
+
+    executors("human-input", ask)
+    _, key = await workflow_app(node, auth, graph(
+        [graph_node("start", "start", variables=[]),
+         graph_node("review", "human-input", "Review"),
+         graph_node("yes", "answer", answer="approved"),
+         graph_node("end", "end", outputs=end_outputs(("verdict", ["yes", "answer"])))],
+        [edge("start", "review"), edge("review", "yes", "approve"), edge("yes", "end")]))
+    waiting = (await run(node, key, {})).json()
+    assert waiting["data"]["status"] == "paused"
+    run_id = waiting["workflow_run_id"]
+    token = stored_run(node, run_id)[-1].payload.form_token
+
+    stop = await node.client.post(f"/v1/workflows/tasks/{waiting['task_id']}/stop",
+                                  headers=key, json={"user": "ann"})
+    assert stop.json() == {"result": "success"}
+    assert stored_run(node, run_id)[-1].type == "WorkflowRunStopped"
+    events = await stream_of(node, UUID(waiting["task_id"]))
+    check_workflow_events(events)
+    assert events[-1]["data"]["status"] == "stopped"
+    assert events[-1]["data"]["total_steps"] == 2
+    late = await node.client.post(f"/v1/form/human_input/{token}", headers=key,
+                                  json={"action": "approve", "inputs": {}, "user": "ann"})
+    assert late.status_code == 404
+    assert [e.type for e in stored_run(node, run_id)].count("WorkflowRunStopped") == 1
+
+
 async def test_a_single_node_runs_alone_on_the_given_variables(
         node: Node, auth: dict[str, str]) -> None:
     app_id, _ = await app_with_key(node, auth, mode="workflow", name="Debugged")
@@ -681,3 +717,14 @@ async def test_a_retried_request_with_an_idempotency_key_joins_the_first_run(
     runs = {e.aggregate_id for e in node.container.store.read_from(0, 10_000)
             if e.type == "WorkflowRunStarted"}
     assert len(runs) == 2
+
+
+def test_a_replay_of_workflow_events_executes_no_node_unless_allowed(node: Node) -> None:
+    """`eddy events replay` plans the engine's group as acknowledging, not acting: a replayed
+    run start would otherwise call its models and URLs again."""
+    groups = declared_groups(node.container)
+    engine = next(g for g in groups if g.name == "workflow.runs")
+    for allowed in (False, True):
+        planned = dict(Replay(EventFilter(), groups, allow_side_effects=allowed).receivers(
+            list(engine.topics)))
+        assert planned[engine] is allowed

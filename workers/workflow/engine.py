@@ -89,7 +89,6 @@ from workflow_graph.variables import VariablePool
 
 log = logging.getLogger(__name__)
 STOP_POLL_SECONDS = 0.2  # a stop request takes effect within this (plus a commit)
-RUN_END = (ev.WorkflowRunSucceeded, ev.WorkflowRunFailed, ev.WorkflowRunStopped)
 VERSION_CACHE_SIZE = 512
 
 
@@ -612,7 +611,7 @@ class RunExecution:
         closing event (`message_end` or `error`) streamed after `workflow_finished`, with the
         same fact (a takeover streams both or neither; workers/workflow/chatflow.py)."""
         for event in events:
-            if isinstance(event.payload, RUN_END):
+            if isinstance(event.payload, ev.RUN_ENDS):
                 closing = await asyncio.to_thread(
                     finish_chat_message, self.s.store, self.history[0], event.payload,
                     self.ctx)

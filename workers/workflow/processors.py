@@ -59,7 +59,8 @@ def run_processor(topic: str, *, settings: Settings, event_types: EventTypes,
                      side_effects=True,
                      handle=decoding(event_types, by_type(dict.fromkeys(
                          (ev.WorkflowRunStarted, ev.WorkflowHumanInputSubmitted,
-                          ev.WorkflowHumanInputTimedOut), workflows.handle))))
+                          ev.WorkflowHumanInputTimedOut, ev.WorkflowRunStopped),
+                         workflows.handle))))
 
 
 async def fail_overdue_runs(*, settings: Settings, store: EventStore, engine: AsyncEngine,
@@ -84,8 +85,7 @@ async def fail_overdue_runs(*, settings: Settings, store: EventStore, engine: As
                 running[run] = [at, None]
             elif run not in running:
                 continue
-            elif isinstance(p, ev.WorkflowRunSucceeded | ev.WorkflowRunFailed
-                            | ev.WorkflowRunStopped):
+            elif isinstance(p, ev.RUN_ENDS):
                 del running[run]
             elif isinstance(p, ev.WorkflowRunPaused):
                 running[run][1] = at

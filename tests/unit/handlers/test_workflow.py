@@ -146,6 +146,22 @@ def test_a_form_left_unanswered_past_its_expiry_times_out_once(world: World) -> 
     unchanged(world.run(wc.TimeOutHumanInput(run_id=run_id, form_token=token, now=NOW + 7200)))
 
 
+@covers(wc.StopWorkflowRun)
+def test_a_paused_run_is_stopped_at_once_and_its_form_closed(world: World) -> None:
+    app_id, run_id, token = paused_run(world)
+    rejected(world.run(wc.StopWorkflowRun(run_id=run_id, app_id=uuid4())),
+             errors.WorkflowRunNotFound)
+    stopped = accepted(world.run(wc.StopWorkflowRun(run_id=run_id, app_id=app_id)),
+                       stopped=True).one(we.WorkflowRunStopped)
+    assert stopped.total_steps == 0 and stopped.elapsed_time >= 0
+    unchanged(world.run(wc.StopWorkflowRun(run_id=run_id, app_id=app_id)))
+    rejected(world.run(submit(app_id, run_id, token)), errors.HumanInputFormNotFound)
+    # a running run is the engine's to stop: nothing is recorded here
+    running = start(app_id, version(world, app_id))
+    world.given(running)
+    unchanged(world.run(wc.StopWorkflowRun(run_id=running.run_id, app_id=app_id)))
+
+
 def sync(app_id: UUID, started_from: str | None, *, graph: dict[str, object] | None = None,
          secret: str = "sealed-1", overwrite: bool = False) -> wc.SyncWorkflowDraft:
     return wc.SyncWorkflowDraft(
