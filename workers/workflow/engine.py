@@ -441,6 +441,8 @@ class RunExecution:
                 return NodeOutcome(node.id, pause=pause)
             except NodeError as error:
                 failure = error
+            except LostOwnership:
+                raise  # the run moved to another member: nothing of this attempt stands
             except Exception as exc:
                 if is_transient(exc):
                     raise

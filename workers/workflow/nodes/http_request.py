@@ -28,6 +28,7 @@ from adapters.http.ssrf_guard import AllowList, BodyTooLarge, UrlRefused, guarde
 from config import Settings
 from schemas.base import EDDY_NAMESPACE
 from schemas.workflow.naming import tool_file_key
+from workers.ownership import still_owner
 from workers.workflow.nodes.base import NodeCall, NodeError, NodeResult
 from workers.workflow.nodes.files import FileUnavailable, load_file
 from workflow_graph.files import extension_for, is_file, tool_file
@@ -81,6 +82,9 @@ async def run(call: NodeCall) -> NodeResult:
     text_limit = settings.HTTP_REQUEST_NODE_MAX_TEXT_SIZE
     binary_limit = settings.HTTP_REQUEST_NODE_MAX_BINARY_SIZE
     process_data = {"request": _request_log(method, url, headers, body, authorization)}
+    # An outside effect: not from a member the run has moved away from (a stalled one
+    # resumed); the one holding the run now sends it, with the same Idempotency-Key.
+    await still_owner()
     try:
         answer = await guarded_request(
             method, url, AllowList.parse(settings.SSRF_ALLOWED_HOSTS),

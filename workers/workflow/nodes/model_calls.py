@@ -35,6 +35,7 @@ from workers.conversation.chat import (
     dify_usage,
     image_parts,
 )
+from workers.ownership import still_owner
 from workers.workflow.nodes.base import NodeCall, NodeError, NodeServices
 from workflow_graph.variables import MISSING
 
@@ -104,6 +105,7 @@ async def ask(call: NodeCall, model: NodeModel, messages: Sequence[Message], *,
     started = time.monotonic()
     client = services(call).llm_clients.client_for(model.resolved)
     folded = StreamAccumulator(model.resolved.model)
+    await still_owner()  # the model costs money: not for a run moved to another member
     try:
         async for chunk in client.stream_chat(model.resolved.model, messages, tools=tools,
                                               **{**protocol_params(model.params), **extra}):
