@@ -62,6 +62,15 @@ MessagePreparer = Callable[[Request, dict[str, Any], ApiKeyPrincipal,
                             api.CompletionMessageRequest],
                            Awaitable[tuple[dict[str, Any], list[dict[str, Any]]]]]
 MESSAGE_PREPARERS: dict[str, MessagePreparer] = {}
+# (request, key, task id, owner) -> None: how a task is stopped in an app mode whose messages
+# another context answers, beyond the stop key every answer watches (the workflow context
+# ends a chatflow run paused for human input, which nothing watches, at once).
+TaskStopper = Callable[[Request, ApiKeyPrincipal, UUID, str], Awaitable[None]]
+TASK_STOPPERS: dict[str, TaskStopper] = {}
+# A chatflow's run paused for human input also closes its message's stream (its events go on
+# once the form is answered: read them with GET …/events and Last-Event-ID).
+PAUSED_STREAM_EVENT = "workflow_paused"
+STREAM_CLOSES = (*TERMINAL_STREAM_EVENTS, PAUSED_STREAM_EVENT)
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
                                                max_length=255)]
 
@@ -259,9 +268,10 @@ async def _accept(request: Request, key: ApiKeyPrincipal, app: dict[str, Any],
     try:
         # A server-side limit: a client is never held longer (a hung model, an outage).
         async with asyncio.timeout(c.settings.CHAT_BLOCKING_TIMEOUT_SECONDS):
-            return await _blocking(request, stream, app["mode"])
+            answer = await _blocking(request, stream, app["mode"])
     except (StreamInterrupted, TimeoutError):
         return task.pending()
+    return task.pending() if answer is None else answer
 
 
 def _interrupted(task_id: UUID) -> Callable[[], dict[str, Any]]:
@@ -274,13 +284,16 @@ def _interrupted(task_id: UUID) -> Callable[[], dict[str, Any]]:
 
 
 def _sse(request: Request, stream: str, after: str, task_id: UUID) -> AsyncIterator[bytes]:
-    return sse(request, stream, after, TERMINAL_STREAM_EVENTS, _interrupted(task_id))
+    return sse(request, stream, after, STREAM_CLOSES, _interrupted(task_id))
 
 
 async def _blocking(request: Request, stream: str, mode: str) -> Any:
+    """The answer, or None when it waits for human input (a chatflow's paused run)."""
     answer: list[str] = []
-    async for read in entries(request, stream, "0", TERMINAL_STREAM_EVENTS):
+    async for read in entries(request, stream, "0", STREAM_CLOSES):
         for _, event in read:
+            if event["event"] == PAUSED_STREAM_EVENT:
+                return None
             if event["event"] == "message":
                 answer.append(event["answer"])
             elif event["event"] == "message_replace":
@@ -321,25 +334,29 @@ async def completion_message(request: Request, body: api.CompletionMessageReques
     return await _ask(request, key, app, body, None, idempotency_key)
 
 
-async def _stop(request: Request, key: ApiKeyPrincipal, task_id: str, user: str) -> dict[str, str]:
+async def _stop(request: Request, key: ApiKeyPrincipal, task_id: str, user: str,
+                mode: str) -> dict[str, str]:
     """Any gateway process: the task's worker sees the request on its next chunk. A task of
     another user (or none) is silently not stopped, as Dify does."""
     c = get_container(request)
     parsed = maybe_uuid(task_id)
     if parsed is not None:
         assert key.app_id is not None
-        await c.kv.set(task_stop_key(parsed),
-                       task_owner(key.app_id, end_user_id_for(key.app_id, user)),
-                       ttl=c.settings.TASK_STREAM_TTL_SECONDS)
+        owner = task_owner(key.app_id, end_user_id_for(key.app_id, user))
+        await c.kv.set(task_stop_key(parsed), owner, ttl=c.settings.TASK_STREAM_TTL_SECONDS)
+        stopper = TASK_STOPPERS.get(mode)
+        if stopper is not None and await c.kv.get(task_owner_key(parsed)) == owner:
+            await stopper(request, key, parsed, owner)
     return {"result": "success"}
 
 
 @router.post("/chat-messages/{task_id}/stop")
 async def stop_chat(request: Request, task_id: str, body: api.StopRequest,
                     key: ApiKeyPrincipal = AppKey) -> dict[str, str]:
-    if (await app_of_key(request, key))["mode"] not in CHAT_MODES:
+    mode = (await app_of_key(request, key))["mode"]
+    if mode not in CHAT_MODES:
         raise NotChatApp()
-    return await _stop(request, key, task_id, body.user)
+    return await _stop(request, key, task_id, body.user, mode)
 
 
 @router.post("/completion-messages/{task_id}/stop")
@@ -347,7 +364,7 @@ async def stop_completion(request: Request, task_id: str, body: api.StopRequest,
                           key: ApiKeyPrincipal = AppKey) -> dict[str, str]:
     if (await app_of_key(request, key))["mode"] != "completion":
         raise NotCompletionApp()
-    return await _stop(request, key, task_id, body.user)
+    return await _stop(request, key, task_id, body.user, "completion")
 
 
 @router.get("/chat-messages/{task_id}/events")
@@ -365,6 +382,6 @@ async def task_events(request: Request, task_id: str,
     if owner is None or owner != task_owner(key.app_id, end_user_id_for(key.app_id, user)):
         raise NotFound("Task not found (unknown, another user's, or expired).")
     stream = task_stream_key(parsed)  # type: ignore[arg-type]
-    after = await resume_point(c.kv, stream, last_event_id, TERMINAL_STREAM_EVENTS)
+    after = await resume_point(c.kv, stream, last_event_id, STREAM_CLOSES)
     return StreamingResponse(_sse(request, stream, after, parsed),  # type: ignore[arg-type]
                              media_type="text/event-stream", headers=SSE_HEADERS)

@@ -19,7 +19,7 @@ from tests.chat import app_with_key, sse_events
 from tests.harness import Node, eventually
 from tests.spec import chat_event_schema, validate
 from tests.workflows import Gate, edge, executors_on, graph, graph_node, publish
-from workers.workflow.nodes.base import Executor, NodeCall, NodeResult
+from workers.workflow.nodes.base import Executor, HumanInputRequired, NodeCall, NodeResult
 
 TOPIC = {"id": str(uuid4()), "name": "topic", "value_type": "string", "value": "nothing yet",
          "description": "What the user last asked about"}
@@ -132,6 +132,47 @@ async def test_a_conversation_variable_set_through_the_api_is_what_the_next_turn
     assert [v["value"] for v in listed.json()["data"]] == ["matcha"]
     second = await ask("oolong", conversation_id=conversation)
     assert second.json()["answer"] == "Last time: matcha."
+
+
+async def test_a_chatflow_message_paused_for_human_input_is_stopped_at_once(
+        node: Node, executors: Callable[[str, Executor], None]) -> None:
+    """Nothing holds a paused run: the message's stop ends its run and the message."""
+    async def ask_human(call: NodeCall) -> NodeResult:
+        raise HumanInputRequired({
+            "node_id": "check", "node_title": "Check", "form_content": "Go on?", "inputs": [],
+            "user_actions": [{"id": "go", "title": "Go", "button_style": "primary"}],
+            "resolved_default_values": {}, "options": {}}, timeout_seconds=3600)
+
+    executors("human-input", ask_human)
+    auth = await node.setup_and_login()
+    app_id, key = await app_with_key(node, auth, mode="advanced-chat", name="Careful bot")
+    publish(node, app_id, graph(
+        [graph_node("start", "start", variables=[]), graph_node("check", "human-input"),
+         graph_node("say", "answer", answer="done")],
+        [edge("start", "check"), edge("check", "say", "go")]))
+    asked = await node.client.post("/v1/chat-messages", headers=key, json={
+        "inputs": {}, "query": "hi", "user": "ann", "response_mode": "streaming"})
+    events = [e for _, e in sse_events(asked.content)]
+    assert events[-1]["event"] == "workflow_paused", [e["event"] for e in events]
+    blocking = await node.client.post("/v1/chat-messages", headers=key, json={
+        "inputs": {}, "query": "hi", "user": "ann", "response_mode": "blocking"})
+    # waiting for its form: accepted, with where to follow it once answered
+    assert blocking.status_code == 202, blocking.text
+    assert blocking.json()["events_url"].startswith(
+        f"/v1/chat-messages/{blocking.json()['task_id']}/events")
+    task_id, message_id = events[0]["task_id"], UUID(events[0]["message_id"])
+    run_id = chat_run_id_for(message_id)
+
+    stop = await node.client.post(f"/v1/chat-messages/{task_id}/stop", headers=key,
+                                  json={"user": "ann"})
+    assert stop.json() == {"result": "success"}
+    assert node.container.store.load(run_id)[-1].type == "WorkflowRunStopped"
+
+    async def message_stopped() -> bool:
+        listed = await node.client.get("/v1/messages", headers=key, params={
+            "conversation_id": events[0]["conversation_id"], "user": "ann"})
+        return [m["status"] for m in listed.json()["data"]] == ["stopped"]
+    await eventually(message_stopped)
 
 
 async def test_a_chatflow_app_with_no_published_workflow_fails_the_message(
