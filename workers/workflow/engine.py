@@ -681,11 +681,14 @@ class RunExecution:
                 "node_id": p.node_id, "node_title": self.graph.node(p.node_id).title,
                 "expiration_time": int(self.paused.expires_at) if self.paused else 0}, fact)]
         if isinstance(p, ev.WorkflowRunSucceeded):
+            exceptions = self._exceptions()
+            # Dify's name for a run that some nodes failed in and went on past
+            status = "partial-succeeded" if exceptions else "succeeded"
             return [head.workflow_finished(
-                status="succeeded", outputs=self.run_outputs or p.outputs, error=None,
+                status=status, outputs=self.run_outputs or p.outputs, error=None,
                 elapsed_time=p.elapsed_time, total_tokens=p.total_tokens,
                 total_steps=p.total_steps, finished_at=at, fact=fact,
-                exceptions_count=self._exceptions())]
+                exceptions_count=exceptions)]
         if isinstance(p, ev.WorkflowRunFailed):
             return [head.workflow_finished(
                 status="failed", outputs=None, error=p.error, elapsed_time=p.elapsed_time,
