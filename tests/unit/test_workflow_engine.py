@@ -569,6 +569,33 @@ async def test_a_paused_run_stopped_ends_stopped_at_once(
     assert [e.type for e in stored_run(node, run_id)].count("WorkflowRunStopped") == 1
 
 
+async def test_a_stop_asked_while_the_run_pauses_ends_it_stopped(
+        node: Node, auth: dict[str, str], executors: Callable[[str, Executor], None]) -> None:
+    """The stop arrives after the engine last looked and before the pause is recorded: the
+    stop command finds the run still running (nothing to end), so the engine, recording the
+    pause, sees the request and ends the run then, not when its form is answered."""
+    key: dict[str, str] = {}
+
+    async def ask_and_be_stopped(call: NodeCall) -> NodeResult:
+        stop = await node.client.post(f"/v1/workflows/tasks/{call.run.task_id}/stop",
+                                      headers=key, json={"user": "ann"})
+        assert stop.json() == {"result": "success"}
+        raise HumanInputRequired(HUMAN_FORM, timeout_seconds=3600)
+
+    executors("human-input", ask_and_be_stopped)
+    _, app_key = await workflow_app(node, auth, graph(
+        [graph_node("start", "start", variables=[]),
+         graph_node("review", "human-input", "Review"),
+         graph_node("end", "end", outputs=[])],
+        [edge("start", "review"), edge("review", "end", "approve")]))
+    key.update(app_key)
+    answer = (await run(node, key, {})).json()
+    events = await stream_of(node, UUID(answer["task_id"]))  # past the pause, to the end
+    assert events[-1]["data"]["status"] == "stopped"
+    assert [e.type for e in stored_run(node, answer["workflow_run_id"])][-2:] == [
+        "WorkflowRunPaused", "WorkflowRunStopped"]
+
+
 async def test_a_single_node_runs_alone_on_the_given_variables(
         node: Node, auth: dict[str, str]) -> None:
     app_id, _ = await app_with_key(node, auth, mode="workflow", name="Debugged")

@@ -355,6 +355,11 @@ class RunExecution:
                     self.steps.used += sum(n.id in state.ready for n in starts)
                 batch = []
                 await self._record(payloads)
+                if self.run.status == "paused" and await self.stream.stop_requested(
+                        throttle=False):
+                    # asked to stop while the pause was being recorded: the stop command
+                    # found the run running then and left it to us, so end it now
+                    await self._stop([])
                 if self.run.ended or self.run.status == "paused":
                     return
                 for node in starts:

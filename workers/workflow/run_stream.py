@@ -81,5 +81,5 @@ class RunStream:
         await self.stream.kv.expire(self.owner_key, self.stream.ttl)
         self.kept_at = time.monotonic()
 
-    async def stop_requested(self) -> bool:
-        return await self.stream.stop_requested(throttle=True)
+    async def stop_requested(self, *, throttle: bool = True) -> bool:
+        return await self.stream.stop_requested(throttle=throttle)
