@@ -133,6 +133,9 @@ class WorkflowRun(Aggregate):
     def apply_WorkflowNodeRetried(self, p: ev.WorkflowNodeRetried) -> None:
         pass
 
+    def apply_WorkflowBodyNodeRecorded(self, p: ev.WorkflowBodyNodeRecorded) -> None:
+        pass
+
     def apply_WorkflowRunPaused(self, p: ev.WorkflowRunPaused) -> None:
         self.status, self.paused = "paused", p
 

@@ -133,6 +133,23 @@ class WorkflowNodeRetried(EventPayload):
     error: str
 
 
+class WorkflowBodyNodeRecorded(EventPayload):
+    """A fact of a node inside an iteration or loop body, on the run: `scope` names the
+    container's pass (`/it[2]`, nested `/it[2]/lp[0]`), `kind` is started / succeeded /
+    failed, or forgotten (the scope's facts before it are dropped: a failed pass runs anew).
+    Recorded before anything in the body depending on it starts, so a member taking the run
+    over replays each pass and reruns only the body node in flight."""
+
+    scope: str
+    kind: str
+    node_id: str = ""
+    outputs: dict[str, Any] = {}
+    handle: str = "source"
+    updates: dict[str, dict[str, Any]] = {}
+    error: str = ""
+    error_type: str = ""
+
+
 class WorkflowRunPaused(EventPayload):
     """At a human-input node: the run holds no worker until the form is submitted or its
     timeout passes."""

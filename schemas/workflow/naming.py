@@ -88,11 +88,6 @@ WORKFLOW_END_STREAM_EVENTS = ("workflow_finished", "error")
 WORKFLOW_PAUSE_STREAM_EVENT = "workflow_paused"
 
 
-def body_journal_key(run_id: UUID) -> str:
-    """The key-value stream recording the facts of a run's iteration and loop bodies."""
-    return f"workflow-body-journal:{run_id}"
-
-
 def node_outputs_key(tenant_id: UUID | None, run_id: UUID, execution_id: UUID) -> str:
     """Where a node's outputs too large for its event are kept (`outputs_ref`)."""
     return f"workflow_runs/{tenant_id}/{run_id}/{execution_id}.json"

@@ -15,11 +15,12 @@ from uuid import uuid4
 import orjson
 import pytest
 
-from adapters.kv.memory import MemoryKeyValueStore
 from config import Settings
+from schemas.base import EventPayload
+from schemas.workflow.events import WorkflowBodyNodeRecorded
 from schemas.workflow.naming import node_execution_id, node_idempotency_key
 from tests.spec import validate, workflow_event_schema
-from workers.workflow.body_journal import KvBodyJournal
+from workers.workflow.body_journal import EventBodyJournal
 from workers.workflow.nodes import EXECUTORS
 from workers.workflow.nodes.base import (
     Executor,
@@ -643,12 +644,15 @@ async def test_a_retried_container_replays_passed_items_and_reruns_the_failed_on
 
 
 async def test_the_engines_journal_keeps_body_facts_across_members() -> None:
-    """What one member records (masked), a member loading the run later reads back; a
-    forgotten scope stays forgotten."""
-    kv = MemoryKeyValueStore()
-    writer = KvBodyJournal(kv, RUN_ID, ttl=60,
-                           mask=lambda v: orjson.loads(orjson.dumps(v).replace(b"s3cret",
-                                                                               b"***")))
+    """What one member records (masked, as run events), a member loading the run later reads
+    back from its history; a forgotten scope stays forgotten."""
+    recorded: list[EventPayload] = []
+
+    async def commit(payload: EventPayload) -> None:
+        recorded.append(payload)
+
+    writer = EventBodyJournal(commit, mask=lambda v: orjson.loads(
+        orjson.dumps(v).replace(b"s3cret", b"***")))
     facts: list[Fact] = [NodeStarted("d"), NodeSucceeded("d", {"token": "s3cret"}, "true",
                                                           {"lp": {"n": 1}}),
                          NodeFailed("e", "boom", "TestError")]
@@ -656,8 +660,9 @@ async def test_the_engines_journal_keeps_body_facts_across_members() -> None:
         await writer.record("/it[0]", fact)
     await writer.record("/it[1]", NodeStarted("d"))
     await writer.forget("/it[1]")
-    reader = KvBodyJournal(kv, RUN_ID, ttl=60, mask=lambda v: v)
-    await reader.load()
+    assert all(isinstance(p, WorkflowBodyNodeRecorded) for p in recorded)
+    reader = EventBodyJournal(commit, mask=lambda v: v)
+    reader.load(recorded)
     assert reader.recorded("/it[0]") == (
         NodeStarted("d"), NodeSucceeded("d", {"token": "***"}, "true", {"lp": {"n": 1}}),
         NodeFailed("e", "boom", "TestError"))

@@ -1,36 +1,28 @@
 """The engine's record of iteration and loop bodies (`BodyJournal` of the executor interface):
-one key-value stream per run, an entry per body fact with its scope, appended before
-anything that depends on it starts. A member taking the run over loads it once and each
-container's passes replay what their scope recorded, so finished body nodes never run again.
+each body fact is an event of the run (`WorkflowBodyNodeRecorded`, with its scope), committed
+before anything that depends on it starts. A member taking the run over reads them from the
+run's history, and each container's passes replay what their scope recorded, so finished
+body nodes never run again. Values are masked as the run's other events are.
 
-The facts are kept beside the run's events, not among them: a body node runs once per index,
-which the run's aggregate (one result per node) does not model. Values are masked as the
-run's events are. A member that lost the run may still append a late result for a node the
-next member re-runs; the fold applies the first result of a node, which is a result of the
-same execution (same idempotency key), so nothing breaks."""
+A member that lost the run cannot append a late fact: its commits are refused as its other
+commits are (ownership, the run's version)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
-from uuid import UUID
 
-import orjson
-
-from adapters.kv.base import KeyValueStore
-from schemas.workflow.naming import body_journal_key
+from schemas.base import EventPayload
+from schemas.workflow import events as ev
 from workflow_graph.scheduler import Fact, NodeFailed, NodeStarted, NodeSucceeded
 
-PAGE = 1000  # entries read per round trip when loading
-FORGET = "forget"
+FORGOTTEN = "forgotten"
 
 
-class KvBodyJournal:
-    def __init__(self, kv: KeyValueStore, run_id: UUID, ttl: int,
+class EventBodyJournal:
+    def __init__(self, record: Callable[[EventPayload], Awaitable[None]],
                  mask: Callable[[Any], Any]) -> None:
-        self.kv = kv
-        self.key = body_journal_key(run_id)
-        self.ttl = ttl
+        self._record = record  # commits one payload on the run (the engine's)
         self.mask = mask
         self.facts: dict[str, list[Fact]] = {}
 
@@ -39,54 +31,47 @@ class KvBodyJournal:
         """Body nodes started so far (they count against the run's steps)."""
         return sum(isinstance(f, NodeStarted) for facts in self.facts.values() for f in facts)
 
-    async def load(self) -> None:
-        after = "0"
-        while entries := await self.kv.read(self.key, after, count=PAGE, block_ms=0):
-            for entry_id, entry in entries:
-                scope, fact = _decode(entry)
-                if fact is None:
-                    self.facts.pop(scope, None)
-                else:
-                    self.facts.setdefault(scope, []).append(fact)
-                after = entry_id
+    def load(self, history: Iterable[EventPayload]) -> None:
+        for payload in history:
+            if isinstance(payload, ev.WorkflowBodyNodeRecorded):
+                self._absorb(payload)
 
     def recorded(self, scope: str) -> Sequence[Fact]:
         return tuple(self.facts.get(scope, ()))
 
     async def record(self, scope: str, fact: Fact) -> None:
-        await self.kv.append(self.key, [_encode(scope, self.mask(_fields(fact)))], self.ttl)
-        self.facts.setdefault(scope, []).append(fact)
+        payload = _payload(scope, fact, self.mask)
+        await self._record(payload)
+        self._absorb(payload)
 
     async def forget(self, scope: str) -> None:
-        await self.kv.append(self.key, [_encode(scope, {"kind": FORGET})], self.ttl)
-        self.facts.pop(scope, None)
+        payload = ev.WorkflowBodyNodeRecorded(scope=scope, kind=FORGOTTEN)
+        await self._record(payload)
+        self._absorb(payload)
+
+    def _absorb(self, p: ev.WorkflowBodyNodeRecorded) -> None:
+        if p.kind == FORGOTTEN:
+            self.facts.pop(p.scope, None)
+            return
+        fact: Fact
+        if p.kind == "succeeded":
+            fact = NodeSucceeded(p.node_id, p.outputs, p.handle, p.updates)
+        elif p.kind == "failed":
+            fact = NodeFailed(p.node_id, p.error, p.error_type)
+        else:
+            fact = NodeStarted(p.node_id)
+        self.facts.setdefault(p.scope, []).append(fact)
 
 
-def _fields(fact: Fact) -> dict[str, Any]:
+def _payload(scope: str, fact: Fact, mask: Callable[[Any], Any]) -> ev.WorkflowBodyNodeRecorded:
     if isinstance(fact, NodeSucceeded):
-        return {"kind": "succeeded", "node_id": fact.node_id, "outputs": dict(fact.outputs),
-                "handle": fact.handle,
-                "updates": {k: dict(v) for k, v in fact.updates.items()}}
+        return ev.WorkflowBodyNodeRecorded(
+            scope=scope, kind="succeeded", node_id=fact.node_id,
+            outputs=mask(dict(fact.outputs)), handle=fact.handle,
+            updates=mask({k: dict(v) for k, v in fact.updates.items()}))
     if isinstance(fact, NodeFailed):
-        return {"kind": "failed", "node_id": fact.node_id, "error": fact.error,
-                "error_type": fact.error_type}
+        return ev.WorkflowBodyNodeRecorded(scope=scope, kind="failed", node_id=fact.node_id,
+                                           error=mask(fact.error), error_type=fact.error_type)
     if isinstance(fact, NodeStarted):
-        return {"kind": "started", "node_id": fact.node_id}
+        return ev.WorkflowBodyNodeRecorded(scope=scope, kind="started", node_id=fact.node_id)
     raise TypeError(f"a body records node facts, not {type(fact).__name__}")
-
-
-def _encode(scope: str, fields: dict[str, Any]) -> bytes:
-    return orjson.dumps({"scope": scope, **fields}, default=str)
-
-
-def _decode(entry: bytes) -> tuple[str, Fact | None]:
-    """The scope and fact of an entry; None: the scope's facts before it are forgotten."""
-    item = orjson.loads(entry)
-    if item["kind"] == FORGET:
-        return item["scope"], None
-    if item["kind"] == "succeeded":
-        return item["scope"], NodeSucceeded(item["node_id"], item["outputs"], item["handle"],
-                                            item["updates"])
-    if item["kind"] == "failed":
-        return item["scope"], NodeFailed(item["node_id"], item["error"], item["error_type"])
-    return item["scope"], NodeStarted(item["node_id"])

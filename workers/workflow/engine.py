@@ -51,7 +51,7 @@ from schemas.workflow.stream import StreamHead, node_fields, node_finished_field
 from workers.conversation.task_stream import TokenWriter
 from workers.knowledge.indexing import caused_by
 from workers.ownership import LostOwnership, current_fence, still_owner
-from workers.workflow.body_journal import KvBodyJournal
+from workers.workflow.body_journal import EventBodyJournal
 from workers.workflow.chatflow import finish_chat_message
 from workers.workflow.history import (
     Secrets,
@@ -192,7 +192,7 @@ class RunExecution:
         # WORKFLOW_MAX_EXECUTION_STEPS shared with iteration/loop bodies: top-level starts
         # and body starts (counted from the history and the body journal at the first fold)
         self.steps: StepBudget | None = None
-        self.journal: KvBodyJournal | None = None  # when the graph has iteration/loop nodes
+        self.journal: EventBodyJournal | None = None  # when the graph has iteration/loop nodes
         self.paused: ev.WorkflowRunPaused | None = None
         self.resolution: ev.WorkflowHumanInputSubmitted | ev.WorkflowHumanInputTimedOut | \
             None = None
@@ -223,10 +223,8 @@ class RunExecution:
         if isinstance(ended, ev.WorkflowRunSucceeded) and ended.outputs_ref is not None:
             self.run_outputs = orjson.loads(await self.s.storage.load(ended.outputs_ref))
         if any(n.type in CONTAINER_NODE_TYPES for n in self.graph.nodes):
-            self.journal = KvBodyJournal(
-                self.s.kv, self.run_id, mask=self.mask,
-                ttl=int(2 * self.s.settings.WORKFLOW_MAX_EXECUTION_TIME))
-            await self.journal.load()
+            self.journal = EventBodyJournal(self._record_body_fact, mask=self.mask)
+            self.journal.load(e.payload for e in history)
         await self.stream.claim()
         # What an earlier attempt recorded but did not stream (it died in between).
         await self._publish(history)
@@ -569,6 +567,9 @@ class RunExecution:
 
     def _elapsed(self) -> float:
         return round(max(0.0, time.time() - self.began_at), 6)
+
+    async def _record_body_fact(self, payload: EventPayload) -> None:
+        await self._record([payload])
 
     async def _record(self, payloads: Sequence[EventPayload]) -> None:
         """Record the payloads on the run in one commit (while still the message's owner

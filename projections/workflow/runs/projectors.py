@@ -220,6 +220,7 @@ PROJECTORS = projectors(
     project_human_input_timed_out, project_run_succeeded, project_run_failed,
     project_run_stopped,
     # a chatflow conversation's variable set between turns: the conversation's, not the
-    # run's history (the runs read model shows what the run did)
-    ignore=[ev.WorkflowConversationVariableUpdated],
+    # run's history (the runs read model shows what the run did); iteration and loop body
+    # facts: the engine's record for takeovers (the container's own row shows the node)
+    ignore=[ev.WorkflowConversationVariableUpdated, ev.WorkflowBodyNodeRecorded],
 )
