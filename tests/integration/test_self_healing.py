@@ -225,9 +225,12 @@ async def _created_since(writes: list[_Write], since: float) -> bool:
 async def test_kafka_broker_restart_under_load_heals_without_losing_anything(
         postgres: EmbeddedPostgres, redis_url: str, fresh_database: Any,
         durable_kafka: TansuBroker) -> None:
+    # A command in flight when the broker dies waits its return out (up to the timeout): the
+    # outage (the broker's 5 s drain, 2 s down, its start) must fit in it, even on a loaded
+    # machine, for the last assertion below to see such a write.
     settings = node_settings(postgres, fresh_database("heal"), redis_url,
                              kafka_bootstrap=durable_kafka.bootstrap_servers,
-                             COMMAND_TIMEOUT_SECONDS=5, PROJECTION_WAIT_SECONDS=5)
+                             COMMAND_TIMEOUT_SECONDS=20, PROJECTION_WAIT_SECONDS=5)
     async with running_node(settings) as node:
         auth, key = await _keys(node)
         dataset_id, _ = await _start_documents(node, key, 6)
