@@ -46,6 +46,23 @@ class Node:
 
 
 @dataclass(frozen=True)
+class RetryPolicy:
+    """A node's `retry_config` (Dify's error strategy "retry"): how many times a failed
+    attempt is tried again, and the pause between attempts."""
+
+    max_retries: int
+    interval_seconds: float
+
+    @classmethod
+    def of(cls, node: Node) -> RetryPolicy:
+        retry = node.data.get("retry_config") or {}
+        if not retry.get("retry_enabled"):
+            return cls(0, 0.0)
+        return cls(int(retry.get("max_retries") or 0),
+                   float(retry.get("retry_interval") or 0) / 1000)  # given in ms
+
+
+@dataclass(frozen=True)
 class Edge:
     id: str
     source: str

@@ -73,7 +73,14 @@ from workers.workflow.nodes.base import (
 from workers.workflow.nodes.human_input import result_of_answer
 from workers.workflow.run_stream import RunStream
 from workers.workflow.services import WorkflowServices
-from workflow_graph.graph import CONTAINER_NODE_TYPES, Graph, Node, parallel_depth, parse_graph
+from workflow_graph.graph import (
+    CONTAINER_NODE_TYPES,
+    Graph,
+    Node,
+    RetryPolicy,
+    parallel_depth,
+    parse_graph,
+)
 from workflow_graph.scheduler import (
     EXCEPTION_STRATEGIES,
     Fact,
@@ -426,9 +433,7 @@ class RunExecution:
         started = time.monotonic()
         if executor is None:
             return NodeOutcome(node.id, error=unsupported(node))
-        retry = node.data.get("retry_config") or {}
-        max_retries = int(retry.get("max_retries") or 0) if retry.get("retry_enabled") else 0
-        interval = float(retry.get("retry_interval") or 0) / 1000
+        retry = RetryPolicy.of(node)
         attempt = self.started[node.id].payload.attempt
         while True:
             call = NodeCall(node=node, graph=self.graph, pool=pool, run=self.info,
@@ -452,13 +457,13 @@ class RunExecution:
                 log.exception("node executor failed", extra={
                     "run_id": str(self.run_id), "node_id": node.id, "node_type": node.type})
                 failure = NodeError(str(exc) or repr(exc), type(exc).__name__)
-            if self.retries.get(node.id, 0) >= max_retries:
+            if self.retries.get(node.id, 0) >= retry.max_retries:
                 return NodeOutcome(node.id, error=failure, elapsed=time.monotonic() - started)
             attempt += 1
             await self._record([ev.WorkflowNodeRetried(
                 node_id=node.id, execution_id=node_execution_id(self.run_id, node.id),
                 attempt=attempt, error=self.mask(failure.message))])
-            await asyncio.sleep(interval)
+            await asyncio.sleep(retry.interval_seconds)
 
     async def _emit(self, name: str, data: Mapping[str, Any]) -> None:
         if self.begun.mode == "advanced-chat" and name == "text_chunk":

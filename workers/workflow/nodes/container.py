@@ -39,7 +39,7 @@ from workers.workflow.nodes.base import (
     StepLimitReached,
     unsupported,
 )
-from workflow_graph.graph import BODY_START_TYPES, Graph, Node
+from workflow_graph.graph import BODY_START_TYPES, Graph, Node, RetryPolicy
 from workflow_graph.scheduler import (
     EXCEPTION_STRATEGIES,
     Fact,
@@ -159,8 +159,7 @@ async def _execute(call: NodeCall, body: Graph, node: Node, state: RunState, sco
     inner = replace(call, node=node, pool=state.pool, scope=scope, attempt=0, steps=budget,
                     idempotency_key=node_idempotency_key(call.run.run_id, node.id, scope),
                     emit=_without_text(call.emit))
-    retry = node.data.get("retry_config") or {}
-    retries = int(retry.get("max_retries") or 0) if retry.get("retry_enabled") else 0
+    retry = RetryPolicy.of(node)
     while True:
         try:
             result = await executor(inner)
@@ -173,7 +172,7 @@ async def _execute(call: NodeCall, body: Graph, node: Node, state: RunState, sco
                               f"{at.container_id}", "HumanInputNotSupported")
             return await _failed(call, node, event, started_at, error, at, streamed), 0
         except NodeError as error:
-            if inner.attempt >= retries:
+            if inner.attempt >= retry.max_retries:
                 return await _failed(call, node, event, started_at, error, at, streamed), 0
             if streamed:
                 await call.emit("node_retry", {  # the spec's retry_index is zero-based
@@ -182,7 +181,7 @@ async def _execute(call: NodeCall, body: Graph, node: Node, state: RunState, sco
                     "process_data": None, "elapsed_time": time.time() - started_at,
                     "finished_at": int(time.time()), "execution_metadata": _position(at),
                     "files": []})
-            await asyncio.sleep(float(retry.get("retry_interval") or 0) / 1000)
+            await asyncio.sleep(retry.interval_seconds)
             inner = replace(inner, attempt=inner.attempt + 1)
     if streamed:
         await call.emit("node_finished", _finished(event, at, node_finished_fields(
