@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from contexts.conversation import CONVERSATION
 from contexts.knowledge import KNOWLEDGE
+from contexts.mail import MAIL
 from contexts.manifest import ContextManifest
 from contexts.platform import PLATFORM
 from contexts.workflow import WORKFLOW
@@ -14,4 +15,5 @@ CONTEXTS: tuple[ContextManifest, ...] = (
     KNOWLEDGE,
     CONVERSATION,
     WORKFLOW,
+    MAIL,
 )

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +23,14 @@ from adapters.secrets import SecretUnreadable, seal, unseal
 from gateway.deps import get_container
 from projections.platform import queries
 from projections.tables import account_credentials
-from schemas.errors import AuthenticationFailed, LoginRateLimited, NotSetup, Unauthorized
+from schemas.errors import (
+    AuthenticationFailed,
+    Forbidden,
+    LoginRateLimited,
+    NotSetup,
+    Unauthorized,
+)
+from schemas.platform import roles
 from schemas.platform.commands import SealedToken
 from schemas.platform.naming import api_token_hash, api_token_hint
 
@@ -107,8 +115,9 @@ def reveal_api_token(secret_key: str, ciphertext: str | None, hint: str) -> str:
 @dataclass(frozen=True)
 class ConsoleUser:
     account_id: UUID
-    tenant_id: UUID
+    tenant_id: UUID  # the workspace its console works in
     name: str
+    role: str  # its role there (schemas.platform.roles)
 
 
 @dataclass(frozen=True)
@@ -214,11 +223,22 @@ async def console_user(request: Request) -> ConsoleUser:
     c = get_container(request)
     claims = Tokens(request).decode(_bearer(request), "access")
     account_id = UUID(str(claims["user_id"]))
+    # Read on every request: a removed member or a changed role counts at once.
     identity = await queries.console_identity(c.engine, account_id)
     if identity is None:
         raise Unauthorized("Account not found.")
-    account, tenant_id = identity
-    return ConsoleUser(account_id=account_id, tenant_id=tenant_id, name=account["name"])
+    account, tenant_id, role = identity
+    return ConsoleUser(account_id=account_id, tenant_id=tenant_id, name=account["name"],
+                       role=role)
+
+
+def _role_in(roles: frozenset[str]) -> Callable[[Request], Awaitable[ConsoleUser]]:
+    async def member_with_role(request: Request) -> ConsoleUser:
+        user = await console_user(request)
+        if user.role not in roles:
+            raise Forbidden()
+        return user
+    return member_with_role
 
 
 async def _api_key(request: Request, *key_types: str) -> ApiKeyPrincipal:
@@ -249,7 +269,14 @@ async def service_api_key(request: Request) -> ApiKeyPrincipal:
     return await _api_key(request, "app", "dataset")
 
 
-CurrentUser = Depends(console_user)
+# A console route names the roles it serves, as Dify's decorators and checks do (every
+# console route takes exactly one of these; tests/unit/test_console_roles.py holds the table).
+CurrentUser = Depends(console_user)  # any member
+AppReader = Depends(_role_in(roles.APP_READERS))
+Editor = Depends(_role_in(roles.EDITORS))
+DatasetEditor = Depends(_role_in(roles.DATASET_EDITORS))
+AdminOrOwner = Depends(_role_in(roles.ADMINS))
+Owner = Depends(_role_in(frozenset({"owner"})))
 AppKey = Depends(app_api_key)
 DatasetKey = Depends(dataset_api_key)
 ServiceKey = Depends(service_api_key)

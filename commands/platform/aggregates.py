@@ -25,8 +25,23 @@ class Setup(Aggregate):
 
 
 class Account(Aggregate):
+    status = "active"  # "pending": made for an invitation, not activated yet
+    current_workspace: UUID | None = None
+
     def apply_AccountRegistered(self, p: ev.AccountRegistered) -> None:
         self.email = p.email
+
+    def apply_PendingAccountCreated(self, p: ev.PendingAccountCreated) -> None:
+        self.email, self.status = p.email, "pending"
+
+    def apply_AccountActivated(self, p: ev.AccountActivated) -> None:
+        self.status = "active"
+
+    def apply_AccountPasswordChanged(self, p: ev.AccountPasswordChanged) -> None:
+        pass
+
+    def apply_CurrentWorkspaceSwitched(self, p: ev.CurrentWorkspaceSwitched) -> None:
+        self.current_workspace = p.workspace_id
 
     def register(self, email: str, name: str, credentials_id: UUID, language: str,
                  ctx: Context) -> None:
@@ -50,9 +65,23 @@ class Workspace(Aggregate):
         self.credentialed: set[str] = set()  # predefined-model providers with credentials
         self.custom_models: set[tuple[str, str, str]] = set()  # (provider, model, type)
         self.defaults: dict[str, tuple[str, str]] = {}  # model type -> (provider, model)
+        self.members: dict[UUID, str] = {}  # account id -> role (schemas.platform.roles)
 
     def apply_WorkspaceCreated(self, p: ev.WorkspaceCreated) -> None:
         self.name = p.name
+        self.members[p.owner_account_id] = "owner"
+
+    def apply_MemberInvited(self, p: ev.MemberInvited) -> None:
+        self.members[p.account_id] = p.role
+
+    def apply_MemberRoleUpdated(self, p: ev.MemberRoleUpdated) -> None:
+        self.members[p.account_id] = p.role
+
+    def apply_MemberRemoved(self, p: ev.MemberRemoved) -> None:
+        self.members.pop(p.account_id, None)
+
+    def role_of(self, account_id: UUID | None) -> str | None:
+        return self.members.get(account_id) if account_id is not None else None
 
     def apply_ProviderCredentialsSaved(self, p: ev.ProviderCredentialsSaved) -> None:
         self.credentialed.add(p.provider)

@@ -106,6 +106,61 @@ async def project_workspace_created(conn: AsyncConnection,
     })
 
 
+async def project_pending_account_created(conn: AsyncConnection,
+                                         e: Envelope[ev.PendingAccountCreated]) -> None:
+    p = e.payload
+    await conn.execute(insert(accounts), {
+        "id": e.aggregate_id, "email": p.email.lower(), "name": p.name, "credentials_id": None,
+        "interface_language": p.interface_language, "timezone": "UTC", "status": "pending",
+        "created_at": e.occurred_at,
+    })
+
+
+async def project_account_activated(conn: AsyncConnection,
+                                    e: Envelope[ev.AccountActivated]) -> None:
+    p = e.payload
+    changes: dict[str, Any] = {"name": p.name, "interface_language": p.interface_language,
+                               "timezone": p.timezone, "status": "active"}
+    if p.credentials_id is not None:
+        changes["credentials_id"] = p.credentials_id
+    await conn.execute(update(accounts).where(accounts.c.id == e.aggregate_id).values(changes))
+
+
+async def project_account_password_changed(conn: AsyncConnection,
+                                           e: Envelope[ev.AccountPasswordChanged]) -> None:
+    await conn.execute(update(accounts).where(accounts.c.id == e.aggregate_id).values(
+        credentials_id=e.payload.credentials_id))
+
+
+async def project_current_workspace_switched(
+        conn: AsyncConnection, e: Envelope[ev.CurrentWorkspaceSwitched]) -> None:
+    # On the account, not the membership row: the membership's event (another aggregate's)
+    # may be applied after this one.
+    await conn.execute(update(accounts).where(accounts.c.id == e.aggregate_id).values(
+        current_workspace_id=e.payload.workspace_id))
+
+
+async def project_member_invited(conn: AsyncConnection, e: Envelope[ev.MemberInvited]) -> None:
+    p = e.payload
+    await conn.execute(insert(workspace_members), {
+        "workspace_id": e.aggregate_id, "account_id": p.account_id, "role": p.role,
+        "created_at": e.occurred_at, "invited_by": p.invited_by, "mail_id": p.mail_id,
+    })
+
+
+async def project_member_role_updated(conn: AsyncConnection,
+                                      e: Envelope[ev.MemberRoleUpdated]) -> None:
+    await conn.execute(update(workspace_members).where(
+        workspace_members.c.workspace_id == e.aggregate_id,
+        workspace_members.c.account_id == e.payload.account_id).values(role=e.payload.role))
+
+
+async def project_member_removed(conn: AsyncConnection, e: Envelope[ev.MemberRemoved]) -> None:
+    await conn.execute(delete(workspace_members).where(
+        workspace_members.c.workspace_id == e.aggregate_id,
+        workspace_members.c.account_id == e.payload.account_id))
+
+
 async def project_app_created(conn: AsyncConnection, e: Envelope[ev.AppCreated]) -> None:
     p = e.payload
     await conn.execute(insert(apps), {
@@ -211,6 +266,9 @@ async def project_default_model_set(conn: AsyncConnection,
 
 PROJECTORS = projectors(
     project_setup_completed, project_account_registered, project_workspace_created,
+    project_pending_account_created, project_account_activated,
+    project_account_password_changed, project_current_workspace_switched,
+    project_member_invited, project_member_role_updated, project_member_removed,
     project_app_created, project_app_updated, project_app_deleted, project_api_key_created,
     project_api_key_revoked, project_provider_credentials_saved,
     project_provider_credentials_deleted, project_custom_model_saved,

@@ -38,16 +38,22 @@ async def account_by_email(engine: AsyncEngine, email: str) -> dict[str, Any] | 
 
 
 async def console_identity(engine: AsyncEngine,
-                           account_id: UUID) -> tuple[dict[str, Any], UUID] | None:
-    """The account and its current workspace, in one query (runs on every console request)."""
+                           account_id: UUID) -> tuple[dict[str, Any], UUID, str] | None:
+    """The account, the workspace its console works in and its role there, in one query
+    (runs on every console request): the workspace it switched to while it is a member
+    there, else its oldest membership. None: an account in no workspace (removed from its
+    last one), which no console route serves."""
     async with engine.connect() as conn:
         row = (await conn.execute(
-            select(accounts, workspace_members.c.workspace_id)
+            select(accounts, workspace_members.c.workspace_id, workspace_members.c.role)
             .join(workspace_members, workspace_members.c.account_id == accounts.c.id)
             .where(accounts.c.id == account_id)
-            .order_by(workspace_members.c.created_at).limit(1)
+            .order_by((workspace_members.c.workspace_id
+                       == func.coalesce(accounts.c.current_workspace_id,
+                                        workspace_members.c.workspace_id)).desc(),
+                      workspace_members.c.created_at).limit(1)
         )).mappings().first()
-    return (dict(row), row["workspace_id"]) if row else None
+    return (dict(row), row["workspace_id"], row["role"]) if row else None
 
 
 async def account_summaries(engine: AsyncEngine,

@@ -23,11 +23,14 @@ accounts = Table(
     Column("email", String(255), nullable=False, unique=True),
     Column("name", String(255), nullable=False),
     # the row of `account_credentials` (beside the store, not a read model) with its hash
-    Column("credentials_id", Uuid, nullable=False),
+    # None: a pending (invited) account that has not chosen a password
+    Column("credentials_id", Uuid, nullable=True),
     Column("interface_language", String(32), nullable=False),
     Column("timezone", String(64), nullable=False),
-    Column("status", String(16), nullable=False),
+    Column("status", String(16), nullable=False),  # "active" | "pending"
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # the workspace its console works in (None: its oldest membership)
+    Column("current_workspace_id", Uuid, nullable=True),
     schema=READ,
 )
 
@@ -47,6 +50,8 @@ workspace_members = Table(
     Column("account_id", Uuid, primary_key=True),
     Column("role", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("invited_by", Uuid, nullable=True),
+    Column("mail_id", Uuid, nullable=True),  # the invitation's mail (its delivery status)
     schema=READ,
 )
 

@@ -34,6 +34,55 @@ class WorkspaceCreated(EventPayload):
     owner_account_id: UUID
 
 
+class PendingAccountCreated(EventPayload):
+    """An account made for an invited e-mail: it cannot log in until it is activated."""
+
+    email: str
+    name: str
+    interface_language: str = "en-US"
+
+
+class AccountActivated(EventPayload):
+    """An invited account finished its activation (`POST /console/api/activate`);
+    `credentials_id` names its password's row when it chose one there."""
+
+    name: str
+    interface_language: str
+    timezone: str
+    credentials_id: UUID | None = None
+
+
+class AccountPasswordChanged(EventPayload):
+    """By its owner, a reset code, or `eddy reset-password`: the row of
+    `account_credentials` that now holds the hash (never the hash itself)."""
+
+    credentials_id: UUID
+
+
+class CurrentWorkspaceSwitched(EventPayload):
+    workspace_id: UUID
+
+
+class MemberInvited(EventPayload):
+    """On the workspace: the account (pending if it was made for the invitation) joins with
+    this role. `mail_id`: the invitation's Mail (its delivery shows on the member)."""
+
+    account_id: UUID
+    email: str
+    role: str
+    invited_by: UUID
+    mail_id: UUID | None = None
+
+
+class MemberRoleUpdated(EventPayload):
+    account_id: UUID
+    role: str
+
+
+class MemberRemoved(EventPayload):
+    account_id: UUID
+
+
 class ProviderCredentialsSaved(EventPayload):
     """A predefined-model provider's credentials: sealed with the workspace's key, and the
     masked form the console shows. Never the secret itself."""

@@ -142,21 +142,21 @@ def _context(name: str, work: list[WorkTopic] | None = None,
                            projectors={}, work=work or [], jobs=jobs or [])
 
 
-def _work(name: str = "mail.outbox", role: str = "outbox",
+def _work(name: str = "newsletter.outbox", role: str = "outbox",
           routes: list[Route] | None = None, processor: object = _processor) -> WorkTopic:
     return WorkTopic(name, role=role, processor=processor,  # type: ignore[arg-type]
                      routes=[Route([pev.AppDeleted])] if routes is None else routes)
 
 
 def test_a_context_declares_its_work_topics_roles_and_the_routes_to_them() -> None:
-    assembly = assemble([*CONTEXTS, _context("mail", [_work()])])
-    assert assembly.work["mail.outbox"].name == "mail.outbox"
+    assembly = assemble([*CONTEXTS, _context("newsletter", [_work()])])
+    assert assembly.work["newsletter.outbox"].name == "newsletter.outbox"
     event = Envelope.new(pev.AppDeleted(deleted_by=uuid4()), aggregate_type="App",
                          aggregate_id=uuid4(), aggregate_version=2, tenant_id=None,
                          correlation_id=uuid4(), causation_id=uuid4())
-    assert "mail.outbox" in assembly.routing.topics_for(event)
-    assert {"mail.outbox", "mail.outbox.dlq"} <= {t.name for t in assembly.topics(1, 1)}
-    assert "mail.outbox" in all_roles(assembly.work)
+    assert "newsletter.outbox" in assembly.routing.topics_for(event)
+    assert {"newsletter.outbox", "newsletter.outbox.dlq"} <= {t.name for t in assembly.topics(1, 1)}
+    assert "newsletter.outbox" in all_roles(assembly.work)
 
 
 async def test_processors_and_jobs_get_only_the_dependencies_they_declare() -> None:
@@ -171,10 +171,10 @@ async def test_processors_and_jobs_get_only_the_dependencies_they_declare() -> N
 
     container = SimpleNamespace(store="the store", bus="the bus", storage="the storage")
     processor = work_processor(container,  # type: ignore[arg-type]
-                               _work("mail.outbox", processor=outbox))
+                               _work("newsletter.outbox", processor=outbox))
     await run_job(container, Job("digest", 60.0, digest))  # type: ignore[arg-type]
-    assert (processor.group, list(processor.topics)) == ("mail.outbox", ["mail.outbox"])
-    assert given == {"topic": "mail.outbox", "store": "the store", "bus": "the bus"}
+    assert (processor.group, list(processor.topics)) == ("newsletter.outbox", ["newsletter.outbox"])
+    assert given == {"topic": "newsletter.outbox", "store": "the store", "bus": "the bus"}
 
 
 def test_roles_are_named_after_their_context() -> None:
@@ -185,14 +185,14 @@ def test_roles_are_named_after_their_context() -> None:
 
 
 def test_a_role_declared_twice_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"worker role 'mail\.outbox' is declared twice"):
-        assemble([*CONTEXTS, _context("mail", [_work("mail.a"), _work("mail.b")])])
+    with pytest.raises(ValueError, match=r"worker role 'newsletter\.outbox' is declared twice"):
+        assemble([*CONTEXTS, _context("newsletter", [_work("newsletter.a"), _work("newsletter.b")])])
 
 
 @pytest.mark.parametrize("taken", ["cleanup", "events.knowledge", "commands"])
 def test_a_work_topic_named_like_another_topic_is_refused(taken: str) -> None:
     with pytest.raises(ValueError, match=f"work topic '{taken}' is already declared by"):
-        assemble([*CONTEXTS, _context("mail", [_work(taken)])])
+        assemble([*CONTEXTS, _context("newsletter", [_work(taken)])])
 
 
 def test_a_route_of_an_event_no_context_declares_is_refused() -> None:
@@ -200,22 +200,22 @@ def test_a_route_of_an_event_no_context_declares_is_refused() -> None:
         pass
 
     with pytest.raises(ValueError, match=r"routes \['MailBounced'\], which no context declares"):
-        assemble([*CONTEXTS, _context("mail", [_work(routes=[Route([MailBounced])])])])
+        assemble([*CONTEXTS, _context("newsletter", [_work(routes=[Route([MailBounced])])])])
 
 
 @pytest.mark.parametrize("routes", [[], [Route([])]])
 def test_a_work_topic_nothing_is_routed_to_is_refused(routes: list[Route]) -> None:
     with pytest.raises(ValueError, match="needs routes"):
-        assemble([*CONTEXTS, _context("mail", [_work(routes=routes)])])
+        assemble([*CONTEXTS, _context("newsletter", [_work(routes=routes)])])
 
 
 def test_a_processor_asking_for_what_the_container_lacks_is_refused() -> None:
     def needy(topic: str, *, store: object, smtp: object) -> Processor:
         raise AssertionError
 
-    with pytest.raises(ValueError, match=r"mail.outbox asks for \['smtp'\], which the worker "
+    with pytest.raises(ValueError, match=r"newsletter.outbox asks for \['smtp'\], which the worker "
                                          "container does not provide"):
-        assemble([*CONTEXTS, _context("mail", [_work(processor=needy)])])
+        assemble([*CONTEXTS, _context("newsletter", [_work(processor=needy)])])
 
 
 def test_a_processor_taking_the_whole_container_is_refused() -> None:
@@ -227,16 +227,16 @@ def test_a_processor_taking_the_whole_container_is_refused() -> None:
 
     for factory in (old_style, no_topic):
         with pytest.raises(ValueError, match="takes `topic`"):
-            assemble([*CONTEXTS, _context("mail", [_work(processor=factory)])])
+            assemble([*CONTEXTS, _context("newsletter", [_work(processor=factory)])])
 
 
 def test_jobs_come_from_the_backbone_and_the_manifests_each_name_once() -> None:
-    assembly = assemble([*CONTEXTS, _context("mail", jobs=[Job("send_digest", 60.0, _job)])])
+    assembly = assemble([*CONTEXTS, _context("newsletter", jobs=[Job("send_digest", 60.0, _job)])])
     assert set(assembly.jobs) == {"advance_projection_watermarks", "trim_consumed_messages",
                                   "time_out_human_input_forms", "fail_overdue_workflow_runs",
                                   "send_digest"}
-    with pytest.raises(ValueError, match="mail: job 'trim_consumed_messages' is declared twice"):
-        assemble([_context("mail", jobs=[Job("trim_consumed_messages", 60.0, _job)])])
+    with pytest.raises(ValueError, match="newsletter: job 'trim_consumed_messages' is declared twice"):
+        assemble([_context("newsletter", jobs=[Job("trim_consumed_messages", 60.0, _job)])])
     with pytest.raises(ValueError, match="b: job 'send_digest' is declared twice"):
         assemble([_context("a", jobs=[Job("send_digest", 60.0, _job)]),
                   _context("b", jobs=[Job("send_digest", 60.0, _job)])])
@@ -246,11 +246,11 @@ def test_a_job_asking_for_what_the_container_lacks_is_refused() -> None:
     async def needy(*, mailer: object) -> None: ...
 
     with pytest.raises(ValueError, match=r"job 'digest' asks for \['mailer'\]"):
-        assemble([_context("mail", jobs=[Job("digest", 60.0, needy)])])
+        assemble([_context("newsletter", jobs=[Job("digest", 60.0, needy)])])
 
 
 def test_a_job_taking_the_whole_container_is_refused() -> None:
     async def old_style(c: object) -> None: ...
 
     with pytest.raises(ValueError, match="job 'digest' takes only its dependencies"):
-        assemble([_context("mail", jobs=[Job("digest", 60.0, old_style)])])
+        assemble([_context("newsletter", jobs=[Job("digest", 60.0, old_style)])])

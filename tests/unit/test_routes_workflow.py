@@ -409,7 +409,8 @@ async def test_a_debug_run_is_stopped_from_the_console(node: Node) -> None:
     assert app is not None
     # the start alone (the run itself ends at once here): what the stop route acts on
     run = await start_draft_run(Request({"type": "http", "app": node.app}),
-                                ConsoleUser(account_id=owner, tenant_id=tenant, name="Owner"),
+                                ConsoleUser(account_id=owner, tenant_id=tenant, name="Owner",
+                                            role="owner"),
                                 app, {}, [], node_id="start")
     assert run.started
     stop = f"workflow-runs/tasks/{run.task_id}/stop"

@@ -1,0 +1,1 @@
+"""The mail context: mail other contexts ask for, sent once by the mail processor."""
