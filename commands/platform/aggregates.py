@@ -99,6 +99,8 @@ class Workspace(Aggregate):
         self.defaults[p.model_type] = (p.provider, p.model)
 
     def create(self, name: str, owner_account_id: UUID, ctx: Context) -> None:
+        if self.exists:
+            raise BadRequest("Workspace already exists.")
         self.record(
             ev.WorkspaceCreated(name=name, owner_account_id=owner_account_id), ctx,
             tenant_id=self.id,

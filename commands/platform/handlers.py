@@ -12,6 +12,7 @@ from uuid import UUID
 from commands.platform.aggregates import Account, ApiKey, App, Setup, Workspace
 from commands.registry import command_handlers
 from commands.unit_of_work import UnitOfWork
+from schemas.errors import NotFound
 from schemas.platform import commands as cmd
 from schemas.platform import events as ev
 from schemas.platform.naming import SETUP_ID
@@ -24,6 +25,17 @@ def setup_platform(c: cmd.SetupPlatform, uow: UnitOfWork) -> dict[str, Any]:
     )
     uow.get(Workspace, c.workspace_id).create(f"{c.name}'s Workspace", c.account_id, uow.ctx)
     return {"account_id": str(c.account_id), "workspace_id": str(c.workspace_id)}
+
+
+def create_workspace(c: cmd.CreateWorkspace, uow: UnitOfWork) -> dict[str, Any]:
+    owner = uow.get(Account, c.owner_account_id)
+    if c.register is not None:
+        r = c.register
+        owner.register(r.email, r.name, r.credentials_id, r.interface_language, uow.ctx)
+    elif not owner.exists:
+        raise NotFound("Account not found.")
+    uow.get(Workspace, c.workspace_id).create(c.name, c.owner_account_id, uow.ctx)
+    return {"workspace_id": str(c.workspace_id), "account_id": str(c.owner_account_id)}
 
 
 def create_app(c: cmd.CreateApp, uow: UnitOfWork) -> dict[str, Any]:
@@ -100,7 +112,7 @@ def set_default_models(c: cmd.SetDefaultModels, uow: UnitOfWork) -> dict[str, An
 
 
 HANDLERS = command_handlers(
-    setup_platform, create_app, update_app, delete_app, create_api_key, revoke_api_key,
-    save_provider_credentials, delete_provider_credentials, save_custom_model,
+    setup_platform, create_workspace, create_app, update_app, delete_app, create_api_key,
+    revoke_api_key, save_provider_credentials, delete_provider_credentials, save_custom_model,
     delete_custom_model, set_default_models,
 )

@@ -24,6 +24,27 @@ class SetupPlatform(CommandPayload):
     interface_language: str = "en-US"
 
 
+class NewAccount(BaseModel):
+    """An account to register with the command (its password already stored by the caller
+    under `credentials_id`, as for SetupPlatform)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    email: str
+    name: str
+    credentials_id: UUID
+    interface_language: str = "en-US"
+
+
+class CreateWorkspace(CommandPayload):
+    """A workspace owned by `owner_account_id` (`eddy create-tenant`); `register`: the owner's
+    account is new and registered with it, else it must exist."""
+
+    workspace_id: UUID
+    name: str
+    owner_account_id: UUID
+    register: NewAccount | None = None
+
+
 class CreateApp(CommandPayload):
     app_id: UUID
     name: str

@@ -186,7 +186,8 @@ def test_roles_are_named_after_their_context() -> None:
 
 def test_a_role_declared_twice_is_refused() -> None:
     with pytest.raises(ValueError, match=r"worker role 'newsletter\.outbox' is declared twice"):
-        assemble([*CONTEXTS, _context("newsletter", [_work("newsletter.a"), _work("newsletter.b")])])
+        assemble([*CONTEXTS, _context("newsletter", [_work("newsletter.a"),
+                                                     _work("newsletter.b")])])
 
 
 @pytest.mark.parametrize("taken", ["cleanup", "events.knowledge", "commands"])
@@ -235,7 +236,8 @@ def test_jobs_come_from_the_backbone_and_the_manifests_each_name_once() -> None:
     assert set(assembly.jobs) == {"advance_projection_watermarks", "trim_consumed_messages",
                                   "time_out_human_input_forms", "fail_overdue_workflow_runs",
                                   "send_digest"}
-    with pytest.raises(ValueError, match="newsletter: job 'trim_consumed_messages' is declared twice"):
+    with pytest.raises(ValueError,
+                       match="newsletter: job 'trim_consumed_messages' is declared twice"):
         assemble([_context("newsletter", jobs=[Job("trim_consumed_messages", 60.0, _job)])])
     with pytest.raises(ValueError, match="b: job 'send_digest' is declared twice"):
         assemble([_context("a", jobs=[Job("send_digest", 60.0, _job)]),

@@ -48,6 +48,31 @@ def test_setup_registers_the_owner_and_their_workspace_once(world: World) -> Non
     assert again.outcome.error is not None and again.outcome.error["status"] == 403
 
 
+@covers(pc.CreateWorkspace)
+def test_create_workspace_registers_a_new_owner_or_gives_an_existing_one_another(
+        world: World) -> None:
+    owner, first, second, credentials = uuid4(), uuid4(), uuid4(), uuid4()
+    created = accepted(world.run(pc.CreateWorkspace(
+        workspace_id=first, name="Acme", owner_account_id=owner,
+        register=pc.NewAccount(email="ops@acme.test", name="ops", credentials_id=credentials))),
+        workspace_id=str(first), account_id=str(owner))
+    assert created.types == ["AccountRegistered", "WorkspaceCreated"]
+    assert created.event(pe.WorkspaceCreated).tenant_id == first
+    assert created.one(pe.WorkspaceCreated) == pe.WorkspaceCreated(name="Acme",
+                                                                   owner_account_id=owner)
+    another = accepted(world.run(pc.CreateWorkspace(
+        workspace_id=second, name="Acme Labs", owner_account_id=owner)),
+        workspace_id=str(second), account_id=str(owner))
+    assert another.types == ["WorkspaceCreated"]
+
+    rejected(world.run(pc.CreateWorkspace(
+        workspace_id=uuid4(), name="Nobody's", owner_account_id=uuid4())), errors.NotFound,
+        "Account not found.")
+    rejected(world.run(pc.CreateWorkspace(
+        workspace_id=first, name="Again", owner_account_id=owner)), errors.BadRequest,
+        "Workspace already exists.")
+
+
 # =========================================================================================
 # platform: apps
 # =========================================================================================
