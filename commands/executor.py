@@ -142,4 +142,5 @@ def _outcome(command: CommandEnvelope, status: str, *, result: dict[str, object]
         result=result or {},
         error=error,
         aggregates=aggregates or {},
+        tenant_id=command.tenant_id,
     )

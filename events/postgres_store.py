@@ -66,10 +66,11 @@ def _insert_outcome(
     row = outcome_row(replace(outcome, position=position))
     curs.execute(
         "INSERT INTO command_outcomes (command_id, status, aggregate_id, aggregate_version,"
-        " position, result, error, aggregates) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        " position, result, error, aggregates, tenant_id)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (outcome.command_id, outcome.status, outcome.aggregate_id, outcome.aggregate_version,
          position, *(orjson.dumps(row[k]).decode() if row[k] is not None else None
-                     for k in ("result", "error", "aggregates"))),
+                     for k in ("result", "error", "aggregates")), outcome.tenant_id),
     )
     curs.execute("SELECT pg_notify(%s, %s)", (OUTCOME_CHANNEL, outcome_notice(row)))
 

@@ -38,6 +38,8 @@ class CommandOutcome:
     error: dict[str, Any] | None
     # Every aggregate the command wrote: id -> (type, version); what read-your-writes waits for.
     aggregates: dict[UUID, tuple[str, int]] = field(default_factory=dict)
+    # The workspace that sent the command: only its credentials read the outcome.
+    tenant_id: UUID | None = None
 
 
 class EventStore(Protocol):
@@ -92,6 +94,7 @@ def outcome_row(outcome: CommandOutcome) -> dict[str, Any]:
         "aggregate_version": outcome.aggregate_version, "position": outcome.position,
         "result": outcome.result, "error": outcome.error or None,
         "aggregates": {str(k): list(v) for k, v in outcome.aggregates.items()},
+        "tenant_id": str(outcome.tenant_id) if outcome.tenant_id else None,
     }
 
 
@@ -128,4 +131,5 @@ def outcome_from_row(row: Any) -> CommandOutcome:
         error=_json(row["error"]),
         aggregates={UUID(k): (t, int(v)) for k, (t, v) in
                     (_json(row.get("aggregates")) or {}).items()},
+        tenant_id=_uuid(row.get("tenant_id")),
     )

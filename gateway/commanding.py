@@ -130,11 +130,12 @@ class CommandGateway:
         """The event store's record of it (stored with the command's events)."""
         return await asyncio.to_thread(self.c.store.outcome, command_id)
 
-    async def status(self, command_id: UUID) -> dict[str, Any]:
-        """What a 202's status_url answers: pending until the outcome is known and, when
-        accepted, until the read model shows it."""
+    async def status(self, command_id: UUID, tenant_id: UUID) -> dict[str, Any]:
+        """What a 202's status_url answers to a credential of `tenant_id`: pending until the
+        outcome is known and, when accepted, until the read model shows it. Another
+        workspace's command is as unknown as one never sent."""
         outcome = await self.outcome(command_id)
-        if outcome is None:
+        if outcome is None or outcome.tenant_id != tenant_id:
             return {"id": str(command_id), "status": "pending"}
         projected = outcome.position is None or await self.wait_for_projection(
             outcome, timeout=0)

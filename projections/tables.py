@@ -107,6 +107,7 @@ command_outcomes = Table(
     Column("error", JSONB),
     Column("created_at", DateTime(timezone=True)),
     Column("aggregates", JSONB),  # aggregate id -> [type, version] written by the command
+    Column("tenant_id", Uuid),  # the workspace that sent it: the only one to read its status
 )
 
 

@@ -168,25 +168,21 @@ async def eventually(check: Callable[[], Any], timeout: float = 20.0,
 
 async def add_account_with_workspace(node: Node, email: str,
                                      password: str = "passw0rd1") -> dict[str, str]:
-    """A second tenant, recorded through the write side's aggregates (the console has no
-    sign-up path yet); returns its console auth headers once projected."""
-    from commands.aggregate import Context
-    from commands.platform.aggregates import Account, Workspace
-    from commands.unit_of_work import UnitOfWork
-    from events.store import CommandOutcome
+    """A second tenant: a new owner and its workspace, created as `eddy create-tenant` does
+    (the password stored first, then the CreateWorkspace command through the command path);
+    returns its console auth headers once projected."""
     from gateway.auth import store_credentials
+    from schemas.platform.commands import CreateWorkspace, NewAccount
     from schemas.platform.naming import account_id_for
 
-    account_id, workspace_id, command_id = account_id_for(email), uuid.uuid4(), uuid.uuid4()
+    account_id, workspace_id = account_id_for(email), uuid.uuid4()
     credentials_id = await store_credentials(node.container.engine, account_id, password)
-    ctx = Context(tenant_id=workspace_id, actor_id=account_id, correlation_id=command_id,
-                  causation_id=command_id)
-    uow = UnitOfWork(node.container.store, ctx)
-    uow.get(Account, account_id).register(email, "Rival", credentials_id, "en-US", ctx)
-    uow.get(Workspace, workspace_id).create("Rival's Workspace", account_id, ctx)
-    node.container.store.append(uow.new_events(), CommandOutcome(
-        command_id=command_id, status="accepted", aggregate_id=account_id,
-        aggregate_version=1, position=None, result={}, error=None))
+    await node.app.state.command_gateway.send(
+        CreateWorkspace(workspace_id=workspace_id, name="Rival's Workspace",
+                        owner_account_id=account_id,
+                        register=NewAccount(email=email, name="Rival",
+                                            credentials_id=credentials_id)),
+        aggregate_id=account_id, tenant_id=workspace_id, actor_id=None)
     await eventually(lambda: _can_login(node, email, password))
     return await node.console_login(email, password)
 

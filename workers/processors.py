@@ -39,6 +39,7 @@ def command_processor(c: WorkerContainer) -> Processor:
             # The caller sees Dify's generic 500; the cause is in the dead letter and the log.
             error={"code": "internal_server_error", "status": 500,
                    "message": "Internal Server Error"},
+            tenant_id=command.tenant_id,
         ))
 
     async def handle_group(messages: Sequence[Message]) -> None:

@@ -337,15 +337,15 @@ async def completion_message(request: Request, body: api.CompletionMessageReques
 async def _stop(request: Request, key: ApiKeyPrincipal, task_id: str, user: str,
                 mode: str) -> dict[str, str]:
     """Any gateway process: the task's worker sees the request on its next chunk. A task of
-    another user (or none) is silently not stopped, as Dify does."""
+    another user, another app (or none) is silently not stopped, as Dify does; nor is its
+    stop request touched (the owner is recorded before the task is sent)."""
     c = get_container(request)
     parsed = maybe_uuid(task_id)
-    if parsed is not None:
-        assert key.app_id is not None
-        owner = task_owner(key.app_id, end_user_id_for(key.app_id, user))
+    assert key.app_id is not None
+    owner = task_owner(key.app_id, end_user_id_for(key.app_id, user))
+    if parsed is not None and await c.kv.get(task_owner_key(parsed)) == owner:
         await c.kv.set(task_stop_key(parsed), owner, ttl=c.settings.TASK_STREAM_TTL_SECONDS)
-        stopper = TASK_STOPPERS.get(mode)
-        if stopper is not None and await c.kv.get(task_owner_key(parsed)) == owner:
+        if (stopper := TASK_STOPPERS.get(mode)) is not None:
             await stopper(request, key, parsed, owner)
     return {"result": "success"}
 

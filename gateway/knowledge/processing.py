@@ -34,12 +34,18 @@ async def indexing_status(request: Request, dataset_id: str, batch: str,
 # --- console: pause, resume, retry, reindex ---------------------------------------------
 
 
-async def _control(request: Request, user: ConsoleUser, dataset_id: str,
-                   document_ids: list[UUID], action: str) -> None:
-    c = get_container(request)
-    dataset = await kq.dataset(c.engine, user.tenant_id, parse_id(dataset_id, DatasetNotFound))
+async def _workspace_dataset(request: Request, user: ConsoleUser,
+                             dataset_id: str) -> dict[str, Any]:
+    dataset = await kq.dataset(get_container(request).engine, user.tenant_id,
+                               parse_id(dataset_id, DatasetNotFound))
     if dataset is None:
         raise DatasetNotFound()
+    return dataset
+
+
+async def _control(request: Request, user: ConsoleUser, dataset_id: str,
+                   document_ids: list[UUID], action: str) -> None:
+    dataset = await _workspace_dataset(request, user, dataset_id)
     await command_gateway(request).send(
         cmd.ControlDocumentIndexing(dataset_id=dataset["id"], document_ids=document_ids,
                                     action=action),  # type: ignore[arg-type]
@@ -68,10 +74,10 @@ async def retry(request: Request, dataset_id: str, body: api.DocumentIdsRequest,
 async def retry_all_failed(request: Request, dataset_id: str,
                            user: ConsoleUser = CurrentUser) -> Response:
     """Every document of the dataset that ended in error gets a new attempt."""
-    c = get_container(request)
-    dataset_uuid = parse_id(dataset_id, DatasetNotFound)
-    failed = await kq.list_documents(c.engine, dataset_uuid, page=1, limit=10_000,
-                                     keyword=None, status="error")
+    # The workspace's dataset first: another's is not found, failed documents or not.
+    dataset = await _workspace_dataset(request, user, dataset_id)
+    failed = await kq.list_documents(get_container(request).engine, dataset["id"], page=1,
+                                     limit=10_000, keyword=None, status="error")
     if failed.items:
         await _control(request, user, dataset_id, [d["id"] for d in failed.items], "retry")
     return Response(status_code=204)

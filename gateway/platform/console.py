@@ -231,5 +231,6 @@ async def delete_dataset_key(request: Request, key_id: str,
 @router.get("/commands/{command_id}")
 async def command_status(request: Request, command_id: str,
                          user: ConsoleUser = CurrentUser) -> dict[str, Any]:
-    return await command_gateway(request).status(parse_id(command_id, NotFound))
+    return await command_gateway(request).status(parse_id(command_id, NotFound),
+                                                 user.tenant_id)
 

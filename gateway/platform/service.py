@@ -28,7 +28,8 @@ async def command_status(request: Request, command_id: str,
                          key: ApiKeyPrincipal = ServiceKey) -> dict[str, Any]:
     """The status_url of a Service API 202 (the command was accepted, its outcome was not
     ready in time)."""
-    return await command_gateway(request).status(parse_id(command_id, NotFound))
+    return await command_gateway(request).status(parse_id(command_id, NotFound),
+                                                 key.tenant_id)
 
 
 @router.get("/info")
