@@ -6,7 +6,9 @@ letters waiting.
 The page itself is a static shell: it asks for a console access token (the console's login,
 or `/status#token=<access token>`, kept in the tab's sessionStorage and never sent in a URL)
 and then loads the server-rendered panel (`/status/panel`) every few seconds with it as a
-bearer token. `/status.json` is the same data for scripts. Both need a console login.
+bearer token. `/status.json` is the same data for scripts. Both need the console login of
+the platform's operator, the account that set it up: the page shows every workspace's
+parked events and dead letters, which no other workspace's member may see.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from gateway.auth import ConsoleUser, console_user
 from gateway.deps import get_container
 from gateway.health import dependency_checks
 from gateway.metrics import dead_letters
+from projections.platform.queries import setup_info
 from projections.versions import status as projection_status
+from schemas.errors import Forbidden
 
 router = APIRouter(include_in_schema=False)
 
@@ -35,6 +39,16 @@ REFRESH_SECONDS = 5
 _RELAY = text(
     "SELECT coalesce((SELECT position FROM relay_positions WHERE name = 'relay'), 0),"
     " coalesce((SELECT max(notification_id) FROM stored_events), 0)")
+
+
+async def platform_operator(request: Request) -> ConsoleUser:
+    """The account that set the platform up (Dify's self-hosted admin); any other is
+    refused as Dify refuses a role it lacks."""
+    user = await console_user(request)
+    setup = await setup_info(get_container(request).engine)
+    if setup is None or setup["account_id"] != user.account_id:
+        raise Forbidden()
+    return user
 
 
 def _sampler(request: Request) -> GroupsSampler:
@@ -75,13 +89,13 @@ async def _status(request: Request) -> dict[str, Any]:
 
 @router.get("/status.json")
 async def status_json(request: Request,
-                      user: ConsoleUser = Depends(console_user)) -> JSONResponse:
+                      user: ConsoleUser = Depends(platform_operator)) -> JSONResponse:
     return JSONResponse(await _status(request))
 
 
 @router.get("/status/panel")
 async def status_panel(request: Request,
-                       user: ConsoleUser = Depends(console_user)) -> HTMLResponse:
+                       user: ConsoleUser = Depends(platform_operator)) -> HTMLResponse:
     return HTMLResponse(render_panel(await _status(request)))
 
 

@@ -88,8 +88,8 @@ class Workspace:
 @dataclass(frozen=True)
 class Call:
     """One request of a row: its body, query and path values beyond A's defaults
-    (`path_value`); `refused_as`: how the route refuses, where Dify answers otherwise than
-    404/403."""
+    (`path_value`); `refused_as`: how the route refuses where Dify answers otherwise than
+    404/403 (a call with one must be refused even if it names nothing of A)."""
 
     json: Any = None
     params: dict[str, Any] | None = None
@@ -211,8 +211,9 @@ ROWS: dict[str, Row] = {
     "POST /console/api/workspaces/current/default-model": body(lambda i: {"model_settings": [
         {"model_type": "llm", "provider": "openai_api_compatible", "model": MODEL}]}),
     "GET /v1/workspaces/current/models/model-types/{model_type}": plain,
-    "GET /status.json": plain,
-    "GET /status/panel": plain,
+    # every workspace's parked events and dead letters: the platform operator's alone
+    "GET /status.json": lambda a, b: [Call(refused_as=lambda r: r.status_code == 403)],
+    "GET /status/panel": lambda a, b: [Call(refused_as=lambda r: r.status_code == 403)],
     # knowledge
     "POST /v1/datasets/tags": body(lambda i: {"name": "B's tag"}),
     "GET /v1/datasets/tags": plain,
@@ -418,7 +419,7 @@ def credential_kinds(route: APIRoute) -> set[str]:
     def walk(dependant: Any) -> None:
         for sub in dependant.dependencies:
             name = getattr(sub.call, "__qualname__", "")
-            if "console_user" in name or "member_with_role" in name:
+            if name in ("console_user", "platform_operator") or "member_with_role" in name:
                 found.add("console")
             elif "app_api_key" in name:
                 found.add("app")
@@ -711,7 +712,7 @@ async def test_every_route_refuses_workspace_b_everything_of_workspace_a(
                 elif reaches and other_mode and status < 400:
                     problems.append(f"{where}: {status} for an app of a mode the route does "
                                     f"not serve")
-                elif reaches and not other_mode and names_a and not (
+                elif reaches and not other_mode and (names_a or request.refused_as) and not (
                         request.refused_as(response) if request.refused_as
                         else status in (403, 404)):
                     problems.append(f"{where}: {status}, not refused: {response.text[:200]}")
@@ -725,3 +726,96 @@ async def test_every_route_refuses_workspace_b_everything_of_workspace_a(
             problems.append(f"A's {task} was asked to stop")
     assert not problems, f"{len(problems)} of {calls} calls:\n" + "\n".join(problems)
     assert await what_a_reads(http, a) == before
+
+
+# --- end users ----------------------------------------------------------------------------------
+
+
+async def test_one_end_user_reaches_nothing_of_another_in_the_same_app(
+        node: Node, http: httpx.AsyncClient, workspaces: tuple[Workspace, Workspace]) -> None:
+    """A's own keys, another end user (`mallory`): alice's conversations, messages, files,
+    tasks and conversation variables are not found, and nothing of hers changes. (Dify does
+    not scope by end user what an app's key reads whoever asks: its end users, workflow runs
+    and logs, uploaded files' previews, annotations.)"""
+    a, _ = workspaces
+    i, chat = a.ids, a.app_keys["chat"]
+    mallory = {"user": "mallory"}
+    calls: list[tuple[str, str, dict[str, str], dict[str, Any]]] = [
+        ("GET", "/v1/messages", chat, {"params": {**mallory,
+                                                  "conversation_id": i["conversation"]}}),
+        ("POST", f"/v1/conversations/{i['conversation']}/name", chat,
+         {"json": {**mallory, "name": "mine now"}}),
+        ("DELETE", f"/v1/conversations/{i['conversation']}", chat, {"json": mallory}),
+        ("POST", f"/v1/messages/{i['message']}/feedbacks", chat,
+         {"json": {**mallory, "rating": "dislike"}}),
+        ("GET", f"/v1/messages/{i['message']}/suggested", chat, {"params": mallory}),
+        ("POST", "/v1/text-to-audio", chat, {"json": {**mallory, "message_id": i["message"]}}),
+        ("POST", "/v1/chat-messages", chat, {"json": {
+            **mallory, "inputs": {}, "query": "hi", "conversation_id": i["conversation"]}}),
+        ("POST", "/v1/chat-messages", chat, {"json": {
+            **mallory, "inputs": {}, "query": "hi", "files": a_file(i)}}),
+        ("GET", f"/v1/chat-messages/{i['task']}/events", chat, {"params": mallory}),
+        ("GET", f"/v1/conversations/{i['advanced-chat conversation']}/variables",
+         a.app_keys["advanced-chat"], {"params": mallory}),
+        ("PUT", f"/v1/conversations/{i['advanced-chat conversation']}/variables/"
+         f"{i['variable']}", a.app_keys["advanced-chat"], {"json": {**mallory, "value": "x"}}),
+    ]
+    before = await what_a_reads(http, a)
+    problems = []
+    for method, path, key, request in calls:
+        position = node.container.store.max_position()
+        response = await http.request(method, path, headers=key, **request)
+        if response.status_code != 404:
+            problems.append(f"{method} {path} {request}: {response.status_code} "
+                            f"{response.text[:200]}")
+        if changed := a_events_since(node, position, a):
+            problems.append(f"{method} {path} {request}: recorded {changed}")
+    stopped = await http.post(f"/v1/chat-messages/{i['task']}/stop", headers=chat, json=mallory)
+    assert stopped.json() == {"result": "success"}  # as Dify answers, stopping nothing
+    assert await node.container.kv.get(task_stop_key(uuid.UUID(i["task"]))) is None
+    listed = await ok(await http.get("/v1/conversations", headers=chat, params=mallory))
+    assert listed["data"] == [] and SECRET_WORD not in str(listed)
+    assert not problems, "\n".join(problems)
+    assert await what_a_reads(http, a) == before
+
+
+# --- vectors ------------------------------------------------------------------------------------
+
+
+async def test_retrieval_in_workspace_b_never_returns_a_segments(
+        node: Node, http: httpx.AsyncClient, workspaces: tuple[Workspace, Workspace]) -> None:
+    """B's retrieval, asked what only A's documents answer: B's dataset searched through the
+    Service API, and a workflow of B naming A's dataset in its knowledge-retrieval node,
+    return B's segments alone."""
+    a, b = workspaces
+    dataset = await create_dataset(node, b.dataset_key, "Rival harbour")
+    created = await create_text_document(
+        node, b.dataset_key, dataset["id"], "harbour",
+        "The harbour master rings the bell when the ferry leaves.\n\n"
+        "Gulls nest on the old pier in spring.")
+    await wait_indexed(node.client, b.dataset_key, dataset["id"], created["batch"])
+    question = f"Who feeds the gulls at the {SECRET_WORD} lighthouse at dawn?"
+    for route in ("hit-testing", "retrieve"):
+        found = await ok(await http.post(f"/v1/datasets/{dataset['id']}/{route}",
+                                         headers=b.dataset_key, json={"query": question}))
+        contents = [r["segment"]["content"] for r in found["records"]]
+        assert contents and not any(SECRET_WORD in c for c in contents), contents
+
+    app = await ok(await http.post("/console/api/apps", headers=b.console, json={
+        "name": "Rival search", "mode": "workflow"}))
+    key = await ok(await http.post(f"/console/api/apps/{app['id']}/api-keys",
+                                   headers=b.console))
+    await publish_in_console(node, b.console, app["id"], graph(
+        [graph_node("start", "start", "Start", variables=[text_input("question")]),
+         graph_node("search", "knowledge-retrieval", "Search",
+                    query_variable_selector=["start", "question"],
+                    dataset_ids=[a.ids["dataset"], dataset["id"]], retrieval_mode="multiple",
+                    multiple_retrieval_config={"top_k": 4, "reranking_enable": False}),
+         graph_node("end", "end", "End", outputs=end_outputs(("found", ["search", "result"])))],
+        [edge("start", "search"), edge("search", "end")]))
+    run = await ok(await http.post("/v1/workflows/run", headers=bearer(key["token"]), json={
+        "inputs": {"question": question}, "user": "bob", "response_mode": "blocking"}))
+    found = run["data"]["outputs"]["found"]
+    assert run["data"]["status"] == "succeeded" and found, run
+    assert {r["metadata"]["dataset_id"] for r in found} == {dataset["id"]}
+    assert SECRET_WORD not in str(run)
