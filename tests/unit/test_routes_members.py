@@ -191,10 +191,14 @@ async def test_roles_change_and_removal_count_at_once(node: Node) -> None:
     def role_path(email: str) -> str:
         return f"{MEMBERS}/{ids[email]}/update-role"
 
+    operators = f"{API}/workspaces/current/dataset-operators"
+    assert (await node.client.get(operators, headers=ed)).json() == {"accounts": []}
     updated = await node.client.put(role_path("ed@example.com"), headers=ada,
                                     json={"role": "dataset_operator"})
     assert (updated.status_code, updated.json()) == (200, {"result": "success"})
     assert (await current(node, ed))["role"] == "dataset_operator"  # at once
+    assert [m["email"] for m in (await node.client.get(operators, headers=ed)).json()[
+        "accounts"]] == ["ed@example.com"]
 
     await refused(node, "PUT", role_path("owner@example.com"), 403, "forbidden",
                   "No permission to update member.", headers=ada, json={"role": "normal"})
