@@ -90,15 +90,12 @@ class Account(Aggregate):
         self.record(ev.AccountActivated(name=name, interface_language=language,
                                         timezone=timezone, credentials_id=credentials_id), ctx)
 
-    def switch_workspace(self, workspace: Workspace, ctx: Context) -> bool:
-        """False: it already works there (nothing to record)."""
+    def switch_workspace(self, workspace: Workspace, ctx: Context) -> None:
         if not workspace.exists or workspace.role_of(self.id) is None:
             raise AccountNotLinkTenant()
-        if self.current_workspace == workspace.id:
-            return False
-        self.record(ev.CurrentWorkspaceSwitched(workspace_id=workspace.id), ctx,
-                    tenant_id=workspace.id)
-        return True
+        if self.current_workspace != workspace.id:  # else it works there already
+            self.record(ev.CurrentWorkspaceSwitched(workspace_id=workspace.id), ctx,
+                        tenant_id=workspace.id)
 
 
 class Workspace(Aggregate):
