@@ -1,6 +1,6 @@
-"""Invitations for tests: invite over the console, and the activation link an invitation
-mailed, read where it travels (sealed in the MailRequested the invitation recorded) and
-opened as the mail processor opens it."""
+"""Invitations for tests: invite over the console, and the activation link (or code) a
+command mailed, read where it travels (sealed in the MailRequested it recorded) and opened as
+the mail processor opens it."""
 
 from __future__ import annotations
 
@@ -30,13 +30,20 @@ async def mails_to(node: Node, email: str) -> list[MailRequested]:
             if isinstance(e.payload, MailRequested) and e.payload.to == email]
 
 
+async def sealed_params(node: Node, email: str, template: str) -> dict[str, Any]:
+    """The secret params (a link, a code) of the newest mail of `template` to `email`."""
+    sealed = [m for m in await mails_to(node, email) if m.template == template][-1] \
+        .sealed_params
+    assert sealed is not None
+    opened = orjson.loads(unseal(node.container.settings.SECRET_KEY, MAIL_PARAMS_PURPOSE,
+                                 sealed))
+    assert isinstance(opened, dict)
+    return opened
+
+
 async def activation_link(node: Node, email: str) -> str:
     """The link of the newest invitation mail to `email`."""
-    sealed = (await mails_to(node, email))[-1].sealed_params
-    assert sealed is not None
-    params = orjson.loads(unseal(node.container.settings.SECRET_KEY, MAIL_PARAMS_PURPOSE,
-                                 sealed))
-    return str(params["url"])
+    return str((await sealed_params(node, email, "invite_member"))["url"])
 
 
 def token_of(link: str) -> str:
