@@ -34,6 +34,7 @@ from tests.workflows import edge, end_outputs, graph, graph_node, publish_in_con
 
 # A word only workspace A's content holds: an answer carrying it leaks A.
 SECRET_WORD = "quokkarhythm"
+A_OWNER, A_MEMBER = "owner@example.com", "quokka.member@example.com"
 FACT = f"The {SECRET_WORD} lighthouse keeper feeds the gulls at dawn. She sings to them."
 MODES = ("chat", "completion", "workflow", "advanced-chat")
 
@@ -47,6 +48,8 @@ NO_TENANT_RESOURCE = {
         "the form token is the credential (a bearer capability, as in Dify), not a key",
     "POST /v1/form/human_input/{form_token}":
         "the form token is the credential (a bearer capability, as in Dify), not a key",
+    "GET /console/api/activate/check": "the invitation's token is the credential",
+    "POST /console/api/activate": "the invitation's token is the credential",
     "GET /health": "liveness, no data", "GET /ready": "readiness, no data",
     "GET /metrics": "Prometheus counters, no tenant data",
     "GET /status": "the status page's static shell (its data: /status.json, in the matrix)",
@@ -211,6 +214,17 @@ ROWS: dict[str, Row] = {
     "POST /console/api/workspaces/current/default-model": body(lambda i: {"model_settings": [
         {"model_type": "llm", "provider": "openai_api_compatible", "model": MODEL}]}),
     "GET /v1/workspaces/current/models/model-types/{model_type}": plain,
+    "GET /console/api/workspaces": plain,
+    "GET /console/api/workspaces/current": plain,
+    "POST /console/api/workspaces/current": plain,
+    "POST /console/api/workspaces/switch": body(lambda i: {"tenant_id": i["workspace"]}),
+    "GET /console/api/workspaces/current/members": plain,
+    "GET /console/api/workspaces/current/dataset-operators": plain,
+    "POST /console/api/workspaces/current/members/invite-email": body(lambda i: {
+        "emails": ["newcomer@example.com"], "role": "normal", "language": "en-US"}),
+    "PUT /console/api/workspaces/current/members/{member_id}/update-role":
+        body(lambda i: {"role": "admin"}),
+    "DELETE /console/api/workspaces/current/members/{member_id}": plain,
     # every workspace's parked events and dead letters: the platform operator's alone
     "GET /status.json": lambda a, b: [Call(refused_as=lambda r: r.status_code == 403)],
     "GET /status/panel": lambda a, b: [Call(refused_as=lambda r: r.status_code == 403)],
@@ -510,6 +524,13 @@ async def furnish(node: Node, http: httpx.AsyncClient, a: Workspace) -> None:
     """One of every resource in A (their ids in `a.ids`)."""
     await set_up_apps(node, http, a, SECRET_WORD)
     ids, chat = a.ids, a.app_keys["chat"]
+    ids["workspace"], ids["owner"] = str(a.tenant_id), str(account_id_for(A_OWNER))
+    await ok(await http.post("/console/api/workspaces/current/members/invite-email",
+                             headers=a.console, json={"emails": [A_MEMBER], "role": "editor",
+                                                      "language": "en-US"}))
+    members = await ok(await http.get("/console/api/workspaces/current/members",
+                                      headers=a.console))
+    ids["member"] = next(m["id"] for m in members["accounts"] if m["email"] == A_MEMBER)
     await ok(await http.post(f"/console/api/apps/{ids['chat app']}/site",
                              headers=a.console, json={"title": f"{SECRET_WORD} site"}))
     answer = await ok(await http.post("/v1/chat-messages", headers=chat, json={
@@ -597,13 +618,16 @@ async def workspaces(node: Node, http: httpx.AsyncClient, provider: FakeOpenAISe
     a_auth = await node.setup_and_login()
     b_auth = await add_account_with_workspace(node, "rival@example.com")
     tenants = {}
-    for email in ("owner@example.com", "rival@example.com"):
+    for email in (A_OWNER, "rival@example.com"):
         identity = await console_identity(node.container.engine, account_id_for(email))
         assert identity is not None
         tenants[email] = identity[1]
-    assert tenants["owner@example.com"] != tenants["rival@example.com"]  # B works in B
-    a = Workspace(tenants["owner@example.com"], a_auth)
+    assert tenants[A_OWNER] != tenants["rival@example.com"]  # B works in B
+    a = Workspace(tenants[A_OWNER], a_auth)
     b = Workspace(tenants["rival@example.com"], b_auth)
+    for ws in (a, b):  # each console works in its own workspace
+        current = await ok(await http.get("/console/api/workspaces/current", headers=ws.console))
+        assert current["id"] == str(ws.tenant_id), current
     for ws in (a, b):
         await connect_provider(node, ws.console, provider)
     await furnish(node, http, a)
@@ -641,6 +665,8 @@ async def what_a_reads(http: httpx.AsyncClient, a: Workspace) -> dict[str, Any]:
         "child chunks": (f"{segments}/{i['segment']}/child_chunks", a.dataset_key, None),
         "metadata": (f"{base}/metadata", a.dataset_key, None),
         "tags": ("/v1/datasets/tags", a.dataset_key, None),
+        "workspace": ("/console/api/workspaces/current", console, None),
+        "members": ("/console/api/workspaces/current/members", console, None),
     }
     seen = {}
     for name, (path, headers, params) in reads.items():
@@ -660,8 +686,8 @@ def a_events_since(node: Node, position: int, a: Workspace) -> list[str]:
 
 
 def markers(a: Workspace) -> set[str]:
-    """What no answer to B may carry: A's ids and A's secret word."""
-    return {v for k, v in a.ids.items() if k != "dsl"} | {SECRET_WORD}
+    """What no answer to B may carry: A's ids, its members' e-mails, its secret word."""
+    return {v for k, v in a.ids.items() if k != "dsl"} | {SECRET_WORD, A_OWNER, A_MEMBER}
 
 
 def fill(template: str, a: Workspace, overrides: dict[str, str]) -> str:
@@ -819,3 +845,22 @@ async def test_retrieval_in_workspace_b_never_returns_a_segments(
     assert run["data"]["status"] == "succeeded" and found, run
     assert {r["metadata"]["dataset_id"] for r in found} == {dataset["id"]}
     assert SECRET_WORD not in str(run)
+
+
+# --- idempotency keys ---------------------------------------------------------------------------
+
+
+async def test_an_idempotency_key_of_a_is_a_new_request_for_b(
+        http: httpx.AsyncClient, workspaces: tuple[Workspace, Workspace]) -> None:
+    """The same Idempotency-Key and body from B makes B's own app: A's answer is never
+    replayed to B."""
+    a, b = workspaces
+    request = {"name": "Keyed", "mode": "chat"}
+    key = {"Idempotency-Key": "shared-key-1"}
+    made = [await ok(await http.post("/console/api/apps", headers={**ws.console, **key},
+                                     json=request)) for ws in (a, b, a)]
+    assert made[0]["id"] == made[2]["id"] != made[1]["id"]
+    for ws, app in ((a, made[0]), (b, made[1])):
+        listed = await ok(await http.get("/console/api/apps", headers=ws.console,
+                                         params={"name": "Keyed"}))
+        assert [x["id"] for x in listed["data"]] == [app["id"]]
