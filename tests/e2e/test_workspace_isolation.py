@@ -25,8 +25,9 @@ from adapters.embedded.postgres import EmbeddedPostgres
 from projections.platform.queries import console_identity
 from schemas.conversation.naming import end_user_id_for, task_stop_key
 from schemas.platform.naming import account_id_for
-from tests.chat import MODEL, connect_provider
+from tests.chat import MODEL, connect_provider, sse_events
 from tests.e2e.test_knowledge import create_dataset, create_text_document, wait_indexed
+from tests.e2e.test_workflow_human_chat import REVIEWED
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.harness import Node, add_account_with_workspace, node_settings, running_node, served
 from tests.process_rules import HIERARCHICAL_RULE
@@ -44,10 +45,6 @@ NO_TENANT_RESOURCE = {
     "POST /console/api/setup": "sets the platform up once; refused after that for anyone",
     "POST /console/api/login": "takes an e-mail and password, no credential",
     "POST /console/api/refresh-token": "takes a refresh token, which is its own credential",
-    "GET /v1/form/human_input/{form_token}":
-        "the form token is the credential (a bearer capability, as in Dify), not a key",
-    "POST /v1/form/human_input/{form_token}":
-        "the form token is the credential (a bearer capability, as in Dify), not a key",
     "GET /console/api/activate/check": "the invitation's token is the credential",
     "POST /console/api/activate": "the invitation's token is the credential",
     "GET /health": "liveness, no data", "GET /ready": "readiness, no data",
@@ -316,8 +313,8 @@ ROWS: dict[str, Row] = {
     "GET /v1/parameters": plain,
     "GET /v1/site": plain,
     "POST /v1/chat-messages": lambda a, b: [
-        Call(json={"inputs": {}, "query": "hi", "user": "alice",
-                   "conversation_id": a.ids["conversation"]}),
+        *(Call(json={"inputs": {}, "query": "hi", "user": "alice", "conversation_id": a.ids[c]})
+          for c in ("conversation", "advanced-chat conversation")),
         Call(json={"inputs": {}, "query": "hi", "user": "alice", "files": a_file(a.ids)})],
     "POST /v1/completion-messages": body(lambda i: {"inputs": {"query": "hi"}, "user": "alice",
                                                     "files": a_file(i)}),
@@ -382,6 +379,9 @@ ROWS: dict[str, Row] = {
         lambda a, b: [Call(refused_as=failed_import)],
     "GET /console/api/apps/imports/{app_id}/check-dependencies": plain,
     "GET /console/api/apps/{app_id}/export": plain,
+    "GET /v1/form/human_input/{form_token}": plain,
+    "POST /v1/form/human_input/{form_token}": body(lambda i: {
+        "inputs": {"note": "b"}, "action": "approve", "user": "alice"}),
     "GET /v1/conversations/{conversation_id}/variables": query(lambda i: {"user": "alice"}),
     "PUT /v1/conversations/{conversation_id}/variables/{variable_id}":
         body(lambda i: {"value": "b", "user": "alice"}),
@@ -471,6 +471,8 @@ SERVES = {
     "POST /v1/workflows/run": {"workflow"},
     "POST /v1/workflows/{workflow_id}/run": {"workflow"},
     "POST /v1/workflows/tasks/{task_id}/stop": {"workflow"},
+    "GET /v1/form/human_input/{form_token}": RUNS,
+    "POST /v1/form/human_input/{form_token}": RUNS,
     "GET /v1/conversations/{conversation_id}/variables": {"advanced-chat"},
     "PUT /v1/conversations/{conversation_id}/variables/{variable_id}": {"advanced-chat"},
 }
@@ -564,6 +566,16 @@ async def furnish(node: Node, http: httpx.AsyncClient, a: Workspace) -> None:
         "advanced-chat"], json={"inputs": {}, "query": f"{SECRET_WORD} tea", "user": "alice",
                                 "response_mode": "blocking"}))
     ids["advanced-chat conversation"], ids["variable"] = chatflow["conversation_id"], TOPIC["id"]
+    review = await ok(await http.post("/console/api/apps", headers=a.console, json={
+        "name": f"{SECRET_WORD} review", "mode": "workflow"}))
+    review_key = await ok(await http.post(f"/console/api/apps/{review['id']}/api-keys",
+                                          headers=a.console))
+    a.app_keys["review"], ids["review app"] = bearer(review_key["token"]), review["id"]
+    await publish_in_console(node, a.console, review["id"], REVIEWED)
+    paused = await http.post("/v1/workflows/run", headers=a.app_keys["review"], json={
+        "inputs": {"topic": SECRET_WORD}, "user": "alice", "response_mode": "streaming"})
+    waiting = [e for _, e in sse_events(paused.content) if e["event"] == "human_input_required"]
+    ids["form token"] = waiting[0]["data"]["form_token"]
     exported = await ok(await http.get(f"/console/api/apps/{ids['workflow app']}/export",
                                        headers=a.console))
     # A newer DSL version waits for the user's confirmation: a pending import of A's.
@@ -667,6 +679,7 @@ async def what_a_reads(http: httpx.AsyncClient, a: Workspace) -> dict[str, Any]:
         "tags": ("/v1/datasets/tags", a.dataset_key, None),
         "workspace": ("/console/api/workspaces/current", console, None),
         "members": ("/console/api/workspaces/current/members", console, None),
+        "form": (f"/v1/form/human_input/{i['form token']}", a.app_keys["review"], None),
     }
     seen = {}
     for name, (path, headers, params) in reads.items():
