@@ -188,6 +188,10 @@ class Settings(BaseSettings):
     REFRESH_TOKEN_EXPIRE_DAYS: int = Field(default=30, ge=1)
     LOGIN_LOCKOUT_ATTEMPTS: int = Field(default=5, ge=1)
     LOGIN_LOCKOUT_DURATION: int = Field(default=86400, ge=1, description="seconds")
+    RESET_PASSWORD_TOKEN_EXPIRY_MINUTES: int = Field(default=5, ge=1)
+    EMAIL_CODE_LOGIN_TOKEN_EXPIRY_MINUTES: int = Field(default=5, ge=1)
+    FORGOT_PASSWORD_LOCKOUT_DURATION: int = Field(default=86400, ge=1, description="seconds")
+    EMAIL_SEND_IP_LIMIT_PER_MINUTE: int = Field(default=50, ge=1)
 
     @field_validator("KAFKA_BOOTSTRAP_SERVERS")
     @classmethod

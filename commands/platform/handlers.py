@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from commands.mail.aggregates import request_mail
 from commands.platform.aggregates import Account, ApiKey, App, Setup, Workspace
 from commands.registry import command_handlers
 from commands.unit_of_work import UnitOfWork
@@ -36,6 +37,32 @@ def create_workspace(c: cmd.CreateWorkspace, uow: UnitOfWork) -> dict[str, Any]:
         raise NotFound("Account not found.")
     uow.get(Workspace, c.workspace_id).create(c.name, c.owner_account_id, uow.ctx)
     return {"workspace_id": str(c.workspace_id), "account_id": str(c.owner_account_id)}
+
+
+# --- account flows: forgot password, e-mail code login, password change ---------------------
+
+
+def request_password_reset(c: cmd.RequestPasswordReset, uow: UnitOfWork) -> dict[str, Any]:
+    account = uow.get(Account, c.account_id)
+    account.ensure_active()  # before the mail is asked for
+    mail_id = request_mail(uow, "reset_password", "reset_password", account.email,
+                           language=c.language, sealed_params=c.sealed_params)
+    account.password_reset_requested(mail_id, uow.ctx)
+    return {"mail_id": str(mail_id)}
+
+
+def request_email_code_login(c: cmd.RequestEmailCodeLogin, uow: UnitOfWork) -> dict[str, Any]:
+    account = uow.get(Account, c.account_id)
+    account.ensure_active()
+    mail_id = request_mail(uow, "email_code_login", "email_code_login", account.email,
+                           language=c.language, sealed_params=c.sealed_params)
+    account.email_code_login_requested(mail_id, uow.ctx)
+    return {"mail_id": str(mail_id)}
+
+
+def change_password(c: cmd.ChangePassword, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(Account, c.account_id).change_password(c.credentials_id, uow.ctx)
+    return {"account_id": str(c.account_id)}
 
 
 def create_app(c: cmd.CreateApp, uow: UnitOfWork) -> dict[str, Any]:
@@ -112,7 +139,8 @@ def set_default_models(c: cmd.SetDefaultModels, uow: UnitOfWork) -> dict[str, An
 
 
 HANDLERS = command_handlers(
-    setup_platform, create_workspace, create_app, update_app, delete_app, create_api_key,
+    setup_platform, create_workspace, request_password_reset, request_email_code_login,
+    change_password, create_app, update_app, delete_app, create_api_key,
     revoke_api_key, save_provider_credentials, delete_provider_credentials, save_custom_model,
     delete_custom_model, set_default_models,
 )
