@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
 from schemas.base import Body
@@ -26,19 +26,21 @@ def _dify_email(value: str) -> str:
 Email = Annotated[str, Field(max_length=255), AfterValidator(_dify_email)]
 
 
+def _strong_enough(value: str) -> str:
+    # Dify's rule (`valid_password`): letters and digits, at least 8 characters.
+    if not (any(c.isalpha() for c in value) and any(c.isdigit() for c in value)):
+        raise ValueError("Password must contain letters and numbers")
+    return value
+
+
+Password = Annotated[str, Field(min_length=8, max_length=256), AfterValidator(_strong_enough)]
+
+
 class SetupRequest(Body):
     email: Email
     name: str = Field(min_length=1, max_length=30)
-    password: str = Field(min_length=8, max_length=256)
+    password: Password
     language: str = "en-US"
-
-    @field_validator("password")
-    @classmethod
-    def _strong_enough(cls, value: str) -> str:
-        # Dify's rule: letters and digits, at least 8 characters.
-        if not (any(c.isalpha() for c in value) and any(c.isdigit() for c in value)):
-            raise ValueError("Password must contain letters and numbers")
-        return value
 
 
 class LoginRequest(Body):
@@ -49,6 +51,34 @@ class LoginRequest(Body):
 
 class RefreshTokenRequest(Body):
     refresh_token: str = Field(min_length=1)
+
+
+class CodeMailRequest(Body):
+    """Mail me a code: forgot password, e-mail code login."""
+
+    email: Email
+    language: str | None = Field(default=None, max_length=32)
+
+
+class CodeCheckRequest(Body):
+    """The mailed code with the token its request answered."""
+
+    email: str = Field(min_length=1, max_length=255)
+    code: str = Field(min_length=1, max_length=32)
+    token: str = Field(min_length=1, max_length=255)
+    language: str | None = Field(default=None, max_length=32)
+
+
+class PasswordResetRequest(Body):
+    token: str = Field(min_length=1, max_length=255)
+    new_password: Password
+    password_confirm: Password
+
+
+class ChangePasswordRequest(Body):
+    password: str | None = Field(default=None, max_length=256)  # none set yet: None
+    new_password: Password
+    repeat_new_password: str = Field(min_length=1, max_length=256)
 
 
 class CreateAppRequest(Body):
