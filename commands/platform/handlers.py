@@ -46,7 +46,8 @@ def request_password_reset(c: cmd.RequestPasswordReset, uow: UnitOfWork) -> dict
     account = uow.get(Account, c.account_id)
     account.ensure_active()  # before the mail is asked for
     mail_id = request_mail(uow, "reset_password", "reset_password", account.email,
-                           language=c.language, sealed_params=c.sealed_params)
+                           language=c.language, params={"expiry_minutes": c.expiry_minutes},
+                           sealed_params=c.sealed_params)
     account.password_reset_requested(mail_id, uow.ctx)
     return {"mail_id": str(mail_id)}
 
@@ -55,7 +56,8 @@ def request_email_code_login(c: cmd.RequestEmailCodeLogin, uow: UnitOfWork) -> d
     account = uow.get(Account, c.account_id)
     account.ensure_active()
     mail_id = request_mail(uow, "email_code_login", "email_code_login", account.email,
-                           language=c.language, sealed_params=c.sealed_params)
+                           language=c.language, params={"expiry_minutes": c.expiry_minutes},
+                           sealed_params=c.sealed_params)
     account.email_code_login_requested(mail_id, uow.ctx)
     return {"mail_id": str(mail_id)}
 

@@ -85,7 +85,8 @@ async def _mail_code(request: Request, body: api.CodeMailRequest, codes: Codes,
     token = await codes.issue(account["email"], code)
     await command_gateway(request).send(
         command(account_id=account["id"], language=_mail_language(body.language),
-                sealed_params=seal_mail_params(c.settings.SECRET_KEY, {"code": code})),
+                sealed_params=seal_mail_params(c.settings.SECRET_KEY, {"code": code}),
+                expiry_minutes=codes.ttl // 60),
         aggregate_id=account["id"], tenant_id=None, actor_id=None, read_your_writes=False)
     return {"result": "success", "data": token}
 

@@ -52,6 +52,7 @@ class RequestPasswordReset(CommandPayload):
     account_id: UUID
     language: str
     sealed_params: str
+    expiry_minutes: int  # how long the code lives, as the mail says
 
 
 class RequestEmailCodeLogin(CommandPayload):
@@ -60,6 +61,7 @@ class RequestEmailCodeLogin(CommandPayload):
     account_id: UUID
     language: str
     sealed_params: str
+    expiry_minutes: int
 
 
 class ChangePassword(CommandPayload):

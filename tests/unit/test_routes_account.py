@@ -101,7 +101,9 @@ async def test_forgot_password_mails_a_code_that_resets_the_password_once(node: 
     code = mailed_code(node, "reset_password")
     assert len(code) == 6 and code.isdigit()
     mail = [e for e in events(node) if e.type == "MailRequested"][-1].payload
-    assert (mail.to, mail.language) == (OWNER["email"], "zh-Hans")
+    assert (mail.to, mail.language, mail.params) == (
+        OWNER["email"], "zh-Hans",
+        {"expiry_minutes": node.container.settings.RESET_PASSWORD_TOKEN_EXPIRY_MINUTES})
     recorded = len(events(node))
 
     validity = "/console/api/forgot-password/validity"

@@ -343,18 +343,20 @@ def test_a_code_request_mails_the_account_its_sealed_code_and_records_no_code(
             (pc.RequestPasswordReset, "reset_password", pe.PasswordResetRequested),
             (pc.RequestEmailCodeLogin, "email_code_login", pe.EmailCodeLoginRequested)):
         ran = accepted(world.run(command(account_id=owner, language="zh-Hans",
-                                         sealed_params="sealed-code")))
+                                         sealed_params="sealed-code", expiry_minutes=5)))
         assert sorted(ran.types) == sorted(["MailRequested", requested.event_type])
         mail = ran.one(me.MailRequested)
         assert mail == me.MailRequested(template=template, to="ops@acme.test",
-                                        language="zh-Hans", sealed_params="sealed-code")
+                                        language="zh-Hans", params={"expiry_minutes": 5},
+                                        sealed_params="sealed-code")
         mail_id = ran.event(me.MailRequested).aggregate_id
         assert ran.one(requested) == requested(mail_id=mail_id)
         assert ran.outcome.result == {"mail_id": str(mail_id)}
 
         # No such account: no mail asked for.
         rejected(world.run(command(account_id=uuid4(), language="en-US",
-                                   sealed_params="sealed-code")), errors.AccountNotFound)
+                                   sealed_params="sealed-code", expiry_minutes=5)),
+                 errors.AccountNotFound)
 
 
 @covers(pc.ChangePassword)
