@@ -26,6 +26,7 @@ from schemas.errors import (
     CurrentPasswordIncorrect,
     EddyError,
     EmailCodeLoginRateLimited,
+    LoginRateLimited,
     PasswordMismatch,
     PasswordResetLimited,
     PasswordResetRateLimited,
@@ -160,12 +161,16 @@ async def email_code_login(request: Request, body: api.CodeMailRequest) -> dict[
 async def email_code_login_validity(request: Request,
                                     body: api.CodeCheckRequest) -> dict[str, Any]:
     c = get_container(request)
-    # A wrong code is a failed login: the password login's lockout counts it.
-    limiter = LoginLimiter(request)
-    await limiter.attempt(body.email)
+    # Wrong codes lock the e-mail's code login out as wrong passwords lock its password
+    # login out. Counted apart: a password lockout (anyone can cause one) leaves the code
+    # login open, and a code login clears it, as Dify does.
+    wrong_codes = Limit(c.kv, "email_code_login_error_rate_limit",
+                        c.settings.LOGIN_LOCKOUT_ATTEMPTS, c.settings.LOGIN_LOCKOUT_DURATION)
+    await wrong_codes.use(body.email, LoginRateLimited())
     checked = await _login_codes(c).check(body.email, body.code, body.token)
     account = await _active_account(c, checked.email)
-    await limiter.succeeded(body.email)
+    await wrong_codes.clear(body.email)
+    await LoginLimiter(request).succeeded(body.email)
     return {"result": "success", "data": await Tokens(request).issue(account["id"])}
 
 

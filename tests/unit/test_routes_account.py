@@ -31,6 +31,8 @@ def error(status: int, code: str, message: str) -> tuple[int, dict[str, Any]]:
 INVALID_TOKEN = error(400, "invalid_or_expired_token", "The token is invalid or has expired.")
 WRONG_CODE = error(400, "email_code_error", "Email code is invalid or expired.")
 NO_ACCOUNT = error(400, "account_not_found", "Account not found.")
+LOCKED_OUT = error(429, "email_code_login_limit",
+                   "Too many incorrect password attempts. Please try again later.")
 
 
 def answer(response: Any) -> tuple[int, dict[str, Any]]:
@@ -264,9 +266,23 @@ async def test_email_code_login_limits_mails_and_wrong_codes(node: Node) -> None
                                              json=check)) == WRONG_CODE
     locked = await node.client.post("/console/api/email-code-login/validity",
                                     json={**check, "code": code})
-    assert answer(locked) == error(
-        429, "email_code_login_limit",
-        "Too many incorrect password attempts. Please try again later.")
+    assert answer(locked) == LOCKED_OUT
+    assert await can_login(node, OWNER["password"])  # the password login is another door
+
+
+async def test_a_code_login_opens_what_wrong_passwords_locked(node: Node) -> None:
+    await node.setup_and_login()
+    for _ in range(node.container.settings.LOGIN_LOCKOUT_ATTEMPTS + 1):
+        await node.client.post("/console/api/login", json={**OWNER, "password": "wr0ng-one"})
+    assert answer(await node.client.post("/console/api/login", json=OWNER)) == LOCKED_OUT
+
+    token = (await node.client.post("/console/api/email-code-login",
+                                    json={"email": OWNER["email"]})).json()["data"]
+    signed_in = await node.client.post("/console/api/email-code-login/validity", json={
+        "email": OWNER["email"], "code": mailed_code(node, "email_code_login"),
+        "token": token})
+    assert signed_in.status_code == 200
+    assert await can_login(node, OWNER["password"])
 
 
 # --- password change, logout, profile -------------------------------------------------------
