@@ -54,19 +54,15 @@ def _login_codes(c: GatewayContainer) -> Codes:
                  c.settings.EMAIL_CODE_LOGIN_TOKEN_EXPIRY_MINUTES * 60)
 
 
-def _wrong_reset_codes(c: GatewayContainer) -> Limit:
-    return Limit(c.kv, "forgot_password_error_rate_limit", WRONG_RESET_CODES,
-                 c.settings.FORGOT_PASSWORD_LOCKOUT_DURATION)
-
-
 def _mail_language(language: str | None) -> str:
     # Dify mails in Simplified Chinese when asked, else in English.
     return "zh-Hans" if language == "zh-Hans" else "en-US"
 
 
 async def _active_account(c: GatewayContainer, email: str) -> dict[str, Any]:
-    """The account of an e-mail. None: Dify with registration off (self-hosted's default)
-    answers account_not_found, and so does an invited account not activated yet."""
+    """The activated account of an e-mail. Of an unknown one Dify with registration off (a
+    self-hosted Dify's default) says account_not_found, and so is an invited account that
+    has not activated yet answered."""
     account = await queries.account_by_email(c.engine, email)
     if account is None or account["status"] != "active":
         raise AccountNotFound()
@@ -120,7 +116,8 @@ async def forgot_password(request: Request, body: api.CodeMailRequest) -> dict[s
 async def forgot_password_validity(request: Request,
                                    body: api.CodeCheckRequest) -> dict[str, Any]:
     c = get_container(request)
-    wrong_codes = _wrong_reset_codes(c)
+    wrong_codes = Limit(c.kv, "forgot_password_error_rate_limit", WRONG_RESET_CODES,
+                        c.settings.FORGOT_PASSWORD_LOCKOUT_DURATION)
     # Counted before the check, so parallel guesses cannot outrun the limit.
     await wrong_codes.use(body.email, PasswordResetLimited())
     codes = _reset_codes(c)
