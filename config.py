@@ -204,8 +204,6 @@ class Settings(BaseSettings):
     # MAIL_RETRY_BACKOFF_SECONDS, doubled each time (at most 5 minutes), then dead-lettered
     MAIL_SEND_MAX_ATTEMPTS: int = Field(default=6, ge=1)
     MAIL_RETRY_BACKOFF_SECONDS: float = Field(default=2.0, gt=0)
-    # Links in mails (an invitation's activation page) point at the console here
-    CONSOLE_WEB_URL: str = "http://localhost:3000"
 
     @field_validator("KAFKA_BOOTSTRAP_SERVERS")
     @classmethod
