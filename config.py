@@ -192,6 +192,10 @@ class Settings(BaseSettings):
     EMAIL_CODE_LOGIN_TOKEN_EXPIRY_MINUTES: int = Field(default=5, ge=1)
     FORGOT_PASSWORD_LOCKOUT_DURATION: int = Field(default=86400, ge=1, description="seconds")
     EMAIL_SEND_IP_LIMIT_PER_MINUTE: int = Field(default=50, ge=1)
+    # How long an invitation's activation link works
+    INVITE_EXPIRY_HOURS: int = Field(default=72, ge=1)
+    # Links in mails (an invitation's activation page) point at the console here
+    CONSOLE_WEB_URL: str = "http://localhost:3000"
 
     # Mail (Dify names): MAIL_TYPE=outbox writes each mail as an .eml file into
     # MAIL_OUTBOX_DIR (default EDDY_DATA_DIR/outbox); smtp hands it to SMTP_SERVER
@@ -205,13 +209,9 @@ class Settings(BaseSettings):
     SMTP_USE_TLS: bool = False
     SMTP_OPPORTUNISTIC_TLS: bool = False
     # A mail server that is down or answers 4xx: each mail is tried this many times, waiting
-    # MAIL_RETRY_BACKOFF_SECONDS, doubled each time (at most 5 minutes), then dead-lettered
+    # MAIL_RETRY_BACKOFF_SECONDS, doubled each time (at most a minute), then dead-lettered
     MAIL_SEND_MAX_ATTEMPTS: int = Field(default=6, ge=1)
     MAIL_RETRY_BACKOFF_SECONDS: float = Field(default=2.0, gt=0)
-    # How long an invitation's activation link works
-    INVITE_EXPIRY_HOURS: int = Field(default=72, ge=1)
-    # Links in mails (an invitation's activation page) point at the console here
-    CONSOLE_WEB_URL: str = "http://localhost:3000"
 
     @field_validator("KAFKA_BOOTSTRAP_SERVERS")
     @classmethod

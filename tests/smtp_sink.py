@@ -95,7 +95,7 @@ class SmtpSink:
         """Settings sending Eddy's mail here, retrying quickly (node_settings overrides)."""
         return {"MAIL_TYPE": "smtp", "SMTP_SERVER": self.host, "SMTP_PORT": self.port,
                 "SMTP_USE_TLS": False, "MAIL_DEFAULT_SEND_FROM": "Dify <no-reply@eddy.test>",
-                "MAIL_RETRY_BACKOFF_SECONDS": 0.05, "CONSOLE_WEB_URL": "http://console.test",
+                "MAIL_RETRY_BACKOFF_SECONDS": 0.05,
                 **overrides}
 
     def start(self) -> None:

@@ -23,6 +23,7 @@ from gateway.auth import AdminOrOwner, ConsoleUser, CurrentUser
 from gateway.deps import command_gateway, get_container, maybe_uuid, parse_id
 from gateway.mail import seal_mail_params
 from gateway.platform.views import member_view
+from projections.mail.queries import mail_status_of
 from projections.platform import queries
 from schemas.errors import (
     AccountAlreadyInTenant,
@@ -49,8 +50,10 @@ def _console_url(request: Request) -> str:
 
 @router.get("/workspaces/current/members")
 async def list_members(request: Request, user: ConsoleUser = CurrentUser) -> dict[str, Any]:
-    rows = await queries.list_members(get_container(request).engine, user.tenant_id)
-    return {"accounts": [member_view(r) for r in rows]}
+    engine = get_container(request).engine
+    rows = await queries.list_members(engine, user.tenant_id)
+    mails = await mail_status_of(engine, [r["mail_id"] for r in rows])
+    return {"accounts": [member_view(r, mails.get(r["mail_id"])) for r in rows]}
 
 
 @router.post("/workspaces/current/members/invite-email", status_code=201)

@@ -3,40 +3,49 @@
 a server that stays down ends in the dead letters and on the mail's status, and
 `eddy dlq replay` sends it once it is back.
 
-The mails are asked for as any command's handler asks: `request_mail` in the command's
-unit of work, its secret params sealed by the gateway's `seal_mail_params`."""
+Each mail is an invitation (POST …/members/invite-email): its link, holding the activation
+token, travels sealed from the gateway to the mail processor."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 from typing import Any
-from uuid import UUID, uuid4
+from urllib.parse import parse_qs, urlsplit
+from uuid import UUID
 
 import pytest
 from sqlalchemy import text
 
 from adapters.embedded.postgres import EmbeddedPostgres
-from commands.aggregate import Context
-from commands.mail.aggregates import request_mail
-from commands.unit_of_work import UnitOfWork
 from config import Settings
 from contexts.mail import OUTBOX
-from gateway.mail import seal_mail_params
 from projections.mail.queries import mail_status_of
-from schemas.mail.events import MailTemplate
+from schemas.mail.events import MailRequested
 from tests.harness import Node, eventually, everything_recorded, node_settings, running_node
 from tests.integration.conftest import operator_env
 from tests.integration.test_cli_operations import eddy, json_lines
 from tests.smtp_sink import SmtpSink
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "activation-token-4f1c9a"  # a secret: never in plaintext outside the mail itself
+OUTBOX_ROLE = f"mail.{OUTBOX.role}"
+WRITES = ["relay", "commands", "projections"]  # and the mail processor, where a test says
+
+
+@dataclass(frozen=True)
+class Invitation:
+    mail_id: UUID
+    link: str  # the activation link the invitation answered with, and mailed
+
+    @property
+    def token(self) -> bytes:
+        return parse_qs(urlsplit(self.link).query)["token"][0].encode()
 
 
 def mail_settings(postgres: EmbeddedPostgres, fresh_database: Callable[..., str],
@@ -45,19 +54,18 @@ def mail_settings(postgres: EmbeddedPostgres, fresh_database: Callable[..., str]
                          **sink.settings(**overrides))
 
 
-async def ask_for_mail(node: Node, template: MailTemplate = "invite_member",
-                       to: str = "ann@example.com", language: str = "en-US") -> UUID:
-    """What an inviting command's handler records: the invitation's mail, its token sealed."""
-    command_id = uuid4()
-    ctx = Context(tenant_id=uuid4(), actor_id=uuid4(), correlation_id=command_id,
-                  causation_id=command_id)
-    uow = UnitOfWork(node.container.store, ctx)
-    mail_id = request_mail(
-        uow, "invitation", template, to, language=language,
-        params={"inviter_name": "Owner", "workspace_name": "Owner's Workspace"},
-        sealed_params=seal_mail_params(node.container.settings.SECRET_KEY, {"token": TOKEN}))
-    await asyncio.to_thread(uow.commit)
-    return mail_id
+async def invite(node: Node, email: str = "ann@example.com") -> Invitation:
+    """The owner invites `email`: the invitation's mail is asked for."""
+    owner = await node.setup_and_login()
+    response = await node.client.post(
+        "/console/api/workspaces/current/members/invite-email", headers=owner,
+        json={"emails": [email], "role": "editor", "language": "zh-Hans"})
+    assert response.status_code == 201, response.text
+    [result] = response.json()["invitation_results"]
+    store = node.container.store
+    [requested] = [e for e in store.read_from(0, store.max_position())
+                   if isinstance(e.payload, MailRequested) and e.payload.to == email]
+    return Invitation(requested.aggregate_id, result["url"])
 
 
 async def status(node: Node, mail_id: UUID, expected: str) -> dict[str, Any] | None:
@@ -81,13 +89,14 @@ async def test_a_requested_mail_is_sent_once_with_its_link(
         postgres: EmbeddedPostgres, fresh_database: Callable[..., str], redis_url: str,
         smtp_sink: SmtpSink) -> None:
     settings = mail_settings(postgres, fresh_database, redis_url, smtp_sink)
-    async with running_node(settings, roles=["relay", "projections", OUTBOX_ROLE]) as node:
-        mail_id = await ask_for_mail(node, language="zh-Hans")
+    async with running_node(settings, roles=[*WRITES, OUTBOX_ROLE]) as node:
+        invitation = await invite(node)
+        mail_id = invitation.mail_id
         [mail] = await smtp_sink.wait_for(1)
         assert mail.recipients == ["ann@example.com"]
         assert mail.subject == "立即加入 Dify 工作空间"
-        assert mail.link("/activate") == f"http://console.test/activate?token={TOKEN}"
-        assert f'href="http://console.test/activate?token={TOKEN}"' in mail.html
+        assert mail.link("/activate") == invitation.link
+        assert f'href="{escape(invitation.link)}"' in mail.html
         assert mail.message_id == f"<mail.{mail_id}@eddy.test>"
         sent = await eventually(lambda: status(node, mail_id, "sent"))
         assert sent["sent_at"] is not None and sent["error"] is None
@@ -96,10 +105,7 @@ async def test_a_requested_mail_is_sent_once_with_its_link(
         assert await recorded(node, mail_id) == ["Mail:MailRequested", "Mail:MailSent"]
         # the token travelled sealed: no event, stream or dead letter holds it in plaintext
         assert not [b for b in await everything_recorded(node, "console_v1.mails")
-                    if TOKEN.encode() in b]
-
-
-OUTBOX_ROLE = f"mail.{OUTBOX.role}"
+                    if invitation.token in b]
 
 
 def mail_worker(settings: Settings, member: str, **env: str) -> subprocess.Popen[bytes]:
@@ -115,11 +121,11 @@ async def test_a_worker_killed_between_sending_and_acknowledging_sends_nothing_a
     # short leases: the killed member's partition moves to the next one within a second
     settings = mail_settings(postgres, fresh_database, redis_url, smtp_sink,
                              REDIS_BUS_LEASE_SECONDS=1.0)
-    async with running_node(settings, roles=["relay", "projections"]) as node:
+    async with running_node(settings, roles=WRITES) as node:
         first = mail_worker(settings, "mail-1", EDDY_FAULT_MAIL_PAUSE_SECONDS="600")
         workers = [first]
         try:
-            mail_id = await ask_for_mail(node)
+            mail_id = (await invite(node)).mail_id
             await smtp_sink.wait_for(1)
             # sent and recorded, not acknowledged: the worker waits in the fault hook
             await eventually(lambda: status(node, mail_id, "sent"))
@@ -141,9 +147,10 @@ async def test_a_server_down_past_the_retries_dead_letters_the_mail_and_a_replay
         smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = operator_env(monkeypatch, mail_settings(
         postgres, fresh_database, redis_url, smtp_sink, MAIL_SEND_MAX_ATTEMPTS=3))
-    async with running_node(settings, roles=["relay", "projections", OUTBOX_ROLE]) as node:
+    async with running_node(settings, roles=[*WRITES, OUTBOX_ROLE]) as node:
         smtp_sink.stop()
-        mail_id = await ask_for_mail(node)
+        invitation = await invite(node)
+        mail_id = invitation.mail_id
         failed = await eventually(lambda: status(node, mail_id, "failed"))
         assert "Connection refused" in failed["error"]
         [letter] = await dead_letters()
@@ -155,12 +162,12 @@ async def test_a_server_down_past_the_retries_dead_letters_the_mail_and_a_replay
         code, _, err = await eddy("dlq", "replay", OUTBOX.name, letter["id"])
         assert code == 0, err
         [mail] = await smtp_sink.wait_for(1)
-        assert mail.link("/activate").endswith(TOKEN)
+        assert mail.link("/activate") == invitation.link
         await eventually(lambda: status(node, mail_id, "sent"))
         await eventually(lambda: nothing_pending(node))
         assert len(smtp_sink.received()) == 1 and await dead_letters() == []
         # the replayed dead letter held the token sealed only, as the event does
-        assert not [b for b in await everything_recorded(node) if TOKEN.encode() in b]
+        assert not [b for b in await everything_recorded(node) if invitation.token in b]
 
 
 async def test_a_refused_mail_is_dead_lettered_at_once(
@@ -168,9 +175,9 @@ async def test_a_refused_mail_is_dead_lettered_at_once(
         smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = operator_env(monkeypatch, mail_settings(
         postgres, fresh_database, redis_url, smtp_sink, MAIL_SEND_MAX_ATTEMPTS=5))
-    async with running_node(settings, roles=["relay", "projections", OUTBOX_ROLE]) as node:
+    async with running_node(settings, roles=[*WRITES, OUTBOX_ROLE]) as node:
         smtp_sink.refuse(550)
-        mail_id = await ask_for_mail(node)
+        mail_id = (await invite(node)).mail_id
         failed = await eventually(lambda: status(node, mail_id, "failed"))
         assert "550" in failed["error"]
         [letter] = await dead_letters()

@@ -107,7 +107,10 @@ async def test_an_invitee_activates_once_through_the_mailed_link_and_logs_in(
     assert [(m["email"], m["role"], m["status"]) for m in members] == [
         ("owner@example.com", "owner", "active"), ("newbie@example.com", "editor", "pending")]
     assert set(members[1]) == {"id", "name", "avatar", "avatar_url", "email", "last_login_at",
-                               "last_active_at", "created_at", "role", "status"}
+                               "last_active_at", "created_at", "role", "status",
+                               "invitation_mail"}  # Eddy's: how the invitation's mail is doing
+    assert members[0]["invitation_mail"] is None  # the owner was never invited
+    assert members[1]["invitation_mail"]["status"] in ("queued", "sent")
 
     check = await node.client.get(f"{API}/activate/check", params={
         "workspace_id": tenant, "email": "newbie@example.com", "token": token})

@@ -59,14 +59,12 @@ class MailDeps:
     store: EventStore
     mailer: Mailer
     secret_key: str
-    console_web_url: str
     sender: str
 
 
 def outbox_processor(topic: str, *, event_types: EventTypes, store: EventStore,
                      mailer: Mailer, settings: Settings) -> Processor:
     deps = MailDeps(store=store, mailer=mailer, secret_key=settings.SECRET_KEY,
-                    console_web_url=settings.CONSOLE_WEB_URL,
                     sender=settings.MAIL_DEFAULT_SEND_FROM)
 
     async def on_dead_letter(message: Message, exc: BaseException) -> None:
@@ -114,8 +112,8 @@ def _rendered(deps: MailDeps, mail_id: UUID, p: ev.MailRequested) -> MailMessage
     do not open under this SECRET_KEY) never will be: dead-lettered at once."""
     try:
         params: dict[str, Any] = {**p.params, **_opened(deps.secret_key, p.sealed_params)}
-        rendered = render_mail(p.template, p.language, p.to, params, deps.console_web_url)
-    except (jinja2.TemplateError, KeyError, SecretUnreadable) as exc:
+        rendered = render_mail(p.template, p.language, p.to, params)
+    except (jinja2.TemplateError, SecretUnreadable) as exc:
         raise PermanentFailure(f"mail {p.template} cannot be rendered: {exc!r}") from exc
     return MailMessage(message_id=message_id_for(mail_id, deps.sender), to=p.to,
                        subject=rendered.subject, html=rendered.html, text=rendered.text)

@@ -6,7 +6,7 @@ What each template is given (params and sealed params together; `to` and
 
 | template | params |
 |---|---|
-| invite_member | inviter_name, workspace_name; sealed: token (→ CONSOLE_WEB_URL/activate?token=…) |
+| invite_member | inviter_name, workspace_name; url (sealed: an activation link holds a token) |
 | reset_password, email_code_login, change_email | sealed: code |
 | owner_transfer_confirm | WorkspaceName; sealed: code |
 | owner_transfer_old_notify | WorkspaceName, NewOwnerEmail |
@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
-from urllib.parse import quote
 
 import jinja2
 
@@ -77,14 +76,11 @@ def mail_language(language: str) -> str:
     return language if language in LANGUAGES else DEFAULT_LANGUAGE
 
 
-def render_mail(template: MailTemplate, language: str, to: str, params: dict[str, Any],
-                console_web_url: str) -> RenderedMail:
+def render_mail(template: MailTemplate, language: str, to: str,
+                params: dict[str, Any]) -> RenderedMail:
     """`params`: the mail's params with its sealed ones opened."""
     lang = mail_language(language)
     context = {**params, "to": to, "application_title": APPLICATION_TITLE}
-    if template == "invite_member":
-        context["url"] = (f"{console_web_url.rstrip('/')}/activate?token="
-                          f"{quote(str(params['token']), safe='')}")
     return RenderedMail(
         subject=_TEXT.from_string(SUBJECTS[template][lang]).render(context),
         html=_HTML.get_template(f"{template}.{lang}.html").render(context),
