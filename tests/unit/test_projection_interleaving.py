@@ -329,6 +329,8 @@ async def record(root: Path) -> History:
                            timezone="Europe/Berlin", credentials_id=uuid4()), nina, actor=nina)
     invite(labs, "nina@example.com", "normal")
     run(pc.SwitchWorkspace(account_id=nina, workspace_id=labs), nina, actor=nina)
+    # she changes the password she chose on activating
+    run(pc.ChangePassword(account_id=nina, credentials_id=uuid4()), nina, actor=nina)
     run(pc.UpdateMemberRole(workspace_id=labs, account_id=nina, role="admin"), labs,
         tenant=labs)
     run(pc.RemoveMember(workspace_id=r.tenant, account_id=omar), r.tenant)
