@@ -11,14 +11,12 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-import orjson
 import pytest
 
 import adapters.kv.memory
 import gateway.platform.codes
-from adapters.secrets import unseal
-from schemas.mail.naming import MAIL_PARAMS_PURPOSE
 from tests.harness import Node, add_account_with_workspace, in_plaintext, record_publishes
+from tests.invitations import sealed_params
 
 OWNER = {"email": "owner@example.com", "password": "passw0rd1"}
 NEW_PASSWORD = "n3w-passw0rd"
@@ -46,13 +44,9 @@ def events(node: Node) -> list[Any]:
             if e.type not in ("MailSent", "MailDeliveryFailed")]
 
 
-def mailed_code(node: Node, template: str, to: str = OWNER["email"]) -> str:
-    """The code in the newest mail of this template to this address."""
-    mail = [e.payload for e in events(node) if e.type == "MailRequested"
-            and e.payload.template == template and e.payload.to == to][-1]
-    params = orjson.loads(unseal(node.container.settings.SECRET_KEY, MAIL_PARAMS_PURPOSE,
-                                 mail.sealed_params))
-    return str(params["code"])
+async def mailed_code(node: Node, template: str) -> str:
+    """The code in the newest mail of this template to the owner."""
+    return str((await sealed_params(node, OWNER["email"], template))["code"])
 
 
 def other_code(code: str) -> str:
@@ -102,7 +96,7 @@ async def test_forgot_password_mails_a_code_that_resets_the_password_once(node: 
                                   json={"email": OWNER["email"], "language": "zh-Hans"})
     assert sent.status_code == 200 and sent.json()["result"] == "success"
     token = sent.json()["data"]
-    code = mailed_code(node, "reset_password")
+    code = await mailed_code(node, "reset_password")
     assert len(code) == 6 and code.isdigit()
     mail = [e for e in events(node) if e.type == "MailRequested"][-1].payload
     assert (mail.to, mail.language, mail.params) == (
@@ -190,7 +184,7 @@ async def test_wrong_reset_codes_lock_the_email_out(node: Node) -> None:
     await node.setup_and_login()
     token = (await node.client.post("/console/api/forgot-password",
                                     json={"email": OWNER["email"]})).json()["data"]
-    code = mailed_code(node, "reset_password")
+    code = await mailed_code(node, "reset_password")
     check = {"email": OWNER["email"], "code": other_code(code), "token": token}
     for _ in range(5):
         assert answer(await node.client.post("/console/api/forgot-password/validity",
@@ -208,7 +202,7 @@ async def test_a_code_expires_with_its_setting(node: Node,
     minutes = node.container.settings.RESET_PASSWORD_TOKEN_EXPIRY_MINUTES
     token = (await node.client.post("/console/api/forgot-password",
                                     json={"email": OWNER["email"]})).json()["data"]
-    check = {"email": OWNER["email"], "code": mailed_code(node, "reset_password"),
+    check = {"email": OWNER["email"], "code": await mailed_code(node, "reset_password"),
              "token": token}
     advance_clock(monkeypatch, minutes * 60 - 30)  # alive, and a refusal keeps its expiry
     assert answer(await node.client.post("/console/api/forgot-password/validity", json={
@@ -226,7 +220,7 @@ async def test_email_code_login_signs_in_once_per_code(node: Node) -> None:
     sent = await node.client.post("/console/api/email-code-login",
                                   json={"email": OWNER["email"]})
     assert sent.status_code == 200 and sent.json()["result"] == "success"
-    check = {"email": OWNER["email"], "code": mailed_code(node, "email_code_login"),
+    check = {"email": OWNER["email"], "code": await mailed_code(node, "email_code_login"),
              "token": sent.json()["data"], "language": "en-US"}
     validity = "/console/api/email-code-login/validity"
     assert answer(await node.client.post(
@@ -259,7 +253,7 @@ async def test_email_code_login_limits_mails_and_wrong_codes(node: Node) -> None
         "Too many login emails have been sent. Please try again in 5 minutes.")
     assert len(events(node)) == recorded
 
-    code = mailed_code(node, "email_code_login")
+    code = await mailed_code(node, "email_code_login")
     check = {"email": OWNER["email"], "code": other_code(code), "token": tokens[-1]}
     for _ in range(node.container.settings.LOGIN_LOCKOUT_ATTEMPTS):
         assert answer(await node.client.post("/console/api/email-code-login/validity",
@@ -279,7 +273,7 @@ async def test_a_code_login_opens_what_wrong_passwords_locked(node: Node) -> Non
     token = (await node.client.post("/console/api/email-code-login",
                                     json={"email": OWNER["email"]})).json()["data"]
     signed_in = await node.client.post("/console/api/email-code-login/validity", json={
-        "email": OWNER["email"], "code": mailed_code(node, "email_code_login"),
+        "email": OWNER["email"], "code": await mailed_code(node, "email_code_login"),
         "token": token})
     assert signed_in.status_code == 200
     assert await can_login(node, OWNER["password"])
@@ -353,7 +347,7 @@ async def test_codes_and_tokens_never_leave_the_gateway_in_plaintext(
 
     reset_token = (await node.client.post("/console/api/forgot-password",
                                           json={"email": OWNER["email"]})).json()["data"]
-    reset_code = mailed_code(node, "reset_password")
+    reset_code = await mailed_code(node, "reset_password")
     checked = (await node.client.post("/console/api/forgot-password/validity", json={
         "email": OWNER["email"], "code": reset_code, "token": reset_token})).json()
     assert (await node.client.post("/console/api/forgot-password/resets", json={
@@ -361,7 +355,7 @@ async def test_codes_and_tokens_never_leave_the_gateway_in_plaintext(
         "password_confirm": NEW_PASSWORD})).status_code == 200
     login_token = (await node.client.post("/console/api/email-code-login",
                                           json={"email": OWNER["email"]})).json()["data"]
-    login_code = mailed_code(node, "email_code_login")
+    login_code = await mailed_code(node, "email_code_login")
     signed_in = await node.client.post("/console/api/email-code-login/validity", json={
         "email": OWNER["email"], "code": login_code, "token": login_token})
     assert signed_in.status_code == 200
