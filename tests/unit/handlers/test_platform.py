@@ -1,4 +1,5 @@
-"""The platform context's command handlers: setup, apps, API keys, model providers."""
+"""The platform context's command handlers: setup, apps, API keys, model providers, account
+flows."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from schemas import errors
 from schemas.mail import events as me
 from schemas.platform import commands as pc
 from schemas.platform import events as pe
-from schemas.platform.naming import api_token_hash, api_token_hint
+from schemas.platform.naming import account_id_for, api_token_hash, api_token_hint
 from tests.unit.handlers.harness import (
+    Workspace,
     World,
     accepted,
     covers,
@@ -373,4 +375,23 @@ def test_a_password_change_names_the_new_credentials_of_an_existing_account(
         credentials_id=credentials)
     assert changed.event(pe.AccountPasswordChanged).aggregate_id == owner
     rejected(world.run(pc.ChangePassword(account_id=uuid4(), credentials_id=uuid4())),
+             errors.AccountNotFound)
+
+
+@covers(pc.RequestPasswordReset, pc.RequestEmailCodeLogin, pc.ChangePassword)
+def test_an_invited_account_gets_no_code_nor_password_before_it_activates(
+        world: World) -> None:
+    owner, team = uuid4(), uuid4()
+    world.given(pc.CreateWorkspace(
+        workspace_id=team, name="Acme", owner_account_id=owner,
+        register=pc.NewAccount(email="ops@acme.test", name="ops", credentials_id=uuid4())))
+    world.given(pc.InviteMember(workspace_id=team, email="new@acme.test", role="editor",
+                                sealed_activation="sealed-link", signin_url="http://signin"),
+                as_=Workspace(team, owner))
+    invited = account_id_for("new@acme.test")
+    for command in (pc.RequestPasswordReset, pc.RequestEmailCodeLogin):
+        rejected(world.run(command(account_id=invited, language="en-US",
+                                   sealed_params="sealed-code", expiry_minutes=5)),
+                 errors.AccountNotFound)
+    rejected(world.run(pc.ChangePassword(account_id=invited, credentials_id=uuid4())),
              errors.AccountNotFound)
