@@ -1,6 +1,6 @@
 """Mailed 6-digit codes and the tokens that go with them (forgot password, e-mail code
-login), kept as Dify's TokenManager keeps them, in the key-value store, expiring with the
-flow's setting, and with Dify's limits per e-mail and per client IP.
+login), kept where Dify's TokenManager keeps them, in the key-value store, expiring with the
+flow's setting; and Dify's limits per e-mail and per client IP.
 
 Neither the token nor the code is stored: the record's key is a hash of the token and the
 record holds an HMAC (keyed with SECRET_KEY, bound to the token) of the code. A record is
@@ -27,8 +27,8 @@ from schemas.errors import (
     InvalidOrExpiredToken,
 )
 
-# The steps of a flow whose token a code was checked for (Dify's phases): forgot password
-# swaps its first token for a "reset" one at /validity; /resets takes only that one.
+# A token's phase (Dify's): /forgot-password/validity spends a CODE_SENT token for a RESET
+# one, the only kind /forgot-password/resets takes.
 CODE_SENT = "code"
 RESET = "reset"
 
