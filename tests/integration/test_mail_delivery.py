@@ -126,14 +126,14 @@ async def test_a_worker_killed_between_sending_and_acknowledging_sends_nothing_a
         workers = [first]
         try:
             mail_id = (await invite(node)).mail_id
-            await smtp_sink.wait_for(1)
+            await smtp_sink.wait_for(1, timeout=120)  # a worker process starting on a busy host
             # sent and recorded, not acknowledged: the worker waits in the fault hook
-            await eventually(lambda: status(node, mail_id, "sent"))
+            await eventually(lambda: status(node, mail_id, "sent"), timeout=60)
             assert not await nothing_pending(node)
             first.send_signal(signal.SIGKILL)
             first.wait()
             workers.append(mail_worker(settings, "mail-2"))
-            await eventually(lambda: nothing_pending(node), timeout=60)  # redelivered, acked
+            await eventually(lambda: nothing_pending(node), timeout=120)  # redelivered, acked
         finally:
             for worker in workers:
                 worker.kill()
