@@ -16,6 +16,7 @@ try again later) until `refuse(None)`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 from dataclasses import dataclass, field
@@ -100,6 +101,9 @@ class SmtpSink:
 
     def start(self) -> None:
         assert self._controller is None, "already serving"
+        # The server's own log has each line of each mail at DEBUG: it is the recipient's
+        # side, not Eddy's, and must not read as Eddy logging what it sent.
+        logging.getLogger("mail.log").setLevel(logging.INFO)
         self._controller = Controller(self, hostname=self.host, port=self.port)
         self._controller.start()
 

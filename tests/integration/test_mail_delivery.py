@@ -8,6 +8,7 @@ token, travels sealed from the gateway to the mail processor."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -85,9 +86,15 @@ async def recorded(node: Node, mail_id: UUID) -> list[str]:
             {"m": mail_id})).scalars())
 
 
+def logged(caplog: pytest.LogCaptureFixture) -> bytes:
+    """Every log record of the test, with its structured fields."""
+    return b"\n".join(repr(r.__dict__).encode() for r in caplog.records)
+
+
 async def test_a_requested_mail_is_sent_once_with_its_link(
         postgres: EmbeddedPostgres, fresh_database: Callable[..., str], redis_url: str,
-        smtp_sink: SmtpSink) -> None:
+        smtp_sink: SmtpSink, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     settings = mail_settings(postgres, fresh_database, redis_url, smtp_sink)
     async with running_node(settings, roles=[*WRITES, OUTBOX_ROLE]) as node:
         invitation = await invite(node)
@@ -106,6 +113,8 @@ async def test_a_requested_mail_is_sent_once_with_its_link(
         # the token travelled sealed: no event, stream or dead letter holds it in plaintext
         assert not [b for b in await everything_recorded(node, "console_v1.mails")
                     if invitation.token in b]
+        assert b"mail sent" in logged(caplog)
+        assert invitation.token not in logged(caplog)
 
 
 def mail_worker(settings: Settings, member: str, **env: str) -> subprocess.Popen[bytes]:
@@ -126,14 +135,14 @@ async def test_a_worker_killed_between_sending_and_acknowledging_sends_nothing_a
         workers = [first]
         try:
             mail_id = (await invite(node)).mail_id
-            await smtp_sink.wait_for(1)
+            await smtp_sink.wait_for(1, timeout=120)  # a worker process starting on a busy host
             # sent and recorded, not acknowledged: the worker waits in the fault hook
-            await eventually(lambda: status(node, mail_id, "sent"))
+            await eventually(lambda: status(node, mail_id, "sent"), timeout=60)
             assert not await nothing_pending(node)
             first.send_signal(signal.SIGKILL)
             first.wait()
             workers.append(mail_worker(settings, "mail-2"))
-            await eventually(lambda: nothing_pending(node), timeout=60)  # redelivered, acked
+            await eventually(lambda: nothing_pending(node), timeout=120)  # redelivered, acked
         finally:
             for worker in workers:
                 worker.kill()
@@ -144,7 +153,9 @@ async def test_a_worker_killed_between_sending_and_acknowledging_sends_nothing_a
 
 async def test_a_server_down_past_the_retries_dead_letters_the_mail_and_a_replay_sends_it(
         postgres: EmbeddedPostgres, fresh_database: Callable[..., str], redis_url: str,
-        smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch) -> None:
+        smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     settings = operator_env(monkeypatch, mail_settings(
         postgres, fresh_database, redis_url, smtp_sink, MAIL_SEND_MAX_ATTEMPTS=3))
     async with running_node(settings, roles=[*WRITES, OUTBOX_ROLE]) as node:
@@ -168,6 +179,8 @@ async def test_a_server_down_past_the_retries_dead_letters_the_mail_and_a_replay
         assert len(smtp_sink.received()) == 1 and await dead_letters() == []
         # the replayed dead letter held the token sealed only, as the event does
         assert not [b for b in await everything_recorded(node) if invitation.token in b]
+        assert b"dead-lettered" in logged(caplog)
+        assert invitation.token not in logged(caplog)
 
 
 async def test_a_refused_mail_is_dead_lettered_at_once(

@@ -10,6 +10,9 @@ import pytest
 
 from adapters.mail.base import MailServerUnavailable
 from adapters.mail.outbox import OutboxMailer
+from bootstrap import build_mailer
+from config import load_settings
+from supervisor import mail_destination
 from tests.contracts.mailer import SENDER, Delivered, MailerContract, mail
 
 
@@ -39,3 +42,14 @@ class TestOutboxMailer(MailerContract):
         (tmp_path / "taken").write_text("a file where the outbox folder should be")
         with pytest.raises(MailServerUnavailable):
             await OutboxMailer(tmp_path / "taken" / "outbox", SENDER).send(mail(1))
+
+
+async def test_eddy_up_names_the_folder_mails_are_written_to(tmp_path: Path) -> None:
+    settings = load_settings(EDDY_DATA_DIR=tmp_path / "data")
+    mailer = build_mailer(settings)
+    assert isinstance(mailer, OutboxMailer)
+    await mailer.send(mail(1))
+    [written] = (tmp_path / "data" / "outbox").iterdir()
+    assert mail_destination(settings) == f"mail: written as .eml files to {written.parent}"
+    smtp = load_settings(MAIL_TYPE="smtp", SMTP_SERVER="mx.example.com", SMTP_PORT=587)
+    assert mail_destination(smtp) == "mail: sent through mx.example.com:587"

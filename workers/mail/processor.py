@@ -9,8 +9,8 @@ again on redelivery, with the same Message-ID (README, "Mail").
 
 Failures: a server down or answering 4xx is retried with backoff, MAIL_SEND_MAX_ATTEMPTS
 times in all (the processor's own RetryPolicy), then the mail is dead-lettered; a refusal
-(5xx) or a mail that cannot be rendered is dead-lettered at once. Either way MailDelivery-
-Failed is recorded; `eddy dlq replay` sends it after all (MailSent then).
+(5xx) or a mail that cannot be rendered is dead-lettered at once. Either way
+MailDeliveryFailed is recorded; `eddy dlq replay` sends it after all (MailSent then).
 
 Fault hook for tests: EDDY_FAULT_MAIL_PAUSE_SECONDS=<s> makes the processor wait that long
 after recording MailSent, before the message is acknowledged (the test kills it then).
