@@ -2,13 +2,13 @@
 only with that workspace's credentials (older outcomes, without it, are read by no one).
 
 Revision ID: 0025
-Revises: 0021
+Revises: 0022
 """
 
 from alembic import op
 
 revision = "0025"
-down_revision = "0021"  # the lead re-chains it after 0022-0024 at merge
+down_revision = "0022"  # the lead re-chains it after 0023-0024 at merge
 branch_labels = None
 depends_on = None
 

@@ -45,6 +45,12 @@ NO_TENANT_RESOURCE = {
     "POST /console/api/setup": "sets the platform up once; refused after that for anyone",
     "POST /console/api/login": "takes an e-mail and password, no credential",
     "POST /console/api/refresh-token": "takes a refresh token, which is its own credential",
+    "POST /console/api/forgot-password": "public: mails a reset code to an e-mail",
+    "POST /console/api/forgot-password/validity": "public: the mailed code is the credential",
+    "POST /console/api/forgot-password/resets": "public: the mailed code is the credential",
+    "POST /console/api/email-code-login": "public: mails a login code to an e-mail",
+    "POST /console/api/email-code-login/validity": "public: the mailed code is the credential",
+    "POST /console/api/logout": "ends the caller's own session (B's, which the matrix uses)",
     "GET /console/api/activate/check": "the invitation's token is the credential",
     "POST /console/api/activate": "the invitation's token is the credential",
     "GET /health": "liveness, no data", "GET /ready": "readiness, no data",
@@ -211,6 +217,10 @@ ROWS: dict[str, Row] = {
     "POST /console/api/workspaces/current/default-model": body(lambda i: {"model_settings": [
         {"model_type": "llm", "provider": "openai_api_compatible", "model": MODEL}]}),
     "GET /v1/workspaces/current/models/model-types/{model_type}": plain,
+    "GET /console/api/account/profile": plain,
+    "POST /console/api/account/password": body(lambda i: {  # B's own, refused: wrong password
+        "password": "not-the-password-1", "new_password": "N3w-passw0rd",
+        "repeat_new_password": "N3w-passw0rd"}),
     "GET /console/api/workspaces": plain,
     "GET /console/api/workspaces/current": plain,
     "POST /console/api/workspaces/current": plain,
