@@ -702,10 +702,15 @@ async def what_a_reads(http: httpx.AsyncClient, a: Workspace) -> dict[str, Any]:
 
 
 def a_events_since(node: Node, position: int, a: Workspace) -> list[str]:
-    """Events recorded after `position` that belong to A: its tenant or its aggregates."""
-    owned = set(a.ids.values())
-    return [f"{e.type} on {e.aggregate_id}" for e in node.container.store.read_from(
-        position, 10_000) if e.tenant_id == a.tenant_id or str(e.aggregate_id) in owned]
+    """Events recorded after `position` that touch A: of its tenant, or on an aggregate A
+    named or began (whatever tenant the event says)."""
+    store, owned = node.container.store, set(a.ids.values())
+
+    def of_a(e: Any) -> bool:
+        return (e.tenant_id == a.tenant_id or str(e.aggregate_id) in owned
+                or store.load(e.aggregate_id)[0].tenant_id == a.tenant_id)
+    return [f"{e.type} on {e.aggregate_id}" for e in store.read_from(position, 10_000)
+            if of_a(e)]
 
 
 def markers(a: Workspace) -> set[str]:
