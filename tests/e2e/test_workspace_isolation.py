@@ -29,7 +29,14 @@ from tests.chat import MODEL, connect_provider, sse_events
 from tests.e2e.test_knowledge import create_dataset, create_text_document, wait_indexed
 from tests.e2e.test_workflow_human_chat import REVIEWED
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.harness import Node, add_account_with_workspace, node_settings, running_node, served
+from tests.harness import (
+    Node,
+    add_account_with_workspace,
+    eventually,
+    node_settings,
+    running_node,
+    served,
+)
 from tests.process_rules import HIERARCHICAL_RULE
 from tests.workflows import edge, end_outputs, graph, graph_node, publish_in_console, text_input
 
@@ -568,6 +575,16 @@ async def furnish(node: Node, http: httpx.AsyncClient, a: Workspace) -> None:
         "score_threshold": 0.9, "embedding_provider_name": "openai_api_compatible",
         "embedding_model_name": "bge-m3"}))
     ids["job"] = job["job_id"]
+
+    async def settled() -> bool:  # A's background work ends before the matrix watches it
+        status = await ok(await http.get(f"/v1/apps/annotation-reply/enable/status/{ids['job']}",
+                                         headers=chat))
+        members = await ok(await http.get("/console/api/workspaces/current/members",
+                                          headers=a.console))
+        mail = next(m["invitation_mail"] for m in members["accounts"] if m["email"] == A_MEMBER)
+        return status["job_status"] not in ("waiting", "processing") and \
+            mail is not None and mail["status"] != "queued"
+    await eventually(settled)
 
     run = await ok(await http.post("/v1/workflows/run", headers=a.app_keys["workflow"], json={
         "inputs": {"topic": SECRET_WORD}, "user": "alice", "response_mode": "blocking"}))
