@@ -24,6 +24,7 @@ class Mode(StrEnum):
     API = "api"
     WORKER = "worker"
     SCHEDULER = "scheduler"
+    BEAT = "beat"  # Dify's entrypoint name for the scheduler (Celery beat)
     MIGRATION = "migration"
     JOB = "job"
     ALL = "all"
@@ -182,6 +183,33 @@ class Settings(BaseSettings):
     # Commands
     COMMAND_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
     PROJECTION_WAIT_SECONDS: float = Field(default=10.0, gt=0)
+
+    # The scheduler (`eddy scheduler`): its leader's lease; a standby takes over this long
+    # after the leader stops renewing it (seconds)
+    SCHEDULER_LEASE_SECONDS: int = Field(default=10, ge=2)
+    # Dify's scheduled tasks (Celery beat's entries), same switches, names and defaults.
+    # The daily ones run every CELERY_BEAT_SCHEDULER_TIME days (UTC).
+    CELERY_BEAT_SCHEDULER_TIME: int = Field(default=1, ge=1, le=31)
+    # clean_messages: messages and workflow runs older than the retention leave the read
+    # models and every answer (a MessagesExpired / WorkflowRunExpired event each)
+    ENABLE_CLEAN_MESSAGES: bool = False
+    SANDBOX_EXPIRED_RECORDS_RETENTION_DAYS: int = Field(default=30, ge=1)
+    SANDBOX_EXPIRED_RECORDS_CLEAN_BATCH_SIZE: int = Field(default=1000, ge=1)
+    # clean_unused_datasets_task: datasets no document or retrieval touched for this many days
+    # have their documents disabled (their vectors leave the index)
+    ENABLE_CLEAN_UNUSED_DATASETS_TASK: bool = False
+    PLAN_SANDBOX_CLEAN_DAY_SETTING: int = Field(default=30, ge=1)
+    # Accepted for Dify's .env: Eddy keeps no embedding cache (see the README)
+    ENABLE_CLEAN_EMBEDDING_CACHE_TASK: bool = False
+    # datasets-queue-monitor: an alert mail to each address when the indexing backlog
+    # reaches the threshold (one per interval while it lasts); interval in minutes
+    ENABLE_DATASETS_QUEUE_MONITOR: bool = False
+    QUEUE_MONITOR_THRESHOLD: int = Field(default=200, ge=1)
+    QUEUE_MONITOR_ALERT_EMAILS: str = ""  # comma-separated
+    QUEUE_MONITOR_INTERVAL: float = Field(default=30, gt=0)
+    # workflow_schedule_task: fires the schedule triggers that are due; interval in minutes
+    ENABLE_WORKFLOW_SCHEDULE_POLLER_TASK: bool = True
+    WORKFLOW_SCHEDULE_POLLER_INTERVAL: float = Field(default=1, gt=0)
 
     # Accounts
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=60, ge=1)

@@ -62,7 +62,7 @@ WORKFLOW = ContextManifest(
              draft_routes.router, dsl_routes.router, human_input_routes.router,
              conversation_variables.router],
     work=[RUNS, CHATFLOW, FORM_DEADLINES],
-    jobs=[Job("fail_overdue_workflow_runs", every=SWEEP_EVERY_SECONDS, run=fail_overdue_runs),
-          Job("time_out_human_input_forms", every=FORM_TIMEOUT_CHECK_SECONDS,
+    jobs=[Job("fail_overdue_workflow_runs", schedule=SWEEP_EVERY_SECONDS, run=fail_overdue_runs),
+          Job("time_out_human_input_forms", schedule=FORM_TIMEOUT_CHECK_SECONDS,
               run=time_out_human_input_forms)],
 )
