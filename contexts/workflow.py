@@ -25,6 +25,7 @@ from workers.workflow.forms import (
     time_out_human_input_forms,
 )
 from workers.workflow.processors import SWEEP_EVERY_SECONDS, fail_overdue_runs, run_processor
+from workers.workflow.retention import clean_messages, clean_messages_schedule
 
 # A run's messages (all on its WorkflowRun aggregate: one run's in order): the engine drives
 # the run from its history (a paused run stopped: it streams the end).
@@ -63,6 +64,7 @@ WORKFLOW = ContextManifest(
              conversation_variables.router],
     work=[RUNS, CHATFLOW, FORM_DEADLINES],
     jobs=[Job("fail_overdue_workflow_runs", schedule=SWEEP_EVERY_SECONDS, run=fail_overdue_runs),
+          Job("clean_messages", schedule=clean_messages_schedule, run=clean_messages),
           Job("time_out_human_input_forms", schedule=FORM_TIMEOUT_CHECK_SECONDS,
               run=time_out_human_input_forms)],
 )
