@@ -195,6 +195,10 @@ class Settings(BaseSettings):
     ENABLE_CLEAN_MESSAGES: bool = False
     SANDBOX_EXPIRED_RECORDS_RETENTION_DAYS: int = Field(default=30, ge=1)
     SANDBOX_EXPIRED_RECORDS_CLEAN_BATCH_SIZE: int = Field(default=1000, ge=1)
+    # clean_unused_datasets_task: datasets no document change, retrieval or app in use touched
+    # for this many days have their documents disabled (they leave retrieval)
+    ENABLE_CLEAN_UNUSED_DATASETS_TASK: bool = False
+    PLAN_SANDBOX_CLEAN_DAY_SETTING: int = Field(default=30, ge=1)
     # Accepted for Dify's .env: Eddy keeps no embedding cache (see the README)
     ENABLE_CLEAN_EMBEDDING_CACHE_TASK: bool = False
     # datasets-queue-monitor: an alert mail to each address when the indexing backlog

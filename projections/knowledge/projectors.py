@@ -416,6 +416,10 @@ async def project_segments_hit(conn: AsyncConnection, e: Envelope[ev.SegmentsHit
     gone = await buried(conn, [p.dataset_id, *document_ids])
     if p.dataset_id in gone:
         return
+    queried = datasets.c.last_queried_at
+    await conn.execute(update(datasets).where(datasets.c.id == p.dataset_id).values(
+        last_queried_at=case((queried.is_(None) | (queried < e.occurred_at), e.occurred_at),
+                             else_=queried)))
     rows = [{"segment_id": h.segment_id, "dataset_id": p.dataset_id,
              "document_id": h.document_id, "hit_count": h.count}
             for h in sorted(p.hits, key=lambda h: h.segment_id)  # one lock order: no deadlock

@@ -32,6 +32,9 @@ datasets = Table(
     # enabled, not archived, indexed: Dify's total_available_documents
     Column("available_document_count", Integer, nullable=False, server_default="0",
            info=since(2)),
+    # the latest retrieval of it (any retrieval publishes its dataset's hits, even none):
+    # what the unused-datasets job reads, as Dify reads its dataset_queries
+    Column("last_queried_at", DateTime(timezone=True)),
     schema=READ,
 )
 

@@ -1,7 +1,8 @@
 """Dify's scheduled jobs, each run as `eddy job NAME` runs it, judged by what a user sees:
 retention (clean_messages) takes old messages and workflow runs out of the answers and the
-model's memory and keeps new ones; the queue monitor asks for one alert mail per address
-per window while the indexing backlog is past its threshold."""
+model's memory and keeps new ones; the unused-datasets job disables the documents of a
+dataset nobody used and leaves a queried one alone; the queue monitor asks for one alert
+mail per address per window while the indexing backlog is past its threshold."""
 
 from __future__ import annotations
 
@@ -10,14 +11,21 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Table, func, text, update
+from sqlalchemy import Table, func, select, text, update
 
 from adapters.embedded.postgres import EmbeddedPostgres
 from bootstrap import ASSEMBLY
 from projections.conversation.tables import messages
+from projections.knowledge.tables import datasets, documents
 from projections.workflow.runs.tables import workflow_runs
 from schemas.mail import events as mail_events
 from tests.chat import Chat, app_with_key
+from tests.e2e.test_knowledge import (
+    create_dataset,
+    create_text_document,
+    dataset_key,
+    wait_indexed,
+)
 from tests.harness import Node, eventually, node_settings, running_node
 from tests.workflow_runs import Step, Workflow, record_run
 from workers.scheduler import run_job
@@ -25,12 +33,12 @@ from workers.scheduler import run_job
 OLD = timedelta(days=40)  # past the default 30 days of retention
 
 
-async def backdate(node: Node, table: Table, row_id: Any) -> None:
+async def backdate(node: Node, table: Table, row_id: Any, column: str = "created_at") -> None:
     """As if the row had been written 40 days ago (once it is projected)."""
     async def moved() -> bool:
         async with node.container.engine.begin() as conn:
             return bool((await conn.execute(update(table).where(table.c.id == UUID(str(row_id)))
-                                            .values(created_at=func.now() - OLD))).rowcount)
+                                            .values({column: func.now() - OLD}))).rowcount)
     await eventually(moved)
 
 
@@ -75,6 +83,46 @@ async def test_retention_removes_old_messages_and_runs_and_keeps_new_ones(chat: 
     r = await node.client.get("/v1/messages", headers=chat.key, params={
         "user": "ann", "conversation_id": conversation})
     assert [m["query"] for m in r.json()["data"]] == ["And the harbour?", "Anything else?"]
+
+
+async def test_unused_datasets_have_their_documents_disabled(node: Node) -> None:
+    key = await dataset_key(node)
+    unused = await create_dataset(node, key, "Unused", "economy")
+    queried = await create_dataset(node, key, "Queried", "economy")
+    ids = {}
+    for dataset in (unused, queried):
+        created = await create_text_document(node, key, dataset["id"], "hours",
+                                             "The harbour opens at nine.")
+        await wait_indexed(node.client, key, dataset["id"], created["batch"])
+        ids[dataset["id"]] = created["document"]["id"]
+        await backdate(node, datasets, dataset["id"])
+        await backdate(node, documents, created["document"]["id"], "updated_at")
+
+    def retrieve(dataset: dict[str, Any]) -> Any:
+        return node.client.post(f"/v1/datasets/{dataset['id']}/retrieve", headers=key,
+                                json={"query": "harbour"})
+
+    assert len((await retrieve(queried)).json()["records"]) == 1
+
+    async def queried_recorded() -> bool:
+        async with node.container.engine.connect() as conn:
+            return (await conn.execute(select(datasets.c.last_queried_at).where(
+                datasets.c.id == UUID(queried["id"])))).scalar() is not None
+
+    await eventually(queried_recorded)
+    await run_job(node.container, ASSEMBLY.jobs["clean_unused_datasets_task"])
+
+    async def enabled(dataset: dict[str, Any]) -> bool:
+        r = await node.client.get(f"/v1/datasets/{dataset['id']}/documents", headers=key)
+        return bool(r.json()["data"][0]["enabled"])
+
+    async def disabled() -> bool:
+        return not await enabled(unused)
+
+    await eventually(disabled)
+    assert (await retrieve(unused)).json()["records"] == []  # out of retrieval
+    assert await enabled(queried)
+    assert len((await retrieve(queried)).json()["records"]) == 1
 
 
 async def alert_mails(node: Node) -> list[mail_events.MailRequested]:

@@ -73,11 +73,12 @@ async def test_a_failed_job_is_not_recorded_as_run() -> None:
 def test_switched_off_jobs_are_not_scheduled() -> None:
     off = Settings(SECRET_KEY="k" * 32)
     on = Settings(SECRET_KEY="k" * 32, ENABLE_CLEAN_MESSAGES=True,
-                  ENABLE_DATASETS_QUEUE_MONITOR=True, QUEUE_MONITOR_INTERVAL=5,
-                  CELERY_BEAT_SCHEDULER_TIME=2)
-    dify_jobs = ["clean_messages", "datasets-queue-monitor"]
+                  ENABLE_CLEAN_UNUSED_DATASETS_TASK=True, ENABLE_DATASETS_QUEUE_MONITOR=True,
+                  QUEUE_MONITOR_INTERVAL=5, CELERY_BEAT_SCHEDULER_TIME=2)
+    dify_jobs = ["clean_messages", "clean_unused_datasets_task", "datasets-queue-monitor"]
     assert all(ASSEMBLY.jobs[name].schedule_in(off) is None for name in dify_jobs)
     assert ASSEMBLY.jobs["clean_messages"].schedule_in(on) == Cron("0 4 */2 * *")
+    assert ASSEMBLY.jobs["clean_unused_datasets_task"].schedule_in(on) == Cron("0 3 */2 * *")
     assert ASSEMBLY.jobs["datasets-queue-monitor"].schedule_in(on) == 300.0
 
 

@@ -1,0 +1,26 @@
+"""When each dataset was last retrieved from, for the unused-datasets job
+(ENABLE_CLEAN_UNUSED_DATASETS_TASK). Existing rows start at NULL: never queried as far as
+the read model knows (a rebuild fills it from the retrieval events).
+
+Revision ID: 0025
+Revises: 0021
+"""
+
+from alembic import op
+
+from migrations.read_models import read_model_schemas
+
+revision = "0025"
+down_revision = "0021"  # the lead re-chains it after 0022-0024 at merge
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    for schema in read_model_schemas(op.get_bind(), "console"):
+        op.execute(f'ALTER TABLE "{schema}".datasets ADD COLUMN last_queried_at timestamptz')
+
+
+def downgrade() -> None:
+    for schema in read_model_schemas(op.get_bind(), "console"):
+        op.execute(f'ALTER TABLE "{schema}".datasets DROP COLUMN last_queried_at')
