@@ -100,35 +100,44 @@ class DueJobs:
             now = time.time()
             if self.retry_at.get(name, 0.0) > now:
                 continue
-            recorded = await self.c.kv.get(last_run_key(name))
-            if recorded is None and isinstance(schedule, Cron):
-                await self.c.kv.set(last_run_key(name), repr(now))
-                continue
-            if recorded is not None and not is_due(schedule, float(recorded), now):
-                continue
             try:
-                await run_job(self.c, self.c.jobs[name])
+                await self._run_if_due(name, schedule, now)
             except Exception as exc:
                 # a dependency restarting: expected, try again soon, no traceback
                 log.log(logging.WARNING if is_transient(exc) else logging.ERROR,
                         "scheduled job failed", extra={"job": name},
                         exc_info=not is_transient(exc))
                 self.retry_at[name] = now + RETRY_FAILED_SECONDS
-                continue
+
+    async def _run_if_due(self, name: str, schedule: Schedule, now: float) -> None:
+        recorded = await self.c.kv.get(last_run_key(name))
+        if recorded is None and isinstance(schedule, Cron):
             await self.c.kv.set(last_run_key(name), repr(now))
-            log.debug("scheduled job ran", extra={"job": name})
+            return
+        if recorded is not None and not is_due(schedule, float(recorded), now):
+            return
+        await run_job(self.c, self.c.jobs[name])
+        # recorded once it ran: a run cut short (killed, the lease lost) is run again
+        await self.c.kv.set(last_run_key(name), repr(now))
+        log.debug("scheduled job ran", extra={"job": name})
 
 
 async def run_scheduler(c: WorkerContainer, stop: asyncio.Event) -> None:
     """Holds or waits for the lease every second; the leader runs the due jobs in a task of
-    their own, so a long job does not keep it from renewing the lease."""
+    their own, so a long job does not keep it from renewing the lease. A leader that finds
+    its lease gone (paused past it) stops the job it is running: the new leader runs jobs
+    now."""
     lease = Lease(c.kv, c.settings.SCHEDULER_LEASE_SECONDS)
     due = DueJobs(c)
     running: asyncio.Task[None] | None = None
     try:
         while not stop.is_set():
-            if await lease.hold() and (running is None or running.done()):
+            leading = await lease.hold()
+            if leading and (running is None or running.done()):
                 running = asyncio.create_task(due.run())
+            elif not leading and running is not None and not running.done():
+                log.warning("scheduler lease lost; its running job stopped")
+                running.cancel()
             try:
                 await asyncio.wait_for(stop.wait(), CHECK_SECONDS)
             except TimeoutError:

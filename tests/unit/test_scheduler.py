@@ -3,6 +3,7 @@ first tick, the lease held by one scheduler at a time, switches from the setting
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -12,7 +13,7 @@ from adapters.kv.memory import MemoryKeyValueStore
 from bootstrap import ASSEMBLY
 from config import Settings
 from workers.declarations import Job
-from workers.scheduler import DueJobs, Lease, last_run_key
+from workers.scheduler import LEADER_KEY, DueJobs, Lease, last_run_key, run_scheduler
 from workflow_graph.cron import Cron
 
 RUNS = "runs"
@@ -89,3 +90,24 @@ async def test_one_lease_holder_at_a_time() -> None:
     assert await first.hold()  # renewed by its holder
     await first.release()
     assert await second.hold() and not await first.hold()
+
+
+async def test_a_leader_that_lost_its_lease_stops_its_running_job() -> None:
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    async def long_job(*, kv: MemoryKeyValueStore) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.set()
+
+    c = Container({"long": Job("long", 60.0, long_job)})
+    stop = asyncio.Event()
+    scheduler = asyncio.create_task(run_scheduler(c, stop))  # type: ignore[arg-type]
+    await asyncio.wait_for(started.wait(), 10)
+    await c.kv.set(LEADER_KEY, "another scheduler")  # its lease lapsed and was taken
+    await asyncio.wait_for(stopped.wait(), 10)
+    assert await c.kv.get(last_run_key("long")) is None  # not recorded: it runs again
+    stop.set()
+    await scheduler
