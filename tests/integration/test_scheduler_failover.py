@@ -25,10 +25,12 @@ from tests.harness import Node, eventually, node_settings, running_node
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def spawn_scheduler(settings: Settings) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "cli", "scheduler"],
-                            env={**os.environ, **settings.as_env(LOG_LEVEL="WARNING")},
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def spawn_scheduler(settings: Settings, beat: bool = False) -> subprocess.Popen[bytes]:
+    """`eddy scheduler`, or `eddy` with MODE=beat as Dify's entrypoint starts Celery beat."""
+    command = [sys.executable, "-m", "cli"] + ([] if beat else ["scheduler"])
+    env = settings.as_env(LOG_LEVEL="WARNING", **({"MODE": "beat"} if beat else {}))
+    return subprocess.Popen(command, env={**os.environ, **env}, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
@@ -79,7 +81,7 @@ async def test_a_standby_scheduler_takes_over_when_the_leader_is_killed(
         standby = None
         try:
             await eventually(await more_alerts_than(node, 0), timeout=60)
-            standby = spawn_scheduler(settings)
+            standby = spawn_scheduler(settings, beat=True)
             await asyncio.sleep(2)  # the standby is up, asking for the lease in vain
             stop(leader, signal.SIGKILL)
             after_kill = alerts(node)
