@@ -16,7 +16,7 @@ from sqlalchemy import Table, func, select, text, update
 from adapters.embedded.postgres import EmbeddedPostgres
 from bootstrap import ASSEMBLY
 from projections.conversation.tables import messages
-from projections.knowledge.tables import datasets, documents
+from projections.knowledge.tables import dataset_queries, datasets, documents
 from projections.workflow.runs.tables import workflow_runs
 from schemas.mail import events as mail_events
 from tests.chat import Chat, app_with_key
@@ -106,8 +106,8 @@ async def test_unused_datasets_have_their_documents_disabled(node: Node) -> None
 
     async def queried_recorded() -> bool:
         async with node.container.engine.connect() as conn:
-            return (await conn.execute(select(datasets.c.last_queried_at).where(
-                datasets.c.id == UUID(queried["id"])))).scalar() is not None
+            return (await conn.execute(select(dataset_queries.c.last_queried_at).where(
+                dataset_queries.c.dataset_id == UUID(queried["id"])))).scalar() is not None
 
     await eventually(queried_recorded)
     await run_job(node.container, ASSEMBLY.jobs["clean_unused_datasets_task"])

@@ -3,7 +3,7 @@ dataset nobody used for PLAN_SANDBOX_CLEAN_DAY_SETTING days are disabled, so its
 longer serves retrieval (enabling them again brings it back; nothing is deleted).
 
 Unused, as Dify has it: created before the window, with indexed documents all last changed
-before it, and no retrieval in it (`datasets.last_queried_at`). Eddy's chat and workflow
+before it, and no retrieval in it (`dataset_queries`). Eddy's chat and workflow
 retrievals record no query, so a dataset an app names (its model config or a workflow
 version) counts as used while that app had messages or runs in the window; that is why
 this job lives with the most downstream context, which may read every read model.
@@ -24,7 +24,7 @@ from commands.registry import CommandHandlers
 from config import Settings
 from events.store import EventStore
 from projections.conversation.tables import app_model_configs, messages
-from projections.knowledge.tables import datasets, documents
+from projections.knowledge.tables import dataset_queries, datasets, documents
 from projections.workflow.runs.tables import workflow_runs
 from projections.workflow.tables import workflow_versions
 from schemas.base import CommandEnvelope
@@ -66,7 +66,8 @@ async def clean_unused_datasets(*, settings: Settings, engine: AsyncEngine,
         datasets.c.created_at < since,
         exists().where(indexed, documents.c.updated_at < since),
         ~exists().where(indexed, documents.c.updated_at >= since),
-        or_(datasets.c.last_queried_at.is_(None), datasets.c.last_queried_at < since),
+        ~exists().where(dataset_queries.c.dataset_id == datasets.c.id,
+                        dataset_queries.c.last_queried_at >= since),
         ~_named_by_an_app_in_use(since))
     async with engine.connect() as conn:
         found = (await conn.execute(unused)).all()
