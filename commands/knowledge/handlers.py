@@ -184,7 +184,7 @@ def record_segment_hits(c: cmd.RecordSegmentHits, uow: UnitOfWork) -> dict[str, 
 
 
 def alert_indexing_backlog(c: cmd.AlertIndexingBacklog, uow: UnitOfWork) -> dict[str, Any]:
-    params = {"queue_name": INDEXING_QUEUE_NAME, "queue_length": c.queue_length,
+    params = {"queue_name": INDEXING_QUEUE_NAME, "pending_tasks_count": c.queue_length,
               "threshold": c.threshold, "alert_time": c.alert_time}
     mails = [request_mail(uow, f"queue_monitor_alert:{to}", "queue_monitor_alert", to,
                           language="en-US", params=params) for to in c.emails]

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -131,15 +134,17 @@ async def alert_mails(node: Node) -> list[mail_events.MailRequested]:
             and e.payload.template == "queue_monitor_alert"]
 
 
-async def test_queue_monitor_asks_for_one_alert_per_address_per_window(
+async def test_queue_monitor_sends_one_alert_per_address_per_window(
     postgres: EmbeddedPostgres, fresh_database: Callable[..., str], redis_url: str,
+    tmp_path: Path,
 ) -> None:
     settings = node_settings(postgres, fresh_database("monitor"), redis_url,
                              ENABLE_DATASETS_QUEUE_MONITOR=True, QUEUE_MONITOR_THRESHOLD=3,
                              QUEUE_MONITOR_ALERT_EMAILS="ops@example.com, oncall@example.com",
-                             QUEUE_MONITOR_INTERVAL=60)
+                             QUEUE_MONITOR_INTERVAL=60, MAIL_OUTBOX_DIR=tmp_path)
     # no indexing processor runs: what is asked for stays in the backlog
-    async with running_node(settings, roles=["relay", "commands", "projections"]) as node:
+    roles = ["relay", "commands", "projections", "mail.outbox"]
+    async with running_node(settings, roles=roles) as node:
         auth = await node.setup_and_login()
         token = (await node.client.post("/console/api/datasets/api-keys", headers=auth)).json()
         key = {"Authorization": f"Bearer {token['token']}"}
@@ -172,7 +177,19 @@ async def test_queue_monitor_asks_for_one_alert_per_address_per_window(
         await run_job(node.container, monitor)  # the same window: nothing more
         mails = await alert_mails(node)
         assert sorted(m.to for m in mails) == ["oncall@example.com", "ops@example.com"]
-        assert mails[0].params["queue_length"] == 3 and mails[0].params["threshold"] == 3
+        assert mails[0].params["pending_tasks_count"] == 3 and mails[0].params["threshold"] == 3
+
+        def sent() -> list[EmailMessage]:
+            return [message_from_bytes(f.read_bytes(), policy=policy.default)
+                    for f in tmp_path.glob("*.eml")]  # type: ignore[misc]
+
+        async def both_sent() -> list[EmailMessage] | None:
+            return found if len(found := sent()) == 2 else None
+
+        delivered = await eventually(both_sent)
+        assert sorted(m["To"] for m in delivered) == ["oncall@example.com", "ops@example.com"]
+        body = delivered[0].get_body(("plain",))
+        assert body is not None and "has 3 pending tasks" in body.get_content()
 
 
 async def _at_least(measure: Callable[[], Any], n: int) -> bool:

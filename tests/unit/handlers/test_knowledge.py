@@ -856,5 +856,5 @@ def test_an_indexing_backlog_alert_asks_for_one_mail_per_address(world: World) -
     assert [(m.template, m.to) for m in asked] == [  # type: ignore[attr-defined]
         ("queue_monitor_alert", "ops@example.com"), ("queue_monitor_alert", "oncall@example.com")]
     assert asked[0].params == {  # type: ignore[attr-defined]
-        "queue_name": "dataset", "queue_length": 250, "threshold": 200,
+        "queue_name": "dataset", "pending_tasks_count": 250, "threshold": 200,
         "alert_time": "2026-12-05 08:00:00"}
