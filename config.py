@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     # came to) and how long they work, in seconds
     FILES_URL: str = ""
     FILES_ACCESS_TIMEOUT: int = Field(default=300, ge=1)
+    # Webhook triggers: the largest request body a webhook accepts (bytes, Dify's default)
+    WEBHOOK_REQUEST_BODY_MAX_SIZE: int = Field(default=10 * 1024 * 1024, ge=1)
     # Longest text accepted by create-by-text / update-by-text, and per segment content /
     # answer (characters); longer input is refused before anything is stored
     DOCUMENT_TEXT_MAX_LENGTH: int = Field(default=1_000_000, ge=1)
