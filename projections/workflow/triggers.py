@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -62,7 +62,7 @@ async def sync_triggers(conn: AsyncConnection, app_id: UUID) -> None:
             # its first tick after the publish: publishing never fires a tick gone by
             await conn.execute(insert(workflow_schedules).values(
                 node_id=node_id, cron_expression=cron.expression, timezone=cron.timezone,
-                next_fire_at=cron.next_after(published["published_at"]), **of_version))
+                next_fire_at=cron.next_after(_utc(published["published_at"])), **of_version))
         else:
             await conn.execute(insert(workflow_webhooks).values(
                 id=trigger_id_for(app_id, node_id), node_id=node_id, config=data,
@@ -81,10 +81,15 @@ async def schedule_fired(conn: AsyncConnection, e: Envelope[ev.WorkflowRunStarte
     if row is None:
         return
     following = Cron(row["cron_expression"], row["timezone"]).next_after(p.scheduled_at)
-    if following > row["next_fire_at"]:
+    if following > _utc(row["next_fire_at"]):
         await conn.execute(update(workflow_schedules).where(
             workflow_schedules.c.app_id == p.app_id,
             workflow_schedules.c.node_id == p.root_node_id).values(next_fire_at=following))
+
+
+def _utc(moment: datetime) -> datetime:
+    # a rebuild folds into SQLite, whose timestamps come back naive (written as UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # --- queries -------------------------------------------------------------------------------
