@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     # came to) and how long they work, in seconds
     FILES_URL: str = ""
     FILES_ACCESS_TIMEOUT: int = Field(default=300, ge=1)
+    # Webhook triggers: the largest request body a webhook accepts (bytes, Dify's default)
+    WEBHOOK_REQUEST_BODY_MAX_SIZE: int = Field(default=10 * 1024 * 1024, ge=1)
     # Longest text accepted by create-by-text / update-by-text, and per segment content /
     # answer (characters); longer input is refused before anything is stored
     DOCUMENT_TEXT_MAX_LENGTH: int = Field(default=1_000_000, ge=1)
@@ -207,9 +209,10 @@ class Settings(BaseSettings):
     QUEUE_MONITOR_THRESHOLD: int = Field(default=200, ge=1)
     QUEUE_MONITOR_ALERT_EMAILS: str = ""  # comma-separated
     QUEUE_MONITOR_INTERVAL: float = Field(default=30, gt=0)
-    # workflow_schedule_task: fires the schedule triggers that are due; interval in minutes
+    # poll_workflow_schedules: fires the schedule triggers that are due; interval in minutes
+    # (a tick's run starts at most that late: Eddy polls every 15 s, Dify every minute)
     ENABLE_WORKFLOW_SCHEDULE_POLLER_TASK: bool = True
-    WORKFLOW_SCHEDULE_POLLER_INTERVAL: float = Field(default=1, gt=0)
+    WORKFLOW_SCHEDULE_POLLER_INTERVAL: float = Field(default=0.25, gt=0)
 
     # Accounts
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=60, ge=1)

@@ -17,6 +17,7 @@ Large node inputs/outputs are put in storage and referenced (`outputs_ref`)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -66,7 +67,7 @@ class WorkflowPublished(EventPayload):
 
 class WorkflowRunStarted(EventPayload):
     """The engine's work: run `workflow_id`'s graph. `system` holds the `sys.*` variables;
-    `triggered_from` is Dify's (`debugging`, `app-run`)."""
+    `triggered_from` is Dify's (`debugging`, `app-run`, `webhook`, `schedule`)."""
 
     app_id: UUID
     workflow_id: UUID
@@ -88,6 +89,10 @@ class WorkflowRunStarted(EventPayload):
     # previous run left them (its definitions' defaults on the first turn)
     conversation_variables: dict[str, Any] = {}
     version: str = ""  # the workflow version's Dify version string (what run lists show)
+    # a webhook or schedule run (`triggered_from`): the trigger node it starts from, and a
+    # schedule's tick (which moves the schedule's next fire time on)
+    root_node_id: str | None = None
+    scheduled_at: datetime | None = None
 
 
 class WorkflowNodeStarted(EventPayload):

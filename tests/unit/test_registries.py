@@ -238,6 +238,7 @@ def test_jobs_come_from_the_backbone_and_the_manifests_each_name_once() -> None:
                                   "datasets-queue-monitor", "clean_messages",
                                   "clean_unused_datasets_task",
                                   "time_out_human_input_forms", "fail_overdue_workflow_runs",
+                                  "poll_workflow_schedules",
                                   "send_digest"}
     with pytest.raises(ValueError,
                        match="newsletter: job 'trim_consumed_messages' is declared twice"):

@@ -81,6 +81,10 @@ def test_switched_off_jobs_are_not_scheduled() -> None:
     assert ASSEMBLY.jobs["clean_messages"].schedule_in(on) == Cron("0 4 */2 * *")
     assert ASSEMBLY.jobs["clean_unused_datasets_task"].schedule_in(on) == Cron("0 3 */2 * *")
     assert ASSEMBLY.jobs["datasets-queue-monitor"].schedule_in(on) == 300.0
+    poller = ASSEMBLY.jobs["poll_workflow_schedules"]
+    assert poller.schedule_in(off) == 15.0  # on by default, as Dify's
+    assert poller.schedule_in(Settings(SECRET_KEY="k" * 32,
+                                       ENABLE_WORKFLOW_SCHEDULE_POLLER_TASK=False)) is None
 
 
 async def test_one_lease_holder_at_a_time() -> None:

@@ -19,6 +19,7 @@ from projections.workflow.runs.tables import (
     workflow_node_executions,
     workflow_runs,
 )
+from projections.workflow.triggers import schedule_fired
 from schemas.workflow import events as ev
 from schemas.workflow.naming import workflow_app_log_id_for
 
@@ -63,6 +64,8 @@ async def project_run_started(conn: AsyncConnection, e: Envelope[ev.WorkflowRunS
         created_by_role=role, created_by=created_by, session_id=p.user,
         conversation_id=p.conversation_id, message_id=p.message_id,
         created_at=e.occurred_at))
+    if p.triggered_from == "schedule":
+        await schedule_fired(conn, e)
 
 
 async def _run(conn: AsyncConnection, run_id: UUID) -> dict[str, Any]:
