@@ -58,6 +58,9 @@ NO_TENANT_RESOURCE = {
     "POST /console/api/email-code-login": "public: mails a login code to an e-mail",
     "POST /console/api/email-code-login/validity": "public: the mailed code is the credential",
     "POST /console/api/logout": "ends the caller's own session (B's, which the matrix uses)",
+    **{f"{method} /triggers/webhook/{{webhook_id}}":
+       "the signed webhook id is the credential (Dify's webhook URL), not a key"
+       for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")},
     "GET /console/api/activate/check": "the invitation's token is the credential",
     "POST /console/api/activate": "the invitation's token is the credential",
     "GET /health": "liveness, no data", "GET /ready": "readiness, no data",
@@ -399,6 +402,9 @@ ROWS: dict[str, Row] = {
     "GET /v1/form/human_input/{form_token}": plain,
     "POST /v1/form/human_input/{form_token}": body(lambda i: {
         "inputs": {"note": "b"}, "action": "approve", "user": "alice"}),
+    "GET /console/api/apps/{app_id}/triggers": plain,
+    "GET /console/api/apps/{app_id}/workflows/triggers/webhook":
+        query(lambda i: {"node_id": "start"}),
     "GET /v1/conversations/{conversation_id}/variables": query(lambda i: {"user": "alice"}),
     "PUT /v1/conversations/{conversation_id}/variables/{variable_id}":
         body(lambda i: {"value": "b", "user": "alice"}),
@@ -408,7 +414,7 @@ ROWS: dict[str, Row] = {
 def path_value(name: str, route: str, ids: dict[str, str]) -> str:
     """A's value for a path parameter of `route`: the resource of A the route would reach."""
     if name == "app_id":
-        mode = ("workflow" if re.search(r"/workflow|/export|check-dependencies", route)
+        mode = ("workflow" if re.search(r"/workflow|/export|check-dependencies|/triggers", route)
                 and "advanced-chat" not in route else
                 "advanced-chat" if "advanced-chat" in route else "chat")
         return ids[f"{mode} app"]

@@ -1,14 +1,14 @@
 """Command outcomes name the workspace that sent the command, so a command's status is read
 only with that workspace's credentials (older outcomes, without it, are read by no one).
 
-Revision ID: 0025
-Revises: 0022
+Revision ID: 0026
+Revises: 0025
 """
 
 from alembic import op
 
-revision = "0025"
-down_revision = "0022"  # the lead re-chains it after 0023-0024 at merge
+revision = "0026"
+down_revision = "0025"
 branch_labels = None
 depends_on = None
 
