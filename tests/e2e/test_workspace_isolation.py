@@ -915,3 +915,33 @@ async def test_an_idempotency_key_of_a_is_a_new_request_for_b(
         listed = await ok(await http.get("/console/api/apps", headers=ws.console,
                                          params={"name": "Keyed"}))
         assert [x["id"] for x in listed["data"]] == [app["id"]]
+
+
+# --- one account in both ------------------------------------------------------------------------
+
+
+async def test_an_account_in_both_workspaces_reaches_only_the_one_it_works_in(
+        http: httpx.AsyncClient, workspaces: tuple[Workspace, Workspace]) -> None:
+    """A's owner, invited into B and switched there: its console token reaches B's apps
+    alone, A's are not found until it switches back. (Last in the module: A's owner stays a
+    member of B.)"""
+    a, b = workspaces
+    invited = await ok(await http.post(
+        "/console/api/workspaces/current/members/invite-email", headers=b.console,
+        json={"emails": [A_OWNER], "role": "editor", "language": "en-US"}))
+    assert invited["invitation_results"][0]["status"] == "success", invited
+    a_app = f"/console/api/apps/{a.ids['chat app']}"
+    for tenant_id, reaches_a in ((b.tenant_id, False), (a.tenant_id, True)):
+        await ok(await http.post("/console/api/workspaces/switch", headers=a.console,
+                                 json={"tenant_id": str(tenant_id)}))
+        current = await ok(await http.get("/console/api/workspaces/current",
+                                          headers=a.console))
+        assert current["id"] == str(tenant_id)
+        listed = await ok(await http.get("/console/api/apps", headers=a.console))
+        assert (SECRET_WORD in str(listed)) is reaches_a
+        assert ("Rival chat" in str(listed)) is not reaches_a
+        assert (await http.get(a_app, headers=a.console)).status_code == (
+            200 if reaches_a else 404)
+        runs = f"/console/api/apps/{a.ids['workflow app']}/workflow-runs/{a.ids['workflow run']}"
+        assert (await http.get(runs, headers=a.console)).status_code == (
+            200 if reaches_a else 404)
