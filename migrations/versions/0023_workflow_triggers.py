@@ -11,7 +11,7 @@ from alembic import op
 from migrations.read_models import read_model_schemas
 
 revision = "0023"
-down_revision = "0021"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
