@@ -24,6 +24,7 @@ class Mode(StrEnum):
     API = "api"
     WORKER = "worker"
     SCHEDULER = "scheduler"
+    BEAT = "beat"  # Dify's entrypoint name for the scheduler (Celery beat)
     MIGRATION = "migration"
     JOB = "job"
     ALL = "all"
@@ -185,11 +186,63 @@ class Settings(BaseSettings):
     COMMAND_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
     PROJECTION_WAIT_SECONDS: float = Field(default=10.0, gt=0)
 
+    # The scheduler (`eddy scheduler`): its leader's lease; a standby takes over this long
+    # after the leader stops renewing it (seconds)
+    SCHEDULER_LEASE_SECONDS: int = Field(default=10, ge=2)
+    # Dify's scheduled tasks (Celery beat's entries), same switches, names and defaults.
+    # The daily ones run every CELERY_BEAT_SCHEDULER_TIME days (UTC).
+    CELERY_BEAT_SCHEDULER_TIME: int = Field(default=1, ge=1, le=31)
+    # clean_messages: messages and workflow runs older than the retention leave the read
+    # models and every answer (a MessagesExpired / WorkflowRunExpired event each)
+    ENABLE_CLEAN_MESSAGES: bool = False
+    SANDBOX_EXPIRED_RECORDS_RETENTION_DAYS: int = Field(default=30, ge=1)
+    SANDBOX_EXPIRED_RECORDS_CLEAN_BATCH_SIZE: int = Field(default=1000, ge=1)
+    # clean_unused_datasets_task: datasets no document change, retrieval or app in use touched
+    # for this many days have their documents disabled (they leave retrieval)
+    ENABLE_CLEAN_UNUSED_DATASETS_TASK: bool = False
+    PLAN_SANDBOX_CLEAN_DAY_SETTING: int = Field(default=30, ge=1)
+    # Accepted for Dify's .env: Eddy keeps no embedding cache (see the README)
+    ENABLE_CLEAN_EMBEDDING_CACHE_TASK: bool = False
+    # datasets-queue-monitor: an alert mail to each address when the indexing backlog
+    # reaches the threshold (one per interval while it lasts); interval in minutes
+    ENABLE_DATASETS_QUEUE_MONITOR: bool = False
+    QUEUE_MONITOR_THRESHOLD: int = Field(default=200, ge=1)
+    QUEUE_MONITOR_ALERT_EMAILS: str = ""  # comma-separated
+    QUEUE_MONITOR_INTERVAL: float = Field(default=30, gt=0)
+    # poll_workflow_schedules: fires the schedule triggers that are due; interval in minutes
+    # (a tick's run starts at most that late: Eddy polls every 15 s, Dify every minute)
+    ENABLE_WORKFLOW_SCHEDULE_POLLER_TASK: bool = True
+    WORKFLOW_SCHEDULE_POLLER_INTERVAL: float = Field(default=0.25, gt=0)
+
     # Accounts
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=60, ge=1)
     REFRESH_TOKEN_EXPIRE_DAYS: int = Field(default=30, ge=1)
     LOGIN_LOCKOUT_ATTEMPTS: int = Field(default=5, ge=1)
     LOGIN_LOCKOUT_DURATION: int = Field(default=86400, ge=1, description="seconds")
+    RESET_PASSWORD_TOKEN_EXPIRY_MINUTES: int = Field(default=5, ge=1)
+    EMAIL_CODE_LOGIN_TOKEN_EXPIRY_MINUTES: int = Field(default=5, ge=1)
+    FORGOT_PASSWORD_LOCKOUT_DURATION: int = Field(default=86400, ge=1, description="seconds")
+    EMAIL_SEND_IP_LIMIT_PER_MINUTE: int = Field(default=50, ge=1)
+    # How long an invitation's activation link works
+    INVITE_EXPIRY_HOURS: int = Field(default=72, ge=1)
+    # Links in mails (an invitation's activation page) point at the console here
+    CONSOLE_WEB_URL: str = "http://localhost:3000"
+
+    # Mail (Dify names): MAIL_TYPE=outbox writes each mail as an .eml file into
+    # MAIL_OUTBOX_DIR (default EDDY_DATA_DIR/outbox); smtp hands it to SMTP_SERVER
+    MAIL_TYPE: Literal["outbox", "smtp"] = "outbox"
+    MAIL_DEFAULT_SEND_FROM: str = "Dify <no-reply@dify.local>"
+    MAIL_OUTBOX_DIR: Path | None = None
+    SMTP_SERVER: str = ""
+    SMTP_PORT: int = Field(default=465, ge=1, le=65535)
+    SMTP_USERNAME: str = ""
+    SMTP_PASSWORD: str = ""
+    SMTP_USE_TLS: bool = False
+    SMTP_OPPORTUNISTIC_TLS: bool = False
+    # A mail server that is down or answers 4xx: each mail is tried this many times, waiting
+    # MAIL_RETRY_BACKOFF_SECONDS, doubled each time (at most a minute), then dead-lettered
+    MAIL_SEND_MAX_ATTEMPTS: int = Field(default=6, ge=1)
+    MAIL_RETRY_BACKOFF_SECONDS: float = Field(default=2.0, gt=0)
 
     @field_validator("KAFKA_BOOTSTRAP_SERVERS")
     @classmethod
@@ -229,6 +282,8 @@ class Settings(BaseSettings):
         if self.EMBEDDING_PROVIDER == "openai_compatible" and not self.EMBEDDING_API_BASE:
             raise ConfigError(
                 "EMBEDDING_API_BASE must be set when EMBEDDING_PROVIDER=openai_compatible")
+        if self.MAIL_TYPE == "smtp" and not self.SMTP_SERVER:
+            raise ConfigError("SMTP_SERVER must be set when MAIL_TYPE=smtp")
 
     def as_env(self, **extra: str) -> dict[str, str]:
         """These settings as environment variables, for child processes of the same node
@@ -237,6 +292,9 @@ class Settings(BaseSettings):
                for name, value in self.model_dump().items() if value is not None}
         env["EVENT_BUS"] = self.bus.value
         return {**env, **extra}
+
+    def outbox_dir(self) -> Path:
+        return self.MAIL_OUTBOX_DIR or self.EDDY_DATA_DIR / "outbox"
 
     def database_dsn(self) -> str:
         """asyncpg-style DSN (postgresql://...)."""

@@ -26,7 +26,12 @@ from workers.workflow.forms import (
     time_out_human_input_forms,
 )
 from workers.workflow.processors import SWEEP_EVERY_SECONDS, fail_overdue_runs, run_processor
-from workers.workflow.schedules import POLL_SECONDS, poll_workflow_schedules
+from workers.workflow.retention import clean_messages, clean_messages_schedule
+from workers.workflow.schedules import poll_workflow_schedules, poller_schedule
+from workers.workflow.unused_datasets import (
+    clean_unused_datasets,
+    clean_unused_datasets_schedule,
+)
 
 # A run's messages (all on its WorkflowRun aggregate: one run's in order): the engine drives
 # the run from its history (a paused run stopped: it streams the end).
@@ -65,9 +70,12 @@ WORKFLOW = ContextManifest(
              conversation_variables.router, trigger_routes.router,
              trigger_routes.console_router],
     work=[RUNS, CHATFLOW, FORM_DEADLINES],
-    jobs=[Job("fail_overdue_workflow_runs", every=SWEEP_EVERY_SECONDS, run=fail_overdue_runs),
-          Job("time_out_human_input_forms", every=FORM_TIMEOUT_CHECK_SECONDS,
+    jobs=[Job("fail_overdue_workflow_runs", schedule=SWEEP_EVERY_SECONDS, run=fail_overdue_runs),
+          Job("clean_messages", schedule=clean_messages_schedule, run=clean_messages),
+          Job("clean_unused_datasets_task", schedule=clean_unused_datasets_schedule,
+              run=clean_unused_datasets),
+          Job("time_out_human_input_forms", schedule=FORM_TIMEOUT_CHECK_SECONDS,
               run=time_out_human_input_forms),
           # schedule triggers (ENABLE_WORKFLOW_SCHEDULE_POLLER_TASK)
-          Job("poll_workflow_schedules", POLL_SECONDS, poll_workflow_schedules)],
+          Job("poll_workflow_schedules", schedule=poller_schedule, run=poll_workflow_schedules)],
 )

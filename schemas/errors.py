@@ -313,6 +313,116 @@ class LoginRateLimited(EddyError):
     )
 
 
+class AccountNotFound(EddyError):
+    # Dify's AccountNotFound: an e-mail with no account, where registering is off (as on a
+    # self-hosted Dify by default).
+    code, status, default_message = "account_not_found", 400, "Account not found."
+
+
+class EmailSendIpLimited(EddyError):
+    code, status, default_message = (
+        "email_send_ip_limit", 429,
+        "Too many emails have been sent from this IP address recently. Please try again later.",
+    )
+
+
+class PasswordResetRateLimited(EddyError):
+    code, status = "password_reset_rate_limit_exceeded", 429
+    default_message = ("Too many password reset emails have been sent. "
+                       "Please try again in 1 minutes.")
+
+
+class EmailCodeLoginRateLimited(EddyError):
+    code, status = "email_code_login_rate_limit_exceeded", 429
+    default_message = "Too many login emails have been sent. Please try again in 5 minutes."
+
+
+class PasswordResetLimited(EddyError):
+    # Too many wrong reset codes for one e-mail.
+    code, status, default_message = (
+        "email_password_reset_limit", 429,
+        "Too many failed password reset attempts. Please try again in 24 hours.",
+    )
+
+
+class InvalidOrExpiredToken(EddyError):
+    code, status, default_message = (
+        "invalid_or_expired_token", 400, "The token is invalid or has expired.")
+
+
+class InvalidEmail(EddyError):
+    code, status, default_message = "invalid_email", 400, "The email address is not valid."
+
+
+class EmailCodeInvalid(EddyError):
+    code, status, default_message = "email_code_error", 400, "Email code is invalid or expired."
+
+
+class PasswordMismatch(EddyError):
+    code, status, default_message = "password_mismatch", 400, "The passwords do not match."
+
+
+class RepeatPasswordMismatch(EddyError):
+    code, status, default_message = (
+        "repeat_password_not_match", 400, "New password and repeat password does not match.")
+
+
+class CurrentPasswordIncorrect(EddyError):
+    code, status, default_message = (
+        "current_password_incorrect", 400, "Current password is incorrect.")
+
+
+# --- workspaces and members (Dify's codes and messages) ------------------------------------
+
+
+class InvalidRole(EddyError):
+    code, status, default_message = "invalid-role", 400, "Invalid role"
+
+
+class CannotOperateSelf(EddyError):
+    code, status, default_message = "cannot-operate-self", 400, "Cannot operate self."
+
+
+class MemberNotInTenant(NotFound):
+    code, default_message = "member-not-found", "Member not in tenant."
+
+
+class RoleAlreadyAssigned(BadRequest):
+    default_message = "The provided role is already assigned to the member."
+
+
+class AccountAlreadyInTenant(EddyError):
+    # Dify answers it inside an invitation's results (a success that links to sign-in).
+    code, status, default_message = (
+        "account_already_in_tenant", 400, "Account already in tenant.")
+
+
+class AccountNotLinkTenant(EddyError):
+    code, status, default_message = "account_not_link_tenant", 403, "Account not link tenant."
+
+
+class NotOwner(EddyError):
+    code, status, default_message = "not_owner", 400, "You are not the owner of the workspace."
+
+
+class CannotTransferOwnerToSelf(EddyError):
+    code, status, default_message = (
+        "cannot_transfer_owner_to_self", 400, "You cannot transfer ownership to yourself.")
+
+
+class NotInWorkspace(EddyError):
+    # What an ownership transfer to a non-member answers (Dify's console auth
+    # MemberNotInTenantError, unlike the members routes' 404).
+    code, status, default_message = (
+        "member_not_in_tenant", 400, "The member is not in the workspace.")
+
+
+class AlreadyActivated(EddyError):
+    code, status, default_message = (
+        "already_activate", 403,
+        "Auth Token is invalid or account already activated, please check again.")
+
+
 class ProviderNotInitialized(EddyError):
     # Dify's ProviderNotInitializeError: the workspace has no model of the type asked for.
     code, status, default_message = (

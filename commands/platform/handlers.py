@@ -1,4 +1,4 @@
-"""Command handlers of the platform context: setup, apps, API keys.
+"""Command handlers of the platform context: setup, workspaces and members, apps, API keys.
 
 A handler gets the command payload and a unit of work; it returns the result the gateway
 answers with. Raising an EddyError rejects the command and records nothing.
@@ -9,13 +9,15 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from commands.mail.aggregates import request_mail
 from commands.platform.aggregates import Account, ApiKey, App, Setup, Workspace
 from commands.registry import command_handlers
 from commands.unit_of_work import UnitOfWork
-from schemas.errors import NotFound
+from schemas.errors import AccountNotLinkTenant, NotFound
+from schemas.mail.naming import mail_id_for
 from schemas.platform import commands as cmd
 from schemas.platform import events as ev
-from schemas.platform.naming import SETUP_ID
+from schemas.platform.naming import SETUP_ID, account_id_for
 
 
 def setup_platform(c: cmd.SetupPlatform, uow: UnitOfWork) -> dict[str, Any]:
@@ -36,6 +38,108 @@ def create_workspace(c: cmd.CreateWorkspace, uow: UnitOfWork) -> dict[str, Any]:
         raise NotFound("Account not found.")
     uow.get(Workspace, c.workspace_id).create(c.name, c.owner_account_id, uow.ctx)
     return {"workspace_id": str(c.workspace_id), "account_id": str(c.owner_account_id)}
+
+
+# --- account flows: forgot password, e-mail code login, password change ---------------------
+
+
+def request_password_reset(c: cmd.RequestPasswordReset, uow: UnitOfWork) -> dict[str, Any]:
+    account = uow.get(Account, c.account_id)
+    account.ensure_active()  # before the mail is asked for
+    mail_id = request_mail(uow, "reset_password", "reset_password", account.email,
+                           language=c.language, params={"expiry_minutes": c.expiry_minutes},
+                           sealed_params=c.sealed_params)
+    account.password_reset_requested(mail_id, uow.ctx)
+    return {"mail_id": str(mail_id)}
+
+
+def request_email_code_login(c: cmd.RequestEmailCodeLogin, uow: UnitOfWork) -> dict[str, Any]:
+    account = uow.get(Account, c.account_id)
+    account.ensure_active()
+    mail_id = request_mail(uow, "email_code_login", "email_code_login", account.email,
+                           language=c.language, params={"expiry_minutes": c.expiry_minutes},
+                           sealed_params=c.sealed_params)
+    account.email_code_login_requested(mail_id, uow.ctx)
+    return {"mail_id": str(mail_id)}
+
+
+def change_password(c: cmd.ChangePassword, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(Account, c.account_id).change_password(c.credentials_id, uow.ctx)
+    return {"account_id": str(c.account_id)}
+
+
+# --- members ---------------------------------------------------------------------------------
+
+INVITATION = "invite"  # the invitation mail's purpose (one per InviteMember command)
+
+
+def invite_member(c: cmd.InviteMember, uow: UnitOfWork) -> dict[str, Any]:
+    account = uow.get(Account, account_id_for(c.email))
+    workspace = uow.get(Workspace, c.workspace_id)
+    if not account.exists:  # a refused invitation records none of it
+        account.create_pending(c.email, c.language, uow.ctx)
+    mail_id = mail_id_for(uow.ctx.causation_id, INVITATION)
+    joined = workspace.invite(account, c.role, mail_id, uow.ctx)
+    inviter = uow.get(Account, uow.ctx.actor_id) if uow.ctx.actor_id else None
+    params = {"inviter_name": inviter.name if inviter else "Dify",
+              "workspace_name": workspace.name}
+    # A pending account activates through the link; an active one only signs in.
+    pending = account.status == "pending"
+    request_mail(uow, INVITATION, "invite_member", account.email, language=account.language,
+                 params=params if pending else {**params, "url": c.signin_url},
+                 sealed_params=c.sealed_activation if pending else None)
+    return {"account_id": str(account.id), "activation": pending, "joined": joined}
+
+
+def update_member_role(c: cmd.UpdateMemberRole, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(Workspace, c.workspace_id).update_member_role(c.account_id, c.role, uow.ctx)
+    return {"result": "success"}
+
+
+def remove_member(c: cmd.RemoveMember, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(Workspace, c.workspace_id).remove_member(c.account_id, uow.ctx)
+    return {"result": "success"}
+
+
+def request_owner_transfer_code(c: cmd.RequestOwnerTransferCode,
+                                uow: UnitOfWork) -> dict[str, Any]:
+    workspace = uow.get(Workspace, c.workspace_id)
+    workspace.ensure_owned_by_actor(uow.ctx)
+    assert uow.ctx.actor_id is not None
+    owner = uow.get(Account, uow.ctx.actor_id)
+    mail_id = request_mail(uow, "owner_transfer_confirm", "owner_transfer_confirm",
+                           owner.email, language=c.language,
+                           params={"WorkspaceName": workspace.name,
+                                   "expiry_minutes": c.expiry_minutes},
+                           sealed_params=c.sealed_params)
+    return {"mail_id": str(mail_id)}
+
+
+def transfer_ownership(c: cmd.TransferOwnership, uow: UnitOfWork) -> dict[str, Any]:
+    workspace = uow.get(Workspace, c.workspace_id)
+    workspace.transfer_ownership(c.account_id, uow.ctx)
+    assert uow.ctx.actor_id is not None
+    new, old = uow.get(Account, c.account_id), uow.get(Account, uow.ctx.actor_id)
+    request_mail(uow, "owner_transfer_new", "owner_transfer_new_notify", new.email,
+                 language=new.language, params={"WorkspaceName": workspace.name})
+    request_mail(uow, "owner_transfer_old", "owner_transfer_old_notify", old.email,
+                 language=old.language,
+                 params={"WorkspaceName": workspace.name, "NewOwnerEmail": new.email})
+    return {"result": "success"}
+
+
+def switch_workspace(c: cmd.SwitchWorkspace, uow: UnitOfWork) -> dict[str, Any]:
+    if c.account_id != uow.ctx.actor_id:
+        raise AccountNotLinkTenant()  # an account switches only itself
+    uow.get(Account, c.account_id).switch_workspace(uow.get(Workspace, c.workspace_id),
+                                                    uow.ctx)
+    return {"workspace_id": str(c.workspace_id)}
+
+
+def activate_account(c: cmd.ActivateAccount, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(Account, c.account_id).activate(c.name, c.interface_language, c.timezone,
+                                            c.credentials_id, uow.ctx)
+    return {"account_id": str(c.account_id)}
 
 
 def create_app(c: cmd.CreateApp, uow: UnitOfWork) -> dict[str, Any]:
@@ -112,7 +216,10 @@ def set_default_models(c: cmd.SetDefaultModels, uow: UnitOfWork) -> dict[str, An
 
 
 HANDLERS = command_handlers(
-    setup_platform, create_workspace, create_app, update_app, delete_app, create_api_key,
+    setup_platform, create_workspace, invite_member, update_member_role, remove_member,
+    request_owner_transfer_code, transfer_ownership, switch_workspace, activate_account,
+    request_password_reset, request_email_code_login, change_password, create_app, update_app,
+    delete_app, create_api_key,
     revoke_api_key, save_provider_credentials, delete_provider_credentials, save_custom_model,
     delete_custom_model, set_default_models,
 )

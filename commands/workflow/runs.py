@@ -93,5 +93,9 @@ def update_conversation_variable(c: cmd.UpdateConversationVariable,
     return {"workflow_run_id": str(c.run_id), "name": c.name}
 
 
+def expire_workflow_run(c: cmd.ExpireWorkflowRun, uow: UnitOfWork) -> dict[str, Any]:
+    return {"run_id": str(c.run_id), "expired": uow.get(WorkflowRun, c.run_id).expire(uow.ctx)}
+
+
 HANDLERS = command_handlers(start_workflow_run, stop_workflow_run,
-                            update_conversation_variable)
+                            update_conversation_variable, expire_workflow_run)

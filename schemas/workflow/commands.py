@@ -103,6 +103,12 @@ class TimeOutHumanInput(CommandPayload):
 # --- conversation variables (chatflow) -----------------------------------------------------
 
 
+class ExpireWorkflowRun(CommandPayload):
+    """The retention job's: this ended run is past the retention."""
+
+    run_id: UUID
+
+
 class UpdateConversationVariable(CommandPayload):
     """Set a chatflow conversation's variable (Service API PUT …/variables/{variable_id}), on
     `run_id`, the run that last left the conversation's variables."""

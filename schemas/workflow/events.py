@@ -211,6 +211,12 @@ class WorkflowRunStopped(EventPayload):
     total_steps: int = 0
 
 
+class WorkflowRunExpired(EventPayload):
+    """An ended run past the retention (ENABLE_CLEAN_MESSAGES,
+    SANDBOX_EXPIRED_RECORDS_RETENTION_DAYS): it leaves the read models (run, node executions,
+    app log) and every answer. Its events stay in the store (README: retention)."""
+
+
 def conversation_variables_left(history: list[EventPayload]) -> dict[str, Any] | None:
     """The conversation variables as a run left them: those it started with, changed by each
     node that wrote some (a variable assigner's write stands even if a later node fails, as

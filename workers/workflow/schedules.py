@@ -21,18 +21,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commands.executor import execute
 from commands.registry import CommandHandlers
+from config import Settings
 from events.store import EventStore
 from projections.workflow.triggers import DueSchedule, due_schedules
 from schemas.base import CommandEnvelope
 from schemas.workflow import commands as cmd
 from schemas.workflow.naming import scheduled_run_ids
+from workers.declarations import Schedule
 from workflow_graph.triggers import schedule_inputs
 
 log = logging.getLogger(__name__)
-# How often the job looks (Dify's WORKFLOW_SCHEDULE_POLLER_INTERVAL is 1 minute): a tick's
-# run starts at most this late.
-POLL_SECONDS = 15.0
 BATCH = 100  # Dify's WORKFLOW_SCHEDULE_POLLER_BATCH_SIZE
+
+
+def poller_schedule(settings: Settings) -> Schedule | None:
+    """Every WORKFLOW_SCHEDULE_POLLER_INTERVAL minutes (a tick's run starts at most that
+    late), unless ENABLE_WORKFLOW_SCHEDULE_POLLER_TASK switches the poller off."""
+    return settings.WORKFLOW_SCHEDULE_POLLER_INTERVAL * 60 \
+        if settings.ENABLE_WORKFLOW_SCHEDULE_POLLER_TASK else None
 
 
 async def poll_workflow_schedules(*, engine: AsyncEngine, store: EventStore,
