@@ -164,7 +164,9 @@ def _operation(run: Run) -> Run:
         try:
             return on_servers(servers_of_running_up(settings), args)
         except operations.OperationError as exc:
-            print(f"eddy {args.command} {args.action}: {exc}", file=sys.stderr)
+            action = getattr(args, "action", None)
+            print(f"eddy {args.command}{f' {action}' if action else ''}: {exc}",
+                  file=sys.stderr)
             return exc.code
 
     return operate
@@ -304,12 +306,32 @@ def _add_projections(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     rollback.add_argument("projection", choices=names)
 
 
+def _add_dify_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Dify's operator commands (its api/commands.py), with its names and options."""
+    for name, text, run, options in (
+            ("create-tenant", "Create account and tenant.", operations.create_tenant,
+             (("--email", "Tenant account email."), ("--name", "Workspace name."),
+              ("--language", "Account language, default: en-US."))),
+            ("reset-password", "Reset the account password.", operations.reset_password,
+             (("--email", "Account email to reset password for"),
+              ("--new-password", "New password"), ("--password-confirm",
+                                                   "Confirm new password"))),
+            ("reset-email", "Reset the account email.", operations.reset_email,
+             (("--email", "Current account email"), ("--new-email", "New email"),
+              ("--email-confirm", "Confirm new email")))):
+        command = sub.add_parser(name, help=text)
+        command.set_defaults(run=_operation(run))
+        for option, option_help in options:
+            command.add_argument(option, help=option_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eddy", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     _add_roles(sub)
     _add_operations(sub)
     _add_projections(sub)
+    _add_dify_commands(sub)
     return parser
 
 

@@ -9,7 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -17,11 +17,15 @@ import orjson
 from config import Settings
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
     import psycopg
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from bootstrap import Container
     from events.listing import EventFilter
     from events.replay import ReplayPlan
+    from schemas.base import CommandPayload
     from workers.dead_letters import DeadLetterQueues
 
 T = TypeVar("T")
@@ -544,3 +548,181 @@ def settle_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
             print(f"[{done}/{len(letters)}] {letter.topic} {letter.id} {verb}", flush=True)
 
     return _on_dead_letters(settings, work)
+
+
+# --- Dify's operator commands (its api/commands.py): accounts and workspaces ------------------
+# Same names, options, prompts and messages as Dify's; a refusal is printed to stderr with
+# exit code 1 (Dify prints it in red and exits 0). Each change of domain state is a command
+# executed against the event store here, as the commands consumer group would: the running
+# node's relay and projectors carry it to the read models.
+
+
+def _ask(value: str | None, label: str, *, secret: bool = False) -> str:
+    """An option's value, prompted for when it was not given (as Dify's `prompt=True`)."""
+    import getpass
+
+    if value is not None:
+        return value
+    if not sys.stdin.isatty():
+        raise OperationError(f"--{label.lower().replace(' ', '-')} is required")
+    return getpass.getpass(f"{label}: ") if secret else input(f"{label}: ")
+
+
+def _confirmed(question: str) -> bool:
+    """Dify's `click.confirm(..., abort=True)`: anything but yes aborts."""
+    print(f"{question} [y/N]: ", end="", flush=True)
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        answer = ""
+    if answer.strip().lower() in ("y", "yes"):
+        return True
+    print("Aborted!", file=sys.stderr)
+    return False
+
+
+@contextlib.asynccontextmanager
+async def _node(settings: Settings) -> AsyncIterator[Container]:
+    """The composition root's parts for one operator command."""
+    from bootstrap import build
+
+    container = await build(settings)
+    try:
+        yield container
+    finally:
+        await container.close()
+
+
+async def _command(container: Container, payload: CommandPayload, *, aggregate_id: UUID,
+                   tenant_id: UUID | None = None, actor_id: UUID | None = None
+                   ) -> dict[str, Any]:
+    """Decide and record a command now (what the commands consumer group does with one from
+    the gateway); a refusal is the operator's error, with the handler's message."""
+    from uuid import uuid4
+
+    from commands.executor import execute
+    from schemas.base import CommandEnvelope
+
+    command = CommandEnvelope.of(payload, aggregate_id=aggregate_id, tenant_id=tenant_id,
+                                 actor_id=actor_id, correlation_id=uuid4())
+    outcome = await asyncio.to_thread(execute, container.store, container.handlers, command)
+    if outcome.status != "accepted":
+        raise OperationError(str((outcome.error or {}).get("message", "refused")), code=1)
+    return dict(outcome.result)
+
+
+def create_tenant(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy create-tenant`: a workspace for an account, the account registered first (with
+    a random password, printed) when no account has that e-mail."""
+    email = _ask(args.email, "Email").strip()
+    if not email:
+        raise OperationError("Email is required.", code=1)
+    if "@" not in email:
+        raise OperationError("Invalid email address.", code=1)
+    return asyncio.run(_create_tenant(settings, email, args.name, args.language))
+
+
+async def _create_tenant(settings: Settings, email: str, name: str | None,
+                         language: str | None) -> int:
+    import secrets
+    from uuid import uuid4
+
+    from gateway.auth import discard_credentials, store_credentials
+    from projections.platform import queries
+    from schemas.platform import commands as cmd
+    from schemas.platform.api import LANGUAGES
+    from schemas.platform.naming import account_id_for
+
+    account_name = email.split("@")[0]
+    workspace_name = name.strip() if name and name.strip() else f"{account_name}'s Workspace"
+    workspace_id = uuid4()
+    async with _node(settings) as c:
+        existing = await queries.account_by_email(c.engine, email)
+        if existing is not None:
+            await _command(c, cmd.CreateWorkspace(
+                workspace_id=workspace_id, name=workspace_name, owner_account_id=existing["id"]),
+                aggregate_id=existing["id"], tenant_id=workspace_id, actor_id=existing["id"])
+            print(f"Tenant created.\nAccount: {email}\nWorkspace: {workspace_id}")
+            return 0
+        account_id, password = account_id_for(email), secrets.token_urlsafe(16)
+        credentials_id = await store_credentials(c.engine, account_id, password)
+        try:
+            await _command(c, cmd.CreateWorkspace(
+                workspace_id=workspace_id, name=workspace_name, owner_account_id=account_id,
+                register=cmd.NewAccount(
+                    email=email, name=account_name, credentials_id=credentials_id,
+                    interface_language=language if language in LANGUAGES else "en-US")),
+                aggregate_id=account_id, tenant_id=workspace_id, actor_id=account_id)
+        except OperationError:
+            await discard_credentials(c.engine, credentials_id)
+            raise
+    print(f"Account and tenant created.\nAccount: {email}\nPassword: {password}")
+    return 0
+
+
+def reset_password(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy reset-password`: the account's new password (a new credentials row, named by
+    AccountPasswordChanged); its failed-login count is cleared."""
+    import re
+
+    from schemas.platform.api import PASSWORD_PATTERN
+
+    email = _ask(args.email, "Email")
+    new_password = _ask(args.new_password, "New password", secret=True)
+    confirm = _ask(args.password_confirm, "Password confirm", secret=True)
+    if new_password.strip() != confirm.strip():
+        raise OperationError("Passwords do not match.", code=1)
+
+    async def reset() -> None:
+        from gateway.auth import discard_credentials, login_failures_key, store_credentials
+        from projections.platform import queries
+        from schemas.platform import commands as cmd
+
+        async with _node(settings) as c:
+            account = await queries.account_by_email(c.engine, email)
+            if account is None:
+                raise OperationError(f"Account not found for email: {email}", code=1)
+            if not re.match(PASSWORD_PATTERN, new_password):
+                raise OperationError(f"Invalid password. Must match {PASSWORD_PATTERN}", code=1)
+            credentials_id = await store_credentials(c.engine, account["id"], new_password)
+            try:
+                await _command(c, cmd.ChangeAccountPassword(
+                    account_id=account["id"], credentials_id=credentials_id),
+                    aggregate_id=account["id"], actor_id=account["id"])
+            except OperationError:
+                await discard_credentials(c.engine, credentials_id)
+                raise
+            await c.kv.delete(login_failures_key(email))
+
+    asyncio.run(reset())
+    print("Password reset successfully.")
+    return 0
+
+
+def reset_email(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy reset-email`: the account logs in with the new e-mail from now on."""
+    from schemas.platform.api import is_email
+
+    email = _ask(args.email, "Email")
+    new_email = _ask(args.new_email, "New email")
+    confirm = _ask(args.email_confirm, "Email confirm")
+    if new_email.strip() != confirm.strip():
+        raise OperationError("New emails do not match.", code=1)
+
+    async def reset() -> None:
+        from projections.platform import queries
+        from schemas.platform import commands as cmd
+
+        async with _node(settings) as c:
+            account = await queries.account_by_email(c.engine, email)
+            if account is None:
+                raise OperationError(f"Account not found for email: {email}", code=1)
+            if not is_email(new_email.strip()):
+                raise OperationError(f"Invalid email: {new_email}", code=1)
+            await _command(c, cmd.ChangeAccountEmail(account_id=account["id"],
+                                                     email=new_email.strip()),
+                           aggregate_id=account["id"], actor_id=account["id"])
+
+    asyncio.run(reset())
+    print("Email updated successfully.")
+    return 0

@@ -170,6 +170,12 @@ class Tokens:
         return await self.issue(UUID(str(claims["user_id"])))
 
 
+def login_failures_key(email: str) -> str:
+    """The kv key counting an account's failed logins (`eddy reset-password` clears it, as
+    Dify's does)."""
+    return f"login_fail:account:{email.strip().lower()}"
+
+
 class LoginLimiter:
     """Login attempts per account and per client IP, counted before the password is checked:
     the count is atomic, so of N concurrent guesses only the first `limit` reach the password
@@ -182,7 +188,7 @@ class LoginLimiter:
         self._ip_key = f"login_fail:ip:{ip}"
 
     def _account_key(self, email: str) -> str:
-        return f"login_fail:account:{email.strip().lower()}"
+        return login_failures_key(email)
 
     async def attempt(self, email: str) -> None:
         limit = self.c.settings.LOGIN_LOCKOUT_ATTEMPTS

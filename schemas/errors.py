@@ -55,6 +55,10 @@ class NotSetup(EddyError):
     code, status, default_message = "not_setup", 401, "Dify has not been set up yet."
 
 
+class EmailInUse(BadRequest):
+    code, default_message = "email_in_use", "The email is already in use."
+
+
 class NotFound(EddyError):
     code, status, default_message = "not_found", 404, "Resource not found."
 

@@ -6,7 +6,14 @@ from typing import Any
 from uuid import UUID
 
 from commands.aggregate import Aggregate, Context
-from schemas.errors import AlreadySetup, ApiKeyNotFound, AppNotFound, BadRequest, NotFound
+from schemas.errors import (
+    AlreadySetup,
+    ApiKeyNotFound,
+    AppNotFound,
+    BadRequest,
+    EmailInUse,
+    NotFound,
+)
 from schemas.platform import events as ev
 from schemas.platform.commands import SealedCredentials
 from schemas.platform.providers import ProviderSpec, provider_spec
@@ -43,10 +50,27 @@ class Account(Aggregate):
     def apply_CurrentWorkspaceSwitched(self, p: ev.CurrentWorkspaceSwitched) -> None:
         self.current_workspace = p.workspace_id
 
+    def apply_AccountEmailChanged(self, p: ev.AccountEmailChanged) -> None:
+        self.email = p.email
+
+    def change_password(self, credentials_id: UUID, ctx: Context) -> None:
+        if not self.exists:
+            raise NotFound("Account not found.")
+        self.record(ev.AccountPasswordChanged(credentials_id=credentials_id), ctx)
+
+    def change_email(self, email: str, ctx: Context) -> None:
+        """The caller claimed `email` first (EmailClaim) unless it derives this account's id."""
+        if not self.exists:
+            raise NotFound("Account not found.")
+        if email != self.email.lower():
+            self.record(ev.AccountEmailChanged(email=email), ctx)
+
     def register(self, email: str, name: str, credentials_id: UUID, language: str,
                  ctx: Context) -> None:
         if self.exists:
             raise BadRequest("Account already exists.")
+        if self.is_foreign:  # an EmailClaim: another account took this address over
+            raise EmailInUse()
         self.record(
             ev.AccountRegistered(
                 email=email, name=name, credentials_id=credentials_id,
@@ -54,6 +78,33 @@ class Account(Aggregate):
             ),
             ctx,
         )
+
+
+class EmailClaim(Aggregate):
+    """An e-mail address an account took over by changing its e-mail (`eddy reset-email`).
+
+    Account ids are derived from the e-mail an account registered with (`account_id_for`):
+    that is how the store keeps one account per e-mail, because two registrations of one
+    address both try version 1 of the same id. An account that changes its e-mail keeps its
+    id, so the new address must be held some other way: an EmailClaim under the id derived
+    from the new address. The store then refuses, as for any taken id, a later registration
+    or invitation of that address (`Account` at an id another kind holds is "taken"), and
+    two accounts changing to one address race for version 1 of the same claim. The claim is
+    never released: the address stays the account's, and the old address stays tied to the
+    account's id, so neither can name a second account. Logins find the account by its
+    current e-mail in the read model."""
+
+    holder: UUID | None = None
+
+    def apply_EmailClaimed(self, p: ev.EmailClaimed) -> None:
+        self.holder = p.account_id
+
+    def claim(self, account_id: UUID, email: str, ctx: Context) -> None:
+        if self.holder == account_id:
+            return
+        if self.exists or self.is_foreign:
+            raise EmailInUse()
+        self.record(ev.EmailClaimed(account_id=account_id, email=email), ctx)
 
 
 class Workspace(Aggregate):

@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from commands.platform.aggregates import Account, ApiKey, App, Setup, Workspace
+from commands.platform.aggregates import Account, ApiKey, App, EmailClaim, Setup, Workspace
 from commands.registry import command_handlers
 from commands.unit_of_work import UnitOfWork
 from schemas.errors import NotFound
 from schemas.platform import commands as cmd
 from schemas.platform import events as ev
-from schemas.platform.naming import SETUP_ID
+from schemas.platform.naming import SETUP_ID, account_id_for
 
 
 def setup_platform(c: cmd.SetupPlatform, uow: UnitOfWork) -> dict[str, Any]:
@@ -36,6 +36,26 @@ def create_workspace(c: cmd.CreateWorkspace, uow: UnitOfWork) -> dict[str, Any]:
         raise NotFound("Account not found.")
     uow.get(Workspace, c.workspace_id).create(c.name, c.owner_account_id, uow.ctx)
     return {"workspace_id": str(c.workspace_id), "account_id": str(c.owner_account_id)}
+
+
+def change_account_password(c: cmd.ChangeAccountPassword, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(Account, c.account_id).change_password(c.credentials_id, uow.ctx)
+    return {"account_id": str(c.account_id)}
+
+
+def change_account_email(c: cmd.ChangeAccountEmail, uow: UnitOfWork) -> dict[str, Any]:
+    """The new address is claimed first unless it is the one the account's id derives from
+    (`EmailClaim` says why); an account registered under that address holds its id, and
+    the claim refuses it."""
+    email = c.email.strip().lower()
+    account = uow.get(Account, c.account_id)
+    if not account.exists:
+        raise NotFound("Account not found.")
+    claim_id = account_id_for(email)
+    if claim_id != c.account_id and email != account.email.lower():
+        uow.get(EmailClaim, claim_id).claim(c.account_id, email, uow.ctx)
+    account.change_email(email, uow.ctx)
+    return {"account_id": str(c.account_id), "email": email}
 
 
 def create_app(c: cmd.CreateApp, uow: UnitOfWork) -> dict[str, Any]:
@@ -112,7 +132,8 @@ def set_default_models(c: cmd.SetDefaultModels, uow: UnitOfWork) -> dict[str, An
 
 
 HANDLERS = command_handlers(
-    setup_platform, create_workspace, create_app, update_app, delete_app, create_api_key,
+    setup_platform, create_workspace, change_account_password, change_account_email,
+    create_app, update_app, delete_app, create_api_key,
     revoke_api_key, save_provider_credentials, delete_provider_credentials, save_custom_model,
     delete_custom_model, set_default_models,
 )

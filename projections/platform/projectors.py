@@ -132,6 +132,12 @@ async def project_account_password_changed(conn: AsyncConnection,
         credentials_id=e.payload.credentials_id))
 
 
+async def project_account_email_changed(conn: AsyncConnection,
+                                        e: Envelope[ev.AccountEmailChanged]) -> None:
+    await conn.execute(update(accounts).where(accounts.c.id == e.aggregate_id).values(
+        email=e.payload.email.lower()))
+
+
 async def project_current_workspace_switched(
         conn: AsyncConnection, e: Envelope[ev.CurrentWorkspaceSwitched]) -> None:
     # On the account, not the membership row: the membership's event (another aggregate's)
@@ -267,10 +273,12 @@ async def project_default_model_set(conn: AsyncConnection,
 PROJECTORS = projectors(
     project_setup_completed, project_account_registered, project_workspace_created,
     project_pending_account_created, project_account_activated,
-    project_account_password_changed, project_current_workspace_switched,
+    project_account_password_changed, project_account_email_changed,
+    project_current_workspace_switched,
     project_member_invited, project_member_role_updated, project_member_removed,
     project_app_created, project_app_updated, project_app_deleted, project_api_key_created,
     project_api_key_revoked, project_provider_credentials_saved,
     project_provider_credentials_deleted, project_custom_model_saved,
     project_custom_model_deleted, project_default_model_set,
+    ignore=[ev.EmailClaimed],  # the account's own AccountEmailChanged shows the address
 )

@@ -16,14 +16,28 @@ from schemas.platform.commands import AppMode
 _EMAIL = re.compile(r"[\w.!#$%&'*+\-/=?^_`{|}~]+@([\w-]+\.)+[\w-]{2,}")
 
 
+def is_email(value: str) -> bool:
+    return _EMAIL.fullmatch(value) is not None
+
+
 def _dify_email(value: str) -> str:
-    if not _EMAIL.fullmatch(value):
+    if not is_email(value):
         raise PydanticCustomError("value_error", "{email} is not a valid email.",
                                   {"email": value})
     return value
 
 
 Email = Annotated[str, Field(max_length=255), AfterValidator(_dify_email)]
+
+
+# Dify's rule for passwords (`password_pattern` in api/libs/password.py): letters and digits,
+# at least 8 characters.
+PASSWORD_PATTERN = r"^(?=.*[a-zA-Z])(?=.*\d).{8,}$"
+
+# The interface languages Dify offers (api/constants/languages.py); others become en-US.
+LANGUAGES = ("en-US", "zh-Hans", "zh-Hant", "pt-BR", "es-ES", "fr-FR", "de-DE", "ja-JP",
+             "ko-KR", "ru-RU", "it-IT", "uk-UA", "vi-VN", "pl-PL", "ro-RO", "tr-TR", "fa-IR",
+             "sl-SI", "th-TH", "id-ID", "ar-TN", "hi-IN")
 
 
 class SetupRequest(Body):

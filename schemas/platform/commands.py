@@ -45,6 +45,22 @@ class CreateWorkspace(CommandPayload):
     register: NewAccount | None = None
 
 
+class ChangeAccountPassword(CommandPayload):
+    """The account's password is now the hash in this `account_credentials` row, stored
+    there by the caller first (`eddy reset-password`): never the hash itself."""
+
+    account_id: UUID
+    credentials_id: UUID
+
+
+class ChangeAccountEmail(CommandPayload):
+    """`eddy reset-email`: the account logs in with `email` from now on (see
+    `commands.platform.aggregates.EmailClaim` for how the address stays unique)."""
+
+    account_id: UUID
+    email: str = Field(min_length=3, max_length=255)
+
+
 class CreateApp(CommandPayload):
     app_id: UUID
     name: str

@@ -59,6 +59,21 @@ class AccountPasswordChanged(EventPayload):
     credentials_id: UUID
 
 
+class AccountEmailChanged(EventPayload):
+    """The account's login e-mail (lowercase) is now this one; its id stays the one derived
+    from the e-mail it registered with."""
+
+    email: str
+
+
+class EmailClaimed(EventPayload):
+    """On the EmailClaim whose id is derived from an e-mail (`account_id_for`): this account
+    took the address over, so no account can be registered or invited under it."""
+
+    account_id: UUID
+    email: str
+
+
 class CurrentWorkspaceSwitched(EventPayload):
     workspace_id: UUID
 
