@@ -19,7 +19,7 @@ from fastapi import Depends, Request
 from sqlalchemy import delete, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.secrets import SecretUnreadable, seal, unseal
+from adapters.secrets import Keyring, SecretUnreadable
 from gateway.deps import get_container
 from projections.platform import queries
 from projections.tables import account_credentials
@@ -91,22 +91,23 @@ def new_api_token(prefix: str) -> str:
 # --- API tokens at rest: hashed for lookup, encrypted for the console ------------------------
 
 
-_TOKEN_PURPOSE = "api token display"
+API_TOKEN_PURPOSE = "api token display"
 
 
-def seal_api_token(secret_key: str, token: str) -> SealedToken:
-    """The token as commands, events and the read model carry it: never in plaintext."""
+def seal_api_token(keyring: Keyring, token: str) -> SealedToken:
+    """The token as commands, events and the read model carry it: never in plaintext;
+    sealed with its workspace's key."""
     return SealedToken(sha256=api_token_hash(token), hint=api_token_hint(token),
-                       ciphertext=seal(secret_key, _TOKEN_PURPOSE, token))
+                       ciphertext=keyring.seal(API_TOKEN_PURPOSE, token))
 
 
-def reveal_api_token(secret_key: str, ciphertext: str | None, hint: str) -> str:
+def reveal_api_token(keyring: Keyring, ciphertext: str | None, hint: str) -> str:
     """The token for the console (Dify lists keys with their full token). A key created
     before tokens were encrypted, or under another SECRET_KEY, still authenticates; the
     console can only show its hint."""
     if ciphertext:
         try:
-            return unseal(secret_key, _TOKEN_PURPOSE, ciphertext)
+            return keyring.unseal(API_TOKEN_PURPOSE, ciphertext)
         except SecretUnreadable:
             pass
     return hint

@@ -36,6 +36,7 @@ from commands.unit_of_work import UnitOfWork
 from commands.workflow.aggregates import WorkflowRun, WorkflowVersion
 from events.envelope import Envelope
 from events.store import ConcurrencyConflict
+from projections.keyring import workspace_keyring
 from schemas.base import EventPayload
 from schemas.conversation.naming import FACT_FIELD
 from schemas.workflow import events as ev
@@ -214,8 +215,10 @@ class RunExecution:
         p = self.begun
         self.version = await self.e.versions.get(p.workflow_id)
         self.graph = self.version.graph
-        self.environment = open_environment(self.version.spec.environment_variables,
-                                            self.s.settings.SECRET_KEY, self.tenant_id)
+        self.environment = open_environment(
+            self.version.spec.environment_variables,
+            await workspace_keyring(self.s.read_models.engine, self.s.settings.SECRET_KEY,
+                                    self.tenant_id), self.tenant_id)
         self.mask = self.environment.secrets.mask
         # advanced-chat: the conversation variables as the conversation's previous run left
         # them (the chatflow processor read them), over the version's defaults
