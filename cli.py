@@ -323,6 +323,14 @@ def _add_dify_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         command.set_defaults(run=_operation(run))
         for option, option_help in options:
             command.add_argument(option, help=option_help)
+    reset_keys = sub.add_parser(
+        "reset-encrypt-key-pair",
+        help="Reset the encryption key of every workspace: every stored secret (provider "
+             "credentials, API tokens, secret environment variables) is re-sealed with the "
+             "new key, nothing becomes unreadable; the old key is retired.")
+    reset_keys.set_defaults(run=_operation(operations.reset_encrypt_key_pair))
+    reset_keys.add_argument("--yes", action="store_true",
+                            help="Confirm the action without prompting.")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import psycopg
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from adapters.secrets import Keyring
     from bootstrap import Container
     from events.listing import EventFilter
     from events.replay import ReplayPlan
@@ -40,6 +41,14 @@ class OperationError(Exception):
     def __init__(self, message: str, code: int = 2) -> None:
         super().__init__(message)
         self.code = code
+
+
+class CommandRefused(OperationError):
+    """A command an operator command ran was refused: its handler's message, exit code 1."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(str(error.get("message", "refused")), code=1)
+        self.error_code = str(error.get("code", ""))
 
 
 def emit(record: dict[str, object], as_json: bool, human: str) -> None:
@@ -607,7 +616,7 @@ async def _command(container: Container, payload: CommandPayload, *, aggregate_i
                                  actor_id=actor_id, correlation_id=uuid4())
     outcome = await asyncio.to_thread(execute, container.store, container.handlers, command)
     if outcome.status != "accepted":
-        raise OperationError(str((outcome.error or {}).get("message", "refused")), code=1)
+        raise CommandRefused(outcome.error or {})
     return dict(outcome.result)
 
 
@@ -726,3 +735,194 @@ def reset_email(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(reset())
     print("Email updated successfully.")
     return 0
+
+
+# --- eddy reset-encrypt-key-pair ----------------------------------------------------------------
+
+# After a pass that found nothing left to re-seal, how long to wait before the last look: a
+# request that read the old key just before the rotation began may still be recording what
+# it sealed with it (an API key being created, credentials being saved).
+RESEAL_GRACE_SECONDS = 2.0
+
+_SECRET_HOLDERS = ("WorkspaceCreated", "ApiKeyCreated", "WorkflowDraftSynced",
+                   "WorkflowVersionCreated")
+
+
+def reset_encrypt_key_pair(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy reset-encrypt-key-pair`: every workspace gets a new key; every secret it stores
+    (provider and custom-model credentials, API tokens, workflow secret environment
+    variables of drafts and versions) is re-sealed with it by a command, so the events, the
+    read models and any rebuild of them hold the new ciphertext; the old key is retired only
+    when nothing sealed with it is left. Dify deletes the credentials instead: here nothing
+    becomes unreadable. Interrupted, a second run resumes each workspace's rotation."""
+    if not args.yes and not _confirmed("Are you sure you want to reset encrypt key pair? "
+                                       "This operation cannot be rolled back!"):
+        return 1
+    return asyncio.run(_reset_encrypt_key_pair(settings))
+
+
+def _secret_holders(settings: Settings) -> dict[str, list[tuple[str, UUID]]]:
+    """Per workspace (tenant id): the aggregates that may hold a sealed secret, as
+    (aggregate type, id), from the event store (the read models may lag behind it)."""
+    from uuid import UUID
+
+    import psycopg
+
+    holders: dict[str, list[tuple[str, UUID]]] = {}
+    with psycopg.connect(settings.database_dsn(), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT convert_from(state, 'UTF8')::jsonb ->> 'tenant_id',"
+            " split_part(topic, ':', 1), originator_id FROM stored_events"
+            " WHERE split_part(topic, ':', 2) = ANY(%s)", (list(_SECRET_HOLDERS),)).fetchall()
+    for tenant, kind, aggregate_id in sorted(rows, key=lambda r: (r[0] or "", r[1], r[2])):
+        if tenant:
+            holders.setdefault(tenant, []).append((kind, UUID(str(aggregate_id))))
+    return holders
+
+
+async def _reset_encrypt_key_pair(settings: Settings) -> int:
+    """Every workspace's rotation begins, then passes over every secret until one finds
+    nothing to re-seal, that twice, RESEAL_GRACE_SECONDS apart (the store is scanned again
+    each time: a secret saved under an old key just before its rotation began is found);
+    only then are the old keys retired."""
+    from collections import Counter
+    from uuid import UUID
+
+    from projections.keyring import begin_rotation, retire_previous
+
+    holders = await asyncio.to_thread(_secret_holders, settings)
+    if not holders:
+        raise OperationError("No workspaces found. Run /install first.", code=1)
+    async with _node(settings) as c:
+        rotating = [UUID(tenant) for tenant in holders]
+        for tenant_id in rotating:
+            generation = await begin_rotation(c.engine, settings.SECRET_KEY, tenant_id)
+            print(f"Workspace {tenant_id}: re-sealing its secrets with key generation "
+                  f"{generation}.", flush=True)
+        resealed: Counter[UUID] = Counter()
+        unreadable: Counter[UUID] = Counter()
+        quiet_once = False
+        while True:
+            activity = 0
+            for tenant, aggregates in holders.items():
+                done, changed, lost = await _reseal_pass(c, UUID(tenant), aggregates)
+                resealed[UUID(tenant)] += done
+                unreadable[UUID(tenant)] = lost
+                activity += done + changed
+            if activity:
+                quiet_once = False
+            elif quiet_once:
+                break
+            else:
+                await asyncio.sleep(RESEAL_GRACE_SECONDS)
+                quiet_once = True
+            holders = await asyncio.to_thread(_secret_holders, settings)
+        for tenant_id in rotating:
+            await retire_previous(c.engine, tenant_id)
+            if unreadable[tenant_id]:
+                print(f"Workspace {tenant_id}: {unreadable[tenant_id]} secret(s) were "
+                      "already unreadable (sealed under another SECRET_KEY) and stay so; "
+                      "save them again.", flush=True)
+            print(f"Workspace {tenant_id}: {resealed[tenant_id]} secret(s) re-sealed; the "
+                  "previous key is retired.")
+            print(f"Congratulations! The asymmetric key pair of workspace {tenant_id} has "
+                  "been reset.", flush=True)
+    return 0
+
+
+async def _reseal_pass(c: Container, tenant_id: UUID,
+                       aggregates: list[tuple[str, UUID]]) -> tuple[int, int, int]:
+    """One look at every holder: (re-sealed, changed meanwhile, unreadable) secrets."""
+    from commands.platform.aggregates import ApiKey, Workspace
+    from commands.workflow.aggregates import WorkflowDraft, WorkflowVersion
+    from projections.keyring import workspace_keyring
+    from schemas.errors import ApiKeyNotFound, NotFound, SecretChanged
+
+    keyring = await workspace_keyring(c.engine, c.settings.SECRET_KEY, tenant_id)
+    kinds = {k.type_name: k for k in (Workspace, ApiKey, WorkflowDraft, WorkflowVersion)}
+    counts = [0, 0, 0]
+    for kind, aggregate_id in aggregates:
+        history = await asyncio.to_thread(c.store.load, aggregate_id)
+        aggregate = kinds[kind].replay(aggregate_id, history)
+        for what, payload, unreadable in _reseals(keyring, tenant_id, aggregate):
+            if payload is None:
+                counts[2] += unreadable
+                continue
+            try:
+                await _command(c, payload, aggregate_id=aggregate_id, tenant_id=tenant_id)
+            except CommandRefused as exc:
+                # saved again, revoked or deleted meanwhile: the next pass reads it again
+                if exc.error_code not in (SecretChanged.code, ApiKeyNotFound.code,
+                                          NotFound.code):
+                    raise
+                counts[1] += 1
+                continue
+            counts[0] += 1
+            print(f"Workspace {tenant_id}: re-sealed {what}", flush=True)
+    return counts[0], counts[1], counts[2]
+
+
+def _reseals(keyring: Keyring, tenant_id: UUID, aggregate: object
+             ) -> Iterator[tuple[str, CommandPayload | None, int]]:
+    """The re-seal commands an aggregate needs: (what, command, 0), or (what, None, n) for
+    n secrets that do not open (sealed under another SECRET_KEY)."""
+    from adapters.secrets import SecretUnreadable
+    from commands.platform.aggregates import ApiKey, Workspace
+    from gateway.auth import API_TOKEN_PURPOSE
+    from schemas.platform import commands as pc
+    from schemas.platform.providers import credentials_purpose
+    from schemas.workflow import commands as wc
+    from schemas.workflow.naming import SECRET_VALUE_TYPE, environment_secret_purpose
+
+    def again(purpose: str, ciphertext: str) -> pc.Resealed | None:
+        try:
+            return pc.Resealed(previous=ciphertext, ciphertext=keyring.seal(
+                purpose, keyring.unseal(purpose, ciphertext)))
+        except SecretUnreadable:
+            return None
+
+    if isinstance(aggregate, Workspace):
+        purpose = credentials_purpose(tenant_id)
+        for key, ciphertext in sorted(aggregate.sealed.items(), key=str):
+            if keyring.is_current(ciphertext):
+                continue
+            provider, model, model_type = (key, None, None) if isinstance(key, str) else key
+            what = f"credentials of {provider}" + (f" model {model}" if model else "")
+            resealed = again(purpose, ciphertext)
+            if resealed is None:
+                yield what, None, 1
+            else:
+                yield what, pc.ResealProviderCredentials(
+                    workspace_id=tenant_id, provider=provider, model=model,
+                    model_type=model_type, credentials=resealed), 0  # type: ignore[arg-type]
+        return
+    if isinstance(aggregate, ApiKey):
+        ciphertext = aggregate.token_ciphertext
+        if aggregate.revoked or not ciphertext or keyring.is_current(ciphertext):
+            return
+        resealed = again(API_TOKEN_PURPOSE, ciphertext)
+        yield f"api key {aggregate.id}", resealed and pc.ResealApiKeyToken(
+            key_id=aggregate.id, token=resealed), int(resealed is None)
+        return
+    spec = getattr(aggregate, "draft", None) or getattr(aggregate, "spec", None)
+    if spec is None:
+        return
+    purpose = environment_secret_purpose(tenant_id)
+    stored: list[dict[str, Any]] = spec.environment_variables
+    variables, lost = [], 0
+    for variable in stored:
+        value = variable.get("value")
+        if variable.get("value_type") == SECRET_VALUE_TYPE and value \
+                and not keyring.is_current(value):
+            resealed = again(purpose, value)
+            lost += resealed is None
+            variable = {**variable, "value": resealed.ciphertext if resealed else value}
+        variables.append(variable)
+    of = "draft" if type(aggregate).type_name == "WorkflowDraft" else "version"
+    what = f"environment of workflow {of} {aggregate.id}"  # type: ignore[attr-defined]
+    if variables != stored:
+        yield what, wc.ResealWorkflowEnvironment(
+            aggregate_id=aggregate.id, of=of, previous=stored,  # type: ignore[attr-defined]
+            environment_variables=variables), 0
+    if lost:
+        yield what, None, lost

@@ -13,9 +13,10 @@ from schemas.errors import (
     BadRequest,
     EmailInUse,
     NotFound,
+    SecretChanged,
 )
 from schemas.platform import events as ev
-from schemas.platform.commands import SealedCredentials
+from schemas.platform.commands import Resealed, SealedCredentials
 from schemas.platform.providers import ProviderSpec, provider_spec
 
 
@@ -115,6 +116,8 @@ class Workspace(Aggregate):
         super().__init__(aggregate_id)
         self.credentialed: set[str] = set()  # predefined-model providers with credentials
         self.custom_models: set[tuple[str, str, str]] = set()  # (provider, model, type)
+        # their sealed credentials: provider -> ciphertext, (provider, model, type) -> ...
+        self.sealed: dict[str | tuple[str, str, str], str] = {}
         self.defaults: dict[str, tuple[str, str]] = {}  # model type -> (provider, model)
         self.members: dict[UUID, str] = {}  # account id -> role (schemas.platform.roles)
 
@@ -136,15 +139,36 @@ class Workspace(Aggregate):
 
     def apply_ProviderCredentialsSaved(self, p: ev.ProviderCredentialsSaved) -> None:
         self.credentialed.add(p.provider)
+        self.sealed[p.provider] = p.credentials_ciphertext
 
     def apply_ProviderCredentialsDeleted(self, p: ev.ProviderCredentialsDeleted) -> None:
         self.credentialed.discard(p.provider)
+        self.sealed.pop(p.provider, None)
 
     def apply_CustomModelSaved(self, p: ev.CustomModelSaved) -> None:
         self.custom_models.add((p.provider, p.model, p.model_type))
+        self.sealed[(p.provider, p.model, p.model_type)] = p.credentials_ciphertext
 
     def apply_CustomModelDeleted(self, p: ev.CustomModelDeleted) -> None:
         self.custom_models.discard((p.provider, p.model, p.model_type))
+        self.sealed.pop((p.provider, p.model, p.model_type), None)
+
+    def apply_ProviderCredentialsResealed(self, p: ev.ProviderCredentialsResealed) -> None:
+        key = p.provider if p.model is None else (p.provider, p.model, p.model_type or "")
+        self.sealed[key] = p.credentials_ciphertext
+
+    def reseal_credentials(self, provider: str, model: str | None, model_type: str | None,
+                           resealed: Resealed, ctx: Context) -> None:
+        """The stored credentials, the same but sealed with the workspace's new key."""
+        if not self.exists:
+            raise NotFound("Workspace not found.")
+        key = provider if model is None else (provider, model, model_type or "")
+        if self.sealed.get(key) != resealed.previous:
+            raise SecretChanged()
+        if resealed.ciphertext != resealed.previous:
+            self.record(ev.ProviderCredentialsResealed(
+                provider=provider, model=model, model_type=model_type,
+                credentials_ciphertext=resealed.ciphertext), ctx)
 
     def apply_DefaultModelSet(self, p: ev.DefaultModelSet) -> None:
         self.defaults[p.model_type] = (p.provider, p.model)
@@ -261,6 +285,18 @@ class ApiKey(Aggregate):
 
     def apply_ApiKeyCreated(self, p: ev.ApiKeyCreated) -> None:
         self.key_type, self.app_id = p.key_type, p.app_id
+        self.token_ciphertext = p.token_ciphertext
+
+    def apply_ApiKeyTokenResealed(self, p: ev.ApiKeyTokenResealed) -> None:
+        self.token_ciphertext = p.token_ciphertext
+
+    def reseal_token(self, resealed: Resealed, ctx: Context) -> None:
+        if not self.exists or self.revoked:
+            raise ApiKeyNotFound()
+        if self.token_ciphertext != resealed.previous:
+            raise SecretChanged()
+        if resealed.ciphertext != resealed.previous:
+            self.record(ev.ApiKeyTokenResealed(token_ciphertext=resealed.ciphertext), ctx)
 
     def apply_ApiKeyRevoked(self, p: ev.ApiKeyRevoked) -> None:
         self.revoked = True

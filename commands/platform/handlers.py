@@ -123,6 +123,18 @@ def delete_custom_model(c: cmd.DeleteCustomModel, uow: UnitOfWork) -> dict[str, 
     return {"result": "success"}
 
 
+def reseal_provider_credentials(c: cmd.ResealProviderCredentials,
+                                uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(Workspace, c.workspace_id).reseal_credentials(c.provider, c.model, c.model_type,
+                                                          c.credentials, uow.ctx)
+    return {"result": "success"}
+
+
+def reseal_api_key_token(c: cmd.ResealApiKeyToken, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(ApiKey, c.key_id).reseal_token(c.token, uow.ctx)
+    return {"key_id": str(c.key_id)}
+
+
 def set_default_models(c: cmd.SetDefaultModels, uow: UnitOfWork) -> dict[str, Any]:
     workspace = uow.get(Workspace, c.workspace_id)
     for setting in c.settings:  # all or none: a refused one records nothing
@@ -135,5 +147,5 @@ HANDLERS = command_handlers(
     setup_platform, create_workspace, change_account_password, change_account_email,
     create_app, update_app, delete_app, create_api_key,
     revoke_api_key, save_provider_credentials, delete_provider_credentials, save_custom_model,
-    delete_custom_model, set_default_models,
+    delete_custom_model, set_default_models, reseal_provider_credentials, reseal_api_key_token,
 )

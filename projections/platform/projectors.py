@@ -207,6 +207,12 @@ async def project_api_key_created(conn: AsyncConnection, e: Envelope[ev.ApiKeyCr
     })
 
 
+async def project_api_key_token_resealed(conn: AsyncConnection,
+                                        e: Envelope[ev.ApiKeyTokenResealed]) -> None:
+    await conn.execute(update(api_keys).where(api_keys.c.id == e.aggregate_id).values(
+        token_ciphertext=e.payload.token_ciphertext))
+
+
 async def project_api_key_revoked(conn: AsyncConnection, e: Envelope[ev.ApiKeyRevoked]) -> None:
     await conn.execute(delete(api_keys).where(api_keys.c.id == e.aggregate_id))
 
@@ -231,6 +237,20 @@ async def project_provider_credentials_deleted(
     await conn.execute(delete(provider_credentials).where(
         provider_credentials.c.tenant_id == e.aggregate_id,
         provider_credentials.c.provider == e.payload.provider))
+
+
+async def project_provider_credentials_resealed(
+        conn: AsyncConnection, e: Envelope[ev.ProviderCredentialsResealed]) -> None:
+    p = e.payload
+    if p.model is None:
+        await conn.execute(update(provider_credentials).where(
+            provider_credentials.c.tenant_id == e.aggregate_id,
+            provider_credentials.c.provider == p.provider).values(
+            credentials_ciphertext=p.credentials_ciphertext))
+    else:
+        await conn.execute(update(custom_models).where(*_custom_model_key(
+            e.aggregate_id, p.provider, p.model, p.model_type or "")).values(
+            credentials_ciphertext=p.credentials_ciphertext))
 
 
 def _custom_model_key(tenant_id: UUID, provider: str, model: str, model_type: str) -> tuple[
@@ -280,5 +300,6 @@ PROJECTORS = projectors(
     project_api_key_revoked, project_provider_credentials_saved,
     project_provider_credentials_deleted, project_custom_model_saved,
     project_custom_model_deleted, project_default_model_set,
+    project_provider_credentials_resealed, project_api_key_token_resealed,
     ignore=[ev.EmailClaimed],  # the account's own AccountEmailChanged shows the address
 )

@@ -94,6 +94,31 @@ class SealedToken(BaseModel):
     hint: str = Field(max_length=64)  # masked, for when it cannot be shown
 
 
+class Resealed(BaseModel):
+    """A stored secret sealed again with its workspace's new key (`eddy
+    reset-encrypt-key-pair`): `previous` is the ciphertext it replaces, so a secret saved
+    again meanwhile is never overwritten with an older one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    previous: str
+    ciphertext: str
+
+
+class ResealApiKeyToken(CommandPayload):
+    key_id: UUID
+    token: Resealed
+
+
+class ResealProviderCredentials(CommandPayload):
+    """A provider's credentials (no `model`) or a custom model's, re-sealed."""
+
+    workspace_id: UUID
+    provider: str
+    model: str | None = None
+    model_type: ModelType | None = None
+    credentials: Resealed
+
+
 class CreateApiKey(CommandPayload):
     key_id: UUID
     key_type: Literal["app", "dataset"]

@@ -107,6 +107,16 @@ class ProviderCredentialsSaved(EventPayload):
     credentials_masked: dict[str, Any]
 
 
+class ProviderCredentialsResealed(EventPayload):
+    """The same credentials sealed with the workspace's new key (`eddy
+    reset-encrypt-key-pair`); `model` and `model_type` name a custom model's."""
+
+    provider: str
+    model: str | None = None
+    model_type: str | None = None
+    credentials_ciphertext: str
+
+
 class ProviderCredentialsDeleted(EventPayload):
     provider: str
 
@@ -171,6 +181,12 @@ class ApiKeyCreated(EventPayload):
     token_hash: str
     token_ciphertext: str | None = None
     token_hint: str
+
+
+class ApiKeyTokenResealed(EventPayload):
+    """The same token sealed with the workspace's new key (`eddy reset-encrypt-key-pair`)."""
+
+    token_ciphertext: str
 
 
 class ApiKeyRevoked(EventPayload):
