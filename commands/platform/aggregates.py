@@ -160,8 +160,7 @@ class Workspace(Aggregate):
     def reseal_credentials(self, provider: str, model: str | None, model_type: str | None,
                            resealed: Resealed, ctx: Context) -> None:
         """The stored credentials, the same but sealed with the workspace's new key."""
-        if not self.exists:
-            raise NotFound("Workspace not found.")
+        self._ensure_mine(ctx)
         key = provider if model is None else (provider, model, model_type or "")
         if self.sealed.get(key) != resealed.previous:
             raise SecretChanged()
@@ -291,7 +290,7 @@ class ApiKey(Aggregate):
         self.token_ciphertext = p.token_ciphertext
 
     def reseal_token(self, resealed: Resealed, ctx: Context) -> None:
-        if not self.exists or self.revoked:
+        if not self.exists or self.revoked or self.tenant_id != ctx.tenant_id:
             raise ApiKeyNotFound()
         if self.token_ciphertext != resealed.previous:
             raise SecretChanged()

@@ -102,7 +102,7 @@ def _reseal(aggregate: WorkflowDraft | WorkflowVersion, stored: list[dict[str, A
             ctx: Context) -> None:
     """Only how the secrets are sealed may change: the same variables, in the same order,
     with the same non-secret values."""
-    if stored is None:
+    if stored is None or aggregate.tenant_id != ctx.tenant_id:
         raise NotFound("Workflow not found.")
     if stored != previous:
         raise SecretChanged()
