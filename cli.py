@@ -331,6 +331,10 @@ def _add_dify_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     reset_keys.set_defaults(run=_operation(operations.reset_encrypt_key_pair))
     reset_keys.add_argument("--yes", action="store_true",
                             help="Confirm the action without prompting.")
+    vdb = sub.add_parser("vdb-migrate", help="Migrate vector db.")
+    vdb.set_defaults(run=_operation(operations.vdb_migrate))
+    vdb.add_argument("--scope", default="all", choices=("all", "knowledge", "annotation"),
+                     help="The scope of vector database to migrate, Default is All.")
 
 
 def build_parser() -> argparse.ArgumentParser:
