@@ -335,6 +335,15 @@ def _add_dify_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     vdb.set_defaults(run=_operation(operations.vdb_migrate))
     vdb.add_argument("--scope", default="all", choices=("all", "knowledge", "annotation"),
                      help="The scope of vector database to migrate, Default is All.")
+    for name, text, run in (
+            ("remove-orphaned-files-on-storage", "Remove orphaned files on the storage.",
+             operations.remove_orphaned_files_on_storage),
+            ("clear-orphaned-file-records", "Clear orphaned file records.",
+             operations.clear_orphaned_file_records)):
+        cleanup = sub.add_parser(name, help=text)
+        cleanup.set_defaults(run=_operation(run))
+        cleanup.add_argument("-f", "--force", action="store_true",
+                             help="Skip user confirmation and force the command to execute.")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -981,3 +981,135 @@ async def _vdb_migrate(settings: Settings) -> int:
     print(f"Migration complete. Created {created} dataset indexes. Skipped {skipped} "
           "datasets.", flush=True)
     return 1 if failed else 0
+
+
+# --- eddy remove-orphaned-files-on-storage, eddy clear-orphaned-file-records ----------------
+
+_CAUTION = ("!!! USE WITH CAUTION !!!",
+            "This cannot be undone. Please make sure to back up your {what} before proceeding.",
+            "It is also recommended to run this during the maintenance window, as this may "
+            "cause high load on your instance.")
+
+
+def _warn(lines: list[str], what: str) -> None:
+    for line in [*lines, "", *(c.format(what=what) for c in _CAUTION)]:
+        print(line, flush=True)
+
+
+def remove_orphaned_files_on_storage(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy remove-orphaned-files-on-storage`: files on the storage no record names. Under
+    `upload_files/`, those no upload record's key is; under `datasets/<dataset>/<document>/`
+    (a document's upload and indexing artifacts), those of a document that no longer
+    exists. `tool_files/` (files workflow nodes made) is not scanned: only runs' outputs
+    name those, and they are kept as long as the runs."""
+    _warn(["This command will find and remove orphaned files on the storage,",
+           "by comparing the files on the storage with the records in the following tables:",
+           "- upload_files", "- documents",
+           "The following paths on the storage will be scanned to find orphaned files:",
+           "- upload_files", "- datasets"], "storage")
+    if not args.force and not _confirmed("Do you want to proceed?"):
+        return 1
+    return asyncio.run(_remove_orphaned_files(settings, args.force))
+
+
+def _orphaned_on_storage(key: str, recorded: set[str],
+                         folders: set[tuple[UUID, UUID]]) -> bool:
+    from uuid import UUID
+
+    if key.startswith("upload_files/"):
+        return key not in recorded
+    parts = key.split("/")
+    try:
+        return (UUID(parts[1]), UUID(parts[2])) not in folders
+    except (IndexError, ValueError):
+        return True  # under datasets/ but in no document's folder
+
+
+async def _remove_orphaned_files(settings: Settings, force: bool) -> int:
+    from projections.file_references import document_folders, upload_records
+
+    print("Starting orphaned files cleanup.", flush=True)
+    async with _node(settings) as c:
+        print("- Listing files from table upload_files", flush=True)
+        recorded = {r["key"] for r in await upload_records(c.engine)}
+        print("- Listing documents from table documents", flush=True)
+        folders = await document_folders(c.engine)
+        print(f"Found {len(recorded)} files in tables.", flush=True)
+        on_storage: list[str] = []
+        for path in ("upload_files/", "datasets/"):
+            print(f"- Scanning files on storage path {path.rstrip('/')}", flush=True)
+            on_storage += await c.storage.scan(path)
+        print(f"Found {len(on_storage)} files on storage.", flush=True)
+        orphaned = [k for k in on_storage if _orphaned_on_storage(k, recorded, folders)]
+        if not orphaned:
+            print("No orphaned files found. There is nothing to remove.")
+            return 0
+        print(f"Found {len(orphaned)} orphaned files.")
+        for key in orphaned:
+            print(f"- orphaned file: {key}")
+        if not force and not _confirmed(
+                f"Do you want to proceed to remove all {len(orphaned)} orphaned files?"):
+            return 1
+        removed = 0
+        for key in orphaned:
+            await c.storage.delete(key)
+            removed += 1
+            print(f"- Removing orphaned file: {key}", flush=True)
+    print(f"Removed {removed} orphaned files without errors.")
+    return 0
+
+
+def clear_orphaned_file_records(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy clear-orphaned-file-records`: upload records whose file is gone from the storage
+    or whose id no message, conversation or workflow run mentions, each cleared by a
+    command (FileDeleted). Their bytes, if left, are remove-orphaned-files-on-storage's."""
+    from projections.file_references import REFERENCING_COLUMNS
+
+    _warn(["This command will find and delete orphaned file records in the following tables:",
+           "- upload_files",
+           "The following tables and columns will be scanned to find orphaned file records:",
+           *(f"- {col.table.name} ({col.name})" for col in REFERENCING_COLUMNS),
+           "Records whose file is no longer on the storage are orphaned too."], "database")
+    if not args.force and not _confirmed("Do you want to proceed?"):
+        return 1
+    return asyncio.run(_clear_orphaned_records(settings, args.force))
+
+
+async def _clear_orphaned_records(settings: Settings, force: bool) -> int:
+    from projections.file_references import referenced_ids, upload_records
+    from schemas.conversation.commands import DeleteFileRecord
+    from schemas.errors import UploadFileNotFound
+
+    print("Starting orphaned file records cleanup.", flush=True)
+    async with _node(settings) as c:
+        print("- Listing file records in table upload_files", flush=True)
+        records = await upload_records(c.engine)
+        print(f"Found {len(records)} files in tables.", flush=True)
+        print("- Listing file ids mentioned in messages, conversations and workflow runs",
+              flush=True)
+        mentioned = await referenced_ids(c.engine)
+        print(f"Found {len(mentioned)} file ids in tables.", flush=True)
+        orphaned = [r for r in records if str(r["id"]) not in mentioned
+                    or not await c.storage.exists(r["key"])]
+        if not orphaned:
+            print("No orphaned file records found. There is nothing to delete.")
+            return 0
+        print(f"Found {len(orphaned)} orphaned file records.")
+        for record in orphaned:
+            print(f"- orphaned file id: {record['id']}")
+        if not force and not _confirmed(f"Do you want to proceed to delete all "
+                                        f"{len(orphaned)} orphaned file records?"):
+            return 1
+        print("- Deleting orphaned file records in table upload_files", flush=True)
+        removed = 0
+        for record in orphaned:
+            try:
+                await _command(c, DeleteFileRecord(file_id=record["id"]),
+                               aggregate_id=record["id"], tenant_id=record["tenant_id"])
+            except CommandRefused as exc:  # deleted meanwhile (its app was)
+                if exc.error_code != UploadFileNotFound.code:
+                    raise
+                continue
+            removed += 1
+    print(f"Removed {removed} orphaned file records.")
+    return 0
