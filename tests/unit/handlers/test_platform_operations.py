@@ -62,3 +62,17 @@ def test_a_new_email_is_claimed_so_no_other_account_can_have_it(world: World) ->
     assert back.types == ["AccountEmailChanged"]
     rejected(world.run(pc.ChangeAccountEmail(account_id=uuid4(), email="x@acme.test")),
              errors.NotFound, "Account not found.")
+
+
+def test_an_invitation_of_a_claimed_email_reaches_the_account_that_took_it(
+        world: World) -> None:
+    _register(world, "ops@acme.test")
+    ops = account_id_for("ops@acme.test")
+    world.given(pc.ChangeAccountEmail(account_id=ops, email="new@acme.test"))
+    workspace = world.workspace()
+    invited = accepted(world.execute(pc.InviteMember(
+        workspace_id=workspace, email="new@acme.test", role="editor",
+        sealed_activation="sealed", signin_url="http://eddy.test/signin")))
+    member = invited.one(pe.MemberInvited)
+    assert (member.account_id, member.email) == (ops, "new@acme.test")
+    assert "PendingAccountCreated" not in invited.types
