@@ -18,10 +18,10 @@ from sqlalchemy import select
 from adapters.secrets import generation_of
 from config import Settings
 from projections.keyring import begin_rotation
-from projections.platform.tables import api_keys, custom_models
+from projections.platform.tables import api_keys, custom_models, provider_credentials
 from projections.tables import workspace_keys
 from projections.workflow.tables import workflow_drafts, workflow_versions
-from tests.chat import MODEL, PROVIDERS, Chat, app_with_key, chat_node
+from tests.chat import KEY, MODEL, PROVIDERS, Chat, app_with_key, chat_node
 from tests.harness import add_account_with_workspace, eventually
 from tests.integration.test_cli_operations import eddy
 from tests.workflows import edge, end_outputs, graph, graph_node, publish_in_console
@@ -34,9 +34,9 @@ SAY_SECRET = graph([graph_node("start", "start", variables=[]),
 
 
 async def _everything_works(chat: Chat, workflow_key: dict[str, str],
-                            keys: dict[str, str]) -> None:
+                            keys: dict[str, str], dataset_key: str) -> None:
     """What a user notices: a chat through the provider, the workflow using its secret,
-    the console's keys and credentials."""
+    the console's keys (app and knowledge ones, which still authenticate) and credentials."""
     c = chat.node.client
     answer = await chat.send("Where is the old town?")
     assert answer.status_code == 200, answer.text
@@ -51,6 +51,13 @@ async def _everything_works(chat: Chat, workflow_key: dict[str, str],
                         headers=chat.auth, params={"model": MODEL, "model_type": "llm"})
     assert shown.status_code == 200, shown.text
     assert shown.json()["credentials"]["api_key"] == "sk-fak************89"
+    openai = await c.get(f"{PROVIDERS}/openai/credentials", headers=chat.auth)
+    assert openai.json()["credentials"] == {"openai_api_key": "sk-fak************89",
+                                            "openai_api_base": chat.provider.base_url}
+    listed = await c.get("/console/api/datasets/api-keys", headers=chat.auth)
+    assert [k["token"] for k in listed.json()["data"]] == [dataset_key]
+    datasets = await c.get("/v1/datasets", headers={"Authorization": f"Bearer {dataset_key}"})
+    assert datasets.status_code == 200, datasets.text
 
 
 async def _ciphertexts(chat: Chat) -> list[str]:
@@ -58,6 +65,8 @@ async def _ciphertexts(chat: Chat) -> list[str]:
     async with chat.node.container.engine.connect() as conn:
         found = [*(await conn.execute(select(api_keys.c.token_ciphertext))).scalars(),
                  *(await conn.execute(select(custom_models.c.credentials_ciphertext))
+                   ).scalars(),
+                 *(await conn.execute(select(provider_credentials.c.credentials_ciphertext))
                    ).scalars()]
         for table in (workflow_drafts, workflow_versions):
             for variables in (await conn.execute(select(table.c.environment_variables))
@@ -87,14 +96,19 @@ async def test_every_secret_is_resealed_and_keeps_working(
                                  secrets={"api_key": SECRET},
                                  environment=[{"name": "region", "value": "eu",
                                                "value_type": "string"}])
+        saved = await c.post(f"{PROVIDERS}/openai/credentials", headers=chat.auth, json={
+            "credentials": {"openai_api_key": KEY, "openai_api_base": chat.provider.base_url}})
+        assert saved.status_code == 201, saved.text
+        dataset_key = (await c.post("/console/api/datasets/api-keys",
+                                    headers=chat.auth)).json()["token"]
         second = await c.post(f"/console/api/apps/{chat.app_id}/api-keys", headers=chat.auth)
         listed = await c.get(f"/console/api/apps/{chat.app_id}/api-keys", headers=chat.auth)
         keys = {k["id"]: k["token"] for k in listed.json()["data"]}
         assert second.json()["token"] in keys.values() and len(keys) == 2
         await add_account_with_workspace(node, "rival@example.com")  # a workspace with none
-        await _everything_works(chat, workflow_key, keys)
+        await _everything_works(chat, workflow_key, keys, dataset_key)
         before = await _ciphertexts(chat)
-        assert len(before) == 6 and {generation_of(x) for x in before} == {0}
+        assert len(before) == 8 and {generation_of(x) for x in before} == {0}
 
         # the confirmation Dify asks for: anything but yes changes nothing
         monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
@@ -105,7 +119,7 @@ async def test_every_secret_is_resealed_and_keeps_working(
         code, out, err = await eddy("reset-encrypt-key-pair", "--yes")
         assert code == 0, err
         assert out.count("has been reset.") == 2
-        assert "6 secret(s) re-sealed; the previous key is retired." in out
+        assert "8 secret(s) re-sealed; the previous key is retired." in out
         assert "0 secret(s) re-sealed; the previous key is retired." in out
         states = await _key_states(chat)
         assert sorted(states.values(), key=len) == [{0: "retired", 1: "active"}] * 2
@@ -113,7 +127,7 @@ async def test_every_secret_is_resealed_and_keeps_working(
         async def resealed() -> bool:
             return {generation_of(x) for x in await _ciphertexts(chat)} == {1}
         await eventually(resealed)
-        await _everything_works(chat, workflow_key, keys)
+        await _everything_works(chat, workflow_key, keys, dataset_key)
         draft = await c.get(f"/console/api/apps/{flow_id}/export", headers=chat.auth,
                             params={"include_secret": "true"})
         assert SECRET in draft.json()["data"]
@@ -123,7 +137,7 @@ async def test_every_secret_is_resealed_and_keeps_working(
         assert code == 0, err
         await eventually(lambda: asyncio.sleep(
             0, node.container.read_models.active().schema == "console_v2"), timeout=10)
-        await _everything_works(chat, workflow_key, keys)
+        await _everything_works(chat, workflow_key, keys, dataset_key)
 
 
 async def test_an_interrupted_rotation_resumes_with_the_same_key(settings: Settings) -> None:
