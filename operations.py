@@ -695,7 +695,7 @@ def reset_password(settings: Settings, args: argparse.Namespace) -> int:
                 raise OperationError(f"Invalid password. Must match {PASSWORD_PATTERN}", code=1)
             credentials_id = await store_credentials(c.engine, account["id"], new_password)
             try:
-                await _command(c, cmd.ChangeAccountPassword(
+                await _command(c, cmd.ChangePassword(
                     account_id=account["id"], credentials_id=credentials_id),
                     aggregate_id=account["id"], actor_id=account["id"])
             except OperationError:

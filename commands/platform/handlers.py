@@ -40,7 +40,7 @@ def create_workspace(c: cmd.CreateWorkspace, uow: UnitOfWork) -> dict[str, Any]:
     return {"workspace_id": str(c.workspace_id), "account_id": str(c.owner_account_id)}
 
 
-def change_account_password(c: cmd.ChangeAccountPassword, uow: UnitOfWork) -> dict[str, Any]:
+def change_password(c: cmd.ChangePassword, uow: UnitOfWork) -> dict[str, Any]:
     uow.get(Account, c.account_id).change_password(c.credentials_id, uow.ctx)
     return {"account_id": str(c.account_id)}
 
@@ -231,7 +231,7 @@ def set_default_models(c: cmd.SetDefaultModels, uow: UnitOfWork) -> dict[str, An
 
 
 HANDLERS = command_handlers(
-    setup_platform, create_workspace, change_account_password, change_account_email,
+    setup_platform, create_workspace, change_password, change_account_email,
     invite_member, update_member_role, remove_member,
     request_owner_transfer_code, transfer_ownership, switch_workspace, activate_account,
     create_app, update_app, delete_app, create_api_key,

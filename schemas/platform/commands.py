@@ -45,9 +45,10 @@ class CreateWorkspace(CommandPayload):
     register: NewAccount | None = None
 
 
-class ChangeAccountPassword(CommandPayload):
-    """The account's password is now the hash in this `account_credentials` row, stored
-    there by the caller first (`eddy reset-password`): never the hash itself."""
+class ChangePassword(CommandPayload):
+    """The account's password is now the one stored (`gateway.auth.store_credentials`)
+    under `credentials_id`: changed by its owner, reset by a code or by `eddy
+    reset-password`; never the hash itself."""
 
     account_id: UUID
     credentials_id: UUID

@@ -291,7 +291,7 @@ async def record(root: Path) -> History:
     # `eddy reset-encrypt-key-pair` re-seals a token; `eddy reset-password` / `reset-email`
     run(pc.ResealApiKeyToken(key_id=flow_key, token=pc.Resealed(
         previous="opaque:app-flow", ciphertext="k1:opaque:app-flow")), flow_key)
-    run(pc.ChangeAccountPassword(account_id=r.owner, credentials_id=uuid4()), r.owner)
+    run(pc.ChangePassword(account_id=r.owner, credentials_id=uuid4()), r.owner)
     run(pc.ChangeAccountEmail(account_id=r.owner, email="olga@acme.example"), r.owner)
     # the workspace's model providers: a key, custom models (one removed), defaults
     openai, compatible = "langgenius/openai/openai", \

@@ -19,17 +19,18 @@ def _register(world: World, email: str) -> None:
         register=pc.NewAccount(email=email, name="n", credentials_id=uuid4())))
 
 
-@covers(pc.ChangeAccountPassword)
+@covers(pc.ChangePassword)
 def test_a_password_change_names_the_new_credentials_row(world: World) -> None:
     _register(world, "ops@acme.test")
     account, credentials = account_id_for("ops@acme.test"), uuid4()
-    changed = accepted(world.run(pc.ChangeAccountPassword(
+    changed = accepted(world.run(pc.ChangePassword(
         account_id=account, credentials_id=credentials)), account_id=str(account))
     assert changed.one(pe.AccountPasswordChanged) == pe.AccountPasswordChanged(
         credentials_id=credentials)
     assert changed.event(pe.AccountPasswordChanged).aggregate_id == account
-    rejected(world.run(pc.ChangeAccountPassword(account_id=uuid4(), credentials_id=uuid4())),
-             errors.NotFound, "Account not found.")
+    unknown = world.run(pc.ChangePassword(account_id=uuid4(), credentials_id=uuid4()))
+    assert unknown.outcome.status == "rejected" and unknown.events == []
+    assert unknown.outcome.error and unknown.outcome.error["message"] == "Account not found."
 
 
 @covers(pc.ChangeAccountEmail)
