@@ -932,55 +932,94 @@ def _reseals(keyring: Keyring, tenant_id: UUID, aggregate: object
 
 
 def vdb_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    """`eddy vdb-migrate`: every high_quality dataset's chunks written again into the
-    configured vector store (VECTOR_STORE), from its indexed segments. Progress is kept in
-    the key-value store per dataset while a migration runs: an interrupted one, run again,
-    continues after the datasets it finished; a completed one forgets it."""
-    if args.scope == "annotation":
-        raise OperationError("--scope annotation: annotation replies are not migrated yet "
-                             "(disable and enable annotation reply to rebuild their index)")
-    return asyncio.run(_vdb_migrate(settings))
+    """`eddy vdb-migrate [--scope all|knowledge|annotation]`: into the configured vector
+    store (VECTOR_STORE), every high_quality dataset's chunks written again from its indexed
+    segments, and every app's annotation reply index from its annotations. Datasets done
+    are kept in the key-value store while a migration runs: an interrupted one, run again,
+    continues after them; a completed one forgets them. Exit 1 if any failed."""
+    return asyncio.run(_vdb_migrate(settings, args.scope))
 
 
-async def _vdb_migrate(settings: Settings) -> int:
+async def _vdb_migrate(settings: Settings, scope: str) -> int:
+    failed = 0
+    async with _node(settings) as c:
+        if scope in ("knowledge", "all"):
+            failed += await _migrate_knowledge(c)
+        if scope in ("annotation", "all"):
+            failed += await _migrate_annotations(c)
+    return 1 if failed else 0
+
+
+def _failed(what: str, exc: Exception) -> None:
+    print(f"Error creating {what} index: {type(exc).__name__} {exc}", file=sys.stderr,
+          flush=True)
+
+
+async def _migrate_knowledge(c: Container) -> int:
     from projections.knowledge import queries as kq
     from workers.knowledge.indexing import IndexingDeps, rewrite_dataset_vectors
 
     print("Starting vector database migration.", flush=True)
-    progress = f"vdb_migrate:{settings.VECTOR_STORE}"  # dataset id -> its collection
-    async with _node(settings) as c:
-        deps = IndexingDeps(store=c.store, storage=c.storage,
-                            embedding_models=c.embedding_models, vectors=c.vectors,
-                            keywords=c.keywords)
-        datasets = await kq.high_quality_datasets(c.engine)
-        finished = await c.kv.get_fields(progress, [str(d["id"]) for d in datasets])
-        created = skipped = failed = 0
-        for number, (dataset, done) in enumerate(zip(datasets, finished, strict=True), 1):
-            dataset_id = dataset["id"]
-            print(f"Processing the {number} dataset {dataset_id}. {created} created, "
-                  f"{skipped} skipped.", flush=True)
-            if done:
-                skipped += 1
-                continue
-            print(f"Migrating dataset {dataset_id}.", flush=True)
-            try:
-                segments = await kq.indexed_segments(c.engine, dataset_id)
-                collection = await rewrite_dataset_vectors(deps, dataset_id, segments)
-            except Exception as exc:  # as Dify's: one dataset's failure does not stop the rest
-                print(f"Error creating dataset index: {type(exc).__name__} {exc}",
-                      file=sys.stderr, flush=True)
-                failed += 1
-                continue
-            await c.kv.set_field(progress, str(dataset_id), collection)
-            print(f"Created vector index {collection} with {len(segments)} segments for "
-                  f"dataset {dataset_id}.", flush=True)
-            print(f"Successfully migrated dataset {dataset_id}.", flush=True)
-            created += 1
-        if not failed:
-            await c.kv.delete(progress)
+    progress = f"vdb_migrate:{c.settings.VECTOR_STORE}"  # dataset id -> its collection
+    deps = IndexingDeps(store=c.store, storage=c.storage, embedding_models=c.embedding_models,
+                        vectors=c.vectors, keywords=c.keywords)
+    datasets = await kq.high_quality_datasets(c.engine)
+    finished = await c.kv.get_fields(progress, [str(d["id"]) for d in datasets])
+    created = skipped = failed = 0
+    for number, (dataset, done) in enumerate(zip(datasets, finished, strict=True), 1):
+        dataset_id = dataset["id"]
+        print(f"Processing the {number} dataset {dataset_id}. {created} created, "
+              f"{skipped} skipped.", flush=True)
+        if done:
+            skipped += 1
+            continue
+        print(f"Migrating dataset {dataset_id}.", flush=True)
+        try:
+            segments = await kq.indexed_segments(c.engine, dataset_id)
+            collection = await rewrite_dataset_vectors(deps, dataset_id, segments)
+        except Exception as exc:  # as Dify's: one dataset's failure does not stop the rest
+            _failed("dataset", exc)
+            failed += 1
+            continue
+        await c.kv.set_field(progress, str(dataset_id), collection)
+        print(f"Created vector index {collection} with {len(segments)} segments for "
+              f"dataset {dataset_id}.", flush=True)
+        print(f"Successfully migrated dataset {dataset_id}.", flush=True)
+        created += 1
+    if not failed:
+        await c.kv.delete(progress)
     print(f"Migration complete. Created {created} dataset indexes. Skipped {skipped} "
           "datasets.", flush=True)
-    return 1 if failed else 0
+    return failed
+
+
+async def _migrate_annotations(c: Container) -> int:
+    from projections.platform.queries import all_app_ids
+    from workers.conversation.annotations import AnnotationDeps, rewrite_annotation_vectors
+
+    print("Starting annotation data migration.", flush=True)
+    deps = AnnotationDeps(store=c.store, engine=c.engine, vectors=c.vectors,
+                          embedding_models=c.embedding_models)
+    created = skipped = failed = 0
+    for number, app_id in enumerate(await all_app_ids(c.engine), 1):
+        print(f"Processing the {number} app {app_id}. {created} created, {skipped} "
+              "skipped.", flush=True)
+        try:
+            count = await rewrite_annotation_vectors(deps, app_id)
+        except Exception as exc:  # as Dify's: one app's failure does not stop the rest
+            _failed("app annotation", exc)
+            failed += 1
+            continue
+        if count is None:
+            skipped += 1
+            print(f"App annotation setting disabled: {app_id}", flush=True)
+            continue
+        print(f"Created vector index with {count} annotations for app {app_id}.", flush=True)
+        print(f"Successfully migrated app annotation {app_id}.", flush=True)
+        created += 1
+    print(f"Migration complete. Created {created} app annotation indexes. Skipped {skipped} "
+          "apps.", flush=True)
+    return failed
 
 
 # --- eddy remove-orphaned-files-on-storage, eddy clear-orphaned-file-records ----------------

@@ -1,6 +1,7 @@
 """`eddy vdb-migrate` against real Postgres (pgvector) and Redis: every high_quality dataset's
-chunks are written again into the configured vector store from its indexed segments, checked
-through the Service API's retrieval; an interrupted migration continues where it stopped."""
+chunks are written again into the configured vector store from its indexed segments, and
+every app's annotation reply index from its annotations, checked through the Service API
+(retrieval, chat); an interrupted migration continues where it stopped."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 from uuid import UUID
 
 from config import Settings
+from tests.chat import MODEL, chat_node
+from tests.e2e.test_annotations import HOURS, answer, connect_embeddings, create, in_force, run_job
 from tests.e2e.test_knowledge import create_dataset, create_text_document, dataset_key, wait_indexed
 from tests.harness import Node, running_node
 from tests.integration.test_cli_operations import eddy
@@ -73,10 +76,26 @@ async def test_vdb_migrate_rewrites_every_dataset_and_resumes(settings: Settings
         # that migration completed: the next one starts over and rewrites every dataset
         code, out, err = await eddy("vdb-migrate")
         assert code == 0, err
-        assert out.splitlines()[-1] == ("Migration complete. Created 2 dataset indexes. "
-                                        "Skipped 0 datasets.")
+        assert ("Migration complete. Created 2 dataset indexes. Skipped 0 datasets."
+                in out.splitlines())
         found = await _found(node, key, trains, "When does the Venice train leave?")
         assert found[0] == FACTS["trains"][0] and len(found) == 2
 
-        code, _, err = await eddy("vdb-migrate", "--scope", "annotation")
-        assert code == 2 and "annotation replies are not migrated" in err
+
+async def test_vdb_migrate_rewrites_annotation_reply_indexes(settings: Settings) -> None:
+    async with chat_node(settings, frozenset({MODEL, "bge-m3"})) as chat:
+        await connect_embeddings(chat)
+        await create(chat, *HOURS)
+        assert (await run_job(chat, "enable"))["job_status"] == "completed"
+        assert await answer(chat, HOURS[0]) == HOURS[1]
+        await chat.node.container.vectors.delete(await in_force(chat))  # a new, empty store
+        assert await answer(chat, HOURS[0]) == f"Echo: {HOURS[0]}"  # the model answers
+
+        code, out, err = await eddy("vdb-migrate", "--scope", "annotation")
+        assert code == 0, err
+        lines = out.splitlines()
+        assert lines[0] == "Starting annotation data migration."
+        assert f"Successfully migrated app annotation {chat.app_id}." in lines
+        assert lines[-1] == ("Migration complete. Created 1 app annotation indexes. "
+                             "Skipped 0 apps.")
+        assert await answer(chat, HOURS[0]) == HOURS[1]
