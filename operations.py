@@ -577,6 +577,13 @@ def _ask(value: str | None, label: str, *, secret: bool = False) -> str:
     return getpass.getpass(f"{label}: ") if secret else input(f"{label}: ")
 
 
+def _ask_optional(value: str | None, label: str) -> str | None:
+    """An optional option's value: prompted for on a terminal (an empty answer: none)."""
+    if value is not None or not sys.stdin.isatty():
+        return value
+    return input(f"{label}: ") or None
+
+
 def _confirmed(question: str) -> bool:
     """Dify's `click.confirm(..., abort=True)`: anything but yes aborts."""
     print(f"{question} [y/N]: ", end="", flush=True)
@@ -628,7 +635,8 @@ def create_tenant(settings: Settings, args: argparse.Namespace) -> int:
         raise OperationError("Email is required.", code=1)
     if "@" not in email:
         raise OperationError("Invalid email address.", code=1)
-    return asyncio.run(_create_tenant(settings, email, args.name, args.language))
+    return asyncio.run(_create_tenant(settings, email, _ask_optional(args.name, "Name"),
+                                      _ask_optional(args.language, "Language")))
 
 
 async def _create_tenant(settings: Settings, email: str, name: str | None,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 
 from config import Settings
-from tests.harness import Node, eventually, running_node
+from tests.harness import Node, eventually, everything_recorded, running_node
 from tests.integration.test_cli_operations import eddy
 
 
@@ -32,6 +32,7 @@ async def test_create_tenant_makes_an_account_and_a_workspace(settings: Settings
         assert len(password) >= 16
 
         await eventually(lambda: _logs_in(node, "ada@acme.test", password))
+        assert not any(password.encode() in blob for blob in await everything_recorded(node))
         headers = await node.console_login("ada@acme.test", password)
         profile = await node.client.get("/console/api/apps", headers=headers)
         assert profile.status_code == 200 and profile.json()["total"] == 0
@@ -70,6 +71,9 @@ async def test_reset_password_as_dify_checks_it(settings: Settings) -> None:
         assert code == 0 and out == "Password reset successfully.\n", err
         await eventually(lambda: _logs_in(node, "owner@example.com", "newpassw0rd"))
         assert not await _logs_in(node, "owner@example.com", "passw0rd1")
+        # the password reached no event, command, topic or read model in plaintext
+        assert not any(b"newpassw0rd" in blob for blob in await everything_recorded(
+            node, "console_v1.accounts"))
 
         # an option left out is asked for; with no terminal to ask at, it is required
         code, _, err = await eddy("reset-password", "--email", "owner@example.com")

@@ -22,7 +22,7 @@ from projections.platform.tables import api_keys, custom_models, provider_creden
 from projections.tables import workspace_keys
 from projections.workflow.tables import workflow_drafts, workflow_versions
 from tests.chat import KEY, MODEL, PROVIDERS, Chat, app_with_key, chat_node
-from tests.harness import add_account_with_workspace, eventually
+from tests.harness import add_account_with_workspace, eventually, everything_recorded
 from tests.integration.test_cli_operations import eddy
 from tests.workflows import edge, end_outputs, graph, graph_node, publish_in_console
 
@@ -128,6 +128,10 @@ async def test_every_secret_is_resealed_and_keeps_working(
             return {generation_of(x) for x in await _ciphertexts(chat)} == {1}
         await eventually(resealed)
         await _everything_works(chat, workflow_key, keys, dataset_key)
+        # the re-seal commands and events carried ciphertexts only
+        plaintexts = [KEY, SECRET, dataset_key, *keys.values()]
+        assert not [p for p in plaintexts for blob in await everything_recorded(node)
+                    if p.encode() in blob]
         draft = await c.get(f"/console/api/apps/{flow_id}/export", headers=chat.auth,
                             params={"include_secret": "true"})
         assert SECRET in draft.json()["data"]
