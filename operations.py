@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import orjson
 
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
     from adapters.secrets import Keyring
     from bootstrap import Container
+    from commands.platform.aggregates import ApiKey, Workspace
+    from commands.workflow.aggregates import WorkflowDraft, WorkflowVersion
     from events.listing import EventFilter
     from events.replay import ReplayPlan
     from schemas.base import CommandPayload
@@ -870,12 +872,14 @@ async def _reseal_pass(c: Container, tenant_id: UUID,
     return counts[0], counts[1], counts[2]
 
 
-def _reseals(keyring: Keyring, tenant_id: UUID, aggregate: object
+def _reseals(keyring: Keyring, tenant_id: UUID,
+             aggregate: Workspace | ApiKey | WorkflowDraft | WorkflowVersion
              ) -> Iterator[tuple[str, CommandPayload | None, int]]:
     """The re-seal commands an aggregate needs: (what, command, 0), or (what, None, n) for
     n secrets that do not open (sealed under another SECRET_KEY)."""
     from adapters.secrets import SecretUnreadable
     from commands.platform.aggregates import ApiKey, Workspace
+    from commands.workflow.aggregates import WorkflowDraft
     from gateway.auth import API_TOKEN_PURPOSE
     from schemas.platform import commands as pc
     from schemas.platform.providers import credentials_purpose
@@ -909,10 +913,15 @@ def _reseals(keyring: Keyring, tenant_id: UUID, aggregate: object
         if aggregate.revoked or not ciphertext or keyring.is_current(ciphertext):
             return
         resealed = again(API_TOKEN_PURPOSE, ciphertext)
-        yield f"api key {aggregate.id}", resealed and pc.ResealApiKeyToken(
-            key_id=aggregate.id, token=resealed), int(resealed is None)
+        if resealed is None:
+            yield f"api key {aggregate.id}", None, 1
+        else:
+            yield f"api key {aggregate.id}", pc.ResealApiKeyToken(
+                key_id=aggregate.id, token=resealed), 0
         return
-    spec = getattr(aggregate, "draft", None) or getattr(aggregate, "spec", None)
+    of: Literal["draft", "version"]
+    spec, of = ((aggregate.draft, "draft") if isinstance(aggregate, WorkflowDraft)
+                else (aggregate.spec, "version"))
     if spec is None:
         return
     purpose = environment_secret_purpose(tenant_id)
@@ -926,11 +935,10 @@ def _reseals(keyring: Keyring, tenant_id: UUID, aggregate: object
             lost += resealed is None
             variable = {**variable, "value": resealed.ciphertext if resealed else value}
         variables.append(variable)
-    of = "draft" if type(aggregate).type_name == "WorkflowDraft" else "version"
-    what = f"environment of workflow {of} {aggregate.id}"  # type: ignore[attr-defined]
+    what = f"environment of workflow {of} {aggregate.id}"
     if variables != stored:
         yield what, wc.ResealWorkflowEnvironment(
-            aggregate_id=aggregate.id, of=of, previous=stored,  # type: ignore[attr-defined]
+            aggregate_id=aggregate.id, of=of, previous=stored,
             environment_variables=variables), 0
     if lost:
         yield what, None, lost
