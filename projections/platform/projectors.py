@@ -301,5 +301,7 @@ PROJECTORS = projectors(
     project_provider_credentials_deleted, project_custom_model_saved,
     project_custom_model_deleted, project_default_model_set,
     project_provider_credentials_resealed, project_api_key_token_resealed,
-    ignore=[ev.EmailClaimed],  # the account's own AccountEmailChanged shows the address
+    # The console shows no request for a code (its mail shows in the mail context), and an
+    # EmailClaim's address shows as its account's own AccountEmailChanged.
+    ignore=[ev.PasswordResetRequested, ev.EmailCodeLoginRequested, ev.EmailClaimed],
 )
