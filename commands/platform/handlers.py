@@ -255,9 +255,9 @@ def set_default_models(c: cmd.SetDefaultModels, uow: UnitOfWork) -> dict[str, An
 
 HANDLERS = command_handlers(
     setup_platform, create_workspace, change_account_email, invite_member, update_member_role,
-    remove_member, request_owner_transfer_code, transfer_ownership, switch_workspace, activate_account,
-    request_password_reset, request_email_code_login, change_password, create_app, update_app,
-    delete_app, create_api_key,
-    revoke_api_key, save_provider_credentials, delete_provider_credentials, save_custom_model,
+    remove_member, request_owner_transfer_code, transfer_ownership, switch_workspace,
+    activate_account, request_password_reset, request_email_code_login, change_password,
+    create_app, update_app, delete_app, create_api_key, revoke_api_key,
+    save_provider_credentials, delete_provider_credentials, save_custom_model,
     delete_custom_model, set_default_models, reseal_provider_credentials, reseal_api_key_token,
 )
