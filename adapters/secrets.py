@@ -74,9 +74,9 @@ class Keyring:
     a ciphertext of any generation in `materials` (or of generation 0 while it is not
     retired) opens. `materials`: generation (1 and up) -> its key."""
 
-    secret_key: str
+    secret_key: str = field(repr=False)
     active: int = 0
-    materials: Mapping[int, str] = field(default_factory=dict)
+    materials: Mapping[int, str] = field(default_factory=dict, repr=False)
     retired: frozenset[int] = frozenset()
 
     def _material(self, generation: int) -> str:

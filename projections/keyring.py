@@ -10,7 +10,13 @@ from uuid import UUID
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.secrets import Keyring, new_key_material, open_key_material, seal_key_material
+from adapters.secrets import (
+    Keyring,
+    SecretUnreadable,
+    new_key_material,
+    open_key_material,
+    seal_key_material,
+)
 from projections.tables import workspace_keys
 
 ACTIVE, PREVIOUS, RETIRED = "active", "previous", "retired"
@@ -20,11 +26,15 @@ async def keyring_of(conn: AsyncConnection, secret_key: str, tenant_id: UUID | N
     rows = (await conn.execute(select(workspace_keys).where(
         workspace_keys.c.tenant_id == tenant_id))).mappings().all()
     active = next((r["generation"] for r in rows if r["state"] == ACTIVE), 0)
-    return Keyring(
-        secret_key, active,
-        materials={r["generation"]: open_key_material(secret_key, r["sealed_key"])
-                   for r in rows if r["sealed_key"] and r["state"] != RETIRED},
-        retired=frozenset(r["generation"] for r in rows if r["state"] == RETIRED))
+    materials = {}
+    for row in rows:
+        if row["sealed_key"] and row["state"] != RETIRED:
+            try:
+                materials[row["generation"]] = open_key_material(secret_key, row["sealed_key"])
+            except SecretUnreadable:  # sealed under another SECRET_KEY: what it sealed
+                continue              # does not open, as any secret sealed under that one
+    return Keyring(secret_key, active, materials=materials,
+                   retired=frozenset(r["generation"] for r in rows if r["state"] == RETIRED))
 
 
 async def workspace_keyring(engine: AsyncEngine, secret_key: str,

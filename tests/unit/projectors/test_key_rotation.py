@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from uuid import uuid4
 
+import pytest
 from sqlalchemy import insert
 
 from adapters.secrets import Keyring, new_key_material, seal_key_material
@@ -14,6 +15,7 @@ from projections.platform import queries as pq
 from projections.platform.tables import api_keys
 from projections.tables import workspace_keys
 from projections.workflow import queries as wq
+from schemas import errors
 from schemas.platform import events as pev
 from schemas.platform.providers import credentials_purpose
 from schemas.workflow import events as wev
@@ -76,3 +78,21 @@ async def test_a_draft_and_a_version_hold_their_resealed_environment(world: Worl
     assert draft["hash"] == "h"  # the editor's next save still starts from it
     version = await wq.workflow_version(world.engine, app_id, version_id)
     assert version is not None and version["environment_variables"] == resealed
+
+
+async def test_a_key_sealed_under_another_secret_key_leaves_its_secrets_unopened(
+        world: World) -> None:
+    """SECRET_KEY changed after a rotation: the workspace's key does not open, so neither
+    do its secrets, which read as Dify's "provider not initialised", never as a crash."""
+    material = new_key_material()
+    rotated = Keyring(SECRET_KEY, active=1, materials={1: material})
+    await world.emit("Workspace", world.tenant, pev.CustomModelSaved(
+        provider=COMPATIBLE, model="qwen", model_type="llm", credentials_masked={},
+        credentials_ciphertext=rotated.seal(credentials_purpose(world.tenant), "{}")))
+    async with world.engine.begin() as conn:
+        await conn.execute(insert(workspace_keys).values(
+            tenant_id=world.tenant, generation=1, state="active", created_at=T0,
+            sealed_key=seal_key_material("another-secret-key", material)))
+    with pytest.raises(errors.ProviderNotInitialized):
+        await pm.stored_credentials(world.engine, SECRET_KEY, world.tenant, COMPATIBLE,
+                                    "qwen", "llm")
