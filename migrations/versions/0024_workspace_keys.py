@@ -3,13 +3,13 @@ beside the store (`projections.tables.workspace_keys`). No row: generation 0, th
 secret was sealed with so far (derived from SECRET_KEY), so nothing stored changes.
 
 Revision ID: 0024
-Revises: 0022 (0023, triggers, is not on main yet: chain it after 0023)
+Revises: 0023
 """
 
 from alembic import op
 
 revision = "0024"
-down_revision = "0022"
+down_revision = "0023"
 branch_labels = None
 depends_on = None
 
