@@ -81,3 +81,17 @@ async def test_the_owner_transfers_ownership_with_a_mailed_code(node: Node) -> N
     events = [e.to_json() for e in await recorded(node)]
     for secret in (code, first, confirmed):
         assert not in_plaintext(secret, events)
+
+
+async def test_wrong_codes_lock_the_owner_transfer_out(node: Node) -> None:
+    owner = await node.setup_and_login()
+    token = (await node.client.post(SEND, headers=owner, json={})).json()["data"]
+    code = (await sealed_params(node, "owner@example.com", "owner_transfer_confirm"))["code"]
+    wrong = "000000" if code != "000000" else "111111"
+    for _ in range(5):
+        await refused(node, "POST", CHECK, 400, "email_code_error", headers=owner,
+                      json={"code": wrong, "token": token})
+    # Locked out: even the right code is refused now.
+    await refused(node, "POST", CHECK, 429, "owner_transfer_limit",
+                  "Too many failed owner transfer attempts. Please try again in 24 hours.",
+                  headers=owner, json={"code": code, "token": token})
