@@ -63,6 +63,8 @@ async def test_an_invitee_activates_once_through_the_mailed_link_and_logs_in(
     assert check.json() == {"is_valid": True, "data": {
         "workspace_name": "Owner's Workspace", "workspace_id": tenant,
         "email": "newbie@example.com"}}
+    await refused(node, "GET", f"{API}/activate/check", 400, "invalid_param",
+                  params={"email": "newbie@example.com"})  # no token
     for wrong in ({"token": token, "email": "other@example.com"},
                   {"token": token, "workspace_id": str(uuid4())},
                   {"token": "not-the-token"}):

@@ -5,6 +5,7 @@ tokens single-use, never in plaintext in the store."""
 from __future__ import annotations
 
 from typing import Any
+from uuid import uuid4
 
 from tests.harness import Node, in_plaintext
 from tests.invitations import (
@@ -45,6 +46,8 @@ async def test_the_owner_transfers_ownership_with_a_mailed_code(node: Node) -> N
                   json={})
 
     wrong = "000000" if code != "000000" else "111111"
+    for body in ({"token": first}, {"code": code}, {"code": "", "token": first}):
+        await refused(node, "POST", CHECK, 400, "invalid_param", headers=owner, json=body)
     await refused(node, "POST", CHECK, 400, "email_code_error", headers=owner,
                   json={"code": wrong, "token": first})
     await refused(node, "POST", CHECK, 400, "not_owner", headers=ada,
@@ -60,6 +63,10 @@ async def test_the_owner_transfers_ownership_with_a_mailed_code(node: Node) -> N
     def transfer(email: str) -> str:
         return f"{MEMBERS}/{ids[email]}/owner-transfer"
 
+    await refused(node, "POST", transfer("ed@example.com"), 400, "invalid_param",
+                  headers=owner, json={})
+    await refused(node, "POST", f"{MEMBERS}/{uuid4()}/owner-transfer", 400,
+                  "invalid_or_expired_token", headers=owner, json={"token": "not-a-token"})
     await refused(node, "POST", transfer("owner@example.com"), 400,
                   "cannot_transfer_owner_to_self", headers=owner, json={"token": confirmed})
     # The code's own token does not transfer: only the confirmed one.
