@@ -175,12 +175,13 @@ ROLES: dict[str, tuple[str, Run]] = {
     "up": ("run everything on embedded servers (data in EDDY_DATA_DIR)", run_up),
     "api": ("serve the HTTP gateway", _on_servers(serve_api)),
     "worker": ("run relay / processors / scheduler roles", _on_servers(run_worker)),
-    "scheduler": ("run the scheduler role alone", _on_servers(run_scheduler)),
+    "scheduler": ("run the scheduler alone (one leader at a time; MODE=beat)",
+                  _on_servers(run_scheduler)),
     "migrate": ("apply database migrations", _on_servers(run_migrations)),
     "job": ("run one scheduled job once", _on_servers(run_job)),
 }
 MODE_ROLES = {Mode.API: "api", Mode.WORKER: "worker", Mode.SCHEDULER: "scheduler",
-              Mode.MIGRATION: "migrate", Mode.JOB: "job", Mode.ALL: "up"}
+              Mode.BEAT: "scheduler", Mode.MIGRATION: "migrate", Mode.JOB: "job", Mode.ALL: "up"}
 
 
 def _add_roles(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

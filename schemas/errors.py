@@ -75,6 +75,33 @@ class WorkflowRunNotFound(NotFound):
     default_message = "Workflow run not found."
 
 
+class WebhookNotFound(NotFound):
+    """An unknown webhook URL, or one whose signature is not this deployment's (Dify's 404:
+    a webhook's id is its secret)."""
+
+    default_message = "Webhook not found."
+
+
+class WebhookTriggerNotFound(NotFound):
+    default_message = "Webhook trigger not found for this node"
+
+
+class WebhookRequestInvalid(BadRequest):
+    """A webhook call that does not fit its trigger node: no run is started."""
+
+    default_message = "Bad Request"
+
+
+class WorkflowTriggerInvalid(BadRequest):
+    """A trigger node of a workflow being published has settings that name no schedule or
+    webhook (Dify's ScheduleConfigError)."""
+
+
+class WebhookRequestTooLarge(EddyError):
+    code, status, default_message = ("request_entity_too_large", 413,
+                                      "Webhook request too large.")
+
+
 class WorkflowNodeNotFound(NotFound):
     default_message = "Node not found in the workflow."
 

@@ -113,8 +113,13 @@ def configure_annotation_reply(c: cmd.ConfigureAnnotationReply,
     return {"job_id": str(c.job_id)}
 
 
+def expire_messages(c: cmd.ExpireMessages, uow: UnitOfWork) -> dict[str, Any]:
+    expired = uow.get(Conversation, c.conversation_id).expire(c.message_ids, uow.ctx)
+    return {"expired": [str(m) for m in expired]}
+
+
 HANDLERS = command_handlers(
     configure_app_model, configure_app_site, send_message, rename_conversation,
     delete_conversation, give_message_feedback, record_file_upload, create_annotation,
-    update_annotation, delete_annotation, configure_annotation_reply,
+    update_annotation, delete_annotation, configure_annotation_reply, expire_messages,
 )

@@ -90,6 +90,7 @@ class WorkflowRun(Aggregate):
     # seconds it was active (a pause does not count, as for WORKFLOW_MAX_EXECUTION_TIME)
     nodes_started: set[str]
     total_tokens: int = 0
+    expired = False  # past the retention: gone from the read models
     active_seconds: float = 0.0
     active_since: float = 0.0
 
@@ -114,6 +115,16 @@ class WorkflowRun(Aggregate):
     @property
     def ended(self) -> bool:
         return self.status in RUN_ENDED
+
+    def apply_WorkflowRunExpired(self, p: ev.WorkflowRunExpired) -> None:
+        self.expired = True
+
+    def expire(self, ctx: Context) -> bool:
+        """An ended run leaves the read models, once; a running or paused one stays."""
+        if not self.exists or not self.ended or self.expired:
+            return False
+        self.record(ev.WorkflowRunExpired(), ctx)
+        return True
 
     def apply_WorkflowRunStarted(self, p: ev.WorkflowRunStarted) -> None:
         self.started = p

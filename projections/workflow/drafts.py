@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from events.envelope import Envelope
 from projections.registry import projectors
 from projections.workflow.tables import published_workflows, workflow_drafts, workflow_versions
+from projections.workflow.triggers import sync_triggers
 from schemas.workflow import events as ev
 
 
@@ -40,6 +41,9 @@ async def project_workflow_version_created(conn: AsyncConnection,
         environment_variables=p.environment_variables,
         conversation_variables=p.conversation_variables, marked_name=p.marked_name,
         marked_comment=p.marked_comment, created_by=p.created_by, created_at=e.occurred_at))
+    if p.kind == "workflow" and await conn.scalar(select(published_workflows.c.app_id).where(
+            published_workflows.c.workflow_id == e.aggregate_id)) is not None:
+        await sync_triggers(conn, p.app_id)  # its publish was applied first
 
 
 async def project_workflow_published(conn: AsyncConnection,
@@ -54,6 +58,7 @@ async def project_workflow_published(conn: AsyncConnection,
     else:
         await conn.execute(update(published_workflows)
                            .where(published_workflows.c.app_id == p.app_id).values(**values))
+    await sync_triggers(conn, p.app_id)
 
 
 PROJECTORS = projectors(project_workflow_draft_synced, project_workflow_version_created,

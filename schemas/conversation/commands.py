@@ -54,6 +54,13 @@ class RenameConversation(CommandPayload):
     name: str
 
 
+class ExpireMessages(CommandPayload):
+    """The retention job's: these messages of the conversation are past the retention."""
+
+    conversation_id: UUID
+    message_ids: list[UUID]
+
+
 class DeleteConversation(CommandPayload):
     conversation_id: UUID
     app_id: UUID

@@ -82,6 +82,14 @@ class ConversationDeleted(EventPayload):
     pass
 
 
+class MessagesExpired(EventPayload):
+    """Past the retention (ENABLE_CLEAN_MESSAGES, SANDBOX_EXPIRED_RECORDS_RETENTION_DAYS):
+    these messages leave the read models, the answers and the model's memory of the
+    conversation. Their events stay in the store (README: retention)."""
+
+    message_ids: list[UUID]
+
+
 class MessageFeedbackGiven(EventPayload):
     """rating None withdraws the feedback."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -19,11 +20,14 @@ class StartWorkflowRun(CommandPayload):
     workflow_id: UUID | None = None
     task_id: UUID
     mode: str
-    triggered_from: str  # "app-run" | "debugging"
+    triggered_from: str  # "app-run" | "debugging" | "webhook" | "schedule"
     user: str
     inputs: dict[str, Any]
     files: list[dict[str, Any]] = []
     node_id: str | None = None  # a single-node debug run
+    # the trigger node a webhook or schedule run starts from (instead of the start node)
+    root_node_id: str | None = None
+    scheduled_at: datetime | None = None  # a schedule run: the tick it is the run of
 
 
 class StopWorkflowRun(CommandPayload):
@@ -97,6 +101,12 @@ class TimeOutHumanInput(CommandPayload):
 
 
 # --- conversation variables (chatflow) -----------------------------------------------------
+
+
+class ExpireWorkflowRun(CommandPayload):
+    """The retention job's: this ended run is past the retention."""
+
+    run_id: UUID
 
 
 class UpdateConversationVariable(CommandPayload):

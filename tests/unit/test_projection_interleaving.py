@@ -406,6 +406,8 @@ async def record(root: Path) -> History:
                                                    usage=usage),
                  cev.AnnotationHit(app_id=chat, annotation_id=annotation_id,
                                    message_id=message, question=query, score=0.95))
+    # the last one past the retention: it leaves the conversation (the hit stays counted)
+    run(cc.ExpireMessages(conversation_id=conversation, message_ids=[message]), conversation)
     run(cc.DeleteAnnotation(app_id=chat, annotation_id=notes_ids[1]), annotation_set)
     picture = uuid4()
     run(cc.RecordFileUpload(file_id=picture, app_id=chat, user="ann", name="cat.png", size=3,
@@ -440,11 +442,12 @@ async def record(root: Path) -> History:
         wev.WorkflowRunPaused(node_id="review", form_token="t2", form={}, expires_at=0.0),
         wev.WorkflowHumanInputTimedOut(node_id="review", form_token="t2"),
         wev.WorkflowRunStopped(elapsed_time=5.0, total_steps=2)])
-    r.workflow_run(flow, "ann", [
+    failed = r.workflow_run(flow, "ann", [
         wev.WorkflowNodeStarted(node_id="code", node_type="code", title="Code",
                                 execution_id=code, index=1),
         wev.WorkflowNodeFailed(node_id="code", execution_id=code, error="boom"),
         wev.WorkflowRunFailed(error="Node Code run failed: boom", elapsed_time=0.5)])
+    run(wc.ExpireWorkflowRun(run_id=failed), failed)  # past the retention
 
     # knowledge: datasets (the archive adopts its first document's technique), metadata, tags
     handbook, archive = uuid4(), uuid4()
@@ -804,10 +807,10 @@ def test_the_store_order_read_model_is_the_expected_one(history: History,
     runs = sorted(_rows(reference, "workflow_runs", app_id=kept["app"]),
                   key=lambda r: r["sequence_number"])
     assert [(r["sequence_number"], r["status"], r["exceptions_count"]) for r in runs] == [
-        (1, "succeeded", 0), (2, "stopped", 1), (3, "failed", 0)]
-    assert len(_rows(reference, "workflow_app_logs", app_id=kept["app"])) == 3
+        (1, "succeeded", 0), (2, "stopped", 1)]  # the failed third expired
+    assert len(_rows(reference, "workflow_app_logs", app_id=kept["app"])) == 2
     assert {e["status"] for e in reference["workflow_node_executions"]} == {
-        "succeeded", "retry", "exception", "stopped", "failed"}
+        "succeeded", "retry", "exception", "stopped"}  # the failed node's run expired
 
     # Each document shows its live segments' counts: the split's plus the hand edits.
     for doc in reference["documents"]:

@@ -24,7 +24,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
@@ -213,7 +213,10 @@ class RunExecution:
             return False
         p = self.begun
         self.version = await self.e.versions.get(p.workflow_id)
-        self.graph = self.version.graph
+        # a webhook or schedule run starts at its trigger node, the graph's other roots
+        # (the start node, other triggers) are skipped
+        self.graph = self.version.graph if p.root_node_id is None else replace(
+            self.version.graph, root_id=p.root_node_id)
         self.environment = open_environment(self.version.spec.environment_variables,
                                             self.s.settings.SECRET_KEY, self.tenant_id)
         self.mask = self.environment.secrets.mask
