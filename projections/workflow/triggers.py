@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.envelope import Envelope
@@ -105,17 +105,22 @@ class DueSchedule:
     owner_id: UUID | None  # who the run is made by: the workspace's owner (Dify's)
 
 
-async def due_schedules(engine: AsyncEngine, now: datetime, limit: int) -> list[DueSchedule]:
-    """Schedules of existing apps whose next fire time has come, the most overdue first."""
+async def due_schedules(engine: AsyncEngine, now: datetime, limit: int,
+                        after: tuple[datetime, UUID, str] | None = None) -> list[DueSchedule]:
+    """Schedules of existing apps whose next fire time has come, the most overdue first;
+    `after`: past this one's (next fire time, app, node)."""
     owner = (select(workspace_members.c.account_id)
              .where(workspace_members.c.workspace_id == workflow_schedules.c.tenant_id,
                     workspace_members.c.role == "owner").limit(1).scalar_subquery())
+    order = (workflow_schedules.c.next_fire_at, workflow_schedules.c.app_id,
+             workflow_schedules.c.node_id)
     async with engine.connect() as conn:
         rows = (await conn.execute(
             select(workflow_schedules, owner.label("owner_id"))
             .join(apps, apps.c.id == workflow_schedules.c.app_id)
-            .where(workflow_schedules.c.next_fire_at <= now)
-            .order_by(workflow_schedules.c.next_fire_at).limit(limit))).mappings().all()
+            .where(workflow_schedules.c.next_fire_at <= now, *([] if after is None else [
+                tuple_(*order) > tuple_(*map(literal, after))]))
+            .order_by(*order).limit(limit))).mappings().all()
     return [DueSchedule(app_id=r["app_id"], node_id=r["node_id"], tenant_id=r["tenant_id"],
                         cron=Cron(r["cron_expression"], r["timezone"]),
                         next_fire_at=r["next_fire_at"], owner_id=r["owner_id"]) for r in rows]

@@ -177,3 +177,22 @@ async def test_two_schedulers_firing_a_tick_start_one_run_and_missed_ticks_fire_
 
 async def _after(read: Callable[[], Any], moment: datetime) -> bool:
     return bool(await read() > moment)
+
+
+async def test_a_trigger_that_names_no_schedule_is_saved_but_not_published(node: Node) -> None:
+    auth = await node.setup_and_login()
+    app_id, _ = await app_with_key(node, auth, mode="workflow", name="Someday")
+    base = f"/console/api/apps/{app_id}/workflows"
+    half_made = graph([graph_node("tick", "trigger-schedule", mode="cron",
+                                  cron_expression="every morning"),
+                       graph_node("end", "end", outputs=[])], [edge("tick", "end")])
+    draft = (await node.client.get(f"{base}/draft", headers=auth)).json()
+    saved = await node.client.post(f"{base}/draft", headers=auth, json={
+        "graph": half_made, "features": {}, "environment_variables": [],
+        "conversation_variables": [], "hash": draft["hash"]})
+    assert saved.status_code == 200, saved.text  # the editor saves as the user types
+    refused = await node.client.post(f"{base}/publish", headers=auth, json={})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["code"] == "invalid_param"
+    assert "'tick'" in refused.json()["message"]
+    assert (await node.client.get(f"{base}/publish", headers=auth)).json() is None

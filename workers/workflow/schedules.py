@@ -49,17 +49,17 @@ async def poll_workflow_schedules(*, engine: AsyncEngine, store: EventStore,
 
 async def fire_due_schedules(engine: AsyncEngine, store: EventStore,
                              handlers: CommandHandlers, now: datetime) -> int:
-    """Start the run of every schedule due at `now`; how many ticks were fired."""
-    fired = 0
-    while due := await due_schedules(engine, now, BATCH):
+    """Start the run of every schedule due at `now`, each once in this pass (paged past
+    the last one fired: a schedule moves on only when its run's start is projected); how
+    many were fired."""
+    fired, after = 0, None
+    while due := await due_schedules(engine, now, BATCH, after):
         for schedule in due:
             await asyncio.to_thread(_fire, store, handlers, schedule,
                                     schedule.cron.latest_at_or_before(now))
-            fired += 1
-        if len(due) < BATCH:
-            break
-        # a full batch: the rest are read once these runs' starts have moved them on
-        await asyncio.sleep(1.0)
+        fired += len(due)
+        last = due[-1]
+        after = (last.next_fire_at, last.app_id, last.node_id)
     return fired
 
 
