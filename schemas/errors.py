@@ -55,6 +55,17 @@ class NotSetup(EddyError):
     code, status, default_message = "not_setup", 401, "Dify has not been set up yet."
 
 
+class EmailInUse(BadRequest):
+    code, default_message = "email_in_use", "The email is already in use."
+
+
+class SecretChanged(EddyError):
+    """A re-seal (`eddy reset-encrypt-key-pair`) named a ciphertext that is no longer the
+    stored one: the secret was saved again meanwhile; the rotation reads it again."""
+
+    code, status, default_message = "secret_changed", 409, "The secret changed meanwhile."
+
+
 class NotFound(EddyError):
     code, status, default_message = "not_found", 404, "Resource not found."
 

@@ -89,4 +89,12 @@ def snapshot_workflow_draft(c: cmd.SnapshotWorkflowDraft, uow: UnitOfWork) -> di
     return {"workflow_id": str(c.workflow_id)}
 
 
-HANDLERS = command_handlers(sync_workflow_draft, publish_workflow, snapshot_workflow_draft)
+def reseal_workflow_environment(c: cmd.ResealWorkflowEnvironment,
+                                uow: UnitOfWork) -> dict[str, Any]:
+    holder = WorkflowDraft if c.of == "draft" else WorkflowVersion
+    uow.get(holder, c.aggregate_id).reseal(c.previous, c.environment_variables, uow.ctx)
+    return {"result": "success"}
+
+
+HANDLERS = command_handlers(sync_workflow_draft, publish_workflow, snapshot_workflow_draft,
+                            reseal_workflow_environment)

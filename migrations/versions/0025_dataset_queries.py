@@ -4,7 +4,7 @@ first: no dataset queried as far as the read model knows (a rebuild fills it fro
 retrieval events).
 
 Revision ID: 0025
-Revises: 0023
+Revises: 0024
 """
 
 from alembic import op
@@ -12,7 +12,7 @@ from alembic import op
 from migrations.read_models import read_model_schemas
 
 revision = "0025"
-down_revision = "0023"  # the lead puts 0024 (ops) before it at merge
+down_revision = "0024"
 branch_labels = None
 depends_on = None
 

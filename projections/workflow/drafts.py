@@ -61,5 +61,14 @@ async def project_workflow_published(conn: AsyncConnection,
     await sync_triggers(conn, p.app_id)
 
 
+async def project_workflow_environment_resealed(
+        conn: AsyncConnection, e: Envelope[ev.WorkflowEnvironmentResealed]) -> None:
+    # A draft's row is keyed by its app, a version's by its id; each aggregate has one.
+    table, key = ((workflow_drafts, workflow_drafts.c.id) if e.aggregate_type == "WorkflowDraft"
+                  else (workflow_versions, workflow_versions.c.id))
+    await conn.execute(update(table).where(key == e.aggregate_id).values(
+        environment_variables=e.payload.environment_variables))
+
+
 PROJECTORS = projectors(project_workflow_draft_synced, project_workflow_version_created,
-                        project_workflow_published)
+                        project_workflow_published, project_workflow_environment_resealed)

@@ -47,6 +47,13 @@ class RecordFileUpload(CommandPayload):
     key: str
 
 
+class DeleteFileRecord(CommandPayload):
+    """`eddy clear-orphaned-file-records`: an upload's record goes (its bytes, if any are
+    left, are `eddy remove-orphaned-files-on-storage`'s)."""
+
+    file_id: UUID
+
+
 class RenameConversation(CommandPayload):
     conversation_id: UUID
     app_id: UUID

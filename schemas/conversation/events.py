@@ -112,7 +112,8 @@ class FileUploaded(EventPayload):
 
 
 class FileDeleted(EventPayload):
-    """Its app was deleted; the stored bytes are gone."""
+    """Its app was deleted (the stored bytes are gone), or `eddy clear-orphaned-file-records`
+    cleared the record of a file that was gone or that nothing referenced."""
 
 
 # --- an app's annotations and their reply setting (aggregate AnnotationSet, one per app) ----

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from schemas.base import CommandPayload
@@ -40,6 +40,17 @@ class StopWorkflowRun(CommandPayload):
 
 
 # --- drafts and versions --------------------------------------------------------------------
+
+
+class ResealWorkflowEnvironment(CommandPayload):
+    """A draft's (`of="draft"`, aggregate `workflow_draft_id_for(app_id)`) or a version's
+    environment variables with their secret values sealed again with the workspace's new
+    key; `previous`: the variables as read, so a draft saved meanwhile is not overwritten."""
+
+    aggregate_id: UUID
+    of: Literal["draft", "version"]
+    previous: list[dict[str, Any]]
+    environment_variables: list[dict[str, Any]]
 
 
 class SyncWorkflowDraft(CommandPayload):

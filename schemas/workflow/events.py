@@ -54,6 +54,14 @@ class WorkflowVersionCreated(EventPayload):
     marked_comment: str = ""
 
 
+class WorkflowEnvironmentResealed(EventPayload):
+    """On a WorkflowDraft or a WorkflowVersion: the same environment variables, their secret
+    values sealed with the workspace's new key (`eddy reset-encrypt-key-pair`). A version
+    stays immutable in everything it runs with; only how its secrets are sealed changes."""
+
+    environment_variables: list[dict[str, Any]]
+
+
 class WorkflowPublished(EventPayload):
     """On the app's PublishedWorkflow: `workflow_id` (a WorkflowVersion) is what it runs now."""
 

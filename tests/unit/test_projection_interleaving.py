@@ -294,6 +294,11 @@ async def record(root: Path) -> History:
     run(pc.CreateApiKey(key_id=dataset_key, key_type="dataset", token=sealed("dataset-0")),
         dataset_key)
     run(pc.RevokeApiKey(key_id=chat_keys[0], key_type="app", app_id=chat), chat_keys[0])
+    # `eddy reset-encrypt-key-pair` re-seals a token; `eddy reset-password` / `reset-email`
+    run(pc.ResealApiKeyToken(key_id=flow_key, token=pc.Resealed(
+        previous="opaque:app-flow", ciphertext="k1:opaque:app-flow")), flow_key)
+    run(pc.ChangePassword(account_id=r.owner, credentials_id=uuid4()), r.owner)
+    run(pc.ChangeAccountEmail(account_id=r.owner, email="olga@acme.example"), r.owner)
     # the workspace's model providers: a key, custom models (one removed), defaults
     openai, compatible = "langgenius/openai/openai", \
         "langgenius/openai_api_compatible/openai_api_compatible"
@@ -306,6 +311,9 @@ async def record(root: Path) -> History:
                                model_type=model_type, credentials=sealed_credentials), r.tenant)
     run(pc.DeleteCustomModel(workspace_id=r.tenant, provider=compatible, model="bge-m3",
                              model_type="text-embedding"), r.tenant)
+    run(pc.ResealProviderCredentials(
+        workspace_id=r.tenant, provider=compatible, model="qwen2.5", model_type="llm",
+        credentials=pc.Resealed(previous="opaque", ciphertext="k1:opaque")), r.tenant)
     run(pc.SetDefaultModels(workspace_id=r.tenant, settings=[
         pc.DefaultModel(model_type="llm", provider=compatible, model="qwen2.5"),
         pc.DefaultModel(model_type="text-embedding", provider=openai,
@@ -352,14 +360,20 @@ async def record(root: Path) -> History:
     # workflow: the flow app's draft saved twice, published twice, snapshotted for a debug run
     graph = {"nodes": [{"id": "start", "data": {"type": "start", "title": "Start"}}],
              "edges": []}
+    secret = [{"id": "v1", "name": "token", "value_type": "secret", "value": "opaque"}]
     first_draft = wc.SyncWorkflowDraft(app_id=flow, graph=graph, features={},
-                                       environment_variables=[], conversation_variables=[])
+                                       environment_variables=secret, conversation_variables=[])
     run(first_draft, workflow_draft_id_for(flow))
     run(first_draft.model_copy(update={"features": {"opening_statement": "Hi"},
                                        "overwrite": True}), workflow_draft_id_for(flow))
-    for n in range(2):
-        run(wc.PublishWorkflow(app_id=flow, workflow_id=uuid4(), version=f"2026-12-05 0{n}:00"),
+    versions = [uuid4(), uuid4()]
+    for n, version in enumerate(versions):
+        run(wc.PublishWorkflow(app_id=flow, workflow_id=version, version=f"2026-12-05 0{n}:00"),
             published_workflow_id_for(flow))
+    resealed = [{**secret[0], "value": "k1:opaque"}]
+    for of, target in (("draft", workflow_draft_id_for(flow)), ("version", versions[0])):
+        run(wc.ResealWorkflowEnvironment(aggregate_id=target, of=of, previous=secret,
+                                         environment_variables=resealed), target)
     snapshot = uuid4()
     run(wc.SnapshotWorkflowDraft(app_id=flow, workflow_id=snapshot), snapshot)
     talks = []
