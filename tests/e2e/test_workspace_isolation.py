@@ -243,6 +243,15 @@ ROWS: dict[str, Row] = {
     "PUT /console/api/workspaces/current/members/{member_id}/update-role":
         body(lambda i: {"role": "admin"}),
     "DELETE /console/api/workspaces/current/members/{member_id}": plain,
+    "POST /console/api/workspaces/current/members/send-owner-transfer-confirm-email":
+        body(lambda i: {"language": "en-US"}),  # mails B's owner its own code
+    "POST /console/api/workspaces/current/members/owner-transfer-check":
+        body(lambda i: {"code": "000000", "token": "not-a-token"}),
+    # B's transfer token is checked before the member (a refusal either way); a transfer to
+    # another workspace's member is refused by the Workspace aggregate (NotInWorkspace)
+    "POST /console/api/workspaces/current/members/{member_id}/owner-transfer":
+        lambda a, b: [Call(json={"token": "not-a-transfer-token"},
+                           refused_as=lambda r: 400 <= r.status_code < 500)],
     # every workspace's parked events and dead letters: the platform operator's alone
     "GET /status.json": lambda a, b: [Call(refused_as=lambda r: r.status_code == 403)],
     "GET /status/panel": lambda a, b: [Call(refused_as=lambda r: r.status_code == 403)],
