@@ -232,12 +232,19 @@ async def console_user(request: Request) -> ConsoleUser:
                        role=role)
 
 
-def _role_in(roles: frozenset[str]) -> Callable[[Request], Awaitable[ConsoleUser]]:
+# The roles each console role dependency serves, by the callable FastAPI sees (for the test
+# that every console route takes exactly one, and its permission table).
+SERVED_ROLES: dict[Callable[[Request], Awaitable[ConsoleUser]], frozenset[str]] = {
+    console_user: roles.EVERYONE}
+
+
+def _role_in(allowed: frozenset[str]) -> Callable[[Request], Awaitable[ConsoleUser]]:
     async def member_with_role(request: Request) -> ConsoleUser:
         user = await console_user(request)
-        if user.role not in roles:
+        if user.role not in allowed:
             raise Forbidden()
         return user
+    SERVED_ROLES[member_with_role] = allowed
     return member_with_role
 
 
@@ -276,7 +283,7 @@ AppReader = Depends(_role_in(roles.APP_READERS))
 Editor = Depends(_role_in(roles.EDITORS))
 DatasetEditor = Depends(_role_in(roles.DATASET_EDITORS))
 AdminOrOwner = Depends(_role_in(roles.ADMINS))
-Owner = Depends(_role_in(frozenset({"owner"})))
+Owner = Depends(_role_in(roles.OWNERS))
 AppKey = Depends(app_api_key)
 DatasetKey = Depends(dataset_api_key)
 ServiceKey = Depends(service_api_key)

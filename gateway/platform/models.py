@@ -21,7 +21,7 @@ from pydantic import Field
 
 from adapters.llm.openai_protocol import ProviderError
 from adapters.secrets import seal
-from gateway.auth import ApiKeyPrincipal, ConsoleUser, CurrentUser, DatasetKey
+from gateway.auth import AdminOrOwner, ApiKeyPrincipal, ConsoleUser, CurrentUser, DatasetKey
 from gateway.deps import command_gateway, get_container
 from projections.platform import models as pm
 from schemas.base import Body, CommandPayload
@@ -276,7 +276,7 @@ async def get_provider_credentials(request: Request, provider: str,
 @router.post("/model-providers/{provider:path}/credentials", status_code=201)
 async def save_provider_credentials(request: Request, provider: str,
                                     body: ProviderCredentialsRequest,
-                                    user: ConsoleUser = CurrentUser) -> dict[str, str]:
+                                    user: ConsoleUser = AdminOrOwner) -> dict[str, str]:
     spec = _spec(provider)
     if not spec.provider_fields:
         raise BadRequest(f"Provider {spec.name} has no provider credentials; add its models "
@@ -296,7 +296,7 @@ async def save_provider_credentials(request: Request, provider: str,
 
 @router.delete("/model-providers/{provider:path}/credentials", status_code=204)
 async def delete_provider_credentials(request: Request, provider: str,
-                                      user: ConsoleUser = CurrentUser) -> Response:
+                                      user: ConsoleUser = AdminOrOwner) -> Response:
     spec = _spec(provider)
     await _send(request, user, cmd.DeleteProviderCredentials(workspace_id=user.tenant_id,
                                                              provider=spec.name))
@@ -318,7 +318,7 @@ async def list_provider_models(request: Request, provider: str,
 
 @router.post("/model-providers/{provider:path}/models")
 async def save_custom_model(request: Request, provider: str, body: CustomModelRequest,
-                            user: ConsoleUser = CurrentUser) -> dict[str, str]:
+                            user: ConsoleUser = AdminOrOwner) -> dict[str, str]:
     spec = _spec(provider)
     if not spec.customizable:
         raise BadRequest(f"Provider {spec.name} does not support customizable models; save "
@@ -343,7 +343,7 @@ async def save_custom_model(request: Request, provider: str, body: CustomModelRe
 
 @router.delete("/model-providers/{provider:path}/models", status_code=204)
 async def delete_custom_model(request: Request, provider: str, body: ModelRef,
-                              user: ConsoleUser = CurrentUser) -> Response:
+                              user: ConsoleUser = AdminOrOwner) -> Response:
     spec = _spec(provider)
     await _send(request, user, cmd.DeleteCustomModel(
         workspace_id=user.tenant_id, provider=spec.name, model=body.model,
@@ -382,7 +382,7 @@ async def get_default_model(request: Request, model_type: Annotated[str, Query()
 
 @router.post("/default-model")
 async def set_default_models(request: Request, body: DefaultModelsRequest,
-                             user: ConsoleUser = CurrentUser) -> dict[str, str]:
+                             user: ConsoleUser = AdminOrOwner) -> dict[str, str]:
     # As Dify: a setting without a provider is skipped.
     settings = [cmd.DefaultModel(model_type=s.model_type, provider=_spec(s.provider).name,
                                  model=s.model)

@@ -1,0 +1,295 @@
+"""The console's roles, route by route: which routes are public, the role dependency each
+other route takes (gateway.auth), and the permission table (every console route with the roles
+it serves, and a request that exercises it) with the world it is tried in: the owner's
+workspace with something behind every route, and a member of every role.
+tests/unit/test_console_roles.py checks the routes against it; tests/e2e/test_console_roles.py
+tries every row with every role over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID, uuid4
+
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import iter_route_contexts
+from sqlalchemy import literal_column, select
+
+from commands.aggregate import Context
+from commands.platform.aggregates import Account, Workspace
+from commands.unit_of_work import UnitOfWork
+from events.store import CommandOutcome
+from gateway.auth import SERVED_ROLES, store_credentials
+from projections.layout import read_tables
+from projections.platform import queries
+from projections.tables import metadata
+from schemas.platform import events as pe
+from schemas.platform.naming import account_id_for
+from schemas.platform.roles import (
+    ADMINS,
+    APP_READERS,
+    DATASET_EDITORS,
+    EDITORS,
+    EVERYONE,
+    ROLES,
+)
+from tests.chat import MODEL, connect_provider
+from tests.fakes.openai_server import FakeOpenAIServer
+from tests.harness import Node, eventually
+
+CONSOLE = "/console/api"
+PASSWORD = "passw0rd1"
+FORBIDDEN = {"code": "forbidden", "status": 403,
+             "message": "You don't have the permission to access the requested resource. It "
+                        "is either read-protected or not readable by the server."}
+
+# Routes anyone may call: they open a session or set up the installation.
+PUBLIC = {
+    ("GET", f"{CONSOLE}/setup"),
+    ("POST", f"{CONSOLE}/setup"),
+    ("POST", f"{CONSOLE}/login"),
+    ("POST", f"{CONSOLE}/refresh-token"),
+}
+
+
+def console_routes(app: FastAPI) -> dict[tuple[str, str], Dependant]:
+    """Every console (method, path) of the assembled app, with what its endpoint depends on
+    (as included: routers' own dependencies count)."""
+    return {(method, route.path): route.dependant for route in iter_route_contexts(app.routes)
+            if (route.path or "").startswith(CONSOLE) for method in route.methods or ()}
+
+
+def role_dependencies(dependant: Dependant) -> list[object]:
+    """The role dependencies a route takes, at any depth of its dependency tree."""
+    found = [d.call for d in dependant.dependencies if d.call in SERVED_ROLES]
+    for sub in dependant.dependencies:
+        found += role_dependencies(sub)
+    return found
+
+
+def served_roles(dependant: Dependant) -> frozenset[str]:
+    """The roles of a route's one role dependency."""
+    (dependency,) = role_dependencies(dependant)
+    return SERVED_ROLES[dependency]  # type: ignore[index]
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    path: str  # the route's path, {name} filled from the world's ids
+    allowed: frozenset[str]
+    json: Any = None
+    params: dict[str, str] = field(default_factory=dict)
+    ids: dict[str, str] = field(default_factory=dict)  # path name -> which world id
+
+
+PROVIDERS = f"{CONSOLE}/workspaces/current/model-providers"
+COMPATIBLE = {"provider": "compatible"}
+WORKFLOW = {"app_id": "workflow_app"}
+CUSTOM_MODEL = {"model": MODEL, "model_type": "llm"}
+DRAFT = {"graph": {"nodes": [{"id": "start", "type": "custom", "data": {
+    "type": "start", "title": "Start", "variables": []}}], "edges": []}, "features": {}}
+
+TABLE = [
+    # Apps: members see them, editors build them (Dify's `is_editor` checks); a dataset
+    # operator reaches only knowledge.
+    Row("GET", f"{CONSOLE}/apps", APP_READERS),
+    Row("POST", f"{CONSOLE}/apps", EDITORS, json={"name": "New bot", "mode": "chat"}),
+    Row("GET", f"{CONSOLE}/apps/{{app_id}}", APP_READERS),
+    Row("PUT", f"{CONSOLE}/apps/{{app_id}}", EDITORS, json={"name": "Renamed bot"}),
+    Row("GET", f"{CONSOLE}/apps/{{app_id}}/api-keys", APP_READERS),
+    Row("POST", f"{CONSOLE}/apps/{{app_id}}/api-keys", EDITORS),
+    Row("DELETE", f"{CONSOLE}/apps/{{app_id}}/api-keys/{{key_id}}", ADMINS,
+        ids={"key_id": "app_key"}),
+    Row("GET", f"{CONSOLE}/apps/{{app_id}}/model-config", APP_READERS),
+    Row("POST", f"{CONSOLE}/apps/{{app_id}}/model-config", EDITORS, json={
+        "model": {"provider": "openai_api_compatible", "name": MODEL, "mode": "chat",
+                  "completion_params": {}}, "pre_prompt": "Be brief."}),
+    Row("GET", f"{CONSOLE}/apps/{{app_id}}/site", APP_READERS),
+    Row("POST", f"{CONSOLE}/apps/{{app_id}}/site", EDITORS, json={"title": "City guide"}),
+    Row("DELETE", f"{CONSOLE}/apps/{{app_id}}", EDITORS, ids={"app_id": "doomed_app"}),
+    # Workflows: the editor's pages are editors' (Dify's edit_permission_required); the run
+    # history and logs are every app reader's.
+    Row("GET", f"{CONSOLE}/apps/{{app_id}}/workflows/draft", EDITORS, ids=WORKFLOW),
+    Row("POST", f"{CONSOLE}/apps/{{app_id}}/workflows/draft", EDITORS, json=DRAFT,
+        ids=WORKFLOW),
+    Row("POST", f"{CONSOLE}/apps/{{app_id}}/workflows/publish", EDITORS, json={},
+        ids=WORKFLOW),
+    Row("GET", f"{CONSOLE}/apps/{{app_id}}/workflows/publish", EDITORS, ids=WORKFLOW),
+    Row("GET", f"{CONSOLE}/apps/{{app_id}}/workflows", EDITORS, ids=WORKFLOW),
+    Row("POST", f"{CONSOLE}/apps/{{app_id}}/workflows/draft/run", EDITORS,
+        json={"inputs": {}}, ids=WORKFLOW),
+    Row("POST", f"{CONSOLE}/apps/{{app_id}}/workflows/draft/nodes/{{node_id}}/run", EDITORS,
+        json={"inputs": {}}, ids=WORKFLOW),
+    Row("POST", f"{CONSOLE}/apps/{{app_id}}/workflow-runs/tasks/{{task_id}}/stop", EDITORS,
+        ids=WORKFLOW),
+    Row("GET", f"{CONSOLE}/apps/{{app_id}}/workflow-runs", APP_READERS, ids=WORKFLOW),
+    Row("GET", f"{CONSOLE}/apps/{{app_id}}/advanced-chat/workflow-runs", APP_READERS,
+        ids={"app_id": "chatflow_app"}),
+    Row("GET", f"{CONSOLE}/apps/{{app_id}}/workflow-runs/count", APP_READERS, ids=WORKFLOW),
+    Row("GET", f"{CONSOLE}/apps/{{app_id}}/workflow-runs/{{run_id}}", APP_READERS,
+        ids=WORKFLOW),
+    Row("GET", f"{CONSOLE}/apps/{{app_id}}/workflow-runs/{{run_id}}/node-executions",
+        APP_READERS, ids=WORKFLOW),
+    Row("GET", f"{CONSOLE}/apps/{{app_id}}/workflow-app-logs", APP_READERS, ids=WORKFLOW),
+    Row("POST", f"{CONSOLE}/apps/imports", EDITORS,
+        json={"mode": "yaml-content", "yaml_content": "app: {}"}),
+    Row("POST", f"{CONSOLE}/apps/imports/{{import_id}}/confirm", EDITORS),
+    Row("GET", f"{CONSOLE}/apps/imports/{{app_id}}/check-dependencies", EDITORS,
+        ids=WORKFLOW),
+    Row("GET", f"{CONSOLE}/apps/{{app_id}}/export", EDITORS, ids=WORKFLOW),
+    # Knowledge: dataset editors, the dataset operator among them; its Service API keys are
+    # the admins' (Dify's is_admin_or_owner_required).
+    Row("PATCH", f"{CONSOLE}/datasets/{{dataset_id}}/documents/{{document_id}}/processing/"
+        "{action}", DATASET_EDITORS),
+    Row("POST", f"{CONSOLE}/datasets/{{dataset_id}}/retry", DATASET_EDITORS,
+        json={"document_ids": [str(uuid4())]}),
+    Row("POST", f"{CONSOLE}/datasets/{{dataset_id}}/retry-failed", DATASET_EDITORS),
+    Row("POST", f"{CONSOLE}/datasets/{{dataset_id}}/documents/{{document_id}}/reindex",
+        DATASET_EDITORS),
+    Row("GET", f"{CONSOLE}/datasets/api-keys", ADMINS),
+    Row("POST", f"{CONSOLE}/datasets/api-keys", ADMINS),
+    Row("DELETE", f"{CONSOLE}/datasets/api-keys/{{key_id}}", ADMINS,
+        ids={"key_id": "dataset_key"}),
+    # Model providers: every member reads them (building apps and knowledge picks models);
+    # only admins change them (Dify's is_admin_or_owner_required).
+    Row("GET", PROVIDERS, EVERYONE),
+    Row("GET", f"{PROVIDERS}/{{provider:path}}/credentials", EVERYONE),
+    Row("POST", f"{PROVIDERS}/{{provider:path}}/credentials", ADMINS,
+        json={"credentials": {"openai_api_key": "sk-unchecked",
+                              # a closed loopback port: validation fails without leaving
+                              "openai_api_base": "http://127.0.0.1:1/v1"}}),
+    Row("DELETE", f"{PROVIDERS}/{{provider:path}}/credentials", ADMINS),
+    Row("GET", f"{PROVIDERS}/{{provider:path}}/models", EVERYONE, ids=COMPATIBLE),
+    Row("POST", f"{PROVIDERS}/{{provider:path}}/models", ADMINS, ids=COMPATIBLE,
+        json={**CUSTOM_MODEL, "model": "other-model", "credentials": {}}),
+    Row("DELETE", f"{PROVIDERS}/{{provider:path}}/models", ADMINS, ids=COMPATIBLE,
+        json={**CUSTOM_MODEL, "model": "other-model"}),
+    Row("GET", f"{PROVIDERS}/{{provider:path}}/models/credentials", EVERYONE,
+        ids=COMPATIBLE, params=CUSTOM_MODEL),
+    Row("GET", f"{CONSOLE}/workspaces/current/models/model-types/{{model_type}}", EVERYONE),
+    Row("GET", f"{CONSOLE}/workspaces/current/default-model", EVERYONE,
+        params={"model_type": "llm"}),
+    Row("POST", f"{CONSOLE}/workspaces/current/default-model", ADMINS, json={
+        "model_settings": [{"model_type": "llm", "provider": "openai_api_compatible",
+                            "model": MODEL}]}),
+    # A command's outcome: whoever sent it, whatever the role.
+    Row("GET", f"{CONSOLE}/commands/{{command_id}}", EVERYONE),
+]
+
+
+@dataclass
+class World:
+    """The owner's workspace with something behind every route, and a member per role."""
+
+    auth: dict[str, dict[str, str]]  # role -> console auth headers
+    ids: dict[str, str]
+
+
+async def _add_member(node: Node, workspace_id: UUID, owner_id: UUID, role: str) -> None:
+    """A member with this role, recorded through the write side's aggregates (an account
+    that registered, then joined the owner's workspace)."""
+    email = f"{role}@example.com"
+    account_id, command_id = account_id_for(email), uuid4()
+    credentials_id = await store_credentials(node.container.engine, account_id, PASSWORD)
+    ctx = Context(tenant_id=workspace_id, actor_id=owner_id, correlation_id=command_id,
+                  causation_id=command_id)
+    uow = UnitOfWork(node.container.store, ctx)
+    uow.get(Account, account_id).register(email, role, credentials_id, "en-US", ctx)
+    uow.get(Workspace, workspace_id).record(pe.MemberInvited(
+        account_id=account_id, email=email, role=role, invited_by=owner_id), ctx,
+        tenant_id=workspace_id)
+    node.container.store.append(uow.new_events(), CommandOutcome(
+        command_id=command_id, status="accepted", aggregate_id=account_id,
+        aggregate_version=1, position=None, result={}, error=None))
+
+    async def joined() -> bool:
+        identity = await queries.console_identity(node.container.engine, account_id)
+        return identity is not None and identity[2] == role
+    await eventually(joined)
+
+
+async def _created(node: Node, auth: dict[str, str], path: str,
+                   body: dict[str, Any] | None = None) -> str:
+    response = await node.client.post(f"{CONSOLE}{path}", headers=auth, json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def world_of(node: Node, provider: FakeOpenAIServer) -> World:
+    owner = await node.setup_and_login()
+    owner_id = account_id_for("owner@example.com")
+    workspace_id = await queries.current_workspace_of(node.container.engine, owner_id)
+    assert workspace_id is not None
+    await connect_provider(node, owner, provider)
+    auth = {"owner": owner}
+    for role in ROLES:
+        if role != "owner":
+            await _add_member(node, workspace_id, owner_id, role)
+            auth[role] = await node.console_login(f"{role}@example.com", PASSWORD)
+    app_id = await _created(node, owner, "/apps", {"name": "City guide", "mode": "chat"})
+    dataset_key = await _created(node, owner, "/datasets/api-keys")
+    ids = {
+        "app": app_id,
+        "workflow_app": await _created(node, owner, "/apps", {"name": "Flow",
+                                                             "mode": "workflow"}),
+        "chatflow_app": await _created(node, owner, "/apps", {"name": "Chatflow",
+                                                             "mode": "advanced-chat"}),
+        "doomed_app": await _created(node, owner, "/apps", {"name": "Doomed", "mode": "chat"}),
+        "app_key": await _created(node, owner, f"/apps/{app_id}/api-keys"),
+        "dataset_key": dataset_key,
+        "provider": "openai", "compatible": "openai_api_compatible", "model_type": "llm",
+        "action": "pause", "node": "start",
+    }
+    key = (await node.client.get(f"{CONSOLE}/datasets/api-keys", headers=owner)).json()
+    service = {"Authorization": f"Bearer {key['data'][0]['token']}"}
+    dataset = await node.client.post("/v1/datasets", headers=service, json={
+        "name": "Guides", "indexing_technique": "economy"})
+    assert dataset.status_code == 200, dataset.text
+    ids["dataset"] = dataset.json()["id"]
+    document = await node.client.post(
+        f"/v1/datasets/{ids['dataset']}/document/create-by-text", headers=service,
+        json={"name": "Paris", "text": "Paris is the capital of France.",
+              "indexing_technique": "economy", "process_rule": {"mode": "automatic"}})
+    assert document.status_code == 200, document.text
+    ids["document"] = document.json()["document"]["id"]
+    return World(auth, ids)
+
+
+def url_of(row: Row, world: World) -> str:
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        # Ids the world has no resource behind (runs, tasks, imports, commands) are fresh:
+        # the role check answers before any lookup would.
+        return world.ids.get(row.ids.get(name, name.removesuffix("_id")), str(uuid4()))
+    return re.sub(r"\{(\w+)(?::\w+)?\}", fill, row.path)
+
+
+State = tuple[int, dict[str, list[str]]]
+
+
+async def state_of(node: Node) -> State:
+    """The event store's head and every read-model row."""
+    rows: dict[str, list[str]] = {}
+    async with node.container.engine.connect() as conn:
+        for table in read_tables(metadata):
+            # `*`: the columns the database has (a model may declare more, computed ones)
+            every_row = select(literal_column("*")).select_from(table)
+            rows[table.name] = sorted(map(repr, (await conn.execute(every_row)).all()))
+    return node.container.store.max_position(), rows
+
+
+
+
+async def settled_state(node: Node) -> State:
+    """The state once what earlier requests set going (projections, indexing, runs) is done:
+    two reads a moment apart agree."""
+    async def still() -> State | None:
+        before = await state_of(node)
+        await asyncio.sleep(0.2)
+        return before if await state_of(node) == before else None
+    state: State = await eventually(still, timeout=60)
+    return state
