@@ -277,7 +277,8 @@ async def service_api_key(request: Request) -> ApiKeyPrincipal:
 
 
 # A console route names the roles it serves, as Dify's decorators and checks do (every
-# console route takes exactly one of these; tests/unit/test_console_roles.py holds the table).
+# console route takes exactly one of these: tests/unit/test_console_roles.py; the permission
+# table, every route with the roles it serves, is tests/console_roles.py).
 CurrentUser = Depends(console_user)  # any member
 AppReader = Depends(_role_in(roles.APP_READERS))
 Editor = Depends(_role_in(roles.EDITORS))
