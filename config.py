@@ -188,6 +188,10 @@ class Settings(BaseSettings):
     REFRESH_TOKEN_EXPIRE_DAYS: int = Field(default=30, ge=1)
     LOGIN_LOCKOUT_ATTEMPTS: int = Field(default=5, ge=1)
     LOGIN_LOCKOUT_DURATION: int = Field(default=86400, ge=1, description="seconds")
+    # How long an invitation's activation link works
+    INVITE_EXPIRY_HOURS: int = Field(default=72, ge=1)
+    # Links in mails (an invitation's activation page) point at the console here
+    CONSOLE_WEB_URL: str = "http://localhost:3000"
 
     @field_validator("KAFKA_BOOTSTRAP_SERVERS")
     @classmethod

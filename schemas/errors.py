@@ -289,6 +289,41 @@ class LoginRateLimited(EddyError):
     )
 
 
+# --- workspaces and members (Dify's codes and messages) ------------------------------------
+
+
+class InvalidRole(EddyError):
+    code, status, default_message = "invalid-role", 400, "Invalid role"
+
+
+class CannotOperateSelf(EddyError):
+    code, status, default_message = "cannot-operate-self", 400, "Cannot operate self."
+
+
+class MemberNotInTenant(NotFound):
+    code, default_message = "member-not-found", "Member not in tenant."
+
+
+class RoleAlreadyAssigned(BadRequest):
+    default_message = "The provided role is already assigned to the member."
+
+
+class AccountAlreadyInTenant(EddyError):
+    # Dify answers it inside an invitation's results (a success that links to sign-in).
+    code, status, default_message = (
+        "account_already_in_tenant", 400, "Account already in tenant.")
+
+
+class AccountNotLinkTenant(EddyError):
+    code, status, default_message = "account_not_link_tenant", 403, "Account not link tenant."
+
+
+class AlreadyActivated(EddyError):
+    code, status, default_message = (
+        "already_activate", 403,
+        "Auth Token is invalid or account already activated, please check again.")
+
+
 class ProviderNotInitialized(EddyError):
     # Dify's ProviderNotInitializeError: the workspace has no model of the type asked for.
     code, status, default_message = (

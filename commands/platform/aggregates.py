@@ -6,10 +6,25 @@ from typing import Any
 from uuid import UUID
 
 from commands.aggregate import Aggregate, Context
-from schemas.errors import AlreadySetup, ApiKeyNotFound, AppNotFound, BadRequest, NotFound
+from schemas.errors import (
+    AccountAlreadyInTenant,
+    AccountNotLinkTenant,
+    AlreadyActivated,
+    AlreadySetup,
+    ApiKeyNotFound,
+    AppNotFound,
+    BadRequest,
+    CannotOperateSelf,
+    Forbidden,
+    InvalidRole,
+    MemberNotInTenant,
+    NotFound,
+    RoleAlreadyAssigned,
+)
 from schemas.platform import events as ev
 from schemas.platform.commands import SealedCredentials
 from schemas.platform.providers import ProviderSpec, provider_spec
+from schemas.platform.roles import ADMINS, ASSIGNABLE
 
 
 class Setup(Aggregate):
@@ -27,15 +42,18 @@ class Setup(Aggregate):
 class Account(Aggregate):
     status = "active"  # "pending": made for an invitation, not activated yet
     current_workspace: UUID | None = None
+    name = ""
+    language = "en-US"
 
     def apply_AccountRegistered(self, p: ev.AccountRegistered) -> None:
-        self.email = p.email
+        self.email, self.name, self.language = p.email, p.name, p.interface_language
 
     def apply_PendingAccountCreated(self, p: ev.PendingAccountCreated) -> None:
-        self.email, self.status = p.email, "pending"
+        self.email, self.name, self.language = p.email, p.name, p.interface_language
+        self.status = "pending"
 
     def apply_AccountActivated(self, p: ev.AccountActivated) -> None:
-        self.status = "active"
+        self.status, self.name, self.language = "active", p.name, p.interface_language
 
     def apply_AccountPasswordChanged(self, p: ev.AccountPasswordChanged) -> None:
         pass
@@ -54,6 +72,30 @@ class Account(Aggregate):
             ),
             ctx,
         )
+
+    def create_pending(self, email: str, language: str, ctx: Context) -> None:
+        """An account for an invited e-mail (named after its local part, as Dify does)."""
+        if self.exists:
+            raise BadRequest("Account already exists.")
+        self.record(ev.PendingAccountCreated(email=email, name=email.split("@")[0],
+                                             interface_language=language), ctx)
+
+    def activate(self, name: str, language: str, timezone: str,
+                 credentials_id: UUID | None, ctx: Context) -> None:
+        if not self.exists or self.status != "pending":
+            raise AlreadyActivated()
+        self.record(ev.AccountActivated(name=name, interface_language=language,
+                                        timezone=timezone, credentials_id=credentials_id), ctx)
+
+    def switch_workspace(self, workspace: Workspace, ctx: Context) -> bool:
+        """False: it already works there (nothing to record)."""
+        if not workspace.exists or workspace.role_of(self.id) is None:
+            raise AccountNotLinkTenant()
+        if self.current_workspace == workspace.id:
+            return False
+        self.record(ev.CurrentWorkspaceSwitched(workspace_id=workspace.id), ctx,
+                    tenant_id=workspace.id)
+        return True
 
 
 class Workspace(Aggregate):
@@ -82,6 +124,57 @@ class Workspace(Aggregate):
 
     def role_of(self, account_id: UUID | None) -> str | None:
         return self.members.get(account_id) if account_id is not None else None
+
+    # --- members (Dify's TenantService rules and messages) -------------------------------
+
+    def _check_member_permission(self, action: str, member: UUID | None,
+                                 ctx: Context) -> str:
+        """The operator's role, if it may `action` ("add", "remove", "update") the member."""
+        self._ensure_mine(ctx)
+        if member is not None and member == ctx.actor_id:
+            raise CannotOperateSelf()
+        operator_role = self.role_of(ctx.actor_id)
+        if operator_role not in ADMINS:
+            raise Forbidden(f"No permission to {action} member.")
+        assert operator_role is not None
+        return operator_role
+
+    def invite(self, account: Account, role: str, mail_id: UUID, ctx: Context) -> bool:
+        """The account joins with `role`, `mail_id` its invitation; False: it is a pending
+        member already (the invitation is sent again, as Dify does; nothing else changes)."""
+        if role not in ASSIGNABLE:
+            raise InvalidRole()
+        self._check_member_permission("add", None, ctx)
+        if account.id in self.members:
+            if account.status == "pending":
+                return False
+            raise AccountAlreadyInTenant()
+        assert ctx.actor_id is not None
+        self.record(ev.MemberInvited(account_id=account.id, email=account.email, role=role,
+                                     invited_by=ctx.actor_id, mail_id=mail_id), ctx)
+        return True
+
+    def update_member_role(self, account_id: UUID, role: str, ctx: Context) -> None:
+        if role not in ASSIGNABLE:
+            raise InvalidRole()
+        operator_role = self._check_member_permission("update", account_id, ctx)
+        current = self.role_of(account_id)
+        if current is None:
+            raise MemberNotInTenant()
+        if operator_role == "admin" and current == "owner":
+            raise Forbidden("No permission to update member.")
+        if current == role:
+            raise RoleAlreadyAssigned()
+        self.record(ev.MemberRoleUpdated(account_id=account_id, role=role), ctx)
+
+    def remove_member(self, account_id: UUID, ctx: Context) -> None:
+        operator_role = self._check_member_permission("remove", account_id, ctx)
+        current = self.role_of(account_id)
+        if current is None:
+            raise MemberNotInTenant()
+        if operator_role == "admin" and current == "owner":
+            raise Forbidden("No permission to remove member.")
+        self.record(ev.MemberRemoved(account_id=account_id), ctx)
 
     def apply_ProviderCredentialsSaved(self, p: ev.ProviderCredentialsSaved) -> None:
         self.credentialed.add(p.provider)

@@ -1,4 +1,4 @@
-"""Command handlers of the platform context: setup, apps, API keys.
+"""Command handlers of the platform context: setup, workspaces and members, apps, API keys.
 
 A handler gets the command payload and a unit of work; it returns the result the gateway
 answers with. Raising an EddyError rejects the command and records nothing.
@@ -9,13 +9,15 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from commands.mail.aggregates import request_mail
 from commands.platform.aggregates import Account, ApiKey, App, Setup, Workspace
 from commands.registry import command_handlers
 from commands.unit_of_work import UnitOfWork
-from schemas.errors import NotFound
+from schemas.errors import AccountNotLinkTenant, NotFound
+from schemas.mail.naming import mail_id_for
 from schemas.platform import commands as cmd
 from schemas.platform import events as ev
-from schemas.platform.naming import SETUP_ID
+from schemas.platform.naming import SETUP_ID, account_id_for
 
 
 def setup_platform(c: cmd.SetupPlatform, uow: UnitOfWork) -> dict[str, Any]:
@@ -36,6 +38,53 @@ def create_workspace(c: cmd.CreateWorkspace, uow: UnitOfWork) -> dict[str, Any]:
         raise NotFound("Account not found.")
     uow.get(Workspace, c.workspace_id).create(c.name, c.owner_account_id, uow.ctx)
     return {"workspace_id": str(c.workspace_id), "account_id": str(c.owner_account_id)}
+
+
+# --- members ---------------------------------------------------------------------------------
+
+INVITATION = "invite"  # the invitation mail's purpose (one per InviteMember command)
+
+
+def invite_member(c: cmd.InviteMember, uow: UnitOfWork) -> dict[str, Any]:
+    account = uow.get(Account, account_id_for(c.email))
+    workspace = uow.get(Workspace, c.workspace_id)
+    if not account.exists:  # a refused invitation records none of it
+        account.create_pending(c.email, c.language, uow.ctx)
+    mail_id = mail_id_for(uow.ctx.causation_id, INVITATION)
+    joined = workspace.invite(account, c.role, mail_id, uow.ctx)
+    inviter = uow.get(Account, uow.ctx.actor_id) if uow.ctx.actor_id else None
+    params = {"inviter_name": inviter.name if inviter else "Dify",
+              "workspace_name": workspace.name}
+    # A pending account activates through the link; an active one only signs in.
+    pending = account.status == "pending"
+    request_mail(uow, INVITATION, "invite_member", account.email, language=account.language,
+                 params=params if pending else {**params, "url": c.signin_url},
+                 sealed_params=c.sealed_activation if pending else None)
+    return {"account_id": str(account.id), "activation": pending, "joined": joined}
+
+
+def update_member_role(c: cmd.UpdateMemberRole, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(Workspace, c.workspace_id).update_member_role(c.account_id, c.role, uow.ctx)
+    return {"result": "success"}
+
+
+def remove_member(c: cmd.RemoveMember, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(Workspace, c.workspace_id).remove_member(c.account_id, uow.ctx)
+    return {"result": "success"}
+
+
+def switch_workspace(c: cmd.SwitchWorkspace, uow: UnitOfWork) -> dict[str, Any]:
+    if c.account_id != uow.ctx.actor_id:
+        raise AccountNotLinkTenant()  # an account switches only itself
+    uow.get(Account, c.account_id).switch_workspace(uow.get(Workspace, c.workspace_id),
+                                                    uow.ctx)
+    return {"workspace_id": str(c.workspace_id)}
+
+
+def activate_account(c: cmd.ActivateAccount, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(Account, c.account_id).activate(c.name, c.interface_language, c.timezone,
+                                            c.credentials_id, uow.ctx)
+    return {"account_id": str(c.account_id)}
 
 
 def create_app(c: cmd.CreateApp, uow: UnitOfWork) -> dict[str, Any]:
@@ -112,7 +161,8 @@ def set_default_models(c: cmd.SetDefaultModels, uow: UnitOfWork) -> dict[str, An
 
 
 HANDLERS = command_handlers(
-    setup_platform, create_workspace, create_app, update_app, delete_app, create_api_key,
+    setup_platform, create_workspace, invite_member, update_member_role, remove_member,
+    switch_workspace, activate_account, create_app, update_app, delete_app, create_api_key,
     revoke_api_key, save_provider_credentials, delete_provider_credentials, save_custom_model,
     delete_custom_model, set_default_models,
 )

@@ -40,3 +40,47 @@ def api_key_view(row: dict[str, Any], token: str, last_used_at: int | None) -> d
         "last_used_at": last_used_at,
         "created_at": timestamp(row["created_at"]),
     }
+
+
+# --- workspaces and members (Dify's tenant_fields, tenants_fields, account_with_role_fields) --
+
+
+def workspace_list_item(row: dict[str, Any], *, current: bool) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "plan": "sandbox",  # Dify's plan without billing
+        "status": row["status"],
+        "created_at": timestamp(row["created_at"]),
+        "current": current,
+    }
+
+
+def tenant_view(row: dict[str, Any]) -> dict[str, Any]:
+    """The workspace as its member `row["role"]` sees it."""
+    return {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "plan": "basic",  # a self-hosted tenant's plan in Dify
+        "status": row["status"],
+        "created_at": timestamp(row["created_at"]),
+        "role": row["role"],
+        "in_trial": True,
+        "trial_end_reason": None,
+        "custom_config": None,
+    }
+
+
+def member_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "avatar": None,
+        "avatar_url": None,
+        "email": row["email"],
+        "last_login_at": None,
+        "last_active_at": None,
+        "created_at": timestamp(row["created_at"]),
+        "role": row["role"],
+        "status": row["status"],
+    }

@@ -16,6 +16,7 @@ from projections.platform.tables import (
     apps,
     setup_state,
     workspace_members,
+    workspaces,
 )
 from projections.tables import account_credentials
 
@@ -76,6 +77,66 @@ async def current_workspace_of(engine: AsyncEngine, account_id: UUID) -> UUID | 
             .where(workspace_members.c.account_id == account_id)
             .order_by(workspace_members.c.created_at).limit(1)
         )).scalar()
+
+
+# --- workspaces and members ------------------------------------------------------------------
+
+
+async def workspaces_of(engine: AsyncEngine, account_id: UUID) -> list[dict[str, Any]]:
+    """The workspaces the account is a member of, with its role there, oldest membership
+    first."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(
+            select(workspaces, workspace_members.c.role)
+            .join(workspace_members, workspace_members.c.workspace_id == workspaces.c.id)
+            .where(workspace_members.c.account_id == account_id)
+            .order_by(workspace_members.c.created_at, workspaces.c.id)
+        )).mappings().all()
+    return [dict(r) for r in rows]
+
+
+async def workspace_of_member(engine: AsyncEngine, workspace_id: UUID,
+                              account_id: UUID) -> dict[str, Any] | None:
+    """The workspace with the account's role there; None unless it is a member."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(
+            select(workspaces, workspace_members.c.role)
+            .join(workspace_members, workspace_members.c.workspace_id == workspaces.c.id)
+            .where(workspaces.c.id == workspace_id,
+                   workspace_members.c.account_id == account_id)
+        )).mappings().first()
+    return dict(row) if row else None
+
+
+async def list_members(engine: AsyncEngine, workspace_id: UUID) -> list[dict[str, Any]]:
+    """The workspace's members: their accounts with the role and the invitation's mail
+    (`mail_id`), in the order they joined."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(
+            select(accounts.c.id, accounts.c.name, accounts.c.email, accounts.c.status,
+                   accounts.c.created_at, workspace_members.c.role,
+                   workspace_members.c.invited_by, workspace_members.c.mail_id,
+                   workspace_members.c.created_at.label("joined_at"))
+            .join(workspace_members, workspace_members.c.account_id == accounts.c.id)
+            .where(workspace_members.c.workspace_id == workspace_id)
+            .order_by(workspace_members.c.created_at, accounts.c.id)
+        )).mappings().all()
+    return [dict(r) for r in rows]
+
+
+async def pending_member(engine: AsyncEngine, workspace_id: UUID,
+                         account_id: UUID) -> dict[str, Any] | None:
+    """An invited account that has not activated yet, a member of the workspace: its
+    e-mail and the workspace's name (what an activation link may still open)."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(
+            select(accounts.c.email, workspaces.c.name.label("workspace_name"))
+            .join(workspace_members, workspace_members.c.account_id == accounts.c.id)
+            .join(workspaces, workspaces.c.id == workspace_members.c.workspace_id)
+            .where(accounts.c.id == account_id, accounts.c.status == "pending",
+                   workspaces.c.id == workspace_id, workspaces.c.status == "normal")
+        )).mappings().first()
+    return dict(row) if row else None
 
 
 async def app_in_workspace(engine: AsyncEngine, tenant_id: UUID,

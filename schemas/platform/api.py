@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
+from zoneinfo import available_timezones
 
 from pydantic import AfterValidator, Field, field_validator
 from pydantic_core import PydanticCustomError
@@ -24,6 +25,16 @@ def _dify_email(value: str) -> str:
 
 
 Email = Annotated[str, Field(max_length=255), AfterValidator(_dify_email)]
+
+
+# Dify's rule for passwords (`password_pattern` in api/libs/password.py): letters and digits,
+# at least 8 characters.
+PASSWORD_PATTERN = r"^(?=.*[a-zA-Z])(?=.*\d).{8,}$"
+
+# The interface languages Dify offers (api/constants/languages.py); others become en-US.
+LANGUAGES = ("en-US", "zh-Hans", "zh-Hant", "pt-BR", "es-ES", "fr-FR", "de-DE", "ja-JP",
+             "ko-KR", "ru-RU", "it-IT", "uk-UA", "vi-VN", "pl-PL", "ro-RO", "tr-TR", "fa-IR",
+             "sl-SI", "th-TH", "id-ID", "ar-TN", "hi-IN")
 
 
 class SetupRequest(Body):
@@ -66,3 +77,58 @@ class UpdateAppRequest(Body):
     icon_type: str | None = Field(default=None, pattern="^(emoji|image|link)$")
     icon: str | None = Field(default=None, max_length=255)
     icon_background: str | None = Field(default=None, max_length=32)
+
+
+# --- workspaces and members --------------------------------------------------------------------
+
+
+class SwitchWorkspaceRequest(Body):
+    tenant_id: str = Field(min_length=1, max_length=64)
+
+
+class InviteMembersRequest(Body):
+    emails: list[Email] = Field(default_factory=list, max_length=100)
+    role: str = Field(max_length=32)
+    language: str | None = Field(default=None, max_length=32)
+
+    @field_validator("language")
+    @classmethod
+    def _offered_or_english(cls, value: str | None) -> str:
+        # Dify's get_valid_language: an unknown language is not an error, it is en-US.
+        return value if value in LANGUAGES else "en-US"
+
+
+class UpdateMemberRoleRequest(Body):
+    role: str = Field(max_length=32)
+
+
+class ActivateRequest(Body):
+    workspace_id: str | None = Field(default=None, max_length=64)
+    email: Email | None = None
+    token: str = Field(min_length=1, max_length=255)
+    name: str = Field(min_length=1, max_length=30)
+    interface_language: str
+    timezone: str = Field(max_length=64)
+    # Not in Dify's form (its invitees set one later): here an invitee may choose it now.
+    password: str | None = Field(default=None, max_length=256)
+
+    @field_validator("password")
+    @classmethod
+    def _strong_enough(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(PASSWORD_PATTERN, value):
+            raise ValueError("Password must contain letters and numbers")
+        return value
+
+    @field_validator("interface_language")
+    @classmethod
+    def _offered_language(cls, value: str) -> str:
+        if value not in LANGUAGES:
+            raise ValueError(f"{value} is not a valid language.")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        if value not in available_timezones():
+            raise ValueError(f"{value} is not a valid timezone.")
+        return value

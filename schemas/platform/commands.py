@@ -45,6 +45,52 @@ class CreateWorkspace(CommandPayload):
     register: NewAccount | None = None
 
 
+# --- members (the workspace's; the account's own current workspace and activation) -------
+
+
+class InviteMember(CommandPayload):
+    """One invited e-mail (lowercase): a pending account is made for a new one; the account
+    joins the workspace with `role` and is sent the invitation mail."""
+
+    workspace_id: UUID
+    email: str
+    role: str
+    language: str = "en-US"  # a new account's interface language (and its mail's)
+    # The activation link (with its token) as the mail processor gets it: sealed by the
+    # gateway (gateway.mail.seal_mail_params), never in plaintext past it.
+    sealed_activation: str
+    signin_url: str  # the link for an account that is active already
+
+
+class UpdateMemberRole(CommandPayload):
+    workspace_id: UUID
+    account_id: UUID
+    role: str
+
+
+class RemoveMember(CommandPayload):
+    workspace_id: UUID
+    account_id: UUID
+
+
+class SwitchWorkspace(CommandPayload):
+    """The acting account's console works in `workspace_id` from now on."""
+
+    account_id: UUID
+    workspace_id: UUID
+
+
+class ActivateAccount(CommandPayload):
+    """An invited (pending) account completes its profile; the gateway checked the
+    invitation's token and stored the password, if one was chosen, under `credentials_id`."""
+
+    account_id: UUID
+    name: str
+    interface_language: str
+    timezone: str
+    credentials_id: UUID | None = None
+
+
 class CreateApp(CommandPayload):
     app_id: UUID
     name: str

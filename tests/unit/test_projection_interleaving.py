@@ -67,7 +67,7 @@ from schemas.knowledge import events as kev
 from schemas.knowledge.naming import HIERARCHICAL, document_prefix
 from schemas.platform import commands as pc
 from schemas.platform import events as pev
-from schemas.platform.naming import SETUP_ID, api_token_hash, api_token_hint
+from schemas.platform.naming import SETUP_ID, account_id_for, api_token_hash, api_token_hint
 from schemas.workflow import commands as wc
 from schemas.workflow import events as wev
 from schemas.workflow.naming import published_workflow_id_for, workflow_draft_id_for
@@ -138,10 +138,12 @@ class Recorder:
                                  keywords=InMemoryVectorStore())
         self.tenant, self.owner = uuid4(), uuid4()
 
-    def run(self, payload: CommandPayload, aggregate_id: UUID) -> None:
+    def run(self, payload: CommandPayload, aggregate_id: UUID, *, actor: UUID | None = None,
+            tenant: UUID | None = None) -> None:
+        """As the owner in the workspace, unless another `actor` / `tenant` acts."""
         outcome = execute(self.store, ASSEMBLY.handlers, CommandEnvelope.of(
-            payload, aggregate_id=aggregate_id, tenant_id=self.tenant, actor_id=self.owner,
-            correlation_id=uuid4()))
+            payload, aggregate_id=aggregate_id, tenant_id=tenant or self.tenant,
+            actor_id=actor or self.owner, correlation_id=uuid4()))
         assert outcome.status == "accepted", (payload.command_type, outcome.error)
 
     def clean_up(self, *ids: UUID) -> None:
@@ -241,7 +243,10 @@ class Recorder:
         return [e.aggregate_id for e in sorted(live, key=lambda e: e.payload.position)]
 
     def log(self) -> list[Event]:
-        return self.store.read_from(0, self.store.max_position())
+        """What reaches the read model: the events of the aggregates it follows (a mail
+        asked for travels on the mail context's topic)."""
+        return [e for e in self.store.read_from(0, self.store.max_position())
+                if e.aggregate_type in PROJECTION.aggregate_types]
 
 
 def new_segments(*contents: str) -> list[kc.NewSegment]:
@@ -300,6 +305,28 @@ async def record(root: Path) -> History:
         pc.DefaultModel(model_type="text-embedding", provider=openai,
                         model="text-embedding-3-small")]), r.tenant)
     run(pc.DeleteProviderCredentials(workspace_id=r.tenant, provider=openai), r.tenant)
+    # members: two invited (one activates), who joins a second workspace as well, switches
+    # to it, is promoted and removed there; the other is removed before activating
+    labs = uuid4()
+    run(pc.CreateWorkspace(workspace_id=labs, name="Labs", owner_account_id=r.owner), labs,
+        tenant=labs)
+    nina, omar = account_id_for("nina@example.com"), account_id_for("omar@example.com")
+
+    def invite(workspace: UUID, email: str, role: str) -> None:
+        run(pc.InviteMember(workspace_id=workspace, email=email, role=role,
+                            sealed_activation="opaque", signin_url="http://console/signin"),
+            workspace, tenant=workspace)
+
+    invite(r.tenant, "nina@example.com", "editor")
+    invite(r.tenant, "omar@example.com", "normal")
+    run(pc.ActivateAccount(account_id=nina, name="Nina", interface_language="de-DE",
+                           timezone="Europe/Berlin", credentials_id=uuid4()), nina, actor=nina)
+    invite(labs, "nina@example.com", "normal")
+    run(pc.SwitchWorkspace(account_id=nina, workspace_id=labs), nina, actor=nina)
+    run(pc.UpdateMemberRole(workspace_id=labs, account_id=nina, role="admin"), labs,
+        tenant=labs)
+    run(pc.RemoveMember(workspace_id=r.tenant, account_id=omar), r.tenant)
+    run(pc.RemoveMember(workspace_id=labs, account_id=nina), labs, tenant=labs)
 
     # conversation: the chat app's configuration; two end users' conversations, their
     # messages answered, stopped and failed (as the chat processor records them), feedback
@@ -747,6 +774,18 @@ def test_the_store_order_read_model_is_the_expected_one(history: History,
         (kept["annotation"], 2)]
     assert not _rows(reference, "annotations", id=gone["annotation"])
     assert reference["segments_indexed_early"] == []  # every segment's creation is applied
+    # members: Nina stays an editor of the first workspace and left Labs (where she still
+    # works, as far as her account knows); Omar is gone, still pending
+    nina, omar = account_id_for("nina@example.com"), account_id_for("omar@example.com")
+    labs = next(w["id"] for w in reference["workspaces"] if w["name"] == "Labs")
+    assert [m["role"] for m in _rows(reference, "workspace_members", account_id=nina)] == [
+        "editor"]
+    assert [m["role"] for m in _rows(reference, "workspace_members", workspace_id=labs)] == [
+        "owner"]
+    assert not _rows(reference, "workspace_members", account_id=omar)
+    assert [(a["name"], a["status"], a["current_workspace_id"]) for a in _rows(
+        reference, "accounts", id=nina)] == [("Nina", "active", labs)]
+    assert [a["status"] for a in _rows(reference, "accounts", id=omar)] == ["pending"]
     runs = sorted(_rows(reference, "workflow_runs", app_id=kept["app"]),
                   key=lambda r: r["sequence_number"])
     assert [(r["sequence_number"], r["status"], r["exceptions_count"]) for r in runs] == [
