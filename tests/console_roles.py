@@ -11,22 +11,17 @@ import asyncio
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import UUID, uuid4
+from urllib.parse import parse_qs, urlsplit
+from uuid import uuid4
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import iter_route_contexts
 from sqlalchemy import literal_column, select
 
-from commands.aggregate import Context
-from commands.platform.aggregates import Account, Workspace
-from commands.unit_of_work import UnitOfWork
-from events.store import CommandOutcome
-from gateway.auth import SERVED_ROLES, store_credentials
+from gateway.auth import SERVED_ROLES
 from projections.layout import read_tables
-from projections.platform import queries
 from projections.tables import metadata
-from schemas.platform import events as pe
 from schemas.platform.naming import account_id_for
 from schemas.platform.roles import (
     ADMINS,
@@ -52,6 +47,8 @@ PUBLIC = {
     ("POST", f"{CONSOLE}/setup"),
     ("POST", f"{CONSOLE}/login"),
     ("POST", f"{CONSOLE}/refresh-token"),
+    ("GET", f"{CONSOLE}/activate/check"),  # an invitee has no session yet
+    ("POST", f"{CONSOLE}/activate"),
 }
 
 
@@ -176,6 +173,19 @@ TABLE = [
     Row("POST", f"{CONSOLE}/workspaces/current/default-model", ADMINS, json={
         "model_settings": [{"model_type": "llm", "provider": "openai_api_compatible",
                             "model": MODEL}]}),
+    # The workspaces and their members: every member sees them and switches; admins invite,
+    # change roles and remove (Dify's TenantService.check_member_permission).
+    Row("GET", f"{CONSOLE}/workspaces", EVERYONE),
+    Row("GET", f"{CONSOLE}/workspaces/current", EVERYONE),
+    Row("POST", f"{CONSOLE}/workspaces/current", EVERYONE),
+    Row("POST", f"{CONSOLE}/workspaces/switch", EVERYONE, json={"tenant_id": "{workspace}"}),
+    Row("GET", f"{CONSOLE}/workspaces/current/members", EVERYONE),
+    Row("POST", f"{CONSOLE}/workspaces/current/members/invite-email", ADMINS,
+        json={"emails": ["invitee@example.com"], "role": "editor"}),
+    Row("PUT", f"{CONSOLE}/workspaces/current/members/{{member_id}}/update-role", ADMINS,
+        json={"role": "editor"}, ids={"member_id": "bystander"}),
+    Row("DELETE", f"{CONSOLE}/workspaces/current/members/{{member_id}}", ADMINS,
+        ids={"member_id": "leaver"}),
     # A command's outcome: whoever sent it, whatever the role.
     Row("GET", f"{CONSOLE}/commands/{{command_id}}", EVERYONE),
 ]
@@ -189,27 +199,19 @@ class World:
     ids: dict[str, str]
 
 
-async def _add_member(node: Node, workspace_id: UUID, owner_id: UUID, role: str) -> None:
-    """A member with this role, recorded through the write side's aggregates (an account
-    that registered, then joined the owner's workspace)."""
-    email = f"{role}@example.com"
-    account_id, command_id = account_id_for(email), uuid4()
-    credentials_id = await store_credentials(node.container.engine, account_id, PASSWORD)
-    ctx = Context(tenant_id=workspace_id, actor_id=owner_id, correlation_id=command_id,
-                  causation_id=command_id)
-    uow = UnitOfWork(node.container.store, ctx)
-    uow.get(Account, account_id).register(email, role, credentials_id, "en-US", ctx)
-    uow.get(Workspace, workspace_id).record(pe.MemberInvited(
-        account_id=account_id, email=email, role=role, invited_by=owner_id), ctx,
-        tenant_id=workspace_id)
-    node.container.store.append(uow.new_events(), CommandOutcome(
-        command_id=command_id, status="accepted", aggregate_id=account_id,
-        aggregate_version=1, position=None, result={}, error=None))
-
-    async def joined() -> bool:
-        identity = await queries.console_identity(node.container.engine, account_id)
-        return identity is not None and identity[2] == role
-    await eventually(joined)
+async def _join(node: Node, owner: dict[str, str], email: str, role: str) -> dict[str, str]:
+    """A member invited with this role who activated through the invitation's link (as the
+    invite answers it); its console auth headers."""
+    invited = await node.client.post(f"{CONSOLE}/workspaces/current/members/invite-email",
+                                     headers=owner, json={"emails": [email], "role": role})
+    assert invited.status_code == 201, invited.text
+    (result,) = invited.json()["invitation_results"]
+    token = parse_qs(urlsplit(result["url"]).query)["token"][0]
+    activated = await node.client.post(f"{CONSOLE}/activate", json={
+        "email": email, "token": token, "name": role, "interface_language": "en-US",
+        "timezone": "UTC", "password": PASSWORD})
+    assert activated.status_code == 200, activated.text
+    return {"Authorization": f"Bearer {activated.json()['data']['access_token']}"}
 
 
 async def _created(node: Node, auth: dict[str, str], path: str,
@@ -221,15 +223,15 @@ async def _created(node: Node, auth: dict[str, str], path: str,
 
 async def world_of(node: Node, provider: FakeOpenAIServer) -> World:
     owner = await node.setup_and_login()
-    owner_id = account_id_for("owner@example.com")
-    workspace_id = await queries.current_workspace_of(node.container.engine, owner_id)
-    assert workspace_id is not None
     await connect_provider(node, owner, provider)
     auth = {"owner": owner}
     for role in ROLES:
         if role != "owner":
-            await _add_member(node, workspace_id, owner_id, role)
-            auth[role] = await node.console_login(f"{role}@example.com", PASSWORD)
+            auth[role] = await _join(node, owner, f"{role}@example.com", role)
+    # Members the member rows act on, so that no role above changes or leaves.
+    for bystander in ("bystander", "leaver"):
+        await _join(node, owner, f"{bystander}@example.com", "normal")
+    workspace = (await node.client.get(f"{CONSOLE}/workspaces/current", headers=owner)).json()
     app_id = await _created(node, owner, "/apps", {"name": "City guide", "mode": "chat"})
     dataset_key = await _created(node, owner, "/datasets/api-keys")
     ids = {
@@ -242,7 +244,9 @@ async def world_of(node: Node, provider: FakeOpenAIServer) -> World:
         "app_key": await _created(node, owner, f"/apps/{app_id}/api-keys"),
         "dataset_key": dataset_key,
         "provider": "openai", "compatible": "openai_api_compatible", "model_type": "llm",
-        "action": "pause", "node": "start",
+        "action": "pause", "node": "start", "workspace": workspace["id"],
+        "bystander": str(account_id_for("bystander@example.com")),
+        "leaver": str(account_id_for("leaver@example.com")),
     }
     key = (await node.client.get(f"{CONSOLE}/datasets/api-keys", headers=owner)).json()
     service = {"Authorization": f"Bearer {key['data'][0]['token']}"}
@@ -259,13 +263,25 @@ async def world_of(node: Node, provider: FakeOpenAIServer) -> World:
     return World(auth, ids)
 
 
-def url_of(row: Row, world: World) -> str:
+def _filled(template: str, row: Row, world: World) -> str:
     def fill(match: re.Match[str]) -> str:
         name = match.group(1)
         # Ids the world has no resource behind (runs, tasks, imports, commands) are fresh:
         # the role check answers before any lookup would.
         return world.ids.get(row.ids.get(name, name.removesuffix("_id")), str(uuid4()))
-    return re.sub(r"\{(\w+)(?::\w+)?\}", fill, row.path)
+    return re.sub(r"\{(\w+)(?::\w+)?\}", fill, template)
+
+
+def url_of(row: Row, world: World) -> str:
+    return _filled(row.path, row, world)
+
+
+def body_of(row: Row, world: World) -> Any:
+    """The row's JSON body, its "{name}" values filled as the path's are."""
+    if not isinstance(row.json, dict):
+        return row.json
+    return {key: _filled(value, row, world) if isinstance(value, str) else value
+            for key, value in row.json.items()}
 
 
 State = tuple[int, dict[str, list[str]]]

@@ -5,7 +5,15 @@ nothing recorded in the event store and the read model unchanged."""
 from __future__ import annotations
 
 from schemas.platform.roles import ROLES
-from tests.console_roles import FORBIDDEN, TABLE, settled_state, state_of, url_of, world_of
+from tests.console_roles import (
+    FORBIDDEN,
+    TABLE,
+    body_of,
+    settled_state,
+    state_of,
+    url_of,
+    world_of,
+)
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.harness import Node
 
@@ -15,16 +23,16 @@ async def test_every_console_route_serves_its_roles_and_refuses_the_others(
     provider.reset()
     world = await world_of(node, provider)
     for row in TABLE:
-        url = url_of(row, world)
+        url, body = url_of(row, world), body_of(row, world)
         before = await settled_state(node)
         for role in sorted(set(ROLES) - row.allowed):
             refused = await node.client.request(row.method, url, headers=world.auth[role],
-                                                json=row.json, params=row.params)
+                                                json=body, params=row.params)
             assert (refused.status_code, refused.json()) == (403, FORBIDDEN), (
                 f"{role} {row.method} {url}: {refused.status_code} {refused.text}")
         assert await state_of(node) == before, f"a refused {row.method} {row.path} changed things"
         for role in sorted(row.allowed):
             allowed = await node.client.request(row.method, url, headers=world.auth[role],
-                                                json=row.json, params=row.params)
+                                                json=body, params=row.params)
             assert allowed.status_code not in (401, 403) and allowed.status_code < 500, (
                 f"{role} {row.method} {url}: {allowed.status_code} {allowed.text}")
