@@ -301,8 +301,11 @@ async def _ended(request: Request, history: list[Envelope[EventPayload]]
                       workflow_id=begun.workflow_id, mode=begun.mode,
                       created_at=int(first.occurred_at.timestamp()),
                       conversation_id=begun.conversation_id, message_id=begun.message_id)
-    status = {ev.WorkflowRunSucceeded: "succeeded", ev.WorkflowRunFailed: "failed",
-              ev.WorkflowRunStopped: "stopped"}[type(end)]
+    # A run that succeeded went on past each node that failed (by its error strategy):
+    # Dify's exceptions_count, and its status partial-succeeded.
+    exceptions = sum(1 for e in history if isinstance(e.payload, ev.WorkflowNodeFailed))
+    status = {ev.WorkflowRunSucceeded: "partial-succeeded" if exceptions else "succeeded",
+              ev.WorkflowRunFailed: "failed", ev.WorkflowRunStopped: "stopped"}[type(end)]
     outputs = None
     if isinstance(end, ev.WorkflowRunSucceeded):
         outputs = orjson.loads(await get_container(request).storage.load(end.outputs_ref)) \
@@ -312,5 +315,6 @@ async def _ended(request: Request, history: list[Envelope[EventPayload]]
         error=end.error if isinstance(end, ev.WorkflowRunFailed) else None,
         elapsed_time=end.elapsed_time, total_tokens=end.total_tokens,
         total_steps=end.total_steps, finished_at=int(last.occurred_at.timestamp()),
-        fact=None)
+        fact=None,
+        exceptions_count=exceptions if isinstance(end, ev.WorkflowRunSucceeded) else None)
     yield b"data: " + orjson.dumps(event) + b"\n\n"
