@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -59,9 +60,10 @@ def console_routes(app: FastAPI) -> dict[tuple[str, str], Dependant]:
             if (route.path or "").startswith(CONSOLE) for method in route.methods or ()}
 
 
-def role_dependencies(dependant: Dependant) -> list[object]:
+def role_dependencies(dependant: Dependant) -> list[Callable[..., Any]]:
     """The role dependencies a route takes, at any depth of its dependency tree."""
-    found = [d.call for d in dependant.dependencies if d.call in SERVED_ROLES]
+    found = [d.call for d in dependant.dependencies
+             if d.call is not None and d.call in SERVED_ROLES]
     for sub in dependant.dependencies:
         found += role_dependencies(sub)
     return found
@@ -70,7 +72,7 @@ def role_dependencies(dependant: Dependant) -> list[object]:
 def served_roles(dependant: Dependant) -> frozenset[str]:
     """The roles of a route's one role dependency."""
     (dependency,) = role_dependencies(dependant)
-    return SERVED_ROLES[dependency]  # type: ignore[index]
+    return SERVED_ROLES[dependency]
 
 
 @dataclass(frozen=True)
