@@ -201,7 +201,7 @@ class World:
     ids: dict[str, str]
 
 
-async def _join(node: Node, owner: dict[str, str], email: str, role: str) -> dict[str, str]:
+async def join_as(node: Node, owner: dict[str, str], email: str, role: str) -> dict[str, str]:
     """A member invited with this role who activated through the invitation's link (as the
     invite answers it); its console auth headers."""
     invited = await node.client.post(f"{CONSOLE}/workspaces/current/members/invite-email",
@@ -229,10 +229,10 @@ async def world_of(node: Node, provider: FakeOpenAIServer) -> World:
     auth = {"owner": owner}
     for role in ROLES:
         if role != "owner":
-            auth[role] = await _join(node, owner, f"{role}@example.com", role)
+            auth[role] = await join_as(node, owner, f"{role}@example.com", role)
     # Members the member rows act on, so that no role above changes or leaves.
     for bystander in ("bystander", "leaver"):
-        await _join(node, owner, f"{bystander}@example.com", "normal")
+        await join_as(node, owner, f"{bystander}@example.com", "normal")
     workspace = (await node.client.get(f"{CONSOLE}/workspaces/current", headers=owner)).json()
     app_id = await _created(node, owner, "/apps", {"name": "City guide", "mode": "chat"})
     dataset_key = await _created(node, owner, "/datasets/api-keys")
