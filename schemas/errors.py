@@ -318,6 +318,22 @@ class AccountNotLinkTenant(EddyError):
     code, status, default_message = "account_not_link_tenant", 403, "Account not link tenant."
 
 
+class NotOwner(EddyError):
+    code, status, default_message = "not_owner", 400, "You are not the owner of the workspace."
+
+
+class CannotTransferOwnerToSelf(EddyError):
+    code, status, default_message = (
+        "cannot_transfer_owner_to_self", 400, "You cannot transfer ownership to yourself.")
+
+
+class NotInWorkspace(EddyError):
+    # What an ownership transfer to a non-member answers (Dify's console auth
+    # MemberNotInTenantError, unlike the members routes' 404).
+    code, status, default_message = (
+        "member_not_in_tenant", 400, "The member is not in the workspace.")
+
+
 class AlreadyActivated(EddyError):
     code, status, default_message = (
         "already_activate", 403,

@@ -15,10 +15,13 @@ from schemas.errors import (
     AppNotFound,
     BadRequest,
     CannotOperateSelf,
+    CannotTransferOwnerToSelf,
     Forbidden,
     InvalidRole,
     MemberNotInTenant,
     NotFound,
+    NotInWorkspace,
+    NotOwner,
     RoleAlreadyAssigned,
 )
 from schemas.platform import events as ev
@@ -87,15 +90,12 @@ class Account(Aggregate):
         self.record(ev.AccountActivated(name=name, interface_language=language,
                                         timezone=timezone, credentials_id=credentials_id), ctx)
 
-    def switch_workspace(self, workspace: Workspace, ctx: Context) -> bool:
-        """False: it already works there (nothing to record)."""
+    def switch_workspace(self, workspace: Workspace, ctx: Context) -> None:
         if not workspace.exists or workspace.role_of(self.id) is None:
             raise AccountNotLinkTenant()
-        if self.current_workspace == workspace.id:
-            return False
-        self.record(ev.CurrentWorkspaceSwitched(workspace_id=workspace.id), ctx,
-                    tenant_id=workspace.id)
-        return True
+        if self.current_workspace != workspace.id:  # else it works there already
+            self.record(ev.CurrentWorkspaceSwitched(workspace_id=workspace.id), ctx,
+                        tenant_id=workspace.id)
 
 
 class Workspace(Aggregate):
@@ -166,6 +166,22 @@ class Workspace(Aggregate):
         if current == role:
             raise RoleAlreadyAssigned()
         self.record(ev.MemberRoleUpdated(account_id=account_id, role=role), ctx)
+
+    def ensure_owned_by_actor(self, ctx: Context) -> None:
+        self._ensure_mine(ctx)
+        if self.role_of(ctx.actor_id) != "owner":
+            raise NotOwner()
+
+    def transfer_ownership(self, account_id: UUID, ctx: Context) -> None:
+        """The member becomes the owner; the owner (the actor) an admin, as in Dify."""
+        self.ensure_owned_by_actor(ctx)
+        if account_id == ctx.actor_id:
+            raise CannotTransferOwnerToSelf()
+        if self.role_of(account_id) is None:
+            raise NotInWorkspace()
+        assert ctx.actor_id is not None
+        self.record(ev.MemberRoleUpdated(account_id=account_id, role="owner"), ctx)
+        self.record(ev.MemberRoleUpdated(account_id=ctx.actor_id, role="admin"), ctx)
 
     def remove_member(self, account_id: UUID, ctx: Context) -> None:
         operator_role = self._check_member_permission("remove", account_id, ctx)

@@ -73,6 +73,33 @@ def remove_member(c: cmd.RemoveMember, uow: UnitOfWork) -> dict[str, Any]:
     return {"result": "success"}
 
 
+def request_owner_transfer_code(c: cmd.RequestOwnerTransferCode,
+                                uow: UnitOfWork) -> dict[str, Any]:
+    workspace = uow.get(Workspace, c.workspace_id)
+    workspace.ensure_owned_by_actor(uow.ctx)
+    assert uow.ctx.actor_id is not None
+    owner = uow.get(Account, uow.ctx.actor_id)
+    mail_id = request_mail(uow, "owner_transfer_confirm", "owner_transfer_confirm",
+                           owner.email, language=c.language,
+                           params={"WorkspaceName": workspace.name,
+                                   "expiry_minutes": c.expiry_minutes},
+                           sealed_params=c.sealed_params)
+    return {"mail_id": str(mail_id)}
+
+
+def transfer_ownership(c: cmd.TransferOwnership, uow: UnitOfWork) -> dict[str, Any]:
+    workspace = uow.get(Workspace, c.workspace_id)
+    workspace.transfer_ownership(c.account_id, uow.ctx)
+    assert uow.ctx.actor_id is not None
+    new, old = uow.get(Account, c.account_id), uow.get(Account, uow.ctx.actor_id)
+    request_mail(uow, "owner_transfer_new", "owner_transfer_new_notify", new.email,
+                 language=new.language, params={"WorkspaceName": workspace.name})
+    request_mail(uow, "owner_transfer_old", "owner_transfer_old_notify", old.email,
+                 language=old.language,
+                 params={"WorkspaceName": workspace.name, "NewOwnerEmail": new.email})
+    return {"result": "success"}
+
+
 def switch_workspace(c: cmd.SwitchWorkspace, uow: UnitOfWork) -> dict[str, Any]:
     if c.account_id != uow.ctx.actor_id:
         raise AccountNotLinkTenant()  # an account switches only itself
@@ -162,7 +189,8 @@ def set_default_models(c: cmd.SetDefaultModels, uow: UnitOfWork) -> dict[str, An
 
 HANDLERS = command_handlers(
     setup_platform, create_workspace, invite_member, update_member_role, remove_member,
-    switch_workspace, activate_account, create_app, update_app, delete_app, create_api_key,
+    request_owner_transfer_code, transfer_ownership, switch_workspace, activate_account,
+    create_app, update_app, delete_app, create_api_key,
     revoke_api_key, save_provider_credentials, delete_provider_credentials, save_custom_model,
     delete_custom_model, set_default_models,
 )

@@ -53,6 +53,14 @@ async def list_members(request: Request, user: ConsoleUser = CurrentUser) -> dic
     return {"accounts": [member_view(r) for r in rows]}
 
 
+@router.get("/workspaces/current/dataset-operators")
+async def list_dataset_operators(request: Request,
+                                 user: ConsoleUser = CurrentUser) -> dict[str, Any]:
+    rows = await queries.list_members(get_container(request).engine, user.tenant_id,
+                                      role="dataset_operator")
+    return {"accounts": [member_view(r) for r in rows]}
+
+
 @router.post("/workspaces/current/members/invite-email", status_code=201)
 async def invite_members(request: Request, body: api.InviteMembersRequest,
                          user: ConsoleUser = AdminOrOwner) -> dict[str, Any]:

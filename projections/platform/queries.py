@@ -108,9 +108,13 @@ async def workspace_of_member(engine: AsyncEngine, workspace_id: UUID,
     return dict(row) if row else None
 
 
-async def list_members(engine: AsyncEngine, workspace_id: UUID) -> list[dict[str, Any]]:
-    """The workspace's members: their accounts with the role and the invitation's mail
-    (`mail_id`), in the order they joined."""
+async def list_members(engine: AsyncEngine, workspace_id: UUID,
+                       role: str | None = None) -> list[dict[str, Any]]:
+    """The workspace's members (of `role`, if given): their accounts with the role and the
+    invitation's mail (`mail_id`), in the order they joined."""
+    where = [workspace_members.c.workspace_id == workspace_id]
+    if role is not None:
+        where.append(workspace_members.c.role == role)
     async with engine.connect() as conn:
         rows = (await conn.execute(
             select(accounts.c.id, accounts.c.name, accounts.c.email, accounts.c.status,
@@ -118,8 +122,7 @@ async def list_members(engine: AsyncEngine, workspace_id: UUID) -> list[dict[str
                    workspace_members.c.invited_by, workspace_members.c.mail_id,
                    workspace_members.c.created_at.label("joined_at"))
             .join(workspace_members, workspace_members.c.account_id == accounts.c.id)
-            .where(workspace_members.c.workspace_id == workspace_id)
-            .order_by(workspace_members.c.created_at, accounts.c.id)
+            .where(*where).order_by(workspace_members.c.created_at, accounts.c.id)
         )).mappings().all()
     return [dict(r) for r in rows]
 

@@ -73,6 +73,24 @@ class RemoveMember(CommandPayload):
     account_id: UUID
 
 
+class RequestOwnerTransferCode(CommandPayload):
+    """Mail the workspace's owner the code that confirms a transfer of ownership (sealed by
+    the gateway, which keeps its hash)."""
+
+    workspace_id: UUID
+    language: str
+    sealed_params: str
+    expiry_minutes: int  # how long the code lives, as the mail says
+
+
+class TransferOwnership(CommandPayload):
+    """The acting owner makes the member `account_id` the owner and becomes an admin (the
+    gateway checked the confirmed code's token); both are told by mail."""
+
+    workspace_id: UUID
+    account_id: UUID
+
+
 class SwitchWorkspace(CommandPayload):
     """The acting account's console works in `workspace_id` from now on."""
 

@@ -4,69 +4,32 @@ count at once, a removed member's session ending at once, switching workspaces, 
 activation token single-use, expiring and never in plaintext past the gateway.
 
 Until the mail processor reads them, the activation link is taken where it travels: sealed
-in the MailRequested the invitation recorded."""
+in the MailRequested the invitation recorded (tests/invitations.py)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 from uuid import uuid4
 
-import orjson
 import pytest
 
 from adapters.kv import memory as memory_kv
-from adapters.secrets import unseal
-from schemas.mail.events import MailRequested
-from schemas.mail.naming import MAIL_PARAMS_PURPOSE
 from tests.harness import Node, add_account_with_workspace
-
-API = "/console/api"
-MEMBERS = f"{API}/workspaces/current/members"
-
-
-def mails_to(node: Node, email: str) -> list[MailRequested]:
-    store = node.container.store
-    return [e.payload for e in store.read_from(0, store.max_position())
-            if isinstance(e.payload, MailRequested) and e.payload.to == email]
-
-
-def activation_link(node: Node, email: str) -> str:
-    """The link of the newest invitation mail to `email`, opened as the mail processor
-    opens it."""
-    sealed = mails_to(node, email)[-1].sealed_params
-    assert sealed is not None
-    params = orjson.loads(unseal(node.container.settings.SECRET_KEY, MAIL_PARAMS_PURPOSE,
-                                 sealed))
-    return str(params["url"])
+from tests.invitations import (
+    API,
+    MEMBERS,
+    activation_link,
+    invite,
+    join,
+    mails_to,
+    recorded,
+    token_of,
+)
 
 
-def token_of(link: str) -> str:
-    return parse_qs(urlsplit(link).query)["token"][0]
-
-
-def all_events(node: Node) -> bytes:
-    store = node.container.store
-    return b"\n".join(e.to_json() for e in store.read_from(0, store.max_position()))
-
-
-async def invite(node: Node, auth: dict[str, str], *emails: str, role: str = "editor",
-                 language: str | None = None) -> Any:
-    response = await node.client.post(f"{MEMBERS}/invite-email", headers=auth, json={
-        "emails": list(emails), "role": role, "language": language})
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-async def join(node: Node, auth: dict[str, str], email: str, role: str) -> dict[str, str]:
-    """An invited account that activated with a password: its console auth headers."""
-    await invite(node, auth, email, role=role)
-    activated = await node.client.post(f"{API}/activate", json={
-        "email": email, "token": token_of(activation_link(node, email)),
-        "name": email.split("@")[0].title(), "interface_language": "en-US",
-        "timezone": "UTC", "password": "passw0rd1"})
-    assert activated.status_code == 200, activated.text
-    return {"Authorization": f"Bearer {activated.json()['data']['access_token']}"}
+async def all_events(node: Node) -> bytes:
+    return b"\n".join(e.to_json() for e in await recorded(node))
 
 
 async def current(node: Node, auth: dict[str, str]) -> Any:
@@ -89,19 +52,20 @@ async def refused(node: Node, method: str, path: str, status: int, code: str,
 
 
 async def test_an_invitee_activates_once_through_the_mailed_link_and_logs_in(
-        node: Node) -> None:
+        node: Node, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     owner = await node.setup_and_login()
     tenant = (await current(node, owner))["id"]
     answer = await invite(node, owner, "Newbie@Example.com", role="editor", language="de-DE")
-    link = activation_link(node, "newbie@example.com")
+    link = await activation_link(node, "newbie@example.com")
     token = token_of(link)
     assert answer == {"result": "success", "tenant_id": tenant, "invitation_results": [
         {"status": "success", "email": "newbie@example.com", "url": link}]}
     assert link.startswith("http://localhost:3000/activate?email=newbie%40example.com&token=")
-    [mail] = mails_to(node, "newbie@example.com")
+    [mail] = await mails_to(node, "newbie@example.com")
     assert (mail.template, mail.language, mail.params) == (
         "invite_member", "de-DE", {"inviter_name": "Owner", "workspace_name": "Owner's Workspace"})
-    assert token.encode() not in all_events(node)  # only sealed, only in the mail's request
+    assert token.encode() not in await all_events(node)  # only sealed, only in the mail's request
 
     members = (await node.client.get(MEMBERS, headers=owner)).json()["accounts"]
     assert [(m["email"], m["role"], m["status"]) for m in members] == [
@@ -138,7 +102,10 @@ async def test_an_invitee_activates_once_through_the_mailed_link_and_logs_in(
     assert activated.json()["data"]["refresh_token"]
     assert (await current(node, nina))["role"] == "editor"
     await node.console_login("newbie@example.com", "passw0rd1")
-    assert b"passw0rd1" not in all_events(node)
+    assert b"passw0rd1" not in await all_events(node)
+    # (the test's HTTP client logs the URLs it asks for: the browser's side, not Eddy's)
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name != "httpx")
+    assert logged and token not in logged and "passw0rd1" not in logged
 
     # The token worked once.
     await refused(node, "POST", f"{API}/activate", 403, "already_activate",
@@ -154,7 +121,7 @@ async def test_an_invitee_activates_once_through_the_mailed_link_and_logs_in(
 async def test_an_activation_link_expires(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
     owner = await node.setup_and_login()
     await invite(node, owner, "late@example.com")
-    token = token_of(activation_link(node, "late@example.com"))
+    token = token_of(await activation_link(node, "late@example.com"))
     hours = node.container.settings.INVITE_EXPIRY_HOURS
     assert hours == 72  # Dify's default
 
@@ -183,18 +150,18 @@ async def test_invitation_results_and_refusals_as_dify_gives_them(node: Node) ->
         ("success", "rival@example.com", "http://localhost:3000/signin"),
         ("success", "owner@example.com", "http://localhost:3000/signin"),
         ("success", "fresh@example.com", "http://localhost:3000/activate")]
-    assert [m.params.get("url") for m in mails_to(node, "rival@example.com")] == [
+    assert [m.params.get("url") for m in await mails_to(node, "rival@example.com")] == [
         "http://localhost:3000/signin"]
-    assert mails_to(node, "owner@example.com") == []
+    assert await mails_to(node, "owner@example.com") == []
     members = (await node.client.get(MEMBERS, headers=owner)).json()["accounts"]
     assert [(m["email"], m["role"], m["status"]) for m in members] == [
         ("owner@example.com", "owner", "active"), ("rival@example.com", "normal", "active"),
         ("fresh@example.com", "normal", "pending")]
     # Invited again while pending: the mail goes again, with a new working link.
     await invite(node, owner, "fresh@example.com")
-    assert len(mails_to(node, "fresh@example.com")) == 2
+    assert len(await mails_to(node, "fresh@example.com")) == 2
     assert (await node.client.get(f"{API}/activate/check", params={
-        "token": token_of(activation_link(node, "fresh@example.com"))})).json()["is_valid"]
+        "token": token_of(await activation_link(node, "fresh@example.com"))})).json()["is_valid"]
 
     path = f"{MEMBERS}/invite-email"
     for role in ("owner", "superuser"):
@@ -224,10 +191,14 @@ async def test_roles_change_and_removal_count_at_once(node: Node) -> None:
     def role_path(email: str) -> str:
         return f"{MEMBERS}/{ids[email]}/update-role"
 
+    operators = f"{API}/workspaces/current/dataset-operators"
+    assert (await node.client.get(operators, headers=ed)).json() == {"accounts": []}
     updated = await node.client.put(role_path("ed@example.com"), headers=ada,
                                     json={"role": "dataset_operator"})
     assert (updated.status_code, updated.json()) == (200, {"result": "success"})
     assert (await current(node, ed))["role"] == "dataset_operator"  # at once
+    assert [m["email"] for m in (await node.client.get(operators, headers=ed)).json()[
+        "accounts"]] == ["ed@example.com"]
 
     await refused(node, "PUT", role_path("owner@example.com"), 403, "forbidden",
                   "No permission to update member.", headers=ada, json={"role": "normal"})

@@ -218,3 +218,52 @@ def test_activate_account_completes_a_pending_account_once(team: World) -> None:
     rejected(activate(newbie), errors.AlreadyActivated)
     rejected(activate(team.me.actor_id), errors.AlreadyActivated)  # never pending
     rejected(activate(uuid4()), errors.AlreadyActivated)  # no such account
+
+
+@covers(pc.RequestOwnerTransferCode)
+def test_only_the_owner_is_mailed_an_owner_transfer_code(team: World) -> None:
+    admin = member(team, "ad@example.com", "admin")
+
+    def ask(as_: Workspace | None = None, workspace: UUID | None = None) -> Ran:
+        return team.run(pc.RequestOwnerTransferCode(
+            workspace_id=workspace or team.me.tenant_id, language="zh-Hans",
+            sealed_params="sealed:code", expiry_minutes=5), as_)
+
+    asked = accepted(ask())
+    assert asked.types == ["MailRequested"]
+    assert mail_of(asked) == me.MailRequested(
+        template="owner_transfer_confirm", to="olive@example.com", language="zh-Hans",
+        params={"WorkspaceName": "Team", "expiry_minutes": 5}, sealed_params="sealed:code")
+    assert asked.outcome.result == {"mail_id": str(asked.event(me.MailRequested).aggregate_id)}
+    rejected(ask(as_=admin), errors.NotOwner)
+    rejected(ask(workspace=team.rival.tenant_id), errors.NotFound, "Workspace not found.")
+
+
+@covers(pc.TransferOwnership)
+def test_transfer_ownership_makes_the_member_owner_and_the_owner_admin(team: World) -> None:
+    editor = member(team, "ed@example.com", "editor")
+    admin = member(team, "ad@example.com", "admin")
+
+    def transfer(account_id: UUID, as_: Workspace | None = None) -> Ran:
+        return team.run(pc.TransferOwnership(workspace_id=team.me.tenant_id,
+                                             account_id=account_id), as_)
+
+    rejected(transfer(editor.actor_id, as_=admin), errors.NotOwner)
+    rejected(transfer(team.me.actor_id), errors.CannotTransferOwnerToSelf)
+    rejected(transfer(team.rival.actor_id), errors.NotInWorkspace)
+    moved = accepted(transfer(editor.actor_id), result="success")
+    assert [e.payload for e in moved.events if isinstance(e.payload, pe.MemberRoleUpdated)] \
+        == [pe.MemberRoleUpdated(account_id=editor.actor_id, role="owner"),
+            pe.MemberRoleUpdated(account_id=team.me.actor_id, role="admin")]
+    mails = [e.payload for e in moved.events if isinstance(e.payload, me.MailRequested)]
+    assert mails == [
+        me.MailRequested(template="owner_transfer_new_notify", to="ed@example.com",
+                         params={"WorkspaceName": "Team"}),
+        me.MailRequested(template="owner_transfer_old_notify", to="olive@example.com",
+                         params={"WorkspaceName": "Team", "NewOwnerEmail": "ed@example.com"})]
+    # The new owner rules now; the old one is an admin who cannot touch the owner.
+    rejected(transfer(admin.actor_id), errors.NotOwner)
+    accepted(transfer(admin.actor_id, as_=editor))
+    rejected(team.run(pc.RemoveMember(workspace_id=team.me.tenant_id,
+                                      account_id=admin.actor_id)), errors.Forbidden,
+             "No permission to remove member.")
