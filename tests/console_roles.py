@@ -182,6 +182,7 @@ TABLE = [
     Row("POST", f"{CONSOLE}/workspaces/current", EVERYONE),
     Row("POST", f"{CONSOLE}/workspaces/switch", EVERYONE, json={"tenant_id": "{workspace}"}),
     Row("GET", f"{CONSOLE}/workspaces/current/members", EVERYONE),
+    Row("GET", f"{CONSOLE}/workspaces/current/dataset-operators", EVERYONE),
     Row("POST", f"{CONSOLE}/workspaces/current/members/invite-email", ADMINS,
         json={"emails": ["invitee@example.com"], "role": "editor"}),
     Row("PUT", f"{CONSOLE}/workspaces/current/members/{{member_id}}/update-role", ADMINS,
