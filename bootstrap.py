@@ -17,6 +17,7 @@ from adapters.embeddings.base import EmbeddingProvider
 from adapters.embeddings.models import LOCAL_PROVIDER, EmbeddingModels, WorkspaceModels
 from adapters.kv.base import KeyValueStore
 from adapters.kv.redis import RedisKeyValueStore
+from adapters.mail.base import Mailer
 from adapters.redis_client import redis_client
 from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
@@ -53,6 +54,7 @@ class Container:
     embedding_models: EmbeddingModels
     vectors: VectorStore  # VECTOR_STORE: high_quality datasets
     keywords: VectorStore  # Postgres full text: economy datasets
+    mailer: Mailer  # MAIL_TYPE: the outbox folder or an SMTP server
     assembly: Assembly = ASSEMBLY
     # what closes the parts `build` made (the parts a caller gave are the caller's)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -175,6 +177,20 @@ def build_storage(settings: Settings) -> Storage:
     return LocalStorage(settings.OPENDAL_FS_ROOT or settings.EDDY_DATA_DIR / "storage")
 
 
+def build_mailer(settings: Settings) -> Mailer:
+    if settings.MAIL_TYPE == "smtp":
+        from adapters.mail.smtp import SmtpMailer, SmtpSettings
+
+        return SmtpMailer(SmtpSettings(
+            server=settings.SMTP_SERVER, port=settings.SMTP_PORT,
+            username=settings.SMTP_USERNAME, password=settings.SMTP_PASSWORD,
+            use_tls=settings.SMTP_USE_TLS, opportunistic_tls=settings.SMTP_OPPORTUNISTIC_TLS,
+            sender=settings.MAIL_DEFAULT_SEND_FROM))
+    from adapters.mail.outbox import OutboxMailer
+
+    return OutboxMailer(settings.outbox_dir(), settings.MAIL_DEFAULT_SEND_FROM)
+
+
 def build_embedding_models(settings: Settings,
                            workspace: WorkspaceModels | None = None) -> EmbeddingModels:
     """The local models (always offered: they ship in Python packages) and the configured
@@ -270,6 +286,7 @@ async def build(settings: Settings, *, listen: bool = False, store: EventStore |
         embedding_models=build_embedding_models(settings, workspace_models),
         vectors=vectors,
         keywords=keywords,
+        mailer=build_mailer(settings),
         closers=closers,
         notifications=notifications,
     )

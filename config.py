@@ -188,10 +188,30 @@ class Settings(BaseSettings):
     REFRESH_TOKEN_EXPIRE_DAYS: int = Field(default=30, ge=1)
     LOGIN_LOCKOUT_ATTEMPTS: int = Field(default=5, ge=1)
     LOGIN_LOCKOUT_DURATION: int = Field(default=86400, ge=1, description="seconds")
+    RESET_PASSWORD_TOKEN_EXPIRY_MINUTES: int = Field(default=5, ge=1)
+    EMAIL_CODE_LOGIN_TOKEN_EXPIRY_MINUTES: int = Field(default=5, ge=1)
+    FORGOT_PASSWORD_LOCKOUT_DURATION: int = Field(default=86400, ge=1, description="seconds")
+    EMAIL_SEND_IP_LIMIT_PER_MINUTE: int = Field(default=50, ge=1)
     # How long an invitation's activation link works
     INVITE_EXPIRY_HOURS: int = Field(default=72, ge=1)
     # Links in mails (an invitation's activation page) point at the console here
     CONSOLE_WEB_URL: str = "http://localhost:3000"
+
+    # Mail (Dify names): MAIL_TYPE=outbox writes each mail as an .eml file into
+    # MAIL_OUTBOX_DIR (default EDDY_DATA_DIR/outbox); smtp hands it to SMTP_SERVER
+    MAIL_TYPE: Literal["outbox", "smtp"] = "outbox"
+    MAIL_DEFAULT_SEND_FROM: str = "Dify <no-reply@dify.local>"
+    MAIL_OUTBOX_DIR: Path | None = None
+    SMTP_SERVER: str = ""
+    SMTP_PORT: int = Field(default=465, ge=1, le=65535)
+    SMTP_USERNAME: str = ""
+    SMTP_PASSWORD: str = ""
+    SMTP_USE_TLS: bool = False
+    SMTP_OPPORTUNISTIC_TLS: bool = False
+    # A mail server that is down or answers 4xx: each mail is tried this many times, waiting
+    # MAIL_RETRY_BACKOFF_SECONDS, doubled each time (at most a minute), then dead-lettered
+    MAIL_SEND_MAX_ATTEMPTS: int = Field(default=6, ge=1)
+    MAIL_RETRY_BACKOFF_SECONDS: float = Field(default=2.0, gt=0)
 
     @field_validator("KAFKA_BOOTSTRAP_SERVERS")
     @classmethod
@@ -231,6 +251,8 @@ class Settings(BaseSettings):
         if self.EMBEDDING_PROVIDER == "openai_compatible" and not self.EMBEDDING_API_BASE:
             raise ConfigError(
                 "EMBEDDING_API_BASE must be set when EMBEDDING_PROVIDER=openai_compatible")
+        if self.MAIL_TYPE == "smtp" and not self.SMTP_SERVER:
+            raise ConfigError("SMTP_SERVER must be set when MAIL_TYPE=smtp")
 
     def as_env(self, **extra: str) -> dict[str, str]:
         """These settings as environment variables, for child processes of the same node
@@ -239,6 +261,9 @@ class Settings(BaseSettings):
                for name, value in self.model_dump().items() if value is not None}
         env["EVENT_BUS"] = self.bus.value
         return {**env, **extra}
+
+    def outbox_dir(self) -> Path:
+        return self.MAIL_OUTBOX_DIR or self.EDDY_DATA_DIR / "outbox"
 
     def database_dsn(self) -> str:
         """asyncpg-style DSN (postgresql://...)."""

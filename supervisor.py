@@ -25,6 +25,13 @@ log = logging.getLogger("eddy")
 SERVERS_ENV = "servers.env"  # in EDDY_DATA_DIR while `eddy up` runs
 
 
+def mail_destination(settings: Settings) -> str:
+    """Where mails go (invitations, codes): the outbox folder unless MAIL_TYPE=smtp."""
+    if settings.MAIL_TYPE == "smtp":
+        return f"mail: sent through {settings.SMTP_SERVER}:{settings.SMTP_PORT}"
+    return f"mail: written as .eml files to {settings.outbox_dir().resolve()}"
+
+
 class _Server(Protocol):
     """An embedded server (EmbeddedPostgres, EmbeddedRedis) as `eddy up` drives it."""
 
@@ -163,6 +170,7 @@ def up(settings: Settings) -> int:
         supervised += [child("api"), child("worker")]
         print(f"Eddy is up: http://{settings.DIFY_BIND_ADDRESS}:{settings.DIFY_PORT} "
               f"(bus: {settings.bus.value}); Ctrl-C stops it", flush=True)
+        print(mail_destination(settings), flush=True)
         while not stopping:
             for unit in supervised:
                 if stopping:

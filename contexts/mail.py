@@ -6,7 +6,16 @@ from __future__ import annotations
 
 from commands.mail import aggregates
 from contexts.manifest import ContextManifest, payloads_in
+from events.routing import Route
+from projections.mail import projectors
+from projections.tables import PROJECTION_NAME
 from schemas.mail import events
+from workers.declarations import WorkTopic
+from workers.mail.processor import outbox_processor
+
+# Every mail asked for (keyed by its Mail aggregate: one mail's messages in order).
+OUTBOX = WorkTopic("mail.outbox", role="outbox", processor=outbox_processor,
+                   routes=[Route([events.MailRequested])])
 
 MAIL = ContextManifest(
     name="mail",
@@ -14,5 +23,6 @@ MAIL = ContextManifest(
     events=payloads_in(events),
     upcasters={},
     handlers=[],
-    projectors={},
+    projectors={PROJECTION_NAME: [projectors.PROJECTORS]},
+    work=[OUTBOX],
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from commands.platform import aggregates, handlers
 from contexts.manifest import ContextManifest, payloads_in
-from gateway.platform import console, members, models, service, workspaces
+from gateway.platform import account, console, members, models, service, workspaces
 from projections.platform import projectors
 from projections.tables import PROJECTION_NAME
 from schemas.platform import events
@@ -18,5 +18,5 @@ PLATFORM = ContextManifest(
     handlers=[handlers.HANDLERS],
     projectors={PROJECTION_NAME: [projectors.PROJECTORS]},
     routers=[console.router, service.router, models.router, models.service_router,
-             workspaces.router, members.router],
+             workspaces.router, members.router, account.router],
 )

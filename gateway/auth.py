@@ -118,6 +118,7 @@ class ConsoleUser:
     tenant_id: UUID  # the workspace its console works in
     name: str
     role: str  # its role there (schemas.platform.roles)
+    session_id: str | None = None  # the login its access token belongs to (Tokens.issue)
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,11 @@ class ApiKeyPrincipal:
 
 
 class Tokens:
+    """A login is a session: an access token and a rotating refresh token, both naming the
+    session (`sid`, the refresh token's id) and the account's session generation (`gen`) at
+    login. Logging out ends one session; a password change or reset ends the account's
+    others (a new generation), at once for access tokens too."""
+
     def __init__(self, request: Request) -> None:
         self.c = get_container(request)
         self.settings = self.c.settings
@@ -139,17 +145,21 @@ class Tokens:
         return jwt.encode({**claims, "iat": now, "exp": now + ttl, "iss": "SELF_HOSTED"},
                           self.settings.SECRET_KEY, algorithm=_ALGORITHM)
 
+    def _refresh_ttl(self) -> timedelta:
+        return timedelta(days=self.settings.REFRESH_TOKEN_EXPIRE_DAYS)
+
     async def issue(self, account_id: UUID) -> dict[str, str]:
         jti = secrets.token_hex(16)
-        ttl = timedelta(days=self.settings.REFRESH_TOKEN_EXPIRE_DAYS)
+        ttl = self._refresh_ttl()
+        generation = await self._generation(account_id)
         await self.c.kv.set(f"refresh_token:{jti}", str(account_id),
                             ttl=int(ttl.total_seconds()))
+        session = {"user_id": str(account_id), "gen": generation}
         return {
             "access_token": self._encode(
-                {"user_id": str(account_id), "sub": "Console API Passport", "type": "access"},
+                {**session, "sub": "Console API Passport", "type": "access", "sid": jti},
                 timedelta(minutes=self.settings.ACCESS_TOKEN_EXPIRE_MINUTES)),
-            "refresh_token": self._encode(
-                {"user_id": str(account_id), "type": "refresh", "jti": jti}, ttl),
+            "refresh_token": self._encode({**session, "type": "refresh", "jti": jti}, ttl),
         }
 
     def decode(self, token: str, expected_type: str) -> dict[str, object]:
@@ -161,13 +171,44 @@ class Tokens:
             raise Unauthorized("Invalid or expired token.")
         return claims
 
+    async def _generation(self, account_id: UUID | str) -> str:
+        # "<generation> <the session kept through it>"; none: sessions were never ended, or
+        # so long ago that every token from before has expired.
+        ended = await self.c.kv.get(f"sessions_ended:{account_id}")
+        return ended.split(" ", 1)[0] if ended else ""
+
+    async def ensure_live(self, claims: dict[str, object]) -> None:
+        """Refuse a token of a session that was logged out or ended by a password change."""
+        sid = str(claims.get("sid") or claims.get("jti") or "")
+        ended = await self.c.kv.get(f"sessions_ended:{claims['user_id']}")
+        if ended:
+            generation, _, kept = ended.partition(" ")
+            if claims.get("gen") != generation and sid != kept:
+                raise Unauthorized("Invalid or expired token.")
+        if sid and await self.c.kv.get(f"logged_out:{sid}") is not None:
+            raise Unauthorized("Invalid or expired token.")
+
     async def refresh(self, refresh_token: str) -> dict[str, str]:
         claims = self.decode(refresh_token, "refresh")
+        await self.ensure_live(claims)
         # Single use: a stolen, already-used refresh token is worthless.
         owner = await self.c.kv.take(f"refresh_token:{claims['jti']}")
         if owner is None or owner != str(claims["user_id"]):
             raise Unauthorized("Invalid or expired refresh token.")
         return await self.issue(UUID(str(claims["user_id"])))
+
+    async def end_sessions(self, account_id: UUID, keep: str | None = None) -> None:
+        """End every session of the account but `keep`: their tokens stop working now.
+        Remembered as long as a refresh token lives: any token from before is expired by
+        then."""
+        await self.c.kv.set(f"sessions_ended:{account_id}",
+                            f"{secrets.token_hex(8)} {keep or '-'}",
+                            ttl=int(self._refresh_ttl().total_seconds()))
+
+    async def log_out(self, session_id: str) -> None:
+        await self.c.kv.delete(f"refresh_token:{session_id}")
+        await self.c.kv.set(f"logged_out:{session_id}", "1",
+                            ttl=self.settings.ACCESS_TOKEN_EXPIRE_MINUTES * 60)
 
 
 class LoginLimiter:
@@ -221,15 +262,18 @@ def _bearer(request: Request) -> str:
 
 async def console_user(request: Request) -> ConsoleUser:
     c = get_container(request)
-    claims = Tokens(request).decode(_bearer(request), "access")
+    tokens = Tokens(request)
+    claims = tokens.decode(_bearer(request), "access")
+    await tokens.ensure_live(claims)
     account_id = UUID(str(claims["user_id"]))
     # Read on every request: a removed member or a changed role counts at once.
     identity = await queries.console_identity(c.engine, account_id)
     if identity is None:
         raise Unauthorized("Account not found.")
     account, tenant_id, role = identity
+    sid = claims.get("sid")
     return ConsoleUser(account_id=account_id, tenant_id=tenant_id, name=account["name"],
-                       role=role)
+                       role=role, session_id=str(sid) if sid else None)
 
 
 # The roles each console role dependency serves, by the callable FastAPI sees (for the test

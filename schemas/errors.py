@@ -289,6 +289,65 @@ class LoginRateLimited(EddyError):
     )
 
 
+class AccountNotFound(EddyError):
+    # Dify's AccountNotFound: an e-mail with no account, where registering is off (as on a
+    # self-hosted Dify by default).
+    code, status, default_message = "account_not_found", 400, "Account not found."
+
+
+class EmailSendIpLimited(EddyError):
+    code, status, default_message = (
+        "email_send_ip_limit", 429,
+        "Too many emails have been sent from this IP address recently. Please try again later.",
+    )
+
+
+class PasswordResetRateLimited(EddyError):
+    code, status = "password_reset_rate_limit_exceeded", 429
+    default_message = ("Too many password reset emails have been sent. "
+                       "Please try again in 1 minutes.")
+
+
+class EmailCodeLoginRateLimited(EddyError):
+    code, status = "email_code_login_rate_limit_exceeded", 429
+    default_message = "Too many login emails have been sent. Please try again in 5 minutes."
+
+
+class PasswordResetLimited(EddyError):
+    # Too many wrong reset codes for one e-mail.
+    code, status, default_message = (
+        "email_password_reset_limit", 429,
+        "Too many failed password reset attempts. Please try again in 24 hours.",
+    )
+
+
+class InvalidOrExpiredToken(EddyError):
+    code, status, default_message = (
+        "invalid_or_expired_token", 400, "The token is invalid or has expired.")
+
+
+class InvalidEmail(EddyError):
+    code, status, default_message = "invalid_email", 400, "The email address is not valid."
+
+
+class EmailCodeInvalid(EddyError):
+    code, status, default_message = "email_code_error", 400, "Email code is invalid or expired."
+
+
+class PasswordMismatch(EddyError):
+    code, status, default_message = "password_mismatch", 400, "The passwords do not match."
+
+
+class RepeatPasswordMismatch(EddyError):
+    code, status, default_message = (
+        "repeat_password_not_match", 400, "New password and repeat password does not match.")
+
+
+class CurrentPasswordIncorrect(EddyError):
+    code, status, default_message = (
+        "current_password_incorrect", 400, "Current password is incorrect.")
+
+
 # --- workspaces and members (Dify's codes and messages) ------------------------------------
 
 

@@ -20,6 +20,7 @@ from adapters.embedded.postgres import EmbeddedPostgres
 from adapters.embedded.process import LoopbackServer
 from adapters.embedded.tansu import TansuBroker
 from adapters.embedded.valkey import EmbeddedRedis
+from tests.smtp_sink import SmtpSink
 
 
 @pytest.fixture(scope="session")
@@ -115,3 +116,16 @@ def s3_endpoint() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    """An SMTP server on a free loopback port keeping the mails it receives (`.messages`,
+    `await .wait_for(n)`); `**smtp_sink.settings()` points a node's mail at it. See
+    tests/smtp_sink.py."""
+    sink = SmtpSink()
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()

@@ -6,6 +6,7 @@ Each node gets its own database and topic prefix, so tests never see each other'
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -245,3 +246,10 @@ async def everything_recorded(node: Node, *read_tables: str) -> list[bytes]:
             blobs.append(repr(await client.zrange(key, 0, -1)).encode())
     assert streams, "the Redis Streams topics were scanned"
     return blobs
+
+
+def in_plaintext(secret: str, blobs: Sequence[bytes]) -> bool:
+    """Whether the secret stands alone in one of the blobs: a 6-digit code may turn up by
+    chance inside a hash, an id or a timestamp's fraction of a second."""
+    alone = re.compile(rb"(?<![0-9A-Za-z.])" + re.escape(secret.encode()) + rb"(?![0-9A-Za-z])")
+    return any(alone.search(blob) for blob in blobs)

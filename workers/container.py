@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.bus.base import Bus
 from adapters.embeddings.models import EmbeddingModels
 from adapters.kv.base import KeyValueStore
+from adapters.mail.base import Mailer
 from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
 from commands.registry import CommandHandlers
@@ -61,6 +62,10 @@ class WorkerContainer(Protocol):
     # Postgres full text: economy datasets
     @property
     def keywords(self) -> VectorStore: ...
+
+    # MAIL_TYPE: where mails go (an SMTP server, or the outbox folder)
+    @property
+    def mailer(self) -> Mailer: ...
 
     @property
     def event_types(self) -> EventTypes: ...

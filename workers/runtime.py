@@ -7,7 +7,10 @@ its partition wait, keeping per-aggregate order. The failure policy:
 - deterministic failures are retried a few times, then the message is parked on the topic's
   dead-letter topic with its error and the processor's dead-letter hook runs, so whoever
   waits for it (a command's caller, a document's status) learns of the failure;
-- a message delivered too often without ever finishing (it kills its worker) is parked too.
+- a message delivered too often without ever finishing (it kills its worker) is parked too;
+- a `PermanentFailure` (retrying cannot help) is parked at once.
+A processor may bring its own RetryPolicy (the mail processor: its server's outages are
+retried as its attempts, then parked, not waited out without limit).
 
 Ownership: a handler runs under its message's `Ownership` (workers/ownership.py) while the
 member keeps its partition (leases renewed however long the work takes). A watcher cancels
@@ -97,11 +100,18 @@ class Processor:
     # Acts outside Eddy in a way that must not repeat (sends mail, calls webhooks or paid
     # LLM APIs): replayed messages are skipped unless the replay allows side effects.
     side_effects: bool = False
+    # Its own attempts and backoff instead of the worker's (CONSUMER_MAX_ATTEMPTS)
+    retry: RetryPolicy | None = None
     # > 0: up to this many messages in flight at once, within partitions too (one key's
     # messages still one after another), acknowledged in partition order; fetching goes on
     # while they run. For long handlers (a model's answer) that must not queue behind each
     # other in a partition.
     overlap: int = 0
+
+
+class PermanentFailure(Exception):
+    """Raised by a handler for a failure retrying cannot cure (a mail server refused the
+    mail for good): the message is dead-lettered at once."""
 
 
 class PoisonMessage(Exception):
@@ -125,7 +135,7 @@ async def run_processor(bus: Bus, processor: Processor, member: str, stop: async
     """Consume until `stop`: partitions are worked concurrently (at most `concurrency` at a
     time), each partition's messages one after another, so one key's messages stay in order.
     With `progress`, what the group handled is recorded for its lag (`eddy groups`)."""
-    policy = policy or RetryPolicy()
+    policy = processor.retry or policy or RetryPolicy()
     consumer = bus.consumer(processor.group, processor.topics, member)
     await consumer.start()
     log.info("processor started", extra={"group": processor.group, "member": member})
@@ -367,7 +377,7 @@ async def _deliver(bus: Bus, consumer: Consumer, processor: Processor, message: 
                     return await _until_done(handle, policy, stop, processor, message,
                                              first_error=exc)
                 failures += 1
-                if failures >= policy.max_attempts:
+                if failures >= policy.max_attempts or isinstance(exc, PermanentFailure):
                     return await _until_done(dead_letter(exc, failures),
                                              policy, stop, processor, message)
                 log.warning("handler failed, retrying", extra={

@@ -8,6 +8,7 @@ from uuid import UUID
 from commands.aggregate import Aggregate, Context
 from schemas.errors import (
     AccountAlreadyInTenant,
+    AccountNotFound,
     AccountNotLinkTenant,
     AlreadyActivated,
     AlreadySetup,
@@ -63,6 +64,30 @@ class Account(Aggregate):
 
     def apply_CurrentWorkspaceSwitched(self, p: ev.CurrentWorkspaceSwitched) -> None:
         self.current_workspace = p.workspace_id
+
+    def apply_PasswordResetRequested(self, p: ev.PasswordResetRequested) -> None:
+        pass
+
+    def apply_EmailCodeLoginRequested(self, p: ev.EmailCodeLoginRequested) -> None:
+        pass
+
+    def ensure_active(self) -> None:
+        """Codes and passwords are for activated accounts (an invited one activates through
+        its invitation)."""
+        if not self.exists or self.status != "active":
+            raise AccountNotFound()
+
+    def password_reset_requested(self, mail_id: UUID, ctx: Context) -> None:
+        self.ensure_active()
+        self.record(ev.PasswordResetRequested(mail_id=mail_id), ctx)
+
+    def email_code_login_requested(self, mail_id: UUID, ctx: Context) -> None:
+        self.ensure_active()
+        self.record(ev.EmailCodeLoginRequested(mail_id=mail_id), ctx)
+
+    def change_password(self, credentials_id: UUID, ctx: Context) -> None:
+        self.ensure_active()
+        self.record(ev.AccountPasswordChanged(credentials_id=credentials_id), ctx)
 
     def register(self, email: str, name: str, credentials_id: UUID, language: str,
                  ctx: Context) -> None:

@@ -40,6 +40,34 @@ def create_workspace(c: cmd.CreateWorkspace, uow: UnitOfWork) -> dict[str, Any]:
     return {"workspace_id": str(c.workspace_id), "account_id": str(c.owner_account_id)}
 
 
+# --- account flows: forgot password, e-mail code login, password change ---------------------
+
+
+def request_password_reset(c: cmd.RequestPasswordReset, uow: UnitOfWork) -> dict[str, Any]:
+    account = uow.get(Account, c.account_id)
+    account.ensure_active()  # before the mail is asked for
+    mail_id = request_mail(uow, "reset_password", "reset_password", account.email,
+                           language=c.language, params={"expiry_minutes": c.expiry_minutes},
+                           sealed_params=c.sealed_params)
+    account.password_reset_requested(mail_id, uow.ctx)
+    return {"mail_id": str(mail_id)}
+
+
+def request_email_code_login(c: cmd.RequestEmailCodeLogin, uow: UnitOfWork) -> dict[str, Any]:
+    account = uow.get(Account, c.account_id)
+    account.ensure_active()
+    mail_id = request_mail(uow, "email_code_login", "email_code_login", account.email,
+                           language=c.language, params={"expiry_minutes": c.expiry_minutes},
+                           sealed_params=c.sealed_params)
+    account.email_code_login_requested(mail_id, uow.ctx)
+    return {"mail_id": str(mail_id)}
+
+
+def change_password(c: cmd.ChangePassword, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(Account, c.account_id).change_password(c.credentials_id, uow.ctx)
+    return {"account_id": str(c.account_id)}
+
+
 # --- members ---------------------------------------------------------------------------------
 
 INVITATION = "invite"  # the invitation mail's purpose (one per InviteMember command)
@@ -190,7 +218,8 @@ def set_default_models(c: cmd.SetDefaultModels, uow: UnitOfWork) -> dict[str, An
 HANDLERS = command_handlers(
     setup_platform, create_workspace, invite_member, update_member_role, remove_member,
     request_owner_transfer_code, transfer_ownership, switch_workspace, activate_account,
-    create_app, update_app, delete_app, create_api_key,
+    request_password_reset, request_email_code_login, change_password, create_app, update_app,
+    delete_app, create_api_key,
     revoke_api_key, save_provider_credentials, delete_provider_credentials, save_custom_model,
     delete_custom_model, set_default_models,
 )

@@ -17,12 +17,14 @@ from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, Query, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import auth
 from gateway.auth import AdminOrOwner, ConsoleUser, CurrentUser
 from gateway.deps import command_gateway, get_container, maybe_uuid, parse_id
 from gateway.mail import seal_mail_params
 from gateway.platform.views import member_view
+from projections.mail.queries import mail_status_of
 from projections.platform import queries
 from schemas.errors import (
     AccountAlreadyInTenant,
@@ -49,16 +51,22 @@ def _console_url(request: Request) -> str:
 
 @router.get("/workspaces/current/members")
 async def list_members(request: Request, user: ConsoleUser = CurrentUser) -> dict[str, Any]:
-    rows = await queries.list_members(get_container(request).engine, user.tenant_id)
-    return {"accounts": [member_view(r) for r in rows]}
+    return await _accounts(get_container(request).engine, user.tenant_id)
 
 
 @router.get("/workspaces/current/dataset-operators")
 async def list_dataset_operators(request: Request,
                                  user: ConsoleUser = CurrentUser) -> dict[str, Any]:
-    rows = await queries.list_members(get_container(request).engine, user.tenant_id,
-                                      role="dataset_operator")
-    return {"accounts": [member_view(r) for r in rows]}
+    return await _accounts(get_container(request).engine, user.tenant_id,
+                           role="dataset_operator")
+
+
+async def _accounts(engine: AsyncEngine, workspace_id: UUID,
+                    role: str | None = None) -> dict[str, Any]:
+    """The members (of `role`), each with how its invitation's mail is doing."""
+    rows = await queries.list_members(engine, workspace_id, role=role)
+    mails = await mail_status_of(engine, [r["mail_id"] for r in rows])
+    return {"accounts": [member_view(r, mails.get(r["mail_id"])) for r in rows]}
 
 
 @router.post("/workspaces/current/members/invite-email", status_code=201)

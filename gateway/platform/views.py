@@ -71,7 +71,9 @@ def tenant_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def member_view(row: dict[str, Any]) -> dict[str, Any]:
+def member_view(row: dict[str, Any], mail: dict[str, Any] | None) -> dict[str, Any]:
+    """Dify's member fields, and Eddy's `invitation_mail`: how the invitation's mail is doing
+    (queued, sent, or failed with why; null for a member who was never mailed)."""
     return {
         "id": str(row["id"]),
         "name": row["name"],
@@ -83,4 +85,8 @@ def member_view(row: dict[str, Any]) -> dict[str, Any]:
         "created_at": timestamp(row["created_at"]),
         "role": row["role"],
         "status": row["status"],
+        "invitation_mail": None if mail is None else {
+            "status": mail["status"], "error": mail["error"],
+            "requested_at": timestamp(mail["requested_at"]),
+            "sent_at": timestamp(mail["sent_at"])},
     }

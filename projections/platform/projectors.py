@@ -273,4 +273,6 @@ PROJECTORS = projectors(
     project_api_key_revoked, project_provider_credentials_saved,
     project_provider_credentials_deleted, project_custom_model_saved,
     project_custom_model_deleted, project_default_model_set,
+    # The console shows no request for a code (its mail shows in the mail context).
+    ignore=[ev.PasswordResetRequested, ev.EmailCodeLoginRequested],
 )

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.page import Page
@@ -27,15 +27,25 @@ async def setup_info(engine: AsyncEngine) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-async def account_by_email(engine: AsyncEngine, email: str) -> dict[str, Any] | None:
-    """The account with its `password_hash` (None if its credentials are missing)."""
+async def _account_with_password(engine: AsyncEngine,
+                                 condition: ColumnElement[bool]) -> dict[str, Any] | None:
     async with engine.connect() as conn:
         row = (await conn.execute(
             select(accounts, account_credentials.c.password_hash)
             .outerjoin(account_credentials, account_credentials.c.id == accounts.c.credentials_id)
-            .where(accounts.c.email == email.strip().lower())
+            .where(condition)
         )).mappings().first()
     return dict(row) if row else None
+
+
+async def account_by_email(engine: AsyncEngine, email: str) -> dict[str, Any] | None:
+    """The account with its `password_hash` (None if its credentials are missing)."""
+    return await _account_with_password(engine, accounts.c.email == email.strip().lower())
+
+
+async def account_by_id(engine: AsyncEngine, account_id: UUID) -> dict[str, Any] | None:
+    """The account with its `password_hash`, as `account_by_email`."""
+    return await _account_with_password(engine, accounts.c.id == account_id)
 
 
 async def console_identity(engine: AsyncEngine,

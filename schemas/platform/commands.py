@@ -45,6 +45,33 @@ class CreateWorkspace(CommandPayload):
     register: NewAccount | None = None
 
 
+class RequestPasswordReset(CommandPayload):
+    """Mail the account a password reset code (forgot password). The code reaches the mail
+    only sealed (`gateway.mail.seal_mail_params`); the gateway keeps its hash."""
+
+    account_id: UUID
+    language: str
+    sealed_params: str
+    expiry_minutes: int  # how long the code lives, as the mail says
+
+
+class RequestEmailCodeLogin(CommandPayload):
+    """Mail the account a login code (e-mail code login); sealed as for a reset code."""
+
+    account_id: UUID
+    language: str
+    sealed_params: str
+    expiry_minutes: int
+
+
+class ChangePassword(CommandPayload):
+    """The account's password is now the one stored (by the gateway, `gateway.auth.
+    store_credentials`) under `credentials_id`: changed by its owner or reset by a code."""
+
+    account_id: UUID
+    credentials_id: UUID
+
+
 # --- members (the workspace's; the account's own current workspace and activation) -------
 
 

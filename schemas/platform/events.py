@@ -59,6 +59,19 @@ class AccountPasswordChanged(EventPayload):
     credentials_id: UUID
 
 
+class PasswordResetRequested(EventPayload):
+    """A reset code went to the account's e-mail in this mail (never the code: the gateway
+    keeps only its hash, the mail carries it sealed)."""
+
+    mail_id: UUID
+
+
+class EmailCodeLoginRequested(EventPayload):
+    """A login code went to the account's e-mail in this mail (never the code)."""
+
+    mail_id: UUID
+
+
 class CurrentWorkspaceSwitched(EventPayload):
     workspace_id: UUID
 

@@ -8,6 +8,7 @@ from adapters.embedded.postgres import EmbeddedPostgres
 from tests.chat import KEY, MODEL, Chat, app_with_key, connect_provider
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.harness import Node, node_settings, running_node
+from tests.smtp_sink import SmtpSink
 
 
 @pytest.fixture
@@ -17,6 +18,16 @@ async def node(request: pytest.FixtureRequest, postgres: EmbeddedPostgres,
     marker = request.node.get_closest_marker("settings")
     settings = node_settings(postgres, fresh_database("e2e"), redis_url,
                              **(marker.kwargs if marker else {}))
+    async with running_node(settings) as n:
+        yield n
+
+
+@pytest.fixture
+async def mail_node(postgres: EmbeddedPostgres, fresh_database: Callable[..., str],
+                    redis_url: str, smtp_sink: SmtpSink) -> AsyncIterator[Node]:
+    """A node whose mail goes to the `smtp_sink` (MAIL_TYPE=smtp, quick retries):
+    `[mail] = await smtp_sink.wait_for(1)`, `mail.link("/activate")`."""
+    settings = node_settings(postgres, fresh_database("e2e"), redis_url, **smtp_sink.settings())
     async with running_node(settings) as n:
         yield n
 

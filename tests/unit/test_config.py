@@ -24,6 +24,13 @@ def test_bootstrap_servers_alone_select_kafka(monkeypatch: pytest.MonkeyPatch) -
     assert load_settings().bus is EventBusKind.KAFKA
 
 
+def test_smtp_without_a_server_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAIL_TYPE", "smtp")
+    monkeypatch.delenv("SMTP_SERVER", raising=False)
+    with pytest.raises(ConfigError, match="SMTP_SERVER"):
+        load_settings()
+
+
 def test_dify_names_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DB_HOST", "db.internal")
     monkeypatch.setenv("DB_USERNAME", "dify")

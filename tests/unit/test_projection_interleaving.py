@@ -65,6 +65,7 @@ from schemas.conversation.naming import (
 from schemas.knowledge import commands as kc
 from schemas.knowledge import events as kev
 from schemas.knowledge.naming import HIERARCHICAL, document_prefix
+from schemas.mail.events import MailRequested
 from schemas.platform import commands as pc
 from schemas.platform import events as pev
 from schemas.platform.naming import SETUP_ID, account_id_for, api_token_hash, api_token_hint
@@ -72,7 +73,13 @@ from schemas.workflow import commands as wc
 from schemas.workflow import events as wev
 from schemas.workflow.naming import published_workflow_id_for, workflow_draft_id_for
 from tests.process_rules import HIERARCHICAL_RULE, PARAGRAPH_RULE
-from workers.knowledge.indexing import IndexingDeps, index_segment, run_indexing_job
+from workers.knowledge.indexing import (
+    IndexingDeps,
+    caused_by,
+    index_segment,
+    run_indexing_job,
+)
+from workers.mail.processor import record_failure, record_sent
 
 PROJECTION = ASSEMBLY.projections[PROJECTION_NAME]
 READ_TABLES = [t for t in metadata.sorted_tables if t.schema == READ]
@@ -243,8 +250,7 @@ class Recorder:
         return [e.aggregate_id for e in sorted(live, key=lambda e: e.payload.position)]
 
     def log(self) -> list[Event]:
-        """What reaches the read model: the events of the aggregates it follows (a mail
-        asked for travels on the mail context's topic)."""
+        """What reaches the read model: the events of the aggregates it follows."""
         return [e for e in self.store.read_from(0, self.store.max_position())
                 if e.aggregate_type in PROJECTION.aggregate_types]
 
@@ -323,10 +329,19 @@ async def record(root: Path) -> History:
                            timezone="Europe/Berlin", credentials_id=uuid4()), nina, actor=nina)
     invite(labs, "nina@example.com", "normal")
     run(pc.SwitchWorkspace(account_id=nina, workspace_id=labs), nina, actor=nina)
+    # she changes the password she chose on activating
+    run(pc.ChangePassword(account_id=nina, credentials_id=uuid4()), nina, actor=nina)
     run(pc.UpdateMemberRole(workspace_id=labs, account_id=nina, role="admin"), labs,
         tenant=labs)
     run(pc.RemoveMember(workspace_id=r.tenant, account_id=omar), r.tenant)
     run(pc.RemoveMember(workspace_id=labs, account_id=nina), labs, tenant=labs)
+    # the invitations' mails as the mail processor records them: sent; refused, then sent
+    # by a replay of its dead letter; not sent yet
+    mails = [e for e in r.store.read_from(0, r.store.max_position())
+             if isinstance(e.payload, MailRequested)]
+    record_sent(r.store, mails[0].aggregate_id, caused_by(mails[0]), "<m0@x>", "smtp")
+    record_failure(r.store, mails[1].aggregate_id, caused_by(mails[1]), "SMTP 550", True)
+    record_sent(r.store, mails[1].aggregate_id, caused_by(mails[1]), "<m1@x>", "smtp")
 
     # conversation: the chat app's configuration; two end users' conversations, their
     # messages answered, stopped and failed (as the chat processor records them), feedback

@@ -181,7 +181,8 @@ def test_roles_are_named_after_their_context() -> None:
     assert set(ASSEMBLY.work) == {"knowledge.indexing-priority", "knowledge.indexing-bulk",
                                   "knowledge.cleanup", "conversation.chat",
                                   "conversation.annotations", "conversation.cleanup",
-                                  "workflow.chatflow", "workflow.form-deadlines", "workflow.runs"}
+                                  "workflow.chatflow", "workflow.form-deadlines", "workflow.runs",
+                                  "mail.outbox"}
 
 
 def test_a_role_declared_twice_is_refused() -> None:
@@ -245,9 +246,9 @@ def test_jobs_come_from_the_backbone_and_the_manifests_each_name_once() -> None:
 
 
 def test_a_job_asking_for_what_the_container_lacks_is_refused() -> None:
-    async def needy(*, mailer: object) -> None: ...
+    async def needy(*, printer: object) -> None: ...
 
-    with pytest.raises(ValueError, match=r"job 'digest' asks for \['mailer'\]"):
+    with pytest.raises(ValueError, match=r"job 'digest' asks for \['printer'\]"):
         assemble([_context("newsletter", jobs=[Job("digest", 60.0, needy)])])
 
 

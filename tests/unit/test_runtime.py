@@ -14,7 +14,13 @@ import pytest
 from adapters.bus.base import Message, TopicSpec
 from adapters.bus.memory import InMemoryBus
 from workers.ownership import current_fence
-from workers.runtime import PoisonMessage, Processor, RetryPolicy, run_processor
+from workers.runtime import (
+    PermanentFailure,
+    PoisonMessage,
+    Processor,
+    RetryPolicy,
+    run_processor,
+)
 
 TOPIC = "work"
 FAST = RetryPolicy(max_attempts=3, base_backoff=0.001, max_backoff=0.01)
@@ -87,6 +93,41 @@ async def test_a_deterministic_failure_is_parked_after_its_attempts(bus: InMemor
     assert letter.headers["dlq_attempts"] == "3" and letter.headers["dlq_group"] == "g"
     assert "cannot parse" in letter.headers["dlq_error"]
     assert letter.headers["correlation_id"] == "c-1"
+
+
+async def test_a_permanent_failure_is_parked_at_once(bus: InMemoryBus) -> None:
+    await bus.publish(TOPIC, "k", b"refused")
+    await bus.publish(TOPIC, "k", b"good")
+    seen: list[bytes] = []
+    done = asyncio.Event()
+
+    async def handle(message: Message) -> None:
+        seen.append(message.value)
+        if message.value == b"refused":
+            raise PermanentFailure("550 no such mailbox")
+        done.set()
+
+    await run_until(bus, Processor("g", [TOPIC], handle), done)
+    assert seen == [b"refused", b"good"]
+    (letter,) = await dead_letters(bus)
+    assert letter.headers["dlq_attempts"] == "1" and "550" in letter.headers["dlq_error"]
+
+
+async def test_a_processor_with_its_own_policy_gets_its_own_attempts(bus: InMemoryBus) -> None:
+    await bus.publish(TOPIC, "k", b"bad")
+    calls, done = 0, asyncio.Event()
+
+    async def handle(message: Message) -> None:
+        nonlocal calls
+        calls += 1
+        raise ValueError("server down")
+
+    async def on_dead_letter(message: Message, exc: BaseException) -> None:
+        done.set()
+
+    own = RetryPolicy(max_attempts=FAST.max_attempts + 4, base_backoff=0.001, max_backoff=0.01)
+    await run_until(bus, Processor("g", [TOPIC], handle, on_dead_letter, retry=own), done)
+    assert calls == own.max_attempts  # not the worker's FAST.max_attempts
 
 
 async def test_a_message_that_keeps_killing_its_worker_is_parked(bus: InMemoryBus) -> None:

@@ -1,14 +1,17 @@
-"""The platform context's command handlers: setup, apps, API keys, model providers."""
+"""The platform context's command handlers: setup, apps, API keys, model providers, account
+flows."""
 
 from __future__ import annotations
 
 from uuid import uuid4
 
 from schemas import errors
+from schemas.mail import events as me
 from schemas.platform import commands as pc
 from schemas.platform import events as pe
-from schemas.platform.naming import api_token_hash, api_token_hint
+from schemas.platform.naming import account_id_for, api_token_hash, api_token_hint
 from tests.unit.handlers.harness import (
+    Workspace,
     World,
     accepted,
     covers,
@@ -324,3 +327,71 @@ def test_set_default_models(world: World) -> None:
         pc.DefaultModel(model_type="rerank", provider=OPENAI, model="any")])),
         errors.BadRequest,
         f"Model any (rerank) of provider {OPENAI} is not configured in this workspace.")
+
+
+# =========================================================================================
+# platform: account flows (forgot password, e-mail code login, password change)
+# =========================================================================================
+
+
+@covers(pc.RequestPasswordReset, pc.RequestEmailCodeLogin)
+def test_a_code_request_mails_the_account_its_sealed_code_and_records_no_code(
+        world: World) -> None:
+    owner = uuid4()
+    world.given(pc.CreateWorkspace(
+        workspace_id=uuid4(), name="Acme", owner_account_id=owner,
+        register=pc.NewAccount(email="ops@acme.test", name="ops", credentials_id=uuid4())))
+    for command, template, requested in (
+            (pc.RequestPasswordReset, "reset_password", pe.PasswordResetRequested),
+            (pc.RequestEmailCodeLogin, "email_code_login", pe.EmailCodeLoginRequested)):
+        ran = accepted(world.run(command(account_id=owner, language="zh-Hans",
+                                         sealed_params="sealed-code", expiry_minutes=5)))
+        assert sorted(ran.types) == sorted(["MailRequested", requested.event_type])
+        mail = ran.one(me.MailRequested)
+        assert mail == me.MailRequested(template=template, to="ops@acme.test",
+                                        language="zh-Hans", params={"expiry_minutes": 5},
+                                        sealed_params="sealed-code")
+        mail_id = ran.event(me.MailRequested).aggregate_id
+        assert ran.one(requested) == requested(mail_id=mail_id)
+        assert ran.outcome.result == {"mail_id": str(mail_id)}
+
+        # No such account: no mail asked for.
+        rejected(world.run(command(account_id=uuid4(), language="en-US",
+                                   sealed_params="sealed-code", expiry_minutes=5)),
+                 errors.AccountNotFound)
+
+
+@covers(pc.ChangePassword)
+def test_a_password_change_names_the_new_credentials_of_an_existing_account(
+        world: World) -> None:
+    owner, credentials = uuid4(), uuid4()
+    world.given(pc.CreateWorkspace(
+        workspace_id=uuid4(), name="Acme", owner_account_id=owner,
+        register=pc.NewAccount(email="ops@acme.test", name="ops", credentials_id=uuid4())))
+    changed = accepted(world.run(pc.ChangePassword(account_id=owner,
+                                                   credentials_id=credentials)),
+                       account_id=str(owner))
+    assert changed.one(pe.AccountPasswordChanged) == pe.AccountPasswordChanged(
+        credentials_id=credentials)
+    assert changed.event(pe.AccountPasswordChanged).aggregate_id == owner
+    rejected(world.run(pc.ChangePassword(account_id=uuid4(), credentials_id=uuid4())),
+             errors.AccountNotFound)
+
+
+@covers(pc.RequestPasswordReset, pc.RequestEmailCodeLogin, pc.ChangePassword)
+def test_an_invited_account_gets_no_code_nor_password_before_it_activates(
+        world: World) -> None:
+    owner, team = uuid4(), uuid4()
+    world.given(pc.CreateWorkspace(
+        workspace_id=team, name="Acme", owner_account_id=owner,
+        register=pc.NewAccount(email="ops@acme.test", name="ops", credentials_id=uuid4())))
+    world.given(pc.InviteMember(workspace_id=team, email="new@acme.test", role="editor",
+                                sealed_activation="sealed-link", signin_url="http://signin"),
+                as_=Workspace(team, owner))
+    invited = account_id_for("new@acme.test")
+    for command in (pc.RequestPasswordReset, pc.RequestEmailCodeLogin):
+        rejected(world.run(command(account_id=invited, language="en-US",
+                                   sealed_params="sealed-code", expiry_minutes=5)),
+                 errors.AccountNotFound)
+    rejected(world.run(pc.ChangePassword(account_id=invited, credentials_id=uuid4())),
+             errors.AccountNotFound)
