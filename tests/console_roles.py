@@ -50,6 +50,11 @@ PUBLIC = {
     ("POST", f"{CONSOLE}/refresh-token"),
     ("GET", f"{CONSOLE}/activate/check"),  # an invitee has no session yet
     ("POST", f"{CONSOLE}/activate"),
+    ("POST", f"{CONSOLE}/forgot-password"),  # nor has whoever forgot their password
+    ("POST", f"{CONSOLE}/forgot-password/validity"),
+    ("POST", f"{CONSOLE}/forgot-password/resets"),
+    ("POST", f"{CONSOLE}/email-code-login"),
+    ("POST", f"{CONSOLE}/email-code-login/validity"),
 }
 
 
@@ -191,6 +196,11 @@ TABLE = [
         ids={"member_id": "leaver"}),
     # A command's outcome: whoever sent it, whatever the role.
     Row("GET", f"{CONSOLE}/commands/{{command_id}}", EVERYONE),
+    # One's own account, whatever the role; logging out last (it ends each role's session).
+    Row("GET", f"{CONSOLE}/account/profile", EVERYONE),
+    Row("POST", f"{CONSOLE}/account/password", EVERYONE, json={
+        "password": PASSWORD, "new_password": PASSWORD, "repeat_new_password": PASSWORD}),
+    Row("POST", f"{CONSOLE}/logout", EVERYONE),
 ]
 
 
@@ -263,6 +273,15 @@ async def world_of(node: Node, provider: FakeOpenAIServer) -> World:
               "indexing_technique": "economy", "process_rule": {"mode": "automatic"}})
     assert document.status_code == 200, document.text
     ids["document"] = document.json()["document"]["id"]
+    batch = document.json()["batch"]
+
+    async def indexed() -> bool:
+        # Its indexing moves in steps (the read model changes between them): done before
+        # the table starts.
+        status = await node.client.get(
+            f"/v1/datasets/{ids['dataset']}/documents/{batch}/indexing-status", headers=service)
+        return all(d["indexing_status"] == "completed" for d in status.json()["data"])
+    await eventually(indexed, timeout=120, interval=0.3)
     return World(auth, ids)
 
 
@@ -308,7 +327,7 @@ async def settled_state(node: Node) -> State:
     two reads a moment apart agree."""
     async def still() -> State | None:
         before = await state_of(node)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.4)
         return before if await state_of(node) == before else None
     state: State = await eventually(still, timeout=60)
     return state
