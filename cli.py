@@ -164,7 +164,9 @@ def _operation(run: Run) -> Run:
         try:
             return on_servers(servers_of_running_up(settings), args)
         except operations.OperationError as exc:
-            print(f"eddy {args.command} {args.action}: {exc}", file=sys.stderr)
+            action = getattr(args, "action", None)
+            print(f"eddy {args.command}{f' {action}' if action else ''}: {exc}",
+                  file=sys.stderr)
             return exc.code
 
     return operate
@@ -175,12 +177,13 @@ ROLES: dict[str, tuple[str, Run]] = {
     "up": ("run everything on embedded servers (data in EDDY_DATA_DIR)", run_up),
     "api": ("serve the HTTP gateway", _on_servers(serve_api)),
     "worker": ("run relay / processors / scheduler roles", _on_servers(run_worker)),
-    "scheduler": ("run the scheduler role alone", _on_servers(run_scheduler)),
+    "scheduler": ("run the scheduler alone (one leader at a time; MODE=beat)",
+                  _on_servers(run_scheduler)),
     "migrate": ("apply database migrations", _on_servers(run_migrations)),
     "job": ("run one scheduled job once", _on_servers(run_job)),
 }
 MODE_ROLES = {Mode.API: "api", Mode.WORKER: "worker", Mode.SCHEDULER: "scheduler",
-              Mode.MIGRATION: "migrate", Mode.JOB: "job", Mode.ALL: "up"}
+              Mode.BEAT: "scheduler", Mode.MIGRATION: "migrate", Mode.JOB: "job", Mode.ALL: "up"}
 
 
 def _add_roles(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -304,12 +307,53 @@ def _add_projections(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     rollback.add_argument("projection", choices=names)
 
 
+def _add_dify_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Dify's operator commands (its api/commands.py), with its names and options."""
+    for name, text, run, options in (
+            ("create-tenant", "Create account and tenant.", operations.create_tenant,
+             (("--email", "Tenant account email."), ("--name", "Workspace name."),
+              ("--language", "Account language, default: en-US."))),
+            ("reset-password", "Reset the account password.", operations.reset_password,
+             (("--email", "Account email to reset password for"),
+              ("--new-password", "New password"), ("--password-confirm",
+                                                   "Confirm new password"))),
+            ("reset-email", "Reset the account email.", operations.reset_email,
+             (("--email", "Current account email"), ("--new-email", "New email"),
+              ("--email-confirm", "Confirm new email")))):
+        command = sub.add_parser(name, help=text)
+        command.set_defaults(run=_operation(run))
+        for option, option_help in options:
+            command.add_argument(option, help=option_help)
+    reset_keys = sub.add_parser(
+        "reset-encrypt-key-pair",
+        help="Reset the encryption key of every workspace: every stored secret (provider "
+             "credentials, API tokens, secret environment variables) is re-sealed with the "
+             "new key, nothing becomes unreadable; the old key is retired.")
+    reset_keys.set_defaults(run=_operation(operations.reset_encrypt_key_pair))
+    reset_keys.add_argument("--yes", action="store_true",
+                            help="Confirm the action without prompting.")
+    vdb = sub.add_parser("vdb-migrate", help="Migrate vector db.")
+    vdb.set_defaults(run=_operation(operations.vdb_migrate))
+    vdb.add_argument("--scope", default="all", choices=("all", "knowledge", "annotation"),
+                     help="The scope of vector database to migrate, Default is All.")
+    for name, text, run in (
+            ("remove-orphaned-files-on-storage", "Remove orphaned files on the storage.",
+             operations.remove_orphaned_files_on_storage),
+            ("clear-orphaned-file-records", "Clear orphaned file records.",
+             operations.clear_orphaned_file_records)):
+        cleanup = sub.add_parser(name, help=text)
+        cleanup.set_defaults(run=_operation(run))
+        cleanup.add_argument("-f", "--force", action="store_true",
+                             help="Skip user confirmation and force the command to execute.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eddy", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     _add_roles(sub)
     _add_operations(sub)
     _add_projections(sub)
+    _add_dify_commands(sub)
     return parser
 
 

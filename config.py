@@ -24,6 +24,7 @@ class Mode(StrEnum):
     API = "api"
     WORKER = "worker"
     SCHEDULER = "scheduler"
+    BEAT = "beat"  # Dify's entrypoint name for the scheduler (Celery beat)
     MIGRATION = "migration"
     JOB = "job"
     ALL = "all"
@@ -111,6 +112,8 @@ class Settings(BaseSettings):
     # came to) and how long they work, in seconds
     FILES_URL: str = ""
     FILES_ACCESS_TIMEOUT: int = Field(default=300, ge=1)
+    # Webhook triggers: the largest request body a webhook accepts (bytes, Dify's default)
+    WEBHOOK_REQUEST_BODY_MAX_SIZE: int = Field(default=10 * 1024 * 1024, ge=1)
     # Longest text accepted by create-by-text / update-by-text, and per segment content /
     # answer (characters); longer input is refused before anything is stored
     DOCUMENT_TEXT_MAX_LENGTH: int = Field(default=1_000_000, ge=1)
@@ -182,6 +185,34 @@ class Settings(BaseSettings):
     # Commands
     COMMAND_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
     PROJECTION_WAIT_SECONDS: float = Field(default=10.0, gt=0)
+
+    # The scheduler (`eddy scheduler`): its leader's lease; a standby takes over this long
+    # after the leader stops renewing it (seconds)
+    SCHEDULER_LEASE_SECONDS: int = Field(default=10, ge=2)
+    # Dify's scheduled tasks (Celery beat's entries), same switches, names and defaults.
+    # The daily ones run every CELERY_BEAT_SCHEDULER_TIME days (UTC).
+    CELERY_BEAT_SCHEDULER_TIME: int = Field(default=1, ge=1, le=31)
+    # clean_messages: messages and workflow runs older than the retention leave the read
+    # models and every answer (a MessagesExpired / WorkflowRunExpired event each)
+    ENABLE_CLEAN_MESSAGES: bool = False
+    SANDBOX_EXPIRED_RECORDS_RETENTION_DAYS: int = Field(default=30, ge=1)
+    SANDBOX_EXPIRED_RECORDS_CLEAN_BATCH_SIZE: int = Field(default=1000, ge=1)
+    # clean_unused_datasets_task: datasets no document change, retrieval or app in use touched
+    # for this many days have their documents disabled (they leave retrieval)
+    ENABLE_CLEAN_UNUSED_DATASETS_TASK: bool = False
+    PLAN_SANDBOX_CLEAN_DAY_SETTING: int = Field(default=30, ge=1)
+    # Accepted for Dify's .env: Eddy keeps no embedding cache (see the README)
+    ENABLE_CLEAN_EMBEDDING_CACHE_TASK: bool = False
+    # datasets-queue-monitor: an alert mail to each address when the indexing backlog
+    # reaches the threshold (one per interval while it lasts); interval in minutes
+    ENABLE_DATASETS_QUEUE_MONITOR: bool = False
+    QUEUE_MONITOR_THRESHOLD: int = Field(default=200, ge=1)
+    QUEUE_MONITOR_ALERT_EMAILS: str = ""  # comma-separated
+    QUEUE_MONITOR_INTERVAL: float = Field(default=30, gt=0)
+    # poll_workflow_schedules: fires the schedule triggers that are due; interval in minutes
+    # (a tick's run starts at most that late: Eddy polls every 15 s, Dify every minute)
+    ENABLE_WORKFLOW_SCHEDULE_POLLER_TASK: bool = True
+    WORKFLOW_SCHEDULE_POLLER_INTERVAL: float = Field(default=0.25, gt=0)
 
     # Accounts
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=60, ge=1)

@@ -9,19 +9,26 @@ import argparse
 import asyncio
 import contextlib
 import sys
-from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import orjson
 
 from config import Settings
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
     import psycopg
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from adapters.secrets import Keyring
+    from bootstrap import Container
+    from commands.platform.aggregates import ApiKey, Workspace
+    from commands.workflow.aggregates import WorkflowDraft, WorkflowVersion
     from events.listing import EventFilter
     from events.replay import ReplayPlan
+    from schemas.base import CommandPayload
     from workers.dead_letters import DeadLetterQueues
 
 T = TypeVar("T")
@@ -36,6 +43,14 @@ class OperationError(Exception):
     def __init__(self, message: str, code: int = 2) -> None:
         super().__init__(message)
         self.code = code
+
+
+class CommandRefused(OperationError):
+    """A command an operator command ran was refused: its handler's message, exit code 1."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(str(error.get("message", "refused")), code=1)
+        self.error_code = str(error.get("code", ""))
 
 
 def emit(record: dict[str, object], as_json: bool, human: str) -> None:
@@ -544,3 +559,612 @@ def settle_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
             print(f"[{done}/{len(letters)}] {letter.topic} {letter.id} {verb}", flush=True)
 
     return _on_dead_letters(settings, work)
+
+
+# --- Dify's operator commands (its api/commands.py): accounts and workspaces ------------------
+# Same names, options, prompts and messages as Dify's; a refusal is printed to stderr with
+# exit code 1 (Dify prints it in red and exits 0). Each change of domain state is a command
+# executed against the event store here, as the commands consumer group would: the running
+# node's relay and projectors carry it to the read models.
+
+
+def _ask(value: str | None, label: str, *, secret: bool = False) -> str:
+    """An option's value, prompted for when it was not given (as Dify's `prompt=True`)."""
+    import getpass
+
+    if value is not None:
+        return value
+    if not sys.stdin.isatty():
+        raise OperationError(f"--{label.lower().replace(' ', '-')} is required")
+    return getpass.getpass(f"{label}: ") if secret else input(f"{label}: ")
+
+
+def _ask_optional(value: str | None, label: str) -> str | None:
+    """An optional option's value: prompted for on a terminal (an empty answer: none)."""
+    if value is not None or not sys.stdin.isatty():
+        return value
+    return input(f"{label}: ") or None
+
+
+def _confirmed(question: str) -> bool:
+    """Dify's `click.confirm(..., abort=True)`: anything but yes aborts."""
+    print(f"{question} [y/N]: ", end="", flush=True)
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        answer = ""
+    if answer.strip().lower() in ("y", "yes"):
+        return True
+    print("Aborted!", file=sys.stderr)
+    return False
+
+
+@contextlib.asynccontextmanager
+async def _node(settings: Settings) -> AsyncIterator[Container]:
+    """The composition root's parts for one operator command."""
+    from bootstrap import build
+
+    container = await build(settings)
+    try:
+        yield container
+    finally:
+        await container.close()
+
+
+async def _command(container: Container, payload: CommandPayload, *, aggregate_id: UUID,
+                   tenant_id: UUID | None = None, actor_id: UUID | None = None
+                   ) -> dict[str, Any]:
+    """Decide and record a command now (what the commands consumer group does with one from
+    the gateway); a refusal is the operator's error, with the handler's message."""
+    from uuid import uuid4
+
+    from commands.executor import execute
+    from schemas.base import CommandEnvelope
+
+    command = CommandEnvelope.of(payload, aggregate_id=aggregate_id, tenant_id=tenant_id,
+                                 actor_id=actor_id, correlation_id=uuid4())
+    outcome = await asyncio.to_thread(execute, container.store, container.handlers, command)
+    if outcome.status != "accepted":
+        raise CommandRefused(outcome.error or {})
+    return dict(outcome.result)
+
+
+def create_tenant(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy create-tenant`: a workspace for an account, the account registered first (with
+    a random password, printed) when no account has that e-mail."""
+    email = _ask(args.email, "Email").strip()
+    if not email:
+        raise OperationError("Email is required.", code=1)
+    if "@" not in email:
+        raise OperationError("Invalid email address.", code=1)
+    return asyncio.run(_create_tenant(settings, email, _ask_optional(args.name, "Name"),
+                                      _ask_optional(args.language, "Language")))
+
+
+async def _create_tenant(settings: Settings, email: str, name: str | None,
+                         language: str | None) -> int:
+    import secrets
+    from uuid import uuid4
+
+    from gateway.auth import discard_credentials, store_credentials
+    from projections.platform import queries
+    from schemas.platform import commands as cmd
+    from schemas.platform.api import LANGUAGES
+    from schemas.platform.naming import account_id_for
+
+    account_name = email.split("@")[0]
+    workspace_name = name.strip() if name and name.strip() else f"{account_name}'s Workspace"
+    workspace_id = uuid4()
+    async with _node(settings) as c:
+        existing = await queries.account_by_email(c.engine, email)
+        if existing is not None:
+            await _command(c, cmd.CreateWorkspace(
+                workspace_id=workspace_id, name=workspace_name, owner_account_id=existing["id"]),
+                aggregate_id=existing["id"], tenant_id=workspace_id, actor_id=existing["id"])
+            print(f"Tenant created.\nAccount: {email}\nWorkspace: {workspace_id}")
+            return 0
+        account_id, password = account_id_for(email), secrets.token_urlsafe(16)
+        credentials_id = await store_credentials(c.engine, account_id, password)
+        try:
+            await _command(c, cmd.CreateWorkspace(
+                workspace_id=workspace_id, name=workspace_name, owner_account_id=account_id,
+                register=cmd.NewAccount(
+                    email=email, name=account_name, credentials_id=credentials_id,
+                    interface_language=language if language in LANGUAGES else "en-US")),
+                aggregate_id=account_id, tenant_id=workspace_id, actor_id=account_id)
+        except OperationError:
+            await discard_credentials(c.engine, credentials_id)
+            raise
+    print(f"Account and tenant created.\nAccount: {email}\nPassword: {password}")
+    return 0
+
+
+def reset_password(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy reset-password`: the account's new password (a new credentials row, named by
+    AccountPasswordChanged); its failed-login count is cleared."""
+    import re
+
+    from schemas.platform.api import PASSWORD_PATTERN
+
+    email = _ask(args.email, "Email")
+    new_password = _ask(args.new_password, "New password", secret=True)
+    confirm = _ask(args.password_confirm, "Password confirm", secret=True)
+    if new_password.strip() != confirm.strip():
+        raise OperationError("Passwords do not match.", code=1)
+
+    async def reset() -> None:
+        from gateway.auth import discard_credentials, login_failures_key, store_credentials
+        from projections.platform import queries
+        from schemas.platform import commands as cmd
+
+        async with _node(settings) as c:
+            account = await queries.account_by_email(c.engine, email)
+            if account is None:
+                raise OperationError(f"Account not found for email: {email}", code=1)
+            if not re.match(PASSWORD_PATTERN, new_password):
+                raise OperationError(f"Invalid password. Must match {PASSWORD_PATTERN}", code=1)
+            credentials_id = await store_credentials(c.engine, account["id"], new_password)
+            try:
+                await _command(c, cmd.ChangePassword(
+                    account_id=account["id"], credentials_id=credentials_id),
+                    aggregate_id=account["id"], actor_id=account["id"])
+            except OperationError:
+                await discard_credentials(c.engine, credentials_id)
+                raise
+            await c.kv.delete(login_failures_key(email))
+
+    asyncio.run(reset())
+    print("Password reset successfully.")
+    return 0
+
+
+def reset_email(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy reset-email`: the account logs in with the new e-mail from now on."""
+    from schemas.platform.api import is_email
+
+    email = _ask(args.email, "Email")
+    new_email = _ask(args.new_email, "New email")
+    confirm = _ask(args.email_confirm, "Email confirm")
+    if new_email.strip() != confirm.strip():
+        raise OperationError("New emails do not match.", code=1)
+
+    async def reset() -> None:
+        from projections.platform import queries
+        from schemas.platform import commands as cmd
+
+        async with _node(settings) as c:
+            account = await queries.account_by_email(c.engine, email)
+            if account is None:
+                raise OperationError(f"Account not found for email: {email}", code=1)
+            if not is_email(new_email.strip()):
+                raise OperationError(f"Invalid email: {new_email}", code=1)
+            await _command(c, cmd.ChangeAccountEmail(account_id=account["id"],
+                                                     email=new_email.strip()),
+                           aggregate_id=account["id"], actor_id=account["id"])
+
+    asyncio.run(reset())
+    print("Email updated successfully.")
+    return 0
+
+
+# --- eddy reset-encrypt-key-pair ----------------------------------------------------------------
+
+# After a pass that found nothing left to re-seal, how long to wait before the last look: a
+# request that read the old key just before the rotation began may still be recording what
+# it sealed with it (an API key being created, credentials being saved).
+RESEAL_GRACE_SECONDS = 2.0
+
+_SECRET_HOLDERS = ("WorkspaceCreated", "ApiKeyCreated", "WorkflowDraftSynced",
+                   "WorkflowVersionCreated")
+
+
+def reset_encrypt_key_pair(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy reset-encrypt-key-pair`: every workspace gets a new key; every secret it stores
+    (provider and custom-model credentials, API tokens, workflow secret environment
+    variables of drafts and versions) is re-sealed with it by a command, so the events, the
+    read models and any rebuild of them hold the new ciphertext; the old key is retired only
+    when nothing sealed with it is left. Dify deletes the credentials instead: here nothing
+    becomes unreadable. Interrupted, a second run resumes each workspace's rotation."""
+    if not args.yes and not _confirmed("Are you sure you want to reset encrypt key pair? "
+                                       "This operation cannot be rolled back!"):
+        return 1
+    return asyncio.run(_reset_encrypt_key_pair(settings))
+
+
+def _secret_holders(settings: Settings) -> dict[str, list[tuple[str, UUID]]]:
+    """Per workspace (tenant id): the aggregates that may hold a sealed secret, as
+    (aggregate type, id), from the event store (the read models may lag behind it)."""
+    from uuid import UUID
+
+    import psycopg
+
+    holders: dict[str, list[tuple[str, UUID]]] = {}
+    with psycopg.connect(settings.database_dsn(), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT convert_from(state, 'UTF8')::jsonb ->> 'tenant_id',"
+            " split_part(topic, ':', 1), originator_id FROM stored_events"
+            " WHERE split_part(topic, ':', 2) = ANY(%s)", (list(_SECRET_HOLDERS),)).fetchall()
+    for tenant, kind, aggregate_id in sorted(rows, key=lambda r: (r[0] or "", r[1], r[2])):
+        if tenant:
+            holders.setdefault(tenant, []).append((kind, UUID(str(aggregate_id))))
+    return holders
+
+
+async def _reset_encrypt_key_pair(settings: Settings) -> int:
+    """Every workspace's rotation begins, then passes over every secret until one finds
+    nothing to re-seal, that twice, RESEAL_GRACE_SECONDS apart (the store is scanned again
+    each time: a secret saved under an old key just before its rotation began is found);
+    only then are the old keys retired."""
+    from collections import Counter
+    from uuid import UUID
+
+    from projections.keyring import begin_rotation, retire_previous
+
+    holders = await asyncio.to_thread(_secret_holders, settings)
+    if not holders:
+        raise OperationError("No workspaces found. Run /install first.", code=1)
+    async with _node(settings) as c:
+        rotating = [UUID(tenant) for tenant in holders]
+        for tenant_id in rotating:
+            generation = await begin_rotation(c.engine, settings.SECRET_KEY, tenant_id)
+            print(f"Workspace {tenant_id}: re-sealing its secrets with key generation "
+                  f"{generation}.", flush=True)
+        resealed: Counter[UUID] = Counter()
+        unreadable: Counter[UUID] = Counter()
+        quiet_once = False
+        while True:
+            activity = 0
+            for tenant, aggregates in holders.items():
+                done, changed, lost = await _reseal_pass(c, UUID(tenant), aggregates)
+                resealed[UUID(tenant)] += done
+                unreadable[UUID(tenant)] = lost
+                activity += done + changed
+            if activity:
+                quiet_once = False
+            elif quiet_once:
+                break
+            else:
+                await asyncio.sleep(RESEAL_GRACE_SECONDS)
+                quiet_once = True
+            holders = await asyncio.to_thread(_secret_holders, settings)
+        for tenant_id in rotating:
+            await retire_previous(c.engine, tenant_id)
+            if unreadable[tenant_id]:
+                print(f"Workspace {tenant_id}: {unreadable[tenant_id]} secret(s) were "
+                      "already unreadable (sealed under another SECRET_KEY) and stay so; "
+                      "save them again.", flush=True)
+            print(f"Workspace {tenant_id}: {resealed[tenant_id]} secret(s) re-sealed; the "
+                  "previous key is retired.")
+            print(f"Congratulations! The asymmetric key pair of workspace {tenant_id} has "
+                  "been reset.", flush=True)
+    return 0
+
+
+async def _reseal_pass(c: Container, tenant_id: UUID,
+                       aggregates: list[tuple[str, UUID]]) -> tuple[int, int, int]:
+    """One look at every holder: (re-sealed, changed meanwhile, unreadable) secrets."""
+    from commands.platform.aggregates import ApiKey, Workspace
+    from commands.workflow.aggregates import WorkflowDraft, WorkflowVersion
+    from projections.keyring import workspace_keyring
+    from schemas.errors import ApiKeyNotFound, NotFound, SecretChanged
+
+    keyring = await workspace_keyring(c.engine, c.settings.SECRET_KEY, tenant_id)
+    kinds = {k.type_name: k for k in (Workspace, ApiKey, WorkflowDraft, WorkflowVersion)}
+    counts = [0, 0, 0]
+    for kind, aggregate_id in aggregates:
+        history = await asyncio.to_thread(c.store.load, aggregate_id)
+        aggregate = kinds[kind].replay(aggregate_id, history)
+        for what, payload, unreadable in _reseals(keyring, tenant_id, aggregate):
+            if payload is None:
+                counts[2] += unreadable
+                continue
+            try:
+                await _command(c, payload, aggregate_id=aggregate_id, tenant_id=tenant_id)
+            except CommandRefused as exc:
+                # saved again, revoked or deleted meanwhile: the next pass reads it again
+                if exc.error_code not in (SecretChanged.code, ApiKeyNotFound.code,
+                                          NotFound.code):
+                    raise
+                counts[1] += 1
+                continue
+            counts[0] += 1
+            print(f"Workspace {tenant_id}: re-sealed {what}", flush=True)
+    return counts[0], counts[1], counts[2]
+
+
+def _reseals(keyring: Keyring, tenant_id: UUID,
+             aggregate: Workspace | ApiKey | WorkflowDraft | WorkflowVersion
+             ) -> Iterator[tuple[str, CommandPayload | None, int]]:
+    """The re-seal commands an aggregate needs: (what, command, 0), or (what, None, n) for
+    n secrets that do not open (sealed under another SECRET_KEY)."""
+    from adapters.secrets import SecretUnreadable
+    from commands.platform.aggregates import ApiKey, Workspace
+    from commands.workflow.aggregates import WorkflowDraft
+    from gateway.auth import API_TOKEN_PURPOSE
+    from schemas.platform import commands as pc
+    from schemas.platform.providers import credentials_purpose
+    from schemas.workflow import commands as wc
+    from schemas.workflow.naming import SECRET_VALUE_TYPE, environment_secret_purpose
+
+    def again(purpose: str, ciphertext: str) -> pc.Resealed | None:
+        try:
+            return pc.Resealed(previous=ciphertext, ciphertext=keyring.seal(
+                purpose, keyring.unseal(purpose, ciphertext)))
+        except SecretUnreadable:
+            return None
+
+    if isinstance(aggregate, Workspace):
+        purpose = credentials_purpose(tenant_id)
+        for key, ciphertext in sorted(aggregate.sealed.items(), key=str):
+            if keyring.is_current(ciphertext):
+                continue
+            provider, model, model_type = (key, None, None) if isinstance(key, str) else key
+            what = f"credentials of {provider}" + (f" model {model}" if model else "")
+            resealed = again(purpose, ciphertext)
+            if resealed is None:
+                yield what, None, 1
+            else:
+                yield what, pc.ResealProviderCredentials(
+                    workspace_id=tenant_id, provider=provider, model=model,
+                    model_type=model_type, credentials=resealed), 0  # type: ignore[arg-type]
+        return
+    if isinstance(aggregate, ApiKey):
+        ciphertext = aggregate.token_ciphertext
+        if aggregate.revoked or not ciphertext or keyring.is_current(ciphertext):
+            return
+        resealed = again(API_TOKEN_PURPOSE, ciphertext)
+        if resealed is None:
+            yield f"api key {aggregate.id}", None, 1
+        else:
+            yield f"api key {aggregate.id}", pc.ResealApiKeyToken(
+                key_id=aggregate.id, token=resealed), 0
+        return
+    of: Literal["draft", "version"]
+    spec, of = ((aggregate.draft, "draft") if isinstance(aggregate, WorkflowDraft)
+                else (aggregate.spec, "version"))
+    if spec is None:
+        return
+    purpose = environment_secret_purpose(tenant_id)
+    stored: list[dict[str, Any]] = spec.environment_variables
+    variables, lost = [], 0
+    for variable in stored:
+        value = variable.get("value")
+        if variable.get("value_type") == SECRET_VALUE_TYPE and value \
+                and not keyring.is_current(value):
+            resealed = again(purpose, value)
+            lost += resealed is None
+            variable = {**variable, "value": resealed.ciphertext if resealed else value}
+        variables.append(variable)
+    what = f"environment of workflow {of} {aggregate.id}"
+    if variables != stored:
+        yield what, wc.ResealWorkflowEnvironment(
+            aggregate_id=aggregate.id, of=of, previous=stored,
+            environment_variables=variables), 0
+    if lost:
+        yield what, None, lost
+
+
+# --- eddy vdb-migrate -----------------------------------------------------------------------
+
+
+def vdb_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy vdb-migrate [--scope all|knowledge|annotation]`: into the configured vector
+    store (VECTOR_STORE), every high_quality dataset's chunks written again from its indexed
+    segments, and every app's annotation reply index from its annotations. Datasets done
+    are kept in the key-value store while a migration runs: an interrupted one, run again,
+    continues after them; a completed one forgets them. Exit 1 if any failed."""
+    return asyncio.run(_vdb_migrate(settings, args.scope))
+
+
+async def _vdb_migrate(settings: Settings, scope: str) -> int:
+    failed = 0
+    async with _node(settings) as c:
+        if scope in ("knowledge", "all"):
+            failed += await _migrate_knowledge(c)
+        if scope in ("annotation", "all"):
+            failed += await _migrate_annotations(c)
+    return 1 if failed else 0
+
+
+def _failed(what: str, exc: Exception) -> None:
+    print(f"Error creating {what} index: {type(exc).__name__} {exc}", file=sys.stderr,
+          flush=True)
+
+
+async def _migrate_knowledge(c: Container) -> int:
+    from projections.knowledge import queries as kq
+    from workers.knowledge.indexing import IndexingDeps, rewrite_dataset_vectors
+
+    print("Starting vector database migration.", flush=True)
+    progress = f"vdb_migrate:{c.settings.VECTOR_STORE}"  # dataset id -> its collection
+    deps = IndexingDeps(store=c.store, storage=c.storage, embedding_models=c.embedding_models,
+                        vectors=c.vectors, keywords=c.keywords)
+    datasets = await kq.high_quality_datasets(c.engine)
+    finished = await c.kv.get_fields(progress, [str(d["id"]) for d in datasets])
+    created = skipped = failed = 0
+    for number, (dataset, done) in enumerate(zip(datasets, finished, strict=True), 1):
+        dataset_id = dataset["id"]
+        print(f"Processing the {number} dataset {dataset_id}. {created} created, "
+              f"{skipped} skipped.", flush=True)
+        if done:
+            skipped += 1
+            continue
+        print(f"Migrating dataset {dataset_id}.", flush=True)
+        try:
+            segments = await kq.indexed_segments(c.engine, dataset_id)
+            collection = await rewrite_dataset_vectors(deps, dataset_id, segments)
+        except Exception as exc:  # as Dify's: one dataset's failure does not stop the rest
+            _failed("dataset", exc)
+            failed += 1
+            continue
+        await c.kv.set_field(progress, str(dataset_id), collection)
+        print(f"Created vector index {collection} with {len(segments)} segments for "
+              f"dataset {dataset_id}.", flush=True)
+        print(f"Successfully migrated dataset {dataset_id}.", flush=True)
+        created += 1
+    if not failed:
+        await c.kv.delete(progress)
+    print(f"Migration complete. Created {created} dataset indexes. Skipped {skipped} "
+          "datasets.", flush=True)
+    return failed
+
+
+async def _migrate_annotations(c: Container) -> int:
+    from projections.platform.queries import all_app_ids
+    from workers.conversation.annotations import AnnotationDeps, rewrite_annotation_vectors
+
+    print("Starting annotation data migration.", flush=True)
+    deps = AnnotationDeps(store=c.store, engine=c.engine, vectors=c.vectors,
+                          embedding_models=c.embedding_models)
+    created = skipped = failed = 0
+    for number, app_id in enumerate(await all_app_ids(c.engine), 1):
+        print(f"Processing the {number} app {app_id}. {created} created, {skipped} "
+              "skipped.", flush=True)
+        try:
+            count = await rewrite_annotation_vectors(deps, app_id)
+        except Exception as exc:  # as Dify's: one app's failure does not stop the rest
+            _failed("app annotation", exc)
+            failed += 1
+            continue
+        if count is None:
+            skipped += 1
+            print(f"App annotation setting disabled: {app_id}", flush=True)
+            continue
+        print(f"Created vector index with {count} annotations for app {app_id}.", flush=True)
+        print(f"Successfully migrated app annotation {app_id}.", flush=True)
+        created += 1
+    print(f"Migration complete. Created {created} app annotation indexes. Skipped {skipped} "
+          "apps.", flush=True)
+    return failed
+
+
+# --- eddy remove-orphaned-files-on-storage, eddy clear-orphaned-file-records ----------------
+
+_CAUTION = ("!!! USE WITH CAUTION !!!",
+            "This cannot be undone. Please make sure to back up your {what} before proceeding.",
+            "It is also recommended to run this during the maintenance window, as this may "
+            "cause high load on your instance.")
+
+
+def _warn(lines: list[str], what: str) -> None:
+    for line in [*lines, "", *(c.format(what=what) for c in _CAUTION)]:
+        print(line, flush=True)
+
+
+def remove_orphaned_files_on_storage(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy remove-orphaned-files-on-storage`: files on the storage no record names. Under
+    `upload_files/`, those no upload record's key is; under `datasets/<dataset>/<document>/`
+    (a document's upload and indexing artifacts), those of a document that no longer
+    exists. `tool_files/` (files workflow nodes made) is not scanned: only runs' outputs
+    name those, and they are kept as long as the runs."""
+    _warn(["This command will find and remove orphaned files on the storage,",
+           "by comparing the files on the storage with the records in the following tables:",
+           "- upload_files", "- documents",
+           "The following paths on the storage will be scanned to find orphaned files:",
+           "- upload_files", "- datasets"], "storage")
+    if not args.force and not _confirmed("Do you want to proceed?"):
+        return 1
+    return asyncio.run(_remove_orphaned_files(settings, args.force))
+
+
+def _orphaned_on_storage(key: str, recorded: set[str],
+                         folders: set[tuple[UUID, UUID]]) -> bool:
+    from uuid import UUID
+
+    if key.startswith("upload_files/"):
+        return key not in recorded
+    parts = key.split("/")
+    try:
+        return (UUID(parts[1]), UUID(parts[2])) not in folders
+    except (IndexError, ValueError):
+        return True  # under datasets/ but in no document's folder
+
+
+async def _remove_orphaned_files(settings: Settings, force: bool) -> int:
+    from projections.file_references import document_folders, upload_records
+
+    print("Starting orphaned files cleanup.", flush=True)
+    async with _node(settings) as c:
+        print("- Listing files from table upload_files", flush=True)
+        recorded = {r["key"] for r in await upload_records(c.engine)}
+        print("- Listing documents from table documents", flush=True)
+        folders = await document_folders(c.engine)
+        print(f"Found {len(recorded)} files in tables.", flush=True)
+        on_storage: list[str] = []
+        for path in ("upload_files/", "datasets/"):
+            print(f"- Scanning files on storage path {path.rstrip('/')}", flush=True)
+            on_storage += await c.storage.scan(path)
+        print(f"Found {len(on_storage)} files on storage.", flush=True)
+        orphaned = [k for k in on_storage if _orphaned_on_storage(k, recorded, folders)]
+        if not orphaned:
+            print("No orphaned files found. There is nothing to remove.")
+            return 0
+        print(f"Found {len(orphaned)} orphaned files.")
+        for key in orphaned:
+            print(f"- orphaned file: {key}")
+        if not force and not _confirmed(
+                f"Do you want to proceed to remove all {len(orphaned)} orphaned files?"):
+            return 1
+        removed = 0
+        for key in orphaned:
+            await c.storage.delete(key)
+            removed += 1
+            print(f"- Removing orphaned file: {key}", flush=True)
+    print(f"Removed {removed} orphaned files without errors.")
+    return 0
+
+
+def clear_orphaned_file_records(settings: Settings, args: argparse.Namespace) -> int:
+    """`eddy clear-orphaned-file-records`: upload records whose file is gone from the storage
+    or whose id no message, conversation or workflow run mentions, each cleared by a
+    command (FileDeleted). Their bytes, if left, are remove-orphaned-files-on-storage's."""
+    from projections.file_references import REFERENCING_COLUMNS
+
+    _warn(["This command will find and delete orphaned file records in the following tables:",
+           "- upload_files",
+           "The following tables and columns will be scanned to find orphaned file records:",
+           *(f"- {col.table.name} ({col.name})" for col in REFERENCING_COLUMNS),
+           "Records whose file is no longer on the storage are orphaned too."], "database")
+    if not args.force and not _confirmed("Do you want to proceed?"):
+        return 1
+    return asyncio.run(_clear_orphaned_records(settings, args.force))
+
+
+async def _clear_orphaned_records(settings: Settings, force: bool) -> int:
+    from projections.file_references import referenced_ids, upload_records
+    from schemas.conversation.commands import DeleteFileRecord
+    from schemas.errors import UploadFileNotFound
+
+    print("Starting orphaned file records cleanup.", flush=True)
+    async with _node(settings) as c:
+        print("- Listing file records in table upload_files", flush=True)
+        records = await upload_records(c.engine)
+        print(f"Found {len(records)} files in tables.", flush=True)
+        print("- Listing file ids mentioned in messages, conversations and workflow runs",
+              flush=True)
+        mentioned = await referenced_ids(c.engine)
+        print(f"Found {len(mentioned)} file ids in tables.", flush=True)
+        orphaned = [r for r in records if str(r["id"]) not in mentioned
+                    or not await c.storage.exists(r["key"])]
+        if not orphaned:
+            print("No orphaned file records found. There is nothing to delete.")
+            return 0
+        print(f"Found {len(orphaned)} orphaned file records.")
+        for record in orphaned:
+            print(f"- orphaned file id: {record['id']}")
+        if not force and not _confirmed(f"Do you want to proceed to delete all "
+                                        f"{len(orphaned)} orphaned file records?"):
+            return 1
+        print("- Deleting orphaned file records in table upload_files", flush=True)
+        removed = 0
+        for record in orphaned:
+            try:
+                await _command(c, DeleteFileRecord(file_id=record["id"]),
+                               aggregate_id=record["id"], tenant_id=record["tenant_id"])
+            except CommandRefused as exc:  # deleted meanwhile (its app was)
+                if exc.error_code != UploadFileNotFound.code:
+                    raise
+                continue
+            removed += 1
+    print(f"Removed {removed} orphaned file records.")
+    return 0

@@ -23,7 +23,9 @@ from projections.knowledge import meta_projectors, projectors
 from projections.tables import PROJECTION_NAME
 from schemas.base import EventPayload
 from schemas.knowledge import events
-from workers.declarations import WorkTopic
+from schemas.knowledge.naming import INDEXING_BULK_TOPIC, INDEXING_PRIORITY_TOPIC
+from workers.declarations import Job, WorkTopic
+from workers.knowledge import monitor
 from workers.knowledge.processors import cleanup_processor, indexing_processor
 
 INDEXING_REQUESTS: list[type[EventPayload]] = [events.DocumentIndexingRequested,
@@ -48,12 +50,12 @@ def _added_by_hand(p: EventPayload) -> bool:
 
 INDEXING_PRIORITY = WorkTopic(
     # small and interactive jobs: never behind a bulk backlog
-    "indexing.priority", role="indexing-priority", processor=indexing_processor, routes=[
+    INDEXING_PRIORITY_TOPIC, role="indexing-priority", processor=indexing_processor, routes=[
         Route(INDEXING_REQUESTS, when=_priority_lane),
         Route([events.SegmentCreated], when=_added_by_hand),
         Route([events.SegmentUpdated]),
     ])
-INDEXING_BULK = WorkTopic("indexing.bulk", role="indexing-bulk", processor=indexing_processor,
+INDEXING_BULK = WorkTopic(INDEXING_BULK_TOPIC, role="indexing-bulk", processor=indexing_processor,
                           routes=[Route(INDEXING_REQUESTS, when=_bulk_lane)])
 CLEANUP = WorkTopic("cleanup", role="cleanup", processor=cleanup_processor, routes=[
     # DatasetUpdated: a switch of embedding model leaves the old model's collection to drop
@@ -75,4 +77,6 @@ KNOWLEDGE = ContextManifest(
              segments.router, retrieval.router, processing.console_router,
              files.preview_router],
     work=[INDEXING_PRIORITY, INDEXING_BULK, CLEANUP],
+    jobs=[Job(monitor.JOB_NAME, schedule=monitor.queue_monitor_schedule,
+              run=monitor.monitor_datasets_queue)],
 )

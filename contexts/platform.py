@@ -11,7 +11,8 @@ from schemas.platform import events
 
 PLATFORM = ContextManifest(
     name="platform",
-    aggregates=[aggregates.Setup, aggregates.Account, aggregates.Workspace, aggregates.App,
+    aggregates=[aggregates.Setup, aggregates.Account, aggregates.EmailClaim,
+                aggregates.Workspace, aggregates.App,
                 aggregates.ApiKey],
     events=payloads_in(events),
     upcasters=events.UPCASTERS,

@@ -12,6 +12,7 @@ from gateway.workflow import drafts as draft_routes
 from gateway.workflow import dsl as dsl_routes
 from gateway.workflow import human_input as human_input_routes
 from gateway.workflow import runs as run_routes
+from gateway.workflow import triggers as trigger_routes
 from projections.tables import PROJECTION_NAME
 from projections.workflow import drafts as draft_projectors
 from projections.workflow.runs import projectors as run_projectors
@@ -25,6 +26,12 @@ from workers.workflow.forms import (
     time_out_human_input_forms,
 )
 from workers.workflow.processors import SWEEP_EVERY_SECONDS, fail_overdue_runs, run_processor
+from workers.workflow.retention import clean_messages, clean_messages_schedule
+from workers.workflow.schedules import poll_workflow_schedules, poller_schedule
+from workers.workflow.unused_datasets import (
+    clean_unused_datasets,
+    clean_unused_datasets_schedule,
+)
 
 # A run's messages (all on its WorkflowRun aggregate: one run's in order): the engine drives
 # the run from its history (a paused run stopped: it streams the end).
@@ -60,9 +67,15 @@ WORKFLOW = ContextManifest(
     projectors={PROJECTION_NAME: [draft_projectors.PROJECTORS, run_projectors.PROJECTORS]},
     routers=[run_routes.router, run_history.service_router, run_history.console_router,
              draft_routes.router, dsl_routes.router, human_input_routes.router,
-             conversation_variables.router],
+             conversation_variables.router, trigger_routes.router,
+             trigger_routes.console_router],
     work=[RUNS, CHATFLOW, FORM_DEADLINES],
-    jobs=[Job("fail_overdue_workflow_runs", every=SWEEP_EVERY_SECONDS, run=fail_overdue_runs),
-          Job("time_out_human_input_forms", every=FORM_TIMEOUT_CHECK_SECONDS,
-              run=time_out_human_input_forms)],
+    jobs=[Job("fail_overdue_workflow_runs", schedule=SWEEP_EVERY_SECONDS, run=fail_overdue_runs),
+          Job("clean_messages", schedule=clean_messages_schedule, run=clean_messages),
+          Job("clean_unused_datasets_task", schedule=clean_unused_datasets_schedule,
+              run=clean_unused_datasets),
+          Job("time_out_human_input_forms", schedule=FORM_TIMEOUT_CHECK_SECONDS,
+              run=time_out_human_input_forms),
+          # schedule triggers (ENABLE_WORKFLOW_SCHEDULE_POLLER_TASK)
+          Job("poll_workflow_schedules", schedule=poller_schedule, run=poll_workflow_schedules)],
 )

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.bus.base import Bus
@@ -138,6 +138,19 @@ async def group_lags(engine: AsyncEngine) -> dict[str, GroupStatus]:
         status.lag += behind
         status.handled += int(handled)
     return out
+
+
+async def work_backlog(engine: AsyncEngine, topics: Sequence[str]) -> int:
+    """Events relayed to these work topics that their consumer groups (each named after its
+    topic) have not handled yet; a group that never started has the whole topic to do."""
+    async with engine.connect() as conn:
+        behind = (await conn.execute(text(
+            "SELECT coalesce(sum(t.seq - coalesce(g.seq, 0)), 0) FROM topic_partition_seqs t"
+            " LEFT JOIN consumer_group_progress g ON g.consumer_group = t.topic"
+            " AND g.topic = t.topic AND g.partition = t.partition"
+            " WHERE t.topic IN :topics").bindparams(
+                bindparam("topics", expanding=True)), {"topics": list(topics)})).scalar()
+    return max(0, int(behind or 0))
 
 
 class GroupsSampler:

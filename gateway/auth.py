@@ -19,7 +19,7 @@ from fastapi import Depends, Request
 from sqlalchemy import delete, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.secrets import SecretUnreadable, seal, unseal
+from adapters.secrets import Keyring, SecretUnreadable
 from gateway.deps import get_container
 from projections.platform import queries
 from projections.tables import account_credentials
@@ -91,22 +91,23 @@ def new_api_token(prefix: str) -> str:
 # --- API tokens at rest: hashed for lookup, encrypted for the console ------------------------
 
 
-_TOKEN_PURPOSE = "api token display"
+API_TOKEN_PURPOSE = "api token display"
 
 
-def seal_api_token(secret_key: str, token: str) -> SealedToken:
-    """The token as commands, events and the read model carry it: never in plaintext."""
+def seal_api_token(keyring: Keyring, token: str) -> SealedToken:
+    """The token as commands, events and the read model carry it: never in plaintext;
+    sealed with its workspace's key."""
     return SealedToken(sha256=api_token_hash(token), hint=api_token_hint(token),
-                       ciphertext=seal(secret_key, _TOKEN_PURPOSE, token))
+                       ciphertext=keyring.seal(API_TOKEN_PURPOSE, token))
 
 
-def reveal_api_token(secret_key: str, ciphertext: str | None, hint: str) -> str:
+def reveal_api_token(keyring: Keyring, ciphertext: str | None, hint: str) -> str:
     """The token for the console (Dify lists keys with their full token). A key created
     before tokens were encrypted, or under another SECRET_KEY, still authenticates; the
     console can only show its hint."""
     if ciphertext:
         try:
-            return unseal(secret_key, _TOKEN_PURPOSE, ciphertext)
+            return keyring.unseal(API_TOKEN_PURPOSE, ciphertext)
         except SecretUnreadable:
             pass
     return hint
@@ -211,6 +212,12 @@ class Tokens:
                             ttl=self.settings.ACCESS_TOKEN_EXPIRE_MINUTES * 60)
 
 
+def login_failures_key(email: str) -> str:
+    """The kv key counting an account's failed logins (`eddy reset-password` clears it, as
+    Dify's does)."""
+    return f"login_fail:account:{email.strip().lower()}"
+
+
 class LoginLimiter:
     """Login attempts per account and per client IP, counted before the password is checked:
     the count is atomic, so of N concurrent guesses only the first `limit` reach the password
@@ -223,7 +230,7 @@ class LoginLimiter:
         self._ip_key = f"login_fail:ip:{ip}"
 
     def _account_key(self, email: str) -> str:
-        return f"login_fail:account:{email.strip().lower()}"
+        return login_failures_key(email)
 
     async def attempt(self, email: str) -> None:
         limit = self.c.settings.LOGIN_LOCKOUT_ATTEMPTS

@@ -121,3 +121,18 @@ account_credentials = Table(
     Column("password_hash", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+
+# Each workspace's keys for its secrets at rest (adapters/secrets.py `Keyring`), beside the
+# store like `account_credentials`: the key itself sealed under SECRET_KEY. No row: the
+# workspace seals with generation 0 (derived from SECRET_KEY). `eddy reset-encrypt-key-pair`
+# adds the next generation as "active", marks the one before "previous" until every secret
+# is re-sealed, then "retired" (its key gone). Not a read model: no rebuild touches it.
+workspace_keys = Table(
+    "workspace_keys", metadata,
+    Column("tenant_id", Uuid, primary_key=True),
+    Column("generation", Integer, primary_key=True),
+    Column("sealed_key", Text, nullable=True),  # None: generation 0, or retired
+    Column("state", String(16), nullable=False),  # "active" | "previous" | "retired"
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

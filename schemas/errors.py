@@ -58,6 +58,17 @@ class NotSetup(EddyError):
     code, status, default_message = "not_setup", 401, "Dify has not been set up yet."
 
 
+class EmailInUse(BadRequest):
+    code, default_message = "email_in_use", "The email is already in use."
+
+
+class SecretChanged(EddyError):
+    """A re-seal (`eddy reset-encrypt-key-pair`) named a ciphertext that is no longer the
+    stored one: the secret was saved again meanwhile; the rotation reads it again."""
+
+    code, status, default_message = "secret_changed", 409, "The secret changed meanwhile."
+
+
 class NotFound(EddyError):
     code, status, default_message = "not_found", 404, "Resource not found."
 
@@ -76,6 +87,33 @@ class WorkflowNotFound(NotFound):
 
 class WorkflowRunNotFound(NotFound):
     default_message = "Workflow run not found."
+
+
+class WebhookNotFound(NotFound):
+    """An unknown webhook URL, or one whose signature is not this deployment's (Dify's 404:
+    a webhook's id is its secret)."""
+
+    default_message = "Webhook not found."
+
+
+class WebhookTriggerNotFound(NotFound):
+    default_message = "Webhook trigger not found for this node"
+
+
+class WebhookRequestInvalid(BadRequest):
+    """A webhook call that does not fit its trigger node: no run is started."""
+
+    default_message = "Bad Request"
+
+
+class WorkflowTriggerInvalid(BadRequest):
+    """A trigger node of a workflow being published has settings that name no schedule or
+    webhook (Dify's ScheduleConfigError)."""
+
+
+class WebhookRequestTooLarge(EddyError):
+    code, status, default_message = ("request_entity_too_large", 413,
+                                      "Webhook request too large.")
 
 
 class WorkflowNodeNotFound(NotFound):

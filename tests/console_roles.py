@@ -139,6 +139,11 @@ TABLE = [
     Row("GET", f"{CONSOLE}/apps/{{app_id}}/workflow-runs/{{run_id}}/node-executions",
         APP_READERS, ids=WORKFLOW),
     Row("GET", f"{CONSOLE}/apps/{{app_id}}/workflow-app-logs", APP_READERS, ids=WORKFLOW),
+    # Triggers: a webhook's URL (it carries the secret) is the editors'; the list is every
+    # app reader's, as Dify's.
+    Row("GET", f"{CONSOLE}/apps/{{app_id}}/workflows/triggers/webhook", EDITORS, ids=WORKFLOW,
+        params={"node_id": "start"}),
+    Row("GET", f"{CONSOLE}/apps/{{app_id}}/triggers", APP_READERS, ids=WORKFLOW),
     Row("POST", f"{CONSOLE}/apps/imports", EDITORS,
         json={"mode": "yaml-content", "yaml_content": "app: {}"}),
     Row("POST", f"{CONSOLE}/apps/imports/{{import_id}}/confirm", EDITORS),

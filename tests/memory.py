@@ -34,12 +34,14 @@ from projections.tables import (
     metadata,
     projection_tracking,
     projection_versions,
+    workspace_keys,
 )
 from projections.versions import LIVE, schema_of
 from tests.harness import Node, conforms_to_spec
 
 VERSION = schema_of(PROJECTION_NAME, 1)
-BOOKKEEPING = [projection_versions, projection_tracking, idempotency_keys, account_credentials]
+BOOKKEEPING = [projection_versions, projection_tracking, idempotency_keys, account_credentials,
+               workspace_keys]
 
 
 def _engine(directory: Path) -> AsyncEngine:

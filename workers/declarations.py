@@ -12,8 +12,10 @@ import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from config import Settings
 from events.routing import Route
 from workers.runtime import Processor
+from workflow_graph.cron import Cron
 
 # (the work topic's name, *, its dependencies) -> the processor consuming that topic
 ProcessorFactory = Callable[..., Processor]
@@ -31,14 +33,22 @@ class WorkTopic:
     processor: ProcessorFactory
 
 
+# How often a job runs: every so many seconds, or on a crontab schedule (UTC).
+Schedule = float | Cron
+
+
 @dataclass(frozen=True)
 class Job:
-    """A periodic job (Celery beat's entries): run by the scheduler's leader every
-    `every` seconds, or once by `eddy job <name>`."""
+    """A periodic job (Celery beat's entries): run by the scheduler's leader on its
+    `schedule`, or once by `eddy job <name>`. A schedule taken from the settings (Dify's
+    `ENABLE_*` switches and intervals) is a function of them; None switches the job off."""
 
     name: str
-    every: float
+    schedule: Schedule | Callable[[Settings], Schedule | None]
     run: Callable[..., Awaitable[None]]  # (*, its dependencies) -> None
+
+    def schedule_in(self, settings: Settings) -> Schedule | None:
+        return self.schedule(settings) if callable(self.schedule) else self.schedule
 
 
 def dependencies_of(factory: Callable[..., object]) -> tuple[str, ...]:

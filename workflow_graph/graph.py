@@ -18,13 +18,14 @@ from workflow_graph.errors import (
     MissingStartNode,
     UnknownNodeType,
 )
+from workflow_graph.triggers import TRIGGER_NODE_TYPES
 
 NODE_TYPES = frozenset({
     "start", "end", "answer", "llm", "knowledge-retrieval", "question-classifier",
     "parameter-extractor", "if-else", "code", "template-transform", "http-request",
     "variable-aggregator", "variable-assigner", "assigner", "iteration", "iteration-start",
     "loop", "loop-start", "loop-end", "list-operator", "document-extractor", "human-input",
-    "tool", "agent",
+    "tool", "agent", *TRIGGER_NODE_TYPES,
 })
 PLUGIN_NODE_TYPES = frozenset({"tool", "agent"})
 CONTAINER_NODE_TYPES = frozenset({"iteration", "loop"})
@@ -192,7 +193,11 @@ def validate(graph: Graph, mode: str) -> list[GraphWarning]:
         if edge.target not in seen:
             raise DanglingEdge(edge.id, edge.target, "target")
     _refuse_cycles(graph)
-    if mode in {"workflow", "advanced-chat"} and graph.start_node() is None:
+    # A workflow may start from triggers instead of a start node (Dify's trigger nodes are
+    # the roots of a workflow app's runs; a chatflow always starts from its form).
+    triggered = mode == "workflow" and any(n.type in TRIGGER_NODE_TYPES
+                                           for n in graph.top_level())
+    if mode in {"workflow", "advanced-chat"} and graph.start_node() is None and not triggered:
         raise MissingStartNode(mode)
     return [GraphWarning(n.id, f"{n.type} node {n.title or n.id!r} needs a plugin "
                           f"({_plugin_name(n)}) that is not installed")

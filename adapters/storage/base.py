@@ -37,3 +37,7 @@ class Storage(Protocol):
     async def delete_prefix(self, prefix: str) -> None:
         """Remove every object whose key starts with `prefix`."""
         ...
+
+    async def scan(self, prefix: str) -> list[str]:
+        """The keys of every object whose key starts with `prefix` (non-empty), sorted."""
+        ...

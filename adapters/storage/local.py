@@ -62,6 +62,9 @@ class LocalStorage:
     async def delete_prefix(self, prefix: str) -> None:
         await asyncio.to_thread(self._delete_prefix, prefix)
 
+    async def scan(self, prefix: str) -> list[str]:
+        return await asyncio.to_thread(self._scan, prefix)
+
     # -- key handling -------------------------------------------------------------------
 
     def _path(self, key: str) -> Path:
@@ -120,6 +123,19 @@ class LocalStorage:
             return  # a "directory" is not an object; delete_prefix removes those
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             path.unlink()
+
+    def _scan(self, prefix: str) -> list[str]:
+        if not prefix:
+            raise ValueError("scan needs a non-empty prefix")
+        directory = prefix.rpartition("/")[0]
+        base = self._resolve(directory) if directory else self._root
+        keys = []
+        for folder, _, files in os.walk(base):
+            for name in files:
+                key = Path(folder, name).relative_to(self._root).as_posix()
+                if key.startswith(prefix) and not name.startswith(_TMP_PREFIX):
+                    keys.append(key)
+        return sorted(keys)
 
     def _delete_prefix(self, prefix: str) -> None:
         if not prefix:

@@ -122,6 +122,11 @@ class S3Storage:
             raise ValueError("delete_prefix needs a non-empty prefix")
         await asyncio.to_thread(self._delete_prefix, prefix)
 
+    async def scan(self, prefix: str) -> list[str]:
+        if not prefix:
+            raise ValueError("scan needs a non-empty prefix")
+        return await asyncio.to_thread(self._scan, prefix)
+
     async def close(self) -> None:
         # In a thread: the lock may be held by a bucket check in progress.
         await asyncio.to_thread(self._close)
@@ -161,6 +166,12 @@ class S3Storage:
     def _delete_prefix(self, prefix: str) -> None:
         with _timeouts_end("delete_prefix"):
             self._delete_all(prefix)
+
+    def _scan(self, prefix: str) -> list[str]:
+        with _timeouts_end("scan"):
+            paginator = self._ensure_client().get_paginator("list_objects_v2")
+            return sorted(item["Key"] for page in paginator.paginate(
+                Bucket=self._bucket, Prefix=prefix) for item in page.get("Contents", []))
 
     def _delete_all(self, prefix: str) -> None:
         client = self._ensure_client()

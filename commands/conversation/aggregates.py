@@ -220,6 +220,10 @@ class Conversation(Aggregate):
     def apply_ConversationDeleted(self, p: ev.ConversationDeleted) -> None:
         self.deleted = True
 
+    def apply_MessagesExpired(self, p: ev.MessagesExpired) -> None:
+        for message_id in p.message_ids:
+            self.messages.pop(message_id, None)
+
     def apply_MessageFeedbackGiven(self, p: ev.MessageFeedbackGiven) -> None:
         pass
 
@@ -283,6 +287,15 @@ class Conversation(Aggregate):
     def delete(self, ctx: Context) -> None:
         if not self.deleted:
             self.record(ev.ConversationDeleted(), ctx)
+
+    def expire(self, message_ids: list[UUID], ctx: Context) -> list[UUID]:
+        """Those of its messages that ended (a pending one is still being answered); none
+        again once expired."""
+        ended = [m for m in dict.fromkeys(message_ids)
+                 if m in self.messages and self.messages[m].status != "pending"]
+        if ended:
+            self.record(ev.MessagesExpired(message_ids=ended), ctx)
+        return ended
 
     def give_feedback(self, message_id: UUID, rating: str | None, content: str | None,
                       ctx: Context) -> None:

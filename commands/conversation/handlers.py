@@ -17,6 +17,7 @@ from schemas.conversation.naming import (
     app_config_id_for,
     end_user_id_for,
 )
+from schemas.errors import UploadFileNotFound
 
 
 def configure_app_model(c: cmd.ConfigureAppModel, uow: UnitOfWork) -> dict[str, Any]:
@@ -51,6 +52,14 @@ def record_file_upload(c: cmd.RecordFileUpload, uow: UnitOfWork) -> dict[str, An
     uow.get(UploadFile, c.file_id).record_upload(ev.FileUploaded(
         app_id=c.app_id, end_user_id=end_user_id_for(c.app_id, c.user), name=c.name,
         size=c.size, extension=c.extension, mime_type=c.mime_type, key=c.key), uow.ctx)
+    return {"file_id": str(c.file_id)}
+
+
+def delete_file_record(c: cmd.DeleteFileRecord, uow: UnitOfWork) -> dict[str, Any]:
+    upload = uow.get(UploadFile, c.file_id)
+    if not upload.exists or upload.deleted or upload.tenant_id != uow.ctx.tenant_id:
+        raise UploadFileNotFound()
+    upload.delete(uow.ctx)
     return {"file_id": str(c.file_id)}
 
 
@@ -113,8 +122,14 @@ def configure_annotation_reply(c: cmd.ConfigureAnnotationReply,
     return {"job_id": str(c.job_id)}
 
 
+def expire_messages(c: cmd.ExpireMessages, uow: UnitOfWork) -> dict[str, Any]:
+    expired = uow.get(Conversation, c.conversation_id).expire(c.message_ids, uow.ctx)
+    return {"expired": [str(m) for m in expired]}
+
+
 HANDLERS = command_handlers(
     configure_app_model, configure_app_site, send_message, rename_conversation,
     delete_conversation, give_message_feedback, record_file_upload, create_annotation,
-    update_annotation, delete_annotation, configure_annotation_reply,
+    update_annotation, delete_annotation, configure_annotation_reply, delete_file_record,
+    expire_messages,
 )

@@ -16,12 +16,13 @@ from commands.knowledge.aggregates import (
     visible_dataset,
     visible_document,
 )
+from commands.mail.aggregates import request_mail
 from commands.registry import command_handlers
 from commands.unit_of_work import UnitOfWork
 from schemas.errors import BadRequest
 from schemas.knowledge import commands as cmd
 from schemas.knowledge import events as ev
-from schemas.knowledge.naming import content_hash, dataset_name_id
+from schemas.knowledge.naming import INDEXING_QUEUE_NAME, content_hash, dataset_name_id
 
 
 def create_dataset(c: cmd.CreateDataset, uow: UnitOfWork) -> dict[str, Any]:
@@ -182,8 +183,16 @@ def record_segment_hits(c: cmd.RecordSegmentHits, uow: UnitOfWork) -> dict[str, 
     return {"batch_id": str(c.batch_id)}
 
 
+def alert_indexing_backlog(c: cmd.AlertIndexingBacklog, uow: UnitOfWork) -> dict[str, Any]:
+    params = {"queue_name": INDEXING_QUEUE_NAME, "pending_tasks_count": c.queue_length,
+              "threshold": c.threshold, "alert_time": c.alert_time}
+    mails = [request_mail(uow, f"queue_monitor_alert:{to}", "queue_monitor_alert", to,
+                          language="en-US", params=params) for to in c.emails]
+    return {"mail_ids": [str(m) for m in mails]}
+
+
 HANDLERS = command_handlers(
     create_dataset, update_dataset, delete_dataset, create_document, replace_document_source,
     control_document_indexing, update_document_status, rename_document, delete_document,
-    create_segments, update_segment, delete_segment, record_segment_hits,
+    create_segments, update_segment, delete_segment, record_segment_hits, alert_indexing_backlog,
 )

@@ -17,6 +17,7 @@ from schemas.errors import (
     BadRequest,
     CannotOperateSelf,
     CannotTransferOwnerToSelf,
+    EmailInUse,
     Forbidden,
     InvalidRole,
     MemberNotInTenant,
@@ -24,9 +25,10 @@ from schemas.errors import (
     NotInWorkspace,
     NotOwner,
     RoleAlreadyAssigned,
+    SecretChanged,
 )
 from schemas.platform import events as ev
-from schemas.platform.commands import SealedCredentials
+from schemas.platform.commands import Resealed, SealedCredentials
 from schemas.platform.providers import ProviderSpec, provider_spec
 from schemas.platform.roles import ADMINS, ASSIGNABLE
 
@@ -65,6 +67,16 @@ class Account(Aggregate):
     def apply_CurrentWorkspaceSwitched(self, p: ev.CurrentWorkspaceSwitched) -> None:
         self.current_workspace = p.workspace_id
 
+    def apply_AccountEmailChanged(self, p: ev.AccountEmailChanged) -> None:
+        self.email = p.email
+
+    def change_email(self, email: str, ctx: Context) -> None:
+        """The caller claimed `email` first (EmailClaim) unless it derives this account's id."""
+        if not self.exists:
+            raise NotFound("Account not found.")
+        if email != self.email.lower():
+            self.record(ev.AccountEmailChanged(email=email), ctx)
+
     def apply_PasswordResetRequested(self, p: ev.PasswordResetRequested) -> None:
         pass
 
@@ -93,6 +105,8 @@ class Account(Aggregate):
                  ctx: Context) -> None:
         if self.exists:
             raise BadRequest("Account already exists.")
+        if self.is_foreign:  # an EmailClaim: another account took this address over
+            raise EmailInUse()
         self.record(
             ev.AccountRegistered(
                 email=email, name=name, credentials_id=credentials_id,
@@ -123,6 +137,33 @@ class Account(Aggregate):
                         tenant_id=workspace.id)
 
 
+class EmailClaim(Aggregate):
+    """An e-mail address an account took over by changing its e-mail (`eddy reset-email`).
+
+    Account ids are derived from the e-mail an account registered with (`account_id_for`):
+    that is how the store keeps one account per e-mail, because two registrations of one
+    address both try version 1 of the same id. An account that changes its e-mail keeps its
+    id, so the new address must be held some other way: an EmailClaim under the id derived
+    from the new address. The store then refuses, as for any taken id, a later registration
+    or invitation of that address (`Account` at an id another kind holds is "taken"), and
+    two accounts changing to one address race for version 1 of the same claim. The claim is
+    never released: the address stays the account's, and the old address stays tied to the
+    account's id, so neither can name a second account. Logins find the account by its
+    current e-mail in the read model."""
+
+    holder: UUID | None = None
+
+    def apply_EmailClaimed(self, p: ev.EmailClaimed) -> None:
+        self.holder = p.account_id
+
+    def claim(self, account_id: UUID, email: str, ctx: Context) -> None:
+        if self.holder == account_id:
+            return
+        if self.exists or self.is_foreign:
+            raise EmailInUse()
+        self.record(ev.EmailClaimed(account_id=account_id, email=email), ctx)
+
+
 class Workspace(Aggregate):
     """A workspace and its settings: the model providers it connected (credentials arrive
     sealed and validated by the gateway) and its default model per type."""
@@ -131,6 +172,8 @@ class Workspace(Aggregate):
         super().__init__(aggregate_id)
         self.credentialed: set[str] = set()  # predefined-model providers with credentials
         self.custom_models: set[tuple[str, str, str]] = set()  # (provider, model, type)
+        # their sealed credentials: provider -> ciphertext, (provider, model, type) -> ...
+        self.sealed: dict[str | tuple[str, str, str], str] = {}
         self.defaults: dict[str, tuple[str, str]] = {}  # model type -> (provider, model)
         self.members: dict[UUID, str] = {}  # account id -> role (schemas.platform.roles)
 
@@ -219,15 +262,35 @@ class Workspace(Aggregate):
 
     def apply_ProviderCredentialsSaved(self, p: ev.ProviderCredentialsSaved) -> None:
         self.credentialed.add(p.provider)
+        self.sealed[p.provider] = p.credentials_ciphertext
 
     def apply_ProviderCredentialsDeleted(self, p: ev.ProviderCredentialsDeleted) -> None:
         self.credentialed.discard(p.provider)
+        self.sealed.pop(p.provider, None)
 
     def apply_CustomModelSaved(self, p: ev.CustomModelSaved) -> None:
         self.custom_models.add((p.provider, p.model, p.model_type))
+        self.sealed[(p.provider, p.model, p.model_type)] = p.credentials_ciphertext
 
     def apply_CustomModelDeleted(self, p: ev.CustomModelDeleted) -> None:
         self.custom_models.discard((p.provider, p.model, p.model_type))
+        self.sealed.pop((p.provider, p.model, p.model_type), None)
+
+    def apply_ProviderCredentialsResealed(self, p: ev.ProviderCredentialsResealed) -> None:
+        key = p.provider if p.model is None else (p.provider, p.model, p.model_type or "")
+        self.sealed[key] = p.credentials_ciphertext
+
+    def reseal_credentials(self, provider: str, model: str | None, model_type: str | None,
+                           resealed: Resealed, ctx: Context) -> None:
+        """The stored credentials, the same but sealed with the workspace's new key."""
+        self._ensure_mine(ctx)
+        key = provider if model is None else (provider, model, model_type or "")
+        if self.sealed.get(key) != resealed.previous:
+            raise SecretChanged()
+        if resealed.ciphertext != resealed.previous:
+            self.record(ev.ProviderCredentialsResealed(
+                provider=provider, model=model, model_type=model_type,
+                credentials_ciphertext=resealed.ciphertext), ctx)
 
     def apply_DefaultModelSet(self, p: ev.DefaultModelSet) -> None:
         self.defaults[p.model_type] = (p.provider, p.model)
@@ -344,6 +407,18 @@ class ApiKey(Aggregate):
 
     def apply_ApiKeyCreated(self, p: ev.ApiKeyCreated) -> None:
         self.key_type, self.app_id = p.key_type, p.app_id
+        self.token_ciphertext = p.token_ciphertext
+
+    def apply_ApiKeyTokenResealed(self, p: ev.ApiKeyTokenResealed) -> None:
+        self.token_ciphertext = p.token_ciphertext
+
+    def reseal_token(self, resealed: Resealed, ctx: Context) -> None:
+        if not self.exists or self.revoked or self.tenant_id != ctx.tenant_id:
+            raise ApiKeyNotFound()
+        if self.token_ciphertext != resealed.previous:
+            raise SecretChanged()
+        if resealed.ciphertext != resealed.previous:
+            self.record(ev.ApiKeyTokenResealed(token_ciphertext=resealed.ciphertext), ctx)
 
     def apply_ApiKeyRevoked(self, p: ev.ApiKeyRevoked) -> None:
         self.revoked = True

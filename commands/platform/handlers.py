@@ -10,7 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from commands.mail.aggregates import request_mail
-from commands.platform.aggregates import Account, ApiKey, App, Setup, Workspace
+from commands.platform.aggregates import Account, ApiKey, App, EmailClaim, Setup, Workspace
 from commands.registry import command_handlers
 from commands.unit_of_work import UnitOfWork
 from schemas.errors import AccountNotLinkTenant, NotFound
@@ -68,13 +68,39 @@ def change_password(c: cmd.ChangePassword, uow: UnitOfWork) -> dict[str, Any]:
     return {"account_id": str(c.account_id)}
 
 
+def change_account_email(c: cmd.ChangeAccountEmail, uow: UnitOfWork) -> dict[str, Any]:
+    """The new address is claimed first unless it is the one the account's id derives from
+    (`EmailClaim` says why); an account registered under that address holds its id, and
+    the claim refuses it."""
+    email = c.email.strip().lower()
+    account = uow.get(Account, c.account_id)
+    if not account.exists:
+        raise NotFound("Account not found.")
+    claim_id = account_id_for(email)
+    if claim_id != c.account_id and email != account.email.lower():
+        uow.get(EmailClaim, claim_id).claim(c.account_id, email, uow.ctx)
+    account.change_email(email, uow.ctx)
+    return {"account_id": str(c.account_id), "email": email}
+
+
 # --- members ---------------------------------------------------------------------------------
 
 INVITATION = "invite"  # the invitation mail's purpose (one per InviteMember command)
 
 
+def account_for_email(uow: UnitOfWork, email: str) -> Account:
+    """The account with this e-mail: the one whose id derives from it, or the one that took
+    the address over (`EmailClaim`, `eddy reset-email`); a new one (not existing) if none."""
+    account = uow.get(Account, account_id_for(email))
+    if account.is_foreign:
+        claim = uow.get(EmailClaim, account.id)
+        if claim.holder is not None:
+            return uow.get(Account, claim.holder)
+    return account
+
+
 def invite_member(c: cmd.InviteMember, uow: UnitOfWork) -> dict[str, Any]:
-    account = uow.get(Account, account_id_for(c.email))
+    account = account_for_email(uow, c.email)
     workspace = uow.get(Workspace, c.workspace_id)
     if not account.exists:  # a refused invitation records none of it
         account.create_pending(c.email, c.language, uow.ctx)
@@ -207,6 +233,18 @@ def delete_custom_model(c: cmd.DeleteCustomModel, uow: UnitOfWork) -> dict[str, 
     return {"result": "success"}
 
 
+def reseal_provider_credentials(c: cmd.ResealProviderCredentials,
+                                uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(Workspace, c.workspace_id).reseal_credentials(c.provider, c.model, c.model_type,
+                                                          c.credentials, uow.ctx)
+    return {"result": "success"}
+
+
+def reseal_api_key_token(c: cmd.ResealApiKeyToken, uow: UnitOfWork) -> dict[str, Any]:
+    uow.get(ApiKey, c.key_id).reseal_token(c.token, uow.ctx)
+    return {"key_id": str(c.key_id)}
+
+
 def set_default_models(c: cmd.SetDefaultModels, uow: UnitOfWork) -> dict[str, Any]:
     workspace = uow.get(Workspace, c.workspace_id)
     for setting in c.settings:  # all or none: a refused one records nothing
@@ -216,10 +254,10 @@ def set_default_models(c: cmd.SetDefaultModels, uow: UnitOfWork) -> dict[str, An
 
 
 HANDLERS = command_handlers(
-    setup_platform, create_workspace, invite_member, update_member_role, remove_member,
-    request_owner_transfer_code, transfer_ownership, switch_workspace, activate_account,
-    request_password_reset, request_email_code_login, change_password, create_app, update_app,
-    delete_app, create_api_key,
-    revoke_api_key, save_provider_credentials, delete_provider_credentials, save_custom_model,
-    delete_custom_model, set_default_models,
+    setup_platform, create_workspace, change_account_email, invite_member, update_member_role,
+    remove_member, request_owner_transfer_code, transfer_ownership, switch_workspace,
+    activate_account, request_password_reset, request_email_code_login, change_password,
+    create_app, update_app, delete_app, create_api_key, revoke_api_key,
+    save_provider_credentials, delete_provider_credentials, save_custom_model,
+    delete_custom_model, set_default_models, reseal_provider_credentials, reseal_api_key_token,
 )

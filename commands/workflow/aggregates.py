@@ -11,10 +11,10 @@ from uuid import UUID
 from commands.aggregate import Aggregate, Context
 from events.envelope import Envelope
 from schemas.base import EventPayload
-from schemas.errors import BadRequest, DraftWorkflowNotSync
+from schemas.errors import BadRequest, DraftWorkflowNotSync, NotFound, SecretChanged
 from schemas.workflow import events as ev
 from schemas.workflow.forms import RunForms, checked_submission
-from schemas.workflow.naming import HIDDEN_VALUE
+from schemas.workflow.naming import HIDDEN_VALUE, SECRET_VALUE_TYPE
 
 RUN_ENDED = frozenset({"succeeded", "failed", "stopped"})
 
@@ -26,6 +26,16 @@ class WorkflowDraft(Aggregate):
 
     def apply_WorkflowDraftSynced(self, p: ev.WorkflowDraftSynced) -> None:
         self.draft = p
+
+    def apply_WorkflowEnvironmentResealed(self, p: ev.WorkflowEnvironmentResealed) -> None:
+        assert self.draft is not None
+        self.draft = self.draft.model_copy(
+            update={"environment_variables": p.environment_variables})
+
+    def reseal(self, previous: list[dict[str, Any]], variables: list[dict[str, Any]],
+               ctx: Context) -> None:
+        _reseal(self, self.draft.environment_variables if self.draft else None, previous,
+                variables, ctx)
 
     def sync(self, payload: ev.WorkflowDraftSynced, started_from: str | None, overwrite: bool,
              dependencies: list[dict[str, Any]] | None, ctx: Context) -> None:
@@ -72,9 +82,38 @@ class WorkflowVersion(Aggregate):
     def apply_WorkflowVersionCreated(self, p: ev.WorkflowVersionCreated) -> None:
         self.spec = p
 
+    def apply_WorkflowEnvironmentResealed(self, p: ev.WorkflowEnvironmentResealed) -> None:
+        assert self.spec is not None
+        self.spec = self.spec.model_copy(
+            update={"environment_variables": p.environment_variables})
+
+    def reseal(self, previous: list[dict[str, Any]], variables: list[dict[str, Any]],
+               ctx: Context) -> None:
+        _reseal(self, self.spec.environment_variables if self.spec else None, previous,
+                variables, ctx)
+
     def create(self, payload: ev.WorkflowVersionCreated, ctx: Context) -> None:
         if not self.exists:
             self.record(payload, ctx)
+
+
+def _reseal(aggregate: WorkflowDraft | WorkflowVersion, stored: list[dict[str, Any]] | None,
+            previous: list[dict[str, Any]], variables: list[dict[str, Any]],
+            ctx: Context) -> None:
+    """Only how the secrets are sealed may change: the same variables, in the same order,
+    with the same non-secret values."""
+    if stored is None or aggregate.tenant_id != ctx.tenant_id:
+        raise NotFound("Workflow not found.")
+    if stored != previous:
+        raise SecretChanged()
+    same = len(variables) == len(stored) and all(
+        {**v, "value": None} == {**s, "value": None}
+        and (s.get("value_type") == SECRET_VALUE_TYPE or v.get("value") == s.get("value"))
+        for v, s in zip(variables, stored, strict=False))
+    if not same:
+        raise BadRequest("A re-seal changes nothing but how secret values are sealed.")
+    if variables != stored:
+        aggregate.record(ev.WorkflowEnvironmentResealed(environment_variables=variables), ctx)
 
 
 class WorkflowRun(Aggregate):
@@ -90,6 +129,7 @@ class WorkflowRun(Aggregate):
     # seconds it was active (a pause does not count, as for WORKFLOW_MAX_EXECUTION_TIME)
     nodes_started: set[str]
     total_tokens: int = 0
+    expired = False  # past the retention: gone from the read models
     active_seconds: float = 0.0
     active_since: float = 0.0
 
@@ -114,6 +154,16 @@ class WorkflowRun(Aggregate):
     @property
     def ended(self) -> bool:
         return self.status in RUN_ENDED
+
+    def apply_WorkflowRunExpired(self, p: ev.WorkflowRunExpired) -> None:
+        self.expired = True
+
+    def expire(self, ctx: Context) -> bool:
+        """An ended run leaves the read models, once; a running or paused one stays."""
+        if not self.exists or not self.ended or self.expired:
+            return False
+        self.record(ev.WorkflowRunExpired(), ctx)
+        return True
 
     def apply_WorkflowRunStarted(self, p: ev.WorkflowRunStarted) -> None:
         self.started = p

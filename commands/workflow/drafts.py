@@ -11,7 +11,7 @@ from commands.platform.aggregates import App
 from commands.registry import command_handlers
 from commands.unit_of_work import UnitOfWork
 from commands.workflow.aggregates import PublishedWorkflow, WorkflowDraft, WorkflowVersion
-from schemas.errors import AppNotFound
+from schemas.errors import AppNotFound, WorkflowTriggerInvalid
 from schemas.workflow import commands as cmd
 from schemas.workflow import events as ev
 from schemas.workflow.naming import (
@@ -21,6 +21,7 @@ from schemas.workflow.naming import (
     workflow_draft_id_for,
 )
 from workflow_graph.defaults import DEFAULT_FEATURES, default_graph
+from workflow_graph.triggers import TriggerConfigError, check_triggers
 
 
 def workflow_app(uow: UnitOfWork, app_id: UUID) -> str:
@@ -71,6 +72,10 @@ def _freeze(uow: UnitOfWork, app_id: UUID, workflow_id: UUID, kind: str, version
 
 
 def publish_workflow(c: cmd.PublishWorkflow, uow: UnitOfWork) -> dict[str, Any]:
+    try:  # a schedule or webhook that could not work is refused, not published
+        check_triggers(current_draft(uow, c.app_id).graph)
+    except TriggerConfigError as error:
+        raise WorkflowTriggerInvalid(str(error)) from None
     _freeze(uow, c.app_id, c.workflow_id, "workflow", c.version, c.marked_name,
             c.marked_comment)
     uow.get(PublishedWorkflow, published_workflow_id_for(c.app_id)).publish(
@@ -84,4 +89,12 @@ def snapshot_workflow_draft(c: cmd.SnapshotWorkflowDraft, uow: UnitOfWork) -> di
     return {"workflow_id": str(c.workflow_id)}
 
 
-HANDLERS = command_handlers(sync_workflow_draft, publish_workflow, snapshot_workflow_draft)
+def reseal_workflow_environment(c: cmd.ResealWorkflowEnvironment,
+                                uow: UnitOfWork) -> dict[str, Any]:
+    holder = WorkflowDraft if c.of == "draft" else WorkflowVersion
+    uow.get(holder, c.aggregate_id).reseal(c.previous, c.environment_variables, uow.ctx)
+    return {"result": "success"}
+
+
+HANDLERS = command_handlers(sync_workflow_draft, publish_workflow, snapshot_workflow_draft,
+                            reseal_workflow_environment)

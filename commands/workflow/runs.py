@@ -22,6 +22,11 @@ from schemas.errors import (
 from schemas.workflow import commands as cmd
 from schemas.workflow import events as ev
 from schemas.workflow.naming import published_workflow_id_for
+from workflow_graph.triggers import trigger_nodes
+
+# Runs made for an end user (Dify's: a Service API caller's `user`; a webhook's caller);
+# the others are a console account's (a debug run; a schedule runs as the workspace owner).
+END_USER_RUNS = frozenset({"app-run", "webhook"})
 
 
 def version_to_run(uow: UnitOfWork, c: cmd.StartWorkflowRun) -> WorkflowVersion:
@@ -38,6 +43,10 @@ def version_to_run(uow: UnitOfWork, c: cmd.StartWorkflowRun) -> WorkflowVersion:
     if c.node_id is not None and c.node_id not in {
             node.get("id") for node in version.spec.graph.get("nodes", [])}:
         raise WorkflowNodeNotFound()
+    # a trigger's run starts at its node: one the version has (a republish may drop it)
+    if c.root_node_id is not None and c.root_node_id not in {
+            node_id for node_id, _, _ in trigger_nodes(version.spec.graph)}:
+        raise WorkflowNodeNotFound()
     return version
 
 
@@ -47,7 +56,7 @@ def start_run(uow: UnitOfWork, c: cmd.StartWorkflowRun, version: WorkflowVersion
               conversation_variables: dict[str, Any] | None = None) -> None:
     """Record the run's start (once: a redelivered start records nothing). `system`: the
     `sys.*` variables beyond those every run has (advanced-chat's query, conversation…)."""
-    end_user = end_user_id_for(c.app_id, c.user) if c.triggered_from == "app-run" else None
+    end_user = end_user_id_for(c.app_id, c.user) if c.triggered_from in END_USER_RUNS else None
     uow.get(WorkflowRun, c.run_id).start(ev.WorkflowRunStarted(
         app_id=c.app_id, workflow_id=version.id, task_id=c.task_id, mode=c.mode,
         triggered_from=c.triggered_from, user=c.user, end_user_id=end_user, inputs=c.inputs,
@@ -55,7 +64,8 @@ def start_run(uow: UnitOfWork, c: cmd.StartWorkflowRun, version: WorkflowVersion
                 "workflow_run_id": str(c.run_id), "files": c.files, **(system or {})},
         files=c.files, node_id=c.node_id, conversation_id=conversation_id,
         message_id=message_id, conversation_variables=conversation_variables or {},
-        version=version.spec.version), uow.ctx)
+        version=version.spec.version, root_node_id=c.root_node_id,
+        scheduled_at=c.scheduled_at), uow.ctx)
 
 
 def start_workflow_run(c: cmd.StartWorkflowRun, uow: UnitOfWork) -> dict[str, Any]:
@@ -83,5 +93,9 @@ def update_conversation_variable(c: cmd.UpdateConversationVariable,
     return {"workflow_run_id": str(c.run_id), "name": c.name}
 
 
+def expire_workflow_run(c: cmd.ExpireWorkflowRun, uow: UnitOfWork) -> dict[str, Any]:
+    return {"run_id": str(c.run_id), "expired": uow.get(WorkflowRun, c.run_id).expire(uow.ctx)}
+
+
 HANDLERS = command_handlers(start_workflow_run, stop_workflow_run,
-                            update_conversation_variable)
+                            update_conversation_variable, expire_workflow_run)

@@ -7,11 +7,13 @@ from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
+from adapters.secrets import Keyring
 from gateway import auth
 from gateway.auth import AdminOrOwner, AppReader, ConsoleUser, CurrentUser, Editor
 from gateway.deps import command_gateway, get_container, parse_id
 from gateway.params import Page
 from gateway.platform.views import api_key_view, app_view
+from projections.keyring import workspace_keyring
 from projections.platform import queries
 from schemas.errors import AlreadySetup, ApiKeyNotFound, AppNotFound, EddyError, NotFound
 from schemas.platform import api
@@ -144,9 +146,13 @@ async def delete_app(request: Request, app_id: str, user: ConsoleUser = Editor,
 # --- API keys (apps: "app-…", workspace knowledge: "dataset-…") ------------------------------
 
 
-def _token_of(request: Request, row: dict[str, Any]) -> str:
-    secret_key = get_container(request).settings.SECRET_KEY
-    return auth.reveal_api_token(secret_key, row["token_ciphertext"], row["token_hint"])
+async def _keyring(request: Request, user: ConsoleUser) -> Keyring:
+    c = get_container(request)
+    return await workspace_keyring(c.engine, c.settings.SECRET_KEY, user.tenant_id)
+
+
+def _token_of(keyring: Keyring, row: dict[str, Any]) -> str:
+    return auth.reveal_api_token(keyring, row["token_ciphertext"], row["token_hint"])
 
 
 async def _list_keys(request: Request, user: ConsoleUser, key_type: str,
@@ -154,7 +160,8 @@ async def _list_keys(request: Request, user: ConsoleUser, key_type: str,
     c = get_container(request)
     rows = await queries.list_api_keys(c.engine, user.tenant_id, key_type, app_id)
     used = await c.kv.get_fields(auth.API_KEY_LAST_USED, [str(r["id"]) for r in rows])
-    return {"data": [api_key_view(r, _token_of(request, r), int(u) if u else None)
+    keyring = await _keyring(request, user)
+    return {"data": [api_key_view(r, _token_of(keyring, r), int(u) if u else None)
                      for r, u in zip(rows, used, strict=True)]}
 
 
@@ -165,7 +172,7 @@ async def _create_key(request: Request, user: ConsoleUser, key_type: str, app_id
     key_id, token = uuid4(), auth.new_api_token(key_type)
     accepted = await command_gateway(request).send(
         cmd.CreateApiKey(key_id=key_id, key_type=key_type, app_id=app_id,  # type: ignore[arg-type]
-                         token=auth.seal_api_token(c.settings.SECRET_KEY, token)),
+                         token=auth.seal_api_token(await _keyring(request, user), token)),
         aggregate_id=key_id, tenant_id=user.tenant_id, actor_id=user.account_id,
         idempotency_key=idempotency_key, creates=True,
     )
@@ -173,7 +180,8 @@ async def _create_key(request: Request, user: ConsoleUser, key_type: str, app_id
     rows = await queries.list_api_keys(c.engine, user.tenant_id, key_type, app_id)
     row = next(r for r in rows if r["id"] == created_id)
     # A retried Idempotency-Key answers the key the first request made, not this new token.
-    return api_key_view(row, token if created_id == key_id else _token_of(request, row), None)
+    return api_key_view(row, token if created_id == key_id else _token_of(
+        await _keyring(request, user), row), None)
 
 
 async def _revoke_key(request: Request, user: ConsoleUser, key_type: str, app_id: UUID | None,

@@ -20,9 +20,10 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
 
 from adapters.llm.openai_protocol import ProviderError
-from adapters.secrets import seal
 from gateway.auth import AdminOrOwner, ApiKeyPrincipal, ConsoleUser, CurrentUser, DatasetKey
+from gateway.container import GatewayContainer
 from gateway.deps import command_gateway, get_container
+from projections.keyring import workspace_keyring
 from projections.platform import models as pm
 from schemas.base import Body, CommandPayload
 from schemas.errors import BadRequest
@@ -174,10 +175,11 @@ async def _validate(resolved: pm.ResolvedModel) -> dict[str, str]:
     return {}
 
 
-def _sealed(secret_key: str, tenant_id: UUID, credentials: dict[str, Any],
-            fields: tuple[CredentialField, ...]) -> cmd.SealedCredentials:
+async def _sealed(c: GatewayContainer, tenant_id: UUID, credentials: dict[str, Any],
+                  fields: tuple[CredentialField, ...]) -> cmd.SealedCredentials:
+    keyring = await workspace_keyring(c.engine, c.settings.SECRET_KEY, tenant_id)
     return cmd.SealedCredentials(
-        ciphertext=seal(secret_key, credentials_purpose(tenant_id), json.dumps(credentials)),
+        ciphertext=keyring.seal(credentials_purpose(tenant_id), json.dumps(credentials)),
         masked=masked(credentials, fields))
 
 
@@ -289,8 +291,7 @@ async def save_provider_credentials(request: Request, provider: str,
     await _validate(pm.resolved_model(user.tenant_id, spec, "", "", credentials))
     await _send(request, user, cmd.SaveProviderCredentials(
         workspace_id=user.tenant_id, provider=spec.name,
-        credentials=_sealed(c.settings.SECRET_KEY, user.tenant_id, credentials,
-                            spec.provider_fields)))
+        credentials=await _sealed(c, user.tenant_id, credentials, spec.provider_fields)))
     return {"result": "success"}
 
 
@@ -336,8 +337,7 @@ async def save_custom_model(request: Request, provider: str, body: CustomModelRe
     await _send(request, user, cmd.SaveCustomModel(
         workspace_id=user.tenant_id, provider=spec.name, model=body.model,
         model_type=body.model_type,
-        credentials=_sealed(c.settings.SECRET_KEY, user.tenant_id, credentials,
-                            spec.model_fields)))
+        credentials=await _sealed(c, user.tenant_id, credentials, spec.model_fields)))
     return {"result": "success"}
 
 

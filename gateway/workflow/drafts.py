@@ -15,7 +15,6 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from adapters.secrets import seal
 from gateway.auth import ConsoleUser, Editor
 from gateway.commanding import CommandPending
 from gateway.deps import command_gateway, get_container, maybe_uuid, parse_id
@@ -25,6 +24,7 @@ from gateway.task_events import StreamInterrupted, entries
 from gateway.views import timestamp
 from gateway.workflow.files import run_arguments
 from gateway.workflow.runs import RUN_CLOSING, stop_task, streamed_run
+from projections.keyring import workspace_keyring
 from projections.platform import queries as platform_queries
 from projections.workflow import queries
 from schemas.conversation.naming import task_owner_key, task_stream_key
@@ -63,13 +63,14 @@ def checked_graph(graph: dict[str, Any], mode: str) -> list[str]:
     return [w.message for w in validate(parse_graph(graph, "graph"), mode)]
 
 
-def sealed_environment(request: Request, tenant_id: UUID,
-                       variables: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Secret values sealed before they travel in a command (HIDDEN_VALUE, "keep the saved
-    one", stays as it is for the draft to resolve)."""
-    secret_key = get_container(request).settings.SECRET_KEY
+async def sealed_environment(request: Request, tenant_id: UUID,
+                             variables: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Secret values sealed with the workspace's key before they travel in a command
+    (HIDDEN_VALUE, "keep the saved one", stays as it is for the draft to resolve)."""
+    c = get_container(request)
+    keyring = await workspace_keyring(c.engine, c.settings.SECRET_KEY, tenant_id)
     purpose = environment_secret_purpose(tenant_id)
-    return [{**v, "value": seal(secret_key, purpose, str(v.get("value") or ""))}
+    return [{**v, "value": keyring.seal(purpose, str(v.get("value") or ""))}
             if v.get("value_type") == SECRET_VALUE_TYPE and v.get("value") != HIDDEN_VALUE
             else v for v in variables]
 
@@ -138,7 +139,7 @@ async def sync_draft(request: Request, app_id: str, body: api.SyncDraftRequest,
     await command_gateway(request).send(
         cmd.SyncWorkflowDraft(
             app_id=app["id"], graph=body.graph, features=body.features,
-            environment_variables=sealed_environment(request, user.tenant_id, variables),
+            environment_variables=await sealed_environment(request, user.tenant_id, variables),
             conversation_variables=[v.model_dump(mode="json")
                                     for v in body.conversation_variables],
             hash=body.hash),

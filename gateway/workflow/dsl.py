@@ -27,6 +27,7 @@ from gateway.deps import command_gateway, get_container, maybe_uuid, parse_id
 from gateway.platform.console import console_app
 from gateway.workflow.drafts import checked_graph, sealed_environment
 from projections.conversation import queries as conversation_queries
+from projections.keyring import workspace_keyring
 from projections.workflow import queries
 from projections.workflow.environment import unsealed_environment
 from schemas.conversation import commands as conversation_cmd
@@ -200,7 +201,8 @@ async def _apply(request: Request, user: ConsoleUser, dsl: AppDsl, options: api.
         graph, features, environment, conversation = workflow
         await sender.send(cmd.SyncWorkflowDraft(
             app_id=app_id, graph=graph, features=features,
-            environment_variables=sealed_environment(request, user.tenant_id, environment),
+            environment_variables=await sealed_environment(request, user.tenant_id,
+                                                           environment),
             conversation_variables=conversation, overwrite=True,
             dependencies=list(dsl.dependencies)),
             aggregate_id=workflow_draft_id_for(app_id), tenant_id=user.tenant_id,
@@ -296,7 +298,8 @@ async def _exported_workflow(request: Request, user: ConsoleUser, app: dict[str,
                 "environment_variables": [], "conversation_variables": []}
     return {"graph": row["graph"], "features": row["features"],
             "environment_variables": unsealed_environment(
-                c.settings.SECRET_KEY, user.tenant_id, row["environment_variables"]),
+                await workspace_keyring(c.engine, c.settings.SECRET_KEY, user.tenant_id),
+                user.tenant_id, row["environment_variables"]),
             "conversation_variables": row["conversation_variables"],
             "dependencies": row.get("dependencies", [])}
 

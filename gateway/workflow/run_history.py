@@ -41,7 +41,7 @@ TextFilter = Annotated[str | None, Query(max_length=255)]
 SERVICE_LOG_STATUS = "^(succeeded|failed|stopped)$"
 CONSOLE_LOG_STATUS = "^(succeeded|failed|stopped|partial-succeeded)$"
 RUN_STATUS = "^(running|succeeded|failed|stopped|partial-succeeded|paused)$"
-TRIGGERS = "^(debugging|app-run)$"
+TRIGGERS = "^(debugging|app-run|webhook|schedule)$"
 
 
 # --- views ------------------------------------------------------------------------------------

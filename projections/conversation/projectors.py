@@ -132,6 +132,11 @@ async def project_conversation_deleted(conn: AsyncConnection,
     await conn.execute(delete(conversations).where(conversations.c.id == e.aggregate_id))
 
 
+async def project_messages_expired(conn: AsyncConnection,
+                                   e: Envelope[ev.MessagesExpired]) -> None:
+    await conn.execute(delete(messages).where(messages.c.id.in_(e.payload.message_ids)))
+
+
 async def project_message_feedback_given(conn: AsyncConnection,
                                          e: Envelope[ev.MessageFeedbackGiven]) -> None:
     p = e.payload
@@ -231,7 +236,8 @@ PROJECTORS = projectors(
     project_app_model_configured, project_app_site_configured, project_conversation_started,
     project_message_created, project_message_answered, project_message_stopped,
     project_message_failed, project_conversation_renamed, project_conversation_deleted,
-    project_message_feedback_given, project_file_uploaded, project_file_deleted,
+    project_messages_expired, project_message_feedback_given, project_file_uploaded,
+    project_file_deleted,
     project_annotation_created, project_annotation_updated, project_annotation_deleted,
     project_annotation_hit, project_annotation_reply_requested,
     project_annotation_reply_job_started, project_annotation_reply_job_ended,

@@ -24,6 +24,7 @@ from events.envelope import Envelope
 from projections.knowledge.tables import (
     AVAILABLE_DOCUMENT,
     dataset_metadata_fields,
+    dataset_queries,
     datasets,
     documents,
     segment_edits,
@@ -133,7 +134,8 @@ async def project_dataset_deleted(conn: AsyncConnection, e: Envelope[ev.DatasetD
     # tombstone keeps them out. (Its metadata fields are its own events: none can follow.)
     await lock(conn, e.aggregate_id, exclusive=True)
     await bury(conn, e.aggregate_id, e.aggregate_type, e.occurred_at)
-    for table in (segment_edits, segment_hits, segments, documents, dataset_metadata_fields):
+    for table in (segment_edits, segment_hits, segments, documents, dataset_metadata_fields,
+                  dataset_queries):
         await conn.execute(delete(table).where(table.c.dataset_id == e.aggregate_id))
     # Its tags stay; their bindings to it go.
     await conn.execute(delete(tag_bindings).where(tag_bindings.c.target_id == e.aggregate_id))
@@ -416,6 +418,14 @@ async def project_segments_hit(conn: AsyncConnection, e: Envelope[ev.SegmentsHit
     gone = await buried(conn, [p.dataset_id, *document_ids])
     if p.dataset_id in gone:
         return
+    insert_query = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(
+        dataset_queries)
+    latest = dataset_queries.c.last_queried_at
+    await conn.execute(insert_query.values(
+        dataset_id=p.dataset_id, last_queried_at=e.occurred_at).on_conflict_do_update(
+        index_elements=[dataset_queries.c.dataset_id], set_={"last_queried_at": case(
+            (insert_query.excluded.last_queried_at > latest,
+             insert_query.excluded.last_queried_at), else_=latest)}))
     rows = [{"segment_id": h.segment_id, "dataset_id": p.dataset_id,
              "document_id": h.document_id, "hit_count": h.count}
             for h in sorted(p.hits, key=lambda h: h.segment_id)  # one lock order: no deadlock

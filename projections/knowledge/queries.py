@@ -215,3 +215,28 @@ async def next_segment_position(engine: AsyncEngine, document_id: UUID) -> int:
             select(func.coalesce(func.max(segments.c.position), 0)).select_from(segments)
             .join(documents, _LIVE).where(segments.c.document_id == document_id))).scalar()
             or 0) + 1
+
+
+async def high_quality_datasets(engine: AsyncEngine) -> list[dict[str, Any]]:
+    """Every workspace's datasets whose chunks live in the vector store (`eddy vdb-migrate`),
+    oldest first: id, tenant_id, name."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(
+            select(datasets.c.id, datasets.c.tenant_id, datasets.c.name)
+            .where(datasets.c.indexing_technique == "high_quality")
+            .order_by(datasets.c.created_at, datasets.c.id))).mappings().all()
+    return [dict(r) for r in rows]
+
+
+async def indexed_segments(engine: AsyncEngine, dataset_id: UUID) -> list[dict[str, Any]]:
+    """The live, enabled, indexed segments of a dataset's searchable documents (what
+    retrieval may return): id, document_id, attempt, content, child_chunks."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(
+            select(segments.c.id, segments.c.document_id, segments.c.attempt,
+                   segments.c.content, segments.c.child_chunks)
+            .join(documents, _LIVE)
+            .where(segments.c.dataset_id == dataset_id, segments.c.enabled,
+                   segments.c.status == "completed", AVAILABLE_DOCUMENT)
+            .order_by(documents.c.position, segments.c.position))).mappings().all()
+    return [dict(r) for r in rows]

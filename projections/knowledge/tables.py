@@ -35,6 +35,16 @@ datasets = Table(
     schema=READ,
 )
 
+# Each dataset's latest retrieval (any retrieval publishes its dataset's hits, even none):
+# what the unused-datasets job reads, as Dify reads its dataset_queries. A table of its own,
+# so a retrieval applied before its dataset's creation (another partition) still counts.
+dataset_queries = Table(
+    "dataset_queries", metadata,
+    Column("dataset_id", Uuid, primary_key=True),
+    Column("last_queried_at", DateTime(timezone=True), nullable=False),
+    schema=READ,
+)
+
 documents = Table(
     "documents", metadata,
     Column("id", Uuid, primary_key=True),

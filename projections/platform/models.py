@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.embeddings.openai_compatible import OpenAICompatibleEmbeddings
 from adapters.llm.openai_protocol import OpenAIProtocolClient
-from adapters.secrets import SecretUnreadable, unseal
+from adapters.secrets import SecretUnreadable
+from projections.keyring import workspace_keyring
 from projections.platform.tables import custom_models, default_models, provider_credentials
 from schemas.errors import ProviderNotInitialized
 from schemas.platform.providers import (
@@ -169,9 +170,10 @@ async def stored_credentials(engine: AsyncEngine, secret_key: str, tenant_id: UU
                        provider_credentials.c.provider == provider))).scalar()
     if ciphertext is None:
         return None
+    keyring = await workspace_keyring(engine, secret_key, tenant_id)
     try:
-        opened: dict[str, Any] = json.loads(unseal(secret_key, credentials_purpose(tenant_id),
-                                                   ciphertext))
+        opened: dict[str, Any] = json.loads(keyring.unseal(credentials_purpose(tenant_id),
+                                                           ciphertext))
     except SecretUnreadable as exc:
         raise ProviderNotInitialized(
             "The stored provider credentials cannot be opened (SECRET_KEY changed?); "

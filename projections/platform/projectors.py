@@ -132,6 +132,12 @@ async def project_account_password_changed(conn: AsyncConnection,
         credentials_id=e.payload.credentials_id))
 
 
+async def project_account_email_changed(conn: AsyncConnection,
+                                        e: Envelope[ev.AccountEmailChanged]) -> None:
+    await conn.execute(update(accounts).where(accounts.c.id == e.aggregate_id).values(
+        email=e.payload.email.lower()))
+
+
 async def project_current_workspace_switched(
         conn: AsyncConnection, e: Envelope[ev.CurrentWorkspaceSwitched]) -> None:
     # On the account, not the membership row: the membership's event (another aggregate's)
@@ -201,6 +207,12 @@ async def project_api_key_created(conn: AsyncConnection, e: Envelope[ev.ApiKeyCr
     })
 
 
+async def project_api_key_token_resealed(conn: AsyncConnection,
+                                        e: Envelope[ev.ApiKeyTokenResealed]) -> None:
+    await conn.execute(update(api_keys).where(api_keys.c.id == e.aggregate_id).values(
+        token_ciphertext=e.payload.token_ciphertext))
+
+
 async def project_api_key_revoked(conn: AsyncConnection, e: Envelope[ev.ApiKeyRevoked]) -> None:
     await conn.execute(delete(api_keys).where(api_keys.c.id == e.aggregate_id))
 
@@ -225,6 +237,20 @@ async def project_provider_credentials_deleted(
     await conn.execute(delete(provider_credentials).where(
         provider_credentials.c.tenant_id == e.aggregate_id,
         provider_credentials.c.provider == e.payload.provider))
+
+
+async def project_provider_credentials_resealed(
+        conn: AsyncConnection, e: Envelope[ev.ProviderCredentialsResealed]) -> None:
+    p = e.payload
+    if p.model is None:
+        await conn.execute(update(provider_credentials).where(
+            provider_credentials.c.tenant_id == e.aggregate_id,
+            provider_credentials.c.provider == p.provider).values(
+            credentials_ciphertext=p.credentials_ciphertext))
+    else:
+        await conn.execute(update(custom_models).where(*_custom_model_key(
+            e.aggregate_id, p.provider, p.model, p.model_type or "")).values(
+            credentials_ciphertext=p.credentials_ciphertext))
 
 
 def _custom_model_key(tenant_id: UUID, provider: str, model: str, model_type: str) -> tuple[
@@ -267,12 +293,15 @@ async def project_default_model_set(conn: AsyncConnection,
 PROJECTORS = projectors(
     project_setup_completed, project_account_registered, project_workspace_created,
     project_pending_account_created, project_account_activated,
-    project_account_password_changed, project_current_workspace_switched,
+    project_account_password_changed, project_account_email_changed,
+    project_current_workspace_switched,
     project_member_invited, project_member_role_updated, project_member_removed,
     project_app_created, project_app_updated, project_app_deleted, project_api_key_created,
     project_api_key_revoked, project_provider_credentials_saved,
     project_provider_credentials_deleted, project_custom_model_saved,
     project_custom_model_deleted, project_default_model_set,
-    # The console shows no request for a code (its mail shows in the mail context).
-    ignore=[ev.PasswordResetRequested, ev.EmailCodeLoginRequested],
+    project_provider_credentials_resealed, project_api_key_token_resealed,
+    # The console shows no request for a code (its mail shows in the mail context), and an
+    # EmailClaim's address shows as its account's own AccountEmailChanged.
+    ignore=[ev.PasswordResetRequested, ev.EmailCodeLoginRequested, ev.EmailClaimed],
 )

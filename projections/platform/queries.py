@@ -205,3 +205,10 @@ async def api_key_by_token_hash(engine: AsyncEngine, token_hash: str) -> dict[st
             .where(api_keys.c.token_hash == token_hash)
         )).mappings().first()
     return dict(row) if row else None
+
+
+async def all_app_ids(engine: AsyncEngine) -> list[UUID]:
+    """Every workspace's apps, oldest first (`eddy vdb-migrate`)."""
+    async with engine.connect() as conn:
+        return list((await conn.execute(select(apps.c.id).order_by(
+            apps.c.created_at, apps.c.id))).scalars())

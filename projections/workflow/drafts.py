@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from events.envelope import Envelope
 from projections.registry import projectors
 from projections.workflow.tables import published_workflows, workflow_drafts, workflow_versions
+from projections.workflow.triggers import sync_triggers
 from schemas.workflow import events as ev
 
 
@@ -40,6 +41,9 @@ async def project_workflow_version_created(conn: AsyncConnection,
         environment_variables=p.environment_variables,
         conversation_variables=p.conversation_variables, marked_name=p.marked_name,
         marked_comment=p.marked_comment, created_by=p.created_by, created_at=e.occurred_at))
+    if p.kind == "workflow" and await conn.scalar(select(published_workflows.c.app_id).where(
+            published_workflows.c.workflow_id == e.aggregate_id)) is not None:
+        await sync_triggers(conn, p.app_id)  # its publish was applied first
 
 
 async def project_workflow_published(conn: AsyncConnection,
@@ -54,7 +58,17 @@ async def project_workflow_published(conn: AsyncConnection,
     else:
         await conn.execute(update(published_workflows)
                            .where(published_workflows.c.app_id == p.app_id).values(**values))
+    await sync_triggers(conn, p.app_id)
+
+
+async def project_workflow_environment_resealed(
+        conn: AsyncConnection, e: Envelope[ev.WorkflowEnvironmentResealed]) -> None:
+    # A draft's row is keyed by its app, a version's by its id; each aggregate has one.
+    table, key = ((workflow_drafts, workflow_drafts.c.id) if e.aggregate_type == "WorkflowDraft"
+                  else (workflow_versions, workflow_versions.c.id))
+    await conn.execute(update(table).where(key == e.aggregate_id).values(
+        environment_variables=e.payload.environment_variables))
 
 
 PROJECTORS = projectors(project_workflow_draft_synced, project_workflow_version_created,
-                        project_workflow_published)
+                        project_workflow_published, project_workflow_environment_resealed)

@@ -8,14 +8,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
-from adapters.secrets import unseal
+from adapters.secrets import Keyring
 from schemas.workflow.naming import SECRET_VALUE_TYPE, environment_secret_purpose
 
 
-def unsealed_environment(secret_key: str, tenant_id: UUID | None,
+def unsealed_environment(keyring: Keyring, tenant_id: UUID | None,
                          variables: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The variables as declared, each secret with its plain value ("" when none was set;
-    SecretUnreadable when sealed under another SECRET_KEY or workspace)."""
+    SecretUnreadable when sealed under another SECRET_KEY or workspace, or a retired key)."""
     purpose = environment_secret_purpose(tenant_id)
-    return [{**v, "value": unseal(secret_key, purpose, v["value"]) if v.get("value") else ""}
+    return [{**v, "value": keyring.unseal(purpose, v["value"]) if v.get("value") else ""}
             if v.get("value_type") == SECRET_VALUE_TYPE else dict(v) for v in variables]

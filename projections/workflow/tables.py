@@ -54,3 +54,34 @@ published_workflows = Table(
     Column("published_at", DateTime(timezone=True), nullable=False),
     schema=READ,
 )
+
+# A published workflow's trigger nodes (its published version's; a republish replaces them).
+# A schedule's next fire time moves on when its tick's run is recorded (a missed tick: the
+# row stays due, and the poller fires the latest tick once).
+workflow_schedules = Table(
+    "workflow_schedules", metadata,
+    Column("app_id", Uuid, primary_key=True),
+    Column("node_id", String(255), primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("workflow_id", Uuid, nullable=False),
+    Column("cron_expression", String(255), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("next_fire_at", DateTime(timezone=True), nullable=False),
+    Index("ix_workflow_schedules_next_fire_at", "next_fire_at"),
+    schema=READ,
+)
+
+# `id` (schemas.workflow.naming.trigger_id_for) is what a webhook's URL names, next to
+# the signature the gateway makes and checks; `config` is the node's data.
+workflow_webhooks = Table(
+    "workflow_webhooks", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("app_id", Uuid, nullable=False),
+    Column("node_id", String(255), nullable=False),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("workflow_id", Uuid, nullable=False),
+    Column("config", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_workflow_webhooks_app", "app_id", "node_id", unique=True),
+    schema=READ,
+)

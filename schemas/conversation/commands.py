@@ -47,11 +47,25 @@ class RecordFileUpload(CommandPayload):
     key: str
 
 
+class DeleteFileRecord(CommandPayload):
+    """`eddy clear-orphaned-file-records`: an upload's record goes (its bytes, if any are
+    left, are `eddy remove-orphaned-files-on-storage`'s)."""
+
+    file_id: UUID
+
+
 class RenameConversation(CommandPayload):
     conversation_id: UUID
     app_id: UUID
     user: str
     name: str
+
+
+class ExpireMessages(CommandPayload):
+    """The retention job's: these messages of the conversation are past the retention."""
+
+    conversation_id: UUID
+    message_ids: list[UUID]
 
 
 class DeleteConversation(CommandPayload):

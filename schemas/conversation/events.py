@@ -82,6 +82,14 @@ class ConversationDeleted(EventPayload):
     pass
 
 
+class MessagesExpired(EventPayload):
+    """Past the retention (ENABLE_CLEAN_MESSAGES, SANDBOX_EXPIRED_RECORDS_RETENTION_DAYS):
+    these messages leave the read models, the answers and the model's memory of the
+    conversation. Their events stay in the store (README: retention)."""
+
+    message_ids: list[UUID]
+
+
 class MessageFeedbackGiven(EventPayload):
     """rating None withdraws the feedback."""
 
@@ -104,7 +112,8 @@ class FileUploaded(EventPayload):
 
 
 class FileDeleted(EventPayload):
-    """Its app was deleted; the stored bytes are gone."""
+    """Its app was deleted (the stored bytes are gone), or `eddy clear-orphaned-file-records`
+    cleared the record of a file that was gone or that nothing referenced."""
 
 
 # --- an app's annotations and their reply setting (aggregate AnnotationSet, one per app) ----

@@ -239,3 +239,15 @@ class RecordSegmentHits(CommandPayload):
     batch_id: UUID
     dataset_id: UUID
     hits: list[SegmentHits]
+
+
+class AlertIndexingBacklog(CommandPayload):
+    """The queue monitor found the indexing backlog at or past its threshold: an alert mail
+    to each address (Dify's datasets-queue-monitor). Its command id is the monitor's window,
+    so a second pass in the same window asks for nothing more."""
+
+    alert_id: UUID  # the window's (also the command's id)
+    queue_length: int
+    threshold: int
+    emails: list[str]
+    alert_time: str  # when it was measured, as the mail shows it

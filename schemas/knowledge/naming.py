@@ -106,3 +106,10 @@ def to_timestamp(value: Any) -> int | None:
             moment = moment.replace(tzinfo=UTC)
         return int(moment.timestamp())
     return None
+
+
+# The indexing work topics (each also its consumer group): their backlog is what the queue
+# monitor watches, named in its alert as Dify's Celery queue was
+INDEXING_PRIORITY_TOPIC = "indexing.priority"
+INDEXING_BULK_TOPIC = "indexing.bulk"
+INDEXING_QUEUE_NAME = "dataset"

@@ -17,8 +17,12 @@ from schemas.platform.commands import AppMode
 _EMAIL = re.compile(r"[\w.!#$%&'*+\-/=?^_`{|}~]+@([\w-]+\.)+[\w-]{2,}")
 
 
+def is_email(value: str) -> bool:
+    return _EMAIL.fullmatch(value) is not None
+
+
 def _dify_email(value: str) -> str:
-    if not _EMAIL.fullmatch(value):
+    if not is_email(value):
         raise PydanticCustomError("value_error", "{email} is not a valid email.",
                                   {"email": value})
     return value

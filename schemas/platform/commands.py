@@ -66,12 +66,19 @@ class RequestEmailCodeLogin(CommandPayload):
 
 class ChangePassword(CommandPayload):
     """The account's password is now the one stored (by the gateway, `gateway.auth.
-    store_credentials`) under `credentials_id`: changed by its owner or reset by a code."""
+    store_credentials`) under `credentials_id`: changed by its owner, reset by a code or by
+    `eddy reset-password`."""
 
     account_id: UUID
     credentials_id: UUID
 
 
+class ChangeAccountEmail(CommandPayload):
+    """`eddy reset-email`: the account logs in with `email` from now on (see
+    `commands.platform.aggregates.EmailClaim` for how the address stays unique)."""
+
+    account_id: UUID
+    email: str = Field(min_length=3, max_length=255)
 # --- members (the workspace's; the account's own current workspace and activation) -------
 
 
@@ -167,6 +174,31 @@ class SealedToken(BaseModel):
     sha256: str = Field(pattern="^[0-9a-f]{64}$")  # for lookup
     ciphertext: str  # for the console to show it; only the gateway holds the key
     hint: str = Field(max_length=64)  # masked, for when it cannot be shown
+
+
+class Resealed(BaseModel):
+    """A stored secret sealed again with its workspace's new key (`eddy
+    reset-encrypt-key-pair`): `previous` is the ciphertext it replaces, so a secret saved
+    again meanwhile is never overwritten with an older one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    previous: str
+    ciphertext: str
+
+
+class ResealApiKeyToken(CommandPayload):
+    key_id: UUID
+    token: Resealed
+
+
+class ResealProviderCredentials(CommandPayload):
+    """A provider's credentials (no `model`) or a custom model's, re-sealed."""
+
+    workspace_id: UUID
+    provider: str
+    model: str | None = None
+    model_type: ModelType | None = None
+    credentials: Resealed
 
 
 class CreateApiKey(CommandPayload):

@@ -59,6 +59,21 @@ class AccountPasswordChanged(EventPayload):
     credentials_id: UUID
 
 
+class AccountEmailChanged(EventPayload):
+    """The account's login e-mail (lowercase) is now this one; its id stays the one derived
+    from the e-mail it registered with."""
+
+    email: str
+
+
+class EmailClaimed(EventPayload):
+    """On the EmailClaim whose id is derived from an e-mail (`account_id_for`): this account
+    took the address over, so no account can be registered or invited under it."""
+
+    account_id: UUID
+    email: str
+
+
 class PasswordResetRequested(EventPayload):
     """A reset code went to the account's e-mail in this mail (never the code: the gateway
     keeps only its hash, the mail carries it sealed)."""
@@ -103,6 +118,16 @@ class ProviderCredentialsSaved(EventPayload):
     provider: str
     credentials_ciphertext: str
     credentials_masked: dict[str, Any]
+
+
+class ProviderCredentialsResealed(EventPayload):
+    """The same credentials sealed with the workspace's new key (`eddy
+    reset-encrypt-key-pair`); `model` and `model_type` name a custom model's."""
+
+    provider: str
+    model: str | None = None
+    model_type: str | None = None
+    credentials_ciphertext: str
 
 
 class ProviderCredentialsDeleted(EventPayload):
@@ -169,6 +194,12 @@ class ApiKeyCreated(EventPayload):
     token_hash: str
     token_ciphertext: str | None = None
     token_hint: str
+
+
+class ApiKeyTokenResealed(EventPayload):
+    """The same token sealed with the workspace's new key (`eddy reset-encrypt-key-pair`)."""
+
+    token_ciphertext: str
 
 
 class ApiKeyRevoked(EventPayload):

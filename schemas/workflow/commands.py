@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 from uuid import UUID
 
 from schemas.base import CommandPayload
@@ -19,11 +20,14 @@ class StartWorkflowRun(CommandPayload):
     workflow_id: UUID | None = None
     task_id: UUID
     mode: str
-    triggered_from: str  # "app-run" | "debugging"
+    triggered_from: str  # "app-run" | "debugging" | "webhook" | "schedule"
     user: str
     inputs: dict[str, Any]
     files: list[dict[str, Any]] = []
     node_id: str | None = None  # a single-node debug run
+    # the trigger node a webhook or schedule run starts from (instead of the start node)
+    root_node_id: str | None = None
+    scheduled_at: datetime | None = None  # a schedule run: the tick it is the run of
 
 
 class StopWorkflowRun(CommandPayload):
@@ -36,6 +40,17 @@ class StopWorkflowRun(CommandPayload):
 
 
 # --- drafts and versions --------------------------------------------------------------------
+
+
+class ResealWorkflowEnvironment(CommandPayload):
+    """A draft's (`of="draft"`, aggregate `workflow_draft_id_for(app_id)`) or a version's
+    environment variables with their secret values sealed again with the workspace's new
+    key; `previous`: the variables as read, so a draft saved meanwhile is not overwritten."""
+
+    aggregate_id: UUID
+    of: Literal["draft", "version"]
+    previous: list[dict[str, Any]]
+    environment_variables: list[dict[str, Any]]
 
 
 class SyncWorkflowDraft(CommandPayload):
@@ -97,6 +112,12 @@ class TimeOutHumanInput(CommandPayload):
 
 
 # --- conversation variables (chatflow) -----------------------------------------------------
+
+
+class ExpireWorkflowRun(CommandPayload):
+    """The retention job's: this ended run is past the retention."""
+
+    run_id: UUID
 
 
 class UpdateConversationVariable(CommandPayload):

@@ -17,6 +17,7 @@ Large node inputs/outputs are put in storage and referenced (`outputs_ref`)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -53,6 +54,14 @@ class WorkflowVersionCreated(EventPayload):
     marked_comment: str = ""
 
 
+class WorkflowEnvironmentResealed(EventPayload):
+    """On a WorkflowDraft or a WorkflowVersion: the same environment variables, their secret
+    values sealed with the workspace's new key (`eddy reset-encrypt-key-pair`). A version
+    stays immutable in everything it runs with; only how its secrets are sealed changes."""
+
+    environment_variables: list[dict[str, Any]]
+
+
 class WorkflowPublished(EventPayload):
     """On the app's PublishedWorkflow: `workflow_id` (a WorkflowVersion) is what it runs now."""
 
@@ -66,7 +75,7 @@ class WorkflowPublished(EventPayload):
 
 class WorkflowRunStarted(EventPayload):
     """The engine's work: run `workflow_id`'s graph. `system` holds the `sys.*` variables;
-    `triggered_from` is Dify's (`debugging`, `app-run`)."""
+    `triggered_from` is Dify's (`debugging`, `app-run`, `webhook`, `schedule`)."""
 
     app_id: UUID
     workflow_id: UUID
@@ -88,6 +97,10 @@ class WorkflowRunStarted(EventPayload):
     # previous run left them (its definitions' defaults on the first turn)
     conversation_variables: dict[str, Any] = {}
     version: str = ""  # the workflow version's Dify version string (what run lists show)
+    # a webhook or schedule run (`triggered_from`): the trigger node it starts from, and a
+    # schedule's tick (which moves the schedule's next fire time on)
+    root_node_id: str | None = None
+    scheduled_at: datetime | None = None
 
 
 class WorkflowNodeStarted(EventPayload):
@@ -204,6 +217,12 @@ class WorkflowRunStopped(EventPayload):
     elapsed_time: float
     total_tokens: int = 0
     total_steps: int = 0
+
+
+class WorkflowRunExpired(EventPayload):
+    """An ended run past the retention (ENABLE_CLEAN_MESSAGES,
+    SANDBOX_EXPIRED_RECORDS_RETENTION_DAYS): it leaves the read models (run, node executions,
+    app log) and every answer. Its events stay in the store (README: retention)."""
 
 
 def conversation_variables_left(history: list[EventPayload]) -> dict[str, Any] | None:

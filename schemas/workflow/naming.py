@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -115,3 +116,16 @@ def workflow_app_log_id_for(run_id: UUID) -> UUID:
     """The log entry of an app's run (Dify's `workflow_app_logs` row): one per run, the same
     id in every rebuild of the read model."""
     return uuid5(EDDY_NAMESPACE, f"workflow-app-log:{run_id}")
+
+
+def trigger_id_for(app_id: UUID, node_id: str) -> UUID:
+    """A published trigger node's id (a webhook's: its read-model row, named in its URL)."""
+    return uuid5(EDDY_NAMESPACE, f"workflow-trigger:{app_id}:{node_id}")
+
+
+def scheduled_run_ids(app_id: UUID, node_id: str, tick: datetime) -> tuple[UUID, UUID]:
+    """(run, task) ids of a schedule's run at a tick (UTC): the same in every scheduler and
+    every retry, so a tick starts one run however often it is fired."""
+    at = tick.astimezone(UTC).isoformat()
+    scope = uuid5(EDDY_NAMESPACE, f"workflow-schedule:{app_id}:{node_id}:{at}")
+    return uuid5(scope, "run"), uuid5(scope, "task")

@@ -63,6 +63,18 @@ class StorageContract:
         await storage.delete_prefix("no/such/prefix/")
         assert await storage.load("docs/b/3.txt") == b"docs/b/3.txt"
 
+    async def test_scan_lists_the_keys_under_a_prefix(self, storage: Storage) -> None:
+        keys = ["docs/a/1.txt", "docs/a/sub/2.txt", "docs/ab.txt", "docs/b/3.txt", "other.txt"]
+        for key in keys:
+            await storage.save(key, key.encode())
+        assert await storage.scan("docs/a/") == ["docs/a/1.txt", "docs/a/sub/2.txt"]
+        assert await storage.scan("docs/a") == ["docs/a/1.txt", "docs/a/sub/2.txt",
+                                                "docs/ab.txt"]
+        assert await storage.scan("docs/") == keys[:4]
+        assert await storage.scan("no/such/") == []
+        with pytest.raises(ValueError):
+            await storage.scan("")
+
     async def test_delete_prefix_refuses_empty_prefix(self, storage: Storage) -> None:
         await storage.save("keep.txt", b"1")
         with pytest.raises(ValueError):

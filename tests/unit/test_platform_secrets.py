@@ -8,6 +8,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from adapters.secrets import Keyring
 from bootstrap import ASSEMBLY
 from events.postgres_store import decode_stored
 from gateway.auth import new_api_token, reveal_api_token, seal_api_token
@@ -22,14 +23,15 @@ KEY = "test-secret-key-which-is-long-enough-for-hs256"
 
 def test_sealed_token_hides_the_token_and_opens_only_with_the_key() -> None:
     token = new_api_token("app")
-    sealed = seal_api_token(KEY, token)
+    sealed = seal_api_token(Keyring(KEY), token)
     assert token not in sealed.model_dump_json()
     assert sealed.sha256 == api_token_hash(token) and len(sealed.sha256) == 64
     assert sealed.hint == f"app-...{token[-4:]}"
-    assert reveal_api_token(KEY, sealed.ciphertext, sealed.hint) == token
+    assert reveal_api_token(Keyring(KEY), sealed.ciphertext, sealed.hint) == token
     # another SECRET_KEY (or none stored): the key still works by hash, the console shows the hint
-    assert reveal_api_token("another-secret-key", sealed.ciphertext, sealed.hint) == sealed.hint
-    assert reveal_api_token(KEY, None, sealed.hint) == sealed.hint
+    assert reveal_api_token(Keyring("another-secret-key"), sealed.ciphertext,
+                            sealed.hint) == sealed.hint
+    assert reveal_api_token(Keyring(KEY), None, sealed.hint) == sealed.hint
 
 
 def test_a_command_cannot_smuggle_a_token_as_its_hash() -> None:

@@ -294,6 +294,11 @@ async def record(root: Path) -> History:
     run(pc.CreateApiKey(key_id=dataset_key, key_type="dataset", token=sealed("dataset-0")),
         dataset_key)
     run(pc.RevokeApiKey(key_id=chat_keys[0], key_type="app", app_id=chat), chat_keys[0])
+    # `eddy reset-encrypt-key-pair` re-seals a token; `eddy reset-password` / `reset-email`
+    run(pc.ResealApiKeyToken(key_id=flow_key, token=pc.Resealed(
+        previous="opaque:app-flow", ciphertext="k1:opaque:app-flow")), flow_key)
+    run(pc.ChangePassword(account_id=r.owner, credentials_id=uuid4()), r.owner)
+    run(pc.ChangeAccountEmail(account_id=r.owner, email="olga@acme.example"), r.owner)
     # the workspace's model providers: a key, custom models (one removed), defaults
     openai, compatible = "langgenius/openai/openai", \
         "langgenius/openai_api_compatible/openai_api_compatible"
@@ -306,6 +311,9 @@ async def record(root: Path) -> History:
                                model_type=model_type, credentials=sealed_credentials), r.tenant)
     run(pc.DeleteCustomModel(workspace_id=r.tenant, provider=compatible, model="bge-m3",
                              model_type="text-embedding"), r.tenant)
+    run(pc.ResealProviderCredentials(
+        workspace_id=r.tenant, provider=compatible, model="qwen2.5", model_type="llm",
+        credentials=pc.Resealed(previous="opaque", ciphertext="k1:opaque")), r.tenant)
     run(pc.SetDefaultModels(workspace_id=r.tenant, settings=[
         pc.DefaultModel(model_type="llm", provider=compatible, model="qwen2.5"),
         pc.DefaultModel(model_type="text-embedding", provider=openai,
@@ -352,14 +360,20 @@ async def record(root: Path) -> History:
     # workflow: the flow app's draft saved twice, published twice, snapshotted for a debug run
     graph = {"nodes": [{"id": "start", "data": {"type": "start", "title": "Start"}}],
              "edges": []}
+    secret = [{"id": "v1", "name": "token", "value_type": "secret", "value": "opaque"}]
     first_draft = wc.SyncWorkflowDraft(app_id=flow, graph=graph, features={},
-                                       environment_variables=[], conversation_variables=[])
+                                       environment_variables=secret, conversation_variables=[])
     run(first_draft, workflow_draft_id_for(flow))
     run(first_draft.model_copy(update={"features": {"opening_statement": "Hi"},
                                        "overwrite": True}), workflow_draft_id_for(flow))
-    for n in range(2):
-        run(wc.PublishWorkflow(app_id=flow, workflow_id=uuid4(), version=f"2026-12-05 0{n}:00"),
+    versions = [uuid4(), uuid4()]
+    for n, version in enumerate(versions):
+        run(wc.PublishWorkflow(app_id=flow, workflow_id=version, version=f"2026-12-05 0{n}:00"),
             published_workflow_id_for(flow))
+    resealed = [{**secret[0], "value": "k1:opaque"}]
+    for of, target in (("draft", workflow_draft_id_for(flow)), ("version", versions[0])):
+        run(wc.ResealWorkflowEnvironment(aggregate_id=target, of=of, previous=secret,
+                                         environment_variables=resealed), target)
     snapshot = uuid4()
     run(wc.SnapshotWorkflowDraft(app_id=flow, workflow_id=snapshot), snapshot)
     talks = []
@@ -406,6 +420,8 @@ async def record(root: Path) -> History:
                                                    usage=usage),
                  cev.AnnotationHit(app_id=chat, annotation_id=annotation_id,
                                    message_id=message, question=query, score=0.95))
+    # the last one past the retention: it leaves the conversation (the hit stays counted)
+    run(cc.ExpireMessages(conversation_id=conversation, message_ids=[message]), conversation)
     run(cc.DeleteAnnotation(app_id=chat, annotation_id=notes_ids[1]), annotation_set)
     picture = uuid4()
     run(cc.RecordFileUpload(file_id=picture, app_id=chat, user="ann", name="cat.png", size=3,
@@ -440,11 +456,12 @@ async def record(root: Path) -> History:
         wev.WorkflowRunPaused(node_id="review", form_token="t2", form={}, expires_at=0.0),
         wev.WorkflowHumanInputTimedOut(node_id="review", form_token="t2"),
         wev.WorkflowRunStopped(elapsed_time=5.0, total_steps=2)])
-    r.workflow_run(flow, "ann", [
+    failed = r.workflow_run(flow, "ann", [
         wev.WorkflowNodeStarted(node_id="code", node_type="code", title="Code",
                                 execution_id=code, index=1),
         wev.WorkflowNodeFailed(node_id="code", execution_id=code, error="boom"),
         wev.WorkflowRunFailed(error="Node Code run failed: boom", elapsed_time=0.5)])
+    run(wc.ExpireWorkflowRun(run_id=failed), failed)  # past the retention
 
     # knowledge: datasets (the archive adopts its first document's technique), metadata, tags
     handbook, archive = uuid4(), uuid4()
@@ -804,10 +821,10 @@ def test_the_store_order_read_model_is_the_expected_one(history: History,
     runs = sorted(_rows(reference, "workflow_runs", app_id=kept["app"]),
                   key=lambda r: r["sequence_number"])
     assert [(r["sequence_number"], r["status"], r["exceptions_count"]) for r in runs] == [
-        (1, "succeeded", 0), (2, "stopped", 1), (3, "failed", 0)]
-    assert len(_rows(reference, "workflow_app_logs", app_id=kept["app"])) == 3
+        (1, "succeeded", 0), (2, "stopped", 1)]  # the failed third expired
+    assert len(_rows(reference, "workflow_app_logs", app_id=kept["app"])) == 2
     assert {e["status"] for e in reference["workflow_node_executions"]} == {
-        "succeeded", "retry", "exception", "stopped", "failed"}
+        "succeeded", "retry", "exception", "stopped"}  # the failed node's run expired
 
     # Each document shows its live segments' counts: the split's plus the hand edits.
     for doc in reference["documents"]:

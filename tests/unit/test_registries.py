@@ -235,7 +235,10 @@ def test_a_processor_taking_the_whole_container_is_refused() -> None:
 def test_jobs_come_from_the_backbone_and_the_manifests_each_name_once() -> None:
     assembly = assemble([*CONTEXTS, _context("newsletter", jobs=[Job("send_digest", 60.0, _job)])])
     assert set(assembly.jobs) == {"advance_projection_watermarks", "trim_consumed_messages",
+                                  "datasets-queue-monitor", "clean_messages",
+                                  "clean_unused_datasets_task",
                                   "time_out_human_input_forms", "fail_overdue_workflow_runs",
+                                  "poll_workflow_schedules",
                                   "send_digest"}
     with pytest.raises(ValueError,
                        match="newsletter: job 'trim_consumed_messages' is declared twice"):

@@ -18,12 +18,12 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.embeddings.base import EmbeddingError
-from adapters.embeddings.models import EmbeddingModels, UnknownEmbeddingModel
+from adapters.embeddings.models import EmbeddingModel, EmbeddingModels, UnknownEmbeddingModel
 from adapters.vector.base import VectorDocument, VectorStore
 from commands.aggregate import Context
 from commands.conversation.aggregates import AnnotationSet
@@ -104,19 +104,40 @@ async def _build(deps: AnnotationDeps, event: Envelope[ev.AnnotationReplyRequest
     """The job's own collection, from the annotations as the job started; a redelivered
     job starts it afresh."""
     p = event.payload
-    collection = annotation_collection(p.app_id, p.job_id)
-    await deps.vectors.delete(collection)
     model = await deps.embedding_models.resolve(
         event.tenant_id,  # type: ignore[arg-type]
         p.embedding_provider_name, p.embedding_model_name)
+    await _fill(deps, annotation_collection(p.app_id, p.job_id), model, p.app_id, annotations)
+
+
+async def _fill(deps: AnnotationDeps, collection: str, model: EmbeddingModel, app_id: UUID,
+                annotations: AnnotationSet) -> None:
+    """The collection made anew (dropped first) with every annotation's question."""
+    await deps.vectors.delete(collection)
     await deps.vectors.create(collection, model.embeddings.dimensions)
     items = list(annotations.annotations.items())
     for start in range(0, len(items), EMBED_BATCH):
         batch = items[start:start + EMBED_BATCH]
         vectors = await model.embeddings.embed_documents([q for _, (q, _) in batch])
         await deps.vectors.add_texts(collection, [
-            _document(p.app_id, annotation_id, question, vector)
+            _document(app_id, annotation_id, question, vector)
             for (annotation_id, (question, _)), vector in zip(batch, vectors, strict=True)])
+
+
+async def rewrite_annotation_vectors(deps: AnnotationDeps, app_id: UUID) -> int | None:
+    """`eddy vdb-migrate`: the collection the app's annotation reply searches, made anew in
+    the configured vector store from its annotations as they are now; their number (None:
+    reply is off, nothing to migrate)."""
+    cause = uuid4()
+    _, annotations = await load_set(deps.store, Context(None, None, cause, cause), app_id)
+    reply = annotations.reply
+    if reply is None:
+        return None
+    model = await deps.embedding_models.resolve(
+        annotations.tenant_id,  # type: ignore[arg-type]
+        reply.embedding_provider_name, reply.embedding_model_name)
+    await _fill(deps, reply.collection, model, app_id, annotations)
+    return len(annotations.annotations)
 
 
 async def annotation_changed(deps: AnnotationDeps,

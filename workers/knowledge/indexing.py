@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -447,3 +447,30 @@ async def remove_dataset_data(deps: IndexingDeps, dataset_id: UUID) -> None:
     for store, collection in (await collections_of(deps, dataset_id))[1]:
         await store.delete(collection)
     await deps.storage.delete_prefix(dataset_prefix(dataset_id))
+
+
+async def rewrite_dataset_vectors(deps: IndexingDeps, dataset_id: UUID,
+                                  segments: Sequence[Mapping[str, Any]]) -> str:
+    """`eddy vdb-migrate`: the dataset's collection in the configured vector store made
+    anew from its indexed segments (as the read model lists them: `indexed_segments`),
+    dropped first as Dify's does, filled EMBED_BATCH units at a time; its name."""
+    dataset = Dataset.replay(dataset_id, await asyncio.to_thread(deps.store.load, dataset_id))
+    target = await deps.target(dataset, economy=False)
+    await target.store.delete(target.collection)
+    await target.create()
+    # (segment, unit) pairs: a hierarchical segment's units are its child chunks
+    units = [(s, unit) for s in segments for unit in (s["child_chunks"] or [s])]
+    for start in range(0, len(units), EMBED_BATCH):
+        batch = units[start:start + EMBED_BATCH]
+        vectors = await target.vectors([unit["content"] for _, unit in batch])
+
+        def metadata(i: int, batch: list[tuple[Mapping[str, Any], Any]] = batch
+                     ) -> dict[str, Any]:
+            segment = batch[i][0]
+            return {"dataset_id": str(dataset_id), "document_id": str(segment["document_id"]),
+                    "segment_id": str(segment["id"]), "attempt": segment["attempt"]}
+
+        await target.store.add_texts(target.collection, await vector_documents(
+            [(str(unit["id"]), unit["content"], vector)
+             for (_, unit), vector in zip(batch, vectors, strict=True)], metadata))
+    return target.collection

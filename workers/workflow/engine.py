@@ -24,18 +24,20 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
 import orjson
 
+from adapters.secrets import SecretUnreadable
 from adapters.transient import is_transient
 from commands.aggregate import Context
 from commands.unit_of_work import UnitOfWork
 from commands.workflow.aggregates import WorkflowRun, WorkflowVersion
 from events.envelope import Envelope
 from events.store import ConcurrencyConflict
+from projections.keyring import workspace_keyring
 from schemas.base import EventPayload
 from schemas.conversation.naming import FACT_FIELD
 from schemas.workflow import events as ev
@@ -113,8 +115,10 @@ class Versions:
         self.services = services
         self._cache: OrderedDict[UUID, Version] = OrderedDict()
 
-    async def get(self, workflow_id: UUID) -> Version:
-        if workflow_id in self._cache:
+    async def get(self, workflow_id: UUID, *, fresh: bool = False) -> Version:
+        """`fresh`: read again, for a version whose secrets were re-sealed since (`eddy
+        reset-encrypt-key-pair`: a version's secrets are the one thing that changes)."""
+        if workflow_id in self._cache and not fresh:
             self._cache.move_to_end(workflow_id)
             return self._cache[workflow_id]
         events = await asyncio.to_thread(self.services.store.load, workflow_id)
@@ -213,9 +217,19 @@ class RunExecution:
             return False
         p = self.begun
         self.version = await self.e.versions.get(p.workflow_id)
-        self.graph = self.version.graph
-        self.environment = open_environment(self.version.spec.environment_variables,
-                                            self.s.settings.SECRET_KEY, self.tenant_id)
+        keyring = await workspace_keyring(self.s.read_models.engine,
+                                          self.s.settings.SECRET_KEY, self.tenant_id)
+        try:
+            self.environment = open_environment(self.version.spec.environment_variables,
+                                                keyring, self.tenant_id)
+        except SecretUnreadable:
+            self.version = await self.e.versions.get(p.workflow_id, fresh=True)
+            self.environment = open_environment(self.version.spec.environment_variables,
+                                                keyring, self.tenant_id)
+        # a webhook or schedule run starts at its trigger node, the graph's other roots
+        # (the start node, other triggers) are skipped
+        self.graph = self.version.graph if p.root_node_id is None else replace(
+            self.version.graph, root_id=p.root_node_id)
         self.mask = self.environment.secrets.mask
         # advanced-chat: the conversation variables as the conversation's previous run left
         # them (the chatflow processor read them), over the version's defaults

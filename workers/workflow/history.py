@@ -13,6 +13,7 @@ from uuid import UUID
 
 import orjson
 
+from adapters.secrets import Keyring
 from adapters.storage.base import Storage
 from events.envelope import Envelope
 from projections.workflow.environment import unsealed_environment
@@ -51,10 +52,10 @@ class Environment:
     secrets: Secrets = Secrets()
 
 
-def open_environment(variables: Sequence[Mapping[str, Any]], secret_key: str,
+def open_environment(variables: Sequence[Mapping[str, Any]], keyring: Keyring,
                      tenant_id: UUID | None) -> Environment:
     """`env.*` values of a version: secret ones unsealed with the workspace's key."""
-    opened = unsealed_environment(secret_key, tenant_id, variables)
+    opened = unsealed_environment(keyring, tenant_id, variables)
     values = {str(v.get("name", "")): v.get("value") for v in opened}
     # an empty secret hides nothing (and masking "" would mask everything)
     secrets = [str(v["value"]) for v in opened

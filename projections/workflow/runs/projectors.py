@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid5
 
-from sqlalchemy import and_, func, insert, not_, or_, select, update
+from sqlalchemy import and_, delete, func, insert, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.envelope import Envelope
@@ -19,6 +19,7 @@ from projections.workflow.runs.tables import (
     workflow_node_executions,
     workflow_runs,
 )
+from projections.workflow.triggers import schedule_fired
 from schemas.workflow import events as ev
 from schemas.workflow.naming import workflow_app_log_id_for
 
@@ -63,6 +64,8 @@ async def project_run_started(conn: AsyncConnection, e: Envelope[ev.WorkflowRunS
         created_by_role=role, created_by=created_by, session_id=p.user,
         conversation_id=p.conversation_id, message_id=p.message_id,
         created_at=e.occurred_at))
+    if p.triggered_from == "schedule":
+        await schedule_fired(conn, e)
 
 
 async def _run(conn: AsyncConnection, run_id: UUID) -> dict[str, Any]:
@@ -214,11 +217,18 @@ async def project_run_stopped(conn: AsyncConnection, e: Envelope[ev.WorkflowRunS
     await _end(conn, e, "stopped", leftover="stopped")
 
 
+async def project_run_expired(conn: AsyncConnection, e: Envelope[ev.WorkflowRunExpired]) -> None:
+    run_id = e.aggregate_id
+    for table in (workflow_node_executions, workflow_app_logs):
+        await conn.execute(delete(table).where(table.c.workflow_run_id == run_id))
+    await conn.execute(delete(workflow_runs).where(workflow_runs.c.id == run_id))
+
+
 PROJECTORS = projectors(
     project_run_started, project_node_started, project_node_succeeded, project_node_failed,
     project_node_retried, project_run_paused, project_human_input_submitted,
     project_human_input_timed_out, project_run_succeeded, project_run_failed,
-    project_run_stopped,
+    project_run_stopped, project_run_expired,
     # a chatflow conversation's variable set between turns: the conversation's, not the
     # run's history (the runs read model shows what the run did); iteration and loop body
     # facts: the engine's record for takeovers (the container's own row shows the node)

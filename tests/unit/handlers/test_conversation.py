@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from uuid import UUID, uuid4
 
+from commands.aggregate import Context
+from commands.conversation.aggregates import Conversation
+from commands.unit_of_work import UnitOfWork
 from schemas import errors
 from schemas.conversation import commands as cc
 from schemas.conversation import events as ce
@@ -185,3 +188,26 @@ def test_configure_annotation_reply_requests_a_job(world: World) -> None:
     unchanged(world.run(enable))
     rejected(world.run(enable.model_copy(update={"job_id": uuid4()}), as_=world.rival),
              errors.AppNotFound)
+
+
+@covers(cc.ExpireMessages)
+def test_expired_messages_leave_the_conversations_memory_once(world: World) -> None:
+    app_id, conversation_id = world.app(), uuid4()
+    old, pending = ask(app_id, conversation_id, "Old?"), ask(app_id, conversation_id, new=False)
+    world.given(old)
+    world.given(pending)
+    cause = uuid4()
+    uow = UnitOfWork(world.store, Context(tenant_id=world.me.tenant_id, actor_id=None,
+                                          correlation_id=cause, causation_id=cause))
+    uow.get(Conversation, conversation_id).finish(ce.MessageAnswered(
+        message_id=old.message_id, answer="Yes.", usage={}), uow.ctx)
+    uow.commit()
+
+    expire = cc.ExpireMessages(conversation_id=conversation_id,
+                               message_ids=[old.message_id, pending.message_id, uuid4()])
+    # a message still being answered stays; one of no such id is ignored
+    ran = accepted(world.run(expire), expired=[str(old.message_id)])
+    assert ran.one(ce.MessagesExpired).message_ids == [old.message_id]
+    unchanged(world.run(expire))
+    conversation = UnitOfWork(world.store, uow.ctx).get(Conversation, conversation_id)
+    assert conversation.history(before=uuid4()) == []  # the model no longer remembers it

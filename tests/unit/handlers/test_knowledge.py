@@ -844,3 +844,17 @@ def test_unbind_tags_from_a_dataset(world: World) -> None:
     unchanged(unbind(dataset_id, finance))
     rejected(unbind(dataset_id, finance, as_=world.rival), errors.DatasetNotFound)
     rejected(unbind(uuid4(), finance), errors.DatasetNotFound)
+
+
+@covers(kc.AlertIndexingBacklog)
+def test_an_indexing_backlog_alert_asks_for_one_mail_per_address(world: World) -> None:
+    alert = kc.AlertIndexingBacklog(alert_id=uuid4(), queue_length=250, threshold=200,
+                                    emails=["ops@example.com", "oncall@example.com"],
+                                    alert_time="2026-12-05 08:00:00")
+    ran = accepted(world.run(alert))
+    asked = [e.payload for e in ran.events]
+    assert [(m.template, m.to) for m in asked] == [  # type: ignore[attr-defined]
+        ("queue_monitor_alert", "ops@example.com"), ("queue_monitor_alert", "oncall@example.com")]
+    assert asked[0].params == {  # type: ignore[attr-defined]
+        "queue_name": "dataset", "pending_tasks_count": 250, "threshold": 200,
+        "alert_time": "2026-12-05 08:00:00"}

@@ -288,3 +288,15 @@ def test_a_conversation_variable_is_set_on_the_run_that_left_it(world: World) ->
     assert world.run(update("matcha")).events == []  # unchanged: nothing recorded
     rejected(world.run(update("x", uuid4())), errors.ConversationVariableNotFound)
     rejected(world.run(update("x"), as_=world.rival), errors.AppNotFound)
+
+
+@covers(wc.ExpireWorkflowRun)
+def test_an_ended_run_expires_once_and_a_running_one_stays(world: World) -> None:
+    app_id, run_id, _ = paused_run(world)
+    unchanged(world.run(wc.ExpireWorkflowRun(run_id=run_id)))  # paused: not ended
+    world.given(wc.StopWorkflowRun(run_id=run_id, app_id=app_id))
+    expired = accepted(world.run(wc.ExpireWorkflowRun(run_id=run_id)), run_id=str(run_id),
+                       expired=True)
+    assert expired.types == ["WorkflowRunExpired"]
+    unchanged(world.run(wc.ExpireWorkflowRun(run_id=run_id)))
+    unchanged(world.run(wc.ExpireWorkflowRun(run_id=uuid4())))  # no such run

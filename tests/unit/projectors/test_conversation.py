@@ -235,3 +235,16 @@ async def test_renamed_feedback_and_deleted(world: World) -> None:
     assert await world.row(conversations, conversation_id) is None
     assert await world.row(messages, message_id) is None
     assert await world.row(conversations, other) is not None
+
+
+@exercises(cev.MessagesExpired)
+async def test_expired_messages_leave_the_conversation(world: World) -> None:
+    app_id = uuid4()
+    conversation_id, old = await conversation_with_message(world, app_id)
+    new = uuid4()
+    await world.emit("Conversation", conversation_id, cev.MessageCreated(
+        message_id=new, task_id=uuid4(), app_id=app_id, end_user_id=end_user_id_for(app_id, "u1"),
+        mode="chat", query="Later?", inputs={}, config={}))
+    await world.emit("Conversation", conversation_id, cev.MessagesExpired(message_ids=[old]))
+    page = await cq.conversation_messages(world.engine, conversation_id, first_id=None, limit=20)
+    assert page is not None and [m["id"] for m in page.items] == [new]

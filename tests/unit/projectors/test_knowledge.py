@@ -12,6 +12,7 @@ from events.envelope import Envelope
 from projections.knowledge import queries as kq
 from projections.knowledge.tables import (
     dataset_metadata_fields,
+    dataset_queries,
     datasets,
     documents,
     segment_hits,
@@ -24,6 +25,7 @@ from schemas.knowledge import events as kev
 from schemas.knowledge.naming import content_hash
 from tests.unit.projectors.harness import (
     World,
+    apply,
     exercises,
     stored,
 )
@@ -414,6 +416,18 @@ async def test_retrieval_hits_add_up_per_segment(world: World) -> None:
     await world.emit("Dataset", dataset_id, kev.DatasetDeleted(deleted_by=world.actor))
     await world.emit("RetrievalHits", uuid4(), batch((kept, first, 1)))
     assert await world.rows(segment_hits) == []
+    assert await world.rows(dataset_queries) == []
+
+
+@exercises(kev.SegmentsHit)
+async def test_a_datasets_latest_retrieval_is_kept_whatever_the_order(world: World) -> None:
+    dataset_id = uuid4()  # its creation not applied yet (another partition): still counts
+    empty = kev.SegmentsHit(dataset_id=dataset_id, hits=[])  # a retrieval that found nothing
+    earlier = await world.envelope("RetrievalHits", uuid4(), empty)
+    later = await world.emit("RetrievalHits", uuid4(), empty)
+    await apply(world, earlier)
+    assert [(r["dataset_id"], r["last_queried_at"]) for r in await world.rows(
+        dataset_queries)] == [(dataset_id, stored(later))]
 
 
 @exercises(kev.SegmentCreated, kev.SegmentIndexed, kev.SegmentUpdated, kev.SegmentDeleted)

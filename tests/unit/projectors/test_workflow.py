@@ -3,11 +3,18 @@ read back through the queries the console routes use."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from uuid import uuid4
 
 from projections.workflow import queries as wq
+from projections.workflow.tables import workflow_schedules, workflow_webhooks
+from projections.workflow.triggers import triggers_of_app
 from schemas.workflow import events as wev
-from schemas.workflow.naming import published_workflow_id_for, workflow_draft_id_for
+from schemas.workflow.naming import (
+    published_workflow_id_for,
+    trigger_id_for,
+    workflow_draft_id_for,
+)
 from tests.unit.projectors.harness import World, exercises, stored
 
 GRAPH = {"nodes": [{"id": "start", "data": {"type": "start", "title": "Start"}}], "edges": []}
@@ -78,3 +85,53 @@ async def test_versions_are_listed_newest_first_and_the_published_one_is_found(
     assert found is not None
     assert (found["id"], found["marked_name"], found["published_at"]) == (
         ids[2], "c", stored(published))
+
+
+TRIGGERED = {"nodes": [
+    {"id": "tick", "data": {"type": "trigger-schedule", "title": "Nine", "mode": "cron",
+                            "cron_expression": "0 9 * * *", "timezone": "Europe/Berlin"}},
+    {"id": "hook", "data": {"type": "trigger-webhook", "title": "Hook", "method": "post"}},
+    {"id": "end", "data": {"type": "end", "title": "End"}}], "edges": []}
+
+
+@exercises(wev.WorkflowVersionCreated, wev.WorkflowPublished, wev.WorkflowRunStarted)
+async def test_a_published_workflows_triggers_and_a_scheduled_run_moving_its_schedule_on(
+        world: World) -> None:
+    app_id, v1, v2 = uuid4(), uuid4(), uuid4()
+    publishes = published_workflow_id_for(app_id)
+
+    async def schedules() -> list[tuple[str, datetime]]:
+        return [(r["node_id"], r["next_fire_at"]) for r in await world.rows(
+            workflow_schedules, workflow_schedules.c.app_id == app_id)]
+
+    # the publish applied before its version (other aggregates): the rows come with the version
+    await world.emit("PublishedWorkflow", publishes, wev.WorkflowPublished(
+        app_id=app_id, workflow_id=v1, published_by=world.actor))
+    assert await schedules() == []
+    await world.emit("WorkflowVersion", v1, version(app_id, "workflow").model_copy(
+        update={"graph": TRIGGERED}))
+    # its first tick after the publish (T0 is 09:00 UTC, 10:00 in Berlin): the next day's
+    assert await schedules() == [("tick", datetime(2025, 3, 2, 8, 0))]
+    [hook] = await world.rows(workflow_webhooks, workflow_webhooks.c.app_id == app_id)
+    assert (hook["id"], hook["node_id"], hook["workflow_id"], hook["config"]["method"]) == (
+        trigger_id_for(app_id, "hook"), "hook", v1, "post")
+    assert [t["node_id"] for t in await triggers_of_app(world.engine, app_id)] == ["tick", "hook"]
+
+    async def scheduled_run(tick: datetime) -> None:
+        await world.emit("WorkflowRun", uuid4(), wev.WorkflowRunStarted(
+            app_id=app_id, workflow_id=v1, task_id=uuid4(), mode="workflow",
+            triggered_from="schedule", user=str(world.actor), end_user_id=None,
+            inputs={"current_time": tick.isoformat()}, system={}, root_node_id="tick",
+            scheduled_at=tick))
+
+    await scheduled_run(datetime(2025, 3, 2, 8, 0, tzinfo=UTC))
+    assert await schedules() == [("tick", datetime(2025, 3, 3, 8, 0))]
+    await scheduled_run(datetime(2025, 3, 1, 8, 0, tzinfo=UTC))  # an older run, applied late
+    assert await schedules() == [("tick", datetime(2025, 3, 3, 8, 0))]
+
+    # a version without triggers published: nothing fires or answers any more
+    await world.emit("WorkflowVersion", v2, version(app_id, "workflow"))
+    await world.emit("PublishedWorkflow", publishes, wev.WorkflowPublished(
+        app_id=app_id, workflow_id=v2, published_by=world.actor))
+    assert await schedules() == []
+    assert await world.rows(workflow_webhooks, workflow_webhooks.c.app_id == app_id) == []

@@ -326,3 +326,15 @@ async def test_a_run_recorded_without_a_workspace_is_shown_not_refused(world: Wo
     assert [e["id"] for e in await rq.node_executions(world.engine, run_id)] == [execution_id]
     page = await rq.app_logs(world.engine, app_id, rq.LogFilter(), page=1, limit=20)
     assert [r["workflow_run_id"] for r in page.items] == [run_id]
+
+
+@exercises(wev.WorkflowRunExpired)
+async def test_an_expired_run_leaves_runs_node_executions_and_logs(world: World) -> None:
+    app_id = uuid4()
+    old, new = await two_node_run(world, app_id), await two_node_run(world, app_id)
+    await world.emit(RUN, old, wev.WorkflowRunExpired())
+    assert await rq.run(world.engine, app_id, old) is None
+    assert await rq.node_executions(world.engine, old) == []
+    assert [r["workflow_run_id"] for r in await world.rows(workflow_app_logs)] == [new]
+    assert await rq.run(world.engine, app_id, new) is not None
+    assert len(await rq.node_executions(world.engine, new)) == 2

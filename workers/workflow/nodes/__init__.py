@@ -13,6 +13,7 @@ from workers.workflow.nodes import (
     parameter_extractor,
     pure,
     question_classifier,
+    triggers,
     variable_aggregator,
     variable_assigner,
 )
@@ -26,6 +27,7 @@ from workers.workflow.nodes.template_transform import execute_template_transform
 
 EXECUTORS: dict[str, Executor] = {
     **pure.EXECUTORS,
+    **triggers.EXECUTORS,
     "code": execute_code,
     "template-transform": execute_template_transform,
     "iteration": run_iteration,
