@@ -227,6 +227,9 @@ class Settings(BaseSettings):
     INVITE_EXPIRY_HOURS: int = Field(default=72, ge=1)
     # Links in mails (an invitation's activation page) point at the console here
     CONSOLE_WEB_URL: str = "http://localhost:3000"
+    # An owner transfer's mailed code: how long it works; how long wrong codes lock it out
+    OWNER_TRANSFER_TOKEN_EXPIRY_MINUTES: int = Field(default=5, ge=1)
+    OWNER_TRANSFER_LOCKOUT_DURATION: int = Field(default=86400, ge=1, description="seconds")
 
     # Mail (Dify names): MAIL_TYPE=outbox writes each mail as an .eml file into
     # MAIL_OUTBOX_DIR (default EDDY_DATA_DIR/outbox); smtp hands it to SMTP_SERVER

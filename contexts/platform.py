@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from commands.platform import aggregates, handlers
 from contexts.manifest import ContextManifest, payloads_in
-from gateway.platform import account, console, members, models, service, workspaces
+from gateway.platform import (
+    account,
+    console,
+    members,
+    models,
+    owner_transfer,
+    service,
+    workspaces,
+)
 from projections.platform import projectors
 from projections.tables import PROJECTION_NAME
 from schemas.platform import events
@@ -19,5 +27,5 @@ PLATFORM = ContextManifest(
     handlers=[handlers.HANDLERS],
     projectors={PROJECTION_NAME: [projectors.PROJECTORS]},
     routers=[console.router, service.router, models.router, models.service_router,
-             workspaces.router, members.router, account.router],
+             workspaces.router, members.router, account.router, owner_transfer.router],
 )

@@ -431,6 +431,19 @@ class NotInWorkspace(EddyError):
         "member_not_in_tenant", 400, "The member is not in the workspace.")
 
 
+class OwnerTransferRateLimited(EddyError):
+    code, status, default_message = (
+        "owner_transfer_rate_limit_exceeded", 429,
+        "Too many owner transfer emails have been sent. Please try again in 1 minutes.")
+
+
+class OwnerTransferLimited(EddyError):
+    # Too many wrong owner transfer codes for one e-mail.
+    code, status, default_message = (
+        "owner_transfer_limit", 429,
+        "Too many failed owner transfer attempts. Please try again in 24 hours.")
+
+
 class AlreadyActivated(EddyError):
     code, status, default_message = (
         "already_activate", 403,

@@ -68,3 +68,29 @@ async def join(node: Node, auth: dict[str, str], email: str, role: str,
         "timezone": "UTC", "password": password})
     assert activated.status_code == 200, activated.text
     return {"Authorization": f"Bearer {activated.json()['data']['access_token']}"}
+
+
+async def current(node: Node, auth: dict[str, str]) -> Any:
+    """The workspace the console works in, as its member sees it."""
+    response = await node.client.get(f"{API}/workspaces/current", headers=auth)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def refused(node: Node, method: str, path: str, status: int, code: str,
+                  message: str | None = None, **kwargs: Any) -> None:
+    """Answered with Dify's error shape, and nothing recorded (the mail processor's record of
+    an earlier mail's delivery may come at any time)."""
+    before = await decisions(node)
+    response = await node.client.request(method, path, **kwargs)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert (body["code"], body["status"]) == (code, status)
+    if message is not None:
+        assert body["message"] == message
+    assert await decisions(node) == before
+
+
+async def decisions(node: Node) -> list[str]:
+    return [e.type for e in await recorded(node)
+            if e.type not in ("MailSent", "MailDeliveryFailed")]

@@ -82,19 +82,24 @@ async def invite_members(request: Request, body: api.InviteMembersRequest,
             "tenant_id": str(user.tenant_id)}
 
 
+async def _keep_invitation(request: Request, token: str, account_id: str, email: str,
+                           workspace_id: UUID) -> None:
+    c = get_container(request)
+    await c.kv.set(_invitation_key(token), orjson.dumps({
+        "account_id": account_id, "email": email, "workspace_id": str(workspace_id)}).decode(),
+        ttl=c.settings.INVITE_EXPIRY_HOURS * 3600)
+
+
 async def _invite(request: Request, user: ConsoleUser, email: str, role: str,
                   language: str) -> dict[str, Any]:
     """One e-mail's invitation, as Dify reports it: a failure is a result, not an error."""
     c = get_container(request)
     token = secrets.token_urlsafe(32)
-    key = _invitation_key(token)
     activation = f"{_console_url(request)}/activate?email={quote(email)}&token={token}"
     signin = f"{_console_url(request)}/signin"
-    # Stored before the command: the mail may go out as soon as the command is accepted.
-    await c.kv.set(key, orjson.dumps({
-        "account_id": str(account_id_for(email)), "email": email,
-        "workspace_id": str(user.tenant_id)}).decode(),
-        ttl=c.settings.INVITE_EXPIRY_HOURS * 3600)
+    # Kept before the command, for the account the e-mail names: the mail may go out as
+    # soon as the command is accepted.
+    await _keep_invitation(request, token, str(account_id_for(email)), email, user.tenant_id)
     try:
         accepted = await command_gateway(request).send(
             cmd.InviteMember(workspace_id=user.tenant_id, email=email, role=role,
@@ -103,14 +108,18 @@ async def _invite(request: Request, user: ConsoleUser, email: str, role: str,
                                                                 {"url": activation})),
             aggregate_id=user.tenant_id, tenant_id=user.tenant_id, actor_id=user.account_id)
     except AccountAlreadyInTenant:
-        await c.kv.delete(key)
+        await c.kv.delete(_invitation_key(token))
         return {"status": "success", "email": email, "url": signin}
     except EddyError as exc:
-        await c.kv.delete(key)
+        await c.kv.delete(_invitation_key(token))
         return {"status": "failed", "email": email, "message": exc.message}
     if not accepted.result.get("activation"):  # an active account: it signs in
-        await c.kv.delete(key)
+        await c.kv.delete(_invitation_key(token))
         return {"status": "success", "email": email, "url": signin}
+    # Kept again for the account the command invited: another may hold the address now
+    # (its e-mail changed, `eddy reset-email`).
+    await _keep_invitation(request, token, str(accepted.result["account_id"]), email,
+                           user.tenant_id)
     return {"status": "success", "email": email, "url": activation}
 
 

@@ -158,3 +158,16 @@ class ActivateRequest(Body):
         if value not in available_timezones():
             raise ValueError(f"{value} is not a valid timezone.")
         return value
+
+
+class OwnerTransferMailRequest(Body):
+    language: str | None = Field(default=None, max_length=32)
+
+
+class OwnerTransferCheckRequest(Body):
+    code: str = Field(min_length=1, max_length=32)
+    token: str = Field(min_length=1, max_length=255)
+
+
+class OwnerTransferRequest(Body):
+    token: str = Field(min_length=1, max_length=255)

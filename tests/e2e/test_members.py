@@ -1,11 +1,21 @@
 """Members on Postgres and Redis: an invitation activated through its mailed link, the new
 member's login and roles, its session ending when it is removed; the activation token never
-in the event store."""
+in the event store; ownership transferred with a mailed code."""
 
 from __future__ import annotations
 
 from tests.harness import Node
-from tests.invitations import API, MEMBERS, activation_link, invite, recorded, token_of
+from tests.invitations import (
+    API,
+    MEMBERS,
+    activation_link,
+    current,
+    invite,
+    join,
+    recorded,
+    sealed_params,
+    token_of,
+)
 
 
 async def test_invite_activate_login_and_removal(node: Node) -> None:
@@ -41,3 +51,22 @@ async def test_invite_activate_login_and_removal(node: Node) -> None:
     assert removed.status_code == 200
     gone = await node.client.get(f"{API}/workspaces", headers=nina)
     assert gone.status_code == 401
+
+
+async def test_ownership_moves_with_the_mailed_code(node: Node) -> None:
+    owner = await node.setup_and_login()
+    ed = await join(node, owner, "ed@example.com", "editor")
+    sent = await node.client.post(f"{MEMBERS}/send-owner-transfer-confirm-email",
+                                  headers=owner, json={"language": "en-US"})
+    assert sent.status_code == 200, sent.text
+    code = (await sealed_params(node, "owner@example.com", "owner_transfer_confirm"))["code"]
+    checked = await node.client.post(f"{MEMBERS}/owner-transfer-check", headers=owner,
+                                     json={"code": code, "token": sent.json()["data"]})
+    assert checked.status_code == 200, checked.text
+    ed_id = next(m["id"] for m in (await node.client.get(MEMBERS, headers=owner)).json()[
+        "accounts"] if m["email"] == "ed@example.com")
+    moved = await node.client.post(f"{MEMBERS}/{ed_id}/owner-transfer", headers=owner,
+                                   json={"token": checked.json()["token"]})
+    assert moved.status_code == 200, moved.text
+    assert ((await current(node, ed))["role"], (await current(node, owner))["role"]) == (
+        "owner", "admin")

@@ -9,7 +9,6 @@ in the MailRequested the invitation recorded (tests/invitations.py)."""
 from __future__ import annotations
 
 import logging
-from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -20,42 +19,18 @@ from tests.invitations import (
     API,
     MEMBERS,
     activation_link,
+    current,
     invite,
     join,
     mails_to,
     recorded,
+    refused,
     token_of,
 )
 
 
 async def all_events(node: Node) -> bytes:
     return b"\n".join(e.to_json() for e in await recorded(node))
-
-
-async def current(node: Node, auth: dict[str, str]) -> Any:
-    response = await node.client.get(f"{API}/workspaces/current", headers=auth)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-async def refused(node: Node, method: str, path: str, status: int, code: str,
-                  message: str | None = None, **kwargs: Any) -> None:
-    """Answered with Dify's error shape, and nothing recorded (the mail processor's record of
-    an earlier mail's delivery may come at any time)."""
-    before = decisions(node)
-    response = await node.client.request(method, path, **kwargs)
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert (body["code"], body["status"]) == (code, status)
-    if message is not None:
-        assert body["message"] == message
-    assert decisions(node) == before
-
-
-def decisions(node: Node) -> list[str]:
-    store = node.container.store
-    return [e.type for e in store.read_from(0, store.max_position())
-            if e.type not in ("MailSent", "MailDeliveryFailed")]
 
 
 async def test_an_invitee_activates_once_through_the_mailed_link_and_logs_in(
@@ -88,6 +63,8 @@ async def test_an_invitee_activates_once_through_the_mailed_link_and_logs_in(
     assert check.json() == {"is_valid": True, "data": {
         "workspace_name": "Owner's Workspace", "workspace_id": tenant,
         "email": "newbie@example.com"}}
+    await refused(node, "GET", f"{API}/activate/check", 400, "invalid_param",
+                  params={"email": "newbie@example.com"})  # no token
     for wrong in ({"token": token, "email": "other@example.com"},
                   {"token": token, "workspace_id": str(uuid4())},
                   {"token": "not-the-token"}):
