@@ -30,6 +30,7 @@ from schemas.platform.roles import (
     DATASET_EDITORS,
     EDITORS,
     EVERYONE,
+    OWNERS,
     ROLES,
 )
 from tests.chat import MODEL, connect_provider
@@ -41,6 +42,8 @@ PASSWORD = "passw0rd1"
 FORBIDDEN = {"code": "forbidden", "status": 403,
              "message": "You don't have the permission to access the requested resource. It "
                         "is either read-protected or not readable by the server."}
+NOT_OWNER = {"code": "not_owner", "status": 400,
+             "message": "You are not the owner of the workspace."}
 
 # Routes anyone may call: they open a session or set up the installation.
 PUBLIC = {
@@ -88,9 +91,14 @@ class Row:
     json: Any = None
     params: dict[str, str] = field(default_factory=dict)
     ids: dict[str, str] = field(default_factory=dict)  # path name -> which world id
+    # Roles the route itself turns away once its role dependency let them in, and its answer
+    # (Dify's owner transfer answers anyone but the owner 400 not_owner, not 403).
+    turned_away: frozenset[str] = frozenset()
+    turned_away_with: dict[str, Any] | None = None
 
 
 PROVIDERS = f"{CONSOLE}/workspaces/current/model-providers"
+MEMBERS = f"{CONSOLE}/workspaces/current/members"
 COMPATIBLE = {"provider": "compatible"}
 WORKFLOW = {"app_id": "workflow_app"}
 CUSTOM_MODEL = {"model": MODEL, "model_type": "llm"}
@@ -191,14 +199,23 @@ TABLE = [
     Row("GET", f"{CONSOLE}/workspaces/current", EVERYONE),
     Row("POST", f"{CONSOLE}/workspaces/current", EVERYONE),
     Row("POST", f"{CONSOLE}/workspaces/switch", EVERYONE, json={"tenant_id": "{workspace}"}),
-    Row("GET", f"{CONSOLE}/workspaces/current/members", EVERYONE),
+    Row("GET", MEMBERS, EVERYONE),
     Row("GET", f"{CONSOLE}/workspaces/current/dataset-operators", EVERYONE),
-    Row("POST", f"{CONSOLE}/workspaces/current/members/invite-email", ADMINS,
+    Row("POST", f"{MEMBERS}/invite-email", ADMINS,
         json={"emails": ["invitee@example.com"], "role": "editor"}),
-    Row("PUT", f"{CONSOLE}/workspaces/current/members/{{member_id}}/update-role", ADMINS,
+    Row("PUT", f"{MEMBERS}/{{member_id}}/update-role", ADMINS,
         json={"role": "editor"}, ids={"member_id": "bystander"}),
-    Row("DELETE", f"{CONSOLE}/workspaces/current/members/{{member_id}}", ADMINS,
+    Row("DELETE", f"{MEMBERS}/{{member_id}}", ADMINS,
         ids={"member_id": "leaver"}),
+    # Ownership moves only by the owner's hand (a code mailed to it first).
+    Row("POST", f"{MEMBERS}/send-owner-transfer-confirm-email", EVERYONE, json={},
+        turned_away=EVERYONE - OWNERS, turned_away_with=NOT_OWNER),
+    Row("POST", f"{MEMBERS}/owner-transfer-check", EVERYONE,
+        json={"code": "000000", "token": "not-a-token"},
+        turned_away=EVERYONE - OWNERS, turned_away_with=NOT_OWNER),
+    Row("POST", f"{MEMBERS}/{{member_id}}/owner-transfer", EVERYONE,
+        json={"token": "not-a-token"}, ids={"member_id": "bystander"},
+        turned_away=EVERYONE - OWNERS, turned_away_with=NOT_OWNER),
     # A command's outcome: whoever sent it, whatever the role.
     Row("GET", f"{CONSOLE}/commands/{{command_id}}", EVERYONE),
     # One's own account, whatever the role; logging out last (it ends each role's session).
@@ -220,7 +237,7 @@ class World:
 async def join_as(node: Node, owner: dict[str, str], email: str, role: str) -> dict[str, str]:
     """A member invited with this role who activated through the invitation's link (as the
     invite answers it); its console auth headers."""
-    invited = await node.client.post(f"{CONSOLE}/workspaces/current/members/invite-email",
+    invited = await node.client.post(f"{MEMBERS}/invite-email",
                                      headers=owner, json={"emails": [email], "role": role})
     assert invited.status_code == 201, invited.text
     (result,) = invited.json()["invitation_results"]
