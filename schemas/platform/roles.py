@@ -10,6 +10,7 @@ ROLES: tuple[Role, ...] = ("owner", "admin", "editor", "normal", "dataset_operat
 
 # Roles a member can be invited as or given (ownership moves only by transfer).
 ASSIGNABLE: frozenset[str] = frozenset({"admin", "editor", "normal", "dataset_operator"})
+# The workspace's owner alone.
 OWNERS: frozenset[str] = frozenset({"owner"})
 # Manage members and workspace settings (model providers).
 ADMINS: frozenset[str] = frozenset({"owner", "admin"})
