@@ -283,12 +283,19 @@ async def console_user(request: Request) -> ConsoleUser:
                        role=role, session_id=str(sid) if sid else None)
 
 
-def _role_in(roles: frozenset[str]) -> Callable[[Request], Awaitable[ConsoleUser]]:
+# The roles each console role dependency serves, by the callable FastAPI sees (for the test
+# that every console route takes exactly one, and its permission table).
+SERVED_ROLES: dict[Callable[[Request], Awaitable[ConsoleUser]], frozenset[str]] = {
+    console_user: roles.EVERYONE}
+
+
+def _role_in(allowed: frozenset[str]) -> Callable[[Request], Awaitable[ConsoleUser]]:
     async def member_with_role(request: Request) -> ConsoleUser:
         user = await console_user(request)
-        if user.role not in roles:
+        if user.role not in allowed:
             raise Forbidden()
         return user
+    SERVED_ROLES[member_with_role] = allowed
     return member_with_role
 
 
@@ -321,13 +328,14 @@ async def service_api_key(request: Request) -> ApiKeyPrincipal:
 
 
 # A console route names the roles it serves, as Dify's decorators and checks do (every
-# console route takes exactly one of these; tests/unit/test_console_roles.py holds the table).
+# console route takes exactly one of these: tests/unit/test_console_roles.py; the permission
+# table, every route with the roles it serves, is tests/console_roles.py).
 CurrentUser = Depends(console_user)  # any member
 AppReader = Depends(_role_in(roles.APP_READERS))
 Editor = Depends(_role_in(roles.EDITORS))
 DatasetEditor = Depends(_role_in(roles.DATASET_EDITORS))
 AdminOrOwner = Depends(_role_in(roles.ADMINS))
-Owner = Depends(_role_in(frozenset({"owner"})))
+Owner = Depends(_role_in(roles.OWNERS))
 AppKey = Depends(app_api_key)
 DatasetKey = Depends(dataset_api_key)
 ServiceKey = Depends(service_api_key)

@@ -44,7 +44,10 @@ class Unauthorized(EddyError):
 
 
 class Forbidden(EddyError):
-    code, status, default_message = "forbidden", 403, "Forbidden."
+    # Dify raises werkzeug's Forbidden: its description is the message.
+    code, status, default_message = (
+        "forbidden", 403, "You don't have the permission to access the requested resource. "
+        "It is either read-protected or not readable by the server.")
 
 
 class AlreadySetup(EddyError):

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from config import Settings
-from gateway.auth import ApiKeyPrincipal, AppKey, ConsoleUser, CurrentUser
+from gateway.auth import ApiKeyPrincipal, AppKey, AppReader, ConsoleUser, Editor
 from gateway.deps import command_gateway, get_container, maybe_uuid, parse_id
 from gateway.platform.console import console_app
 from gateway.platform.service import app_of_key
@@ -48,7 +48,7 @@ async def app_config(request: Request, app: dict[str, Any]) -> AppModelConfig:
 
 @console_router.post("/apps/{app_id}/model-config")
 async def configure_model(request: Request, app_id: str, body: dict[str, Any],
-                          user: ConsoleUser = CurrentUser) -> dict[str, str]:
+                          user: ConsoleUser = Editor) -> dict[str, str]:
     app = await console_app(request, user, parse_id(app_id, AppNotFound))
     if app["mode"] not in CONFIGURABLE_MODES:
         raise BadRequest(f"A {app['mode']} app is configured by its workflow, not a model config.")
@@ -72,7 +72,7 @@ async def configure_model(request: Request, app_id: str, body: dict[str, Any],
 
 @console_router.get("/apps/{app_id}/model-config")
 async def get_model_config(request: Request, app_id: str,
-                           user: ConsoleUser = CurrentUser) -> dict[str, Any]:
+                           user: ConsoleUser = AppReader) -> dict[str, Any]:
     app = await console_app(request, user, parse_id(app_id, AppNotFound))
     return (await app_config(request, app)).model_dump(mode="json")
 
@@ -95,7 +95,7 @@ def site_view(app: dict[str, Any], site: dict[str, Any]) -> dict[str, Any]:
 
 @console_router.get("/apps/{app_id}/site")
 async def get_site(request: Request, app_id: str,
-                   user: ConsoleUser = CurrentUser) -> dict[str, Any]:
+                   user: ConsoleUser = AppReader) -> dict[str, Any]:
     app = await console_app(request, user, parse_id(app_id, AppNotFound))
     site = await queries.app_site(get_container(request).engine, app["id"])
     return {"app_id": str(app["id"]), **site_view(app, site)}
@@ -103,7 +103,7 @@ async def get_site(request: Request, app_id: str,
 
 @console_router.post("/apps/{app_id}/site")
 async def configure_site(request: Request, app_id: str, body: SiteSettings,
-                         user: ConsoleUser = CurrentUser) -> dict[str, Any]:
+                         user: ConsoleUser = Editor) -> dict[str, Any]:
     app = await console_app(request, user, parse_id(app_id, AppNotFound))
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     await command_gateway(request).send(

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Request, Response
 
-from gateway.auth import ApiKeyPrincipal, ConsoleUser, CurrentUser, DatasetKey
+from gateway.auth import ApiKeyPrincipal, ConsoleUser, DatasetEditor, DatasetKey
 from gateway.deps import command_gateway, get_container, parse_id
 from gateway.knowledge.lookups import dataset_of
 from gateway.knowledge.views import indexing_status_view
@@ -55,7 +55,7 @@ async def _control(request: Request, user: ConsoleUser, dataset_id: str,
 
 @console_router.patch("/{dataset_id}/documents/{document_id}/processing/{action}")
 async def pause_or_resume(request: Request, dataset_id: str, document_id: str, action: str,
-                          user: ConsoleUser = CurrentUser) -> dict[str, str]:
+                          user: ConsoleUser = DatasetEditor) -> dict[str, str]:
     if action not in ("pause", "resume"):
         raise BadRequest(f"Invalid action {action!r}.")
     await _control(request, user, dataset_id, [parse_id(document_id, DocumentNotFound)], action)
@@ -64,7 +64,7 @@ async def pause_or_resume(request: Request, dataset_id: str, document_id: str, a
 
 @console_router.post("/{dataset_id}/retry", status_code=204)
 async def retry(request: Request, dataset_id: str, body: api.DocumentIdsRequest,
-                user: ConsoleUser = CurrentUser) -> Response:
+                user: ConsoleUser = DatasetEditor) -> Response:
     """Retry failed documents (Dify's DocumentRetryApi)."""
     await _control(request, user, dataset_id, body.document_ids, "retry")
     return Response(status_code=204)
@@ -72,7 +72,7 @@ async def retry(request: Request, dataset_id: str, body: api.DocumentIdsRequest,
 
 @console_router.post("/{dataset_id}/retry-failed", status_code=204)
 async def retry_all_failed(request: Request, dataset_id: str,
-                           user: ConsoleUser = CurrentUser) -> Response:
+                           user: ConsoleUser = DatasetEditor) -> Response:
     """Every document of the dataset that ended in error gets a new attempt."""
     # The workspace's dataset first: another's is not found, failed documents or not.
     dataset = await _workspace_dataset(request, user, dataset_id)
@@ -85,7 +85,7 @@ async def retry_all_failed(request: Request, dataset_id: str,
 
 @console_router.post("/{dataset_id}/documents/{document_id}/reindex", status_code=204)
 async def reindex(request: Request, dataset_id: str, document_id: str,
-                  user: ConsoleUser = CurrentUser) -> Response:
+                  user: ConsoleUser = DatasetEditor) -> Response:
     """Index the document again from its source (e.g. after editing its segments)."""
     await _control(request, user, dataset_id, [parse_id(document_id, DocumentNotFound)],
                    "reindex")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from adapters.secrets import Keyring
 from gateway import auth
-from gateway.auth import ConsoleUser, CurrentUser
+from gateway.auth import AdminOrOwner, AppReader, ConsoleUser, CurrentUser, Editor
 from gateway.deps import command_gateway, get_container, parse_id
 from gateway.params import Page
 from gateway.platform.views import api_key_view, app_view
@@ -76,7 +76,7 @@ async def refresh_token(request: Request, body: api.RefreshTokenRequest) -> dict
 @router.get("/apps")
 async def list_apps(
     request: Request,
-    user: ConsoleUser = CurrentUser,
+    user: ConsoleUser = AppReader,
     page: Page = 1,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     mode: Annotated[str, Query(pattern=APP_MODE_FILTER)] = "all",
@@ -100,7 +100,7 @@ async def console_app(request: Request, user: ConsoleUser, app_id: UUID) -> dict
 
 @router.post("/apps", status_code=201)
 async def create_app(request: Request, body: api.CreateAppRequest,
-                     user: ConsoleUser = CurrentUser,
+                     user: ConsoleUser = Editor,
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     app_id = uuid4()
     accepted = await command_gateway(request).send(
@@ -113,13 +113,13 @@ async def create_app(request: Request, body: api.CreateAppRequest,
 
 
 @router.get("/apps/{app_id}")
-async def get_app(request: Request, app_id: str, user: ConsoleUser = CurrentUser) -> dict[str, Any]:
+async def get_app(request: Request, app_id: str, user: ConsoleUser = AppReader) -> dict[str, Any]:
     return app_view(await console_app(request, user, parse_id(app_id, AppNotFound)))
 
 
 @router.put("/apps/{app_id}")
 async def update_app(request: Request, app_id: str, body: api.UpdateAppRequest,
-                     user: ConsoleUser = CurrentUser,
+                     user: ConsoleUser = Editor,
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     target = parse_id(app_id, AppNotFound)
     await console_app(request, user, target)
@@ -132,7 +132,7 @@ async def update_app(request: Request, app_id: str, body: api.UpdateAppRequest,
 
 
 @router.delete("/apps/{app_id}", status_code=204)
-async def delete_app(request: Request, app_id: str, user: ConsoleUser = CurrentUser,
+async def delete_app(request: Request, app_id: str, user: ConsoleUser = Editor,
                      idempotency_key: IdempotencyKey = None) -> Response:
     target = parse_id(app_id, AppNotFound)
     await console_app(request, user, target)
@@ -196,14 +196,14 @@ async def _revoke_key(request: Request, user: ConsoleUser, key_type: str, app_id
 
 @router.get("/apps/{app_id}/api-keys")
 async def list_app_keys(request: Request, app_id: str,
-                        user: ConsoleUser = CurrentUser) -> dict[str, Any]:
+                        user: ConsoleUser = AppReader) -> dict[str, Any]:
     target = parse_id(app_id, AppNotFound)
     await console_app(request, user, target)
     return await _list_keys(request, user, "app", target)
 
 
 @router.post("/apps/{app_id}/api-keys", status_code=201)
-async def create_app_key(request: Request, app_id: str, user: ConsoleUser = CurrentUser,
+async def create_app_key(request: Request, app_id: str, user: ConsoleUser = Editor,
                          idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     target = parse_id(app_id, AppNotFound)
     await console_app(request, user, target)
@@ -212,24 +212,24 @@ async def create_app_key(request: Request, app_id: str, user: ConsoleUser = Curr
 
 @router.delete("/apps/{app_id}/api-keys/{key_id}", status_code=204)
 async def delete_app_key(request: Request, app_id: str, key_id: str,
-                         user: ConsoleUser = CurrentUser) -> Response:
+                         user: ConsoleUser = AdminOrOwner) -> Response:
     return await _revoke_key(request, user, "app", parse_id(app_id, AppNotFound), key_id)
 
 
 @router.get("/datasets/api-keys")
-async def list_dataset_keys(request: Request, user: ConsoleUser = CurrentUser) -> dict[str, Any]:
+async def list_dataset_keys(request: Request, user: ConsoleUser = AdminOrOwner) -> dict[str, Any]:
     return await _list_keys(request, user, "dataset", None)
 
 
 @router.post("/datasets/api-keys", status_code=201)
-async def create_dataset_key(request: Request, user: ConsoleUser = CurrentUser,
+async def create_dataset_key(request: Request, user: ConsoleUser = AdminOrOwner,
                              idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     return await _create_key(request, user, "dataset", None, idempotency_key)
 
 
 @router.delete("/datasets/api-keys/{key_id}", status_code=204)
 async def delete_dataset_key(request: Request, key_id: str,
-                             user: ConsoleUser = CurrentUser) -> Response:
+                             user: ConsoleUser = AdminOrOwner) -> Response:
     return await _revoke_key(request, user, "dataset", None, key_id)
 
 

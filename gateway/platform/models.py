@@ -20,7 +20,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
 
 from adapters.llm.openai_protocol import ProviderError
-from gateway.auth import ApiKeyPrincipal, ConsoleUser, CurrentUser, DatasetKey
+from gateway.auth import AdminOrOwner, ApiKeyPrincipal, ConsoleUser, CurrentUser, DatasetKey
 from gateway.container import GatewayContainer
 from gateway.deps import command_gateway, get_container
 from projections.keyring import workspace_keyring
@@ -278,7 +278,7 @@ async def get_provider_credentials(request: Request, provider: str,
 @router.post("/model-providers/{provider:path}/credentials", status_code=201)
 async def save_provider_credentials(request: Request, provider: str,
                                     body: ProviderCredentialsRequest,
-                                    user: ConsoleUser = CurrentUser) -> dict[str, str]:
+                                    user: ConsoleUser = AdminOrOwner) -> dict[str, str]:
     spec = _spec(provider)
     if not spec.provider_fields:
         raise BadRequest(f"Provider {spec.name} has no provider credentials; add its models "
@@ -297,7 +297,7 @@ async def save_provider_credentials(request: Request, provider: str,
 
 @router.delete("/model-providers/{provider:path}/credentials", status_code=204)
 async def delete_provider_credentials(request: Request, provider: str,
-                                      user: ConsoleUser = CurrentUser) -> Response:
+                                      user: ConsoleUser = AdminOrOwner) -> Response:
     spec = _spec(provider)
     await _send(request, user, cmd.DeleteProviderCredentials(workspace_id=user.tenant_id,
                                                              provider=spec.name))
@@ -319,7 +319,7 @@ async def list_provider_models(request: Request, provider: str,
 
 @router.post("/model-providers/{provider:path}/models")
 async def save_custom_model(request: Request, provider: str, body: CustomModelRequest,
-                            user: ConsoleUser = CurrentUser) -> dict[str, str]:
+                            user: ConsoleUser = AdminOrOwner) -> dict[str, str]:
     spec = _spec(provider)
     if not spec.customizable:
         raise BadRequest(f"Provider {spec.name} does not support customizable models; save "
@@ -343,7 +343,7 @@ async def save_custom_model(request: Request, provider: str, body: CustomModelRe
 
 @router.delete("/model-providers/{provider:path}/models", status_code=204)
 async def delete_custom_model(request: Request, provider: str, body: ModelRef,
-                              user: ConsoleUser = CurrentUser) -> Response:
+                              user: ConsoleUser = AdminOrOwner) -> Response:
     spec = _spec(provider)
     await _send(request, user, cmd.DeleteCustomModel(
         workspace_id=user.tenant_id, provider=spec.name, model=body.model,
@@ -382,7 +382,7 @@ async def get_default_model(request: Request, model_type: Annotated[str, Query()
 
 @router.post("/default-model")
 async def set_default_models(request: Request, body: DefaultModelsRequest,
-                             user: ConsoleUser = CurrentUser) -> dict[str, str]:
+                             user: ConsoleUser = AdminOrOwner) -> dict[str, str]:
     # As Dify: a setting without a provider is skipped.
     settings = [cmd.DefaultModel(model_type=s.model_type, provider=_spec(s.provider).name,
                                  model=s.model)

@@ -15,7 +15,7 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from gateway.auth import ConsoleUser, CurrentUser
+from gateway.auth import ConsoleUser, Editor
 from gateway.commanding import CommandPending
 from gateway.deps import command_gateway, get_container, maybe_uuid, parse_id
 from gateway.params import Page
@@ -124,7 +124,7 @@ def _default_draft(app: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/apps/{app_id}/workflows/draft")
 async def get_draft(request: Request, app_id: str,
-                    user: ConsoleUser = CurrentUser) -> dict[str, Any]:
+                    user: ConsoleUser = Editor) -> dict[str, Any]:
     app = await workflow_app(request, user, app_id)
     row = await queries.workflow_draft(get_container(request).engine, app["id"])
     return (await _workflow_views(request, [row or _default_draft(app)], draft=True))[0]
@@ -132,7 +132,7 @@ async def get_draft(request: Request, app_id: str,
 
 @router.post("/apps/{app_id}/workflows/draft")
 async def sync_draft(request: Request, app_id: str, body: api.SyncDraftRequest,
-                     user: ConsoleUser = CurrentUser) -> dict[str, Any]:
+                     user: ConsoleUser = Editor) -> dict[str, Any]:
     app = await workflow_app(request, user, app_id)
     checked_graph(body.graph, app["mode"])
     variables = [v.model_dump(mode="json") for v in body.environment_variables]
@@ -152,7 +152,7 @@ async def sync_draft(request: Request, app_id: str, body: api.SyncDraftRequest,
 
 @router.post("/apps/{app_id}/workflows/publish")
 async def publish(request: Request, app_id: str, body: api.PublishRequest | None = None,
-                  user: ConsoleUser = CurrentUser) -> dict[str, Any]:
+                  user: ConsoleUser = Editor) -> dict[str, Any]:
     app = await workflow_app(request, user, app_id)
     body = body or api.PublishRequest()
     workflow_id = uuid4()
@@ -170,14 +170,14 @@ async def publish(request: Request, app_id: str, body: api.PublishRequest | None
 
 @router.get("/apps/{app_id}/workflows/publish")
 async def get_published(request: Request, app_id: str,
-                        user: ConsoleUser = CurrentUser) -> dict[str, Any] | None:
+                        user: ConsoleUser = Editor) -> dict[str, Any] | None:
     app = await workflow_app(request, user, app_id)
     row = await queries.published_workflow(get_container(request).engine, app["id"])
     return (await _workflow_views(request, [row], draft=False))[0] if row else None
 
 
 @router.get("/apps/{app_id}/workflows")
-async def list_versions(request: Request, app_id: str, user: ConsoleUser = CurrentUser,
+async def list_versions(request: Request, app_id: str, user: ConsoleUser = Editor,
                         page: Page = 1, limit: Annotated[int, Query(ge=1, le=100)] = 10,
                         named_only: bool = False,
                         user_id: Annotated[UUID | None, Query()] = None) -> dict[str, Any]:
@@ -231,7 +231,7 @@ def _accepted(run: DraftRun) -> JSONResponse:
 
 @router.post("/apps/{app_id}/workflows/draft/run")
 async def run_draft(request: Request, app_id: str, body: api.DraftRunRequest,
-                    user: ConsoleUser = CurrentUser) -> Any:
+                    user: ConsoleUser = Editor) -> Any:
     """The editor's debug run, streamed as the Service API streams a run (Dify: workflow
     apps; an advanced-chat app's debug run is a chat message)."""
     app = await workflow_app(request, user, app_id, modes=("workflow",))
@@ -249,7 +249,7 @@ async def run_draft(request: Request, app_id: str, body: api.DraftRunRequest,
 
 @router.post("/apps/{app_id}/workflows/draft/nodes/{node_id}/run")
 async def run_draft_node(request: Request, app_id: str, node_id: str,
-                         body: api.NodeRunRequest, user: ConsoleUser = CurrentUser) -> Any:
+                         body: api.NodeRunRequest, user: ConsoleUser = Editor) -> Any:
     """One node of the draft on the given variable values, answered when it finished: its
     execution (Dify's node execution fields)."""
     app = await workflow_app(request, user, app_id)
@@ -273,7 +273,7 @@ async def run_draft_node(request: Request, app_id: str, node_id: str,
 
 @router.post("/apps/{app_id}/workflow-runs/tasks/{task_id}/stop")
 async def stop_draft_run(request: Request, app_id: str, task_id: str,
-                         user: ConsoleUser = CurrentUser) -> dict[str, str]:
+                         user: ConsoleUser = Editor) -> dict[str, str]:
     """Stop a debug run (any gateway process; a paused one at once); another app's task is
     silently not stopped, as the Service API's stop does."""
     app = await workflow_app(request, user, app_id)

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from adapters.http.ssrf_guard import AllowList, UrlRefused, guarded_request
-from gateway.auth import ConsoleUser, CurrentUser
+from gateway.auth import ConsoleUser, Editor
 from gateway.deps import command_gateway, get_container, maybe_uuid, parse_id
 from gateway.platform.console import console_app
 from gateway.workflow.drafts import checked_graph, sealed_environment
@@ -226,7 +226,7 @@ def _status(dsl: AppDsl, warnings: list[str]) -> ImportStatus:
 
 @router.post("/apps/imports")
 async def import_app(request: Request, body: api.ImportRequest,
-                     user: ConsoleUser = CurrentUser) -> JSONResponse:
+                     user: ConsoleUser = Editor) -> JSONResponse:
     import_id = uuid4()
     version = ""
     try:
@@ -253,7 +253,7 @@ async def import_app(request: Request, body: api.ImportRequest,
 
 @router.post("/apps/imports/{import_id}/confirm")
 async def confirm_import(request: Request, import_id: str,
-                         user: ConsoleUser = CurrentUser) -> JSONResponse:
+                         user: ConsoleUser = Editor) -> JSONResponse:
     target = maybe_uuid(import_id)
     # Taken, not read: two confirmations of one import never make two apps. Another
     # workspace's pending import is as unknown as an expired one.
@@ -275,7 +275,7 @@ async def confirm_import(request: Request, import_id: str,
 
 @router.get("/apps/imports/{app_id}/check-dependencies")
 async def check_dependencies(request: Request, app_id: str,
-                             user: ConsoleUser = CurrentUser) -> dict[str, Any]:
+                             user: ConsoleUser = Editor) -> dict[str, Any]:
     """The plugins the app's last import named that are not installed: all of them (Eddy
     has no plugins), for as long as Dify keeps the list."""
     app = await console_app(request, user, parse_id(app_id, AppNotFound))
@@ -307,7 +307,7 @@ async def _exported_workflow(request: Request, user: ConsoleUser, app: dict[str,
 @router.get("/apps/{app_id}/export")
 async def export_app(request: Request, app_id: str, include_secret: bool = False,
                      workflow_id: Annotated[UUID | None, Query()] = None,
-                     user: ConsoleUser = CurrentUser) -> dict[str, str]:
+                     user: ConsoleUser = Editor) -> dict[str, str]:
     app = await console_app(request, user, parse_id(app_id, AppNotFound))
     c = get_container(request)
     data: dict[str, Any] = {

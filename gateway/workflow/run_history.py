@@ -14,7 +14,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 
 from adapters.storage.base import FileNotFoundInStorage
-from gateway.auth import ApiKeyPrincipal, AppKey, ConsoleUser, CurrentUser
+from gateway.auth import ApiKeyPrincipal, AppKey, AppReader, ConsoleUser
 from gateway.deps import get_container, parse_id
 from gateway.params import Page
 from gateway.platform.console import console_app
@@ -206,7 +206,7 @@ Trigger = Annotated[str, Query(pattern=TRIGGERS)]
 
 
 @console_router.get("/apps/{app_id}/workflow-runs")
-async def console_runs(request: Request, app_id: str, user: ConsoleUser = CurrentUser,
+async def console_runs(request: Request, app_id: str, user: ConsoleUser = AppReader,
                        last_id: str | None = None, limit: Limit = 20, status: RunStatus = None,
                        triggered_from: Trigger = "debugging") -> dict[str, Any]:
     """Newest first, paged by `last_id`; the draft's debug runs unless `triggered_from`
@@ -217,7 +217,7 @@ async def console_runs(request: Request, app_id: str, user: ConsoleUser = Curren
 
 
 @console_router.get("/apps/{app_id}/advanced-chat/workflow-runs")
-async def console_chat_runs(request: Request, app_id: str, user: ConsoleUser = CurrentUser,
+async def console_chat_runs(request: Request, app_id: str, user: ConsoleUser = AppReader,
                             last_id: str | None = None, limit: Limit = 20,
                             status: RunStatus = None,
                             triggered_from: Trigger = "debugging") -> dict[str, Any]:
@@ -232,7 +232,7 @@ SECONDS_IN = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
 @console_router.get("/apps/{app_id}/workflow-runs/count")
-async def console_run_counts(request: Request, app_id: str, user: ConsoleUser = CurrentUser,
+async def console_run_counts(request: Request, app_id: str, user: ConsoleUser = AppReader,
                              status: RunStatus = None,
                              time_range: Annotated[str | None, Query(pattern=DURATION.pattern)]
                              = None, triggered_from: Trigger = "debugging") -> dict[str, int]:
@@ -252,7 +252,7 @@ async def console_run_counts(request: Request, app_id: str, user: ConsoleUser = 
 
 @console_router.get("/apps/{app_id}/workflow-runs/{run_id}")
 async def console_run(request: Request, app_id: str, run_id: str,
-                      user: ConsoleUser = CurrentUser) -> dict[str, Any]:
+                      user: ConsoleUser = AppReader) -> dict[str, Any]:
     row = await _console_run(request, user, app_id, run_id)
     # the graph the run executed: its version's (published, or the draft's debug snapshot)
     version = await workflow_queries.workflow_version(get_container(request).engine,
@@ -266,7 +266,7 @@ async def console_run(request: Request, app_id: str, run_id: str,
 
 @console_router.get("/apps/{app_id}/workflow-runs/{run_id}/node-executions")
 async def console_node_executions(request: Request, app_id: str, run_id: str,
-                                  user: ConsoleUser = CurrentUser) -> dict[str, Any]:
+                                  user: ConsoleUser = AppReader) -> dict[str, Any]:
     run = await _console_run(request, user, app_id, run_id)
     rows = await queries.node_executions(get_container(request).engine, run["id"])
     return {"data": [await _node_execution_view(request, run, r) for r in rows]}
@@ -293,7 +293,7 @@ async def _node_execution_view(request: Request, run: dict[str, Any],
 
 @console_router.get("/apps/{app_id}/workflow-app-logs")
 async def console_logs(
-        request: Request, app_id: str, user: ConsoleUser = CurrentUser, keyword: TextFilter = None,
+        request: Request, app_id: str, user: ConsoleUser = AppReader, keyword: TextFilter = None,
         status: Annotated[str | None, Query(pattern=CONSOLE_LOG_STATUS)] = None,
         created_at__before: str | None = None, created_at__after: str | None = None,
         created_by_end_user_session_id: TextFilter = None, created_by_account: TextFilter = None,

@@ -10,6 +10,8 @@ ROLES: tuple[Role, ...] = ("owner", "admin", "editor", "normal", "dataset_operat
 
 # Roles a member can be invited as or given (ownership moves only by transfer).
 ASSIGNABLE: frozenset[str] = frozenset({"admin", "editor", "normal", "dataset_operator"})
+# The workspace's owner alone.
+OWNERS: frozenset[str] = frozenset({"owner"})
 # Manage members and workspace settings (model providers).
 ADMINS: frozenset[str] = frozenset({"owner", "admin"})
 # Build apps: create, edit, publish, run drafts, manage their keys.
