@@ -681,8 +681,11 @@ async def _create_tenant(settings: Settings, email: str, name: str | None,
 
 def reset_password(settings: Settings, args: argparse.Namespace) -> int:
     """`eddy reset-password`: the account's new password (a new credentials row, named by
-    AccountPasswordChanged); its failed-login count is cleared."""
+    AccountPasswordChanged); its failed-login count is cleared and its sessions end, as a
+    forgotten-password reset ends them: the account may be reset because it was taken over,
+    and the taker's tokens must stop working."""
     import re
+    from datetime import timedelta
 
     from schemas.platform.api import PASSWORD_PATTERN
 
@@ -693,7 +696,12 @@ def reset_password(settings: Settings, args: argparse.Namespace) -> int:
         raise OperationError("Passwords do not match.", code=1)
 
     async def reset() -> None:
-        from gateway.auth import discard_credentials, login_failures_key, store_credentials
+        from gateway.auth import (
+            discard_credentials,
+            end_sessions,
+            login_failures_key,
+            store_credentials,
+        )
         from projections.platform import queries
         from schemas.platform import commands as cmd
 
@@ -711,6 +719,8 @@ def reset_password(settings: Settings, args: argparse.Namespace) -> int:
             except OperationError:
                 await discard_credentials(c.engine, credentials_id)
                 raise
+            await end_sessions(c.kv, account["id"],
+                               timedelta(days=settings.REFRESH_TOKEN_EXPIRE_DAYS))
             await c.kv.delete(login_failures_key(email))
 
     asyncio.run(reset())

@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from sqlalchemy import delete, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.kv.base import KeyValueStore
 from adapters.secrets import Keyring, SecretUnreadable
 from gateway.deps import get_container
 from projections.platform import queries
@@ -131,6 +132,16 @@ class ApiKeyPrincipal:
     actor_id: UUID  # the workspace owner, on whose behalf Service API calls act
 
 
+async def end_sessions(kv: KeyValueStore, account_id: UUID, refresh_ttl: timedelta,
+                       keep: str | None = None) -> None:
+    """End every session of the account but `keep`: their tokens stop working now (a new
+    session generation). Remembered as long as a refresh token lives (`refresh_ttl`): any
+    token from before is expired by then. Operator commands call it too (`eddy
+    reset-password`), outside any request."""
+    await kv.set(f"sessions_ended:{account_id}", f"{secrets.token_hex(8)} {keep or '-'}",
+                 ttl=int(refresh_ttl.total_seconds()))
+
+
 class Tokens:
     """A login is a session: an access token and a rotating refresh token, both naming the
     session (`sid`, the refresh token's id) and the account's session generation (`gen`) at
@@ -199,12 +210,7 @@ class Tokens:
         return await self.issue(UUID(str(claims["user_id"])))
 
     async def end_sessions(self, account_id: UUID, keep: str | None = None) -> None:
-        """End every session of the account but `keep`: their tokens stop working now.
-        Remembered as long as a refresh token lives: any token from before is expired by
-        then."""
-        await self.c.kv.set(f"sessions_ended:{account_id}",
-                            f"{secrets.token_hex(8)} {keep or '-'}",
-                            ttl=int(self._refresh_ttl().total_seconds()))
+        await end_sessions(self.c.kv, account_id, self._refresh_ttl(), keep)
 
     async def log_out(self, session_id: str) -> None:
         await self.c.kv.delete(f"refresh_token:{session_id}")

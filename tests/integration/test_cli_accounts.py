@@ -50,6 +50,10 @@ async def test_create_tenant_makes_an_account_and_a_workspace(settings: Settings
 async def test_reset_password_as_dify_checks_it(settings: Settings) -> None:
     async with running_node(settings) as node:
         await node.setup_and_login()
+        # a session from before the reset (the account's taker's, say)
+        tokens = (await _login(node, "owner@example.com", "passw0rd1")).json()["data"]
+        stolen = {"Authorization": f"Bearer {tokens['access_token']}"}
+        assert (await node.client.get("/console/api/apps", headers=stolen)).status_code == 200
         # wrong passwords lock the account out; the reset lets it in again (as Dify's does)
         for _ in range(settings.LOGIN_LOCKOUT_ATTEMPTS + 1):
             await _login(node, "owner@example.com", "wrong-password1")
@@ -71,6 +75,13 @@ async def test_reset_password_as_dify_checks_it(settings: Settings) -> None:
         assert code == 0 and out == "Password reset successfully.\n", err
         await eventually(lambda: _logs_in(node, "owner@example.com", "newpassw0rd"))
         assert not await _logs_in(node, "owner@example.com", "passw0rd1")
+        # the reset ended every session from before it, as a forgotten-password reset does
+        assert (await node.client.get("/console/api/apps", headers=stolen)).status_code == 401
+        refreshed = await node.client.post("/console/api/refresh-token",
+                                           json={"refresh_token": tokens["refresh_token"]})
+        assert refreshed.status_code == 401
+        fresh = await node.console_login("owner@example.com", "newpassw0rd")
+        assert (await node.client.get("/console/api/apps", headers=fresh)).status_code == 200
         # the password reached no event, command, topic or read model in plaintext
         assert not any(b"newpassw0rd" in blob for blob in await everything_recorded(
             node, "console_v1.accounts"))
