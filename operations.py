@@ -773,8 +773,10 @@ def reset_encrypt_key_pair(settings: Settings, args: argparse.Namespace) -> int:
     (provider and custom-model credentials, API tokens, workflow secret environment
     variables of drafts and versions) is re-sealed with it by a command, so the events, the
     read models and any rebuild of them hold the new ciphertext; the old key is retired only
-    when nothing sealed with it is left. Dify deletes the credentials instead: here nothing
-    becomes unreadable. Interrupted, a second run resumes each workspace's rotation."""
+    when nothing sealed with it is left and no command that may carry a secret sealed with
+    it waits to be recorded (else exit code 1, the old key kept). Dify deletes the
+    credentials instead: here nothing becomes unreadable. Interrupted, a second run resumes
+    each workspace's rotation."""
     if not args.yes and not _confirmed("Are you sure you want to reset encrypt key pair? "
                                        "This operation cannot be rolled back!"):
         return 1
@@ -835,6 +837,14 @@ async def _reset_encrypt_key_pair(settings: Settings) -> int:
                 break
             else:
                 await asyncio.sleep(RESEAL_GRACE_SECONDS)
+                # Checked before the last pass: a command recorded until now is found by it.
+                waiting = await _sealed_commands_waiting(c)
+                if waiting:
+                    print(f"The previous keys are kept: {waiting} A command carrying a "
+                          "secret sealed with one of them would be unreadable once they are "
+                          "retired. Run `eddy reset-encrypt-key-pair` again when there are "
+                          "none: it resumes this rotation.", file=sys.stderr, flush=True)
+                    return 1
                 quiet_once = True
             holders = await asyncio.to_thread(_secret_holders, settings)
         for tenant_id in rotating:
@@ -848,6 +858,35 @@ async def _reset_encrypt_key_pair(settings: Settings) -> int:
             print(f"Congratulations! The asymmetric key pair of workspace {tenant_id} has "
                   "been reset.", flush=True)
     return 0
+
+
+async def _sealed_commands_waiting(c: Container) -> str | None:
+    """Why commands sent before the rotation may still be recorded later (the gateway seals
+    secrets into SaveProviderCredentials, SaveCustomModel, CreateApiKey, SyncWorkflowDraft):
+    the commands group has some unacknowledged, or some were dead-lettered (a replay would
+    record them). None when neither."""
+    from adapters.bus.redis_streams import RedisStreamsBus
+    from schemas.topics import COMMANDS
+    from workers.dead_letters import DeadLetterError, DeadLetterQueues
+
+    state = await c.bus.group_state("commands", [COMMANDS])
+    if state.oldest_unacked is not None:
+        return (f"the commands group has not handled every command yet (the oldest waits "
+                f"since {state.oldest_unacked:%Y-%m-%d %H:%M:%S} UTC; is a worker with the "
+                "commands role running? `eddy groups` shows it).")
+    if not isinstance(c.bus, RedisStreamsBus):
+        print("Kafka bus: dead-lettered commands (`commands.dlq`) are not checked; one "
+              "replayed after this rotation may carry a secret no key opens.",
+              file=sys.stderr, flush=True)
+        return None
+    try:
+        letters = await DeadLetterQueues(c.bus).list(COMMANDS)
+    except DeadLetterError:  # the DLQ topic was never registered: nothing was dead-lettered
+        return None
+    if letters:
+        return (f"{len(letters)} dead-lettered command(s) on {COMMANDS}.dlq; replay or drop "
+                f"them first (`eddy dlq list {COMMANDS}`).")
+    return None
 
 
 async def _reseal_pass(c: Container, tenant_id: UUID,

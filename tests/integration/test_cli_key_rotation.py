@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import io
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.secrets import generation_of
 from config import Settings
@@ -21,8 +22,17 @@ from projections.keyring import begin_rotation
 from projections.platform.tables import api_keys, custom_models, provider_credentials
 from projections.tables import workspace_keys
 from projections.workflow.tables import workflow_drafts, workflow_versions
+from schemas.base import CommandEnvelope
+from schemas.platform.commands import CreateWorkspace
+from schemas.platform.naming import account_id_for
+from schemas.topics import COMMANDS, dead_letter_topic
 from tests.chat import KEY, MODEL, PROVIDERS, Chat, app_with_key, chat_node
-from tests.harness import add_account_with_workspace, eventually, everything_recorded
+from tests.harness import (
+    add_account_with_workspace,
+    eventually,
+    everything_recorded,
+    running_node,
+)
 from tests.integration.test_cli_operations import eddy
 from tests.workflows import edge, end_outputs, graph, graph_node, publish_in_console
 
@@ -75,8 +85,8 @@ async def _ciphertexts(chat: Chat) -> list[str]:
     return [c for c in found if c]
 
 
-async def _key_states(chat: Chat) -> dict[UUID, dict[int, str]]:
-    async with chat.node.container.engine.connect() as conn:
+async def _key_states(engine: AsyncEngine) -> dict[UUID, dict[int, str]]:
+    async with engine.connect() as conn:
         rows = (await conn.execute(select(workspace_keys))).mappings().all()
     states: dict[UUID, dict[int, str]] = {}
     for row in rows:
@@ -114,14 +124,14 @@ async def test_every_secret_is_resealed_and_keeps_working(
         monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
         code, out, err = await eddy("reset-encrypt-key-pair")
         assert code == 1 and "Are you sure you want to reset encrypt key pair?" in out
-        assert "Aborted!" in err and await _key_states(chat) == {}
+        assert "Aborted!" in err and await _key_states(chat.node.container.engine) == {}
 
         code, out, err = await eddy("reset-encrypt-key-pair", "--yes")
         assert code == 0, err
         assert out.count("has been reset.") == 2
         assert "8 secret(s) re-sealed; the previous key is retired." in out
         assert "0 secret(s) re-sealed; the previous key is retired." in out
-        states = await _key_states(chat)
+        states = await _key_states(chat.node.container.engine)
         assert sorted(states.values(), key=len) == [{0: "retired", 1: "active"}] * 2
 
         async def resealed() -> bool:
@@ -156,19 +166,60 @@ async def test_an_interrupted_rotation_resumes_with_the_same_key(settings: Setti
         assert await begin_rotation(node.container.engine, settings.SECRET_KEY, tenant) == 1
         answer = await chat.send("Still there?")
         assert answer.status_code == 200, answer.text
+        # a dead-lettered command may carry a secret sealed with the old key (a replay would
+        # record it): the old key is kept until it is settled, and the run says why
+        await node.container.bus.publish(dead_letter_topic(COMMANDS), str(tenant), b"{}",
+                                         {"dlq_group": "commands", "dlq_error": "boom"})
+        code, _, err = await eddy("reset-encrypt-key-pair", "--yes")
+        assert code == 1 and "1 dead-lettered command(s) on commands.dlq" in err
+        assert (await _key_states(node.container.engine))[tenant][0] != "retired"
+        code, _, err = await eddy("dlq", "drop", COMMANDS, "--all", "--reason", "test")
+        assert code == 0, err
         code, out, err = await eddy("reset-encrypt-key-pair", "--yes")
         assert code == 0, err
         assert "with key generation 1." in out
-        assert (await _key_states(chat))[tenant] == {0: "retired", 1: "active"}
+        assert (await _key_states(node.container.engine))[tenant] == {0: "retired", 1: "active"}
         listed = await node.client.get(f"/console/api/apps/{chat.app_id}/api-keys",
                                        headers=chat.auth)
         assert {k["id"]: k["token"] for k in listed.json()["data"]} == keys
         # run again: a new rotation, to the next generation
         code, out, err = await eddy("reset-encrypt-key-pair", "--yes")
         assert code == 0 and "with key generation 2." in out, err
-        assert (await _key_states(chat))[tenant] == {0: "retired", 1: "retired", 2: "active"}
+        assert (await _key_states(node.container.engine))[tenant] == {
+            0: "retired", 1: "retired", 2: "active"}
         answer = await chat.send("And now?")
         assert answer.status_code == 200, answer.text
+
+
+async def test_the_old_key_stays_while_commands_wait_to_be_recorded(
+        settings: Settings) -> None:
+    owner = account_id_for("owner@example.com")
+    async with running_node(settings) as node:
+        await node.setup_and_login()
+    # the commands group is stopped with a command sent before the rotation still queued (a
+    # gateway's SaveProviderCredentials, say: its secret sealed with the old key)
+    queued = CommandEnvelope.of(
+        CreateWorkspace(workspace_id=uuid4(), name="Second", owner_account_id=owner),
+        aggregate_id=owner, tenant_id=None, actor_id=owner, correlation_id=uuid4())
+    async with running_node(settings, roles=[]) as node:
+        await node.container.bus.publish(COMMANDS, str(owner), queued.to_json(),
+                                         {"command_type": queued.type})
+        code, _, err = await eddy("reset-encrypt-key-pair", "--yes")
+        assert code == 1 and "the commands group has not handled every command yet" in err
+        assert "it resumes this rotation" in err
+        states = await _key_states(node.container.engine)
+        assert states and all("retired" not in s.values() for s in states.values())
+    # the group runs again and records it: the re-run resumes and retires the old keys
+    async with running_node(settings) as node:
+        async def recorded() -> bool:
+            state = await node.container.bus.group_state("commands", [COMMANDS])
+            return state.oldest_unacked is None
+        await eventually(recorded)
+        code, out, err = await eddy("reset-encrypt-key-pair", "--yes")
+        assert code == 0 and "with key generation 1." in out, err
+        states = await _key_states(node.container.engine)
+        assert len(states) == 2 and all(s == {0: "retired", 1: "active"}
+                                        for s in states.values())
 
 
 async def _tenants(chat: Chat) -> set[UUID]:
