@@ -77,11 +77,11 @@ class Account(Aggregate):
         if email != self.email.lower():
             self.record(ev.AccountEmailChanged(email=email), ctx)
 
-    def apply_PasswordResetRequested(self, p: ev.PasswordResetRequested) -> None:
-        pass
+    def _code_mail_requested(
+            self, p: ev.PasswordResetRequested | ev.EmailCodeLoginRequested) -> None:
+        """Nothing to keep: the code lives (hashed) in the gateway's key-value store."""
 
-    def apply_EmailCodeLoginRequested(self, p: ev.EmailCodeLoginRequested) -> None:
-        pass
+    apply_PasswordResetRequested = apply_EmailCodeLoginRequested = _code_mail_requested
 
     def ensure_active(self) -> None:
         """Codes and passwords are for activated accounts (an invited one activates through
@@ -89,13 +89,12 @@ class Account(Aggregate):
         if not self.exists or self.status != "active":
             raise AccountNotFound()
 
-    def password_reset_requested(self, mail_id: UUID, ctx: Context) -> None:
+    def code_mail_requested(
+            self, requested: ev.PasswordResetRequested | ev.EmailCodeLoginRequested,
+            ctx: Context) -> None:
+        """A code (reset or login) is mailed to the account: an active one only."""
         self.ensure_active()
-        self.record(ev.PasswordResetRequested(mail_id=mail_id), ctx)
-
-    def email_code_login_requested(self, mail_id: UUID, ctx: Context) -> None:
-        self.ensure_active()
-        self.record(ev.EmailCodeLoginRequested(mail_id=mail_id), ctx)
+        self.record(requested, ctx)
 
     def change_password(self, credentials_id: UUID, ctx: Context) -> None:
         self.ensure_active()
