@@ -63,7 +63,7 @@ class SmtpMailer:
             raise _by_code(exc.smtp_code, f"{exc.smtp_code} {exc.smtp_error!r}") from exc
         except (smtplib.SMTPNotSupportedError, ssl.SSLError, ssl.CertificateError) as exc:
             raise MailRejected(f"SMTP {self.settings.server}:{self.settings.port}: "
-                               f"{exc!r}", "smtp_rejected tls") from exc
+                               f"{exc!r}", "smtp_misconfigured") from exc
         except (smtplib.SMTPException, OSError) as exc:  # refused, reset, timed out, dropped
             raise MailServerUnavailable(f"SMTP {self.settings.server}:{self.settings.port}: "
                                         f"{exc!r}", "smtp_unavailable") from exc
