@@ -194,7 +194,7 @@ TABLE = [
         "model_settings": [{"model_type": "llm", "provider": "openai_api_compatible",
                             "model": MODEL}]}),
     # The workspaces and their members: every member sees them and switches; admins invite,
-    # change roles and remove (Dify's TenantService.check_member_permission).
+    # only the owner changes roles and removes (Dify's TenantService.check_member_permission).
     Row("GET", f"{CONSOLE}/workspaces", EVERYONE),
     Row("GET", f"{CONSOLE}/workspaces/current", EVERYONE),
     Row("POST", f"{CONSOLE}/workspaces/current", EVERYONE),
@@ -203,9 +203,9 @@ TABLE = [
     Row("GET", f"{CONSOLE}/workspaces/current/dataset-operators", EVERYONE),
     Row("POST", f"{MEMBERS}/invite-email", ADMINS,
         json={"emails": ["invitee@example.com"], "role": "editor"}),
-    Row("PUT", f"{MEMBERS}/{{member_id}}/update-role", ADMINS,
+    Row("PUT", f"{MEMBERS}/{{member_id}}/update-role", OWNERS,
         json={"role": "editor"}, ids={"member_id": "bystander"}),
-    Row("DELETE", f"{MEMBERS}/{{member_id}}", ADMINS,
+    Row("DELETE", f"{MEMBERS}/{{member_id}}", OWNERS,
         ids={"member_id": "leaver"}),
     # Ownership moves only by the owner's hand (a code mailed to it first).
     Row("POST", f"{MEMBERS}/send-owner-transfer-confirm-email", EVERYONE, json={},

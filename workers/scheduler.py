@@ -73,18 +73,19 @@ class Lease:
         self.kv, self.seconds, self.holder = kv, seconds, str(uuid.uuid4())
 
     async def hold(self) -> bool:
-        if await self.kv.set(LEADER_KEY, self.holder, ttl=self.seconds, only_if_new=True):
-            return True
-        return await self.kv.get(LEADER_KEY) == self.holder \
-            and await self.kv.expire(LEADER_KEY, self.seconds)
+        # renewed only while it is still ours (compare and expire, atomically): a lease that
+        # lapsed and was taken by another is never extended by its former holder
+        return await self.kv.set(LEADER_KEY, self.holder, ttl=self.seconds, only_if_new=True) \
+            or await self.kv.expire_if(LEADER_KEY, self.holder, self.seconds)
 
     async def release(self) -> None:
-        if await self.kv.get(LEADER_KEY) == self.holder:
-            await self.kv.delete(LEADER_KEY)
+        await self.kv.delete_if(LEADER_KEY, self.holder)
 
 
 class DueJobs:
-    """Runs the jobs that are due. Each job's last run is kept in the key-value store, so a
+    """Starts the jobs that are due, each in a task of its own: a long job (the nightly
+    clean-up) neither delays the others nor makes the per-minute ones miss ticks; a job still
+    running is not started again. Each job's last run is kept in the key-value store, so a
     new leader, or a scheduler started again after a while, goes on from it: an overdue job
     runs once at once. A crontab job never run before waits for its next tick (Celery beat
     too); an interval job runs at once."""
@@ -94,55 +95,73 @@ class DueJobs:
         self.schedules = {name: schedule for name, job in c.jobs.items()
                           if (schedule := job.schedule_in(c.settings)) is not None}
         self.retry_at: dict[str, float] = {}  # a failed job's next attempt (this process)
+        self.running: dict[str, asyncio.Task[None]] = {}
 
-    async def run(self) -> None:
+    async def start(self) -> None:
         for name, schedule in self.schedules.items():
             now = time.time()
-            if self.retry_at.get(name, 0.0) > now:
+            task = self.running.get(name)
+            if (task is not None and not task.done()) or self.retry_at.get(name, 0.0) > now:
                 continue
             try:
-                await self._run_if_due(name, schedule, now)
+                due = await self._due(name, schedule, now)
             except Exception as exc:
-                # a dependency restarting: expected, try again soon, no traceback
-                log.log(logging.WARNING if is_transient(exc) else logging.ERROR,
-                        "scheduled job failed", extra={"job": name},
-                        exc_info=not is_transient(exc))
-                self.retry_at[name] = now + RETRY_FAILED_SECONDS
+                self._failed(name, exc, now)
+                continue
+            if due:
+                self.running[name] = asyncio.create_task(self._run(name, now),
+                                                         name=f"scheduled job {name}")
 
-    async def _run_if_due(self, name: str, schedule: Schedule, now: float) -> None:
+    async def stop(self) -> None:
+        """Cancels the running jobs (the lease lost, or the scheduler stopping) and waits
+        for them to end; none is recorded as run, so the leader runs it again."""
+        for task in self.running.values():
+            task.cancel()
+        await asyncio.gather(*self.running.values(), return_exceptions=True)
+        self.running.clear()
+
+    async def _due(self, name: str, schedule: Schedule, now: float) -> bool:
         recorded = await self.c.kv.get(last_run_key(name))
         if recorded is None and isinstance(schedule, Cron):
             await self.c.kv.set(last_run_key(name), repr(now))
+            return False
+        return recorded is None or is_due(schedule, float(recorded), now)
+
+    async def _run(self, name: str, started: float) -> None:
+        try:
+            await run_job(self.c, self.c.jobs[name])
+            # recorded once it ran: a run cut short (killed, the lease lost) is run again
+            await self.c.kv.set(last_run_key(name), repr(started))
+        except Exception as exc:
+            self._failed(name, exc, started)
             return
-        if recorded is not None and not is_due(schedule, float(recorded), now):
-            return
-        await run_job(self.c, self.c.jobs[name])
-        # recorded once it ran: a run cut short (killed, the lease lost) is run again
-        await self.c.kv.set(last_run_key(name), repr(now))
         log.debug("scheduled job ran", extra={"job": name})
+
+    def _failed(self, name: str, exc: Exception, at: float) -> None:
+        # a dependency restarting: expected, try again soon, no traceback
+        log.log(logging.WARNING if is_transient(exc) else logging.ERROR,
+                "scheduled job failed", extra={"job": name}, exc_info=not is_transient(exc))
+        self.retry_at[name] = at + RETRY_FAILED_SECONDS
 
 
 async def run_scheduler(c: WorkerContainer, stop: asyncio.Event) -> None:
-    """Holds or waits for the lease every second; the leader runs the due jobs in a task of
-    their own, so a long job does not keep it from renewing the lease. A leader that finds
-    its lease gone (paused past it) stops the job it is running: the new leader runs jobs
-    now."""
+    """Holds or waits for the lease every second; the leader starts the due jobs, each in a
+    task of its own, so a long job neither keeps it from renewing the lease nor delays the
+    other jobs. A leader that finds its lease gone (paused past it) stops its running jobs:
+    the new leader runs jobs now."""
     lease = Lease(c.kv, c.settings.SCHEDULER_LEASE_SECONDS)
     due = DueJobs(c)
-    running: asyncio.Task[None] | None = None
     try:
         while not stop.is_set():
-            leading = await lease.hold()
-            if leading and (running is None or running.done()):
-                running = asyncio.create_task(due.run())
-            elif not leading and running is not None and not running.done():
-                log.warning("scheduler lease lost; its running job stopped")
-                running.cancel()
+            if await lease.hold():
+                await due.start()
+            elif any(not task.done() for task in due.running.values()):
+                log.warning("scheduler lease lost; its running jobs stopped")
+                await due.stop()
             try:
                 await asyncio.wait_for(stop.wait(), CHECK_SECONDS)
             except TimeoutError:
                 pass
     finally:
-        if running is not None:
-            running.cancel()
+        await due.stop()
         await lease.release()

@@ -187,14 +187,20 @@ def webhook_inputs(config: WebhookConfig, request: WebhookRequest) -> dict[str, 
     if content_type != config.content_type:
         raise WebhookRequestError(f"Content-type mismatch. Expected {config.content_type}, "
                                   f"got {content_type}")
-    lowered = {k.lower(): v for k, v in request.headers.items()}
+    declared = {"content-type"} | {n for h in config.headers
+                                   for n in (h.name.lower(), h.name.lower().replace("_", "-"))}
+    # only the headers the node declares (and content-type) are kept: the run's inputs are
+    # stored for good and shown to app readers, and a call's other headers carry its
+    # credentials (Authorization, Cookie, API keys)
+    headers = {k: v for k, v in request.headers.items() if k.lower() in declared}
+    lowered = {k.lower() for k in headers}
     for header in config.headers:
         if header.required and header.name.lower() not in lowered and \
                 header.name.lower().replace("_", "-") not in lowered:
             raise WebhookRequestError(f"Required header missing: {header.name}")
     query = _checked(dict(request.query), config.params, as_text=True, what="parameter")
     body = _body(config, request)
-    data = {"method": request.method.upper(), "headers": dict(request.headers),
+    data = {"method": request.method.upper(), "headers": headers,
             "query_params": query, "body": body, "files": {}}
     return {"webhook_data": data, "webhook_headers": data["headers"],
             "webhook_query_params": query, "webhook_body": body}

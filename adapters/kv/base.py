@@ -31,6 +31,18 @@ class KeyValueStore(Protocol):
         """False when the key does not exist."""
         ...
 
+    async def expire_if(self, key: str, value: str, ttl: int) -> bool:
+        """Compare and expire, atomically: set the key's expiry only while it holds `value`
+        (a holder renews its own lease, never one taken by another after it lapsed); False,
+        nothing changed, otherwise."""
+        ...
+
+    async def delete_if(self, key: str, value: str) -> bool:
+        """Compare and delete, atomically: delete the key only while it holds `value`
+        (a holder releases its own lease, never another's); False, nothing changed,
+        otherwise."""
+        ...
+
     async def count(self, keys: Sequence[str], window: int) -> list[int]:
         """Add one to each counter, atomically, and return the new counts; a counter that
         starts here expires `window` seconds later (one already running keeps its expiry)."""

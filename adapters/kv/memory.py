@@ -77,6 +77,19 @@ class MemoryKeyValueStore:
         self._expires[key] = time.monotonic() + ttl
         return True
 
+    async def expire_if(self, key: str, value: str, ttl: int) -> bool:
+        if self._live(key) != value:
+            return False
+        self._expires[key] = time.monotonic() + ttl
+        return True
+
+    async def delete_if(self, key: str, value: str) -> bool:
+        if self._live(key) != value:
+            return False
+        self._values.pop(key)
+        self._expires.pop(key, None)
+        return True
+
     async def count(self, keys: Sequence[str], window: int) -> list[int]:
         counts = []
         for key in keys:

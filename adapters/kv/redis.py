@@ -22,6 +22,16 @@ _UNCOUNT = """
 if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
 return 0
 """
+# Compare and expire / delete (a lease renewed or released by its holder only): 1, or 0
+# when the key holds another value or none.
+_EXPIRE_IF = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('EXPIRE', KEYS[1], ARGV[2])
+"""
+_DELETE_IF = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
 _FIELD = b"data"  # a task stream entry's one field
 _FENCE = ".fence"  # beside a stream: the fence of its writer (see claim)
 
@@ -54,6 +64,8 @@ class RedisKeyValueStore:
         self.prefix = prefix
         self._claim = client.register_script(_CLAIM)
         self._fenced_append = client.register_script(_FENCED_APPEND)
+        self._expire_if = client.register_script(_EXPIRE_IF)
+        self._delete_if = client.register_script(_DELETE_IF)
 
     def _key(self, key: str) -> str:
         return self.prefix + key
@@ -73,6 +85,12 @@ class RedisKeyValueStore:
 
     async def expire(self, key: str, ttl: int) -> bool:
         return bool(await self.client.expire(self._key(key), ttl))
+
+    async def expire_if(self, key: str, value: str, ttl: int) -> bool:
+        return bool(await self._expire_if(keys=[self._key(key)], args=[value, ttl]))
+
+    async def delete_if(self, key: str, value: str) -> bool:
+        return bool(await self._delete_if(keys=[self._key(key)], args=[value]))
 
     async def count(self, keys: Sequence[str], window: int) -> list[int]:
         counts = await self.client.eval(_COUNT, len(keys), *map(self._key, keys), window)

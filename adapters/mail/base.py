@@ -26,7 +26,13 @@ class MailMessage:
 
 
 class MailDeliveryError(OutsideServiceError):
-    """The transport did not take the mail."""
+    """The transport did not take the mail. The message is the detail (for the log and the
+    dead letter: it may quote the server, or name its host and login); `category` is what
+    may be shown to members ("smtp_unavailable", "smtp_rejected 550", ...)."""
+
+    def __init__(self, detail: str, category: str) -> None:
+        super().__init__(detail)
+        self.category = category
 
 
 class MailServerUnavailable(MailDeliveryError):

@@ -28,7 +28,8 @@ class OutboxMailer:
         try:
             await asyncio.to_thread(self._write, message)
         except OSError as exc:  # a full disk, a folder we may not write: worth retrying
-            raise MailServerUnavailable(f"outbox {self.folder}: {exc}") from exc
+            raise MailServerUnavailable(f"outbox {self.folder}: {exc}",
+                                        "outbox_unavailable") from exc
 
     def _write(self, message: MailMessage) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

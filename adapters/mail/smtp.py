@@ -63,14 +63,15 @@ class SmtpMailer:
             raise _by_code(exc.smtp_code, f"{exc.smtp_code} {exc.smtp_error!r}") from exc
         except (smtplib.SMTPNotSupportedError, ssl.SSLError, ssl.CertificateError) as exc:
             raise MailRejected(f"SMTP {self.settings.server}:{self.settings.port}: "
-                               f"{exc!r}") from exc
+                               f"{exc!r}", "smtp_misconfigured") from exc
         except (smtplib.SMTPException, OSError) as exc:  # refused, reset, timed out, dropped
             raise MailServerUnavailable(f"SMTP {self.settings.server}:{self.settings.port}: "
-                                        f"{exc!r}") from exc
+                                        f"{exc!r}", "smtp_unavailable") from exc
 
 
 def _by_code(code: int, detail: str) -> MailServerUnavailable | MailRejected:
-    """4xx: a transient condition (mailbox busy, greylisting, server shutting down)."""
+    """4xx: a transient condition (mailbox busy, greylisting, server shutting down). The
+    category holds the code only: the server's words may echo the login or the address."""
     if 400 <= code < 500:
-        return MailServerUnavailable(f"SMTP {detail}")
-    return MailRejected(f"SMTP {detail}")
+        return MailServerUnavailable(f"SMTP {detail}", f"smtp_unavailable {code}")
+    return MailRejected(f"SMTP {detail}", f"smtp_rejected {code}")

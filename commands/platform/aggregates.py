@@ -30,7 +30,7 @@ from schemas.errors import (
 from schemas.platform import events as ev
 from schemas.platform.commands import Resealed, SealedCredentials
 from schemas.platform.providers import ProviderSpec, provider_spec
-from schemas.platform.roles import ADMINS, ASSIGNABLE
+from schemas.platform.roles import ADMINS, ASSIGNABLE, OWNERS
 
 
 class Setup(Aggregate):
@@ -77,11 +77,11 @@ class Account(Aggregate):
         if email != self.email.lower():
             self.record(ev.AccountEmailChanged(email=email), ctx)
 
-    def apply_PasswordResetRequested(self, p: ev.PasswordResetRequested) -> None:
-        pass
+    def _code_mail_requested(
+            self, p: ev.PasswordResetRequested | ev.EmailCodeLoginRequested) -> None:
+        """Nothing to keep: the code lives (hashed) in the gateway's key-value store."""
 
-    def apply_EmailCodeLoginRequested(self, p: ev.EmailCodeLoginRequested) -> None:
-        pass
+    apply_PasswordResetRequested = apply_EmailCodeLoginRequested = _code_mail_requested
 
     def ensure_active(self) -> None:
         """Codes and passwords are for activated accounts (an invited one activates through
@@ -89,13 +89,12 @@ class Account(Aggregate):
         if not self.exists or self.status != "active":
             raise AccountNotFound()
 
-    def password_reset_requested(self, mail_id: UUID, ctx: Context) -> None:
+    def code_mail_requested(
+            self, requested: ev.PasswordResetRequested | ev.EmailCodeLoginRequested,
+            ctx: Context) -> None:
+        """A code (reset or login) is mailed to the account: an active one only."""
         self.ensure_active()
-        self.record(ev.PasswordResetRequested(mail_id=mail_id), ctx)
-
-    def email_code_login_requested(self, mail_id: UUID, ctx: Context) -> None:
-        self.ensure_active()
-        self.record(ev.EmailCodeLoginRequested(mail_id=mail_id), ctx)
+        self.record(requested, ctx)
 
     def change_password(self, credentials_id: UUID, ctx: Context) -> None:
         self.ensure_active()
@@ -196,16 +195,15 @@ class Workspace(Aggregate):
     # --- members (Dify's TenantService rules and messages) -------------------------------
 
     def _check_member_permission(self, action: str, member: UUID | None,
-                                 ctx: Context) -> str:
-        """The operator's role, if it may `action` ("add", "remove", "update") the member."""
+                                 ctx: Context) -> None:
+        """The operator may `action` the member: admins add, only the owner changes and
+        removes (Dify's TenantService.check_member_permission). The owner is never the
+        target: it cannot operate itself."""
         self._ensure_mine(ctx)
         if member is not None and member == ctx.actor_id:
             raise CannotOperateSelf()
-        operator_role = self.role_of(ctx.actor_id)
-        if operator_role not in ADMINS:
+        if self.role_of(ctx.actor_id) not in (ADMINS if action == "add" else OWNERS):
             raise Forbidden(f"No permission to {action} member.")
-        assert operator_role is not None
-        return operator_role
 
     def invite(self, account: Account, role: str, mail_id: UUID, ctx: Context) -> bool:
         """The account joins with `role`, `mail_id` its invitation; False: it is a pending
@@ -225,12 +223,10 @@ class Workspace(Aggregate):
     def update_member_role(self, account_id: UUID, role: str, ctx: Context) -> None:
         if role not in ASSIGNABLE:
             raise InvalidRole()
-        operator_role = self._check_member_permission("update", account_id, ctx)
+        self._check_member_permission("update", account_id, ctx)
         current = self.role_of(account_id)
         if current is None:
             raise MemberNotInTenant()
-        if operator_role == "admin" and current == "owner":
-            raise Forbidden("No permission to update member.")
         if current == role:
             raise RoleAlreadyAssigned()
         self.record(ev.MemberRoleUpdated(account_id=account_id, role=role), ctx)
@@ -252,12 +248,9 @@ class Workspace(Aggregate):
         self.record(ev.MemberRoleUpdated(account_id=ctx.actor_id, role="admin"), ctx)
 
     def remove_member(self, account_id: UUID, ctx: Context) -> None:
-        operator_role = self._check_member_permission("remove", account_id, ctx)
-        current = self.role_of(account_id)
-        if current is None:
+        self._check_member_permission("remove", account_id, ctx)
+        if self.role_of(account_id) is None:
             raise MemberNotInTenant()
-        if operator_role == "admin" and current == "owner":
-            raise Forbidden("No permission to remove member.")
         self.record(ev.MemberRemoved(account_id=account_id), ctx)
 
     def apply_ProviderCredentialsSaved(self, p: ev.ProviderCredentialsSaved) -> None:

@@ -14,6 +14,7 @@ from commands.platform.aggregates import Account, ApiKey, App, EmailClaim, Setup
 from commands.registry import command_handlers
 from commands.unit_of_work import UnitOfWork
 from schemas.errors import AccountNotLinkTenant, NotFound
+from schemas.mail.events import MailTemplate
 from schemas.mail.naming import mail_id_for
 from schemas.platform import commands as cmd
 from schemas.platform import events as ev
@@ -44,22 +45,24 @@ def create_workspace(c: cmd.CreateWorkspace, uow: UnitOfWork) -> dict[str, Any]:
 
 
 def request_password_reset(c: cmd.RequestPasswordReset, uow: UnitOfWork) -> dict[str, Any]:
-    account = uow.get(Account, c.account_id)
-    account.ensure_active()  # before the mail is asked for
-    mail_id = request_mail(uow, "reset_password", "reset_password", account.email,
-                           language=c.language, params={"expiry_minutes": c.expiry_minutes},
-                           sealed_params=c.sealed_params)
-    account.password_reset_requested(mail_id, uow.ctx)
-    return {"mail_id": str(mail_id)}
+    return _mail_code(c, "reset_password", ev.PasswordResetRequested, uow)
 
 
 def request_email_code_login(c: cmd.RequestEmailCodeLogin, uow: UnitOfWork) -> dict[str, Any]:
+    return _mail_code(c, "email_code_login", ev.EmailCodeLoginRequested, uow)
+
+
+def _mail_code(c: cmd.RequestPasswordReset | cmd.RequestEmailCodeLogin,
+               template: MailTemplate,
+               requested: type[ev.PasswordResetRequested] | type[ev.EmailCodeLoginRequested],
+               uow: UnitOfWork) -> dict[str, Any]:
+    """Mail the account its sealed code. The account records first: it refuses one that is
+    not active before a mail is asked for (the mail's id is known ahead: `mail_id_for`)."""
     account = uow.get(Account, c.account_id)
-    account.ensure_active()
-    mail_id = request_mail(uow, "email_code_login", "email_code_login", account.email,
-                           language=c.language, params={"expiry_minutes": c.expiry_minutes},
-                           sealed_params=c.sealed_params)
-    account.email_code_login_requested(mail_id, uow.ctx)
+    mail_id = mail_id_for(uow.ctx.causation_id, template)
+    account.code_mail_requested(requested(mail_id=mail_id), uow.ctx)
+    request_mail(uow, template, template, account.email, language=c.language,
+                 params={"expiry_minutes": c.expiry_minutes}, sealed_params=c.sealed_params)
     return {"mail_id": str(mail_id)}
 
 

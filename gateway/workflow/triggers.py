@@ -19,6 +19,7 @@ from uuid import UUID, uuid4, uuid5
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.types import Message
 
 from gateway.auth import AppReader, ConsoleUser, Editor
 from gateway.commanding import CommandPending
@@ -110,26 +111,51 @@ async def _inputs(request: Request, config: WebhookConfig) -> dict[str, Any]:
     limit = get_container(request).settings.WEBHOOK_REQUEST_BODY_MAX_SIZE
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise WebhookRequestTooLarge(f"Webhook request too large: {declared} bytes exceeds "
-                                     f"maximum allowed size of {limit} bytes")
+        raise _too_large(limit)
+    # a chunked body states no length: it is counted as it arrives and refused at the limit,
+    # never read whole first
+    capped = _capped(request, limit)
     content_type = request.headers.get("content-type", "")
     form: dict[str, str] | None = None
     raw = b""
     if content_type.split(";")[0].strip().lower() == FORM_DATA:
         # fields only: files would need tool files, which Eddy does not keep
-        parsed = await request.form()
+        parsed = await capped.form(max_files=_MAX_FORM_PARTS, max_fields=_MAX_FORM_PARTS,
+                                   max_part_size=limit)
         form = {k: v for k, v in parsed.items() if isinstance(v, str)}
     else:
-        raw = await request.body()
-        if len(raw) > limit:
-            raise WebhookRequestTooLarge(f"Webhook request too large: {len(raw)} bytes "
-                                         f"exceeds maximum allowed size of {limit} bytes")
+        raw = await capped.body()
     try:
         return webhook_inputs(config, WebhookRequest(
             method=request.method, headers=dict(request.headers),
             query=dict(request.query_params), content_type=content_type, raw=raw, form=form))
     except WebhookRequestError as error:
         raise WebhookRequestInvalid(str(error)) from None
+
+
+_MAX_FORM_PARTS = 100  # fields (and files) of a multipart webhook body
+
+
+def _too_large(limit: int) -> WebhookRequestTooLarge:
+    return WebhookRequestTooLarge(f"Webhook request too large: exceeds maximum allowed size "
+                                  f"of {limit} bytes")
+
+
+def _capped(request: Request, limit: int) -> Request:
+    """The request whose body reads fail with WebhookRequestTooLarge once more than `limit`
+    bytes have arrived."""
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _too_large(limit)
+        return message
+
+    return Request(request.scope, receive)
 
 
 def _run_ids(trigger_id: UUID, idempotency_key: str | None) -> tuple[UUID, UUID]:

@@ -39,5 +39,5 @@ class MailDeliveryFailed(EventPayload):
     """The mail went to the dead letters (the server refused it for good, or stayed down
     past the retries). A replay of the dead letter may still send it (MailSent follows)."""
 
-    error: str
+    error: str  # the kind ("smtp_rejected 550"), shown to members: never the server's words
     permanent: bool

@@ -26,6 +26,21 @@ class KeyValueContract:
         await kv.delete("owner")
         assert await kv.get("owner") is None
 
+    async def test_a_value_is_renewed_or_deleted_only_by_its_holder(
+            self, kv: KeyValueStore) -> None:
+        await kv.set("lease", "ann", ttl=1)
+        assert not await kv.expire_if("lease", "bob", 60)
+        assert not await kv.delete_if("lease", "bob")
+        assert await kv.get("lease") == "ann"
+        assert await kv.expire_if("lease", "ann", 60)
+        await asyncio.sleep(1.2)
+        assert await kv.get("lease") == "ann"  # renewed past its first expiry
+        assert await kv.delete_if("lease", "ann")
+        assert await kv.get("lease") is None
+        assert not await kv.expire_if("lease", "ann", 60)  # gone: nothing to renew
+        assert not await kv.delete_if("lease", "ann")
+        assert await kv.get("lease") is None  # and nothing created
+
     async def test_counters_and_values_expire(self, kv: KeyValueStore) -> None:
         await kv.set("token", "t", ttl=1)
         assert await kv.count(["a", "b"], window=1) == [1, 1]

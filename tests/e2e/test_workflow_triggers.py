@@ -6,7 +6,7 @@ per tick, and a schedule whose ticks went by unfired fires the latest one once."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,13 +14,21 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import orjson
+import pytest
 from sqlalchemy import select
 
 from adapters.embedded.postgres import EmbeddedPostgres
 from projections.workflow.runs.tables import workflow_runs
 from projections.workflow.tables import workflow_schedules
 from tests.chat import app_with_key
-from tests.harness import Node, eventually, node_settings, running_node
+from tests.harness import (
+    Node,
+    eventually,
+    everything_recorded,
+    in_plaintext,
+    node_settings,
+    running_node,
+)
 from tests.workflows import edge, end_outputs, graph, graph_node, publish_in_console
 from workers.workflow.schedules import fire_due_schedules
 
@@ -67,7 +75,10 @@ async def test_a_webhook_call_starts_a_run_with_the_calls_fields(node: Node) -> 
     assert [(t["trigger_type"], t["node_id"], t["title"]) for t in listed.json()["data"]] == [
         ("trigger-webhook", "hook", "Order placed")]
 
-    order = {"X-Shop": "north", "Idempotency-Key": "order-1"}
+    # the caller's credentials: headers the node does not declare are not kept
+    secrets = {"Authorization": "Bearer hook-caller-token-4711",
+               "Cookie": "session=hook-caller-cookie-4711"}
+    order = {"X-Shop": "north", "Idempotency-Key": "order-1", **secrets}
     answered = await node.client.post(path, params={"lang": "en"}, headers=order,
                                       json={"item": "tea", "quantity": 2})
     # answered at once, as the node says, before the run has run
@@ -88,6 +99,11 @@ async def test_a_webhook_call_starts_a_run_with_the_calls_fields(node: Node) -> 
     inputs = orjson.loads(run["inputs"])  # Dify's run detail: inputs as JSON text
     assert inputs["webhook_body"] == {"item": "tea", "quantity": 2}
     assert inputs["webhook_query_params"] == {"lang": "en"}
+    assert {k.lower() for k in inputs["webhook_headers"]} == {"x-shop", "content-type"}
+    recorded = await everything_recorded(node, "console_v1.workflow_runs",
+                                         "console_v1.workflow_node_executions")
+    assert not any(in_plaintext(secret, recorded) for secret in
+                   ("hook-caller-token-4711", "hook-caller-cookie-4711"))
 
     # calls that do not fit the node, or no webhook at all: refused, nothing started
     refusals = [
@@ -113,6 +129,37 @@ async def test_a_webhook_call_starts_a_run_with_the_calls_fields(node: Node) -> 
         assert response.json()["status"] == status and message in response.json()["message"]
     await asyncio.sleep(0.5)  # what a refused call would have started has had time to start
     assert len(await runs_of(node, app_id)) == 1
+
+
+@pytest.mark.settings(WEBHOOK_REQUEST_BODY_MAX_SIZE=1024)
+async def test_a_webhook_body_over_the_limit_is_refused_without_a_declared_length(
+        node: Node) -> None:
+    auth = await node.setup_and_login()
+    app_id, _ = await app_with_key(node, auth, mode="workflow", name="Orders")
+    form_hook = graph_node("form", "trigger-webhook", "Order form", method="post",
+                           content_type="multipart/form-data")
+    await publish_in_console(node, auth, app_id, graph(
+        [ORDER_HOOK, form_hook, graph_node("end", "end", outputs=[])],
+        [edge("hook", "end"), edge("form", "end")]))
+
+    async def path_of(node_id: str) -> str:
+        shown = await node.client.get(f"/console/api/apps/{app_id}/workflows/triggers/webhook",
+                                      params={"node_id": node_id}, headers=auth)
+        return urlsplit(shown.json()["webhook_url"]).path
+
+    async def chunks() -> AsyncIterator[bytes]:  # chunked: no Content-Length to refuse by
+        yield b'{"item": "' + b"t" * 800
+        yield b"e" * 800 + b'", "quantity": 1}'
+
+    chunked = await node.client.post(await path_of("hook"), content=chunks(), headers={
+        "X-Shop": "north", "Content-Type": "application/json"})
+    assert "content-length" not in chunked.request.headers
+    multipart = await node.client.post(await path_of("form"), data={"item": "t" * 2048})
+    for refused in (chunked, multipart):
+        assert refused.status_code == 413, refused.text
+        assert refused.json()["code"] == "request_entity_too_large"
+    await asyncio.sleep(0.5)  # what a refused call would have started has had time to start
+    assert await runs_of(node, app_id) == []
 
 
 # a node without a scheduler: the test fires the schedules itself, at times it picks

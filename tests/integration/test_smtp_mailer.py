@@ -41,14 +41,16 @@ class TestSmtpMailer(MailerContract):
     async def test_a_server_that_is_down_is_worth_retrying(self, mailer: SmtpMailer,
                                                            smtp_sink: SmtpSink) -> None:
         smtp_sink.stop()
-        with pytest.raises(MailServerUnavailable, match="Connection refused"):
+        with pytest.raises(MailServerUnavailable, match="Connection refused") as failed:
             await mailer.send(mail(1))
+        assert failed.value.category == "smtp_unavailable"
 
     async def test_try_again_later_is_worth_retrying(self, mailer: SmtpMailer,
                                                      smtp_sink: SmtpSink) -> None:
         smtp_sink.refuse(451)
-        with pytest.raises(MailServerUnavailable, match="451"):
+        with pytest.raises(MailServerUnavailable, match="451") as failed:
             await mailer.send(mail(1))
+        assert failed.value.category == "smtp_unavailable 451"
         smtp_sink.refuse(None)
         await mailer.send(mail(1))
         assert len(smtp_sink.received()) == 1
@@ -56,13 +58,15 @@ class TestSmtpMailer(MailerContract):
     async def test_a_refusal_is_for_good(self, mailer: SmtpMailer,
                                          smtp_sink: SmtpSink) -> None:
         smtp_sink.refuse(550)
-        with pytest.raises(MailRejected, match="550"):
+        with pytest.raises(MailRejected, match="550") as failed:
             await mailer.send(mail(1))
+        assert failed.value.category == "smtp_rejected 550"  # the code, not the reply
         assert smtp_sink.received() == []
 
     async def test_starttls_a_server_does_not_offer_is_a_configuration_error(
             self, smtp_sink: SmtpSink) -> None:
         mailer = smtp_mailer(smtp_sink, use_tls=True, opportunistic_tls=True)
-        with pytest.raises(MailRejected, match="STARTTLS"):
+        with pytest.raises(MailRejected, match="STARTTLS") as failed:
             await mailer.send(mail(1))
+        assert failed.value.category == "smtp_misconfigured"
         assert smtp_sink.received() == []

@@ -14,6 +14,7 @@ from bootstrap import build_mailer
 from config import load_settings
 from supervisor import mail_destination
 from tests.contracts.mailer import SENDER, Delivered, MailerContract, mail
+from workers.mail.processor import failure_category
 
 
 @pytest.fixture
@@ -40,8 +41,11 @@ class TestOutboxMailer(MailerContract):
 
     async def test_a_folder_it_cannot_write_is_worth_retrying(self, tmp_path: Path) -> None:
         (tmp_path / "taken").write_text("a file where the outbox folder should be")
-        with pytest.raises(MailServerUnavailable):
+        with pytest.raises(MailServerUnavailable) as failed:
             await OutboxMailer(tmp_path / "taken" / "outbox", SENDER).send(mail(1))
+        # members are shown the kind of failure, not the server's folder
+        assert failure_category(failed.value) == "outbox_unavailable"
+        assert str(tmp_path) in str(failed.value)  # the detail: for the log and dead letter
 
 
 async def test_eddy_up_names_the_folder_mails_are_written_to(tmp_path: Path) -> None:

@@ -33,14 +33,20 @@ class Container:
         return int(await self.kv.get(RUNS) or 0)
 
 
+async def run_due(due: DueJobs) -> None:
+    """Starts the due jobs and waits for them to end."""
+    await due.start()
+    await asyncio.gather(*due.running.values())
+
+
 async def test_an_interval_job_runs_at_once_then_when_its_interval_passed() -> None:
     c = Container({"count": Job("count", 60.0, count_run)})
     due = DueJobs(c)  # type: ignore[arg-type]
-    await due.run()
-    await due.run()
+    await run_due(due)
+    await run_due(due)
     assert await c.runs() == 1
     await c.kv.set(last_run_key("count"), repr(time.time() - 61))
-    await due.run()
+    await run_due(due)
     assert await c.runs() == 2
 
 
@@ -50,14 +56,14 @@ async def test_a_job_stopped_for_many_intervals_runs_once(schedule: float | Cron
     # the last run ten intervals ago: a scheduler stopped for a while, or a new leader
     await c.kv.set(last_run_key("count"), repr(time.time() - 600))
     due = DueJobs(c)  # type: ignore[arg-type]
-    await due.run()
-    await due.run()
+    await run_due(due)
+    await run_due(due)
     assert await c.runs() == 1
 
 
 async def test_a_crontab_job_never_run_waits_for_its_next_tick() -> None:
     c = Container({"count": Job("count", Cron("0 4 * * *"), count_run)})
-    await DueJobs(c).run()  # type: ignore[arg-type]
+    await run_due(DueJobs(c))  # type: ignore[arg-type]
     assert await c.runs() == 0
     assert await c.kv.get(last_run_key("count")) is not None
 
@@ -67,7 +73,7 @@ async def test_a_failed_job_is_not_recorded_as_run() -> None:
         raise RuntimeError("boom")
 
     c = Container({"fail": Job("fail", 60.0, fail)})
-    await DueJobs(c).run()  # type: ignore[arg-type]
+    await run_due(DueJobs(c))  # type: ignore[arg-type]
     assert await c.kv.get(last_run_key("fail")) is None
 
 
@@ -87,6 +93,30 @@ def test_switched_off_jobs_are_not_scheduled() -> None:
                                        ENABLE_WORKFLOW_SCHEDULE_POLLER_TASK=False)) is None
 
 
+async def test_a_slow_job_does_not_delay_a_fast_ones_runs() -> None:
+    slow_started, slow_ends = [], asyncio.Event()
+
+    async def slow_job(*, kv: MemoryKeyValueStore) -> None:
+        slow_started.append(1)
+        await slow_ends.wait()
+
+    # the nightly clean-up still running while the per-tick poller is due again and again
+    c = Container({"slow": Job("slow", 0.0, slow_job), "fast": Job("fast", 0.0, count_run)})
+    due = DueJobs(c)  # type: ignore[arg-type]
+    for _ in range(3):
+        await due.start()
+        await due.running["fast"]
+    assert await c.runs() == 3
+    assert len(slow_started) == 1  # still running: not started again
+    assert await c.kv.get(last_run_key("slow")) is None
+    slow_ends.set()
+    await due.running["slow"]
+    assert await c.kv.get(last_run_key("slow")) is not None  # recorded when it finished
+    await due.start()
+    await asyncio.gather(*due.running.values())
+    assert len(slow_started) == 2
+
+
 async def test_one_lease_holder_at_a_time() -> None:
     kv = MemoryKeyValueStore()
     first, second = Lease(kv, 10), Lease(kv, 10)
@@ -94,6 +124,8 @@ async def test_one_lease_holder_at_a_time() -> None:
     assert await first.hold()  # renewed by its holder
     await first.release()
     assert await second.hold() and not await first.hold()
+    await first.release()  # a former holder neither releases nor renews another's lease
+    assert await kv.get(LEADER_KEY) == second.holder
 
 
 async def test_a_leader_that_lost_its_lease_stops_its_running_job() -> None:

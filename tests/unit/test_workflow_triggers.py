@@ -157,6 +157,15 @@ def test_a_fitting_call_becomes_difys_webhook_inputs_and_the_nodes_outputs() -> 
     assert outputs["_webhook_raw"] == inputs["webhook_data"]
 
 
+def test_only_the_declared_headers_and_the_content_type_are_kept() -> None:
+    inputs = webhook_inputs(WebhookConfig.of("hook", ORDER), call(
+        raw=b'{"item": "tea"}', headers={"Authorization": "Bearer s3cret", "Cookie": "a=b",
+                                         "Content-Type": "application/json",
+                                         "X-Api-Key": "k3y"}))
+    assert inputs["webhook_headers"] == {"X-Shop": "north", "Content-Type": "application/json"}
+    assert inputs["webhook_data"]["headers"] == inputs["webhook_headers"]
+
+
 def test_form_values_are_converted_to_their_types() -> None:
     form = {**ORDER, "content_type": "application/x-www-form-urlencoded"}
     inputs = webhook_inputs(WebhookConfig.of("hook", form), call(

@@ -32,7 +32,7 @@ import jinja2
 import orjson
 
 from adapters.bus.base import Message
-from adapters.mail.base import Mailer, MailMessage, MailRejected
+from adapters.mail.base import MailDeliveryError, Mailer, MailMessage, MailRejected
 from adapters.secrets import SecretUnreadable, unseal
 from commands.aggregate import Context
 from commands.mail.aggregates import Mail
@@ -70,7 +70,7 @@ def outbox_processor(topic: str, *, event_types: EventTypes, store: EventStore,
     async def on_dead_letter(message: Message, exc: BaseException) -> None:
         event = event_types.envelope_from_json(message.value)
         await asyncio.to_thread(record_failure, store, event.aggregate_id, caused_by(event),
-                                str(exc) or repr(exc), isinstance(exc, PermanentFailure))
+                                failure_category(exc), isinstance(exc, PermanentFailure))
 
     return Processor(
         group=topic, topics=[topic], on_dead_letter=on_dead_letter, side_effects=True,
@@ -79,6 +79,21 @@ def outbox_processor(topic: str, *, event_types: EventTypes, store: EventStore,
                           max_backoff=max(MAX_BACKOFF_SECONDS,
                                           settings.MAIL_RETRY_BACKOFF_SECONDS)),
         handle=decoding(event_types, by_type({ev.MailRequested: partial(send_mail, deps)})))
+
+
+class MailUnrenderable(PermanentFailure):
+    """A mail that cannot be rendered, and never will be."""
+
+
+def failure_category(exc: BaseException) -> str:
+    """What MailDeliveryFailed records of a failure, shown to every member of the workspace:
+    its kind ("smtp_unavailable", "smtp_rejected 550", "render_failed"), never the detail
+    (the server's reply, its address, the login), which stays in the log line and the dead
+    letter."""
+    for cause in (exc, exc.__cause__):
+        if isinstance(cause, MailDeliveryError):
+            return cause.category
+    return "render_failed" if isinstance(exc, MailUnrenderable) else "delivery_failed"
 
 
 def message_id_for(mail_id: UUID, sender: str) -> str:
@@ -114,7 +129,7 @@ def _rendered(deps: MailDeps, mail_id: UUID, p: ev.MailRequested) -> MailMessage
         params: dict[str, Any] = {**p.params, **_opened(deps.secret_key, p.sealed_params)}
         rendered = render_mail(p.template, p.language, p.to, params)
     except (jinja2.TemplateError, SecretUnreadable) as exc:
-        raise PermanentFailure(f"mail {p.template} cannot be rendered: {exc!r}") from exc
+        raise MailUnrenderable(f"mail {p.template} cannot be rendered: {exc!r}") from exc
     return MailMessage(message_id=message_id_for(mail_id, deps.sender), to=p.to,
                        subject=rendered.subject, html=rendered.html, text=rendered.text)
 

@@ -134,14 +134,19 @@ def test_update_member_role_follows_difys_rules(team: World) -> None:
         return team.run(pc.UpdateMemberRole(workspace_id=team.me.tenant_id,
                                             account_id=account_id, role=role), as_)
 
-    accepted(update(editor.actor_id, "normal", as_=admin))  # an admin may, too
-    rejected(update(editor.actor_id, "normal"), errors.RoleAlreadyAssigned)
+    rejected(update(editor.actor_id, "dataset_operator"), errors.RoleAlreadyAssigned)
     rejected(update(editor.actor_id, "owner"), errors.InvalidRole)  # ownership is transferred
     rejected(update(team.me.actor_id, "admin"), errors.CannotOperateSelf)
     rejected(update(team.me.actor_id, "admin", as_=admin), errors.Forbidden,
              "No permission to update member.")
+    # Only the owner changes roles: an admin changes neither a member nor another admin.
+    other_admin = member(team, "ad2@example.com", "admin")
+    for target in (editor, other_admin):
+        rejected(update(target.actor_id, "normal", as_=admin), errors.Forbidden,
+                 "No permission to update member.")
     rejected(update(admin.actor_id, "editor", as_=editor), errors.Forbidden,
              "No permission to update member.")
+    accepted(update(admin.actor_id, "normal"))
     rejected(update(team.rival.actor_id, "editor"), errors.MemberNotInTenant)
     rejected(team.run(pc.UpdateMemberRole(workspace_id=team.rival.tenant_id,
                                           account_id=team.rival.actor_id, role="editor")),
@@ -162,8 +167,14 @@ def test_remove_member_follows_difys_rules(team: World) -> None:
     rejected(remove(team.me.actor_id, as_=admin), errors.Forbidden,
              "No permission to remove member.")
     rejected(remove(admin.actor_id, as_=admin), errors.CannotOperateSelf)
+    # Only the owner removes: an admin removes neither a member nor another admin.
+    other_admin = member(team, "ad2@example.com", "admin")
+    for target in (editor, other_admin):
+        rejected(remove(target.actor_id, as_=admin), errors.Forbidden,
+                 "No permission to remove member.")
     rejected(remove(team.rival.actor_id), errors.MemberNotInTenant)
-    removed = accepted(remove(editor.actor_id, as_=admin), result="success")
+    accepted(remove(other_admin.actor_id), result="success")
+    removed = accepted(remove(editor.actor_id), result="success")
     assert removed.one(pe.MemberRemoved) == pe.MemberRemoved(account_id=editor.actor_id)
     rejected(remove(editor.actor_id), errors.MemberNotInTenant)
     # Removed, it can no longer act as a member; invited again, it joins again.
