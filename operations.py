@@ -668,7 +668,7 @@ async def _create_tenant(settings: Settings, email: str, name: str | None,
         try:
             await _command(c, cmd.CreateWorkspace(
                 workspace_id=workspace_id, name=workspace_name, owner_account_id=account_id,
-                register=cmd.NewAccount(
+                new_owner=cmd.NewAccount(
                     email=email, name=account_name, credentials_id=credentials_id,
                     interface_language=language if language in LANGUAGES else "en-US")),
                 aggregate_id=account_id, tenant_id=workspace_id, actor_id=account_id)

@@ -181,7 +181,7 @@ async def add_account_with_workspace(node: Node, email: str,
     await node.app.state.command_gateway.send(
         CreateWorkspace(workspace_id=workspace_id, name="Rival's Workspace",
                         owner_account_id=account_id,
-                        register=NewAccount(email=email, name="Rival",
+                        new_owner=NewAccount(email=email, name="Rival",
                                             credentials_id=credentials_id)),
         aggregate_id=account_id, tenant_id=workspace_id, actor_id=None)
     await eventually(lambda: _can_login(node, email, password))

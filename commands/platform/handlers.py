@@ -32,8 +32,8 @@ def setup_platform(c: cmd.SetupPlatform, uow: UnitOfWork) -> dict[str, Any]:
 
 def create_workspace(c: cmd.CreateWorkspace, uow: UnitOfWork) -> dict[str, Any]:
     owner = uow.get(Account, c.owner_account_id)
-    if c.register is not None:
-        r = c.register
+    if c.new_owner is not None:
+        r = c.new_owner
         owner.register(r.email, r.name, r.credentials_id, r.interface_language, uow.ctx)
     elif not owner.exists:
         raise NotFound("Account not found.")

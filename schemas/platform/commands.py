@@ -36,13 +36,13 @@ class NewAccount(BaseModel):
 
 
 class CreateWorkspace(CommandPayload):
-    """A workspace owned by `owner_account_id` (`eddy create-tenant`); `register`: the owner's
-    account is new and registered with it, else it must exist."""
+    """A workspace owned by `owner_account_id` (`eddy create-tenant`); `new_owner`: the
+    owner's account is new and registered with it, else it must exist."""
 
     workspace_id: UUID
     name: str
     owner_account_id: UUID
-    register: NewAccount | None = None
+    new_owner: NewAccount | None = None
 
 
 class RequestPasswordReset(CommandPayload):

@@ -34,7 +34,7 @@ def team(world: World) -> World:
     for who, name, owner in ((world.me, "Team", "Olive"), (world.rival, "Rivals", "Rex")):
         world.given(pc.CreateWorkspace(
             workspace_id=who.tenant_id, name=name, owner_account_id=who.actor_id,
-            register=pc.NewAccount(email=f"{owner.lower()}@example.com", name=owner,
+            new_owner=pc.NewAccount(email=f"{owner.lower()}@example.com", name=owner,
                                    credentials_id=uuid4())), as_=who)
     return world
 

@@ -57,7 +57,7 @@ def test_create_workspace_registers_a_new_owner_or_gives_an_existing_one_another
     owner, first, second, credentials = uuid4(), uuid4(), uuid4(), uuid4()
     created = accepted(world.run(pc.CreateWorkspace(
         workspace_id=first, name="Acme", owner_account_id=owner,
-        register=pc.NewAccount(email="ops@acme.test", name="ops", credentials_id=credentials))),
+        new_owner=pc.NewAccount(email="ops@acme.test", name="ops", credentials_id=credentials))),
         workspace_id=str(first), account_id=str(owner))
     assert created.types == ["AccountRegistered", "WorkspaceCreated"]
     assert created.event(pe.WorkspaceCreated).tenant_id == first
@@ -340,7 +340,7 @@ def test_a_code_request_mails_the_account_its_sealed_code_and_records_no_code(
     owner = uuid4()
     world.given(pc.CreateWorkspace(
         workspace_id=uuid4(), name="Acme", owner_account_id=owner,
-        register=pc.NewAccount(email="ops@acme.test", name="ops", credentials_id=uuid4())))
+        new_owner=pc.NewAccount(email="ops@acme.test", name="ops", credentials_id=uuid4())))
     for command, template, requested in (
             (pc.RequestPasswordReset, "reset_password", pe.PasswordResetRequested),
             (pc.RequestEmailCodeLogin, "email_code_login", pe.EmailCodeLoginRequested)):
@@ -367,7 +367,7 @@ def test_a_password_change_names_the_new_credentials_of_an_existing_account(
     owner, credentials = uuid4(), uuid4()
     world.given(pc.CreateWorkspace(
         workspace_id=uuid4(), name="Acme", owner_account_id=owner,
-        register=pc.NewAccount(email="ops@acme.test", name="ops", credentials_id=uuid4())))
+        new_owner=pc.NewAccount(email="ops@acme.test", name="ops", credentials_id=uuid4())))
     changed = accepted(world.run(pc.ChangePassword(account_id=owner,
                                                    credentials_id=credentials)),
                        account_id=str(owner))
@@ -384,7 +384,7 @@ def test_an_invited_account_gets_no_code_nor_password_before_it_activates(
     owner, team = uuid4(), uuid4()
     world.given(pc.CreateWorkspace(
         workspace_id=team, name="Acme", owner_account_id=owner,
-        register=pc.NewAccount(email="ops@acme.test", name="ops", credentials_id=uuid4())))
+        new_owner=pc.NewAccount(email="ops@acme.test", name="ops", credentials_id=uuid4())))
     world.given(pc.InviteMember(workspace_id=team, email="new@acme.test", role="editor",
                                 sealed_activation="sealed-link", signin_url="http://signin"),
                 as_=Workspace(team, owner))

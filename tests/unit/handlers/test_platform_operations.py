@@ -16,7 +16,7 @@ from tests.unit.handlers.harness import World, accepted, covers, rejected, uncha
 def _register(world: World, email: str) -> None:
     world.given(pc.CreateWorkspace(
         workspace_id=uuid4(), name="W", owner_account_id=account_id_for(email),
-        register=pc.NewAccount(email=email, name="n", credentials_id=uuid4())))
+        new_owner=pc.NewAccount(email=email, name="n", credentials_id=uuid4())))
 
 
 @covers(pc.ChangePassword)
@@ -56,7 +56,7 @@ def test_a_new_email_is_claimed_so_no_other_account_can_have_it(world: World) ->
              errors.EmailInUse)
     rejected(world.run(pc.CreateWorkspace(
         workspace_id=uuid4(), name="W", owner_account_id=account_id_for("new@acme.test"),
-        register=pc.NewAccount(email="new@acme.test", name="n", credentials_id=uuid4()))),
+        new_owner=pc.NewAccount(email="new@acme.test", name="n", credentials_id=uuid4()))),
         errors.EmailInUse)
     # back to the address its id derives from: no claim needed
     back = accepted(world.run(pc.ChangeAccountEmail(account_id=ops, email="ops@acme.test")))
