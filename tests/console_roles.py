@@ -158,6 +158,17 @@ TABLE = [
     Row("GET", f"{CONSOLE}/apps/imports/{{app_id}}/check-dependencies", EDITORS,
         ids=WORKFLOW),
     Row("GET", f"{CONSOLE}/apps/{{app_id}}/export", EDITORS, ids=WORKFLOW),
+    # Monitoring: every app reader's (Dify's statistics routes check no role).
+    *[Row("GET", f"{CONSOLE}/apps/{{app_id}}/statistics/{figure}", APP_READERS,
+          params={"start": "2026-01-01 00:00", "end": "2026-01-31 23:59"},
+          ids={"app_id": "completion_app"} if figure == "average-response-time" else {})
+      for figure in ("daily-messages", "daily-conversations", "daily-end-users", "token-costs",
+                     "average-session-interactions", "user-satisfaction-rate",
+                     "average-response-time", "tokens-per-second")],
+    *[Row("GET", f"{CONSOLE}/apps/{{app_id}}/workflow/statistics/{figure}", APP_READERS,
+          ids=WORKFLOW)
+      for figure in ("daily-conversations", "daily-terminals", "token-costs",
+                     "average-app-interactions")],
     # Knowledge: dataset editors, the dataset operator among them; its Service API keys are
     # the admins' (Dify's is_admin_or_owner_required).
     Row("PATCH", f"{CONSOLE}/datasets/{{dataset_id}}/documents/{{document_id}}/processing/"
@@ -275,6 +286,8 @@ async def world_of(node: Node, provider: FakeOpenAIServer) -> World:
                                                              "mode": "workflow"}),
         "chatflow_app": await _created(node, owner, "/apps", {"name": "Chatflow",
                                                              "mode": "advanced-chat"}),
+        "completion_app": await _created(node, owner, "/apps", {"name": "Writer",
+                                                               "mode": "completion"}),
         "doomed_app": await _created(node, owner, "/apps", {"name": "Doomed", "mode": "chat"}),
         "app_key": await _created(node, owner, f"/apps/{app_id}/api-keys"),
         "dataset_key": dataset_key,
