@@ -9,9 +9,10 @@ import random
 from collections import Counter as Tally
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
 
 from events.envelope import Envelope
 from projections.statistics.rules import (
@@ -116,13 +117,48 @@ class DifyRows:
         windows = {k: Counters(**{n: v for n, v in s.items()}) for k, s in sums.items()}
         return {k: c for k, c in windows.items() if c}, dict(members)
 
+    def daily(self, app: UUID, timezone: str, start: datetime | None,
+              end: datetime | None) -> tuple[dict[date, Counters], dict[str, dict[date, int]]]:
+        """Per day of `timezone`, rows created in [start, end), as Dify's statistics SQL
+        groups them: the sums, and the distinct members of each kind."""
+        zone = ZoneInfo(timezone)
+
+        def day(at: datetime) -> date | None:
+            inside = (start is None or at >= start) and (end is None or at < end)
+            return at.astimezone(zone).date() if inside else None
+
+        sums: dict[date, Tally[str]] = defaultdict(Tally)
+        seen: dict[str, dict[date, set[str]]] = {
+            kind: defaultdict(set) for kind in (CONVERSATION, END_USER, RUN_CREATOR)}
+        per_conversation = Tally(m["conversation"] for m in self.messages.values())
+        for m in self.messages.values():
+            if m["app"] == app and (d := day(m["at"])):
+                sums[d].update({"messages": 1, "message_tokens": m["prompt"],
+                                "answer_tokens": m["answer"], "price_units": m["price"],
+                                "latency_us": m["latency"],
+                                "likes": int(m["rating"] == "like")})
+                seen[CONVERSATION][d].add(str(m["conversation"]))
+                seen[END_USER][d].add(str(m["end_user"]))
+        for conversation, (owner, at) in self.conversations.items():
+            if owner == app and per_conversation[conversation] and (d := day(at)):
+                sums[d].update({"sessions": 1,
+                                "session_messages": per_conversation[conversation]})
+        for r in self.runs.values():
+            if r["app"] == app and (d := day(r["at"])):
+                sums[d].update({"runs": 1, "run_tokens": r["tokens"]})
+                seen[RUN_CREATOR][d].add(r["creator"])
+        return ({d: Counters(**s) for d, s in sorted(sums.items())},
+                {kind: {d: len(v) for d, v in sorted(days.items())}
+                 for kind, days in seen.items()})
+
 
 class History:
     """Random events of two apps (chat and workflow), each aggregate's in order, and the rows
     they leave in Dify."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, pace: int = 80) -> None:
         self.random = random.Random(seed)
+        self.pace = pace  # at most this many seconds between two events
         self.chat_app, self.flow_app = uuid4(), uuid4()
         self.users = [uuid4() for _ in range(4)]
         self.at = T0
@@ -133,7 +169,7 @@ class History:
         self.ended_runs: list[UUID] = []
 
     def emit(self, aggregate_type: str, aggregate_id: UUID, payload: EventPayload) -> None:
-        self.at += timedelta(seconds=self.random.randint(0, 80))
+        self.at += timedelta(seconds=self.random.randint(0, self.pace))
         version = self.versions[aggregate_id] = self.versions.get(aggregate_id, 0) + 1
         cid = uuid4()
         event = Envelope.new(payload, aggregate_type=aggregate_type, aggregate_id=aggregate_id,
