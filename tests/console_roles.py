@@ -22,7 +22,6 @@ from sqlalchemy import literal_column, select
 
 from gateway.auth import SERVED_ROLES
 from projections.layout import read_tables
-from projections.tables import metadata
 from schemas.platform.naming import account_id_for
 from schemas.platform.roles import (
     ADMINS,
@@ -345,13 +344,16 @@ State = tuple[int, dict[str, list[str]]]
 
 
 async def state_of(node: Node) -> State:
-    """The event store's head and every read-model row."""
+    """The event store's head and every row of every projection's read model."""
     rows: dict[str, list[str]] = {}
-    async with node.container.engine.connect() as conn:
-        for table in read_tables(metadata):
-            # `*`: the columns the database has (a model may declare more, computed ones)
-            every_row = select(literal_column("*")).select_from(table)
-            rows[table.name] = sorted(map(repr, (await conn.execute(every_row)).all()))
+    read_models = node.container.read_models
+    for projection in node.container.projections.values():
+        engine = read_models.engine_for(read_models.active(projection.name))
+        async with engine.connect() as conn:
+            for table in read_tables(projection.metadata):
+                # `*`: the columns the database has (a model may declare more, computed ones)
+                every_row = select(literal_column("*")).select_from(table)
+                rows[table.name] = sorted(map(repr, (await conn.execute(every_row)).all()))
     return node.container.store.max_position(), rows
 
 
