@@ -244,9 +244,10 @@ class World:
     ids: dict[str, str]
 
 
-async def join_as(node: Node, owner: dict[str, str], email: str, role: str) -> dict[str, str]:
+async def join_as(node: Node, owner: dict[str, str], email: str, role: str,
+                  timezone: str = "UTC") -> dict[str, str]:
     """A member invited with this role who activated through the invitation's link (as the
-    invite answers it); its console auth headers."""
+    invite answers it), in `timezone`; its console auth headers."""
     invited = await node.client.post(f"{MEMBERS}/invite-email",
                                      headers=owner, json={"emails": [email], "role": role})
     assert invited.status_code == 201, invited.text
@@ -254,7 +255,7 @@ async def join_as(node: Node, owner: dict[str, str], email: str, role: str) -> d
     token = parse_qs(urlsplit(result["url"]).query)["token"][0]
     activated = await node.client.post(f"{CONSOLE}/activate", json={
         "email": email, "token": token, "name": role, "interface_language": "en-US",
-        "timezone": "UTC", "password": PASSWORD})
+        "timezone": timezone, "password": PASSWORD})
     assert activated.status_code == 200, activated.text
     return {"Authorization": f"Bearer {activated.json()['data']['access_token']}"}
 
