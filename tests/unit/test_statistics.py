@@ -138,9 +138,10 @@ def test_a_range_is_read_in_the_accounts_timezone_as_dify_reads_it(
      "format '%Y-%m-%d %H:%M'"),
     (None, "2026-02-30 10:00", "Invalid end time format: day is out of range for month"),
     ("2026-03-01 10:01", "2026-03-01 10:00", "start must be earlier than or equal to end"),
+    ("0001-01-01 00:00", None, "Invalid start time: 0001-01-01 00:00 is out of range"),
 ])
 def test_a_bad_range_is_refused_with_difys_reason(start: str | None, end: str | None,
                                                   message: str) -> None:
     with pytest.raises(InvalidTimeRange) as refused:
-        parse_time_range(start, end, "UTC")
+        parse_time_range(start, end, "Asia/Kolkata")
     assert refused.value.to_dict() == {"code": "bad_request", "status": 400, "message": message}
