@@ -52,7 +52,8 @@ def _utc(at: datetime) -> datetime:
 
 
 class SqlFacts:
-    """The rules' facts and windows in the statistics read model, on one connection."""
+    """The rules' facts in the statistics read model, on one connection; their changes of
+    windows and members are gathered for the batch's end (`write_windows`)."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
