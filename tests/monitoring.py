@@ -15,7 +15,7 @@ to compare the read model with at its finest grain.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -29,6 +29,7 @@ from commands.aggregate import Context
 from commands.conversation.aggregates import Conversation
 from commands.unit_of_work import UnitOfWork
 from events.store import EventStore
+from projections.statistics.rules import Counters
 from schemas.conversation import events as ev
 from schemas.conversation.naming import end_user_id_for
 
@@ -39,6 +40,7 @@ from schemas.conversation.naming import end_user_id_for
 class Asked:
     conversation_id: UUID
     message_id: UUID
+    user: str  # the Service API's `user` who asked
 
 
 def usage(prompt: int, completion: int, price: str, latency: float) -> dict[str, Any]:
@@ -68,7 +70,7 @@ class History:
             conversation_id: UUID | None = None, query: str = "How far is the river?") -> Asked:
         """A message (in a new conversation unless one is named), answered `latency`
         seconds later with `answered` as its usage (None: left unanswered)."""
-        asked = Asked(conversation_id or uuid4(), uuid4())
+        asked = Asked(conversation_id or uuid4(), uuid4(), user)
         end_user = end_user_id_for(self.app_id, user)
 
         def send(conversation: Conversation, ctx: Context) -> None:
@@ -298,7 +300,7 @@ _EXPECTED_WINDOWS = EVENT_STORE_ROWS + f"""
            count(*) AS messages, sum(m.message_tokens) AS message_tokens,
            sum(m.answer_tokens) AS answer_tokens,
            sum(round(m.total_price / 0.0000001))::bigint AS price_units,
-           sum(m.provider_response_latency) AS latency,
+           sum(round(m.provider_response_latency * 1000000))::bigint AS latency_us,
            count(mf.id) FILTER (WHERE mf.rating = 'like') AS likes
     FROM messages m LEFT JOIN message_feedbacks mf ON mf.message_id = m.id
     GROUP BY 1, 2
@@ -317,7 +319,7 @@ run_windows AS (
 SELECT app_id, window_start,
        coalesce(w.messages, 0) AS messages, coalesce(w.message_tokens, 0) AS message_tokens,
        coalesce(w.answer_tokens, 0) AS answer_tokens,
-       coalesce(w.price_units, 0) AS price_units, coalesce(w.latency, 0) AS latency,
+       coalesce(w.price_units, 0) AS price_units, coalesce(w.latency_us, 0) AS latency_us,
        coalesce(w.likes, 0) AS likes, coalesce(s.sessions, 0) AS sessions,
        coalesce(s.session_messages, 0) AS session_messages, coalesce(r.runs, 0) AS runs,
        coalesce(r.run_tokens, 0) AS run_tokens
@@ -337,13 +339,11 @@ UNION ALL
 SELECT app_id, {_MINUTE.format(column="created_at")}, 'run_creator', created_by, count(*)
 FROM workflow_runs WHERE triggered_from = 'app-run' GROUP BY 1, 2, 3, 4
 """
-COUNTERS = ("messages", "message_tokens", "answer_tokens", "price_units", "latency", "likes",
-            "sessions", "session_messages", "runs", "run_tokens")
+COUNTERS = tuple(f.name for f in fields(Counters))
 
 
-def _sums(row: Mapping[str, Any]) -> dict[str, Any]:
-    # Latency is a float sum: its last digits depend on the order it was added up in.
-    return {k: round(float(row[k]), 6) if k == "latency" else int(row[k]) for k in COUNTERS}
+def _sums(row: Mapping[str, Any]) -> dict[str, int]:
+    return {k: int(row[k]) for k in COUNTERS}
 
 
 def _naive_utc(at: datetime) -> datetime:

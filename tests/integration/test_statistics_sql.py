@@ -74,8 +74,7 @@ class DictFacts:
         self.members[(str(app_id), window.replace(tzinfo=None), kind, member)] += count
 
     def figures(self) -> tuple[dict[Any, Any], dict[Any, int]]:
-        windows = {k: {n: round(v, 6) if n == "latency" else v for n, v in sums.items()}
-                   for k, sums in self.windows.items() if any(sums.values())}
+        windows = {k: sums for k, sums in self.windows.items() if any(sums.values())}
         return windows, {k: v for k, v in self.members.items() if v}
 
 
