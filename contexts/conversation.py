@@ -14,6 +14,7 @@ from gateway.conversation import (
     conversations,
     files,
     messages,
+    statistics,
     suggested,
 )
 from projections.conversation import projectors
@@ -55,6 +56,6 @@ CONVERSATION = ContextManifest(
                 STATISTICS: [statistics_projectors(CONVERSATION_RULES, payloads_in(events))]},
     routers=[config.console_router, config.service_router, messages.router,
              conversations.router, suggested.router, files.router, audio.router,
-             annotation_routes.router],
+             annotation_routes.router, statistics.router],
     work=[CHAT, ANNOTATIONS, CLEANUP],
 )
