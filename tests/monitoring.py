@@ -23,13 +23,16 @@ from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from commands.aggregate import Context
 from commands.conversation.aggregates import Conversation
 from commands.unit_of_work import UnitOfWork
 from events.store import EventStore
+from projections.progress import relay_lag
 from projections.statistics.rules import Counters
+from projections.statistics.tables import STATISTICS
+from projections.versions import maintained_lags
 from schemas.conversation import events as ev
 from schemas.conversation.naming import end_user_id_for
 
@@ -372,3 +375,10 @@ async def projected_windows(conn: AsyncConnection, schema: str) -> tuple[Windows
                    f'SELECT * FROM "{schema}".stat_members WHERE count <> 0'))}
     return windows, members
 
+
+
+async def counted(engine: AsyncEngine, projections: Iterable[Any],
+                  schema: str = f"{STATISTICS}_v1") -> bool:
+    """Whether the statistics version `schema` has counted every stored event."""
+    lags = await maintained_lags(engine, projections)
+    return await relay_lag(engine) == 0 and lags.get(schema) == 0

@@ -32,10 +32,8 @@ from adapters.embedded.tansu import TansuBroker
 from adapters.embedded.valkey import EmbeddedRedis
 from config import Settings
 from events.postgres_store import PostgresEventStore
-from projections.progress import relay_lag
 from projections.runner import ProjectionRunner
 from projections.statistics.tables import STATISTICS
-from projections.versions import maintained_lags
 from schemas.conversation import events as ev
 from tests.harness import (
     Node,
@@ -49,7 +47,14 @@ from tests.integration.conftest import operator_env
 from tests.integration.test_cli_operations import eddy, json_lines
 from tests.integration.test_restarts_mid_work import Servers, kill_valkey
 from tests.integration.test_self_healing import durable_kafka  # noqa: F401 (a fixture)
-from tests.monitoring import Asked, History, expected_windows, projected_windows, usage
+from tests.monitoring import (
+    Asked,
+    History,
+    counted,
+    expected_windows,
+    projected_windows,
+    usage,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP = f"projection.{STATISTICS}"
@@ -188,12 +193,6 @@ def workers(settings: Settings) -> Iterator[Workers]:
         running.close()
 
 
-async def caught_up(node: Node) -> bool:
-    engine = node.container.engine
-    lags = await maintained_lags(engine, node.container.projections.values())
-    return await relay_lag(engine) == 0 and lags.get(LIVE) == 0
-
-
 async def owners(node: Node) -> set[str]:
     """The members owning partitions of the statistics group now."""
     topics = sorted(node.container.projections[STATISTICS].topics)
@@ -203,7 +202,9 @@ async def owners(node: Node) -> set[str]:
 
 async def assert_exact(node: Node, skipped: list[int] | None = None) -> None:
     """Once caught up, every window and member count equals the event store's."""
-    await eventually(lambda: caught_up(node), timeout=60, interval=0.3)
+    await eventually(lambda: counted(node.container.engine,
+                                     node.container.projections.values()), timeout=60,
+                     interval=0.3)
     async with node.container.engine.connect() as conn:
         expected = await expected_windows(conn, skipped or [])
         projected = await projected_windows(conn, LIVE)
@@ -297,7 +298,11 @@ async def test_statistics_stay_exact_through_kills_restarts_takeovers_and_replay
             await assert_exact(node)
             for _ in range(rounds):
                 await kill_mid_window(node, traffic, workers, turns)
-            await pause_past_lease(node, traffic, workers, turns)
+            # Kafka's takeover costs seconds per rebalance (the session, then each rejoin): in
+            # its soak form only; what keeps the stale member from counting twice is the
+            # projection's tracking in Postgres, the same on both buses.
+            if bus.name == "redis" or rounds > 1:
+                await pause_past_lease(node, traffic, workers, turns)
             await restart_broker(node, traffic, bus, turns)
             await replay_yesterday(node, yesterday)
 
