@@ -32,8 +32,10 @@ from adapters.embedded.tansu import TansuBroker
 from adapters.embedded.valkey import EmbeddedRedis
 from config import Settings
 from events.postgres_store import PostgresEventStore
+from projections.progress import relay_lag
 from projections.runner import ProjectionRunner
 from projections.statistics.tables import STATISTICS
+from projections.versions import maintained_lags
 from schemas.conversation import events as ev
 from tests.harness import (
     Node,
@@ -159,16 +161,17 @@ async def writing(traffic: Traffic, count: int, pace: float = 0.03) -> AsyncIter
 class Workers:
     """`eddy worker --roles projections` processes, by member name."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, logs: Path) -> None:
         self.env = {**os.environ, **settings.as_env(LOG_LEVEL="WARNING")}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs = logs  # what they said, for a failure's report
 
     def spawn(self, member: str) -> None:
         # A stable member name: a restarted process is the same member (a pod's name).
-        self.procs[member] = subprocess.Popen(
-            [sys.executable, "-m", "cli", "worker", "--roles", "projections", "--member",
-             member], env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+        with (self.logs / f"{member}.log").open("ab") as log:
+            self.procs[member] = subprocess.Popen(
+                [sys.executable, "-m", "cli", "worker", "--roles", "projections", "--member",
+                 member], env=self.env, cwd=ROOT, stdout=log, stderr=log)
 
     def signal(self, member: str, sig: signal.Signals) -> None:
         self.procs[member].send_signal(sig)
@@ -185,8 +188,8 @@ class Workers:
 
 
 @pytest.fixture
-def workers(settings: Settings) -> Iterator[Workers]:
-    running = Workers(settings)
+def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
+    running = Workers(settings, tmp_path)
     try:
         yield running
     finally:
@@ -202,9 +205,15 @@ async def owners(node: Node) -> set[str]:
 
 async def assert_exact(node: Node, skipped: list[int] | None = None) -> None:
     """Once caught up, every window and member count equals the event store's."""
-    await eventually(lambda: counted(node.container.engine,
-                                     node.container.projections.values()), timeout=60,
-                     interval=0.3)
+    engine, projections = node.container.engine, node.container.projections.values()
+    try:
+        await eventually(lambda: counted(engine, projections), timeout=60, interval=0.3)
+    except AssertionError as exc:  # say where it stands
+        lags = await maintained_lags(engine, projections)
+        topics = sorted(node.container.projections[STATISTICS].topics)
+        state = await node.container.bus.group_state(GROUP, topics)
+        raise AssertionError(f"not caught up: relay lag {await relay_lag(engine)}, {lags}, "
+                             f"{state}") from exc
     async with node.container.engine.connect() as conn:
         expected = await expected_windows(conn, skipped or [])
         projected = await projected_windows(conn, LIVE)
