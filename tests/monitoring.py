@@ -4,12 +4,12 @@ event store (`stored_events`), independent of the statistics projection and its 
 
 `EVENT_STORE_ROWS` rebuilds Dify's tables (`conversations`, `messages`, `message_feedbacks`,
 `workflow_runs`) from the stored events: a message is its `MessageCreated` with the usage of
-how it ended, minus those retention expired; a feedback is the latest one given (a withdrawn
-one is no row); a run is its `WorkflowRunStarted` with the tokens of its latest end. Over
-them, `expected_figures` runs each endpoint's query in Dify's SQL shape (days in the
-account's timezone, `start`/`end` as Dify's parse_time_range reads them) and shapes the rows
-as Dify answers them; `expected_windows` gives every one-minute window's sums and members,
-to compare the read model with at its finest grain.
+how it ended, minus those retention expired and those of deleted conversations; a feedback
+is the latest one given (a withdrawn one is no row); a run is its `WorkflowRunStarted` with
+the tokens of its latest end. Over them, `expected_figures` runs each endpoint's query in
+Dify's SQL shape (days in the account's timezone, `start`/`end` as Dify's parse_time_range
+reads them) and shapes the rows as Dify answers them; `expected_windows` gives every
+one-minute window's sums and members, to compare the read model with at its finest grain.
 """
 
 from __future__ import annotations
@@ -103,6 +103,10 @@ class History:
     def expire(self, asked: Asked, at: datetime) -> None:
         self._record(asked.conversation_id, at, lambda c, ctx: c.expire([asked.message_id], ctx))
 
+    def delete(self, asked: Asked, at: datetime) -> None:
+        """Its conversation deleted, with every message of it."""
+        self._record(asked.conversation_id, at, lambda c, ctx: c.delete(ctx))
+
 
 # --- Dify's tables, from the event store ------------------------------------------------------
 
@@ -124,10 +128,13 @@ ended AS (
     FROM ev WHERE type IN ('MessageAnswered', 'MessageStopped')
     ORDER BY id, position
 ),
+deleted AS (
+    SELECT aggregate_id AS id FROM ev WHERE type = 'ConversationDeleted'
+),
 conversations AS (
     SELECT aggregate_id AS id, (s->'payload'->>'app_id')::uuid AS app_id,
            (s->>'occurred_at')::timestamptz AS created_at
-    FROM ev WHERE type = 'ConversationStarted'
+    FROM ev WHERE type = 'ConversationStarted' AND aggregate_id NOT IN (SELECT id FROM deleted)
 ),
 messages AS (
     SELECT (m.s->'payload'->>'message_id')::uuid AS id,
@@ -142,6 +149,7 @@ messages AS (
     FROM ev m LEFT JOIN ended e ON e.id = (m.s->'payload'->>'message_id')::uuid
     WHERE m.type = 'MessageCreated'
       AND (m.s->'payload'->>'message_id')::uuid NOT IN (SELECT id FROM expired)
+      AND m.aggregate_id NOT IN (SELECT id FROM deleted)
 ),
 message_feedbacks AS (
     SELECT message_id AS id, message_id, rating FROM (

@@ -2,10 +2,11 @@
 figures exactly. The two past days are in the event store as the command handlers recorded
 them, each event with the time it happened (messages near midnight in either timezone,
 answers, feedback given a day later, changed and withdrawn, a follow-up across midnight, an
-expired message); today's messages and feedback come through the real Service API. What each
-endpoint must answer is computed by SQL over the event store in Dify's SQL shape
-(`tests/monitoring.py`), for two accounts whose days start at different instants, over the
-whole history and over ranges whose HH:MM edges fall between two messages a minute apart."""
+expired message); today's messages, feedback and a conversation's deletion come through the
+real Service API. What each endpoint must answer is computed by SQL over the event store in
+Dify's SQL shape (`tests/monitoring.py`), for two accounts whose days start at different
+instants, over the whole history and over ranges whose HH:MM edges fall between two messages
+seconds apart."""
 
 from __future__ import annotations
 
@@ -53,10 +54,10 @@ def midnight(day: datetime, tz: str) -> datetime:
 
 
 def record_past_days(chat: History, completion: History, today: datetime
-                     ) -> tuple[dict[str, datetime], Asked]:
+                     ) -> tuple[dict[str, datetime], Asked, Asked]:
     """Two past days of both apps, recorded with the times they happened. Returns, per
-    timezone, the midnight two messages fall either side of, a few seconds apart; and a
-    message liked then whose like is withdrawn today."""
+    timezone, the midnight two messages fall either side of, a few seconds apart; a message
+    liked then whose like is withdrawn today; one whose conversation is deleted today."""
     d2, d1 = today - timedelta(days=2), today - timedelta(days=1)
     edges = {tz: midnight(d1, tz) for tz in TIMEZONES}
     kolkata, los_angeles = edges["Asia/Kolkata"], edges["America/Los_Angeles"]
@@ -77,11 +78,13 @@ def record_past_days(chat: History, completion: History, today: datetime
     chat.feedback(late, "like", minutes(d1, "15:00"))
     chat.feedback(gone, "like", minutes(d1, "15:30"))
     chat.expire(gone, minutes(d1, "16:00"))  # retention: out of every figure
+    deleted = chat.ask("hal", kolkata + timedelta(seconds=30), usage(9, 9, "0.0000090", 0.4))
+    chat.feedback(deleted, "like", minutes(d1, "15:30"))
     for at, latency in ((minutes(d2, "02:10"), 0.8), (kolkata - timedelta(minutes=3), 2.25),
                         (los_angeles + timedelta(minutes=3), 1.2)):
         completion.ask("ann", at, usage(40, 60, "0.0000800", latency),
                        query="A haiku about rivers")
-    return edges, bob
+    return edges, bob, deleted
 
 
 async def workspace_of(node: Node) -> UUID:
@@ -93,9 +96,10 @@ async def caught_up(node: Node) -> bool:
     return await counted(node.container.engine, node.container.projections.values())
 
 
-async def today_through_the_service_api(chat: Chat, completion: Chat, past: Asked) -> None:
+async def today_through_the_service_api(chat: Chat, completion: Chat, past: Asked,
+                                        deleted: Asked) -> None:
     """Today's messages: a follow-up in a past conversation, new ones, feedback on a past
-    message withdrawn and on today's given."""
+    message withdrawn and on today's given, a past conversation deleted."""
     follow_up = await chat.send("And today?", conversation_id=str(past.conversation_id),
                                 user=past.user)
     assert follow_up.status_code == 200, follow_up.text
@@ -111,6 +115,10 @@ async def today_through_the_service_api(chat: Chat, completion: Chat, past: Aske
         f"/v1/messages/{past.message_id}/feedbacks", headers=chat.key,
         json={"rating": None, "user": past.user})
     assert withdrawn.status_code == 200, withdrawn.text
+    gone = await chat.node.client.request(
+        "DELETE", f"/v1/conversations/{deleted.conversation_id}", headers=chat.key,
+        json={"user": deleted.user})
+    assert gone.status_code == 204, gone.text
     written = await completion.send("", path="/v1/completion-messages",
                                     inputs={"topic": "tea"})
     assert written.status_code == 200, written.text
@@ -139,12 +147,12 @@ async def test_three_days_in_two_timezones_give_difys_figures_exactly(chat: Chat
                                "editor", timezone=tz) for tz in TIMEZONES}
 
     workspace = await workspace_of(node)
-    edges, liked_before = await asyncio.to_thread(
+    edges, liked_before, deleted = await asyncio.to_thread(
         record_past_days, History(node.container.store, workspace, UUID(chat.app_id)),
         History(node.container.store, workspace, UUID(completion_id), mode="completion"),
         today)
     await eventually(lambda: caught_up(node), timeout=60)
-    await today_through_the_service_api(chat, completion, liked_before)
+    await today_through_the_service_api(chat, completion, liked_before, deleted)
     await eventually(lambda: caught_up(node), timeout=60)
 
     async with node.container.engine.connect() as conn:
@@ -180,4 +188,5 @@ async def test_three_days_in_two_timezones_give_difys_figures_exactly(chat: Chat
         by_zone = [await expected_figures(conn, "statistics/daily-messages", chat.app_id, tz)
                    for tz in TIMEZONES]
         assert by_zone[0] != by_zone[1]
-        assert sum(d["message_count"] for d in by_zone[0]) == 9  # 7 past (1 expired), 3 today
+        # 8 past (1 expired since, 1 deleted today), 3 today
+        assert sum(d["message_count"] for d in by_zone[0]) == 9

@@ -104,6 +104,12 @@ async def test_sql_over_the_event_store_agrees_with_the_rules_window_by_window(
         history.feedback(c, None, day + timedelta(days=2, hours=1))  # withdrawn
         history.feedback(d, "like", day + timedelta(days=2))
         history.expire(d, day + timedelta(days=3))  # retention: out of every figure
+        deleted = history.ask("fox", day + timedelta(hours=18, minutes=20, seconds=50),
+                              usage(50, 50, "0.0000500", 0.5))
+        history.ask("fox", day + timedelta(days=1, hours=3), usage(1, 1, "0", 0.1),
+                    conversation_id=deleted.conversation_id)
+        history.feedback(deleted, "like", day + timedelta(days=2))
+        history.delete(deleted, day + timedelta(days=3))  # with all its messages
         events = store.read_from(0, 1000)
 
     facts = DictFacts()
