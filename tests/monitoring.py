@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from commands.aggregate import Context
 from commands.conversation.aggregates import Conversation
 from commands.unit_of_work import UnitOfWork
+from commands.workflow.aggregates import WorkflowRun
 from events.store import EventStore
 from projections.progress import relay_lag
 from projections.statistics.rules import Counters
@@ -35,6 +36,7 @@ from projections.statistics.tables import STATISTICS
 from projections.versions import maintained_lags
 from schemas.conversation import events as ev
 from schemas.conversation.naming import end_user_id_for
+from schemas.workflow import events as wev
 
 # --- the write side, as the command handlers record it, at a chosen time -------------------
 
@@ -61,13 +63,35 @@ class History:
     def __init__(self, store: EventStore, tenant_id: UUID, app_id: UUID, mode: str = "chat"):
         self.store, self.tenant_id, self.app_id, self.mode = store, tenant_id, app_id, mode
 
-    def _record(self, conversation_id: UUID, at: datetime, decide: Any) -> None:
+    def _record(self, aggregate_id: UUID, at: datetime, decide: Any,
+                kind: type[Conversation | WorkflowRun] = Conversation) -> None:
         command = uuid4()
         ctx = Context(tenant_id=self.tenant_id, actor_id=None, correlation_id=command,
                       causation_id=command)
         uow = UnitOfWork(self.store, ctx)
-        decide(uow.get(Conversation, conversation_id), ctx)
+        decide(uow.get(kind, aggregate_id), ctx)
         self.store.append([replace(e, occurred_at=at) for e in uow.new_events()])
+
+    def run(self, user: str, at: datetime, tokens: int, triggered_from: str = "app-run",
+            end_user: bool = True, failed: bool = False) -> UUID:
+        """A workflow run started at `at` by an end user (or, `end_user` False, an account
+        named `user`), ended a second later with `tokens`."""
+        run_id = uuid4()
+        started = wev.WorkflowRunStarted(
+            app_id=self.app_id, workflow_id=uuid4(), task_id=uuid4(), mode="workflow",
+            triggered_from=triggered_from, user=user,
+            end_user_id=end_user_id_for(self.app_id, user) if end_user else None,
+            inputs={}, system={})
+        ended = wev.WorkflowRunFailed(error="boom", elapsed_time=1.0, total_tokens=tokens) \
+            if failed else wev.WorkflowRunSucceeded(outputs={}, elapsed_time=1.0,
+                                                    total_tokens=tokens)
+        self._record(run_id, at, lambda r, ctx: r.record(started, ctx), WorkflowRun)
+        self._record(run_id, at + timedelta(seconds=1), lambda r, ctx: r.record(ended, ctx),
+                     WorkflowRun)
+        return run_id
+
+    def expire_run(self, run_id: UUID, at: datetime) -> None:
+        self._record(run_id, at, lambda r, ctx: r.expire(ctx), WorkflowRun)
 
     def ask(self, user: str, at: datetime, answered: dict[str, Any] | None,
             conversation_id: UUID | None = None, query: str = "How far is the river?") -> Asked:

@@ -82,7 +82,7 @@ async def test_sql_over_the_event_store_agrees_with_the_rules_window_by_window(
         postgres: EmbeddedPostgres, fresh_database: Callable[..., str]) -> None:
     settings = node_settings(postgres, fresh_database("statsql"), "redis://127.0.0.1:1/0")
     migrate(settings)
-    tenant, chat, other = uuid4(), uuid4(), uuid4()
+    tenant, chat, other, flow = uuid4(), uuid4(), uuid4(), uuid4()
     day = datetime(2026, 3, 7, tzinfo=UTC)
     with event_store(postgres, settings.DB_DATABASE) as store:
         history, elsewhere = History(store, tenant, chat), History(store, tenant, other)
@@ -110,6 +110,14 @@ async def test_sql_over_the_event_store_agrees_with_the_rules_window_by_window(
                     conversation_id=deleted.conversation_id)
         history.feedback(deleted, "like", day + timedelta(days=2))
         history.delete(deleted, day + timedelta(days=3))  # with all its messages
+        workflow = History(store, tenant, flow)
+        workflow.run("ann", day + timedelta(hours=1), 100)
+        workflow.run("ann", day + timedelta(hours=2), 50, failed=True)  # still counted
+        workflow.run("bob", day + timedelta(hours=23, minutes=59), 30)
+        workflow.run("ann", day + timedelta(hours=3), 999, triggered_from="debugging")
+        workflow.run("account-1", day + timedelta(hours=4), 7, end_user=False)
+        workflow.expire_run(workflow.run("cat", day + timedelta(hours=5), 11),
+                            day + timedelta(days=3))
         events = store.read_from(0, 1000)
 
     facts = DictFacts()
@@ -151,6 +159,20 @@ async def test_sql_over_the_event_store_agrees_with_the_rules_window_by_window(
                 {"date": "2026-03-07", "rate": 333.33}, {"date": "2026-03-08", "rate": 0}]
             assert await figure("tokens-per-second", "UTC", "2026-03-08 00:00") == [
                 {"date": "2026-03-08", "tps": 14.0}]
+            flows = {name: await expected_figures(conn, f"workflow/statistics/{name}", flow,
+                                                  "Asia/Kolkata")
+                     for name in ("daily-conversations", "daily-terminals", "token-costs",
+                                  "average-app-interactions")}
+            # bob's run at 23:59 UTC is the 8th's 05:29 in Kolkata
+            assert flows == {
+                "daily-conversations": [{"date": "2026-03-07", "runs": 3},
+                                        {"date": "2026-03-08", "runs": 1}],
+                "daily-terminals": [{"date": "2026-03-07", "terminal_count": 2},
+                                    {"date": "2026-03-08", "terminal_count": 1}],
+                "token-costs": [{"date": "2026-03-07", "token_count": 157},
+                                {"date": "2026-03-08", "token_count": 30}],
+                "average-app-interactions": [{"date": "2026-03-07", "interactions": 1.5},
+                                             {"date": "2026-03-08", "interactions": 1.0}]}
             stored = (await conn.execute(text("SELECT count(*) FROM stored_events"))).scalar()
             assert stored == len(events)
     finally:
