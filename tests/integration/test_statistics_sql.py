@@ -1,8 +1,9 @@
 """The two ways the tests know what app monitoring must say agree: Dify's tables rebuilt by
 SQL over the event store (`tests/monitoring.py`) and the counting rules
 (`projections/statistics/rules.py`) applied to the same stored events in order, over every
-kind of later event (answers, feedback changed and withdrawn, a second message, expiry), in
-every one-minute window; and Dify's daily figures by SQL take the account's timezone and
+kind of later event (answers, feedback changed and withdrawn, a second message, expiry, a
+conversation deleted; workflow runs of end users and accounts, failed, debugging, expired),
+in every one-minute window; and Dify's daily figures by SQL take the account's timezone and
 HH:MM edges."""
 
 from __future__ import annotations
