@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.kv.base import KeyValueStore
 from adapters.secrets import Keyring, SecretUnreadable
 from gateway.deps import get_container
+from gateway.identities import Identity, console_identities
 from projections.platform import queries
 from projections.tables import account_credentials
 from schemas.errors import (
@@ -192,12 +193,14 @@ class Tokens:
     async def ensure_live(self, claims: dict[str, object]) -> None:
         """Refuse a token of a session that was logged out or ended by a password change."""
         sid = str(claims.get("sid") or claims.get("jti") or "")
-        ended = await self.c.kv.get(f"sessions_ended:{claims['user_id']}")
+        # One round trip: both keys are read on every console request.
+        ended, logged_out = await self.c.kv.get_many(
+            [f"sessions_ended:{claims['user_id']}", f"logged_out:{sid}"])
         if ended:
             generation, _, kept = ended.partition(" ")
             if claims.get("gen") != generation and sid != kept:
                 raise Unauthorized("Invalid or expired token.")
-        if sid and await self.c.kv.get(f"logged_out:{sid}") is not None:
+        if sid and logged_out is not None:
             raise Unauthorized("Invalid or expired token.")
 
     async def refresh(self, refresh_token: str) -> dict[str, str]:
@@ -279,14 +282,30 @@ async def console_user(request: Request) -> ConsoleUser:
     claims = tokens.decode(_bearer(request), "access")
     await tokens.ensure_live(claims)
     account_id = UUID(str(claims["user_id"]))
-    # Read on every request: a removed member or a changed role counts at once.
-    identity = await queries.console_identity(c.engine, account_id)
-    if identity is None:
-        raise Unauthorized("Account not found.")
-    account, tenant_id, role = identity
+    identity = await _identity(request, c.engine, account_id)
     sid = claims.get("sid")
-    return ConsoleUser(account_id=account_id, tenant_id=tenant_id, name=account["name"],
-                       role=role, session_id=str(sid) if sid else None)
+    return ConsoleUser(account_id=account_id, tenant_id=identity.tenant_id, name=identity.name,
+                       role=identity.role, session_id=str(sid) if sid else None)
+
+
+async def _identity(request: Request, engine: AsyncEngine, account_id: UUID) -> Identity:
+    """From this process's cache, which projection notices evict (a removed member or a
+    changed role counts as soon as the read model does); else read."""
+    cache = console_identities(request)
+    if cache is not None and (cached := cache.get(account_id)) is not None:
+        return cached
+    read_at = cache.mark() if cache is not None else 0
+    found = await queries.console_identity(engine, account_id)
+    if found is None:
+        raise Unauthorized("Account not found.")
+    account, tenant_id, role = found
+    identity = Identity(name=account["name"], tenant_id=tenant_id, role=role)
+    if cache is not None:
+        sources = {account_id, tenant_id}
+        if account["current_workspace_id"] is not None:
+            sources.add(account["current_workspace_id"])
+        cache.keep(account_id, identity, sources, read_at)
+    return identity
 
 
 # The roles each console role dependency serves, by the callable FastAPI sees (for the test
