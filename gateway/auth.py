@@ -143,6 +143,28 @@ async def end_sessions(kv: KeyValueStore, account_id: UUID, refresh_ttl: timedel
                  ttl=int(refresh_ttl.total_seconds()))
 
 
+_VERIFIED_MAX = 10_000  # past this many tokens, start over (a bound, not an eviction policy)
+_verified: dict[tuple[str, str], dict[str, Any]] = {}  # (key, token) -> its claims
+
+
+def _verified_claims(token: str, key: str) -> dict[str, Any]:
+    """The claims of a token signed with `key` and not expired. A token's signature is
+    checked once per process (every console request sends it again); its expiry each time."""
+    claims = _verified.get((key, token))
+    if claims is None:
+        try:
+            claims = jwt.decode(token, key, algorithms=[_ALGORITHM])
+        except jwt.PyJWTError:
+            raise Unauthorized("Invalid or expired token.") from None
+        if isinstance(claims.get("exp"), int):  # ours always expire; others are not kept
+            if len(_verified) >= _VERIFIED_MAX:
+                _verified.clear()
+            _verified[(key, token)] = claims
+    elif claims["exp"] <= time.time():  # as PyJWT decides it (no leeway)
+        raise Unauthorized("Invalid or expired token.")
+    return claims
+
+
 class Tokens:
     """A login is a session: an access token and a rotating refresh token, both naming the
     session (`sid`, the refresh token's id) and the account's session generation (`gen`) at
@@ -176,10 +198,7 @@ class Tokens:
         }
 
     def decode(self, token: str, expected_type: str) -> dict[str, object]:
-        try:
-            claims = jwt.decode(token, self.settings.SECRET_KEY, algorithms=[_ALGORITHM])
-        except jwt.PyJWTError:
-            raise Unauthorized("Invalid or expired token.") from None
+        claims = _verified_claims(token, self.settings.SECRET_KEY)
         if claims.get("type") != expected_type:
             raise Unauthorized("Invalid or expired token.")
         return claims
