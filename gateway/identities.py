@@ -5,7 +5,8 @@ per request.
 An entry is read from the account and its memberships, so it goes when a projection notice
 names the account, the workspace it serves, or the workspace the account last switched to
 (the memberships that decide which workspace that is); all go when the listener reconnected
-(notices may have been missed). A read that a notice about one of those raced is not kept.
+(notices may have been missed) and when a read-model version changes state (reads may move
+to another version). A read that a notice about one of those raced is not kept.
 The notice follows the projection's commit, and a command's sender hears it before it
 answers (followers are called before waiters), so once a removal or a role change has been
 answered this gateway process serves it; another process within the notice's milliseconds.
@@ -22,6 +23,7 @@ from fastapi import Request
 
 from gateway.deps import get_container
 from projections.runner import PROJECTION_CHANNEL
+from projections.tables import VERSIONS_CHANNEL
 
 MAX_ENTRIES = 10_000  # past this many accounts, start over (a bound, not an eviction policy)
 RECENT_NOTICES = 1_024  # a read that more notices overlapped than this is not kept
@@ -91,4 +93,5 @@ def console_identities(request: Request) -> ConsoleIdentities | None:
             return None
         cache = state.console_identities = ConsoleIdentities()
         notifications.follow(PROJECTION_CHANNEL, cache.projected, cache.clear)
+        notifications.follow(VERSIONS_CHANNEL, lambda _: cache.clear(), cache.clear)
     return cache
