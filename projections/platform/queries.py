@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.page import Page
@@ -159,14 +159,18 @@ async def pending_member(engine: AsyncEngine, workspace_id: UUID,
     return dict(row) if row else None
 
 
+# Built once (with its cache key): it runs on most console app requests.
+_APP_IN_WORKSPACE = (
+    select(apps, accounts.c.name.label("author_name"))
+    .join(accounts, accounts.c.id == apps.c.created_by, isouter=True)
+    .where(apps.c.id == bindparam("app_id"), apps.c.tenant_id == bindparam("tenant_id")))
+
+
 async def app_in_workspace(engine: AsyncEngine, tenant_id: UUID,
                            app_id: UUID) -> dict[str, Any] | None:
     async with autocommit(engine) as conn:
-        row = (await conn.execute(
-            select(apps, accounts.c.name.label("author_name"))
-            .join(accounts, accounts.c.id == apps.c.created_by, isouter=True)
-            .where(apps.c.id == app_id, apps.c.tenant_id == tenant_id)
-        )).mappings().first()
+        row = (await conn.execute(_APP_IN_WORKSPACE, {
+            "app_id": app_id, "tenant_id": tenant_id})).mappings().first()
     return dict(row) if row else None
 
 
