@@ -13,7 +13,8 @@ price, latency and like belong to the minute the message was asked even when the
 the feedback comes later; a conversation's interactions to the minute it started; a run's
 tokens to the minute it started. So the rules keep facts (`MessageFact`, `ConversationFact`,
 `RunFact`): what an event already contributed, so a later event of the same row moves the
-figures by the difference, and expiry (retention) takes them back out.
+figures by the difference, and expiry (retention) or a conversation's deletion takes them
+back out.
 
 Where the facts and windows are kept is the runtime's business (`Facts`): the statistics
 projection keeps them in its read model (`projections/statistics/projectors.py`), another
@@ -24,7 +25,7 @@ aggregate's order; providing that is the runtime's job too.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -34,6 +35,7 @@ from uuid import UUID
 from events.envelope import Envelope
 from schemas.base import EventPayload
 from schemas.conversation.events import (
+    ConversationDeleted,
     ConversationStarted,
     MessageAnswered,
     MessageCreated,
@@ -74,6 +76,14 @@ def price_units(value: Any) -> int:
         return 0
 
 
+def microseconds(seconds: Any) -> int:
+    """A latency in seconds (a usage's float) in whole microseconds."""
+    try:
+        return round(float(seconds or 0) * 1_000_000)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
 @dataclass(frozen=True)
 class Counters:
     """What a window adds up, per app. Every field is a sum, so windows roll up into days
@@ -83,7 +93,10 @@ class Counters:
     message_tokens: int = 0  # the prompts'
     answer_tokens: int = 0
     price_units: int = 0  # total_price in PRICE_UNITs
-    latency: float = 0.0  # seconds, summed (provider_response_latency)
+    # provider_response_latency summed, in microseconds: the usage records seconds to 6
+    # places (workers/conversation/chat.py), so integers add up exactly in any order, and a
+    # window a rebuild folds equals the one live events built
+    latency_us: int = 0
     likes: int = 0  # messages whose feedback is "like"
     # counted in the window its conversation started in (average-session-interactions)
     sessions: int = 0  # conversations with at least one message
@@ -97,7 +110,7 @@ class Counters:
     def __bool__(self) -> bool:
         return any(getattr(self, f.name) for f in fields(self))
 
-    def items(self) -> list[tuple[str, int | float]]:
+    def items(self) -> list[tuple[str, int]]:
         """The non-zero fields."""
         return [(f.name, getattr(self, f.name)) for f in fields(self) if getattr(self, f.name)]
 
@@ -110,7 +123,9 @@ class ConversationFact:
     conversation_id: UUID
     app_id: UUID
     window: datetime  # when it started
-    messages: int = 0  # its counted messages
+    # its counted messages' ids (as text, which any store keeps as it is), so its deletion
+    # takes them out
+    message_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,14 +140,14 @@ class MessageFact:
     message_tokens: int = 0
     answer_tokens: int = 0
     price_units: int = 0
-    latency: float = 0.0
+    latency_us: int = 0
     rating: str | None = None
 
     @property
     def counters(self) -> Counters:
         return Counters(messages=1, message_tokens=self.message_tokens,
                         answer_tokens=self.answer_tokens, price_units=self.price_units,
-                        latency=self.latency, likes=int(self.rating == LIKE))
+                        latency_us=self.latency_us, likes=int(self.rating == LIKE))
 
 
 @dataclass(frozen=True)
@@ -194,8 +209,9 @@ async def message_created(e: Envelope[MessageCreated], facts: Facts) -> None:
     await facts.add_member(p.app_id, window, CONVERSATION, str(e.aggregate_id), 1)
     await facts.add_member(p.app_id, window, END_USER, str(p.end_user_id), 1)
     await facts.add(p.app_id, conversation.window,
-                    Counters(sessions=int(conversation.messages == 0), session_messages=1))
-    await facts.put_conversation(replace(conversation, messages=conversation.messages + 1))
+                    Counters(sessions=int(not conversation.message_ids), session_messages=1))
+    await facts.put_conversation(replace(
+        conversation, message_ids=(*conversation.message_ids, str(p.message_id))))
 
 
 async def _usage_known(message_id: UUID, usage: Mapping[str, Any], facts: Facts) -> None:
@@ -207,7 +223,7 @@ async def _usage_known(message_id: UUID, usage: Mapping[str, Any], facts: Facts)
     after = replace(before, message_tokens=int(usage.get("prompt_tokens") or 0),
                     answer_tokens=int(usage.get("completion_tokens") or 0),
                     price_units=price_units(usage.get("total_price")),
-                    latency=float(usage.get("latency") or 0.0))
+                    latency_us=microseconds(usage.get("latency")))
     await facts.put_message(after)
     await facts.add(before.app_id, before.window, _difference(after.counters, before.counters))
 
@@ -229,9 +245,9 @@ async def feedback_given(e: Envelope[MessageFeedbackGiven], facts: Facts) -> Non
     await facts.add(before.app_id, before.window, _difference(after.counters, before.counters))
 
 
-async def messages_expired(e: Envelope[MessagesExpired], facts: Facts) -> None:
-    """Retention removed them (as Dify's clean_messages deletes rows): out of every figure."""
-    for message_id in e.payload.message_ids:
+async def _taken_out(message_ids: Iterable[UUID], facts: Facts) -> None:
+    """Messages whose rows Dify deletes: out of every figure."""
+    for message_id in message_ids:
         message = await facts.message(message_id)
         if message is None:
             continue
@@ -242,11 +258,23 @@ async def messages_expired(e: Envelope[MessagesExpired], facts: Facts) -> None:
         await facts.add_member(message.app_id, message.window, END_USER,
                                str(message.end_user_id), -1)
         conversation = await facts.conversation(message.conversation_id)
-        if conversation is not None and conversation.messages > 0:
-            left = conversation.messages - 1
+        if conversation is not None and str(message_id) in conversation.message_ids:
+            left = tuple(i for i in conversation.message_ids if i != str(message_id))
             await facts.add(conversation.app_id, conversation.window,
-                            Counters(sessions=-int(left == 0), session_messages=-1))
-            await facts.put_conversation(replace(conversation, messages=left))
+                            Counters(sessions=-int(not left), session_messages=-1))
+            await facts.put_conversation(replace(conversation, message_ids=left))
+
+
+async def messages_expired(e: Envelope[MessagesExpired], facts: Facts) -> None:
+    """Retention removed them (as Dify's clean_messages deletes rows)."""
+    await _taken_out(e.payload.message_ids, facts)
+
+
+async def conversation_deleted(e: Envelope[ConversationDeleted], facts: Facts) -> None:
+    """Its messages go with it (Dify deletes the conversation's rows, then its messages')."""
+    conversation = await facts.conversation(e.aggregate_id)
+    if conversation is not None:
+        await _taken_out([UUID(i) for i in conversation.message_ids], facts)
 
 
 # --- workflow runs ------------------------------------------------------------------------------
@@ -307,7 +335,8 @@ def _by_event(*rules: Rule) -> dict[type[EventPayload], Rule]:
 
 
 CONVERSATION_RULES = _by_event(conversation_started, message_created, message_answered,
-                               message_stopped, feedback_given, messages_expired)
+                               message_stopped, feedback_given, messages_expired,
+                               conversation_deleted)
 WORKFLOW_RULES = _by_event(run_started, run_succeeded, run_failed, run_stopped, run_expired)
 RULES: Mapping[type[EventPayload], Rule] = {**CONVERSATION_RULES, **WORKFLOW_RULES}
 

@@ -9,12 +9,12 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
-    Float,
     MetaData,
     String,
     Table,
     Uuid,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from projections.tables import READ
 
@@ -31,7 +31,7 @@ stat_windows = Table(
     Column("message_tokens", BigInteger, nullable=False, server_default="0"),
     Column("answer_tokens", BigInteger, nullable=False, server_default="0"),
     Column("price_units", BigInteger, nullable=False, server_default="0"),
-    Column("latency", Float, nullable=False, server_default="0"),
+    Column("latency_us", BigInteger, nullable=False, server_default="0"),
     Column("likes", BigInteger, nullable=False, server_default="0"),
     Column("sessions", BigInteger, nullable=False, server_default="0"),
     Column("session_messages", BigInteger, nullable=False, server_default="0"),
@@ -58,7 +58,7 @@ stat_conversations = Table(
     Column("conversation_id", Uuid, primary_key=True),
     Column("app_id", Uuid, nullable=False),
     Column("window_start", DateTime(timezone=True), nullable=False),
-    Column("messages", BigInteger, nullable=False),
+    Column("message_ids", JSONB, nullable=False),
     schema=READ,
 )
 
@@ -72,7 +72,7 @@ stat_messages = Table(
     Column("message_tokens", BigInteger, nullable=False),
     Column("answer_tokens", BigInteger, nullable=False),
     Column("price_units", BigInteger, nullable=False),
-    Column("latency", Float, nullable=False),
+    Column("latency_us", BigInteger, nullable=False),
     Column("rating", String(16)),
     schema=READ,
 )
