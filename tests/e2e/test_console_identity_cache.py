@@ -30,7 +30,7 @@ async def test_a_role_change_and_a_removal_reach_both_gateways_caches(node: Node
                                         json={"role": "normal"})
         assert updated.status_code == 200, updated.text
         assert (await current(node, ed))["role"] == "normal"  # at once where it was answered
-        await eventually(lambda: _is(other, ed, (200, "normal")))
+        await eventually(lambda: _status_and_role(other, ed), expect=(200, "normal"))
         for gateway in (node, other):  # a normal member creates no apps
             refused = await gateway.client.post(f"{API}/apps", headers=ed,
                                                 json={"name": "x", "mode": "chat"})
@@ -39,7 +39,7 @@ async def test_a_role_change_and_a_removal_reach_both_gateways_caches(node: Node
         removed = await node.client.delete(f"{MEMBERS}/{ed_id}", headers=owner)
         assert removed.status_code == 200, removed.text
         assert (await _status_and_role(node, ed))[0] == 401  # at once
-        await eventually(lambda: _is(other, ed, (401, None)))
+        await eventually(lambda: _status_and_role(other, ed), expect=(401, None))
 
 
 async def test_a_logged_out_session_is_refused_by_both_gateways(node: Node) -> None:
@@ -51,7 +51,3 @@ async def test_a_logged_out_session_is_refused_by_both_gateways(node: Node) -> N
         assert logged_out.status_code == 200, logged_out.text
         for gateway in (node, other):
             assert (await _status_and_role(gateway, owner))[0] == 401
-
-
-async def _is(node: Node, auth: dict[str, str], expected: tuple[int, Any]) -> bool:
-    return await _status_and_role(node, auth) == expected
