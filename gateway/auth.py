@@ -345,8 +345,11 @@ def _role_in(allowed: frozenset[str]) -> Callable[[Request], Awaitable[ConsoleUs
 
 async def _api_key(request: Request, *key_types: str) -> ApiKeyPrincipal:
     c = get_container(request)
-    if await queries.setup_info(c.engine) is None:
-        raise NotSetup()
+    state: Any = request.app.state
+    if not getattr(state, "set_up", False):  # asked until seen: a setup is never undone
+        if await queries.setup_info(c.engine) is None:
+            raise NotSetup()
+        state.set_up = True
     key = await queries.api_key_by_token_hash(c.engine, api_token_hash(_bearer(request)))
     if key is None or key["type"] not in key_types:
         raise Unauthorized("Access token is invalid.")
