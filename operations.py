@@ -279,7 +279,6 @@ def list_versions(settings: Settings, args: argparse.Namespace) -> int:
     from bootstrap import ASSEMBLY
     from projections import versions as pv
     from projections.layout import newest_layout
-    from projections.tables import metadata
 
     async def work(engine: AsyncEngine) -> None:
         found = await pv.status(engine, ASSEMBLY.projections.values())
@@ -302,11 +301,12 @@ def list_versions(settings: Settings, args: argparse.Namespace) -> int:
         if not args.json and any(s.parked for s in found):
             print("parked events wait for you: `eddy dlq replay` once fixed, or `eddy dlq "
                   "drop … --reason` to skip them")
-        newest = newest_layout(metadata)
-        stale = sorted({s.version.projection for s in found
-                        if s.version.active and s.version.layout < newest})
-        if args.action == "status" and stale and not args.json:
-            print(f"the code writes layout {newest}: rebuild {', '.join(stale)} to use it")
+        if args.action == "status" and not args.json:
+            for s in found:  # each projection's layout is its own tables'
+                newest = newest_layout(ASSEMBLY.projections[s.version.projection].metadata)
+                if s.version.active and s.version.layout < newest:
+                    print(f"the code writes layout {newest} of {s.version.projection}: "
+                          f"rebuild {s.version.projection} to use it")
 
     return _on_versions(settings, work)
 

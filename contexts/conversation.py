@@ -14,9 +14,13 @@ from gateway.conversation import (
     conversations,
     files,
     messages,
+    statistics,
     suggested,
 )
 from projections.conversation import projectors
+from projections.statistics.projectors import statistics_projectors
+from projections.statistics.rules import CONVERSATION_RULES
+from projections.statistics.tables import STATISTICS
 from projections.tables import PROJECTION_NAME
 from schemas.conversation import events
 from schemas.platform import events as platform_events
@@ -48,9 +52,10 @@ CONVERSATION = ContextManifest(
     events=payloads_in(events),
     upcasters=events.UPCASTERS,
     handlers=[handlers.HANDLERS],
-    projectors={PROJECTION_NAME: [projectors.PROJECTORS]},
+    projectors={PROJECTION_NAME: [projectors.PROJECTORS],
+                STATISTICS: [statistics_projectors(CONVERSATION_RULES, payloads_in(events))]},
     routers=[config.console_router, config.service_router, messages.router,
              conversations.router, suggested.router, files.router, audio.router,
-             annotation_routes.router],
+             annotation_routes.router, statistics.router],
     work=[CHAT, ANNOTATIONS, CLEANUP],
 )

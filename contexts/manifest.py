@@ -22,6 +22,7 @@ from commands.aggregate import Aggregate
 from commands.registry import CommandHandlers, HandlerMap
 from events.registry import EventTypes
 from events.routing import Routing
+from projections.read_models import READ_MODELS
 from projections.registry import Projection, Projectors
 from schemas.base import EventPayload, Upcaster
 from schemas.topics import COMMANDS, dead_letter_topic, event_topic
@@ -101,9 +102,13 @@ def assemble(contexts: Sequence[ContextManifest]) -> Assembly:
                              {k: v for c in contexts for k, v in c.upcasters.items()})
     work = _work_by_role(contexts, set(event_types.by_name.values()))
     projection_names = {n for c in contexts for n in c.projectors}
+    unknown = sorted(projection_names - READ_MODELS.keys())
+    if unknown:
+        raise ValueError(f"projections {unknown} have no read model (its tables' MetaData in "
+                         "projections/read_models.py)")
     projections = {
         name: Projection.merge(
-            name,
+            name, READ_MODELS[name],
             topics=[c.topic for c in contexts if name in c.projectors],
             aggregate_types=[a.type_name for c in contexts if name in c.projectors
                              for a in c.aggregates],

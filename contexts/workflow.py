@@ -12,7 +12,11 @@ from gateway.workflow import drafts as draft_routes
 from gateway.workflow import dsl as dsl_routes
 from gateway.workflow import human_input as human_input_routes
 from gateway.workflow import runs as run_routes
+from gateway.workflow import statistics as statistics_routes
 from gateway.workflow import triggers as trigger_routes
+from projections.statistics.projectors import statistics_projectors
+from projections.statistics.rules import WORKFLOW_RULES
+from projections.statistics.tables import STATISTICS
 from projections.tables import PROJECTION_NAME
 from projections.workflow import drafts as draft_projectors
 from projections.workflow.runs import projectors as run_projectors
@@ -64,11 +68,12 @@ WORKFLOW = ContextManifest(
     events=payloads_in(events),
     upcasters=events.UPCASTERS,
     handlers=[runs.HANDLERS, drafts.HANDLERS, human_input.HANDLERS],
-    projectors={PROJECTION_NAME: [draft_projectors.PROJECTORS, run_projectors.PROJECTORS]},
+    projectors={PROJECTION_NAME: [draft_projectors.PROJECTORS, run_projectors.PROJECTORS],
+                STATISTICS: [statistics_projectors(WORKFLOW_RULES, payloads_in(events))]},
     routers=[run_routes.router, run_history.service_router, run_history.console_router,
              draft_routes.router, dsl_routes.router, human_input_routes.router,
              conversation_variables.router, trigger_routes.router,
-             trigger_routes.console_router],
+             trigger_routes.console_router, statistics_routes.router],
     work=[RUNS, CHATFLOW, FORM_DEADLINES],
     jobs=[Job("fail_overdue_workflow_runs", schedule=SWEEP_EVERY_SECONDS, run=fail_overdue_runs),
           Job("clean_messages", schedule=clean_messages_schedule, run=clean_messages),

@@ -4,7 +4,8 @@ Each version of a projection lives in its own Postgres schema (`console_v1`, `co
 mapped from the logical schema `read` by SQLAlchemy's `schema_translate_map`. A table or
 column added after layout 1 says since when in its `info` (`info=since(2)`): a version built
 with an older layout does not have it, so projectors write it and queries read it only where
-the version's layout has it. A rebuild builds the code's newest layout; the versions left
+the version's layout has it. Each projection has its own layouts, those of its own tables
+(`Projection.metadata`): a rebuild builds the newest its tables declare; the versions left
 behind keep working with theirs (rollback).
 
 Engines for a version carry its layout as the execution option `eddy_layout`.

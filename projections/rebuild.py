@@ -1,7 +1,8 @@
 """Rebuild a projection into a new version beside the live one (`eddy projections rebuild`).
 
-1. The next version (`console_v2`) is registered as `building`, with the newest layout the
-   code declares (`projections/layout.py`). Its schema gets the active version's tables
+1. The next version (`console_v2`, `statistics_v2`) is registered as `building`, with the
+   newest layout the projection's tables declare (`Projection.metadata`,
+   `projections/layout.py`). Its schema gets the active version's tables
    (`CREATE TABLE ... (LIKE ...)`: no keys or indexes yet) plus the tables and columns the
    newer layout adds.
 2. Bulk load: the event store up to its current position is read in position order, in
@@ -54,7 +55,7 @@ from projections.layout import (
 from projections.parking import park
 from projections.registry import Projection
 from projections.runner import ProjectionRunner, UnhandledEvent
-from projections.tables import READ, metadata  # each context's tables.py registers in it
+from projections.tables import READ
 from projections.versions import (
     CATCHING_UP,
     LIVE,
@@ -115,7 +116,8 @@ async def rebuild(database: AsyncEngine, dsn: str, store: EventStore, types: Eve
     while True:
         version: ProjectionVersion | None = None
         try:
-            version = await begin_build(database, projection.name, newest_layout(metadata))
+            version = await begin_build(database, projection.name,
+                                        newest_layout(projection.metadata))
             return await _build(database, dsn, store, types, projection, version, report)
         except Exception as exc:
             if not is_transient(exc):
@@ -155,10 +157,10 @@ async def _build(database: AsyncEngine, dsn: str, store: EventStore, types: Even
         await conn.execute("SET TIME ZONE 'UTC'")  # SQLite keeps UTC times without a zone
         started = time.perf_counter()
         async with conn.transaction():
-            await _create_tables(conn, active.schema, version)
+            await _create_tables(conn, projection, active.schema, version)
         loaded, rows = await _bulk_load(conn, types, projection, active.schema, version,
                                         report, started)
-        await _index(conn, active.schema, version.schema, report, started)
+        await _index(conn, projection, active.schema, version.schema, report, started)
         load_seconds = time.perf_counter() - started
     except Exception as exc:
         # A server shutting down may first show as an asyncpg protocol error (a COPY
@@ -199,7 +201,7 @@ async def _columns(conn: asyncpg.Connection, schema: str) -> dict[str, list[str]
     return found
 
 
-async def _create_tables(conn: asyncpg.Connection, source: str,
+async def _create_tables(conn: asyncpg.Connection, projection: Projection, source: str,
                          version: ProjectionVersion) -> None:
     """The source version's tables without keys or indexes (loaded first, indexed after),
     then what the newer layout declares on top."""
@@ -210,7 +212,7 @@ async def _create_tables(conn: asyncpg.Connection, source: str,
         await conn.execute(f'CREATE TABLE "{target}"."{table}" (LIKE "{source}"."{table}"'
                            " INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
     dialect = postgresql.dialect()
-    for table in read_tables(metadata):
+    for table in read_tables(projection.metadata):
         if table.name not in existing:
             ddl = CreateTable(table, include_foreign_key_constraints=[])
             await conn.execute(str(ddl.compile(
@@ -270,8 +272,8 @@ class _Fold:
         self.sqlite = self.engine.connect()
         self.sqlite.exec_driver_sql("PRAGMA journal_mode = OFF")
         self.sqlite.exec_driver_sql("PRAGMA synchronous = OFF")
-        self.tables = read_tables(metadata)
-        metadata.create_all(self.sqlite, tables=self.tables)
+        self.tables = read_tables(projection.metadata)
+        projection.metadata.create_all(self.sqlite, tables=self.tables)
         for lookup in lookups:  # the Postgres version's lookups, or folding is quadratic
             if lookup.table in {t.name for t in self.tables}:
                 self.sqlite.exec_driver_sql(lookup.sqlite_ddl)
@@ -413,8 +415,8 @@ async def _set_watermark(conn: asyncpg.Connection, name: str, watermark: int) ->
 # --- keys and indexes after the load ----------------------------------------------------------
 
 
-async def _index(conn: asyncpg.Connection, source: str, target: str, report: Report | None,
-                 started: float) -> None:
+async def _index(conn: asyncpg.Connection, projection: Projection, source: str, target: str,
+                 report: Report | None, started: float) -> None:
     """The source version's keys, unique and secondary indexes and foreign keys (in that
     order), and those of tables the newer layout adds; then fresh statistics."""
     constraints = await conn.fetch(
@@ -438,7 +440,7 @@ async def _index(conn: asyncpg.Connection, source: str, target: str, report: Rep
         for c in constraints if c["contype"] == "f"]
     existing = await _columns(conn, source)
     dialect = postgresql.dialect()
-    for table in read_tables(metadata):
+    for table in read_tables(projection.metadata):
         if table.name in existing:
             continue
         if table.primary_key.columns:

@@ -27,6 +27,7 @@ from itertools import groupby
 from typing import Any, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel
+from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.envelope import Envelope
@@ -90,10 +91,12 @@ def _event_class(handler: Callable[..., Any], of_runs: bool = False) -> type[Eve
 
 @dataclass(frozen=True)
 class Projection:
-    """A read model: the topics it follows, the aggregates whose events it tracks, and
-    what it does with each event type."""
+    """A read model: its tables (`metadata`: what a rebuild creates and folds into, and
+    the layout it builds, `projections/layout.py`), the topics it follows, the aggregates
+    whose events it tracks, and what it does with each event type."""
 
     name: str
+    metadata: MetaData
     topics: Sequence[str]
     aggregate_types: Sequence[str]
     handlers: Mapping[type[EventPayload], Projector] = field(default_factory=dict)
@@ -102,8 +105,8 @@ class Projection:
     runs: Mapping[type[EventPayload], RunProjector] = field(default_factory=dict)
 
     @classmethod
-    def merge(cls, name: str, topics: Sequence[str], aggregate_types: Sequence[str],
-              parts: Iterable[Projectors]) -> Projection:
+    def merge(cls, name: str, metadata: MetaData, topics: Sequence[str],
+              aggregate_types: Sequence[str], parts: Iterable[Projectors]) -> Projection:
         handlers: dict[type[EventPayload], Projector] = {}
         ignored: set[type[EventPayload]] = set()
         after: list[BulkLoadStep] = []
@@ -117,7 +120,7 @@ class Projection:
             ignored |= part.ignored
             after += part.after_bulk_load
             runs.update(part.runs)
-        return cls(name, tuple(topics), tuple(sorted(aggregate_types)), handlers,
+        return cls(name, metadata, tuple(topics), tuple(sorted(aggregate_types)), handlers,
                    frozenset(ignored), tuple(after), runs)
 
     def follows(self, event_type: type[EventPayload]) -> bool:

@@ -36,6 +36,13 @@ class RemoteFileRefused(BadRequest):
     default_message = "The remote file is not allowed."
 
 
+class InvalidTimeRange(EddyError):
+    """A statistics range's `start`/`end` is no `YYYY-MM-DD HH:MM`, or `start` is after `end`
+    (Dify aborts with a plain 400)."""
+
+    code, status, default_message = "bad_request", 400, "Invalid time range."
+
+
 class Unauthorized(EddyError):
     code, status, default_message = (
         "unauthorized", 401,

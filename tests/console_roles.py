@@ -22,7 +22,6 @@ from sqlalchemy import literal_column, select
 
 from gateway.auth import SERVED_ROLES
 from projections.layout import read_tables
-from projections.tables import metadata
 from schemas.platform.naming import account_id_for
 from schemas.platform.roles import (
     ADMINS,
@@ -158,6 +157,17 @@ TABLE = [
     Row("GET", f"{CONSOLE}/apps/imports/{{app_id}}/check-dependencies", EDITORS,
         ids=WORKFLOW),
     Row("GET", f"{CONSOLE}/apps/{{app_id}}/export", EDITORS, ids=WORKFLOW),
+    # Monitoring: every app reader's (Dify's statistics routes check no role).
+    *[Row("GET", f"{CONSOLE}/apps/{{app_id}}/statistics/{figure}", APP_READERS,
+          params={"start": "2026-01-01 00:00", "end": "2026-01-31 23:59"},
+          ids={"app_id": "completion_app"} if figure == "average-response-time" else {})
+      for figure in ("daily-messages", "daily-conversations", "daily-end-users", "token-costs",
+                     "average-session-interactions", "user-satisfaction-rate",
+                     "average-response-time", "tokens-per-second")],
+    *[Row("GET", f"{CONSOLE}/apps/{{app_id}}/workflow/statistics/{figure}", APP_READERS,
+          ids=WORKFLOW)
+      for figure in ("daily-conversations", "daily-terminals", "token-costs",
+                     "average-app-interactions")],
     # Knowledge: dataset editors, the dataset operator among them; its Service API keys are
     # the admins' (Dify's is_admin_or_owner_required).
     Row("PATCH", f"{CONSOLE}/datasets/{{dataset_id}}/documents/{{document_id}}/processing/"
@@ -234,9 +244,10 @@ class World:
     ids: dict[str, str]
 
 
-async def join_as(node: Node, owner: dict[str, str], email: str, role: str) -> dict[str, str]:
+async def join_as(node: Node, owner: dict[str, str], email: str, role: str,
+                  timezone: str = "UTC") -> dict[str, str]:
     """A member invited with this role who activated through the invitation's link (as the
-    invite answers it); its console auth headers."""
+    invite answers it), in `timezone`; its console auth headers."""
     invited = await node.client.post(f"{MEMBERS}/invite-email",
                                      headers=owner, json={"emails": [email], "role": role})
     assert invited.status_code == 201, invited.text
@@ -244,7 +255,7 @@ async def join_as(node: Node, owner: dict[str, str], email: str, role: str) -> d
     token = parse_qs(urlsplit(result["url"]).query)["token"][0]
     activated = await node.client.post(f"{CONSOLE}/activate", json={
         "email": email, "token": token, "name": role, "interface_language": "en-US",
-        "timezone": "UTC", "password": PASSWORD})
+        "timezone": timezone, "password": PASSWORD})
     assert activated.status_code == 200, activated.text
     return {"Authorization": f"Bearer {activated.json()['data']['access_token']}"}
 
@@ -275,6 +286,8 @@ async def world_of(node: Node, provider: FakeOpenAIServer) -> World:
                                                              "mode": "workflow"}),
         "chatflow_app": await _created(node, owner, "/apps", {"name": "Chatflow",
                                                              "mode": "advanced-chat"}),
+        "completion_app": await _created(node, owner, "/apps", {"name": "Writer",
+                                                               "mode": "completion"}),
         "doomed_app": await _created(node, owner, "/apps", {"name": "Doomed", "mode": "chat"}),
         "app_key": await _created(node, owner, f"/apps/{app_id}/api-keys"),
         "dataset_key": dataset_key,
@@ -332,13 +345,16 @@ State = tuple[int, dict[str, list[str]]]
 
 
 async def state_of(node: Node) -> State:
-    """The event store's head and every read-model row."""
+    """The event store's head and every row of every projection's read model."""
     rows: dict[str, list[str]] = {}
-    async with node.container.engine.connect() as conn:
-        for table in read_tables(metadata):
-            # `*`: the columns the database has (a model may declare more, computed ones)
-            every_row = select(literal_column("*")).select_from(table)
-            rows[table.name] = sorted(map(repr, (await conn.execute(every_row)).all()))
+    read_models = node.container.read_models
+    for projection in node.container.projections.values():
+        engine = read_models.engine_for(read_models.active(projection.name))
+        async with engine.connect() as conn:
+            for table in read_tables(projection.metadata):
+                # `*`: the columns the database has (a model may declare more, computed ones)
+                every_row = select(literal_column("*")).select_from(table)
+                rows[table.name] = sorted(map(repr, (await conn.execute(every_row)).all()))
     return node.container.store.max_position(), rows
 
 

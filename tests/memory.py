@@ -2,10 +2,10 @@
 the memory event store, bus, vectors and key-value store, the read model in SQLite
 (`bootstrap.memory_node`), driven over ASGI like the e2e node (tests/harness.py).
 
-The read side is two SQLite files: the bookkeeping tables in the main database, the read
-model attached as its version's schema (`console_v1`), so queries run as they do on
-Postgres, through the version's schema mapping. Queries that need Postgres-only SQL stay in
-tests/e2e.
+The read side is SQLite files: the bookkeeping tables in the main database, each
+projection's read model attached as its version's schema (`console_v1`, `statistics_v1`),
+so queries run as they do on Postgres, through the version's schema mapping. Queries that
+need Postgres-only SQL stay in tests/e2e.
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ import httpx
 from sqlalchemy import event, insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bootstrap import memory_node
+from bootstrap import ASSEMBLY, memory_node
 from config import load_settings
 from projections.layout import newest_layout, read_tables
 from projections.tables import (
-    PROJECTION_NAME,
     READ,
     account_credentials,
     idempotency_keys,
@@ -39,7 +38,8 @@ from projections.tables import (
 from projections.versions import LIVE, schema_of
 from tests.harness import Node, conforms_to_spec
 
-VERSION = schema_of(PROJECTION_NAME, 1)
+# Each projection's first version, in a database file of its own attached as its schema.
+VERSIONS = {name: schema_of(name, 1) for name in ASSEMBLY.projections}
 BOOKKEEPING = [projection_versions, projection_tracking, idempotency_keys, account_credentials,
                workspace_keys]
 
@@ -50,9 +50,10 @@ def _engine(directory: Path) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "connect")
     def _attach(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.execute(f"ATTACH DATABASE '{directory / 'console.db'}' AS {VERSION}")
+        for schema in VERSIONS.values():
+            dbapi_connection.execute(f"ATTACH DATABASE '{directory / schema}.db' AS {schema}")
         # Throwaway databases: no waiting for the disk on each commit.
-        for schema in ("main", VERSION):
+        for schema in ("main", *VERSIONS.values()):
             dbapi_connection.execute(f"PRAGMA {schema}.journal_mode = WAL")
             dbapi_connection.execute(f"PRAGMA {schema}.synchronous = OFF")
 
@@ -63,14 +64,16 @@ async def _create(directory: Path) -> None:
     engine = _engine(directory)
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all, tables=BOOKKEEPING)
-    versioned = engine.execution_options(schema_translate_map={READ: VERSION})
-    async with versioned.begin() as conn:
-        await conn.run_sync(metadata.create_all, tables=read_tables(metadata))
-    async with engine.begin() as conn:
-        await conn.execute(insert(projection_versions).values(
-            projection=PROJECTION_NAME, version=1, schema_name=VERSION,
-            layout=newest_layout(metadata), state=LIVE, active=True,
-            created_at=datetime.now(UTC)))
+    for name, schema in VERSIONS.items():
+        tables = ASSEMBLY.projections[name].metadata
+        versioned = engine.execution_options(schema_translate_map={READ: schema})
+        async with versioned.begin() as conn:
+            await conn.run_sync(tables.create_all, tables=read_tables(tables))
+        async with engine.begin() as conn:
+            await conn.execute(insert(projection_versions).values(
+                projection=name, version=1, schema_name=schema,
+                layout=newest_layout(tables), state=LIVE, active=True,
+                created_at=datetime.now(UTC)))
     await engine.dispose()  # the last connection closing folds the WAL into the files
 
 
@@ -84,7 +87,7 @@ async def sqlite_read_side(directory: Path) -> AsyncEngine:
     if _template is None:
         _template = Path(tempfile.mkdtemp(prefix="eddy-read-model-"))
         await _create(_template)
-    for name in ("read.db", "console.db"):
+    for name in ("read.db", *(f"{schema}.db" for schema in VERSIONS.values())):
         shutil.copyfile(_template / name, directory / name)
     return _engine(directory)
 

@@ -48,6 +48,12 @@ async def account_by_id(engine: AsyncEngine, account_id: UUID) -> dict[str, Any]
     return await _account_with_password(engine, accounts.c.id == account_id)
 
 
+async def account_timezone(engine: AsyncEngine, account_id: UUID) -> str | None:
+    """The timezone the account's console shows days in (Dify's `account.timezone`)."""
+    async with engine.connect() as conn:
+        return await conn.scalar(select(accounts.c.timezone).where(accounts.c.id == account_id))
+
+
 async def console_identity(engine: AsyncEngine,
                            account_id: UUID) -> tuple[dict[str, Any], UUID, str] | None:
     """The account, the workspace its console works in and its role there, in one query

@@ -74,6 +74,14 @@ def price_units(value: Any) -> int:
         return 0
 
 
+def microseconds(seconds: Any) -> int:
+    """A latency in seconds (a usage's float) in whole microseconds."""
+    try:
+        return round(float(seconds or 0) * 1_000_000)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
 @dataclass(frozen=True)
 class Counters:
     """What a window adds up, per app. Every field is a sum, so windows roll up into days
@@ -83,7 +91,10 @@ class Counters:
     message_tokens: int = 0  # the prompts'
     answer_tokens: int = 0
     price_units: int = 0  # total_price in PRICE_UNITs
-    latency: float = 0.0  # seconds, summed (provider_response_latency)
+    # provider_response_latency summed, in microseconds: the usage records seconds to 6
+    # places (workers/conversation/chat.py), so integers add up exactly in any order, and a
+    # window a rebuild folds equals the one live events built
+    latency_us: int = 0
     likes: int = 0  # messages whose feedback is "like"
     # counted in the window its conversation started in (average-session-interactions)
     sessions: int = 0  # conversations with at least one message
@@ -97,7 +108,7 @@ class Counters:
     def __bool__(self) -> bool:
         return any(getattr(self, f.name) for f in fields(self))
 
-    def items(self) -> list[tuple[str, int | float]]:
+    def items(self) -> list[tuple[str, int]]:
         """The non-zero fields."""
         return [(f.name, getattr(self, f.name)) for f in fields(self) if getattr(self, f.name)]
 
@@ -125,14 +136,14 @@ class MessageFact:
     message_tokens: int = 0
     answer_tokens: int = 0
     price_units: int = 0
-    latency: float = 0.0
+    latency_us: int = 0
     rating: str | None = None
 
     @property
     def counters(self) -> Counters:
         return Counters(messages=1, message_tokens=self.message_tokens,
                         answer_tokens=self.answer_tokens, price_units=self.price_units,
-                        latency=self.latency, likes=int(self.rating == LIKE))
+                        latency_us=self.latency_us, likes=int(self.rating == LIKE))
 
 
 @dataclass(frozen=True)
@@ -207,7 +218,7 @@ async def _usage_known(message_id: UUID, usage: Mapping[str, Any], facts: Facts)
     after = replace(before, message_tokens=int(usage.get("prompt_tokens") or 0),
                     answer_tokens=int(usage.get("completion_tokens") or 0),
                     price_units=price_units(usage.get("total_price")),
-                    latency=float(usage.get("latency") or 0.0))
+                    latency_us=microseconds(usage.get("latency")))
     await facts.put_message(after)
     await facts.add(before.app_id, before.window, _difference(after.counters, before.counters))
 

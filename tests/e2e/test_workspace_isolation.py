@@ -414,6 +414,13 @@ ROWS: dict[str, Row] = {
     "GET /console/api/apps/{app_id}/workflows/triggers/webhook":
         query(lambda i: {"node_id": "start"}),
     "GET /v1/conversations/{conversation_id}/variables": query(lambda i: {"user": "alice"}),
+    # monitoring
+    **{f"GET /console/api/apps/{{app_id}}/statistics/{figure}": plain for figure in (
+        "daily-messages", "daily-conversations", "daily-end-users", "token-costs",
+        "average-session-interactions", "user-satisfaction-rate", "average-response-time",
+        "tokens-per-second")},
+    **{f"GET /console/api/apps/{{app_id}}/workflow/statistics/{figure}": plain for figure in (
+        "daily-conversations", "daily-terminals", "token-costs", "average-app-interactions")},
     "PUT /v1/conversations/{conversation_id}/variables/{variable_id}":
         body(lambda i: {"value": "b", "user": "alice"}),
 }

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from uuid import uuid4
 
 import pytest
+from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bootstrap import ASSEMBLY
@@ -90,15 +91,17 @@ def test_a_projector_declared_twice_is_refused() -> None:
     with pytest.raises(ValueError, match="two projectors"):
         projectors(project, project_again)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="declared by two contexts"):
-        Projection.merge("p", [], [], [projectors(project),  # type: ignore[arg-type]
-                                       projectors(ignore=[pev.AppDeleted])])
+        Projection.merge("p", MetaData(), [], [],
+                         [projectors(project),  # type: ignore[arg-type]
+                          projectors(ignore=[pev.AppDeleted])])
 
 
 async def test_the_runner_refuses_an_event_it_has_no_entry_for() -> None:
     # Nothing is written: the check comes before any connection (none could be made here).
     unreachable = create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:9/none")
     runner = ProjectionRunner(engine=unreachable, projection=Projection(
-        "p", topics=[], aggregate_types=["Tag"], ignored=frozenset({kev.TagNameClaimed})),
+        "p", MetaData(), topics=[], aggregate_types=["Tag"],
+        ignored=frozenset({kev.TagNameClaimed})),
         store=InMemoryEventStore(), name="p_v1")
     event = Envelope.new(kev.TagDeleted(), aggregate_type="Tag", aggregate_id=uuid4(),
                          aggregate_version=1, tenant_id=None, correlation_id=uuid4(),
@@ -183,6 +186,13 @@ def test_roles_are_named_after_their_context() -> None:
                                   "conversation.annotations", "conversation.cleanup",
                                   "workflow.chatflow", "workflow.form-deadlines", "workflow.runs",
                                   "mail.outbox"}
+
+
+def test_a_projection_with_no_read_model_is_refused() -> None:
+    newsletter = ContextManifest(name="newsletter", aggregates=[], events=[], upcasters={},
+                                 handlers=[], projectors={"newsletters": [projectors()]})
+    with pytest.raises(ValueError, match=r"\['newsletters'\] have no read model"):
+        assemble([*CONTEXTS, newsletter])
 
 
 def test_a_role_declared_twice_is_refused() -> None:
