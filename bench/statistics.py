@@ -524,7 +524,7 @@ async def _deployment(name: str, pg: EmbeddedPostgres, redis: EmbeddedRedis, kaf
     else:
         conn = await asyncpg.connect(settings.database_dsn())
         schema = await conn.fetchval(
-            "SELECT schema FROM projection_versions WHERE projection = $1 AND active",
+            "SELECT schema_name FROM projection_versions WHERE projection = $1 AND active",
             tables.STATISTICS)
         await conn.close()
     (root / name).mkdir(parents=True, exist_ok=True)
