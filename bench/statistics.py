@@ -3,7 +3,7 @@ Eddy's statistics projection processor on Redis Streams and on Kafka, and the fa
 app (`bench/statistics_faust.py`) on Kafka. The Kafka broker is tansu on S3 storage (moto),
 the configuration that keeps topics, messages and group offsets across a broker restart.
 
-    python -m bench.statistics [--conversations 600] [--runs 300] [--apps 4]
+    python -m bench.statistics [--conversations 400] [--runs 200] [--apps 4]
                                [--runtimes eddy-redis,eddy-kafka,faust-kafka]
 
 Each runtime gets a deployment of its own (database, topic prefix) holding the same history:
@@ -35,6 +35,7 @@ import contextlib
 import logging
 import os
 import random
+import re
 import signal
 import subprocess
 import tempfile
@@ -341,33 +342,99 @@ async def _relayed(d: Deployment, timeout: float = TIMEOUT_SECONDS) -> None:
         await conn.close()
 
 
+class Members:
+    """The runtime's member processes, started, stopped and killed here, by PID. A member
+    that exits by itself is counted as a crash (its last error kept) and started again, as
+    a supervisor (`eddy up`, systemd, Kubernetes) would."""
+
+    def __init__(self, d: Deployment) -> None:
+        self.d = d
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.crashes: list[str] = []
+        self._started = 0
+
+    def spawn(self) -> str:
+        self._started += 1
+        name = f"m{self._started}"
+        self.procs[name] = _spawn(self.d, name)
+        return name
+
+    def pid(self, name: str) -> int:
+        return self.procs[name].pid
+
+    def kill(self, name: str) -> None:
+        os.killpg(self.procs[name].pid, signal.SIGKILL)
+        self.procs.pop(name).wait()
+
+    def stop(self, name: str) -> None:
+        procs.stop(self.procs.pop(name))
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+    def check(self) -> None:
+        for name, proc in list(self.procs.items()):
+            if proc.poll() is not None:
+                self.crashes.append(_last_error(self.d.log_dir / f"{name}.log"))
+                del self.procs[name]
+                self.spawn()
+
+    def cpu(self) -> float:
+        return sum(procs.tree_cpu(p.pid) for p in self.procs.values())
+
+
+def _last_error(log: Path) -> str:
+    """The exception a crashed member's log ends with (its class name), printed with the
+    first line of its message."""
+    text = procs.tail(log, 50_000)
+    found = (re.findall(r"Crashed reason=(\w+)\((.{0,200})", text)
+             or re.findall(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.{0,200})", text,
+                           re.MULTILINE))
+    if not found:
+        return "exited"
+    name, message = found[-1]
+    print(f"  a member crashed ({log.name}): {name}: {message.split(chr(92))[0]}", flush=True)
+    return str(name)
+
+
 @dataclass
 class Outcome:
     seconds: float
-    cpu_seconds: float
+    cpu: dict[str, float]  # CPU seconds per process meanwhile
     figures: str
 
 
-async def _until_done(d: Deployment, expected: Figures, cpu: Callable[[], float],
+async def _until_done(d: Deployment, members: Members, expected: Figures,
+                      cpu: procs.CpuProbes | None = None,
                       during: Callable[[Figures], Awaitable[bool]] | None = None,
                       settle: float = 0.0) -> Outcome:
     """Poll the runtime's figures until they equal `expected` (and stay so `settle` s), or
     stop changing for SETTLE_SECONDS after `during` (the fault) finished. Time and CPU are
-    counted from the first figure seen."""
+    counted from the first figure that changed."""
     sql = _counted(d.schema)
     conn = await asyncpg.connect(d.dsn)
+    crashes = len(members.crashes)
+
+    def outcome(seconds: float, meter: procs.CpuMeter | None, figures: str) -> Outcome:
+        new = members.crashes[crashes:]
+        if new:
+            figures += f"; {len(new)} crash{'es' if len(new) > 1 else ''}: {', '.join(new)}"
+        return Outcome(seconds, meter.used() if meter else {}, figures)
+
     try:
         before = await _figures(conn, sql)
         start = time.monotonic()
-        first: tuple[float, float] | None = None
+        first: tuple[float, procs.CpuMeter | None] | None = None
         last, changed = before, time.monotonic()
         exact_since: float | None = None
         fault_done = during is None
         while True:
+            members.check()
             got = await _figures(conn, sql)
             now = time.monotonic()
             if first is None and got != before:
-                first = (now, cpu())
+                first = (now, procs.CpuMeter(cpu) if cpu else None)
             if got != last:
                 last, changed = got, now
             if not fault_done and during is not None:
@@ -376,13 +443,13 @@ async def _until_done(d: Deployment, expected: Figures, cpu: Callable[[], float]
             if fault_done and got == expected:
                 exact_since = exact_since or now
                 if now - exact_since >= settle:
-                    f = first or (start, cpu())
-                    return Outcome(exact_since - f[0], cpu() - f[1], "exact")
+                    f = first or (start, None)
+                    return outcome(exact_since - f[0], f[1], "exact")
             else:
                 exact_since = None
             if fault_done and now - changed > SETTLE_SECONDS:
-                f = first or (start, cpu())
-                return Outcome(changed - f[0], cpu() - f[1], _difference(expected, got))
+                f = first or (start, None)
+                return outcome(changed - f[0], f[1], _difference(expected, got))
             if now - start > TIMEOUT_SECONDS:
                 raise TimeoutError(f"{d.name}: {_difference(expected, got)}")
             await asyncio.sleep(POLL_SECONDS)
@@ -414,18 +481,21 @@ async def _expected(d: Deployment) -> Figures:
 
 
 async def run_runtime(d: Deployment, days: list[list[Envelope[EventPayload]]],
-                      broker: Callable[[], None], faults: list[str]) -> Result:
+                      broker: Callable[[], None], infra: procs.CpuProbes,
+                      faults: list[str]) -> Result:
     result = Result(events=len(days[0]))
     d.relay_task = asyncio.create_task(_relay_forever(d))
-    member = _spawn(d, "m1")
+    members = Members(d)
     try:
         await _append(d.dsn, days[0])
         await _relayed(d)
         print(f"{d.name}: day 0 ({len(days[0]):,} events) relayed", flush=True)
-        result.throughput = await _until_done(d, await _expected(d),
-                                              lambda: procs.tree_cpu(member.pid))
-        print(f"{d.name}: throughput {result.events / result.throughput.seconds:,.0f} events/s"
-              f" ({result.throughput.figures})", flush=True)
+        members.spawn()
+        result.throughput = await _until_done(d, members, await _expected(d),
+                                              {d.name: members.cpu, **infra})
+        print(f"{d.name}: {result.events / result.throughput.seconds:,.0f} events/s "
+              f"({result.throughput.figures}); CPU per event: "
+              f"{procs.format_cpu(result.throughput.cpu, result.events, 'ms')}", flush=True)
 
         async def mid_day(day: int, act: Callable[[], Awaitable[None]]) -> str:
             """Append and relay `day`; `act` once a third of its messages are counted."""
@@ -442,26 +512,24 @@ async def run_runtime(d: Deployment, days: list[list[Envelope[EventPayload]]],
                     return True
                 return False
 
-            outcome = await _until_done(d, expected, lambda: 0.0, during)
+            outcome = await _until_done(d, members, expected, during=during)
             return outcome.figures if acted else "fault came too late"
 
         async def kill() -> None:
-            nonlocal member
-            os.killpg(member.pid, signal.SIGKILL)
-            member.wait()
-            member = _spawn(d, "m2")
+            members.kill(next(iter(members.procs)))
+            members.spawn()
 
         async def restart_broker() -> None:
             await asyncio.to_thread(broker)
 
         async def pause() -> None:
-            nonlocal member
-            os.killpg(member.pid, signal.SIGSTOP)
-            other = _spawn(d, "m3")
+            """The member stops past its session while a second one takes its partitions;
+            then it resumes, and both run on until the figures settle."""
+            paused = next(iter(members.procs))
+            os.killpg(members.pid(paused), signal.SIGSTOP)
+            members.spawn()
             await asyncio.sleep(3 * SESSION_SECONDS)
-            os.killpg(member.pid, signal.SIGCONT)
-            procs.stop(member)
-            member = other
+            os.killpg(members.pid(paused), signal.SIGCONT)
 
         for name, act, day in ((FAULTS[0], kill, 1), (FAULTS[1], restart_broker, 2),
                                (FAULTS[2], pause, 3)):
@@ -469,16 +537,16 @@ async def run_runtime(d: Deployment, days: list[list[Envelope[EventPayload]]],
                 result.faults[name] = await mid_day(day, act)
                 print(f"{d.name}: {name}: {result.faults[name]}", flush=True)
         if FAULTS[3] in faults:
-            result.faults[FAULTS[3]] = await _replay_day(d)
+            result.faults[FAULTS[3]] = await _replay_day(d, members)
             print(f"{d.name}: {FAULTS[3]}: {result.faults[FAULTS[3]]}", flush=True)
         return result
     finally:
-        procs.stop(member)
+        members.stop_all()
         d.relay_stop.set()
         await asyncio.gather(d.relay_task, return_exceptions=True)
 
 
-async def _replay_day(d: Deployment) -> str:
+async def _replay_day(d: Deployment, members: Members) -> str:
     """`eddy events replay --since <day 0> --until <day 1>`: day 0 published again to every
     group of its topics; the figures must not move."""
     expected = await _expected(d)
@@ -491,7 +559,7 @@ async def _replay_day(d: Deployment) -> str:
             await replay_run(Replay(source.selection, groups=[]), source, c.routing, c.bus)
     finally:
         await c.close()
-    return (await _until_done(d, expected, lambda: 0.0, settle=SETTLE_SECONDS)).figures
+    return (await _until_done(d, members, expected, settle=SETTLE_SECONDS)).figures
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -531,21 +599,28 @@ async def _deployment(name: str, pg: EmbeddedPostgres, redis: EmbeddedRedis, kaf
     return Deployment(name, settings, schema, root / name)
 
 
-def _table(results: Mapping[str, Result]) -> str:
+def _tables(results: Mapping[str, Result]) -> str:
+    """Markdown: throughput and CPU against the baseline, then exactness per fault."""
+    def rate(r: Result) -> float:
+        return r.events / r.throughput.seconds if r.throughput else 0.0
+
+    def cpu_ms(r: Result, part: str | None = None) -> float:
+        used = r.throughput.cpu if r.throughput else {}
+        seconds = used.get(part, 0.0) if part else sum(used.values())
+        return seconds / r.events * 1e3
+
     base = results.get(BASELINE)
-    base_rate = base.events / base.throughput.seconds if base and base.throughput else None
-    base_cpu = (base.throughput.cpu_seconds / base.events
-                if base and base.throughput else None)
-    head = f"{'runtime':<12} {'events/s':>9} {'ratio':>6} {'CPU ms/ev':>10} {'ratio':>6}"
-    lines = [head + "".join(f"  {f:<22}" for f in FAULTS)]
+    lines = ["| runtime | events/s | ÷ baseline | CPU ms/event: runtime + Postgres + broker"
+             " = total | ÷ baseline |", "|---|---:|---:|---|---:|"]
     for name, r in results.items():
-        t = r.throughput
-        rate = r.events / t.seconds if t else 0.0
-        cpu = t.cpu_seconds / r.events * 1e3 if t else 0.0
         lines.append(
-            f"{name:<12} {rate:>9,.0f} {rate / base_rate if base_rate else 0:>6.2f}"
-            f" {cpu:>10.2f} {cpu / (base_cpu * 1e3) if base_cpu else 0:>6.2f}"
-            + "".join(f"  {r.faults.get(f, '-'):<22}" for f in FAULTS))
+            f"| {name} | {rate(r):,.0f} | {rate(r) / rate(base) if base else 0:.2f} | "
+            f"{cpu_ms(r, name):.2f} + {cpu_ms(r, 'postgres'):.2f} + {cpu_ms(r, 'broker'):.2f}"
+            f" = {cpu_ms(r):.2f} | {cpu_ms(r) / cpu_ms(base) if base else 0:.2f} |")
+    lines += ["", "| after | " + " | ".join(results) + " |",
+              "|---|" + "---|" * len(results)]
+    lines += [f"| {fault} | " + " | ".join(r.faults.get(fault, "-") for r in results.values())
+              + " |" for fault in FAULTS]
     return "\n".join(lines)
 
 
@@ -582,12 +657,14 @@ async def main(runtimes: list[str], faults: list[str], conversations: int, runs:
         results: dict[str, Result] = {}
         for name in runtimes:
             d = await _deployment(name, pg, redis, tansu.bootstrap_servers, root)
-            results[name] = await run_runtime(
-                d, days, restart(redis if name.endswith("redis") else tansu), faults)
+            broker: TansuBroker | EmbeddedRedis = redis if name.endswith("redis") else tansu
+            results[name] = await run_runtime(d, days, restart(broker), {
+                "postgres": lambda: procs.tree_cpu(procs.postmaster_pid(pg)),
+                "broker": lambda b=broker: procs.tree_cpu(b.pid)}, faults)
         print(f"\nhistory: day 0 {len(days[0]):,} events, fault days "
               f"{', '.join(f'{len(x):,}' for x in days[1:])}; {os.cpu_count()} cores, "
               f"load average {os.getloadavg()[0]:.1f}\n")
-        print(_table(results))
+        print(_tables(results))
         completed = True
         return 0
     finally:
@@ -601,8 +678,8 @@ async def main(runtimes: list[str], faults: list[str], conversations: int, runs:
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.statistics", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--conversations", type=int, default=600)
-    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--conversations", type=int, default=400)
+    parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--apps", type=int, default=4)
     parser.add_argument("--runtimes", default=",".join(RUNTIMES))
     parser.add_argument("--faults", default=",".join(FAULT_NAMES),
