@@ -385,8 +385,9 @@ async def _copy(conn: asyncpg.Connection, fold: _Fold, version: ProjectionVersio
     for done, (name, columns) in enumerate(target.items(), 1):
         table = declared.get(name)
         if table is None or any(c not in table.c for c in columns):
-            raise VersionRefused(f"{version.schema}.{name}: a table or column that no "
-                                 "projection declares cannot be rebuilt")
+            raise VersionRefused(f"{version.schema}.{name}: a table or column that the "
+                                 f"{fold.projection.name} projection does not declare cannot "
+                                 "be rebuilt")
         data, count = fold.rows_as_csv(name, columns)
         if count:
             await conn.copy_to_table(name, schema_name=version.schema, columns=columns,

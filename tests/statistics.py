@@ -223,6 +223,13 @@ class History:
         for message in gone:
             del self.rows.messages[message]
 
+    def delete(self, conversation: UUID) -> None:
+        self.emit("Conversation", conversation, conv.ConversationDeleted())
+        del self.rows.conversations[conversation]
+        for message in [m for m, row in self.rows.messages.items()
+                        if row["conversation"] == conversation]:
+            del self.rows.messages[message]
+
     def start_run(self) -> None:
         run, user = uuid4(), self.random.choice(self.users)
         trigger = self.random.choice(["app-run", "app-run", "debugging"])
@@ -255,8 +262,8 @@ class History:
         for _ in range(steps):
             messages = list(self.rows.messages)
             live = sorted({row["conversation"] for row in self.rows.messages.values()})
-            step = self.random.choice(["ask", "ask", "answer", "rate", "expire", "run", "end",
-                                       "expire run"])
+            step = self.random.choice(["ask", "ask", "answer", "rate", "expire", "delete",
+                                       "run", "end", "expire run"])
             if step == "ask":
                 self.ask(self.random.choice([None, *live]) if live else None)
             elif step == "answer" and messages:
@@ -265,6 +272,8 @@ class History:
                 self.rate(self.random.choice(messages))
             elif step == "expire" and live and self.random.random() < 0.4:
                 self.expire(self.random.choice(live))
+            elif step == "delete" and live and self.random.random() < 0.3:
+                self.delete(self.random.choice(live))
             elif step == "run":
                 self.start_run()
             elif step == "end" and self.open_runs:

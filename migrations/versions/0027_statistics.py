@@ -53,7 +53,7 @@ def upgrade() -> None:
             conversation_id uuid PRIMARY KEY,
             app_id uuid NOT NULL,
             window_start timestamptz NOT NULL,
-            messages bigint NOT NULL)
+            message_ids jsonb NOT NULL)
     """)
     op.execute(f"""
         CREATE TABLE "{SCHEMA}".stat_messages (

@@ -74,7 +74,9 @@ class SqlFacts:
 
     async def conversation(self, conversation_id: UUID) -> ConversationFact | None:
         found = await self._one(stat_conversations, "conversation_id", conversation_id)
-        return ConversationFact(**found) if found else None
+        if found is None:
+            return None
+        return ConversationFact(**{**found, "message_ids": tuple(found["message_ids"])})
 
     async def put_conversation(self, fact: ConversationFact) -> None:
         await self._put(stat_conversations, "conversation_id", fact)

@@ -13,7 +13,8 @@ price, latency and like belong to the minute the message was asked even when the
 the feedback comes later; a conversation's interactions to the minute it started; a run's
 tokens to the minute it started. So the rules keep facts (`MessageFact`, `ConversationFact`,
 `RunFact`): what an event already contributed, so a later event of the same row moves the
-figures by the difference, and expiry (retention) takes them back out.
+figures by the difference, and expiry (retention) or a conversation's deletion takes them
+back out.
 
 Where the facts and windows are kept is the runtime's business (`Facts`): the statistics
 projection keeps them in its read model (`projections/statistics/projectors.py`), another
@@ -24,7 +25,7 @@ aggregate's order; providing that is the runtime's job too.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -34,6 +35,7 @@ from uuid import UUID
 from events.envelope import Envelope
 from schemas.base import EventPayload
 from schemas.conversation.events import (
+    ConversationDeleted,
     ConversationStarted,
     MessageAnswered,
     MessageCreated,
@@ -121,7 +123,9 @@ class ConversationFact:
     conversation_id: UUID
     app_id: UUID
     window: datetime  # when it started
-    messages: int = 0  # its counted messages
+    # its counted messages' ids (as text, which any store keeps as it is), so its deletion
+    # takes them out
+    message_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -205,8 +209,9 @@ async def message_created(e: Envelope[MessageCreated], facts: Facts) -> None:
     await facts.add_member(p.app_id, window, CONVERSATION, str(e.aggregate_id), 1)
     await facts.add_member(p.app_id, window, END_USER, str(p.end_user_id), 1)
     await facts.add(p.app_id, conversation.window,
-                    Counters(sessions=int(conversation.messages == 0), session_messages=1))
-    await facts.put_conversation(replace(conversation, messages=conversation.messages + 1))
+                    Counters(sessions=int(not conversation.message_ids), session_messages=1))
+    await facts.put_conversation(replace(
+        conversation, message_ids=(*conversation.message_ids, str(p.message_id))))
 
 
 async def _usage_known(message_id: UUID, usage: Mapping[str, Any], facts: Facts) -> None:
@@ -240,9 +245,9 @@ async def feedback_given(e: Envelope[MessageFeedbackGiven], facts: Facts) -> Non
     await facts.add(before.app_id, before.window, _difference(after.counters, before.counters))
 
 
-async def messages_expired(e: Envelope[MessagesExpired], facts: Facts) -> None:
-    """Retention removed them (as Dify's clean_messages deletes rows): out of every figure."""
-    for message_id in e.payload.message_ids:
+async def _taken_out(message_ids: Iterable[UUID], facts: Facts) -> None:
+    """Messages whose rows Dify deletes: out of every figure."""
+    for message_id in message_ids:
         message = await facts.message(message_id)
         if message is None:
             continue
@@ -253,11 +258,23 @@ async def messages_expired(e: Envelope[MessagesExpired], facts: Facts) -> None:
         await facts.add_member(message.app_id, message.window, END_USER,
                                str(message.end_user_id), -1)
         conversation = await facts.conversation(message.conversation_id)
-        if conversation is not None and conversation.messages > 0:
-            left = conversation.messages - 1
+        if conversation is not None and str(message_id) in conversation.message_ids:
+            left = tuple(i for i in conversation.message_ids if i != str(message_id))
             await facts.add(conversation.app_id, conversation.window,
-                            Counters(sessions=-int(left == 0), session_messages=-1))
-            await facts.put_conversation(replace(conversation, messages=left))
+                            Counters(sessions=-int(not left), session_messages=-1))
+            await facts.put_conversation(replace(conversation, message_ids=left))
+
+
+async def messages_expired(e: Envelope[MessagesExpired], facts: Facts) -> None:
+    """Retention removed them (as Dify's clean_messages deletes rows)."""
+    await _taken_out(e.payload.message_ids, facts)
+
+
+async def conversation_deleted(e: Envelope[ConversationDeleted], facts: Facts) -> None:
+    """Its messages go with it (Dify deletes the conversation's rows, then its messages')."""
+    conversation = await facts.conversation(e.aggregate_id)
+    if conversation is not None:
+        await _taken_out([UUID(i) for i in conversation.message_ids], facts)
 
 
 # --- workflow runs ------------------------------------------------------------------------------
@@ -318,7 +335,8 @@ def _by_event(*rules: Rule) -> dict[type[EventPayload], Rule]:
 
 
 CONVERSATION_RULES = _by_event(conversation_started, message_created, message_answered,
-                               message_stopped, feedback_given, messages_expired)
+                               message_stopped, feedback_given, messages_expired,
+                               conversation_deleted)
 WORKFLOW_RULES = _by_event(run_started, run_succeeded, run_failed, run_stopped, run_expired)
 RULES: Mapping[type[EventPayload], Rule] = {**CONVERSATION_RULES, **WORKFLOW_RULES}
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Table,
     Uuid,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from projections.tables import READ
 
@@ -57,7 +58,7 @@ stat_conversations = Table(
     Column("conversation_id", Uuid, primary_key=True),
     Column("app_id", Uuid, nullable=False),
     Column("window_start", DateTime(timezone=True), nullable=False),
-    Column("messages", BigInteger, nullable=False),
+    Column("message_ids", JSONB, nullable=False),
     schema=READ,
 )
 

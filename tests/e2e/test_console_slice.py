@@ -248,7 +248,8 @@ async def test_health_reports_dependencies_and_lag(node: Node) -> None:
         "database": "ok", "redis": "ok", "bus": "ok", "projections": "ok", "relay": "ok",
         "consumers": "ok"}}
     status = (await node.client.get("/status.json", headers=auth)).json()
-    assert status["dependencies"]["projections"]["lag"] == {"console_v1": 0}
+    assert status["dependencies"]["projections"]["lag"] == {"console_v1": 0,
+                                                             "statistics_v1": 0}
     assert (await node.client.get("/ready")).status_code == 200
 
 

@@ -35,4 +35,5 @@ async def test_console_slice_over_kafka(postgres: EmbeddedPostgres,
         assert (await node.client.get("/v1/info", headers=service)).status_code == 401
         status = (await node.client.get("/status.json", headers=auth)).json()
         assert status["dependencies"]["bus"] == {"status": "ok", "kind": "kafka"}
-        assert status["dependencies"]["projections"]["lag"] == {"console_v1": 0}
+        assert status["dependencies"]["projections"]["lag"] == {"console_v1": 0,
+                                                             "statistics_v1": 0}

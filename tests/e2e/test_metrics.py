@@ -52,7 +52,7 @@ async def test_metrics_show_requests_commands_lags_and_handlers(node: Node) -> N
 
     assert len(m["eddy_relay_lag_events"]) == 1 and m["eddy_relay_lag_events"][0].value >= 0
     projections = {s.labels["projection"] for s in m["eddy_projection_lag_events"]}
-    assert "console_v1" in projections
+    assert {"console_v1", "statistics_v1"} <= projections
     assert m["eddy_events_appended"][0].value > 0
     dead = {s.labels["topic"]: s.value for s in m["eddy_dead_letters"]}  # the Redis bus
     assert dead["commands"] == 0
@@ -61,7 +61,8 @@ async def test_metrics_show_requests_commands_lags_and_handlers(node: Node) -> N
     assert _value(m["eddy_events_appended_total"], type="AppCreated") >= 1
     assert _value(m["eddy_events_appended_total"], type="DatasetCreated") >= 1
     lags = {s.labels["group"]: s.value for s in m["eddy_group_lag_events"]}
-    assert {"commands", "projection.console", "indexing.priority"} <= lags.keys()
+    assert {"commands", "projection.console", "projection.statistics",
+            "indexing.priority"} <= lags.keys()
     assert all(lag >= 0 for lag in lags.values())
     assert {s.labels["group"] for s in m["eddy_group_events_handled"]} == lags.keys()
     assert _value(m["eddy_group_messages_handled_total"], group="commands") >= 3

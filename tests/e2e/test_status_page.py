@@ -120,7 +120,9 @@ async def test_status_page_in_a_real_browser(
         position = data["relay"]["position"]
         assert position > 0 and f"position {position:,} of" in shown
         assert re.search(r"console console_v1 live reads \d", shown)
-        for group in ("commands", "projection.console", "indexing.priority", "cleanup"):
+        assert re.search(r"statistics statistics_v1 live reads \d", shown)
+        for group in ("commands", "projection.console", "projection.statistics",
+                      "indexing.priority", "cleanup"):
             assert f"{group} " in shown, group
         assert shown.count("status-1") >= 4  # the node's member in each of its groups
         assert "events.platform:0" in shown  # a member's partitions

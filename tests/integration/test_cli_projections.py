@@ -20,6 +20,9 @@ async def test_projections_list_rebuild_switch_rollback_drop(settings: Settings)
                 if v["projection"] == "console"] == [("console_v1", 1, "live", True)]
         code, out, _ = await eddy("projections", "status")
         assert "console_v1" in out and "rebuild console to use it" in out
+        # each projection's layouts are its own tables': statistics_v1 has its newest
+        assert "statistics_v1" in out
+        assert not [line for line in out.splitlines() if "rebuild" in line and "statistics" in line]
 
         # Refusals: nothing to switch to or roll back to, the active version stays.
         assert (await eddy("projections", "switch", "console", "7"))[0] == 1

@@ -12,7 +12,7 @@ rules must give the same windows for random histories.
 from __future__ import annotations
 
 from dataclasses import fields
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -22,10 +22,12 @@ from sqlalchemy.pool import StaticPool
 from bootstrap import ASSEMBLY
 from events.envelope import Envelope
 from projections.statistics import tables
+from projections.statistics.queries import TimeRange, parse_time_range
 from projections.statistics.rules import Counters, microseconds, price_units, tally, window_of
 from projections.tables import READ
 from schemas.base import EventPayload
 from schemas.conversation import events as conv
+from schemas.errors import InvalidTimeRange
 from tests.statistics import DictFacts, History, Members, Windows
 
 
@@ -113,3 +115,32 @@ async def test_the_projectors_keep_in_sql_what_the_rules_keep_in_a_dict(seed: in
     for event in history.events:
         await tally(event, facts)
     assert await _folded_in_sqlite(history.events) == facts.counted()
+
+
+@pytest.mark.parametrize(("start", "end", "zone", "expected"), [
+    ("2026-03-01 09:15", "2026-03-02 00:00", "Asia/Kolkata",
+     (datetime(2026, 3, 1, 3, 45, tzinfo=UTC), datetime(2026, 3, 1, 18, 30, tzinfo=UTC))),
+    # a time the clocks skip moves forward by the gap; one they repeat is the later one
+    ("2026-03-29 02:30", "2026-10-25 02:30", "Europe/Berlin",
+     (datetime(2026, 3, 29, 1, 30, tzinfo=UTC), datetime(2026, 10, 25, 1, 30, tzinfo=UTC))),
+    ("", None, "UTC", (None, None)),
+    ("2026-03-01 10:00", "2026-03-01 10:00", "UTC",
+     (datetime(2026, 3, 1, 10, tzinfo=UTC), datetime(2026, 3, 1, 10, tzinfo=UTC))),
+])
+def test_a_range_is_read_in_the_accounts_timezone_as_dify_reads_it(
+        start: str, end: str | None, zone: str,
+        expected: tuple[datetime | None, datetime | None]) -> None:
+    assert parse_time_range(start, end, zone) == TimeRange(zone, *expected)
+
+
+@pytest.mark.parametrize(("start", "end", "message"), [
+    ("2026-03-01", None, "Invalid start time format: time data '2026-03-01' does not match "
+     "format '%Y-%m-%d %H:%M'"),
+    (None, "2026-02-30 10:00", "Invalid end time format: day is out of range for month"),
+    ("2026-03-01 10:01", "2026-03-01 10:00", "start must be earlier than or equal to end"),
+])
+def test_a_bad_range_is_refused_with_difys_reason(start: str | None, end: str | None,
+                                                  message: str) -> None:
+    with pytest.raises(InvalidTimeRange) as refused:
+        parse_time_range(start, end, "UTC")
+    assert refused.value.to_dict() == {"code": "bad_request", "status": 400, "message": message}
