@@ -11,6 +11,10 @@ A projector may also have a run form (`projectors(..., runs=[project_segments_cr
 call, with one statement of each kind for all of them instead of one per event. The single
 projector is then that run form applied to one event, so there is one copy of the logic.
 
+A projector may also gather work over a batch (`batch_state`) for a step run once at the end
+of each `Projection.apply` (`projectors` parts' `after_apply`), in the batch's transaction:
+sums that concurrent batches add to, written once per row and in key order.
+
 Projectors never see a NUL character: Postgres text and jsonb cannot hold one, and the edge
 refuses it (`gateway/nul_guard.py`), but the store may hold events recorded before that or
 by other writers. `Projection.apply`, the one way events reach projectors (live, catch-up
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from itertools import groupby
 from typing import Any, get_args, get_origin, get_type_hints
@@ -38,6 +43,20 @@ RunProjector = Callable[[AsyncConnection, Sequence[Envelope[Any]]], Awaitable[No
 # Run once at the end of a rebuild's bulk load, for work projectors skip during it
 # (`projections.layout.in_bulk_load`), e.g. counts done once over all rows.
 BulkLoadStep = Callable[[AsyncConnection], Awaitable[None]]
+# Run once at the end of each `Projection.apply` (a batch, in its transaction): writes its
+# projectors gathered over the batch's events (`batch_state`), e.g. sums many transactions
+# add to, added once per key and in key order, so concurrent batches never deadlock on them.
+AfterApply = Callable[[AsyncConnection], Awaitable[None]]
+_BATCH: ContextVar[dict[str, Any] | None] = ContextVar("projection_batch", default=None)
+
+
+def batch_state() -> dict[str, Any]:
+    """What the projectors of the running `Projection.apply` keep for its `after_apply`
+    steps (empty at each apply's start)."""
+    state = _BATCH.get()
+    if state is None:
+        raise RuntimeError("batch_state is only there while Projection.apply runs")
+    return state
 
 NUL, NUL_SHOWN_AS = "\x00", "\ufffd"
 
@@ -50,6 +69,7 @@ class Projectors:
     ignored: frozenset[type[EventPayload]] = frozenset()
     after_bulk_load: tuple[BulkLoadStep, ...] = ()
     runs: Mapping[type[EventPayload], RunProjector] = field(default_factory=dict)
+    after_apply: tuple[AfterApply, ...] = ()
 
 
 def projectors(*handlers: Projector, ignore: Iterable[type[EventPayload]] = (),
@@ -103,6 +123,7 @@ class Projection:
     ignored: frozenset[type[EventPayload]] = frozenset()
     after_bulk_load: tuple[BulkLoadStep, ...] = ()
     runs: Mapping[type[EventPayload], RunProjector] = field(default_factory=dict)
+    after_apply: tuple[AfterApply, ...] = ()
 
     @classmethod
     def merge(cls, name: str, metadata: MetaData, topics: Sequence[str],
@@ -111,6 +132,7 @@ class Projection:
         ignored: set[type[EventPayload]] = set()
         after: list[BulkLoadStep] = []
         runs: dict[type[EventPayload], RunProjector] = {}
+        after_apply: list[AfterApply] = []
         for part in parts:
             twice = (handlers.keys() | ignored) & (part.handlers.keys() | part.ignored)
             if twice:
@@ -120,26 +142,34 @@ class Projection:
             ignored |= part.ignored
             after += part.after_bulk_load
             runs.update(part.runs)
+            after_apply += [step for step in part.after_apply if step not in after_apply]
         return cls(name, metadata, tuple(topics), tuple(sorted(aggregate_types)), handlers,
-                   frozenset(ignored), tuple(after), runs)
+                   frozenset(ignored), tuple(after), runs, tuple(after_apply))
 
     def follows(self, event_type: type[EventPayload]) -> bool:
         return event_type in self.handlers or event_type in self.ignored
 
     async def apply(self, conn: AsyncConnection, events: Sequence[Envelope[Any]]) -> None:
         """Applies events in their order: a run of consecutive events of a type with a run
-        form in one call, the others one at a time; ignored types are skipped."""
+        form in one call, the others one at a time; ignored types are skipped. Then the
+        `after_apply` steps."""
         events = [without_nul(e) for e in events]
-        for payload_type, same in groupby(events, key=lambda e: type(e.payload)):
-            run = list(same)
-            run_projector = self.runs.get(payload_type)
-            if run_projector is not None and len(run) > 1:
-                await run_projector(conn, run)
-                continue
-            projector = self.handlers.get(payload_type)
-            if projector is not None:
-                for event in run:
-                    await projector(conn, event)
+        batch = _BATCH.set({})
+        try:
+            for payload_type, same in groupby(events, key=lambda e: type(e.payload)):
+                run = list(same)
+                run_projector = self.runs.get(payload_type)
+                if run_projector is not None and len(run) > 1:
+                    await run_projector(conn, run)
+                    continue
+                projector = self.handlers.get(payload_type)
+                if projector is not None:
+                    for event in run:
+                        await projector(conn, event)
+            for step in self.after_apply:
+                await step(conn)
+        finally:
+            _BATCH.reset(batch)
 
 
 def _holds_nul(value: object) -> bool:

@@ -59,13 +59,13 @@ async def invite(node: Node, auth: dict[str, str], *emails: str, role: str = "ed
 
 
 async def join(node: Node, auth: dict[str, str], email: str, role: str,
-               password: str = "passw0rd1") -> dict[str, str]:
+               password: str = "passw0rd1", timezone: str = "UTC") -> dict[str, str]:
     """An invited account that activated with a password: its console auth headers."""
     await invite(node, auth, email, role=role)
     activated = await node.client.post(f"{API}/activate", json={
         "email": email, "token": token_of(await activation_link(node, email)),
         "name": email.split("@")[0].title(), "interface_language": "en-US",
-        "timezone": "UTC", "password": password})
+        "timezone": timezone, "password": password})
     assert activated.status_code == 200, activated.text
     return {"Authorization": f"Bearer {activated.json()['data']['access_token']}"}
 

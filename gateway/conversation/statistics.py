@@ -136,8 +136,10 @@ async def average_response_time(request: Request, app_id: str, start: RangeEdge 
                                 end: RangeEdge = None,
                                 user: ConsoleUser = AppReader) -> dict[str, Any]:
     s = await statistics_of(request, user, app_id, start, end, ("completion",))
-    # milliseconds
-    return listed([{"date": str(day), "latency": round(c.latency_us / c.messages / 1000, 4)}
+    # Dify's order of operations (the average in seconds, then milliseconds), so a figure
+    # on a rounding edge rounds the same way
+    return listed([{"date": str(day),
+                    "latency": round(c.latency_us / 1_000_000 / c.messages * 1000, 4)}
                    for day, c in (await _message_days(s)).items()])
 
 
@@ -146,6 +148,7 @@ async def tokens_per_second(request: Request, app_id: str, start: RangeEdge = No
                             end: RangeEdge = None,
                             user: ConsoleUser = AppReader) -> dict[str, Any]:
     s = await statistics_of(request, user, app_id, start, end)
-    return listed([{"date": str(day), "tps": round(c.answer_tokens / (c.latency_us / 1e6), 4)
+    return listed([{"date": str(day),
+                    "tps": round(c.answer_tokens / (c.latency_us / 1_000_000), 4)
                     if c.latency_us else 0}
                    for day, c in (await _message_days(s)).items()])

@@ -5,27 +5,30 @@ Eddy's projection runtime, with their facts and windows kept in the read model
 `SqlFacts` is the rules' `Facts` over the projector's connection: Postgres live, SQLite when a
 rebuild folds the event store (`projections/rebuild.py`), so the writes are dialect upserts.
 The runner applies each event once, in its aggregate's order (tracking commits in the same
-transaction as these rows): what the rules assume. Windows are sums that concurrent
-transactions of other aggregates add to, so they are only ever changed by addition, never
-read and written back.
+transaction as these rows): what the rules assume. Facts are rows of one aggregate each (the
+runner holds its lock). Windows and members are sums that concurrent batches of other
+aggregates add to: a batch's changes are gathered and added once per row at its end, in key
+order (`write_windows`), never read and written back.
 """
 
 from __future__ import annotations
 
+from collections import Counter as Tally
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.envelope import Envelope
-from projections.registry import Projector, Projectors
+from projections.registry import Projector, Projectors, batch_state
 from projections.statistics.rules import (
+    COUNTER_NAMES,
     ConversationFact,
     Counters,
     MessageFact,
@@ -33,6 +36,7 @@ from projections.statistics.rules import (
     RunFact,
 )
 from projections.statistics.tables import (
+    STATISTICS,
     stat_conversations,
     stat_members,
     stat_messages,
@@ -48,13 +52,11 @@ def _utc(at: datetime) -> datetime:
 
 
 class SqlFacts:
-    """The rules' facts and windows in the statistics read model, on one connection."""
+    """The rules' facts in the statistics read model, on one connection; their changes of
+    windows and members are gathered for the batch's end (`write_windows`)."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
-
-    def _insert(self, table: Table) -> Any:
-        return (pg_insert if self.conn.dialect.name == "postgresql" else sqlite_insert)(table)
 
     async def _one(self, table: Table, key: str, value: UUID) -> dict[str, Any] | None:
         row = (await self.conn.execute(select(table).where(table.c[key] == value))).first()
@@ -67,7 +69,7 @@ class SqlFacts:
     async def _put(self, table: Table, key: str, fact: Any) -> None:
         values = asdict(fact)
         values["window_start"] = values.pop("window")
-        statement = self._insert(table).values(**values)
+        statement = _insert(self.conn, table).values(**values)
         await self.conn.execute(statement.on_conflict_do_update(
             index_elements=[table.c[key]],
             set_={k: statement.excluded[k] for k in values if k != key}))
@@ -103,28 +105,61 @@ class SqlFacts:
         await self.conn.execute(delete(stat_runs).where(stat_runs.c.run_id == run_id))
 
     async def add(self, app_id: UUID, window: datetime, counters: Counters) -> None:
-        changed = counters.items()
-        if not changed:
-            return
-        statement = self._insert(stat_windows).values(
-            app_id=app_id, window_start=window, **dict(changed))
-        await self.conn.execute(statement.on_conflict_do_update(
-            index_elements=[stat_windows.c.app_id, stat_windows.c.window_start],
-            set_={name: stat_windows.c[name] + statement.excluded[name]
-                  for name, _ in changed}))
+        sums = _pending().windows.setdefault((app_id, window), Tally())
+        sums.update(dict(counters.items()))
 
     async def add_member(self, app_id: UUID, window: datetime, kind: str, member: str,
                          count: int) -> None:
-        key = {"app_id": app_id, "window_start": window, "kind": kind, "member": member}
-        statement = self._insert(stat_members).values(**key, count=count)
-        await self.conn.execute(statement.on_conflict_do_update(
-            index_elements=[stat_members.c[k] for k in key],
-            set_={"count": stat_members.c.count + statement.excluded.count}))
-        if count < 0:  # a member no row holds any more is not kept
-            m = stat_members.c
-            await self.conn.execute(delete(stat_members).where(
-                m.app_id == app_id, m.window_start == window, m.kind == kind,
-                m.member == member, m.count <= 0))
+        _pending().members[(app_id, window, kind, member)] += count
+
+
+@dataclass
+class _Pending:
+    """The windows' changes a batch's events made, written once at its end."""
+
+    windows: dict[tuple[UUID, datetime], Tally[str]] = field(default_factory=dict)
+    members: Tally[tuple[UUID, datetime, str, str]] = field(default_factory=Tally)
+
+
+def _pending() -> _Pending:
+    return batch_state().setdefault(STATISTICS, _Pending())  # type: ignore[no-any-return]
+
+
+def _insert(conn: AsyncConnection, table: Table) -> Any:
+    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+
+
+async def write_windows(conn: AsyncConnection) -> None:
+    """The batch's changes of windows and members: one upsert per key, in key order (every
+    batch takes the rows' locks in the same order: none waits for another in a cycle)."""
+    pending = batch_state().pop(STATISTICS, None)
+    if pending is None:
+        return
+    rows = [{"app_id": app_id, "window_start": window,
+             **{name: sums[name] for name in COUNTER_NAMES}}
+            for (app_id, window), sums in sorted(pending.windows.items()) if any(sums.values())]
+    if rows:
+        statement = _insert(conn, stat_windows)
+        await conn.execute(statement.on_conflict_do_update(
+            index_elements=[stat_windows.c.app_id, stat_windows.c.window_start],
+            set_={name: stat_windows.c[name] + statement.excluded[name]
+                  for name in COUNTER_NAMES}), rows)
+    changed = sorted((key, count) for key, count in pending.members.items() if count)
+    if not changed:
+        return
+    m = stat_members.c
+    statement = _insert(conn, stat_members)
+    await conn.execute(statement.on_conflict_do_update(
+        index_elements=[m.app_id, m.window_start, m.kind, m.member],
+        set_={"count": m.count + statement.excluded.count}), [
+        {"app_id": a, "window_start": w, "kind": k, "member": member, "count": count}
+        for (a, w, k, member), count in changed])
+    gone = [{"a": a, "w": w, "k": k, "m": member}
+            for (a, w, k, member), count in changed if count < 0]
+    if gone:  # a member no row holds any more is not kept
+        await conn.execute(delete(stat_members).where(
+            m.app_id == bindparam("a"), m.window_start == bindparam("w"),
+            m.kind == bindparam("k"), m.member == bindparam("m"), m.count <= 0), gone)
 
 
 def _projector(rule: Rule) -> Projector:
@@ -141,4 +176,4 @@ def statistics_projectors(rules: Mapping[type[EventPayload], Rule],
     count (`rules.CONVERSATION_RULES`, `rules.WORKFLOW_RULES`); the context's other `events`
     change no figure and are ignored."""
     return Projectors(handlers={event: _projector(rule) for event, rule in rules.items()},
-                      ignored=frozenset(events) - rules.keys())
+                      ignored=frozenset(events) - rules.keys(), after_apply=(write_windows,))

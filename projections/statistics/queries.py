@@ -48,7 +48,10 @@ def parse_time_range(start: str | None, end: str | None, timezone: str) -> TimeR
             at = datetime.strptime(value, MINUTE_FORMAT)
         except ValueError as exc:
             raise InvalidTimeRange(f"Invalid {label} time format: {exc}") from None
-        return _local(at, zone).astimezone(UTC)
+        try:
+            return _local(at, zone).astimezone(UTC)
+        except OverflowError:  # the first or last day of year 1 or 9999, shifted past it
+            raise InvalidTimeRange(f"Invalid {label} time: {value} is out of range") from None
 
     first, last = parse(start, "start"), parse(end, "end")
     if first and last and first > last:

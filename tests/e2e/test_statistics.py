@@ -188,3 +188,19 @@ async def test_every_statistics_route_answers_difys_figures(chat: Chat) -> None:
                                (flow_app, "workflow/statistics/daily-terminals")):
             assert await get(app_id, figure, chat.auth, **params) == (400, {
                 "code": "bad_request", "status": 400, "message": message}), (figure, params)
+
+    # a deleted conversation's messages leave every figure, as Dify deletes them with it
+    bobs = messages[2]
+    deleted = await n.client.request("DELETE", f"/v1/conversations/{bobs['conversation_id']}",
+                                     headers=chat.key, json={"user": "bob"})
+    assert deleted.status_code == 204, deleted.text
+    left = messages[:2]
+
+    async def without_bobs() -> bool:
+        return await get(chat.app_id, "statistics/daily-end-users", chat.auth) == (
+            200, {"data": _per_day(left, "UTC", lambda ms: {"terminal_count": 1})})
+    await eventually(without_bobs, timeout=30, interval=0.3)
+    assert await get(chat.app_id, "statistics/daily-messages", chat.auth) == (
+        200, {"data": _per_day(left, "UTC", lambda ms: {"message_count": len(ms)})})
+    assert await get(chat.app_id, "statistics/average-session-interactions", chat.auth) == (
+        200, {"data": _per_day(left[:1], "UTC", lambda cs: {"interactions": 2.0})})

@@ -386,9 +386,9 @@ class MessageAnswer:
     async def _close_ended(self, conversation: Conversation) -> None:
         """The message ended before (a redelivery): write its closing event if the attempt
         that ended it died before doing so."""
-        if await self.stream.closed():
-            return
-        ended = conversation.messages[self.p.message_id]
+        ended = conversation.messages.get(self.p.message_id)
+        if ended is None or await self.stream.closed():
+            return  # None: retention expired it since (a late delivery, a replay)
         if ended.status == "failed":
             await self.stream.publish({"event": "error", **self.fields, **ended.error})
         else:
