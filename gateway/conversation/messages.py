@@ -72,6 +72,9 @@ TASK_STOPPERS: dict[str, TaskStopper] = {}
 # once the form is answered: read them with GET …/events and Last-Event-ID).
 PAUSED_STREAM_EVENT = "workflow_paused"
 STREAM_CLOSES = (*TERMINAL_STREAM_EVENTS, PAUSED_STREAM_EVENT)
+# Seconds between reads of a blocking answer's stream: nobody sees its tokens one by one, so
+# fewer, fuller reads (a Redis round trip each) cost less; the answer ends at most this late.
+BLOCKING_READ_PACE = 0.03
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
                                                max_length=255)]
 
@@ -309,6 +312,8 @@ async def _blocking(request: Request, stream: str, mode: str) -> Any:
                 if "conversation_id" in event:
                     reply["conversation_id"] = event["conversation_id"]
                 return reply
+        if read:  # not closed yet: the tokens arriving meanwhile come in one read, not one each
+            await asyncio.sleep(BLOCKING_READ_PACE)
     raise EddyError()  # the stream ends only after its closing event
 
 
