@@ -1,8 +1,9 @@
 """The baseline for bench/chat.py: a bare FastAPI streaming proxy, what a thin gateway in
 front of a model does with none of Eddy's machinery. It calls the provider's streamed
 chat completion in the request and re-emits each token as a Dify-style SSE `message` event,
-then `message_end`. No database, no bus, no auth. Configured by environment:
-BENCH_PROVIDER_URL (…/v1), BENCH_PROVIDER_KEY, BENCH_MODEL."""
+then `message_end`; in blocking mode (`"response_mode": "blocking"`) it collects the tokens
+and answers one JSON body, as Dify's blocking chat does. No database, no bus, no auth.
+Configured by environment: BENCH_PROVIDER_URL (…/v1), BENCH_PROVIDER_KEY, BENCH_MODEL."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from adapters.llm.openai_protocol import OpenAIProtocolClient
 
@@ -28,10 +29,16 @@ async def health() -> dict[str, str]:
 
 
 @app.post("/v1/chat-messages")
-async def chat(body: dict[str, Any]) -> StreamingResponse:
+async def chat(body: dict[str, Any]) -> Response:
+    messages = [{"role": "user", "content": body["query"]}]
+    if body.get("response_mode") == "blocking":
+        answer = "".join([chunk.content async for chunk in client.stream_chat(MODEL, messages)
+                          if chunk.content])
+        return Response(orjson.dumps({"event": "message", "answer": answer}),
+                        media_type="application/json")
+
     async def events() -> AsyncIterator[bytes]:
-        async for chunk in client.stream_chat(MODEL, [{"role": "user",
-                                                       "content": body["query"]}]):
+        async for chunk in client.stream_chat(MODEL, messages):
             if chunk.content:
                 yield b"data: " + orjson.dumps({"event": "message",
                                                  "answer": chunk.content}) + b"\n\n"

@@ -9,7 +9,7 @@ from uuid import uuid4
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import health, metrics, status
@@ -29,11 +29,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await hook()
 
 
-class Correlated:
-    """Each request's correlation id, echoed as X-Request-Id; its time to the response's
-    start observed; an unexpected error answered (500, or 503 for a dependency down).
-    Also drops the Service API's empty query values. Plain ASGI: BaseHTTPMiddleware costs
-    a task and a stream per request."""
+class RequestEdge:
+    """Every HTTP request's edge work, as plain ASGI (Starlette's `@app.middleware("http")`
+    runs the route in a task of its own and passes every chunk of a streamed answer
+    through a memory stream: CPU per request and per SSE event): empty query values on the
+    Service API are absent; a correlation id (a UUID: anything else a client sends is
+    replaced, never trusted) travels with the commands and events the request causes and
+    comes back as X-Request-Id; the request's status and time to its headers are observed;
+    an error no handler answered is Eddy's 500 (or 503 when a dependency is down)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -44,9 +47,8 @@ class Correlated:
             return
         if scope["path"].startswith("/v1/") and scope["query_string"]:
             scope["query_string"] = without_empty_values(scope["query_string"])
-        # The correlation id travels with commands and events as a UUID: anything else a
-        # client sends is replaced, never trusted.
-        cid = str(maybe_uuid(Headers(scope=scope).get("X-Request-Id")) or uuid4())
+        request = Request(scope)
+        cid = str(maybe_uuid(request.headers.get("X-Request-Id")) or uuid4())
         started = time.perf_counter()
         answered = False
 
@@ -54,8 +56,9 @@ class Correlated:
             nonlocal answered
             if message["type"] == "http.response.start":
                 answered = True
-                metrics.observe_request(Request(scope), message["status"],
+                metrics.observe_request(request, message["status"],
                                         time.perf_counter() - started)
+                message.setdefault("headers", [])
                 MutableHeaders(scope=message)["X-Request-Id"] = cid
             await send(message)
 
@@ -63,8 +66,8 @@ class Correlated:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:  # typed errors were answered inside; this is the rest
-            if answered:
-                raise  # the answer has begun: nothing can replace it
+            if answered:  # mid-stream: the client sees the connection end
+                raise
             await unexpected_error_response(exc)(scope, receive, send_with_id)
         finally:
             correlation_id.reset(token)
@@ -76,8 +79,8 @@ def create_app(container: GatewayContainer) -> FastAPI:
     app.state.command_gateway = CommandGateway(container)
     app.state.on_shutdown = []  # async callables, run when the server stops
     install_error_handlers(app)
-    app.add_middleware(RefuseNul)  # inside Correlated: refusals get ids and metrics
-    app.add_middleware(Correlated)
+    app.add_middleware(RefuseNul)
+    app.add_middleware(RequestEdge)  # outside RefuseNul: refusals get ids and metrics
 
     @app.exception_handler(CommandPending)
     async def _pending(request: Request, exc: CommandPending) -> JSONResponse:

@@ -23,6 +23,7 @@ from adapters.kv.base import KeyValueStore
 from adapters.secrets import Keyring, SecretUnreadable
 from gateway.deps import get_container
 from gateway.identities import Identity, console_identities
+from gateway.read_cache import cached
 from projections.platform import queries
 from projections.tables import account_credentials
 from schemas.errors import (
@@ -39,6 +40,8 @@ from schemas.platform.naming import api_token_hash, api_token_hint
 _hasher = PasswordHasher()
 _ALGORITHM = "HS256"
 API_KEY_LAST_USED = "api_key_last_used"  # key id -> unix time of its last use
+LAST_USED_RESOLUTION = 60.0  # seconds: how stale a key's last use may be shown
+MAX_KEYS_NOTED = 10_000  # past this many keys, start over (a bound, not a policy)
 
 
 def hash_password(password: str) -> str:
@@ -345,20 +348,46 @@ def _role_in(allowed: frozenset[str]) -> Callable[[Request], Awaitable[ConsoleUs
 
 async def _api_key(request: Request, *key_types: str) -> ApiKeyPrincipal:
     c = get_container(request)
-    state: Any = request.app.state
-    if not getattr(state, "set_up", False):  # asked until seen: a setup is never undone
-        if await queries.setup_info(c.engine) is None:
-            raise NotSetup()
-        state.set_up = True
-    key = await queries.api_key_by_token_hash(c.engine, api_token_hash(_bearer(request)))
-    if key is None or key["type"] not in key_types:
+    token_hash = api_token_hash(_bearer(request))
+
+    async def setup() -> tuple[bool, tuple[UUID, ...]] | None:
+        return None if await queries.setup_info(c.engine) is None else (True, ())
+
+    async def principal() -> tuple[ApiKeyPrincipal, tuple[UUID, ...]] | None:
+        key = await queries.api_key_by_token_hash(c.engine, token_hash)
+        if key is None:
+            return None
+        found = ApiKeyPrincipal(key_id=key["id"], tenant_id=key["tenant_id"],
+                                key_type=key["type"], app_id=key["app_id"],
+                                actor_id=key["owner_id"])
+        # revoked (the key), gone with its app, its workspace's owner changed
+        return found, tuple(i for i in (found.key_id, found.app_id, found.tenant_id) if i)
+
+    # Kept by this process until a projection notice names what they were read from.
+    if not await cached(request, "setup", "setup", setup):
+        raise NotSetup()
+    key = await cached(request, "api_keys", token_hash, principal)
+    if key is None or key.key_type not in key_types:
         raise Unauthorized("Access token is invalid.")
-    key_type = key["type"]
-    # last_used_at is operational data, not domain state: kept in the key-value store, not
-    # as an event.
-    await c.kv.set_field(API_KEY_LAST_USED, str(key["id"]), str(int(time.time())))
-    return ApiKeyPrincipal(key_id=key["id"], tenant_id=key["tenant_id"], key_type=key_type,
-                           app_id=key["app_id"], actor_id=key["owner_id"])
+    await _note_use(request, key.key_id)
+    return key
+
+
+async def _note_use(request: Request, key_id: UUID) -> None:
+    """last_used_at is operational data, not domain state: kept in the key-value store, not
+    as an event, and written at most every LAST_USED_RESOLUTION seconds per key and process
+    (a write per request cost a busy gateway a Redis round trip per message)."""
+    state: Any = request.app.state
+    written: dict[UUID, float] | None = getattr(state, "api_key_last_used", None)
+    if written is None:
+        written = state.api_key_last_used = {}
+    now = time.time()
+    if now - written.get(key_id, 0.0) < LAST_USED_RESOLUTION:
+        return
+    if len(written) >= MAX_KEYS_NOTED:
+        written.clear()
+    written[key_id] = now
+    await get_container(request).kv.set_field(API_KEY_LAST_USED, str(key_id), str(int(now)))
 
 
 async def app_api_key(request: Request) -> ApiKeyPrincipal:

@@ -19,9 +19,9 @@ from gateway.auth import ApiKeyPrincipal, AppKey
 from gateway.commanding import CommandPending
 from gateway.conversation.config import app_config
 from gateway.conversation.files import message_files
-from gateway.conversation.run_configs import run_configs
 from gateway.deps import command_gateway, get_container, maybe_uuid
 from gateway.platform.service import app_of_key
+from gateway.read_cache import cached
 from gateway.task_events import (
     SSE_HEADERS,
     StreamInterrupted,
@@ -36,6 +36,7 @@ from schemas.conversation import commands as cmd
 from schemas.conversation.config import AppModelConfig, ModelSettings
 from schemas.conversation.naming import (
     TERMINAL_STREAM_EVENTS,
+    app_config_id_for,
     end_user_id_for,
     task_owner,
     task_owner_key,
@@ -71,6 +72,9 @@ TASK_STOPPERS: dict[str, TaskStopper] = {}
 # once the form is answered: read them with GET …/events and Last-Event-ID).
 PAUSED_STREAM_EVENT = "workflow_paused"
 STREAM_CLOSES = (*TERMINAL_STREAM_EVENTS, PAUSED_STREAM_EVENT)
+# Seconds between reads of a blocking answer's stream: nobody sees its tokens one by one, so
+# fewer, fuller reads (a Redis round trip each) cost less; the answer ends at most this late.
+BLOCKING_READ_PACE = 0.03
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
                                                max_length=255)]
 
@@ -155,16 +159,15 @@ async def _with_model(request: Request, tenant_id: UUID,
 
 
 async def _run_config(request: Request, tenant_id: UUID, app: dict[str, Any]) -> AppModelConfig:
-    """The app's config naming the model that will answer, from this process's cache when
-    nothing it was read from changed since."""
-    cache = run_configs(request)
-    cached = cache.get(app["id"]) if cache is not None else None
-    if cached is not None:
-        return cached
-    generation = cache.generation if cache is not None else 0
-    config = await _with_model(request, tenant_id, await app_config(request, app))
-    if cache is not None:
-        cache.keep(app["id"], tenant_id, config, generation)
+    """The app's config naming the model that will answer, kept by this process until a
+    projection notice names the app, its config or its workspace (models and credentials
+    are the workspace's). The chat processor resolves the model again anyway."""
+    async def load() -> tuple[AppModelConfig, tuple[UUID, ...]]:
+        config = await _with_model(request, tenant_id, await app_config(request, app))
+        return config, (app["id"], app_config_id_for(app["id"]), tenant_id)
+
+    config = await cached(request, "run_configs", app["id"], load)
+    assert config is not None  # load never misses: it raises
     return config
 
 
@@ -309,6 +312,8 @@ async def _blocking(request: Request, stream: str, mode: str) -> Any:
                 if "conversation_id" in event:
                     reply["conversation_id"] = event["conversation_id"]
                 return reply
+        if read:  # not closed yet: the tokens arriving meanwhile come in one read, not one each
+            await asyncio.sleep(BLOCKING_READ_PACE)
     raise EddyError()  # the stream ends only after its closing event
 
 

@@ -4,11 +4,13 @@ the conversation context's: they answer from the app's configuration)."""
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from fastapi import APIRouter, Request
 
 from gateway.auth import ApiKeyPrincipal, AppKey, ServiceKey
 from gateway.deps import command_gateway, get_container, parse_id
+from gateway.read_cache import cached
 from projections.platform import queries
 from schemas.errors import NotFound, Unauthorized
 
@@ -16,11 +18,19 @@ router = APIRouter(prefix="/v1")
 
 
 async def app_of_key(request: Request, key: ApiKeyPrincipal) -> dict[str, Any]:
-    assert key.app_id is not None
-    row = await queries.app_in_workspace(get_container(request).engine, key.tenant_id, key.app_id)
+    """The key's app (kept by this process until a projection notice names the app, its
+    workspace or its author, whose name it carries)."""
+    app_id, tenant_id = key.app_id, key.tenant_id
+    assert app_id is not None
+
+    async def load() -> tuple[dict[str, Any], tuple[UUID, ...]] | None:
+        row = await queries.app_in_workspace(get_container(request).engine, tenant_id, app_id)
+        return None if row is None else (row, (app_id, tenant_id, row["created_by"]))
+
+    row = await cached(request, "apps_of_keys", (tenant_id, app_id), load)
     if row is None:  # the app went away with its keys
         raise Unauthorized("Access token is invalid.")
-    return row
+    return dict(row)  # the caller's copy
 
 
 @router.get("/commands/{command_id}")

@@ -21,12 +21,13 @@ from projections.conversation.tables import (
     upload_files,
 )
 from projections.page import Page
+from projections.reads import autocommit
 
 SORT_FIELDS = ("created_at", "-created_at", "updated_at", "-updated_at")
 
 
 async def _one(engine: AsyncEngine, query: Any) -> dict[str, Any] | None:
-    async with engine.connect() as conn:
+    async with autocommit(engine) as conn:
         row = (await conn.execute(query)).mappings().first()
     return dict(row) if row else None
 

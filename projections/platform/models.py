@@ -25,8 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.embeddings.openai_compatible import OpenAICompatibleEmbeddings
 from adapters.llm.openai_protocol import OpenAIProtocolClient
 from adapters.secrets import SecretUnreadable
-from projections.keyring import workspace_keyring
+from projections.keyring import keyring_of
 from projections.platform.tables import custom_models, default_models, provider_credentials
+from projections.reads import autocommit
 from schemas.errors import ProviderNotInitialized
 from schemas.platform.providers import (
     DIMENSIONS,
@@ -155,7 +156,7 @@ async def stored_credentials(engine: AsyncEngine, secret_key: str, tenant_id: UU
                              provider: str, model: str | None = None,
                              model_type: str | None = None) -> dict[str, Any] | None:
     """The opened credentials of a custom model (with `model`) or of a provider."""
-    async with engine.connect() as conn:
+    async with autocommit(engine) as conn:
         if model is not None:
             ciphertext = (await conn.execute(select(custom_models.c.credentials_ciphertext)
                                              .where(custom_models.c.tenant_id == tenant_id,
@@ -168,9 +169,9 @@ async def stored_credentials(engine: AsyncEngine, secret_key: str, tenant_id: UU
                 select(provider_credentials.c.credentials_ciphertext)
                 .where(provider_credentials.c.tenant_id == tenant_id,
                        provider_credentials.c.provider == provider))).scalar()
-    if ciphertext is None:
-        return None
-    keyring = await workspace_keyring(engine, secret_key, tenant_id)
+        if ciphertext is None:
+            return None
+        keyring = await keyring_of(conn, secret_key, tenant_id)
     try:
         opened: dict[str, Any] = json.loads(keyring.unseal(credentials_purpose(tenant_id),
                                                            ciphertext))

@@ -83,6 +83,34 @@ async def test_api_keys_open_the_service_api_and_record_their_last_use(node: Nod
     assert (await node.client.get("/v1/info", headers=service)).status_code == 401
 
 
+async def test_service_api_sees_its_app_changed_at_once(node: Node) -> None:
+    """The gateway keeps a key's app between requests: an edit in the console shows on the
+    next Service API call all the same."""
+    auth = await node.setup_and_login()
+    app = (await node.client.post("/console/api/apps", headers=auth,
+                                  json={"name": "Support bot", "mode": "chat"})).json()
+    key = (await node.client.post(f"/console/api/apps/{app['id']}/api-keys",
+                                  headers=auth)).json()
+    service = {"Authorization": f"Bearer {key['token']}"}
+    assert (await node.client.get("/v1/info", headers=service)).json()["name"] == "Support bot"
+    renamed = await node.client.put(f"/console/api/apps/{app['id']}", headers=auth,
+                                    json={"name": "Helpdesk", "description": "v2"})
+    assert renamed.status_code == 200
+    info = (await node.client.get("/v1/info", headers=service)).json()
+    assert (info["name"], info["description"]) == ("Helpdesk", "v2")
+
+
+async def test_request_id_is_echoed_when_a_uuid_and_replaced_otherwise(node: Node) -> None:
+    sent = "6f1c2a3e-0b7d-4c55-9a51-3d7c2a9e4b10"
+    echoed = await node.client.get("/console/api/setup", headers={"X-Request-Id": sent})
+    assert echoed.headers["X-Request-Id"] == sent
+    replaced = await node.client.get("/console/api/setup", headers={"X-Request-Id": "x; rm"})
+    assert replaced.headers["X-Request-Id"] not in ("x; rm", sent)
+    assert len(replaced.headers["X-Request-Id"]) == 36
+    unknown = await node.client.get("/console/api/no-such-route")
+    assert unknown.status_code == 404 and "X-Request-Id" in unknown.headers
+
+
 async def test_idempotency_key_answers_the_first_outcome(node: Node) -> None:
     auth = await node.setup_and_login()
     retry = {**auth, "Idempotency-Key": "create-support-bot"}

@@ -1,0 +1,110 @@
+"""Read-model reads a gateway process keeps between requests: what every message reads
+before it is sent (its key, its app, the app's configuration and model) would otherwise
+cost a loaded gateway more than anything else it does per request.
+
+An entry goes when a projection notice names an aggregate it was read from, and all go
+when the listener reconnected (notices may have been missed). A read that raced an
+eviction is not kept (the generation moved on meanwhile). A notice reaches this process's
+followers before it wakes its projection waiters, so a command this process waited for
+never leaves a stale entry behind its answer; another gateway process may answer from the
+old row for as long as the notice takes to reach it (milliseconds). Only rows that exist
+are kept: a miss (an unknown token, a deleted app) is read again every time.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+from fastapi import Request
+
+from gateway.deps import get_container
+from projections.runner import PROJECTION_CHANNEL
+
+MAX_ENTRIES = 10_000  # past this many, start over (a bound, not an eviction policy)
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+# () -> (the value, the aggregates it was read from), or None: there is no such row
+Load = Callable[[], Awaitable[tuple[V, Iterable[UUID]] | None]]
+
+
+@dataclass
+class NoticedCache(Generic[K, V]):
+    entries: dict[K, V] = field(default_factory=dict)
+    # an aggregate id -> the keys whose entry was read from it
+    dependents: defaultdict[UUID, set[K]] = field(default_factory=lambda: defaultdict(set))
+    generation: int = 0  # moves on every eviction: a read begun before it is not kept
+
+    def get(self, key: K) -> V | None:
+        return self.entries.get(key)
+
+    def keep(self, key: K, value: V, sources: Iterable[UUID], read_at_generation: int) -> None:
+        if read_at_generation != self.generation:
+            return
+        if len(self.entries) >= MAX_ENTRIES:
+            self.clear()
+        self.entries[key] = value
+        for source in sources:
+            self.dependents[source].add(key)
+
+    def projected(self, payload: str) -> None:
+        """A projection notice ("<projection>_v<n>:<aggregate id>:<version>")."""
+        try:
+            aggregate = UUID(payload.rsplit(":", 2)[1])
+        except (IndexError, ValueError):
+            return
+        keys = self.dependents.pop(aggregate, None)
+        if keys:
+            self.generation += 1
+            for key in keys:
+                self.entries.pop(key, None)
+
+    def clear(self) -> None:
+        self.generation += 1
+        self.entries.clear()
+        self.dependents.clear()
+
+    async def read(self, key: K, load: Load[V]) -> V | None:
+        """The kept entry, else `load()`'s (value, the aggregates it was read from), kept."""
+        cached = self.entries.get(key)
+        if cached is not None:
+            return cached
+        generation = self.generation
+        loaded = await load()
+        if loaded is None:
+            return None
+        value, sources = loaded
+        self.keep(key, value, sources, generation)
+        return value
+
+
+async def cached(request: Request, name: str, key: Hashable, load: Load[V]) -> V | None:
+    """`load()`'s value (None: there is none), through this process's cache called `name`
+    (read directly without a notification listener: nothing would evict)."""
+    cache = noticed_cache(request, name)
+    if cache is not None:
+        value: V | None = await cache.read(key, load)
+        return value
+    loaded = await load()
+    return None if loaded is None else loaded[0]
+
+
+def noticed_cache(request: Request, name: str) -> NoticedCache[Any, Any] | None:
+    """This process's cache called `name`; None without a notification listener (nothing
+    would evict)."""
+    state: Any = request.app.state
+    caches: dict[str, NoticedCache[Any, Any]] | None = getattr(state, "noticed_caches", None)
+    if caches is None:
+        caches = state.noticed_caches = {}
+    cache = caches.get(name)
+    if cache is None:
+        notifications = get_container(request).notifications
+        if notifications is None:
+            return None
+        cache = caches[name] = NoticedCache()
+        notifications.follow(PROJECTION_CHANNEL, cache.projected, cache.clear)
+    return cache
