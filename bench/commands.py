@@ -432,7 +432,7 @@ def _raise_if_stopped(tasks: Sequence[asyncio.Task[None]], what: str) -> None:
 async def relay_into_bus(c: Container, end: int, events: int, timeout: float,
                          cpu: procs.CpuProbes) -> Throughput:
     """The relay from position 0: seconds until its recorded position reaches `end`."""
-    relay = Relay(c.store, c.bus, c.routing, c.settings.database_dsn())
+    relay = Relay(c.event_types, c.bus, c.routing, c.settings.database_dsn())
     conn = await asyncpg.connect(c.settings.database_dsn())
     stop = asyncio.Event()
     meter = procs.CpuMeter(cpu)
