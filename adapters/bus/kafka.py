@@ -36,7 +36,6 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
     for_code,
 )
-from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import OffsetAndMetadata
 
 from adapters.bus.base import GroupState, Message, OutgoingMessage, TopicSpec, partition_for
@@ -270,24 +269,10 @@ class KafkaBus:
                    m) for m in messages]
         await self._ensure_reachable({tp for tp, _ in placed})
         try:
-            # Filled into the producer's record batches here and queued a batch at a time,
-            # each partition's in order, then all acks awaited: a coroutine and a future per
-            # batch rather than per message (`producer.send`), which cost most of a relayed
-            # event's CPU.
-            filling: dict[TopicPartition, BatchBuilder] = {}
-            sent = []
-            for tp, m in placed:
-                record = {"timestamp": None, "key": m.key.encode(), "value": m.value,
-                          "headers": [(k, v.encode()) for k, v in m.headers.items()]}
-                batch = filling.get(tp)
-                if batch is None or batch.append(**record) is None:  # None: full
-                    if batch is not None:
-                        sent.append(await self.producer.send_batch(
-                            batch, tp.topic, partition=tp.partition))
-                    batch = filling[tp] = self.producer.create_batch()
-                    batch.append(**record)  # a batch takes its first record whatever its size
-            for tp, batch in filling.items():
-                sent.append(await self.producer.send_batch(batch, tp.topic, partition=tp.partition))
+            # Queue every send first (the producer batches them), then wait for all acks.
+            sent = [await self.producer.send(
+                tp.topic, m.value, key=m.key.encode(), partition=tp.partition,
+                headers=[(k, v.encode()) for k, v in m.headers.items()]) for tp, m in placed]
             await asyncio.gather(*sent)
         except _BROKER_GONE as exc:
             raise BrokerUnavailable(f"Kafka broker unavailable: {exc}") from exc
