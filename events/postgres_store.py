@@ -117,6 +117,25 @@ def decode_stored(
     )
 
 
+def message_value(aggregate_type: str, event_type: str, aggregate_id: str, version: int,
+                  position: int, state: bytes) -> bytes:
+    """A stored row as the message the relay publishes, without decoding it: the envelope's
+    JSON form (`Envelope.to_json`) with the payload as stored. Consumers decode it with
+    `EventTypes.envelope_from_json`, which upcasts a payload of an older schema version."""
+    head = orjson.dumps({"type": event_type, "aggregate_type": aggregate_type,
+                         "aggregate_id": aggregate_id, "aggregate_version": version,
+                         "position": position, "replay_id": None})
+    # `state` is a JSON object (encode_stored) without these keys: the two objects' members
+    # joined make one.
+    return b"%b,%b" % (head[:-1], state[1:])
+
+
+# The relay's read of the log: rows as stored, ids as text (what message keys are).
+SELECT_STORED_AFTER = (
+    "SELECT notification_id, originator_id::text AS aggregate_id, originator_version, topic,"
+    f" state FROM {EVENTS_TABLE} WHERE notification_id > $1 ORDER BY notification_id LIMIT $2")
+
+
 # Counted where events are appended (command handlers, processors): a worker's
 # WORKER_METRICS_PORT, or /metrics for what the api process appends.
 EVENTS_APPENDED = Counter("eddy_events_appended_total", "Events appended to the store",

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 
 import asyncpg
+import orjson
 
 from adapters.bus.base import Bus, OutgoingMessage, partition_for
 from events.envelope import Envelope
 from events.listener import Notifications
-from events.postgres_store import EVENTS_CHANNEL
+from events.postgres_store import EVENTS_CHANNEL, SELECT_STORED_AFTER, message_value
+from events.registry import EventTypes
 from events.routing import Routing
-from events.store import EventStore
 from schemas.base import EventPayload
 
 log = logging.getLogger(__name__)
@@ -37,9 +39,9 @@ def message_headers(event: Envelope[EventPayload]) -> dict[str, str]:
 
 
 class Relay:
-    def __init__(self, store: EventStore, bus: Bus, routing: Routing, dsn: str,
+    def __init__(self, types: EventTypes, bus: Bus, routing: Routing, dsn: str,
                  name: str = "relay", batch_size: int = 500) -> None:
-        self.store = store
+        self.types = types
         self.routing = routing
         self.bus = bus
         self.dsn = dsn
@@ -75,34 +77,39 @@ class Relay:
             await conn.close()
 
     async def publish_batch(self, conn: asyncpg.Connection, position: int) -> int:
-        events = await asyncio.to_thread(self.store.read_from, position, self.batch_size)
+        # The rows as stored, passed on as they are: an event is decoded only when a route's
+        # condition needs its payload.
+        rows = await conn.fetch(SELECT_STORED_AFTER, position, self.batch_size)
         if self._seqs is None:
             self._seqs = {(r["topic"], r["partition"]): r["seq"] for r in await conn.fetch(
                 "SELECT topic, partition, seq FROM topic_partition_seqs")}
         seqs = dict(self._seqs)  # kept once recorded
         outgoing = []
-        for event in events:
-            headers, value, key = message_headers(event), event.to_json(), str(event.aggregate_id)
-            for topic in self.routing.topics_for(event):
+        for at, key, version, stored_topic, state in rows:
+            aggregate_type, _, event_type = stored_topic.partition(":")
+            raw = orjson.loads(state)
+            value = message_value(aggregate_type, event_type, key, version, at, state)
+            headers = {"event_type": event_type, "correlation_id": raw["correlation_id"]}
+            payload = partial(self.types.decode, event_type, raw["schema_version"], raw["payload"])
+            for topic in self.routing.topics_of(aggregate_type, event_type, payload):
                 partition = partition_for(key, await self._partition_count(topic))
                 seqs[(topic, partition)] = seq = seqs.get((topic, partition), 0) + 1
                 outgoing.append(OutgoingMessage(topic, key, value,
                                                 {**headers, SEQ_HEADER: str(seq)}, partition))
         # Pipelined: one round trip per batch; per-key order is the log's order.
         await self.bus.publish_many(outgoing)
-        if not events:
+        if not rows:
             return position
-        last = events[-1].position
-        assert last is not None
+        last: int = rows[-1]["notification_id"]
         moved = [w for w, n in seqs.items() if self._seqs.get(w) != n]
-        async with conn.transaction():
-            await conn.execute("UPDATE relay_positions SET position = $2 WHERE name = $1",
-                               self.name, last)
-            await conn.execute(
-                "INSERT INTO topic_partition_seqs (topic, partition, seq)"
-                " SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])"
-                " ON CONFLICT (topic, partition) DO UPDATE SET seq = excluded.seq",
-                [w[0] for w in moved], [w[1] for w in moved], [seqs[w] for w in moved])
+        # One statement, so one round trip and atomic without a transaction block.
+        await conn.execute(
+            "WITH moved AS (UPDATE relay_positions SET position = $2 WHERE name = $1)"
+            " INSERT INTO topic_partition_seqs (topic, partition, seq)"
+            " SELECT * FROM unnest($3::text[], $4::int[], $5::bigint[])"
+            " ON CONFLICT (topic, partition) DO UPDATE SET seq = excluded.seq",
+            self.name, last, [w[0] for w in moved], [w[1] for w in moved],
+            [seqs[w] for w in moved])
         self._seqs = seqs
         return last
 

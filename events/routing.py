@@ -33,15 +33,29 @@ class Routing:
                  routes: Mapping[str, Sequence[Route]]) -> None:
         """`routes`: work topic -> the routes that feed it."""
         self.topic_of_aggregate = dict(topic_of_aggregate)
-        self._routes: dict[type[EventPayload], list[tuple[str, Route]]] = {}
+        # event type name -> (work topic, route)
+        self._routes: dict[str, list[tuple[str, Route]]] = {}
         for topic, feeding in routes.items():
             for route in feeding:
                 for event in route.events:
-                    self._routes.setdefault(event, []).append((topic, route))
+                    self._routes.setdefault(event.event_type, []).append((topic, route))
 
     def topics_for(self, event: Envelope[EventPayload]) -> list[str]:
-        context_topic = self.topic_of_aggregate.get(event.aggregate_type)
+        return self.topics_of(event.aggregate_type, event.type, lambda: event.payload)
+
+    def topics_of(self, aggregate_type: str, event_type: str,
+                  payload: Callable[[], EventPayload]) -> list[str]:
+        """`payload` is called only when a route's condition needs it (once at most): the
+        relay decodes no other event."""
+        context_topic = self.topic_of_aggregate.get(aggregate_type)
         if context_topic is None:
-            raise UnknownAggregateType(event.aggregate_type)
-        return [context_topic, *(topic for topic, r in self._routes.get(type(event.payload), ())
-                                 if r.when(event.payload))]
+            raise UnknownAggregateType(aggregate_type)
+        topics, decoded = [context_topic], None
+        for topic, route in self._routes.get(event_type, ()):
+            if route.when is not always:
+                if decoded is None:
+                    decoded = payload()
+                if not route.when(decoded):
+                    continue
+            topics.append(topic)
+        return topics

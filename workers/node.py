@@ -50,7 +50,7 @@ def role_runners(c: WorkerContainer, role: str, member: str,
                  concurrency: int = 1) -> list[Callable[[asyncio.Event], Awaitable[None]]]:
     """The role's tasks; a processor's group gets `concurrency` members in this process."""
     if role == "relay":
-        return [Relay(c.store, c.bus, c.routing, c.settings.database_dsn()).run]
+        return [Relay(c.event_types, c.bus, c.routing, c.settings.database_dsn()).run]
     if role == "scheduler":
         return [lambda stop: run_scheduler(c, stop)]
     if role not in all_roles(c.work):
