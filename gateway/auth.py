@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.kv.base import KeyValueStore
 from adapters.secrets import Keyring, SecretUnreadable
 from gateway.deps import get_container
-from gateway.identities import Identity, console_identities
 from gateway.read_cache import cached
 from projections.platform import queries
 from projections.tables import account_credentials
@@ -310,23 +309,32 @@ async def console_user(request: Request) -> ConsoleUser:
                        role=identity.role, session_id=str(sid) if sid else None)
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Who a console caller is: their name, the workspace their console works in, their
+    role there."""
+    name: str
+    tenant_id: UUID
+    role: str
+
+
 async def _identity(request: Request, engine: AsyncEngine, account_id: UUID) -> Identity:
-    """From this process's cache, which projection notices evict (a removed member or a
-    changed role counts as soon as the read model does); else read."""
-    cache = console_identities(request)
-    if cache is not None and (cached := cache.get(account_id)) is not None:
-        return cached
-    read_at = cache.mark() if cache is not None else 0
-    found = await queries.console_identity(engine, account_id)
-    if found is None:
-        raise Unauthorized("Account not found.")
-    account, tenant_id, role = found
-    identity = Identity(name=account["name"], tenant_id=tenant_id, role=role)
-    if cache is not None:
+    """Kept by this process until a projection notice names the account, the workspace it
+    serves or the one it last switched to (a removed member or a changed role counts as soon
+    as the read model does); else read."""
+    async def load() -> tuple[Identity, set[UUID]] | None:
+        found = await queries.console_identity(engine, account_id)
+        if found is None:
+            return None
+        account, tenant_id, role = found
         sources = {account_id, tenant_id}
         if account["current_workspace_id"] is not None:
             sources.add(account["current_workspace_id"])
-        cache.keep(account_id, identity, sources, read_at)
+        return Identity(name=account["name"], tenant_id=tenant_id, role=role), sources
+
+    identity = await cached(request, "console_identities", account_id, load)
+    if identity is None:
+        raise Unauthorized("Account not found.")
     return identity
 
 

@@ -1,15 +1,21 @@
-"""What a gateway process keeps between console requests: the callers' identities
-(gateway/identities.py) and their tokens' checked signatures (gateway/auth.py). Neither may
-let through what the read model or the clock refuses."""
+"""What a gateway process keeps between requests: read-model reads such as the console
+callers' identities (gateway/read_cache.py) and their tokens' checked signatures
+(gateway/auth.py). Neither may let through what the read model or the clock refuses."""
 
 from __future__ import annotations
 
 import time
-from uuid import uuid4
+from types import SimpleNamespace
+from typing import Any
+from uuid import UUID, uuid4
 
 import pytest
 
-from gateway.identities import RECENT_NOTICES, ConsoleIdentities, Identity
+from events.listener import Notifications
+from gateway.auth import Identity
+from gateway.read_cache import RECENT_NOTICES, NoticedCache, noticed_cache
+from projections.runner import PROJECTION_CHANNEL
+from projections.tables import VERSIONS_CHANNEL
 from tests.harness import Node
 
 API = "/console/api"
@@ -20,7 +26,7 @@ def _notice(aggregate: object, version: int = 2) -> str:
 
 
 def test_a_read_overlapped_by_a_notice_about_what_it_read_is_not_kept() -> None:
-    cache = ConsoleIdentities()
+    cache: NoticedCache[UUID, Identity] = NoticedCache()
     account, workspace, elsewhere = uuid4(), uuid4(), uuid4()
     identity = Identity(name="Ed", tenant_id=workspace, role="editor")
 
@@ -68,3 +74,22 @@ async def test_a_token_signed_with_another_key_is_refused_though_one_was_kept(
     node.container.settings.SECRET_KEY = rotated  # as after a restart with a new key
     refused = await node.client.get(f"{API}/workspaces/current", headers=owner)
     assert refused.status_code == 401
+
+
+
+def test_every_kept_read_goes_when_a_read_model_version_changes_state() -> None:
+    notifications = Notifications(None, [])  # in-process: published here, heard here
+    request: Any = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(
+        container=SimpleNamespace(notifications=notifications))))
+    account, workspace = uuid4(), uuid4()
+    for name in ("console_identities", "api_keys", "run_configs"):
+        cache = noticed_cache(request, name)
+        assert cache is not None
+        cache.keep(account, "kept", {account, workspace}, cache.mark())
+
+    notifications.publish(PROJECTION_CHANNEL, _notice(workspace))  # names what it was read from
+    assert not any(c.entries for c in request.app.state.noticed_caches.values())
+    for cache in request.app.state.noticed_caches.values():
+        cache.keep(account, "kept", {account, workspace}, cache.mark())
+    notifications.publish(VERSIONS_CHANNEL, "console")  # reads may move to another version
+    assert not any(c.entries for c in request.app.state.noticed_caches.values())
