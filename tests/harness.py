@@ -153,17 +153,24 @@ async def conforms_to_spec(response: httpx.Response) -> None:
     assert not problems, "answer departs from Dify's spec:\n" + "\n".join(problems)
 
 
+_TRUTHY = object()
+
+
 async def eventually(check: Callable[[], Any], timeout: float = 20.0,
-                     interval: float = 0.1) -> Any:
-    """Poll an async check until it returns something truthy (for background effects)."""
+                     interval: float = 0.1, expect: Any = _TRUTHY) -> Any:
+    """Poll an async check until it returns something truthy, or `expect` when given (for
+    background effects); a timeout reports the last result, so a failure shows what was
+    seen."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         result = await check()
-        if result:
+        if (result if expect is _TRUTHY else result == expect):
             return result
         if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
+            wanted = "" if expect is _TRUTHY else f"expected: {expect!r}, "
+            raise AssertionError(
+                f"condition not met within {timeout}s ({wanted}last: {result!r})")
         await asyncio.sleep(interval)
 
 

@@ -255,23 +255,28 @@ async def test_knowledge_goes_into_the_prompt_and_retriever_resources(chat: Chat
     system = chat.provider.chat_requests[-1].body["messages"][0]["content"]
     assert facts["trains.txt"] in system and facts["office.txt"] not in system
 
-    # retriever_resource disabled: the knowledge still informs the answer, unnamed
+    # retriever_resource disabled: the knowledge still informs the answer, unnamed; top_k
+    # left out is Dify's 4, so both segments go into the prompt, the nearest first
     await chat.configure(retriever_resource={"enabled": False}, dataset_configs={
         "datasets": {"datasets": [{"dataset": {"enabled": True, "id": dataset["id"]}}]}})
     quiet = (await chat.send("What is served on Wednesday?")).json()
     assert quiet["metadata"]["retriever_resources"] == []
-    assert facts["office.txt"] in chat.provider.chat_requests[-1].body["messages"][0]["content"]
+    system = chat.provider.chat_requests[-1].body["messages"][0]["content"]
+    assert facts["office.txt"] in system and facts["trains.txt"] in system
+    assert system.index(facts["office.txt"]) < system.index(facts["trains.txt"])
 
-    # each answer's segments count as hits, as a retrieval's do
-    async def hit_counts() -> dict[str, int] | None:
+    # each answer's segments count as hits, as a retrieval's do: the train fact went into
+    # both prompts. The counts only grow, so the two documents read one after the other
+    # match only once both answers' hits are projected.
+    async def hit_counts() -> dict[str, int]:
         counts = {}
         for name, document_id in documents.items():
             r = await n.client.get(
                 f"/v1/datasets/{dataset['id']}/documents/{document_id}/segments", headers=key)
             counts[name] = sum(s["hit_count"] for s in r.json()["data"])
-        return counts if counts == {"trains.txt": 1, "office.txt": 1} else None
+        return counts
 
-    await eventually(hit_counts, timeout=60)
+    await eventually(hit_counts, timeout=60, expect={"trains.txt": 2, "office.txt": 1})
 
 
 async def test_a_quiet_stream_is_kept_alive_with_pings(chat: Chat) -> None:
