@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import time
+from collections.abc import Callable
 
 import httpx
 import psutil
@@ -39,17 +41,25 @@ MESSAGES_QUIET_SECONDS = 10
 GOAL_GROWTH_MB = 50.0
 
 
-def rss_mb(pid: int) -> float:
+def _tree_mb(pid: int, size: Callable[[psutil.Process], int]) -> float:
+    """A process's and its children's memory by `size`; a child that exits meanwhile (a
+    Postgres backend of a closed connection) counts nothing."""
+    total = 0
     process = psutil.Process(pid)
-    return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)]) / 2**20
+    for p in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += size(p)
+    return total / 2**20
+
+
+def rss_mb(pid: int) -> float:
+    return _tree_mb(pid, lambda p: p.memory_info().rss)
 
 
 def pss_mb(pid: int) -> float:
     """Proportional set size of a process and its children: Postgres' backends share its
     buffers, which RSS would count once per backend."""
-    process = psutil.Process(pid)
-    return sum(p.memory_full_info().pss
-               for p in [process, *process.children(recursive=True)]) / 2**20
+    return _tree_mb(pid, lambda p: p.memory_full_info().pss)
 
 
 def eddy_rss_mb(node: ChatNode) -> dict[str, float]:

@@ -289,7 +289,7 @@ class RunExecution:
         elif isinstance(p, ev.WorkflowNodeSucceeded):
             self.finished.add(p.node_id)
             self.outputs[p.node_id] = outputs.get(p.node_id, p.outputs)
-            self.total_tokens += int((p.usage or {}).get("total_tokens") or 0)
+            self.total_tokens += _tokens_of(p)
         elif isinstance(p, ev.WorkflowNodeFailed):
             self.finished.add(p.node_id)
         elif isinstance(p, ev.WorkflowNodeRetried):
@@ -361,9 +361,10 @@ class RunExecution:
                     payloads = [p for p, _ in batch]
                     starts: list[Node] = []
                     if state.status is RunStatus.FAILED:
-                        payloads.append(self._failed_run(state.error or "failed", state))
+                        payloads.append(self._failed_run(state.error or "failed", state,
+                                                         batch))
                     elif state.status is RunStatus.SUCCEEDED:
-                        payloads.append(await self._succeeded_run(state))
+                        payloads.append(await self._succeeded_run(state, batch))
                     elif pause is not None:
                         if not running:
                             payloads.append(self._paused(pause))
@@ -595,12 +596,16 @@ class RunExecution:
             form=self.mask(dict(outcome.pause.form)),
             expires_at=time.time() + outcome.pause.timeout_seconds)
 
-    def _failed_run(self, error: str, state: RunState | None = None) -> ev.WorkflowRunFailed:
+    def _failed_run(self, error: str, state: RunState | None = None,
+                    batch: Sequence[tuple[EventPayload, Fact]] = ()) -> ev.WorkflowRunFailed:
+        """`batch`: the results recorded in the same commit (their tokens count)."""
         return ev.WorkflowRunFailed(error=self.mask(error), elapsed_time=self._elapsed(),
-                                    total_tokens=self.total_tokens,
+                                    total_tokens=self._tokens(batch),
                                     total_steps=state.steps if state else len(self.started))
 
-    async def _succeeded_run(self, state: RunState) -> ev.WorkflowRunSucceeded:
+    async def _succeeded_run(self, state: RunState,
+                             batch: Sequence[tuple[EventPayload, Fact]] = ()
+                             ) -> ev.WorkflowRunSucceeded:
         outputs = self.mask(dict(state.outputs))
         encoded = orjson.dumps(outputs, default=str)
         ref = None
@@ -610,13 +615,17 @@ class RunExecution:
         self.run_outputs = outputs
         return ev.WorkflowRunSucceeded(
             outputs={} if ref else outputs, outputs_ref=ref, answer=self.mask(state.answer),
-            elapsed_time=self._elapsed(), total_tokens=self.total_tokens,
+            elapsed_time=self._elapsed(), total_tokens=self._tokens(batch),
             total_steps=state.steps)
 
     async def _stop(self, results: list[tuple[EventPayload, Fact]]) -> None:
         await self._record([*(p for p, _ in results), ev.WorkflowRunStopped(
             elapsed_time=self._elapsed(), total_tokens=self.total_tokens,
             total_steps=len(self.started))])
+
+    def _tokens(self, batch: Sequence[tuple[EventPayload, Fact]]) -> int:
+        """The run's tokens: those recorded, and those of results in the commit being built."""
+        return self.total_tokens + sum(_tokens_of(p) for p, _ in batch)
 
     def _elapsed(self) -> float:
         return round(max(0.0, time.time() - self.began_at), 6)
@@ -777,6 +786,13 @@ class RunExecution:
                            index=started.payload.index,
                            predecessor=started.payload.predecessor_node_id,
                            created_at=int(started.occurred_at.timestamp()))
+
+
+def _tokens_of(p: EventPayload) -> int:
+    """The model tokens a node's result used."""
+    if not isinstance(p, ev.WorkflowNodeSucceeded):
+        return 0
+    return int((p.usage or {}).get("total_tokens") or 0)
 
 
 def _facts_of_live(p: EventPayload, outputs: Mapping[str, Mapping[str, Any]]) -> list[Fact]:
