@@ -104,7 +104,7 @@ async def messages_growth(node: ChatNode, messages: int, concurrency: int) -> bo
     grown = {name: after[name] - after_start[name] for name in after}
     eddy = grown["api"] + grown["worker"]
     met = eddy < GOAL_GROWTH_MB
-    print(f"grown: {_fmt_rss(grown)}; Eddy's processes (api + worker) {eddy:+.0f} MB "
+    print(f"grown: {_fmt_rss(grown)}; Eddy's processes (api + worker) {eddy:+.1f} MB "
           f"(goal < {GOAL_GROWTH_MB:.0f} MB after 10,000): {'yes' if met else 'NO'}\n",
           flush=True)
     return met
