@@ -71,7 +71,7 @@ CREATE_APP = "/console/api/apps"
 TARGET_HTTP_RATIO = 0.5  # Eddy's create-app requests/s ÷ the baseline's
 TARGET_READ_MODEL_P99_MS = {"redis": 25.0, "kafka": 60.0}
 TARGET_RELAY_PER_S = 20_000.0
-TARGET_CATCH_UP_PER_S = 5_000.0
+TARGET_CATCH_UP_PER_S = 10_000.0
 
 REQUEST_TIMEOUT = 60.0  # one HTTP request, one command's outcome or projection
 STARTUP_TIMEOUT = 120.0  # a server answering its readiness probe; the console set up

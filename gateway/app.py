@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from uuid import uuid4
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import health, metrics, status
 from gateway.commanding import CommandGateway, CommandPending
@@ -27,13 +29,55 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await hook()
 
 
+class Correlated:
+    """Each request's correlation id, echoed as X-Request-Id; its time to the response's
+    start observed; an unexpected error answered (500, or 503 for a dependency down).
+    Also drops the Service API's empty query values. Plain ASGI: BaseHTTPMiddleware costs
+    a task and a stream per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"].startswith("/v1/") and scope["query_string"]:
+            scope["query_string"] = without_empty_values(scope["query_string"])
+        # The correlation id travels with commands and events as a UUID: anything else a
+        # client sends is replaced, never trusted.
+        cid = str(maybe_uuid(Headers(scope=scope).get("X-Request-Id")) or uuid4())
+        started = time.perf_counter()
+        answered = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start":
+                answered = True
+                metrics.observe_request(Request(scope), message["status"],
+                                        time.perf_counter() - started)
+                MutableHeaders(scope=message)["X-Request-Id"] = cid
+            await send(message)
+
+        token = correlation_id.set(cid)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:  # typed errors were answered inside; this is the rest
+            if answered:
+                raise  # the answer has begun: nothing can replace it
+            await unexpected_error_response(exc)(scope, receive, send_with_id)
+        finally:
+            correlation_id.reset(token)
+
+
 def create_app(container: GatewayContainer) -> FastAPI:
     app = FastAPI(title="Eddy", version="0.1.0", lifespan=_lifespan)
     app.state.container = container
     app.state.command_gateway = CommandGateway(container)
     app.state.on_shutdown = []  # async callables, run when the server stops
     install_error_handlers(app)
-    app.add_middleware(RefuseNul)  # inside _correlate below: refusals get ids and metrics
+    app.add_middleware(RefuseNul)  # inside Correlated: refusals get ids and metrics
+    app.add_middleware(Correlated)
 
     @app.exception_handler(CommandPending)
     async def _pending(request: Request, exc: CommandPending) -> JSONResponse:
@@ -45,31 +89,6 @@ def create_app(container: GatewayContainer) -> FastAPI:
             "status_url": f"/v1/commands/{exc.command_id}" if service_api
             else f"/console/api/commands/{exc.command_id}",
         })
-
-    @app.middleware("http")
-    async def _correlate(request: Request,
-                         call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        # The correlation id travels with commands and events as a UUID: anything else a
-        # client sends is replaced, never trusted.
-        cid = str(maybe_uuid(request.headers.get("X-Request-Id")) or uuid4())
-        token = correlation_id.set(cid)
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception as exc:  # typed errors were answered inside; this is the rest
-            response = unexpected_error_response(exc)
-        finally:
-            correlation_id.reset(token)
-        metrics.observe_request(request, response.status_code, time.perf_counter() - started)
-        response.headers["X-Request-Id"] = cid
-        return response
-
-    @app.middleware("http")
-    async def _empty_query_values_absent(
-            request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if request.url.path.startswith("/v1/") and request.scope["query_string"]:
-            request.scope["query_string"] = without_empty_values(request.scope["query_string"])
-        return await call_next(request)
 
     for context in container.contexts:
         for router in context.routers:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.kv.base import KeyValueStore
 from adapters.secrets import Keyring, SecretUnreadable
 from gateway.deps import get_container
+from gateway.identities import Identity, console_identities
 from projections.platform import queries
 from projections.tables import account_credentials
 from schemas.errors import (
@@ -142,6 +143,28 @@ async def end_sessions(kv: KeyValueStore, account_id: UUID, refresh_ttl: timedel
                  ttl=int(refresh_ttl.total_seconds()))
 
 
+_VERIFIED_MAX = 10_000  # past this many tokens, start over (a bound, not an eviction policy)
+_verified: dict[tuple[str, str], dict[str, Any]] = {}  # (key, token) -> its claims
+
+
+def _verified_claims(token: str, key: str) -> dict[str, Any]:
+    """The claims of a token signed with `key` and not expired. A token's signature is
+    checked once per process (every console request sends it again); its expiry each time."""
+    claims = _verified.get((key, token))
+    if claims is None:
+        try:
+            claims = jwt.decode(token, key, algorithms=[_ALGORITHM])
+        except jwt.PyJWTError:
+            raise Unauthorized("Invalid or expired token.") from None
+        if isinstance(claims.get("exp"), int):  # ours always expire; others are not kept
+            if len(_verified) >= _VERIFIED_MAX:
+                _verified.clear()
+            _verified[(key, token)] = claims
+    elif claims["exp"] <= time.time():  # as PyJWT decides it (no leeway)
+        raise Unauthorized("Invalid or expired token.")
+    return claims
+
+
 class Tokens:
     """A login is a session: an access token and a rotating refresh token, both naming the
     session (`sid`, the refresh token's id) and the account's session generation (`gen`) at
@@ -175,10 +198,7 @@ class Tokens:
         }
 
     def decode(self, token: str, expected_type: str) -> dict[str, object]:
-        try:
-            claims = jwt.decode(token, self.settings.SECRET_KEY, algorithms=[_ALGORITHM])
-        except jwt.PyJWTError:
-            raise Unauthorized("Invalid or expired token.") from None
+        claims = _verified_claims(token, self.settings.SECRET_KEY)
         if claims.get("type") != expected_type:
             raise Unauthorized("Invalid or expired token.")
         return claims
@@ -192,12 +212,14 @@ class Tokens:
     async def ensure_live(self, claims: dict[str, object]) -> None:
         """Refuse a token of a session that was logged out or ended by a password change."""
         sid = str(claims.get("sid") or claims.get("jti") or "")
-        ended = await self.c.kv.get(f"sessions_ended:{claims['user_id']}")
+        # One round trip: both keys are read on every console request.
+        ended, logged_out = await self.c.kv.get_many(
+            [f"sessions_ended:{claims['user_id']}", f"logged_out:{sid}"])
         if ended:
             generation, _, kept = ended.partition(" ")
             if claims.get("gen") != generation and sid != kept:
                 raise Unauthorized("Invalid or expired token.")
-        if sid and await self.c.kv.get(f"logged_out:{sid}") is not None:
+        if sid and logged_out is not None:
             raise Unauthorized("Invalid or expired token.")
 
     async def refresh(self, refresh_token: str) -> dict[str, str]:
@@ -279,14 +301,30 @@ async def console_user(request: Request) -> ConsoleUser:
     claims = tokens.decode(_bearer(request), "access")
     await tokens.ensure_live(claims)
     account_id = UUID(str(claims["user_id"]))
-    # Read on every request: a removed member or a changed role counts at once.
-    identity = await queries.console_identity(c.engine, account_id)
-    if identity is None:
-        raise Unauthorized("Account not found.")
-    account, tenant_id, role = identity
+    identity = await _identity(request, c.engine, account_id)
     sid = claims.get("sid")
-    return ConsoleUser(account_id=account_id, tenant_id=tenant_id, name=account["name"],
-                       role=role, session_id=str(sid) if sid else None)
+    return ConsoleUser(account_id=account_id, tenant_id=identity.tenant_id, name=identity.name,
+                       role=identity.role, session_id=str(sid) if sid else None)
+
+
+async def _identity(request: Request, engine: AsyncEngine, account_id: UUID) -> Identity:
+    """From this process's cache, which projection notices evict (a removed member or a
+    changed role counts as soon as the read model does); else read."""
+    cache = console_identities(request)
+    if cache is not None and (cached := cache.get(account_id)) is not None:
+        return cached
+    read_at = cache.mark() if cache is not None else 0
+    found = await queries.console_identity(engine, account_id)
+    if found is None:
+        raise Unauthorized("Account not found.")
+    account, tenant_id, role = found
+    identity = Identity(name=account["name"], tenant_id=tenant_id, role=role)
+    if cache is not None:
+        sources = {account_id, tenant_id}
+        if account["current_workspace_id"] is not None:
+            sources.add(account["current_workspace_id"])
+        cache.keep(account_id, identity, sources, read_at)
+    return identity
 
 
 # The roles each console role dependency serves, by the callable FastAPI sees (for the test
@@ -307,8 +345,11 @@ def _role_in(allowed: frozenset[str]) -> Callable[[Request], Awaitable[ConsoleUs
 
 async def _api_key(request: Request, *key_types: str) -> ApiKeyPrincipal:
     c = get_container(request)
-    if await queries.setup_info(c.engine) is None:
-        raise NotSetup()
+    state: Any = request.app.state
+    if not getattr(state, "set_up", False):  # asked until seen: a setup is never undone
+        if await queries.setup_info(c.engine) is None:
+            raise NotSetup()
+        state.set_up = True
     key = await queries.api_key_by_token_hash(c.engine, api_token_hash(_bearer(request)))
     if key is None or key["type"] not in key_types:
         raise Unauthorized("Access token is invalid.")

@@ -75,7 +75,7 @@ class CommandGateway:
             previous = await self.outcome(command_id)
             if previous is not None:
                 return await self._settle(previous)
-        outcomes = Heard(lambda p: p.split(" ", 1)[0] == str(command_id))
+        outcomes = Heard(_notice_of(command_id))
         projected = Heard(_versions_of(console_projection(self.c)))
         # Listening before publishing: whatever the command causes is heard, no query needed.
         with self.notifications.hearing(OUTCOME_CHANNEL, outcomes), \
@@ -150,7 +150,7 @@ class CommandGateway:
 
     async def wait_outcome(self, command_id: UUID, timeout: float) -> CommandOutcome | None:
         """The outcome of a command published earlier (a status poll, a benchmark)."""
-        heard = Heard(lambda p: p.split(" ", 1)[0] == str(command_id))
+        heard = Heard(_notice_of(command_id))
         with self.notifications.hearing(OUTCOME_CHANNEL, heard):
             return await self.outcome(command_id) or await self._outcome_heard(
                 command_id, heard, timeout)
@@ -158,17 +158,19 @@ class CommandGateway:
                                   heard: Heard | None = None) -> bool:
         """Wait until the read model shows what the command wrote: its own aggregates, each
         at its new version, so a stuck aggregate elsewhere never slows this answer. With
-        what was `heard` since before the command, usually without a query."""
+        what was `heard` since before the command, usually without a query: every aggregate
+        the projection applies is noticed, so only a lost notice (a reconnect) makes it ask
+        the tracking table, on the timer."""
         projection = console_projection(self.c)
         followed = set(projection.aggregate_types)
         wanted = {i: v for i, (kind, v) in outcome.aggregates.items() if kind in followed}
         if not outcome.aggregates and outcome.aggregate_id and outcome.aggregate_version:
             wanted = {outcome.aggregate_id: outcome.aggregate_version}  # older outcomes
+        checked = heard is not None  # heard since before the command: nothing to ask yet
         if heard is None:
             heard = Heard(_versions_of(projection))
         with self.notifications.hearing(PROJECTION_CHANNEL, heard):
             deadline = asyncio.get_running_loop().time() + timeout
-            checked = False
             while True:
                 # reads use the active version (it may switch meanwhile: ask each time)
                 active = self.c.read_models.active(projection.name).schema
@@ -234,6 +236,14 @@ def _insert(conn: AsyncConnection, table: Any) -> Insert:
 
 
 _GENERATED_FIELDS = {"token", "workspace_id", "credentials_id"}
+
+
+def _notice_of(command_id: UUID) -> Callable[[str], bool]:
+    """Outcome notices of the command ("<command id>", or "<command id> <outcome>"),
+    without splitting a body that may be kilobytes long."""
+    wanted = str(command_id)
+    end = len(wanted)
+    return lambda payload: payload.startswith(wanted) and payload[end:end + 1] in ("", " ")
 
 
 def _versions_of(projection: Projection) -> Callable[[str], bool]:

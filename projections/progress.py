@@ -17,6 +17,7 @@ from uuid import UUID
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from projections.reads import autocommit
 from projections.tables import projection_tracking
 
 _PENDING = """
@@ -85,7 +86,7 @@ async def aggregates_projected(engine: AsyncEngine, projection: str,
     if not aggregates:
         return True
     t = projection_tracking.c
-    async with engine.connect() as conn:
+    async with autocommit(engine) as conn:
         applied = dict((await conn.execute(select(t.aggregate_id, t.version).where(
             t.projection == projection, t.aggregate_id.in_(list(aggregates))))).all())
     return all(applied.get(i, 0) >= version for i, version in aggregates.items())

@@ -268,10 +268,13 @@ class _Fold:
     def __init__(self, projection: Projection, layout: int, lookups: Sequence[_Lookup]) -> None:
         self.projection = projection
         self.engine = create_engine("sqlite://", poolclass=StaticPool).execution_options(
-            schema_translate_map={READ: None}, **{LAYOUT_OPTION: layout, BULK_LOAD_OPTION: True})
+            **{LAYOUT_OPTION: layout, BULK_LOAD_OPTION: True})
         self.sqlite = self.engine.connect()
-        self.sqlite.exec_driver_sql("PRAGMA journal_mode = OFF")
-        self.sqlite.exec_driver_sql("PRAGMA synchronous = OFF")
+        # The tables' logical schema is a database of its own here, so statements name it as
+        # declared: a schema_translate_map would rewrite every statement's SQL per execution.
+        self.sqlite.exec_driver_sql(f"ATTACH DATABASE ':memory:' AS \"{READ}\"")
+        self.sqlite.exec_driver_sql(f'PRAGMA "{READ}".journal_mode = OFF')
+        self.sqlite.exec_driver_sql(f'PRAGMA "{READ}".synchronous = OFF')
         self.tables = read_tables(projection.metadata)
         projection.metadata.create_all(self.sqlite, tables=self.tables)
         for lookup in lookups:  # the Postgres version's lookups, or folding is quadratic
@@ -296,7 +299,8 @@ class _Fold:
         reads (hex uuids, ISO times, JSON text, 0/1 booleans). Strings are quoted, so an
         empty string stays one; NULL is an unquoted empty field."""
         cursor = self.sqlite.connection.driver_connection.execute(  # type: ignore[union-attr]
-            f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in columns)} FROM \"{table}\"")
+            f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in columns)}"
+            f' FROM "{READ}"."{table}"')
         lines: list[str] = []
         while batch := cursor.fetchmany(10_000):
             lines += [",".join(_csv_field(v) for v in row) for row in batch]
@@ -326,7 +330,8 @@ class _Lookup:
     @property
     def sqlite_ddl(self) -> str:
         columns = ", ".join(f'"{c}"' for c in self.columns)
-        return f'CREATE INDEX IF NOT EXISTS "fold_{self.name}" ON "{self.table}" ({columns})'
+        return (f'CREATE INDEX IF NOT EXISTS "{READ}"."fold_{self.name}" ON "{self.table}"'
+                f" ({columns})")
 
 
 async def _source_indexes(conn: asyncpg.Connection, schema: str) -> list[_Lookup]:

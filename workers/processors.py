@@ -52,6 +52,9 @@ def command_processor(c: WorkerContainer) -> Processor:
 
 
 PROJECTION_GROUP_PREFIX = "projection."
+# A projection's batch costs a few round trips whatever its size (tracking, one statement
+# per run of a type, the acknowledgement): a catch-up goes as fast as its batches are big.
+PROJECTION_FETCH = 1000
 
 
 def projection_of_group(group: str) -> str | None:
@@ -113,4 +116,4 @@ def projection_processor(c: WorkerContainer, projection: Projection) -> Processo
     # Batched: one partition's fetched events in one transaction per version.
     return Processor(group=PROJECTION_GROUP_PREFIX + projection.name, topics=projection.topics,
                      handle=decoding(c.event_types, apply_one), handle_batch=apply_batch,
-                     on_dead_letter=park_where_not_applied)
+                     on_dead_letter=park_where_not_applied, fetch_max=PROJECTION_FETCH)

@@ -47,6 +47,8 @@ from workers.ownership import LostOwnership, Ownership, owning
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[Message], Awaitable[None]]
+# Acknowledges handled messages of one partition, in order.
+MessagesDone = Callable[[Sequence[Message]], Awaitable[None]]
 EventHandler = Callable[[Envelope[Any]], Awaitable[None]]
 DeadLetterHook = Callable[[Message, BaseException], Awaitable[None]]
 
@@ -107,6 +109,10 @@ class Processor:
     # while they run. For long handlers (a model's answer) that must not queue behind each
     # other in a partition.
     overlap: int = 0
+    # Messages fetched at once (across its partitions). More for a `handle_batch` whose cost
+    # is mostly per batch (a projection's transaction); handlers of one message at a time
+    # keep it small, since a fetch's partitions all finish before the next fetch.
+    fetch_max: int = 100
 
 
 class PermanentFailure(Exception):
@@ -146,12 +152,14 @@ async def run_processor(bus: Bus, processor: Processor, member: str, stop: async
             await consumer.stop()
             raise
 
-    async def done(message: Message) -> None:
+    async def done(messages: Sequence[Message]) -> None:
         # The broker being down must not fail finished work: wait for it to take the ack.
-        await _until_done(partial(consumer.ack, message), policy, stop, processor, message)
-        HANDLED.labels(processor.group).inc()
+        await _until_done(partial(consumer.ack_many, messages), policy, stop, processor,
+                          messages[0])
+        HANDLED.labels(processor.group).inc(len(messages))
         if progress is not None:
-            progress.handled(message.topic, message.partition, message.headers)
+            for message in messages:
+                progress.handled(message.topic, message.partition, message.headers)
 
     try:
         if processor.overlap > 0:
@@ -163,7 +171,7 @@ async def run_processor(bus: Bus, processor: Processor, member: str, stop: async
             await progress.stop()
 
 
-async def _run_partitions(bus: Bus, consumer: Consumer, done: MessageHandler,
+async def _run_partitions(bus: Bus, consumer: Consumer, done: MessagesDone,
                           processor: Processor, policy: RetryPolicy, stop: asyncio.Event,
                           concurrency: int) -> None:
     """Partitions worked concurrently (at most `concurrency` at a time), each partition's
@@ -187,12 +195,12 @@ async def _run_partitions(bus: Bus, consumer: Consumer, done: MessageHandler,
                     return False
                 if not await _deliver(bus, consumer, processor, message, policy, stop):
                     return False
-                await done(message)
+                await done([message])
             return True
 
     try:
         while not stop.is_set():
-            batch = await _fetch(consumer, processor, 100, policy, stop)
+            batch = await _fetch(consumer, processor, processor.fetch_max, policy, stop)
             partitions: dict[tuple[str, int], list[Message]] = {}
             for message in batch:
                 partitions.setdefault((message.topic, message.partition), []).append(message)
@@ -242,7 +250,7 @@ async def _skip_replays(consumer: Consumer, processor: Processor,
 OVERLAP_GRACE_SECONDS = 10.0  # on stop, in-flight handlers get this long before cancelling
 
 
-async def _run_overlapping(bus: Bus, consumer: Consumer, done: MessageHandler,
+async def _run_overlapping(bus: Bus, consumer: Consumer, done: MessagesDone,
                            processor: Processor, policy: RetryPolicy,
                            stop: asyncio.Event) -> None:
     """`processor.overlap` messages in flight; each partition acknowledged in order, up to
@@ -258,7 +266,7 @@ async def _run_overlapping(bus: Bus, consumer: Consumer, done: MessageHandler,
         while queue and queue[0][1].done():
             message, finished = queue.popleft()
             if finished.result():
-                await done(message)
+                await done([message])
             else:
                 # Stopping, or the partition moved: it and what follows are delivered again.
                 queue.clear()
@@ -315,7 +323,7 @@ async def _run_overlapping(bus: Bus, consumer: Consumer, done: MessageHandler,
         await consumer.stop()
 
 
-async def _deliver_batch(consumer: Consumer, done: MessageHandler, processor: Processor,
+async def _deliver_batch(consumer: Consumer, done: MessagesDone, processor: Processor,
                          partition: list[Message], policy: RetryPolicy,
                          stop: asyncio.Event) -> bool | None:
     """The partition's messages in one go: True when done and acknowledged, False when told
@@ -341,8 +349,7 @@ async def _deliver_batch(consumer: Consumer, done: MessageHandler, processor: Pr
             "group": processor.group, "topic": partition[0].topic, "error": repr(exc)[:300]})
         return None
     if handled:
-        for message in partition:
-            await done(message)
+        await done(partition)
     return handled
 
 

@@ -78,6 +78,10 @@ class Consumer(Protocol):
         """Mark the message done for the group; it will not be delivered again."""
         ...
 
+    async def ack_many(self, messages: Sequence[Message]) -> None:
+        """`ack` of each of the messages (one partition's, in order), in one round trip."""
+        ...
+
     async def owns(self, message: Message) -> bool:
         """Whether this member still owns the message's partition in the generation it was
         delivered in (`message.fence`), confirmed recently enough that no other member can

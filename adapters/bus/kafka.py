@@ -466,21 +466,28 @@ class KafkaConsumer:
         return int(generation)  # -1: none (not joined, or expelled)
 
     async def ack(self, message: Message) -> None:
+        await self.ack_many([message])
+
+    async def ack_many(self, messages: Sequence[Message]) -> None:
         if self._consumer is None:
             raise RuntimeError("consumer not started")
-        tp, offset = message.ack_token
-        tracking = self._tracking.get(tp)
-        if tracking is None:
-            # Partition moved to another member since delivery: it will redeliver from the
-            # committed offset (at-least-once).
-            return
-        commit = tracking.acked(offset)
-        if commit is None:
+        commits: dict[TopicPartition, OffsetAndMetadata] = {}
+        for message in messages:
+            tp, offset = message.ack_token
+            tracking = self._tracking.get(tp)
+            if tracking is None:
+                # Partition moved to another member since delivery: it will redeliver from
+                # the committed offset (at-least-once).
+                continue
+            commit = tracking.acked(offset)
+            if commit is not None:
+                commits[tp] = OffsetAndMetadata(commit, "")
+        if not commits:
             return
         try:
-            await self._consumer.commit({tp: OffsetAndMetadata(commit, "")})
+            await self._consumer.commit(commits)
         except (CommitFailedError, IllegalStateError) as exc:
-            log.warning("member %s: commit of %s@%d failed: %s", self.member, tp, commit, exc)
+            log.warning("member %s: commit of %s failed: %s", self.member, commits, exc)
 
 
 def _member_name(member_id: str, client_id: str) -> str:

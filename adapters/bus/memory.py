@@ -336,5 +336,9 @@ class InMemoryConsumer:
         if cursor is not None:
             cursor.pending.pop(offset, None)
 
+    async def ack_many(self, messages: Sequence[Message]) -> None:
+        for message in messages:
+            await self.ack(message)
+
 
 __all__ = ["InMemoryBus", "InMemoryConsumer"]

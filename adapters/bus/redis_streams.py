@@ -453,9 +453,16 @@ class RedisStreamsConsumer:
                 await asyncio.sleep(min(remaining, self._tick))
 
     async def ack(self, message: Message) -> None:
-        stream, entry_id = message.ack_token
-        await self.bus.client.xack(stream, self.group, entry_id)
-        self._delivered.discard((stream, entry_id))
+        await self.ack_many([message])
+
+    async def ack_many(self, messages: Sequence[Message]) -> None:
+        by_stream: dict[str, list[bytes]] = {}
+        for message in messages:
+            stream, entry_id = message.ack_token
+            by_stream.setdefault(stream, []).append(entry_id)
+        for stream, entry_ids in by_stream.items():  # one stream, from a partition's batch
+            await self.bus.client.xack(stream, self.group, *entry_ids)
+            self._delivered.difference_update((stream, e) for e in entry_ids)
 
     @contextlib.contextmanager
     def working(self) -> Iterator[None]:

@@ -16,6 +16,10 @@ from typing import Protocol
 class KeyValueStore(Protocol):
     async def get(self, key: str) -> str | None: ...
 
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """The values of `keys`, in their order, in one round trip."""
+        ...
+
     async def set(self, key: str, value: str, *, ttl: int | None = None,
                   only_if_new: bool = False) -> bool:
         """False when `only_if_new` and the key exists (nothing is written then)."""

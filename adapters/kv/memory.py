@@ -55,6 +55,9 @@ class MemoryKeyValueStore:
         value = self._live(key)
         return value if isinstance(value, str) else None
 
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        return [await self.get(k) for k in keys]
+
     async def set(self, key: str, value: str, *, ttl: int | None = None,
                   only_if_new: bool = False) -> bool:
         if only_if_new and self._live(key) is not None:

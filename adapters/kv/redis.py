@@ -73,6 +73,11 @@ class RedisKeyValueStore:
     async def get(self, key: str) -> str | None:
         return _text(await self.client.get(self._key(key)))
 
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        if not keys:
+            return []  # MGET takes at least one key
+        return [_text(v) for v in await self.client.mget([self._key(k) for k in keys])]
+
     async def set(self, key: str, value: str, *, ttl: int | None = None,
                   only_if_new: bool = False) -> bool:
         return bool(await self.client.set(self._key(key), value, ex=ttl, nx=only_if_new))

@@ -12,7 +12,7 @@ the interleaving. `lock`, `bury` and `buried` are that protocol, for every conte
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -35,6 +35,9 @@ from projections.platform.tables import (
 )
 from projections.registry import projectors
 from schemas.platform import events as ev
+
+_INSERT_APP = insert(apps)
+_UPDATE_APP = update(apps).where(apps.c.id == bindparam("app_id"))
 
 # --- tombstones (used by every context's projectors) -----------------------------------------
 
@@ -168,22 +171,37 @@ async def project_member_removed(conn: AsyncConnection, e: Envelope[ev.MemberRem
 
 
 async def project_app_created(conn: AsyncConnection, e: Envelope[ev.AppCreated]) -> None:
-    p = e.payload
-    await conn.execute(insert(apps), {
-        "id": e.aggregate_id, "tenant_id": e.tenant_id, "name": p.name, "mode": p.mode,
-        "description": p.description, "icon_type": p.icon_type, "icon": p.icon,
-        "icon_background": p.icon_background, "created_by": p.created_by,
-        "created_at": e.occurred_at, "updated_by": p.created_by, "updated_at": e.occurred_at,
-    })
+    await project_apps_created(conn, [e])
+
+
+async def project_apps_created(conn: AsyncConnection,
+                               run: Sequence[Envelope[ev.AppCreated]]) -> None:
+    """Consecutive app creations in one statement: each app is its own aggregate, and a
+    creation checks nothing another one changes."""
+    await conn.execute(_INSERT_APP, [{
+        "id": e.aggregate_id, "tenant_id": e.tenant_id, "name": e.payload.name,
+        "mode": e.payload.mode, "description": e.payload.description,
+        "icon_type": e.payload.icon_type, "icon": e.payload.icon,
+        "icon_background": e.payload.icon_background, "created_by": e.payload.created_by,
+        "created_at": e.occurred_at, "updated_by": e.payload.created_by,
+        "updated_at": e.occurred_at,
+    } for e in run])
 
 
 async def project_app_updated(conn: AsyncConnection, e: Envelope[ev.AppUpdated]) -> None:
-    p = e.payload
-    await conn.execute(update(apps).where(apps.c.id == bindparam("app_id")), {
-        "app_id": e.aggregate_id, "name": p.name, "description": p.description,
-        "icon_type": p.icon_type, "icon": p.icon, "icon_background": p.icon_background,
-        "updated_by": p.updated_by, "updated_at": e.occurred_at,
-    })
+    await project_apps_updated(conn, [e])
+
+
+async def project_apps_updated(conn: AsyncConnection,
+                               run: Sequence[Envelope[ev.AppUpdated]]) -> None:
+    """Consecutive app updates in one statement, applied in their order (one app's updates
+    too: the last one's values stay)."""
+    await conn.execute(_UPDATE_APP, [{
+        "app_id": e.aggregate_id, "name": e.payload.name,
+        "description": e.payload.description, "icon_type": e.payload.icon_type,
+        "icon": e.payload.icon, "icon_background": e.payload.icon_background,
+        "updated_by": e.payload.updated_by, "updated_at": e.occurred_at,
+    } for e in run])
 
 
 async def project_app_deleted(conn: AsyncConnection, e: Envelope[ev.AppDeleted]) -> None:
@@ -304,4 +322,5 @@ PROJECTORS = projectors(
     # The console shows no request for a code (its mail shows in the mail context), and an
     # EmailClaim's address shows as its account's own AccountEmailChanged.
     ignore=[ev.PasswordResetRequested, ev.EmailCodeLoginRequested, ev.EmailClaimed],
+    runs=[project_apps_created, project_apps_updated],
 )

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.page import Page
@@ -18,11 +18,12 @@ from projections.platform.tables import (
     workspace_members,
     workspaces,
 )
+from projections.reads import autocommit
 from projections.tables import account_credentials
 
 
 async def setup_info(engine: AsyncEngine) -> dict[str, Any] | None:
-    async with engine.connect() as conn:
+    async with autocommit(engine) as conn:
         row = (await conn.execute(select(setup_state))).mappings().first()
     return dict(row) if row else None
 
@@ -60,7 +61,7 @@ async def console_identity(engine: AsyncEngine,
     (runs on every console request): the workspace it switched to while it is a member
     there, else its oldest membership. None: an account in no workspace (removed from its
     last one), which no console route serves."""
-    async with engine.connect() as conn:
+    async with autocommit(engine) as conn:
         row = (await conn.execute(
             select(accounts, workspace_members.c.workspace_id, workspace_members.c.role)
             .join(workspace_members, workspace_members.c.account_id == accounts.c.id)
@@ -158,14 +159,18 @@ async def pending_member(engine: AsyncEngine, workspace_id: UUID,
     return dict(row) if row else None
 
 
+# Built once (with its cache key): it runs on most console app requests.
+_APP_IN_WORKSPACE = (
+    select(apps, accounts.c.name.label("author_name"))
+    .join(accounts, accounts.c.id == apps.c.created_by, isouter=True)
+    .where(apps.c.id == bindparam("app_id"), apps.c.tenant_id == bindparam("tenant_id")))
+
+
 async def app_in_workspace(engine: AsyncEngine, tenant_id: UUID,
                            app_id: UUID) -> dict[str, Any] | None:
-    async with engine.connect() as conn:
-        row = (await conn.execute(
-            select(apps, accounts.c.name.label("author_name"))
-            .join(accounts, accounts.c.id == apps.c.created_by, isouter=True)
-            .where(apps.c.id == app_id, apps.c.tenant_id == tenant_id)
-        )).mappings().first()
+    async with autocommit(engine) as conn:
+        row = (await conn.execute(_APP_IN_WORKSPACE, {
+            "app_id": app_id, "tenant_id": tenant_id})).mappings().first()
     return dict(row) if row else None
 
 
@@ -205,7 +210,7 @@ async def api_key_by_token_hash(engine: AsyncEngine, token_hash: str) -> dict[st
     owner = (select(workspace_members.c.account_id)
              .where(workspace_members.c.workspace_id == api_keys.c.tenant_id,
                     workspace_members.c.role == "owner").limit(1).scalar_subquery())
-    async with engine.connect() as conn:
+    async with autocommit(engine) as conn:
         row = (await conn.execute(
             select(api_keys, owner.label("owner_id"))
             .where(api_keys.c.token_hash == token_hash)

@@ -26,6 +26,12 @@ class KeyValueContract:
         await kv.delete("owner")
         assert await kv.get("owner") is None
 
+    async def test_many_values_read_at_once_in_the_order_asked(self, kv: KeyValueStore) -> None:
+        await kv.set("first", "1")
+        await kv.set("third", "3", ttl=60)
+        assert await kv.get_many(["third", "second", "first"]) == ["3", None, "1"]
+        assert await kv.get_many([]) == []
+
     async def test_a_value_is_renewed_or_deleted_only_by_its_holder(
             self, kv: KeyValueStore) -> None:
         await kv.set("lease", "ann", ttl=1)
