@@ -113,6 +113,16 @@ def this_process() -> float:
     return time.process_time()
 
 
+
+def reaped_cpu(pid: int) -> float:
+    """CPU seconds of a process's exited children it reaped (and of what they reaped): a
+    worker's sandboxed code and template runs, which tree_cpu counts as the worker's."""
+    try:
+        t = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return t.children_user + t.children_system
+
 CpuProbes = dict[str, Callable[[], float]]
 
 

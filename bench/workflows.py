@@ -278,7 +278,9 @@ async def main_async(concurrency: int, runs: int, rounds: int, stops: int) -> bo
         postgres = procs.postmaster_pid(node.pg)
         eddy_cpu: procs.CpuProbes = {
             "api": lambda: procs.tree_cpu(node.api.proc.pid),
-            "worker": lambda: procs.tree_cpu(node.worker.pid),
+            # the sandboxed nodes' processes apart: executor time, not the engine's
+            "worker": lambda: procs.tree_cpu(node.worker.pid) - procs.reaped_cpu(node.worker.pid),
+            "sandbox": lambda: procs.reaped_cpu(node.worker.pid),
             "postgres": lambda: procs.tree_cpu(postgres),
             "redis": lambda: procs.tree_cpu(node.redis.pid)}
         for one in ways.values():

@@ -83,6 +83,7 @@ from workflow_graph.graph import (
     parallel_depth,
     parse_graph,
 )
+from workflow_graph.pure_nodes import PURE_NODE_TYPES
 from workflow_graph.scheduler import (
     EXCEPTION_STRATEGIES,
     Fact,
@@ -288,7 +289,7 @@ class RunExecution:
         elif isinstance(p, ev.WorkflowNodeSucceeded):
             self.finished.add(p.node_id)
             self.outputs[p.node_id] = outputs.get(p.node_id, p.outputs)
-            self.total_tokens += int((p.usage or {}).get("total_tokens") or 0)
+            self.total_tokens += _tokens_of(p)
         elif isinstance(p, ev.WorkflowNodeFailed):
             self.finished.add(p.node_id)
         elif isinstance(p, ev.WorkflowNodeRetried):
@@ -354,24 +355,34 @@ class RunExecution:
                     else:
                         batch.append(await self._result(outcome))
                 done = []
-                state = fold(self.graph, [*self.facts, *(f for _, f in batch)],
-                             self.e.limits, now=time.time())
-                payloads = [p for p, _ in batch]
-                starts: list[Node] = []
-                if state.status is RunStatus.FAILED:
-                    payloads.append(self._failed_run(state.error or "failed", state))
-                elif state.status is RunStatus.SUCCEEDED:
-                    payloads.append(await self._succeeded_run(state))
-                elif pause is not None:
-                    if not running:
-                        payloads.append(self._paused(pause))
-                else:
-                    starts = [self.graph.node(n) for n in state.to_start if n not in running]
-                    payloads += self._starts(starts)
-                    if self.steps is None:
-                        self.steps = StepBudget(self.e.limits.max_execution_steps, used=(
-                            state.steps + (self.journal.starts if self.journal else 0)))
-                    self.steps.used += sum(n.id in state.ready for n in starts)
+                while True:
+                    state = fold(self.graph, [*self.facts, *(f for _, f in batch)],
+                                 self.e.limits, now=time.time())
+                    payloads = [p for p, _ in batch]
+                    starts: list[Node] = []
+                    if state.status is RunStatus.FAILED:
+                        payloads.append(self._failed_run(state.error or "failed", state,
+                                                         batch))
+                    elif state.status is RunStatus.SUCCEEDED:
+                        payloads.append(await self._succeeded_run(state, batch))
+                    elif pause is not None:
+                        if not running:
+                            payloads.append(self._paused(pause))
+                    else:
+                        starts = [self.graph.node(n) for n in state.to_start
+                                  if n not in running]
+                        if self.steps is None:
+                            self.steps = StepBudget(self.e.limits.max_execution_steps, used=(
+                                state.steps + (self.journal.starts if self.journal else 0)))
+                        inline = [n for n in starts if self._inline(n)]
+                        if inline:
+                            # their starts and results go into this commit, and what
+                            # they make ready is folded again before it is made
+                            await self._run_inline(inline, state, batch)
+                            continue
+                        payloads += self._starts(starts, batch)
+                        self.steps.used += sum(n.id in state.ready for n in starts)
+                    break
                 batch = []
                 await self._record(payloads)
                 if self.run.status == "paused" and await self.stream.stop_requested(
@@ -402,6 +413,26 @@ class RunExecution:
                     done = []
         finally:
             await self._cancel(running)
+
+    def _inline(self, node: Node) -> bool:
+        """A pure node (its result from the variable pool alone: start, end, answer,
+        if-else) runs before its start is recorded, and its start and result are recorded
+        together: a member dying before that commit leaves no trace of it, and the next
+        computes the same result. Not a node an earlier attempt recorded starting (a
+        takeover restarts it as any other), nor one with a retry strategy."""
+        return node.type in PURE_NODE_TYPES and node.id not in self.started \
+            and self.e.executors.get(node.type) is not None \
+            and RetryPolicy.of(node).max_retries == 0
+
+    async def _run_inline(self, nodes: Sequence[Node], state: RunState,
+                          batch: list[tuple[EventPayload, Fact]]) -> None:
+        """Add the nodes' starts and results to the commit being built (`batch`)."""
+        assert self.steps is not None
+        for node, started in zip(nodes, self._starts(nodes, batch), strict=True):
+            batch.append((started, NodeStarted(node.id)))
+        self.steps.used += sum(n.id in state.ready for n in nodes)
+        for node in nodes:
+            batch.append(await self._result(await self._execute(node, state.pool)))
 
     async def _single_node(self, node_id: str) -> None:
         """A debug run of one node: the run's inputs are its variables (`node.var`, or
@@ -448,7 +479,8 @@ class RunExecution:
         if executor is None:
             return NodeOutcome(node.id, error=unsupported(node))
         retry = RetryPolicy.of(node)
-        attempt = self.started[node.id].payload.attempt
+        # (a node run inline has no recorded start yet: its first attempt)
+        attempt = self.started[node.id].payload.attempt if node.id in self.started else 0
         while True:
             call = NodeCall(node=node, graph=self.graph, pool=pool, run=self.info,
                             services=self.s, idempotency_key=node_idempotency_key(
@@ -533,8 +565,11 @@ class RunExecution:
 
     # --- what is recorded ----------------------------------------------------------------
 
-    def _starts(self, nodes: Sequence[Node]) -> list[EventPayload]:
-        index = len({e.payload.node_id for e in self.started.values()})
+    def _starts(self, nodes: Sequence[Node],
+                batch: Sequence[tuple[EventPayload, Fact]] = ()) -> list[EventPayload]:
+        """`batch`: what the commit being built records already (inline nodes' starts)."""
+        index = len({e.payload.node_id for e in self.started.values()} | {
+            p.node_id for p, _ in batch if isinstance(p, ev.WorkflowNodeStarted)})
         out: list[EventPayload] = []
         for node in nodes:
             before = self.started.get(node.id)
@@ -561,12 +596,16 @@ class RunExecution:
             form=self.mask(dict(outcome.pause.form)),
             expires_at=time.time() + outcome.pause.timeout_seconds)
 
-    def _failed_run(self, error: str, state: RunState | None = None) -> ev.WorkflowRunFailed:
+    def _failed_run(self, error: str, state: RunState | None = None,
+                    batch: Sequence[tuple[EventPayload, Fact]] = ()) -> ev.WorkflowRunFailed:
+        """`batch`: the results recorded in the same commit (their tokens count)."""
         return ev.WorkflowRunFailed(error=self.mask(error), elapsed_time=self._elapsed(),
-                                    total_tokens=self.total_tokens,
+                                    total_tokens=self._tokens(batch),
                                     total_steps=state.steps if state else len(self.started))
 
-    async def _succeeded_run(self, state: RunState) -> ev.WorkflowRunSucceeded:
+    async def _succeeded_run(self, state: RunState,
+                             batch: Sequence[tuple[EventPayload, Fact]] = ()
+                             ) -> ev.WorkflowRunSucceeded:
         outputs = self.mask(dict(state.outputs))
         encoded = orjson.dumps(outputs, default=str)
         ref = None
@@ -576,13 +615,17 @@ class RunExecution:
         self.run_outputs = outputs
         return ev.WorkflowRunSucceeded(
             outputs={} if ref else outputs, outputs_ref=ref, answer=self.mask(state.answer),
-            elapsed_time=self._elapsed(), total_tokens=self.total_tokens,
+            elapsed_time=self._elapsed(), total_tokens=self._tokens(batch),
             total_steps=state.steps)
 
     async def _stop(self, results: list[tuple[EventPayload, Fact]]) -> None:
         await self._record([*(p for p, _ in results), ev.WorkflowRunStopped(
             elapsed_time=self._elapsed(), total_tokens=self.total_tokens,
             total_steps=len(self.started))])
+
+    def _tokens(self, batch: Sequence[tuple[EventPayload, Fact]]) -> int:
+        """The run's tokens: those recorded, and those of results in the commit being built."""
+        return self.total_tokens + sum(_tokens_of(p) for p, _ in batch)
 
     def _elapsed(self) -> float:
         return round(max(0.0, time.time() - self.began_at), 6)
@@ -743,6 +786,13 @@ class RunExecution:
                            index=started.payload.index,
                            predecessor=started.payload.predecessor_node_id,
                            created_at=int(started.occurred_at.timestamp()))
+
+
+def _tokens_of(p: EventPayload) -> int:
+    """The model tokens a node's result used."""
+    if not isinstance(p, ev.WorkflowNodeSucceeded):
+        return 0
+    return int((p.usage or {}).get("total_tokens") or 0)
 
 
 def _facts_of_live(p: EventPayload, outputs: Mapping[str, Mapping[str, Any]]) -> list[Fact]:

@@ -8,7 +8,21 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid5
 
-from sqlalchemy import and_, delete, func, insert, not_, or_, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    not_,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.envelope import Envelope
@@ -50,15 +64,15 @@ async def project_run_started(conn: AsyncConnection, e: Envelope[ev.WorkflowRunS
     p = e.payload
     await lock(conn, p.app_id, exclusive=True)
     of_app = workflow_runs.c.app_id == p.app_id
-    earlier = await conn.scalar(select(func.count()).select_from(workflow_runs).where(
-        of_app, _started_before(e.occurred_at, e.aggregate_id)))
     await conn.execute(update(workflow_runs).where(
         of_app, not_(_started_before(e.occurred_at, e.aggregate_id)))
         .values(sequence_number=workflow_runs.c.sequence_number + 1))
     role, created_by = _creator(p)
     await conn.execute(insert(workflow_runs).values(
         id=e.aggregate_id, tenant_id=e.tenant_id, app_id=p.app_id, workflow_id=p.workflow_id,
-        version=p.version, sequence_number=int(earlier or 0) + 1, mode=p.mode,
+        version=p.version, sequence_number=select(func.count() + 1).select_from(
+            workflow_runs).where(of_app, _started_before(e.occurred_at, e.aggregate_id))
+        .scalar_subquery(), mode=p.mode,
         triggered_from=p.triggered_from, node_id=p.node_id, status=RUNNING, inputs=p.inputs,
         elapsed_time=0.0, total_tokens=0, total_steps=0, exceptions_count=0,
         created_by_role=role, created_by=created_by, session_id=p.user,
@@ -68,30 +82,45 @@ async def project_run_started(conn: AsyncConnection, e: Envelope[ev.WorkflowRunS
         await schedule_fired(conn, e)
 
 
-async def _run(conn: AsyncConnection, run_id: UUID) -> dict[str, Any]:
-    row = (await conn.execute(select(workflow_runs).where(workflow_runs.c.id == run_id))
-           ).mappings().one()
-    return dict(row)
+def _node_started(dialect: str) -> Any:
+    """A node's execution row from its run's row in one statement; the same execution
+    started again (a retry or a member taking the run over) is the same row, running again."""
+    nodes, runs = workflow_node_executions, workflow_runs
+    new = {"id": bindparam("execution_id", type_=nodes.c.id.type),
+           "tenant_id": runs.c.tenant_id, "app_id": runs.c.app_id,
+           "workflow_id": runs.c.workflow_id, "workflow_run_id": runs.c.id,
+           "index": bindparam("index", type_=nodes.c.index.type),
+           "predecessor_node_id": bindparam("predecessor_node_id",
+                                            type_=nodes.c.predecessor_node_id.type),
+           "node_id": bindparam("node_id", type_=nodes.c.node_id.type),
+           "node_type": bindparam("node_type", type_=nodes.c.node_type.type),
+           "title": bindparam("title", type_=nodes.c.title.type),
+           "status": literal(RUNNING), "elapsed_time": literal(0.0),
+           "created_at": bindparam("created_at", type_=nodes.c.created_at.type)}
+    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(nodes).from_select(
+        list(new), select(*new.values()).where(
+            runs.c.id == bindparam("run_id", type_=runs.c.id.type)))
+    return statement.on_conflict_do_update(
+        index_elements=[nodes.c.id],
+        set_={"status": RUNNING, "error": None, "finished_at": None}).returning(nodes.c.id)
+
+
+# Built once per dialect: the projector only binds its values (no statement construction
+# and cache-key generation per event).
+_NODE_STARTED = {dialect: _node_started(dialect) for dialect in ("postgresql", "sqlite")}
 
 
 async def project_node_started(conn: AsyncConnection,
                                e: Envelope[ev.WorkflowNodeStarted]) -> None:
-    """A node's execution starts; the same execution started again (a retry or a member
-    taking the run over) is the same row, running again."""
     p = e.payload
-    known = await conn.scalar(select(workflow_node_executions.c.id)
-                              .where(workflow_node_executions.c.id == p.execution_id))
-    if known is not None:
-        await conn.execute(update(workflow_node_executions)
-                           .where(workflow_node_executions.c.id == p.execution_id)
-                           .values(status=RUNNING, error=None, finished_at=None))
-        return
-    run = await _run(conn, e.aggregate_id)
-    await conn.execute(insert(workflow_node_executions).values(
-        id=p.execution_id, tenant_id=run["tenant_id"], app_id=run["app_id"],
-        workflow_id=run["workflow_id"], workflow_run_id=e.aggregate_id, index=p.index,
-        predecessor_node_id=p.predecessor_node_id, node_id=p.node_id, node_type=p.node_type,
-        title=p.title, status=RUNNING, elapsed_time=0.0, created_at=e.occurred_at))
+    recorded = (await conn.execute(_NODE_STARTED[conn.dialect.name], {
+        "execution_id": p.execution_id, "index": p.index,
+        "predecessor_node_id": p.predecessor_node_id, "node_id": p.node_id,
+        "node_type": p.node_type, "title": p.title, "created_at": e.occurred_at,
+        "run_id": e.aggregate_id})).first()
+    if recorded is None:
+        raise LookupError(f"workflow run {e.aggregate_id} has no row: its node "
+                          f"{p.node_id} cannot be shown")
 
 
 def _metadata(usage: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -184,12 +213,16 @@ async def _end(conn: AsyncConnection, e: Envelope[Any], status: str, *,
                leftover: str, **values: Any) -> None:
     """The run ends: its row, the executions still open (a node in flight when the run was
     stopped or failed) closed as `leftover`, and the app's log entry."""
-    run = await _run(conn, e.aggregate_id)
-    if status == "succeeded" and run["exceptions_count"]:
-        status = "partial-succeeded"  # Dify's name for a run some nodes failed in and went on
-    await conn.execute(update(workflow_runs).where(workflow_runs.c.id == e.aggregate_id).values(
-        status=status, elapsed_time=e.payload.elapsed_time, total_tokens=e.payload.total_tokens,
-        total_steps=e.payload.total_steps, finished_at=e.occurred_at, **values))
+    runs = workflow_runs
+    # Dify's name for a run some nodes failed in and went on
+    shown = case((runs.c.exceptions_count > 0, "partial-succeeded"), else_=status) \
+        if status == "succeeded" else status
+    run = (await conn.execute(update(runs).where(runs.c.id == e.aggregate_id).values(
+        status=shown, elapsed_time=e.payload.elapsed_time,
+        total_tokens=e.payload.total_tokens, total_steps=e.payload.total_steps,
+        finished_at=e.occurred_at, **values).returning(
+        runs.c.tenant_id, runs.c.app_id, runs.c.workflow_id, runs.c.mode,
+        runs.c.triggered_from, runs.c.created_by_role, runs.c.created_by))).mappings().one()
     await conn.execute(update(workflow_node_executions).where(
         workflow_node_executions.c.workflow_run_id == e.aggregate_id,
         workflow_node_executions.c.status.in_([RUNNING, PAUSED])).values(
