@@ -39,6 +39,7 @@ import re
 import signal
 import subprocess
 import tempfile
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -320,8 +321,10 @@ async def _relay_forever(d: Deployment) -> None:
     while not d.relay_stop.is_set():
         c = await build(d.settings)
         try:
-            await Relay(c.store, c.bus, c.routing, d.dsn).run(d.relay_stop)
-        except Exception:  # a broker outage: the relay starts again
+            await Relay(c.event_types, c.bus, c.routing, d.dsn).run(d.relay_stop)
+        except Exception as exc:  # a broker outage: the relay starts again
+            print(f"{d.name}: relay stopped ({exc!r:.200}), starting again", file=sys.stderr,
+                  flush=True)
             await asyncio.sleep(0.5)
         finally:
             with contextlib.suppress(Exception):
