@@ -38,8 +38,8 @@ import random
 import re
 import signal
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
