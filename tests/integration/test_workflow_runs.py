@@ -16,6 +16,7 @@ from contexts.workflow import RUNS
 from projections import versions as pv
 from projections.rebuild import rebuild
 from projections.registry import NUL_SHOWN_AS
+from projections.statistics.tables import STATISTICS
 from projections.tables import PROJECTION_NAME
 from tests.chat import app_with_key
 from tests.harness import Node, eventually, running_node
@@ -134,7 +135,8 @@ async def test_eddy_events_list_show_and_replay_an_apps_runs(settings: Settings)
         code, out, err = await eddy("events", "list", "--app", app_id, "--limit", "1000",
                                     "--json")
         assert code == 0, err
-        aggregates = {e["aggregate_id"] for e in json_lines(out)}
+        listed = json_lines(out)
+        aggregates = {e["aggregate_id"] for e in listed}
         assert {str(r) for r in runs} | {app_id} <= aggregates and str(theirs) not in aggregates
         assert len([e for e in json_lines(out) if e["aggregate_id"] == str(runs[0])]) == 10
 
@@ -150,7 +152,11 @@ async def test_eddy_events_list_show_and_replay_an_apps_runs(settings: Settings)
         assert code == 0, err
         plan = json_lines(out)[0]
         receiving = plan["by_group"]
-        assert receiving == {f"projection.{PROJECTION_NAME}": plan["events"]}
+        # the console projection follows every event; the statistics projection the runs'
+        # (the workflow topic), not the app's own (the platform topic)
+        run_events = len([e for e in listed if e["aggregate_id"] in {str(r) for r in runs}])
+        assert receiving == {f"projection.{PROJECTION_NAME}": plan["events"],
+                             f"projection.{STATISTICS}": run_events}
         assert plan["skipped_by_group"] == {RUNS.name: 2}  # the engine never reruns a run
         before, end = await _answers(wf, runs), node.container.store.max_position()
         handled = {g: replayed(g, "handled") for g in receiving}
@@ -192,7 +198,8 @@ async def test_a_replayed_real_run_is_projected_again_and_never_run_again(
                                     "--dry-run", "--json")
         assert code == 0, err
         plan = json_lines(out)[0]
-        assert plan["by_group"] == {f"projection.{PROJECTION_NAME}": plan["events"]}
+        assert plan["by_group"] == {f"projection.{PROJECTION_NAME}": plan["events"],
+                                    f"projection.{STATISTICS}": plan["events"]}
         assert plan["skipped_by_group"] == {RUNS.name: 1}  # its start, the engine's work
         skipped = replayed(RUNS.name, "skipped")
         handled = replayed(f"projection.{PROJECTION_NAME}", "handled")
