@@ -3,14 +3,18 @@ replaced by each save (it keeps when it was first saved, as Dify's draft row doe
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.envelope import Envelope
+from projections.platform.projectors import lock
 from projections.registry import projectors
 from projections.workflow.tables import published_workflows, workflow_drafts, workflow_versions
 from projections.workflow.triggers import sync_triggers
 from schemas.workflow import events as ev
+from schemas.workflow.naming import published_workflow_id_for
 
 
 async def project_workflow_draft_synced(conn: AsyncConnection,
@@ -41,14 +45,26 @@ async def project_workflow_version_created(conn: AsyncConnection,
         environment_variables=p.environment_variables,
         conversation_variables=p.conversation_variables, marked_name=p.marked_name,
         marked_comment=p.marked_comment, created_by=p.created_by, created_at=e.occurred_at))
-    if p.kind == "workflow" and await conn.scalar(select(published_workflows.c.app_id).where(
+    if p.kind != "workflow":
+        return
+    await _publishing(conn, p.app_id)
+    if await conn.scalar(select(published_workflows.c.app_id).where(
             published_workflows.c.workflow_id == e.aggregate_id)) is not None:
         await sync_triggers(conn, p.app_id)  # its publish was applied first
+
+
+async def _publishing(conn: AsyncConnection, app_id: UUID) -> None:
+    """A publish writes two aggregates (the app's published workflow, the new version),
+    which other transactions may project at once; whichever comes second syncs the
+    triggers. Taking one lock per app first makes the second see the first's commit:
+    without it each could miss the other and the triggers never be synced."""
+    await lock(conn, published_workflow_id_for(app_id), exclusive=True)
 
 
 async def project_workflow_published(conn: AsyncConnection,
                                      e: Envelope[ev.WorkflowPublished]) -> None:
     p = e.payload
+    await _publishing(conn, p.app_id)
     values = {"workflow_id": p.workflow_id, "published_by": p.published_by,
               "published_at": e.occurred_at}
     found = await conn.execute(select(published_workflows.c.app_id)
