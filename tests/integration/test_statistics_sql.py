@@ -8,75 +8,28 @@ HH:MM edges."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 from sqlalchemy import text
 
 from adapters.embedded.postgres import EmbeddedPostgres
 from bootstrap import build_engine
-from projections.statistics.rules import (
-    ConversationFact,
-    Counters,
-    MessageFact,
-    RunFact,
-    tally,
-)
+from projections.statistics.rules import tally
 from tests.harness import event_store, migrate, node_settings
-from tests.monitoring import COUNTERS, History, expected_figures, expected_windows, usage
+from tests.monitoring import History, expected_figures, expected_windows, usage
+from tests.statistics import DictFacts
 
 
-class DictFacts:
-    """The rules' state in dicts: the simplest runtime."""
-
-    def __init__(self) -> None:
-        self.conversations: dict[UUID, ConversationFact] = {}
-        self.messages: dict[UUID, MessageFact] = {}
-        self.runs: dict[UUID, RunFact] = {}
-        self.windows: dict[tuple[str, datetime], dict[str, Any]] = defaultdict(
-            lambda: dict.fromkeys(COUNTERS, 0))
-        self.members: dict[tuple[str, datetime, str, str], int] = defaultdict(int)
-
-    async def conversation(self, conversation_id: UUID) -> ConversationFact | None:
-        return self.conversations.get(conversation_id)
-
-    async def put_conversation(self, fact: ConversationFact) -> None:
-        self.conversations[fact.conversation_id] = fact
-
-    async def message(self, message_id: UUID) -> MessageFact | None:
-        return self.messages.get(message_id)
-
-    async def put_message(self, fact: MessageFact) -> None:
-        self.messages[fact.message_id] = fact
-
-    async def drop_message(self, message_id: UUID) -> None:
-        del self.messages[message_id]
-
-    async def run(self, run_id: UUID) -> RunFact | None:
-        return self.runs.get(run_id)
-
-    async def put_run(self, fact: RunFact) -> None:
-        self.runs[fact.run_id] = fact
-
-    async def drop_run(self, run_id: UUID) -> None:
-        del self.runs[run_id]
-
-    async def add(self, app_id: UUID, window: datetime, counters: Counters) -> None:
-        sums = self.windows[(str(app_id), window.replace(tzinfo=None))]
-        for f in fields(counters):
-            sums[f.name] += getattr(counters, f.name)
-
-    async def add_member(self, app_id: UUID, window: datetime, kind: str, member: str,
-                         count: int) -> None:
-        self.members[(str(app_id), window.replace(tzinfo=None), kind, member)] += count
-
-    def figures(self) -> tuple[dict[Any, Any], dict[Any, int]]:
-        windows = {k: sums for k, sums in self.windows.items() if any(sums.values())}
-        return windows, {k: v for k, v in self.members.items() if v}
+def as_rows(facts: DictFacts) -> tuple[dict[Any, Any], dict[Any, int]]:
+    """The rules' windows and members keyed as `expected_windows` reads them back from SQL
+    (the app as text, the window without its zone)."""
+    windows, members = facts.counted()
+    return ({(str(a), w.replace(tzinfo=None)): asdict(c) for (a, w), c in windows.items()},
+            {(str(a), w.replace(tzinfo=None), k, m): n for (a, w, k, m), n in members.items()})
 
 
 async def test_sql_over_the_event_store_agrees_with_the_rules_window_by_window(
@@ -127,7 +80,7 @@ async def test_sql_over_the_event_store_agrees_with_the_rules_window_by_window(
     engine = build_engine(settings)
     try:
         async with engine.connect() as conn:
-            assert await expected_windows(conn) == facts.figures()
+            assert await expected_windows(conn) == as_rows(facts)
             windows, _ = await expected_windows(conn)
             ann = windows[(str(chat), datetime(2026, 3, 7, 18, 20))]
             assert (ann["messages"], ann["likes"], ann["sessions"], ann["session_messages"],
