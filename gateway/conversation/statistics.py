@@ -6,63 +6,19 @@ one)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
-from typing import Annotated, Any
-from uuid import UUID
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
-from sqlalchemy.ext.asyncio import AsyncEngine
+from fastapi import APIRouter, Request
 
 from gateway.auth import AppReader, ConsoleUser
-from gateway.deps import get_container, parse_id
-from gateway.platform.console import console_app
-from projections.platform import queries as platform_queries
+from gateway.statistics import RangeEdge, Statistics, average, listed, statistics_of
 from projections.statistics import queries
 from projections.statistics.rules import CONVERSATION, END_USER, PRICE_UNIT, Counters
-from projections.statistics.tables import STATISTICS
-from schemas.errors import AppNotFound
 
 router = APIRouter(prefix="/console/api/apps/{app_id}/statistics")
 
-# Dify's `start`/`end`: `YYYY-MM-DD HH:MM` in the account's timezone, empty meaning none
-RangeEdge = Annotated[str | None, Query()]
 CHAT_MODES = ("chat", "agent-chat", "advanced-chat")
-HUNDREDTHS = Decimal("0.01")
-
-
-@dataclass(frozen=True)
-class Statistics:
-    """What a statistics route reads: the app, the statistics read model, the range."""
-
-    app_id: UUID
-    engine: AsyncEngine
-    span: queries.TimeRange
-
-
-async def statistics_of(request: Request, user: ConsoleUser, app_id: str, start: str | None,
-                        end: str | None, modes: tuple[str, ...] = ()) -> Statistics:
-    """The workspace's app in the path (of one of `modes`, when given: Dify's get_app_model)
-    and the range in the account's timezone (Dify's parse_time_range: a 400 when bad)."""
-    app = await console_app(request, user, parse_id(app_id, AppNotFound))
-    if modes and app["mode"] not in modes:
-        listed = ", ".join(f"'{m}'" for m in modes)
-        raise AppNotFound(f"App mode is not in the supported list: {{{listed}}}")
-    c = get_container(request)
-    timezone = await platform_queries.account_timezone(c.engine, user.account_id) or "UTC"
-    span = queries.parse_time_range(start, end, timezone)
-    return Statistics(app["id"], c.read_models.engine_for(c.read_models.active(STATISTICS)),
-                      span)
-
-
-def listed(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"data": rows}
-
-
-def average(total: int, count: int) -> float:
-    """Dify's `float(AVG(…).quantize(Decimal("0.01")))` (half to even) of integer counts."""
-    return float((Decimal(total) / Decimal(count)).quantize(HUNDREDTHS))
 
 
 async def _message_days(s: Statistics) -> dict[date, Counters]:

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from gateway.auth import AppReader, ConsoleUser
-from gateway.conversation.statistics import RangeEdge, Statistics, average, listed, statistics_of
+from gateway.statistics import RangeEdge, Statistics, average, listed, statistics_of
 from projections.statistics import queries
 from projections.statistics.rules import RUN_CREATOR, Counters
 
