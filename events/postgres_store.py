@@ -142,6 +142,14 @@ EVENTS_APPENDED = Counter("eddy_events_appended_total", "Events appended to the 
                           ["type"])
 
 
+# An append holds the table's EXCLUSIVE lock (gapless positions) for a few statements. A
+# process paused inside it (SIGSTOP, a VM frozen) would stall every writer for as long as it
+# is paused: Postgres ends such a session after this long idle, releasing the lock; the
+# paused process's append then fails and is retried on a new connection (nothing was
+# committed). Nothing else runs in these transactions, so no healthy one idles this long.
+APPEND_IDLE_TIMEOUT_SECONDS = 5.0
+
+
 class PostgresEventStore:
     """Synchronous (psycopg) access; async callers use it through a thread."""
 
@@ -151,6 +159,7 @@ class PostgresEventStore:
         self.datastore = PostgresDatastore(
             dbname=dbname, host=host, port=port, user=user, password=password,
             pool_size=pool_size, max_overflow=4, pre_ping=True,
+            idle_in_transaction_session_timeout=APPEND_IDLE_TIMEOUT_SECONDS,
         )
         self.recorder = _OutcomeRecorder(self.datastore, events_table_name=EVENTS_TABLE)
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from uuid import uuid4
 
 import pytest
 
 from adapters.embedded.postgres import EmbeddedPostgres
 from events.postgres_store import PostgresEventStore
-from tests.contracts.event_store import EventStoreContract
+from tests.contracts.event_store import EventStoreContract, history
 from tests.harness import event_store, migrated
 
 
@@ -20,3 +25,50 @@ class TestPostgresEventStore(EventStoreContract):
         migrated(postgres, database)
         with event_store(postgres, database, pool_size=2) as store:
             yield store
+
+
+# A process that pauses holding the append lock: its own store's connection, the lock taken
+# as an append takes it, then SIGSTOP to itself (a paused worker, a frozen VM).
+PAUSED_IN_APPEND = """
+import os, signal, sys
+from events.postgres_store import EVENTS_TABLE, PostgresEventStore
+from bootstrap import ASSEMBLY
+host, port, user, dbname = sys.argv[1:]
+store = PostgresEventStore(ASSEMBLY.event_types, host=host, port=int(port), user=user,
+                           password="", dbname=dbname, pool_size=1)
+try:
+    with store.datastore.transaction(commit=True) as curs:
+        curs.execute(f"LOCK TABLE {EVENTS_TABLE} IN EXCLUSIVE MODE")
+        print("locked", flush=True)
+        os.kill(os.getpid(), signal.SIGSTOP)
+        curs.execute("SELECT 1")
+except Exception as exc:
+    print("ended:", type(exc).__name__, flush=True)
+    sys.exit(3)
+"""
+
+
+def test_a_process_paused_inside_an_append_does_not_stall_other_writers(
+        postgres: EmbeddedPostgres, fresh_database: Callable[..., str]) -> None:
+    """The append lock of a paused process is released when Postgres ends its idle
+    transaction; other processes' appends go on, and the paused one's fails when it
+    resumes, having stored nothing."""
+    database = fresh_database("evpause")
+    migrated(postgres, database)
+    paused = subprocess.Popen([sys.executable, "-c", PAUSED_IN_APPEND, postgres.host,
+                               str(postgres.port), postgres.user, database], stdout=subprocess.PIPE, text=True)
+    try:
+        assert paused.stdout is not None and paused.stdout.readline().strip() == "locked"
+        with event_store(postgres, database, pool_size=1) as store, \
+                ThreadPoolExecutor(1) as pool:
+            aggregate = uuid4()
+            # Blocked behind the paused lock holder until Postgres ends its session.
+            position = pool.submit(store.append, history(aggregate, [1])).result(timeout=120)
+            paused.send_signal(signal.SIGCONT)
+            assert paused.wait(timeout=60) == 3
+            assert [e.aggregate_id for e in store.read_from(0, 10)] == [aggregate]
+            assert position == store.max_position()
+    finally:
+        paused.send_signal(signal.SIGCONT)
+        paused.kill()
+        paused.wait()
