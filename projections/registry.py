@@ -10,6 +10,8 @@ A projector may also have a run form (`projectors(..., runs=[project_segments_cr
 `(conn, events: Sequence[Envelope[X]])`): consecutive events of its type are applied by one
 call, with one statement of each kind for all of them instead of one per event. The single
 projector is then that run form applied to one event, so there is one copy of the logic.
+A run form may take several types (`Sequence[Envelope[X | Y]]`): consecutive events of any
+of them, in their order, make one run (a document's plain status changes: one UPDATE each).
 
 A projector may also gather work over a batch (`batch_state`) for a step run once at the end
 of each `Projection.apply` (`projectors` parts' `after_apply`), in the batch's transaction:
@@ -87,26 +89,37 @@ def projectors(*handlers: Projector, ignore: Iterable[type[EventPayload]] = (),
         raise ValueError(f"projected and ignored: {sorted(e.event_type for e in ignored)}")
     run_registry: dict[type[EventPayload], RunProjector] = {}
     for run in runs:
-        event = _event_class(run, of_runs=True)
-        if event not in registry or event in run_registry:
-            raise ValueError(f"{run.__name__}: a run form needs one single projector of "
-                             f"{event.event_type} (the run form applied to one event)")
-        run_registry[event] = run
+        for event in _event_classes(run):
+            if event not in registry or event in run_registry:
+                raise ValueError(f"{run.__name__}: a run form needs one single projector of "
+                                 f"{event.event_type} (the run form applied to one event)")
+            run_registry[event] = run
     return Projectors(registry, ignored, tuple(after_bulk_load), run_registry)
 
 
-def _event_class(handler: Callable[..., Any], of_runs: bool = False) -> type[EventPayload]:
-    """X from the projector's `(conn, e: Envelope[X])` signature, or a run form's
-    `(conn, events: Sequence[Envelope[X]])`."""
+def _event_class(handler: Callable[..., Any]) -> type[EventPayload]:
+    """X from the projector's `(conn, e: Envelope[X])` signature."""
     second = list(inspect.signature(handler).parameters)[1]
-    hint = get_type_hints(handler)[second]
-    if of_runs:
-        hint = get_args(hint)[0] if get_origin(hint) is Sequence else None
-    args = get_args(hint)
-    if len(args) != 1 or not issubclass(args[0], EventPayload):
-        shape = "Sequence[Envelope[<payload>]]" if of_runs else "Envelope[<payload>]"
-        raise TypeError(f"{handler.__name__}: its event parameter must be {shape}")
+    args = get_args(get_type_hints(handler)[second])
+    if len(args) != 1 or not _is_payload(args[0]):
+        raise TypeError(f"{handler.__name__}: its event parameter must be Envelope[<payload>]")
     return args[0]  # type: ignore[no-any-return]
+
+
+def _event_classes(run: Callable[..., Any]) -> tuple[type[EventPayload], ...]:
+    """X (or X, Y, ...) from a run form's `(conn, events: Sequence[Envelope[X | Y]])`."""
+    second = list(inspect.signature(run).parameters)[1]
+    hint = get_type_hints(run)[second]
+    args = get_args(get_args(hint)[0]) if get_origin(hint) is Sequence else ()
+    events = (get_args(args[0]) or args) if len(args) == 1 else ()
+    if not events or not all(_is_payload(e) for e in events):
+        raise TypeError(f"{run.__name__}: its event parameter must be "
+                        "Sequence[Envelope[<payload> | ...]]")
+    return events
+
+
+def _is_payload(hint: Any) -> bool:
+    return isinstance(hint, type) and issubclass(hint, EventPayload)
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,12 @@ class Projection:
         return cls(name, metadata, tuple(topics), tuple(sorted(aggregate_types)), handlers,
                    frozenset(ignored), tuple(after), runs, tuple(after_apply))
 
+    def _run_of(self, event: Envelope[Any]) -> object:
+        """What groups consecutive events into one run: their type's run form (which may
+        take several types), or else their type."""
+        payload_type = type(event.payload)
+        return self.runs.get(payload_type, payload_type)
+
     def follows(self, event_type: type[EventPayload]) -> bool:
         return event_type in self.handlers or event_type in self.ignored
 
@@ -156,15 +175,15 @@ class Projection:
         events = [without_nul(e) for e in events]
         batch = _BATCH.set({})
         try:
-            for payload_type, same in groupby(events, key=lambda e: type(e.payload)):
+            for _, same in groupby(events, key=self._run_of):
                 run = list(same)
-                run_projector = self.runs.get(payload_type)
+                run_projector = self.runs.get(type(run[0].payload))
                 if run_projector is not None and len(run) > 1:
                     await run_projector(conn, run)
                     continue
-                projector = self.handlers.get(payload_type)
-                if projector is not None:
-                    for event in run:
+                for event in run:
+                    projector = self.handlers.get(type(event.payload))
+                    if projector is not None:
                         await projector(conn, event)
             for step in self.after_apply:
                 await step(conn)

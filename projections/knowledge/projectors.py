@@ -65,6 +65,9 @@ _SPLIT_ATTEMPTS = select(documents.c.id, documents.c.split_attempt).where(
     documents.c.id.in_(bindparam("document_ids", expanding=True)))
 _INSERT_DOCUMENT = insert(documents)
 _INSERT_SEGMENTS = insert(segments)
+# A document's status changes that set plain values (no SQL computed from the row).
+_Progress = (ev.DocumentIndexingRequested | ev.DocumentProcessingStarted | ev.DocumentParsed
+             | ev.DocumentCleaned)
 
 
 async def _document(conn: AsyncConnection, e: Envelope[EventPayload], **values: Any) -> None:
@@ -76,6 +79,36 @@ async def _document(conn: AsyncConnection, e: Envelope[EventPayload], **values: 
         "document_id": e.aggregate_id, "updated_at": e.occurred_at,
         **{k: v for k, v in values.items() if k not in computed}})
     await _recount(conn, changed.scalar())
+
+
+async def project_documents_progressed(conn: AsyncConnection,
+                                run: Sequence[Envelope[_Progress]]) -> None:
+    """Consecutive plain status changes (a document's pipeline stages come one after the
+    other): one UPDATE per document with each column's last value, which is what the
+    changes one by one would leave, since none of them reads the row."""
+    changes: dict[UUID, dict[str, Any]] = {}
+    last: dict[UUID, Envelope[_Progress]] = {}
+    for e in run:
+        changes.setdefault(e.aggregate_id, {}).update(_progress(e))
+        last[e.aggregate_id] = e
+    for document_id, values in changes.items():
+        await _document(conn, last[document_id], **values)
+
+
+def _progress(e: Envelope[_Progress]) -> dict[str, Any]:
+    """The columns a plain status change sets."""
+    p = e.payload
+    if isinstance(p, ev.DocumentIndexingRequested):
+        return {"attempt": p.attempt, "indexing_status": "waiting", "is_paused": False,
+                "error": None, "processing_started_at": None, "parsing_completed_at": None,
+                "cleaning_completed_at": None, "splitting_completed_at": None,
+                "completed_at": None, "paused_at": None, "stopped_at": None,
+                "completed_segments": 0}
+    if isinstance(p, ev.DocumentProcessingStarted):
+        return {"indexing_status": "parsing", "processing_started_at": e.occurred_at}
+    if isinstance(p, ev.DocumentParsed):
+        return {"indexing_status": "cleaning", "parsing_completed_at": e.occurred_at}
+    return {"indexing_status": "splitting", "cleaning_completed_at": e.occurred_at}
 
 
 async def _recount(conn: AsyncConnection, dataset_id: UUID | None) -> None:
@@ -174,24 +207,20 @@ async def project_document_source_replaced(conn: AsyncConnection,
 
 async def project_indexing_requested(conn: AsyncConnection,
                                      e: Envelope[ev.DocumentIndexingRequested]) -> None:
-    await _document(
-        conn, e, attempt=e.payload.attempt, indexing_status="waiting", is_paused=False,
-        error=None, processing_started_at=None, parsing_completed_at=None,
-        cleaning_completed_at=None, splitting_completed_at=None, completed_at=None,
-        paused_at=None, stopped_at=None, completed_segments=0)
+    await project_documents_progressed(conn, [e])
 
 
 async def project_processing_started(conn: AsyncConnection,
                                      e: Envelope[ev.DocumentProcessingStarted]) -> None:
-    await _document(conn, e, indexing_status="parsing", processing_started_at=e.occurred_at)
+    await project_documents_progressed(conn, [e])
 
 
 async def project_parsed(conn: AsyncConnection, e: Envelope[ev.DocumentParsed]) -> None:
-    await _document(conn, e, indexing_status="cleaning", parsing_completed_at=e.occurred_at)
+    await project_documents_progressed(conn, [e])
 
 
 async def project_cleaned(conn: AsyncConnection, e: Envelope[ev.DocumentCleaned]) -> None:
-    await _document(conn, e, indexing_status="splitting", cleaning_completed_at=e.occurred_at)
+    await project_documents_progressed(conn, [e])
 
 
 async def project_split(conn: AsyncConnection, e: Envelope[ev.DocumentSplit]) -> None:
@@ -483,5 +512,5 @@ PROJECTORS = projectors(
     # name claims are write-side uniqueness; the read model shows the dataset's name
     ignore=[ev.DatasetNameClaimed, ev.DatasetNameReleased],
     after_bulk_load=[recount_datasets],
-    runs=[project_segments_created],
+    runs=[project_segments_created, project_documents_progressed],
 )

@@ -24,6 +24,7 @@ from schemas.base import EventPayload
 from schemas.knowledge import events as kev
 from schemas.knowledge.naming import content_hash
 from tests.unit.projectors.harness import (
+    PROJECTION,
     World,
     apply,
     exercises,
@@ -258,6 +259,37 @@ async def test_document_moves_through_the_indexing_stages(world: World) -> None:
     assert {s["status"] for s in await live_segments(world, document_id)} == {"completed"}
     assert await kq.searchable_document_ids(world.engine, dataset_id) == [str(document_id)]
     assert await kq.next_segment_position(world.engine, document_id) == 4
+
+
+async def test_stages_of_documents_in_one_batch_end_as_applied_one_by_one(
+        world: World) -> None:
+    """Consecutive plain stages of two documents, interleaved, applied as one batch (a
+    rebuild's fold, or a processor's batch): each document shows its last stage, a retry
+    requested after an earlier attempt's stages clearing their times."""
+    dataset_id = await new_dataset(world)
+    first = await new_document(world, dataset_id, "a.txt")
+    second = await new_document(world, dataset_id, "b.txt", position=2)
+    batch = [await world.envelope("Document", document, payload) for document, payload in (
+        (first, kev.DocumentProcessingStarted(attempt=1)),
+        (second, kev.DocumentProcessingStarted(attempt=1)),
+        (first, kev.DocumentParsed(attempt=1, text_key="t", characters=80)),
+        (second, kev.DocumentParsed(attempt=1, text_key="t", characters=80)),
+        (first, kev.DocumentCleaned(attempt=1, text_key="c", characters=70)),
+        (first, kev.DocumentIndexingRequested(attempt=2, lane="priority", reason="retry")))]
+    async with world.engine.begin() as conn:
+        await PROJECTION.apply(conn, batch)
+
+    retried, parsed = await world.one(documents, first), await world.one(documents, second)
+    assert {k: retried[k] for k in ("attempt", "indexing_status", "processing_started_at",
+                                    "parsing_completed_at", "cleaning_completed_at",
+                                    "updated_at")} == {
+        "attempt": 2, "indexing_status": "waiting", "processing_started_at": None,
+        "parsing_completed_at": None, "cleaning_completed_at": None,
+        "updated_at": stored(batch[5])}
+    assert {k: parsed[k] for k in ("attempt", "indexing_status", "processing_started_at",
+                                   "parsing_completed_at", "updated_at")} == {
+        "attempt": 1, "indexing_status": "cleaning", "processing_started_at": stored(batch[1]),
+        "parsing_completed_at": stored(batch[3]), "updated_at": stored(batch[3])}
 
 
 @exercises(kev.DocumentIndexingPaused, kev.DocumentIndexingResumed, kev.DocumentIndexingFailed,
