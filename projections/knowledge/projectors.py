@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, bindparam, case, delete, func, insert, select, update
+from sqlalchemy import Update, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -45,6 +45,7 @@ from schemas.knowledge import events as ev
 _UPDATE_DOCUMENT = (update(documents).where(documents.c.id == bindparam("document_id"))
                     .returning(documents.c.dataset_id))
 _DOCUMENT_ID = bindparam("document_id")
+_COMPLETE_DOCUMENT = _UPDATE_DOCUMENT.values(completed_segments=documents.c.total_segments)
 _SEGMENT_IDS = bindparam("segment_ids", expanding=True)
 # (Built once, not per event: a statement object keeps its cache key.)
 _EARLIER_SPLITS = [delete(t).where(t.c.document_id == _DOCUMENT_ID,
@@ -70,14 +71,12 @@ _Progress = (ev.DocumentIndexingRequested | ev.DocumentProcessingStarted | ev.Do
              | ev.DocumentCleaned)
 
 
-async def _document(conn: AsyncConnection, e: Envelope[EventPayload], **values: Any) -> None:
-    """Updates the event's document: plain values as parameters, SQL expressions (computed
-    from the row) in the statement."""
-    computed = {k: v for k, v in values.items() if isinstance(v, ColumnElement)}
-    statement = _UPDATE_DOCUMENT.values(**computed) if computed else _UPDATE_DOCUMENT
+async def _document(conn: AsyncConnection, e: Envelope[EventPayload], *,
+                    statement: Update = _UPDATE_DOCUMENT, **values: Any) -> None:
+    """Updates the event's document with these values (and `statement`'s own, computed
+    from the row)."""
     changed = await conn.execute(statement, {
-        "document_id": e.aggregate_id, "updated_at": e.occurred_at,
-        **{k: v for k, v in values.items() if k not in computed}})
+        "document_id": e.aggregate_id, "updated_at": e.occurred_at, **values})
     await _recount(conn, changed.scalar())
 
 
@@ -117,7 +116,7 @@ async def _recount(conn: AsyncConnection, dataset_id: UUID | None) -> None:
     different partitions are applied in. On Postgres the row is locked first, so the count,
     a statement of its own (READ COMMITTED), sees what a concurrent recount committed. A
     bulk load counts once at its end (`recount_datasets`)."""
-    if dataset_id is None or not has(conn, datasets.c.document_count) or in_bulk_load(conn):
+    if dataset_id is None or in_bulk_load(conn) or not has(conn, datasets.c.document_count):
         return
     if conn.dialect.name == "postgresql":
         await conn.execute(select(datasets.c.id).where(datasets.c.id == dataset_id)
@@ -285,8 +284,8 @@ async def project_indexing_completed(conn: AsyncConnection,
                                      e: Envelope[ev.DocumentIndexingCompleted]) -> None:
     # Every live segment, hand edits applied before this included: the payload's number
     # is the split's (the same when no edit came first).
-    await _document(conn, e, indexing_status="completed", completed_at=e.occurred_at,
-                    completed_segments=documents.c.total_segments)
+    await _document(conn, e, statement=_COMPLETE_DOCUMENT, indexing_status="completed",
+                    completed_at=e.occurred_at)
 
 
 async def project_indexing_failed(conn: AsyncConnection,

@@ -65,7 +65,9 @@ async def bury(conn: AsyncConnection, deleted_id: UUID, kind: str, at: datetime)
 
 
 # The ids as a bound parameter: compiled once, not coerced and cache-keyed on every call.
+# One id (most calls) without an expanding list, whose SQL is rewritten per execution.
 _BURIED = select(tombstones.c.id).where(tombstones.c.id.in_(bindparam("ids", expanding=True)))
+_BURIED_ONE = select(tombstones.c.id).where(tombstones.c.id == bindparam("id"))
 
 
 async def buried(conn: AsyncConnection, ids: Iterable[UUID]) -> set[UUID]:
@@ -73,7 +75,10 @@ async def buried(conn: AsyncConnection, ids: Iterable[UUID]) -> set[UUID]:
     wanted = list(set(ids))
     if not wanted:
         return set()
-    found = await conn.execute(_BURIED, {"ids": wanted})
+    if len(wanted) == 1:
+        found = await conn.execute(_BURIED_ONE, {"id": wanted[0]})
+    else:
+        found = await conn.execute(_BURIED, {"ids": wanted})
     return set(found.scalars())
 
 
