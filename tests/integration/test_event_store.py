@@ -56,7 +56,8 @@ def test_a_process_paused_inside_an_append_does_not_stall_other_writers(
     database = fresh_database("evpause")
     migrated(postgres, database)
     paused = subprocess.Popen([sys.executable, "-c", PAUSED_IN_APPEND, postgres.host,
-                               str(postgres.port), postgres.user, database], stdout=subprocess.PIPE, text=True)
+                               str(postgres.port), postgres.user, database],
+                              stdout=subprocess.PIPE, text=True)
     try:
         assert paused.stdout is not None and paused.stdout.readline().strip() == "locked"
         with event_store(postgres, database, pool_size=1) as store, \
