@@ -9,6 +9,7 @@ once however often it is delivered.
 
 from __future__ import annotations
 
+import select
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -19,7 +20,11 @@ import orjson
 import psycopg
 from eventsourcing.persistence import IntegrityError as RecordConflict
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.postgres import (
+    ConnectionPool,
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+)
 from eventsourcing.utils import retry
 from prometheus_client import Counter
 
@@ -179,6 +184,18 @@ EVENTS_APPENDED = Counter("eddy_events_appended_total", "Events appended to the 
 APPEND_IDLE_TIMEOUT_SECONDS = 5.0
 
 
+def _check_if_readable(conn: psycopg.Connection[Any]) -> None:
+    """A round trip (the pre-ping) only when the connection's socket has something to read:
+    an idle healthy connection has nothing to say, while one the server closed (Postgres
+    restarted) reads as its end, fails the ping and is replaced by the pool."""
+    if not conn.closed:
+        socket = select.poll()
+        socket.register(conn.fileno(), select.POLLIN)
+        if not socket.poll(0):
+            return
+    ConnectionPool.check_connection(conn)
+
+
 class PostgresEventStore:
     """Synchronous (psycopg) access; async callers use it through a thread."""
 
@@ -190,6 +207,9 @@ class PostgresEventStore:
             pool_size=pool_size, max_overflow=4, pre_ping=True,
             idle_in_transaction_session_timeout=APPEND_IDLE_TIMEOUT_SECONDS,
         )
+        # The pool's check before lending a connection (pre_ping's), made cheap; psycopg_pool
+        # takes it only as a constructor argument, which eventsourcing sets.
+        self.datastore.pool._check = _check_if_readable
         self.recorder = PostgresApplicationRecorder(self.datastore,
                                                     events_table_name=EVENTS_TABLE)
 
