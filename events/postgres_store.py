@@ -290,9 +290,10 @@ class PostgresEventStore:
                 _insert_outcome(curs, outcome, position=None)
 
     def outcome(self, command_id: UUID) -> CommandOutcome | None:
-        with self.datastore.transaction() as curs:
-            curs.execute("SELECT * FROM command_outcomes WHERE command_id = %s", (command_id,))
-            row = curs.fetchone()
+        # One statement on the pool's autocommit connection: no BEGIN and ROLLBACK around it.
+        with self.datastore.get_connection() as conn:
+            row = conn.execute("SELECT * FROM command_outcomes WHERE command_id = %s",
+                               (command_id,), prepare=True).fetchone()
         return outcome_from_row(row) if row else None
 
     def read_from(self, after_position: int, limit: int) -> list[Envelope[EventPayload]]:
