@@ -134,12 +134,19 @@ class Notifications:
         finally:
             self._waiters[channel].pop(heard.woken, None)
 
-    async def wait(self, channel: str, timeout: float) -> None:
-        """Sleep until a notification on `channel` or the timeout."""
+    @contextlib.contextmanager
+    def alarm(self, channel: str) -> Iterator[asyncio.Event]:
+        """An event set by every notification on `channel` until the block ends. A loop
+        that clears it before re-checking misses none: a notification that comes while it
+        checks (before it waits) has set it already."""
         woken = asyncio.Event()
         self._waiters[channel][woken] = lambda _: True
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), timeout)
+            yield woken
         finally:
             self._waiters[channel].pop(woken, None)
+
+    async def wait(self, channel: str, timeout: float) -> None:
+        """Sleep until a notification on `channel` or the timeout."""
+        with self.alarm(channel) as woken, contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(woken.wait(), timeout)

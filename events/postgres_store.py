@@ -1,4 +1,4 @@
-"""The event store: eventsourcing's Postgres recorder, holding Eddy's envelopes.
+"""The event store: eventsourcing's Postgres table and recorder, holding Eddy's envelopes.
 
 Aggregate events are rows of eventsourcing's `stored_events` table (optimistic concurrency on
 (aggregate id, version); a commit-ordered `notification_id` that is the global position:
@@ -9,6 +9,7 @@ once however often it is delivered.
 
 from __future__ import annotations
 
+import select
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -18,14 +19,19 @@ from uuid import UUID
 import orjson
 import psycopg
 from eventsourcing.persistence import IntegrityError as RecordConflict
-from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.postgres import (
+    ConnectionPool,
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+)
+from eventsourcing.utils import retry
 from prometheus_client import Counter
-from psycopg.rows import DictRow
 
 from events.envelope import Envelope
 from events.registry import EventTypes
 from events.store import (
+    NOTICE_LIMIT,
     OUTCOME_CHANNEL,
     CommandAlreadyRecorded,
     CommandOutcome,
@@ -40,26 +46,6 @@ EVENTS_TABLE = "stored_events"
 EVENTS_CHANNEL = EVENTS_TABLE  # eventsourcing NOTIFYs the table's name on every insert
 
 
-class _OutcomeRecorder(PostgresApplicationRecorder):
-    """Writes the command outcome inside the events' transaction (as eventsourcing's
-    process recorder does with tracking records)."""
-
-    def _fetch_ids_after_insert_events(
-        self, curs: psycopg.Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        # (outcome, how many of the events are its own), in the events' order
-        outcomes: Sequence[tuple[CommandOutcome, int]] = kwargs.get("outcomes", ())
-        if outcomes and ids:
-            # Ids come from one sequence under the table lock: ascending in insert order.
-            ordered, start = sorted(ids), 0
-            for outcome, count in outcomes:
-                own = ordered[start:start + count]
-                start += count
-                _insert_outcome(curs, outcome, position=max(own) if own else None)
-        return ids
-
-
 def _insert_outcome(
     curs: psycopg.Cursor[Any], outcome: CommandOutcome, position: int | None
 ) -> None:
@@ -69,10 +55,14 @@ def _insert_outcome(
         " position, result, error, aggregates, tenant_id)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (outcome.command_id, outcome.status, outcome.aggregate_id, outcome.aggregate_version,
-         position, *(orjson.dumps(row[k]).decode() if row[k] is not None else None
-                     for k in ("result", "error", "aggregates")), outcome.tenant_id),
+         position, *_json_columns(row), outcome.tenant_id),
     )
     curs.execute("SELECT pg_notify(%s, %s)", (OUTCOME_CHANNEL, outcome_notice(row)))
+
+
+def _json_columns(row: dict[str, Any]) -> tuple[str | None, ...]:
+    return tuple(orjson.dumps(row[k]).decode() if row[k] is not None else None
+                 for k in ("result", "error", "aggregates"))
 
 
 def encode_stored(envelope: Envelope[EventPayload]) -> StoredEvent:
@@ -130,6 +120,49 @@ def message_value(aggregate_type: str, event_type: str, aggregate_id: str, versi
     return b"%b,%b" % (head[:-1], state[1:])
 
 
+# An append is one statement after the table lock (sent together, one round trip; the lock
+# is held only while Postgres runs them): the events in the given order, each command's
+# outcome at its own events' last position (none without events), and the notifications
+# (the log's wake-up, each outcome as `outcome_notice` words it, from its stored row). The
+# first unique violation (a taken version, a recorded outcome) stores nothing.
+LOCK_EVENTS = f"LOCK TABLE {EVENTS_TABLE} IN EXCLUSIVE MODE"
+APPEND = f"""
+WITH new AS (
+  SELECT * FROM unnest(%(ids)s::uuid[], %(versions)s::bigint[], %(topics)s::text[],
+                       %(states)s::bytea[], %(owners)s::int[])
+    WITH ORDINALITY AS n(originator_id, originator_version, topic, state, owner, ord)),
+stored AS (
+  INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state)
+  SELECT originator_id, originator_version, topic, state FROM new ORDER BY ord
+  RETURNING originator_id, originator_version, notification_id),
+owned AS (
+  SELECT new.owner, max(stored.notification_id) AS position
+  FROM stored JOIN new USING (originator_id, originator_version) GROUP BY new.owner),
+outcomes AS (
+  INSERT INTO command_outcomes (command_id, status, aggregate_id, aggregate_version,
+                                position, result, error, aggregates, tenant_id)
+  SELECT o.command_id, o.status, o.aggregate_id, o.aggregate_version, owned.position,
+         o.result, o.error, coalesce(o.aggregates, '{{}}'), o.tenant_id
+  FROM unnest(%(command_ids)s::uuid[], %(statuses)s::text[], %(aggregate_ids)s::uuid[],
+              %(aggregate_versions)s::bigint[], %(results)s::jsonb[], %(errors)s::jsonb[],
+              %(aggregates)s::jsonb[], %(tenants)s::uuid[])
+    WITH ORDINALITY AS o(command_id, status, aggregate_id, aggregate_version, result, error,
+                         aggregates, tenant_id, ord)
+  LEFT JOIN owned ON owned.owner = o.ord
+  RETURNING command_id, status, aggregate_id, aggregate_version, position, result, error,
+            aggregates, tenant_id),
+noticed AS (
+  SELECT pg_notify(%(outcome_channel)s, CASE WHEN octet_length(notice) < %(notice_limit)s
+                                        THEN notice ELSE r.command_id::text END)
+  FROM outcomes AS r, LATERAL (SELECT r.command_id::text || ' ' || to_jsonb(r)::text) AS t(notice))
+SELECT (SELECT max(notification_id) FROM stored) AS last,
+       (SELECT array_agg(owner ORDER BY owner) FROM owned) AS owners,
+       (SELECT array_agg(position ORDER BY owner) FROM owned) AS positions,
+       (SELECT count(*) FROM noticed) AS notices,
+       pg_notify('{EVENTS_CHANNEL}', '') AS woken
+"""
+
+
 # The relay's read of the log: rows as stored, ids as text (what message keys are).
 SELECT_STORED_AFTER = (
     "SELECT notification_id, originator_id::text AS aggregate_id, originator_version, topic,"
@@ -142,12 +175,25 @@ EVENTS_APPENDED = Counter("eddy_events_appended_total", "Events appended to the 
                           ["type"])
 
 
-# An append holds the table's EXCLUSIVE lock (gapless positions) for a few statements. A
-# process paused inside it (SIGSTOP, a VM frozen) would stall every writer for as long as it
-# is paused: Postgres ends such a session after this long idle, releasing the lock; the
-# paused process's append then fails and is retried on a new connection (nothing was
-# committed). Nothing else runs in these transactions, so no healthy one idles this long.
+# An append holds the table's EXCLUSIVE lock (gapless positions) while Postgres runs its
+# statements, sent at once (a large one may still be half sent). A process paused inside it
+# (SIGSTOP, a VM frozen) would stall every writer for as long as it is paused: Postgres ends
+# such a session after this long idle, releasing the lock; the paused process's append then
+# fails and is retried on a new connection (nothing was committed). Nothing else runs in
+# these transactions, so no healthy one idles this long.
 APPEND_IDLE_TIMEOUT_SECONDS = 5.0
+
+
+def _check_if_readable(conn: psycopg.Connection[Any]) -> None:
+    """A round trip (the pre-ping) only when the connection's socket has something to read:
+    an idle healthy connection has nothing to say, while one the server closed (Postgres
+    restarted) reads as its end, fails the ping and is replaced by the pool."""
+    if not conn.closed:
+        socket = select.poll()
+        socket.register(conn.fileno(), select.POLLIN)
+        if not socket.poll(0):
+            return
+    ConnectionPool.check_connection(conn)
 
 
 class PostgresEventStore:
@@ -161,7 +207,11 @@ class PostgresEventStore:
             pool_size=pool_size, max_overflow=4, pre_ping=True,
             idle_in_transaction_session_timeout=APPEND_IDLE_TIMEOUT_SECONDS,
         )
-        self.recorder = _OutcomeRecorder(self.datastore, events_table_name=EVENTS_TABLE)
+        # The pool's check before lending a connection (pre_ping's), made cheap; psycopg_pool
+        # takes it only as a constructor argument, which eventsourcing sets.
+        self.datastore.pool._check = _check_if_readable
+        self.recorder = PostgresApplicationRecorder(self.datastore,
+                                                    events_table_name=EVENTS_TABLE)
 
     def close(self) -> None:
         self.datastore.close()
@@ -191,28 +241,45 @@ class PostgresEventStore:
             return [None] * len(entries)
         return self._insert(events, [(outcome, len(own)) for own, outcome in entries])
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def _insert(self, events: list[Envelope[EventPayload]],
                 outcomes: list[tuple[CommandOutcome, int]]) -> list[int | None]:
         """Insert events and outcomes in one transaction; each outcome's position, or the
-        last event's position alone when there are no outcomes."""
+        last event's position alone when there are no outcomes. Retried on a lost
+        connection (Postgres restarted): nothing was stored, or the retry finds it stored."""
+        owners = [i for i, (_, count) in enumerate(outcomes, 1) for _ in range(count)]
+        columns = [_json_columns(outcome_row(o)) for o, _ in outcomes]
+        params = {
+            "ids": [e.aggregate_id for e in events],
+            "versions": [e.aggregate_version for e in events],
+            "topics": [f"{e.aggregate_type}:{e.type}" for e in events],
+            "states": [encode_stored(e).state for e in events],
+            "owners": owners or [None] * len(events),
+            "command_ids": [o.command_id for o, _ in outcomes],
+            "statuses": [o.status for o, _ in outcomes],
+            "aggregate_ids": [o.aggregate_id for o, _ in outcomes],
+            "aggregate_versions": [o.aggregate_version for o, _ in outcomes],
+            "results": [c[0] for c in columns], "errors": [c[1] for c in columns],
+            "aggregates": [c[2] for c in columns],
+            "tenants": [o.tenant_id for o, _ in outcomes],
+            "outcome_channel": OUTCOME_CHANNEL, "notice_limit": NOTICE_LIMIT,
+        }
         try:
-            ids = self.recorder.insert_events([encode_stored(e) for e in events],
-                                              outcomes=outcomes)
+            with self.datastore.get_connection() as conn, conn.cursor() as curs:
+                # Sent at once: no round trip while the lock is held.
+                with conn.pipeline(), conn.transaction():
+                    conn.execute(LOCK_EVENTS, prepare=True)
+                    curs.execute(APPEND, params, prepare=True)
+                row = curs.fetchone()
         except RecordConflict as exc:
             if any(self.outcome(o.command_id) is not None for o, _ in outcomes):
                 raise CommandAlreadyRecorded from exc
             raise ConcurrencyConflict(str(exc)) from exc
-        except psycopg.errors.UniqueViolation as exc:
-            raise CommandAlreadyRecorded from exc
-        assert ids
+        assert row is not None and row["last"] is not None
         for event in events:
             EVENTS_APPENDED.labels(event.type).inc()
-        ordered, start, positions = sorted(ids), 0, []
-        for _, count in outcomes:
-            own = ordered[start:start + count]
-            start += count
-            positions.append(max(own) if own else None)
-        return positions or [ordered[-1]]
+        positions = dict(zip(row["owners"] or (), row["positions"] or (), strict=True))
+        return [positions.get(i) for i in range(1, len(outcomes) + 1)] or [row["last"]]
 
     def record_without_events(self, outcome: CommandOutcome) -> None:
         with self.datastore.transaction(commit=True) as curs:
@@ -223,9 +290,10 @@ class PostgresEventStore:
                 _insert_outcome(curs, outcome, position=None)
 
     def outcome(self, command_id: UUID) -> CommandOutcome | None:
-        with self.datastore.transaction() as curs:
-            curs.execute("SELECT * FROM command_outcomes WHERE command_id = %s", (command_id,))
-            row = curs.fetchone()
+        # One statement on the pool's autocommit connection: no BEGIN and ROLLBACK around it.
+        with self.datastore.get_connection() as conn:
+            row = conn.execute("SELECT * FROM command_outcomes WHERE command_id = %s",
+                               (command_id,), prepare=True).fetchone()
         return outcome_from_row(row) if row else None
 
     def read_from(self, after_position: int, limit: int) -> list[Envelope[EventPayload]]:

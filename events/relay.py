@@ -14,6 +14,7 @@ message gets its number again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from functools import partial
 
@@ -67,11 +68,15 @@ class Relay:
                 " ON CONFLICT DO NOTHING", self.name)
             position = await conn.fetchval(
                 "SELECT position FROM relay_positions WHERE name = $1", self.name)
-            while not stop.is_set():
-                published = await self.publish_batch(conn, position)
-                if published == position:
-                    await notifications.wait(EVENTS_CHANNEL, timeout=0.5)
-                position = published
+            # Armed while a batch is read: an append committed meanwhile wakes the next wait.
+            with notifications.alarm(EVENTS_CHANNEL) as appended:
+                while not stop.is_set():
+                    appended.clear()
+                    published = await self.publish_batch(conn, position)
+                    if published == position:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(appended.wait(), 0.5)
+                    position = published
         finally:
             await notifications.stop()
             await conn.close()

@@ -99,14 +99,14 @@ def outcome_row(outcome: CommandOutcome) -> dict[str, Any]:
 
 
 # Postgres refuses NOTIFY payloads from 8000 bytes; larger outcomes are read from the table.
-_NOTICE_LIMIT = 7900
+NOTICE_LIMIT = 7900
 
 
 def outcome_notice(row: dict[str, Any]) -> str:
     """`<command id>` plus, when small enough, the outcome itself: the waiting gateway then
     needs no query to learn it."""
     notice = f"{row['command_id']} {orjson.dumps(row).decode()}"
-    return notice if len(notice.encode()) < _NOTICE_LIMIT else row["command_id"]
+    return notice if len(notice.encode()) < NOTICE_LIMIT else row["command_id"]
 
 
 def outcome_from_notice(payload: str) -> CommandOutcome | None:
