@@ -30,7 +30,7 @@ from uuid import UUID
 
 import orjson
 
-from adapters.secrets import SecretUnreadable
+from adapters.secrets import Keyring, SecretUnreadable
 from adapters.transient import is_transient
 from commands.aggregate import Context
 from commands.unit_of_work import UnitOfWork
@@ -56,10 +56,12 @@ from workers.ownership import LostOwnership, current_fence, still_owner
 from workers.workflow.body_journal import EventBodyJournal
 from workers.workflow.chatflow import finish_chat_message
 from workers.workflow.history import (
+    Environment,
     Secrets,
     active_since,
     conversation_defaults,
     facts_of,
+    holds_secrets,
     open_environment,
 )
 from workers.workflow.nodes.base import (
@@ -218,15 +220,11 @@ class RunExecution:
             return False
         p = self.begun
         self.version = await self.e.versions.get(p.workflow_id)
-        keyring = await workspace_keyring(self.s.read_models.engine,
-                                          self.s.settings.SECRET_KEY, self.tenant_id)
         try:
-            self.environment = open_environment(self.version.spec.environment_variables,
-                                                keyring, self.tenant_id)
+            self.environment = await self._open_environment()
         except SecretUnreadable:
             self.version = await self.e.versions.get(p.workflow_id, fresh=True)
-            self.environment = open_environment(self.version.spec.environment_variables,
-                                                keyring, self.tenant_id)
+            self.environment = await self._open_environment()
         # a webhook or schedule run starts at its trigger node, the graph's other roots
         # (the start node, other triggers) are skipped
         self.graph = self.version.graph if p.root_node_id is None else replace(
@@ -251,6 +249,14 @@ class RunExecution:
         # What an earlier attempt recorded but did not stream (it died in between).
         await self._publish(history)
         return True
+
+    async def _open_environment(self) -> Environment:
+        variables = self.version.spec.environment_variables
+        # a version with no secret to open does not read the workspace's keys (a read per run)
+        keyring = await workspace_keyring(
+            self.s.read_models.engine, self.s.settings.SECRET_KEY, self.tenant_id,
+        ) if holds_secrets(variables) else Keyring(self.s.settings.SECRET_KEY)
+        return open_environment(variables, keyring, self.tenant_id)
 
     async def _load_run(self) -> list[Envelope[EventPayload]] | None:
         """The run's history, aggregate and stream (not its graph: a run whose version
