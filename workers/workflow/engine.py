@@ -13,7 +13,8 @@ store refuses a stale writer).
 
 The run's task stream shows what is recorded (Dify's SSE, `run_stream.py`), plus what
 executors emit (LLM chunks). A stop request (any gateway, key-value store) is looked for
-every STOP_POLL_SECONDS while nodes run: their tasks are cancelled and the run recorded
+every STOP_POLL_SECONDS while nodes run (one read for all the runs a process drives,
+`StopWatch`): their tasks are cancelled and the run recorded
 stopped. WORKFLOW_MAX_EXECUTION_TIME and _STEPS end the run failed with the reason.
 A human-input node pauses the run (no worker is held); its submission resumes it."""
 
@@ -30,7 +31,7 @@ from uuid import UUID
 
 import orjson
 
-from adapters.secrets import SecretUnreadable
+from adapters.secrets import Keyring, SecretUnreadable
 from adapters.transient import is_transient
 from commands.aggregate import Context
 from commands.unit_of_work import UnitOfWork
@@ -56,10 +57,12 @@ from workers.ownership import LostOwnership, current_fence, still_owner
 from workers.workflow.body_journal import EventBodyJournal
 from workers.workflow.chatflow import finish_chat_message
 from workers.workflow.history import (
+    Environment,
     Secrets,
     active_since,
     conversation_defaults,
     facts_of,
+    holds_secrets,
     open_environment,
 )
 from workers.workflow.nodes.base import (
@@ -73,7 +76,7 @@ from workers.workflow.nodes.base import (
     unsupported,
 )
 from workers.workflow.nodes.human_input import result_of_answer
-from workers.workflow.run_stream import RunStream
+from workers.workflow.run_stream import RunStream, StopWatch
 from workers.workflow.services import WorkflowServices
 from workflow_graph.graph import (
     CONTAINER_NODE_TYPES,
@@ -139,9 +142,11 @@ class Engine:
     services: WorkflowServices
     executors: Mapping[str, Executor]
     versions: Versions = field(init=False)
+    stops: StopWatch = field(init=False)
 
     def __post_init__(self) -> None:
         self.versions = Versions(self.services)
+        self.stops = StopWatch(self.services.kv, STOP_POLL_SECONDS)
 
     @property
     def limits(self) -> Limits:
@@ -218,15 +223,11 @@ class RunExecution:
             return False
         p = self.begun
         self.version = await self.e.versions.get(p.workflow_id)
-        keyring = await workspace_keyring(self.s.read_models.engine,
-                                          self.s.settings.SECRET_KEY, self.tenant_id)
         try:
-            self.environment = open_environment(self.version.spec.environment_variables,
-                                                keyring, self.tenant_id)
+            self.environment = await self._open_environment()
         except SecretUnreadable:
             self.version = await self.e.versions.get(p.workflow_id, fresh=True)
-            self.environment = open_environment(self.version.spec.environment_variables,
-                                                keyring, self.tenant_id)
+            self.environment = await self._open_environment()
         # a webhook or schedule run starts at its trigger node, the graph's other roots
         # (the start node, other triggers) are skipped
         self.graph = self.version.graph if p.root_node_id is None else replace(
@@ -251,6 +252,14 @@ class RunExecution:
         # What an earlier attempt recorded but did not stream (it died in between).
         await self._publish(history)
         return True
+
+    async def _open_environment(self) -> Environment:
+        variables = self.version.spec.environment_variables
+        # a version with no secret to open does not read the workspace's keys (a read per run)
+        keyring = await workspace_keyring(
+            self.s.read_models.engine, self.s.settings.SECRET_KEY, self.tenant_id,
+        ) if holds_secrets(variables) else Keyring(self.s.settings.SECRET_KEY)
+        return open_environment(variables, keyring, self.tenant_id)
 
     async def _load_run(self) -> list[Envelope[EventPayload]] | None:
         """The run's history, aggregate and stream (not its graph: a run whose version
@@ -345,6 +354,7 @@ class RunExecution:
         done: list[NodeOutcome] = []
         pause: NodeOutcome | None = None
         deadline = self.began_at + self.e.limits.max_execution_time
+        stop = self.e.stops.watch(self.stream)
         try:
             batch = self._resumed_node()
             while True:
@@ -398,11 +408,11 @@ class RunExecution:
                 if not running:
                     raise RuntimeError(f"run {self.run_id} is running with nothing to run")
                 finished, _ = await asyncio.wait(
-                    running.values(), return_when=asyncio.FIRST_COMPLETED,
+                    [*running.values(), stop], return_when=asyncio.FIRST_COMPLETED,
                     timeout=max(0.0, min(STOP_POLL_SECONDS, deadline - time.time())))
-                done = [t.result() for t in finished]
+                done = [t.result() for t in finished if t is not stop]
                 await self.stream.keep()
-                if await self.stream.stop_requested():
+                if stop.done():
                     await self._cancel(running)
                     await self._stop([await self._result(o) for o in done
                                       if o.pause is None])
@@ -412,6 +422,7 @@ class RunExecution:
                     running.clear()  # their results will never be recorded
                     done = []
         finally:
+            self.e.stops.unwatch(stop)
             await self._cancel(running)
 
     def _inline(self, node: Node) -> bool:

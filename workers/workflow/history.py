@@ -64,6 +64,12 @@ def open_environment(variables: Sequence[Mapping[str, Any]], keyring: Keyring,
     return Environment(values, Secrets(tuple(sorted(secrets, key=len, reverse=True))))
 
 
+def holds_secrets(variables: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether opening the variables unseals anything (a secret with a value): if not, the
+    workspace's keyring need not be read."""
+    return any(v.get("value_type") == SECRET_VALUE_TYPE and v.get("value") for v in variables)
+
+
 def conversation_defaults(variables: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {str(v.get("name", "")): v.get("value") for v in variables}
 

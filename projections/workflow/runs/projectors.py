@@ -4,7 +4,6 @@ run ends. A run's events are one aggregate's, so they arrive in order."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -51,9 +50,23 @@ def _creator(p: ev.WorkflowRunStarted) -> tuple[str, UUID | None]:
         return "account", None
 
 
-def _started_before(created_at: datetime, run_id: UUID) -> Any:
-    return or_(workflow_runs.c.created_at < created_at,
-               and_(workflow_runs.c.created_at == created_at, workflow_runs.c.id < run_id))
+# Statements built once: the projectors bind values only (no statement construction and
+# cache-key generation per event). The columns written are the parameters named after them;
+# the other parameters are named after no column (SQLAlchemy reserves those names).
+_RUN_ID = bindparam("run_id", type_=workflow_runs.c.id.type)
+_APP_ID = bindparam("of_app", type_=workflow_runs.c.app_id.type)
+_STARTED_AT = bindparam("started_at", type_=workflow_runs.c.created_at.type)
+_OF_APP = workflow_runs.c.app_id == _APP_ID
+# the app's runs started before this one (ties broken by id)
+_STARTED_BEFORE = or_(workflow_runs.c.created_at < _STARTED_AT,
+                      and_(workflow_runs.c.created_at == _STARTED_AT,
+                           workflow_runs.c.id < _RUN_ID))
+_MOVE_LATER_UP = update(workflow_runs).where(_OF_APP, not_(_STARTED_BEFORE)).values(
+    sequence_number=workflow_runs.c.sequence_number + 1)
+_INSERT_RUN = insert(workflow_runs).values(
+    id=_RUN_ID, app_id=_APP_ID, created_at=_STARTED_AT,
+    sequence_number=select(func.count() + 1).select_from(workflow_runs)
+    .where(_OF_APP, _STARTED_BEFORE).scalar_subquery())
 
 
 async def project_run_started(conn: AsyncConnection, e: Envelope[ev.WorkflowRunStarted]) -> None:
@@ -63,21 +76,16 @@ async def project_run_started(conn: AsyncConnection, e: Envelope[ev.WorkflowRunS
     takes its place and moves the later ones up; every rebuild numbers them alike."""
     p = e.payload
     await lock(conn, p.app_id, exclusive=True)
-    of_app = workflow_runs.c.app_id == p.app_id
-    await conn.execute(update(workflow_runs).where(
-        of_app, not_(_started_before(e.occurred_at, e.aggregate_id)))
-        .values(sequence_number=workflow_runs.c.sequence_number + 1))
+    at = {"run_id": e.aggregate_id, "of_app": p.app_id, "started_at": e.occurred_at}
+    await conn.execute(_MOVE_LATER_UP, at)
     role, created_by = _creator(p)
-    await conn.execute(insert(workflow_runs).values(
-        id=e.aggregate_id, tenant_id=e.tenant_id, app_id=p.app_id, workflow_id=p.workflow_id,
-        version=p.version, sequence_number=select(func.count() + 1).select_from(
-            workflow_runs).where(of_app, _started_before(e.occurred_at, e.aggregate_id))
-        .scalar_subquery(), mode=p.mode,
-        triggered_from=p.triggered_from, node_id=p.node_id, status=RUNNING, inputs=p.inputs,
-        elapsed_time=0.0, total_tokens=0, total_steps=0, exceptions_count=0,
-        created_by_role=role, created_by=created_by, session_id=p.user,
-        conversation_id=p.conversation_id, message_id=p.message_id,
-        created_at=e.occurred_at))
+    await conn.execute(_INSERT_RUN, {
+        **at, "tenant_id": e.tenant_id, "workflow_id": p.workflow_id, "version": p.version,
+        "mode": p.mode, "triggered_from": p.triggered_from, "node_id": p.node_id,
+        "status": RUNNING, "inputs": p.inputs, "elapsed_time": 0.0, "total_tokens": 0,
+        "total_steps": 0, "exceptions_count": 0, "created_by_role": role,
+        "created_by": created_by, "session_id": p.user, "conversation_id": p.conversation_id,
+        "message_id": p.message_id})
     if p.triggered_from == "schedule":
         await schedule_fired(conn, e)
 
@@ -132,6 +140,13 @@ def _metadata(usage: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in found.items() if v is not None}
 
 
+_EXECUTION_ID = bindparam("execution_id", type_=workflow_node_executions.c.id.type)
+_NODE_FINISHED = update(workflow_node_executions).where(
+    workflow_node_executions.c.id == _EXECUTION_ID)
+_COUNT_EXCEPTION = update(workflow_runs).where(workflow_runs.c.id == _RUN_ID).values(
+    exceptions_count=workflow_runs.c.exceptions_count + 1)
+
+
 async def project_node_succeeded(conn: AsyncConnection,
                                  e: Envelope[ev.WorkflowNodeSucceeded]) -> None:
     """Succeeded, or `exception`: failed and went on by its error strategy (default value,
@@ -139,24 +154,20 @@ async def project_node_succeeded(conn: AsyncConnection,
     p = e.payload
     error = (str(p.outputs.get("error_message", "")) or None) if p.status == "exception" \
         else None
-    await conn.execute(update(workflow_node_executions)
-                       .where(workflow_node_executions.c.id == p.execution_id)
-                       .values(status=p.status, inputs=p.inputs, process_data=p.process_data,
-                               outputs=p.outputs, outputs_ref=p.outputs_ref, error=error,
-                               elapsed_time=p.elapsed_time,
-                               execution_metadata=_metadata(p.usage),
-                               finished_at=e.occurred_at))
+    await conn.execute(_NODE_FINISHED, {
+        "execution_id": p.execution_id, "status": p.status, "inputs": p.inputs,
+        "process_data": p.process_data, "outputs": p.outputs, "outputs_ref": p.outputs_ref,
+        "error": error, "elapsed_time": p.elapsed_time,
+        "execution_metadata": _metadata(p.usage), "finished_at": e.occurred_at})
     if p.status == "exception":
-        await conn.execute(update(workflow_runs).where(workflow_runs.c.id == e.aggregate_id)
-                           .values(exceptions_count=workflow_runs.c.exceptions_count + 1))
+        await conn.execute(_COUNT_EXCEPTION, {"run_id": e.aggregate_id})
 
 
 async def project_node_failed(conn: AsyncConnection, e: Envelope[ev.WorkflowNodeFailed]) -> None:
     p = e.payload
-    await conn.execute(update(workflow_node_executions)
-                       .where(workflow_node_executions.c.id == p.execution_id)
-                       .values(status="failed", inputs=p.inputs, error=p.error,
-                               elapsed_time=p.elapsed_time, finished_at=e.occurred_at))
+    await conn.execute(_NODE_FINISHED, {
+        "execution_id": p.execution_id, "status": "failed", "inputs": p.inputs,
+        "error": p.error, "elapsed_time": p.elapsed_time, "finished_at": e.occurred_at})
 
 
 def retry_execution_id(execution_id: UUID, attempt: int) -> UUID:
@@ -209,31 +220,43 @@ async def project_human_input_timed_out(
     await _resumed(conn, e.aggregate_id, e.payload.node_id)
 
 
-async def _end(conn: AsyncConnection, e: Envelope[Any], status: str, *,
-               leftover: str, **values: Any) -> None:
-    """The run ends: its row, the executions still open (a node in flight when the run was
-    stopped or failed) closed as `leftover`, and the app's log entry."""
+def _ended(status: str) -> Any:
+    """The run's row ended `status` (the elapsed time, tokens, steps and finish time as
+    parameters), returning what its app's log entry copies."""
     runs = workflow_runs
     # Dify's name for a run some nodes failed in and went on
     shown = case((runs.c.exceptions_count > 0, "partial-succeeded"), else_=status) \
         if status == "succeeded" else status
-    run = (await conn.execute(update(runs).where(runs.c.id == e.aggregate_id).values(
-        status=shown, elapsed_time=e.payload.elapsed_time,
-        total_tokens=e.payload.total_tokens, total_steps=e.payload.total_steps,
-        finished_at=e.occurred_at, **values).returning(
+    return update(runs).where(runs.c.id == _RUN_ID).values(status=shown).returning(
         runs.c.tenant_id, runs.c.app_id, runs.c.workflow_id, runs.c.mode,
-        runs.c.triggered_from, runs.c.created_by_role, runs.c.created_by))).mappings().one()
-    await conn.execute(update(workflow_node_executions).where(
-        workflow_node_executions.c.workflow_run_id == e.aggregate_id,
-        workflow_node_executions.c.status.in_([RUNNING, PAUSED])).values(
-        status=leftover, error=values.get("error"), finished_at=e.occurred_at))
+        runs.c.triggered_from, runs.c.created_by_role, runs.c.created_by)
+
+
+_RUN_ENDED = {status: _ended(status) for status in ("succeeded", "failed", "stopped")}
+_CLOSE_OPEN_NODES = update(workflow_node_executions).where(
+    workflow_node_executions.c.workflow_run_id == _RUN_ID,
+    workflow_node_executions.c.status.in_([RUNNING, PAUSED]))
+_INSERT_APP_LOG = insert(workflow_app_logs)
+
+
+async def _end(conn: AsyncConnection, e: Envelope[Any], status: str, *,
+               leftover: str, **values: Any) -> None:
+    """The run ends: its row, the executions still open (a node in flight when the run was
+    stopped or failed) closed as `leftover`, and the app's log entry."""
+    run = (await conn.execute(_RUN_ENDED[status], {
+        "run_id": e.aggregate_id, "elapsed_time": e.payload.elapsed_time,
+        "total_tokens": e.payload.total_tokens, "total_steps": e.payload.total_steps,
+        "finished_at": e.occurred_at, **values})).mappings().one()
+    await conn.execute(_CLOSE_OPEN_NODES, {
+        "run_id": e.aggregate_id, "status": leftover, "error": values.get("error"),
+        "finished_at": e.occurred_at})
     if run["mode"] == "workflow" and run["triggered_from"] != "debugging":
-        await conn.execute(insert(workflow_app_logs).values(
-            id=workflow_app_log_id_for(e.aggregate_id), tenant_id=run["tenant_id"],
-            app_id=run["app_id"], workflow_id=run["workflow_id"],
-            workflow_run_id=e.aggregate_id, created_from="service-api",
-            created_by_role=run["created_by_role"], created_by=run["created_by"],
-            created_at=e.occurred_at))
+        await conn.execute(_INSERT_APP_LOG, {
+            "id": workflow_app_log_id_for(e.aggregate_id), "tenant_id": run["tenant_id"],
+            "app_id": run["app_id"], "workflow_id": run["workflow_id"],
+            "workflow_run_id": e.aggregate_id, "created_from": "service-api",
+            "created_by_role": run["created_by_role"], "created_by": run["created_by"],
+            "created_at": e.occurred_at})
 
 
 async def project_run_succeeded(conn: AsyncConnection,
