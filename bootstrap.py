@@ -231,14 +231,20 @@ def _needs(settings: Settings, server: str) -> None:
                           "up`), and no part that replaces it was given")
 
 
-async def build(settings: Settings, *, listen: bool = False, store: EventStore | None = None,
+ALL_CHANNELS = (OUTCOME_CHANNEL, PROJECTION_CHANNEL, VERSIONS_CHANNEL)
+# A worker waits for no command outcome: it hears what evicts its read caches.
+WORKER_CHANNELS = (PROJECTION_CHANNEL, VERSIONS_CHANNEL)
+
+
+async def build(settings: Settings, *, listen: bool = False,
+                channels: Sequence[str] = ALL_CHANNELS, store: EventStore | None = None,
                 bus: Bus | None = None, vectors: VectorStore | None = None,
                 keywords: VectorStore | None = None, kv: KeyValueStore | None = None,
                 read_db: AsyncEngine | None = None, storage: Storage | None = None,
                 notifications: Notifications | None = None) -> Container:
     """Every dependency, from settings; a part given is used instead (the unit tier gives
-    in-memory ones: `memory_node`). `listen` starts Postgres LISTEN, unless `notifications`
-    are given (a node without Postgres publishes its own)."""
+    in-memory ones: `memory_node`). `listen` starts Postgres LISTEN on `channels`, unless
+    `notifications` are given (a node without Postgres publishes its own)."""
     outside.configure(outside_limits(settings))
     closers: list[Callable[[], Awaitable[None]]] = []
     if store is None:
@@ -292,7 +298,7 @@ async def build(settings: Settings, *, listen: bool = False, store: EventStore |
     )
     if listen and notifications is None:
         container.notifications = Notifications(
-            settings.database_dsn(), [OUTCOME_CHANNEL, PROJECTION_CHANNEL, VERSIONS_CHANNEL])
+            settings.database_dsn(), list(channels))
         await container.notifications.start()
     # Every process follows switches between read-model versions without a restart.
     container.following = asyncio.get_running_loop().create_task(

@@ -82,14 +82,14 @@ async def _serve_api(settings: Settings) -> None:
 
 async def _run_worker(settings: Settings, roles: Sequence[str] | None,
                       member: str | None, concurrency: int = 1) -> None:
-    from bootstrap import build
+    from bootstrap import WORKER_CHANNELS, build
     from workers.node import all_roles, start_roles
 
     if settings.WORKER_METRICS_PORT:
         import prometheus_client
 
         prometheus_client.start_http_server(settings.WORKER_METRICS_PORT)
-    container = await build(settings)
+    container = await build(settings, listen=True, channels=WORKER_CHANNELS)
     roles = all_roles(container.work) if roles is None else roles
     stop = asyncio.Event()
     _install_stop(stop)

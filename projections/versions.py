@@ -40,6 +40,7 @@ from events.listener import Notifications
 from projections.layout import version_engine
 from projections.parking import ParkedEvent, parked_events
 from projections.progress import measure_backlog
+from projections.reads import autocommit
 from projections.registry import Projection
 from projections.tables import PROJECTION_NAME, VERSIONS_CHANNEL, projection_versions
 
@@ -111,8 +112,8 @@ async def list_versions(engine: AsyncEngine | AsyncConnection,
         query = query.where(v.projection == projection)
     if isinstance(engine, AsyncConnection):
         rows = (await engine.execute(query)).mappings().all()
-    else:
-        async with engine.connect() as conn:
+    else:  # read per projection batch: no BEGIN and ROLLBACK around it
+        async with autocommit(engine) as conn:
             rows = (await conn.execute(query)).mappings().all()
     return [_row(r) for r in rows]
 

@@ -17,6 +17,7 @@ from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
 from commands.registry import CommandHandlers
 from config import Settings
+from events.listener import Notifications
 from events.registry import EventTypes
 from events.routing import Routing
 from events.store import EventStore
@@ -66,6 +67,10 @@ class WorkerContainer(Protocol):
     # MAIL_TYPE: where mails go (an SMTP server, or the outbox folder)
     @property
     def mailer(self) -> Mailer: ...
+
+    # LISTEN for notices (None: not listening; nothing may be cached then)
+    @property
+    def notifications(self) -> Notifications | None: ...
 
     @property
     def event_types(self) -> EventTypes: ...

@@ -4,7 +4,7 @@ the conversation itself, so they arrive in order after it started."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -57,27 +57,24 @@ async def project_conversation_started(conn: AsyncConnection,
                                        e: Envelope[ev.ConversationStarted]) -> None:
     p = e.payload
     # An end user's conversations are other aggregates, applied in any order (and
-    # concurrently, from other partitions: the lock makes the first one create the end user
-    # and the others see it): the end user was created with the earliest of them.
-    await lock(conn, p.end_user_id, exclusive=True)
-    known = (await conn.execute(select(end_users.c.created_at)
-                                .where(end_users.c.id == p.end_user_id))).first()
-    if known is None:
-        await conn.execute(insert(end_users).values(
-            id=p.end_user_id, tenant_id=e.tenant_id, app_id=p.app_id, session_id=p.user,
-            type="service-api", created_at=e.occurred_at))
-    elif _aware(known[0]) > e.occurred_at:
-        await conn.execute(update(end_users).where(end_users.c.id == p.end_user_id)
-                           .values(created_at=e.occurred_at))
+    # concurrently, from other partitions: one upsert, atomic, so the first one creates the
+    # end user and the others see it): the end user was created with the earliest of them.
+    upsert = _dialect_insert(conn, end_users).values(
+        id=p.end_user_id, tenant_id=e.tenant_id, app_id=p.app_id, session_id=p.user,
+        type="service-api", created_at=e.occurred_at)
+    await conn.execute(upsert.on_conflict_do_update(
+        index_elements=[end_users.c.id], set_={"created_at": upsert.excluded.created_at},
+        where=upsert.excluded.created_at < end_users.c.created_at))
     await conn.execute(insert(conversations).values(
         id=e.aggregate_id, tenant_id=e.tenant_id, app_id=p.app_id, end_user_id=p.end_user_id,
         mode=p.mode, name=p.name, inputs=p.inputs, status="normal",
         created_at=e.occurred_at, updated_at=e.occurred_at))
 
 
-def _aware(at: datetime) -> datetime:
-    # SQLite hands times back without their zone; they were stored in UTC.
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+def _dialect_insert(conn: AsyncConnection, table: Any) -> Any:
+    """An INSERT that can take ON CONFLICT (the projection runs on Postgres live, on SQLite
+    in a rebuild's fold)."""
+    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
 
 
 async def _touch(conn: AsyncConnection, conversation_id: UUID, at: datetime) -> None:
@@ -188,8 +185,7 @@ async def project_annotation_hit(conn: AsyncConnection, e: Envelope[ev.Annotatio
     await lock(conn, p.annotation_id)
     if await buried(conn, [p.annotation_id]):
         return
-    upsert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(
-        annotation_hits)
+    upsert = _dialect_insert(conn, annotation_hits)
     await conn.execute(upsert.values(annotation_id=p.annotation_id, app_id=p.app_id,
                                      hit_count=1).on_conflict_do_update(
         index_elements=[annotation_hits.c.annotation_id],

@@ -27,6 +27,7 @@ from adapters.llm.openai_protocol import OpenAIProtocolClient
 from adapters.secrets import SecretUnreadable
 from projections.keyring import keyring_of
 from projections.platform.tables import custom_models, default_models, provider_credentials
+from projections.read_cache import NoticedCache, read_through
 from projections.reads import autocommit
 from schemas.errors import ProviderNotInitialized
 from schemas.platform.providers import (
@@ -219,13 +220,20 @@ async def resolve_model(engine: AsyncEngine, secret_key: str, tenant_id: UUID,
 ResolveModel = Callable[[UUID, str | None, str | None], Awaitable[ResolvedModel]]
 
 
-def model_resolver(engine: Callable[[], AsyncEngine], secret_key: str,
-                   model_type: str) -> ResolveModel:
+def model_resolver(engine: Callable[[], AsyncEngine], secret_key: str, model_type: str,
+                   cache: NoticedCache[Any, ResolvedModel] | None = None) -> ResolveModel:
     """`resolve_model` for one model type, as processors call it: (tenant, provider, model),
-    read on the read-model version active at each call."""
+    read on the read-model version active at each call; through `cache` when given (what it
+    reads, models, credentials and defaults, is all the workspace's)."""
     async def resolve(tenant_id: UUID, provider: str | None, model: str | None
                       ) -> ResolvedModel:
-        return await resolve_model(engine(), secret_key, tenant_id, model_type, provider, model)
+        async def load() -> tuple[ResolvedModel, tuple[UUID]]:
+            return (await resolve_model(engine(), secret_key, tenant_id, model_type, provider,
+                                        model), (tenant_id,))
+
+        resolved = await read_through(cache, (tenant_id, provider, model), load)
+        assert resolved is not None  # load never misses: it raises
+        return resolved
     return resolve
 
 

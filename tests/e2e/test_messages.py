@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from tests.chat import (
+    KEY,
     MODEL,
     Chat,
     app_with_key,
@@ -72,6 +73,20 @@ async def test_the_next_message_follows_a_changed_config(chat: Chat) -> None:
                                 "mode": "chat"})
     refused = await chat.send("Hello")
     assert refused.status_code == 400 and refused.json()["code"] == "provider_not_initialize"
+
+
+async def test_the_next_message_goes_where_the_model_was_moved(chat: Chat) -> None:
+    # the worker keeps each workspace's model and credentials between messages: saving the
+    # model again (here: another endpoint) must reach the next message
+    assert (await chat.send("Hello")).status_code == 200
+    with FakeOpenAIServer(api_key=KEY, models={MODEL}) as moved:
+        await connect_provider(chat.node, chat.auth, moved)
+        asked = chat.provider.calls("/chat/completions"), moved.calls("/chat/completions")
+        answer = await chat.send("Hello")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["answer"] == "Echo: Hello"
+        assert (chat.provider.calls("/chat/completions"),
+                moved.calls("/chat/completions")) == (asked[0], asked[1] + 1)
 
 
 async def test_memory_stays_within_the_context_size(node: Node,

@@ -56,19 +56,22 @@ def test_a_process_paused_inside_an_append_does_not_stall_other_writers(
     database = fresh_database("evpause")
     migrated(postgres, database)
     paused = subprocess.Popen([sys.executable, "-c", PAUSED_IN_APPEND, postgres.host,
-                               str(postgres.port), postgres.user, database], stdout=subprocess.PIPE, text=True)
+                               str(postgres.port), postgres.user, database],
+                              stdout=subprocess.PIPE, text=True)
+    writer = ThreadPoolExecutor(1)
     try:
         assert paused.stdout is not None and paused.stdout.readline().strip() == "locked"
-        with event_store(postgres, database, pool_size=1) as store, \
-                ThreadPoolExecutor(1) as pool:
+        with event_store(postgres, database, pool_size=1) as store:
             aggregate = uuid4()
             # Blocked behind the paused lock holder until Postgres ends its session.
-            position = pool.submit(store.append, history(aggregate, [1])).result(timeout=120)
+            position = writer.submit(store.append, history(aggregate, [1])).result(timeout=120)
             paused.send_signal(signal.SIGCONT)
             assert paused.wait(timeout=60) == 3
             assert [e.aggregate_id for e in store.read_from(0, 10)] == [aggregate]
             assert position == store.max_position()
     finally:
+        # Ending the paused process also frees a writer still blocked behind it.
         paused.send_signal(signal.SIGCONT)
         paused.kill()
         paused.wait()
+        writer.shutdown()

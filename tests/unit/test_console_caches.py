@@ -13,7 +13,8 @@ import pytest
 
 from events.listener import Notifications
 from gateway.auth import Identity
-from gateway.read_cache import RECENT_NOTICES, NoticedCache, noticed_cache
+from gateway.read_cache import noticed_cache
+from projections.read_cache import RECENT_NOTICES, NoticedCache
 from projections.runner import PROJECTION_CHANNEL
 from projections.tables import VERSIONS_CHANNEL
 from tests.harness import Node

@@ -18,6 +18,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,6 +32,7 @@ from commands.unit_of_work import UnitOfWork
 from events.envelope import Envelope
 from events.store import ConcurrencyConflict, EventStore
 from projections.conversation import queries
+from projections.read_cache import NoticedCache, read_through
 from schemas.conversation import events as ev
 from schemas.conversation.naming import annotation_collection, annotation_set_id_for
 from schemas.errors import EddyError
@@ -47,6 +49,8 @@ class AnnotationDeps:
     engine: AsyncEngine
     vectors: VectorStore
     embedding_models: EmbeddingModels
+    # app -> its reply setting, {} while reply is off (the chat processor reads it per message)
+    reply_settings: NoticedCache[UUID, dict[str, Any]] | None = None
 
 
 async def load_set(store: EventStore, ctx: Context, app_id: UUID
@@ -168,8 +172,14 @@ async def find_reply(deps: AnnotationDeps, event: Envelope[ev.MessageCreated]
     as similar as the app's threshold, answers it: the hit to record and its answer. None
     sends the question to the model."""
     p = event.payload
-    setting = await queries.annotation_reply_setting(deps.engine, p.app_id)
-    if setting is None:
+
+    async def load() -> tuple[dict[str, Any], tuple[UUID]]:
+        # Reply off is kept too ({}): a job's end, which turns it on, is the set's notice.
+        return (await queries.annotation_reply_setting(deps.engine, p.app_id) or {},
+                (annotation_set_id_for(p.app_id),))
+
+    setting = await read_through(deps.reply_settings, p.app_id, load)
+    if not setting:
         return None
     try:
         model = await deps.embedding_models.resolve(

@@ -15,10 +15,12 @@ from adapters.kv.base import KeyValueStore
 from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
 from config import Settings
+from events.listener import Notifications
 from events.registry import EventTypes
 from events.store import EventStore
 from projections.knowledge.retrieval import Retriever
 from projections.platform.models import model_resolver
+from projections.read_cache import following
 from projections.versions import ReadModels
 from schemas.conversation import events as ev
 from schemas.platform import events as platform
@@ -33,14 +35,20 @@ def chat_processor(topic: str, *, settings: Settings, event_types: EventTypes,
                    store: EventStore, engine: AsyncEngine, read_models: ReadModels,
                    kv: KeyValueStore, storage: Storage,
                    embedding_models: EmbeddingModels, vectors: VectorStore,
-                   keywords: VectorStore) -> Processor:
+                   keywords: VectorStore, notifications: Notifications | None) -> Processor:
+    # What every message reads before calling the model, kept while no projection notice
+    # names what it was read from (nothing is kept without a listener to hear them).
+    models, reply_settings = (None, None) if notifications is None else (
+        following(notifications), following(notifications))
     deps = ChatDeps(store=store, kv=kv, engine=engine, storage=storage,
                     retriever=Retriever(engine, embedding_models, vectors, keywords,
                                         settings.SECRET_KEY),
-                    resolve=model_resolver(lambda: read_models.engine, settings.SECRET_KEY, "llm"),
+                    resolve=model_resolver(lambda: read_models.engine, settings.SECRET_KEY, "llm",
+                                           models),
                     stream_ttl=settings.TASK_STREAM_TTL_SECONDS,
                     annotations=AnnotationDeps(store=store, engine=engine, vectors=vectors,
-                                               embedding_models=embedding_models))
+                                               embedding_models=embedding_models,
+                                               reply_settings=reply_settings))
 
     async def on_dead_letter(message: Message, exc: BaseException) -> None:
         await fail_message(deps, event_types.envelope_from_json(message.value), exc)
