@@ -76,7 +76,8 @@ class Projectors:
 
 def projectors(*handlers: Projector, ignore: Iterable[type[EventPayload]] = (),
                after_bulk_load: Iterable[BulkLoadStep] = (),
-               runs: Iterable[RunProjector] = ()) -> Projectors:
+               runs: Iterable[RunProjector] = (),
+               after_apply: Iterable[AfterApply] = ()) -> Projectors:
     registry: dict[type[EventPayload], Projector] = {}
     for handler in handlers:
         event = _event_class(handler)
@@ -94,7 +95,8 @@ def projectors(*handlers: Projector, ignore: Iterable[type[EventPayload]] = (),
                 raise ValueError(f"{run.__name__}: a run form needs one single projector of "
                                  f"{event.event_type} (the run form applied to one event)")
             run_registry[event] = run
-    return Projectors(registry, ignored, tuple(after_bulk_load), run_registry)
+    return Projectors(registry, ignored, tuple(after_bulk_load), run_registry,
+                      tuple(after_apply))
 
 
 def _event_class(handler: Callable[..., Any]) -> type[EventPayload]:

@@ -27,7 +27,7 @@ from projections.conversation.tables import (
     upload_files,
 )
 from projections.platform.projectors import buried, bury, lock
-from projections.registry import projectors
+from projections.registry import batch_state, projectors
 from schemas.conversation import events as ev
 
 
@@ -56,19 +56,36 @@ async def project_app_site_configured(conn: AsyncConnection,
 async def project_conversation_started(conn: AsyncConnection,
                                        e: Envelope[ev.ConversationStarted]) -> None:
     p = e.payload
-    # An end user's conversations are other aggregates, applied in any order (and
-    # concurrently, from other partitions: one upsert, atomic, so the first one creates the
-    # end user and the others see it): the end user was created with the earliest of them.
-    upsert = _dialect_insert(conn, end_users).values(
-        id=p.end_user_id, tenant_id=e.tenant_id, app_id=p.app_id, session_id=p.user,
-        type="service-api", created_at=e.occurred_at)
-    await conn.execute(upsert.on_conflict_do_update(
-        index_elements=[end_users.c.id], set_={"created_at": upsert.excluded.created_at},
-        where=upsert.excluded.created_at < end_users.c.created_at))
+    # The end user is written at the batch's end (`write_end_users`), with the earliest of
+    # the batch's conversations that name it.
+    seen: dict[UUID, dict[str, Any]] = batch_state().setdefault(END_USERS, {})
+    known = seen.get(p.end_user_id)
+    if known is None or e.occurred_at < known["created_at"]:
+        seen[p.end_user_id] = {"id": p.end_user_id, "tenant_id": e.tenant_id, "app_id": p.app_id,
+                               "session_id": p.user, "type": "service-api",
+                               "created_at": e.occurred_at}
     await conn.execute(insert(conversations).values(
         id=e.aggregate_id, tenant_id=e.tenant_id, app_id=p.app_id, end_user_id=p.end_user_id,
         mode=p.mode, name=p.name, inputs=p.inputs, status="normal",
         created_at=e.occurred_at, updated_at=e.occurred_at))
+
+
+END_USERS = "conversation.end_users"
+
+
+async def write_end_users(conn: AsyncConnection) -> None:
+    """The batch's end users, one upsert in id order. An end user's conversations are other
+    aggregates, projected in any order and concurrently from other partitions: the row keeps
+    the earliest conversation's time, and every batch locks the rows in the same order, so
+    two batches naming the same end users never deadlock."""
+    seen: dict[UUID, dict[str, Any]] | None = batch_state().pop(END_USERS, None)
+    if not seen:
+        return
+    upsert = _dialect_insert(conn, end_users)
+    await conn.execute(upsert.on_conflict_do_update(
+        index_elements=[end_users.c.id], set_={"created_at": upsert.excluded.created_at},
+        where=upsert.excluded.created_at < end_users.c.created_at),
+        [seen[i] for i in sorted(seen)])
 
 
 def _dialect_insert(conn: AsyncConnection, table: Any) -> Any:
@@ -237,4 +254,5 @@ PROJECTORS = projectors(
     project_annotation_created, project_annotation_updated, project_annotation_deleted,
     project_annotation_hit, project_annotation_reply_requested,
     project_annotation_reply_job_started, project_annotation_reply_job_ended,
+    after_apply=[write_end_users],
 )

@@ -651,10 +651,7 @@ async def project(history: History, deliveries: Iterable[Event]) -> ReadModel:
             if not steps:
                 continue
             async with engine.begin() as conn:
-                for step in steps:
-                    projector = PROJECTION.handlers.get(type(step.payload))
-                    if projector is not None:  # else ignored by the projection
-                        await projector(conn, step)
+                await PROJECTION.apply(conn, steps)
         return await read_model(engine)
     finally:
         await engine.dispose()

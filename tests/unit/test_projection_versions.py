@@ -84,10 +84,8 @@ async def _one_by_one(positioned: list[Event]) -> ReadModel:
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all, tables=READ_TABLES)
         for event in positioned:
-            projector = PROJECTION.handlers.get(type(event.payload))
-            if projector is not None:
-                async with engine.begin() as conn:
-                    await projector(conn, event)
+            async with engine.begin() as conn:
+                await PROJECTION.apply(conn, [event])
         return await read_model(engine)
     finally:
         await engine.dispose()

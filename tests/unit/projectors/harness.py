@@ -80,10 +80,11 @@ class World:
 
 
 async def apply(world: World, event: Envelope[EventPayload]) -> None:
-    """As the runner does: the event type's projector, in a transaction of its own."""
-    projector = PROJECTION.handlers[type(event.payload)]
+    """As the runner does: the projection applies it (its projector, then the batch's
+    steps), in a transaction of its own."""
+    assert type(event.payload) in PROJECTION.handlers, event.type
     async with world.engine.begin() as conn:
-        await projector(conn, event)
+        await PROJECTION.apply(conn, [event])
     world.applied.add(type(event.payload))
 
 
