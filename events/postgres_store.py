@@ -126,7 +126,8 @@ def message_value(aggregate_type: str, event_type: str, aggregate_id: str, versi
 # (the log's wake-up, each outcome as `outcome_notice` words it, from its stored row). The
 # first unique violation (a taken version, a recorded outcome) stores nothing.
 LOCK_EVENTS = f"LOCK TABLE {EVENTS_TABLE} IN EXCLUSIVE MODE"
-APPEND = f"""
+# The events stored in the given order (after LOCK_EVENTS), and each outcome's position.
+_STORE_EVENTS = f"""
 WITH new AS (
   SELECT * FROM unnest(%(ids)s::uuid[], %(versions)s::bigint[], %(topics)s::text[],
                        %(states)s::bytea[], %(owners)s::int[])
@@ -137,7 +138,15 @@ stored AS (
   RETURNING originator_id, originator_version, notification_id),
 owned AS (
   SELECT new.owner, max(stored.notification_id) AS position
-  FROM stored JOIN new USING (originator_id, originator_version) GROUP BY new.owner),
+  FROM stored JOIN new USING (originator_id, originator_version) GROUP BY new.owner)
+"""
+_WAKE_RELAY = f"pg_notify('{EVENTS_CHANNEL}', '') AS woken"
+# Events alone (a processor's): no outcome, and nothing of command_outcomes' columns.
+APPEND_EVENTS = (_STORE_EVENTS + "SELECT (SELECT max(notification_id) FROM stored) AS last,"
+                 f" NULL::int[] AS owners, NULL::bigint[] AS positions, {_WAKE_RELAY}")
+# Events and the outcomes of the commands that caused them, each at its own events' last
+# position, and the outcomes' notices.
+APPEND = _STORE_EVENTS + f""",
 outcomes AS (
   INSERT INTO command_outcomes (command_id, status, aggregate_id, aggregate_version,
                                 position, result, error, aggregates, tenant_id)
@@ -159,7 +168,7 @@ SELECT (SELECT max(notification_id) FROM stored) AS last,
        (SELECT array_agg(owner ORDER BY owner) FROM owned) AS owners,
        (SELECT array_agg(position ORDER BY owner) FROM owned) AS positions,
        (SELECT count(*) FROM noticed) AS notices,
-       pg_notify('{EVENTS_CHANNEL}', '') AS woken
+       {_WAKE_RELAY}
 """
 
 
@@ -269,7 +278,7 @@ class PostgresEventStore:
                 # Sent at once: no round trip while the lock is held.
                 with conn.pipeline(), conn.transaction():
                     conn.execute(LOCK_EVENTS, prepare=True)
-                    curs.execute(APPEND, params, prepare=True)
+                    curs.execute(APPEND if outcomes else APPEND_EVENTS, params, prepare=True)
                 row = curs.fetchone()
         except RecordConflict as exc:
             if any(self.outcome(o.command_id) is not None for o, _ in outcomes):
