@@ -12,6 +12,7 @@ from uuid import uuid4
 from fastapi import APIRouter, Request, Response
 
 from adapters.http.ssrf_guard import AllowList, guarded_request
+from adapters.storage.base import FileNotFoundInStorage
 from config import Settings
 from gateway.auth import ApiKeyPrincipal, AppKey
 from gateway.deps import command_gateway, get_container, parse_id
@@ -104,7 +105,10 @@ async def preview(request: Request, file_id: str, as_attachment: bool = False,
     row = await queries.upload_file(c.engine, app["id"], parse_id(file_id, UploadFileNotFound))
     if row is None:
         raise UploadFileNotFound()
-    data = await c.storage.load(row["key"])
+    try:
+        data = await c.storage.load(row["key"])
+    except FileNotFoundInStorage:  # the record outlived its bytes (removed from storage)
+        raise UploadFileNotFound() from None
     headers = {"Content-Disposition": content_disposition("attachment", row["name"])} \
         if as_attachment else {}
     return Response(data, media_type=row["mime_type"], headers=headers)
