@@ -6,6 +6,10 @@ up, with nothing lost or doubled. Each test runs its own server, so it can resta
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,8 +28,12 @@ from adapters.embedded.postgres import EmbeddedPostgres
 from adapters.embedded.tansu import TansuBroker, s3_storage
 from adapters.embedded.valkey import EmbeddedRedis
 from adapters.transient import is_transient
+from bootstrap import ASSEMBLY
+from config import Settings
 from tests.harness import Node, eventually, node_settings, running_node
+from workers.node import all_roles
 
+ROOT = Path(__file__).resolve().parents[2]
 PARAGRAPHS = "\n\n".join(
     f"Paragraph {i} about restarting servers, retries and self-healing workers number {i}."
     for i in range(12))
@@ -225,57 +233,84 @@ async def _created_since(writes: list[_Write], since: float) -> bool:
 async def test_kafka_broker_restart_under_load_heals_without_losing_anything(
         postgres: EmbeddedPostgres, redis_url: str, fresh_database: Any,
         durable_kafka: TansuBroker) -> None:
-    # A command in flight when the broker dies waits its return out (up to the timeout): the
-    # outage (the broker's 5 s drain, 2 s down, its start) must fit in it, even on a loaded
-    # machine, for the last assertion below to see such a write.
+    # A command published before the broker dies waits its return out (up to the timeout):
+    # the command member runs apart and is paused across the outage (SIGSTOP, past its
+    # session), so commands published before the crash are surely still waiting when it
+    # comes; the outage (2 s down, the broker's start, the member's rejoin) fits in the
+    # timeout.
     settings = node_settings(postgres, fresh_database("heal"), redis_url,
                              kafka_bootstrap=durable_kafka.bootstrap_servers,
-                             COMMAND_TIMEOUT_SECONDS=20, PROJECTION_WAIT_SECONDS=5)
-    async with running_node(settings) as node:
-        auth, key = await _keys(node)
-        dataset_id, _ = await _start_documents(node, key, 6)
-        writes: list[_Write] = []
-        stop_writing = asyncio.Event()
-        writers = [asyncio.create_task(_write_until(node, auth, f"load{w}", writes, stop_writing))
-                   for w in range(3)]
-        await asyncio.sleep(0.3)  # some commands published, waiting for their outcome
-
-        await asyncio.to_thread(durable_kafka.kill)  # mid-indexing; stop() drains for 5 s
-        down = time.monotonic()
-        refused = await asyncio.wait_for(node.client.post(
-            "/console/api/apps", headers=auth, json={"name": "while down", "mode": "chat"}),
-            timeout=settings.COMMAND_TIMEOUT_SECONDS)  # fails fast, never hangs
-        assert refused.status_code == 503, refused.text
-        assert refused.json()["code"] == "service_unavailable"
-        assert refused.headers["Retry-After"]
-        await asyncio.sleep(max(0.0, 2 - (time.monotonic() - down)))
-        await asyncio.to_thread(durable_kafka.start)  # same port, same storage
-        back = time.monotonic()
-
-        try:  # writes flow again, then stop so that the lag can reach 0
-            await eventually(lambda: _created_since(writes, back), timeout=45)
+                             COMMAND_TIMEOUT_SECONDS=30, PROJECTION_WAIT_SECONDS=5)
+    roles = [r for r in all_roles(ASSEMBLY.work) if r != "commands"]
+    async with running_node(settings, roles=roles) as node:
+        commands = _command_member(settings)
+        try:
+            await _outage_under_load(node, settings, durable_kafka, commands)
         finally:
-            stop_writing.set()
-            await asyncio.gather(*writers)
-        # Everything within 45 s of the broker's return (about 5 s in practice).
-        await eventually(lambda: _caught_up(node, auth, key, dataset_id, 6),
-                         timeout=45 - (time.monotonic() - back), interval=0.5)
-        codes = {w.name: w.response.status_code for w in writes}
-        assert set(codes.values()) <= {201, 202, 503}, codes
-        # Published before the crash, answered after the broker's return: it waited it out.
-        assert any(w.sent < down and w.answered > back for w in writes), codes
-        for w in writes:
-            if w.response.status_code == 202:  # accepted, not yet done: it takes effect
-                status = await eventually(
-                    partial(_settled, node, auth, w.response.json()["status_url"]), timeout=30)
-                assert status["status"] == "accepted"
-        after = await node.client.post("/console/api/apps", headers=auth,
-                                       json={"name": "after", "mode": "chat"})
-        assert after.status_code == 201, after.text
+            commands.send_signal(signal.SIGCONT)
+            commands.kill()
+            commands.wait()
 
-        listed = (await node.client.get("/console/api/apps?limit=100", headers=auth)).json()
-        names = [a["name"] for a in listed["data"]]
-        assert listed["total"] == len(names), listed["total"]  # all on this page
-        assert names.count("after") == 1 and "while down" not in names, names
-        for name, code in codes.items():  # accepted: exactly once; refused: not at all
-            assert names.count(name) == (0 if code == 503 else 1), (name, code, names)
+
+def _command_member(settings: Settings) -> subprocess.Popen[bytes]:
+    """`eddy worker --roles commands`, a process of its own (to be paused)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", "worker", "--roles", "commands", "--member", "cmd-1"],
+        env={**os.environ, **settings.as_env(LOG_LEVEL="WARNING")}, cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def _outage_under_load(node: Node, settings: Settings, broker: TansuBroker,
+                             commands: subprocess.Popen[bytes]) -> None:
+    """Writes flow, the command member pauses, the broker dies and comes back."""
+    auth, key = await _keys(node)
+    dataset_id, _ = await _start_documents(node, key, 6)
+    writes: list[_Write] = []
+    stop_writing = asyncio.Event()
+    writers = [asyncio.create_task(_write_until(node, auth, f"load{w}", writes, stop_writing))
+               for w in range(3)]
+    await eventually(lambda: _created_since(writes, 0))  # commands flow
+    commands.send_signal(signal.SIGSTOP)
+    paused = time.monotonic()
+    await asyncio.sleep(0.5)  # the writers' next commands published, waiting
+
+    await asyncio.to_thread(broker.kill)  # mid-indexing
+    down = time.monotonic()
+    refused = await asyncio.wait_for(node.client.post(
+        "/console/api/apps", headers=auth, json={"name": "while down", "mode": "chat"}),
+        timeout=settings.COMMAND_TIMEOUT_SECONDS)  # fails fast, never hangs
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["code"] == "service_unavailable"
+    assert refused.headers["Retry-After"]
+    await asyncio.sleep(max(0.0, 2 - (time.monotonic() - down)))
+    await asyncio.to_thread(broker.start)  # same port, same storage
+    back = time.monotonic()
+    commands.send_signal(signal.SIGCONT)
+
+    try:  # writes flow again, then stop so that the lag can reach 0
+        await eventually(lambda: _created_since(writes, back), timeout=45)
+    finally:
+        stop_writing.set()
+        await asyncio.gather(*writers)
+    # Everything within 45 s of the broker's return (about 5 s in practice).
+    await eventually(lambda: _caught_up(node, auth, key, dataset_id, 6),
+                     timeout=45 - (time.monotonic() - back), interval=0.5)
+    codes = {w.name: w.response.status_code for w in writes}
+    assert set(codes.values()) <= {201, 202, 503}, codes
+    # Published before the crash, answered after the broker's return: it waited it out.
+    assert any(paused < w.sent < down and w.answered > back for w in writes), codes
+    for w in writes:
+        if w.response.status_code == 202:  # accepted, not yet done: it takes effect
+            status = await eventually(
+                partial(_settled, node, auth, w.response.json()["status_url"]), timeout=30)
+            assert status["status"] == "accepted"
+    after = await node.client.post("/console/api/apps", headers=auth,
+                                   json={"name": "after", "mode": "chat"})
+    assert after.status_code == 201, after.text
+
+    listed = (await node.client.get("/console/api/apps?limit=100", headers=auth)).json()
+    names = [a["name"] for a in listed["data"]]
+    assert listed["total"] == len(names), listed["total"]  # all on this page
+    assert names.count("after") == 1 and "while down" not in names, names
+    for name, code in codes.items():  # accepted: exactly once; refused: not at all
+        assert names.count(name) == (0 if code == 503 else 1), (name, code, names)
