@@ -9,11 +9,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from uuid import uuid4
 
+import psycopg
 import pytest
 
 from adapters.embedded.postgres import EmbeddedPostgres
 from events.postgres_store import PostgresEventStore
-from tests.contracts.event_store import EventStoreContract, history
+from events.store import OUTCOME_CHANNEL, outcome_from_notice
+from tests.contracts.event_store import EventStoreContract, history, outcome_for
 from tests.harness import event_store, migrated
 
 
@@ -75,3 +77,24 @@ def test_a_process_paused_inside_an_append_does_not_stall_other_writers(
         paused.kill()
         paused.wait()
         writer.shutdown()
+
+
+def test_an_outcome_notice_says_what_is_stored_whichever_way_it_was_recorded(
+        postgres: EmbeddedPostgres, fresh_database: Callable[..., str]) -> None:
+    """The waiting gateway takes an outcome from its notice, without a query: the notice an
+    append words in SQL and the one a rejection words in Python both say what was stored."""
+    database = fresh_database("evnotice")
+    migrated(postgres, database)
+    accepted, rejected, aggregate = uuid4(), uuid4(), uuid4()
+    with event_store(postgres, database, pool_size=1) as store, \
+            psycopg.connect(postgres.dsn(database), autocommit=True) as listener:
+        listener.execute(f"LISTEN {OUTCOME_CHANNEL}")
+        store.append(history(aggregate, [1]), outcome_for(
+            accepted, aggregate_id=aggregate, result={"id": str(aggregate), "name": "ü"}))
+        store.record_without_events(outcome_for(
+            rejected, status="rejected", error={"code": "invalid_param", "message": "no"}))
+        notices = [n.payload for n in listener.notifies(timeout=5, stop_after=2)]
+        assert len(notices) == 2
+        for command_id, notice in zip((accepted, rejected), notices, strict=True):
+            assert notice.startswith(f"{command_id} ")
+            assert outcome_from_notice(notice) == store.outcome(command_id)
