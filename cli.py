@@ -46,7 +46,10 @@ def _bound_heap() -> None:
     its live Python allocations stayed flat (tracemalloc); with two arenas and buffers over
     128 KiB mapped apart, api + worker grew 33-35 MB instead of 62-69 (bench.memory). The
     cost: a local embedding model's large arrays are mapped afresh each pass (~20% more
-    CPU per batch). An operator's own MALLOC_* settings win; not glibc: nothing to do."""
+    CPU per batch). An operator's own MALLOC_* settings win; not glibc: nothing to do.
+    Workers that only index (`_indexing_only`) are not bounded: there the model's passes are
+    nearly all the work, and the bound cost them more than its memory is worth (README,
+    Benchmarks, bench.indexing)."""
     if any(name in os.environ for name in _HEAP_ENV):
         return
     try:
@@ -55,6 +58,15 @@ def _bound_heap() -> None:
         return
     for parameter, value in _HEAP_SETTINGS.items():
         mallopt(parameter, value)
+
+
+def _indexing_only(roles: Sequence[str] | None) -> bool:
+    """Whether a worker runs the indexing lanes and nothing else (`eddy worker --roles
+    knowledge.indexing-bulk,knowledge.indexing-priority`)."""
+    from contexts.knowledge import INDEXING_BULK, INDEXING_PRIORITY, KNOWLEDGE
+
+    lanes = {KNOWLEDGE.role(work) for work in (INDEXING_BULK, INDEXING_PRIORITY)}
+    return bool(roles) and set(roles or ()) <= lanes
 
 
 def _roles() -> tuple[str, ...]:
@@ -121,7 +133,8 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     if concurrency < 1:
         print("eddy worker: --concurrency must be 1 or more", file=sys.stderr)
         return 2
-    _bound_heap()
+    if not _indexing_only(roles):
+        _bound_heap()
     asyncio.run(_run_worker(settings, roles, getattr(args, "member", None), concurrency))
     return 0
 
