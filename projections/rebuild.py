@@ -28,13 +28,12 @@ import asyncio
 import io
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
 import asyncpg
-from sqlalchemy import Connection, create_engine
+from sqlalchemy import create_engine
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import StaticPool
@@ -55,6 +54,7 @@ from projections.layout import (
 from projections.parking import park
 from projections.registry import Projection
 from projections.runner import ProjectionRunner, UnhandledEvent
+from projections.sqlite_fold import SQLiteFoldConnection, run_at_once
 from projections.tables import READ
 from projections.versions import (
     CATCHING_UP,
@@ -233,34 +233,6 @@ class _Loaded:
     events: int
 
 
-class _SyncConnection:
-    """What projectors use of an AsyncConnection, on a synchronous SQLite connection: each
-    awaited call completes at once, so the fold needs no event loop round trip."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.dialect = conn.dialect
-
-    async def execute(self, statement: Any, parameters: Any = None) -> Any:
-        return self.conn.execute(statement, parameters)
-
-    async def scalar(self, statement: Any, parameters: Any = None) -> Any:
-        return self.conn.scalar(statement, parameters)
-
-    def get_execution_options(self) -> Any:
-        return self.conn.get_execution_options()
-
-
-def _finish(step: Coroutine[Any, Any, None]) -> None:
-    """Runs a projector's coroutine on `_SyncConnection` (it never suspends)."""
-    try:
-        step.send(None)
-    except StopIteration:
-        return
-    step.close()
-    raise RuntimeError("a projector awaited something other than its connection")
-
-
 class _Fold:
     """The projection's projectors applied in store order to a SQLite database in memory,
     with the tracking the runner would have written."""
@@ -280,7 +252,7 @@ class _Fold:
         for lookup in lookups:  # the Postgres version's lookups, or folding is quadratic
             if lookup.table in {t.name for t in self.tables}:
                 self.sqlite.exec_driver_sql(lookup.sqlite_ddl)
-        self.conn = _SyncConnection(self.sqlite)
+        self.conn = SQLiteFoldConnection(self.sqlite)
         self.tracking: dict[UUID, tuple[int, int]] = {}  # aggregate -> (version, position)
 
     def apply(self, events: Sequence[Envelope[EventPayload]]) -> None:
@@ -288,11 +260,11 @@ class _Fold:
             if not self.projection.follows(type(event.payload)):
                 raise UnhandledEvent(f"{self.projection.name} has no projector for {event.type}")
             self.tracking[event.aggregate_id] = (event.aggregate_version, event.position or 0)
-        _finish(self.projection.apply(self.conn, events))  # type: ignore[arg-type]
+        run_at_once(self.projection.apply(self.conn, events))  # type: ignore[arg-type]
 
     def finish(self) -> None:
         for step in self.projection.after_bulk_load:
-            _finish(step(self.conn))  # type: ignore[arg-type]
+            run_at_once(step(self.conn))  # type: ignore[arg-type]
 
     def rows_as_csv(self, table: str, columns: Sequence[str]) -> tuple[bytes, int]:
         """The table's rows in COPY's CSV: SQLite's stored values are already what Postgres
