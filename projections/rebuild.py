@@ -8,8 +8,9 @@
 2. Bulk load: the event store up to its current position is read in position order, in
    chunks, and folded by the projection's own projectors into an in-memory SQLite database
    (the same code that projects live events, on a synchronous connection: no round trip
-   per statement; a run of one event type goes to its projector's run form when it has
-   one, `projections/registry.py`). Its tables and the version's tracking rows are then
+   per statement; each statement shape compiled once by SQLAlchemy and run on the sqlite3
+   cursor, `projections/sqlite_fold.py`; a run of one event type goes to its projector's
+   run form when it has one, `projections/registry.py`). Its tables and the version's tracking rows are then
    COPYed into the new schema, and only then are keys, foreign keys and secondary indexes
    created.
 3. Catch-up: the version becomes `catching_up`, so the projection processor applies every
