@@ -10,9 +10,9 @@
    (the same code that projects live events, on a synchronous connection: no round trip
    per statement; each statement shape compiled once by SQLAlchemy and run on the sqlite3
    cursor, `projections/sqlite_fold.py`; a run of one event type goes to its projector's
-   run form when it has one, `projections/registry.py`). Its tables and the version's tracking rows are then
-   COPYed into the new schema, and only then are keys, foreign keys and secondary indexes
-   created.
+   run form when it has one, `projections/registry.py`). Its tables and the version's
+   tracking rows are then COPYed into the new schema, and only then are keys, foreign keys
+   and secondary indexes created.
 3. Catch-up: the version becomes `catching_up`, so the projection processor applies every
    batch it receives to it as well; the events appended since the bulk load's position are
    read from the event store and applied through the `ProjectionRunner` (tracking makes the
