@@ -9,8 +9,14 @@ statement is compiled with SQLAlchemy's own cache key and compiler (so its SQL a
 parameters' conversions are exactly those `Connection.execute` would use), and what is
 kept per shape (its SQL, its parameters' order and bind processors, its columns' result
 processors) runs each execution without an execution context. Shapes this does not cover
-(plain text, insert defaults computed by SQL, RETURNING of several rows' parameters) go
-through `Connection.execute` as before, on the same sqlite3 connection.
+(plain text, defaults computed by SQL, literal-execute or tuple IN parameters, executemany
+with RETURNING or IN lists, statements without a cache key) go through
+`Connection.execute` as before, on the same sqlite3 connection.
+
+It reads SQLAlchemy's compiled objects' internals (`_compile_w_cache`, `_bind_processors`,
+`_cache_key_bind_match`, ...), as pinned in requirements.lock: tests/unit/test_sqlite_fold.py
+runs it against `Connection.execute` statement by statement, and fails on an upgrade that
+changes them.
 
 Every awaited call completes at once, so the fold needs no event loop round trip
 (`run_at_once` drives a projector's coroutine).
@@ -54,7 +60,7 @@ class _Shape:
 # Where each `?` of a statement without IN lists takes its value from, when SQLAlchemy's
 # construct_params is not needed: the parameters by key (_PARAMETER), a value the statement
 # holds (_HELD: index into its cache key's bound parameters, as extracted per execution), or
-# a column's default (_DEFAULT: a value, or a callable taking no context).
+# a column's default (_DEFAULT: a value; _CALLED: a callable taking no context).
 _PARAMETER, _HELD, _DEFAULT, _CALLED = range(4)
 _Source = tuple[int, Any, Callable[[Any], Any] | None]
 
