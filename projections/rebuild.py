@@ -332,23 +332,37 @@ async def _bulk_load(conn: asyncpg.Connection, types: EventTypes, projection: Pr
         "SELECT count(*) FROM stored_events WHERE notification_id <= $1"
         " AND split_part(topic, ':', 1) = ANY($2)", high, aggregate_types))
     fold = _Fold(projection, version.layout, await _source_indexes(conn, source))
-    done, position = 0, 0
+
+    async def chunk_after(after: int) -> list[asyncpg.Record]:
+        return await conn.fetch(
+            "SELECT originator_id, originator_version, topic, state, notification_id"
+            " FROM stored_events WHERE notification_id > $1 AND notification_id <= $2"
+            "  AND split_part(topic, ':', 1) = ANY($3)"
+            " ORDER BY notification_id LIMIT $4", after, high, aggregate_types, CHUNK)
+
+    done = 0
+    reading = asyncio.ensure_future(chunk_after(0)) if high else None
     try:
-        while position < high:
-            rows = await conn.fetch(
-                "SELECT originator_id, originator_version, topic, state, notification_id"
-                " FROM stored_events WHERE notification_id > $1 AND notification_id <= $2"
-                "  AND split_part(topic, ':', 1) = ANY($3)"
-                " ORDER BY notification_id LIMIT $4", position, high, aggregate_types, CHUNK)
+        while reading is not None:
+            rows = await reading
+            reading = None
             if not rows:
                 break
-            fold.apply([decode_stored(types, r[0], r[1], r[2], r[3], r[4]) for r in rows])
             position, done = rows[-1][4], done + len(rows)
+            if position < high:
+                # The next chunk is asked for before this one is folded: Postgres reads it
+                # meanwhile, on the other core.
+                reading = asyncio.ensure_future(chunk_after(position))
+                await asyncio.sleep(0)  # (its query is sent)
+            fold.apply([decode_stored(types, r[0], r[1], r[2], r[3], r[4]) for r in rows])
             if report:
                 report(Progress("load", done, total, time.perf_counter() - started))
         fold.finish()
         rows_copied = await _copy(conn, fold, version, report, started)
     finally:
+        if reading is not None:  # the fold failed: the read is of no use
+            reading.cancel()
+            await asyncio.gather(reading, return_exceptions=True)
         fold.close()
     await _copy_tracking(conn, fold.tracking, version.schema)
     await _set_watermark(conn, version.schema, high)
