@@ -68,9 +68,6 @@ class Settings(BaseSettings):
     CONSUMER_CONCURRENCY: int = Field(default=8, ge=1, le=256)
     # Messages one chat processor member answers at once (each a model call held open)
     CHAT_CONCURRENCY: int = Field(default=100, ge=1, le=1024)
-    # Documents one indexing member works on at once, within partitions too (their chunks
-    # share the local embedding model's forward passes)
-    INDEXING_CONCURRENCY: int = Field(default=8, ge=1, le=256)
     # A task's stream of SSE events lives this long after its last event (reconnects)
     TASK_STREAM_TTL_SECONDS: int = Field(default=600, ge=10)
     # A client's SSE stream rides out Redis being unreachable this long, then ends with an

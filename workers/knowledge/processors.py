@@ -13,7 +13,6 @@ from adapters.bus.base import Message
 from adapters.embeddings.models import EmbeddingModels
 from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
-from config import Settings
 from events.registry import EventTypes
 from events.store import EventStore
 from schemas.knowledge import events as ev
@@ -27,13 +26,9 @@ from workers.knowledge.indexing import (
 from workers.runtime import Processor, by_type, decoding
 
 
-def indexing_processor(topic: str, *, settings: Settings, event_types: EventTypes,
-                       store: EventStore, storage: Storage, embedding_models: EmbeddingModels,
+def indexing_processor(topic: str, *, event_types: EventTypes, store: EventStore,
+                       storage: Storage, embedding_models: EmbeddingModels,
                        vectors: VectorStore, keywords: VectorStore) -> Processor:
-    """Up to INDEXING_CONCURRENCY documents at once, within partitions too (one document's
-    messages still one after another), so their chunks meet in the local model's shared
-    passes (adapters/embeddings/base.py: InferenceThread); each document still records,
-    fails and is acknowledged on its own."""
     deps = IndexingDeps(store=store, storage=storage, embedding_models=embedding_models,
                         vectors=vectors, keywords=keywords)
 
@@ -41,7 +36,6 @@ def indexing_processor(topic: str, *, settings: Settings, event_types: EventType
         await fail_document(deps, event_types.envelope_from_json(message.value), exc)
 
     return Processor(group=topic, topics=[topic], on_dead_letter=on_dead_letter,
-                     overlap=settings.INDEXING_CONCURRENCY,
                      handle=decoding(event_types, by_type({
                          ev.DocumentIndexingRequested: partial(run_indexing_job, deps),
                          ev.DocumentIndexingResumed: partial(run_indexing_job, deps),
