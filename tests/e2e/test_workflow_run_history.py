@@ -15,7 +15,7 @@ import pytest
 
 from contexts.workflow import RUNS
 from projections.tables import PROJECTION_NAME
-from tests.chat import MODEL, app_with_key, connect_provider, sse_events
+from tests.chat import KEY, MODEL, app_with_key, connect_provider, sse_events
 from tests.fakes.openai_server import FakeOpenAIServer, ScriptedChat
 from tests.harness import Node, eventually, served
 from tests.integration.conftest import operator_env
@@ -173,3 +173,30 @@ async def test_a_model_calling_run_read_back_and_replayed_never_calls_the_model_
     await eventually(delivered)
     assert len(provider.chat_requests) == calls  # the model was not asked again
     assert (await node.client.get(console, headers=auth)).json()["data"] == before
+
+
+async def test_the_next_run_goes_where_the_model_was_moved(node: Node,
+                                                           provider: FakeOpenAIServer) -> None:
+    # the engine keeps each workspace's resolved model between runs: saving the model again
+    # (here: another endpoint) must reach the next run's llm node
+    auth = await node.setup_and_login()
+    await connect_provider(node, auth, provider)
+    app_id, key = await app_with_key(node, auth, mode="workflow", name="Asker")
+    publish(node, app_id, ASK)
+
+    async def ask() -> dict[str, Any]:
+        answer = await node.client.post("/v1/workflows/run", headers=key, json={
+            "inputs": {"question": "Opening hours?"}, "user": "ann",
+            "response_mode": "blocking"})
+        assert answer.status_code == 200, answer.text
+        data: dict[str, Any] = answer.json()["data"]
+        assert data["status"] == "succeeded", data
+        return data
+
+    await ask()
+    with FakeOpenAIServer(api_key=KEY, models={MODEL}) as moved:
+        await connect_provider(node, auth, moved)
+        asked = len(provider.chat_requests), len(moved.chat_requests)
+        await ask()
+        assert (len(provider.chat_requests), len(moved.chat_requests)) == (asked[0],
+                                                                           asked[1] + 1)

@@ -18,8 +18,10 @@ from adapters.storage.base import Storage
 from adapters.vector.base import VectorStore
 from commands.aggregate import Context
 from config import Settings
+from events.listener import Notifications
 from events.registry import EventTypes
 from events.store import EventStore
+from projections.read_cache import following
 from projections.versions import ReadModels
 from schemas.workflow import events as ev
 from workers.knowledge.indexing import caused_by
@@ -40,11 +42,14 @@ SWEEP_FENCE = 2**52
 def run_processor(topic: str, *, settings: Settings, event_types: EventTypes,
                   store: EventStore, engine: AsyncEngine, read_models: ReadModels,
                   kv: KeyValueStore, storage: Storage, embedding_models: EmbeddingModels,
-                  vectors: VectorStore, keywords: VectorStore) -> Processor:
+                  vectors: VectorStore, keywords: VectorStore,
+                  notifications: Notifications | None) -> Processor:
+    # The models nodes call are read once per process while no projection notice names
+    # them (nothing is kept without a listener to hear the notices).
     workflows = Engine(workflow_services(
         settings=settings, engine=engine, read_models=read_models, kv=kv, storage=storage,
-        store=store, embedding_models=embedding_models, vectors=vectors, keywords=keywords),
-        EXECUTORS)
+        store=store, embedding_models=embedding_models, vectors=vectors, keywords=keywords,
+        models=None if notifications is None else following(notifications)), EXECUTORS)
 
     async def on_dead_letter(message: Message, exc: BaseException) -> None:
         event = event_types.envelope_from_json(message.value)

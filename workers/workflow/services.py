@@ -6,6 +6,7 @@ that needs something more adds a member here (with its type) and one line to
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,7 +20,8 @@ from adapters.vector.base import VectorStore
 from config import Settings
 from events.store import EventStore
 from projections.knowledge.retrieval import Retriever
-from projections.platform.models import ResolveModel, model_resolver
+from projections.platform.models import ResolvedModel, ResolveModel, model_resolver
+from projections.read_cache import NoticedCache
 from projections.versions import ReadModels
 
 
@@ -44,11 +46,15 @@ class WorkflowServices:
 def workflow_services(*, settings: Settings, engine: AsyncEngine, read_models: ReadModels,
                       kv: KeyValueStore, storage: Storage, store: EventStore,
                       embedding_models: EmbeddingModels, vectors: VectorStore,
-                      keywords: VectorStore) -> WorkflowServices:
+                      keywords: VectorStore,
+                      models: NoticedCache[Any, ResolvedModel] | None = None
+                      ) -> WorkflowServices:
+    """`models` keeps the resolved models between runs (evicted by projection notices)."""
     return WorkflowServices(
         settings=settings, engine=engine, read_models=read_models, kv=kv, storage=storage,
         store=store, embedding_models=embedding_models, vectors=vectors, keywords=keywords,
         sandbox=BubblewrapSandbox(),
-        resolve_model=model_resolver(lambda: read_models.engine, settings.SECRET_KEY, "llm"),
+        resolve_model=model_resolver(lambda: read_models.engine, settings.SECRET_KEY, "llm",
+                                     models),
         retriever=Retriever(engine, embedding_models, vectors, keywords, settings.SECRET_KEY),
         llm_clients=ModelClients())
