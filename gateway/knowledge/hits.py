@@ -4,7 +4,9 @@ A retrieval is a read and must stay as cheap as one, so it only adds to an in-pr
 tally. Every HIT_COUNT_FLUSH_SECONDS the tally goes out as one `RecordSegmentHits` command
 per dataset (published, not waited for): one event per dataset and window, however many
 retrievals, instead of a write per retrieval. Counts are eventually consistent; a gateway
-killed before its window closes loses that window's hits (a clean shutdown flushes them).
+killed before its window closes loses that window's hits. A clean shutdown publishes them:
+it lets a flush under way finish (cancelling it mid-post would lose the datasets not yet
+posted) and then flushes what is left.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class SegmentHitBatcher:
         self._tally: Tally = {}
         self._failures = 0
         self._task: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
 
     def record(self, tenant_id: UUID, dataset_id: UUID,
                hits: Iterable[tuple[UUID, UUID]]) -> None:
@@ -50,15 +53,20 @@ class SegmentHitBatcher:
                                              name="segment-hit-flusher")
 
     async def close(self) -> None:
+        self._closing.set()  # the flusher stops waiting for its window
         if self._task is not None:
-            self._task.cancel()
+            await self._task  # a flush it has under way finishes
             self._task = None
         await self.flush()
 
     async def _flush_while_pending(self) -> None:
         while self._tally:
-            await asyncio.sleep(self._interval)
-            await self.flush()
+            try:
+                await asyncio.wait_for(self._closing.wait(), self._interval)
+            except TimeoutError:
+                await self.flush()  # the window closed
+            else:
+                return  # closing: close() flushes what is left
 
     async def flush(self) -> None:
         tally, self._tally = self._tally, {}
