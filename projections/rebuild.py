@@ -8,10 +8,11 @@
 2. Bulk load: the event store up to its current position is read in position order, in
    chunks, and folded by the projection's own projectors into an in-memory SQLite database
    (the same code that projects live events, on a synchronous connection: no round trip
-   per statement; a run of one event type goes to its projector's run form when it has
-   one, `projections/registry.py`). Its tables and the version's tracking rows are then
-   COPYed into the new schema, and only then are keys, foreign keys and secondary indexes
-   created.
+   per statement; each statement shape compiled once by SQLAlchemy and run on the sqlite3
+   cursor, `projections/sqlite_fold.py`; a run of one event type goes to its projector's
+   run form when it has one, `projections/registry.py`). Its tables and the version's
+   tracking rows are then COPYed into the new schema, and only then are keys, foreign keys
+   and secondary indexes created.
 3. Catch-up: the version becomes `catching_up`, so the projection processor applies every
    batch it receives to it as well; the events appended since the bulk load's position are
    read from the event store and applied through the `ProjectionRunner` (tracking makes the
@@ -28,13 +29,12 @@ import asyncio
 import io
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
 import asyncpg
-from sqlalchemy import Connection, create_engine
+from sqlalchemy import create_engine
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import StaticPool
@@ -55,6 +55,7 @@ from projections.layout import (
 from projections.parking import park
 from projections.registry import Projection
 from projections.runner import ProjectionRunner, UnhandledEvent
+from projections.sqlite_fold import SQLiteFoldConnection, run_at_once
 from projections.tables import READ
 from projections.versions import (
     CATCHING_UP,
@@ -233,34 +234,6 @@ class _Loaded:
     events: int
 
 
-class _SyncConnection:
-    """What projectors use of an AsyncConnection, on a synchronous SQLite connection: each
-    awaited call completes at once, so the fold needs no event loop round trip."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.dialect = conn.dialect
-
-    async def execute(self, statement: Any, parameters: Any = None) -> Any:
-        return self.conn.execute(statement, parameters)
-
-    async def scalar(self, statement: Any, parameters: Any = None) -> Any:
-        return self.conn.scalar(statement, parameters)
-
-    def get_execution_options(self) -> Any:
-        return self.conn.get_execution_options()
-
-
-def _finish(step: Coroutine[Any, Any, None]) -> None:
-    """Runs a projector's coroutine on `_SyncConnection` (it never suspends)."""
-    try:
-        step.send(None)
-    except StopIteration:
-        return
-    step.close()
-    raise RuntimeError("a projector awaited something other than its connection")
-
-
 class _Fold:
     """The projection's projectors applied in store order to a SQLite database in memory,
     with the tracking the runner would have written."""
@@ -280,7 +253,7 @@ class _Fold:
         for lookup in lookups:  # the Postgres version's lookups, or folding is quadratic
             if lookup.table in {t.name for t in self.tables}:
                 self.sqlite.exec_driver_sql(lookup.sqlite_ddl)
-        self.conn = _SyncConnection(self.sqlite)
+        self.conn = SQLiteFoldConnection(self.sqlite)
         self.tracking: dict[UUID, tuple[int, int]] = {}  # aggregate -> (version, position)
 
     def apply(self, events: Sequence[Envelope[EventPayload]]) -> None:
@@ -288,11 +261,11 @@ class _Fold:
             if not self.projection.follows(type(event.payload)):
                 raise UnhandledEvent(f"{self.projection.name} has no projector for {event.type}")
             self.tracking[event.aggregate_id] = (event.aggregate_version, event.position or 0)
-        _finish(self.projection.apply(self.conn, events))  # type: ignore[arg-type]
+        run_at_once(self.projection.apply(self.conn, events))  # type: ignore[arg-type]
 
     def finish(self) -> None:
         for step in self.projection.after_bulk_load:
-            _finish(step(self.conn))  # type: ignore[arg-type]
+            run_at_once(step(self.conn))  # type: ignore[arg-type]
 
     def rows_as_csv(self, table: str, columns: Sequence[str]) -> tuple[bytes, int]:
         """The table's rows in COPY's CSV: SQLite's stored values are already what Postgres
@@ -359,23 +332,37 @@ async def _bulk_load(conn: asyncpg.Connection, types: EventTypes, projection: Pr
         "SELECT count(*) FROM stored_events WHERE notification_id <= $1"
         " AND split_part(topic, ':', 1) = ANY($2)", high, aggregate_types))
     fold = _Fold(projection, version.layout, await _source_indexes(conn, source))
-    done, position = 0, 0
+
+    async def chunk_after(after: int) -> list[asyncpg.Record]:
+        return await conn.fetch(
+            "SELECT originator_id, originator_version, topic, state, notification_id"
+            " FROM stored_events WHERE notification_id > $1 AND notification_id <= $2"
+            "  AND split_part(topic, ':', 1) = ANY($3)"
+            " ORDER BY notification_id LIMIT $4", after, high, aggregate_types, CHUNK)
+
+    done = 0
+    reading = asyncio.ensure_future(chunk_after(0)) if high else None
     try:
-        while position < high:
-            rows = await conn.fetch(
-                "SELECT originator_id, originator_version, topic, state, notification_id"
-                " FROM stored_events WHERE notification_id > $1 AND notification_id <= $2"
-                "  AND split_part(topic, ':', 1) = ANY($3)"
-                " ORDER BY notification_id LIMIT $4", position, high, aggregate_types, CHUNK)
+        while reading is not None:
+            rows = await reading
+            reading = None
             if not rows:
                 break
-            fold.apply([decode_stored(types, r[0], r[1], r[2], r[3], r[4]) for r in rows])
             position, done = rows[-1][4], done + len(rows)
+            if position < high:
+                # The next chunk is asked for before this one is folded: Postgres reads it
+                # meanwhile, on the other core.
+                reading = asyncio.ensure_future(chunk_after(position))
+                await asyncio.sleep(0)  # (its query is sent)
+            fold.apply([decode_stored(types, r[0], r[1], r[2], r[3], r[4]) for r in rows])
             if report:
                 report(Progress("load", done, total, time.perf_counter() - started))
         fold.finish()
         rows_copied = await _copy(conn, fold, version, report, started)
     finally:
+        if reading is not None:  # the fold failed: the read is of no use
+            reading.cancel()
+            await asyncio.gather(reading, return_exceptions=True)
         fold.close()
     await _copy_tracking(conn, fold.tracking, version.schema)
     await _set_watermark(conn, version.schema, high)

@@ -38,6 +38,7 @@ from adapters.outside import OutsideServiceError, OutsideServiceTimeout, limits
 # Statuses worth another try: rate limiting and server-side trouble.
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 20.0  # never sleep longer than this on a server's Retry-After
+MAX_CONNECTIONS = 100  # per endpoint and key (CHAT_CONCURRENCY answers stream at once)
 
 Message = dict[str, Any]  # one chat message in the protocol's JSON shape
 
@@ -338,7 +339,10 @@ class OpenAIProtocolClient:
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
             # A client made on another (likely closed) loop cannot be reused or closed here.
-            self._client = httpx.AsyncClient(timeout=self._timeout)
+            # As many idle connections kept as may be open: with more answers streaming at
+            # once than httpx's default 20, each call past it would connect anew.
+            self._client = httpx.AsyncClient(timeout=self._timeout, limits=httpx.Limits(
+                max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS))
             self._client_loop = loop
         return self._client
 

@@ -198,15 +198,34 @@ async def project_annotation_deleted(conn: AsyncConnection,
 
 
 async def project_annotation_hit(conn: AsyncConnection, e: Envelope[ev.AnnotationHit]) -> None:
-    p = e.payload
-    await lock(conn, p.annotation_id)
-    if await buried(conn, [p.annotation_id]):
+    # Counted at the batch's end (`write_annotation_hits`), with the batch's other hits.
+    hits: dict[UUID, tuple[UUID, int]] = batch_state().setdefault(ANNOTATION_HITS, {})
+    _, count = hits.get(e.payload.annotation_id, (e.payload.app_id, 0))
+    hits[e.payload.annotation_id] = (e.payload.app_id, count + 1)
+
+
+ANNOTATION_HITS = "conversation.annotation_hits"
+
+
+async def write_annotation_hits(conn: AsyncConnection) -> None:
+    """The batch's hits, one upsert adding each annotation's count, in id order. Hits are
+    events of conversations (other aggregates, projected concurrently from other partitions):
+    every batch takes the annotations' locks and rows in the same order, so two batches
+    hitting the same annotations never deadlock. A hit of a deleted annotation stays out."""
+    hits: dict[UUID, tuple[UUID, int]] | None = batch_state().pop(ANNOTATION_HITS, None)
+    if not hits:
+        return
+    for annotation_id in sorted(hits):
+        await lock(conn, annotation_id)
+    gone = await buried(conn, hits)
+    rows = [{"annotation_id": i, "app_id": hits[i][0], "hit_count": hits[i][1]}
+            for i in sorted(hits) if i not in gone]
+    if not rows:
         return
     upsert = _dialect_insert(conn, annotation_hits)
-    await conn.execute(upsert.values(annotation_id=p.annotation_id, app_id=p.app_id,
-                                     hit_count=1).on_conflict_do_update(
+    await conn.execute(upsert.on_conflict_do_update(
         index_elements=[annotation_hits.c.annotation_id],
-        set_={"hit_count": annotation_hits.c.hit_count + 1}))
+        set_={"hit_count": annotation_hits.c.hit_count + upsert.excluded.hit_count}), rows)
 
 
 async def project_annotation_reply_requested(
@@ -254,5 +273,5 @@ PROJECTORS = projectors(
     project_annotation_created, project_annotation_updated, project_annotation_deleted,
     project_annotation_hit, project_annotation_reply_requested,
     project_annotation_reply_job_started, project_annotation_reply_job_ended,
-    after_apply=[write_end_users],
+    after_apply=[write_end_users, write_annotation_hits],
 )

@@ -60,7 +60,7 @@ from schemas.conversation.naming import (
 from schemas.errors import EddyError
 from schemas.knowledge.events import SegmentHits
 from workers.conversation.annotations import AnnotationDeps, find_reply
-from workers.conversation.task_stream import TaskStream, TokenWriter
+from workers.conversation.task_stream import StopWatch, TaskStream, TokenWriter
 from workers.knowledge.indexing import caused_by
 from workers.ownership import current_fence, still_owner
 
@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CONTEXT_SIZE = 4096
 DEFAULT_MAX_TOKENS = 512
 MAX_RECORD_CONFLICTS = 20
+STOP_CHECK_SECONDS = 0.2  # a stop request reaches a streaming answer within this
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 CONTEXT_PROMPT = ("Use the following context as your learned knowledge, inside <context>"
                   "</context> XML tags.\n<context>\n{context}\n</context>\nWhen answering, "
@@ -109,6 +110,8 @@ class ChatDeps:
     resolve: ResolveModel
     stream_ttl: int
     annotations: AnnotationDeps
+    # the process's answers' stop requests, all read in one round trip per check
+    stops: StopWatch
     clients: ModelClients = field(default_factory=ModelClients)
 
 
@@ -213,6 +216,7 @@ class MessageAnswer:
         stopped = False
         tokens = TokenWriter(self.stream)
         await still_owner()  # the model costs money: not for a message moved elsewhere
+        asked_to_stop = self.d.stops.watch(self.stream)
         try:
             async for chunk in self.d.clients.client_for(model).stream_chat(model.model, messages,
                                                                     **params):
@@ -220,10 +224,11 @@ class MessageAnswer:
                     parts.append(chunk.content)
                     tokens.add({"event": "message", **self.fields, "answer": chunk.content})
                 usage = chunk.usage or usage
-                if await self.stream.stop_requested(throttle=True):
+                if asked_to_stop.done():
                     stopped = True
                     break
         finally:  # every token streamed is on the stream before what ends it
+            self.d.stops.unwatch(asked_to_stop)
             await tokens.drain()
         answer = "".join(parts)
         replaced = _blocked_output(config, answer)

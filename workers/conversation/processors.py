@@ -26,8 +26,14 @@ from schemas.conversation import events as ev
 from schemas.platform import events as platform
 from workers.conversation import cleanup
 from workers.conversation.annotations import AnnotationDeps, annotation_changed, reply_requested
-from workers.conversation.chat import ChatDeps, answer_message, fail_message
+from workers.conversation.chat import (
+    STOP_CHECK_SECONDS,
+    ChatDeps,
+    answer_message,
+    fail_message,
+)
 from workers.conversation.cleanup import CleanupDeps
+from workers.conversation.task_stream import StopWatch
 from workers.runtime import Processor, by_type, decoding
 
 
@@ -46,6 +52,7 @@ def chat_processor(topic: str, *, settings: Settings, event_types: EventTypes,
                     resolve=model_resolver(lambda: read_models.engine, settings.SECRET_KEY, "llm",
                                            models),
                     stream_ttl=settings.TASK_STREAM_TTL_SECONDS,
+                    stops=StopWatch(kv, STOP_CHECK_SECONDS),
                     annotations=AnnotationDeps(store=store, engine=engine, vectors=vectors,
                                                embedding_models=embedding_models,
                                                reply_settings=reply_settings))

@@ -28,7 +28,6 @@ from schemas.conversation.naming import TERMINAL_STREAM_EVENTS
 from workers.ownership import LostOwnership
 
 log = logging.getLogger(__name__)
-STOP_CHECK_SECONDS = 0.2  # how often a running answer looks for a stop request
 # Redis unreachable for this long fails the answer (it is then retried whole); shorter
 # outages are ridden out, so a Redis restart never pays for the model's answer twice.
 WRITE_OUTAGE_SECONDS = 60.0
@@ -42,7 +41,6 @@ class TaskStream:
     owner: str  # "app:end_user": only its own user stops a task
     ttl: int
     fence: int  # the writing attempt's (its message's fence)
-    _checked_stop_at: float = 0.0
 
     async def claim(self) -> int:
         """Make the stream this attempt's; how many entries earlier attempts wrote.
@@ -83,10 +81,9 @@ class TaskStream:
         last = await self.kv.newest(self.key, 1)
         return bool(last) and orjson.loads(last[0][1])["event"] in TERMINAL_STREAM_EVENTS
 
-    async def stop_requested(self, *, throttle: bool = False) -> bool:
-        if throttle and time.monotonic() - self._checked_stop_at < STOP_CHECK_SECONDS:
-            return False
-        self._checked_stop_at = time.monotonic()
+    async def stop_requested(self) -> bool:
+        """Whether its own user asked to stop the task, read now (a running task learns it
+        from the process's `StopWatch`)."""
         try:
             asked_by = await self.kv.get(self.stop_key)
         except Exception as exc:
@@ -125,3 +122,42 @@ class TokenWriter:
         if self._writing is not None:
             writing, self._writing = self._writing, None
             await writing
+
+
+class StopWatch:
+    """The stop requests of the tasks (chat answers, workflow runs) one process runs, their
+    stop keys read together in one round trip every `every` seconds while any is watched
+    (not one read per task and check): a task's future is set once its own user asked.
+    Redis unreachable: the read is tried again at the next tick."""
+
+    def __init__(self, kv: KeyValueStore, every: float) -> None:
+        self.kv = kv
+        self.every = every
+        self._watched: dict[asyncio.Future[None], tuple[str, str]] = {}  # (stop key, owner)
+        self._polling: asyncio.Task[None] | None = None
+
+    def watch(self, stream: TaskStream) -> asyncio.Future[None]:
+        asked = asyncio.get_running_loop().create_future()
+        self._watched[asked] = (stream.stop_key, stream.owner)
+        if self._polling is None or self._polling.done():
+            self._polling = asyncio.create_task(self._poll(), name="stop watch")
+        return asked
+
+    def unwatch(self, asked: asyncio.Future[None]) -> None:
+        self._watched.pop(asked, None)
+
+    async def _poll(self) -> None:
+        while self._watched:
+            await asyncio.sleep(self.every)
+            watched = list(self._watched.items())
+            if not watched:
+                return
+            try:
+                asked_by = await self.kv.get_many([key for _, (key, _) in watched])
+            except Exception as exc:
+                if not is_transient(exc):
+                    log.exception("reading stop requests failed")
+                continue
+            for (asked, (_, owner)), by in zip(watched, asked_by, strict=True):
+                if by == owner and not asked.done():
+                    asked.set_result(None)

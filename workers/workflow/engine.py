@@ -51,7 +51,7 @@ from schemas.workflow.naming import (
     run_owner,
 )
 from schemas.workflow.stream import StreamHead, node_fields, node_finished_fields
-from workers.conversation.task_stream import TokenWriter
+from workers.conversation.task_stream import StopWatch, TokenWriter
 from workers.knowledge.indexing import caused_by
 from workers.ownership import LostOwnership, current_fence, still_owner
 from workers.workflow.body_journal import EventBodyJournal
@@ -76,7 +76,7 @@ from workers.workflow.nodes.base import (
     unsupported,
 )
 from workers.workflow.nodes.human_input import result_of_answer
-from workers.workflow.run_stream import RunStream, StopWatch
+from workers.workflow.run_stream import RunStream
 from workers.workflow.services import WorkflowServices
 from workflow_graph.graph import (
     CONTAINER_NODE_TYPES,
@@ -354,7 +354,7 @@ class RunExecution:
         done: list[NodeOutcome] = []
         pause: NodeOutcome | None = None
         deadline = self.began_at + self.e.limits.max_execution_time
-        stop = self.e.stops.watch(self.stream)
+        stop = self.e.stops.watch(self.stream.stream)
         try:
             batch = self._resumed_node()
             while True:
@@ -395,8 +395,7 @@ class RunExecution:
                     break
                 batch = []
                 await self._record(payloads)
-                if self.run.status == "paused" and await self.stream.stop_requested(
-                        throttle=False):
+                if self.run.status == "paused" and await self.stream.stop_requested():
                     # asked to stop while the pause was being recorded: the stop command
                     # found the run running then and left it to us, so end it now
                     await self._stop([])

@@ -8,7 +8,6 @@ the others, so a client misses none and sees none twice."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -18,7 +17,6 @@ from uuid import UUID
 import orjson
 
 from adapters.kv.base import KeyValueStore
-from adapters.transient import is_transient
 from schemas.conversation.naming import (
     FACT_FIELD,
     task_owner_key,
@@ -85,44 +83,5 @@ class RunStream:
         await self.stream.kv.expire(self.owner_key, self.stream.ttl)
         self.kept_at = time.monotonic()
 
-    async def stop_requested(self, *, throttle: bool = True) -> bool:
-        return await self.stream.stop_requested(throttle=throttle)
-
-
-class StopWatch:
-    """The stop requests of the runs one process drives, their stop keys read together in
-    one round trip every `every` seconds while any is watched (not one read per run and
-    wake-up): a run's future is set once its own user asked. Redis unreachable: the read is
-    tried again at the next tick."""
-
-    def __init__(self, kv: KeyValueStore, every: float) -> None:
-        self.kv = kv
-        self.every = every
-        self._watched: dict[asyncio.Future[None], tuple[str, str]] = {}  # (stop key, owner)
-        self._polling: asyncio.Task[None] | None = None
-
-    def watch(self, stream: RunStream) -> asyncio.Future[None]:
-        asked = asyncio.get_running_loop().create_future()
-        self._watched[asked] = (stream.stream.stop_key, stream.stream.owner)
-        if self._polling is None or self._polling.done():
-            self._polling = asyncio.create_task(self._poll(), name="workflow stop watch")
-        return asked
-
-    def unwatch(self, asked: asyncio.Future[None]) -> None:
-        self._watched.pop(asked, None)
-
-    async def _poll(self) -> None:
-        while self._watched:
-            await asyncio.sleep(self.every)
-            watched = list(self._watched.items())
-            if not watched:
-                return
-            try:
-                asked_by = await self.kv.get_many([key for _, (key, _) in watched])
-            except Exception as exc:
-                if not is_transient(exc):
-                    log.exception("reading stop requests failed")
-                continue
-            for (asked, (_, owner)), by in zip(watched, asked_by, strict=True):
-                if by == owner and not asked.done():
-                    asked.set_result(None)
+    async def stop_requested(self) -> bool:
+        return await self.stream.stop_requested()
