@@ -120,21 +120,30 @@ def message_value(aggregate_type: str, event_type: str, aggregate_id: str, versi
     return b"%b,%b" % (head[:-1], state[1:])
 
 
-# An append is one statement after the table lock (sent together, one round trip; the lock
-# is held only while Postgres runs them): the events in the given order, each command's
-# outcome at its own events' last position (none without events), and the notifications
-# (the log's wake-up, each outcome as `outcome_notice` words it, from its stored row). The
-# first unique violation (a taken version, a recorded outcome) stores nothing.
-LOCK_EVENTS = f"LOCK TABLE {EVENTS_TABLE} IN EXCLUSIVE MODE"
-# The events stored in the given order (after LOCK_EVENTS), and each outcome's position.
+# An append is one statement, run on its own (autocommit: no BEGIN and COMMIT, one round
+# trip): the append lock, the events in the given order, each command's outcome at its own
+# events' last position (none without events), and the notifications (the log's wake-up, each
+# outcome as `outcome_notice` words it, from its stored row). The first unique violation (a
+# taken version, a recorded outcome) stores nothing.
+#
+# The append lock orders the writers, so positions become visible in ascending order
+# (readers page by position): a transaction-level advisory lock, taken before the first
+# position is drawn (every inserted row passes the join with `locked`) and released when the
+# statement's transaction ends. Being one statement, an append never holds it while its
+# process is paused: the server runs the statement and commits whether or not the client
+# reads the answer. A writer holding the table's own EXCLUSIVE lock (an older version
+# during an upgrade) still excludes appends: their INSERT waits for it.
+APPEND_LOCK = 0x6564647941  # "eddyA"
 _STORE_EVENTS = f"""
-WITH new AS (
+WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock({APPEND_LOCK})),
+new AS (
   SELECT * FROM unnest(%(ids)s::uuid[], %(versions)s::bigint[], %(topics)s::text[],
                        %(states)s::bytea[], %(owners)s::int[])
     WITH ORDINALITY AS n(originator_id, originator_version, topic, state, owner, ord)),
 stored AS (
   INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state)
-  SELECT originator_id, originator_version, topic, state FROM new ORDER BY ord
+  SELECT originator_id, originator_version, topic, state FROM new CROSS JOIN locked
+  ORDER BY ord
   RETURNING originator_id, originator_version, notification_id),
 owned AS (
   SELECT new.owner, max(stored.notification_id) AS position
@@ -172,6 +181,11 @@ SELECT (SELECT max(notification_id) FROM stored) AS last,
 """
 
 
+# One aggregate's events, in version order.
+SELECT_AGGREGATE = (f"SELECT originator_version, topic, state FROM {EVENTS_TABLE}"
+                    " WHERE originator_id = %s ORDER BY originator_version")
+
+
 # The relay's read of the log: rows as stored, ids as text (what message keys are).
 SELECT_STORED_AFTER = (
     "SELECT notification_id, originator_id::text AS aggregate_id, originator_version, topic,"
@@ -184,12 +198,12 @@ EVENTS_APPENDED = Counter("eddy_events_appended_total", "Events appended to the 
                           ["type"])
 
 
-# An append holds the table's EXCLUSIVE lock (gapless positions) while Postgres runs its
-# statements, sent at once (a large one may still be half sent). A process paused inside it
-# (SIGSTOP, a VM frozen) would stall every writer for as long as it is paused: Postgres ends
-# such a session after this long idle, releasing the lock; the paused process's append then
-# fails and is retried on a new connection (nothing was committed). Nothing else runs in
-# these transactions, so no healthy one idles this long.
+# A transaction of this store's left open by a paused process (SIGSTOP, a VM frozen) keeps
+# its locks for as long as it is paused: Postgres ends such a session after this long idle,
+# and the paused process's work fails and is retried on a new connection (nothing was
+# committed). An append is one statement and never idles holding the append lock; this
+# bounds the rest (an outcome recorded without events, a writer of an older version holding
+# the table lock). Nothing else runs in these transactions, so no healthy one idles this long.
 APPEND_IDLE_TIMEOUT_SECONDS = 5.0
 
 
@@ -225,11 +239,14 @@ class PostgresEventStore:
     def close(self) -> None:
         self.datastore.close()
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def load(self, aggregate_id: UUID) -> list[Envelope[EventPayload]]:
-        return [
-            decode_stored(self.types, e.originator_id, e.originator_version, e.topic, e.state, None)
-            for e in self.recorder.select_events(aggregate_id)
-        ]
+        # One prepared statement given as text: the recorder's `select_events` composes and
+        # renders its SQL on every call, a load per command.
+        with self.datastore.get_connection() as conn:
+            rows = conn.execute(SELECT_AGGREGATE, (aggregate_id,), prepare=True).fetchall()
+        return [decode_stored(self.types, aggregate_id, r["originator_version"], r["topic"],
+                              r["state"], None) for r in rows]
 
     def append(self, events: Sequence[Envelope[EventPayload]],
                outcome: CommandOutcome | None = None) -> int:
@@ -274,12 +291,9 @@ class PostgresEventStore:
             "outcome_channel": OUTCOME_CHANNEL, "notice_limit": NOTICE_LIMIT,
         }
         try:
-            with self.datastore.get_connection() as conn, conn.cursor() as curs:
-                # Sent at once: no round trip while the lock is held.
-                with conn.pipeline(), conn.transaction():
-                    conn.execute(LOCK_EVENTS, prepare=True)
-                    curs.execute(APPEND if outcomes else APPEND_EVENTS, params, prepare=True)
-                row = curs.fetchone()
+            with self.datastore.get_connection() as conn:
+                row = conn.execute(APPEND if outcomes else APPEND_EVENTS, params,
+                                   prepare=True).fetchone()
         except RecordConflict as exc:
             if any(self.outcome(o.command_id) is not None for o, _ in outcomes):
                 raise CommandAlreadyRecorded from exc

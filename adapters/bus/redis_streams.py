@@ -43,8 +43,14 @@ end
 return #KEYS
 """
 
-# Refresh our entry in the member set (score = expiry in server time, so clocks of the
-# member hosts do not matter), drop expired members, return the live ones.
+# A member's round, in one call: refresh our entry in the member set (score = expiry in
+# server time, so clocks of the member hosts do not matter), drop expired members, and extend
+# the leases we still hold. KEYS: the member set, then the n lease keys, then their n epoch
+# keys; ARGV: member, ttl, then the epoch we hold each lease at. Returns the live members and
+# 1/0 per lease (0 = lost it). A lease that lapsed while Redis was away (or a round was late)
+# and that nobody took since (its epoch is still ours: every take increments it) is ours again
+# with the same epoch, so a Redis restart does not fence off, and pay again for, the work in
+# flight.
 _HEARTBEAT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -52,31 +58,22 @@ local ttl = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ttl * 2)
-return redis.call('ZRANGE', KEYS[1], 0, -1)
-"""
-
-# Extend the leases we still hold; 1/0 per key (0 = lost it). KEYS: the n lease keys, then
-# their n epoch keys; ARGV: member, ttl, then the epoch we hold each at. A lease that lapsed
-# while Redis was away (or a round was late) and that nobody took since (its epoch is still
-# ours: every take increments it) is ours again with the same epoch, so a Redis restart
-# does not fence off, and pay again for, the work in flight.
-_RENEW = """
-local out = {}
-local n = #KEYS / 2
+local held = {}
+local n = (#KEYS - 1) / 2
 for i = 1, n do
-  local k = KEYS[i]
+  local k = KEYS[1 + i]
   local v = redis.call('GET', k)
   if v == ARGV[1] then
     redis.call('PEXPIRE', k, ARGV[2])
-    out[i] = 1
-  elseif v == false and redis.call('GET', KEYS[n + i]) == ARGV[2 + i] then
+    held[i] = 1
+  elseif v == false and redis.call('GET', KEYS[1 + n + i]) == ARGV[2 + i] then
     redis.call('SET', k, ARGV[1], 'PX', ARGV[2])
-    out[i] = 1
+    held[i] = 1
   else
-    out[i] = 0
+    held[i] = 0
   end
 end
-return out
+return {redis.call('ZRANGE', KEYS[1], 0, -1), held}
 """
 
 # Take up to ARGV[3] free leases (or ones already ours, e.g. after a restart). KEYS: the n
@@ -369,7 +366,6 @@ class RedisStreamsConsumer:
         self._last_round = 0.0  # start of the last successful heartbeat
         client = bus.client
         self._hb_script = client.register_script(_HEARTBEAT)
-        self._renew_script = client.register_script(_RENEW)
         self._acquire_script = client.register_script(_ACQUIRE)
         self._release_script = client.register_script(_RELEASE)
 
@@ -598,21 +594,17 @@ class RedisStreamsConsumer:
 
     async def _heartbeat(self) -> None:
         started = time.monotonic()
-        members = await self._hb_script(
-            keys=[self._members_key], args=[self.member, self._lease_ms]
+        streams = sorted(self._owned)
+        leases = [self._by_stream[s].lease_key for s in streams]
+        members, held = await self._hb_script(
+            keys=[self._members_key, *leases, *(f"{k}.epoch" for k in leases)],
+            args=[self.member, self._lease_ms, *(self._owned[s] for s in streams)],
         )
         self._members = sorted(m.decode() for m in members)
-        if self._owned:
-            streams = sorted(self._owned)
-            held = await self._renew_script(
-                keys=[self._by_stream[s].lease_key for s in streams]
-                + [f"{self._by_stream[s].lease_key}.epoch" for s in streams],
-                args=[self.member, self._lease_ms, *(self._owned[s] for s in streams)],
-            )
-            lost = {s for s, ok in zip(streams, held, strict=True) if not ok}
-            if lost:
-                log.warning("bus member %s lost leases on %s", self.member, sorted(lost))
-                self._drop(lost)
+        lost = {s for s, ok in zip(streams, held, strict=True) if not ok}
+        if lost:
+            log.warning("bus member %s lost leases on %s", self.member, sorted(lost))
+            self._drop(lost)
         self._last_round = started
 
     def _target(self) -> int:
