@@ -30,6 +30,7 @@ from adapters.embedded.valkey import EmbeddedRedis
 from adapters.transient import is_transient
 from bootstrap import ASSEMBLY
 from config import Settings
+from schemas.topics import COMMANDS
 from tests.harness import Node, eventually, node_settings, running_node
 from workers.node import all_roles
 
@@ -229,6 +230,26 @@ async def _created_since(writes: list[_Write], since: float) -> bool:
     return any(w.sent > since and w.response.status_code == 201 for w in writes)
 
 
+def _completed_publishes(node: Node, topic: str) -> list[float]:
+    """From now on, when each publish to `topic` completed (the broker took the message)."""
+    done: list[float] = []
+    bus = node.container.bus
+    publish = bus.publish
+
+    async def noting(topic_: str, key: str, value: bytes,
+                     headers: dict[str, str] | None = None) -> None:
+        await publish(topic_, key, value, headers)
+        if topic_ == topic:
+            done.append(time.monotonic())
+
+    bus.publish = noting  # type: ignore[method-assign]
+    return done
+
+
+async def _after(times: list[float], since: float) -> bool:
+    return any(t > since for t in times)
+
+
 @pytest.mark.kafka
 async def test_kafka_broker_restart_under_load_heals_without_losing_anything(
         postgres: EmbeddedPostgres, redis_url: str, fresh_database: Any,
@@ -272,7 +293,12 @@ async def _outage_under_load(node: Node, settings: Settings, broker: TansuBroker
     await eventually(lambda: _created_since(writes, 0))  # commands flow
     commands.send_signal(signal.SIGSTOP)
     paused = time.monotonic()
-    await asyncio.sleep(0.5)  # the writers' next commands published, waiting
+    # One more command, published while the member is paused: the broker dies only once the
+    # broker has taken it (each writer may already be waiting on the member with its own).
+    published = _completed_publishes(node, COMMANDS)
+    writers.append(asyncio.create_task(_write_until(node, auth, "waiting", writes,
+                                                    stop_writing)))
+    await eventually(lambda: _after(published, paused))
 
     await asyncio.to_thread(broker.kill)  # mid-indexing
     down = time.monotonic()
